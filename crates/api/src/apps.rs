@@ -1,0 +1,629 @@
+//! Handlers for apps: create, read, deploy, scale, rollback, delete, history, events, logs.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_core::validate::{MAX_REPLICAS, validate_name, validate_spec};
+use berth_core::{App, AppSpec, DEFAULT_TEAM, Event, EventKind, Revision, Rollout, Template};
+use berth_engine::LogOptions;
+use berth_store::{EventQuery, StoreError};
+use futures::StreamExt;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::ApiState;
+use crate::changes;
+use crate::dto::{
+    AppChanges, AppDto, EventDto, InstanceDto, RevisionDto, RollbackRequest, RolloutDto,
+    ScaleRequest,
+};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery};
+
+/// Who made a change, until accounts exist.
+const ACTOR: &str = "admin";
+/// Attempts at an optimistic update before giving up.
+const UPDATE_ATTEMPTS: usize = 5;
+
+async fn load(state: &ApiState, name: &str) -> ApiResult<(App, Template)> {
+    let app = state
+        .store
+        .get_app(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("app {name}")))?;
+    let revision = state
+        .store
+        .get_revision(name, app.current_revision)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("revision {} of app {name}", app.current_revision))
+        })?;
+    Ok((app, revision.template))
+}
+
+async fn app_view(state: &ApiState, app: &App, template: &Template) -> AppDto {
+    match state.controller.instances(app).await {
+        Ok(instances) => AppDto::new(
+            app,
+            template,
+            instances.iter().map(InstanceDto::from).collect(),
+            None,
+        ),
+        Err(error) => AppDto::new(app, template, Vec::new(), Some(error.to_string())),
+    }
+}
+
+/// List apps.
+#[utoipa::path(get, path = "/api/v1/apps", tag = "apps",
+    responses((status = 200, body = [AppDto]), (status = 401, body = ErrorBody)))]
+pub async fn list_apps(State(state): State<ApiState>) -> ApiResult<Json<Vec<AppDto>>> {
+    let apps = state.store.list_apps().await?;
+    let views = apps.iter().map(|app| {
+        let state = state.clone();
+        async move {
+            let revision = state
+                .store
+                .get_revision(&app.name, app.current_revision)
+                .await?;
+            let template = revision.map(|r| r.template).unwrap_or_default();
+            Ok::<_, ApiError>(app_view(&state, app, &template).await)
+        }
+    });
+    let views = futures::future::join_all(views)
+        .await
+        .into_iter()
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(views))
+}
+
+/// Create an app; its first revision rolls out at once.
+#[utoipa::path(post, path = "/api/v1/apps", tag = "apps", request_body = AppChanges,
+    responses((status = 201, body = AppDto), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_app(
+    State(state): State<ApiState>,
+    ApiJson(request): ApiJson<AppChanges>,
+) -> ApiResult<Response> {
+    let name = request
+        .name
+        .clone()
+        .ok_or_else(|| ApiError::field("name", "is required"))?;
+    validate_name("name", &name)?;
+    if request.image.is_none() {
+        return Err(ApiError::field("image", "is required"));
+    }
+    let team = request
+        .team
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TEAM.to_string());
+    validate_name("team", &team)?;
+    let mut spec = AppSpec::default();
+    changes::apply(&request, &mut spec);
+    validate_spec(&name, &spec)?;
+    let now = (state.clock)();
+    state.store.ensure_team(&team, now).await?;
+    let app = App {
+        name: name.clone(),
+        team,
+        replicas: spec.replicas,
+        strategy: spec.strategy.clone(),
+        dependencies: spec.dependencies.clone(),
+        current_revision: 1,
+        stable_revision: None,
+        latest_revision: 1,
+        rollout: Rollout::start(1, "first rollout", now),
+        next_ordinal: 1,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    let reason = request
+        .reason
+        .clone()
+        .unwrap_or_else(|| "create".to_string());
+    let revision = Revision {
+        app: name.clone(),
+        number: 1,
+        template: spec.template.clone(),
+        created_at: now,
+        created_by: ACTOR.into(),
+        reason,
+    };
+    state
+        .store
+        .create_app(&app, &revision)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "already_exists",
+                format!("name: an app called {name} already exists"),
+            ),
+            other => other.into(),
+        })?;
+    state
+        .record(vec![
+            Event::new(
+                &name,
+                now,
+                EventKind::AppCreated,
+                format!("app {name} created with {} replicas", app.replicas),
+            ),
+            Event::new(
+                &name,
+                now,
+                EventKind::RevisionCreated,
+                format!("revision 1: image {}", spec.template.image),
+            )
+            .revision(1),
+            Event::new(
+                &name,
+                now,
+                EventKind::RolloutStarted,
+                "rolling out revision 1",
+            )
+            .revision(1),
+        ])
+        .await;
+    state.controller.wake(&name);
+    let view = app_view(&state, &app, &spec.template).await;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/api/v1/apps/{name}"))],
+        Json(view),
+    )
+        .into_response())
+}
+
+/// Show an app with its revision, rollout and instances.
+#[utoipa::path(get, path = "/api/v1/apps/{name}", tag = "apps", params(("name" = String, Path)),
+    responses((status = 200, body = AppDto), (status = 404, body = ErrorBody)))]
+pub async fn get_app(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<AppDto>> {
+    let (app, template) = load(&state, &name).await?;
+    Ok(Json(app_view(&state, &app, &template).await))
+}
+
+/// Delete an app: its containers are stopped and removed, nothing else is touched.
+#[utoipa::path(delete, path = "/api/v1/apps/{name}", tag = "apps", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_app(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    if !state.store.delete_app(&name).await? {
+        return Err(ApiError::not_found(format!("app {name}")));
+    }
+    tracing::info!(app = %name, "app deleted");
+    if let Err(error) = state.controller.remove_instances(&name).await {
+        // The reconciler removes them once the engine answers again.
+        tracing::warn!(%error, app = %name, "containers of a deleted app could not be removed yet");
+        state.controller.wake(&name);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs `change` on a fresh copy of the app until the optimistic update succeeds.
+async fn modify<F>(state: &ApiState, name: &str, mut change: F) -> ApiResult<(App, Template)>
+where
+    F: FnMut(&mut App, &Template, i64) -> ApiResult<Modification>,
+{
+    for _ in 0..UPDATE_ATTEMPTS {
+        let (mut app, template) = load(state, name).await?;
+        let now = (state.clock)();
+        let modification = change(&mut app, &template, now)?;
+        app.updated_at = now;
+        let (result, events, template) = match modification {
+            Modification::Unchanged => return Ok((app, template)),
+            Modification::Settings(events) => {
+                (state.store.update_app(&app).await, events, template)
+            }
+            Modification::NewRevision(revision, events) => {
+                let template = revision.template.clone();
+                (
+                    state
+                        .store
+                        .add_revision(&app, &revision, state.revision_history)
+                        .await,
+                    events,
+                    template,
+                )
+            }
+        };
+        match result {
+            Ok(stored) => {
+                state.record(events).await;
+                state.controller.wake(name);
+                return Ok((stored, template));
+            }
+            Err(StoreError::Conflict(_)) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        format!("app {name} is changing too fast; try again"),
+    ))
+}
+
+/// What a modification did.
+enum Modification {
+    Unchanged,
+    Settings(Vec<Event>),
+    NewRevision(Box<Revision>, Vec<Event>),
+}
+
+/// Deploy changes: a change to what runs creates a revision and rolls it out.
+#[utoipa::path(post, path = "/api/v1/apps/{name}/deploy", tag = "apps", params(("name" = String, Path)), request_body = AppChanges,
+    responses((status = 200, body = AppDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn deploy(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<AppChanges>,
+) -> ApiResult<Json<AppDto>> {
+    if request.name.as_ref().is_some_and(|n| *n != name) {
+        return Err(ApiError::field("name", "cannot be changed"));
+    }
+    if request.team.is_some() {
+        return Err(ApiError::field("team", "cannot be changed by a deploy"));
+    }
+    let (app, template) = modify(&state, &name, |app, template, now| {
+        let mut spec = app.spec(template);
+        changes::apply(&request, &mut spec);
+        validate_spec(&name, &spec)?;
+        let mut events = Vec::new();
+        if spec.replicas != app.replicas {
+            events.push(Event::new(
+                &name,
+                now,
+                EventKind::Scaled,
+                format!(
+                    "scaled from {} to {} instances",
+                    app.replicas, spec.replicas
+                ),
+            ));
+        }
+        let settings_changed = spec.replicas != app.replicas
+            || spec.strategy != app.strategy
+            || spec.dependencies != app.dependencies;
+        app.replicas = spec.replicas;
+        app.strategy = spec.strategy.clone();
+        app.dependencies = spec.dependencies.clone();
+        if spec.template == *template {
+            return Ok(if settings_changed {
+                Modification::Settings(events)
+            } else {
+                Modification::Unchanged
+            });
+        }
+        let number = app.latest_revision + 1;
+        let reason = request
+            .reason
+            .clone()
+            .unwrap_or_else(|| changes::describe(&request));
+        app.latest_revision = number;
+        app.current_revision = number;
+        app.rollout = Rollout::start(number, reason.clone(), now);
+        events.push(
+            Event::new(
+                &name,
+                now,
+                EventKind::RevisionCreated,
+                format!("revision {number}: {reason}"),
+            )
+            .revision(number),
+        );
+        events.push(
+            Event::new(
+                &name,
+                now,
+                EventKind::RolloutStarted,
+                format!("rolling out revision {number}"),
+            )
+            .revision(number),
+        );
+        let revision = Revision {
+            app: name.clone(),
+            number,
+            template: spec.template,
+            created_at: now,
+            created_by: ACTOR.into(),
+            reason,
+        };
+        Ok(Modification::NewRevision(Box::new(revision), events))
+    })
+    .await?;
+    Ok(Json(app_view(&state, &app, &template).await))
+}
+
+/// Scale to a number of instances (no new revision).
+#[utoipa::path(post, path = "/api/v1/apps/{name}/scale", tag = "apps", params(("name" = String, Path)), request_body = ScaleRequest,
+    responses((status = 200, body = AppDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn scale(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<ScaleRequest>,
+) -> ApiResult<Json<AppDto>> {
+    if request.replicas > MAX_REPLICAS {
+        return Err(ApiError::field(
+            "replicas",
+            format!("must be at most {MAX_REPLICAS}"),
+        ));
+    }
+    let (app, template) = modify(&state, &name, |app, _, now| {
+        if app.replicas == request.replicas {
+            return Ok(Modification::Unchanged);
+        }
+        let event = Event::new(
+            &name,
+            now,
+            EventKind::Scaled,
+            format!(
+                "scaled from {} to {} instances",
+                app.replicas, request.replicas
+            ),
+        );
+        app.replicas = request.replicas;
+        Ok(Modification::Settings(vec![event]))
+    })
+    .await?;
+    Ok(Json(app_view(&state, &app, &template).await))
+}
+
+/// Roll back to the previous revision or to a given kept one (performed as a rollout).
+#[utoipa::path(post, path = "/api/v1/apps/{name}/rollback", tag = "apps", params(("name" = String, Path)), request_body = RollbackRequest,
+    responses((status = 200, body = AppDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn rollback(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<AppDto>> {
+    // The body is optional: an empty one means "the previous revision".
+    let request: RollbackRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RollbackRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
+    };
+    let kept: Vec<u32> = state
+        .store
+        .list_revisions(&name)
+        .await?
+        .iter()
+        .map(|r| r.number)
+        .collect();
+    let (app, template) = modify(&state, &name, |app, _, now| {
+        let target = match request.revision {
+            Some(number) => number,
+            None => previous_revision(app, &kept).ok_or_else(|| {
+                ApiError::field("revision", "there is no earlier revision to roll back to")
+            })?,
+        };
+        if !kept.contains(&target) {
+            return Err(ApiError::field(
+                "revision",
+                format!("revision {target} does not exist or is no longer kept"),
+            ));
+        }
+        if target == app.current_revision {
+            return Err(ApiError::field(
+                "revision",
+                format!("revision {target} is already the current revision"),
+            ));
+        }
+        let from = app.current_revision;
+        app.current_revision = target;
+        let reason = request
+            .reason
+            .clone()
+            .unwrap_or_else(|| format!("rollback from revision {from} to {target}"));
+        app.rollout = Rollout::start(target, reason.clone(), now);
+        Ok(Modification::Settings(vec![
+            Event::new(&name, now, EventKind::RollbackStarted, reason).revision(target),
+        ]))
+    })
+    .await?;
+    let template = state
+        .store
+        .get_revision(&name, app.current_revision)
+        .await?
+        .map_or(template, |r| r.template);
+    Ok(Json(app_view(&state, &app, &template).await))
+}
+
+/// The revision "rollback" goes to by default: the last stable one when the app is not on
+/// it, else the newest kept revision older than the current one.
+fn previous_revision(app: &App, kept: &[u32]) -> Option<u32> {
+    match app.stable_revision {
+        Some(stable) if stable != app.current_revision && kept.contains(&stable) => Some(stable),
+        _ => kept
+            .iter()
+            .copied()
+            .filter(|n| *n < app.current_revision)
+            .max(),
+    }
+}
+
+/// The latest rollout's status.
+#[utoipa::path(get, path = "/api/v1/apps/{name}/rollout", tag = "apps", params(("name" = String, Path)),
+    responses((status = 200, body = RolloutDto), (status = 404, body = ErrorBody)))]
+pub async fn rollout_status(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<RolloutDto>> {
+    let (app, template) = load(&state, &name).await?;
+    let view = app_view(&state, &app, &template).await;
+    Ok(Json(view.rollout))
+}
+
+/// The kept revisions, newest first.
+#[utoipa::path(get, path = "/api/v1/apps/{name}/revisions", tag = "apps", params(("name" = String, Path)),
+    responses((status = 200, body = [RevisionDto]), (status = 404, body = ErrorBody)))]
+pub async fn list_revisions(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<RevisionDto>>> {
+    let (app, _) = load(&state, &name).await?;
+    let revisions = state.store.list_revisions(&name).await?;
+    Ok(Json(
+        revisions
+            .iter()
+            .map(|r| RevisionDto::new(r, app.current_revision))
+            .collect(),
+    ))
+}
+
+/// One kept revision.
+#[utoipa::path(get, path = "/api/v1/apps/{name}/revisions/{number}", tag = "apps",
+    params(("name" = String, Path), ("number" = u32, Path)),
+    responses((status = 200, body = RevisionDto), (status = 404, body = ErrorBody)))]
+pub async fn get_revision(
+    State(state): State<ApiState>,
+    Path((name, number)): Path<(String, u32)>,
+) -> ApiResult<Json<RevisionDto>> {
+    let (app, _) = load(&state, &name).await?;
+    let revision = state
+        .store
+        .get_revision(&name, number)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("revision {number} of app {name}")))?;
+    Ok(Json(RevisionDto::new(&revision, app.current_revision)))
+}
+
+/// Which events to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventsParams {
+    /// Only events after this id (for polling).
+    pub after: Option<i64>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// The app's timeline: what Berth did and why.
+#[utoipa::path(get, path = "/api/v1/apps/{name}/events", tag = "apps", params(("name" = String, Path), EventsParams),
+    responses((status = 200, body = [EventDto]), (status = 404, body = ErrorBody)))]
+pub async fn list_events(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    ApiQuery(params): ApiQuery<EventsParams>,
+) -> ApiResult<Json<Vec<EventDto>>> {
+    load(&state, &name).await?;
+    let limit = params.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::field("limit", "must be between 1 and 1000"));
+    }
+    let events = state
+        .store
+        .list_events(
+            &name,
+            EventQuery {
+                after_id: params.after,
+                limit,
+            },
+        )
+        .await?;
+    Ok(Json(events.iter().map(EventDto::from).collect()))
+}
+
+/// How to read logs.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogsParams {
+    /// Keep the stream open and send new lines as they come.
+    pub follow: Option<bool>,
+    /// Only the last N lines of each instance (default 100).
+    pub tail: Option<u64>,
+    /// Only this instance.
+    pub instance: Option<String>,
+}
+
+/// The output of the app's instances as text, one line each, prefixed with the instance.
+#[utoipa::path(get, path = "/api/v1/apps/{name}/logs", tag = "apps", params(("name" = String, Path), LogsParams),
+    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody)))]
+pub async fn logs(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    ApiQuery(params): ApiQuery<LogsParams>,
+) -> ApiResult<Response> {
+    let (app, _) = load(&state, &name).await?;
+    let mut instances = state.controller.instances(&app).await?;
+    if let Some(only) = &params.instance {
+        instances.retain(|i| &i.name == only);
+        if instances.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "instance {only} of app {name}"
+            )));
+        }
+    }
+    let options = LogOptions {
+        follow: params.follow.unwrap_or(false),
+        tail: Some(params.tail.unwrap_or(100)),
+    };
+    let streams = instances.iter().map(|instance| {
+        let prefix = instance.name.clone();
+        state
+            .engine
+            .logs(&instance.container_id, options)
+            .map(move |line| match line {
+                Ok(line) => Ok::<_, std::io::Error>(format!(
+                    "{prefix} | {}\n",
+                    line.text.trim_end_matches('\n')
+                )),
+                Err(error) => Ok(format!("{prefix} | [berth: log stream ended: {error}]\n")),
+            })
+    });
+    let merged = futures::stream::select_all(streams);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(merged),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previous_revision_prefers_stable() {
+        let mut app = App {
+            name: "web".into(),
+            team: "default".into(),
+            replicas: 1,
+            strategy: Default::default(),
+            dependencies: vec![],
+            current_revision: 4,
+            stable_revision: Some(4),
+            latest_revision: 4,
+            rollout: Rollout::start(4, "", 0),
+            next_ordinal: 1,
+            created_at: 0,
+            updated_at: 0,
+            version: 1,
+        };
+        let cases = [
+            (Some(4), vec![1, 2, 3, 4], Some(3)),
+            (Some(2), vec![1, 2, 3, 4], Some(2)),
+            (None, vec![4], None),
+            (Some(4), vec![2, 4], Some(2)),
+            (Some(1), vec![3, 4], Some(3)),
+        ];
+        for (stable, kept, want) in cases {
+            app.stable_revision = stable;
+            assert_eq!(
+                previous_revision(&app, &kept),
+                want,
+                "stable {stable:?} kept {kept:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! Wire types of the REST API (JSON), separate from domain types, with conversions.
+
+use std::collections::BTreeMap;
+
+use berth_controller::InstanceStatus;
+use berth_core::health::{Liveness, Readiness};
+use berth_core::planner::InstancePhase;
+use berth_core::{App, Event, Millis, Probe, Revision, Rollout, RolloutStrategy, Template};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Formats unix milliseconds as RFC 3339 (UTC, millisecond precision).
+pub fn timestamp(ms: Millis) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// An HTTP probe. Omitted fields take their defaults.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeDto {
+    /// Request path; default `/healthz`.
+    pub path: Option<String>,
+    /// Port; default the app's port.
+    pub port: Option<u16>,
+    /// Default 1000.
+    pub period_ms: Option<u64>,
+    /// Default 1000.
+    pub timeout_ms: Option<u64>,
+    /// Default 3.
+    pub failure_threshold: Option<u32>,
+    /// Default 1.
+    pub success_threshold: Option<u32>,
+    /// Default 0.
+    pub initial_delay_ms: Option<u64>,
+}
+
+impl ProbeDto {
+    pub fn into_probe(self) -> Probe {
+        let d = Probe::default();
+        Probe {
+            path: self.path.unwrap_or(d.path),
+            port: self.port.or(d.port),
+            period_ms: self.period_ms.unwrap_or(d.period_ms),
+            timeout_ms: self.timeout_ms.unwrap_or(d.timeout_ms),
+            failure_threshold: self.failure_threshold.unwrap_or(d.failure_threshold),
+            success_threshold: self.success_threshold.unwrap_or(d.success_threshold),
+            initial_delay_ms: self.initial_delay_ms.unwrap_or(d.initial_delay_ms),
+        }
+    }
+
+    pub fn from_probe(p: &Probe) -> Self {
+        ProbeDto {
+            path: Some(p.path.clone()),
+            port: p.port,
+            period_ms: Some(p.period_ms),
+            timeout_ms: Some(p.timeout_ms),
+            failure_threshold: Some(p.failure_threshold),
+            success_threshold: Some(p.success_threshold),
+            initial_delay_ms: Some(p.initial_delay_ms),
+        }
+    }
+}
+
+/// Rollout strategy. Omitted fields keep their current (or default) values.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyDto {
+    /// Instances allowed above `replicas` during a rollout; default 1.
+    pub max_surge: Option<u32>,
+    /// Available instances allowed below `replicas` during a rollout; default 0.
+    pub max_unavailable: Option<u32>,
+    /// How long a ready instance must stay ready before it counts; default 0.
+    pub min_ready_ms: Option<u64>,
+    /// A rollout without progress for this long fails and rolls back; default 60000.
+    pub progress_deadline_ms: Option<u64>,
+}
+
+impl StrategyDto {
+    pub fn apply(&self, s: &mut RolloutStrategy) {
+        if let Some(v) = self.max_surge {
+            s.max_surge = v;
+        }
+        if let Some(v) = self.max_unavailable {
+            s.max_unavailable = v;
+        }
+        if let Some(v) = self.min_ready_ms {
+            s.min_ready_ms = v;
+        }
+        if let Some(v) = self.progress_deadline_ms {
+            s.progress_deadline_ms = v;
+        }
+    }
+
+    pub fn from_strategy(s: &RolloutStrategy) -> Self {
+        StrategyDto {
+            max_surge: Some(s.max_surge),
+            max_unavailable: Some(s.max_unavailable),
+            min_ready_ms: Some(s.min_ready_ms),
+            progress_deadline_ms: Some(s.progress_deadline_ms),
+        }
+    }
+}
+
+/// Changes to an app. Used to create one (`name` and `image` required) and to deploy
+/// (every field optional; what is omitted stays as it is). A change to anything that runs in
+/// an instance creates a new revision and rolls it out; replicas, strategy and dependencies
+/// change without one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppChanges {
+    /// App name (create only): lowercase letters, digits and '-', at most 40 characters.
+    pub name: Option<String>,
+    /// Owning team (create only); default `default`.
+    pub team: Option<String>,
+    pub image: Option<String>,
+    /// Entrypoint override.
+    pub command: Option<Vec<String>>,
+    /// Arguments (cmd) override.
+    pub args: Option<Vec<String>>,
+    /// Environment variables to set; a `null` value removes the variable.
+    #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
+    pub env: Option<BTreeMap<String, Option<String>>>,
+    /// Port the app listens on inside the container; default 8080.
+    pub port: Option<u16>,
+    /// CPU limit in millicores; 0 removes the limit.
+    pub cpu_millis: Option<u64>,
+    /// Memory limit in bytes; 0 removes the limit.
+    pub memory_bytes: Option<u64>,
+    pub replicas: Option<u32>,
+    /// Shortcut: readiness and liveness probes on this path with default settings.
+    pub health_path: Option<String>,
+    pub readiness: Option<ProbeDto>,
+    pub liveness: Option<ProbeDto>,
+    /// Remove both probes.
+    pub no_health_check: Option<bool>,
+    pub strategy: Option<StrategyDto>,
+    pub stop_grace_ms: Option<u64>,
+    pub dependencies: Option<Vec<String>>,
+    /// Container labels to set; a `null` value removes the label.
+    #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
+    pub labels: Option<BTreeMap<String, Option<String>>>,
+    /// Why (recorded on the revision).
+    pub reason: Option<String>,
+}
+
+/// Scale request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRequest {
+    pub replicas: u32,
+}
+
+/// Rollback request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// Revision to go back to; default the previous one.
+    pub revision: Option<u32>,
+    pub reason: Option<String>,
+}
+
+/// What runs in every instance of a revision.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TemplateDto {
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub port: u16,
+    pub cpu_millis: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub readiness: Option<ProbeDto>,
+    pub liveness: Option<ProbeDto>,
+    pub stop_grace_ms: u64,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl From<&Template> for TemplateDto {
+    fn from(t: &Template) -> Self {
+        TemplateDto {
+            image: t.image.clone(),
+            command: t.command.clone(),
+            args: t.args.clone(),
+            env: t.env.clone(),
+            port: t.port,
+            cpu_millis: t.resources.cpu_millis,
+            memory_bytes: t.resources.memory_bytes,
+            readiness: t.readiness.as_ref().map(ProbeDto::from_probe),
+            liveness: t.liveness.as_ref().map(ProbeDto::from_probe),
+            stop_grace_ms: t.stop_grace_ms,
+            labels: t.labels.clone(),
+        }
+    }
+}
+
+/// The state of the app's latest rollout.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RolloutDto {
+    /// Revision the instances are moved to.
+    pub revision: u32,
+    /// `progressing`, `complete`, `rolling_back`, `rolled_back` or `failed`.
+    pub phase: String,
+    /// Whether the rollout is over (`complete`, `rolled_back`, `failed`).
+    pub done: bool,
+    /// Whether it ended badly (`rolled_back` or `failed`).
+    pub failed: bool,
+    pub failed_revision: Option<u32>,
+    pub message: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub desired: u32,
+    /// Instances of `revision` that run.
+    pub updated: u32,
+    /// Instances of `revision` that are ready.
+    pub ready: u32,
+    /// Instances of other revisions still running.
+    pub old: u32,
+}
+
+impl RolloutDto {
+    pub fn new(rollout: &Rollout, desired: u32, instances: &[InstanceDto]) -> Self {
+        let running: Vec<&InstanceDto> = instances
+            .iter()
+            .filter(|i| i.phase == "running" || i.phase == "starting")
+            .collect();
+        RolloutDto {
+            revision: rollout.revision,
+            phase: rollout.phase.as_str().to_string(),
+            done: !rollout.phase.in_progress(),
+            failed: matches!(
+                rollout.phase,
+                berth_core::RolloutPhase::RolledBack | berth_core::RolloutPhase::Failed
+            ),
+            failed_revision: rollout.failed_revision,
+            message: rollout.message.clone(),
+            started_at: timestamp(rollout.started_at),
+            finished_at: rollout.finished_at.map(timestamp),
+            desired,
+            updated: running
+                .iter()
+                .filter(|i| i.revision == rollout.revision)
+                .count() as u32,
+            ready: running
+                .iter()
+                .filter(|i| i.revision == rollout.revision && i.ready)
+                .count() as u32,
+            old: running
+                .iter()
+                .filter(|i| i.revision != rollout.revision)
+                .count() as u32,
+        }
+    }
+}
+
+/// One running (or exited) instance.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InstanceDto {
+    /// `<app>-<ordinal>`.
+    pub name: String,
+    pub container_id: String,
+    pub revision: u32,
+    /// `starting`, `running`, `exited` or `terminating`.
+    pub phase: String,
+    /// `ip:port` on the Berth network, when running.
+    pub address: Option<String>,
+    pub ready: bool,
+    /// `unknown`, `ready` or `not_ready`.
+    pub readiness: String,
+    /// `healthy` or `failing`.
+    pub liveness: String,
+    pub restarts: u32,
+    pub exit_code: Option<i64>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub last_probe_failure: Option<String>,
+    pub node: String,
+    /// When a crash loop holds the replacement back: when it will start.
+    pub backoff_until: Option<String>,
+}
+
+impl From<&InstanceStatus> for InstanceDto {
+    fn from(s: &InstanceStatus) -> Self {
+        let (phase, exit_code) = match s.phase {
+            InstancePhase::Starting => ("starting", None),
+            InstancePhase::Running => ("running", None),
+            InstancePhase::Exited { exit_code, .. } => ("exited", exit_code),
+            InstancePhase::Terminating => ("terminating", None),
+        };
+        InstanceDto {
+            name: s.name.clone(),
+            container_id: s.container_id.clone(),
+            revision: s.revision,
+            phase: phase.into(),
+            address: s.address.as_ref().map(|ip| match s.port {
+                Some(port) => format!("{ip}:{port}"),
+                None => ip.clone(),
+            }),
+            ready: s.readiness.is_ready() && s.phase == InstancePhase::Running,
+            readiness: match s.readiness {
+                Readiness::Unknown => "unknown",
+                Readiness::Ready { .. } => "ready",
+                Readiness::NotReady { .. } => "not_ready",
+            }
+            .into(),
+            liveness: match s.liveness {
+                Liveness::Healthy => "healthy",
+                Liveness::Failing { .. } => "failing",
+            }
+            .into(),
+            restarts: s.restarts,
+            exit_code,
+            created_at: timestamp(s.created_at),
+            started_at: s.started_at.map(timestamp),
+            last_probe_failure: s.last_failure.clone(),
+            node: s.node.clone(),
+            backoff_until: s.backoff.as_ref().map(|b| timestamp(b.until)),
+        }
+    }
+}
+
+/// An app with its current revision, rollout and instances.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AppDto {
+    pub name: String,
+    pub team: String,
+    pub replicas: u32,
+    /// Instances that are running and ready.
+    pub ready_instances: u32,
+    pub current_revision: u32,
+    pub stable_revision: Option<u32>,
+    pub latest_revision: u32,
+    pub template: TemplateDto,
+    pub strategy: StrategyDto,
+    pub dependencies: Vec<String>,
+    pub rollout: RolloutDto,
+    pub instances: Vec<InstanceDto>,
+    /// Set when the engine could not be asked about the instances.
+    pub engine_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl AppDto {
+    pub fn new(
+        app: &App,
+        template: &Template,
+        instances: Vec<InstanceDto>,
+        engine_error: Option<String>,
+    ) -> Self {
+        AppDto {
+            name: app.name.clone(),
+            team: app.team.clone(),
+            replicas: app.replicas,
+            ready_instances: instances.iter().filter(|i| i.ready).count() as u32,
+            current_revision: app.current_revision,
+            stable_revision: app.stable_revision,
+            latest_revision: app.latest_revision,
+            template: template.into(),
+            strategy: StrategyDto::from_strategy(&app.strategy),
+            dependencies: app.dependencies.clone(),
+            rollout: RolloutDto::new(&app.rollout, app.replicas, &instances),
+            instances,
+            engine_error,
+            created_at: timestamp(app.created_at),
+            updated_at: timestamp(app.updated_at),
+        }
+    }
+}
+
+/// One kept revision.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RevisionDto {
+    pub number: u32,
+    /// Whether the app runs this revision now.
+    pub current: bool,
+    pub template: TemplateDto,
+    pub created_at: String,
+    pub created_by: String,
+    pub reason: String,
+}
+
+impl RevisionDto {
+    pub fn new(revision: &Revision, current: u32) -> Self {
+        RevisionDto {
+            number: revision.number,
+            current: revision.number == current,
+            template: (&revision.template).into(),
+            created_at: timestamp(revision.created_at),
+            created_by: revision.created_by.clone(),
+            reason: revision.reason.clone(),
+        }
+    }
+}
+
+/// One timeline entry.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventDto {
+    pub id: i64,
+    pub at: String,
+    /// Stable code, e.g. `rollout_failed`, `instance_replaced`.
+    pub kind: String,
+    /// Whether it reports something going wrong.
+    pub warning: bool,
+    pub instance: Option<String>,
+    pub revision: Option<u32>,
+    pub message: String,
+}
+
+impl From<&Event> for EventDto {
+    fn from(e: &Event) -> Self {
+        EventDto {
+            id: e.id,
+            at: timestamp(e.at),
+            kind: e.kind.as_str().into(),
+            warning: e.kind.is_warning(),
+            instance: e.instance.clone(),
+            revision: e.revision,
+            message: e.message.clone(),
+        }
+    }
+}
+
+/// Liveness/readiness of the server itself.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReadyDto {
+    pub ready: bool,
+    pub store: String,
+    pub engine: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        let cases = [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (1_700_000_000_123, "2023-11-14T22:13:20.123Z"),
+            (-5, "1970-01-01T00:00:00.000Z"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(timestamp(ms), want);
+        }
+    }
+
+    #[test]
+    fn probe_defaults_fill_in() {
+        let probe = ProbeDto {
+            path: Some("/up".into()),
+            port: None,
+            period_ms: Some(500),
+            timeout_ms: None,
+            failure_threshold: None,
+            success_threshold: None,
+            initial_delay_ms: None,
+        }
+        .into_probe();
+        assert_eq!(
+            probe,
+            Probe {
+                path: "/up".into(),
+                period_ms: 500,
+                ..Probe::default()
+            }
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! Berth's HTTP API: routes, authentication, the OpenAPI document, and the health endpoints.
+//!
+//! Only this crate knows JSON. Handlers translate between wire types ([`dto`]) and domain
+//! types, call the store and wake the controller; every error leaves through [`error::ApiError`].
+
+pub mod apps;
+pub mod changes;
+pub mod dto;
+pub mod error;
+pub mod extract;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use berth_controller::{Clock, Controller};
+use berth_core::Event;
+use berth_engine::Engine;
+use berth_store::Store;
+use utoipa::OpenApi;
+
+use crate::dto::ReadyDto;
+use crate::error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub engine: Arc<dyn Engine>,
+    pub controller: Controller,
+    pub clock: Clock,
+    /// The bearer token that grants full access (until accounts exist).
+    pub admin_token: Arc<str>,
+    pub revision_history: u32,
+    pub event_history: u32,
+}
+
+impl ApiState {
+    /// Records events; failures are logged, the request still succeeds (its change is stored).
+    pub async fn record(&self, events: Vec<Event>) {
+        for event in &events {
+            tracing::info!(app = %event.app, kind = event.kind.as_str(), "{}", event.message);
+        }
+        if let Err(error) = self.store.append_events(&events, self.event_history).await {
+            tracing::warn!(%error, "could not record events");
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Berth API", description = "Deploy, roll out, roll back, scale and heal apps on Docker."),
+    paths(
+        apps::list_apps, apps::create_app, apps::get_app, apps::delete_app, apps::deploy, apps::scale,
+        apps::rollback, apps::rollout_status, apps::list_revisions, apps::get_revision, apps::list_events,
+        apps::logs, healthz, readyz,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags((name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "system", description = "Health of the server itself"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The server's own liveness: it answers.
+#[utoipa::path(get, path = "/healthz", tag = "system", security(()), responses((status = 200, body = String)))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the store and the engine both answer.
+#[utoipa::path(get, path = "/readyz", tag = "system", security(()),
+    responses((status = 200, body = ReadyDto), (status = 503, body = ReadyDto)))]
+pub async fn readyz(State(state): State<ApiState>) -> Response {
+    let store = match state.store.ping().await {
+        Ok(()) => "ok".to_string(),
+        Err(error) => error.to_string(),
+    };
+    let engine = match state.engine.info().await {
+        Ok(info) => format!("ok ({} {} on {})", info.name, info.version, info.node_name),
+        Err(error) => error.to_string(),
+    };
+    let ready = store == "ok" && engine.starts_with("ok");
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(ReadyDto {
+            ready,
+            store,
+            engine,
+        }),
+    )
+        .into_response()
+}
+
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        ApiDoc::openapi().to_pretty_json().unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+fn tokens_match(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if tokens_match(token.trim().as_bytes(), state.admin_token.as_bytes()) => {
+            next.run(request).await
+        }
+        Some(_) => ApiError::unauthorized("the bearer token is not valid").into_response(),
+        None => ApiError::unauthorized(
+            "missing 'Authorization: Bearer <token>' header (see <data-dir>/admin-token)",
+        )
+        .into_response(),
+    }
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such API route")
+}
+
+/// The whole HTTP surface of the control plane.
+pub fn router(state: ApiState) -> axum::Router {
+    let api = axum::Router::new()
+        .route("/apps", get(apps::list_apps).post(apps::create_app))
+        .route("/apps/{name}", get(apps::get_app).delete(apps::delete_app))
+        .route("/apps/{name}/deploy", post(apps::deploy))
+        .route("/apps/{name}/scale", post(apps::scale))
+        .route("/apps/{name}/rollback", post(apps::rollback))
+        .route("/apps/{name}/rollout", get(apps::rollout_status))
+        .route("/apps/{name}/revisions", get(apps::list_revisions))
+        .route("/apps/{name}/revisions/{number}", get(apps::get_revision))
+        .route("/apps/{name}/events", get(apps::list_events))
+        .route("/apps/{name}/logs", get(apps::logs))
+        .fallback(unknown_route)
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .nest("/api/v1", api)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        let cases = [
+            ("abc", "abc", true),
+            ("abd", "abc", false),
+            ("ab", "abc", false),
+            ("", "abc", false),
+            ("abcd", "abc", false),
+        ];
+        for (given, expected, want) in cases {
+            assert_eq!(
+                tokens_match(given.as_bytes(), expected.as_bytes()),
+                want,
+                "{given} vs {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn openapi_document_lists_the_routes() {
+        let doc = ApiDoc::openapi().to_json().unwrap();
+        for path in [
+            "/api/v1/apps",
+            "/api/v1/apps/{name}/deploy",
+            "/api/v1/apps/{name}/rollback",
+            "/api/v1/apps/{name}/logs",
+        ] {
+            assert!(
+                doc.contains(path),
+                "{path} missing from the OpenAPI document"
+            );
+        }
+    }
+}

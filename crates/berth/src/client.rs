@@ -1,0 +1,135 @@
+//! A small client of Berth's REST API for the CLI commands.
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Where the server is and how to authenticate.
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(server: &str, token: Option<String>) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Client {
+            base: server.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, String> {
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                format!("cannot reach the Berth server at {} (is `berth server` running? set --server or BERTH_SERVER)", self.base)
+            } else {
+                format!("request to {} failed: {e}", self.base)
+            }
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        Err(error_message(status, &text))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        let response = self.send(self.request(Method::GET, path)).await?;
+        response
+            .json()
+            .await
+            .map_err(|e| format!("unexpected answer from the server: {e}"))
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, String> {
+        let response = self
+            .send(self.request(Method::POST, path).json(body))
+            .await?;
+        response
+            .json()
+            .await
+            .map_err(|e| format!("unexpected answer from the server: {e}"))
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<(), String> {
+        self.send(self.request(Method::DELETE, path))
+            .await
+            .map(|_| ())
+    }
+
+    /// A streaming GET (logs).
+    pub async fn stream(&self, path: &str) -> Result<reqwest::Response, String> {
+        self.send(self.request(Method::GET, path)).await
+    }
+}
+
+/// Turns an error response into one line: the server's code and message.
+fn error_message(status: StatusCode, body: &str) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let error = parsed.as_ref().and_then(|v| v.get("error"));
+    match error {
+        Some(error) => {
+            let code = error
+                .get("code")
+                .and_then(|c| c.as_str())
+                .unwrap_or("error");
+            let message = error.get("message").and_then(|m| m.as_str()).unwrap_or("");
+            if status == StatusCode::UNAUTHORIZED {
+                format!("{message} ({code}); pass --token or set BERTH_TOKEN")
+            } else {
+                format!("{message} ({code})")
+            }
+        }
+        None => format!("server answered {status}: {}", body.trim()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages() {
+        let cases = [
+            (
+                StatusCode::BAD_REQUEST,
+                r#"{"error":{"code":"invalid_spec","message":"template.port: must be between 1 and 65535"}}"#,
+                "template.port: must be between 1 and 65535 (invalid_spec)",
+            ),
+            (
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":{"code":"unauthorized","message":"bad token"}}"#,
+                "bad token (unauthorized); pass --token or set BERTH_TOKEN",
+            ),
+            (
+                StatusCode::BAD_GATEWAY,
+                "upstream down",
+                "server answered 502 Bad Gateway: upstream down",
+            ),
+        ];
+        for (status, body, want) in cases {
+            assert_eq!(error_message(status, body), want);
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Server settings: every one is a flag, a `BERTH_*` environment variable and a config-file key.
+//!
+//! Precedence: flag or environment variable (clap reads both) > config file > default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// `berth server` options. Each is optional here so the config file can fill the gaps.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerOptions {
+    /// Address of the API, registry and web console [default: 127.0.0.1:7700]
+    #[arg(long, env = "BERTH_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for Berth's state: database, admin token [default: ./berth-data]
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Docker Engine to use (unix:///path or tcp://host:port) [default: DOCKER_HOST, else /var/run/docker.sock]
+    #[arg(long, env = "BERTH_DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// Engine namespace: prefix of container names, label value and network name [default: berth]
+    #[arg(long, env = "BERTH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Reconcile every app at least this often, e.g. 30s [default: 30s]
+    #[arg(long, env = "BERTH_RESYNC_INTERVAL")]
+    pub resync_interval: Option<String>,
+    /// Revisions kept per app [default: 10]
+    #[arg(long, env = "BERTH_REVISION_HISTORY")]
+    pub revision_history: Option<u32>,
+    /// Events kept per app [default: 1000]
+    #[arg(long, env = "BERTH_EVENT_HISTORY")]
+    pub event_history: Option<u32>,
+    /// First delay of the crash-loop backoff, e.g. 1s [default: 1s]
+    #[arg(long, env = "BERTH_CRASH_BACKOFF")]
+    pub crash_backoff: Option<String>,
+    /// Longest crash-loop backoff delay [default: 2m]
+    #[arg(long, env = "BERTH_CRASH_BACKOFF_MAX")]
+    pub crash_backoff_max: Option<String>,
+    /// Log filter (tracing syntax), e.g. info or berth_controller=debug [default: info]
+    #[arg(long, env = "BERTH_LOG")]
+    pub log: Option<String>,
+}
+
+/// Settings after merging flags, environment, config file and defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub docker_host: Option<String>,
+    pub namespace: String,
+    pub resync_interval: Duration,
+    pub revision_history: u32,
+    pub event_history: u32,
+    pub crash_backoff: Duration,
+    pub crash_backoff_max: Duration,
+    pub log: String,
+}
+
+impl ServerOptions {
+    /// Fills every unset option from `file`.
+    fn or(self, file: ServerOptions) -> ServerOptions {
+        ServerOptions {
+            listen: self.listen.or(file.listen),
+            data_dir: self.data_dir.or(file.data_dir),
+            docker_host: self.docker_host.or(file.docker_host),
+            namespace: self.namespace.or(file.namespace),
+            resync_interval: self.resync_interval.or(file.resync_interval),
+            revision_history: self.revision_history.or(file.revision_history),
+            event_history: self.event_history.or(file.event_history),
+            crash_backoff: self.crash_backoff.or(file.crash_backoff),
+            crash_backoff_max: self.crash_backoff_max.or(file.crash_backoff_max),
+            log: self.log.or(file.log),
+        }
+    }
+}
+
+fn duration(key: &str, value: Option<String>, default: &str) -> Result<Duration, String> {
+    let text = value.unwrap_or_else(|| default.to_string());
+    humantime::parse_duration(&text)
+        .map_err(|e| format!("{key}: '{text}' is not a duration such as 500ms, 30s or 2m ({e})"))
+}
+
+/// Merges the options with the config file (if any) and the defaults, and checks them.
+pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<ServerConfig, String> {
+    let file = match config_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("config file {}: {e}", path.display()))?;
+            toml::from_str::<ServerOptions>(&text)
+                .map_err(|e| format!("config file {}: {e}", path.display()))?
+        }
+        None => ServerOptions::default(),
+    };
+    let o = options.or(file);
+    let namespace = o.namespace.unwrap_or_else(|| "berth".into());
+    if let Some(problem) = berth_core::validate::name_problem(&namespace) {
+        return Err(format!("namespace: {problem}"));
+    }
+    let revision_history = o.revision_history.unwrap_or(10);
+    if revision_history < 2 {
+        return Err(
+            "revision-history: must be at least 2 (the current and one to roll back to)".into(),
+        );
+    }
+    Ok(ServerConfig {
+        listen: o
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700))),
+        data_dir: o.data_dir.unwrap_or_else(|| PathBuf::from("berth-data")),
+        docker_host: o.docker_host,
+        namespace,
+        resync_interval: duration("resync-interval", o.resync_interval, "30s")?,
+        revision_history,
+        event_history: o.event_history.unwrap_or(1_000).max(10),
+        crash_backoff: duration("crash-backoff", o.crash_backoff, "1s")?,
+        crash_backoff_max: duration("crash-backoff-max", o.crash_backoff_max, "2m")?,
+        log: o.log.unwrap_or_else(|| "info".into()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "namespace = \"fromfile\"\nrevision_history = 5\nresync_interval = \"10s\"\n",
+        )
+        .unwrap();
+        let flags = ServerOptions {
+            namespace: Some("fromflag".into()),
+            ..ServerOptions::default()
+        };
+        let config = resolve(flags, Some(&path)).unwrap();
+        assert_eq!(config.namespace, "fromflag");
+        assert_eq!(config.revision_history, 5);
+        assert_eq!(config.resync_interval, Duration::from_secs(10));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7700");
+        assert_eq!(config.data_dir, PathBuf::from("berth-data"));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        let cases = [
+            ("namespace = \"Bad_NS\"", "namespace:"),
+            ("resync_interval = \"soon\"", "resync-interval:"),
+            ("revision_history = 1", "revision-history:"),
+            ("no_such_key = 1", "unknown field `no_such_key`"),
+        ];
+        for (text, want) in cases {
+            std::fs::write(&path, text).unwrap();
+            let error = resolve(ServerOptions::default(), Some(&path)).unwrap_err();
+            assert!(error.contains(want), "{text}: {error}");
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Harness for black-box tests: runs the real `berth` binary against the real Docker Engine.
+
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_testkit::NamespaceGuard;
+use serde_json::{Value, json};
+
+/// A running `berth server` with its own data directory and engine namespace.
+pub struct Server {
+    pub url: String,
+    pub token: String,
+    pub data_dir: PathBuf,
+    pub namespace: NamespaceGuard,
+    pub port: u16,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+    _dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// Starts a server on the local engine; the test app image is built first.
+    pub async fn start(test: &str) -> Server {
+        Server::start_with(test, &[]).await
+    }
+
+    pub async fn start_with(test: &str, extra_args: &[&str]) -> Server {
+        berth_testkit::require_docker();
+        berth_testkit::testapp_image();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Server {
+            url: String::new(),
+            token: String::new(),
+            data_dir: dir.path().join("data"),
+            namespace: NamespaceGuard::new(test),
+            port: free_port(),
+            child: None,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            _dir: dir,
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        };
+        server.url = format!("http://127.0.0.1:{}", server.port);
+        server.spawn().await;
+        server.token = std::fs::read_to_string(server.data_dir.join("admin-token"))
+            .expect("admin token")
+            .trim()
+            .to_string();
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.parent().unwrap().join("server.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("server")
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--namespace", self.namespace.namespace()])
+            .args([
+                "--resync-interval",
+                "2s",
+                "--crash-backoff",
+                "500ms",
+                "--crash-backoff-max",
+                "4s",
+            ])
+            .args(&self.extra_args)
+            .env("BERTH_LOG", "info,berth_controller=debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start berth server");
+        self.child = Some(child);
+        wait_until(
+            "server answers /healthz",
+            Duration::from_secs(30),
+            || async {
+                self.http
+                    .get(format!("{}/healthz", self.url))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            },
+        )
+        .await;
+    }
+
+    /// The server's log so far (printed when a test fails).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.parent().unwrap().join("server.log"))
+            .unwrap_or_default()
+    }
+
+    /// Stops the server process (SIGTERM) and waits for it; containers stay.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}\n{}", self.log()));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert!(
+            (200..300).contains(&status),
+            "POST {path}: {status} {answer}"
+        );
+        answer
+    }
+
+    pub async fn app(&self, name: &str) -> Value {
+        self.get(&format!("/api/v1/apps/{name}")).await
+    }
+
+    /// Creates an app from the test app image with a health check.
+    pub async fn create_app(&self, name: &str, replicas: u32, extra: Value) -> Value {
+        let mut body = json!({"name": name, "image": berth_testkit::TESTAPP_IMAGE, "replicas": replicas, "health_path": "/healthz"});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        self.post("/api/v1/apps", body).await
+    }
+
+    /// Waits until the app's rollout is done; returns the app.
+    pub async fn wait_rollout(&self, name: &str, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let app = self.app(name).await;
+            if app["rollout"]["done"] == json!(true) {
+                return app;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "rollout of {name} not done after {timeout:?}: {app:#}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until `check` holds for the app.
+    pub async fn wait_app(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            let app = self.app(name).await;
+            if check(&app) {
+                return app;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{name}: {what} not reached after {timeout:?}: {app:#}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn events(&self, name: &str) -> Vec<Value> {
+        self.get(&format!("/api/v1/apps/{name}/events?limit=1000"))
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Runs the CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .env("BERTH_SERVER", &self.url)
+            .env("BERTH_TOKEN", &self.token)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run berth")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("---- berth server log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it holds; panics after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < timeout,
+            "{what}: not true after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The instances of an app JSON that are running and ready.
+pub fn ready_instances(app: &Value) -> Vec<Value> {
+    app["instances"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|i| i["ready"] == json!(true))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// GET / of an instance through its address; returns the JSON the test app answers.
+pub fn hit(instance: &Value) -> Value {
+    let address = instance["address"].as_str().expect("instance address");
+    let (status, body) =
+        berth_testkit::http_get(&format!("http://{address}/"), Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("GET http://{address}/: {e}"));
+    assert_eq!(status, 200, "GET http://{address}/ answered {status}");
+    serde_json::from_str(&body).expect("test app JSON")
+}
+
+pub fn containers_of(namespace: &str, app: &str) -> Vec<String> {
+    let output = Command::new("docker")
+        .args(["ps", "-a", "-q", "--no-trunc", "--filter"])
+        .arg(format!("label=berth.namespace={namespace}"))
+        .arg("--filter")
+        .arg(format!("label=berth.app={app}"))
+        .output()
+        .expect("docker ps");
+    let mut ids: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    ids
+}
+
+pub fn docker(args: &[&str]) {
+    let status = Command::new("docker")
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("docker");
+    assert!(status.success(), "docker {args:?} failed");
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}

@@ -1,0 +1,279 @@
+//! Berth's control loops: the glue between the store, the engine and the pure core.
+//!
+//! * the **reconciler** ([`reconcile`]) is level-triggered: it reads desired state from the
+//!   store and observed state from the engine, asks `berth_core::planner` what to do, and
+//!   executes the actions; a keyed [`queue::WorkQueue`] guarantees one app is never reconciled
+//!   twice at once;
+//! * the **engine watcher** turns engine events into wake-ups, and a periodic **resync**
+//!   catches whatever events miss;
+//! * the **prober** ([`prober`]) probes instances over HTTP and wakes the reconciler when an
+//!   instance's health changes.
+
+pub mod prober;
+pub mod queue;
+pub mod reconcile;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_core::backoff::Backoff;
+use berth_core::planner::{BackOff, StartFailure};
+use berth_core::{Event, Millis};
+use berth_engine::{Engine, labels};
+use berth_store::Store;
+use futures::StreamExt;
+
+pub use prober::Prober;
+pub use queue::WorkQueue;
+pub use reconcile::InstanceStatus;
+
+/// Reads the current time as unix milliseconds; injected so tests can control it.
+pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as Millis)
+            .unwrap_or(0)
+    })
+}
+
+/// Settings of the control loops.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Engine namespace: labels, container-name prefix and network name of this installation.
+    pub namespace: String,
+    /// Every app is reconciled at least this often, events or not.
+    pub resync_interval: Duration,
+    /// Revisions kept per app.
+    pub revision_history: u32,
+    /// Events kept per app.
+    pub event_history: u32,
+    /// Crash-loop backoff.
+    pub backoff: Backoff,
+    /// Reconciles running at once (for different apps).
+    pub workers: usize,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            namespace: "berth".into(),
+            resync_interval: Duration::from_secs(30),
+            revision_history: 10,
+            event_history: 1_000,
+            backoff: Backoff::default(),
+            workers: 4,
+        }
+    }
+}
+
+/// State shared by the loops.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub engine: Arc<dyn Engine>,
+    pub config: ControllerConfig,
+    pub queue: Arc<WorkQueue>,
+    pub prober: Prober,
+    pub clock: Clock,
+    pub(crate) http: reqwest::Client,
+    /// Containers Berth has asked to stop, with when it asked.
+    pub(crate) terminating: Mutex<HashMap<String, Millis>>,
+    /// The latest failure to start an instance, per app.
+    pub(crate) start_failures: Mutex<HashMap<String, StartFailure>>,
+    /// Replacements held back by crash-loop backoff, per app (for status output).
+    pub(crate) backing_off: Mutex<HashMap<String, Vec<BackOff>>>,
+    /// Keys of one-off events already recorded, per app (so they are not repeated).
+    pub(crate) reported: Mutex<HashMap<String, std::collections::HashSet<String>>>,
+    /// Consecutive failed reconciles per app (engine or store unreachable), for backoff.
+    pub(crate) failures: Mutex<HashMap<String, u32>>,
+    /// The last engine error, when the engine is failing.
+    pub(crate) engine_error: Mutex<Option<String>>,
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    /// Records events; a store failure is logged, never fatal to a loop.
+    pub(crate) async fn record_events(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        for event in &events {
+            tracing::info!(app = %event.app, kind = event.kind.as_str(), "{}", event.message);
+        }
+        if let Err(error) = self
+            .store
+            .append_events(&events, self.config.event_history)
+            .await
+        {
+            tracing::warn!(%error, "could not record events");
+        }
+    }
+
+    /// The label filter selecting this installation's containers (of one app, if given).
+    pub fn label_filter(&self, app: Option<&str>) -> BTreeMap<String, String> {
+        let mut filter =
+            BTreeMap::from([(labels::NAMESPACE.to_string(), self.config.namespace.clone())]);
+        if let Some(app) = app {
+            filter.insert(labels::APP.to_string(), app.to_string());
+        }
+        filter
+    }
+}
+
+/// The control plane's loops, started once per server.
+#[derive(Clone)]
+pub struct Controller {
+    shared: Arc<Shared>,
+}
+
+impl Controller {
+    pub fn new(
+        store: Arc<dyn Store>,
+        engine: Arc<dyn Engine>,
+        config: ControllerConfig,
+        clock: Clock,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("building an HTTP client without TLS cannot fail");
+        Controller {
+            shared: Arc::new(Shared {
+                store,
+                engine,
+                config,
+                queue: WorkQueue::new(),
+                prober: Prober::default(),
+                clock,
+                http,
+                terminating: Mutex::new(HashMap::new()),
+                start_failures: Mutex::new(HashMap::new()),
+                backing_off: Mutex::new(HashMap::new()),
+                reported: Mutex::new(HashMap::new()),
+                failures: Mutex::new(HashMap::new()),
+                engine_error: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Starts the workers, the engine-event watcher and the periodic resync.
+    pub fn start(&self) {
+        for _ in 0..self.shared.config.workers.max(1) {
+            tokio::spawn(worker(Arc::clone(&self.shared)));
+        }
+        tokio::spawn(watch_engine(Arc::clone(&self.shared)));
+        tokio::spawn(resync(Arc::clone(&self.shared)));
+    }
+
+    /// Asks for a reconcile of `app` soon.
+    pub fn wake(&self, app: &str) {
+        self.shared.queue.add(app);
+    }
+
+    /// The instances of `app` as observed now, with their health.
+    pub async fn instances(
+        &self,
+        app: &berth_core::App,
+    ) -> Result<Vec<InstanceStatus>, berth_engine::EngineError> {
+        reconcile::instance_statuses(&self.shared, app).await
+    }
+
+    /// Stops and removes every container of `app` (used when the app is deleted).
+    pub async fn remove_instances(&self, app: &str) -> Result<usize, berth_engine::EngineError> {
+        reconcile::remove_all(&self.shared, app).await
+    }
+
+    /// The last engine error, while the engine is failing.
+    pub fn engine_error(&self) -> Option<String> {
+        lock(&self.shared.engine_error).clone()
+    }
+}
+
+async fn worker(shared: Arc<Shared>) {
+    loop {
+        let app = shared.queue.next().await;
+        let requeue = reconcile::reconcile(&shared, &app).await;
+        shared.queue.done(&app);
+        if let Some(delay) = requeue {
+            shared.queue.add_after(&app, delay);
+        }
+    }
+}
+
+/// Wakes the app of every engine event about one of our containers; re-subscribes with
+/// backoff when the stream breaks.
+async fn watch_engine(shared: Arc<Shared>) {
+    let filter = shared.label_filter(None);
+    let mut attempt = 0u32;
+    loop {
+        let mut events = shared.engine.events(&filter);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => {
+                    attempt = 0;
+                    if let Some(app) = event.labels.get(labels::APP) {
+                        shared.queue.add(app);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "engine event stream failed");
+                    break;
+                }
+            }
+        }
+        attempt = attempt.saturating_add(1);
+        let delay = Backoff {
+            base_ms: 500,
+            cap_ms: 15_000,
+            reset_after_ms: 0,
+        }
+        .delay_ms(attempt);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        // Whatever happened while we were not listening is caught by a full resync.
+        wake_all(&shared).await;
+    }
+}
+
+async fn resync(shared: Arc<Shared>) {
+    loop {
+        wake_all(&shared).await;
+        tokio::time::sleep(shared.config.resync_interval).await;
+    }
+}
+
+/// Queues every app in the store and every app that still has containers on the engine
+/// (an app deleted while Berth was down still gets its containers removed).
+async fn wake_all(shared: &Arc<Shared>) {
+    match shared.store.list_apps().await {
+        Ok(apps) => apps.iter().for_each(|app| shared.queue.add(&app.name)),
+        Err(error) => tracing::warn!(%error, "resync: cannot list apps"),
+    }
+    match shared
+        .engine
+        .list_containers(&shared.label_filter(None))
+        .await
+    {
+        Ok(containers) => {
+            for container in containers {
+                if let Some(app) = container.labels.get(labels::APP) {
+                    shared.queue.add(app);
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "resync: cannot list containers"),
+    }
+}

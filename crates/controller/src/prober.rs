@@ -1,0 +1,212 @@
+//! The health prober: Berth itself probes every running instance over HTTP.
+//!
+//! Probes go from the host to the container's address on the Berth network, so images need
+//! no curl. One task per (instance, probe kind) feeds outcomes into the instance's
+//! [`InstanceHealth`] state machine; a state change records an event and wakes the app's
+//! reconcile.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_core::health::{HealthChange, InstanceHealth};
+use berth_core::{Event, EventKind, Millis, Probe};
+use tokio::task::JoinHandle;
+
+use crate::Shared;
+
+/// What to probe for one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeTarget {
+    pub container_id: String,
+    pub instance: String,
+    pub app: String,
+    pub address: String,
+    pub port: u16,
+    pub started_at: Millis,
+    pub readiness: Option<Probe>,
+    pub liveness: Option<Probe>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProbeKind {
+    Readiness,
+    Liveness,
+}
+
+struct Running {
+    target: ProbeTarget,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Probe tasks and the health they observed, keyed by container id.
+#[derive(Default)]
+pub struct Prober {
+    health: Mutex<HashMap<String, InstanceHealth>>,
+    running: Mutex<HashMap<String, Running>>,
+}
+
+impl Prober {
+    /// The probe-derived health of a container, if it has been probed.
+    pub fn health(&self, container_id: &str) -> Option<InstanceHealth> {
+        lock(&self.health).get(container_id).cloned()
+    }
+
+    /// Makes the probe tasks of `app` match `targets`: starts new ones, stops vanished ones.
+    pub(crate) fn sync(shared: &Arc<Shared>, app: &str, targets: Vec<ProbeTarget>) {
+        let prober = &shared.prober;
+        let mut running = lock(&prober.running);
+        let wanted: HashMap<&str, &ProbeTarget> = targets
+            .iter()
+            .map(|t| (t.container_id.as_str(), t))
+            .collect();
+        let stale: Vec<String> = running
+            .iter()
+            .filter(|(id, r)| {
+                r.target.app == app && wanted.get(id.as_str()).is_none_or(|t| **t != r.target)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some(r) = running.remove(&id) {
+                r.tasks.iter().for_each(JoinHandle::abort);
+            }
+            if !wanted.contains_key(id.as_str()) {
+                lock(&prober.health).remove(&id);
+            }
+        }
+        for target in targets {
+            if running.contains_key(&target.container_id) {
+                continue;
+            }
+            let mut tasks = Vec::new();
+            if target.readiness.is_some() {
+                tasks.push(tokio::spawn(probe_loop(
+                    Arc::clone(shared),
+                    target.clone(),
+                    ProbeKind::Readiness,
+                )));
+            }
+            if target.liveness.is_some() {
+                tasks.push(tokio::spawn(probe_loop(
+                    Arc::clone(shared),
+                    target.clone(),
+                    ProbeKind::Liveness,
+                )));
+            }
+            running.insert(target.container_id.clone(), Running { target, tasks });
+        }
+    }
+
+    /// Forgets everything about a container (it is gone).
+    pub(crate) fn forget(&self, container_id: &str) {
+        if let Some(r) = lock(&self.running).remove(container_id) {
+            r.tasks.iter().for_each(JoinHandle::abort);
+        }
+        lock(&self.health).remove(container_id);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn probe_loop(shared: Arc<Shared>, target: ProbeTarget, kind: ProbeKind) {
+    let probe = match kind {
+        ProbeKind::Readiness => target.readiness.clone(),
+        ProbeKind::Liveness => target.liveness.clone(),
+    };
+    let Some(probe) = probe else { return };
+    let port = probe.port.unwrap_or(target.port);
+    let url = format!("http://{}:{}{}", target.address, port, probe.path);
+    // Readiness waits out the initial delay; liveness starts probing at once and the state
+    // machine decides when failures count.
+    if kind == ProbeKind::Readiness && probe.initial_delay_ms > 0 {
+        let elapsed = ((shared.clock)() - target.started_at).max(0) as u64;
+        if elapsed < probe.initial_delay_ms {
+            tokio::time::sleep(Duration::from_millis(probe.initial_delay_ms - elapsed)).await;
+        }
+    }
+    let mut interval = tokio::time::interval(Duration::from_millis(probe.period_ms));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let outcome = http_probe(&shared.http, &url, Duration::from_millis(probe.timeout_ms)).await;
+        let now = (shared.clock)();
+        let change = {
+            let mut health = lock(&shared.prober.health);
+            let state = health.entry(target.container_id.clone()).or_default();
+            match kind {
+                ProbeKind::Readiness => state.record_readiness(&probe, outcome, now),
+                ProbeKind::Liveness => {
+                    state.record_liveness(&probe, target.started_at, outcome, now)
+                }
+            }
+        };
+        if let Some(change) = change {
+            report(&shared, &target, kind, change, now).await;
+        }
+    }
+}
+
+async fn report(
+    shared: &Arc<Shared>,
+    target: &ProbeTarget,
+    kind: ProbeKind,
+    change: HealthChange,
+    now: Millis,
+) {
+    let (event_kind, message) = match (&change, kind) {
+        (HealthChange::BecameReady, _) => (
+            EventKind::InstanceReady,
+            format!("instance {} is ready", target.instance),
+        ),
+        (HealthChange::BecameNotReady { reason, failures }, _) => (
+            EventKind::InstanceNotReady,
+            format!(
+                "instance {} failed readiness {failures} times ({reason}) → taken out of service",
+                target.instance
+            ),
+        ),
+        (HealthChange::BecameUnhealthy { reason, failures }, _) => (
+            EventKind::InstanceUnhealthy,
+            format!(
+                "instance {} failed liveness {failures} times ({reason}) → replacing it",
+                target.instance
+            ),
+        ),
+        (HealthChange::Recovered, _) => (
+            EventKind::InstanceReady,
+            format!("instance {} passes liveness again", target.instance),
+        ),
+    };
+    tracing::info!(app = %target.app, instance = %target.instance, "{message}");
+    let event = Event::new(&target.app, now, event_kind, message).instance(&target.instance);
+    shared.record_events(vec![event]).await;
+    shared.queue.add(&target.app);
+}
+
+/// One HTTP probe: any 2xx or 3xx status within the timeout passes.
+pub async fn http_probe(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    match client.get(url).timeout(timeout).send().await {
+        Ok(response) => {
+            let status = response.status();
+            if status.is_success() || status.is_redirection() {
+                Ok(())
+            } else {
+                Err(format!("HTTP {}", status.as_u16()))
+            }
+        }
+        Err(error) if error.is_timeout() => {
+            Err(format!("no answer within {} ms", timeout.as_millis()))
+        }
+        Err(error) if error.is_connect() => Err("connection refused".to_string()),
+        Err(error) => Err(format!("request failed: {error}")),
+    }
+}

@@ -1,0 +1,676 @@
+//! One reconcile of one app: observe, plan (pure, in `berth_core`), execute, record.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::backoff::Backoff;
+use berth_core::health::{InstanceHealth, Liveness, Readiness};
+use berth_core::planner::{
+    self, Action, BackOff, InstancePhase, ObservedInstance, PlanInput, RolloutUpdate, StartCause,
+    StartFailure, StopCause,
+};
+use berth_core::{App, Event, EventKind, Millis, Template};
+use berth_engine::{ContainerState, EngineError, InstanceSpec, ObservedContainer, labels};
+use berth_store::StoreError;
+use futures::future::join_all;
+
+use crate::prober::ProbeTarget;
+use crate::{Shared, lock};
+
+/// An instance as shown to users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub container_id: String,
+    pub revision: u32,
+    pub phase: InstancePhase,
+    /// Address on the Berth network.
+    pub address: Option<String>,
+    pub port: Option<u16>,
+    pub readiness: Readiness,
+    pub liveness: Liveness,
+    pub restarts: u32,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub last_failure: Option<String>,
+    pub node: String,
+    /// Set while a crash loop holds the replacement back.
+    pub backoff: Option<BackOff>,
+}
+
+/// Why a reconcile could not finish.
+#[derive(Debug)]
+enum ReconcileError {
+    Engine(EngineError),
+    Store(StoreError),
+}
+
+impl std::fmt::Display for ReconcileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReconcileError::Engine(e) => e.fmt(f),
+            ReconcileError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<EngineError> for ReconcileError {
+    fn from(e: EngineError) -> Self {
+        ReconcileError::Engine(e)
+    }
+}
+
+impl From<StoreError> for ReconcileError {
+    fn from(e: StoreError) -> Self {
+        ReconcileError::Store(e)
+    }
+}
+
+/// Reconciles `app` once; returns when to do it again regardless of events.
+pub(crate) async fn reconcile(shared: &Arc<Shared>, app: &str) -> Option<Duration> {
+    let span = tracing::info_span!("reconcile", app);
+    let _enter = span.enter();
+    match reconcile_inner(shared, app).await {
+        Ok(requeue) => {
+            lock(&shared.failures).remove(app);
+            if lock(&shared.engine_error).take().is_some() {
+                tracing::info!("engine reachable again");
+            }
+            requeue
+        }
+        Err(error) => {
+            let attempt = {
+                let mut failures = lock(&shared.failures);
+                let count = failures.entry(app.to_string()).or_insert(0);
+                *count = count.saturating_add(1);
+                *count
+            };
+            tracing::warn!(%error, attempt, "reconcile failed; retrying with backoff");
+            if let ReconcileError::Engine(e) = &error {
+                let message = e.to_string();
+                let changed =
+                    lock(&shared.engine_error).replace(message.clone()).as_ref() != Some(&message);
+                if changed || attempt == 1 {
+                    let now = (shared.clock)();
+                    shared
+                        .record_events(vec![Event::new(app, now, EventKind::EngineError, message)])
+                        .await;
+                }
+            }
+            let delay = Backoff {
+                base_ms: 500,
+                cap_ms: 30_000,
+                reset_after_ms: 0,
+            }
+            .delay_ms(attempt);
+            Some(Duration::from_millis(delay))
+        }
+    }
+}
+
+async fn reconcile_inner(
+    shared: &Arc<Shared>,
+    name: &str,
+) -> Result<Option<Duration>, ReconcileError> {
+    let Some(mut app) = shared.store.get_app(name).await? else {
+        remove_all(shared, name).await?;
+        return Ok(None);
+    };
+    shared
+        .engine
+        .ensure_network(&shared.config.namespace)
+        .await?;
+    let containers = shared
+        .engine
+        .list_containers(&shared.label_filter(Some(name)))
+        .await?;
+    let templates = load_templates(shared, &app, &containers).await?;
+    let now = (shared.clock)();
+    let instances = observe(shared, &containers, &templates);
+    sync_probes(shared, &app, &containers, &templates);
+    report_exits(shared, &app, &instances).await;
+
+    let start_failure = lock(&shared.start_failures).get(name).cloned();
+    let plan = planner::plan(&PlanInput {
+        app: &app,
+        instances: &instances,
+        start_failure: start_failure.as_ref(),
+        backoff: shared.config.backoff,
+        now,
+    });
+    report_backoffs(shared, &app, &plan.backing_off).await;
+
+    if let Some(update) = &plan.rollout {
+        let mut updated = app.clone();
+        let events = planner::advance_rollout(&mut updated, update, now);
+        updated.updated_at = now;
+        match shared.store.update_app(&updated).await {
+            Ok(stored) => app = stored,
+            // Someone changed the app meanwhile: plan again from the new state.
+            Err(StoreError::Conflict(_)) => return Ok(Some(Duration::ZERO)),
+            Err(e) => return Err(e.into()),
+        }
+        shared.record_events(events).await;
+        if matches!(update, RolloutUpdate::Failed { .. }) {
+            // The target changed (rolled back): the actions were planned for the old target.
+            lock(&shared.start_failures).remove(name);
+            return Ok(Some(Duration::ZERO));
+        }
+    }
+
+    let target = templates
+        .get(&app.current_revision)
+        .cloned()
+        .ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "revision {} of app {}",
+                app.current_revision, app.name
+            ))
+        })?;
+    execute(shared, &app, &target, plan.actions).await?;
+    let resync = shared.config.resync_interval;
+    Ok(Some(plan.requeue_after_ms.map_or(resync, |ms| {
+        Duration::from_millis(ms).min(resync)
+    })))
+}
+
+/// The templates of the current revision and of every revision an instance runs.
+async fn load_templates(
+    shared: &Arc<Shared>,
+    app: &App,
+    containers: &[ObservedContainer],
+) -> Result<HashMap<u32, Template>, StoreError> {
+    let mut numbers: HashSet<u32> = containers.iter().filter_map(revision_of).collect();
+    numbers.insert(app.current_revision);
+    let mut templates = HashMap::new();
+    for number in numbers {
+        if let Some(revision) = shared.store.get_revision(&app.name, number).await? {
+            templates.insert(number, revision.template);
+        }
+    }
+    Ok(templates)
+}
+
+fn label<'a>(container: &'a ObservedContainer, key: &str) -> Option<&'a str> {
+    container.labels.get(key).map(String::as_str)
+}
+
+fn revision_of(container: &ObservedContainer) -> Option<u32> {
+    label(container, labels::REVISION)?.parse().ok()
+}
+
+/// Joins engine containers with probe state into the planner's view.
+fn observe(
+    shared: &Shared,
+    containers: &[ObservedContainer],
+    templates: &HashMap<u32, Template>,
+) -> Vec<ObservedInstance> {
+    let terminating = lock(&shared.terminating);
+    containers
+        .iter()
+        .map(|c| {
+            let revision = revision_of(c).unwrap_or(0);
+            let phase = if terminating.contains_key(&c.id) {
+                InstancePhase::Terminating
+            } else {
+                match c.state {
+                    ContainerState::Running => InstancePhase::Running,
+                    ContainerState::Created
+                    | ContainerState::Restarting
+                    | ContainerState::Paused => InstancePhase::Starting,
+                    ContainerState::Removing => InstancePhase::Terminating,
+                    ContainerState::Exited | ContainerState::Dead => InstancePhase::Exited {
+                        finished_at: c.finished_at_ms.unwrap_or(c.created_at_ms),
+                        exit_code: c.exit_code,
+                    },
+                }
+            };
+            let has_readiness = templates
+                .get(&revision)
+                .is_some_and(|t| t.readiness.is_some());
+            let health = match (phase, has_readiness) {
+                (InstancePhase::Running, false) => {
+                    let mut health = InstanceHealth::ready_without_probe(
+                        c.started_at_ms.unwrap_or(c.created_at_ms),
+                    );
+                    if let Some(probed) = shared.prober.health(&c.id) {
+                        health.liveness = probed.liveness;
+                        health.last_failure = probed.last_failure;
+                    }
+                    health
+                }
+                _ => shared.prober.health(&c.id).unwrap_or_default(),
+            };
+            ObservedInstance {
+                container_id: c.id.clone(),
+                name: label(c, labels::INSTANCE).unwrap_or(&c.name).to_string(),
+                ordinal: label(c, labels::ORDINAL)
+                    .and_then(|o| o.parse().ok())
+                    .unwrap_or(0),
+                revision,
+                restarts: label(c, labels::RESTARTS)
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0),
+                phase,
+                created_at: c.created_at_ms,
+                started_at: c.started_at_ms,
+                readiness: health.readiness,
+                liveness: health.liveness,
+                last_failure: health.last_failure,
+            }
+        })
+        .collect()
+}
+
+/// Points the prober at the app's running instances.
+fn sync_probes(
+    shared: &Arc<Shared>,
+    app: &App,
+    containers: &[ObservedContainer],
+    templates: &HashMap<u32, Template>,
+) {
+    let terminating = lock(&shared.terminating).clone();
+    let targets = containers
+        .iter()
+        .filter(|c| c.state == ContainerState::Running && !terminating.contains_key(&c.id))
+        .filter_map(|c| {
+            let template = templates.get(&revision_of(c)?)?;
+            if template.readiness.is_none() && template.liveness.is_none() {
+                return None;
+            }
+            Some(ProbeTarget {
+                container_id: c.id.clone(),
+                instance: label(c, labels::INSTANCE).unwrap_or(&c.name).to_string(),
+                app: app.name.clone(),
+                address: c.ip_address.clone()?,
+                port: template.port,
+                started_at: c.started_at_ms.unwrap_or(c.created_at_ms),
+                readiness: template.readiness.clone(),
+                liveness: template.liveness.clone(),
+            })
+        })
+        .collect();
+    crate::Prober::sync(shared, &app.name, targets);
+}
+
+/// Records once per container that it exited, and forgets reports of vanished containers.
+async fn report_exits(shared: &Shared, app: &App, instances: &[ObservedInstance]) {
+    let now = (shared.clock)();
+    let mut events = Vec::new();
+    {
+        let mut reported = lock(&shared.reported);
+        let seen = reported.entry(app.name.clone()).or_default();
+        let ids: HashSet<&str> = instances.iter().map(|i| i.container_id.as_str()).collect();
+        seen.retain(|key| key.split('/').next().is_some_and(|id| ids.contains(id)));
+        for instance in instances {
+            if let InstancePhase::Exited { exit_code, .. } = instance.phase
+                && seen.insert(format!("{}/exited", instance.container_id))
+            {
+                let code = exit_code.map_or_else(|| "unknown".to_string(), |c| c.to_string());
+                events.push(
+                    Event::new(
+                        &app.name,
+                        now,
+                        EventKind::InstanceCrashed,
+                        format!("instance {} exited with code {code}", instance.name),
+                    )
+                    .instance(&instance.name)
+                    .revision(instance.revision),
+                );
+            }
+        }
+    }
+    shared.record_events(events).await;
+}
+
+/// Records once per crash count that a replacement is backing off, and keeps the current list
+/// for status output.
+async fn report_backoffs(shared: &Shared, app: &App, backoffs: &[BackOff]) {
+    let now = (shared.clock)();
+    let mut events = Vec::new();
+    {
+        let mut reported = lock(&shared.reported);
+        let seen = reported.entry(app.name.clone()).or_default();
+        for backoff in backoffs {
+            if seen.insert(format!("{}/backoff/{}", backoff.instance, backoff.restarts)) {
+                let seconds = ((backoff.until - now).max(0) as f64 / 1000.0).ceil();
+                events.push(
+                    Event::new(
+                        &app.name,
+                        now,
+                        EventKind::CrashLoopBackOff,
+                        format!(
+                            "instance {} crashed {} times in a row → next restart in {seconds} s",
+                            backoff.instance, backoff.restarts
+                        ),
+                    )
+                    .instance(&backoff.instance),
+                );
+            }
+        }
+    }
+    lock(&shared.backing_off).insert(app.name.clone(), backoffs.to_vec());
+    shared.record_events(events).await;
+}
+
+/// Applies the planned actions: starts in parallel, stops in the background.
+async fn execute(
+    shared: &Arc<Shared>,
+    app: &App,
+    target: &Template,
+    actions: Vec<Action>,
+) -> Result<(), ReconcileError> {
+    let starts: Vec<(u32, u32, StartCause)> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start {
+                revision,
+                restarts,
+                cause,
+            } => Some((*revision, *restarts, cause.clone())),
+            Action::Stop { .. } => None,
+        })
+        .collect();
+    for action in &actions {
+        if let Action::Stop {
+            container_id,
+            instance,
+            cause,
+        } = action
+        {
+            stop_in_background(
+                shared,
+                app,
+                container_id,
+                instance,
+                cause,
+                target.stop_grace_ms,
+            );
+        }
+    }
+    if starts.is_empty() {
+        return Ok(());
+    }
+    let now = (shared.clock)();
+    if let Err(error) = shared.engine.ensure_image(&target.image, None).await {
+        let permanent = matches!(error, EngineError::ImageNotFound { .. });
+        if !permanent {
+            return Err(error.into());
+        }
+        record_start_failure(shared, app, error.to_string(), true, now).await;
+        return Ok(());
+    }
+    let first = shared
+        .store
+        .allocate_ordinals(&app.name, starts.len() as u64)
+        .await?;
+    let launches = starts
+        .into_iter()
+        .enumerate()
+        .map(|(index, (revision, restarts, cause))| {
+            let ordinal = first + index as u64;
+            let spec = instance_spec(shared, app, target, revision, ordinal, restarts);
+            async move {
+                (
+                    spec.labels[labels::INSTANCE].clone(),
+                    cause,
+                    shared.engine.start_instance(&spec).await,
+                )
+            }
+        });
+    let results = join_all(launches).await;
+    let now = (shared.clock)();
+    let mut events = Vec::new();
+    let mut failure = None;
+    for (instance, cause, result) in results {
+        match result {
+            Ok(_) => {
+                let why = match &cause {
+                    StartCause::ScaleUp => "to reach the desired instance count".to_string(),
+                    StartCause::Rollout => format!("rolling out revision {}", app.current_revision),
+                    StartCause::ReplaceCrashed {
+                        instance: old,
+                        exit_code,
+                    } => format!(
+                        "replacing {old}, which exited with code {}",
+                        exit_code.map_or_else(|| "unknown".to_string(), |c| c.to_string())
+                    ),
+                };
+                let kind = match cause {
+                    StartCause::ReplaceCrashed { .. } => EventKind::InstanceReplaced,
+                    _ => EventKind::InstanceStarted,
+                };
+                events.push(
+                    Event::new(
+                        &app.name,
+                        now,
+                        kind,
+                        format!(
+                            "started instance {instance} (revision {}) {why}",
+                            app.current_revision
+                        ),
+                    )
+                    .instance(&instance)
+                    .revision(app.current_revision),
+                );
+            }
+            Err(error) => failure = Some(error),
+        }
+    }
+    shared.record_events(events).await;
+    match failure {
+        None => {
+            lock(&shared.start_failures).remove(&app.name);
+        }
+        Some(EngineError::Unreachable(message)) => {
+            return Err(EngineError::Unreachable(message).into());
+        }
+        Some(error) => {
+            let permanent = matches!(error, EngineError::ImageNotFound { .. });
+            record_start_failure(shared, app, error.to_string(), permanent, now).await;
+        }
+    }
+    Ok(())
+}
+
+async fn record_start_failure(
+    shared: &Arc<Shared>,
+    app: &App,
+    reason: String,
+    permanent: bool,
+    now: Millis,
+) {
+    let revision = app.current_revision;
+    let attempts = {
+        let mut failures = lock(&shared.start_failures);
+        let attempts = failures
+            .get(&app.name)
+            .filter(|f| f.revision == revision)
+            .map_or(0, |f| f.attempts)
+            + 1;
+        failures.insert(
+            app.name.clone(),
+            StartFailure {
+                revision,
+                reason: reason.clone(),
+                at: now,
+                attempts,
+                permanent,
+            },
+        );
+        attempts
+    };
+    let message =
+        format!("cannot start an instance of revision {revision}: {reason} (attempt {attempts})");
+    shared
+        .record_events(vec![
+            Event::new(&app.name, now, EventKind::StartFailed, message).revision(revision),
+        ])
+        .await;
+    shared.queue.add(&app.name);
+}
+
+fn instance_spec(
+    shared: &Shared,
+    app: &App,
+    template: &Template,
+    revision: u32,
+    ordinal: u64,
+    restarts: u32,
+) -> InstanceSpec {
+    let namespace = &shared.config.namespace;
+    let instance = format!("{}-{ordinal}", app.name);
+    let mut container_labels: BTreeMap<String, String> = template.labels.clone();
+    container_labels.extend([
+        (labels::NAMESPACE.to_string(), namespace.clone()),
+        (labels::APP.to_string(), app.name.clone()),
+        (labels::REVISION.to_string(), revision.to_string()),
+        (labels::INSTANCE.to_string(), instance.clone()),
+        (labels::ORDINAL.to_string(), ordinal.to_string()),
+        (labels::RESTARTS.to_string(), restarts.to_string()),
+    ]);
+    let mut env = template.env.clone();
+    env.entry("PORT".to_string())
+        .or_insert_with(|| template.port.to_string());
+    env.insert("BERTH_APP".into(), app.name.clone());
+    env.insert("BERTH_INSTANCE".into(), instance.clone());
+    env.insert("BERTH_REVISION".into(), revision.to_string());
+    InstanceSpec {
+        name: format!("{namespace}-{instance}"),
+        image: template.image.clone(),
+        command: template.command.clone(),
+        args: template.args.clone(),
+        env,
+        labels: container_labels,
+        network: namespace.clone(),
+        network_aliases: vec![app.name.clone()],
+        cpu_millis: template.resources.cpu_millis,
+        memory_bytes: template.resources.memory_bytes,
+        stop_grace: Duration::from_millis(template.stop_grace_ms),
+        registry_auth: None,
+    }
+}
+
+fn stop_in_background(
+    shared: &Arc<Shared>,
+    app: &App,
+    container_id: &str,
+    instance: &str,
+    cause: &StopCause,
+    grace_ms: u64,
+) {
+    let now = (shared.clock)();
+    if lock(&shared.terminating)
+        .insert(container_id.to_string(), now)
+        .is_some()
+    {
+        return;
+    }
+    shared.prober.forget(container_id);
+    let why = match cause {
+        StopCause::ScaleDown => "scaled down",
+        StopCause::Superseded => "replaced by the new revision",
+        StopCause::Unhealthy => "failing liveness, replacement is ready",
+        StopCause::Exited => "exited; container removed",
+    };
+    let event = Event::new(
+        &app.name,
+        now,
+        EventKind::InstanceStopped,
+        format!("stopped instance {instance}: {why}"),
+    )
+    .instance(instance);
+    let shared = Arc::clone(shared);
+    let app = app.name.clone();
+    let id = container_id.to_string();
+    tokio::spawn(async move {
+        shared.record_events(vec![event]).await;
+        if let Err(error) = shared
+            .engine
+            .stop_instance(&id, Duration::from_millis(grace_ms))
+            .await
+        {
+            tracing::warn!(%error, container = %id, "stopping an instance failed");
+        }
+        lock(&shared.terminating).remove(&id);
+        shared.queue.add(&app);
+    });
+}
+
+/// Stops and removes every container of an app that no longer exists.
+pub(crate) async fn remove_all(shared: &Arc<Shared>, app: &str) -> Result<usize, EngineError> {
+    let containers = shared
+        .engine
+        .list_containers(&shared.label_filter(Some(app)))
+        .await?;
+    let stops = containers.iter().map(|c| {
+        shared.prober.forget(&c.id);
+        shared.engine.stop_instance(&c.id, Duration::from_secs(10))
+    });
+    let results = join_all(stops).await;
+    lock(&shared.start_failures).remove(app);
+    lock(&shared.backing_off).remove(app);
+    lock(&shared.reported).remove(app);
+    for result in &results {
+        if let Err(error) = result {
+            tracing::warn!(%error, app, "removing a container failed");
+        }
+    }
+    results
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .map(|v| v.len())
+}
+
+/// The app's instances with their health, for the API.
+pub(crate) async fn instance_statuses(
+    shared: &Arc<Shared>,
+    app: &App,
+) -> Result<Vec<InstanceStatus>, EngineError> {
+    let containers = shared
+        .engine
+        .list_containers(&shared.label_filter(Some(&app.name)))
+        .await?;
+    let templates = load_templates(shared, app, &containers)
+        .await
+        .unwrap_or_default();
+    let instances = observe(shared, &containers, &templates);
+    let backoffs = lock(&shared.backing_off)
+        .get(&app.name)
+        .cloned()
+        .unwrap_or_default();
+    let mut statuses: Vec<InstanceStatus> = containers
+        .iter()
+        .zip(instances)
+        .map(|(container, instance)| InstanceStatus {
+            backoff: backoffs
+                .iter()
+                .find(|b| b.instance == instance.name)
+                .cloned(),
+            port: templates.get(&instance.revision).map(|t| t.port),
+            name: instance.name,
+            container_id: instance.container_id,
+            revision: instance.revision,
+            phase: instance.phase,
+            address: container.ip_address.clone(),
+            readiness: instance.readiness,
+            liveness: instance.liveness,
+            restarts: instance.restarts,
+            created_at: instance.created_at,
+            started_at: instance.started_at,
+            last_failure: instance.last_failure,
+            node: container.node.clone(),
+        })
+        .collect();
+    statuses.sort_by_key(|s| label_ordinal(&s.name));
+    Ok(statuses)
+}
+
+fn label_ordinal(instance: &str) -> u64 {
+    instance
+        .rsplit('-')
+        .next()
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,22 @@
+//! Berth's domain model and its pure decisions.
+//!
+//! Everything here is a plain function of its inputs and an injected `now` (unix milliseconds):
+//! spec validation, the reconcile planner, the health state machine and crash-loop backoff.
+//! No async, no Docker, no SQL — that is what makes it cheap to test exhaustively.
+
+pub mod app;
+pub mod backoff;
+pub mod health;
+pub mod planner;
+pub mod spec;
+pub mod validate;
+
+pub use app::{App, Event, EventKind, Revision, Rollout, RolloutPhase};
+pub use spec::{AppSpec, Probe, Resources, RolloutStrategy, Template};
+pub use validate::{FieldError, ValidationErrors};
+
+/// Unix time in milliseconds. Passed in, never read from a clock, inside the core.
+pub type Millis = i64;
+
+/// The team that owns apps until accounts and departments exist.
+pub const DEFAULT_TEAM: &str = "default";

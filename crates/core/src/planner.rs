@@ -1,0 +1,536 @@
+//! The reconcile planner: from (desired app, observed instances, now) to a list of actions.
+//!
+//! Like Nomad's reconciler it is a pure function with an injected `now`; it never calls the
+//! engine. The controller executes the returned [`Action`]s and applies the
+//! [`RolloutUpdate`] with [`advance_rollout`], which is pure as well.
+//!
+//! Counting rules, with `R` = replicas, `S` = max surge and `U` = max unavailable:
+//! * an instance is *available* when it runs, passes liveness, has been ready for
+//!   `min_ready_ms`; instances failing liveness count for nothing (their replacement starts
+//!   first, and they are removed once the app is whole again);
+//! * an exited instance of the current revision keeps its slot as a *tombstone* until its
+//!   crash-loop backoff has passed, then it is replaced by an instance carrying the next
+//!   restart count (the count survives a Berth restart because it is a container label);
+//! * new instances start while fewer than `R` run the current revision and at most `R + S`
+//!   instances exist; old instances stop while more than `R - U` would stay available.
+
+use std::cmp::Reverse;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Millis;
+use crate::app::{App, Event, EventKind, RolloutPhase};
+use crate::backoff::Backoff;
+use crate::health::{Liveness, Readiness};
+
+/// Where an instance container is in its life, as Berth sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum InstancePhase {
+    /// Created or restarting, not running yet.
+    Starting,
+    Running,
+    Exited {
+        finished_at: Millis,
+        exit_code: Option<i64>,
+    },
+    /// Berth has asked it to stop; it no longer counts.
+    Terminating,
+}
+
+/// One instance as observed on the engine, joined with its probe state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedInstance {
+    pub container_id: String,
+    /// `<app>-<ordinal>`.
+    pub name: String,
+    pub ordinal: u64,
+    pub revision: u32,
+    /// Consecutive quick crashes of this instance's predecessors.
+    pub restarts: u32,
+    pub phase: InstancePhase,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub readiness: Readiness,
+    pub liveness: Liveness,
+    /// Reason of the last failed probe, if any.
+    pub last_failure: Option<String>,
+}
+
+impl ObservedInstance {
+    fn is_live(&self) -> bool {
+        matches!(self.phase, InstancePhase::Starting | InstancePhase::Running)
+    }
+
+    fn is_unhealthy(&self) -> bool {
+        matches!(self.liveness, Liveness::Failing { .. })
+    }
+
+    /// When this instance becomes (or became) available, if it is ready at all.
+    fn available_at(&self, min_ready_ms: u64) -> Option<Millis> {
+        match (self.phase, self.readiness, self.liveness) {
+            (InstancePhase::Running, Readiness::Ready { since }, Liveness::Healthy) => {
+                Some(since.saturating_add(min_ready_ms as i64))
+            }
+            _ => None,
+        }
+    }
+
+    fn is_available(&self, min_ready_ms: u64, now: Millis) -> bool {
+        self.available_at(min_ready_ms).is_some_and(|at| at <= now)
+    }
+}
+
+/// The latest failure to start an instance of some revision (e.g. its image is missing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartFailure {
+    pub revision: u32,
+    pub reason: String,
+    pub at: Millis,
+    /// Consecutive failed attempts.
+    pub attempts: u32,
+    /// Retrying cannot help (the image does not exist): a rollout fails at once.
+    pub permanent: bool,
+}
+
+/// Everything the planner looks at.
+#[derive(Debug, Clone)]
+pub struct PlanInput<'a> {
+    pub app: &'a App,
+    pub instances: &'a [ObservedInstance],
+    pub start_failure: Option<&'a StartFailure>,
+    pub backoff: Backoff,
+    pub now: Millis,
+}
+
+/// Why an instance is started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+pub enum StartCause {
+    /// Fewer instances of the current revision run than asked for.
+    ScaleUp,
+    /// Part of a rolling upgrade (or rollback) to the current revision.
+    Rollout,
+    /// Replaces an instance that exited.
+    ReplaceCrashed {
+        instance: String,
+        exit_code: Option<i64>,
+    },
+}
+
+/// Why an instance is stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+pub enum StopCause {
+    /// More instances run than asked for.
+    ScaleDown,
+    /// It runs a revision the app is moving away from.
+    Superseded,
+    /// It failed liveness and the app is whole without it.
+    Unhealthy,
+    /// It exited; its container is cleaned up (and replaced when still needed).
+    Exited,
+}
+
+/// One step for the executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Start {
+        revision: u32,
+        restarts: u32,
+        cause: StartCause,
+    },
+    Stop {
+        container_id: String,
+        instance: String,
+        cause: StopCause,
+    },
+}
+
+/// A replacement held back by crash-loop backoff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackOff {
+    pub instance: String,
+    pub restarts: u32,
+    pub exit_code: Option<i64>,
+    /// When the replacement may start.
+    pub until: Millis,
+}
+
+/// What the rollout learned from this observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolloutUpdate {
+    /// More instances of the target became available.
+    Progress { available: u32 },
+    /// Every instance runs the target and is available.
+    Complete,
+    /// The target cannot be reached.
+    Failed { reason: String },
+}
+
+/// The planner's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub rollout: Option<RolloutUpdate>,
+    /// Replacements waiting for their backoff to pass.
+    pub backing_off: Vec<BackOff>,
+    /// Plan again after this long even if nothing else happens (a timer is due then).
+    pub requeue_after_ms: Option<u64>,
+}
+
+impl Plan {
+    fn wake_at(&mut self, at: Millis, now: Millis) {
+        let after = (at - now).max(0) as u64;
+        self.requeue_after_ms = Some(
+            self.requeue_after_ms
+                .map_or(after, |current| current.min(after)),
+        );
+    }
+
+    fn stop(&mut self, instance: &ObservedInstance, cause: StopCause) {
+        self.actions.push(Action::Stop {
+            container_id: instance.container_id.clone(),
+            instance: instance.name.clone(),
+            cause,
+        });
+    }
+}
+
+/// Orders instances so that the ones to give up first come first: not available, then newest.
+fn removal_order(instances: &mut [&ObservedInstance], min_ready_ms: u64, now: Millis) {
+    instances.sort_by_key(|i| {
+        (
+            i.is_available(min_ready_ms, now),
+            !matches!(i.readiness, Readiness::NotReady { .. }),
+            Reverse(i.ordinal),
+        )
+    });
+}
+
+/// Plans one reconcile step.
+pub fn plan(input: &PlanInput<'_>) -> Plan {
+    let PlanInput {
+        app,
+        instances,
+        start_failure,
+        backoff,
+        now,
+    } = *input;
+    let now_ms = now;
+    let target = app.current_revision;
+    let replicas = app.replicas as usize;
+    let surge = app.strategy.max_surge as usize;
+    let min_ready = app.strategy.min_ready_ms;
+    let min_available = replicas.saturating_sub(app.strategy.max_unavailable as usize);
+    let mut plan = Plan::default();
+
+    let live: Vec<&ObservedInstance> = instances.iter().filter(|i| i.is_live()).collect();
+    let healthy_new: Vec<&ObservedInstance> = live
+        .iter()
+        .copied()
+        .filter(|i| i.revision == target && !i.is_unhealthy())
+        .collect();
+    let healthy_old: Vec<&ObservedInstance> = live
+        .iter()
+        .copied()
+        .filter(|i| i.revision != target && !i.is_unhealthy())
+        .collect();
+    let unhealthy: Vec<&ObservedInstance> =
+        live.iter().copied().filter(|i| i.is_unhealthy()).collect();
+
+    // Starts of the target revision are held back while its last start failure backs off.
+    let start_blocked_until = start_failure
+        .filter(|f| f.revision == target)
+        .map(|f| f.at.saturating_add(backoff.delay_ms(f.attempts) as i64))
+        .filter(|until| *until > now_ms);
+    if let Some(until) = start_blocked_until {
+        plan.wake_at(until, now_ms);
+    }
+
+    // Exited instances: old revisions are just cleaned up; the current revision's keep their
+    // slot until their backoff has passed, then they are replaced.
+    let mut tombstones: Vec<&ObservedInstance> = Vec::new();
+    for instance in instances {
+        if let InstancePhase::Exited { .. } = instance.phase {
+            if instance.revision == target {
+                tombstones.push(instance);
+            } else {
+                plan.stop(instance, StopCause::Exited);
+            }
+        }
+    }
+    tombstones.sort_by_key(|i| (exited_at(i), i.ordinal));
+    let slots_for_tombstones = replicas.saturating_sub(healthy_new.len());
+    for (index, tombstone) in tombstones.iter().enumerate() {
+        if index >= slots_for_tombstones {
+            plan.stop(tombstone, StopCause::Exited);
+            continue;
+        }
+        let finished_at = exited_at(tombstone);
+        let ran_for = finished_at - tombstone.started_at.unwrap_or(finished_at);
+        let restarts = backoff.next_restarts(tombstone.restarts, ran_for);
+        let due = finished_at.saturating_add(backoff.delay_ms(restarts) as i64);
+        let exit_code = match tombstone.phase {
+            InstancePhase::Exited { exit_code, .. } => exit_code,
+            _ => None,
+        };
+        let due = start_blocked_until.map_or(due, |blocked| due.max(blocked));
+        if due <= now_ms {
+            plan.stop(tombstone, StopCause::Exited);
+            plan.actions.push(Action::Start {
+                revision: target,
+                restarts,
+                cause: StartCause::ReplaceCrashed {
+                    instance: tombstone.name.clone(),
+                    exit_code,
+                },
+            });
+        } else {
+            plan.backing_off.push(BackOff {
+                instance: tombstone.name.clone(),
+                restarts,
+                exit_code,
+                until: due,
+            });
+            plan.wake_at(due, now_ms);
+        }
+    }
+    let reserved = tombstones.len().min(slots_for_tombstones);
+
+    // Scale up, within the surge budget.
+    let total = healthy_new.len() + healthy_old.len() + reserved;
+    let wanted = replicas.saturating_sub(healthy_new.len() + reserved);
+    let budget = (replicas + surge).saturating_sub(total);
+    let fresh = if start_blocked_until.is_some() {
+        0
+    } else {
+        wanted.min(budget)
+    };
+    let cause = if healthy_old.is_empty() && !app.rollout.phase.in_progress() {
+        StartCause::ScaleUp
+    } else {
+        StartCause::Rollout
+    };
+    for _ in 0..fresh {
+        plan.actions.push(Action::Start {
+            revision: target,
+            restarts: 0,
+            cause: cause.clone(),
+        });
+    }
+
+    // Scale down surplus instances of the current revision.
+    if healthy_new.len() > replicas {
+        let mut candidates = healthy_new.clone();
+        removal_order(&mut candidates, min_ready, now_ms);
+        for instance in candidates.iter().take(healthy_new.len() - replicas) {
+            plan.stop(instance, StopCause::ScaleDown);
+        }
+    }
+
+    // Retire old instances: the ones that do not serve at once, the others while enough stay
+    // available.
+    let new_available = healthy_new
+        .iter()
+        .filter(|i| i.is_available(min_ready, now_ms))
+        .count();
+    let mut old_available: Vec<&ObservedInstance> = Vec::new();
+    for instance in &healthy_old {
+        if instance.is_available(min_ready, now_ms) {
+            old_available.push(instance);
+        } else if matches!(instance.readiness, Readiness::NotReady { .. }) {
+            plan.stop(instance, StopCause::Superseded);
+        }
+    }
+    let removable = (new_available + old_available.len()).saturating_sub(min_available);
+    removal_order(&mut old_available, min_ready, now_ms);
+    old_available.sort_by_key(|i| i.revision);
+    for instance in old_available.iter().take(removable) {
+        plan.stop(instance, StopCause::Superseded);
+    }
+
+    // Instances failing liveness go once the app is whole without them, or when their
+    // replacement has had a whole progress deadline to become ready.
+    let available_total = new_available + old_available.len().saturating_sub(removable);
+    for instance in &unhealthy {
+        let since = match instance.liveness {
+            Liveness::Failing { since } => since,
+            Liveness::Healthy => now_ms,
+        };
+        let give_up_at = since.saturating_add(app.strategy.progress_deadline_ms as i64);
+        if available_total >= replicas || give_up_at <= now_ms {
+            plan.stop(instance, StopCause::Unhealthy);
+        } else {
+            plan.wake_at(give_up_at, now_ms);
+        }
+    }
+
+    // Instances that will become available once min-ready has passed.
+    for instance in &live {
+        if let Some(at) = instance.available_at(min_ready)
+            && at > now_ms
+        {
+            plan.wake_at(at, now_ms);
+        }
+    }
+
+    plan.rollout = rollout_update(input, new_available, &live, &mut plan);
+    plan
+}
+
+fn exited_at(instance: &ObservedInstance) -> Millis {
+    match instance.phase {
+        InstancePhase::Exited { finished_at, .. } => finished_at,
+        _ => instance.created_at,
+    }
+}
+
+fn rollout_update(
+    input: &PlanInput<'_>,
+    new_available: usize,
+    live: &[&ObservedInstance],
+    plan: &mut Plan,
+) -> Option<RolloutUpdate> {
+    let PlanInput {
+        app,
+        start_failure,
+        now,
+        ..
+    } = *input;
+    let rollout = &app.rollout;
+    if !rollout.phase.in_progress() {
+        return None;
+    }
+    let target = app.current_revision;
+    let old_left = live.iter().any(|i| i.revision != target);
+    if new_available >= app.replicas as usize && !old_left {
+        return Some(RolloutUpdate::Complete);
+    }
+    if let Some(failure) = start_failure.filter(|f| f.revision == target && f.permanent) {
+        return Some(RolloutUpdate::Failed {
+            reason: failure.reason.clone(),
+        });
+    }
+    if new_available as u32 > rollout.available {
+        return Some(RolloutUpdate::Progress {
+            available: new_available as u32,
+        });
+    }
+    let deadline = rollout
+        .progress_at
+        .saturating_add(app.strategy.progress_deadline_ms as i64);
+    if deadline <= now {
+        let seconds = app.strategy.progress_deadline_ms.div_ceil(1000);
+        let mut reason = format!(
+            "revision {target} not ready within {seconds} s ({new_available} of {} instances available)",
+            app.replicas
+        );
+        if let Some(failure) = start_failure.filter(|f| f.revision == target) {
+            reason.push_str(&format!("; last start failure: {}", failure.reason));
+        } else if let Some(probe_failure) = live
+            .iter()
+            .filter(|i| i.revision == target)
+            .find_map(|i| i.last_failure.clone())
+        {
+            reason.push_str(&format!("; last probe: {probe_failure}"));
+        }
+        return Some(RolloutUpdate::Failed { reason });
+    }
+    plan.wake_at(deadline, now);
+    None
+}
+
+/// Applies a rollout update to the app; returns the events that tell what happened.
+///
+/// A failed rollout moves the app back to its last stable revision (an automatic rollback)
+/// when there is one; a failed rollback, or a failure with nothing to go back to, ends as
+/// [`RolloutPhase::Failed`].
+pub fn advance_rollout(app: &mut App, update: &RolloutUpdate, now: Millis) -> Vec<Event> {
+    let name = app.name.clone();
+    let target = app.current_revision;
+    let rollout = &mut app.rollout;
+    match update {
+        RolloutUpdate::Progress { available } => {
+            rollout.available = *available;
+            rollout.progress_at = now;
+            Vec::new()
+        }
+        RolloutUpdate::Complete => {
+            rollout.finished_at = Some(now);
+            let event = if rollout.phase == RolloutPhase::RollingBack {
+                rollout.phase = RolloutPhase::RolledBack;
+                let failed = rollout
+                    .failed_revision
+                    .map_or_else(|| "?".to_string(), |r| r.to_string());
+                rollout.message = format!(
+                    "rolled back to revision {target} after revision {failed} failed: {}",
+                    rollout.message
+                );
+                Event::new(&name, now, EventKind::RolledBack, rollout.message.clone())
+            } else {
+                rollout.phase = RolloutPhase::Complete;
+                rollout.message =
+                    format!("revision {target} is running on {} instances", app.replicas);
+                Event::new(
+                    &name,
+                    now,
+                    EventKind::RolloutComplete,
+                    rollout.message.clone(),
+                )
+            };
+            rollout.available = app.replicas;
+            app.stable_revision = Some(target);
+            vec![event.revision(target)]
+        }
+        RolloutUpdate::Failed { reason } => {
+            let mut events = vec![
+                Event::new(
+                    &name,
+                    now,
+                    EventKind::RolloutFailed,
+                    format!("revision {target} failed: {reason}"),
+                )
+                .revision(target),
+            ];
+            match app.stable_revision {
+                Some(stable) if stable != target && rollout.phase == RolloutPhase::Progressing => {
+                    rollout.phase = RolloutPhase::RollingBack;
+                    rollout.failed_revision = Some(target);
+                    rollout.revision = stable;
+                    rollout.message = reason.clone();
+                    rollout.started_at = now;
+                    rollout.progress_at = now;
+                    rollout.available = 0;
+                    app.current_revision = stable;
+                    events.push(
+                        Event::new(
+                            &name,
+                            now,
+                            EventKind::RollbackStarted,
+                            format!("{reason} → rolling back to revision {stable}"),
+                        )
+                        .revision(stable),
+                    );
+                }
+                _ => {
+                    let rolling_back = rollout.phase == RolloutPhase::RollingBack;
+                    rollout.phase = RolloutPhase::Failed;
+                    rollout.finished_at = Some(now);
+                    rollout.message = if rolling_back {
+                        format!("rollback to revision {target} failed too: {reason}")
+                    } else {
+                        reason.clone()
+                    };
+                    if rollout.failed_revision.is_none() {
+                        rollout.failed_revision = Some(target);
+                    }
+                }
+            }
+            events
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

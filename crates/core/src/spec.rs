@@ -1,0 +1,157 @@
+//! What a user asks for: the app spec, split into the revisioned template and the rest.
+//!
+//! A [`Template`] is everything that determines what runs inside an instance; changing it
+//! creates a new revision. Replicas, rollout strategy and dependencies live beside it in
+//! [`AppSpec`] and change without a new revision.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// An HTTP probe Berth runs from the host against an instance's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Probe {
+    /// Request path, e.g. `/healthz`.
+    pub path: String,
+    /// Port to probe; defaults to the template's port.
+    pub port: Option<u16>,
+    /// Time between two probes.
+    pub period_ms: u64,
+    /// A probe that takes longer fails.
+    pub timeout_ms: u64,
+    /// Consecutive failures that flip the state to failing.
+    pub failure_threshold: u32,
+    /// Consecutive successes that flip the state to passing.
+    pub success_threshold: u32,
+    /// Probing starts this long after the container started.
+    pub initial_delay_ms: u64,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Probe {
+            path: "/healthz".into(),
+            port: None,
+            period_ms: 1_000,
+            timeout_ms: 1_000,
+            failure_threshold: 3,
+            success_threshold: 1,
+            initial_delay_ms: 0,
+        }
+    }
+}
+
+impl Probe {
+    /// A probe on `path` with the defaults for everything else.
+    pub fn http(path: impl Into<String>) -> Self {
+        Probe {
+            path: path.into(),
+            ..Probe::default()
+        }
+    }
+}
+
+/// Resource limits of one instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Resources {
+    /// CPU limit in millicores (1000 = one core). `None`: unlimited.
+    pub cpu_millis: Option<u64>,
+    /// Memory limit in bytes. `None`: unlimited.
+    pub memory_bytes: Option<u64>,
+}
+
+/// How a new revision replaces the old one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RolloutStrategy {
+    /// Instances allowed above `replicas` during a rollout.
+    pub max_surge: u32,
+    /// Instances allowed below `replicas` (counting only available ones) during a rollout.
+    pub max_unavailable: u32,
+    /// A ready instance counts as available only after staying ready this long.
+    pub min_ready_ms: u64,
+    /// A rollout that makes no progress for this long fails and is rolled back.
+    pub progress_deadline_ms: u64,
+}
+
+impl Default for RolloutStrategy {
+    fn default() -> Self {
+        RolloutStrategy {
+            max_surge: 1,
+            max_unavailable: 0,
+            min_ready_ms: 0,
+            progress_deadline_ms: 60_000,
+        }
+    }
+}
+
+/// The revisioned part of an app: everything that determines what runs in an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Template {
+    pub image: String,
+    /// Replaces the image's entrypoint when not empty.
+    pub command: Vec<String>,
+    /// Replaces the image's cmd when not empty.
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// The port the app listens on inside the container.
+    pub port: u16,
+    pub resources: Resources,
+    /// Decides whether an instance receives traffic and counts as ready.
+    pub readiness: Option<Probe>,
+    /// Decides whether an instance is alive; failing instances are replaced.
+    pub liveness: Option<Probe>,
+    /// Time between SIGTERM and SIGKILL when an instance is stopped.
+    pub stop_grace_ms: u64,
+    /// Labels put on every instance container (beside Berth's own).
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for Template {
+    fn default() -> Self {
+        Template {
+            image: String::new(),
+            command: Vec::new(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            port: 8080,
+            resources: Resources::default(),
+            readiness: None,
+            liveness: None,
+            stop_grace_ms: 10_000,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+impl Template {
+    /// The port a probe talks to.
+    pub fn probe_port(&self, probe: &Probe) -> u16 {
+        probe.port.unwrap_or(self.port)
+    }
+}
+
+/// Everything a user specifies about an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppSpec {
+    pub template: Template,
+    pub replicas: u32,
+    pub strategy: RolloutStrategy,
+    /// Names of the apps this one talks to (shown in the topology, reachable by name).
+    pub dependencies: Vec<String>,
+}
+
+impl Default for AppSpec {
+    fn default() -> Self {
+        AppSpec {
+            template: Template::default(),
+            replicas: 1,
+            strategy: RolloutStrategy::default(),
+            dependencies: Vec::new(),
+        }
+    }
+}

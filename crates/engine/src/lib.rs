@@ -1,0 +1,206 @@
+//! The Engine seam: the container operations Berth needs, independent of any runtime.
+//!
+//! Only this crate knows bollard. Callers speak in [`InstanceSpec`], [`ObservedContainer`]
+//! and [`EngineEvent`]; the Docker implementation lives in [`docker`]. A Swarm (and later
+//! Kubernetes) implementation plugs in behind the same trait and must pass [`conformance`].
+
+pub mod conformance;
+pub mod docker;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+pub use docker::DockerEngine;
+
+/// Labels every Berth-managed container carries; observed state is rebuilt from them.
+pub mod labels {
+    /// The engine namespace (one per Berth installation) that owns the container.
+    pub const NAMESPACE: &str = "berth.namespace";
+    /// The app the container belongs to.
+    pub const APP: &str = "berth.app";
+    /// The revision number the container runs.
+    pub const REVISION: &str = "berth.revision";
+    /// The instance name (`<app>-<ordinal>`).
+    pub const INSTANCE: &str = "berth.instance";
+    /// The ordinal of the instance within its app.
+    pub const ORDINAL: &str = "berth.ordinal";
+    /// How many times in a row this instance's predecessors crashed (crash-loop backoff).
+    pub const RESTARTS: &str = "berth.restarts";
+}
+
+/// Errors from the engine layer.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine could not be reached at all (socket missing, daemon down).
+    #[error("container engine unreachable: {0}")]
+    Unreachable(String),
+    /// The image does not exist locally and could not be pulled.
+    #[error("image {image} not found: {reason}")]
+    ImageNotFound { image: String, reason: String },
+    /// The container (or other object) does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A name is already taken by another object.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Any other engine failure, with the engine's message.
+    #[error("engine error: {0}")]
+    Other(String),
+}
+
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// What the engine is: shown by `/readyz` and used in events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineInfo {
+    pub name: String,
+    pub version: String,
+    pub node_name: String,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+}
+
+/// Credentials for pulling an image from a private registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+    pub server: String,
+}
+
+/// Everything needed to create and start one instance container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSpec {
+    /// Container name, unique on the engine.
+    pub name: String,
+    pub image: String,
+    /// Overrides the image entrypoint when non-empty.
+    pub command: Vec<String>,
+    /// Overrides the image cmd when non-empty.
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// All labels, including the `berth.*` ones from [`labels`].
+    pub labels: BTreeMap<String, String>,
+    /// The Berth-managed network the container joins (its address is probed there).
+    pub network: String,
+    /// Hostname aliases on that network (the app name, so dependencies resolve).
+    pub network_aliases: Vec<String>,
+    /// CPU limit in millicores (1000 = one core); `None` means unlimited.
+    pub cpu_millis: Option<u64>,
+    /// Memory limit in bytes; `None` means unlimited.
+    pub memory_bytes: Option<u64>,
+    /// Grace period between SIGTERM and SIGKILL when the container is stopped.
+    pub stop_grace: Duration,
+    /// Credentials to pull the image with, when it is not present locally.
+    pub registry_auth: Option<RegistryAuth>,
+}
+
+/// The lifecycle state of a container as the engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Restarting,
+    Paused,
+    Removing,
+    Exited,
+    Dead,
+}
+
+/// One Berth-managed container as observed on the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedContainer {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub labels: BTreeMap<String, String>,
+    pub state: ContainerState,
+    /// Address on the Berth network, when running.
+    pub ip_address: Option<String>,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+    /// Unix milliseconds of the last start, when it started at least once.
+    pub started_at_ms: Option<i64>,
+    /// Unix milliseconds of the last exit, when it exited.
+    pub finished_at_ms: Option<i64>,
+    pub exit_code: Option<i64>,
+    /// The engine's error message for a failed start, if any.
+    pub error: Option<String>,
+    /// The node the container runs on.
+    pub node: String,
+}
+
+/// A change on the engine worth waking the reconciler for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineEvent {
+    pub container_id: String,
+    /// The Docker action (`start`, `die`, `destroy`, …).
+    pub action: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Which output stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+/// One line (or chunk) of a container's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub stream: LogStream,
+    /// Unix milliseconds, from the engine's timestamps.
+    pub timestamp_ms: Option<i64>,
+    pub text: String,
+}
+
+/// Options for reading logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOptions {
+    pub follow: bool,
+    /// Only the last N lines of the history (`None` = all).
+    pub tail: Option<u64>,
+}
+
+/// The container runtime behind Berth.
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// Checks that the engine answers and describes it.
+    async fn info(&self) -> EngineResult<EngineInfo>;
+
+    /// Creates the named bridge network if it does not exist yet (idempotent).
+    async fn ensure_network(&self, name: &str) -> EngineResult<()>;
+
+    /// Makes sure the image is available, pulling it when it is not present locally.
+    async fn ensure_image(&self, image: &str, auth: Option<&RegistryAuth>) -> EngineResult<()>;
+
+    /// Creates and starts a container; returns its id. On a start failure the created
+    /// container is removed again, so nothing half-made stays behind.
+    async fn start_instance(&self, spec: &InstanceSpec) -> EngineResult<String>;
+
+    /// Stops a container gracefully (SIGTERM, then SIGKILL after `grace`) and removes it.
+    /// A container that is already gone is not an error.
+    async fn stop_instance(&self, id: &str, grace: Duration) -> EngineResult<()>;
+
+    /// Lists every container (running or not) whose labels contain all of `label_filter`.
+    async fn list_containers(
+        &self,
+        label_filter: &BTreeMap<String, String>,
+    ) -> EngineResult<Vec<ObservedContainer>>;
+
+    /// A stream of container events for containers carrying all of `label_filter`.
+    /// The stream ends when the engine connection breaks; callers re-subscribe.
+    /// Events that happen after this call returns are delivered even when the stream is first
+    /// polled later (so "subscribe, then list" misses nothing); a few earlier ones may repeat.
+    fn events(
+        &self,
+        label_filter: &BTreeMap<String, String>,
+    ) -> BoxStream<'static, EngineResult<EngineEvent>>;
+
+    /// A container's output.
+    fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, EngineResult<LogLine>>;
+}

@@ -1,0 +1,913 @@
+//! The conformance suite every [`Store`] implementation must pass.
+//!
+//! Run it from an implementation's tests with [`run_all`] on a multi-threaded tokio runtime
+//! (`#[tokio::test(flavor = "multi_thread")]`). Each check creates its own uniquely named apps,
+//! so the checks can share one store — even one database shared by several test runs — and
+//! each check can also be called alone. Checks panic on failure, like tests do.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use berth_core::{
+    App, Event, EventKind, Millis, Probe, Resources, Revision, Rollout, RolloutPhase,
+    RolloutStrategy, Template,
+};
+
+use crate::{EventQuery, Store, StoreError};
+
+/// A fixed point in time the fixtures are built around (the store never reads a clock).
+const T0: Millis = 1_700_000_000_000;
+
+/// Runs every check against `store`.
+pub async fn run_all(store: Arc<dyn Store>) {
+    let s = &*store;
+    ping(s).await;
+    ensure_team_is_idempotent(s).await;
+    create_get_list_round_trip(s).await;
+    create_duplicate_is_conflict(s).await;
+    create_with_foreign_revision_is_refused(s).await;
+    update_app_checks_version(s).await;
+    update_app_leaves_next_ordinal(s).await;
+    add_revision_prunes_but_keeps_current_and_stable(s).await;
+    add_revision_duplicate_is_conflict(s).await;
+    add_revision_stale_or_unknown_app(s).await;
+    list_revisions_newest_first(s).await;
+    allocate_ordinals_sequential(s).await;
+    allocate_ordinals_concurrent(store.clone()).await;
+    events_round_trip_ascending(s).await;
+    events_paging_after_id(s).await;
+    events_latest_n(s).await;
+    events_retention_per_app(s).await;
+    delete_app_removes_everything(s).await;
+}
+
+/// An app name no other check, run or concurrent test process uses.
+pub fn unique_name(check: &str) -> String {
+    static RUN: OnceLock<String> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let run = RUN.get_or_init(|| {
+        // Only names depend on the clock; stored data stays deterministic.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+            .unwrap_or_default();
+        format!("{:x}{nanos:08x}", std::process::id())
+    });
+    format!(
+        "conf-{check}-{run}-{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A template using every field, so round-trips prove nothing is dropped.
+pub fn full_template(image: &str) -> Template {
+    Template {
+        image: image.to_string(),
+        command: vec!["/bin/server".into(), "--flag".into()],
+        args: vec![
+            "serve".into(),
+            "--port=8080".into(),
+            "quote\"d 'arg'".into(),
+        ],
+        env: BTreeMap::from([
+            (
+                "DATABASE_URL".to_string(),
+                "postgres://db:5432/app".to_string(),
+            ),
+            ("EMPTY".to_string(), String::new()),
+            ("UNICODE".to_string(), "héllo wörld ✓".to_string()),
+        ]),
+        port: 9090,
+        resources: Resources {
+            cpu_millis: Some(1500),
+            memory_bytes: Some(256 << 20),
+        },
+        readiness: Some(Probe {
+            path: "/ready".into(),
+            port: Some(9091),
+            period_ms: 2_000,
+            timeout_ms: 500,
+            failure_threshold: 5,
+            success_threshold: 2,
+            initial_delay_ms: 3_000,
+        }),
+        liveness: Some(Probe::http("/healthz")),
+        stop_grace_ms: 15_000,
+        labels: BTreeMap::from([
+            ("team".to_string(), "payments".to_string()),
+            ("tier".to_string(), "backend".to_string()),
+        ]),
+    }
+}
+
+/// A revision of `app` with a full template.
+pub fn revision(app: &str, number: u32) -> Revision {
+    Revision {
+        app: app.to_string(),
+        number,
+        template: full_template(&format!("registry.local/{app}:v{number}")),
+        created_at: T0 + i64::from(number) * 1_000,
+        created_by: "alice@example.com".into(),
+        reason: format!("deploy: image v{number}"),
+    }
+}
+
+/// A freshly created app on revision 1, version 1.
+pub fn new_app(name: &str) -> App {
+    App {
+        name: name.to_string(),
+        team: "default".into(),
+        replicas: 2,
+        strategy: RolloutStrategy::default(),
+        dependencies: Vec::new(),
+        current_revision: 1,
+        stable_revision: None,
+        latest_revision: 1,
+        rollout: Rollout::start(1, "created", T0),
+        next_ordinal: 0,
+        created_at: T0,
+        updated_at: T0,
+        version: 1,
+    }
+}
+
+/// Creates `name` with revision 1 and returns it as stored.
+async fn create(store: &dyn Store, name: &str) -> App {
+    let app = new_app(name);
+    store
+        .create_app(&app, &revision(name, 1))
+        .await
+        .expect("create_app");
+    app
+}
+
+fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("{what}: expected Conflict, got {other:?}"),
+    }
+}
+
+fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("{what}: expected NotFound, got {other:?}"),
+    }
+}
+
+fn numbers(revisions: &[Revision]) -> Vec<u32> {
+    revisions.iter().map(|r| r.number).collect()
+}
+
+/// The store answers.
+pub async fn ping(store: &dyn Store) {
+    store.ping().await.expect("ping");
+}
+
+/// `ensure_team` succeeds again for an existing team.
+pub async fn ensure_team_is_idempotent(store: &dyn Store) {
+    let team = unique_name("team");
+    store
+        .ensure_team(&team, T0)
+        .await
+        .expect("ensure_team (new)");
+    store
+        .ensure_team(&team, T0 + 1)
+        .await
+        .expect("ensure_team (existing)");
+    store
+        .ensure_team(berth_core::DEFAULT_TEAM, T0)
+        .await
+        .expect("ensure_team (default)");
+    store
+        .ensure_team(berth_core::DEFAULT_TEAM, T0)
+        .await
+        .expect("ensure_team (default again)");
+}
+
+/// Every field of apps and revisions survives create → get and create → list, for every
+/// rollout phase and with optional fields both set and unset.
+pub async fn create_get_list_round_trip(store: &dyn Store) {
+    let phases = [
+        RolloutPhase::Progressing,
+        RolloutPhase::Complete,
+        RolloutPhase::RollingBack,
+        RolloutPhase::RolledBack,
+        RolloutPhase::Failed,
+    ];
+    let mut created = Vec::new();
+    for (i, phase) in phases.into_iter().enumerate() {
+        let i = i as u32;
+        let name = unique_name(&format!("roundtrip-{}", phase.as_str()));
+        let settled = !phase.in_progress();
+        let app = App {
+            name: name.clone(),
+            team: format!("team-{i}"),
+            replicas: 3 + i,
+            strategy: RolloutStrategy {
+                max_surge: 2 + i,
+                max_unavailable: 1,
+                min_ready_ms: 2_500,
+                progress_deadline_ms: 120_000 + u64::from(i),
+            },
+            dependencies: if i.is_multiple_of(2) {
+                vec!["db".into(), format!("cache-{i}")]
+            } else {
+                Vec::new()
+            },
+            current_revision: 7 + i,
+            stable_revision: if i.is_multiple_of(2) {
+                Some(6 + i)
+            } else {
+                None
+            },
+            latest_revision: 9 + i,
+            rollout: Rollout {
+                revision: 7 + i,
+                phase,
+                failed_revision: if matches!(
+                    phase,
+                    RolloutPhase::RollingBack | RolloutPhase::RolledBack | RolloutPhase::Failed
+                ) {
+                    Some(8 + i)
+                } else {
+                    None
+                },
+                message: format!("phase {} — «quoted» 'text' \"here\"", phase.as_str()),
+                started_at: T0 + 10,
+                progress_at: T0 + 20 + i64::from(i),
+                available: 2 + i,
+                finished_at: settled.then_some(T0 + 30),
+            },
+            next_ordinal: (1 << 40) + u64::from(i),
+            created_at: T0 - 5,
+            updated_at: T0 + 40,
+            version: 3 + i64::from(i),
+        };
+        let mut rev = revision(&name, 7 + i);
+        if !i.is_multiple_of(2) {
+            // A minimal template too: defaults and empty collections round-trip as well.
+            rev.template = Template {
+                image: "img".into(),
+                ..Template::default()
+            };
+        }
+        store.create_app(&app, &rev).await.expect("create_app");
+        assert_eq!(
+            store.get_app(&name).await.expect("get_app"),
+            Some(app.clone())
+        );
+        assert_eq!(
+            store
+                .get_revision(&name, rev.number)
+                .await
+                .expect("get_revision"),
+            Some(rev.clone())
+        );
+        assert_eq!(
+            store.list_revisions(&name).await.expect("list_revisions"),
+            vec![rev]
+        );
+        created.push(app);
+    }
+
+    let listed = store.list_apps().await.expect("list_apps");
+    let names: Vec<&str> = listed.iter().map(|a| a.name.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted, "list_apps is ordered by name");
+    for app in &created {
+        let found = listed.iter().find(|a| a.name == app.name);
+        assert_eq!(found, Some(app), "list_apps returns {} intact", app.name);
+    }
+
+    assert_eq!(
+        store
+            .get_app(&unique_name("missing"))
+            .await
+            .expect("get_app"),
+        None
+    );
+    assert_eq!(
+        store
+            .get_revision(&created[0].name, 99)
+            .await
+            .expect("get_revision"),
+        None
+    );
+    assert_eq!(
+        store
+            .get_revision(&unique_name("missing"), 1)
+            .await
+            .expect("get_revision"),
+        None
+    );
+}
+
+/// Creating an app whose name is taken is a conflict and changes nothing.
+pub async fn create_duplicate_is_conflict(store: &dyn Store) {
+    let name = unique_name("duplicate");
+    let app = create(store, &name).await;
+    let mut other = new_app(&name);
+    other.replicas = 9;
+    assert_conflict(
+        store.create_app(&other, &revision(&name, 2)).await,
+        "duplicate create_app",
+    );
+    assert_eq!(store.get_app(&name).await.unwrap(), Some(app));
+    assert_eq!(
+        numbers(&store.list_revisions(&name).await.unwrap()),
+        vec![1]
+    );
+}
+
+/// A first revision filed under another app is refused and nothing is created.
+pub async fn create_with_foreign_revision_is_refused(store: &dyn Store) {
+    let name = unique_name("foreign");
+    let other = unique_name("foreign-other");
+    let result = store
+        .create_app(&new_app(&name), &revision(&other, 1))
+        .await;
+    assert!(
+        result.is_err(),
+        "create_app with another app's revision: {result:?}"
+    );
+    assert_eq!(store.get_app(&name).await.unwrap(), None);
+    assert!(store.list_revisions(&other).await.unwrap().is_empty());
+}
+
+/// `update_app` bumps the version, refuses stale copies and unknown apps.
+pub async fn update_app_checks_version(store: &dyn Store) {
+    let name = unique_name("update");
+    let original = create(store, &name).await;
+
+    let mut changed = original.clone();
+    changed.replicas = 5;
+    changed.team = "other-team".into();
+    changed.strategy.max_surge = 3;
+    changed.dependencies = vec!["redis".into()];
+    changed.stable_revision = Some(1);
+    changed.rollout.phase = RolloutPhase::Complete;
+    changed.rollout.available = 5;
+    changed.rollout.finished_at = Some(T0 + 100);
+    changed.updated_at = T0 + 100;
+    let stored = store.update_app(&changed).await.expect("update_app");
+    assert_eq!(
+        stored.version,
+        original.version + 1,
+        "update_app increments the version"
+    );
+    assert_eq!(
+        stored,
+        App {
+            version: original.version + 1,
+            ..changed.clone()
+        }
+    );
+    assert_eq!(store.get_app(&name).await.unwrap(), Some(stored.clone()));
+
+    // A second update from the returned copy works; one from the old copy does not.
+    let mut again = stored.clone();
+    again.stable_revision = None;
+    let stored2 = store
+        .update_app(&again)
+        .await
+        .expect("update_app from the returned copy");
+    assert_eq!(stored2.version, stored.version + 1);
+    assert_eq!(stored2.stable_revision, None);
+
+    let mut stale = changed.clone();
+    stale.replicas = 42;
+    assert_conflict(
+        store.update_app(&stale).await,
+        "update_app with a stale version",
+    );
+    assert_eq!(store.get_app(&name).await.unwrap(), Some(stored2.clone()));
+
+    assert_not_found(
+        store
+            .update_app(&new_app(&unique_name("update-missing")))
+            .await,
+        "update_app of an unknown app",
+    );
+}
+
+/// `update_app` never writes `next_ordinal`: ordinals handed out meanwhile stay reserved.
+pub async fn update_app_leaves_next_ordinal(store: &dyn Store) {
+    let name = unique_name("update-ordinal");
+    let app = create(store, &name).await;
+    assert_eq!(store.allocate_ordinals(&name, 3).await.unwrap(), 0);
+
+    let mut changed = app.clone();
+    changed.replicas = 4;
+    changed.next_ordinal = 0; // stale on purpose
+    let stored = store.update_app(&changed).await.unwrap();
+    assert_eq!(
+        stored.next_ordinal, 3,
+        "update_app returns the stored next_ordinal"
+    );
+
+    let mut bogus = stored.clone();
+    bogus.next_ordinal = 1_000;
+    let stored = store.update_app(&bogus).await.unwrap();
+    assert_eq!(
+        stored.next_ordinal, 3,
+        "update_app does not write next_ordinal"
+    );
+    assert_eq!(store.get_app(&name).await.unwrap().unwrap().next_ordinal, 3);
+    assert_eq!(store.allocate_ordinals(&name, 1).await.unwrap(), 3);
+}
+
+/// `add_revision` keeps the newest `keep` revisions plus the current and stable ones.
+pub async fn add_revision_prunes_but_keeps_current_and_stable(store: &dyn Store) {
+    let name = unique_name("prune");
+    let mut app = create(store, &name).await;
+    app.stable_revision = Some(1);
+
+    for number in 2..=6 {
+        app.current_revision = number;
+        app.latest_revision = number;
+        app.rollout = Rollout::start(number, "deploy", T0 + i64::from(number));
+        let stored = store
+            .add_revision(&app, &revision(&name, number), 3)
+            .await
+            .unwrap();
+        assert_eq!(
+            stored,
+            App {
+                version: app.version + 1,
+                ..app.clone()
+            }
+        );
+        assert_eq!(store.get_app(&name).await.unwrap(), Some(stored.clone()));
+        app = stored;
+    }
+    let kept = store.list_revisions(&name).await.unwrap();
+    assert_eq!(
+        numbers(&kept),
+        vec![6, 5, 4, 1],
+        "newest 3 plus the stable revision"
+    );
+    assert_eq!(kept[0], revision(&name, 6), "kept revisions are intact");
+    assert_eq!(store.get_revision(&name, 2).await.unwrap(), None);
+
+    // Roll back to 4 and keep only 2: revision 4 (current) and 1 (stable) are older but stay.
+    app.current_revision = 4;
+    app.latest_revision = 7;
+    let app = store
+        .add_revision(&app, &revision(&name, 7), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        numbers(&store.list_revisions(&name).await.unwrap()),
+        vec![7, 6, 4, 1]
+    );
+
+    // Without a stable revision, only the newest and the current one remain.
+    let mut app = app;
+    app.stable_revision = None;
+    app.latest_revision = 8;
+    store
+        .add_revision(&app, &revision(&name, 8), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        numbers(&store.list_revisions(&name).await.unwrap()),
+        vec![8, 4]
+    );
+    assert!(store.get_revision(&name, 4).await.unwrap().is_some());
+}
+
+/// Adding an existing revision number is a conflict, and the app is not updated either.
+pub async fn add_revision_duplicate_is_conflict(store: &dyn Store) {
+    let name = unique_name("dup-revision");
+    let app = create(store, &name).await;
+    let mut changed = app.clone();
+    changed.replicas = 7;
+    let mut dup = revision(&name, 1);
+    dup.reason = "again".into();
+    assert_conflict(
+        store.add_revision(&changed, &dup, 10).await,
+        "duplicate revision number",
+    );
+    assert_eq!(
+        store.get_app(&name).await.unwrap(),
+        Some(app),
+        "the app update is rolled back"
+    );
+    assert_eq!(
+        store.get_revision(&name, 1).await.unwrap(),
+        Some(revision(&name, 1))
+    );
+}
+
+/// `add_revision` from a stale copy is a conflict, on an unknown app `NotFound`; neither adds
+/// the revision.
+pub async fn add_revision_stale_or_unknown_app(store: &dyn Store) {
+    let name = unique_name("stale-revision");
+    let app = create(store, &name).await;
+    let updated = store.update_app(&app).await.unwrap();
+    assert_conflict(
+        store.add_revision(&app, &revision(&name, 2), 10).await,
+        "add_revision from a stale copy",
+    );
+    assert_eq!(store.get_revision(&name, 2).await.unwrap(), None);
+    assert_eq!(store.get_app(&name).await.unwrap(), Some(updated));
+
+    let missing = unique_name("stale-revision-missing");
+    assert_not_found(
+        store
+            .add_revision(&new_app(&missing), &revision(&missing, 2), 10)
+            .await,
+        "add_revision on an unknown app",
+    );
+    assert!(store.list_revisions(&missing).await.unwrap().is_empty());
+}
+
+/// `list_revisions` is newest first, and empty for an unknown app.
+pub async fn list_revisions_newest_first(store: &dyn Store) {
+    let name = unique_name("list-revisions");
+    let mut app = create(store, &name).await;
+    for number in [2, 3, 10, 11] {
+        app.latest_revision = number;
+        app = store
+            .add_revision(&app, &revision(&name, number), 100)
+            .await
+            .unwrap();
+    }
+    let listed = store.list_revisions(&name).await.unwrap();
+    assert_eq!(numbers(&listed), vec![11, 10, 3, 2, 1]);
+    assert!(listed.iter().all(|r| *r == revision(&name, r.number)));
+    assert!(
+        store
+            .list_revisions(&unique_name("missing"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Ordinals are handed out consecutively; an unknown app is `NotFound`.
+pub async fn allocate_ordinals_sequential(store: &dyn Store) {
+    let name = unique_name("ordinals");
+    let mut app = new_app(&name);
+    app.next_ordinal = 10;
+    store.create_app(&app, &revision(&name, 1)).await.unwrap();
+    assert_eq!(store.allocate_ordinals(&name, 1).await.unwrap(), 10);
+    assert_eq!(store.allocate_ordinals(&name, 3).await.unwrap(), 11);
+    assert_eq!(store.allocate_ordinals(&name, 2).await.unwrap(), 14);
+    let stored = store.get_app(&name).await.unwrap().unwrap();
+    assert_eq!(stored.next_ordinal, 16);
+    assert_eq!(
+        stored.version, app.version,
+        "allocating ordinals is not an app update"
+    );
+    assert_not_found(
+        store
+            .allocate_ordinals(&unique_name("ordinals-missing"), 1)
+            .await,
+        "allocate_ordinals on an unknown app",
+    );
+}
+
+/// 20 concurrent callers never get overlapping ordinals, and none is lost.
+pub async fn allocate_ordinals_concurrent(store: Arc<dyn Store>) {
+    let name = unique_name("ordinals-concurrent");
+    create(&*store, &name).await;
+    let tasks: Vec<_> = (1..=20u64)
+        .map(|i| {
+            let store = store.clone();
+            let name = name.clone();
+            let count = i % 3 + 1;
+            tokio::spawn(async move {
+                let first = store
+                    .allocate_ordinals(&name, count)
+                    .await
+                    .expect("allocate_ordinals");
+                (first, count)
+            })
+        })
+        .collect();
+    let mut ranges = Vec::new();
+    for task in tasks {
+        ranges.push(task.await.expect("allocating task panicked"));
+    }
+    ranges.sort_unstable();
+    let mut expected_next = 0;
+    for (first, count) in &ranges {
+        assert_eq!(
+            *first, expected_next,
+            "ordinal ranges are disjoint and gapless: {ranges:?}"
+        );
+        expected_next += count;
+    }
+    assert_eq!(
+        store.get_app(&name).await.unwrap().unwrap().next_ordinal,
+        expected_next
+    );
+}
+
+const ALL_KINDS: [EventKind; 20] = [
+    EventKind::AppCreated,
+    EventKind::AppDeleted,
+    EventKind::RevisionCreated,
+    EventKind::Scaled,
+    EventKind::RolloutStarted,
+    EventKind::RolloutProgress,
+    EventKind::RolloutComplete,
+    EventKind::RolloutFailed,
+    EventKind::RollbackStarted,
+    EventKind::RolledBack,
+    EventKind::InstanceStarted,
+    EventKind::InstanceStopped,
+    EventKind::InstanceReady,
+    EventKind::InstanceNotReady,
+    EventKind::InstanceUnhealthy,
+    EventKind::InstanceCrashed,
+    EventKind::InstanceReplaced,
+    EventKind::CrashLoopBackOff,
+    EventKind::StartFailed,
+    EventKind::EngineError,
+];
+
+/// `n` events of `app` whose message tells their position.
+fn events(app: &str, n: usize, tag: &str) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            Event::new(
+                app,
+                T0 + i as i64,
+                ALL_KINDS[i % ALL_KINDS.len()],
+                format!("{tag} {i}"),
+            )
+        })
+        .collect()
+}
+
+fn messages(events: &[Event]) -> Vec<String> {
+    events.iter().map(|e| e.message.clone()).collect()
+}
+
+const ALL: EventQuery = EventQuery {
+    after_id: None,
+    limit: 1_000,
+};
+
+/// Events come back in insertion (ascending id) order with every field intact; the caller's
+/// `id` is ignored; ids increase across apps and calls.
+pub async fn events_round_trip_ascending(store: &dyn Store) {
+    let a = unique_name("events-a");
+    let b = unique_name("events-b");
+    let mut batch = Vec::new();
+    for (i, kind) in ALL_KINDS.into_iter().enumerate() {
+        let app = if i.is_multiple_of(3) { &b } else { &a };
+        let mut event = Event::new(app, T0 + i as i64, kind, format!("{} «{i}»", kind.as_str()));
+        event.id = 999_999; // ignored
+        if i.is_multiple_of(2) {
+            event = event.instance(format!("{app}-{i}")).revision(i as u32 + 1);
+        }
+        batch.push(event);
+    }
+    store
+        .append_events(&batch, 100)
+        .await
+        .expect("append_events");
+
+    for app in [&a, &b] {
+        let stored = store.list_events(app, ALL).await.unwrap();
+        let expected: Vec<&Event> = batch.iter().filter(|e| e.app == *app).collect();
+        assert_eq!(stored.len(), expected.len());
+        for (got, want) in stored.iter().zip(expected) {
+            assert_eq!(
+                *got,
+                Event {
+                    id: got.id,
+                    ..want.clone()
+                },
+                "event fields round-trip"
+            );
+        }
+        assert!(
+            stored.windows(2).all(|w| w[0].id < w[1].id),
+            "ascending ids"
+        );
+    }
+
+    let before = store.list_events(&a, ALL).await.unwrap();
+    store
+        .append_events(&events(&b, 1, "later"), 100)
+        .await
+        .unwrap();
+    store
+        .append_events(&events(&a, 1, "later"), 100)
+        .await
+        .unwrap();
+    let after = store.list_events(&a, ALL).await.unwrap();
+    assert_eq!(after.len(), before.len() + 1);
+    let last_b = store.list_events(&b, ALL).await.unwrap().last().unwrap().id;
+    assert!(
+        after.last().unwrap().id > last_b,
+        "ids increase across apps and calls"
+    );
+    assert!(last_b > before.last().unwrap().id);
+
+    store
+        .append_events(&[], 100)
+        .await
+        .expect("appending nothing");
+    assert!(
+        store
+            .list_events(&unique_name("missing"), ALL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Paging with `after_id` returns the next `limit` events, ascending, until none are left.
+pub async fn events_paging_after_id(store: &dyn Store) {
+    let app = unique_name("events-paging");
+    let other = unique_name("events-paging-other");
+    // Interleave another app so ids of `app` are not contiguous.
+    let batch: Vec<Event> = events(&app, 7, "e")
+        .into_iter()
+        .zip(events(&other, 7, "o"))
+        .flat_map(|(x, y)| [x, y])
+        .collect();
+    store.append_events(&batch, 100).await.unwrap();
+    let all = store.list_events(&app, ALL).await.unwrap();
+    assert_eq!(messages(&all), messages(&events(&app, 7, "e")));
+
+    let mut paged = Vec::new();
+    let mut cursor = EventQuery {
+        after_id: Some(0),
+        limit: 3,
+    };
+    loop {
+        let page = store.list_events(&app, cursor).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        cursor.after_id = Some(last.id);
+        paged.extend(page);
+    }
+    assert_eq!(paged, all, "pages concatenate to the full list");
+
+    let tail = store
+        .list_events(
+            &app,
+            EventQuery {
+                after_id: Some(all[4].id),
+                limit: 100,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(tail, all[5..].to_vec());
+    let none = store
+        .list_events(
+            &app,
+            EventQuery {
+                after_id: Some(all[6].id),
+                limit: 100,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+/// Without `after_id`, the latest `limit` events come back, still ascending.
+pub async fn events_latest_n(store: &dyn Store) {
+    let app = unique_name("events-latest");
+    store
+        .append_events(&events(&app, 6, "e"), 100)
+        .await
+        .unwrap();
+    let all = store.list_events(&app, ALL).await.unwrap();
+    assert_eq!(all.len(), 6);
+    let latest = store
+        .list_events(
+            &app,
+            EventQuery {
+                after_id: None,
+                limit: 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(latest, all[4..].to_vec());
+    let zero = store
+        .list_events(
+            &app,
+            EventQuery {
+                after_id: None,
+                limit: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(zero.is_empty());
+    let more = store
+        .list_events(
+            &app,
+            EventQuery {
+                after_id: None,
+                limit: 50,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(more, all);
+}
+
+/// Only the newest `keep_per_app` events of each app touched are kept; other apps keep theirs.
+pub async fn events_retention_per_app(store: &dyn Store) {
+    let a = unique_name("events-keep-a");
+    let b = unique_name("events-keep-b");
+    let untouched = unique_name("events-keep-untouched");
+    store
+        .append_events(&events(&untouched, 6, "u"), 100)
+        .await
+        .unwrap();
+
+    let mut batch = events(&a, 10, "a");
+    batch.extend(events(&b, 2, "b"));
+    store.append_events(&batch, 4).await.unwrap();
+    assert_eq!(
+        messages(&store.list_events(&a, ALL).await.unwrap()),
+        ["a 6", "a 7", "a 8", "a 9"]
+    );
+    assert_eq!(
+        messages(&store.list_events(&b, ALL).await.unwrap()),
+        ["b 0", "b 1"]
+    );
+    assert_eq!(store.list_events(&untouched, ALL).await.unwrap().len(), 6);
+
+    // Across calls: older events are dropped as newer ones arrive.
+    store
+        .append_events(&events(&a, 3, "next"), 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        messages(&store.list_events(&a, ALL).await.unwrap()),
+        ["a 9", "next 0", "next 1", "next 2"]
+    );
+    store
+        .append_events(&events(&b, 1, "more"), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        messages(&store.list_events(&b, ALL).await.unwrap()),
+        ["b 1", "more 0"]
+    );
+}
+
+/// `delete_app` removes the app with its revisions and events, and reports whether it existed.
+pub async fn delete_app_removes_everything(store: &dyn Store) {
+    let name = unique_name("delete");
+    let other = unique_name("delete-other");
+    let app = create(store, &name).await;
+    create(store, &other).await;
+    store
+        .add_revision(&app, &revision(&name, 2), 10)
+        .await
+        .unwrap();
+    store
+        .append_events(&events(&name, 3, "e"), 100)
+        .await
+        .unwrap();
+    store
+        .append_events(&events(&other, 2, "o"), 100)
+        .await
+        .unwrap();
+
+    assert!(store.delete_app(&name).await.expect("delete_app"));
+    assert_eq!(store.get_app(&name).await.unwrap(), None);
+    assert!(store.list_revisions(&name).await.unwrap().is_empty());
+    assert_eq!(store.get_revision(&name, 1).await.unwrap(), None);
+    assert!(store.list_events(&name, ALL).await.unwrap().is_empty());
+    assert!(
+        !store
+            .list_apps()
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.name == name)
+    );
+    assert!(
+        !store.delete_app(&name).await.expect("delete_app again"),
+        "second delete: false"
+    );
+
+    // Other apps are untouched, and the name can be reused from a clean slate.
+    assert!(store.get_app(&other).await.unwrap().is_some());
+    assert_eq!(store.list_revisions(&other).await.unwrap().len(), 1);
+    assert_eq!(store.list_events(&other, ALL).await.unwrap().len(), 2);
+    create(store, &name).await;
+    assert_eq!(
+        numbers(&store.list_revisions(&name).await.unwrap()),
+        vec![1]
+    );
+    assert!(store.list_events(&name, ALL).await.unwrap().is_empty());
+}

@@ -1,0 +1,92 @@
+//! The Store seam: where Berth keeps desired state (apps, revisions, rollouts, events).
+//!
+//! Only this crate knows SQL. Callers use the [`Store`] trait with domain types from
+//! `berth-core`; [`sqlite::SqliteStore`] is the embedded default, and a PostgreSQL store
+//! plugs in behind the same trait. Every implementation must pass [`conformance`].
+//! Timestamps and ids come in from the caller (deterministic writes); the store never
+//! reads a clock.
+
+pub mod conformance;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use berth_core::{App, Event, Millis, Revision};
+
+pub use sqlite::SqliteStore;
+
+/// Errors from the store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A unique name is taken, or the object changed since it was read (stale version).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database failed or is unreachable.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which events to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Only events with an id greater than this; `None` means the latest `limit` events.
+    pub after_id: Option<i64>,
+    /// At most this many events are returned.
+    pub limit: u32,
+}
+
+/// Berth's desired state.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Creates the team if it does not exist (idempotent).
+    async fn ensure_team(&self, name: &str, now: Millis) -> StoreResult<()>;
+
+    /// Inserts a new app with its first revision, atomically. `Conflict` when the name is taken.
+    /// `first_revision.app` must be `app.name` (refused otherwise).
+    async fn create_app(&self, app: &App, first_revision: &Revision) -> StoreResult<()>;
+
+    /// The app, or `None` when it does not exist.
+    async fn get_app(&self, name: &str) -> StoreResult<Option<App>>;
+
+    /// All apps, ordered by name.
+    async fn list_apps(&self) -> StoreResult<Vec<App>>;
+
+    /// Writes the app's mutable fields when the stored version equals `app.version`
+    /// (optimistic concurrency: `Conflict` otherwise, `NotFound` when it is gone). Returns the
+    /// app as stored, with `version` incremented. `next_ordinal` is not written here (see
+    /// [`Store::allocate_ordinals`]).
+    async fn update_app(&self, app: &App) -> StoreResult<App>;
+
+    /// Atomically adds `revision`, updates `app` as [`Store::update_app`] does, and prunes the
+    /// app's revisions to the newest `keep` — never removing `app.current_revision` nor
+    /// `app.stable_revision`. `Conflict` when the revision number exists.
+    async fn add_revision(&self, app: &App, revision: &Revision, keep: u32) -> StoreResult<App>;
+
+    /// The revision, or `None` when it never existed or was pruned.
+    async fn get_revision(&self, app: &str, number: u32) -> StoreResult<Option<Revision>>;
+
+    /// The app's kept revisions, newest first.
+    async fn list_revisions(&self, app: &str) -> StoreResult<Vec<Revision>>;
+
+    /// Deletes the app with its revisions and events; returns whether it existed.
+    async fn delete_app(&self, name: &str) -> StoreResult<bool>;
+
+    /// Reserves `count` consecutive instance ordinals for the app and returns the first one.
+    /// Never hands out the same ordinal twice, even to concurrent callers. `NotFound` when the
+    /// app does not exist. Not an app update: `version` stays as it is.
+    async fn allocate_ordinals(&self, app: &str, count: u64) -> StoreResult<u64>;
+
+    /// Appends events (their `id` is ignored and assigned by the store, increasing). Keeps at
+    /// most the newest `keep_per_app` events of each app.
+    async fn append_events(&self, events: &[Event], keep_per_app: u32) -> StoreResult<()>;
+
+    /// An app's events in ascending id order (see [`EventQuery`]); none for an unknown app.
+    async fn list_events(&self, app: &str, query: EventQuery) -> StoreResult<Vec<Event>>;
+}

@@ -1,0 +1,682 @@
+//! The embedded SQLite [`Store`]: one database file in WAL mode, one writer connection, a few
+//! readers.
+//!
+//! SQLite allows one writer at a time. Instead of letting writers race for the lock (and
+//! surface `SQLITE_BUSY`), every write goes through a pool holding exactly one connection, and
+//! multi-statement writes run in `BEGIN IMMEDIATE` transactions so the write lock is taken up
+//! front (this also keeps a second process on the same file safe: it waits up to the busy
+//! timeout instead of failing on a lock upgrade). Reads use a separate pool whose connections
+//! are `query_only`; in WAL mode they never block the writer nor wait for it.
+//!
+//! Queries are checked at run time (no `query!` macros, so no database at build time) and use
+//! `$N` placeholders, which SQLite understands and PostgreSQL requires. Unsigned domain numbers
+//! are stored as `BIGINT` (`i64`) and range-checked when read back.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_core::{App, Event, EventKind, Millis, Revision, Rollout, RolloutPhase};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlSafeStr, Sqlite};
+
+use crate::{EventQuery, Store, StoreError, StoreResult};
+
+/// Schema migrations, in order. Files follow sqlx's `<VERSION>_<DESCRIPTION>.sql` naming and are
+/// checksummed the way `sqlx::migrate!` does (bookkeeping in `_sqlx_migrations`), so the
+/// database stays compatible with `sqlx-cli`. They are listed by hand because `migrate!` needs
+/// sqlx's `macros` feature (a proc-macro stack we do not otherwise build); a unit test checks
+/// this list against the directory.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+)];
+
+/// Waiting this long for a lock held by another process before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reader connections of a file-backed store.
+const READERS: u32 = 4;
+/// Waiting this long for the writer (or a reader) connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`Store`] on an SQLite database (see the module docs for the connection model).
+///
+/// Cloning is cheap and shares the connections.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// Serves reads; `query_only` connections.
+    read: SqlitePool,
+    /// Serves every write; exactly one connection.
+    write: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it when missing) the database file at `path` and brings its schema up
+    /// to date.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            .synchronous(SqliteSynchronous::Normal);
+        let context = |e: sqlx::Error| {
+            StoreError::Database(format!("opening SQLite database {}: {e}", path.display()))
+        };
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .map_err(context)?;
+        // Migrate before any reader connects: the writer has switched the file to WAL by now.
+        migrate(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.pragma("query_only", "ON"))
+            .await
+            .map_err(context)?;
+        tracing::info!(path = %path.display(), "opened SQLite store");
+        Ok(SqliteStore { read, write })
+    }
+
+    /// A private, empty in-memory database (for tests). It lives as long as this store.
+    ///
+    /// An in-memory database belongs to the connection that created it, so reads and writes
+    /// share one connection that is never recycled.
+    pub async fn open_in_memory() -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(":memory:")
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Database(format!("opening in-memory SQLite: {e}")))?;
+        migrate(&pool).await?;
+        Ok(SqliteStore {
+            read: pool.clone(),
+            write: pool,
+        })
+    }
+
+    /// Closes every connection (checkpointing the WAL). Calls made afterwards fail.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    /// Starts a write transaction that holds SQLite's write lock from its first statement.
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
+        self.write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)
+    }
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
+    migrator()
+        .run(pool)
+        .await
+        .map_err(|e| StoreError::Database(format!("migrating the SQLite schema: {e}")))
+}
+
+/// Maps a sqlx error: unique-constraint violations are conflicts, the rest database failures.
+fn db_err(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        return StoreError::Conflict(d.message().to_string());
+    }
+    StoreError::Database(e.to_string())
+}
+
+/// As [`db_err`], with a readable message for the expected conflict.
+fn conflict_or_db(e: sqlx::Error, conflict: impl FnOnce() -> String) -> StoreError {
+    match db_err(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(conflict()),
+        other => other,
+    }
+}
+
+/// Maps a JSON (de)serialisation failure of `what` (e.g. "template of revision 3 of app web").
+fn json_err(what: String) -> impl FnOnce(serde_json::Error) -> StoreError {
+    move |e| StoreError::Database(format!("JSON of the {what}: {e}"))
+}
+
+fn ordinal_to_db(value: u64, what: &str) -> StoreResult<i64> {
+    i64::try_from(value)
+        .map_err(|_| StoreError::Database(format!("{what} {value} does not fit in BIGINT")))
+}
+
+fn get<'r, T>(row: &'r SqliteRow, column: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    row.try_get(column)
+        .map_err(|e| StoreError::Database(format!("reading column {column}: {e}")))
+}
+
+fn get_u32(row: &SqliteRow, column: &str) -> StoreResult<u32> {
+    let value: i64 = get(row, column)?;
+    u32::try_from(value)
+        .map_err(|_| StoreError::Database(format!("column {column} holds {value}, not a u32")))
+}
+
+fn get_opt_u32(row: &SqliteRow, column: &str) -> StoreResult<Option<u32>> {
+    let value: Option<i64> = get(row, column)?;
+    value
+        .map(|v| {
+            u32::try_from(v)
+                .map_err(|_| StoreError::Database(format!("column {column} holds {v}, not a u32")))
+        })
+        .transpose()
+}
+
+/// The `apps` columns, in the order [`bind_app`] binds them and [`app_from_row`] reads them.
+macro_rules! app_columns {
+    () => {
+        "name, team, replicas, strategy_json, dependencies_json, current_revision, \
+         stable_revision, latest_revision, rollout_revision, rollout_phase, \
+         rollout_failed_revision, rollout_message, rollout_started_at, rollout_progress_at, \
+         rollout_available, rollout_finished_at, next_ordinal, created_at, updated_at, version"
+    };
+}
+
+const INSERT_APP: &str = concat!(
+    "INSERT INTO apps (",
+    app_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+     $19, $20)"
+);
+
+/// Writes every mutable column; `name`, `next_ordinal` and `created_at` are left alone.
+const UPDATE_APP: &str = concat!(
+    "UPDATE apps SET team = $2, replicas = $3, strategy_json = $4, dependencies_json = $5, \
+     current_revision = $6, stable_revision = $7, latest_revision = $8, rollout_revision = $9, \
+     rollout_phase = $10, rollout_failed_revision = $11, rollout_message = $12, \
+     rollout_started_at = $13, rollout_progress_at = $14, rollout_available = $15, \
+     rollout_finished_at = $16, updated_at = $19, version = version + 1 \
+     WHERE name = $1 AND version = $20 RETURNING ",
+    app_columns!()
+);
+
+const SELECT_APP: &str = concat!("SELECT ", app_columns!(), " FROM apps WHERE name = $1");
+const SELECT_APPS: &str = concat!("SELECT ", app_columns!(), " FROM apps ORDER BY name");
+
+/// Binds `$1..$20` in [`app_columns!`] order.
+fn bind_app<'q>(
+    query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
+    app: &App,
+) -> StoreResult<sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>> {
+    let what = |field: &str| format!("{field} of app {}", app.name);
+    let strategy = serde_json::to_string(&app.strategy).map_err(json_err(what("strategy")))?;
+    let dependencies =
+        serde_json::to_string(&app.dependencies).map_err(json_err(what("dependencies")))?;
+    let next_ordinal = ordinal_to_db(app.next_ordinal, &what("next_ordinal"))?;
+    let rollout = &app.rollout;
+    Ok(query
+        .bind(app.name.clone())
+        .bind(app.team.clone())
+        .bind(i64::from(app.replicas))
+        .bind(strategy)
+        .bind(dependencies)
+        .bind(i64::from(app.current_revision))
+        .bind(app.stable_revision.map(i64::from))
+        .bind(i64::from(app.latest_revision))
+        .bind(i64::from(rollout.revision))
+        .bind(rollout.phase.as_str())
+        .bind(rollout.failed_revision.map(i64::from))
+        .bind(rollout.message.clone())
+        .bind(rollout.started_at)
+        .bind(rollout.progress_at)
+        .bind(i64::from(rollout.available))
+        .bind(rollout.finished_at)
+        .bind(next_ordinal)
+        .bind(app.created_at)
+        .bind(app.updated_at)
+        .bind(app.version))
+}
+
+fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
+    let name: String = get(row, "name")?;
+    let phase: String = get(row, "rollout_phase")?;
+    let phase = RolloutPhase::parse(&phase).ok_or_else(|| {
+        StoreError::Database(format!(
+            "app {name} has an unknown rollout phase {phase:?} in the database"
+        ))
+    })?;
+    let strategy: String = get(row, "strategy_json")?;
+    let dependencies: String = get(row, "dependencies_json")?;
+    let next_ordinal: i64 = get(row, "next_ordinal")?;
+    Ok(App {
+        team: get(row, "team")?,
+        replicas: get_u32(row, "replicas")?,
+        strategy: serde_json::from_str(&strategy)
+            .map_err(json_err(format!("strategy of app {name}")))?,
+        dependencies: serde_json::from_str(&dependencies)
+            .map_err(json_err(format!("dependencies of app {name}")))?,
+        current_revision: get_u32(row, "current_revision")?,
+        stable_revision: get_opt_u32(row, "stable_revision")?,
+        latest_revision: get_u32(row, "latest_revision")?,
+        rollout: Rollout {
+            revision: get_u32(row, "rollout_revision")?,
+            phase,
+            failed_revision: get_opt_u32(row, "rollout_failed_revision")?,
+            message: get(row, "rollout_message")?,
+            started_at: get(row, "rollout_started_at")?,
+            progress_at: get(row, "rollout_progress_at")?,
+            available: get_u32(row, "rollout_available")?,
+            finished_at: get(row, "rollout_finished_at")?,
+        },
+        next_ordinal: u64::try_from(next_ordinal).map_err(|_| {
+            StoreError::Database(format!(
+                "app {name} has a negative next_ordinal {next_ordinal}"
+            ))
+        })?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+        version: get(row, "version")?,
+        name,
+    })
+}
+
+macro_rules! revision_columns {
+    () => {
+        "app, number, template_json, created_at, created_by, reason"
+    };
+}
+
+const SELECT_REVISION: &str = concat!(
+    "SELECT ",
+    revision_columns!(),
+    " FROM revisions WHERE app = $1 AND number = $2"
+);
+const SELECT_REVISIONS: &str = concat!(
+    "SELECT ",
+    revision_columns!(),
+    " FROM revisions WHERE app = $1 ORDER BY number DESC"
+);
+
+fn revision_from_row(row: &SqliteRow) -> StoreResult<Revision> {
+    let app: String = get(row, "app")?;
+    let number = get_u32(row, "number")?;
+    let template: String = get(row, "template_json")?;
+    Ok(Revision {
+        template: serde_json::from_str(&template).map_err(json_err(format!(
+            "template of revision {number} of app {app}"
+        )))?,
+        created_at: get(row, "created_at")?,
+        created_by: get(row, "created_by")?,
+        reason: get(row, "reason")?,
+        app,
+        number,
+    })
+}
+
+fn event_from_row(row: &SqliteRow) -> StoreResult<Event> {
+    let id: i64 = get(row, "id")?;
+    let kind: String = get(row, "kind")?;
+    let kind = EventKind::parse(&kind).ok_or_else(|| {
+        StoreError::Database(format!(
+            "event {id} has an unknown kind {kind:?} in the database"
+        ))
+    })?;
+    Ok(Event {
+        id,
+        app: get(row, "app")?,
+        at: get(row, "at")?,
+        kind,
+        instance: get(row, "instance")?,
+        revision: get_opt_u32(row, "revision")?,
+        message: get(row, "message")?,
+    })
+}
+
+/// Refuses a revision filed under another app than the one it is written with.
+fn check_revision_app(app: &App, revision: &Revision) -> StoreResult<()> {
+    if revision.app == app.name {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "revision {} belongs to app {}, not to app {}",
+            revision.number, revision.app, app.name
+        )))
+    }
+}
+
+async fn insert_revision(conn: &mut SqliteConnection, revision: &Revision) -> StoreResult<()> {
+    let template = serde_json::to_string(&revision.template).map_err(json_err(format!(
+        "template of revision {} of app {}",
+        revision.number, revision.app
+    )))?;
+    sqlx::query(concat!(
+        "INSERT INTO revisions (",
+        revision_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6)"
+    ))
+    .bind(revision.app.as_str())
+    .bind(i64::from(revision.number))
+    .bind(template)
+    .bind(revision.created_at)
+    .bind(revision.created_by.as_str())
+    .bind(revision.reason.as_str())
+    .execute(conn)
+    .await
+    .map_err(|e| {
+        conflict_or_db(e, || {
+            format!(
+                "revision {} of app {} already exists",
+                revision.number, revision.app
+            )
+        })
+    })?;
+    Ok(())
+}
+
+/// The optimistic update shared by `update_app` and `add_revision`; run it in a transaction.
+async fn update_app_in(conn: &mut SqliteConnection, app: &App) -> StoreResult<App> {
+    let row = bind_app(sqlx::query(UPDATE_APP), app)?
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    if let Some(row) = row {
+        return app_from_row(&row);
+    }
+    let exists = sqlx::query("SELECT version FROM apps WHERE name = $1")
+        .bind(app.name.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Err(match exists {
+        None => StoreError::NotFound(format!("app {}", app.name)),
+        Some(_) => StoreError::Conflict(format!("app {} was changed concurrently", app.name)),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn ensure_team(&self, name: &str, now: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO teams (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn create_app(&self, app: &App, first_revision: &Revision) -> StoreResult<()> {
+        check_revision_app(app, first_revision)?;
+        let mut tx = self.begin_write().await?;
+        bind_app(sqlx::query(INSERT_APP), app)?
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_or_db(e, || format!("app {} already exists", app.name)))?;
+        insert_revision(&mut tx, first_revision).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_app(&self, name: &str) -> StoreResult<Option<App>> {
+        let row = sqlx::query(SELECT_APP)
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(app_from_row).transpose()
+    }
+
+    async fn list_apps(&self) -> StoreResult<Vec<App>> {
+        let rows = sqlx::query(SELECT_APPS)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(app_from_row).collect()
+    }
+
+    async fn update_app(&self, app: &App) -> StoreResult<App> {
+        let mut tx = self.begin_write().await?;
+        let stored = update_app_in(&mut tx, app).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(stored)
+    }
+
+    async fn add_revision(&self, app: &App, revision: &Revision, keep: u32) -> StoreResult<App> {
+        check_revision_app(app, revision)?;
+        let mut tx = self.begin_write().await?;
+        // Update first: a missing or stale app is reported as such, not as a foreign-key error.
+        let stored = update_app_in(&mut tx, app).await?;
+        insert_revision(&mut tx, revision).await?;
+        sqlx::query(
+            "DELETE FROM revisions WHERE app = $1 \
+             AND number NOT IN \
+                 (SELECT number FROM revisions WHERE app = $1 ORDER BY number DESC LIMIT $2) \
+             AND number <> $3 \
+             AND ($4 IS NULL OR number <> $4)",
+        )
+        .bind(stored.name.as_str())
+        .bind(i64::from(keep))
+        .bind(i64::from(stored.current_revision))
+        .bind(stored.stable_revision.map(i64::from))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(stored)
+    }
+
+    async fn get_revision(&self, app: &str, number: u32) -> StoreResult<Option<Revision>> {
+        let row = sqlx::query(SELECT_REVISION)
+            .bind(app)
+            .bind(i64::from(number))
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(revision_from_row).transpose()
+    }
+
+    async fn list_revisions(&self, app: &str) -> StoreResult<Vec<Revision>> {
+        let rows = sqlx::query(SELECT_REVISIONS)
+            .bind(app)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(revision_from_row).collect()
+    }
+
+    async fn delete_app(&self, name: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        for sql in [
+            "DELETE FROM events WHERE app = $1",
+            "DELETE FROM revisions WHERE app = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let deleted = sqlx::query("DELETE FROM apps WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(deleted > 0)
+    }
+
+    async fn allocate_ordinals(&self, app: &str, count: u64) -> StoreResult<u64> {
+        let count = ordinal_to_db(count, "ordinal count")?;
+        // One statement on the single writer: atomic without an explicit transaction.
+        let first: Option<i64> = sqlx::query_scalar(
+            "UPDATE apps SET next_ordinal = next_ordinal + $2 WHERE name = $1 \
+             RETURNING next_ordinal - $2",
+        )
+        .bind(app)
+        .bind(count)
+        .fetch_optional(&self.write)
+        .await
+        .map_err(db_err)?;
+        let first = first.ok_or_else(|| StoreError::NotFound(format!("app {app}")))?;
+        u64::try_from(first).map_err(|_| {
+            StoreError::Database(format!("app {app} has a negative next_ordinal {first}"))
+        })
+    }
+
+    async fn append_events(&self, events: &[Event], keep_per_app: u32) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        let mut apps = std::collections::BTreeSet::new();
+        for event in events {
+            sqlx::query(
+                "INSERT INTO events (app, at, kind, instance, revision, message) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(event.app.as_str())
+            .bind(event.at)
+            .bind(event.kind.as_str())
+            .bind(event.instance.as_deref())
+            .bind(event.revision.map(i64::from))
+            .bind(event.message.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            apps.insert(event.app.as_str());
+        }
+        for app in apps {
+            // Everything at or below the (keep+1)-th newest id goes; nothing when there are fewer.
+            sqlx::query(
+                "DELETE FROM events WHERE app = $1 AND id <= \
+                 (SELECT id FROM events WHERE app = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+            )
+            .bind(app)
+            .bind(i64::from(keep_per_app))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn list_events(&self, app: &str, query: EventQuery) -> StoreResult<Vec<Event>> {
+        let limit = i64::from(query.limit);
+        let rows = match query.after_id {
+            Some(after_id) => {
+                sqlx::query(
+                    "SELECT id, app, at, kind, instance, revision, message FROM events \
+                     WHERE app = $1 AND id > $2 ORDER BY id ASC LIMIT $3",
+                )
+                .bind(app)
+                .bind(after_id)
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await
+            }
+            None => {
+                sqlx::query(
+                    "SELECT id, app, at, kind, instance, revision, message FROM \
+                     (SELECT id, app, at, kind, instance, revision, message FROM events \
+                      WHERE app = $1 ORDER BY id DESC LIMIT $2) AS latest \
+                     ORDER BY id ASC",
+                )
+                .bind(app)
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await
+            }
+        }
+        .map_err(db_err)?;
+        rows.iter().map(event_from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pragma(pool: &SqlitePool, name: &str) -> String {
+        let sql = format!("SELECT * FROM pragma_{name}()");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        match row.try_get::<String, _>(0) {
+            Ok(text) => text,
+            Err(_) => row.try_get::<i64, _>(0).unwrap().to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_carry_the_pragmas() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("berth.db"))
+            .await
+            .unwrap();
+        for pool in [&store.write, &store.read] {
+            assert_eq!(pragma(pool, "journal_mode").await, "wal");
+            assert_eq!(pragma(pool, "foreign_keys").await, "1");
+            assert_eq!(pragma(pool, "synchronous").await, "1", "NORMAL");
+            assert_eq!(pragma(pool, "busy_timeout").await, "5000");
+        }
+        assert_eq!(pragma(&store.write, "query_only").await, "0");
+        assert_eq!(pragma(&store.read, "query_only").await, "1");
+        let write = sqlx::query("DELETE FROM apps").execute(&store.read).await;
+        assert!(write.is_err(), "readers cannot write");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn embedded_migrations_match_the_directory() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        let on_disk = Migrator::new(dir).await.unwrap();
+        let embedded = migrator();
+        let key = |m: &Migration| (m.version, m.checksum.to_vec());
+        assert_eq!(
+            embedded.iter().map(key).collect::<Vec<_>>(),
+            on_disk.iter().map(key).collect::<Vec<_>>(),
+            "every file under migrations/sqlite is listed in MIGRATIONS, unchanged"
+        );
+    }
+}

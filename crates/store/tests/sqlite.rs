@@ -1,0 +1,219 @@
+//! The SQLite store against the conformance suite, plus what only SQLite has: the file, WAL
+//! mode, migrations on reopen, two handles on one file, and corrupt rows.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use berth_core::{Event, EventKind};
+use berth_store::conformance::{self, new_app, revision};
+use berth_store::{EventQuery, SqliteStore, Store, StoreError};
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
+
+/// A plain connection to the file, bypassing the store (as an operator's `sqlite3` would).
+async fn raw(path: &Path) -> SqliteConnection {
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
+        .expect("raw connection")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("berth.db"))
+        .await
+        .unwrap();
+    conformance::run_all(Arc::new(store.clone())).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_in_memory() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    conformance::run_all(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_stores_are_separate() {
+    let one = SqliteStore::open_in_memory().await.unwrap();
+    let two = SqliteStore::open_in_memory().await.unwrap();
+    one.create_app(&new_app("web"), &revision("web", 1))
+        .await
+        .unwrap();
+    assert!(two.get_app("web").await.unwrap().is_none());
+    two.create_app(&new_app("web"), &revision("web", 1))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_keeps_data_in_wal_mode_and_migrates_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state").with_extension("db");
+    assert!(!path.exists());
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert!(path.exists(), "open creates the file");
+    let app = new_app("web");
+    store.create_app(&app, &revision("web", 1)).await.unwrap();
+    store
+        .append_events(
+            &[Event::new("web", 1, EventKind::AppCreated, "created")],
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.allocate_ordinals("web", 2).await.unwrap(), 0);
+    store.close().await;
+
+    for _ in 0..2 {
+        let store = SqliteStore::open(&path).await.expect("reopen");
+        let stored = store
+            .get_app("web")
+            .await
+            .unwrap()
+            .expect("app survives a reopen");
+        assert_eq!(
+            stored,
+            berth_core::App {
+                next_ordinal: 2,
+                ..app.clone()
+            }
+        );
+        assert_eq!(
+            store.get_revision("web", 1).await.unwrap(),
+            Some(revision("web", 1))
+        );
+        let events = store
+            .list_events(
+                "web",
+                EventQuery {
+                    after_id: None,
+                    limit: 10,
+                },
+            )
+            .await;
+        assert_eq!(events.unwrap().len(), 1);
+        store.close().await;
+    }
+
+    let mut conn = raw(&path).await;
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let applied: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        applied,
+        vec![(1, true)],
+        "each migration is applied exactly once"
+    );
+    conn.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_handles_on_one_file_never_see_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let one: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let two: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    one.create_app(&new_app("shared"), &revision("shared", 1))
+        .await
+        .unwrap();
+
+    let mut tasks = Vec::new();
+    for i in 0..40u32 {
+        let store = if i.is_multiple_of(2) {
+            one.clone()
+        } else {
+            two.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let first = store
+                .allocate_ordinals("shared", 1)
+                .await
+                .expect("allocate");
+            let name = format!("app-{i}");
+            store
+                .create_app(&new_app(&name), &revision(&name, 1))
+                .await
+                .expect("create");
+            let events = [Event::new(&name, 1, EventKind::AppCreated, "created")];
+            store.append_events(&events, 5).await.expect("append");
+            first
+        }));
+    }
+    let mut firsts = Vec::new();
+    for task in tasks {
+        firsts.push(task.await.unwrap());
+    }
+    firsts.sort_unstable();
+    assert_eq!(firsts, (0..40).collect::<Vec<u64>>());
+    assert_eq!(two.list_apps().await.unwrap().len(), 41);
+}
+
+#[tokio::test]
+async fn unknown_phase_or_kind_in_the_database_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store
+        .create_app(&new_app("web"), &revision("web", 1))
+        .await
+        .unwrap();
+    store
+        .append_events(&[Event::new("web", 1, EventKind::Scaled, "x")], 10)
+        .await
+        .unwrap();
+
+    let mut conn = raw(&path).await;
+    sqlx::query("UPDATE apps SET rollout_phase = 'paused' WHERE name = 'web'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE events SET kind = 'teleported' WHERE app = 'web'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    match store.get_app("web").await {
+        Err(StoreError::Database(message)) => assert!(message.contains("paused"), "{message}"),
+        other => panic!("expected a database error, got {other:?}"),
+    }
+    assert!(matches!(
+        store.list_apps().await,
+        Err(StoreError::Database(_))
+    ));
+    match store
+        .list_events(
+            "web",
+            EventQuery {
+                after_id: None,
+                limit: 10,
+            },
+        )
+        .await
+    {
+        Err(StoreError::Database(message)) => assert!(message.contains("teleported"), "{message}"),
+        other => panic!("expected a database error, got {other:?}"),
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn open_fails_cleanly_on_a_missing_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let result = SqliteStore::open(&dir.path().join("no/such/dir/berth.db")).await;
+    match result {
+        Err(StoreError::Database(message)) => assert!(message.contains("berth.db"), "{message}"),
+        Err(other) => panic!("expected a database error, got {other:?}"),
+        Ok(_) => panic!("opening under a missing directory succeeded"),
+    }
+}

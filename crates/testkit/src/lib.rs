@@ -1,0 +1,15 @@
+//! Test support for Berth's own test suites (Docker checks, the test app image, per-test
+//! namespaces, a tiny HTTP client); it is not shipped.
+//!
+//! Everything here is synchronous std code that shells out to the `docker` CLI, so any test,
+//! async or not, can use it without pulling a runtime.
+
+mod docker;
+mod http;
+mod image;
+mod namespace;
+
+pub use docker::{docker_available, require_docker};
+pub use http::http_get;
+pub use image::{TESTAPP_IMAGE, testapp_image, workspace_root};
+pub use namespace::{NAMESPACE_LABEL, NamespaceGuard, cleanup_namespace, unique_namespace};

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Makes a Docker Engine reachable: uses DOCKER_HOST or /var/run/docker.sock when it answers;
+# otherwise installs Debian's docker.io (when root and apt is available) and starts dockerd.
+# Prints what is missing and exits non-zero when it cannot.
+set -euo pipefail
+
+docker_answers() {
+  if [[ -n "${DOCKER_HOST:-}" ]]; then
+    docker version --format '{{.Server.Version}}' >/dev/null 2>&1
+  else
+    [[ -S /var/run/docker.sock ]] && docker version --format '{{.Server.Version}}' >/dev/null 2>&1
+  fi
+}
+
+if command -v docker >/dev/null 2>&1 && docker_answers; then
+  exit 0
+fi
+if [[ -n "${DOCKER_HOST:-}" ]]; then
+  echo "error: DOCKER_HOST=${DOCKER_HOST} is set but no Docker Engine answers there." >&2
+  exit 1
+fi
+
+if ! command -v dockerd >/dev/null 2>&1; then
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: no Docker Engine is reachable and dockerd is not installed." >&2
+    echo "       install it as root with: apt-get install -y docker.io   (then start dockerd)" >&2
+    exit 1
+  fi
+  echo "==> installing Debian's docker.io"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "error: dockerd is installed but not running, and starting it needs root." >&2
+  echo "       start it as root with: dockerd &" >&2
+  exit 1
+fi
+
+echo "==> starting dockerd (log: /var/log/berth-dockerd.log)"
+# No systemd here: run dockerd in the background, detached from this shell.
+nohup dockerd >/var/log/berth-dockerd.log 2>&1 &
+for _ in $(seq 1 60); do
+  if docker_answers; then
+    echo "==> Docker Engine $(docker version --format '{{.Server.Version}}') is up"
+    exit 0
+  fi
+  sleep 0.5
+done
+echo "error: dockerd did not come up within 30 s; see /var/log/berth-dockerd.log" >&2
+tail -n 20 /var/log/berth-dockerd.log >&2 || true
+exit 1

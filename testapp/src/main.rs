@@ -1,0 +1,202 @@
+//! berth-testapp: a small HTTP server whose failures can be switched on; Berth's test workload.
+
+mod burn;
+mod config;
+mod http;
+mod json;
+mod routes;
+
+use std::io::BufReader;
+use std::net::{TcpListener, TcpStream};
+use std::process::exit;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::config::Config;
+use crate::http::{ParseError, Response};
+use crate::routes::{Effect, Info};
+
+/// How long an idle keep-alive connection is kept open.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Delay between answering `/admin/crash` and exiting, so the response gets out.
+const CRASH_DELAY: Duration = Duration::from_millis(50);
+
+/// State shared by all connection threads.
+struct Shared {
+    healthy: AtomicBool,
+    info: Info,
+}
+
+fn main() {
+    let mut config = match Config::from_lookup(|name| std::env::var(name).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth-testapp: {e}");
+            exit(2);
+        }
+    };
+    if let Some(code) = config.exit_immediately {
+        println!("exiting immediately with code {code}");
+        exit(code);
+    }
+    // Before anything slow, so a stop during the startup delay is still prompt.
+    install_signal_handlers();
+    if let Some(after) = config.crash_after {
+        thread::spawn(move || {
+            thread::sleep(after);
+            println!("crashing after {} ms", after.as_millis());
+            exit(3);
+        });
+    }
+    if config.burn_millicores > 0 {
+        println!("burning {} millicores", config.burn_millicores);
+        burn::spawn(config.burn_millicores, None);
+    }
+    if !config.startup_delay.is_zero() {
+        println!("starting in {} ms", config.startup_delay.as_millis());
+        thread::sleep(config.startup_delay);
+    }
+
+    config.info.hostname = hostname();
+    let listener = match TcpListener::bind(("0.0.0.0", config.port)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "berth-testapp: cannot listen on 0.0.0.0:{}: {e}",
+                config.port
+            );
+            exit(1);
+        }
+    };
+    println!("listening on 0.0.0.0:{}", config.port);
+
+    let shared = Arc::new(Shared {
+        healthy: AtomicBool::new(!config.fail_health),
+        info: config.info,
+    });
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => {
+                let shared = Arc::clone(&shared);
+                let spawned = thread::Builder::new()
+                    .name("conn".into())
+                    .spawn(move || serve(stream, &shared));
+                if let Err(e) = spawned {
+                    eprintln!("cannot start connection thread: {e}");
+                }
+            }
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                // Out of file descriptors and similar: back off instead of spinning.
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Exits 0 on SIGTERM or SIGINT; the listener and open connections die with the process.
+fn install_signal_handlers() {
+    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("berth-testapp: cannot install signal handlers: {e}");
+            exit(1);
+        }
+    };
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let name = if signal == SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                };
+                println!("received {name}, exiting");
+                exit(0);
+            }
+        })
+        .unwrap_or_else(|e| {
+            eprintln!("berth-testapp: cannot start signal thread: {e}");
+            exit(1);
+        });
+}
+
+/// The kernel's hostname for our UTS namespace (the container ID prefix under Docker).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default()
+}
+
+/// Serves requests on one connection until it closes or asks to.
+fn serve(stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let request = match http::read_request(&mut reader) {
+            Ok(Some(r)) => r,
+            Ok(None) | Err(ParseError::Io(_)) => return,
+            Err(e) => {
+                let status = if matches!(e, ParseError::TooLarge(_)) {
+                    413
+                } else {
+                    400
+                };
+                let _ = http::write_response(
+                    &mut writer,
+                    &Response::text(status, e.to_string()),
+                    false,
+                );
+                println!("- - {status}");
+                return;
+            }
+        };
+
+        let outcome = routes::route(
+            &request.method,
+            &request.path,
+            &request.query,
+            shared.healthy.load(Ordering::SeqCst),
+            &shared.info,
+        );
+        match &outcome.effect {
+            Effect::SetHealthy(h) => shared.healthy.store(*h, Ordering::SeqCst),
+            Effect::Sleep(d) => thread::sleep(*d),
+            Effect::Burn {
+                millicores,
+                duration,
+            } => burn::spawn(*millicores, Some(*duration)),
+            Effect::None | Effect::Crash => {}
+        }
+        let crash = outcome.effect == Effect::Crash;
+        let keep_alive = request.keep_alive() && !crash;
+        let written = http::write_response(&mut writer, &outcome.response, keep_alive);
+        println!(
+            "{} {} {}",
+            request.method, request.target, outcome.response.status
+        );
+        if crash {
+            thread::sleep(CRASH_DELAY);
+            println!("crashing on request");
+            exit(3);
+        }
+        if written.is_err() || !keep_alive {
+            return;
+        }
+    }
+}
