@@ -10,7 +10,14 @@ use serde_json::{Value, json};
 use support::{Server, containers_of};
 
 /// One bad request: method, path, body, expected status, error code and named field.
-type BadRequest = (Method, &'static str, Value, u16, &'static str, Option<&'static str>);
+type BadRequest = (
+    Method,
+    &'static str,
+    Value,
+    u16,
+    &'static str,
+    Option<&'static str>,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {

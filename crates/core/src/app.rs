@@ -201,7 +201,8 @@ impl EventKind {
     }
 }
 
-const ALL_EVENT_KINDS: [EventKind; 20] = [
+/// Every event kind, in declaration order.
+pub const ALL_EVENT_KINDS: [EventKind; 20] = [
     EventKind::AppCreated,
     EventKind::AppDeleted,
     EventKind::RevisionCreated,

@@ -608,29 +608,6 @@ pub async fn allocate_ordinals_concurrent(store: Arc<dyn Store>) {
     );
 }
 
-const ALL_KINDS: [EventKind; 20] = [
-    EventKind::AppCreated,
-    EventKind::AppDeleted,
-    EventKind::RevisionCreated,
-    EventKind::Scaled,
-    EventKind::RolloutStarted,
-    EventKind::RolloutProgress,
-    EventKind::RolloutComplete,
-    EventKind::RolloutFailed,
-    EventKind::RollbackStarted,
-    EventKind::RolledBack,
-    EventKind::InstanceStarted,
-    EventKind::InstanceStopped,
-    EventKind::InstanceReady,
-    EventKind::InstanceNotReady,
-    EventKind::InstanceUnhealthy,
-    EventKind::InstanceCrashed,
-    EventKind::InstanceReplaced,
-    EventKind::CrashLoopBackOff,
-    EventKind::StartFailed,
-    EventKind::EngineError,
-];
-
 /// `n` events of `app` whose message tells their position.
 fn events(app: &str, n: usize, tag: &str) -> Vec<Event> {
     (0..n)
@@ -638,7 +615,7 @@ fn events(app: &str, n: usize, tag: &str) -> Vec<Event> {
             Event::new(
                 app,
                 T0 + i as i64,
-                ALL_KINDS[i % ALL_KINDS.len()],
+                berth_core::app::ALL_EVENT_KINDS[i % berth_core::app::ALL_EVENT_KINDS.len()],
                 format!("{tag} {i}"),
             )
         })
@@ -660,7 +637,7 @@ pub async fn events_round_trip_ascending(store: &dyn Store) {
     let a = unique_name("events-a");
     let b = unique_name("events-b");
     let mut batch = Vec::new();
-    for (i, kind) in ALL_KINDS.into_iter().enumerate() {
+    for (i, kind) in berth_core::app::ALL_EVENT_KINDS.into_iter().enumerate() {
         let app = if i.is_multiple_of(3) { &b } else { &a };
         let mut event = Event::new(app, T0 + i as i64, kind, format!("{} «{i}»", kind.as_str()));
         event.id = 999_999; // ignored
