@@ -560,24 +560,21 @@ pub async fn logs(
             )));
         }
     }
+    let follow = params.follow.unwrap_or(false);
     let options = LogOptions {
-        follow: params.follow.unwrap_or(false),
+        follow,
         tail: Some(params.tail.unwrap_or(100)),
     };
-    let streams = instances.iter().map(|instance| {
-        let prefix = instance.name.clone();
-        state
-            .engine
-            .logs(&instance.container_id, options)
-            .map(move |line| match line {
-                Ok(line) => Ok::<_, std::io::Error>(format!(
-                    "{prefix} | {}\n",
-                    line.text.trim_end_matches('\n')
-                )),
-                Err(error) => Ok(format!("{prefix} | [berth: log stream ended: {error}]\n")),
-            })
-    });
-    let merged = futures::stream::select_all(streams);
+    let (lines, receiver) = tokio::sync::mpsc::channel::<String>(256);
+    tokio::spawn(forward_logs(
+        state.clone(),
+        app,
+        instances,
+        params.instance.clone(),
+        options,
+        lines,
+    ));
+    let merged = tokio_stream::wrappers::ReceiverStream::new(receiver).map(Ok::<_, std::io::Error>);
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
@@ -587,6 +584,58 @@ pub async fn logs(
         Body::from_stream(merged),
     )
         .into_response())
+}
+
+/// How often a followed log stream looks for new instances (started by a rollout or a
+/// replacement) to attach to.
+const LOG_ATTACH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Copies the instances' output into `lines`, prefixed with the instance name. When following,
+/// instances that appear later are attached too; it ends when the client goes away.
+async fn forward_logs(
+    state: ApiState,
+    app: App,
+    mut instances: Vec<berth_controller::InstanceStatus>,
+    only: Option<String>,
+    options: LogOptions,
+    lines: tokio::sync::mpsc::Sender<String>,
+) {
+    let mut attached = std::collections::HashSet::new();
+    loop {
+        for instance in instances
+            .iter()
+            .filter(|i| only.as_ref().is_none_or(|o| *o == i.name))
+        {
+            if !attached.insert(instance.container_id.clone()) {
+                continue;
+            }
+            let prefix = instance.name.clone();
+            let mut stream = state.engine.logs(&instance.container_id, options);
+            let lines = lines.clone();
+            tokio::spawn(async move {
+                while let Some(line) = stream.next().await {
+                    let text = match line {
+                        Ok(line) => format!("{prefix} | {}\n", line.text.trim_end_matches('\n')),
+                        Err(error) => format!("{prefix} | [berth: log stream ended: {error}]\n"),
+                    };
+                    if lines.send(text).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        if !options.follow {
+            return;
+        }
+        tokio::select! {
+            _ = lines.closed() => return,
+            _ = tokio::time::sleep(LOG_ATTACH_INTERVAL) => {}
+        }
+        match state.controller.instances(&app).await {
+            Ok(current) => instances = current,
+            Err(error) => tracing::debug!(%error, "log follow: cannot list instances"),
+        }
+    }
 }
 
 #[cfg(test)]

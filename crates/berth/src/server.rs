@@ -63,10 +63,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot open database {}: {e}", database.display()))?,
     );
-    let engine: Arc<dyn Engine> = Arc::new(
-        DockerEngine::connect_with(config.docker_host.as_deref())
-            .map_err(|e| format!("docker: {e}"))?,
-    );
+    let engine: Arc<dyn Engine> = Arc::new(connect_docker(config.docker_host.as_deref()).await);
     match engine.info().await {
         Ok(info) => {
             tracing::info!(version = %info.version, node = %info.node_name, "connected to {}", info.name)
@@ -127,6 +124,27 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         "berth server stopped; app instances keep running and are adopted on the next start"
     );
     Ok(())
+}
+
+/// Connects to Docker, waiting (and saying so) while its socket does not exist yet, so a
+/// server started before the engine comes up on its own once the engine is there.
+async fn connect_docker(host: Option<&str>) -> DockerEngine {
+    let mut attempt = 0u32;
+    loop {
+        match DockerEngine::connect_with(host) {
+            Ok(engine) => return engine,
+            Err(error) => {
+                if attempt % 12 == 0 {
+                    tracing::warn!(
+                        %error,
+                        "waiting for the Docker Engine (start one with scripts/ensure-docker.sh, or pass --docker-host)"
+                    );
+                }
+                attempt = attempt.wrapping_add(1);
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -416,3 +416,39 @@ async fn without_a_docker_engine_the_state_is_kept_and_the_error_is_clear() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followed_logs_include_instances_started_later() {
+    use futures::StreamExt;
+    let server = Server::start("logsfollow").await;
+    server.create_app("web", 1, json!({})).await;
+    server.wait_rollout("web", Duration::from_secs(60)).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = http
+        .get(format!("{}/api/v1/apps/web/logs?follow=true", server.url))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    let mut body = response.bytes_stream();
+    server
+        .post("/api/v1/apps/web/scale", json!({"replicas": 2}))
+        .await;
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if seen.contains("web-1 | listening on") && seen.contains("web-2 | listening on") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "log stream so far:\n{seen}");
+}

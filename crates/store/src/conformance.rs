@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use berth_core::{
-    App, Event, EventKind, Millis, Probe, Resources, Revision, Rollout, RolloutPhase,
-    RolloutStrategy, Template,
+    App, Event, Millis, Probe, Resources, Revision, Rollout, RolloutPhase, RolloutStrategy,
+    Template,
 };
 
 use crate::{EventQuery, Store, StoreError};
