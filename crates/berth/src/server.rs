@@ -134,7 +134,7 @@ async fn connect_docker(host: Option<&str>) -> DockerEngine {
         match DockerEngine::connect_with(host) {
             Ok(engine) => return engine,
             Err(error) => {
-                if attempt % 12 == 0 {
+                if attempt.is_multiple_of(12) {
                     tracing::warn!(
                         %error,
                         "waiting for the Docker Engine (start one with scripts/ensure-docker.sh, or pass --docker-host)"
