@@ -60,21 +60,25 @@ async fn app_view(state: &ApiState, app: &App, template: &Template) -> AppDto {
     responses((status = 200, body = [AppDto]), (status = 401, body = ErrorBody)))]
 pub async fn list_apps(State(state): State<ApiState>) -> ApiResult<Json<Vec<AppDto>>> {
     let apps = state.store.list_apps().await?;
-    let views = apps.iter().map(|app| {
-        let state = state.clone();
-        async move {
-            let revision = state
-                .store
-                .get_revision(&app.name, app.current_revision)
-                .await?;
-            let template = revision.map(|r| r.template).unwrap_or_default();
-            Ok::<_, ApiError>(app_view(&state, app, &template).await)
-        }
-    });
-    let views = futures::future::join_all(views)
-        .await
-        .into_iter()
-        .collect::<ApiResult<Vec<_>>>()?;
+    let (mut instances, engine_error) = match state.controller.instances_of_all(&apps).await {
+        Ok(instances) => (instances, None),
+        Err(error) => (Default::default(), Some(error.to_string())),
+    };
+    let mut views = Vec::with_capacity(apps.len());
+    for app in &apps {
+        let revision = state
+            .store
+            .get_revision(&app.name, app.current_revision)
+            .await?;
+        let template = revision.map(|r| r.template).unwrap_or_default();
+        let app_instances = instances.remove(&app.name).unwrap_or_default();
+        views.push(AppDto::new(
+            app,
+            &template,
+            app_instances.iter().map(InstanceDto::from).collect(),
+            engine_error.clone(),
+        ));
+    }
     Ok(Json(views))
 }
 

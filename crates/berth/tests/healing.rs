@@ -141,6 +141,15 @@ async fn crash_loops_back_off_and_show_it() {
         backoff["message"].as_str().unwrap().contains("crashed"),
         "{backoff}"
     );
+    // Each backoff is reported once, not at every reconcile.
+    let backoffs: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "crash_loop_back_off")
+        .map(|e| e["instance"].as_str().unwrap())
+        .collect();
+    let mut unique = backoffs.clone();
+    unique.dedup();
+    assert_eq!(backoffs, unique, "a backoff was reported twice");
     // The instance is never left for dead: attempts keep coming, further and further apart.
     let crashes = events
         .iter()

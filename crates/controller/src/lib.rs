@@ -192,6 +192,14 @@ impl Controller {
         reconcile::instance_statuses(&self.shared, app).await
     }
 
+    /// The instances of each of `apps`, with one engine listing.
+    pub async fn instances_of_all(
+        &self,
+        apps: &[berth_core::App],
+    ) -> Result<HashMap<String, Vec<InstanceStatus>>, berth_engine::EngineError> {
+        reconcile::instance_statuses_of_all(&self.shared, apps).await
+    }
+
     /// Stops and removes every container of `app` (used when the app is deleted).
     pub async fn remove_instances(&self, app: &str) -> Result<usize, berth_engine::EngineError> {
         reconcile::remove_all(&self.shared, app).await

@@ -117,10 +117,6 @@ async fn reconcile_inner(
         remove_all(shared, name).await?;
         return Ok(None);
     };
-    shared
-        .engine
-        .ensure_network(&shared.config.namespace)
-        .await?;
     let containers = shared
         .engine
         .list_containers(&shared.label_filter(Some(name)))
@@ -301,8 +297,13 @@ async fn report_exits(shared: &Shared, app: &App, instances: &[ObservedInstance]
     {
         let mut reported = lock(&shared.reported);
         let seen = reported.entry(app.name.clone()).or_default();
-        let ids: HashSet<&str> = instances.iter().map(|i| i.container_id.as_str()).collect();
-        seen.retain(|key| key.split('/').next().is_some_and(|id| ids.contains(id)));
+        // Keys start with the container id (exits) or the instance name (backoffs); keep
+        // those of instances that still exist.
+        let present: HashSet<&str> = instances
+            .iter()
+            .flat_map(|i| [i.container_id.as_str(), i.name.as_str()])
+            .collect();
+        seen.retain(|key| key.split('/').next().is_some_and(|id| present.contains(id)));
         for instance in instances {
             if let InstancePhase::Exited { exit_code, .. } = instance.phase
                 && seen.insert(format!("{}/exited", instance.container_id))
@@ -392,6 +393,11 @@ async fn execute(
     if starts.is_empty() {
         return Ok(());
     }
+    // Instances join the Berth network; make sure it exists (someone may have removed it).
+    shared
+        .engine
+        .ensure_network(&shared.config.namespace)
+        .await?;
     let now = (shared.clock)();
     if let Err(error) = shared.engine.ensure_image(&target.image, None).await {
         let permanent = matches!(error, EngineError::ImageNotFound { .. });
@@ -632,6 +638,37 @@ pub(crate) async fn instance_statuses(
         .engine
         .list_containers(&shared.label_filter(Some(&app.name)))
         .await?;
+    Ok(statuses_of(shared, app, containers).await)
+}
+
+/// The instances of several apps with one engine listing.
+pub(crate) async fn instance_statuses_of_all(
+    shared: &Arc<Shared>,
+    apps: &[App],
+) -> Result<HashMap<String, Vec<InstanceStatus>>, EngineError> {
+    let mut by_app: HashMap<String, Vec<ObservedContainer>> = HashMap::new();
+    for container in shared
+        .engine
+        .list_containers(&shared.label_filter(None))
+        .await?
+    {
+        if let Some(app) = label(&container, labels::APP) {
+            by_app.entry(app.to_string()).or_default().push(container);
+        }
+    }
+    let mut statuses = HashMap::new();
+    for app in apps {
+        let containers = by_app.remove(&app.name).unwrap_or_default();
+        statuses.insert(app.name.clone(), statuses_of(shared, app, containers).await);
+    }
+    Ok(statuses)
+}
+
+async fn statuses_of(
+    shared: &Arc<Shared>,
+    app: &App,
+    containers: Vec<ObservedContainer>,
+) -> Vec<InstanceStatus> {
     let templates = load_templates(shared, app, &containers)
         .await
         .unwrap_or_default();
@@ -664,7 +701,7 @@ pub(crate) async fn instance_statuses(
         })
         .collect();
     statuses.sort_by_key(|s| label_ordinal(&s.name));
-    Ok(statuses)
+    statuses
 }
 
 fn label_ordinal(instance: &str) -> u64 {
