@@ -51,7 +51,12 @@ def measure(apps: int, idle_empty: float, idle_apps: float, cpu_window: float) -
             if ready >= apps:
                 break
             if time.monotonic() > deadline:
-                raise bb.BenchError(f"only {ready}/{apps} apps ready after {bb.GIVE_UP} s")
+                stuck = [a for a in listed if a["ready_instances"] < 1]
+                details = "\n".join(
+                    f"{a['name']}: rollout {a['rollout']}, instances {a['instances']}, "
+                    f"events {run.events(a['name'])}" for a in stuck[:3])
+                raise bb.BenchError(f"only {ready}/{apps} apps ready after {bb.GIVE_UP} s:\n"
+                                    f"{details}\n{run.tail_log()}")
             time.sleep(1)
         all_ready = time.monotonic() - t0
         bb.log(f"{apps} apps ready after {all_ready:.1f} s")
@@ -157,4 +162,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bb.entry(main))

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Prints the machine description that goes with benchmark numbers (Markdown list).
+# Usage: bench/machine-info.sh [BERTH_BINARY]   (default target/release/berth)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,5 +14,9 @@ echo "- CPU: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
 echo "- kernel: $(uname -sr)"
 echo "- Docker Engine: $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo unknown)" \
   "(cgroup $(docker info --format '{{.CgroupVersion}}' 2>/dev/null || echo '?'), storage $(docker info --format '{{.Driver}}' 2>/dev/null || echo '?'))"
-echo "- Berth: commit $commit$([[ $dirty -gt 0 ]] && echo " + $dirty uncommitted files in crates/"), release build"
+echo "- workspace: commit $commit$([[ $dirty -gt 0 ]] && echo " + $dirty uncommitted changes in crates/")"
+bin="${1:-target/release/berth}"
+if [[ -x "$bin" ]]; then
+  echo "- berth binary: $("$bin" --version 2>/dev/null | head -1), release build of $(date -u -r "$bin" '+%Y-%m-%d %H:%M UTC')"
+fi
 echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -20,7 +20,11 @@ out="${BERTH_BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-results.XXXXXX"
 mkdir -p "$out"
 
 ./scripts/ensure-docker.sh
-./scripts/build-testapp-image.sh
+if ! ./scripts/build-testapp-image.sh; then
+  # The workspace may be mid-edit; an existing test image is good enough to measure with.
+  docker image inspect berth-testapp:latest >/dev/null 2>&1 || exit 1
+  echo "warning: could not rebuild berth-testapp:latest; using the existing image" >&2
+fi
 
 # One binary for the whole run, copied so that a rebuild of the workspace meanwhile cannot
 # change what is measured.
@@ -28,13 +32,17 @@ bin_dir="$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-bin.XXXXXX")"
 trap 'rm -rf "$bin_dir"' EXIT
 if [[ -z "${BERTH_BIN:-}" ]]; then
   echo "==> cargo build --release -p berth"
-  cargo build --release --quiet -p berth
+  if ! cargo build --release --quiet -p berth; then
+    echo "error: the release build failed; to measure an existing binary instead run" >&2
+    echo "       BERTH_BIN=target/release/berth bench/run-all.sh" >&2
+    exit 1
+  fi
   BERTH_BIN=target/release/berth
 fi
-cp "$BERTH_BIN" "$bin_dir/berth"
+cp -p "$BERTH_BIN" "$bin_dir/berth"
 export BERTH_BIN="$bin_dir/berth"
 
-bench/machine-info.sh | tee "$out/machine.md"
+bench/machine-info.sh "$BERTH_BIN" | tee "$out/machine.md"
 
 start=$SECONDS
 failed=()

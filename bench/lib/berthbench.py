@@ -69,6 +69,20 @@ def install_signal_handlers() -> None:
         signal.signal(sig, _raise_interrupted)
 
 
+def entry(main) -> int:
+    """Runs a benchmark's main(); an interruption or a BenchError ends it with a short
+    message (cleanup has run by then, in the `with Run(...)` block)."""
+    install_signal_handlers()
+    try:
+        return main()
+    except _Interrupted as e:
+        log(f"interrupted ({e}); cleaned up")
+        return 130
+    except BenchError as e:
+        log(f"FAILED: {e}")
+        return 1
+
+
 # ----------------------------------------------------------------------------- stats
 
 
@@ -344,8 +358,7 @@ class Run:
             log("kept", self.tmp)
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL)
+        install_signal_handlers()
 
     # -- REST
 

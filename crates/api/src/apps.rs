@@ -387,12 +387,7 @@ pub async fn rollback(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<AppDto>> {
     // The body is optional: an empty one means "the previous revision".
-    let request: RollbackRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RollbackRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
-    };
+    let request: RollbackRequest = crate::extract::optional_json(&body)?;
     let kept: Vec<u32> = state
         .store
         .list_revisions(&name)

@@ -73,6 +73,18 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
     error
 }
 
+/// Parses an optional JSON body: empty (or whitespace) means the type's default.
+pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let mut error = ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string());
+        error.field = field_in_serde_message(&error.message);
+        error
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::field_in_serde_message;

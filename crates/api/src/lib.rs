@@ -8,6 +8,9 @@ pub mod changes;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod image_dto;
+pub mod images;
+pub mod registry_auth;
 
 use std::sync::Arc;
 
@@ -37,6 +40,8 @@ pub struct ApiState {
     pub admin_token: Arc<str>,
     pub revision_history: u32,
     pub event_history: u32,
+    /// The built-in OCI registry (served under `/v2/`, managed under `/api/v1/images`).
+    pub registry: Arc<berth_registry::Registry>,
 }
 
 impl ApiState {
@@ -57,11 +62,12 @@ impl ApiState {
     paths(
         apps::list_apps, apps::create_app, apps::get_app, apps::delete_app, apps::deploy, apps::scale,
         apps::rollback, apps::rollout_status, apps::list_revisions, apps::get_revision, apps::list_events,
-        apps::logs, healthz, readyz,
+        apps::logs, images::list_repositories, images::show, images::delete, images::usage,
+        images::garbage_collect, images::retention, healthz, readyz,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "system", description = "Health of the server itself"))
+    tags((name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "images", description = "The built-in registry: search, inspect, delete, storage, garbage collection"), (name = "system", description = "Health of the server itself"))
 )]
 pub struct ApiDoc;
 
@@ -122,7 +128,7 @@ async fn openapi_json() -> Response {
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
-fn tokens_match(given: &[u8], expected: &[u8]) -> bool {
+pub(crate) fn tokens_match(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len()
         && given
             .iter()
@@ -166,8 +172,17 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/apps/{name}/revisions/{number}", get(apps::get_revision))
         .route("/apps/{name}/events", get(apps::list_events))
         .route("/apps/{name}/logs", get(apps::logs))
+        .route("/images", get(images::list_repositories))
+        .route(
+            "/images/{*reference}",
+            get(images::show).delete(images::delete),
+        )
+        .route("/registry/usage", get(images::usage))
+        .route("/registry/gc", post(images::garbage_collect))
+        .route("/registry/retention", post(images::retention))
         .fallback(unknown_route)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let registry = berth_registry::router(Arc::clone(&state.registry));
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -175,6 +190,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .nest("/api/v1", api)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+        .merge(registry)
 }
 
 #[cfg(test)]

@@ -13,6 +13,11 @@ use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use std::io::Write;
 
+use berth_api::image_dto::{
+    GcReportDto, GcRequest, ImageDto, RepositoryDetailDto, RepositoryDto, RetentionReportDto,
+    RetentionRequest, StorageUsageDto,
+};
+
 use crate::client::Client;
 use crate::config::{self, ServerOptions};
 use crate::output::{self, Format};
@@ -88,6 +93,9 @@ enum Command {
     /// Follow a rollout
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// The built-in registry: search, inspect, delete, storage use, garbage collection
+    #[command(subcommand)]
+    Images(ImagesCommand),
     /// The app's revisions
     History {
         name: String,
@@ -150,6 +158,47 @@ enum AppsCommand {
     },
     /// Delete an app and its instances
     Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImagesCommand {
+    /// List (or search) repositories
+    List {
+        /// Only repositories whose name contains this
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Show a repository's tags (team/app) or an image (team/app:tag, team/app@sha256:…)
+    Show {
+        reference: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Delete a tag (team/app:tag) or an image with all its tags (team/app@sha256:…)
+    Delete { reference: String },
+    /// Storage used per team and repository
+    Usage {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Garbage-collect: free the disk of blobs no image references
+    Gc {
+        /// Also delete manifests that no tag reaches
+        #[arg(long)]
+        untagged: bool,
+    },
+    /// Apply a retention policy to a repository now
+    Retention {
+        repository: String,
+        /// Keep only the N most recently pushed tags
+        #[arg(long)]
+        keep: Option<usize>,
+        /// Delete untagged manifests older than this, e.g. 7d
+        #[arg(long)]
+        untagged_older_than: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -480,6 +529,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
                 .map_err(|e| format!("--timeout {timeout:?}: {e}"))?;
             return wait_for_rollout(&client, &name, timeout).await;
         }
+        Command::Images(command) => return images(&client, command).await,
         Command::History { name, output } => {
             let revisions: Vec<RevisionDto> =
                 client.get(&format!("/apps/{name}/revisions")).await?;
@@ -561,6 +611,212 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
+
+async fn images(client: &Client, command: ImagesCommand) -> Result<ExitCode, String> {
+    match command {
+        ImagesCommand::List { search, output } => {
+            let path = match &search {
+                Some(term) => format!("/images?search={}", encode_query(term)),
+                None => "/images".to_string(),
+            };
+            let repositories: Vec<RepositoryDto> = client.get(&path).await?;
+            match output {
+                Format::Json => output::json(&repositories),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = repositories
+                        .iter()
+                        .map(|r| {
+                            vec![
+                                r.name.clone(),
+                                r.tag_count.to_string(),
+                                megabytes(r.size_bytes),
+                                r.last_pushed.clone().unwrap_or_default(),
+                            ]
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        output::table(&["REPOSITORY", "TAGS", "SIZE", "LAST PUSHED"], &rows)
+                    );
+                }
+            }
+        }
+        ImagesCommand::Show { reference, output } => {
+            let value: serde_json::Value = client.get(&format!("/images/{reference}")).await?;
+            if output == Format::Json {
+                output::json(&value);
+            } else if value.get("tags").is_some_and(|t| t.is_array())
+                && value.get("digest").is_none()
+            {
+                let repository: RepositoryDetailDto =
+                    serde_json::from_value(value).map_err(|e| format!("unexpected answer: {e}"))?;
+                println!(
+                    "repository: {} ({})\n",
+                    repository.name,
+                    megabytes(repository.size_bytes)
+                );
+                let rows: Vec<Vec<String>> = repository
+                    .tags
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.tag.clone(),
+                            t.digest.clone(),
+                            megabytes(t.size_bytes),
+                            t.created.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    output::table(&["TAG", "DIGEST", "SIZE", "CREATED"], &rows)
+                );
+            } else {
+                let image: ImageDto =
+                    serde_json::from_value(value).map_err(|e| format!("unexpected answer: {e}"))?;
+                print_image(&image);
+            }
+        }
+        ImagesCommand::Delete { reference } => {
+            client.delete(&format!("/images/{reference}")).await?;
+            println!("deleted {reference}; run `berth images gc` to free the disk now");
+        }
+        ImagesCommand::Usage { output } => {
+            let usage: StorageUsageDto = client.get("/registry/usage").await?;
+            match output {
+                Format::Json => output::json(&usage),
+                Format::Table => {
+                    println!(
+                        "referenced: {}   on disk: {}\n",
+                        megabytes(usage.total_bytes),
+                        megabytes(usage.stored_bytes)
+                    );
+                    let rows: Vec<Vec<String>> =
+                        usage
+                            .teams
+                            .iter()
+                            .map(|t| vec!["team".into(), t.name.clone(), megabytes(t.bytes)])
+                            .chain(usage.repositories.iter().map(|r| {
+                                vec!["repository".into(), r.name.clone(), megabytes(r.bytes)]
+                            }))
+                            .collect();
+                    println!("{}", output::table(&["KIND", "NAME", "SIZE"], &rows));
+                }
+            }
+        }
+        ImagesCommand::Gc { untagged } => {
+            let report: GcReportDto = client
+                .post(
+                    "/registry/gc",
+                    &GcRequest {
+                        delete_untagged_manifests: Some(untagged),
+                    },
+                )
+                .await?;
+            println!(
+                "freed {} in {} blobs ({} untagged manifests deleted, {} recent blobs spared) in {} ms",
+                megabytes(report.bytes_freed),
+                report.blobs_deleted,
+                report.manifests_deleted,
+                report.blobs_spared,
+                report.duration_ms
+            );
+        }
+        ImagesCommand::Retention {
+            repository,
+            keep,
+            untagged_older_than,
+        } => {
+            let request = RetentionRequest {
+                repository,
+                keep_newest_tags: keep,
+                delete_untagged_older_than_ms: millis("untagged-older-than", &untagged_older_than)?,
+            };
+            let report: RetentionReportDto = client.post("/registry/retention", &request).await?;
+            println!(
+                "deleted {} tags ({}) and {} untagged manifests",
+                report.tags_deleted.len(),
+                report.tags_deleted.join(", "),
+                report.manifests_deleted.len()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Percent-encodes a query value (only what can break a URL query).
+fn encode_query(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn print_image(image: &ImageDto) {
+    println!("image:      {}@{}", image.repository, image.digest);
+    println!("tags:       {}", image.tags.join(", "));
+    println!("media type: {}", image.media_type);
+    println!("size:       {}", megabytes(image.size_bytes));
+    println!("pushed:     {}", image.pushed_at);
+    for platform in &image.platforms {
+        println!(
+            "platform:   {}/{} {}",
+            platform.os, platform.architecture, platform.digest
+        );
+    }
+    if let Some(config) = &image.config {
+        println!("created:    {}", config.created.clone().unwrap_or_default());
+        println!(
+            "platform:   {}/{}",
+            config.os.clone().unwrap_or_default(),
+            config.architecture.clone().unwrap_or_default()
+        );
+        println!(
+            "entrypoint: {:?}",
+            config.entrypoint.clone().unwrap_or_default()
+        );
+        println!("cmd:        {:?}", config.cmd.clone().unwrap_or_default());
+        println!("ports:      {}", config.exposed_ports.join(", "));
+        for env in &config.env {
+            println!("env:        {env}");
+        }
+        for (key, value) in &config.labels {
+            println!("label:      {key}={value}");
+        }
+    }
+    println!();
+    let rows: Vec<Vec<String>> = image
+        .layers
+        .iter()
+        .map(|l| vec![l.digest.clone(), megabytes(l.size), l.media_type.clone()])
+        .collect();
+    println!("{}", output::table(&["LAYER", "SIZE", "MEDIA TYPE"], &rows));
+    if let Some(config) = &image.config
+        && !config.history.is_empty()
+    {
+        println!();
+        let rows: Vec<Vec<String>> = config
+            .history
+            .iter()
+            .map(|h| {
+                vec![
+                    h.created.clone().unwrap_or_default(),
+                    h.created_by.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        println!("{}", output::table(&["CREATED", "CREATED BY"], &rows));
+    }
 }
 
 fn print_app(app: &AppDto) {

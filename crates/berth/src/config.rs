@@ -40,6 +40,12 @@ pub struct ServerOptions {
     /// Longest crash-loop backoff delay [default: 2m]
     #[arg(long, env = "BERTH_CRASH_BACKOFF_MAX")]
     pub crash_backoff_max: Option<String>,
+    /// How often the registry garbage-collects unreferenced blobs, e.g. 24h; 0 turns it off [default: 24h]
+    #[arg(long, env = "BERTH_REGISTRY_GC_INTERVAL")]
+    pub registry_gc_interval: Option<String>,
+    /// Blobs and manifests younger than this survive garbage collection (pushes in flight) [default: 10m]
+    #[arg(long, env = "BERTH_REGISTRY_GC_GRACE")]
+    pub registry_gc_grace: Option<String>,
     /// Log filter (tracing syntax), e.g. info or berth_controller=debug [default: info]
     #[arg(long, env = "BERTH_LOG")]
     pub log: Option<String>,
@@ -57,6 +63,9 @@ pub struct ServerConfig {
     pub event_history: u32,
     pub crash_backoff: Duration,
     pub crash_backoff_max: Duration,
+    /// `None`: scheduled garbage collection is off.
+    pub registry_gc_interval: Option<Duration>,
+    pub registry_gc_grace: Duration,
     pub log: String,
 }
 
@@ -73,6 +82,8 @@ impl ServerOptions {
             event_history: self.event_history.or(file.event_history),
             crash_backoff: self.crash_backoff.or(file.crash_backoff),
             crash_backoff_max: self.crash_backoff_max.or(file.crash_backoff_max),
+            registry_gc_interval: self.registry_gc_interval.or(file.registry_gc_interval),
+            registry_gc_grace: self.registry_gc_grace.or(file.registry_gc_grace),
             log: self.log.or(file.log),
         }
     }
@@ -118,6 +129,13 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         event_history: o.event_history.unwrap_or(1_000).max(10),
         crash_backoff: duration("crash-backoff", o.crash_backoff, "1s")?,
         crash_backoff_max: duration("crash-backoff-max", o.crash_backoff_max, "2m")?,
+        registry_gc_interval: Some(duration(
+            "registry-gc-interval",
+            o.registry_gc_interval,
+            "24h",
+        )?)
+        .filter(|d| !d.is_zero()),
+        registry_gc_grace: duration("registry-gc-grace", o.registry_gc_grace, "10m")?,
         log: o.log.unwrap_or_else(|| "info".into()),
     })
 }

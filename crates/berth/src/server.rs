@@ -5,9 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use berth_api::ApiState;
+use berth_api::registry_auth::{ADMIN_USER, AdminTokenAuthorizer};
 use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
-use berth_engine::{DockerEngine, Engine};
+use berth_engine::{DockerEngine, Engine, RegistryAuth};
+use berth_registry::{Registry, RegistryConfig};
 use berth_store::{SqliteStore, Store};
 use rand::RngCore;
 use tracing_subscriber::EnvFilter;
@@ -78,6 +80,22 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
 
+    let registry = Arc::new(
+        Registry::open(
+            config.data_dir.join("registry"),
+            Arc::new(AdminTokenAuthorizer::new(token.clone())),
+            RegistryConfig {
+                gc_grace_period: config.registry_gc_grace,
+                ..RegistryConfig::default()
+            },
+        )
+        .map_err(|e| format!("cannot open the registry storage: {e}"))?,
+    );
+    tokio::spawn(registry_maintenance(
+        Arc::clone(&registry),
+        config.registry_gc_interval,
+    ));
+
     let controller_config = ControllerConfig {
         namespace: config.namespace.clone(),
         resync_interval: config.resync_interval,
@@ -88,6 +106,14 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
             cap_ms: config.crash_backoff_max.as_millis() as u64,
             ..Backoff::default()
         },
+        pull_credentials: registry_hosts(config.listen)
+            .into_iter()
+            .map(|server| RegistryAuth {
+                username: ADMIN_USER.into(),
+                password: token.clone(),
+                server,
+            })
+            .collect(),
         ..ControllerConfig::default()
     };
     let controller = Controller::new(
@@ -106,6 +132,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         admin_token: token.into(),
         revision_history: config.revision_history,
         event_history: config.event_history,
+        registry,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -116,6 +143,10 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         namespace = %config.namespace,
         "berth server is up"
     );
+    // Streamed responses (registry blobs, logs) must not wait on the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        let _ = stream.set_nodelay(true);
+    });
     axum::serve(listener, berth_api::router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -124,6 +155,56 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         "berth server stopped; app instances keep running and are adopted on the next start"
     );
     Ok(())
+}
+
+/// The host names under which the engine reaches Berth's registry (docker trusts loopback
+/// registries without TLS).
+fn registry_hosts(listen: std::net::SocketAddr) -> Vec<String> {
+    let port = listen.port();
+    let mut hosts = vec![format!("127.0.0.1:{port}"), format!("localhost:{port}")];
+    if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
+        hosts.push(listen.to_string());
+    }
+    hosts
+}
+
+/// Expires abandoned uploads every 10 minutes and garbage-collects on schedule.
+async fn registry_maintenance(registry: Arc<Registry>, gc_interval: Option<std::time::Duration>) {
+    const EXPIRY_PERIOD: std::time::Duration = std::time::Duration::from_secs(600);
+    let mut next_gc = gc_interval.map(|interval| tokio::time::Instant::now() + interval);
+    loop {
+        tokio::time::sleep(EXPIRY_PERIOD).await;
+        match registry.expire_uploads(std::time::SystemTime::now()).await {
+            Ok(report) if report.uploads_expired > 0 => {
+                tracing::info!(
+                    uploads = report.uploads_expired,
+                    bytes = report.bytes_freed,
+                    "expired abandoned uploads"
+                )
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "expiring uploads failed"),
+        }
+        if let (Some(due), Some(interval)) = (next_gc, gc_interval)
+            && tokio::time::Instant::now() >= due
+        {
+            next_gc = Some(due + interval);
+            let options = berth_registry::GcOptions::default();
+            match registry
+                .garbage_collect(std::time::SystemTime::now(), options)
+                .await
+            {
+                Ok(report) => tracing::info!(
+                    blobs = report.blobs_deleted,
+                    bytes_freed = report.bytes_freed,
+                    "scheduled registry garbage collection"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "scheduled registry garbage collection failed")
+                }
+            }
+        }
+    }
 }
 
 /// Connects to Docker, waiting (and saying so) while its socket does not exist yet, so a

@@ -56,6 +56,8 @@ pub struct ControllerConfig {
     pub backoff: Backoff,
     /// Reconciles running at once (for different apps).
     pub workers: usize,
+    /// Credentials the engine pulls with, per registry host (Berth's own registry among them).
+    pub pull_credentials: Vec<berth_engine::RegistryAuth>,
 }
 
 impl Default for ControllerConfig {
@@ -67,6 +69,7 @@ impl Default for ControllerConfig {
             event_history: 1_000,
             backoff: Backoff::default(),
             workers: 4,
+            pull_credentials: Vec::new(),
         }
     }
 }
@@ -116,6 +119,15 @@ impl Shared {
         {
             tracing::warn!(%error, "could not record events");
         }
+    }
+
+    /// The credentials to pull `image` with: those of its registry host, if Berth has them.
+    pub fn pull_auth(&self, image: &str) -> Option<&berth_engine::RegistryAuth> {
+        let host = image.split_once('/').map(|(host, _)| host)?;
+        self.config
+            .pull_credentials
+            .iter()
+            .find(|auth| auth.server == host)
     }
 
     /// The label filter selecting this installation's containers (of one app, if given).

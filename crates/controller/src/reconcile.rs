@@ -399,7 +399,11 @@ async fn execute(
         .ensure_network(&shared.config.namespace)
         .await?;
     let now = (shared.clock)();
-    if let Err(error) = shared.engine.ensure_image(&target.image, None).await {
+    if let Err(error) = shared
+        .engine
+        .ensure_image(&target.image, shared.pull_auth(&target.image))
+        .await
+    {
         let permanent = matches!(error, EngineError::ImageNotFound { .. });
         if !permanent {
             return Err(error.into());
@@ -554,7 +558,7 @@ fn instance_spec(
         cpu_millis: template.resources.cpu_millis,
         memory_bytes: template.resources.memory_bytes,
         stop_grace: Duration::from_millis(template.stop_grace_ms),
-        registry_auth: None,
+        registry_auth: shared.pull_auth(&template.image).cloned(),
     }
 }
 

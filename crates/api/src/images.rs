@@ -1,0 +1,206 @@
+//! Handlers for image management: search, inspect, delete, storage use, GC and retention.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use berth_registry::{GcOptions, RegistryError, RetentionPolicy};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::ApiState;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::image_dto::{
+    GcReportDto, GcRequest, ImageDto, RepositoryDetailDto, RepositoryDto, RetentionReportDto,
+    RetentionRequest, StorageUsageDto, TagDto,
+};
+
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> Self {
+        let status = StatusCode::from_u16(error.status().as_u16())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = match status {
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::BAD_REQUEST => "invalid_reference",
+            _ => "registry_error",
+        };
+        ApiError::new(status, code, format!("{error} ({})", error.code().as_str()))
+    }
+}
+
+/// A reference as users write it: `team/app` (a repository), `team/app:tag` or
+/// `team/app@sha256:…` (an image).
+#[derive(Debug, PartialEq, Eq)]
+enum ImageRef<'a> {
+    Repository(&'a str),
+    Tag(&'a str, &'a str),
+    Digest(&'a str, &'a str),
+}
+
+fn parse_reference(text: &str) -> ImageRef<'_> {
+    if let Some((repo, digest)) = text.split_once('@') {
+        return ImageRef::Digest(repo, digest);
+    }
+    let last_segment = text.rfind('/').map_or(0, |i| i + 1);
+    match text[last_segment..].find(':') {
+        Some(colon) => ImageRef::Tag(
+            &text[..last_segment + colon],
+            &text[last_segment + colon + 1..],
+        ),
+        None => ImageRef::Repository(text),
+    }
+}
+
+/// Which repositories to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// Only repositories whose name contains this.
+    pub search: Option<String>,
+}
+
+/// Search the built-in registry's repositories.
+#[utoipa::path(get, path = "/api/v1/images", tag = "images", params(SearchParams),
+    responses((status = 200, body = [RepositoryDto])))]
+pub async fn list_repositories(
+    State(state): State<ApiState>,
+    ApiQuery(params): ApiQuery<SearchParams>,
+) -> ApiResult<Json<Vec<RepositoryDto>>> {
+    let repositories = state
+        .registry
+        .list_repositories(params.search.as_deref())
+        .await?;
+    Ok(Json(repositories.iter().map(RepositoryDto::from).collect()))
+}
+
+/// A repository with its tags (`team/app`), or one image (`team/app:tag`, `team/app@digest`).
+#[utoipa::path(get, path = "/api/v1/images/{reference}", tag = "images",
+    params(("reference" = String, Path, description = "team/app, team/app:tag or team/app@sha256:…")),
+    responses((status = 200, body = ImageDto), (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(state): State<ApiState>,
+    Path(reference): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let value = match parse_reference(&reference) {
+        ImageRef::Repository(repo) => {
+            let tags = state.registry.list_tags(repo).await?;
+            let size_bytes = state.registry.repository_usage(repo).await?;
+            let detail = RepositoryDetailDto {
+                name: repo.to_string(),
+                size_bytes,
+                tags: tags.iter().map(TagDto::from).collect(),
+            };
+            serde_json::to_value(detail)
+        }
+        ImageRef::Tag(repo, reference) | ImageRef::Digest(repo, reference) => {
+            let detail = state.registry.image_detail(repo, reference).await?;
+            serde_json::to_value(ImageDto::from(&detail))
+        }
+    };
+    value
+        .map(Json)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
+/// Delete a tag (`team/app:tag`) or an image and all its tags (`team/app@sha256:…`). The disk
+/// space comes back at the next garbage collection.
+#[utoipa::path(delete, path = "/api/v1/images/{reference}", tag = "images",
+    params(("reference" = String, Path, description = "team/app:tag or team/app@sha256:…")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path(reference): Path<String>,
+) -> ApiResult<StatusCode> {
+    match parse_reference(&reference) {
+        ImageRef::Repository(_) => {
+            return Err(ApiError::field(
+                "reference",
+                "name a tag (team/app:tag) or a digest (team/app@sha256:…)",
+            ));
+        }
+        ImageRef::Tag(repo, tag) => state.registry.delete_tag(repo, tag).await?,
+        ImageRef::Digest(repo, digest) => {
+            state.registry.delete_manifest(repo, digest).await?;
+        }
+    }
+    tracing::info!(%reference, "image deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Storage used per repository and per team.
+#[utoipa::path(get, path = "/api/v1/registry/usage", tag = "images", responses((status = 200, body = StorageUsageDto)))]
+pub async fn usage(State(state): State<ApiState>) -> ApiResult<Json<StorageUsageDto>> {
+    Ok(Json(StorageUsageDto::from(
+        &state.registry.storage_usage().await?,
+    )))
+}
+
+/// Run garbage collection now: frees the disk of blobs no manifest references.
+#[utoipa::path(post, path = "/api/v1/registry/gc", tag = "images", request_body = GcRequest,
+    responses((status = 200, body = GcReportDto)))]
+pub async fn garbage_collect(
+    State(state): State<ApiState>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<GcReportDto>> {
+    let request: GcRequest = crate::extract::optional_json(&body)?;
+    let options = GcOptions {
+        delete_untagged_manifests: request.delete_untagged_manifests.unwrap_or(false),
+    };
+    let report = state
+        .registry
+        .garbage_collect(std::time::SystemTime::now(), options)
+        .await?;
+    tracing::info!(
+        bytes_freed = report.bytes_freed,
+        blobs = report.blobs_deleted,
+        "registry garbage collection"
+    );
+    Ok(Json(GcReportDto::from(&report)))
+}
+
+/// Apply a retention policy to one repository now.
+#[utoipa::path(post, path = "/api/v1/registry/retention", tag = "images", request_body = RetentionRequest,
+    responses((status = 200, body = RetentionReportDto), (status = 400, body = ErrorBody)))]
+pub async fn retention(
+    State(state): State<ApiState>,
+    ApiJson(request): ApiJson<RetentionRequest>,
+) -> ApiResult<Json<RetentionReportDto>> {
+    if request.keep_newest_tags.is_none() && request.delete_untagged_older_than_ms.is_none() {
+        return Err(ApiError::field(
+            "keep_newest_tags",
+            "give keep_newest_tags or delete_untagged_older_than_ms",
+        ));
+    }
+    let policy = RetentionPolicy {
+        keep_newest_tags: request.keep_newest_tags,
+        delete_untagged_older_than: request
+            .delete_untagged_older_than_ms
+            .map(std::time::Duration::from_millis),
+    };
+    let report = state
+        .registry
+        .apply_retention(&request.repository, &policy, std::time::SystemTime::now())
+        .await?;
+    Ok(Json(RetentionReportDto::from(&report)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        let cases = [
+            ("team/app", ImageRef::Repository("team/app")),
+            ("team/app:v1", ImageRef::Tag("team/app", "v1")),
+            ("team/sub/app:1.2", ImageRef::Tag("team/sub/app", "1.2")),
+            (
+                "team/app@sha256:ab",
+                ImageRef::Digest("team/app", "sha256:ab"),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_reference(text), want, "{text}");
+        }
+    }
+}

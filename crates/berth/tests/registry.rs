@@ -1,0 +1,172 @@
+//! End-to-end: the registry built into `berth server` — docker login/push, search and inspect
+//! through the API and CLI, deploying an app from it, deleting a tag and getting the disk back.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::{Server, ready_instances};
+
+/// Runs docker with a private client config; panics with its output when it fails.
+fn docker(config: &std::path::Path, args: &[&str]) -> String {
+    let output = Command::new("docker")
+        .env("DOCKER_CONFIG", config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+/// Removes the images a test tagged, even when it fails.
+struct LocalImages(Vec<String>);
+
+impl Drop for LocalImages {
+    fn drop(&mut self) {
+        for image in &self.0 {
+            let _ = Command::new("docker")
+                .args(["rmi", "-f", image])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_inspect_deploy_delete_and_collect() {
+    // No grace period: blobs pushed a moment ago may be collected once unreferenced.
+    let server = Server::start_with("registry", &["--registry-gc-grace", "0s"]).await;
+    let host = format!("127.0.0.1:{}", server.port);
+    let config = tempfile::tempdir().unwrap();
+    let base = berth_testkit::testapp_image();
+    let v1 = format!("{host}/default/web:v1");
+    let v2 = format!("{host}/default/web:v2");
+    let _cleanup = LocalImages(vec![v1.clone(), v2.clone()]);
+
+    // Anonymous pushes are refused; the admin token logs in.
+    let anonymous = reqwest::Client::builder().no_proxy().build().unwrap();
+    let refused = anonymous
+        .get(format!("http://{host}/v2/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(
+        refused.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    docker(
+        config.path(),
+        &["login", &host, "-u", "admin", "--password", &server.token],
+    );
+
+    // v1: the test app; v2: the test app plus a 2 MB layer of random bytes.
+    docker(config.path(), &["tag", &base, &v1]);
+    docker(config.path(), &["push", &v1]);
+    let context = tempfile::tempdir().unwrap();
+    let mut noise = vec![0u8; 2_000_000];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").unwrap(),
+        &mut noise,
+    )
+    .unwrap();
+    std::fs::write(context.path().join("noise.bin"), noise).unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {base}\nCOPY noise.bin /noise.bin\nLABEL berth.test=e2e-registry\n"),
+    )
+    .unwrap();
+    docker(
+        config.path(),
+        &["build", "-q", "-t", &v2, context.path().to_str().unwrap()],
+    );
+    docker(config.path(), &["push", &v2]);
+
+    // Search and inspect through the API.
+    let repositories = server.get("/api/v1/images?search=web").await;
+    assert_eq!(repositories[0]["name"], "default/web", "{repositories}");
+    assert_eq!(repositories[0]["tag_count"], 2);
+    let repository = server.get("/api/v1/images/default/web").await;
+    let tags: Vec<&str> = repository["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags.len(), 2, "{repository}");
+    let image = server.get("/api/v1/images/default/web:v2").await;
+    assert_eq!(image["layers"].as_array().unwrap().len(), 2, "{image}");
+    assert!(image["layers"][1]["size"].as_u64().unwrap() > 1_000_000);
+    assert_eq!(image["config"]["entrypoint"][0], "/berth-testapp");
+    assert_eq!(image["config"]["labels"]["berth.test"], "e2e-registry");
+    assert!(
+        image["config"]["exposed_ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "8080/tcp")
+    );
+    let output = server.cli(&["images", "show", "default/web:v2"]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("/berth-testapp"));
+
+    // Deploy from the registry: the engine pulls with Berth's own credential.
+    docker(config.path(), &["rmi", &v2]);
+    server.create_app("web", 1, json!({"image": v2})).await;
+    let app = server.wait_rollout("web", Duration::from_secs(60)).await;
+    assert_eq!(app["rollout"]["phase"], "complete", "{app:#}");
+    assert_eq!(ready_instances(&app).len(), 1);
+
+    // Delete v2 (after moving the app off it), collect garbage, and the disk use drops.
+    server
+        .post("/api/v1/apps/web/deploy", json!({"image": v1}))
+        .await;
+    server.wait_rollout("web", Duration::from_secs(60)).await;
+    let before = server.get("/api/v1/registry/usage").await;
+    let (status, _) = server
+        .call(Method::DELETE, "/api/v1/images/default/web:v2", None)
+        .await;
+    assert_eq!(status, 204);
+    let report = server
+        .post(
+            "/api/v1/registry/gc",
+            json!({"delete_untagged_manifests": true}),
+        )
+        .await;
+    assert_eq!(report["manifests_deleted"], 1, "{report}");
+    assert!(
+        report["bytes_freed"].as_u64().unwrap() > 1_000_000,
+        "{report}"
+    );
+    let after = server.get("/api/v1/registry/usage").await;
+    let on_disk = |usage: &Value| usage["stored_bytes"].as_u64().unwrap();
+    assert!(
+        on_disk(&after) + 1_000_000 < on_disk(&before),
+        "{before} -> {after}"
+    );
+    let output = server.cli(&["images", "gc"]);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with("freed 0.0 MB"),
+        "{output:?}"
+    );
+    let (status, body) = server
+        .call(Method::GET, "/api/v1/images/default/web:v2", None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = server
+        .call(Method::GET, "/api/v1/images/Bad..Name:v1", None)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let _: Value = server.get("/api/v1/images/default/web:v1").await;
+}
