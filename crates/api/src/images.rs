@@ -51,6 +51,27 @@ fn parse_reference(text: &str) -> ImageRef<'_> {
     }
 }
 
+/// The registry path of an image reference (`host:port/team/app:tag` → `team/app:tag`), by
+/// Docker's rule: a first segment with a '.' or ':' or equal to `localhost` is a host.
+fn without_host(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
+        _ => image,
+    }
+}
+
+/// Images that kept revisions of apps run or may roll back to, with who uses them.
+async fn images_in_use(state: &ApiState) -> ApiResult<Vec<(String, String)>> {
+    let mut in_use = Vec::new();
+    for app in state.store.list_apps().await? {
+        for revision in state.store.list_revisions(&app.name).await? {
+            let user = format!("app {} revision {}", app.name, revision.number);
+            in_use.push((without_host(&revision.template.image).to_string(), user));
+        }
+    }
+    Ok(in_use)
+}
+
 /// Which repositories to list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -106,11 +127,24 @@ pub async fn show(
 /// space comes back at the next garbage collection.
 #[utoipa::path(delete, path = "/api/v1/images/{reference}", tag = "images",
     params(("reference" = String, Path, description = "team/app:tag or team/app@sha256:…")),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
 ) -> ApiResult<StatusCode> {
+    let in_use = images_in_use(&state).await?;
+    let refuse = |what: &str| -> ApiResult<()> {
+        match in_use.iter().find(|(image, _)| image == what) {
+            Some((_, user)) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "image_in_use",
+                format!(
+                    "reference: {what} is used by {user}; deploy another image or let that revision expire first"
+                ),
+            )),
+            None => Ok(()),
+        }
+    };
     match parse_reference(&reference) {
         ImageRef::Repository(_) => {
             return Err(ApiError::field(
@@ -118,8 +152,17 @@ pub async fn delete(
                 "name a tag (team/app:tag) or a digest (team/app@sha256:…)",
             ));
         }
-        ImageRef::Tag(repo, tag) => state.registry.delete_tag(repo, tag).await?,
+        ImageRef::Tag(repo, tag) => {
+            refuse(&format!("{repo}:{tag}"))?;
+            state.registry.delete_tag(repo, tag).await?
+        }
         ImageRef::Digest(repo, digest) => {
+            // Deleting an image removes every tag pointing at it.
+            let detail = state.registry.image_detail(repo, digest).await?;
+            refuse(&format!("{repo}@{digest}"))?;
+            for tag in &detail.tags {
+                refuse(&format!("{repo}:{tag}"))?;
+            }
             state.registry.delete_manifest(repo, digest).await?;
         }
     }
@@ -187,6 +230,20 @@ pub async fn retention(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_stripped() {
+        let cases = [
+            ("127.0.0.1:7700/default/web:v1", "default/web:v1"),
+            ("localhost/default/web:v1", "default/web:v1"),
+            ("registry.example.com/a/b@sha256:00", "a/b@sha256:00"),
+            ("default/web:v1", "default/web:v1"),
+            ("busybox", "busybox"),
+        ];
+        for (image, want) in cases {
+            assert_eq!(without_host(image), want, "{image}");
+        }
+    }
 
     #[test]
     fn references() {

@@ -128,11 +128,24 @@ async fn push_inspect_deploy_delete_and_collect() {
     assert_eq!(app["rollout"]["phase"], "complete", "{app:#}");
     assert_eq!(ready_instances(&app).len(), 1);
 
-    // Delete v2 (after moving the app off it), collect garbage, and the disk use drops.
-    server
-        .post("/api/v1/apps/web/deploy", json!({"image": v1}))
+    // An image a kept revision uses cannot be deleted.
+    let (status, body) = server
+        .call(Method::DELETE, "/api/v1/images/default/web:v2", None)
         .await;
-    server.wait_rollout("web", Duration::from_secs(60)).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "image_in_use");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("app web revision 1"),
+        "{body}"
+    );
+
+    // Once no revision uses v2 (the app is deleted), delete it, collect garbage, and the disk
+    // use drops.
+    let (status, _) = server.call(Method::DELETE, "/api/v1/apps/web", None).await;
+    assert_eq!(status, 204);
     let before = server.get("/api/v1/registry/usage").await;
     let (status, _) = server
         .call(Method::DELETE, "/api/v1/images/default/web:v2", None)
