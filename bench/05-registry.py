@@ -369,7 +369,10 @@ http:
 
 def run_cmd(argv: list[str], what: str) -> tuple[float, str]:
     t0 = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise bb.BenchError(f"{what}: no result within {COMMAND_TIMEOUT} s: {' '.join(argv)}")
     elapsed = time.monotonic() - t0
     if done.returncode != 0:
         raise bb.BenchError(f"{what} failed ({done.returncode}): {' '.join(argv)}\n"
@@ -480,7 +483,7 @@ def measure_gc(server: Server, gc_img: Path, tags: list[str], delete: int,
     skopeo_copy(f"docker://{server.host}/{repo}:{keep}", f"oci:{check}:{keep}",
                 server.creds_args("--src-creds"), f"pull of kept {keep} from {server.label}")
     shutil.rmtree(check, ignore_errors=True)
-    status, _, _ = server.request("HEAD", f"/v2/{repo}/manifests/{gone}",
+    server.request("HEAD", f"/v2/{repo}/manifests/{gone}",
                                   {"Accept": MANIFEST_ACCEPT}, ok=(404,))
     server.remove()
     return out

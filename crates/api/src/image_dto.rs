@@ -260,6 +260,15 @@ pub struct GcReportDto {
     /// Unreferenced blobs kept because they were pushed recently (pushes in flight).
     pub blobs_spared: usize,
     pub duration_ms: u64,
+    /// What the stored retention rules deleted first.
+    pub retention: Vec<RetentionRunDto>,
+}
+
+/// What one stored retention rule deleted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RetentionRunDto {
+    pub repository: String,
+    pub report: RetentionReportDto,
 }
 
 impl From<&GcReport> for GcReportDto {
@@ -270,6 +279,7 @@ impl From<&GcReport> for GcReportDto {
             manifests_deleted: r.manifests_deleted,
             blobs_spared: r.blobs_spared,
             duration_ms: r.duration.as_millis() as u64,
+            retention: Vec::new(),
         }
     }
 }
@@ -299,4 +309,32 @@ impl From<&RetentionReport> for RetentionReportDto {
             manifests_deleted: r.manifests_deleted.clone(),
         }
     }
+}
+
+/// A stored retention rule: applied to its repository before every scheduled garbage collection.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RetentionRuleDto {
+    pub repository: String,
+    pub keep_newest_tags: Option<u32>,
+    pub delete_untagged_older_than_ms: Option<u64>,
+    pub updated_at: String,
+}
+
+impl From<&berth_core::RetentionRule> for RetentionRuleDto {
+    fn from(r: &berth_core::RetentionRule) -> Self {
+        RetentionRuleDto {
+            repository: r.repository.clone(),
+            keep_newest_tags: r.keep_newest_tags,
+            delete_untagged_older_than_ms: r.delete_untagged_older_than_ms,
+            updated_at: crate::dto::timestamp(r.updated_at),
+        }
+    }
+}
+
+/// The body of a retention-rule update.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRuleRequest {
+    pub keep_newest_tags: Option<u32>,
+    pub delete_untagged_older_than_ms: Option<u64>,
 }

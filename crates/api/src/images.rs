@@ -3,7 +3,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use berth_registry::{GcOptions, RegistryError, RetentionPolicy};
+use berth_core::RetentionRule;
+use berth_registry::{GcOptions, GcReport, RegistryError, RetentionPolicy};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -12,7 +13,8 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::image_dto::{
     GcReportDto, GcRequest, ImageDto, RepositoryDetailDto, RepositoryDto, RetentionReportDto,
-    RetentionRequest, StorageUsageDto, TagDto,
+    RetentionRequest, RetentionRuleDto, RetentionRuleRequest, RetentionRunDto, StorageUsageDto,
+    TagDto,
 };
 
 impl From<RegistryError> for ApiError {
@@ -178,7 +180,47 @@ pub async fn usage(State(state): State<ApiState>) -> ApiResult<Json<StorageUsage
     )))
 }
 
-/// Run garbage collection now: frees the disk of blobs no manifest references.
+/// Applies every stored retention rule, then garbage-collects. The scheduled maintenance and
+/// `POST /api/v1/registry/gc` both run this.
+pub async fn retention_then_gc(
+    store: &dyn berth_store::Store,
+    registry: &berth_registry::Registry,
+    options: GcOptions,
+) -> ApiResult<(Vec<RetentionRunDto>, GcReport)> {
+    let mut runs = Vec::new();
+    for rule in store.list_retention_rules().await? {
+        let policy = RetentionPolicy {
+            keep_newest_tags: rule.keep_newest_tags.map(|n| n as usize),
+            delete_untagged_older_than: rule
+                .delete_untagged_older_than_ms
+                .map(std::time::Duration::from_millis),
+        };
+        match registry
+            .apply_retention(&rule.repository, &policy, std::time::SystemTime::now())
+            .await
+        {
+            Ok(report) => runs.push(RetentionRunDto {
+                repository: rule.repository,
+                report: (&report).into(),
+            }),
+            // A rule for a repository that does not exist (yet, or any more) has nothing to do.
+            Err(RegistryError::NameUnknown(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let report = registry
+        .garbage_collect(std::time::SystemTime::now(), options)
+        .await?;
+    tracing::info!(
+        bytes_freed = report.bytes_freed,
+        blobs = report.blobs_deleted,
+        "registry garbage collection"
+    );
+    Ok((runs, report))
+}
+
+/// Apply the stored retention rules, then garbage-collect: frees the disk of blobs no manifest
+/// references.
 #[utoipa::path(post, path = "/api/v1/registry/gc", tag = "images", request_body = GcRequest,
     responses((status = 200, body = GcReportDto)))]
 pub async fn garbage_collect(
@@ -189,16 +231,10 @@ pub async fn garbage_collect(
     let options = GcOptions {
         delete_untagged_manifests: request.delete_untagged_manifests.unwrap_or(false),
     };
-    let report = state
-        .registry
-        .garbage_collect(std::time::SystemTime::now(), options)
-        .await?;
-    tracing::info!(
-        bytes_freed = report.bytes_freed,
-        blobs = report.blobs_deleted,
-        "registry garbage collection"
-    );
-    Ok(Json(GcReportDto::from(&report)))
+    let (retention, report) = retention_then_gc(&*state.store, &state.registry, options).await?;
+    let mut dto = GcReportDto::from(&report);
+    dto.retention = retention;
+    Ok(Json(dto))
 }
 
 /// Apply a retention policy to one repository now.
@@ -225,6 +261,54 @@ pub async fn retention(
         .apply_retention(&request.repository, &policy, std::time::SystemTime::now())
         .await?;
     Ok(Json(RetentionReportDto::from(&report)))
+}
+
+/// The stored retention rules.
+#[utoipa::path(get, path = "/api/v1/registry/retention-rules", tag = "images",
+    responses((status = 200, body = [RetentionRuleDto])))]
+pub async fn list_retention_rules(
+    State(state): State<ApiState>,
+) -> ApiResult<Json<Vec<RetentionRuleDto>>> {
+    let rules = state.store.list_retention_rules().await?;
+    Ok(Json(rules.iter().map(RetentionRuleDto::from).collect()))
+}
+
+/// Create or replace a repository's retention rule (applied before every scheduled GC).
+#[utoipa::path(put, path = "/api/v1/registry/retention-rules/{repository}", tag = "images",
+    params(("repository" = String, Path, description = "team/app")), request_body = RetentionRuleRequest,
+    responses((status = 200, body = RetentionRuleDto), (status = 400, body = ErrorBody)))]
+pub async fn put_retention_rule(
+    State(state): State<ApiState>,
+    Path(repository): Path<String>,
+    ApiJson(request): ApiJson<RetentionRuleRequest>,
+) -> ApiResult<Json<RetentionRuleDto>> {
+    berth_registry::RepoName::parse(&repository)
+        .map_err(|e| ApiError::field("repository", e.to_string()))?;
+    let rule = RetentionRule {
+        repository,
+        keep_newest_tags: request.keep_newest_tags,
+        delete_untagged_older_than_ms: request.delete_untagged_older_than_ms,
+        updated_at: (state.clock)(),
+    };
+    rule.validate()?;
+    state.store.put_retention_rule(&rule).await?;
+    Ok(Json(RetentionRuleDto::from(&rule)))
+}
+
+/// Remove a repository's retention rule.
+#[utoipa::path(delete, path = "/api/v1/registry/retention-rules/{repository}", tag = "images",
+    params(("repository" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_retention_rule(
+    State(state): State<ApiState>,
+    Path(repository): Path<String>,
+) -> ApiResult<StatusCode> {
+    if state.store.delete_retention_rule(&repository).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "retention rule of {repository}"
+        )))
+    }
 }
 
 #[cfg(test)]

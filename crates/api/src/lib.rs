@@ -63,7 +63,8 @@ impl ApiState {
         apps::list_apps, apps::create_app, apps::get_app, apps::delete_app, apps::deploy, apps::scale,
         apps::rollback, apps::rollout_status, apps::list_revisions, apps::get_revision, apps::list_events,
         apps::logs, images::list_repositories, images::show, images::delete, images::usage,
-        images::garbage_collect, images::retention, healthz, readyz,
+        images::garbage_collect, images::retention, images::list_retention_rules,
+        images::put_retention_rule, images::delete_retention_rule, healthz, readyz,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -180,6 +181,14 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/registry/usage", get(images::usage))
         .route("/registry/gc", post(images::garbage_collect))
         .route("/registry/retention", post(images::retention))
+        .route(
+            "/registry/retention-rules",
+            get(images::list_retention_rules),
+        )
+        .route(
+            "/registry/retention-rules/{*repository}",
+            axum::routing::put(images::put_retention_rule).delete(images::delete_retention_rule),
+        )
         .fallback(unknown_route)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let registry = berth_registry::router(Arc::clone(&state.registry));

@@ -72,6 +72,20 @@ impl Client {
             .map_err(|e| format!("unexpected answer from the server: {e}"))
     }
 
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, String> {
+        let response = self
+            .send(self.request(Method::PUT, path).json(body))
+            .await?;
+        response
+            .json()
+            .await
+            .map_err(|e| format!("unexpected answer from the server: {e}"))
+    }
+
     pub async fn delete(&self, path: &str) -> Result<(), String> {
         self.send(self.request(Method::DELETE, path))
             .await

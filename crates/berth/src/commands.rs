@@ -15,7 +15,7 @@ use std::io::Write;
 
 use berth_api::image_dto::{
     GcReportDto, GcRequest, ImageDto, RepositoryDetailDto, RepositoryDto, RetentionReportDto,
-    RetentionRequest, StorageUsageDto,
+    RetentionRequest, RetentionRuleDto, RetentionRuleRequest, StorageUsageDto,
 };
 
 use crate::client::Client;
@@ -198,6 +198,17 @@ enum ImagesCommand {
         /// Delete untagged manifests older than this, e.g. 7d
         #[arg(long)]
         untagged_older_than: Option<String>,
+        /// Store the rule: it is applied before every garbage collection (instead of once now)
+        #[arg(long, conflicts_with = "remove")]
+        save: bool,
+        /// Remove the repository's stored rule
+        #[arg(long)]
+        remove: bool,
+    },
+    /// List the stored retention rules
+    Rules {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
     },
 }
 
@@ -731,19 +742,67 @@ async fn images(client: &Client, command: ImagesCommand) -> Result<ExitCode, Str
             repository,
             keep,
             untagged_older_than,
+            save,
+            remove,
         } => {
-            let request = RetentionRequest {
-                repository,
-                keep_newest_tags: keep,
-                delete_untagged_older_than_ms: millis("untagged-older-than", &untagged_older_than)?,
-            };
-            let report: RetentionReportDto = client.post("/registry/retention", &request).await?;
-            println!(
-                "deleted {} tags ({}) and {} untagged manifests",
-                report.tags_deleted.len(),
-                report.tags_deleted.join(", "),
-                report.manifests_deleted.len()
-            );
+            let older = millis("untagged-older-than", &untagged_older_than)?;
+            if remove {
+                client
+                    .delete(&format!("/registry/retention-rules/{repository}"))
+                    .await?;
+                println!("retention rule of {repository} removed");
+            } else if save {
+                let request = RetentionRuleRequest {
+                    keep_newest_tags: keep.map(|k| k.min(u32::MAX as usize) as u32),
+                    delete_untagged_older_than_ms: older,
+                };
+                let rule: RetentionRuleDto = client
+                    .put(&format!("/registry/retention-rules/{repository}"), &request)
+                    .await?;
+                println!(
+                    "retention rule of {} saved; it runs before every garbage collection",
+                    rule.repository
+                );
+            } else {
+                let request = RetentionRequest {
+                    repository,
+                    keep_newest_tags: keep,
+                    delete_untagged_older_than_ms: older,
+                };
+                let report: RetentionReportDto =
+                    client.post("/registry/retention", &request).await?;
+                println!(
+                    "deleted {} tags ({}) and {} untagged manifests",
+                    report.tags_deleted.len(),
+                    report.tags_deleted.join(", "),
+                    report.manifests_deleted.len()
+                );
+            }
+        }
+        ImagesCommand::Rules { output } => {
+            let rules: Vec<RetentionRuleDto> = client.get("/registry/retention-rules").await?;
+            match output {
+                Format::Json => output::json(&rules),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = rules
+                        .iter()
+                        .map(|r| {
+                            vec![
+                                r.repository.clone(),
+                                r.keep_newest_tags.map_or("-".into(), |k| k.to_string()),
+                                r.delete_untagged_older_than_ms.map_or("-".into(), |ms| {
+                                    humantime::format_duration(std::time::Duration::from_millis(ms))
+                                        .to_string()
+                                }),
+                            ]
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        output::table(&["REPOSITORY", "KEEP TAGS", "UNTAGGED OLDER THAN"], &rows)
+                    );
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

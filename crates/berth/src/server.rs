@@ -92,6 +92,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         .map_err(|e| format!("cannot open the registry storage: {e}"))?,
     );
     tokio::spawn(registry_maintenance(
+        Arc::clone(&store),
         Arc::clone(&registry),
         config.registry_gc_interval,
     ));
@@ -169,7 +170,11 @@ fn registry_hosts(listen: std::net::SocketAddr) -> Vec<String> {
 }
 
 /// Expires abandoned uploads every 10 minutes and garbage-collects on schedule.
-async fn registry_maintenance(registry: Arc<Registry>, gc_interval: Option<std::time::Duration>) {
+async fn registry_maintenance(
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    gc_interval: Option<std::time::Duration>,
+) {
     const EXPIRY_PERIOD: std::time::Duration = std::time::Duration::from_secs(600);
     let mut next_gc = gc_interval.map(|interval| tokio::time::Instant::now() + interval);
     loop {
@@ -190,17 +195,15 @@ async fn registry_maintenance(registry: Arc<Registry>, gc_interval: Option<std::
         {
             next_gc = Some(due + interval);
             let options = berth_registry::GcOptions::default();
-            match registry
-                .garbage_collect(std::time::SystemTime::now(), options)
-                .await
-            {
-                Ok(report) => tracing::info!(
+            match berth_api::images::retention_then_gc(&*store, &registry, options).await {
+                Ok((retention, report)) => tracing::info!(
+                    rules = retention.len(),
                     blobs = report.blobs_deleted,
                     bytes_freed = report.bytes_freed,
-                    "scheduled registry garbage collection"
+                    "scheduled retention and registry garbage collection"
                 ),
                 Err(error) => {
-                    tracing::warn!(%error, "scheduled registry garbage collection failed")
+                    tracing::warn!(message = %error.message, "scheduled registry garbage collection failed")
                 }
             }
         }

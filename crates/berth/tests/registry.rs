@@ -182,4 +182,50 @@ async fn push_inspect_deploy_delete_and_collect() {
         .await;
     assert_eq!(status, 400, "{body}");
     let _: Value = server.get("/api/v1/images/default/web:v1").await;
+
+    // A stored retention rule runs before garbage collection: keep only the newest tag.
+    let v3 = format!("{host}/default/web:v3");
+    let _cleanup_v3 = LocalImages(vec![v3.clone()]);
+    docker(config.path(), &["tag", &base, &v3]);
+    docker(config.path(), &["push", &v3]);
+    let output = server.cli(&[
+        "images",
+        "retention",
+        "default/web",
+        "--keep",
+        "1",
+        "--save",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let rules: Value =
+        serde_json::from_slice(&server.cli(&["images", "rules", "-o", "json"]).stdout).unwrap();
+    assert_eq!(rules[0]["repository"], "default/web");
+    assert_eq!(rules[0]["keep_newest_tags"], 1);
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            "/api/v1/registry/retention-rules/default/web",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "keep_newest_tags");
+    let report = server.post("/api/v1/registry/gc", json!({})).await;
+    assert_eq!(
+        report["retention"][0]["repository"], "default/web",
+        "{report}"
+    );
+    assert_eq!(
+        report["retention"][0]["report"]["tags_deleted"],
+        json!(["v1"]),
+        "{report}"
+    );
+    let repository = server.get("/api/v1/images/default/web").await;
+    let tags: Vec<&str> = repository["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, vec!["v3"]);
 }

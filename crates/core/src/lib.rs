@@ -8,10 +8,12 @@ pub mod app;
 pub mod backoff;
 pub mod health;
 pub mod planner;
+pub mod retention;
 pub mod spec;
 pub mod validate;
 
 pub use app::{App, Event, EventKind, Revision, Rollout, RolloutPhase};
+pub use retention::RetentionRule;
 pub use spec::{AppSpec, Probe, Resources, RolloutStrategy, Template};
 pub use validate::{FieldError, ValidationErrors};
 

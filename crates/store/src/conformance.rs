@@ -40,6 +40,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     events_latest_n(s).await;
     events_retention_per_app(s).await;
     delete_app_removes_everything(s).await;
+    retention_rules_round_trip(s).await;
 }
 
 /// An app name no other check, run or concurrent test process uses.
@@ -887,4 +888,44 @@ pub async fn delete_app_removes_everything(store: &dyn Store) {
         vec![1]
     );
     assert!(store.list_events(&name, ALL).await.unwrap().is_empty());
+}
+
+/// Retention rules: put creates then replaces, list is ordered, delete reports existence.
+pub async fn retention_rules_round_trip(store: &dyn Store) {
+    let repository = format!("{}/app", unique_name("retention"));
+    let other = format!("{repository}-b");
+    let rule = berth_core::RetentionRule {
+        repository: repository.clone(),
+        keep_newest_tags: Some(5),
+        delete_untagged_older_than_ms: None,
+        updated_at: 1,
+    };
+    store.put_retention_rule(&rule).await.unwrap();
+    let replaced = berth_core::RetentionRule {
+        keep_newest_tags: None,
+        delete_untagged_older_than_ms: Some(86_400_000),
+        updated_at: 2,
+        ..rule.clone()
+    };
+    store.put_retention_rule(&replaced).await.unwrap();
+    store
+        .put_retention_rule(&berth_core::RetentionRule {
+            repository: other.clone(),
+            ..rule.clone()
+        })
+        .await
+        .unwrap();
+    let mine: Vec<_> = store
+        .list_retention_rules()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.repository == repository || r.repository == other)
+        .collect();
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    assert_eq!(mine[0], replaced, "put replaces, list orders by repository");
+    assert_eq!(mine[1].repository, other);
+    assert!(store.delete_retention_rule(&repository).await.unwrap());
+    assert!(!store.delete_retention_rule(&repository).await.unwrap());
+    assert!(store.delete_retention_rule(&other).await.unwrap());
 }

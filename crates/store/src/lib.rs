@@ -10,7 +10,7 @@ pub mod conformance;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use berth_core::{App, Event, Millis, Revision};
+use berth_core::{App, Event, Millis, RetentionRule, Revision};
 
 pub use sqlite::SqliteStore;
 
@@ -89,4 +89,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// An app's events in ascending id order (see [`EventQuery`]); none for an unknown app.
     async fn list_events(&self, app: &str, query: EventQuery) -> StoreResult<Vec<Event>>;
+
+    /// Creates or replaces the retention rule of `rule.repository`.
+    async fn put_retention_rule(&self, rule: &RetentionRule) -> StoreResult<()>;
+
+    /// Every retention rule, ordered by repository.
+    async fn list_retention_rules(&self) -> StoreResult<Vec<RetentionRule>>;
+
+    /// Deletes a repository's retention rule; returns whether it existed.
+    async fn delete_retention_rule(&self, repository: &str) -> StoreResult<bool>;
 }

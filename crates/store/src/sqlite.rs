@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_core::{App, Event, EventKind, Millis, Revision, Rollout, RolloutPhase};
+use berth_core::{App, Event, EventKind, Millis, RetentionRule, Revision, Rollout, RolloutPhase};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -31,11 +31,18 @@ use crate::{EventQuery, Store, StoreError, StoreResult};
 /// database stays compatible with `sqlx-cli`. They are listed by hand because `migrate!` needs
 /// sqlx's `macros` feature (a proc-macro stack we do not otherwise build); a unit test checks
 /// this list against the directory.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "retention rules",
+        include_str!("../migrations/sqlite/0002_retention_rules.sql"),
+    ),
+];
 
 /// Waiting this long for a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -542,6 +549,60 @@ impl Store for SqliteStore {
             .map_err(db_err)?
             .rows_affected();
         tx.commit().await.map_err(db_err)?;
+        Ok(deleted > 0)
+    }
+
+    async fn put_retention_rule(&self, rule: &RetentionRule) -> StoreResult<()> {
+        let keep = rule.keep_newest_tags.map(i64::from);
+        let older = rule
+            .delete_untagged_older_than_ms
+            .map(|ms| ms.min(i64::MAX as u64) as i64);
+        sqlx::query(
+            "INSERT INTO retention_rules (repository, keep_newest_tags, delete_untagged_older_than_ms, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (repository) DO UPDATE SET \
+             keep_newest_tags = $2, delete_untagged_older_than_ms = $3, updated_at = $4",
+        )
+        .bind(&rule.repository)
+        .bind(keep)
+        .bind(older)
+        .bind(rule.updated_at)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn list_retention_rules(&self) -> StoreResult<Vec<RetentionRule>> {
+        let rows = sqlx::query(
+            "SELECT repository, keep_newest_tags, delete_untagged_older_than_ms, updated_at \
+             FROM retention_rules ORDER BY repository",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let keep: Option<i64> = row.try_get("keep_newest_tags").map_err(db_err)?;
+                let older: Option<i64> = row
+                    .try_get("delete_untagged_older_than_ms")
+                    .map_err(db_err)?;
+                Ok(RetentionRule {
+                    repository: row.try_get("repository").map_err(db_err)?,
+                    keep_newest_tags: keep.map(|k| k.clamp(0, u32::MAX as i64) as u32),
+                    delete_untagged_older_than_ms: older.map(|ms| ms.max(0) as u64),
+                    updated_at: row.try_get("updated_at").map_err(db_err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_retention_rule(&self, repository: &str) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM retention_rules WHERE repository = $1")
+            .bind(repository)
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
         Ok(deleted > 0)
     }
 
