@@ -304,28 +304,70 @@ class Berth(Server):
     def blob_root(self) -> Path:
         return self.dir / "data" / "blobs"
 
-    def gc_eligible(self) -> tuple[int, int]:
-        """(blobs, bytes) that `garbage_collect(GcOptions::default())` would delete once the
-        grace period is over: blobs that no remaining manifest record references and that
-        are not a remaining manifest themselves."""
-        data = self.dir / "data"
-        live: set[str] = set()
-        for rec in (data / "meta" / "repositories").rglob("_manifests/sha256/*"):
-            if not rec.is_file():
-                continue
-            live.add("sha256:" + rec.name)
-            r = json.loads(rec.read_bytes())
-            for key in ("config", "subject"):
-                if r.get(key):
-                    live.add(r[key])
-            live.update(r.get("layers") or [])
-            live.update(r.get("manifests") or [])
-        n = size = 0
-        for blob in (data / "blobs" / "sha256").glob("*/*"):
-            if "sha256:" + blob.name not in live:
-                n += 1
-                size += blob.stat().st_size
-        return n, size
+def berth_gc_eligible(data: Path) -> tuple[int, int]:
+    """(blobs, bytes) that Berth's `garbage_collect(GcOptions::default())` deletes once the
+    grace period is over, read from a registry data dir (`<data>/meta`, `<data>/blobs`):
+    every blob that no remaining manifest record references and that is not a remaining
+    manifest itself."""
+    live: set[str] = set()
+    for rec in (data / "meta" / "repositories").rglob("_manifests/sha256/*"):
+        if not rec.is_file():
+            continue
+        live.add("sha256:" + rec.name)
+        r = json.loads(rec.read_bytes())
+        for key in ("config", "subject"):
+            if r.get(key):
+                live.add(r[key])
+        live.update(r.get("layers") or [])
+        live.update(r.get("manifests") or [])
+    n = size = 0
+    for blob in (data / "blobs" / "sha256").glob("*/*"):
+        if "sha256:" + blob.name not in live:
+            n += 1
+            size += blob.stat().st_size
+    return n, size
+
+
+class BerthServer(Server):
+    """`berth server` (its built-in registry under /v2 on the API's listener; user `admin`,
+    the admin token as password), used for the GC scenario: `POST /api/v1/registry/gc`."""
+
+    kind = "berth"
+    label = "berth server (built-in registry)"
+
+    def __init__(self, tmp: Path, grace: str):
+        super().__init__(tmp, "berth-server")
+        self.grace = grace
+        self.run: bb.Run | None = None
+
+    def start(self, fresh: bool = True) -> None:
+        if self.run and not fresh:
+            return
+        self.remove()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.run = bb.Run("registry-gc", ["--registry-gc-grace", self.grace,
+                                          "--registry-gc-interval", "0"])
+        self.run.__enter__()
+        self.port = self.run.port
+        self.auth = f"admin:{self.run.token}"
+        self.proc = self.run.server
+
+    def stop(self) -> None:
+        if self.run:
+            self.run.stop_server()
+
+    def remove(self) -> None:
+        if self.run:
+            self.run.close()
+        self.run = None
+        self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def blob_root(self) -> Path:
+        return self.run.data_dir / "registry" / "blobs"
+
+    def gc(self) -> dict:
+        return self.run.api("POST", "/registry/gc", {})
 
 
 class Distribution(Server):
@@ -457,34 +499,44 @@ def measure_gc(server: Server, gc_img: Path, tags: list[str], delete: int,
     files_before, bytes_before = blob_store_bytes(server.blob_root())
     out = {"push_all": push_all, "push_each": push_all / len(tags), "delete": delete_s,
            "blob_files_before": files_before, "blob_bytes_before": bytes_before}
-    if isinstance(server, Berth):
-        n, size = server.gc_eligible()
-        server.stop()
-        out.update({"gc": None, "blobs_eligible": n, "bytes_eligible": size,
-                    "bytes_after": blob_store_bytes(server.blob_root())[1]})
-    else:
+    if isinstance(server, Distribution):
         server.stop()
         os.sync()
         gc_s, text = run_cmd([gc_binary, "garbage-collect", str(server.config)],
                              f"garbage-collect of {server.label}")
         m = re.search(r"(\d+) blobs marked, (\d+) blobs and (\d+) manifests eligible", text)
         files_after, bytes_after = blob_store_bytes(server.blob_root())
-        out.update({"gc": gc_s, "blobs_marked": int(m.group(1)) if m else None,
-                    "blobs_eligible": int(m.group(2)) if m else None,
-                    "manifests_eligible": int(m.group(3)) if m else None,
+        out.update({"gc": gc_s, "blobs_deleted": int(m.group(2)) if m else None,
+                    "manifests_deleted": int(m.group(3)) if m else None,
                     "blob_files_after": files_after, "bytes_after": bytes_after,
                     "bytes_freed": bytes_before - bytes_after})
-        # GC must leave the kept images whole: restart and pull one.
+        # GC must leave the kept images whole: start again (same data) and pull one.
         server.start(fresh=False)
+    else:
+        n, size = berth_gc_eligible(server.blob_root().parent)
+        out.update({"blobs_eligible": n, "bytes_eligible": size})
+        if isinstance(server, BerthServer):
+            t0 = time.monotonic()
+            report = server.gc()
+            gc_s = time.monotonic() - t0
+            files_after, bytes_after = blob_store_bytes(server.blob_root())
+            out.update({"gc": gc_s, "gc_reported": report["duration_ms"] / 1000,
+                        "blobs_deleted": report["blobs_deleted"],
+                        "manifests_deleted": report["manifests_deleted"],
+                        "blobs_spared": report["blobs_spared"],
+                        "blob_files_after": files_after, "bytes_after": bytes_after,
+                        "bytes_freed": bytes_before - bytes_after,
+                        "bytes_freed_reported": report["bytes_freed"]})
+        else:
+            out.update({"gc": None, "bytes_after": blob_store_bytes(server.blob_root())[1]})
+            out["bytes_freed"] = bytes_before - out["bytes_after"]
     keep, gone = tags[-1], doomed[0]
-    if isinstance(server, Berth):
-        server.start(fresh=False)
     check = server.dir / "check"
     skopeo_copy(f"docker://{server.host}/{repo}:{keep}", f"oci:{check}:{keep}",
                 server.creds_args("--src-creds"), f"pull of kept {keep} from {server.label}")
     shutil.rmtree(check, ignore_errors=True)
-    server.request("HEAD", f"/v2/{repo}/manifests/{gone}",
-                                  {"Accept": MANIFEST_ACCEPT}, ok=(404,))
+    server.request("HEAD", f"/v2/{repo}/manifests/{gone}", {"Accept": MANIFEST_ACCEPT},
+                   ok=(404,))
     server.remove()
     return out
 
@@ -506,6 +558,29 @@ def serve_binary(dest_dir: Path) -> Path:
     dest = dest_dir / "berth-registry-serve"
     shutil.copy2(source, dest)
     return dest
+
+
+def berth_server_binary(tmp: Path, mode: str) -> tuple[Path | None, str]:
+    """A `berth` binary whose server has the registry GC endpoint and `--registry-gc-grace`,
+    or None and why not (mode `auto` falls back to the example then, `server` fails)."""
+    if mode == "example":
+        return None, "--berth-gc example"
+    try:
+        binary = bb.berth_binary(tmp)
+    except (subprocess.CalledProcessError, bb.BenchError) as e:
+        why = f"no berth binary ({e})"
+    else:
+        done = subprocess.run([str(binary), "server", "--help"], capture_output=True,
+                              text=True)
+        if "--registry-gc-grace" in done.stdout:
+            # bb.Run takes its binary from BERTH_BIN: no second build per repetition.
+            os.environ["BERTH_BIN"] = str(binary)
+            return binary, ""
+        why = f"{os.environ.get('BERTH_BIN') or 'target/release/berth'} has no --registry-gc-grace"
+    if mode == "server":
+        raise bb.BenchError(f"--berth-gc server: {why}")
+    bb.log(f"Berth GC through berth server not possible ({why}); GC scenario on the example")
+    return None, why
 
 
 def versions(serve: Path, dist_bin: str) -> dict:
@@ -549,6 +624,11 @@ def main() -> int:
                         help="random bytes per layer, in MB (10^6 bytes; default 50)")
     parser.add_argument("--gc-tags", type=int, default=20)
     parser.add_argument("--gc-delete", type=int, default=15)
+    parser.add_argument("--berth-gc", choices=("auto", "server", "example"), default="auto",
+                        help="Berth side of the GC scenario: `berth server` with "
+                             "--registry-gc-grace 0s and POST /api/v1/registry/gc (server), "
+                             "the example without a GC trigger (example), or server when a "
+                             "berth binary with the endpoint is available (auto, default)")
     parser.add_argument("--distribution-bin", default=os.environ.get(
         "BERTH_BENCH_DISTRIBUTION_BIN", "docker-registry"))
     parser.add_argument("--json", help="write results here")
@@ -567,11 +647,18 @@ def main() -> int:
         berth = Berth(tmp, serve)
         dist = Distribution(tmp, args.distribution_bin)
         servers = [berth, dist]
+        berth_bin, berth_gc_why = berth_server_binary(tmp, args.berth_gc)
+        gc_berth: Server = BerthServer(tmp, "0s") if berth_bin else berth
+        gc_servers = [gc_berth, dist]
+        if berth_bin:
+            servers.append(gc_berth)
         context = {"loadavg_start": " ".join(Path("/proc/loadavg").read_text().split()[:3])}
         info = versions(serve, args.distribution_bin)
         bb.header("registry push/pull and GC", {
             "image": f"{args.layers} layers x {args.layer_mb} MB random", "reps": args.reps,
             "gc": f"{args.gc_tags} tags, delete {args.gc_delete}, {args.gc_reps} reps",
+            "berth GC via": f"berth server {berth_bin}" if berth_bin else
+                            f"examples/serve, no GC trigger ({berth_gc_why})",
             "tmp": tmp, **info, **context})
 
         t0 = time.monotonic()
@@ -595,25 +682,24 @@ def main() -> int:
 
         gc: dict[str, list[dict]] = {"berth": [], "distribution": []}
         for rep in range(args.gc_reps):
-            for server in (servers if rep % 2 == 0 else servers[::-1]):
+            for server in (gc_servers if rep % 2 == 0 else gc_servers[::-1]):
                 r = measure_gc(server, gc_img, gc_tags, args.gc_delete, args.distribution_bin)
                 gc[server.kind].append(r)
-                freed = r.get("bytes_freed")
                 bb.log(f"gc rep {rep + 1}: {server.kind:12} push {args.gc_tags} tags "
                        f"{r['push_all']:.2f} s, delete {args.gc_delete} manifests "
                        f"{r['delete']:.3f} s, "
-                       + (f"garbage-collect {r['gc']:.3f} s freed {freed:,} bytes "
-                          f"({r['blobs_eligible']} blobs)" if r["gc"] is not None else
-                          f"GC not triggerable; {r['blobs_eligible']} blobs / "
-                          f"{r['bytes_eligible']:,} bytes eligible, "
-                          f"{r['blob_bytes_before'] - r['bytes_after']} bytes freed"))
+                       + (f"GC {r['gc']:.3f} s: {r['blobs_deleted']} blobs deleted, "
+                          f"{r['bytes_freed']:,} bytes freed" if r["gc"] is not None else
+                          "GC not triggerable")
+                       + (f" ({r['blobs_eligible']} blobs / {r['bytes_eligible']:,} bytes "
+                          f"eligible by the data dir)" if "bytes_eligible" in r else ""))
         context["loadavg_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     finally:
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)
         for s in servers:
             try:
-                s.stop()
+                s.remove() if isinstance(s, BerthServer) else s.stop()
             except Exception as e:  # noqa: BLE001 - cleanup goes on
                 bb.log(f"stopping {s.label} failed: {e}")
         if os.environ.get("BERTH_BENCH_KEEP_TMP") == "1":
@@ -665,9 +751,16 @@ def main() -> int:
         result["gc"][kind]["raw"] = rows_
 
     def first(rows_: list[dict], key: str):
-        vals = sorted({r.get(key) for r in rows_})
-        return ", ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in vals)
+        vals = sorted({r[key] for r in rows_ if r.get(key) is not None})
+        return ", ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in vals) or "-"
 
+    if berth_bin:
+        berth_gc = fmt(stat(bg, "gc"), " s", 3) + " (POST /api/v1/registry/gc)"
+        berth_freed = first(bg, "bytes_freed")
+    else:
+        berth_gc = "not triggerable in examples/serve"
+        berth_freed = f"0 (eligible: {first(bg, 'bytes_eligible')}, once 600 s old)"
+    gc_ratio = bb.ratio(stat(bg, "gc"), stat(dg, "gc"))
     rows = [
         (f"push {args.gc_tags} small images (one skopeo copy each)",
          fmt(stat(bg, "push_all"), " s"), fmt(stat(dg, "push_all"), " s")),
@@ -675,16 +768,20 @@ def main() -> int:
          fmt(stat(bg, "delete"), " s", 3), fmt(stat(dg, "delete"), " s", 3)),
         ("blob store before GC (bytes)", first(bg, "blob_bytes_before"),
          first(dg, "blob_bytes_before")),
-        ("garbage collection", "not triggerable (see notes)",
+        ("garbage collection, wall", berth_gc,
          fmt(stat(dg, "gc"), " s", 3) + " (docker-registry garbage-collect)"),
-        ("blobs eligible for deletion", first(bg, "blobs_eligible"),
-         first(dg, "blobs_eligible")),
-        ("bytes freed", f"0 (would free {first(bg, 'bytes_eligible')} "
-                        f"after the 600 s grace period)", first(dg, "bytes_freed")),
+        ("GC duration reported by Berth", fmt(stat(bg, "gc_reported"), " s", 3), "-"),
+        ("GC time ratio Berth/Distribution", f"{gc_ratio:.2f}" if gc_ratio else "n/a", ""),
+        ("blobs deleted (manifests + configs + layers)", first(bg, "blobs_deleted"),
+         first(dg, "blobs_deleted")),
+        ("bytes freed (blob store before - after)", berth_freed, first(dg, "bytes_freed")),
+        ("eligible per Berth's data dir before GC", first(bg, "bytes_eligible"), "-"),
     ]
+    berth_col = "Berth (berth server, grace 0s)" if berth_bin else "Berth (examples/serve)"
     bb.print_table(f"GC: {args.gc_tags} tags pushed, {args.gc_delete} manifests deleted: "
                    f"median (min-max) of {args.gc_reps}", rows,
-                   ("what", "Berth", "Distribution"))
+                   ("what", berth_col, "Distribution"))
+    result["gc"]["berth_via"] = "berth server" if berth_bin else "examples/serve"
     bb.write_json(args.json, result)
     return 0
 

@@ -63,15 +63,38 @@ fn without_host(image: &str) -> &str {
 }
 
 /// Images that kept revisions of apps run or may roll back to, with who uses them.
-async fn images_in_use(state: &ApiState) -> ApiResult<Vec<(String, String)>> {
+async fn images_in_use(store: &dyn berth_store::Store) -> ApiResult<Vec<(String, String)>> {
     let mut in_use = Vec::new();
-    for app in state.store.list_apps().await? {
-        for revision in state.store.list_revisions(&app.name).await? {
+    for app in store.list_apps().await? {
+        for revision in store.list_revisions(&app.name).await? {
             let user = format!("app {} revision {}", app.name, revision.number);
             in_use.push((without_host(&revision.template.image).to_string(), user));
         }
     }
     Ok(in_use)
+}
+
+/// The policy with the repository's in-use tags and digests protected: retention never
+/// deletes an image a kept revision uses.
+fn protect(
+    mut policy: RetentionPolicy,
+    repo: &str,
+    in_use: &[(String, String)],
+) -> RetentionPolicy {
+    for (image, _) in in_use {
+        if let Some(tag) = image
+            .strip_prefix(repo)
+            .and_then(|rest| rest.strip_prefix(':'))
+        {
+            policy.protected_tags.insert(tag.to_string());
+        } else if let Some(digest) = image
+            .strip_prefix(repo)
+            .and_then(|rest| rest.strip_prefix('@'))
+        {
+            policy.protected_digests.insert(digest.to_string());
+        }
+    }
+    policy
 }
 
 /// Which repositories to list.
@@ -134,7 +157,7 @@ pub async fn delete(
     State(state): State<ApiState>,
     Path(reference): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let in_use = images_in_use(&state).await?;
+    let in_use = images_in_use(&*state.store).await?;
     let refuse = |what: &str| -> ApiResult<()> {
         match in_use.iter().find(|(image, _)| image == what) {
             Some((_, user)) => Err(ApiError::new(
@@ -188,13 +211,16 @@ pub async fn retention_then_gc(
     options: GcOptions,
 ) -> ApiResult<(Vec<RetentionRunDto>, GcReport)> {
     let mut runs = Vec::new();
+    let in_use = images_in_use(store).await?;
     for rule in store.list_retention_rules().await? {
         let policy = RetentionPolicy {
             keep_newest_tags: rule.keep_newest_tags.map(|n| n as usize),
             delete_untagged_older_than: rule
                 .delete_untagged_older_than_ms
                 .map(std::time::Duration::from_millis),
+            ..RetentionPolicy::default()
         };
+        let policy = protect(policy, &rule.repository, &in_use);
         match registry
             .apply_retention(&rule.repository, &policy, std::time::SystemTime::now())
             .await
@@ -255,7 +281,10 @@ pub async fn retention(
         delete_untagged_older_than: request
             .delete_untagged_older_than_ms
             .map(std::time::Duration::from_millis),
+        ..RetentionPolicy::default()
     };
+    let in_use = images_in_use(&*state.store).await?;
+    let policy = protect(policy, &request.repository, &in_use);
     let report = state
         .registry
         .apply_retention(&request.repository, &policy, std::time::SystemTime::now())
@@ -314,6 +343,31 @@ pub async fn delete_retention_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_use_images_are_protected() {
+        let in_use = vec![
+            ("team/app:v1".to_string(), "app a revision 1".to_string()),
+            (
+                "team/app@sha256:aa".to_string(),
+                "app b revision 2".to_string(),
+            ),
+            (
+                "team/app-other:v9".to_string(),
+                "app c revision 1".to_string(),
+            ),
+            ("other/app:v2".to_string(), "app d revision 1".to_string()),
+        ];
+        let policy = protect(RetentionPolicy::default(), "team/app", &in_use);
+        assert_eq!(
+            policy.protected_tags.into_iter().collect::<Vec<_>>(),
+            vec!["v1"]
+        );
+        assert_eq!(
+            policy.protected_digests.into_iter().collect::<Vec<_>>(),
+            vec!["sha256:aa"]
+        );
+    }
 
     #[test]
     fn hosts_are_stripped() {

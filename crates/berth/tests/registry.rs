@@ -210,6 +210,18 @@ async fn push_inspect_deploy_delete_and_collect() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["field"], "keep_newest_tags");
+    // While a kept revision uses v1, retention leaves it alone.
+    server.create_app("pinned", 0, json!({"image": v1})).await;
+    let report = server.post("/api/v1/registry/gc", json!({})).await;
+    assert_eq!(
+        report["retention"][0]["report"]["tags_deleted"],
+        json!([]),
+        "{report}"
+    );
+    let (status, _) = server
+        .call(Method::DELETE, "/api/v1/apps/pinned", None)
+        .await;
+    assert_eq!(status, 204);
     let report = server.post("/api/v1/registry/gc", json!({})).await;
     assert_eq!(
         report["retention"][0]["repository"], "default/web",

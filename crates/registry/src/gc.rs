@@ -8,7 +8,7 @@
 //! since the mark began (a push that completed meanwhile), or when it was committed, linked
 //! or checked within the grace period (a push whose manifest has not arrived yet).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -46,6 +46,11 @@ pub struct RetentionPolicy {
     pub keep_newest_tags: Option<usize>,
     /// Delete manifests no tag reaches once they are older than this.
     pub delete_untagged_older_than: Option<Duration>,
+    /// Tags never deleted (images that deployments use); they do not count toward
+    /// `keep_newest_tags`.
+    pub protected_tags: BTreeSet<String>,
+    /// Manifests never deleted, by digest (images that deployments use by digest).
+    pub protected_digests: BTreeSet<String>,
 }
 
 /// What a retention run deleted.
@@ -262,6 +267,7 @@ impl Registry {
                 .collect();
             // Newest first; ties broken by name so runs are deterministic.
             order.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            order.retain(|(tag, _)| !policy.protected_tags.contains(tag));
             for (tag, _) in order.into_iter().skip(keep) {
                 if self.meta.delete(&keys::tag(&repo, &tag)).await? {
                     report.tags_deleted.push(tag.clone());
@@ -275,7 +281,10 @@ impl Registry {
             let manifests = self.manifest_records(&repo).await?;
             let young = manifests
                 .iter()
-                .filter(|(_, r)| from_ms(r.pushed_at_ms) >= cutoff)
+                .filter(|(d, r)| {
+                    from_ms(r.pushed_at_ms) >= cutoff
+                        || policy.protected_digests.contains(&d.to_string())
+                })
                 .map(|(d, _)| d.clone());
             let live = reachable(&manifests, tagged(&tags).chain(young).collect::<Vec<_>>());
             for (digest, record) in &manifests {

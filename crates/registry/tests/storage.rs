@@ -386,6 +386,7 @@ async fn retention_keeps_newest_tags_and_drops_old_untagged() {
             &RetentionPolicy {
                 keep_newest_tags: Some(2),
                 delete_untagged_older_than: None,
+                ..RetentionPolicy::default()
             },
             clock.now(),
         )
@@ -407,6 +408,7 @@ async fn retention_keeps_newest_tags_and_drops_old_untagged() {
     let policy = RetentionPolicy {
         keep_newest_tags: None,
         delete_untagged_older_than: Some(Duration::from_secs(24 * 3600)),
+        ..RetentionPolicy::default()
     };
     let report = reg
         .registry
