@@ -529,6 +529,98 @@ pub async fn list_events(
     Ok(Json(events.iter().map(EventDto::from).collect()))
 }
 
+/// Where to start a live event stream.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    /// Only events after this id; default: only new events.
+    pub after: Option<i64>,
+}
+
+/// How often a live event stream looks for new events.
+const EVENT_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The app's timeline, live: Server-Sent Events, one `EventDto` (JSON) per message, with the
+/// event id as SSE id and its kind as SSE event name. Reconnect with `after` (or the
+/// `Last-Event-ID` header) to resume.
+#[utoipa::path(get, path = "/api/v1/apps/{name}/events/stream", tag = "apps", params(("name" = String, Path), StreamParams),
+    responses((status = 200, content_type = "text/event-stream", body = EventDto), (status = 404, body = ErrorBody)))]
+pub async fn stream_events(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    ApiQuery(params): ApiQuery<StreamParams>,
+) -> ApiResult<Response> {
+    load(&state, &name).await?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let start = match params.after.or(resume) {
+        Some(after) => after,
+        None => {
+            let latest = state
+                .store
+                .list_events(
+                    &name,
+                    EventQuery {
+                        after_id: None,
+                        limit: 1,
+                    },
+                )
+                .await?;
+            latest.last().map_or(0, |e| e.id)
+        }
+    };
+    let stream = futures::stream::unfold(
+        (state, name, start),
+        |(state, name, mut after)| async move {
+            loop {
+                match state
+                    .store
+                    .list_events(
+                        &name,
+                        EventQuery {
+                            after_id: Some(after),
+                            limit: 100,
+                        },
+                    )
+                    .await
+                {
+                    Ok(events) if !events.is_empty() => {
+                        after = events.last().map_or(after, |e| e.id);
+                        let messages: Vec<
+                            Result<axum::response::sse::Event, std::convert::Infallible>,
+                        > = events
+                            .iter()
+                            .map(|e| {
+                                let dto = EventDto::from(e);
+                                Ok(axum::response::sse::Event::default()
+                                    .id(e.id.to_string())
+                                    .event(dto.kind.clone())
+                                    .json_data(&dto)
+                                    .unwrap_or_default())
+                            })
+                            .collect();
+                        return Some((futures::stream::iter(messages), (state, name, after)));
+                    }
+                    Ok(_) => tokio::time::sleep(EVENT_POLL_INTERVAL).await,
+                    // The app is gone or the store failed: end the stream; the client reconnects.
+                    Err(_) => return None,
+                }
+            }
+        },
+    )
+    .flatten();
+    let sse =
+        axum::response::Sse::new(stream).keep_alive(axum::response::sse::KeepAlive::default());
+    Ok((
+        [(header::HeaderName::from_static("x-accel-buffering"), "no")],
+        sse,
+    )
+        .into_response())
+}
+
 /// How to read logs.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -61,7 +61,7 @@ impl ApiState {
     info(title = "Berth API", description = "Deploy, roll out, roll back, scale and heal apps on Docker."),
     paths(
         apps::list_apps, apps::create_app, apps::get_app, apps::delete_app, apps::deploy, apps::scale,
-        apps::rollback, apps::rollout_status, apps::list_revisions, apps::get_revision, apps::list_events,
+        apps::rollback, apps::rollout_status, apps::list_revisions, apps::get_revision, apps::list_events, apps::stream_events,
         apps::logs, images::list_repositories, images::show, images::delete, images::usage,
         images::garbage_collect, images::retention, images::list_retention_rules,
         images::put_retention_rule, images::delete_retention_rule, healthz, readyz,
@@ -172,6 +172,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/apps/{name}/revisions", get(apps::list_revisions))
         .route("/apps/{name}/revisions/{number}", get(apps::get_revision))
         .route("/apps/{name}/events", get(apps::list_events))
+        .route("/apps/{name}/events/stream", get(apps::stream_events))
         .route("/apps/{name}/logs", get(apps::logs))
         .route("/images", get(images::list_repositories))
         .route(

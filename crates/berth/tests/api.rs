@@ -452,3 +452,41 @@ async fn followed_logs_include_instances_started_later() {
     .await;
     assert_eq!(found, Ok(true), "log stream so far:\n{seen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_live_over_sse() {
+    use futures::StreamExt;
+    let server = Server::start("sse").await;
+    server.create_app("web", 1, json!({})).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = http
+        .get(format!("{}/api/v1/apps/web/events/stream", server.url))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.bytes_stream();
+    server
+        .post("/api/v1/apps/web/scale", json!({"replicas": 2}))
+        .await;
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if seen.contains("event: scaled") && seen.contains("scaled from 1 to 2 instances") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "stream so far:\n{seen}");
+    // Only new events: the stream started after app_created.
+    assert!(!seen.contains("event: app_created"), "{seen}");
+    let (status, _) = server
+        .call(Method::GET, "/api/v1/apps/nope/events/stream", None)
+        .await;
+    assert_eq!(status, 404);
+}
