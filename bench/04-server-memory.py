@@ -5,7 +5,8 @@ Each repetition starts a fresh server and reads, from /proc/PID:
 
 * RSS (VmRSS) after 10 s idle with no apps;
 * RSS after creating 50 apps of 1 replica each (default probes: readiness and liveness on
-  /healthz every 1000 ms), waiting until all 50 are ready (GET /api/v1/apps every 1 s), then
+  /healthz every 1000 ms), waiting until all 50 are ready (GET /api/v1/apps every 1 s; when
+  some are still not ready after 60 s it says so, counts them and measures anyway), then
   20 s of idling with no API calls (resync and probes running);
 * CPU time (utime + stime from /proc/PID/stat) used by the server over the next 30 s of idle
   with the 50 apps, also as % of one core; VmHWM (peak RSS) and thread count.
@@ -26,6 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 import berthbench as bb  # noqa: E402
 
+# The 50 apps are normally all ready within ~10-25 s.
+READY_WAIT = 60.0
+
 
 def dockerd_pid() -> int | None:
     out = subprocess.run(["pidof", "dockerd"], capture_output=True, text=True).stdout.split()
@@ -44,22 +48,27 @@ def measure(apps: int, idle_empty: float, idle_apps: float, cpu_window: float) -
         for name in names:
             run.api("POST", "/apps", {"name": name, "image": bb.IMAGE, "replicas": 1,
                                       "health_path": "/healthz"})
-        deadline = time.monotonic() + bb.GIVE_UP
+        deadline = time.monotonic() + READY_WAIT
         while True:
             listed = run.api("GET", "/apps")
-            ready = sum(1 for a in listed if a["ready_instances"] >= 1)
-            if ready >= apps:
+            stuck = [a for a in listed if a["ready_instances"] < 1]
+            if not stuck or time.monotonic() > deadline:
                 break
-            if time.monotonic() > deadline:
-                stuck = [a for a in listed if a["ready_instances"] < 1]
-                details = "\n".join(
-                    f"{a['name']}: rollout {a['rollout']}, instances {a['instances']}, "
-                    f"events {run.events(a['name'])}" for a in stuck[:3])
-                raise bb.BenchError(f"only {ready}/{apps} apps ready after {bb.GIVE_UP} s:\n"
-                                    f"{details}\n{run.tail_log()}")
             time.sleep(1)
-        all_ready = time.monotonic() - t0
-        bb.log(f"{apps} apps ready after {all_ready:.1f} s")
+        if stuck:
+            # A Berth problem, not a reason to lose the memory numbers: report and go on.
+            bb.log(f"WARNING: {len(stuck)}/{apps} apps not ready after {READY_WAIT:.0f} s; "
+                   "measuring anyway. Details:")
+            for a in stuck[:3]:
+                bb.log(f"  {a['name']}: rollout {a['rollout']['phase']}, instances "
+                       f"{[(i['name'], i['phase'], i['readiness'], i['address']) for i in a['instances']]}, "
+                       f"events {[e['kind'] for e in run.events(a['name'])]}")
+            panics = [line for line in run.server_log.read_text(errors="replace").splitlines()
+                      if "panicked" in line]
+            bb.log(f"  server log lines with 'panicked': {panics[:3] or 'none'}")
+        all_ready = None if stuck else time.monotonic() - t0
+        if all_ready is not None:
+            bb.log(f"{apps} apps ready after {all_ready:.1f} s")
         time.sleep(idle_apps)
         rss_apps, hwm = bb.rss_kib(pid)
         bb.log(f"{apps} apps, after {idle_apps:.0f} s idle: VmRSS {rss_apps / 1024:.1f} MiB "
@@ -97,6 +106,7 @@ def measure(apps: int, idle_empty: float, idle_apps: float, cpu_window: float) -
             "dockerd_cpu_s": None if d0 is None else d1 - d0,
             "threads": threads,
             "all_ready_s": all_ready,
+            "apps_not_ready": len(stuck),
             "list_apps_ms": 1000 * bb.summary(list_lat)["median"],
             "get_app_ms": 1000 * bb.summary(get_lat)["median"],
         }
@@ -123,7 +133,7 @@ def main() -> int:
     def stat(key: str) -> dict:
         return bb.summary([r[key] for r in rows_raw if r[key] is not None])
 
-    keys = ["rss_empty_mib", "rss_apps_mib", "hwm_mib", "cpu_s", "cpu_pct", "dockerd_cpu_s",
+    keys = ["apps_not_ready", "rss_empty_mib", "rss_apps_mib", "hwm_mib", "cpu_s", "cpu_pct", "dockerd_cpu_s",
             "threads", "all_ready_s", "list_apps_ms", "get_app_ms"]
     result = {"benchmark": "server_memory", "apps": args.apps, "reps": args.reps,
               "context": context, "windows_s": {"idle_empty": args.idle_empty,
@@ -151,6 +161,8 @@ def main() -> int:
         ("server threads", fmt("threads", "", 0)),
         (f"time until {args.apps} apps ready (created one after another)",
          fmt("all_ready_s", "s")),
+        (f"apps not ready {READY_WAIT:.0f} s after creation (a Berth problem if not 0)",
+         fmt("apps_not_ready", "", 0)),
         (f"GET /api/v1/apps latency with {args.apps} apps (median of 5)",
          fmt("list_apps_ms", "ms", 0)),
         ("GET /api/v1/apps/NAME latency (1 instance, median of 5)", fmt("get_app_ms", "ms", 0)),

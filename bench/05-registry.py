@@ -35,17 +35,30 @@ a unique 1 MB layer and a unique config each) is pushed with skopeo, tag by tag;
 which removes their tags too), and garbage collection reclaims their blobs:
 
 * Distribution: the server is stopped and `docker-registry garbage-collect config.yml` is
-  timed (wall time of the command, including its process start); bytes freed = apparent size
-  of the blob store before minus after. Afterwards the server is started again and one
-  remaining tag is pulled (GC must not break it) and one deleted tag must answer 404.
-* Berth: the example server exposes no way to run garbage collection (no endpoint, no flag,
-  and the registry is not yet part of `berth server`); `Registry::garbage_collect` is only
-  callable from Rust. So Berth's GC is *not timed*. What is reported instead: the bytes a GC
-  would free, computed from the data dir the way `garbage_collect(GcOptions::default())`
-  marks (every blob that no remaining manifest record references and that is not itself a
-  remaining manifest), and that nothing was freed by the deletes themselves. Note that with
-  the default `gc_grace_period` of 600 s a collection right after these pushes would spare
-  all of those blobs anyway.
+  timed (wall time of the command, including its process start). Afterwards the server is
+  started again on the same data.
+* Berth: the example server has no way to trigger garbage collection (no endpoint, no flag;
+  `Registry::garbage_collect` is callable from Rust only, with the fixed default grace
+  period of 600 s). So this part runs on `berth server`, which serves the same registry
+  crate under /v2 on its API listener (user `admin`, the admin token as password), started
+  with `--registry-gc-grace 0s --registry-gc-interval 0` (no grace period, no scheduled
+  GC), and times `POST /api/v1/registry/gc` (which also applies stored retention rules:
+  there are none); the report's own `duration_ms` is recorded too. The berth binary comes
+  from BERTH_BIN, or `cargo build --release -p berth` (not with BERTH_BENCH_NO_BUILD=1:
+  target/release/berth as it is). When there is no such binary (build fails, or the server
+  has no --registry-gc-grace), `--berth-gc auto` falls back to the example: Berth's GC is
+  then not timed, only the bytes a GC would free are reported (see below).
+* Both: bytes freed = apparent size of the blob store before minus after; then one
+  remaining tag is pulled (GC must leave kept images whole) and one deleted manifest must
+  answer 404. For Berth, the bytes a GC should free are also computed from the data dir
+  before the GC, the way `garbage_collect(GcOptions::default())` marks: every blob that no
+  remaining manifest record references and that is not a remaining manifest itself.
+
+Environment: BERTH_REGISTRY_BIN (use this examples/serve binary instead of building it),
+BERTH_BIN (berth binary for the GC scenario), BERTH_BENCH_NO_BUILD=1 (build nothing, take
+target/release/...), BERTH_BENCH_DISTRIBUTION_BIN (default docker-registry),
+BERTH_BENCH_KEEP_TMP=1 (keep the temp dirs). Temp dirs: /tmp/berth-bench-registry-* (and
+/tmp/berth-bench-registry-gc-* of berth server); bench/cleanup.sh removes leftovers.
 
 Nothing asserts a duration. The script fails only when something does not work at all
 (a server that does not start, a failed skopeo copy, an unexpected HTTP status).

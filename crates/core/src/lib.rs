@@ -4,6 +4,7 @@
 //! spec validation, the reconcile planner, the health state machine and crash-loop backoff.
 //! No async, no Docker, no SQL — that is what makes it cheap to test exhaustively.
 
+pub mod accounts;
 pub mod app;
 pub mod backoff;
 pub mod health;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use berth_core::accounts::{ApiToken, Membership, TeamRole, User};
 use berth_core::{
     App, Event, Millis, Probe, Resources, Revision, Rollout, RolloutPhase, RolloutStrategy,
     Template,
@@ -41,6 +42,13 @@ pub async fn run_all(store: Arc<dyn Store>) {
     events_retention_per_app(s).await;
     delete_app_removes_everything(s).await;
     retention_rules_round_trip(s).await;
+    users_round_trip(s).await;
+    users_duplicate_username_or_email_is_conflict(s).await;
+    users_update_and_password(s).await;
+    memberships_round_trip(s).await;
+    api_tokens_round_trip(s).await;
+    api_tokens_revoke(s).await;
+    delete_user_removes_memberships_and_tokens(s).await;
 }
 
 /// An app name no other check, run or concurrent test process uses.
@@ -928,4 +936,434 @@ pub async fn retention_rules_round_trip(store: &dyn Store) {
     assert!(store.delete_retention_rule(&repository).await.unwrap());
     assert!(!store.delete_retention_rule(&repository).await.unwrap());
     assert!(store.delete_retention_rule(&other).await.unwrap());
+}
+
+/// A user with a unique username and email (its id is assigned by the store).
+pub fn new_user(check: &str) -> User {
+    let username = unique_name(check);
+    User {
+        id: 0,
+        email: format!("{username}@example.test"),
+        display_name: format!("User of {check}"),
+        username,
+        is_admin: false,
+        disabled: false,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+/// An unrevoked token record of `user_id` named `name`, never used, expiring at `T0 + 1 day`.
+pub fn new_api_token(user_id: i64, name: &str) -> ApiToken {
+    ApiToken {
+        id: 0,
+        user_id,
+        name: name.into(),
+        prefix: "berth_abcdefgh".into(),
+        expires_at: Some(T0 + 86_400_000),
+        last_used_at: None,
+        created_at: T0,
+        revoked: false,
+    }
+}
+
+pub async fn users_round_trip(store: &dyn Store) {
+    let ada = new_user("users");
+    let stored = store.create_user(&ada, "hash-ada").await.unwrap();
+    assert!(stored.id > 0, "the store assigns an id");
+    assert_eq!(
+        stored,
+        User {
+            id: stored.id,
+            ..ada.clone()
+        }
+    );
+    let admin = User {
+        is_admin: true,
+        disabled: true,
+        ..new_user("users")
+    };
+    let admin = store.create_user(&admin, "hash-admin").await.unwrap();
+    assert_ne!(admin.id, stored.id);
+
+    assert_eq!(
+        store.get_user(stored.id).await.unwrap(),
+        Some(stored.clone())
+    );
+    assert_eq!(store.get_user(admin.id).await.unwrap(), Some(admin.clone()));
+    assert_eq!(
+        store.get_user_by_username(&ada.username).await.unwrap(),
+        Some((stored.clone(), "hash-ada".to_string()))
+    );
+    assert_eq!(
+        store
+            .get_user_by_username(&ada.username.to_uppercase())
+            .await
+            .unwrap(),
+        None,
+        "usernames match exactly"
+    );
+    assert_eq!(store.get_user(i64::MAX).await.unwrap(), None);
+    assert_eq!(
+        store.get_user_by_username("nobody-at-all").await.unwrap(),
+        None
+    );
+
+    let ids = [stored.id, admin.id];
+    let mine: Vec<User> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|u| ids.contains(&u.id))
+        .collect();
+    let mut want = vec![stored, admin];
+    want.sort_by(|a, b| a.username.cmp(&b.username));
+    assert_eq!(mine, want, "listed by username");
+}
+
+pub async fn users_duplicate_username_or_email_is_conflict(store: &dyn Store) {
+    let ada = new_user("user-dup");
+    store.create_user(&ada, "h").await.unwrap();
+    let same_username = User {
+        email: format!("other-{}", ada.email),
+        ..ada.clone()
+    };
+    match store.create_user(&same_username, "h").await {
+        Err(StoreError::Conflict(message)) => assert!(message.contains("username"), "{message}"),
+        other => panic!("same username: expected a conflict, got {other:?}"),
+    }
+    let same_email = User {
+        username: format!("{}-2", ada.username),
+        email: ada.email.to_uppercase(),
+        ..ada.clone()
+    };
+    match store.create_user(&same_email, "h").await {
+        Err(StoreError::Conflict(message)) => assert!(message.contains("email"), "{message}"),
+        other => panic!("same email in another case: expected a conflict, got {other:?}"),
+    }
+    let bob = store.create_user(&new_user("user-dup"), "h").await.unwrap();
+    assert_conflict(
+        store
+            .update_user(&User {
+                email: ada.email.clone(),
+                ..bob.clone()
+            })
+            .await,
+        "update to a taken email",
+    );
+    assert_eq!(store.get_user(bob.id).await.unwrap(), Some(bob));
+}
+
+pub async fn users_update_and_password(store: &dyn Store) {
+    let ada = store
+        .create_user(&new_user("user-update"), "old-hash")
+        .await
+        .unwrap();
+    let changed = User {
+        username: format!("{}-renamed", ada.username),
+        email: format!("new-{}", ada.email),
+        display_name: "Ada L.".into(),
+        is_admin: true,
+        disabled: true,
+        updated_at: T0 + 5,
+        ..ada.clone()
+    };
+    store.update_user(&changed).await.unwrap();
+    let want = User {
+        username: ada.username.clone(),
+        ..changed.clone()
+    };
+    assert_eq!(
+        store.get_user(ada.id).await.unwrap(),
+        Some(want.clone()),
+        "everything but the username changes"
+    );
+    assert_not_found(
+        store
+            .update_user(&User {
+                id: i64::MAX,
+                ..changed.clone()
+            })
+            .await,
+        "update of an unknown user",
+    );
+
+    store
+        .set_password_hash(ada.id, "new-hash", T0 + 9)
+        .await
+        .unwrap();
+    let (user, hash) = store
+        .get_user_by_username(&ada.username)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hash, "new-hash");
+    assert_eq!(user.updated_at, T0 + 9);
+    assert_not_found(
+        store.set_password_hash(i64::MAX, "x", T0).await,
+        "password of an unknown user",
+    );
+}
+
+pub async fn memberships_round_trip(store: &dyn Store) {
+    let team_a = unique_name("members-a");
+    let team_b = unique_name("members-b");
+    store.ensure_team(&team_a, T0).await.unwrap();
+    store.ensure_team(&team_b, T0).await.unwrap();
+    let ada = store.create_user(&new_user("members"), "h").await.unwrap();
+    let bob = store.create_user(&new_user("members"), "h").await.unwrap();
+    let member = |team: &str, user_id, role| Membership {
+        team: team.to_string(),
+        user_id,
+        role,
+    };
+
+    store
+        .put_membership(&member(&team_a, ada.id, TeamRole::Viewer))
+        .await
+        .unwrap();
+    // Put replaces the role.
+    store
+        .put_membership(&member(&team_a, ada.id, TeamRole::Owner))
+        .await
+        .unwrap();
+    store
+        .put_membership(&member(&team_b, ada.id, TeamRole::Member))
+        .await
+        .unwrap();
+    store
+        .put_membership(&member(&team_a, bob.id, TeamRole::Viewer))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.list_memberships_of_user(ada.id).await.unwrap(),
+        vec![
+            member(&team_a, ada.id, TeamRole::Owner),
+            member(&team_b, ada.id, TeamRole::Member),
+        ],
+        "ordered by team"
+    );
+    assert_eq!(
+        store.list_team_members(&team_a).await.unwrap(),
+        vec![
+            member(&team_a, ada.id, TeamRole::Owner),
+            member(&team_a, bob.id, TeamRole::Viewer),
+        ],
+        "ordered by user id"
+    );
+
+    assert_not_found(
+        store
+            .put_membership(&member(&unique_name("no-team"), ada.id, TeamRole::Owner))
+            .await,
+        "membership of an unknown team",
+    );
+    assert_not_found(
+        store
+            .put_membership(&member(&team_a, i64::MAX, TeamRole::Owner))
+            .await,
+        "membership of an unknown user",
+    );
+
+    assert!(store.delete_membership(&team_a, ada.id).await.unwrap());
+    assert!(!store.delete_membership(&team_a, ada.id).await.unwrap());
+    assert_eq!(
+        store.list_team_members(&team_a).await.unwrap(),
+        vec![member(&team_a, bob.id, TeamRole::Viewer)]
+    );
+    assert_eq!(
+        store.list_memberships_of_user(ada.id).await.unwrap(),
+        vec![member(&team_b, ada.id, TeamRole::Member)]
+    );
+}
+
+pub async fn api_tokens_round_trip(store: &dyn Store) {
+    let ada = store.create_user(&new_user("tokens"), "h").await.unwrap();
+    let hash = format!("hash-{}", unique_name("tokens"));
+    let laptop = new_api_token(ada.id, "laptop");
+    let stored = store.create_api_token(&laptop, &hash).await.unwrap();
+    assert!(stored.id > 0, "the store assigns an id");
+    assert_eq!(
+        stored,
+        ApiToken {
+            id: stored.id,
+            ..laptop.clone()
+        }
+    );
+    assert_eq!(
+        store.find_api_token(&hash).await.unwrap(),
+        Some(stored.clone())
+    );
+    assert_eq!(
+        store
+            .find_api_token(&format!("{hash}-unknown"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    assert_conflict(
+        store
+            .create_api_token(&new_api_token(ada.id, "again"), &hash)
+            .await,
+        "a second token with the same hash",
+    );
+    assert_not_found(
+        store
+            .create_api_token(&new_api_token(i64::MAX, "ghost"), &format!("{hash}-ghost"))
+            .await,
+        "a token of an unknown user",
+    );
+
+    let never_expires = ApiToken {
+        expires_at: None,
+        ..new_api_token(ada.id, "ci")
+    };
+    let ci = store
+        .create_api_token(&never_expires, &format!("{hash}-ci"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_api_tokens(ada.id).await.unwrap(),
+        vec![stored.clone(), ci.clone()],
+        "oldest first"
+    );
+
+    // last_used_at only moves forward; touching a missing token is fine.
+    store.touch_api_token(stored.id, T0 + 10).await.unwrap();
+    store.touch_api_token(stored.id, T0 + 5).await.unwrap();
+    store.touch_api_token(i64::MAX, T0).await.unwrap();
+    let found = store.find_api_token(&hash).await.unwrap().unwrap();
+    assert_eq!(found.last_used_at, Some(T0 + 10));
+    assert_eq!(
+        store.find_api_token(&format!("{hash}-ci")).await.unwrap(),
+        Some(ci),
+        "touching one token leaves the others"
+    );
+}
+
+pub async fn api_tokens_revoke(store: &dyn Store) {
+    let ada = store.create_user(&new_user("revoke"), "h").await.unwrap();
+    let eve = store.create_user(&new_user("revoke"), "h").await.unwrap();
+    let hash = format!("hash-{}", unique_name("revoke"));
+    let one = store
+        .create_api_token(&new_api_token(ada.id, "one"), &format!("{hash}-1"))
+        .await
+        .unwrap();
+    let two = store
+        .create_api_token(&new_api_token(ada.id, "two"), &format!("{hash}-2"))
+        .await
+        .unwrap();
+    let eves = store
+        .create_api_token(&new_api_token(eve.id, "eve"), &format!("{hash}-3"))
+        .await
+        .unwrap();
+
+    assert!(
+        !store.revoke_api_token(eve.id, one.id).await.unwrap(),
+        "nobody revokes another user's token"
+    );
+    assert!(store.revoke_api_token(ada.id, one.id).await.unwrap());
+    assert!(
+        store.revoke_api_token(ada.id, one.id).await.unwrap(),
+        "revoking twice is fine"
+    );
+    assert!(!store.revoke_api_token(ada.id, i64::MAX).await.unwrap());
+
+    // Revoked tokens are still found (callers check `is_usable`), and listed as revoked.
+    let found = store
+        .find_api_token(&format!("{hash}-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(found.revoked);
+    assert!(!found.is_usable(T0));
+    let listed: Vec<(i64, bool)> = store
+        .list_api_tokens(ada.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| (t.id, t.revoked))
+        .collect();
+    assert_eq!(listed, vec![(one.id, true), (two.id, false)]);
+
+    assert_eq!(store.revoke_all_api_tokens(ada.id).await.unwrap(), 1);
+    assert_eq!(store.revoke_all_api_tokens(ada.id).await.unwrap(), 0);
+    assert!(
+        store
+            .list_api_tokens(ada.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.revoked)
+    );
+    assert_eq!(
+        store.find_api_token(&format!("{hash}-3")).await.unwrap(),
+        Some(eves),
+        "another user's tokens stay valid"
+    );
+}
+
+pub async fn delete_user_removes_memberships_and_tokens(store: &dyn Store) {
+    let team = unique_name("delete-user");
+    store.ensure_team(&team, T0).await.unwrap();
+    let ada = store
+        .create_user(&new_user("delete-user"), "h")
+        .await
+        .unwrap();
+    let bob = store
+        .create_user(&new_user("delete-user"), "h")
+        .await
+        .unwrap();
+    for user in [&ada, &bob] {
+        store
+            .put_membership(&Membership {
+                team: team.clone(),
+                user_id: user.id,
+                role: TeamRole::Member,
+            })
+            .await
+            .unwrap();
+    }
+    let hash = format!("hash-{}", unique_name("delete-user"));
+    store
+        .create_api_token(&new_api_token(ada.id, "laptop"), &hash)
+        .await
+        .unwrap();
+
+    assert!(store.delete_user(ada.id).await.unwrap());
+    assert!(!store.delete_user(ada.id).await.unwrap());
+    assert_eq!(store.get_user(ada.id).await.unwrap(), None);
+    assert_eq!(
+        store.get_user_by_username(&ada.username).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.find_api_token(&hash).await.unwrap(),
+        None,
+        "tokens go"
+    );
+    assert!(store.list_api_tokens(ada.id).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_memberships_of_user(ada.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.list_team_members(&team).await.unwrap(),
+        vec![Membership {
+            team: team.clone(),
+            user_id: bob.id,
+            role: TeamRole::Member,
+        }],
+        "other members stay"
+    );
+
+    // The username and email are free again, but the id is never reused.
+    let again = store.create_user(&ada, "h").await.unwrap();
+    assert_ne!(again.id, ada.id);
 }

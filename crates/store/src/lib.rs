@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod sqlite;
 
 use async_trait::async_trait;
+use berth_core::accounts::{ApiToken, Membership, User};
 use berth_core::{App, Event, Millis, RetentionRule, Revision};
 
 pub use sqlite::SqliteStore;
@@ -98,4 +99,72 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes a repository's retention rule; returns whether it existed.
     async fn delete_retention_rule(&self, repository: &str) -> StoreResult<bool>;
+
+    // Accounts. Usernames are unique; emails are unique regardless of case. User and token ids
+    // are assigned by the store and never reused.
+
+    /// Inserts a user (its `id` is ignored) with its password hash; returns it with the
+    /// assigned id. `Conflict` when the username or the email is taken.
+    async fn create_user(&self, user: &User, password_hash: &str) -> StoreResult<User>;
+
+    /// The user, or `None`.
+    async fn get_user(&self, id: i64) -> StoreResult<Option<User>>;
+
+    /// The user with their password hash, or `None` (for logging in).
+    async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<(User, String)>>;
+
+    /// All users, ordered by username.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+
+    /// Writes `email`, `display_name`, `is_admin`, `disabled` and `updated_at` of the user
+    /// `user.id` (the username is immutable). `NotFound` when the user does not exist,
+    /// `Conflict` when the email is taken.
+    async fn update_user(&self, user: &User) -> StoreResult<()>;
+
+    /// Replaces the user's password hash and sets `updated_at` to `now`. `NotFound` when the
+    /// user does not exist.
+    async fn set_password_hash(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        now: Millis,
+    ) -> StoreResult<()>;
+
+    /// Deletes the user with their memberships and API tokens; returns whether they existed.
+    async fn delete_user(&self, id: i64) -> StoreResult<bool>;
+
+    /// Creates or replaces the user's role in the team. `NotFound` when the team or the user
+    /// does not exist.
+    async fn put_membership(&self, membership: &Membership) -> StoreResult<()>;
+
+    /// Removes the user from the team; returns whether they were a member.
+    async fn delete_membership(&self, team: &str, user_id: i64) -> StoreResult<bool>;
+
+    /// The user's memberships, ordered by team.
+    async fn list_memberships_of_user(&self, user_id: i64) -> StoreResult<Vec<Membership>>;
+
+    /// The team's memberships, ordered by user id.
+    async fn list_team_members(&self, team: &str) -> StoreResult<Vec<Membership>>;
+
+    /// Stores a token (its `id` is ignored) under the hash of its secret; returns it with the
+    /// assigned id. `NotFound` when the user does not exist, `Conflict` when the hash exists.
+    async fn create_api_token(&self, token: &ApiToken, token_hash: &str) -> StoreResult<ApiToken>;
+
+    /// The token stored under `token_hash`, or `None`. Revoked and expired tokens are returned
+    /// too: the caller must check [`ApiToken::is_usable`] and that the user is not disabled.
+    async fn find_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
+
+    /// The user's tokens, revoked ones included, ordered by id (oldest first).
+    async fn list_api_tokens(&self, user_id: i64) -> StoreResult<Vec<ApiToken>>;
+
+    /// Marks the user's token revoked; returns whether the user has a token with that id
+    /// (revoking twice is fine; another user's token is never touched).
+    async fn revoke_api_token(&self, user_id: i64, token_id: i64) -> StoreResult<bool>;
+
+    /// Revokes every token of the user (when they are disabled); returns how many were live.
+    async fn revoke_all_api_tokens(&self, user_id: i64) -> StoreResult<u64>;
+
+    /// Records a use of the token at `now` (`last_used_at` never moves backwards). A missing
+    /// token is not an error.
+    async fn touch_api_token(&self, token_id: i64, now: Millis) -> StoreResult<()>;
 }

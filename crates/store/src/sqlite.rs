@@ -16,6 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use berth_core::accounts::{ApiToken, Membership, TeamRole, User};
 use berth_core::{App, Event, EventKind, Millis, RetentionRule, Revision, Rollout, RolloutPhase};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -41,6 +42,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "retention rules",
         include_str!("../migrations/sqlite/0002_retention_rules.sql"),
+    ),
+    (
+        3,
+        "accounts",
+        include_str!("../migrations/sqlite/0003_accounts.sql"),
     ),
 ];
 
@@ -430,6 +436,83 @@ async fn update_app_in(conn: &mut SqliteConnection, app: &App) -> StoreResult<Ap
     })
 }
 
+const USER_COLUMNS: &str =
+    "id, username, email, display_name, is_admin, disabled, created_at, updated_at";
+
+fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
+    Ok(User {
+        id: get(row, "id")?,
+        username: get(row, "username")?,
+        email: get(row, "email")?,
+        display_name: get(row, "display_name")?,
+        is_admin: get(row, "is_admin")?,
+        disabled: get(row, "disabled")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+/// Names the taken field of a unique violation on `users`.
+fn user_conflict(e: sqlx::Error, user: &User) -> StoreError {
+    let on_username = matches!(&e, sqlx::Error::Database(d) if d.message().contains("username"));
+    conflict_or_db(e, || {
+        if on_username {
+            format!("username {} is taken", user.username)
+        } else {
+            format!("email {} is taken", user.email)
+        }
+    })
+}
+
+fn membership_from_row(row: &SqliteRow) -> StoreResult<Membership> {
+    let team: String = get(row, "team")?;
+    let user_id: i64 = get(row, "user_id")?;
+    let role: String = get(row, "role")?;
+    let role = TeamRole::parse(&role).ok_or_else(|| {
+        StoreError::Database(format!(
+            "user {user_id} has an unknown role {role:?} in team {team} in the database"
+        ))
+    })?;
+    Ok(Membership {
+        team,
+        user_id,
+        role,
+    })
+}
+
+const TOKEN_COLUMNS: &str =
+    "id, user_id, name, prefix, expires_at, last_used_at, created_at, revoked";
+
+fn token_from_row(row: &SqliteRow) -> StoreResult<ApiToken> {
+    Ok(ApiToken {
+        id: get(row, "id")?,
+        user_id: get(row, "user_id")?,
+        name: get(row, "name")?,
+        prefix: get(row, "prefix")?,
+        expires_at: get(row, "expires_at")?,
+        last_used_at: get(row, "last_used_at")?,
+        created_at: get(row, "created_at")?,
+        revoked: get(row, "revoked")?,
+    })
+}
+
+/// Whether `sql` (selecting by one key `$1`) finds a row.
+async fn row_exists<'q, K>(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    key: K,
+) -> StoreResult<bool>
+where
+    K: sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + Send + 'q,
+{
+    let row = sqlx::query(sql)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(row.is_some())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -690,6 +773,276 @@ impl Store for SqliteStore {
         }
         .map_err(db_err)?;
         rows.iter().map(event_from_row).collect()
+    }
+    async fn create_user(&self, user: &User, password_hash: &str) -> StoreResult<User> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO users (username, email, display_name, password_hash, is_admin, \
+             disabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             RETURNING {USER_COLUMNS}"
+        )))
+        .bind(user.username.as_str())
+        .bind(user.email.as_str())
+        .bind(user.display_name.as_str())
+        .bind(password_hash)
+        .bind(user.is_admin)
+        .bind(user.disabled)
+        .bind(user.created_at)
+        .bind(user.updated_at)
+        .fetch_one(&self.write)
+        .await
+        .map_err(|e| user_conflict(e, user))?;
+        user_from_row(&row)
+    }
+
+    async fn get_user(&self, id: i64) -> StoreResult<Option<User>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<(User, String)>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1"
+        )))
+        .bind(username)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_err)?;
+        row.as_ref()
+            .map(|row| Ok((user_from_row(row)?, get(row, "password_hash")?)))
+            .transpose()
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY username"
+        )))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn update_user(&self, user: &User) -> StoreResult<()> {
+        let updated = sqlx::query(
+            "UPDATE users SET email = $2, display_name = $3, is_admin = $4, disabled = $5, \
+             updated_at = $6 WHERE id = $1",
+        )
+        .bind(user.id)
+        .bind(user.email.as_str())
+        .bind(user.display_name.as_str())
+        .bind(user.is_admin)
+        .bind(user.disabled)
+        .bind(user.updated_at)
+        .execute(&self.write)
+        .await
+        .map_err(|e| user_conflict(e, user))?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!("user {}", user.id)));
+        }
+        Ok(())
+    }
+
+    async fn set_password_hash(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let updated =
+            sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+                .bind(user_id)
+                .bind(password_hash)
+                .bind(now)
+                .execute(&self.write)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!("user {user_id}")));
+        }
+        Ok(())
+    }
+
+    async fn delete_user(&self, id: i64) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        // Explicit rather than relying on ON DELETE CASCADE, which SQLite only honours with
+        // the foreign_keys pragma on.
+        for sql in [
+            "DELETE FROM api_tokens WHERE user_id = $1",
+            "DELETE FROM memberships WHERE user_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(deleted > 0)
+    }
+
+    async fn put_membership(&self, membership: &Membership) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        if !row_exists(
+            &mut tx,
+            "SELECT 1 FROM teams WHERE name = $1",
+            membership.team.as_str(),
+        )
+        .await?
+        {
+            return Err(StoreError::NotFound(format!("team {}", membership.team)));
+        }
+        if !row_exists(
+            &mut tx,
+            "SELECT 1 FROM users WHERE id = $1",
+            membership.user_id,
+        )
+        .await?
+        {
+            return Err(StoreError::NotFound(format!("user {}", membership.user_id)));
+        }
+        sqlx::query(
+            "INSERT INTO memberships (team, user_id, role) VALUES ($1, $2, $3) \
+             ON CONFLICT (team, user_id) DO UPDATE SET role = $3",
+        )
+        .bind(membership.team.as_str())
+        .bind(membership.user_id)
+        .bind(membership.role.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn delete_membership(&self, team: &str, user_id: i64) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM memberships WHERE team = $1 AND user_id = $2")
+            .bind(team)
+            .bind(user_id)
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn list_memberships_of_user(&self, user_id: i64) -> StoreResult<Vec<Membership>> {
+        let rows = sqlx::query(
+            "SELECT team, user_id, role FROM memberships WHERE user_id = $1 ORDER BY team",
+        )
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(membership_from_row).collect()
+    }
+
+    async fn list_team_members(&self, team: &str) -> StoreResult<Vec<Membership>> {
+        let rows = sqlx::query(
+            "SELECT team, user_id, role FROM memberships WHERE team = $1 ORDER BY user_id",
+        )
+        .bind(team)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(membership_from_row).collect()
+    }
+
+    async fn create_api_token(&self, token: &ApiToken, token_hash: &str) -> StoreResult<ApiToken> {
+        let mut tx = self.begin_write().await?;
+        if !row_exists(&mut tx, "SELECT 1 FROM users WHERE id = $1", token.user_id).await? {
+            return Err(StoreError::NotFound(format!("user {}", token.user_id)));
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO api_tokens (user_id, name, token_hash, prefix, expires_at, \
+             last_used_at, created_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             RETURNING {TOKEN_COLUMNS}"
+        )))
+        .bind(token.user_id)
+        .bind(token.name.as_str())
+        .bind(token_hash)
+        .bind(token.prefix.as_str())
+        .bind(token.expires_at)
+        .bind(token.last_used_at)
+        .bind(token.created_at)
+        .bind(token.revoked)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| conflict_or_db(e, || "an API token with this hash exists".to_string()))?;
+        let stored = token_from_row(&row)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(stored)
+    }
+
+    async fn find_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1"
+        )))
+        .bind(token_hash)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn list_api_tokens(&self, user_id: i64) -> StoreResult<Vec<ApiToken>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY id"
+        )))
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_api_token(&self, user_id: i64, token_id: i64) -> StoreResult<bool> {
+        let updated =
+            sqlx::query("UPDATE api_tokens SET revoked = TRUE WHERE id = $1 AND user_id = $2")
+                .bind(token_id)
+                .bind(user_id)
+                .execute(&self.write)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn revoke_all_api_tokens(&self, user_id: i64) -> StoreResult<u64> {
+        let updated = sqlx::query(
+            "UPDATE api_tokens SET revoked = TRUE WHERE user_id = $1 AND revoked = FALSE",
+        )
+        .bind(user_id)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(updated)
+    }
+
+    async fn touch_api_token(&self, token_id: i64, now: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE api_tokens SET last_used_at = $2 \
+             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+        )
+        .bind(token_id)
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(())
     }
 }
 
