@@ -2,7 +2,7 @@
 """Benchmark 5: Berth's registry vs Distribution 2.8 -- push and pull of a 200 MB image, GC.
 
 Berth: the standalone registry server `crates/registry/examples/serve.rs` (release build;
-positional arguments ADDR DATA_DIR USER PASSWORD, basic auth, filesystem storage with fsync,
+positional arguments ADDR DATA_DIR USER, password in BERTH_REGISTRY_PASSWORD, basic auth, filesystem storage with fsync,
 default `RegistryConfig`). Peer: Debian's `docker-registry` (Distribution 2.8, filesystem
 storage, no auth, delete enabled through REGISTRY_STORAGE_DELETE_ENABLED=true). Both listen on
 127.0.0.1 (free ports) and store under this run's temp dir on the same filesystem; the client
@@ -58,7 +58,11 @@ Environment: BERTH_REGISTRY_BIN (use this examples/serve binary instead of build
 BERTH_BIN (berth binary for the GC scenario), BERTH_BENCH_NO_BUILD=1 (build nothing, take
 target/release/...), BERTH_BENCH_DISTRIBUTION_BIN (default docker-registry),
 BERTH_BENCH_KEEP_TMP=1 (keep the temp dirs). Temp dirs: /tmp/berth-bench-registry-* (and
-/tmp/berth-bench-registry-gc-* of berth server); bench/cleanup.sh removes leftovers.
+/tmp/berth-bench-registry-gc-* of berth server), removed at the end, also on errors, Ctrl-C,
+SIGTERM and SIGHUP. After a SIGKILL, bench/cleanup.sh removes the temp dirs and the berth
+server; the `berth-registry-serve` and `docker-registry serve` processes of the temp dir
+must then be stopped by hand (by PID). skopeo records blob locations in its blob-info cache
+(/var/lib/containers/cache for root), as any skopeo copy does.
 
 Nothing asserts a duration. The script fails only when something does not work at all
 (a server that does not start, a failed skopeo copy, an unexpected HTTP status).
@@ -312,7 +316,8 @@ class Berth(Server):
 
     def command(self) -> tuple[list[str], dict]:
         user, password = self.auth.split(":", 1)
-        return [str(self.binary), self.host, str(self.dir / "data"), user, password], {}
+        return ([str(self.binary), self.host, str(self.dir / "data"), user],
+                {"BERTH_REGISTRY_PASSWORD": password})
 
     def blob_root(self) -> Path:
         return self.dir / "data" / "blobs"
@@ -578,8 +583,9 @@ def berth_server_binary(tmp: Path, mode: str) -> tuple[Path | None, str]:
     or None and why not (mode `auto` falls back to the example then, `server` fails)."""
     if mode == "example":
         return None, "--berth-gc example"
+    (tmp / "bin").mkdir(exist_ok=True)
     try:
-        binary = bb.berth_binary(tmp)
+        binary = bb.berth_binary(tmp / "bin")
     except (subprocess.CalledProcessError, bb.BenchError) as e:
         why = f"no berth binary ({e})"
     else:
@@ -596,6 +602,11 @@ def berth_server_binary(tmp: Path, mode: str) -> tuple[Path | None, str]:
     return None, why
 
 
+def first_version(binary: Path) -> str:
+    done = subprocess.run([str(binary), "--version"], capture_output=True, text=True)
+    return (done.stdout.strip().splitlines() or ["unknown"])[0]
+
+
 def versions(serve: Path, dist_bin: str) -> dict:
     def first_line(argv: list[str]) -> str:
         try:
@@ -608,11 +619,15 @@ def versions(serve: Path, dist_bin: str) -> dict:
     dirty = subprocess.run(["git", "-C", str(bb.ROOT), "status", "--porcelain",
                             "--untracked-files=no", "--", "crates/registry", "Cargo.toml",
                             "Cargo.lock"], capture_output=True, text=True).stdout
+
+    def built(path: Path) -> str:
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
+
+    origin = (f"from BERTH_REGISTRY_BIN={os.environ['BERTH_REGISTRY_BIN']}"
+              if os.environ.get("BERTH_REGISTRY_BIN") else
+              f"workspace commit {commit}{' + uncommitted changes' if dirty.strip() else ''}")
     return {
-        "berth_registry": f"examples/serve, release build of "
-                          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(serve.stat().st_mtime))}"
-                          f", commit {commit}"
-                          f"{' + uncommitted changes' if dirty.strip() else ''}",
+        "berth_registry": f"examples/serve, release build of {built(serve)}, {origin}",
         "distribution": first_line([dist_bin, "--version"]),
         "skopeo": first_line(["skopeo", "--version"]),
         "curl": first_line(["curl", "--version"]),
@@ -653,20 +668,26 @@ def main() -> int:
             raise bb.BenchError(f"{tool} not found (apt-get install skopeo docker-registry curl)")
 
     bb.install_signal_handlers()
+    berth_bin_source = os.environ.get("BERTH_BIN") or "target/release/berth"
     tmp = Path(tempfile.mkdtemp(prefix="berth-bench-registry-"))
-    servers: list[Server] = []
+    started: list[Server] = []  # everything to stop at the end
     try:
         serve = serve_binary(tmp)
         berth = Berth(tmp, serve)
         dist = Distribution(tmp, args.distribution_bin)
         servers = [berth, dist]
+        started = [berth, dist]
         berth_bin, berth_gc_why = berth_server_binary(tmp, args.berth_gc)
         gc_berth: Server = BerthServer(tmp, "0s") if berth_bin else berth
         gc_servers = [gc_berth, dist]
         if berth_bin:
-            servers.append(gc_berth)
+            started.append(gc_berth)
         context = {"loadavg_start": " ".join(Path("/proc/loadavg").read_text().split()[:3])}
         info = versions(serve, args.distribution_bin)
+        if berth_bin:
+            info["berth_server"] = (
+                f"{berth_bin_source}, {first_version(berth_bin)}, built " + time.strftime(
+                    "%Y-%m-%d %H:%M UTC", time.gmtime(berth_bin.stat().st_mtime)))
         bb.header("registry push/pull and GC", {
             "image": f"{args.layers} layers x {args.layer_mb} MB random", "reps": args.reps,
             "gc": f"{args.gc_tags} tags, delete {args.gc_delete}, {args.gc_reps} reps",
@@ -710,9 +731,12 @@ def main() -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)
-        for s in servers:
+        for s in started:
             try:
-                s.remove() if isinstance(s, BerthServer) else s.stop()
+                if isinstance(s, BerthServer):
+                    s.remove()
+                else:
+                    s.stop()
             except Exception as e:  # noqa: BLE001 - cleanup goes on
                 bb.log(f"stopping {s.label} failed: {e}")
         if os.environ.get("BERTH_BENCH_KEEP_TMP") == "1":

@@ -130,17 +130,19 @@ impl FsStorage {
 }
 
 /// `rename`, creating the target's directory; retried once in case a concurrent cleanup removed
-/// the directory between the two steps.
+/// the directory between the two steps. The directory is fsynced afterwards so the rename itself
+/// survives a power loss (otherwise a later record could point at a blob whose rename was lost).
 fn rename_creating_parent(from: &Path, to: &Path) -> io::Result<()> {
     let parent = to.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent)?;
     match fs::rename(from, to) {
         Err(e) if e.kind() == ErrorKind::NotFound && from.exists() => {
             fs::create_dir_all(parent)?;
-            fs::rename(from, to)
+            fs::rename(from, to)?;
         }
-        other => other,
+        other => other?,
     }
+    fs::File::open(parent)?.sync_all()
 }
 
 fn touch(path: &Path, now: SystemTime) -> io::Result<bool> {
