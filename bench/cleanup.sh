@@ -1,28 +1,40 @@
 #!/usr/bin/env bash
 # Removes what a benchmark left behind if it was killed with SIGKILL (the scripts clean up
 # after themselves on normal exit, errors, Ctrl-C and SIGTERM): containers and networks of
-# every benchmark namespace (`bench` + 6 hex digits), and `berth server` processes started
-# from a benchmark temp dir. Touches nothing else.
+# every benchmark namespace (`bench` + 6 hex digits), `berth server` processes started
+# from a benchmark temp dir, and those temp dirs (results dirs are kept). Touches nothing
+# else. Run it only when no benchmark is running.
 set -euo pipefail
 
-for pid in $(pgrep -f '^/tmp/berth-bench-[^ ]*/berth server ' || true); do
+tmp="${TMPDIR:-/tmp}"
+# Servers first, and wait for them: a running server would replace what is removed below.
+servers="$(pgrep -f "^$tmp/berth-bench-run-[^ ]*/berth server " || true)"
+for pid in $servers; do
   echo "stopping leftover benchmark server $pid"
   kill -TERM "$pid" 2>/dev/null || true
 done
+for pid in $servers; do
+  for _ in $(seq 1 30); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+done
 
-containers="$(docker ps -a --format '{{.ID}} {{.Label "berth.namespace"}} {{.Label "berth.bench"}}' |
-  awk '$2 ~ /^bench[0-9a-f]{6}$/ || $3 ~ /^bench[0-9a-f]{6}$/ {print $1}')"
+# (grep -E, not awk: Debian's mawk has no {n} intervals.)
+containers="$(docker ps -a --format '{{.ID}} ns={{.Label "berth.namespace"}} bench={{.Label "berth.bench"}}' |
+  grep -E ' (ns|bench)=bench[0-9a-f]{6}( |$)' | cut -d' ' -f1 || true)"
 if [[ -n "$containers" ]]; then
   echo "removing $(wc -w <<<"$containers") containers"
   # shellcheck disable=SC2086
   docker rm -f $containers >/dev/null
 fi
 networks="$(docker network ls --format '{{.ID}} {{.Name}}' |
-  awk '$2 ~ /^bench[0-9a-f]{6}(-peer)?$/ {print $1}')"
+  grep -E ' bench[0-9a-f]{6}(-peer)?$' | cut -d' ' -f1 || true)"
 if [[ -n "$networks" ]]; then
   echo "removing $(wc -w <<<"$networks") networks"
   # shellcheck disable=SC2086
   docker network rm $networks >/dev/null
 fi
-rm -rf /tmp/berth-bench-* 2>/dev/null || true
+rm -rf "$tmp"/berth-bench-run-* "$tmp"/berth-bench-bin.* 2>/dev/null || true
 echo "clean"

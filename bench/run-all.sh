@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every Berth benchmark once (each with its own repetitions) and prints the machine
-# description and one summary table (Markdown). Takes about 10-13 minutes.
+# Runs Berth's benchmarks 1-4 once (each with its own repetitions) and prints the machine
+# description and one summary table (Markdown). Takes about 10-12 minutes.
+# (bench/05-registry.py is separate: see bench/05-registry.md.)
 #
 #   bench/run-all.sh                 # build release berth, run all, print summary
 #   BERTH_BIN=path/to/berth bench/run-all.sh    # use that binary, do not build

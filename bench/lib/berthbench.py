@@ -5,7 +5,7 @@ Every benchmark script:
 * builds (or takes) a release `berth` binary and copies it into its own temp dir, so a
   rebuild of the workspace during the run cannot swap the binary under it;
 * starts its own `berth server` on a free loopback port, with a unique namespace and a
-  temp data dir (`Run`);
+  temp dir `$TMPDIR/berth-bench-run-*` holding the binary, data dir and log (`Run`);
 * labels every container/network it creates for the docker peer with `berth.bench=<ns>`;
 * cleans up in `Run.close()` -- called from `finally`, on SIGINT/SIGTERM/SIGHUP too:
   stops the server first (so it cannot replace what is removed), then removes every
@@ -121,8 +121,15 @@ def print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]
     sys.stdout.flush()
 
 
+# Panics seen in the logs of the servers this process ran: (namespace, kept log, first line).
+PANICS: list[tuple[str, str, str]] = []
+
+
 def write_json(path: str | None, data: dict) -> None:
+    """Writes the results, with the server panics seen (a Berth bug when not empty)."""
     if path:
+        data = {**data, "server_panics": [{"namespace": n, "log": log_path, "line": line}
+                                          for n, log_path, line in PANICS]}
         Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -268,7 +275,7 @@ class Run:
         install_signal_handlers()
         self.name = name
         self.namespace = f"bench{secrets.token_hex(3)}"
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"berth-bench-{name}-"))
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"berth-bench-run-{name}-"))
         self.data_dir = self.tmp / "data"
         self.server_log = self.tmp / "server.log"
         self.server: subprocess.Popen | None = None
@@ -353,12 +360,29 @@ class Run:
             self.stop_server()
         except Exception as e:  # noqa: BLE001 - cleanup goes on
             log("stopping the server failed:", e)
+        self._check_panics()
         cleanup_namespace(self.namespace)
         if os.environ.get("BERTH_BENCH_KEEP_TMP") == "1":
             log("kept", self.tmp)
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
         install_signal_handlers()
+
+    def _check_panics(self) -> None:
+        """A panic in the server log is a Berth bug: say so and keep the log."""
+        try:
+            text = self.server_log.read_text(errors="replace")
+        except OSError:
+            return
+        lines = [line for line in text.splitlines() if "panicked at" in line]
+        if not lines:
+            return
+        kept = Path(tempfile.gettempdir()) / f"berth-server-panic-{self.namespace}.log"
+        shutil.copy(self.server_log, kept)
+        for line in lines:
+            PANICS.append((self.namespace, str(kept), line.strip()))
+        log(f"WARNING: berth server panicked {len(lines)} time(s) during this run "
+            f"(a Berth bug); log kept in {kept}: {lines[0].strip()}")
 
     # -- REST
 
@@ -420,21 +444,46 @@ class Run:
             docker("rm", "-f", *ids, check=False)
 
 
-def cleanup_namespace(namespace: str) -> None:
-    """Removes the containers and networks of one benchmark namespace."""
+def _namespace_leftovers(namespace: str) -> tuple[list[str], list[str]]:
+    containers: list[str] = []
     for label in (f"berth.namespace={namespace}", f"berth.bench={namespace}"):
-        ids = docker("ps", "-aq", "--filter", f"label={label}", check=False).split()
-        if ids:
-            docker("rm", "-f", *ids, check=False)
+        containers += docker("ps", "-aq", "--filter", f"label={label}", check=False).split()
     nets = docker("network", "ls", "-q", "--filter", f"label=berth.bench={namespace}",
                   check=False).split()
-    # Berth's own network is named after the namespace.
+    # Berth's own network is named after the namespace (Docker 20.10 allows duplicates).
     for line in docker("network", "ls", "--format", "{{.ID}} {{.Name}}", check=False).splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1] == namespace:
             nets.append(parts[0])
-    if nets:
-        docker("network", "rm", *nets, check=False)
+    return containers, nets
+
+
+def cleanup_namespace(namespace: str) -> None:
+    """Removes the containers and networks of one benchmark namespace (with a few retries,
+    and a warning naming whatever could not be removed)."""
+    errors: list[str] = []
+    for attempt in range(5):
+        containers, nets = _namespace_leftovers(namespace)
+        if not containers and not nets:
+            return
+        errors = []
+        if containers:
+            done = subprocess.run(["docker", "rm", "-f", *containers], capture_output=True,
+                                  text=True)
+            if done.returncode:
+                errors.append(done.stderr.strip())
+        if nets:
+            done = subprocess.run(["docker", "network", "rm", *nets], capture_output=True,
+                                  text=True)
+            if done.returncode:
+                errors.append(done.stderr.strip())
+        if not errors:
+            continue
+        time.sleep(1 + attempt)
+    containers, nets = _namespace_leftovers(namespace)
+    if containers or nets:
+        log(f"WARNING: could not remove {len(containers)} containers and {len(nets)} networks "
+            f"of namespace {namespace} (bench/cleanup.sh removes them later): {errors}")
 
 
 def event_ms(event: dict) -> float:

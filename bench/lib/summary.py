@@ -66,6 +66,15 @@ def main() -> int:
             b["rss_apps_mib"], unit="MiB", digits=1)
         add(title, f"CPU time, {w['cpu_window']:.0f} s idle with {b['apps']} apps", b["cpu_s"])
         add(title, "  = % of one core", b["cpu_pct"], unit="%", digits=1)
+        not_ready = b.get("apps_not_ready") or {}
+        if not_ready.get("n") and not_ready["max"]:
+            add(title, f"apps NOT ready 60 s after creation (Berth problem)", not_ready,
+                unit="", digits=0)
+
+    panics = []
+    for name in ("01", "02", "03", "03b", "04"):
+        if (b := load(name)) is not None:
+            panics += [(name, p) for p in b.get("server_panics", [])]
 
     header = ("benchmark", "what", "median", "min–max", "n", "ratio vs docker")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -73,6 +82,10 @@ def main() -> int:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+    if panics:
+        print(f"\nWARNING: berth server panicked {len(panics)} time(s) (a Berth bug):")
+        for name, p in panics:
+            print(f"  benchmark {name}: {p['line']}  (log: {p['log']})")
     return 0
 
 

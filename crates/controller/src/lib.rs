@@ -226,7 +226,20 @@ impl Controller {
 async fn worker(shared: Arc<Shared>) {
     loop {
         let app = shared.queue.next().await;
-        let requeue = reconcile::reconcile(&shared, &app).await;
+        // Run each reconcile as its own task so a panic in it cannot take the worker (and the
+        // app's queue slot) down with it: the app is retried after a pause instead.
+        let task = tokio::spawn({
+            let shared = Arc::clone(&shared);
+            let app = app.clone();
+            async move { reconcile::reconcile(&shared, &app).await }
+        });
+        let requeue = match task.await {
+            Ok(requeue) => requeue,
+            Err(error) => {
+                tracing::error!(app = %app, %error, "reconcile panicked; retrying in 5 s");
+                Some(Duration::from_secs(5))
+            }
+        };
         shared.queue.done(&app);
         if let Some(delay) = requeue {
             shared.queue.add_after(&app, delay);
@@ -278,8 +291,9 @@ async fn resync(shared: Arc<Shared>) {
 /// Queues every app in the store and every app that still has containers on the engine
 /// (an app deleted while Berth was down still gets its containers removed).
 async fn wake_all(shared: &Arc<Shared>) {
+    let mut names = std::collections::BTreeSet::new();
     match shared.store.list_apps().await {
-        Ok(apps) => apps.iter().for_each(|app| shared.queue.add(&app.name)),
+        Ok(apps) => names.extend(apps.into_iter().map(|app| app.name)),
         Err(error) => tracing::warn!(%error, "resync: cannot list apps"),
     }
     match shared
@@ -290,10 +304,11 @@ async fn wake_all(shared: &Arc<Shared>) {
         Ok(containers) => {
             for container in containers {
                 if let Some(app) = container.labels.get(labels::APP) {
-                    shared.queue.add(app);
+                    names.insert(app.clone());
                 }
             }
         }
         Err(error) => tracing::warn!(%error, "resync: cannot list containers"),
     }
+    names.iter().for_each(|name| shared.queue.add(name));
 }

@@ -14,6 +14,7 @@ use berth_core::{App, Event, EventKind, Millis, Template};
 use berth_engine::{ContainerState, EngineError, InstanceSpec, ObservedContainer, labels};
 use berth_store::StoreError;
 use futures::future::join_all;
+use tracing::Instrument;
 
 use crate::prober::ProbeTarget;
 use crate::{Shared, lock};
@@ -69,9 +70,10 @@ impl From<StoreError> for ReconcileError {
 
 /// Reconciles `app` once; returns when to do it again regardless of events.
 pub(crate) async fn reconcile(shared: &Arc<Shared>, app: &str) -> Option<Duration> {
+    // `instrument`, not `span.enter()`: a guard held across `.await` corrupts the span stack of
+    // whichever task runs next on this thread.
     let span = tracing::info_span!("reconcile", app);
-    let _enter = span.enter();
-    match reconcile_inner(shared, app).await {
+    match reconcile_inner(shared, app).instrument(span).await {
         Ok(requeue) => {
             lock(&shared.failures).remove(app);
             if lock(&shared.engine_error).take().is_some() {
@@ -165,10 +167,8 @@ async fn reconcile_inner(
             ))
         })?;
     execute(shared, &app, &target, plan.actions).await?;
-    let resync = shared.config.resync_interval;
-    Ok(Some(plan.requeue_after_ms.map_or(resync, |ms| {
-        Duration::from_millis(ms).min(resync)
-    })))
+    // Only timers of the plan requeue; the periodic resync wakes every app anyway.
+    Ok(plan.requeue_after_ms.map(Duration::from_millis))
 }
 
 /// The templates of the current revision and of every revision an instance runs.
