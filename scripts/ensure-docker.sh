@@ -37,6 +37,16 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 
+# A dockerd that was killed (e.g. when the previous session ended) leaves its pid file behind,
+# and a new dockerd refuses to start while it exists: remove it when that process is gone.
+pidfile=/var/run/docker.pid
+if [[ -f $pidfile ]]; then
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  if [[ -z $pid ]] || ! kill -0 "$pid" 2>/dev/null || [[ $(cat /proc/"$pid"/comm 2>/dev/null) != dockerd ]]; then
+    rm -f "$pidfile"
+  fi
+fi
+
 echo "==> starting dockerd (log: /var/log/berth-dockerd.log)"
 # No systemd here: run dockerd in the background, detached from this shell.
 nohup dockerd >/var/log/berth-dockerd.log 2>&1 &
