@@ -131,6 +131,35 @@ impl SqliteStore {
     }
 
     /// Starts a write transaction that holds SQLite's write lock from its first statement.
+    /// Deletes a row and its dependent rows in one write transaction: `children` first, then
+    /// `parent`, each bound to `key` as `$1`. Returns whether the parent row existed.
+    async fn delete_with_children<T>(
+        &self,
+        children: &[&'static str],
+        parent: &'static str,
+        key: T,
+    ) -> StoreResult<bool>
+    where
+        T: for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + Clone + Send + 'static,
+    {
+        let mut tx = self.begin_write().await?;
+        for sql in children {
+            sqlx::query(*sql)
+                .bind(key.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let deleted = sqlx::query(parent)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(deleted > 0)
+    }
+
     async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
         self.write
             .begin_with("BEGIN IMMEDIATE")
@@ -614,25 +643,15 @@ impl Store for SqliteStore {
     }
 
     async fn delete_app(&self, name: &str) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        for sql in [
-            "DELETE FROM events WHERE app = $1",
-            "DELETE FROM revisions WHERE app = $1",
-        ] {
-            sqlx::query(sql)
-                .bind(name)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
-        let deleted = sqlx::query("DELETE FROM apps WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-        tx.commit().await.map_err(db_err)?;
-        Ok(deleted > 0)
+        self.delete_with_children(
+            &[
+                "DELETE FROM events WHERE app = $1",
+                "DELETE FROM revisions WHERE app = $1",
+            ],
+            "DELETE FROM apps WHERE name = $1",
+            name.to_string(),
+        )
+        .await
     }
 
     async fn put_retention_rule(&self, rule: &RetentionRule) -> StoreResult<()> {
@@ -871,27 +890,17 @@ impl Store for SqliteStore {
     }
 
     async fn delete_user(&self, id: i64) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
         // Explicit rather than relying on ON DELETE CASCADE, which SQLite only honours with
         // the foreign_keys pragma on.
-        for sql in [
-            "DELETE FROM api_tokens WHERE user_id = $1",
-            "DELETE FROM memberships WHERE user_id = $1",
-        ] {
-            sqlx::query(sql)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
-        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-        tx.commit().await.map_err(db_err)?;
-        Ok(deleted > 0)
+        self.delete_with_children(
+            &[
+                "DELETE FROM api_tokens WHERE user_id = $1",
+                "DELETE FROM memberships WHERE user_id = $1",
+            ],
+            "DELETE FROM users WHERE id = $1",
+            id,
+        )
+        .await
     }
 
     async fn put_membership(&self, membership: &Membership) -> StoreResult<()> {
