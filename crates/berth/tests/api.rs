@@ -419,7 +419,6 @@ async fn without_a_docker_engine_the_state_is_kept_and_the_error_is_clear() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followed_logs_include_instances_started_later() {
-    use futures::StreamExt;
     let server = Server::start("logsfollow").await;
     server.create_app("web", 1, json!({})).await;
     server.wait_rollout("web", Duration::from_secs(60)).await;
@@ -435,27 +434,16 @@ async fn followed_logs_include_instances_started_later() {
         response.headers()["content-type"],
         "text/plain; charset=utf-8"
     );
-    let mut body = response.bytes_stream();
+    let body = response.bytes_stream();
     server
         .post("/api/v1/apps/web/scale", json!({"replicas": 2}))
         .await;
-    let mut seen = String::new();
-    let found = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(chunk) = body.next().await {
-            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-            if seen.contains("web-1 | listening on") && seen.contains("web-2 | listening on") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(found, Ok(true), "log stream so far:\n{seen}");
+    let (found, seen) = read_until(body, &["web-1 | listening on", "web-2 | listening on"]).await;
+    assert!(found, "log stream so far:\n{seen}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_stream_live_over_sse() {
-    use futures::StreamExt;
     let server = Server::start("sse").await;
     server.create_app("web", 1, json!({})).await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -467,26 +455,37 @@ async fn events_stream_live_over_sse() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut body = response.bytes_stream();
+    let body = response.bytes_stream();
     server
         .post("/api/v1/apps/web/scale", json!({"replicas": 2}))
         .await;
-    let mut seen = String::new();
-    let found = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(chunk) = body.next().await {
-            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-            if seen.contains("event: scaled") && seen.contains("scaled from 1 to 2 instances") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(found, Ok(true), "stream so far:\n{seen}");
+    let (found, seen) = read_until(body, &["event: scaled", "scaled from 1 to 2 instances"]).await;
+    assert!(found, "stream so far:\n{seen}");
     // Only new events: the stream started after app_created.
     assert!(!seen.contains("event: app_created"), "{seen}");
     let (status, _) = server
         .call(Method::GET, "/api/v1/apps/nope/events/stream", None)
         .await;
     assert_eq!(status, 404);
+}
+
+/// Reads a streamed response until every needle has appeared (or 30 s pass); returns whether
+/// they all did and what was read.
+async fn read_until<B: AsRef<[u8]>>(
+    mut body: impl futures::Stream<Item = reqwest::Result<B>> + Unpin,
+    needles: &[&str],
+) -> (bool, String) {
+    use futures::StreamExt;
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(chunk.unwrap().as_ref()));
+            if needles.iter().all(|n| seen.contains(n)) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    (found == Ok(true), seen)
 }
