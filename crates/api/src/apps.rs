@@ -6,7 +6,8 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_core::validate::{MAX_REPLICAS, validate_name, validate_spec};
-use berth_core::{App, AppSpec, DEFAULT_TEAM, Event, EventKind, Revision, Rollout, Template};
+use berth_core::accounts::TeamAction;
+use berth_core::{App, AppSpec, Event, EventKind, Revision, Rollout, Template};
 use berth_engine::LogOptions;
 use berth_store::{EventQuery, StoreError};
 use futures::StreamExt;
@@ -14,7 +15,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::ApiState;
+use crate::auth::Principal;
 use crate::changes;
+use crate::quotas;
 use crate::dto::{
     AppChanges, AppDto, EventDto, InstanceDto, RevisionDto, RollbackRequest, RolloutDto,
     ScaleRequest,
@@ -22,17 +25,24 @@ use crate::dto::{
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 
-/// Who made a change, until accounts exist.
-const ACTOR: &str = "admin";
 /// Attempts at an optimistic update before giving up.
 const UPDATE_ATTEMPTS: usize = 5;
 
-async fn load(state: &ApiState, name: &str) -> ApiResult<(App, Template)> {
+/// The app and its current template, when the caller may do `action` on it (404 for apps of
+/// teams the caller cannot read, exactly as for missing ones).
+async fn load(
+    state: &ApiState,
+    principal: &Principal,
+    name: &str,
+    action: TeamAction,
+) -> ApiResult<(App, Template)> {
+    let what = format!("app {name}");
     let app = state
         .store
         .get_app(name)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("app {name}")))?;
+        .ok_or_else(|| ApiError::not_found(&what))?;
+    principal.require(&app.team, action, &what)?;
     let revision = state
         .store
         .get_revision(name, app.current_revision)
@@ -58,8 +68,12 @@ async fn app_view(state: &ApiState, app: &App, template: &Template) -> AppDto {
 /// List apps.
 #[utoipa::path(get, path = "/api/v1/apps", tag = "apps",
     responses((status = 200, body = [AppDto]), (status = 401, body = ErrorBody)))]
-pub async fn list_apps(State(state): State<ApiState>) -> ApiResult<Json<Vec<AppDto>>> {
-    let apps = state.store.list_apps().await?;
+pub async fn list_apps(
+    State(state): State<ApiState>,
+    principal: Principal,
+) -> ApiResult<Json<Vec<AppDto>>> {
+    let mut apps = state.store.list_apps().await?;
+    apps.retain(|app| principal.can_read(&app.team));
     let (mut instances, engine_error) = match state.controller.instances_of_all(&apps).await {
         Ok(instances) => (instances, None),
         Err(error) => (Default::default(), Some(error.to_string())),
@@ -87,7 +101,18 @@ pub async fn list_apps(State(state): State<ApiState>) -> ApiResult<Json<Vec<AppD
     responses((status = 201, body = AppDto), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_app(
     State(state): State<ApiState>,
+    principal: Principal,
     ApiJson(request): ApiJson<AppChanges>,
+) -> ApiResult<Response> {
+    create(&state, &principal, request).await
+}
+
+/// Creates an app from a creation request (the API's, or a rendered deployment template),
+/// checking the caller's role and the team's quota; answers 201 with the app.
+pub(crate) async fn create(
+    state: &ApiState,
+    principal: &Principal,
+    request: AppChanges,
 ) -> ApiResult<Response> {
     let name = request
         .name
@@ -97,16 +122,20 @@ pub async fn create_app(
     if request.image.is_none() {
         return Err(ApiError::field("image", "is required"));
     }
-    let team = request
-        .team
-        .clone()
-        .unwrap_or_else(|| DEFAULT_TEAM.to_string());
+    let team = team_for_new_app(principal, request.team.as_deref())?;
     validate_name("team", &team)?;
+    principal.require(&team, TeamAction::Deploy, &format!("team {team}"))?;
+    principal.audit.set_object(format!("apps/{name}"));
     let mut spec = AppSpec::default();
     changes::apply(&request, &mut spec);
     validate_spec(&name, &spec)?;
+    let budget = quotas::budget(state, &team, None).await?;
+    budget.require_limits(&spec.template.resources)?;
+    budget.admit(
+        Default::default(),
+        berth_core::quota::app_usage(spec.replicas, &spec.template.resources),
+    )?;
     let now = (state.clock)();
-    state.store.ensure_team(&team, now).await?;
     let app = App {
         name: name.clone(),
         team,
@@ -131,7 +160,7 @@ pub async fn create_app(
         number: 1,
         template: spec.template.clone(),
         created_at: now,
-        created_by: ACTOR.into(),
+        created_by: principal.username().to_string(),
         reason,
     };
     state
@@ -171,7 +200,7 @@ pub async fn create_app(
         ])
         .await;
     state.controller.wake(&name);
-    let view = app_view(&state, &app, &spec.template).await;
+    let view = app_view(state, &app, &spec.template).await;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/api/v1/apps/{name}"))],
@@ -185,9 +214,10 @@ pub async fn create_app(
     responses((status = 200, body = AppDto), (status = 404, body = ErrorBody)))]
 pub async fn get_app(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<Json<AppDto>> {
-    let (app, template) = load(&state, &name).await?;
+    let (app, template) = load(&state, &principal, &name, TeamAction::Read).await?;
     Ok(Json(app_view(&state, &app, &template).await))
 }
 
@@ -196,8 +226,10 @@ pub async fn get_app(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete_app(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
+    load(&state, &principal, &name, TeamAction::Deploy).await?;
     if !state.store.delete_app(&name).await? {
         return Err(ApiError::not_found(format!("app {name}")));
     }
@@ -211,14 +243,48 @@ pub async fn delete_app(
 }
 
 /// Runs `change` on a fresh copy of the app until the optimistic update succeeds.
-async fn modify<F>(state: &ApiState, name: &str, mut change: F) -> ApiResult<(App, Template)>
+/// Checks the caller's right to change the app, and that the change fits the team's quota.
+async fn modify<F>(
+    state: &ApiState,
+    principal: &Principal,
+    name: &str,
+    mut change: F,
+) -> ApiResult<(App, Template)>
 where
     F: FnMut(&mut App, &Template, i64) -> ApiResult<Modification>,
 {
     for _ in 0..UPDATE_ATTEMPTS {
-        let (mut app, template) = load(state, name).await?;
+        let (mut app, template) = load(state, principal, name, TeamAction::Deploy).await?;
+        let budget = quotas::budget(state, &app.team, Some(name)).await?;
+        let before = quotas::steady(&app, &template.resources);
+        let previous_revision = app.current_revision;
         let now = (state.clock)();
         let modification = change(&mut app, &template, now)?;
+        match &modification {
+            Modification::Unchanged => {}
+            Modification::NewRevision(revision, _) => {
+                let resources = &revision.template.resources;
+                budget.require_limits(resources)?;
+                let peak = quotas::larger(&template.resources, resources);
+                budget.admit(
+                    before,
+                    quotas::rollout_peak(app.replicas, app.strategy.max_surge, &peak),
+                )?;
+            }
+            Modification::Settings(_) if app.current_revision != previous_revision => {
+                // A rollback: the target revision's limits count from now on.
+                let target = state
+                    .store
+                    .get_revision(name, app.current_revision)
+                    .await?
+                    .map(|r| r.template.resources)
+                    .unwrap_or_default();
+                budget.admit(before, quotas::steady(&app, &target))?;
+            }
+            Modification::Settings(_) => {
+                budget.admit(before, quotas::steady(&app, &template.resources))?;
+            }
+        }
         app.updated_at = now;
         let (result, events, template) = match modification {
             Modification::Unchanged => return Ok((app, template)),
@@ -266,6 +332,7 @@ enum Modification {
     responses((status = 200, body = AppDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn deploy(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(name): Path<String>,
     ApiJson(request): ApiJson<AppChanges>,
 ) -> ApiResult<Json<AppDto>> {
@@ -275,7 +342,7 @@ pub async fn deploy(
     if request.team.is_some() {
         return Err(ApiError::field("team", "cannot be changed by a deploy"));
     }
-    let (app, template) = modify(&state, &name, |app, template, now| {
+    let (app, template) = modify(&state, &principal, &name, |app, template, now| {
         let mut spec = app.spec(template);
         changes::apply(&request, &mut spec);
         validate_spec(&name, &spec)?;
@@ -335,7 +402,7 @@ pub async fn deploy(
             number,
             template: spec.template,
             created_at: now,
-            created_by: ACTOR.into(),
+            created_by: principal.username().to_string(),
             reason,
         };
         Ok(Modification::NewRevision(Box::new(revision), events))
@@ -349,6 +416,7 @@ pub async fn deploy(
     responses((status = 200, body = AppDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn scale(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(name): Path<String>,
     ApiJson(request): ApiJson<ScaleRequest>,
 ) -> ApiResult<Json<AppDto>> {
@@ -358,7 +426,7 @@ pub async fn scale(
             format!("must be at most {MAX_REPLICAS}"),
         ));
     }
-    let (app, template) = modify(&state, &name, |app, _, now| {
+    let (app, template) = modify(&state, &principal, &name, |app, _, now| {
         if app.replicas == request.replicas {
             return Ok(Modification::Unchanged);
         }
@@ -383,6 +451,7 @@ pub async fn scale(
     responses((status = 200, body = AppDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn rollback(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<AppDto>> {
@@ -395,7 +464,7 @@ pub async fn rollback(
         .iter()
         .map(|r| r.number)
         .collect();
-    let (app, template) = modify(&state, &name, |app, _, now| {
+    let (app, template) = modify(&state, &principal, &name, |app, _, now| {
         let target = match request.revision {
             Some(number) => number,
             None => previous_revision(app, &kept).ok_or_else(|| {
@@ -452,9 +521,10 @@ fn previous_revision(app: &App, kept: &[u32]) -> Option<u32> {
     responses((status = 200, body = RolloutDto), (status = 404, body = ErrorBody)))]
 pub async fn rollout_status(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<Json<RolloutDto>> {
-    let (app, template) = load(&state, &name).await?;
+    let (app, template) = load(&state, &principal, &name, TeamAction::Read).await?;
     let view = app_view(&state, &app, &template).await;
     Ok(Json(view.rollout))
 }
@@ -464,9 +534,10 @@ pub async fn rollout_status(
     responses((status = 200, body = [RevisionDto]), (status = 404, body = ErrorBody)))]
 pub async fn list_revisions(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Vec<RevisionDto>>> {
-    let (app, _) = load(&state, &name).await?;
+    let (app, _) = load(&state, &principal, &name, TeamAction::Read).await?;
     let revisions = state.store.list_revisions(&name).await?;
     Ok(Json(
         revisions
@@ -482,9 +553,10 @@ pub async fn list_revisions(
     responses((status = 200, body = RevisionDto), (status = 404, body = ErrorBody)))]
 pub async fn get_revision(
     State(state): State<ApiState>,
+    principal: Principal,
     Path((name, number)): Path<(String, u32)>,
 ) -> ApiResult<Json<RevisionDto>> {
-    let (app, _) = load(&state, &name).await?;
+    let (app, _) = load(&state, &principal, &name, TeamAction::Read).await?;
     let revision = state
         .store
         .get_revision(&name, number)
@@ -508,10 +580,11 @@ pub struct EventsParams {
     responses((status = 200, body = [EventDto]), (status = 404, body = ErrorBody)))]
 pub async fn list_events(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(name): Path<String>,
     ApiQuery(params): ApiQuery<EventsParams>,
 ) -> ApiResult<Json<Vec<EventDto>>> {
-    load(&state, &name).await?;
+    load(&state, &principal, &name, TeamAction::Read).await?;
     let limit = params.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
         return Err(ApiError::field("limit", "must be between 1 and 1000"));
@@ -547,11 +620,12 @@ const EVENT_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_milli
     responses((status = 200, content_type = "text/event-stream", body = EventDto), (status = 404, body = ErrorBody)))]
 pub async fn stream_events(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(name): Path<String>,
     headers: axum::http::HeaderMap,
     ApiQuery(params): ApiQuery<StreamParams>,
 ) -> ApiResult<Response> {
-    load(&state, &name).await?;
+    load(&state, &principal, &name, TeamAction::Read).await?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -638,10 +712,11 @@ pub struct LogsParams {
     responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody)))]
 pub async fn logs(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(name): Path<String>,
     ApiQuery(params): ApiQuery<LogsParams>,
 ) -> ApiResult<Response> {
-    let (app, _) = load(&state, &name).await?;
+    let (app, _) = load(&state, &principal, &name, TeamAction::Read).await?;
     let mut instances = state.controller.instances(&app).await?;
     if let Some(only) = &params.instance {
         instances.retain(|i| &i.name == only);
@@ -726,6 +801,27 @@ async fn forward_logs(
             Ok(current) => instances = current,
             Err(error) => tracing::debug!(%error, "log follow: cannot list instances"),
         }
+    }
+}
+
+/// The team a new app goes to: the one named, or the caller's only team they may deploy to
+/// (for an admin without teams, the `default` team).
+fn team_for_new_app(principal: &Principal, named: Option<&str>) -> ApiResult<String> {
+    if let Some(team) = named {
+        return Ok(team.to_string());
+    }
+    let deployable: Vec<&String> = principal
+        .roles
+        .keys()
+        .filter(|team| principal.can(team, TeamAction::Deploy))
+        .collect();
+    match deployable.as_slice() {
+        [only] => Ok((*only).clone()),
+        [] if principal.is_admin() => Ok(berth_core::DEFAULT_TEAM.to_string()),
+        _ => Err(ApiError::field(
+            "team",
+            "is required: name the team that owns the app",
+        )),
     }
 }
 

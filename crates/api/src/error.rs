@@ -45,7 +45,13 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<String>,
     pub details: Vec<FieldProblem>,
+    /// Seconds to send in `Retry-After` (rate limits).
+    pub retry_after: Option<u64>,
 }
+
+/// The message of an error response, left on the response for the audit middleware.
+#[derive(Debug, Clone)]
+pub struct ErrorMessage(pub String);
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -57,6 +63,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             details: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -73,6 +80,7 @@ impl ApiError {
                 message,
             }],
             field: Some(field),
+            retry_after: None,
         }
     }
 
@@ -86,6 +94,27 @@ impl ApiError {
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// The same error under another stable code.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+
+    /// The same error, about `field`.
+    pub fn with_field(mut self, field: &str) -> Self {
+        self.field = Some(field.to_string());
+        self
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// A 409 with its own stable code.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, code, message)
     }
 }
 
@@ -105,6 +134,7 @@ impl From<ValidationErrors> for ApiError {
                     message: e.message,
                 })
                 .collect(),
+            retry_after: None,
         }
     }
 }
@@ -140,6 +170,8 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let message = ErrorMessage(self.message.clone());
+        let retry_after = self.retry_after;
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_string(),
@@ -148,6 +180,13 @@ impl IntoResponse for ApiError {
                 details: self.details,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response.extensions_mut().insert(message);
+        response
     }
 }

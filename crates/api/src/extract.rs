@@ -108,3 +108,21 @@ mod tests {
         }
     }
 }
+
+/// The client's IP address as text (`unknown` when the server was not started with connection
+/// info, e.g. in router unit tests). Proxies' forwarding headers are not trusted.
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map_or_else(|| "unknown".to_string(), |info| info.0.ip().to_string()),
+        ))
+    }
+}

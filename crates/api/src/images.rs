@@ -4,11 +4,13 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use berth_core::RetentionRule;
+use berth_core::accounts::TeamAction;
 use berth_registry::{GcOptions, GcReport, RegistryError, RetentionPolicy};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::ApiState;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::image_dto::{
@@ -97,6 +99,21 @@ fn protect(
     policy
 }
 
+/// The team owning a repository: its first path segment (`web/api` belongs to `web`).
+pub fn team_of(repository: &str) -> &str {
+    repository.split('/').next().unwrap_or(repository)
+}
+
+/// Checks the caller's right to `action` on the image's repository (404 when they cannot read
+/// its team, as for a missing repository).
+fn authorize(principal: &Principal, image: &ImageRef<'_>, action: TeamAction) -> ApiResult<()> {
+    let repo = match image {
+        ImageRef::Repository(repo) | ImageRef::Tag(repo, _) | ImageRef::Digest(repo, _) => repo,
+    };
+    principal.audit.set_object(format!("images/{repo}"));
+    principal.require(team_of(repo), action, &format!("repository {repo}"))
+}
+
 /// Which repositories to list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -110,13 +127,20 @@ pub struct SearchParams {
     responses((status = 200, body = [RepositoryDto])))]
 pub async fn list_repositories(
     State(state): State<ApiState>,
+    principal: Principal,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> ApiResult<Json<Vec<RepositoryDto>>> {
     let repositories = state
         .registry
         .list_repositories(params.search.as_deref())
         .await?;
-    Ok(Json(repositories.iter().map(RepositoryDto::from).collect()))
+    Ok(Json(
+        repositories
+            .iter()
+            .filter(|r| principal.can_read(team_of(&r.name)))
+            .map(RepositoryDto::from)
+            .collect(),
+    ))
 }
 
 /// A repository with its tags (`team/app`), or one image (`team/app:tag`, `team/app@digest`).
@@ -125,9 +149,12 @@ pub async fn list_repositories(
     responses((status = 200, body = ImageDto), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(reference): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let value = match parse_reference(&reference) {
+    let image = parse_reference(&reference);
+    authorize(&principal, &image, TeamAction::Read)?;
+    let value = match image {
         ImageRef::Repository(repo) => {
             let tags = state.registry.list_tags(repo).await?;
             let size_bytes = state.registry.repository_usage(repo).await?;
@@ -155,8 +182,11 @@ pub async fn show(
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(reference): Path<String>,
 ) -> ApiResult<StatusCode> {
+    let image = parse_reference(&reference);
+    authorize(&principal, &image, TeamAction::PushImage)?;
     let in_use = images_in_use(&*state.store).await?;
     let refuse = |what: &str| -> ApiResult<()> {
         match in_use.iter().find(|(image, _)| image == what) {
@@ -170,7 +200,7 @@ pub async fn delete(
             None => Ok(()),
         }
     };
-    match parse_reference(&reference) {
+    match image {
         ImageRef::Repository(_) => {
             return Err(ApiError::field(
                 "reference",
@@ -197,10 +227,22 @@ pub async fn delete(
 
 /// Storage used per repository and per team.
 #[utoipa::path(get, path = "/api/v1/registry/usage", tag = "images", responses((status = 200, body = StorageUsageDto)))]
-pub async fn usage(State(state): State<ApiState>) -> ApiResult<Json<StorageUsageDto>> {
-    Ok(Json(StorageUsageDto::from(
-        &state.registry.storage_usage().await?,
-    )))
+pub async fn usage(
+    State(state): State<ApiState>,
+    principal: Principal,
+) -> ApiResult<Json<StorageUsageDto>> {
+    let mut usage = StorageUsageDto::from(&state.registry.storage_usage().await?);
+    if !principal.is_admin() {
+        // Totals over the whole registry are the admins' business.
+        usage.total_bytes = 0;
+        usage.stored_bytes = 0;
+        usage
+            .repositories
+            .retain(|r| principal.can_read(team_of(&r.name)));
+        usage.teams.retain(|t| principal.can_read(&t.name));
+        usage.total_bytes = usage.teams.iter().map(|t| t.bytes).sum();
+    }
+    Ok(Json(usage))
 }
 
 /// Applies every stored retention rule, then garbage-collects. The scheduled maintenance and
@@ -251,8 +293,10 @@ pub async fn retention_then_gc(
     responses((status = 200, body = GcReportDto)))]
 pub async fn garbage_collect(
     State(state): State<ApiState>,
+    principal: Principal,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<GcReportDto>> {
+    principal.require_admin()?;
     let request: GcRequest = crate::extract::optional_json(&body)?;
     let options = GcOptions {
         delete_untagged_manifests: request.delete_untagged_manifests.unwrap_or(false),
@@ -268,8 +312,14 @@ pub async fn garbage_collect(
     responses((status = 200, body = RetentionReportDto), (status = 400, body = ErrorBody)))]
 pub async fn retention(
     State(state): State<ApiState>,
+    principal: Principal,
     ApiJson(request): ApiJson<RetentionRequest>,
 ) -> ApiResult<Json<RetentionReportDto>> {
+    principal.require(
+        team_of(&request.repository),
+        TeamAction::PushImage,
+        &format!("repository {}", request.repository),
+    )?;
     if request.keep_newest_tags.is_none() && request.delete_untagged_older_than_ms.is_none() {
         return Err(ApiError::field(
             "keep_newest_tags",
@@ -297,9 +347,16 @@ pub async fn retention(
     responses((status = 200, body = [RetentionRuleDto])))]
 pub async fn list_retention_rules(
     State(state): State<ApiState>,
+    principal: Principal,
 ) -> ApiResult<Json<Vec<RetentionRuleDto>>> {
     let rules = state.store.list_retention_rules().await?;
-    Ok(Json(rules.iter().map(RetentionRuleDto::from).collect()))
+    Ok(Json(
+        rules
+            .iter()
+            .filter(|r| principal.can_read(team_of(&r.repository)))
+            .map(RetentionRuleDto::from)
+            .collect(),
+    ))
 }
 
 /// Create or replace a repository's retention rule (applied before every scheduled GC).
@@ -308,11 +365,17 @@ pub async fn list_retention_rules(
     responses((status = 200, body = RetentionRuleDto), (status = 400, body = ErrorBody)))]
 pub async fn put_retention_rule(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(repository): Path<String>,
     ApiJson(request): ApiJson<RetentionRuleRequest>,
 ) -> ApiResult<Json<RetentionRuleDto>> {
     berth_registry::RepoName::parse(&repository)
         .map_err(|e| ApiError::field("repository", e.to_string()))?;
+    principal.require(
+        team_of(&repository),
+        TeamAction::PushImage,
+        &format!("repository {repository}"),
+    )?;
     let rule = RetentionRule {
         repository,
         keep_newest_tags: request.keep_newest_tags,
@@ -329,8 +392,14 @@ pub async fn put_retention_rule(
     params(("repository" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete_retention_rule(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(repository): Path<String>,
 ) -> ApiResult<StatusCode> {
+    principal.require(
+        team_of(&repository),
+        TeamAction::PushImage,
+        &format!("retention rule of {repository}"),
+    )?;
     if state.store.delete_retention_rule(&repository).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -3,23 +3,32 @@
 //! Only this crate knows JSON. Handlers translate between wire types ([`dto`]) and domain
 //! types, call the store and wake the controller; every error leaves through [`error::ApiError`].
 
+pub mod account_dto;
+pub mod accounts;
 pub mod apps;
+pub mod audit;
+pub mod auth;
 pub mod changes;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod image_dto;
 pub mod images;
+pub mod quota_requests;
+pub mod quotas;
 pub mod registry_auth;
+pub mod team_dto;
+pub mod teams;
+pub mod templates;
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use berth_controller::{Clock, Controller};
 use berth_core::Event;
 use berth_engine::Engine;
@@ -36,8 +45,14 @@ pub struct ApiState {
     pub engine: Arc<dyn Engine>,
     pub controller: Controller,
     pub clock: Clock,
-    /// The bearer token that grants full access (until accounts exist).
-    pub admin_token: Arc<str>,
+    /// Resolves tokens, sessions and passwords to principals (shared with the registry).
+    pub auth: Arc<auth::Authenticator>,
+    /// Whether session cookies carry `Secure` (not when served over plain http on loopback).
+    pub cookie_secure: bool,
+    /// How long a browser session lasts.
+    pub session_ttl_ms: berth_core::Millis,
+    /// The quota of a team made at registration.
+    pub default_quota: berth_core::quota::Quota,
     pub revision_history: u32,
     pub event_history: u32,
     /// The built-in OCI registry (served under `/v2/`, managed under `/api/v1/images`).
@@ -62,13 +77,23 @@ impl ApiState {
     paths(
         apps::list_apps, apps::create_app, apps::get_app, apps::delete_app, apps::deploy, apps::scale,
         apps::rollback, apps::rollout_status, apps::list_revisions, apps::get_revision, apps::list_events, apps::stream_events,
-        apps::logs, images::list_repositories, images::show, images::delete, images::usage,
+        apps::logs, accounts::register, accounts::login, accounts::logout, accounts::token_login,
+        accounts::me, accounts::update_me, accounts::change_password, accounts::close_account,
+        accounts::list_tokens, accounts::create_token, accounts::revoke_token, accounts::list_users,
+        accounts::create_user, accounts::get_user, accounts::update_user, accounts::disable_user,
+        accounts::enable_user, accounts::delete_user, accounts::get_settings, accounts::put_settings,
+        audit::list, images::list_repositories, images::show, images::delete, images::usage,
         images::garbage_collect, images::retention, images::list_retention_rules,
-        images::put_retention_rule, images::delete_retention_rule, healthz, readyz,
+        images::put_retention_rule, images::delete_retention_rule, teams::list_teams,
+        teams::create_team, teams::get_team, teams::update_team, teams::delete_team,
+        teams::list_members, teams::put_member, teams::delete_member, quota_requests::create,
+        quota_requests::list, quota_requests::get, quota_requests::approve,
+        quota_requests::reject, templates::list, templates::get, templates::put,
+        templates::delete, templates::create_app, healthz, readyz,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "images", description = "The built-in registry: search, inspect, delete, storage, garbage collection"), (name = "system", description = "Health of the server itself"))
+    tags((name = "accounts", description = "Users, sessions, API tokens, settings and the audit log"), (name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "images", description = "The built-in registry: search, inspect, delete, storage, garbage collection"), (name = "system", description = "Health of the server itself"), (name = "teams", description = "Teams, their members and quotas, and quota requests"), (name = "templates", description = "Deployment templates: built-in and team app shapes with typed parameters, and apps made from them"))
 )]
 pub struct ApiDoc;
 
@@ -138,24 +163,6 @@ pub(crate) fn tokens_match(given: &[u8], expected: &[u8]) -> bool {
             == 0
 }
 
-async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(token) if tokens_match(token.trim().as_bytes(), state.admin_token.as_bytes()) => {
-            next.run(request).await
-        }
-        Some(_) => ApiError::unauthorized("the bearer token is not valid").into_response(),
-        None => ApiError::unauthorized(
-            "missing 'Authorization: Bearer <token>' header (see <data-dir>/admin-token)",
-        )
-        .into_response(),
-    }
-}
-
 async fn unknown_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such API route")
 }
@@ -190,8 +197,73 @@ pub fn router(state: ApiState) -> axum::Router {
             "/registry/retention-rules/{*repository}",
             axum::routing::put(images::put_retention_rule).delete(images::delete_retention_rule),
         )
-        .fallback(unknown_route)
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route("/auth/logout", post(accounts::logout))
+        .route(
+            "/me",
+            get(accounts::me)
+                .patch(accounts::update_me)
+                .delete(accounts::close_account),
+        )
+        .route("/me/password", post(accounts::change_password))
+        .route(
+            "/me/tokens",
+            get(accounts::list_tokens).post(accounts::create_token),
+        )
+        .route("/me/tokens/{id}", delete(accounts::revoke_token))
+        .route(
+            "/users",
+            get(accounts::list_users).post(accounts::create_user),
+        )
+        .route(
+            "/users/{username}",
+            get(accounts::get_user)
+                .patch(accounts::update_user)
+                .delete(accounts::delete_user),
+        )
+        .route("/users/{username}/disable", post(accounts::disable_user))
+        .route("/users/{username}/enable", post(accounts::enable_user))
+        .route(
+            "/settings",
+            get(accounts::get_settings).put(accounts::put_settings),
+        )
+        .route("/audit", get(audit::list))
+        .route("/teams", get(teams::list_teams).post(teams::create_team))
+        .route(
+            "/teams/{team}",
+            get(teams::get_team)
+                .patch(teams::update_team)
+                .delete(teams::delete_team),
+        )
+        .route("/teams/{team}/members", get(teams::list_members))
+        .route(
+            "/teams/{team}/members/{username}",
+            axum::routing::put(teams::put_member).delete(teams::delete_member),
+        )
+        .route("/teams/{team}/quota-requests", post(quota_requests::create))
+        .route("/quota-requests", get(quota_requests::list))
+        .route("/quota-requests/{id}", get(quota_requests::get))
+        .route(
+            "/quota-requests/{id}/approve",
+            post(quota_requests::approve),
+        )
+        .route("/quota-requests/{id}/reject", post(quota_requests::reject))
+        .route("/templates", get(templates::list))
+        .route(
+            "/templates/{team}/{name}",
+            get(templates::get)
+                .put(templates::put)
+                .delete(templates::delete),
+        )
+        .route("/templates/{team}/{name}/apps", post(templates::create_app))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .route("/auth/register", post(accounts::register))
+        .route("/auth/login", post(accounts::login))
+        .route("/auth/token", post(accounts::token_login))
+        .route_layer(middleware::from_fn_with_state(state.clone(), audit::record))
+        .fallback(unknown_route);
     let registry = berth_registry::router(Arc::clone(&state.registry));
     axum::Router::new()
         .route("/healthz", get(healthz))
@@ -233,6 +305,9 @@ mod tests {
             "/api/v1/apps/{name}/deploy",
             "/api/v1/apps/{name}/rollback",
             "/api/v1/apps/{name}/logs",
+            "/api/v1/teams/{team}/members/{username}",
+            "/api/v1/quota-requests/{id}/reject",
+            "/api/v1/templates/{team}/{name}/apps",
         ] {
             assert!(
                 doc.contains(path),

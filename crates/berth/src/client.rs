@@ -46,44 +46,75 @@ impl Client {
             return Ok(response);
         }
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let text = response.text().await.unwrap_or_default();
-        Err(error_message(status, &text))
+        let message = error_message(status, &text);
+        Err(match retry_after {
+            Some(seconds) => format!("{message}; try again in {seconds} s"),
+            None => message,
+        })
+    }
+
+    /// Sends a request with an optional JSON body and decodes the answer; an empty answer
+    /// (204) decodes as JSON `null`, so `()` and `Option` fit it.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T, String> {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = self.send(request).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("reading the answer of {} failed: {e}", self.base))?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"null"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(bytes).map_err(|e| format!("unexpected answer from the server: {e}"))
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
-        let response = self.send(self.request(Method::GET, path)).await?;
-        response
-            .json()
-            .await
-            .map_err(|e| format!("unexpected answer from the server: {e}"))
+        self.call(Method::GET, path, None::<&()>).await
     }
 
-    pub async fn post<B: Serialize, T: DeserializeOwned>(
+    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<T, String> {
-        let response = self
-            .send(self.request(Method::POST, path).json(body))
-            .await?;
-        response
-            .json()
-            .await
-            .map_err(|e| format!("unexpected answer from the server: {e}"))
+        self.call(Method::POST, path, Some(body)).await
     }
 
-    pub async fn put<B: Serialize, T: DeserializeOwned>(
+    /// A POST without a body (actions such as disable or enable).
+    pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        self.call(Method::POST, path, None::<&()>).await
+    }
+
+    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<T, String> {
-        let response = self
-            .send(self.request(Method::PUT, path).json(body))
-            .await?;
-        response
-            .json()
-            .await
-            .map_err(|e| format!("unexpected answer from the server: {e}"))
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn patch<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, String> {
+        self.call(Method::PATCH, path, Some(body)).await
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), String> {
@@ -109,8 +140,11 @@ fn error_message(status: StatusCode, body: &str) -> String {
                 .and_then(|c| c.as_str())
                 .unwrap_or("error");
             let message = error.get("message").and_then(|m| m.as_str()).unwrap_or("");
-            if status == StatusCode::UNAUTHORIZED {
-                format!("{message} ({code}); pass --token or set BERTH_TOKEN")
+            if status == StatusCode::UNAUTHORIZED
+                && code == "unauthorized"
+                && !message.contains("berth login")
+            {
+                format!("{message} ({code}); run `berth login`, or pass --token or set BERTH_TOKEN")
             } else {
                 format!("{message} ({code})")
             }
@@ -134,7 +168,17 @@ mod tests {
             (
                 StatusCode::UNAUTHORIZED,
                 r#"{"error":{"code":"unauthorized","message":"bad token"}}"#,
-                "bad token (unauthorized); pass --token or set BERTH_TOKEN",
+                "bad token (unauthorized); run `berth login`, or pass --token or set BERTH_TOKEN",
+            ),
+            (
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":{"code":"unauthorized","message":"log in (berth login)"}}"#,
+                "log in (berth login) (unauthorized)",
+            ),
+            (
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":{"code":"invalid_credentials","message":"wrong username or password"}}"#,
+                "wrong username or password (invalid_credentials)",
             ),
             (
                 StatusCode::BAD_GATEWAY,

@@ -46,6 +46,12 @@ pub struct ServerOptions {
     /// Blobs and manifests younger than this survive garbage collection (pushes in flight) [default: 10m]
     #[arg(long, env = "BERTH_REGISTRY_GC_GRACE")]
     pub registry_gc_grace: Option<String>,
+    /// How long a browser session lasts [default: 12h]
+    #[arg(long, env = "BERTH_SESSION_TTL")]
+    pub session_ttl: Option<String>,
+    /// Mark session cookies Secure (HTTPS only) [default: true unless listening on loopback]
+    #[arg(long, env = "BERTH_SECURE_COOKIES")]
+    pub secure_cookies: Option<bool>,
     /// Log filter (tracing syntax), e.g. info or berth_controller=debug [default: info]
     #[arg(long, env = "BERTH_LOG")]
     pub log: Option<String>,
@@ -66,6 +72,8 @@ pub struct ServerConfig {
     /// `None`: scheduled garbage collection is off.
     pub registry_gc_interval: Option<Duration>,
     pub registry_gc_grace: Duration,
+    pub session_ttl: Duration,
+    pub secure_cookies: bool,
     pub log: String,
 }
 
@@ -84,6 +92,8 @@ impl ServerOptions {
             crash_backoff_max: self.crash_backoff_max.or(file.crash_backoff_max),
             registry_gc_interval: self.registry_gc_interval.or(file.registry_gc_interval),
             registry_gc_grace: self.registry_gc_grace.or(file.registry_gc_grace),
+            session_ttl: self.session_ttl.or(file.session_ttl),
+            secure_cookies: self.secure_cookies.or(file.secure_cookies),
             log: self.log.or(file.log),
         }
     }
@@ -117,10 +127,11 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
             "revision-history: must be at least 2 (the current and one to roll back to)".into(),
         );
     }
+    let listen = o
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700)));
     Ok(ServerConfig {
-        listen: o
-            .listen
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700))),
+        listen,
         data_dir: o.data_dir.unwrap_or_else(|| PathBuf::from("berth-data")),
         docker_host: o.docker_host,
         namespace,
@@ -136,6 +147,8 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         )?)
         .filter(|d| !d.is_zero()),
         registry_gc_grace: duration("registry-gc-grace", o.registry_gc_grace, "10m")?,
+        session_ttl: duration("session-ttl", o.session_ttl, "12h")?,
+        secure_cookies: o.secure_cookies.unwrap_or(!listen.ip().is_loopback()),
         log: o.log.unwrap_or_else(|| "info".into()),
     })
 }

@@ -4,8 +4,11 @@
 mod client;
 mod commands;
 mod config;
+mod credentials;
 mod output;
 mod server;
+mod terminal;
+mod units;
 
 use std::process::ExitCode;
 

@@ -1,4 +1,4 @@
-//! Plain-text tables and JSON output for read commands.
+//! Plain-text tables, aligned fields and JSON output for read commands.
 
 use clap::ValueEnum;
 use serde::Serialize;
@@ -50,6 +50,45 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
+/// Prints `items` as JSON, or as a table with one `row` per item.
+pub fn list<T: Serialize>(
+    format: Format,
+    items: &[T],
+    header: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    match format {
+        Format::Json => json(&items),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+            println!("{}", table(header, &rows));
+        }
+    }
+}
+
+/// Prints `item` as JSON, or through `human`.
+pub fn one<T: Serialize>(format: Format, item: &T, human: impl FnOnce(&T)) {
+    match format {
+        Format::Json => json(item),
+        Format::Table => human(item),
+    }
+}
+
+/// Renders `label: value` lines with the values aligned.
+pub fn fields(fields: &[(&str, String)]) -> String {
+    let width = fields
+        .iter()
+        .map(|(label, _)| label.chars().count() + 1)
+        .max()
+        .unwrap_or(0);
+    fields
+        .iter()
+        .map(|(label, value)| format!("{:<width$} {value}", format!("{label}:")))
+        .map(|line| line.trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +104,16 @@ mod tests {
             "NAME         READY\nweb          3/3\nworker-long  0/1"
         );
         assert_eq!(table(&["A"], &[]), "A");
+    }
+
+    #[test]
+    fn fields_align() {
+        let lines = fields(&[
+            ("user", "alice".into()),
+            ("admin", "no".into()),
+            ("email", String::new()),
+        ]);
+        assert_eq!(lines, "user:  alice\nadmin: no\nemail:");
+        assert_eq!(fields(&[]), "");
     }
 }

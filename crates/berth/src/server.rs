@@ -5,13 +5,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use berth_api::ApiState;
-use berth_api::registry_auth::{ADMIN_USER, AdminTokenAuthorizer};
+use berth_api::accounts::bootstrap_first_admin;
+use berth_api::auth::Authenticator;
+use berth_api::registry_auth::{
+    AccountsAuthorizer, SYSTEM_USER, TeamRegistryLimits, new_system_secret,
+};
 use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
 use berth_engine::{DockerEngine, Engine, RegistryAuth};
 use berth_registry::{Registry, RegistryConfig};
 use berth_store::{SqliteStore, Store};
-use rand::RngCore;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::ServerConfig;
@@ -25,9 +28,7 @@ fn admin_token(data_dir: &Path) -> Result<String, String> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
     }
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = berth_auth::new_token().plaintext;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -38,10 +39,12 @@ fn admin_token(data_dir: &Path) -> Result<String, String> {
     file.write_all(token.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!(
-        "Berth admin token (shown once; also stored in {}):\n\n    {token}\n",
+        "Berth first-start secret (shown once; also stored in {}):\n\n    {token}\n",
         path.display()
     );
-    println!("Use it with:  export BERTH_TOKEN={token}\n");
+    println!(
+        "It is the API token and the password of the first admin, user `admin`:\n    export BERTH_TOKEN={token}\n    or log in to the console as admin with it (then change the password).\n"
+    );
     Ok(token)
 }
 
@@ -79,18 +82,36 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         .ensure_team(berth_core::DEFAULT_TEAM, clock())
         .await
         .map_err(|e| e.to_string())?;
+    let auth = Arc::new(Authenticator::new(
+        Arc::clone(&store),
+        berth_auth::HashParams::RECOMMENDED,
+    ));
+    if bootstrap_first_admin(&*store, &auth, &token, clock())
+        .await
+        .map_err(|e| format!("cannot create the first admin: {e}"))?
+    {
+        tracing::info!("created the first admin, user `admin` (password and token: the first-start secret)");
+    }
 
+    // The engine pulls from the built-in registry with a credential made for this run only.
+    let system_secret = new_system_secret();
     let registry = Arc::new(
         Registry::open(
             config.data_dir.join("registry"),
-            Arc::new(AdminTokenAuthorizer::new(token.clone())),
+            Arc::new(AccountsAuthorizer::new(
+                Arc::clone(&auth),
+                Arc::clone(&clock),
+                system_secret.clone(),
+            )),
             RegistryConfig {
                 gc_grace_period: config.registry_gc_grace,
                 ..RegistryConfig::default()
             },
         )
-        .map_err(|e| format!("cannot open the registry storage: {e}"))?,
+        .map_err(|e| format!("cannot open the registry storage: {e}"))?
+        .with_limits(Arc::new(TeamRegistryLimits::new(Arc::clone(&store)))),
     );
+    tokio::spawn(expire_sessions(Arc::clone(&store), Arc::clone(&clock)));
     tokio::spawn(registry_maintenance(
         Arc::clone(&store),
         Arc::clone(&registry),
@@ -110,8 +131,8 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         pull_credentials: registry_hosts(config.listen)
             .into_iter()
             .map(|server| RegistryAuth {
-                username: ADMIN_USER.into(),
-                password: token.clone(),
+                username: SYSTEM_USER.into(),
+                password: system_secret.clone(),
                 server,
             })
             .collect(),
@@ -130,7 +151,10 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         engine,
         controller,
         clock,
-        admin_token: token.into(),
+        auth,
+        cookie_secure: config.secure_cookies,
+        session_ttl_ms: config.session_ttl.as_millis() as i64,
+        default_quota: berth_core::quota::DEFAULT_TEAM_QUOTA,
         revision_history: config.revision_history,
         event_history: config.event_history,
         registry,
@@ -148,7 +172,9 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
         let _ = stream.set_nodelay(true);
     });
-    axum::serve(listener, berth_api::router(state))
+    let app = berth_api::router(state)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("server: {e}"))?;
@@ -206,6 +232,19 @@ async fn registry_maintenance(
                     tracing::warn!(message = %error.message, "scheduled registry garbage collection failed")
                 }
             }
+        }
+    }
+}
+
+/// Deletes expired browser sessions every hour (they already admit nobody; this frees rows).
+async fn expire_sessions(store: Arc<dyn Store>, clock: berth_controller::Clock) {
+    const PERIOD: std::time::Duration = std::time::Duration::from_secs(3600);
+    loop {
+        tokio::time::sleep(PERIOD).await;
+        match store.delete_expired_sessions(clock()).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "deleted expired sessions"),
+            Err(error) => tracing::warn!(%error, "deleting expired sessions failed"),
         }
     }
 }

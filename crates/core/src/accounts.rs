@@ -170,8 +170,15 @@ impl ApiToken {
     }
 }
 
+/// Names no account may take: the registry's own pull credential, and the actor the audit log
+/// records for unauthenticated attempts.
+pub const RESERVED_USERNAMES: [&str; 3] = ["anonymous", "berth", "berth-system"];
+
 /// Why `username` is not acceptable, or `None` when it is.
 pub fn username_problem(username: &str) -> Option<String> {
+    if RESERVED_USERNAMES.contains(&username) {
+        return Some("is reserved".into());
+    }
     let len = username.chars().count();
     if len < MIN_USERNAME_LEN {
         return Some(format!("must be at least {MIN_USERNAME_LEN} characters"));
@@ -473,6 +480,10 @@ mod tests {
             ("ada@x", false),
             ("adé", false),
             ("ad\n", false),
+            ("berth-system", false),
+            ("anonymous", false),
+            ("berth", false),
+            ("berths", true),
         ];
         for (name, ok) in cases {
             assert_eq!(username_problem(name).is_none(), *ok, "{name:?}");

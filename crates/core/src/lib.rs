@@ -6,11 +6,16 @@
 
 pub mod accounts;
 pub mod app;
+pub mod audit;
 pub mod backoff;
+pub mod deploy_template;
 pub mod health;
 pub mod planner;
+pub mod quota;
 pub mod retention;
+pub mod session;
 pub mod spec;
+pub mod team;
 pub mod validate;
 
 pub use app::{App, Event, EventKind, Revision, Rollout, RolloutPhase};

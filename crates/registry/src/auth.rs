@@ -4,7 +4,13 @@
 //! The registry speaks Docker's basic-auth challenge (`WWW-Authenticate: Basic realm=...`), so
 //! `docker login` sends a user name and password (or an API token as the password); bearer
 //! tokens are passed through too. Team namespaces (`team/app`, only members may push) are a
-//! policy of the authorizer: the registry only reports the repository and the action.
+//! policy of the authorizer: the registry only reports the repository, the action and the
+//! client's address, and filters the catalog through [`Authorizer::readable`].
+//!
+//! An authorizer can hide a repository from a caller ([`AuthDecision::Hidden`]): pulls are then
+//! answered exactly as for a repository that does not exist, so names cannot be probed.
+
+use std::net::IpAddr;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -92,6 +98,9 @@ pub struct Access {
     pub repository: Option<String>,
     /// What the request wants to do.
     pub action: Action,
+    /// The client's address, when the server knows it (served with axum's `ConnectInfo`):
+    /// for rate-limiting password guesses per address.
+    pub client: Option<IpAddr>,
 }
 
 impl Access {
@@ -100,6 +109,7 @@ impl Access {
         Self {
             repository: Some(repository.into()),
             action,
+            client: None,
         }
     }
 
@@ -108,7 +118,14 @@ impl Access {
         Self {
             repository: None,
             action,
+            client: None,
         }
+    }
+
+    /// The same access, asked by `client`.
+    pub fn by_client(mut self, client: Option<IpAddr>) -> Self {
+        self.client = client;
+        self
     }
 }
 
@@ -121,6 +138,11 @@ pub enum AuthDecision {
     Unauthenticated,
     /// Known caller, not allowed: 403 `DENIED` with this reason.
     Denied(String),
+    /// Known caller who may not even learn that the repository exists. A pull is answered
+    /// exactly as the same request for a missing repository (404 `NAME_UNKNOWN` or
+    /// `BLOB_UNKNOWN`, an empty referrers list); any other action gets a 403 `DENIED` that
+    /// names nothing but the repository asked for.
+    Hidden,
 }
 
 /// Decides whether a request may proceed. Implemented by the embedding server (Berth users,
@@ -130,6 +152,26 @@ pub trait Authorizer: Send + Sync + 'static {
     /// Decides one access. Called once per request (twice for a cross-repository mount: push to
     /// the target, pull from the source).
     async fn authorize(&self, credentials: Option<&Credentials>, access: &Access) -> AuthDecision;
+
+    /// The repositories of `repositories` the caller may see in the catalog (`catalog` is the
+    /// [`Action::Catalog`] access the request was allowed, with its client). The default asks
+    /// [`Self::authorize`] for [`Action::Pull`] on each one; override it when authenticating
+    /// is costly, to resolve the caller once for the whole list.
+    async fn readable(
+        &self,
+        credentials: Option<&Credentials>,
+        catalog: &Access,
+        repositories: Vec<String>,
+    ) -> Vec<String> {
+        let mut visible = Vec::with_capacity(repositories.len());
+        for repository in repositories {
+            let access = Access::repo(repository.as_str(), Action::Pull).by_client(catalog.client);
+            if self.authorize(credentials, &access).await == AuthDecision::Allow {
+                visible.push(repository);
+            }
+        }
+        visible
+    }
 }
 
 /// One user name and password allowed everything; anyone else is unauthenticated. A bearer

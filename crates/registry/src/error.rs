@@ -135,6 +135,10 @@ pub enum RegistryError {
     /// Known caller, access refused (403).
     #[error("access denied: {0}")]
     Denied(String),
+    /// The push would grow its namespace beyond its storage limit (403 `DENIED`); the message
+    /// comes from [`crate::NamespaceLimits::exceeded_message`].
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// A valid request for something this registry does not do.
     #[error("unsupported: {0}")]
     Unsupported(String),
@@ -188,7 +192,7 @@ impl RegistryError {
             Self::NameUnknown(_) => ErrorCode::NameUnknown,
             Self::SizeInvalid(_) | Self::RangeNotSatisfiable { .. } => ErrorCode::SizeInvalid,
             Self::Unauthorized { .. } => ErrorCode::Unauthorized,
-            Self::Denied(_) => ErrorCode::Denied,
+            Self::Denied(_) | Self::QuotaExceeded(_) => ErrorCode::Denied,
             Self::Unsupported(_) | Self::NotFound(_) | Self::MethodNotAllowed(_) => {
                 ErrorCode::Unsupported
             }
@@ -217,7 +221,7 @@ impl RegistryError {
             | Self::Unsupported(_) => StatusCode::BAD_REQUEST,
             Self::ManifestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Self::Denied(_) => StatusCode::FORBIDDEN,
+            Self::Denied(_) | Self::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::Io(_) | Self::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,

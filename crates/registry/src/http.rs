@@ -1,16 +1,18 @@
 //! The OCI Distribution protocol over HTTP: one axum catch-all under `/v2/` that parses the
 //! path itself (repository names contain slashes), checks access with the [`Authorizer`],
-//! and translates each endpoint onto [`Registry`] methods.
+//! and translates each endpoint onto [`Registry`] methods. A pull of a repository the
+//! authorizer hides is answered here exactly as the same pull of a missing repository.
 //!
 //! [`Authorizer`]: crate::auth::Authorizer
 
 use std::collections::HashMap;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -24,7 +26,7 @@ use crate::manifest::OCI_INDEX;
 use crate::pagination::{next_link, paginate};
 use crate::ranges::{RangeRequest, parse_range};
 use crate::reference::{Digest, Reference, RepoName};
-use crate::registry::{BodyStream, Registry, upload_location};
+use crate::registry::{BodyStream, ReferrerDescriptor, Registry, upload_location};
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -171,18 +173,28 @@ struct Ctx {
     headers: HeaderMap,
     query: HashMap<String, String>,
     credentials: Option<Credentials>,
+    client: Option<IpAddr>,
 }
 
 impl Ctx {
     fn header(&self, name: HeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// `action` on `repo` by this request's caller.
+    fn access(&self, repo: &RepoName, action: Action) -> Access {
+        Access::repo(repo.as_str(), action).by_client(self.client)
+    }
 }
 
 async fn handle(registry: &Registry, request: Request) -> Result<Response> {
     let (parts, body) = request.into_parts();
     let route = parse_route(parts.uri.path())?;
-    let access = access_for(&route, &parts.method)?;
+    let client = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    let access = access_for(&route, &parts.method)?.by_client(client);
     let query = match parts.uri.query() {
         None => HashMap::new(),
         Some(_) => {
@@ -196,22 +208,50 @@ async fn handle(registry: &Registry, request: Request) -> Result<Response> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(Credentials::from_header);
-    registry.check(credentials.as_ref(), &access).await?;
+    let decision = registry.decide(credentials.as_ref(), &access).await;
     let ctx = Ctx {
         method: parts.method,
         headers: parts.headers,
         query,
         credentials,
+        client,
     };
+    if decision == AuthDecision::Hidden && access.action == Action::Pull {
+        return as_if_missing(&ctx, &route);
+    }
+    registry.enforce(decision, &access)?;
     match route {
         Route::Base => Ok(json_response(StatusCode::OK, &json!({}), &ctx.method)),
-        Route::Catalog => catalog(registry, &ctx).await,
+        Route::Catalog => catalog(registry, &ctx, &access).await,
         Route::Tags(repo) => tags_list(registry, &ctx, &repo).await,
         Route::Blob(repo, digest) => blob(registry, &ctx, &repo, &digest).await,
         Route::UploadStart(repo) => start_upload(registry, &ctx, &repo, body).await,
         Route::Upload(repo, id) => upload(registry, &ctx, &repo, &id, body).await,
         Route::Manifest(repo, reference) => manifest(registry, &ctx, &repo, &reference, body).await,
         Route::Referrers(repo, digest) => referrers(registry, &ctx, &repo, &digest).await,
+    }
+}
+
+/// The answer to a pull of a repository that does not exist, for a repository the caller may
+/// not know about: the same validation errors first, then what the endpoint says when the
+/// repository is missing.
+fn as_if_missing(ctx: &Ctx, route: &Route) -> Result<Response> {
+    match route {
+        Route::Tags(repo) => Err(RegistryError::NameUnknown(repo.to_string())),
+        Route::Manifest(repo, reference) => {
+            Reference::parse(reference)?;
+            Err(RegistryError::NameUnknown(repo.to_string()))
+        }
+        Route::Blob(_, digest) => Err(RegistryError::BlobUnknown(
+            Digest::parse(digest)?.to_string(),
+        )),
+        Route::Referrers(_, digest) => {
+            Digest::parse(digest)?;
+            Ok(referrers_response(ctx, Vec::new()))
+        }
+        Route::Base | Route::Catalog | Route::UploadStart(_) | Route::Upload(..) => Err(
+            RegistryError::Unsupported("this endpoint is not a pull".to_owned()),
+        ),
     }
 }
 
@@ -277,14 +317,16 @@ fn parse_n(ctx: &Ctx) -> Result<Option<usize>> {
 
 // ---- endpoints ---------------------------------------------------------------------------
 
-async fn catalog(registry: &Registry, ctx: &Ctx) -> Result<Response> {
-    let mut visible = Vec::new();
-    for repo in registry.all_repositories().await? {
-        let access = Access::repo(repo.as_str(), Action::Pull);
-        if registry.decide(ctx.credentials.as_ref(), &access).await == AuthDecision::Allow {
-            visible.push(repo.to_string());
-        }
-    }
+async fn catalog(registry: &Registry, ctx: &Ctx, access: &Access) -> Result<Response> {
+    let all = registry
+        .all_repositories()
+        .await?
+        .into_iter()
+        .map(|repo| repo.to_string())
+        .collect();
+    let visible = registry
+        .readable(ctx.credentials.as_ref(), access, all)
+        .await;
     let n = parse_n(ctx)?;
     let page = paginate(&visible, n, ctx.query.get("last").map(String::as_str));
     let mut headers = vec![(header::CONTENT_TYPE, "application/json".to_owned())];
@@ -393,7 +435,7 @@ async fn start_upload(
         // Mounting needs pull access to the source; without it (or without the blob there)
         // the client gets an ordinary upload session, as the spec says.
         if let Some(from) = ctx.query.get("from").and_then(|f| RepoName::parse(f).ok()) {
-            let access = Access::repo(from.as_str(), Action::Pull);
+            let access = ctx.access(&from, Action::Pull);
             if registry.decide(ctx.credentials.as_ref(), &access).await == AuthDecision::Allow
                 && registry.mount_blob(repo, &digest, &from).await?.is_some()
             {
@@ -523,12 +565,24 @@ async fn referrers(
     digest: &str,
 ) -> Result<Response> {
     let digest = Digest::parse(digest)?;
-    let filter = ctx.query.get("artifactType").filter(|a| !a.is_empty());
     let manifests = registry
-        .referrers(repo, &digest, filter.map(String::as_str))
+        .referrers(repo, &digest, artifact_type_filter(ctx))
         .await?;
+    Ok(referrers_response(ctx, manifests))
+}
+
+/// The `artifactType` filter of a referrers request.
+fn artifact_type_filter(ctx: &Ctx) -> Option<&str> {
+    ctx.query
+        .get("artifactType")
+        .map(String::as_str)
+        .filter(|a| !a.is_empty())
+}
+
+/// The image index listing referrers.
+fn referrers_response(ctx: &Ctx, manifests: Vec<ReferrerDescriptor>) -> Response {
     let mut headers = vec![(header::CONTENT_TYPE, OCI_INDEX.to_owned())];
-    if filter.is_some() {
+    if artifact_type_filter(ctx).is_some() {
         headers.push((OCI_FILTERS_APPLIED, "artifactType".to_owned()));
     }
     let body = json!({
@@ -536,12 +590,12 @@ async fn referrers(
         "mediaType": OCI_INDEX,
         "manifests": manifests,
     });
-    Ok(with_body(
+    with_body(
         StatusCode::OK,
         &headers,
         serde_json::to_vec(&body).unwrap_or_default(),
         &ctx.method,
-    ))
+    )
 }
 
 #[cfg(test)]

@@ -306,6 +306,22 @@ impl Registry {
         Ok(self.linked_blob_sizes(&repo, &mut HashMap::new()).await?.0)
     }
 
+    /// Bytes of the distinct blobs linked by a namespace's repositories (`namespace` and
+    /// `namespace/...`), blobs shared between them counted once. Reads only that namespace.
+    pub async fn namespace_usage(&self, namespace: &str) -> Result<u64> {
+        Ok(self.namespace_blobs(namespace).await?.values().sum())
+    }
+
+    /// The distinct blobs a namespace's repositories link, with their sizes.
+    pub(crate) async fn namespace_blobs(&self, namespace: &str) -> Result<HashMap<Digest, u64>> {
+        // The size cache ends up holding exactly the linked digests.
+        let mut sizes = HashMap::new();
+        for repo in self.namespace_repositories(namespace).await? {
+            self.linked_blob_sizes(&repo, &mut sizes).await?;
+        }
+        Ok(sizes)
+    }
+
     /// The digests a repository links with their sizes (blobs missing from storage count 0);
     /// `sizes` caches sizes across calls.
     async fn linked_blob_sizes(

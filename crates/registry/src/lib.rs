@@ -8,13 +8,17 @@
 //!   [`Registry::delete_manifest`], [`Registry::storage_usage`], plus reclaiming space with
 //!   [`Registry::garbage_collect`], [`Registry::apply_retention`] and
 //!   [`Registry::expire_uploads`].
-//! * [`Authorizer`] is the access-control seam ([`StaticAuthorizer`]: one user).
+//! * [`Authorizer`] is the access-control seam ([`StaticAuthorizer`]: one user); it may hide
+//!   repositories (answered as missing) and filters the catalog.
+//! * [`NamespaceLimits`] caps the bytes each namespace (`team`) stores
+//!   ([`Registry::with_limits`]; [`Registry::namespace_usage`] reports what one stores).
 //! * [`BlobStore`] and [`MetadataStore`] are the storage seam ([`FsStorage`]: a directory).
 //!
 //! Invariants: identifiers are validated before they reach storage; a blob becomes visible
 //! only complete and with a verified digest (atomic rename); metadata writes are atomic;
 //! garbage collection never removes a blob referenced by a manifest or pushed within the
-//! grace period. Errors are [`RegistryError`], mapped to OCI error codes in `error.rs` only.
+//! grace period; a blob that would take a namespace beyond its limit never becomes visible
+//! there. Errors are [`RegistryError`], mapped to OCI error codes in `error.rs` only.
 
 mod auth;
 mod error;
@@ -23,6 +27,7 @@ mod http;
 mod introspect;
 pub mod manifest;
 mod pagination;
+mod quota;
 mod ranges;
 mod reference;
 mod registry;
@@ -38,6 +43,7 @@ pub use introspect::{
 };
 pub use manifest::{HistoryEntry, ImageConfig, Platform};
 pub use pagination::{Page, paginate};
+pub use quota::{NamespaceLimits, StorageQuotaExceeded};
 pub use ranges::{ByteRange, RangeRequest, parse_content_range, parse_range};
 pub use reference::{Digest, InvalidIdentifier, Reference, RepoName, Tag};
 pub use registry::{BodyStream, Clock, Registry, RegistryConfig, SystemClock};

@@ -18,7 +18,9 @@
 //! Concurrency with garbage collection: every operation that makes a blob referenced (commit,
 //! mount, manifest put) holds `gc_lock` for reading while it checks and writes, and records
 //! the digests it touched; the sweep holds it for writing and spares anything touched since
-//! the mark began or within the grace period.
+//! the mark began or within the grace period. With [`NamespaceLimits`], those operations first
+//! take their namespace's quota lock (always before `gc_lock`), check the limit and only then
+//! make the blob visible.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -35,9 +37,10 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::auth::{Access, AuthDecision, Authorizer, Credentials};
+use crate::auth::{Access, Action, AuthDecision, Authorizer, Credentials};
 use crate::error::{RegistryError, Result};
 use crate::manifest::{self, ManifestKind, ParsedManifest};
+use crate::quota::NamespaceLimits;
 use crate::ranges::{ByteRange, parse_content_range};
 use crate::reference::{Digest, Reference, RepoName, Tag};
 use crate::storage::{BlobEntry, BlobReader, BlobStore, FsStorage, MetadataStore};
@@ -225,6 +228,9 @@ pub struct Registry {
     pub(crate) blobs: Arc<dyn BlobStore>,
     pub(crate) meta: Arc<dyn MetadataStore>,
     authorizer: Arc<dyn Authorizer>,
+    pub(crate) limits: Option<Arc<dyn NamespaceLimits>>,
+    /// One lock per namespace pushed to while limits are set (a handful of teams).
+    pub(crate) quota_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) config: RegistryConfig,
     clock: Arc<dyn Clock>,
     pub(crate) uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>>,
@@ -253,6 +259,8 @@ impl Registry {
             blobs,
             meta,
             authorizer,
+            limits: None,
+            quota_locks: Mutex::new(HashMap::new()),
             config,
             clock: Arc::new(SystemClock),
             uploads: Mutex::new(HashMap::new()),
@@ -278,6 +286,12 @@ impl Registry {
         self
     }
 
+    /// Limits the bytes each namespace may store (none: unlimited).
+    pub fn with_limits(mut self, limits: Arc<dyn NamespaceLimits>) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
     /// The configuration.
     pub fn config(&self) -> &RegistryConfig {
         &self.config
@@ -298,17 +312,39 @@ impl Registry {
         self.authorizer.authorize(credentials, access).await
     }
 
-    pub(crate) async fn check(
+    /// The catalog entries the caller may see.
+    pub(crate) async fn readable(
         &self,
         credentials: Option<&Credentials>,
-        access: &Access,
-    ) -> Result<()> {
-        match self.decide(credentials, access).await {
+        catalog: &Access,
+        repositories: Vec<String>,
+    ) -> Vec<String> {
+        self.authorizer
+            .readable(credentials, catalog, repositories)
+            .await
+    }
+
+    /// A decision as the request's outcome (a hidden repository is refused plainly here; the
+    /// HTTP layer answers hidden pulls as missing repositories before this).
+    pub(crate) fn enforce(&self, decision: AuthDecision, access: &Access) -> Result<()> {
+        match decision {
             AuthDecision::Allow => Ok(()),
             AuthDecision::Unauthenticated => Err(RegistryError::Unauthorized {
                 realm: self.config.realm.clone(),
             }),
             AuthDecision::Denied(reason) => Err(RegistryError::Denied(reason)),
+            AuthDecision::Hidden => {
+                let what = match access.action {
+                    Action::Push => "push to",
+                    Action::Delete => "delete from",
+                    Action::Pull => "pull from",
+                    Action::Login | Action::Catalog => "use",
+                };
+                let repository = access.repository.as_deref().unwrap_or("this registry");
+                Err(RegistryError::Denied(format!(
+                    "not allowed to {what} {repository}"
+                )))
+            }
         }
     }
 
@@ -370,8 +406,28 @@ impl Registry {
 
     /// Every repository, sorted.
     pub(crate) async fn all_repositories(&self) -> Result<Vec<RepoName>> {
+        self.repositories_below(String::new()).await
+    }
+
+    /// The repositories of a namespace (`namespace` itself and `namespace/...`), sorted,
+    /// without looking at other namespaces.
+    pub(crate) async fn namespace_repositories(&self, namespace: &str) -> Result<Vec<RepoName>> {
+        let root = match RepoName::parse(namespace) {
+            Ok(root) if !namespace.contains('/') => root,
+            _ => return Ok(Vec::new()),
+        };
+        let mut out = self.repositories_below(format!("{root}/")).await?;
+        if self.repo_exists(&root).await? {
+            out.push(root);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The repositories whose names start with `prefix` (empty, or a name and a slash), sorted.
+    async fn repositories_below(&self, prefix: String) -> Result<Vec<RepoName>> {
         let mut out = Vec::new();
-        let mut stack = vec![String::new()];
+        let mut stack = vec![prefix];
         while let Some(prefix) = stack.pop() {
             for child in self.meta.list(&format!("repositories/{prefix}")).await? {
                 if child.starts_with('_') {
@@ -495,6 +551,7 @@ impl Registry {
         digest: &Digest,
         from: &RepoName,
     ) -> Result<Option<u64>> {
+        let quota = self.quota_guard(repo).await;
         let _gc = self.gc_lock.read().await;
         if !self.blob_linked(from, digest).await? {
             return Ok(None);
@@ -502,6 +559,7 @@ impl Registry {
         let Some(entry) = self.blobs.stat_blob(digest).await? else {
             return Ok(None);
         };
+        self.ensure_fits(&quota, repo, digest, entry.size).await?;
         let now = self.now();
         self.link_blob(repo, digest, now).await?;
         self.touch(digest, now);
@@ -648,8 +706,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Finishes an upload (`PUT ?digest=`): writes the optional last chunk, verifies the digest
-    /// and makes the blob visible. On a digest mismatch the upload is discarded.
+    /// Finishes an upload (`PUT ?digest=`): writes the optional last chunk, verifies the digest,
+    /// checks the namespace's storage limit and makes the blob visible. On a digest mismatch or
+    /// a refusal the upload is discarded.
     pub(crate) async fn finish_upload(
         &self,
         repo: &RepoName,
@@ -674,7 +733,9 @@ impl Registry {
         }
         let size = session.size;
         let committed = async {
+            let quota = self.quota_guard(repo).await;
             let _gc = self.gc_lock.read().await;
+            self.ensure_fits(&quota, repo, digest, size).await?;
             let now = self.now();
             self.blobs.commit_upload(id, size, digest, now).await?;
             self.link_blob(repo, digest, now).await?;
@@ -738,6 +799,7 @@ impl Registry {
         }
         let parsed = manifest::parse_manifest(&body, content_type)?;
 
+        let quota = self.quota_guard(repo).await;
         let _gc = self.gc_lock.read().await;
         let now = self.now();
         let mut children = Vec::new();
@@ -760,6 +822,8 @@ impl Registry {
             }
         }
         let (content_size, created) = self.summarize(&parsed, &children).await?;
+        self.ensure_fits(&quota, repo, &digest, body.len() as u64)
+            .await?;
 
         let key = keys::manifest(repo, &digest);
         let existing: Option<ManifestRecord> = self.read_json(&key).await?;

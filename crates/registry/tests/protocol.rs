@@ -205,6 +205,133 @@ async fn another_teams_repository_is_denied() {
     assert_eq!(v["repositories"], serde_json::json!(["beta/app"]));
 }
 
+/// `admin` may do everything; `guest` (password `guest-pw`) everything but `secret/*`, which
+/// is hidden from them. Counts the catalog filterings it is asked for.
+#[derive(Default)]
+struct HidingAuthorizer {
+    catalog_calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Authorizer for HidingAuthorizer {
+    async fn authorize(&self, credentials: Option<&Credentials>, access: &Access) -> AuthDecision {
+        let Some(Credentials::Basic { username, password }) = credentials else {
+            return AuthDecision::Unauthenticated;
+        };
+        match (username.as_str(), password.as_str()) {
+            ("admin", "secret") => AuthDecision::Allow,
+            ("guest", "guest-pw") => match &access.repository {
+                Some(r) if r.starts_with("secret/") => AuthDecision::Hidden,
+                _ => AuthDecision::Allow,
+            },
+            _ => AuthDecision::Unauthenticated,
+        }
+    }
+
+    async fn readable(
+        &self,
+        credentials: Option<&Credentials>,
+        _catalog: &Access,
+        repositories: Vec<String>,
+    ) -> Vec<String> {
+        self.catalog_calls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let guest = credentials.and_then(Credentials::username) == Some("guest");
+        repositories
+            .into_iter()
+            .filter(|r| !(guest && r.starts_with("secret/")))
+            .collect()
+    }
+}
+
+fn as_guest(reg: &TestRegistry, method: Method, path: &str) -> reqwest::RequestBuilder {
+    reg.client
+        .request(method, reg.url(path))
+        .basic_auth("guest", Some("guest-pw"))
+}
+
+/// Status, headers (but the date) and body (the repository name masked) of a guest's request
+/// for `path` with `{repo}` replaced by `repo`.
+async fn guest_answer(
+    reg: &TestRegistry,
+    method: &Method,
+    path: &str,
+    repo: &str,
+) -> (StatusCode, Vec<(String, String)>, String) {
+    let r = as_guest(reg, method.clone(), &path.replace("{repo}", repo))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let mut headers: Vec<(String, String)> = r
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != "date")
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    headers.sort();
+    let body = r.text().await.unwrap().replace(repo, "<repo>");
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn hidden_repositories_answer_like_missing_ones() {
+    let auth = Arc::new(HidingAuthorizer::default());
+    let reg = support::start_with(auth.clone(), RegistryConfig::default(), None).await;
+    let image = reg.push_image("secret/app", "v1", 1, 100).await;
+    let (m, layer) = (&image.digest, &image.layers[0]);
+    let paths = [
+        (Method::GET, "/v2/{repo}/tags/list".to_owned()),
+        (Method::GET, "/v2/{repo}/tags/list?n=1".to_owned()),
+        (Method::GET, "/v2/{repo}/manifests/v1".to_owned()),
+        (Method::HEAD, "/v2/{repo}/manifests/v1".to_owned()),
+        (Method::GET, format!("/v2/{{repo}}/manifests/{m}")),
+        (Method::GET, "/v2/{repo}/manifests/bad!tag".to_owned()),
+        (Method::GET, format!("/v2/{{repo}}/blobs/{layer}")),
+        (Method::HEAD, format!("/v2/{{repo}}/blobs/{layer}")),
+        (Method::GET, "/v2/{repo}/blobs/sha256:abc".to_owned()),
+        (Method::GET, format!("/v2/{{repo}}/referrers/{m}")),
+        (
+            Method::GET,
+            format!("/v2/{{repo}}/referrers/{m}?artifactType=x"),
+        ),
+        (Method::GET, "/v2/{repo}/referrers/sha256:abc".to_owned()),
+    ];
+    for (method, path) in paths {
+        let hidden = guest_answer(&reg, &method, &path, "secret/app").await;
+        let missing = guest_answer(&reg, &method, &path, "absent/app").await;
+        assert_eq!(hidden, missing, "{method} {path}");
+        assert!(hidden.0 != StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    // The admin still sees it; other actions are plainly denied to the guest.
+    let r = reg
+        .req(Method::GET, "/v2/secret/app/manifests/v1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    for (method, path) in [
+        (Method::POST, "/v2/secret/app/blobs/uploads/".to_owned()),
+        (Method::DELETE, format!("/v2/secret/app/manifests/{m}")),
+    ] {
+        let r = as_guest(&reg, method.clone(), &path).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(error_codes(r).await, ["DENIED"]);
+    }
+    // The catalog is filtered by the authorizer's own `readable`.
+    reg.push_blob("open/app", b"x").await;
+    let r = as_guest(&reg, Method::GET, "/v2/_catalog")
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["repositories"], serde_json::json!(["open/app"]));
+    assert_eq!(
+        auth.catalog_calls.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
 #[tokio::test]
 async fn monolithic_upload_and_blob_fetch() {
     let reg = support::start().await;

@@ -7,10 +7,16 @@
 //! reads a clock.
 
 pub mod conformance;
+mod enums;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use berth_core::accounts::{ApiToken, Membership, User};
+use berth_core::audit::{AuditEntry, AuditOutcome};
+use berth_core::deploy_template::DeploymentTemplate;
+use berth_core::quota::{QuotaRequest, QuotaRequestStatus};
+use berth_core::session::Session;
+use berth_core::team::Team;
 use berth_core::{App, Event, Millis, RetentionRule, Revision};
 
 pub use sqlite::SqliteStore;
@@ -38,6 +44,50 @@ pub struct EventQuery {
     pub after_id: Option<i64>,
     /// At most this many events are returned.
     pub limit: u32,
+}
+
+/// Which audit records to read. Every `Some` filter must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only records of this team.
+    pub team: Option<String>,
+    /// Only records whose actor is this username.
+    pub actor: Option<String>,
+    /// Only records whose action starts with this text (`app.` matches every app action).
+    pub action_prefix: Option<String>,
+    /// Only records whose object is exactly this.
+    pub object: Option<String>,
+    pub outcome: Option<AuditOutcome>,
+    /// Only records at or after this time.
+    pub since: Option<Millis>,
+    /// Only records before this time.
+    pub until: Option<Millis>,
+    /// Only records with an id smaller than this (paging backwards).
+    pub before_id: Option<i64>,
+    /// At most this many records, newest first.
+    pub limit: u32,
+}
+
+/// Which quota requests to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuotaRequestQuery {
+    pub team: Option<String>,
+    pub status: Option<QuotaRequestStatus>,
+    /// Only requests filed by this username.
+    pub requested_by: Option<String>,
+}
+
+/// An admin's decision on a pending quota request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaDecision {
+    pub id: i64,
+    /// Approve (the team's quota takes the requested limits in the same transaction) or
+    /// reject.
+    pub approve: bool,
+    /// Username of the deciding admin.
+    pub decided_by: String,
+    pub comment: Option<String>,
+    pub now: Millis,
 }
 
 /// Berth's desired state.
@@ -167,4 +217,107 @@ pub trait Store: Send + Sync + 'static {
     /// Records a use of the token at `now` (`last_used_at` never moves backwards). A missing
     /// token is not an error.
     async fn touch_api_token(&self, token_id: i64, now: Millis) -> StoreResult<()>;
+
+    // Sessions, keyed by the hash of the cookie's secret.
+
+    /// Stores a new session. `Conflict` when the hash exists, `NotFound` when the user does not.
+    async fn create_session(&self, session_hash: &str, session: &Session) -> StoreResult<()>;
+
+    /// The session stored under the hash, or `None`. Expired sessions are returned too (the
+    /// caller checks [`Session::is_live`]).
+    async fn find_session(&self, session_hash: &str) -> StoreResult<Option<Session>>;
+
+    /// Records activity on the session at `now` (`last_seen_at` never moves backwards).
+    async fn touch_session(&self, session_hash: &str, now: Millis) -> StoreResult<()>;
+
+    /// Ends one session; returns whether it existed.
+    async fn delete_session(&self, session_hash: &str) -> StoreResult<bool>;
+
+    /// Ends every session of the user (logout everywhere, password change, disable); returns
+    /// how many there were.
+    async fn delete_sessions_of_user(&self, user_id: i64) -> StoreResult<u64>;
+
+    /// Deletes sessions that expired before `now`; returns how many.
+    async fn delete_expired_sessions(&self, now: Millis) -> StoreResult<u64>;
+
+    // Teams. `ensure_team` (above) creates a team with an unlimited quota.
+
+    /// Inserts a team. `Conflict` when the name is taken.
+    async fn create_team(&self, team: &Team) -> StoreResult<()>;
+
+    /// The team, or `None`.
+    async fn get_team(&self, name: &str) -> StoreResult<Option<Team>>;
+
+    /// All teams, ordered by name.
+    async fn list_teams(&self) -> StoreResult<Vec<Team>>;
+
+    /// Writes the team's `display_name`, `quota` and `updated_at`. `NotFound` when it does
+    /// not exist.
+    async fn update_team(&self, team: &Team) -> StoreResult<()>;
+
+    /// Deletes the team with its memberships, quota requests and templates; returns whether it
+    /// existed. `Conflict` when it still owns apps.
+    async fn delete_team(&self, name: &str) -> StoreResult<bool>;
+
+    // Quota requests.
+
+    /// Stores a request (its `id` is ignored); returns it with the assigned id. `NotFound` when
+    /// the team does not exist.
+    async fn create_quota_request(&self, request: &QuotaRequest) -> StoreResult<QuotaRequest>;
+
+    /// The request, or `None`.
+    async fn get_quota_request(&self, id: i64) -> StoreResult<Option<QuotaRequest>>;
+
+    /// Matching requests, newest first.
+    async fn list_quota_requests(
+        &self,
+        query: &QuotaRequestQuery,
+    ) -> StoreResult<Vec<QuotaRequest>>;
+
+    /// Decides a pending request atomically: records the decision and, when approved, sets
+    /// each requested limit on the team. Returns the decided request. `NotFound` when there is
+    /// no such request, `Conflict` when it was already decided.
+    async fn decide_quota_request(&self, decision: &QuotaDecision) -> StoreResult<QuotaRequest>;
+
+    // Deployment templates of teams (built-ins live in the code, not here).
+
+    /// Creates or replaces the template `(template.team, template.name)`; `created_at` of a
+    /// replaced template is kept. `NotFound` when the team does not exist; a template without
+    /// a team is refused (`Conflict`).
+    async fn put_deployment_template(&self, template: &DeploymentTemplate) -> StoreResult<()>;
+
+    /// The team's template, or `None`.
+    async fn get_deployment_template(
+        &self,
+        team: &str,
+        name: &str,
+    ) -> StoreResult<Option<DeploymentTemplate>>;
+
+    /// Templates of the given team (all teams when `None`), ordered by team then name.
+    async fn list_deployment_templates(
+        &self,
+        team: Option<&str>,
+    ) -> StoreResult<Vec<DeploymentTemplate>>;
+
+    /// Deletes the team's template; returns whether it existed.
+    async fn delete_deployment_template(&self, team: &str, name: &str) -> StoreResult<bool>;
+
+    // Audit log.
+
+    /// Appends a record (its `id` is ignored and assigned, increasing); returns the id.
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<i64>;
+
+    /// Matching records, newest first.
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>>;
+
+    // Server settings changed at run time (e.g. whether self-registration is open).
+
+    /// The setting's value, or `None` when never set.
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<String>>;
+
+    /// Creates or replaces the setting.
+    async fn put_setting(&self, key: &str, value: &str, now: Millis) -> StoreResult<()>;
+
+    /// The team's memberships with the members' users, ordered by username.
+    async fn list_team_users(&self, team: &str) -> StoreResult<Vec<(User, Membership)>>;
 }

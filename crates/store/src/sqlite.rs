@@ -17,6 +17,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::accounts::{ApiToken, Membership, TeamRole, User};
+use berth_core::audit::AuditEntry;
+use berth_core::deploy_template::DeploymentTemplate;
+use berth_core::quota::{Quota, QuotaRequest, QuotaRequestStatus};
+use berth_core::session::Session;
+use berth_core::team::Team;
 use berth_core::{App, Event, EventKind, Millis, RetentionRule, Revision, Rollout, RolloutPhase};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -25,7 +30,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr, Sqlite};
 
-use crate::{EventQuery, Store, StoreError, StoreResult};
+use crate::enums::DbEnum;
+use crate::{
+    AuditQuery, EventQuery, QuotaDecision, QuotaRequestQuery, Store, StoreError, StoreResult,
+};
 
 /// Schema migrations, in order. Files follow sqlx's `<VERSION>_<DESCRIPTION>.sql` naming and are
 /// checksummed the way `sqlx::migrate!` does (bookkeeping in `_sqlx_migrations`), so the
@@ -47,6 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "accounts",
         include_str!("../migrations/sqlite/0003_accounts.sql"),
+    ),
+    (
+        4,
+        "teams quotas audit",
+        include_str!("../migrations/sqlite/0004_teams_quotas_audit.sql"),
     ),
 ];
 
@@ -130,36 +143,24 @@ impl SqliteStore {
         self.write.close().await;
     }
 
-    /// Starts a write transaction that holds SQLite's write lock from its first statement.
-    /// Deletes a row and its dependent rows in one write transaction: `children` first, then
-    /// `parent`, each bound to `key` as `$1`. Returns whether the parent row existed.
-    async fn delete_with_children<T>(
+    /// Deletes a row and its dependent rows in one write transaction (see [`delete_rows`]).
+    /// Returns whether the parent row existed.
+    async fn delete_with_children<'k, K>(
         &self,
         children: &[&'static str],
         parent: &'static str,
-        key: T,
+        key: K,
     ) -> StoreResult<bool>
     where
-        T: for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + Clone + Send + 'static,
+        K: sqlx::Encode<'k, Sqlite> + sqlx::Type<Sqlite> + Clone + Send + 'k,
     {
         let mut tx = self.begin_write().await?;
-        for sql in children {
-            sqlx::query(*sql)
-                .bind(key.clone())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
-        let deleted = sqlx::query(parent)
-            .bind(key)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+        let deleted = delete_rows(&mut tx, children, parent, key).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(deleted > 0)
+        Ok(deleted)
     }
 
+    /// Starts a write transaction that holds SQLite's write lock from its first statement.
     async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
         self.write
             .begin_with("BEGIN IMMEDIATE")
@@ -215,7 +216,7 @@ fn json_err(what: String) -> impl FnOnce(serde_json::Error) -> StoreError {
     move |e| StoreError::Database(format!("JSON of the {what}: {e}"))
 }
 
-fn ordinal_to_db(value: u64, what: &str) -> StoreResult<i64> {
+fn u64_to_db(value: u64, what: &str) -> StoreResult<i64> {
     i64::try_from(value)
         .map_err(|_| StoreError::Database(format!("{what} {value} does not fit in BIGINT")))
 }
@@ -228,21 +229,42 @@ where
         .map_err(|e| StoreError::Database(format!("reading column {column}: {e}")))
 }
 
-fn get_u32(row: &SqliteRow, column: &str) -> StoreResult<u32> {
+/// An unsigned domain number stored as `BIGINT`, range-checked.
+fn get_uint<T: TryFrom<i64>>(row: &SqliteRow, column: &str) -> StoreResult<T> {
     let value: i64 = get(row, column)?;
-    u32::try_from(value)
-        .map_err(|_| StoreError::Database(format!("column {column} holds {value}, not a u32")))
+    uint_from_db(value, column)
 }
 
-fn get_opt_u32(row: &SqliteRow, column: &str) -> StoreResult<Option<u32>> {
+fn get_opt_uint<T: TryFrom<i64>>(row: &SqliteRow, column: &str) -> StoreResult<Option<T>> {
     let value: Option<i64> = get(row, column)?;
-    value
-        .map(|v| {
-            u32::try_from(v)
-                .map_err(|_| StoreError::Database(format!("column {column} holds {v}, not a u32")))
-        })
-        .transpose()
+    value.map(|v| uint_from_db(v, column)).transpose()
 }
+
+fn uint_from_db<T: TryFrom<i64>>(value: i64, column: &str) -> StoreResult<T> {
+    T::try_from(value).map_err(|_| {
+        StoreError::Database(format!(
+            "column {column} holds {value}, not a {}",
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
+/// An enum-like column; `owner` names the row for the error about an unknown value.
+fn get_enum<T: DbEnum>(
+    row: &SqliteRow,
+    column: &str,
+    owner: impl FnOnce() -> String,
+) -> StoreResult<T> {
+    let value: String = get(row, column)?;
+    T::parse(&value).ok_or_else(|| {
+        StoreError::Database(format!(
+            "{} has an unknown {column} {value:?} in the database",
+            owner()
+        ))
+    })
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
 
 /// The `apps` columns, in the order [`bind_app`] binds them and [`app_from_row`] reads them.
 macro_rules! app_columns {
@@ -276,15 +298,12 @@ const SELECT_APP: &str = concat!("SELECT ", app_columns!(), " FROM apps WHERE na
 const SELECT_APPS: &str = concat!("SELECT ", app_columns!(), " FROM apps ORDER BY name");
 
 /// Binds `$1..$20` in [`app_columns!`] order.
-fn bind_app<'q>(
-    query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
-    app: &App,
-) -> StoreResult<sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>> {
+fn bind_app<'q>(query: SqliteQuery<'q>, app: &App) -> StoreResult<SqliteQuery<'q>> {
     let what = |field: &str| format!("{field} of app {}", app.name);
     let strategy = serde_json::to_string(&app.strategy).map_err(json_err(what("strategy")))?;
     let dependencies =
         serde_json::to_string(&app.dependencies).map_err(json_err(what("dependencies")))?;
-    let next_ordinal = ordinal_to_db(app.next_ordinal, &what("next_ordinal"))?;
+    let next_ordinal = u64_to_db(app.next_ordinal, &what("next_ordinal"))?;
     let rollout = &app.rollout;
     Ok(query
         .bind(app.name.clone())
@@ -322,22 +341,22 @@ fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
     let next_ordinal: i64 = get(row, "next_ordinal")?;
     Ok(App {
         team: get(row, "team")?,
-        replicas: get_u32(row, "replicas")?,
+        replicas: get_uint(row, "replicas")?,
         strategy: serde_json::from_str(&strategy)
             .map_err(json_err(format!("strategy of app {name}")))?,
         dependencies: serde_json::from_str(&dependencies)
             .map_err(json_err(format!("dependencies of app {name}")))?,
-        current_revision: get_u32(row, "current_revision")?,
-        stable_revision: get_opt_u32(row, "stable_revision")?,
-        latest_revision: get_u32(row, "latest_revision")?,
+        current_revision: get_uint(row, "current_revision")?,
+        stable_revision: get_opt_uint(row, "stable_revision")?,
+        latest_revision: get_uint(row, "latest_revision")?,
         rollout: Rollout {
-            revision: get_u32(row, "rollout_revision")?,
+            revision: get_uint(row, "rollout_revision")?,
             phase,
-            failed_revision: get_opt_u32(row, "rollout_failed_revision")?,
+            failed_revision: get_opt_uint(row, "rollout_failed_revision")?,
             message: get(row, "rollout_message")?,
             started_at: get(row, "rollout_started_at")?,
             progress_at: get(row, "rollout_progress_at")?,
-            available: get_u32(row, "rollout_available")?,
+            available: get_uint(row, "rollout_available")?,
             finished_at: get(row, "rollout_finished_at")?,
         },
         next_ordinal: u64::try_from(next_ordinal).map_err(|_| {
@@ -371,7 +390,7 @@ const SELECT_REVISIONS: &str = concat!(
 
 fn revision_from_row(row: &SqliteRow) -> StoreResult<Revision> {
     let app: String = get(row, "app")?;
-    let number = get_u32(row, "number")?;
+    let number = get_uint(row, "number")?;
     let template: String = get(row, "template_json")?;
     Ok(Revision {
         template: serde_json::from_str(&template).map_err(json_err(format!(
@@ -399,7 +418,7 @@ fn event_from_row(row: &SqliteRow) -> StoreResult<Event> {
         at: get(row, "at")?,
         kind,
         instance: get(row, "instance")?,
-        revision: get_opt_u32(row, "revision")?,
+        revision: get_opt_uint(row, "revision")?,
         message: get(row, "message")?,
     })
 }
@@ -525,6 +544,182 @@ fn token_from_row(row: &SqliteRow) -> StoreResult<ApiToken> {
     })
 }
 
+/// Binds the four limits of `quota` (NULL: unlimited) in the order cpu, memory, instances,
+/// registry; `what` names the owner for the error about a limit beyond `BIGINT`.
+fn bind_quota<'q>(
+    query: SqliteQuery<'q>,
+    quota: &Quota,
+    what: &str,
+) -> StoreResult<SqliteQuery<'q>> {
+    let limit = |value: Option<u64>, field: &str| {
+        value
+            .map(|v| u64_to_db(v, &format!("{field} limit of {what}")))
+            .transpose()
+    };
+    Ok(query
+        .bind(limit(quota.cpu_millis, "CPU")?)
+        .bind(limit(quota.memory_bytes, "memory")?)
+        .bind(limit(quota.instances, "instances")?)
+        .bind(limit(quota.registry_bytes, "registry storage")?))
+}
+
+/// Reads the four limit columns named `<prefix>cpu_millis`, `<prefix>memory_bytes`, ….
+fn quota_from_row(row: &SqliteRow, prefix: &str) -> StoreResult<Quota> {
+    let limit = |field: &str| get_opt_uint(row, &format!("{prefix}{field}"));
+    Ok(Quota {
+        cpu_millis: limit("cpu_millis")?,
+        memory_bytes: limit("memory_bytes")?,
+        instances: limit("instances")?,
+        registry_bytes: limit("registry_bytes")?,
+    })
+}
+
+macro_rules! session_columns {
+    () => {
+        "user_id, csrf_token, created_at, expires_at, last_seen_at, source"
+    };
+}
+
+fn session_from_row(row: &SqliteRow) -> StoreResult<Session> {
+    Ok(Session {
+        user_id: get(row, "user_id")?,
+        csrf_token: get(row, "csrf_token")?,
+        created_at: get(row, "created_at")?,
+        expires_at: get(row, "expires_at")?,
+        last_seen_at: get(row, "last_seen_at")?,
+        source: get(row, "source")?,
+    })
+}
+
+macro_rules! team_columns {
+    () => {
+        "name, display_name, quota_cpu_millis, quota_memory_bytes, quota_instances, \
+         quota_registry_bytes, created_at, updated_at"
+    };
+}
+
+fn team_from_row(row: &SqliteRow) -> StoreResult<Team> {
+    Ok(Team {
+        name: get(row, "name")?,
+        display_name: get(row, "display_name")?,
+        quota: quota_from_row(row, "quota_")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+macro_rules! quota_request_columns {
+    () => {
+        "id, team, requested_by, requested_cpu_millis, requested_memory_bytes, \
+         requested_instances, requested_registry_bytes, reason, status, created_at, decided_by, \
+         decided_at, comment"
+    };
+}
+
+const SELECT_QUOTA_REQUEST: &str = concat!(
+    "SELECT ",
+    quota_request_columns!(),
+    " FROM quota_requests WHERE id = $1"
+);
+
+fn quota_request_from_row(row: &SqliteRow) -> StoreResult<QuotaRequest> {
+    let id: i64 = get(row, "id")?;
+    Ok(QuotaRequest {
+        id,
+        team: get(row, "team")?,
+        requested_by: get(row, "requested_by")?,
+        requested: quota_from_row(row, "requested_")?,
+        reason: get(row, "reason")?,
+        status: get_enum(row, "status", || format!("quota request {id}"))?,
+        created_at: get(row, "created_at")?,
+        decided_by: get(row, "decided_by")?,
+        decided_at: get(row, "decided_at")?,
+        comment: get(row, "comment")?,
+    })
+}
+
+macro_rules! template_columns {
+    () => {
+        "team, name, description, params_json, body_json, created_by, created_at, updated_at"
+    };
+}
+
+fn template_from_row(row: &SqliteRow) -> StoreResult<DeploymentTemplate> {
+    let team: String = get(row, "team")?;
+    let name: String = get(row, "name")?;
+    let what = |field: &str| format!("{field} of template {name} of team {team}");
+    let params: String = get(row, "params_json")?;
+    let body: String = get(row, "body_json")?;
+    Ok(DeploymentTemplate {
+        params: serde_json::from_str(&params).map_err(json_err(what("parameters")))?,
+        body: serde_json::from_str(&body).map_err(json_err(what("body")))?,
+        description: get(row, "description")?,
+        created_by: get(row, "created_by")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+        team: Some(team),
+        name,
+    })
+}
+
+macro_rules! audit_columns {
+    () => {
+        "id, at, actor, action, team, object, source, outcome, status, detail"
+    };
+}
+
+/// Every [`AuditQuery`] filter, bound as `$1..$9` in field order. An absent filter is bound as
+/// NULL and matches everything, so the SQL stays fixed. The action prefix is compared with
+/// `substr` rather than `LIKE`, whose `%` and `_` would act as wildcards.
+macro_rules! audit_filters {
+    () => {
+        "($1 IS NULL OR team = $1) AND ($2 IS NULL OR actor = $2) \
+         AND ($3 IS NULL OR substr(action, 1, length($3)) = $3) \
+         AND ($4 IS NULL OR object = $4) AND ($5 IS NULL OR outcome = $5) \
+         AND ($6 IS NULL OR at >= $6) AND ($7 IS NULL OR at < $7) \
+         AND ($8 IS NULL OR id < $8) \
+         ORDER BY id DESC LIMIT $9"
+    };
+}
+
+// The planner cannot use an index for `($1 IS NULL OR team = $1)`, so the queries by team or
+// by actor repeat that filter as a plain equality: it walks `audit_log_team` or
+// `audit_log_actor` newest first instead of scanning the whole log.
+const SELECT_AUDIT: &str = concat!(
+    "SELECT ",
+    audit_columns!(),
+    " FROM audit_log WHERE ",
+    audit_filters!()
+);
+const SELECT_AUDIT_OF_TEAM: &str = concat!(
+    "SELECT ",
+    audit_columns!(),
+    " FROM audit_log WHERE team = $1 AND ",
+    audit_filters!()
+);
+const SELECT_AUDIT_OF_ACTOR: &str = concat!(
+    "SELECT ",
+    audit_columns!(),
+    " FROM audit_log WHERE actor = $2 AND ",
+    audit_filters!()
+);
+
+fn audit_from_row(row: &SqliteRow) -> StoreResult<AuditEntry> {
+    let id: i64 = get(row, "id")?;
+    Ok(AuditEntry {
+        id,
+        at: get(row, "at")?,
+        actor: get(row, "actor")?,
+        action: get(row, "action")?,
+        team: get(row, "team")?,
+        object: get(row, "object")?,
+        source: get(row, "source")?,
+        outcome: get_enum(row, "outcome", || format!("audit record {id}"))?,
+        status: get_uint(row, "status")?,
+        detail: get(row, "detail")?,
+    })
+}
+
 /// Whether `sql` (selecting by one key `$1`) finds a row.
 async fn row_exists<'q, K>(
     conn: &mut SqliteConnection,
@@ -542,6 +737,34 @@ where
     Ok(row.is_some())
 }
 
+/// Deletes `children` first, then `parent`, each bound to `key` as `$1`. Explicit rather than
+/// relying on `ON DELETE CASCADE`, which SQLite only honours with the `foreign_keys` pragma on.
+/// Returns whether the parent row existed.
+async fn delete_rows<'k, K>(
+    conn: &mut SqliteConnection,
+    children: &[&'static str],
+    parent: &'static str,
+    key: K,
+) -> StoreResult<bool>
+where
+    K: sqlx::Encode<'k, Sqlite> + sqlx::Type<Sqlite> + Clone + Send + 'k,
+{
+    for sql in children {
+        sqlx::query(*sql)
+            .bind(key.clone())
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    }
+    let deleted = sqlx::query(parent)
+        .bind(key)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+    Ok(deleted > 0)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -554,7 +777,8 @@ impl Store for SqliteStore {
 
     async fn ensure_team(&self, name: &str, now: Millis) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO teams (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO teams (name, created_at, updated_at) VALUES ($1, $2, $2) \
+             ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
         .bind(now)
@@ -649,7 +873,7 @@ impl Store for SqliteStore {
                 "DELETE FROM revisions WHERE app = $1",
             ],
             "DELETE FROM apps WHERE name = $1",
-            name.to_string(),
+            name,
         )
         .await
     }
@@ -709,7 +933,7 @@ impl Store for SqliteStore {
     }
 
     async fn allocate_ordinals(&self, app: &str, count: u64) -> StoreResult<u64> {
-        let count = ordinal_to_db(count, "ordinal count")?;
+        let count = u64_to_db(count, "ordinal count")?;
         // One statement on the single writer: atomic without an explicit transaction.
         let first: Option<i64> = sqlx::query_scalar(
             "UPDATE apps SET next_ordinal = next_ordinal + $2 WHERE name = $1 \
@@ -890,10 +1114,9 @@ impl Store for SqliteStore {
     }
 
     async fn delete_user(&self, id: i64) -> StoreResult<bool> {
-        // Explicit rather than relying on ON DELETE CASCADE, which SQLite only honours with
-        // the foreign_keys pragma on.
         self.delete_with_children(
             &[
+                "DELETE FROM sessions WHERE user_id = $1",
                 "DELETE FROM api_tokens WHERE user_id = $1",
                 "DELETE FROM memberships WHERE user_id = $1",
             ],
@@ -1052,6 +1275,450 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         Ok(())
+    }
+    async fn create_session(&self, session_hash: &str, session: &Session) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        if !row_exists(
+            &mut tx,
+            "SELECT 1 FROM users WHERE id = $1",
+            session.user_id,
+        )
+        .await?
+        {
+            return Err(StoreError::NotFound(format!("user {}", session.user_id)));
+        }
+        sqlx::query(concat!(
+            "INSERT INTO sessions (session_hash, ",
+            session_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(session_hash)
+        .bind(session.user_id)
+        .bind(session.csrf_token.as_str())
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .bind(session.last_seen_at)
+        .bind(session.source.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_or_db(e, || "a session with this hash exists".to_string()))?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn find_session(&self, session_hash: &str) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE session_hash = $1"
+        ))
+        .bind(session_hash)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn touch_session(&self, session_hash: &str, now: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE sessions SET last_seen_at = $2 WHERE session_hash = $1 AND last_seen_at < $2",
+        )
+        .bind(session_hash)
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, session_hash: &str) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM sessions WHERE session_hash = $1")
+            .bind(session_hash)
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn delete_sessions_of_user(&self, user_id: i64) -> StoreResult<u64> {
+        let deleted = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(deleted)
+    }
+
+    async fn delete_expired_sessions(&self, now: Millis) -> StoreResult<u64> {
+        // `<=`: exactly what `Session::is_live` no longer admits at `now`.
+        let deleted = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(deleted)
+    }
+
+    async fn create_team(&self, team: &Team) -> StoreResult<()> {
+        let query = sqlx::query(concat!(
+            "INSERT INTO teams (",
+            team_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(team.name.as_str())
+        .bind(team.display_name.as_str());
+        bind_quota(query, &team.quota, &format!("team {}", team.name))?
+            .bind(team.created_at)
+            .bind(team.updated_at)
+            .execute(&self.write)
+            .await
+            .map_err(|e| conflict_or_db(e, || format!("team {} already exists", team.name)))?;
+        Ok(())
+    }
+
+    async fn get_team(&self, name: &str) -> StoreResult<Option<Team>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            team_columns!(),
+            " FROM teams WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(team_from_row).transpose()
+    }
+
+    async fn list_teams(&self) -> StoreResult<Vec<Team>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            team_columns!(),
+            " FROM teams ORDER BY name"
+        ))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(team_from_row).collect()
+    }
+
+    async fn update_team(&self, team: &Team) -> StoreResult<()> {
+        let query = sqlx::query(
+            "UPDATE teams SET display_name = $2, quota_cpu_millis = $3, quota_memory_bytes = $4, \
+             quota_instances = $5, quota_registry_bytes = $6, updated_at = $7 WHERE name = $1",
+        )
+        .bind(team.name.as_str())
+        .bind(team.display_name.as_str());
+        let updated = bind_quota(query, &team.quota, &format!("team {}", team.name))?
+            .bind(team.updated_at)
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!("team {}", team.name)));
+        }
+        Ok(())
+    }
+
+    async fn delete_team(&self, name: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        if row_exists(&mut tx, "SELECT 1 FROM apps WHERE team = $1 LIMIT 1", name).await? {
+            return Err(StoreError::Conflict(format!("team {name} still owns apps")));
+        }
+        let deleted = delete_rows(
+            &mut tx,
+            &[
+                "DELETE FROM memberships WHERE team = $1",
+                "DELETE FROM quota_requests WHERE team = $1",
+                "DELETE FROM deployment_templates WHERE team = $1",
+            ],
+            "DELETE FROM teams WHERE name = $1",
+            name,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(deleted)
+    }
+
+    async fn create_quota_request(&self, request: &QuotaRequest) -> StoreResult<QuotaRequest> {
+        let mut tx = self.begin_write().await?;
+        let team = request.team.as_str();
+        if !row_exists(&mut tx, "SELECT 1 FROM teams WHERE name = $1", team).await? {
+            return Err(StoreError::NotFound(format!("team {team}")));
+        }
+        let query = sqlx::query(concat!(
+            "INSERT INTO quota_requests (team, requested_by, requested_cpu_millis, \
+             requested_memory_bytes, requested_instances, requested_registry_bytes, reason, \
+             status, created_at, decided_by, decided_at, comment) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ",
+            quota_request_columns!()
+        ))
+        .bind(team)
+        .bind(request.requested_by.as_str());
+        let row = bind_quota(query, &request.requested, "a quota request")?
+            .bind(request.reason.as_str())
+            .bind(request.status.as_str())
+            .bind(request.created_at)
+            .bind(request.decided_by.as_deref())
+            .bind(request.decided_at)
+            .bind(request.comment.as_deref())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let stored = quota_request_from_row(&row)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(stored)
+    }
+
+    async fn get_quota_request(&self, id: i64) -> StoreResult<Option<QuotaRequest>> {
+        let row = sqlx::query(SELECT_QUOTA_REQUEST)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(quota_request_from_row).transpose()
+    }
+
+    async fn list_quota_requests(
+        &self,
+        query: &QuotaRequestQuery,
+    ) -> StoreResult<Vec<QuotaRequest>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            quota_request_columns!(),
+            " FROM quota_requests WHERE ($1 IS NULL OR team = $1) \
+             AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR requested_by = $3) \
+             ORDER BY id DESC"
+        ))
+        .bind(query.team.as_deref())
+        .bind(query.status.map(DbEnum::as_str))
+        .bind(query.requested_by.as_deref())
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(quota_request_from_row).collect()
+    }
+
+    async fn decide_quota_request(&self, decision: &QuotaDecision) -> StoreResult<QuotaRequest> {
+        let id = decision.id;
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(SELECT_QUOTA_REQUEST)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| StoreError::NotFound(format!("quota request {id}")))?;
+        let request = quota_request_from_row(&row)?;
+        if request.status != QuotaRequestStatus::Pending {
+            return Err(StoreError::Conflict(format!(
+                "quota request {id} is already {}",
+                request.status.as_str()
+            )));
+        }
+        let status = if decision.approve {
+            QuotaRequestStatus::Approved
+        } else {
+            QuotaRequestStatus::Rejected
+        };
+        let row = sqlx::query(concat!(
+            "UPDATE quota_requests SET status = $2, decided_by = $3, decided_at = $4, \
+             comment = $5 WHERE id = $1 RETURNING ",
+            quota_request_columns!()
+        ))
+        .bind(id)
+        .bind(status.as_str())
+        .bind(decision.decided_by.as_str())
+        .bind(decision.now)
+        .bind(decision.comment.as_deref())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let decided = quota_request_from_row(&row)?;
+        if decision.approve {
+            // Only the limits asked for change (COALESCE keeps the others).
+            let query = sqlx::query(
+                "UPDATE teams SET quota_cpu_millis = COALESCE($2, quota_cpu_millis), \
+                 quota_memory_bytes = COALESCE($3, quota_memory_bytes), \
+                 quota_instances = COALESCE($4, quota_instances), \
+                 quota_registry_bytes = COALESCE($5, quota_registry_bytes), updated_at = $6 \
+                 WHERE name = $1",
+            )
+            .bind(decided.team.as_str());
+            let updated = bind_quota(query, &decided.requested, &format!("quota request {id}"))?
+                .bind(decision.now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+            if updated == 0 {
+                return Err(StoreError::NotFound(format!("team {}", decided.team)));
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(decided)
+    }
+
+    async fn put_deployment_template(&self, template: &DeploymentTemplate) -> StoreResult<()> {
+        let Some(team) = template.team.as_deref() else {
+            return Err(StoreError::Conflict(format!(
+                "template {} has no team: built-in templates are not stored",
+                template.name
+            )));
+        };
+        let what = |field: &str| format!("{field} of template {} of team {team}", template.name);
+        let params =
+            serde_json::to_string(&template.params).map_err(json_err(what("parameters")))?;
+        let body = serde_json::to_string(&template.body).map_err(json_err(what("body")))?;
+        let mut tx = self.begin_write().await?;
+        if !row_exists(&mut tx, "SELECT 1 FROM teams WHERE name = $1", team).await? {
+            return Err(StoreError::NotFound(format!("team {team}")));
+        }
+        sqlx::query(concat!(
+            "INSERT INTO deployment_templates (",
+            template_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (team, name) DO UPDATE SET description = $3, params_json = $4, \
+             body_json = $5, created_by = $6, updated_at = $8"
+        ))
+        .bind(team)
+        .bind(template.name.as_str())
+        .bind(template.description.as_str())
+        .bind(params)
+        .bind(body)
+        .bind(template.created_by.as_str())
+        .bind(template.created_at)
+        .bind(template.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_deployment_template(
+        &self,
+        team: &str,
+        name: &str,
+    ) -> StoreResult<Option<DeploymentTemplate>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            template_columns!(),
+            " FROM deployment_templates WHERE team = $1 AND name = $2"
+        ))
+        .bind(team)
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(template_from_row).transpose()
+    }
+
+    async fn list_deployment_templates(
+        &self,
+        team: Option<&str>,
+    ) -> StoreResult<Vec<DeploymentTemplate>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            template_columns!(),
+            " FROM deployment_templates WHERE ($1 IS NULL OR team = $1) ORDER BY team, name"
+        ))
+        .bind(team)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    async fn delete_deployment_template(&self, team: &str, name: &str) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM deployment_templates WHERE team = $1 AND name = $2")
+            .bind(team)
+            .bind(name)
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO audit_log (at, actor, action, team, object, source, outcome, status, \
+             detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(entry.at)
+        .bind(entry.actor.as_str())
+        .bind(entry.action.as_str())
+        .bind(entry.team.as_deref())
+        .bind(entry.object.as_str())
+        .bind(entry.source.as_str())
+        .bind(entry.outcome.as_str())
+        .bind(i64::from(entry.status))
+        .bind(entry.detail.as_str())
+        .fetch_one(&self.write)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        let sql = if query.team.is_some() {
+            SELECT_AUDIT_OF_TEAM
+        } else if query.actor.is_some() {
+            SELECT_AUDIT_OF_ACTOR
+        } else {
+            SELECT_AUDIT
+        };
+        let rows = sqlx::query(sql)
+            .bind(query.team.as_deref())
+            .bind(query.actor.as_deref())
+            .bind(query.action_prefix.as_deref())
+            .bind(query.object.as_deref())
+            .bind(query.outcome.map(DbEnum::as_str))
+            .bind(query.since)
+            .bind(query.until)
+            .bind(query.before_id)
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn put_setting(&self, key: &str, value: &str, now: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = $2, updated_at = $3",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn list_team_users(&self, team: &str) -> StoreResult<Vec<(User, Membership)>> {
+        // USER_COLUMNS and the membership columns share no name, so they need no qualifier.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS}, team, user_id, role FROM memberships \
+             JOIN users ON users.id = memberships.user_id WHERE team = $1 ORDER BY username"
+        )))
+        .bind(team)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| Ok((user_from_row(row)?, membership_from_row(row)?)))
+            .collect()
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use berth_core::{Event, EventKind};
 use berth_store::conformance::{self, new_app, revision};
-use berth_store::{EventQuery, SqliteStore, Store, StoreError};
+use berth_store::{AuditQuery, EventQuery, SqliteStore, Store, StoreError};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 /// A plain connection to the file, bypassing the store (as an operator's `sqlite3` would).
@@ -111,7 +111,7 @@ async fn reopen_keeps_data_in_wal_mode_and_migrates_once() {
             .unwrap();
     assert_eq!(
         applied,
-        vec![(1, true), (2, true), (3, true)],
+        vec![(1, true), (2, true), (3, true), (4, true)],
         "each migration is applied exactly once"
     );
     conn.close().await.unwrap();
@@ -202,6 +202,50 @@ async fn unknown_phase_or_kind_in_the_database_is_an_error() {
         .await
     {
         Err(StoreError::Database(message)) => assert!(message.contains("teleported"), "{message}"),
+        other => panic!("expected a database error, got {other:?}"),
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn unknown_status_or_outcome_in_the_database_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.ensure_team("payments", 1).await.unwrap();
+    let request = store
+        .create_quota_request(&conformance::new_quota_request("payments", "ada", 1))
+        .await
+        .unwrap();
+    let id = store
+        .append_audit(&conformance::new_audit("ada", "app.create", None, 1))
+        .await
+        .unwrap();
+
+    let mut conn = raw(&path).await;
+    sqlx::query("UPDATE quota_requests SET status = 'withdrawn'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_log SET outcome = 'maybe'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    match store.get_quota_request(request.id).await {
+        Err(StoreError::Database(message)) => assert!(message.contains("withdrawn"), "{message}"),
+        other => panic!("expected a database error, got {other:?}"),
+    }
+    match store
+        .list_audit(&AuditQuery {
+            before_id: Some(id + 1),
+            limit: 1,
+            ..AuditQuery::default()
+        })
+        .await
+    {
+        Err(StoreError::Database(message)) => assert!(message.contains("maybe"), "{message}"),
         other => panic!("expected a database error, got {other:?}"),
     }
     store.close().await;

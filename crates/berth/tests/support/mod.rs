@@ -124,16 +124,28 @@ impl Server {
         self.spawn().await;
     }
 
+    /// Calls the API as the first admin.
     pub async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.token);
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    /// Calls the API with `token` as the bearer token (empty: no credentials at all).
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if !token.is_empty() {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -147,6 +159,35 @@ impl Server {
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
+    }
+
+    /// Registers `username` (password `<username>-password-1`), owner of a new `team` when
+    /// given, and returns an API token of theirs.
+    pub async fn register(&self, username: &str, team: Option<&str>) -> String {
+        let password = format!("{username}-password-1");
+        let mut body = json!({"username": username, "email": format!("{username}@example.com"), "password": password});
+        if let Some(team) = team {
+            body["team"] = json!(team);
+        }
+        let (status, answer) = self
+            .call_as(
+                "",
+                reqwest::Method::POST,
+                "/api/v1/auth/register",
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 201, "register {username}: {answer}");
+        let (status, answer) = self
+            .call_as(
+                "",
+                reqwest::Method::POST,
+                "/api/v1/auth/token",
+                Some(json!({"username": username, "password": password, "name": "tests"})),
+            )
+            .await;
+        assert_eq!(status, 201, "token of {username}: {answer}");
+        answer["token"].as_str().expect("token").to_string()
     }
 
     pub async fn get(&self, path: &str) -> Value {

@@ -1,0 +1,382 @@
+//! The audit trail of the API: a middleware records every state-changing request (who, what,
+//! which object, when, from where, outcome), and `GET /audit` reads it back, filtered.
+//!
+//! The action and object come from the matched route (`POST /apps/{name}/scale` on `web` is
+//! `apps.scale` on `apps/web`); handlers add what only they know (the object's team, a
+//! better object name, the actor of a login) through the request's [`AuditSlot`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use berth_core::audit::{AuditEntry, AuditOutcome};
+use berth_core::accounts::TeamAction;
+use berth_store::AuditQuery;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::ApiState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorMessage};
+use crate::extract::ApiQuery;
+
+/// Most records one page returns.
+const MAX_PAGE: u32 = 500;
+/// Records returned when no limit is given.
+const DEFAULT_PAGE: u32 = 100;
+
+/// What a handler adds to its request's audit record.
+#[derive(Debug, Default, Clone)]
+struct AuditNote {
+    actor: Option<String>,
+    team: Option<String>,
+    object: Option<String>,
+    detail: Option<String>,
+}
+
+/// Shared between the audit middleware and the handler of one request.
+#[derive(Debug, Clone, Default)]
+pub struct AuditSlot(Arc<Mutex<AuditNote>>);
+
+impl AuditSlot {
+    /// The slot of `request` (a detached one when the request is not audited).
+    pub fn of(request: &Request) -> Self {
+        request
+            .extensions()
+            .get::<AuditSlot>()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut AuditNote) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn set_actor(&self, actor: &str) {
+        self.with(|note| note.actor = Some(actor.to_string()));
+    }
+
+    pub fn set_team(&self, team: &str) {
+        self.with(|note| note.team = Some(team.to_string()));
+    }
+
+    pub fn set_object(&self, object: impl Into<String>) {
+        let object = object.into();
+        self.with(|note| note.object = Some(object));
+    }
+
+    pub fn set_detail(&self, detail: impl Into<String>) {
+        let detail = detail.into();
+        self.with(|note| note.detail = Some(detail));
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuditSlot {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<AuditSlot>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+/// Literals that end a `POST` route and name an action rather than a collection.
+const ACTION_LITERALS: &[&str] = &[
+    "approve", "deploy", "disable", "enable", "gc", "login", "logout", "password", "register",
+    "reject", "retention", "rollback", "scale", "token",
+];
+
+/// `apps.scale` for `POST /apps/{name}/scale`, `apps.create` for `POST /apps`: the route's
+/// literal segments, then a verb for the method unless the last literal is an action.
+pub fn action_name(method: &Method, route: &str) -> String {
+    let segments: Vec<&str> = route.split('/').filter(|s| !s.is_empty()).collect();
+    let literals: Vec<&str> = segments
+        .iter()
+        .copied()
+        .filter(|s| !s.starts_with('{'))
+        .collect();
+    let last_literal = segments.last().filter(|s| !s.starts_with('{'));
+    let verb = match *method {
+        Method::POST => match last_literal {
+            Some(last) if ACTION_LITERALS.contains(last) => None,
+            Some(_) => Some("create"),
+            None => None,
+        },
+        Method::PUT => Some("put"),
+        Method::PATCH => Some("update"),
+        Method::DELETE => Some("delete"),
+        _ => Some("read"),
+    };
+    let mut name = literals.join(".");
+    if let Some(verb) = verb {
+        name.push('.');
+        name.push_str(verb);
+    }
+    name
+}
+
+/// `apps/web` for `/apps/{name}/scale` matched by `/apps/web/scale`: the last parameter with
+/// the literal before it.
+pub fn object_name(route: &str, path: &str) -> String {
+    let route: Vec<&str> = route.split('/').filter(|s| !s.is_empty()).collect();
+    let path: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut object = String::new();
+    for (i, segment) in route.iter().enumerate() {
+        if segment.starts_with("{*") {
+            object = format!(
+                "{}/{}",
+                route[..i].last().copied().unwrap_or(""),
+                path.get(i..).map(|rest| rest.join("/")).unwrap_or_default()
+            );
+            break;
+        }
+        if segment.starts_with('{') {
+            object = format!(
+                "{}/{}",
+                route[..i].last().copied().unwrap_or(""),
+                path.get(i).copied().unwrap_or("")
+            );
+        }
+    }
+    object
+}
+
+fn outcome_of(status: u16) -> AuditOutcome {
+    match status {
+        200..=399 => AuditOutcome::Success,
+        401 | 403 | 429 => AuditOutcome::Denied,
+        _ => AuditOutcome::Failed,
+    }
+}
+
+/// Middleware (a route layer, so the matched route is known): records every request that is
+/// not a read, whatever its outcome.
+pub async fn record(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| path.clone());
+    let route = route.strip_prefix("/api/v1").unwrap_or(&route).to_string();
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |info| info.0.ip().to_string());
+    let slot = AuditSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let error = response.extensions().get::<ErrorMessage>().map(|m| m.0.clone());
+    let note = slot.with(|note| note.clone());
+    let path = path.strip_prefix("/api/v1").unwrap_or(&path);
+    let entry = AuditEntry {
+        id: 0,
+        at: (state.clock)(),
+        actor: note.actor.unwrap_or_else(|| "anonymous".into()),
+        action: action_name(&method, &route),
+        team: note.team,
+        object: note.object.unwrap_or_else(|| object_name(&route, path)),
+        source,
+        outcome: outcome_of(status),
+        status,
+        detail: error.or(note.detail).unwrap_or_default(),
+    };
+    if let Err(error) = state.store.append_audit(&entry).await {
+        tracing::warn!(%error, action = %entry.action, "could not record the audit entry");
+    }
+    response
+}
+
+/// Filters of the audit log.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    /// Only this team's records (team owners must name a team they own, unless they own one).
+    pub team: Option<String>,
+    /// Only this user's actions.
+    pub actor: Option<String>,
+    /// Only actions starting with this (e.g. `apps.` or `users.disable`).
+    pub action: Option<String>,
+    /// Only this object, e.g. `apps/web`.
+    pub object: Option<String>,
+    /// `success`, `denied` or `failed`.
+    pub outcome: Option<String>,
+    /// Only records at or after this time (unix ms).
+    pub since: Option<i64>,
+    /// Only records before this time (unix ms).
+    pub until: Option<i64>,
+    /// Page backwards: only records with a smaller id.
+    pub before_id: Option<i64>,
+    /// At most this many records (default 100, at most 500).
+    pub limit: Option<u32>,
+}
+
+/// One audit record.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditDto {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub team: Option<String>,
+    pub object: String,
+    pub source: String,
+    /// `success`, `denied` or `failed`.
+    pub outcome: String,
+    pub status: u16,
+    pub detail: String,
+}
+
+fn outcome_str(outcome: AuditOutcome) -> &'static str {
+    match outcome {
+        AuditOutcome::Success => "success",
+        AuditOutcome::Denied => "denied",
+        AuditOutcome::Failed => "failed",
+    }
+}
+
+impl From<AuditEntry> for AuditDto {
+    fn from(entry: AuditEntry) -> Self {
+        AuditDto {
+            id: entry.id,
+            at: entry.at,
+            actor: entry.actor,
+            action: entry.action,
+            team: entry.team,
+            object: entry.object,
+            source: entry.source,
+            outcome: outcome_str(entry.outcome).into(),
+            status: entry.status,
+            detail: entry.detail,
+        }
+    }
+}
+
+/// Read the audit log, newest first: admins see every record, team owners their team's.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "accounts", params(AuditParams),
+    responses((status = 200, body = [AuditDto]), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    principal: Principal,
+    ApiQuery(params): ApiQuery<AuditParams>,
+) -> ApiResult<Json<Vec<AuditDto>>> {
+    let team = match params.team {
+        Some(team) => {
+            principal.require(&team, TeamAction::ManageTeam, &format!("team {team}"))?;
+            Some(team)
+        }
+        None if principal.is_admin() => None,
+        None => {
+            let owned: Vec<&String> = principal
+                .roles
+                .keys()
+                .filter(|team| principal.can(team, TeamAction::ManageTeam))
+                .collect();
+            match owned.as_slice() {
+                [only] => Some((*only).clone()),
+                [] => return Err(ApiError::forbidden("only admins and team owners may read the audit log")),
+                _ => return Err(ApiError::field("team", "is required: you own several teams; name one")),
+            }
+        }
+    };
+    let outcome = match params.outcome.as_deref() {
+        None => None,
+        Some("success") => Some(AuditOutcome::Success),
+        Some("denied") => Some(AuditOutcome::Denied),
+        Some("failed") => Some(AuditOutcome::Failed),
+        Some(_) => return Err(ApiError::field("outcome", "must be success, denied or failed")),
+    };
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_PAGE}")));
+    }
+    let query = AuditQuery {
+        team,
+        actor: params.actor,
+        action_prefix: params.action,
+        object: params.object,
+        outcome,
+        since: params.since,
+        until: params.until,
+        before_id: params.before_id,
+        limit,
+    };
+    let entries = state.store.list_audit(&query).await?;
+    Ok(Json(entries.into_iter().map(AuditDto::from).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_are_named_after_the_route() {
+        let cases = [
+            (Method::POST, "/apps", "apps.create"),
+            (Method::DELETE, "/apps/{name}", "apps.delete"),
+            (Method::POST, "/apps/{name}/scale", "apps.scale"),
+            (Method::POST, "/apps/{name}/deploy", "apps.deploy"),
+            (Method::POST, "/users/{username}/disable", "users.disable"),
+            (Method::PATCH, "/users/{username}", "users.update"),
+            (Method::POST, "/auth/login", "auth.login"),
+            (Method::POST, "/me/tokens", "me.tokens.create"),
+            (Method::DELETE, "/me/tokens/{id}", "me.tokens.delete"),
+            (Method::PUT, "/teams/{team}/members/{username}", "teams.members.put"),
+            (Method::POST, "/teams/{team}/quota-requests", "teams.quota-requests.create"),
+            (Method::POST, "/quota-requests/{id}/approve", "quota-requests.approve"),
+            (Method::POST, "/registry/gc", "registry.gc"),
+            (Method::DELETE, "/images/{*reference}", "images.delete"),
+            (Method::PUT, "/settings", "settings.put"),
+        ];
+        for (method, route, want) in cases {
+            assert_eq!(action_name(&method, route), want, "{method} {route}");
+        }
+    }
+
+    #[test]
+    fn objects_are_the_last_parameter_with_its_kind() {
+        let cases = [
+            ("/apps/{name}/scale", "/apps/web/scale", "apps/web"),
+            ("/apps", "/apps", ""),
+            ("/me/tokens/{id}", "/me/tokens/7", "tokens/7"),
+            ("/teams/{team}/members/{username}", "/teams/a/members/bob", "members/bob"),
+            ("/images/{*reference}", "/images/team/app:1", "images/team/app:1"),
+        ];
+        for (route, path, want) in cases {
+            assert_eq!(object_name(route, path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn outcomes_follow_the_status() {
+        let cases = [
+            (200, AuditOutcome::Success),
+            (204, AuditOutcome::Success),
+            (401, AuditOutcome::Denied),
+            (403, AuditOutcome::Denied),
+            (429, AuditOutcome::Denied),
+            (400, AuditOutcome::Failed),
+            (404, AuditOutcome::Failed),
+            (409, AuditOutcome::Failed),
+            (503, AuditOutcome::Failed),
+        ];
+        for (status, want) in cases {
+            assert_eq!(outcome_of(status), want, "{status}");
+        }
+    }
+}

@@ -1,0 +1,563 @@
+//! Who is calling and what they may do: API tokens, browser sessions (cookie + CSRF token),
+//! passwords (rate-limited), and the role checks every handler makes through [`Principal`].
+//!
+//! One [`Authenticator`] serves the REST API and the registry, so `docker login` accepts the
+//! same passwords and tokens, and disabling a user stops every door at once: each request
+//! reloads the user and their memberships (a few indexed reads), nothing is cached across
+//! requests except successful password checks, which are keyed by the password itself and
+//! dropped when the user changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use berth_auth::{HashParams, LimiterConfig, LoginLimiter};
+use berth_core::Millis;
+use berth_core::accounts::{TeamAction, TeamRole, User, authorize};
+use berth_store::{Store, StoreResult};
+
+use crate::ApiState;
+use crate::audit::AuditSlot;
+use crate::error::{ApiError, ApiResult};
+
+/// The browser session cookie.
+pub const SESSION_COOKIE: &str = "berth_session";
+/// The header that must repeat the session's CSRF token on state-changing requests.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Longest bearer token or session secret looked up (anything longer is garbage).
+const MAX_SECRET_LEN: usize = 256;
+/// Token and session uses are written back at most this often (a write per request is waste).
+const TOUCH_EVERY_MS: Millis = 60_000;
+/// A successful password check is trusted again for this long (docker sends Basic
+/// credentials on every registry request; argon2 on each would cost more than the transfer).
+const PASSWORD_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Password-cache entries kept at most.
+const PASSWORD_CACHE_MAX: usize = 10_000;
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// An API token (`Authorization: Bearer`), with its id.
+    Token { id: i64 },
+    /// A browser session, with the hash it is stored under and its CSRF token.
+    Session {
+        session_hash: String,
+        csrf_token: String,
+    },
+    /// A username and password (registry Basic auth).
+    Password,
+}
+
+/// An authenticated caller: the user as stored now, their role in each team, and how they
+/// authenticated. Handlers take it as an extractor.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: User,
+    pub roles: BTreeMap<String, TeamRole>,
+    pub method: AuthMethod,
+    /// Where this request's audit record collects its team and object.
+    pub audit: AuditSlot,
+}
+
+impl Principal {
+    pub fn username(&self) -> &str {
+        &self.user.username
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.user.is_admin && !self.user.disabled
+    }
+
+    /// The caller's role in `team`, if a member.
+    pub fn role(&self, team: &str) -> Option<TeamRole> {
+        self.roles.get(team).copied()
+    }
+
+    /// Whether the caller may do `action` in `team`.
+    pub fn can(&self, team: &str, action: TeamAction) -> bool {
+        authorize(&self.user, self.role(team), action)
+    }
+
+    /// Whether the caller may see anything of `team`.
+    pub fn can_read(&self, team: &str) -> bool {
+        self.can(team, TeamAction::Read)
+    }
+
+    /// Checks that the caller may do `action` on `what`, an object of `team`, and notes the
+    /// team on the request's audit record. Callers who cannot even read the team get the same
+    /// 404 as for a missing object (names cannot be probed); readers lacking the role get 403.
+    pub fn require(&self, team: &str, action: TeamAction, what: &str) -> ApiResult<()> {
+        self.audit.set_team(team);
+        if self.can(team, action) {
+            return Ok(());
+        }
+        if !self.can_read(team) {
+            return Err(ApiError::not_found(what));
+        }
+        Err(ApiError::forbidden(format!(
+            "your role in team {team} is {}; {} needs {}",
+            self.role(team).map_or("none", TeamRole::as_str),
+            action_name(action),
+            least_role_for(action).map_or("a platform admin", TeamRole::as_str),
+        )))
+    }
+
+    /// Checks that the caller is a platform admin.
+    pub fn require_admin(&self) -> ApiResult<()> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("only platform admins may do this"))
+        }
+    }
+
+    /// The teams whose objects the caller may read: `None` means every team (admins).
+    pub fn readable_teams(&self) -> Option<Vec<String>> {
+        if self.is_admin() {
+            return None;
+        }
+        Some(
+            self.roles
+                .iter()
+                .filter(|(_, role)| role.allows(TeamAction::Read))
+                .map(|(team, _)| team.clone())
+                .collect(),
+        )
+    }
+}
+
+/// The least powerful role allowed `action`, for refusal messages.
+fn least_role_for(action: TeamAction) -> Option<TeamRole> {
+    berth_core::accounts::ALL_TEAM_ROLES
+        .iter()
+        .rev()
+        .copied()
+        .find(|role| role.allows(action))
+}
+
+fn action_name(action: TeamAction) -> &'static str {
+    match action {
+        TeamAction::Read => "reading",
+        TeamAction::Deploy => "deploying",
+        TeamAction::Exec => "exec",
+        TeamAction::PushImage => "pushing images",
+        TeamAction::ManageTemplates => "changing templates",
+        TeamAction::RequestQuota => "requesting quota",
+        TeamAction::ManageMembers => "managing members",
+        TeamAction::ManageTeam => "managing the team",
+    }
+}
+
+impl FromRequestParts<ApiState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &ApiState) -> ApiResult<Self> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("authentication required"))
+    }
+}
+
+/// Why a password login failed.
+#[derive(Debug)]
+pub enum LoginError {
+    /// Wrong username or password, or a disabled user (indistinguishable on purpose).
+    Invalid,
+    /// Too many failures for this username or address: try again after this long.
+    Locked(Duration),
+    Store(berth_store::StoreError),
+}
+
+impl From<LoginError> for ApiError {
+    fn from(error: LoginError) -> Self {
+        match error {
+            LoginError::Invalid => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "wrong username or password",
+            ),
+            LoginError::Locked(wait) => {
+                let seconds = wait.as_secs().max(1);
+                let mut error = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    format!("too many failed logins; try again in {seconds} s"),
+                );
+                error.retry_after = Some(seconds);
+                error
+            }
+            LoginError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// Resolves credentials to [`Principal`]s; shared by the API and the registry.
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    hash_params: HashParams,
+    limiter: Mutex<LoginLimiter>,
+    /// `sha256(user id, password)` → when it was verified, for Basic-auth-per-request clients.
+    verified_passwords: Mutex<HashMap<String, (i64, Instant)>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    pub fn new(store: Arc<dyn Store>, hash_params: HashParams) -> Self {
+        Authenticator {
+            store,
+            hash_params,
+            limiter: Mutex::new(LoginLimiter::new(LimiterConfig::default())),
+            verified_passwords: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Hashes a password off the async threads (argon2 takes tens of milliseconds).
+    pub async fn hash_password(&self, password: &str) -> String {
+        let password = password.to_string();
+        let params = self.hash_params;
+        tokio::task::spawn_blocking(move || berth_auth::hash_password_with(&password, params))
+            .await
+            .expect("password hashing does not panic")
+    }
+
+    /// Loads the user's memberships into a principal.
+    pub async fn principal(
+        &self,
+        user: User,
+        method: AuthMethod,
+        audit: AuditSlot,
+    ) -> StoreResult<Principal> {
+        let roles = self
+            .store
+            .list_memberships_of_user(user.id)
+            .await?
+            .into_iter()
+            .map(|m| (m.team, m.role))
+            .collect();
+        audit.set_actor(&user.username);
+        Ok(Principal {
+            user,
+            roles,
+            method,
+            audit,
+        })
+    }
+
+    /// The principal of a live API token held by an enabled user.
+    pub async fn by_token(
+        &self,
+        token: &str,
+        now: Millis,
+        audit: AuditSlot,
+    ) -> StoreResult<Option<Principal>> {
+        if token.is_empty() || token.len() > MAX_SECRET_LEN {
+            return Ok(None);
+        }
+        let Some(record) = self
+            .store
+            .find_api_token(&berth_auth::token_hash(token))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if !record.is_usable(now) {
+            return Ok(None);
+        }
+        let Some(user) = self.enabled_user(record.user_id).await? else {
+            return Ok(None);
+        };
+        if record
+            .last_used_at
+            .is_none_or(|at| now - at >= TOUCH_EVERY_MS)
+        {
+            self.store.touch_api_token(record.id, now).await?;
+        }
+        self.principal(user, AuthMethod::Token { id: record.id }, audit)
+            .await
+            .map(Some)
+    }
+
+    /// The principal of a live session held by an enabled user.
+    pub async fn by_session(
+        &self,
+        secret: &str,
+        now: Millis,
+        audit: AuditSlot,
+    ) -> StoreResult<Option<Principal>> {
+        if secret.is_empty() || secret.len() > MAX_SECRET_LEN {
+            return Ok(None);
+        }
+        let session_hash = berth_auth::token_hash(secret);
+        let Some(session) = self.store.find_session(&session_hash).await? else {
+            return Ok(None);
+        };
+        if !session.is_live(now) {
+            return Ok(None);
+        }
+        let Some(user) = self.enabled_user(session.user_id).await? else {
+            return Ok(None);
+        };
+        if now - session.last_seen_at >= TOUCH_EVERY_MS {
+            self.store.touch_session(&session_hash, now).await?;
+        }
+        let method = AuthMethod::Session {
+            session_hash,
+            csrf_token: session.csrf_token,
+        };
+        self.principal(user, method, audit).await.map(Some)
+    }
+
+    async fn enabled_user(&self, id: i64) -> StoreResult<Option<User>> {
+        Ok(self.store.get_user(id).await?.filter(|user| !user.disabled))
+    }
+
+    /// Checks a username and password, rate-limited per username and per client address.
+    pub async fn by_password(
+        &self,
+        username: &str,
+        password: &str,
+        source: &str,
+        audit: AuditSlot,
+    ) -> Result<Principal, LoginError> {
+        let user_key = format!("user:{username}");
+        let source_key = format!("addr:{source}");
+        let started = Instant::now();
+        self.lock_limiter()
+            .check_all(&[&user_key, &source_key], started)
+            .map_err(LoginError::Locked)?;
+        let found = self
+            .store
+            .get_user_by_username(username)
+            .await
+            .map_err(LoginError::Store)?;
+        let verified = match &found {
+            Some((user, hash)) => self.verify(user.id, password, hash).await,
+            None => {
+                // Same work as a real check, so timing does not tell which usernames exist.
+                let password = password.to_string();
+                let _ = tokio::task::spawn_blocking(move || berth_auth::verify_dummy(&password))
+                    .await;
+                false
+            }
+        };
+        match found {
+            Some((user, _)) if verified && !user.disabled => {
+                self.lock_limiter().record_success(&user_key);
+                self.principal(user, AuthMethod::Password, audit)
+                    .await
+                    .map_err(LoginError::Store)
+            }
+            _ => {
+                let mut limiter = self.lock_limiter();
+                let now = Instant::now();
+                limiter.record_failure(&user_key, now);
+                limiter.record_failure(&source_key, now);
+                Err(LoginError::Invalid)
+            }
+        }
+    }
+
+    /// A registry-style credential: the user's API token or their password.
+    pub async fn by_password_or_token(
+        &self,
+        username: &str,
+        secret: &str,
+        source: &str,
+        now: Millis,
+        audit: AuditSlot,
+    ) -> Result<Principal, LoginError> {
+        if let Some(principal) = self
+            .by_token(secret, now, audit.clone())
+            .await
+            .map_err(LoginError::Store)?
+        {
+            if principal.user.username == username {
+                return Ok(principal);
+            }
+            return Err(LoginError::Invalid);
+        }
+        self.by_password(username, secret, source, audit).await
+    }
+
+    async fn verify(&self, user_id: i64, password: &str, hash: &str) -> bool {
+        let key = berth_auth::token_hash(&format!("{user_id}\0{password}\0{hash}"));
+        if let Some((_, at)) = self.lock_cache().get(&key)
+            && at.elapsed() < PASSWORD_CACHE_TTL
+        {
+            return true;
+        }
+        let (password, stored) = (password.to_string(), hash.to_string());
+        let ok = tokio::task::spawn_blocking(move || {
+            berth_auth::verify_password(&password, &stored)
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            let mut cache = self.lock_cache();
+            if cache.len() >= PASSWORD_CACHE_MAX {
+                cache.retain(|_, (_, at)| at.elapsed() < PASSWORD_CACHE_TTL);
+                if cache.len() >= PASSWORD_CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, (user_id, Instant::now()));
+        }
+        ok
+    }
+
+    /// Forgets the user's verified passwords (after a password change, disable or delete).
+    pub fn forget_user(&self, user_id: i64) {
+        self.lock_cache().retain(|_, (id, _)| *id != user_id);
+    }
+
+    fn lock_limiter(&self) -> std::sync::MutexGuard<'_, LoginLimiter> {
+        self.limiter.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, Instant)>> {
+        self.verified_passwords
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The value of the session cookie in `headers`, if any.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Middleware: resolves the caller (bearer token first, then the session cookie), checks the
+/// CSRF token of cookie-authenticated changes, and hands the [`Principal`] to the handler.
+pub async fn authenticate(
+    State(state): State<ApiState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let now = (state.clock)();
+    let audit = AuditSlot::of(&request);
+    let headers = request.headers();
+    let resolved = if let Some(token) = bearer_token(headers) {
+        state.auth.by_token(token, now, audit).await.map(|p| {
+            p.ok_or_else(|| {
+                ApiError::unauthorized(
+                    "the bearer token is not valid (revoked, expired, or its user is disabled)",
+                )
+            })
+        })
+    } else if let Some(secret) = session_cookie(headers) {
+        state.auth.by_session(secret, now, audit).await.map(|p| {
+            p.ok_or_else(|| ApiError::unauthorized("the session has ended; log in again"))
+        })
+    } else {
+        Ok(Err(ApiError::unauthorized(
+            "log in, or send 'Authorization: Bearer <token>' (berth login; the first admin's token is in <data-dir>/admin-token)",
+        )))
+    };
+    let principal = match resolved {
+        Ok(Ok(principal)) => principal,
+        Ok(Err(error)) => return error.into_response(),
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    if let AuthMethod::Session { csrf_token, .. } = &principal.method
+        && !is_safe(request.method())
+    {
+        let given = request
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !crate::tokens_match(given.as_bytes(), csrf_token.as_bytes()) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf_failed",
+                format!("missing or wrong {CSRF_HEADER} header (read it from GET /api/v1/me)"),
+            )
+            .into_response();
+        }
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn session_cookie_is_found_among_others() {
+        let cases = [
+            ("berth_session=abc", Some("abc")),
+            ("theme=dark; berth_session=abc; lang=zh", Some("abc")),
+            ("theme=dark;berth_session= abc ", Some("abc")),
+            ("berth_session_x=abc", None),
+            ("theme=dark", None),
+            ("", None),
+        ];
+        for (cookie, want) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
+            assert_eq!(session_cookie(&headers), want, "{cookie}");
+        }
+    }
+
+    #[test]
+    fn least_role_names_the_weakest_role_allowed() {
+        let cases = [
+            (TeamAction::Read, Some(TeamRole::Viewer)),
+            (TeamAction::Deploy, Some(TeamRole::Member)),
+            (TeamAction::PushImage, Some(TeamRole::Member)),
+            (TeamAction::ManageMembers, Some(TeamRole::Owner)),
+        ];
+        for (action, want) in cases {
+            assert_eq!(least_role_for(action), want, "{action:?}");
+        }
+    }
+
+    #[test]
+    fn only_reads_skip_the_csrf_check() {
+        let cases = [
+            (Method::GET, true),
+            (Method::HEAD, true),
+            (Method::OPTIONS, true),
+            (Method::POST, false),
+            (Method::PUT, false),
+            (Method::PATCH, false),
+            (Method::DELETE, false),
+        ];
+        for (method, safe) in cases {
+            assert_eq!(is_safe(&method), safe, "{method}");
+        }
+    }
+}

@@ -1,0 +1,571 @@
+//! App commands: create, list, show, delete, deploy, scale, roll back, follow rollouts, and read
+//! history, events and logs.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use berth_api::dto::{
+    AppChanges, AppDto, EventDto, RevisionDto, RollbackRequest, RolloutDto, ScaleRequest,
+    StrategyDto,
+};
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+
+use crate::client::Client;
+use crate::output::{self, Format};
+use crate::units::{self, millis};
+
+/// The app commands, at the top level of `berth`.
+// Parsed once per process: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Create, list, show and delete apps
+    #[command(subcommand)]
+    Apps(AppsCommand),
+    /// Deploy changes to an app: a new revision, rolled out
+    Deploy {
+        name: String,
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Remove an environment variable (repeatable)
+        #[arg(long = "unset-env", value_name = "KEY")]
+        unset_env: Vec<String>,
+        /// Wait for the rollout to finish (exit non-zero if it fails)
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Set the number of instances
+    Scale { name: String, replicas: u32 },
+    /// Roll back to the previous revision, or to --to REVISION
+    Rollback {
+        name: String,
+        #[arg(long = "to", value_name = "REVISION")]
+        to: Option<u32>,
+        /// Wait for the rollback to finish
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Follow a rollout
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// The app's revisions
+    History {
+        name: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// The app's timeline: what Berth did and why
+    Events {
+        name: String,
+        /// Keep printing new events
+        #[arg(short, long)]
+        follow: bool,
+        /// How many recent events
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// The output of the app's instances
+    Logs {
+        name: String,
+        /// Keep streaming new lines
+        #[arg(short, long)]
+        follow: bool,
+        /// Lines of history per instance
+        #[arg(long, default_value_t = 100)]
+        tail: u64,
+        /// Only this instance
+        #[arg(long)]
+        instance: Option<String>,
+    },
+}
+
+// Parsed once per process: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    /// Create an app and roll out its first revision
+    Create {
+        name: String,
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Owning team
+        #[arg(long)]
+        team: Option<String>,
+        /// Wait until the first rollout finishes
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List apps
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Show an app: revision, rollout and instances
+    Show {
+        name: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Delete an app and its instances
+    Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Wait for the rollout, showing progress; exits non-zero when it failed
+    Status {
+        name: String,
+        /// Give up waiting after this long
+        #[arg(long, default_value = "10m")]
+        timeout: String,
+        /// Print the status once without waiting
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+}
+
+/// Spec options shared by `apps create` and `deploy`.
+#[derive(Debug, Args, Default)]
+pub struct SpecArgs {
+    /// Image reference
+    #[arg(long)]
+    image: Option<String>,
+    /// Number of instances
+    #[arg(long)]
+    replicas: Option<u32>,
+    /// Port the app listens on in the container (default 8080)
+    #[arg(long)]
+    port: Option<u16>,
+    /// HTTP path probed for readiness and liveness, e.g. /healthz
+    #[arg(long)]
+    health_path: Option<String>,
+    /// Remove the health checks
+    #[arg(long)]
+    no_health_check: bool,
+    /// Environment variable KEY=VALUE (repeatable)
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Container label KEY=VALUE (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// CPU limit: cores (0.5) or millicores (500m); 0 removes it
+    #[arg(long)]
+    cpu: Option<String>,
+    /// Memory limit: bytes or with a unit (256Mi, 1G); 0 removes it
+    #[arg(long)]
+    memory: Option<String>,
+    /// Entrypoint override (repeat for each word)
+    #[arg(long = "command", value_name = "WORD")]
+    command: Vec<String>,
+    /// Argument (cmd) override (repeat for each word)
+    #[arg(long = "arg", value_name = "WORD")]
+    args: Vec<String>,
+    /// Another app this one depends on (repeatable)
+    #[arg(long = "depends-on", value_name = "APP")]
+    dependencies: Vec<String>,
+    /// Rollout: instances above replicas
+    #[arg(long)]
+    max_surge: Option<u32>,
+    /// Rollout: available instances below replicas
+    #[arg(long)]
+    max_unavailable: Option<u32>,
+    /// Rollout: how long a new instance must stay ready to count, e.g. 5s
+    #[arg(long)]
+    min_ready: Option<String>,
+    /// Rollout: fail and roll back when no progress for this long, e.g. 60s
+    #[arg(long)]
+    progress_deadline: Option<String>,
+    /// Grace period between SIGTERM and SIGKILL, e.g. 10s
+    #[arg(long)]
+    stop_grace: Option<String>,
+    /// Why (recorded on the revision)
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+fn key_values(flag: &str, items: &[String]) -> Result<BTreeMap<String, Option<String>>, String> {
+    items
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), Some(v.to_string()))),
+            _ => Err(format!("--{flag} {item:?}: expected KEY=VALUE")),
+        })
+        .collect()
+}
+
+impl SpecArgs {
+    fn into_changes(self, unset_env: &[String]) -> Result<AppChanges, String> {
+        let mut env = key_values("env", &self.env)?;
+        for key in unset_env {
+            env.insert(key.clone(), None);
+        }
+        let labels = key_values("label", &self.labels)?;
+        let strategy = StrategyDto {
+            max_surge: self.max_surge,
+            max_unavailable: self.max_unavailable,
+            min_ready_ms: millis("min-ready", &self.min_ready)?,
+            progress_deadline_ms: millis("progress-deadline", &self.progress_deadline)?,
+        };
+        let has_strategy = strategy.max_surge.is_some()
+            || strategy.max_unavailable.is_some()
+            || strategy.min_ready_ms.is_some()
+            || strategy.progress_deadline_ms.is_some();
+        Ok(AppChanges {
+            image: self.image,
+            replicas: self.replicas,
+            port: self.port,
+            health_path: self.health_path,
+            no_health_check: self.no_health_check.then_some(true),
+            env: (!env.is_empty()).then_some(env),
+            labels: (!labels.is_empty()).then_some(labels),
+            cpu_millis: self
+                .cpu
+                .as_deref()
+                .map(|v| units::flag("cpu", v, units::parse_cpu))
+                .transpose()?,
+            memory_bytes: self
+                .memory
+                .as_deref()
+                .map(|v| units::flag("memory", v, units::parse_size))
+                .transpose()?,
+            command: (!self.command.is_empty()).then_some(self.command),
+            args: (!self.args.is_empty()).then_some(self.args),
+            dependencies: (!self.dependencies.is_empty()).then_some(self.dependencies),
+            strategy: has_strategy.then_some(strategy),
+            stop_grace_ms: millis("stop-grace", &self.stop_grace)?,
+            reason: self.reason,
+            ..AppChanges::default()
+        })
+    }
+}
+
+pub async fn run(client: &Client, command: AppCommand) -> Result<ExitCode, String> {
+    match command {
+        AppCommand::Apps(command) => return apps(client, command).await,
+        AppCommand::Deploy {
+            name,
+            spec,
+            unset_env,
+            wait,
+        } => {
+            let changes = spec.into_changes(&unset_env)?;
+            let before: AppDto = client.get(&format!("/apps/{name}")).await?;
+            let app: AppDto = client
+                .post(&format!("/apps/{name}/deploy"), &changes)
+                .await?;
+            if app.current_revision != before.current_revision {
+                println!(
+                    "app {name}: revision {} rolling out ({})",
+                    app.current_revision, app.rollout.message
+                );
+            } else if app.replicas != before.replicas
+                || app.strategy.max_surge != before.strategy.max_surge
+            {
+                println!("app {name}: settings updated (no new revision)");
+            } else {
+                println!("app {name}: nothing changed");
+            }
+            if wait {
+                return wait_for_rollout(client, &name, Duration::from_secs(600)).await;
+            }
+        }
+        AppCommand::Scale { name, replicas } => {
+            let app: AppDto = client
+                .post(&format!("/apps/{name}/scale"), &ScaleRequest { replicas })
+                .await?;
+            println!(
+                "app {name} scaled to {} instances ({} ready now)",
+                app.replicas, app.ready_instances
+            );
+        }
+        AppCommand::Rollback { name, to, wait } => {
+            let app: AppDto = client
+                .post(
+                    &format!("/apps/{name}/rollback"),
+                    &RollbackRequest {
+                        revision: to,
+                        reason: None,
+                    },
+                )
+                .await?;
+            println!(
+                "app {name}: rolling back to revision {}",
+                app.current_revision
+            );
+            if wait {
+                return wait_for_rollout(client, &name, Duration::from_secs(600)).await;
+            }
+        }
+        AppCommand::Rollout(RolloutCommand::Status {
+            name,
+            timeout,
+            no_wait,
+            output,
+        }) => {
+            if no_wait || output == Format::Json {
+                let rollout: RolloutDto = client.get(&format!("/apps/{name}/rollout")).await?;
+                output::one(output, &rollout, |r| println!("{}", describe_rollout(r)));
+                return Ok(rollout_exit(&rollout));
+            }
+            let timeout = humantime::parse_duration(&timeout)
+                .map_err(|e| format!("--timeout {timeout:?}: {e}"))?;
+            return wait_for_rollout(client, &name, timeout).await;
+        }
+        AppCommand::History { name, output } => {
+            let revisions: Vec<RevisionDto> =
+                client.get(&format!("/apps/{name}/revisions")).await?;
+            output::list(
+                output,
+                &revisions,
+                &["REVISION", "CREATED", "BY", "IMAGE", "REASON"],
+                |r| {
+                    vec![
+                        format!("{}{}", r.number, if r.current { " *" } else { "" }),
+                        r.created_at.clone(),
+                        r.created_by.clone(),
+                        r.template.image.clone(),
+                        r.reason.clone(),
+                    ]
+                },
+            );
+        }
+        AppCommand::Events {
+            name,
+            follow,
+            limit,
+            output,
+        } => events(client, &name, follow, limit, output).await?,
+        AppCommand::Logs {
+            name,
+            follow,
+            tail,
+            instance,
+        } => {
+            let mut path = format!("/apps/{name}/logs?follow={follow}&tail={tail}");
+            if let Some(instance) = instance {
+                path.push_str(&format!("&instance={instance}"));
+            }
+            let response = client.stream(&path).await?;
+            let mut body = response.bytes_stream();
+            let mut stdout = std::io::stdout();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| format!("log stream broke: {e}"))?;
+                stdout.write_all(&chunk).map_err(|e| e.to_string())?;
+                stdout.flush().map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn apps(client: &Client, command: AppsCommand) -> Result<ExitCode, String> {
+    match command {
+        AppsCommand::Create {
+            name,
+            spec,
+            team,
+            wait,
+        } => {
+            let mut changes = spec.into_changes(&[])?;
+            changes.name = Some(name.clone());
+            changes.team = team;
+            let app: AppDto = client.post("/apps", &changes).await?;
+            println!(
+                "app {} created: revision {} rolling out to {} instances",
+                app.name, app.current_revision, app.replicas
+            );
+            if wait {
+                return wait_for_rollout(client, &name, Duration::from_secs(600)).await;
+            }
+        }
+        AppsCommand::List { output } => {
+            let apps: Vec<AppDto> = client.get("/apps").await?;
+            output::list(
+                output,
+                &apps,
+                &["NAME", "TEAM", "READY", "REVISION", "ROLLOUT", "IMAGE"],
+                |a| {
+                    vec![
+                        a.name.clone(),
+                        a.team.clone(),
+                        format!("{}/{}", a.ready_instances, a.replicas),
+                        a.current_revision.to_string(),
+                        a.rollout.phase.clone(),
+                        a.template.image.clone(),
+                    ]
+                },
+            );
+        }
+        AppsCommand::Show { name, output } => {
+            let app: AppDto = client.get(&format!("/apps/{name}")).await?;
+            output::one(output, &app, print_app);
+        }
+        AppsCommand::Delete { name } => {
+            client.delete(&format!("/apps/{name}")).await?;
+            println!("app {name} deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the app's recent events; with `follow`, keeps printing new ones.
+async fn events(
+    client: &Client,
+    name: &str,
+    follow: bool,
+    limit: u32,
+    output: Format,
+) -> Result<(), String> {
+    let mut events: Vec<EventDto> = client
+        .get(&format!("/apps/{name}/events?limit={limit}"))
+        .await?;
+    if output == Format::Json && !follow {
+        output::json(&events);
+        return Ok(());
+    }
+    let mut last = 0;
+    loop {
+        for event in &events {
+            match output {
+                Format::Json => {
+                    println!("{}", serde_json::to_string(event).unwrap_or_default())
+                }
+                Format::Table => {
+                    println!("{}  {:<20} {}", event.at, event.kind, event.message)
+                }
+            }
+            last = event.id;
+        }
+        if !follow {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        events = client
+            .get(&format!("/apps/{name}/events?after={last}&limit=1000"))
+            .await?;
+    }
+}
+
+fn print_app(app: &AppDto) {
+    println!("name:       {}", app.name);
+    println!("team:       {}", app.team);
+    println!("image:      {}", app.template.image);
+    println!(
+        "revision:   {} (stable: {})",
+        app.current_revision,
+        app.stable_revision.map_or("none".into(), |r| r.to_string())
+    );
+    println!("instances:  {}/{} ready", app.ready_instances, app.replicas);
+    println!("rollout:    {}", describe_rollout(&app.rollout));
+    if let Some(error) = &app.engine_error {
+        println!("engine:     {error}");
+    }
+    println!();
+    let rows: Vec<Vec<String>> = app
+        .instances
+        .iter()
+        .map(|i| {
+            let mut state = i.phase.clone();
+            if let Some(code) = i.exit_code {
+                state = format!("exited ({code})");
+            }
+            if let Some(until) = &i.backoff_until {
+                state = format!("{state}, crash-loop backoff until {until}");
+            }
+            vec![
+                i.name.clone(),
+                i.revision.to_string(),
+                state,
+                i.readiness.clone(),
+                i.liveness.clone(),
+                i.restarts.to_string(),
+                i.address.clone().unwrap_or_default(),
+                i.node.clone(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        output::table(
+            &[
+                "INSTANCE",
+                "REV",
+                "STATE",
+                "READINESS",
+                "LIVENESS",
+                "RESTARTS",
+                "ADDRESS",
+                "NODE"
+            ],
+            &rows
+        )
+    );
+}
+
+fn describe_rollout(r: &RolloutDto) -> String {
+    format!(
+        "revision {} {}: {}/{} updated, {} ready, {} old — {}",
+        r.revision, r.phase, r.updated, r.desired, r.ready, r.old, r.message
+    )
+}
+
+fn rollout_exit(r: &RolloutDto) -> ExitCode {
+    if r.failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Prints progress until the rollout is done; non-zero exit when it failed or timed out.
+pub async fn wait_for_rollout(
+    client: &Client,
+    name: &str,
+    timeout: Duration,
+) -> Result<ExitCode, String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        let rollout: RolloutDto = client.get(&format!("/apps/{name}/rollout")).await?;
+        let line = describe_rollout(&rollout);
+        if line != last {
+            println!("{line}");
+            last = line;
+        }
+        if rollout.done {
+            return Ok(rollout_exit(&rollout));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            eprintln!(
+                "error: rollout of {name} still in progress after {}",
+                humantime::format_duration(timeout)
+            );
+            return Ok(ExitCode::from(3));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_pairs() {
+        assert_eq!(
+            key_values("env", &["A=1".into(), "B=x=y".into(), "C=".into()])
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(key_values("env", &["=1".into()]).is_err());
+        assert!(key_values("env", &["NOEQ".into()]).is_err());
+    }
+}

@@ -1,0 +1,264 @@
+//! The command line: `berth server` and the client commands; the global options, how a command
+//! finds its server and token, and the helpers the command modules share.
+
+mod accounts;
+mod apps;
+mod audit;
+mod images;
+mod teams;
+mod templates;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::client::Client;
+use crate::config::{self, ServerOptions};
+use crate::credentials::{self, Target};
+
+/// Berth: deploy, roll out, roll back, scale and heal apps on Docker.
+///
+/// Start the control plane with `berth server`; every other command talks to it over its
+/// REST API. `berth login` saves the server and an API token in a credentials file; without
+/// it, commands use `--server` (default http://127.0.0.1:7700) and `--token` (BERTH_TOKEN),
+/// or the admin token that the server prints on first start, read from
+/// ./berth-data/admin-token when it is readable.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: Global,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// URL of the Berth server [default: the one `berth login` saved, else
+    /// http://127.0.0.1:7700]
+    #[arg(long, global = true, env = "BERTH_SERVER")]
+    server: Option<String>,
+    /// API token [default: the one `berth login` saved for this server, else the contents of
+    /// ./berth-data/admin-token, if readable]
+    #[arg(long, global = true, env = "BERTH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Global {
+    /// The server and token to use.
+    fn target(&self) -> Result<Target, String> {
+        credentials::resolve(self.server.as_deref(), self.token.as_deref())
+    }
+
+    /// A client with the chosen server and token.
+    fn client(&self) -> Result<Client, String> {
+        let target = self.target()?;
+        Client::new(&target.server, target.token)
+    }
+}
+
+// Parsed once per process: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Berth control plane (API, reconciler, health prober)
+    Server {
+        /// TOML config file; keys are the option names with '_' (e.g. data_dir = "/var/lib/berth")
+        #[arg(long, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        options: ServerOptions,
+    },
+    #[command(flatten)]
+    App(apps::AppCommand),
+    /// The built-in registry: search, inspect, delete, storage use, garbage collection
+    #[command(subcommand)]
+    Images(images::ImagesCommand),
+    #[command(flatten)]
+    Account(accounts::AccountCommand),
+    #[command(flatten)]
+    Team(teams::TeamCommand),
+    /// Deployment templates: list, show, save, delete, and create apps from them
+    #[command(subcommand)]
+    Templates(templates::TemplatesCommand),
+    /// The audit log: who changed what, when, and how it ended
+    Audit(audit::AuditArgs),
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode, String> {
+    let Cli { command, global } = cli;
+    match command {
+        Command::Server { config, options } => {
+            let config = config::resolve(options, config.as_deref())?;
+            crate::server::run(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::App(command) => apps::run(&global.client()?, command).await,
+        Command::Images(command) => images::run(&global.client()?, command).await,
+        Command::Account(command) => accounts::run(&global, command).await,
+        Command::Team(command) => teams::run(&global.client()?, command).await,
+        Command::Templates(command) => templates::run(&global.client()?, command).await,
+        Command::Audit(args) => audit::run(&global.client()?, args).await,
+    }
+}
+
+/// `path` with a query string of the parameters that have a value.
+fn query(path: &str, params: &[(&str, Option<String>)]) -> String {
+    let pairs: Vec<String> = params
+        .iter()
+        .filter_map(|(key, value)| value.as_ref().map(|v| format!("{key}={}", encode(v, b"/"))))
+        .collect();
+    if pairs.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", pairs.join("&"))
+    }
+}
+
+/// A value as one segment of a URL path.
+fn segment(value: &str) -> String {
+    encode(value, b"")
+}
+
+/// Percent-encodes all but letters, digits, `-_.` and the bytes in `keep`.
+fn encode(value: &str, keep: &[u8]) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b if keep.contains(&b) => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Unix milliseconds as RFC 3339 to the second, in UTC.
+fn time(millis: i64) -> String {
+    u64::try_from(millis)
+        .ok()
+        .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms)))
+        .map_or(millis.to_string(), |t| {
+            humantime::format_rfc3339_seconds(t).to_string()
+        })
+}
+
+/// An optional time, `-` when absent.
+fn time_or_dash(millis: Option<i64>) -> String {
+    millis.map_or("-".to_string(), time)
+}
+
+/// Unix milliseconds of `ago` before now.
+fn millis_ago(ago: Duration) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    now.saturating_sub(ago).as_millis() as i64
+}
+
+/// The command-line name of a value of a clap enum (`pending`, `owner`, …).
+fn value_name(value: &impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
+}
+
+/// `yes` or `no`.
+fn yes_no(value: bool) -> String {
+    if value { "yes" } else { "no" }.to_string()
+}
+
+/// The text, or `-` when empty.
+fn or_dash(text: &str) -> String {
+    if text.is_empty() { "-" } else { text }.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn queries() {
+        let cases = [
+            (vec![], "/audit"),
+            (vec![("team", None)], "/audit"),
+            (
+                vec![
+                    ("team", Some("web")),
+                    ("actor", None),
+                    ("action", Some("app.create")),
+                ],
+                "/audit?team=web&action=app.create",
+            ),
+            (
+                vec![("search", Some("a b&c/d"))],
+                "/audit?search=a%20b%26c/d",
+            ),
+        ];
+        for (params, want) in cases {
+            let params: Vec<(&str, Option<String>)> = params
+                .into_iter()
+                .map(|(k, v)| (k, v.map(str::to_string)))
+                .collect();
+            assert_eq!(query("/audit", &params), want);
+        }
+        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn times() {
+        let cases = [
+            (0, "1970-01-01T00:00:00Z"),
+            (1_700_000_000_999, "2023-11-14T22:13:20Z"),
+            (-5, "-5"),
+        ];
+        for (millis, want) in cases {
+            assert_eq!(time(millis), want);
+        }
+        assert_eq!(time_or_dash(None), "-");
+    }
+
+    #[test]
+    fn existing_commands_still_parse() {
+        let cases: [&[&str]; 8] = [
+            &[
+                "berth", "apps", "create", "web", "--image", "x", "--cpu", "500m", "--wait",
+            ],
+            &["berth", "apps", "list", "-o", "json"],
+            &[
+                "berth",
+                "deploy",
+                "web",
+                "--env",
+                "B=2",
+                "--unset-env",
+                "A",
+                "--wait",
+            ],
+            &["berth", "scale", "web", "1"],
+            &["berth", "rollback", "web", "--to", "1", "--wait"],
+            &["berth", "rollout", "status", "web", "--no-wait"],
+            &[
+                "berth",
+                "images",
+                "retention",
+                "team/app",
+                "--keep",
+                "3",
+                "--save",
+            ],
+            &["berth", "--server", "http://x:1", "events", "web", "-f"],
+        ];
+        for args in cases {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+    }
+}
