@@ -153,6 +153,9 @@ pub struct MeDto {
     pub auth: String,
     /// The session's CSRF token (session auth only).
     pub csrf_token: Option<String>,
+    /// The id of the API token in use (token auth only), e.g. to revoke it at logout.
+    #[serde(default)]
+    pub token_id: Option<i64>,
 }
 
 /// Profile changes; absent fields stay as they are.

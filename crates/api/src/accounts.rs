@@ -18,9 +18,8 @@ use berth_store::{Store, StoreError, StoreResult};
 
 use crate::ApiState;
 use crate::account_dto::{
-    CloseAccount, LoginRequest, LoginResponse, MeDto, NewTokenDto, NewTokenRequest,
-    PasswordChange, RegisterRequest, SettingsDto, TeamRoleDto, TokenDto, TokenLoginRequest,
-    UserChanges, UserDto,
+    CloseAccount, LoginRequest, LoginResponse, MeDto, NewTokenDto, NewTokenRequest, PasswordChange,
+    RegisterRequest, SettingsDto, TeamRoleDto, TokenDto, TokenLoginRequest, UserChanges, UserDto,
 };
 use crate::audit::AuditSlot;
 use crate::auth::{AuthMethod, Authenticator, Principal, SESSION_COOKIE};
@@ -167,25 +166,32 @@ pub async fn register(
     audit: AuditSlot,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> ApiResult<Response> {
-    audit.set_actor(request.username.trim());
     audit.set_object(format!("users/{}", request.username.trim()));
     if !registration_open(&*state.store).await? {
-        return Err(ApiError::forbidden("self-registration is closed; ask an admin for an account")
-            .with_code("registration_closed"));
+        return Err(ApiError::forbidden(
+            "self-registration is closed; ask an admin for an account",
+        )
+        .with_code("registration_closed"));
     }
     if request.is_admin.is_some() {
-        return Err(ApiError::field("is_admin", "cannot be set when registering"));
+        return Err(ApiError::field(
+            "is_admin",
+            "cannot be set when registering",
+        ));
     }
     if let Some(team) = &request.team {
         audit.set_team(team);
     }
     let user = create_account(&state, &request).await?;
+    audit.set_actor(&user.username);
     Ok((StatusCode::CREATED, Json(UserDto::from(&user))).into_response())
 }
 
 fn session_cookie_header(state: &ApiState, value: &str, max_age_s: i64) -> String {
     let secure = if state.cookie_secure { "; Secure" } else { "" };
-    format!("{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{secure}")
+    format!(
+        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{secure}"
+    )
 }
 
 /// Log in with a password; the session travels in an HttpOnly cookie.
@@ -198,7 +204,7 @@ pub async fn login(
     ClientAddr(source): ClientAddr,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
-    audit.set_actor(&request.username);
+    // The actor is recorded once the password proves it (a failed attempt stays anonymous).
     audit.set_object(format!("users/{}", request.username));
     let principal = state
         .auth
@@ -242,7 +248,9 @@ fn expiry(now: Millis, days: Option<u32>) -> ApiResult<Option<Millis>> {
     match days {
         None => Ok(None),
         Some(0) => Err(ApiError::field("expires_in_days", "must be at least 1")),
-        Some(days) if days > 3650 => Err(ApiError::field("expires_in_days", "must be at most 3650")),
+        Some(days) if days > 3650 => {
+            Err(ApiError::field("expires_in_days", "must be at most 3650"))
+        }
         Some(days) => Ok(Some(now + Millis::from(days) * DAY_MS)),
     }
 }
@@ -284,13 +292,19 @@ pub async fn token_login(
     ClientAddr(source): ClientAddr,
     ApiJson(request): ApiJson<TokenLoginRequest>,
 ) -> ApiResult<Response> {
-    audit.set_actor(&request.username);
+    // The actor is recorded once the password proves it (a failed attempt stays anonymous).
     audit.set_object(format!("users/{}", request.username));
     let principal = state
         .auth
         .by_password(&request.username, &request.password, &source, audit)
         .await?;
-    let token = issue_token(&state, &principal.user, &request.name, request.expires_in_days).await?;
+    let token = issue_token(
+        &state,
+        &principal.user,
+        &request.name,
+        request.expires_in_days,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(token)).into_response())
 }
 
@@ -307,15 +321,17 @@ async fn teams_of(store: &dyn Store, user_id: i64) -> ApiResult<Vec<TeamRoleDto>
 #[utoipa::path(get, path = "/api/v1/me", tag = "accounts",
     responses((status = 200, body = MeDto), (status = 401, body = ErrorBody)))]
 pub async fn me(State(state): State<ApiState>, principal: Principal) -> ApiResult<Json<MeDto>> {
-    let (auth, csrf_token) = match &principal.method {
-        AuthMethod::Session { csrf_token, .. } => ("session", Some(csrf_token.clone())),
-        AuthMethod::Token { .. } | AuthMethod::Password => ("token", None),
+    let (auth, csrf_token, token_id) = match &principal.method {
+        AuthMethod::Session { csrf_token, .. } => ("session", Some(csrf_token.clone()), None),
+        AuthMethod::Token { id } => ("token", None, Some(*id)),
+        AuthMethod::Password => ("password", None, None),
     };
     Ok(Json(MeDto {
         user: UserDto::from(&principal.user),
         teams: teams_of(&*state.store, principal.user.id).await?,
         auth: auth.into(),
         csrf_token,
+        token_id,
     }))
 }
 
@@ -349,9 +365,14 @@ pub async fn update_me(
     ApiJson(changes): ApiJson<UserChanges>,
 ) -> ApiResult<Json<UserDto>> {
     if changes.is_admin.is_some() {
-        return Err(ApiError::field("is_admin", "only another admin can change it"));
+        return Err(ApiError::field(
+            "is_admin",
+            "only another admin can change it",
+        ));
     }
-    principal.audit.set_object(format!("users/{}", principal.username()));
+    principal
+        .audit
+        .set_object(format!("users/{}", principal.username()));
     let user = apply_changes(&state, principal.user.clone(), &changes).await?;
     Ok(Json(UserDto::from(&user)))
 }
@@ -365,9 +386,17 @@ pub async fn change_password(
     ClientAddr(source): ClientAddr,
     ApiJson(change): ApiJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
-    principal.audit.set_object(format!("users/{}", principal.username()));
-    recheck_password(&state, &principal, &change.current_password, &source, "current_password")
-        .await?;
+    principal
+        .audit
+        .set_object(format!("users/{}", principal.username()));
+    recheck_password(
+        &state,
+        &principal,
+        &change.current_password,
+        &source,
+        "current_password",
+    )
+    .await?;
     validate_password(&principal.user, &change.new_password).map_err(|errors| {
         let mut error = invalid(errors);
         error.field = Some("new_password".into());
@@ -389,7 +418,10 @@ pub async fn change_password(
             .map(|s| (session_hash.clone(), s)),
         _ => None,
     };
-    state.store.delete_sessions_of_user(principal.user.id).await?;
+    state
+        .store
+        .delete_sessions_of_user(principal.user.id)
+        .await?;
     if let Some((hash, session)) = current {
         state.store.create_session(&hash, &session).await?;
     }
@@ -435,7 +467,10 @@ async fn ensure_other_admin(state: &ApiState, leaving: &User) -> ApiResult<()> {
     if others == 0 {
         return Err(ApiError::conflict(
             "last_admin",
-            format!("{} is the last admin; make another admin first", leaving.username),
+            format!(
+                "{} is the last admin; make another admin first",
+                leaving.username
+            ),
         ));
     }
     Ok(())
@@ -459,7 +494,9 @@ pub async fn close_account(
     ClientAddr(source): ClientAddr,
     ApiJson(request): ApiJson<CloseAccount>,
 ) -> ApiResult<StatusCode> {
-    principal.audit.set_object(format!("users/{}", principal.username()));
+    principal
+        .audit
+        .set_object(format!("users/{}", principal.username()));
     recheck_password(&state, &principal, &request.password, &source, "password").await?;
     ensure_other_admin(&state, &principal.user).await?;
     cut_off(&state, principal.user.id).await?;
@@ -486,8 +523,16 @@ pub async fn create_token(
     principal: Principal,
     ApiJson(request): ApiJson<NewTokenRequest>,
 ) -> ApiResult<Response> {
-    let token = issue_token(&state, &principal.user, &request.name, request.expires_in_days).await?;
-    principal.audit.set_object(format!("tokens/{}", token.info.id));
+    let token = issue_token(
+        &state,
+        &principal.user,
+        &request.name,
+        request.expires_in_days,
+    )
+    .await?;
+    principal
+        .audit
+        .set_object(format!("tokens/{}", token.info.id));
     Ok((StatusCode::CREATED, Json(token)).into_response())
 }
 
@@ -543,7 +588,9 @@ pub async fn create_user(
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> ApiResult<Response> {
     principal.require_admin()?;
-    principal.audit.set_object(format!("users/{}", request.username.trim()));
+    principal
+        .audit
+        .set_object(format!("users/{}", request.username.trim()));
     let user = create_account(&state, &request).await?;
     Ok((StatusCode::CREATED, Json(user_view(&state, &user).await?)).into_response())
 }
@@ -671,7 +718,11 @@ pub async fn put_settings(
         .store
         .put_setting(
             REGISTRATION_OPEN,
-            if settings.registration_open { "true" } else { "false" },
+            if settings.registration_open {
+                "true"
+            } else {
+                "false"
+            },
             (state.clock)(),
         )
         .await?;

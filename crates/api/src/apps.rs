@@ -5,8 +5,8 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_core::validate::{MAX_REPLICAS, validate_name, validate_spec};
 use berth_core::accounts::TeamAction;
+use berth_core::validate::{MAX_REPLICAS, validate_name, validate_spec};
 use berth_core::{App, AppSpec, Event, EventKind, Revision, Rollout, Template};
 use berth_engine::LogOptions;
 use berth_store::{EventQuery, StoreError};
@@ -17,13 +17,14 @@ use utoipa::IntoParams;
 use crate::ApiState;
 use crate::auth::Principal;
 use crate::changes;
-use crate::quotas;
 use crate::dto::{
     AppChanges, AppDto, EventDto, InstanceDto, RevisionDto, RollbackRequest, RolloutDto,
     ScaleRequest,
 };
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::images;
+use crate::quotas;
 
 /// Attempts at an optimistic update before giving up.
 const UPDATE_ATTEMPTS: usize = 5;
@@ -129,6 +130,8 @@ pub(crate) async fn create(
     let mut spec = AppSpec::default();
     changes::apply(&request, &mut spec);
     validate_spec(&name, &spec)?;
+    images::require_pull(state, principal, &spec.template.image)?;
+    let _quota_lock = state.team_locks.lock(&team).await;
     let budget = quotas::budget(state, &team, None).await?;
     budget.require_limits(&spec.template.resources)?;
     budget.admit(
@@ -255,6 +258,7 @@ where
 {
     for _ in 0..UPDATE_ATTEMPTS {
         let (mut app, template) = load(state, principal, name, TeamAction::Deploy).await?;
+        let _quota_lock = state.team_locks.lock(&app.team).await;
         let budget = quotas::budget(state, &app.team, Some(name)).await?;
         let before = quotas::steady(&app, &template.resources);
         let previous_revision = app.current_revision;
@@ -263,6 +267,7 @@ where
         match &modification {
             Modification::Unchanged => {}
             Modification::NewRevision(revision, _) => {
+                images::require_pull(state, principal, &revision.template.image)?;
                 let resources = &revision.template.resources;
                 budget.require_limits(resources)?;
                 let peak = quotas::larger(&template.resources, resources);

@@ -13,8 +13,8 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use berth_core::audit::{AuditEntry, AuditOutcome};
 use berth_core::accounts::TeamAction;
+use berth_core::audit::{AuditEntry, AuditOutcome};
 use berth_store::AuditQuery;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -92,8 +92,20 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuditSlot {
 
 /// Literals that end a `POST` route and name an action rather than a collection.
 const ACTION_LITERALS: &[&str] = &[
-    "approve", "deploy", "disable", "enable", "gc", "login", "logout", "password", "register",
-    "reject", "retention", "rollback", "scale", "token",
+    "approve",
+    "deploy",
+    "disable",
+    "enable",
+    "gc",
+    "login",
+    "logout",
+    "password",
+    "register",
+    "reject",
+    "retention",
+    "rollback",
+    "scale",
+    "token",
 ];
 
 /// `apps.scale` for `POST /apps/{name}/scale`, `apps.create` for `POST /apps`: the route's
@@ -162,7 +174,10 @@ fn outcome_of(status: u16) -> AuditOutcome {
 /// Middleware (a route layer, so the matched route is known): records every request that is
 /// not a read, whatever its outcome.
 pub async fn record(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
         return next.run(request).await;
     }
     let method = request.method().clone();
@@ -181,7 +196,10 @@ pub async fn record(State(state): State<ApiState>, mut request: Request, next: N
     request.extensions_mut().insert(slot.clone());
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    let error = response.extensions().get::<ErrorMessage>().map(|m| m.0.clone());
+    let error = response
+        .extensions()
+        .get::<ErrorMessage>()
+        .map(|m| m.0.clone());
     let note = slot.with(|note| note.clone());
     let path = path.strip_prefix("/api/v1").unwrap_or(&path);
     let entry = AuditEntry {
@@ -289,8 +307,17 @@ pub async fn list(
                 .collect();
             match owned.as_slice() {
                 [only] => Some((*only).clone()),
-                [] => return Err(ApiError::forbidden("only admins and team owners may read the audit log")),
-                _ => return Err(ApiError::field("team", "is required: you own several teams; name one")),
+                [] => {
+                    return Err(ApiError::forbidden(
+                        "only admins and team owners may read the audit log",
+                    ));
+                }
+                _ => {
+                    return Err(ApiError::field(
+                        "team",
+                        "is required: you own several teams; name one",
+                    ));
+                }
             }
         }
     };
@@ -299,11 +326,19 @@ pub async fn list(
         Some("success") => Some(AuditOutcome::Success),
         Some("denied") => Some(AuditOutcome::Denied),
         Some("failed") => Some(AuditOutcome::Failed),
-        Some(_) => return Err(ApiError::field("outcome", "must be success, denied or failed")),
+        Some(_) => {
+            return Err(ApiError::field(
+                "outcome",
+                "must be success, denied or failed",
+            ));
+        }
     };
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_PAGE}")));
+        return Err(ApiError::field(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        ));
     }
     let query = AuditQuery {
         team,
@@ -336,9 +371,21 @@ mod tests {
             (Method::POST, "/auth/login", "auth.login"),
             (Method::POST, "/me/tokens", "me.tokens.create"),
             (Method::DELETE, "/me/tokens/{id}", "me.tokens.delete"),
-            (Method::PUT, "/teams/{team}/members/{username}", "teams.members.put"),
-            (Method::POST, "/teams/{team}/quota-requests", "teams.quota-requests.create"),
-            (Method::POST, "/quota-requests/{id}/approve", "quota-requests.approve"),
+            (
+                Method::PUT,
+                "/teams/{team}/members/{username}",
+                "teams.members.put",
+            ),
+            (
+                Method::POST,
+                "/teams/{team}/quota-requests",
+                "teams.quota-requests.create",
+            ),
+            (
+                Method::POST,
+                "/quota-requests/{id}/approve",
+                "quota-requests.approve",
+            ),
             (Method::POST, "/registry/gc", "registry.gc"),
             (Method::DELETE, "/images/{*reference}", "images.delete"),
             (Method::PUT, "/settings", "settings.put"),
@@ -354,8 +401,16 @@ mod tests {
             ("/apps/{name}/scale", "/apps/web/scale", "apps/web"),
             ("/apps", "/apps", ""),
             ("/me/tokens/{id}", "/me/tokens/7", "tokens/7"),
-            ("/teams/{team}/members/{username}", "/teams/a/members/bob", "members/bob"),
-            ("/images/{*reference}", "/images/team/app:1", "images/team/app:1"),
+            (
+                "/teams/{team}/members/{username}",
+                "/teams/a/members/bob",
+                "members/bob",
+            ),
+            (
+                "/images/{*reference}",
+                "/images/team/app:1",
+                "images/team/app:1",
+            ),
         ];
         for (route, path, want) in cases {
             assert_eq!(object_name(route, path), want, "{path}");

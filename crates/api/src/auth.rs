@@ -347,8 +347,8 @@ impl Authenticator {
             None => {
                 // Same work as a real check, so timing does not tell which usernames exist.
                 let password = password.to_string();
-                let _ = tokio::task::spawn_blocking(move || berth_auth::verify_dummy(&password))
-                    .await;
+                let _ =
+                    tokio::task::spawn_blocking(move || berth_auth::verify_dummy(&password)).await;
                 false
             }
         };
@@ -399,11 +399,10 @@ impl Authenticator {
             return true;
         }
         let (password, stored) = (password.to_string(), hash.to_string());
-        let ok = tokio::task::spawn_blocking(move || {
-            berth_auth::verify_password(&password, &stored)
-        })
-        .await
-        .unwrap_or(false);
+        let ok =
+            tokio::task::spawn_blocking(move || berth_auth::verify_password(&password, &stored))
+                .await
+                .unwrap_or(false);
         if ok {
             let mut cache = self.lock_cache();
             if cache.len() >= PASSWORD_CACHE_MAX {
@@ -476,9 +475,11 @@ pub async fn authenticate(
             })
         })
     } else if let Some(secret) = session_cookie(headers) {
-        state.auth.by_session(secret, now, audit).await.map(|p| {
-            p.ok_or_else(|| ApiError::unauthorized("the session has ended; log in again"))
-        })
+        state
+            .auth
+            .by_session(secret, now, audit)
+            .await
+            .map(|p| p.ok_or_else(|| ApiError::unauthorized("the session has ended; log in again")))
     } else {
         Ok(Err(ApiError::unauthorized(
             "log in, or send 'Authorization: Bearer <token>' (berth login; the first admin's token is in <data-dir>/admin-token)",

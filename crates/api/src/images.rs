@@ -114,6 +114,24 @@ fn authorize(principal: &Principal, image: &ImageRef<'_>, action: TeamAction) ->
     principal.require(team_of(repo), action, &format!("repository {repo}"))
 }
 
+/// Refuses an app image from the built-in registry whose team the caller cannot read: the
+/// engine pulls with Berth's own credential, so without this check anyone could run another
+/// team's private image. Images from elsewhere are the engine's business.
+pub fn require_pull(state: &ApiState, principal: &Principal, image: &str) -> ApiResult<()> {
+    let Some((host, path)) = image.split_once('/') else {
+        return Ok(());
+    };
+    if !state.registry_hosts.iter().any(|h| h == host) {
+        return Ok(());
+    }
+    let repo = path.split(['@', ':']).next().unwrap_or(path);
+    if principal.can(team_of(repo), TeamAction::Read) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("image: repository {repo}")).with_field("image"))
+    }
+}
+
 /// Which repositories to list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -9,6 +9,7 @@ pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod changes;
+pub mod console;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -53,6 +54,10 @@ pub struct ApiState {
     pub session_ttl_ms: berth_core::Millis,
     /// The quota of a team made at registration.
     pub default_quota: berth_core::quota::Quota,
+    /// Serialises quota checks with the writes they admit, per team.
+    pub team_locks: quotas::TeamLocks,
+    /// The host names (`host:port`) under which images of the built-in registry are pulled.
+    pub registry_hosts: Arc<[String]>,
     pub revision_history: u32,
     pub event_history: u32,
     /// The built-in OCI registry (served under `/v2/`, managed under `/api/v1/images`).
@@ -273,6 +278,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
         .merge(registry)
+        .fallback(console::serve)
 }
 
 #[cfg(test)]

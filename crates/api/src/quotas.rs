@@ -2,12 +2,34 @@
 //! change that would grow usage beyond the team's limits (the rule itself is
 //! `berth_core::quota::check`).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use axum::http::StatusCode;
 use berth_core::quota::{self, Quota, QuotaExceeded, Usage};
 use berth_core::{App, Resources};
 
 use crate::ApiState;
 use crate::error::{ApiError, ApiResult, FieldProblem};
+
+/// One lock per team, held from a quota check until its change is stored, so concurrent
+/// requests cannot each see the same free room and together overshoot the limit. (Within one
+/// server; several servers on one database will need the check inside the store transaction.)
+#[derive(Debug, Clone, Default)]
+pub struct TeamLocks(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl TeamLocks {
+    /// Waits for the team's lock.
+    pub async fn lock(&self, team: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            // Unused locks are dropped so the map does not grow with deleted teams.
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+            Arc::clone(locks.entry(team.to_string()).or_default())
+        };
+        lock.lock_owned().await
+    }
+}
 
 /// What a team may still use, seen from one app: the team's limits and what everything else
 /// of the team uses.
@@ -141,7 +163,11 @@ mod tests {
             memory_bytes: mem,
         };
         let cases = [
-            (r(Some(100), Some(5)), r(Some(200), Some(1)), r(Some(200), Some(5))),
+            (
+                r(Some(100), Some(5)),
+                r(Some(200), Some(1)),
+                r(Some(200), Some(5)),
+            ),
             (r(None, Some(5)), r(Some(200), None), r(Some(200), Some(5))),
             (r(None, None), r(None, None), r(None, None)),
         ];

@@ -90,7 +90,9 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot create the first admin: {e}"))?
     {
-        tracing::info!("created the first admin, user `admin` (password and token: the first-start secret)");
+        tracing::info!(
+            "created the first admin, user `admin` (password and token: the first-start secret)"
+        );
     }
 
     // The engine pulls from the built-in registry with a credential made for this run only.
@@ -155,6 +157,8 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         cookie_secure: config.secure_cookies,
         session_ttl_ms: config.session_ttl.as_millis() as i64,
         default_quota: berth_core::quota::DEFAULT_TEAM_QUOTA,
+        team_locks: Default::default(),
+        registry_hosts: registry_hosts(config.listen).into(),
         revision_history: config.revision_history,
         event_history: config.event_history,
         registry,
@@ -172,8 +176,8 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
         let _ = stream.set_nodelay(true);
     });
-    let app = berth_api::router(state)
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app =
+        berth_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -291,10 +291,14 @@ async fn deleting_an_app_removes_its_containers_and_nothing_else() {
     let (status, _) = server.call(Method::DELETE, "/api/v1/apps/gone", None).await;
     assert_eq!(status, 204);
     // A reconcile that was already running may start one more instance; it goes at once too.
-    wait_until("the deleted app's containers are gone", Duration::from_secs(15), || {
-        let namespace = namespace.clone();
-        async move { containers_of(&namespace, "gone").is_empty() }
-    })
+    wait_until(
+        "the deleted app's containers are gone",
+        Duration::from_secs(15),
+        || {
+            let namespace = namespace.clone();
+            async move { containers_of(&namespace, "gone").is_empty() }
+        },
+    )
     .await;
     assert_eq!(containers_of(&namespace, "keep"), kept);
     let (status, _) = server.call(Method::GET, "/api/v1/apps/gone", None).await;

@@ -12,6 +12,11 @@
 //!   in-process and removes duplicates a concurrent creator left behind (keeping the oldest).
 //! - `State.StartedAt`/`FinishedAt` use `0001-01-01T00:00:00Z` for "never", and a process that
 //!   exits at once often gets a `FinishedAt` a few ms *before* its `StartedAt`.
+//! - builds use the classic builder (20.10's BuildKit needs a session bollard only speaks with
+//!   its `buildkit` feature); it names only one tag per request, so further tags are added
+//!   afterwards. A build or push stops on the daemon when its connection closes.
+//! - the push progress stream carries no `aux` digest in bollard's model: the digest is read
+//!   from the final `<tag>: digest: sha256:… size: N` status line.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,22 +27,27 @@ use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings,
-    EventMessage, HostConfig, NetworkCreateRequest, NetworkingConfig, RestartPolicy,
+    BuildInfo, ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings,
+    EventMessage, HostConfig, NetworkCreateRequest, NetworkingConfig, PushImageInfo, RestartPolicy,
     RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
-    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    BuildImageOptions, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    EventsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    LogsOptionsBuilder, PushImageOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, StopContainerOptionsBuilder, TagImageOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
-use bollard::{API_DEFAULT_VERSION, Docker};
+use bollard::{API_DEFAULT_VERSION, Docker, body_try_stream};
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::{Mutex, OnceCell};
+use tokio_util::sync::CancellationToken;
 
+use crate::context::{DEFAULT_DOCKERFILE, pack_directory};
 use crate::{
-    ContainerState, Engine, EngineError, EngineEvent, EngineInfo, EngineResult, InstanceSpec,
-    LogLine, LogOptions, LogStream, ObservedContainer, RegistryAuth,
+    BuildContext, BuildSpec, ContainerState, Engine, EngineError, EngineEvent, EngineInfo,
+    EngineResult, InstanceSpec, LogLine, LogOptions, LogStream, ObservedContainer, OutputSink,
+    RegistryAuth, RunOutcome, RunSpec,
 };
 
 /// Where the daemon listens when `DOCKER_HOST` is not set.
@@ -209,12 +219,7 @@ impl DockerEngine {
             .from_image(repo)
             .tag(tag)
             .build();
-        let credentials = auth.map(|a| DockerCredentials {
-            username: Some(a.username.clone()),
-            password: Some(a.password.clone()),
-            serveraddress: Some(a.server.clone()),
-            ..Default::default()
-        });
+        let credentials = auth.map(docker_credentials);
         let not_found = |reason: String| EngineError::ImageNotFound {
             image: image.to_owned(),
             reason,
@@ -257,6 +262,90 @@ struct NetworkRef {
     id: String,
     created_ms: Option<i64>,
     managed: bool,
+}
+
+/// Removes a throwaway container in the background if its run is dropped midway.
+struct RemoveOnDrop {
+    docker: Docker,
+    id: Option<String>,
+}
+
+impl RemoveOnDrop {
+    /// Removes the container now (killing it if it still runs) and disarms the guard.
+    async fn remove(mut self) -> EngineResult<()> {
+        let Some(id) = self.id.take() else {
+            return Ok(());
+        };
+        match self
+            .docker
+            .remove_container(&id, Some(force_remove()))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) || is_already_in_progress(&e) => Ok(()),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(container = %id, "throwaway container left behind: no runtime to remove it");
+            return;
+        };
+        let docker = self.docker.clone();
+        runtime.spawn(async move {
+            if let Err(e) = docker.remove_container(&id, Some(force_remove())).await {
+                tracing::warn!(container = %id, error = %e, "could not remove an abandoned throwaway container");
+            }
+        });
+    }
+}
+
+fn force_remove() -> bollard::query_parameters::RemoveContainerOptions {
+    RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build()
+}
+
+impl DockerEngine {
+    /// Follows a started throwaway container's output until it exits; returns its exit code.
+    async fn follow_to_exit(&self, id: &str, output: OutputSink<'_>) -> EngineResult<i64> {
+        let mut logs = self.logs(
+            id,
+            LogOptions {
+                follow: true,
+                tail: None,
+            },
+        );
+        while let Some(line) = logs.next().await {
+            match line {
+                Ok(line) => output(line),
+                Err(e) => {
+                    // The exit code still tells how the run ended.
+                    tracing::warn!(container = %id, error = %e, "lost the output of a throwaway container");
+                    break;
+                }
+            }
+        }
+        let options = WaitContainerOptionsBuilder::new()
+            .condition("not-running")
+            .build();
+        let mut wait = self.streaming.wait_container(id, Some(options));
+        match wait.next().await {
+            Some(Ok(response)) => Ok(response.status_code),
+            Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(map_err(e)),
+            None => Err(EngineError::Other(format!(
+                "waiting for container {id} ended without an exit code"
+            ))),
+        }
+    }
 }
 
 #[async_trait]
@@ -494,6 +583,359 @@ impl Engine for DockerEngine {
         })
         .flatten()
         .boxed()
+    }
+
+    async fn build_image(&self, spec: BuildSpec, output: OutputSink<'_>) -> EngineResult<String> {
+        self.ready().await?;
+        let dockerfile = match crate::context::clean_path(&spec.dockerfile) {
+            p if p.is_empty() => DEFAULT_DOCKERFILE.to_owned(),
+            p => p,
+        };
+        let (body, packing_failure) = match spec.context {
+            BuildContext::Directory(dir) => {
+                if !dir.is_dir() {
+                    return Err(EngineError::BuildFailed(format!(
+                        "the build context {} is not a directory",
+                        dir.display()
+                    )));
+                }
+                let packed = pack_directory(dir, dockerfile.clone());
+                (packed.stream, Some(packed.failure))
+            }
+            BuildContext::Tar(stream) => (stream, None),
+        };
+        let options = build_options(&dockerfile, &spec.tags, &spec.build_args, &spec.labels);
+        let credentials = (!spec.registry_auth.is_empty()).then(|| {
+            spec.registry_auth
+                .iter()
+                .map(|a| (a.server.clone(), docker_credentials(a)))
+                .collect::<HashMap<_, _>>()
+        });
+        let mut progress =
+            self.streaming
+                .build_image(options, credentials, Some(body_try_stream(body)));
+        let mut lines = BuildLines::default();
+        let mut failure = None;
+        while let Some(item) = progress.next().await {
+            match item {
+                Ok(info) => lines.take(info, output),
+                Err(BollardError::DockerStreamError { error }) => {
+                    failure = Some(EngineError::BuildFailed(error));
+                    break;
+                }
+                // 20.10 answers a missing Dockerfile, a bad option or a context it cannot
+                // read with an error status before any progress.
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 400 | 500,
+                    message,
+                }) => {
+                    failure = Some(EngineError::BuildFailed(message));
+                    break;
+                }
+                Err(e) => {
+                    failure = Some(map_err(e));
+                    break;
+                }
+            }
+        }
+        lines.flush(output);
+        if let Some(slot) = packing_failure
+            && let Some(message) = slot.lock().ok().and_then(|mut m| m.take())
+        {
+            return Err(EngineError::BuildFailed(message));
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let reported = lines.image_id.take();
+        let id = match (reported, spec.tags.first()) {
+            (Some(id), _) => id,
+            (None, Some(tag)) => self.image_id(tag).await?.ok_or_else(|| {
+                EngineError::BuildFailed(format!("the build ended but {tag} does not exist"))
+            })?,
+            (None, None) => {
+                return Err(EngineError::BuildFailed(
+                    "the build ended without reporting an image".into(),
+                ));
+            }
+        };
+        for tag in spec.tags.iter().skip(1) {
+            self.tag_image(&id, tag).await?;
+        }
+        Ok(id)
+    }
+
+    async fn run_to_completion(
+        &self,
+        spec: &RunSpec,
+        output: OutputSink<'_>,
+        cancel: &CancellationToken,
+    ) -> EngineResult<RunOutcome> {
+        let docker = self.ready().await?;
+        let deadline = tokio::time::Instant::now() + spec.timeout;
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        let created = docker
+            .create_container(Some(options), run_body(spec))
+            .await
+            .map_err(|e| create_error(&spec.image, e))?;
+        let guard = RemoveOnDrop {
+            docker: docker.clone(),
+            id: Some(created.id.clone()),
+        };
+        if let Err(e) = docker.start_container(&created.id, None).await {
+            guard.remove().await?;
+            return Err(map_err(e));
+        }
+        tracing::debug!(container = %spec.name, image = %spec.image, "throwaway container started");
+        let outcome = tokio::select! {
+            code = self.follow_to_exit(&created.id, output) => match code {
+                Ok(code) => RunOutcome::Exited(code),
+                Err(e) => {
+                    guard.remove().await?;
+                    return Err(e);
+                }
+            },
+            () = tokio::time::sleep_until(deadline) => RunOutcome::TimedOut,
+            () = cancel.cancelled() => RunOutcome::Cancelled,
+        };
+        // A forced remove kills what still runs.
+        guard.remove().await?;
+        Ok(outcome)
+    }
+
+    async fn image_id(&self, reference: &str) -> EngineResult<Option<String>> {
+        let docker = self.ready().await?;
+        match docker.inspect_image(reference).await {
+            Ok(image) => Ok(image.id),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    async fn tag_image(&self, source: &str, target: &str) -> EngineResult<()> {
+        let docker = self.ready().await?;
+        let (repo, tag) = split_image_reference(target);
+        if target.contains('@') {
+            return Err(EngineError::Other(format!(
+                "cannot tag {source} as {target}: a tag cannot be a digest"
+            )));
+        }
+        let options = TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+        match docker.tag_image(source, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Err(EngineError::ImageNotFound {
+                image: source.to_owned(),
+                reason: error_message(e),
+            }),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    async fn push_image(
+        &self,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+        output: OutputSink<'_>,
+    ) -> EngineResult<String> {
+        self.ready().await?;
+        let (repo, tag) = split_image_reference(reference);
+        let options = PushImageOptionsBuilder::new().tag(tag).build();
+        let failed = |reason: String| EngineError::PushFailed {
+            reference: reference.to_owned(),
+            reason,
+        };
+        let mut progress =
+            self.streaming
+                .push_image(repo, Some(options), auth.map(docker_credentials));
+        let mut digest = None;
+        let mut last_line = String::new();
+        while let Some(item) = progress.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(d) = info.status.as_deref().and_then(push_digest) {
+                        digest = Some(d.to_owned());
+                    }
+                    if let Some(line) = push_line(&info)
+                        && line != last_line
+                    {
+                        output(LogLine {
+                            stream: LogStream::Stdout,
+                            timestamp_ms: None,
+                            text: line.clone(),
+                        });
+                        last_line = line;
+                    }
+                }
+                Err(BollardError::DockerStreamError { error }) => return Err(failed(error)),
+                Err(e) if status_of(&e) == Some(404) => {
+                    return Err(EngineError::ImageNotFound {
+                        image: reference.to_owned(),
+                        reason: error_message(e),
+                    });
+                }
+                Err(BollardError::DockerResponseServerError { message, .. }) => {
+                    return Err(failed(message));
+                }
+                Err(e) => return Err(map_err(e)),
+            }
+        }
+        digest.ok_or_else(|| failed("the push ended without the registry's digest".into()))
+    }
+
+    async fn remove_image(&self, reference: &str) -> EngineResult<()> {
+        let docker = self.ready().await?;
+        let options = RemoveImageOptionsBuilder::new().build();
+        match docker.remove_image(reference, Some(options), None).await {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+}
+
+/// Credentials as bollard sends them.
+fn docker_credentials(auth: &RegistryAuth) -> DockerCredentials {
+    DockerCredentials {
+        username: Some(auth.username.clone()),
+        password: Some(auth.password.clone()),
+        serveraddress: Some(auth.server.clone()),
+        ..Default::default()
+    }
+}
+
+/// The query of a classic-builder build: intermediate containers removed even on failure,
+/// no pull of newer base images (they are local or in Berth's registry).
+fn build_options(
+    dockerfile: &str,
+    tags: &[String],
+    build_args: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> BuildImageOptions {
+    let map = |m: &BTreeMap<String, String>| {
+        (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    };
+    BuildImageOptions {
+        dockerfile: dockerfile.to_owned(),
+        t: tags.first().cloned(),
+        rm: true,
+        forcerm: true,
+        buildargs: map(build_args),
+        labels: map(labels),
+        ..Default::default()
+    }
+}
+
+/// Turns build progress messages into output lines and picks up the image id.
+#[derive(Default)]
+struct BuildLines {
+    /// Text of a `stream` message not yet ended by a newline.
+    partial: String,
+    image_id: Option<String>,
+}
+
+impl BuildLines {
+    fn take(&mut self, info: BuildInfo, output: OutputSink<'_>) {
+        if let Some(image) = &info.aux
+            && let Some(id) = &image.id
+        {
+            self.image_id = Some(id.clone());
+        }
+        if let Some(text) = &info.stream {
+            self.partial.push_str(text);
+            while let Some(end) = self.partial.find('\n') {
+                let line: String = self.partial.drain(..=end).collect();
+                emit(output, LogStream::Stdout, &line);
+            }
+        }
+        if let Some(status) = &info.status {
+            let line = match &info.id {
+                Some(id) if !id.is_empty() => format!("{id}: {status}"),
+                _ => status.clone(),
+            };
+            emit(output, LogStream::Stdout, &line);
+        }
+    }
+
+    fn flush(&mut self, output: OutputSink<'_>) {
+        let rest = std::mem::take(&mut self.partial);
+        emit(output, LogStream::Stdout, &rest);
+    }
+}
+
+/// Sends one line without its line ending; blank lines are dropped.
+fn emit(output: OutputSink<'_>, stream: LogStream, line: &str) {
+    let text = line.trim_end_matches(['\r', '\n']);
+    if !text.trim().is_empty() {
+        output(LogLine {
+            stream,
+            timestamp_ms: None,
+            text: text.to_owned(),
+        });
+    }
+}
+
+/// A push progress message as a line, or `None` for byte-count updates and empty messages.
+fn push_line(info: &PushImageInfo) -> Option<String> {
+    let status = info.status.as_deref()?.trim();
+    let counting = info
+        .progress_detail
+        .as_ref()
+        .is_some_and(|p| p.current.is_some() || p.total.is_some());
+    (!status.is_empty() && !counting).then(|| status.to_owned())
+}
+
+/// The digest of a push's final status line, `<tag>: digest: sha256:<hex> size: <n>`.
+pub fn push_digest(status: &str) -> Option<&str> {
+    let rest = &status[status.find("digest: ")? + "digest: ".len()..];
+    let digest = rest.split_whitespace().next()?;
+    let (algorithm, hex) = digest.split_once(':')?;
+    (!algorithm.is_empty() && !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some(digest)
+}
+
+/// The create request of a throwaway run.
+fn run_body(spec: &RunSpec) -> ContainerCreateBody {
+    let (entrypoint, cmd) = match spec.command.split_first() {
+        Some((program, args)) => (Some(vec![program.clone()]), Some(args.to_vec())),
+        None => (None, None),
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint,
+        cmd,
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(
+            spec.labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        host_config: Some(HostConfig {
+            init: Some(true),
+            nano_cpus: spec
+                .cpu_millis
+                .map(|m| i64::try_from(m.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
+            memory: spec
+                .memory_bytes
+                .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: None,
+            }),
+            network_mode: spec.network.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The engine's message of an error response.
+fn error_message(e: BollardError) -> String {
+    match e {
+        BollardError::DockerResponseServerError { message, .. } => message,
+        e => e.to_string(),
     }
 }
 

@@ -1,17 +1,23 @@
 //! The Engine seam: the container operations Berth needs, independent of any runtime.
 //!
 //! Only this crate knows bollard. Callers speak in [`InstanceSpec`], [`ObservedContainer`]
-//! and [`EngineEvent`]; the Docker implementation lives in [`docker`]. A Swarm (and later
-//! Kubernetes) implementation plugs in behind the same trait and must pass [`conformance`].
+//! and [`EngineEvent`] for app instances, and in [`BuildSpec`] and [`RunSpec`] for the code
+//! pipeline (build an image, run its tests in a throwaway container, tag, push); the Docker
+//! implementation lives in [`docker`]. A Swarm (and later Kubernetes) implementation plugs in
+//! behind the same trait and must pass [`conformance`].
 
 pub mod conformance;
+pub mod context;
 pub mod docker;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::stream::BoxStream;
+use tokio_util::sync::CancellationToken;
 
 pub use docker::DockerEngine;
 
@@ -29,6 +35,9 @@ pub mod labels {
     pub const ORDINAL: &str = "berth.ordinal";
     /// How many times in a row this instance's predecessors crashed (crash-loop backoff).
     pub const RESTARTS: &str = "berth.restarts";
+    /// The pipeline build that made an image or runs a throwaway container. Such containers
+    /// never carry [`APP`], so the reconciler never counts or removes them.
+    pub const BUILD: &str = "berth.build";
 }
 
 /// Errors from the engine layer.
@@ -46,6 +55,13 @@ pub enum EngineError {
     /// A name is already taken by another object.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// An image build failed: a Dockerfile instruction failed or the Dockerfile or a file it
+    /// needs is missing. The message is the builder's.
+    #[error("image build failed: {0}")]
+    BuildFailed(String),
+    /// A registry refused or failed a push (bad credentials, no permission, quota, network).
+    #[error("push of {reference} failed: {reason}")]
+    PushFailed { reference: String, reason: String },
     /// Any other engine failure, with the engine's message.
     #[error("engine error: {0}")]
     Other(String),
@@ -166,6 +182,75 @@ pub struct LogOptions {
     pub tail: Option<u64>,
 }
 
+/// Receives output lines of a build, a throwaway run or a push as they happen.
+pub type OutputSink<'a> = &'a (dyn Fn(LogLine) + Send + Sync);
+
+/// The files an image is built from.
+pub enum BuildContext {
+    /// A directory on this host, sent as a tar archive. Paths its `.dockerignore` excludes are
+    /// left out (see [`context::DockerIgnore`]); the Dockerfile and `.dockerignore` always go.
+    Directory(PathBuf),
+    /// A ready tar archive (plain or compressed as the engine accepts), streamed as it is.
+    Tar(BoxStream<'static, std::io::Result<Bytes>>),
+}
+
+impl std::fmt::Debug for BuildContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Directory(dir) => f.debug_tuple("Directory").field(dir).finish(),
+            Self::Tar(_) => f.write_str("Tar(..)"),
+        }
+    }
+}
+
+/// An image to build.
+#[derive(Debug)]
+pub struct BuildSpec {
+    pub context: BuildContext,
+    /// Path of the Dockerfile inside the context, `/`-separated; empty means `Dockerfile`.
+    pub dockerfile: String,
+    /// References (`repo:tag`) the built image gets; may be empty.
+    pub tags: Vec<String>,
+    /// `ARG` values.
+    pub build_args: BTreeMap<String, String>,
+    /// Labels added to the image on top of the Dockerfile's (e.g. [`labels::BUILD`]).
+    pub labels: BTreeMap<String, String>,
+    /// Credentials for base images (`FROM`) in private registries.
+    pub registry_auth: Vec<RegistryAuth>,
+}
+
+/// A throwaway container that runs a command to its end (a pipeline's tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSpec {
+    /// Container name, unique on the engine.
+    pub name: String,
+    pub image: String,
+    /// The program and its arguments; replaces the image's entrypoint and cmd when non-empty.
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Labels of the container (e.g. `berth.namespace`, [`labels::BUILD`]).
+    pub labels: BTreeMap<String, String>,
+    /// The container is killed once it has run this long.
+    pub timeout: Duration,
+    /// CPU limit in millicores; `None` means unlimited.
+    pub cpu_millis: Option<u64>,
+    /// Memory limit in bytes; `None` means unlimited.
+    pub memory_bytes: Option<u64>,
+    /// A network to join instead of the engine's default one.
+    pub network: Option<String>,
+}
+
+/// How a throwaway run ended. The container is gone in every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The command ran to its end with this exit code.
+    Exited(i64),
+    /// It ran longer than [`RunSpec::timeout`] and was killed.
+    TimedOut,
+    /// The cancel token fired and it was killed.
+    Cancelled,
+}
+
 /// The container runtime behind Berth.
 #[async_trait]
 pub trait Engine: Send + Sync + 'static {
@@ -203,4 +288,41 @@ pub trait Engine: Send + Sync + 'static {
 
     /// A container's output.
     fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, EngineResult<LogLine>>;
+
+    /// Builds an image, reusing the engine's build cache; returns the image id
+    /// (`sha256:…`). Progress lines go to `output` as they come. A failing instruction, or a
+    /// missing Dockerfile or file, is [`EngineError::BuildFailed`]. Dropping the future
+    /// abandons the build (the engine stops it when the connection closes).
+    async fn build_image(&self, spec: BuildSpec, output: OutputSink<'_>) -> EngineResult<String>;
+
+    /// Runs `spec` in a new container until it exits, streaming its output, and removes the
+    /// container afterwards. It is killed when `spec.timeout` passes or `cancel` fires; a
+    /// container whose run is dropped midway is removed in the background.
+    async fn run_to_completion(
+        &self,
+        spec: &RunSpec,
+        output: OutputSink<'_>,
+        cancel: &CancellationToken,
+    ) -> EngineResult<RunOutcome>;
+
+    /// The id of a local image (`repo:tag`, or an id), or `None` when it is not present.
+    async fn image_id(&self, reference: &str) -> EngineResult<Option<String>>;
+
+    /// Gives the local image `source` the additional reference `target` (`repo:tag`).
+    async fn tag_image(&self, source: &str, target: &str) -> EngineResult<()>;
+
+    /// Pushes a local image (`registry/repo:tag`) and returns the manifest digest the registry
+    /// stored (`sha256:…`). Progress lines go to `output`. A refusal by the registry is
+    /// [`EngineError::PushFailed`]; dropping the future abandons the push.
+    async fn push_image(
+        &self,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+        output: OutputSink<'_>,
+    ) -> EngineResult<String>;
+
+    /// Removes a reference to a local image; the image goes with its last reference (by id:
+    /// only an image with at most one tag). A reference that does not exist is not an error;
+    /// one that a container uses is a [`EngineError::Conflict`].
+    async fn remove_image(&self, reference: &str) -> EngineResult<()>;
 }

@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use berth_engine::conformance::{self, ConformanceFixture};
-use berth_engine::{DockerEngine, Engine, EngineError};
-use berth_testkit::{NamespaceGuard, http_get, require_docker, testapp_image, unique_namespace};
+use berth_engine::{DockerEngine, Engine, EngineError, RegistryAuth};
+use berth_testkit::{
+    NamespaceGuard, TestRegistry, http_get, require_docker, testapp_image, unique_namespace,
+};
 use bollard::Docker;
 use bollard::models::ContainerInspectResponse;
 
@@ -22,7 +24,12 @@ async fn setup(prefix: &str) -> (DockerEngine, ConformanceFixture, NamespaceGuar
     let namespace = unique_namespace(prefix);
     let guard = NamespaceGuard(namespace.clone());
     let engine = DockerEngine::connect().expect("connect to Docker");
-    (engine, ConformanceFixture { image, namespace }, guard)
+    let fixture = ConformanceFixture {
+        image,
+        namespace,
+        registry: None,
+    };
+    (engine, fixture, guard)
 }
 
 /// A plain bollard client for looking behind the engine's back.
@@ -44,7 +51,13 @@ async fn inspect(id: &str) -> ContainerInspectResponse {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_engine_passes_conformance() {
-    let (engine, fixture, _guard) = setup("engine-conf").await;
+    let (engine, mut fixture, _guard) = setup("engine-conf").await;
+    let registry = TestRegistry::start("pusher", "push-secret").await;
+    fixture.registry = Some(RegistryAuth {
+        username: registry.username().to_owned(),
+        password: registry.password().to_owned(),
+        server: registry.host(),
+    });
     conformance::run_all(&engine, &fixture).await;
 }
 

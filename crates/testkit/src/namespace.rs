@@ -91,8 +91,9 @@ fn is_safe_namespace(namespace: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Force-removes every container (and volume) labelled `berth.namespace=<namespace>` and the
-/// Docker network named `<namespace>`, if any. Errors are ignored: this is best-effort cleanup.
+/// Force-removes every container, image and volume labelled `berth.namespace=<namespace>` and
+/// the Docker network named `<namespace>`, if any. Errors are ignored: this is best-effort
+/// cleanup. An image goes with all its tags (e.g. ones pushed to a test registry).
 pub fn cleanup_namespace(namespace: &str) {
     if !is_safe_namespace(namespace) {
         return;
@@ -102,6 +103,16 @@ pub fn cleanup_namespace(namespace: &str) {
         let ids: Vec<&str> = ids.split_whitespace().collect();
         if !ids.is_empty() {
             let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids);
+            docker(&args);
+        }
+    }
+    if let Some(ids) = docker(&["images", "-q", "--no-trunc", "--filter", &filter]) {
+        let mut ids: Vec<&str> = ids.split_whitespace().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if !ids.is_empty() {
+            let mut args = vec!["rmi", "-f"];
             args.extend(ids);
             docker(&args);
         }

@@ -449,7 +449,14 @@ async fn quota(client: &Client, command: QuotaCommand) -> Result<(), String> {
                 output,
                 &requests,
                 &[
-                    "ID", "TEAM", "BY", "STATUS", "CHANGE", "CREATED", "REASON", "DECISION",
+                    "ID",
+                    "TEAM",
+                    "BY",
+                    "STATUS",
+                    "REQUESTED",
+                    "CREATED",
+                    "REASON",
+                    "DECISION",
                 ],
                 |r| {
                     let decision = match (&r.decided_by, &r.comment) {

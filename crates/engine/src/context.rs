@@ -1,0 +1,570 @@
+//! Build contexts: packing a directory as a tar archive, honouring its `.dockerignore`, and the
+//! glob patterns both `.dockerignore` files and pipeline branch filters use.
+//!
+//! Patterns follow Docker's `.dockerignore` rules: `*` matches any run of characters but `/`,
+//! `?` one character but `/`, `[a-z]`/`[!a-z]` a class, `\` escapes, and `**` any number of
+//! path segments (`**/x` also matches `x`). Archives are deterministic (sorted entries, fixed
+//! times and owners), so a fresh checkout of the same files reuses the engine's build cache.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+
+/// Name of the file that lists what a context leaves out.
+pub const DOCKERIGNORE: &str = ".dockerignore";
+/// The Dockerfile path used when none is given.
+pub const DEFAULT_DOCKERFILE: &str = "Dockerfile";
+/// Bytes per chunk sent to the engine while packing.
+const CHUNK: usize = 64 * 1024;
+
+/// Whether `text` (a `/`-separated path or a branch name) matches the glob `pattern`.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    Glob::new(pattern).matches(text)
+}
+
+/// One token of a compiled glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Literal(char),
+    /// `?`
+    One,
+    /// `*`
+    Star,
+    /// `**` at the end: anything, `/` included.
+    AnyPath,
+    /// `**` elsewhere (a following `/` is part of it): zero or more whole segments.
+    AnyDirs,
+    /// `[…]`
+    Class {
+        ranges: Vec<(char, char)>,
+        negated: bool,
+    },
+}
+
+/// A compiled glob pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob {
+    tokens: Vec<Token>,
+}
+
+impl Glob {
+    /// Compiles `pattern`; an unclosed `[` and a trailing `\` stand for themselves.
+    pub fn new(pattern: &str) -> Self {
+        let chars: Vec<char> = pattern.chars().collect();
+        let mut tokens = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            match chars[i] {
+                '*' if chars.get(i + 1) == Some(&'*') => {
+                    i += 2;
+                    if chars.get(i) == Some(&'/') {
+                        i += 1;
+                    }
+                    tokens.push(if i >= chars.len() {
+                        Token::AnyPath
+                    } else {
+                        Token::AnyDirs
+                    });
+                    continue;
+                }
+                '*' => tokens.push(Token::Star),
+                '?' => tokens.push(Token::One),
+                '\\' if i + 1 < chars.len() => {
+                    i += 1;
+                    tokens.push(Token::Literal(chars[i]));
+                }
+                '[' => match parse_class(&chars[i + 1..]) {
+                    Some((token, used)) => {
+                        tokens.push(token);
+                        i += used + 1;
+                        continue;
+                    }
+                    None => tokens.push(Token::Literal('[')),
+                },
+                c => tokens.push(Token::Literal(c)),
+            }
+            i += 1;
+        }
+        Self { tokens }
+    }
+
+    /// Whether the whole of `text` matches.
+    pub fn matches(&self, text: &str) -> bool {
+        let text: Vec<char> = text.chars().collect();
+        // memo[t * (len + 1) + s]: 0 unknown, 1 no, 2 yes. Keeps matching linear in
+        // tokens × text whatever the pattern.
+        let mut memo = vec![0u8; (self.tokens.len() + 1) * (text.len() + 1)];
+        self.match_from(0, 0, &text, &mut memo)
+    }
+
+    fn match_from(&self, t: usize, s: usize, text: &[char], memo: &mut [u8]) -> bool {
+        let slot = t * (text.len() + 1) + s;
+        if memo[slot] != 0 {
+            return memo[slot] == 2;
+        }
+        let here = text.get(s).copied();
+        let not_sep = here.is_some_and(|c| c != '/');
+        let result = match self.tokens.get(t) {
+            None => s == text.len(),
+            Some(Token::Literal(c)) => {
+                here == Some(*c) && self.match_from(t + 1, s + 1, text, memo)
+            }
+            Some(Token::One) => not_sep && self.match_from(t + 1, s + 1, text, memo),
+            Some(Token::Class { ranges, negated }) => {
+                not_sep
+                    && here.is_some_and(|c| {
+                        ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *negated
+                    })
+                    && self.match_from(t + 1, s + 1, text, memo)
+            }
+            Some(Token::Star) => {
+                self.match_from(t + 1, s, text, memo)
+                    || (not_sep && self.match_from(t, s + 1, text, memo))
+            }
+            Some(Token::AnyPath) => {
+                self.match_from(t + 1, s, text, memo)
+                    || (here.is_some() && self.match_from(t, s + 1, text, memo))
+            }
+            Some(Token::AnyDirs) => {
+                self.match_from(t + 1, s, text, memo)
+                    || (s..text.len())
+                        .any(|j| text[j] == '/' && self.match_from(t + 1, j + 1, text, memo))
+            }
+        };
+        memo[slot] = if result { 2 } else { 1 };
+        result
+    }
+}
+
+/// Parses the inside of `[…]` (after the `[`); returns the token and the characters used,
+/// the closing `]` included, or `None` when it is not closed.
+fn parse_class(chars: &[char]) -> Option<(Token, usize)> {
+    let mut i = 0;
+    let negated = matches!(chars.first(), Some('!' | '^'));
+    if negated {
+        i += 1;
+    }
+    let mut ranges = Vec::new();
+    let mut first = true;
+    loop {
+        let mut c = *chars.get(i)?;
+        if c == ']' && !first {
+            return Some((Token::Class { ranges, negated }, i + 1));
+        }
+        first = false;
+        if c == '\\' {
+            i += 1;
+            c = *chars.get(i)?;
+        }
+        let mut hi = c;
+        if chars.get(i + 1) == Some(&'-') && chars.get(i + 2).is_some_and(|&n| n != ']') {
+            i += 2;
+            hi = chars[i];
+            if hi == '\\' {
+                i += 1;
+                hi = *chars.get(i)?;
+            }
+        }
+        ranges.push((c, hi));
+        i += 1;
+    }
+}
+
+/// One line of a `.dockerignore`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IgnoreRule {
+    glob: Glob,
+    /// A `!` line: matching paths are put back.
+    exception: bool,
+}
+
+/// The rules of a `.dockerignore` file: the last rule matching a path (or one of its parent
+/// directories) decides whether it is left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DockerIgnore {
+    rules: Vec<IgnoreRule>,
+}
+
+impl DockerIgnore {
+    /// Parses the file's text: one pattern a line, `#` comments, `!` exceptions; patterns are
+    /// cleaned like paths (`./a//b/` is `a/b`, a leading `/` is dropped).
+    pub fn parse(text: &str) -> Self {
+        let rules = text
+            .lines()
+            .filter_map(|line| {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    return None;
+                }
+                let (exception, pattern) = match line.strip_prefix('!') {
+                    Some(rest) => (true, rest.trim()),
+                    None => (false, line),
+                };
+                let pattern = clean_path(pattern);
+                (!pattern.is_empty()).then(|| IgnoreRule {
+                    glob: Glob::new(&pattern),
+                    exception,
+                })
+            })
+            .collect();
+        Self { rules }
+    }
+
+    /// Reads `<dir>/.dockerignore`; no file means no rules.
+    pub fn load(dir: &Path) -> io::Result<Self> {
+        match std::fs::read_to_string(dir.join(DOCKERIGNORE)) {
+            Ok(text) => Ok(Self::parse(&text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the `/`-separated relative `path` is left out of the context.
+    pub fn excludes(&self, path: &str) -> bool {
+        let mut excluded = false;
+        for rule in &self.rules {
+            let hit = rule.glob.matches(path)
+                || path
+                    .match_indices('/')
+                    .any(|(i, _)| rule.glob.matches(&path[..i]));
+            if hit {
+                excluded = !rule.exception;
+            }
+        }
+        excluded
+    }
+
+    /// Whether any `!` rule exists (then an excluded directory may still hold included files).
+    pub fn has_exceptions(&self) -> bool {
+        self.rules.iter().any(|r| r.exception)
+    }
+}
+
+/// Cleans a relative path like Go's `filepath.Clean`, without a leading `/`: empty and `.`
+/// segments go, `..` removes its parent (and nothing above the root).
+pub fn clean_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
+/// Writes `dir` as a tar archive to `out`: every file, directory and symlink (not followed)
+/// that `.dockerignore` does not exclude, in sorted order, with fixed times and owners. The
+/// Dockerfile (`dockerfile`, relative) and `.dockerignore` are always included.
+pub fn tar_directory(dir: &Path, dockerfile: &str, out: impl Write) -> io::Result<()> {
+    let ignore = DockerIgnore::load(dir)?;
+    let dockerfile = match clean_path(dockerfile) {
+        p if p.is_empty() => DEFAULT_DOCKERFILE.to_owned(),
+        p => p,
+    };
+    let keep = [dockerfile.as_str(), DOCKERIGNORE];
+    let mut builder = tar::Builder::new(out);
+    builder.follow_symlinks(false);
+    builder.mode(tar::HeaderMode::Deterministic);
+    let walker = Walker {
+        root: dir,
+        ignore: &ignore,
+        keep: &keep,
+    };
+    walker.walk(Path::new(""), &mut builder)?;
+    builder.into_inner()?.flush()
+}
+
+struct Walker<'a> {
+    root: &'a Path,
+    ignore: &'a DockerIgnore,
+    keep: &'a [&'a str],
+}
+
+impl Walker<'_> {
+    fn walk<W: Write>(&self, rel: &Path, builder: &mut tar::Builder<W>) -> io::Result<()> {
+        let dir = self.root.join(rel);
+        let mut entries = std::fs::read_dir(&dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
+            .collect::<io::Result<Vec<_>>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let rel_path = rel.join(entry.file_name());
+            let name = rel_path.to_string_lossy().into_owned();
+            let kept = self.keep.contains(&name.as_str());
+            let excluded = !kept && self.ignore.excludes(&name);
+            let file_type = entry.file_type()?;
+            let full = entry.path();
+            if file_type.is_dir() {
+                let prefix = format!("{name}/");
+                let holds_kept = self.keep.iter().any(|k| k.starts_with(&prefix));
+                if excluded && !self.ignore.has_exceptions() && !holds_kept {
+                    continue;
+                }
+                if !excluded {
+                    builder.append_path_with_name(&full, &rel_path)?;
+                }
+                self.walk(&rel_path, builder)?;
+            } else if excluded {
+                continue;
+            } else if file_type.is_file() || file_type.is_symlink() {
+                builder
+                    .append_path_with_name(&full, &rel_path)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", full.display())))?;
+            } else {
+                tracing::debug!(path = %full.display(), "skipping a special file in the build context");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A directory packed as a tar stream in the background, and the packing error, if any.
+pub(crate) struct PackedContext {
+    pub stream: BoxStream<'static, io::Result<Bytes>>,
+    /// Set when packing failed (the stream then ends with an error).
+    pub failure: Arc<Mutex<Option<String>>>,
+}
+
+/// Packs `dir` on a blocking thread while the engine reads the stream; packing stops when the
+/// stream is dropped.
+pub(crate) fn pack_directory(dir: PathBuf, dockerfile: String) -> PackedContext {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
+    let failure = Arc::new(Mutex::new(None));
+    let failed = failure.clone();
+    tokio::task::spawn_blocking(move || {
+        let writer = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        if let Err(e) = tar_directory(&dir, &dockerfile, writer) {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                return;
+            }
+            let message = format!("cannot pack the build context {}: {e}", dir.display());
+            if let Ok(mut slot) = failed.lock() {
+                *slot = Some(message.clone());
+            }
+            let _ = tx.blocking_send(Err(io::Error::other(message)));
+        }
+    });
+    let stream = stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed();
+    PackedContext { stream, failure }
+}
+
+/// Sends what is written in chunks over a channel (from a blocking thread).
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the engine stopped reading"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_dockerignore() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("main", "main", true),
+            ("main", "main2", false),
+            ("main", "mai", false),
+            ("release/*", "release/1.0", true),
+            ("release/*", "release/", true),
+            ("release/*", "release/1.0/hotfix", false),
+            ("release/*", "release", false),
+            ("release/**", "release/1.0/hotfix", true),
+            ("release/**", "release/x", true),
+            ("**", "a/b/c", true),
+            ("**/*.log", "x.log", true),
+            ("**/*.log", "a/b/x.log", true),
+            ("**/*.log", "a/b/x.txt", false),
+            ("a/**/b", "a/b", true),
+            ("a/**/b", "a/x/y/b", true),
+            ("a/**/b", "a/xb", false),
+            ("*.md", "README.md", true),
+            ("*.md", "docs/README.md", false),
+            ("feat-?", "feat-a", true),
+            ("feat-?", "feat-ab", false),
+            ("feat-?", "feat-/", false),
+            ("v[0-9]*", "v1.2", true),
+            ("v[0-9]*", "vx", false),
+            ("v[!0-9]*", "vx", true),
+            ("v[!0-9]*", "v1", false),
+            ("v[^0-9]", "v1", false),
+            ("[]]", "]", true),
+            ("a[/]b", "a/b", false),
+            ("\\*", "*", true),
+            ("\\*", "x", false),
+            ("a[", "a[", true),
+            ("", "", true),
+            ("", "x", false),
+            ("*", "", true),
+            (
+                "*a*a*a*a*a*a*a*a*a*a*b",
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                false,
+            ),
+            ("hotfix-*-π", "hotfix-1-π", true),
+        ];
+        for (pattern, text, want) in cases {
+            assert_eq!(glob_match(pattern, text), *want, "{pattern:?} vs {text:?}");
+        }
+    }
+
+    #[test]
+    fn cleans_paths() {
+        let cases = [
+            ("a/b", "a/b"),
+            ("./a//b/", "a/b"),
+            ("/a/b", "a/b"),
+            ("a/../b", "b"),
+            ("../../a", "a"),
+            (".", ""),
+            ("", ""),
+        ];
+        for (input, want) in cases {
+            assert_eq!(clean_path(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn dockerignore_rules() {
+        let ignore = DockerIgnore::parse(
+            "# comment\n\n  *.log  \nsecret/\n/build\n!build/keep.txt\ntmp/**/*.bin\n!important.log\n",
+        );
+        let cases = [
+            ("app.log", true),
+            ("important.log", false),
+            ("src/app.log", false),
+            ("secret", true),
+            ("secret/key.pem", true),
+            ("secretive", false),
+            ("build", true),
+            ("build/out.o", true),
+            ("build/keep.txt", false),
+            ("tmp/a.bin", true),
+            ("tmp/x/y/a.bin", true),
+            ("tmp/a.txt", false),
+            ("Dockerfile", false),
+            ("# comment", false),
+        ];
+        for (path, want) in cases {
+            assert_eq!(ignore.excludes(path), want, "{path}");
+        }
+        assert!(ignore.has_exceptions());
+        assert!(!DockerIgnore::parse("a\nb/").has_exceptions());
+        assert_eq!(
+            DockerIgnore::parse("  \n# x\n!\n./\n"),
+            DockerIgnore::default()
+        );
+    }
+
+    fn entries(archive: &[u8]) -> Vec<(String, tar::EntryType)> {
+        let mut archive = tar::Archive::new(archive);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path()
+                        .unwrap()
+                        .to_string_lossy()
+                        .trim_end_matches('/')
+                        .to_owned(),
+                    e.header().entry_type(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packs_a_directory_honouring_dockerignore() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("src/nested")).unwrap();
+        std::fs::create_dir_all(root.join("target/debug")).unwrap();
+        std::fs::create_dir_all(root.join("docker")).unwrap();
+        std::fs::write(root.join("src/main.rs"), "fn main() {}").unwrap();
+        std::fs::write(root.join("src/nested/x.txt"), "x").unwrap();
+        std::fs::write(root.join("target/debug/app"), "binary").unwrap();
+        std::fs::write(root.join("debug.log"), "noise").unwrap();
+        std::fs::write(root.join("docker/Dockerfile"), "FROM scratch").unwrap();
+        std::fs::write(
+            root.join(".dockerignore"),
+            "target\n*.log\ndocker\n.dockerignore\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("src/main.rs", root.join("link")).unwrap();
+
+        let mut out = Vec::new();
+        tar_directory(root, "./docker/Dockerfile", &mut out).unwrap();
+        let got = entries(&out);
+        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                ".dockerignore",
+                "docker/Dockerfile",
+                "link",
+                "src",
+                "src/main.rs",
+                "src/nested",
+                "src/nested/x.txt",
+            ]
+        );
+        let kind = |name: &str| got.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(kind("link"), tar::EntryType::Symlink);
+        assert_eq!(kind("src"), tar::EntryType::Directory);
+        assert_eq!(kind("src/main.rs"), tar::EntryType::Regular);
+
+        // Deterministic: the same files give the same bytes, whatever their times.
+        std::fs::write(root.join("src/main.rs"), "fn main() {}").unwrap();
+        let mut again = Vec::new();
+        tar_directory(root, "docker/Dockerfile", &mut again).unwrap();
+        assert_eq!(out, again);
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = tar_directory(&missing, "Dockerfile", Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+}

@@ -1,0 +1,341 @@
+// End-to-end test of the web console in a real browser (Debian's chromium driven by
+// playwright-core) against a real `berth server` on the real Docker Engine.
+//
+// BERTH_BIN names the binary (default: target/debug/berth, else target/release/berth). The
+// server runs in its own engine namespace; every container, network and local image the test
+// makes is removed afterwards. Screenshots of the main pages go to ui/test-output/.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const ui = join(dirname(fileURLToPath(import.meta.url)), "..");
+const repo = join(ui, "..");
+const shots = join(ui, "test-output");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const namespace = `bt-ui-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
+const state = { server: null, base: "", token: "", dataDir: "", dockerConfig: "", browser: null, localImages: [] };
+
+function berthBinary() {
+  const candidates = [process.env.BERTH_BIN, join(repo, "target/debug/berth"), join(repo, "target/release/berth")];
+  const found = candidates.find((c) => c && existsSync(c));
+  if (!found) throw new Error("no berth binary: build it with cargo or set BERTH_BIN");
+  return found;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function docker(args, env = {}) {
+  return execFileSync("docker", args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] }).toString();
+}
+
+function quietDocker(args) {
+  try {
+    return docker(args);
+  } catch {
+    return "";
+  }
+}
+
+async function waitHealthy(url, ms) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} did not answer within ${ms} ms`);
+}
+
+before(async () => {
+  mkdirSync(shots, { recursive: true });
+  state.dataDir = mkdtempSync(join(tmpdir(), "berth-ui-e2e-"));
+  const port = await freePort();
+  state.base = `http://127.0.0.1:${port}`;
+  const log = join(state.dataDir, "server.log");
+  const out = (await import("node:fs")).openSync(log, "a");
+  state.server = spawn(
+    berthBinary(),
+    ["server", "--listen", `127.0.0.1:${port}`, "--data-dir", join(state.dataDir, "data"), "--namespace", namespace, "--resync-interval", "5s"],
+    { stdio: ["ignore", out, out] },
+  );
+  state.serverLog = log;
+  await waitHealthy(`${state.base}/healthz`, 30_000);
+  state.token = readFileSync(join(state.dataDir, "data/admin-token"), "utf8").trim();
+
+  // An image in the registry to browse: the test app pushed as default/e2e:v1.
+  state.dockerConfig = mkdtempSync(join(tmpdir(), "berth-ui-docker-"));
+  const env = { DOCKER_CONFIG: state.dockerConfig };
+  const host = `127.0.0.1:${port}`;
+  const ref = `${host}/default/e2e:v1`;
+  docker(["login", host, "-u", "admin", "--password", state.token], env);
+  docker(["tag", "berth-testapp:latest", ref], env);
+  state.localImages.push(ref);
+  docker(["push", ref], env);
+
+  state.browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+});
+
+after(async () => {
+  await state.browser?.close().catch(() => {});
+  if (state.server && state.server.exitCode === null) {
+    state.server.kill("SIGTERM");
+    await new Promise((r) => {
+      const timer = setTimeout(() => {
+        state.server.kill("SIGKILL");
+        r();
+      }, 10_000);
+      state.server.once("exit", () => {
+        clearTimeout(timer);
+        r();
+      });
+    });
+  }
+  // Everything labelled with this namespace, its network, the local tags.
+  const ids = quietDocker(["ps", "-aq", "--filter", `label=berth.namespace=${namespace}`]).split(/\s+/).filter(Boolean);
+  if (ids.length) quietDocker(["rm", "-f", "-v", ...ids]);
+  quietDocker(["network", "rm", namespace]);
+  for (const image of state.localImages) quietDocker(["rmi", image]);
+  if (process.env.BERTH_UI_KEEP_DATA !== "1") {
+    rmSync(state.dataDir, { recursive: true, force: true });
+  }
+  rmSync(state.dockerConfig, { recursive: true, force: true });
+});
+
+/** A new page at 1366×768 that reports page errors (and failed requests other than expected 401s). */
+async function newPage(viewport = { width: 1366, height: 768 }) {
+  const context = await state.browser.newContext({ viewport, locale: "en-US" });
+  const page = await context.newPage();
+  page.setDefaultTimeout(20_000);
+  page.errors = [];
+  page.on("pageerror", (e) => page.errors.push(e.message));
+  return page;
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+}
+
+async function login(page, username, password) {
+  await page.goto(`${state.base}/login`);
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL("**/apps");
+}
+
+async function waitForRollout(page, revision, wanted, ms) {
+  await page.waitForFunction(
+    ([rev, w]) => {
+      const p = document.querySelector('.page-sub [data-testid="rollout-phase"]');
+      const sub = document.querySelector(".page-sub")?.textContent ?? "";
+      return p && w.includes(p.getAttribute("data-phase")) && sub.includes(`#${rev}`);
+    },
+    [revision, wanted],
+    { timeout: ms },
+  );
+}
+
+test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
+  const page = await newPage();
+
+  await t.test("a visitor registers with a new team and is logged in", async () => {
+    await page.goto(`${state.base}/`);
+    await page.waitForURL("**/login**");
+    await shot(page, "01-login");
+    await page.getByRole("link", { name: "Register" }).click();
+    await page.getByLabel("Username").fill("alice");
+    await page.getByLabel("Email").fill("alice@example.com");
+    await page.getByLabel("Display name").fill("Alice");
+    await page.getByLabel("Password").fill("correct horse battery");
+    await page.getByLabel("New team (optional)").fill("web");
+    await shot(page, "02-register");
+    await page.getByRole("button", { name: "Register" }).click();
+    await page.waitForURL("**/apps");
+    await page.getByText("No apps yet").waitFor();
+    assert.equal(await page.getByTestId("user-link").textContent(), "Alice");
+  });
+
+  await t.test("a bad field is reported next to that field", async () => {
+    await page.getByRole("link", { name: "Create app" }).click();
+    await page.getByLabel("Name", { exact: true }).fill("a".repeat(45));
+    await page.getByLabel("Image", { exact: true }).fill("berth-testapp:latest");
+    await page.getByLabel("CPU (millicores)").fill("100");
+    await page.getByLabel("Memory (MiB)").fill("64");
+    await page.getByRole("button", { name: "Create app" }).click();
+    const error = page.locator('.field-error[data-field="name"]');
+    await error.waitFor();
+    assert.match(await error.textContent(), /40/);
+    await shot(page, "03-create-app-error");
+  });
+
+  await t.test("an app is created and becomes healthy", async () => {
+    await page.getByLabel("Name", { exact: true }).fill("shop");
+    await page.getByLabel("Replicas").fill("2");
+    await page.getByRole("button", { name: "Create app" }).click();
+    await page.waitForURL("**/apps/shop");
+    await page.locator('[data-testid="app-health"][data-health="healthy"]').first().waitFor({ timeout: 60_000 });
+    await waitForRollout(page, 1, ["complete"], 60_000);
+    assert.equal(await page.locator('[data-testid="instances-table"] tbody tr[data-ready="true"]').count(), 2);
+    await shot(page, "04-app-overview");
+  });
+
+  await t.test("the app is scaled", async () => {
+    await page.locator("#scale-replicas").fill("3");
+    await page.getByRole("button", { name: "Scale", exact: true }).click();
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="instances-table"] tbody tr[data-ready="true"]').length === 3, null, {
+      timeout: 60_000,
+    });
+  });
+
+  await t.test("new settings are deployed as revision 2", async () => {
+    await page.getByRole("link", { name: "Deploy" }).click();
+    await page.waitForURL("**/apps/shop/deploy");
+    await page.getByLabel("Environment").fill("COLOR=blue");
+    await shot(page, "05-deploy-form");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.waitForURL("**/apps/shop");
+    await waitForRollout(page, 2, ["complete"], 90_000);
+  });
+
+  await t.test("a failing revision is rolled back by itself, live on the page", async () => {
+    await page.getByRole("link", { name: "Events" }).click();
+    await page.locator('[data-testid="events-live"][data-live="true"]').waitFor();
+    await page.getByRole("link", { name: "Deploy" }).click();
+    await page.getByLabel("Environment").fill("COLOR=blue\nFAIL_HEALTH=1");
+    await page.getByLabel("Progress deadline (s)").fill("8");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.waitForURL("**/apps/shop");
+    await page.getByRole("link", { name: "Events" }).click();
+    // The timeline is fed by the SSE stream: the failure shows without a reload.
+    await page.locator('[data-testid="events-timeline"] li[data-kind="rollout_failed"]').waitFor({ timeout: 90_000 });
+    await waitForRollout(page, 2, ["rolled_back"], 90_000);
+    await shot(page, "06-events-rolled-back");
+    await page.getByRole("link", { name: "Overview" }).click();
+    await page.getByTestId("rollout-message").waitFor();
+    await shot(page, "07-app-rolled-back");
+  });
+
+  await t.test("revisions are compared and the app is rolled back by hand", async () => {
+    await page.goto(`${state.base}/apps/shop/revisions?a=2&b=3`);
+    const diff = page.getByTestId("revision-diff");
+    await diff.getByText("env.FAIL_HEALTH").waitFor();
+    await shot(page, "08-revisions-diff");
+    await page.locator('tr[data-revision="1"]').getByRole("button", { name: "Roll back" }).click();
+    const dialog = page.getByRole("dialog");
+    await dialog.getByText("Roll shop back to revision 1?").waitFor();
+    await dialog.getByRole("button", { name: "Roll back" }).click();
+    await waitForRollout(page, 1, ["complete"], 90_000);
+    await page.locator('tr[data-revision="1"]').getByText("current").waitFor();
+  });
+
+  await t.test("logs are followed live", async () => {
+    await page.getByRole("link", { name: "Logs" }).click();
+    await page.locator('[data-testid="logs-state"][data-state="open"]').waitFor();
+    await shot(page, "09-logs");
+  });
+
+  await t.test("a quota request is filed", async () => {
+    await page.goto(`${state.base}/teams/web`);
+    await page.getByTestId("quota-bars").waitFor();
+    const form = page.getByTestId("quota-request-form");
+    await form.getByLabel("Instances").fill("50");
+    await form.getByLabel("Reason").fill("launch week");
+    await form.getByRole("button", { name: "File request" }).click();
+    await page.locator('[data-testid="quota-requests-table"] tr[data-status="pending"]').waitFor();
+    await shot(page, "10-team");
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.waitForURL("**/login");
+  });
+
+  await t.test("an admin approves the quota request", async () => {
+    await login(page, "admin", state.token);
+    await page.getByRole("link", { name: "Quota requests" }).click();
+    const row = page.locator('[data-testid="quota-requests-table"] tr[data-status="pending"]').filter({ hasText: "launch week" });
+    await row.waitFor();
+    await shot(page, "11-quota-requests");
+    await row.getByRole("button", { name: "Approve" }).click();
+    await page.getByText("No quota requests.").waitFor();
+    await page.goto(`${state.base}/teams/web`);
+    await page.getByTestId("quota-bars").getByText("/ 50").waitFor();
+  });
+
+  await t.test("an image is browsed down to its layers and config", async () => {
+    await page.getByRole("link", { name: "Images" }).click();
+    await page.getByRole("link", { name: "default/e2e" }).click();
+    await page.waitForURL("**/images/default/e2e");
+    await page.getByRole("link", { name: "v1", exact: true }).click();
+    await page.waitForURL("**/images/default/e2e:v1");
+    await page.getByTestId("layers-table").waitFor();
+    assert.ok((await page.locator('[data-testid="layers-table"] tbody tr').count()) >= 1);
+    await page.getByTestId("image-config").getByText("/berth-testapp").first().waitFor();
+    await shot(page, "12-image");
+    await page.goto(`${state.base}/registry`);
+    await page.getByTestId("gc-card").waitFor();
+    await shot(page, "13-registry");
+    for (const [path, name] of [
+      ["/templates", "14-templates"],
+      ["/audit", "15-audit"],
+      ["/admin/users", "16-users"],
+      ["/account", "17-account"],
+    ]) {
+      await page.goto(`${state.base}${path}`);
+      await page.locator("main h1").waitFor();
+      await page.waitForLoadState("networkidle").catch(() => {});
+      await shot(page, name);
+    }
+  });
+
+  await t.test("the language switches to Simplified Chinese and back at run time", async () => {
+    await page.goto(`${state.base}/apps`);
+    await page.getByTestId("lang-switch").selectOption("zh-CN");
+    await page.getByRole("heading", { name: "应用" }).waitFor();
+    await page.getByRole("link", { name: "配额申请" }).waitFor();
+    assert.equal(await page.evaluate(() => document.documentElement.lang), "zh-CN");
+    await shot(page, "18-apps-zh");
+    await page.goto(`${state.base}/apps/shop`);
+    await page.getByRole("link", { name: "概览" }).waitFor();
+    await shot(page, "19-app-zh");
+    await page.getByTestId("theme-toggle").click();
+    await shot(page, "20-app-zh-theme-toggled");
+    await page.getByTestId("lang-switch").selectOption("en");
+    await page.getByRole("link", { name: "Overview" }).waitFor();
+  });
+
+  await t.test("the console works on a narrow screen", async () => {
+    const phone = await newPage({ width: 390, height: 844 });
+    await login(phone, "admin", state.token);
+    await phone.goto(`${state.base}/apps/shop`);
+    await phone.locator('[data-testid="app-health"]').first().waitFor();
+    await shot(phone, "21-narrow-app");
+    await phone.getByRole("button", { name: "Menu" }).click();
+    await phone.getByRole("link", { name: "Teams" }).click();
+    await phone.waitForURL("**/teams");
+    await shot(phone, "22-narrow-teams");
+    assert.deepEqual(phone.errors, []);
+    await phone.context().close();
+  });
+
+  assert.deepEqual(page.errors, [], "no uncaught errors in the page");
+  await page.context().close();
+});

@@ -1,0 +1,186 @@
+// Routes and the shell: a sidebar of sections (a drawer on narrow screens), the language and
+// theme switches, and the user menu. Every view has its own URL.
+import { useEffect, useState, type ReactNode } from "react";
+import { Navigate, NavLink, Route, Routes, useLocation, useNavigate } from "react-router";
+import { Loading } from "./components/ui";
+import { LANGS, useI18n, type Lang } from "./i18n";
+import { AccountPage } from "./pages/Account";
+import { AdminUsersPage } from "./pages/AdminUsers";
+import { AppDetailPage } from "./pages/AppDetail";
+import { AppsPage } from "./pages/Apps";
+import { AuditPage } from "./pages/Audit";
+import { CreateAppPage } from "./pages/CreateApp";
+import { ImageDetailPage, ImagesPage, RegistryPage } from "./pages/Images";
+import { LoginPage, RegisterPage } from "./pages/Login";
+import { QuotaRequestsPage } from "./pages/QuotaRequests";
+import { TeamPage, TeamsPage } from "./pages/Teams";
+import { TemplateEditPage, TemplatesPage } from "./pages/Templates";
+import { useSession } from "./session";
+import { useTheme } from "./theme";
+
+export function App() {
+  const { me } = useSession();
+  const location = useLocation();
+  if (me === undefined) return <Loading />;
+  if (me === null) {
+    const next = location.pathname + location.search;
+    return (
+      <Routes>
+        <Route path="/login" element={<LoginPage />} />
+        <Route path="/register" element={<RegisterPage />} />
+        <Route
+          path="*"
+          element={<Navigate to={next === "/" ? "/login" : `/login?next=${encodeURIComponent(next)}`} replace />}
+        />
+      </Routes>
+    );
+  }
+  return (
+    <Shell>
+      <Routes>
+        <Route path="/" element={<Navigate to="/apps" replace />} />
+        <Route path="/login" element={<AfterLogin />} />
+        <Route path="/register" element={<Navigate to="/apps" replace />} />
+        <Route path="/apps" element={<AppsPage />} />
+        <Route path="/apps/new" element={<CreateAppPage />} />
+        <Route path="/apps/:name/*" element={<AppDetailPage />} />
+        <Route path="/images" element={<ImagesPage />} />
+        <Route path="/images/*" element={<ImageDetailPage />} />
+        <Route path="/registry" element={<RegistryPage />} />
+        <Route path="/teams" element={<TeamsPage />} />
+        <Route path="/teams/:team" element={<TeamPage />} />
+        <Route path="/quota-requests" element={<QuotaRequestsPage />} />
+        <Route path="/templates" element={<TemplatesPage />} />
+        <Route path="/templates/new" element={<TemplateEditPage />} />
+        <Route path="/templates/:team/:name" element={<TemplateEditPage />} />
+        <Route path="/audit" element={<AuditPage />} />
+        <Route path="/admin/users" element={<AdminUsersPage />} />
+        <Route path="/account" element={<AccountPage />} />
+        <Route path="*" element={<NotFound />} />
+      </Routes>
+    </Shell>
+  );
+}
+
+/** After logging in, go where the user was headed. */
+function AfterLogin() {
+  const next = new URLSearchParams(useLocation().search).get("next");
+  return <Navigate to={next && next.startsWith("/") && !next.startsWith("//") ? next : "/apps"} replace />;
+}
+
+function NotFound() {
+  const { t } = useI18n();
+  return (
+    <div className="empty">
+      <h1>{t("common.pageNotFound")}</h1>
+      <NavLink to="/apps">{t("nav.apps")}</NavLink>
+    </div>
+  );
+}
+
+export function LangSwitch() {
+  const { lang, setLang, t } = useI18n();
+  return (
+    <select
+      className="lang-switch"
+      aria-label={t("shell.language")}
+      value={lang}
+      onChange={(e) => setLang(e.target.value as Lang)}
+      data-testid="lang-switch"
+    >
+      {LANGS.map((l) => (
+        <option key={l.id} value={l.id}>
+          {l.label}
+        </option>
+      ))}
+    </select>
+  );
+}
+
+export function ThemeSwitch() {
+  const { t } = useI18n();
+  const [theme, toggle] = useTheme();
+  return (
+    <button
+      type="button"
+      className="btn btn-ghost icon-btn"
+      onClick={toggle}
+      aria-label={theme === "dark" ? t("shell.lightTheme") : t("shell.darkTheme")}
+      title={theme === "dark" ? t("shell.lightTheme") : t("shell.darkTheme")}
+      data-testid="theme-toggle"
+    >
+      {theme === "dark" ? "☀" : "☾"}
+    </button>
+  );
+}
+
+function Shell({ children }: { children: ReactNode }) {
+  const { t } = useI18n();
+  const { me, isAdmin, logout } = useSession();
+  const [open, setOpen] = useState(false);
+  const location = useLocation();
+  const navigate = useNavigate();
+  useEffect(() => setOpen(false), [location.pathname]);
+
+  const links: { to: string; label: string; show: boolean }[] = [
+    { to: "/apps", label: t("nav.apps"), show: true },
+    { to: "/images", label: t("nav.images"), show: true },
+    { to: "/registry", label: t("nav.registry"), show: true },
+    { to: "/teams", label: t("nav.teams"), show: true },
+    { to: "/quota-requests", label: t("nav.quotaRequests"), show: true },
+    { to: "/templates", label: t("nav.templates"), show: true },
+    { to: "/audit", label: t("nav.audit"), show: true },
+    { to: "/admin/users", label: t("nav.users"), show: isAdmin },
+  ];
+  return (
+    <div className={"shell" + (open ? " nav-open" : "")}>
+      <a className="skip-link" href="#main">
+        {t("shell.skip")}
+      </a>
+      <header className="topbar">
+        <button
+          type="button"
+          className="btn btn-ghost icon-btn menu-btn"
+          aria-label={t("shell.menu")}
+          aria-expanded={open}
+          onClick={() => setOpen((o) => !o)}
+        >
+          ☰
+        </button>
+        <NavLink to="/apps" className="brand">
+          <img src="/favicon.svg" alt="" width={24} height={24} /> Berth
+        </NavLink>
+        <div className="topbar-right">
+          <LangSwitch />
+          <ThemeSwitch />
+          <NavLink to="/account" className="user-link" data-testid="user-link">
+            {me?.user.display_name || me?.user.username}
+          </NavLink>
+          <button
+            type="button"
+            className="btn btn-ghost"
+            onClick={async () => {
+              await logout();
+              navigate("/login");
+            }}
+          >
+            {t("shell.logout")}
+          </button>
+        </div>
+      </header>
+      <nav className="sidebar" aria-label={t("shell.sections")}>
+        {links
+          .filter((l) => l.show)
+          .map((l) => (
+            <NavLink key={l.to} to={l.to} className={({ isActive }) => (isActive ? "active" : undefined)}>
+              {l.label}
+            </NavLink>
+          ))}
+      </nav>
+      <div className="scrim" onClick={() => setOpen(false)} />
+      <main id="main" className="content">
+        {children}
+      </main>
+    </div>
+  );
+}

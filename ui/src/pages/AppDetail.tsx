@@ -1,0 +1,830 @@
+// One app: overview (rollout progress, instances, spec), revisions with a diff between any two
+// and rollback, deploying new settings, the live events timeline, and live logs. Each tab is
+// its own URL; the app refreshes every two seconds while the page is open.
+import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
+import { Link, useLocation, useNavigate, useParams, useSearchParams } from "react-router";
+import {
+  api,
+  ApiError,
+  call,
+  type AppChanges,
+  type AppDto,
+  type EventDto,
+  type RevisionDto,
+  type TemplateDto,
+} from "../api/client";
+import { streamEvents, streamLogs } from "../api/stream";
+import { HealthBadge, InstanceBadge, RolloutBadge } from "../components/apps";
+import {
+  Badge,
+  Empty,
+  ErrorBox,
+  Field,
+  formatBytes,
+  formatCpu,
+  FormError,
+  Loaded,
+  Loading,
+  PageHeader,
+  Tabs,
+  Time,
+  useAction,
+  useAsync,
+  useConfirm,
+  useToast,
+  type Async,
+} from "../components/ui";
+import { useI18n } from "../i18n";
+import { useSession } from "../session";
+
+type Tab = "overview" | "revisions" | "deploy" | "events" | "logs";
+
+export function AppDetailPage() {
+  const { name = "" } = useParams();
+  const { t } = useI18n();
+  const location = useLocation();
+  const base = `/apps/${name}`;
+  const rest = location.pathname.slice(base.length).replace(/^\//, "");
+  const tab: Tab = (["revisions", "deploy", "events", "logs"] as const).find((x) => rest.startsWith(x)) ?? "overview";
+  const app = useAsync(() => call(api.GET("/api/v1/apps/{name}", { params: { path: { name } } })), [name], 2000);
+  const { roleIn } = useSession();
+  const role = app.data ? roleIn(app.data.team) : null;
+  const canWrite = role === "owner" || role === "member";
+
+  if (app.data === undefined) {
+    return app.error ? <ErrorBox error={app.error} onRetry={() => void app.reload()} /> : <Loading />;
+  }
+  const a = app.data;
+  return (
+    <>
+      <PageHeader
+        title={
+          <>
+            <span data-testid="app-name">{a.name}</span> <HealthBadge app={a} />
+          </>
+        }
+        sub={
+          <>
+            {t("field.team")}: <Link to={`/teams/${a.team}`}>{a.team}</Link> · {t("apps.revision")} #{a.current_revision}{" "}
+            <RolloutBadge rollout={a.rollout} /> · {t("apps.instances")} {a.ready_instances}/{a.replicas}
+          </>
+        }
+        actions={canWrite && <AppActions app={a} onChange={(d) => app.setData(d)} />}
+      />
+      {app.error && <div className="alert alert-warn">{t("common.staleData", { message: app.error.message })}</div>}
+      <Tabs
+        items={[
+          { to: base, label: t("app.tab.overview"), active: tab === "overview" },
+          { to: `${base}/revisions`, label: t("app.tab.revisions"), active: tab === "revisions" },
+          ...(canWrite ? [{ to: `${base}/deploy`, label: t("app.tab.deploy"), active: tab === "deploy" }] : []),
+          { to: `${base}/events`, label: t("app.tab.events"), active: tab === "events" },
+          { to: `${base}/logs`, label: t("app.tab.logs"), active: tab === "logs" },
+        ]}
+      />
+      {tab === "overview" && <Overview app={a} />}
+      {tab === "revisions" && <Revisions app={app} canWrite={canWrite} />}
+      {tab === "deploy" && <Deploy app={a} onDeployed={(d) => app.setData(d)} />}
+      {tab === "events" && <Events app={a.name} />}
+      {tab === "logs" && <Logs app={a} />}
+    </>
+  );
+}
+
+function AppActions({ app, onChange }: { app: AppDto; onChange: (a: AppDto) => void }) {
+  const { t } = useI18n();
+  const [replicas, setReplicas] = useState(String(app.replicas));
+  const action = useAction();
+  const confirm = useConfirm();
+  const toast = useToast();
+  const navigate = useNavigate();
+  const last = useRef(app.replicas);
+  useEffect(() => {
+    // Follow the server's count unless the user is editing it.
+    if (last.current !== app.replicas) {
+      last.current = app.replicas;
+      setReplicas(String(app.replicas));
+    }
+  }, [app.replicas]);
+  const scale = (e: FormEvent) => {
+    e.preventDefault();
+    void action.run(async () => {
+      const a = await call(
+        api.POST("/api/v1/apps/{name}/scale", { params: { path: { name: app.name } }, body: { replicas: Number(replicas) } }),
+      );
+      onChange(a);
+      toast(t("app.scaled", { name: app.name, n: a.replicas }));
+    });
+  };
+  const remove = async () => {
+    const ok = await confirm({
+      title: t("app.deleteTitle", { name: app.name }),
+      body: t("app.deleteBody"),
+      confirm: t("common.delete"),
+      danger: true,
+      typeToConfirm: app.name,
+    });
+    if (!ok) return;
+    await action.run(async () => {
+      await call(api.DELETE("/api/v1/apps/{name}", { params: { path: { name: app.name } } }));
+      toast(t("app.deleted", { name: app.name }));
+      navigate("/apps");
+    });
+  };
+  return (
+    <div className="app-actions">
+      <form onSubmit={scale} className="inline-form" aria-label={t("app.scale")}>
+        <label htmlFor="scale-replicas">{t("app.replicas")}</label>
+        <input
+          id="scale-replicas"
+          name="replicas"
+          type="number"
+          min={0}
+          className="input-narrow"
+          value={replicas}
+          onChange={(e) => setReplicas(e.target.value)}
+          aria-invalid={action.error?.field === "replicas" || undefined}
+        />
+        <button type="submit" className="btn" disabled={action.busy || replicas === String(app.replicas)}>
+          {t("app.scale")}
+        </button>
+      </form>
+      <button type="button" className="btn btn-danger-outline" onClick={remove} disabled={action.busy}>
+        {t("common.delete")}
+      </button>
+      {action.error && (
+        <div className="alert alert-error action-error" role="alert">
+          {action.error.message}
+        </div>
+      )}
+    </div>
+  );
+}
+
+function RolloutCard({ app }: { app: AppDto }) {
+  const { t } = useI18n();
+  const r = app.rollout;
+  const pct = r.desired ? Math.round((r.ready / r.desired) * 100) : 100;
+  return (
+    <section className="card" data-testid="rollout-card">
+      <h2>
+        {t("app.rollout")} #{r.revision} <RolloutBadge rollout={r} />
+      </h2>
+      {!r.done && (
+        <div className="progress" role="progressbar" aria-valuemin={0} aria-valuemax={r.desired} aria-valuenow={r.ready}>
+          <div style={{ width: pct + "%" }} />
+        </div>
+      )}
+      <dl className="facts">
+        <dt>{t("rollout.ready")}</dt>
+        <dd>
+          {r.ready}/{r.desired}
+        </dd>
+        <dt>{t("rollout.updated")}</dt>
+        <dd>{r.updated}</dd>
+        <dt>{t("rollout.old")}</dt>
+        <dd>{r.old}</dd>
+        {r.failed_revision != null && (
+          <>
+            <dt>{t("rollout.failedRevision")}</dt>
+            <dd>#{r.failed_revision}</dd>
+          </>
+        )}
+        <dt>{t("rollout.started")}</dt>
+        <dd>
+          <Time value={r.started_at} />
+        </dd>
+        {r.finished_at && (
+          <>
+            <dt>{t("rollout.finished")}</dt>
+            <dd>
+              <Time value={r.finished_at} />
+            </dd>
+          </>
+        )}
+      </dl>
+      {r.message && <p className="rollout-message" data-testid="rollout-message">{r.message}</p>}
+    </section>
+  );
+}
+
+function Overview({ app }: { app: AppDto }) {
+  const { t } = useI18n();
+  return (
+    <div className="stack">
+      {app.engine_error && <div className="alert alert-error">{app.engine_error}</div>}
+      <RolloutCard app={app} />
+      <section className="card">
+        <h2>{t("app.instances")}</h2>
+        {app.instances.length === 0 ? (
+          <Empty>{t("app.noInstances")}</Empty>
+        ) : (
+          <div className="table-wrap">
+            <table className="table" data-testid="instances-table">
+              <thead>
+                <tr>
+                  <th>{t("field.name")}</th>
+                  <th>{t("instance.state")}</th>
+                  <th>{t("apps.revision")}</th>
+                  <th className="hide-narrow">{t("instance.address")}</th>
+                  <th className="hide-narrow">{t("instance.node")}</th>
+                  <th>{t("instance.restarts")}</th>
+                  <th className="hide-narrow">{t("instance.started")}</th>
+                  <th className="hide-narrow">{t("instance.lastFailure")}</th>
+                </tr>
+              </thead>
+              <tbody>
+                {app.instances.map((i) => (
+                  <tr key={i.container_id || i.name} data-instance={i.name} data-ready={i.ready}>
+                    <td className="mono">
+                      <Link to={`/apps/${app.name}/logs?instance=${encodeURIComponent(i.name)}`}>{i.name}</Link>
+                    </td>
+                    <td>
+                      <InstanceBadge instance={i} />
+                      {i.backoff_until && (
+                        <div className="muted small">
+                          {t("instance.backoff")} <Time value={i.backoff_until} />
+                        </div>
+                      )}
+                    </td>
+                    <td>#{i.revision}</td>
+                    <td className="hide-narrow mono">{i.address ?? "–"}</td>
+                    <td className="hide-narrow">{i.node}</td>
+                    <td className="num">{i.restarts}</td>
+                    <td className="hide-narrow">
+                      <Time value={i.started_at} />
+                    </td>
+                    <td className="hide-narrow small ellipsis" title={i.last_probe_failure ?? ""}>
+                      {i.last_probe_failure ?? (i.exit_code != null ? t("instance.exitCode", { code: i.exit_code }) : "–")}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </section>
+      <section className="card">
+        <h2>{t("app.spec")}</h2>
+        <Spec app={app} />
+      </section>
+    </div>
+  );
+}
+
+function Spec({ app }: { app: AppDto }) {
+  const { t } = useI18n();
+  const tp = app.template;
+  const s = app.strategy;
+  return (
+    <dl className="facts facts-wide" data-testid="app-spec">
+      <dt>{t("field.image")}</dt>
+      <dd className="mono">{tp.image}</dd>
+      {tp.command.length > 0 && (
+        <>
+          <dt>{t("field.command")}</dt>
+          <dd className="mono">{tp.command.join(" ")}</dd>
+        </>
+      )}
+      {tp.args.length > 0 && (
+        <>
+          <dt>{t("field.args")}</dt>
+          <dd className="mono">{tp.args.join(" ")}</dd>
+        </>
+      )}
+      <dt>{t("field.port")}</dt>
+      <dd>{tp.port}</dd>
+      <dt>{t("field.cpu")}</dt>
+      <dd>{tp.cpu_millis ? formatCpu(tp.cpu_millis) : t("quota.unlimited")}</dd>
+      <dt>{t("field.memory")}</dt>
+      <dd>{tp.memory_bytes ? formatBytes(tp.memory_bytes) : t("quota.unlimited")}</dd>
+      <dt>{t("field.env")}</dt>
+      <dd>
+        {Object.keys(tp.env).length === 0 ? (
+          "–"
+        ) : (
+          <ul className="kv">
+            {Object.entries(tp.env).map(([k, v]) => (
+              <li key={k} className="mono">
+                {k}={v}
+              </li>
+            ))}
+          </ul>
+        )}
+      </dd>
+      <dt>{t("field.readiness")}</dt>
+      <dd className="mono">{tp.readiness ? `${tp.readiness.path} / ${tp.readiness.period_ms} ms` : t("app.noProbe")}</dd>
+      <dt>{t("field.liveness")}</dt>
+      <dd className="mono">{tp.liveness ? `${tp.liveness.path} / ${tp.liveness.period_ms} ms` : t("app.noProbe")}</dd>
+      <dt>{t("field.strategy")}</dt>
+      <dd>
+        {t("app.strategyText", {
+          surge: s.max_surge ?? 1,
+          unavailable: s.max_unavailable ?? 0,
+          deadline: Math.round((s.progress_deadline_ms ?? 60000) / 1000),
+        })}
+      </dd>
+      <dt>{t("field.dependencies")}</dt>
+      <dd>{app.dependencies.length ? app.dependencies.join(", ") : "–"}</dd>
+      {Object.keys(tp.labels).length > 0 && (
+        <>
+          <dt>{t("field.labels")}</dt>
+          <dd>
+            <ul className="kv">
+              {Object.entries(tp.labels).map(([k, v]) => (
+                <li key={k} className="mono">
+                  {k}={v}
+                </li>
+              ))}
+            </ul>
+          </dd>
+        </>
+      )}
+      <dt>{t("apps.created")}</dt>
+      <dd>
+        <Time value={app.created_at} />
+      </dd>
+    </dl>
+  );
+}
+
+/** Flattens a template to `path → text` rows for the diff. */
+function flatten(tp: TemplateDto): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (prefix: string, v: unknown) => {
+    if (v === null || v === undefined) {
+      out.set(prefix, "–");
+    } else if (Array.isArray(v)) {
+      out.set(prefix, v.length ? v.map(String).join(" ") : "–");
+    } else if (typeof v === "object") {
+      const entries = Object.entries(v as Record<string, unknown>);
+      if (entries.length === 0) out.set(prefix, "–");
+      for (const [k, x] of entries) walk(prefix ? `${prefix}.${k}` : k, x);
+    } else {
+      out.set(prefix, String(v));
+    }
+  };
+  walk("", tp);
+  return out;
+}
+
+function Revisions({ app, canWrite }: { app: Async<AppDto>; canWrite: boolean }) {
+  const { t } = useI18n();
+  const a = app.data!;
+  const [params, setParams] = useSearchParams();
+  const revisions = useAsync(
+    () => call(api.GET("/api/v1/apps/{name}/revisions", { params: { path: { name: a.name } } })),
+    [a.name, a.latest_revision],
+  );
+  const confirm = useConfirm();
+  const toast = useToast();
+  const action = useAction();
+  const list = revisions.data ? [...revisions.data].sort((x, y) => y.number - x.number) : [];
+  const current = a.current_revision;
+  const previous = list.find((r) => r.number < current)?.number;
+  const selA = Number(params.get("a") ?? previous ?? current);
+  const selB = Number(params.get("b") ?? current);
+  const pick = (k: "a" | "b", n: number) => {
+    const next = new URLSearchParams(params);
+    next.set(k, String(n));
+    if (!next.has(k === "a" ? "b" : "a")) next.set(k === "a" ? "b" : "a", String(k === "a" ? selB : selA));
+    setParams(next, { replace: true });
+  };
+  const rollback = async (r: RevisionDto) => {
+    const ok = await confirm({
+      title: t("revisions.rollbackTitle", { name: a.name, n: r.number }),
+      body: (
+        <p>
+          {t("revisions.rollbackBody", { n: r.number })} <code>{r.template.image}</code>
+        </p>
+      ),
+      confirm: t("revisions.rollback"),
+      danger: true,
+    });
+    if (!ok) return;
+    await action.run(async () => {
+      const d = await call(
+        api.POST("/api/v1/apps/{name}/rollback", {
+          params: { path: { name: a.name } },
+          body: { revision: r.number, reason: t("revisions.rollbackReason") },
+        }),
+      );
+      app.setData(d);
+      toast(t("revisions.rolledBack", { n: r.number }));
+    });
+  };
+  return (
+    <div className="stack">
+      {action.error && <ErrorBox error={action.error} />}
+      <Loaded state={revisions}>
+        {() => (
+          <div className="table-wrap">
+            <table className="table" data-testid="revisions-table">
+              <thead>
+                <tr>
+                  <th title={t("revisions.compareA")}>A</th>
+                  <th title={t("revisions.compareB")}>B</th>
+                  <th>#</th>
+                  <th>{t("field.image")}</th>
+                  <th className="hide-narrow">{t("revisions.reason")}</th>
+                  <th className="hide-narrow">{t("revisions.by")}</th>
+                  <th>{t("apps.created")}</th>
+                  <th />
+                </tr>
+              </thead>
+              <tbody>
+                {list.map((r) => (
+                  <tr key={r.number} data-revision={r.number}>
+                    <td>
+                      <input
+                        type="radio"
+                        name="rev-a"
+                        aria-label={t("revisions.compareA") + " #" + r.number}
+                        checked={selA === r.number}
+                        onChange={() => pick("a", r.number)}
+                      />
+                    </td>
+                    <td>
+                      <input
+                        type="radio"
+                        name="rev-b"
+                        aria-label={t("revisions.compareB") + " #" + r.number}
+                        checked={selB === r.number}
+                        onChange={() => pick("b", r.number)}
+                      />
+                    </td>
+                    <td className="num">
+                      {r.number} {r.current && <Badge tone="ok">{t("revisions.current")}</Badge>}{" "}
+                      {a.stable_revision === r.number && !r.current && <Badge tone="info">{t("revisions.stable")}</Badge>}
+                    </td>
+                    <td className="mono ellipsis" title={r.template.image}>
+                      {r.template.image}
+                    </td>
+                    <td className="hide-narrow">{r.reason || "–"}</td>
+                    <td className="hide-narrow">{r.created_by}</td>
+                    <td>
+                      <Time value={r.created_at} />
+                    </td>
+                    <td>
+                      {canWrite && !r.current && (
+                        <button type="button" className="btn btn-small" onClick={() => rollback(r)} disabled={action.busy}>
+                          {t("revisions.rollback")}
+                        </button>
+                      )}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </Loaded>
+      {revisions.data && <Diff list={revisions.data} a={selA} b={selB} />}
+    </div>
+  );
+}
+
+function Diff({ list, a, b }: { list: RevisionDto[]; a: number; b: number }) {
+  const { t } = useI18n();
+  const [all, setAll] = useState(false);
+  const ra = list.find((r) => r.number === a);
+  const rb = list.find((r) => r.number === b);
+  const rows = useMemo(() => {
+    if (!ra || !rb) return [];
+    const fa = flatten(ra.template);
+    const fb = flatten(rb.template);
+    const keys = [...new Set([...fa.keys(), ...fb.keys()])].sort();
+    return keys.map((k) => ({ k, va: fa.get(k) ?? "–", vb: fb.get(k) ?? "–" }));
+  }, [ra, rb]);
+  if (!ra || !rb) return null;
+  const changed = rows.filter((r) => r.va !== r.vb);
+  const shown = all ? rows : changed;
+  return (
+    <section className="card" data-testid="revision-diff">
+      <h2>{t("revisions.diffTitle", { a, b })}</h2>
+      <label className="check">
+        <input type="checkbox" checked={all} onChange={(e) => setAll(e.target.checked)} /> {t("revisions.showAll")}
+      </label>
+      {changed.length === 0 && <p className="muted">{t("revisions.same")}</p>}
+      {shown.length > 0 && (
+        <div className="table-wrap">
+          <table className="table diff">
+            <thead>
+              <tr>
+                <th>{t("revisions.fieldCol")}</th>
+                <th>#{a}</th>
+                <th>#{b}</th>
+              </tr>
+            </thead>
+            <tbody>
+              {shown.map((r) => (
+                <tr key={r.k} className={r.va !== r.vb ? "changed" : undefined}>
+                  <td className="mono">{r.k}</td>
+                  <td className="mono del">{r.va}</td>
+                  <td className="mono ins">{r.vb}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
+
+function envText(env: Record<string, string>): string {
+  return Object.entries(env)
+    .map(([k, v]) => `${k}=${v}`)
+    .join("\n");
+}
+
+/** Parses `KEY=VALUE` lines; returns the map or the first bad line. */
+export function parseEnv(text: string): Record<string, string> | { bad: string } {
+  const out: Record<string, string> = {};
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (!line || line.startsWith("#")) continue;
+    const i = line.indexOf("=");
+    if (i <= 0) return { bad: line };
+    out[line.slice(0, i).trim()] = line.slice(i + 1);
+  }
+  return out;
+}
+
+function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => void }) {
+  const { t } = useI18n();
+  const navigate = useNavigate();
+  const toast = useToast();
+  const tp = app.template;
+  const initial = useMemo(
+    () => ({
+      image: tp.image,
+      env: envText(tp.env),
+      port: String(tp.port),
+      cpu: tp.cpu_millis ? String(tp.cpu_millis) : "",
+      memory: tp.memory_bytes ? String(Math.round(tp.memory_bytes / 1048576)) : "",
+      health_path: tp.readiness?.path ?? "",
+      deadline: String(Math.round((app.strategy.progress_deadline_ms ?? 60000) / 1000)),
+      max_surge: String(app.strategy.max_surge ?? 1),
+      max_unavailable: String(app.strategy.max_unavailable ?? 0),
+      reason: "",
+    }),
+    // The form starts from the app as it was when the tab opened.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [app.name],
+  );
+  const [form, setForm] = useState(initial);
+  const action = useAction();
+  const set = (k: keyof typeof form) => (e: React.ChangeEvent<HTMLInputElement | HTMLTextAreaElement>) =>
+    setForm({ ...form, [k]: e.target.value });
+
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    const body: AppChanges = {};
+    if (form.image !== initial.image) body.image = form.image;
+    const env = parseEnv(form.env);
+    void action.run(async () => {
+      if ("bad" in env) {
+        throw new ApiError(400, "invalid_field", t("deploy.badEnvLine", { line: String(env.bad) }), "env");
+      }
+      if (form.env !== initial.env) {
+        const changes: Record<string, string | null> = {};
+        for (const [k, v] of Object.entries(env)) if (tp.env[k] !== v) changes[k] = v;
+        for (const k of Object.keys(tp.env)) if (!(k in env)) changes[k] = null;
+        if (Object.keys(changes).length) body.env = changes;
+      }
+      if (form.port !== initial.port) body.port = Number(form.port);
+      if (form.cpu !== initial.cpu) body.cpu_millis = form.cpu ? Number(form.cpu) : 0;
+      if (form.memory !== initial.memory) body.memory_bytes = form.memory ? Number(form.memory) * 1048576 : 0;
+      if (form.health_path !== initial.health_path) {
+        if (form.health_path) body.health_path = form.health_path;
+        else body.no_health_check = true;
+      }
+      const strategy: NonNullable<AppChanges["strategy"]> = {};
+      if (form.deadline !== initial.deadline) strategy.progress_deadline_ms = Number(form.deadline) * 1000;
+      if (form.max_surge !== initial.max_surge) strategy.max_surge = Number(form.max_surge);
+      if (form.max_unavailable !== initial.max_unavailable) strategy.max_unavailable = Number(form.max_unavailable);
+      if (Object.keys(strategy).length) body.strategy = strategy;
+      if (form.reason) body.reason = form.reason;
+      if (Object.keys(body).length === 0 || (Object.keys(body).length === 1 && body.reason)) {
+        throw new ApiError(400, "no_change", t("deploy.nothingChanged"));
+      }
+      const d = await call(api.POST("/api/v1/apps/{name}/deploy", { params: { path: { name: app.name } }, body }));
+      onDeployed(d);
+      toast(t("deploy.started", { n: d.latest_revision }));
+      navigate(`/apps/${app.name}`);
+    });
+  };
+  const fields = ["image", "env", "port", "cpu_millis", "memory_bytes", "health_path", "readiness", "liveness", "strategy", "reason"];
+  return (
+    <form className="card form form-wide" onSubmit={submit} data-testid="deploy-form">
+      <h2>{t("deploy.title")}</h2>
+      <p className="muted">{t("deploy.help")}</p>
+      <FormError error={action.error} fields={fields} />
+      <Field label={t("field.image")} name="image" error={action.error}>
+        {(p) => <input {...p} required value={form.image} onChange={set("image")} className="mono" />}
+      </Field>
+      <Field label={t("field.env")} name="env" error={action.error} hint={t("deploy.envHint")}>
+        {(p) => <textarea {...p} rows={5} value={form.env} onChange={set("env")} className="mono" spellCheck={false} />}
+      </Field>
+      <div className="grid-3">
+        <Field label={t("field.port")} name="port" error={action.error}>
+          {(p) => <input {...p} type="number" min={1} max={65535} value={form.port} onChange={set("port")} />}
+        </Field>
+        <Field label={t("field.cpuMillis")} name="cpu_millis" error={action.error}>
+          {(p) => <input {...p} type="number" min={0} value={form.cpu} onChange={set("cpu")} />}
+        </Field>
+        <Field label={t("field.memoryMib")} name="memory_bytes" error={action.error}>
+          {(p) => <input {...p} type="number" min={0} value={form.memory} onChange={set("memory")} />}
+        </Field>
+      </div>
+      <Field label={t("field.healthPath")} name="health_path" error={action.error} hint={t("deploy.healthHint")}>
+        {(p) => <input {...p} value={form.health_path} onChange={set("health_path")} className="mono" />}
+      </Field>
+      <div className="grid-3">
+        <Field label={t("field.progressDeadline")} name="strategy.progress_deadline_ms" error={action.error}>
+          {(p) => <input {...p} type="number" min={1} value={form.deadline} onChange={set("deadline")} />}
+        </Field>
+        <Field label={t("field.maxSurge")} name="strategy.max_surge" error={action.error}>
+          {(p) => <input {...p} type="number" min={0} value={form.max_surge} onChange={set("max_surge")} />}
+        </Field>
+        <Field label={t("field.maxUnavailable")} name="strategy.max_unavailable" error={action.error}>
+          {(p) => <input {...p} type="number" min={0} value={form.max_unavailable} onChange={set("max_unavailable")} />}
+        </Field>
+      </div>
+      <Field label={t("field.reason")} name="reason" error={action.error}>
+        {(p) => <input {...p} value={form.reason} onChange={set("reason")} />}
+      </Field>
+      <div className="form-actions">
+        <button type="submit" className="btn btn-primary" disabled={action.busy}>
+          {t("deploy.submit")}
+        </button>
+        <button type="button" className="btn" onClick={() => setForm(initial)}>
+          {t("common.reset")}
+        </button>
+      </div>
+    </form>
+  );
+}
+
+function Events({ app }: { app: string }) {
+  const { t } = useI18n();
+  const [params, setParams] = useSearchParams();
+  const warningsOnly = params.get("warnings") === "1";
+  const [events, setEvents] = useState<EventDto[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [live, setLive] = useState(false);
+  useEffect(() => {
+    let handle: { close(): void } | null = null;
+    let cancelled = false;
+    setEvents(null);
+    call(api.GET("/api/v1/apps/{name}/events", { params: { path: { name: app }, query: { limit: 200 } } }))
+      .then((list) => {
+        if (cancelled) return;
+        setEvents(list);
+        const after = list.length ? Math.max(...list.map((e) => e.id)) : 0;
+        handle = streamEvents(
+          app,
+          after,
+          (e) => setEvents((xs) => (xs && xs.some((x) => x.id === e.id) ? xs : [...(xs ?? []), e].slice(-1000))),
+          (connected, err) => {
+            setLive(connected);
+            setError(err ?? null);
+          },
+        );
+      })
+      .catch((e: Error) => !cancelled && setError(e.message));
+    return () => {
+      cancelled = true;
+      handle?.close();
+    };
+  }, [app]);
+  const shown = (events ?? []).filter((e) => !warningsOnly || e.warning).slice().reverse();
+  return (
+    <section className="card">
+      <div className="card-head">
+        <h2>{t("events.title")}</h2>
+        <span data-testid="events-live" data-live={live}>
+          <Badge tone={live ? "ok" : "muted"}>{live ? t("events.live") : t("events.offline")}</Badge>
+        </span>
+        <label className="check">
+          <input
+            type="checkbox"
+            checked={warningsOnly}
+            onChange={(e) => {
+              const next = new URLSearchParams(params);
+              if (e.target.checked) next.set("warnings", "1");
+              else next.delete("warnings");
+              setParams(next, { replace: true });
+            }}
+          />{" "}
+          {t("events.warningsOnly")}
+        </label>
+      </div>
+      {error && <div className="alert alert-warn">{error}</div>}
+      {events === null && !error ? (
+        <Loading />
+      ) : shown.length === 0 ? (
+        <Empty>{t("events.empty")}</Empty>
+      ) : (
+        <ol className="timeline" data-testid="events-timeline">
+          {shown.map((e) => (
+            <li key={e.id} className={e.warning ? "warning" : undefined} data-kind={e.kind}>
+              <div className="timeline-head">
+                <Badge tone={e.warning ? "warn" : "info"}>{e.kind}</Badge>
+                {e.revision != null && <span className="muted">#{e.revision}</span>}
+                {e.instance && <span className="mono small">{e.instance}</span>}
+                <Time value={e.at} />
+              </div>
+              <div>{e.message}</div>
+            </li>
+          ))}
+        </ol>
+      )}
+    </section>
+  );
+}
+
+const MAX_LOG_LINES = 5000;
+
+function Logs({ app }: { app: AppDto }) {
+  const { t } = useI18n();
+  const [params, setParams] = useSearchParams();
+  const instance = params.get("instance") ?? "";
+  const [lines, setLines] = useState<string[]>([]);
+  const [state, setState] = useState<{ s: "connecting" | "open" | "ended" | "error"; error?: string }>({ s: "connecting" });
+  const [paused, setPaused] = useState(false);
+  const [run, setRun] = useState(0);
+  const pausedRef = useRef(paused);
+  pausedRef.current = paused;
+  const box = useRef<HTMLPreElement>(null);
+  const pending = useRef<string[]>([]);
+  useEffect(() => {
+    setLines([]);
+    setState({ s: "connecting" });
+    pending.current = [];
+    const flush = setInterval(() => {
+      if (pending.current.length && !pausedRef.current) {
+        const add = pending.current;
+        pending.current = [];
+        setLines((ls) => [...ls, ...add].slice(-MAX_LOG_LINES));
+      }
+    }, 200);
+    const handle = streamLogs(
+      app.name,
+      { instance: instance || undefined, tail: 200 },
+      (line) => pending.current.push(line),
+      (s, error) => setState({ s, error }),
+    );
+    return () => {
+      clearInterval(flush);
+      handle.close();
+    };
+  }, [app.name, instance, run]);
+  useEffect(() => {
+    const el = box.current;
+    if (el && !paused) el.scrollTop = el.scrollHeight;
+  }, [lines, paused]);
+  const names = app.instances.map((i) => i.name);
+  return (
+    <section className="card">
+      <div className="card-head">
+        <h2>{t("logs.title")}</h2>
+        <select
+          aria-label={t("logs.instance")}
+          value={instance}
+          onChange={(e) => {
+            const next = new URLSearchParams(params);
+            if (e.target.value) next.set("instance", e.target.value);
+            else next.delete("instance");
+            setParams(next, { replace: true });
+          }}
+        >
+          <option value="">{t("logs.allInstances")}</option>
+          {[...new Set([...names, ...(instance ? [instance] : [])])].map((n) => (
+            <option key={n} value={n}>
+              {n}
+            </option>
+          ))}
+        </select>
+        <button type="button" className="btn btn-small" onClick={() => setPaused((p) => !p)} aria-pressed={paused}>
+          {paused ? t("logs.resume") : t("logs.pause")}
+        </button>
+        <button type="button" className="btn btn-small" onClick={() => setLines([])}>
+          {t("logs.clear")}
+        </button>
+        <span data-testid="logs-state" data-state={state.s}>
+          <Badge tone={state.s === "open" ? "ok" : state.s === "error" ? "bad" : "muted"}>{t(`logs.state.${state.s}`)}</Badge>
+        </span>
+        {(state.s === "ended" || state.s === "error") && (
+          <button type="button" className="btn btn-small" onClick={() => setRun((r) => r + 1)}>
+            {t("logs.reconnect")}
+          </button>
+        )}
+      </div>
+      {state.error && <div className="alert alert-warn">{state.error}</div>}
+      <pre className="logs" ref={box} data-testid="logs" tabIndex={0} aria-label={t("logs.title")}>
+        {lines.length === 0 ? <span className="muted">{t("logs.empty")}</span> : lines.join("\n")}
+      </pre>
+    </section>
+  );
+}

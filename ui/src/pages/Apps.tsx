@@ -1,0 +1,115 @@
+// The apps list: health, instances, revision and rollout, team; filtered by team and name
+// (both in the URL); refreshed every few seconds.
+import { Link, useSearchParams } from "react-router";
+import { api, call } from "../api/client";
+import { HealthBadge, RolloutBadge } from "../components/apps";
+import { Empty, formatBytes, formatCpu, Loaded, PageHeader, Time, useAsync } from "../components/ui";
+import { useI18n } from "../i18n";
+import { useSession } from "../session";
+
+export function AppsPage() {
+  const { t } = useI18n();
+  const { writableTeams, isAdmin } = useSession();
+  const [params, setParams] = useSearchParams();
+  const team = params.get("team") ?? "";
+  const q = params.get("q") ?? "";
+  const apps = useAsync(() => call(api.GET("/api/v1/apps")), [], 3000);
+  const teams = useAsync(() => call(api.GET("/api/v1/teams")), []);
+  const update = (k: string, v: string) => {
+    const next = new URLSearchParams(params);
+    if (v) next.set(k, v);
+    else next.delete(k);
+    setParams(next, { replace: true });
+  };
+  return (
+    <>
+      <PageHeader
+        title={t("apps.title")}
+        actions={
+          (writableTeams.length > 0 || isAdmin) && (
+            <Link to="/apps/new" className="btn btn-primary">
+              {t("apps.create")}
+            </Link>
+          )
+        }
+      />
+      <div className="toolbar">
+        <input
+          type="search"
+          placeholder={t("apps.searchPlaceholder")}
+          aria-label={t("apps.searchPlaceholder")}
+          value={q}
+          onChange={(e) => update("q", e.target.value)}
+        />
+        <select aria-label={t("field.team")} value={team} onChange={(e) => update("team", e.target.value)}>
+          <option value="">{t("apps.allTeams")}</option>
+          {(teams.data ?? []).map((x) => (
+            <option key={x.name} value={x.name}>
+              {x.name}
+            </option>
+          ))}
+        </select>
+      </div>
+      <Loaded state={apps}>
+        {(list) => {
+          const shown = list
+            .filter((a) => !team || a.team === team)
+            .filter((a) => !q || a.name.includes(q.toLowerCase()))
+            .sort((a, b) => a.name.localeCompare(b.name));
+          if (list.length === 0) return <Empty>{t("apps.empty")}</Empty>;
+          if (shown.length === 0) return <Empty>{t("common.noMatch")}</Empty>;
+          return (
+            <div className="table-wrap">
+              <table className="table" data-testid="apps-table">
+                <thead>
+                  <tr>
+                    <th>{t("field.name")}</th>
+                    <th>{t("apps.health")}</th>
+                    <th>{t("apps.instances")}</th>
+                    <th>{t("apps.revision")}</th>
+                    <th>{t("field.team")}</th>
+                    <th className="hide-narrow">{t("field.image")}</th>
+                    <th className="hide-narrow">{t("apps.resources")}</th>
+                    <th className="hide-narrow">{t("apps.updated")}</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {shown.map((a) => (
+                    <tr key={a.name} data-app={a.name}>
+                      <td>
+                        <Link to={`/apps/${a.name}`} className="strong">
+                          {a.name}
+                        </Link>
+                      </td>
+                      <td>
+                        <HealthBadge app={a} />
+                      </td>
+                      <td className="num">
+                        {a.ready_instances}/{a.replicas}
+                      </td>
+                      <td>
+                        #{a.current_revision} <RolloutBadge rollout={a.rollout} />
+                      </td>
+                      <td>
+                        <Link to={`/teams/${a.team}`}>{a.team}</Link>
+                      </td>
+                      <td className="hide-narrow mono ellipsis" title={a.template.image}>
+                        {a.template.image}
+                      </td>
+                      <td className="hide-narrow">
+                        {formatCpu(a.template.cpu_millis)} CPU · {formatBytes(a.template.memory_bytes)}
+                      </td>
+                      <td className="hide-narrow">
+                        <Time value={a.updated_at} />
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          );
+        }}
+      </Loaded>
+    </>
+  );
+}
