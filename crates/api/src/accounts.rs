@@ -194,6 +194,22 @@ fn session_cookie_header(state: &ApiState, value: &str, max_age_s: i64) -> Strin
     )
 }
 
+/// Checks a login's password (rate-limited); the audit record names the account tried, and
+/// its actor only once the password proves it (a failed attempt stays anonymous).
+async fn password_login(
+    state: &ApiState,
+    audit: AuditSlot,
+    source: &str,
+    username: &str,
+    password: &str,
+) -> ApiResult<Principal> {
+    audit.set_object(format!("users/{username}"));
+    Ok(state
+        .auth
+        .by_password(username, password, source, audit)
+        .await?)
+}
+
 /// Log in with a password; the session travels in an HttpOnly cookie.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts", security(()),
     request_body = LoginRequest,
@@ -204,12 +220,8 @@ pub async fn login(
     ClientAddr(source): ClientAddr,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
-    // The actor is recorded once the password proves it (a failed attempt stays anonymous).
-    audit.set_object(format!("users/{}", request.username));
-    let principal = state
-        .auth
-        .by_password(&request.username, &request.password, &source, audit)
-        .await?;
+    let principal =
+        password_login(&state, audit, &source, &request.username, &request.password).await?;
     let now = (state.clock)();
     let secret = berth_auth::new_token().plaintext;
     let session = Session {
@@ -292,12 +304,8 @@ pub async fn token_login(
     ClientAddr(source): ClientAddr,
     ApiJson(request): ApiJson<TokenLoginRequest>,
 ) -> ApiResult<Response> {
-    // The actor is recorded once the password proves it (a failed attempt stays anonymous).
-    audit.set_object(format!("users/{}", request.username));
-    let principal = state
-        .auth
-        .by_password(&request.username, &request.password, &source, audit)
-        .await?;
+    let principal =
+        password_login(&state, audit, &source, &request.username, &request.password).await?;
     let token = issue_token(
         &state,
         &principal.user,

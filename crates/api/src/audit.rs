@@ -220,6 +220,88 @@ pub async fn record(State(state): State<ApiState>, mut request: Request, next: N
     response
 }
 
+/// What a registry request changes, as (action, repository, reference): a manifest pushed
+/// (`registry.push`) or anything deleted (`registry.delete`); `None` for reads and for blob
+/// uploads (a push is recorded once, by its manifest).
+pub fn registry_change(method: &Method, path: &str) -> Option<(&'static str, String, String)> {
+    let rest = path.strip_prefix("/v2/")?;
+    let action = match *method {
+        Method::PUT => "registry.push",
+        Method::DELETE => "registry.delete",
+        _ => return None,
+    };
+    for kind in ["/manifests/", "/blobs/"] {
+        if let Some(at) = rest.rfind(kind) {
+            if kind == "/blobs/" && action == "registry.push" {
+                return None;
+            }
+            return Some((
+                action,
+                rest[..at].to_string(),
+                rest[at + kind.len()..].to_string(),
+            ));
+        }
+    }
+    None
+}
+
+/// Middleware on the registry: records image pushes and deletions with who made them (the
+/// authorizer already decided; this only writes the trail).
+pub async fn record_registry(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some((action, repository, reference)) =
+        registry_change(request.method(), request.uri().path())
+    else {
+        return next.run(request).await;
+    };
+    let credentials = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(berth_registry::Credentials::from_header);
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |info| info.0.ip().to_string());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let actor = match (&credentials, status) {
+        (_, 401) | (None, _) => "anonymous".to_string(),
+        (Some(berth_registry::Credentials::Basic { username, .. }), _) => username.clone(),
+        (Some(berth_registry::Credentials::Bearer(token)), _) => {
+            let now = (state.clock)();
+            match state.auth.by_token(token, now, AuditSlot::default()).await {
+                Ok(Some(principal)) => principal.user.username,
+                _ => "anonymous".to_string(),
+            }
+        }
+    };
+    let separator = if reference.starts_with("sha256:") {
+        '@'
+    } else {
+        ':'
+    };
+    let entry = AuditEntry {
+        id: 0,
+        at: (state.clock)(),
+        actor,
+        action: action.to_string(),
+        team: Some(crate::images::team_of(&repository).to_string()),
+        object: format!("images/{repository}{separator}{reference}"),
+        source,
+        outcome: outcome_of(status),
+        status,
+        detail: String::new(),
+    };
+    if let Err(error) = state.store.append_audit(&entry).await {
+        tracing::warn!(%error, action = %entry.action, "could not record the audit entry");
+    }
+    response
+}
+
 /// Filters of the audit log.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -414,6 +496,35 @@ mod tests {
         ];
         for (route, path, want) in cases {
             assert_eq!(object_name(route, path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn registry_changes_are_manifest_pushes_and_deletions() {
+        let change = |a: &'static str, r: &str, f: &str| Some((a, r.to_string(), f.to_string()));
+        let cases = [
+            (
+                Method::PUT,
+                "/v2/red/app/manifests/1",
+                change("registry.push", "red/app", "1"),
+            ),
+            (
+                Method::DELETE,
+                "/v2/red/app/manifests/sha256:ab",
+                change("registry.delete", "red/app", "sha256:ab"),
+            ),
+            (
+                Method::DELETE,
+                "/v2/red/app/blobs/sha256:ab",
+                change("registry.delete", "red/app", "sha256:ab"),
+            ),
+            (Method::PUT, "/v2/red/app/blobs/uploads/abc", None),
+            (Method::GET, "/v2/red/app/manifests/1", None),
+            (Method::HEAD, "/v2/red/app/manifests/1", None),
+            (Method::PUT, "/api/v1/apps", None),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(registry_change(&method, path), want, "{method} {path}");
         }
     }
 

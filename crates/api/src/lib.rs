@@ -269,7 +269,9 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/auth/token", post(accounts::token_login))
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .fallback(unknown_route);
-    let registry = berth_registry::router(Arc::clone(&state.registry));
+    let registry = berth_registry::router(Arc::clone(&state.registry)).layer(
+        middleware::from_fn_with_state(state.clone(), audit::record_registry),
+    );
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -1996,6 +1996,19 @@ async fn registry_push_and_pull_follow_teams() {
     assert!(said.to_lowercase().contains("denied"), "{said}");
     let images = api(&server, &bob, Method::GET, "/api/v1/images", None).await;
     assert_eq!(images.body, json!([]), "{images}");
+    // The push is on red's audit trail, with who made it.
+    let (status, trail) = server
+        .call(Method::GET, "/api/v1/audit?action=registry.push", None)
+        .await;
+    assert_eq!(status, 200, "{trail}");
+    let pushes: Vec<&Value> = trail.as_array().unwrap().iter().collect();
+    assert!(
+        pushes.iter().any(|e| e["actor"] == "alice"
+            && e["object"] == "images/red/app:1"
+            && e["team"] == "red"
+            && e["outcome"] == "success"),
+        "{trail:#}"
+    );
 
     // Bob logs in with an API token; he cannot pull red's image.
     docker_ok(

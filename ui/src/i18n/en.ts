@@ -248,7 +248,7 @@ export const en = {
   "quotaRequests.comment": "Comment",
   "quotaRequests.empty": "No quota requests.",
   "quotaRequests.file": "Request more quota",
-  "quotaRequests.fileHelp": "Enter the new limits you need (empty: unlimited); an admin approves or rejects the request.",
+  "quotaRequests.fileHelp": "Change the limits you need raised; an admin approves or rejects the request.",
   "quotaRequests.filed": "Quota request filed",
   "quotaRequests.help": "Admins see every request, team owners their teams', others their own.",
   "quotaRequests.reject": "Reject",

@@ -249,7 +249,7 @@ export const zhCN: Dict = {
   "quotaRequests.comment": "备注",
   "quotaRequests.empty": "没有配额申请。",
   "quotaRequests.file": "申请更多配额",
-  "quotaRequests.fileHelp": "填写你需要的新上限（留空：不限）；由管理员批准或驳回。",
+  "quotaRequests.fileHelp": "修改你需要提高的上限；由管理员批准或驳回。",
   "quotaRequests.filed": "配额申请已提交",
   "quotaRequests.help": "管理员可见全部申请，团队所有者可见其团队的申请，其他人可见自己的申请。",
   "quotaRequests.reject": "驳回",

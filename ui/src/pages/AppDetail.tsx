@@ -373,7 +373,7 @@ function Revisions({ app, canWrite }: { app: Async<AppDto>; canWrite: boolean })
   const [params, setParams] = useSearchParams();
   const revisions = useAsync(
     () => call(api.GET("/api/v1/apps/{name}/revisions", { params: { path: { name: a.name } } })),
-    [a.name, a.latest_revision],
+    [a.name, a.latest_revision, a.current_revision],
   );
   const confirm = useConfirm();
   const toast = useToast();

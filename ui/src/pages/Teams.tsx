@@ -346,7 +346,13 @@ function RequestQuota({ team, onFiled }: { team: TeamDto; onFiled: () => void })
   const submit = (e: FormEvent) => {
     e.preventDefault();
     void action.run(async () => {
-      const q = fromForm(form);
+      // Only the limits the user changed are requested.
+      const wanted = fromForm(form);
+      const current = team.quota;
+      const q: QuotaDto = {};
+      for (const k of ["cpu_millis", "memory_bytes", "instances", "registry_bytes"] as const) {
+        if (wanted[k] != null && wanted[k] !== current[k]) q[k] = wanted[k];
+      }
       await call(api.POST("/api/v1/teams/{team}/quota-requests", { params: { path: { team: team.name } }, body: { ...q, reason } }));
       toast(t("quotaRequests.filed"));
       setReason("");
