@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Runs Berth's whole test suite: formatting and lints, unit tests, and the integration and
-# end-to-end tests against a real Docker Engine (started here when needed).
+# Runs Berth's whole test suite: formatting and lints, unit tests, the integration and
+# end-to-end tests against a real Docker Engine (started here when needed), and the web
+# console's end-to-end tests in a real browser (Debian's chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/ensure-docker.sh
 echo "==> building the test app image"
 ./scripts/build-testapp-image.sh
+./scripts/build-ui.sh
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
@@ -17,8 +19,16 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --locked --workspace --all-targets -- --test-threads="${BERTH_TEST_THREADS:-4}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The console in a real browser, against the debug binary `cargo test` just built.
+echo "==> web console end-to-end tests (chromium)"
+(cd ui && BERTH_BIN="$PWD/../target/debug/berth" npm run --silent test:e2e) 2>&1 | tee -a "$log"
+ui_status=${PIPESTATUS[0]}
 set -e
-# One closing line for the whole suite, summed over every test binary.
+# One closing line for the whole suite, summed over every test binary and the browser tests.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     /^# (pass|fail|skipped) [0-9]+$/ { if ($2 == "pass") p += $3; if ($2 == "fail") f += $3; if ($2 == "skipped") s += $3 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+if ((status == 0)); then
+  status=$ui_status
+fi
 exit "$status"

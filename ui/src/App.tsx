@@ -3,7 +3,8 @@
 import { useEffect, useState, type ReactNode } from "react";
 import { Navigate, NavLink, Route, Routes, useLocation, useNavigate } from "react-router";
 import { Loading } from "./components/ui";
-import { LANGS, useI18n, type Lang } from "./i18n";
+import { LangSwitch, ThemeSwitch } from "./components/switches";
+import { useI18n } from "./i18n";
 import { AccountPage } from "./pages/Account";
 import { AdminUsersPage } from "./pages/AdminUsers";
 import { AppDetailPage } from "./pages/AppDetail";
@@ -16,7 +17,6 @@ import { QuotaRequestsPage } from "./pages/QuotaRequests";
 import { TeamPage, TeamsPage } from "./pages/Teams";
 import { TemplateEditPage, TemplatesPage } from "./pages/Templates";
 import { useSession } from "./session";
-import { useTheme } from "./theme";
 
 export function App() {
   const { me } = useSession();
@@ -78,42 +78,6 @@ function NotFound() {
   );
 }
 
-export function LangSwitch() {
-  const { lang, setLang, t } = useI18n();
-  return (
-    <select
-      className="lang-switch"
-      aria-label={t("shell.language")}
-      value={lang}
-      onChange={(e) => setLang(e.target.value as Lang)}
-      data-testid="lang-switch"
-    >
-      {LANGS.map((l) => (
-        <option key={l.id} value={l.id}>
-          {l.label}
-        </option>
-      ))}
-    </select>
-  );
-}
-
-export function ThemeSwitch() {
-  const { t } = useI18n();
-  const [theme, toggle] = useTheme();
-  return (
-    <button
-      type="button"
-      className="btn btn-ghost icon-btn"
-      onClick={toggle}
-      aria-label={theme === "dark" ? t("shell.lightTheme") : t("shell.darkTheme")}
-      title={theme === "dark" ? t("shell.lightTheme") : t("shell.darkTheme")}
-      data-testid="theme-toggle"
-    >
-      {theme === "dark" ? "☀" : "☾"}
-    </button>
-  );
-}
-
 function Shell({ children }: { children: ReactNode }) {
   const { t } = useI18n();
   const { me, isAdmin, logout } = useSession();
@@ -131,6 +95,7 @@ function Shell({ children }: { children: ReactNode }) {
     { to: "/templates", label: t("nav.templates"), show: true },
     { to: "/audit", label: t("nav.audit"), show: true },
     { to: "/admin/users", label: t("nav.users"), show: isAdmin },
+    { to: "/account", label: t("account.title"), show: true },
   ];
   return (
     <div className={"shell" + (open ? " nav-open" : "")}>

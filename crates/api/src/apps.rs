@@ -572,6 +572,7 @@ pub async fn get_revision(
 
 /// Which events to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsParams {
     /// Only events after this id (for polling).
@@ -609,6 +610,7 @@ pub async fn list_events(
 
 /// Where to start a live event stream.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StreamParams {
     /// Only events after this id; default: only new events.
@@ -702,6 +704,7 @@ pub async fn stream_events(
 
 /// How to read logs.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogsParams {
     /// Keep the stream open and send new lines as they come.

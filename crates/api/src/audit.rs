@@ -304,6 +304,7 @@ pub async fn record_registry(
 
 /// Filters of the audit log.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// Only this team's records (team owners must name a team they own, unless they own one).
@@ -368,7 +369,7 @@ impl From<AuditEntry> for AuditDto {
 }
 
 /// Read the audit log, newest first: admins see every record, team owners their team's.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "accounts", params(AuditParams),
+#[utoipa::path(operation_id = "list_audit", get, path = "/api/v1/audit", tag = "accounts", params(AuditParams),
     responses((status = 200, body = [AuditDto]), (status = 403, body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,

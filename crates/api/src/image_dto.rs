@@ -1,4 +1,5 @@
-//! Wire types of the image-management API (the built-in registry seen from the REST API).
+//! Wire types of the image-management API: the built-in registry and external registries seen
+//! from the REST API (both answer with the same repository, tag and image shapes).
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -47,7 +48,8 @@ pub struct TagDto {
     pub size_bytes: u64,
     /// When the image was built (from its config), if known.
     pub created: Option<String>,
-    pub pushed_at: String,
+    /// When the tag was pushed; `null` for external registries (their API does not say).
+    pub pushed_at: Option<String>,
 }
 
 impl From<&TagSummary> for TagDto {
@@ -58,7 +60,7 @@ impl From<&TagSummary> for TagDto {
             media_type: t.media_type.clone(),
             size_bytes: t.size_bytes,
             created: t.created.clone(),
-            pushed_at: rfc3339(t.pushed_at),
+            pushed_at: t.pushed_at.map(rfc3339),
         }
     }
 }
@@ -149,7 +151,9 @@ pub struct ImageDto {
     pub media_type: String,
     pub tags: Vec<String>,
     pub size_bytes: u64,
-    pub pushed_at: String,
+    /// When the image was first pushed; `null` for external registries (their API does not
+    /// say).
+    pub pushed_at: Option<String>,
     /// The manifest as pushed.
     #[schema(value_type = Object)]
     pub manifest: serde_json::Value,
@@ -169,7 +173,7 @@ impl From<&ImageDetail> for ImageDto {
             media_type: d.media_type.clone(),
             tags: d.tags.clone(),
             size_bytes: d.size_bytes,
-            pushed_at: rfc3339(d.pushed_at),
+            pushed_at: d.pushed_at.map(rfc3339),
             manifest: d.manifest.clone(),
             platforms: d
                 .platforms
@@ -337,4 +341,61 @@ impl From<&berth_core::RetentionRule> for RetentionRuleDto {
 pub struct RetentionRuleRequest {
     pub keep_newest_tags: Option<u32>,
     pub delete_untagged_older_than_ms: Option<u64>,
+}
+
+/// An external registry as the API shows it: never its password.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExternalRegistryDto {
+    pub name: String,
+    /// The team whose members browse it (any role) and delete from it (`member`).
+    pub team: String,
+    /// `http://host[:port]`.
+    pub url: String,
+    /// The user name Berth presents; `null`: anonymous.
+    pub username: Option<String>,
+    /// Whether a password is stored (sealed with the server's key; never shown again).
+    pub has_password: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&berth_core::ExternalRegistry> for ExternalRegistryDto {
+    fn from(r: &berth_core::ExternalRegistry) -> Self {
+        ExternalRegistryDto {
+            name: r.name.clone(),
+            team: r.team.clone(),
+            url: r.url.clone(),
+            username: r.username.clone(),
+            has_password: r.sealed_password.is_some(),
+            created_at: crate::dto::timestamp(r.created_at),
+            updated_at: crate::dto::timestamp(r.updated_at),
+        }
+    }
+}
+
+/// Create or replace an external registry (platform admins).
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalRegistryRequest {
+    /// The owning team.
+    pub team: String,
+    /// `http://host[:port]` (a Distribution-compatible registry; its API under `/v2/`).
+    pub url: String,
+    /// For Basic auth and Docker's token flow; absent: anonymous.
+    pub username: Option<String>,
+    /// Sealed with the server's key and never shown again. Absent when replacing with the same
+    /// username: the stored one is kept.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for ExternalRegistryRequest {
+    // The password never reaches logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalRegistryRequest")
+            .field("team", &self.team)
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }

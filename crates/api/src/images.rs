@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use berth_core::RetentionRule;
 use berth_core::accounts::TeamAction;
-use berth_registry::{GcOptions, GcReport, RegistryError, RetentionPolicy};
+use berth_registry::{GcOptions, GcReport, ImageSource, RegistryError, RetentionPolicy};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -26,6 +26,8 @@ impl From<RegistryError> for ApiError {
         let code = match status {
             StatusCode::NOT_FOUND => "not_found",
             StatusCode::BAD_REQUEST => "invalid_reference",
+            // An external registry failed or refused; the message says which and why.
+            StatusCode::BAD_GATEWAY => "upstream_error",
             _ => "registry_error",
         };
         ApiError::new(status, code, format!("{error} ({})", error.code().as_str()))
@@ -35,13 +37,13 @@ impl From<RegistryError> for ApiError {
 /// A reference as users write it: `team/app` (a repository), `team/app:tag` or
 /// `team/app@sha256:…` (an image).
 #[derive(Debug, PartialEq, Eq)]
-enum ImageRef<'a> {
+pub(crate) enum ImageRef<'a> {
     Repository(&'a str),
     Tag(&'a str, &'a str),
     Digest(&'a str, &'a str),
 }
 
-fn parse_reference(text: &str) -> ImageRef<'_> {
+pub(crate) fn parse_reference(text: &str) -> ImageRef<'_> {
     if let Some((repo, digest)) = text.split_once('@') {
         return ImageRef::Digest(repo, digest);
     }
@@ -64,13 +66,27 @@ fn without_host(image: &str) -> &str {
     }
 }
 
-/// Images that kept revisions of apps run or may roll back to, with who uses them.
-async fn images_in_use(store: &dyn berth_store::Store) -> ApiResult<Vec<(String, String)>> {
+/// Images that kept revisions of apps run or may roll back to, with who uses them, as paths
+/// in a registry (`team/app:tag`): with `host`, only the images pulled from that host (an
+/// external registry); without, those of any host (the built-in registry answers to several
+/// names, and an image without a host may be meant for it).
+pub(crate) async fn images_in_use(
+    store: &dyn berth_store::Store,
+    host: Option<&str>,
+) -> ApiResult<Vec<(String, String)>> {
     let mut in_use = Vec::new();
     for app in store.list_apps().await? {
         for revision in store.list_revisions(&app.name).await? {
+            let image = revision.template.image.as_str();
+            let path = match host {
+                Some(host) => match image.strip_prefix(host).and_then(|p| p.strip_prefix('/')) {
+                    Some(path) => path,
+                    None => continue,
+                },
+                None => without_host(image),
+            };
             let user = format!("app {} revision {}", app.name, revision.number);
-            in_use.push((without_host(&revision.template.image).to_string(), user));
+            in_use.push((path.to_string(), user));
         }
     }
     Ok(in_use)
@@ -134,6 +150,7 @@ pub fn require_pull(state: &ApiState, principal: &Principal, image: &str) -> Api
 
 /// Which repositories to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
     /// Only repositories whose name contains this.
@@ -172,10 +189,18 @@ pub async fn show(
 ) -> ApiResult<Json<serde_json::Value>> {
     let image = parse_reference(&reference);
     authorize(&principal, &image, TeamAction::Read)?;
+    show_in(&*state.registry, image).await
+}
+
+/// A repository with its tags, or one image, of any registry.
+pub(crate) async fn show_in(
+    source: &dyn ImageSource,
+    image: ImageRef<'_>,
+) -> ApiResult<Json<serde_json::Value>> {
     let value = match image {
         ImageRef::Repository(repo) => {
-            let tags = state.registry.list_tags(repo).await?;
-            let size_bytes = state.registry.repository_usage(repo).await?;
+            let tags = source.list_tags(repo).await?;
+            let size_bytes = source.repository_usage(repo).await?;
             let detail = RepositoryDetailDto {
                 name: repo.to_string(),
                 size_bytes,
@@ -184,7 +209,7 @@ pub async fn show(
             serde_json::to_value(detail)
         }
         ImageRef::Tag(repo, reference) | ImageRef::Digest(repo, reference) => {
-            let detail = state.registry.image_detail(repo, reference).await?;
+            let detail = source.image_detail(repo, reference).await?;
             serde_json::to_value(ImageDto::from(&detail))
         }
     };
@@ -195,7 +220,7 @@ pub async fn show(
 
 /// Delete a tag (`team/app:tag`) or an image and all its tags (`team/app@sha256:…`). The disk
 /// space comes back at the next garbage collection.
-#[utoipa::path(delete, path = "/api/v1/images/{reference}", tag = "images",
+#[utoipa::path(operation_id = "delete_image", delete, path = "/api/v1/images/{reference}", tag = "images",
     params(("reference" = String, Path, description = "team/app:tag or team/app@sha256:…")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete(
@@ -205,7 +230,19 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let image = parse_reference(&reference);
     authorize(&principal, &image, TeamAction::PushImage)?;
-    let in_use = images_in_use(&*state.store).await?;
+    let in_use = images_in_use(&*state.store, None).await?;
+    delete_in(&*state.registry, image, &in_use).await?;
+    tracing::info!(%reference, "image deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a tag or an image (with all its tags) of any registry, unless a kept revision uses
+/// it (`in_use`: from [`images_in_use`] for that registry).
+pub(crate) async fn delete_in(
+    source: &dyn ImageSource,
+    image: ImageRef<'_>,
+    in_use: &[(String, String)],
+) -> ApiResult<()> {
     let refuse = |what: &str| -> ApiResult<()> {
         match in_use.iter().find(|(image, _)| image == what) {
             Some((_, user)) => Err(ApiError::new(
@@ -227,20 +264,19 @@ pub async fn delete(
         }
         ImageRef::Tag(repo, tag) => {
             refuse(&format!("{repo}:{tag}"))?;
-            state.registry.delete_tag(repo, tag).await?
+            source.delete_tag(repo, tag).await?
         }
         ImageRef::Digest(repo, digest) => {
             // Deleting an image removes every tag pointing at it.
-            let detail = state.registry.image_detail(repo, digest).await?;
+            let detail = source.image_detail(repo, digest).await?;
             refuse(&format!("{repo}@{digest}"))?;
             for tag in &detail.tags {
                 refuse(&format!("{repo}:{tag}"))?;
             }
-            state.registry.delete_manifest(repo, digest).await?;
+            source.delete_manifest(repo, digest).await?;
         }
     }
-    tracing::info!(%reference, "image deleted");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// Storage used per repository and per team.
@@ -271,7 +307,7 @@ pub async fn retention_then_gc(
     options: GcOptions,
 ) -> ApiResult<(Vec<RetentionRunDto>, GcReport)> {
     let mut runs = Vec::new();
-    let in_use = images_in_use(store).await?;
+    let in_use = images_in_use(store, None).await?;
     for rule in store.list_retention_rules().await? {
         let policy = RetentionPolicy {
             keep_newest_tags: rule.keep_newest_tags.map(|n| n as usize),
@@ -351,7 +387,7 @@ pub async fn retention(
             .map(std::time::Duration::from_millis),
         ..RetentionPolicy::default()
     };
-    let in_use = images_in_use(&*state.store).await?;
+    let in_use = images_in_use(&*state.store, None).await?;
     let policy = protect(policy, &request.repository, &in_use);
     let report = state
         .registry

@@ -17,6 +17,7 @@ pub mod image_dto;
 pub mod images;
 pub mod quota_requests;
 pub mod quotas;
+pub mod registries;
 pub mod registry_auth;
 pub mod team_dto;
 pub mod teams;
@@ -62,6 +63,11 @@ pub struct ApiState {
     pub event_history: u32,
     /// The built-in OCI registry (served under `/v2/`, managed under `/api/v1/images`).
     pub registry: Arc<berth_registry::Registry>,
+    /// Seals stored credentials (external registries' passwords) with the server's key
+    /// (`<data-dir>/secret-key`).
+    pub secrets: Arc<berth_auth::SecretBox>,
+    /// Clients of the external registries (`/api/v1/registries`), kept for their caches.
+    pub remote_registries: registries::RemoteClients,
 }
 
 impl ApiState {
@@ -89,7 +95,9 @@ impl ApiState {
         accounts::enable_user, accounts::delete_user, accounts::get_settings, accounts::put_settings,
         audit::list, images::list_repositories, images::show, images::delete, images::usage,
         images::garbage_collect, images::retention, images::list_retention_rules,
-        images::put_retention_rule, images::delete_retention_rule, teams::list_teams,
+        images::put_retention_rule, images::delete_retention_rule, registries::list,
+        registries::get, registries::put, registries::delete, registries::list_images,
+        registries::show_image, registries::delete_image, teams::list_teams,
         teams::create_team, teams::get_team, teams::update_team, teams::delete_team,
         teams::list_members, teams::put_member, teams::delete_member, quota_requests::create,
         quota_requests::list, quota_requests::get, quota_requests::approve,
@@ -98,7 +106,7 @@ impl ApiState {
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "accounts", description = "Users, sessions, API tokens, settings and the audit log"), (name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "images", description = "The built-in registry: search, inspect, delete, storage, garbage collection"), (name = "system", description = "Health of the server itself"), (name = "teams", description = "Teams, their members and quotas, and quota requests"), (name = "templates", description = "Deployment templates: built-in and team app shapes with typed parameters, and apps made from them"))
+    tags((name = "accounts", description = "Users, sessions, API tokens, settings and the audit log"), (name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "images", description = "The built-in registry: search, inspect, delete, storage, garbage collection; and external registries browsed the same way"), (name = "system", description = "Health of the server itself"), (name = "teams", description = "Teams, their members and quotas, and quota requests"), (name = "templates", description = "Deployment templates: built-in and team app shapes with typed parameters, and apps made from them"))
 )]
 pub struct ApiDoc;
 
@@ -201,6 +209,18 @@ pub fn router(state: ApiState) -> axum::Router {
         .route(
             "/registry/retention-rules/{*repository}",
             axum::routing::put(images::put_retention_rule).delete(images::delete_retention_rule),
+        )
+        .route("/registries", get(registries::list))
+        .route(
+            "/registries/{name}",
+            get(registries::get)
+                .put(registries::put)
+                .delete(registries::delete),
+        )
+        .route("/registries/{name}/images", get(registries::list_images))
+        .route(
+            "/registries/{name}/images/{*reference}",
+            get(registries::show_image).delete(registries::delete_image),
         )
         .route("/auth/logout", post(accounts::logout))
         .route(
@@ -316,6 +336,7 @@ mod tests {
             "/api/v1/teams/{team}/members/{username}",
             "/api/v1/quota-requests/{id}/reject",
             "/api/v1/templates/{team}/{name}/apps",
+            "/api/v1/registries/{name}/images/{reference}",
         ] {
             assert!(
                 doc.contains(path),

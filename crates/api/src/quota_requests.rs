@@ -28,6 +28,7 @@ use crate::teams::{invalid, load_team, require_readable};
 
 /// Filters of the quota-request list.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaRequestParams {
     /// Only this team's requests.
@@ -126,7 +127,7 @@ pub async fn create(
 
 /// Quota requests, newest first: admins see every request, team owners their teams', others
 /// the ones they filed.
-#[utoipa::path(get, path = "/api/v1/quota-requests", tag = "teams", params(QuotaRequestParams),
+#[utoipa::path(operation_id = "list_quota_requests", get, path = "/api/v1/quota-requests", tag = "teams", params(QuotaRequestParams),
     responses((status = 200, body = [QuotaRequestDto]), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn list(
@@ -173,7 +174,7 @@ pub async fn list(
 }
 
 /// One quota request (admins, the team's owners, its requester).
-#[utoipa::path(get, path = "/api/v1/quota-requests/{id}", tag = "teams",
+#[utoipa::path(operation_id = "get_quota_request", get, path = "/api/v1/quota-requests/{id}", tag = "teams",
     params(("id" = i64, Path)),
     responses((status = 200, body = QuotaRequestDto), (status = 404, body = ErrorBody)))]
 pub async fn get(

@@ -31,6 +31,7 @@ const STRING_LISTS: [&str; 2] = ["command", "args"];
 
 /// Filters of the template list.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateParams {
     /// Only this team's templates (`builtin`: only the built-ins).
@@ -200,7 +201,7 @@ fn require_writable(principal: &Principal, team: &str, name: &str) -> ApiResult<
 
 /// Deployment templates: the built-ins (team `builtin`) and those of the teams the caller
 /// can read, ordered by team and name.
-#[utoipa::path(get, path = "/api/v1/templates", tag = "templates", params(TemplateParams),
+#[utoipa::path(operation_id = "list_templates", get, path = "/api/v1/templates", tag = "templates", params(TemplateParams),
     responses((status = 200, body = [DeploymentTemplateDto]), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
@@ -237,7 +238,7 @@ pub async fn list(
 }
 
 /// One template (built-ins under team `builtin`).
-#[utoipa::path(get, path = "/api/v1/templates/{team}/{name}", tag = "templates",
+#[utoipa::path(operation_id = "get_template", get, path = "/api/v1/templates/{team}/{name}", tag = "templates",
     params(("team" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = DeploymentTemplateDto), (status = 404, body = ErrorBody)))]
 pub async fn get(
@@ -252,7 +253,7 @@ pub async fn get(
 /// Create (201) or replace (200) a team's template (members and owners). It is validated
 /// when saved: parameters, placeholders, and that it renders (with defaults or sample values)
 /// into an app-creation request naming an app and an image.
-#[utoipa::path(put, path = "/api/v1/templates/{team}/{name}", tag = "templates",
+#[utoipa::path(operation_id = "put_template", put, path = "/api/v1/templates/{team}/{name}", tag = "templates",
     params(("team" = String, Path), ("name" = String, Path)), request_body = TemplateRequest,
     responses((status = 200, body = DeploymentTemplateDto), (status = 201, body = DeploymentTemplateDto),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -298,7 +299,7 @@ pub async fn put(
 }
 
 /// Delete a team's template (members and owners; built-ins cannot be deleted).
-#[utoipa::path(delete, path = "/api/v1/templates/{team}/{name}", tag = "templates",
+#[utoipa::path(operation_id = "delete_template", delete, path = "/api/v1/templates/{team}/{name}", tag = "templates",
     params(("team" = String, Path), ("name" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete(
@@ -317,7 +318,7 @@ pub async fn delete(
 /// Create an app in `team` from a template and parameter values; the app is then validated,
 /// role-checked and quota-checked like any new app. Values of the wrong type or out of bounds
 /// are refused naming `values.<param>`.
-#[utoipa::path(post, path = "/api/v1/templates/{team}/{name}/apps", tag = "templates",
+#[utoipa::path(operation_id = "create_app_from_template", post, path = "/api/v1/templates/{team}/{name}/apps", tag = "templates",
     params(("team" = String, Path, description = "The template's team"), ("name" = String, Path)),
     request_body = TemplateAppRequest,
     responses((status = 201, body = AppDto), (status = 400, body = ErrorBody),

@@ -62,6 +62,11 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         )
     })?;
     let token = admin_token(&config.data_dir)?;
+    // Seals stored credentials (external registries' passwords); made on first start.
+    let secrets = Arc::new(
+        berth_auth::SecretBox::load_or_create(&config.data_dir.join("secret-key"))
+            .map_err(|e| e.to_string())?,
+    );
     let database = config.data_dir.join("berth.db");
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&database)
@@ -162,6 +167,8 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         revision_history: config.revision_history,
         event_history: config.event_history,
         registry,
+        secrets,
+        remote_registries: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

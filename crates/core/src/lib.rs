@@ -9,6 +9,7 @@ pub mod app;
 pub mod audit;
 pub mod backoff;
 pub mod deploy_template;
+pub mod external_registry;
 pub mod health;
 pub mod planner;
 pub mod quota;
@@ -19,6 +20,7 @@ pub mod team;
 pub mod validate;
 
 pub use app::{App, Event, EventKind, Revision, Rollout, RolloutPhase};
+pub use external_registry::ExternalRegistry;
 pub use retention::RetentionRule;
 pub use spec::{AppSpec, Probe, Resources, RolloutStrategy, Template};
 pub use validate::{FieldError, ValidationErrors};

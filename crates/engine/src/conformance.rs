@@ -690,7 +690,9 @@ pub async fn check_build_image(engine: &dyn Engine, fixture: &ConformanceFixture
     let texts = output.texts();
     assert!(!texts.is_empty(), "a build reported no progress");
     assert!(
-        texts.iter().all(|t| !t.ends_with('\n') && !t.trim().is_empty()),
+        texts
+            .iter()
+            .all(|t| !t.ends_with('\n') && !t.trim().is_empty()),
         "progress lines not trimmed: {texts:?}"
     );
     for tag in &tags {
@@ -719,10 +721,7 @@ pub async fn check_build_image(engine: &dyn Engine, fixture: &ConformanceFixture
         format!("FROM {}\nCOPY secret.txt /secret.txt\n", fixture.image),
     )
     .expect("write Dockerfile");
-    match engine
-        .build_image(build(), &|_| {})
-        .await
-    {
+    match engine.build_image(build(), &|_| {}).await {
         Err(EngineError::BuildFailed(message)) => {
             assert!(message.contains("secret.txt"), "message {message:?}")
         }
@@ -735,7 +734,10 @@ pub async fn check_build_image(engine: &dyn Engine, fixture: &ConformanceFixture
         .build_image(build(), &|_| {})
         .await
         .expect("second build failed");
-    assert_eq!(again, id, "a rebuild of unchanged files did not reuse the build cache");
+    assert_eq!(
+        again, id,
+        "a rebuild of unchanged files did not reuse the build cache"
+    );
 
     for tag in &tags {
         engine.remove_image(tag).await.expect("remove_image failed");
@@ -827,20 +829,29 @@ pub async fn check_build_from_tar(engine: &dyn Engine, fixture: &ConformanceFixt
     let tag = image_ref(fixture, "build-tar", "x");
     let id = engine
         .build_image(
-            build_spec(fixture, "build-tar", BuildContext::Tar(stream), vec![tag.clone()]),
+            build_spec(
+                fixture,
+                "build-tar",
+                BuildContext::Tar(stream),
+                vec![tag.clone()],
+            ),
             &|_| {},
         )
         .await
         .unwrap_or_else(|e| panic!("build_image from a tar stream failed: {e}"));
     assert_eq!(engine.image_id(&tag).await.expect("image_id"), Some(id));
-    engine.remove_image(&tag).await.expect("remove_image failed");
+    engine
+        .remove_image(&tag)
+        .await
+        .expect("remove_image failed");
 }
 
 /// A throwaway run returns the exit code and output, and removes its container; a command
 /// replaces the image's program; a missing image is `ImageNotFound`.
 pub async fn check_run_to_completion(engine: &dyn Engine, fixture: &ConformanceFixture) {
     let mut spec = run_spec(fixture, "run");
-    spec.env.insert("EXIT_IMMEDIATELY".to_owned(), "3".to_owned());
+    spec.env
+        .insert("EXIT_IMMEDIATELY".to_owned(), "3".to_owned());
     let output = CollectedOutput::default();
     let outcome = engine
         .run_to_completion(&spec, &|l| output.push(l), &CancellationToken::new())
@@ -856,7 +867,8 @@ pub async fn check_run_to_completion(engine: &dyn Engine, fixture: &ConformanceF
 
     let mut spec = run_spec(fixture, "run-cmd");
     spec.command = vec!["/berth-testapp".to_owned()];
-    spec.env.insert("EXIT_IMMEDIATELY".to_owned(), "0".to_owned());
+    spec.env
+        .insert("EXIT_IMMEDIATELY".to_owned(), "0".to_owned());
     let outcome = engine
         .run_to_completion(&spec, &|_| {}, &CancellationToken::new())
         .await
@@ -904,7 +916,12 @@ pub async fn check_run_timeout_and_cancel(engine: &dyn Engine, fixture: &Conform
         .await
         .expect("a cancelled run did not end")
         .expect("run_to_completion failed");
-    assert_eq!(outcome, RunOutcome::Cancelled, "output {:?}", output.texts());
+    assert_eq!(
+        outcome,
+        RunOutcome::Cancelled,
+        "output {:?}",
+        output.texts()
+    );
     assert_no_container_of(engine, fixture, "run-cancel").await;
 }
 
@@ -921,8 +938,14 @@ pub async fn check_tag_and_remove_image(engine: &dyn Engine, fixture: &Conforman
         .tag_image(&fixture.image, &tag)
         .await
         .expect("tag_image failed");
-    assert_eq!(engine.image_id(&tag).await.expect("image_id"), Some(id.clone()));
-    engine.remove_image(&tag).await.expect("remove_image failed");
+    assert_eq!(
+        engine.image_id(&tag).await.expect("image_id"),
+        Some(id.clone())
+    );
+    engine
+        .remove_image(&tag)
+        .await
+        .expect("remove_image failed");
     assert_eq!(engine.image_id(&tag).await.expect("image_id"), None);
     assert_eq!(
         engine.image_id(&fixture.image).await.expect("image_id"),
@@ -966,7 +989,10 @@ pub async fn check_push_image(
         .push_image(&reference, Some(registry), &|_| {})
         .await
         .expect("second push failed");
-    assert_eq!(again, digest, "pushing the same image twice gave two digests");
+    assert_eq!(
+        again, digest,
+        "pushing the same image twice gave two digests"
+    );
 
     let wrong = RegistryAuth {
         password: format!("not-{}", registry.password),
@@ -985,7 +1011,10 @@ pub async fn check_push_image(
         other => panic!("a push with a wrong password gave {other:?}, want PushFailed"),
     }
     let never_tagged = format!("{}/{}/never-tagged:v1", registry.server, fixture.namespace);
-    match engine.push_image(&never_tagged, Some(registry), &|_| {}).await {
+    match engine
+        .push_image(&never_tagged, Some(registry), &|_| {})
+        .await
+    {
         Err(EngineError::ImageNotFound { .. } | EngineError::PushFailed { .. }) => {}
         other => panic!("a push of a missing image gave {other:?}"),
     }

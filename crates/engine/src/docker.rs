@@ -912,21 +912,32 @@ fn run_body(spec: &RunSpec) -> ContainerCreateBody {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         ),
-        host_config: Some(HostConfig {
-            init: Some(true),
-            nano_cpus: spec
-                .cpu_millis
-                .map(|m| i64::try_from(m.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
-            memory: spec
-                .memory_bytes
-                .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::NO),
-                maximum_retry_count: None,
-            }),
-            network_mode: spec.network.clone(),
-            ..Default::default()
+        host_config: Some(host_config(
+            spec.cpu_millis,
+            spec.memory_bytes,
+            spec.network.clone(),
+        )),
+        ..Default::default()
+    }
+}
+
+/// What every container Berth makes gets: Docker's init (so signals reach the program and
+/// zombies are reaped), no restart policy (Berth replaces, not Docker), and the limits.
+fn host_config(
+    cpu_millis: Option<u64>,
+    memory_bytes: Option<u64>,
+    network_mode: Option<String>,
+) -> HostConfig {
+    HostConfig {
+        init: Some(true),
+        nano_cpus: cpu_millis
+            .map(|m| i64::try_from(m.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
+        memory: memory_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::NO),
+            maximum_retry_count: None,
         }),
+        network_mode,
         ..Default::default()
     }
 }
@@ -954,21 +965,11 @@ fn container_body(spec: &InstanceSpec) -> ContainerCreateBody {
                 .collect(),
         ),
         stop_timeout: Some(i64::try_from(ceil_secs(spec.stop_grace)).unwrap_or(i64::MAX)),
-        host_config: Some(HostConfig {
-            init: Some(true),
-            nano_cpus: spec
-                .cpu_millis
-                .map(|m| i64::try_from(m.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
-            memory: spec
-                .memory_bytes
-                .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::NO),
-                maximum_retry_count: None,
-            }),
-            network_mode: Some(spec.network.clone()),
-            ..Default::default()
-        }),
+        host_config: Some(host_config(
+            spec.cpu_millis,
+            spec.memory_bytes,
+            Some(spec.network.clone()),
+        )),
         networking_config: Some(NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
                 spec.network.clone(),

@@ -79,12 +79,23 @@ pub struct EngineInfo {
     pub memory_bytes: u64,
 }
 
-/// Credentials for pulling an image from a private registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Credentials for a private registry (pulls, pushes, base images of builds).
+#[derive(Clone, PartialEq, Eq)]
 pub struct RegistryAuth {
     pub username: String,
     pub password: String,
     pub server: String,
+}
+
+// The password never shows in logs or panics.
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .field("server", &self.server)
+            .finish()
+    }
 }
 
 /// Everything needed to create and start one instance container.

@@ -157,6 +157,10 @@ pub enum RegistryError {
     /// Storage failed.
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
+    /// An external registry failed or refused (unreachable, wrong credentials, deletes
+    /// disabled, an answer that makes no sense): 502, the message says which and why.
+    #[error("{0}")]
+    Upstream(String),
     /// Stored metadata could not be decoded.
     #[error("corrupt metadata at {key}: {message}")]
     Corrupt {
@@ -197,7 +201,7 @@ impl RegistryError {
                 ErrorCode::Unsupported
             }
             Self::TooManyRequests => ErrorCode::TooManyRequests,
-            Self::Io(_) | Self::Corrupt { .. } => ErrorCode::Unknown,
+            Self::Io(_) | Self::Corrupt { .. } | Self::Upstream(_) => ErrorCode::Unknown,
         }
     }
 
@@ -225,6 +229,7 @@ impl RegistryError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::Io(_) | Self::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -236,6 +241,10 @@ impl RegistryError {
             Self::NameInvalid(n) | Self::NameUnknown(n) => json!({ "name": n }),
             Self::UploadRangeInvalid { size, .. } => json!({ "size": size }),
             Self::RangeNotSatisfiable { size } => json!({ "size": size }),
+            // Never null: Docker turns an error without detail whose message is the code's
+            // default into a bare code, which its push does not recognise as final, so a push
+            // with a wrong password would retry for 50 s before failing.
+            Self::Unauthorized { realm } => json!({ "realm": realm }),
             _ => Value::Null,
         }
     }

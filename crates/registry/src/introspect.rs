@@ -4,12 +4,16 @@
 //!
 //! These are plain async methods without access checks: the caller (Berth's REST API) decides
 //! who may see or delete what. Inputs are validated here and errors are [`RegistryError`]s.
+//! [`ImageSource`] is the same view over any registry: the built-in one and an external one
+//! ([`crate::RemoteRegistry`]) answer with the same shapes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
 
+use async_trait::async_trait;
+
 use crate::error::{RegistryError, Result};
-use crate::manifest::{self, ImageConfig, ManifestKind};
+use crate::manifest::{self, ImageConfig, ManifestKind, ParsedManifest};
 use crate::reference::{Digest, Reference, RepoName, Tag};
 use crate::registry::{ManifestRecord, Registry, TagRecord, from_ms, keys};
 
@@ -42,8 +46,8 @@ pub struct TagSummary {
     /// The image config's `created` (RFC 3339) when the tag is an image (for an index: the
     /// newest platform's).
     pub created: Option<String>,
-    /// When the tag was last pushed.
-    pub pushed_at: SystemTime,
+    /// When the tag was last pushed (`None` where the registry does not tell: external ones).
+    pub pushed_at: Option<SystemTime>,
 }
 
 /// A layer of an image.
@@ -89,8 +93,8 @@ pub struct ImageDetail {
     pub tags: Vec<String>,
     /// Config + layers (images) or the sum over platforms (indexes).
     pub size_bytes: u64,
-    /// First push of this manifest.
-    pub pushed_at: SystemTime,
+    /// First push of this manifest (`None` where the registry does not tell: external ones).
+    pub pushed_at: Option<SystemTime>,
     /// Platforms, for an index.
     pub platforms: Vec<PlatformSummary>,
     /// Layers, for an image.
@@ -141,6 +145,94 @@ pub struct StorageUsage {
 
 fn repo_name(repo: &str) -> Result<RepoName> {
     Ok(RepoName::parse(repo)?)
+}
+
+/// The platforms of an index (empty for an image).
+pub(crate) fn platforms(parsed: &ParsedManifest) -> Vec<PlatformSummary> {
+    parsed
+        .manifests
+        .iter()
+        .map(|m| {
+            let p = m.platform.clone().unwrap_or(manifest::Platform {
+                architecture: String::new(),
+                os: String::new(),
+                variant: None,
+                os_version: None,
+            });
+            PlatformSummary {
+                digest: m.digest.to_string(),
+                media_type: m.media_type.clone(),
+                size: m.size,
+                os: p.os,
+                architecture: p.architecture,
+                variant: p.variant,
+            }
+        })
+        .collect()
+}
+
+/// The layers of an image (empty for an index).
+pub(crate) fn layers(parsed: &ParsedManifest) -> Vec<LayerSummary> {
+    parsed
+        .layers
+        .iter()
+        .map(|l| LayerSummary {
+            digest: l.digest.to_string(),
+            size: l.size,
+            media_type: l.media_type.clone(),
+        })
+        .collect()
+}
+
+/// Image management over one registry, whichever it is: the built-in [`Registry`] or an
+/// external one ([`crate::RemoteRegistry`]). Same shapes, same errors, same meaning; what a
+/// registry cannot tell (push times of an external one) is `None`.
+#[async_trait]
+pub trait ImageSource: Send + Sync {
+    /// Repositories whose name contains `search` (all when `None`), sorted by name.
+    async fn list_repositories(&self, search: Option<&str>) -> Result<Vec<RepositorySummary>>;
+
+    /// Tags of a repository with digest, size and creation time, sorted by tag.
+    async fn list_tags(&self, repo: &str) -> Result<Vec<TagSummary>>;
+
+    /// Bytes of the distinct blobs the repository's manifests reference.
+    async fn repository_usage(&self, repo: &str) -> Result<u64>;
+
+    /// Describes the manifest a tag or digest points at.
+    async fn image_detail(&self, repo: &str, reference: &str) -> Result<ImageDetail>;
+
+    /// Deletes a tag.
+    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<()>;
+
+    /// Deletes a manifest (an image) and the tags pointing at it; returns those tags.
+    async fn delete_manifest(&self, repo: &str, digest: &str) -> Result<Vec<String>>;
+}
+
+#[async_trait]
+impl ImageSource for Registry {
+    async fn list_repositories(&self, search: Option<&str>) -> Result<Vec<RepositorySummary>> {
+        Registry::list_repositories(self, search).await
+    }
+
+    async fn list_tags(&self, repo: &str) -> Result<Vec<TagSummary>> {
+        Registry::list_tags(self, repo).await
+    }
+
+    async fn repository_usage(&self, repo: &str) -> Result<u64> {
+        Registry::repository_usage(self, repo).await
+    }
+
+    async fn image_detail(&self, repo: &str, reference: &str) -> Result<ImageDetail> {
+        Registry::image_detail(self, repo, reference).await
+    }
+
+    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<()> {
+        Registry::delete_tag(self, repo, tag).await
+    }
+
+    async fn delete_manifest(&self, repo: &str, digest: &str) -> Result<Vec<String>> {
+        Registry::delete_manifest(self, repo, digest).await
+    }
 }
 
 impl Registry {
@@ -208,7 +300,7 @@ impl Registry {
                 media_type: record.media_type,
                 size_bytes: record.content_size,
                 created: record.created,
-                pushed_at: from_ms(t.updated_at_ms),
+                pushed_at: Some(from_ms(t.updated_at_ms)),
             });
         }
         Ok(out)
@@ -235,8 +327,7 @@ impl Registry {
             .collect();
         let mut config = None;
         if parsed.kind == ManifestKind::Image
-            && let Some(c) = &parsed.config
-            && manifest::is_image_config(&c.media_type)
+            && let Some(c) = parsed.image_config()
             && let Some(bytes) = self.read_blob_bytes(&c.digest, 16 << 20).await?
         {
             config = manifest::parse_image_config(&bytes);
@@ -248,36 +339,9 @@ impl Registry {
             manifest: value,
             tags,
             size_bytes: record.content_size,
-            pushed_at: from_ms(record.pushed_at_ms),
-            platforms: parsed
-                .manifests
-                .iter()
-                .map(|m| {
-                    let p = m.platform.clone().unwrap_or(manifest::Platform {
-                        architecture: String::new(),
-                        os: String::new(),
-                        variant: None,
-                        os_version: None,
-                    });
-                    PlatformSummary {
-                        digest: m.digest.to_string(),
-                        media_type: m.media_type.clone(),
-                        size: m.size,
-                        os: p.os,
-                        architecture: p.architecture,
-                        variant: p.variant,
-                    }
-                })
-                .collect(),
-            layers: parsed
-                .layers
-                .iter()
-                .map(|l| LayerSummary {
-                    digest: l.digest.to_string(),
-                    size: l.size,
-                    media_type: l.media_type.clone(),
-                })
-                .collect(),
+            pushed_at: Some(from_ms(record.pushed_at_ms)),
+            platforms: platforms(&parsed),
+            layers: layers(&parsed),
             config_digest: parsed.config.as_ref().map(|c| c.digest.to_string()),
             config,
             subject: record.subject.clone(),

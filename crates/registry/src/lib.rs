@@ -13,6 +13,9 @@
 //! * [`NamespaceLimits`] caps the bytes each namespace (`team`) stores
 //!   ([`Registry::with_limits`]; [`Registry::namespace_usage`] reports what one stores).
 //! * [`BlobStore`] and [`MetadataStore`] are the storage seam ([`FsStorage`]: a directory).
+//! * [`ImageSource`] is image management over any registry: the built-in [`Registry`] and
+//!   [`RemoteRegistry`], a client of an external Distribution-compatible registry (catalog,
+//!   tags, manifests, configs, deletes; Basic auth and Docker's token flow).
 //!
 //! Invariants: identifiers are validated before they reach storage; a blob becomes visible
 //! only complete and with a verified digest (atomic rename); metadata writes are atomic;
@@ -31,6 +34,7 @@ mod quota;
 mod ranges;
 mod reference;
 mod registry;
+mod remote;
 mod storage;
 
 pub use auth::{Access, Action, AllowAll, AuthDecision, Authorizer, Credentials, StaticAuthorizer};
@@ -38,8 +42,8 @@ pub use error::{ErrorCode, RegistryError, Result};
 pub use gc::{ExpireReport, GcOptions, GcReport, RetentionPolicy, RetentionReport};
 pub use http::router;
 pub use introspect::{
-    ImageDetail, LayerSummary, NamespaceUsage, PlatformSummary, RepositorySummary, RepositoryUsage,
-    StorageUsage, TagSummary,
+    ImageDetail, ImageSource, LayerSummary, NamespaceUsage, PlatformSummary, RepositorySummary,
+    RepositoryUsage, StorageUsage, TagSummary,
 };
 pub use manifest::{HistoryEntry, ImageConfig, Platform};
 pub use pagination::{Page, paginate};
@@ -47,6 +51,7 @@ pub use quota::{NamespaceLimits, StorageQuotaExceeded};
 pub use ranges::{ByteRange, RangeRequest, parse_content_range, parse_range};
 pub use reference::{Digest, InvalidIdentifier, Reference, RepoName, Tag};
 pub use registry::{BodyStream, Clock, Registry, RegistryConfig, SystemClock};
+pub use remote::{RemoteCredentials, RemoteRegistry};
 pub use storage::{
     BlobEntry, BlobReader, BlobStore, FsStorage, MetadataStore, UploadEntry, UploadWriter,
 };

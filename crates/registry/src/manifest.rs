@@ -139,6 +139,20 @@ pub struct ParsedManifest {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl ParsedManifest {
+    /// Config + layers: what pulling an image transfers (0 for an index).
+    pub fn image_size(&self) -> u64 {
+        self.config.iter().chain(&self.layers).map(|d| d.size).sum()
+    }
+
+    /// The config descriptor when it is a container image config this crate can describe.
+    pub fn image_config(&self) -> Option<&Descriptor> {
+        self.config
+            .as_ref()
+            .filter(|c| is_image_config(&c.media_type))
+    }
+}
+
 fn invalid(msg: impl Into<String>) -> RegistryError {
     RegistryError::ManifestInvalid(msg.into())
 }

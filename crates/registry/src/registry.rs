@@ -881,20 +881,13 @@ impl Registry {
     ) -> Result<(u64, Option<String>)> {
         match parsed.kind {
             ManifestKind::Image => {
-                let size = parsed
-                    .config
-                    .iter()
-                    .chain(&parsed.layers)
-                    .map(|d| d.size)
-                    .sum();
                 let mut created = None;
-                if let Some(config) = &parsed.config
-                    && manifest::is_image_config(&config.media_type)
+                if let Some(config) = parsed.image_config()
                     && let Some(bytes) = self.read_blob_bytes(&config.digest, 4 << 20).await?
                 {
                     created = manifest::parse_image_config(&bytes).and_then(|c| c.created);
                 }
-                Ok((size, created))
+                Ok((parsed.image_size(), created))
             }
             ManifestKind::Index => Ok((
                 children.iter().map(|c| c.content_size).sum(),

@@ -16,8 +16,8 @@ use berth_core::quota::{Quota, QuotaRequest, QuotaRequestStatus};
 use berth_core::session::Session;
 use berth_core::team::Team;
 use berth_core::{
-    App, Event, Millis, Probe, Resources, Revision, Rollout, RolloutPhase, RolloutStrategy,
-    Template,
+    App, Event, ExternalRegistry, Millis, Probe, Resources, Revision, Rollout, RolloutPhase,
+    RolloutStrategy, Template,
 };
 
 use crate::{AuditQuery, EventQuery, QuotaDecision, QuotaRequestQuery, Store, StoreError};
@@ -65,6 +65,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     audit_round_trip_and_filters(s).await;
     settings_round_trip(s).await;
     list_team_users_by_username(s).await;
+    external_registries_round_trip(s).await;
+    delete_team_removes_its_external_registries(s).await;
 }
 
 /// An app name no other check, run or concurrent test process uses.
@@ -2402,5 +2404,116 @@ pub async fn list_team_users_by_username(store: &dyn Store) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// An external registry of `team` with credentials (the sealed text is opaque to the store).
+pub fn new_external_registry(team: &str, check: &str) -> ExternalRegistry {
+    ExternalRegistry {
+        name: unique_name(check),
+        team: team.to_string(),
+        url: "http://127.0.0.1:5000".into(),
+        username: Some("ci-«ünïcode»".into()),
+        sealed_password: Some("v1.c2VhbGVk".into()),
+        created_at: T0,
+        updated_at: T0 + 1,
+    }
+}
+
+pub async fn external_registries_round_trip(store: &dyn Store) {
+    let team = new_team("ext-registries");
+    let other = new_team("ext-registries-other");
+    store.create_team(&team).await.unwrap();
+    store.create_team(&other).await.unwrap();
+
+    let hub = new_external_registry(&team.name, "ext-hub");
+    store.put_external_registry(&hub).await.unwrap();
+    assert_eq!(
+        store.get_external_registry(&hub.name).await.unwrap(),
+        Some(hub.clone())
+    );
+    assert_eq!(
+        store
+            .get_external_registry(&unique_name("ext-missing"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Replacing keeps the creation time; everything else (even the team) changes.
+    let replaced = ExternalRegistry {
+        team: other.name.clone(),
+        url: "https://registry.example.com".into(),
+        username: None,
+        sealed_password: None,
+        created_at: T0 + 40,
+        updated_at: T0 + 50,
+        ..hub.clone()
+    };
+    store.put_external_registry(&replaced).await.unwrap();
+    let replaced = ExternalRegistry {
+        created_at: hub.created_at,
+        ..replaced
+    };
+    assert_eq!(
+        store.get_external_registry(&hub.name).await.unwrap(),
+        Some(replaced.clone()),
+        "put replaces the registry but keeps its creation time"
+    );
+
+    assert_not_found(
+        store
+            .put_external_registry(&new_external_registry(
+                &unique_name("no-team"),
+                "ext-orphan",
+            ))
+            .await,
+        "a registry of a missing team",
+    );
+
+    let second = new_external_registry(&team.name, "ext-a");
+    store.put_external_registry(&second).await.unwrap();
+    let mine: Vec<ExternalRegistry> = store
+        .list_external_registries()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.name == hub.name || r.name == second.name)
+        .collect();
+    let mut want = vec![replaced.clone(), second.clone()];
+    want.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(mine, want, "listed by name");
+    let names: Vec<String> = store
+        .list_external_registries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+
+    assert!(store.delete_external_registry(&hub.name).await.unwrap());
+    assert!(!store.delete_external_registry(&hub.name).await.unwrap());
+    assert_eq!(store.get_external_registry(&hub.name).await.unwrap(), None);
+    assert_eq!(
+        store.get_external_registry(&second.name).await.unwrap(),
+        Some(second)
+    );
+}
+
+pub async fn delete_team_removes_its_external_registries(store: &dyn Store) {
+    let team = new_team("ext-delete-team");
+    let other = new_team("ext-delete-team-other");
+    store.create_team(&team).await.unwrap();
+    store.create_team(&other).await.unwrap();
+    let gone = new_external_registry(&team.name, "ext-gone");
+    let kept = new_external_registry(&other.name, "ext-kept");
+    store.put_external_registry(&gone).await.unwrap();
+    store.put_external_registry(&kept).await.unwrap();
+    assert!(store.delete_team(&team.name).await.unwrap());
+    assert_eq!(store.get_external_registry(&gone.name).await.unwrap(), None);
+    assert_eq!(
+        store.get_external_registry(&kept.name).await.unwrap(),
+        Some(kept)
     );
 }

@@ -17,7 +17,7 @@ use berth_core::deploy_template::DeploymentTemplate;
 use berth_core::quota::{QuotaRequest, QuotaRequestStatus};
 use berth_core::session::Session;
 use berth_core::team::Team;
-use berth_core::{App, Event, Millis, RetentionRule, Revision};
+use berth_core::{App, Event, ExternalRegistry, Millis, RetentionRule, Revision};
 
 pub use sqlite::SqliteStore;
 
@@ -150,6 +150,21 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a repository's retention rule; returns whether it existed.
     async fn delete_retention_rule(&self, repository: &str) -> StoreResult<bool>;
 
+    // External registries (the password arrives sealed; the store never sees the plaintext).
+
+    /// Creates or replaces the external registry `registry.name`; `created_at` of a replaced
+    /// one is kept. `NotFound` when its team does not exist.
+    async fn put_external_registry(&self, registry: &ExternalRegistry) -> StoreResult<()>;
+
+    /// The external registry, or `None`.
+    async fn get_external_registry(&self, name: &str) -> StoreResult<Option<ExternalRegistry>>;
+
+    /// Every external registry, ordered by name.
+    async fn list_external_registries(&self) -> StoreResult<Vec<ExternalRegistry>>;
+
+    /// Deletes an external registry; returns whether it existed.
+    async fn delete_external_registry(&self, name: &str) -> StoreResult<bool>;
+
     // Accounts. Usernames are unique; emails are unique regardless of case. User and token ids
     // are assigned by the store and never reused.
 
@@ -255,8 +270,8 @@ pub trait Store: Send + Sync + 'static {
     /// not exist.
     async fn update_team(&self, team: &Team) -> StoreResult<()>;
 
-    /// Deletes the team with its memberships, quota requests and templates; returns whether it
-    /// existed. `Conflict` when it still owns apps.
+    /// Deletes the team with its memberships, quota requests, templates and external
+    /// registries; returns whether it existed. `Conflict` when it still owns apps.
     async fn delete_team(&self, name: &str) -> StoreResult<bool>;
 
     // Quota requests.

@@ -22,7 +22,9 @@ use berth_core::deploy_template::DeploymentTemplate;
 use berth_core::quota::{Quota, QuotaRequest, QuotaRequestStatus};
 use berth_core::session::Session;
 use berth_core::team::Team;
-use berth_core::{App, Event, EventKind, Millis, RetentionRule, Revision, Rollout, RolloutPhase};
+use berth_core::{
+    App, Event, EventKind, ExternalRegistry, Millis, RetentionRule, Revision, Rollout, RolloutPhase,
+};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -60,6 +62,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "teams quotas audit",
         include_str!("../migrations/sqlite/0004_teams_quotas_audit.sql"),
+    ),
+    (
+        5,
+        "external registries",
+        include_str!("../migrations/sqlite/0005_external_registries.sql"),
     ),
 ];
 
@@ -158,6 +165,38 @@ impl SqliteStore {
         let deleted = delete_rows(&mut tx, children, parent, key).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(deleted)
+    }
+
+    /// The row `sql` finds with `$1` bound to `key`, converted by `from_row`; `None` when
+    /// there is none.
+    async fn read_optional<'k, T, K>(
+        &self,
+        sql: &'static str,
+        key: K,
+        from_row: fn(&SqliteRow) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>>
+    where
+        K: sqlx::Encode<'k, Sqlite> + sqlx::Type<Sqlite> + Send + 'k,
+    {
+        let row = sqlx::query(sql)
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Every row `sql` finds, converted by `from_row`.
+    async fn read_all<T>(
+        &self,
+        sql: &'static str,
+        from_row: fn(&SqliteRow) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        let rows = sqlx::query(sql)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(from_row).collect()
     }
 
     /// Starts a write transaction that holds SQLite's write lock from its first statement.
@@ -662,6 +701,24 @@ fn template_from_row(row: &SqliteRow) -> StoreResult<DeploymentTemplate> {
     })
 }
 
+macro_rules! external_registry_columns {
+    () => {
+        "name, team, url, username, sealed_password, created_at, updated_at"
+    };
+}
+
+fn external_registry_from_row(row: &SqliteRow) -> StoreResult<ExternalRegistry> {
+    Ok(ExternalRegistry {
+        name: get(row, "name")?,
+        team: get(row, "team")?,
+        url: get(row, "url")?,
+        username: get(row, "username")?,
+        sealed_password: get(row, "sealed_password")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
 macro_rules! audit_columns {
     () => {
         "id, at, actor, action, team, object, source, outcome, status, detail"
@@ -930,6 +987,56 @@ impl Store for SqliteStore {
             .map_err(db_err)?
             .rows_affected();
         Ok(deleted > 0)
+    }
+
+    async fn put_external_registry(&self, registry: &ExternalRegistry) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let team = registry.team.as_str();
+        if !row_exists(&mut tx, "SELECT 1 FROM teams WHERE name = $1", team).await? {
+            return Err(StoreError::NotFound(format!("team {team}")));
+        }
+        sqlx::query(concat!(
+            "INSERT INTO external_registries (",
+            external_registry_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (name) DO UPDATE SET team = $2, url = $3, username = $4, \
+             sealed_password = $5, updated_at = $7"
+        ))
+        .bind(registry.name.as_str())
+        .bind(team)
+        .bind(registry.url.as_str())
+        .bind(registry.username.as_deref())
+        .bind(registry.sealed_password.as_deref())
+        .bind(registry.created_at)
+        .bind(registry.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_external_registry(&self, name: &str) -> StoreResult<Option<ExternalRegistry>> {
+        let sql = concat!(
+            "SELECT ",
+            external_registry_columns!(),
+            " FROM external_registries WHERE name = $1"
+        );
+        self.read_optional(sql, name, external_registry_from_row)
+            .await
+    }
+
+    async fn list_external_registries(&self) -> StoreResult<Vec<ExternalRegistry>> {
+        let sql = concat!(
+            "SELECT ",
+            external_registry_columns!(),
+            " FROM external_registries ORDER BY name"
+        );
+        self.read_all(sql, external_registry_from_row).await
+    }
+
+    async fn delete_external_registry(&self, name: &str) -> StoreResult<bool> {
+        let sql = "DELETE FROM external_registries WHERE name = $1";
+        self.delete_with_children(&[], sql, name).await
     }
 
     async fn allocate_ordinals(&self, app: &str, count: u64) -> StoreResult<u64> {
@@ -1433,6 +1540,7 @@ impl Store for SqliteStore {
                 "DELETE FROM memberships WHERE team = $1",
                 "DELETE FROM quota_requests WHERE team = $1",
                 "DELETE FROM deployment_templates WHERE team = $1",
+                "DELETE FROM external_registries WHERE team = $1",
             ],
             "DELETE FROM teams WHERE name = $1",
             name,

@@ -3,7 +3,7 @@ import { useState, type FormEvent } from "react";
 import { Link, useNavigate } from "react-router";
 import { api, call } from "../api/client";
 import { Field, FormError, useAction } from "../components/ui";
-import { LangSwitch, ThemeSwitch } from "../App";
+import { LangSwitch, ThemeSwitch } from "../components/switches";
 import { useI18n } from "../i18n";
 import { useSession } from "../session";
 

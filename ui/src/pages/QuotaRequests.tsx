@@ -51,7 +51,8 @@ function QuotaCell({ q, current }: { q: QuotaDto; current: QuotaDto }) {
   return (
     <ul className="kv small">
       {rows
-        .filter(([, c, r]) => c !== r)
+        // Limits left out of a request (null) stay as they are.
+        .filter(([, c, r]) => r != null && c !== r)
         .map(([name, c, r, f]) => (
           <li key={name}>
             {name}: {fmt(c, f)} → <strong>{fmt(r, f)}</strong>

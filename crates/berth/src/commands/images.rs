@@ -1,5 +1,6 @@
 //! Registry commands: search and inspect repositories and images, delete them, storage use,
-//! garbage collection and retention.
+//! garbage collection and retention. `list`, `show` and `delete` also work on an external
+//! registry (`--registry NAME`, see `berth registries`).
 
 use std::process::ExitCode;
 
@@ -9,7 +10,7 @@ use berth_api::image_dto::{
 };
 use clap::Subcommand;
 
-use super::query;
+use super::{query, segment};
 use crate::client::Client;
 use crate::output::{self, Format};
 use crate::units::{megabytes, millis};
@@ -21,17 +22,28 @@ pub enum ImagesCommand {
         /// Only repositories whose name contains this
         #[arg(long)]
         search: Option<String>,
+        /// An external registry (`berth registries list`) instead of the built-in one
+        #[arg(long)]
+        registry: Option<String>,
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
     },
     /// Show a repository's tags (team/app) or an image (team/app:tag, team/app@sha256:…)
     Show {
         reference: String,
+        /// An external registry (`berth registries list`) instead of the built-in one
+        #[arg(long)]
+        registry: Option<String>,
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
     },
     /// Delete a tag (team/app:tag) or an image with all its tags (team/app@sha256:…)
-    Delete { reference: String },
+    Delete {
+        reference: String,
+        /// An external registry (`berth registries list`) instead of the built-in one
+        #[arg(long)]
+        registry: Option<String>,
+    },
     /// Storage used per team and repository
     Usage {
         #[arg(short, long, value_enum, default_value = "table")]
@@ -68,8 +80,12 @@ pub enum ImagesCommand {
 
 pub async fn run(client: &Client, command: ImagesCommand) -> Result<ExitCode, String> {
     match command {
-        ImagesCommand::List { search, output } => {
-            let path = query("/images", &[("search", search)]);
+        ImagesCommand::List {
+            search,
+            registry,
+            output,
+        } => {
+            let path = query(&images_path(registry.as_deref()), &[("search", search)]);
             let repositories: Vec<RepositoryDto> = client.get(&path).await?;
             output::list(
                 output,
@@ -85,8 +101,13 @@ pub async fn run(client: &Client, command: ImagesCommand) -> Result<ExitCode, St
                 },
             );
         }
-        ImagesCommand::Show { reference, output } => {
-            let value: serde_json::Value = client.get(&format!("/images/{reference}")).await?;
+        ImagesCommand::Show {
+            reference,
+            registry,
+            output,
+        } => {
+            let path = format!("{}/{reference}", images_path(registry.as_deref()));
+            let value: serde_json::Value = client.get(&path).await?;
             if output == Format::Json {
                 output::json(&value);
             } else if value.get("tags").is_some_and(|t| t.is_array())
@@ -121,9 +142,17 @@ pub async fn run(client: &Client, command: ImagesCommand) -> Result<ExitCode, St
                 print_image(&image);
             }
         }
-        ImagesCommand::Delete { reference } => {
-            client.delete(&format!("/images/{reference}")).await?;
-            println!("deleted {reference}; run `berth images gc` to free the disk now");
+        ImagesCommand::Delete {
+            reference,
+            registry,
+        } => {
+            let path = format!("{}/{reference}", images_path(registry.as_deref()));
+            client.delete(&path).await?;
+            match registry {
+                None => println!("deleted {reference}; run `berth images gc` to free the disk now"),
+                // The external registry frees its disk with its own garbage collection.
+                Some(registry) => println!("deleted {reference} from registry {registry}"),
+            }
         }
         ImagesCommand::Usage { output } => {
             let usage: StorageUsageDto = client.get("/registry/usage").await?;
@@ -228,12 +257,23 @@ pub async fn run(client: &Client, command: ImagesCommand) -> Result<ExitCode, St
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where the images of the built-in registry (`None`) or of an external one live in the API.
+fn images_path(registry: Option<&str>) -> String {
+    match registry {
+        None => "/images".to_string(),
+        Some(name) => format!("/registries/{}/images", segment(name)),
+    }
+}
+
 fn print_image(image: &ImageDto) {
     println!("image:      {}@{}", image.repository, image.digest);
     println!("tags:       {}", image.tags.join(", "));
     println!("media type: {}", image.media_type);
     println!("size:       {}", megabytes(image.size_bytes));
-    println!("pushed:     {}", image.pushed_at);
+    println!(
+        "pushed:     {}",
+        image.pushed_at.as_deref().unwrap_or("unknown")
+    );
     for platform in &image.platforms {
         println!(
             "platform:   {}/{} {}",

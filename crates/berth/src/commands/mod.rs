@@ -5,6 +5,7 @@ mod accounts;
 mod apps;
 mod audit;
 mod images;
+mod registries;
 mod teams;
 mod templates;
 
@@ -76,6 +77,9 @@ enum Command {
     /// The built-in registry: search, inspect, delete, storage use, garbage collection
     #[command(subcommand)]
     Images(images::ImagesCommand),
+    /// External registries a team browses through Berth: list, add, remove
+    #[command(subcommand)]
+    Registries(registries::RegistriesCommand),
     #[command(flatten)]
     Account(accounts::AccountCommand),
     #[command(flatten)]
@@ -97,6 +101,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::App(command) => apps::run(&global.client()?, command).await,
         Command::Images(command) => images::run(&global.client()?, command).await,
+        Command::Registries(command) => registries::run(&global.client()?, command).await,
         Command::Account(command) => accounts::run(&global, command).await,
         Command::Team(command) => teams::run(&global.client()?, command).await,
         Command::Templates(command) => templates::run(&global.client()?, command).await,
@@ -228,7 +233,7 @@ mod tests {
 
     #[test]
     fn existing_commands_still_parse() {
-        let cases: [&[&str]; 8] = [
+        let cases: [&[&str]; 11] = [
             &[
                 "berth", "apps", "create", "web", "--image", "x", "--cpu", "500m", "--wait",
             ],
@@ -256,6 +261,29 @@ mod tests {
                 "--save",
             ],
             &["berth", "--server", "http://x:1", "events", "web", "-f"],
+            &[
+                "berth",
+                "images",
+                "list",
+                "--registry",
+                "hub",
+                "--search",
+                "web",
+            ],
+            &["berth", "images", "delete", "web:v1", "--registry", "hub"],
+            &[
+                "berth",
+                "registries",
+                "add",
+                "hub",
+                "--team",
+                "web",
+                "--url",
+                "http://127.0.0.1:5000",
+                "--username",
+                "ci",
+                "--password-stdin",
+            ],
         ];
         for args in cases {
             assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
