@@ -109,7 +109,7 @@ async fn registry_for(
 }
 
 /// The external registries of the teams the caller can read (admins: all).
-#[utoipa::path(get, path = "/api/v1/registries", tag = "images",
+#[utoipa::path(operation_id = "list_external_registries", get, path = "/api/v1/registries", tag = "images",
     responses((status = 200, body = [ExternalRegistryDto])))]
 pub async fn list(
     State(state): State<ApiState>,
@@ -126,7 +126,7 @@ pub async fn list(
 }
 
 /// One external registry.
-#[utoipa::path(get, path = "/api/v1/registries/{name}", tag = "images",
+#[utoipa::path(operation_id = "get_external_registry", get, path = "/api/v1/registries/{name}", tag = "images",
     params(("name" = String, Path)),
     responses((status = 200, body = ExternalRegistryDto), (status = 404, body = ErrorBody)))]
 pub async fn get(
@@ -141,7 +141,7 @@ pub async fn get(
 /// Create or replace an external registry (platform admins). The password is sealed with the
 /// server's key and never shown again; replacing without a password keeps the stored one when
 /// the username stays the same.
-#[utoipa::path(put, path = "/api/v1/registries/{name}", tag = "images",
+#[utoipa::path(operation_id = "put_external_registry", put, path = "/api/v1/registries/{name}", tag = "images",
     params(("name" = String, Path)), request_body = ExternalRegistryRequest,
     responses((status = 200, body = ExternalRegistryDto), (status = 201, body = ExternalRegistryDto),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -197,7 +197,7 @@ pub async fn put(
 }
 
 /// Remove an external registry from Berth (platform admins); the registry itself is untouched.
-#[utoipa::path(delete, path = "/api/v1/registries/{name}", tag = "images",
+#[utoipa::path(operation_id = "delete_external_registry", delete, path = "/api/v1/registries/{name}", tag = "images",
     params(("name" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete(
@@ -218,7 +218,7 @@ pub async fn delete(
 
 /// Search an external registry's repositories (as `GET /api/v1/images` does for the built-in
 /// one; sizes and manifest counts cover what tags reach, push times are unknown).
-#[utoipa::path(get, path = "/api/v1/registries/{name}/images", tag = "images",
+#[utoipa::path(operation_id = "list_external_images", get, path = "/api/v1/registries/{name}/images", tag = "images",
     params(("name" = String, Path), SearchParams),
     responses((status = 200, body = [RepositoryDto]), (status = 404, body = ErrorBody),
         (status = 502, body = ErrorBody)))]
@@ -236,7 +236,7 @@ pub async fn list_images(
 
 /// A repository of an external registry with its tags (`repo`), or one image (`repo:tag`,
 /// `repo@sha256:…`), as `GET /api/v1/images/{reference}` answers for the built-in one.
-#[utoipa::path(get, path = "/api/v1/registries/{name}/images/{reference}", tag = "images",
+#[utoipa::path(operation_id = "show_external_image", get, path = "/api/v1/registries/{name}/images/{reference}", tag = "images",
     params(("name" = String, Path),
         ("reference" = String, Path, description = "repo, repo:tag or repo@sha256:…")),
     responses((status = 200, body = ImageDto), (status = 404, body = ErrorBody),
@@ -256,7 +256,7 @@ pub async fn show_image(
 /// registry (role `member`), unless a kept revision uses it. Where the registry cannot delete
 /// a tag alone (Distribution 2.8), the tag's image goes with it when no other tag shares it,
 /// else the request is refused naming those tags.
-#[utoipa::path(delete, path = "/api/v1/registries/{name}/images/{reference}", tag = "images",
+#[utoipa::path(operation_id = "delete_external_image", delete, path = "/api/v1/registries/{name}/images/{reference}", tag = "images",
     params(("name" = String, Path),
         ("reference" = String, Path, description = "repo:tag or repo@sha256:…")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),

@@ -153,6 +153,13 @@ impl Transcript {
         answer
     }
 
+    /// `PUT /api/v1/registries/{name}` as the first admin.
+    async fn put_registry(&mut self, server: &Server, name: &str, body: Value) -> (u16, Value) {
+        let path = format!("/api/v1/registries/{name}");
+        self.call(server, &server.token, Method::PUT, &path, Some(body))
+            .await
+    }
+
     async fn get(&mut self, server: &Server, token: &str, path: &str) -> (u16, Value) {
         self.call(server, token, Method::GET, path, None).await
     }
@@ -231,27 +238,11 @@ async fn browse_inspect_and_delete_an_external_registry() {
         bad.as_object_mut()
             .unwrap()
             .extend(change.as_object().unwrap().clone());
-        let (status, body) = seen
-            .call(
-                &server,
-                &server.token,
-                Method::PUT,
-                "/api/v1/registries/dist",
-                Some(bad),
-            )
-            .await;
+        let (status, body) = seen.put_registry(&server, "dist", bad).await;
         assert_eq!(status, 400, "{change}: {body}");
         assert_eq!(body["error"]["field"], field, "{body}");
     }
-    let (status, body) = seen
-        .call(
-            &server,
-            &server.token,
-            Method::PUT,
-            "/api/v1/registries/dist",
-            Some(config.clone()),
-        )
-        .await;
+    let (status, body) = seen.put_registry(&server, "dist", config.clone()).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["has_password"], true);
     assert_eq!(body["username"], DIST_USER);
@@ -387,15 +378,7 @@ async fn browse_inspect_and_delete_an_external_registry() {
     let broken = json!({
         "team": "shop", "url": format!("http://{host}"), "username": DIST_USER, "password": wrong,
     });
-    let (status, _) = seen
-        .call(
-            &server,
-            &server.token,
-            Method::PUT,
-            "/api/v1/registries/broken",
-            Some(broken),
-        )
-        .await;
+    let (status, _) = seen.put_registry(&server, "broken", broken).await;
     assert_eq!(status, 201);
     let (status, body) = seen
         .get(&server, &alice, "/api/v1/registries/broken/images")
@@ -412,17 +395,24 @@ async fn browse_inspect_and_delete_an_external_registry() {
 
     // The key survives a restart; replacing without a password keeps the stored one.
     server.restart().await;
-    let (status, body) = seen
-        .call(
-            &server,
-            &server.token,
-            Method::PUT,
-            "/api/v1/registries/dist",
-            Some(json!({"team": "shop", "url": format!("http://{host}/"), "username": DIST_USER})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["has_password"], true);
+    let url = format!("http://{host}/");
+    let output = server.cli(&[
+        "registries",
+        "add",
+        "dist",
+        "--team",
+        "shop",
+        "--url",
+        &url,
+        "--username",
+        DIST_USER,
+        "--keep-password",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let (_, listed) = seen.get(&server, &server.token, "/api/v1/registries").await;
+    assert_eq!(listed[1]["name"], "dist", "{listed}");
+    assert_eq!(listed[1]["has_password"], true, "{listed}");
+    assert_eq!(listed[1]["url"], format!("http://{host}"), "{listed}");
     let (status, body) = seen.get(&server, &alice, &images("/shop/web:v3")).await;
     assert_eq!(status, 200, "{body}");
 

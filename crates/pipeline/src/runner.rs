@@ -3,9 +3,10 @@
 //! [`BuildSink`] and honouring cancel and the build's timeout.
 //!
 //! A failing step ends the build at once: a red test pushes nothing and deploys nothing.
-//! Whatever a build made on the host goes with it — the checkout, the test container (the
-//! engine removes it even when the build is cancelled or times out). Built images stay in the
-//! engine: they are its build cache. The sink sees the [`BuildState`] after every transition
+//! Whatever a build made on the host goes with it — the checkout, the test container, an
+//! abandoned image build's intermediate container (every container a build makes carries
+//! `berth.build=<id>`, and the end of a build sweeps them). Built images stay in the engine:
+//! they are its build cache. The sink sees the [`BuildState`] after every transition
 //! (that is what the API stores), and the final state is returned in the [`BuildReport`].
 
 use std::collections::BTreeMap;
@@ -29,6 +30,8 @@ use crate::state::{BuildState, Ending, Step};
 
 /// Label with the commit an image was built from (OCI's annotation name).
 pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+/// How long the end of a build waits for the engine to remove containers the build left.
+const SWEEP_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Everything one build needs; the API assembles it from a pipeline and a trigger.
 #[derive(Debug, Clone)]
@@ -287,6 +290,7 @@ impl Run<'_> {
             Ok(()) if self.cancel.is_cancelled() => Err(Halt::Stopped),
             Ok(()) => self.steps().await,
         };
+        self.sweep().await;
         match result {
             Ok(()) => self.transition(|s, now| s.succeed(now)),
             Err(Halt::Failed(reason)) => {
@@ -298,6 +302,35 @@ impl Run<'_> {
                 tracing::info!(%reason, "build stopped");
                 self.transition(|s, now| s.end(ending, reason, now));
             }
+        }
+    }
+
+    /// Removes the containers labelled with this build that are still there: an abandoned
+    /// image build leaves its intermediate container for the engine to remove a moment later.
+    /// Afterwards the build owns nothing on the engine but its images.
+    async fn sweep(&self) {
+        let engine = &self.runner.engine;
+        let filter = BTreeMap::from([(labels::BUILD.to_owned(), self.plan.build_id.clone())]);
+        let give_up = Instant::now() + SWEEP_PATIENCE;
+        loop {
+            let left = match engine.list_containers(&filter).await {
+                Ok(left) if left.is_empty() => return,
+                Ok(left) => left,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list the build's containers");
+                    return;
+                }
+            };
+            if Instant::now() >= give_up {
+                tracing::warn!(count = left.len(), "containers of the build left behind");
+                return;
+            }
+            for container in left {
+                if let Err(e) = engine.stop_instance(&container.id, Duration::ZERO).await {
+                    tracing::debug!(container = %container.name, error = %e, "not removed yet");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 

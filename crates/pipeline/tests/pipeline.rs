@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_engine::{DockerEngine, Engine, RegistryAuth, labels};
+use berth_engine::{DockerEngine, Engine, InstanceSpec, RegistryAuth, labels};
 use berth_pipeline::{
     BuildPlan, BuildReport, BuildStatus, Cancel, CancelReason, DeployRequest, Deployer, GitAuth,
     GitRemote, Runner, Step, StepStatus,
@@ -285,7 +285,7 @@ async fn a_green_build_is_pushed_and_rolled_out() {
     assert_eq!(
         world.containers_left().await,
         Vec::<String>::new(),
-        "the test container was left"
+        "a container of the build was left"
     );
     assert_eq!(world.checkouts_left(), 0, "the checkout was left");
 }
@@ -437,6 +437,32 @@ async fn cancel_stops_a_build_midway() {
         "A slow build",
     );
     let plan = world.plan(repo.url(), "main", None);
+    // Stands for what an abandoned build leaves for the engine to remove: a container
+    // labelled with the build. The build's end sweeps it.
+    let stray = InstanceSpec {
+        name: format!("{}-stray", world.guard.namespace()),
+        image: "berth-testapp-shell:latest".into(),
+        command: vec!["/bin/sleep".into(), "300".into()],
+        args: vec![],
+        env: BTreeMap::new(),
+        labels: BTreeMap::from([
+            (
+                labels::NAMESPACE.to_owned(),
+                world.guard.namespace().to_owned(),
+            ),
+            (labels::BUILD.to_owned(), plan.build_id.clone()),
+        ]),
+        network: world.guard.namespace().to_owned(),
+        network_aliases: vec![],
+        cpu_millis: None,
+        memory_bytes: None,
+        stop_grace: Duration::ZERO,
+        registry_auth: None,
+    };
+    world.engine.ensure_network(&stray.network).await.unwrap();
+    world.engine.start_instance(&stray).await.unwrap();
+    assert_eq!(world.containers_left().await.len(), 1);
+
     let cancel = Cancel::new();
     let trigger = cancel.clone();
     let sink = RecordingSink::with_hook(move |line| {
@@ -468,6 +494,7 @@ async fn cancel_stops_a_build_midway() {
         report.state.reason.as_deref(),
         Some("cancelled during build")
     );
+    assert_eq!(world.containers_left().await, Vec::<String>::new());
     assert!(world.registry.tags(&world.repository()).await.is_empty());
     assert_eq!(world.checkouts_left(), 0);
 }
@@ -508,7 +535,7 @@ async fn a_shutdown_interrupts_the_tests_and_removes_their_container() {
     assert_eq!(
         world.containers_left().await,
         Vec::<String>::new(),
-        "the test container was left"
+        "a container of the build was left"
     );
     assert!(world.registry.tags(&world.repository()).await.is_empty());
 }
@@ -546,7 +573,7 @@ async fn a_build_that_runs_too_long_times_out() {
     assert_eq!(
         world.containers_left().await,
         Vec::<String>::new(),
-        "the test container was left"
+        "a container of the build was left"
     );
     assert!(world.registry.tags(&world.repository()).await.is_empty());
 }

@@ -232,14 +232,6 @@ impl RemoteRegistry {
         Ok((digest.to_string(), media_type, body))
     }
 
-    /// Deletes the manifest `digest` (the registry drops the tags pointing at it).
-    pub async fn delete_digest(&self, repo: &str, digest: &str) -> Result<()> {
-        let repo = RepoName::parse(repo)?;
-        let digest = Digest::parse(digest)?;
-        self.delete_reference(&repo, &digest.to_string(), &digest.to_string())
-            .await
-    }
-
     async fn delete_reference(&self, repo: &RepoName, reference: &str, what: &str) -> Result<()> {
         let path = format!("/v2/{repo}/manifests/{reference}");
         let response = self
@@ -482,6 +474,16 @@ impl RemoteRegistry {
         results.into_iter().filter_map(Result::transpose).collect()
     }
 
+    /// The tags of a repository that point at `digest`.
+    async fn tags_of(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<String>> {
+        let tagged = self.tagged(repo).await?;
+        Ok(tagged
+            .into_iter()
+            .filter(|(_, d, _)| d == digest)
+            .map(|(tag, _, _)| tag)
+            .collect())
+    }
+
     /// Sends one request, answering the registry's challenges: Basic credentials, or Docker's
     /// token flow for `scope`. Statuses other than 401 are the caller's.
     async fn send(
@@ -545,7 +547,14 @@ impl RemoteRegistry {
                     auth.basic = true;
                     auth.tokens.remove(scope);
                 }
-                _ => return Err(self.refused(response, "refused the credentials").await),
+                _ => {
+                    let why = if self.credentials.is_some() {
+                        "refused the credentials"
+                    } else {
+                        "asks for credentials"
+                    };
+                    return Err(self.refused(response, why).await);
+                }
             }
         }
     }
@@ -709,13 +718,8 @@ impl RemoteRegistry {
         let digest = self
             .resolve_parsed(repo, &Reference::Tag(tag.clone()))
             .await?;
-        let others: Vec<String> = self
-            .tagged(repo)
-            .await?
-            .into_iter()
-            .filter(|(t, d, _)| *d == digest && t != tag.as_str())
-            .map(|(t, _, _)| t)
-            .collect();
+        let mut others = self.tags_of(repo, &digest).await?;
+        others.retain(|t| t != tag.as_str());
         if others.is_empty() {
             // The image goes with its last tag: what the built-in registry's next collection
             // of untagged manifests would do, and all that Distribution 2.8 can delete.
@@ -806,13 +810,7 @@ impl ImageSource for RemoteRegistry {
         let summary = self.summary(&repo, &digest).await?;
         let manifest: serde_json::Value = serde_json::from_slice(&summary.body)
             .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
-        let tags = self
-            .tagged(&repo)
-            .await?
-            .into_iter()
-            .filter(|(_, d, _)| *d == digest)
-            .map(|(tag, _, _)| tag)
-            .collect();
+        let tags = self.tags_of(&repo, &digest).await?;
         let parsed = &summary.parsed;
         Ok(ImageDetail {
             repository: repo.to_string(),
@@ -840,13 +838,7 @@ impl ImageSource for RemoteRegistry {
     async fn delete_manifest(&self, repo: &str, digest: &str) -> Result<Vec<String>> {
         let repo = RepoName::parse(repo)?;
         let digest = Digest::parse(digest)?;
-        let tags: Vec<String> = self
-            .tagged(&repo)
-            .await?
-            .into_iter()
-            .filter(|(_, d, _)| *d == digest)
-            .map(|(tag, _, _)| tag)
-            .collect();
+        let tags = self.tags_of(&repo, &digest).await?;
         self.delete_reference(&repo, &digest.to_string(), &digest.to_string())
             .await?;
         Ok(tags)
