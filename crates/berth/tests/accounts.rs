@@ -2123,3 +2123,123 @@ async fn registry_push_and_pull_follow_teams() {
     }
     assert!(matches!(stolen.status, 403 | 404), "{stolen}");
 }
+
+/// Every change that grows usage is checked: creating, a deploy's rollout surge, a deploy that
+/// raises the instance limits, scaling, and a registry push; the refusal names the resource,
+/// and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_guards_every_path_that_grows_usage() {
+    let server = Server::start("acct-quota-paths").await;
+    let alice = server.register("alice", Some("red")).await;
+    let quota = json!({"cpu_millis": 1000, "memory_bytes": 512 * MIB, "instances": 3, "registry_bytes": 1024});
+    let set = api(
+        &server,
+        &server.token,
+        Method::PATCH,
+        "/api/v1/teams/red",
+        Some(json!({ "quota": quota })),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{set}");
+
+    // A team that limits CPU and memory needs apps that declare them.
+    let mut unlimited = app_body("shop", 2);
+    unlimited.as_object_mut().unwrap().remove("cpu_millis");
+    let refused = api(
+        &server,
+        &alice,
+        Method::POST,
+        "/api/v1/apps",
+        Some(unlimited),
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{refused}");
+    assert_eq!(refused.body["error"]["field"], "cpu_millis", "{refused}");
+
+    let mut body = app_body("shop", 2);
+    body["cpu_millis"] = json!(200);
+    body["strategy"] = json!({"max_surge": 1});
+    let created = api(&server, &alice, Method::POST, "/api/v1/apps", Some(body)).await;
+    assert_eq!(created.status, 201, "{created}");
+
+    // (change, the resource the refusal names)
+    let growing = [
+        // Two surge instances on top of two replicas: four instances at the rollout's peak.
+        (
+            json!({"env": {"V": "2"}, "strategy": {"max_surge": 2}}),
+            "instances",
+        ),
+        // Three instances (two plus one surge) at 600 millicores each.
+        (json!({"cpu_millis": 600}), "cpu_millis"),
+        (json!({"memory_bytes": 256 * MIB}), "memory_bytes"),
+    ];
+    for (change, field) in growing {
+        let deploy = api(
+            &server,
+            &alice,
+            Method::POST,
+            "/api/v1/apps/shop/deploy",
+            Some(change.clone()),
+        )
+        .await;
+        assert_eq!(deploy.status, 403, "{change}: {deploy}");
+        assert_eq!(deploy.code(), "quota_exceeded", "{change}: {deploy}");
+        assert_eq!(deploy.body["error"]["field"], field, "{change}: {deploy}");
+        assert!(deploy.message().contains("limit"), "{deploy}");
+    }
+    let scale = api(
+        &server,
+        &alice,
+        Method::POST,
+        "/api/v1/apps/shop/scale",
+        Some(json!({"replicas": 4})),
+    )
+    .await;
+    assert_eq!(scale.status, 403, "{scale}");
+    assert_eq!(scale.body["error"]["field"], "instances", "{scale}");
+    let app = server.app("shop").await;
+    assert_eq!(app["replicas"], 2, "{app:#}");
+    assert_eq!(
+        app["current_revision"], 1,
+        "refused deploys made a revision: {app:#}"
+    );
+
+    // A deploy whose peak fits (two replicas plus one surge, 600 millicores in all) goes through.
+    let fits = api(
+        &server,
+        &alice,
+        Method::POST,
+        "/api/v1/apps/shop/deploy",
+        Some(json!({"env": {"V": "2"}})),
+    )
+    .await;
+    assert_eq!(fits.status, 200, "{fits}");
+    assert_eq!(fits.body["current_revision"], 2, "{fits}");
+
+    // The registry keeps 1 KiB for red: pushing the test image is refused with the quota.
+    let config = tempfile::tempdir().unwrap();
+    let host = format!("127.0.0.1:{}", server.port);
+    let image = format!("{host}/red/big:1");
+    let _cleanup = LocalImages(vec![image.clone()]);
+    docker_ok(
+        config.path(),
+        &["login", &host, "-u", "alice", "--password", &alice],
+    );
+    docker_ok(
+        config.path(),
+        &["tag", &berth_testkit::testapp_image(), &image],
+    );
+    let pushed = docker_with(config.path(), &["push", &image]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&pushed.stdout),
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    assert!(
+        !pushed.status.success(),
+        "a push beyond the quota went through: {said}"
+    );
+    assert!(said.contains("quota"), "{said}");
+    let images = api(&server, &alice, Method::GET, "/api/v1/images", None).await;
+    assert_eq!(images.body, json!([]), "{images}");
+}
