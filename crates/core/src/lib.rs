@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod deploy_template;
 pub mod external_registry;
 pub mod health;
+pub mod pipeline;
 pub mod planner;
 pub mod quota;
 pub mod retention;

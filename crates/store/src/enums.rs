@@ -4,6 +4,7 @@
 //! here behind one small trait; a value the store does not know is reported, never guessed.
 
 use berth_core::audit::AuditOutcome;
+use berth_core::pipeline::{BuildStatus, BuildTrigger};
 use berth_core::quota::QuotaRequestStatus;
 
 /// An enum stored as a fixed word.
@@ -50,6 +51,24 @@ impl DbEnum for AuditOutcome {
     }
 }
 
+// The pipeline's enums carry their stable names in the core (the pipeline crate and the API
+// share them), so the columns use those.
+impl DbEnum for BuildStatus {
+    const ALL: &'static [Self] = &BuildStatus::ALL;
+
+    fn as_str(self) -> &'static str {
+        BuildStatus::as_str(self)
+    }
+}
+
+impl DbEnum for BuildTrigger {
+    const ALL: &'static [Self] = &BuildTrigger::ALL;
+
+    fn as_str(self) -> &'static str {
+        BuildTrigger::as_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +84,7 @@ mod tests {
     fn every_variant_round_trips() {
         round_trips::<QuotaRequestStatus>();
         round_trips::<AuditOutcome>();
+        round_trips::<BuildStatus>();
+        round_trips::<BuildTrigger>();
     }
 }

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use berth_core::accounts::{ApiToken, Membership, User};
 use berth_core::audit::{AuditEntry, AuditOutcome};
 use berth_core::deploy_template::DeploymentTemplate;
+use berth_core::pipeline::{Build, Pipeline};
 use berth_core::quota::{QuotaRequest, QuotaRequestStatus};
 use berth_core::session::Session;
 use berth_core::team::Team;
@@ -75,6 +76,18 @@ pub struct QuotaRequestQuery {
     pub status: Option<QuotaRequestStatus>,
     /// Only requests filed by this username.
     pub requested_by: Option<String>,
+}
+
+/// Which builds to read, newest first. Every `Some` filter must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildQuery {
+    pub team: Option<String>,
+    /// Only builds of pipelines with this name (give `team` too: names are unique per team).
+    pub pipeline: Option<String>,
+    /// Only builds with an id smaller than this (paging backwards).
+    pub before_id: Option<i64>,
+    /// At most this many builds.
+    pub limit: u32,
 }
 
 /// An admin's decision on a pending quota request.
@@ -270,8 +283,9 @@ pub trait Store: Send + Sync + 'static {
     /// not exist.
     async fn update_team(&self, team: &Team) -> StoreResult<()>;
 
-    /// Deletes the team with its memberships, quota requests, templates and external
-    /// registries; returns whether it existed. `Conflict` when it still owns apps.
+    /// Deletes the team with its memberships, quota requests, templates, external registries
+    /// and pipelines (with their builds); returns whether it existed. `Conflict` when it still
+    /// owns apps.
     async fn delete_team(&self, name: &str) -> StoreResult<bool>;
 
     // Quota requests.
@@ -335,4 +349,70 @@ pub trait Store: Send + Sync + 'static {
 
     /// The team's memberships with the members' users, ordered by username.
     async fn list_team_users(&self, team: &str) -> StoreResult<Vec<(User, Membership)>>;
+
+    // Pipelines and builds (credentials and webhook secrets arrive sealed).
+
+    /// Creates or replaces the pipeline `(pipeline.team, pipeline.name)`; `created_at` of a
+    /// replaced pipeline is kept, and so are its builds and build numbering. `NotFound` when
+    /// the team does not exist.
+    async fn put_pipeline(&self, pipeline: &Pipeline) -> StoreResult<()>;
+
+    /// The team's pipeline, or `None`.
+    async fn get_pipeline(&self, team: &str, name: &str) -> StoreResult<Option<Pipeline>>;
+
+    /// Pipelines of the given team (all teams when `None`), ordered by team then name.
+    async fn list_pipelines(&self, team: Option<&str>) -> StoreResult<Vec<Pipeline>>;
+
+    /// Deletes the pipeline with its builds and recorded webhook deliveries, whatever state
+    /// they are in (never `Conflict`); returns whether it existed. Stopping running builds is
+    /// the caller's business.
+    async fn delete_pipeline(&self, team: &str, name: &str) -> StoreResult<bool>;
+
+    /// Stores a new build of `(build.team, build.pipeline)`; its `id` and `number` are ignored
+    /// and assigned atomically: ids increase across all builds and are never reused, numbers
+    /// count 1, 2, … per pipeline and are never reused while the pipeline exists (pruning
+    /// leaves gaps). Returns the build as stored. `NotFound` when the pipeline does not exist.
+    async fn create_build(&self, build: &Build) -> StoreResult<Build>;
+
+    /// Writes what a build learns as it runs: commit, branch, author, message, status, steps,
+    /// image digest, rollout outcome, reason and times (`team`, `pipeline`, `number`,
+    /// `trigger`, `triggered_by` and `created_at` are immutable). `NotFound` when the build
+    /// does not exist; `Conflict` when it has ended with another status (an ended build's
+    /// status is final, so a build marked interrupted is never finished twice — an ended build
+    /// may still be written with the same status, e.g. to add its rollout outcome).
+    async fn update_build(&self, build: &Build) -> StoreResult<()>;
+
+    /// The build, or `None`.
+    async fn get_build(&self, id: i64) -> StoreResult<Option<Build>>;
+
+    /// Matching builds, newest first.
+    async fn list_builds(&self, query: &BuildQuery) -> StoreResult<Vec<Build>>;
+
+    /// Ends every build that has not ended as interrupted at `now` with `reason` (its running
+    /// step interrupted, steps not run skipped; see [`Build::interrupt`]), for a server that
+    /// starts after a crash or restart. Returns how many builds it ended.
+    async fn mark_unfinished_builds_interrupted(
+        &self,
+        now: Millis,
+        reason: &str,
+    ) -> StoreResult<u64>;
+
+    /// Retention: keeps the pipeline's newest `keep` builds and deletes the older ones that
+    /// have ended (an unfinished build is never pruned). Returns the deleted ids, ascending, so
+    /// the caller can drop their logs. Nothing for an unknown pipeline.
+    async fn prune_builds(&self, team: &str, pipeline: &str, keep: u32) -> StoreResult<Vec<i64>>;
+
+    /// Records a webhook delivery id of the pipeline at `now`; returns `false` when that id
+    /// was already recorded (a redelivery: build nothing). `NotFound` when the pipeline does
+    /// not exist. Ids are remembered until [`Store::prune_webhook_deliveries`] forgets them.
+    async fn record_webhook_delivery(
+        &self,
+        team: &str,
+        pipeline: &str,
+        delivery_id: &str,
+        now: Millis,
+    ) -> StoreResult<bool>;
+
+    /// Forgets webhook deliveries recorded before `cutoff`; returns how many.
+    async fn prune_webhook_deliveries(&self, cutoff: Millis) -> StoreResult<u64>;
 }

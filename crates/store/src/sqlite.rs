@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use berth_core::accounts::{ApiToken, Membership, TeamRole, User};
 use berth_core::audit::AuditEntry;
 use berth_core::deploy_template::DeploymentTemplate;
+use berth_core::pipeline::{Build, BuildStatus, Pipeline};
 use berth_core::quota::{Quota, QuotaRequest, QuotaRequestStatus};
 use berth_core::session::Session;
 use berth_core::team::Team;
@@ -34,7 +35,8 @@ use sqlx::{Row, SqlSafeStr, Sqlite};
 
 use crate::enums::DbEnum;
 use crate::{
-    AuditQuery, EventQuery, QuotaDecision, QuotaRequestQuery, Store, StoreError, StoreResult,
+    AuditQuery, BuildQuery, EventQuery, QuotaDecision, QuotaRequestQuery, Store, StoreError,
+    StoreResult,
 };
 
 /// Schema migrations, in order. Files follow sqlx's `<VERSION>_<DESCRIPTION>.sql` naming and are
@@ -67,6 +69,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "external registries",
         include_str!("../migrations/sqlite/0005_external_registries.sql"),
+    ),
+    (
+        6,
+        "pipelines",
+        include_str!("../migrations/sqlite/0006_pipelines.sql"),
     ),
 ];
 
@@ -717,6 +724,134 @@ fn external_registry_from_row(row: &SqliteRow) -> StoreResult<ExternalRegistry> 
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
     })
+}
+
+macro_rules! pipeline_columns {
+    () => {
+        "team, name, repository_url, branch_pattern, dockerfile, context, build_args_json, \
+         test_command_json, target_repository, deploy_app, sealed_credentials, \
+         sealed_webhook_secret, created_by, created_at, updated_at"
+    };
+}
+
+fn pipeline_from_row(row: &SqliteRow) -> StoreResult<Pipeline> {
+    let team: String = get(row, "team")?;
+    let name: String = get(row, "name")?;
+    let what = |field: &str| format!("{field} of pipeline {name} of team {team}");
+    let build_args: String = get(row, "build_args_json")?;
+    let test_command: String = get(row, "test_command_json")?;
+    Ok(Pipeline {
+        build_args: serde_json::from_str(&build_args).map_err(json_err(what("build args")))?,
+        test_command: serde_json::from_str(&test_command)
+            .map_err(json_err(what("test command")))?,
+        repository_url: get(row, "repository_url")?,
+        branch_pattern: get(row, "branch_pattern")?,
+        dockerfile: get(row, "dockerfile")?,
+        context: get(row, "context")?,
+        target_repository: get(row, "target_repository")?,
+        deploy_app: get(row, "deploy_app")?,
+        sealed_credentials: get(row, "sealed_credentials")?,
+        sealed_webhook_secret: get(row, "sealed_webhook_secret")?,
+        created_by: get(row, "created_by")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+        team,
+        name,
+    })
+}
+
+macro_rules! build_columns {
+    () => {
+        "id, team, pipeline, number, trigger_kind, triggered_by, commit_sha, branch, author, \
+         author_email, message, status, steps_json, image_digest, rollout_outcome, reason, \
+         created_at, started_at, finished_at"
+    };
+}
+
+const SELECT_BUILD: &str = concat!("SELECT ", build_columns!(), " FROM builds WHERE id = $1");
+
+/// Every [`BuildQuery`] filter, bound as `$1..$4` in field order (an absent filter is NULL).
+const SELECT_BUILDS: &str = concat!(
+    "SELECT ",
+    build_columns!(),
+    " FROM builds WHERE ($1 IS NULL OR team = $1) AND ($2 IS NULL OR pipeline = $2) \
+     AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+);
+
+/// The same, for a pipeline: a plain equality lets the planner walk `builds_pipeline`.
+const SELECT_BUILDS_OF_PIPELINE: &str = concat!(
+    "SELECT ",
+    build_columns!(),
+    " FROM builds WHERE team = $1 AND pipeline = $2 AND ($3 IS NULL OR id < $3) \
+     ORDER BY id DESC LIMIT $4"
+);
+
+fn build_from_row(row: &SqliteRow) -> StoreResult<Build> {
+    let id: i64 = get(row, "id")?;
+    let owner = || format!("build {id}");
+    let steps: String = get(row, "steps_json")?;
+    Ok(Build {
+        id,
+        team: get(row, "team")?,
+        pipeline: get(row, "pipeline")?,
+        number: get_uint(row, "number")?,
+        trigger: get_enum(row, "trigger_kind", owner)?,
+        triggered_by: get(row, "triggered_by")?,
+        commit: get(row, "commit_sha")?,
+        branch: get(row, "branch")?,
+        author: get(row, "author")?,
+        author_email: get(row, "author_email")?,
+        message: get(row, "message")?,
+        status: get_enum(row, "status", owner)?,
+        steps: serde_json::from_str(&steps).map_err(json_err(format!("steps of build {id}")))?,
+        image_digest: get(row, "image_digest")?,
+        rollout_outcome: get(row, "rollout_outcome")?,
+        reason: get(row, "reason")?,
+        created_at: get(row, "created_at")?,
+        started_at: get(row, "started_at")?,
+        finished_at: get(row, "finished_at")?,
+    })
+}
+
+fn steps_json(build: &Build) -> StoreResult<String> {
+    serde_json::to_string(&build.steps).map_err(json_err(format!("steps of build {}", build.id)))
+}
+
+/// `'queued', 'fetching', …`: the statuses of builds that have not ended, as SQL literals
+/// (fixed words from the core, never user input).
+fn unfinished_statuses_sql() -> String {
+    BuildStatus::ALL
+        .into_iter()
+        .filter(|s| !s.is_terminal())
+        .map(|s| format!("'{}'", DbEnum::as_str(s)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Writes every mutable column of `build` (see [`Store::update_build`]).
+async fn write_build(conn: &mut SqliteConnection, build: &Build) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE builds SET commit_sha = $2, branch = $3, author = $4, author_email = $5, \
+         message = $6, status = $7, steps_json = $8, image_digest = $9, rollout_outcome = $10, \
+         reason = $11, started_at = $12, finished_at = $13 WHERE id = $1",
+    )
+    .bind(build.id)
+    .bind(build.commit.as_deref())
+    .bind(build.branch.as_deref())
+    .bind(build.author.as_deref())
+    .bind(build.author_email.as_deref())
+    .bind(build.message.as_deref())
+    .bind(DbEnum::as_str(build.status))
+    .bind(steps_json(build)?)
+    .bind(build.image_digest.as_deref())
+    .bind(build.rollout_outcome.as_deref())
+    .bind(build.reason.as_deref())
+    .bind(build.started_at)
+    .bind(build.finished_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }
 
 macro_rules! audit_columns {
@@ -1541,6 +1676,9 @@ impl Store for SqliteStore {
                 "DELETE FROM quota_requests WHERE team = $1",
                 "DELETE FROM deployment_templates WHERE team = $1",
                 "DELETE FROM external_registries WHERE team = $1",
+                "DELETE FROM webhook_deliveries WHERE team = $1",
+                "DELETE FROM builds WHERE team = $1",
+                "DELETE FROM pipelines WHERE team = $1",
             ],
             "DELETE FROM teams WHERE name = $1",
             name,
@@ -1827,6 +1965,289 @@ impl Store for SqliteStore {
         rows.iter()
             .map(|row| Ok((user_from_row(row)?, membership_from_row(row)?)))
             .collect()
+    }
+
+    async fn put_pipeline(&self, pipeline: &Pipeline) -> StoreResult<()> {
+        let team = pipeline.team.as_str();
+        let what = |field: &str| format!("{field} of pipeline {} of team {team}", pipeline.name);
+        let build_args =
+            serde_json::to_string(&pipeline.build_args).map_err(json_err(what("build args")))?;
+        let test_command = serde_json::to_string(&pipeline.test_command)
+            .map_err(json_err(what("test command")))?;
+        let mut tx = self.begin_write().await?;
+        if !row_exists(&mut tx, "SELECT 1 FROM teams WHERE name = $1", team).await? {
+            return Err(StoreError::NotFound(format!("team {team}")));
+        }
+        // An upsert, never a delete and insert: the pipeline's builds and numbering stay.
+        sqlx::query(concat!(
+            "INSERT INTO pipelines (",
+            pipeline_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT (team, name) DO UPDATE SET repository_url = $3, branch_pattern = $4, \
+             dockerfile = $5, context = $6, build_args_json = $7, test_command_json = $8, \
+             target_repository = $9, deploy_app = $10, sealed_credentials = $11, \
+             sealed_webhook_secret = $12, created_by = $13, updated_at = $15"
+        ))
+        .bind(team)
+        .bind(pipeline.name.as_str())
+        .bind(pipeline.repository_url.as_str())
+        .bind(pipeline.branch_pattern.as_str())
+        .bind(pipeline.dockerfile.as_str())
+        .bind(pipeline.context.as_str())
+        .bind(build_args)
+        .bind(test_command)
+        .bind(pipeline.target_repository.as_str())
+        .bind(pipeline.deploy_app.as_deref())
+        .bind(pipeline.sealed_credentials.as_deref())
+        .bind(pipeline.sealed_webhook_secret.as_deref())
+        .bind(pipeline.created_by.as_str())
+        .bind(pipeline.created_at)
+        .bind(pipeline.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_pipeline(&self, team: &str, name: &str) -> StoreResult<Option<Pipeline>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            pipeline_columns!(),
+            " FROM pipelines WHERE team = $1 AND name = $2"
+        ))
+        .bind(team)
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(pipeline_from_row).transpose()
+    }
+
+    async fn list_pipelines(&self, team: Option<&str>) -> StoreResult<Vec<Pipeline>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            pipeline_columns!(),
+            " FROM pipelines WHERE ($1 IS NULL OR team = $1) ORDER BY team, name"
+        ))
+        .bind(team)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(pipeline_from_row).collect()
+    }
+
+    async fn delete_pipeline(&self, team: &str, name: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        for sql in [
+            "DELETE FROM webhook_deliveries WHERE team = $1 AND pipeline = $2",
+            "DELETE FROM builds WHERE team = $1 AND pipeline = $2",
+        ] {
+            sqlx::query(sql)
+                .bind(team)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let deleted = sqlx::query("DELETE FROM pipelines WHERE team = $1 AND name = $2")
+            .bind(team)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(deleted > 0)
+    }
+
+    async fn create_build(&self, build: &Build) -> StoreResult<Build> {
+        let steps = steps_json(build)?;
+        let mut tx = self.begin_write().await?;
+        let number: Option<i64> = sqlx::query_scalar(
+            "UPDATE pipelines SET next_build_number = next_build_number + 1 \
+             WHERE team = $1 AND name = $2 RETURNING next_build_number - 1",
+        )
+        .bind(build.team.as_str())
+        .bind(build.pipeline.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some(number) = number else {
+            return Err(StoreError::NotFound(format!(
+                "pipeline {} of team {}",
+                build.pipeline, build.team
+            )));
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO builds (team, pipeline, number, trigger_kind, triggered_by, commit_sha, \
+             branch, author, author_email, message, status, steps_json, image_digest, \
+             rollout_outcome, reason, created_at, started_at, finished_at) VALUES ($1, $2, $3, \
+             $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
+        )
+        .bind(build.team.as_str())
+        .bind(build.pipeline.as_str())
+        .bind(number)
+        .bind(DbEnum::as_str(build.trigger))
+        .bind(build.triggered_by.as_str())
+        .bind(build.commit.as_deref())
+        .bind(build.branch.as_deref())
+        .bind(build.author.as_deref())
+        .bind(build.author_email.as_deref())
+        .bind(build.message.as_deref())
+        .bind(DbEnum::as_str(build.status))
+        .bind(steps)
+        .bind(build.image_digest.as_deref())
+        .bind(build.rollout_outcome.as_deref())
+        .bind(build.reason.as_deref())
+        .bind(build.created_at)
+        .bind(build.started_at)
+        .bind(build.finished_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Build {
+            id,
+            number: uint_from_db(number, "next_build_number")?,
+            ..build.clone()
+        })
+    }
+
+    async fn update_build(&self, build: &Build) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT status FROM builds WHERE id = $1")
+            .bind(build.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound(format!("build {}", build.id)));
+        };
+        let stored: BuildStatus = get_enum(&row, "status", || format!("build {}", build.id))?;
+        if stored.is_terminal() && stored != build.status {
+            return Err(StoreError::Conflict(format!(
+                "build {} has already ended ({})",
+                build.id,
+                stored.as_str()
+            )));
+        }
+        write_build(&mut tx, build).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_build(&self, id: i64) -> StoreResult<Option<Build>> {
+        self.read_optional(SELECT_BUILD, id, build_from_row).await
+    }
+
+    async fn list_builds(&self, query: &BuildQuery) -> StoreResult<Vec<Build>> {
+        let sql = if query.team.is_some() && query.pipeline.is_some() {
+            SELECT_BUILDS_OF_PIPELINE
+        } else {
+            SELECT_BUILDS
+        };
+        let rows = sqlx::query(sql)
+            .bind(query.team.as_deref())
+            .bind(query.pipeline.as_deref())
+            .bind(query.before_id)
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(build_from_row).collect()
+    }
+
+    async fn mark_unfinished_builds_interrupted(
+        &self,
+        now: Millis,
+        reason: &str,
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM builds WHERE status IN ({}) ORDER BY id",
+            build_columns!(),
+            unfinished_statuses_sql()
+        )))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut ended = 0;
+        for row in &rows {
+            let mut build = build_from_row(row)?;
+            if build.interrupt(reason, now) {
+                write_build(&mut tx, &build).await?;
+                ended += 1;
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(ended)
+    }
+
+    async fn prune_builds(&self, team: &str, pipeline: &str, keep: u32) -> StoreResult<Vec<i64>> {
+        // Ended builds older than the `keep`-th newest; with fewer builds the subquery is NULL
+        // and `id < NULL` matches nothing. `keep = 0` compares with an id no build reaches.
+        let sql = format!(
+            "DELETE FROM builds WHERE team = $1 AND pipeline = $2 AND status NOT IN ({}) \
+             AND id < CASE WHEN $3 < 0 THEN {} ELSE (SELECT id FROM builds WHERE team = $1 \
+             AND pipeline = $2 ORDER BY id DESC LIMIT 1 OFFSET $3) END RETURNING id",
+            unfinished_statuses_sql(),
+            i64::MAX
+        );
+        let mut tx = self.begin_write().await?;
+        let mut ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(team)
+            .bind(pipeline)
+            .bind(i64::from(keep) - 1)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn record_webhook_delivery(
+        &self,
+        team: &str,
+        pipeline: &str,
+        delivery_id: &str,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let exists = sqlx::query("SELECT 1 FROM pipelines WHERE team = $1 AND name = $2")
+            .bind(team)
+            .bind(pipeline)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(format!(
+                "pipeline {pipeline} of team {team}"
+            )));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO webhook_deliveries (team, pipeline, delivery_id, received_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (team, pipeline, delivery_id) DO NOTHING",
+        )
+        .bind(team)
+        .bind(pipeline)
+        .bind(delivery_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(inserted > 0)
+    }
+
+    async fn prune_webhook_deliveries(&self, cutoff: Millis) -> StoreResult<u64> {
+        let deleted = sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < $1")
+            .bind(cutoff)
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(deleted)
     }
 }
 

@@ -111,7 +111,14 @@ async fn reopen_keeps_data_in_wal_mode_and_migrates_once() {
             .unwrap();
     assert_eq!(
         applied,
-        vec![(1, true), (2, true), (3, true), (4, true), (5, true)],
+        vec![
+            (1, true),
+            (2, true),
+            (3, true),
+            (4, true),
+            (5, true),
+            (6, true)
+        ],
         "each migration is applied exactly once"
     );
     conn.close().await.unwrap();

@@ -1,0 +1,411 @@
+//! Code pipelines and their builds as stored records: what a team's pipeline is configured to
+//! do, and what each build did (trigger, commit, per-step status, image, rollout, reason).
+//!
+//! The build lifecycle itself lives in `berth-pipeline` (`state.rs`); the core must not depend
+//! on it, so [`BuildStatus`] and [`StepStatus`] mirror its states by their stable names and
+//! that crate converts. Step names (`fetch`, `build`, …) are kept as text for the same reason.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Millis;
+
+/// A team's pipeline: a git repository and branch pattern wired to a Dockerfile, tests, a
+/// registry repository and optionally an app to roll out. Keyed by `(team, name)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pipeline {
+    pub team: String,
+    /// Unique within the team, immutable.
+    pub name: String,
+    /// Any remote `git` can fetch: `https://…`, `ssh://…`, `user@host:path`, a local path.
+    pub repository_url: String,
+    /// Which pushed branches build (`main`, `release/*`).
+    pub branch_pattern: String,
+    /// The Dockerfile, relative to the context (empty for `Dockerfile`).
+    pub dockerfile: String,
+    /// The build context inside the repository (`/`-separated; empty for its root).
+    pub context: String,
+    pub build_args: BTreeMap<String, String>,
+    /// The test program and arguments run inside the built image; empty runs no tests.
+    pub test_command: Vec<String>,
+    /// The repository in Berth's registry the image is pushed to (`team/app`, no host).
+    pub target_repository: String,
+    /// The app to roll the image out to when everything passed (continuous deployment).
+    pub deploy_app: Option<String>,
+    /// The git credentials as sealed by the server's secret box (`berth_auth::SecretBox`,
+    /// bound to [`Pipeline::credentials_context`]), never the plaintext; `None`: anonymous.
+    pub sealed_credentials: Option<String>,
+    /// The webhook secret, sealed likewise (bound to [`Pipeline::webhook_secret_context`]);
+    /// `None`: webhooks are refused.
+    pub sealed_webhook_secret: Option<String>,
+    /// Username of whoever created the pipeline.
+    pub created_by: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+impl Pipeline {
+    /// What the secret box binds this pipeline's git credentials to, so a sealed value copied
+    /// onto another pipeline's row does not open there.
+    pub fn credentials_context(team: &str, name: &str) -> String {
+        format!("pipeline/{team}/{name}/credentials")
+    }
+
+    /// What the secret box binds this pipeline's webhook secret to.
+    pub fn webhook_secret_context(team: &str, name: &str) -> String {
+        format!("pipeline/{team}/{name}/webhook-secret")
+    }
+}
+
+/// What started a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildTrigger {
+    /// "Build now" through the API or CLI.
+    Manual,
+    /// A verified push webhook from a forge.
+    Webhook,
+    /// `git push` to Berth's git endpoint.
+    GitPush,
+}
+
+impl BuildTrigger {
+    pub const ALL: [BuildTrigger; 3] = [
+        BuildTrigger::Manual,
+        BuildTrigger::Webhook,
+        BuildTrigger::GitPush,
+    ];
+
+    /// The stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildTrigger::Manual => "manual",
+            BuildTrigger::Webhook => "webhook",
+            BuildTrigger::GitPush => "git_push",
+        }
+    }
+
+    /// Parses [`BuildTrigger::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Where a build stands; mirrors `berth_pipeline::BuildStatus` name for name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildStatus {
+    Queued,
+    Fetching,
+    Building,
+    Testing,
+    Pushing,
+    Deploying,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Berth stopped while the build ran.
+    Interrupted,
+    TimedOut,
+}
+
+impl BuildStatus {
+    pub const ALL: [BuildStatus; 11] = [
+        BuildStatus::Queued,
+        BuildStatus::Fetching,
+        BuildStatus::Building,
+        BuildStatus::Testing,
+        BuildStatus::Pushing,
+        BuildStatus::Deploying,
+        BuildStatus::Succeeded,
+        BuildStatus::Failed,
+        BuildStatus::Cancelled,
+        BuildStatus::Interrupted,
+        BuildStatus::TimedOut,
+    ];
+
+    /// Whether the build has ended (its status never changes again).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            BuildStatus::Succeeded
+                | BuildStatus::Failed
+                | BuildStatus::Cancelled
+                | BuildStatus::Interrupted
+                | BuildStatus::TimedOut
+        )
+    }
+
+    /// The stable lowercase name (`queued`, …, `timed_out`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildStatus::Queued => "queued",
+            BuildStatus::Fetching => "fetching",
+            BuildStatus::Building => "building",
+            BuildStatus::Testing => "testing",
+            BuildStatus::Pushing => "pushing",
+            BuildStatus::Deploying => "deploying",
+            BuildStatus::Succeeded => "succeeded",
+            BuildStatus::Failed => "failed",
+            BuildStatus::Cancelled => "cancelled",
+            BuildStatus::Interrupted => "interrupted",
+            BuildStatus::TimedOut => "timed_out",
+        }
+    }
+
+    /// Parses [`BuildStatus::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Where one step stands; mirrors `berth_pipeline::StepStatus` name for name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Succeeded,
+    /// Not run: not configured, or the build ended before it.
+    Skipped,
+    Failed,
+    Cancelled,
+    TimedOut,
+    Interrupted,
+}
+
+impl StepStatus {
+    pub const ALL: [StepStatus; 8] = [
+        StepStatus::Pending,
+        StepStatus::Running,
+        StepStatus::Succeeded,
+        StepStatus::Skipped,
+        StepStatus::Failed,
+        StepStatus::Cancelled,
+        StepStatus::TimedOut,
+        StepStatus::Interrupted,
+    ];
+
+    /// The stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Failed => "failed",
+            StepStatus::Cancelled => "cancelled",
+            StepStatus::TimedOut => "timed_out",
+            StepStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// Parses [`StepStatus::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// The steps of a build, in the order they run (`berth_pipeline::Step` names).
+pub const BUILD_STEPS: [&str; 5] = ["fetch", "build", "test", "push", "deploy"];
+
+/// One step's status and times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildStep {
+    /// The step's stable name (see [`BUILD_STEPS`]).
+    pub name: String,
+    pub status: StepStatus,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+}
+
+/// One run of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Build {
+    /// Assigned by the store, increasing across all pipelines, never reused.
+    pub id: i64,
+    pub team: String,
+    pub pipeline: String,
+    /// Assigned by the store: 1, 2, … per pipeline, never reused while the pipeline exists.
+    pub number: u64,
+    pub trigger: BuildTrigger,
+    /// Username of whoever asked (manual, git push), or the forge (`github`) of a webhook.
+    pub triggered_by: String,
+    /// The commit built; `None` until fetched when a branch head was asked for.
+    pub commit: Option<String>,
+    pub branch: Option<String>,
+    pub author: Option<String>,
+    pub author_email: Option<String>,
+    /// The commit message.
+    pub message: Option<String>,
+    pub status: BuildStatus,
+    /// One record per step, in order.
+    pub steps: Vec<BuildStep>,
+    /// The pushed image's manifest digest (`sha256:…`).
+    pub image_digest: Option<String>,
+    /// The deployer's account of the rollout the build caused.
+    pub rollout_outcome: Option<String>,
+    /// Why the build did not succeed: a sentence naming the cause.
+    pub reason: Option<String>,
+    /// When the build was queued.
+    pub created_at: Millis,
+    /// When its first step started.
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+}
+
+impl Build {
+    /// A queued build with every step of [`BUILD_STEPS`] pending; `id` and `number` are
+    /// assigned when the store creates it.
+    pub fn queued(
+        team: &str,
+        pipeline: &str,
+        trigger: BuildTrigger,
+        triggered_by: &str,
+        now: Millis,
+    ) -> Self {
+        Build {
+            id: 0,
+            team: team.to_owned(),
+            pipeline: pipeline.to_owned(),
+            number: 0,
+            trigger,
+            triggered_by: triggered_by.to_owned(),
+            commit: None,
+            branch: None,
+            author: None,
+            author_email: None,
+            message: None,
+            status: BuildStatus::Queued,
+            steps: BUILD_STEPS
+                .iter()
+                .map(|name| BuildStep {
+                    name: (*name).to_owned(),
+                    status: StepStatus::Pending,
+                    started_at: None,
+                    finished_at: None,
+                })
+                .collect(),
+            image_digest: None,
+            rollout_outcome: None,
+            reason: None,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    /// Ends an unfinished build as interrupted (Berth stopped under it), the way the pipeline's
+    /// state machine ends a build: the running step is interrupted, steps not run are skipped.
+    /// Returns whether anything changed (an ended build is left alone).
+    pub fn interrupt(&mut self, reason: &str, now: Millis) -> bool {
+        if self.status.is_terminal() {
+            return false;
+        }
+        for step in &mut self.steps {
+            match step.status {
+                StepStatus::Running => {
+                    step.status = StepStatus::Interrupted;
+                    step.finished_at = Some(now);
+                }
+                StepStatus::Pending => step.status = StepStatus::Skipped,
+                _ => {}
+            }
+        }
+        self.status = BuildStatus::Interrupted;
+        self.finished_at = Some(now);
+        self.reason = Some(reason.to_owned());
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_match_serde() {
+        for v in BuildStatus::ALL {
+            assert_eq!(BuildStatus::parse(v.as_str()), Some(v));
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
+        for v in StepStatus::ALL {
+            assert_eq!(StepStatus::parse(v.as_str()), Some(v));
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
+        for v in BuildTrigger::ALL {
+            assert_eq!(BuildTrigger::parse(v.as_str()), Some(v));
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
+        assert_eq!(BuildStatus::parse("running"), None);
+        let terminal: Vec<_> = BuildStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .map(BuildStatus::as_str)
+            .collect();
+        assert_eq!(
+            terminal,
+            [
+                "succeeded",
+                "failed",
+                "cancelled",
+                "interrupted",
+                "timed_out"
+            ]
+        );
+    }
+
+    #[test]
+    fn interrupt_ends_only_unfinished_builds() {
+        let mut build = Build::queued("web", "api", BuildTrigger::Manual, "alice", 10);
+        build.status = BuildStatus::Building;
+        build.started_at = Some(11);
+        build.steps[0].status = StepStatus::Succeeded;
+        build.steps[0].started_at = Some(11);
+        build.steps[0].finished_at = Some(12);
+        build.steps[1].status = StepStatus::Running;
+        build.steps[1].started_at = Some(12);
+
+        assert!(build.interrupt("Berth restarted", 20));
+        assert_eq!(build.status, BuildStatus::Interrupted);
+        assert_eq!(build.finished_at, Some(20));
+        assert_eq!(build.reason.as_deref(), Some("Berth restarted"));
+        let statuses: Vec<_> = build.steps.iter().map(|s| s.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                StepStatus::Succeeded,
+                StepStatus::Interrupted,
+                StepStatus::Skipped,
+                StepStatus::Skipped,
+                StepStatus::Skipped
+            ]
+        );
+        assert_eq!(build.steps[1].finished_at, Some(20));
+        assert_eq!(
+            build.steps[0].finished_at,
+            Some(12),
+            "finished steps keep times"
+        );
+
+        let before = build.clone();
+        assert!(
+            !build.interrupt("again", 30),
+            "an ended build stays as it is"
+        );
+        assert_eq!(build, before);
+    }
+
+    #[test]
+    fn secret_contexts_name_the_pipeline() {
+        assert_eq!(
+            Pipeline::credentials_context("web", "api"),
+            "pipeline/web/api/credentials"
+        );
+        assert_ne!(
+            Pipeline::webhook_secret_context("web", "api"),
+            Pipeline::credentials_context("web", "api")
+        );
+    }
+}
