@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod apps;
 pub mod audit;
 pub mod auth;
+pub mod build_worker;
 pub mod changes;
 pub mod console;
 pub mod dto;
@@ -15,6 +16,8 @@ pub mod error;
 pub mod extract;
 pub mod image_dto;
 pub mod images;
+pub mod pipeline_dto;
+pub mod pipelines;
 pub mod quota_requests;
 pub mod quotas;
 pub mod registries;
@@ -68,6 +71,10 @@ pub struct ApiState {
     pub secrets: Arc<berth_auth::SecretBox>,
     /// Clients of the external registries (`/api/v1/registries`), kept for their caches.
     pub remote_registries: registries::RemoteClients,
+    /// Where build logs are kept (`<data-dir>/builds/<id>.log`).
+    pub build_logs_dir: std::path::PathBuf,
+    /// The queue of builds and the builds running on this server.
+    pub builds: build_worker::BuildWorker,
 }
 
 impl ApiState {
@@ -102,11 +109,13 @@ impl ApiState {
         teams::list_members, teams::put_member, teams::delete_member, quota_requests::create,
         quota_requests::list, quota_requests::get, quota_requests::approve,
         quota_requests::reject, templates::list, templates::get, templates::put,
-        templates::delete, templates::create_app, healthz, readyz,
+        templates::delete, templates::create_app, pipelines::list, pipelines::get,
+        pipelines::put, pipelines::delete, pipelines::start_build, pipelines::list_builds,
+        pipelines::get_build, pipelines::cancel_build, pipelines::build_logs, healthz, readyz,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "accounts", description = "Users, sessions, API tokens, settings and the audit log"), (name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "images", description = "The built-in registry: search, inspect, delete, storage, garbage collection; and external registries browsed the same way"), (name = "system", description = "Health of the server itself"), (name = "teams", description = "Teams, their members and quotas, and quota requests"), (name = "templates", description = "Deployment templates: built-in and team app shapes with typed parameters, and apps made from them"))
+    tags((name = "accounts", description = "Users, sessions, API tokens, settings and the audit log"), (name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "images", description = "The built-in registry: search, inspect, delete, storage, garbage collection; and external registries browsed the same way"), (name = "pipelines", description = "Code pipelines: from a commit to a tested image in the registry, rolled out to an app"), (name = "system", description = "Health of the server itself"), (name = "teams", description = "Teams, their members and quotas, and quota requests"), (name = "templates", description = "Deployment templates: built-in and team app shapes with typed parameters, and apps made from them"))
 )]
 pub struct ApiDoc;
 
@@ -280,6 +289,21 @@ pub fn router(state: ApiState) -> axum::Router {
                 .delete(templates::delete),
         )
         .route("/templates/{team}/{name}/apps", post(templates::create_app))
+        .route("/pipelines", get(pipelines::list))
+        .route(
+            "/pipelines/{team}/{name}",
+            get(pipelines::get)
+                .put(pipelines::put)
+                .delete(pipelines::delete),
+        )
+        .route(
+            "/pipelines/{team}/{name}/builds",
+            post(pipelines::start_build),
+        )
+        .route("/builds", get(pipelines::list_builds))
+        .route("/builds/{id}", get(pipelines::get_build))
+        .route("/builds/{id}/cancel", post(pipelines::cancel_build))
+        .route("/builds/{id}/logs", get(pipelines::build_logs))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
@@ -337,6 +361,8 @@ mod tests {
             "/api/v1/quota-requests/{id}/reject",
             "/api/v1/templates/{team}/{name}/apps",
             "/api/v1/registries/{name}/images/{reference}",
+            "/api/v1/pipelines/{team}/{name}/builds",
+            "/api/v1/builds/{id}/logs",
         ] {
             assert!(
                 doc.contains(path),

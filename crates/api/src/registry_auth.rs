@@ -10,9 +10,10 @@
 //! deletes get a `DENIED` naming only the repository, so neither tells whether the team exists.
 //! Readers lacking the role get `DENIED` with the role they lack.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use axum::http::StatusCode;
@@ -32,6 +33,58 @@ use crate::tokens_match;
 /// of that name can use the registry).
 pub const SYSTEM_USER: &str = "berth-system";
 
+/// The user name of the credential the build worker pushes built images with (reserved like
+/// [`SYSTEM_USER`]).
+pub const BUILDER_USER: &str = "berth-builder";
+
+/// The repositories [`BUILDER_USER`] may push to now: those of the builds running (each
+/// running build holds a [`BuilderGrant`] on its pipeline's target repository).
+#[derive(Debug, Clone, Default)]
+pub struct BuilderGrants(Arc<Mutex<HashMap<String, usize>>>);
+
+impl BuilderGrants {
+    /// Allows pushes to `repository` until the grant is dropped.
+    pub fn grant(&self, repository: &str) -> BuilderGrant {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(repository.to_owned())
+            .or_default() += 1;
+        BuilderGrant {
+            grants: self.clone(),
+            repository: repository.to_owned(),
+        }
+    }
+
+    /// Whether a running build pushes to `repository`.
+    pub fn allows(&self, repository: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(repository)
+    }
+}
+
+/// One build's right to push to its repository; revoked when dropped.
+#[derive(Debug)]
+pub struct BuilderGrant {
+    grants: BuilderGrants,
+    repository: String,
+}
+
+impl Drop for BuilderGrant {
+    fn drop(&mut self) {
+        let mut grants = self.grants.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = grants.get_mut(&self.repository) {
+            *count -= 1;
+            if *count == 0 {
+                grants.remove(&self.repository);
+            }
+        }
+    }
+}
+
 /// A fresh random secret for the system credential; make one at each server start and give it
 /// to both [`AccountsAuthorizer::new`] and the controller's pull credentials.
 pub fn new_system_secret() -> String {
@@ -42,6 +95,9 @@ pub fn new_system_secret() -> String {
 enum Caller {
     /// The server's own engine ([`SYSTEM_USER`]): may pull anything, nothing else.
     System,
+    /// The build worker ([`BUILDER_USER`]): may pull anything and push to the repositories of
+    /// running builds.
+    Builder,
     User(Box<Principal>),
 }
 
@@ -50,6 +106,7 @@ pub struct AccountsAuthorizer {
     auth: Arc<Authenticator>,
     clock: Clock,
     system_secret: String,
+    builder: Option<(String, BuilderGrants)>,
 }
 
 impl std::fmt::Debug for AccountsAuthorizer {
@@ -66,7 +123,14 @@ impl AccountsAuthorizer {
             auth,
             clock,
             system_secret: system_secret.into(),
+            builder: None,
         }
+    }
+
+    /// Admits [`BUILDER_USER`] with `secret` (pushes only to what `grants` allows).
+    pub fn with_builder(mut self, secret: impl Into<String>, grants: BuilderGrants) -> Self {
+        self.builder = Some((secret.into(), grants));
+        self
     }
 
     /// Resolves the credentials; the decision to return when they do not resolve.
@@ -85,6 +149,16 @@ impl AccountsAuthorizer {
                     && tokens_match(password.as_bytes(), self.system_secret.as_bytes());
                 return if valid {
                     Ok(Caller::System)
+                } else {
+                    Err(AuthDecision::Unauthenticated)
+                };
+            }
+            Some(Credentials::Basic { username, password }) if username == BUILDER_USER => {
+                let valid = self.builder.as_ref().is_some_and(|(secret, _)| {
+                    !secret.is_empty() && tokens_match(password.as_bytes(), secret.as_bytes())
+                });
+                return if valid {
+                    Ok(Caller::Builder)
                 } else {
                     Err(AuthDecision::Unauthenticated)
                 };
@@ -153,6 +227,21 @@ impl Authorizer for AccountsAuthorizer {
                     AuthDecision::Denied(format!("the {SYSTEM_USER} credential may only pull"))
                 }
             },
+            Ok(Caller::Builder) => match access.action {
+                Action::Login | Action::Pull => AuthDecision::Allow,
+                Action::Push
+                    if access.repository.as_deref().is_some_and(|repository| {
+                        self.builder
+                            .as_ref()
+                            .is_some_and(|(_, grants)| grants.allows(repository))
+                    }) =>
+                {
+                    AuthDecision::Allow
+                }
+                Action::Push | Action::Delete | Action::Catalog => AuthDecision::Denied(format!(
+                    "the {BUILDER_USER} credential may only push to the repositories of running builds"
+                )),
+            },
             Ok(Caller::User(principal)) => decide(&principal, access),
         }
     }
@@ -168,7 +257,7 @@ impl Authorizer for AccountsAuthorizer {
                 .into_iter()
                 .filter(|r| principal.can_read(team_of(r)))
                 .collect(),
-            Ok(Caller::System) | Err(_) => Vec::new(),
+            Ok(Caller::System | Caller::Builder) | Err(_) => Vec::new(),
         }
     }
 }
@@ -421,6 +510,50 @@ mod tests {
             Some((name, "wrong")) => basic(name, "wrong-password"),
             Some((name, holder)) => basic(name, &token(holder)),
         }
+    }
+
+    #[tokio::test]
+    async fn the_builder_pushes_only_to_granted_repositories() {
+        let f = fixture().await;
+        let shared: Arc<dyn Store> = Arc::new(f.store.clone());
+        let auth = Arc::new(Authenticator::new(shared, HashParams::INSECURE_FAST));
+        let grants = BuilderGrants::default();
+        let authorizer = AccountsAuthorizer::new(auth, Arc::new(|| NOW), SYSTEM_SECRET)
+            .with_builder("builder-secret", grants.clone());
+        let builder = basic(BUILDER_USER, "builder-secret");
+        let decide = |spec: &'static str, credentials: Option<Credentials>| {
+            let authorizer = &authorizer;
+            async move {
+                authorizer
+                    .authorize(credentials.as_ref(), &access(spec))
+                    .await
+            }
+        };
+        let allowed = |d: &AuthDecision| matches!(d, AuthDecision::Allow);
+        assert!(allowed(&decide("login", builder.clone()).await));
+        assert!(allowed(&decide("pull ops/base", builder.clone()).await));
+        assert!(!allowed(&decide("push web/api", builder.clone()).await));
+        let grant = grants.grant("web/api");
+        let second = grants.grant("web/api");
+        assert!(allowed(&decide("push web/api", builder.clone()).await));
+        assert!(!allowed(&decide("push web/other", builder.clone()).await));
+        assert!(!allowed(&decide("delete web/api", builder.clone()).await));
+        assert!(!allowed(&decide("catalog", builder.clone()).await));
+        drop(grant);
+        assert!(allowed(&decide("push web/api", builder.clone()).await));
+        drop(second);
+        assert!(!allowed(&decide("push web/api", builder.clone()).await));
+        assert!(matches!(
+            decide("push web/api", basic(BUILDER_USER, "guess")).await,
+            AuthDecision::Unauthenticated
+        ));
+        // Without `with_builder` the name admits nobody.
+        assert!(matches!(
+            f.authorizer
+                .authorize(builder.as_ref(), &access("login"))
+                .await,
+            AuthDecision::Unauthenticated
+        ));
     }
 
     #[tokio::test]

@@ -52,6 +52,9 @@ pub struct ServerOptions {
     /// Mark session cookies Secure (HTTPS only) [default: true unless listening on loopback]
     #[arg(long, env = "BERTH_SECURE_COOKIES")]
     pub secure_cookies: Option<bool>,
+    /// Builds run at once by this server; the rest wait in a queue [default: 1]
+    #[arg(long, env = "BERTH_BUILD_CONCURRENCY")]
+    pub build_concurrency: Option<usize>,
     /// Log filter (tracing syntax), e.g. info or berth_controller=debug [default: info]
     #[arg(long, env = "BERTH_LOG")]
     pub log: Option<String>,
@@ -74,6 +77,7 @@ pub struct ServerConfig {
     pub registry_gc_grace: Duration,
     pub session_ttl: Duration,
     pub secure_cookies: bool,
+    pub build_concurrency: usize,
     pub log: String,
 }
 
@@ -94,6 +98,7 @@ impl ServerOptions {
             registry_gc_grace: self.registry_gc_grace.or(file.registry_gc_grace),
             session_ttl: self.session_ttl.or(file.session_ttl),
             secure_cookies: self.secure_cookies.or(file.secure_cookies),
+            build_concurrency: self.build_concurrency.or(file.build_concurrency),
             log: self.log.or(file.log),
         }
     }
@@ -127,6 +132,10 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
             "revision-history: must be at least 2 (the current and one to roll back to)".into(),
         );
     }
+    let build_concurrency = o.build_concurrency.unwrap_or(1);
+    if build_concurrency == 0 {
+        return Err("build-concurrency: must be at least 1".into());
+    }
     let listen = o
         .listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700)));
@@ -149,6 +158,7 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         registry_gc_grace: duration("registry-gc-grace", o.registry_gc_grace, "10m")?,
         session_ttl: duration("session-ttl", o.session_ttl, "12h")?,
         secure_cookies: o.secure_cookies.unwrap_or(!listen.ip().is_loopback()),
+        build_concurrency,
         log: o.log.unwrap_or_else(|| "info".into()),
     })
 }
@@ -186,6 +196,7 @@ mod tests {
             ("namespace = \"Bad_NS\"", "namespace:"),
             ("resync_interval = \"soon\"", "resync-interval:"),
             ("revision_history = 1", "revision-history:"),
+            ("build_concurrency = 0", "build-concurrency:"),
             ("no_such_key = 1", "unknown field `no_such_key`"),
         ];
         for (text, want) in cases {

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use berth_api::ApiState;
 use berth_api::accounts::bootstrap_first_admin;
 use berth_api::auth::Authenticator;
+use berth_api::build_worker::{BuildWorker, BuildWorkerConfig};
 use berth_api::registry_auth::{
-    AccountsAuthorizer, SYSTEM_USER, TeamRegistryLimits, new_system_secret,
+    AccountsAuthorizer, BuilderGrants, SYSTEM_USER, TeamRegistryLimits, new_system_secret,
 };
 use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
@@ -102,14 +103,20 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
 
     // The engine pulls from the built-in registry with a credential made for this run only.
     let system_secret = new_system_secret();
+    // The build worker pushes with its own per-run credential, only to running builds' targets.
+    let builder_secret = new_system_secret();
+    let builder_grants = BuilderGrants::default();
     let registry = Arc::new(
         Registry::open(
             config.data_dir.join("registry"),
-            Arc::new(AccountsAuthorizer::new(
-                Arc::clone(&auth),
-                Arc::clone(&clock),
-                system_secret.clone(),
-            )),
+            Arc::new(
+                AccountsAuthorizer::new(
+                    Arc::clone(&auth),
+                    Arc::clone(&clock),
+                    system_secret.clone(),
+                )
+                .with_builder(builder_secret.clone(), builder_grants.clone()),
+            ),
             RegistryConfig {
                 gc_grace_period: config.registry_gc_grace,
                 ..RegistryConfig::default()
@@ -153,6 +160,24 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     );
     controller.start();
 
+    // Builds that were running when the server stopped never finish: say so.
+    match store
+        .mark_unfinished_builds_interrupted(clock(), "the Berth server stopped during the build")
+        .await
+    {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "marked builds interrupted by the last stop"),
+        Err(error) => tracing::warn!(%error, "cannot mark interrupted builds"),
+    }
+    let builds = BuildWorker::new(BuildWorkerConfig {
+        concurrency: config.build_concurrency,
+        work_dir: config.data_dir.join("build-work"),
+        registry_host: registry_hosts(config.listen).remove(0),
+        builder_secret,
+        grants: builder_grants,
+        namespace: config.namespace.clone(),
+    });
+
     let state = ApiState {
         store,
         engine,
@@ -169,6 +194,8 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         registry,
         secrets,
         remote_registries: Default::default(),
+        build_logs_dir: config.data_dir.join("builds"),
+        builds,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

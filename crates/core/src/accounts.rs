@@ -172,7 +172,7 @@ impl ApiToken {
 
 /// Names no account may take: the registry's own pull credential, and the actor the audit log
 /// records for unauthenticated attempts.
-pub const RESERVED_USERNAMES: [&str; 3] = ["anonymous", "berth", "berth-system"];
+pub const RESERVED_USERNAMES: [&str; 4] = ["anonymous", "berth", "berth-system", "berth-builder"];
 
 /// Why `username` is not acceptable, or `None` when it is.
 pub fn username_problem(username: &str) -> Option<String> {

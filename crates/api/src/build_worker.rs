@@ -1,0 +1,397 @@
+//! The build worker: runs queued builds with [`berth_pipeline::Runner`], at most
+//! `concurrency` at a time per server (the rest wait in order), writing every state change
+//! through the store and every output line to `<data-dir>/builds/<id>.log`.
+//!
+//! Images are pushed to Berth's own registry with the [`BUILDER_USER`] credential, which may
+//! push only to the target repositories of running builds (each run holds a grant). A build
+//! with an app to roll out deploys through the same code path as `POST /apps/{name}/deploy`,
+//! as the pipeline's creator, and waits for the rollout's outcome.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::{Path, State};
+use berth_core::RolloutPhase;
+use berth_core::pipeline::{Build, BuildStatus, BuildStep, Pipeline, StepStatus};
+use berth_engine::{RegistryAuth, labels};
+use berth_pipeline::{
+    BuildLog, BuildPlan, BuildSink, BuildState, Cancel, CancelReason, DeployRequest, Deployer,
+    Ending, GitAuth, GitRemote, LogSource, Runner,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::ApiState;
+use crate::audit::AuditSlot;
+use crate::auth::AuthMethod;
+use crate::dto::AppChanges;
+use crate::extract::ApiJson;
+use crate::registry_auth::{BUILDER_USER, BuilderGrants};
+
+/// How long a build may run in all.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long a roll-out is awaited before the build says it is still going.
+const ROLLOUT_PATIENCE: Duration = Duration::from_secs(10 * 60);
+
+/// Git credentials as sealed in [`Pipeline::sealed_credentials`].
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StoredCredentials {
+    Basic {
+        username: String,
+        password: String,
+    },
+    SshKey {
+        private_key: String,
+        known_hosts: Option<String>,
+    },
+}
+
+impl From<StoredCredentials> for GitAuth {
+    fn from(c: StoredCredentials) -> Self {
+        match c {
+            StoredCredentials::Basic { username, password } => {
+                GitAuth::Basic { username, password }
+            }
+            StoredCredentials::SshKey {
+                private_key,
+                known_hosts,
+            } => GitAuth::SshKey {
+                private_key,
+                known_hosts,
+            },
+        }
+    }
+}
+
+/// How the worker reaches the registry and labels what it makes.
+#[derive(Debug, Clone)]
+pub struct BuildWorkerConfig {
+    /// Builds running at once.
+    pub concurrency: usize,
+    /// Where checkouts go (`<data-dir>/build-work`).
+    pub work_dir: PathBuf,
+    /// `host:port` of Berth's registry as the engine reaches it.
+    pub registry_host: String,
+    /// The password of [`BUILDER_USER`] for this run of the server.
+    pub builder_secret: String,
+    pub grants: BuilderGrants,
+    /// The engine namespace (labels images and containers a build makes).
+    pub namespace: String,
+}
+
+/// The queue of builds: clones share it.
+#[derive(Clone)]
+pub struct BuildWorker {
+    config: Arc<BuildWorkerConfig>,
+    permits: Arc<Semaphore>,
+    cancels: Arc<Mutex<HashMap<i64, Cancel>>>,
+}
+
+impl std::fmt::Debug for BuildWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildWorker")
+            .field("concurrency", &self.config.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BuildWorker {
+    pub fn new(config: BuildWorkerConfig) -> Self {
+        BuildWorker {
+            permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            config: Arc::new(config),
+            cancels: Arc::default(),
+        }
+    }
+
+    /// Runs `build` (stored, queued) of `pipeline` once a slot is free.
+    pub fn enqueue(&self, state: &ApiState, pipeline: Pipeline, build: Build) {
+        let cancel = Cancel::new();
+        lock(&self.cancels).insert(build.id, cancel.clone());
+        let worker = self.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let id = build.id;
+            worker.run(&state, &pipeline, build, &cancel).await;
+            lock(&worker.cancels).remove(&id);
+        });
+    }
+
+    /// Stops the build if this server is running or queueing it; returns whether it was.
+    pub fn cancel(&self, id: i64) -> bool {
+        match lock(&self.cancels).get(&id) {
+            Some(cancel) => {
+                cancel.cancel(CancelReason::User);
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn run(&self, state: &ApiState, pipeline: &Pipeline, build: Build, cancel: &Cancel) {
+        // A build cancelled while waiting for a slot ends at once without one.
+        let _permit = tokio::select! {
+            permit = Arc::clone(&self.permits).acquire_owned() => permit.ok(),
+            () = cancel.token().cancelled() => None,
+        };
+        let log_path = state.build_logs_dir.join(format!("{}.log", build.id));
+        let file = std::fs::create_dir_all(&state.build_logs_dir)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log_path)
+            })
+            .map_err(|e| tracing::warn!(error = %e, path = %log_path.display(), "cannot open the build log"))
+            .ok();
+        let plan = match self.plan(state, pipeline, &build) {
+            Ok(plan) => plan,
+            Err(reason) => {
+                let mut build = build;
+                let mut ended = BuildState::queued(build.created_at);
+                let _ = ended.end(Ending::Failed, reason, (state.clock)());
+                apply_state(&mut build, &ended);
+                if let Err(e) = state.store.update_build(&build).await {
+                    tracing::warn!(error = %e, "cannot record a failed build");
+                }
+                return;
+            }
+        };
+        let _grant = self.config.grants.grant(&pipeline.target_repository);
+        let (states, mut received) = tokio::sync::mpsc::unbounded_channel::<BuildState>();
+        let sink = FileSink {
+            states,
+            file: Mutex::new(file),
+        };
+        let store = Arc::clone(&state.store);
+        let mut stored = build;
+        let writer = tokio::spawn(async move {
+            while let Some(next) = received.recv().await {
+                apply_state(&mut stored, &next);
+                if let Err(e) = store.update_build(&stored).await {
+                    tracing::warn!(error = %e, build = stored.id, "cannot record the build's state");
+                }
+            }
+            stored
+        });
+        let deployer = Arc::new(ApiDeployer {
+            state: state.clone(),
+            pipeline: pipeline.clone(),
+        });
+        let runner = Runner::new(Arc::clone(&state.engine), self.config.work_dir.clone())
+            .with_deployer(deployer)
+            .with_clock(Arc::clone(&state.clock));
+        let report = runner.run(&plan, &sink, cancel).await;
+        drop(sink);
+        let Ok(mut build) = writer.await else {
+            return;
+        };
+        apply_state(&mut build, &report.state);
+        if let Some(commit) = report.commit {
+            build.commit = Some(commit.sha);
+            build.author = Some(commit.author);
+            build.author_email = Some(commit.author_email);
+            build.message = Some(commit.message);
+        }
+        build.image_digest = report.image.and_then(|i| i.digest);
+        build.rollout_outcome = report.deployment;
+        if let Err(e) = state.store.update_build(&build).await {
+            tracing::warn!(error = %e, build = build.id, "cannot record the build's end");
+        }
+    }
+
+    /// The runner's plan for `build`, or why there is none.
+    fn plan(
+        &self,
+        state: &ApiState,
+        pipeline: &Pipeline,
+        build: &Build,
+    ) -> Result<BuildPlan, String> {
+        let auth = match &pipeline.sealed_credentials {
+            None => GitAuth::None,
+            Some(sealed) => {
+                let context = Pipeline::credentials_context(&pipeline.team, &pipeline.name);
+                let plain = state.secrets.open(sealed, &context).map_err(|e| {
+                    format!("the stored git credentials cannot be opened ({e}); set them again")
+                })?;
+                serde_json::from_str::<StoredCredentials>(&plain)
+                    .map_err(|e| {
+                        format!("the stored git credentials are unreadable ({e}); set them again")
+                    })?
+                    .into()
+            }
+        };
+        let host = &self.config.registry_host;
+        Ok(BuildPlan {
+            build_id: format!("{}-build-{}", self.config.namespace, build.id),
+            queued_at_ms: build.created_at,
+            remote: GitRemote {
+                url: pipeline.repository_url.clone(),
+                auth,
+            },
+            branch: build.branch.clone(),
+            commit: build.commit.clone(),
+            context_dir: pipeline.context.clone(),
+            dockerfile: pipeline.dockerfile.clone(),
+            build_args: pipeline.build_args.clone(),
+            test_command: pipeline.test_command.clone(),
+            test_env: BTreeMap::new(),
+            image_repository: format!("{host}/{}", pipeline.target_repository),
+            registry_auth: Some(RegistryAuth {
+                username: BUILDER_USER.to_owned(),
+                password: self.config.builder_secret.clone(),
+                server: host.clone(),
+            }),
+            timeout: BUILD_TIMEOUT,
+            labels: BTreeMap::from([
+                (labels::NAMESPACE.to_owned(), self.config.namespace.clone()),
+                (
+                    "berth.pipeline".to_owned(),
+                    format!("{}/{}", pipeline.team, pipeline.name),
+                ),
+            ]),
+            deploy_app: pipeline.deploy_app.clone(),
+        })
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Copies the runner's state onto the stored build.
+fn apply_state(build: &mut Build, state: &BuildState) {
+    build.status = BuildStatus::parse(state.status.as_str()).unwrap_or(BuildStatus::Failed);
+    build.steps = state
+        .steps
+        .iter()
+        .map(|r| BuildStep {
+            name: r.step.as_str().to_owned(),
+            status: StepStatus::parse(r.status.as_str()).unwrap_or(StepStatus::Failed),
+            started_at: r.started_at_ms,
+            finished_at: r.finished_at_ms,
+        })
+        .collect();
+    build.started_at = state.started_at_ms;
+    build.finished_at = state.finished_at_ms;
+    build.reason = state.reason.clone();
+}
+
+/// Sends states to the writer task and appends lines to the log file.
+struct FileSink {
+    states: tokio::sync::mpsc::UnboundedSender<BuildState>,
+    file: Mutex<Option<std::fs::File>>,
+}
+
+impl BuildSink for FileSink {
+    fn state(&self, state: &BuildState) {
+        let _ = self.states.send(state.clone());
+    }
+
+    fn log(&self, line: &BuildLog) {
+        let marker = match line.source {
+            LogSource::Berth => "==>",
+            LogSource::Stdout | LogSource::Stderr => "|",
+        };
+        let text = line.text.trim_end_matches('\n');
+        if let Some(file) = lock(&self.file).as_mut()
+            && let Err(e) = writeln!(file, "[{}] {marker} {text}", line.step)
+        {
+            tracing::debug!(error = %e, "cannot write the build log");
+        }
+    }
+}
+
+/// Rolls built images out through the API's deploy, as the pipeline's creator.
+struct ApiDeployer {
+    state: ApiState,
+    pipeline: Pipeline,
+}
+
+#[async_trait]
+impl Deployer for ApiDeployer {
+    async fn deploy(
+        &self,
+        request: &DeployRequest,
+        log: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<String, String> {
+        let state = &self.state;
+        let creator = &self.pipeline.created_by;
+        let (user, _) = state
+            .store
+            .get_user_by_username(creator)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the pipeline's creator {creator} no longer exists"))?;
+        let principal = state
+            .auth
+            .principal(user, AuthMethod::Password, AuditSlot::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let app = &request.app;
+        match state.store.get_app(app).await.map_err(|e| e.to_string())? {
+            Some(found) if found.team == self.pipeline.team => {}
+            _ => return Err(format!("no app {app} in team {}", self.pipeline.team)),
+        }
+        let short = request.commit.get(..12).unwrap_or(&request.commit);
+        let changes = AppChanges {
+            image: Some(request.image.clone()),
+            reason: Some(format!(
+                "pipeline {}/{} built commit {short}",
+                self.pipeline.team, self.pipeline.name
+            )),
+            ..AppChanges::default()
+        };
+        let _deployed = crate::apps::deploy(
+            State(state.clone()),
+            principal,
+            Path(app.clone()),
+            ApiJson(changes),
+        )
+        .await
+        .map_err(|e| format!("the deploy of app {app} was refused: {}", e.message))?;
+        let started = tokio::time::Instant::now();
+        let mut announced = false;
+        loop {
+            let current = state
+                .store
+                .get_app(app)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("app {app} was deleted during the rollout"))?;
+            let rollout = &current.rollout;
+            // (`log` takes lines borrowed for the whole call: fixed text only.)
+            if !announced {
+                announced = true;
+                log("the new revision is rolling out");
+            }
+            match rollout.phase {
+                RolloutPhase::Complete => {
+                    return Ok(format!(
+                        "app {app} rolled out revision {}",
+                        rollout.revision
+                    ));
+                }
+                RolloutPhase::RolledBack | RolloutPhase::Failed => {
+                    return Err(format!(
+                        "the rollout of app {app} failed: {}",
+                        rollout.message
+                    ));
+                }
+                RolloutPhase::Progressing | RolloutPhase::RollingBack => {}
+            }
+            if started.elapsed() > ROLLOUT_PATIENCE {
+                return Ok(format!(
+                    "app {app} is still rolling out revision {}",
+                    rollout.revision
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
