@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::extract::{Path, State};
 use berth_core::RolloutPhase;
-use berth_core::pipeline::{Build, BuildStatus, BuildStep, Pipeline, StepStatus};
+use berth_core::pipeline::{Build, BuildStep, Pipeline};
 use berth_engine::{RegistryAuth, labels};
 use berth_pipeline::{
     BuildLog, BuildPlan, BuildSink, BuildState, Cancel, CancelReason, DeployRequest, Deployer,
@@ -266,13 +266,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Copies the runner's state onto the stored build.
 fn apply_state(build: &mut Build, state: &BuildState) {
-    build.status = BuildStatus::parse(state.status.as_str()).unwrap_or(BuildStatus::Failed);
+    build.status = state.status;
     build.steps = state
         .steps
         .iter()
         .map(|r| BuildStep {
             name: r.step.as_str().to_owned(),
-            status: StepStatus::parse(r.status.as_str()).unwrap_or(StepStatus::Failed),
+            status: r.status,
             started_at: r.started_at_ms,
             finished_at: r.finished_at_ms,
         })

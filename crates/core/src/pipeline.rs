@@ -1,9 +1,9 @@
 //! Code pipelines and their builds as stored records: what a team's pipeline is configured to
 //! do, and what each build did (trigger, commit, per-step status, image, rollout, reason).
 //!
-//! The build lifecycle itself lives in `berth-pipeline` (`state.rs`); the core must not depend
-//! on it, so [`BuildStatus`] and [`StepStatus`] mirror its states by their stable names and
-//! that crate converts. Step names (`fetch`, `build`, …) are kept as text for the same reason.
+//! The build lifecycle itself lives in `berth-pipeline` (`state.rs`), which moves builds
+//! through [`BuildStatus`] and [`StepStatus`] defined here. Step names (`fetch`, `build`, …)
+//! are kept as text: the step enum is the pipeline's.
 
 use std::collections::BTreeMap;
 
@@ -92,7 +92,7 @@ impl BuildTrigger {
     }
 }
 
-/// Where a build stands; mirrors `berth_pipeline::BuildStatus` name for name.
+/// Where a build stands (`berth_pipeline`'s state machine moves it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BuildStatus {
@@ -160,7 +160,19 @@ impl BuildStatus {
     }
 }
 
-/// Where one step stands; mirrors `berth_pipeline::StepStatus` name for name.
+impl std::fmt::Display for BuildStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where one step stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {

@@ -9,6 +9,9 @@
 
 use std::fmt;
 
+/// Build and step statuses are the domain's own (stored and shown as they are here).
+pub use berth_core::pipeline::{BuildStatus, StepStatus};
+
 /// One step of a build, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Step {
@@ -57,127 +60,6 @@ impl Step {
 }
 
 impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Where a step stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StepStatus {
-    Pending,
-    Running,
-    Succeeded,
-    /// Not run: not configured (no tests, no app to roll out) or the build ended before it.
-    Skipped,
-    Failed,
-    Cancelled,
-    TimedOut,
-    Interrupted,
-}
-
-impl StepStatus {
-    /// Every status.
-    pub const ALL: [StepStatus; 8] = [
-        StepStatus::Pending,
-        StepStatus::Running,
-        StepStatus::Succeeded,
-        StepStatus::Skipped,
-        StepStatus::Failed,
-        StepStatus::Cancelled,
-        StepStatus::TimedOut,
-        StepStatus::Interrupted,
-    ];
-
-    /// The stable lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepStatus::Pending => "pending",
-            StepStatus::Running => "running",
-            StepStatus::Succeeded => "succeeded",
-            StepStatus::Skipped => "skipped",
-            StepStatus::Failed => "failed",
-            StepStatus::Cancelled => "cancelled",
-            StepStatus::TimedOut => "timed_out",
-            StepStatus::Interrupted => "interrupted",
-        }
-    }
-
-    /// Parses [`StepStatus::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-}
-
-/// Where a build stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BuildStatus {
-    Queued,
-    Fetching,
-    Building,
-    Testing,
-    Pushing,
-    Deploying,
-    Succeeded,
-    Failed,
-    Cancelled,
-    /// Berth stopped while the build ran (found so at start, or shut down meanwhile).
-    Interrupted,
-    TimedOut,
-}
-
-impl BuildStatus {
-    /// Every status.
-    pub const ALL: [BuildStatus; 11] = [
-        BuildStatus::Queued,
-        BuildStatus::Fetching,
-        BuildStatus::Building,
-        BuildStatus::Testing,
-        BuildStatus::Pushing,
-        BuildStatus::Deploying,
-        BuildStatus::Succeeded,
-        BuildStatus::Failed,
-        BuildStatus::Cancelled,
-        BuildStatus::Interrupted,
-        BuildStatus::TimedOut,
-    ];
-
-    /// Whether the build has ended (nothing changes it any more).
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            BuildStatus::Succeeded
-                | BuildStatus::Failed
-                | BuildStatus::Cancelled
-                | BuildStatus::Interrupted
-                | BuildStatus::TimedOut
-        )
-    }
-
-    /// The stable lowercase name (`queued`, `fetching`, …, `timed_out`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BuildStatus::Queued => "queued",
-            BuildStatus::Fetching => "fetching",
-            BuildStatus::Building => "building",
-            BuildStatus::Testing => "testing",
-            BuildStatus::Pushing => "pushing",
-            BuildStatus::Deploying => "deploying",
-            BuildStatus::Succeeded => "succeeded",
-            BuildStatus::Failed => "failed",
-            BuildStatus::Cancelled => "cancelled",
-            BuildStatus::Interrupted => "interrupted",
-            BuildStatus::TimedOut => "timed_out",
-        }
-    }
-
-    /// Parses [`BuildStatus::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-}
-
-impl fmt::Display for BuildStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
