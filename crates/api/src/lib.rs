@@ -175,6 +175,15 @@ async fn openapi_json() -> Response {
         .into_response()
 }
 
+/// The status of a create-or-replace (`PUT`): 200 when it replaced something, 201 when it made it.
+pub(crate) fn put_status(replaced: bool) -> axum::http::StatusCode {
+    if replaced {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::CREATED
+    }
+}
+
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
 pub(crate) fn tokens_match(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len()

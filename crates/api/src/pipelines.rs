@@ -249,11 +249,7 @@ pub async fn put(
         updated_at: now,
     };
     state.store.put_pipeline(&pipeline).await?;
-    let status = if existing.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = crate::put_status(existing.is_some());
     Ok((status, Json(PipelineDto::from(&pipeline))).into_response())
 }
 

@@ -188,11 +188,7 @@ pub async fn put(
     }
     state.store.put_external_registry(&registry).await?;
     state.remote_registries.forget(&name);
-    let status = if existing.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = crate::put_status(existing.is_some());
     Ok((status, Json(ExternalRegistryDto::from(&registry))).into_response())
 }
 

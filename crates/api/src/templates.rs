@@ -290,11 +290,7 @@ pub async fn put(
     validate_template(&template).map_err(invalid)?;
     check_renders(&template)?;
     state.store.put_deployment_template(&template).await?;
-    let status = if existing.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = crate::put_status(existing.is_some());
     Ok((status, Json(DeploymentTemplateDto::from(&template))).into_response())
 }
 
