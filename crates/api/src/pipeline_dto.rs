@@ -33,7 +33,9 @@ impl std::fmt::Debug for GitCredentialsDto {
 #[serde(deny_unknown_fields)]
 pub struct PipelineRequest {
     /// Any remote git can fetch: `https://…`, `ssh://…`, `user@host:path`, a local path.
-    pub repository_url: String,
+    /// Absent or empty: the pipeline builds from its repository hosted by Berth, which
+    /// `git push` to [`PipelineDto::git_path`] fills.
+    pub repository_url: Option<String>,
     /// Which branches build (`main`, `release/*`); default `main`.
     pub branch_pattern: Option<String>,
     /// The Dockerfile, relative to the context; default `Dockerfile`.
@@ -49,6 +51,10 @@ pub struct PipelineRequest {
     pub deploy_app: Option<String>,
     /// Absent on a replace: the stored credentials are kept.
     pub credentials: Option<GitCredentialsDto>,
+    /// The shared secret forges sign (GitHub, Gitea) or send (GitLab) push webhooks with.
+    /// Sealed and never answered; absent on a replace keeps the stored one, empty removes it
+    /// (webhooks are then refused).
+    pub webhook_secret: Option<String>,
 }
 
 /// A pipeline as answered (its credentials never are).
@@ -56,7 +62,15 @@ pub struct PipelineRequest {
 pub struct PipelineDto {
     pub team: String,
     pub name: String,
-    pub repository_url: String,
+    /// The remote builds fetch from; `null`: the repository Berth hosts at `git_path`.
+    pub repository_url: Option<String>,
+    /// Berth's smart-HTTP git endpoint of this pipeline, relative to the server's URL
+    /// (`/git/<team>/<name>.git`): `git push` there starts a build.
+    pub git_path: String,
+    /// Where forges deliver push webhooks, relative to the server's URL.
+    pub webhook_path: String,
+    /// Whether a webhook secret is stored (webhooks are refused without one).
+    pub has_webhook_secret: bool,
     pub branch_pattern: String,
     pub dockerfile: String,
     pub context: String,
@@ -76,7 +90,10 @@ impl From<&Pipeline> for PipelineDto {
         PipelineDto {
             team: p.team.clone(),
             name: p.name.clone(),
-            repository_url: p.repository_url.clone(),
+            repository_url: Some(p.repository_url.clone()).filter(|url| !url.is_empty()),
+            git_path: format!("/git/{}/{}.git", p.team, p.name),
+            webhook_path: format!("/api/v1/pipelines/{}/{}/webhook", p.team, p.name),
+            has_webhook_secret: p.sealed_webhook_secret.is_some(),
             branch_pattern: p.branch_pattern.clone(),
             dockerfile: p.dockerfile.clone(),
             context: p.context.clone(),

@@ -186,8 +186,11 @@ pub async fn put(
     if let Some(problem) = berth_core::validate::name_problem(&name) {
         return Err(ApiError::field("name", problem));
     }
-    berth_pipeline::git::validate_remote_url(&request.repository_url)
-        .map_err(|e| ApiError::field("repository_url", e.to_string()))?;
+    let repository_url = request.repository_url.clone().unwrap_or_default();
+    if !repository_url.is_empty() {
+        berth_pipeline::git::validate_remote_url(&repository_url)
+            .map_err(|e| ApiError::field("repository_url", e.to_string()))?;
+    }
     let branch_pattern = BranchPattern::new(request.branch_pattern.as_deref().unwrap_or("main"))
         .map_err(|e| ApiError::field("branch_pattern", e.to_string()))?;
     let dockerfile = request.dockerfile.clone().unwrap_or_default();
@@ -230,7 +233,7 @@ pub async fn put(
     let pipeline = Pipeline {
         team: team.clone(),
         name: name.clone(),
-        repository_url: request.repository_url.clone(),
+        repository_url,
         branch_pattern: branch_pattern.as_str().to_owned(),
         dockerfile,
         context,

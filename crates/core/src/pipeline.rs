@@ -18,7 +18,8 @@ pub struct Pipeline {
     pub team: String,
     /// Unique within the team, immutable.
     pub name: String,
-    /// Any remote `git` can fetch: `https://…`, `ssh://…`, `user@host:path`, a local path.
+    /// Any remote `git` can fetch: `https://…`, `ssh://…`, `user@host:path`, a local path;
+    /// empty: the repository Berth hosts for the pipeline (filled by `git push` to Berth).
     pub repository_url: String,
     /// Which pushed branches build (`main`, `release/*`).
     pub branch_pattern: String,
