@@ -3,149 +3,36 @@
 //
 // BERTH_BIN names the binary (default: target/debug/berth, else target/release/berth). The
 // server runs in its own engine namespace; every container, network and local image the test
-// makes is removed afterwards. Screenshots of the main pages go to ui/test-output/.
+// makes is removed afterwards (harness.mjs). Screenshots of the main pages go to ui/test-output/.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { join } from "node:path";
+import { docker, login as signIn, nav, newPage as openPage, shot, startBerth, stopBerth } from "./harness.mjs";
 
-const ui = join(dirname(fileURLToPath(import.meta.url)), "..");
-const repo = join(ui, "..");
-const shots = join(ui, "test-output");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const namespace = `bt-ui-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
-const state = { server: null, base: "", token: "", dataDir: "", dockerConfig: "", browser: null, localImages: [] };
-
-function berthBinary() {
-  const candidates = [process.env.BERTH_BIN, join(repo, "target/debug/berth"), join(repo, "target/release/berth")];
-  const found = candidates.find((c) => c && existsSync(c));
-  if (!found) throw new Error("no berth binary: build it with cargo or set BERTH_BIN");
-  return found;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function docker(args, env = {}) {
-  return execFileSync("docker", args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] }).toString();
-}
-
-function quietDocker(args) {
-  try {
-    return docker(args);
-  } catch {
-    return "";
-  }
-}
-
-async function waitHealthy(url, ms) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      /* not up yet */
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${url} did not answer within ${ms} ms`);
-}
+let state;
 
 before(async () => {
-  mkdirSync(shots, { recursive: true });
-  state.dataDir = mkdtempSync(join(tmpdir(), "berth-ui-e2e-"));
-  const port = await freePort();
-  state.base = `http://127.0.0.1:${port}`;
-  const log = join(state.dataDir, "server.log");
-  const out = (await import("node:fs")).openSync(log, "a");
-  state.server = spawn(
-    berthBinary(),
-    ["server", "--listen", `127.0.0.1:${port}`, "--data-dir", join(state.dataDir, "data"), "--namespace", namespace, "--resync-interval", "5s"],
-    { stdio: ["ignore", out, out] },
-  );
-  state.serverLog = log;
-  await waitHealthy(`${state.base}/healthz`, 30_000);
-  state.token = readFileSync(join(state.dataDir, "data/admin-token"), "utf8").trim();
-
+  state = await startBerth("ui");
   // An image in the registry to browse: the test app pushed as default/e2e:v1.
   state.dockerConfig = mkdtempSync(join(tmpdir(), "berth-ui-docker-"));
   const env = { DOCKER_CONFIG: state.dockerConfig };
-  const host = `127.0.0.1:${port}`;
+  const host = `127.0.0.1:${state.port}`;
   const ref = `${host}/default/e2e:v1`;
   docker(["login", host, "-u", "admin", "--password", state.token], env);
   docker(["tag", "berth-testapp:latest", ref], env);
   state.localImages.push(ref);
   docker(["push", ref], env);
-
-  state.browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-  });
 });
 
 after(async () => {
-  await state.browser?.close().catch(() => {});
-  if (state.server && state.server.exitCode === null) {
-    state.server.kill("SIGTERM");
-    await new Promise((r) => {
-      const timer = setTimeout(() => {
-        state.server.kill("SIGKILL");
-        r();
-      }, 10_000);
-      state.server.once("exit", () => {
-        clearTimeout(timer);
-        r();
-      });
-    });
-  }
-  // Everything labelled with this namespace, its network, the local tags.
-  const ids = quietDocker(["ps", "-aq", "--filter", `label=berth.namespace=${namespace}`]).split(/\s+/).filter(Boolean);
-  if (ids.length) quietDocker(["rm", "-f", "-v", ...ids]);
-  quietDocker(["network", "rm", namespace]);
-  for (const image of state.localImages) quietDocker(["rmi", image]);
-  if (process.env.BERTH_UI_KEEP_DATA !== "1") {
-    rmSync(state.dataDir, { recursive: true, force: true });
-  }
-  rmSync(state.dockerConfig, { recursive: true, force: true });
+  await stopBerth(state);
+  if (state?.dockerConfig) rmSync(state.dockerConfig, { recursive: true, force: true });
 });
 
-/** A new page at 1366×768 that reports page errors (and failed requests other than expected 401s). */
-async function newPage(viewport = { width: 1366, height: 768 }) {
-  const context = await state.browser.newContext({ viewport, locale: "en-US", reducedMotion: "reduce" });
-  const page = await context.newPage();
-  page.setDefaultTimeout(20_000);
-  page.errors = [];
-  page.on("pageerror", (e) => page.errors.push(e.message));
-  return page;
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-}
-
-async function login(page, username, password) {
-  await page.goto(`${state.base}/login`);
-  await page.getByLabel("Username").fill(username);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL("**/apps");
-}
-
-/** A link of the sidebar. */
-const nav = (page, name) => page.getByRole("navigation", { name: "Sections" }).getByRole("link", { name, exact: true });
+const newPage = (viewport) => openPage(state, viewport);
+const login = (page, username, password) => signIn(state, page, username, password);
 
 async function waitForRollout(page, revision, wanted, ms) {
   await page.waitForFunction(

@@ -10,9 +10,11 @@ import { AdminUsersPage } from "./pages/AdminUsers";
 import { AppDetailPage } from "./pages/AppDetail";
 import { AppsPage } from "./pages/Apps";
 import { AuditPage } from "./pages/Audit";
+import { BuildDetailPage } from "./pages/Build";
 import { CreateAppPage } from "./pages/CreateApp";
 import { ImageDetailPage, ImagesPage, RegistryPage } from "./pages/Images";
 import { LoginPage, RegisterPage } from "./pages/Login";
+import { PipelineDetailPage, PipelineEditPage, PipelinesPage } from "./pages/Pipelines";
 import { QuotaRequestsPage } from "./pages/QuotaRequests";
 import { TeamPage, TeamsPage } from "./pages/Teams";
 import { TemplateEditPage, TemplatesPage } from "./pages/Templates";
@@ -44,6 +46,11 @@ export function App() {
         <Route path="/apps" element={<AppsPage />} />
         <Route path="/apps/new" element={<CreateAppPage />} />
         <Route path="/apps/:name/*" element={<AppDetailPage />} />
+        <Route path="/pipelines" element={<PipelinesPage />} />
+        <Route path="/pipelines/new" element={<PipelineEditPage />} />
+        <Route path="/pipelines/:team/:name" element={<PipelineDetailPage />} />
+        <Route path="/pipelines/:team/:name/edit" element={<PipelineEditPage />} />
+        <Route path="/builds/:id" element={<BuildDetailPage />} />
         <Route path="/images" element={<ImagesPage />} />
         <Route path="/images/*" element={<ImageDetailPage />} />
         <Route path="/registry" element={<RegistryPage />} />
@@ -88,6 +95,7 @@ function Shell({ children }: { children: ReactNode }) {
 
   const links: { to: string; label: string; show: boolean }[] = [
     { to: "/apps", label: t("nav.apps"), show: true },
+    { to: "/pipelines", label: t("nav.pipelines"), show: true },
     { to: "/images", label: t("nav.images"), show: true },
     { to: "/registry", label: t("nav.registry"), show: true },
     { to: "/teams", label: t("nav.teams"), show: true },
@@ -137,7 +145,13 @@ function Shell({ children }: { children: ReactNode }) {
         {links
           .filter((l) => l.show)
           .map((l) => (
-            <NavLink key={l.to} to={l.to} className={({ isActive }) => (isActive ? "active" : undefined)}>
+            <NavLink
+              key={l.to}
+              to={l.to}
+              className={({ isActive }) =>
+                isActive || (l.to === "/pipelines" && location.pathname.startsWith("/builds/")) ? "active" : undefined
+              }
+            >
               {l.label}
             </NavLink>
           ))}

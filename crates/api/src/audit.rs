@@ -93,6 +93,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuditSlot {
 /// Literals that end a `POST` route and name an action rather than a collection.
 const ACTION_LITERALS: &[&str] = &[
     "approve",
+    "cancel",
     "deploy",
     "disable",
     "enable",
@@ -106,6 +107,7 @@ const ACTION_LITERALS: &[&str] = &[
     "rollback",
     "scale",
     "token",
+    "webhook",
 ];
 
 /// `apps.scale` for `POST /apps/{name}/scale`, `apps.create` for `POST /apps`: the route's
@@ -472,6 +474,17 @@ mod tests {
             (Method::POST, "/registry/gc", "registry.gc"),
             (Method::DELETE, "/images/{*reference}", "images.delete"),
             (Method::PUT, "/settings", "settings.put"),
+            (Method::POST, "/builds/{id}/cancel", "builds.cancel"),
+            (
+                Method::POST,
+                "/pipelines/{team}/{name}/webhook",
+                "pipelines.webhook",
+            ),
+            (
+                Method::POST,
+                "/pipelines/{team}/{name}/builds",
+                "pipelines.builds.create",
+            ),
         ];
         for (method, route, want) in cases {
             assert_eq!(action_name(&method, route), want, "{method} {route}");

@@ -16,11 +16,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::extract::{Path, State};
 use berth_core::RolloutPhase;
-use berth_core::pipeline::{Build, BuildStep, Pipeline};
+use berth_core::pipeline::{Build, BuildStep, BuildTrigger, Pipeline};
 use berth_engine::{RegistryAuth, labels};
 use berth_pipeline::{
-    BuildLog, BuildPlan, BuildSink, BuildState, Cancel, CancelReason, DeployRequest, Deployer,
-    Ending, GitAuth, GitRemote, LogSource, Runner,
+    BuildLog, BuildPlan, BuildSink, BuildState, Cancel, CancelReason, CommitInfo, DeployRequest,
+    Deployer, Ending, GitAuth, GitRemote, LogSource, Runner,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -32,8 +32,6 @@ use crate::dto::AppChanges;
 use crate::extract::ApiJson;
 use crate::registry_auth::{BUILDER_USER, BuilderGrants};
 
-/// How long a build may run in all.
-const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How long a roll-out is awaited before the build says it is still going.
 const ROLLOUT_PATIENCE: Duration = Duration::from_secs(10 * 60);
 
@@ -82,6 +80,10 @@ pub struct BuildWorkerConfig {
     pub grants: BuilderGrants,
     /// The engine namespace (labels images and containers a build makes).
     pub namespace: String,
+    /// How long a build may run in all before it is stopped as timed out.
+    pub timeout: Duration,
+    /// How many builds of each pipeline are kept (with their logs); older ended ones go.
+    pub retention: u32,
 }
 
 /// The queue of builds: clones share it.
@@ -122,6 +124,39 @@ impl BuildWorker {
         });
     }
 
+    /// Queues again the builds a previous run of the server had queued but not started.
+    pub async fn resume_queued(&self, state: &ApiState) {
+        let queued = match state.store.queued_builds().await {
+            Ok(queued) => queued,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the queued builds");
+                return;
+            }
+        };
+        for build in queued {
+            match state.store.get_pipeline(&build.team, &build.pipeline).await {
+                Ok(Some(pipeline)) => self.enqueue(state, pipeline, build),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, build = build.id, "cannot queue the build again")
+                }
+            }
+        }
+    }
+
+    /// Stops every build this server runs because the server stops: running builds end
+    /// `interrupted`, queued ones stay queued for the next start. Waits (up to `patience`) for
+    /// the builds to record their end.
+    pub async fn shut_down(&self, patience: Duration) {
+        for cancel in lock(&self.cancels).values() {
+            cancel.cancel(CancelReason::Shutdown);
+        }
+        let deadline = tokio::time::Instant::now() + patience;
+        while !lock(&self.cancels).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops the build if this server is running or queueing it; returns whether it was.
     pub fn cancel(&self, id: i64) -> bool {
         match lock(&self.cancels).get(&id) {
@@ -135,10 +170,14 @@ impl BuildWorker {
 
     async fn run(&self, state: &ApiState, pipeline: &Pipeline, build: Build, cancel: &Cancel) {
         // A build cancelled while waiting for a slot ends at once without one.
-        let _permit = tokio::select! {
+        let permit = tokio::select! {
             permit = Arc::clone(&self.permits).acquire_owned() => permit.ok(),
             () = cancel.token().cancelled() => None,
         };
+        if permit.is_none() && cancel.reason() == Some(CancelReason::Shutdown) {
+            // Never started: it stays queued and runs after the next start.
+            return;
+        }
         let log_path = state.build_logs_dir.join(format!("{}.log", build.id));
         let file = std::fs::create_dir_all(&state.build_logs_dir)
             .and_then(|()| {
@@ -163,16 +202,21 @@ impl BuildWorker {
             }
         };
         let _grant = self.config.grants.grant(&pipeline.target_repository);
-        let (states, mut received) = tokio::sync::mpsc::unbounded_channel::<BuildState>();
+        let (updates, mut received) = tokio::sync::mpsc::unbounded_channel::<Progress>();
         let sink = FileSink {
-            states,
+            updates,
             file: Mutex::new(file),
         };
         let store = Arc::clone(&state.store);
         let mut stored = build;
         let writer = tokio::spawn(async move {
             while let Some(next) = received.recv().await {
-                apply_state(&mut stored, &next);
+                match next {
+                    // The end is stored once, with what the build made (below).
+                    Progress::State(next) if next.status.is_terminal() => continue,
+                    Progress::State(next) => apply_state(&mut stored, &next),
+                    Progress::Commit(commit) => apply_commit(&mut stored, commit),
+                }
                 if let Err(e) = store.update_build(&stored).await {
                     tracing::warn!(error = %e, build = stored.id, "cannot record the build's state");
                 }
@@ -193,15 +237,30 @@ impl BuildWorker {
         };
         apply_state(&mut build, &report.state);
         if let Some(commit) = report.commit {
-            build.commit = Some(commit.sha);
-            build.author = Some(commit.author);
-            build.author_email = Some(commit.author_email);
-            build.message = Some(commit.message);
+            apply_commit(&mut build, commit);
         }
         build.image_digest = report.image.and_then(|i| i.digest);
         build.rollout_outcome = report.deployment;
         if let Err(e) = state.store.update_build(&build).await {
             tracing::warn!(error = %e, build = build.id, "cannot record the build's end");
+        }
+        self.prune(state, pipeline).await;
+    }
+
+    /// Retention: drops the pipeline's builds beyond the newest [`BuildWorkerConfig::retention`]
+    /// with their logs.
+    async fn prune(&self, state: &ApiState, pipeline: &Pipeline) {
+        match state
+            .store
+            .prune_builds(&pipeline.team, &pipeline.name, self.config.retention)
+            .await
+        {
+            Ok(pruned) => {
+                for id in pruned {
+                    let _ = std::fs::remove_file(state.build_logs_dir.join(format!("{id}.log")));
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot prune old builds"),
         }
     }
 
@@ -212,7 +271,11 @@ impl BuildWorker {
         pipeline: &Pipeline,
         build: &Build,
     ) -> Result<BuildPlan, String> {
+        // Pushed commits, and every build of a pipeline without a remote, come from the
+        // repository Berth hosts.
+        let hosted = build.trigger == BuildTrigger::GitPush || pipeline.repository_url.is_empty();
         let auth = match &pipeline.sealed_credentials {
+            _ if hosted => GitAuth::None,
             None => GitAuth::None,
             Some(sealed) => {
                 let context = Pipeline::credentials_context(&pipeline.team, &pipeline.name);
@@ -231,7 +294,17 @@ impl BuildWorker {
             build_id: format!("{}-build-{}", self.config.namespace, build.id),
             queued_at_ms: build.created_at,
             remote: GitRemote {
-                url: pipeline.repository_url.clone(),
+                url: if hosted {
+                    crate::git_http::hosted_repository(
+                        &state.git_dir,
+                        &pipeline.team,
+                        &pipeline.name,
+                    )
+                    .to_string_lossy()
+                    .into_owned()
+                } else {
+                    pipeline.repository_url.clone()
+                },
                 auth,
             },
             branch: build.branch.clone(),
@@ -247,7 +320,7 @@ impl BuildWorker {
                 password: self.config.builder_secret.clone(),
                 server: host.clone(),
             }),
-            timeout: BUILD_TIMEOUT,
+            timeout: self.config.timeout,
             labels: BTreeMap::from([
                 (labels::NAMESPACE.to_owned(), self.config.namespace.clone()),
                 (
@@ -282,15 +355,33 @@ fn apply_state(build: &mut Build, state: &BuildState) {
     build.reason = state.reason.clone();
 }
 
-/// Sends states to the writer task and appends lines to the log file.
+/// Copies the fetched commit onto the stored build.
+fn apply_commit(build: &mut Build, commit: CommitInfo) {
+    build.commit = Some(commit.sha);
+    build.author = Some(commit.author);
+    build.author_email = Some(commit.author_email);
+    build.message = Some(commit.message);
+}
+
+/// What the runner reports while a build runs, for the task that stores it.
+enum Progress {
+    State(BuildState),
+    Commit(CommitInfo),
+}
+
+/// Sends progress to the writer task and appends lines to the log file.
 struct FileSink {
-    states: tokio::sync::mpsc::UnboundedSender<BuildState>,
+    updates: tokio::sync::mpsc::UnboundedSender<Progress>,
     file: Mutex<Option<std::fs::File>>,
 }
 
 impl BuildSink for FileSink {
     fn state(&self, state: &BuildState) {
-        let _ = self.states.send(state.clone());
+        let _ = self.updates.send(Progress::State(state.clone()));
+    }
+
+    fn commit(&self, commit: &CommitInfo) {
+        let _ = self.updates.send(Progress::Commit(commit.clone()));
     }
 
     fn log(&self, line: &BuildLog) {

@@ -8,12 +8,14 @@ pub mod accounts;
 pub mod apps;
 pub mod audit;
 pub mod auth;
+pub mod build_events;
 pub mod build_worker;
 pub mod changes;
 pub mod console;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod git_http;
 pub mod image_dto;
 pub mod images;
 pub mod pipeline_dto;
@@ -25,6 +27,7 @@ pub mod registry_auth;
 pub mod team_dto;
 pub mod teams;
 pub mod templates;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -75,6 +78,8 @@ pub struct ApiState {
     pub build_logs_dir: std::path::PathBuf,
     /// The queue of builds and the builds running on this server.
     pub builds: build_worker::BuildWorker,
+    /// Where pipelines' hosted git repositories are kept (`<data-dir>/git`).
+    pub git_dir: std::path::PathBuf,
 }
 
 impl ApiState {
@@ -111,7 +116,9 @@ impl ApiState {
         quota_requests::reject, templates::list, templates::get, templates::put,
         templates::delete, templates::create_app, pipelines::list, pipelines::get,
         pipelines::put, pipelines::delete, pipelines::start_build, pipelines::list_builds,
-        pipelines::get_build, pipelines::cancel_build, pipelines::build_logs, healthz, readyz,
+        pipelines::get_build, pipelines::cancel_build, pipelines::build_logs,
+        build_events::build_events, webhooks::receive,
+        healthz, readyz,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -313,6 +320,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/builds/{id}", get(pipelines::get_build))
         .route("/builds/{id}/cancel", post(pipelines::cancel_build))
         .route("/builds/{id}/logs", get(pipelines::build_logs))
+        .route("/builds/{id}/events", get(build_events::build_events))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
@@ -320,6 +328,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/auth/register", post(accounts::register))
         .route("/auth/login", post(accounts::login))
         .route("/auth/token", post(accounts::token_login))
+        .route("/pipelines/{team}/{name}/webhook", webhooks::route())
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .fallback(unknown_route);
     let registry = berth_registry::router(Arc::clone(&state.registry)).layer(
@@ -330,6 +339,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/openapi.json", get(openapi_json))
         .nest("/api/v1", api)
+        .merge(git_http::router())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
         .merge(registry)
@@ -372,6 +382,8 @@ mod tests {
             "/api/v1/registries/{name}/images/{reference}",
             "/api/v1/pipelines/{team}/{name}/builds",
             "/api/v1/builds/{id}/logs",
+            "/api/v1/builds/{id}/events",
+            "/api/v1/pipelines/{team}/{name}/webhook",
         ] {
             assert!(
                 doc.contains(path),

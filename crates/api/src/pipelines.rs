@@ -14,10 +14,10 @@ use berth_core::pipeline::{Build, BuildTrigger, Pipeline};
 use berth_pipeline::BranchPattern;
 use berth_pipeline::branch::{is_commit_id, is_valid_branch};
 use berth_store::BuildQuery;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::ApiState;
 use crate::auth::Principal;
+use crate::build_events::{BuildFollower, pause};
 use crate::build_worker::StoredCredentials;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
@@ -25,9 +25,6 @@ use crate::pipeline_dto::{
     BuildDto, BuildLogParams, BuildRequest, BuildsParams, GitCredentialsDto, PipelineDto,
     PipelineRequest, PipelinesParams,
 };
-
-/// How often a followed log looks for new output.
-const FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// The pipeline when the caller may do `action` in its team (404 when they cannot read it).
 async fn pipeline_for(
@@ -50,7 +47,7 @@ async fn pipeline_for(
 }
 
 /// The build when the caller may do `action` in its team (404 when they cannot read it).
-async fn build_for(
+pub(crate) async fn build_for(
     state: &ApiState,
     principal: &Principal,
     id: i64,
@@ -160,8 +157,9 @@ pub async fn get(
     Ok(Json(PipelineDto::from(&pipeline)))
 }
 
-/// Create or replace a pipeline (role allowed to deploy). Git credentials are sealed with the
-/// server's key and never shown again; a replace without credentials keeps the stored ones.
+/// Create or replace a pipeline (role allowed to deploy). Git credentials and the webhook
+/// secret are sealed with the server's key and never shown again; a replace without them keeps
+/// the stored ones, and an empty `webhook_secret` removes it (webhooks are then refused).
 #[utoipa::path(operation_id = "put_pipeline", put, path = "/api/v1/pipelines/{team}/{name}", tag = "pipelines",
     params(("team" = String, Path), ("name" = String, Path)), request_body = PipelineRequest,
     responses((status = 200, body = PipelineDto), (status = 201, body = PipelineDto),
@@ -224,10 +222,26 @@ pub async fn put(
             }
         }
     }
+    if let Some(secret) = request.webhook_secret.as_deref().filter(|s| !s.is_empty())
+        && let Some(problem) = crate::webhooks::secret_problem(secret)
+    {
+        return Err(ApiError::field("webhook_secret", problem));
+    }
     let existing = state.store.get_pipeline(&team, &name).await?;
     let sealed_credentials = match &request.credentials {
         Some(credentials) => Some(seal_credentials(&state, &team, &name, credentials)?),
         None => existing.as_ref().and_then(|p| p.sealed_credentials.clone()),
+    };
+    let sealed_webhook_secret = match request.webhook_secret.as_deref() {
+        Some("") => None,
+        Some(secret) => Some(
+            state
+                .secrets
+                .seal(secret, &Pipeline::webhook_secret_context(&team, &name)),
+        ),
+        None => existing
+            .as_ref()
+            .and_then(|p| p.sealed_webhook_secret.clone()),
     };
     let now = (state.clock)();
     let pipeline = Pipeline {
@@ -242,9 +256,7 @@ pub async fn put(
         target_repository: target.clone(),
         deploy_app: request.deploy_app.clone(),
         sealed_credentials,
-        sealed_webhook_secret: existing
-            .as_ref()
-            .and_then(|p| p.sealed_webhook_secret.clone()),
+        sealed_webhook_secret,
         created_by: existing
             .as_ref()
             .map_or_else(|| principal.username().to_owned(), |p| p.created_by.clone()),
@@ -435,32 +447,21 @@ async fn forward_log(
     follow: bool,
     chunks: tokio::sync::mpsc::Sender<Vec<u8>>,
 ) {
-    let path = state.build_logs_dir.join(format!("{id}.log"));
-    let mut offset = 0u64;
+    let mut follower = BuildFollower::new(&state, id, 0);
     loop {
-        // Whether the build had ended before this read: then the read gets everything.
-        let ended = !follow
-            || match state.store.get_build(id).await {
-                Ok(Some(build)) => build.status.is_terminal(),
-                Ok(None) | Err(_) => true,
-            };
-        if let Ok(mut file) = tokio::fs::File::open(&path).await
-            && file.seek(std::io::SeekFrom::Start(offset)).await.is_ok()
-        {
-            let mut buffer = Vec::new();
-            if file.read_to_end(&mut buffer).await.is_ok() && !buffer.is_empty() {
-                offset += buffer.len() as u64;
-                if chunks.send(buffer).await.is_err() {
-                    return;
-                }
-            }
-        }
-        if ended {
+        let look = follower.look().await;
+        let more_to_read = look.more_to_read();
+        // Without following: the log as it is now, read to its end.
+        let done = if follow {
+            look.complete()
+        } else {
+            !more_to_read
+        };
+        if !look.appended.is_empty() && chunks.send(look.appended).await.is_err() {
             return;
         }
-        tokio::select! {
-            () = chunks.closed() => return,
-            () = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+        if done || !pause(more_to_read, &chunks).await {
+            return;
         }
     }
 }

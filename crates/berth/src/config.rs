@@ -55,6 +55,12 @@ pub struct ServerOptions {
     /// Builds run at once by this server; the rest wait in a queue [default: 1]
     #[arg(long, env = "BERTH_BUILD_CONCURRENCY")]
     pub build_concurrency: Option<usize>,
+    /// A build running longer than this is stopped as timed out [default: 30m]
+    #[arg(long, env = "BERTH_BUILD_TIMEOUT")]
+    pub build_timeout: Option<String>,
+    /// Builds kept per pipeline with their logs; older ended ones are deleted [default: 50]
+    #[arg(long, env = "BERTH_BUILD_RETENTION")]
+    pub build_retention: Option<u32>,
     /// Log filter (tracing syntax), e.g. info or berth_controller=debug [default: info]
     #[arg(long, env = "BERTH_LOG")]
     pub log: Option<String>,
@@ -78,6 +84,8 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     pub secure_cookies: bool,
     pub build_concurrency: usize,
+    pub build_timeout: Duration,
+    pub build_retention: u32,
     pub log: String,
 }
 
@@ -99,6 +107,8 @@ impl ServerOptions {
             session_ttl: self.session_ttl.or(file.session_ttl),
             secure_cookies: self.secure_cookies.or(file.secure_cookies),
             build_concurrency: self.build_concurrency.or(file.build_concurrency),
+            build_timeout: self.build_timeout.or(file.build_timeout),
+            build_retention: self.build_retention.or(file.build_retention),
             log: self.log.or(file.log),
         }
     }
@@ -136,6 +146,10 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
     if build_concurrency == 0 {
         return Err("build-concurrency: must be at least 1".into());
     }
+    let build_retention = o.build_retention.unwrap_or(50);
+    if build_retention == 0 {
+        return Err("build-retention: must be at least 1 (the newest build is always kept)".into());
+    }
     let listen = o
         .listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700)));
@@ -159,6 +173,8 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         session_ttl: duration("session-ttl", o.session_ttl, "12h")?,
         secure_cookies: o.secure_cookies.unwrap_or(!listen.ip().is_loopback()),
         build_concurrency,
+        build_timeout: duration("build-timeout", o.build_timeout, "30m")?,
+        build_retention,
         log: o.log.unwrap_or_else(|| "info".into()),
     })
 }
@@ -197,6 +213,8 @@ mod tests {
             ("resync_interval = \"soon\"", "resync-interval:"),
             ("revision_history = 1", "revision-history:"),
             ("build_concurrency = 0", "build-concurrency:"),
+            ("build_timeout = \"forever\"", "build-timeout:"),
+            ("build_retention = 0", "build-retention:"),
             ("no_such_key = 1", "unknown field `no_such_key`"),
         ];
         for (text, want) in cases {

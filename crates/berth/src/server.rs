@@ -125,7 +125,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         .map_err(|e| format!("cannot open the registry storage: {e}"))?
         .with_limits(Arc::new(TeamRegistryLimits::new(Arc::clone(&store)))),
     );
-    tokio::spawn(expire_sessions(Arc::clone(&store), Arc::clone(&clock)));
+    tokio::spawn(hourly_cleanup(Arc::clone(&store), Arc::clone(&clock)));
     tokio::spawn(registry_maintenance(
         Arc::clone(&store),
         Arc::clone(&registry),
@@ -160,9 +160,10 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     );
     controller.start();
 
-    // Builds that were running when the server stopped never finish: say so.
+    // Builds that were running when the server stopped never finish: say so. Queued ones
+    // run once the worker is up.
     match store
-        .mark_unfinished_builds_interrupted(clock(), "the Berth server stopped during the build")
+        .interrupt_started_builds(clock(), "the Berth server stopped during the build")
         .await
     {
         Ok(0) => {}
@@ -176,6 +177,8 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         builder_secret,
         grants: builder_grants,
         namespace: config.namespace.clone(),
+        timeout: config.build_timeout,
+        retention: config.build_retention,
     });
 
     let state = ApiState {
@@ -195,6 +198,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         secrets,
         remote_registries: Default::default(),
         build_logs_dir: config.data_dir.join("builds"),
+        git_dir: config.data_dir.join("git"),
         builds,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -210,10 +214,16 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
         let _ = stream.set_nodelay(true);
     });
+    state.builds.resume_queued(&state).await;
+    let builds = state.builds.clone();
     let app =
         berth_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Running builds end `interrupted` now, so streams following them end too.
+            builds.shut_down(BUILD_SHUTDOWN_PATIENCE).await;
+        })
         .await
         .map_err(|e| format!("server: {e}"))?;
     tracing::info!(
@@ -221,6 +231,9 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     );
     Ok(())
 }
+
+/// How long a stopping server waits for its builds to record that they were interrupted.
+const BUILD_SHUTDOWN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The host names under which the engine reaches Berth's registry (docker trusts loopback
 /// registries without TLS).
@@ -274,15 +287,25 @@ async fn registry_maintenance(
     }
 }
 
-/// Deletes expired browser sessions every hour (they already admit nobody; this frees rows).
-async fn expire_sessions(store: Arc<dyn Store>, clock: berth_controller::Clock) {
+/// Every hour: deletes expired browser sessions (they already admit nobody; this frees rows)
+/// and forgets webhook delivery ids older than a week (forges redeliver within hours).
+async fn hourly_cleanup(store: Arc<dyn Store>, clock: berth_controller::Clock) {
     const PERIOD: std::time::Duration = std::time::Duration::from_secs(3600);
+    const DELIVERY_MEMORY_MS: i64 = 7 * 24 * 3600 * 1000;
     loop {
         tokio::time::sleep(PERIOD).await;
         match store.delete_expired_sessions(clock()).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "deleted expired sessions"),
             Err(error) => tracing::warn!(%error, "deleting expired sessions failed"),
+        }
+        match store
+            .prune_webhook_deliveries(clock() - DELIVERY_MEMORY_MS)
+            .await
+        {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "forgot old webhook deliveries"),
+            Err(error) => tracing::warn!(%error, "forgetting webhook deliveries failed"),
         }
     }
 }

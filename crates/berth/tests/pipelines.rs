@@ -8,102 +8,11 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::Server;
-
-const DOCKERFILE: &str = "FROM berth-testapp-shell:latest\nCOPY app.txt test.sh /app/\n";
-const TEST_SH: &str = "echo \"testing $(cat /app/app.txt)\"\n\
-                       test \"$(cat /app/app.txt)\" = ok || { echo 'app.txt is wrong' >&2; exit 3; }\n\
-                       echo 'all tests passed'\n";
-
-/// Runs git in `dir` with a fixed identity and no user configuration.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=Ada", "-c", "user.email=ada@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Commits `app.txt` with `content` (plus the Dockerfile and test script); returns the commit.
-fn commit(dir: &Path, namespace: &str, content: &str) -> String {
-    std::fs::write(dir.join("Dockerfile"), DOCKERFILE).unwrap();
-    // The namespace keeps this test's layers its own (another test's cleanup cannot take them).
-    std::fs::write(dir.join("test.sh"), format!("# {namespace}\n{TEST_SH}")).unwrap();
-    std::fs::write(dir.join("app.txt"), content).unwrap();
-    git(dir, &["add", "--all"]);
-    git(
-        dir,
-        &["commit", "--quiet", "-m", &format!("app.txt = {content}")],
-    );
-    git(dir, &["rev-parse", "HEAD"])
-}
-
-async fn wait_build(server: &Server, id: i64) -> Value {
-    let start = Instant::now();
-    loop {
-        let build = server.get(&format!("/api/v1/builds/{id}")).await;
-        let status = build["status"].as_str().unwrap_or_default().to_owned();
-        if [
-            "succeeded",
-            "failed",
-            "cancelled",
-            "interrupted",
-            "timed_out",
-        ]
-        .contains(&status.as_str())
-        {
-            return build;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "build {id} not finished: {build:#}\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-async fn build_log(server: &Server, id: i64) -> String {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!(
-            "{}/api/v1/builds/{id}/logs?follow=true",
-            server.url
-        ))
-        .bearer_auth(&server.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-async fn tag_count(server: &Server, repository: &str) -> u64 {
-    let repositories = server.get("/api/v1/images").await;
-    repositories
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == repository)
-        .map_or(0, |r| r["tag_count"].as_u64().unwrap())
-}
+use support::git_repo::{build_log, commit, git, tag_count, wait_build};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn build_test_push_and_roll_out_and_a_red_test_changes_nothing() {
@@ -212,4 +121,161 @@ async fn build_test_push_and_roll_out_and_a_red_test_changes_nothing() {
     assert_eq!(after["template"]["image"], image.as_str());
     let builds = server.get("/api/v1/builds?team=default&pipeline=web").await;
     assert_eq!(builds.as_array().unwrap().len(), 2);
+}
+
+/// Puts pipeline `default/<name>` building `repo` with `test_command`.
+async fn put_pipeline(server: &Server, name: &str, repo: &std::path::Path, test_command: Value) {
+    let namespace = server.namespace.namespace();
+    let (status, body) = server
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/pipelines/default/{name}"),
+            Some(json!({
+                "repository_url": repo.display().to_string(),
+                "test_command": test_command,
+                "target_repository": format!("default/{namespace}-{name}"),
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+async fn build_now(server: &Server, pipeline: &str) -> i64 {
+    let (status, queued) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/pipelines/default/{pipeline}/builds"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    queued["id"].as_i64().unwrap()
+}
+
+/// Waits until the build runs its tests (its test command printed `sleeping`).
+async fn wait_testing(server: &Server, id: i64) {
+    support::wait_until(
+        "the build to run its tests",
+        Duration::from_secs(120),
+        || async {
+            let build = server.get(&format!("/api/v1/builds/{id}")).await;
+            build["status"] == "testing"
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_timeout_and_a_restart_mid_build_end_builds_and_the_queue_goes_on() {
+    tokio::task::spawn_blocking(berth_testkit::shell_image)
+        .await
+        .unwrap();
+    let mut server = Server::start_with(
+        "pipeline-faults",
+        &["--build-timeout", "20s", "--build-retention", "2"],
+    )
+    .await;
+    let namespace = server.namespace.namespace().to_owned();
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "--quiet", "--initial-branch=main"]);
+    commit(repo.path(), &namespace, "ok");
+    put_pipeline(
+        &server,
+        "slow",
+        repo.path(),
+        json!(["/bin/sh", "-c", "echo sleeping; sleep 600"]),
+    )
+    .await;
+    put_pipeline(
+        &server,
+        "quick",
+        repo.path(),
+        json!(["/bin/sh", "/app/test.sh"]),
+    )
+    .await;
+
+    // Cancel during the tests: the build ends cancelled at once and pushes nothing.
+    let cancelled = build_now(&server, "slow").await;
+    wait_testing(&server, cancelled).await;
+    // The commit is on the build while it runs, not only once it ends.
+    let running = server.get(&format!("/api/v1/builds/{cancelled}")).await;
+    assert_eq!(running["author"], "Ada", "{running:#}");
+    assert_eq!(running["message"], "app.txt = ok", "{running:#}");
+    let (status, body) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/builds/{cancelled}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let build = wait_build(&server, cancelled).await;
+    assert_eq!(build["status"], "cancelled", "{build:#}");
+    assert_eq!(build["image_digest"], Value::Null);
+    let (status, body) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/builds/{cancelled}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "an ended build: {body}");
+
+    // The timeout stops a build that runs too long.
+    let timed_out = build_now(&server, "slow").await;
+    let build = wait_build(&server, timed_out).await;
+    assert_eq!(build["status"], "timed_out", "{build:#}");
+    assert!(
+        build["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("timeout of 20 s")),
+        "{build:#}"
+    );
+
+    // A restart mid-build: the running build ends interrupted, the queued one runs after.
+    let running = build_now(&server, "slow").await;
+    let waiting = build_now(&server, "quick").await;
+    wait_testing(&server, running).await;
+    assert_eq!(
+        server.get(&format!("/api/v1/builds/{waiting}")).await["status"],
+        "queued"
+    );
+    server.restart().await;
+    let build = server.get(&format!("/api/v1/builds/{running}")).await;
+    assert_eq!(build["status"], "interrupted", "{build:#}");
+    assert!(
+        build["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("stopped")),
+        "{build:#}"
+    );
+    let log = build_log(&server, running).await;
+    assert!(log.contains("sleeping"), "{log}");
+    let build = wait_build(&server, waiting).await;
+    assert_eq!(build["status"], "succeeded", "{build:#}\n{}", server.log());
+
+    // Retention keeps each pipeline's newest two builds; older ones go with their logs.
+    for _ in 0..2 {
+        let id = build_now(&server, "quick").await;
+        let build = wait_build(&server, id).await;
+        assert_eq!(build["status"], "succeeded", "{build:#}");
+    }
+    let kept = server
+        .get("/api/v1/builds?team=default&pipeline=quick")
+        .await;
+    assert_eq!(kept.as_array().unwrap().len(), 2, "{kept:#}");
+    let (status, _) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/builds/{waiting}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert!(
+        !server
+            .data_dir
+            .join(format!("builds/{waiting}.log"))
+            .exists()
+    );
 }

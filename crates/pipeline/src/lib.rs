@@ -7,6 +7,8 @@
 //! * [`branch`] — branch patterns (`main`, `release/*`), branch names, commit ids, image tags.
 //! * [`webhook`] — GitHub, GitLab and Gitea push webhooks: verification and parsing.
 //! * [`git`] — fetching one exact commit with the `git` binary, with credentials.
+//! * [`pktline`] — git's pkt-line framing: the ref updates of a `git push` to Berth and the
+//!   side-band progress written back to the pusher.
 //! * [`runner`] — running a [`BuildPlan`]: fetch, build, test inside the image, tag and push,
 //!   roll out; progress to a [`BuildSink`], roll-outs through a [`Deployer`], stopped by a
 //!   [`Cancel`] or the build's timeout.
@@ -18,6 +20,7 @@
 pub mod branch;
 pub mod cancel;
 pub mod git;
+pub mod pktline;
 pub mod runner;
 pub mod state;
 pub mod webhook;

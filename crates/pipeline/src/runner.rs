@@ -116,6 +116,8 @@ pub trait BuildSink: Send + Sync {
     fn state(&self, state: &BuildState);
     /// A line of output.
     fn log(&self, line: &BuildLog);
+    /// The commit being built, once fetched (before the image is built).
+    fn commit(&self, _commit: &CommitInfo) {}
 }
 
 /// The image a build made.
@@ -422,6 +424,7 @@ impl Run<'_> {
                 commit.message.lines().next().unwrap_or_default()
             ),
         );
+        self.sink.commit(&commit);
         self.outputs().commit = Some(commit.clone());
 
         let commit_ref = format!("{}:{}", plan.image_repository, commit.sha);

@@ -75,7 +75,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     create_build_numbers_concurrently(store.clone()).await;
     update_build_round_trip_and_final_status(s).await;
     list_builds_filters_and_pages(s).await;
-    mark_unfinished_builds_interrupted_only_touches_unfinished(s).await;
+    interrupt_started_builds_leaves_queued_and_ended_ones(s).await;
     prune_builds_keeps_newest_and_unfinished(s).await;
     webhook_deliveries_are_recorded_once(s).await;
     delete_pipeline_removes_builds_and_deliveries(s).await;
@@ -2976,9 +2976,9 @@ pub async fn list_builds_filters_and_pages(store: &dyn Store) {
     );
 }
 
-/// Note: this check ends every unfinished build in the store, so it must not share a database
+/// Note: this check ends every started build in the store, so it must not share a database
 /// with another run's checks at the same moment.
-pub async fn mark_unfinished_builds_interrupted_only_touches_unfinished(store: &dyn Store) {
+pub async fn interrupt_started_builds_leaves_queued_and_ended_ones(store: &dyn Store) {
     let pipeline = team_with_pipelines(store, "build-interrupt", &["bi"])
         .await
         .remove(0);
@@ -2997,26 +2997,25 @@ pub async fn mark_unfinished_builds_interrupted_only_touches_unfinished(store: &
 
     let now = T0 + 1_000;
     let reason = "Berth restarted during the build";
-    let count = store
-        .mark_unfinished_builds_interrupted(now, reason)
-        .await
-        .unwrap();
-    assert!(count >= 2, "the queued and the building build: {count}");
+    let count = store.interrupt_started_builds(now, reason).await.unwrap();
+    assert!(count >= 1, "the building build: {count}");
 
-    let mut want_queued = queued.clone();
-    assert!(want_queued.interrupt(reason, now));
-    assert!(
-        want_queued
-            .steps
-            .iter()
-            .all(|s| s.status == StepStatus::Skipped)
-    );
     let mut want_building = building.clone();
     assert!(want_building.interrupt(reason, now));
     assert_eq!(want_building.steps[1].status, StepStatus::Interrupted);
     assert_eq!(
-        store.get_build(queued.id).await.unwrap(),
-        Some(want_queued.clone())
+        store.get_build(queued.id).await.unwrap().as_ref(),
+        Some(&queued),
+        "a queued build waits to run"
+    );
+    assert!(
+        store
+            .queued_builds()
+            .await
+            .unwrap()
+            .iter()
+            .any(|b| b == &queued),
+        "the queued build is listed for the next start"
     );
     assert_eq!(
         store.get_build(building.id).await.unwrap(),
@@ -3029,13 +3028,22 @@ pub async fn mark_unfinished_builds_interrupted_only_touches_unfinished(store: &
             "ended builds are untouched"
         );
     }
+    let queued_ids: Vec<i64> = store
+        .queued_builds()
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.id)
+        .collect();
+    let mut sorted = queued_ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(queued_ids, sorted, "oldest first");
 
-    // Once is enough: nothing of ours is left to end, and an interrupted build stays so.
+    // Once is enough: an interrupted build stays so.
     store
-        .mark_unfinished_builds_interrupted(now + 1, "again")
+        .interrupt_started_builds(now + 1, "again")
         .await
         .unwrap();
-    assert_eq!(store.get_build(queued.id).await.unwrap(), Some(want_queued));
     assert_conflict(
         store
             .update_build(&ended(building, BuildStatus::Succeeded, now + 2))

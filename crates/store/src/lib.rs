@@ -388,14 +388,14 @@ pub trait Store: Send + Sync + 'static {
     /// Matching builds, newest first.
     async fn list_builds(&self, query: &BuildQuery) -> StoreResult<Vec<Build>>;
 
-    /// Ends every build that has not ended as interrupted at `now` with `reason` (its running
-    /// step interrupted, steps not run skipped; see [`Build::interrupt`]), for a server that
-    /// starts after a crash or restart. Returns how many builds it ended.
-    async fn mark_unfinished_builds_interrupted(
-        &self,
-        now: Millis,
-        reason: &str,
-    ) -> StoreResult<u64>;
+    /// Ends every build that started and has not ended as interrupted at `now` with `reason`
+    /// (its running step interrupted, steps not run skipped; see [`Build::interrupt`]), for a
+    /// server that starts after a crash or restart. Queued builds are left to run. Returns how
+    /// many builds it ended.
+    async fn interrupt_started_builds(&self, now: Millis, reason: &str) -> StoreResult<u64>;
+
+    /// Every queued build, oldest first (a starting server queues them again).
+    async fn queued_builds(&self) -> StoreResult<Vec<Build>>;
 
     /// Retention: keeps the pipeline's newest `keep` builds and deletes the older ones that
     /// have ended (an unfinished build is never pruned). Returns the deleted ids, ascending, so

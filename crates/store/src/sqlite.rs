@@ -2156,16 +2156,13 @@ impl Store for SqliteStore {
         rows.iter().map(build_from_row).collect()
     }
 
-    async fn mark_unfinished_builds_interrupted(
-        &self,
-        now: Millis,
-        reason: &str,
-    ) -> StoreResult<u64> {
+    async fn interrupt_started_builds(&self, now: Millis, reason: &str) -> StoreResult<u64> {
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM builds WHERE status IN ({}) ORDER BY id",
+            "SELECT {} FROM builds WHERE status IN ({}) AND status <> '{}' ORDER BY id",
             build_columns!(),
-            unfinished_statuses_sql()
+            unfinished_statuses_sql(),
+            DbEnum::as_str(BuildStatus::Queued)
         )))
         .fetch_all(&mut *tx)
         .await
@@ -2180,6 +2177,18 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(db_err)?;
         Ok(ended)
+    }
+
+    async fn queued_builds(&self) -> StoreResult<Vec<Build>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM builds WHERE status = '{}' ORDER BY id",
+            build_columns!(),
+            DbEnum::as_str(BuildStatus::Queued)
+        )))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(build_from_row).collect()
     }
 
     async fn prune_builds(&self, team: &str, pipeline: &str, keep: u32) -> StoreResult<Vec<i64>> {

@@ -26,6 +26,10 @@ export type RepositoryDto = Schemas["RepositoryDto"];
 export type ImageDto = Schemas["ImageDto"];
 export type StorageUsageDto = Schemas["StorageUsageDto"];
 export type GcReportDto = Schemas["GcReportDto"];
+export type PipelineDto = Schemas["PipelineDto"];
+export type PipelineRequest = Schemas["PipelineRequest"];
+export type BuildDto = Schemas["BuildDto"];
+export type BuildStepDto = Schemas["BuildStepDto"];
 
 /** An error answered by the server (or the network), with the field it is about. */
 export class ApiError extends Error {

@@ -1,8 +1,8 @@
-// Live streams: the app timeline (Server-Sent Events) and followed logs (chunked text), both
-// read with fetch so the session cookie goes along and every event name is seen (the server
-// names each SSE message after the event kind, which EventSource would only deliver to
-// listeners registered per name).
-import { errorOf, type EventDto } from "./client";
+// Live streams: the app timeline and a build followed to its end (Server-Sent Events), and
+// followed app logs (chunked text), all read with fetch so the session cookie goes along and
+// every event name is seen (the server names each SSE message after its kind, which
+// EventSource would only deliver to listeners registered per name).
+import { ApiError, errorOf, type BuildDto, type EventDto } from "./client";
 
 export interface StreamHandle {
   close(): void;
@@ -25,6 +25,35 @@ async function readLines(response: Response, onLine: (line: string) => void, sig
     }
   }
   if (rest) onLine(rest);
+}
+
+/** One Server-Sent Events message. */
+interface SseMessage {
+  event: string;
+  id: string | null;
+  data: string;
+}
+
+/** Reads Server-Sent Events messages from a streamed response until it ends or `signal` aborts. */
+async function readSse(response: Response, onMessage: (m: SseMessage) => void, signal: AbortSignal) {
+  let data: string[] = [];
+  let event = "message";
+  let id: string | null = null;
+  await readLines(
+    response,
+    (line) => {
+      if (line === "") {
+        if (data.length) onMessage({ event, id, data: data.join("\n") });
+        data = [];
+        event = "message";
+        id = null;
+      } else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      else if (line.startsWith("event:")) event = line.slice(6).trim();
+      else if (line.startsWith("id:")) id = line.slice(3).trim();
+      // Anything else (a `:` keep-alive comment, `retry:`) is skipped.
+    },
+    signal,
+  );
 }
 
 /**
@@ -56,25 +85,16 @@ export function streamEvents(
         } else {
           onState(true);
           pause = 500;
-          let data: string[] = [];
-          let id: string | null = null;
-          await readLines(
+          await readSse(
             response,
-            (line) => {
-              if (line === "") {
-                if (data.length) {
-                  try {
-                    const event = JSON.parse(data.join("\n")) as EventDto;
-                    last = id !== null ? Number(id) : event.id;
-                    onEvent(event);
-                  } catch {
-                    /* a keep-alive comment or a malformed message: skip */
-                  }
-                }
-                data = [];
-                id = null;
-              } else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-              else if (line.startsWith("id:")) id = line.slice(3).trim();
+            (m) => {
+              try {
+                const event = JSON.parse(m.data) as EventDto;
+                last = m.id !== null ? Number(m.id) : event.id;
+                onEvent(event);
+              } catch {
+                /* a malformed message: skip */
+              }
             },
             controller.signal,
           );
@@ -119,5 +139,80 @@ export function streamLogs(
       if (!controller.signal.aborted) onState("error", e instanceof Error ? e.message : String(e));
     }
   })();
+  return { close: () => controller.abort() };
+}
+
+export interface BuildHandlers {
+  /** The build: first, then whenever it changes, and last when it has ended. */
+  onBuild(build: BuildDto): void;
+  /** More of the log: whole lines, each ending in a newline. */
+  onLog(text: string): void;
+  /** `open` while the build is followed, `ended` once it and its log have ended. */
+  onState(state: "connecting" | "open" | "ended" | "error", error?: ApiError): void;
+}
+
+/**
+ * Follows build `id` until it ends through `/builds/{id}/events`: `build` events (the
+ * BuildDto, on each change), `log` events (whole lines; the SSE id is the log offset after
+ * them) and a final `end`. A stream that closes without `end` is resumed after the last log
+ * line received (`Last-Event-ID`), with a growing pause.
+ */
+export function followBuild(id: number, handlers: BuildHandlers): StreamHandle {
+  const controller = new AbortController();
+  const signal = controller.signal;
+  let offset: string | null = null;
+  let pause = 500;
+  const run = async () => {
+    handlers.onState("connecting");
+    while (!signal.aborted) {
+      let ended = false;
+      try {
+        const headers: Record<string, string> = { Accept: "text/event-stream" };
+        if (offset !== null) headers["Last-Event-ID"] = offset;
+        const response = await fetch(`/api/v1/builds/${id}/events`, { credentials: "same-origin", headers, signal });
+        if (!response.ok) {
+          handlers.onState("error", await errorOf(response));
+          if (response.status === 404 || response.status === 401 || response.status === 403) return;
+        } else {
+          handlers.onState("open");
+          await readSse(
+            response,
+            (m) => {
+              if (m.event === "log") {
+                if (m.id !== null) offset = m.id;
+                handlers.onLog(m.data);
+                pause = 500;
+              } else if (m.event === "build" || m.event === "end") {
+                try {
+                  handlers.onBuild(JSON.parse(m.data) as BuildDto);
+                } catch {
+                  return;
+                }
+                if (m.event === "end") ended = true;
+              }
+            },
+            signal,
+          );
+          if (ended) {
+            handlers.onState("ended");
+            return;
+          }
+          if (!signal.aborted) handlers.onState("connecting");
+        }
+      } catch (e) {
+        if (signal.aborted) return;
+        handlers.onState("error", new ApiError(0, "network", e instanceof Error ? e.message : String(e)));
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, pause);
+        signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      pause = Math.min(pause * 2, 10_000);
+    }
+  };
+  void run();
   return { close: () => controller.abort() };
 }

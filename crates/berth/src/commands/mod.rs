@@ -5,6 +5,7 @@ mod accounts;
 mod apps;
 mod audit;
 mod images;
+mod pipelines;
 mod registries;
 mod teams;
 mod templates;
@@ -89,6 +90,8 @@ enum Command {
     Templates(templates::TemplatesCommand),
     /// The audit log: who changed what, when, and how it ended
     Audit(audit::AuditArgs),
+    #[command(flatten)]
+    Pipeline(pipelines::PipelineCommand),
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode, String> {
@@ -106,6 +109,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Team(command) => teams::run(&global.client()?, command).await,
         Command::Templates(command) => templates::run(&global.client()?, command).await,
         Command::Audit(args) => audit::run(&global.client()?, args).await,
+        Command::Pipeline(command) => {
+            let target = global.target()?;
+            let client = Client::new(&target.server, target.token)?;
+            pipelines::run(&client, &target.server, command).await
+        }
     }
 }
 
@@ -233,7 +241,7 @@ mod tests {
 
     #[test]
     fn existing_commands_still_parse() {
-        let cases: [&[&str]; 11] = [
+        let cases: [&[&str]; 16] = [
             &[
                 "berth", "apps", "create", "web", "--image", "x", "--cpu", "500m", "--wait",
             ],
@@ -284,6 +292,45 @@ mod tests {
                 "ci",
                 "--password-stdin",
             ],
+            &[
+                "berth",
+                "pipelines",
+                "create",
+                "web/api",
+                "--repo",
+                "https://git.example.com/web/api.git",
+                "--build-arg",
+                "A=1",
+                "--test",
+                "sh /app/test.sh",
+                "--target",
+                "web/api",
+                "--git-username",
+                "ci",
+                "--git-password-stdin",
+                "--webhook-secret-file",
+                "/run/secret",
+            ],
+            &[
+                "berth",
+                "pipelines",
+                "build",
+                "web/api",
+                "--branch",
+                "main",
+                "-f",
+            ],
+            &[
+                "berth",
+                "builds",
+                "list",
+                "--pipeline",
+                "web/api",
+                "-o",
+                "json",
+            ],
+            &["berth", "builds", "logs", "7", "-f"],
+            &["berth", "pipelines", "delete", "web/api", "--yes"],
         ];
         for args in cases {
             assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");

@@ -1,0 +1,813 @@
+//! Berth's smart-HTTP git endpoint: every pipeline has a repository Berth hosts at
+//! `/git/<team>/<pipeline>.git`, so `git push berth main` (Heroku-style) stores the commits and
+//! starts a build of each pushed branch the pipeline's pattern matches, and the push's output
+//! follows the build (`remote: …` lines) until it ends.
+//!
+//! Git's own `upload-pack` and `receive-pack` (`--stateless-rpc`) speak the protocol; this
+//! module authenticates (Basic with a Berth username and an API token or password), checks the
+//! team role (`viewer` fetches, `member` pushes), pipes bodies, and appends the build's
+//! progress to `receive-pack`'s side-band output before its final flush. The hosted
+//! repositories live under `<data-dir>/git/<team>/<pipeline>.git`.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use berth_core::accounts::TeamAction;
+use berth_core::audit::{AuditEntry, AuditOutcome};
+use berth_core::pipeline::{Build, BuildTrigger, Pipeline};
+use berth_pipeline::BranchPattern;
+use berth_pipeline::branch::branch_from_ref;
+use berth_pipeline::pktline::{self, PushCommands};
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ApiState;
+use crate::audit::AuditSlot;
+use crate::auth::{LoginError, Principal};
+
+/// How long a push's output follows a build before leaving it running.
+const FOLLOW_LIMIT: Duration = Duration::from_secs(60 * 60);
+/// How often a followed build's log is read.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(300);
+/// The most of a push request's start kept while looking for its command list.
+const COMMANDS_LIMIT: usize = 1 << 20;
+
+/// The routes, merged at the server's root.
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/git/{team}/{repository}/info/refs", get(info_refs))
+        .route(
+            "/git/{team}/{repository}/git-upload-pack",
+            post(upload_pack),
+        )
+        .route(
+            "/git/{team}/{repository}/git-receive-pack",
+            post(receive_pack),
+        )
+}
+
+/// Where the repository of `team`'s pipeline `name` is kept.
+pub fn hosted_repository(git_dir: &Path, team: &str, name: &str) -> PathBuf {
+    git_dir.join(team).join(format!("{name}.git"))
+}
+
+/// The two git services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    UploadPack,
+    ReceivePack,
+}
+
+impl Service {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "git-upload-pack" => Some(Service::UploadPack),
+            "git-receive-pack" => Some(Service::ReceivePack),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Service::UploadPack => "git-upload-pack",
+            Service::ReceivePack => "git-receive-pack",
+        }
+    }
+
+    /// What the caller needs in the pipeline's team.
+    fn action(self) -> TeamAction {
+        match self {
+            Service::UploadPack => TeamAction::Read,
+            Service::ReceivePack => TeamAction::Deploy,
+        }
+    }
+
+    fn command(self, repository: &Path) -> Command {
+        let subcommand = self.name().trim_start_matches("git-");
+        let mut command = Command::new("git");
+        command
+            .arg(subcommand)
+            .arg("--stateless-rpc")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command.arg(repository);
+        command
+    }
+}
+
+/// A refusal git shows its user: git prints a `text/plain` body as `remote: …` lines.
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut text = message.into();
+    text.push('\n');
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"Berth git\", charset=\"UTF-8\""),
+        );
+    }
+    response
+}
+
+fn source_of(request: &Request) -> String {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string())
+}
+
+/// The caller, from `Authorization: Basic` (username with an API token or the password) or
+/// `Bearer` (an API token).
+async fn authenticate(
+    state: &ApiState,
+    headers: &HeaderMap,
+    source: &str,
+) -> Result<Principal, Response> {
+    let credentials = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(berth_registry::Credentials::from_header);
+    let now = (state.clock)();
+    let found = match credentials {
+        None => {
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "Berth: log in with your Berth username and an API token (berth tokens create) or your password",
+            ));
+        }
+        Some(berth_registry::Credentials::Basic { username, password }) => state
+            .auth
+            .by_password_or_token(&username, &password, source, now, AuditSlot::default())
+            .await
+            .map(Some),
+        Some(berth_registry::Credentials::Bearer(token)) => state
+            .auth
+            .by_token(&token, now, AuditSlot::default())
+            .await
+            .map_err(LoginError::Store),
+    };
+    match found {
+        Ok(Some(principal)) => Ok(principal),
+        Ok(None) | Err(LoginError::Invalid) => Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "Berth: wrong username, password or token",
+        )),
+        Err(LoginError::Locked(wait)) => Err(refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Berth: too many failed logins; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        )),
+        Err(LoginError::Store(e)) => Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Berth: cannot check the credentials now: {e}"),
+        )),
+    }
+}
+
+/// The pipeline behind `/git/<team>/<repository>` and its hosted repository (created on first
+/// use), when the caller may use `service` on it.
+async fn open_repository(
+    state: &ApiState,
+    principal: &Principal,
+    team: &str,
+    repository: &str,
+    service: Service,
+) -> Result<(Pipeline, PathBuf), Response> {
+    let name = repository.strip_suffix(".git").unwrap_or(repository);
+    let missing = || {
+        refuse(
+            StatusCode::NOT_FOUND,
+            format!(
+                "Berth: no pipeline {team}/{name} (create it first: berth pipelines create {team}/{name} …)"
+            ),
+        )
+    };
+    if !principal.can_read(team) {
+        return Err(missing());
+    }
+    let pipeline = match state.store.get_pipeline(team, name).await {
+        Ok(Some(pipeline)) => pipeline,
+        Ok(None) => return Err(missing()),
+        Err(e) => {
+            return Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Berth: cannot read the pipeline now: {e}"),
+            ));
+        }
+    };
+    if !principal.can(team, service.action()) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Berth: pushing to {team}/{name} needs the member or owner role in team {team}"
+            ),
+        ));
+    }
+    // The stored team and name are validated names: no path tricks.
+    let path = hosted_repository(&state.git_dir, &pipeline.team, &pipeline.name);
+    ensure_repository(&path).await.map_err(|e| {
+        refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Berth: cannot create the repository: {e}"),
+        )
+    })?;
+    Ok((pipeline, path))
+}
+
+/// Creates the bare repository at `path` unless it exists.
+async fn ensure_repository(path: &Path) -> std::io::Result<()> {
+    if path.join("HEAD").exists() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    let output = Command::new("git")
+        .args(["init", "--quiet", "--bare", "--initial-branch=main"])
+        .arg(path)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .await?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct InfoRefsParams {
+    service: Option<String>,
+}
+
+/// `GET …/info/refs?service=git-upload-pack|git-receive-pack`: the ref advertisement.
+async fn info_refs(
+    State(state): State<ApiState>,
+    UrlPath((team, repository)): UrlPath<(String, String)>,
+    Query(params): Query<InfoRefsParams>,
+    request: Request,
+) -> Response {
+    let Some(service) = params.service.as_deref().and_then(Service::parse) else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Berth serves git's smart HTTP protocol only (git 1.6.6 or newer)",
+        );
+    };
+    let (headers, source) = (request.headers().clone(), source_of(&request));
+    let principal = match authenticate(&state, &headers, &source).await {
+        Ok(principal) => principal,
+        Err(refusal) => return refusal,
+    };
+    let path = match open_repository(&state, &principal, &team, &repository, service).await {
+        Ok((_, path)) => path,
+        Err(refusal) => return refusal,
+    };
+    let output = service
+        .command(&path)
+        .arg("--advertise-refs")
+        .stdin(Stdio::null())
+        .output()
+        .await;
+    let output = match output {
+        Ok(output) if output.status.success() => output.stdout,
+        Ok(output) => {
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "Berth: git {} failed: {}",
+                    service.name(),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ),
+            );
+        }
+        Err(e) => {
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("Berth: cannot run git: {e}"),
+            );
+        }
+    };
+    let mut body = pktline::encode(format!("# service={}\n", service.name()).as_bytes());
+    body.extend_from_slice(pktline::FLUSH);
+    body.extend(output);
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                format!("application/x-{}-advertisement", service.name()),
+            ),
+            (header::CACHE_CONTROL, "no-cache".to_owned()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The response of a service call.
+fn result_response(service: Service, body: Body) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                format!("application/x-{}-result", service.name()),
+            ),
+            (header::CACHE_CONTROL, "no-cache".to_owned()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Checks the caller and starts `service` on the pipeline's repository.
+async fn start_service(
+    state: &ApiState,
+    team: &str,
+    repository: &str,
+    service: Service,
+    headers: &HeaderMap,
+    source: &str,
+) -> Result<(Principal, Pipeline, PathBuf, Child), Response> {
+    let principal = authenticate(state, headers, source).await?;
+    let (pipeline, path) = open_repository(state, &principal, team, repository, service).await?;
+    let child = service.command(&path).spawn().map_err(|e| {
+        refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Berth: cannot run git: {e}"),
+        )
+    })?;
+    Ok((principal, pipeline, path, child))
+}
+
+/// Whether the request body is gzip-compressed (git compresses large fetch requests).
+fn is_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip") || v.trim() == "x-gzip")
+}
+
+/// Copies the request body into git's stdin (decompressed), handing the first bytes to
+/// `head` until it says it has seen enough.
+async fn feed_stdin(
+    request: Request,
+    mut stdin: tokio::process::ChildStdin,
+    mut head: impl FnMut(&[u8]) -> bool,
+) {
+    let gzip = is_gzip(request.headers());
+    let mut body = request.into_body().into_data_stream();
+    let mut looking = true;
+    if gzip {
+        // Only fetch requests are compressed, and they are small: decompress in one go.
+        let mut compressed = Vec::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            compressed.extend_from_slice(&chunk);
+        }
+        let mut plain = Vec::new();
+        if flate2::read::GzDecoder::new(compressed.as_slice())
+            .read_to_end(&mut plain)
+            .is_ok()
+        {
+            head(&plain);
+            let _ = stdin.write_all(&plain).await;
+        }
+        return;
+    }
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else { return };
+        if looking {
+            looking = head(&chunk);
+        }
+        if stdin.write_all(&chunk).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn stderr_text(child: &mut Child) -> tokio::task::JoinHandle<String> {
+    let stderr = child.stderr.take();
+    tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = stderr.read_to_string(&mut text).await;
+        }
+        text
+    })
+}
+
+/// `POST …/git-upload-pack`: a fetch or clone.
+async fn upload_pack(
+    State(state): State<ApiState>,
+    UrlPath((team, repository)): UrlPath<(String, String)>,
+    request: Request,
+) -> Response {
+    let service = Service::UploadPack;
+    let (headers, source) = (request.headers().clone(), source_of(&request));
+    let (_, _, _, mut child) =
+        match start_service(&state, &team, &repository, service, &headers, &source).await {
+            Ok(started) => started,
+            Err(refusal) => return refusal,
+        };
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return refuse(StatusCode::INTERNAL_SERVER_ERROR, "Berth: git has no pipes");
+    };
+    let stderr = stderr_text(&mut child);
+    tokio::spawn(feed_stdin(request, stdin, |_| false));
+    tokio::spawn(async move {
+        if let Ok(status) = child.wait().await
+            && !status.success()
+        {
+            let text = stderr.await.unwrap_or_default();
+            tracing::debug!(%status, stderr = %text.trim(), "git upload-pack failed");
+        }
+    });
+    result_response(
+        service,
+        Body::from_stream(tokio_util::io::ReaderStream::new(stdout)),
+    )
+}
+
+/// `POST …/git-receive-pack`: a push. The commits are stored by git; then every pushed branch
+/// the pipeline builds gets a build, followed in the push's output.
+async fn receive_pack(
+    State(state): State<ApiState>,
+    UrlPath((team, repository)): UrlPath<(String, String)>,
+    request: Request,
+) -> Response {
+    let service = Service::ReceivePack;
+    let (headers, source) = (request.headers().clone(), source_of(&request));
+    let (principal, pipeline, path, mut child) =
+        match start_service(&state, &team, &repository, service, &headers, &source).await {
+            Ok(started) => started,
+            Err(refusal) => return refusal,
+        };
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return refuse(StatusCode::INTERNAL_SERVER_ERROR, "Berth: git has no pipes");
+    };
+    let stderr = stderr_text(&mut child);
+    let (commands_found, commands) = oneshot::channel::<PushCommands>();
+    tokio::spawn(feed_stdin(request, stdin, {
+        let mut start = Vec::new();
+        let mut found = Some(commands_found);
+        move |chunk| {
+            start.extend_from_slice(chunk);
+            match pktline::parse_push_commands(&start) {
+                Ok(Some(parsed)) => {
+                    if let Some(found) = found.take() {
+                        let _ = found.send(parsed);
+                    }
+                    false
+                }
+                Ok(None) => start.len() < COMMANDS_LIMIT,
+                Err(_) => false,
+            }
+        }
+    }));
+    let (output, received) = mpsc::channel::<Result<Bytes, std::io::Error>>(32);
+    let push = Push {
+        state,
+        principal,
+        pipeline,
+        path,
+        source,
+    };
+    tokio::spawn(async move {
+        let held_flush = forward_packets(stdout, &output).await;
+        let status = child.wait().await;
+        let errors = stderr.await.unwrap_or_default();
+        if !status.as_ref().is_ok_and(|s| s.success()) {
+            tracing::warn!(?status, stderr = %errors.trim(), "git receive-pack failed");
+        }
+        if let Ok(commands) = commands.await {
+            push.after_receive(&commands, &output).await;
+        }
+        if held_flush {
+            let _ = output.send(Ok(Bytes::from_static(pktline::FLUSH))).await;
+        }
+    });
+    result_response(
+        service,
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(received)),
+    )
+}
+
+/// Passes `receive-pack`'s output through packet by packet, holding back a final flush (the
+/// end of the side-band stream) so progress can still be written before it. Returns whether a
+/// flush is being held.
+async fn forward_packets(
+    mut stdout: tokio::process::ChildStdout,
+    output: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> bool {
+    let mut pending = Vec::new();
+    let mut held_flush = false;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let read = match stdout.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        pending.extend_from_slice(&chunk[..read]);
+        let mut ready = Vec::new();
+        let mut at = 0;
+        while let Ok(Some((packet, used))) = pktline::decode(&pending[at..]) {
+            if held_flush {
+                ready.extend_from_slice(pktline::FLUSH);
+                held_flush = false;
+            }
+            if packet == pktline::Packet::Flush {
+                held_flush = true;
+            } else {
+                ready.extend_from_slice(&pending[at..at + used]);
+            }
+            at += used;
+        }
+        if pktline::decode(&pending[at..]).is_err() {
+            // Not pkt-lines after all: pass everything through untouched.
+            ready.extend_from_slice(&pending[at..]);
+            at = pending.len();
+        }
+        pending.drain(..at);
+        if !ready.is_empty() && output.send(Ok(Bytes::from(ready))).await.is_err() {
+            return false;
+        }
+    }
+    if !pending.is_empty() {
+        let _ = output.send(Ok(Bytes::from(pending))).await;
+    }
+    held_flush
+}
+
+/// One push, once git has stored it.
+struct Push {
+    state: ApiState,
+    principal: Principal,
+    pipeline: Pipeline,
+    path: PathBuf,
+    source: String,
+}
+
+impl Push {
+    /// Starts the builds the push asks for and, when the client reads progress, follows them.
+    async fn after_receive(
+        &self,
+        commands: &PushCommands,
+        output: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    ) {
+        let band = commands.progress_band();
+        let say = |text: String| async move {
+            if let Some(max) = band {
+                let _ = output
+                    .send(Ok(Bytes::from(pktline::progress(&text, max))))
+                    .await;
+            }
+        };
+        let pattern = BranchPattern::new(&self.pipeline.branch_pattern).ok();
+        let mut builds = Vec::new();
+        for update in &commands.updates {
+            if update.is_delete() || !self.ref_points_at(&update.name, &update.new).await {
+                continue;
+            }
+            self.audit(&format!("{} {}", update.name, update.new)).await;
+            let Some(branch) = branch_from_ref(&update.name) else {
+                continue;
+            };
+            if !pattern.as_ref().is_some_and(|p| p.matches(branch)) {
+                say(format!(
+                    "Berth: branch {branch} does not match the pipeline's branches ({}): no build\n",
+                    self.pipeline.branch_pattern
+                ))
+                .await;
+                continue;
+            }
+            match self.start_build(branch, &update.new).await {
+                Ok(build) => {
+                    say(format!(
+                        "Berth: build #{} of {}/{} queued for {branch} at {} (build id {})\n",
+                        build.number,
+                        self.pipeline.team,
+                        self.pipeline.name,
+                        short(&update.new),
+                        build.id
+                    ))
+                    .await;
+                    builds.push(build);
+                }
+                Err(e) => say(format!("Berth: cannot start a build: {e}\n")).await,
+            }
+        }
+        if band.is_none() {
+            return;
+        }
+        for build in builds {
+            let Some(ended) = self.follow(&build, output, band.unwrap_or(995)).await else {
+                say(format!(
+                    "Berth: build {} continues; follow it with: berth builds logs {} -f\n",
+                    build.id, build.id
+                ))
+                .await;
+                continue;
+            };
+            say(summary(&ended)).await;
+        }
+    }
+
+    /// Whether git stored `sha` as `git_ref` (the update was not refused).
+    async fn ref_points_at(&self, git_ref: &str, sha: &str) -> bool {
+        let output = Command::new("git")
+            .args(["rev-parse", "--verify", "--quiet"])
+            .arg(git_ref)
+            .current_dir(&self.path)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .await;
+        output.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == sha)
+    }
+
+    async fn start_build(&self, branch: &str, sha: &str) -> Result<Build, berth_store::StoreError> {
+        let state = &self.state;
+        let mut build = Build::queued(
+            &self.pipeline.team,
+            &self.pipeline.name,
+            BuildTrigger::GitPush,
+            self.principal.username(),
+            (state.clock)(),
+        );
+        build.branch = Some(branch.to_owned());
+        build.commit = Some(sha.to_owned());
+        let build = state.store.create_build(&build).await?;
+        state
+            .builds
+            .enqueue(state, self.pipeline.clone(), build.clone());
+        Ok(build)
+    }
+
+    /// Records the push in the audit log.
+    async fn audit(&self, detail: &str) {
+        let state = &self.state;
+        let entry = AuditEntry {
+            id: 0,
+            at: (state.clock)(),
+            actor: self.principal.username().to_owned(),
+            action: "git.push".to_owned(),
+            team: Some(self.pipeline.team.clone()),
+            object: format!("pipelines/{}/{}", self.pipeline.team, self.pipeline.name),
+            source: self.source.clone(),
+            outcome: AuditOutcome::Success,
+            status: 200,
+            detail: detail.to_owned(),
+        };
+        if let Err(error) = state.store.append_audit(&entry).await {
+            tracing::warn!(%error, "could not record the git push in the audit log");
+        }
+    }
+
+    /// Writes the build's log to the client as it grows; the ended build, or `None` when the
+    /// client went away or the build outlasted [`FOLLOW_LIMIT`].
+    async fn follow(
+        &self,
+        build: &Build,
+        output: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+        band: usize,
+    ) -> Option<Build> {
+        let state = &self.state;
+        let log = state.build_logs_dir.join(format!("{}.log", build.id));
+        let started = tokio::time::Instant::now();
+        let mut offset = 0u64;
+        let mut partial = Vec::new();
+        loop {
+            let current = state.store.get_build(build.id).await.ok().flatten()?;
+            let ended = current.status.is_terminal();
+            let grown = read_from(&log, &mut offset).await;
+            partial.extend(grown);
+            // Whole lines only, unless the build has ended.
+            let cut = if ended {
+                partial.len()
+            } else {
+                partial
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1)
+            };
+            if cut > 0 {
+                let text = String::from_utf8_lossy(&partial[..cut]).into_owned();
+                partial.drain(..cut);
+                let framed = pktline::progress(&text, band);
+                if output.send(Ok(Bytes::from(framed))).await.is_err() {
+                    return None;
+                }
+            }
+            if ended {
+                return Some(current);
+            }
+            if started.elapsed() > FOLLOW_LIMIT || output.is_closed() {
+                return None;
+            }
+            tokio::time::sleep(FOLLOW_INTERVAL).await;
+        }
+    }
+}
+
+/// What the log file holds past `offset`, moving `offset` past it.
+async fn read_from(path: &Path, offset: &mut u64) -> Vec<u8> {
+    use tokio::io::AsyncSeekExt;
+    let mut buffer = Vec::new();
+    if let Ok(mut file) = tokio::fs::File::open(path).await
+        && file.seek(std::io::SeekFrom::Start(*offset)).await.is_ok()
+        && file.read_to_end(&mut buffer).await.is_ok()
+    {
+        *offset += buffer.len() as u64;
+    }
+    buffer
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+/// The closing line of a followed build.
+fn summary(build: &Build) -> String {
+    let mut text = format!("Berth: build #{} {}", build.number, build.status);
+    if let Some(digest) = &build.image_digest {
+        text.push_str(&format!("; image {digest}"));
+    }
+    if let Some(rollout) = &build.rollout_outcome {
+        text.push_str(&format!("; {rollout}"));
+    }
+    if let Some(reason) = build.reason.as_deref().filter(|r| !r.is_empty()) {
+        text.push_str(&format!(": {reason}"));
+    }
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_and_the_roles_they_need() {
+        let cases = [
+            (
+                "git-upload-pack",
+                Some((Service::UploadPack, TeamAction::Read)),
+            ),
+            (
+                "git-receive-pack",
+                Some((Service::ReceivePack, TeamAction::Deploy)),
+            ),
+            ("git-upload-archive", None),
+            ("", None),
+        ];
+        for (name, want) in cases {
+            let got = Service::parse(name).map(|s| (s, s.action()));
+            assert_eq!(got, want, "{name}");
+            if let Some((service, _)) = got {
+                assert_eq!(service.name(), name);
+            }
+        }
+    }
+
+    #[test]
+    fn gzip_bodies_are_recognised() {
+        let cases = [
+            (Some("gzip"), true),
+            (Some("x-gzip"), true),
+            (Some("GZIP"), true),
+            (Some("identity"), false),
+            (None, false),
+        ];
+        for (encoding, want) in cases {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = encoding {
+                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(value));
+            }
+            assert_eq!(is_gzip(&headers), want, "{encoding:?}");
+        }
+    }
+}
