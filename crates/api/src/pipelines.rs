@@ -268,7 +268,8 @@ pub async fn put(
     Ok((status, Json(PipelineDto::from(&pipeline))).into_response())
 }
 
-/// Delete a pipeline with its builds and their logs; running builds are cancelled.
+/// Delete a pipeline with its builds, their logs and the git repository Berth hosts for it;
+/// running builds are cancelled.
 #[utoipa::path(operation_id = "delete_pipeline", delete, path = "/api/v1/pipelines/{team}/{name}", tag = "pipelines",
     params(("team" = String, Path), ("name" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -295,6 +296,12 @@ pub async fn delete(
     }
     for build in &builds {
         let _ = std::fs::remove_file(state.build_logs_dir.join(format!("{}.log", build.id)));
+    }
+    let hosted = crate::git_http::hosted_repository(&state.git_dir, &team, &name);
+    if let Err(e) = std::fs::remove_dir_all(&hosted)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, path = %hosted.display(), "cannot remove the pipeline's git repository");
     }
     Ok(StatusCode::NO_CONTENT)
 }

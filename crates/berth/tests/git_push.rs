@@ -149,6 +149,19 @@ async fn git_push_builds_tests_pushes_and_rolls_out_and_shows_the_build() {
     let entries = audit.as_array().unwrap();
     assert_eq!(entries.len(), 3, "{audit:#}");
     assert!(entries.iter().all(|e| e["actor"] == "admin"), "{audit:#}");
+
+    // Deleting the pipeline deletes the repository Berth kept for it.
+    let hosted = server.data_dir.join("git/default/web.git");
+    assert!(hosted.join("HEAD").exists());
+    let (status, body) = server
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/pipelines/default/web",
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert!(!hosted.exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
