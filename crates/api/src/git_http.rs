@@ -344,6 +344,18 @@ fn result_response(service: Service, body: Body) -> Response {
         .into_response()
 }
 
+/// A git service running for one request, with the caller it runs for.
+struct Started {
+    principal: Principal,
+    pipeline: Pipeline,
+    path: PathBuf,
+    child: Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::process::ChildStdout,
+    /// Everything git writes to stderr, once it exits.
+    stderr: tokio::task::JoinHandle<String>,
+}
+
 /// Checks the caller and starts `service` on the pipeline's repository.
 async fn start_service(
     state: &ApiState,
@@ -352,16 +364,37 @@ async fn start_service(
     service: Service,
     headers: &HeaderMap,
     source: &str,
-) -> Result<(Principal, Pipeline, PathBuf, Child), Response> {
+) -> Result<Started, Response> {
     let principal = authenticate(state, headers, source).await?;
     let (pipeline, path) = open_repository(state, &principal, team, repository, service).await?;
-    let child = service.command(&path).spawn().map_err(|e| {
+    let mut child = service.command(&path).spawn().map_err(|e| {
         refuse(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("Berth: cannot run git: {e}"),
         )
     })?;
-    Ok((principal, pipeline, path, child))
+    let (Some(stdin), Some(stdout), Some(mut stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Berth: git has no pipes",
+        ));
+    };
+    let stderr = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    Ok(Started {
+        principal,
+        pipeline,
+        path,
+        child,
+        stdin,
+        stdout,
+        stderr,
+    })
 }
 
 /// Whether the request body is gzip-compressed (git compresses large fetch requests).
@@ -409,17 +442,6 @@ async fn feed_stdin(
     }
 }
 
-fn stderr_text(child: &mut Child) -> tokio::task::JoinHandle<String> {
-    let stderr = child.stderr.take();
-    tokio::spawn(async move {
-        let mut text = String::new();
-        if let Some(mut stderr) = stderr {
-            let _ = stderr.read_to_string(&mut text).await;
-        }
-        text
-    })
-}
-
 /// `POST …/git-upload-pack`: a fetch or clone.
 async fn upload_pack(
     State(state): State<ApiState>,
@@ -428,15 +450,18 @@ async fn upload_pack(
 ) -> Response {
     let service = Service::UploadPack;
     let (headers, source) = (request.headers().clone(), source_of(&request));
-    let (_, _, _, mut child) =
-        match start_service(&state, &team, &repository, service, &headers, &source).await {
-            Ok(started) => started,
-            Err(refusal) => return refusal,
-        };
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return refuse(StatusCode::INTERNAL_SERVER_ERROR, "Berth: git has no pipes");
+    let started = match start_service(&state, &team, &repository, service, &headers, &source).await
+    {
+        Ok(started) => started,
+        Err(refusal) => return refusal,
     };
-    let stderr = stderr_text(&mut child);
+    let Started {
+        mut child,
+        stdin,
+        stdout,
+        stderr,
+        ..
+    } = started;
     tokio::spawn(feed_stdin(request, stdin, |_| false));
     tokio::spawn(async move {
         if let Ok(status) = child.wait().await
@@ -461,15 +486,20 @@ async fn receive_pack(
 ) -> Response {
     let service = Service::ReceivePack;
     let (headers, source) = (request.headers().clone(), source_of(&request));
-    let (principal, pipeline, path, mut child) =
-        match start_service(&state, &team, &repository, service, &headers, &source).await {
-            Ok(started) => started,
-            Err(refusal) => return refusal,
-        };
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return refuse(StatusCode::INTERNAL_SERVER_ERROR, "Berth: git has no pipes");
+    let started = match start_service(&state, &team, &repository, service, &headers, &source).await
+    {
+        Ok(started) => started,
+        Err(refusal) => return refusal,
     };
-    let stderr = stderr_text(&mut child);
+    let Started {
+        principal,
+        pipeline,
+        path,
+        mut child,
+        stdin,
+        stdout,
+        stderr,
+    } = started;
     let (commands_found, commands) = oneshot::channel::<PushCommands>();
     tokio::spawn(feed_stdin(request, stdin, {
         let mut start = Vec::new();

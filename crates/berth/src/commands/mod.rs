@@ -131,6 +131,46 @@ fn query(path: &str, params: &[(&str, Option<String>)]) -> String {
 }
 
 /// A value as one segment of a URL path.
+/// An object of a team named `TEAM/NAME` on the command line (a pipeline, a template).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamObject {
+    team: String,
+    name: String,
+}
+
+impl std::str::FromStr for TeamObject {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.split_once('/') {
+            Some((team, name)) if !team.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(TeamObject {
+                    team: team.to_string(),
+                    name: name.to_string(),
+                })
+            }
+            _ => Err(format!("{text:?}: expected TEAM/NAME, e.g. web/api")),
+        }
+    }
+}
+
+impl std::fmt::Display for TeamObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.team, self.name)
+    }
+}
+
+impl TeamObject {
+    /// The object's API path under `collection` (`/pipelines/web/api`).
+    fn path(&self, collection: &str) -> String {
+        format!(
+            "/{collection}/{}/{}",
+            segment(&self.team),
+            segment(&self.name)
+        )
+    }
+}
+
 fn segment(value: &str) -> String {
     encode(value, b"")
 }
@@ -191,6 +231,30 @@ fn or_dash(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn team_objects_are_team_slash_name() {
+        let cases = [
+            ("web/api", Some(("web", "api"))),
+            ("builtin/http-service", Some(("builtin", "http-service"))),
+            ("web", None),
+            ("/api", None),
+            ("web/", None),
+            ("a/b/c", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            let got = text.parse::<TeamObject>().ok();
+            let want = want.map(|(team, name)| TeamObject {
+                team: team.into(),
+                name: name.into(),
+            });
+            assert_eq!(got, want, "{text}");
+        }
+        let object: TeamObject = "web/my api".parse().unwrap();
+        assert_eq!(object.path("pipelines"), "/pipelines/web/my%20api");
+        assert_eq!(object.to_string(), "web/my api");
+    }
 
     #[test]
     fn cli_parses() {

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::time::Duration;
 
 use berth_api::pipeline_dto::{
@@ -15,7 +14,7 @@ use berth_api::pipeline_dto::{
 use clap::{ArgGroup, Args, Subcommand};
 use futures::StreamExt;
 
-use super::{or_dash, query, segment, time, time_or_dash, yes_no};
+use super::{TeamObject, or_dash, query, time, time_or_dash, yes_no};
 use crate::client::Client;
 use crate::output::{self, Format};
 use crate::terminal::{self, Secrets};
@@ -49,7 +48,7 @@ pub enum PipelinesCommand {
     Show {
         /// The pipeline
         #[arg(value_name = "TEAM/NAME")]
-        pipeline: PipelineRef,
+        pipeline: TeamObject,
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
     },
@@ -59,7 +58,7 @@ pub enum PipelinesCommand {
     Set {
         /// The pipeline
         #[arg(value_name = "TEAM/NAME")]
-        pipeline: PipelineRef,
+        pipeline: TeamObject,
         #[command(flatten)]
         settings: PipelineSettings,
     },
@@ -67,7 +66,7 @@ pub enum PipelinesCommand {
     Delete {
         /// The pipeline
         #[arg(value_name = "TEAM/NAME")]
-        pipeline: PipelineRef,
+        pipeline: TeamObject,
         /// Do not ask for confirmation
         #[arg(long, short)]
         yes: bool,
@@ -76,7 +75,7 @@ pub enum PipelinesCommand {
     Build {
         /// The pipeline
         #[arg(value_name = "TEAM/NAME")]
-        pipeline: PipelineRef,
+        pipeline: TeamObject,
         /// The branch [default: the pipeline's, when its pattern names one branch]
         #[arg(long)]
         branch: Option<String>,
@@ -159,7 +158,7 @@ pub enum BuildsCommand {
         team: Option<String>,
         /// Only this pipeline's
         #[arg(long, value_name = "TEAM/NAME")]
-        pipeline: Option<PipelineRef>,
+        pipeline: Option<TeamObject>,
         /// At most this many
         #[arg(long, default_value_t = 20)]
         limit: u32,
@@ -187,41 +186,6 @@ pub enum BuildsCommand {
         #[arg(short, long)]
         follow: bool,
     },
-}
-
-/// A pipeline named `TEAM/NAME`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PipelineRef {
-    team: String,
-    name: String,
-}
-
-impl FromStr for PipelineRef {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text.split_once('/') {
-            Some((team, name)) if !team.is_empty() && !name.is_empty() && !name.contains('/') => {
-                Ok(PipelineRef {
-                    team: team.to_string(),
-                    name: name.to_string(),
-                })
-            }
-            _ => Err(format!("{text:?}: expected TEAM/NAME, e.g. web/api")),
-        }
-    }
-}
-
-impl std::fmt::Display for PipelineRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.team, self.name)
-    }
-}
-
-impl PipelineRef {
-    fn path(&self) -> String {
-        format!("/pipelines/{}/{}", segment(&self.team), segment(&self.name))
-    }
 }
 
 /// `server` is the server's URL: git and webhook paths are shown as full URLs under it.
@@ -263,7 +227,7 @@ async fn pipelines(
             );
         }
         PipelinesCommand::Show { pipeline, output } => {
-            let found: PipelineDto = client.get(&pipeline.path()).await?;
+            let found: PipelineDto = client.get(&pipeline.path("pipelines")).await?;
             if output == Format::Json {
                 output::json(&found);
             } else {
@@ -275,7 +239,7 @@ async fn pipelines(
         }
         PipelinesCommand::Set { pipeline, settings } => {
             let request = settings.into_request()?;
-            let saved: PipelineDto = client.put(&pipeline.path(), &request).await?;
+            let saved: PipelineDto = client.put(&pipeline.path("pipelines"), &request).await?;
             println!(
                 "pipeline {} saved: builds {} to {}{}",
                 reference(&saved),
@@ -306,7 +270,7 @@ async fn pipelines(
                     return Err("not deleted".to_string());
                 }
             }
-            client.delete(&pipeline.path()).await?;
+            client.delete(&pipeline.path("pipelines")).await?;
             println!("pipeline {pipeline} deleted");
         }
         PipelinesCommand::Build {
@@ -317,7 +281,7 @@ async fn pipelines(
         } => {
             let build: BuildDto = client
                 .post(
-                    &format!("{}/builds", pipeline.path()),
+                    &format!("{}/builds", pipeline.path("pipelines")),
                     &BuildRequest { branch, commit },
                 )
                 .await?;
@@ -586,7 +550,7 @@ enum BuildsOf<'a> {
     /// Of every team the caller can read.
     Readable,
     Team(&'a str),
-    Pipeline(&'a PipelineRef),
+    Pipeline(&'a TeamObject),
 }
 
 /// The text, or what an empty one stands for.
@@ -952,30 +916,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pipeline_references() {
-        let cases = [
-            ("web/api", Some(("web", "api"))),
-            ("default/my-app", Some(("default", "my-app"))),
-            ("web", None),
-            ("/api", None),
-            ("web/", None),
-            ("a/b/c", None),
-            ("", None),
-        ];
-        for (text, want) in cases {
-            let got = text.parse::<PipelineRef>().ok();
-            let want = want.map(|(team, name)| PipelineRef {
-                team: team.into(),
-                name: name.into(),
-            });
-            assert_eq!(got, want, "{text}");
-        }
-        let reference: PipelineRef = "web/api".parse().unwrap();
-        assert_eq!(reference.path(), "/pipelines/web/api");
-        assert_eq!(reference.to_string(), "web/api");
-    }
-
-    #[test]
     fn build_arguments() {
         let cases: [(&[&str], Option<&[(&str, &str)]>); 6] = [
             (&[], Some(&[])),
@@ -1042,7 +982,7 @@ mod tests {
 
     #[test]
     fn build_list_paths() {
-        let pipeline: PipelineRef = "web/api".parse().unwrap();
+        let pipeline: TeamObject = "web/api".parse().unwrap();
         let cases = [
             (BuildsOf::Readable, "/builds?limit=20"),
             (BuildsOf::Team("web"), "/builds?team=web&limit=20"),

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::time::Duration;
 
 use berth_api::dto::AppDto;
@@ -12,7 +11,7 @@ use clap::Subcommand;
 use serde_json::{Map, Value};
 
 use super::apps::wait_for_rollout;
-use super::{or_dash, query, segment, time_or_dash};
+use super::{TeamObject, or_dash, query, time_or_dash};
 use crate::client::Client;
 use crate::output::{self, Format};
 
@@ -28,22 +27,22 @@ pub enum TemplatesCommand {
     },
     /// Show a template: parameters and body
     Show {
-        template: TemplateRef,
+        template: TeamObject,
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
     },
     /// Save a template from a JSON file `{"description"?, "params": [...], "body": {...}}`
     /// (what `templates show -o json` prints works too)
     Save {
-        template: TemplateRef,
+        template: TeamObject,
         #[arg(long, value_name = "F.json")]
         file: PathBuf,
     },
     /// Delete a template
-    Delete { template: TemplateRef },
+    Delete { template: TeamObject },
     /// Create an app in a team from a template
     Deploy {
-        template: TemplateRef,
+        template: TeamObject,
         /// The team that owns the new app
         #[arg(long)]
         team: String,
@@ -62,43 +61,6 @@ pub enum TemplatesCommand {
     },
 }
 
-/// A template named `TEAM/NAME`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TemplateRef {
-    team: String,
-    name: String,
-}
-
-impl FromStr for TemplateRef {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text.split_once('/') {
-            Some((team, name)) if !team.is_empty() && !name.is_empty() && !name.contains('/') => {
-                Ok(TemplateRef {
-                    team: team.to_string(),
-                    name: name.to_string(),
-                })
-            }
-            _ => Err(format!(
-                "{text:?}: expected TEAM/NAME, e.g. builtin/http-service"
-            )),
-        }
-    }
-}
-
-impl TemplateRef {
-    fn path(&self) -> String {
-        format!("/templates/{}/{}", segment(&self.team), segment(&self.name))
-    }
-}
-
-impl std::fmt::Display for TemplateRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.team, self.name)
-    }
-}
-
 pub async fn run(client: &Client, command: TemplatesCommand) -> Result<ExitCode, String> {
     match command {
         TemplatesCommand::List { team, output } => {
@@ -115,13 +77,14 @@ pub async fn run(client: &Client, command: TemplatesCommand) -> Result<ExitCode,
             );
         }
         TemplatesCommand::Show { template, output } => {
-            let template: DeploymentTemplateDto = client.get(&template.path()).await?;
+            let template: DeploymentTemplateDto = client.get(&template.path("templates")).await?;
             output::one(output, &template, print_template);
         }
         TemplatesCommand::Save { template, file } => {
             let body = template_request(read_object(&file)?)
                 .map_err(|e| format!("{}: {e}", file.display()))?;
-            let saved: DeploymentTemplateDto = client.put(&template.path(), &body).await?;
+            let saved: DeploymentTemplateDto =
+                client.put(&template.path("templates"), &body).await?;
             println!(
                 "template {} saved ({} parameters)",
                 reference(&saved),
@@ -129,7 +92,7 @@ pub async fn run(client: &Client, command: TemplatesCommand) -> Result<ExitCode,
             );
         }
         TemplatesCommand::Delete { template } => {
-            client.delete(&template.path()).await?;
+            client.delete(&template.path("templates")).await?;
             println!("template {template} deleted");
         }
         TemplatesCommand::Deploy {
@@ -154,7 +117,7 @@ pub async fn run(client: &Client, command: TemplatesCommand) -> Result<ExitCode,
                 reason,
             };
             let app: AppDto = client
-                .post(&format!("{}/apps", template.path()), &body)
+                .post(&format!("{}/apps", template.path("templates")), &body)
                 .await?;
             println!(
                 "app {} created in team {} from {template}: revision {} rolling out to {} \
@@ -291,29 +254,5 @@ mod tests {
         let unknown = json!({"params": [], "body": {}, "colour": "red"});
         let error = template_request(unknown.as_object().unwrap().clone()).unwrap_err();
         assert!(error.contains("colour"), "{error}");
-    }
-
-    #[test]
-    fn template_references() {
-        let cases = [
-            ("builtin/worker", Some(("builtin", "worker"))),
-            ("web/api", Some(("web", "api"))),
-            ("web", None),
-            ("/x", None),
-            ("web/", None),
-            ("a/b/c", None),
-        ];
-        for (text, want) in cases {
-            let got = text.parse::<TemplateRef>().ok();
-            let want = want.map(|(team, name)| TemplateRef {
-                team: team.into(),
-                name: name.into(),
-            });
-            assert_eq!(got, want, "{text}");
-        }
-        assert_eq!(
-            "web/api".parse::<TemplateRef>().unwrap().path(),
-            "/templates/web/api"
-        );
     }
 }
