@@ -19,7 +19,7 @@ use axum::routing::{MethodRouter, post};
 use berth_core::pipeline::{Build, BuildTrigger, Pipeline};
 use berth_pipeline::BranchPattern;
 use berth_pipeline::webhook::{self, Headers, Provider, PushEvent, WebhookError, WebhookEvent};
-use berth_store::BuildQuery;
+use berth_store::DeliveryBuild;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -36,9 +36,6 @@ pub const MAX_BODY: usize = 5 * 1024 * 1024;
 pub const MIN_SECRET_LEN: usize = 16;
 /// The longest webhook secret accepted.
 pub const MAX_SECRET_LEN: usize = 256;
-
-/// How many recent builds a redelivery looks through for the build its first delivery made.
-const REDELIVERY_LOOKBACK: u32 = 100;
 
 /// The webhook route with its body limit.
 pub fn route() -> MethodRouter<crate::ApiState> {
@@ -73,8 +70,8 @@ pub struct WebhookIgnoredDto {
     /// Why nothing was built: a ping, another event, a tag, a deleted branch, a branch the
     /// pipeline does not build, or a delivery already received.
     pub ignored: String,
-    /// For a delivery already received: the build the first delivery started (when it is
-    /// still listed).
+    /// For a delivery already received: the build the first delivery started (absent when
+    /// that build has since been pruned or deleted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_id: Option<i64>,
 }
@@ -158,30 +155,6 @@ async fn pipeline_with_secret(
     Ok((pipeline, secret))
 }
 
-/// The newest webhook build of the pipeline at the push's branch and commit: what the first
-/// delivery of a redelivered push started.
-async fn earlier_build(
-    state: &ApiState,
-    team: &str,
-    name: &str,
-    push: &PushEvent,
-) -> ApiResult<Option<Build>> {
-    let builds = state
-        .store
-        .list_builds(&BuildQuery {
-            team: Some(team.to_owned()),
-            pipeline: Some(name.to_owned()),
-            before_id: None,
-            limit: REDELIVERY_LOOKBACK,
-        })
-        .await?;
-    Ok(builds.into_iter().find(|b| {
-        b.trigger == BuildTrigger::Webhook
-            && b.commit.as_deref() == Some(push.commit.as_str())
-            && b.branch.as_deref() == Some(push.branch.as_str())
-    }))
-}
-
 /// Receive a push webhook from GitHub, GitLab or Gitea (public: its secret authenticates it).
 ///
 /// GitHub and Gitea sign the body with the pipeline's webhook secret
@@ -256,23 +229,6 @@ pub async fn receive(
         Decision::Build(push) => push,
     };
     let now = (state.clock)();
-    if let Some(delivery) = provider.delivery_id(&headers)
-        && !state
-            .store
-            .record_webhook_delivery(&team, &name, delivery, now)
-            .await?
-    {
-        let earlier = earlier_build(&state, &team, &name, &push).await?;
-        let reason = match &earlier {
-            Some(build) => format!(
-                "delivery {delivery} was already received; it started build {}",
-                build.id
-            ),
-            None => format!("delivery {delivery} was already received"),
-        };
-        audit.set_detail(format!("ignored: {reason}"));
-        return Ok(ignored(reason, earlier.map(|b| b.id)));
-    }
     let mut build = Build::queued(&team, &name, BuildTrigger::Webhook, provider.as_str(), now);
     let non_empty = |s: String| Some(s).filter(|s| !s.is_empty());
     build.branch = Some(push.branch);
@@ -280,7 +236,28 @@ pub async fn receive(
     build.author = non_empty(push.author);
     build.author_email = push.author_email.and_then(non_empty);
     build.message = non_empty(push.message);
-    let build = state.store.create_build(&build).await?;
+    // The delivery is recorded with its build in one transaction: a delivery whose build could
+    // not be created is not remembered, so the forge's redelivery builds.
+    let build = match provider.delivery_id(&headers) {
+        Some(delivery) => match state
+            .store
+            .create_build_for_delivery(&build, delivery, now)
+            .await?
+        {
+            DeliveryBuild::Created(build) => build,
+            DeliveryBuild::Redelivered { build_id } => {
+                let reason = match build_id {
+                    Some(id) => {
+                        format!("delivery {delivery} was already received; it started build {id}")
+                    }
+                    None => format!("delivery {delivery} was already received"),
+                };
+                audit.set_detail(format!("ignored: {reason}"));
+                return Ok(ignored(reason, build_id));
+            }
+        },
+        None => state.store.create_build(&build).await?,
+    };
     audit.set_detail(format!(
         "build {} of {} at {}",
         build.id,

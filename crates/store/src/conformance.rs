@@ -22,7 +22,8 @@ use berth_core::{
 };
 
 use crate::{
-    AuditQuery, BuildQuery, EventQuery, QuotaDecision, QuotaRequestQuery, Store, StoreError,
+    AuditQuery, BuildQuery, DeliveryBuild, EventQuery, QuotaDecision, QuotaRequestQuery, Store,
+    StoreError,
 };
 
 /// A fixed point in time the fixtures are built around (the store never reads a clock).
@@ -77,7 +78,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     list_builds_filters_and_pages(s).await;
     interrupt_started_builds_leaves_queued_and_ended_ones(s).await;
     prune_builds_keeps_newest_and_unfinished(s).await;
-    webhook_deliveries_are_recorded_once(s).await;
+    webhook_deliveries_build_once(store.clone()).await;
     delete_pipeline_removes_builds_and_deliveries(s).await;
     delete_team_removes_its_pipelines(s).await;
 }
@@ -3145,61 +3146,152 @@ pub async fn prune_builds_keeps_newest_and_unfinished(store: &dyn Store) {
     );
 }
 
-pub async fn webhook_deliveries_are_recorded_once(store: &dyn Store) {
-    let pipelines = team_with_pipelines(store, "webhooks", &["wh-a", "wh-b"]).await;
-    let (a, b) = (&pipelines[0], &pipelines[1]);
+/// The builds of `pipeline`, newest first.
+async fn builds_of(store: &dyn Store, pipeline: &Pipeline) -> Vec<Build> {
+    store
+        .list_builds(&BuildQuery {
+            team: Some(pipeline.team.clone()),
+            pipeline: Some(pipeline.name.clone()),
+            before_id: None,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+}
+
+/// The build `create_build_for_delivery` created; panics on a redelivery.
+fn created(outcome: DeliveryBuild, what: &str) -> Build {
+    match outcome {
+        DeliveryBuild::Created(build) => build,
+        other => panic!("{what}: expected a new build, got {other:?}"),
+    }
+}
+
+pub async fn webhook_deliveries_build_once(store: Arc<dyn Store>) {
+    let s = &*store;
+    let pipelines = team_with_pipelines(s, "webhooks", &["wh-a", "wh-b", "wh-c"]).await;
+    let (a, b, c) = (&pipelines[0], &pipelines[1], &pipelines[2]);
     let old = unique_name("delivery-old");
     let recent = unique_name("delivery-recent");
+    let deliver = |pipeline: &Pipeline, delivery: &str, at: Millis| {
+        let build = new_build(pipeline, at);
+        let delivery = delivery.to_owned();
+        async move {
+            s.create_build_for_delivery(&build, &delivery, T0 + at)
+                .await
+        }
+    };
 
-    assert!(
-        store
-            .record_webhook_delivery(&a.team, &a.name, &old, T0)
-            .await
-            .unwrap()
+    let mut given = new_build(a, 0);
+    given.id = 999_999; // ignored
+    given.number = 77; // ignored
+    let first = created(
+        s.create_build_for_delivery(&given, &old, T0).await.unwrap(),
+        "a first delivery",
     );
-    assert!(
-        !store
-            .record_webhook_delivery(&a.team, &a.name, &old, T0 + 5)
-            .await
-            .unwrap(),
-        "a redelivery is refused"
+    assert_eq!(
+        first,
+        Build {
+            id: first.id,
+            number: 1,
+            ..given
+        },
+        "the build as given, with its id and the pipeline's next number"
     );
-    assert!(
-        store
-            .record_webhook_delivery(&b.team, &b.name, &old, T0)
-            .await
-            .unwrap(),
-        "delivery ids are per pipeline"
+    assert_eq!(s.get_build(first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        deliver(a, &old, 5).await.unwrap(),
+        DeliveryBuild::Redelivered {
+            build_id: Some(first.id)
+        },
+        "a redelivery answers the first delivery's build"
     );
-    assert!(
-        store
-            .record_webhook_delivery(&a.team, &a.name, &recent, T0 + 100)
-            .await
-            .unwrap()
+    assert_eq!(
+        build_ids(&builds_of(s, a).await),
+        vec![first.id],
+        "a redelivery builds nothing"
     );
+    let on_b = created(
+        deliver(b, &old, 0).await.unwrap(),
+        "delivery ids are per pipeline",
+    );
+    assert_eq!(on_b.number, 1);
+    assert_ne!(on_b.id, first.id);
+    let second = created(deliver(a, &recent, 100).await.unwrap(), "another delivery");
+    assert_eq!(second.number, 2);
     assert_not_found(
-        store
-            .record_webhook_delivery(&a.team, &unique_name("wh-missing"), &old, T0)
-            .await,
+        deliver(&new_pipeline(&a.team, "wh-missing"), &old, 0).await,
         "a delivery to a missing pipeline",
     );
 
-    let pruned = store.prune_webhook_deliveries(T0 + 50).await.unwrap();
-    assert!(pruned >= 2, "both old deliveries: {pruned}");
-    assert!(
-        store
-            .record_webhook_delivery(&a.team, &a.name, &old, T0 + 200)
-            .await
-            .unwrap(),
-        "a forgotten id is accepted again"
+    // The first build is pruned; its delivery is still remembered.
+    s.update_build(&ended(first.clone(), BuildStatus::Succeeded, T0 + 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.prune_builds(&a.team, &a.name, 1).await.unwrap(),
+        vec![first.id]
     );
-    assert!(
-        !store
-            .record_webhook_delivery(&a.team, &a.name, &recent, T0 + 200)
-            .await
-            .unwrap(),
+    assert_eq!(
+        deliver(a, &old, 150).await.unwrap(),
+        DeliveryBuild::Redelivered { build_id: None },
+        "the first delivery's build is gone"
+    );
+    assert_eq!(build_ids(&builds_of(s, a).await), vec![second.id]);
+
+    let pruned = s.prune_webhook_deliveries(T0 + 50).await.unwrap();
+    assert!(pruned >= 2, "both old deliveries: {pruned}");
+    let again = created(
+        deliver(a, &old, 200).await.unwrap(),
+        "a forgotten id builds again",
+    );
+    assert_eq!(again.number, 3);
+    assert_eq!(
+        deliver(a, &recent, 200).await.unwrap(),
+        DeliveryBuild::Redelivered {
+            build_id: Some(second.id)
+        },
         "recent ids are still remembered"
     );
+
+    // Deliveries of one id arriving at once create one build.
+    let burst = unique_name("delivery-burst");
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            let build = new_build(c, i);
+            let burst = burst.clone();
+            tokio::spawn(async move {
+                store
+                    .create_build_for_delivery(&build, &burst, T0 + i)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    let made: Vec<&Build> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            DeliveryBuild::Created(build) => Some(build),
+            DeliveryBuild::Redelivered { .. } => None,
+        })
+        .collect();
+    assert_eq!(made.len(), 1, "exactly one build: {outcomes:?}");
+    let only = made[0];
+    assert_eq!(only.number, 1);
+    let answer = DeliveryBuild::Redelivered {
+        build_id: Some(only.id),
+    };
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == answer).count(),
+        outcomes.len() - 1,
+        "the others answer with it: {outcomes:?}"
+    );
+    assert_eq!(build_ids(&builds_of(s, c).await), vec![only.id]);
 }
 
 pub async fn delete_pipeline_removes_builds_and_deliveries(store: &dyn Store) {
@@ -3210,11 +3302,12 @@ pub async fn delete_pipeline_removes_builds_and_deliveries(store: &dyn Store) {
     store.update_build(&running_build).await.unwrap();
     let kept_build = store.create_build(&new_build(kept, 0)).await.unwrap();
     let delivery = unique_name("delivery");
-    assert!(
+    let delivered = created(
         store
-            .record_webhook_delivery(&pipeline.team, &pipeline.name, &delivery, T0)
+            .create_build_for_delivery(&new_build(pipeline, 1), &delivery, T0)
             .await
-            .unwrap()
+            .unwrap(),
+        "a first delivery",
     );
 
     assert!(
@@ -3225,6 +3318,7 @@ pub async fn delete_pipeline_removes_builds_and_deliveries(store: &dyn Store) {
         "a pipeline with a running build is deleted all the same"
     );
     assert_eq!(store.get_build(running_build.id).await.unwrap(), None);
+    assert_eq!(store.get_build(delivered.id).await.unwrap(), None);
     assert_eq!(
         store.get_build(kept_build.id).await.unwrap(),
         Some(kept_build)
@@ -3244,12 +3338,16 @@ pub async fn delete_pipeline_removes_builds_and_deliveries(store: &dyn Store) {
             .number,
         1
     );
-    assert!(
-        store
-            .record_webhook_delivery(&pipeline.team, &pipeline.name, &delivery, T0 + 1)
-            .await
-            .unwrap(),
-        "the deleted pipeline's deliveries went with it"
+    assert_eq!(
+        created(
+            store
+                .create_build_for_delivery(&new_build(pipeline, 3), &delivery, T0 + 1)
+                .await
+                .unwrap(),
+            "the deleted pipeline's deliveries went with it",
+        )
+        .number,
+        2
     );
 }
 
@@ -3257,11 +3355,12 @@ pub async fn delete_team_removes_its_pipelines(store: &dyn Store) {
     let pipelines = team_with_pipelines(store, "pl-delete-team", &["pdt"]).await;
     let pipeline = &pipelines[0];
     let build = store.create_build(&new_build(pipeline, 0)).await.unwrap();
-    assert!(
+    let delivered = created(
         store
-            .record_webhook_delivery(&pipeline.team, &pipeline.name, "d-1", T0)
+            .create_build_for_delivery(&new_build(pipeline, 1), "d-1", T0)
             .await
-            .unwrap()
+            .unwrap(),
+        "a first delivery",
     );
     assert!(store.delete_team(&pipeline.team).await.unwrap());
     assert_eq!(
@@ -3272,6 +3371,7 @@ pub async fn delete_team_removes_its_pipelines(store: &dyn Store) {
         None
     );
     assert_eq!(store.get_build(build.id).await.unwrap(), None);
+    assert_eq!(store.get_build(delivered.id).await.unwrap(), None);
     assert!(
         store
             .list_pipelines(Some(&pipeline.team))

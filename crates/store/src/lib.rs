@@ -90,6 +90,22 @@ pub struct BuildQuery {
     pub limit: u32,
 }
 
+/// What [`Store::create_build_for_delivery`] did with a webhook delivery.
+// One short-lived value per delivery, matched at once: boxing the build would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryBuild {
+    /// A first delivery: its build, as stored.
+    Created(Build),
+    /// The delivery id was already recorded; nothing was written.
+    Redelivered {
+        /// The build the first delivery started; `None` when that build has since been pruned
+        /// or deleted (or the delivery was recorded before deliveries remembered their build).
+        build_id: Option<i64>,
+    },
+}
+
 /// An admin's decision on a pending quota request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaDecision {
@@ -402,16 +418,23 @@ pub trait Store: Send + Sync + 'static {
     /// the caller can drop their logs. Nothing for an unknown pipeline.
     async fn prune_builds(&self, team: &str, pipeline: &str, keep: u32) -> StoreResult<Vec<i64>>;
 
-    /// Records a webhook delivery id of the pipeline at `now`; returns `false` when that id
-    /// was already recorded (a redelivery: build nothing). `NotFound` when the pipeline does
-    /// not exist. Ids are remembered until [`Store::prune_webhook_deliveries`] forgets them.
-    async fn record_webhook_delivery(
+    /// Creates the build a webhook delivery asks for, unless that delivery was received before.
+    ///
+    /// In one write transaction: when `delivery_id` is already recorded for
+    /// `(build.team, build.pipeline)` (a redelivery), nothing is written and the answer is
+    /// [`DeliveryBuild::Redelivered`] with the build the first delivery started; otherwise the
+    /// build is stored exactly as [`Store::create_build`] stores it and the delivery is
+    /// recorded at `now` with that build's id ([`DeliveryBuild::Created`]). So a delivery is
+    /// never recorded without its build: when creating the build fails, a redelivery builds.
+    /// Concurrent deliveries of one id create one build. `NotFound` when the pipeline does not
+    /// exist. Ids are remembered until [`Store::prune_webhook_deliveries`] forgets them, after
+    /// which the same id builds again.
+    async fn create_build_for_delivery(
         &self,
-        team: &str,
-        pipeline: &str,
+        build: &Build,
         delivery_id: &str,
         now: Millis,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<DeliveryBuild>;
 
     /// Forgets webhook deliveries recorded before `cutoff`; returns how many.
     async fn prune_webhook_deliveries(&self, cutoff: Millis) -> StoreResult<u64>;

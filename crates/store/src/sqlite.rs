@@ -35,8 +35,8 @@ use sqlx::{Row, SqlSafeStr, Sqlite};
 
 use crate::enums::DbEnum;
 use crate::{
-    AuditQuery, BuildQuery, EventQuery, QuotaDecision, QuotaRequestQuery, Store, StoreError,
-    StoreResult,
+    AuditQuery, BuildQuery, DeliveryBuild, EventQuery, QuotaDecision, QuotaRequestQuery, Store,
+    StoreError, StoreResult,
 };
 
 /// Schema migrations, in order. Files follow sqlx's `<VERSION>_<DESCRIPTION>.sql` naming and are
@@ -74,6 +74,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "pipelines",
         include_str!("../migrations/sqlite/0006_pipelines.sql"),
+    ),
+    (
+        7,
+        "webhook delivery builds",
+        include_str!("../migrations/sqlite/0007_webhook_delivery_builds.sql"),
     ),
 ];
 
@@ -826,6 +831,60 @@ fn unfinished_statuses_sql() -> String {
         .map(|s| format!("'{}'", DbEnum::as_str(s)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Numbers and inserts a new build of `(build.team, build.pipeline)` (see
+/// [`Store::create_build`]); the caller's write transaction makes the two steps atomic.
+/// `NotFound` when the pipeline does not exist.
+async fn insert_build(conn: &mut SqliteConnection, build: &Build) -> StoreResult<Build> {
+    let steps = steps_json(build)?;
+    let number: Option<i64> = sqlx::query_scalar(
+        "UPDATE pipelines SET next_build_number = next_build_number + 1 \
+         WHERE team = $1 AND name = $2 RETURNING next_build_number - 1",
+    )
+    .bind(build.team.as_str())
+    .bind(build.pipeline.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    let Some(number) = number else {
+        return Err(StoreError::NotFound(format!(
+            "pipeline {} of team {}",
+            build.pipeline, build.team
+        )));
+    };
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO builds (team, pipeline, number, trigger_kind, triggered_by, commit_sha, \
+         branch, author, author_email, message, status, steps_json, image_digest, \
+         rollout_outcome, reason, created_at, started_at, finished_at) VALUES ($1, $2, $3, \
+         $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
+    )
+    .bind(build.team.as_str())
+    .bind(build.pipeline.as_str())
+    .bind(number)
+    .bind(DbEnum::as_str(build.trigger))
+    .bind(build.triggered_by.as_str())
+    .bind(build.commit.as_deref())
+    .bind(build.branch.as_deref())
+    .bind(build.author.as_deref())
+    .bind(build.author_email.as_deref())
+    .bind(build.message.as_deref())
+    .bind(DbEnum::as_str(build.status))
+    .bind(steps)
+    .bind(build.image_digest.as_deref())
+    .bind(build.rollout_outcome.as_deref())
+    .bind(build.reason.as_deref())
+    .bind(build.created_at)
+    .bind(build.started_at)
+    .bind(build.finished_at)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(Build {
+        id,
+        number: uint_from_db(number, "next_build_number")?,
+        ..build.clone()
+    })
 }
 
 /// Writes every mutable column of `build` (see [`Store::update_build`]).
@@ -2061,56 +2120,10 @@ impl Store for SqliteStore {
     }
 
     async fn create_build(&self, build: &Build) -> StoreResult<Build> {
-        let steps = steps_json(build)?;
         let mut tx = self.begin_write().await?;
-        let number: Option<i64> = sqlx::query_scalar(
-            "UPDATE pipelines SET next_build_number = next_build_number + 1 \
-             WHERE team = $1 AND name = $2 RETURNING next_build_number - 1",
-        )
-        .bind(build.team.as_str())
-        .bind(build.pipeline.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let Some(number) = number else {
-            return Err(StoreError::NotFound(format!(
-                "pipeline {} of team {}",
-                build.pipeline, build.team
-            )));
-        };
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO builds (team, pipeline, number, trigger_kind, triggered_by, commit_sha, \
-             branch, author, author_email, message, status, steps_json, image_digest, \
-             rollout_outcome, reason, created_at, started_at, finished_at) VALUES ($1, $2, $3, \
-             $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
-        )
-        .bind(build.team.as_str())
-        .bind(build.pipeline.as_str())
-        .bind(number)
-        .bind(DbEnum::as_str(build.trigger))
-        .bind(build.triggered_by.as_str())
-        .bind(build.commit.as_deref())
-        .bind(build.branch.as_deref())
-        .bind(build.author.as_deref())
-        .bind(build.author_email.as_deref())
-        .bind(build.message.as_deref())
-        .bind(DbEnum::as_str(build.status))
-        .bind(steps)
-        .bind(build.image_digest.as_deref())
-        .bind(build.rollout_outcome.as_deref())
-        .bind(build.reason.as_deref())
-        .bind(build.created_at)
-        .bind(build.started_at)
-        .bind(build.finished_at)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        let build = insert_build(&mut tx, build).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(Build {
-            id,
-            number: uint_from_db(number, "next_build_number")?,
-            ..build.clone()
-        })
+        Ok(build)
     }
 
     async fn update_build(&self, build: &Build) -> StoreResult<()> {
@@ -2214,39 +2227,45 @@ impl Store for SqliteStore {
         Ok(ids)
     }
 
-    async fn record_webhook_delivery(
+    async fn create_build_for_delivery(
         &self,
-        team: &str,
-        pipeline: &str,
+        build: &Build,
         delivery_id: &str,
         now: Millis,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<DeliveryBuild> {
+        // `BEGIN IMMEDIATE` holds the write lock from the lookup on, so no concurrent delivery
+        // of the same id slips in between the lookup and the insert (a PostgreSQL store must
+        // serialise them too, e.g. by locking the pipeline row first).
         let mut tx = self.begin_write().await?;
-        let exists = sqlx::query("SELECT 1 FROM pipelines WHERE team = $1 AND name = $2")
-            .bind(team)
-            .bind(pipeline)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound(format!(
-                "pipeline {pipeline} of team {team}"
-            )));
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO webhook_deliveries (team, pipeline, delivery_id, received_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (team, pipeline, delivery_id) DO NOTHING",
+        let recorded: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT b.id FROM webhook_deliveries d LEFT JOIN builds b ON b.id = d.build_id \
+             WHERE d.team = $1 AND d.pipeline = $2 AND d.delivery_id = $3",
         )
-        .bind(team)
-        .bind(pipeline)
+        .bind(build.team.as_str())
+        .bind(build.pipeline.as_str())
+        .bind(delivery_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if let Some(build_id) = recorded {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(DeliveryBuild::Redelivered { build_id });
+        }
+        let build = insert_build(&mut tx, build).await?;
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (team, pipeline, delivery_id, received_at, build_id) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(build.team.as_str())
+        .bind(build.pipeline.as_str())
         .bind(delivery_id)
         .bind(now)
+        .bind(build.id)
         .execute(&mut *tx)
         .await
-        .map_err(db_err)?
-        .rows_affected();
+        .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
-        Ok(inserted > 0)
+        Ok(DeliveryBuild::Created(build))
     }
 
     async fn prune_webhook_deliveries(&self, cutoff: Millis) -> StoreResult<u64> {
