@@ -98,6 +98,16 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     });
   });
 
+  await t.test("the apps list shows the app's memory in use", async () => {
+    await page.goto(`${state.base}/apps`);
+    const memory = page.locator('tr[data-app="shop"] [data-testid="app-memory"] [data-bytes]');
+    await memory.waitFor({ timeout: 30_000 });
+    assert.ok(Number(await memory.getAttribute("data-bytes")) > 0, "memory in use is sampled");
+    assert.match(await memory.textContent(), /iB \/ 192 MiB$/);
+    await page.goto(`${state.base}/apps/shop`);
+    await page.getByTestId("app-name").waitFor();
+  });
+
   await t.test("new settings are deployed as revision 2", async () => {
     await page.getByRole("link", { name: "Deploy" }).click();
     await page.waitForURL("**/apps/shop/deploy");

@@ -16,6 +16,7 @@ import { ImageDetailPage, ImagesPage, RegistryPage } from "./pages/Images";
 import { LoginPage, RegisterPage } from "./pages/Login";
 import { PipelineDetailPage, PipelineEditPage, PipelinesPage } from "./pages/Pipelines";
 import { QuotaRequestsPage } from "./pages/QuotaRequests";
+import { ExternalImagePage, RegistriesPage, RegistryDetailPage, RegistryEditPage } from "./pages/Registries";
 import { TeamPage, TeamsPage } from "./pages/Teams";
 import { TemplateEditPage, TemplatesPage } from "./pages/Templates";
 import { useSession } from "./session";
@@ -54,6 +55,11 @@ export function App() {
         <Route path="/images" element={<ImagesPage />} />
         <Route path="/images/*" element={<ImageDetailPage />} />
         <Route path="/registry" element={<RegistryPage />} />
+        <Route path="/registries" element={<RegistriesPage />} />
+        <Route path="/registries/new" element={<RegistryEditPage />} />
+        <Route path="/registries/:name" element={<RegistryDetailPage />} />
+        <Route path="/registries/:name/edit" element={<RegistryEditPage />} />
+        <Route path="/registries/:name/images/*" element={<ExternalImagePage />} />
         <Route path="/teams" element={<TeamsPage />} />
         <Route path="/teams/:team" element={<TeamPage />} />
         <Route path="/quota-requests" element={<QuotaRequestsPage />} />
@@ -98,6 +104,7 @@ function Shell({ children }: { children: ReactNode }) {
     { to: "/pipelines", label: t("nav.pipelines"), show: true },
     { to: "/images", label: t("nav.images"), show: true },
     { to: "/registry", label: t("nav.registry"), show: true },
+    { to: "/registries", label: t("registries.title"), show: true },
     { to: "/teams", label: t("nav.teams"), show: true },
     { to: "/quota-requests", label: t("nav.quotaRequests"), show: true },
     { to: "/templates", label: t("nav.templates"), show: true },

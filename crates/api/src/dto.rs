@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_controller::InstanceStatus;
+use berth_controller::{InstanceStatus, InstanceUsage};
 use berth_core::health::{Liveness, Readiness};
 use berth_core::planner::InstancePhase;
 use berth_core::{App, Event, Millis, Probe, Revision, Rollout, RolloutStrategy, Template};
@@ -277,6 +277,76 @@ pub struct InstanceDto {
     pub node: String,
     /// When a crash loop holds the replacement back: when it will start.
     pub backoff_until: Option<String>,
+    /// CPU and memory use, once the running instance has been sampled (every 5 s).
+    pub usage: Option<InstanceUsageDto>,
+}
+
+/// What one instance uses, from samples taken every few seconds.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InstanceUsageDto {
+    /// CPU between the last two samples, in millicores (1000 = one core); `null` until the
+    /// instance has been sampled twice.
+    pub cpu_millis: Option<u64>,
+    /// CPU averaged over the last minute (or the instance's life, if shorter), in millicores;
+    /// `null` until the instance has been sampled twice.
+    pub cpu_millis_avg_1m: Option<u64>,
+    /// Memory in use at the latest sample, in bytes (page cache excluded, as `docker stats`).
+    pub memory_bytes: u64,
+    /// The instance's memory limit, or the node's memory when it has none.
+    pub memory_limit_bytes: Option<u64>,
+    /// When the latest sample was taken.
+    pub sampled_at: String,
+}
+
+impl From<&InstanceUsage> for InstanceUsageDto {
+    fn from(u: &InstanceUsage) -> Self {
+        InstanceUsageDto {
+            cpu_millis: u.cpu_millis,
+            cpu_millis_avg_1m: u.cpu_millis_avg,
+            memory_bytes: u.memory_bytes,
+            memory_limit_bytes: u.memory_limit_bytes,
+            sampled_at: timestamp(u.sampled_at),
+        }
+    }
+}
+
+/// What an app's running instances use together.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AppUsageDto {
+    /// Sum of the instances' latest CPU, in millicores; `null` while none has a rate yet.
+    pub cpu_millis: Option<u64>,
+    /// Sum of the instances' one-minute CPU averages, in millicores; `null` while none has one.
+    pub cpu_millis_avg_1m: Option<u64>,
+    /// Sum of the instances' memory in use, in bytes.
+    pub memory_bytes: u64,
+    /// How many running instances the sums cover.
+    pub instances: u32,
+}
+
+impl AppUsageDto {
+    /// Sums the usage of the running instances; `None` when none has been sampled.
+    pub fn total(instances: &[InstanceDto]) -> Option<Self> {
+        let sampled: Vec<&InstanceUsageDto> = instances
+            .iter()
+            .filter(|i| i.phase == "running")
+            .filter_map(|i| i.usage.as_ref())
+            .collect();
+        if sampled.is_empty() {
+            return None;
+        }
+        let sum = |field: fn(&InstanceUsageDto) -> Option<u64>| {
+            sampled
+                .iter()
+                .filter_map(|u| field(u))
+                .reduce(u64::saturating_add)
+        };
+        Some(AppUsageDto {
+            cpu_millis: sum(|u| u.cpu_millis),
+            cpu_millis_avg_1m: sum(|u| u.cpu_millis_avg_1m),
+            memory_bytes: sum(|u| Some(u.memory_bytes)).unwrap_or(0),
+            instances: sampled.len() as u32,
+        })
+    }
 }
 
 impl From<&InstanceStatus> for InstanceDto {
@@ -315,6 +385,7 @@ impl From<&InstanceStatus> for InstanceDto {
             last_probe_failure: s.last_failure.clone(),
             node: s.node.clone(),
             backoff_until: s.backoff.as_ref().map(|b| timestamp(b.until)),
+            usage: s.usage.as_ref().map(InstanceUsageDto::from),
         }
     }
 }
@@ -335,6 +406,8 @@ pub struct AppDto {
     pub dependencies: Vec<String>,
     pub rollout: RolloutDto,
     pub instances: Vec<InstanceDto>,
+    /// CPU and memory use of the running instances together; `null` until one is sampled.
+    pub usage: Option<AppUsageDto>,
     /// Set when the engine could not be asked about the instances.
     pub engine_error: Option<String>,
     pub created_at: String,
@@ -360,6 +433,7 @@ impl AppDto {
             strategy: StrategyDto::from_strategy(&app.strategy),
             dependencies: app.dependencies.clone(),
             rollout: RolloutDto::new(&app.rollout, app.replicas, &instances),
+            usage: AppUsageDto::total(&instances),
             instances,
             engine_error,
             created_at: timestamp(app.created_at),
@@ -442,6 +516,80 @@ mod tests {
         ];
         for (ms, want) in cases {
             assert_eq!(timestamp(ms), want);
+        }
+    }
+
+    fn instance(phase: &str, usage: Option<(Option<u64>, Option<u64>, u64)>) -> InstanceDto {
+        InstanceDto {
+            name: "web-0".into(),
+            container_id: "c".into(),
+            revision: 1,
+            phase: phase.into(),
+            address: None,
+            ready: phase == "running",
+            readiness: "ready".into(),
+            liveness: "healthy".into(),
+            restarts: 0,
+            exit_code: None,
+            created_at: timestamp(0),
+            started_at: None,
+            last_probe_failure: None,
+            node: "n".into(),
+            backoff_until: None,
+            usage: usage.map(|(cpu, avg, memory)| InstanceUsageDto {
+                cpu_millis: cpu,
+                cpu_millis_avg_1m: avg,
+                memory_bytes: memory,
+                memory_limit_bytes: None,
+                sampled_at: timestamp(0),
+            }),
+        }
+    }
+
+    #[test]
+    fn app_usage_sums_running_sampled_instances() {
+        type Want = Option<(Option<u64>, Option<u64>, u64, u32)>;
+        let cases: Vec<(&str, Vec<InstanceDto>, Want)> = vec![
+            ("no instances", vec![], None),
+            (
+                "not sampled yet",
+                vec![instance("running", None), instance("starting", None)],
+                None,
+            ),
+            (
+                "one sample: memory only",
+                vec![instance("running", Some((None, None, 100)))],
+                Some((None, None, 100, 1)),
+            ),
+            (
+                "sums, skipping missing rates",
+                vec![
+                    instance("running", Some((Some(120), Some(100), 100))),
+                    instance("running", Some((None, None, 50))),
+                    instance("running", Some((Some(30), Some(40), 25))),
+                ],
+                Some((Some(150), Some(140), 175, 3)),
+            ),
+            (
+                "terminating and exited instances do not count",
+                vec![
+                    instance("running", Some((Some(10), Some(10), 10))),
+                    instance("terminating", Some((Some(500), Some(500), 500))),
+                    instance("exited", Some((Some(500), Some(500), 500))),
+                ],
+                Some((Some(10), Some(10), 10, 1)),
+            ),
+        ];
+        for (name, instances, want) in cases {
+            let got = AppUsageDto::total(&instances).map(|u| {
+                (
+                    u.cpu_millis,
+                    u.cpu_millis_avg_1m,
+                    u.memory_bytes,
+                    u.instances,
+                )
+            });
+            assert_eq!(got, want, "{name}");
         }
     }
 

@@ -203,6 +203,16 @@ impl From<&ImageDetail> for ImageDto {
     }
 }
 
+/// What `GET /api/v1/images/{reference}` (and its external-registry twin) answers: a
+/// repository with its tags when the reference names neither tag nor digest (`team/app`), else
+/// one image (`team/app:tag`, `team/app@sha256:…`). Untagged: the JSON is the inner shape's.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum RepositoryOrImageDto {
+    Repository(RepositoryDetailDto),
+    Image(Box<ImageDto>),
+}
+
 /// Storage used by one repository or one team.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UsageEntryDto {

@@ -14,9 +14,9 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::image_dto::{
-    GcReportDto, GcRequest, ImageDto, RepositoryDetailDto, RepositoryDto, RetentionReportDto,
-    RetentionRequest, RetentionRuleDto, RetentionRuleRequest, RetentionRunDto, StorageUsageDto,
-    TagDto,
+    GcReportDto, GcRequest, ImageDto, RepositoryDetailDto, RepositoryDto, RepositoryOrImageDto,
+    RetentionReportDto, RetentionRequest, RetentionRuleDto, RetentionRuleRequest, RetentionRunDto,
+    StorageUsageDto, TagDto,
 };
 
 impl From<RegistryError> for ApiError {
@@ -181,12 +181,14 @@ pub async fn list_repositories(
 /// A repository with its tags (`team/app`), or one image (`team/app:tag`, `team/app@digest`).
 #[utoipa::path(get, path = "/api/v1/images/{reference}", tag = "images",
     params(("reference" = String, Path, description = "team/app, team/app:tag or team/app@sha256:…")),
-    responses((status = 200, body = ImageDto), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = RepositoryOrImageDto,
+        description = "a repository with its tags (`team/app`) or one image (`team/app:tag`, `team/app@sha256:…`)"),
+        (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(state): State<ApiState>,
     principal: Principal,
     Path(reference): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<RepositoryOrImageDto>> {
     let image = parse_reference(&reference);
     authorize(&principal, &image, TeamAction::Read)?;
     show_in(&*state.registry, image).await
@@ -196,26 +198,23 @@ pub async fn show(
 pub(crate) async fn show_in(
     source: &dyn ImageSource,
     image: ImageRef<'_>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let value = match image {
+) -> ApiResult<Json<RepositoryOrImageDto>> {
+    let answer = match image {
         ImageRef::Repository(repo) => {
             let tags = source.list_tags(repo).await?;
             let size_bytes = source.repository_usage(repo).await?;
-            let detail = RepositoryDetailDto {
+            RepositoryOrImageDto::Repository(RepositoryDetailDto {
                 name: repo.to_string(),
                 size_bytes,
                 tags: tags.iter().map(TagDto::from).collect(),
-            };
-            serde_json::to_value(detail)
+            })
         }
         ImageRef::Tag(repo, reference) | ImageRef::Digest(repo, reference) => {
             let detail = source.image_detail(repo, reference).await?;
-            serde_json::to_value(ImageDto::from(&detail))
+            RepositoryOrImageDto::Image(Box::new(ImageDto::from(&detail)))
         }
     };
-    value
-        .map(Json)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+    Ok(Json(answer))
 }
 
 /// Delete a tag (`team/app:tag`) or an image and all its tags (`team/app@sha256:…`). The disk

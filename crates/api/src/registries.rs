@@ -21,7 +21,9 @@ use crate::ApiState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::image_dto::{ExternalRegistryDto, ExternalRegistryRequest, ImageDto, RepositoryDto};
+use crate::image_dto::{
+    ExternalRegistryDto, ExternalRegistryRequest, RepositoryDto, RepositoryOrImageDto,
+};
 use crate::images::{SearchParams, delete_in, images_in_use, parse_reference, show_in};
 
 /// Clients of the external registries, by name, with the configuration each was made from.
@@ -235,13 +237,14 @@ pub async fn list_images(
 #[utoipa::path(operation_id = "show_external_image", get, path = "/api/v1/registries/{name}/images/{reference}", tag = "images",
     params(("name" = String, Path),
         ("reference" = String, Path, description = "repo, repo:tag or repo@sha256:…")),
-    responses((status = 200, body = ImageDto), (status = 404, body = ErrorBody),
-        (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = RepositoryOrImageDto,
+            description = "a repository with its tags (`repo`) or one image (`repo:tag`, `repo@sha256:…`)"),
+        (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn show_image(
     State(state): State<ApiState>,
     principal: Principal,
     Path((name, reference)): Path<(String, String)>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<RepositoryOrImageDto>> {
     let registry = registry_for(&state, &principal, &name, TeamAction::Read).await?;
     principal.audit.set_object(format!("images/{reference}"));
     let client = client(&state, &registry)?;

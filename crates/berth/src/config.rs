@@ -61,6 +61,9 @@ pub struct ServerOptions {
     /// Builds kept per pipeline with their logs; older ended ones are deleted [default: 50]
     #[arg(long, env = "BERTH_BUILD_RETENTION")]
     pub build_retention: Option<u32>,
+    /// How often every instance's CPU and memory use is sampled (0 turns it off) [default: 5s]
+    #[arg(long, env = "BERTH_USAGE_INTERVAL")]
+    pub usage_interval: Option<String>,
     /// Log filter (tracing syntax), e.g. info or berth_controller=debug [default: info]
     #[arg(long, env = "BERTH_LOG")]
     pub log: Option<String>,
@@ -86,6 +89,7 @@ pub struct ServerConfig {
     pub build_concurrency: usize,
     pub build_timeout: Duration,
     pub build_retention: u32,
+    pub usage_interval: Duration,
     pub log: String,
 }
 
@@ -109,6 +113,7 @@ impl ServerOptions {
             build_concurrency: self.build_concurrency.or(file.build_concurrency),
             build_timeout: self.build_timeout.or(file.build_timeout),
             build_retention: self.build_retention.or(file.build_retention),
+            usage_interval: self.usage_interval.or(file.usage_interval),
             log: self.log.or(file.log),
         }
     }
@@ -175,6 +180,7 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         build_concurrency,
         build_timeout: duration("build-timeout", o.build_timeout, "30m")?,
         build_retention,
+        usage_interval: duration("usage-interval", o.usage_interval, "5s")?,
         log: o.log.unwrap_or_else(|| "info".into()),
     })
 }

@@ -150,6 +150,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
                 server,
             })
             .collect(),
+        usage_interval: config.usage_interval,
         ..ControllerConfig::default()
     };
     let controller = Controller::new(

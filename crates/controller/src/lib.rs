@@ -7,11 +7,14 @@
 //! * the **engine watcher** turns engine events into wake-ups, and a periodic **resync**
 //!   catches whatever events miss;
 //! * the **prober** ([`prober`]) probes instances over HTTP and wakes the reconciler when an
-//!   instance's health changes.
+//!   instance's health changes;
+//! * the **usage sampler** ([`usage`]) samples every running instance's CPU and memory use
+//!   each `usage_interval` and keeps the last minute, read through a [`UsageBook`].
 
 pub mod prober;
 pub mod queue;
 pub mod reconcile;
+pub mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,7 @@ use futures::StreamExt;
 pub use prober::Prober;
 pub use queue::WorkQueue;
 pub use reconcile::InstanceStatus;
+pub use usage::{InstanceUsage, UsageBook};
 
 /// Reads the current time as unix milliseconds; injected so tests can control it.
 pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
@@ -58,6 +62,9 @@ pub struct ControllerConfig {
     pub workers: usize,
     /// Credentials the engine pulls with, per registry host (Berth's own registry among them).
     pub pull_credentials: Vec<berth_engine::RegistryAuth>,
+    /// How often every running instance's CPU and memory use is sampled; zero turns the
+    /// sampler off.
+    pub usage_interval: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -70,6 +77,7 @@ impl Default for ControllerConfig {
             backoff: Backoff::default(),
             workers: 4,
             pull_credentials: Vec::new(),
+            usage_interval: Duration::from_secs(5),
         }
     }
 }
@@ -81,6 +89,8 @@ pub struct Shared {
     pub config: ControllerConfig,
     pub queue: Arc<WorkQueue>,
     pub prober: Prober,
+    /// The latest CPU and memory use of every running instance.
+    pub usage: UsageBook,
     pub clock: Clock,
     pub(crate) http: reqwest::Client,
     /// Containers Berth has asked to stop, with when it asked.
@@ -166,6 +176,7 @@ impl Controller {
                 config,
                 queue: WorkQueue::new(),
                 prober: Prober::default(),
+                usage: UsageBook::default(),
                 clock,
                 http,
                 terminating: Mutex::new(HashMap::new()),
@@ -182,13 +193,20 @@ impl Controller {
         &self.shared
     }
 
-    /// Starts the workers, the engine-event watcher and the periodic resync.
+    /// Starts the workers, the engine-event watcher, the periodic resync and the usage
+    /// sampler.
     pub fn start(&self) {
         for _ in 0..self.shared.config.workers.max(1) {
             tokio::spawn(worker(Arc::clone(&self.shared)));
         }
         tokio::spawn(watch_engine(Arc::clone(&self.shared)));
         tokio::spawn(resync(Arc::clone(&self.shared)));
+        tokio::spawn(usage::run(Arc::clone(&self.shared)));
+    }
+
+    /// The latest CPU and memory use of every running instance (see [`usage`]).
+    pub fn usage(&self) -> UsageBook {
+        self.shared.usage.clone()
     }
 
     /// Asks for a reconcile of `app` soon.

@@ -38,6 +38,8 @@ pub struct InstanceStatus {
     pub node: String,
     /// Set while a crash loop holds the replacement back.
     pub backoff: Option<BackOff>,
+    /// CPU and memory use, once the running instance has been sampled.
+    pub usage: Option<crate::InstanceUsage>,
 }
 
 /// Why a reconcile could not finish.
@@ -702,6 +704,7 @@ async fn statuses_of(
             started_at: instance.started_at,
             last_failure: instance.last_failure,
             node: container.node.clone(),
+            usage: shared.usage.instance(&container.id),
         })
         .collect();
     statuses.sort_by_key(|s| label_ordinal(&s.name));

@@ -7,8 +7,8 @@
 //!
 //! The fixture image must serve HTTP on port 8080 (`GET /healthz`), print
 //! `listening on 0.0.0.0:8080` at start, exit at once with `CODE` when `EXIT_IMMEDIATELY=CODE`
-//! is set (printing `exiting immediately with code CODE`), and stop quickly on SIGTERM; its
-//! program is `/berth-testapp`. Images the checks build carry the `berth.namespace` label and
+//! is set (printing `exiting immediately with code CODE`), burn that much CPU while
+//! `BURN_CPU_MILLICORES` is set, and stop quickly on SIGTERM; its program is `/berth-testapp`. Images the checks build carry the `berth.namespace` label and
 //! are removed again.
 
 use std::collections::BTreeMap;
@@ -56,6 +56,7 @@ pub async fn run_all(engine: &dyn Engine, fixture: &ConformanceFixture) {
     check_ensure_network_idempotent(engine, fixture).await;
     check_ensure_image(engine, fixture).await;
     check_instance_lifecycle(engine, fixture).await;
+    check_resource_sample(engine, fixture).await;
     check_logs(engine, fixture).await;
     check_events(engine, fixture).await;
     check_missing_image(engine, fixture).await;
@@ -279,6 +280,78 @@ pub async fn check_instance_lifecycle(engine: &dyn Engine, fixture: &Conformance
         .stop_instance(&id, GRACE)
         .await
         .expect("a second stop_instance must be Ok");
+}
+
+/// A running container's sample shows memory in use, its memory limit, and CPU time that
+/// grows while it burns CPU; an exited container is a `Conflict`, a missing one `NotFound`.
+pub async fn check_resource_sample(engine: &dyn Engine, fixture: &ConformanceFixture) {
+    const LIMIT: u64 = 256 * 1024 * 1024;
+    // 50 ms of CPU: a quarter of a second of the burn below.
+    const GROWTH_NS: u64 = 50_000_000;
+    let mut spec = instance_spec(fixture, "usage");
+    spec.env
+        .insert("BURN_CPU_MILLICORES".to_owned(), "200".to_owned());
+    spec.memory_bytes = Some(LIMIT);
+    let id = start(engine, &spec).await;
+    wait_running(engine, fixture, &id).await;
+
+    let first = engine
+        .resource_sample(&id)
+        .await
+        .expect("resource_sample of a running container failed");
+    assert!(first.memory_bytes > 0, "no memory in use: {first:?}");
+    assert!(first.sampled_at_ms > 0, "no sample time: {first:?}");
+    assert_eq!(
+        first.memory_limit_bytes,
+        Some(LIMIT),
+        "memory limit of {first:?}"
+    );
+    let later = eventually("CPU time to grow while the app burns CPU", || async {
+        let sample = engine
+            .resource_sample(&id)
+            .await
+            .expect("resource_sample of a running container failed");
+        (sample.cpu_time_ns >= first.cpu_time_ns + GROWTH_NS).then_some(sample)
+    })
+    .await;
+    assert!(
+        later.sampled_at_ms >= first.sampled_at_ms,
+        "a later sample is older: {first:?} then {later:?}"
+    );
+    engine
+        .stop_instance(&id, GRACE)
+        .await
+        .expect("stop_instance failed");
+    match engine.resource_sample(&id).await {
+        Err(EngineError::NotFound(_)) => {}
+        other => panic!("resource_sample of a removed container gave {other:?}, want NotFound"),
+    }
+    match engine
+        .resource_sample("berth-conformance-no-such-container")
+        .await
+    {
+        Err(EngineError::NotFound(_)) => {}
+        other => panic!("resource_sample of an unknown container gave {other:?}, want NotFound"),
+    }
+
+    let mut spec = instance_spec(fixture, "usage-exited");
+    spec.env
+        .insert("EXIT_IMMEDIATELY".to_owned(), "0".to_owned());
+    let id = start(engine, &spec).await;
+    eventually("the container to be listed as exited", || async {
+        find_container(engine, fixture, &id)
+            .await
+            .filter(|c| c.state == ContainerState::Exited)
+    })
+    .await;
+    match engine.resource_sample(&id).await {
+        Err(EngineError::Conflict(_)) => {}
+        other => panic!("resource_sample of an exited container gave {other:?}, want Conflict"),
+    }
+    engine
+        .stop_instance(&id, GRACE)
+        .await
+        .expect("stop_instance of an exited container failed");
 }
 
 /// Logs return the startup line with a timestamp, with and without follow; tail limits lines.

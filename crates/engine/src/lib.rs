@@ -1,9 +1,9 @@
 //! The Engine seam: the container operations Berth needs, independent of any runtime.
 //!
-//! Only this crate knows bollard. Callers speak in [`InstanceSpec`], [`ObservedContainer`]
-//! and [`EngineEvent`] for app instances, and in [`BuildSpec`] and [`RunSpec`] for the code
-//! pipeline (build an image, run its tests in a throwaway container, tag, push); the Docker
-//! implementation lives in [`docker`]. A Swarm (and later Kubernetes) implementation plugs in
+//! Only this crate knows bollard. Callers speak in [`InstanceSpec`], [`ObservedContainer`],
+//! [`EngineEvent`] and [`ResourceSample`] for app instances, and in [`BuildSpec`] and
+//! [`RunSpec`] for the code pipeline (build an image, run its tests in a throwaway container,
+//! tag, push); the Docker implementation lives in [`docker`]. A Swarm (and later Kubernetes) implementation plugs in
 //! behind the same trait and must pass [`conformance`].
 
 pub mod conformance;
@@ -262,6 +262,21 @@ pub enum RunOutcome {
     Cancelled,
 }
 
+/// One reading of a container's resource use. CPU is cumulative, so a rate needs two samples:
+/// (`cpu_time_ns` difference) / (`sampled_at_ms` difference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceSample {
+    /// When the engine read the numbers, unix milliseconds (the engine's clock).
+    pub sampled_at_ms: i64,
+    /// CPU time the container has used since it started, over all cores, in nanoseconds.
+    pub cpu_time_ns: u64,
+    /// Memory in use in bytes, without the page cache the kernel can drop (what `docker stats`
+    /// shows: usage minus inactive file pages).
+    pub memory_bytes: u64,
+    /// The memory the container may use: its limit, or the node's memory when it has none.
+    pub memory_limit_bytes: Option<u64>,
+}
+
 /// The container runtime behind Berth.
 #[async_trait]
 pub trait Engine: Send + Sync + 'static {
@@ -299,6 +314,11 @@ pub trait Engine: Send + Sync + 'static {
 
     /// A container's output.
     fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, EngineResult<LogLine>>;
+
+    /// One resource sample of a running container, read at once (no waiting for a second
+    /// reading). A container that does not exist is [`EngineError::NotFound`]; one that exists
+    /// but is not running is [`EngineError::Conflict`].
+    async fn resource_sample(&self, id: &str) -> EngineResult<ResourceSample>;
 
     /// Builds an image, reusing the engine's build cache; returns the image id
     /// (`sha256:…`). Progress lines go to `output` as they come. A failing instruction, or a

@@ -24,6 +24,14 @@ export type ParamDto = Schemas["ParamDto"];
 export type AuditDto = Schemas["AuditDto"];
 export type RepositoryDto = Schemas["RepositoryDto"];
 export type ImageDto = Schemas["ImageDto"];
+export type TagDto = Schemas["TagDto"];
+export type RepositoryDetailDto = Schemas["RepositoryDetailDto"];
+/** What GET /images/{reference} answers: a repository (no tag or digest) or one image. */
+export type RepositoryOrImageDto = Schemas["RepositoryOrImageDto"];
+export type ExternalRegistryDto = Schemas["ExternalRegistryDto"];
+export type ExternalRegistryRequest = Schemas["ExternalRegistryRequest"];
+export type RetentionRuleDto = Schemas["RetentionRuleDto"];
+export type RetentionReportDto = Schemas["RetentionReportDto"];
 export type StorageUsageDto = Schemas["StorageUsageDto"];
 export type GcReportDto = Schemas["GcReportDto"];
 export type PipelineDto = Schemas["PipelineDto"];

@@ -1,7 +1,8 @@
-// Shared pieces of the app pages: the health summary of an app and its rollout badge.
+// Shared pieces of the app pages: the health summary of an app, its rollout badge, and CPU and
+// memory in use (sampled by the server every few seconds) against the limits.
 import type { AppDto, InstanceDto, RolloutDto } from "../api/client";
 import { useI18n } from "../i18n";
-import { Badge, type Tone } from "./ui";
+import { Badge, formatBytes, formatCpu, type Tone } from "./ui";
 
 export type Health = "healthy" | "degraded" | "down" | "stopped" | "unknown";
 
@@ -57,4 +58,45 @@ export function InstanceBadge({ instance }: { instance: InstanceDto }) {
   if (instance.ready) return <Badge tone="ok">{t("instance.ready")}</Badge>;
   if (instance.readiness === "not_ready") return <Badge tone="warn">{t("instance.notReady")}</Badge>;
   return <Badge tone="info">{t("instance.checking")}</Badge>;
+}
+
+/** CPU in use now ("120m", or "120m / 500m" against a limit); the one-minute average on hover. */
+export function CpuUse({ now, avg, limit }: { now?: number | null; avg?: number | null; limit?: number | null }) {
+  const { t } = useI18n();
+  if (now == null) {
+    return (
+      <span className="muted" data-testid="cpu-use" title={t("usage.notSampled")}>
+        –
+      </span>
+    );
+  }
+  return (
+    <span data-testid="cpu-use" data-millis={now} title={t("usage.avg1m", { value: formatCpu(avg) })}>
+      {formatCpu(now)}
+      {limit ? ` / ${formatCpu(limit)}` : ""}
+    </span>
+  );
+}
+
+/** Memory in use ("24 MiB", or "24 MiB / 256 MiB" against a limit). */
+export function MemoryUse({ bytes, limit }: { bytes?: number | null; limit?: number | null }) {
+  const { t } = useI18n();
+  if (bytes == null) {
+    return (
+      <span className="muted" data-testid="memory-use" title={t("usage.notSampled")}>
+        –
+      </span>
+    );
+  }
+  return (
+    <span data-testid="memory-use" data-bytes={bytes}>
+      {formatBytes(bytes)}
+      {limit ? ` / ${formatBytes(limit)}` : ""}
+    </span>
+  );
+}
+
+/** A limit per instance times the wanted instances, or nothing when there is no limit. */
+export function appLimit(perInstance: number | null | undefined, replicas: number): number | null {
+  return perInstance ? perInstance * replicas : null;
 }

@@ -1,6 +1,7 @@
-// One app: overview (rollout progress, instances, spec), revisions with a diff between any two
-// and rollback, deploying new settings, the live events timeline, and live logs. Each tab is
-// its own URL; the app refreshes every two seconds while the page is open.
+// One app: overview (rollout progress, instances with their CPU and memory use, spec),
+// revisions with a diff between any two and rollback, deploying new settings, the live events
+// timeline, and live logs. Each tab is its own URL; the app refreshes every two seconds while
+// the page is open.
 import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { Link, useLocation, useNavigate, useParams, useSearchParams } from "react-router";
 import {
@@ -14,7 +15,7 @@ import {
   type TemplateDto,
 } from "../api/client";
 import { streamEvents, streamLogs } from "../api/stream";
-import { HealthBadge, InstanceBadge, RolloutBadge } from "../components/apps";
+import { CpuUse, HealthBadge, InstanceBadge, MemoryUse, RolloutBadge } from "../components/apps";
 import {
   Badge,
   Empty,
@@ -225,6 +226,8 @@ function Overview({ app }: { app: AppDto }) {
                   <th>{t("field.name")}</th>
                   <th>{t("instance.state")}</th>
                   <th>{t("apps.revision")}</th>
+                  <th>{t("usage.cpu")}</th>
+                  <th>{t("usage.memory")}</th>
                   <th className="hide-narrow">{t("instance.address")}</th>
                   <th className="hide-narrow">{t("instance.node")}</th>
                   <th>{t("instance.restarts")}</th>
@@ -247,6 +250,23 @@ function Overview({ app }: { app: AppDto }) {
                       )}
                     </td>
                     <td>#{i.revision}</td>
+                    <td className="num" data-testid="instance-cpu">
+                      <CpuUse
+                        now={i.usage?.cpu_millis}
+                        avg={i.usage?.cpu_millis_avg_1m}
+                        limit={i.revision === app.current_revision ? app.template.cpu_millis : null}
+                      />
+                    </td>
+                    <td className="num" data-testid="instance-memory">
+                      <MemoryUse
+                        bytes={i.usage?.memory_bytes}
+                        limit={
+                          i.revision === app.current_revision && app.template.memory_bytes
+                            ? i.usage?.memory_limit_bytes
+                            : null
+                        }
+                      />
+                    </td>
                     <td className="hide-narrow mono">{i.address ?? "–"}</td>
                     <td className="hide-narrow">{i.node}</td>
                     <td className="num">{i.restarts}</td>

@@ -1,8 +1,8 @@
-// The apps list: health, instances, revision and rollout, team; filtered by team and name
-// (both in the URL); refreshed every few seconds.
+// The apps list: health, instances, CPU and memory in use, revision and rollout, team;
+// filtered by team and name (both in the URL); refreshed every few seconds.
 import { Link, useSearchParams } from "react-router";
 import { api, call } from "../api/client";
-import { HealthBadge, RolloutBadge } from "../components/apps";
+import { appLimit, CpuUse, HealthBadge, MemoryUse, RolloutBadge } from "../components/apps";
 import { Empty, formatBytes, formatCpu, Loaded, PageHeader, Time, useAsync } from "../components/ui";
 import { useI18n } from "../i18n";
 import { useSession } from "../session";
@@ -66,6 +66,8 @@ export function AppsPage() {
                     <th>{t("field.name")}</th>
                     <th>{t("apps.health")}</th>
                     <th>{t("apps.instances")}</th>
+                    <th>{t("usage.cpu")}</th>
+                    <th>{t("usage.memory")}</th>
                     <th>{t("apps.revision")}</th>
                     <th>{t("field.team")}</th>
                     <th className="hide-narrow">{t("field.image")}</th>
@@ -86,6 +88,16 @@ export function AppsPage() {
                       </td>
                       <td className="num">
                         {a.ready_instances}/{a.replicas}
+                      </td>
+                      <td className="num" data-testid="app-cpu">
+                        <CpuUse
+                          now={a.usage?.cpu_millis}
+                          avg={a.usage?.cpu_millis_avg_1m}
+                          limit={appLimit(a.template.cpu_millis, a.replicas)}
+                        />
+                      </td>
+                      <td className="num" data-testid="app-memory">
+                        <MemoryUse bytes={a.usage?.memory_bytes} limit={appLimit(a.template.memory_bytes, a.replicas)} />
                       </td>
                       <td>
                         #{a.current_revision} <RolloutBadge rollout={a.rollout} />

@@ -1,6 +1,7 @@
 // Teams: their quotas with usage bars, members and roles, quota requests filed from the team
-// page, and (for admins) creating teams and setting quotas.
-import { useState, type FormEvent } from "react";
+// page, renaming a team inline (owners and admins), and (for admins) creating teams and setting
+// quotas.
+import { useEffect, useRef, useState, type FormEvent } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import { api, call, type QuotaDto, type TeamDto } from "../api/client";
 import {
@@ -114,6 +115,8 @@ export function TeamPage() {
   const canManage = isAdmin || role === "owner";
   const canRequest = role === "owner" || role === "member";
   const [requestsVersion, setRequestsVersion] = useState(0);
+  const [renaming, setRenaming] = useState(false);
+  const renameButton = useRef<HTMLButtonElement>(null);
   const confirm = useConfirm();
   const navigate = useNavigate();
   const action = useAction();
@@ -130,9 +133,14 @@ export function TeamPage() {
       {(x) => (
         <>
           <PageHeader
-            title={x.display_name || x.name}
+            title={<span data-testid="team-title">{x.display_name || x.name}</span>}
             sub={
               <>
+                {x.display_name && (
+                  <>
+                    <span className="mono">{x.name}</span> ·{" "}
+                  </>
+                )}
                 <Link to="/teams">← {t("teams.title")}</Link> · <Link to={`/apps?team=${x.name}`}>{t("nav.apps")}</Link> ·{" "}
                 <Link to={`/images?q=${x.name}/`}>{t("nav.images")}</Link>
                 {canManage && (
@@ -144,13 +152,31 @@ export function TeamPage() {
               </>
             }
             actions={
-              isAdmin && (
-                <button type="button" className="btn btn-danger-outline" onClick={remove}>
-                  {t("common.delete")}
-                </button>
-              )
+              <>
+                {canManage && !renaming && (
+                  <button type="button" className="btn" ref={renameButton} onClick={() => setRenaming(true)}>
+                    {t("teamName.edit")}
+                  </button>
+                )}
+                {isAdmin && (
+                  <button type="button" className="btn btn-danger-outline" onClick={remove}>
+                    {t("common.delete")}
+                  </button>
+                )}
+              </>
             }
           />
+          {renaming && (
+            <DisplayNameEditor
+              team={x}
+              onDone={(saved) => {
+                if (saved) data.setData(saved);
+                setRenaming(false);
+                // The keyboard returns to the button that opened the editor.
+                setTimeout(() => renameButton.current?.focus());
+              }}
+            />
+          )}
           {action.error && <ErrorBox error={action.error} />}
           <div className="stack">
             <section className="card">
@@ -168,6 +194,59 @@ export function TeamPage() {
         </>
       )}
     </Loaded>
+  );
+}
+
+/** Inline editor of the team's display name (owners and admins); Escape cancels. */
+function DisplayNameEditor({ team, onDone }: { team: TeamDto; onDone: (saved: TeamDto | null) => void }) {
+  const { t } = useI18n();
+  const [value, setValue] = useState(team.display_name ?? "");
+  const action = useAction();
+  const toast = useToast();
+  const input = useRef<HTMLInputElement>(null);
+  useEffect(() => {
+    input.current?.focus();
+    input.current?.select();
+  }, []);
+  useEffect(() => {
+    if (action.error) input.current?.focus();
+  }, [action.error]);
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    void action.run(async () => {
+      const saved = await call(api.PATCH("/api/v1/teams/{team}", { params: { path: { team: team.name } }, body: { display_name: value } }));
+      toast(t("teamName.saved"));
+      onDone(saved);
+    });
+  };
+  return (
+    <form
+      className="card form display-name-form"
+      onSubmit={submit}
+      noValidate
+      data-testid="display-name-form"
+      onKeyDown={(e) => {
+        if (e.key === "Escape") {
+          e.preventDefault();
+          onDone(null);
+        }
+      }}
+    >
+      <FormError error={action.error} fields={["display_name"]} />
+      <div className="inline-form">
+        <Field label={t("field.displayName")} name="display_name" error={action.error} hint={t("teamName.hint", { name: team.name })}>
+          {(p) => (
+            <input {...p} ref={input} value={value} onChange={(e) => setValue(e.target.value)} autoComplete="off" placeholder={team.name} />
+          )}
+        </Field>
+        <button type="submit" className="btn btn-primary" disabled={action.busy}>
+          {t("common.save")}
+        </button>
+        <button type="button" className="btn" onClick={() => onDone(null)}>
+          {t("common.cancel")}
+        </button>
+      </div>
+    </form>
   );
 }
 
