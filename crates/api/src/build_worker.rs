@@ -84,6 +84,9 @@ pub struct BuildWorkerConfig {
     pub timeout: Duration,
     /// How many builds of each pipeline are kept (with their logs); older ended ones go.
     pub retention: u32,
+    /// CPU (millicores) and memory (bytes) a build's test container may use.
+    pub test_cpu_millis: Option<u64>,
+    pub test_memory_bytes: Option<u64>,
 }
 
 /// The queue of builds: clones share it.
@@ -314,6 +317,8 @@ impl BuildWorker {
             build_args: pipeline.build_args.clone(),
             test_command: pipeline.test_command.clone(),
             test_env: BTreeMap::new(),
+            test_cpu_millis: self.config.test_cpu_millis,
+            test_memory_bytes: self.config.test_memory_bytes,
             image_repository: format!("{host}/{}", pipeline.target_repository),
             registry_auth: Some(RegistryAuth {
                 username: BUILDER_USER.to_owned(),

@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::units::{parse_cpu, parse_size};
+
 /// `berth server` options. Each is optional here so the config file can fill the gaps.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,6 +63,12 @@ pub struct ServerOptions {
     /// Builds kept per pipeline with their logs; older ended ones are deleted [default: 50]
     #[arg(long, env = "BERTH_BUILD_RETENTION")]
     pub build_retention: Option<u32>,
+    /// CPU a build's test container may use, in cores or millicores (0 for no limit) [default: 1]
+    #[arg(long, env = "BERTH_BUILD_TEST_CPU")]
+    pub build_test_cpu: Option<String>,
+    /// Memory a build's test container may use (0 for no limit) [default: 1Gi]
+    #[arg(long, env = "BERTH_BUILD_TEST_MEMORY")]
+    pub build_test_memory: Option<String>,
     /// How often every instance's CPU and memory use is sampled (0 turns it off) [default: 5s]
     #[arg(long, env = "BERTH_USAGE_INTERVAL")]
     pub usage_interval: Option<String>,
@@ -89,6 +97,8 @@ pub struct ServerConfig {
     pub build_concurrency: usize,
     pub build_timeout: Duration,
     pub build_retention: u32,
+    pub build_test_cpu_millis: Option<u64>,
+    pub build_test_memory_bytes: Option<u64>,
     pub usage_interval: Duration,
     pub log: String,
 }
@@ -113,6 +123,8 @@ impl ServerOptions {
             build_concurrency: self.build_concurrency.or(file.build_concurrency),
             build_timeout: self.build_timeout.or(file.build_timeout),
             build_retention: self.build_retention.or(file.build_retention),
+            build_test_cpu: self.build_test_cpu.or(file.build_test_cpu),
+            build_test_memory: self.build_test_memory.or(file.build_test_memory),
             usage_interval: self.usage_interval.or(file.usage_interval),
             log: self.log.or(file.log),
         }
@@ -123,6 +135,18 @@ fn duration(key: &str, value: Option<String>, default: &str) -> Result<Duration,
     let text = value.unwrap_or_else(|| default.to_string());
     humantime::parse_duration(&text)
         .map_err(|e| format!("{key}: '{text}' is not a duration such as 500ms, 30s or 2m ({e})"))
+}
+
+/// A resource limit setting: `None` for `0` (no limit).
+fn limit(
+    key: &str,
+    value: Option<String>,
+    default: &str,
+    parse: fn(&str) -> Result<u64, String>,
+) -> Result<Option<u64>, String> {
+    let text = value.unwrap_or_else(|| default.to_string());
+    let parsed = parse(&text).map_err(|e| format!("{key}: {e}"))?;
+    Ok(Some(parsed).filter(|v| *v > 0))
 }
 
 /// Merges the options with the config file (if any) and the defaults, and checks them.
@@ -180,6 +204,13 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         build_concurrency,
         build_timeout: duration("build-timeout", o.build_timeout, "30m")?,
         build_retention,
+        build_test_cpu_millis: limit("build-test-cpu", o.build_test_cpu, "1", parse_cpu)?,
+        build_test_memory_bytes: limit(
+            "build-test-memory",
+            o.build_test_memory,
+            "1Gi",
+            parse_size,
+        )?,
         usage_interval: duration("usage-interval", o.usage_interval, "5s")?,
         log: o.log.unwrap_or_else(|| "info".into()),
     })
@@ -221,6 +252,8 @@ mod tests {
             ("build_concurrency = 0", "build-concurrency:"),
             ("build_timeout = \"forever\"", "build-timeout:"),
             ("build_retention = 0", "build-retention:"),
+            ("build_test_memory = \"lots\"", "build-test-memory:"),
+            ("build_test_cpu = \"fast\"", "build-test-cpu:"),
             ("no_such_key = 1", "unknown field `no_such_key`"),
         ];
         for (text, want) in cases {

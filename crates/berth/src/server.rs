@@ -180,6 +180,8 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         namespace: config.namespace.clone(),
         timeout: config.build_timeout,
         retention: config.build_retention,
+        test_cpu_millis: config.build_test_cpu_millis,
+        test_memory_bytes: config.build_test_memory_bytes,
     });
 
     let state = ApiState {

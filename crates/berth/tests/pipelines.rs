@@ -172,7 +172,14 @@ async fn cancel_timeout_and_a_restart_mid_build_end_builds_and_the_queue_goes_on
         .unwrap();
     let mut server = Server::start_with(
         "pipeline-faults",
-        &["--build-timeout", "20s", "--build-retention", "2"],
+        &[
+            "--build-timeout",
+            "20s",
+            "--build-retention",
+            "2",
+            "--build-test-memory",
+            "300Mi",
+        ],
     )
     .await;
     let namespace = server.namespace.namespace().to_owned();
@@ -186,11 +193,14 @@ async fn cancel_timeout_and_a_restart_mid_build_end_builds_and_the_queue_goes_on
         json!(["/bin/sh", "-c", "echo sleeping; sleep 600"]),
     )
     .await;
+    // The tests run with the server's limits (cgroup v1 or v2, whichever the host has).
+    let limit = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max \
+                 2>/dev/null; /bin/sh /app/test.sh";
     put_pipeline(
         &server,
         "quick",
         repo.path(),
-        json!(["/bin/sh", "/app/test.sh"]),
+        json!(["/bin/sh", "-c", limit]),
     )
     .await;
 
@@ -253,6 +263,8 @@ async fn cancel_timeout_and_a_restart_mid_build_end_builds_and_the_queue_goes_on
     assert!(log.contains("sleeping"), "{log}");
     let build = wait_build(&server, waiting).await;
     assert_eq!(build["status"], "succeeded", "{build:#}\n{}", server.log());
+    let log = build_log(&server, waiting).await;
+    assert!(log.contains(&(300u64 << 20).to_string()), "{log}");
 
     // Retention keeps each pipeline's newest two builds; older ones go with their logs.
     for _ in 0..2 {

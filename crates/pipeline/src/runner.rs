@@ -53,6 +53,9 @@ pub struct BuildPlan {
     /// The test program and arguments, run inside the built image; empty runs no tests.
     pub test_command: Vec<String>,
     pub test_env: BTreeMap<String, String>,
+    /// CPU (millicores) and memory (bytes) the test container may use; `None`: unlimited.
+    pub test_cpu_millis: Option<u64>,
+    pub test_memory_bytes: Option<u64>,
     /// The repository to push to, with the registry host: `registry:7700/team/app`.
     pub image_repository: String,
     /// Credentials for the registry (pushing, and base images in it).
@@ -564,8 +567,8 @@ impl Run<'_> {
             env: plan.test_env.clone(),
             labels,
             timeout: remaining,
-            cpu_millis: None,
-            memory_bytes: None,
+            cpu_millis: plan.test_cpu_millis,
+            memory_bytes: plan.test_memory_bytes,
             network: None,
         };
         let shown = plan.test_command.join(" ");
@@ -708,6 +711,8 @@ mod tests {
             build_args: BTreeMap::new(),
             test_command: vec![],
             test_env: BTreeMap::new(),
+            test_cpu_millis: None,
+            test_memory_bytes: None,
             image_repository: "127.0.0.1:7700/team/app".into(),
             registry_auth: None,
             timeout: Duration::from_secs(600),

@@ -75,6 +75,8 @@ impl World {
             build_args: BTreeMap::new(),
             test_command: vec!["/bin/sh".into(), "/app/test.sh".into()],
             test_env: BTreeMap::from([("EXPECTED".to_owned(), "ok".to_owned())]),
+            test_cpu_millis: Some(500),
+            test_memory_bytes: Some(256 << 20),
             image_repository: format!("{}/{}", self.registry.host(), self.repository()),
             registry_auth: Some(RegistryAuth {
                 username: self.registry.username().to_owned(),
