@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs Berth's benchmarks 1-4 once (each with its own repetitions) and prints the machine
-# description and one summary table (Markdown). Takes about 10-12 minutes.
+# Runs Berth's benchmarks 1-4 and 6 once (each with its own repetitions) and prints the
+# machine description and the summary tables (Markdown). Takes about 12-14 minutes.
 # (bench/05-registry.py is separate: see bench/05-registry.md.)
 #
 #   bench/run-all.sh                 # build release berth, run all, print summary
 #   BERTH_BIN=path/to/berth bench/run-all.sh    # use that binary, do not build
-#   BERTH_BENCH_REPS=3 bench/run-all.sh         # repetitions of benchmarks 1-3 (default 5)
+#   BERTH_BENCH_REPS=3 bench/run-all.sh         # repetitions of benchmarks 1-3 and 6 (default 5)
 #   BERTH_BENCH_MEM_REPS=1 bench/run-all.sh     # repetitions of benchmark 4 (default 3)
 #   BERTH_BENCH_OUT=dir bench/run-all.sh        # keep JSON results and logs there
 #
@@ -66,11 +66,16 @@ run 02 bench/02-rolling-upgrade.py --reps "$reps"
 run 03 bench/03-kill-replace.py --reps "$reps"
 run 03b bench/03-kill-replace.py --reps 3 --startup-delay-ms 500
 run 04 bench/04-server-memory.py --reps "$mem_reps"
+run 06 bench/06-pipeline.py --reps "$reps"
 
 echo
 echo "## Summary ($(date -u '+%Y-%m-%d %H:%M UTC'), $((SECONDS - start)) s, load average now $(cut -d' ' -f1-3 /proc/loadavg))"
 echo
 python3 bench/lib/summary.py "$out" | tee "$out/summary.md"
+if [[ -f "$out/06.json" ]]; then
+  echo | tee -a "$out/summary.md"
+  python3 bench/06-pipeline.py --summary "$out/06.json" | tee -a "$out/summary.md"
+fi
 echo
 echo "JSON results and logs: $out"
 if ((${#failed[@]})); then

@@ -5,7 +5,12 @@
 //! `?` one character but `/`, `[a-z]`/`[!a-z]` a class, `\` escapes, and `**` any number of
 //! path segments (`**/x` also matches `x`). Archives are deterministic (sorted entries, fixed
 //! times and owners), so a fresh checkout of the same files reuses the engine's build cache.
+//!
+//! A build's labels go into the archive as one `LABEL` line at the end of a copy of the
+//! Dockerfile ([`labelled_dockerfile`]): Docker's classic builder makes one step, each with
+//! its own container and commit, per label of its `labels` option, and one for the line.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,6 +24,11 @@ pub const DOCKERIGNORE: &str = ".dockerignore";
 pub const DEFAULT_DOCKERFILE: &str = "Dockerfile";
 /// Bytes per chunk sent to the engine while packing.
 const CHUNK: usize = 64 * 1024;
+/// Where a [`LabelledDockerfile`] goes in the archive (its root); the engine is told to build
+/// from it, and drops it from the context after reading it (it is in `.dockerignore`).
+pub const LABELLED_DOCKERFILE: &str = ".berth-build.Dockerfile";
+/// A Dockerfile larger than this keeps its labels in the build's options.
+const MAX_LABELLED_DOCKERFILE: u64 = 1024 * 1024;
 
 /// Whether `text` (a `/`-separated path or a branch name) matches the glob `pattern`.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
@@ -263,28 +273,66 @@ pub fn clean_path(path: &str) -> String {
 /// that `.dockerignore` does not exclude, in sorted order, with fixed times and owners. The
 /// Dockerfile (`dockerfile`, relative) and `.dockerignore` are always included.
 pub fn tar_directory(dir: &Path, dockerfile: &str, out: impl Write) -> io::Result<()> {
+    tar_context(dir, dockerfile, None, out)
+}
+
+/// Like [`tar_directory`]; with `labelled`, the archive's root gets its Dockerfile (as
+/// [`LABELLED_DOCKERFILE`]) and `.dockerignore` instead of the directory's own, and the
+/// directory's Dockerfile is sent only when `.dockerignore` lets it (the engine reads the
+/// generated one).
+pub fn tar_context(
+    dir: &Path,
+    dockerfile: &str,
+    labelled: Option<&LabelledDockerfile>,
+    out: impl Write,
+) -> io::Result<()> {
     let ignore = DockerIgnore::load(dir)?;
     let dockerfile = match clean_path(dockerfile) {
         p if p.is_empty() => DEFAULT_DOCKERFILE.to_owned(),
         p => p,
     };
-    let keep = [dockerfile.as_str(), DOCKERIGNORE];
+    let (keep, replaced): (Vec<&str>, &[&str]) = match labelled {
+        None => (vec![dockerfile.as_str(), DOCKERIGNORE], &[]),
+        Some(_) => (Vec::new(), &[LABELLED_DOCKERFILE, DOCKERIGNORE]),
+    };
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     builder.mode(tar::HeaderMode::Deterministic);
+    if let Some(labelled) = labelled {
+        append_generated(&mut builder, DOCKERIGNORE, &labelled.dockerignore)?;
+        append_generated(&mut builder, LABELLED_DOCKERFILE, &labelled.dockerfile)?;
+    }
     let walker = Walker {
         root: dir,
         ignore: &ignore,
         keep: &keep,
+        replaced,
     };
     walker.walk(Path::new(""), &mut builder)?;
     builder.into_inner()?.flush()
+}
+
+/// A generated file, with the fixed owner, mode and time of the archive's other entries.
+fn append_generated<W: Write>(
+    builder: &mut tar::Builder<W>,
+    name: &str,
+    content: &str,
+) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    // The time tar's deterministic mode gives every entry.
+    header.set_mtime(1_153_704_088);
+    builder.append_data(&mut header, name, content.as_bytes())
 }
 
 struct Walker<'a> {
     root: &'a Path,
     ignore: &'a DockerIgnore,
     keep: &'a [&'a str],
+    /// Entries at the root that the archive holds in another version (left out here).
+    replaced: &'a [&'a str],
 }
 
 impl Walker<'_> {
@@ -297,6 +345,9 @@ impl Walker<'_> {
         for entry in entries {
             let rel_path = rel.join(entry.file_name());
             let name = rel_path.to_string_lossy().into_owned();
+            if self.replaced.contains(&name.as_str()) {
+                continue;
+            }
             let kept = self.keep.contains(&name.as_str());
             let excluded = !kept && self.ignore.excludes(&name);
             let file_type = entry.file_type()?;
@@ -325,6 +376,113 @@ impl Walker<'_> {
     }
 }
 
+/// The Dockerfile and `.dockerignore` of an archive whose Dockerfile sets the build's labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledDockerfile {
+    /// The context's Dockerfile with one `LABEL` line appended (see [`dockerfile_with_labels`]).
+    pub dockerfile: String,
+    /// The context's `.dockerignore` plus [`LABELLED_DOCKERFILE`] (see [`dockerignore_with`]).
+    pub dockerignore: String,
+}
+
+/// The context's Dockerfile with the labels appended as one `LABEL` line, for
+/// [`tar_context`]; `None` when the labels must go as the build's `labels` option instead:
+/// no labels, a label [`label_instruction`] cannot write, a Dockerfile or `.dockerignore`
+/// that is not a regular file inside `dir` (a symlink is not followed), a Dockerfile larger
+/// than 1 MiB or ending in a line continuation.
+///
+/// Appended last, the line leaves every earlier step cacheable, and the labels land on the
+/// final stage, as with the option. The original Dockerfile stays in the context unchanged,
+/// and the generated one is listed in `.dockerignore` (as the docker CLI does for a
+/// Dockerfile from stdin), so a `COPY .` sees neither a new nor a per-build file.
+pub fn labelled_dockerfile(
+    dir: &Path,
+    dockerfile: &str,
+    labels: &BTreeMap<String, String>,
+) -> Option<LabelledDockerfile> {
+    let dockerfile = match clean_path(dockerfile) {
+        p if p.is_empty() => DEFAULT_DOCKERFILE.to_owned(),
+        p => p,
+    };
+    let root = dir.canonicalize().ok()?;
+    let path = dir.join(&dockerfile);
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    let inside = path
+        .canonicalize()
+        .is_ok_and(|real| real.starts_with(&root) && real != root);
+    if !meta.is_file() || !inside || meta.len() > MAX_LABELLED_DOCKERFILE {
+        return None;
+    }
+    let dockerignore = match std::fs::symlink_metadata(dir.join(DOCKERIGNORE)) {
+        Ok(meta) if meta.is_file() => Some(std::fs::read_to_string(dir.join(DOCKERIGNORE)).ok()?),
+        Ok(_) => return None,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(_) => return None,
+    };
+    let text = std::fs::read_to_string(&path).ok()?;
+    Some(LabelledDockerfile {
+        dockerfile: dockerfile_with_labels(&text, labels)?,
+        dockerignore: dockerignore_with(dockerignore.as_deref()),
+    })
+}
+
+/// `dockerfile` with `labels` appended as one `LABEL` line (on a line of its own), or `None`
+/// when there are no labels, one cannot be written ([`label_instruction`]), or the last line
+/// ends in `\` or `` ` `` (a continuation would swallow the `LABEL`).
+pub fn dockerfile_with_labels(
+    dockerfile: &str,
+    labels: &BTreeMap<String, String>,
+) -> Option<String> {
+    let line = label_instruction(labels)?;
+    let body = dockerfile.trim_end();
+    if body.ends_with(['\\', '`']) {
+        return None;
+    }
+    let mut out = String::with_capacity(dockerfile.len() + line.len() + 2);
+    out.push_str(dockerfile);
+    if !dockerfile.is_empty() && !dockerfile.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&line);
+    out.push('\n');
+    Some(out)
+}
+
+/// `LABEL 'key'='value' …` in key order, or `None` for no labels or one that single quotes
+/// cannot carry through the Dockerfile parser: a quote, `\` or `` ` `` (escape characters,
+/// whichever the Dockerfile chose), a control character, or an empty key or one with `=`.
+/// Inside single quotes nothing is expanded, so `$` and spaces stay as they are.
+pub fn label_instruction(labels: &BTreeMap<String, String>) -> Option<String> {
+    let plain = |s: &str| {
+        !s.chars()
+            .any(|c| matches!(c, '\'' | '\\' | '`') || c.is_control())
+    };
+    if labels.is_empty() {
+        return None;
+    }
+    let mut line = String::from("LABEL");
+    for (key, value) in labels {
+        if key.is_empty() || key.contains('=') || !plain(key) || !plain(value) {
+            return None;
+        }
+        line.push_str(&format!(" '{key}'='{value}'"));
+    }
+    Some(line)
+}
+
+/// The `.dockerignore` of a labelled archive: the context's own (or, without one, a line
+/// that leaves the generated `.dockerignore` itself out, as the docker CLI writes it) and
+/// [`LABELLED_DOCKERFILE`], last so that no `!` exception can put it back.
+pub fn dockerignore_with(original: Option<&str>) -> String {
+    let mut out = original.unwrap_or(DOCKERIGNORE).to_owned();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(LABELLED_DOCKERFILE);
+    out.push('\n');
+    out
+}
+
 /// A directory packed as a tar stream in the background, and the packing error, if any.
 pub(crate) struct PackedContext {
     pub stream: BoxStream<'static, io::Result<Bytes>>,
@@ -334,7 +492,11 @@ pub(crate) struct PackedContext {
 
 /// Packs `dir` on a blocking thread while the engine reads the stream; packing stops when the
 /// stream is dropped.
-pub(crate) fn pack_directory(dir: PathBuf, dockerfile: String) -> PackedContext {
+pub(crate) fn pack_directory(
+    dir: PathBuf,
+    dockerfile: String,
+    labelled: Option<LabelledDockerfile>,
+) -> PackedContext {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
     let failure = Arc::new(Mutex::new(None));
     let failed = failure.clone();
@@ -343,7 +505,7 @@ pub(crate) fn pack_directory(dir: PathBuf, dockerfile: String) -> PackedContext 
             tx: tx.clone(),
             buf: Vec::with_capacity(CHUNK),
         };
-        if let Err(e) = tar_directory(&dir, &dockerfile, writer) {
+        if let Err(e) = tar_context(&dir, &dockerfile, labelled.as_ref(), writer) {
             if e.kind() == io::ErrorKind::BrokenPipe {
                 return;
             }
@@ -558,6 +720,195 @@ mod tests {
         let mut again = Vec::new();
         tar_directory(root, "docker/Dockerfile", &mut again).unwrap();
         assert_eq!(out, again);
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn label_instructions_quote_or_refuse() {
+        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+            (&[], None),
+            (&[("a", "1")], Some("LABEL 'a'='1'")),
+            (
+                &[("org.x.rev", "abc"), ("berth.build", "ns-build-7")],
+                Some("LABEL 'berth.build'='ns-build-7' 'org.x.rev'='abc'"),
+            ),
+            (
+                &[("k", "two words $HOME \"q\" a=b")],
+                Some("LABEL 'k'='two words $HOME \"q\" a=b'"),
+            ),
+            (&[("k", "")], Some("LABEL 'k'=''")),
+            (&[("k", "it's")], None),
+            (&[("k", "back\\slash")], None),
+            (&[("k", "back`tick")], None),
+            (&[("k", "two\nlines")], None),
+            (&[("k", "cr\r")], None),
+            (&[("", "v")], None),
+            (&[("a=b", "v")], None),
+            (&[("it's", "v")], None),
+            (&[("ok", "v"), ("bad", "'")], None),
+        ];
+        for (pairs, want) in cases {
+            assert_eq!(
+                label_instruction(&labels(pairs)).as_deref(),
+                *want,
+                "{pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dockerfiles_get_one_label_line_at_the_end() {
+        let one = labels(&[("a", "1")]);
+        let cases: &[(&str, Option<&str>)] = &[
+            ("FROM x\nRUN y\n", Some("FROM x\nRUN y\nLABEL 'a'='1'\n")),
+            ("FROM x", Some("FROM x\nLABEL 'a'='1'\n")),
+            ("FROM x\r\n", Some("FROM x\r\nLABEL 'a'='1'\n")),
+            (
+                "FROM x\n\n# end\n",
+                Some("FROM x\n\n# end\nLABEL 'a'='1'\n"),
+            ),
+            ("", Some("LABEL 'a'='1'\n")),
+            ("FROM x\nRUN a \\\n", None),
+            ("FROM x\nRUN a \\  \n\n", None),
+            ("# escape=`\nFROM x\nRUN a `\n", None),
+        ];
+        for (dockerfile, want) in cases {
+            assert_eq!(
+                dockerfile_with_labels(dockerfile, &one).as_deref(),
+                *want,
+                "{dockerfile:?}"
+            );
+        }
+        assert_eq!(dockerfile_with_labels("FROM x\n", &BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn dockerignore_leaves_the_generated_dockerfile_out() {
+        let cases: &[(Option<&str>, &str)] = &[
+            (None, ".dockerignore\n.berth-build.Dockerfile\n"),
+            (Some(""), ".berth-build.Dockerfile\n"),
+            (Some(".git\n"), ".git\n.berth-build.Dockerfile\n"),
+            (
+                Some("*.log\n!keep.log"),
+                "*.log\n!keep.log\n.berth-build.Dockerfile\n",
+            ),
+        ];
+        for (original, want) in cases {
+            assert_eq!(dockerignore_with(*original), *want, "{original:?}");
+        }
+    }
+
+    fn file_of(archive: &[u8], name: &str) -> Option<String> {
+        let mut archive = tar::Archive::new(archive);
+        archive.entries().unwrap().find_map(|e| {
+            let mut e = e.unwrap();
+            (e.path().unwrap().to_string_lossy() == name).then(|| {
+                let mut text = String::new();
+                io::Read::read_to_string(&mut e, &mut text).unwrap();
+                text
+            })
+        })
+    }
+
+    #[test]
+    fn a_labelled_archive_carries_the_generated_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("docker")).unwrap();
+        std::fs::write(root.join("docker/Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
+        std::fs::write(root.join("app.txt"), "app").unwrap();
+        std::fs::write(root.join("debug.log"), "noise").unwrap();
+        std::fs::write(root.join(".dockerignore"), "*.log").unwrap();
+        // A context file that happens to have the generated name is replaced.
+        std::fs::write(root.join(LABELLED_DOCKERFILE), "stale").unwrap();
+        let set = labels(&[("berth.build", "b-1"), ("berth.namespace", "ns")]);
+
+        let labelled = labelled_dockerfile(root, "./docker/Dockerfile", &set).unwrap();
+        assert_eq!(
+            labelled.dockerfile,
+            "FROM scratch\nCOPY . /\nLABEL 'berth.build'='b-1' 'berth.namespace'='ns'\n"
+        );
+        let mut out = Vec::new();
+        tar_context(root, "docker/Dockerfile", Some(&labelled), &mut out).unwrap();
+        let names: Vec<String> = entries(&out).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                ".dockerignore",
+                LABELLED_DOCKERFILE,
+                "app.txt",
+                "docker",
+                "docker/Dockerfile"
+            ]
+        );
+        assert_eq!(
+            file_of(&out, LABELLED_DOCKERFILE).as_deref(),
+            Some(labelled.dockerfile.as_str())
+        );
+        assert_eq!(
+            file_of(&out, ".dockerignore").as_deref(),
+            Some("*.log\n.berth-build.Dockerfile\n")
+        );
+        assert_eq!(
+            file_of(&out, "docker/Dockerfile").as_deref(),
+            Some("FROM scratch\nCOPY . /\n")
+        );
+        // Deterministic, like every archive.
+        let mut again = Vec::new();
+        tar_context(root, "docker/Dockerfile", Some(&labelled), &mut again).unwrap();
+        assert_eq!(out, again);
+
+        // A Dockerfile the .dockerignore excludes is not sent (the engine reads the copy).
+        std::fs::write(root.join(".dockerignore"), "docker\n").unwrap();
+        let labelled = labelled_dockerfile(root, "docker/Dockerfile", &set).unwrap();
+        let mut out = Vec::new();
+        tar_context(root, "docker/Dockerfile", Some(&labelled), &mut out).unwrap();
+        let names: Vec<String> = entries(&out).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [".dockerignore", LABELLED_DOCKERFILE, "app.txt", "debug.log"]
+        );
+    }
+
+    #[test]
+    fn labels_stay_in_the_build_options_when_the_files_are_not_plain() {
+        let set = labels(&[("a", "1")]);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("Dockerfile"), "FROM x\n").unwrap();
+        std::fs::write(outside.path().join("ignore"), "secret\n").unwrap();
+
+        // No Dockerfile.
+        assert_eq!(labelled_dockerfile(root, "", &set), None);
+        // A symlink, inside or out, is not followed.
+        std::os::unix::fs::symlink(outside.path().join("Dockerfile"), root.join("Dockerfile"))
+            .unwrap();
+        assert_eq!(labelled_dockerfile(root, "", &set), None);
+        std::fs::remove_file(root.join("Dockerfile")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("linked")).unwrap();
+        assert_eq!(labelled_dockerfile(root, "linked/Dockerfile", &set), None);
+        std::fs::write(root.join("Dockerfile"), "FROM x\n").unwrap();
+        assert!(labelled_dockerfile(root, "Dockerfile", &set).is_some());
+        std::os::unix::fs::symlink(outside.path().join("ignore"), root.join(".dockerignore"))
+            .unwrap();
+        assert_eq!(labelled_dockerfile(root, "Dockerfile", &set), None);
+        std::fs::remove_file(root.join(".dockerignore")).unwrap();
+        // A label the line cannot carry.
+        assert_eq!(
+            labelled_dockerfile(root, "Dockerfile", &labels(&[("a", "it's")])),
+            None
+        );
+        assert_eq!(
+            labelled_dockerfile(root, "Dockerfile", &set).map(|l| l.dockerignore),
+            Some(".dockerignore\n.berth-build.Dockerfile\n".to_owned())
+        );
     }
 
     #[test]

@@ -199,7 +199,9 @@ pub type OutputSink<'a> = &'a (dyn Fn(LogLine) + Send + Sync);
 /// The files an image is built from.
 pub enum BuildContext {
     /// A directory on this host, sent as a tar archive. Paths its `.dockerignore` excludes are
-    /// left out (see [`context::DockerIgnore`]); the Dockerfile and `.dockerignore` always go.
+    /// left out (see [`context::DockerIgnore`]); the Dockerfile and `.dockerignore` always go,
+    /// and the image's labels go as one `LABEL` line of a copy of the Dockerfile added to the
+    /// archive (see [`context::labelled_dockerfile`]).
     Directory(PathBuf),
     /// A ready tar archive (plain or compressed as the engine accepts), streamed as it is.
     Tar(BoxStream<'static, std::io::Result<Bytes>>),
