@@ -83,6 +83,8 @@ pub struct PipelineDto {
     pub created_by: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The newest build, in `GET` answers (`null`: never built, or in a create/replace answer).
+    pub last_build: Option<BuildDto>,
 }
 
 impl From<&Pipeline> for PipelineDto {
@@ -105,6 +107,7 @@ impl From<&Pipeline> for PipelineDto {
             created_by: p.created_by.clone(),
             created_at: p.created_at,
             updated_at: p.updated_at,
+            last_build: None,
         }
     }
 }

@@ -126,7 +126,8 @@ fn seal_credentials(
         .seal(&plain, &Pipeline::credentials_context(team, name)))
 }
 
-/// The pipelines of the teams the caller can read (one team's with `team`).
+/// The pipelines of the teams the caller can read (one team's with `team`), each with its
+/// newest build.
 #[utoipa::path(operation_id = "list_pipelines", get, path = "/api/v1/pipelines", tag = "pipelines", params(PipelinesParams),
     responses((status = 200, body = [PipelineDto])))]
 pub async fn list(
@@ -135,13 +136,27 @@ pub async fn list(
     ApiQuery(params): ApiQuery<PipelinesParams>,
 ) -> ApiResult<Json<Vec<PipelineDto>>> {
     let pipelines = state.store.list_pipelines(params.team.as_deref()).await?;
-    Ok(Json(
-        pipelines
-            .iter()
-            .filter(|p| principal.can_read(&p.team))
-            .map(PipelineDto::from)
-            .collect(),
-    ))
+    let mut answered = Vec::new();
+    for pipeline in pipelines.iter().filter(|p| principal.can_read(&p.team)) {
+        answered.push(with_last_build(&state, pipeline).await?);
+    }
+    Ok(Json(answered))
+}
+
+/// The pipeline as answered by `GET`, with its newest build.
+async fn with_last_build(state: &ApiState, pipeline: &Pipeline) -> ApiResult<PipelineDto> {
+    let newest = state
+        .store
+        .list_builds(&BuildQuery {
+            team: Some(pipeline.team.clone()),
+            pipeline: Some(pipeline.name.clone()),
+            before_id: None,
+            limit: 1,
+        })
+        .await?;
+    let mut dto = PipelineDto::from(pipeline);
+    dto.last_build = newest.first().map(BuildDto::from);
+    Ok(dto)
 }
 
 /// One pipeline (never its credentials).
@@ -154,7 +169,7 @@ pub async fn get(
     Path((team, name)): Path<(String, String)>,
 ) -> ApiResult<Json<PipelineDto>> {
     let pipeline = pipeline_for(&state, &principal, &team, &name, TeamAction::Read).await?;
-    Ok(Json(PipelineDto::from(&pipeline)))
+    Ok(Json(with_last_build(&state, &pipeline).await?))
 }
 
 /// Create or replace a pipeline (role allowed to deploy). Git credentials and the webhook

@@ -88,6 +88,12 @@ async fn build_test_push_and_roll_out_and_a_red_test_changes_nothing() {
         "{build:#}"
     );
     assert!(tag_count(&server, &repository).await >= 1);
+    // The pipeline answers its newest build, alone and in the list.
+    let shown = server.get("/api/v1/pipelines/default/web").await;
+    assert_eq!(shown["last_build"]["id"], id, "{shown:#}");
+    assert_eq!(shown["last_build"]["status"], "succeeded");
+    let listed = server.get("/api/v1/pipelines?team=default").await;
+    assert_eq!(listed[0]["last_build"]["id"], id, "{listed:#}");
     let image = format!("127.0.0.1:{}/{repository}@{digest}", server.port);
     let rolled = server.wait_rollout(app, Duration::from_secs(120)).await;
     assert_eq!(rolled["template"]["image"], image.as_str(), "{rolled:#}");

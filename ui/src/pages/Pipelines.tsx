@@ -54,15 +54,7 @@ export function PipelinesPage() {
   const list = useAsync(
     async () => {
       const pipelines = await call(api.GET("/api/v1/pipelines", { params: { query: team ? { team } : {} } }));
-      const last = await Promise.all(
-        pipelines.map((p) =>
-          call(api.GET("/api/v1/builds", { params: { query: { team: p.team, pipeline: p.name, limit: 1 } } })).then(
-            (b) => b[0] ?? null,
-            () => null,
-          ),
-        ),
-      );
-      return pipelines.map((p, i) => ({ pipeline: p, last: last[i] ?? null }));
+      return pipelines.map((p) => ({ pipeline: p, last: p.last_build ?? null }));
     },
     [team],
     3000,

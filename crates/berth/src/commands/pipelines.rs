@@ -212,10 +212,21 @@ async fn pipelines(
             output::list(
                 output,
                 &pipelines,
-                &["PIPELINE", "BRANCHES", "SOURCE", "TARGET", "DEPLOYS"],
+                &[
+                    "PIPELINE",
+                    "LAST BUILD",
+                    "BRANCHES",
+                    "SOURCE",
+                    "TARGET",
+                    "DEPLOYS",
+                ],
                 |p| {
                     vec![
                         reference(p),
+                        p.last_build.as_ref().map_or_else(
+                            || "-".to_string(),
+                            |b| format!("#{} {}", b.number, b.status),
+                        ),
                         p.branch_pattern.clone(),
                         p.repository_url
                             .clone()
@@ -1077,6 +1088,7 @@ mod tests {
             created_by: "ada".into(),
             created_at: 0,
             updated_at: 0,
+            last_build: None,
         };
         assert_eq!(
             push_hint(&pipeline, "http://host:7700/"),
