@@ -99,13 +99,13 @@ pub fn cleanup_namespace(namespace: &str) {
         return;
     }
     let filter = format!("label={NAMESPACE_LABEL}={namespace}");
-    if let Some(ids) = docker(&["ps", "-aq", "--filter", &filter]) {
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f", "-v"];
-            args.extend(ids);
-            docker(&args);
+    // A server stopped mid-request leaves Docker finishing a create it no longer waits for:
+    // sweep again until a pass finds nothing (a few passes at most).
+    for _ in 0..SWEEP_PASSES {
+        if remove_containers(&filter) == 0 {
+            break;
         }
+        std::thread::sleep(SWEEP_PAUSE);
     }
     if let Some(ids) = docker(&["images", "-q", "--no-trunc", "--filter", &filter]) {
         let mut ids: Vec<&str> = ids.split_whitespace().collect();
@@ -131,6 +131,25 @@ pub fn cleanup_namespace(namespace: &str) {
             docker(&args);
         }
     }
+}
+
+/// How many times the containers of a namespace are swept, at most.
+const SWEEP_PASSES: usize = 4;
+/// The pause between two sweeps.
+const SWEEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Removes the containers matching `filter`; returns how many there were.
+fn remove_containers(filter: &str) -> usize {
+    let Some(ids) = docker(&["ps", "-aq", "--filter", filter]) else {
+        return 0;
+    };
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(&ids);
+        docker(&args);
+    }
+    ids.len()
 }
 
 /// Owns a namespace and cleans it up (see [`cleanup_namespace`]) when dropped, even when the
