@@ -14,8 +14,8 @@
 //! stream that closes without `end` (the build was deleted, the store failed) is worth
 //! reconnecting to.
 //!
-//! Both streams follow a build the same way ([`BuildFollower`]): they read its state, then what
-//! its log gained. The order matters: when the state read was terminal, the worker had written
+//! Both streams, and the output of a `git push` to Berth (`git_http.rs`), follow a build the
+//! same way ([`BuildFollower`], [`WholeLines`]): they read its state, then what its log gained. The order matters: when the state read was terminal, the worker had written
 //! every line before it, so the read after it holds the rest of the log.
 
 use std::convert::Infallible;
@@ -153,15 +153,15 @@ pub(crate) async fn pause<T>(more_to_read: bool, sender: &mpsc::Sender<T>) -> bo
 
 /// Log text for `log` events: whole lines, with the offset in the log after them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct LogBatch {
-    text: String,
+pub(crate) struct LogBatch {
+    pub text: String,
     end_offset: u64,
 }
 
 /// Cuts what a log gains into batches of whole lines; a last line without its newline yet is
 /// held until the rest comes (the worker writes whole lines, so it comes soon) or the log ends.
 #[derive(Debug, Default)]
-struct WholeLines {
+pub(crate) struct WholeLines {
     /// Bytes after the last newline, not yet sent.
     partial: Vec<u8>,
     /// The offset in the log where `partial` starts.
@@ -169,7 +169,7 @@ struct WholeLines {
 }
 
 impl WholeLines {
-    fn starting_at(offset: u64) -> Self {
+    pub fn starting_at(offset: u64) -> Self {
         WholeLines {
             partial: Vec::new(),
             partial_offset: offset,
@@ -177,7 +177,7 @@ impl WholeLines {
     }
 
     /// The whole lines among what was held and `appended`, in batches.
-    fn push(&mut self, appended: &[u8]) -> Vec<LogBatch> {
+    pub fn push(&mut self, appended: &[u8]) -> Vec<LogBatch> {
         self.partial.extend_from_slice(appended);
         let Some(last_newline) = self.partial.iter().rposition(|&b| b == b'\n') else {
             return Vec::new();
@@ -190,7 +190,7 @@ impl WholeLines {
     }
 
     /// What is still held, as a last line (the log ended without a newline).
-    fn finish(&mut self) -> Vec<LogBatch> {
+    pub fn finish(&mut self) -> Vec<LogBatch> {
         if self.partial.is_empty() {
             return Vec::new();
         }

@@ -277,8 +277,7 @@ impl BuildWorker {
         // Pushed commits, and every build of a pipeline without a remote, come from the
         // repository Berth hosts.
         let hosted = build.trigger == BuildTrigger::GitPush || pipeline.repository_url.is_empty();
-        let auth = match &pipeline.sealed_credentials {
-            _ if hosted => GitAuth::None,
+        let auth = match pipeline.sealed_credentials.as_ref().filter(|_| !hosted) {
             None => GitAuth::None,
             Some(sealed) => {
                 let context = Pipeline::credentials_context(&pipeline.team, &pipeline.name);

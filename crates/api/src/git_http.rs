@@ -36,11 +36,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::ApiState;
 use crate::audit::AuditSlot;
 use crate::auth::{LoginError, Principal};
+use crate::build_events::{BuildFollower, WholeLines, pause};
 
 /// How long a push's output follows a build before leaving it running.
 const FOLLOW_LIMIT: Duration = Duration::from_secs(60 * 60);
-/// How often a followed build's log is read.
-const FOLLOW_INTERVAL: Duration = Duration::from_millis(300);
 /// The most of a push request's start kept while looking for its command list.
 const COMMANDS_LIMIT: usize = 1 << 20;
 
@@ -680,21 +679,15 @@ impl Push {
     }
 
     async fn start_build(&self, branch: &str, sha: &str) -> Result<Build, berth_store::StoreError> {
-        let state = &self.state;
-        let mut build = Build::queued(
-            &self.pipeline.team,
-            &self.pipeline.name,
+        crate::pipelines::queue_build(
+            &self.state,
+            self.pipeline.clone(),
             BuildTrigger::GitPush,
             self.principal.username(),
-            (state.clock)(),
-        );
-        build.branch = Some(branch.to_owned());
-        build.commit = Some(sha.to_owned());
-        let build = state.store.create_build(&build).await?;
-        state
-            .builds
-            .enqueue(state, self.pipeline.clone(), build.clone());
-        Ok(build)
+            branch.to_owned(),
+            Some(sha.to_owned()),
+        )
+        .await
     }
 
     /// Records the push in the audit log.
@@ -725,55 +718,30 @@ impl Push {
         output: &mpsc::Sender<Result<Bytes, std::io::Error>>,
         band: usize,
     ) -> Option<Build> {
-        let state = &self.state;
-        let log = state.build_logs_dir.join(format!("{}.log", build.id));
+        let mut follower = BuildFollower::new(&self.state, build.id, 0);
+        let mut lines = WholeLines::starting_at(0);
         let started = tokio::time::Instant::now();
-        let mut offset = 0u64;
-        let mut partial = Vec::new();
         loop {
-            let current = state.store.get_build(build.id).await.ok().flatten()?;
-            let ended = current.status.is_terminal();
-            let grown = read_from(&log, &mut offset).await;
-            partial.extend(grown);
-            // Whole lines only, unless the build has ended.
-            let cut = if ended {
-                partial.len()
-            } else {
-                partial
-                    .iter()
-                    .rposition(|&b| b == b'\n')
-                    .map_or(0, |i| i + 1)
-            };
-            if cut > 0 {
-                let text = String::from_utf8_lossy(&partial[..cut]).into_owned();
-                partial.drain(..cut);
-                let framed = pktline::progress(&text, band);
+            let look = follower.look().await;
+            let complete = look.complete();
+            let mut batches = lines.push(&look.appended);
+            if complete {
+                batches.extend(lines.finish());
+            }
+            for batch in batches {
+                let framed = pktline::progress(&batch.text, band);
                 if output.send(Ok(Bytes::from(framed))).await.is_err() {
                     return None;
                 }
             }
-            if ended {
-                return Some(current);
+            if complete {
+                return look.build;
             }
-            if started.elapsed() > FOLLOW_LIMIT || output.is_closed() {
+            if started.elapsed() > FOLLOW_LIMIT || !pause(look.more_to_read(), output).await {
                 return None;
             }
-            tokio::time::sleep(FOLLOW_INTERVAL).await;
         }
     }
-}
-
-/// What the log file holds past `offset`, moving `offset` past it.
-async fn read_from(path: &Path, offset: &mut u64) -> Vec<u8> {
-    use tokio::io::AsyncSeekExt;
-    let mut buffer = Vec::new();
-    if let Ok(mut file) = tokio::fs::File::open(path).await
-        && file.seek(std::io::SeekFrom::Start(*offset)).await.is_ok()
-        && file.read_to_end(&mut buffer).await.is_ok()
-    {
-        *offset += buffer.len() as u64;
-    }
-    buffer
 }
 
 fn short(sha: &str) -> &str {

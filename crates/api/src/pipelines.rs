@@ -359,18 +359,39 @@ pub async fn start_build(
     {
         return Err(ApiError::field("commit", "must be a full commit id"));
     }
-    let mut build = Build::queued(
-        &team,
-        &name,
+    let build = queue_build(
+        &state,
+        pipeline,
         BuildTrigger::Manual,
         principal.username(),
+        branch,
+        request.commit,
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(BuildDto::from(&build))).into_response())
+}
+
+/// Stores a new build of `branch` (at `commit`, else its head) and hands it to the worker.
+pub(crate) async fn queue_build(
+    state: &ApiState,
+    pipeline: Pipeline,
+    trigger: BuildTrigger,
+    triggered_by: &str,
+    branch: String,
+    commit: Option<String>,
+) -> Result<Build, berth_store::StoreError> {
+    let mut build = Build::queued(
+        &pipeline.team,
+        &pipeline.name,
+        trigger,
+        triggered_by,
         (state.clock)(),
     );
     build.branch = Some(branch);
-    build.commit = request.commit;
+    build.commit = commit;
     let build = state.store.create_build(&build).await?;
-    state.builds.enqueue(&state, pipeline, build.clone());
-    Ok((StatusCode::ACCEPTED, Json(BuildDto::from(&build))).into_response())
+    state.builds.enqueue(state, pipeline, build.clone());
+    Ok(build)
 }
 
 /// Builds of the pipelines the caller can read, newest first.
