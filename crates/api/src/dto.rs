@@ -478,7 +478,12 @@ pub struct EventDto {
     pub warning: bool,
     pub instance: Option<String>,
     pub revision: Option<u32>,
+    /// The English sentence (for logs and the CLI).
     pub message: String,
+    /// The values the message is made of, by name (e.g. `from` and `to` of `scaled`, `reason`
+    /// of `rollout_failed`, `code` of `instance_crashed`), for a client that says the event in
+    /// another language. Empty for events recorded without them.
+    pub params: BTreeMap<String, String>,
 }
 
 impl From<&Event> for EventDto {
@@ -491,6 +496,7 @@ impl From<&Event> for EventDto {
             instance: e.instance.clone(),
             revision: e.revision,
             message: e.message.clone(),
+            params: e.params.clone(),
         }
     }
 }

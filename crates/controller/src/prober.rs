@@ -158,10 +158,12 @@ async fn report(
     change: HealthChange,
     now: Millis,
 ) {
-    let (event_kind, message) = match (&change, kind) {
+    // `params` carry what the message says, for clients that say it in another language.
+    let (event_kind, message, params) = match (&change, kind) {
         (HealthChange::BecameReady, _) => (
             EventKind::InstanceReady,
             format!("instance {} is ready", target.instance),
+            vec![],
         ),
         (HealthChange::BecameNotReady { reason, failures }, _) => (
             EventKind::InstanceNotReady,
@@ -169,6 +171,10 @@ async fn report(
                 "instance {} failed readiness {failures} times ({reason}) → taken out of service",
                 target.instance
             ),
+            vec![
+                ("failures", failures.to_string()),
+                ("reason", reason.clone()),
+            ],
         ),
         (HealthChange::BecameUnhealthy { reason, failures }, _) => (
             EventKind::InstanceUnhealthy,
@@ -176,14 +182,22 @@ async fn report(
                 "instance {} failed liveness {failures} times ({reason}) → replacing it",
                 target.instance
             ),
+            vec![
+                ("failures", failures.to_string()),
+                ("reason", reason.clone()),
+            ],
         ),
         (HealthChange::Recovered, _) => (
             EventKind::InstanceReady,
             format!("instance {} passes liveness again", target.instance),
+            vec![("cause", "recovered".to_string())],
         ),
     };
     tracing::info!(app = %target.app, instance = %target.instance, "{message}");
-    let event = Event::new(&target.app, now, event_kind, message).instance(&target.instance);
+    let event = params.into_iter().fold(
+        Event::new(&target.app, now, event_kind, message).instance(&target.instance),
+        |event, (key, value)| event.param(key, value),
+    );
     shared.record_events(vec![event]).await;
     shared.queue.add(&target.app);
 }

@@ -98,7 +98,10 @@ pub(crate) async fn reconcile(shared: &Arc<Shared>, app: &str) -> Option<Duratio
                 if changed || attempt == 1 {
                     let now = (shared.clock)();
                     shared
-                        .record_events(vec![Event::new(app, now, EventKind::EngineError, message)])
+                        .record_events(vec![
+                            Event::new(app, now, EventKind::EngineError, message.clone())
+                                .param("reason", message),
+                        ])
                         .await;
                 }
             }
@@ -315,6 +318,7 @@ async fn report_exits(shared: &Shared, app: &App, instances: &[ObservedInstance]
                     Event::new(
                         &app.name,
                         now,
+                    .param("code", &code)
                         EventKind::InstanceCrashed,
                         format!("instance {} exited with code {code}", instance.name),
                     )
@@ -345,6 +349,8 @@ async fn report_backoffs(shared: &Shared, app: &App, backoffs: &[BackOff]) {
                         EventKind::CrashLoopBackOff,
                         format!(
                             "instance {} crashed {} times in a row → next restart in {seconds} s",
+                    .param("restarts", backoff.restarts)
+                    .param("seconds", seconds)
                             backoff.instance, backoff.restarts
                         ),
                     )
@@ -449,22 +455,45 @@ async fn execute(
                         exit_code.map_or_else(|| "unknown".to_string(), |c| c.to_string())
                     ),
                 };
-                let kind = match cause {
-                    StartCause::ReplaceCrashed { .. } => EventKind::InstanceReplaced,
-                    _ => EventKind::InstanceStarted,
+                let (kind, params) = match cause {
+                    StartCause::ReplaceCrashed {
+                        instance: old,
+                        exit_code,
+                    } => (
+                        EventKind::InstanceReplaced,
+                        vec![
+                            ("cause", "replace_crashed".to_string()),
+                            ("old", old),
+                            (
+                                "code",
+                                exit_code.map_or_else(|| "unknown".to_string(), |c| c.to_string()),
+                            ),
+                        ],
+                    ),
+                    StartCause::ScaleUp => (
+                        EventKind::InstanceStarted,
+                        vec![("cause", "scale_up".to_string())],
+                    ),
+                    StartCause::Rollout => (
+                        EventKind::InstanceStarted,
+                let event = Event::new(
+                    &app.name,
+                    now,
+                    kind,
+                    format!(
+                        "started instance {instance} (revision {}) {why}",
+                        app.current_revision
+                    ),
+                )
+                .instance(&instance)
+                .revision(app.current_revision);
+                        vec![("cause", "rollout".to_string())],
+                    ),
                 };
                 events.push(
-                    Event::new(
-                        &app.name,
-                        now,
-                        kind,
-                        format!(
-                            "started instance {instance} (revision {}) {why}",
-                            app.current_revision
-                        ),
-                    )
-                    .instance(&instance)
-                    .revision(app.current_revision),
+                    params
+                        .into_iter()
+                        .fold(event, |event, (key, value)| event.param(key, value)),
                 );
             }
             Err(error) => failure = Some(error),
@@ -517,7 +546,10 @@ async fn record_start_failure(
         format!("cannot start an instance of revision {revision}: {reason} (attempt {attempts})");
     shared
         .record_events(vec![
-            Event::new(&app.name, now, EventKind::StartFailed, message).revision(revision),
+            Event::new(&app.name, now, EventKind::StartFailed, message)
+                .revision(revision)
+                .param("reason", &reason)
+                .param("attempts", attempts),
         ])
         .await;
     shared.queue.add(&app.name);
@@ -580,11 +612,11 @@ fn stop_in_background(
         return;
     }
     shared.prober.forget(container_id);
-    let why = match cause {
-        StopCause::ScaleDown => "scaled down",
-        StopCause::Superseded => "replaced by the new revision",
-        StopCause::Unhealthy => "failing liveness, replacement is ready",
-        StopCause::Exited => "exited; container removed",
+    let (why, code) = match cause {
+        StopCause::ScaleDown => ("scaled down", "scale_down"),
+        StopCause::Superseded => ("replaced by the new revision", "superseded"),
+        StopCause::Unhealthy => ("failing liveness, replacement is ready", "unhealthy"),
+        StopCause::Exited => ("exited; container removed", "exited"),
     };
     let event = Event::new(
         &app.name,
@@ -595,6 +627,7 @@ fn stop_in_background(
     .instance(instance);
     let shared = Arc::clone(shared);
     let app = app.name.clone();
+    .param("cause", code)
     let id = container_id.to_string();
     tokio::spawn(async move {
         shared.record_events(vec![event]).await;

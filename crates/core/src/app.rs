@@ -1,5 +1,7 @@
 //! Stored desired state: apps, their immutable revisions, the rollout in progress, events.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
@@ -235,7 +237,13 @@ pub struct Event {
     pub kind: EventKind,
     pub instance: Option<String>,
     pub revision: Option<u32>,
+    /// The English sentence (logs, the CLI).
     pub message: String,
+    /// What the message says, as values (`from`, `to`, `replicas`, `reason`, `code`, `target`,
+    /// `failed`…), so a client renders the event in its own language from `kind` and these.
+    /// Empty for events recorded without them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
 }
 
 impl Event {
@@ -248,7 +256,14 @@ impl Event {
             instance: None,
             revision: None,
             message: message.into(),
+            params: BTreeMap::new(),
         }
+    }
+
+    /// Adds a parameter of the message (see [`Event::params`]).
+    pub fn param(mut self, key: &str, value: impl ToString) -> Self {
+        self.params.insert(key.into(), value.to_string());
+        self
     }
 
     pub fn instance(mut self, instance: impl Into<String>) -> Self {

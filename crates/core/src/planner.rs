@@ -463,11 +463,13 @@ pub fn advance_rollout(app: &mut App, update: &RolloutUpdate, now: Millis) -> Ve
                 let failed = rollout
                     .failed_revision
                     .map_or_else(|| "?".to_string(), |r| r.to_string());
+                let reason = rollout.message.clone();
                 rollout.message = format!(
-                    "rolled back to revision {target} after revision {failed} failed: {}",
-                    rollout.message
+                    "rolled back to revision {target} after revision {failed} failed: {reason}"
                 );
                 Event::new(&name, now, EventKind::RolledBack, rollout.message.clone())
+                    .param("failed", failed)
+                    .param("reason", reason)
             } else {
                 rollout.phase = RolloutPhase::Complete;
                 rollout.message =
@@ -478,6 +480,7 @@ pub fn advance_rollout(app: &mut App, update: &RolloutUpdate, now: Millis) -> Ve
                     EventKind::RolloutComplete,
                     rollout.message.clone(),
                 )
+                .param("replicas", app.replicas)
             };
             rollout.available = app.replicas;
             app.stable_revision = Some(target);
@@ -491,7 +494,8 @@ pub fn advance_rollout(app: &mut App, update: &RolloutUpdate, now: Millis) -> Ve
                     EventKind::RolloutFailed,
                     format!("revision {target} failed: {reason}"),
                 )
-                .revision(target),
+                .revision(target)
+                .param("reason", reason),
             ];
             match app.stable_revision {
                 Some(stable) if stable != target && rollout.phase == RolloutPhase::Progressing => {
@@ -510,7 +514,9 @@ pub fn advance_rollout(app: &mut App, update: &RolloutUpdate, now: Millis) -> Ve
                             EventKind::RollbackStarted,
                             format!("{reason} → rolling back to revision {stable}"),
                         )
-                        .revision(stable),
+                        .revision(stable)
+                        .param("failed", target)
+                        .param("reason", reason),
                     );
                 }
                 _ => {

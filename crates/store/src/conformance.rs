@@ -686,6 +686,12 @@ pub async fn events_round_trip_ascending(store: &dyn Store) {
             event = event.instance(format!("{app}-{i}")).revision(i as u32 + 1);
         }
         batch.push(event);
+        if i.is_multiple_of(4) {
+            // Parameters, with text that needs escaping, come back as they went in.
+            event = event
+                .param("from", i)
+                .param("reason", "«bad» \"quote\" '\n'");
+        }
     }
     store
         .append_events(&batch, 100)

@@ -80,6 +80,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook delivery builds",
         include_str!("../migrations/sqlite/0007_webhook_delivery_builds.sql"),
     ),
+    (
+        8,
+        "event params",
+        include_str!("../migrations/sqlite/0008_event_params.sql"),
+    ),
+    (
+        9,
+        "team boundary",
+        include_str!("../migrations/sqlite/0009_team_boundary.sql"),
+    ),
 ];
 
 /// Waiting this long for a lock held by another process before giving up.
@@ -471,6 +481,10 @@ fn event_from_row(row: &SqliteRow) -> StoreResult<Event> {
         instance: get(row, "instance")?,
         revision: get_opt_uint(row, "revision")?,
         message: get(row, "message")?,
+        params: {
+            let params: String = get(row, "params")?;
+            serde_json::from_str(&params).map_err(json_err(format!("parameters of event {id}")))?
+        },
     })
 }
 
@@ -1259,8 +1273,8 @@ impl Store for SqliteStore {
         let mut apps = std::collections::BTreeSet::new();
         for event in events {
             sqlx::query(
-                "INSERT INTO events (app, at, kind, instance, revision, message) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO events (app, at, kind, instance, revision, message, params) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(event.app.as_str())
             .bind(event.at)
@@ -1269,6 +1283,12 @@ impl Store for SqliteStore {
             .bind(event.revision.map(i64::from))
             .bind(event.message.as_str())
             .execute(&mut *tx)
+            .bind(
+                serde_json::to_string(&event.params).map_err(json_err(format!(
+                    "parameters of an event of app {}",
+                    event.app
+                )))?,
+            )
             .await
             .map_err(db_err)?;
             apps.insert(event.app.as_str());
@@ -1293,7 +1313,7 @@ impl Store for SqliteStore {
         let rows = match query.after_id {
             Some(after_id) => {
                 sqlx::query(
-                    "SELECT id, app, at, kind, instance, revision, message FROM events \
+                    "SELECT id, app, at, kind, instance, revision, message, params FROM events \
                      WHERE app = $1 AND id > $2 ORDER BY id ASC LIMIT $3",
                 )
                 .bind(app)
@@ -1304,8 +1324,8 @@ impl Store for SqliteStore {
             }
             None => {
                 sqlx::query(
-                    "SELECT id, app, at, kind, instance, revision, message FROM \
-                     (SELECT id, app, at, kind, instance, revision, message FROM events \
+                    "SELECT id, app, at, kind, instance, revision, message, params FROM \
+                     (SELECT id, app, at, kind, instance, revision, message, params FROM events \
                       WHERE app = $1 ORDER BY id DESC LIMIT $2) AS latest \
                      ORDER BY id ASC",
                 )
