@@ -67,7 +67,17 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
   });
 
   await t.test("a bad field is reported next to that field", async () => {
+    const warnings = [];
+    page.on("console", (m) => warnings.push(m.text()));
     await page.getByRole("link", { name: "Create app" }).click();
+    // The browser checks the name itself: its pattern compiles (with the `v` flag) and refuses
+    // what the server would.
+    const name = page.getByLabel("Name", { exact: true });
+    for (const [value, bad] of [["Shop_1", true], ["-shop", true], ["shop-", true], ["shop-1", false]]) {
+      await name.fill(value);
+      assert.equal(await name.evaluate((el) => el.validity.patternMismatch), bad, `pattern on ${value}`);
+    }
+    assert.deepEqual(warnings.filter((w) => /pattern/i.test(w)), [], "the pattern attribute is valid");
     await page.getByLabel("Name", { exact: true }).fill("a".repeat(45));
     await page.getByLabel("Image", { exact: true }).fill("berth-testapp:latest");
     await page.getByLabel("CPU (millicores)").fill("100");
@@ -76,10 +86,19 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     const error = page.locator('.field-error[data-field="name"]');
     await error.waitFor();
     assert.match(await error.textContent(), /40/);
+    // Said with the field's label, not the server's key.
+    assert.match(await error.textContent(), /^Name: /);
     await shot(page, "03-create-app-error");
   });
 
   await t.test("an app is created and becomes healthy", async () => {
+    // Every health the page shows from here to the end of the scale-up, recorded as it changes:
+    // starting instances are "starting" or "scaling", never red or amber.
+    await page.evaluate(() => {
+      window.healthSeen = new Set();
+      const note = () => document.querySelectorAll("[data-health]").forEach((el) => window.healthSeen.add(el.getAttribute("data-health")));
+      new MutationObserver(note).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-health"] });
+    });
     await page.getByLabel("Name", { exact: true }).fill("shop");
     await page.getByLabel("Replicas").fill("2");
     await page.getByRole("button", { name: "Create app" }).click();
@@ -96,6 +115,27 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await page.waitForFunction(() => document.querySelectorAll('[data-testid="instances-table"] tbody tr[data-ready="true"]').length === 3, null, {
       timeout: 60_000,
     });
+    await page.locator('[data-testid="app-health"][data-health="healthy"]').first().waitFor({ timeout: 60_000 });
+    // The rollout message counts the instances now, not when the rollout ended.
+    await page.getByTestId("rollout-message").getByText("Revision #1 is running on 3 instances", { exact: true }).waitFor();
+    const seen = await page.evaluate(() => [...window.healthSeen]);
+    assert.deepEqual(
+      seen.filter((h) => !["starting", "scaling", "healthy"].includes(h)),
+      [],
+      `expected transitions only, saw ${seen.join(", ")}`,
+    );
+    // An instance's logs are an explicit link of its row.
+    const row = page.locator('[data-testid="instances-table"] tbody tr').first();
+    const instance = await row.getAttribute("data-instance");
+    await row.getByRole("link", { name: `Logs of ${instance}` }).click();
+    await page.waitForURL(`**/apps/shop/logs?instance=${instance}`);
+    await page.goto(`${state.base}/apps/shop`);
+    await page.getByTestId("instances-table").waitFor();
+    // CPU is said in cores with its unit; millicores on hover.
+    const cpu = page.locator('[data-testid="instance-cpu"] [data-millis]').first();
+    await cpu.waitFor({ timeout: 30_000 });
+    assert.match(await cpu.textContent(), /^[\d.]+ \/ 0\.1 CPU$/);
+    assert.match(await cpu.getAttribute("title"), /millicores/);
   });
 
   await t.test("the apps list shows the app's memory in use", async () => {
@@ -147,6 +187,17 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await dialog.getByRole("button", { name: "Roll back" }).click();
     await waitForRollout(page, 1, ["complete"], 90_000);
     await page.locator('tr[data-revision="1"]').getByText("current").waitFor();
+    // Back from #1, the newer revisions are rolled forward to; the columns say which side is which.
+    await page.locator('tr[data-revision="3"]').getByRole("button", { name: "Roll forward" }).waitFor();
+    await page.locator('tr[data-revision="2"]').getByRole("button", { name: "Roll forward" }).waitFor();
+    await page.getByRole("columnheader", { name: "From" }).waitFor();
+    await page.getByRole("columnheader", { name: "To" }).waitFor();
+    // Without a choice in the URL, two distinct revisions are compared.
+    await page.goto(`${state.base}/apps/shop/revisions`);
+    await page.getByTestId("revision-diff").getByRole("heading", { name: "Changes from #3 to #1" }).waitFor();
+    // Choosing on one side the revision of the other swaps them.
+    await page.getByRole("radio", { name: "Compare from #1" }).check();
+    await page.getByTestId("revision-diff").getByRole("heading", { name: "Changes from #1 to #3" }).waitFor();
   });
 
   await t.test("logs are followed live", async () => {
@@ -277,7 +328,18 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await shot(page, "18-apps-zh");
     await page.goto(`${state.base}/apps/shop`);
     await page.getByRole("link", { name: "概览" }).waitFor();
+    await page.getByTestId("rollout-message").getByText("版本 #1 正在 3 个实例上运行", { exact: true }).waitFor();
     await shot(page, "19-app-zh");
+    // Events are said in Chinese from their kind and values.
+    await page.getByRole("link", { name: "事件" }).click();
+    const timeline = page.getByTestId("events-timeline");
+    await timeline.locator('li[data-kind="rollout_failed"]').getByText("发布失败", { exact: true }).waitFor();
+    await timeline.locator('li[data-kind="scaled"] [data-testid=event-message]').getByText("实例数从 2 调整为 3", { exact: true }).waitFor();
+    await timeline
+      .locator('li[data-kind="rolled_back"] [data-testid=event-message]')
+      .filter({ hasText: /^版本 #3 失败后已回滚到版本 #2：/ })
+      .waitFor();
+    await shot(page, "19b-events-zh");
     await page.getByTestId("theme-toggle").click();
     await shot(page, "20-app-zh-theme-toggled");
     await page.getByTestId("lang-switch").selectOption("en");
@@ -289,8 +351,22 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await login(phone, "admin", state.token);
     await phone.goto(`${state.base}/apps/shop`);
     await phone.locator('[data-testid="app-health"]').first().waitFor();
+    // Every tab of the app is in view (they wrap rather than run off the screen).
+    const width = await phone.evaluate(() => window.innerWidth);
+    for (const tab of ["Overview", "Revisions", "Deploy", "Events", "Logs"]) {
+      const box = await phone.locator("nav.tabs").getByRole("link", { name: tab, exact: true }).boundingBox();
+      assert.ok(box && box.x >= 0 && box.x + box.width <= width, `tab ${tab} is in view: ${JSON.stringify(box)}`);
+    }
     await shot(phone, "21-narrow-app");
+    // The closed menu is out of the tab order.
+    assert.equal(await phone.getByTestId("sidebar").evaluate((el) => el.inert), true, "the closed menu is inert");
+    for (let i = 0; i < 12; i++) {
+      await phone.keyboard.press("Tab");
+      const inMenu = await phone.evaluate(() => !!document.activeElement?.closest("[data-testid=sidebar]"));
+      assert.equal(inMenu, false, "Tab does not reach the closed menu's links");
+    }
     await phone.getByRole("button", { name: "Menu" }).click();
+    assert.equal(await phone.getByTestId("sidebar").evaluate((el) => el.inert), false, "the open menu is not inert");
     await phone.getByRole("link", { name: "Teams" }).click();
     await phone.waitForURL("**/teams");
     await shot(phone, "22-narrow-teams");

@@ -91,6 +91,19 @@ function NotFound() {
   );
 }
 
+/** Whether a CSS media query matches, following changes. */
+function useMediaQuery(query: string): boolean {
+  const [matches, setMatches] = useState(() => window.matchMedia(query).matches);
+  useEffect(() => {
+    const mq = window.matchMedia(query);
+    const on = () => setMatches(mq.matches);
+    on();
+    mq.addEventListener("change", on);
+    return () => mq.removeEventListener("change", on);
+  }, [query]);
+  return matches;
+}
+
 function Shell({ children }: { children: ReactNode }) {
   const { t } = useI18n();
   const { me, isAdmin, logout } = useSession();
@@ -98,6 +111,18 @@ function Shell({ children }: { children: ReactNode }) {
   const location = useLocation();
   const navigate = useNavigate();
   useEffect(() => setOpen(false), [location.pathname]);
+  // On a narrow screen the sidebar is a drawer: while closed it is out of the tab order and
+  // out of the accessibility tree (inert); Escape closes it.
+  const narrow = useMediaQuery("(max-width: 820px)");
+  const hidden = narrow && !open;
+  useEffect(() => {
+    if (!open) return;
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === "Escape") setOpen(false);
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [open]);
 
   const links: { to: string; label: string; show: boolean }[] = [
     { to: "/apps", label: t("nav.apps"), show: true },
@@ -123,6 +148,7 @@ function Shell({ children }: { children: ReactNode }) {
           className="btn btn-ghost icon-btn menu-btn"
           aria-label={t("shell.menu")}
           aria-expanded={open}
+          aria-controls="sections"
           onClick={() => setOpen((o) => !o)}
         >
           ☰
@@ -148,7 +174,7 @@ function Shell({ children }: { children: ReactNode }) {
           </button>
         </div>
       </header>
-      <nav className="sidebar" aria-label={t("shell.sections")}>
+      <nav className="sidebar" id="sections" aria-label={t("shell.sections")} inert={hidden} data-testid="sidebar">
         {links
           .filter((l) => l.show)
           .map((l) => (

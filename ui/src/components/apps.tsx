@@ -4,24 +4,53 @@ import type { AppDto, InstanceDto, RolloutDto } from "../api/client";
 import { useI18n } from "../i18n";
 import { Badge, formatBytes, formatCpu, type Tone } from "./ui";
 
-export type Health = "healthy" | "degraded" | "down" | "stopped" | "unknown";
+export type Health = "healthy" | "starting" | "scaling" | "degraded" | "down" | "stopped" | "unknown";
 
+/**
+ * Whether something went wrong with an instance rather than it being on its way up: it exited,
+ * fails its liveness check, backs off after crashes, or is still not ready after the rollout's
+ * progress deadline (a new instance may fail its first readiness checks while it starts).
+ */
+function failing(i: InstanceDto, deadlineMs: number): boolean {
+  if (i.phase === "exited" || i.liveness === "failing" || i.backoff_until) return true;
+  if (i.readiness !== "not_ready") return false;
+  const started = Date.parse(i.started_at ?? i.created_at);
+  return !(Date.now() - started < deadlineMs);
+}
+
+/**
+ * The app's health. Fewer ready instances than wanted is an expected transition while a
+ * rollout starts them ("starting") or after a scale-up ("scaling"), as long as none of them
+ * failed; red ("down") and amber ("degraded") are for failures.
+ */
 export function appHealth(app: AppDto): Health {
   if (app.engine_error) return "unknown";
   if (app.replicas === 0) return "stopped";
   if (app.ready_instances >= app.replicas) return "healthy";
+  const deadline = app.strategy.progress_deadline_ms ?? 60_000;
+  const failed = app.rollout.failed || app.instances.some((i) => failing(i, deadline));
+  if (!failed) return app.rollout.done ? "scaling" : "starting";
   if (app.ready_instances === 0) return "down";
   return "degraded";
 }
 
-const healthTone: Record<Health, Tone> = { healthy: "ok", degraded: "warn", down: "bad", stopped: "muted", unknown: "muted" };
+const healthTone: Record<Health, Tone> = {
+  healthy: "ok",
+  starting: "info",
+  scaling: "info",
+  degraded: "warn",
+  down: "bad",
+  stopped: "muted",
+  unknown: "muted",
+};
 
 export function HealthBadge({ app }: { app: AppDto }) {
   const { t } = useI18n();
   const h = appHealth(app);
+  const title = app.engine_error ?? (h === "starting" ? t("health.startingTitle") : h === "scaling" ? t("health.scalingTitle") : undefined);
   return (
     <span data-testid="app-health" data-health={h}>
-      <Badge tone={healthTone[h]} title={app.engine_error ?? undefined}>
+      <Badge tone={healthTone[h]} title={title}>
         {t(`health.${h}`)}
       </Badge>
     </span>
@@ -60,7 +89,7 @@ export function InstanceBadge({ instance }: { instance: InstanceDto }) {
   return <Badge tone="info">{t("instance.checking")}</Badge>;
 }
 
-/** CPU in use now ("120m", or "120m / 500m" against a limit); the one-minute average on hover. */
+/** CPU in use now in cores ("0.12 CPU", or "0.12 / 0.5 CPU" against a limit); millicores and the one-minute average on hover. */
 export function CpuUse({ now, avg, limit }: { now?: number | null; avg?: number | null; limit?: number | null }) {
   const { t } = useI18n();
   if (now == null) {
@@ -71,9 +100,12 @@ export function CpuUse({ now, avg, limit }: { now?: number | null; avg?: number 
     );
   }
   return (
-    <span data-testid="cpu-use" data-millis={now} title={t("usage.avg1m", { value: formatCpu(avg) })}>
-      {formatCpu(now)}
-      {limit ? ` / ${formatCpu(limit)}` : ""}
+    <span
+      data-testid="cpu-use"
+      data-millis={now}
+      title={avg != null ? t("usage.cpuAvgTitle", { millis: now, value: formatCpu(avg) }) : t("usage.cpuTitle", { millis: now })}
+    >
+      {limit ? `${formatCpu(now, false)} / ${formatCpu(limit)}` : formatCpu(now)}
     </span>
   );
 }

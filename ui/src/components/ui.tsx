@@ -69,7 +69,16 @@ export function useAsync<D>(fn: () => Promise<D>, deps: unknown[], pollMs?: numb
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...deps, pollMs]);
 
-  return { data, error, loading, reload, setData };
+  // Data the page sets itself (what a change answered) wins over a poll that was already on
+  // its way: that answer may predate the change.
+  const set = useCallback((d: D) => {
+    seq.current++;
+    setData(d);
+    setError(undefined);
+    setLoading(false);
+  }, []);
+
+  return { data, error, loading, reload, setData: set };
 }
 
 /** Runs an action, keeping its busy flag and its error. */
@@ -142,11 +151,32 @@ function matches(field: string | null | undefined, name: string): boolean {
 
 /** The server's message about `name`, if the error is about that field. */
 export function fieldError(error: ApiError | undefined, name: string): string | undefined {
+  const p = fieldProblem(error, name);
+  return p && `${p.field}: ${p.message}`;
+}
+
+/**
+ * The server's problem with `name`: the field path it names (`env.FOO`, `strategy.max_surge`)
+ * and its message without the leading `path: ` (the server names the field in its messages;
+ * the form says it with the field's label instead).
+ */
+function fieldProblem(error: ApiError | undefined, name: string): { field: string; message: string } | undefined {
   if (!error) return undefined;
   const detail = error.details.find((d) => matches(d.field, name));
-  if (detail) return `${normalise(detail.field)}: ${detail.message}`;
-  if (matches(error.field, name)) return error.message;
+  if (detail) return { field: normalise(detail.field), message: withoutField(detail.message, detail.field) };
+  if (error.field && matches(error.field, name)) return { field: normalise(error.field), message: withoutField(error.message, error.field) };
   return undefined;
+}
+
+function withoutField(message: string, field: string): string {
+  for (const prefix of [field, normalise(field)]) if (message.startsWith(prefix + ": ")) return message.slice(prefix.length + 2);
+  return message;
+}
+
+/** The field's label, and the part of the path below the field (`FOO` of `env.FOO`), if any. */
+function labelled(label: string, name: string, field: string, message: string): string {
+  const below = field.length > name.length ? field.slice(name.length).replace(/^[.[]/, "").replace(/]$/, "") : "";
+  return below ? `${label} (${below}): ${message}` : `${label}: ${message}`;
 }
 
 /** The error at the top of a form, unless a field of the form shows it. */
@@ -181,7 +211,8 @@ export function Field({
   children: (props: { id: string; name: string; "aria-invalid"?: boolean; "aria-describedby"?: string }) => ReactNode;
 }) {
   const id = useId();
-  const message = fieldError(error, name);
+  const problem = fieldProblem(error, name);
+  const message = problem && labelled(label, name, problem.field, problem.message);
   const describedBy = message ? `${id}-error` : hint ? `${id}-hint` : undefined;
   return (
     <div className={"field" + (message ? " field-invalid" : "")}>
@@ -362,9 +393,11 @@ export function formatBytes(n: number | null | undefined): string {
   return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
 }
 
-export function formatCpu(millis: number | null | undefined): string {
+/** CPU in cores with its unit ("0.25 CPU", "2 CPU"; 1000 millicores are one core); `unit` false leaves it off. */
+export function formatCpu(millis: number | null | undefined, unit = true): string {
   if (millis === null || millis === undefined) return "–";
-  return millis % 1000 === 0 ? `${millis / 1000}` : `${millis}m`;
+  const cores = String(Math.round(millis) / 1000);
+  return unit ? `${cores} CPU` : cores;
 }
 
 /** A time (RFC 3339 string or unix milliseconds), relative, with the exact time on hover. */

@@ -16,6 +16,7 @@ import {
 } from "../api/client";
 import { streamEvents, streamLogs } from "../api/stream";
 import { CpuUse, HealthBadge, InstanceBadge, MemoryUse, RolloutBadge } from "../components/apps";
+import { eventKindLabel, eventMessage, rolloutMessage } from "../components/events";
 import {
   Badge,
   Empty,
@@ -203,7 +204,9 @@ function RolloutCard({ app }: { app: AppDto }) {
           </>
         )}
       </dl>
-      {r.message && <p className="rollout-message" data-testid="rollout-message">{r.message}</p>}
+      <p className="rollout-message" data-testid="rollout-message" title={r.message}>
+        {rolloutMessage(t, app)}
+      </p>
     </section>
   );
 }
@@ -233,14 +236,15 @@ function Overview({ app }: { app: AppDto }) {
                   <th>{t("instance.restarts")}</th>
                   <th className="hide-narrow">{t("instance.started")}</th>
                   <th className="hide-narrow">{t("instance.lastFailure")}</th>
+                  <th>
+                    <span className="sr-only">{t("instance.logs")}</span>
+                  </th>
                 </tr>
               </thead>
               <tbody>
                 {app.instances.map((i) => (
                   <tr key={i.container_id || i.name} data-instance={i.name} data-ready={i.ready}>
-                    <td className="mono">
-                      <Link to={`/apps/${app.name}/logs?instance=${encodeURIComponent(i.name)}`}>{i.name}</Link>
-                    </td>
+                    <td className="mono">{i.name}</td>
                     <td>
                       <InstanceBadge instance={i} />
                       {i.backoff_until && (
@@ -275,6 +279,16 @@ function Overview({ app }: { app: AppDto }) {
                     </td>
                     <td className="hide-narrow small ellipsis" title={i.last_probe_failure ?? ""}>
                       {i.last_probe_failure ?? (i.exit_code != null ? t("instance.exitCode", { code: i.exit_code }) : "–")}
+                    </td>
+                    <td>
+                      <Link
+                        className="btn btn-small"
+                        to={`/apps/${app.name}/logs?instance=${encodeURIComponent(i.name)}`}
+                        aria-label={t("instance.logsOf", { name: i.name })}
+                        data-testid="instance-logs"
+                      >
+                        {t("instance.logs")}
+                      </Link>
                     </td>
                   </tr>
                 ))}
@@ -400,36 +414,44 @@ function Revisions({ app, canWrite }: { app: Async<AppDto>; canWrite: boolean })
   const action = useAction();
   const list = revisions.data ? [...revisions.data].sort((x, y) => y.number - x.number) : [];
   const current = a.current_revision;
-  const previous = list.find((r) => r.number < current)?.number;
-  const selA = Number(params.get("a") ?? previous ?? current);
+  // By default the current revision against the one before it, or, when it is the oldest (after
+  // a rollback to it), against the newest other one: always two distinct revisions.
+  const others = list.filter((r) => r.number !== current);
+  const other = (others.find((r) => r.number < current) ?? others[0])?.number;
+  const selA = Number(params.get("a") ?? other ?? current);
   const selB = Number(params.get("b") ?? current);
   const pick = (k: "a" | "b", n: number) => {
     const next = new URLSearchParams(params);
+    const o = k === "a" ? "b" : "a";
+    const otherSel = k === "a" ? selB : selA;
     next.set(k, String(n));
-    if (!next.has(k === "a" ? "b" : "a")) next.set(k === "a" ? "b" : "a", String(k === "a" ? selB : selA));
+    // Choosing the other side's revision swaps the two, so they never collapse into one.
+    next.set(o, String(n === otherSel ? (k === "a" ? selA : selB) : otherSel));
     setParams(next, { replace: true });
   };
   const rollback = async (r: RevisionDto) => {
+    // Going back to a revision newer than the current one (after a rollback) is a roll-forward.
+    const forward = r.number > current;
     const ok = await confirm({
-      title: t("revisions.rollbackTitle", { name: a.name, n: r.number }),
+      title: t(forward ? "revisions.rollForwardTitle" : "revisions.rollbackTitle", { name: a.name, n: r.number }),
       body: (
         <p>
           {t("revisions.rollbackBody", { n: r.number })} <code>{r.template.image}</code>
         </p>
       ),
-      confirm: t("revisions.rollback"),
-      danger: true,
+      confirm: t(forward ? "revisions.rollForward" : "revisions.rollback"),
+      danger: !forward,
     });
     if (!ok) return;
     await action.run(async () => {
       const d = await call(
         api.POST("/api/v1/apps/{name}/rollback", {
           params: { path: { name: a.name } },
-          body: { revision: r.number, reason: t("revisions.rollbackReason") },
+          body: { revision: r.number, reason: t(forward ? "revisions.rollForwardReason" : "revisions.rollbackReason") },
         }),
       );
       app.setData(d);
-      toast(t("revisions.rolledBack", { n: r.number }));
+      toast(t(forward ? "revisions.rolledForward" : "revisions.rolledBack", { n: r.number }));
     });
   };
   return (
@@ -441,8 +463,8 @@ function Revisions({ app, canWrite }: { app: Async<AppDto>; canWrite: boolean })
             <table className="table" data-testid="revisions-table">
               <thead>
                 <tr>
-                  <th title={t("revisions.compareA")}>A</th>
-                  <th title={t("revisions.compareB")}>B</th>
+                  <th title={t("revisions.compareA")}>{t("revisions.from")}</th>
+                  <th title={t("revisions.compareB")}>{t("revisions.to")}</th>
                   <th>#</th>
                   <th>{t("field.image")}</th>
                   <th className="hide-narrow">{t("revisions.reason")}</th>
@@ -487,7 +509,7 @@ function Revisions({ app, canWrite }: { app: Async<AppDto>; canWrite: boolean })
                     <td>
                       {canWrite && !r.current && (
                         <button type="button" className="btn btn-small" onClick={() => rollback(r)} disabled={action.busy}>
-                          {t("revisions.rollback")}
+                          {t(r.number > current ? "revisions.rollForward" : "revisions.rollback")}
                         </button>
                       )}
                     </td>
@@ -750,12 +772,14 @@ function Events({ app }: { app: string }) {
           {shown.map((e) => (
             <li key={e.id} className={e.warning ? "warning" : undefined} data-kind={e.kind}>
               <div className="timeline-head">
-                <Badge tone={e.warning ? "warn" : "info"}>{e.kind}</Badge>
+                <span title={e.kind}>
+                  <Badge tone={e.warning ? "warn" : "info"}>{eventKindLabel(t, e.kind)}</Badge>
+                </span>
                 {e.revision != null && <span className="muted">#{e.revision}</span>}
                 {e.instance && <span className="mono small">{e.instance}</span>}
                 <Time value={e.at} />
               </div>
-              <div>{e.message}</div>
+              <div data-testid="event-message">{eventMessage(t, e)}</div>
             </li>
           ))}
         </ol>

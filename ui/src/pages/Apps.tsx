@@ -109,7 +109,7 @@ export function AppsPage() {
                         {a.template.image}
                       </td>
                       <td className="hide-narrow">
-                        {formatCpu(a.template.cpu_millis)} CPU · {formatBytes(a.template.memory_bytes)}
+                        {formatCpu(a.template.cpu_millis)} · {formatBytes(a.template.memory_bytes)}
                       </td>
                       <td className="hide-narrow">
                         <Time value={a.updated_at} />

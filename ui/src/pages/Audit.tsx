@@ -119,7 +119,7 @@ export function AuditPage() {
                         {label("outcome", a.outcome)}
                       </Badge>
                     </td>
-                    <td className="hide-narrow small">{a.detail}</td>
+                    <td className="hide-narrow small">{a.detail || "–"}</td>
                     <td className="hide-narrow small mono">{a.source}</td>
                   </tr>
                 ))}

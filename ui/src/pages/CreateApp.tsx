@@ -15,6 +15,13 @@ export function useDeployTeams(): string[] {
   return isAdmin ? (teams.data ?? []).map((x) => x.name) : writableTeams;
 }
 
+/**
+ * The browser-side check of an app name (the server's rule: lowercase letters, digits and '-',
+ * starting with a letter, not ending with '-'). Browsers compile `pattern` with the `v` flag,
+ * where a bare '-' in a class is an error that silently turns the check off: it is escaped.
+ */
+const NAME_PATTERN = "[a-z](?:[a-z0-9\\-]*[a-z0-9])?";
+
 export function CreateAppPage() {
   const { t } = useI18n();
   const [params] = useSearchParams();
@@ -83,7 +90,7 @@ function CreateForm() {
       <FormError error={action.error} fields={fields} />
       <div className="grid-2">
         <Field label={t("field.name")} name="name" error={action.error} hint={t("create.nameHint")}>
-          {(p) => <input {...p} required autoFocus value={form.name} onChange={set("name")} pattern="[a-z0-9-]*" />}
+          {(p) => <input {...p} required autoFocus value={form.name} onChange={set("name")} pattern={NAME_PATTERN} title={t("create.nameHint")} />}
         </Field>
         <Field label={t("field.team")} name="team" error={action.error}>
           {(p) => (
