@@ -368,6 +368,42 @@ mod tests {
         }
     }
 
+    /// Every `in: path` parameter names a `{segment}` of its path template, and every segment
+    /// is declared as a path parameter (utoipa's `IntoParams` defaults to `in: path`, so a
+    /// query struct without `parameter_in = Query` would turn into required path parameters).
+    #[test]
+    fn openapi_path_parameters_match_the_templates() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&ApiDoc::openapi().to_json().unwrap()).unwrap();
+        let mut problems = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let segments: std::collections::BTreeSet<&str> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                .map(|s| s.trim_start_matches('*'))
+                .collect();
+            for (method, operation) in item.as_object().unwrap() {
+                let mut declared = std::collections::BTreeSet::new();
+                for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                    let name = parameter["name"].as_str().unwrap_or_default();
+                    if parameter["in"] != "path" {
+                        continue;
+                    }
+                    declared.insert(name);
+                    if !segments.contains(name) {
+                        problems.push(format!("{method} {path}: path parameter {name} is not in the template"));
+                    }
+                }
+                for segment in &segments {
+                    if !declared.contains(segment) {
+                        problems.push(format!("{method} {path}: {{{segment}}} is not declared"));
+                    }
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
     #[test]
     fn openapi_document_lists_the_routes() {
         let doc = ApiDoc::openapi().to_json().unwrap();

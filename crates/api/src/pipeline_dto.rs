@@ -202,6 +202,7 @@ impl From<&Build> for BuildDto {
 
 /// Which pipelines to list.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PipelinesParams {
     /// Only this team's pipelines.
@@ -210,6 +211,7 @@ pub struct PipelinesParams {
 
 /// Which builds to list, newest first.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BuildsParams {
     pub team: Option<String>,
@@ -223,6 +225,7 @@ pub struct BuildsParams {
 
 /// How to read a build's log.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BuildLogParams {
     /// Keep the stream open until the build ends.
