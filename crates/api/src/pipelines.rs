@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_core::accounts::TeamAction;
-use berth_core::pipeline::{Build, BuildTrigger, Pipeline};
+use berth_core::pipeline::{Build, BuildTrigger, Pipeline, remote_origin};
 use berth_pipeline::BranchPattern;
 use berth_pipeline::branch::{is_commit_id, is_valid_branch};
 use berth_store::BuildQuery;
@@ -79,6 +79,33 @@ fn check_inner_path(field: &str, path: &str) -> ApiResult<()> {
         ));
     }
     Ok(())
+}
+
+/// The stored credentials a replace without credentials keeps, with the origin they are bound
+/// to. Credentials go only to the origin (scheme, host, port) they were given for: when the new
+/// address is elsewhere, the request must give them again (400 naming `credentials`). A
+/// pipeline moved to its hosted repository (no address) keeps them, still bound to their origin.
+fn kept_credentials(
+    existing: Option<&Pipeline>,
+    repository_url: &str,
+) -> ApiResult<(Option<String>, Option<String>)> {
+    let Some(existing) = existing.filter(|p| p.sealed_credentials.is_some()) else {
+        return Ok((None, None));
+    };
+    let bound = existing.credentials_bound_origin();
+    if !repository_url.is_empty() && remote_origin(repository_url) != bound {
+        return Err(ApiError::field(
+            "credentials",
+            format!(
+                "the stored credentials were given for {}; give the credentials again for the new host {}",
+                bound.as_deref().unwrap_or("a local repository"),
+                remote_origin(repository_url)
+                    .as_deref()
+                    .unwrap_or("(a local repository)")
+            ),
+        ));
+    }
+    Ok((existing.sealed_credentials.clone(), bound))
 }
 
 /// Seals the credentials given, or says what is wrong with them.
@@ -203,6 +230,16 @@ pub async fn put(
     if !repository_url.is_empty() {
         berth_pipeline::git::validate_remote_url(&repository_url)
             .map_err(|e| ApiError::field("repository_url", e.to_string()))?;
+        // A local path or file:// reads the server's own disk, where every team's hosted
+        // repositories live: only admins may build from there.
+        if remote_origin(&repository_url).is_none() && !principal.is_admin() {
+            return Err(ApiError::field(
+                "repository_url",
+                "must be a network address (https://, http://, ssh:// or user@host:path); \
+                 local paths and file:// are for admins (push to the pipeline's own git \
+                 endpoint instead)",
+            ));
+        }
     }
     let branch_pattern = BranchPattern::new(request.branch_pattern.as_deref().unwrap_or("main"))
         .map_err(|e| ApiError::field("branch_pattern", e.to_string()))?;
@@ -243,9 +280,12 @@ pub async fn put(
         return Err(ApiError::field("webhook_secret", problem));
     }
     let existing = state.store.get_pipeline(&team, &name).await?;
-    let sealed_credentials = match &request.credentials {
-        Some(credentials) => Some(seal_credentials(&state, &team, &name, credentials)?),
-        None => existing.as_ref().and_then(|p| p.sealed_credentials.clone()),
+    let (sealed_credentials, credentials_origin) = match &request.credentials {
+        Some(credentials) => (
+            Some(seal_credentials(&state, &team, &name, credentials)?),
+            remote_origin(&repository_url),
+        ),
+        None => kept_credentials(existing.as_ref(), &repository_url)?,
     };
     let sealed_webhook_secret = match request.webhook_secret.as_deref() {
         Some("") => None,
@@ -271,6 +311,7 @@ pub async fn put(
         target_repository: target.clone(),
         deploy_app: request.deploy_app.clone(),
         sealed_credentials,
+        credentials_origin,
         sealed_webhook_secret,
         created_by: existing
             .as_ref()
@@ -371,6 +412,15 @@ pub async fn start_build(
     Ok((StatusCode::ACCEPTED, Json(BuildDto::from(&build))).into_response())
 }
 
+/// The pipeline as handed to the build worker: its stored credentials only when the repository
+/// is at the origin they were given for, so a build never sends them anywhere else.
+pub(crate) fn for_build(mut pipeline: Pipeline) -> Pipeline {
+    if pipeline.sealed_credentials.is_some() && !pipeline.credentials_fit_repository() {
+        pipeline.sealed_credentials = None;
+    }
+    pipeline
+}
+
 /// Stores a new build of `branch` (at `commit`, else its head) and hands it to the worker.
 pub(crate) async fn queue_build(
     state: &ApiState,
@@ -390,7 +440,9 @@ pub(crate) async fn queue_build(
     build.branch = Some(branch);
     build.commit = commit;
     let build = state.store.create_build(&build).await?;
-    state.builds.enqueue(state, pipeline, build.clone());
+    state
+        .builds
+        .enqueue(state, for_build(pipeline), build.clone());
     Ok(build)
 }
 

@@ -231,32 +231,58 @@ pub async fn receive(
     let now = (state.clock)();
     let mut build = Build::queued(&team, &name, BuildTrigger::Webhook, provider.as_str(), now);
     let non_empty = |s: String| Some(s).filter(|s| !s.is_empty());
-    build.branch = Some(push.branch);
-    build.commit = Some(push.commit);
-    build.author = non_empty(push.author);
-    build.author_email = push.author_email.and_then(non_empty);
-    build.message = non_empty(push.message);
+    build.branch = Some(push.branch.clone());
+    build.commit = Some(push.commit.clone());
+    build.author = non_empty(push.author.clone());
+    build.author_email = push.author_email.clone().and_then(non_empty);
+    build.message = non_empty(push.message.clone());
     // The delivery is recorded with its build in one transaction: a delivery whose build could
     // not be created is not remembered, so the forge's redelivery builds.
-    let build = match provider.delivery_id(&headers) {
-        Some(delivery) => match state
-            .store
-            .create_build_for_delivery(&build, delivery, now)
-            .await?
-        {
-            DeliveryBuild::Created(build) => build,
-            DeliveryBuild::Redelivered { build_id } => {
-                let reason = match build_id {
-                    Some(id) => {
-                        format!("delivery {delivery} was already received; it started build {id}")
-                    }
-                    None => format!("delivery {delivery} was already received"),
-                };
-                audit.set_detail(format!("ignored: {reason}"));
-                return Ok(ignored(reason, build_id));
-            }
-        },
-        None => state.store.create_build(&build).await?,
+    // A signed delivery can be captured and sent again under a new delivery id: what it
+    // builds is bound to its content. A webhook builds a pushed commit at most once per
+    // pipeline, and never one that a push it built on that branch started from.
+    let delivery = provider.delivery_id(&headers);
+    let commit = push.commit.clone();
+    let build = match state
+        .store
+        .create_build_for_delivery(&build, delivery, push.before.as_deref(), now)
+        .await?
+    {
+        DeliveryBuild::Created(build) => build,
+        DeliveryBuild::Redelivered { build_id } => {
+            let delivery = delivery.unwrap_or_default();
+            let reason = match build_id {
+                Some(id) => {
+                    format!("delivery {delivery} was already received; it started build {id}")
+                }
+                None => format!("delivery {delivery} was already received"),
+            };
+            audit.set_detail(format!("ignored: {reason}"));
+            return Ok(ignored(reason, build_id));
+        }
+        DeliveryBuild::AlreadyBuilt { build_id } => {
+            let reason = match build_id {
+                Some(id) => format!(
+                    "commit {commit} was already built by a webhook of this pipeline (build {id}); \
+                     build it again by hand or roll back instead"
+                ),
+                None => format!(
+                    "commit {commit} was already built by a webhook of this pipeline; build it \
+                     again by hand or roll back instead"
+                ),
+            };
+            audit.set_detail(format!("ignored: {reason}"));
+            return Ok(ignored(reason, build_id));
+        }
+        DeliveryBuild::Superseded => {
+            let reason = format!(
+                "commit {commit} is older than a push of branch {} already built by a webhook \
+                 of this pipeline",
+                push.branch
+            );
+            audit.set_detail(format!("ignored: {reason}"));
+            return Ok(ignored(reason, None));
+        }
     };
     audit.set_detail(format!(
         "build {} of {} at {}",
@@ -264,7 +290,9 @@ pub async fn receive(
         build.branch.as_deref().unwrap_or_default(),
         build.commit.as_deref().unwrap_or_default()
     ));
-    state.builds.enqueue(&state, pipeline, build.clone());
+    state
+        .builds
+        .enqueue(&state, crate::pipelines::for_build(pipeline), build.clone());
     Ok((StatusCode::ACCEPTED, Json(BuildDto::from(&build))).into_response())
 }
 
@@ -282,6 +310,7 @@ mod tests {
             author_email: None,
             message: "Fix".into(),
             repository: None,
+            before: None,
         }
     }
 

@@ -37,6 +37,11 @@ pub struct Pipeline {
     /// The git credentials as sealed by the server's secret box (`berth_auth::SecretBox`,
     /// bound to [`Pipeline::credentials_context`]), never the plaintext; `None`: anonymous.
     pub sealed_credentials: Option<String>,
+    /// Where the credentials were given for: the [`remote_origin`] (scheme, host and port) of
+    /// the repository address they came with. They are presented to that origin only; `None`
+    /// for credentials stored before origins were recorded (bound to the address stored with
+    /// them).
+    pub credentials_origin: Option<String>,
     /// The webhook secret, sealed likewise (bound to [`Pipeline::webhook_secret_context`]);
     /// `None`: webhooks are refused.
     pub sealed_webhook_secret: Option<String>,
@@ -53,10 +58,76 @@ impl Pipeline {
         format!("pipeline/{team}/{name}/credentials")
     }
 
+    /// The origin the stored credentials belong to (see [`Pipeline::credentials_origin`]).
+    pub fn credentials_bound_origin(&self) -> Option<String> {
+        self.credentials_origin
+            .clone()
+            .or_else(|| remote_origin(&self.repository_url))
+    }
+
+    /// Whether the stored credentials may be presented to the pipeline's repository: there are
+    /// some, and the repository is at the origin they were given for.
+    pub fn credentials_fit_repository(&self) -> bool {
+        self.sealed_credentials.is_some()
+            && remote_origin(&self.repository_url).is_some_and(|origin| {
+                self.credentials_bound_origin().as_deref() == Some(origin.as_str())
+            })
+    }
+
     /// What the secret box binds this pipeline's webhook secret to.
     pub fn webhook_secret_context(team: &str, name: &str) -> String {
         format!("pipeline/{team}/{name}/webhook-secret")
     }
+}
+
+/// The origin of a git remote address: `scheme://host:port` with the host in lower case and
+/// the scheme's default port filled in (`https` 443, `http` 80, `ssh` 22; scp-like
+/// `user@host:path` is `ssh://host:22`). `None` for local paths, `file://` and anything
+/// without a host. Credentials are bound to an origin: the user name in the address is not
+/// part of it, the port is.
+pub fn remote_origin(url: &str) -> Option<String> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => {
+            // scp-like `[user@]host:path`: a ':' before any '/'.
+            let colon = url.find(':')?;
+            if url.find('/').is_some_and(|slash| slash < colon) || colon == 0 {
+                return None;
+            }
+            let host = &url[..colon];
+            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+            if host.is_empty() {
+                return None;
+            }
+            return Some(format!("ssh://{}:22", host.to_ascii_lowercase()));
+        }
+    };
+    let default_port = match scheme.as_str() {
+        "https" => 443,
+        "http" => 80,
+        "ssh" => 22,
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
+        // An IPv6 literal: `[::1]:8443`.
+        let (host, after) = bracketed.split_once(']')?;
+        (format!("[{host}]"), after.strip_prefix(':'))
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), Some(port)),
+            None => (host_port.to_owned(), None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        None | Some("") => default_port,
+        Some(port) => port.parse::<u16>().ok()?,
+    };
+    Some(format!("{scheme}://{}:{port}", host.to_ascii_lowercase()))
 }
 
 /// What started a build.
@@ -408,6 +479,84 @@ mod tests {
             "an ended build stays as it is"
         );
         assert_eq!(build, before);
+    }
+
+    #[test]
+    fn remote_origins() {
+        let cases = [
+            (
+                "https://git.example.com/acme/shop.git",
+                Some("https://git.example.com:443"),
+            ),
+            (
+                "https://Git.Example.com:443/acme",
+                Some("https://git.example.com:443"),
+            ),
+            (
+                "https://git.example.com:8443/acme",
+                Some("https://git.example.com:8443"),
+            ),
+            (
+                "http://git.example.com/acme",
+                Some("http://git.example.com:80"),
+            ),
+            (
+                "ssh://git@git.example.com/acme.git",
+                Some("ssh://git.example.com:22"),
+            ),
+            (
+                "ssh://git@git.example.com:2222/acme.git",
+                Some("ssh://git.example.com:2222"),
+            ),
+            ("git@github.com:acme/shop.git", Some("ssh://github.com:22")),
+            ("github.com:acme/shop.git", Some("ssh://github.com:22")),
+            ("https://[::1]:7700/git/a.git", Some("https://[::1]:7700")),
+            (
+                "https://evil.example.com/git.example.com",
+                Some("https://evil.example.com:443"),
+            ),
+            ("/srv/git/shop.git", None),
+            ("file:///srv/git/shop.git", None),
+            ("./shop:x", None),
+            ("https:///nohost", None),
+            ("https://host:notaport/x", None),
+        ];
+        for (url, want) in cases {
+            assert_eq!(remote_origin(url).as_deref(), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn credentials_fit_only_their_origin() {
+        let mut pipeline = Pipeline {
+            team: "web".into(),
+            name: "api".into(),
+            repository_url: "https://git.example.com/a.git".into(),
+            branch_pattern: "main".into(),
+            dockerfile: String::new(),
+            context: String::new(),
+            build_args: BTreeMap::new(),
+            test_command: Vec::new(),
+            target_repository: "web/api".into(),
+            deploy_app: None,
+            sealed_credentials: Some("sealed".into()),
+            credentials_origin: Some("https://git.example.com:443".into()),
+            sealed_webhook_secret: None,
+            created_by: "ada".into(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        assert!(pipeline.credentials_fit_repository());
+        pipeline.repository_url = "https://evil.example.com/a.git".into();
+        assert!(!pipeline.credentials_fit_repository());
+        pipeline.repository_url = "/srv/git/a.git".into();
+        assert!(!pipeline.credentials_fit_repository());
+        // Legacy credentials: bound to the address stored with them.
+        pipeline.credentials_origin = None;
+        pipeline.repository_url = "https://evil.example.com/a.git".into();
+        assert!(pipeline.credentials_fit_repository());
+        pipeline.sealed_credentials = None;
+        assert!(!pipeline.credentials_fit_repository());
     }
 
     #[test]

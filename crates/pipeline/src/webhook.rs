@@ -197,6 +197,9 @@ pub struct PushEvent {
     pub message: String,
     /// The repository as the forge names it (`team/app`), if sent.
     pub repository: Option<String>,
+    /// The branch's head before the push, when the payload names one (absent for a new
+    /// branch, whose `before` is all zeros): Berth never builds it again after this push.
+    pub before: Option<String>,
 }
 
 /// Reads a verified webhook. Call [`verify`] first: this trusts the body.
@@ -230,6 +233,7 @@ pub fn parse(
 struct PushPayload {
     #[serde(rename = "ref")]
     git_ref: String,
+    before: Option<String>,
     after: Option<String>,
     /// GitLab: the commit checked out after the push (null when the branch was deleted).
     checkout_sha: Option<String>,
@@ -331,6 +335,9 @@ impl PushPayload {
             author_email: author_person.and_then(|p| p.email),
             message,
             repository,
+            before: self
+                .before
+                .filter(|b| is_commit_id(b) && !b.bytes().all(|c| c == b'0')),
         }))
     }
 }
@@ -581,6 +588,7 @@ mod tests {
             author_email: email.map(Into::into),
             message: message.into(),
             repository: Some(repo.into()),
+            before: None,
         })
     }
 
@@ -738,6 +746,24 @@ mod tests {
     }
 
     #[test]
+    fn push_names_the_previous_head() {
+        let old = "1111111111111111111111111111111111111111";
+        let body = format!(r#"{{"ref":"refs/heads/main","before":"{old}","after":"{SHA}"}}"#);
+        let h = [("X-GitHub-Event", "push")];
+        let Ok(WebhookEvent::Push(push)) = parse(Provider::GitHub, &Headers(&h), body.as_bytes())
+        else {
+            panic!("a push");
+        };
+        assert_eq!(push.before.as_deref(), Some(old));
+        let body = format!(r#"{{"ref":"refs/heads/main","before":"nonsense","after":"{SHA}"}}"#);
+        let Ok(WebhookEvent::Push(push)) = parse(Provider::GitHub, &Headers(&h), body.as_bytes())
+        else {
+            panic!("a push");
+        };
+        assert_eq!(push.before, None, "only a commit id counts");
+    }
+
+    #[test]
     fn push_without_commit_details_still_builds() {
         let body = format!(
             r#"{{"ref":"refs/heads/main","after":"{SHA}","pusher":{{"name":"octo"}},"commits":[]}}"#
@@ -753,6 +779,7 @@ mod tests {
                 author_email: None,
                 message: String::new(),
                 repository: None,
+                before: None,
             })
         );
     }

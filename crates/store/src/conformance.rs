@@ -79,6 +79,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     interrupt_started_builds_leaves_queued_and_ended_ones(s).await;
     prune_builds_keeps_newest_and_unfinished(s).await;
     webhook_deliveries_build_once(store.clone()).await;
+    webhook_commits_build_once(store.clone()).await;
     delete_pipeline_removes_builds_and_deliveries(s).await;
     delete_team_removes_its_pipelines(s).await;
 }
@@ -685,13 +686,13 @@ pub async fn events_round_trip_ascending(store: &dyn Store) {
         if i.is_multiple_of(2) {
             event = event.instance(format!("{app}-{i}")).revision(i as u32 + 1);
         }
-        batch.push(event);
         if i.is_multiple_of(4) {
             // Parameters, with text that needs escaping, come back as they went in.
             event = event
                 .param("from", i)
                 .param("reason", "«bad» \"quote\" '\n'");
         }
+        batch.push(event);
     }
     store
         .append_events(&batch, 100)
@@ -2556,6 +2557,7 @@ pub fn new_pipeline(team: &str, check: &str) -> Pipeline {
         target_repository: format!("{team}/api"),
         deploy_app: Some("api".into()),
         sealed_credentials: Some("v1.Y3JlZGVudGlhbHM".into()),
+        credentials_origin: Some("https://git.example.com:443".into()),
         sealed_webhook_secret: Some("v1.c2VjcmV0".into()),
         created_by: "alice".into(),
         created_at: T0,
@@ -2668,6 +2670,7 @@ pub async fn pipelines_round_trip(store: &dyn Store) {
         target_repository: format!("{}/api2", team.name),
         deploy_app: None,
         sealed_credentials: None,
+        credentials_origin: None,
         sealed_webhook_secret: None,
         created_by: "bob".into(),
         created_at: T0 + 40,
@@ -3165,6 +3168,12 @@ async fn builds_of(store: &dyn Store, pipeline: &Pipeline) -> Vec<Build> {
         .unwrap()
 }
 
+/// `build` pushing the commit numbered `n` (a distinct full commit id per number).
+fn with_commit(mut build: Build, n: Millis) -> Build {
+    build.commit = Some(format!("{n:040x}"));
+    build
+}
+
 /// The build `create_build_for_delivery` created; panics on a redelivery.
 fn created(outcome: DeliveryBuild, what: &str) -> Build {
     match outcome {
@@ -3183,7 +3192,8 @@ pub async fn webhook_deliveries_build_once(store: Arc<dyn Store>) {
         let build = new_build(pipeline, at);
         let delivery = delivery.to_owned();
         async move {
-            s.create_build_for_delivery(&build, &delivery, T0 + at)
+            let build = with_commit(build, at);
+            s.create_build_for_delivery(&build, Some(&delivery), None, T0 + at)
                 .await
         }
     };
@@ -3192,7 +3202,9 @@ pub async fn webhook_deliveries_build_once(store: Arc<dyn Store>) {
     given.id = 999_999; // ignored
     given.number = 77; // ignored
     let first = created(
-        s.create_build_for_delivery(&given, &old, T0).await.unwrap(),
+        s.create_build_for_delivery(&given, Some(&old), None, T0)
+            .await
+            .unwrap(),
         "a first delivery",
     );
     assert_eq!(
@@ -3265,11 +3277,11 @@ pub async fn webhook_deliveries_build_once(store: Arc<dyn Store>) {
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let store = store.clone();
-            let build = new_build(c, i);
+            let build = with_commit(new_build(c, i), 1000 + i);
             let burst = burst.clone();
             tokio::spawn(async move {
                 store
-                    .create_build_for_delivery(&build, &burst, T0 + i)
+                    .create_build_for_delivery(&build, Some(&burst), None, T0 + i)
                     .await
                     .unwrap()
             })
@@ -3283,7 +3295,7 @@ pub async fn webhook_deliveries_build_once(store: Arc<dyn Store>) {
         .iter()
         .filter_map(|o| match o {
             DeliveryBuild::Created(build) => Some(build),
-            DeliveryBuild::Redelivered { .. } => None,
+            _ => None,
         })
         .collect();
     assert_eq!(made.len(), 1, "exactly one build: {outcomes:?}");
@@ -3300,6 +3312,138 @@ pub async fn webhook_deliveries_build_once(store: Arc<dyn Store>) {
     assert_eq!(build_ids(&builds_of(s, c).await), vec![only.id]);
 }
 
+/// A webhook builds a pushed commit at most once per pipeline, whatever the delivery id, and
+/// never a commit older than a push it built on that branch; both survive build pruning and go
+/// with the pipeline.
+pub async fn webhook_commits_build_once(store: Arc<dyn Store>) {
+    let s = &*store;
+    let pipelines = team_with_pipelines(s, "webhook-commits", &["wc-a", "wc-b"]).await;
+    let (a, b) = (&pipelines[0], &pipelines[1]);
+    let push = |pipeline: &Pipeline, n: Millis, branch: &str| {
+        let mut build = with_commit(new_build(pipeline, n), n);
+        build.branch = Some(branch.to_owned());
+        build
+    };
+    let commit = |n: Millis| format!("{n:040x}");
+    let zero = "0".repeat(40);
+
+    let first = created(
+        s.create_build_for_delivery(&push(a, 1, "main"), Some("d-1"), Some(&zero), T0)
+            .await
+            .unwrap(),
+        "a first push",
+    );
+    // The same commit under a new delivery id, without an id, or on another branch.
+    for (delivery, branch) in [(Some("d-replayed"), "main"), (None, "main"), (None, "dev")] {
+        assert_eq!(
+            s.create_build_for_delivery(&push(a, 1, branch), delivery, None, T0 + 1)
+                .await
+                .unwrap(),
+            DeliveryBuild::AlreadyBuilt {
+                build_id: Some(first.id)
+            },
+            "{delivery:?} {branch}"
+        );
+    }
+    assert_eq!(
+        s.create_build_for_delivery(&push(a, 1, "main"), Some("d-1"), None, T0 + 1)
+            .await
+            .unwrap(),
+        DeliveryBuild::Redelivered {
+            build_id: Some(first.id)
+        },
+        "a delivery id already seen is answered first"
+    );
+    // Commits are per pipeline.
+    created(
+        s.create_build_for_delivery(&push(b, 1, "main"), Some("d-1"), None, T0)
+            .await
+            .unwrap(),
+        "the same commit on another pipeline",
+    );
+
+    // 1 -> 2 -> 3 on main, delivered out of order: 2->3 first, then 1->2 (older) is refused.
+    let third = created(
+        s.create_build_for_delivery(&push(a, 3, "main"), None, Some(&commit(2)), T0 + 2)
+            .await
+            .unwrap(),
+        "a newer push",
+    );
+    assert_eq!(
+        s.create_build_for_delivery(&push(a, 2, "main"), None, Some(&commit(1)), T0 + 3)
+            .await
+            .unwrap(),
+        DeliveryBuild::Superseded,
+        "a push older than one built on its branch"
+    );
+    created(
+        s.create_build_for_delivery(&push(a, 2, "dev"), None, Some(&zero), T0 + 3)
+            .await
+            .unwrap(),
+        "superseded is per branch",
+    );
+    assert_conflict(
+        s.create_build_for_delivery(
+            &Build {
+                commit: None,
+                ..new_build(a, 9)
+            },
+            None,
+            None,
+            T0,
+        )
+        .await,
+        "a webhook build without its commit",
+    );
+
+    // Pruning builds forgets no commit.
+    for build in [&first, &third] {
+        s.update_build(&ended(build.clone(), BuildStatus::Succeeded, T0 + 10))
+            .await
+            .unwrap();
+    }
+    s.prune_builds(&a.team, &a.name, 0).await.unwrap();
+    assert_eq!(s.get_build(first.id).await.unwrap(), None);
+    assert_eq!(
+        s.create_build_for_delivery(&push(a, 1, "main"), Some("d-9"), None, T0 + 20)
+            .await
+            .unwrap(),
+        DeliveryBuild::AlreadyBuilt { build_id: None },
+        "a pruned build's commit stays built"
+    );
+
+    // Concurrent deliveries of one commit under different ids create one build.
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let store = store.clone();
+            let build = push(a, 77, "main");
+            tokio::spawn(async move {
+                store
+                    .create_build_for_delivery(&build, Some(&format!("burst-{i}")), None, T0 + 30)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut made = 0;
+    for task in tasks {
+        if matches!(task.await.unwrap(), DeliveryBuild::Created(_)) {
+            made += 1;
+        }
+    }
+    assert_eq!(made, 1, "one build of one commit");
+
+    // Deleting the pipeline forgets its commits.
+    assert!(s.delete_pipeline(&a.team, &a.name).await.unwrap());
+    s.put_pipeline(a).await.unwrap();
+    created(
+        s.create_build_for_delivery(&push(a, 2, "main"), None, None, T0 + 40)
+            .await
+            .unwrap(),
+        "a pipeline made again starts with nothing built",
+    );
+}
+
 pub async fn delete_pipeline_removes_builds_and_deliveries(store: &dyn Store) {
     let pipelines = team_with_pipelines(store, "pl-delete", &["pd", "pd-kept"]).await;
     let (pipeline, kept) = (&pipelines[0], &pipelines[1]);
@@ -3310,7 +3454,7 @@ pub async fn delete_pipeline_removes_builds_and_deliveries(store: &dyn Store) {
     let delivery = unique_name("delivery");
     let delivered = created(
         store
-            .create_build_for_delivery(&new_build(pipeline, 1), &delivery, T0)
+            .create_build_for_delivery(&new_build(pipeline, 1), Some(&delivery), None, T0)
             .await
             .unwrap(),
         "a first delivery",
@@ -3347,7 +3491,7 @@ pub async fn delete_pipeline_removes_builds_and_deliveries(store: &dyn Store) {
     assert_eq!(
         created(
             store
-                .create_build_for_delivery(&new_build(pipeline, 3), &delivery, T0 + 1)
+                .create_build_for_delivery(&new_build(pipeline, 3), Some(&delivery), None, T0 + 1)
                 .await
                 .unwrap(),
             "the deleted pipeline's deliveries went with it",
@@ -3363,7 +3507,7 @@ pub async fn delete_team_removes_its_pipelines(store: &dyn Store) {
     let build = store.create_build(&new_build(pipeline, 0)).await.unwrap();
     let delivered = created(
         store
-            .create_build_for_delivery(&new_build(pipeline, 1), "d-1", T0)
+            .create_build_for_delivery(&new_build(pipeline, 1), Some("d-1"), None, T0)
             .await
             .unwrap(),
         "a first delivery",

@@ -104,6 +104,14 @@ pub enum DeliveryBuild {
         /// or deleted (or the delivery was recorded before deliveries remembered their build).
         build_id: Option<i64>,
     },
+    /// A webhook of this pipeline already built the pushed commit; nothing was written.
+    AlreadyBuilt {
+        /// The build that built it; `None` when it has since been pruned.
+        build_id: Option<i64>,
+    },
+    /// The pushed commit is the `before` of a push a webhook of this pipeline already built
+    /// on the same branch: the delivery is older than what was built. Nothing was written.
+    Superseded,
 }
 
 /// An admin's decision on a pending quota request.
@@ -299,9 +307,10 @@ pub trait Store: Send + Sync + 'static {
     /// not exist.
     async fn update_team(&self, team: &Team) -> StoreResult<()>;
 
-    /// Deletes the team with its memberships, quota requests, templates, external registries
-    /// and pipelines (with their builds); returns whether it existed. `Conflict` when it still
-    /// owns apps.
+    /// Deletes the team with its memberships, quota requests, templates, external registries,
+    /// pipelines (with their builds, deliveries and built commits) and the retention rules of
+    /// its registry namespace (`<team>` and `<team>/...`), so a team made later under the same
+    /// name inherits nothing; returns whether it existed. `Conflict` when it still owns apps.
     async fn delete_team(&self, name: &str) -> StoreResult<bool>;
 
     // Quota requests.
@@ -418,21 +427,31 @@ pub trait Store: Send + Sync + 'static {
     /// the caller can drop their logs. Nothing for an unknown pipeline.
     async fn prune_builds(&self, team: &str, pipeline: &str, keep: u32) -> StoreResult<Vec<i64>>;
 
-    /// Creates the build a webhook delivery asks for, unless that delivery was received before.
+    /// Creates the build a webhook delivery asks for, unless that delivery was received before
+    /// or its pushed commit was built already.
     ///
-    /// In one write transaction: when `delivery_id` is already recorded for
-    /// `(build.team, build.pipeline)` (a redelivery), nothing is written and the answer is
-    /// [`DeliveryBuild::Redelivered`] with the build the first delivery started; otherwise the
-    /// build is stored exactly as [`Store::create_build`] stores it and the delivery is
-    /// recorded at `now` with that build's id ([`DeliveryBuild::Created`]). So a delivery is
-    /// never recorded without its build: when creating the build fails, a redelivery builds.
-    /// Concurrent deliveries of one id create one build. `NotFound` when the pipeline does not
-    /// exist. Ids are remembered until [`Store::prune_webhook_deliveries`] forgets them, after
-    /// which the same id builds again.
+    /// `build.commit` (the pushed commit) and `build.branch` must be set (`Conflict`
+    /// otherwise); `before` is the branch's previous head as the payload tells it, if it does.
+    /// In one write transaction, in this order: when `delivery_id` is already recorded for
+    /// `(build.team, build.pipeline)` (a redelivery), the answer is
+    /// [`DeliveryBuild::Redelivered`] with the build the first delivery started; when a webhook
+    /// of the pipeline already built `build.commit` (on any branch), [`DeliveryBuild::AlreadyBuilt`];
+    /// when `build.commit` is the `before` of a push a webhook of the pipeline built on the same
+    /// branch, [`DeliveryBuild::Superseded`] — in those three cases nothing is written.
+    /// Otherwise the build is stored exactly as [`Store::create_build`] stores it, the delivery
+    /// (when it has an id) is recorded at `now` with that build's id, the commit is remembered
+    /// as built by that build, and `before` (unless absent, all zeros or the commit itself) as
+    /// superseded on the branch ([`DeliveryBuild::Created`]). So a delivery is never recorded
+    /// without its build: when creating the build fails, a redelivery builds. Concurrent
+    /// deliveries of one id or of one commit create one build. `NotFound` when the pipeline
+    /// does not exist. Delivery ids are remembered until [`Store::prune_webhook_deliveries`]
+    /// forgets them; built and superseded commits are never pruned (not with their builds
+    /// either) and go only with the pipeline.
     async fn create_build_for_delivery(
         &self,
         build: &Build,
-        delivery_id: &str,
+        delivery_id: Option<&str>,
+        before: Option<&str>,
         now: Millis,
     ) -> StoreResult<DeliveryBuild>;
 

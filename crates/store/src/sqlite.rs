@@ -749,7 +749,7 @@ macro_rules! pipeline_columns {
     () => {
         "team, name, repository_url, branch_pattern, dockerfile, context, build_args_json, \
          test_command_json, target_repository, deploy_app, sealed_credentials, \
-         sealed_webhook_secret, created_by, created_at, updated_at"
+         sealed_webhook_secret, created_by, created_at, updated_at, credentials_origin"
     };
 }
 
@@ -770,6 +770,7 @@ fn pipeline_from_row(row: &SqliteRow) -> StoreResult<Pipeline> {
         target_repository: get(row, "target_repository")?,
         deploy_app: get(row, "deploy_app")?,
         sealed_credentials: get(row, "sealed_credentials")?,
+        credentials_origin: get(row, "credentials_origin")?,
         sealed_webhook_secret: get(row, "sealed_webhook_secret")?,
         created_by: get(row, "created_by")?,
         created_at: get(row, "created_at")?,
@@ -1282,13 +1283,13 @@ impl Store for SqliteStore {
             .bind(event.instance.as_deref())
             .bind(event.revision.map(i64::from))
             .bind(event.message.as_str())
-            .execute(&mut *tx)
             .bind(
                 serde_json::to_string(&event.params).map_err(json_err(format!(
                     "parameters of an event of app {}",
                     event.app
                 )))?,
             )
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
             apps.insert(event.app.as_str());
@@ -1756,7 +1757,12 @@ impl Store for SqliteStore {
                 "DELETE FROM deployment_templates WHERE team = $1",
                 "DELETE FROM external_registries WHERE team = $1",
                 "DELETE FROM webhook_deliveries WHERE team = $1",
+                "DELETE FROM webhook_built_commits WHERE team = $1",
+                "DELETE FROM webhook_superseded_commits WHERE team = $1",
                 "DELETE FROM builds WHERE team = $1",
+                // Retention rules are keyed by repository: the team's namespace and below.
+                "DELETE FROM retention_rules \
+                 WHERE repository = $1 OR substr(repository, 1, length($1) + 1) = $1 || '/'",
                 "DELETE FROM pipelines WHERE team = $1",
             ],
             "DELETE FROM teams WHERE name = $1",
@@ -2061,11 +2067,12 @@ impl Store for SqliteStore {
         sqlx::query(concat!(
             "INSERT INTO pipelines (",
             pipeline_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
              ON CONFLICT (team, name) DO UPDATE SET repository_url = $3, branch_pattern = $4, \
              dockerfile = $5, context = $6, build_args_json = $7, test_command_json = $8, \
              target_repository = $9, deploy_app = $10, sealed_credentials = $11, \
-             sealed_webhook_secret = $12, created_by = $13, updated_at = $15"
+             sealed_webhook_secret = $12, created_by = $13, updated_at = $15, \
+             credentials_origin = $16"
         ))
         .bind(team)
         .bind(pipeline.name.as_str())
@@ -2082,6 +2089,7 @@ impl Store for SqliteStore {
         .bind(pipeline.created_by.as_str())
         .bind(pipeline.created_at)
         .bind(pipeline.updated_at)
+        .bind(pipeline.credentials_origin.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -2119,6 +2127,8 @@ impl Store for SqliteStore {
         let mut tx = self.begin_write().await?;
         for sql in [
             "DELETE FROM webhook_deliveries WHERE team = $1 AND pipeline = $2",
+            "DELETE FROM webhook_built_commits WHERE team = $1 AND pipeline = $2",
+            "DELETE FROM webhook_superseded_commits WHERE team = $1 AND pipeline = $2",
             "DELETE FROM builds WHERE team = $1 AND pipeline = $2",
         ] {
             sqlx::query(sql)
@@ -2250,40 +2260,110 @@ impl Store for SqliteStore {
     async fn create_build_for_delivery(
         &self,
         build: &Build,
-        delivery_id: &str,
+        delivery_id: Option<&str>,
+        before: Option<&str>,
         now: Millis,
     ) -> StoreResult<DeliveryBuild> {
-        // `BEGIN IMMEDIATE` holds the write lock from the lookup on, so no concurrent delivery
-        // of the same id slips in between the lookup and the insert (a PostgreSQL store must
-        // serialise them too, e.g. by locking the pipeline row first).
+        let (Some(commit), Some(branch)) = (build.commit.as_deref(), build.branch.as_deref())
+        else {
+            return Err(StoreError::Conflict(
+                "a webhook build needs its pushed commit and branch".into(),
+            ));
+        };
+        let (team, pipeline) = (build.team.as_str(), build.pipeline.as_str());
+        // `BEGIN IMMEDIATE` holds the write lock from the lookups on, so no concurrent delivery
+        // of the same id or commit slips in between the lookups and the inserts (a PostgreSQL
+        // store must serialise them too, e.g. by locking the pipeline row first).
         let mut tx = self.begin_write().await?;
-        let recorded: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT b.id FROM webhook_deliveries d LEFT JOIN builds b ON b.id = d.build_id \
-             WHERE d.team = $1 AND d.pipeline = $2 AND d.delivery_id = $3",
+        if let Some(delivery_id) = delivery_id {
+            let recorded: Option<Option<i64>> = sqlx::query_scalar(
+                "SELECT b.id FROM webhook_deliveries d LEFT JOIN builds b ON b.id = d.build_id \
+                 WHERE d.team = $1 AND d.pipeline = $2 AND d.delivery_id = $3",
+            )
+            .bind(team)
+            .bind(pipeline)
+            .bind(delivery_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if let Some(build_id) = recorded {
+                tx.commit().await.map_err(db_err)?;
+                return Ok(DeliveryBuild::Redelivered { build_id });
+            }
+        }
+        let built: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT b.id FROM webhook_built_commits c LEFT JOIN builds b ON b.id = c.build_id \
+             WHERE c.team = $1 AND c.pipeline = $2 AND c.commit_sha = $3",
         )
-        .bind(build.team.as_str())
-        .bind(build.pipeline.as_str())
-        .bind(delivery_id)
+        .bind(team)
+        .bind(pipeline)
+        .bind(commit)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;
-        if let Some(build_id) = recorded {
+        if let Some(build_id) = built {
             tx.commit().await.map_err(db_err)?;
-            return Ok(DeliveryBuild::Redelivered { build_id });
+            return Ok(DeliveryBuild::AlreadyBuilt { build_id });
+        }
+        let superseded: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM webhook_superseded_commits \
+             WHERE team = $1 AND pipeline = $2 AND branch = $3 AND commit_sha = $4",
+        )
+        .bind(team)
+        .bind(pipeline)
+        .bind(branch)
+        .bind(commit)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if superseded.is_some() {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(DeliveryBuild::Superseded);
         }
         let build = insert_build(&mut tx, build).await?;
+        if let Some(delivery_id) = delivery_id {
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (team, pipeline, delivery_id, received_at, \
+                 build_id) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(team)
+            .bind(pipeline)
+            .bind(delivery_id)
+            .bind(now)
+            .bind(build.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
         sqlx::query(
-            "INSERT INTO webhook_deliveries (team, pipeline, delivery_id, received_at, build_id) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO webhook_built_commits (team, pipeline, commit_sha, branch, build_id, \
+             built_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(build.team.as_str())
-        .bind(build.pipeline.as_str())
-        .bind(delivery_id)
-        .bind(now)
+        .bind(team)
+        .bind(pipeline)
+        .bind(commit)
+        .bind(branch)
         .bind(build.id)
+        .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        if let Some(before) =
+            before.filter(|b| !b.is_empty() && *b != commit && !b.bytes().all(|c| c == b'0'))
+        {
+            sqlx::query(
+                "INSERT INTO webhook_superseded_commits (team, pipeline, branch, commit_sha, \
+                 recorded_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(team)
+            .bind(pipeline)
+            .bind(branch)
+            .bind(before)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
         tx.commit().await.map_err(db_err)?;
         Ok(DeliveryBuild::Created(build))
     }

@@ -119,7 +119,8 @@ async fn reopen_keeps_data_in_wal_mode_and_migrates_once() {
             (5, true),
             (6, true),
             (7, true),
-            (8, true)
+            (8, true),
+            (9, true)
         ],
         "each migration is applied exactly once"
     );
