@@ -9,7 +9,6 @@
 //! progress to `receive-pack`'s side-band output before its final flush. The hosted
 //! repositories live under `<data-dir>/git/<team>/<pipeline>.git`.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -40,6 +39,10 @@ use crate::build_events::{BuildFollower, WholeLines, pause};
 
 /// How long a push's output follows a build before leaving it running.
 const FOLLOW_LIMIT: Duration = Duration::from_secs(60 * 60);
+/// The largest fetch request taken, once decompressed (a fetch's request lists refs).
+const FETCH_REQUEST_LIMIT: u64 = 16 << 20;
+/// The largest push taken, once decompressed (its pack holds the pushed objects).
+const PUSH_REQUEST_LIMIT: u64 = 1 << 30;
 /// The most of a push request's start kept while looking for its command list.
 const COMMANDS_LIMIT: usize = 1 << 20;
 
@@ -404,34 +407,141 @@ fn is_gzip(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip") || v.trim() == "x-gzip")
 }
 
-/// Copies the request body into git's stdin (decompressed), handing the first bytes to
-/// `head` until it says it has seen enough.
+/// Why a request body was not read to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BodyError {
+    /// More than the limit, counted after decompression.
+    TooLarge(u64),
+    /// A gzip body that does not inflate.
+    Corrupt(String),
+    /// The connection failed mid-body.
+    Read(String),
+}
+
+impl BodyError {
+    fn refusal(&self) -> Response {
+        match self {
+            BodyError::TooLarge(limit) => refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request is larger than {} MiB once decompressed",
+                    limit >> 20
+                ),
+            ),
+            BodyError::Corrupt(why) => refuse(
+                StatusCode::BAD_REQUEST,
+                format!("the gzip-encoded request does not inflate: {why}"),
+            ),
+            BodyError::Read(why) => refuse(
+                StatusCode::BAD_REQUEST,
+                format!("the request could not be read: {why}"),
+            ),
+        }
+    }
+}
+
+/// Compressed bytes inflated per step: at most about a thousand times as many come out, so
+/// a tiny body of zeros never becomes a large buffer at once.
+const INFLATE_STEP: usize = 1024;
+
+/// A request body as plain bytes, a piece at a time: inflated when gzip-encoded, and cut off
+/// once more than `limit` plain bytes came out.
+struct PlainBody {
+    chunks: axum::body::BodyDataStream,
+    inflater: Option<flate2::write::GzDecoder<Vec<u8>>>,
+    /// Compressed bytes received but not inflated yet.
+    compressed: Bytes,
+    limit: u64,
+    total: u64,
+    ended: bool,
+}
+
+impl PlainBody {
+    fn new(request: Request, limit: u64) -> Self {
+        let gzip = is_gzip(request.headers());
+        PlainBody {
+            chunks: request.into_body().into_data_stream(),
+            inflater: gzip.then(|| flate2::write::GzDecoder::new(Vec::new())),
+            compressed: Bytes::new(),
+            limit,
+            total: 0,
+            ended: false,
+        }
+    }
+
+    /// The next plain bytes; `None` at the end.
+    async fn next(&mut self) -> Option<Result<Bytes, BodyError>> {
+        use std::io::Write as _;
+        loop {
+            if let Some(inflater) = &mut self.inflater {
+                if !self.compressed.is_empty() {
+                    let step = self.compressed.len().min(INFLATE_STEP);
+                    let piece = self.compressed.split_to(step);
+                    if let Err(e) = inflater.write_all(&piece) {
+                        return Some(Err(BodyError::Corrupt(e.to_string())));
+                    }
+                    let plain = std::mem::take(inflater.get_mut());
+                    if !plain.is_empty() {
+                        return Some(self.count(Bytes::from(plain)));
+                    }
+                    continue;
+                }
+                if self.ended {
+                    let mut inflater = self.inflater.take()?;
+                    if let Err(e) = inflater.try_finish() {
+                        return Some(Err(BodyError::Corrupt(e.to_string())));
+                    }
+                    let plain = std::mem::take(inflater.get_mut());
+                    return (!plain.is_empty()).then(|| self.count(Bytes::from(plain)));
+                }
+            } else if self.ended {
+                return None;
+            }
+            match self.chunks.next().await {
+                None => self.ended = true,
+                Some(Err(e)) => return Some(Err(BodyError::Read(e.to_string()))),
+                Some(Ok(chunk)) if self.inflater.is_some() => self.compressed = chunk,
+                Some(Ok(chunk)) => return Some(self.count(chunk)),
+            }
+        }
+    }
+
+    fn count(&mut self, plain: Bytes) -> Result<Bytes, BodyError> {
+        self.total = self.total.saturating_add(plain.len() as u64);
+        if self.total > self.limit {
+            return Err(BodyError::TooLarge(self.limit));
+        }
+        Ok(plain)
+    }
+
+    /// The whole body, or why not.
+    async fn read_all(mut self) -> Result<Vec<u8>, BodyError> {
+        let mut all = Vec::new();
+        while let Some(chunk) = self.next().await {
+            all.extend_from_slice(&chunk?);
+        }
+        Ok(all)
+    }
+}
+
+/// Copies the request body into git's stdin (decompressed, at most `limit` bytes), handing
+/// the first bytes to `head` until it says it has seen enough. A body past the limit is cut
+/// off, which git reports to the pusher as a broken request.
 async fn feed_stdin(
-    request: Request,
+    body: PlainBody,
     mut stdin: tokio::process::ChildStdin,
     mut head: impl FnMut(&[u8]) -> bool,
 ) {
-    let gzip = is_gzip(request.headers());
-    let mut body = request.into_body().into_data_stream();
+    let mut body = body;
     let mut looking = true;
-    if gzip {
-        // Only fetch requests are compressed, and they are small: decompress in one go.
-        let mut compressed = Vec::new();
-        while let Some(Ok(chunk)) = body.next().await {
-            compressed.extend_from_slice(&chunk);
-        }
-        let mut plain = Vec::new();
-        if flate2::read::GzDecoder::new(compressed.as_slice())
-            .read_to_end(&mut plain)
-            .is_ok()
-        {
-            head(&plain);
-            let _ = stdin.write_all(&plain).await;
-        }
-        return;
-    }
     while let Some(chunk) = body.next().await {
-        let Ok(chunk) = chunk else { return };
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                tracing::warn!(?error, "git request body cut off");
+                return;
+            }
+        };
         if looking {
             looking = head(&chunk);
         }
@@ -461,7 +571,22 @@ async fn upload_pack(
         stderr,
         ..
     } = started;
-    tokio::spawn(feed_stdin(request, stdin, |_| false));
+    // A fetch request is small (the refs wanted and had): read it whole, bounded, so a body
+    // that inflates past the limit gets a clear refusal rather than a cut-off git.
+    let body = match PlainBody::new(request, FETCH_REQUEST_LIMIT)
+        .read_all()
+        .await
+    {
+        Ok(body) => body,
+        Err(error) => {
+            let _ = child.start_kill();
+            return error.refusal();
+        }
+    };
+    tokio::spawn(async move {
+        let mut stdin = stdin;
+        let _ = stdin.write_all(&body).await;
+    });
     tokio::spawn(async move {
         if let Ok(status) = child.wait().await
             && !status.success()
@@ -500,23 +625,27 @@ async fn receive_pack(
         stderr,
     } = started;
     let (commands_found, commands) = oneshot::channel::<PushCommands>();
-    tokio::spawn(feed_stdin(request, stdin, {
-        let mut start = Vec::new();
-        let mut found = Some(commands_found);
-        move |chunk| {
-            start.extend_from_slice(chunk);
-            match pktline::parse_push_commands(&start) {
-                Ok(Some(parsed)) => {
-                    if let Some(found) = found.take() {
-                        let _ = found.send(parsed);
+    tokio::spawn(feed_stdin(
+        PlainBody::new(request, PUSH_REQUEST_LIMIT),
+        stdin,
+        {
+            let mut start = Vec::new();
+            let mut found = Some(commands_found);
+            move |chunk| {
+                start.extend_from_slice(chunk);
+                match pktline::parse_push_commands(&start) {
+                    Ok(Some(parsed)) => {
+                        if let Some(found) = found.take() {
+                            let _ = found.send(parsed);
+                        }
+                        false
                     }
-                    false
+                    Ok(None) => start.len() < COMMANDS_LIMIT,
+                    Err(_) => false,
                 }
-                Ok(None) => start.len() < COMMANDS_LIMIT,
-                Err(_) => false,
             }
-        }
-    }));
+        },
+    ));
     let (output, received) = mpsc::channel::<Result<Bytes, std::io::Error>>(32);
     let push = Push {
         state,
@@ -767,6 +896,66 @@ fn summary(build: &Build) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(body: Vec<u8>, gzip: bool) -> Request {
+        let mut builder = Request::builder().uri("/");
+        if gzip {
+            builder = builder.header(header::CONTENT_ENCODING, "gzip");
+        }
+        builder.body(Body::from(body)).unwrap()
+    }
+
+    fn gzip(plain: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(plain).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[tokio::test]
+    async fn bodies_are_bounded_after_decompression() {
+        // 64 MiB of zeros travel as about 64 KiB: the limit counts what comes out.
+        let bomb = gzip(&vec![0u8; 64 << 20]);
+        assert!(bomb.len() < 128 << 10, "{}", bomb.len());
+        let limit = 1 << 20;
+        assert_eq!(
+            PlainBody::new(request(bomb.clone(), true), limit)
+                .read_all()
+                .await,
+            Err(BodyError::TooLarge(limit))
+        );
+        let text = b"0032want 0123456789abcdef0123456789abcdef01234567\n0000".repeat(100);
+        assert_eq!(
+            PlainBody::new(request(gzip(&text), true), limit)
+                .read_all()
+                .await
+                .unwrap(),
+            text
+        );
+        assert_eq!(
+            PlainBody::new(request(text.clone(), false), limit)
+                .read_all()
+                .await
+                .unwrap(),
+            text
+        );
+        assert_eq!(
+            PlainBody::new(request(vec![1u8; (limit + 1) as usize], false), limit)
+                .read_all()
+                .await,
+            Err(BodyError::TooLarge(limit))
+        );
+        assert!(matches!(
+            PlainBody::new(request(b"not gzip at all".to_vec(), true), limit)
+                .read_all()
+                .await,
+            Err(BodyError::Corrupt(_))
+        ));
+        assert_eq!(
+            BodyError::TooLarge(16 << 20).refusal().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
 
     #[test]
     fn services_and_the_roles_they_need() {

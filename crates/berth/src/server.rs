@@ -49,19 +49,33 @@ fn admin_token(data_dir: &Path) -> Result<String, String> {
     Ok(token)
 }
 
-pub async fn run(config: ServerConfig) -> Result<(), String> {
+/// Creates the data directory when missing, closes it to other users (mode 0700: it holds the
+/// database, the server's key and the first-start secret) and answers its absolute path.
+///
+/// Resolved once here, so every path derived from it — the hosted git repositories that builds
+/// fetch from, build logs, the registry — stays valid whatever directory a later step runs in.
+pub fn prepare_data_dir(data_dir: &Path) -> Result<std::path::PathBuf, String> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+    let absolute = std::fs::canonicalize(data_dir)
+        .map_err(|e| format!("cannot resolve data directory {}: {e}", data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&absolute, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot restrict data directory {}: {e}", absolute.display()))?;
+    }
+    Ok(absolute)
+}
+
+pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     let filter = EnvFilter::try_new(&config.log).map_err(|e| format!("log: {e}"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .init();
 
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        format!(
-            "cannot create data directory {}: {e}",
-            config.data_dir.display()
-        )
-    })?;
+    config.data_dir = prepare_data_dir(&config.data_dir)?;
     let token = admin_token(&config.data_dir)?;
     // Seals stored credentials (external registries' passwords); made on first start.
     let secrets = Arc::new(

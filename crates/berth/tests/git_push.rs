@@ -44,7 +44,8 @@ async fn git_push_builds_tests_pushes_and_rolls_out_and_shows_the_build() {
     tokio::task::spawn_blocking(berth_testkit::shell_image)
         .await
         .unwrap();
-    let server = Server::start("git-push").await;
+    // As the README runs it: the default, relative data directory.
+    let server = Server::start_with_default_data_dir("git-push").await;
     let namespace = server.namespace.namespace().to_owned();
     let app = "web";
     server.create_app(app, 1, json!({})).await;
@@ -99,6 +100,26 @@ async fn git_push_builds_tests_pushes_and_rolls_out_and_shows_the_build() {
     let rolled = server.wait_rollout(app, Duration::from_secs(120)).await;
     assert_eq!(rolled["template"]["image"], image.as_str(), "{rolled:#}");
     let revision = rolled["current_revision"].clone();
+    // The rolled-out instances keep running: nothing the build cleans up is theirs (the
+    // clean-up used to match instances by a label their image carried and kill them).
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let events = server.get(&format!("/api/v1/apps/{app}/events")).await;
+    let warnings: Vec<&Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["warning"] == true)
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}\n{}", server.log());
+    let instances = server.app(app).await["instances"].clone();
+    assert!(
+        instances
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["restarts"] == 0 || i["restarts"].is_null()),
+        "{instances:#}"
+    );
 
     // Red: the push is stored, the build fails at its tests, nothing reaches the app.
     let tags_before = tag_count(&server, &repository).await;

@@ -140,6 +140,23 @@ impl Shared {
             .find(|auth| auth.server == host)
     }
 
+    /// This installation's app instances (of one app, if given), as the engine lists them.
+    ///
+    /// Labels alone do not make an instance: an image can carry any label, and so do the
+    /// containers made from it (a build's intermediate containers among them). A container
+    /// counts only when it also bears the name Berth gave it, `<namespace>-<app>-<ordinal>`,
+    /// which no image and no build can choose.
+    pub async fn list_instances(
+        &self,
+        app: Option<&str>,
+    ) -> Result<Vec<berth_engine::ObservedContainer>, berth_engine::EngineError> {
+        let containers = self.engine.list_containers(&self.label_filter(app)).await?;
+        Ok(containers
+            .into_iter()
+            .filter(|c| is_named_instance(&self.config.namespace, c))
+            .collect())
+    }
+
     /// The label filter selecting this installation's containers (of one app, if given).
     pub fn label_filter(&self, app: Option<&str>) -> BTreeMap<String, String> {
         let mut filter =
@@ -148,6 +165,22 @@ impl Shared {
             filter.insert(labels::APP.to_string(), app.to_string());
         }
         filter
+    }
+}
+
+/// Whether a container's Berth labels agree with the name Berth gives an instance.
+fn is_named_instance(namespace: &str, container: &berth_engine::ObservedContainer) -> bool {
+    let get = |key: &str| container.labels.get(key).map(String::as_str);
+    match (
+        get(labels::APP),
+        get(labels::INSTANCE),
+        get(labels::ORDINAL),
+    ) {
+        (Some(app), Some(instance), Some(ordinal)) if !app.is_empty() => {
+            instance == format!("{app}-{ordinal}")
+                && container.name == format!("{namespace}-{instance}")
+        }
+        _ => false,
     }
 }
 
@@ -314,11 +347,7 @@ async fn wake_all(shared: &Arc<Shared>) {
         Ok(apps) => names.extend(apps.into_iter().map(|app| app.name)),
         Err(error) => tracing::warn!(%error, "resync: cannot list apps"),
     }
-    match shared
-        .engine
-        .list_containers(&shared.label_filter(None))
-        .await
-    {
+    match shared.list_instances(None).await {
         Ok(containers) => {
             for container in containers {
                 if let Some(app) = container.labels.get(labels::APP) {

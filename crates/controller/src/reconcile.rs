@@ -124,10 +124,7 @@ async fn reconcile_inner(
         remove_all(shared, name).await?;
         return Ok(None);
     };
-    let containers = shared
-        .engine
-        .list_containers(&shared.label_filter(Some(name)))
-        .await?;
+    let containers = shared.list_instances(Some(name)).await?;
     let templates = load_templates(shared, &app, &containers).await?;
     let now = (shared.clock)();
     let instances = observe(shared, &containers, &templates);
@@ -318,10 +315,10 @@ async fn report_exits(shared: &Shared, app: &App, instances: &[ObservedInstance]
                     Event::new(
                         &app.name,
                         now,
-                    .param("code", &code)
                         EventKind::InstanceCrashed,
                         format!("instance {} exited with code {code}", instance.name),
                     )
+                    .param("code", &code)
                     .instance(&instance.name)
                     .revision(instance.revision),
                 );
@@ -349,11 +346,11 @@ async fn report_backoffs(shared: &Shared, app: &App, backoffs: &[BackOff]) {
                         EventKind::CrashLoopBackOff,
                         format!(
                             "instance {} crashed {} times in a row → next restart in {seconds} s",
-                    .param("restarts", backoff.restarts)
-                    .param("seconds", seconds)
                             backoff.instance, backoff.restarts
                         ),
                     )
+                    .param("restarts", backoff.restarts)
+                    .param("seconds", seconds)
                     .instance(&backoff.instance),
                 );
             }
@@ -401,10 +398,10 @@ async fn execute(
     if starts.is_empty() {
         return Ok(());
     }
-    // Instances join the Berth network; make sure it exists (someone may have removed it).
+    // Instances join their team's network; make sure it exists (someone may have removed it).
     shared
         .engine
-        .ensure_network(&shared.config.namespace)
+        .ensure_network(&team_network(&shared.config.namespace, &app.team))
         .await?;
     let now = (shared.clock)();
     if let Err(error) = shared
@@ -476,6 +473,9 @@ async fn execute(
                     ),
                     StartCause::Rollout => (
                         EventKind::InstanceStarted,
+                        vec![("cause", "rollout".to_string())],
+                    ),
+                };
                 let event = Event::new(
                     &app.name,
                     now,
@@ -487,9 +487,6 @@ async fn execute(
                 )
                 .instance(&instance)
                 .revision(app.current_revision);
-                        vec![("cause", "rollout".to_string())],
-                    ),
-                };
                 events.push(
                     params
                         .into_iter()
@@ -555,6 +552,12 @@ async fn record_start_failure(
     shared.queue.add(&app.name);
 }
 
+/// The Docker network of a team's instances: apps reach their own team's apps by name and
+/// nothing of other teams (no route, no name) — one bridge network per team and namespace.
+pub fn team_network(namespace: &str, team: &str) -> String {
+    format!("{namespace}-team-{team}")
+}
+
 fn instance_spec(
     shared: &Shared,
     app: &App,
@@ -587,7 +590,7 @@ fn instance_spec(
         args: template.args.clone(),
         env,
         labels: container_labels,
-        network: namespace.clone(),
+        network: team_network(namespace, &app.team),
         network_aliases: vec![app.name.clone()],
         cpu_millis: template.resources.cpu_millis,
         memory_bytes: template.resources.memory_bytes,
@@ -624,10 +627,10 @@ fn stop_in_background(
         EventKind::InstanceStopped,
         format!("stopped instance {instance}: {why}"),
     )
+    .param("cause", code)
     .instance(instance);
     let shared = Arc::clone(shared);
     let app = app.name.clone();
-    .param("cause", code)
     let id = container_id.to_string();
     tokio::spawn(async move {
         shared.record_events(vec![event]).await;
@@ -645,10 +648,7 @@ fn stop_in_background(
 
 /// Stops and removes every container of an app that no longer exists.
 pub(crate) async fn remove_all(shared: &Arc<Shared>, app: &str) -> Result<usize, EngineError> {
-    let containers = shared
-        .engine
-        .list_containers(&shared.label_filter(Some(app)))
-        .await?;
+    let containers = shared.list_instances(Some(app)).await?;
     let stops = containers.iter().map(|c| {
         shared.prober.forget(&c.id);
         shared.engine.stop_instance(&c.id, Duration::from_secs(10))
@@ -673,10 +673,7 @@ pub(crate) async fn instance_statuses(
     shared: &Arc<Shared>,
     app: &App,
 ) -> Result<Vec<InstanceStatus>, EngineError> {
-    let containers = shared
-        .engine
-        .list_containers(&shared.label_filter(Some(&app.name)))
-        .await?;
+    let containers = shared.list_instances(Some(&app.name)).await?;
     Ok(statuses_of(shared, app, containers).await)
 }
 
@@ -686,11 +683,7 @@ pub(crate) async fn instance_statuses_of_all(
     apps: &[App],
 ) -> Result<HashMap<String, Vec<InstanceStatus>>, EngineError> {
     let mut by_app: HashMap<String, Vec<ObservedContainer>> = HashMap::new();
-    for container in shared
-        .engine
-        .list_containers(&shared.label_filter(None))
-        .await?
-    {
+    for container in shared.list_instances(None).await? {
         if let Some(app) = label(&container, labels::APP) {
             by_app.entry(app.to_string()).or_default().push(container);
         }

@@ -290,10 +290,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
 /// Lists the running instances, samples each, and records the samples.
 async fn sample_round(shared: &Shared, tracker: &mut UsageTracker) -> Result<(), EngineError> {
-    let containers = shared
-        .engine
-        .list_containers(&shared.label_filter(None))
-        .await?;
+    let containers = shared.list_instances(None).await?;
     let targets = targets(&containers);
     let instances = targets.len();
     // Owned values all the way: a stream borrowing from this frame trips the spawned task's

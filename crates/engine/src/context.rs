@@ -223,9 +223,15 @@ impl DockerIgnore {
         Self { rules }
     }
 
-    /// Reads `<dir>/.dockerignore`; no file means no rules.
+    /// Reads `<dir>/.dockerignore`; no file means no rules, and so does anything but a
+    /// regular file (a symbolic link is never followed out of the context).
     pub fn load(dir: &Path) -> io::Result<Self> {
-        match std::fs::read_to_string(dir.join(DOCKERIGNORE)) {
+        let path = dir.join(DOCKERIGNORE);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if !meta.is_file() => return Ok(Self::default()),
+            _ => {}
+        }
+        match std::fs::read_to_string(path) {
             Ok(text) => Ok(Self::parse(&text)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(e),
@@ -251,6 +257,78 @@ impl DockerIgnore {
     pub fn has_exceptions(&self) -> bool {
         self.rules.iter().any(|r| r.exception)
     }
+}
+
+/// Why a path inside a build's checkout cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InsidePathError {
+    /// A `..` or a symbolic link leads out of the root.
+    #[error("{0:?} leads out of the repository")]
+    Escapes(String),
+    /// Links that point at links, more than [`MAX_LINK_HOPS`] times (or in a loop).
+    #[error("{0:?} goes through too many symbolic links")]
+    TooManyLinks(String),
+    #[error("{path:?}: {reason}")]
+    Unreadable { path: String, reason: String },
+}
+
+/// Symbolic links followed while resolving one path (Linux allows 40).
+pub const MAX_LINK_HOPS: usize = 40;
+
+/// Resolves the `/`-separated relative `path` inside `root` the way a build must: symbolic
+/// links are followed only while they stay inside `root` (a relative target resolved from
+/// the link's directory; an absolute target, or a `..` above `root`, is refused rather than
+/// reinterpreted), and the answer — relative to `root`, without `.`, `..` or links — names
+/// something that is reached without leaving it. Components that do not exist are kept as
+/// they are, for the caller to report as missing.
+///
+/// `root` itself is trusted (Berth made it); everything below it came from a repository.
+pub fn resolve_inside(root: &Path, path: &str) -> Result<String, InsidePathError> {
+    let mut todo: std::collections::VecDeque<String> = path.split('/').map(str::to_owned).collect();
+    let mut resolved: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(part) = todo.pop_front() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                if resolved.pop().is_none() {
+                    return Err(InsidePathError::Escapes(path.to_owned()));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = root.join(resolved.join("/")).join(&part);
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                hops += 1;
+                if hops > MAX_LINK_HOPS {
+                    return Err(InsidePathError::TooManyLinks(path.to_owned()));
+                }
+                let target =
+                    std::fs::read_link(&candidate).map_err(|e| InsidePathError::Unreadable {
+                        path: path.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+                let target = target.to_string_lossy();
+                if target.starts_with('/') {
+                    return Err(InsidePathError::Escapes(path.to_owned()));
+                }
+                for component in target.rsplit('/') {
+                    todo.push_front(component.to_owned());
+                }
+            }
+            Ok(_) => resolved.push(part),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => resolved.push(part),
+            Err(e) => {
+                return Err(InsidePathError::Unreadable {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(resolved.join("/"))
 }
 
 /// Cleans a relative path like Go's `filepath.Clean`, without a leading `/`: empty and `.`

@@ -49,7 +49,7 @@ use crate::context::{
 use crate::{
     BuildContext, BuildSpec, ContainerState, Engine, EngineError, EngineEvent, EngineInfo,
     EngineResult, InstanceSpec, LogLine, LogOptions, LogStream, ObservedContainer, OutputSink,
-    RegistryAuth, RunOutcome, RunSpec,
+    RegistryAuth, RunOutcome, RunSpec, labels,
 };
 
 /// Where the daemon listens when `DOCKER_HOST` is not set.
@@ -1094,9 +1094,8 @@ fn run_body(spec: &RunSpec) -> ContainerCreateBody {
         cmd,
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         labels: Some(
-            spec.labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+            labels::with_reserved_blank(&spec.labels)
+                .into_iter()
                 .collect(),
         ),
         host_config: Some(host_config(
@@ -1146,9 +1145,8 @@ fn container_body(spec: &InstanceSpec) -> ContainerCreateBody {
         cmd: non_empty(&spec.args),
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         labels: Some(
-            spec.labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+            labels::with_reserved_blank(&spec.labels)
+                .into_iter()
                 .collect(),
         ),
         stop_timeout: Some(i64::try_from(ceil_secs(spec.stop_grace)).unwrap_or(i64::MAX)),
@@ -1185,11 +1183,13 @@ fn observe(
         .unwrap_or_default();
     let container_state = state_from_status(&status);
     let config = inspect.config.unwrap_or_default();
+    // A reserved label Berth left empty (see `labels::RESERVED`) is no label at all.
     let labels = config
         .labels
         .or_else(|| summary.labels.clone())
         .unwrap_or_default()
         .into_iter()
+        .filter(|(key, value)| !(value.is_empty() && labels::RESERVED.contains(&key.as_str())))
         .collect();
     let network_mode = inspect.host_config.and_then(|h| h.network_mode);
     let ip_address = inspect

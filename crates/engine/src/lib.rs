@@ -35,9 +35,30 @@ pub mod labels {
     pub const ORDINAL: &str = "berth.ordinal";
     /// How many times in a row this instance's predecessors crashed (crash-loop backoff).
     pub const RESTARTS: &str = "berth.restarts";
-    /// The pipeline build that made an image or runs a throwaway container. Such containers
-    /// never carry [`APP`], so the reconciler never counts or removes them.
+    /// The pipeline build that runs a throwaway container (its tests). Such containers never
+    /// carry [`APP`], so the reconciler never counts or removes them.
     pub const BUILD: &str = "berth.build";
+    /// The pipeline (`team/name`) whose build runs a throwaway container.
+    pub const PIPELINE: &str = "berth.pipeline";
+
+    /// Every label Berth decides things by. A container Berth makes carries each of them,
+    /// empty when Berth gives it no value: a container's labels override its image's, so an
+    /// image (whose labels anyone who writes a Dockerfile chooses) can never make a container
+    /// pass for an instance, a build's or another installation's.
+    pub const RESERVED: [&str; 8] = [
+        NAMESPACE, APP, REVISION, INSTANCE, ORDINAL, RESTARTS, BUILD, PIPELINE,
+    ];
+
+    /// `set` with every [`RESERVED`] label it lacks added, empty.
+    pub fn with_reserved_blank(
+        set: &std::collections::BTreeMap<String, String>,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut all = set.clone();
+        for key in RESERVED {
+            all.entry(key.to_owned()).or_default();
+        }
+        all
+    }
 }
 
 /// Errors from the engine layer.

@@ -3,11 +3,14 @@
 //! [`BuildSink`] and honouring cancel and the build's timeout.
 //!
 //! A failing step ends the build at once: a red test pushes nothing and deploys nothing.
-//! Whatever a build made on the host goes with it — the checkout, the test container, an
-//! abandoned image build's intermediate container (every container a build makes carries
-//! `berth.build=<id>`, and the end of a build sweeps them). Built images stay in the engine:
-//! they are its build cache. The sink sees the [`BuildState`] after every transition
-//! (that is what the API stores), and the final state is returned in the [`BuildReport`].
+//! Whatever a build made on the host goes with it — the checkout, the test container (which
+//! Berth labels `berth.build=<id>`; the end of a build sweeps what still carries it), and the
+//! tags of an image whose build failed after it was built. The image builder removes its own
+//! intermediate containers, even on failure. Images of successful builds stay in the engine:
+//! they are its build cache. Images carry no per-build label (only the commit, the pipeline
+//! and the namespace), so the same commit on the same base builds the same image, and the
+//! same digest. The sink sees the [`BuildState`] after every transition (that is what the API
+//! stores), and the final state is returned in the [`BuildReport`].
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -16,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use berth_engine::context::clean_path;
+use berth_engine::context::{clean_path, resolve_inside};
 use berth_engine::{
     BuildContext, BuildSpec, Engine, EngineError, LogLine, LogStream, RegistryAuth, RunOutcome,
     RunSpec, labels,
@@ -296,6 +299,9 @@ impl Run<'_> {
             Ok(()) => self.steps().await,
         };
         self.sweep().await;
+        if result.is_err() {
+            self.untag_failed_image().await;
+        }
         match result {
             Ok(()) => self.transition(|s, now| s.succeed(now)),
             Err(Halt::Failed(reason)) => {
@@ -310,9 +316,32 @@ impl Run<'_> {
         }
     }
 
-    /// Removes the containers labelled with this build that are still there: an abandoned
-    /// image build leaves its intermediate container for the engine to remove a moment later.
-    /// Afterwards the build owns nothing on the engine but its images.
+    /// Removes the tags a failed build gave its image (`…:<commit>`, `…:<branch>`), so red
+    /// builds do not pile up in the engine; the engine deletes the image with its last tag.
+    /// A tag that now names another build's image (the same commit built again) is kept.
+    async fn untag_failed_image(&self) {
+        let Some(image) = self.outputs().image.clone() else {
+            return;
+        };
+        let engine = &self.runner.engine;
+        for reference in &image.references {
+            match engine.image_id(reference).await {
+                Ok(Some(id)) if id == image.id => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(reference, error = %e, "cannot check a failed build's image");
+                    continue;
+                }
+            }
+            if let Err(e) = engine.remove_image(reference).await {
+                tracing::warn!(reference, error = %e, "cannot remove a failed build's image");
+            }
+        }
+    }
+
+    /// Removes the containers Berth labelled with this build that are still there (a test
+    /// run abandoned midway is removed in the background). Afterwards the build owns nothing
+    /// on the engine but its images.
     async fn sweep(&self) {
         let engine = &self.runner.engine;
         let filter = BTreeMap::from([(labels::BUILD.to_owned(), self.plan.build_id.clone())]);
@@ -446,8 +475,8 @@ impl Run<'_> {
                     LogSource::Berth,
                     &format!("building {commit_ref} from {dockerfile}"),
                 );
+                // Nothing per build: the same commit must give the same image.
                 let mut labels = plan.labels.clone();
-                labels.insert(labels::BUILD.to_owned(), plan.build_id.clone());
                 labels.insert(REVISION_LABEL.to_owned(), commit.sha.clone());
                 let spec = BuildSpec {
                     context: BuildContext::Directory(context),
@@ -637,37 +666,46 @@ fn relative_inside(path: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The context directory and the Dockerfile path inside it, checked to exist.
+/// The context directory and the Dockerfile path inside it, checked to exist. Both are
+/// resolved without ever following a symbolic link out of the checkout (the context) or out
+/// of the context (the Dockerfile, as the engine reads it from the packed context): a
+/// repository cannot make the server's own files its build context.
 fn locate_context(
     checkout: &Path,
     context_dir: &str,
     dockerfile: &str,
 ) -> Result<(PathBuf, String), String> {
-    let context_rel = clean_path(context_dir);
-    let context = checkout.join(&context_rel);
-    let shown_context = if context_rel.is_empty() {
-        ".".to_owned()
-    } else {
-        context_rel.clone()
+    let shown = |rel: &str| {
+        if rel.is_empty() {
+            ".".to_owned()
+        } else {
+            rel.to_owned()
+        }
     };
-    if !context.is_dir() {
+    let context_rel =
+        resolve_inside(checkout, context_dir).map_err(|e| format!("invalid build context: {e}"))?;
+    let context = checkout.join(&context_rel);
+    if !std::fs::symlink_metadata(&context).is_ok_and(|m| m.is_dir()) {
         return Err(format!(
-            "the build context {shown_context:?} does not exist"
+            "the build context {:?} does not exist",
+            shown(&clean_path(context_dir))
         ));
     }
-    let dockerfile = match clean_path(dockerfile) {
+    let asked = match clean_path(dockerfile) {
         d if d.is_empty() => berth_engine::context::DEFAULT_DOCKERFILE.to_owned(),
         d => d,
     };
-    if !context.join(&dockerfile).is_file() {
+    let dockerfile_rel =
+        resolve_inside(&context, &asked).map_err(|e| format!("invalid Dockerfile path: {e}"))?;
+    if !std::fs::symlink_metadata(context.join(&dockerfile_rel)).is_ok_and(|m| m.is_file()) {
         let shown = if context_rel.is_empty() {
-            dockerfile.clone()
+            asked
         } else {
-            format!("{context_rel}/{dockerfile}")
+            format!("{context_rel}/{asked}")
         };
         return Err(format!("Dockerfile not found: {shown:?}"));
     }
-    Ok((context, dockerfile))
+    Ok((context, dockerfile_rel))
 }
 
 /// A container name for a build's tests (Docker allows `[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
@@ -797,6 +835,50 @@ mod tests {
             locate_context(root, "missing", ""),
             Err("the build context \"missing\" does not exist".to_owned())
         );
+    }
+
+    #[test]
+    fn a_context_or_dockerfile_never_leads_out_of_the_checkout() {
+        use std::os::unix::fs::symlink;
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("Dockerfile"), "FROM scratch").unwrap();
+        std::fs::write(outside.path().join("admin-token"), "secret").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("app/real")).unwrap();
+        std::fs::write(root.join("app/real/Dockerfile"), "FROM x").unwrap();
+        symlink(outside.path(), root.join("abs")).unwrap();
+        symlink("../../../../../../../../..", root.join("up")).unwrap();
+        symlink("real", root.join("app/inner")).unwrap();
+        symlink(
+            outside.path().join("Dockerfile"),
+            root.join("app/real/Evil"),
+        )
+        .unwrap();
+        symlink("../../abs", root.join("app/real/hop")).unwrap();
+        symlink("loop", root.join("loop")).unwrap();
+        let escapes = |context: &str, dockerfile: &str| {
+            let answer = locate_context(root, context, dockerfile);
+            assert!(
+                answer.as_ref().is_err_and(
+                    |e| e.contains("leads out of") || e.contains("too many symbolic links")
+                ),
+                "{context:?} {dockerfile:?}: {answer:?}"
+            );
+        };
+        escapes("abs", "");
+        escapes("up", "");
+        escapes("up/tmp", "");
+        escapes("app/real/hop", "");
+        escapes("app/inner/hop/x", "");
+        escapes("app/real", "Evil");
+        escapes("app/real", "hop/Dockerfile");
+        escapes("loop", "");
+        // A link that stays inside is followed, and the answer has no link left in it.
+        let ok = locate_context(root, "app/inner", "").unwrap();
+        assert_eq!(ok, (root.join("app/real"), "Dockerfile".to_owned()));
+        let ok = locate_context(root, "app", "inner/Dockerfile").unwrap();
+        assert_eq!(ok, (root.join("app"), "real/Dockerfile".to_owned()));
     }
 
     #[test]

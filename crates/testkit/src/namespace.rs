@@ -92,7 +92,7 @@ fn is_safe_namespace(namespace: &str) -> bool {
 }
 
 /// Force-removes every container, image and volume labelled `berth.namespace=<namespace>` and
-/// the Docker network named `<namespace>`, if any. Errors are ignored: this is best-effort
+/// the Docker networks named `<namespace>` and `<namespace>-team-<team>`, if any. Errors are ignored: this is best-effort
 /// cleanup. An image goes with all its tags (e.g. ones pushed to a test registry).
 pub fn cleanup_namespace(namespace: &str) {
     if !is_safe_namespace(namespace) {
@@ -117,11 +117,15 @@ pub fn cleanup_namespace(namespace: &str) {
             docker(&args);
         }
     }
-    // `network inspect` also matches ID prefixes: only remove an exact name match.
-    if let Some(name) = docker(&["network", "inspect", "--format", "{{.Name}}", namespace])
-        && name.trim() == namespace
-    {
-        docker(&["network", "rm", namespace]);
+    // The namespace's network and its teams' (`<namespace>-team-<team>`); names are matched
+    // exactly (`network inspect` also matches ID prefixes, `--filter name=` substrings).
+    let team_prefix = format!("{namespace}-team-");
+    if let Some(names) = docker(&["network", "ls", "--format", "{{.Name}}"]) {
+        for name in names.split_whitespace() {
+            if name == namespace || name.starts_with(&team_prefix) {
+                docker(&["network", "rm", name]);
+            }
+        }
     }
     if let Some(volumes) = docker(&["volume", "ls", "-q", "--filter", &filter]) {
         let volumes: Vec<&str> = volumes.split_whitespace().collect();

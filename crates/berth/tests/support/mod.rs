@@ -21,6 +21,9 @@ pub struct Server {
     pub port: u16,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// Started as the README says: in a working directory, with the default relative
+    /// `--data-dir` (`./berth-data`).
+    default_data_dir: bool,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
 }
@@ -40,17 +43,32 @@ impl Server {
     }
 
     pub async fn start_with(test: &str, extra_args: &[&str]) -> Server {
+        Server::launch(test, extra_args, false).await
+    }
+
+    /// Starts a server as the README does: run from a working directory with no `--data-dir`,
+    /// so its data lives in the relative default `./berth-data`.
+    pub async fn start_with_default_data_dir(test: &str) -> Server {
+        Server::launch(test, &[], true).await
+    }
+
+    async fn launch(test: &str, extra_args: &[&str], default_data_dir: bool) -> Server {
         berth_testkit::require_docker();
         berth_testkit::testapp_image();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = Server {
             url: String::new(),
             token: String::new(),
-            data_dir: dir.path().join("data"),
+            data_dir: dir.path().join(if default_data_dir {
+                "berth-data"
+            } else {
+                "data"
+            }),
             namespace: NamespaceGuard::new(test),
             port: free_port(),
             child: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            default_data_dir,
             _dir: dir,
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
         };
@@ -69,11 +87,15 @@ impl Server {
             .append(true)
             .open(self.data_dir.parent().unwrap().join("server.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("server")
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command.arg("server");
+        if self.default_data_dir {
+            command.current_dir(self._dir.path());
+        } else {
+            command.arg("--data-dir").arg(&self.data_dir);
+        }
+        let child = command
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .arg("--data-dir")
-            .arg(&self.data_dir)
             .args(["--namespace", self.namespace.namespace()])
             .args([
                 "--resync-interval",
