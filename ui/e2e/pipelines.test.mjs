@@ -6,7 +6,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { login, nav, newPage, serverLogTail, shot, startBerth, stopBerth } from "./harness.mjs";
@@ -28,7 +28,37 @@ function git(...args) {
     .trim();
 }
 
+/**
+ * The shell test image the repository builds FROM (the test app plus Debian's static busybox),
+ * made the way crates/testkit makes it when no earlier test run left it behind.
+ */
+function ensureShellImage() {
+  try {
+    execFileSync("docker", ["image", "inspect", "berth-testapp-shell:latest"], { stdio: "ignore" });
+    return;
+  } catch {
+    /* not there yet */
+  }
+  const busybox = ["/bin/busybox", "/usr/bin/busybox"].find((p) => existsSync(p));
+  if (!busybox) throw new Error("busybox is not installed: install Debian's busybox-static");
+  const context = mkdtempSync(join(tmpdir(), "berth-pl-shell-"));
+  try {
+    copyFileSync(busybox, join(context, "busybox"));
+    writeFileSync(
+      join(context, "Dockerfile"),
+      'FROM berth-testapp:latest\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nLABEL berth.test="true"\n',
+    );
+    execFileSync("docker", ["build", "--quiet", "--tag", "berth-testapp-shell:latest", context], {
+      env: { ...process.env, DOCKER_BUILDKIT: "0" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+  } finally {
+    rmSync(context, { recursive: true, force: true });
+  }
+}
+
 before(async () => {
+  ensureShellImage();
   state = await startBerth("pl");
   // A repository whose image is the shell test image plus two files; its test prints a line a
   // second for a few seconds, so the log can be seen growing while the build runs. The
@@ -54,6 +84,28 @@ after(async () => {
   await stopBerth(state);
   if (gitDir) rmSync(gitDir, { recursive: true, force: true });
 });
+
+async function api(method, path, body) {
+  const response = await fetch(`${state.base}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${state.token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+/** A pipeline's builds (of team default) once none of them runs any more. */
+async function endedBuilds(pipeline, ms = 240_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const { status, body } = await api("GET", `/api/v1/builds?team=default&pipeline=${pipeline}&limit=100`);
+    assert.equal(status, 200, JSON.stringify(body));
+    if (body.every((b) => ENDED.includes(b.status))) return body;
+    if (Date.now() > end) throw new Error(`builds still running: ${JSON.stringify(body.map((b) => [b.number, b.status]))}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
 
 /** The build's status as the page shows it (the header's badge). */
 const statusOf = (page) => page.locator(".page-header [data-testid=build-status]").getAttribute("data-status");
@@ -195,7 +247,11 @@ test("pipelines and builds in the console", { timeout: 900_000 }, async (t) => {
     const before = page.url();
     await page.getByRole("button", { name: "Rebuild" }).click();
     await page.waitForURL((u) => /\/builds\/\d+$/.test(u.pathname) && u.href !== before);
-    await page.getByTestId("build-title").getByText("#3").waitFor();
+    const id = new URL(page.url()).pathname.split("/").pop();
+    const { number } = (await api("GET", `/api/v1/builds/${id}`)).body;
+    const previous = (await api("GET", `/api/v1/builds/${new URL(before).pathname.split("/").pop()}`)).body;
+    assert.ok(number > previous.number, `a new build (#${number} after #${previous.number})`);
+    await page.getByTestId("build-title").getByText(`#${number}`).waitFor();
     await waitStatus(page, "failed", 240_000);
     assert.equal(await page.getByTestId("build-commit").textContent(), commit.slice(0, 12));
   });
@@ -203,11 +259,17 @@ test("pipelines and builds in the console", { timeout: 900_000 }, async (t) => {
   await t.test("a running build is cancelled", async () => {
     await setTestCommand(page, 'sh -c "echo waiting; sleep 60"');
     await buildNow(page);
+    const { number } = (await api("GET", `/api/v1/builds/${new URL(page.url()).pathname.split("/").pop()}`)).body;
     await page.locator('[data-testid=build-steps] [data-step="test"][data-status="running"]').waitFor({ timeout: 240_000 });
-    await page.getByTestId("build-log").getByText("waiting").waitFor();
+    // The test's own output line ("[test] waiting"), not Berth's line naming the command.
+    await page
+      .getByTestId("build-log")
+      .locator(".log-line:not(.log-berth)")
+      .filter({ hasText: /^\[test\] waiting\s*$/ })
+      .waitFor({ timeout: 60_000 });
     await page.getByTestId("cancel-build").click();
     const dialog = page.getByRole("dialog");
-    await dialog.getByText("Cancel build #4?").waitFor();
+    await dialog.getByText(`Cancel build #${number}?`, { exact: true }).waitFor();
     await dialog.getByRole("button", { name: "Cancel build" }).click();
     await waitStatus(page, "cancelled", 60_000);
     await page.locator('[data-testid=build-steps] [data-step="test"][data-status="cancelled"]').waitFor();
@@ -250,11 +312,15 @@ test("pipelines and builds in the console", { timeout: 900_000 }, async (t) => {
   });
 
   await t.test("the pipeline lists its builds and keeps its credentials write-only", async () => {
+    // Whatever builds the earlier subtests left, once they have ended: each is listed with
+    // the status the API gives it.
+    const builds = await endedBuilds("shop");
+    assert.ok(builds.length > 0, "the pipeline has builds");
     await page.goto(`${state.base}/pipelines/default/shop`);
-    const rows = page.locator("[data-testid=builds-table] tbody tr");
-    await page.locator('[data-testid=builds-table] tr[data-build="4"][data-status="cancelled"]').waitFor();
-    assert.equal(await rows.count(), 4);
-    await page.locator('[data-testid=builds-table] tr[data-build="1"][data-status="succeeded"]').waitFor();
+    for (const b of builds) {
+      await page.locator(`[data-testid=builds-table] tr[data-build="${b.number}"][data-status="${b.status}"]`).waitFor();
+    }
+    assert.equal(await page.locator("[data-testid=builds-table] tbody tr").count(), builds.length);
     await shot(page, "pipelines-07-pipeline");
     await page.getByRole("link", { name: "Edit", exact: true }).click();
     await page.locator('[data-testid=credentials-stored][data-stored="true"]').waitFor();
@@ -269,8 +335,9 @@ test("pipelines and builds in the console", { timeout: 900_000 }, async (t) => {
 
     await nav(page, "Pipelines").click();
     const row = page.locator('[data-testid=pipelines-table] tr[data-pipeline="default/shop"]');
-    await row.locator('[data-testid=build-status][data-status="cancelled"]').waitFor();
-    await row.getByText("#4").waitFor();
+    const last = builds.reduce((x, y) => (y.number > x.number ? y : x));
+    await row.locator(`[data-testid=build-status][data-status="${last.status}"]`).waitFor();
+    await row.getByText(`#${last.number}`, { exact: true }).waitFor();
     await page.goto(`${state.base}/pipelines?team=default`);
     await row.waitFor();
     await shot(page, "pipelines-08-list");
@@ -280,7 +347,13 @@ test("pipelines and builds in the console", { timeout: 900_000 }, async (t) => {
     await page.getByTestId("lang-switch").selectOption("zh-CN");
     await page.getByRole("heading", { name: "流水线" }).waitFor();
     await page.getByRole("columnheader", { name: "最近构建" }).waitFor();
-    await page.locator('[data-testid=pipelines-table] [data-testid=build-status]').getByText("已取消").waitFor();
+    // The last build's status in Chinese, whichever status it ended with.
+    const zh = { succeeded: "成功", failed: "失败", cancelled: "已取消", interrupted: "已中断", timed_out: "超时" };
+    const [last] = (await endedBuilds("shop")).sort((x, y) => y.number - x.number);
+    await page
+      .locator('[data-testid=pipelines-table] tr[data-pipeline="default/shop"] [data-testid=build-status]')
+      .getByText(zh[last.status], { exact: true })
+      .waitFor();
     await shot(page, "pipelines-09-list-zh");
     await page.goto(greenUrl);
     await page.getByTestId("build-steps").getByText("构建镜像").waitFor();
