@@ -18,6 +18,9 @@ use crate::commands::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !cli.is_server() {
+        restore_default_sigpipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -36,3 +39,20 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Lets a client command die of SIGPIPE like any Unix tool when its reader goes away
+/// (`berth apps list -o json | head -c 200`). Rust ignores SIGPIPE, so a write to a closed pipe
+/// would fail with EPIPE and `println!` panic. Not for `berth server`: a client closing its
+/// socket must never kill the server.
+#[cfg(unix)]
+#[allow(unsafe_code)] // the one FFI call; no other unsafe code in the workspace
+fn restore_default_sigpipe() {
+    // SAFETY: called at the start of main, before any thread is spawned; installing the
+    // default disposition of a signal has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn restore_default_sigpipe() {}

@@ -94,6 +94,13 @@ enum Command {
     Pipeline(pipelines::PipelineCommand),
 }
 
+impl Cli {
+    /// Whether this is `berth server` (a long-running daemon rather than a client command).
+    pub fn is_server(&self) -> bool {
+        matches!(self.command, Command::Server { .. })
+    }
+}
+
 pub async fn run(cli: Cli) -> Result<ExitCode, String> {
     let Cli { command, global } = cli;
     match command {
