@@ -16,6 +16,7 @@ use utoipa::IntoParams;
 
 use crate::ApiState;
 use crate::auth::Principal;
+use crate::build_events::StreamAccess;
 use crate::changes;
 use crate::dto::{
     AppChanges, AppDto, EventDto, InstanceDto, RevisionDto, RollbackRequest, RolloutDto,
@@ -622,7 +623,9 @@ const EVENT_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_milli
 
 /// The app's timeline, live: Server-Sent Events, one `EventDto` (JSON) per message, with the
 /// event id as SSE id and its kind as SSE event name. Reconnect with `after` (or the
-/// `Last-Event-ID` header) to resume.
+/// `Last-Event-ID` header) to resume. The stream follows the app it was opened on, not its
+/// name: it ends when that app is deleted, and when the caller may no longer read its team
+/// (checked before every batch of events and every few seconds).
 #[utoipa::path(get, path = "/api/v1/apps/{name}/events/stream", tag = "apps", params(("name" = String, Path), StreamParams),
     responses((status = 200, content_type = "text/event-stream", body = EventDto), (status = 404, body = ErrorBody)))]
 pub async fn stream_events(
@@ -632,10 +635,50 @@ pub async fn stream_events(
     headers: axum::http::HeaderMap,
     ApiQuery(params): ApiQuery<StreamParams>,
 ) -> ApiResult<Response> {
-    load(&state, &principal, &name, TeamAction::Read).await?;
+    let (app, _) = load(&state, &principal, &name, TeamAction::Read).await?;
+    let followed = AppIdentity::of(&app);
+    let access = StreamAccess::of(&state, &principal);
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
+/// The app a live stream follows: its name, team and creation time. Names are reused (an app
+/// deleted, another made under its name, maybe by another team), so a stream checks that the
+/// app under the name is still this one before it sends anything of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AppIdentity {
+    name: String,
+    team: String,
+    created_at: berth_core::Millis,
+}
+
+impl AppIdentity {
+    fn of(app: &App) -> Self {
+        AppIdentity {
+            name: app.name.clone(),
+            team: app.team.clone(),
+            created_at: app.created_at,
+        }
+    }
+
+    /// Whether the app under the name is still this one (a store failure counts as no).
+    async fn still_there(&self, state: &ApiState) -> bool {
+        match state.store.get_app(&self.name).await {
+            Ok(Some(app)) => AppIdentity::of(&app) == *self,
+            Ok(None) => false,
+            Err(error) => {
+                tracing::warn!(%error, app = %self.name, "cannot check a followed app; ending the stream");
+                false
+            }
+        }
+    }
+}
+
+/// Whether a live stream of `app` may go on: the app is still the one followed and the
+/// caller may still read its team.
+async fn stream_may_go_on(state: &ApiState, app: &AppIdentity, access: &mut StreamAccess) -> bool {
+    app.still_there(state).await && access.may_read(&app.team).await
+}
+
         .and_then(|v| v.parse().ok());
     let start = match params.after.or(resume) {
         Some(after) => after,
@@ -654,10 +697,10 @@ pub async fn stream_events(
         }
     };
     let stream = futures::stream::unfold(
-        (state, name, start),
-        |(state, name, mut after)| async move {
+        (state, name, start, followed, access),
+        |(state, name, mut after, followed, mut access)| async move {
             loop {
-                match state
+                let listed = state
                     .store
                     .list_events(
                         &name,
@@ -666,7 +709,11 @@ pub async fn stream_events(
                             limit: 100,
                         },
                     )
-                    .await
+                    .await;
+                // Checked after reading: events read before the app was replaced are its own.
+                let has_events = listed.as_ref().is_ok_and(|events| !events.is_empty());
+                if (has_events || access.due())
+                    && !stream_may_go_on(&state, &followed, &mut access).await
                 {
                     Ok(events) if !events.is_empty() => {
                         after = events.last().map_or(after, |e| e.id);
@@ -683,7 +730,13 @@ pub async fn stream_events(
                                     .unwrap_or_default())
                             })
                             .collect();
-                        return Some((futures::stream::iter(messages), (state, name, after)));
+                        return Some((
+                            futures::stream::iter(messages),
+                            (state, name, after, followed, access),
+                        ));
+                    return None;
+                }
+                match listed {
                     }
                     Ok(_) => tokio::time::sleep(EVENT_POLL_INTERVAL).await,
                     // The app is gone or the store failed: end the stream; the client reconnects.
@@ -756,16 +809,20 @@ pub async fn logs(
             (header::HeaderName::from_static("x-accel-buffering"), "no"),
         ],
         Body::from_stream(merged),
+    let access = StreamAccess::of(&state, &principal);
     )
         .into_response())
 }
+        access,
 
 /// How often a followed log stream looks for new instances (started by a rollout or a
 /// replacement) to attach to.
 const LOG_ATTACH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Copies the instances' output into `lines`, prefixed with the instance name. When following,
-/// instances that appear later are attached too; it ends when the client goes away.
+/// instances that appear later are attached too; it ends when the client goes away, when the
+/// app is deleted (another app under its name is never attached) and when the caller may no
+/// longer read its team (checked every [`LOG_ATTACH_INTERVAL`]).
 async fn forward_logs(
     state: ApiState,
     app: App,
@@ -785,12 +842,16 @@ async fn forward_logs(
             }
             let prefix = instance.name.clone();
             let mut stream = state.engine.logs(&instance.container_id, options);
+    mut access: StreamAccess,
             let lines = lines.clone();
-            tokio::spawn(async move {
+            copiers.spawn(async move {
                 while let Some(line) = stream.next().await {
                     let text = match line {
                         Ok(line) => format!("{prefix} | {}\n", line.text.trim_end_matches('\n')),
+    let followed = AppIdentity::of(&app);
                         Err(error) => format!("{prefix} | [berth: log stream ended: {error}]\n"),
+    // The per-instance copiers, stopped with the stream (each holds a sender of `lines`).
+    let mut copiers = tokio::task::JoinSet::new();
                     };
                     if lines.send(text).await.is_err() {
                         return;
@@ -805,7 +866,14 @@ async fn forward_logs(
             _ = lines.closed() => return,
             _ = tokio::time::sleep(LOG_ATTACH_INTERVAL) => {}
         }
-        match state.controller.instances(&app).await {
+        while copiers.try_join_next().is_some() {}
+        let current = state.controller.instances(&app).await;
+        // Checked after listing: instances listed before the app was replaced are its own.
+        if !stream_may_go_on(&state, &followed, &mut access).await {
+            // Dropping the set aborts the copiers, so the response ends.
+            return;
+        }
+        match current {
             Ok(current) => instances = current,
             Err(error) => tracing::debug!(%error, "log follow: cannot list instances"),
         }
@@ -815,6 +883,8 @@ async fn forward_logs(
 /// The team a new app goes to: the one named, or the caller's only team they may deploy to
 /// (for an admin without teams, the `default` team).
 fn team_for_new_app(principal: &Principal, named: Option<&str>) -> ApiResult<String> {
+            // Every copier ends with its instance's log as it is now.
+            while copiers.join_next().await.is_some() {}
     if let Some(team) = named {
         return Ok(team.to_string());
     }

@@ -26,7 +26,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use berth_core::accounts::TeamAction;
+use berth_core::accounts::{TeamAction, authorize};
 use berth_core::pipeline::Build;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -34,11 +34,86 @@ use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
 use crate::ApiState;
-use crate::auth::Principal;
+use crate::auth::{AuthMethod, Principal};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::ApiQuery;
 use crate::pipeline_dto::BuildDto;
 use crate::pipelines::build_for;
+
+/// How often a live stream checks again that its caller may still read what it follows.
+pub(crate) const REAUTHORIZE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The caller of a live stream, checked again while the stream runs: a stream outlives the
+/// request that authorised it, so it reloads the user (still enabled), their token or session
+/// (still usable) and memberships, and ends once they may no longer read the team.
+#[derive(Clone)]
+pub(crate) struct StreamAccess {
+    state: ApiState,
+    user_id: i64,
+    method: AuthMethod,
+    /// When access was last confirmed.
+    checked: tokio::time::Instant,
+}
+
+impl StreamAccess {
+    /// The access `principal` had when the stream was opened (checked by the handler).
+    pub fn of(state: &ApiState, principal: &Principal) -> Self {
+        StreamAccess {
+            state: state.clone(),
+            user_id: principal.user.id,
+            method: principal.method.clone(),
+            checked: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Whether the caller, as stored now, may read `team`; a store failure counts as no.
+    pub async fn may_read(&mut self, team: &str) -> bool {
+        let allowed = self.check(team).await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot check a stream's access again; ending it");
+            false
+        });
+        if allowed {
+            self.checked = tokio::time::Instant::now();
+        }
+        allowed
+    }
+
+    /// Whether [`REAUTHORIZE_INTERVAL`] has passed since access was last confirmed.
+    pub fn due(&self) -> bool {
+        self.checked.elapsed() >= REAUTHORIZE_INTERVAL
+    }
+
+    async fn check(&self, team: &str) -> Result<bool, berth_store::StoreError> {
+        let store = &self.state.store;
+        let now = (self.state.clock)();
+        let Some(user) = store.get_user(self.user_id).await? else {
+            return Ok(false);
+        };
+        let credential_live = match &self.method {
+            AuthMethod::Token { id } => store
+                .list_api_tokens(self.user_id)
+                .await?
+                .iter()
+                .any(|token| token.id == *id && token.is_usable(now)),
+            AuthMethod::Session { session_hash, .. } => store
+                .find_session(session_hash)
+                .await?
+                .is_some_and(|session| session.user_id == self.user_id && session.is_live(now)),
+            // Passwords authenticate registry requests, not streams; nothing to revoke.
+            AuthMethod::Password => true,
+        };
+        if !credential_live {
+            return Ok(false);
+        }
+        let role = store
+            .list_memberships_of_user(self.user_id)
+            .await?
+            .into_iter()
+            .find(|m| m.team == team)
+            .map(|m| m.role);
+        Ok(authorize(&user, role, TeamAction::Read))
+    }
+}
 
 /// How often a followed build is looked at again.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(300);
@@ -281,10 +356,11 @@ pub async fn build_events(
     headers: HeaderMap,
     ApiQuery(params): ApiQuery<BuildEventsParams>,
 ) -> ApiResult<Response> {
-    build_for(&state, &principal, id, TeamAction::Read).await?;
+    let build = build_for(&state, &principal, id, TeamAction::Read).await?;
     let offset = resume_offset(&params, &headers);
     let (events, receiver) = mpsc::channel::<Event>(64);
-    tokio::spawn(send_events(state, id, offset, events));
+    let access = StreamAccess::of(&state, &principal);
+    tokio::spawn(send_events(state, build.team, access, id, offset, events));
     let stream = tokio_stream::StreamExt::map(
         tokio_stream::wrappers::ReceiverStream::new(receiver),
         Ok::<_, Infallible>,
@@ -301,14 +377,30 @@ fn build_event(name: &'static str, dto_json: &str) -> Event {
     Event::default().event(name).data(dto_json)
 }
 
-/// Sends the events of build `id`, its log from `offset` on, until it ends or the client goes.
-async fn send_events(state: ApiState, id: i64, offset: u64, events: mpsc::Sender<Event>) {
+/// Sends the events of build `id` (of `team`), its log from `offset` on, until it ends, the
+/// client goes, or the caller may no longer read the team (checked every
+/// [`REAUTHORIZE_INTERVAL`]; the stream then ends without `end`).
+async fn send_events(
+    state: ApiState,
+    team: String,
+    mut access: StreamAccess,
+    id: i64,
+    offset: u64,
+    events: mpsc::Sender<Event>,
+) {
     let mut follower = BuildFollower::new(&state, id, offset);
     let mut lines = WholeLines::starting_at(offset);
     // The JSON of the last BuildDto sent.
     let mut shown: Option<String> = None;
     loop {
+        if access.due() && !access.may_read(&team).await {
+            return;
+        }
         let look = follower.look().await;
+        // Build ids are never reused, but the build must still be this team's.
+        if look.build.as_ref().is_some_and(|b| b.team != team) {
+            return;
+        }
         let (build_ended, complete) = (look.build_ended(), look.complete());
         let dto_json = look
             .build

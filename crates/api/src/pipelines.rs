@@ -17,7 +17,7 @@ use berth_store::BuildQuery;
 
 use crate::ApiState;
 use crate::auth::Principal;
-use crate::build_events::{BuildFollower, pause};
+use crate::build_events::{BuildFollower, StreamAccess, pause};
 use crate::build_worker::StoredCredentials;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
@@ -516,10 +516,11 @@ pub async fn build_logs(
     Path(id): Path<i64>,
     ApiQuery(params): ApiQuery<BuildLogParams>,
 ) -> ApiResult<Response> {
-    build_for(&state, &principal, id, TeamAction::Read).await?;
+    let build = build_for(&state, &principal, id, TeamAction::Read).await?;
     let follow = params.follow.unwrap_or(false);
     let (chunks, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
-    tokio::spawn(forward_log(state, id, follow, chunks));
+    let access = StreamAccess::of(&state, &principal);
+    tokio::spawn(forward_log(state, build.team, access, id, follow, chunks));
     let stream = tokio_stream::StreamExt::map(
         tokio_stream::wrappers::ReceiverStream::new(receiver),
         Ok::<_, std::io::Error>,
@@ -535,15 +536,21 @@ pub async fn build_logs(
         .into_response())
 }
 
-/// Copies the log file into `chunks`; when following, waits for more until the build ends.
+/// Copies the log file into `chunks`; when following, waits for more until the build ends,
+/// and ends early once the caller may no longer read the build's `team`.
 async fn forward_log(
     state: ApiState,
+    team: String,
+    mut access: StreamAccess,
     id: i64,
     follow: bool,
     chunks: tokio::sync::mpsc::Sender<Vec<u8>>,
 ) {
     let mut follower = BuildFollower::new(&state, id, 0);
     loop {
+        if access.due() && !access.may_read(&team).await {
+            return;
+        }
         let look = follower.look().await;
         let more_to_read = look.more_to_read();
         // Without following: the log as it is now, read to its end.

@@ -222,8 +222,12 @@ pub async fn update_team(
     Ok(Json(team_view(&state, &principal, &stored).await?))
 }
 
-/// Delete a team with its members, quota requests and templates (admins). Refused with 409
-/// while it owns apps; its registry repositories stay until deleted.
+/// Delete a team (admins) with everything it owns, so a team made later under the same name
+/// inherits nothing: members, quota requests, templates, external registries, pipelines with
+/// their builds, build logs and hosted git repositories (`<data-dir>/git/<team>/`), the
+/// retention rules and every repository of its registry namespace (the blobs go at the next
+/// garbage collection). Refused with 409 while it owns apps (delete them first). The team row
+/// goes last: when removing something fails, the team is still there to delete again.
 #[utoipa::path(delete, path = "/api/v1/teams/{team}", tag = "teams",
     params(("team" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -235,11 +239,67 @@ pub async fn delete_team(
 ) -> ApiResult<StatusCode> {
     require_readable(&principal, &team)?;
     principal.require_admin()?;
-    if state.store.delete_team(&team).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!("team {team}")))
+    load_team(&state, &team).await?;
+    let apps: Vec<String> = state
+        .store
+        .list_apps()
+        .await?
+        .into_iter()
+        .filter(|app| app.team == team)
+        .map(|app| app.name)
+        .collect();
+    if !apps.is_empty() {
+        return Err(ApiError::conflict(
+            "team_owns_apps",
+            format!(
+                "team {team} still owns apps ({}); delete them first",
+                apps.join(", ")
+            ),
+        ));
     }
+    let builds = state
+        .store
+        .list_builds(&berth_store::BuildQuery {
+            team: Some(team.clone()),
+            pipeline: None,
+            before_id: None,
+            limit: u32::MAX,
+        })
+        .await?;
+    for build in &builds {
+        state.builds.cancel(build.id);
+    }
+    let leftover = |what: &str, error: String| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "team_not_emptied",
+            format!("team {team} is not deleted: cannot remove its {what}: {error}"),
+        )
+    };
+    let repositories = state
+        .registry
+        .delete_namespace(&team)
+        .await
+        .map_err(|e| leftover("registry repositories", e.to_string()))?;
+    // Team names are validated names, so this stays inside the git directory.
+    let git = state.git_dir.join(&team);
+    if let Err(e) = std::fs::remove_dir_all(&git)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(leftover("hosted git repositories", e.to_string()));
+    }
+    if !state.store.delete_team(&team).await? {
+        return Err(ApiError::not_found(format!("team {team}")));
+    }
+    for build in &builds {
+        let _ = std::fs::remove_file(state.build_logs_dir.join(format!("{}.log", build.id)));
+    }
+    principal.audit.set_detail(format!(
+        "deleted {} registry repositories, {} builds",
+        repositories.len(),
+        builds.len()
+    ));
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The team's members with their roles, ordered by username.

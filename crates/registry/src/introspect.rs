@@ -364,6 +364,36 @@ impl Registry {
         self.remove_manifest(&repo, &digest).await
     }
 
+    /// Deletes every repository of a namespace (`namespace` and `namespace/...`): their tags,
+    /// manifests, referrers and layer links, so nothing of them is served or counted any more
+    /// and nothing is left for whoever pushes under the same names later. Returns the deleted
+    /// repositories, sorted. The blobs are freed by the next garbage collection (unless
+    /// another repository links them).
+    pub async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+        let mut deleted = Vec::new();
+        for repo in self.namespace_repositories(namespace).await? {
+            for tag in self.meta.list(&keys::tags_dir(&repo)).await? {
+                self.meta.delete(&keys::tag(&repo, &tag)).await?;
+            }
+            for digest in self.list_digests(&keys::manifests_dir(&repo)).await? {
+                match self
+                    .read_json::<ManifestRecord>(&keys::manifest(&repo, &digest))
+                    .await?
+                {
+                    Some(record) => self.drop_manifest_record(&repo, &digest, &record).await?,
+                    None => {
+                        self.meta.delete(&keys::manifest(&repo, &digest)).await?;
+                    }
+                }
+            }
+            for digest in self.list_digests(&keys::layers_dir(&repo)).await? {
+                self.meta.delete(&keys::layer(&repo, &digest)).await?;
+            }
+            deleted.push(repo.to_string());
+        }
+        Ok(deleted)
+    }
+
     /// Bytes of the distinct blobs linked by a repository (layers, configs, manifests).
     pub async fn repository_usage(&self, repo: &str) -> Result<u64> {
         let repo = repo_name(repo)?;
