@@ -624,28 +624,32 @@ async fn receive_pack(
         stdout,
         stderr,
     } = started;
+    // A push counts against the team's storage quota, with its registry repositories.
+    let allowance = match push_allowance(&state, &team).await {
+        Ok(allowance) => allowance,
+        Err(refusal) => {
+            let _ = child.start_kill();
+            return refusal;
+        }
+    };
     let (commands_found, commands) = oneshot::channel::<PushCommands>();
-    tokio::spawn(feed_stdin(
-        PlainBody::new(request, PUSH_REQUEST_LIMIT),
-        stdin,
-        {
-            let mut start = Vec::new();
-            let mut found = Some(commands_found);
-            move |chunk| {
-                start.extend_from_slice(chunk);
-                match pktline::parse_push_commands(&start) {
-                    Ok(Some(parsed)) => {
-                        if let Some(found) = found.take() {
-                            let _ = found.send(parsed);
-                        }
-                        false
+    tokio::spawn(feed_stdin(PlainBody::new(request, allowance), stdin, {
+        let mut start = Vec::new();
+        let mut found = Some(commands_found);
+        move |chunk| {
+            start.extend_from_slice(chunk);
+            match pktline::parse_push_commands(&start) {
+                Ok(Some(parsed)) => {
+                    if let Some(found) = found.take() {
+                        let _ = found.send(parsed);
                     }
-                    Ok(None) => start.len() < COMMANDS_LIMIT,
-                    Err(_) => false,
+                    false
                 }
+                Ok(None) => start.len() < COMMANDS_LIMIT,
+                Err(_) => false,
             }
-        },
-    ));
+        }
+    }));
     let (output, received) = mpsc::channel::<Result<Bytes, std::io::Error>>(32);
     let push = Push {
         state,
@@ -672,6 +676,53 @@ async fn receive_pack(
         service,
         Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(received)),
     )
+}
+
+/// Bytes the team's hosted repositories take on disk (links are not followed).
+pub fn hosted_bytes(git_dir: &Path, team: &str) -> u64 {
+    fn walk(dir: &Path) -> u64 {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|entry| match entry.file_type() {
+                Ok(kind) if kind.is_dir() => walk(&entry.path()),
+                Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
+                _ => 0,
+            })
+            .sum()
+    }
+    walk(&git_dir.join(team))
+}
+
+/// How many bytes a push to `team` may bring: what its storage quota (registry bytes, shared
+/// by its registry repositories and its hosted git repositories) has left, at most
+/// [`PUSH_REQUEST_LIMIT`]; a refusal when nothing is left.
+async fn push_allowance(state: &ApiState, team: &str) -> Result<u64, Response> {
+    let unavailable = |e: String| refuse(StatusCode::SERVICE_UNAVAILABLE, e);
+    let quota = match state.store.get_team(team).await {
+        Ok(Some(team)) => team.quota,
+        Ok(None) => return Err(refuse(StatusCode::NOT_FOUND, format!("no team {team}"))),
+        Err(e) => return Err(unavailable(format!("cannot read the team's quota: {e}"))),
+    };
+    let Some(limit) = quota.registry_bytes else {
+        return Ok(PUSH_REQUEST_LIMIT);
+    };
+    let in_use = crate::quotas::storage_usage(state, team)
+        .await
+        .map_err(|e| unavailable(e.message))?;
+    if in_use >= limit {
+        let exceeded = berth_core::quota::QuotaExceeded {
+            resource: berth_core::quota::QuotaResource::RegistryStorage,
+            asked: 1,
+            in_use,
+            limit,
+        };
+        let error = crate::quotas::refusal(team, &[exceeded]);
+        return Err(refuse(StatusCode::FORBIDDEN, error.message));
+    }
+    Ok((limit - in_use).min(PUSH_REQUEST_LIMIT))
 }
 
 /// Passes `receive-pack`'s output through packet by packet, holding back a final flush (the
@@ -826,7 +877,7 @@ impl Push {
             id: 0,
             at: (state.clock)(),
             actor: self.principal.username().to_owned(),
-            action: "git.push".to_owned(),
+            action: berth_core::audit::GIT_PUSH.to_owned(),
             team: Some(self.pipeline.team.clone()),
             object: format!("pipelines/{}/{}", self.pipeline.team, self.pipeline.name),
             source: self.source.clone(),

@@ -65,10 +65,22 @@ pub async fn registry_usage(state: &ApiState, team: &str) -> ApiResult<u64> {
     Ok(state.registry.namespace_usage(team).await?)
 }
 
+/// Storage the team uses: its registry repositories and the git repositories Berth hosts
+/// for its pipelines (both count against its `registry_bytes` quota).
+pub async fn storage_usage(state: &ApiState, team: &str) -> ApiResult<u64> {
+    let registry = registry_usage(state, team).await?;
+    let git_dir = state.git_dir.clone();
+    let owner = team.to_owned();
+    let git = tokio::task::spawn_blocking(move || crate::git_http::hosted_bytes(&git_dir, &owner))
+        .await
+        .unwrap_or(0);
+    Ok(registry.saturating_add(git))
+}
+
 /// Everything the team uses.
 pub async fn team_usage(state: &ApiState, team: &str) -> ApiResult<Usage> {
     let mut usage = apps_usage(state, team, None).await?;
-    usage.registry_bytes = registry_usage(state, team).await?;
+    usage.registry_bytes = storage_usage(state, team).await?;
     Ok(usage)
 }
 

@@ -37,51 +37,69 @@ pub const SYSTEM_USER: &str = "berth-system";
 /// [`SYSTEM_USER`]).
 pub const BUILDER_USER: &str = "berth-builder";
 
-/// The repositories [`BUILDER_USER`] may push to now: those of the builds running (each
-/// running build holds a [`BuilderGrant`] on its pipeline's target repository).
+/// The registry credentials of the builds running now. Each build gets its own secret (the
+/// password of [`BUILDER_USER`]) for as long as it runs, scoped to its pipeline's team: it
+/// pulls only that team's repositories and pushes only to its target repository. A build of
+/// one team can therefore never pull another team's image through Berth's registry, even with
+/// builds of several teams running at once.
 #[derive(Debug, Clone, Default)]
-pub struct BuilderGrants(Arc<Mutex<HashMap<String, usize>>>);
+pub struct BuilderGrants(Arc<Mutex<HashMap<String, BuildScope>>>);
+
+/// What one running build may do in the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BuildScope {
+    team: String,
+    repository: String,
+}
 
 impl BuilderGrants {
-    /// Allows pushes to `repository` until the grant is dropped.
-    pub fn grant(&self, repository: &str) -> BuilderGrant {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(repository.to_owned())
-            .or_default() += 1;
+    /// A credential for a build of `team` that pushes to `repository`, valid until dropped.
+    pub fn grant(&self, team: &str, repository: &str) -> BuilderGrant {
+        let secret = new_system_secret();
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            secret.clone(),
+            BuildScope {
+                team: team.to_owned(),
+                repository: repository.to_owned(),
+            },
+        );
         BuilderGrant {
             grants: self.clone(),
-            repository: repository.to_owned(),
+            secret,
         }
     }
 
-    /// Whether a running build pushes to `repository`.
-    pub fn allows(&self, repository: &str) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(repository)
+    /// The scope of the build whose credential is `secret`, compared in constant time.
+    fn scope(&self, secret: &str) -> Option<BuildScope> {
+        let grants = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        grants
+            .iter()
+            .find(|(known, _)| tokens_match(known.as_bytes(), secret.as_bytes()))
+            .map(|(_, scope)| scope.clone())
     }
 }
 
-/// One build's right to push to its repository; revoked when dropped.
+/// One build's registry credential; revoked when dropped.
 #[derive(Debug)]
 pub struct BuilderGrant {
     grants: BuilderGrants,
-    repository: String,
+    secret: String,
+}
+
+impl BuilderGrant {
+    /// The password to give the registry with [`BUILDER_USER`].
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
 }
 
 impl Drop for BuilderGrant {
     fn drop(&mut self) {
-        let mut grants = self.grants.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = grants.get_mut(&self.repository) {
-            *count -= 1;
-            if *count == 0 {
-                grants.remove(&self.repository);
-            }
-        }
+        self.grants
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.secret);
     }
 }
 
@@ -95,9 +113,9 @@ pub fn new_system_secret() -> String {
 enum Caller {
     /// The server's own engine ([`SYSTEM_USER`]): may pull anything, nothing else.
     System,
-    /// The build worker ([`BUILDER_USER`]): may pull anything and push to the repositories of
-    /// running builds.
-    Builder,
+    /// A running build ([`BUILDER_USER`] with its own secret): may pull its team's
+    /// repositories and push to its target repository.
+    Builder(BuildScope),
     User(Box<Principal>),
 }
 
@@ -106,7 +124,7 @@ pub struct AccountsAuthorizer {
     auth: Arc<Authenticator>,
     clock: Clock,
     system_secret: String,
-    builder: Option<(String, BuilderGrants)>,
+    builder: Option<BuilderGrants>,
 }
 
 impl std::fmt::Debug for AccountsAuthorizer {
@@ -127,9 +145,9 @@ impl AccountsAuthorizer {
         }
     }
 
-    /// Admits [`BUILDER_USER`] with `secret` (pushes only to what `grants` allows).
-    pub fn with_builder(mut self, secret: impl Into<String>, grants: BuilderGrants) -> Self {
-        self.builder = Some((secret.into(), grants));
+    /// Admits [`BUILDER_USER`] with the secret of a running build's grant.
+    pub fn with_builder(mut self, grants: BuilderGrants) -> Self {
+        self.builder = Some(grants);
         self
     }
 
@@ -154,14 +172,13 @@ impl AccountsAuthorizer {
                 };
             }
             Some(Credentials::Basic { username, password }) if username == BUILDER_USER => {
-                let valid = self.builder.as_ref().is_some_and(|(secret, _)| {
-                    !secret.is_empty() && tokens_match(password.as_bytes(), secret.as_bytes())
-                });
-                return if valid {
-                    Ok(Caller::Builder)
-                } else {
-                    Err(AuthDecision::Unauthenticated)
-                };
+                return self
+                    .builder
+                    .as_ref()
+                    .filter(|_| !password.is_empty())
+                    .and_then(|grants| grants.scope(password))
+                    .map(Caller::Builder)
+                    .ok_or(AuthDecision::Unauthenticated);
             }
             Some(Credentials::Basic { username, password }) => {
                 // Same address key as the API's logins, so one limiter covers both doors.
@@ -227,21 +244,26 @@ impl Authorizer for AccountsAuthorizer {
                     AuthDecision::Denied(format!("the {SYSTEM_USER} credential may only pull"))
                 }
             },
-            Ok(Caller::Builder) => match access.action {
-                Action::Login | Action::Pull => AuthDecision::Allow,
-                Action::Push
-                    if access.repository.as_deref().is_some_and(|repository| {
-                        self.builder
-                            .as_ref()
-                            .is_some_and(|(_, grants)| grants.allows(repository))
-                    }) =>
-                {
-                    AuthDecision::Allow
+            Ok(Caller::Builder(scope)) => {
+                let repository = access.repository.as_deref();
+                match access.action {
+                    Action::Login => AuthDecision::Allow,
+                    Action::Pull if repository.is_some_and(|r| team_of(r) == scope.team) => {
+                        AuthDecision::Allow
+                    }
+                    // Answered like a missing repository, as for a user of another team.
+                    Action::Pull => AuthDecision::Hidden,
+                    Action::Push if repository == Some(scope.repository.as_str()) => {
+                        AuthDecision::Allow
+                    }
+                    Action::Push | Action::Delete | Action::Catalog => {
+                        AuthDecision::Denied(format!(
+                            "a build's credential may only push to its pipeline's repository ({})",
+                            scope.repository
+                        ))
+                    }
                 }
-                Action::Push | Action::Delete | Action::Catalog => AuthDecision::Denied(format!(
-                    "the {BUILDER_USER} credential may only push to the repositories of running builds"
-                )),
-            },
+            }
             Ok(Caller::User(principal)) => decide(&principal, access),
         }
     }
@@ -257,7 +279,7 @@ impl Authorizer for AccountsAuthorizer {
                 .into_iter()
                 .filter(|r| principal.can_read(team_of(r)))
                 .collect(),
-            Ok(Caller::System | Caller::Builder) | Err(_) => Vec::new(),
+            Ok(Caller::System | Caller::Builder(_)) | Err(_) => Vec::new(),
         }
     }
 }
@@ -513,14 +535,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_builder_pushes_only_to_granted_repositories() {
+    async fn a_build_pulls_its_teams_images_and_pushes_to_its_repository_only() {
         let f = fixture().await;
         let shared: Arc<dyn Store> = Arc::new(f.store.clone());
         let auth = Arc::new(Authenticator::new(shared, HashParams::INSECURE_FAST));
         let grants = BuilderGrants::default();
         let authorizer = AccountsAuthorizer::new(auth, Arc::new(|| NOW), SYSTEM_SECRET)
-            .with_builder("builder-secret", grants.clone());
-        let builder = basic(BUILDER_USER, "builder-secret");
+            .with_builder(grants.clone());
         let decide = |spec: &'static str, credentials: Option<Credentials>| {
             let authorizer = &authorizer;
             async move {
@@ -530,27 +551,41 @@ mod tests {
             }
         };
         let allowed = |d: &AuthDecision| matches!(d, AuthDecision::Allow);
-        assert!(allowed(&decide("login", builder.clone()).await));
-        assert!(allowed(&decide("pull ops/base", builder.clone()).await));
-        assert!(!allowed(&decide("push web/api", builder.clone()).await));
-        let grant = grants.grant("web/api");
-        let second = grants.grant("web/api");
-        assert!(allowed(&decide("push web/api", builder.clone()).await));
-        assert!(!allowed(&decide("push web/other", builder.clone()).await));
-        assert!(!allowed(&decide("delete web/api", builder.clone()).await));
-        assert!(!allowed(&decide("catalog", builder.clone()).await));
-        drop(grant);
-        assert!(allowed(&decide("push web/api", builder.clone()).await));
-        drop(second);
-        assert!(!allowed(&decide("push web/api", builder.clone()).await));
+        let web = grants.grant("web", "web/api");
+        let ops = grants.grant("ops", "ops/tool");
+        assert_ne!(web.secret(), ops.secret());
+        let as_web = basic(BUILDER_USER, web.secret());
+        let as_ops = basic(BUILDER_USER, ops.secret());
+        assert!(allowed(&decide("login", as_web.clone()).await));
+        assert!(allowed(&decide("pull web/base", as_web.clone()).await));
+        assert!(allowed(&decide("push web/api", as_web.clone()).await));
+        // Another team's image is not there for this build, even while that team builds.
         assert!(matches!(
-            decide("push web/api", basic(BUILDER_USER, "guess")).await,
+            decide("pull ops/base", as_web.clone()).await,
+            AuthDecision::Hidden
+        ));
+        assert!(allowed(&decide("pull ops/base", as_ops.clone()).await));
+        assert!(!allowed(&decide("push ops/tool", as_web.clone()).await));
+        assert!(!allowed(&decide("push web/other", as_web.clone()).await));
+        assert!(!allowed(&decide("delete web/api", as_web.clone()).await));
+        assert!(!allowed(&decide("catalog", as_web.clone()).await));
+        // A build's credential ends with the build.
+        drop(web);
+        assert!(matches!(
+            decide("pull web/base", as_web.clone()).await,
             AuthDecision::Unauthenticated
         ));
+        assert!(allowed(&decide("pull ops/base", as_ops.clone()).await));
+        for guess in ["guess", ""] {
+            assert!(matches!(
+                decide("login", basic(BUILDER_USER, guess)).await,
+                AuthDecision::Unauthenticated
+            ));
+        }
         // Without `with_builder` the name admits nobody.
         assert!(matches!(
             f.authorizer
-                .authorize(builder.as_ref(), &access("login"))
+                .authorize(as_ops.as_ref(), &access("login"))
                 .await,
             AuthDecision::Unauthenticated
         ));

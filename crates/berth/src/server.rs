@@ -117,8 +117,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
 
     // The engine pulls from the built-in registry with a credential made for this run only.
     let system_secret = new_system_secret();
-    // The build worker pushes with its own per-run credential, only to running builds' targets.
-    let builder_secret = new_system_secret();
+    // Each running build gets its own registry credential, scoped to its pipeline's team.
     let builder_grants = BuilderGrants::default();
     let registry = Arc::new(
         Registry::open(
@@ -129,7 +128,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
                     Arc::clone(&clock),
                     system_secret.clone(),
                 )
-                .with_builder(builder_secret.clone(), builder_grants.clone()),
+                .with_builder(builder_grants.clone()),
             ),
             RegistryConfig {
                 gc_grace_period: config.registry_gc_grace,
@@ -189,7 +188,6 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         concurrency: config.build_concurrency,
         work_dir: config.data_dir.join("build-work"),
         registry_host: registry_hosts(config.listen).remove(0),
-        builder_secret,
         grants: builder_grants,
         namespace: config.namespace.clone(),
         timeout: config.build_timeout,

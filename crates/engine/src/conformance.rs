@@ -693,6 +693,8 @@ pub fn build_spec(
         build_args: BTreeMap::new(),
         labels: check_labels(fixture, check),
         registry_auth: Vec::new(),
+        cpu_millis: None,
+        memory_bytes: None,
     }
 }
 

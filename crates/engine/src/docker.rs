@@ -615,7 +615,8 @@ impl Engine for DockerEngine {
             }
             BuildContext::Tar(stream) => (stream, None, dockerfile, &spec.labels),
         };
-        let options = build_options(&dockerfile, &spec.tags, &spec.build_args, labels);
+        let mut options = build_options(&dockerfile, &spec.tags, &spec.build_args, labels);
+        limit_build(&mut options, spec.cpu_millis, spec.memory_bytes);
         let credentials = (!spec.registry_auth.is_empty()).then(|| {
             spec.registry_auth
                 .iter()
@@ -1011,6 +1012,28 @@ fn build_options(
         buildargs: map(build_args),
         labels: map(labels),
         ..Default::default()
+    }
+}
+
+/// CPU period of a limited build step, in µs (Docker's default).
+const BUILD_CPU_PERIOD: i32 = 100_000;
+
+/// Limits every `RUN` step's container of a build: `cpu_millis` of CPU time per period, and
+/// `memory_bytes` with no swap beyond it (the build API takes 32-bit values: at most 2 GiB).
+fn limit_build(
+    options: &mut BuildImageOptions,
+    cpu_millis: Option<u64>,
+    memory_bytes: Option<u64>,
+) {
+    if let Some(millis) = cpu_millis.filter(|m| *m > 0) {
+        let quota = millis.saturating_mul(u64::try_from(BUILD_CPU_PERIOD).unwrap_or(0)) / 1000;
+        options.cpuperiod = Some(BUILD_CPU_PERIOD);
+        options.cpuquota = Some(i32::try_from(quota.max(1000)).unwrap_or(i32::MAX));
+    }
+    if let Some(bytes) = memory_bytes.filter(|b| *b > 0) {
+        let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
+        options.memory = Some(bytes);
+        options.memswap = Some(bytes);
     }
 }
 
@@ -1577,6 +1600,33 @@ fn map_err(e: BollardError) -> EngineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_steps_are_limited() {
+        let cases = [
+            (None, None, None, None, None),
+            (Some(1000), None, Some(100_000), None, None),
+            (
+                Some(250),
+                Some(512 << 20),
+                Some(25_000),
+                Some(512 << 20),
+                Some(512 << 20),
+            ),
+            // Below one hundredth of a core Docker refuses the quota: the floor is 1 ms.
+            (Some(1), None, Some(1000), None, None),
+            (Some(0), Some(0), None, None, None),
+            (None, Some(8 << 30), None, Some(i32::MAX), Some(i32::MAX)),
+        ];
+        for (cpu, memory, quota, limit, swap) in cases {
+            let mut options = BuildImageOptions::default();
+            limit_build(&mut options, cpu, memory.map(|m: i64| m as u64));
+            assert_eq!(options.cpuquota, quota, "{cpu:?}");
+            assert_eq!(options.cpuperiod, quota.map(|_| 100_000), "{cpu:?}");
+            assert_eq!(options.memory, limit, "{memory:?}");
+            assert_eq!(options.memswap, swap, "{memory:?}");
+        }
+    }
 
     #[test]
     fn parses_rfc3339_timestamps() {

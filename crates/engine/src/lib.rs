@@ -251,6 +251,10 @@ pub struct BuildSpec {
     pub labels: BTreeMap<String, String>,
     /// Credentials for base images (`FROM`) in private registries.
     pub registry_auth: Vec<RegistryAuth>,
+    /// CPU (millicores) and memory (bytes, no swap beyond it) each `RUN` step's container may
+    /// use; `None`: unlimited.
+    pub cpu_millis: Option<u64>,
+    pub memory_bytes: Option<u64>,
 }
 
 /// A throwaway container that runs a command to its end (a pipeline's tests).

@@ -4,6 +4,8 @@
 //! * [`state`] — a build's lifecycle as a pure state machine (queued → fetching → building →
 //!   testing → pushing → deploying → succeeded / failed / cancelled / timed out /
 //!   interrupted), with per-step status and times.
+//! * [`base_images`] — the images a Dockerfile builds on, and the rule that a build uses
+//!   Berth's registry only within its own team.
 //! * [`branch`] — branch patterns (`main`, `release/*`), branch names, commit ids, image tags.
 //! * [`webhook`] — GitHub, GitLab and Gitea push webhooks: verification and parsing.
 //! * [`git`] — fetching one exact commit with the `git` binary, with credentials.
@@ -17,6 +19,7 @@
 //! in `berth-api` and `berth-store`, which plug in through [`BuildSink`], [`Deployer`] and
 //! [`Cancel`]. Only [`webhook`] reads JSON: the forges' payloads, not Berth's wire format.
 
+pub mod base_images;
 pub mod branch;
 pub mod cancel;
 pub mod git;

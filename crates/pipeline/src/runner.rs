@@ -26,6 +26,7 @@ use berth_engine::{
 };
 use tokio::time::Instant;
 
+use crate::base_images::ImageScope;
 use crate::branch::{branch_tag, docker_name};
 use crate::cancel::{Cancel, CancelReason};
 use crate::git::{self, CommitInfo, GitError, GitRemote, Revision};
@@ -69,6 +70,8 @@ pub struct BuildPlan {
     pub labels: BTreeMap<String, String>,
     /// The app to roll the image out to when everything passed.
     pub deploy_app: Option<String>,
+    /// Which images the Dockerfile may build on; `None`: any.
+    pub image_scope: Option<ImageScope>,
 }
 
 /// What a successful build asks the [`Deployer`] to roll out.
@@ -470,6 +473,10 @@ impl Run<'_> {
                     locate_context(&checkout.path(), &plan.context_dir, &plan.dockerfile).map_err(
                         |e| Halt::Failed(format!("{e} in commit {}", short(&commit.sha))),
                     )?;
+                if let Some(scope) = &plan.image_scope {
+                    let text = read_dockerfile(&context.join(&dockerfile))?;
+                    scope.check(&text, &plan.build_args).map_err(Halt::Failed)?;
+                }
                 self.log(
                     Step::Build,
                     LogSource::Berth,
@@ -485,6 +492,9 @@ impl Run<'_> {
                     build_args: plan.build_args.clone(),
                     labels,
                     registry_auth: plan.registry_auth.iter().cloned().collect(),
+                    // The build's RUN steps are held to the same limits as its tests.
+                    cpu_millis: plan.test_cpu_millis,
+                    memory_bytes: plan.test_memory_bytes,
                 };
                 engine
                     .build_image(spec, &|l| self.engine_line(Step::Build, l))
@@ -708,6 +718,23 @@ fn locate_context(
     Ok((context, dockerfile_rel))
 }
 
+/// The largest Dockerfile read (Docker's own limit is far above any real one).
+const MAX_DOCKERFILE: u64 = 1 << 20;
+
+/// The text of a Dockerfile that [`locate_context`] found.
+fn read_dockerfile(path: &Path) -> Result<String, Halt> {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if size > MAX_DOCKERFILE {
+        return Err(Halt::Failed(format!(
+            "the Dockerfile is larger than {} KiB",
+            MAX_DOCKERFILE >> 10
+        )));
+    }
+    std::fs::read(path)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .map_err(|e| Halt::Failed(format!("the Dockerfile cannot be read: {e}")))
+}
+
 /// A container name for a build's tests (Docker allows `[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
 fn container_name(build_id: &str) -> String {
     let id: String = docker_name(build_id).chars().take(64).collect();
@@ -756,6 +783,7 @@ mod tests {
             timeout: Duration::from_secs(600),
             labels: BTreeMap::new(),
             deploy_app: None,
+            image_scope: None,
         }
     }
 

@@ -89,6 +89,7 @@ impl World {
                 self.guard.namespace().to_owned(),
             )]),
             deploy_app: None,
+            image_scope: None,
         }
     }
 
@@ -263,7 +264,7 @@ async fn a_green_build_is_pushed_and_rolled_out() {
             .any(|l| l == "revision 2 is rolling out")
     );
 
-    // .dockerignore kept the secret out; the image carries the build's labels.
+    // .dockerignore kept the secret out; the image carries the commit.
     let inspect = std::process::Command::new("docker")
         .args([
             "image",
@@ -279,9 +280,18 @@ async fn a_green_build_is_pushed_and_rolled_out() {
         labels.contains(&format!("\"org.opencontainers.image.revision\":\"{sha}\"")),
         "{labels}"
     );
-    assert!(
-        labels.contains(&format!("\"berth.build\":\"{}\"", plan.build_id)),
-        "{labels}"
+    // Nothing per build: the same commit on the same base is the same image, and a second
+    // build of it pushes the same digest.
+    assert!(!labels.contains("berth.build"), "{labels}");
+    let mut again = plan.clone();
+    again.build_id = format!("{}-again", plan.build_id);
+    let second = world
+        .run(&again, &RecordingSink::default(), &Cancel::new())
+        .await;
+    assert_eq!(second.state.status, BuildStatus::Succeeded, "{second:#?}");
+    assert_eq!(
+        second.image.as_ref().and_then(|i| i.digest.clone()),
+        Some(digest.clone())
     );
 
     assert_eq!(
@@ -333,6 +343,15 @@ async fn a_red_test_pushes_nothing_and_deploys_nothing() {
         world.registry.tags(&world.repository()).await.is_empty(),
         "something was pushed"
     );
+    // The red build's image is not left tagged in the engine.
+    let image = report.image.as_ref().expect("the image was built");
+    for reference in &image.references {
+        assert_eq!(
+            world.engine.image_id(reference).await.unwrap(),
+            None,
+            "{reference} is still there"
+        );
+    }
     assert!(
         world.deployer.0.lock().unwrap().is_empty(),
         "something was rolled out"
