@@ -228,8 +228,8 @@ pub async fn record(State(state): State<ApiState>, mut request: Request, next: N
 pub fn registry_change(method: &Method, path: &str) -> Option<(&'static str, String, String)> {
     let rest = path.strip_prefix("/v2/")?;
     let action = match *method {
-        Method::PUT => "registry.push",
-        Method::DELETE => "registry.delete",
+        Method::PUT => berth_core::audit::REGISTRY_PUSH,
+        Method::DELETE => berth_core::audit::REGISTRY_DELETE,
         _ => return None,
     };
     for kind in ["/manifests/", "/blobs/"] {
@@ -489,6 +489,75 @@ mod tests {
         for (method, route, want) in cases {
             assert_eq!(action_name(&method, route), want, "{method} {route}");
         }
+    }
+
+    /// Every name the middleware can give a change (each non-read operation of the API) is in
+    /// the published list the CLI's help shows.
+    #[test]
+    fn every_audited_route_is_in_the_action_list() {
+        use utoipa::OpenApi;
+        let doc: serde_json::Value =
+            serde_json::from_str(&crate::ApiDoc::openapi().to_json().unwrap()).unwrap();
+        let mut missing = Vec::new();
+        let mut produced = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let Some(route) = path.strip_prefix("/api/v1") else {
+                continue;
+            };
+            for method in item.as_object().unwrap().keys() {
+                let method: Method = method.to_uppercase().parse().unwrap();
+                if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+                    continue;
+                }
+                let action = action_name(&method, route);
+                if !berth_core::audit::ACTIONS.contains(&action.as_str()) {
+                    missing.push(format!("{method} {route}: {action}"));
+                }
+                produced.insert(action);
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "not in ACTIONS:\n{}",
+            missing.join("\n")
+        );
+        for action in berth_core::audit::ACTIONS {
+            let other = [
+                berth_core::audit::REGISTRY_PUSH,
+                berth_core::audit::REGISTRY_DELETE,
+                berth_core::audit::GIT_PUSH,
+            ];
+            assert!(
+                produced.contains(*action) || other.contains(action),
+                "{action} is listed but no route produces it"
+            );
+        }
+    }
+
+    /// docs/ACCOUNTS-API.md lists every action and quotes the quota refusal as it is sent.
+    #[test]
+    fn the_accounts_doc_matches_what_the_server_says() {
+        let doc = include_str!("../../../docs/ACCOUNTS-API.md").replace('\n', " ");
+        for action in berth_core::audit::ACTIONS {
+            assert!(
+                doc.contains(&format!("`{action}`")),
+                "{action} missing from the doc"
+            );
+        }
+        let refusal = crate::quotas::refusal(
+            "web",
+            &[berth_core::quota::QuotaExceeded {
+                resource: berth_core::quota::QuotaResource::Instances,
+                asked: 3,
+                in_use: 8,
+                limit: 10,
+            }],
+        );
+        assert!(
+            doc.contains(&format!("`\"{}\"`", refusal.message)),
+            "the doc does not quote: {}",
+            refusal.message
+        );
     }
 
     #[test]

@@ -5,6 +5,67 @@ use serde::{Deserialize, Serialize};
 
 use crate::Millis;
 
+/// A manifest pushed to the built-in registry.
+pub const REGISTRY_PUSH: &str = "registry.push";
+/// A manifest or blob deleted through the registry's own API.
+pub const REGISTRY_DELETE: &str = "registry.delete";
+/// A `git push` to a pipeline's hosted repository.
+pub const GIT_PUSH: &str = "git.push";
+
+/// Every action the server records, sorted: the API's are named after the route (its literal
+/// segments, then `create`/`put`/`update`/`delete` for the method unless the route ends in a
+/// verb such as `scale`), plus the registry's and git's. The CLI's help lists them; a test of
+/// the API checks that every audited route's name is here.
+pub const ACTIONS: &[&str] = &[
+    "apps.create",
+    "apps.delete",
+    "apps.deploy",
+    "apps.rollback",
+    "apps.scale",
+    "auth.login",
+    "auth.logout",
+    "auth.register",
+    "auth.token",
+    "builds.cancel",
+    GIT_PUSH,
+    "images.delete",
+    "me.delete",
+    "me.password",
+    "me.tokens.create",
+    "me.tokens.delete",
+    "me.update",
+    "pipelines.builds.create",
+    "pipelines.delete",
+    "pipelines.put",
+    "pipelines.webhook",
+    "quota-requests.approve",
+    "quota-requests.reject",
+    "registries.delete",
+    "registries.images.delete",
+    "registries.put",
+    REGISTRY_DELETE,
+    "registry.gc",
+    REGISTRY_PUSH,
+    "registry.retention",
+    "registry.retention-rules.delete",
+    "registry.retention-rules.put",
+    "settings.put",
+    "teams.create",
+    "teams.delete",
+    "teams.members.delete",
+    "teams.members.put",
+    "teams.quota-requests.create",
+    "teams.update",
+    "templates.apps.create",
+    "templates.delete",
+    "templates.put",
+    "users.create",
+    "users.delete",
+    "users.disable",
+    "users.enable",
+    "users.update",
+];
+
 /// How an audited attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -25,11 +86,12 @@ pub struct AuditEntry {
     pub at: Millis,
     /// Username, or `anonymous` for unauthenticated attempts.
     pub actor: String,
-    /// Dotted name of what was done, e.g. `app.create`, `user.disable`, `quota_request.approve`.
+    /// Dotted name of what was done, one of [`ACTIONS`], e.g. `apps.create`, `users.disable`,
+    /// `quota-requests.approve`.
     pub action: String,
     /// The team the object belongs to, when it belongs to one (team owners see these).
     pub team: Option<String>,
-    /// The object acted on, e.g. `app/web`, `user/alice`, `token/12`.
+    /// The object acted on, e.g. `apps/web`, `users/alice`, `tokens/12`.
     pub object: String,
     /// The client's address.
     pub source: String,
@@ -38,4 +100,16 @@ pub struct AuditEntry {
     pub status: u16,
     /// Free text: the error message of a failure, or what changed.
     pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_are_sorted_and_unique() {
+        for pair in ACTIONS.windows(2) {
+            assert!(pair[0] < pair[1], "{} then {}", pair[0], pair[1]);
+        }
+    }
 }

@@ -28,10 +28,10 @@ pub struct AuditArgs {
     /// Only what this user did
     #[arg(long)]
     actor: Option<String>,
-    /// Only this action, e.g. app.create or user.disable
-    #[arg(long)]
+    /// Only actions starting with this, e.g. apps.create, users.disable or apps (--help lists them)
+    #[arg(long, long_help = action_help())]
     action: Option<String>,
-    /// Only this object, e.g. app/web or user/alice
+    /// Only this object, e.g. apps/web, users/alice, members/bob or images/team/app:1.0
     #[arg(long)]
     object: Option<String>,
     #[arg(long, value_enum)]
@@ -44,6 +44,14 @@ pub struct AuditArgs {
     limit: u32,
     #[arg(short, long, value_enum, default_value = "table")]
     output: Format,
+}
+
+/// The long help of `--action`: every action the server records.
+fn action_help() -> String {
+    format!(
+        "Only actions starting with this (e.g. apps for every app change). The server records:\n{}",
+        berth_core::audit::ACTIONS.join(", ")
+    )
 }
 
 impl AuditArgs {
@@ -120,5 +128,26 @@ mod tests {
         assert!((millis_ago(Duration::from_secs(3600)) - ms).abs() < 60_000);
         assert!(parse(&["--since", "soon"]).is_err());
         assert!(parse(&["--outcome", "maybe"]).is_err());
+    }
+
+    /// The help's examples are names the server records (plural, as in its routes), and the
+    /// long help lists every action.
+    #[test]
+    fn help_names_what_the_server_records() {
+        use clap::CommandFactory;
+        let help = Wrapper::command().render_long_help().to_string();
+        for action in berth_core::audit::ACTIONS {
+            assert!(help.contains(action), "{action} missing from:\n{help}");
+        }
+        let short = Wrapper::command().render_help().to_string();
+        for example in ["apps.create", "users.disable", "apps/web", "users/alice"] {
+            assert!(short.contains(example), "{example} missing from:\n{short}");
+        }
+        for stale in ["app.create", "user.disable", " app/web", " user/alice"] {
+            assert!(
+                !help.contains(stale) && !short.contains(stale),
+                "{stale} in the help"
+            );
+        }
     }
 }

@@ -278,9 +278,9 @@ mod tests {
                 vec![
                     ("team", Some("web")),
                     ("actor", None),
-                    ("action", Some("app.create")),
+                    ("action", Some("apps.create")),
                 ],
-                "/audit?team=web&action=app.create",
+                "/audit?team=web&action=apps.create",
             ),
             (
                 vec![("search", Some("a b&c/d"))],
