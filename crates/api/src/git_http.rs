@@ -290,6 +290,13 @@ async fn info_refs(
         Ok((_, path)) => path,
         Err(refusal) => return refusal,
     };
+    // A team out of storage hears it before git packs anything (git shows this answer's
+    // text; a refusal of the push request itself only shows as an HTTP status).
+    if service == Service::ReceivePack
+        && let Err(refusal) = push_allowance(&state, &team).await
+    {
+        return refusal;
+    }
     let output = service
         .command(&path)
         .arg("--advertise-refs")

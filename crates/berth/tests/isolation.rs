@@ -27,6 +27,19 @@ fn remote(server: &Server, user: &str, token: &str, team: &str, name: &str) -> S
 /// Commits the files given (path → content; a content starting with `->` makes a symbolic
 /// link to the rest) and pushes `main` to `url`; returns the build id the push started.
 async fn push_files(server: &Server, dir: &Path, url: &str, files: &[(&str, &str)]) -> i64 {
+    commit_files(dir, files);
+    let out = git_output(dir, &["push", "--force", url, "main"]);
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{text}\n{}", server.log());
+    text.split("(build id ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|id| id.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no build started: {text}"))
+}
+
+/// Commits the files given (see [`push_files`]).
+fn commit_files(dir: &Path, files: &[(&str, &str)]) {
     for (path, content) in files {
         let path = dir.join(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -41,16 +54,6 @@ async fn push_files(server: &Server, dir: &Path, url: &str, files: &[(&str, &str
         dir,
         &["commit", "--quiet", "--allow-empty", "-m", "attempt"],
     );
-    let out = git_output(dir, &["push", "--force", url, "main"]);
-    let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{text}\n{}", server.log());
-    let id = text
-        .split("(build id ")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .and_then(|id| id.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no build started: {text}"));
-    id
 }
 
 /// Creates the hosted pipeline `team/name` as `token` (no remote: it builds what is pushed).
@@ -274,9 +277,12 @@ async fn an_app_image_is_never_an_image_id() {
             )
             .await;
         assert_eq!(status, 400, "{image}: {error}");
-        assert_eq!(error["field"], "template.image", "{error}");
+        assert_eq!(error["error"]["field"], "template.image", "{error}");
         assert!(
-            error["message"].as_str().unwrap().contains("image ID"),
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("image ID"),
             "{error}"
         );
     }
@@ -286,9 +292,17 @@ async fn an_app_image_is_never_an_image_id() {
     assert_eq!(status, 404, "nothing was created");
 }
 
-/// Runs `wget` for `url` inside the container; whether it answered.
-fn fetch_from(container: &str, url: &str) -> (bool, String) {
-    docker(&["exec", container, "wget", "-q", "-T", "3", "-O", "-", url])
+/// Whether `name` resolves inside the container (busybox's own DNS client: the static
+/// image has no NSS for `getaddrinfo`).
+fn resolves_in(container: &str, name: &str) -> (bool, String) {
+    docker(&["exec", container, "nslookup", name])
+}
+
+/// Sends `GET /healthz` to `address:8080` from inside the container; whether it answered 200.
+fn health_from(container: &str, address: &str) -> (bool, String) {
+    let script = format!("printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {address} 8080");
+    let (_, text) = docker(&["exec", container, "sh", "-c", &script]);
+    (text.starts_with("HTTP/1.1 200"), text)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -309,7 +323,10 @@ async fn one_teams_instances_cannot_reach_another_teams() {
                 token,
                 reqwest::Method::POST,
                 "/api/v1/apps",
-                Some(json!({"name": name, "team": team, "image": shell, "replicas": 1, "health_path": "/healthz"})),
+                Some(
+                    json!({"name": name, "team": team, "image": shell, "replicas": 1,
+                    "health_path": "/healthz", "cpu_millis": 100, "memory_bytes": 64 << 20}),
+                ),
             )
             .await;
         assert_eq!(status, 201, "{answer}");
@@ -326,17 +343,23 @@ async fn one_teams_instances_cannot_reach_another_teams() {
         );
     }
     let front = &containers["front"];
-    // Its own team's app, by name: answers.
-    let (ok, text) = fetch_from(front, "http://back:8080/");
+    let ip = |name: &str| {
+        let address = &addresses[name];
+        address.split(':').next().unwrap_or(address).to_owned()
+    };
+    // Its own team's app: by name and by address.
+    let (ok, text) = resolves_in(front, "back");
+    assert!(ok, "front cannot resolve back: {text}");
+    let (ok, text) = health_from(front, &ip("back"));
     assert!(ok, "front cannot reach back: {text}");
     // Another team's app: no such name, and no route to its address.
-    let (ok, text) = fetch_from(front, "http://vault:8080/");
-    assert!(!ok, "front reached ops' vault by name: {text}");
-    let vault_address = &addresses["vault"];
-    let address = vault_address.split(':').next().unwrap_or(vault_address);
-    assert!(!address.is_empty(), "{addresses:?}");
-    let (ok, text) = fetch_from(front, &format!("http://{address}:8080/"));
-    assert!(!ok, "front reached ops' vault at {address}: {text}");
+    let (ok, text) = resolves_in(front, "vault");
+    assert!(!ok, "front resolved ops' vault: {text}");
+    let (ok, text) = health_from(front, &ip("vault"));
+    assert!(!ok, "front reached ops' vault at {}: {text}", ip("vault"));
+    // The other way round too.
+    let (ok, text) = health_from(&containers["vault"], &ip("front"));
+    assert!(!ok, "vault reached web's front: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -384,7 +407,10 @@ async fn image_labels_never_pose_as_berths() {
             &bob,
             reqwest::Method::POST,
             "/api/v1/apps",
-            Some(json!({"name": "vault", "team": "ops", "image": berth_testkit::TESTAPP_IMAGE, "replicas": 1})),
+            Some(
+                json!({"name": "vault", "team": "ops", "image": berth_testkit::TESTAPP_IMAGE,
+                "replicas": 1, "cpu_millis": 100, "memory_bytes": 64 << 20}),
+            ),
         )
         .await;
     assert_eq!(status, 201, "{answer}");
@@ -407,16 +433,25 @@ async fn image_labels_never_pose_as_berths() {
         "FROM berth-testapp-shell:latest\nLABEL berth.namespace={namespace} berth.app=vault \
          berth.instance=vault-9 berth.ordinal=9 berth.revision=1 berth.build=x\n"
     );
-    let id = push_files(
-        &server,
-        work.path(),
-        &remote(&server, "alice", &alice, "web", "site"),
-        &[("Dockerfile", &dockerfile)],
-    )
-    .await;
+    commit_files(work.path(), &[("Dockerfile", &dockerfile)]);
+    // The push follows its build to the end: push in the background, watch meanwhile.
+    let dir = work.path().to_owned();
+    let url = remote(&server, "alice", &alice, "web", "site");
+    let pushing =
+        tokio::task::spawn_blocking(move || git_output(&dir, &["push", "--force", &url, "main"]));
+    let mut id = None;
+    for _ in 0..300 {
+        let builds = server.get("/api/v1/builds?team=web&pipeline=site").await;
+        if let Some(found) = builds[0]["id"].as_i64() {
+            id = Some(found);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = id.expect("the push started a build");
     // While the test container runs, bob's app still has exactly its own instance.
     let mut seen_running = false;
-    for _ in 0..100 {
+    for _ in 0..200 {
         let build = server.get(&format!("/api/v1/builds/{id}")).await;
         let app = server.app("vault").await;
         let instances = app["instances"].as_array().unwrap().clone();
@@ -438,6 +473,7 @@ async fn image_labels_never_pose_as_berths() {
         build_log(&server, id).await
     );
     assert!(seen_running, "the test container was seen running");
+    assert!(pushing.await.unwrap().status.success());
     // Bob's instance was never touched.
     let events = server.events("vault").await;
     assert!(
@@ -446,4 +482,44 @@ async fn image_labels_never_pose_as_berths() {
             .any(|e| e["kind"] == "instance_stopped" || e["warning"] == true),
         "{events:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_git_push_counts_against_the_teams_storage_quota() {
+    let server = Server::start("iso-git-quota").await;
+    let alice = server.register("alice", Some("web")).await;
+    hosted_pipeline(&server, &alice, "web", "site", json!({})).await;
+    let work = tempfile::tempdir().unwrap();
+    init(work.path());
+    // Incompressible content, far more than what is left of the quota.
+    let noise: String = (0..200_000u32)
+        .map(|i| format!("{:08x}", i.wrapping_mul(2_654_435_761)))
+        .collect();
+    commit_files(work.path(), &[("noise.txt", &noise)]);
+    let used = server.get("/api/v1/teams/web").await["usage"]["registry_bytes"]
+        .as_u64()
+        .unwrap();
+    let quota = json!({"quota": {"registry_bytes": used + 64 * 1024}});
+    let (status, team) = server
+        .call(reqwest::Method::PATCH, "/api/v1/teams/web", Some(quota))
+        .await;
+    assert_eq!(status, 200, "{team}");
+    let url = remote(&server, "alice", &alice, "web", "site");
+    let out = git_output(work.path(), &["push", &url, "main"]);
+    assert!(!out.status.success(), "a push past the quota was stored");
+    let refs = git_output(work.path(), &["ls-remote", &url]);
+    assert!(
+        String::from_utf8_lossy(&refs.stdout).trim().is_empty(),
+        "the push left a branch"
+    );
+    // With nothing left, a push is refused up front, saying why.
+    let quota = json!({"quota": {"registry_bytes": used}});
+    let (status, team) = server
+        .call(reqwest::Method::PATCH, "/api/v1/teams/web", Some(quota))
+        .await;
+    assert_eq!(status, 200, "{team}");
+    let out = git_output(work.path(), &["push", &url, "main"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("quota exceeded"), "{text}");
 }
