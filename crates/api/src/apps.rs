@@ -621,26 +621,6 @@ pub struct StreamParams {
 /// How often a live event stream looks for new events.
 const EVENT_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// The app's timeline, live: Server-Sent Events, one `EventDto` (JSON) per message, with the
-/// event id as SSE id and its kind as SSE event name. Reconnect with `after` (or the
-/// `Last-Event-ID` header) to resume. The stream follows the app it was opened on, not its
-/// name: it ends when that app is deleted, and when the caller may no longer read its team
-/// (checked before every batch of events and every few seconds).
-#[utoipa::path(get, path = "/api/v1/apps/{name}/events/stream", tag = "apps", params(("name" = String, Path), StreamParams),
-    responses((status = 200, content_type = "text/event-stream", body = EventDto), (status = 404, body = ErrorBody)))]
-pub async fn stream_events(
-    State(state): State<ApiState>,
-    principal: Principal,
-    Path(name): Path<String>,
-    headers: axum::http::HeaderMap,
-    ApiQuery(params): ApiQuery<StreamParams>,
-) -> ApiResult<Response> {
-    let (app, _) = load(&state, &principal, &name, TeamAction::Read).await?;
-    let followed = AppIdentity::of(&app);
-    let access = StreamAccess::of(&state, &principal);
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
 /// The app a live stream follows: its name, team and creation time. Names are reused (an app
 /// deleted, another made under its name, maybe by another team), so a stream checks that the
 /// app under the name is still this one before it sends anything of it.
@@ -679,6 +659,26 @@ async fn stream_may_go_on(state: &ApiState, app: &AppIdentity, access: &mut Stre
     app.still_there(state).await && access.may_read(&app.team).await
 }
 
+/// The app's timeline, live: Server-Sent Events, one `EventDto` (JSON) per message, with the
+/// event id as SSE id and its kind as SSE event name. Reconnect with `after` (or the
+/// `Last-Event-ID` header) to resume. The stream follows the app it was opened on, not its
+/// name: it ends when that app is deleted, and when the caller may no longer read its team
+/// (checked before every batch of events and every few seconds).
+#[utoipa::path(get, path = "/api/v1/apps/{name}/events/stream", tag = "apps", params(("name" = String, Path), StreamParams),
+    responses((status = 200, content_type = "text/event-stream", body = EventDto), (status = 404, body = ErrorBody)))]
+pub async fn stream_events(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    ApiQuery(params): ApiQuery<StreamParams>,
+) -> ApiResult<Response> {
+    let (app, _) = load(&state, &principal, &name, TeamAction::Read).await?;
+    let followed = AppIdentity::of(&app);
+    let access = StreamAccess::of(&state, &principal);
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let start = match params.after.or(resume) {
         Some(after) => after,
@@ -715,6 +715,9 @@ async fn stream_may_go_on(state: &ApiState, app: &AppIdentity, access: &mut Stre
                 if (has_events || access.due())
                     && !stream_may_go_on(&state, &followed, &mut access).await
                 {
+                    return None;
+                }
+                match listed {
                     Ok(events) if !events.is_empty() => {
                         after = events.last().map_or(after, |e| e.id);
                         let messages: Vec<
@@ -734,9 +737,6 @@ async fn stream_may_go_on(state: &ApiState, app: &AppIdentity, access: &mut Stre
                             futures::stream::iter(messages),
                             (state, name, after, followed, access),
                         ));
-                    return None;
-                }
-                match listed {
                     }
                     Ok(_) => tokio::time::sleep(EVENT_POLL_INTERVAL).await,
                     // The app is gone or the store failed: end the stream; the client reconnects.
@@ -793,9 +793,11 @@ pub async fn logs(
         tail: Some(params.tail.unwrap_or(100)),
     };
     let (lines, receiver) = tokio::sync::mpsc::channel::<String>(256);
+    let access = StreamAccess::of(&state, &principal);
     tokio::spawn(forward_logs(
         state.clone(),
         app,
+        access,
         instances,
         params.instance.clone(),
         options,
@@ -809,11 +811,9 @@ pub async fn logs(
             (header::HeaderName::from_static("x-accel-buffering"), "no"),
         ],
         Body::from_stream(merged),
-    let access = StreamAccess::of(&state, &principal);
     )
         .into_response())
 }
-        access,
 
 /// How often a followed log stream looks for new instances (started by a rollout or a
 /// replacement) to attach to.
@@ -826,12 +826,16 @@ const LOG_ATTACH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 async fn forward_logs(
     state: ApiState,
     app: App,
+    mut access: StreamAccess,
     mut instances: Vec<berth_controller::InstanceStatus>,
     only: Option<String>,
     options: LogOptions,
     lines: tokio::sync::mpsc::Sender<String>,
 ) {
+    let followed = AppIdentity::of(&app);
     let mut attached = std::collections::HashSet::new();
+    // The per-instance copiers, stopped with the stream (each holds a sender of `lines`).
+    let mut copiers = tokio::task::JoinSet::new();
     loop {
         for instance in instances
             .iter()
@@ -842,16 +846,12 @@ async fn forward_logs(
             }
             let prefix = instance.name.clone();
             let mut stream = state.engine.logs(&instance.container_id, options);
-    mut access: StreamAccess,
             let lines = lines.clone();
             copiers.spawn(async move {
                 while let Some(line) = stream.next().await {
                     let text = match line {
                         Ok(line) => format!("{prefix} | {}\n", line.text.trim_end_matches('\n')),
-    let followed = AppIdentity::of(&app);
                         Err(error) => format!("{prefix} | [berth: log stream ended: {error}]\n"),
-    // The per-instance copiers, stopped with the stream (each holds a sender of `lines`).
-    let mut copiers = tokio::task::JoinSet::new();
                     };
                     if lines.send(text).await.is_err() {
                         return;
@@ -860,6 +860,8 @@ async fn forward_logs(
             });
         }
         if !options.follow {
+            // Every copier ends with its instance's log as it is now.
+            while copiers.join_next().await.is_some() {}
             return;
         }
         tokio::select! {
@@ -883,8 +885,6 @@ async fn forward_logs(
 /// The team a new app goes to: the one named, or the caller's only team they may deploy to
 /// (for an admin without teams, the `default` team).
 fn team_for_new_app(principal: &Principal, named: Option<&str>) -> ApiResult<String> {
-            // Every copier ends with its instance's log as it is now.
-            while copiers.join_next().await.is_some() {}
     if let Some(team) = named {
         return Ok(team.to_string());
     }
