@@ -3,7 +3,7 @@
 //! first admin made from the first-start secret.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_core::Millis;
@@ -24,7 +24,7 @@ use crate::account_dto::{
 use crate::audit::AuditSlot;
 use crate::auth::{AuthMethod, Authenticator, Principal, SESSION_COOKIE};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ClientAddr};
+use crate::extract::{ApiJson, ApiPath as Path, ClientAddr};
 
 /// The settings key of self-registration.
 const REGISTRATION_OPEN: &str = "registration_open";
@@ -160,10 +160,11 @@ async fn create_account(state: &ApiState, request: &RegisterRequest) -> ApiResul
 /// Register an account (when self-registration is open).
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "accounts", security(()),
     request_body = RegisterRequest,
-    responses((status = 201, body = UserDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = UserDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn register(
     State(state): State<ApiState>,
     audit: AuditSlot,
+    ClientAddr(source): ClientAddr,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> ApiResult<Response> {
     audit.set_object(format!("users/{}", request.username.trim()));
@@ -172,6 +173,19 @@ pub async fn register(
             "self-registration is closed; ask an admin for an account",
         )
         .with_code("registration_closed"));
+    }
+    if let Err(wait) = state.auth.check_registration(&source) {
+        let seconds = wait.as_secs().max(1);
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!(
+                "too many accounts registered from this address ({} per hour); try again in {seconds} s",
+                crate::auth::REGISTRATIONS_PER_HOUR
+            ),
+        );
+        error.retry_after = Some(seconds);
+        return Err(error);
     }
     if request.is_admin.is_some() {
         return Err(ApiError::field(
@@ -183,6 +197,7 @@ pub async fn register(
         audit.set_team(team);
     }
     let user = create_account(&state, &request).await?;
+    state.auth.record_registration(&source);
     audit.set_actor(&user.username);
     Ok((StatusCode::CREATED, Json(UserDto::from(&user))).into_response())
 }
@@ -387,7 +402,7 @@ pub async fn update_me(
 
 /// Change one's password (the current one is required); every other session ends.
 #[utoipa::path(post, path = "/api/v1/me/password", tag = "accounts", request_body = PasswordChange,
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn change_password(
     State(state): State<ApiState>,
     principal: Principal,
@@ -495,7 +510,7 @@ async fn cut_off(state: &ApiState, user_id: i64) -> ApiResult<()> {
 /// Close one's own account (the password is required): sessions and tokens end at once; what
 /// the user made stays with their teams.
 #[utoipa::path(delete, path = "/api/v1/me", tag = "accounts", request_body = CloseAccount,
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn close_account(
     State(state): State<ApiState>,
     principal: Principal,
@@ -606,7 +621,7 @@ pub async fn create_user(
 /// One user with their teams (admins, or the user themself).
 #[utoipa::path(get, path = "/api/v1/users/{username}", tag = "accounts",
     params(("username" = String, Path)),
-    responses((status = 200, body = UserDto), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = UserDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_user(
     State(state): State<ApiState>,
     principal: Principal,
@@ -622,7 +637,7 @@ pub async fn get_user(
 /// Change a user's email, display name or admin flag (admins).
 #[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "accounts",
     params(("username" = String, Path)), request_body = UserChanges,
-    responses((status = 200, body = UserDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = UserDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn update_user(
     State(state): State<ApiState>,
     principal: Principal,

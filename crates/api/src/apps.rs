@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_core::accounts::TeamAction;
@@ -23,7 +23,7 @@ use crate::dto::{
     ScaleRequest,
 };
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::images;
 use crate::quotas;
 
@@ -186,7 +186,8 @@ pub(crate) async fn create(
                 now,
                 EventKind::AppCreated,
                 format!("app {name} created with {} replicas", app.replicas),
-            ),
+            )
+            .param("replicas", app.replicas),
             Event::new(
                 &name,
                 now,
@@ -354,15 +355,19 @@ pub async fn deploy(
         validate_spec(&name, &spec)?;
         let mut events = Vec::new();
         if spec.replicas != app.replicas {
-            events.push(Event::new(
-                &name,
-                now,
-                EventKind::Scaled,
-                format!(
-                    "scaled from {} to {} instances",
-                    app.replicas, spec.replicas
-                ),
-            ));
+            events.push(
+                Event::new(
+                    &name,
+                    now,
+                    EventKind::Scaled,
+                    format!(
+                        "scaled from {} to {} instances",
+                        app.replicas, spec.replicas
+                    ),
+                )
+                .param("from", app.replicas)
+                .param("to", spec.replicas),
+            );
         }
         let settings_changed = spec.replicas != app.replicas
             || spec.strategy != app.strategy
@@ -385,6 +390,9 @@ pub async fn deploy(
         app.latest_revision = number;
         app.current_revision = number;
         app.rollout = Rollout::start(number, reason.clone(), now);
+        principal
+            .audit
+            .set_detail(format!("revision {number}: {reason}"));
         events.push(
             Event::new(
                 &name,
@@ -444,7 +452,12 @@ pub async fn scale(
                 "scaled from {} to {} instances",
                 app.replicas, request.replicas
             ),
-        );
+        )
+        .param("from", app.replicas)
+        .param("to", request.replicas);
+        principal
+            .audit
+            .set_detail(format!("replicas {} to {}", app.replicas, request.replicas));
         app.replicas = request.replicas;
         Ok(Modification::Settings(vec![event]))
     })
@@ -496,8 +509,14 @@ pub async fn rollback(
             .clone()
             .unwrap_or_else(|| format!("rollback from revision {from} to {target}"));
         app.rollout = Rollout::start(target, reason.clone(), now);
+        principal.audit.set_detail(format!(
+            "rollback from revision {from} to revision {target}"
+        ));
         Ok(Modification::Settings(vec![
-            Event::new(&name, now, EventKind::RollbackStarted, reason).revision(target),
+            Event::new(&name, now, EventKind::RollbackStarted, reason)
+                .revision(target)
+                .param("from", from)
+                .param("to", target),
         ]))
     })
     .await?;

@@ -372,7 +372,7 @@ impl From<AuditEntry> for AuditDto {
 
 /// Read the audit log, newest first: admins see every record, team owners their team's.
 #[utoipa::path(operation_id = "list_audit", get, path = "/api/v1/audit", tag = "accounts", params(AuditParams),
-    responses((status = 200, body = [AuditDto]), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = [AuditDto]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
     principal: Principal,

@@ -170,7 +170,8 @@ impl FromRequestParts<ApiState> for Principal {
 pub enum LoginError {
     /// Wrong username or password, or a disabled user (indistinguishable on purpose).
     Invalid,
-    /// Too many failures for this username or address: try again after this long.
+    /// Too many failures for this username from this address, or from this address at all:
+    /// try again after this long.
     Locked(Duration),
     Store(berth_store::StoreError),
 }
@@ -198,11 +199,50 @@ impl From<LoginError> for ApiError {
     }
 }
 
+/// Registrations allowed per client address per hour.
+pub const REGISTRATIONS_PER_HOUR: u32 = 10;
+
+/// The rate limiters of the doors anyone can knock on.
+struct Limiters {
+    /// Failed logins per (username, client address).
+    account: LoginLimiter,
+    /// Failed logins per client address, whatever the username.
+    address: LoginLimiter,
+    /// Registrations per client address.
+    registrations: LoginLimiter,
+}
+
+impl Default for Limiters {
+    fn default() -> Self {
+        Limiters {
+            account: LoginLimiter::new(LimiterConfig::default()),
+            address: LoginLimiter::new(LimiterConfig::per_address()),
+            registrations: LoginLimiter::new(LimiterConfig::per_window(
+                REGISTRATIONS_PER_HOUR,
+                Duration::from_secs(60 * 60),
+            )),
+        }
+    }
+}
+
+impl Limiters {
+    /// `Ok` when a login of `account_key` from `source` may be tried now.
+    fn check(&self, account_key: &str, source: &str, now: Instant) -> Result<(), Duration> {
+        let account = self.account.check(account_key, now);
+        let address = self.address.check(source, now);
+        match (account, address) {
+            (Ok(()), Ok(())) => Ok(()),
+            (a, b) => Err(a.err().unwrap_or_default().max(b.err().unwrap_or_default())),
+        }
+    }
+}
+
 /// Resolves credentials to [`Principal`]s; shared by the API and the registry.
 pub struct Authenticator {
     store: Arc<dyn Store>,
     hash_params: HashParams,
-    limiter: Mutex<LoginLimiter>,
+    /// Failed logins per (username, client address), and per client address (looser).
+    limiter: Mutex<Limiters>,
     /// `sha256(user id, password)` → when it was verified, for Basic-auth-per-request clients.
     verified_passwords: Mutex<HashMap<String, (i64, Instant)>>,
 }
@@ -218,7 +258,7 @@ impl Authenticator {
         Authenticator {
             store,
             hash_params,
-            limiter: Mutex::new(LoginLimiter::new(LimiterConfig::default())),
+            limiter: Mutex::new(Limiters::default()),
             verified_passwords: Mutex::new(HashMap::new()),
         }
     }
@@ -323,7 +363,9 @@ impl Authenticator {
         Ok(self.store.get_user(id).await?.filter(|user| !user.disabled))
     }
 
-    /// Checks a username and password, rate-limited per username and per client address.
+    /// Checks a username and password, rate-limited per (username, client address) and per
+    /// client address: a user's failures lock out only that user from that address, so nobody
+    /// can lock an account out from elsewhere.
     pub async fn by_password(
         &self,
         username: &str,
@@ -331,11 +373,10 @@ impl Authenticator {
         source: &str,
         audit: AuditSlot,
     ) -> Result<Principal, LoginError> {
-        let user_key = format!("user:{username}");
-        let source_key = format!("addr:{source}");
+        let account_key = format!("{username}\0{source}");
         let started = Instant::now();
         self.lock_limiter()
-            .check_all(&[&user_key, &source_key], started)
+            .check(&account_key, source, started)
             .map_err(LoginError::Locked)?;
         let found = self
             .store
@@ -354,7 +395,7 @@ impl Authenticator {
         };
         match found {
             Some((user, _)) if verified && !user.disabled => {
-                self.lock_limiter().record_success(&user_key);
+                self.lock_limiter().account.record_success(&account_key);
                 self.principal(user, AuthMethod::Password, audit)
                     .await
                     .map_err(LoginError::Store)
@@ -362,8 +403,8 @@ impl Authenticator {
             _ => {
                 let mut limiter = self.lock_limiter();
                 let now = Instant::now();
-                limiter.record_failure(&user_key, now);
-                limiter.record_failure(&source_key, now);
+                limiter.account.record_failure(&account_key, now);
+                limiter.address.record_failure(source, now);
                 Err(LoginError::Invalid)
             }
         }
@@ -421,7 +462,22 @@ impl Authenticator {
         self.lock_cache().retain(|_, (id, _)| *id != user_id);
     }
 
-    fn lock_limiter(&self) -> std::sync::MutexGuard<'_, LoginLimiter> {
+    /// `Ok` when `source` may register an account now, else how long until it may
+    /// ([`REGISTRATIONS_PER_HOUR`] accounts per address).
+    pub fn check_registration(&self, source: &str) -> Result<(), Duration> {
+        self.lock_limiter()
+            .registrations
+            .check(source, Instant::now())
+    }
+
+    /// Counts an account registered from `source`.
+    pub fn record_registration(&self, source: &str) {
+        self.lock_limiter()
+            .registrations
+            .record_failure(source, Instant::now());
+    }
+
+    fn lock_limiter(&self) -> std::sync::MutexGuard<'_, Limiters> {
         self.limiter.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -515,6 +571,105 @@ pub async fn authenticate(
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    async fn authenticator_with(users: &[&str]) -> Authenticator {
+        let store = berth_store::SqliteStore::open_in_memory().await.unwrap();
+        for username in users {
+            let user = User {
+                id: 0,
+                username: (*username).into(),
+                email: format!("{username}@example.com"),
+                display_name: String::new(),
+                is_admin: false,
+                disabled: false,
+                created_at: 0,
+                updated_at: 0,
+            };
+            let hash = berth_auth::hash_password_with(
+                &format!("{username}-password"),
+                HashParams::INSECURE_FAST,
+            );
+            store.create_user(&user, &hash).await.unwrap();
+        }
+        Authenticator::new(Arc::new(store), HashParams::INSECURE_FAST)
+    }
+
+    async fn try_login(
+        auth: &Authenticator,
+        user: &str,
+        password: &str,
+        from: &str,
+    ) -> &'static str {
+        match auth
+            .by_password(user, password, from, AuditSlot::default())
+            .await
+        {
+            Ok(_) => "ok",
+            Err(LoginError::Invalid) => "invalid",
+            Err(LoginError::Locked(_)) => "locked",
+            Err(LoginError::Store(error)) => panic!("{error}"),
+        }
+    }
+
+    /// Five wrong passwords for ada from one address lock ada out from that address only:
+    /// bob on the same address and ada elsewhere still log in.
+    #[tokio::test]
+    async fn one_users_failures_lock_only_that_user_from_that_address() {
+        let auth = authenticator_with(&["ada", "bob"]).await;
+        for _ in 0..5 {
+            assert_eq!(
+                try_login(&auth, "ada", "guess", "10.0.0.1").await,
+                "invalid"
+            );
+        }
+        assert_eq!(
+            try_login(&auth, "ada", "ada-password", "10.0.0.1").await,
+            "locked"
+        );
+        assert_eq!(
+            try_login(&auth, "bob", "bob-password", "10.0.0.1").await,
+            "ok"
+        );
+        assert_eq!(
+            try_login(&auth, "ada", "ada-password", "10.0.0.2").await,
+            "ok"
+        );
+    }
+
+    /// Guessing across usernames from one address hits the address's own (higher) bound.
+    #[tokio::test]
+    async fn an_address_guessing_many_users_is_locked_out() {
+        let auth = authenticator_with(&["bob"]).await;
+        let per_address = LimiterConfig::per_address().max_failures;
+        for i in 0..per_address {
+            let outcome = try_login(&auth, &format!("user{i}"), "guess", "10.0.0.1").await;
+            assert_eq!(outcome, "invalid", "attempt {i}");
+        }
+        assert_eq!(
+            try_login(&auth, "bob", "bob-password", "10.0.0.1").await,
+            "locked"
+        );
+        assert_eq!(
+            try_login(&auth, "bob", "bob-password", "10.0.0.2").await,
+            "ok"
+        );
+    }
+
+    #[tokio::test]
+    async fn registrations_are_limited_per_address() {
+        let auth = authenticator_with(&[]).await;
+        for i in 0..REGISTRATIONS_PER_HOUR {
+            assert_eq!(
+                auth.check_registration("10.0.0.1"),
+                Ok(()),
+                "registration {i}"
+            );
+            auth.record_registration("10.0.0.1");
+        }
+        let wait = auth.check_registration("10.0.0.1").unwrap_err();
+        assert!(wait > Duration::from_secs(3500), "{wait:?}");
+        assert_eq!(auth.check_registration("10.0.0.2"), Ok(()));
+    }
 
     #[test]
     fn session_cookie_is_found_among_others() {

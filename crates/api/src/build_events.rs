@@ -22,7 +22,7 @@ use std::convert::Infallible;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -36,7 +36,7 @@ use utoipa::IntoParams;
 use crate::ApiState;
 use crate::auth::{AuthMethod, Principal};
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath as Path, ApiQuery};
 use crate::pipeline_dto::BuildDto;
 use crate::pipelines::build_for;
 

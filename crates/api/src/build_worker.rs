@@ -14,22 +14,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use berth_core::RolloutPhase;
 use berth_core::pipeline::{Build, BuildStep, BuildTrigger, Pipeline};
 use berth_engine::{RegistryAuth, labels};
+use berth_pipeline::base_images::ImageScope;
 use berth_pipeline::{
     BuildLog, BuildPlan, BuildSink, BuildState, Cancel, CancelReason, CommitInfo, DeployRequest,
     Deployer, Ending, GitAuth, GitRemote, LogSource, Runner,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 
 use crate::ApiState;
 use crate::audit::AuditSlot;
 use crate::auth::AuthMethod;
+use crate::build_slots::BuildSlots;
 use crate::dto::AppChanges;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath as Path};
 use crate::registry_auth::{BUILDER_USER, BuilderGrants};
 
 /// How long a roll-out is awaited before the build says it is still going.
@@ -76,7 +77,6 @@ pub struct BuildWorkerConfig {
     /// `host:port` of Berth's registry as the engine reaches it.
     pub registry_host: String,
     /// The password of [`BUILDER_USER`] for this run of the server.
-    pub builder_secret: String,
     pub grants: BuilderGrants,
     /// The engine namespace (labels images and containers a build makes).
     pub namespace: String,
@@ -93,7 +93,8 @@ pub struct BuildWorkerConfig {
 #[derive(Clone)]
 pub struct BuildWorker {
     config: Arc<BuildWorkerConfig>,
-    permits: Arc<Semaphore>,
+    /// At most `concurrency` builds at once, handed out fairly between teams.
+    slots: BuildSlots,
     cancels: Arc<Mutex<HashMap<i64, Cancel>>>,
 }
 
@@ -108,7 +109,7 @@ impl std::fmt::Debug for BuildWorker {
 impl BuildWorker {
     pub fn new(config: BuildWorkerConfig) -> Self {
         BuildWorker {
-            permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            slots: BuildSlots::new(config.concurrency),
             config: Arc::new(config),
             cancels: Arc::default(),
         }
@@ -174,7 +175,7 @@ impl BuildWorker {
     async fn run(&self, state: &ApiState, pipeline: &Pipeline, build: Build, cancel: &Cancel) {
         // A build cancelled while waiting for a slot ends at once without one.
         let permit = tokio::select! {
-            permit = Arc::clone(&self.permits).acquire_owned() => permit.ok(),
+            slot = self.slots.acquire(&pipeline.team) => Some(slot),
             () = cancel.token().cancelled() => None,
         };
         if permit.is_none() && cancel.reason() == Some(CancelReason::Shutdown) {
@@ -191,7 +192,12 @@ impl BuildWorker {
             })
             .map_err(|e| tracing::warn!(error = %e, path = %log_path.display(), "cannot open the build log"))
             .ok();
-        let plan = match self.plan(state, pipeline, &build) {
+        // This build's own registry credential: its team's images, its target repository.
+        let grant = self
+            .config
+            .grants
+            .grant(&pipeline.team, &pipeline.target_repository);
+        let plan = match self.plan(state, pipeline, &build, grant.secret()) {
             Ok(plan) => plan,
             Err(reason) => {
                 let mut build = build;
@@ -204,7 +210,7 @@ impl BuildWorker {
                 return;
             }
         };
-        let _grant = self.config.grants.grant(&pipeline.target_repository);
+
         let (updates, mut received) = tokio::sync::mpsc::unbounded_channel::<Progress>();
         let sink = FileSink {
             updates,
@@ -273,11 +279,17 @@ impl BuildWorker {
         state: &ApiState,
         pipeline: &Pipeline,
         build: &Build,
+        registry_secret: &str,
     ) -> Result<BuildPlan, String> {
         // Pushed commits, and every build of a pipeline without a remote, come from the
         // repository Berth hosts.
         let hosted = build.trigger == BuildTrigger::GitPush || pipeline.repository_url.is_empty();
-        let auth = match pipeline.sealed_credentials.as_ref().filter(|_| !hosted) {
+        // Credentials go only to the origin they were given for (whatever queued the build).
+        let auth = match pipeline
+            .sealed_credentials
+            .as_ref()
+            .filter(|_| !hosted && pipeline.credentials_fit_repository())
+        {
             None => GitAuth::None,
             Some(sealed) => {
                 let context = Pipeline::credentials_context(&pipeline.team, &pipeline.name);
@@ -321,7 +333,7 @@ impl BuildWorker {
             image_repository: format!("{host}/{}", pipeline.target_repository),
             registry_auth: Some(RegistryAuth {
                 username: BUILDER_USER.to_owned(),
-                password: self.config.builder_secret.clone(),
+                password: registry_secret.to_owned(),
                 server: host.clone(),
             }),
             timeout: self.config.timeout,
@@ -333,6 +345,10 @@ impl BuildWorker {
                 ),
             ]),
             deploy_app: pipeline.deploy_app.clone(),
+            image_scope: Some(ImageScope {
+                team: pipeline.team.clone(),
+                registry_hosts: state.registry_hosts.to_vec(),
+            }),
         })
     }
 }

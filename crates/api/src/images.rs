@@ -1,7 +1,7 @@
 //! Handlers for image management: search, inspect, delete, storage use, GC and retention.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use berth_core::RetentionRule;
 use berth_core::accounts::TeamAction;
@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 use crate::ApiState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::image_dto::{
     GcReportDto, GcRequest, ImageDto, RepositoryDetailDto, RepositoryDto, RepositoryOrImageDto,
     RetentionReportDto, RetentionRequest, RetentionRuleDto, RetentionRuleRequest, RetentionRunDto,
@@ -133,7 +133,20 @@ fn authorize(principal: &Principal, image: &ImageRef<'_>, action: TeamAction) ->
 /// Refuses an app image from the built-in registry whose team the caller cannot read: the
 /// engine pulls with Berth's own credential, so without this check anyone could run another
 /// team's private image. Images from elsewhere are the engine's business.
+///
+/// An image must be named, never given by its ID: the engine's image cache is shared by every
+/// team, and Docker reads `sha256:…` and a bare hex string as an ID (or an ID prefix) of any
+/// image there — another team's build or pull included.
 pub fn require_pull(state: &ApiState, principal: &Principal, image: &str) -> ApiResult<()> {
+    if names_an_image_id(image) {
+        return Err(ApiError::field(
+            "template.image",
+            format!(
+                "{image:?} reads as an image ID; name the image (repository with a tag or \
+                 digest, e.g. registry/team/app:v1 or app@sha256:…)"
+            ),
+        ));
+    }
     let Some((host, path)) = image.split_once('/') else {
         return Ok(());
     };
@@ -147,6 +160,8 @@ pub fn require_pull(state: &ApiState, principal: &Principal, image: &str) -> Api
         Err(ApiError::not_found(format!("image: repository {repo}")).with_field("image"))
     }
 }
+
+pub use berth_pipeline::base_images::names_an_image_id;
 
 /// Which repositories to list.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -343,7 +358,7 @@ pub async fn retention_then_gc(
 /// Apply the stored retention rules, then garbage-collect: frees the disk of blobs no manifest
 /// references.
 #[utoipa::path(post, path = "/api/v1/registry/gc", tag = "images", request_body = GcRequest,
-    responses((status = 200, body = GcReportDto)))]
+    responses((status = 200, body = GcReportDto), (status = 403, body = ErrorBody)))]
 pub async fn garbage_collect(
     State(state): State<ApiState>,
     principal: Principal,
@@ -362,7 +377,7 @@ pub async fn garbage_collect(
 
 /// Apply a retention policy to one repository now.
 #[utoipa::path(post, path = "/api/v1/registry/retention", tag = "images", request_body = RetentionRequest,
-    responses((status = 200, body = RetentionReportDto), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = RetentionReportDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn retention(
     State(state): State<ApiState>,
     principal: Principal,
@@ -415,7 +430,7 @@ pub async fn list_retention_rules(
 /// Create or replace a repository's retention rule (applied before every scheduled GC).
 #[utoipa::path(put, path = "/api/v1/registry/retention-rules/{repository}", tag = "images",
     params(("repository" = String, Path, description = "team/app")), request_body = RetentionRuleRequest,
-    responses((status = 200, body = RetentionRuleDto), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = RetentionRuleDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn put_retention_rule(
     State(state): State<ApiState>,
     principal: Principal,
@@ -442,7 +457,7 @@ pub async fn put_retention_rule(
 
 /// Remove a repository's retention rule.
 #[utoipa::path(delete, path = "/api/v1/registry/retention-rules/{repository}", tag = "images",
-    params(("repository" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("repository" = String, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete_retention_rule(
     State(state): State<ApiState>,
     principal: Principal,
@@ -465,6 +480,32 @@ pub async fn delete_retention_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_ids_are_not_names() {
+        let cases = [
+            ("sha256:4f1c", true),
+            ("SHA256:4f1c", true),
+            (
+                "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                true,
+            ),
+            (
+                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                true,
+            ),
+            ("4f1c", true),
+            ("cafe", true),
+            ("cafe:latest", false),
+            ("berth-testapp:latest", false),
+            ("127.0.0.1:7700/web/app@sha256:4f1c", false),
+            ("web/app", false),
+            ("", false),
+        ];
+        for (image, id) in cases {
+            assert_eq!(names_an_image_id(image), id, "{image}");
+        }
+    }
 
     #[test]
     fn in_use_images_are_protected() {

@@ -9,6 +9,7 @@ pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod build_events;
+pub mod build_slots;
 pub mod build_worker;
 pub mod changes;
 pub mod console;
@@ -18,8 +19,10 @@ pub mod extract;
 pub mod git_http;
 pub mod image_dto;
 pub mod images;
+mod openapi;
 pub mod pipeline_dto;
 pub mod pipelines;
+pub mod proxies;
 pub mod quota_requests;
 pub mod quotas;
 pub mod registries;
@@ -45,6 +48,7 @@ use utoipa::OpenApi;
 
 use crate::dto::ReadyDto;
 use crate::error::ApiError;
+use crate::openapi::CommonResponses;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -80,6 +84,8 @@ pub struct ApiState {
     pub builds: build_worker::BuildWorker,
     /// Where pipelines' hosted git repositories are kept (`<data-dir>/git`).
     pub git_dir: std::path::PathBuf,
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxies`).
+    pub trusted_proxies: Arc<proxies::TrustedProxies>,
 }
 
 impl ApiState {
@@ -120,7 +126,7 @@ impl ApiState {
         build_events::build_events, webhooks::receive,
         healthz, readyz,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = [])),
     tags((name = "accounts", description = "Users, sessions, API tokens, settings and the audit log"), (name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "images", description = "The built-in registry: search, inspect, delete, storage, garbage collection; and external registries browsed the same way"), (name = "pipelines", description = "Code pipelines: from a commit to a tested image in the registry, rolled out to an app"), (name = "system", description = "Health of the server itself"), (name = "teams", description = "Teams, their members and quotas, and quota requests"), (name = "templates", description = "Deployment templates: built-in and team app shapes with typed parameters, and apps made from them"))
 )]
@@ -341,9 +347,13 @@ pub fn router(state: ApiState) -> axum::Router {
         .nest("/api/v1", api)
         .merge(git_http::router())
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state.clone())
         .merge(registry)
         .fallback(console::serve)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.trusted_proxies),
+            proxies::resolve_client,
+        ))
 }
 
 #[cfg(test)]
@@ -391,7 +401,9 @@ mod tests {
                     }
                     declared.insert(name);
                     if !segments.contains(name) {
-                        problems.push(format!("{method} {path}: path parameter {name} is not in the template"));
+                        problems.push(format!(
+                            "{method} {path}: path parameter {name} is not in the template"
+                        ));
                     }
                 }
                 for segment in &segments {

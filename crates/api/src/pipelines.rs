@@ -6,7 +6,7 @@ use std::path::Component;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_core::accounts::TeamAction;
@@ -20,7 +20,7 @@ use crate::auth::Principal;
 use crate::build_events::{BuildFollower, StreamAccess, pause};
 use crate::build_worker::StoredCredentials;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::pipeline_dto::{
     BuildDto, BuildLogParams, BuildRequest, BuildsParams, GitCredentialsDto, PipelineDto,
     PipelineRequest, PipelinesParams,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_core::accounts::TeamAction;
@@ -22,7 +22,7 @@ use utoipa::IntoParams;
 use crate::ApiState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, optional_json};
+use crate::extract::{ApiJson, ApiPath as Path, ApiQuery, optional_json};
 use crate::team_dto::{DecisionRequest, NewQuotaRequest, QuotaRequestDto};
 use crate::teams::{invalid, load_team, require_readable};
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_core::ExternalRegistry;
@@ -20,7 +20,7 @@ use berth_registry::{ImageSource, RemoteCredentials, RemoteRegistry};
 use crate::ApiState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::image_dto::{
     ExternalRegistryDto, ExternalRegistryRequest, RepositoryDto, RepositoryOrImageDto,
 };

@@ -2,7 +2,7 @@
 //! name them and manage members; every reader sees the team's limits and usage.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_core::ValidationErrors;
@@ -14,7 +14,7 @@ use berth_store::StoreError;
 use crate::ApiState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath as Path};
 use crate::quotas;
 use crate::team_dto::{
     BUILTIN_TEAM, MemberDto, MemberRoleRequest, NewTeamRequest, TeamChanges, TeamDto,

@@ -5,7 +5,7 @@
 //! the API knows: that a rendered body must be an app-creation request ([`AppChanges`]).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_core::accounts::TeamAction;
@@ -20,7 +20,7 @@ use crate::ApiState;
 use crate::auth::Principal;
 use crate::dto::{AppChanges, AppDto};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::team_dto::{BUILTIN_TEAM, DeploymentTemplateDto, TemplateAppRequest, TemplateRequest};
 use crate::teams::{invalid, load_team, require_readable};
 

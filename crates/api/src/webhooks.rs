@@ -12,7 +12,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
@@ -26,6 +26,7 @@ use utoipa::ToSchema;
 use crate::ApiState;
 use crate::audit::AuditSlot;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::ApiPath as Path;
 use crate::pipeline_dto::BuildDto;
 
 /// The largest payload accepted (GitHub caps its own at 25 MB, but a push that large lists

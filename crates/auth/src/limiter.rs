@@ -1,6 +1,12 @@
-//! A login rate limiter against password guessing: per key (a username, a client IP, or
-//! both as two keys), at most `max_failures` failed attempts per `window`; then the key is
-//! locked out, for twice as long at each further lockout, up to `max_lockout`.
+//! A login rate limiter against password guessing: per key, at most `max_failures` failed
+//! attempts per `window`; then the key is locked out, for twice as long at each further
+//! lockout, up to `max_lockout`.
+//!
+//! Which keys: the API keeps one limiter per (username, client address) with the
+//! [`LimiterConfig::default`] policy, so one person's typos lock out nobody else, and one per
+//! client address with the much looser [`LimiterConfig::per_address`], against guessing across
+//! many usernames. Never a per-username key alone: anyone could then lock any account out
+//! from anywhere, indefinitely, by failing its logins on purpose.
 //!
 //! Pure: `now` is passed in (a monotonic [`Instant`], immune to wall-clock jumps), nothing
 //! sleeps, and the caller holds the limiter (behind a mutex when shared). Memory stays bounded:
@@ -41,6 +47,29 @@ impl Default for LimiterConfig {
             max_lockout: Duration::from_secs(60 * 60),
             forget_after: Duration::from_secs(24 * 60 * 60),
             max_keys: 100_000,
+        }
+    }
+}
+
+impl LimiterConfig {
+    /// The policy of a whole client address, across usernames: 100 failures per 15 minutes
+    /// (an office behind one NAT stays usable), then the same backoff as the default.
+    pub fn per_address() -> Self {
+        LimiterConfig {
+            max_failures: 100,
+            ..LimiterConfig::default()
+        }
+    }
+
+    /// Actions allowed `count` times per `window`, each counted with
+    /// [`LoginLimiter::record_failure`]; past that, locked until the window has passed.
+    pub fn per_window(count: u32, window: Duration) -> Self {
+        LimiterConfig {
+            max_failures: count,
+            window,
+            base_lockout: window,
+            max_lockout: window,
+            ..LimiterConfig::default()
         }
     }
 }
@@ -298,6 +327,20 @@ mod tests {
         );
         assert_eq!(limiter.check_all(&["user:ada", "user:bob"], now), Ok(()));
         assert_eq!(limiter.check_all(&[], now), Ok(()));
+    }
+
+    #[test]
+    fn per_window_allows_count_then_waits_a_window() {
+        let t0 = Instant::now();
+        let mut limiter = LoginLimiter::new(LimiterConfig::per_window(3, secs(3600)));
+        for i in 0..3 {
+            assert_eq!(limiter.check("a", t0 + secs(i)), Ok(()), "attempt {i}");
+            limiter.record_failure("a", t0 + secs(i));
+        }
+        assert_eq!(limiter.check("a", t0 + secs(2)), Err(secs(3600)));
+        assert_eq!(limiter.check("b", t0 + secs(2)), Ok(()));
+        assert_eq!(limiter.check("a", t0 + secs(3602)), Ok(()));
+        assert_eq!(LimiterConfig::per_address().max_failures, 100);
     }
 
     #[test]

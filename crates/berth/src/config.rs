@@ -72,6 +72,9 @@ pub struct ServerOptions {
     /// How often every instance's CPU and memory use is sampled (0 turns it off) [default: 5s]
     #[arg(long, env = "BERTH_USAGE_INTERVAL")]
     pub usage_interval: Option<String>,
+    /// Reverse proxies whose X-Forwarded-For names the client: IPs or CIDR blocks, comma-separated (e.g. 10.0.0.0/8,::1) [default: none]
+    #[arg(long, env = "BERTH_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
     /// Log filter (tracing syntax), e.g. info or berth_controller=debug [default: info]
     #[arg(long, env = "BERTH_LOG")]
     pub log: Option<String>,
@@ -100,6 +103,8 @@ pub struct ServerConfig {
     pub build_test_cpu_millis: Option<u64>,
     pub build_test_memory_bytes: Option<u64>,
     pub usage_interval: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed (none by default).
+    pub trusted_proxies: berth_api::proxies::TrustedProxies,
     pub log: String,
 }
 
@@ -126,6 +131,7 @@ impl ServerOptions {
             build_test_cpu: self.build_test_cpu.or(file.build_test_cpu),
             build_test_memory: self.build_test_memory.or(file.build_test_memory),
             usage_interval: self.usage_interval.or(file.usage_interval),
+            trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
             log: self.log.or(file.log),
         }
     }
@@ -212,6 +218,10 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
             parse_size,
         )?,
         usage_interval: duration("usage-interval", o.usage_interval, "5s")?,
+        trusted_proxies: berth_api::proxies::TrustedProxies::parse(
+            o.trusted_proxies.as_deref().unwrap_or_default(),
+        )
+        .map_err(|e| format!("trusted-proxies: {e}"))?,
         log: o.log.unwrap_or_else(|| "info".into()),
     })
 }
@@ -254,6 +264,7 @@ mod tests {
             ("build_retention = 0", "build-retention:"),
             ("build_test_memory = \"lots\"", "build-test-memory:"),
             ("build_test_cpu = \"fast\"", "build-test-cpu:"),
+            ("trusted_proxies = [\"10.0.0.0/99\"]", "trusted-proxies:"),
             ("no_such_key = 1", "unknown field `no_such_key`"),
         ];
         for (text, want) in cases {

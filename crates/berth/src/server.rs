@@ -139,6 +139,10 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         .with_limits(Arc::new(TeamRegistryLimits::new(Arc::clone(&store)))),
     );
     tokio::spawn(hourly_cleanup(Arc::clone(&store), Arc::clone(&clock)));
+    tokio::spawn(prune_build_images(
+        Arc::clone(&engine),
+        config.namespace.clone(),
+    ));
     tokio::spawn(registry_maintenance(
         Arc::clone(&store),
         Arc::clone(&registry),
@@ -213,6 +217,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         secrets,
         remote_registries: Default::default(),
         build_logs_dir: config.data_dir.join("builds"),
+        trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         git_dir: config.data_dir.join("git"),
         builds,
     };
@@ -231,6 +236,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     });
     state.builds.resume_queued(&state).await;
     let builds = state.builds.clone();
+    let reconciler = state.controller.clone();
     let app =
         berth_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
@@ -238,6 +244,9 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             shutdown_signal().await;
             // Running builds end `interrupted` now, so streams following them end too.
             builds.shut_down(BUILD_SHUTDOWN_PATIENCE).await;
+            // No reconcile is cut off halfway: a container create in flight lands before
+            // the process exits, so nothing is left half made.
+            reconciler.shut_down(RECONCILE_SHUTDOWN_PATIENCE).await;
         })
         .await
         .map_err(|e| format!("server: {e}"))?;
@@ -247,6 +256,8 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// How long a stopping server waits for the reconciles in progress to finish.
+const RECONCILE_SHUTDOWN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a stopping server waits for its builds to record that they were interrupted.
 const BUILD_SHUTDOWN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -321,6 +332,30 @@ async fn hourly_cleanup(store: Arc<dyn Store>, clock: berth_controller::Clock) {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "forgot old webhook deliveries"),
             Err(error) => tracing::warn!(%error, "forgetting webhook deliveries failed"),
+        }
+    }
+}
+
+/// Every hour: removes old build images from the engine (each pipeline keeps its newest
+/// few), so the engine's disk does not fill with dead builds.
+async fn prune_build_images(engine: Arc<dyn Engine>, namespace: String) {
+    const PERIOD: std::time::Duration = std::time::Duration::from_secs(3600);
+    loop {
+        tokio::time::sleep(PERIOD).await;
+        match berth_pipeline::prune::prune_build_images(
+            &*engine,
+            &namespace,
+            berth_pipeline::prune::KEPT_PER_PIPELINE,
+        )
+        .await
+        {
+            Ok(report) if report.removed == 0 => {}
+            Ok(report) => tracing::info!(
+                removed = report.removed,
+                in_use = report.in_use,
+                "removed old build images"
+            ),
+            Err(error) => tracing::warn!(%error, "removing old build images failed"),
         }
     }
 }

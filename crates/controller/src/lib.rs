@@ -105,6 +105,10 @@ pub struct Shared {
     pub(crate) failures: Mutex<HashMap<String, u32>>,
     /// The last engine error, when the engine is failing.
     pub(crate) engine_error: Mutex<Option<String>>,
+    /// Set when the server stops: workers finish the reconcile in hand and take no other.
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// The reconcile workers, awaited at shutdown.
+    workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -218,6 +222,8 @@ impl Controller {
                 reported: Mutex::new(HashMap::new()),
                 failures: Mutex::new(HashMap::new()),
                 engine_error: Mutex::new(None),
+                stopping: tokio::sync::watch::Sender::new(false),
+                workers: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -229,12 +235,28 @@ impl Controller {
     /// Starts the workers, the engine-event watcher, the periodic resync and the usage
     /// sampler.
     pub fn start(&self) {
+        let mut workers = lock(&self.shared.workers);
         for _ in 0..self.shared.config.workers.max(1) {
-            tokio::spawn(worker(Arc::clone(&self.shared)));
+            workers.push(tokio::spawn(worker(Arc::clone(&self.shared))));
         }
+        drop(workers);
         tokio::spawn(watch_engine(Arc::clone(&self.shared)));
         tokio::spawn(resync(Arc::clone(&self.shared)));
         tokio::spawn(usage::run(Arc::clone(&self.shared)));
+    }
+
+    /// Stops reconciling: each worker finishes the reconcile in hand (so no container is left
+    /// half made by a server that exits mid-request) and takes no other. Waits up to
+    /// `patience` for them.
+    pub async fn shut_down(&self, patience: Duration) {
+        self.shared.stopping.send_replace(true);
+        let workers: Vec<_> = lock(&self.shared.workers).drain(..).collect();
+        if tokio::time::timeout(patience, futures::future::join_all(workers))
+            .await
+            .is_err()
+        {
+            tracing::warn!("reconciles still running at shutdown were abandoned");
+        }
     }
 
     /// The latest CPU and memory use of every running instance (see [`usage`]).
@@ -275,8 +297,15 @@ impl Controller {
 }
 
 async fn worker(shared: Arc<Shared>) {
+    let mut stopping = shared.stopping.subscribe();
     loop {
-        let app = shared.queue.next().await;
+        let app = tokio::select! {
+            app = shared.queue.next() => app,
+            _ = stopping.wait_for(|stop| *stop) => return,
+        };
+        if *stopping.borrow() {
+            return;
+        }
         // Run each reconcile as its own task so a panic in it cannot take the worker (and the
         // app's queue slot) down with it: the app is retried after a pause instead.
         let task = tokio::spawn({

@@ -814,6 +814,33 @@ pub async fn check_build_image(engine: &dyn Engine, fixture: &ConformanceFixture
         "a rebuild of unchanged files did not reuse the build cache"
     );
 
+    // The image is listed by its labels, with its tags.
+    let labelled = BTreeMap::from([(CHECK_LABEL.to_owned(), "build".to_owned())]);
+    let listed = engine
+        .list_images(&labelled)
+        .await
+        .expect("list_images failed");
+    let image = listed
+        .iter()
+        .find(|i| i.id == id)
+        .unwrap_or_else(|| panic!("{id} not listed: {listed:?}"));
+    let mut listed_tags = image.tags.clone();
+    listed_tags.sort();
+    assert_eq!(listed_tags, tags);
+    assert_eq!(
+        image.labels.get(CHECK_LABEL).map(String::as_str),
+        Some("build")
+    );
+    assert!(image.created_ms > 0, "{image:?}");
+    let other = BTreeMap::from([(CHECK_LABEL.to_owned(), "no-such-check".to_owned())]);
+    assert!(
+        engine
+            .list_images(&other)
+            .await
+            .expect("list_images failed")
+            .is_empty()
+    );
+
     for tag in &tags {
         engine.remove_image(tag).await.expect("remove_image failed");
     }

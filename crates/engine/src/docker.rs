@@ -33,10 +33,10 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    EventsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    LogsOptionsBuilder, PushImageOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder, StopContainerOptionsBuilder, TagImageOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    EventsOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    ListNetworksOptionsBuilder, LogsOptionsBuilder, PushImageOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
+    TagImageOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::{API_DEFAULT_VERSION, Docker, body_try_stream};
 use futures::stream::{self, BoxStream, StreamExt};
@@ -48,8 +48,8 @@ use crate::context::{
 };
 use crate::{
     BuildContext, BuildSpec, ContainerState, Engine, EngineError, EngineEvent, EngineInfo,
-    EngineResult, InstanceSpec, LogLine, LogOptions, LogStream, ObservedContainer, OutputSink,
-    RegistryAuth, RunOutcome, RunSpec, labels,
+    EngineResult, InstanceSpec, LocalImage, LogLine, LogOptions, LogStream, ObservedContainer,
+    OutputSink, RegistryAuth, RunOutcome, RunSpec, labels,
 };
 
 /// Where the daemon listens when `DOCKER_HOST` is not set.
@@ -804,6 +804,34 @@ impl Engine for DockerEngine {
             Err(e) if status_of(&e) == Some(404) => Ok(()),
             Err(e) => Err(map_err(e)),
         }
+    }
+
+    async fn list_images(
+        &self,
+        label_filter: &BTreeMap<String, String>,
+    ) -> EngineResult<Vec<LocalImage>> {
+        let docker = self.ready().await?;
+        let mut options = ListImagesOptionsBuilder::new();
+        if !label_filter.is_empty() {
+            options = options.filters(&HashMap::from([("label", label_filters(label_filter))]));
+        }
+        let images = docker
+            .list_images(Some(options.build()))
+            .await
+            .map_err(map_err)?;
+        Ok(images
+            .into_iter()
+            .map(|image| LocalImage {
+                id: image.id,
+                created_ms: image.created.saturating_mul(1000),
+                tags: image
+                    .repo_tags
+                    .into_iter()
+                    .filter(|t| t != "<none>:<none>")
+                    .collect(),
+                labels: image.labels.into_iter().collect(),
+            })
+            .collect())
     }
 
     /// Docker's stats endpoint with `stream=false` and `one-shot=true` (API 1.41+): one

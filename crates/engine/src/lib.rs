@@ -383,4 +383,21 @@ pub trait Engine: Send + Sync + 'static {
     /// only an image with at most one tag). A reference that does not exist is not an error;
     /// one that a container uses is a [`EngineError::Conflict`].
     async fn remove_image(&self, reference: &str) -> EngineResult<()>;
+
+    /// The local images carrying every label of `label_filter` (all of them when empty).
+    async fn list_images(
+        &self,
+        label_filter: &BTreeMap<String, String>,
+    ) -> EngineResult<Vec<LocalImage>>;
+}
+
+/// An image in the engine's local store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalImage {
+    pub id: String,
+    /// When it was made (unix ms).
+    pub created_ms: i64,
+    /// Its tags (`repo:tag`).
+    pub tags: Vec<String>,
+    pub labels: BTreeMap<String, String>,
 }

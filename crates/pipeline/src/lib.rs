@@ -11,6 +11,7 @@
 //! * [`git`] — fetching one exact commit with the `git` binary, with credentials.
 //! * [`pktline`] — git's pkt-line framing: the ref updates of a `git push` to Berth and the
 //!   side-band progress written back to the pusher.
+//! * [`prune`] — old build images leave the engine; each pipeline keeps its newest few.
 //! * [`runner`] — running a [`BuildPlan`]: fetch, build, test inside the image, tag and push,
 //!   roll out; progress to a [`BuildSink`], roll-outs through a [`Deployer`], stopped by a
 //!   [`Cancel`] or the build's timeout.
@@ -24,6 +25,7 @@ pub mod branch;
 pub mod cancel;
 pub mod git;
 pub mod pktline;
+pub mod prune;
 pub mod runner;
 pub mod state;
 pub mod webhook;

@@ -119,13 +119,23 @@ pub fn cleanup_namespace(namespace: &str) {
     }
     // The namespace's network and its teams' (`<namespace>-team-<team>`); names are matched
     // exactly (`network inspect` also matches ID prefixes, `--filter name=` substrings).
+    // Docker 20.10 sometimes still counts a just-removed container's endpoint: try again.
     let team_prefix = format!("{namespace}-team-");
-    if let Some(names) = docker(&["network", "ls", "--format", "{{.Name}}"]) {
-        for name in names.split_whitespace() {
-            if name == namespace || name.starts_with(&team_prefix) {
-                docker(&["network", "rm", name]);
-            }
+    for _ in 0..SWEEP_PASSES {
+        let Some(names) = docker(&["network", "ls", "--format", "{{.Name}}"]) else {
+            break;
+        };
+        let left: Vec<&str> = names
+            .split_whitespace()
+            .filter(|name| *name == namespace || name.starts_with(&team_prefix))
+            .collect();
+        if left.is_empty() {
+            break;
         }
+        for name in left {
+            docker(&["network", "rm", name]);
+        }
+        std::thread::sleep(SWEEP_PAUSE);
     }
     if let Some(volumes) = docker(&["volume", "ls", "-q", "--filter", &filter]) {
         let volumes: Vec<&str> = volumes.split_whitespace().collect();
