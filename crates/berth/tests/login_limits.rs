@@ -52,7 +52,7 @@ async fn failures_lock_one_user_on_one_address_and_forged_headers_are_ignored() 
     }
     let (status, body, retry) = login(&server, "alice", &password("alice"), None).await;
     assert_eq!(status, 429, "{body}");
-    assert_eq!(body["code"], "too_many_attempts", "{body}");
+    assert_eq!(body["error"]["code"], "too_many_attempts", "{body}");
     assert!(retry.parse::<u64>().is_ok_and(|s| s >= 1), "{retry}");
     // A forged X-Forwarded-For from a peer that is not a trusted proxy is ignored.
     let (status, body, _) = login(&server, "alice", &password("alice"), Some("198.51.100.7")).await;
@@ -80,7 +80,7 @@ async fn failures_lock_one_user_on_one_address_and_forged_headers_are_ignored() 
         )
         .await;
     assert_eq!(status, 429, "{body}");
-    assert_eq!(body["code"], "too_many_attempts", "{body}");
+    assert_eq!(body["error"]["code"], "too_many_attempts", "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
