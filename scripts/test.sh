@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Berth's whole test suite: formatting and lints, unit tests, the integration and
-# end-to-end tests against a real Docker Engine (started here when needed), and the web
-# console's end-to-end tests in a real browser (Debian's chromium).
+# end-to-end tests against a real Docker Engine (started here when needed), the web
+# console's end-to-end tests in a real browser (Debian's chromium), and API fuzzing
+# (schemathesis, scripts/fuzz-api.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +16,8 @@ echo "==> cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "==> cargo test"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+fuzz_log=$(mktemp)
+trap 'rm -f "$log" "$fuzz_log"' EXIT
 set +e
 cargo test --locked --workspace --all-targets -- --test-threads="${BERTH_TEST_THREADS:-4}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
@@ -23,12 +25,22 @@ status=${PIPESTATUS[0]}
 echo "==> web console end-to-end tests (chromium)"
 (cd ui && BERTH_BIN="$PWD/../target/debug/berth" npm run --silent test:e2e) 2>&1 | tee -a "$log"
 ui_status=${PIPESTATUS[0]}
+# API fuzzing against the same binary. Its output stays out of "$log" (the closing line
+# counts test cases); its own closing line (`fuzz: 2 runs, … passed, … failed`) is repeated
+# after it.
+echo "==> API fuzzing (schemathesis)"
+BERTH_BIN="$PWD/target/debug/berth" ./scripts/fuzz-api.sh 2>&1 | tee "$fuzz_log"
+fuzz_status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole suite, summed over every test binary and the browser tests.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      /^# (pass|fail|skipped) [0-9]+$/ { if ($2 == "pass") p += $3; if ($2 == "fail") f += $3; if ($2 == "skipped") s += $3 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+grep '^fuzz: [0-9]' "$fuzz_log" || echo "fuzz: did not finish (exit $fuzz_status)"
 if ((status == 0)); then
   status=$ui_status
+fi
+if ((status == 0)); then
+  status=$fuzz_status
 fi
 exit "$status"
