@@ -174,6 +174,9 @@ pub struct UserChanges {
 pub struct PasswordChange {
     pub current_password: String,
     pub new_password: String,
+    /// Also revoke every API token of the caller (the one in use too).
+    #[serde(default)]
+    pub revoke_tokens: bool,
 }
 
 /// Closing one's own account needs the password again.

@@ -400,7 +400,9 @@ pub async fn update_me(
     Ok(Json(UserDto::from(&user)))
 }
 
-/// Change one's password (the current one is required); every other session ends.
+/// Change one's password (the current one is required); every other session ends, with
+/// `revoke_tokens` every API token too. The first admin's first change retires the
+/// first-start secret (its token is revoked and `<data-dir>/admin-token` removed).
 #[utoipa::path(post, path = "/api/v1/me/password", tag = "accounts", request_body = PasswordChange,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn change_password(
@@ -448,7 +450,50 @@ pub async fn change_password(
     if let Some((hash, session)) = current {
         state.store.create_session(&hash, &session).await?;
     }
+    if change.revoke_tokens {
+        let revoked = state.store.revoke_all_api_tokens(principal.user.id).await?;
+        principal
+            .audit
+            .set_detail(format!("{revoked} API tokens revoked"));
+    }
+    retire_first_start_secret(&state, principal.user.id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// After `user_id` set their own password: when the first-start secret is theirs (the first
+/// admin), its token is revoked and its file removed, so the secret opens nothing any more.
+async fn retire_first_start_secret(state: &ApiState, user_id: i64) -> ApiResult<()> {
+    let Some(path) = &state.first_start_secret else {
+        return Ok(());
+    };
+    let Ok(secret) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let secret = secret.trim();
+    if secret.is_empty() {
+        return Ok(());
+    }
+    let Some(token) = state
+        .store
+        .find_api_token(&berth_auth::token_hash(secret))
+        .await?
+    else {
+        return Ok(());
+    };
+    if token.user_id != user_id {
+        return Ok(());
+    }
+    state.store.revoke_api_token(user_id, token.id).await?;
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::info!(
+            "the first admin set their own password: the first-start secret is retired and {} removed",
+            path.display()
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "the first-start secret is retired (its token revoked) but {} could not be removed", path.display())
+        }
+    }
+    Ok(())
 }
 
 /// Checks the caller's password again before a sensitive change.

@@ -538,7 +538,7 @@ pub async fn authenticate(
             .map(|p| p.ok_or_else(|| ApiError::unauthorized("the session has ended; log in again")))
     } else {
         Ok(Err(ApiError::unauthorized(
-            "log in, or send 'Authorization: Bearer <token>' (berth login; the first admin's token is in <data-dir>/admin-token)",
+            "log in (berth login), or send 'Authorization: Bearer <token>' (on a new server, the first admin's token is in <data-dir>/admin-token until they set their own password)",
         )))
     };
     let principal = match resolved {

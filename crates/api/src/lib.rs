@@ -84,6 +84,9 @@ pub struct ApiState {
     pub builds: build_worker::BuildWorker,
     /// Where pipelines' hosted git repositories are kept (`<data-dir>/git`).
     pub git_dir: std::path::PathBuf,
+    /// The first-start secret's file (`<data-dir>/admin-token`): removed, and its token
+    /// revoked, when the first admin sets a password of their own.
+    pub first_start_secret: Option<std::path::PathBuf>,
     /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxies`).
     pub trusted_proxies: Arc<proxies::TrustedProxies>,
 }

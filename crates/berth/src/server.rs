@@ -44,7 +44,7 @@ fn admin_token(data_dir: &Path) -> Result<String, String> {
         path.display()
     );
     println!(
-        "It is the API token and the password of the first admin, user `admin`:\n    export BERTH_TOKEN={token}\n    or log in to the console as admin with it (then change the password).\n"
+        "It is the API token and the password of the first admin, user `admin`:\n    export BERTH_TOKEN={token}\n    or log in to the console as admin with it, then set your own password: that retires this secret.\n"
     );
     Ok(token)
 }
@@ -76,7 +76,6 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         .init();
 
     config.data_dir = prepare_data_dir(&config.data_dir)?;
-    let token = admin_token(&config.data_dir)?;
     // Seals stored credentials (external registries' passwords); made on first start.
     let secrets = Arc::new(
         berth_auth::SecretBox::load_or_create(&config.data_dir.join("secret-key"))
@@ -106,9 +105,17 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         Arc::clone(&store),
         berth_auth::HashParams::RECOMMENDED,
     ));
-    if bootstrap_first_admin(&*store, &auth, &token, clock())
+    // The first-start secret exists only until the first admin sets their own password: a
+    // server with users makes no new one.
+    let has_users = !store
+        .list_users()
         .await
-        .map_err(|e| format!("cannot create the first admin: {e}"))?
+        .map_err(|e| e.to_string())?
+        .is_empty();
+    if !has_users
+        && bootstrap_first_admin(&*store, &auth, &admin_token(&config.data_dir)?, clock())
+            .await
+            .map_err(|e| format!("cannot create the first admin: {e}"))?
     {
         tracing::info!(
             "created the first admin, user `admin` (password and token: the first-start secret)"
@@ -218,6 +225,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         remote_registries: Default::default(),
         build_logs_dir: config.data_dir.join("builds"),
         trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+        first_start_secret: Some(config.data_dir.join("admin-token")),
         git_dir: config.data_dir.join("git"),
         builds,
     };

@@ -48,6 +48,9 @@ pub enum AccountCommand {
         /// Read the current and the new password from standard input (one line each)
         #[arg(long)]
         password_stdin: bool,
+        /// Also revoke all your API tokens (this CLI's too: log in again afterwards)
+        #[arg(long)]
+        revoke_tokens: bool,
     },
     /// Your API tokens
     #[command(subcommand)]
@@ -200,19 +203,34 @@ pub async fn run(global: &Global, command: AccountCommand) -> Result<ExitCode, S
             }
             println!("log in with: berth login --username {}", user.username);
         }
-        AccountCommand::Passwd { password_stdin } => {
+        AccountCommand::Passwd {
+            password_stdin,
+            revoke_tokens,
+        } => {
             let secrets = Secrets::choose(password_stdin)?;
             let current = secrets.password("Current password: ")?;
             let new = secrets.new_password("New password: ")?;
             let body = PasswordChange {
                 current_password: current,
                 new_password: new,
+                revoke_tokens,
             };
-            global
-                .client()?
-                .post::<_, ()>("/me/password", &body)
-                .await?;
+            let client = global.client()?;
+            let me = client.get::<MeDto>("/me").await?.user;
+            client.post::<_, ()>("/me/password", &body).await?;
             println!("password changed; your other browser sessions have ended");
+            if revoke_tokens {
+                println!(
+                    "all your API tokens are revoked, this CLI's too: log in again with `berth login --username {}`",
+                    me.username
+                );
+            }
+            if me.username == berth_api::accounts::FIRST_ADMIN && me.is_admin {
+                println!(
+                    "the first-start secret is retired: it no longer works as a token or password, and the server removed <data-dir>/admin-token (use `berth login --username {}`)",
+                    me.username
+                );
+            }
         }
         AccountCommand::Tokens(command) => tokens(&global.client()?, command).await?,
         AccountCommand::Users(command) => users(&global.client()?, command).await?,
