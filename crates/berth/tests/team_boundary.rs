@@ -6,13 +6,12 @@
 
 mod support;
 
-use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::git_repo::git;
-use support::{Server, wait_until};
+use support::{Server, hmac_hex, wait_until};
 
 const MIB: u64 = 1024 * 1024;
 const SECRET: &str = "a-webhook-secret-for-tests";
@@ -20,20 +19,6 @@ const ZERO: &str = "0000000000000000000000000000000000000000";
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
-}
-
-/// The hex HMAC-SHA256 of `body` under `secret`, computed by `openssl` as a forge would.
-fn hmac_hex(secret: &str, body: &[u8]) -> String {
-    let mut child = Command::new("openssl")
-        .args(["dgst", "-sha256", "-hmac", secret])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run openssl");
-    child.stdin.take().unwrap().write_all(body).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.trim().rsplit(' ').next().unwrap().to_owned()
 }
 
 /// A GitHub push of `branch` from `before` to `after`.

@@ -9,32 +9,12 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use serde_json::{Value, json};
-use support::Server;
 use support::git_repo::{git, wait_build};
+use support::{Server, hmac_hex};
 
 const SECRET: &str = "a-webhook-secret-for-tests";
 const ZERO: &str = "0000000000000000000000000000000000000000";
-
-/// The hex HMAC-SHA256 of `body` under `secret`, computed by `openssl` as a forge would.
-fn hmac_hex(secret: &str, body: &[u8]) -> String {
-    let mut child = Command::new("openssl")
-        .args(["dgst", "-sha256", "-hmac", secret])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run openssl");
-    child.stdin.take().unwrap().write_all(body).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "openssl dgst failed");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let hex = text.trim().rsplit(' ').next().unwrap().to_owned();
-    assert_eq!(hex.len(), 64, "openssl said {text:?}");
-    hex
-}
 
 /// A GitHub/Gitea-style push payload.
 fn push_payload(git_ref: &str, after: &str) -> Vec<u8> {

@@ -4,6 +4,7 @@
 
 pub mod git_repo;
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -309,6 +310,23 @@ impl Drop for Server {
             eprintln!("---- berth server log ----\n{}", self.log());
         }
     }
+}
+
+/// The hex HMAC-SHA256 of `body` under `secret`, computed by `openssl` as a forge would.
+pub fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", secret])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run openssl");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl dgst failed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let hex = text.trim().rsplit(' ').next().unwrap().to_owned();
+    assert_eq!(hex.len(), 64, "openssl said {text:?}");
+    hex
 }
 
 /// Polls `check` every 100 ms until it holds; panics after `timeout`.
