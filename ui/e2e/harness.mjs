@@ -122,10 +122,14 @@ export async function stopBerth(state) {
     });
   }
   const ns = state.namespace;
-  // Containers (apps, builds, tests), the network, images the builds made, local tags.
+  // Containers (apps, builds, tests), the networks, images the builds made, local tags.
   const ids = quietDocker(["ps", "-aq", "--filter", `label=berth.namespace=${ns}`]).split(/\s+/).filter(Boolean);
   if (ids.length) quietDocker(["rm", "-f", "-v", ...ids]);
-  quietDocker(["network", "rm", ns]);
+  // The namespace's network and its teams' (`<ns>-team-<team>`), by exact name.
+  const networks = quietDocker(["network", "ls", "--format", "{{.Name}}"])
+    .split(/\s+/)
+    .filter((name) => name === ns || name.startsWith(`${ns}-team-`));
+  for (const name of networks) quietDocker(["network", "rm", name]);
   const images = [...new Set(quietDocker(["images", "-q", "--filter", `label=berth.namespace=${ns}`]).split(/\s+/).filter(Boolean))];
   if (images.length) quietDocker(["rmi", "-f", ...images]);
   for (const image of state.localImages) quietDocker(["rmi", image]);
