@@ -36,6 +36,7 @@ seed=${BERTH_FUZZ_SEED:-$(python3 -c 'import random; print(random.getrandbits(64
 command -v curl >/dev/null 2>&1 || { echo "fuzz: curl not found" >&2; exit 2; }
 
 hooks="$PWD/scripts/fuzz-api-hooks.py"
+config="$PWD/scripts/fuzz-api.toml"
 ns="bt-fuzz-$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
@@ -126,7 +127,7 @@ fuzz() {
   shift 3
   runs=$((runs + 1))
   echo "--> $name"
-  (cd "$work" && "${schemathesis[@]}" run "$base/api/v1/openapi.json" \
+  (cd "$work" && "${schemathesis[@]}" --config-file "$config" run "$base/api/v1/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --phases examples,coverage,fuzzing \

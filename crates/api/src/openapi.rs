@@ -8,10 +8,16 @@
 //!   malformed query parameter, a body that is not the declared JSON.
 //! * 415 `invalid_json` — a JSON body sent without `Content-Type: application/json`.
 //!
+//! It also states what a `text/event-stream` response carries: handlers annotate the DTO each
+//! message holds (`body = EventDto`), and before OpenAPI 3.2's `itemSchema` the `schema` of an
+//! event stream describes one message — `{id, event, data, retry}` — so the DTO becomes the
+//! `contentSchema` of its JSON `data`.
+//!
 //! Found by `scripts/fuzz-api.sh`: schemathesis checks every status code it receives against
 //! the document.
 
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
@@ -29,6 +35,7 @@ impl utoipa::Modify for CommonResponses {
             ];
             for operation in operations.into_iter().flatten() {
                 add_common_responses(operation);
+                describe_event_streams(operation);
             }
         }
     }
@@ -69,6 +76,43 @@ fn add_common_responses(operation: &mut Operation) {
             "The body was sent without `Content-Type: application/json` (`invalid_json`).",
         );
     }
+}
+
+/// Every `text/event-stream` response: its schema becomes one SSE message whose `data` is the
+/// annotated DTO as JSON.
+fn describe_event_streams(operation: &mut Operation) {
+    for response in operation.responses.responses.values_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        let Some(RefOr::T(content)) = response.content.get_mut("text/event-stream") else {
+            continue;
+        };
+        let Some(payload) = content.schema.take() else {
+            continue;
+        };
+        content.schema = Some(sse_message(payload));
+    }
+}
+
+fn sse_message(payload: RefOr<Schema>) -> RefOr<Schema> {
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "One Server-Sent Events message: `data` holds the payload as JSON.",
+        ))
+        .property("id", string())
+        .property("event", string())
+        .property(
+            "data",
+            string()
+                .content_media_type("application/json")
+                .content_schema(Some(payload)),
+        )
+        .property("retry", ObjectBuilder::new().schema_type(Type::Integer))
+        .required("data")
+        .into()
 }
 
 /// Declares `status` with an `ErrorBody`, unless the operation already declares it.
@@ -126,6 +170,14 @@ mod tests {
             }
         }
         assert!(problems.is_empty(), "{}", problems.join("\n"));
+        // An event stream's schema is one message, its payload the JSON `data`.
+        let stream = &doc["paths"]["/api/v1/apps/{name}/events/stream"]["get"]["responses"]["200"]
+            ["content"]["text/event-stream"]["schema"];
+        assert_eq!(stream["required"], serde_json::json!(["data"]), "{stream}");
+        assert_eq!(
+            stream["properties"]["data"]["contentSchema"]["$ref"], "#/components/schemas/EventDto",
+            "{stream}"
+        );
         // Public operations do not pretend to need a token.
         assert!(
             doc["paths"]["/healthz"]["get"]["responses"]
