@@ -48,8 +48,18 @@ if [[ -f $pidfile ]]; then
 fi
 
 echo "==> starting dockerd (log: /var/log/berth-dockerd.log)"
+# With BERTH_DOCKERD_LOOPBACK_ONLY=1 (the test suite sets it) the engine reaches registries on
+# this machine only: every other registry goes through a proxy address where nothing listens,
+# so a test's missing image fails at once instead of asking a public registry.
+proxy=()
+if [[ ${BERTH_DOCKERD_LOOPBACK_ONLY:-} == 1 ]]; then
+  echo "==> dockerd may reach loopback registries only"
+  proxy=(env HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9
+    http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9
+    NO_PROXY=localhost,127.0.0.0/8,::1 no_proxy=localhost,127.0.0.0/8,::1)
+fi
 # No systemd here: run dockerd in the background, detached from this shell.
-nohup dockerd >/var/log/berth-dockerd.log 2>&1 &
+nohup "${proxy[@]}" dockerd >/var/log/berth-dockerd.log 2>&1 &
 for _ in $(seq 1 60); do
   if docker_answers; then
     echo "==> Docker Engine $(docker version --format '{{.Server.Version}}') is up"

@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/ensure-docker.sh
+# An engine this script starts reaches registries on this machine only (tests send no traffic
+# elsewhere; a missing image must not become a question to a public registry).
+BERTH_DOCKERD_LOOPBACK_ONLY=1 ./scripts/ensure-docker.sh
 echo "==> building the test app image"
 ./scripts/build-testapp-image.sh
 ./scripts/build-ui.sh
