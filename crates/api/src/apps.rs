@@ -100,7 +100,10 @@ pub async fn list_apps(
 
 /// Create an app; its first revision rolls out at once.
 #[utoipa::path(post, path = "/api/v1/apps", tag = "apps", request_body = AppChanges,
-    responses((status = 201, body = AppDto), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = AppDto), (status = 400, body = ErrorBody),
+        (status = 403, description = "the caller's role may not create apps, or the team's quota refuses", body = ErrorBody),
+        (status = 404, description = "no team of that name the caller can read", body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub async fn create_app(
     State(state): State<ApiState>,
     principal: Principal,
@@ -228,7 +231,7 @@ pub async fn get_app(
 
 /// Delete an app: its containers are stopped and removed, nothing else is touched.
 #[utoipa::path(delete, path = "/api/v1/apps/{name}", tag = "apps", params(("name" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete_app(
     State(state): State<ApiState>,
     principal: Principal,
@@ -336,7 +339,7 @@ enum Modification {
 
 /// Deploy changes: a change to what runs creates a revision and rolls it out.
 #[utoipa::path(post, path = "/api/v1/apps/{name}/deploy", tag = "apps", params(("name" = String, Path)), request_body = AppChanges,
-    responses((status = 200, body = AppDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = AppDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn deploy(
     State(state): State<ApiState>,
     principal: Principal,
@@ -427,7 +430,7 @@ pub async fn deploy(
 
 /// Scale to a number of instances (no new revision).
 #[utoipa::path(post, path = "/api/v1/apps/{name}/scale", tag = "apps", params(("name" = String, Path)), request_body = ScaleRequest,
-    responses((status = 200, body = AppDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = AppDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn scale(
     State(state): State<ApiState>,
     principal: Principal,
@@ -467,7 +470,7 @@ pub async fn scale(
 
 /// Roll back to the previous revision or to a given kept one (performed as a rollout).
 #[utoipa::path(post, path = "/api/v1/apps/{name}/rollback", tag = "apps", params(("name" = String, Path)), request_body = RollbackRequest,
-    responses((status = 200, body = AppDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = AppDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn rollback(
     State(state): State<ApiState>,
     principal: Principal,
