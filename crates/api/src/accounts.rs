@@ -21,7 +21,7 @@ use crate::account_dto::{
     CloseAccount, LoginRequest, LoginResponse, MeDto, NewTokenDto, NewTokenRequest, PasswordChange,
     RegisterRequest, SettingsDto, TeamRoleDto, TokenDto, TokenLoginRequest, UserChanges, UserDto,
 };
-use crate::audit::AuditSlot;
+use crate::audit::RequestAudit;
 use crate::auth::{AuthMethod, Authenticator, Principal, SESSION_COOKIE};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath as Path, ClientAddr};
@@ -163,7 +163,7 @@ async fn create_account(state: &ApiState, request: &RegisterRequest) -> ApiResul
     responses((status = 201, body = UserDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn register(
     State(state): State<ApiState>,
-    audit: AuditSlot,
+    RequestAudit(audit): RequestAudit,
     ClientAddr(source): ClientAddr,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> ApiResult<Response> {
@@ -213,7 +213,7 @@ fn session_cookie_header(state: &ApiState, value: &str, max_age_s: i64) -> Strin
 /// its actor only once the password proves it (a failed attempt stays anonymous).
 async fn password_login(
     state: &ApiState,
-    audit: AuditSlot,
+    audit: crate::audit::AuditSlot,
     source: &str,
     username: &str,
     password: &str,
@@ -231,7 +231,7 @@ async fn password_login(
     responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn login(
     State(state): State<ApiState>,
-    audit: AuditSlot,
+    RequestAudit(audit): RequestAudit,
     ClientAddr(source): ClientAddr,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
@@ -315,7 +315,7 @@ async fn issue_token(
     responses((status = 201, body = NewTokenDto), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn token_login(
     State(state): State<ApiState>,
-    audit: AuditSlot,
+    RequestAudit(audit): RequestAudit,
     ClientAddr(source): ClientAddr,
     ApiJson(request): ApiJson<TokenLoginRequest>,
 ) -> ApiResult<Response> {
@@ -506,7 +506,12 @@ async fn recheck_password(
 ) -> ApiResult<()> {
     match state
         .auth
-        .by_password(principal.username(), password, source, AuditSlot::default())
+        .by_password(
+            principal.username(),
+            password,
+            source,
+            crate::audit::AuditSlot::default(),
+        )
         .await
     {
         Ok(_) => Ok(()),

@@ -6,10 +6,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_core::accounts::TeamAction;
-use berth_core::validate::{MAX_REPLICAS, validate_name, validate_spec};
-use berth_core::{App, AppSpec, Event, EventKind, Revision, Rollout, Template};
+use berth_core::{App, Template};
 use berth_engine::LogOptions;
-use berth_store::{EventQuery, StoreError};
+use berth_operations::{CurrentApp, NewApp};
+use berth_store::EventQuery;
 use futures::StreamExt;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -24,11 +24,6 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
-use crate::images;
-use crate::quotas;
-
-/// Attempts at an optimistic update before giving up.
-const UPDATE_ATTEMPTS: usize = 5;
 
 /// The app and its current template, when the caller may do `action` on it (404 for apps of
 /// teams the caller cannot read, exactly as for missing ones).
@@ -38,21 +33,8 @@ async fn load(
     name: &str,
     action: TeamAction,
 ) -> ApiResult<(App, Template)> {
-    let what = format!("app {name}");
-    let app = state
-        .store
-        .get_app(name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(&what))?;
-    principal.require(&app.team, action, &what)?;
-    let revision = state
-        .store
-        .get_revision(name, app.current_revision)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("revision {} of app {name}", app.current_revision))
-        })?;
-    Ok((app, revision.template))
+    let CurrentApp { app, template } = state.platform.app(principal, name, action).await?;
+    Ok((app, template))
 }
 
 async fn app_view(state: &ApiState, app: &App, template: &Template) -> AppDto {
@@ -109,109 +91,28 @@ pub async fn create_app(
     principal: Principal,
     ApiJson(request): ApiJson<AppChanges>,
 ) -> ApiResult<Response> {
-    create(&state, &principal, request).await
-}
-
-/// Creates an app from a creation request (the API's, or a rendered deployment template),
-/// checking the caller's role and the team's quota; answers 201 with the app.
-pub(crate) async fn create(
-    state: &ApiState,
-    principal: &Principal,
-    request: AppChanges,
-) -> ApiResult<Response> {
     let name = request
         .name
         .clone()
         .ok_or_else(|| ApiError::field("name", "is required"))?;
-    validate_name("name", &name)?;
-    if request.image.is_none() {
-        return Err(ApiError::field("image", "is required"));
-    }
-    let team = team_for_new_app(principal, request.team.as_deref())?;
-    validate_name("team", &team)?;
-    principal.require(&team, TeamAction::Deploy, &format!("team {team}"))?;
-    principal.audit.set_object(format!("apps/{name}"));
-    let mut spec = AppSpec::default();
-    changes::apply(&request, &mut spec);
-    validate_spec(&name, &spec)?;
-    images::require_pull(state, principal, &spec.template.image)?;
-    let _quota_lock = state.team_locks.lock(&team).await;
-    let budget = quotas::budget(state, &team, None).await?;
-    budget.require_limits(&spec.template.resources)?;
-    budget.admit(
-        Default::default(),
-        berth_core::quota::app_usage(spec.replicas, &spec.template.resources),
-    )?;
-    let now = (state.clock)();
-    let app = App {
-        name: name.clone(),
-        team,
-        replicas: spec.replicas,
-        strategy: spec.strategy.clone(),
-        dependencies: spec.dependencies.clone(),
-        current_revision: 1,
-        stable_revision: None,
-        latest_revision: 1,
-        rollout: Rollout::start(1, "first rollout", now),
-        next_ordinal: 1,
-        created_at: now,
-        updated_at: now,
-        version: 1,
+    let new = NewApp {
+        name,
+        team: request.team.clone(),
+        reason: request.reason.clone(),
+        spec: changes::to_change(&request),
     };
-    let reason = request
-        .reason
-        .clone()
-        .unwrap_or_else(|| "create".to_string());
-    let revision = Revision {
-        app: name.clone(),
-        number: 1,
-        template: spec.template.clone(),
-        created_at: now,
-        created_by: principal.username().to_string(),
-        reason,
-    };
-    state
-        .store
-        .create_app(&app, &revision)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => ApiError::new(
-                StatusCode::CONFLICT,
-                "already_exists",
-                format!("name: an app called {name} already exists"),
-            ),
-            other => other.into(),
-        })?;
-    state
-        .record(vec![
-            Event::new(
-                &name,
-                now,
-                EventKind::AppCreated,
-                format!("app {name} created with {} replicas", app.replicas),
-            )
-            .param("replicas", app.replicas),
-            Event::new(
-                &name,
-                now,
-                EventKind::RevisionCreated,
-                format!("revision 1: image {}", spec.template.image),
-            )
-            .revision(1),
-            Event::new(
-                &name,
-                now,
-                EventKind::RolloutStarted,
-                "rolling out revision 1",
-            )
-            .revision(1),
-        ])
-        .await;
-    state.controller.wake(&name);
-    let view = app_view(state, &app, &spec.template).await;
+    created(&state, state.platform.create_app(&principal, new).await?).await
+}
+
+/// The 201 answer to an app creation (the API's, or from a deployment template).
+pub(crate) async fn created(state: &ApiState, created: CurrentApp) -> ApiResult<Response> {
+    let view = app_view(state, &created.app, &created.template).await;
     Ok((
         StatusCode::CREATED,
-        [(header::LOCATION, format!("/api/v1/apps/{name}"))],
+        [(
+            header::LOCATION,
+            format!("/api/v1/apps/{}", created.app.name),
+        )],
         Json(view),
     )
         .into_response())
@@ -237,104 +138,8 @@ pub async fn delete_app(
     principal: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    load(&state, &principal, &name, TeamAction::Deploy).await?;
-    if !state.store.delete_app(&name).await? {
-        return Err(ApiError::not_found(format!("app {name}")));
-    }
-    tracing::info!(app = %name, "app deleted");
-    if let Err(error) = state.controller.remove_instances(&name).await {
-        // The reconciler removes them once the engine answers again.
-        tracing::warn!(%error, app = %name, "containers of a deleted app could not be removed yet");
-        state.controller.wake(&name);
-    }
+    state.platform.delete_app(&principal, &name).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Runs `change` on a fresh copy of the app until the optimistic update succeeds.
-/// Checks the caller's right to change the app, and that the change fits the team's quota.
-async fn modify<F>(
-    state: &ApiState,
-    principal: &Principal,
-    name: &str,
-    mut change: F,
-) -> ApiResult<(App, Template)>
-where
-    F: FnMut(&mut App, &Template, i64) -> ApiResult<Modification>,
-{
-    for _ in 0..UPDATE_ATTEMPTS {
-        let (mut app, template) = load(state, principal, name, TeamAction::Deploy).await?;
-        let _quota_lock = state.team_locks.lock(&app.team).await;
-        let budget = quotas::budget(state, &app.team, Some(name)).await?;
-        let before = quotas::steady(&app, &template.resources);
-        let previous_revision = app.current_revision;
-        let now = (state.clock)();
-        let modification = change(&mut app, &template, now)?;
-        match &modification {
-            Modification::Unchanged => {}
-            Modification::NewRevision(revision, _) => {
-                images::require_pull(state, principal, &revision.template.image)?;
-                let resources = &revision.template.resources;
-                budget.require_limits(resources)?;
-                let peak = quotas::larger(&template.resources, resources);
-                budget.admit(
-                    before,
-                    quotas::rollout_peak(app.replicas, app.strategy.max_surge, &peak),
-                )?;
-            }
-            Modification::Settings(_) if app.current_revision != previous_revision => {
-                // A rollback: the target revision's limits count from now on.
-                let target = state
-                    .store
-                    .get_revision(name, app.current_revision)
-                    .await?
-                    .map(|r| r.template.resources)
-                    .unwrap_or_default();
-                budget.admit(before, quotas::steady(&app, &target))?;
-            }
-            Modification::Settings(_) => {
-                budget.admit(before, quotas::steady(&app, &template.resources))?;
-            }
-        }
-        app.updated_at = now;
-        let (result, events, template) = match modification {
-            Modification::Unchanged => return Ok((app, template)),
-            Modification::Settings(events) => {
-                (state.store.update_app(&app).await, events, template)
-            }
-            Modification::NewRevision(revision, events) => {
-                let template = revision.template.clone();
-                (
-                    state
-                        .store
-                        .add_revision(&app, &revision, state.revision_history)
-                        .await,
-                    events,
-                    template,
-                )
-            }
-        };
-        match result {
-            Ok(stored) => {
-                state.record(events).await;
-                state.controller.wake(name);
-                return Ok((stored, template));
-            }
-            Err(StoreError::Conflict(_)) => continue,
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "conflict",
-        format!("app {name} is changing too fast; try again"),
-    ))
-}
-
-/// What a modification did.
-enum Modification {
-    Unchanged,
-    Settings(Vec<Event>),
-    NewRevision(Box<Revision>, Vec<Event>),
 }
 
 /// Deploy changes: a change to what runs creates a revision and rolls it out.
@@ -352,80 +157,18 @@ pub async fn deploy(
     if request.team.is_some() {
         return Err(ApiError::field("team", "cannot be changed by a deploy"));
     }
-    let (app, template) = modify(&state, &principal, &name, |app, template, now| {
-        let mut spec = app.spec(template);
-        changes::apply(&request, &mut spec);
-        validate_spec(&name, &spec)?;
-        let mut events = Vec::new();
-        if spec.replicas != app.replicas {
-            events.push(
-                Event::new(
-                    &name,
-                    now,
-                    EventKind::Scaled,
-                    format!(
-                        "scaled from {} to {} instances",
-                        app.replicas, spec.replicas
-                    ),
-                )
-                .param("from", app.replicas)
-                .param("to", spec.replicas),
-            );
-        }
-        let settings_changed = spec.replicas != app.replicas
-            || spec.strategy != app.strategy
-            || spec.dependencies != app.dependencies;
-        app.replicas = spec.replicas;
-        app.strategy = spec.strategy.clone();
-        app.dependencies = spec.dependencies.clone();
-        if spec.template == *template {
-            return Ok(if settings_changed {
-                Modification::Settings(events)
-            } else {
-                Modification::Unchanged
-            });
-        }
-        let number = app.latest_revision + 1;
-        let reason = request
-            .reason
-            .clone()
-            .unwrap_or_else(|| changes::describe(&request));
-        app.latest_revision = number;
-        app.current_revision = number;
-        app.rollout = Rollout::start(number, reason.clone(), now);
-        principal
-            .audit
-            .set_detail(format!("revision {number}: {reason}"));
-        events.push(
-            Event::new(
-                &name,
-                now,
-                EventKind::RevisionCreated,
-                format!("revision {number}: {reason}"),
-            )
-            .revision(number),
-        );
-        events.push(
-            Event::new(
-                &name,
-                now,
-                EventKind::RolloutStarted,
-                format!("rolling out revision {number}"),
-            )
-            .revision(number),
-        );
-        let revision = Revision {
-            app: name.clone(),
-            number,
-            template: spec.template,
-            created_at: now,
-            created_by: principal.username().to_string(),
-            reason,
-        };
-        Ok(Modification::NewRevision(Box::new(revision), events))
-    })
-    .await?;
-    Ok(Json(app_view(&state, &app, &template).await))
+    let deployed = state
+        .platform
+        .deploy_app(
+            &principal,
+            &name,
+            &changes::to_change(&request),
+            request.reason.as_deref(),
+        )
+        .await?;
+    Ok(Json(
+        app_view(&state, &deployed.app, &deployed.template).await,
+    ))
 }
 
 /// Scale to a number of instances (no new revision).
@@ -437,35 +180,11 @@ pub async fn scale(
     Path(name): Path<String>,
     ApiJson(request): ApiJson<ScaleRequest>,
 ) -> ApiResult<Json<AppDto>> {
-    if request.replicas > MAX_REPLICAS {
-        return Err(ApiError::field(
-            "replicas",
-            format!("must be at most {MAX_REPLICAS}"),
-        ));
-    }
-    let (app, template) = modify(&state, &principal, &name, |app, _, now| {
-        if app.replicas == request.replicas {
-            return Ok(Modification::Unchanged);
-        }
-        let event = Event::new(
-            &name,
-            now,
-            EventKind::Scaled,
-            format!(
-                "scaled from {} to {} instances",
-                app.replicas, request.replicas
-            ),
-        )
-        .param("from", app.replicas)
-        .param("to", request.replicas);
-        principal
-            .audit
-            .set_detail(format!("replicas {} to {}", app.replicas, request.replicas));
-        app.replicas = request.replicas;
-        Ok(Modification::Settings(vec![event]))
-    })
-    .await?;
-    Ok(Json(app_view(&state, &app, &template).await))
+    let scaled = state
+        .platform
+        .scale_app(&principal, &name, request.replicas)
+        .await?;
+    Ok(Json(app_view(&state, &scaled.app, &scaled.template).await))
 }
 
 /// Roll back to the previous revision or to a given kept one (performed as a rollout).
@@ -479,69 +198,18 @@ pub async fn rollback(
 ) -> ApiResult<Json<AppDto>> {
     // The body is optional: an empty one means "the previous revision".
     let request: RollbackRequest = crate::extract::optional_json(&body)?;
-    let kept: Vec<u32> = state
-        .store
-        .list_revisions(&name)
-        .await?
-        .iter()
-        .map(|r| r.number)
-        .collect();
-    let (app, template) = modify(&state, &principal, &name, |app, _, now| {
-        let target = match request.revision {
-            Some(number) => number,
-            None => previous_revision(app, &kept).ok_or_else(|| {
-                ApiError::field("revision", "there is no earlier revision to roll back to")
-            })?,
-        };
-        if !kept.contains(&target) {
-            return Err(ApiError::field(
-                "revision",
-                format!("revision {target} does not exist or is no longer kept"),
-            ));
-        }
-        if target == app.current_revision {
-            return Err(ApiError::field(
-                "revision",
-                format!("revision {target} is already the current revision"),
-            ));
-        }
-        let from = app.current_revision;
-        app.current_revision = target;
-        let reason = request
-            .reason
-            .clone()
-            .unwrap_or_else(|| format!("rollback from revision {from} to {target}"));
-        app.rollout = Rollout::start(target, reason.clone(), now);
-        principal.audit.set_detail(format!(
-            "rollback from revision {from} to revision {target}"
-        ));
-        Ok(Modification::Settings(vec![
-            Event::new(&name, now, EventKind::RollbackStarted, reason)
-                .revision(target)
-                .param("from", from)
-                .param("to", target),
-        ]))
-    })
-    .await?;
-    let template = state
-        .store
-        .get_revision(&name, app.current_revision)
-        .await?
-        .map_or(template, |r| r.template);
-    Ok(Json(app_view(&state, &app, &template).await))
-}
-
-/// The revision "rollback" goes to by default: the last stable one when the app is not on
-/// it, else the newest kept revision older than the current one.
-fn previous_revision(app: &App, kept: &[u32]) -> Option<u32> {
-    match app.stable_revision {
-        Some(stable) if stable != app.current_revision && kept.contains(&stable) => Some(stable),
-        _ => kept
-            .iter()
-            .copied()
-            .filter(|n| *n < app.current_revision)
-            .max(),
-    }
+    let rolled_back = state
+        .platform
+        .rollback_app(
+            &principal,
+            &name,
+            request.revision,
+            request.reason.as_deref(),
+        )
+        .await?;
+    Ok(Json(
+        app_view(&state, &rolled_back.app, &rolled_back.template).await,
+    ))
 }
 
 /// The latest rollout's status.
@@ -900,66 +568,6 @@ async fn forward_logs(
         match current {
             Ok(current) => instances = current,
             Err(error) => tracing::debug!(%error, "log follow: cannot list instances"),
-        }
-    }
-}
-
-/// The team a new app goes to: the one named, or the caller's only team they may deploy to
-/// (for an admin without teams, the `default` team).
-fn team_for_new_app(principal: &Principal, named: Option<&str>) -> ApiResult<String> {
-    if let Some(team) = named {
-        return Ok(team.to_string());
-    }
-    let deployable: Vec<&String> = principal
-        .roles
-        .keys()
-        .filter(|team| principal.can(team, TeamAction::Deploy))
-        .collect();
-    match deployable.as_slice() {
-        [only] => Ok((*only).clone()),
-        [] if principal.is_admin() => Ok(berth_core::DEFAULT_TEAM.to_string()),
-        _ => Err(ApiError::field(
-            "team",
-            "is required: name the team that owns the app",
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn previous_revision_prefers_stable() {
-        let mut app = App {
-            name: "web".into(),
-            team: "default".into(),
-            replicas: 1,
-            strategy: Default::default(),
-            dependencies: vec![],
-            current_revision: 4,
-            stable_revision: Some(4),
-            latest_revision: 4,
-            rollout: Rollout::start(4, "", 0),
-            next_ordinal: 1,
-            created_at: 0,
-            updated_at: 0,
-            version: 1,
-        };
-        let cases = [
-            (Some(4), vec![1, 2, 3, 4], Some(3)),
-            (Some(2), vec![1, 2, 3, 4], Some(2)),
-            (None, vec![4], None),
-            (Some(4), vec![2, 4], Some(2)),
-            (Some(1), vec![3, 4], Some(3)),
-        ];
-        for (stable, kept, want) in cases {
-            app.stable_revision = stable;
-            assert_eq!(
-                previous_revision(&app, &kept),
-                want,
-                "stable {stable:?} kept {kept:?}"
-            );
         }
     }
 }

@@ -6,7 +6,6 @@
 //! better object name, the actor of a login) through the request's [`AuditSlot`].
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -29,64 +28,38 @@ const MAX_PAGE: u32 = 500;
 /// Records returned when no limit is given.
 const DEFAULT_PAGE: u32 = 100;
 
-/// What a handler adds to its request's audit record.
-#[derive(Debug, Default, Clone)]
-struct AuditNote {
-    actor: Option<String>,
-    team: Option<String>,
-    object: Option<String>,
-    detail: Option<String>,
-}
+pub use berth_operations::{AuditNote, AuditSlot};
 
-/// Shared between the audit middleware and the handler of one request.
+/// The request's [`AuditSlot`] as an extractor (a detached one when the request is not
+/// audited).
 #[derive(Debug, Clone, Default)]
-pub struct AuditSlot(Arc<Mutex<AuditNote>>);
+pub struct RequestAudit(pub AuditSlot);
 
-impl AuditSlot {
-    /// The slot of `request` (a detached one when the request is not audited).
-    pub fn of(request: &Request) -> Self {
+impl RequestAudit {
+    /// The slot of `request`.
+    pub fn of(request: &Request) -> AuditSlot {
         request
             .extensions()
             .get::<AuditSlot>()
             .cloned()
             .unwrap_or_default()
     }
-
-    fn with<R>(&self, f: impl FnOnce(&mut AuditNote) -> R) -> R {
-        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    pub fn set_actor(&self, actor: &str) {
-        self.with(|note| note.actor = Some(actor.to_string()));
-    }
-
-    pub fn set_team(&self, team: &str) {
-        self.with(|note| note.team = Some(team.to_string()));
-    }
-
-    pub fn set_object(&self, object: impl Into<String>) {
-        let object = object.into();
-        self.with(|note| note.object = Some(object));
-    }
-
-    pub fn set_detail(&self, detail: impl Into<String>) {
-        let detail = detail.into();
-        self.with(|note| note.detail = Some(detail));
-    }
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuditSlot {
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestAudit {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<AuditSlot>()
-            .cloned()
-            .unwrap_or_default())
+        Ok(RequestAudit(
+            parts
+                .extensions
+                .get::<AuditSlot>()
+                .cloned()
+                .unwrap_or_default(),
+        ))
     }
 }
 
@@ -202,7 +175,7 @@ pub async fn record(State(state): State<ApiState>, mut request: Request, next: N
         .extensions()
         .get::<ErrorMessage>()
         .map(|m| m.0.clone());
-    let note = slot.with(|note| note.clone());
+    let note = slot.note();
     let path = path.strip_prefix("/api/v1").unwrap_or(&path);
     let entry = AuditEntry {
         id: 0,
@@ -276,7 +249,7 @@ pub async fn record_registry(
         (Some(berth_registry::Credentials::Bearer(token)), _) => {
             let now = (state.clock)();
             match state.auth.by_token(token, now, AuditSlot::default()).await {
-                Ok(Some(principal)) => principal.user.username,
+                Ok(Some(principal)) => principal.actor.user.username,
                 _ => "anonymous".to_string(),
             }
         }
@@ -291,7 +264,7 @@ pub async fn record_registry(
         at: (state.clock)(),
         actor,
         action: action.to_string(),
-        team: Some(crate::images::team_of(&repository).to_string()),
+        team: Some(berth_core::image_ref::team_of_repository(&repository).to_string()),
         object: format!("images/{repository}{separator}{reference}"),
         source,
         outcome: outcome_of(status),
@@ -544,7 +517,7 @@ mod tests {
                 "{action} missing from the doc"
             );
         }
-        let refusal = crate::quotas::refusal(
+        let refusal = crate::error::quota_refusal(
             "web",
             &[berth_core::quota::QuotaExceeded {
                 resource: berth_core::quota::QuotaResource::Instances,

@@ -7,7 +7,7 @@
 //! requests except successful password checks, which are keyed by the password itself and
 //! dropped when the user changes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use berth_auth::{HashParams, LimiterConfig, LoginLimiter};
 use berth_core::Millis;
-use berth_core::accounts::{TeamAction, TeamRole, User, authorize};
+use berth_core::accounts::User;
+use berth_operations::Actor;
 use berth_store::{Store, StoreResult};
 
 use crate::ApiState;
@@ -53,103 +54,20 @@ pub enum AuthMethod {
     Password,
 }
 
-/// An authenticated caller: the user as stored now, their role in each team, and how they
-/// authenticated. Handlers take it as an extractor.
+/// An authenticated caller: the [`Actor`] of the application layer (the user as stored now,
+/// their role in each team, the request's audit note) and how they authenticated. Handlers
+/// take it as an extractor and hand `&principal` (an `&Actor` by deref) to the operations.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub user: User,
-    pub roles: BTreeMap<String, TeamRole>,
+    pub actor: Actor,
     pub method: AuthMethod,
-    /// Where this request's audit record collects its team and object.
-    pub audit: AuditSlot,
 }
 
-impl Principal {
-    pub fn username(&self) -> &str {
-        &self.user.username
-    }
+impl std::ops::Deref for Principal {
+    type Target = Actor;
 
-    pub fn is_admin(&self) -> bool {
-        self.user.is_admin && !self.user.disabled
-    }
-
-    /// The caller's role in `team`, if a member.
-    pub fn role(&self, team: &str) -> Option<TeamRole> {
-        self.roles.get(team).copied()
-    }
-
-    /// Whether the caller may do `action` in `team`.
-    pub fn can(&self, team: &str, action: TeamAction) -> bool {
-        authorize(&self.user, self.role(team), action)
-    }
-
-    /// Whether the caller may see anything of `team`.
-    pub fn can_read(&self, team: &str) -> bool {
-        self.can(team, TeamAction::Read)
-    }
-
-    /// Checks that the caller may do `action` on `what`, an object of `team`, and notes the
-    /// team on the request's audit record. Callers who cannot even read the team get the same
-    /// 404 as for a missing object (names cannot be probed); readers lacking the role get 403.
-    pub fn require(&self, team: &str, action: TeamAction, what: &str) -> ApiResult<()> {
-        self.audit.set_team(team);
-        if self.can(team, action) {
-            return Ok(());
-        }
-        if !self.can_read(team) {
-            return Err(ApiError::not_found(what));
-        }
-        Err(ApiError::forbidden(format!(
-            "your role in team {team} is {}; {} needs {}",
-            self.role(team).map_or("none", TeamRole::as_str),
-            action_name(action),
-            least_role_for(action).map_or("a platform admin", TeamRole::as_str),
-        )))
-    }
-
-    /// Checks that the caller is a platform admin.
-    pub fn require_admin(&self) -> ApiResult<()> {
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden("only platform admins may do this"))
-        }
-    }
-
-    /// The teams whose objects the caller may read: `None` means every team (admins).
-    pub fn readable_teams(&self) -> Option<Vec<String>> {
-        if self.is_admin() {
-            return None;
-        }
-        Some(
-            self.roles
-                .iter()
-                .filter(|(_, role)| role.allows(TeamAction::Read))
-                .map(|(team, _)| team.clone())
-                .collect(),
-        )
-    }
-}
-
-/// The least powerful role allowed `action`, for refusal messages.
-fn least_role_for(action: TeamAction) -> Option<TeamRole> {
-    berth_core::accounts::ALL_TEAM_ROLES
-        .iter()
-        .rev()
-        .copied()
-        .find(|role| role.allows(action))
-}
-
-fn action_name(action: TeamAction) -> &'static str {
-    match action {
-        TeamAction::Read => "reading",
-        TeamAction::Deploy => "deploying",
-        TeamAction::Exec => "exec",
-        TeamAction::PushImage => "pushing images",
-        TeamAction::ManageTemplates => "changing templates",
-        TeamAction::RequestQuota => "requesting quota",
-        TeamAction::ManageMembers => "managing members",
-        TeamAction::ManageTeam => "managing the team",
+    fn deref(&self) -> &Actor {
+        &self.actor
     }
 }
 
@@ -279,20 +197,8 @@ impl Authenticator {
         method: AuthMethod,
         audit: AuditSlot,
     ) -> StoreResult<Principal> {
-        let roles = self
-            .store
-            .list_memberships_of_user(user.id)
-            .await?
-            .into_iter()
-            .map(|m| (m.team, m.role))
-            .collect();
-        audit.set_actor(&user.username);
-        Ok(Principal {
-            user,
-            roles,
-            method,
-            audit,
-        })
+        let actor = Actor::load(self.store.as_ref(), user, audit).await?;
+        Ok(Principal { actor, method })
     }
 
     /// The principal of a live API token held by an enabled user.
@@ -520,7 +426,7 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     let now = (state.clock)();
-    let audit = AuditSlot::of(&request);
+    let audit = crate::audit::RequestAudit::of(&request);
     let headers = request.headers();
     let resolved = if let Some(token) = bearer_token(headers) {
         state.auth.by_token(token, now, audit).await.map(|p| {
@@ -685,19 +591,6 @@ mod tests {
             let mut headers = HeaderMap::new();
             headers.insert(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
             assert_eq!(session_cookie(&headers), want, "{cookie}");
-        }
-    }
-
-    #[test]
-    fn least_role_names_the_weakest_role_allowed() {
-        let cases = [
-            (TeamAction::Read, Some(TeamRole::Viewer)),
-            (TeamAction::Deploy, Some(TeamRole::Member)),
-            (TeamAction::PushImage, Some(TeamRole::Member)),
-            (TeamAction::ManageMembers, Some(TeamRole::Owner)),
-        ];
-        for (action, want) in cases {
-            assert_eq!(least_role_for(action), want, "{action:?}");
         }
     }
 

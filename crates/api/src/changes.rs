@@ -1,128 +1,75 @@
-//! Applying an [`AppChanges`] request to an app's spec (create and deploy share this).
+//! Reading an [`AppChanges`] request (create and deploy share it) as the domain's
+//! [`AppChange`]: the API's shortcuts (`health_path`, `no_health_check`, a `0` limit) become
+//! what they mean.
 
-use berth_core::{AppSpec, Probe};
+use berth_core::Probe;
+use berth_core::change::{AppChange, StrategyChange};
 
 use crate::dto::AppChanges;
 
-/// Applies every field the request sets to `spec`; what it omits stays as it is.
-pub fn apply(changes: &AppChanges, spec: &mut AppSpec) {
-    let t = &mut spec.template;
-    if let Some(image) = &changes.image {
-        t.image = image.clone();
+/// The change the request asks for; what it omits stays as it is.
+pub fn to_change(request: &AppChanges) -> AppChange {
+    // Later settings win, as in the request's documented order: no probes, then the path
+    // shortcut, then each probe in full.
+    let mut readiness = None;
+    let mut liveness = None;
+    if request.no_health_check == Some(true) {
+        readiness = Some(None);
+        liveness = Some(None);
     }
-    if let Some(command) = &changes.command {
-        t.command = command.clone();
+    if let Some(path) = &request.health_path {
+        readiness = Some(Some(Probe::http(path.clone())));
+        liveness = Some(Some(Probe::http(path.clone())));
     }
-    if let Some(args) = &changes.args {
-        t.args = args.clone();
+    if let Some(probe) = &request.readiness {
+        readiness = Some(Some(probe.clone().into_probe()));
     }
-    if let Some(env) = &changes.env {
-        merge(&mut t.env, env);
+    if let Some(probe) = &request.liveness {
+        liveness = Some(Some(probe.clone().into_probe()));
     }
-    if let Some(labels) = &changes.labels {
-        merge(&mut t.labels, labels);
-    }
-    if let Some(port) = changes.port {
-        t.port = port;
-    }
-    if let Some(cpu) = changes.cpu_millis {
-        t.resources.cpu_millis = (cpu != 0).then_some(cpu);
-    }
-    if let Some(memory) = changes.memory_bytes {
-        t.resources.memory_bytes = (memory != 0).then_some(memory);
-    }
-    if changes.no_health_check == Some(true) {
-        t.readiness = None;
-        t.liveness = None;
-    }
-    if let Some(path) = &changes.health_path {
-        t.readiness = Some(Probe::http(path.clone()));
-        t.liveness = Some(Probe::http(path.clone()));
-    }
-    if let Some(probe) = &changes.readiness {
-        t.readiness = Some(probe.clone().into_probe());
-    }
-    if let Some(probe) = &changes.liveness {
-        t.liveness = Some(probe.clone().into_probe());
-    }
-    if let Some(grace) = changes.stop_grace_ms {
-        t.stop_grace_ms = grace;
-    }
-    if let Some(replicas) = changes.replicas {
-        spec.replicas = replicas;
-    }
-    if let Some(strategy) = &changes.strategy {
-        strategy.apply(&mut spec.strategy);
-    }
-    if let Some(dependencies) = &changes.dependencies {
-        spec.dependencies = dependencies.clone();
-    }
-}
-
-fn merge(
-    map: &mut std::collections::BTreeMap<String, String>,
-    changes: &std::collections::BTreeMap<String, Option<String>>,
-) {
-    for (key, value) in changes {
-        match value {
-            Some(value) => map.insert(key.clone(), value.clone()),
-            None => map.remove(key),
-        };
-    }
-}
-
-/// A short description of what a deploy changed, for the revision's reason.
-pub fn describe(changes: &AppChanges) -> String {
-    let mut parts = Vec::new();
-    if let Some(image) = &changes.image {
-        parts.push(format!("image {image}"));
-    }
-    if let Some(env) = &changes.env {
-        let keys: Vec<&str> = env.keys().map(String::as_str).collect();
-        parts.push(format!("env {}", keys.join(",")));
-    }
-    for (set, what) in [
-        (changes.command.is_some(), "command"),
-        (changes.args.is_some(), "args"),
-        (changes.port.is_some(), "port"),
-        (
-            changes.cpu_millis.is_some() || changes.memory_bytes.is_some(),
-            "resources",
-        ),
-        (
-            changes.health_path.is_some()
-                || changes.readiness.is_some()
-                || changes.liveness.is_some()
-                || changes.no_health_check.is_some(),
-            "health check",
-        ),
-        (changes.stop_grace_ms.is_some(), "stop grace"),
-        (changes.labels.is_some(), "labels"),
-    ] {
-        if set {
-            parts.push(what.to_string());
-        }
-    }
-    if parts.is_empty() {
-        "deploy".to_string()
-    } else {
-        format!("deploy: {}", parts.join(", "))
+    // A limit of 0 removes the limit.
+    let limit = |value: Option<u64>| value.map(|v| (v != 0).then_some(v));
+    AppChange {
+        image: request.image.clone(),
+        command: request.command.clone(),
+        args: request.args.clone(),
+        env: request.env.clone(),
+        labels: request.labels.clone(),
+        port: request.port,
+        cpu_millis: limit(request.cpu_millis),
+        memory_bytes: limit(request.memory_bytes),
+        readiness,
+        liveness,
+        stop_grace_ms: request.stop_grace_ms,
+        replicas: request.replicas,
+        strategy: request
+            .strategy
+            .as_ref()
+            .map(|s| StrategyChange {
+                max_surge: s.max_surge,
+                max_unavailable: s.max_unavailable,
+                min_ready_ms: s.min_ready_ms,
+                progress_deadline_ms: s.progress_deadline_ms,
+            })
+            .unwrap_or_default(),
+        dependencies: request.dependencies.clone(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_core::AppSpec;
     use std::collections::BTreeMap;
 
     #[test]
-    fn omitted_fields_stay_and_nulls_remove() {
+    fn shortcuts_mean_what_they_say() {
         let mut spec = AppSpec::default();
         spec.template.image = "a:1".into();
         spec.template.env.insert("KEEP".into(), "1".into());
         spec.template.env.insert("DROP".into(), "1".into());
         spec.template.resources.cpu_millis = Some(500);
-        let changes = AppChanges {
+        let request = AppChanges {
             env: Some(BTreeMap::from([
                 ("DROP".to_string(), None),
                 ("NEW".to_string(), Some("x".to_string())),
@@ -132,7 +79,8 @@ mod tests {
             replicas: Some(4),
             ..AppChanges::default()
         };
-        apply(&changes, &mut spec);
+        let change = to_change(&request);
+        change.apply(&mut spec);
         assert_eq!(spec.template.image, "a:1");
         assert_eq!(
             spec.template.env,
@@ -140,10 +88,54 @@ mod tests {
         );
         assert_eq!(spec.template.resources.cpu_millis, None);
         assert_eq!(spec.template.readiness, Some(Probe::http("/up")));
+        assert_eq!(spec.template.liveness, Some(Probe::http("/up")));
         assert_eq!(spec.replicas, 4);
         assert_eq!(
-            describe(&changes),
+            change.describe(),
             "deploy: env DROP,NEW, resources, health check"
         );
+    }
+
+    #[test]
+    fn probe_settings_apply_in_order() {
+        let probe = |path: &str| crate::dto::ProbeDto {
+            path: Some(path.into()),
+            ..Default::default()
+        };
+        // (no_health_check, health_path, readiness, want readiness, want liveness)
+        let cases = [
+            (Some(true), None, None, Some(None), Some(None)),
+            (
+                Some(true),
+                Some("/a"),
+                None,
+                Some(Some("/a")),
+                Some(Some("/a")),
+            ),
+            (
+                None,
+                Some("/a"),
+                Some(probe("/r")),
+                Some(Some("/r")),
+                Some(Some("/a")),
+            ),
+            (Some(false), None, None, None, None),
+        ];
+        for (off, path, readiness, want_ready, want_live) in cases {
+            let change = to_change(&AppChanges {
+                no_health_check: off,
+                health_path: path.map(String::from),
+                readiness,
+                ..AppChanges::default()
+            });
+            let paths = |p: Option<Option<Probe>>| p.map(|p| p.map(|p| p.path));
+            let owned = |p: Option<Option<&str>>| p.map(|p| p.map(String::from));
+            assert_eq!(
+                paths(change.readiness),
+                owned(want_ready),
+                "{off:?} {path:?}"
+            );
+            assert_eq!(paths(change.liveness), owned(want_live), "{off:?} {path:?}");
+        }
     }
 }

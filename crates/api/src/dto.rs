@@ -16,7 +16,7 @@ pub fn timestamp(ms: Millis) -> String {
 }
 
 /// An HTTP probe. Omitted fields take their defaults.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeDto {
     /// Request path; default `/healthz`.

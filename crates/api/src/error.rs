@@ -4,7 +4,9 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_core::ValidationErrors;
+use berth_core::quota::QuotaExceeded;
 use berth_engine::EngineError;
+use berth_operations::OpError;
 use berth_store::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -156,6 +158,46 @@ impl From<StoreError> for ApiError {
             }
         }
     }
+}
+
+/// The application layer's refusals on the wire: the one place they get a status and a code.
+impl From<OpError> for ApiError {
+    fn from(error: OpError) -> Self {
+        match error {
+            OpError::NotFound { what, field } => {
+                let error = ApiError::not_found(what);
+                match field {
+                    Some(field) => error.with_field(&field),
+                    None => error,
+                }
+            }
+            OpError::Forbidden(message) => ApiError::forbidden(message),
+            OpError::Field { field, message } => ApiError::field(field, message),
+            OpError::Invalid(errors) => errors.into(),
+            OpError::QuotaExceeded { team, exceeded } => quota_refusal(&team, &exceeded),
+            OpError::Conflict { code, message } => ApiError::conflict(code, message),
+            OpError::Store(error) => error.into(),
+            OpError::Engine(error) => error.into(),
+        }
+    }
+}
+
+/// The 403 for a change beyond a team's quota, naming each resource that would not fit.
+pub fn quota_refusal(team: &str, exceeded: &[QuotaExceeded]) -> ApiError {
+    let mut error = ApiError::new(
+        StatusCode::FORBIDDEN,
+        "quota_exceeded",
+        OpError::quota_message(team, exceeded),
+    );
+    error.field = exceeded.first().map(|e| e.resource.field().to_string());
+    error.details = exceeded
+        .iter()
+        .map(|e| FieldProblem {
+            field: e.resource.field().to_string(),
+            message: e.to_string(),
+        })
+        .collect();
+    error
 }
 
 impl From<EngineError> for ApiError {

@@ -60,10 +60,7 @@ pub fn router() -> Router<ApiState> {
         )
 }
 
-/// Where the repository of `team`'s pipeline `name` is kept.
-pub fn hosted_repository(git_dir: &Path, team: &str, name: &str) -> PathBuf {
-    git_dir.join(team).join(format!("{name}.git"))
-}
+pub use berth_pipeline::hosted::{hosted_bytes, hosted_repository};
 
 /// The two git services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -685,24 +682,6 @@ async fn receive_pack(
     )
 }
 
-/// Bytes the team's hosted repositories take on disk (links are not followed).
-pub fn hosted_bytes(git_dir: &Path, team: &str) -> u64 {
-    fn walk(dir: &Path) -> u64 {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
-        };
-        entries
-            .flatten()
-            .map(|entry| match entry.file_type() {
-                Ok(kind) if kind.is_dir() => walk(&entry.path()),
-                Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
-                _ => 0,
-            })
-            .sum()
-    }
-    walk(&git_dir.join(team))
-}
-
 /// How many bytes a push to `team` may bring: what its storage quota (registry bytes, shared
 /// by its registry repositories and its hosted git repositories) has left, at most
 /// [`PUSH_REQUEST_LIMIT`]; a refusal when nothing is left.
@@ -726,7 +705,7 @@ async fn push_allowance(state: &ApiState, team: &str) -> Result<u64, Response> {
             in_use,
             limit,
         };
-        let error = crate::quotas::refusal(team, &[exceeded]);
+        let error = crate::error::quota_refusal(team, &[exceeded]);
         return Err(refuse(StatusCode::FORBIDDEN, error.message));
     }
     Ok((limit - in_use).min(PUSH_REQUEST_LIMIT))
@@ -866,15 +845,16 @@ impl Push {
     }
 
     async fn start_build(&self, branch: &str, sha: &str) -> Result<Build, berth_store::StoreError> {
-        crate::pipelines::queue_build(
-            &self.state,
-            self.pipeline.clone(),
-            BuildTrigger::GitPush,
-            self.principal.username(),
-            branch.to_owned(),
-            Some(sha.to_owned()),
-        )
-        .await
+        self.state
+            .builds
+            .queue(
+                self.pipeline.clone(),
+                BuildTrigger::GitPush,
+                self.principal.username(),
+                branch.to_owned(),
+                Some(sha.to_owned()),
+            )
+            .await
     }
 
     /// Records the push in the audit log.

@@ -115,10 +115,7 @@ fn protect(
     policy
 }
 
-/// The team owning a repository: its first path segment (`web/api` belongs to `web`).
-pub fn team_of(repository: &str) -> &str {
-    repository.split('/').next().unwrap_or(repository)
-}
+use berth_core::image_ref::team_of_repository as team_of;
 
 /// Checks the caller's right to `action` on the image's repository (404 when they cannot read
 /// its team, as for a missing repository).
@@ -127,41 +124,8 @@ fn authorize(principal: &Principal, image: &ImageRef<'_>, action: TeamAction) ->
         ImageRef::Repository(repo) | ImageRef::Tag(repo, _) | ImageRef::Digest(repo, _) => repo,
     };
     principal.audit.set_object(format!("images/{repo}"));
-    principal.require(team_of(repo), action, &format!("repository {repo}"))
+    Ok(principal.require(team_of(repo), action, &format!("repository {repo}"))?)
 }
-
-/// Refuses an app image from the built-in registry whose team the caller cannot read: the
-/// engine pulls with Berth's own credential, so without this check anyone could run another
-/// team's private image. Images from elsewhere are the engine's business.
-///
-/// An image must be named, never given by its ID: the engine's image cache is shared by every
-/// team, and Docker reads `sha256:…` and a bare hex string as an ID (or an ID prefix) of any
-/// image there — another team's build or pull included.
-pub fn require_pull(state: &ApiState, principal: &Principal, image: &str) -> ApiResult<()> {
-    if names_an_image_id(image) {
-        return Err(ApiError::field(
-            "template.image",
-            format!(
-                "{image:?} reads as an image ID; name the image (repository with a tag or \
-                 digest, e.g. registry/team/app:v1 or app@sha256:…)"
-            ),
-        ));
-    }
-    let Some((host, path)) = image.split_once('/') else {
-        return Ok(());
-    };
-    if !state.registry_hosts.iter().any(|h| h == host) {
-        return Ok(());
-    }
-    let repo = path.split(['@', ':']).next().unwrap_or(path);
-    if principal.can(team_of(repo), TeamAction::Read) {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(format!("image: repository {repo}")).with_field("image"))
-    }
-}
-
-pub use berth_pipeline::base_images::names_an_image_id;
 
 /// Which repositories to list.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -332,7 +296,7 @@ pub async fn retention_then_gc(
         };
         let policy = protect(policy, &rule.repository, &in_use);
         match registry
-            .apply_retention(&rule.repository, &policy, std::time::SystemTime::now())
+            .apply_retention(&rule.repository, &policy, registry.now())
             .await
         {
             Ok(report) => runs.push(RetentionRunDto {
@@ -344,9 +308,7 @@ pub async fn retention_then_gc(
             Err(error) => return Err(error.into()),
         }
     }
-    let report = registry
-        .garbage_collect(std::time::SystemTime::now(), options)
-        .await?;
+    let report = registry.garbage_collect(registry.now(), options).await?;
     tracing::info!(
         bytes_freed = report.bytes_freed,
         blobs = report.blobs_deleted,
@@ -405,7 +367,7 @@ pub async fn retention(
     let policy = protect(policy, &request.repository, &in_use);
     let report = state
         .registry
-        .apply_retention(&request.repository, &policy, std::time::SystemTime::now())
+        .apply_retention(&request.repository, &policy, state.registry.now())
         .await?;
     Ok(Json(RetentionReportDto::from(&report)))
 }
@@ -480,32 +442,6 @@ pub async fn delete_retention_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn image_ids_are_not_names() {
-        let cases = [
-            ("sha256:4f1c", true),
-            ("SHA256:4f1c", true),
-            (
-                "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-                true,
-            ),
-            (
-                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-                true,
-            ),
-            ("4f1c", true),
-            ("cafe", true),
-            ("cafe:latest", false),
-            ("berth-testapp:latest", false),
-            ("127.0.0.1:7700/web/app@sha256:4f1c", false),
-            ("web/app", false),
-            ("", false),
-        ];
-        for (image, id) in cases {
-            assert_eq!(names_an_image_id(image), id, "{image}");
-        }
-    }
 
     #[test]
     fn in_use_images_are_protected() {

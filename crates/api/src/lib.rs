@@ -9,8 +9,6 @@ pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod build_events;
-pub mod build_slots;
-pub mod build_worker;
 pub mod changes;
 pub mod console;
 pub mod dto;
@@ -41,7 +39,6 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use berth_controller::{Clock, Controller};
-use berth_core::Event;
 use berth_engine::Engine;
 use berth_store::Store;
 use utoipa::OpenApi;
@@ -53,6 +50,8 @@ use crate::openapi::CommonResponses;
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct ApiState {
+    /// The application layer: every change to the platform goes through it.
+    pub platform: berth_operations::Platform,
     pub store: Arc<dyn Store>,
     pub engine: Arc<dyn Engine>,
     pub controller: Controller,
@@ -65,12 +64,8 @@ pub struct ApiState {
     pub session_ttl_ms: berth_core::Millis,
     /// The quota of a team made at registration.
     pub default_quota: berth_core::quota::Quota,
-    /// Serialises quota checks with the writes they admit, per team.
-    pub team_locks: quotas::TeamLocks,
     /// The host names (`host:port`) under which images of the built-in registry are pulled.
     pub registry_hosts: Arc<[String]>,
-    pub revision_history: u32,
-    pub event_history: u32,
     /// The built-in OCI registry (served under `/v2/`, managed under `/api/v1/images`).
     pub registry: Arc<berth_registry::Registry>,
     /// Seals stored credentials (external registries' passwords) with the server's key
@@ -81,7 +76,7 @@ pub struct ApiState {
     /// Where build logs are kept (`<data-dir>/builds/<id>.log`).
     pub build_logs_dir: std::path::PathBuf,
     /// The queue of builds and the builds running on this server.
-    pub builds: build_worker::BuildWorker,
+    pub builds: berth_operations::builds::BuildWorker,
     /// Where pipelines' hosted git repositories are kept (`<data-dir>/git`).
     pub git_dir: std::path::PathBuf,
     /// The first-start secret's file (`<data-dir>/admin-token`): removed, and its token
@@ -89,18 +84,6 @@ pub struct ApiState {
     pub first_start_secret: Option<std::path::PathBuf>,
     /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxies`).
     pub trusted_proxies: Arc<proxies::TrustedProxies>,
-}
-
-impl ApiState {
-    /// Records events; failures are logged, the request still succeeds (its change is stored).
-    pub async fn record(&self, events: Vec<Event>) {
-        for event in &events {
-            tracing::info!(app = %event.app, kind = event.kind.as_str(), "{}", event.message);
-        }
-        if let Err(error) = self.store.append_events(&events, self.event_history).await {
-            tracing::warn!(%error, "could not record events");
-        }
-    }
 }
 
 #[derive(OpenApi)]
@@ -200,15 +183,7 @@ pub(crate) fn put_status(replaced: bool) -> axum::http::StatusCode {
     }
 }
 
-/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
-pub(crate) fn tokens_match(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
+pub(crate) use berth_core::secret::constant_time_eq as tokens_match;
 
 async fn unknown_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such API route")

@@ -18,13 +18,13 @@ use berth_store::BuildQuery;
 use crate::ApiState;
 use crate::auth::Principal;
 use crate::build_events::{BuildFollower, StreamAccess, pause};
-use crate::build_worker::StoredCredentials;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::pipeline_dto::{
     BuildDto, BuildLogParams, BuildRequest, BuildsParams, GitCredentialsDto, PipelineDto,
     PipelineRequest, PipelinesParams,
 };
+use berth_operations::builds::StoredCredentials;
 
 /// The pipeline when the caller may do `action` in its team (404 when they cannot read it).
 async fn pipeline_for(
@@ -400,50 +400,17 @@ pub async fn start_build(
     {
         return Err(ApiError::field("commit", "must be a full commit id"));
     }
-    let build = queue_build(
-        &state,
-        pipeline,
-        BuildTrigger::Manual,
-        principal.username(),
-        branch,
-        request.commit,
-    )
-    .await?;
-    Ok((StatusCode::ACCEPTED, Json(BuildDto::from(&build))).into_response())
-}
-
-/// The pipeline as handed to the build worker: its stored credentials only when the repository
-/// is at the origin they were given for, so a build never sends them anywhere else.
-pub(crate) fn for_build(mut pipeline: Pipeline) -> Pipeline {
-    if pipeline.sealed_credentials.is_some() && !pipeline.credentials_fit_repository() {
-        pipeline.sealed_credentials = None;
-    }
-    pipeline
-}
-
-/// Stores a new build of `branch` (at `commit`, else its head) and hands it to the worker.
-pub(crate) async fn queue_build(
-    state: &ApiState,
-    pipeline: Pipeline,
-    trigger: BuildTrigger,
-    triggered_by: &str,
-    branch: String,
-    commit: Option<String>,
-) -> Result<Build, berth_store::StoreError> {
-    let mut build = Build::queued(
-        &pipeline.team,
-        &pipeline.name,
-        trigger,
-        triggered_by,
-        (state.clock)(),
-    );
-    build.branch = Some(branch);
-    build.commit = commit;
-    let build = state.store.create_build(&build).await?;
-    state
+    let build = state
         .builds
-        .enqueue(state, for_build(pipeline), build.clone());
-    Ok(build)
+        .queue(
+            pipeline,
+            BuildTrigger::Manual,
+            principal.username(),
+            branch,
+            request.commit,
+        )
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(BuildDto::from(&build))).into_response())
 }
 
 /// Builds of the pipelines the caller can read, newest first.

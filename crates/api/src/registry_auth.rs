@@ -10,16 +10,16 @@
 //! deletes get a `DENIED` naming only the repository, so neither tells whether the team exists.
 //! Readers lacking the role get `DENIED` with the role they lack.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::http::StatusCode;
 use berth_controller::Clock;
 use berth_core::accounts::TeamAction;
+use berth_core::image_ref::team_of_repository as team_of;
 use berth_core::quota::{QuotaExceeded, QuotaResource};
+use berth_operations::OpError;
 use berth_registry::{
     Access, Action, AuthDecision, Authorizer, Credentials, NamespaceLimits, StorageQuotaExceeded,
 };
@@ -33,75 +33,7 @@ use crate::tokens_match;
 /// of that name can use the registry).
 pub const SYSTEM_USER: &str = "berth-system";
 
-/// The user name of the credential the build worker pushes built images with (reserved like
-/// [`SYSTEM_USER`]).
-pub const BUILDER_USER: &str = "berth-builder";
-
-/// The registry credentials of the builds running now. Each build gets its own secret (the
-/// password of [`BUILDER_USER`]) for as long as it runs, scoped to its pipeline's team: it
-/// pulls only that team's repositories and pushes only to its target repository. A build of
-/// one team can therefore never pull another team's image through Berth's registry, even with
-/// builds of several teams running at once.
-#[derive(Debug, Clone, Default)]
-pub struct BuilderGrants(Arc<Mutex<HashMap<String, BuildScope>>>);
-
-/// What one running build may do in the registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BuildScope {
-    team: String,
-    repository: String,
-}
-
-impl BuilderGrants {
-    /// A credential for a build of `team` that pushes to `repository`, valid until dropped.
-    pub fn grant(&self, team: &str, repository: &str) -> BuilderGrant {
-        let secret = new_system_secret();
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            secret.clone(),
-            BuildScope {
-                team: team.to_owned(),
-                repository: repository.to_owned(),
-            },
-        );
-        BuilderGrant {
-            grants: self.clone(),
-            secret,
-        }
-    }
-
-    /// The scope of the build whose credential is `secret`, compared in constant time.
-    fn scope(&self, secret: &str) -> Option<BuildScope> {
-        let grants = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        grants
-            .iter()
-            .find(|(known, _)| tokens_match(known.as_bytes(), secret.as_bytes()))
-            .map(|(_, scope)| scope.clone())
-    }
-}
-
-/// One build's registry credential; revoked when dropped.
-#[derive(Debug)]
-pub struct BuilderGrant {
-    grants: BuilderGrants,
-    secret: String,
-}
-
-impl BuilderGrant {
-    /// The password to give the registry with [`BUILDER_USER`].
-    pub fn secret(&self) -> &str {
-        &self.secret
-    }
-}
-
-impl Drop for BuilderGrant {
-    fn drop(&mut self) {
-        self.grants
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.secret);
-    }
-}
+pub use berth_operations::builds::grants::{BUILDER_USER, BuildScope, BuilderGrant, BuilderGrants};
 
 /// A fresh random secret for the system credential; make one at each server start and give it
 /// to both [`AccountsAuthorizer::new`] and the controller's pull credentials.
@@ -209,11 +141,6 @@ impl AccountsAuthorizer {
     }
 }
 
-/// The team owning a repository: its first path segment (`web` of `web/api`).
-fn team_of(repository: &str) -> &str {
-    repository.split('/').next().unwrap_or(repository)
-}
-
 /// What a user may do, by the API's rule ([`Principal::require`]): not even a reader of the
 /// team → hidden; a reader lacking the role → denied with the role needed.
 fn decide(principal: &Principal, access: &Access) -> AuthDecision {
@@ -227,8 +154,8 @@ fn decide(principal: &Principal, access: &Access) -> AuthDecision {
     };
     match principal.require(team_of(repository), needed, repository) {
         Ok(()) => AuthDecision::Allow,
-        Err(error) if error.status == StatusCode::NOT_FOUND => AuthDecision::Hidden,
-        Err(error) => AuthDecision::Denied(error.message),
+        Err(OpError::NotFound { .. }) => AuthDecision::Hidden,
+        Err(error) => AuthDecision::Denied(error.to_string()),
     }
 }
 
@@ -321,7 +248,7 @@ impl NamespaceLimits for TeamRegistryLimits {
             in_use: refused.in_use,
             limit: refused.limit,
         };
-        crate::quotas::refusal(&refused.namespace, &[exceeded]).message
+        crate::error::quota_refusal(&refused.namespace, &[exceeded]).message
     }
 }
 

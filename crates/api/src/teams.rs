@@ -29,7 +29,7 @@ pub(crate) fn invalid(errors: ValidationErrors) -> ApiError {
 
 /// Checks that the caller may read `team` at all (404 otherwise, as for a missing team).
 pub(crate) fn require_readable(principal: &Principal, team: &str) -> ApiResult<()> {
-    principal.require(team, TeamAction::Read, &format!("team {team}"))
+    Ok(principal.require(team, TeamAction::Read, &format!("team {team}"))?)
 }
 
 /// The team, or 404.

@@ -192,11 +192,11 @@ fn require_writable(principal: &Principal, team: &str, name: &str) -> ApiResult<
             "built-in templates are read-only; save a copy under your team",
         ));
     }
-    principal.require(
+    Ok(principal.require(
         team,
         TeamAction::ManageTemplates,
         &format!("template {team}/{name}"),
-    )
+    )?)
 }
 
 /// Deployment templates: the built-ins (team `builtin`) and those of the teams the caller
@@ -358,7 +358,16 @@ pub async fn create_app(
     let changes = app_changes(rendered).map_err(|problem| {
         ApiError::field(problem.key.as_deref().unwrap_or("body"), problem.message)
     })?;
-    crate::apps::create(&state, &principal, changes).await
+    let new = berth_operations::NewApp {
+        name: changes
+            .name
+            .clone()
+            .ok_or_else(|| ApiError::field("name", "is required"))?,
+        team: changes.team.clone(),
+        reason: changes.reason.clone(),
+        spec: crate::changes::to_change(&changes),
+    };
+    crate::apps::created(&state, state.platform.create_app(&principal, new).await?).await
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ApiState;
-use crate::audit::AuditSlot;
+use crate::audit::RequestAudit;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiPath as Path;
 use crate::pipeline_dto::BuildDto;
@@ -186,7 +186,7 @@ async fn pipeline_with_secret(
         (status = 413, body = ErrorBody, description = "The payload is larger than 5 MiB")))]
 pub async fn receive(
     State(state): State<ApiState>,
-    audit: AuditSlot,
+    RequestAudit(audit): RequestAudit,
     Path((team, name)): Path<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -291,9 +291,7 @@ pub async fn receive(
         build.branch.as_deref().unwrap_or_default(),
         build.commit.as_deref().unwrap_or_default()
     ));
-    state
-        .builds
-        .enqueue(&state, crate::pipelines::for_build(pipeline), build.clone());
+    state.builds.enqueue(pipeline, build.clone());
     Ok((StatusCode::ACCEPTED, Json(BuildDto::from(&build))).into_response())
 }
 

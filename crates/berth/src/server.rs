@@ -7,13 +7,14 @@ use std::sync::Arc;
 use berth_api::ApiState;
 use berth_api::accounts::bootstrap_first_admin;
 use berth_api::auth::Authenticator;
-use berth_api::build_worker::{BuildWorker, BuildWorkerConfig};
 use berth_api::registry_auth::{
     AccountsAuthorizer, BuilderGrants, SYSTEM_USER, TeamRegistryLimits, new_system_secret,
 };
 use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
 use berth_engine::{DockerEngine, Engine, RegistryAuth};
+use berth_operations::Platform;
+use berth_operations::builds::{BuildEnv, BuildWorker, BuildWorkerConfig};
 use berth_registry::{Registry, RegistryConfig};
 use berth_store::{SqliteStore, Store};
 use tracing_subscriber::EnvFilter;
@@ -143,6 +144,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             },
         )
         .map_err(|e| format!("cannot open the registry storage: {e}"))?
+        .with_clock(Arc::new(Arc::clone(&clock)))
         .with_limits(Arc::new(TeamRegistryLimits::new(Arc::clone(&store)))),
     );
     tokio::spawn(hourly_cleanup(Arc::clone(&store), Arc::clone(&clock)));
@@ -195,19 +197,39 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         Ok(count) => tracing::info!(count, "marked builds interrupted by the last stop"),
         Err(error) => tracing::warn!(%error, "cannot mark interrupted builds"),
     }
-    let builds = BuildWorker::new(BuildWorkerConfig {
-        concurrency: config.build_concurrency,
-        work_dir: config.data_dir.join("build-work"),
-        registry_host: registry_hosts(config.listen).remove(0),
-        grants: builder_grants,
-        namespace: config.namespace.clone(),
-        timeout: config.build_timeout,
-        retention: config.build_retention,
-        test_cpu_millis: config.build_test_cpu_millis,
-        test_memory_bytes: config.build_test_memory_bytes,
-    });
+    let registry_hosts: Arc<[String]> = registry_hosts(config.listen).into();
+    let platform = Platform {
+        store: Arc::clone(&store),
+        controller: controller.clone(),
+        clock: Arc::clone(&clock),
+        registry_hosts: Arc::clone(&registry_hosts),
+        revision_history: config.revision_history,
+        team_locks: Default::default(),
+    };
+    let build_env = BuildEnv {
+        platform: platform.clone(),
+        engine: Arc::clone(&engine),
+        secrets: Arc::clone(&secrets),
+        git_dir: config.data_dir.join("git"),
+        build_logs_dir: config.data_dir.join("builds"),
+    };
+    let builds = BuildWorker::new(
+        build_env,
+        BuildWorkerConfig {
+            concurrency: config.build_concurrency,
+            work_dir: config.data_dir.join("build-work"),
+            registry_host: registry_hosts[0].clone(),
+            grants: builder_grants,
+            namespace: config.namespace.clone(),
+            timeout: config.build_timeout,
+            retention: config.build_retention,
+            test_cpu_millis: config.build_test_cpu_millis,
+            test_memory_bytes: config.build_test_memory_bytes,
+        },
+    );
 
     let state = ApiState {
+        platform,
         store,
         engine,
         controller,
@@ -216,10 +238,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         cookie_secure: config.secure_cookies,
         session_ttl_ms: config.session_ttl.as_millis() as i64,
         default_quota: berth_core::quota::DEFAULT_TEAM_QUOTA,
-        team_locks: Default::default(),
-        registry_hosts: registry_hosts(config.listen).into(),
-        revision_history: config.revision_history,
-        event_history: config.event_history,
+        registry_hosts,
         registry,
         secrets,
         remote_registries: Default::default(),
@@ -242,7 +261,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
         let _ = stream.set_nodelay(true);
     });
-    state.builds.resume_queued(&state).await;
+    state.builds.resume_queued().await;
     let builds = state.builds.clone();
     let reconciler = state.controller.clone();
     let app =
@@ -290,7 +309,7 @@ async fn registry_maintenance(
     let mut next_gc = gc_interval.map(|interval| tokio::time::Instant::now() + interval);
     loop {
         tokio::time::sleep(EXPIRY_PERIOD).await;
-        match registry.expire_uploads(std::time::SystemTime::now()).await {
+        match registry.expire_uploads(registry.now()).await {
             Ok(report) if report.uploads_expired > 0 => {
                 tracing::info!(
                     uploads = report.uploads_expired,

@@ -32,18 +32,8 @@ pub use queue::WorkQueue;
 pub use reconcile::InstanceStatus;
 pub use usage::{InstanceUsage, UsageBook};
 
-/// Reads the current time as unix milliseconds; injected so tests can control it.
-pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
-
-/// The system clock.
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as Millis)
-            .unwrap_or(0)
-    })
-}
+/// The platform's clock (one definition, in the core).
+pub use berth_core::clock::{Clock, system_clock};
 
 /// Settings of the control loops.
 #[derive(Debug, Clone)]
@@ -262,6 +252,12 @@ impl Controller {
     /// The latest CPU and memory use of every running instance (see [`usage`]).
     pub fn usage(&self) -> UsageBook {
         self.shared.usage.clone()
+    }
+
+    /// Records events in the apps' timelines (the platform's one event recorder: the
+    /// controller's loops and the application layer both write through it).
+    pub async fn record(&self, events: Vec<Event>) {
+        self.shared.record_events(events).await;
     }
 
     /// Asks for a reconcile of `app` soon.

@@ -40,17 +40,10 @@ impl ImageScope {
                  (the engine's image cache is shared between teams)"
             ));
         }
-        let Some((host, path)) = reference.split_once('/') else {
+        let Some(repository) = built_in_repository(reference, &self.registry_hosts) else {
             return Ok(());
         };
-        if !self
-            .registry_hosts
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(host))
-        {
-            return Ok(());
-        }
-        let team = path.split(['/', ':', '@']).next().unwrap_or(path);
+        let team = team_of_repository(repository);
         if team == self.team {
             Ok(())
         } else {
@@ -63,12 +56,8 @@ impl ImageScope {
     }
 }
 
-/// Whether Docker would take `image` as an image ID or an ID prefix rather than a name.
-pub fn names_an_image_id(image: &str) -> bool {
-    let image = image.trim();
-    image.to_ascii_lowercase().starts_with("sha256:")
-        || (!image.is_empty() && image.bytes().all(|b| b.is_ascii_hexdigit()))
-}
+pub use berth_core::image_ref::names_an_image_id;
+use berth_core::image_ref::{built_in_repository, team_of_repository};
 
 /// The image references of `FROM` and `COPY --from=` instructions, with variables
 /// substituted; stage names, stage numbers and `scratch` are left out.

@@ -24,6 +24,7 @@ pub mod base_images;
 pub mod branch;
 pub mod cancel;
 pub mod git;
+pub mod hosted;
 pub mod pktline;
 pub mod prune;
 pub mod runner;

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_engine::context::{clean_path, resolve_inside};
@@ -150,15 +150,7 @@ pub struct BuildReport {
     pub deployment: Option<String>,
 }
 
-/// A clock giving unix ms.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-fn system_clock() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use berth_core::clock::Clock;
 
 /// Runs builds on an engine; checkouts go under `work_root`.
 #[derive(Clone)]
@@ -192,7 +184,7 @@ impl Runner {
             engine,
             work_root: work_root.into(),
             deployer: None,
-            clock: Arc::new(system_clock),
+            clock: berth_core::clock::system_clock(),
         }
     }
 

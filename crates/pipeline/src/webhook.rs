@@ -7,10 +7,10 @@
 //! (`X-Gitlab-Token`). Every comparison is constant-time. The payloads are the forges' own
 //! formats; only the fields a build needs are read.
 
+use berth_core::secret::constant_time_eq;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 use crate::branch::{branch_from_ref, is_commit_id};
 
@@ -147,7 +147,7 @@ pub fn verify(
             let token = headers
                 .get(header)
                 .ok_or(WebhookError::MissingSignature(header))?;
-            if bool::from(token.as_bytes().ct_eq(secret.as_bytes())) {
+            if constant_time_eq(token.as_bytes(), secret.as_bytes()) {
                 Ok(())
             } else {
                 Err(WebhookError::BadSignature)

@@ -10,6 +10,7 @@
 //! An authorizer can hide a repository from a caller ([`AuthDecision::Hidden`]): pulls are then
 //! answered exactly as for a repository that does not exist, so names cannot be probed.
 
+use berth_core::secret::constant_time_eq;
 use std::net::IpAddr;
 
 use async_trait::async_trait;
@@ -232,14 +233,6 @@ impl Authorizer for AllowAll {
     async fn authorize(&self, _: Option<&Credentials>, _: &Access) -> AuthDecision {
         AuthDecision::Allow
     }
-}
-
-/// Compares secrets without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ pub use pagination::{Page, paginate};
 pub use quota::{NamespaceLimits, StorageQuotaExceeded};
 pub use ranges::{ByteRange, RangeRequest, parse_content_range, parse_range};
 pub use reference::{Digest, InvalidIdentifier, Reference, RepoName, Tag};
-pub use registry::{BodyStream, Clock, Registry, RegistryConfig, SystemClock};
+pub use registry::{BodyStream, Clock, Registry, RegistryConfig};
 pub use remote::{RemoteCredentials, RemoteRegistry};
 pub use storage::{
     BlobEntry, BlobReader, BlobStore, FsStorage, MetadataStore, UploadEntry, UploadWriter,

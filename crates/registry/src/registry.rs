@@ -78,13 +78,11 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> SystemTime;
 }
 
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
+/// The platform's clock (`berth_core::clock`), read as file times. The registry keeps
+/// no clock of its own: the server hands it the one every part of Berth reads.
+impl Clock for berth_core::clock::Clock {
     fn now(&self) -> SystemTime {
-        SystemTime::now()
+        berth_core::clock::to_system_time(self())
     }
 }
 
@@ -262,7 +260,7 @@ impl Registry {
             limits: None,
             quota_locks: Mutex::new(HashMap::new()),
             config,
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(berth_core::clock::system_clock()),
             uploads: Mutex::new(HashMap::new()),
             gc_lock: tokio::sync::RwLock::new(()),
             touches: Mutex::new(HashMap::new()),
@@ -280,7 +278,7 @@ impl Registry {
         Ok(Self::new(storage.clone(), storage, authorizer, config))
     }
 
-    /// Replaces the clock (tests).
+    /// Replaces the clock (the server's, or a test's).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self

@@ -4,8 +4,9 @@
 //!
 //! Images are pushed to Berth's own registry with the [`BUILDER_USER`] credential, which may
 //! push only to the target repositories of running builds (each run holds a grant). A build
-//! with an app to roll out deploys through the same code path as `POST /apps/{name}/deploy`,
-//! as the pipeline's creator, and waits for the rollout's outcome.
+//! with an app to roll out deploys through the application layer's
+//! [`Platform::deploy_app`](crate::Platform::deploy_app), as the pipeline's creator, and
+//! waits for the rollout's outcome.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -14,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::extract::State;
 use berth_core::RolloutPhase;
+use berth_core::change::AppChange;
 use berth_core::pipeline::{Build, BuildStep, BuildTrigger, Pipeline};
 use berth_engine::{RegistryAuth, labels};
 use berth_pipeline::base_images::ImageScope;
@@ -25,13 +26,10 @@ use berth_pipeline::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::ApiState;
-use crate::audit::AuditSlot;
-use crate::auth::AuthMethod;
-use crate::build_slots::BuildSlots;
-use crate::dto::AppChanges;
-use crate::extract::{ApiJson, ApiPath as Path};
-use crate::registry_auth::{BUILDER_USER, BuilderGrants};
+use crate::Platform;
+use crate::actor::{Actor, AuditSlot};
+use crate::builds::grants::{BUILDER_USER, BuilderGrants};
+use crate::builds::slots::BuildSlots;
 
 /// How long a roll-out is awaited before the build says it is still going.
 const ROLLOUT_PATIENCE: Duration = Duration::from_secs(10 * 60);
@@ -89,9 +87,24 @@ pub struct BuildWorkerConfig {
     pub test_memory_bytes: Option<u64>,
 }
 
+/// What builds reach besides the platform: the engine that builds, the key that opens stored
+/// git credentials, and where hosted repositories and build logs live.
+#[derive(Clone)]
+pub struct BuildEnv {
+    pub platform: Platform,
+    pub engine: Arc<dyn berth_engine::Engine>,
+    /// Opens [`Pipeline::sealed_credentials`].
+    pub secrets: Arc<berth_auth::SecretBox>,
+    /// Where pipelines' hosted git repositories are kept (`<data-dir>/git`).
+    pub git_dir: PathBuf,
+    /// Where build logs are kept (`<data-dir>/builds/<id>.log`).
+    pub build_logs_dir: PathBuf,
+}
+
 /// The queue of builds: clones share it.
 #[derive(Clone)]
 pub struct BuildWorker {
+    env: Arc<BuildEnv>,
     config: Arc<BuildWorkerConfig>,
     /// At most `concurrency` builds at once, handed out fairly between teams.
     slots: BuildSlots,
@@ -107,30 +120,59 @@ impl std::fmt::Debug for BuildWorker {
 }
 
 impl BuildWorker {
-    pub fn new(config: BuildWorkerConfig) -> Self {
+    pub fn new(env: BuildEnv, config: BuildWorkerConfig) -> Self {
         BuildWorker {
+            env: Arc::new(env),
             slots: BuildSlots::new(config.concurrency),
             config: Arc::new(config),
             cancels: Arc::default(),
         }
     }
 
-    /// Runs `build` (stored, queued) of `pipeline` once a slot is free.
-    pub fn enqueue(&self, state: &ApiState, pipeline: Pipeline, build: Build) {
+    /// Stores a new build of `branch` (at `commit`, else its head) of `pipeline` and queues it.
+    pub async fn queue(
+        &self,
+        pipeline: Pipeline,
+        trigger: BuildTrigger,
+        triggered_by: &str,
+        branch: String,
+        commit: Option<String>,
+    ) -> Result<Build, berth_store::StoreError> {
+        let mut build = Build::queued(
+            &pipeline.team,
+            &pipeline.name,
+            trigger,
+            triggered_by,
+            self.env.platform.now(),
+        );
+        build.branch = Some(branch);
+        build.commit = commit;
+        let build = self.env.platform.store.create_build(&build).await?;
+        self.enqueue(pipeline, build.clone());
+        Ok(build)
+    }
+
+    /// Runs `build` (stored, queued) of `pipeline` once a slot is free. The pipeline's stored
+    /// credentials go along only when its repository is at the origin they were given for, so
+    /// a build never sends them anywhere else.
+    pub fn enqueue(&self, mut pipeline: Pipeline, build: Build) {
+        if pipeline.sealed_credentials.is_some() && !pipeline.credentials_fit_repository() {
+            pipeline.sealed_credentials = None;
+        }
         let cancel = Cancel::new();
         lock(&self.cancels).insert(build.id, cancel.clone());
         let worker = self.clone();
-        let state = state.clone();
         tokio::spawn(async move {
             let id = build.id;
-            worker.run(&state, &pipeline, build, &cancel).await;
+            worker.run(&pipeline, build, &cancel).await;
             lock(&worker.cancels).remove(&id);
         });
     }
 
     /// Queues again the builds a previous run of the server had queued but not started.
-    pub async fn resume_queued(&self, state: &ApiState) {
-        let queued = match state.store.queued_builds().await {
+    pub async fn resume_queued(&self) {
+        let store = &self.env.platform.store;
+        let queued = match store.queued_builds().await {
             Ok(queued) => queued,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the queued builds");
@@ -138,8 +180,8 @@ impl BuildWorker {
             }
         };
         for build in queued {
-            match state.store.get_pipeline(&build.team, &build.pipeline).await {
-                Ok(Some(pipeline)) => self.enqueue(state, pipeline, build),
+            match store.get_pipeline(&build.team, &build.pipeline).await {
+                Ok(Some(pipeline)) => self.enqueue(pipeline, build),
                 Ok(None) => {}
                 Err(error) => {
                     tracing::warn!(%error, build = build.id, "cannot queue the build again")
@@ -172,7 +214,9 @@ impl BuildWorker {
         }
     }
 
-    async fn run(&self, state: &ApiState, pipeline: &Pipeline, build: Build, cancel: &Cancel) {
+    async fn run(&self, pipeline: &Pipeline, build: Build, cancel: &Cancel) {
+        let env = &self.env;
+        let store = &env.platform.store;
         // A build cancelled while waiting for a slot ends at once without one.
         let permit = tokio::select! {
             slot = self.slots.acquire(&pipeline.team) => Some(slot),
@@ -182,8 +226,8 @@ impl BuildWorker {
             // Never started: it stays queued and runs after the next start.
             return;
         }
-        let log_path = state.build_logs_dir.join(format!("{}.log", build.id));
-        let file = std::fs::create_dir_all(&state.build_logs_dir)
+        let log_path = env.build_logs_dir.join(format!("{}.log", build.id));
+        let file = std::fs::create_dir_all(&env.build_logs_dir)
             .and_then(|()| {
                 std::fs::OpenOptions::new()
                     .create(true)
@@ -197,14 +241,14 @@ impl BuildWorker {
             .config
             .grants
             .grant(&pipeline.team, &pipeline.target_repository);
-        let plan = match self.plan(state, pipeline, &build, grant.secret()) {
+        let plan = match self.plan(pipeline, &build, grant.secret()) {
             Ok(plan) => plan,
             Err(reason) => {
                 let mut build = build;
                 let mut ended = BuildState::queued(build.created_at);
-                let _ = ended.end(Ending::Failed, reason, (state.clock)());
+                let _ = ended.end(Ending::Failed, reason, env.platform.now());
                 apply_state(&mut build, &ended);
-                if let Err(e) = state.store.update_build(&build).await {
+                if let Err(e) = store.update_build(&build).await {
                     tracing::warn!(error = %e, "cannot record a failed build");
                 }
                 return;
@@ -216,7 +260,7 @@ impl BuildWorker {
             updates,
             file: Mutex::new(file),
         };
-        let store = Arc::clone(&state.store);
+        let writer_store = Arc::clone(store);
         let mut stored = build;
         let writer = tokio::spawn(async move {
             while let Some(next) = received.recv().await {
@@ -226,19 +270,19 @@ impl BuildWorker {
                     Progress::State(next) => apply_state(&mut stored, &next),
                     Progress::Commit(commit) => apply_commit(&mut stored, commit),
                 }
-                if let Err(e) = store.update_build(&stored).await {
+                if let Err(e) = writer_store.update_build(&stored).await {
                     tracing::warn!(error = %e, build = stored.id, "cannot record the build's state");
                 }
             }
             stored
         });
-        let deployer = Arc::new(ApiDeployer {
-            state: state.clone(),
+        let deployer = Arc::new(PlatformDeployer {
+            platform: env.platform.clone(),
             pipeline: pipeline.clone(),
         });
-        let runner = Runner::new(Arc::clone(&state.engine), self.config.work_dir.clone())
+        let runner = Runner::new(Arc::clone(&env.engine), self.config.work_dir.clone())
             .with_deployer(deployer)
-            .with_clock(Arc::clone(&state.clock));
+            .with_clock(Arc::clone(&env.platform.clock));
         let report = runner.run(&plan, &sink, cancel).await;
         drop(sink);
         let Ok(mut build) = writer.await else {
@@ -250,23 +294,25 @@ impl BuildWorker {
         }
         build.image_digest = report.image.and_then(|i| i.digest);
         build.rollout_outcome = report.deployment;
-        if let Err(e) = state.store.update_build(&build).await {
+        if let Err(e) = store.update_build(&build).await {
             tracing::warn!(error = %e, build = build.id, "cannot record the build's end");
         }
-        self.prune(state, pipeline).await;
+        self.prune(pipeline).await;
     }
 
     /// Retention: drops the pipeline's builds beyond the newest [`BuildWorkerConfig::retention`]
     /// with their logs.
-    async fn prune(&self, state: &ApiState, pipeline: &Pipeline) {
-        match state
+    async fn prune(&self, pipeline: &Pipeline) {
+        match self
+            .env
+            .platform
             .store
             .prune_builds(&pipeline.team, &pipeline.name, self.config.retention)
             .await
         {
             Ok(pruned) => {
                 for id in pruned {
-                    let _ = std::fs::remove_file(state.build_logs_dir.join(format!("{id}.log")));
+                    let _ = std::fs::remove_file(self.env.build_logs_dir.join(format!("{id}.log")));
                 }
             }
             Err(error) => tracing::warn!(%error, "cannot prune old builds"),
@@ -276,7 +322,6 @@ impl BuildWorker {
     /// The runner's plan for `build`, or why there is none.
     fn plan(
         &self,
-        state: &ApiState,
         pipeline: &Pipeline,
         build: &Build,
         registry_secret: &str,
@@ -293,7 +338,7 @@ impl BuildWorker {
             None => GitAuth::None,
             Some(sealed) => {
                 let context = Pipeline::credentials_context(&pipeline.team, &pipeline.name);
-                let plain = state.secrets.open(sealed, &context).map_err(|e| {
+                let plain = self.env.secrets.open(sealed, &context).map_err(|e| {
                     format!("the stored git credentials cannot be opened ({e}); set them again")
                 })?;
                 serde_json::from_str::<StoredCredentials>(&plain)
@@ -309,8 +354,8 @@ impl BuildWorker {
             queued_at_ms: build.created_at,
             remote: GitRemote {
                 url: if hosted {
-                    crate::git_http::hosted_repository(
-                        &state.git_dir,
+                    berth_pipeline::hosted::hosted_repository(
+                        &self.env.git_dir,
                         &pipeline.team,
                         &pipeline.name,
                     )
@@ -347,7 +392,7 @@ impl BuildWorker {
             deploy_app: pipeline.deploy_app.clone(),
             image_scope: Some(ImageScope {
                 team: pipeline.team.clone(),
-                registry_hosts: state.registry_hosts.to_vec(),
+                registry_hosts: self.env.platform.registry_hosts.to_vec(),
             }),
         })
     }
@@ -418,59 +463,52 @@ impl BuildSink for FileSink {
     }
 }
 
-/// Rolls built images out through the API's deploy, as the pipeline's creator.
-struct ApiDeployer {
-    state: ApiState,
+/// Rolls built images out through the application layer's deploy, as the pipeline's creator.
+struct PlatformDeployer {
+    platform: Platform,
     pipeline: Pipeline,
 }
 
 #[async_trait]
-impl Deployer for ApiDeployer {
+impl Deployer for PlatformDeployer {
     async fn deploy(
         &self,
         request: &DeployRequest,
         log: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<String, String> {
-        let state = &self.state;
+        let platform = &self.platform;
+        let store = platform.store.as_ref();
         let creator = &self.pipeline.created_by;
-        let (user, _) = state
-            .store
+        let (user, _) = store
             .get_user_by_username(creator)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("the pipeline's creator {creator} no longer exists"))?;
-        let principal = state
-            .auth
-            .principal(user, AuthMethod::Password, AuditSlot::default())
+        let actor = Actor::load(store, user, AuditSlot::default())
             .await
             .map_err(|e| e.to_string())?;
         let app = &request.app;
-        match state.store.get_app(app).await.map_err(|e| e.to_string())? {
+        match store.get_app(app).await.map_err(|e| e.to_string())? {
             Some(found) if found.team == self.pipeline.team => {}
             _ => return Err(format!("no app {app} in team {}", self.pipeline.team)),
         }
         let short = request.commit.get(..12).unwrap_or(&request.commit);
-        let changes = AppChanges {
+        let change = AppChange {
             image: Some(request.image.clone()),
-            reason: Some(format!(
-                "pipeline {}/{} built commit {short}",
-                self.pipeline.team, self.pipeline.name
-            )),
-            ..AppChanges::default()
+            ..AppChange::default()
         };
-        let _deployed = crate::apps::deploy(
-            State(state.clone()),
-            principal,
-            Path(app.clone()),
-            ApiJson(changes),
-        )
-        .await
-        .map_err(|e| format!("the deploy of app {app} was refused: {}", e.message))?;
+        let reason = format!(
+            "pipeline {}/{} built commit {short}",
+            self.pipeline.team, self.pipeline.name
+        );
+        platform
+            .deploy_app(&actor, app, &change, Some(&reason))
+            .await
+            .map_err(|e| format!("the deploy of app {app} was refused: {e}"))?;
         let started = tokio::time::Instant::now();
         let mut announced = false;
         loop {
-            let current = state
-                .store
+            let current = store
                 .get_app(app)
                 .await
                 .map_err(|e| e.to_string())?

@@ -1,0 +1,236 @@
+//! A change to an app's spec, as every door asks for it (API, templates, the build worker):
+//! the fields it sets, applied onto the current spec; what it omits stays as it is.
+
+use std::collections::BTreeMap;
+
+use crate::spec::{AppSpec, Probe, RolloutStrategy};
+
+/// What a create or deploy changes. `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppChange {
+    pub image: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub args: Option<Vec<String>>,
+    /// Variables to set (`Some`) or remove (`None`).
+    pub env: Option<BTreeMap<String, Option<String>>>,
+    /// Container labels to set (`Some`) or remove (`None`).
+    pub labels: Option<BTreeMap<String, Option<String>>>,
+    pub port: Option<u16>,
+    /// A new CPU limit in millicores; `Some(None)` removes the limit.
+    pub cpu_millis: Option<Option<u64>>,
+    /// A new memory limit in bytes; `Some(None)` removes the limit.
+    pub memory_bytes: Option<Option<u64>>,
+    /// A new readiness probe; `Some(None)` removes it.
+    pub readiness: Option<Option<Probe>>,
+    /// A new liveness probe; `Some(None)` removes it.
+    pub liveness: Option<Option<Probe>>,
+    pub stop_grace_ms: Option<u64>,
+    pub replicas: Option<u32>,
+    pub strategy: StrategyChange,
+    pub dependencies: Option<Vec<String>>,
+}
+
+/// What a change sets of the rollout strategy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StrategyChange {
+    pub max_surge: Option<u32>,
+    pub max_unavailable: Option<u32>,
+    pub min_ready_ms: Option<u64>,
+    pub progress_deadline_ms: Option<u64>,
+}
+
+impl StrategyChange {
+    /// Sets the fields this change names.
+    pub fn apply(&self, strategy: &mut RolloutStrategy) {
+        if let Some(v) = self.max_surge {
+            strategy.max_surge = v;
+        }
+        if let Some(v) = self.max_unavailable {
+            strategy.max_unavailable = v;
+        }
+        if let Some(v) = self.min_ready_ms {
+            strategy.min_ready_ms = v;
+        }
+        if let Some(v) = self.progress_deadline_ms {
+            strategy.progress_deadline_ms = v;
+        }
+    }
+}
+
+impl AppChange {
+    /// Applies every field the change sets to `spec`.
+    pub fn apply(&self, spec: &mut AppSpec) {
+        let t = &mut spec.template;
+        if let Some(image) = &self.image {
+            t.image = image.clone();
+        }
+        if let Some(command) = &self.command {
+            t.command = command.clone();
+        }
+        if let Some(args) = &self.args {
+            t.args = args.clone();
+        }
+        if let Some(env) = &self.env {
+            merge(&mut t.env, env);
+        }
+        if let Some(labels) = &self.labels {
+            merge(&mut t.labels, labels);
+        }
+        if let Some(port) = self.port {
+            t.port = port;
+        }
+        if let Some(cpu) = self.cpu_millis {
+            t.resources.cpu_millis = cpu;
+        }
+        if let Some(memory) = self.memory_bytes {
+            t.resources.memory_bytes = memory;
+        }
+        if let Some(probe) = &self.readiness {
+            t.readiness = probe.clone();
+        }
+        if let Some(probe) = &self.liveness {
+            t.liveness = probe.clone();
+        }
+        if let Some(grace) = self.stop_grace_ms {
+            t.stop_grace_ms = grace;
+        }
+        if let Some(replicas) = self.replicas {
+            spec.replicas = replicas;
+        }
+        self.strategy.apply(&mut spec.strategy);
+        if let Some(dependencies) = &self.dependencies {
+            spec.dependencies = dependencies.clone();
+        }
+    }
+
+    /// A short description of what a deploy changes, for the revision's reason.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(image) = &self.image {
+            parts.push(format!("image {image}"));
+        }
+        if let Some(env) = &self.env {
+            let keys: Vec<&str> = env.keys().map(String::as_str).collect();
+            parts.push(format!("env {}", keys.join(",")));
+        }
+        for (set, what) in [
+            (self.command.is_some(), "command"),
+            (self.args.is_some(), "args"),
+            (self.port.is_some(), "port"),
+            (
+                self.cpu_millis.is_some() || self.memory_bytes.is_some(),
+                "resources",
+            ),
+            (
+                self.readiness.is_some() || self.liveness.is_some(),
+                "health check",
+            ),
+            (self.stop_grace_ms.is_some(), "stop grace"),
+            (self.labels.is_some(), "labels"),
+        ] {
+            if set {
+                parts.push(what.to_string());
+            }
+        }
+        if parts.is_empty() {
+            "deploy".to_string()
+        } else {
+            format!("deploy: {}", parts.join(", "))
+        }
+    }
+}
+
+fn merge(map: &mut BTreeMap<String, String>, changes: &BTreeMap<String, Option<String>>) {
+    for (key, value) in changes {
+        match value {
+            Some(value) => map.insert(key.clone(), value.clone()),
+            None => map.remove(key),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn omitted_fields_stay_and_removals_remove() {
+        let mut spec = AppSpec::default();
+        spec.template.image = "a:1".into();
+        spec.template.env.insert("KEEP".into(), "1".into());
+        spec.template.env.insert("DROP".into(), "1".into());
+        spec.template.resources.cpu_millis = Some(500);
+        spec.template.resources.memory_bytes = Some(64);
+        spec.template.liveness = Some(Probe::http("/live"));
+        let change = AppChange {
+            env: Some(BTreeMap::from([
+                ("DROP".to_string(), None),
+                ("NEW".to_string(), Some("x".to_string())),
+            ])),
+            cpu_millis: Some(None),
+            readiness: Some(Some(Probe::http("/up"))),
+            replicas: Some(4),
+            strategy: StrategyChange {
+                max_surge: Some(3),
+                ..StrategyChange::default()
+            },
+            ..AppChange::default()
+        };
+        change.apply(&mut spec);
+        assert_eq!(spec.template.image, "a:1");
+        assert_eq!(
+            spec.template.env,
+            BTreeMap::from([("KEEP".into(), "1".into()), ("NEW".into(), "x".into())])
+        );
+        assert_eq!(spec.template.resources.cpu_millis, None);
+        assert_eq!(spec.template.resources.memory_bytes, Some(64));
+        assert_eq!(spec.template.readiness, Some(Probe::http("/up")));
+        assert_eq!(spec.template.liveness, Some(Probe::http("/live")));
+        assert_eq!(spec.replicas, 4);
+        assert_eq!(spec.strategy.max_surge, 3);
+        assert_eq!(
+            spec.strategy.max_unavailable,
+            RolloutStrategy::default().max_unavailable
+        );
+    }
+
+    #[test]
+    fn descriptions_name_what_changes() {
+        let cases = [
+            (AppChange::default(), "deploy"),
+            (
+                AppChange {
+                    image: Some("a:2".into()),
+                    ..AppChange::default()
+                },
+                "deploy: image a:2",
+            ),
+            (
+                AppChange {
+                    env: Some(BTreeMap::from([
+                        ("B".to_string(), None),
+                        ("A".to_string(), Some("1".into())),
+                    ])),
+                    memory_bytes: Some(None),
+                    liveness: Some(None),
+                    ..AppChange::default()
+                },
+                "deploy: env A,B, resources, health check",
+            ),
+            (
+                AppChange {
+                    port: Some(80),
+                    stop_grace_ms: Some(1),
+                    labels: Some(BTreeMap::new()),
+                    command: Some(vec![]),
+                    args: Some(vec![]),
+                    ..AppChange::default()
+                },
+                "deploy: command, args, port, stop grace, labels",
+            ),
+        ];
+        for (change, want) in cases {
+            assert_eq!(change.describe(), want, "{change:?}");
+        }
+    }
+}

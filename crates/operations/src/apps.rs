@@ -1,0 +1,474 @@
+//! Operations on apps: create, deploy, scale, roll back, delete, and reading one.
+//!
+//! Every change is an optimistic update of the app (retried on a concurrent write), admitted
+//! against the team's quota under the team's lock, stored with its revision, recorded as
+//! events, and followed by a wake-up of the controller, which does the rest.
+
+use berth_core::accounts::TeamAction;
+use berth_core::change::AppChange;
+use berth_core::quota::app_usage;
+use berth_core::validate::{MAX_REPLICAS, validate_name, validate_spec};
+use berth_core::{App, AppSpec, Event, EventKind, Revision, Rollout, Template};
+use berth_store::StoreError;
+
+use crate::Platform;
+use crate::actor::Actor;
+use crate::error::{OpError, OpResult};
+use crate::images::require_pull;
+use crate::quota::{Budget, larger, rollout_peak, steady};
+
+/// Attempts at an optimistic update before giving up.
+const UPDATE_ATTEMPTS: usize = 5;
+
+/// An app with the template of its current revision.
+#[derive(Debug, Clone)]
+pub struct CurrentApp {
+    pub app: App,
+    pub template: Template,
+}
+
+/// A new app: its name, its team (`None`: the actor's only team), and its spec as a change
+/// of the default spec.
+#[derive(Debug, Clone, Default)]
+pub struct NewApp {
+    pub name: String,
+    pub team: Option<String>,
+    pub spec: AppChange,
+    /// Why (recorded on the first revision); default "create".
+    pub reason: Option<String>,
+}
+
+/// What a modification did.
+enum Modification {
+    Unchanged,
+    Settings(Vec<Event>),
+    NewRevision(Box<Revision>, Vec<Event>),
+}
+
+impl Platform {
+    /// The app and its current template, when the actor may do `action` on it (not found for
+    /// apps of teams the actor cannot read, exactly as for missing ones).
+    pub async fn app(&self, actor: &Actor, name: &str, action: TeamAction) -> OpResult<CurrentApp> {
+        let what = format!("app {name}");
+        let app = self
+            .store
+            .get_app(name)
+            .await?
+            .ok_or_else(|| OpError::not_found(&what))?;
+        actor.require(&app.team, action, &what)?;
+        let revision = self
+            .store
+            .get_revision(name, app.current_revision)
+            .await?
+            .ok_or_else(|| {
+                OpError::not_found(format!("revision {} of app {name}", app.current_revision))
+            })?;
+        Ok(CurrentApp {
+            app,
+            template: revision.template,
+        })
+    }
+
+    /// Creates an app; its first revision rolls out at once.
+    pub async fn create_app(&self, actor: &Actor, new: NewApp) -> OpResult<CurrentApp> {
+        let name = new.name;
+        validate_name("name", &name)?;
+        if new.spec.image.is_none() {
+            return Err(OpError::field("image", "is required"));
+        }
+        let team = actor.team_for_new(new.team.as_deref(), TeamAction::Deploy)?;
+        validate_name("team", &team)?;
+        actor.require(&team, TeamAction::Deploy, &format!("team {team}"))?;
+        actor.audit.set_object(format!("apps/{name}"));
+        let mut spec = AppSpec::default();
+        new.spec.apply(&mut spec);
+        validate_spec(&name, &spec)?;
+        require_pull(actor, &self.registry_hosts, &spec.template.image)?;
+        let _quota_lock = self.team_locks.lock(&team).await;
+        let budget = Budget::of(self.store.as_ref(), &team, None).await?;
+        budget.require_limits(&spec.template.resources)?;
+        budget.admit(
+            Default::default(),
+            app_usage(spec.replicas, &spec.template.resources),
+        )?;
+        let now = self.now();
+        let app = App {
+            name: name.clone(),
+            team,
+            replicas: spec.replicas,
+            strategy: spec.strategy.clone(),
+            dependencies: spec.dependencies.clone(),
+            current_revision: 1,
+            stable_revision: None,
+            latest_revision: 1,
+            rollout: Rollout::start(1, "first rollout", now),
+            next_ordinal: 1,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let revision = Revision {
+            app: name.clone(),
+            number: 1,
+            template: spec.template.clone(),
+            created_at: now,
+            created_by: actor.username().to_string(),
+            reason: new.reason.unwrap_or_else(|| "create".to_string()),
+        };
+        self.store
+            .create_app(&app, &revision)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => OpError::conflict(
+                    "already_exists",
+                    format!("name: an app called {name} already exists"),
+                ),
+                other => other.into(),
+            })?;
+        self.controller
+            .record(vec![
+                Event::new(
+                    &name,
+                    now,
+                    EventKind::AppCreated,
+                    format!("app {name} created with {} replicas", app.replicas),
+                )
+                .param("replicas", app.replicas),
+                Event::new(
+                    &name,
+                    now,
+                    EventKind::RevisionCreated,
+                    format!("revision 1: image {}", spec.template.image),
+                )
+                .revision(1),
+                Event::new(
+                    &name,
+                    now,
+                    EventKind::RolloutStarted,
+                    "rolling out revision 1",
+                )
+                .revision(1),
+            ])
+            .await;
+        self.controller.wake(&name);
+        Ok(CurrentApp {
+            app,
+            template: spec.template,
+        })
+    }
+
+    /// Deploys a change: a change to what runs creates a revision and rolls it out; a change
+    /// of replicas, strategy or dependencies alone is stored as it is.
+    pub async fn deploy_app(
+        &self,
+        actor: &Actor,
+        name: &str,
+        change: &AppChange,
+        reason: Option<&str>,
+    ) -> OpResult<CurrentApp> {
+        self.modify(actor, name, |app, template, now| {
+            let mut spec = app.spec(template);
+            change.apply(&mut spec);
+            validate_spec(name, &spec)?;
+            let mut events = Vec::new();
+            if spec.replicas != app.replicas {
+                events.push(scaled_event(name, now, app.replicas, spec.replicas));
+            }
+            let settings_changed = spec.replicas != app.replicas
+                || spec.strategy != app.strategy
+                || spec.dependencies != app.dependencies;
+            app.replicas = spec.replicas;
+            app.strategy = spec.strategy.clone();
+            app.dependencies = spec.dependencies.clone();
+            if spec.template == *template {
+                return Ok(if settings_changed {
+                    Modification::Settings(events)
+                } else {
+                    Modification::Unchanged
+                });
+            }
+            let number = app.latest_revision + 1;
+            let reason = reason.map_or_else(|| change.describe(), str::to_string);
+            app.latest_revision = number;
+            app.current_revision = number;
+            app.rollout = Rollout::start(number, reason.clone(), now);
+            actor
+                .audit
+                .set_detail(format!("revision {number}: {reason}"));
+            events.push(
+                Event::new(
+                    name,
+                    now,
+                    EventKind::RevisionCreated,
+                    format!("revision {number}: {reason}"),
+                )
+                .revision(number),
+            );
+            events.push(
+                Event::new(
+                    name,
+                    now,
+                    EventKind::RolloutStarted,
+                    format!("rolling out revision {number}"),
+                )
+                .revision(number),
+            );
+            let revision = Revision {
+                app: name.to_string(),
+                number,
+                template: spec.template,
+                created_at: now,
+                created_by: actor.username().to_string(),
+                reason,
+            };
+            Ok(Modification::NewRevision(Box::new(revision), events))
+        })
+        .await
+    }
+
+    /// Scales to a number of instances (no new revision).
+    pub async fn scale_app(
+        &self,
+        actor: &Actor,
+        name: &str,
+        replicas: u32,
+    ) -> OpResult<CurrentApp> {
+        if replicas > MAX_REPLICAS {
+            return Err(OpError::field(
+                "replicas",
+                format!("must be at most {MAX_REPLICAS}"),
+            ));
+        }
+        self.modify(actor, name, |app, _, now| {
+            if app.replicas == replicas {
+                return Ok(Modification::Unchanged);
+            }
+            let event = scaled_event(name, now, app.replicas, replicas);
+            actor
+                .audit
+                .set_detail(format!("replicas {} to {replicas}", app.replicas));
+            app.replicas = replicas;
+            Ok(Modification::Settings(vec![event]))
+        })
+        .await
+    }
+
+    /// Rolls back to `revision` (default: the previous one), performed as a rollout.
+    pub async fn rollback_app(
+        &self,
+        actor: &Actor,
+        name: &str,
+        revision: Option<u32>,
+        reason: Option<&str>,
+    ) -> OpResult<CurrentApp> {
+        let kept: Vec<u32> = self
+            .store
+            .list_revisions(name)
+            .await?
+            .iter()
+            .map(|r| r.number)
+            .collect();
+        let changed = self
+            .modify(actor, name, |app, _, now| {
+                let target = match revision {
+                    Some(number) => number,
+                    None => previous_revision(app, &kept).ok_or_else(|| {
+                        OpError::field("revision", "there is no earlier revision to roll back to")
+                    })?,
+                };
+                if !kept.contains(&target) {
+                    return Err(OpError::field(
+                        "revision",
+                        format!("revision {target} does not exist or is no longer kept"),
+                    ));
+                }
+                if target == app.current_revision {
+                    return Err(OpError::field(
+                        "revision",
+                        format!("revision {target} is already the current revision"),
+                    ));
+                }
+                let from = app.current_revision;
+                app.current_revision = target;
+                let reason = reason.map_or_else(
+                    || format!("rollback from revision {from} to {target}"),
+                    str::to_string,
+                );
+                app.rollout = Rollout::start(target, reason.clone(), now);
+                actor.audit.set_detail(format!(
+                    "rollback from revision {from} to revision {target}"
+                ));
+                Ok(Modification::Settings(vec![
+                    Event::new(name, now, EventKind::RollbackStarted, reason)
+                        .revision(target)
+                        .param("from", from)
+                        .param("to", target),
+                ]))
+            })
+            .await?;
+        let template = self
+            .store
+            .get_revision(name, changed.app.current_revision)
+            .await?
+            .map_or(changed.template, |r| r.template);
+        Ok(CurrentApp {
+            app: changed.app,
+            template,
+        })
+    }
+
+    /// Deletes an app: its containers are stopped and removed, nothing else is touched.
+    pub async fn delete_app(&self, actor: &Actor, name: &str) -> OpResult<()> {
+        self.app(actor, name, TeamAction::Deploy).await?;
+        if !self.store.delete_app(name).await? {
+            return Err(OpError::not_found(format!("app {name}")));
+        }
+        tracing::info!(app = %name, "app deleted");
+        if let Err(error) = self.controller.remove_instances(name).await {
+            // The reconciler removes them once the engine answers again.
+            tracing::warn!(%error, app = %name, "containers of a deleted app could not be removed yet");
+            self.controller.wake(name);
+        }
+        Ok(())
+    }
+
+    /// Runs `change` on a fresh copy of the app until the optimistic update succeeds.
+    /// Checks the actor's right to change the app, and that the change fits the team's quota.
+    async fn modify<F>(&self, actor: &Actor, name: &str, mut change: F) -> OpResult<CurrentApp>
+    where
+        F: FnMut(&mut App, &Template, i64) -> OpResult<Modification>,
+    {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let CurrentApp { mut app, template } =
+                self.app(actor, name, TeamAction::Deploy).await?;
+            let _quota_lock = self.team_locks.lock(&app.team).await;
+            let budget = Budget::of(self.store.as_ref(), &app.team, Some(name)).await?;
+            let before = steady(&app, &template.resources);
+            let previous_revision = app.current_revision;
+            let now = self.now();
+            let modification = change(&mut app, &template, now)?;
+            match &modification {
+                Modification::Unchanged => {}
+                Modification::NewRevision(revision, _) => {
+                    require_pull(actor, &self.registry_hosts, &revision.template.image)?;
+                    let resources = &revision.template.resources;
+                    budget.require_limits(resources)?;
+                    let peak = larger(&template.resources, resources);
+                    budget.admit(
+                        before,
+                        rollout_peak(app.replicas, app.strategy.max_surge, &peak),
+                    )?;
+                }
+                Modification::Settings(_) if app.current_revision != previous_revision => {
+                    // A rollback: the target revision's limits count from now on.
+                    let target = self
+                        .store
+                        .get_revision(name, app.current_revision)
+                        .await?
+                        .map(|r| r.template.resources)
+                        .unwrap_or_default();
+                    budget.admit(before, steady(&app, &target))?;
+                }
+                Modification::Settings(_) => {
+                    budget.admit(before, steady(&app, &template.resources))?;
+                }
+            }
+            app.updated_at = now;
+            let (result, events, template) = match modification {
+                Modification::Unchanged => return Ok(CurrentApp { app, template }),
+                Modification::Settings(events) => {
+                    (self.store.update_app(&app).await, events, template)
+                }
+                Modification::NewRevision(revision, events) => {
+                    let template = revision.template.clone();
+                    (
+                        self.store
+                            .add_revision(&app, &revision, self.revision_history)
+                            .await,
+                        events,
+                        template,
+                    )
+                }
+            };
+            match result {
+                Ok(stored) => {
+                    self.controller.record(events).await;
+                    self.controller.wake(name);
+                    return Ok(CurrentApp {
+                        app: stored,
+                        template,
+                    });
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(OpError::conflict(
+            "conflict",
+            format!("app {name} is changing too fast; try again"),
+        ))
+    }
+}
+
+fn scaled_event(name: &str, now: i64, from: u32, to: u32) -> Event {
+    Event::new(
+        name,
+        now,
+        EventKind::Scaled,
+        format!("scaled from {from} to {to} instances"),
+    )
+    .param("from", from)
+    .param("to", to)
+}
+
+/// The revision "rollback" goes to by default: the last stable one when the app is not on
+/// it, else the newest kept revision older than the current one.
+fn previous_revision(app: &App, kept: &[u32]) -> Option<u32> {
+    match app.stable_revision {
+        Some(stable) if stable != app.current_revision && kept.contains(&stable) => Some(stable),
+        _ => kept
+            .iter()
+            .copied()
+            .filter(|n| *n < app.current_revision)
+            .max(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previous_revision_prefers_stable() {
+        let mut app = App {
+            name: "web".into(),
+            team: "default".into(),
+            replicas: 1,
+            strategy: Default::default(),
+            dependencies: vec![],
+            current_revision: 4,
+            stable_revision: Some(4),
+            latest_revision: 4,
+            rollout: Rollout::start(4, "", 0),
+            next_ordinal: 1,
+            created_at: 0,
+            updated_at: 0,
+            version: 1,
+        };
+        let cases = [
+            (Some(4), vec![1, 2, 3, 4], Some(3)),
+            (Some(2), vec![1, 2, 3, 4], Some(2)),
+            (None, vec![4], None),
+            (Some(4), vec![2, 4], Some(2)),
+            (Some(1), vec![3, 4], Some(3)),
+        ];
+        for (stable, kept, want) in cases {
+            app.stable_revision = stable;
+            assert_eq!(
+                previous_revision(&app, &kept),
+                want,
+                "stable {stable:?} kept {kept:?}"
+            );
+        }
+    }
+}

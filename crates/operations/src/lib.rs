@@ -1,0 +1,53 @@
+//! Berth's application layer: every operation on the platform, done once, for every door.
+//!
+//! The doors — the HTTP API, the git endpoint, webhooks, the build worker, deployment
+//! templates and (next) the autoscaler — turn what they receive into domain values and call
+//! a function here with an explicit [`Actor`]. Each operation does the whole job: authorise,
+//! validate, admit against the team's quota, write the revision and the app, record the
+//! events, note the audit record, and wake the controller. Nothing here knows HTTP or JSON
+//! wire types; the machinery (store, controller, registry, engine) is reached through its
+//! traits.
+
+pub mod actor;
+pub mod apps;
+pub mod builds;
+pub mod error;
+pub mod images;
+pub mod quota;
+
+use std::sync::Arc;
+
+use berth_controller::Controller;
+use berth_core::clock::Clock;
+use berth_store::Store;
+
+pub use actor::{Actor, AuditNote, AuditSlot};
+pub use apps::{CurrentApp, NewApp};
+pub use error::{OpError, OpResult};
+
+/// The handle every door holds: the machinery the operations drive and their settings.
+#[derive(Clone)]
+pub struct Platform {
+    pub store: Arc<dyn Store>,
+    pub controller: Controller,
+    pub clock: Clock,
+    /// The host names (`host:port`) under which images of the built-in registry are pulled.
+    pub registry_hosts: Arc<[String]>,
+    /// Revisions kept per app.
+    pub revision_history: u32,
+    /// Serialises quota checks with the writes they admit, per team.
+    pub team_locks: quota::TeamLocks,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform").finish_non_exhaustive()
+    }
+}
+
+impl Platform {
+    /// The current time from the platform's clock.
+    pub fn now(&self) -> berth_core::Millis {
+        (self.clock)()
+    }
+}
