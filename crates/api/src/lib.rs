@@ -25,6 +25,7 @@ pub mod quota_requests;
 pub mod quotas;
 pub mod registries;
 pub mod registry_auth;
+pub mod system;
 pub mod team_dto;
 pub mod teams;
 pub mod templates;
@@ -75,6 +76,8 @@ pub struct ApiState {
     pub remote_registries: registries::RemoteClients,
     /// Where build logs are kept (`<data-dir>/builds/<id>.log`).
     pub build_logs_dir: std::path::PathBuf,
+    /// The server's background workers (their statuses, for admins).
+    pub workers: berth_controller::workers::Workers,
     /// The queue of builds and the builds running on this server.
     pub builds: berth_operations::builds::BuildWorker,
     /// Where pipelines' hosted git repositories are kept (`<data-dir>/git`).
@@ -110,7 +113,7 @@ pub struct ApiState {
         pipelines::put, pipelines::delete, pipelines::start_build, pipelines::list_builds,
         pipelines::get_build, pipelines::cancel_build, pipelines::build_logs,
         build_events::build_events, webhooks::receive,
-        healthz, readyz,
+        system::list_workers, healthz, readyz,
     ),
     modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = [])),
@@ -192,6 +195,7 @@ async fn unknown_route() -> ApiError {
 /// The whole HTTP surface of the control plane.
 pub fn router(state: ApiState) -> axum::Router {
     let api = axum::Router::new()
+        .route("/system/workers", get(system::list_workers))
         .route("/apps", get(apps::list_apps).post(apps::create_app))
         .route("/apps/{name}", get(apps::get_app).delete(apps::delete_app))
         .route("/apps/{name}/deploy", post(apps::deploy))
@@ -400,6 +404,7 @@ mod tests {
         for path in [
             "/api/v1/apps",
             "/api/v1/apps/{name}/deploy",
+            "/api/v1/system/workers",
             "/api/v1/apps/{name}/rollback",
             "/api/v1/apps/{name}/logs",
             "/api/v1/teams/{team}/members/{username}",

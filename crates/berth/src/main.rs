@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod config;
 mod credentials;
+mod jobs;
 mod output;
 mod server;
 mod terminal;

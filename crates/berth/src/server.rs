@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_api::ApiState;
 use berth_api::accounts::bootstrap_first_admin;
@@ -10,6 +11,7 @@ use berth_api::auth::Authenticator;
 use berth_api::registry_auth::{
     AccountsAuthorizer, BuilderGrants, SYSTEM_USER, TeamRegistryLimits, new_system_secret,
 };
+use berth_controller::workers::{Schedule, Workers};
 use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
 use berth_engine::{DockerEngine, Engine, RegistryAuth};
@@ -20,6 +22,7 @@ use berth_store::{SqliteStore, Store};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::ServerConfig;
+use crate::jobs;
 
 /// Reads the admin token, or makes one on first start (printed once, stored with mode 0600).
 fn admin_token(data_dir: &Path) -> Result<String, String> {
@@ -147,16 +150,8 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         .with_clock(Arc::new(Arc::clone(&clock)))
         .with_limits(Arc::new(TeamRegistryLimits::new(Arc::clone(&store)))),
     );
-    tokio::spawn(hourly_cleanup(Arc::clone(&store), Arc::clone(&clock)));
-    tokio::spawn(prune_build_images(
-        Arc::clone(&engine),
-        config.namespace.clone(),
-    ));
-    tokio::spawn(registry_maintenance(
-        Arc::clone(&store),
-        Arc::clone(&registry),
-        config.registry_gc_interval,
-    ));
+    let workers = Workers::new(Arc::clone(&clock));
+    start_jobs(&workers, &config, &store, &registry, &engine, &clock);
 
     let controller_config = ControllerConfig {
         namespace: config.namespace.clone(),
@@ -220,6 +215,10 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             work_dir: config.data_dir.join("build-work"),
             registry_host: registry_hosts[0].clone(),
             grants: builder_grants,
+            report: Some(workers.register(
+                "builds",
+                "runs queued builds: fetch, build, test, push, roll out",
+            )),
             namespace: config.namespace.clone(),
             timeout: config.build_timeout,
             retention: config.build_retention,
@@ -247,6 +246,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         first_start_secret: Some(config.data_dir.join("admin-token")),
         git_dir: config.data_dir.join("git"),
         builds,
+        workers: workers.clone(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -271,6 +271,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             shutdown_signal().await;
             // Running builds end `interrupted` now, so streams following them end too.
             builds.shut_down(BUILD_SHUTDOWN_PATIENCE).await;
+            workers.stop(JOB_SHUTDOWN_PATIENCE).await;
             // No reconcile is cut off halfway: a container create in flight lands before
             // the process exits, so nothing is left half made.
             reconciler.shut_down(RECONCILE_SHUTDOWN_PATIENCE).await;
@@ -285,6 +286,8 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
 
 /// How long a stopping server waits for the reconciles in progress to finish.
 const RECONCILE_SHUTDOWN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a stopping server waits for a periodic job's run in progress.
+const JOB_SHUTDOWN_PATIENCE: Duration = Duration::from_secs(10);
 /// How long a stopping server waits for its builds to record that they were interrupted.
 const BUILD_SHUTDOWN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -299,92 +302,49 @@ fn registry_hosts(listen: std::net::SocketAddr) -> Vec<String> {
     hosts
 }
 
-/// Expires abandoned uploads every 10 minutes and garbage-collects on schedule.
-async fn registry_maintenance(
-    store: Arc<dyn Store>,
-    registry: Arc<Registry>,
-    gc_interval: Option<std::time::Duration>,
+/// How often abandoned registry uploads are looked for.
+const UPLOAD_EXPIRY_PERIOD: Duration = Duration::from_secs(600);
+/// How often the hourly jobs run.
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Starts the periodic background jobs under the server's workers.
+fn start_jobs(
+    workers: &Workers,
+    config: &ServerConfig,
+    store: &Arc<dyn Store>,
+    registry: &Arc<Registry>,
+    engine: &Arc<dyn Engine>,
+    clock: &berth_core::clock::Clock,
 ) {
-    const EXPIRY_PERIOD: std::time::Duration = std::time::Duration::from_secs(600);
-    let mut next_gc = gc_interval.map(|interval| tokio::time::Instant::now() + interval);
-    loop {
-        tokio::time::sleep(EXPIRY_PERIOD).await;
-        match registry.expire_uploads(registry.now()).await {
-            Ok(report) if report.uploads_expired > 0 => {
-                tracing::info!(
-                    uploads = report.uploads_expired,
-                    bytes = report.bytes_freed,
-                    "expired abandoned uploads"
-                )
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "expiring uploads failed"),
-        }
-        if let (Some(due), Some(interval)) = (next_gc, gc_interval)
-            && tokio::time::Instant::now() >= due
-        {
-            next_gc = Some(due + interval);
-            let options = berth_registry::GcOptions::default();
-            match berth_api::images::retention_then_gc(&*store, &registry, options).await {
-                Ok((retention, report)) => tracing::info!(
-                    rules = retention.len(),
-                    blobs = report.blobs_deleted,
-                    bytes_freed = report.bytes_freed,
-                    "scheduled retention and registry garbage collection"
-                ),
-                Err(error) => {
-                    tracing::warn!(message = %error.message, "scheduled registry garbage collection failed")
-                }
-            }
-        }
+    workers.spawn_periodic(
+        jobs::RegistryUploadExpiry {
+            registry: Arc::clone(registry),
+        },
+        Schedule::every(UPLOAD_EXPIRY_PERIOD),
+    );
+    if let Some(interval) = config.registry_gc_interval {
+        workers.spawn_periodic(
+            jobs::RegistryGc {
+                store: Arc::clone(store),
+                registry: Arc::clone(registry),
+            },
+            Schedule::every(interval),
+        );
     }
-}
-
-/// Every hour: deletes expired browser sessions (they already admit nobody; this frees rows)
-/// and forgets webhook delivery ids older than a week (forges redeliver within hours).
-async fn hourly_cleanup(store: Arc<dyn Store>, clock: berth_controller::Clock) {
-    const PERIOD: std::time::Duration = std::time::Duration::from_secs(3600);
-    const DELIVERY_MEMORY_MS: i64 = 7 * 24 * 3600 * 1000;
-    loop {
-        tokio::time::sleep(PERIOD).await;
-        match store.delete_expired_sessions(clock()).await {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "deleted expired sessions"),
-            Err(error) => tracing::warn!(%error, "deleting expired sessions failed"),
-        }
-        match store
-            .prune_webhook_deliveries(clock() - DELIVERY_MEMORY_MS)
-            .await
-        {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "forgot old webhook deliveries"),
-            Err(error) => tracing::warn!(%error, "forgetting webhook deliveries failed"),
-        }
-    }
-}
-
-/// Every hour: removes old build images from the engine (each pipeline keeps its newest
-/// few), so the engine's disk does not fill with dead builds.
-async fn prune_build_images(engine: Arc<dyn Engine>, namespace: String) {
-    const PERIOD: std::time::Duration = std::time::Duration::from_secs(3600);
-    loop {
-        tokio::time::sleep(PERIOD).await;
-        match berth_pipeline::prune::prune_build_images(
-            &*engine,
-            &namespace,
-            berth_pipeline::prune::KEPT_PER_PIPELINE,
-        )
-        .await
-        {
-            Ok(report) if report.removed == 0 => {}
-            Ok(report) => tracing::info!(
-                removed = report.removed,
-                in_use = report.in_use,
-                "removed old build images"
-            ),
-            Err(error) => tracing::warn!(%error, "removing old build images failed"),
-        }
-    }
+    workers.spawn_periodic(
+        jobs::Cleanup {
+            store: Arc::clone(store),
+            clock: Arc::clone(clock),
+        },
+        Schedule::every(HOUR),
+    );
+    workers.spawn_periodic(
+        jobs::BuildImagePrune {
+            engine: Arc::clone(engine),
+            namespace: config.namespace.clone(),
+        },
+        Schedule::every(HOUR),
+    );
 }
 
 /// Connects to Docker, waiting (and saying so) while its socket does not exist yet, so a

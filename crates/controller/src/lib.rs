@@ -15,6 +15,7 @@ pub mod prober;
 pub mod queue;
 pub mod reconcile;
 pub mod usage;
+pub mod workers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -76,6 +76,8 @@ pub struct BuildWorkerConfig {
     pub registry_host: String,
     /// The password of [`BUILDER_USER`] for this run of the server.
     pub grants: BuilderGrants,
+    /// Where the worker tells admins what it does (`GET /api/v1/system/workers`).
+    pub report: Option<berth_controller::workers::WorkerReport>,
     /// The engine namespace (labels images and containers a build makes).
     pub namespace: String,
     /// How long a build may run in all before it is stopped as timed out.
@@ -164,8 +166,18 @@ impl BuildWorker {
         let worker = self.clone();
         tokio::spawn(async move {
             let id = build.id;
-            worker.run(&pipeline, build, &cancel).await;
-            lock(&worker.cancels).remove(&id);
+            let ended = worker.run(&pipeline, build, &cancel).await;
+            let still_running = {
+                let mut cancels = lock(&worker.cancels);
+                cancels.remove(&id);
+                !cancels.is_empty()
+            };
+            if let Some(report) = &worker.config.report {
+                if let Some(outcome) = ended {
+                    report.succeeded(outcome);
+                }
+                report.set_busy(still_running);
+            }
         });
     }
 
@@ -214,7 +226,8 @@ impl BuildWorker {
         }
     }
 
-    async fn run(&self, pipeline: &Pipeline, build: Build, cancel: &Cancel) {
+    /// Runs the build to its end; says how it ended (`None`: it never started).
+    async fn run(&self, pipeline: &Pipeline, build: Build, cancel: &Cancel) -> Option<String> {
         let env = &self.env;
         let store = &env.platform.store;
         // A build cancelled while waiting for a slot ends at once without one.
@@ -224,7 +237,7 @@ impl BuildWorker {
         };
         if permit.is_none() && cancel.reason() == Some(CancelReason::Shutdown) {
             // Never started: it stays queued and runs after the next start.
-            return;
+            return None;
         }
         let log_path = env.build_logs_dir.join(format!("{}.log", build.id));
         let file = std::fs::create_dir_all(&env.build_logs_dir)
@@ -236,6 +249,9 @@ impl BuildWorker {
             })
             .map_err(|e| tracing::warn!(error = %e, path = %log_path.display(), "cannot open the build log"))
             .ok();
+        if let Some(report) = &self.config.report {
+            report.busy();
+        }
         // This build's own registry credential: its team's images, its target repository.
         let grant = self
             .config
@@ -251,7 +267,7 @@ impl BuildWorker {
                 if let Err(e) = store.update_build(&build).await {
                     tracing::warn!(error = %e, "cannot record a failed build");
                 }
-                return;
+                return Some(outcome(&build));
             }
         };
 
@@ -286,7 +302,7 @@ impl BuildWorker {
         let report = runner.run(&plan, &sink, cancel).await;
         drop(sink);
         let Ok(mut build) = writer.await else {
-            return;
+            return None;
         };
         apply_state(&mut build, &report.state);
         if let Some(commit) = report.commit {
@@ -298,6 +314,7 @@ impl BuildWorker {
             tracing::warn!(error = %e, build = build.id, "cannot record the build's end");
         }
         self.prune(pipeline).await;
+        Some(outcome(&build))
     }
 
     /// Retention: drops the pipeline's builds beyond the newest [`BuildWorkerConfig::retention`]
@@ -396,6 +413,17 @@ impl BuildWorker {
             }),
         })
     }
+}
+
+/// How a build ended, for the worker's status.
+fn outcome(build: &Build) -> String {
+    format!(
+        "build {} of {}/{} ended {}",
+        build.id,
+        build.team,
+        build.pipeline,
+        build.status.as_str()
+    )
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
