@@ -477,6 +477,7 @@ pub async fn authenticate(
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use berth_store::prelude::*;
 
     async fn authenticator_with(users: &[&str]) -> Authenticator {
         let store = berth_store::SqliteStore::open_in_memory().await.unwrap();

@@ -263,6 +263,7 @@ mod tests {
     use berth_core::quota::Quota;
     use berth_core::team::Team;
     use berth_store::SqliteStore;
+    use berth_store::prelude::*;
 
     use super::*;
 

@@ -175,7 +175,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         ..ControllerConfig::default()
     };
     let controller = Controller::new(
-        Arc::clone(&store),
+        store.clone(),
         Arc::clone(&engine),
         controller_config,
         Arc::clone(&clock),

@@ -25,7 +25,7 @@ use berth_core::backoff::Backoff;
 use berth_core::planner::{BackOff, StartFailure};
 use berth_core::{Event, Millis};
 use berth_engine::{Engine, labels};
-use berth_store::Store;
+use berth_store::AppStore;
 use futures::StreamExt;
 
 pub use prober::Prober;
@@ -75,7 +75,7 @@ impl Default for ControllerConfig {
 
 /// State shared by the loops.
 pub struct Shared {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn AppStore>,
     pub engine: Arc<dyn Engine>,
     pub config: ControllerConfig,
     pub queue: Arc<WorkQueue>,
@@ -187,7 +187,7 @@ pub struct Controller {
 
 impl Controller {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn AppStore>,
         engine: Arc<dyn Engine>,
         config: ControllerConfig,
         clock: Clock,

@@ -1,26 +1,40 @@
-//! The Store seam: where Berth keeps desired state (apps, revisions, rollouts, events).
+//! The Store seams: where Berth keeps desired state (apps, revisions, rollouts, events, …).
 //!
-//! Only this crate knows SQL. Callers use the [`Store`] trait with domain types from
-//! `berth-core`; [`sqlite::SqliteStore`] is the embedded default, and a PostgreSQL store
-//! plugs in behind the same trait. Every implementation must pass [`conformance`].
-//! Timestamps and ids come in from the caller (deterministic writes); the store never
-//! reads a clock.
+//! Only this crate knows SQL. The store is split by area — [`AppStore`], [`AccountStore`],
+//! [`RegistryStore`], [`PipelineStore`] — and [`Store`] is all four (what the server passes
+//! around as `Arc<dyn Store>`). Callers bring the area traits into scope with
+//! `use berth_store::prelude::*;`. [`sqlite::SqliteStore`] is the embedded default, chosen by
+//! URL with [`open`]; a PostgreSQL store plugs in behind the same traits. Every implementation
+//! of an area must pass that area's conformance suite (module `conformance`, cargo feature
+//! `conformance`); `memory::MemoryStore` (feature `memory`) implements the apps area for tests.
+//! Timestamps and ids come in from the caller (deterministic writes); the store never reads a
+//! clock.
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod enums;
+#[cfg(feature = "memory")]
+pub mod memory;
 pub mod sqlite;
+mod url;
 
 use async_trait::async_trait;
 use berth_core::accounts::{ApiToken, Membership, User};
 use berth_core::audit::{AuditEntry, AuditOutcome};
 use berth_core::deploy_template::DeploymentTemplate;
 use berth_core::pipeline::{Build, Pipeline};
-use berth_core::quota::{QuotaRequest, QuotaRequestStatus};
+use berth_core::quota::{QuotaRequest, QuotaRequestStatus, Usage};
 use berth_core::session::Session;
 use berth_core::team::Team;
-use berth_core::{App, Event, ExternalRegistry, Millis, RetentionRule, Revision};
+use berth_core::{App, Event, ExternalRegistry, Millis, RetentionRule, Revision, Template};
 
 pub use sqlite::SqliteStore;
+pub use url::{StoreUrl, open};
+
+/// The area traits, for `use berth_store::prelude::*;` where a store's methods are called.
+pub mod prelude {
+    pub use crate::{AccountStore, AppStore, PipelineStore, RegistryStore, Store};
+}
 
 /// Errors from the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +59,36 @@ pub struct EventQuery {
     pub after_id: Option<i64>,
     /// At most this many events are returned.
     pub limit: u32,
+}
+
+/// Which apps [`AppStore::list_apps_page`] lists: those of `teams` (every app when `None`)
+/// whose name sorts after `after`, ordered by name, at most `limit` of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppPage {
+    /// Only apps of these teams; `None`: every team (an empty list lists nothing).
+    pub teams: Option<Vec<String>>,
+    /// Only apps whose name is greater than this (the previous page's
+    /// [`AppList::next_after`]); `None`: from the first.
+    pub after: Option<String>,
+    /// At most this many apps.
+    pub limit: u32,
+}
+
+/// An app with the template of its current revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedApp {
+    pub app: App,
+    /// `None` when the current revision is missing (never written, or pruned).
+    pub template: Option<Template>,
+}
+
+/// One page of apps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppList {
+    /// Ordered by name.
+    pub apps: Vec<ListedApp>,
+    /// The name to pass as [`AppPage::after`] for the next page; `None` on the last page.
+    pub next_after: Option<String>,
 }
 
 /// Which audit records to read. Every `Some` filter must match.
@@ -90,7 +134,7 @@ pub struct BuildQuery {
     pub limit: u32,
 }
 
-/// What [`Store::create_build_for_delivery`] did with a webhook delivery.
+/// What [`PipelineStore::create_build_for_delivery`] did with a webhook delivery.
 // One short-lived value per delivery, matched at once: boxing the build would only add an
 // allocation.
 #[allow(clippy::large_enum_variant)]
@@ -127,14 +171,12 @@ pub struct QuotaDecision {
     pub now: Millis,
 }
 
-/// Berth's desired state.
+/// The apps area: apps, their revisions, instance ordinals, events and what each team's apps
+/// reserve. All the controller needs; a backend for reconciler tests implements only this.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait AppStore: Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> StoreResult<()>;
-
-    /// Creates the team if it does not exist (idempotent).
-    async fn ensure_team(&self, name: &str, now: Millis) -> StoreResult<()>;
 
     /// Inserts a new app with its first revision, atomically. `Conflict` when the name is taken.
     /// `first_revision.app` must be `app.name` (refused otherwise).
@@ -146,13 +188,17 @@ pub trait Store: Send + Sync + 'static {
     /// All apps, ordered by name.
     async fn list_apps(&self) -> StoreResult<Vec<App>>;
 
+    /// One page of apps ordered by name (see [`AppPage`]), each with its current revision's
+    /// template, in a constant number of queries whatever the page size.
+    async fn list_apps_page(&self, page: &AppPage) -> StoreResult<AppList>;
+
     /// Writes the app's mutable fields when the stored version equals `app.version`
     /// (optimistic concurrency: `Conflict` otherwise, `NotFound` when it is gone). Returns the
     /// app as stored, with `version` incremented. `next_ordinal` is not written here (see
-    /// [`Store::allocate_ordinals`]).
+    /// [`AppStore::allocate_ordinals`]).
     async fn update_app(&self, app: &App) -> StoreResult<App>;
 
-    /// Atomically adds `revision`, updates `app` as [`Store::update_app`] does, and prunes the
+    /// Atomically adds `revision`, updates `app` as [`AppStore::update_app`] does, and prunes the
     /// app's revisions to the newest `keep` — never removing `app.current_revision` nor
     /// `app.stable_revision`. `Conflict` when the revision number exists.
     async fn add_revision(&self, app: &App, revision: &Revision, keep: u32) -> StoreResult<App>;
@@ -178,31 +224,26 @@ pub trait Store: Send + Sync + 'static {
     /// An app's events in ascending id order (see [`EventQuery`]); none for an unknown app.
     async fn list_events(&self, app: &str, query: EventQuery) -> StoreResult<Vec<Event>>;
 
-    /// Creates or replaces the retention rule of `rule.repository`.
-    async fn put_retention_rule(&self, rule: &RetentionRule) -> StoreResult<()>;
+    /// What the team's apps reserve, except `except_app` (the app a change is admitted for):
+    /// the sum over the team's apps of [`berth_core::quota::app_usage`] of the app's replicas
+    /// and its current revision's resources (a missing revision counts as unlimited
+    /// resources, i.e. instances only). `registry_bytes` is 0: the caller adds storage.
+    ///
+    /// Kept with each app in the same write as every change of its `replicas`, `team` or
+    /// `current_revision`, so the answer costs the same whatever the number of apps. Each
+    /// app's share is counted at most `i64::MAX` per resource (the largest a `BIGINT` holds);
+    /// the sum saturates at `u64::MAX` like [`berth_core::quota::Usage::add`].
+    async fn team_usage(&self, team: &str, except_app: Option<&str>) -> StoreResult<Usage>;
+}
 
-    /// Every retention rule, ordered by repository.
-    async fn list_retention_rules(&self) -> StoreResult<Vec<RetentionRule>>;
+/// The accounts area: teams, users, memberships, API tokens, sessions, quota requests,
+/// deployment templates, the audit log and server settings.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    /// Creates the team if it does not exist (idempotent).
+    async fn ensure_team(&self, name: &str, now: Millis) -> StoreResult<()>;
 
-    /// Deletes a repository's retention rule; returns whether it existed.
-    async fn delete_retention_rule(&self, repository: &str) -> StoreResult<bool>;
-
-    // External registries (the password arrives sealed; the store never sees the plaintext).
-
-    /// Creates or replaces the external registry `registry.name`; `created_at` of a replaced
-    /// one is kept. `NotFound` when its team does not exist.
-    async fn put_external_registry(&self, registry: &ExternalRegistry) -> StoreResult<()>;
-
-    /// The external registry, or `None`.
-    async fn get_external_registry(&self, name: &str) -> StoreResult<Option<ExternalRegistry>>;
-
-    /// Every external registry, ordered by name.
-    async fn list_external_registries(&self) -> StoreResult<Vec<ExternalRegistry>>;
-
-    /// Deletes an external registry; returns whether it existed.
-    async fn delete_external_registry(&self, name: &str) -> StoreResult<bool>;
-
-    // Accounts. Usernames are unique; emails are unique regardless of case. User and token ids
+    // Users. Usernames are unique; emails are unique regardless of case. User and token ids
     // are assigned by the store and never reused.
 
     /// Inserts a user (its `id` is ignored) with its password hash; returns it with the
@@ -372,9 +413,45 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or replaces the setting.
     async fn put_setting(&self, key: &str, value: &str, now: Millis) -> StoreResult<()>;
 
+    // Team members with their users.
+
     /// The team's memberships with the members' users, ordered by username.
     async fn list_team_users(&self, team: &str) -> StoreResult<Vec<(User, Membership)>>;
+}
 
+/// The registry area: retention rules of the built-in registry and external registries.
+#[async_trait]
+pub trait RegistryStore: Send + Sync + 'static {
+    // Retention rules of the built-in registry.
+
+    /// Creates or replaces the retention rule of `rule.repository`.
+    async fn put_retention_rule(&self, rule: &RetentionRule) -> StoreResult<()>;
+
+    /// Every retention rule, ordered by repository.
+    async fn list_retention_rules(&self) -> StoreResult<Vec<RetentionRule>>;
+
+    /// Deletes a repository's retention rule; returns whether it existed.
+    async fn delete_retention_rule(&self, repository: &str) -> StoreResult<bool>;
+
+    // External registries (the password arrives sealed; the store never sees the plaintext).
+
+    /// Creates or replaces the external registry `registry.name`; `created_at` of a replaced
+    /// one is kept. `NotFound` when its team does not exist.
+    async fn put_external_registry(&self, registry: &ExternalRegistry) -> StoreResult<()>;
+
+    /// The external registry, or `None`.
+    async fn get_external_registry(&self, name: &str) -> StoreResult<Option<ExternalRegistry>>;
+
+    /// Every external registry, ordered by name.
+    async fn list_external_registries(&self) -> StoreResult<Vec<ExternalRegistry>>;
+
+    /// Deletes an external registry; returns whether it existed.
+    async fn delete_external_registry(&self, name: &str) -> StoreResult<bool>;
+}
+
+/// The pipelines area: pipelines, their builds and the webhook deliveries that start them.
+#[async_trait]
+pub trait PipelineStore: Send + Sync + 'static {
     // Pipelines and builds (credentials and webhook secrets arrive sealed).
 
     /// Creates or replaces the pipeline `(pipeline.team, pipeline.name)`; `created_at` of a
@@ -438,13 +515,13 @@ pub trait Store: Send + Sync + 'static {
     /// of the pipeline already built `build.commit` (on any branch), [`DeliveryBuild::AlreadyBuilt`];
     /// when `build.commit` is the `before` of a push a webhook of the pipeline built on the same
     /// branch, [`DeliveryBuild::Superseded`] — in those three cases nothing is written.
-    /// Otherwise the build is stored exactly as [`Store::create_build`] stores it, the delivery
+    /// Otherwise the build is stored exactly as [`PipelineStore::create_build`] stores it, the delivery
     /// (when it has an id) is recorded at `now` with that build's id, the commit is remembered
     /// as built by that build, and `before` (unless absent, all zeros or the commit itself) as
     /// superseded on the branch ([`DeliveryBuild::Created`]). So a delivery is never recorded
     /// without its build: when creating the build fails, a redelivery builds. Concurrent
     /// deliveries of one id or of one commit create one build. `NotFound` when the pipeline
-    /// does not exist. Delivery ids are remembered until [`Store::prune_webhook_deliveries`]
+    /// does not exist. Delivery ids are remembered until [`PipelineStore::prune_webhook_deliveries`]
     /// forgets them; built and superseded commits are never pruned (not with their builds
     /// either) and go only with the pipeline.
     async fn create_build_for_delivery(
@@ -457,4 +534,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets webhook deliveries recorded before `cutoff`; returns how many.
     async fn prune_webhook_deliveries(&self, cutoff: Millis) -> StoreResult<u64>;
+}
+
+/// Berth's desired state: every area. `Arc<dyn Store>` is what the server passes around;
+/// code that needs one area takes that area's trait (e.g. `Arc<dyn AppStore>`), which an
+/// `Arc<dyn Store>` coerces to. Implemented for every type that implements all four areas.
+pub trait Store: AppStore + AccountStore + RegistryStore + PipelineStore {}
+
+impl<T: AppStore + AccountStore + RegistryStore + PipelineStore + ?Sized> Store for T {}
+
+/// What one app reserves as the store keeps it: [`berth_core::quota::app_usage`] with each
+/// resource clamped to `i64::MAX`, the largest a `BIGINT` column holds (quota limits never
+/// exceed it either, so the clamp never changes an admission).
+pub(crate) fn reserved_usage(replicas: u32, resources: &berth_core::Resources) -> Usage {
+    let clamp = |value: u64| value.min(i64::MAX as u64);
+    let usage = berth_core::quota::app_usage(replicas, resources);
+    Usage {
+        cpu_millis: clamp(usage.cpu_millis),
+        memory_bytes: clamp(usage.memory_bytes),
+        instances: clamp(usage.instances),
+        registry_bytes: 0,
+    }
+}
+
+/// Refuses a revision filed under another app than the one it is written with.
+pub(crate) fn check_revision_app(app: &App, revision: &Revision) -> StoreResult<()> {
+    if revision.app == app.name {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "revision {} belongs to app {}, not to app {}",
+            revision.number, revision.app, app.name
+        )))
+    }
 }

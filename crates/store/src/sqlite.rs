@@ -1,5 +1,5 @@
-//! The embedded SQLite [`Store`]: one database file in WAL mode, one writer connection, a few
-//! readers.
+//! The embedded SQLite [`Store`](crate::Store): one database file in WAL mode, one writer
+//! connection, a few readers.
 //!
 //! SQLite allows one writer at a time. Instead of letting writers race for the lock (and
 //! surface `SQLITE_BUSY`), every write goes through a pool holding exactly one connection, and
@@ -20,11 +20,12 @@ use berth_core::accounts::{ApiToken, Membership, TeamRole, User};
 use berth_core::audit::AuditEntry;
 use berth_core::deploy_template::DeploymentTemplate;
 use berth_core::pipeline::{Build, BuildStatus, Pipeline};
-use berth_core::quota::{Quota, QuotaRequest, QuotaRequestStatus};
+use berth_core::quota::{Quota, QuotaRequest, QuotaRequestStatus, Usage};
 use berth_core::session::Session;
 use berth_core::team::Team;
 use berth_core::{
-    App, Event, EventKind, ExternalRegistry, Millis, RetentionRule, Revision, Rollout, RolloutPhase,
+    App, Event, EventKind, ExternalRegistry, Millis, Resources, RetentionRule, Revision, Rollout,
+    RolloutPhase,
 };
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -35,8 +36,9 @@ use sqlx::{Row, SqlSafeStr, Sqlite};
 
 use crate::enums::DbEnum;
 use crate::{
-    AuditQuery, BuildQuery, DeliveryBuild, EventQuery, QuotaDecision, QuotaRequestQuery, Store,
-    StoreError, StoreResult,
+    AccountStore, AppList, AppPage, AppStore, AuditQuery, BuildQuery, DeliveryBuild, EventQuery,
+    ListedApp, PipelineStore, QuotaDecision, QuotaRequestQuery, RegistryStore, StoreError,
+    StoreResult, check_revision_app, reserved_usage,
 };
 
 /// Schema migrations, in order. Files follow sqlx's `<VERSION>_<DESCRIPTION>.sql` naming and are
@@ -90,6 +92,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "team boundary",
         include_str!("../migrations/sqlite/0009_team_boundary.sql"),
     ),
+    (
+        10,
+        "team usage",
+        include_str!("../migrations/sqlite/0010_team_usage.sql"),
+    ),
 ];
 
 /// Waiting this long for a lock held by another process before giving up.
@@ -99,7 +106,7 @@ const READERS: u32 = 4;
 /// Waiting this long for the writer (or a reader) connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// [`Store`] on an SQLite database (see the module docs for the connection model).
+/// [`Store`](crate::Store) on an SQLite database (see the module docs for the connection model).
 ///
 /// Cloning is cheap and shares the connections.
 #[derive(Debug, Clone)]
@@ -221,6 +228,32 @@ impl SqliteStore {
         rows.iter().map(from_row).collect()
     }
 
+    /// [`AppStore::team_usage`] when a sum is beyond `BIGINT`: the team's rows added up here,
+    /// saturating like [`Usage::add`].
+    async fn team_usage_saturating(
+        &self,
+        team: &str,
+        except_app: Option<&str>,
+    ) -> StoreResult<Usage> {
+        let rows = sqlx::query(
+            "SELECT reserved_cpu_millis, reserved_memory_bytes, reserved_instances FROM apps \
+             WHERE team = $1 AND ($2 IS NULL OR name <> $2)",
+        )
+        .bind(team)
+        .bind(except_app)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter().try_fold(Usage::default(), |sum, row| {
+            Ok(sum.add(Usage {
+                cpu_millis: get_uint(row, "reserved_cpu_millis")?,
+                memory_bytes: get_uint(row, "reserved_memory_bytes")?,
+                instances: get_uint(row, "reserved_instances")?,
+                registry_bytes: 0,
+            }))
+        })
+    }
+
     /// Starts a write transaction that holds SQLite's write lock from its first statement.
     async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
         self.write
@@ -231,9 +264,15 @@ impl SqliteStore {
 }
 
 fn migrator() -> Migrator {
+    migrations_up_to(i64::MAX)
+}
+
+/// The migrations up to `last` (a database as an older Berth left it, for tests).
+fn migrations_up_to(last: i64) -> Migrator {
     Migrator::with_migrations(
         MIGRATIONS
             .iter()
+            .filter(|&&(version, _, _)| version <= last)
             .map(|&(version, description, sql)| {
                 Migration::new(
                     version,
@@ -337,20 +376,24 @@ macro_rules! app_columns {
     };
 }
 
+/// Also writes what the app reserves (`$21..$23`, see [`bind_reserved`]).
 const INSERT_APP: &str = concat!(
     "INSERT INTO apps (",
     app_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20)"
+    ", reserved_cpu_millis, reserved_memory_bytes, reserved_instances) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+     $19, $20, $21, $22, $23)"
 );
 
-/// Writes every mutable column; `name`, `next_ordinal` and `created_at` are left alone.
+/// Writes every mutable column and what the app reserves (`$21..$23`); `name`,
+/// `next_ordinal` and `created_at` are left alone.
 const UPDATE_APP: &str = concat!(
     "UPDATE apps SET team = $2, replicas = $3, strategy_json = $4, dependencies_json = $5, \
      current_revision = $6, stable_revision = $7, latest_revision = $8, rollout_revision = $9, \
      rollout_phase = $10, rollout_failed_revision = $11, rollout_message = $12, \
      rollout_started_at = $13, rollout_progress_at = $14, rollout_available = $15, \
-     rollout_finished_at = $16, updated_at = $19, version = version + 1 \
+     rollout_finished_at = $16, updated_at = $19, version = version + 1, \
+     reserved_cpu_millis = $21, reserved_memory_bytes = $22, reserved_instances = $23 \
      WHERE name = $1 AND version = $20 RETURNING ",
     app_columns!()
 );
@@ -387,6 +430,44 @@ fn bind_app<'q>(query: SqliteQuery<'q>, app: &App) -> StoreResult<SqliteQuery<'q
         .bind(app.created_at)
         .bind(app.updated_at)
         .bind(app.version))
+}
+
+/// Binds `$21..$23`: what an app at `replicas` with `resources` reserves (see the 0010
+/// migration).
+fn bind_reserved<'q>(
+    query: SqliteQuery<'q>,
+    replicas: u32,
+    resources: &Resources,
+) -> StoreResult<SqliteQuery<'q>> {
+    let usage = reserved_usage(replicas, resources);
+    Ok(query
+        .bind(u64_to_db(usage.cpu_millis, "reserved CPU")?)
+        .bind(u64_to_db(usage.memory_bytes, "reserved memory")?)
+        .bind(u64_to_db(usage.instances, "reserved instances")?))
+}
+
+/// The resources of revision `number` of `app`, read in the caller's transaction; the default
+/// (unlimited) when the revision does not exist, as admission has always counted it.
+async fn revision_resources(
+    conn: &mut SqliteConnection,
+    app: &str,
+    number: u32,
+) -> StoreResult<Resources> {
+    let json: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT json_extract(template_json, '$.resources') FROM revisions \
+         WHERE app = $1 AND number = $2",
+    )
+    .bind(app)
+    .bind(i64::from(number))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    match json.flatten() {
+        Some(json) => serde_json::from_str(&json).map_err(json_err(format!(
+            "resources of revision {number} of app {app}"
+        ))),
+        None => Ok(Resources::default()),
+    }
 }
 
 fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
@@ -488,18 +569,6 @@ fn event_from_row(row: &SqliteRow) -> StoreResult<Event> {
     })
 }
 
-/// Refuses a revision filed under another app than the one it is written with.
-fn check_revision_app(app: &App, revision: &Revision) -> StoreResult<()> {
-    if revision.app == app.name {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict(format!(
-            "revision {} belongs to app {}, not to app {}",
-            revision.number, revision.app, app.name
-        )))
-    }
-}
-
 async fn insert_revision(conn: &mut SqliteConnection, revision: &Revision) -> StoreResult<()> {
     let template = serde_json::to_string(&revision.template).map_err(json_err(format!(
         "template of revision {} of app {}",
@@ -530,8 +599,20 @@ async fn insert_revision(conn: &mut SqliteConnection, revision: &Revision) -> St
 }
 
 /// The optimistic update shared by `update_app` and `add_revision`; run it in a transaction.
-async fn update_app_in(conn: &mut SqliteConnection, app: &App) -> StoreResult<App> {
-    let row = bind_app(sqlx::query(UPDATE_APP), app)?
+/// `current` is the template of `app.current_revision` when the caller holds it (a revision
+/// being added); otherwise it is read here, so what the app reserves always follows its
+/// replicas and current revision.
+async fn update_app_in(
+    conn: &mut SqliteConnection,
+    app: &App,
+    current: Option<&Resources>,
+) -> StoreResult<App> {
+    let resources = match current {
+        Some(resources) => resources.clone(),
+        None => revision_resources(conn, &app.name, app.current_revision).await?,
+    };
+    let query = bind_app(sqlx::query(UPDATE_APP), app)?;
+    let row = bind_reserved(query, app.replicas, &resources)?
         .fetch_optional(&mut *conn)
         .await
         .map_err(db_err)?;
@@ -849,7 +930,7 @@ fn unfinished_statuses_sql() -> String {
 }
 
 /// Numbers and inserts a new build of `(build.team, build.pipeline)` (see
-/// [`Store::create_build`]); the caller's write transaction makes the two steps atomic.
+/// [`PipelineStore::create_build`]); the caller's write transaction makes the two steps atomic.
 /// `NotFound` when the pipeline does not exist.
 async fn insert_build(conn: &mut SqliteConnection, build: &Build) -> StoreResult<Build> {
     let steps = steps_json(build)?;
@@ -902,7 +983,7 @@ async fn insert_build(conn: &mut SqliteConnection, build: &Build) -> StoreResult
     })
 }
 
-/// Writes every mutable column of `build` (see [`Store::update_build`]).
+/// Writes every mutable column of `build` (see [`PipelineStore::update_build`]).
 async fn write_build(conn: &mut SqliteConnection, build: &Build) -> StoreResult<()> {
     sqlx::query(
         "UPDATE builds SET commit_sha = $2, branch = $3, author = $4, author_email = $5, \
@@ -1032,7 +1113,7 @@ where
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl AppStore for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.read)
@@ -1041,26 +1122,23 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn ensure_team(&self, name: &str, now: Millis) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO teams (name, created_at, updated_at) VALUES ($1, $2, $2) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(now)
-        .execute(&self.write)
-        .await
-        .map_err(db_err)?;
-        Ok(())
-    }
-
     async fn create_app(&self, app: &App, first_revision: &Revision) -> StoreResult<()> {
         check_revision_app(app, first_revision)?;
+        // A new app has no other revision: any other current revision is missing.
+        let resources = if app.current_revision == first_revision.number {
+            first_revision.template.resources.clone()
+        } else {
+            Resources::default()
+        };
         let mut tx = self.begin_write().await?;
-        bind_app(sqlx::query(INSERT_APP), app)?
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| conflict_or_db(e, || format!("app {} already exists", app.name)))?;
+        bind_reserved(
+            bind_app(sqlx::query(INSERT_APP), app)?,
+            app.replicas,
+            &resources,
+        )?
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_or_db(e, || format!("app {} already exists", app.name)))?;
         insert_revision(&mut tx, first_revision).await?;
         tx.commit().await.map_err(db_err)
     }
@@ -1084,7 +1162,7 @@ impl Store for SqliteStore {
 
     async fn update_app(&self, app: &App) -> StoreResult<App> {
         let mut tx = self.begin_write().await?;
-        let stored = update_app_in(&mut tx, app).await?;
+        let stored = update_app_in(&mut tx, app, None).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(stored)
     }
@@ -1093,7 +1171,8 @@ impl Store for SqliteStore {
         check_revision_app(app, revision)?;
         let mut tx = self.begin_write().await?;
         // Update first: a missing or stale app is reported as such, not as a foreign-key error.
-        let stored = update_app_in(&mut tx, app).await?;
+        let current = (app.current_revision == revision.number).then_some(&revision.template);
+        let stored = update_app_in(&mut tx, app, current.map(|t| &t.resources)).await?;
         insert_revision(&mut tx, revision).await?;
         sqlx::query(
             "DELETE FROM revisions WHERE app = $1 \
@@ -1142,110 +1221,6 @@ impl Store for SqliteStore {
             name,
         )
         .await
-    }
-
-    async fn put_retention_rule(&self, rule: &RetentionRule) -> StoreResult<()> {
-        let keep = rule.keep_newest_tags.map(i64::from);
-        let older = rule
-            .delete_untagged_older_than_ms
-            .map(|ms| ms.min(i64::MAX as u64) as i64);
-        sqlx::query(
-            "INSERT INTO retention_rules (repository, keep_newest_tags, delete_untagged_older_than_ms, updated_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (repository) DO UPDATE SET \
-             keep_newest_tags = $2, delete_untagged_older_than_ms = $3, updated_at = $4",
-        )
-        .bind(&rule.repository)
-        .bind(keep)
-        .bind(older)
-        .bind(rule.updated_at)
-        .execute(&self.write)
-        .await
-        .map_err(db_err)?;
-        Ok(())
-    }
-
-    async fn list_retention_rules(&self) -> StoreResult<Vec<RetentionRule>> {
-        let rows = sqlx::query(
-            "SELECT repository, keep_newest_tags, delete_untagged_older_than_ms, updated_at \
-             FROM retention_rules ORDER BY repository",
-        )
-        .fetch_all(&self.read)
-        .await
-        .map_err(db_err)?;
-        rows.iter()
-            .map(|row| {
-                let keep: Option<i64> = row.try_get("keep_newest_tags").map_err(db_err)?;
-                let older: Option<i64> = row
-                    .try_get("delete_untagged_older_than_ms")
-                    .map_err(db_err)?;
-                Ok(RetentionRule {
-                    repository: row.try_get("repository").map_err(db_err)?,
-                    keep_newest_tags: keep.map(|k| k.clamp(0, u32::MAX as i64) as u32),
-                    delete_untagged_older_than_ms: older.map(|ms| ms.max(0) as u64),
-                    updated_at: row.try_get("updated_at").map_err(db_err)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn delete_retention_rule(&self, repository: &str) -> StoreResult<bool> {
-        let deleted = sqlx::query("DELETE FROM retention_rules WHERE repository = $1")
-            .bind(repository)
-            .execute(&self.write)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-        Ok(deleted > 0)
-    }
-
-    async fn put_external_registry(&self, registry: &ExternalRegistry) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        let team = registry.team.as_str();
-        if !row_exists(&mut tx, "SELECT 1 FROM teams WHERE name = $1", team).await? {
-            return Err(StoreError::NotFound(format!("team {team}")));
-        }
-        sqlx::query(concat!(
-            "INSERT INTO external_registries (",
-            external_registry_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (name) DO UPDATE SET team = $2, url = $3, username = $4, \
-             sealed_password = $5, updated_at = $7"
-        ))
-        .bind(registry.name.as_str())
-        .bind(team)
-        .bind(registry.url.as_str())
-        .bind(registry.username.as_deref())
-        .bind(registry.sealed_password.as_deref())
-        .bind(registry.created_at)
-        .bind(registry.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
-    }
-
-    async fn get_external_registry(&self, name: &str) -> StoreResult<Option<ExternalRegistry>> {
-        let sql = concat!(
-            "SELECT ",
-            external_registry_columns!(),
-            " FROM external_registries WHERE name = $1"
-        );
-        self.read_optional(sql, name, external_registry_from_row)
-            .await
-    }
-
-    async fn list_external_registries(&self) -> StoreResult<Vec<ExternalRegistry>> {
-        let sql = concat!(
-            "SELECT ",
-            external_registry_columns!(),
-            " FROM external_registries ORDER BY name"
-        );
-        self.read_all(sql, external_registry_from_row).await
-    }
-
-    async fn delete_external_registry(&self, name: &str) -> StoreResult<bool> {
-        let sql = "DELETE FROM external_registries WHERE name = $1";
-        self.delete_with_children(&[], sql, name).await
     }
 
     async fn allocate_ordinals(&self, app: &str, count: u64) -> StoreResult<u64> {
@@ -1339,6 +1314,109 @@ impl Store for SqliteStore {
         .map_err(db_err)?;
         rows.iter().map(event_from_row).collect()
     }
+    async fn team_usage(&self, team: &str, except_app: Option<&str>) -> StoreResult<Usage> {
+        let sums = sqlx::query(
+            "SELECT SUM(reserved_cpu_millis) AS cpu, SUM(reserved_memory_bytes) AS memory, \
+             SUM(reserved_instances) AS instances FROM apps \
+             WHERE team = $1 AND ($2 IS NULL OR name <> $2)",
+        )
+        .bind(team)
+        .bind(except_app)
+        .fetch_one(&self.read)
+        .await;
+        let row = match sums {
+            Ok(row) => row,
+            // SUM fails beyond BIGINT: add the team's rows up here instead, saturating.
+            Err(sqlx::Error::Database(e)) if e.message().contains("integer overflow") => {
+                return self.team_usage_saturating(team, except_app).await;
+            }
+            Err(e) => return Err(db_err(e)),
+        };
+        let sum = |column| get_opt_uint::<u64>(&row, column).map(Option::unwrap_or_default);
+        Ok(Usage {
+            cpu_millis: sum("cpu")?,
+            memory_bytes: sum("memory")?,
+            instances: sum("instances")?,
+            registry_bytes: 0,
+        })
+    }
+
+    async fn list_apps_page(&self, page: &AppPage) -> StoreResult<AppList> {
+        let teams = page.teams.as_deref();
+        if teams.is_some_and(<[String]>::is_empty) || page.limit == 0 {
+            return Ok(AppList::default());
+        }
+        // `$1` limit (one more than asked, to learn whether a next page exists), `$2` after
+        // (when given), then the teams. Only the conditions in use are written, so SQLite
+        // walks `apps_team_name` per team (or the primary key) from `after` on.
+        let mut conditions = Vec::new();
+        let mut next = 2;
+        if page.after.is_some() {
+            conditions.push(format!("apps.name > ${next}"));
+            next += 1;
+        }
+        if let Some(teams) = teams {
+            let placeholders: Vec<String> = (next..next + teams.len())
+                .map(|i| format!("${i}"))
+                .collect();
+            conditions.push(format!("apps.team IN ({})", placeholders.join(", ")));
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let columns = app_columns!().replace(", ", ", apps.");
+        let sql = format!(
+            "SELECT apps.{columns}, revisions.template_json FROM apps \
+             LEFT JOIN revisions \
+                 ON revisions.app = apps.name AND revisions.number = apps.current_revision \
+             {filter} ORDER BY apps.name LIMIT $1"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(i64::from(page.limit) + 1);
+        if let Some(after) = &page.after {
+            query = query.bind(after.as_str());
+        }
+        for team in teams.unwrap_or_default() {
+            query = query.bind(team.as_str());
+        }
+        let rows = query.fetch_all(&self.read).await.map_err(db_err)?;
+        let mut apps = Vec::with_capacity(rows.len());
+        for row in rows.iter().take(page.limit as usize) {
+            let app = app_from_row(row)?;
+            let template: Option<String> = get(row, "template_json")?;
+            let template = template
+                .map(|json| {
+                    serde_json::from_str(&json).map_err(json_err(format!(
+                        "template of revision {} of app {}",
+                        app.current_revision, app.name
+                    )))
+                })
+                .transpose()?;
+            apps.push(ListedApp { app, template });
+        }
+        let next_after = (rows.len() > apps.len())
+            .then(|| apps.last().map(|listed| listed.app.name.clone()))
+            .flatten();
+        Ok(AppList { apps, next_after })
+    }
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn ensure_team(&self, name: &str, now: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO teams (name, created_at, updated_at) VALUES ($1, $2, $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
     async fn create_user(&self, user: &User, password_hash: &str) -> StoreResult<User> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO users (username, email, display_name, password_hash, is_admin, \
@@ -1598,6 +1676,7 @@ impl Store for SqliteStore {
         .map_err(db_err)?;
         Ok(())
     }
+
     async fn create_session(&self, session_hash: &str, session: &Session) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         if !row_exists(
@@ -2051,7 +2130,117 @@ impl Store for SqliteStore {
             .map(|row| Ok((user_from_row(row)?, membership_from_row(row)?)))
             .collect()
     }
+}
 
+#[async_trait]
+impl RegistryStore for SqliteStore {
+    async fn put_retention_rule(&self, rule: &RetentionRule) -> StoreResult<()> {
+        let keep = rule.keep_newest_tags.map(i64::from);
+        let older = rule
+            .delete_untagged_older_than_ms
+            .map(|ms| ms.min(i64::MAX as u64) as i64);
+        sqlx::query(
+            "INSERT INTO retention_rules (repository, keep_newest_tags, delete_untagged_older_than_ms, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (repository) DO UPDATE SET \
+             keep_newest_tags = $2, delete_untagged_older_than_ms = $3, updated_at = $4",
+        )
+        .bind(&rule.repository)
+        .bind(keep)
+        .bind(older)
+        .bind(rule.updated_at)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn list_retention_rules(&self) -> StoreResult<Vec<RetentionRule>> {
+        let rows = sqlx::query(
+            "SELECT repository, keep_newest_tags, delete_untagged_older_than_ms, updated_at \
+             FROM retention_rules ORDER BY repository",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let keep: Option<i64> = row.try_get("keep_newest_tags").map_err(db_err)?;
+                let older: Option<i64> = row
+                    .try_get("delete_untagged_older_than_ms")
+                    .map_err(db_err)?;
+                Ok(RetentionRule {
+                    repository: row.try_get("repository").map_err(db_err)?,
+                    keep_newest_tags: keep.map(|k| k.clamp(0, u32::MAX as i64) as u32),
+                    delete_untagged_older_than_ms: older.map(|ms| ms.max(0) as u64),
+                    updated_at: row.try_get("updated_at").map_err(db_err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_retention_rule(&self, repository: &str) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM retention_rules WHERE repository = $1")
+            .bind(repository)
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn put_external_registry(&self, registry: &ExternalRegistry) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let team = registry.team.as_str();
+        if !row_exists(&mut tx, "SELECT 1 FROM teams WHERE name = $1", team).await? {
+            return Err(StoreError::NotFound(format!("team {team}")));
+        }
+        sqlx::query(concat!(
+            "INSERT INTO external_registries (",
+            external_registry_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (name) DO UPDATE SET team = $2, url = $3, username = $4, \
+             sealed_password = $5, updated_at = $7"
+        ))
+        .bind(registry.name.as_str())
+        .bind(team)
+        .bind(registry.url.as_str())
+        .bind(registry.username.as_deref())
+        .bind(registry.sealed_password.as_deref())
+        .bind(registry.created_at)
+        .bind(registry.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_external_registry(&self, name: &str) -> StoreResult<Option<ExternalRegistry>> {
+        let sql = concat!(
+            "SELECT ",
+            external_registry_columns!(),
+            " FROM external_registries WHERE name = $1"
+        );
+        self.read_optional(sql, name, external_registry_from_row)
+            .await
+    }
+
+    async fn list_external_registries(&self) -> StoreResult<Vec<ExternalRegistry>> {
+        let sql = concat!(
+            "SELECT ",
+            external_registry_columns!(),
+            " FROM external_registries ORDER BY name"
+        );
+        self.read_all(sql, external_registry_from_row).await
+    }
+
+    async fn delete_external_registry(&self, name: &str) -> StoreResult<bool> {
+        let sql = "DELETE FROM external_registries WHERE name = $1";
+        self.delete_with_children(&[], sql, name).await
+    }
+}
+
+#[async_trait]
+impl PipelineStore for SqliteStore {
     async fn put_pipeline(&self, pipeline: &Pipeline) -> StoreResult<()> {
         let team = pipeline.team.as_str();
         let what = |field: &str| format!("{field} of pipeline {} of team {team}", pipeline.name);
@@ -2425,5 +2614,159 @@ mod tests {
             on_disk.iter().map(key).collect::<Vec<_>>(),
             "every file under migrations/sqlite is listed in MIGRATIONS, unchanged"
         );
+    }
+
+    /// Apps written before migration 10 get what they reserve from their current revision,
+    /// exactly as the store computes it on writes (clamped to BIGINT, missing revision and
+    /// unlimited resources counting 0), and a sum beyond BIGINT saturates.
+    #[tokio::test]
+    async fn migration_10_fills_reserved_usage_like_writes_do() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(SqliteConnectOptions::new().filename(":memory:"))
+            .await
+            .unwrap();
+        let store = SqliteStore {
+            read: pool.clone(),
+            write: pool.clone(),
+        };
+        migrations_up_to(9).run(&pool).await.unwrap();
+
+        let resources = |cpu, memory| Resources {
+            cpu_millis: cpu,
+            memory_bytes: memory,
+        };
+        // (app, team, replicas, current revision, resources per revision number)
+        let apps = [
+            (
+                "a",
+                "t",
+                3,
+                2,
+                vec![
+                    (1, resources(Some(9), None)),
+                    (2, resources(Some(500), Some(64))),
+                ],
+            ),
+            ("b", "t", 2, 1, vec![(1, resources(None, None))]),
+            ("c", "t", 4, 7, vec![(1, resources(Some(100), Some(100)))]),
+            ("d", "other", 5, 1, vec![(1, resources(Some(10), Some(10)))]),
+            (
+                "e",
+                "huge",
+                3,
+                1,
+                vec![(1, resources(None, Some(u64::MAX / 2)))],
+            ),
+            (
+                "f",
+                "huge",
+                2,
+                1,
+                vec![(1, resources(Some(1), Some(u64::MAX)))],
+            ),
+        ];
+        let mut conn = pool.acquire().await.unwrap();
+        for (name, team, replicas, current, revisions) in &apps {
+            let app = App {
+                name: (*name).into(),
+                team: (*team).into(),
+                replicas: *replicas,
+                current_revision: *current,
+                latest_revision: 9,
+                ..crate::conformance::new_app(name)
+            };
+            let insert = concat!(
+                "INSERT INTO apps (",
+                app_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17, $18, $19, $20)"
+            );
+            bind_app(sqlx::query(insert), &app)
+                .unwrap()
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            for (number, resources) in revisions {
+                let mut revision = crate::conformance::revision(name, *number);
+                revision.template.resources = resources.clone();
+                insert_revision(&mut conn, &revision).await.unwrap();
+            }
+        }
+        drop(conn);
+        migrator().run(&pool).await.unwrap();
+
+        let usage = |cpu, memory, instances| Usage {
+            cpu_millis: cpu,
+            memory_bytes: memory,
+            instances,
+            registry_bytes: 0,
+        };
+        let big = i64::MAX as u64;
+        let want = [
+            ("t", usage(1_500, 192, 9)),
+            ("other", usage(50, 50, 5)),
+            ("huge", usage(2, 2 * big, 5)),
+            ("nobody", usage(0, 0, 0)),
+        ];
+        for (team, expected) in &want {
+            assert_eq!(
+                store.team_usage(team, None).await.unwrap(),
+                *expected,
+                "{team}"
+            );
+        }
+        // Rewriting every app unchanged computes the same in Rust.
+        for (name, ..) in &apps {
+            let app = store.get_app(name).await.unwrap().unwrap();
+            store.update_app(&app).await.unwrap();
+        }
+        for (team, expected) in &want {
+            assert_eq!(
+                store.team_usage(team, None).await.unwrap(),
+                *expected,
+                "{team}"
+            );
+        }
+    }
+
+    /// Usage sums and app pages are answered from `apps_team_name`, never by a full scan.
+    #[tokio::test]
+    async fn usage_and_pages_use_the_team_index() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let plan = async |sql: &str| -> String {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .fetch_all(&store.read)
+                .await
+                .unwrap();
+            rows.iter()
+                .map(|r| r.try_get::<String, _>("detail").unwrap())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        // (query, text the plan must contain)
+        let cases = [
+            (
+                "SELECT SUM(reserved_cpu_millis) FROM apps WHERE team = 't' AND \
+                 ('x' IS NULL OR name <> 'x')",
+                "INDEX apps_team_name (team=?)",
+            ),
+            (
+                "SELECT name FROM apps WHERE apps.name > 'm' AND apps.team IN ('a', 'b') \
+                 ORDER BY apps.name LIMIT 10",
+                "INDEX apps_team_name (team=? AND name>?)",
+            ),
+            (
+                "SELECT name FROM apps WHERE apps.name > 'm' ORDER BY apps.name LIMIT 10",
+                "INDEX sqlite_autoindex_apps_1 (name>?)",
+            ),
+        ];
+        for (sql, want) in cases {
+            let plan = plan(sql).await;
+            assert!(plan.contains(want), "{sql}: {plan}");
+        }
     }
 }

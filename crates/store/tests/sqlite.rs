@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use berth_core::{Event, EventKind};
 use berth_store::conformance::{self, new_app, revision};
-use berth_store::{AuditQuery, EventQuery, SqliteStore, Store, StoreError};
+use berth_store::prelude::*;
+use berth_store::{AuditQuery, EventQuery, SqliteStore, StoreError};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 /// A plain connection to the file, bypassing the store (as an operator's `sqlite3` would).
@@ -120,7 +121,8 @@ async fn reopen_keeps_data_in_wal_mode_and_migrates_once() {
             (6, true),
             (7, true),
             (8, true),
-            (9, true)
+            (9, true),
+            (10, true)
         ],
         "each migration is applied exactly once"
     );
@@ -270,4 +272,14 @@ async fn open_fails_cleanly_on_a_missing_directory() {
         Err(other) => panic!("expected a database error, got {other:?}"),
         Ok(_) => panic!("opening under a missing directory succeeded"),
     }
+}
+
+/// Each area's suite on its own, as a backend implementing only that area runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_per_area() {
+    let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+    conformance::apps::run(store.clone()).await;
+    conformance::accounts::run(store.clone()).await;
+    conformance::registry::run(store.clone()).await;
+    conformance::pipelines::run(store).await;
 }

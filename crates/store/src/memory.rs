@@ -1,0 +1,306 @@
+//! An in-memory [`AppStore`] for tests (cargo feature `memory`, off in the server build): the
+//! apps area with SQLite's exact semantics, so reconciler tests run without a database.
+//!
+//! It passes the apps-area conformance suite (`conformance::apps`) as [`SqliteStore`] does:
+//! optimistic concurrency on `version`, revision pruning (`keep`), per-app event trimming,
+//! ordinals, per-team usage and paging. Everything lives behind one mutex; no call awaits
+//! while holding it. The other areas are not implemented: a [`MemoryStore`] is an
+//! `Arc<dyn AppStore>`, not an `Arc<dyn Store>`.
+//!
+//! [`SqliteStore`]: crate::SqliteStore
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use berth_core::quota::Usage;
+use berth_core::{App, Event, Resources, Revision};
+
+use crate::{
+    AppList, AppPage, AppStore, EventQuery, ListedApp, StoreError, StoreResult, check_revision_app,
+    reserved_usage,
+};
+
+/// The apps area in memory. Each value is a separate store; cloning is not offered (share it
+/// in an `Arc`).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    apps: BTreeMap<String, StoredApp>,
+    /// Events per app name; they outlive their app until `delete_app` (as in SQLite).
+    events: BTreeMap<String, VecDeque<Event>>,
+    /// The last event id handed out (ids start at 1 and are never reused).
+    last_event_id: i64,
+}
+
+#[derive(Debug)]
+struct StoredApp {
+    app: App,
+    revisions: BTreeMap<u32, Revision>,
+    /// What the app reserves, written with every change of replicas or current revision.
+    reserved: Usage,
+}
+
+impl StoredApp {
+    fn resources(&self, number: u32) -> Resources {
+        self.revisions
+            .get(&number)
+            .map(|r| r.template.resources.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panicking test thread must not hide the store from the others.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// As the SQLite store refuses numbers beyond `BIGINT`.
+fn fits_bigint(value: u64, what: &str) -> StoreResult<()> {
+    if i64::try_from(value).is_ok() {
+        Ok(())
+    } else {
+        Err(StoreError::Database(format!(
+            "{what} {value} does not fit in BIGINT"
+        )))
+    }
+}
+
+/// The optimistic update shared by `update_app` and `add_revision`: checks, without writing,
+/// that `app` may replace the stored copy, and returns the app as it will be stored.
+fn updated(state: &State, app: &App) -> StoreResult<App> {
+    let stored = state
+        .apps
+        .get(&app.name)
+        .ok_or_else(|| StoreError::NotFound(format!("app {}", app.name)))?;
+    if stored.app.version != app.version {
+        return Err(StoreError::Conflict(format!(
+            "app {} was changed concurrently",
+            app.name
+        )));
+    }
+    Ok(App {
+        next_ordinal: stored.app.next_ordinal,
+        created_at: stored.app.created_at,
+        version: stored.app.version + 1,
+        ..app.clone()
+    })
+}
+
+#[async_trait]
+impl AppStore for MemoryStore {
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn create_app(&self, app: &App, first_revision: &Revision) -> StoreResult<()> {
+        check_revision_app(app, first_revision)?;
+        fits_bigint(
+            app.next_ordinal,
+            &format!("next_ordinal of app {}", app.name),
+        )?;
+        let mut state = self.state();
+        if state.apps.contains_key(&app.name) {
+            return Err(StoreError::Conflict(format!(
+                "app {} already exists",
+                app.name
+            )));
+        }
+        let revisions = BTreeMap::from([(first_revision.number, first_revision.clone())]);
+        let mut stored = StoredApp {
+            app: app.clone(),
+            revisions,
+            reserved: Usage::default(),
+        };
+        stored.reserved = reserved_usage(app.replicas, &stored.resources(app.current_revision));
+        state.apps.insert(app.name.clone(), stored);
+        Ok(())
+    }
+
+    async fn get_app(&self, name: &str) -> StoreResult<Option<App>> {
+        Ok(self.state().apps.get(name).map(|s| s.app.clone()))
+    }
+
+    async fn list_apps(&self) -> StoreResult<Vec<App>> {
+        Ok(self.state().apps.values().map(|s| s.app.clone()).collect())
+    }
+
+    async fn list_apps_page(&self, page: &AppPage) -> StoreResult<AppList> {
+        let state = self.state();
+        let after = page.after.as_deref();
+        let mut matching = state
+            .apps
+            .values()
+            .filter(|s| after.is_none_or(|after| s.app.name.as_str() > after))
+            .filter(|s| {
+                page.teams
+                    .as_ref()
+                    .is_none_or(|teams| teams.contains(&s.app.team))
+            });
+        let apps: Vec<ListedApp> = matching
+            .by_ref()
+            .take(page.limit as usize)
+            .map(|s| ListedApp {
+                app: s.app.clone(),
+                template: s
+                    .revisions
+                    .get(&s.app.current_revision)
+                    .map(|r| r.template.clone()),
+            })
+            .collect();
+        let more = matching.next().is_some();
+        let next_after = if more {
+            apps.last().map(|listed| listed.app.name.clone())
+        } else {
+            None
+        };
+        Ok(AppList { apps, next_after })
+    }
+
+    async fn update_app(&self, app: &App) -> StoreResult<App> {
+        let mut state = self.state();
+        let new = updated(&state, app)?;
+        let stored = state.apps.get_mut(&app.name).expect("checked by updated");
+        stored.reserved = reserved_usage(new.replicas, &stored.resources(new.current_revision));
+        stored.app = new.clone();
+        Ok(new)
+    }
+
+    async fn add_revision(&self, app: &App, revision: &Revision, keep: u32) -> StoreResult<App> {
+        check_revision_app(app, revision)?;
+        let mut state = self.state();
+        let new = updated(&state, app)?;
+        let stored = state.apps.get_mut(&app.name).expect("checked by updated");
+        if stored.revisions.contains_key(&revision.number) {
+            return Err(StoreError::Conflict(format!(
+                "revision {} of app {} already exists",
+                revision.number, revision.app
+            )));
+        }
+        stored.revisions.insert(revision.number, revision.clone());
+        let newest: Vec<u32> = stored
+            .revisions
+            .keys()
+            .rev()
+            .take(keep as usize)
+            .copied()
+            .collect();
+        stored.revisions.retain(|number, _| {
+            newest.contains(number)
+                || *number == new.current_revision
+                || Some(*number) == new.stable_revision
+        });
+        stored.reserved = reserved_usage(new.replicas, &stored.resources(new.current_revision));
+        stored.app = new.clone();
+        Ok(new)
+    }
+
+    async fn get_revision(&self, app: &str, number: u32) -> StoreResult<Option<Revision>> {
+        Ok(self
+            .state()
+            .apps
+            .get(app)
+            .and_then(|s| s.revisions.get(&number).cloned()))
+    }
+
+    async fn list_revisions(&self, app: &str) -> StoreResult<Vec<Revision>> {
+        Ok(self
+            .state()
+            .apps
+            .get(app)
+            .map(|s| s.revisions.values().rev().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn delete_app(&self, name: &str) -> StoreResult<bool> {
+        let mut state = self.state();
+        state.events.remove(name);
+        Ok(state.apps.remove(name).is_some())
+    }
+
+    async fn allocate_ordinals(&self, app: &str, count: u64) -> StoreResult<u64> {
+        fits_bigint(count, "ordinal count")?;
+        let mut state = self.state();
+        let stored = state
+            .apps
+            .get_mut(app)
+            .ok_or_else(|| StoreError::NotFound(format!("app {app}")))?;
+        let first = stored.app.next_ordinal;
+        let next = first
+            .checked_add(count)
+            .filter(|next| i64::try_from(*next).is_ok())
+            .ok_or_else(|| {
+                StoreError::Database(format!("next_ordinal of app {app} overflows BIGINT"))
+            })?;
+        stored.app.next_ordinal = next;
+        Ok(first)
+    }
+
+    async fn append_events(&self, events: &[Event], keep_per_app: u32) -> StoreResult<()> {
+        let mut state = self.state();
+        let mut touched = Vec::new();
+        for event in events {
+            state.last_event_id += 1;
+            let stored = Event {
+                id: state.last_event_id,
+                ..event.clone()
+            };
+            state
+                .events
+                .entry(event.app.clone())
+                .or_default()
+                .push_back(stored);
+            touched.push(event.app.as_str());
+        }
+        for app in touched {
+            if let Some(kept) = state.events.get_mut(app) {
+                let excess = kept.len().saturating_sub(keep_per_app as usize);
+                kept.drain(..excess);
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_events(&self, app: &str, query: EventQuery) -> StoreResult<Vec<Event>> {
+        let state = self.state();
+        let Some(events) = state.events.get(app) else {
+            return Ok(Vec::new());
+        };
+        let limit = query.limit as usize;
+        Ok(match query.after_id {
+            Some(after_id) => events
+                .iter()
+                .filter(|e| e.id > after_id)
+                .take(limit)
+                .cloned()
+                .collect(),
+            None => events
+                .iter()
+                .skip(events.len().saturating_sub(limit))
+                .cloned()
+                .collect(),
+        })
+    }
+
+    async fn team_usage(&self, team: &str, except_app: Option<&str>) -> StoreResult<Usage> {
+        Ok(self
+            .state()
+            .apps
+            .values()
+            .filter(|s| s.app.team == team && Some(s.app.name.as_str()) != except_app)
+            .map(|s| s.reserved)
+            .sum())
+    }
+}
