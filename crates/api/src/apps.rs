@@ -9,7 +9,7 @@ use berth_core::accounts::TeamAction;
 use berth_core::{App, Template};
 use berth_engine::LogOptions;
 use berth_operations::{CurrentApp, NewApp};
-use berth_store::EventQuery;
+use berth_store::{AppPage, EventQuery, ListedApp};
 use futures::StreamExt;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -49,35 +49,71 @@ async fn app_view(state: &ApiState, app: &App, template: &Template) -> AppDto {
     }
 }
 
-/// List apps.
-#[utoipa::path(get, path = "/api/v1/apps", tag = "apps",
-    responses((status = 200, body = [AppDto]), (status = 401, body = ErrorBody)))]
+/// Which apps to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// At most this many apps (1 to 1000); without it, every app. When more remain, the
+    /// response has a `Link: <…>; rel="next"` header.
+    pub limit: Option<u32>,
+    /// Only apps whose name sorts after this (the last name of the previous page).
+    pub after: Option<String>,
+}
+
+/// Apps listed per store read when no limit is given.
+const LIST_CHUNK: u32 = 500;
+
+/// List apps the caller can read, ordered by name.
+#[utoipa::path(get, path = "/api/v1/apps", tag = "apps", params(ListParams),
+    responses((status = 200, body = [AppDto]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_apps(
     State(state): State<ApiState>,
     principal: Principal,
-) -> ApiResult<Json<Vec<AppDto>>> {
-    let mut apps = state.store.list_apps().await?;
-    apps.retain(|app| principal.can_read(&app.team));
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> ApiResult<Response> {
+    if params.limit.is_some_and(|limit| limit == 0 || limit > 1000) {
+        return Err(ApiError::field("limit", "must be between 1 and 1000"));
+    }
+    let mut page = AppPage {
+        teams: principal.readable_teams(),
+        after: params.after.clone(),
+        limit: params.limit.unwrap_or(LIST_CHUNK),
+    };
+    let mut listed = Vec::new();
+    let next = loop {
+        let list = state.store.list_apps_page(&page).await?;
+        listed.extend(list.apps);
+        match list.next_after {
+            Some(after) if params.limit.is_none() => page.after = Some(after),
+            next => break next,
+        }
+    };
+    let apps: Vec<App> = listed.iter().map(|l| l.app.clone()).collect();
     let (mut instances, engine_error) = match state.controller.instances_of_all(&apps).await {
         Ok(instances) => (instances, None),
         Err(error) => (Default::default(), Some(error.to_string())),
     };
-    let mut views = Vec::with_capacity(apps.len());
-    for app in &apps {
-        let revision = state
-            .store
-            .get_revision(&app.name, app.current_revision)
-            .await?;
-        let template = revision.map(|r| r.template).unwrap_or_default();
-        let app_instances = instances.remove(&app.name).unwrap_or_default();
-        views.push(AppDto::new(
-            app,
-            &template,
-            app_instances.iter().map(InstanceDto::from).collect(),
-            engine_error.clone(),
-        ));
+    let views: Vec<AppDto> = listed
+        .into_iter()
+        .map(|ListedApp { app, template }| {
+            let app_instances = instances.remove(&app.name).unwrap_or_default();
+            AppDto::new(
+                &app,
+                &template.unwrap_or_default(),
+                app_instances.iter().map(InstanceDto::from).collect(),
+                engine_error.clone(),
+            )
+        })
+        .collect();
+    let mut response = Json(views).into_response();
+    if let (Some(after), Some(limit)) = (next, params.limit) {
+        let link = format!("</api/v1/apps?limit={limit}&after={after}>; rel=\"next\"");
+        if let Ok(value) = header::HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
     }
-    Ok(Json(views))
+    Ok(response)
 }
 
 /// Create an app; its first revision rolls out at once.

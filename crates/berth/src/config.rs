@@ -21,6 +21,9 @@ pub struct ServerOptions {
     /// Directory for Berth's state: database, admin token [default: ./berth-data]
     #[arg(long, env = "BERTH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where Berth keeps its state: sqlite://PATH or sqlite::memory: (postgres:// comes next) [default: sqlite://<data-dir>/berth.db]
+    #[arg(long, env = "BERTH_STORE")]
+    pub store: Option<String>,
     /// Docker Engine to use (unix:///path or tcp://host:port) [default: DOCKER_HOST, else /var/run/docker.sock]
     #[arg(long, env = "BERTH_DOCKER_HOST")]
     pub docker_host: Option<String>,
@@ -85,6 +88,8 @@ pub struct ServerOptions {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// The store backend; `None`: SQLite in `<data-dir>/berth.db`.
+    pub store: Option<berth_store::StoreUrl>,
     pub docker_host: Option<String>,
     pub namespace: String,
     pub resync_interval: Duration,
@@ -114,6 +119,7 @@ impl ServerOptions {
         ServerOptions {
             listen: self.listen.or(file.listen),
             data_dir: self.data_dir.or(file.data_dir),
+            store: self.store.or(file.store),
             docker_host: self.docker_host.or(file.docker_host),
             namespace: self.namespace.or(file.namespace),
             resync_interval: self.resync_interval.or(file.resync_interval),
@@ -191,6 +197,12 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
     Ok(ServerConfig {
         listen,
         data_dir: o.data_dir.unwrap_or_else(|| PathBuf::from("berth-data")),
+        store: o
+            .store
+            .as_deref()
+            .map(berth_store::StoreUrl::parse)
+            .transpose()
+            .map_err(|e| e.to_string())?,
         docker_host: o.docker_host,
         namespace,
         resync_interval: duration("resync-interval", o.resync_interval, "30s")?,
@@ -265,6 +277,9 @@ mod tests {
             ("build_test_memory = \"lots\"", "build-test-memory:"),
             ("build_test_cpu = \"fast\"", "build-test-cpu:"),
             ("trusted_proxies = [\"10.0.0.0/99\"]", "trusted-proxies:"),
+            ("store = \"postgres://db/berth\"", "not supported yet"),
+            ("store = \"mysql://db\"", "(--store)"),
+            ("store = \"berth.db\"", "(--store)"),
             ("no_such_key = 1", "unknown field `no_such_key`"),
         ];
         for (text, want) in cases {

@@ -18,7 +18,7 @@ use berth_engine::{DockerEngine, Engine, RegistryAuth};
 use berth_operations::Platform;
 use berth_operations::builds::{BuildEnv, BuildWorker, BuildWorkerConfig};
 use berth_registry::{Registry, RegistryConfig};
-use berth_store::{SqliteStore, Store};
+use berth_store::{Store, StoreUrl};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::ServerConfig;
@@ -85,12 +85,20 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         berth_auth::SecretBox::load_or_create(&config.data_dir.join("secret-key"))
             .map_err(|e| e.to_string())?,
     );
-    let database = config.data_dir.join("berth.db");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&database)
-            .await
-            .map_err(|e| format!("cannot open database {}: {e}", database.display()))?,
-    );
+    let store_url = match config.store.take() {
+        None => StoreUrl::SqliteFile(config.data_dir.join("berth.db")),
+        // Resolved once, absolutely: a relative path means the directory Berth started in.
+        Some(StoreUrl::SqliteFile(path)) if path.is_relative() => StoreUrl::SqliteFile(
+            std::env::current_dir()
+                .map_err(|e| format!("store: cannot read the working directory: {e}"))?
+                .join(path),
+        ),
+        Some(url) => url,
+    };
+    let store: Arc<dyn Store> = store_url
+        .open()
+        .await
+        .map_err(|e| format!("cannot open the store ({store_url}): {e}"))?;
     let engine: Arc<dyn Engine> = Arc::new(connect_docker(config.docker_host.as_deref()).await);
     match engine.info().await {
         Ok(info) => {

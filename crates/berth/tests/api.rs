@@ -498,3 +498,112 @@ async fn read_until<B: AsRef<[u8]>>(
     .await;
     (found == Ok(true), seen)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_list_in_pages_and_only_admins_see_the_workers() {
+    let server = Server::start("pages").await;
+    let names = ["e-app", "a-app", "d-app", "b-app", "c-app"];
+    for name in names {
+        server.create_app(name, 0, json!({})).await;
+    }
+    let pat = server.register("pat", Some("pats")).await;
+    let (status, body) = server
+        .call_as(
+            &pat,
+            Method::POST,
+            "/api/v1/apps",
+            Some(json!({"name": "p-app", "image": berth_testkit::TESTAPP_IMAGE, "replicas": 0, "cpu_millis": 100, "memory_bytes": 67108864})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Following the `Link` header page by page lists every app once, in name order.
+    let http = reqwest::Client::new();
+    let mut next = Some("/api/v1/apps?limit=2".to_string());
+    let mut pages = Vec::new();
+    while let Some(path) = next.take() {
+        let response = http
+            .get(format!("{}{path}", server.url))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        next = response
+            .headers()
+            .get("link")
+            .map(|link| link.to_str().unwrap().to_string())
+            .map(|link| {
+                let (target, rel) = link.split_once("; ").expect("link with rel");
+                assert_eq!(rel, "rel=\"next\"");
+                target.trim_matches(['<', '>']).to_string()
+            });
+        let page: Vec<String> = response
+            .json::<Vec<Value>>()
+            .await
+            .unwrap()
+            .iter()
+            .map(|app| app["name"].as_str().unwrap().to_string())
+            .collect();
+        assert!(page.len() <= 2, "{path}: {page:?}");
+        pages.push(page);
+    }
+    let listed: Vec<String> = pages.concat();
+    assert_eq!(
+        listed,
+        ["a-app", "b-app", "c-app", "d-app", "e-app", "p-app"],
+        "{pages:?}"
+    );
+    // Without a limit: everything the caller may read, and nothing else.
+    let all = server.get("/api/v1/apps").await;
+    assert_eq!(all.as_array().unwrap().len(), 6, "{all}");
+    let (status, theirs) = server
+        .call_as(&pat, Method::GET, "/api/v1/apps", None)
+        .await;
+    assert_eq!(status, 200);
+    let theirs: Vec<&str> = theirs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|app| app["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(theirs, ["p-app"]);
+    for bad in ["limit=0", "limit=1001", "limit=x", "page=2"] {
+        let (status, body) = server
+            .call(Method::GET, &format!("/api/v1/apps?{bad}"), None)
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+
+    // The server's background workers, for admins only.
+    let workers = server.get("/api/v1/system/workers").await;
+    let mut seen: Vec<&str> = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        [
+            "build-image-prune",
+            "builds",
+            "cleanup",
+            "registry-gc",
+            "registry-upload-expiry"
+        ],
+        "{workers}"
+    );
+    for worker in workers.as_array().unwrap() {
+        assert_eq!(worker["state"], "idle", "{worker}");
+        assert_eq!(worker["failures"], 0, "{worker}");
+        if worker["name"] != "builds" {
+            assert!(worker["next_run_at"].as_i64().is_some(), "{worker}");
+        }
+    }
+    let (status, body) = server
+        .call_as(&pat, Method::GET, "/api/v1/system/workers", None)
+        .await;
+    assert_eq!(status, 403, "{body}");
+}

@@ -76,21 +76,11 @@ impl Budget {
 }
 
 /// What the team's apps reserve: `replicas × (cpu, memory)` and `replicas` instances each,
-/// at their current revision's limits (registry bytes are not counted here).
+/// at their current revision's limits (registry bytes are not counted here). Kept per app in
+/// the store, written with every change of the app, so this is one indexed sum: flat in the
+/// number of apps on the platform.
 pub async fn apps_usage(store: &dyn Store, team: &str, except: Option<&str>) -> OpResult<Usage> {
-    let mut usage = Usage::default();
-    for app in store.list_apps().await? {
-        if app.team != team || except == Some(app.name.as_str()) {
-            continue;
-        }
-        let resources = store
-            .get_revision(&app.name, app.current_revision)
-            .await?
-            .map(|r| r.template.resources)
-            .unwrap_or_default();
-        usage = usage.add(quota::app_usage(app.replicas, &resources));
-    }
-    Ok(usage)
+    Ok(store.team_usage(team, except).await?)
 }
 
 /// What an app at `replicas` with `resources` uses while it rolls out with `surge` extra

@@ -71,6 +71,15 @@ impl StoreUrl {
     }
 }
 
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::SqliteFile(path) => write!(f, "sqlite://{}", path.display()),
+            StoreUrl::SqliteMemory => f.write_str("sqlite::memory:"),
+        }
+    }
+}
+
 /// Opens the store backend `url` names: `sqlite://PATH` or `sqlite::memory:`. Anything else
 /// is refused with an error naming the setting (`postgres://…` is not supported yet).
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
