@@ -3,9 +3,9 @@
 //! what they mean.
 
 use berth_core::Probe;
-use berth_core::change::{AppChange, StrategyChange};
+use berth_core::change::AppChange;
 
-use crate::dto::AppChanges;
+use crate::dto::{AppChanges, StrategyDto};
 
 /// The change the request asks for; what it omits stays as it is.
 pub fn to_change(request: &AppChanges) -> AppChange {
@@ -45,12 +45,7 @@ pub fn to_change(request: &AppChanges) -> AppChange {
         strategy: request
             .strategy
             .as_ref()
-            .map(|s| StrategyChange {
-                max_surge: s.max_surge,
-                max_unavailable: s.max_unavailable,
-                min_ready_ms: s.min_ready_ms,
-                progress_deadline_ms: s.progress_deadline_ms,
-            })
+            .map(StrategyDto::to_change)
             .unwrap_or_default(),
         dependencies: request.dependencies.clone(),
     }
@@ -59,41 +54,39 @@ pub fn to_change(request: &AppChanges) -> AppChange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_core::AppSpec;
+    use berth_core::change::StrategyChange;
     use std::collections::BTreeMap;
 
     #[test]
     fn shortcuts_mean_what_they_say() {
-        let mut spec = AppSpec::default();
-        spec.template.image = "a:1".into();
-        spec.template.env.insert("KEEP".into(), "1".into());
-        spec.template.env.insert("DROP".into(), "1".into());
-        spec.template.resources.cpu_millis = Some(500);
         let request = AppChanges {
-            env: Some(BTreeMap::from([
-                ("DROP".to_string(), None),
-                ("NEW".to_string(), Some("x".to_string())),
-            ])),
+            env: Some(BTreeMap::from([("DROP".to_string(), None)])),
             cpu_millis: Some(0),
+            memory_bytes: Some(64),
             health_path: Some("/up".into()),
             replicas: Some(4),
+            strategy: Some(crate::dto::StrategyDto {
+                max_surge: Some(2),
+                max_unavailable: None,
+                min_ready_ms: None,
+                progress_deadline_ms: None,
+            }),
             ..AppChanges::default()
         };
-        let change = to_change(&request);
-        change.apply(&mut spec);
-        assert_eq!(spec.template.image, "a:1");
-        assert_eq!(
-            spec.template.env,
-            BTreeMap::from([("KEEP".into(), "1".into()), ("NEW".into(), "x".into())])
-        );
-        assert_eq!(spec.template.resources.cpu_millis, None);
-        assert_eq!(spec.template.readiness, Some(Probe::http("/up")));
-        assert_eq!(spec.template.liveness, Some(Probe::http("/up")));
-        assert_eq!(spec.replicas, 4);
-        assert_eq!(
-            change.describe(),
-            "deploy: env DROP,NEW, resources, health check"
-        );
+        let want = AppChange {
+            env: Some(BTreeMap::from([("DROP".to_string(), None)])),
+            cpu_millis: Some(None),
+            memory_bytes: Some(Some(64)),
+            readiness: Some(Some(Probe::http("/up"))),
+            liveness: Some(Some(Probe::http("/up"))),
+            replicas: Some(4),
+            strategy: StrategyChange {
+                max_surge: Some(2),
+                ..StrategyChange::default()
+            },
+            ..AppChange::default()
+        };
+        assert_eq!(to_change(&request), want);
     }
 
     #[test]

@@ -77,18 +77,13 @@ pub struct StrategyDto {
 }
 
 impl StrategyDto {
-    pub fn apply(&self, s: &mut RolloutStrategy) {
-        if let Some(v) = self.max_surge {
-            s.max_surge = v;
-        }
-        if let Some(v) = self.max_unavailable {
-            s.max_unavailable = v;
-        }
-        if let Some(v) = self.min_ready_ms {
-            s.min_ready_ms = v;
-        }
-        if let Some(v) = self.progress_deadline_ms {
-            s.progress_deadline_ms = v;
+    /// The strategy change this asks for (fields left out stay as they are).
+    pub fn to_change(&self) -> berth_core::change::StrategyChange {
+        berth_core::change::StrategyChange {
+            max_surge: self.max_surge,
+            max_unavailable: self.max_unavailable,
+            min_ready_ms: self.min_ready_ms,
+            progress_deadline_ms: self.progress_deadline_ms,
         }
     }
 
