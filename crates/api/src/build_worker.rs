@@ -236,7 +236,7 @@ impl BuildWorker {
             state: state.clone(),
             pipeline: pipeline.clone(),
         });
-        let runner = Runner::new(Arc::clone(&state.engine), self.config.work_dir.clone())
+        let runner = Runner::new(Arc::clone(&state.builder), self.config.work_dir.clone())
             .with_deployer(deployer)
             .with_clock(Arc::clone(&state.clock));
         let report = runner.run(&plan, &sink, cancel).await;

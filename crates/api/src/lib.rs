@@ -42,7 +42,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use berth_controller::{Clock, Controller};
 use berth_core::Event;
-use berth_engine::Engine;
+use berth_engine::{ImageBuilder, Runtime};
 use berth_store::Store;
 use utoipa::OpenApi;
 
@@ -54,7 +54,10 @@ use crate::openapi::CommonResponses;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<dyn Store>,
-    pub engine: Arc<dyn Engine>,
+    /// Runs app instances (logs, `/readyz`).
+    pub runtime: Arc<dyn Runtime>,
+    /// Builds images (the build worker).
+    pub builder: Arc<dyn ImageBuilder>,
     pub controller: Controller,
     pub clock: Clock,
     /// Resolves tokens, sessions and passwords to principals (shared with the registry).
@@ -162,7 +165,7 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
         Ok(()) => "ok".to_string(),
         Err(error) => error.to_string(),
     };
-    let engine = match state.engine.info().await {
+    let engine = match state.runtime.info().await {
         Ok(info) => format!("ok ({} {} on {})", info.name, info.version, info.node_name),
         Err(error) => error.to_string(),
     };

@@ -13,7 +13,7 @@ use berth_api::registry_auth::{
 };
 use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
-use berth_engine::{DockerEngine, Engine, RegistryAuth};
+use berth_engine::{DockerEngine, ImageBuilder, RegistryAuth, Runtime};
 use berth_registry::{Registry, RegistryConfig};
 use berth_store::{SqliteStore, Store};
 use tracing_subscriber::EnvFilter;
@@ -87,8 +87,11 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot open database {}: {e}", database.display()))?,
     );
-    let engine: Arc<dyn Engine> = Arc::new(connect_docker(config.docker_host.as_deref()).await);
-    match engine.info().await {
+    // Docker both runs the instances and builds the images.
+    let docker = Arc::new(connect_docker(config.docker_host.as_deref()).await);
+    let runtime: Arc<dyn Runtime> = docker.clone();
+    let builder: Arc<dyn ImageBuilder> = docker;
+    match runtime.info().await {
         Ok(info) => {
             tracing::info!(version = %info.version, node = %info.node_name, "connected to {}", info.name)
         }
@@ -147,7 +150,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     );
     tokio::spawn(hourly_cleanup(Arc::clone(&store), Arc::clone(&clock)));
     tokio::spawn(prune_build_images(
-        Arc::clone(&engine),
+        Arc::clone(&builder),
         config.namespace.clone(),
     ));
     tokio::spawn(registry_maintenance(
@@ -179,7 +182,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     };
     let controller = Controller::new(
         Arc::clone(&store),
-        Arc::clone(&engine),
+        Arc::clone(&runtime),
         controller_config,
         Arc::clone(&clock),
     );
@@ -209,7 +212,8 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
 
     let state = ApiState {
         store,
-        engine,
+        runtime,
+        builder,
         controller,
         clock,
         auth,
@@ -346,12 +350,12 @@ async fn hourly_cleanup(store: Arc<dyn Store>, clock: berth_controller::Clock) {
 
 /// Every hour: removes old build images from the engine (each pipeline keeps its newest
 /// few), so the engine's disk does not fill with dead builds.
-async fn prune_build_images(engine: Arc<dyn Engine>, namespace: String) {
+async fn prune_build_images(builder: Arc<dyn ImageBuilder>, namespace: String) {
     const PERIOD: std::time::Duration = std::time::Duration::from_secs(3600);
     loop {
         tokio::time::sleep(PERIOD).await;
         match berth_pipeline::prune::prune_build_images(
-            &*engine,
+            &*builder,
             &namespace,
             berth_pipeline::prune::KEPT_PER_PIPELINE,
         )

@@ -23,7 +23,7 @@ use std::time::Duration;
 use berth_core::backoff::Backoff;
 use berth_core::planner::{BackOff, StartFailure};
 use berth_core::{Event, Millis};
-use berth_engine::{Engine, labels};
+use berth_engine::{Runtime, labels};
 use berth_store::Store;
 use futures::StreamExt;
 
@@ -85,7 +85,8 @@ impl Default for ControllerConfig {
 /// State shared by the loops.
 pub struct Shared {
     pub store: Arc<dyn Store>,
-    pub engine: Arc<dyn Engine>,
+    /// The instance runtime (the controller needs nothing else from the engine).
+    pub runtime: Arc<dyn Runtime>,
     pub config: ControllerConfig,
     pub queue: Arc<WorkQueue>,
     pub prober: Prober,
@@ -154,7 +155,10 @@ impl Shared {
         &self,
         app: Option<&str>,
     ) -> Result<Vec<berth_engine::ObservedContainer>, berth_engine::EngineError> {
-        let containers = self.engine.list_containers(&self.label_filter(app)).await?;
+        let containers = self
+            .runtime
+            .list_containers(&self.label_filter(app))
+            .await?;
         Ok(containers
             .into_iter()
             .filter(|c| is_named_instance(&self.config.namespace, c))
@@ -197,7 +201,7 @@ pub struct Controller {
 impl Controller {
     pub fn new(
         store: Arc<dyn Store>,
-        engine: Arc<dyn Engine>,
+        runtime: Arc<dyn Runtime>,
         config: ControllerConfig,
         clock: Clock,
     ) -> Self {
@@ -209,7 +213,7 @@ impl Controller {
         Controller {
             shared: Arc::new(Shared {
                 store,
-                engine,
+                runtime,
                 config,
                 queue: WorkQueue::new(),
                 prober: Prober::default(),
@@ -333,7 +337,7 @@ async fn watch_engine(shared: Arc<Shared>) {
     let filter = shared.label_filter(None);
     let mut attempt = 0u32;
     loop {
-        let mut events = shared.engine.events(&filter);
+        let mut events = shared.runtime.events(&filter);
         while let Some(event) = events.next().await {
             match event {
                 Ok(event) => {

@@ -400,12 +400,12 @@ async fn execute(
     }
     // Instances join their team's network; make sure it exists (someone may have removed it).
     shared
-        .engine
+        .runtime
         .ensure_network(&team_network(&shared.config.namespace, &app.team))
         .await?;
     let now = (shared.clock)();
     if let Err(error) = shared
-        .engine
+        .runtime
         .ensure_image(&target.image, shared.pull_auth(&target.image))
         .await
     {
@@ -430,7 +430,7 @@ async fn execute(
                 (
                     spec.labels[labels::INSTANCE].clone(),
                     cause,
-                    shared.engine.start_instance(&spec).await,
+                    shared.runtime.start_instance(&spec).await,
                 )
             }
         });
@@ -635,7 +635,7 @@ fn stop_in_background(
     tokio::spawn(async move {
         shared.record_events(vec![event]).await;
         if let Err(error) = shared
-            .engine
+            .runtime
             .stop_instance(&id, Duration::from_millis(grace_ms))
             .await
         {
@@ -651,7 +651,7 @@ pub(crate) async fn remove_all(shared: &Arc<Shared>, app: &str) -> Result<usize,
     let containers = shared.list_instances(Some(app)).await?;
     let stops = containers.iter().map(|c| {
         shared.prober.forget(&c.id);
-        shared.engine.stop_instance(&c.id, Duration::from_secs(10))
+        shared.runtime.stop_instance(&c.id, Duration::from_secs(10))
     });
     let results = join_all(stops).await;
     lock(&shared.start_failures).remove(app);

@@ -297,11 +297,11 @@ async fn sample_round(shared: &Shared, tracker: &mut UsageTracker) -> Result<(),
     // higher-ranked lifetime check.
     let results: Vec<(Target, Result<ResourceSample, String>)> = futures::stream::iter(targets)
         .map(|target| {
-            let engine = Arc::clone(&shared.engine);
+            let runtime = Arc::clone(&shared.runtime);
             async move {
                 let sample = tokio::time::timeout(
                     SAMPLE_TIMEOUT,
-                    engine.resource_sample(&target.container_id),
+                    runtime.resource_sample(&target.container_id),
                 )
                 .await
                 .unwrap_or_else(|_| {
