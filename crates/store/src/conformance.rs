@@ -38,7 +38,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     create_duplicate_is_conflict(s).await;
     create_with_foreign_revision_is_refused(s).await;
     update_app_checks_version(s).await;
-    update_app_leaves_next_ordinal(s).await;
+    update_app_never_lowers_next_ordinal(s).await;
     add_revision_prunes_but_keeps_current_and_stable(s).await;
     add_revision_duplicate_is_conflict(s).await;
     add_revision_stale_or_unknown_app(s).await;
@@ -435,8 +435,8 @@ pub async fn update_app_checks_version(store: &dyn Store) {
     );
 }
 
-/// `update_app` never writes `next_ordinal`: ordinals handed out meanwhile stay reserved.
-pub async fn update_app_leaves_next_ordinal(store: &dyn Store) {
+/// `update_app` raises `next_ordinal` but never lowers it: ordinals handed out stay reserved.
+pub async fn update_app_never_lowers_next_ordinal(store: &dyn Store) {
     let name = unique_name("update-ordinal");
     let app = create(store, &name).await;
     assert_eq!(store.allocate_ordinals(&name, 3).await.unwrap(), 0);
@@ -450,15 +450,20 @@ pub async fn update_app_leaves_next_ordinal(store: &dyn Store) {
         "update_app returns the stored next_ordinal"
     );
 
-    let mut bogus = stored.clone();
-    bogus.next_ordinal = 1_000;
-    let stored = store.update_app(&bogus).await.unwrap();
+    let mut reserved = stored.clone();
+    reserved.next_ordinal = 7;
+    let stored = store.update_app(&reserved).await.unwrap();
+    assert_eq!(stored.next_ordinal, 7, "update_app raises next_ordinal");
+    assert_eq!(store.get_app(&name).await.unwrap().unwrap().next_ordinal, 7);
+
+    let mut stale = stored.clone();
+    stale.next_ordinal = 5;
+    let stored = store.update_app(&stale).await.unwrap();
     assert_eq!(
-        stored.next_ordinal, 3,
-        "update_app does not write next_ordinal"
+        stored.next_ordinal, 7,
+        "update_app never lowers next_ordinal"
     );
-    assert_eq!(store.get_app(&name).await.unwrap().unwrap().next_ordinal, 3);
-    assert_eq!(store.allocate_ordinals(&name, 1).await.unwrap(), 3);
+    assert_eq!(store.allocate_ordinals(&name, 1).await.unwrap(), 7);
 }
 
 /// `add_revision` keeps the newest `keep` revisions plus the current and stable ones.

@@ -148,8 +148,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes the app's mutable fields when the stored version equals `app.version`
     /// (optimistic concurrency: `Conflict` otherwise, `NotFound` when it is gone). Returns the
-    /// app as stored, with `version` incremented. `next_ordinal` is not written here (see
-    /// [`Store::allocate_ordinals`]).
+    /// app as stored, with `version` incremented. `next_ordinal` never decreases: the stored
+    /// value becomes the larger of the two (the reconciler reserves instance slots this way,
+    /// before it starts them).
     async fn update_app(&self, app: &App) -> StoreResult<App>;
 
     /// Atomically adds `revision`, updates `app` as [`Store::update_app`] does, and prunes the
@@ -167,6 +168,7 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_app(&self, name: &str) -> StoreResult<bool>;
 
     /// Reserves `count` consecutive instance ordinals for the app and returns the first one.
+    /// Unused since the planner assigns ordinals (stored with [`Store::update_app`]).
     /// Never hands out the same ordinal twice, even to concurrent callers. `NotFound` when the
     /// app does not exist. Not an app update: `version` stays as it is.
     async fn allocate_ordinals(&self, app: &str, count: u64) -> StoreResult<u64>;

@@ -344,13 +344,15 @@ const INSERT_APP: &str = concat!(
      $19, $20)"
 );
 
-/// Writes every mutable column; `name`, `next_ordinal` and `created_at` are left alone.
+/// Writes every mutable column; `name` and `created_at` are left alone, and `next_ordinal`
+/// only ever grows (an ordinal handed out stays taken even when a write carries an older one).
 const UPDATE_APP: &str = concat!(
     "UPDATE apps SET team = $2, replicas = $3, strategy_json = $4, dependencies_json = $5, \
      current_revision = $6, stable_revision = $7, latest_revision = $8, rollout_revision = $9, \
      rollout_phase = $10, rollout_failed_revision = $11, rollout_message = $12, \
      rollout_started_at = $13, rollout_progress_at = $14, rollout_available = $15, \
-     rollout_finished_at = $16, updated_at = $19, version = version + 1 \
+     rollout_finished_at = $16, next_ordinal = MAX(next_ordinal, $17), updated_at = $19, \
+     version = version + 1 \
      WHERE name = $1 AND version = $20 RETURNING ",
     app_columns!()
 );
