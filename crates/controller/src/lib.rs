@@ -23,11 +23,12 @@ use std::time::Duration;
 use berth_core::backoff::Backoff;
 use berth_core::planner::{BackOff, StartFailure};
 use berth_core::{Event, Millis};
+use berth_engine::probe::HttpProbe;
 use berth_engine::{Runtime, labels};
 use berth_store::Store;
 use futures::StreamExt;
 
-pub use prober::Prober;
+pub use prober::{HostHttpProbe, Prober};
 pub use queue::WorkQueue;
 pub use reconcile::InstanceStatus;
 pub use usage::{InstanceUsage, UsageBook};
@@ -93,7 +94,8 @@ pub struct Shared {
     /// The latest CPU and memory use of every running instance.
     pub usage: UsageBook,
     pub clock: Clock,
-    pub(crate) http: reqwest::Client,
+    /// How the prober reaches instances (plain HTTP from the host, or a fake's answers).
+    pub(crate) probe: Arc<dyn HttpProbe>,
     /// Containers Berth has asked to stop, with when it asked.
     pub(crate) terminating: Mutex<HashMap<String, Millis>>,
     /// The latest failure to start an instance, per app.
@@ -199,17 +201,30 @@ pub struct Controller {
 }
 
 impl Controller {
+    /// The loops over `store` and `runtime`, probing instances over plain HTTP from this host.
     pub fn new(
         store: Arc<dyn Store>,
         runtime: Arc<dyn Runtime>,
         config: ControllerConfig,
         clock: Clock,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("building an HTTP client without TLS cannot fail");
+        Self::with_probe(
+            store,
+            runtime,
+            Arc::new(HostHttpProbe::new()),
+            config,
+            clock,
+        )
+    }
+
+    /// The loops with health probes sent through `probe` (a fake runtime answers them itself).
+    pub fn with_probe(
+        store: Arc<dyn Store>,
+        runtime: Arc<dyn Runtime>,
+        probe: Arc<dyn HttpProbe>,
+        config: ControllerConfig,
+        clock: Clock,
+    ) -> Self {
         Controller {
             shared: Arc::new(Shared {
                 store,
@@ -219,7 +234,7 @@ impl Controller {
                 prober: Prober::default(),
                 usage: UsageBook::default(),
                 clock,
-                http,
+                probe,
                 terminating: Mutex::new(HashMap::new()),
                 start_failures: Mutex::new(HashMap::new()),
                 backing_off: Mutex::new(HashMap::new()),

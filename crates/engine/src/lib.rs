@@ -8,12 +8,18 @@
 //!
 //! Only this crate knows bollard: [`docker::DockerEngine`] implements both. A Swarm (and later
 //! Kubernetes) runtime implements [`Runtime`] only. Every implementation passes the matching
-//! half of the conformance suite (`conformance`, behind the feature of that name).
+//! half of the conformance suite (`conformance`, behind the feature of that name); the
+//! in-memory `fake::FakeRuntime` (feature `fake`) passes the runtime half and stands in for
+//! Docker in the controller's tests. [`probe::HttpProbe`] is how the host reaches an
+//! instance's HTTP port on the runtime's network (the seam of the prober's health checks).
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod context;
 pub mod docker;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod probe;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
