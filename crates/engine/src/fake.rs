@@ -76,6 +76,8 @@ struct State {
     networks: BTreeSet<String>,
     /// By id; ids sort in creation order.
     containers: BTreeMap<String, Container>,
+    /// Removed containers as they were last seen, in removal order.
+    removed: Vec<ObservedContainer>,
     created: u64,
     unreachable: Option<String>,
 }
@@ -260,6 +262,20 @@ impl FakeRuntime {
             .collect()
     }
 
+    /// Every container ever started, removed ones included (as they were last seen), in
+    /// creation order: what a test checks a whole story against.
+    pub fn history(&self) -> Vec<ObservedContainer> {
+        let state = self.lock();
+        let mut all: Vec<ObservedContainer> = state
+            .removed
+            .iter()
+            .cloned()
+            .chain(state.containers.values().map(|c| c.observed.clone()))
+            .collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
     /// The spec a container (by id or name) was started with.
     pub fn spec(&self, container: &str) -> Option<InstanceSpec> {
         let state = self.lock();
@@ -319,6 +335,7 @@ fn remove_container(state: &mut State, id: &str, now: i64) -> Vec<EngineEvent> {
         events.push(exit_process(&mut c, 0, now));
     }
     events.push(event(&c, "destroy"));
+    state.removed.push(c.observed);
     events
 }
 

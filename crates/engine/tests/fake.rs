@@ -89,6 +89,9 @@ async fn tests_steer_the_instances() {
             "{what}: {actions:?}"
         );
         assert!(!steer(&fake, "no-such-container"), "{what} of nothing");
+        let history = fake.history();
+        assert_eq!(history.len(), 1, "{what}: history keeps every container");
+        assert_eq!(history[0].id, id, "{what}");
     }
 }
 
