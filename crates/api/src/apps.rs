@@ -571,7 +571,7 @@ async fn forward_logs(
                 continue;
             }
             let prefix = instance.name.clone();
-            let mut stream = state.engine.logs(&instance.container_id, options);
+            let mut stream = state.runtime.logs(&instance.container_id, options);
             let lines = lines.clone();
             copiers.spawn(async move {
                 while let Some(line) = stream.next().await {

@@ -40,7 +40,7 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use berth_controller::{Clock, Controller};
-use berth_engine::Engine;
+use berth_engine::{ImageBuilder, Runtime};
 use berth_store::Store;
 use utoipa::OpenApi;
 
@@ -54,7 +54,10 @@ pub struct ApiState {
     /// The application layer: every change to the platform goes through it.
     pub platform: berth_operations::Platform,
     pub store: Arc<dyn Store>,
-    pub engine: Arc<dyn Engine>,
+    /// Runs app instances (logs, `/readyz`).
+    pub runtime: Arc<dyn Runtime>,
+    /// Builds images (the build worker).
+    pub builder: Arc<dyn ImageBuilder>,
     pub controller: Controller,
     pub clock: Clock,
     /// Resolves tokens, sessions and passwords to principals (shared with the registry).
@@ -148,7 +151,7 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
         Ok(()) => "ok".to_string(),
         Err(error) => error.to_string(),
     };
-    let engine = match state.engine.info().await {
+    let engine = match state.runtime.info().await {
         Ok(info) => format!("ok ({} {} on {})", info.name, info.version, info.node_name),
         Err(error) => error.to_string(),
     };

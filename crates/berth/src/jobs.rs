@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use berth_controller::workers::Job;
 use berth_core::clock::Clock;
-use berth_engine::Engine;
+use berth_engine::ImageBuilder;
 use berth_registry::Registry;
 use berth_store::Store;
 
@@ -111,7 +111,7 @@ impl Job for Cleanup {
 /// Removes old build images from the engine (each pipeline keeps its newest few), so the
 /// engine's disk does not fill with dead builds.
 pub struct BuildImagePrune {
-    pub engine: Arc<dyn Engine>,
+    pub builder: Arc<dyn ImageBuilder>,
     pub namespace: String,
 }
 
@@ -127,7 +127,7 @@ impl Job for BuildImagePrune {
 
     async fn run(&self) -> Result<String, String> {
         let report = berth_pipeline::prune::prune_build_images(
-            &*self.engine,
+            &*self.builder,
             &self.namespace,
             berth_pipeline::prune::KEPT_PER_PIPELINE,
         )

@@ -14,7 +14,7 @@ use berth_api::registry_auth::{
 use berth_controller::workers::{Schedule, Workers};
 use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
-use berth_engine::{DockerEngine, Engine, RegistryAuth};
+use berth_engine::{DockerEngine, ImageBuilder, RegistryAuth, Runtime};
 use berth_operations::Platform;
 use berth_operations::builds::{BuildEnv, BuildWorker, BuildWorkerConfig};
 use berth_registry::{Registry, RegistryConfig};
@@ -99,8 +99,11 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         .open()
         .await
         .map_err(|e| format!("cannot open the store ({store_url}): {e}"))?;
-    let engine: Arc<dyn Engine> = Arc::new(connect_docker(config.docker_host.as_deref()).await);
-    match engine.info().await {
+    // Docker both runs the instances and builds the images.
+    let docker = Arc::new(connect_docker(config.docker_host.as_deref()).await);
+    let runtime: Arc<dyn Runtime> = docker.clone();
+    let builder: Arc<dyn ImageBuilder> = docker;
+    match runtime.info().await {
         Ok(info) => {
             tracing::info!(version = %info.version, node = %info.node_name, "connected to {}", info.name)
         }
@@ -159,7 +162,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         .with_limits(Arc::new(TeamRegistryLimits::new(Arc::clone(&store)))),
     );
     let workers = Workers::new(Arc::clone(&clock));
-    start_jobs(&workers, &config, &store, &registry, &engine, &clock);
+    start_jobs(&workers, &config, &store, &registry, &builder, &clock);
 
     let controller_config = ControllerConfig {
         namespace: config.namespace.clone(),
@@ -180,11 +183,17 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             })
             .collect(),
         usage_interval: config.usage_interval,
+        usage_report: (!config.usage_interval.is_zero()).then(|| {
+            workers.register(
+                "usage-sampler",
+                "samples the CPU and memory of every running instance",
+            )
+        }),
         ..ControllerConfig::default()
     };
     let controller = Controller::new(
         store.clone(),
-        Arc::clone(&engine),
+        Arc::clone(&runtime),
         controller_config,
         Arc::clone(&clock),
     );
@@ -211,7 +220,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     };
     let build_env = BuildEnv {
         platform: platform.clone(),
-        engine: Arc::clone(&engine),
+        builder: Arc::clone(&builder),
         secrets: Arc::clone(&secrets),
         git_dir: config.data_dir.join("git"),
         build_logs_dir: config.data_dir.join("builds"),
@@ -238,7 +247,8 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     let state = ApiState {
         platform,
         store,
-        engine,
+        runtime,
+        builder,
         controller,
         clock,
         auth,
@@ -321,7 +331,7 @@ fn start_jobs(
     config: &ServerConfig,
     store: &Arc<dyn Store>,
     registry: &Arc<Registry>,
-    engine: &Arc<dyn Engine>,
+    builder: &Arc<dyn ImageBuilder>,
     clock: &berth_core::clock::Clock,
 ) {
     workers.spawn_periodic(
@@ -348,7 +358,7 @@ fn start_jobs(
     );
     workers.spawn_periodic(
         jobs::BuildImagePrune {
-            engine: Arc::clone(engine),
+            builder: Arc::clone(builder),
             namespace: config.namespace.clone(),
         },
         Schedule::every(HOUR),

@@ -591,14 +591,28 @@ async fn apps_list_in_pages_and_only_admins_see_the_workers() {
             "builds",
             "cleanup",
             "registry-gc",
-            "registry-upload-expiry"
+            "registry-upload-expiry",
+            "usage-sampler"
         ],
         "{workers}"
     );
+    let periodic = [
+        "build-image-prune",
+        "cleanup",
+        "registry-gc",
+        "registry-upload-expiry",
+    ];
     for worker in workers.as_array().unwrap() {
-        assert_eq!(worker["state"], "idle", "{worker}");
+        let name = worker["name"].as_str().unwrap();
         assert_eq!(worker["failures"], 0, "{worker}");
-        if worker["name"] != "builds" {
+        if name == "usage-sampler" {
+            // Samples every 5 s: idle between rounds, busy during one.
+            let state = worker["state"].as_str().unwrap();
+            assert!(["idle", "busy"].contains(&state), "{worker}");
+        } else {
+            assert_eq!(worker["state"], "idle", "{worker}");
+        }
+        if periodic.contains(&name) {
             assert!(worker["next_run_at"].as_i64().is_some(), "{worker}");
         }
     }

@@ -24,11 +24,12 @@ use std::time::Duration;
 use berth_core::backoff::Backoff;
 use berth_core::planner::{BackOff, StartFailure};
 use berth_core::{Event, Millis};
-use berth_engine::{Engine, labels};
+use berth_engine::probe::HttpProbe;
+use berth_engine::{Runtime, labels};
 use berth_store::AppStore;
 use futures::StreamExt;
 
-pub use prober::Prober;
+pub use prober::{HostHttpProbe, Prober};
 pub use queue::WorkQueue;
 pub use reconcile::InstanceStatus;
 pub use usage::{InstanceUsage, UsageBook};
@@ -56,6 +57,8 @@ pub struct ControllerConfig {
     /// How often every running instance's CPU and memory use is sampled; zero turns the
     /// sampler off.
     pub usage_interval: Duration,
+    /// Where the usage sampler tells admins how its rounds go (the server's workers).
+    pub usage_report: Option<workers::WorkerReport>,
 }
 
 impl Default for ControllerConfig {
@@ -69,6 +72,7 @@ impl Default for ControllerConfig {
             workers: 4,
             pull_credentials: Vec::new(),
             usage_interval: Duration::from_secs(5),
+            usage_report: None,
         }
     }
 }
@@ -76,14 +80,16 @@ impl Default for ControllerConfig {
 /// State shared by the loops.
 pub struct Shared {
     pub store: Arc<dyn AppStore>,
-    pub engine: Arc<dyn Engine>,
+    /// The instance runtime (the controller needs nothing else from the engine).
+    pub runtime: Arc<dyn Runtime>,
     pub config: ControllerConfig,
     pub queue: Arc<WorkQueue>,
     pub prober: Prober,
     /// The latest CPU and memory use of every running instance.
     pub usage: UsageBook,
     pub clock: Clock,
-    pub(crate) http: reqwest::Client,
+    /// How the prober reaches instances (plain HTTP from the host, or a fake's answers).
+    pub(crate) probe: Arc<dyn HttpProbe>,
     /// Containers Berth has asked to stop, with when it asked.
     pub(crate) terminating: Mutex<HashMap<String, Millis>>,
     /// The latest failure to start an instance, per app.
@@ -145,7 +151,10 @@ impl Shared {
         &self,
         app: Option<&str>,
     ) -> Result<Vec<berth_engine::ObservedContainer>, berth_engine::EngineError> {
-        let containers = self.engine.list_containers(&self.label_filter(app)).await?;
+        let containers = self
+            .runtime
+            .list_containers(&self.label_filter(app))
+            .await?;
         Ok(containers
             .into_iter()
             .filter(|c| is_named_instance(&self.config.namespace, c))
@@ -186,27 +195,40 @@ pub struct Controller {
 }
 
 impl Controller {
+    /// The loops over `store` and `runtime`, probing instances over plain HTTP from this host.
     pub fn new(
         store: Arc<dyn AppStore>,
-        engine: Arc<dyn Engine>,
+        runtime: Arc<dyn Runtime>,
         config: ControllerConfig,
         clock: Clock,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("building an HTTP client without TLS cannot fail");
+        Self::with_probe(
+            store,
+            runtime,
+            Arc::new(HostHttpProbe::new()),
+            config,
+            clock,
+        )
+    }
+
+    /// The loops with health probes sent through `probe` (a fake runtime answers them itself).
+    pub fn with_probe(
+        store: Arc<dyn AppStore>,
+        runtime: Arc<dyn Runtime>,
+        probe: Arc<dyn HttpProbe>,
+        config: ControllerConfig,
+        clock: Clock,
+    ) -> Self {
         Controller {
             shared: Arc::new(Shared {
                 store,
-                engine,
+                runtime,
                 config,
                 queue: WorkQueue::new(),
                 prober: Prober::default(),
                 usage: UsageBook::default(),
                 clock,
-                http,
+                probe,
                 terminating: Mutex::new(HashMap::new()),
                 start_failures: Mutex::new(HashMap::new()),
                 backing_off: Mutex::new(HashMap::new()),
@@ -330,7 +352,7 @@ async fn watch_engine(shared: Arc<Shared>) {
     let filter = shared.label_filter(None);
     let mut attempt = 0u32;
     loop {
-        let mut events = shared.engine.events(&filter);
+        let mut events = shared.runtime.events(&filter);
         while let Some(event) = events.next().await {
             match event {
                 Ok(event) => {

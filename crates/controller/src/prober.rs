@@ -1,7 +1,9 @@
 //! The health prober: Berth itself probes every running instance over HTTP.
 //!
-//! Probes go from the host to the container's address on the Berth network, so images need
-//! no curl. One task per (instance, probe kind) feeds outcomes into the instance's
+//! Probes go to the instance's address as the runtime lists it, through
+//! [`berth_engine::probe::HttpProbe`]: on Docker plain HTTP from the host to the container's
+//! address on the Berth network ([`HostHttpProbe`]), so images need no curl; a fake runtime
+//! answers them itself. One task per (instance, probe kind) feeds outcomes into the instance's
 //! [`InstanceHealth`] state machine; a state change records an event and wakes the app's
 //! reconcile.
 
@@ -9,8 +11,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use berth_core::health::{HealthChange, InstanceHealth};
 use berth_core::{Event, EventKind, Millis, Probe};
+use berth_engine::probe::HttpProbe;
 use tokio::task::JoinHandle;
 
 use crate::Shared;
@@ -120,7 +124,6 @@ async fn probe_loop(shared: Arc<Shared>, target: ProbeTarget, kind: ProbeKind) {
     };
     let Some(probe) = probe else { return };
     let port = probe.port.unwrap_or(target.port);
-    let url = format!("http://{}:{}{}", target.address, port, probe.path);
     // Readiness waits out the initial delay; liveness starts probing at once and the state
     // machine decides when failures count.
     if kind == ProbeKind::Readiness && probe.initial_delay_ms > 0 {
@@ -133,7 +136,15 @@ async fn probe_loop(shared: Arc<Shared>, target: ProbeTarget, kind: ProbeKind) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let outcome = http_probe(&shared.http, &url, Duration::from_millis(probe.timeout_ms)).await;
+        let outcome = shared
+            .probe
+            .get(
+                &target.address,
+                port,
+                &probe.path,
+                Duration::from_millis(probe.timeout_ms),
+            )
+            .await;
         let now = (shared.clock)();
         let change = {
             let mut health = lock(&shared.prober.health);
@@ -200,6 +211,48 @@ async fn report(
     );
     shared.record_events(vec![event]).await;
     shared.queue.add(&target.app);
+}
+
+/// Probes over plain HTTP from this host to the instance's address (on Docker, the container's
+/// address on its bridge network).
+#[derive(Debug, Clone)]
+pub struct HostHttpProbe {
+    client: reqwest::Client,
+}
+
+impl HostHttpProbe {
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("building an HTTP client without TLS cannot fail");
+        HostHttpProbe { client }
+    }
+}
+
+impl Default for HostHttpProbe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl HttpProbe for HostHttpProbe {
+    async fn get(
+        &self,
+        address: &str,
+        port: u16,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        http_probe(
+            &self.client,
+            &format!("http://{address}:{port}{path}"),
+            timeout,
+        )
+        .await
+    }
 }
 
 /// One HTTP probe: any 2xx or 3xx status within the timeout passes.

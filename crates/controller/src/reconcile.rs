@@ -141,10 +141,19 @@ async fn reconcile_inner(
     });
     report_backoffs(shared, &app, &plan.backing_off).await;
 
-    if let Some(update) = &plan.rollout {
+    // The rollout's progress and the slots of the planned starts are stored in one write
+    // before anything starts, so an ordinal is never handed out twice (not after a restart
+    // either). The version check makes a concurrent change (an API write) win: plan again.
+    if plan.rollout.is_some() || plan.next_ordinal != app.next_ordinal {
         let mut updated = app.clone();
-        let events = planner::advance_rollout(&mut updated, update, now);
-        updated.updated_at = now;
+        updated.next_ordinal = plan.next_ordinal;
+        let events = match &plan.rollout {
+            Some(update) => {
+                updated.updated_at = now;
+                planner::advance_rollout(&mut updated, update, now)
+            }
+            None => Vec::new(),
+        };
         match shared.store.update_app(&updated).await {
             Ok(stored) => app = stored,
             // Someone changed the app meanwhile: plan again from the new state.
@@ -152,7 +161,7 @@ async fn reconcile_inner(
             Err(e) => return Err(e.into()),
         }
         shared.record_events(events).await;
-        if matches!(update, RolloutUpdate::Failed { .. }) {
+        if matches!(plan.rollout, Some(RolloutUpdate::Failed { .. })) {
             // The target changed (rolled back): the actions were planned for the old target.
             lock(&shared.start_failures).remove(name);
             return Ok(Some(Duration::ZERO));
@@ -367,14 +376,15 @@ async fn execute(
     target: &Template,
     actions: Vec<Action>,
 ) -> Result<(), ReconcileError> {
-    let starts: Vec<(u32, u32, StartCause)> = actions
+    let starts: Vec<(u64, u32, u32, StartCause)> = actions
         .iter()
         .filter_map(|a| match a {
             Action::Start {
+                ordinal,
                 revision,
                 restarts,
                 cause,
-            } => Some((*revision, *restarts, cause.clone())),
+            } => Some((*ordinal, *revision, *restarts, cause.clone())),
             Action::Stop { .. } => None,
         })
         .collect();
@@ -400,12 +410,12 @@ async fn execute(
     }
     // Instances join their team's network; make sure it exists (someone may have removed it).
     shared
-        .engine
+        .runtime
         .ensure_network(&team_network(&shared.config.namespace, &app.team))
         .await?;
     let now = (shared.clock)();
     if let Err(error) = shared
-        .engine
+        .runtime
         .ensure_image(&target.image, shared.pull_auth(&target.image))
         .await
     {
@@ -416,21 +426,15 @@ async fn execute(
         record_start_failure(shared, app, error.to_string(), true, now).await;
         return Ok(());
     }
-    let first = shared
-        .store
-        .allocate_ordinals(&app.name, starts.len() as u64)
-        .await?;
     let launches = starts
         .into_iter()
-        .enumerate()
-        .map(|(index, (revision, restarts, cause))| {
-            let ordinal = first + index as u64;
+        .map(|(ordinal, revision, restarts, cause)| {
             let spec = instance_spec(shared, app, target, revision, ordinal, restarts);
             async move {
                 (
                     spec.labels[labels::INSTANCE].clone(),
                     cause,
-                    shared.engine.start_instance(&spec).await,
+                    shared.runtime.start_instance(&spec).await,
                 )
             }
         });
@@ -635,7 +639,7 @@ fn stop_in_background(
     tokio::spawn(async move {
         shared.record_events(vec![event]).await;
         if let Err(error) = shared
-            .engine
+            .runtime
             .stop_instance(&id, Duration::from_millis(grace_ms))
             .await
         {
@@ -651,7 +655,7 @@ pub(crate) async fn remove_all(shared: &Arc<Shared>, app: &str) -> Result<usize,
     let containers = shared.list_instances(Some(app)).await?;
     let stops = containers.iter().map(|c| {
         shared.prober.forget(&c.id);
-        shared.engine.stop_instance(&c.id, Duration::from_secs(10))
+        shared.runtime.stop_instance(&c.id, Duration::from_secs(10))
     });
     let results = join_all(stops).await;
     lock(&shared.start_failures).remove(app);

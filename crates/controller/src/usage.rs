@@ -269,11 +269,23 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failed_rounds = 0u32;
+    let report = shared.config.usage_report.as_ref();
     loop {
         ticker.tick().await;
+        if let Some(report) = report {
+            report.busy();
+        }
         match sample_round(&shared, &mut tracker).await {
-            Ok(()) => failed_rounds = 0,
+            Ok(outcome) => {
+                failed_rounds = 0;
+                if let Some(report) = report {
+                    report.succeeded(outcome);
+                }
+            }
             Err(error) => {
+                if let Some(report) = report {
+                    report.failed(format!("cannot list instances: {error}"));
+                }
                 failed_rounds = failed_rounds.saturating_add(1);
                 if failed_rounds == 1 {
                     tracing::warn!(%error, "usage: cannot list instances");
@@ -288,8 +300,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Lists the running instances, samples each, and records the samples.
-async fn sample_round(shared: &Shared, tracker: &mut UsageTracker) -> Result<(), EngineError> {
+/// Lists the running instances, samples each, and records the samples; says how many.
+async fn sample_round(shared: &Shared, tracker: &mut UsageTracker) -> Result<String, EngineError> {
     let containers = shared.list_instances(None).await?;
     let targets = targets(&containers);
     let instances = targets.len();
@@ -297,11 +309,11 @@ async fn sample_round(shared: &Shared, tracker: &mut UsageTracker) -> Result<(),
     // higher-ranked lifetime check.
     let results: Vec<(Target, Result<ResourceSample, String>)> = futures::stream::iter(targets)
         .map(|target| {
-            let engine = Arc::clone(&shared.engine);
+            let runtime = Arc::clone(&shared.runtime);
             async move {
                 let sample = tokio::time::timeout(
                     SAMPLE_TIMEOUT,
-                    engine.resource_sample(&target.container_id),
+                    runtime.resource_sample(&target.container_id),
                 )
                 .await
                 .unwrap_or_else(|_| {
@@ -344,7 +356,10 @@ async fn sample_round(shared: &Shared, tracker: &mut UsageTracker) -> Result<(),
             "usage: some instances could not be sampled"
         );
     }
-    Ok(())
+    Ok(format!(
+        "{} of {instances} instances sampled",
+        instances - failures
+    ))
 }
 
 #[cfg(test)]

@@ -13,6 +13,13 @@
 //!   restart count (the count survives a Berth restart because it is a container label);
 //! * new instances start while fewer than `R` run the current revision and at most `R + S`
 //!   instances exist; old instances stop while more than `R - U` would stay available.
+//!
+//! Instance slots: every start carries its ordinal (the container is `<namespace>-<app>-<ordinal>`),
+//! handed out from `app.next_ordinal` — or past the highest ordinal observed, if that is higher
+//! (a store restored from an older backup) — and [`Plan::next_ordinal`] is what the app's
+//! `next_ordinal` becomes. The executor stores it with the app (optimistic `version` check)
+//! before it starts anything, so an ordinal is never handed out twice: a conflicting write
+//! means the app changed, and the reconcile plans again from the stored app.
 
 use std::cmp::Reverse;
 
@@ -136,6 +143,8 @@ pub enum StopCause {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Start {
+        /// The new instance's slot, never used before by this app.
+        ordinal: u64,
         revision: u32,
         restarts: u32,
         cause: StartCause,
@@ -177,6 +186,9 @@ pub struct Plan {
     pub backing_off: Vec<BackOff>,
     /// Plan again after this long even if nothing else happens (a timer is due then).
     pub requeue_after_ms: Option<u64>,
+    /// The app's `next_ordinal` once this plan's starts have taken their ordinals: stored
+    /// with the app before any of them starts.
+    pub next_ordinal: u64,
 }
 
 impl Plan {
@@ -186,6 +198,17 @@ impl Plan {
             self.requeue_after_ms
                 .map_or(after, |current| current.min(after)),
         );
+    }
+
+    /// Adds a start in the next free slot.
+    fn start(&mut self, revision: u32, restarts: u32, cause: StartCause) {
+        self.actions.push(Action::Start {
+            ordinal: self.next_ordinal,
+            revision,
+            restarts,
+            cause,
+        });
+        self.next_ordinal += 1;
     }
 
     fn stop(&mut self, instance: &ObservedInstance, cause: StopCause) {
@@ -223,7 +246,15 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     let surge = app.strategy.max_surge as usize;
     let min_ready = app.strategy.min_ready_ms;
     let min_available = replicas.saturating_sub(app.strategy.max_unavailable as usize);
-    let mut plan = Plan::default();
+    // A slot is never reused: not one the store handed out, nor one a container still has.
+    let first_free = instances
+        .iter()
+        .map(|i| i.ordinal.saturating_add(1))
+        .fold(app.next_ordinal, u64::max);
+    let mut plan = Plan {
+        next_ordinal: first_free,
+        ..Plan::default()
+    };
 
     let live: Vec<&ObservedInstance> = instances.iter().filter(|i| i.is_live()).collect();
     let healthy_new: Vec<&ObservedInstance> = live
@@ -278,14 +309,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         let due = start_blocked_until.map_or(due, |blocked| due.max(blocked));
         if due <= now_ms {
             plan.stop(tombstone, StopCause::Exited);
-            plan.actions.push(Action::Start {
-                revision: target,
+            plan.start(
+                target,
                 restarts,
-                cause: StartCause::ReplaceCrashed {
+                StartCause::ReplaceCrashed {
                     instance: tombstone.name.clone(),
                     exit_code,
                 },
-            });
+            );
         } else {
             plan.backing_off.push(BackOff {
                 instance: tombstone.name.clone(),
@@ -313,11 +344,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         StartCause::Rollout
     };
     for _ in 0..fresh {
-        plan.actions.push(Action::Start {
-            revision: target,
-            restarts: 0,
-            cause: cause.clone(),
-        });
+        plan.start(target, 0, cause.clone());
     }
 
     // Scale down surplus instances of the current revision.

@@ -1,4 +1,4 @@
-//! The Docker Engine implementation of [`Engine`], on bollard (API negotiated down to the daemon's).
+//! The Docker Engine implementation of [`Runtime`] and [`ImageBuilder`], on bollard (API negotiated down to the daemon's).
 //!
 //! Pitfalls this module handles, found against Docker 20.10 (API 1.41):
 //! - bollard speaks API 1.53 by default; 20.10 rejects that, so the version is negotiated
@@ -47,9 +47,9 @@ use crate::context::{
     DEFAULT_DOCKERFILE, LABELLED_DOCKERFILE, labelled_dockerfile, pack_directory,
 };
 use crate::{
-    BuildContext, BuildSpec, ContainerState, Engine, EngineError, EngineEvent, EngineInfo,
-    EngineResult, InstanceSpec, LocalImage, LogLine, LogOptions, LogStream, ObservedContainer,
-    OutputSink, RegistryAuth, RunOutcome, RunSpec, labels,
+    BuildContext, BuildSpec, ContainerState, EngineError, EngineEvent, EngineInfo, EngineResult,
+    ImageBuilder, InstanceSpec, LocalImage, LogLine, LogOptions, LogStream, ObservedContainer,
+    OutputSink, RegistryAuth, RunOutcome, RunSpec, Runtime, labels,
 };
 
 /// Where the daemon listens when `DOCKER_HOST` is not set.
@@ -67,7 +67,7 @@ pub const MANAGED_NETWORK_LABEL: &str = "berth.managed";
 /// Event attributes Docker adds next to the container labels (not labels themselves).
 const NON_LABEL_EVENT_ATTRIBUTES: &[&str] = &["image", "name", "exitCode", "signal", "execID"];
 
-/// [`Engine`] on a Docker Engine (one node), through its HTTP API.
+/// [`Runtime`] and [`ImageBuilder`] on a Docker Engine (one node), through its HTTP API.
 #[derive(Debug, Clone)]
 pub struct DockerEngine {
     /// Client for short requests.
@@ -97,7 +97,7 @@ impl DockerEngine {
     /// Connects to `DOCKER_HOST` (`unix://` or `tcp://`), else to `/var/run/docker.sock`.
     ///
     /// No request is made yet: the API version is negotiated on first use, so a daemon that
-    /// starts later is picked up. Call [`Engine::info`] to check the connection.
+    /// starts later is picked up. Call [`Runtime::info`] to check the connection.
     pub fn connect() -> EngineResult<Self> {
         Self::connect_with(None)
     }
@@ -351,7 +351,7 @@ impl DockerEngine {
 }
 
 #[async_trait]
-impl Engine for DockerEngine {
+impl Runtime for DockerEngine {
     async fn info(&self) -> EngineResult<EngineInfo> {
         let docker = self.ready().await?;
         let info = docker.info().await.map_err(map_err)?;
@@ -587,6 +587,35 @@ impl Engine for DockerEngine {
         .boxed()
     }
 
+    /// Docker's stats endpoint with `stream=false` and `one-shot=true` (API 1.41+): one
+    /// reading, answered at once instead of after a second one ~1 s later (the `precpu`
+    /// pair `docker stats` uses). Rates are the caller's, from two samples.
+    async fn resource_sample(&self, id: &str) -> EngineResult<crate::ResourceSample> {
+        let docker = self.ready().await?;
+        let options = bollard::query_parameters::StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let mut answers = std::pin::pin!(docker.stats(id, Some(options)));
+        let stats = match answers.next().await {
+            Some(Ok(stats)) => stats,
+            Some(Err(e)) => return Err(map_err(e)),
+            None => {
+                return Err(EngineError::Other(format!(
+                    "docker answered no stats for container {id}"
+                )));
+            }
+        };
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        sample_from_stats(&stats, now_ms)
+            .ok_or_else(|| EngineError::Conflict(format!("container {id} is not running")))
+    }
+}
+
+#[async_trait]
+impl ImageBuilder for DockerEngine {
     async fn build_image(&self, spec: BuildSpec, output: OutputSink<'_>) -> EngineResult<String> {
         self.ready().await?;
         let dockerfile = match crate::context::clean_path(&spec.dockerfile) {
@@ -834,30 +863,15 @@ impl Engine for DockerEngine {
             .collect())
     }
 
-    /// Docker's stats endpoint with `stream=false` and `one-shot=true` (API 1.41+): one
-    /// reading, answered at once instead of after a second one ~1 s later (the `precpu`
-    /// pair `docker stats` uses). Rates are the caller's, from two samples.
-    async fn resource_sample(&self, id: &str) -> EngineResult<crate::ResourceSample> {
-        let docker = self.ready().await?;
-        let options = bollard::query_parameters::StatsOptionsBuilder::new()
-            .stream(false)
-            .one_shot(true)
-            .build();
-        let mut answers = std::pin::pin!(docker.stats(id, Some(options)));
-        let stats = match answers.next().await {
-            Some(Ok(stats)) => stats,
-            Some(Err(e)) => return Err(map_err(e)),
-            None => {
-                return Err(EngineError::Other(format!(
-                    "docker answered no stats for container {id}"
-                )));
-            }
-        };
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        sample_from_stats(&stats, now_ms)
-            .ok_or_else(|| EngineError::Conflict(format!("container {id} is not running")))
+    async fn list_runs(
+        &self,
+        label_filter: &BTreeMap<String, String>,
+    ) -> EngineResult<Vec<ObservedContainer>> {
+        Runtime::list_containers(self, label_filter).await
+    }
+
+    async fn remove_run(&self, id: &str) -> EngineResult<()> {
+        Runtime::stop_instance(self, id, Duration::ZERO).await
     }
 }
 

@@ -1,14 +1,25 @@
-//! The Engine seam: the container operations Berth needs, independent of any runtime.
+//! The engine seams: the container operations Berth needs, independent of any runtime.
 //!
-//! Only this crate knows bollard. Callers speak in [`InstanceSpec`], [`ObservedContainer`],
-//! [`EngineEvent`] and [`ResourceSample`] for app instances, and in [`BuildSpec`] and
-//! [`RunSpec`] for the code pipeline (build an image, run its tests in a throwaway container,
-//! tag, push); the Docker implementation lives in [`docker`]. A Swarm (and later Kubernetes) implementation plugs in
-//! behind the same trait and must pass [`conformance`].
+//! Two traits, so a backend implements only what it runs:
+//! * [`Runtime`] runs app instances ([`InstanceSpec`], [`ObservedContainer`], [`EngineEvent`],
+//!   [`ResourceSample`]); the controller depends on it alone;
+//! * [`ImageBuilder`] builds images and runs, tags, pushes and removes them ([`BuildSpec`],
+//!   [`RunSpec`]); the code pipeline depends on it alone.
+//!
+//! Only this crate knows bollard: [`docker::DockerEngine`] implements both. A Swarm (and later
+//! Kubernetes) runtime implements [`Runtime`] only. Every implementation passes the matching
+//! half of the conformance suite (`conformance`, behind the feature of that name); the
+//! in-memory `fake::FakeRuntime` (feature `fake`) passes the runtime half and stands in for
+//! Docker in the controller's tests. [`probe::HttpProbe`] is how the host reaches an
+//! instance's HTTP port on the runtime's network (the seam of the prober's health checks).
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod context;
 pub mod docker;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod probe;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -304,10 +315,13 @@ pub struct ResourceSample {
     pub memory_limit_bytes: Option<u64>,
 }
 
-/// The container runtime behind Berth.
+/// Runs app instances: everything the controller (reconciler, prober, usage sampler) needs
+/// from a container runtime, and nothing about images beyond pulling them. A Docker Swarm (and
+/// later Kubernetes) runtime implements this trait only, and must pass the runtime checks of
+/// the conformance suite (`conformance::runtime`, behind the `conformance` feature).
 #[async_trait]
-pub trait Engine: Send + Sync + 'static {
-    /// Checks that the engine answers and describes it.
+pub trait Runtime: Send + Sync + 'static {
+    /// Checks that the runtime answers and describes it.
     async fn info(&self) -> EngineResult<EngineInfo>;
 
     /// Creates the named bridge network if it does not exist yet (idempotent).
@@ -346,7 +360,14 @@ pub trait Engine: Send + Sync + 'static {
     /// reading). A container that does not exist is [`EngineError::NotFound`]; one that exists
     /// but is not running is [`EngineError::Conflict`].
     async fn resource_sample(&self, id: &str) -> EngineResult<ResourceSample>;
+}
 
+/// Builds images and runs, tags, pushes and removes them: everything the code pipeline needs.
+/// Independent of where instances run: a Swarm installation can keep building on one local
+/// Docker Engine. Implementations must pass the builder checks of the conformance suite
+/// (`conformance::builder`).
+#[async_trait]
+pub trait ImageBuilder: Send + Sync + 'static {
     /// Builds an image, reusing the engine's build cache; returns the image id
     /// (`sha256:…`). Progress lines go to `output` as they come. A failing instruction, or a
     /// missing Dockerfile or file, is [`EngineError::BuildFailed`]. Dropping the future
@@ -362,6 +383,18 @@ pub trait Engine: Send + Sync + 'static {
         output: OutputSink<'_>,
         cancel: &CancellationToken,
     ) -> EngineResult<RunOutcome>;
+
+    /// The throwaway containers of [`ImageBuilder::run_to_completion`] still present (a run
+    /// dropped midway is removed in the background) whose labels contain all of
+    /// `label_filter`.
+    async fn list_runs(
+        &self,
+        label_filter: &BTreeMap<String, String>,
+    ) -> EngineResult<Vec<ObservedContainer>>;
+
+    /// Kills and removes a throwaway container at once. One that is already gone is not an
+    /// error.
+    async fn remove_run(&self, id: &str) -> EngineResult<()>;
 
     /// The id of a local image (`repo:tag`, or an id), or `None` when it is not present.
     async fn image_id(&self, reference: &str) -> EngineResult<Option<String>>;

@@ -1,5 +1,6 @@
-//! Runs the Engine conformance suite against [`DockerEngine`] on the real Docker Engine, plus
-//! the Docker-specific promises (limits applied, init, restart policy, network reachability).
+//! Runs both conformance suites (runtime and builder) against [`DockerEngine`] on the real
+//! Docker Engine, plus the Docker-specific promises (limits applied, init, restart policy,
+//! network reachability).
 //!
 //! Each test works in its own namespace, removed by a [`NamespaceGuard`] even on failure, so
 //! the tests pass while other containers run on the same engine.
@@ -8,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use berth_engine::conformance::{self, ConformanceFixture};
-use berth_engine::{DockerEngine, Engine, EngineError, RegistryAuth};
+use berth_engine::{DockerEngine, EngineError, RegistryAuth, Runtime};
 use berth_testkit::{
     NamespaceGuard, TestRegistry, http_get, require_docker, testapp_image, unique_namespace,
 };
@@ -50,15 +51,21 @@ async fn inspect(id: &str) -> ContainerInspectResponse {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn docker_engine_passes_conformance() {
-    let (engine, mut fixture, _guard) = setup("engine-conf").await;
+async fn docker_runtime_passes_conformance() {
+    let (engine, fixture, _guard) = setup("engine-conf").await;
+    conformance::runtime::run_all(&engine, &fixture).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_builder_passes_conformance() {
+    let (engine, mut fixture, _guard) = setup("engine-build").await;
     let registry = TestRegistry::start("pusher", "push-secret").await;
     fixture.registry = Some(RegistryAuth {
         username: registry.username().to_owned(),
         password: registry.password().to_owned(),
         server: registry.host(),
     });
-    conformance::run_all(&engine, &fixture).await;
+    conformance::builder::run_all(&engine, &fixture).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_engine::{Engine, EngineError, LocalImage, labels};
+use berth_engine::{EngineError, ImageBuilder, LocalImage, labels};
 
 /// Images each pipeline keeps in the engine.
 pub const KEPT_PER_PIPELINE: usize = 3;
@@ -37,7 +37,7 @@ pub struct PruneReport {
 
 /// Removes the stale build images of the installation `namespace`.
 pub async fn prune_build_images(
-    engine: &dyn Engine,
+    engine: &dyn ImageBuilder,
     namespace: &str,
     keep: usize,
 ) -> Result<PruneReport, EngineError> {

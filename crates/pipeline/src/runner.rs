@@ -21,8 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_engine::context::{clean_path, resolve_inside};
 use berth_engine::{
-    BuildContext, BuildSpec, Engine, EngineError, LogLine, LogStream, RegistryAuth, RunOutcome,
-    RunSpec, labels,
+    BuildContext, BuildSpec, EngineError, ImageBuilder, LogLine, LogStream, RegistryAuth,
+    RunOutcome, RunSpec, labels,
 };
 use tokio::time::Instant;
 
@@ -155,7 +155,7 @@ pub use berth_core::clock::Clock;
 /// Runs builds on an engine; checkouts go under `work_root`.
 #[derive(Clone)]
 pub struct Runner {
-    engine: Arc<dyn Engine>,
+    engine: Arc<dyn ImageBuilder>,
     work_root: PathBuf,
     deployer: Option<Arc<dyn Deployer>>,
     clock: Clock,
@@ -179,7 +179,7 @@ enum Halt {
 }
 
 impl Runner {
-    pub fn new(engine: Arc<dyn Engine>, work_root: impl Into<PathBuf>) -> Self {
+    pub fn new(engine: Arc<dyn ImageBuilder>, work_root: impl Into<PathBuf>) -> Self {
         Self {
             engine,
             work_root: work_root.into(),
@@ -342,7 +342,7 @@ impl Run<'_> {
         let filter = BTreeMap::from([(labels::BUILD.to_owned(), self.plan.build_id.clone())]);
         let give_up = Instant::now() + SWEEP_PATIENCE;
         loop {
-            let left = match engine.list_containers(&filter).await {
+            let left = match engine.list_runs(&filter).await {
                 Ok(left) if left.is_empty() => return,
                 Ok(left) => left,
                 Err(e) => {
@@ -355,7 +355,7 @@ impl Run<'_> {
                 return;
             }
             for container in left {
-                if let Err(e) = engine.stop_instance(&container.id, Duration::ZERO).await {
+                if let Err(e) = engine.remove_run(&container.id).await {
                     tracing::debug!(container = %container.name, error = %e, "not removed yet");
                 }
             }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_engine::{DockerEngine, Engine, InstanceSpec, RegistryAuth, labels};
+use berth_engine::{DockerEngine, ImageBuilder, InstanceSpec, RegistryAuth, Runtime, labels};
 use berth_pipeline::{
     BuildPlan, BuildReport, BuildStatus, Cancel, CancelReason, DeployRequest, Deployer, GitAuth,
     GitRemote, Runner, Step, StepStatus,

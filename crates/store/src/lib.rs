@@ -194,8 +194,9 @@ pub trait AppStore: Send + Sync + 'static {
 
     /// Writes the app's mutable fields when the stored version equals `app.version`
     /// (optimistic concurrency: `Conflict` otherwise, `NotFound` when it is gone). Returns the
-    /// app as stored, with `version` incremented. `next_ordinal` is not written here (see
-    /// [`AppStore::allocate_ordinals`]).
+    /// app as stored, with `version` incremented. `next_ordinal` never decreases: the stored
+    /// value becomes the larger of the two (the reconciler reserves instance slots this way,
+    /// before it starts them).
     async fn update_app(&self, app: &App) -> StoreResult<App>;
 
     /// Atomically adds `revision`, updates `app` as [`AppStore::update_app`] does, and prunes the
@@ -211,11 +212,6 @@ pub trait AppStore: Send + Sync + 'static {
 
     /// Deletes the app with its revisions and events; returns whether it existed.
     async fn delete_app(&self, name: &str) -> StoreResult<bool>;
-
-    /// Reserves `count` consecutive instance ordinals for the app and returns the first one.
-    /// Never hands out the same ordinal twice, even to concurrent callers. `NotFound` when the
-    /// app does not exist. Not an app update: `version` stays as it is.
-    async fn allocate_ordinals(&self, app: &str, count: u64) -> StoreResult<u64>;
 
     /// Appends events (their `id` is ignored and assigned by the store, increasing). Keeps at
     /// most the newest `keep_per_app` events of each app.

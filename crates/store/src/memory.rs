@@ -92,7 +92,8 @@ fn updated(state: &State, app: &App) -> StoreResult<App> {
         )));
     }
     Ok(App {
-        next_ordinal: stored.app.next_ordinal,
+        // Ordinals handed out stay taken: the stored value only grows.
+        next_ordinal: stored.app.next_ordinal.max(app.next_ordinal),
         created_at: stored.app.created_at,
         version: stored.app.version + 1,
         ..app.clone()
@@ -228,24 +229,6 @@ impl AppStore for MemoryStore {
         let mut state = self.state();
         state.events.remove(name);
         Ok(state.apps.remove(name).is_some())
-    }
-
-    async fn allocate_ordinals(&self, app: &str, count: u64) -> StoreResult<u64> {
-        fits_bigint(count, "ordinal count")?;
-        let mut state = self.state();
-        let stored = state
-            .apps
-            .get_mut(app)
-            .ok_or_else(|| StoreError::NotFound(format!("app {app}")))?;
-        let first = stored.app.next_ordinal;
-        let next = first
-            .checked_add(count)
-            .filter(|next| i64::try_from(*next).is_ok())
-            .ok_or_else(|| {
-                StoreError::Database(format!("next_ordinal of app {app} overflows BIGINT"))
-            })?;
-        stored.app.next_ordinal = next;
-        Ok(first)
     }
 
     async fn append_events(&self, events: &[Event], keep_per_app: u32) -> StoreResult<()> {

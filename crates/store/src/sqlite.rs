@@ -385,14 +385,16 @@ const INSERT_APP: &str = concat!(
      $19, $20, $21, $22, $23)"
 );
 
-/// Writes every mutable column and what the app reserves (`$21..$23`); `name`,
-/// `next_ordinal` and `created_at` are left alone.
+/// Writes every mutable column and what the app reserves (`$21..$23`); `name` and
+/// `created_at` are left alone, and `next_ordinal` only ever grows (an ordinal handed out
+/// stays taken even when a write carries an older one).
 const UPDATE_APP: &str = concat!(
     "UPDATE apps SET team = $2, replicas = $3, strategy_json = $4, dependencies_json = $5, \
      current_revision = $6, stable_revision = $7, latest_revision = $8, rollout_revision = $9, \
      rollout_phase = $10, rollout_failed_revision = $11, rollout_message = $12, \
      rollout_started_at = $13, rollout_progress_at = $14, rollout_available = $15, \
-     rollout_finished_at = $16, updated_at = $19, version = version + 1, \
+     rollout_finished_at = $16, next_ordinal = MAX(next_ordinal, $17), updated_at = $19, \
+     version = version + 1, \
      reserved_cpu_millis = $21, reserved_memory_bytes = $22, reserved_instances = $23 \
      WHERE name = $1 AND version = $20 RETURNING ",
     app_columns!()
@@ -1221,24 +1223,6 @@ impl AppStore for SqliteStore {
             name,
         )
         .await
-    }
-
-    async fn allocate_ordinals(&self, app: &str, count: u64) -> StoreResult<u64> {
-        let count = u64_to_db(count, "ordinal count")?;
-        // One statement on the single writer: atomic without an explicit transaction.
-        let first: Option<i64> = sqlx::query_scalar(
-            "UPDATE apps SET next_ordinal = next_ordinal + $2 WHERE name = $1 \
-             RETURNING next_ordinal - $2",
-        )
-        .bind(app)
-        .bind(count)
-        .fetch_optional(&self.write)
-        .await
-        .map_err(db_err)?;
-        let first = first.ok_or_else(|| StoreError::NotFound(format!("app {app}")))?;
-        u64::try_from(first).map_err(|_| {
-            StoreError::Database(format!("app {app} has a negative next_ordinal {first}"))
-        })
     }
 
     async fn append_events(&self, events: &[Event], keep_per_app: u32) -> StoreResult<()> {

@@ -300,14 +300,19 @@ fn never_fewer_available_than_allowed_during_a_rollout() {
         a.strategy.max_unavailable = unavailable;
         let mut instances: Vec<ObservedInstance> =
             (1..=replicas as u64).map(|o| inst(o, 1, "ready")).collect();
-        let mut next = 100;
+        let mut used: std::collections::HashSet<u64> =
+            instances.iter().map(|i| i.ordinal).collect();
         for step in 0..100 {
             let p = run(&a, &instances);
+            // The executor stores the plan's next ordinal with the app before starting.
+            a.next_ordinal = p.next_ordinal;
             for action in &p.actions {
                 match action {
-                    Action::Start { revision, .. } => {
-                        next += 1;
-                        instances.push(inst(next, *revision, "starting"));
+                    Action::Start {
+                        ordinal, revision, ..
+                    } => {
+                        assert!(used.insert(*ordinal), "ordinal {ordinal} handed out twice");
+                        instances.push(inst(*ordinal, *revision, "starting"));
                     }
                     Action::Stop { container_id, .. } => {
                         instances.retain(|i| &i.container_id != container_id)
@@ -590,4 +595,101 @@ fn advancing_the_rollout() {
     let mut a = app(3, 2, Progressing);
     advance_rollout(&mut a, &RolloutUpdate::Progress { available: 2 }, NOW + 7);
     assert_eq!((a.rollout.available, a.rollout.progress_at), (2, NOW + 7));
+}
+
+/// The ordinals a plan's starts carry, in action order.
+fn start_ordinals(plan: &Plan) -> Vec<u64> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start { ordinal, .. } => Some(*ordinal),
+            Action::Stop { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn starts_take_fresh_ordinals() {
+    use RolloutPhase::*;
+    let with_next = |mut a: App, next: u64| {
+        a.next_ordinal = next;
+        a
+    };
+    let old_exited = |ordinal: u64| {
+        let mut i = inst(ordinal, 1, "killed");
+        i.revision = 1;
+        i
+    };
+    // (case, app, instances, ordinals of the starts in action order, next_ordinal after)
+    let cases: Vec<(&str, App, Vec<ObservedInstance>, Vec<u64>, u64)> = vec![
+        (
+            "a fresh app numbers its instances from 0",
+            with_next(app(3, 1, Progressing), 0),
+            vec![],
+            vec![0, 1, 2],
+            3,
+        ),
+        (
+            "scale up continues from next_ordinal, not from the instances' ordinals",
+            with_next(app(4, 1, Complete), 100),
+            vec![inst(1, 1, "ready"), inst(2, 1, "ready")],
+            vec![100, 101],
+            102,
+        ),
+        (
+            "nothing to start leaves next_ordinal as it is",
+            with_next(app(2, 1, Complete), 100),
+            vec![inst(1, 1, "ready"), inst(2, 1, "ready")],
+            vec![],
+            100,
+        ),
+        (
+            "an instance beyond next_ordinal (store restored from a backup) is never reused",
+            with_next(app(2, 1, Complete), 5),
+            vec![inst(9, 1, "ready")],
+            vec![10],
+            11,
+        ),
+        (
+            "even with nothing to start, next_ordinal catches up with what runs",
+            with_next(app(1, 1, Complete), 5),
+            vec![inst(9, 1, "ready")],
+            vec![],
+            10,
+        ),
+        (
+            "terminating and exited containers keep their ordinals taken",
+            with_next(app(2, 2, Complete), 3),
+            vec![
+                inst(1, 2, "ready"),
+                inst(7, 2, "terminating"),
+                old_exited(12),
+            ],
+            vec![13],
+            14,
+        ),
+        (
+            "a crash replacement and a scale-up take consecutive slots, replacement first",
+            with_next(app(3, 1, Complete), 100),
+            vec![inst(1, 1, "ready"), crashed(2, 1, 0, 60_000)],
+            vec![100, 101],
+            102,
+        ),
+        (
+            "a rolling upgrade's surge takes the next slots",
+            with_next(app(3, 2, Progressing), 4),
+            vec![
+                inst(1, 1, "ready"),
+                inst(2, 1, "ready"),
+                inst(3, 1, "ready"),
+            ],
+            vec![4],
+            5,
+        ),
+    ];
+    for (case, app, instances, ordinals, next) in cases {
+        let p = run(&app, &instances);
+        assert_eq!(start_ordinals(&p), ordinals, "{case}: {:?}", p.actions);
+        assert_eq!(p.next_ordinal, next, "{case}");
+    }
 }

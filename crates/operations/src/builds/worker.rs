@@ -94,7 +94,8 @@ pub struct BuildWorkerConfig {
 #[derive(Clone)]
 pub struct BuildEnv {
     pub platform: Platform,
-    pub engine: Arc<dyn berth_engine::Engine>,
+    /// Builds, tests and pushes the images.
+    pub builder: Arc<dyn berth_engine::ImageBuilder>,
     /// Opens [`Pipeline::sealed_credentials`].
     pub secrets: Arc<berth_auth::SecretBox>,
     /// Where pipelines' hosted git repositories are kept (`<data-dir>/git`).
@@ -296,7 +297,7 @@ impl BuildWorker {
             platform: env.platform.clone(),
             pipeline: pipeline.clone(),
         });
-        let runner = Runner::new(Arc::clone(&env.engine), self.config.work_dir.clone())
+        let runner = Runner::new(Arc::clone(&env.builder), self.config.work_dir.clone())
             .with_deployer(deployer)
             .with_clock(Arc::clone(&env.platform.clock));
         let report = runner.run(&plan, &sink, cancel).await;

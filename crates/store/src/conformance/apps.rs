@@ -12,13 +12,11 @@ pub async fn run<S: AppStore + ?Sized>(store: Arc<S>) {
     create_duplicate_is_conflict(s).await;
     create_with_foreign_revision_is_refused(s).await;
     update_app_checks_version(s).await;
-    update_app_leaves_next_ordinal(s).await;
+    update_app_never_lowers_next_ordinal(s).await;
     add_revision_prunes_but_keeps_current_and_stable(s).await;
     add_revision_duplicate_is_conflict(s).await;
     add_revision_stale_or_unknown_app(s).await;
     list_revisions_newest_first(s).await;
-    allocate_ordinals_sequential(s).await;
-    allocate_ordinals_concurrent(store.clone()).await;
     events_round_trip_ascending(s).await;
     events_paging_after_id(s).await;
     events_latest_n(s).await;
@@ -242,11 +240,12 @@ pub async fn update_app_checks_version<S: AppStore + ?Sized>(store: &S) {
     );
 }
 
-/// `update_app` never writes `next_ordinal`: ordinals handed out meanwhile stay reserved.
-pub async fn update_app_leaves_next_ordinal<S: AppStore + ?Sized>(store: &S) {
+/// `update_app` raises `next_ordinal` but never lowers it: ordinals handed out stay reserved.
+pub async fn update_app_never_lowers_next_ordinal<S: AppStore + ?Sized>(store: &S) {
     let name = unique_name("update-ordinal");
-    let app = create(store, &name).await;
-    assert_eq!(store.allocate_ordinals(&name, 3).await.unwrap(), 0);
+    let mut app = create(store, &name).await;
+    app.next_ordinal = 3;
+    let app = store.update_app(&app).await.unwrap();
 
     let mut changed = app.clone();
     changed.replicas = 4;
@@ -257,15 +256,20 @@ pub async fn update_app_leaves_next_ordinal<S: AppStore + ?Sized>(store: &S) {
         "update_app returns the stored next_ordinal"
     );
 
-    let mut bogus = stored.clone();
-    bogus.next_ordinal = 1_000;
-    let stored = store.update_app(&bogus).await.unwrap();
+    let mut reserved = stored.clone();
+    reserved.next_ordinal = 7;
+    let stored = store.update_app(&reserved).await.unwrap();
+    assert_eq!(stored.next_ordinal, 7, "update_app raises next_ordinal");
+    assert_eq!(store.get_app(&name).await.unwrap().unwrap().next_ordinal, 7);
+
+    let mut stale = stored.clone();
+    stale.next_ordinal = 5;
+    let stored = store.update_app(&stale).await.unwrap();
     assert_eq!(
-        stored.next_ordinal, 3,
-        "update_app does not write next_ordinal"
+        stored.next_ordinal, 7,
+        "update_app never lowers next_ordinal"
     );
-    assert_eq!(store.get_app(&name).await.unwrap().unwrap().next_ordinal, 3);
-    assert_eq!(store.allocate_ordinals(&name, 1).await.unwrap(), 3);
+    assert_eq!(store.get_app(&name).await.unwrap().unwrap().next_ordinal, 7);
 }
 
 /// `add_revision` keeps the newest `keep` revisions plus the current and stable ones.
@@ -394,66 +398,6 @@ pub async fn list_revisions_newest_first<S: AppStore + ?Sized>(store: &S) {
             .await
             .unwrap()
             .is_empty()
-    );
-}
-
-/// Ordinals are handed out consecutively; an unknown app is `NotFound`.
-pub async fn allocate_ordinals_sequential<S: AppStore + ?Sized>(store: &S) {
-    let name = unique_name("ordinals");
-    let mut app = new_app(&name);
-    app.next_ordinal = 10;
-    store.create_app(&app, &revision(&name, 1)).await.unwrap();
-    assert_eq!(store.allocate_ordinals(&name, 1).await.unwrap(), 10);
-    assert_eq!(store.allocate_ordinals(&name, 3).await.unwrap(), 11);
-    assert_eq!(store.allocate_ordinals(&name, 2).await.unwrap(), 14);
-    let stored = store.get_app(&name).await.unwrap().unwrap();
-    assert_eq!(stored.next_ordinal, 16);
-    assert_eq!(
-        stored.version, app.version,
-        "allocating ordinals is not an app update"
-    );
-    assert_not_found(
-        store
-            .allocate_ordinals(&unique_name("ordinals-missing"), 1)
-            .await,
-        "allocate_ordinals on an unknown app",
-    );
-}
-
-/// 20 concurrent callers never get overlapping ordinals, and none is lost.
-pub async fn allocate_ordinals_concurrent<S: AppStore + ?Sized>(store: Arc<S>) {
-    let name = unique_name("ordinals-concurrent");
-    create(&*store, &name).await;
-    let tasks: Vec<_> = (1..=20u64)
-        .map(|i| {
-            let store = store.clone();
-            let name = name.clone();
-            let count = i % 3 + 1;
-            tokio::spawn(async move {
-                let first = store
-                    .allocate_ordinals(&name, count)
-                    .await
-                    .expect("allocate_ordinals");
-                (first, count)
-            })
-        })
-        .collect();
-    let mut ranges = Vec::new();
-    for task in tasks {
-        ranges.push(task.await.expect("allocating task panicked"));
-    }
-    ranges.sort_unstable();
-    let mut expected_next = 0;
-    for (first, count) in &ranges {
-        assert_eq!(
-            *first, expected_next,
-            "ordinal ranges are disjoint and gapless: {ranges:?}"
-        );
-        expected_next += count;
-    }
-    assert_eq!(
-        store.get_app(&name).await.unwrap().unwrap().next_ordinal,
-        expected_next
     );
 }
 
