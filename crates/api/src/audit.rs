@@ -314,6 +314,8 @@ pub struct AuditDto {
     pub source: String,
     /// `success`, `denied` or `failed`.
     pub outcome: String,
+    /// The HTTP status of the attempt; 0 when no HTTP request carried it (a pipeline's
+    /// deploy, whose `source` is `pipeline <team>/<name>`).
     pub status: u16,
     pub detail: String,
 }

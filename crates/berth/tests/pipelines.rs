@@ -88,6 +88,22 @@ async fn build_test_push_and_roll_out_and_a_red_test_changes_nothing() {
         "{build:#}"
     );
     assert!(tag_count(&server, &repository).await >= 1);
+    // The rollout went through the application layer, audited as the pipeline's creator.
+    let audit = server
+        .get(&format!(
+            "/api/v1/audit?action=apps.deploy&object=apps/{app}"
+        ))
+        .await;
+    let deploys: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["source"] == "pipeline default/web")
+        .collect();
+    assert_eq!(deploys.len(), 1, "{audit:#}");
+    assert_eq!(deploys[0]["actor"], "admin", "{audit:#}");
+    assert_eq!(deploys[0]["outcome"], "success", "{audit:#}");
+    assert_eq!(deploys[0]["status"], 0, "{audit:#}");
     // The pipeline answers its newest build, alone and in the list.
     let shown = server.get("/api/v1/pipelines/default/web").await;
     assert_eq!(shown["last_build"]["id"], id, "{shown:#}");

@@ -96,7 +96,7 @@ pub struct AuditEntry {
     /// The client's address.
     pub source: String,
     pub outcome: AuditOutcome,
-    /// The HTTP status of the attempt.
+    /// The HTTP status of the attempt; 0 when no HTTP request carried it (a pipeline's deploy).
     pub status: u16,
     /// Free text: the error message of a failure, or what changed.
     pub detail: String,

@@ -68,6 +68,22 @@ impl OpError {
         }
     }
 
+    /// How the audit log calls an attempt that ended in this error: refused (who may do
+    /// what, quota, objects the actor may not see) or failed (bad input, the machinery).
+    pub fn audit_outcome(&self) -> berth_core::audit::AuditOutcome {
+        use berth_core::audit::AuditOutcome;
+        match self {
+            OpError::NotFound { .. } | OpError::Forbidden(_) | OpError::QuotaExceeded { .. } => {
+                AuditOutcome::Denied
+            }
+            OpError::Field { .. }
+            | OpError::Invalid(_)
+            | OpError::Conflict { .. }
+            | OpError::Store(_)
+            | OpError::Engine(_) => AuditOutcome::Failed,
+        }
+    }
+
     /// The refusal of a change beyond `team`'s quota, as one sentence naming every resource.
     pub fn quota_message(team: &str, exceeded: &[QuotaExceeded]) -> String {
         let problems: Vec<String> = exceeded.iter().map(ToString::to_string).collect();

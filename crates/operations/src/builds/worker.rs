@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::RolloutPhase;
+use berth_core::audit::{AuditEntry, AuditOutcome};
 use berth_core::change::AppChange;
 use berth_core::pipeline::{Build, BuildStep, BuildTrigger, Pipeline};
 use berth_engine::{RegistryAuth, labels};
@@ -30,6 +31,7 @@ use crate::Platform;
 use crate::actor::{Actor, AuditSlot};
 use crate::builds::grants::{BUILDER_USER, BuilderGrants};
 use crate::builds::slots::BuildSlots;
+use crate::error::OpError;
 
 /// How long a roll-out is awaited before the build says it is still going.
 const ROLLOUT_PATIENCE: Duration = Duration::from_secs(10 * 60);
@@ -498,6 +500,31 @@ struct PlatformDeployer {
     pipeline: Pipeline,
 }
 
+impl PlatformDeployer {
+    /// Records the deploy in the audit log, as the pipeline's creator, from the pipeline (no
+    /// HTTP request carries it: `status` is 0).
+    async fn audit(&self, actor: &Actor, app: &str, reason: &str, refused: Option<&OpError>) {
+        let entry = AuditEntry {
+            id: 0,
+            at: self.platform.now(),
+            actor: actor.username().to_owned(),
+            action: "apps.deploy".to_owned(),
+            team: Some(self.pipeline.team.clone()),
+            object: format!("apps/{app}"),
+            source: format!("pipeline {}/{}", self.pipeline.team, self.pipeline.name),
+            outcome: refused.map_or(AuditOutcome::Success, OpError::audit_outcome),
+            status: 0,
+            detail: match refused {
+                None => reason.to_owned(),
+                Some(error) => error.to_string(),
+            },
+        };
+        if let Err(error) = self.platform.store.append_audit(&entry).await {
+            tracing::warn!(%error, "could not record a pipeline's deploy in the audit log");
+        }
+    }
+}
+
 #[async_trait]
 impl Deployer for PlatformDeployer {
     async fn deploy(
@@ -530,10 +557,12 @@ impl Deployer for PlatformDeployer {
             "pipeline {}/{} built commit {short}",
             self.pipeline.team, self.pipeline.name
         );
-        platform
+        let deployed = platform
             .deploy_app(&actor, app, &change, Some(&reason))
-            .await
-            .map_err(|e| format!("the deploy of app {app} was refused: {e}"))?;
+            .await;
+        self.audit(&actor, app, &reason, deployed.as_ref().err())
+            .await;
+        deployed.map_err(|e| format!("the deploy of app {app} was refused: {e}"))?;
         let started = tokio::time::Instant::now();
         let mut announced = false;
         loop {
