@@ -75,19 +75,17 @@ pub(crate) async fn images_in_use(
     host: Option<&str>,
 ) -> ApiResult<Vec<(String, String)>> {
     let mut in_use = Vec::new();
-    for app in store.list_apps().await? {
-        for revision in store.list_revisions(&app.name).await? {
-            let image = revision.template.image.as_str();
-            let path = match host {
-                Some(host) => match image.strip_prefix(host).and_then(|p| p.strip_prefix('/')) {
-                    Some(path) => path,
-                    None => continue,
-                },
-                None => without_host(image),
-            };
-            let user = format!("app {} revision {}", app.name, revision.number);
-            in_use.push((path.to_string(), user));
-        }
+    for used in store.revision_images().await? {
+        let image = used.image.as_str();
+        let path = match host {
+            Some(host) => match image.strip_prefix(host).and_then(|p| p.strip_prefix('/')) {
+                Some(path) => path,
+                None => continue,
+            },
+            None => without_host(image),
+        };
+        let user = format!("app {} revision {}", used.app, used.revision);
+        in_use.push((path.to_string(), user));
     }
     Ok(in_use)
 }

@@ -240,14 +240,18 @@ pub async fn delete_team(
     require_readable(&principal, &team)?;
     principal.require_admin()?;
     load_team(&state, &team).await?;
-    let apps: Vec<String> = state
+    let owned = state
         .store
-        .list_apps()
-        .await?
-        .into_iter()
-        .filter(|app| app.team == team)
-        .map(|app| app.name)
-        .collect();
+        .list_apps_page(&berth_store::AppPage {
+            teams: Some(vec![team.clone()]),
+            after: None,
+            limit: 20,
+        })
+        .await?;
+    let mut apps: Vec<String> = owned.apps.into_iter().map(|l| l.app.name).collect();
+    if owned.next_after.is_some() {
+        apps.push("…".to_string());
+    }
     if !apps.is_empty() {
         return Err(ApiError::conflict(
             "team_owns_apps",

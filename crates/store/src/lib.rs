@@ -74,6 +74,14 @@ pub struct AppPage {
     pub limit: u32,
 }
 
+/// The image one kept revision runs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RevisionImage {
+    pub app: String,
+    pub revision: u32,
+    pub image: String,
+}
+
 /// An app with the template of its current revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedApp {
@@ -191,6 +199,10 @@ pub trait AppStore: Send + Sync + 'static {
     /// One page of apps ordered by name (see [`AppPage`]), each with its current revision's
     /// template, in a constant number of queries whatever the page size.
     async fn list_apps_page(&self, page: &AppPage) -> StoreResult<AppList>;
+
+    /// The image of every kept revision of every app, ordered by app and revision, in one
+    /// query (what the registry must not delete: images apps run or may roll back to).
+    async fn revision_images(&self) -> StoreResult<Vec<RevisionImage>>;
 
     /// Writes the app's mutable fields when the stored version equals `app.version`
     /// (optimistic concurrency: `Conflict` otherwise, `NotFound` when it is gone). Returns the

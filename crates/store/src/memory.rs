@@ -17,8 +17,8 @@ use berth_core::quota::Usage;
 use berth_core::{App, Event, Resources, Revision};
 
 use crate::{
-    AppList, AppPage, AppStore, EventQuery, ListedApp, StoreError, StoreResult, check_revision_app,
-    reserved_usage,
+    AppList, AppPage, AppStore, EventQuery, ListedApp, RevisionImage, StoreError, StoreResult,
+    check_revision_app, reserved_usage,
 };
 
 /// The apps area in memory. Each value is a separate store; cloning is not offered (share it
@@ -214,6 +214,23 @@ impl AppStore for MemoryStore {
             .apps
             .get(app)
             .and_then(|s| s.revisions.get(&number).cloned()))
+    }
+
+    async fn revision_images(&self) -> StoreResult<Vec<RevisionImage>> {
+        let state = self.state();
+        let mut images: Vec<RevisionImage> = state
+            .apps
+            .iter()
+            .flat_map(|(name, stored)| {
+                stored.revisions.values().map(move |r| RevisionImage {
+                    app: name.clone(),
+                    revision: r.number,
+                    image: r.template.image.clone(),
+                })
+            })
+            .collect();
+        images.sort();
+        Ok(images)
     }
 
     async fn list_revisions(&self, app: &str) -> StoreResult<Vec<Revision>> {

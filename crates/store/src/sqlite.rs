@@ -37,8 +37,8 @@ use sqlx::{Row, SqlSafeStr, Sqlite};
 use crate::enums::DbEnum;
 use crate::{
     AccountStore, AppList, AppPage, AppStore, AuditQuery, BuildQuery, DeliveryBuild, EventQuery,
-    ListedApp, PipelineStore, QuotaDecision, QuotaRequestQuery, RegistryStore, StoreError,
-    StoreResult, check_revision_app, reserved_usage,
+    ListedApp, PipelineStore, QuotaDecision, QuotaRequestQuery, RegistryStore, RevisionImage,
+    StoreError, StoreResult, check_revision_app, reserved_usage,
 };
 
 /// Schema migrations, in order. Files follow sqlx's `<VERSION>_<DESCRIPTION>.sql` naming and are
@@ -1202,6 +1202,32 @@ impl AppStore for SqliteStore {
             .await
             .map_err(db_err)?;
         row.as_ref().map(revision_from_row).transpose()
+    }
+
+    async fn revision_images(&self) -> StoreResult<Vec<RevisionImage>> {
+        let rows = sqlx::query(
+            "SELECT app, number, json_extract(template_json, '$.image') AS image \
+             FROM revisions ORDER BY app, number",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let app: String = get(row, "app")?;
+                let number: i64 = get(row, "number")?;
+                let image: Option<String> = get(row, "image")?;
+                Ok(RevisionImage {
+                    revision: u32::try_from(number).map_err(|_| {
+                        StoreError::Database(format!(
+                            "revision {number} of app {app} is out of range"
+                        ))
+                    })?,
+                    image: image.unwrap_or_default(),
+                    app,
+                })
+            })
+            .collect()
     }
 
     async fn list_revisions(&self, app: &str) -> StoreResult<Vec<Revision>> {

@@ -17,6 +17,7 @@ pub async fn run<S: AppStore + ?Sized>(store: Arc<S>) {
     add_revision_duplicate_is_conflict(s).await;
     add_revision_stale_or_unknown_app(s).await;
     list_revisions_newest_first(s).await;
+    revision_images_name_every_kept_revision(s).await;
     events_round_trip_ascending(s).await;
     events_paging_after_id(s).await;
     events_latest_n(s).await;
@@ -398,6 +399,43 @@ pub async fn list_revisions_newest_first<S: AppStore + ?Sized>(store: &S) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// `revision_images` answers the image of every kept revision, pruned ones gone, deleted
+/// apps gone.
+pub async fn revision_images_name_every_kept_revision<S: AppStore + ?Sized>(store: &S) {
+    let kept = unique_name("images-kept");
+    let gone = unique_name("images-gone");
+    let mut app = create(store, &kept).await;
+    for number in [2, 3] {
+        app.latest_revision = number;
+        app.current_revision = number;
+        app = store
+            .add_revision(&app, &revision(&kept, number), 2)
+            .await
+            .unwrap();
+    }
+    create(store, &gone).await;
+    assert!(store.delete_app(&gone).await.unwrap());
+    let images: Vec<RevisionImage> = store
+        .revision_images()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.app == kept || i.app == gone)
+        .collect();
+    let want: Vec<RevisionImage> = [2, 3]
+        .into_iter()
+        .map(|number| RevisionImage {
+            app: kept.clone(),
+            revision: number,
+            image: revision(&kept, number).template.image,
+        })
+        .collect();
+    assert_eq!(
+        images, want,
+        "revision 1 pruned (keep 2), the deleted app gone"
     );
 }
 

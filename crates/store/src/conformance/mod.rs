@@ -31,7 +31,8 @@ use berth_core::{
 
 use crate::{
     AccountStore, AppList, AppPage, AppStore, AuditQuery, BuildQuery, DeliveryBuild, EventQuery,
-    ListedApp, PipelineStore, QuotaDecision, QuotaRequestQuery, RegistryStore, Store, StoreError,
+    ListedApp, PipelineStore, QuotaDecision, QuotaRequestQuery, RegistryStore, RevisionImage,
+    Store, StoreError,
 };
 
 pub mod accounts;
