@@ -90,24 +90,16 @@ impl World {
 
     async fn create(&self, name: &str, replicas: u32, template: Template) {
         let now = self.fake.now_ms();
-        let app = App {
-            name: name.to_owned(),
-            team: "default".to_owned(),
+        let spec = berth_core::AppSpec {
+            template: template.clone(),
             replicas,
             strategy: berth_core::RolloutStrategy {
                 progress_deadline_ms: 20_000,
                 ..Default::default()
             },
             dependencies: Vec::new(),
-            current_revision: 1,
-            stable_revision: None,
-            latest_revision: 1,
-            rollout: Rollout::start(1, "first rollout", now),
-            next_ordinal: 1,
-            created_at: now,
-            updated_at: now,
-            version: 1,
         };
+        let app = App::created(name, "default", &spec, now);
         self.store
             .create_app(&app, &revision(name, 1, template, now))
             .await

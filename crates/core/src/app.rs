@@ -109,6 +109,26 @@ pub struct App {
 }
 
 impl App {
+    /// A new app of `team` with `spec`'s settings, on revision 1, whose first rollout starts
+    /// `now` (its template is revision 1's).
+    pub fn created(name: &str, team: &str, spec: &AppSpec, now: Millis) -> App {
+        App {
+            name: name.to_string(),
+            team: team.to_string(),
+            replicas: spec.replicas,
+            strategy: spec.strategy.clone(),
+            dependencies: spec.dependencies.clone(),
+            current_revision: 1,
+            stable_revision: None,
+            latest_revision: 1,
+            rollout: Rollout::start(1, "first rollout", now),
+            next_ordinal: 1,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        }
+    }
+
     /// The spec of this app given the template of its current revision.
     pub fn spec(&self, template: &Template) -> AppSpec {
         AppSpec {

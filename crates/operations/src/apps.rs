@@ -92,21 +92,7 @@ impl Platform {
             app_usage(spec.replicas, &spec.template.resources),
         )?;
         let now = self.now();
-        let app = App {
-            name: name.clone(),
-            team,
-            replicas: spec.replicas,
-            strategy: spec.strategy.clone(),
-            dependencies: spec.dependencies.clone(),
-            current_revision: 1,
-            stable_revision: None,
-            latest_revision: 1,
-            rollout: Rollout::start(1, "first rollout", now),
-            next_ordinal: 1,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        };
+        let app = App::created(&name, &team, &spec, now);
         let revision = Revision {
             app: name.clone(),
             number: 1,
