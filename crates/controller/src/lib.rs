@@ -11,6 +11,7 @@
 //! * the **usage sampler** ([`usage`]) samples every running instance's CPU and memory use
 //!   each `usage_interval` and keeps the last minute, read through a [`UsageBook`].
 
+pub mod endpoints;
 pub mod prober;
 pub mod queue;
 pub mod reconcile;
@@ -29,6 +30,7 @@ use berth_engine::{Runtime, labels};
 use berth_store::AppStore;
 use futures::StreamExt;
 
+pub use endpoints::{Drain, Endpoint, EndpointMap, Endpoints};
 pub use prober::{HostHttpProbe, Prober};
 pub use queue::WorkQueue;
 pub use reconcile::InstanceStatus;
@@ -59,6 +61,9 @@ pub struct ControllerConfig {
     pub usage_interval: Duration,
     /// Where the usage sampler tells admins how its rounds go (the server's workers).
     pub usage_report: Option<workers::WorkerReport>,
+    /// How long a stop waits at most for the requests in flight to an instance taken out of
+    /// the endpoint table.
+    pub drain_patience: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -73,6 +78,7 @@ impl Default for ControllerConfig {
             pull_credentials: Vec::new(),
             usage_interval: Duration::from_secs(5),
             usage_report: None,
+            drain_patience: Duration::from_secs(30),
         }
     }
 }
@@ -90,6 +96,11 @@ pub struct Shared {
     pub clock: Clock,
     /// How the prober reaches instances (plain HTTP from the host, or a fake's answers).
     pub(crate) probe: Arc<dyn HttpProbe>,
+    /// The instances that may receive traffic now (a router subscribes).
+    pub endpoints: Endpoints,
+    /// What a stop waits for once its instance left the endpoint table (the router's
+    /// in-flight requests), when a router is running.
+    pub(crate) drain: std::sync::OnceLock<Arc<dyn Drain>>,
     /// Containers Berth has asked to stop, with when it asked.
     pub(crate) terminating: Mutex<HashMap<String, Millis>>,
     /// The latest failure to start an instance, per app.
@@ -229,6 +240,8 @@ impl Controller {
                 usage: UsageBook::default(),
                 clock,
                 probe,
+                endpoints: Endpoints::default(),
+                drain: std::sync::OnceLock::new(),
                 terminating: Mutex::new(HashMap::new()),
                 start_failures: Mutex::new(HashMap::new()),
                 backing_off: Mutex::new(HashMap::new()),
@@ -243,6 +256,17 @@ impl Controller {
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// The instances that may receive traffic, live (see [`endpoints`]).
+    pub fn endpoints(&self) -> Endpoints {
+        self.shared.endpoints.clone()
+    }
+
+    /// Makes every stop wait for `drain` (at most [`ControllerConfig::drain_patience`]) after
+    /// its instance left the endpoint table; set once, by the server that runs a router.
+    pub fn set_drain(&self, drain: Arc<dyn Drain>) {
+        let _ = self.shared.drain.set(drain);
     }
 
     /// Starts the workers, the engine-event watcher, the periodic resync and the usage

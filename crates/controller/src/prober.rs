@@ -18,6 +18,7 @@ use berth_engine::probe::HttpProbe;
 use tokio::task::JoinHandle;
 
 use crate::Shared;
+use crate::endpoints::Endpoint;
 
 /// What to probe for one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +210,26 @@ async fn report(
         Event::new(&target.app, now, event_kind, message).instance(&target.instance),
         |event, (key, value)| event.param(key, value),
     );
+    // The endpoint table follows at once; the reconcile woken below confirms it.
+    match &change {
+        HealthChange::BecameReady if kind == ProbeKind::Readiness => {
+            if !lock(&shared.terminating).contains_key(&target.container_id) {
+                shared.endpoints.add(
+                    &target.app,
+                    Endpoint {
+                        container_id: target.container_id.clone(),
+                        instance: target.instance.clone(),
+                        address: target.address.clone(),
+                        port: target.port,
+                    },
+                );
+            }
+        }
+        HealthChange::BecameNotReady { .. } | HealthChange::BecameUnhealthy { .. } => {
+            shared.endpoints.remove(&target.app, &target.container_id);
+        }
+        _ => {}
+    }
     shared.record_events(vec![event]).await;
     shared.queue.add(&target.app);
 }

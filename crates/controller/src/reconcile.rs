@@ -16,6 +16,7 @@ use berth_store::StoreError;
 use futures::future::join_all;
 use tracing::Instrument;
 
+use crate::endpoints::Endpoint;
 use crate::prober::ProbeTarget;
 use crate::{Shared, lock};
 
@@ -128,6 +129,9 @@ async fn reconcile_inner(
     let templates = load_templates(shared, &app, &containers).await?;
     let now = (shared.clock)();
     let instances = observe(shared, &containers, &templates);
+    shared
+        .endpoints
+        .set_app(name, ready_endpoints(&containers, &instances, &templates));
     sync_probes(shared, &app, &containers, &templates);
     report_exits(shared, &app, &instances).await;
 
@@ -180,6 +184,29 @@ async fn reconcile_inner(
     execute(shared, &app, &target, plan.actions).await?;
     // Only timers of the plan requeue; the periodic resync wakes every app anyway.
     Ok(plan.requeue_after_ms.map(Duration::from_millis))
+}
+
+/// The instances that may take traffic: running (not stopping), ready, with an address.
+fn ready_endpoints(
+    containers: &[ObservedContainer],
+    instances: &[ObservedInstance],
+    templates: &HashMap<u32, Template>,
+) -> Vec<Endpoint> {
+    instances
+        .iter()
+        .filter(|i| {
+            i.phase == InstancePhase::Running && matches!(i.readiness, Readiness::Ready { .. })
+        })
+        .filter_map(|i| {
+            let container = containers.iter().find(|c| c.id == i.container_id)?;
+            Some(Endpoint {
+                container_id: i.container_id.clone(),
+                instance: i.name.clone(),
+                address: container.ip_address.clone()?,
+                port: templates.get(&i.revision)?.port,
+            })
+        })
+        .collect()
 }
 
 /// The templates of the current revision and of every revision an instance runs.
@@ -619,6 +646,8 @@ fn stop_in_background(
         return;
     }
     shared.prober.forget(container_id);
+    // Out of the endpoint table before anything else: no new request goes to it.
+    let endpoint = shared.endpoints.remove(&app.name, container_id);
     let (why, code) = match cause {
         StopCause::ScaleDown => ("scaled down", "scale_down"),
         StopCause::Superseded => ("replaced by the new revision", "superseded"),
@@ -638,6 +667,16 @@ fn stop_in_background(
     let id = container_id.to_string();
     tokio::spawn(async move {
         shared.record_events(vec![event]).await;
+        // The requests already sent to it finish before it is told to stop.
+        if let (Some(endpoint), Some(drain)) = (endpoint, shared.drain.get()) {
+            drain
+                .drained(
+                    &endpoint.address,
+                    endpoint.port,
+                    shared.config.drain_patience,
+                )
+                .await;
+        }
         if let Err(error) = shared
             .runtime
             .stop_instance(&id, Duration::from_millis(grace_ms))
@@ -652,6 +691,7 @@ fn stop_in_background(
 
 /// Stops and removes every container of an app that no longer exists.
 pub(crate) async fn remove_all(shared: &Arc<Shared>, app: &str) -> Result<usize, EngineError> {
+    shared.endpoints.remove_app(app);
     let containers = shared.list_instances(Some(app)).await?;
     let stops = containers.iter().map(|c| {
         shared.prober.forget(&c.id);

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_controller::{Controller, ControllerConfig};
+use berth_controller::{Controller, ControllerConfig, Drain, Endpoints};
 use berth_core::backoff::Backoff;
 use berth_core::health::Readiness;
 use berth_core::{App, Event, EventKind, Probe, Revision, Rollout, RolloutPhase, Template};
@@ -538,4 +538,114 @@ async fn writes_racing_the_reconciler_never_reuse_a_slot() {
         "next_ordinal {} not past {highest}",
         app.next_ordinal
     );
+}
+
+/// At each drain, records the instance's address, whether it was still in the endpoint table
+/// and whether it was still running.
+struct RecordingDrain {
+    endpoints: Endpoints,
+    fake: FakeRuntime,
+    seen: Arc<std::sync::Mutex<Vec<(String, bool, bool)>>>,
+}
+
+#[async_trait::async_trait]
+impl Drain for RecordingDrain {
+    async fn drained(&self, address: &str, port: u16, _patience: Duration) {
+        let in_table = self
+            .endpoints
+            .current()
+            .values()
+            .flatten()
+            .any(|e| e.address == address && e.port == port);
+        let running = self.fake.containers().iter().any(|c| {
+            c.ip_address.as_deref() == Some(address) && c.state == ContainerState::Running
+        });
+        self.seen
+            .lock()
+            .unwrap()
+            .push((address.to_owned(), in_table, running));
+    }
+}
+
+/// The addresses the endpoint table gives `app`.
+fn endpoint_addresses(endpoints: &Endpoints, app: &str) -> Vec<String> {
+    endpoints
+        .current()
+        .get(app)
+        .map(|list| list.iter().map(|e| e.address.clone()).collect())
+        .unwrap_or_default()
+}
+
+fn addresses(containers: &[ObservedContainer]) -> Vec<String> {
+    let mut addresses: Vec<String> = containers
+        .iter()
+        .filter_map(|c| c.ip_address.clone())
+        .collect();
+    addresses.sort();
+    addresses
+}
+
+#[tokio::test(start_paused = true)]
+async fn endpoints_follow_readiness_and_every_stop_leaves_them_first() {
+    let w = World::new().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let endpoints = w.controller.endpoints();
+    w.controller.set_drain(Arc::new(RecordingDrain {
+        endpoints: endpoints.clone(),
+        fake: w.fake.clone(),
+        seen: Arc::clone(&seen),
+    }));
+    w.create("web", 2, template(V1)).await;
+    w.settled("web", RolloutPhase::Complete).await;
+    let mut table = endpoint_addresses(&endpoints, "web");
+    table.sort();
+    assert_eq!(table, addresses(&w.running("web")), "both ready instances");
+
+    // Failing readiness takes an instance out; passing again brings it back.
+    let first = w.running("web")[0].clone();
+    let first_address = first.ip_address.clone().expect("address");
+    assert!(w.fake.set_http(&first.id, HttpAnswer::Status(503)));
+    w.until("the failing instance to leave the table", async || {
+        (!endpoint_addresses(&endpoints, "web").contains(&first_address)).then_some(())
+    })
+    .await;
+    assert_eq!(endpoint_addresses(&endpoints, "web").len(), 1);
+    assert!(w.fake.set_http(&first.id, HttpAnswer::Status(200)));
+    w.until("the instance to come back", async || {
+        (endpoint_addresses(&endpoints, "web").len() == 2).then_some(())
+    })
+    .await;
+
+    // A rolling upgrade: each old instance leaves the table before it is stopped.
+    let old = addresses(&w.running("web"));
+    w.deploy("web", template(V2)).await;
+    w.until("the upgrade to complete", async || {
+        let app = w.app("web").await;
+        (app.rollout.phase == RolloutPhase::Complete && w.fake.containers().len() == 2)
+            .then_some(())
+    })
+    .await;
+    let mut table = endpoint_addresses(&endpoints, "web");
+    table.sort();
+    assert_eq!(
+        table,
+        addresses(&w.running("web")),
+        "only the new instances"
+    );
+    let drained: Vec<(String, bool, bool)> = seen.lock().unwrap().clone();
+    let mut drained_addresses: Vec<String> = drained.iter().map(|d| d.0.clone()).collect();
+    drained_addresses.sort();
+    assert_eq!(drained_addresses, old, "every old instance was drained");
+    for (address, in_table, running) in &drained {
+        assert!(!in_table, "{address} was drained while still in the table");
+        assert!(running, "{address} was stopped before its drain");
+    }
+
+    // Deleting the app empties its entry at once.
+    assert!(w.store.delete_app("web").await.expect("delete"));
+    w.controller.wake("web");
+    w.until("the deleted app to leave the table", async || {
+        (!endpoints.current().contains_key("web")).then_some(())
+    })
+    .await;
 }
