@@ -212,18 +212,19 @@ async fn report(
     );
     // The endpoint table follows at once; the reconcile woken below confirms it.
     match &change {
-        HealthChange::BecameReady if kind == ProbeKind::Readiness => {
-            if !lock(&shared.terminating).contains_key(&target.container_id) {
-                shared.endpoints.add(
-                    &target.app,
-                    Endpoint {
-                        container_id: target.container_id.clone(),
-                        instance: target.instance.clone(),
-                        address: target.address.clone(),
-                        port: target.port,
-                    },
-                );
-            }
+        HealthChange::BecameReady
+            if kind == ProbeKind::Readiness
+                && !lock(&shared.terminating).contains_key(&target.container_id) =>
+        {
+            shared.endpoints.add(
+                &target.app,
+                Endpoint {
+                    container_id: target.container_id.clone(),
+                    instance: target.instance.clone(),
+                    address: target.address.clone(),
+                    port: target.port,
+                },
+            );
         }
         HealthChange::BecameNotReady { .. } | HealthChange::BecameUnhealthy { .. } => {
             shared.endpoints.remove(&target.app, &target.container_id);
