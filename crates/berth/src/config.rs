@@ -75,6 +75,18 @@ pub struct ServerOptions {
     /// How often every instance's CPU and memory use is sampled (0 turns it off) [default: 5s]
     #[arg(long, env = "BERTH_USAGE_INTERVAL")]
     pub usage_interval: Option<String>,
+    /// Where apps' HTTP traffic is served (the router), or `off` [default: 0.0.0.0:80, with a warning when it cannot be bound]
+    #[arg(long, env = "BERTH_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// Every app answers at <app>.<team>.<apps-domain> on the router [default: localhost]
+    #[arg(long, env = "BERTH_APPS_DOMAIN")]
+    pub apps_domain: Option<String>,
+    /// How long a stopping instance may finish the requests the router sent it [default: 30s]
+    #[arg(long, env = "BERTH_DRAIN_TIMEOUT")]
+    pub drain_timeout: Option<String>,
+    /// The router's limit on how long an instance may take to answer a request [default: 60s]
+    #[arg(long, env = "BERTH_ROUTER_TIMEOUT")]
+    pub router_timeout: Option<String>,
     /// Reverse proxies whose X-Forwarded-For names the client: IPs or CIDR blocks, comma-separated (e.g. 10.0.0.0/8,::1) [default: none]
     #[arg(long, env = "BERTH_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
@@ -108,6 +120,11 @@ pub struct ServerConfig {
     pub build_test_cpu_millis: Option<u64>,
     pub build_test_memory_bytes: Option<u64>,
     pub usage_interval: Duration,
+    /// Where the router listens; `None`: no router.
+    pub http_listen: Option<SocketAddr>,
+    pub apps_domain: String,
+    pub drain_timeout: Duration,
+    pub router_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: berth_api::proxies::TrustedProxies,
     pub log: String,
@@ -137,6 +154,10 @@ impl ServerOptions {
             build_test_cpu: self.build_test_cpu.or(file.build_test_cpu),
             build_test_memory: self.build_test_memory.or(file.build_test_memory),
             usage_interval: self.usage_interval.or(file.usage_interval),
+            http_listen: self.http_listen.or(file.http_listen),
+            apps_domain: self.apps_domain.or(file.apps_domain),
+            drain_timeout: self.drain_timeout.or(file.drain_timeout),
+            router_timeout: self.router_timeout.or(file.router_timeout),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
             log: self.log.or(file.log),
         }
@@ -159,6 +180,41 @@ fn limit(
     let text = value.unwrap_or_else(|| default.to_string());
     let parsed = parse(&text).map_err(|e| format!("{key}: {e}"))?;
     Ok(Some(parsed).filter(|v| *v > 0))
+}
+
+/// The router's address: `off` (or empty) for none.
+fn http_listen(value: Option<&str>) -> Result<Option<SocketAddr>, String> {
+    match value.map(str::trim) {
+        None => Ok(Some(SocketAddr::from(([0, 0, 0, 0], 80)))),
+        Some("" | "off") => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(|_| {
+            format!("http-listen: {text:?} is not an address like 0.0.0.0:80 (or off)")
+        }),
+    }
+}
+
+/// The base domain of apps' default host names: DNS labels of lowercase letters, digits
+/// and '-', not starting or ending with '-'.
+fn apps_domain(value: Option<&str>) -> Result<String, String> {
+    let domain = value
+        .unwrap_or("localhost")
+        .trim()
+        .trim_matches('.')
+        .to_ascii_lowercase();
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if domain.is_empty() || domain.len() > 200 || !domain.split('.').all(label_ok) {
+        return Err(format!(
+            "apps-domain: {domain:?} is not a domain name like apps.example.com"
+        ));
+    }
+    Ok(domain)
 }
 
 /// Merges the options with the config file (if any) and the defaults, and checks them.
@@ -230,6 +286,10 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
             parse_size,
         )?,
         usage_interval: duration("usage-interval", o.usage_interval, "5s")?,
+        http_listen: http_listen(o.http_listen.as_deref())?,
+        apps_domain: apps_domain(o.apps_domain.as_deref())?,
+        drain_timeout: duration("drain-timeout", o.drain_timeout, "30s")?,
+        router_timeout: duration("router-timeout", o.router_timeout, "60s")?,
         trusted_proxies: berth_api::proxies::TrustedProxies::parse(
             o.trusted_proxies.as_deref().unwrap_or_default(),
         )
@@ -264,6 +324,32 @@ mod tests {
     }
 
     #[test]
+    fn the_router_settings_read_as_meant() {
+        // (http_listen, apps_domain, want listen, want domain)
+        let cases = [
+            (None, None, Some("0.0.0.0:80"), "localhost"),
+            (Some("off"), Some("Apps.Example.com."), None, "apps.example.com"),
+            (Some(""), Some("x"), None, "x"),
+            (Some("127.0.0.1:8080"), None, Some("127.0.0.1:8080"), "localhost"),
+            (Some("[::1]:80"), Some("a-b.c"), Some("[::1]:80"), "a-b.c"),
+        ];
+        for (listen, domain, want_listen, want_domain) in cases {
+            let flags = ServerOptions {
+                http_listen: listen.map(String::from),
+                apps_domain: domain.map(String::from),
+                ..ServerOptions::default()
+            };
+            let config = resolve(flags, None).unwrap();
+            assert_eq!(
+                config.http_listen.map(|a| a.to_string()).as_deref(),
+                want_listen,
+                "{listen:?}"
+            );
+            assert_eq!(config.apps_domain, want_domain, "{domain:?}");
+        }
+    }
+
+    #[test]
     fn bad_settings_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
@@ -278,6 +364,10 @@ mod tests {
             ("build_test_cpu = \"fast\"", "build-test-cpu:"),
             ("trusted_proxies = [\"10.0.0.0/99\"]", "trusted-proxies:"),
             ("store = \"postgres://db/berth\"", "not supported yet"),
+            ("http_listen = \"port 80\"", "http-listen:"),
+            ("apps_domain = \"apps_example.com\"", "apps-domain:"),
+            ("apps_domain = \"-x.com\"", "apps-domain:"),
+            ("drain_timeout = \"a while\"", "drain-timeout:"),
             ("store = \"mysql://db\"", "(--store)"),
             ("store = \"berth.db\"", "(--store)"),
             ("no_such_key = 1", "unknown field `no_such_key`"),

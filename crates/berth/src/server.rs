@@ -16,6 +16,8 @@ use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
 use berth_engine::{DockerEngine, ImageBuilder, RegistryAuth, Runtime};
 use berth_operations::Platform;
+use berth_operations::routes::{RouterDrain, keep_routes};
+use berth_router::{RouterConfig, RouterStats, RoutingTable};
 use berth_operations::builds::{BuildEnv, BuildWorker, BuildWorkerConfig};
 use berth_registry::{Registry, RegistryConfig};
 use berth_store::{Store, StoreUrl};
@@ -189,6 +191,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
                 "samples the CPU and memory of every running instance",
             )
         }),
+        drain_patience: config.drain_timeout,
         ..ControllerConfig::default()
     };
     let controller = Controller::new(
@@ -198,6 +201,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         Arc::clone(&clock),
     );
     controller.start();
+    start_router(&config, &store, &controller, &workers).await;
 
     // Builds that were running when the server stopped never finish: say so. Queued ones
     // run once the worker is up.
@@ -300,6 +304,68 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         "berth server stopped; app instances keep running and are adopted on the next start"
     );
     Ok(())
+}
+
+/// How often the router's table is rebuilt besides every change of the endpoint table (apps
+/// created or changed since).
+const ROUTES_REFRESH: Duration = Duration::from_secs(1);
+
+/// Starts the router for apps' traffic on `--http-listen`, unless it is off. A router that
+/// cannot bind its address is reported and left off; the API serves all the same.
+async fn start_router(
+    config: &ServerConfig,
+    store: &Arc<dyn Store>,
+    controller: &Controller,
+    workers: &Workers,
+) {
+    let Some(address) = config.http_listen else {
+        tracing::info!("router off (--http-listen off): apps answer only on their instances' addresses");
+        return;
+    };
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::warn!(
+                %address,
+                %error,
+                "cannot serve apps' traffic on {address} ({error}): the router is off; give \
+                 --http-listen a free address (e.g. 127.0.0.1:8080), or off"
+            );
+            return;
+        }
+    };
+    let stats = RouterStats::default();
+    controller.set_drain(Arc::new(RouterDrain {
+        stats: stats.clone(),
+    }));
+    let (table, routes) = tokio::sync::watch::channel(Arc::new(RoutingTable::default()));
+    tokio::spawn(keep_routes(
+        Arc::clone(store),
+        controller.endpoints(),
+        config.apps_domain.clone(),
+        table,
+        ROUTES_REFRESH,
+        Some(workers.register(
+            "router-table",
+            "keeps the router's table of host names and ready instances current",
+        )),
+    ));
+    let router_config = RouterConfig {
+        request_timeout: config.router_timeout,
+        stats,
+        ..RouterConfig::default()
+    };
+    tokio::spawn(berth_router::serve(
+        listener,
+        routes,
+        router_config,
+        std::future::pending::<()>(),
+    ));
+    tracing::info!(
+        %address,
+        "router serving apps' traffic: every app answers at <app>.<team>.{}",
+        config.apps_domain
+    );
 }
 
 /// How long a stopping server waits for the reconciles in progress to finish.

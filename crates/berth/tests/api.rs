@@ -592,6 +592,7 @@ async fn apps_list_in_pages_and_only_admins_see_the_workers() {
             "cleanup",
             "registry-gc",
             "registry-upload-expiry",
+            "router-table",
             "usage-sampler"
         ],
         "{workers}"
@@ -605,8 +606,8 @@ async fn apps_list_in_pages_and_only_admins_see_the_workers() {
     for worker in workers.as_array().unwrap() {
         let name = worker["name"].as_str().unwrap();
         assert_eq!(worker["failures"], 0, "{worker}");
-        if name == "usage-sampler" {
-            // Samples every 5 s: idle between rounds, busy during one.
+        if name == "usage-sampler" || name == "router-table" {
+            // Rounds every few seconds: idle between rounds, busy during one.
             let state = worker["state"].as_str().unwrap();
             assert!(["idle", "busy"].contains(&state), "{worker}");
         } else {

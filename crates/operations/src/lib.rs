@@ -14,6 +14,7 @@ pub mod builds;
 pub mod error;
 pub mod images;
 pub mod quota;
+pub mod routes;
 
 use std::sync::Arc;
 

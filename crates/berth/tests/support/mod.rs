@@ -20,6 +20,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub namespace: NamespaceGuard,
     pub port: u16,
+    /// Where the server's router serves apps' traffic (`--http-listen`).
+    pub router_port: u16,
     child: Option<Child>,
     extra_args: Vec<String>,
     /// Started as the README says: in a working directory, with the default relative
@@ -67,6 +69,7 @@ impl Server {
             }),
             namespace: NamespaceGuard::new(test),
             port: free_port(),
+            router_port: free_port(),
             child: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             default_data_dir,
@@ -94,6 +97,9 @@ impl Server {
             command.current_dir(self._dir.path());
         } else {
             command.arg("--data-dir").arg(&self.data_dir);
+        }
+        if !self.extra_args.iter().any(|a| a == "--http-listen") {
+            command.args(["--http-listen", &format!("127.0.0.1:{}", self.router_port)]);
         }
         let child = command
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])

@@ -1,0 +1,192 @@
+//! End-to-end: apps' traffic through the built-in router of the real binary — an app answers
+//! at `<app>.<team>.<apps-domain>`, only ready instances get requests, unknown hosts and apps
+//! without a ready instance get a clear page, and a load running through the router sees no
+//! failed request while Berth rolls out, rolls back and scales the app down.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::{Server, wait_until};
+
+const HOST: &str = "web.default.localhost";
+
+/// One request through the router: status and body.
+async fn through_router(client: &reqwest::Client, server: &Server, host: &str) -> (u16, String) {
+    let response = client
+        .get(format!("http://127.0.0.1:{}/", server.router_port))
+        .header(reqwest::header::HOST, host)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("router request: {e}\n{}", server.log()));
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// Requests running through the router until stopped: how many, and each failure.
+struct Load {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `clients` loops of GET / on `host`, each with its own keep-alive connection.
+    fn start(server: &Server, host: &str, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let url = format!("http://127.0.0.1:{}/", server.router_port);
+        let tasks = (0..clients)
+            .map(|_| {
+                let (stop, done, failures) = (stop.clone(), done.clone(), failures.clone());
+                let (url, host) = (url.clone(), host.to_string());
+                let client = reqwest::Client::builder().no_proxy().build().unwrap();
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::SeqCst) {
+                        let outcome = client
+                            .get(&url)
+                            .header(reqwest::header::HOST, &host)
+                            .timeout(Duration::from_secs(30))
+                            .send()
+                            .await;
+                        match outcome {
+                            Ok(response) if response.status() == 200 => {
+                                let _ = response.bytes().await;
+                            }
+                            Ok(response) => {
+                                let status = response.status();
+                                let body = response.text().await.unwrap_or_default();
+                                failures.lock().unwrap().push(format!("{status}: {body}"));
+                            }
+                            Err(error) => failures.lock().unwrap().push(error.to_string()),
+                        }
+                        done.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            done,
+            failures,
+            tasks,
+        }
+    }
+
+    /// Stops the load; returns the requests made and the failures.
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        (self.done.load(Ordering::SeqCst), failures)
+    }
+}
+
+/// Runs `change` with a load through the router and checks that no request failed.
+async fn no_request_fails<F, Fut>(server: &Server, what: &str, change: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let load = Load::start(server, HOST, 4);
+    // Let the load run against the settled app first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    change().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (done, failures) = load.finish().await;
+    assert!(done > 20, "{what}: only {done} requests ran");
+    assert!(
+        failures.is_empty(),
+        "{what}: {} of {done} requests failed: {:?}\n{}",
+        failures.len(),
+        &failures[..failures.len().min(10)],
+        server.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn apps_answer_through_the_router_and_no_request_fails_while_berth_changes_them() {
+    let server = Server::start("router").await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    // Unknown hosts get a clear 404; an app without a ready instance a 503 saying why.
+    let (status, body) = through_router(&client, &server, "nobody.default.localhost").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("nobody.default.localhost"), "{body}");
+    server.create_app("idle", 0, json!({})).await;
+    wait_until("the idle app's route", Duration::from_secs(15), || async {
+        through_router(&client, &server, "idle.default.localhost")
+            .await
+            .0
+            == 503
+    })
+    .await;
+    let (_, body) = through_router(&client, &server, "idle.default.localhost").await;
+    assert!(body.contains("scaled to 0"), "{body}");
+
+    // A ready app answers from its instances, in turn.
+    server.create_app("web", 3, json!({})).await;
+    server.wait_rollout("web", Duration::from_secs(90)).await;
+    let mut instances = BTreeSet::new();
+    wait_until("every instance answers", Duration::from_secs(15), || async {
+        let (status, body) = through_router(&client, &server, HOST).await;
+        if status == 200 {
+            let answer: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(answer["app"], "web", "{answer}");
+            instances.insert(answer["instance"].as_str().unwrap().to_string());
+        }
+        instances.len() == 3
+    })
+    .await;
+    let (status, _) = through_router(&client, &server, "WEB.Default.LOCALHOST:80").await;
+    assert_eq!(status, 200, "host names are matched without case and port");
+
+    // Rolling upgrade, rollback, scale down: every old instance leaves the pool before it is
+    // stopped, every new one joins only once ready.
+    no_request_fails(&server, "a rolling upgrade", || async {
+        server
+            .post(
+                "/api/v1/apps/web/deploy",
+                json!({"env": {"ROUND": "two"}}),
+            )
+            .await;
+        server.wait_rollout("web", Duration::from_secs(90)).await;
+    })
+    .await;
+    no_request_fails(&server, "a rollback", || async {
+        server.post("/api/v1/apps/web/rollback", json!({})).await;
+        server.wait_rollout("web", Duration::from_secs(90)).await;
+    })
+    .await;
+    no_request_fails(&server, "a scale-down", || async {
+        server
+            .post("/api/v1/apps/web/scale", json!({"replicas": 1}))
+            .await;
+        wait_until("one instance left", Duration::from_secs(60), || async {
+            server.app("web").await["instances"]
+                .as_array()
+                .is_some_and(|i| i.len() == 1)
+        })
+        .await;
+    })
+    .await;
+
+    // Deleting the app takes its route away.
+    let (status, _) = server
+        .call(Method::DELETE, "/api/v1/apps/web", None)
+        .await;
+    assert_eq!(status, 204);
+    wait_until("the deleted app's route to go", Duration::from_secs(15), || async {
+        through_router(&client, &server, HOST).await.0 == 404
+    })
+    .await;
+}

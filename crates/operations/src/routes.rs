@@ -1,0 +1,232 @@
+//! App traffic routes: which host names reach which app and which instances serve them, from
+//! the apps in the store and the controller's endpoint table. The router builds its table from
+//! these and never reads the store itself; a stop waits for the router's requests in flight
+//! ([`RouterDrain`]) after the controller took the instance out of the table.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_controller::workers::WorkerReport;
+use berth_controller::{Drain, EndpointMap, Endpoints};
+use berth_core::{App, RolloutPhase};
+use berth_router::{Backend, RoutedApp, RouterStats, RoutingTable};
+use berth_store::{AppPage, Store, StoreResult};
+use tokio::sync::watch;
+
+/// Apps read per store query while the routes are assembled.
+const PAGE: u32 = 500;
+
+/// The host name every app gets: `<app>.<team>.<apps-domain>` (with the default `localhost`,
+/// `web.shop.localhost` resolves to this machine without DNS).
+pub fn default_host(app: &App, apps_domain: &str) -> String {
+    format!(
+        "{}.{}.{}",
+        app.name,
+        app.team,
+        apps_domain.trim_matches('.').to_ascii_lowercase()
+    )
+}
+
+/// Why an app with no ready instance cannot answer, in a sentence for its 503 page.
+pub fn unavailable(app: &App) -> String {
+    let name = &app.name;
+    if app.replicas == 0 {
+        return format!("app {name} is scaled to 0 instances");
+    }
+    match app.rollout.phase {
+        RolloutPhase::Progressing => format!(
+            "app {name} is rolling out revision {}: no instance is ready yet",
+            app.rollout.revision
+        ),
+        RolloutPhase::RollingBack => format!(
+            "app {name} is rolling back to revision {}: no instance is ready yet",
+            app.rollout.revision
+        ),
+        RolloutPhase::Complete | RolloutPhase::Failed | RolloutPhase::RolledBack => format!(
+            "app {name} has no ready instance: its instances are starting, failing their \
+             readiness check or crash-looping"
+        ),
+    }
+}
+
+/// The routes of `app` given its ready endpoints.
+pub fn routed_app(app: &App, endpoints: &EndpointMap, apps_domain: &str) -> RoutedApp {
+    RoutedApp {
+        app: app.name.clone(),
+        team: app.team.clone(),
+        hosts: vec![default_host(app, apps_domain)],
+        backends: endpoints
+            .get(&app.name)
+            .map(|list| {
+                list.iter()
+                    .map(|e| Backend {
+                        instance: e.instance.clone(),
+                        address: e.address.clone(),
+                        port: e.port,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        unavailable: unavailable(app),
+    }
+}
+
+/// The routes of every app, a page of apps per store query.
+pub async fn routed_apps(
+    store: &dyn Store,
+    endpoints: &EndpointMap,
+    apps_domain: &str,
+) -> StoreResult<Vec<RoutedApp>> {
+    let mut routed = Vec::new();
+    let mut page = AppPage {
+        teams: None,
+        after: None,
+        limit: PAGE,
+    };
+    loop {
+        let list = store.list_apps_page(&page).await?;
+        routed.extend(
+            list.apps
+                .iter()
+                .map(|listed| routed_app(&listed.app, endpoints, apps_domain)),
+        );
+        match list.next_after {
+            Some(after) => page.after = Some(after),
+            None => return Ok(routed),
+        }
+    }
+}
+
+/// Keeps the router's table current: rebuilt at once when the endpoint table changes (an
+/// instance ready, not ready, stopping; an app deleted) and every `refresh` (apps created or
+/// changed since). On a store failure the router keeps serving its last table.
+pub async fn keep_routes(
+    store: Arc<dyn Store>,
+    endpoints: Endpoints,
+    apps_domain: String,
+    table: watch::Sender<Arc<RoutingTable>>,
+    refresh: Duration,
+    report: Option<WorkerReport>,
+) {
+    let mut changes = endpoints.subscribe();
+    loop {
+        let current = changes.borrow_and_update().clone();
+        if let Some(report) = &report {
+            report.busy();
+        }
+        match routed_apps(store.as_ref(), &current, &apps_domain).await {
+            Ok(apps) => {
+                let routes = apps.len();
+                let backends: usize = apps.iter().map(|a| a.backends.len()).sum();
+                table.send_replace(Arc::new(RoutingTable::build(apps)));
+                if let Some(report) = &report {
+                    report.succeeded(format!("{routes} apps routed to {backends} instances"));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "router: cannot read the apps; serving the last table");
+                if let Some(report) = &report {
+                    report.failed(format!("cannot read the apps: {error}"));
+                }
+            }
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(refresh) => {}
+        }
+    }
+}
+
+/// A stop's wait for the router: until no request to the instance is in flight.
+#[derive(Debug, Clone)]
+pub struct RouterDrain {
+    pub stats: RouterStats,
+}
+
+/// How often a drain looks at the requests in flight.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+#[async_trait]
+impl Drain for RouterDrain {
+    async fn drained(&self, address: &str, port: u16, patience: Duration) {
+        let give_up = tokio::time::Instant::now() + patience;
+        while self.stats.in_flight(address, port) > 0 {
+            if tokio::time::Instant::now() >= give_up {
+                tracing::warn!(
+                    address,
+                    port,
+                    "requests still in flight when the drain period ended; stopping anyway"
+                );
+                return;
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::spec::AppSpec;
+
+    fn app(name: &str, replicas: u32, phase: RolloutPhase) -> App {
+        let spec = AppSpec {
+            replicas,
+            ..AppSpec::default()
+        };
+        let mut app = App::created(name, "shop", &spec, 0);
+        app.rollout.phase = phase;
+        app.rollout.revision = 3;
+        app
+    }
+
+    #[test]
+    fn unavailable_pages_say_why() {
+        // (replicas, phase, the sentence contains)
+        let cases = [
+            (0, RolloutPhase::Complete, "scaled to 0"),
+            (2, RolloutPhase::Progressing, "rolling out revision 3"),
+            (2, RolloutPhase::RollingBack, "rolling back to revision 3"),
+            (2, RolloutPhase::Complete, "crash-looping"),
+            (2, RolloutPhase::RolledBack, "no ready instance"),
+            (0, RolloutPhase::Progressing, "scaled to 0"),
+        ];
+        for (replicas, phase, want) in cases {
+            let sentence = unavailable(&app("web", replicas, phase));
+            assert!(sentence.starts_with("app web "), "{sentence}");
+            assert!(sentence.contains(want), "{replicas} {phase:?}: {sentence}");
+        }
+    }
+
+    #[test]
+    fn apps_get_their_default_host_and_their_ready_endpoints() {
+        let web = app("web", 2, RolloutPhase::Complete);
+        let endpoints: EndpointMap = [(
+            "web".to_string(),
+            vec![berth_controller::Endpoint {
+                container_id: "c1".into(),
+                instance: "web-1".into(),
+                address: "10.1.0.5".into(),
+                port: 8080,
+            }],
+        )]
+        .into();
+        // (apps domain, host)
+        let cases = [
+            ("localhost", "web.shop.localhost"),
+            ("Apps.Example.COM", "web.shop.apps.example.com"),
+            (".apps.example.com.", "web.shop.apps.example.com"),
+        ];
+        for (domain, host) in cases {
+            let routed = routed_app(&web, &endpoints, domain);
+            assert_eq!(routed.hosts, [host], "{domain}");
+            assert_eq!(routed.backends.len(), 1);
+            assert_eq!(routed.backends[0].address, "10.1.0.5");
+            assert_eq!(routed.backends[0].port, 8080);
+        }
+        let lonely = routed_app(&app("api", 1, RolloutPhase::Progressing), &endpoints, "x");
+        assert!(lonely.backends.is_empty());
+        assert!(lonely.unavailable.contains("rolling out"));
+    }
+}
