@@ -285,6 +285,29 @@ async fn closed_port() -> TestBackend {
     }
 }
 
+/// A port that accepts connections and closes them without answering.
+async fn hang_up_port() -> TestBackend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = TestBackend {
+        name: "hang-up",
+        addr: listener.local_addr().unwrap(),
+        connections: Arc::default(),
+        requests: Arc::default(),
+        release: Arc::default(),
+    };
+    let connections = backend.connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            connections.fetch_add(1, Ordering::SeqCst);
+            // Read the request, then close: the router sees the connection end with no answer.
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            drop(stream);
+        }
+    });
+    backend
+}
+
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !check() {
@@ -514,6 +537,33 @@ async fn a_get_is_retried_on_another_instance_when_one_refuses_connections() {
     let (status, body) = router.get("down.example.com", "/").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert!(body.contains("app down"), "{body}");
+}
+
+#[tokio::test]
+async fn a_get_is_retried_when_an_instance_hangs_up_without_answering() {
+    let (hang_up, web) = (hang_up_port().await, TestBackend::start("web-1").await);
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[&hang_up, &web])],
+        RouterConfig::default(),
+    )
+    .await;
+    for _ in 0..4 {
+        assert_eq!(
+            router.get("web.example.com", "/").await,
+            (StatusCode::OK, "web-1".to_string())
+        );
+    }
+    assert!(hang_up.connections.load(Ordering::SeqCst) > 0);
+    // A POST that hangs up is not retried: it may have been acted on.
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let response = router
+            .send(Method::POST, "web.example.com", "/echo", full("x"))
+            .await;
+        statuses.push(response.status());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::BAD_GATEWAY]);
 }
 
 #[tokio::test]
