@@ -1,0 +1,50 @@
+//! Berth's HTTP router for app traffic: a pure routing table (host name → an app's ready
+//! instances) and the data path that proxies requests to them. It reads only the table it is
+//! given; the controller builds and swaps it.
+
+pub mod proxy;
+pub mod stats;
+pub mod table;
+
+use std::time::Duration;
+
+pub use proxy::serve;
+pub use stats::RouterStats;
+pub use table::{
+    Backend, HostConflict, InvalidHost, Route, RoutedApp, RoutingTable, normalize_host,
+};
+
+/// The router's settings.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Largest request body passed on: a larger `Content-Length` is answered 413 at once, a
+    /// streamed body is cut (and answered 413) when it goes past.
+    pub max_body_bytes: u64,
+    /// How long a backend may take to answer a request's headers (504 after). Streamed response
+    /// bodies are not limited by it.
+    pub request_timeout: Duration,
+    /// How long connecting to a backend may take before it counts as a connection failure.
+    pub connect_timeout: Duration,
+    /// How long an idle keep-alive connection to a backend stays in the pool.
+    pub pool_idle_timeout: Duration,
+    /// Idle keep-alive connections kept per backend.
+    pub pool_max_idle_per_backend: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// After shutdown, how long open client connections get to finish their requests.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for RouterConfig {
+    fn default() -> RouterConfig {
+        RouterConfig {
+            max_body_bytes: 10 * 1024 * 1024,
+            request_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_backend: 32,
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,692 @@
+//! The data path: accepts client connections, finds each request's route by host and proxies it
+//! to one of the route's ready instances through a shared keep-alive pool, streaming both bodies.
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::RouterConfig;
+use crate::stats::{InFlight, RouterStats};
+use crate::table::{Backend, Route, RoutingTable, normalize_host};
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// Serves app traffic on `listener` until `shutdown` resolves, then stops accepting and lets open
+/// connections finish their requests (at most `config.shutdown_grace`).
+///
+/// Every request reads the table that is current when it arrives: a table sent on the channel
+/// applies to the next requests while requests in flight finish on their backend. `stats` is
+/// where the in-flight counts go.
+pub async fn serve(
+    listener: TcpListener,
+    table: watch::Receiver<Arc<RoutingTable>>,
+    config: RouterConfig,
+    stats: RouterStats,
+    shutdown: impl Future<Output = ()>,
+) {
+    let proxy = Arc::new(Proxy::new(table, config, stats));
+    // Every connection task holds a receiver: `true` asks it to finish gracefully, and the
+    // sender sees `closed()` once the last one is gone.
+    let (stop, stopping) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: do not spin.
+                    warn!(error = %err, "router: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(err) = stream.set_nodelay(true) {
+            debug!(error = %err, "router: set_nodelay failed");
+        }
+        let service = {
+            let proxy = proxy.clone();
+            service_fn(move |req| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+            })
+        };
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(proxy.config.header_read_timeout)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut stopping = stopping.clone();
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                _ = stopping.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(err) = ended {
+                debug!(error = %err, %peer, "router: client connection ended with an error");
+            }
+            drop(stopping);
+        });
+    }
+    drop(listener);
+    drop(stopping);
+    // No receiver left means no connection left: nothing to wait for.
+    let _ = stop.send(true);
+    if tokio::time::timeout(proxy.config.shutdown_grace, stop.closed())
+        .await
+        .is_err()
+    {
+        warn!("router: connections still open after the shutdown grace period");
+    }
+}
+
+struct Proxy {
+    table: watch::Receiver<Arc<RoutingTable>>,
+    client: Client<HttpConnector, ProxyBody>,
+    config: RouterConfig,
+    stats: RouterStats,
+}
+
+impl Proxy {
+    fn new(
+        table: watch::Receiver<Arc<RoutingTable>>,
+        config: RouterConfig,
+        stats: RouterStats,
+    ) -> Proxy {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_backend)
+            // The Host header is the client's, set in `forward_headers`.
+            .set_host(false)
+            .build(connector);
+        Proxy {
+            table,
+            client,
+            config,
+            stats,
+        }
+    }
+
+    async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        let table = self.table.borrow().clone();
+        let host = match request_host(&req) {
+            Ok(host) => host,
+            Err(message) => return page(StatusCode::BAD_REQUEST, message),
+        };
+        let Some(name) = normalize_host(&host) else {
+            return page(StatusCode::BAD_REQUEST, "the host is not a valid host name");
+        };
+        let Some(route) = table.route(&name) else {
+            return page(StatusCode::NOT_FOUND, &format!("no app answers to {name}"));
+        };
+        if route.backends.is_empty() {
+            return unavailable(route);
+        }
+        if req.body().size_hint().lower() > self.config.max_body_bytes {
+            return page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "the request body is larger than {} bytes",
+                    self.config.max_body_bytes
+                ),
+            );
+        }
+        let upgrade = websocket_upgrade(req.headers());
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        let Some(path) = parts.uri.path_and_query().cloned().or_else(|| {
+            // An authority-form request (CONNECT) has no path; it is not ours to serve.
+            (parts.method != Method::CONNECT).then(|| PathAndQuery::from_static("/"))
+        }) else {
+            return page(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported");
+        };
+        let mut headers = parts.headers;
+        if let Err(message) = forward_headers(&mut headers, peer.ip(), &host, upgrade) {
+            return page(StatusCode::BAD_REQUEST, message);
+        }
+        let retry_safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+            && body.is_end_stream();
+        let mut body = Some(body);
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        let mut tried: Vec<usize> = Vec::with_capacity(2);
+        loop {
+            let Some((index, backend)) = route.pick(&tried) else {
+                return bad_gateway(route);
+            };
+            tried.push(index);
+            let Some(uri) = backend_uri(backend, &path) else {
+                warn!(app = %route.app, instance = %backend.instance, address = %backend.address,
+                    "router: backend address is not an IP address");
+                return bad_gateway(route);
+            };
+            let out_body = match body.take() {
+                Some(body) if !body.is_end_stream() => {
+                    Limited::new(body, clamp_usize(self.config.max_body_bytes)).boxed()
+                }
+                _ => Empty::new().map_err(|never| match never {}).boxed(),
+            };
+            let mut out = Request::new(out_body);
+            *out.method_mut() = parts.method.clone();
+            *out.uri_mut() = uri;
+            *out.version_mut() = Version::HTTP_11;
+            *out.headers_mut() = if retry_safe {
+                headers.clone()
+            } else {
+                std::mem::take(&mut headers)
+            };
+            let in_flight = self.stats.start(&backend.address, backend.port);
+            match tokio::time::timeout_at(deadline, self.client.request(out)).await {
+                Err(_elapsed) => {
+                    debug!(app = %route.app, instance = %backend.instance, "router: request timed out");
+                    return page(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &format!(
+                            "app {} did not answer within {} s",
+                            route.app,
+                            self.config.request_timeout.as_secs_f64()
+                        ),
+                    );
+                }
+                Ok(Ok(response)) => return respond(response, in_flight, client_upgrade),
+                Ok(Err(err)) => {
+                    drop(in_flight);
+                    if caused_by::<LengthLimitError>(&err) {
+                        return page(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            &format!(
+                                "the request body is larger than {} bytes",
+                                self.config.max_body_bytes
+                            ),
+                        );
+                    }
+                    warn!(app = %route.app, instance = %backend.instance, error = %error_chain(&err),
+                        retry = retry_safe && tried.len() < 2, "router: backend request failed");
+                    if !(retry_safe && tried.len() < 2) {
+                        return bad_gateway(route);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The host a request is for: the URI's authority (absolute-form and HTTP/2 requests), else the
+/// one `Host` header. Returned as the client wrote it, for routing and `X-Forwarded-Host`.
+fn request_host(req: &Request<Incoming>) -> Result<String, &'static str> {
+    if let Some(authority) = req.uri().authority() {
+        return Ok(authority.as_str().to_string());
+    }
+    let mut values = req.headers().get_all(header::HOST).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value
+            .to_str()
+            .map(str::to_string)
+            .map_err(|_| "the Host header is not a valid host name"),
+        (None, _) => Err("the request names no host"),
+        (Some(_), Some(_)) => Err("the request has more than one Host header"),
+    }
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus `Expect`,
+/// which this hop answers itself.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::EXPECT,
+];
+
+/// Removes hop-by-hop headers: the fixed list, every `Proxy-*` header and the headers the
+/// `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    let proxy: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy {
+        headers.remove(name);
+    }
+}
+
+/// Prepares a client's headers for the backend: hop-by-hop headers out (but a WebSocket
+/// upgrade's), `X-Forwarded-*` in, `Host` set to the host the request was routed by.
+fn forward_headers(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    host: &str,
+    upgrade: Option<HeaderValue>,
+) -> Result<(), &'static str> {
+    strip_hop_by_hop(headers);
+    if let Some(protocol) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+    let host = HeaderValue::from_str(host).map_err(|_| "the host is not a valid host name")?;
+    let peer = peer.to_canonical().to_string();
+    let mut forwarded_for: Vec<u8> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        forwarded_for.extend_from_slice(value.as_bytes());
+        forwarded_for.extend_from_slice(b", ");
+    }
+    forwarded_for.extend_from_slice(peer.as_bytes());
+    let forwarded_for = HeaderValue::from_bytes(&forwarded_for)
+        .or_else(|_| HeaderValue::from_str(&peer))
+        .map_err(|_| "the X-Forwarded-For header is not valid")?;
+    headers.insert("x-forwarded-for", forwarded_for);
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert("x-forwarded-host", host.clone());
+    headers.insert(header::HOST, host);
+    Ok(())
+}
+
+/// The `Upgrade` value when the request asks for a WebSocket (`Connection: upgrade` and
+/// `Upgrade: websocket`); other upgrades are not passed on.
+fn websocket_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let upgrade = headers.get(header::UPGRADE)?;
+    let websocket = upgrade
+        .to_str()
+        .is_ok_and(|value| value.trim().eq_ignore_ascii_case("websocket"));
+    (connection_upgrade && websocket).then(|| upgrade.clone())
+}
+
+/// `http://address:port/path?query` for a backend; `None` when the address is not an IP.
+fn backend_uri(backend: &Backend, path: &PathAndQuery) -> Option<Uri> {
+    let authority = match backend.address.parse::<IpAddr>().ok()? {
+        IpAddr::V4(ip) => format!("{ip}:{}", backend.port),
+        IpAddr::V6(ip) => format!("[{ip}]:{}", backend.port),
+    };
+    Uri::builder()
+        .scheme("http")
+        .authority(Authority::try_from(authority).ok()?)
+        .path_and_query(path.clone())
+        .build()
+        .ok()
+}
+
+/// The backend's response on its way to the client: hop-by-hop headers out, the body streamed
+/// and counted as in flight until it ends. A `101 Switching Protocols` answer to a WebSocket
+/// upgrade becomes a tunnel between the two upgraded connections.
+fn respond(
+    mut response: Response<Incoming>,
+    in_flight: InFlight,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<ProxyBody> {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            warn!("router: a backend switched protocols unasked");
+            return page(
+                StatusCode::BAD_GATEWAY,
+                "the app switched protocols unasked",
+            );
+        };
+        let upgrade = websocket_upgrade(response.headers());
+        let backend_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(tunnel(client_upgrade, backend_upgrade, in_flight));
+        let (mut parts, _) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        if let Some(protocol) = upgrade {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol);
+        }
+        return Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed());
+    }
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.version = Version::HTTP_11;
+    let body = Tracked {
+        inner: body,
+        in_flight: Some(in_flight),
+    };
+    Response::from_parts(parts, body.map_err(BoxError::from).boxed())
+}
+
+/// Copies bytes both ways between an upgraded client connection and backend connection.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+    in_flight: InFlight,
+) {
+    let (client, backend) = tokio::join!(client, backend);
+    match (client, backend) {
+        (Ok(client), Ok(backend)) => {
+            let mut client = TokioIo::new(client);
+            let mut backend = TokioIo::new(backend);
+            if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+                debug!(error = %err, "router: upgraded connection ended with an error");
+            }
+        }
+        (Err(err), _) | (_, Err(err)) => debug!(error = %err, "router: upgrade failed"),
+    }
+    drop(in_flight);
+}
+
+/// A backend's response body, counted as in flight until it ends or is dropped.
+struct Tracked {
+    inner: Incoming,
+    in_flight: Option<InFlight>,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            self.in_flight = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn unavailable(route: &Route) -> Response<ProxyBody> {
+    let mut response = page(StatusCode::SERVICE_UNAVAILABLE, &route.unavailable);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+fn bad_gateway(route: &Route) -> Response<ProxyBody> {
+    page(
+        StatusCode::BAD_GATEWAY,
+        &format!("app {}: no instance could be reached", route.app),
+    )
+}
+
+/// A small HTML page the router answers itself; `message` is escaped.
+fn page(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let body = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+         <body><h1>{title}</h1><p>{}</p></body></html>\n",
+        escape_html(message)
+    );
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+fn clamp_usize(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+/// Whether an error of type `E` is somewhere in `err`'s source chain.
+fn caused_by<E: StdError + 'static>(err: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if err.is::<E>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
+fn error_chain(err: &(dyn StdError + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut current = err.source();
+    while let Some(err) = current {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        current = err.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn names(map: &HeaderMap) -> Vec<String> {
+        let mut names: Vec<String> = map.keys().map(|n| n.as_str().to_string()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_stripped() {
+        let cases: &[(&[(&str, &str)], &[&str])] = &[
+            (&[("accept", "*/*")], &["accept"]),
+            (
+                &[
+                    ("connection", "keep-alive, X-Secret"),
+                    ("x-secret", "1"),
+                    ("keep-alive", "timeout=5"),
+                    ("accept", "*/*"),
+                ],
+                &["accept"],
+            ),
+            (
+                &[
+                    ("proxy-authorization", "Basic eA=="),
+                    ("proxy-connection", "keep-alive"),
+                    ("te", "trailers"),
+                    ("trailer", "x-checksum"),
+                    ("transfer-encoding", "chunked"),
+                    ("upgrade", "h2c"),
+                    ("expect", "100-continue"),
+                    ("authorization", "Bearer t"),
+                ],
+                &["authorization"],
+            ),
+            // Garbage in Connection names nothing and removes nothing else.
+            (&[("connection", "\"bad header\", ,"), ("a", "1")], &["a"]),
+        ];
+        for (input, want) in cases {
+            let mut map = headers(input);
+            strip_hop_by_hop(&mut map);
+            assert_eq!(names(&map), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn forwarded_headers_are_set() {
+        let peer: IpAddr = "192.0.2.7".parse().unwrap();
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "192.0.2.7"),
+            (
+                &[("x-forwarded-for", "203.0.113.1")],
+                "203.0.113.1, 192.0.2.7",
+            ),
+            (
+                &[
+                    ("x-forwarded-for", "1.1.1.1"),
+                    ("x-forwarded-for", "2.2.2.2"),
+                ],
+                "1.1.1.1, 2.2.2.2, 192.0.2.7",
+            ),
+        ];
+        for (input, want) in cases {
+            let mut map = headers(input);
+            map.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+            map.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+            forward_headers(&mut map, peer, "Web.example.com:8080", None).unwrap();
+            assert_eq!(map["x-forwarded-for"], *want);
+            assert_eq!(map.get_all("x-forwarded-for").iter().count(), 1);
+            assert_eq!(map["x-forwarded-proto"], "http");
+            assert_eq!(map["x-forwarded-host"], "Web.example.com:8080");
+            assert_eq!(map["host"], "Web.example.com:8080");
+        }
+        let mut map = HeaderMap::new();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        forward_headers(&mut map, mapped, "web", None).unwrap();
+        assert_eq!(map["x-forwarded-for"], "192.0.2.7");
+    }
+
+    #[test]
+    fn only_websocket_upgrades_are_kept() {
+        let cases: &[(&[(&str, &str)], bool)] = &[
+            (&[("connection", "Upgrade"), ("upgrade", "websocket")], true),
+            (
+                &[
+                    ("connection", "keep-alive, upgrade"),
+                    ("upgrade", "WebSocket"),
+                ],
+                true,
+            ),
+            (&[("upgrade", "websocket")], false),
+            (&[("connection", "upgrade"), ("upgrade", "h2c")], false),
+            (&[("connection", "upgrade")], false),
+        ];
+        for (input, want) in cases {
+            let map = headers(input);
+            assert_eq!(websocket_upgrade(&map).is_some(), *want, "{input:?}");
+            let mut forwarded = map.clone();
+            forward_headers(
+                &mut forwarded,
+                "127.0.0.1".parse().unwrap(),
+                "web",
+                websocket_upgrade(&map),
+            )
+            .unwrap();
+            assert_eq!(forwarded.contains_key("upgrade"), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn backend_uris() {
+        let path = PathAndQuery::from_static("/a/b?c=d");
+        let cases: &[(&str, Option<&str>)] = &[
+            ("10.0.0.1", Some("http://10.0.0.1:8080/a/b?c=d")),
+            ("fd00::1", Some("http://[fd00::1]:8080/a/b?c=d")),
+            ("web.internal", None),
+            ("10.0.0.1:80", None),
+            ("", None),
+        ];
+        for (address, want) in cases {
+            let backend = Backend {
+                instance: "i".into(),
+                address: address.to_string(),
+                port: 8080,
+            };
+            assert_eq!(
+                backend_uri(&backend, &path)
+                    .map(|u| u.to_string())
+                    .as_deref(),
+                *want,
+                "{address:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pages_escape_their_message() {
+        assert_eq!(
+            escape_html("<script>alert('x') & \"y\"</script>"),
+            "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
+        );
+        let response = page(StatusCode::NOT_FOUND, "no app answers to <b>");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/html; charset=utf-8"
+        );
+    }
+}

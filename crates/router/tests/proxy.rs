@@ -1,0 +1,796 @@
+//! The router's data path over real sockets on 127.0.0.1: small hyper backends that answer with
+//! their own name, the router in front of them, and a hyper client (or a raw socket) in front.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use berth_router::{Backend, RoutedApp, RouterConfig, RouterStats, RoutingTable, serve};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+/// Generous: only there so a broken router fails the test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+type TestBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+fn full(text: impl Into<Bytes>) -> TestBody {
+    Full::new(text.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A backend answering with its name; a few paths do more (see `answer`).
+struct TestBackend {
+    name: &'static str,
+    addr: SocketAddr,
+    /// TCP connections accepted.
+    connections: Arc<AtomicUsize>,
+    /// Requests received.
+    requests: Arc<AtomicUsize>,
+    /// `/stream` sends its second chunk when this is notified.
+    release: Arc<Notify>,
+}
+
+impl TestBackend {
+    async fn start(name: &'static str) -> TestBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend = TestBackend {
+            name,
+            addr: listener.local_addr().unwrap(),
+            connections: Arc::default(),
+            requests: Arc::default(),
+            release: Arc::default(),
+        };
+        let (connections, requests, release) = (
+            backend.connections.clone(),
+            backend.requests.clone(),
+            backend.release.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                connections.fetch_add(1, Ordering::SeqCst);
+                let (requests, release) = (requests.clone(), release.clone());
+                let service = service_fn(move |req| {
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    answer(name, req, release.clone())
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades(),
+                );
+            }
+        });
+        backend
+    }
+
+    fn backend(&self) -> Backend {
+        Backend {
+            instance: self.name.to_string(),
+            address: self.addr.ip().to_string(),
+            port: self.addr.port(),
+        }
+    }
+}
+
+async fn answer(
+    name: &'static str,
+    mut req: Request<Incoming>,
+    release: Arc<Notify>,
+) -> Result<Response<TestBody>, Infallible> {
+    let response = match req.uri().path() {
+        // The request's headers, one "name: value" a line.
+        "/headers" => {
+            let mut text = String::new();
+            for (header, value) in req.headers() {
+                text.push_str(&format!(
+                    "{header}: {}\n",
+                    String::from_utf8_lossy(value.as_bytes())
+                ));
+            }
+            Response::new(full(text))
+        }
+        // Hop-by-hop headers in the response.
+        "/hop" => Response::builder()
+            .header("connection", "x-hop")
+            .header("x-hop", "1")
+            .header("keep-alive", "timeout=5")
+            .header("proxy-authenticate", "Basic")
+            .header("x-end-to-end", "1")
+            .body(full(name))
+            .unwrap(),
+        // Two chunks; the second only when the test says so.
+        "/stream" => {
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
+            tokio::spawn(async move {
+                let _ = tx
+                    .send(Ok(Frame::data(Bytes::from(format!("{name}: first\n")))))
+                    .await;
+                release.notified().await;
+                let _ = tx
+                    .send(Ok(Frame::data(Bytes::from(format!("{name}: second\n")))))
+                    .await;
+            });
+            let stream = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|frame| (frame, rx))
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(
+                    StreamBody::new(stream)
+                        .map_err(|never| match never {})
+                        .boxed(),
+                )
+                .unwrap()
+        }
+        // Never answers in time.
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Response::new(full(name))
+        }
+        // The request body's length.
+        "/echo" => {
+            let length = match req.into_body().collect().await {
+                Ok(body) => body.to_bytes().len().to_string(),
+                Err(err) => format!("body error: {err}"),
+            };
+            Response::new(full(format!("{name} {length}")))
+        }
+        // A WebSocket-like upgrade: after 101, echoes bytes back prefixed with the name.
+        "/ws" => {
+            let upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let Ok(upgraded) = upgrade.await else { return };
+                let mut io = TokioIo::new(upgraded);
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let mut reply = format!("{name}:").into_bytes();
+                    reply.extend_from_slice(&buf[..n]);
+                    if io.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .body(full(""))
+                .unwrap()
+        }
+        _ => Response::new(full(name)),
+    };
+    Ok(response)
+}
+
+fn app(name: &str, hosts: &[&str], backends: &[&TestBackend]) -> RoutedApp {
+    RoutedApp {
+        app: name.to_string(),
+        team: "team".to_string(),
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        backends: backends.iter().map(|b| b.backend()).collect(),
+        unavailable: format!("app {name} is rolling out: no instance is ready yet"),
+    }
+}
+
+struct TestRouter {
+    addr: SocketAddr,
+    table: watch::Sender<Arc<RoutingTable>>,
+    stats: RouterStats,
+    client: Client<HttpConnector, TestBody>,
+    /// Dropping it shuts the router down.
+    shutdown: oneshot::Sender<()>,
+}
+
+impl TestRouter {
+    async fn start(apps: Vec<RoutedApp>, config: RouterConfig) -> TestRouter {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (table, rx) = watch::channel(Arc::new(RoutingTable::build(apps)));
+        let stats = RouterStats::new();
+        let (shutdown, stop) = oneshot::channel::<()>();
+        tokio::spawn(serve(listener, rx, config, stats.clone(), async move {
+            let _ = stop.await;
+        }));
+        TestRouter {
+            addr,
+            table,
+            stats,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            shutdown,
+        }
+    }
+
+    fn swap(&self, apps: Vec<RoutedApp>) {
+        self.table.send_replace(Arc::new(RoutingTable::build(apps)));
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        host: &str,
+        path: &str,
+        body: TestBody,
+    ) -> Response<Incoming> {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr))
+            .header("host", host)
+            .body(body)
+            .unwrap();
+        self.send_request(request).await
+    }
+
+    async fn send_request(&self, request: Request<TestBody>) -> Response<Incoming> {
+        tokio::time::timeout(PATIENCE, self.client.request(request))
+            .await
+            .expect("the router answers")
+            .expect("the request goes through")
+    }
+
+    async fn get(&self, host: &str, path: &str) -> (StatusCode, String) {
+        let response = self.send(Method::GET, host, path, full("")).await;
+        let status = response.status();
+        (status, text(response).await)
+    }
+}
+
+async fn text(response: Response<Incoming>) -> String {
+    let body = tokio::time::timeout(PATIENCE, response.into_body().collect())
+        .await
+        .expect("the body ends")
+        .expect("the body arrives");
+    String::from_utf8(body.to_bytes().to_vec()).unwrap()
+}
+
+async fn next_chunk(body: &mut Incoming) -> String {
+    let frame = tokio::time::timeout(PATIENCE, body.frame())
+        .await
+        .expect("a chunk arrives")
+        .expect("the body goes on")
+        .expect("no body error");
+    String::from_utf8(frame.into_data().expect("data").to_vec()).unwrap()
+}
+
+/// A port nothing listens on.
+async fn closed_port() -> TestBackend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    TestBackend {
+        name: "closed",
+        addr,
+        connections: Arc::default(),
+        requests: Arc::default(),
+        release: Arc::default(),
+    }
+}
+
+/// A port that accepts connections and closes them without answering.
+async fn hang_up_port() -> TestBackend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = TestBackend {
+        name: "hang-up",
+        addr: listener.local_addr().unwrap(),
+        connections: Arc::default(),
+        requests: Arc::default(),
+        release: Arc::default(),
+    };
+    let connections = backend.connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            connections.fetch_add(1, Ordering::SeqCst);
+            // Read the request, then close: the router sees the connection end with no answer.
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            drop(stream);
+        }
+    });
+    backend
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn routes_by_host_and_round_robin_across_instances() {
+    let (web1, web2, api) = (
+        TestBackend::start("web-1").await,
+        TestBackend::start("web-2").await,
+        TestBackend::start("api-1").await,
+    );
+    let router = TestRouter::start(
+        vec![
+            app("web", &["web.example.com"], &[&web1, &web2]),
+            app("api", &["api.example.com", "api.localhost"], &[&api]),
+        ],
+        RouterConfig::default(),
+    )
+    .await;
+    let mut web = Vec::new();
+    for _ in 0..4 {
+        let (status, body) = router.get("web.example.com", "/").await;
+        assert_eq!(status, StatusCode::OK);
+        web.push(body);
+    }
+    assert_eq!(web, ["web-1", "web-2", "web-1", "web-2"]);
+    for host in [
+        "api.example.com",
+        "API.Example.com:8080",
+        "api.localhost.",
+        "api.localhost:1",
+    ] {
+        assert_eq!(
+            router.get(host, "/").await,
+            (StatusCode::OK, "api-1".to_string()),
+            "{host}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_and_invalid_hosts_get_a_page_not_a_backend() {
+    let web = TestBackend::start("web-1").await;
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[&web])],
+        RouterConfig::default(),
+    )
+    .await;
+    let (status, body) = router.get("Other.Example.com:80", "/").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body.contains("no app answers to other.example.com"),
+        "{body}"
+    );
+    for host in [
+        "<script>.example.com",
+        "web.example.com/x",
+        "user@web.example.com",
+        "[::1]:80",
+        "",
+    ] {
+        let (status, body) = router.get(host, "/").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{host:?}");
+        assert!(!body.contains("<script>"), "{body}");
+    }
+    assert_eq!(web.requests.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_app_without_ready_instance_gets_503_with_its_state() {
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[])],
+        RouterConfig::default(),
+    )
+    .await;
+    let response = router
+        .send(Method::GET, "web.example.com", "/", full(""))
+        .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body = text(response).await;
+    assert!(
+        body.contains("app web is rolling out: no instance is ready yet"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_backend_sees_forwarded_headers_and_no_hop_by_hop_headers() {
+    let web = TestBackend::start("web-1").await;
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[&web])],
+        RouterConfig::default(),
+    )
+    .await;
+    let request = Request::builder()
+        .uri(format!("http://{}/headers", router.addr))
+        .header("host", "Web.Example.com:8080")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.example.com")
+        .header("connection", "keep-alive, x-secret")
+        .header("x-secret", "1")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-authorization", "Basic eDp5")
+        .header("te", "trailers")
+        .header("upgrade", "h2c")
+        .header("x-end-to-end", "kept")
+        .body(full(""))
+        .unwrap();
+    let seen = text(router.send_request(request).await).await;
+    let lines: Vec<&str> = seen.lines().collect();
+    for want in [
+        "host: Web.Example.com:8080",
+        "x-forwarded-for: 203.0.113.9, 127.0.0.1",
+        "x-forwarded-proto: http",
+        "x-forwarded-host: Web.Example.com:8080",
+        "x-end-to-end: kept",
+    ] {
+        assert!(lines.contains(&want), "{want:?} not in:\n{seen}");
+    }
+    for gone in [
+        "x-secret",
+        "keep-alive:",
+        "proxy-authorization",
+        "te:",
+        "upgrade",
+        "evil",
+    ] {
+        assert!(!seen.contains(gone), "{gone:?} in:\n{seen}");
+    }
+
+    let response = router
+        .send(Method::GET, "web.example.com", "/hop", full(""))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    assert_eq!(headers["x-end-to-end"], "1");
+    for gone in ["x-hop", "keep-alive", "proxy-authenticate"] {
+        assert!(!headers.contains_key(gone), "{gone} in {headers:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_response_arrives_in_pieces_and_counts_as_in_flight_until_it_ends() {
+    let web = TestBackend::start("web-1").await;
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[&web])],
+        RouterConfig::default(),
+    )
+    .await;
+    let response = router
+        .send(Method::GET, "web.example.com", "/stream", full(""))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+    // The first chunk arrives while the backend still holds the second one back.
+    assert_eq!(next_chunk(&mut body).await, "web-1: first\n");
+    let (ip, port) = (web.addr.ip().to_string(), web.addr.port());
+    assert_eq!(router.stats.in_flight(&ip, port), 1);
+    web.release.notify_one();
+    assert_eq!(next_chunk(&mut body).await, "web-1: second\n");
+    assert!(
+        tokio::time::timeout(PATIENCE, body.frame())
+            .await
+            .expect("ends")
+            .is_none()
+    );
+    tokio::time::timeout(PATIENCE, router.stats.wait_idle(&ip, port))
+        .await
+        .expect("the in-flight count goes back to 0");
+    assert_eq!(router.stats.in_flight(&ip, port), 0);
+}
+
+#[tokio::test]
+async fn a_dropped_response_leaves_no_request_in_flight() {
+    let web = TestBackend::start("web-1").await;
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[&web])],
+        RouterConfig::default(),
+    )
+    .await;
+    let (ip, port) = (web.addr.ip().to_string(), web.addr.port());
+    let response = router
+        .send(Method::GET, "web.example.com", "/stream", full(""))
+        .await;
+    let mut body = response.into_body();
+    next_chunk(&mut body).await;
+    assert_eq!(router.stats.in_flight(&ip, port), 1);
+    drop(body);
+    eventually("the in-flight count goes back to 0", || {
+        router.stats.in_flight(&ip, port) == 0
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(router.get("web.example.com", "/").await.0, StatusCode::OK);
+    }
+    eventually("the in-flight count goes back to 0", || {
+        router.stats.in_flight(&ip, port) == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_get_is_retried_on_another_instance_when_one_refuses_connections() {
+    let (closed, web) = (closed_port().await, TestBackend::start("web-1").await);
+    let router = TestRouter::start(
+        vec![
+            app("web", &["web.example.com"], &[&closed, &web]),
+            app("down", &["down.example.com"], &[&closed]),
+        ],
+        RouterConfig::default(),
+    )
+    .await;
+    for _ in 0..4 {
+        assert_eq!(
+            router.get("web.example.com", "/").await,
+            (StatusCode::OK, "web-1".to_string())
+        );
+    }
+    // Nowhere else to go.
+    let (status, body) = router.get("down.example.com", "/").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(body.contains("app down"), "{body}");
+}
+
+#[tokio::test]
+async fn a_get_is_retried_when_an_instance_hangs_up_without_answering() {
+    let (hang_up, web) = (hang_up_port().await, TestBackend::start("web-1").await);
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[&hang_up, &web])],
+        RouterConfig::default(),
+    )
+    .await;
+    for _ in 0..4 {
+        assert_eq!(
+            router.get("web.example.com", "/").await,
+            (StatusCode::OK, "web-1".to_string())
+        );
+    }
+    assert!(hang_up.connections.load(Ordering::SeqCst) > 0);
+    // A POST that hangs up is not retried: it may have been acted on.
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let response = router
+            .send(Method::POST, "web.example.com", "/echo", full("x"))
+            .await;
+        statuses.push(response.status());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::BAD_GATEWAY]);
+}
+
+#[tokio::test]
+async fn a_post_is_never_retried() {
+    let (closed, web) = (closed_port().await, TestBackend::start("web-1").await);
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[&closed, &web])],
+        RouterConfig::default(),
+    )
+    .await;
+    // Round robin: one of two POSTs goes to the closed port and fails; the other is answered.
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let response = router
+            .send(Method::POST, "web.example.com", "/echo", full("hello"))
+            .await;
+        let status = response.status();
+        let body = text(response).await;
+        if status == StatusCode::OK {
+            assert_eq!(body, "web-1 5");
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::BAD_GATEWAY]);
+    assert_eq!(web.requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_backend_that_does_not_answer_in_time_gets_504() {
+    let web = TestBackend::start("web-1").await;
+    let config = RouterConfig {
+        request_timeout: Duration::from_millis(200),
+        ..RouterConfig::default()
+    };
+    let router = TestRouter::start(vec![app("web", &["web.example.com"], &[&web])], config).await;
+    let (status, body) = router.get("web.example.com", "/slow").await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(body.contains("app web did not answer"), "{body}");
+    let (ip, port) = (web.addr.ip().to_string(), web.addr.port());
+    assert_eq!(router.stats.in_flight(&ip, port), 0);
+    // The next request is served as usual.
+    assert_eq!(router.get("web.example.com", "/").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn request_bodies_over_the_limit_get_413() {
+    let web = TestBackend::start("web-1").await;
+    let config = RouterConfig {
+        max_body_bytes: 1024,
+        ..RouterConfig::default()
+    };
+    let router = TestRouter::start(vec![app("web", &["web.example.com"], &[&web])], config).await;
+
+    let response = router
+        .send(
+            Method::POST,
+            "web.example.com",
+            "/echo",
+            full(vec![b'x'; 1024]),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, "web-1 1024");
+
+    // Content-Length says too much: refused before the backend sees it.
+    let response = router
+        .send(
+            Method::POST,
+            "web.example.com",
+            "/echo",
+            full(vec![b'x'; 1025]),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(web.requests.load(Ordering::SeqCst), 1);
+
+    // A streamed (chunked) body is cut when it goes past the limit.
+    let chunks: Vec<Result<Frame<Bytes>, Infallible>> = (0..4)
+        .map(|_| Ok(Frame::data(Bytes::from(vec![b'y'; 512]))))
+        .collect();
+    let body = StreamBody::new(futures::stream::iter(chunks))
+        .map_err(|never| match never {})
+        .boxed();
+    let response = router
+        .send(Method::POST, "web.example.com", "/echo", body)
+        .await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_new_table_applies_to_new_requests_while_requests_in_flight_finish() {
+    let (old, new) = (
+        TestBackend::start("old-1").await,
+        TestBackend::start("new-1").await,
+    );
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[&old])],
+        RouterConfig::default(),
+    )
+    .await;
+    assert_eq!(router.get("web.example.com", "/").await.1, "old-1");
+    let streaming = router
+        .send(Method::GET, "web.example.com", "/stream", full(""))
+        .await;
+    let mut body = streaming.into_body();
+    assert_eq!(next_chunk(&mut body).await, "old-1: first\n");
+
+    router.swap(vec![
+        app("web", &["web.example.com"], &[&new]),
+        app("api", &["api.example.com"], &[&old]),
+    ]);
+    assert_eq!(router.get("web.example.com", "/").await.1, "new-1");
+    assert_eq!(router.get("api.example.com", "/").await.1, "old-1");
+    let (ip, port) = (old.addr.ip().to_string(), old.addr.port());
+    assert_eq!(router.stats.in_flight(&ip, port), 1);
+    old.release.notify_one();
+    assert_eq!(next_chunk(&mut body).await, "old-1: second\n");
+    drop(body);
+
+    router.swap(vec![]);
+    assert_eq!(
+        router.get("web.example.com", "/").await.0,
+        StatusCode::NOT_FOUND
+    );
+    eventually("the old instance is idle", || {
+        router.stats.in_flight(&ip, port) == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connections_to_backends_are_kept_alive() {
+    let web = TestBackend::start("web-1").await;
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[&web])],
+        RouterConfig::default(),
+    )
+    .await;
+    let requests = 20;
+    for _ in 0..requests {
+        assert_eq!(router.get("web.example.com", "/").await.0, StatusCode::OK);
+    }
+    assert_eq!(web.requests.load(Ordering::SeqCst), requests);
+    let connections = web.connections.load(Ordering::SeqCst);
+    assert!(
+        connections < requests / 2,
+        "{connections} connections for {requests} requests"
+    );
+}
+
+#[tokio::test]
+async fn websocket_upgrades_pass_through() {
+    let web = TestBackend::start("web-1").await;
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[&web])],
+        RouterConfig::default(),
+    )
+    .await;
+    let mut socket = TcpStream::connect(router.addr).await.unwrap();
+    socket
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: web.example.com\r\nConnection: Upgrade\r\n\
+              Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let head = read_until(&mut socket, b"\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("upgrade: websocket"), "{head}");
+    assert!(lower.contains("connection: upgrade"), "{head}");
+    let (ip, port) = (web.addr.ip().to_string(), web.addr.port());
+    assert_eq!(router.stats.in_flight(&ip, port), 1);
+    for message in ["ping", "pong"] {
+        socket.write_all(message.as_bytes()).await.unwrap();
+        let echoed = read_until(&mut socket, message.as_bytes()).await;
+        assert_eq!(echoed, format!("web-1:{message}"));
+    }
+    drop(socket);
+    eventually("the tunnel closes", || {
+        router.stats.in_flight(&ip, port) == 0
+    })
+    .await;
+}
+
+async fn read_until(socket: &mut TcpStream, end: &[u8]) -> String {
+    let mut read = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !read.ends_with(end) {
+        let n = tokio::time::timeout(PATIENCE, socket.read(&mut buf))
+            .await
+            .expect("bytes arrive")
+            .unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&read));
+        read.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(read).unwrap()
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_lets_requests_in_flight_finish() {
+    let web = TestBackend::start("web-1").await;
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[&web])],
+        RouterConfig::default(),
+    )
+    .await;
+    let response = router
+        .send(Method::GET, "web.example.com", "/stream", full(""))
+        .await;
+    let mut body = response.into_body();
+    assert_eq!(next_chunk(&mut body).await, "web-1: first\n");
+    let TestRouter { addr, shutdown, .. } = router;
+    drop(shutdown);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "still accepting");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    web.release.notify_one();
+    assert_eq!(next_chunk(&mut body).await, "web-1: second\n");
+    assert!(
+        tokio::time::timeout(PATIENCE, body.frame())
+            .await
+            .expect("ends")
+            .is_none()
+    );
+}
