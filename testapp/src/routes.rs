@@ -99,7 +99,8 @@ pub fn route(
         }
         ("POST", "/admin/crash") => Outcome::with(Response::text(200, "crashing"), Effect::Crash),
         ("POST", "/admin/burn") => burn(query),
-        ("GET", "/slow") => slow(query),
+        // POST too: a request a proxy must not retry, for tests of draining.
+        ("GET" | "POST", "/slow") => slow(query),
         _ => Outcome::respond(Response::text(404, "not found")),
     }
 }
@@ -341,6 +342,14 @@ mod tests {
             ),
             case("GET", "/slow?ms=0", true, 200, None, Effect::Sleep(ms(0))),
             case("GET", "/slow", true, 200, None, Effect::Sleep(ms(1000))),
+            case(
+                "POST",
+                "/slow?ms=25",
+                true,
+                200,
+                Some("slept 25 ms"),
+                Effect::Sleep(ms(25)),
+            ),
             case("GET", "/slow?ms=abc", true, 400, None, Effect::None),
             case("GET", "/slow?ms=999999999", true, 400, None, Effect::None),
             case("GET", "/nope", true, 404, Some("not found"), Effect::None),

@@ -328,9 +328,19 @@ mod tests {
         // (http_listen, apps_domain, want listen, want domain)
         let cases = [
             (None, None, Some("0.0.0.0:80"), "localhost"),
-            (Some("off"), Some("Apps.Example.com."), None, "apps.example.com"),
+            (
+                Some("off"),
+                Some("Apps.Example.com."),
+                None,
+                "apps.example.com",
+            ),
             (Some(""), Some("x"), None, "x"),
-            (Some("127.0.0.1:8080"), None, Some("127.0.0.1:8080"), "localhost"),
+            (
+                Some("127.0.0.1:8080"),
+                None,
+                Some("127.0.0.1:8080"),
+                "localhost",
+            ),
             (Some("[::1]:80"), Some("a-b.c"), Some("[::1]:80"), "a-b.c"),
         ];
         for (listen, domain, want_listen, want_domain) in cases {

@@ -16,10 +16,10 @@ use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
 use berth_engine::{DockerEngine, ImageBuilder, RegistryAuth, Runtime};
 use berth_operations::Platform;
-use berth_operations::routes::{RouterDrain, keep_routes};
-use berth_router::{RouterConfig, RouterStats, RoutingTable};
 use berth_operations::builds::{BuildEnv, BuildWorker, BuildWorkerConfig};
+use berth_operations::routes::{RouterDrain, keep_routes};
 use berth_registry::{Registry, RegistryConfig};
+use berth_router::{RouterConfig, RouterStats, RoutingTable};
 use berth_store::{Store, StoreUrl};
 use tracing_subscriber::EnvFilter;
 
@@ -319,7 +319,9 @@ async fn start_router(
     workers: &Workers,
 ) {
     let Some(address) = config.http_listen else {
-        tracing::info!("router off (--http-listen off): apps answer only on their instances' addresses");
+        tracing::info!(
+            "router off (--http-listen off): apps answer only on their instances' addresses"
+        );
         return;
     };
     let listener = match tokio::net::TcpListener::bind(address).await {
@@ -334,7 +336,7 @@ async fn start_router(
             return;
         }
     };
-    let stats = RouterStats::default();
+    let stats = RouterStats::new();
     controller.set_drain(Arc::new(RouterDrain {
         stats: stats.clone(),
     }));
@@ -352,13 +354,13 @@ async fn start_router(
     ));
     let router_config = RouterConfig {
         request_timeout: config.router_timeout,
-        stats,
         ..RouterConfig::default()
     };
     tokio::spawn(berth_router::serve(
         listener,
         routes,
         router_config,
+        stats,
         std::future::pending::<()>(),
     ));
     tracing::info!(

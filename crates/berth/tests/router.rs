@@ -37,21 +37,30 @@ struct Load {
 }
 
 impl Load {
-    /// `clients` loops of GET / on `host`, each with its own keep-alive connection.
+    /// `clients` loops on `host`, each with its own keep-alive connection, alternating
+    /// `GET /` (which the router may retry on another instance) and `POST /slow?ms=150` (which
+    /// it never retries, and which is in flight much of the time: only draining keeps it from
+    /// failing when its instance is stopped).
     fn start(server: &Server, host: &str, clients: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicUsize::new(0));
         let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let url = format!("http://127.0.0.1:{}/", server.router_port);
+        let base = format!("http://127.0.0.1:{}", server.router_port);
         let tasks = (0..clients)
             .map(|_| {
                 let (stop, done, failures) = (stop.clone(), done.clone(), failures.clone());
-                let (url, host) = (url.clone(), host.to_string());
+                let (base, host) = (base.clone(), host.to_string());
                 let client = reqwest::Client::builder().no_proxy().build().unwrap();
                 tokio::spawn(async move {
+                    let mut post = false;
                     while !stop.load(Ordering::SeqCst) {
-                        let outcome = client
-                            .get(&url)
+                        post = !post;
+                        let request = if post {
+                            client.post(format!("{base}/slow?ms=150"))
+                        } else {
+                            client.get(format!("{base}/"))
+                        };
+                        let outcome = request
                             .header(reqwest::header::HOST, &host)
                             .timeout(Duration::from_secs(30))
                             .send()
@@ -137,16 +146,23 @@ async fn apps_answer_through_the_router_and_no_request_fails_while_berth_changes
     server.create_app("web", 3, json!({})).await;
     server.wait_rollout("web", Duration::from_secs(90)).await;
     let mut instances = BTreeSet::new();
-    wait_until("every instance answers", Duration::from_secs(15), || async {
+    for _ in 0..300 {
         let (status, body) = through_router(&client, &server, HOST).await;
         if status == 200 {
             let answer: Value = serde_json::from_str(&body).unwrap();
             assert_eq!(answer["app"], "web", "{answer}");
             instances.insert(answer["instance"].as_str().unwrap().to_string());
         }
-        instances.len() == 3
-    })
-    .await;
+        if instances.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        instances.len(),
+        3,
+        "every instance answers in turn: {instances:?}"
+    );
     let (status, _) = through_router(&client, &server, "WEB.Default.LOCALHOST:80").await;
     assert_eq!(status, 200, "host names are matched without case and port");
 
@@ -154,10 +170,7 @@ async fn apps_answer_through_the_router_and_no_request_fails_while_berth_changes
     // stopped, every new one joins only once ready.
     no_request_fails(&server, "a rolling upgrade", || async {
         server
-            .post(
-                "/api/v1/apps/web/deploy",
-                json!({"env": {"ROUND": "two"}}),
-            )
+            .post("/api/v1/apps/web/deploy", json!({"env": {"ROUND": "two"}}))
             .await;
         server.wait_rollout("web", Duration::from_secs(90)).await;
     })
@@ -181,12 +194,12 @@ async fn apps_answer_through_the_router_and_no_request_fails_while_berth_changes
     .await;
 
     // Deleting the app takes its route away.
-    let (status, _) = server
-        .call(Method::DELETE, "/api/v1/apps/web", None)
-        .await;
+    let (status, _) = server.call(Method::DELETE, "/api/v1/apps/web", None).await;
     assert_eq!(status, 204);
-    wait_until("the deleted app's route to go", Duration::from_secs(15), || async {
-        through_router(&client, &server, HOST).await.0 == 404
-    })
+    wait_until(
+        "the deleted app's route to go",
+        Duration::from_secs(15),
+        || async { through_router(&client, &server, HOST).await.0 == 404 },
+    )
     .await;
 }

@@ -144,23 +144,18 @@ pub struct RouterDrain {
     pub stats: RouterStats,
 }
 
-/// How often a drain looks at the requests in flight.
-const DRAIN_POLL: Duration = Duration::from_millis(20);
-
 #[async_trait]
 impl Drain for RouterDrain {
     async fn drained(&self, address: &str, port: u16, patience: Duration) {
-        let give_up = tokio::time::Instant::now() + patience;
-        while self.stats.in_flight(address, port) > 0 {
-            if tokio::time::Instant::now() >= give_up {
-                tracing::warn!(
-                    address,
-                    port,
-                    "requests still in flight when the drain period ended; stopping anyway"
-                );
-                return;
-            }
-            tokio::time::sleep(DRAIN_POLL).await;
+        if tokio::time::timeout(patience, self.stats.wait_idle(address, port))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                address,
+                port,
+                "requests still in flight when the drain period ended; stopping anyway"
+            );
         }
     }
 }
