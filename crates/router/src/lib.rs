@@ -42,7 +42,7 @@ impl Default for RouterConfig {
             request_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
             pool_idle_timeout: Duration::from_secs(90),
-            pool_max_idle_per_backend: 32,
+            pool_max_idle_per_backend: 256,
             header_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
         }

@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Benchmark 8: Berth's router vs nginx and HAProxy in front of the same two instances.
+
+One `berth server` (release build) runs an app of 2 ready instances of `berth-testapp:latest`
+and its router on a free loopback port (`--http-listen`); the app answers there as
+`web.default.localhost`. Debian's nginx (an upstream of the two instance addresses with
+`keepalive 64`, HTTP/1.1 to the upstream) and HAProxy (`balance roundrobin`,
+`http-reuse always`) run beside it on free loopback ports, proxying to the same two instance
+addresses. Each proxy is loaded with `wrk` (`GET /`, the test app's small JSON answer), one
+after the other, in the same run:
+
+* **throughput**: `wrk -t2 -c64 -d<seconds>s --latency`: requests per second, p50 and p99;
+* **one connection**: `wrk -t1 -c1 -d<seconds/2>s --latency`: p50 and p99 of a lone client.
+
+Ratios are to nginx (the goal of issue 14: ≥ 0.9× nginx's req/s, p99 ≤ 1.2× nginx's). Every
+proxy gets the same `Host: web.default.localhost`. wrk counts non-2xx answers and socket
+errors; any is reported. Needs `nginx`, `haproxy` and `wrk` (Debian: `apt-get install -y nginx
+haproxy wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+import berthbench as bb  # noqa: E402
+
+HOST = "web.default.localhost"
+
+
+def require(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        raise bb.BenchError(
+            f"missing {', '.join(missing)} (Debian: apt-get install -y nginx haproxy wrk)")
+
+
+def nginx_config(port: int, backends: list[tuple[str, int]], prefix: Path) -> str:
+    servers = "\n".join(f"        server {ip}:{p};" for ip, p in backends)
+    return f"""worker_processes 2;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    upstream app {{
+{servers}
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"""
+
+
+def haproxy_config(port: int, backends: list[tuple[str, int]]) -> str:
+    servers = "\n".join(f"    server i{n} {ip}:{p}" for n, (ip, p) in enumerate(backends))
+    return f"""global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option forwardfor
+    http-reuse always
+frontend front
+    bind 127.0.0.1:{port}
+    default_backend app
+backend app
+    balance roundrobin
+{servers}
+"""
+
+
+def wait_port(port: int, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + 20
+    while bb.http_status("127.0.0.1", port, "/", timeout=1.0) is None:
+        if time.monotonic() > deadline:
+            said = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+            raise bb.BenchError(f"{what} does not answer on port {port}: {said}")
+        time.sleep(0.1)
+
+
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(output: str) -> dict:
+    """Requests/s, p50 and p99 in ms, and the failures wrk counted."""
+    def latency(percent: str) -> float:
+        m = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+        if not m:
+            raise bb.BenchError(f"no {percent}% latency in wrk's output:\n{output}")
+        return float(m.group(1)) * UNITS[m.group(2)]
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if not rps:
+        raise bb.BenchError(f"no Requests/sec in wrk's output:\n{output}")
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                       output)
+    return {
+        "rps": float(rps.group(1)),
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
+    }
+
+
+def wrk(port: int, threads: int, connections: int, seconds: int) -> dict:
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/"],
+        check=True, capture_output=True, text=True, timeout=seconds + 60,
+    ).stdout
+    return parse_wrk(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=20, help="throughput run length")
+    parser.add_argument("--reps", type=int, default=1, help="rounds over the three proxies")
+    parser.add_argument("--json", help="write results here")
+    args = parser.parse_args()
+    require("nginx", "haproxy", "wrk")
+    router_port = bb.free_port()
+    results: dict[str, dict[str, list[dict]]] = {}
+    with bb.Run("router", ["--http-listen", f"127.0.0.1:{router_port}"]) as run, \
+            tempfile.TemporaryDirectory(prefix="berth-bench-proxies-") as tmp:
+        prefix = Path(tmp)
+        run.api("POST", "/apps", {"name": "web", "image": bb.IMAGE, "replicas": 2,
+                                  "health_path": "/healthz"})
+        app = run.wait_app("web", lambda a: a["ready_instances"] >= 2 and a["rollout"]["done"],
+                           "2 ready")
+        # `address` is `ip:port` on the app's network.
+        backends = [(i["address"].rsplit(":", 1)[0], int(i["address"].rsplit(":", 1)[1]))
+                    for i in app["instances"]]
+        (prefix / "nginx.conf").write_text(nginx_config(bb.free_port(), backends, prefix))
+        nginx_port = int(re.search(r"listen 127.0.0.1:(\d+)",
+                                   (prefix / "nginx.conf").read_text()).group(1))
+        haproxy_port = bb.free_port()
+        (prefix / "haproxy.cfg").write_text(haproxy_config(haproxy_port, backends))
+        nginx = subprocess.Popen(["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
+                                  "-g", "daemon off;"], stdout=subprocess.DEVNULL,
+                                 stderr=open(prefix / "nginx.out", "wb"))
+        haproxy = subprocess.Popen(["haproxy", "-db", "-f", str(prefix / "haproxy.cfg")],
+                                   stdout=subprocess.DEVNULL,
+                                   stderr=open(prefix / "haproxy.out", "wb"))
+        try:
+            targets = {"berth": router_port, "nginx": nginx_port, "haproxy": haproxy_port}
+            for name, port in targets.items():
+                wait_port(port, name, prefix / f"{name}.out")
+                wrk(port, 2, 64, 2)  # warm-up: connections and pools
+            for rep in range(args.reps):
+                for name, port in targets.items():
+                    many = wrk(port, 2, 64, args.seconds)
+                    one = wrk(port, 1, 1, max(args.seconds // 2, 1))
+                    results.setdefault(name, {"many": [], "one": []})
+                    results[name]["many"].append(many)
+                    results[name]["one"].append(one)
+                    bb.log(f"rep {rep + 1} {name}: {many['rps']:.0f} req/s, "
+                           f"p50 {many['p50_ms']:.2f} ms, p99 {many['p99_ms']:.2f} ms; "
+                           f"1 connection p50 {one['p50_ms']:.3f} ms, p99 {one['p99_ms']:.3f} ms"
+                           f"; failures {many['non_2xx'] + many['socket_errors']}"
+                           f"+{one['non_2xx'] + one['socket_errors']}")
+        finally:
+            for proc in (nginx, haproxy):
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        run.delete_app("web")
+
+    def median(name: str, mode: str, key: str) -> float:
+        values = sorted(r[key] for r in results[name][mode])
+        return values[len(values) // 2]
+
+    rows = []
+    for name in ("berth", "nginx", "haproxy"):
+        failures = sum(r["non_2xx"] + r["socket_errors"]
+                       for mode in ("many", "one") for r in results[name][mode])
+        rows.append((
+            name,
+            f"{median(name, 'many', 'rps'):.0f}",
+            f"{median(name, 'many', 'rps') / median('nginx', 'many', 'rps'):.2f}x",
+            f"{median(name, 'many', 'p50_ms'):.2f}",
+            f"{median(name, 'many', 'p99_ms'):.2f}",
+            f"{median(name, 'many', 'p99_ms') / median('nginx', 'many', 'p99_ms'):.2f}x",
+            f"{median(name, 'one', 'p50_ms'):.3f}",
+            f"{median(name, 'one', 'p99_ms'):.3f}",
+            str(failures),
+        ))
+    bb.print_table(
+        f"Router vs nginx and HAProxy: 2 instances, wrk -t2 -c64 -d{args.seconds}s and "
+        f"-t1 -c1 (medians of {args.reps})",
+        rows,
+        ("proxy", "req/s", "vs nginx", "p50 ms", "p99 ms", "p99 vs nginx", "1 conn p50 ms",
+         "1 conn p99 ms", "failed"),
+    )
+    bb.write_json(args.json, {"benchmark": "router", "seconds": args.seconds,
+                              "context": bb.load_context(), "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(bb.entry(main))
