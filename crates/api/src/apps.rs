@@ -9,7 +9,7 @@ use berth_core::accounts::TeamAction;
 use berth_core::{App, Template};
 use berth_engine::LogOptions;
 use berth_operations::{CurrentApp, NewApp};
-use berth_store::{AppPage, EventQuery, ListedApp};
+use berth_store::{EventQuery, ListedApp};
 use futures::StreamExt;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -61,9 +61,6 @@ pub struct ListParams {
     pub after: Option<String>,
 }
 
-/// Apps listed per store read when no limit is given.
-const LIST_CHUNK: u32 = 500;
-
 /// List apps the caller can read, ordered by name.
 #[utoipa::path(get, path = "/api/v1/apps", tag = "apps", params(ListParams),
     responses((status = 200, body = [AppDto]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
@@ -75,20 +72,13 @@ pub async fn list_apps(
     if params.limit.is_some_and(|limit| limit == 0 || limit > 1000) {
         return Err(ApiError::field("limit", "must be between 1 and 1000"));
     }
-    let mut page = AppPage {
-        teams: principal.readable_teams(),
-        after: params.after.clone(),
-        limit: params.limit.unwrap_or(LIST_CHUNK),
-    };
-    let mut listed = Vec::new();
-    let next = loop {
-        let list = state.store.list_apps_page(&page).await?;
-        listed.extend(list.apps);
-        match list.next_after {
-            Some(after) if params.limit.is_none() => page.after = Some(after),
-            next => break next,
-        }
-    };
+    let (listed, next) = berth_operations::apps::list_apps(
+        state.store.as_ref(),
+        principal.readable_teams(),
+        params.after.clone(),
+        params.limit,
+    )
+    .await?;
     let apps: Vec<App> = listed.iter().map(|l| l.app.clone()).collect();
     let (mut instances, engine_error) = match state.controller.instances_of_all(&apps).await {
         Ok(instances) => (instances, None),

@@ -178,6 +178,7 @@ impl From<OpError> for ApiError {
             OpError::Conflict { code, message } => ApiError::conflict(code, message),
             OpError::Store(error) => error.into(),
             OpError::Engine(error) => error.into(),
+            OpError::Registry(error) => error.into(),
         }
     }
 }

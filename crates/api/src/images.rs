@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use berth_core::RetentionRule;
 use berth_core::accounts::TeamAction;
-use berth_registry::{GcOptions, GcReport, ImageSource, RegistryError, RetentionPolicy};
+use berth_operations::images::{images_in_use, protect, retention_then_gc};
+use berth_registry::{GcOptions, ImageSource, RegistryError, RetentionPolicy};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -55,62 +56,6 @@ pub(crate) fn parse_reference(text: &str) -> ImageRef<'_> {
         ),
         None => ImageRef::Repository(text),
     }
-}
-
-/// The registry path of an image reference (`host:port/team/app:tag` → `team/app:tag`), by
-/// Docker's rule: a first segment with a '.' or ':' or equal to `localhost` is a host.
-fn without_host(image: &str) -> &str {
-    match image.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
-        _ => image,
-    }
-}
-
-/// Images that kept revisions of apps run or may roll back to, with who uses them, as paths
-/// in a registry (`team/app:tag`): with `host`, only the images pulled from that host (an
-/// external registry); without, those of any host (the built-in registry answers to several
-/// names, and an image without a host may be meant for it).
-pub(crate) async fn images_in_use(
-    store: &dyn berth_store::Store,
-    host: Option<&str>,
-) -> ApiResult<Vec<(String, String)>> {
-    let mut in_use = Vec::new();
-    for used in store.revision_images().await? {
-        let image = used.image.as_str();
-        let path = match host {
-            Some(host) => match image.strip_prefix(host).and_then(|p| p.strip_prefix('/')) {
-                Some(path) => path,
-                None => continue,
-            },
-            None => without_host(image),
-        };
-        let user = format!("app {} revision {}", used.app, used.revision);
-        in_use.push((path.to_string(), user));
-    }
-    Ok(in_use)
-}
-
-/// The policy with the repository's in-use tags and digests protected: retention never
-/// deletes an image a kept revision uses.
-fn protect(
-    mut policy: RetentionPolicy,
-    repo: &str,
-    in_use: &[(String, String)],
-) -> RetentionPolicy {
-    for (image, _) in in_use {
-        if let Some(tag) = image
-            .strip_prefix(repo)
-            .and_then(|rest| rest.strip_prefix(':'))
-        {
-            policy.protected_tags.insert(tag.to_string());
-        } else if let Some(digest) = image
-            .strip_prefix(repo)
-            .and_then(|rest| rest.strip_prefix('@'))
-        {
-            policy.protected_digests.insert(digest.to_string());
-        }
-    }
-    policy
 }
 
 use berth_core::image_ref::team_of_repository as team_of;
@@ -275,46 +220,6 @@ pub async fn usage(
     Ok(Json(usage))
 }
 
-/// Applies every stored retention rule, then garbage-collects. The scheduled maintenance and
-/// `POST /api/v1/registry/gc` both run this.
-pub async fn retention_then_gc(
-    store: &dyn berth_store::Store,
-    registry: &berth_registry::Registry,
-    options: GcOptions,
-) -> ApiResult<(Vec<RetentionRunDto>, GcReport)> {
-    let mut runs = Vec::new();
-    let in_use = images_in_use(store, None).await?;
-    for rule in store.list_retention_rules().await? {
-        let policy = RetentionPolicy {
-            keep_newest_tags: rule.keep_newest_tags.map(|n| n as usize),
-            delete_untagged_older_than: rule
-                .delete_untagged_older_than_ms
-                .map(std::time::Duration::from_millis),
-            ..RetentionPolicy::default()
-        };
-        let policy = protect(policy, &rule.repository, &in_use);
-        match registry
-            .apply_retention(&rule.repository, &policy, registry.now())
-            .await
-        {
-            Ok(report) => runs.push(RetentionRunDto {
-                repository: rule.repository,
-                report: (&report).into(),
-            }),
-            // A rule for a repository that does not exist (yet, or any more) has nothing to do.
-            Err(RegistryError::NameUnknown(_)) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
-    let report = registry.garbage_collect(registry.now(), options).await?;
-    tracing::info!(
-        bytes_freed = report.bytes_freed,
-        blobs = report.blobs_deleted,
-        "registry garbage collection"
-    );
-    Ok((runs, report))
-}
-
 /// Apply the stored retention rules, then garbage-collect: frees the disk of blobs no manifest
 /// references.
 #[utoipa::path(post, path = "/api/v1/registry/gc", tag = "images", request_body = GcRequest,
@@ -329,9 +234,16 @@ pub async fn garbage_collect(
     let options = GcOptions {
         delete_untagged_manifests: request.delete_untagged_manifests.unwrap_or(false),
     };
-    let (retention, report) = retention_then_gc(&*state.store, &state.registry, options).await?;
+    let (retention, report) =
+        retention_then_gc(state.store.as_ref(), &state.registry, options).await?;
     let mut dto = GcReportDto::from(&report);
-    dto.retention = retention;
+    dto.retention = retention
+        .iter()
+        .map(|(repository, report)| RetentionRunDto {
+            repository: repository.clone(),
+            report: report.into(),
+        })
+        .collect();
     Ok(Json(dto))
 }
 
@@ -440,45 +352,6 @@ pub async fn delete_retention_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn in_use_images_are_protected() {
-        let in_use = vec![
-            ("team/app:v1".to_string(), "app a revision 1".to_string()),
-            (
-                "team/app@sha256:aa".to_string(),
-                "app b revision 2".to_string(),
-            ),
-            (
-                "team/app-other:v9".to_string(),
-                "app c revision 1".to_string(),
-            ),
-            ("other/app:v2".to_string(), "app d revision 1".to_string()),
-        ];
-        let policy = protect(RetentionPolicy::default(), "team/app", &in_use);
-        assert_eq!(
-            policy.protected_tags.into_iter().collect::<Vec<_>>(),
-            vec!["v1"]
-        );
-        assert_eq!(
-            policy.protected_digests.into_iter().collect::<Vec<_>>(),
-            vec!["sha256:aa"]
-        );
-    }
-
-    #[test]
-    fn hosts_are_stripped() {
-        let cases = [
-            ("127.0.0.1:7700/default/web:v1", "default/web:v1"),
-            ("localhost/default/web:v1", "default/web:v1"),
-            ("registry.example.com/a/b@sha256:00", "a/b@sha256:00"),
-            ("default/web:v1", "default/web:v1"),
-            ("busybox", "busybox"),
-        ];
-        for (image, want) in cases {
-            assert_eq!(without_host(image), want, "{image}");
-        }
-    }
 
     #[test]
     fn references() {

@@ -25,8 +25,7 @@ pub async fn storage_usage(state: &ApiState, team: &str) -> ApiResult<u64> {
 
 /// Everything the team uses.
 pub async fn team_usage(state: &ApiState, team: &str) -> ApiResult<Usage> {
-    let mut usage =
-        berth_operations::quota::apps_usage(state.platform.store.as_ref(), team, None).await?;
+    let mut usage = state.store.team_usage(team, None).await?;
     usage.registry_bytes = storage_usage(state, team).await?;
     Ok(usage)
 }

@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_core::ExternalRegistry;
 use berth_core::accounts::TeamAction;
+use berth_operations::images::images_in_use;
 use berth_registry::{ImageSource, RemoteCredentials, RemoteRegistry};
 
 use crate::ApiState;
@@ -24,7 +25,7 @@ use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::image_dto::{
     ExternalRegistryDto, ExternalRegistryRequest, RepositoryDto, RepositoryOrImageDto,
 };
-use crate::images::{SearchParams, delete_in, images_in_use, parse_reference, show_in};
+use crate::images::{SearchParams, delete_in, parse_reference, show_in};
 
 /// Clients of the external registries, by name, with the configuration each was made from.
 #[derive(Clone, Default)]

@@ -58,9 +58,9 @@ impl Job for RegistryGc {
     async fn run(&self) -> Result<String, String> {
         let options = berth_registry::GcOptions::default();
         let (retention, report) =
-            berth_api::images::retention_then_gc(&*self.store, &self.registry, options)
+            berth_operations::images::retention_then_gc(&*self.store, &self.registry, options)
                 .await
-                .map_err(|e| e.message)?;
+                .map_err(|e| e.to_string())?;
         Ok(format!(
             "{} retention rules applied; {} blobs deleted, {} bytes freed",
             retention.len(),

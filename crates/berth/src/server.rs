@@ -200,8 +200,9 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         controller_config,
         Arc::clone(&clock),
     );
-    controller.start();
+    // The router (and its drain) is in place before the first reconcile stops anything.
     start_router(&config, &store, &controller, &workers).await;
+    controller.start();
 
     // Builds that were running when the server stopped never finish: say so. Queued ones
     // run once the worker is up.

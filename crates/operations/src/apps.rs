@@ -9,7 +9,7 @@ use berth_core::change::AppChange;
 use berth_core::quota::app_usage;
 use berth_core::validate::{MAX_REPLICAS, validate_name, validate_spec};
 use berth_core::{App, AppSpec, Event, EventKind, Revision, Rollout, Template};
-use berth_store::StoreError;
+use berth_store::{AppPage, ListedApp, Store, StoreError, StoreResult};
 
 use crate::Platform;
 use crate::actor::Actor;
@@ -19,6 +19,35 @@ use crate::quota::{Budget, larger, rollout_peak, steady};
 
 /// Attempts at an optimistic update before giving up.
 const UPDATE_ATTEMPTS: usize = 5;
+
+/// Apps read per store query when every app is wanted.
+const LIST_CHUNK: u32 = 500;
+
+/// The apps of `teams` (`None`: every team) ordered by name, after `after`, with their current
+/// templates: at most `limit` and the name to continue after when more remain, or (`limit`
+/// `None`) all of them, a page per store query. The one walk over apps that every reader
+/// shares (the API's list, the router's table).
+pub async fn list_apps(
+    store: &dyn Store,
+    teams: Option<Vec<String>>,
+    after: Option<String>,
+    limit: Option<u32>,
+) -> StoreResult<(Vec<ListedApp>, Option<String>)> {
+    let mut page = AppPage {
+        teams,
+        after,
+        limit: limit.unwrap_or(LIST_CHUNK),
+    };
+    let mut listed = Vec::new();
+    loop {
+        let list = store.list_apps_page(&page).await?;
+        listed.extend(list.apps);
+        match list.next_after {
+            Some(after) if limit.is_none() => page.after = Some(after),
+            next => return Ok((listed, next)),
+        }
+    }
+}
 
 /// An app with the template of its current revision.
 #[derive(Debug, Clone)]

@@ -38,6 +38,8 @@ pub enum OpError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Registry(#[from] berth_registry::RegistryError),
 }
 
 pub type OpResult<T> = Result<T, OpError>;
@@ -80,7 +82,8 @@ impl OpError {
             | OpError::Invalid(_)
             | OpError::Conflict { .. }
             | OpError::Store(_)
-            | OpError::Engine(_) => AuditOutcome::Failed,
+            | OpError::Engine(_)
+            | OpError::Registry(_) => AuditOutcome::Failed,
         }
     }
 

@@ -40,7 +40,9 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// The budget of `team` for changing `app` (`None`: a new app).
+    /// The budget of `team` for changing `app` (`None`: a new app). What the team's other
+    /// apps reserve is kept in the store with every change of an app (`AppStore::team_usage`,
+    /// one indexed sum, flat in the number of apps on the platform).
     pub async fn of(store: &dyn Store, team: &str, app: Option<&str>) -> OpResult<Budget> {
         let quota = store
             .get_team(team)
@@ -50,7 +52,7 @@ impl Budget {
         Ok(Budget {
             team: team.to_string(),
             quota,
-            others: apps_usage(store, team, app).await?,
+            others: store.team_usage(team, app).await?,
         })
     }
 
@@ -73,14 +75,6 @@ impl Budget {
             None => Ok(()),
         }
     }
-}
-
-/// What the team's apps reserve: `replicas × (cpu, memory)` and `replicas` instances each,
-/// at their current revision's limits (registry bytes are not counted here). Kept per app in
-/// the store, written with every change of the app, so this is one indexed sum: flat in the
-/// number of apps on the platform.
-pub async fn apps_usage(store: &dyn Store, team: &str, except: Option<&str>) -> OpResult<Usage> {
-    Ok(store.team_usage(team, except).await?)
 }
 
 /// What an app at `replicas` with `resources` uses while it rolls out with `surge` extra

@@ -11,11 +11,8 @@ use berth_controller::workers::WorkerReport;
 use berth_controller::{Drain, EndpointMap, Endpoints};
 use berth_core::{App, RolloutPhase};
 use berth_router::{Backend, RoutedApp, RouterStats, RoutingTable};
-use berth_store::{AppPage, Store, StoreResult};
+use berth_store::{Store, StoreResult};
 use tokio::sync::watch;
-
-/// Apps read per store query while the routes are assembled.
-const PAGE: u32 = 500;
 
 /// The host name every app gets: `<app>.<team>.<apps-domain>` (with the default `localhost`,
 /// `web.shop.localhost` resolves to this machine without DNS).
@@ -72,30 +69,17 @@ pub fn routed_app(app: &App, endpoints: &EndpointMap, apps_domain: &str) -> Rout
     }
 }
 
-/// The routes of every app, a page of apps per store query.
+/// The routes of every app.
 pub async fn routed_apps(
     store: &dyn Store,
     endpoints: &EndpointMap,
     apps_domain: &str,
 ) -> StoreResult<Vec<RoutedApp>> {
-    let mut routed = Vec::new();
-    let mut page = AppPage {
-        teams: None,
-        after: None,
-        limit: PAGE,
-    };
-    loop {
-        let list = store.list_apps_page(&page).await?;
-        routed.extend(
-            list.apps
-                .iter()
-                .map(|listed| routed_app(&listed.app, endpoints, apps_domain)),
-        );
-        match list.next_after {
-            Some(after) => page.after = Some(after),
-            None => return Ok(routed),
-        }
-    }
+    let (apps, _) = crate::apps::list_apps(store, None, None, None).await?;
+    Ok(apps
+        .iter()
+        .map(|listed| routed_app(&listed.app, endpoints, apps_domain))
+        .collect())
 }
 
 /// Keeps the router's table current: rebuilt at once when the endpoint table changes (an

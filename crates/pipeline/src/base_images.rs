@@ -56,8 +56,7 @@ impl ImageScope {
     }
 }
 
-pub use berth_core::image_ref::names_an_image_id;
-use berth_core::image_ref::{built_in_repository, team_of_repository};
+use berth_core::image_ref::{built_in_repository, names_an_image_id, team_of_repository};
 
 /// The image references of `FROM` and `COPY --from=` instructions, with variables
 /// substituted; stage names, stage numbers and `scratch` are left out.
