@@ -74,7 +74,8 @@ pub fn route(
     info: &Info,
 ) -> Outcome {
     match (method, path) {
-        ("GET", "/") => Outcome::respond(Response::json(
+        // `…/whoami` answers as `/` does, so a test can tell which app a path prefix reached.
+        ("GET", _) if path == "/" || path.ends_with("/whoami") => Outcome::respond(Response::json(
             200,
             json::string_object(&[
                 ("app", &info.app),
@@ -220,6 +221,10 @@ mod tests {
                 Effect::None,
             ),
             case("GET", "/?x=1", false, 200, None, Effect::None),
+            case("GET", "/api/whoami", true, 200, None, Effect::None),
+            case("GET", "/whoami", true, 200, None, Effect::None),
+            case("POST", "/api/whoami", true, 404, None, Effect::None),
+            case("GET", "/api/whoamix", true, 404, None, Effect::None),
             case("GET", "/healthz", true, 200, Some("ok"), Effect::None),
             case("GET", "/healthz", false, 500, Some("failing"), Effect::None),
             case(

@@ -38,14 +38,22 @@ async fn load(
 }
 
 async fn app_view(state: &ApiState, app: &App, template: &Template) -> AppDto {
+    let addresses = state.platform.addresses(app);
     match state.controller.instances(app).await {
         Ok(instances) => AppDto::new(
             app,
             template,
             instances.iter().map(InstanceDto::from).collect(),
             None,
+            addresses,
         ),
-        Err(error) => AppDto::new(app, template, Vec::new(), Some(error.to_string())),
+        Err(error) => AppDto::new(
+            app,
+            template,
+            Vec::new(),
+            Some(error.to_string()),
+            addresses,
+        ),
     }
 }
 
@@ -93,6 +101,7 @@ pub async fn list_apps(
                 &template.unwrap_or_default(),
                 app_instances.iter().map(InstanceDto::from).collect(),
                 engine_error.clone(),
+                state.platform.addresses(&app),
             )
         })
         .collect();
@@ -125,7 +134,7 @@ pub async fn create_app(
         name,
         team: request.team.clone(),
         reason: request.reason.clone(),
-        spec: changes::to_change(&request),
+        spec: changes::to_change(&request)?,
     };
     created(&state, state.platform.create_app(&principal, new).await?).await
 }
@@ -188,7 +197,7 @@ pub async fn deploy(
         .deploy_app(
             &principal,
             &name,
-            &changes::to_change(&request),
+            &changes::to_change(&request)?,
             request.reason.as_deref(),
         )
         .await?;

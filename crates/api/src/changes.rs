@@ -4,11 +4,14 @@
 
 use berth_core::Probe;
 use berth_core::change::AppChange;
+use berth_core::routes::parse_domains;
 
 use crate::dto::{AppChanges, StrategyDto};
+use crate::error::{ApiError, ApiResult};
 
-/// The change the request asks for; what it omits stays as it is.
-pub fn to_change(request: &AppChanges) -> AppChange {
+/// The change the request asks for; what it omits stays as it is. Fails on a domain that is
+/// not one (400 naming `domains`).
+pub fn to_change(request: &AppChanges) -> ApiResult<AppChange> {
     // Later settings win, as in the request's documented order: no probes, then the path
     // shortcut, then each probe in full.
     let mut readiness = None;
@@ -29,7 +32,13 @@ pub fn to_change(request: &AppChanges) -> AppChange {
     }
     // A limit of 0 removes the limit.
     let limit = |value: Option<u64>| value.map(|v| (v != 0).then_some(v));
-    AppChange {
+    let domains = request
+        .domains
+        .as_deref()
+        .map(parse_domains)
+        .transpose()
+        .map_err(|e| ApiError::field("domains", e.to_string()))?;
+    Ok(AppChange {
         image: request.image.clone(),
         command: request.command.clone(),
         args: request.args.clone(),
@@ -48,7 +57,9 @@ pub fn to_change(request: &AppChanges) -> AppChange {
             .map(StrategyDto::to_change)
             .unwrap_or_default(),
         dependencies: request.dependencies.clone(),
-    }
+        internal: request.internal,
+        domains,
+    })
 }
 
 #[cfg(test)]
@@ -86,7 +97,7 @@ mod tests {
             },
             ..AppChange::default()
         };
-        assert_eq!(to_change(&request), want);
+        assert_eq!(to_change(&request).unwrap(), want);
     }
 
     #[test]
@@ -120,7 +131,8 @@ mod tests {
                 health_path: path.map(String::from),
                 readiness,
                 ..AppChanges::default()
-            });
+            })
+            .unwrap();
             let paths = |p: Option<Option<Probe>>| p.map(|p| p.map(|p| p.path));
             let owned = |p: Option<Option<&str>>| p.map(|p| p.map(String::from));
             assert_eq!(
@@ -129,6 +141,36 @@ mod tests {
                 "{off:?} {path:?}"
             );
             assert_eq!(paths(change.liveness), owned(want_live), "{off:?} {path:?}");
+        }
+    }
+
+    #[test]
+    fn domains_are_parsed_or_refused_naming_the_field() {
+        let change = to_change(&AppChanges {
+            domains: Some(vec![
+                "Shop.Example.com".into(),
+                "shop.example.com/api/".into(),
+            ]),
+            internal: Some(false),
+            ..AppChanges::default()
+        })
+        .unwrap();
+        let domains: Vec<String> = change
+            .domains
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(domains, ["shop.example.com", "shop.example.com/api"]);
+        assert_eq!(change.internal, Some(false));
+        for bad in ["not a domain", "x.com/../y", "*.x.com", "x.com:80"] {
+            let error = to_change(&AppChanges {
+                domains: Some(vec![bad.into()]),
+                ..AppChanges::default()
+            })
+            .expect_err(bad);
+            assert_eq!(error.status, axum::http::StatusCode::BAD_REQUEST);
+            assert_eq!(error.field.as_deref(), Some("domains"), "{bad}");
         }
     }
 }

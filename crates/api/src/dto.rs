@@ -6,6 +6,7 @@ use berth_controller::{InstanceStatus, InstanceUsage};
 use berth_core::health::{Liveness, Readiness};
 use berth_core::planner::InstancePhase;
 use berth_core::{App, Event, Millis, Probe, Revision, Rollout, RolloutStrategy, Template};
+use berth_operations::routes::AppAddress;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -132,6 +133,13 @@ pub struct AppChanges {
     pub strategy: Option<StrategyDto>,
     pub stop_grace_ms: Option<u64>,
     pub dependencies: Option<Vec<String>>,
+    /// The app's custom domains, replacing the ones it has (`[]` removes them all): host
+    /// names with an optional path prefix, like `shop.example.com` or `shop.example.com/api`.
+    /// Changing them moves traffic and creates no revision.
+    pub domains: Option<Vec<String>>,
+    /// An internal app has no external route (no default host, no domains): only apps of its
+    /// team reach it, by name on the team network.
+    pub internal: Option<bool>,
     /// Container labels to set; a `null` value removes the label.
     #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
     pub labels: Option<BTreeMap<String, Option<String>>>,
@@ -399,6 +407,11 @@ pub struct AppDto {
     pub template: TemplateDto,
     pub strategy: StrategyDto,
     pub dependencies: Vec<String>,
+    /// No external route: reached only by its team's apps, by name.
+    pub internal: bool,
+    /// Where the app answers through the router: its default host first, then its custom
+    /// domains; empty for an internal app.
+    pub domains: Vec<DomainDto>,
     pub rollout: RolloutDto,
     pub instances: Vec<InstanceDto>,
     /// CPU and memory use of the running instances together; `null` until one is sampled.
@@ -409,12 +422,44 @@ pub struct AppDto {
     pub updated_at: String,
 }
 
+/// One address of an app.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DomainDto {
+    /// As users write it: `shop.example.com` or `shop.example.com/api`.
+    pub domain: String,
+    pub host: String,
+    /// `/` or the path prefix, like `/api`.
+    pub path: String,
+    /// Whether this is the default host (`<app>.<team>.<apps-domain>`).
+    pub default: bool,
+    /// A link through the router's HTTP listener; `null` when the router is off.
+    pub url: Option<String>,
+}
+
+impl From<AppAddress> for DomainDto {
+    fn from(address: AppAddress) -> DomainDto {
+        let domain = if address.path == "/" {
+            address.host.clone()
+        } else {
+            format!("{}{}", address.host, address.path)
+        };
+        DomainDto {
+            domain,
+            host: address.host,
+            path: address.path,
+            default: address.default,
+            url: address.url,
+        }
+    }
+}
+
 impl AppDto {
     pub fn new(
         app: &App,
         template: &Template,
         instances: Vec<InstanceDto>,
         engine_error: Option<String>,
+        addresses: Vec<AppAddress>,
     ) -> Self {
         AppDto {
             name: app.name.clone(),
@@ -427,6 +472,8 @@ impl AppDto {
             template: template.into(),
             strategy: StrategyDto::from_strategy(&app.strategy),
             dependencies: app.dependencies.clone(),
+            internal: app.routes.internal,
+            domains: addresses.into_iter().map(DomainDto::from).collect(),
             rollout: RolloutDto::new(&app.rollout, app.replicas, &instances),
             usage: AppUsageDto::total(&instances),
             instances,

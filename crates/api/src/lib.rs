@@ -11,6 +11,7 @@ pub mod auth;
 pub mod build_events;
 pub mod changes;
 pub mod console;
+pub mod domains;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -116,6 +117,7 @@ pub struct ApiState {
         pipelines::put, pipelines::delete, pipelines::start_build, pipelines::list_builds,
         pipelines::get_build, pipelines::cancel_build, pipelines::build_logs,
         build_events::build_events, webhooks::receive,
+        domains::list, domains::put, domains::delete,
         system::list_workers, healthz, readyz,
     ),
     modifiers(&BearerAuth, &CommonResponses),
@@ -199,6 +201,11 @@ async fn unknown_route() -> ApiError {
 pub fn router(state: ApiState) -> axum::Router {
     let api = axum::Router::new()
         .route("/system/workers", get(system::list_workers))
+        .route("/domain-reservations", get(domains::list))
+        .route(
+            "/domain-reservations/{domain}",
+            axum::routing::put(domains::put).delete(domains::delete),
+        )
         .route("/apps", get(apps::list_apps).post(apps::create_app))
         .route("/apps/{name}", get(apps::get_app).delete(apps::delete_app))
         .route("/apps/{name}/deploy", post(apps::deploy))

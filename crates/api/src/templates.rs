@@ -365,7 +365,7 @@ pub async fn create_app(
             .ok_or_else(|| ApiError::field("name", "is required"))?,
         team: changes.team.clone(),
         reason: changes.reason.clone(),
-        spec: crate::changes::to_change(&changes),
+        spec: crate::changes::to_change(&changes)?,
     };
     crate::apps::created(&state, state.platform.create_app(&principal, new).await?).await
 }

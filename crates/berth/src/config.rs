@@ -81,6 +81,9 @@ pub struct ServerOptions {
     /// Every app answers at <app>.<team>.<apps-domain> on the router [default: localhost]
     #[arg(long, env = "BERTH_APPS_DOMAIN")]
     pub apps_domain: Option<String>,
+    /// Base domains teams' custom domains must be under (besides the apps domain), comma-separated; none means any domain [default: none]
+    #[arg(long, env = "BERTH_ALLOWED_DOMAINS", value_delimiter = ',')]
+    pub allowed_domains: Option<Vec<String>>,
     /// How long a stopping instance may finish the requests the router sent it [default: 30s]
     #[arg(long, env = "BERTH_DRAIN_TIMEOUT")]
     pub drain_timeout: Option<String>,
@@ -123,6 +126,8 @@ pub struct ServerConfig {
     /// Where the router listens; `None`: no router.
     pub http_listen: Option<SocketAddr>,
     pub apps_domain: String,
+    /// Base domains custom domains must be under; empty: any.
+    pub allowed_domains: Vec<String>,
     pub drain_timeout: Duration,
     pub router_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
@@ -156,6 +161,7 @@ impl ServerOptions {
             usage_interval: self.usage_interval.or(file.usage_interval),
             http_listen: self.http_listen.or(file.http_listen),
             apps_domain: self.apps_domain.or(file.apps_domain),
+            allowed_domains: self.allowed_domains.or(file.allowed_domains),
             drain_timeout: self.drain_timeout.or(file.drain_timeout),
             router_timeout: self.router_timeout.or(file.router_timeout),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
@@ -191,6 +197,24 @@ fn http_listen(value: Option<&str>) -> Result<Option<SocketAddr>, String> {
             format!("http-listen: {text:?} is not an address like 0.0.0.0:80 (or off)")
         }),
     }
+}
+
+/// Base domains for custom domains: host names of at least two labels.
+fn allowed_domains(values: Vec<String>) -> Result<Vec<String>, String> {
+    values
+        .iter()
+        .map(|value| value.trim().trim_matches('.').to_ascii_lowercase())
+        .filter(|domain| !domain.is_empty())
+        .map(|domain| {
+            if berth_core::routes::is_host_name(&domain) && domain.contains('.') {
+                Ok(domain)
+            } else {
+                Err(format!(
+                    "allowed-domains: {domain:?} is not a domain name like example.com"
+                ))
+            }
+        })
+        .collect()
 }
 
 /// The base domain of apps' default host names: DNS labels of lowercase letters, digits
@@ -288,6 +312,7 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         usage_interval: duration("usage-interval", o.usage_interval, "5s")?,
         http_listen: http_listen(o.http_listen.as_deref())?,
         apps_domain: apps_domain(o.apps_domain.as_deref())?,
+        allowed_domains: allowed_domains(o.allowed_domains.unwrap_or_default())?,
         drain_timeout: duration("drain-timeout", o.drain_timeout, "30s")?,
         router_timeout: duration("router-timeout", o.router_timeout, "60s")?,
         trusted_proxies: berth_api::proxies::TrustedProxies::parse(

@@ -14,6 +14,7 @@ use berth_api::registry_auth::{
 use berth_controller::workers::{Schedule, Workers};
 use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
+use berth_core::routes::DomainPolicy;
 use berth_engine::{DockerEngine, ImageBuilder, RegistryAuth, Runtime};
 use berth_operations::Platform;
 use berth_operations::builds::{BuildEnv, BuildWorker, BuildWorkerConfig};
@@ -201,7 +202,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         Arc::clone(&clock),
     );
     // The router (and its drain) is in place before the first reconcile stops anything.
-    start_router(&config, &store, &controller, &workers).await;
+    let http_port = start_router(&config, &store, &controller, &workers).await;
     controller.start();
 
     // Builds that were running when the server stopped never finish: say so. Queued ones
@@ -222,6 +223,8 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         registry_hosts: Arc::clone(&registry_hosts),
         revision_history: config.revision_history,
         team_locks: Default::default(),
+        domains: DomainPolicy::new(&config.apps_domain, &config.allowed_domains),
+        http_port,
     };
     let build_env = BuildEnv {
         platform: platform.clone(),
@@ -318,12 +321,12 @@ async fn start_router(
     store: &Arc<dyn Store>,
     controller: &Controller,
     workers: &Workers,
-) {
+) -> Option<u16> {
     let Some(address) = config.http_listen else {
         tracing::info!(
             "router off (--http-listen off): apps answer only on their instances' addresses"
         );
-        return;
+        return None;
     };
     let listener = match tokio::net::TcpListener::bind(address).await {
         Ok(listener) => listener,
@@ -334,9 +337,10 @@ async fn start_router(
                 "cannot serve apps' traffic on {address} ({error}): the router is off; give \
                  --http-listen a free address (e.g. 127.0.0.1:8080), or off"
             );
-            return;
+            return None;
         }
     };
+    let bound = listener.local_addr().unwrap_or(address);
     let stats = RouterStats::new();
     controller.set_drain(Arc::new(RouterDrain {
         stats: stats.clone(),
@@ -369,6 +373,7 @@ async fn start_router(
         "router serving apps' traffic: every app answers at <app>.<team>.{}",
         config.apps_domain
     );
+    Some(bound.port())
 }
 
 /// How long a stopping server waits for the reconciles in progress to finish.

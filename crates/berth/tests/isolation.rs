@@ -324,8 +324,10 @@ async fn one_teams_instances_cannot_reach_another_teams() {
                 reqwest::Method::POST,
                 "/api/v1/apps",
                 Some(
+                    // `back` is internal: no external route, its team's apps reach it by name.
                     json!({"name": name, "team": team, "image": shell, "replicas": 1,
-                    "health_path": "/healthz", "cpu_millis": 100, "memory_bytes": 64 << 20}),
+                    "health_path": "/healthz", "cpu_millis": 100, "memory_bytes": 64 << 20,
+                    "internal": name == "back"}),
                 ),
             )
             .await;

@@ -98,6 +98,7 @@ impl World {
                 ..Default::default()
             },
             dependencies: Vec::new(),
+            routes: Default::default(),
         };
         let app = App::created(name, "default", &spec, now);
         self.store

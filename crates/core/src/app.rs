@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
+use crate::routes::AppRoutes;
 use crate::spec::{AppSpec, RolloutStrategy, Template};
 
 /// Where the app's latest rollout stands.
@@ -93,6 +94,8 @@ pub struct App {
     pub replicas: u32,
     pub strategy: RolloutStrategy,
     pub dependencies: Vec<String>,
+    /// How the app is reached from outside (custom domains), or that it is internal.
+    pub routes: AppRoutes,
     /// The revision the app should run now.
     pub current_revision: u32,
     /// The last revision whose rollout completed; automatic rollbacks go there.
@@ -118,6 +121,7 @@ impl App {
             replicas: spec.replicas,
             strategy: spec.strategy.clone(),
             dependencies: spec.dependencies.clone(),
+            routes: spec.routes.clone(),
             current_revision: 1,
             stable_revision: None,
             latest_revision: 1,
@@ -136,6 +140,7 @@ impl App {
             replicas: self.replicas,
             strategy: self.strategy.clone(),
             dependencies: self.dependencies.clone(),
+            routes: self.routes.clone(),
         }
     }
 }
@@ -176,6 +181,7 @@ pub enum EventKind {
     CrashLoopBackOff,
     StartFailed,
     EngineError,
+    RoutesChanged,
 }
 
 impl EventKind {
@@ -201,6 +207,7 @@ impl EventKind {
             EventKind::CrashLoopBackOff => "crash_loop_back_off",
             EventKind::StartFailed => "start_failed",
             EventKind::EngineError => "engine_error",
+            EventKind::RoutesChanged => "routes_changed",
         }
     }
 
@@ -224,7 +231,7 @@ impl EventKind {
 }
 
 /// Every event kind, in declaration order.
-pub const ALL_EVENT_KINDS: [EventKind; 20] = [
+pub const ALL_EVENT_KINDS: [EventKind; 21] = [
     EventKind::AppCreated,
     EventKind::AppDeleted,
     EventKind::RevisionCreated,
@@ -245,6 +252,7 @@ pub const ALL_EVENT_KINDS: [EventKind; 20] = [
     EventKind::CrashLoopBackOff,
     EventKind::StartFailed,
     EventKind::EngineError,
+    EventKind::RoutesChanged,
 ];
 
 /// One entry of an app's timeline: what Berth did or saw, and why.

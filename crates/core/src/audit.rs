@@ -27,6 +27,8 @@ pub const ACTIONS: &[&str] = &[
     "auth.register",
     "auth.token",
     "builds.cancel",
+    "domain-reservations.delete",
+    "domain-reservations.put",
     GIT_PUSH,
     "images.delete",
     "me.delete",

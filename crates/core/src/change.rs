@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::routes::Domain;
 use crate::spec::{AppSpec, Probe, RolloutStrategy};
 
 /// What a create or deploy changes. `None` leaves a field as it is.
@@ -28,6 +29,10 @@ pub struct AppChange {
     pub replicas: Option<u32>,
     pub strategy: StrategyChange,
     pub dependencies: Option<Vec<String>>,
+    /// Whether the app is internal (no external route).
+    pub internal: Option<bool>,
+    /// The app's custom domains, replacing the ones it has.
+    pub domains: Option<Vec<Domain>>,
 }
 
 /// What a change sets of the rollout strategy.
@@ -100,6 +105,12 @@ impl AppChange {
         self.strategy.apply(&mut spec.strategy);
         if let Some(dependencies) = &self.dependencies {
             spec.dependencies = dependencies.clone();
+        }
+        if let Some(internal) = self.internal {
+            spec.routes.internal = internal;
+        }
+        if let Some(domains) = &self.domains {
+            spec.routes.domains = domains.clone();
         }
     }
 

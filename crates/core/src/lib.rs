@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod planner;
 pub mod quota;
 pub mod retention;
+pub mod routes;
 pub mod secret;
 pub mod session;
 pub mod spec;

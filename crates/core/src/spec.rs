@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::routes::AppRoutes;
+
 /// An HTTP probe Berth runs from the host against an instance's address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -143,6 +145,9 @@ pub struct AppSpec {
     pub strategy: RolloutStrategy,
     /// Names of the apps this one talks to (shown in the topology, reachable by name).
     pub dependencies: Vec<String>,
+    /// Custom domains, or internal (no external route). Not revisioned: changing them moves
+    /// traffic, it starts no instance.
+    pub routes: AppRoutes,
 }
 
 impl Default for AppSpec {
@@ -152,6 +157,7 @@ impl Default for AppSpec {
             replicas: 1,
             strategy: RolloutStrategy::default(),
             dependencies: Vec::new(),
+            routes: AppRoutes::default(),
         }
     }
 }

@@ -7,12 +7,14 @@
 use berth_core::accounts::TeamAction;
 use berth_core::change::AppChange;
 use berth_core::quota::app_usage;
+use berth_core::routes::AppRoutes;
 use berth_core::validate::{MAX_REPLICAS, validate_name, validate_spec};
 use berth_core::{App, AppSpec, Event, EventKind, Revision, Rollout, Template};
 use berth_store::{AppPage, ListedApp, Store, StoreError, StoreResult};
 
 use crate::Platform;
 use crate::actor::Actor;
+use crate::domains::{is_domain_conflict, lost_race};
 use crate::error::{OpError, OpResult};
 use crate::images::require_pull;
 use crate::quota::{Budget, larger, rollout_peak, steady};
@@ -113,6 +115,8 @@ impl Platform {
         new.spec.apply(&mut spec);
         validate_spec(&name, &spec)?;
         require_pull(actor, &self.registry_hosts, &spec.template.image)?;
+        self.check_routes(actor, &name, &team, &spec.routes, true)
+            .await?;
         let _quota_lock = self.team_locks.lock(&team).await;
         let budget = Budget::of(self.store.as_ref(), &team, None).await?;
         budget.require_limits(&spec.template.resources)?;
@@ -134,6 +138,7 @@ impl Platform {
             .create_app(&app, &revision)
             .await
             .map_err(|e| match e {
+                e if is_domain_conflict(&e) => lost_race(),
                 StoreError::Conflict(_) => OpError::conflict(
                     "already_exists",
                     format!("name: an app called {name} already exists"),
@@ -189,12 +194,17 @@ impl Platform {
             if spec.replicas != app.replicas {
                 events.push(scaled_event(name, now, app.replicas, spec.replicas));
             }
+            if spec.routes != app.routes {
+                events.push(routes_event(name, now, &spec.routes));
+            }
             let settings_changed = spec.replicas != app.replicas
                 || spec.strategy != app.strategy
-                || spec.dependencies != app.dependencies;
+                || spec.dependencies != app.dependencies
+                || spec.routes != app.routes;
             app.replicas = spec.replicas;
             app.strategy = spec.strategy.clone();
             app.dependencies = spec.dependencies.clone();
+            app.routes = spec.routes.clone();
             if spec.template == *template {
                 return Ok(if settings_changed {
                     Modification::Settings(events)
@@ -361,7 +371,12 @@ impl Platform {
             let before = steady(&app, &template.resources);
             let previous_revision = app.current_revision;
             let now = self.now();
+            let routes_before = app.routes.clone();
             let modification = change(&mut app, &template, now)?;
+            if app.routes != routes_before {
+                self.check_routes(actor, name, &app.team, &app.routes, false)
+                    .await?;
+            }
             match &modification {
                 Modification::Unchanged => {}
                 Modification::NewRevision(revision, _) => {
@@ -414,6 +429,7 @@ impl Platform {
                         template,
                     });
                 }
+                Err(error) if is_domain_conflict(&error) => return Err(lost_race()),
                 Err(StoreError::Conflict(_)) => continue,
                 Err(error) => return Err(error.into()),
             }
@@ -423,6 +439,19 @@ impl Platform {
             format!("app {name} is changing too fast; try again"),
         ))
     }
+}
+
+/// The event of a change of an app's routes, saying what they are now.
+fn routes_event(name: &str, now: i64, routes: &AppRoutes) -> Event {
+    let message = if routes.internal {
+        "routes changed: internal, no external route".to_string()
+    } else if routes.domains.is_empty() {
+        "routes changed: the default host only".to_string()
+    } else {
+        let domains: Vec<String> = routes.domains.iter().map(ToString::to_string).collect();
+        format!("routes changed: domains {}", domains.join(", "))
+    };
+    Event::new(name, now, EventKind::RoutesChanged, message)
 }
 
 fn scaled_event(name: &str, now: i64, from: u32, to: u32) -> Event {
@@ -461,6 +490,7 @@ mod tests {
             replicas: 1,
             strategy: Default::default(),
             dependencies: vec![],
+            routes: Default::default(),
             current_revision: 4,
             stable_revision: Some(4),
             latest_revision: 4,

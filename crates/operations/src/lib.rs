@@ -11,6 +11,7 @@
 pub mod actor;
 pub mod apps;
 pub mod builds;
+pub mod domains;
 pub mod error;
 pub mod images;
 pub mod quota;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use berth_controller::Controller;
 use berth_core::clock::Clock;
+use berth_core::routes::DomainPolicy;
 use berth_store::Store;
 
 pub use actor::{Actor, AuditNote, AuditSlot};
@@ -38,6 +40,10 @@ pub struct Platform {
     pub revision_history: u32,
     /// Serialises quota checks with the writes they admit, per team.
     pub team_locks: quota::TeamLocks,
+    /// Where apps' default hosts live and which base domains teams' domains may use.
+    pub domains: DomainPolicy,
+    /// The router's HTTP port, for apps' links (`None`: the router is off).
+    pub http_port: Option<u16>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -47,6 +53,11 @@ impl std::fmt::Debug for Platform {
 }
 
 impl Platform {
+    /// Every address of `app`, as users see it (see [`routes::app_addresses`]).
+    pub fn addresses(&self, app: &berth_core::App) -> Vec<routes::AppAddress> {
+        routes::app_addresses(app, &self.domains.apps_domain, self.http_port)
+    }
+
     /// The current time from the platform's clock.
     pub fn now(&self) -> berth_core::Millis {
         (self.clock)()

@@ -10,19 +10,70 @@ use async_trait::async_trait;
 use berth_controller::workers::WorkerReport;
 use berth_controller::{Drain, EndpointMap, Endpoints};
 use berth_core::{App, RolloutPhase};
-use berth_router::{Backend, RoutedApp, RouterStats, RoutingTable};
+use berth_router::{Backend, RouteDomain, RoutedApp, RouterStats, RoutingTable};
 use berth_store::{Store, StoreResult};
 use tokio::sync::watch;
 
-/// The host name every app gets: `<app>.<team>.<apps-domain>` (with the default `localhost`,
-/// `web.shop.localhost` resolves to this machine without DNS).
+/// The host name every external app gets: `<app>.<team>.<apps-domain>` (with the default
+/// `localhost`, `web.shop.localhost` resolves to this machine without DNS).
 pub fn default_host(app: &App, apps_domain: &str) -> String {
-    format!(
-        "{}.{}.{}",
-        app.name,
-        app.team,
-        apps_domain.trim_matches('.').to_ascii_lowercase()
-    )
+    berth_core::routes::default_host(&app.name, &app.team, apps_domain)
+}
+
+/// Where an app is reached from outside: its default host and its custom domains; nothing for
+/// an internal app.
+pub fn app_domains(app: &App, apps_domain: &str) -> Vec<RouteDomain> {
+    if app.routes.internal {
+        return Vec::new();
+    }
+    std::iter::once(RouteDomain::host(default_host(app, apps_domain)))
+        .chain(app.routes.domains.iter().map(|d| RouteDomain {
+            host: d.host.clone(),
+            path: d.path.clone(),
+        }))
+        .collect()
+}
+
+/// One way an app is reached from outside, as users see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppAddress {
+    pub host: String,
+    /// `/` or a prefix like `/api`.
+    pub path: String,
+    /// Whether this is the default host (`<app>.<team>.<apps-domain>`).
+    pub default: bool,
+    /// `http://host[:port]/path` on the router's HTTP listener; `None` when the router is off.
+    pub url: Option<String>,
+}
+
+/// Every address of an app, the default host first; none for an internal app. `http_port` is
+/// the router's HTTP port (`None`: the router is off).
+pub fn app_addresses(app: &App, apps_domain: &str, http_port: Option<u16>) -> Vec<AppAddress> {
+    app_domains(app, apps_domain)
+        .into_iter()
+        .enumerate()
+        .map(|(index, domain)| {
+            let url = http_port.map(|port| {
+                let port = if port == 80 {
+                    String::new()
+                } else {
+                    format!(":{port}")
+                };
+                let path = if domain.path == "/" {
+                    "/"
+                } else {
+                    &domain.path
+                };
+                format!("http://{}{port}{path}", domain.host)
+            });
+            AppAddress {
+                host: domain.host,
+                path: domain.path,
+                default: index == 0,
+                url,
+            }
+        })
+        .collect()
 }
 
 /// Why an app with no ready instance cannot answer, in a sentence for its 503 page.
@@ -52,7 +103,7 @@ pub fn routed_app(app: &App, endpoints: &EndpointMap, apps_domain: &str) -> Rout
     RoutedApp {
         app: app.name.clone(),
         team: app.team.clone(),
-        hosts: vec![default_host(app, apps_domain)],
+        domains: app_domains(app, apps_domain),
         backends: endpoints
             .get(&app.name)
             .map(|list| {
@@ -199,10 +250,59 @@ mod tests {
         ];
         for (domain, host) in cases {
             let routed = routed_app(&web, &endpoints, domain);
-            assert_eq!(routed.hosts, [host], "{domain}");
+            assert_eq!(routed.domains, [RouteDomain::host(host)], "{domain}");
             assert_eq!(routed.backends.len(), 1);
             assert_eq!(routed.backends[0].address, "10.1.0.5");
             assert_eq!(routed.backends[0].port, 8080);
+        }
+        let mut custom = web.clone();
+        custom.routes.domains =
+            berth_core::routes::parse_domains(&["shop.com", "x.com/api"]).expect("valid domains");
+        let routed = routed_app(&custom, &endpoints, "localhost");
+        let want = [
+            RouteDomain::host("web.shop.localhost"),
+            RouteDomain::host("shop.com"),
+            RouteDomain {
+                host: "x.com".into(),
+                path: "/api".into(),
+            },
+        ];
+        assert_eq!(routed.domains, want);
+        custom.routes.internal = true;
+        assert!(
+            routed_app(&custom, &endpoints, "localhost")
+                .domains
+                .is_empty()
+        );
+        let addresses = app_addresses(&custom, "localhost", Some(8080));
+        assert!(addresses.is_empty(), "an internal app has no address");
+        custom.routes.internal = false;
+        // (http port, the URLs)
+        let cases = [
+            (
+                Some(8080),
+                vec![
+                    Some("http://web.shop.localhost:8080/"),
+                    Some("http://shop.com:8080/"),
+                    Some("http://x.com:8080/api"),
+                ],
+            ),
+            (
+                Some(80),
+                vec![
+                    Some("http://web.shop.localhost/"),
+                    Some("http://shop.com/"),
+                    Some("http://x.com/api"),
+                ],
+            ),
+            (None, vec![None, None, None]),
+        ];
+        for (port, want) in cases {
+            let addresses = app_addresses(&custom, "localhost", port);
+            let urls: Vec<Option<&str>> = addresses.iter().map(|a| a.url.as_deref()).collect();
+            assert_eq!(urls, want, "{port:?}");
+            let defaults: Vec<bool> = addresses.iter().map(|a| a.default).collect();
+            assert_eq!(defaults, [true, false, false]);
         }
         let lonely = routed_app(&app("api", 1, RolloutPhase::Progressing), &endpoints, "x");
         assert!(lonely.backends.is_empty());

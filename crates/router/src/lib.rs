@@ -11,7 +11,7 @@ use std::time::Duration;
 pub use proxy::serve;
 pub use stats::RouterStats;
 pub use table::{
-    Backend, HostConflict, InvalidHost, Route, RoutedApp, RoutingTable, normalize_host,
+    Backend, HostConflict, InvalidHost, Route, RouteDomain, RoutedApp, RoutingTable, normalize_host,
 };
 
 /// The router's settings.

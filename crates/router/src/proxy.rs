@@ -145,8 +145,11 @@ impl Proxy {
         let Some(name) = normalize_host(&host) else {
             return page(StatusCode::BAD_REQUEST, "the host is not a valid host name");
         };
-        let Some(route) = table.route(&name) else {
-            return page(StatusCode::NOT_FOUND, &format!("no app answers to {name}"));
+        let Some(route) = table.route(&name, req.uri().path()) else {
+            return page(
+                StatusCode::NOT_FOUND,
+                &format!("no app answers to {name} at this path"),
+            );
         };
         if route.backends.is_empty() {
             return unavailable(route);

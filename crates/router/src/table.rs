@@ -5,6 +5,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use berth_core::routes::{MAX_HOST_LEN, is_host_name, path_has_prefix};
+
 /// A ready, not-draining instance of an app, as the engine reports its address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
@@ -15,13 +17,31 @@ pub struct Backend {
     pub port: u16,
 }
 
-/// One app as the router needs to know it: the host names it answers to and where it runs.
+/// A host name and the path prefix under it (`/` for the whole host) that reach an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteDomain {
+    /// Without port; normalised (lowercase, no trailing dot) when the table is built.
+    pub host: String,
+    /// `/`, or a prefix without trailing slash (`/api` matches `/api` and `/api/…`).
+    pub path: String,
+}
+
+impl RouteDomain {
+    /// The whole of `host`.
+    pub fn host(host: impl Into<String>) -> RouteDomain {
+        RouteDomain {
+            host: host.into(),
+            path: "/".to_string(),
+        }
+    }
+}
+
+/// One app as the router needs to know it: the domains it answers to and where it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutedApp {
     pub app: String,
     pub team: String,
-    /// Host names, without port; normalised (lowercase, no trailing dot) when the table is built.
-    pub hosts: Vec<String>,
+    pub domains: Vec<RouteDomain>,
     /// Only ready, not-draining instances.
     pub backends: Vec<Backend>,
     /// The sentence of the 503 page when `backends` is empty,
@@ -29,7 +49,7 @@ pub struct RoutedApp {
     pub unavailable: String,
 }
 
-/// What a host routes to: one app and its ready instances, balanced round robin.
+/// What a domain routes to: one app and its ready instances, balanced round robin.
 #[derive(Debug)]
 pub struct Route {
     pub app: String,
@@ -56,12 +76,13 @@ impl Route {
     }
 }
 
-/// A host name claimed by two apps: `owner` keeps it (first by (team, app) order), `other` does
+/// A domain claimed by two apps: `owner` keeps it (first by (team, app) order), `other` does
 /// not get it. Kept so the control plane can show it; the table never panics over it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostConflict {
     pub host: String,
-    /// (team, app) that routes the host.
+    pub path: String,
+    /// (team, app) that routes the domain.
     pub owner: (String, String),
     /// (team, app) that also claimed it and does not get it.
     pub other: (String, String),
@@ -75,18 +96,20 @@ pub struct InvalidHost {
     pub app: (String, String),
 }
 
-/// Host name → route, built once from the routed apps and read by every request.
+/// Host name → path prefixes → route, built once from the routed apps and read by every
+/// request.
 #[derive(Debug, Default)]
 pub struct RoutingTable {
     routes: Vec<Route>,
-    hosts: HashMap<String, usize>,
+    /// Per host, its (path prefix, route index), longest prefix first.
+    hosts: HashMap<String, Vec<(String, usize)>>,
     conflicts: Vec<HostConflict>,
     invalid: Vec<InvalidHost>,
 }
 
 impl RoutingTable {
     /// Builds the table. Apps are considered in (team, app) order so that the winner of a
-    /// host conflict does not depend on the order of the input.
+    /// conflict does not depend on the order of the input.
     pub fn build(apps: Vec<RoutedApp>) -> RoutingTable {
         let mut apps = apps;
         apps.sort_by(|a, b| (&a.team, &a.app).cmp(&(&b.team, &b.app)));
@@ -94,27 +117,27 @@ impl RoutingTable {
         for app in apps {
             let index = table.routes.len();
             let key = (app.team.clone(), app.app.clone());
-            for host in &app.hosts {
-                let Some(host) = normalize_host(host) else {
+            for domain in &app.domains {
+                let Some(host) = normalize_host(&domain.host) else {
                     table.invalid.push(InvalidHost {
-                        host: host.clone(),
+                        host: domain.host.clone(),
                         app: key.clone(),
                     });
                     continue;
                 };
-                match table.hosts.get(host.as_ref()) {
-                    Some(&owner) if owner == index => {}
-                    Some(&owner) => {
+                let prefixes = table.hosts.entry(host.clone().into_owned()).or_default();
+                match prefixes.iter().find(|(path, _)| *path == domain.path) {
+                    Some(&(_, owner)) if owner == index => {}
+                    Some(&(_, owner)) => {
                         let owner = &table.routes[owner];
                         table.conflicts.push(HostConflict {
                             host: host.into_owned(),
+                            path: domain.path.clone(),
                             owner: (owner.team.clone(), owner.app.clone()),
                             other: key.clone(),
                         });
                     }
-                    None => {
-                        table.hosts.insert(host.into_owned(), index);
-                    }
+                    None => prefixes.push((domain.path.clone(), index)),
                 }
             }
             table.routes.push(Route {
@@ -125,15 +148,23 @@ impl RoutingTable {
                 next: AtomicUsize::new(0),
             });
         }
+        for prefixes in table.hosts.values_mut() {
+            prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        }
         table
     }
 
-    /// The route for a `Host` header value (or a URI authority): case-insensitive, a `:port` and
-    /// a trailing dot ignored. `None` for an unknown host and for anything that is not a host
-    /// name (IPv6 literals, userinfo, paths, spaces…).
-    pub fn route(&self, host_header: &str) -> Option<&Route> {
+    /// The route for a `Host` header value (or a URI authority) and a request path: the
+    /// host's longest path prefix that covers the path. The host is matched without case, a
+    /// `:port` and a trailing dot ignored; `None` for an unknown host, a path no prefix
+    /// covers, and anything that is not a host name (IPv6 literals, userinfo, spaces…).
+    pub fn route(&self, host_header: &str, path: &str) -> Option<&Route> {
         let host = normalize_host(host_header)?;
-        self.hosts.get(host.as_ref()).map(|&i| &self.routes[i])
+        self.hosts
+            .get(host.as_ref())?
+            .iter()
+            .find(|(prefix, _)| path_has_prefix(path, prefix))
+            .map(|&(_, i)| &self.routes[i])
     }
 
     /// Every route, in (team, app) order.
@@ -141,7 +172,7 @@ impl RoutingTable {
         &self.routes
     }
 
-    /// Host names claimed by more than one app.
+    /// Domains claimed by more than one app.
     pub fn conflicts(&self) -> &[HostConflict] {
         &self.conflicts
     }
@@ -151,9 +182,6 @@ impl RoutingTable {
         &self.invalid
     }
 }
-
-/// The longest host name DNS allows (without the trailing dot).
-const MAX_HOST_LEN: usize = 253;
 
 /// Normalises a `Host` header value or URI authority to the host name the table is keyed by:
 /// lowercase, without `:port` and without a trailing dot. `None` when it is not a DNS host name
@@ -177,23 +205,8 @@ pub fn normalize_host(value: &str) -> Option<Cow<'_, str>> {
         None => value,
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() || host.len() > MAX_HOST_LEN {
+    if !is_host_name(host) {
         return None;
-    }
-    for label in host.split('.') {
-        let bytes = label.as_bytes();
-        let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
-            return None;
-        };
-        if bytes.len() > 63
-            || first == b'-'
-            || last == b'-'
-            || !bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-        {
-            return None;
-        }
     }
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         Some(Cow::Owned(host.to_ascii_lowercase()))
@@ -218,7 +231,7 @@ mod tests {
         RoutedApp {
             app: name.to_string(),
             team: team.to_string(),
-            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            domains: hosts.iter().map(|h| RouteDomain::host(*h)).collect(),
             backends,
             unavailable: format!("app {name} is scaled to 0"),
         }
@@ -326,7 +339,7 @@ mod tests {
         ];
         for (host, want) in cases {
             assert_eq!(
-                table.route(host).map(|r| r.app.as_str()),
+                table.route(host, "/").map(|r| r.app.as_str()),
                 *want,
                 "route({host:?})"
             );
@@ -348,13 +361,13 @@ mod tests {
             ),
             app("a-team", "alpha", &["shop.example.com"], vec![]),
         ]);
-        let route = table.route("shop.example.com").expect("routed");
+        let route = table.route("shop.example.com", "/").expect("routed");
         assert_eq!(
             (route.team.as_str(), route.app.as_str()),
             ("a-team", "alpha")
         );
         assert_eq!(
-            table.route("zeta.example.com").map(|r| r.app.as_str()),
+            table.route("zeta.example.com", "/").map(|r| r.app.as_str()),
             Some("zeta")
         );
         let owner = ("a-team".to_string(), "alpha".to_string());
@@ -363,11 +376,13 @@ mod tests {
             &[
                 HostConflict {
                     host: "shop.example.com".into(),
+                    path: "/".into(),
                     owner: owner.clone(),
                     other: ("a-team".into(), "zeta".into()),
                 },
                 HostConflict {
                     host: "shop.example.com".into(),
+                    path: "/".into(),
                     owner,
                     other: ("b-team".into(), "shop".into()),
                 },
@@ -393,9 +408,56 @@ mod tests {
             .collect();
         assert_eq!(invalid, ["bad host", "[::1]"]);
         assert_eq!(
-            table.route("web.example.com").map(|r| r.app.as_str()),
+            table.route("web.example.com", "/").map(|r| r.app.as_str()),
             Some("web")
         );
+    }
+
+    #[test]
+    fn the_longest_path_prefix_of_the_host_wins() {
+        let mut shop = app("t", "shop", &["shop.example.com"], vec![]);
+        let mut api = app("t", "api", &[], vec![]);
+        api.domains = vec![
+            RouteDomain {
+                host: "shop.example.com".into(),
+                path: "/api".into(),
+            },
+            RouteDomain {
+                host: "Other.example.com".into(),
+                path: "/api".into(),
+            },
+        ];
+        let mut v2 = app("u", "api-v2", &[], vec![]);
+        v2.domains = vec![RouteDomain {
+            host: "shop.example.com".into(),
+            path: "/api/v2".into(),
+        }];
+        shop.domains.push(RouteDomain::host("www.example.com"));
+        let table = RoutingTable::build(vec![v2, shop, api]);
+        // (host, path, app)
+        let cases = [
+            ("shop.example.com", "/", Some("shop")),
+            ("shop.example.com", "/apix", Some("shop")),
+            ("shop.example.com", "/api", Some("api")),
+            ("shop.example.com", "/api/", Some("api")),
+            ("shop.example.com", "/api?x=1", Some("api")),
+            ("shop.example.com", "/api/v1/users", Some("api")),
+            ("shop.example.com", "/api/v2", Some("api-v2")),
+            ("shop.example.com", "/api/v2/x", Some("api-v2")),
+            ("shop.example.com", "/api/v20", Some("api")),
+            ("other.example.com", "/api/x", Some("api")),
+            ("other.example.com", "/", None),
+            ("other.example.com", "/ap", None),
+            ("www.example.com:8080", "/api", Some("shop")),
+        ];
+        for (host, path, want) in cases {
+            assert_eq!(
+                table.route(host, path).map(|r| r.app.as_str()),
+                want,
+                "{host}{path}"
+            );
+        }
+        assert!(table.conflicts().is_empty());
     }
 
     #[test]
@@ -406,7 +468,7 @@ mod tests {
             &["web.example.com"],
             vec![backend("a", 1), backend("b", 2), backend("c", 3)],
         )]);
-        let route = table.route("web.example.com").expect("routed");
+        let route = table.route("web.example.com", "/").expect("routed");
         let picked: Vec<_> = (0..6)
             .map(|_| route.pick(&[]).map(|(_, b)| b.instance.as_str()))
             .collect();
@@ -436,7 +498,7 @@ mod tests {
     #[test]
     fn pick_on_a_route_without_backends_is_none() {
         let table = RoutingTable::build(vec![app("t", "web", &["web.example.com"], vec![])]);
-        let route = table.route("web.example.com").expect("routed");
+        let route = table.route("web.example.com", "/").expect("routed");
         assert!(route.pick(&[]).is_none());
         assert_eq!(route.unavailable, "app web is scaled to 0");
     }
@@ -444,7 +506,7 @@ mod tests {
     #[test]
     fn an_empty_table_routes_nothing() {
         let table = RoutingTable::build(vec![]);
-        assert!(table.route("anything.example.com").is_none());
-        assert!(RoutingTable::default().route("localhost").is_none());
+        assert!(table.route("anything.example.com", "/").is_none());
+        assert!(RoutingTable::default().route("localhost", "/").is_none());
     }
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use berth_router::{Backend, RoutedApp, RouterConfig, RouterStats, RoutingTable, serve};
+use berth_router::{
+    Backend, RouteDomain, RoutedApp, RouterConfig, RouterStats, RoutingTable, serve,
+};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
@@ -186,7 +188,7 @@ fn app(name: &str, hosts: &[&str], backends: &[&TestBackend]) -> RoutedApp {
     RoutedApp {
         app: name.to_string(),
         team: "team".to_string(),
-        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        domains: hosts.iter().map(|h| RouteDomain::host(*h)).collect(),
         backends: backends.iter().map(|b| b.backend()).collect(),
         unavailable: format!("app {name} is rolling out: no instance is ready yet"),
     }
@@ -363,7 +365,7 @@ async fn unknown_and_invalid_hosts_get_a_page_not_a_backend() {
     let (status, body) = router.get("Other.Example.com:80", "/").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(
-        body.contains("no app answers to other.example.com"),
+        body.contains("no app answers to other.example.com at this path"),
         "{body}"
     );
     for host in [

@@ -24,6 +24,7 @@ use berth_core::audit::{AuditEntry, AuditOutcome};
 use berth_core::deploy_template::DeploymentTemplate;
 use berth_core::pipeline::{Build, Pipeline};
 use berth_core::quota::{QuotaRequest, QuotaRequestStatus, Usage};
+use berth_core::routes::DomainReservation;
 use berth_core::session::Session;
 use berth_core::team::Team;
 use berth_core::{App, Event, ExternalRegistry, Millis, RetentionRule, Revision, Template};
@@ -80,6 +81,15 @@ pub struct RevisionImage {
     pub app: String,
     pub revision: u32,
     pub image: String,
+}
+
+/// The app that holds a domain.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DomainOwner {
+    pub host: String,
+    pub path: String,
+    pub app: String,
+    pub team: String,
 }
 
 /// An app with the template of its current revision.
@@ -242,6 +252,21 @@ pub trait AppStore: Send + Sync + 'static {
     /// app's share is counted at most `i64::MAX` per resource (the largest a `BIGINT` holds);
     /// the sum saturates at `u64::MAX` like [`berth_core::quota::Usage::add`].
     async fn team_usage(&self, team: &str, except_app: Option<&str>) -> StoreResult<Usage>;
+
+    /// Which apps hold domains on these hosts (any path), ordered by host and path. A domain
+    /// is an app's from the write that lists it in `app.routes` (`create_app`, `update_app`,
+    /// `add_revision`) to the write that drops it or the app's deletion; a write that claims a
+    /// domain another app holds fails with `Conflict` and changes nothing.
+    async fn domain_owners(&self, hosts: &[String]) -> StoreResult<Vec<DomainOwner>>;
+
+    /// Every domain reservation, ordered by domain.
+    async fn list_domain_reservations(&self) -> StoreResult<Vec<DomainReservation>>;
+
+    /// Adds or replaces the reservation of `reservation.domain`.
+    async fn put_domain_reservation(&self, reservation: &DomainReservation) -> StoreResult<()>;
+
+    /// Removes a reservation; returns whether it existed.
+    async fn delete_domain_reservation(&self, domain: &str) -> StoreResult<bool>;
 }
 
 /// The accounts area: teams, users, memberships, API tokens, sessions, quota requests,

@@ -14,11 +14,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use berth_core::quota::Usage;
+use berth_core::routes::DomainReservation;
 use berth_core::{App, Event, Resources, Revision};
 
 use crate::{
-    AppList, AppPage, AppStore, EventQuery, ListedApp, RevisionImage, StoreError, StoreResult,
-    check_revision_app, reserved_usage,
+    AppList, AppPage, AppStore, DomainOwner, EventQuery, ListedApp, RevisionImage, StoreError,
+    StoreResult, check_revision_app, reserved_usage,
 };
 
 /// The apps area in memory. Each value is a separate store; cloning is not offered (share it
@@ -35,6 +36,7 @@ struct State {
     events: BTreeMap<String, VecDeque<Event>>,
     /// The last event id handed out (ids start at 1 and are never reused).
     last_event_id: i64,
+    reservations: BTreeMap<String, DomainReservation>,
 }
 
 #[derive(Debug)]
@@ -78,6 +80,26 @@ fn fits_bigint(value: u64, what: &str) -> StoreResult<()> {
     }
 }
 
+/// As SQLite's `app_domains` key: no domain of `app` may be another app's.
+fn domains_free(state: &State, app: &App) -> StoreResult<()> {
+    let taken = state.apps.values().any(|other| {
+        other.app.name != app.name
+            && other
+                .app
+                .routes
+                .domains
+                .iter()
+                .any(|d| app.routes.domains.contains(d))
+    });
+    if taken {
+        return Err(StoreError::Conflict(format!(
+            "a domain of app {} belongs to another app",
+            app.name
+        )));
+    }
+    Ok(())
+}
+
 /// The optimistic update shared by `update_app` and `add_revision`: checks, without writing,
 /// that `app` may replace the stored copy, and returns the app as it will be stored.
 fn updated(state: &State, app: &App) -> StoreResult<App> {
@@ -91,6 +113,7 @@ fn updated(state: &State, app: &App) -> StoreResult<App> {
             app.name
         )));
     }
+    domains_free(state, app)?;
     Ok(App {
         // Ordinals handed out stay taken: the stored value only grows.
         next_ordinal: stored.app.next_ordinal.max(app.next_ordinal),
@@ -119,6 +142,7 @@ impl AppStore for MemoryStore {
                 app.name
             )));
         }
+        domains_free(&state, app)?;
         let revisions = BTreeMap::from([(first_revision.number, first_revision.clone())]);
         let mut stored = StoredApp {
             app: app.clone(),
@@ -302,5 +326,43 @@ impl AppStore for MemoryStore {
             .filter(|s| s.app.team == team && Some(s.app.name.as_str()) != except_app)
             .map(|s| s.reserved)
             .sum())
+    }
+
+    async fn domain_owners(&self, hosts: &[String]) -> StoreResult<Vec<DomainOwner>> {
+        let state = self.state();
+        let mut owners: Vec<DomainOwner> = state
+            .apps
+            .values()
+            .flat_map(|s| {
+                s.app
+                    .routes
+                    .domains
+                    .iter()
+                    .filter(|d| hosts.contains(&d.host))
+                    .map(|d| DomainOwner {
+                        host: d.host.clone(),
+                        path: d.path.clone(),
+                        app: s.app.name.clone(),
+                        team: s.app.team.clone(),
+                    })
+            })
+            .collect();
+        owners.sort();
+        Ok(owners)
+    }
+
+    async fn list_domain_reservations(&self) -> StoreResult<Vec<DomainReservation>> {
+        Ok(self.state().reservations.values().cloned().collect())
+    }
+
+    async fn put_domain_reservation(&self, reservation: &DomainReservation) -> StoreResult<()> {
+        self.state()
+            .reservations
+            .insert(reservation.domain.clone(), reservation.clone());
+        Ok(())
+    }
+
+    async fn delete_domain_reservation(&self, domain: &str) -> StoreResult<bool> {
+        Ok(self.state().reservations.remove(domain).is_some())
     }
 }

@@ -21,6 +21,7 @@ use berth_core::audit::AuditEntry;
 use berth_core::deploy_template::DeploymentTemplate;
 use berth_core::pipeline::{Build, BuildStatus, Pipeline};
 use berth_core::quota::{Quota, QuotaRequest, QuotaRequestStatus, Usage};
+use berth_core::routes::DomainReservation;
 use berth_core::session::Session;
 use berth_core::team::Team;
 use berth_core::{
@@ -36,9 +37,9 @@ use sqlx::{Row, SqlSafeStr, Sqlite};
 
 use crate::enums::DbEnum;
 use crate::{
-    AccountStore, AppList, AppPage, AppStore, AuditQuery, BuildQuery, DeliveryBuild, EventQuery,
-    ListedApp, PipelineStore, QuotaDecision, QuotaRequestQuery, RegistryStore, RevisionImage,
-    StoreError, StoreResult, check_revision_app, reserved_usage,
+    AccountStore, AppList, AppPage, AppStore, AuditQuery, BuildQuery, DeliveryBuild, DomainOwner,
+    EventQuery, ListedApp, PipelineStore, QuotaDecision, QuotaRequestQuery, RegistryStore,
+    RevisionImage, StoreError, StoreResult, check_revision_app, reserved_usage,
 };
 
 /// Schema migrations, in order. Files follow sqlx's `<VERSION>_<DESCRIPTION>.sql` naming and are
@@ -96,6 +97,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "team usage",
         include_str!("../migrations/sqlite/0010_team_usage.sql"),
+    ),
+    (
+        11,
+        "app routes",
+        include_str!("../migrations/sqlite/0011_app_routes.sql"),
     ),
 ];
 
@@ -311,6 +317,19 @@ fn conflict_or_db(e: sqlx::Error, conflict: impl FnOnce() -> String) -> StoreErr
     }
 }
 
+/// As [`conflict_or_db`] for a write of `app`'s row: a domain it claims that another app holds
+/// (`app_domains`' key, written by the row's triggers) is named as such.
+fn app_write_err(e: sqlx::Error, app: &App, conflict: impl FnOnce() -> String) -> StoreError {
+    let on_domains = matches!(&e, sqlx::Error::Database(d) if d.message().contains("app_domains"));
+    conflict_or_db(e, || {
+        if on_domains {
+            format!("a domain of app {} belongs to another app", app.name)
+        } else {
+            conflict()
+        }
+    })
+}
+
 /// Maps a JSON (de)serialisation failure of `what` (e.g. "template of revision 3 of app web").
 fn json_err(what: String) -> impl FnOnce(serde_json::Error) -> StoreError {
     move |e| StoreError::Database(format!("JSON of the {what}: {e}"))
@@ -376,16 +395,24 @@ macro_rules! app_columns {
     };
 }
 
-/// Also writes what the app reserves (`$21..$23`, see [`bind_reserved`]).
+/// Every column of an app's row: [`app_columns!`] (bound by [`bind_app`]) and `routes_json`
+/// (migration 11, bound by [`bind_routes`]).
+macro_rules! app_row_columns {
+    () => {
+        concat!(app_columns!(), ", routes_json")
+    };
+}
+
+/// Also writes what the app reserves (`$22..$24`, see [`bind_reserved`]).
 const INSERT_APP: &str = concat!(
     "INSERT INTO apps (",
-    app_columns!(),
+    app_row_columns!(),
     ", reserved_cpu_millis, reserved_memory_bytes, reserved_instances) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20, $21, $22, $23)"
+     $19, $20, $21, $22, $23, $24)"
 );
 
-/// Writes every mutable column and what the app reserves (`$21..$23`); `name` and
+/// Writes every mutable column and what the app reserves (`$22..$24`); `name` and
 /// `created_at` are left alone, and `next_ordinal` only ever grows (an ordinal handed out
 /// stays taken even when a write carries an older one).
 const UPDATE_APP: &str = concat!(
@@ -394,14 +421,14 @@ const UPDATE_APP: &str = concat!(
      rollout_phase = $10, rollout_failed_revision = $11, rollout_message = $12, \
      rollout_started_at = $13, rollout_progress_at = $14, rollout_available = $15, \
      rollout_finished_at = $16, next_ordinal = MAX(next_ordinal, $17), updated_at = $19, \
-     version = version + 1, \
-     reserved_cpu_millis = $21, reserved_memory_bytes = $22, reserved_instances = $23 \
+     version = version + 1, routes_json = $21, \
+     reserved_cpu_millis = $22, reserved_memory_bytes = $23, reserved_instances = $24 \
      WHERE name = $1 AND version = $20 RETURNING ",
-    app_columns!()
+    app_row_columns!()
 );
 
-const SELECT_APP: &str = concat!("SELECT ", app_columns!(), " FROM apps WHERE name = $1");
-const SELECT_APPS: &str = concat!("SELECT ", app_columns!(), " FROM apps ORDER BY name");
+const SELECT_APP: &str = concat!("SELECT ", app_row_columns!(), " FROM apps WHERE name = $1");
+const SELECT_APPS: &str = concat!("SELECT ", app_row_columns!(), " FROM apps ORDER BY name");
 
 /// Binds `$1..$20` in [`app_columns!`] order.
 fn bind_app<'q>(query: SqliteQuery<'q>, app: &App) -> StoreResult<SqliteQuery<'q>> {
@@ -434,7 +461,14 @@ fn bind_app<'q>(query: SqliteQuery<'q>, app: &App) -> StoreResult<SqliteQuery<'q
         .bind(app.version))
 }
 
-/// Binds `$21..$23`: what an app at `replicas` with `resources` reserves (see the 0010
+/// Binds `$21`: the app's routes.
+fn bind_routes<'q>(query: SqliteQuery<'q>, app: &App) -> StoreResult<SqliteQuery<'q>> {
+    let routes = serde_json::to_string(&app.routes)
+        .map_err(json_err(format!("routes of app {}", app.name)))?;
+    Ok(query.bind(routes))
+}
+
+/// Binds `$22..$24`: what an app at `replicas` with `resources` reserves (see the 0010
 /// migration).
 fn bind_reserved<'q>(
     query: SqliteQuery<'q>,
@@ -482,6 +516,7 @@ fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
     })?;
     let strategy: String = get(row, "strategy_json")?;
     let dependencies: String = get(row, "dependencies_json")?;
+    let routes: String = get(row, "routes_json")?;
     let next_ordinal: i64 = get(row, "next_ordinal")?;
     Ok(App {
         team: get(row, "team")?,
@@ -490,6 +525,7 @@ fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
             .map_err(json_err(format!("strategy of app {name}")))?,
         dependencies: serde_json::from_str(&dependencies)
             .map_err(json_err(format!("dependencies of app {name}")))?,
+        routes: serde_json::from_str(&routes).map_err(json_err(format!("routes of app {name}")))?,
         current_revision: get_uint(row, "current_revision")?,
         stable_revision: get_opt_uint(row, "stable_revision")?,
         latest_revision: get_uint(row, "latest_revision")?,
@@ -613,11 +649,15 @@ async fn update_app_in(
         Some(resources) => resources.clone(),
         None => revision_resources(conn, &app.name, app.current_revision).await?,
     };
-    let query = bind_app(sqlx::query(UPDATE_APP), app)?;
+    let query = bind_routes(bind_app(sqlx::query(UPDATE_APP), app)?, app)?;
     let row = bind_reserved(query, app.replicas, &resources)?
         .fetch_optional(&mut *conn)
         .await
-        .map_err(db_err)?;
+        .map_err(|e| {
+            app_write_err(e, app, || {
+                format!("app {} was changed concurrently", app.name)
+            })
+        })?;
     if let Some(row) = row {
         return app_from_row(&row);
     }
@@ -1134,13 +1174,13 @@ impl AppStore for SqliteStore {
         };
         let mut tx = self.begin_write().await?;
         bind_reserved(
-            bind_app(sqlx::query(INSERT_APP), app)?,
+            bind_routes(bind_app(sqlx::query(INSERT_APP), app)?, app)?,
             app.replicas,
             &resources,
         )?
         .execute(&mut *tx)
         .await
-        .map_err(|e| conflict_or_db(e, || format!("app {} already exists", app.name)))?;
+        .map_err(|e| app_write_err(e, app, || format!("app {} already exists", app.name)))?;
         insert_revision(&mut tx, first_revision).await?;
         tx.commit().await.map_err(db_err)
     }
@@ -1244,6 +1284,7 @@ impl AppStore for SqliteStore {
             &[
                 "DELETE FROM events WHERE app = $1",
                 "DELETE FROM revisions WHERE app = $1",
+                "DELETE FROM app_domains WHERE app = $1",
             ],
             "DELETE FROM apps WHERE name = $1",
             name,
@@ -1351,6 +1392,78 @@ impl AppStore for SqliteStore {
         })
     }
 
+    async fn domain_owners(&self, hosts: &[String]) -> StoreResult<Vec<DomainOwner>> {
+        if hosts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hosts_json = serde_json::to_string(hosts).map_err(json_err("hosts".into()))?;
+        let rows = sqlx::query(
+            "SELECT d.host, d.path, d.app, apps.team FROM app_domains AS d \
+             JOIN apps ON apps.name = d.app \
+             WHERE d.host IN (SELECT value FROM json_each($1)) ORDER BY d.host, d.path",
+        )
+        .bind(hosts_json)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(DomainOwner {
+                    host: get(row, "host")?,
+                    path: get(row, "path")?,
+                    app: get(row, "app")?,
+                    team: get(row, "team")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_domain_reservations(&self) -> StoreResult<Vec<DomainReservation>> {
+        let rows = sqlx::query(
+            "SELECT domain, team, created_by, created_at FROM domain_reservations \
+             ORDER BY domain",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(DomainReservation {
+                    domain: get(row, "domain")?,
+                    team: get(row, "team")?,
+                    created_by: get(row, "created_by")?,
+                    created_at: get(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_domain_reservation(&self, reservation: &DomainReservation) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO domain_reservations (domain, team, created_by, created_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (domain) DO UPDATE SET team = excluded.team, \
+             created_by = excluded.created_by, created_at = excluded.created_at",
+        )
+        .bind(&reservation.domain)
+        .bind(&reservation.team)
+        .bind(&reservation.created_by)
+        .bind(reservation.created_at)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn delete_domain_reservation(&self, domain: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM domain_reservations WHERE domain = $1")
+            .bind(domain)
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn list_apps_page(&self, page: &AppPage) -> StoreResult<AppList> {
         let teams = page.teams.as_deref();
         if teams.is_some_and(<[String]>::is_empty) || page.limit == 0 {
@@ -1376,7 +1489,7 @@ impl AppStore for SqliteStore {
         } else {
             format!("WHERE {}", conditions.join(" AND "))
         };
-        let columns = app_columns!().replace(", ", ", apps.");
+        let columns = app_row_columns!().replace(", ", ", apps.");
         let sql = format!(
             "SELECT apps.{columns}, revisions.template_json FROM apps \
              LEFT JOIN revisions \

@@ -185,6 +185,19 @@ pub struct SpecArgs {
     /// Grace period between SIGTERM and SIGKILL, e.g. 10s
     #[arg(long)]
     stop_grace: Option<String>,
+    /// A custom domain, with an optional path prefix: shop.example.com or
+    /// shop.example.com/api (repeatable; replaces the app's domains)
+    #[arg(long = "domain", value_name = "DOMAIN")]
+    domains: Vec<String>,
+    /// Remove every custom domain (the default host stays)
+    #[arg(long, conflicts_with = "domains")]
+    no_domains: bool,
+    /// No external route: only apps of the same team reach it, by name
+    #[arg(long, conflicts_with_all = ["external", "domains"])]
+    internal: bool,
+    /// Reachable from outside again, at its default host and domains
+    #[arg(long)]
+    external: bool,
     /// Why (recorded on the revision)
     #[arg(long)]
     reason: Option<String>,
@@ -241,6 +254,16 @@ impl SpecArgs {
             strategy: has_strategy.then_some(strategy),
             stop_grace_ms: millis("stop-grace", &self.stop_grace)?,
             reason: self.reason,
+            domains: if self.no_domains {
+                Some(Vec::new())
+            } else {
+                (!self.domains.is_empty()).then_some(self.domains)
+            },
+            internal: if self.internal {
+                Some(true)
+            } else {
+                self.external.then_some(false)
+            },
             ..AppChanges::default()
         })
     }
@@ -267,8 +290,11 @@ pub async fn run(client: &Client, command: AppCommand) -> Result<ExitCode, Strin
                 );
             } else if app.replicas != before.replicas
                 || app.strategy.max_surge != before.strategy.max_surge
+                || app.internal != before.internal
+                || domain_names(&app) != domain_names(&before)
             {
                 println!("app {name}: settings updated (no new revision)");
+                print_addresses(&app);
             } else {
                 println!("app {name}: nothing changed");
             }
@@ -381,6 +407,7 @@ async fn apps(client: &Client, command: AppsCommand) -> Result<ExitCode, String>
                 "app {} created: revision {} rolling out to {} instances",
                 app.name, app.current_revision, app.replicas
             );
+            print_addresses(&app);
             if wait {
                 return wait_for_rollout(client, &name, Duration::from_secs(600)).await;
             }
@@ -453,6 +480,26 @@ async fn events(
     }
 }
 
+fn domain_names(app: &AppDto) -> Vec<&str> {
+    app.domains.iter().map(|d| d.domain.as_str()).collect()
+}
+
+/// Where the app answers, one line each (or that it is internal).
+fn print_addresses(app: &AppDto) {
+    if app.internal {
+        println!(
+            "  internal: no external route; its team's apps reach it as {}",
+            app.name
+        );
+    }
+    for domain in &app.domains {
+        match &domain.url {
+            Some(url) => println!("  answers at {url}"),
+            None => println!("  answers at {} (the router is off)", domain.domain),
+        }
+    }
+}
+
 fn print_app(app: &AppDto) {
     println!("name:       {}", app.name);
     println!("team:       {}", app.team);
@@ -464,6 +511,17 @@ fn print_app(app: &AppDto) {
     );
     println!("instances:  {}/{} ready", app.ready_instances, app.replicas);
     println!("rollout:    {}", describe_rollout(&app.rollout));
+    if app.internal {
+        println!(
+            "routes:     internal (reached by its team's apps as {})",
+            app.name
+        );
+    }
+    for domain in &app.domains {
+        let kind = if domain.default { "default" } else { "domain" };
+        let url = domain.url.as_deref().unwrap_or("(router off)");
+        println!("{:<12}{url}", format!("{kind}:"));
+    }
     if let Some(error) = &app.engine_error {
         println!("engine:     {error}");
     }

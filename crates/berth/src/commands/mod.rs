@@ -4,6 +4,7 @@
 mod accounts;
 mod apps;
 mod audit;
+mod domains;
 mod images;
 mod pipelines;
 mod registries;
@@ -78,6 +79,9 @@ enum Command {
     /// The built-in registry: search, inspect, delete, storage use, garbage collection
     #[command(subcommand)]
     Images(images::ImagesCommand),
+    /// Domain reservations (admins): keep a domain for one team's apps
+    #[command(subcommand)]
+    Domains(domains::DomainsCommand),
     /// External registries a team browses through Berth: list, add, remove
     #[command(subcommand)]
     Registries(registries::RegistriesCommand),
@@ -112,6 +116,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::App(command) => apps::run(&global.client()?, command).await,
         Command::Images(command) => images::run(&global.client()?, command).await,
         Command::Registries(command) => registries::run(&global.client()?, command).await,
+        Command::Domains(command) => domains::run(&global.client()?, command).await,
         Command::Account(command) => accounts::run(&global, command).await,
         Command::Team(command) => teams::run(&global.client()?, command).await,
         Command::Templates(command) => templates::run(&global.client()?, command).await,

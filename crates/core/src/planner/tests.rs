@@ -15,6 +15,7 @@ fn app(replicas: u32, target: u32, phase: RolloutPhase) -> App {
         replicas,
         strategy: RolloutStrategy::default(),
         dependencies: vec![],
+        routes: Default::default(),
         current_revision: target,
         stable_revision: Some(1),
         latest_revision: target,

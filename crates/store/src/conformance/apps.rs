@@ -1,6 +1,7 @@
 //! The apps-area suite ([`AppStore`]): apps, revisions, ordinals, events, team usage, paging.
 
 use berth_core::quota::{Usage, app_usage};
+use berth_core::routes::{AppRoutes, Domain, DomainReservation};
 
 use super::*;
 
@@ -27,6 +28,8 @@ pub async fn run<S: AppStore + ?Sized>(store: Arc<S>) {
     team_usage_counts_unlimited_as_zero(s).await;
     list_apps_page_orders_filters_and_pages(s).await;
     list_apps_page_returns_current_templates(s).await;
+    domains_belong_to_one_app(s).await;
+    domain_reservations_round_trip(s).await;
 }
 
 /// The store answers.
@@ -63,6 +66,17 @@ pub async fn create_get_list_round_trip<S: AppStore + ?Sized>(store: &S) {
                 vec!["db".into(), format!("cache-{i}")]
             } else {
                 Vec::new()
+            },
+            routes: AppRoutes {
+                internal: i == 1,
+                domains: if i.is_multiple_of(2) {
+                    vec![
+                        domain(&format!("{name}.example.com"), "/"),
+                        domain(&format!("{name}.example.com"), "/api/v1"),
+                    ]
+                } else {
+                    Vec::new()
+                },
             },
             current_revision: 7 + i,
             stable_revision: if i.is_multiple_of(2) {
@@ -1096,4 +1110,162 @@ pub async fn list_apps_page_returns_current_templates<S: AppStore + ?Sized>(stor
             next_after: None,
         }
     );
+}
+
+fn domain(host: &str, path: &str) -> Domain {
+    Domain {
+        host: host.to_string(),
+        path: path.to_string(),
+    }
+}
+
+/// A (host, path) is one app's: creating or updating another app that claims it fails with
+/// `Conflict` and changes nothing; the same host with another path is free; dropping a domain
+/// or deleting the app frees it; `domain_owners` names the holder with its team.
+pub async fn domains_belong_to_one_app<S: AppStore + ?Sized>(store: &S) {
+    let host = format!("{}.example.com", unique_name("shop"));
+    async fn owners_of<S: AppStore + ?Sized>(
+        store: &S,
+        host: &str,
+    ) -> Vec<(String, String, String)> {
+        store
+            .domain_owners(&[host.to_string()])
+            .await
+            .expect("domain_owners")
+            .into_iter()
+            .map(|o| (o.path, o.app, o.team))
+            .collect()
+    }
+    let owners = |store| owners_of(store, &host);
+    let web_name = unique_name("domains-web");
+    let mut web = new_app(&web_name);
+    web.team = "sales".into();
+    web.routes.domains = vec![domain(&host, "/")];
+    store
+        .create_app(&web, &revision(&web_name, 1))
+        .await
+        .expect("create web");
+    assert_eq!(
+        owners(store).await,
+        [("/".to_string(), web_name.clone(), "sales".to_string())]
+    );
+
+    // Another app claiming it at create: refused, and not created.
+    let api_name = unique_name("domains-api");
+    let mut api = new_app(&api_name);
+    api.routes.domains = vec![domain(&host, "/api"), domain(&host, "/")];
+    let refused = store.create_app(&api, &revision(&api_name, 1)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert!(store.get_app(&api_name).await.unwrap().is_none());
+
+    // The same host under another path is free.
+    api.routes.domains = vec![domain(&host, "/api")];
+    store
+        .create_app(&api, &revision(&api_name, 1))
+        .await
+        .expect("create api on a path");
+    let api = store.get_app(&api_name).await.unwrap().unwrap();
+
+    // Claiming it at update: refused, the stored app keeps its routes and version.
+    let mut grab = api.clone();
+    grab.routes.domains.push(domain(&host, "/"));
+    let refused = store.update_app(&grab).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(store.get_app(&api_name).await.unwrap().unwrap(), api);
+    let refused = store.add_revision(&grab, &revision(&api_name, 2), 10).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert!(store.get_revision(&api_name, 2).await.unwrap().is_none());
+
+    // Writes that leave the routes alone keep the claim (the controller's writes).
+    let mut web = store.get_app(&web_name).await.unwrap().unwrap();
+    web.replicas += 1;
+    let web = store.update_app(&web).await.expect("update web");
+    assert_eq!(owners(store).await.len(), 2);
+
+    // Dropping the domain frees it for the other app.
+    let mut dropped = web.clone();
+    dropped.routes.domains.clear();
+    store.update_app(&dropped).await.expect("drop the domain");
+    let api = store
+        .update_app(&grab)
+        .await
+        .expect("claim the freed domain");
+    assert_eq!(
+        owners(store).await,
+        [
+            ("/".to_string(), api_name.clone(), "default".to_string()),
+            ("/api".to_string(), api_name.clone(), "default".to_string()),
+        ]
+    );
+
+    // Deleting the app frees its domains.
+    assert_eq!(api.routes.domains.len(), 2);
+    assert!(store.delete_app(&api_name).await.unwrap());
+    assert!(owners(store).await.is_empty());
+    assert!(store.domain_owners(&[]).await.unwrap().is_empty());
+    store.delete_app(&web_name).await.unwrap();
+}
+
+/// Reservations are put (replacing the domain's), listed by domain and deleted.
+pub async fn domain_reservations_round_trip<S: AppStore + ?Sized>(store: &S) {
+    let base = unique_name("reserved");
+    let reservation = |domain: &str, team: &str| DomainReservation {
+        domain: format!("{domain}.{base}.com"),
+        team: team.to_string(),
+        created_by: "admin".to_string(),
+        created_at: 1_700_000_000_000,
+    };
+    async fn under<S: AppStore + ?Sized>(store: &S, base: &str) -> Vec<DomainReservation> {
+        let suffix = format!("{base}.com");
+        store
+            .list_domain_reservations()
+            .await
+            .expect("list")
+            .into_iter()
+            .filter(|r| r.domain.ends_with(&suffix))
+            .collect()
+    }
+    let ours = |store| under(store, &base);
+    store
+        .put_domain_reservation(&reservation("b", "eng"))
+        .await
+        .unwrap();
+    store
+        .put_domain_reservation(&reservation("a", "sales"))
+        .await
+        .unwrap();
+    store
+        .put_domain_reservation(&reservation("b", "ops"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ours(store).await,
+        [reservation("a", "sales"), reservation("b", "ops")]
+    );
+    assert!(
+        store
+            .delete_domain_reservation(&reservation("a", "x").domain)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_domain_reservation(&reservation("a", "x").domain)
+            .await
+            .unwrap()
+    );
+    assert_eq!(ours(store).await, [reservation("b", "ops")]);
+    store
+        .delete_domain_reservation(&reservation("b", "x").domain)
+        .await
+        .unwrap();
 }

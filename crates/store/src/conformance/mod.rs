@@ -130,6 +130,7 @@ pub fn new_app(name: &str) -> App {
         replicas: 2,
         strategy: RolloutStrategy::default(),
         dependencies: Vec::new(),
+        routes: Default::default(),
         current_revision: 1,
         stable_revision: None,
         latest_revision: 1,
