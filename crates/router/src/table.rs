@@ -27,6 +27,8 @@ pub struct RoutedApp {
     /// The sentence of the 503 page when `backends` is empty,
     /// e.g. "app web is rolling out: no instance is ready yet".
     pub unavailable: String,
+    /// Plain-HTTP requests are answered with a redirect to HTTPS.
+    pub https_redirect: bool,
 }
 
 /// What a host routes to: one app and its ready instances, balanced round robin.
@@ -36,6 +38,8 @@ pub struct Route {
     pub team: String,
     pub backends: Vec<Backend>,
     pub unavailable: String,
+    /// Plain-HTTP requests are answered with a redirect to HTTPS.
+    pub https_redirect: bool,
     next: AtomicUsize,
 }
 
@@ -122,6 +126,7 @@ impl RoutingTable {
                 team: app.team,
                 backends: app.backends,
                 unavailable: app.unavailable,
+                https_redirect: app.https_redirect,
                 next: AtomicUsize::new(0),
             });
         }
@@ -221,6 +226,7 @@ mod tests {
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
             backends,
             unavailable: format!("app {name} is scaled to 0"),
+            https_redirect: false,
         }
     }
 

@@ -189,6 +189,7 @@ fn app(name: &str, hosts: &[&str], backends: &[&TestBackend]) -> RoutedApp {
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
         backends: backends.iter().map(|b| b.backend()).collect(),
         unavailable: format!("app {name} is rolling out: no instance is ready yet"),
+        https_redirect: false,
     }
 }
 
