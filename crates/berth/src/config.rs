@@ -78,6 +78,9 @@ pub struct ServerOptions {
     /// Where apps' HTTP traffic is served (the router), or `off` [default: 0.0.0.0:80, with a warning when it cannot be bound]
     #[arg(long, env = "BERTH_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    /// Where apps' HTTPS traffic is served (the router, certificates chosen by SNI), or `off`. Off by default: certificates cannot be stored yet, so the listener would refuse every handshake [default: off]
+    #[arg(long, env = "BERTH_HTTPS_LISTEN")]
+    pub https_listen: Option<String>,
     /// Every app answers at <app>.<team>.<apps-domain> on the router [default: localhost]
     #[arg(long, env = "BERTH_APPS_DOMAIN")]
     pub apps_domain: Option<String>,
@@ -125,6 +128,8 @@ pub struct ServerConfig {
     pub usage_interval: Duration,
     /// Where the router listens; `None`: no router.
     pub http_listen: Option<SocketAddr>,
+    /// Where the router's HTTPS listener listens; `None`: no HTTPS.
+    pub https_listen: Option<SocketAddr>,
     pub apps_domain: String,
     /// Base domains custom domains must be under; empty: any.
     pub allowed_domains: Vec<String>,
@@ -160,6 +165,7 @@ impl ServerOptions {
             build_test_memory: self.build_test_memory.or(file.build_test_memory),
             usage_interval: self.usage_interval.or(file.usage_interval),
             http_listen: self.http_listen.or(file.http_listen),
+            https_listen: self.https_listen.or(file.https_listen),
             apps_domain: self.apps_domain.or(file.apps_domain),
             allowed_domains: self.allowed_domains.or(file.allowed_domains),
             drain_timeout: self.drain_timeout.or(file.drain_timeout),
@@ -215,6 +221,16 @@ fn allowed_domains(values: Vec<String>) -> Result<Vec<String>, String> {
             }
         })
         .collect()
+}
+
+/// The router's HTTPS address: `off` (the default, or empty) for none.
+fn https_listen(value: Option<&str>) -> Result<Option<SocketAddr>, String> {
+    match value.map(str::trim) {
+        None | Some("" | "off") => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(|_| {
+            format!("https-listen: {text:?} is not an address like 0.0.0.0:443 (or off)")
+        }),
+    }
 }
 
 /// The base domain of apps' default host names: DNS labels of lowercase letters, digits
@@ -311,6 +327,7 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         )?,
         usage_interval: duration("usage-interval", o.usage_interval, "5s")?,
         http_listen: http_listen(o.http_listen.as_deref())?,
+        https_listen: https_listen(o.https_listen.as_deref())?,
         apps_domain: apps_domain(o.apps_domain.as_deref())?,
         allowed_domains: allowed_domains(o.allowed_domains.unwrap_or_default())?,
         drain_timeout: duration("drain-timeout", o.drain_timeout, "30s")?,
@@ -385,6 +402,39 @@ mod tests {
     }
 
     #[test]
+    fn the_https_listener_is_off_unless_given_an_address() {
+        let cases: &[(Option<&str>, Option<&str>)] = &[
+            (None, None),
+            (Some("off"), None),
+            (Some(""), None),
+            (Some(" off "), None),
+            (Some("0.0.0.0:443"), Some("0.0.0.0:443")),
+            (Some("127.0.0.1:8443"), Some("127.0.0.1:8443")),
+            (Some("[::]:443"), Some("[::]:443")),
+        ];
+        for (value, want) in cases {
+            let flags = ServerOptions {
+                https_listen: value.map(String::from),
+                ..ServerOptions::default()
+            };
+            let config = resolve(flags, None).unwrap();
+            assert_eq!(
+                config.https_listen.map(|a| a.to_string()).as_deref(),
+                *want,
+                "{value:?}"
+            );
+        }
+        for bad in ["443", "localhost:443", "0.0.0.0:99999", "on"] {
+            let flags = ServerOptions {
+                https_listen: Some(bad.to_string()),
+                ..ServerOptions::default()
+            };
+            let error = resolve(flags, None).unwrap_err();
+            assert!(error.starts_with("https-listen:"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
     fn bad_settings_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
@@ -400,6 +450,8 @@ mod tests {
             ("trusted_proxies = [\"10.0.0.0/99\"]", "trusted-proxies:"),
             ("store = \"postgres://db/berth\"", "not supported yet"),
             ("http_listen = \"port 80\"", "http-listen:"),
+            ("https_listen = \"port 443\"", "https-listen:"),
+            ("https_listen = \"0.0.0.0\"", "https-listen:"),
             ("apps_domain = \"apps_example.com\"", "apps-domain:"),
             ("apps_domain = \"-x.com\"", "apps-domain:"),
             ("drain_timeout = \"a while\"", "drain-timeout:"),

@@ -357,10 +357,14 @@ async fn start_router(
             "keeps the router's table of host names and ready instances current",
         )),
     ));
-    let router_config = RouterConfig {
+    let mut router_config = RouterConfig {
         request_timeout: config.router_timeout,
         ..RouterConfig::default()
     };
+    if let Some(https) = config.https_listen {
+        router_config.https_port = https.port();
+        start_https_router(https, routes.clone(), router_config.clone(), stats.clone()).await;
+    }
     tokio::spawn(berth_router::serve(
         listener,
         routes,
@@ -374,6 +378,49 @@ async fn start_router(
         config.apps_domain
     );
     Some(bound.port())
+}
+
+/// Starts the router's HTTPS listener on `--https-listen` with the certificate set. The set is
+/// empty until certificates can be stored (issue 14): every handshake is refused meanwhile. A
+/// listener that cannot start is reported and left off; plain HTTP serves all the same.
+async fn start_https_router(
+    address: std::net::SocketAddr,
+    routes: tokio::sync::watch::Receiver<Arc<RoutingTable>>,
+    router_config: RouterConfig,
+    stats: RouterStats,
+) {
+    let certificates = berth_router::CertificateSet::new();
+    let tls = match berth_router::server_config(certificates) {
+        Ok(tls) => tls,
+        Err(error) => {
+            tracing::warn!(%error, "router: HTTPS is off: the TLS settings cannot be built");
+            return;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::warn!(
+                %address,
+                %error,
+                "cannot serve apps' HTTPS traffic on {address} ({error}): HTTPS is off; give \
+                 --https-listen a free address (e.g. 127.0.0.1:8443), or off"
+            );
+            return;
+        }
+    };
+    tokio::spawn(berth_router::serve_tls(
+        listener,
+        tls,
+        routes,
+        router_config,
+        stats,
+        std::future::pending::<()>(),
+    ));
+    tracing::info!(
+        %address,
+        "router serving apps' HTTPS traffic (no certificates stored yet: handshakes are refused)"
+    );
 }
 
 /// How long a stopping server waits for the reconciles in progress to finish.

@@ -117,6 +117,8 @@ pub fn routed_app(app: &App, endpoints: &EndpointMap, apps_domain: &str) -> Rout
             })
             .unwrap_or_default(),
         unavailable: unavailable(app),
+        // No per-app HTTPS setting yet: certificates are not stored (issue 14).
+        https_redirect: false,
     }
 }
 

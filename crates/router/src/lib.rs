@@ -2,16 +2,23 @@
 //! instances) and the data path that proxies requests to them. It reads only the table it is
 //! given; the controller builds and swaps it.
 
+pub mod acme_challenge;
 pub mod proxy;
 pub mod stats;
 pub mod table;
+pub mod tls;
 
 use std::time::Duration;
 
+pub use acme_challenge::{ACME_CHALLENGE_PREFIX, AcmeChallenges, InvalidChallenge};
 pub use proxy::serve;
 pub use stats::RouterStats;
 pub use table::{
     Backend, HostConflict, InvalidHost, Route, RouteDomain, RoutedApp, RoutingTable, normalize_host,
+};
+pub use tls::{
+    CertificateError, CertificateField, CertificateSet, ValidatedCertificate, serve_tls,
+    server_config, validate_certificate,
 };
 
 /// The router's settings.
@@ -33,6 +40,12 @@ pub struct RouterConfig {
     pub header_read_timeout: Duration,
     /// After shutdown, how long open client connections get to finish their requests.
     pub shutdown_grace: Duration,
+    /// How long a client may take to complete the TLS handshake on the HTTPS listener.
+    pub tls_handshake_timeout: Duration,
+    /// The HTTPS listener's public port, for redirects to HTTPS (left out of URLs when 443).
+    pub https_port: u16,
+    /// ACME HTTP-01 challenges the plain-HTTP listener answers, shared with the issuer.
+    pub acme_challenges: AcmeChallenges,
 }
 
 impl Default for RouterConfig {
@@ -45,6 +58,9 @@ impl Default for RouterConfig {
             pool_max_idle_per_backend: 256,
             header_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            tls_handshake_timeout: Duration::from_secs(10),
+            https_port: 443,
+            acme_challenges: AcmeChallenges::new(),
         }
     }
 }

@@ -22,9 +22,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::RouterConfig;
+use crate::acme_challenge::{ACME_CHALLENGE_PREFIX, AcmeChallenges};
 use crate::stats::{InFlight, RouterStats};
 use crate::table::{Backend, Route, RoutingTable, normalize_host};
 
@@ -39,6 +41,36 @@ type ProxyBody = BoxBody<Bytes, BoxError>;
 /// where the in-flight counts go.
 pub async fn serve(
     listener: TcpListener,
+    table: watch::Receiver<Arc<RoutingTable>>,
+    config: RouterConfig,
+    stats: RouterStats,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_listener(listener, None, table, config, stats, shutdown).await;
+}
+
+/// Which listener a request came in on: it decides `X-Forwarded-Proto`, and only plain HTTP
+/// answers ACME challenges and redirects to HTTPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// The accept loop of [`serve`] and [`serve_tls`](crate::tls::serve_tls): with `tls`, each
+/// connection first completes a TLS handshake (within `config.tls_handshake_timeout`).
+pub(crate) async fn serve_listener(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     table: watch::Receiver<Arc<RoutingTable>>,
     config: RouterConfig,
     stats: RouterStats,
@@ -65,33 +97,47 @@ pub async fn serve(
         if let Err(err) = stream.set_nodelay(true) {
             debug!(error = %err, "router: set_nodelay failed");
         }
-        let service = {
-            let proxy = proxy.clone();
-            service_fn(move |req| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
-            })
-        };
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(proxy.config.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
+        let proxy = proxy.clone();
         let mut stopping = stopping.clone();
-        tokio::spawn(async move {
-            let mut conn = std::pin::pin!(conn);
-            let ended = tokio::select! {
-                ended = conn.as_mut() => ended,
-                _ = stopping.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(err) = ended {
-                debug!(error = %err, %peer, "router: client connection ended with an error");
+        match tls.clone() {
+            None => {
+                tokio::spawn(serve_connection(
+                    proxy,
+                    TokioIo::new(stream),
+                    peer,
+                    Scheme::Http,
+                    stopping,
+                ));
             }
-            drop(stopping);
-        });
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    let handshake = tokio::time::timeout(
+                        proxy.config.tls_handshake_timeout,
+                        acceptor.accept(stream),
+                    );
+                    let stream = tokio::select! {
+                        done = handshake => done,
+                        _ = stopping.changed() => return,
+                    };
+                    match stream {
+                        Ok(Ok(stream)) => {
+                            serve_connection(
+                                proxy,
+                                TokioIo::new(stream),
+                                peer,
+                                Scheme::Https,
+                                stopping,
+                            )
+                            .await;
+                        }
+                        Ok(Err(err)) => {
+                            debug!(error = %err, %peer, "router: TLS handshake failed");
+                        }
+                        Err(_elapsed) => debug!(%peer, "router: TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     drop(stopping);
@@ -103,6 +149,43 @@ pub async fn serve(
     {
         warn!("router: connections still open after the shutdown grace period");
     }
+}
+
+/// Serves one client connection (plain or decrypted TLS) until it ends, or gracefully once
+/// `stopping` changes.
+async fn serve_connection<I>(
+    proxy: Arc<Proxy>,
+    io: I,
+    peer: SocketAddr,
+    scheme: Scheme,
+    mut stopping: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = {
+        let proxy = proxy.clone();
+        service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(req, peer, scheme).await) }
+        })
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(proxy.config.header_read_timeout)
+        .serve_connection(io, service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        _ = stopping.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(err) = ended {
+        debug!(error = %err, %peer, "router: client connection ended with an error");
+    }
+    drop(stopping);
 }
 
 struct Proxy {
@@ -136,7 +219,17 @@ impl Proxy {
         }
     }
 
-    async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        scheme: Scheme,
+    ) -> Response<ProxyBody> {
+        if scheme == Scheme::Http
+            && let Some(token) = req.uri().path().strip_prefix(ACME_CHALLENGE_PREFIX)
+        {
+            return acme_challenge_answer(&self.config.acme_challenges, req.method(), token);
+        }
         let table = self.table.borrow().clone();
         let host = match request_host(&req) {
             Ok(host) => host,
@@ -151,6 +244,9 @@ impl Proxy {
                 &format!("no app answers to {name} at this path"),
             );
         };
+        if scheme == Scheme::Http && route.https_redirect {
+            return https_redirect(&name, req.uri(), self.config.https_port);
+        }
         if route.backends.is_empty() {
             return unavailable(route);
         }
@@ -173,7 +269,7 @@ impl Proxy {
             return page(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported");
         };
         let mut headers = parts.headers;
-        if let Err(message) = forward_headers(&mut headers, peer.ip(), &host, upgrade) {
+        if let Err(message) = forward_headers(&mut headers, peer.ip(), &host, scheme, upgrade) {
             return page(StatusCode::BAD_REQUEST, message);
         }
         let retry_safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
@@ -300,6 +396,7 @@ fn forward_headers(
     headers: &mut HeaderMap,
     peer: IpAddr,
     host: &str,
+    scheme: Scheme,
     upgrade: Option<HeaderValue>,
 ) -> Result<(), &'static str> {
     strip_hop_by_hop(headers);
@@ -319,7 +416,10 @@ fn forward_headers(
         .or_else(|_| HeaderValue::from_str(&peer))
         .map_err(|_| "the X-Forwarded-For header is not valid")?;
     headers.insert("x-forwarded-for", forwarded_for);
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(scheme.as_str()),
+    );
     headers.insert("x-forwarded-host", host.clone());
     headers.insert(header::HOST, host);
     Ok(())
@@ -442,6 +542,61 @@ impl Body for Tracked {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The answer to `/.well-known/acme-challenge/<token>`: the published key authorization, else
+/// 404 (invalid tokens included: they are never looked up).
+fn acme_challenge_answer(
+    challenges: &AcmeChallenges,
+    method: &Method,
+    token: &str,
+) -> Response<ProxyBody> {
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "ACME challenges are fetched with GET",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let Some(key_authorization) = challenges.key_authorization(token) else {
+        return page(StatusCode::NOT_FOUND, "no such ACME challenge");
+    };
+    let mut response = Response::new(
+        Full::new(Bytes::from(key_authorization))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `308 Permanent Redirect` to the same host, path and query over HTTPS. `host` is the
+/// normalised host name the request was routed by (never the raw header), the port is the
+/// HTTPS listener's (left out when 443).
+fn https_redirect(host: &str, uri: &Uri, https_port: u16) -> Response<ProxyBody> {
+    let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let location = if https_port == 443 {
+        format!("https://{host}{path}")
+    } else {
+        format!("https://{host}:{https_port}{path}")
+    };
+    let Ok(value) = HeaderValue::from_str(&location) else {
+        return page(StatusCode::BAD_REQUEST, "the request path is not valid");
+    };
+    let mut response = page(
+        StatusCode::PERMANENT_REDIRECT,
+        &format!("this app is served over HTTPS: {location}"),
+    );
+    response.headers_mut().insert(header::LOCATION, value);
+    response
 }
 
 fn unavailable(route: &Route) -> Response<ProxyBody> {
@@ -610,7 +765,7 @@ mod tests {
             let mut map = headers(input);
             map.insert("x-forwarded-proto", HeaderValue::from_static("https"));
             map.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
-            forward_headers(&mut map, peer, "Web.example.com:8080", None).unwrap();
+            forward_headers(&mut map, peer, "Web.example.com:8080", Scheme::Http, None).unwrap();
             assert_eq!(map["x-forwarded-for"], *want);
             assert_eq!(map.get_all("x-forwarded-for").iter().count(), 1);
             assert_eq!(map["x-forwarded-proto"], "http");
@@ -619,8 +774,18 @@ mod tests {
         }
         let mut map = HeaderMap::new();
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        forward_headers(&mut map, mapped, "web", None).unwrap();
+        forward_headers(&mut map, mapped, "web", Scheme::Http, None).unwrap();
         assert_eq!(map["x-forwarded-for"], "192.0.2.7");
+        // A client's own X-Forwarded-Proto never survives: the listener decides it.
+        for (scheme, client_says, want) in [
+            (Scheme::Https, "http", "https"),
+            (Scheme::Http, "https", "http"),
+        ] {
+            let mut map = headers(&[("x-forwarded-proto", client_says)]);
+            forward_headers(&mut map, peer, "web", scheme, None).unwrap();
+            assert_eq!(map["x-forwarded-proto"], want);
+            assert_eq!(map.get_all("x-forwarded-proto").iter().count(), 1);
+        }
     }
 
     #[test]
@@ -646,6 +811,7 @@ mod tests {
                 &mut forwarded,
                 "127.0.0.1".parse().unwrap(),
                 "web",
+                Scheme::Http,
                 websocket_upgrade(&map),
             )
             .unwrap();
@@ -676,6 +842,60 @@ mod tests {
                 *want,
                 "{address:?}"
             );
+        }
+    }
+
+    #[test]
+    fn https_redirects_keep_path_and_query_and_name_the_port_unless_443() {
+        let cases: &[(&str, u16, &str)] = &[
+            ("/", 443, "https://web.example.com/"),
+            ("/a/b?c=d&e", 443, "https://web.example.com/a/b?c=d&e"),
+            ("/a/b?c=d", 8443, "https://web.example.com:8443/a/b?c=d"),
+            (
+                "http://evil.example/x?y",
+                443,
+                "https://web.example.com/x?y",
+            ),
+            (
+                "//evil.example/x",
+                443,
+                "https://web.example.com//evil.example/x",
+            ),
+            (
+                "/%0d%0aSet-Cookie:x",
+                443,
+                "https://web.example.com/%0d%0aSet-Cookie:x",
+            ),
+        ];
+        for (uri, port, want) in cases {
+            let uri: Uri = uri.parse().unwrap();
+            let response = https_redirect("web.example.com", &uri, *port);
+            assert_eq!(response.status(), StatusCode::PERMANENT_REDIRECT, "{uri}");
+            assert_eq!(response.headers()[header::LOCATION], *want, "{uri}");
+        }
+    }
+
+    #[tokio::test]
+    async fn acme_challenge_answers_only_published_tokens_to_get_and_head() {
+        let challenges = AcmeChallenges::new();
+        challenges.publish("tok_en-1", "tok_en-1.thumb").unwrap();
+        let cases: &[(Method, &str, StatusCode, &str)] = &[
+            (Method::GET, "tok_en-1", StatusCode::OK, "tok_en-1.thumb"),
+            (Method::HEAD, "tok_en-1", StatusCode::OK, "tok_en-1.thumb"),
+            (Method::POST, "tok_en-1", StatusCode::METHOD_NOT_ALLOWED, ""),
+            (Method::GET, "other", StatusCode::NOT_FOUND, ""),
+            (Method::GET, "", StatusCode::NOT_FOUND, ""),
+            (Method::GET, "tok_en-1/", StatusCode::NOT_FOUND, ""),
+            (Method::GET, "../tok_en-1", StatusCode::NOT_FOUND, ""),
+            (Method::GET, "tok_en-1%00", StatusCode::NOT_FOUND, ""),
+        ];
+        for (method, token, status, body) in cases {
+            let response = acme_challenge_answer(&challenges, method, token);
+            assert_eq!(response.status(), *status, "{method} {token:?}");
+            if *status == StatusCode::OK {
+                let bytes = response.into_body().collect().await.unwrap().to_bytes();
+                assert_eq!(bytes, body.as_bytes(), "{token:?}");
+            }
         }
     }
 

@@ -47,6 +47,8 @@ pub struct RoutedApp {
     /// The sentence of the 503 page when `backends` is empty,
     /// e.g. "app web is rolling out: no instance is ready yet".
     pub unavailable: String,
+    /// Plain-HTTP requests are answered with a redirect to HTTPS.
+    pub https_redirect: bool,
 }
 
 /// What a domain routes to: one app and its ready instances, balanced round robin.
@@ -56,6 +58,8 @@ pub struct Route {
     pub team: String,
     pub backends: Vec<Backend>,
     pub unavailable: String,
+    /// Plain-HTTP requests are answered with a redirect to HTTPS.
+    pub https_redirect: bool,
     next: AtomicUsize,
 }
 
@@ -145,6 +149,7 @@ impl RoutingTable {
                 team: app.team,
                 backends: app.backends,
                 unavailable: app.unavailable,
+                https_redirect: app.https_redirect,
                 next: AtomicUsize::new(0),
             });
         }
@@ -234,6 +239,7 @@ mod tests {
             domains: hosts.iter().map(|h| RouteDomain::host(*h)).collect(),
             backends,
             unavailable: format!("app {name} is scaled to 0"),
+            https_redirect: false,
         }
     }
 

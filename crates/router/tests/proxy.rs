@@ -191,6 +191,7 @@ fn app(name: &str, hosts: &[&str], backends: &[&TestBackend]) -> RoutedApp {
         domains: hosts.iter().map(|h| RouteDomain::host(*h)).collect(),
         backends: backends.iter().map(|b| b.backend()).collect(),
         unavailable: format!("app {name} is rolling out: no instance is ready yet"),
+        https_redirect: false,
     }
 }
 
