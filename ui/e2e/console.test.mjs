@@ -109,6 +109,48 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await shot(page, "04-app-overview");
   });
 
+  await t.test("the app's routes are links, edited in place, and answer through the router", async () => {
+    const routes = page.getByTestId("app-routes");
+    const team = "web";
+    const defaultLink = routes.locator(`a[data-domain="shop.${team}.localhost"]`);
+    await defaultLink.waitFor();
+    assert.equal(await defaultLink.getAttribute("href"), `http://shop.${team}.localhost:${state.routerPort}/`);
+    // A hostile domain is refused next to the field; nothing changes.
+    await routes.getByRole("button", { name: "Edit" }).click();
+    await routes.getByLabel("Custom domains").fill("shop.localhost:8080");
+    await routes.getByRole("button", { name: "Save routes" }).click();
+    const error = routes.locator('.field-error[data-field="domains"]');
+    await error.waitFor();
+    assert.match(await error.textContent(), /port/);
+    await routes.getByLabel("Custom domains").fill("store.localhost\nstore.localhost/api");
+    await routes.getByRole("button", { name: "Save routes" }).click();
+    const custom = routes.locator('a[data-domain="store.localhost"]');
+    await custom.waitFor();
+    assert.equal(await custom.getAttribute("href"), `http://store.localhost:${state.routerPort}/`);
+    await routes.locator('a[data-domain="store.localhost/api"]').waitFor();
+    await shot(page, "04b-app-routes");
+    // The browser follows the link to the app itself (Chromium resolves *.localhost to loopback).
+    const visit = await newPage();
+    let body = "";
+    for (let i = 0; i < 40 && !body.includes('"app":"shop"'); i++) {
+      const answer = await visit.goto(`http://store.localhost:${state.routerPort}/`).catch(() => null);
+      body = answer ? await answer.text() : "";
+      if (!body.includes('"app":"shop"')) await visit.waitForTimeout(250);
+    }
+    await visit.close();
+    assert.match(body, /"app":"shop"/);
+    // Internal: no external route, said on the page.
+    await routes.getByRole("button", { name: "Edit" }).click();
+    await routes.getByRole("checkbox", { name: /Internal/ }).check();
+    await routes.getByRole("button", { name: "Save routes" }).click();
+    await routes.getByText("internal", { exact: true }).waitFor();
+    assert.equal(await routes.locator("a[data-domain]").count(), 0);
+    await routes.getByRole("button", { name: "Edit" }).click();
+    await routes.getByRole("checkbox", { name: /Internal/ }).uncheck();
+    await routes.getByRole("button", { name: "Save routes" }).click();
+    await defaultLink.waitFor();
+  });
+
   await t.test("the app is scaled", async () => {
     await page.locator("#scale-replicas").fill("3");
     await page.getByRole("button", { name: "Scale", exact: true }).click();

@@ -73,6 +73,8 @@ export async function startBerth(prefix) {
   const state = { namespace, localImages: [], dataDir: mkdtempSync(join(tmpdir(), `berth-${prefix}-e2e-`)) };
   state.port = await freePort();
   state.base = `http://127.0.0.1:${state.port}`;
+  // The router on a free loopback port of its own (its default, port 80, is one per machine).
+  state.routerPort = await freePort();
   state.serverLog = join(state.dataDir, "server.log");
   const out = openSync(state.serverLog, "a");
   state.server = spawn(
@@ -87,6 +89,8 @@ export async function startBerth(prefix) {
       namespace,
       "--resync-interval",
       "5s",
+      "--http-listen",
+      `127.0.0.1:${state.routerPort}`,
     ],
     { stdio: ["ignore", out, out] },
   );

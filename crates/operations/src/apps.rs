@@ -443,15 +443,24 @@ impl Platform {
 
 /// The event of a change of an app's routes, saying what they are now.
 fn routes_event(name: &str, now: i64, routes: &AppRoutes) -> Event {
-    let message = if routes.internal {
-        "routes changed: internal, no external route".to_string()
+    let domains: Vec<String> = routes.domains.iter().map(ToString::to_string).collect();
+    let domains = domains.join(", ");
+    let (cause, message) = if routes.internal {
+        (
+            "internal",
+            "routes changed: internal, no external route".to_string(),
+        )
     } else if routes.domains.is_empty() {
-        "routes changed: the default host only".to_string()
+        (
+            "default",
+            "routes changed: the default host only".to_string(),
+        )
     } else {
-        let domains: Vec<String> = routes.domains.iter().map(ToString::to_string).collect();
-        format!("routes changed: domains {}", domains.join(", "))
+        ("domains", format!("routes changed: domains {domains}"))
     };
     Event::new(name, now, EventKind::RoutesChanged, message)
+        .param("cause", cause)
+        .param("domains", domains)
 }
 
 fn scaled_event(name: &str, now: i64, from: u32, to: u32) -> Event {

@@ -1,5 +1,6 @@
-// Shared pieces of the app pages: the health summary of an app, its rollout badge, and CPU and
-// memory in use (sampled by the server every few seconds) against the limits.
+// Shared pieces of the app pages: the health summary of an app, its rollout badge, CPU and
+// memory in use (sampled by the server every few seconds) against the limits, and where the app
+// answers (its domains as links, or that it is internal).
 import type { AppDto, InstanceDto, RolloutDto } from "../api/client";
 import { useI18n } from "../i18n";
 import { Badge, formatBytes, formatCpu, type Tone } from "./ui";
@@ -131,4 +132,44 @@ export function MemoryUse({ bytes, limit }: { bytes?: number | null; limit?: num
 /** A limit per instance times the wanted instances, or nothing when there is no limit. */
 export function appLimit(perInstance: number | null | undefined, replicas: number): number | null {
   return perInstance ? perInstance * replicas : null;
+}
+
+/**
+ * Where the app answers through the router: each domain as a link (the default host marked), or
+ * an "internal" badge. `compact` shows only the first address (the apps list).
+ */
+export function AppLinks({ app, compact = false }: { app: AppDto; compact?: boolean }) {
+  const { t } = useI18n();
+  if (app.internal) {
+    return (
+      <Badge tone="muted" title={t("routes.internalHint", { name: app.name })}>
+        {t("routes.internal")}
+      </Badge>
+    );
+  }
+  const shown = compact ? app.domains.slice(0, 1) : app.domains;
+  return (
+    <ul className="links" data-testid="app-links">
+      {shown.map((d) => (
+        <li key={d.domain}>
+          {d.url ? (
+            <a href={d.url} target="_blank" rel="noreferrer" className="mono" data-domain={d.domain}>
+              {d.domain}
+            </a>
+          ) : (
+            <span className="mono" title={t("routes.routerOff")}>
+              {d.domain}
+            </span>
+          )}
+          {d.default && !compact && (
+            <>
+              {" "}
+              <Badge tone="muted">{t("routes.default")}</Badge>
+            </>
+          )}
+        </li>
+      ))}
+      {compact && app.domains.length > 1 && <li className="muted small">{t("routes.more", { n: app.domains.length - 1 })}</li>}
+    </ul>
+  );
 }

@@ -15,7 +15,7 @@ import {
   type TemplateDto,
 } from "../api/client";
 import { streamEvents, streamLogs } from "../api/stream";
-import { CpuUse, HealthBadge, InstanceBadge, MemoryUse, RolloutBadge } from "../components/apps";
+import { AppLinks, CpuUse, HealthBadge, InstanceBadge, MemoryUse, RolloutBadge } from "../components/apps";
 import { eventKindLabel, eventMessage, rolloutMessage } from "../components/events";
 import {
   Badge,
@@ -83,7 +83,7 @@ export function AppDetailPage() {
           { to: `${base}/logs`, label: t("app.tab.logs"), active: tab === "logs" },
         ]}
       />
-      {tab === "overview" && <Overview app={a} />}
+      {tab === "overview" && <Overview app={a} canWrite={canWrite} onChange={(d) => app.setData(d)} />}
       {tab === "revisions" && <Revisions app={app} canWrite={canWrite} />}
       {tab === "deploy" && <Deploy app={a} onDeployed={(d) => app.setData(d)} />}
       {tab === "events" && <Events app={a.name} />}
@@ -211,12 +211,13 @@ function RolloutCard({ app }: { app: AppDto }) {
   );
 }
 
-function Overview({ app }: { app: AppDto }) {
+function Overview({ app, canWrite, onChange }: { app: AppDto; canWrite: boolean; onChange: (a: AppDto) => void }) {
   const { t } = useI18n();
   return (
     <div className="stack">
       {app.engine_error && <div className="alert alert-error">{app.engine_error}</div>}
       <RolloutCard app={app} />
+      <Routes app={app} canWrite={canWrite} onChange={onChange} />
       <section className="card">
         <h2>{t("app.instances")}</h2>
         {app.instances.length === 0 ? (
@@ -302,6 +303,91 @@ function Overview({ app }: { app: AppDto }) {
         <Spec app={app} />
       </section>
     </div>
+  );
+}
+
+/** The custom domains of `app`, one per line, as the form edits them. */
+function domainsText(app: AppDto): string {
+  return app.domains
+    .filter((d) => !d.default)
+    .map((d) => d.domain)
+    .join("\n");
+}
+
+/**
+ * Where the app answers: its domains as links, or "internal". Owners and members change the
+ * custom domains and whether the app is internal here; that moves traffic without a revision.
+ */
+function Routes({ app, canWrite, onChange }: { app: AppDto; canWrite: boolean; onChange: (a: AppDto) => void }) {
+  const { t } = useI18n();
+  const toast = useToast();
+  const action = useAction();
+  const [editing, setEditing] = useState(false);
+  const [domains, setDomains] = useState(domainsText(app));
+  const [internal, setInternal] = useState(app.internal);
+  const edit = () => {
+    setDomains(domainsText(app));
+    setInternal(app.internal);
+    setEditing(true);
+  };
+  const save = (e: FormEvent) => {
+    e.preventDefault();
+    void action.run(async () => {
+      const list = domains
+        .split("\n")
+        .map((x) => x.trim())
+        .filter(Boolean);
+      const body: AppChanges = { internal, domains: internal ? [] : list };
+      const d = await call(api.POST("/api/v1/apps/{name}/deploy", { params: { path: { name: app.name } }, body }));
+      onChange(d);
+      setEditing(false);
+      toast(t("routes.saved"));
+    });
+  };
+  return (
+    <section className="card" data-testid="app-routes">
+      <div className="card-head">
+        <h2>{t("routes.title")}</h2>
+        {canWrite && !editing && (
+          <button type="button" className="btn btn-small" onClick={edit} data-testid="edit-routes">
+            {t("routes.edit")}
+          </button>
+        )}
+      </div>
+      {!editing && <AppLinks app={app} />}
+      {!editing && app.internal && <p className="muted small">{t("routes.internalHint", { name: app.name })}</p>}
+      {editing && (
+        <form className="form" onSubmit={save} data-testid="routes-form">
+          <FormError error={action.error} fields={["domains", "internal"]} />
+          <label className="check">
+            <input type="checkbox" checked={internal} onChange={(e) => setInternal(e.target.checked)} name="internal" />{" "}
+            {t("routes.internalLabel")}
+          </label>
+          <Field label={t("routes.domains")} name="domains" error={action.error} hint={t("routes.domainsHint")}>
+            {(p) => (
+              <textarea
+                {...p}
+                rows={3}
+                value={domains}
+                disabled={internal}
+                onChange={(e) => setDomains(e.target.value)}
+                className="mono"
+                spellCheck={false}
+                placeholder="shop.example.com&#10;shop.example.com/api"
+              />
+            )}
+          </Field>
+          <div className="form-actions">
+            <button type="submit" className="btn btn-primary" disabled={action.busy}>
+              {t("routes.save")}
+            </button>
+            <button type="button" className="btn" onClick={() => setEditing(false)}>
+              {t("common.cancel")}
+            </button>
+          </div>
+        </form>
+      )}
+    </section>
   );
 }
 

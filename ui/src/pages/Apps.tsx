@@ -2,7 +2,7 @@
 // filtered by team and name (both in the URL); refreshed every few seconds.
 import { Link, useSearchParams } from "react-router";
 import { api, call } from "../api/client";
-import { appLimit, CpuUse, HealthBadge, MemoryUse, RolloutBadge } from "../components/apps";
+import { AppLinks, appLimit, CpuUse, HealthBadge, MemoryUse, RolloutBadge } from "../components/apps";
 import { Empty, formatBytes, formatCpu, Loaded, PageHeader, Time, useAsync } from "../components/ui";
 import { useI18n } from "../i18n";
 import { useSession } from "../session";
@@ -70,6 +70,7 @@ export function AppsPage() {
                     <th>{t("usage.memory")}</th>
                     <th>{t("apps.revision")}</th>
                     <th>{t("field.team")}</th>
+                    <th className="hide-narrow">{t("routes.address")}</th>
                     <th className="hide-narrow">{t("field.image")}</th>
                     <th className="hide-narrow">{t("apps.resources")}</th>
                     <th className="hide-narrow">{t("apps.updated")}</th>
@@ -104,6 +105,9 @@ export function AppsPage() {
                       </td>
                       <td>
                         <Link to={`/teams/${a.team}`}>{a.team}</Link>
+                      </td>
+                      <td className="hide-narrow">
+                        <AppLinks app={a} compact />
                       </td>
                       <td className="hide-narrow mono ellipsis" title={a.template.image}>
                         {a.template.image}

@@ -55,6 +55,8 @@ function CreateForm() {
     env: "",
     cpu: "",
     memory: "",
+    domains: "",
+    internal: false,
   });
   useEffect(() => {
     if (!form.team && teams.length) setForm((f) => ({ ...f, team: teams[0] }));
@@ -79,12 +81,18 @@ function CreateForm() {
       if (Object.keys(env).length) body.env = env;
       if (form.cpu) body.cpu_millis = Number(form.cpu);
       if (form.memory) body.memory_bytes = Number(form.memory) * 1048576;
+      const domains = form.domains
+        .split("\n")
+        .map((x) => x.trim())
+        .filter(Boolean);
+      if (form.internal) body.internal = true;
+      else if (domains.length) body.domains = domains;
       const app = await call(api.POST("/api/v1/apps", { body }));
       toast(t("create.created", { name: app.name }));
       navigate(`/apps/${app.name}`);
     });
   };
-  const fields = ["name", "team", "image", "replicas", "port", "health_path", "readiness", "liveness", "env", "cpu_millis", "memory_bytes"];
+  const fields = ["name", "team", "image", "replicas", "port", "health_path", "readiness", "liveness", "env", "cpu_millis", "memory_bytes", "domains", "internal"];
   return (
     <form className="card form form-wide" onSubmit={submit} data-testid="create-form">
       <FormError error={action.error} fields={fields} />
@@ -129,6 +137,29 @@ function CreateForm() {
       <Field label={t("field.env")} name="env" error={action.error} hint={t("deploy.envHint")}>
         {(p) => <textarea {...p} rows={4} value={form.env} onChange={set("env")} className="mono" spellCheck={false} />}
       </Field>
+      <Field label={t("routes.domains")} name="domains" error={action.error} hint={t("routes.domainsHint")}>
+        {(p) => (
+          <textarea
+            {...p}
+            rows={2}
+            value={form.domains}
+            disabled={form.internal}
+            onChange={set("domains")}
+            className="mono"
+            spellCheck={false}
+            placeholder="shop.example.com"
+          />
+        )}
+      </Field>
+      <label className="check">
+        <input
+          type="checkbox"
+          name="internal"
+          checked={form.internal}
+          onChange={(e) => setForm({ ...form, internal: e.target.checked })}
+        />{" "}
+        {t("routes.internalLabel")}
+      </label>
       <div className="form-actions">
         <button type="submit" className="btn btn-primary" disabled={action.busy}>
           {t("create.submit")}
