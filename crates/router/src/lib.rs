@@ -2,13 +2,14 @@
 //! instances) and the data path that proxies requests to them. It reads only the table it is
 //! given; the controller builds and swaps it.
 
+mod pool;
 pub mod proxy;
 pub mod stats;
 pub mod table;
 
 use std::time::Duration;
 
-pub use proxy::serve;
+pub use proxy::{Scheme, serve};
 pub use stats::RouterStats;
 pub use table::{
     Backend, HostConflict, InvalidHost, Route, RoutedApp, RoutingTable, normalize_host,

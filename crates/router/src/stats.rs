@@ -1,15 +1,23 @@
-//! In-flight requests per backend (address, port), kept by the data path so the control plane can
-//! wait for an instance's requests to finish before it stops the instance.
+//! The data path's shared state per backend (address, port): requests in flight, so the control
+//! plane can wait for an instance's requests to finish before it stops it, and the backend's
+//! keep-alive connections.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::Notify;
 
+use crate::pool::Pool;
+use crate::table::{Route, RoutingTable};
+
 /// A shared handle on the router's counters; clones see the same counts.
 ///
-/// Counts are keyed by backend address and port, not by route, so they survive routing-table
-/// swaps: an instance taken out of the table keeps its count until its last response ends.
+/// Backends are keyed by address and port, not by route, so their counts survive routing-table
+/// swaps: an instance taken out of the table keeps its count until its last response ends. The
+/// registry is only locked when a table is bound to it (once per table) and by `in_flight` and
+/// `wait_idle`; requests count on atomics the table's routes hold.
 #[derive(Debug, Clone, Default)]
 pub struct RouterStats {
     inner: Arc<Inner>,
@@ -17,9 +25,25 @@ pub struct RouterStats {
 
 #[derive(Debug, Default)]
 struct Inner {
-    in_flight: Mutex<HashMap<(String, u16), usize>>,
-    /// Woken whenever a backend's count drops to zero.
+    /// Every backend a live table or a request in flight still holds.
+    backends: Mutex<HashMap<(String, u16), Weak<BackendState>>>,
+}
+
+/// One backend as the data path sees it, shared by every table that routes to it.
+#[derive(Debug)]
+pub(crate) struct BackendState {
+    /// `None` when the table's address is not an IP address (it is never connected to).
+    pub(crate) address: Option<SocketAddr>,
+    in_flight: AtomicUsize,
+    /// Woken when `in_flight` drops to zero.
     idle: Notify,
+    pub(crate) pool: Pool,
+}
+
+/// A route's backends bound to their shared state, in the route's order.
+#[derive(Debug)]
+pub(crate) struct BoundRoute {
+    pub(crate) backends: Vec<Arc<BackendState>>,
 }
 
 impl RouterStats {
@@ -30,71 +54,116 @@ impl RouterStats {
     /// Requests sent to this backend whose response has not ended (or been dropped) yet.
     /// An upgraded connection (WebSocket) counts as one until it closes.
     pub fn in_flight(&self, address: &str, port: u16) -> usize {
-        self.counts()
-            .get(&(address.to_string(), port))
-            .copied()
-            .unwrap_or(0)
+        self.backend(address, port)
+            .map_or(0, |backend| backend.in_flight.load(Ordering::Acquire))
     }
 
     /// Resolves once no request to this backend is in flight (at once if none is). Pair it with a
     /// timeout: a long-lived stream or WebSocket keeps it waiting.
     pub async fn wait_idle(&self, address: &str, port: u16) {
+        // No state means no table and no request holds the backend: nothing is in flight.
+        let Some(backend) = self.backend(address, port) else {
+            return;
+        };
         loop {
-            let notified = self.inner.idle.notified();
+            let notified = backend.idle.notified();
             let mut notified = std::pin::pin!(notified);
             // Registered before the check, so a drop to zero in between is not missed.
             notified.as_mut().enable();
-            if self.in_flight(address, port) == 0 {
+            if backend.in_flight.load(Ordering::Acquire) == 0 {
                 return;
             }
             notified.await;
         }
     }
 
-    /// Counts one request to a backend until the returned guard is dropped.
-    pub(crate) fn start(&self, address: &str, port: u16) -> InFlight {
-        let key = (address.to_string(), port);
-        *self.counts().entry(key.clone()).or_insert(0) += 1;
-        InFlight {
-            stats: self.clone(),
-            key,
+    /// The state of every route of `table`, bound once per table; backends no table or request
+    /// holds any more leave the registry.
+    pub(crate) fn bind_table(&self, table: &RoutingTable) {
+        let mut backends = self.backends();
+        for route in table.routes() {
+            route.bound.get_or_init(|| bind_route(&mut backends, route));
         }
+        backends.retain(|_, state| state.strong_count() > 0);
     }
 
-    fn counts(&self) -> MutexGuard<'_, HashMap<(String, u16), usize>> {
-        // The map holds plain counters: a panic elsewhere cannot leave it inconsistent.
+    /// The state of one route (bound with its table unless a request got there first).
+    pub(crate) fn bound<'r>(&self, route: &'r Route) -> &'r BoundRoute {
+        route
+            .bound
+            .get_or_init(|| bind_route(&mut self.backends(), route))
+    }
+
+    fn backend(&self, address: &str, port: u16) -> Option<Arc<BackendState>> {
+        self.backends()
+            .get(&(address.to_string(), port))
+            .and_then(Weak::upgrade)
+    }
+
+    fn backends(&self) -> MutexGuard<'_, HashMap<(String, u16), Weak<BackendState>>> {
+        // The map holds plain handles: a panic elsewhere cannot leave it inconsistent.
         self.inner
-            .in_flight
+            .backends
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn bind_route(
+    registry: &mut HashMap<(String, u16), Weak<BackendState>>,
+    route: &Route,
+) -> BoundRoute {
+    let backends = route
+        .backends
+        .iter()
+        .map(|backend| {
+            let key = (backend.address.clone(), backend.port);
+            if let Some(state) = registry.get(&key).and_then(Weak::upgrade) {
+                return state;
+            }
+            let state = Arc::new(BackendState {
+                address: backend
+                    .address
+                    .parse::<IpAddr>()
+                    .ok()
+                    .map(|ip| SocketAddr::new(ip, backend.port)),
+                in_flight: AtomicUsize::new(0),
+                idle: Notify::new(),
+                pool: Pool::default(),
+            });
+            registry.insert(key, Arc::downgrade(&state));
+            state
+        })
+        .collect();
+    BoundRoute { backends }
+}
+
+impl BackendState {
+    /// Counts one request to this backend until the returned guard is dropped.
+    pub(crate) fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight {
+            backend: Arc::clone(self),
+        }
     }
 }
 
 /// One request in flight to a backend; dropping it ends the count.
 #[derive(Debug)]
 pub(crate) struct InFlight {
-    stats: RouterStats,
-    key: (String, u16),
+    backend: Arc<BackendState>,
+}
+
+impl InFlight {
+    pub(crate) fn backend(&self) -> &Arc<BackendState> {
+        &self.backend
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let idle = {
-            let mut counts = self.stats.counts();
-            match counts.get_mut(&self.key) {
-                Some(count) if *count > 1 => {
-                    *count -= 1;
-                    false
-                }
-                Some(_) => {
-                    counts.remove(&self.key);
-                    true
-                }
-                None => false,
-            }
-        };
-        if idle {
-            self.stats.inner.idle.notify_waiters();
+        if self.backend.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.backend.idle.notify_waiters();
         }
     }
 }
@@ -102,32 +171,85 @@ impl Drop for InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::{Backend, RoutedApp};
     use std::time::Duration;
+
+    fn table(ports: &[u16]) -> RoutingTable {
+        RoutingTable::build(vec![RoutedApp {
+            app: "web".into(),
+            team: "shop".into(),
+            hosts: vec!["web.example".into()],
+            backends: ports
+                .iter()
+                .map(|&port| Backend {
+                    instance: format!("web-{port}"),
+                    address: "10.0.0.1".into(),
+                    port,
+                })
+                .collect(),
+            unavailable: String::new(),
+        }])
+    }
+
+    fn start(stats: &RouterStats, table: &RoutingTable, index: usize) -> InFlight {
+        stats.bound(&table.routes()[0]).backends[index].start()
+    }
 
     #[test]
     fn counts_follow_the_guards_per_backend() {
         let stats = RouterStats::new();
-        let a1 = stats.start("10.0.0.1", 80);
-        let a2 = stats.clone().start("10.0.0.1", 80);
-        let b = stats.start("10.0.0.1", 81);
-        assert_eq!(stats.in_flight("10.0.0.1", 80), 2);
-        assert_eq!(stats.in_flight("10.0.0.1", 81), 1);
-        assert_eq!(stats.in_flight("10.0.0.2", 80), 0);
+        let table = table(&[80, 81]);
+        stats.bind_table(&table);
+        let a1 = start(&stats, &table, 0);
+        let a2 = start(&stats.clone(), &table, 0);
+        let b = start(&stats, &table, 1);
+        // (address, port, in flight)
+        let cases = [
+            ("10.0.0.1", 80, 2),
+            ("10.0.0.1", 81, 1),
+            ("10.0.0.2", 80, 0),
+        ];
+        for (address, port, want) in cases {
+            assert_eq!(stats.in_flight(address, port), want, "{address}:{port}");
+        }
         drop(a1);
         assert_eq!(stats.in_flight("10.0.0.1", 80), 1);
         drop(a2);
         drop(b);
         assert_eq!(stats.in_flight("10.0.0.1", 80), 0);
         assert_eq!(stats.in_flight("10.0.0.1", 81), 0);
-        assert!(stats.counts().is_empty(), "idle backends leave the map");
+    }
+
+    #[test]
+    fn counts_survive_table_swaps_and_gone_backends_leave_the_registry() {
+        let stats = RouterStats::new();
+        let old = table(&[80, 81]);
+        stats.bind_table(&old);
+        let request = start(&stats, &old, 1);
+        // The new table no longer routes to :81; the request in flight still counts.
+        let new = table(&[80]);
+        stats.bind_table(&new);
+        drop(old);
+        assert_eq!(stats.in_flight("10.0.0.1", 81), 1);
+        assert!(Arc::ptr_eq(
+            &stats.bound(&new.routes()[0]).backends[0],
+            &stats.backend("10.0.0.1", 80).unwrap()
+        ));
+        drop(request);
+        assert_eq!(stats.in_flight("10.0.0.1", 81), 0);
+        stats.bind_table(&new);
+        assert_eq!(stats.backends().len(), 1, "only :80 is left");
     }
 
     #[tokio::test(start_paused = true)]
     async fn wait_idle_resolves_when_the_last_request_ends() {
         let stats = RouterStats::new();
+        let table = table(&[80, 81]);
         stats.wait_idle("10.0.0.1", 80).await;
-        let guard = stats.start("10.0.0.1", 80);
-        let other = stats.start("10.0.0.1", 81);
+        stats.bind_table(&table);
+        stats.wait_idle("10.0.0.1", 80).await;
+        let guard = start(&stats, &table, 0);
+        let other = start(&stats, &table, 1);
         let waiter = tokio::spawn({
             let stats = stats.clone();
             async move { stats.wait_idle("10.0.0.1", 80).await }

@@ -3,7 +3,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::stats::BoundRoute;
 
 /// A ready, not-draining instance of an app, as the engine reports its address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +40,9 @@ pub struct Route {
     pub backends: Vec<Backend>,
     pub unavailable: String,
     next: AtomicUsize,
+    /// The data path's per-backend state for this route, bound on first use
+    /// ([`crate::RouterStats`]), so requests need no lookup by address.
+    pub(crate) bound: OnceLock<BoundRoute>,
 }
 
 impl Route {
@@ -123,6 +129,7 @@ impl RoutingTable {
                 backends: app.backends,
                 unavailable: app.unavailable,
                 next: AtomicUsize::new(0),
+                bound: OnceLock::new(),
             });
         }
         table
