@@ -1,5 +1,6 @@
-//! The data path: accepts client connections, finds each request's route by host and proxies it
-//! to one of the route's ready instances through a shared keep-alive pool, streaming both bodies.
+//! The data path: accepts client connections (HTTP/1.1 and HTTP/2 with prior knowledge), finds
+//! each request's route by host and proxies it over HTTP/1.1 to one of the route's ready
+//! instances through the backend's keep-alive pool, streaming both bodies.
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -18,7 +19,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -121,11 +123,15 @@ pub(crate) async fn serve_connection<I>(
         let client = Arc::clone(&client);
         async move { Ok::<_, Infallible>(proxy.handle(req, &client).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
+    // HTTP/1.1 (with upgrades, for WebSockets) and HTTP/2 with prior knowledge (h2c) on the
+    // same connection, told apart by the first bytes.
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
+        .header_read_timeout(header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let ended = tokio::select! {
         ended = conn.as_mut() => ended,

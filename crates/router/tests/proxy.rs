@@ -794,3 +794,122 @@ async fn shutdown_stops_accepting_and_lets_requests_in_flight_finish() {
             .is_none()
     );
 }
+
+/// An HTTP/2 connection to the router with prior knowledge (h2c), as `curl --http2-prior-knowledge`
+/// opens one.
+async fn h2_client(router: &TestRouter) -> hyper::client::conn::http2::SendRequest<TestBody> {
+    let stream = TcpStream::connect(router.addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("the router speaks HTTP/2");
+    tokio::spawn(conn);
+    sender
+}
+
+async fn h2_send(
+    sender: &mut hyper::client::conn::http2::SendRequest<TestBody>,
+    method: Method,
+    uri: &str,
+    body: TestBody,
+) -> Response<Incoming> {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .version(http::Version::HTTP_2)
+        .body(body)
+        .unwrap();
+    tokio::time::timeout(PATIENCE, sender.send_request(request))
+        .await
+        .expect("the router answers")
+        .expect("the request goes through")
+}
+
+#[tokio::test]
+async fn http2_clients_with_prior_knowledge_reach_http1_backends() {
+    let web = TestBackend::start("web-1").await;
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[&web])],
+        RouterConfig::default(),
+    )
+    .await;
+    let mut h2 = h2_client(&router).await;
+
+    // Routed by the :authority; the backend gets HTTP/1.1 with the host and forwarded headers.
+    let response = h2_send(
+        &mut h2,
+        Method::GET,
+        "http://web.example.com/headers",
+        full(""),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let seen = text(response).await;
+    for want in [
+        "host: web.example.com\n",
+        "x-forwarded-host: web.example.com\n",
+        "x-forwarded-proto: http\n",
+        "x-forwarded-for: 127.0.0.1\n",
+    ] {
+        assert!(seen.contains(want), "{want:?} not in:\n{seen}");
+    }
+    let response = h2_send(&mut h2, Method::GET, "http://nobody.example.com/", full("")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // A request body streamed in pieces arrives whole.
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|frame| (frame, rx))
+    });
+    let body = StreamBody::new(stream)
+        .map_err(|never| match never {})
+        .boxed();
+    let mut sender = h2.clone();
+    let echo = tokio::spawn(async move {
+        let response = h2_send(
+            &mut sender,
+            Method::POST,
+            "http://web.example.com/echo",
+            body,
+        )
+        .await;
+        text(response).await
+    });
+    for piece in ["abc", "defg", "h"] {
+        tx.send(Ok(Frame::data(Bytes::from(piece)))).await.unwrap();
+    }
+    drop(tx);
+    let echoed = tokio::time::timeout(PATIENCE, echo).await.unwrap().unwrap();
+    assert_eq!(echoed, "web-1 8");
+
+    // A streamed response arrives in pieces on the same connection.
+    let response = h2_send(
+        &mut h2,
+        Method::GET,
+        "http://web.example.com/stream",
+        full(""),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    assert_eq!(next_chunk(&mut body).await, "web-1: first\n");
+    web.release.notify_one();
+    assert_eq!(next_chunk(&mut body).await, "web-1: second\n");
+    // HTTP/2 may close the stream with an empty DATA frame.
+    let rest = tokio::time::timeout(PATIENCE, body.collect())
+        .await
+        .expect("ends")
+        .expect("no body error");
+    assert!(rest.to_bytes().is_empty());
+    let (ip, port) = (web.addr.ip().to_string(), web.addr.port());
+    tokio::time::timeout(PATIENCE, router.stats.wait_idle(&ip, port))
+        .await
+        .expect("no request left in flight");
+
+    // HTTP/1.1 clients keep working on the same port.
+    assert_eq!(
+        router.get("web.example.com", "/").await,
+        (StatusCode::OK, "web-1".to_string())
+    );
+}
