@@ -2,6 +2,8 @@
 //! instances) and the data path that proxies requests to them. It reads only the table it is
 //! given; the controller builds and swaps it.
 
+pub mod access_log;
+pub mod meters;
 mod pool;
 pub mod proxy;
 pub mod stats;
@@ -9,6 +11,8 @@ pub mod table;
 
 use std::time::Duration;
 
+pub use access_log::{AccessLog, write_access_log};
+pub use meters::{AppCounters, LATENCY_BUCKETS, LATENCY_BUCKETS_MS};
 pub use proxy::{Scheme, serve};
 pub use stats::RouterStats;
 pub use table::{

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -27,6 +28,8 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::RouterConfig;
+use crate::access_log::Entry;
+use crate::meters::{AppMeters, UpstreamFailure};
 use crate::pool::{ConnectError, PoolConfig, Sender};
 use crate::stats::{BackendState, InFlight, RouterStats};
 use crate::table::{Route, RoutingTable, normalize_host};
@@ -148,6 +151,7 @@ pub(crate) async fn serve_connection<I>(
 /// What the data path knows of a client connection, computed once per connection.
 #[derive(Debug)]
 pub(crate) struct ClientConn {
+    peer: SocketAddr,
     /// The peer's IP as `X-Forwarded-For` names it (an IPv4-mapped address as IPv4).
     forwarded_for: HeaderValue,
     scheme: Scheme,
@@ -156,6 +160,7 @@ pub(crate) struct ClientConn {
 impl ClientConn {
     fn new(peer: SocketAddr, scheme: Scheme) -> ClientConn {
         ClientConn {
+            peer,
             forwarded_for: forwarded_for_value(peer.ip()),
             scheme,
         }
@@ -211,23 +216,77 @@ impl Proxy {
         table
     }
 
-    async fn handle(&self, mut req: Request<Incoming>, client: &ClientConn) -> Response<ProxyBody> {
+    /// Answers one request, counted in its app's counters (when its host routes to one) and
+    /// written to the access log (when sampled) once its response has been sent to the end.
+    async fn handle(&self, req: Request<Incoming>, client: &ClientConn) -> Response<ProxyBody> {
+        let log = self.stats.access_log_state().sample().then(|| {
+            let entry = Entry {
+                time: SystemTime::now(),
+                client: client.peer,
+                method: req.method().clone(),
+                host: request_host(&req)
+                    .map(|host| String::from_utf8_lossy(host.as_bytes()).into_owned())
+                    .unwrap_or_default(),
+                path: req
+                    .uri()
+                    .path_and_query()
+                    .map_or_else(String::new, |path| path.as_str().to_string()),
+                status: 0,
+                bytes_out: 0,
+                app: None,
+                instance: None,
+                upstream_error: None,
+            };
+            (Box::new(entry), self.stats.clone())
+        });
+        let mut exchange = Exchange {
+            started: Instant::now(),
+            status: 0,
+            bytes_out: 0,
+            app: None,
+            log,
+        };
+        match self.route_request(req, client, &mut exchange).await {
+            Answer::Proxied(response, lease) => metered(response, Some(lease), exchange),
+            Answer::Own(response) if exchange.app.is_none() && exchange.log.is_none() => response,
+            Answer::Own(response) => metered(response, None, exchange),
+        }
+    }
+
+    async fn route_request(
+        &self,
+        mut req: Request<Incoming>,
+        client: &ClientConn,
+        exchange: &mut Exchange,
+    ) -> Answer {
         let table = self.current_table();
         let host = match request_host(&req) {
             Ok(host) => host,
-            Err(message) => return page(StatusCode::BAD_REQUEST, message),
+            Err(message) => return own(page(StatusCode::BAD_REQUEST, message)),
         };
         let Some(name) = host.to_str().ok().and_then(normalize_host) else {
-            return page(StatusCode::BAD_REQUEST, "the host is not a valid host name");
+            return own(page(
+                StatusCode::BAD_REQUEST,
+                "the host is not a valid host name",
+            ));
         };
         let Some(route) = table.route(&name) else {
-            return page(StatusCode::NOT_FOUND, &format!("no app answers to {name}"));
+            return own(page(
+                StatusCode::NOT_FOUND,
+                &format!("no app answers to {name}"),
+            ));
         };
+        let bound = self.stats.bound(route);
+        bound.app.started();
+        exchange.app = Some(Arc::clone(&bound.app));
+        if let Some((entry, _)) = &mut exchange.log {
+            entry.app = Some((route.team.clone(), route.app.clone()));
+        }
         if route.backends.is_empty() {
-            return unavailable(route);
+            return own(unavailable(route));
         }
         if req.body().size_hint().lower() > self.config.max_body_bytes {
-            return too_large(self.config.max_body_bytes);
+            return own(too_large(self.config.max_body_bytes));
         }
         let upgrade = websocket_upgrade(req.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
@@ -236,7 +295,10 @@ impl Proxy {
             // An authority-form request (CONNECT) has no path; it is not ours to serve.
             (parts.method != Method::CONNECT).then(|| PathAndQuery::from_static("/"))
         }) else {
-            return page(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported");
+            return own(page(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "CONNECT is not supported",
+            ));
         };
         let mut headers = parts.headers;
         forward_headers(
@@ -246,7 +308,6 @@ impl Proxy {
             client.scheme,
             upgrade,
         );
-        let bound = self.stats.bound(route);
         let retry_safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
             && body.is_end_stream()
             && route.backends.len() > 1;
@@ -256,7 +317,7 @@ impl Proxy {
         let mut attempts = 0;
         loop {
             let Some((index, backend)) = route.pick(&tried[..attempts]) else {
-                return bad_gateway(route);
+                return own(bad_gateway(route));
             };
             tried[attempts] = index;
             attempts += 1;
@@ -265,12 +326,14 @@ impl Proxy {
             let Some(address) = state.address else {
                 warn!(app = %route.app, instance = %backend.instance, address = %backend.address,
                     "router: backend address is not an IP address");
-                return bad_gateway(route);
+                return own(bad_gateway(route));
             };
             let out_body = match body.take() {
-                Some(body) if !body.is_end_stream() => {
-                    Limited::new(body, clamp_usize(self.config.max_body_bytes)).boxed()
+                Some(body) if !body.is_end_stream() => RequestBytes {
+                    inner: Limited::new(body, clamp_usize(self.config.max_body_bytes)),
+                    app: Arc::clone(&bound.app),
                 }
+                .boxed(),
                 _ => Empty::new().map_err(|never| match never {}).boxed(),
             };
             let mut out = Request::new(out_body);
@@ -282,18 +345,26 @@ impl Proxy {
             } else {
                 std::mem::take(&mut headers)
             };
+            exchange.note_instance(&backend.instance);
             let in_flight = state.start();
             match tokio::time::timeout_at(deadline, self.exchange(state, address, out)).await {
                 Err(_elapsed) => {
                     debug!(app = %route.app, instance = %backend.instance, "router: request timed out");
-                    return page(
+                    bound.app.upstream_failed(UpstreamFailure::Timeout);
+                    exchange.note_error(|| {
+                        format!(
+                            "no answer within {} s",
+                            self.config.request_timeout.as_secs_f64()
+                        )
+                    });
+                    return own(page(
                         StatusCode::GATEWAY_TIMEOUT,
                         &format!(
                             "app {} did not answer within {} s",
                             route.app,
                             self.config.request_timeout.as_secs_f64()
                         ),
-                    );
+                    ));
                 }
                 Ok(Ok((response, sender))) => {
                     return respond(response, in_flight, sender, self.pool, client_upgrade);
@@ -305,12 +376,17 @@ impl Proxy {
                         Upstream::Send(err) => err,
                     };
                     if caused_by::<LengthLimitError>(err) {
-                        return too_large(self.config.max_body_bytes);
+                        return own(too_large(self.config.max_body_bytes));
                     }
+                    bound.app.upstream_failed(match upstream {
+                        Upstream::Connect(_) => UpstreamFailure::Connect,
+                        Upstream::Send(_) => UpstreamFailure::Broken,
+                    });
+                    exchange.note_error(|| error_chain(err));
                     warn!(app = %route.app, instance = %backend.instance, error = %error_chain(err),
                         retry = retry_left, "router: backend request failed");
                     if !retry_left {
-                        return bad_gateway(route);
+                        return own(bad_gateway(route));
                     }
                 }
             }
@@ -456,16 +532,16 @@ fn respond(
     sender: Sender,
     pool: PoolConfig,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-) -> Response<ProxyBody> {
+) -> Answer {
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // The connection is the tunnel's now.
         drop(sender);
         let Some(client_upgrade) = client_upgrade else {
             warn!("router: a backend switched protocols unasked");
-            return page(
+            return own(page(
                 StatusCode::BAD_GATEWAY,
                 "the app switched protocols unasked",
-            );
+            ));
         };
         let upgrade = websocket_upgrade(response.headers());
         let backend_upgrade = hyper::upgrade::on(&mut response);
@@ -478,18 +554,22 @@ fn respond(
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(header::UPGRADE, protocol);
         }
-        return Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed());
+        return own(Response::from_parts(
+            parts,
+            Empty::new().map_err(|never| match never {}).boxed(),
+        ));
     }
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.version = Version::HTTP_11;
-    let body = Tracked {
-        inner: body,
-        in_flight: Some(in_flight),
-        sender: Some(sender),
-        pool,
-    };
-    Response::from_parts(parts, body.map_err(BoxError::from).boxed())
+    Answer::Proxied(
+        Response::from_parts(parts, body),
+        Lease {
+            in_flight,
+            sender,
+            pool,
+        },
+    )
 }
 
 /// Copies bytes both ways between an upgraded client connection and backend connection.
@@ -512,43 +592,149 @@ async fn tunnel(
     drop(in_flight);
 }
 
-/// A backend's response body, counted as in flight until it ends or is dropped. Its connection
-/// goes back to the pool only when the body was read to its end: one dropped halfway is closed.
-struct Tracked {
-    inner: Incoming,
-    in_flight: Option<InFlight>,
-    sender: Option<Sender>,
+/// What the router answers a request with.
+enum Answer {
+    /// An instance's response, its connection leased until the body has been read to its end.
+    Proxied(Response<Incoming>, Lease),
+    /// A response of the router's own (a page, or a `101` whose connection became a tunnel).
+    Own(Response<ProxyBody>),
+}
+
+fn own(response: Response<ProxyBody>) -> Answer {
+    Answer::Own(response)
+}
+
+/// A backend connection in use by one response: counted in flight until the response ends, given
+/// back to the pool only when the body was read to its end (one dropped halfway is closed).
+struct Lease {
+    in_flight: InFlight,
+    sender: Sender,
     pool: PoolConfig,
 }
 
-impl Tracked {
-    fn finish(&mut self) {
-        if let Some(in_flight) = self.in_flight.take()
-            && let Some(sender) = self.sender.take()
-        {
-            in_flight.backend().pool.checkin(sender, self.pool);
+impl Lease {
+    fn give_back(self) {
+        self.in_flight
+            .backend()
+            .pool
+            .checkin(self.sender, self.pool);
+    }
+}
+
+/// One request from arrival to its response's last byte: counted in its app's counters and
+/// written to the access log (when sampled) when dropped.
+pub(crate) struct Exchange {
+    started: Instant,
+    status: u16,
+    bytes_out: u64,
+    app: Option<Arc<AppMeters>>,
+    /// The access log line being gathered, when the request is sampled.
+    log: Option<(Box<Entry>, RouterStats)>,
+}
+
+impl Exchange {
+    fn note_instance(&mut self, instance: &str) {
+        if let Some((entry, _)) = &mut self.log {
+            entry.instance = Some(instance.to_string());
+        }
+    }
+
+    /// The last upstream failure, for the access log (`error` is only called when sampled).
+    fn note_error(&mut self, error: impl FnOnce() -> String) {
+        if let Some((entry, _)) = &mut self.log {
+            entry.upstream_error = Some(error());
         }
     }
 }
 
-impl Body for Tracked {
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        let duration = self.started.elapsed();
+        if let Some(app) = &self.app {
+            app.finished(self.status, duration);
+        }
+        if let Some((mut entry, stats)) = self.log.take() {
+            entry.status = self.status;
+            entry.bytes_out = self.bytes_out;
+            stats.access_log_state().write(&entry, duration);
+        }
+    }
+}
+
+/// `response` with a body that counts its bytes and ends `exchange` (and `lease`) with it.
+fn metered<B>(
+    response: Response<B>,
+    lease: Option<Lease>,
+    mut exchange: Exchange,
+) -> Response<ProxyBody>
+where
+    B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    exchange.status = response.status().as_u16();
+    let (parts, inner) = response.into_parts();
+    let body = Metered {
+        inner,
+        lease,
+        exchange: Some(exchange),
+    };
+    Response::from_parts(parts, BoxBody::new(body))
+}
+
+/// A response body on its way to the client: its bytes counted, its exchange ended (and its
+/// backend connection given back) when it ends, fails or is dropped.
+struct Metered<B: Body> {
+    inner: B,
+    lease: Option<Lease>,
+    exchange: Option<Exchange>,
+}
+
+impl<B: Body> Metered<B> {
+    /// The body was read to its end: the connection can serve another request.
+    fn complete(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.give_back();
+        }
+        self.exchange = None;
+    }
+}
+
+impl<B> Body for Metered<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match polled {
-            Poll::Ready(None) => self.finish(),
-            Poll::Ready(Some(Err(_))) => {
-                self.sender = None;
-                self.in_flight = None;
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                self.complete();
+                Poll::Ready(None)
             }
-            _ => {}
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref()
+                    && let Some(exchange) = &mut self.exchange
+                {
+                    exchange.bytes_out += data.len() as u64;
+                    if let Some(app) = &exchange.app {
+                        app.add_response_bytes(data.len());
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                // The connection is in an unknown state: it is closed, not pooled.
+                self.lease = None;
+                self.exchange = None;
+                Poll::Ready(Some(Err(err.into())))
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -560,12 +746,47 @@ impl Body for Tracked {
     }
 }
 
-impl Drop for Tracked {
+impl<B: Body> Drop for Metered<B> {
     fn drop(&mut self) {
         // An empty body (or one whose length is reached) may never be polled to its end.
         if self.inner.is_end_stream() {
-            self.finish();
+            self.complete();
         }
+    }
+}
+
+/// A request body on its way to the instance, its bytes counted for the app.
+struct RequestBytes<B> {
+    inner: B,
+    app: Arc<AppMeters>,
+}
+
+impl<B> Body for RequestBytes<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.app.add_request_bytes(data.len());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -1,14 +1,16 @@
-//! The data path's shared state per backend (address, port): requests in flight, so the control
-//! plane can wait for an instance's requests to finish before it stops it, and the backend's
-//! keep-alive connections.
+//! The data path's shared state: per backend (address, port) the requests in flight, so the
+//! control plane can wait for an instance's requests to finish before it stops it, and the
+//! backend's keep-alive connections; per app its counters; the access log's setting.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
+use crate::access_log::{AccessLog, AccessLogState};
+use crate::meters::{AppCounters, AppMeters};
 use crate::pool::Pool;
 use crate::table::{Route, RoutingTable};
 
@@ -27,6 +29,10 @@ pub struct RouterStats {
 struct Inner {
     /// Every backend a live table or a request in flight still holds.
     backends: Mutex<HashMap<(String, u16), Weak<BackendState>>>,
+    /// Every app of the tables bound lately, by (team, app). Held strongly, so counters survive
+    /// table swaps; an app no table holds any more leaves when the next table is bound.
+    apps: Mutex<HashMap<(String, String), Arc<AppMeters>>>,
+    access_log: AccessLogState,
 }
 
 /// One backend as the data path sees it, shared by every table that routes to it.
@@ -44,11 +50,55 @@ pub(crate) struct BackendState {
 #[derive(Debug)]
 pub(crate) struct BoundRoute {
     pub(crate) backends: Vec<Arc<BackendState>>,
+    pub(crate) app: Arc<AppMeters>,
 }
 
 impl RouterStats {
+    /// Counters without an access log ([`RouterStats::set_access_log`] does nothing).
     pub fn new() -> RouterStats {
         RouterStats::default()
+    }
+
+    /// Counters with an access log that writes its lines to `sink` (see
+    /// [`crate::write_access_log`]); the log is off until [`RouterStats::set_access_log`].
+    /// A line that does not fit in the channel is dropped, never waited for.
+    pub fn with_access_log(sink: mpsc::Sender<String>) -> RouterStats {
+        RouterStats {
+            inner: Arc::new(Inner {
+                access_log: AccessLogState::new(Some(sink)),
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// Turns the access log on (with a sample rate) or off; applies to the next requests.
+    pub fn set_access_log(&self, log: Option<AccessLog>) {
+        self.inner.access_log.set(log);
+    }
+
+    /// The access log's current setting.
+    pub fn access_log(&self) -> Option<AccessLog> {
+        self.inner.access_log.get()
+    }
+
+    /// Access log lines dropped because the sink was full or closed.
+    pub fn access_log_dropped(&self) -> u64 {
+        self.inner.access_log.dropped()
+    }
+
+    pub(crate) fn access_log_state(&self) -> &AccessLogState {
+        &self.inner.access_log
+    }
+
+    /// The counters of every app routed to lately, in (team, app) order.
+    pub fn app_counters(&self) -> Vec<AppCounters> {
+        let mut counters: Vec<AppCounters> = self
+            .apps()
+            .values()
+            .map(|meters| meters.snapshot())
+            .collect();
+        counters.sort_by(|a, b| (&a.team, &a.app).cmp(&(&b.team, &b.app)));
+        counters
     }
 
     /// Requests sent to this backend whose response has not ended (or been dropped) yet.
@@ -78,26 +128,43 @@ impl RouterStats {
     }
 
     /// The state of every route of `table`, bound once per table; backends no table or request
-    /// holds any more leave the registry.
+    /// holds any more and apps neither this table nor another one holds leave the registry.
     pub(crate) fn bind_table(&self, table: &RoutingTable) {
         let mut backends = self.backends();
+        let mut apps = self.apps();
         for route in table.routes() {
-            route.bound.get_or_init(|| bind_route(&mut backends, route));
+            if route.bound.get().is_none() {
+                // Bound outside the cell, so no lock is taken while another thread waits on it.
+                let _ = route.bound.set(bind_route(&mut backends, &mut apps, route));
+            }
         }
         backends.retain(|_, state| state.strong_count() > 0);
+        apps.retain(|_, meters| Arc::strong_count(meters) > 1);
     }
 
     /// The state of one route (bound with its table unless a request got there first).
     pub(crate) fn bound<'r>(&self, route: &'r Route) -> &'r BoundRoute {
-        route
-            .bound
-            .get_or_init(|| bind_route(&mut self.backends(), route))
+        if let Some(bound) = route.bound.get() {
+            return bound;
+        }
+        let fresh = bind_route(&mut self.backends(), &mut self.apps(), route);
+        // Another thread may have won: both bound to the same registry entries.
+        let _ = route.bound.set(fresh);
+        route.bound.get().expect("set just above")
     }
 
     fn backend(&self, address: &str, port: u16) -> Option<Arc<BackendState>> {
         self.backends()
             .get(&(address.to_string(), port))
             .and_then(Weak::upgrade)
+    }
+
+    fn apps(&self) -> MutexGuard<'_, HashMap<(String, String), Arc<AppMeters>>> {
+        // The map holds plain handles: a panic elsewhere cannot leave it inconsistent.
+        self.inner
+            .apps
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn backends(&self) -> MutexGuard<'_, HashMap<(String, u16), Weak<BackendState>>> {
@@ -111,8 +178,13 @@ impl RouterStats {
 
 fn bind_route(
     registry: &mut HashMap<(String, u16), Weak<BackendState>>,
+    apps: &mut HashMap<(String, String), Arc<AppMeters>>,
     route: &Route,
 ) -> BoundRoute {
+    let app = Arc::clone(
+        apps.entry((route.team.clone(), route.app.clone()))
+            .or_insert_with(|| Arc::new(AppMeters::new(&route.team, &route.app))),
+    );
     let backends = route
         .backends
         .iter()
@@ -135,7 +207,7 @@ fn bind_route(
             state
         })
         .collect();
-    BoundRoute { backends }
+    BoundRoute { backends, app }
 }
 
 impl BackendState {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use berth_router::{Backend, RoutedApp, RouterConfig, RouterStats, RoutingTable, serve};
+use berth_router::{
+    AccessLog, AppCounters, Backend, RoutedApp, RouterConfig, RouterStats, RoutingTable, serve,
+};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
@@ -203,10 +205,17 @@ struct TestRouter {
 
 impl TestRouter {
     async fn start(apps: Vec<RoutedApp>, config: RouterConfig) -> TestRouter {
+        TestRouter::start_with(apps, config, RouterStats::new()).await
+    }
+
+    async fn start_with(
+        apps: Vec<RoutedApp>,
+        config: RouterConfig,
+        stats: RouterStats,
+    ) -> TestRouter {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (table, rx) = watch::channel(Arc::new(RoutingTable::build(apps)));
-        let stats = RouterStats::new();
         let (shutdown, stop) = oneshot::channel::<()>();
         tokio::spawn(serve(listener, rx, config, stats.clone(), async move {
             let _ = stop.await;
@@ -912,4 +921,202 @@ async fn http2_clients_with_prior_knowledge_reach_http1_backends() {
         router.get("web.example.com", "/").await,
         (StatusCode::OK, "web-1".to_string())
     );
+}
+
+fn counters_of<'c>(counters: &'c [AppCounters], app: &str) -> Option<&'c AppCounters> {
+    counters.iter().find(|c| c.app == app)
+}
+
+/// Waits until no request of any app is in progress (a response's end is counted when the router
+/// has sent its last byte, which may be a moment after the client read it).
+async fn settled(stats: &RouterStats) -> Vec<AppCounters> {
+    eventually("every request is counted", || {
+        stats.app_counters().iter().all(|c| c.in_flight == 0)
+    })
+    .await;
+    stats.app_counters()
+}
+
+#[tokio::test]
+async fn apps_count_their_requests_bytes_latencies_and_upstream_failures() {
+    let web = TestBackend::start("web-1").await;
+    let slow = TestBackend::start("slow-1").await;
+    let closed = closed_port().await;
+    let apps = vec![
+        app("web", &["web.example.com"], &[&web]),
+        app("down", &["down.example.com"], &[]),
+        app("broken", &["broken.example.com"], &[&closed]),
+        app("slow", &["slow.example.com"], &[&slow]),
+    ];
+    let config = RouterConfig {
+        request_timeout: Duration::from_millis(300),
+        ..RouterConfig::default()
+    };
+    let router = TestRouter::start(apps.clone(), config).await;
+    for _ in 0..3 {
+        assert_eq!(router.get("web.example.com", "/").await.0, StatusCode::OK);
+    }
+    let response = router
+        .send(Method::POST, "web.example.com", "/echo", full("hello"))
+        .await;
+    assert_eq!(text(response).await, "web-1 5");
+    // (host, path, status)
+    let cases = [
+        ("down.example.com", "/", StatusCode::SERVICE_UNAVAILABLE),
+        ("broken.example.com", "/", StatusCode::BAD_GATEWAY),
+        ("slow.example.com", "/slow", StatusCode::GATEWAY_TIMEOUT),
+        ("nobody.example.com", "/", StatusCode::NOT_FOUND),
+    ];
+    for (host, path, want) in cases {
+        assert_eq!(router.get(host, path).await.0, want, "{host}");
+    }
+
+    let counters = settled(&router.stats).await;
+    let names: Vec<&str> = counters.iter().map(|c| c.app.as_str()).collect();
+    assert_eq!(
+        names,
+        ["broken", "down", "slow", "web"],
+        "unrouted hosts count nowhere"
+    );
+    let web_counters = counters_of(&counters, "web").unwrap();
+    assert_eq!(web_counters.team, "team");
+    assert_eq!(web_counters.responses, [0, 4, 0, 0, 0]);
+    assert_eq!(web_counters.latency_buckets.iter().sum::<u64>(), 4);
+    assert_eq!(web_counters.request_bytes, 5);
+    assert_eq!(web_counters.response_bytes, 3 * 5 + 7);
+    assert_eq!(
+        (
+            web_counters.connect_failures,
+            web_counters.timeouts,
+            web_counters.broken_responses
+        ),
+        (0, 0, 0)
+    );
+    // (app, responses by class, connect failures, timeouts)
+    let failing = [
+        ("down", [0, 0, 0, 0, 1], 0, 0),
+        ("broken", [0, 0, 0, 0, 1], 1, 0),
+        ("slow", [0, 0, 0, 0, 1], 0, 1),
+    ];
+    for (name, responses, connect_failures, timeouts) in failing {
+        let c = counters_of(&counters, name).unwrap();
+        assert_eq!(c.responses, responses, "{name}");
+        assert_eq!(
+            (c.connect_failures, c.timeouts),
+            (connect_failures, timeouts),
+            "{name}"
+        );
+        assert!(c.response_bytes > 0, "{name}: the router's page counts");
+    }
+
+    // A streamed response counts as in progress until it ends.
+    let response = router
+        .send(Method::GET, "web.example.com", "/stream", full(""))
+        .await;
+    let mut body = response.into_body();
+    next_chunk(&mut body).await;
+    assert_eq!(
+        counters_of(&router.stats.app_counters(), "web")
+            .unwrap()
+            .in_flight,
+        1
+    );
+    web.release.notify_one();
+    drop(body);
+
+    // A new table keeps the counts of the apps it still routes and drops the others'.
+    router.swap(vec![apps[0].clone()]);
+    assert_eq!(router.get("web.example.com", "/").await.0, StatusCode::OK);
+    let counters = settled(&router.stats).await;
+    let names: Vec<&str> = counters.iter().map(|c| c.app.as_str()).collect();
+    assert_eq!(names, ["web"]);
+    assert_eq!(counters[0].requests(), 6);
+}
+
+/// The access log lines written so far, parsed.
+async fn log_lines(lines: &mut mpsc::Receiver<String>, want: usize) -> Vec<serde_json::Value> {
+    let mut parsed = Vec::new();
+    for _ in 0..want {
+        let line = tokio::time::timeout(PATIENCE, lines.recv())
+            .await
+            .expect("a line comes")
+            .expect("the sink is open");
+        assert!(!line.contains('\n'), "one line: {line}");
+        parsed.push(serde_json::from_str(&line).expect("a line is JSON"));
+    }
+    parsed
+}
+
+#[tokio::test]
+async fn the_access_log_writes_sampled_requests_as_json_lines() {
+    let web = TestBackend::start("web-1").await;
+    let closed = closed_port().await;
+    let (sink, mut lines) = mpsc::channel(64);
+    let stats = RouterStats::with_access_log(sink);
+    let router = TestRouter::start_with(
+        vec![
+            app("web", &["web.example.com"], &[&web]),
+            app("broken", &["broken.example.com"], &[&closed]),
+        ],
+        RouterConfig::default(),
+        stats,
+    )
+    .await;
+    // Off by default.
+    assert_eq!(router.stats.access_log(), None);
+    router.get("web.example.com", "/").await;
+
+    router
+        .stats
+        .set_access_log(Some(AccessLog { sample_one_in: 1 }));
+    let (status, _) = router.get("web.example.com", "/a%20b?q=%22x%22").await;
+    assert_eq!(status, StatusCode::OK);
+    let line = &log_lines(&mut lines, 1).await[0];
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["host"], "web.example.com");
+    assert_eq!(line["path"], "/a%20b?q=%22x%22");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["bytes_out"], 5);
+    assert_eq!(
+        (&line["team"], &line["app"]),
+        (&"team".into(), &"web".into())
+    );
+    assert_eq!(line["instance"], "web-1");
+    assert!(line["upstream_error"].is_null());
+    assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert!(line["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(line["time"].as_str().unwrap().ends_with('Z'));
+
+    // (host, status, app, an upstream error)
+    let cases = [
+        ("broken.example.com", 502, Some("broken"), true),
+        ("nobody.example.com", 404, None, false),
+    ];
+    for (host, status, app, upstream_error) in cases {
+        router.get(host, "/").await;
+        let line = &log_lines(&mut lines, 1).await[0];
+        assert_eq!(line["status"], status, "{host}");
+        assert_eq!(line["app"].as_str(), app, "{host}");
+        assert_eq!(
+            !line["upstream_error"].is_null(),
+            upstream_error,
+            "{host}: {line}"
+        );
+    }
+
+    // One in three of 6 requests; then off again.
+    router
+        .stats
+        .set_access_log(Some(AccessLog { sample_one_in: 3 }));
+    for _ in 0..6 {
+        router.get("web.example.com", "/").await;
+    }
+    assert_eq!(log_lines(&mut lines, 2).await.len(), 2);
+    router.stats.set_access_log(None);
+    for _ in 0..3 {
+        router.get("web.example.com", "/").await;
+    }
+    settled(&router.stats).await;
+    assert!(lines.try_recv().is_err(), "no line while off");
+    assert_eq!(router.stats.access_log_dropped(), 0);
 }
