@@ -210,7 +210,10 @@ impl Proxy {
     fn current_table(&self) -> Arc<RoutingTable> {
         let table = self.table.borrow().clone();
         let address = Arc::as_ptr(&table) as usize;
-        if self.bound_table.swap(address, Ordering::AcqRel) != address {
+        // A load first: a write on every request would bounce the line between cores.
+        if self.bound_table.load(Ordering::Acquire) != address
+            && self.bound_table.swap(address, Ordering::AcqRel) != address
+        {
             self.stats.bind_table(&table);
         }
         table
