@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{Notify, mpsc};
 
@@ -27,8 +27,10 @@ pub struct RouterStats {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Every backend a live table or a request in flight still holds.
-    backends: Mutex<HashMap<(String, u16), Weak<BackendState>>>,
+    /// Every backend of the tables bound lately. Held strongly, so a backend's idle connections
+    /// survive table swaps (a table is rebuilt every second); one that neither a table nor a
+    /// request holds any more leaves when the next table is bound.
+    backends: Mutex<HashMap<(String, u16), Arc<BackendState>>>,
     /// Every app of the tables bound lately, by (team, app). Held strongly, so counters survive
     /// table swaps; an app no table holds any more leaves when the next table is bound.
     apps: Mutex<HashMap<(String, String), Arc<AppMeters>>>,
@@ -138,7 +140,7 @@ impl RouterStats {
                 let _ = route.bound.set(bind_route(&mut backends, &mut apps, route));
             }
         }
-        backends.retain(|_, state| state.strong_count() > 0);
+        backends.retain(|_, state| Arc::strong_count(state) > 1);
         apps.retain(|_, meters| Arc::strong_count(meters) > 1);
     }
 
@@ -154,9 +156,7 @@ impl RouterStats {
     }
 
     fn backend(&self, address: &str, port: u16) -> Option<Arc<BackendState>> {
-        self.backends()
-            .get(&(address.to_string(), port))
-            .and_then(Weak::upgrade)
+        self.backends().get(&(address.to_string(), port)).cloned()
     }
 
     fn apps(&self) -> MutexGuard<'_, HashMap<(String, String), Arc<AppMeters>>> {
@@ -167,7 +167,7 @@ impl RouterStats {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn backends(&self) -> MutexGuard<'_, HashMap<(String, u16), Weak<BackendState>>> {
+    fn backends(&self) -> MutexGuard<'_, HashMap<(String, u16), Arc<BackendState>>> {
         // The map holds plain handles: a panic elsewhere cannot leave it inconsistent.
         self.inner
             .backends
@@ -177,7 +177,7 @@ impl RouterStats {
 }
 
 fn bind_route(
-    registry: &mut HashMap<(String, u16), Weak<BackendState>>,
+    registry: &mut HashMap<(String, u16), Arc<BackendState>>,
     apps: &mut HashMap<(String, String), Arc<AppMeters>>,
     route: &Route,
 ) -> BoundRoute {
@@ -190,8 +190,8 @@ fn bind_route(
         .iter()
         .map(|backend| {
             let key = (backend.address.clone(), backend.port);
-            if let Some(state) = registry.get(&key).and_then(Weak::upgrade) {
-                return state;
+            if let Some(state) = registry.get(&key) {
+                return Arc::clone(state);
             }
             let state = Arc::new(BackendState {
                 address: backend
@@ -203,7 +203,7 @@ fn bind_route(
                 idle: Notify::new(),
                 pool: Pool::default(),
             });
-            registry.insert(key, Arc::downgrade(&state));
+            registry.insert(key, Arc::clone(&state));
             state
         })
         .collect();

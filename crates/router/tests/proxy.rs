@@ -1120,3 +1120,48 @@ async fn the_access_log_writes_sampled_requests_as_json_lines() {
     assert!(lines.try_recv().is_err(), "no line while off");
     assert_eq!(router.stats.access_log_dropped(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_reuse_backend_connections() {
+    let web = TestBackend::start("web-1").await;
+    let router = Arc::new(
+        TestRouter::start(
+            vec![app("web", &["web.example.com"], &[&web])],
+            RouterConfig::default(),
+        )
+        .await,
+    );
+    let clients = 16;
+    let rounds = 50;
+    // The server swaps in a new table every second and on every change; requests must keep
+    // their backend's connections across swaps.
+    let swapper = tokio::spawn({
+        let router = Arc::clone(&router);
+        let apps = vec![app("web", &["web.example.com"], &[&web])];
+        async move {
+            loop {
+                router.swap(apps.clone());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    });
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let router = Arc::clone(&router);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..rounds {
+                assert_eq!(router.get("web.example.com", "/").await.0, StatusCode::OK);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    swapper.abort();
+    assert_eq!(web.requests.load(Ordering::SeqCst), clients * rounds);
+    let connections = web.connections.load(Ordering::SeqCst);
+    assert!(
+        connections <= clients,
+        "{connections} backend connections for {clients} concurrent clients"
+    );
+}
