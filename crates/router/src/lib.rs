@@ -2,7 +2,10 @@
 //! instances) and the data path that proxies requests to them. It reads only the table it is
 //! given; the controller builds and swaps it.
 
+pub mod access_log;
 pub mod acme_challenge;
+pub mod meters;
+mod pool;
 pub mod proxy;
 pub mod stats;
 pub mod table;
@@ -10,8 +13,10 @@ pub mod tls;
 
 use std::time::Duration;
 
+pub use access_log::{AccessLog, write_access_log};
 pub use acme_challenge::{ACME_CHALLENGE_PREFIX, AcmeChallenges, InvalidChallenge};
-pub use proxy::serve;
+pub use meters::{AppCounters, LATENCY_BUCKETS, LATENCY_BUCKETS_MS};
+pub use proxy::{Scheme, serve};
 pub use stats::RouterStats;
 pub use table::{
     Backend, HostConflict, InvalidHost, Route, RouteDomain, RoutedApp, RoutingTable, normalize_host,

@@ -3,9 +3,12 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use berth_core::routes::{MAX_HOST_LEN, is_host_name, path_has_prefix};
+
+use crate::stats::BoundRoute;
 
 /// A ready, not-draining instance of an app, as the engine reports its address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +64,9 @@ pub struct Route {
     /// Plain-HTTP requests are answered with a redirect to HTTPS.
     pub https_redirect: bool,
     next: AtomicUsize,
+    /// The data path's per-backend state for this route, bound on first use
+    /// ([`crate::RouterStats`]), so requests need no lookup by address.
+    pub(crate) bound: OnceLock<BoundRoute>,
 }
 
 impl Route {
@@ -151,6 +157,7 @@ impl RoutingTable {
                 unavailable: app.unavailable,
                 https_redirect: app.https_redirect,
                 next: AtomicUsize::new(0),
+                bound: OnceLock::new(),
             });
         }
         for prefixes in table.hosts.values_mut() {

@@ -491,8 +491,8 @@ pub fn server_config(
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(certificates);
-    // HTTP/2 joins when the data path speaks it.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 or HTTP/1.1, as the client prefers: the data path speaks both.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

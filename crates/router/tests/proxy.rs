@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use berth_router::{
-    Backend, RouteDomain, RoutedApp, RouterConfig, RouterStats, RoutingTable, serve,
+    AccessLog, AppCounters, Backend, RouteDomain, RoutedApp, RouterConfig, RouterStats,
+    RoutingTable, serve,
 };
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -206,10 +207,17 @@ struct TestRouter {
 
 impl TestRouter {
     async fn start(apps: Vec<RoutedApp>, config: RouterConfig) -> TestRouter {
+        TestRouter::start_with(apps, config, RouterStats::new()).await
+    }
+
+    async fn start_with(
+        apps: Vec<RoutedApp>,
+        config: RouterConfig,
+        stats: RouterStats,
+    ) -> TestRouter {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (table, rx) = watch::channel(Arc::new(RoutingTable::build(apps)));
-        let stats = RouterStats::new();
         let (shutdown, stop) = oneshot::channel::<()>();
         tokio::spawn(serve(listener, rx, config, stats.clone(), async move {
             let _ = stop.await;
@@ -795,5 +803,367 @@ async fn shutdown_stops_accepting_and_lets_requests_in_flight_finish() {
             .await
             .expect("ends")
             .is_none()
+    );
+}
+
+/// An HTTP/2 connection to the router with prior knowledge (h2c), as `curl --http2-prior-knowledge`
+/// opens one.
+async fn h2_client(router: &TestRouter) -> hyper::client::conn::http2::SendRequest<TestBody> {
+    let stream = TcpStream::connect(router.addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("the router speaks HTTP/2");
+    tokio::spawn(conn);
+    sender
+}
+
+async fn h2_send(
+    sender: &mut hyper::client::conn::http2::SendRequest<TestBody>,
+    method: Method,
+    uri: &str,
+    body: TestBody,
+) -> Response<Incoming> {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .version(http::Version::HTTP_2)
+        .body(body)
+        .unwrap();
+    tokio::time::timeout(PATIENCE, sender.send_request(request))
+        .await
+        .expect("the router answers")
+        .expect("the request goes through")
+}
+
+#[tokio::test]
+async fn http2_clients_with_prior_knowledge_reach_http1_backends() {
+    let web = TestBackend::start("web-1").await;
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[&web])],
+        RouterConfig::default(),
+    )
+    .await;
+    let mut h2 = h2_client(&router).await;
+
+    // Routed by the :authority; the backend gets HTTP/1.1 with the host and forwarded headers.
+    let response = h2_send(
+        &mut h2,
+        Method::GET,
+        "http://web.example.com/headers",
+        full(""),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let seen = text(response).await;
+    for want in [
+        "host: web.example.com\n",
+        "x-forwarded-host: web.example.com\n",
+        "x-forwarded-proto: http\n",
+        "x-forwarded-for: 127.0.0.1\n",
+    ] {
+        assert!(seen.contains(want), "{want:?} not in:\n{seen}");
+    }
+    let response = h2_send(&mut h2, Method::GET, "http://nobody.example.com/", full("")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // A request body streamed in pieces arrives whole.
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|frame| (frame, rx))
+    });
+    let body = StreamBody::new(stream)
+        .map_err(|never| match never {})
+        .boxed();
+    let mut sender = h2.clone();
+    let echo = tokio::spawn(async move {
+        let response = h2_send(
+            &mut sender,
+            Method::POST,
+            "http://web.example.com/echo",
+            body,
+        )
+        .await;
+        text(response).await
+    });
+    for piece in ["abc", "defg", "h"] {
+        tx.send(Ok(Frame::data(Bytes::from(piece)))).await.unwrap();
+    }
+    drop(tx);
+    let echoed = tokio::time::timeout(PATIENCE, echo).await.unwrap().unwrap();
+    assert_eq!(echoed, "web-1 8");
+
+    // A streamed response arrives in pieces on the same connection.
+    let response = h2_send(
+        &mut h2,
+        Method::GET,
+        "http://web.example.com/stream",
+        full(""),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    assert_eq!(next_chunk(&mut body).await, "web-1: first\n");
+    web.release.notify_one();
+    assert_eq!(next_chunk(&mut body).await, "web-1: second\n");
+    // HTTP/2 may close the stream with an empty DATA frame.
+    let rest = tokio::time::timeout(PATIENCE, body.collect())
+        .await
+        .expect("ends")
+        .expect("no body error");
+    assert!(rest.to_bytes().is_empty());
+    let (ip, port) = (web.addr.ip().to_string(), web.addr.port());
+    tokio::time::timeout(PATIENCE, router.stats.wait_idle(&ip, port))
+        .await
+        .expect("no request left in flight");
+
+    // HTTP/1.1 clients keep working on the same port.
+    assert_eq!(
+        router.get("web.example.com", "/").await,
+        (StatusCode::OK, "web-1".to_string())
+    );
+}
+
+fn counters_of<'c>(counters: &'c [AppCounters], app: &str) -> Option<&'c AppCounters> {
+    counters.iter().find(|c| c.app == app)
+}
+
+/// Waits until no request of any app is in progress (a response's end is counted when the router
+/// has sent its last byte, which may be a moment after the client read it).
+async fn settled(stats: &RouterStats) -> Vec<AppCounters> {
+    eventually("every request is counted", || {
+        stats.app_counters().iter().all(|c| c.in_flight == 0)
+    })
+    .await;
+    stats.app_counters()
+}
+
+#[tokio::test]
+async fn apps_count_their_requests_bytes_latencies_and_upstream_failures() {
+    let web = TestBackend::start("web-1").await;
+    let slow = TestBackend::start("slow-1").await;
+    let closed = closed_port().await;
+    let apps = vec![
+        app("web", &["web.example.com"], &[&web]),
+        app("down", &["down.example.com"], &[]),
+        app("broken", &["broken.example.com"], &[&closed]),
+        app("slow", &["slow.example.com"], &[&slow]),
+    ];
+    let config = RouterConfig {
+        request_timeout: Duration::from_millis(300),
+        ..RouterConfig::default()
+    };
+    let router = TestRouter::start(apps.clone(), config).await;
+    for _ in 0..3 {
+        assert_eq!(router.get("web.example.com", "/").await.0, StatusCode::OK);
+    }
+    let response = router
+        .send(Method::POST, "web.example.com", "/echo", full("hello"))
+        .await;
+    assert_eq!(text(response).await, "web-1 5");
+    // (host, path, status)
+    let cases = [
+        ("down.example.com", "/", StatusCode::SERVICE_UNAVAILABLE),
+        ("broken.example.com", "/", StatusCode::BAD_GATEWAY),
+        ("slow.example.com", "/slow", StatusCode::GATEWAY_TIMEOUT),
+        ("nobody.example.com", "/", StatusCode::NOT_FOUND),
+    ];
+    for (host, path, want) in cases {
+        assert_eq!(router.get(host, path).await.0, want, "{host}");
+    }
+
+    let counters = settled(&router.stats).await;
+    let names: Vec<&str> = counters.iter().map(|c| c.app.as_str()).collect();
+    assert_eq!(
+        names,
+        ["broken", "down", "slow", "web"],
+        "unrouted hosts count nowhere"
+    );
+    let web_counters = counters_of(&counters, "web").unwrap();
+    assert_eq!(web_counters.team, "team");
+    assert_eq!(web_counters.responses, [0, 4, 0, 0, 0]);
+    assert_eq!(web_counters.latency_buckets.iter().sum::<u64>(), 4);
+    assert_eq!(web_counters.request_bytes, 5);
+    assert_eq!(web_counters.response_bytes, 3 * 5 + 7);
+    assert_eq!(
+        (
+            web_counters.connect_failures,
+            web_counters.timeouts,
+            web_counters.broken_responses
+        ),
+        (0, 0, 0)
+    );
+    // (app, responses by class, connect failures, timeouts)
+    let failing = [
+        ("down", [0, 0, 0, 0, 1], 0, 0),
+        ("broken", [0, 0, 0, 0, 1], 1, 0),
+        ("slow", [0, 0, 0, 0, 1], 0, 1),
+    ];
+    for (name, responses, connect_failures, timeouts) in failing {
+        let c = counters_of(&counters, name).unwrap();
+        assert_eq!(c.responses, responses, "{name}");
+        assert_eq!(
+            (c.connect_failures, c.timeouts),
+            (connect_failures, timeouts),
+            "{name}"
+        );
+        assert!(c.response_bytes > 0, "{name}: the router's page counts");
+    }
+
+    // A streamed response counts as in progress until it ends.
+    let response = router
+        .send(Method::GET, "web.example.com", "/stream", full(""))
+        .await;
+    let mut body = response.into_body();
+    next_chunk(&mut body).await;
+    assert_eq!(
+        counters_of(&router.stats.app_counters(), "web")
+            .unwrap()
+            .in_flight,
+        1
+    );
+    web.release.notify_one();
+    drop(body);
+
+    // A new table keeps the counts of the apps it still routes and drops the others'.
+    router.swap(vec![apps[0].clone()]);
+    assert_eq!(router.get("web.example.com", "/").await.0, StatusCode::OK);
+    let counters = settled(&router.stats).await;
+    let names: Vec<&str> = counters.iter().map(|c| c.app.as_str()).collect();
+    assert_eq!(names, ["web"]);
+    assert_eq!(counters[0].requests(), 6);
+}
+
+/// The access log lines written so far, parsed.
+async fn log_lines(lines: &mut mpsc::Receiver<String>, want: usize) -> Vec<serde_json::Value> {
+    let mut parsed = Vec::new();
+    for _ in 0..want {
+        let line = tokio::time::timeout(PATIENCE, lines.recv())
+            .await
+            .expect("a line comes")
+            .expect("the sink is open");
+        assert!(!line.contains('\n'), "one line: {line}");
+        parsed.push(serde_json::from_str(&line).expect("a line is JSON"));
+    }
+    parsed
+}
+
+#[tokio::test]
+async fn the_access_log_writes_sampled_requests_as_json_lines() {
+    let web = TestBackend::start("web-1").await;
+    let closed = closed_port().await;
+    let (sink, mut lines) = mpsc::channel(64);
+    let stats = RouterStats::with_access_log(sink);
+    let router = TestRouter::start_with(
+        vec![
+            app("web", &["web.example.com"], &[&web]),
+            app("broken", &["broken.example.com"], &[&closed]),
+        ],
+        RouterConfig::default(),
+        stats,
+    )
+    .await;
+    // Off by default.
+    assert_eq!(router.stats.access_log(), None);
+    router.get("web.example.com", "/").await;
+
+    router
+        .stats
+        .set_access_log(Some(AccessLog { sample_one_in: 1 }));
+    let (status, _) = router.get("web.example.com", "/a%20b?q=%22x%22").await;
+    assert_eq!(status, StatusCode::OK);
+    let line = &log_lines(&mut lines, 1).await[0];
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["host"], "web.example.com");
+    assert_eq!(line["path"], "/a%20b?q=%22x%22");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["bytes_out"], 5);
+    assert_eq!(
+        (&line["team"], &line["app"]),
+        (&"team".into(), &"web".into())
+    );
+    assert_eq!(line["instance"], "web-1");
+    assert!(line["upstream_error"].is_null());
+    assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert!(line["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(line["time"].as_str().unwrap().ends_with('Z'));
+
+    // (host, status, app, an upstream error)
+    let cases = [
+        ("broken.example.com", 502, Some("broken"), true),
+        ("nobody.example.com", 404, None, false),
+    ];
+    for (host, status, app, upstream_error) in cases {
+        router.get(host, "/").await;
+        let line = &log_lines(&mut lines, 1).await[0];
+        assert_eq!(line["status"], status, "{host}");
+        assert_eq!(line["app"].as_str(), app, "{host}");
+        assert_eq!(
+            !line["upstream_error"].is_null(),
+            upstream_error,
+            "{host}: {line}"
+        );
+    }
+
+    // One in three of 6 requests; then off again.
+    router
+        .stats
+        .set_access_log(Some(AccessLog { sample_one_in: 3 }));
+    for _ in 0..6 {
+        router.get("web.example.com", "/").await;
+    }
+    assert_eq!(log_lines(&mut lines, 2).await.len(), 2);
+    router.stats.set_access_log(None);
+    for _ in 0..3 {
+        router.get("web.example.com", "/").await;
+    }
+    settled(&router.stats).await;
+    assert!(lines.try_recv().is_err(), "no line while off");
+    assert_eq!(router.stats.access_log_dropped(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_reuse_backend_connections() {
+    let web = TestBackend::start("web-1").await;
+    let router = Arc::new(
+        TestRouter::start(
+            vec![app("web", &["web.example.com"], &[&web])],
+            RouterConfig::default(),
+        )
+        .await,
+    );
+    let clients = 16;
+    let rounds = 50;
+    // The server swaps in a new table every second and on every change; requests must keep
+    // their backend's connections across swaps.
+    let swapper = tokio::spawn({
+        let router = Arc::clone(&router);
+        let apps = vec![app("web", &["web.example.com"], &[&web])];
+        async move {
+            loop {
+                router.swap(apps.clone());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    });
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let router = Arc::clone(&router);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..rounds {
+                assert_eq!(router.get("web.example.com", "/").await.0, StatusCode::OK);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    swapper.abort();
+    assert_eq!(web.requests.load(Ordering::SeqCst), clients * rounds);
+    let connections = web.connections.load(Ordering::SeqCst);
+    assert!(
+        connections <= clients,
+        "{connections} backend connections for {clients} concurrent clients"
     );
 }

@@ -1,0 +1,150 @@
+//! Keep-alive HTTP/1.1 connections to one backend: checked out for a request, given back when
+//! the response body has been read to its end, closed when idle for too long.
+//!
+//! One pool per backend address, owned by the backend's [`crate::stats::BackendState`]: a
+//! checkout is a short lock on that backend's list only (no key to hash, no task spawned per
+//! request), which is what made the generic hyper-util pool the router's largest cost.
+
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::proxy::ProxyBody;
+
+/// A connection's request side, ready for one request.
+pub(crate) type Sender = SendRequest<ProxyBody>;
+
+/// The pool's settings (from [`crate::RouterConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolConfig {
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_idle: usize,
+}
+
+/// Why no connection could be had.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    Timeout,
+    Io(std::io::Error),
+    Handshake(hyper::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Timeout => f.write_str("connecting timed out"),
+            ConnectError::Io(err) => write!(f, "cannot connect: {err}"),
+            ConnectError::Handshake(err) => write!(f, "connection handshake failed: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+/// The idle connections to one backend, most recently used last.
+#[derive(Default)]
+pub(crate) struct Pool {
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("idle", &self.lock().len())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A connection ready for a request, and whether it was reused (a reused connection may have
+    /// been closed by the backend in the meantime: a request it refuses unsent may be tried again
+    /// on a new one). Idle connections older than the idle timeout are closed on the way.
+    pub(crate) async fn checkout(
+        &self,
+        address: SocketAddr,
+        config: PoolConfig,
+    ) -> Result<(Sender, bool), ConnectError> {
+        loop {
+            let reusable = {
+                let mut idle = self.lock();
+                let now = Instant::now();
+                // Oldest first: once one is fresh enough, so are the ones after it.
+                let expired = idle
+                    .iter()
+                    .take_while(|c| now.duration_since(c.since) > config.idle_timeout)
+                    .count();
+                idle.drain(..expired);
+                idle.pop()
+            };
+            let Some(Idle { mut sender, .. }) = reusable else {
+                break;
+            };
+            if sender.is_closed() {
+                continue;
+            }
+            // Given back as soon as its response body ended; the connection task may not have
+            // polled for the next request yet.
+            if sender.ready().await.is_ok() {
+                return Ok((sender, true));
+            }
+        }
+        Ok((connect(address, config.connect_timeout).await?, false))
+    }
+
+    /// Gives a connection whose response has been read to its end back for the next request.
+    pub(crate) fn checkin(&self, sender: Sender, config: PoolConfig) {
+        if sender.is_closed() || config.max_idle == 0 {
+            return;
+        }
+        let mut idle = self.lock();
+        if idle.len() >= config.max_idle {
+            // The oldest goes: the most recently used are the likeliest to still be open.
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
+        // A list of connections: a panic elsewhere cannot leave it inconsistent.
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A new HTTP/1.1 connection, served by its own task (with upgrades, for WebSockets).
+async fn connect(address: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+        Err(_elapsed) => return Err(ConnectError::Timeout),
+        Ok(Err(err)) => return Err(ConnectError::Io(err)),
+        Ok(Ok(stream)) => stream,
+    };
+    if let Err(err) = stream.set_nodelay(true) {
+        debug!(error = %err, "router: set_nodelay failed");
+    }
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(ConnectError::Handshake)?;
+    tokio::spawn(async move {
+        if let Err(err) = conn.with_upgrades().await {
+            debug!(error = %err, %address, "router: backend connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
