@@ -139,6 +139,10 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     }
     await visit.close();
     assert.match(body, /"app":"shop"/);
+    // The page counts that traffic (it refreshes every two seconds).
+    const requests = page.getByTestId("traffic-requests");
+    await requests.waitFor({ timeout: 10_000 });
+    assert.ok(Number(await requests.textContent()) >= 1, "the visit is counted");
     // Internal: no external route, said on the page.
     await routes.getByRole("button", { name: "Edit" }).click();
     await routes.getByRole("checkbox", { name: /Internal/ }).check();

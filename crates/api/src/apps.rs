@@ -39,22 +39,19 @@ async fn load(
 
 async fn app_view(state: &ApiState, app: &App, template: &Template) -> AppDto {
     let addresses = state.platform.addresses(app);
-    match state.controller.instances(app).await {
-        Ok(instances) => AppDto::new(
-            app,
-            template,
-            instances.iter().map(InstanceDto::from).collect(),
-            None,
-            addresses,
-        ),
-        Err(error) => AppDto::new(
-            app,
-            template,
-            Vec::new(),
-            Some(error.to_string()),
-            addresses,
-        ),
-    }
+    let traffic = state.platform.traffic(app);
+    let (instances, engine_error) = match state.controller.instances(app).await {
+        Ok(instances) => (instances.iter().map(InstanceDto::from).collect(), None),
+        Err(error) => (Vec::new(), Some(error.to_string())),
+    };
+    AppDto::new(
+        app,
+        template,
+        instances,
+        engine_error,
+        addresses,
+        traffic.as_ref(),
+    )
 }
 
 /// Which apps to list.
@@ -102,6 +99,7 @@ pub async fn list_apps(
                 app_instances.iter().map(InstanceDto::from).collect(),
                 engine_error.clone(),
                 state.platform.addresses(&app),
+                state.platform.traffic(&app).as_ref(),
             )
         })
         .collect();

@@ -7,6 +7,7 @@ use berth_core::health::{Liveness, Readiness};
 use berth_core::planner::InstancePhase;
 use berth_core::{App, Event, Millis, Probe, Revision, Rollout, RolloutStrategy, Template};
 use berth_operations::routes::AppAddress;
+use berth_router::{AppCounters, LATENCY_BUCKETS_MS};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -412,6 +413,9 @@ pub struct AppDto {
     /// Where the app answers through the router: its default host first, then its custom
     /// domains; empty for an internal app.
     pub domains: Vec<DomainDto>,
+    /// What the router counted for the app since the server started; `null` when the router
+    /// is off or has not routed a request to it yet.
+    pub traffic: Option<TrafficDto>,
     pub rollout: RolloutDto,
     pub instances: Vec<InstanceDto>,
     /// CPU and memory use of the running instances together; `null` until one is sampled.
@@ -420,6 +424,94 @@ pub struct AppDto {
     pub engine_error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// An app's traffic through the router since the server started.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TrafficDto {
+    /// Requests answered.
+    pub requests: u64,
+    /// Responses by status class, the router's own pages (404 aside, 502, 503, 504, 413)
+    /// included.
+    pub responses: ResponsesDto,
+    /// The latency bucket bound (ms) that holds the median and the 99th percentile
+    /// (arrival to the response's last byte); `null` without requests or beyond 10 s.
+    pub latency_p50_ms: Option<u64>,
+    pub latency_p99_ms: Option<u64>,
+    /// Mean latency in ms.
+    pub latency_mean_ms: Option<f64>,
+    /// Requests by latency: how many took at most `le_ms` (and more than the previous bound);
+    /// the last bucket (`le_ms` null) holds the rest.
+    pub latency_buckets: Vec<LatencyBucketDto>,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    /// Connections to an instance that could not be made.
+    pub connect_failures: u64,
+    /// Requests an instance did not answer in time (504).
+    pub timeouts: u64,
+    /// Requests an instance broke off (closed the connection, answered garbage).
+    pub broken_responses: u64,
+    /// Requests in progress now.
+    pub in_flight: u64,
+}
+
+/// Responses by status class.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResponsesDto {
+    #[serde(rename = "1xx")]
+    pub informational: u64,
+    #[serde(rename = "2xx")]
+    pub success: u64,
+    #[serde(rename = "3xx")]
+    pub redirection: u64,
+    #[serde(rename = "4xx")]
+    pub client_error: u64,
+    #[serde(rename = "5xx")]
+    pub server_error: u64,
+}
+
+/// One latency bucket.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LatencyBucketDto {
+    /// Upper bound in ms; `null` for the last bucket.
+    pub le_ms: Option<u64>,
+    pub count: u64,
+}
+
+impl From<&AppCounters> for TrafficDto {
+    fn from(c: &AppCounters) -> TrafficDto {
+        let requests = c.requests();
+        let measured: u64 = c.latency_buckets.iter().sum();
+        TrafficDto {
+            requests,
+            responses: ResponsesDto {
+                informational: c.responses[0],
+                success: c.responses[1],
+                redirection: c.responses[2],
+                client_error: c.responses[3],
+                server_error: c.responses[4],
+            },
+            latency_p50_ms: c.latency_quantile_ms(0.5),
+            latency_p99_ms: c.latency_quantile_ms(0.99),
+            latency_mean_ms: (measured > 0)
+                .then(|| c.latency_sum_micros as f64 / measured as f64 / 1000.0),
+            latency_buckets: c
+                .latency_buckets
+                .iter()
+                .enumerate()
+                .map(|(index, &count)| LatencyBucketDto {
+                    le_ms: LATENCY_BUCKETS_MS.get(index).copied(),
+                    count,
+                })
+                .collect(),
+            request_bytes: c.request_bytes,
+            response_bytes: c.response_bytes,
+            connect_failures: c.connect_failures,
+            timeouts: c.timeouts,
+            broken_responses: c.broken_responses,
+            in_flight: c.in_flight,
+        }
+    }
 }
 
 /// One address of an app.
@@ -460,6 +552,7 @@ impl AppDto {
         instances: Vec<InstanceDto>,
         engine_error: Option<String>,
         addresses: Vec<AppAddress>,
+        traffic: Option<&AppCounters>,
     ) -> Self {
         AppDto {
             name: app.name.clone(),
@@ -474,6 +567,7 @@ impl AppDto {
             dependencies: app.dependencies.clone(),
             internal: app.routes.internal,
             domains: addresses.into_iter().map(DomainDto::from).collect(),
+            traffic: traffic.map(TrafficDto::from),
             rollout: RolloutDto::new(&app.rollout, app.replicas, &instances),
             usage: AppUsageDto::total(&instances),
             instances,

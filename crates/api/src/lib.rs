@@ -118,7 +118,7 @@ pub struct ApiState {
         pipelines::get_build, pipelines::cancel_build, pipelines::build_logs,
         build_events::build_events, webhooks::receive,
         domains::list, domains::put, domains::delete,
-        system::list_workers, healthz, readyz,
+        system::list_workers, system::get_access_log, system::put_access_log, healthz, readyz,
     ),
     modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = [])),
@@ -201,6 +201,10 @@ async fn unknown_route() -> ApiError {
 pub fn router(state: ApiState) -> axum::Router {
     let api = axum::Router::new()
         .route("/system/workers", get(system::list_workers))
+        .route(
+            "/system/access-log",
+            get(system::get_access_log).put(system::put_access_log),
+        )
         .route("/domain-reservations", get(domains::list))
         .route(
             "/domain-reservations/{domain}",

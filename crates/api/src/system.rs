@@ -1,14 +1,16 @@
-//! The server's own state for admins: its background workers.
+//! The server's own state for admins: its background workers and the router's access log.
 
 use axum::Json;
 use axum::extract::State;
 use berth_controller::workers::WorkerStatus;
-use serde::Serialize;
+use berth_operations::routes::AccessLogSetting;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ApiState;
 use crate::auth::Principal;
 use crate::error::{ApiResult, ErrorBody};
+use crate::extract::ApiJson;
 
 /// One background worker of the server.
 #[derive(Debug, Serialize, ToSchema)]
@@ -69,5 +71,54 @@ pub async fn list_workers(
             .into_iter()
             .map(WorkerDto::from)
             .collect(),
+    ))
+}
+
+/// The router's access log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccessLogDto {
+    /// One request in this many is written (JSON lines, `--access-log`); `null`: off.
+    pub sample_one_in: Option<u32>,
+    /// Lines dropped because the file could not keep up (read only).
+    #[serde(default)]
+    pub dropped: u64,
+}
+
+impl From<AccessLogSetting> for AccessLogDto {
+    fn from(s: AccessLogSetting) -> Self {
+        AccessLogDto {
+            sample_one_in: s.sample_one_in,
+            dropped: s.dropped,
+        }
+    }
+}
+
+/// Whether the router writes an access log, and how much of the traffic (platform admins).
+#[utoipa::path(get, path = "/api/v1/system/access-log", tag = "system",
+    responses((status = 200, body = AccessLogDto), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn get_access_log(
+    State(state): State<ApiState>,
+    principal: Principal,
+) -> ApiResult<Json<AccessLogDto>> {
+    Ok(Json(state.platform.access_log(&principal)?.into()))
+}
+
+/// Turn the router's access log on (one request in `sample_one_in`) or off (`null` or 0), from
+/// the next request on (platform admins).
+#[utoipa::path(put, path = "/api/v1/system/access-log", tag = "system",
+    request_body = AccessLogDto,
+    responses((status = 200, body = AccessLogDto), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn put_access_log(
+    State(state): State<ApiState>,
+    principal: Principal,
+    ApiJson(request): ApiJson<AccessLogDto>,
+) -> ApiResult<Json<AccessLogDto>> {
+    Ok(Json(
+        state
+            .platform
+            .set_access_log(&principal, request.sample_one_in)?
+            .into(),
     ))
 }

@@ -87,6 +87,12 @@ pub struct ServerOptions {
     /// Base domains teams' custom domains must be under (besides the apps domain), comma-separated; none means any domain [default: none]
     #[arg(long, env = "BERTH_ALLOWED_DOMAINS", value_delimiter = ',')]
     pub allowed_domains: Option<Vec<String>>,
+    /// Where the router's access log (JSON lines) goes when it is on [default: <data-dir>/router-access.log]
+    #[arg(long, env = "BERTH_ACCESS_LOG")]
+    pub access_log: Option<PathBuf>,
+    /// Write one router request in N to the access log from the start (0: off; admins turn it on and off at run time) [default: 0]
+    #[arg(long, env = "BERTH_ACCESS_LOG_SAMPLE")]
+    pub access_log_sample: Option<u32>,
     /// How long a stopping instance may finish the requests the router sent it [default: 30s]
     #[arg(long, env = "BERTH_DRAIN_TIMEOUT")]
     pub drain_timeout: Option<String>,
@@ -133,6 +139,10 @@ pub struct ServerConfig {
     pub apps_domain: String,
     /// Base domains custom domains must be under; empty: any.
     pub allowed_domains: Vec<String>,
+    /// The router's access log file; `None`: `<data-dir>/router-access.log`.
+    pub access_log: Option<PathBuf>,
+    /// One request in this many is logged from the start; `None`: off.
+    pub access_log_sample: Option<u32>,
     pub drain_timeout: Duration,
     pub router_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
@@ -168,6 +178,8 @@ impl ServerOptions {
             https_listen: self.https_listen.or(file.https_listen),
             apps_domain: self.apps_domain.or(file.apps_domain),
             allowed_domains: self.allowed_domains.or(file.allowed_domains),
+            access_log: self.access_log.or(file.access_log),
+            access_log_sample: self.access_log_sample.or(file.access_log_sample),
             drain_timeout: self.drain_timeout.or(file.drain_timeout),
             router_timeout: self.router_timeout.or(file.router_timeout),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
@@ -330,6 +342,8 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         https_listen: https_listen(o.https_listen.as_deref())?,
         apps_domain: apps_domain(o.apps_domain.as_deref())?,
         allowed_domains: allowed_domains(o.allowed_domains.unwrap_or_default())?,
+        access_log: o.access_log,
+        access_log_sample: o.access_log_sample.filter(|n| *n > 0),
         drain_timeout: duration("drain-timeout", o.drain_timeout, "30s")?,
         router_timeout: duration("router-timeout", o.router_timeout, "60s")?,
         trusted_proxies: berth_api::proxies::TrustedProxies::parse(

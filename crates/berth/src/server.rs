@@ -202,7 +202,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         Arc::clone(&clock),
     );
     // The router (and its drain) is in place before the first reconcile stops anything.
-    let http_port = start_router(&config, &store, &controller, &workers).await;
+    let router = start_router(&config, &store, &controller, &workers).await;
     controller.start();
 
     // Builds that were running when the server stopped never finish: say so. Queued ones
@@ -224,7 +224,8 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         revision_history: config.revision_history,
         team_locks: Default::default(),
         domains: DomainPolicy::new(&config.apps_domain, &config.allowed_domains),
-        http_port,
+        http_port: router.as_ref().map(|r| r.port),
+        router: router.map(|r| r.stats),
     };
     let build_env = BuildEnv {
         platform: platform.clone(),
@@ -316,12 +317,18 @@ const ROUTES_REFRESH: Duration = Duration::from_secs(1);
 
 /// Starts the router for apps' traffic on `--http-listen`, unless it is off. A router that
 /// cannot bind its address is reported and left off; the API serves all the same.
+/// The router once it serves: its HTTP port and its counters.
+struct RunningRouter {
+    port: u16,
+    stats: RouterStats,
+}
+
 async fn start_router(
     config: &ServerConfig,
     store: &Arc<dyn Store>,
     controller: &Controller,
     workers: &Workers,
-) -> Option<u16> {
+) -> Option<RunningRouter> {
     let Some(address) = config.http_listen else {
         tracing::info!(
             "router off (--http-listen off): apps answer only on their instances' addresses"
@@ -341,7 +348,7 @@ async fn start_router(
         }
     };
     let bound = listener.local_addr().unwrap_or(address);
-    let stats = RouterStats::new();
+    let stats = access_logged_stats(config);
     controller.set_drain(Arc::new(RouterDrain {
         stats: stats.clone(),
     }));
@@ -369,7 +376,7 @@ async fn start_router(
         listener,
         routes,
         router_config,
-        stats,
+        stats.clone(),
         std::future::pending::<()>(),
     ));
     tracing::info!(
@@ -377,7 +384,44 @@ async fn start_router(
         "router serving apps' traffic: every app answers at <app>.<team>.{}",
         config.apps_domain
     );
-    Some(bound.port())
+    Some(RunningRouter {
+        port: bound.port(),
+        stats,
+    })
+}
+
+/// Access log lines waiting for the file; beyond this, lines are dropped (and counted), never
+/// waited for.
+const ACCESS_LOG_BACKLOG: usize = 8192;
+
+/// The router's counters with its access log: lines go to `--access-log` (appended) through a
+/// task of their own, so no request waits on the disk. Off unless `--access-log-sample`; admins
+/// switch it at run time.
+fn access_logged_stats(config: &ServerConfig) -> RouterStats {
+    let path = config
+        .access_log
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("router-access.log"));
+    let (lines, received) = tokio::sync::mpsc::channel(ACCESS_LOG_BACKLOG);
+    let stats = RouterStats::with_access_log(lines);
+    if let Some(sample_one_in) = config.access_log_sample {
+        stats.set_access_log(Some(berth_router::AccessLog { sample_one_in }));
+    }
+    tokio::spawn(async move {
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await;
+        let outcome = match file {
+            Ok(file) => berth_router::write_access_log(received, file).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(path = %path.display(), %error, "the router's access log stopped");
+        }
+    });
+    stats
 }
 
 /// Starts the router's HTTPS listener on `--https-listen` with the certificate set. The set is

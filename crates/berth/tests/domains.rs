@@ -414,3 +414,104 @@ async fn an_internal_app_has_no_external_route() {
     assert!(stdout.contains("internal"), "{stdout}");
     assert_eq!(server.app("db").await["current_revision"], json!(1));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_router_counts_each_apps_traffic_and_logs_it_on_demand() {
+    let server = Server::start("domains-traffic").await;
+    let alice = server.register("alice", Some("web")).await;
+    let (status, answer) = create_as(
+        &server,
+        &alice,
+        json!({"name": "site", "team": "web", "domains": ["site.localhost"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    server.wait_rollout("site", Duration::from_secs(120)).await;
+    wait_answer(&server, "site.localhost", "/", "site").await;
+
+    // The access log is off until an admin turns it on; members may not.
+    let (status, answer) = server
+        .call(Method::GET, "/api/v1/system/access-log", None)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["sample_one_in"], Value::Null);
+    let (status, _) = server
+        .call_as(
+            &alice,
+            Method::PUT,
+            "/api/v1/system/access-log",
+            Some(json!({"sample_one_in": 1})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, answer) = server
+        .call(
+            Method::PUT,
+            "/api/v1/system/access-log",
+            Some(json!({"sample_one_in": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["sample_one_in"], json!(1));
+
+    for _ in 0..5 {
+        assert_eq!(
+            who_answers(&server, "site.localhost", "/").await.as_deref(),
+            Ok("site")
+        );
+    }
+    assert_eq!(
+        through_router(&server, "site.localhost", "/nothing-here")
+            .await
+            .0,
+        404
+    );
+
+    // The app's counters: the requests by class and their latency.
+    let app = server.app("site").await;
+    let traffic = &app["traffic"];
+    assert!(traffic["requests"].as_u64().unwrap() >= 6, "{traffic}");
+    assert!(
+        traffic["responses"]["2xx"].as_u64().unwrap() >= 5,
+        "{traffic}"
+    );
+    assert_eq!(traffic["responses"]["4xx"], json!(1), "{traffic}");
+    assert!(traffic["latency_p99_ms"].as_u64().is_some(), "{traffic}");
+    assert!(traffic["response_bytes"].as_u64().unwrap() > 0, "{traffic}");
+    assert_eq!(traffic["connect_failures"], json!(0));
+
+    // Each request is a JSON line naming its app; nothing after the log is turned off.
+    let log = server.data_dir.join("router-access.log");
+    let lines = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).expect("a JSON line"))
+            .collect::<Vec<_>>()
+    };
+    wait_until("six access log lines", Duration::from_secs(10), || async {
+        lines().len() >= 6
+    })
+    .await;
+    let logged = lines();
+    assert!(
+        logged
+            .iter()
+            .any(|l| l["path"] == json!("/nothing-here") && l["status"] == json!(404)),
+        "{logged:?}"
+    );
+    assert!(
+        logged.iter().all(|l| l["host"] == json!("site.localhost")),
+        "{logged:?}"
+    );
+    server
+        .call(
+            Method::PUT,
+            "/api/v1/system/access-log",
+            Some(json!({"sample_one_in": null})),
+        )
+        .await;
+    who_answers(&server, "site.localhost", "/").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(lines().len(), logged.len(), "the log is off");
+}

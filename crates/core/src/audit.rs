@@ -52,6 +52,7 @@ pub const ACTIONS: &[&str] = &[
     "registry.retention-rules.delete",
     "registry.retention-rules.put",
     "settings.put",
+    "system.access-log.put",
     "teams.create",
     "teams.delete",
     "teams.members.delete",

@@ -48,6 +48,9 @@ impl Domain {
         if host.is_empty() {
             return Err(DomainError::new(spec, "has no host name"));
         }
+        if host.starts_with('[') {
+            return Err(DomainError::new(spec, "is an IP address, not a host name"));
+        }
         if host.contains(':') {
             return Err(DomainError::new(
                 spec,
@@ -371,7 +374,8 @@ mod tests {
             ("shöp.example.com", "valid host"),
             ("shop example.com", "valid host"),
             ("user@shop.example.com", "valid host"),
-            ("[::1]", "valid host"),
+            ("[::1]", "IP address"),
+            ("[::1]:80", "IP address"),
             ("10.0.0.1", "IP address"),
             ("shop.example.com/../admin", "segment"),
             ("shop.example.com//x", "segment"),

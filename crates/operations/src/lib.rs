@@ -44,6 +44,8 @@ pub struct Platform {
     pub domains: DomainPolicy,
     /// The router's HTTP port, for apps' links (`None`: the router is off).
     pub http_port: Option<u16>,
+    /// The router's counters and access log switch (`None`: the router is off).
+    pub router: Option<berth_router::RouterStats>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -56,6 +58,12 @@ impl Platform {
     /// Every address of `app`, as users see it (see [`routes::app_addresses`]).
     pub fn addresses(&self, app: &berth_core::App) -> Vec<routes::AppAddress> {
         routes::app_addresses(app, &self.domains.apps_domain, self.http_port)
+    }
+
+    /// What the router counted for `app` since the server started (`None`: the router is off
+    /// or has not routed a request to the app yet).
+    pub fn traffic(&self, app: &berth_core::App) -> Option<berth_router::AppCounters> {
+        self.router.as_ref()?.app_counters_of(&app.team, &app.name)
     }
 
     /// The current time from the platform's clock.

@@ -10,9 +10,12 @@ use async_trait::async_trait;
 use berth_controller::workers::WorkerReport;
 use berth_controller::{Drain, EndpointMap, Endpoints};
 use berth_core::{App, RolloutPhase};
-use berth_router::{Backend, RouteDomain, RoutedApp, RouterStats, RoutingTable};
+use berth_router::{AccessLog, Backend, RouteDomain, RoutedApp, RouterStats, RoutingTable};
 use berth_store::{Store, StoreResult};
 use tokio::sync::watch;
+
+use crate::actor::Actor;
+use crate::error::{OpError, OpResult};
 
 /// The host name every external app gets: `<app>.<team>.<apps-domain>` (with the default
 /// `localhost`, `web.shop.localhost` resolves to this machine without DNS).
@@ -172,6 +175,57 @@ pub async fn keep_routes(
             changed = changes.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(refresh) => {}
         }
+    }
+}
+
+/// The router's access log as admins see and switch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessLogSetting {
+    /// One request in this many is written; `None`: off.
+    pub sample_one_in: Option<u32>,
+    /// Lines dropped because the file could not keep up.
+    pub dropped: u64,
+}
+
+impl crate::Platform {
+    fn router_stats(&self) -> OpResult<&RouterStats> {
+        self.router.as_ref().ok_or_else(|| {
+            OpError::conflict(
+                "router_off",
+                "the router is off on this server (--http-listen off, or its address was taken)",
+            )
+        })
+    }
+
+    /// The access log's setting (admins only).
+    pub fn access_log(&self, actor: &Actor) -> OpResult<AccessLogSetting> {
+        actor.require_admin()?;
+        let stats = self.router_stats()?;
+        Ok(AccessLogSetting {
+            sample_one_in: stats.access_log().map(|log| log.sample_one_in.max(1)),
+            dropped: stats.access_log_dropped(),
+        })
+    }
+
+    /// Turns the access log on (one request in `sample_one_in`) or off (`None` or 0), from the
+    /// next request on (admins only).
+    pub fn set_access_log(
+        &self,
+        actor: &Actor,
+        sample_one_in: Option<u32>,
+    ) -> OpResult<AccessLogSetting> {
+        actor.require_admin()?;
+        let stats = self.router_stats()?;
+        let setting = sample_one_in
+            .filter(|n| *n > 0)
+            .map(|sample_one_in| AccessLog { sample_one_in });
+        actor.audit.set_object("system/access-log");
+        actor.audit.set_detail(match setting {
+            Some(log) => format!("on, one request in {}", log.sample_one_in),
+            None => "off".to_string(),
+        });
+        stats.set_access_log(setting);
+        self.access_log(actor)
     }
 }
 

@@ -47,6 +47,25 @@ impl AppCounters {
     pub fn requests(&self) -> u64 {
         self.responses.iter().sum()
     }
+
+    /// The bound (ms) of the latency bucket that holds quantile `q` (0.5: the median), i.e. at
+    /// least that share of requests took at most this long. `None` without requests, or when
+    /// the quantile lies beyond the last bound (over 10 s).
+    pub fn latency_quantile_ms(&self, q: f64) -> Option<u64> {
+        let total: u64 = self.latency_buckets.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64) * q.clamp(0.0, 1.0)).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (index, count) in self.latency_buckets.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return LATENCY_BUCKETS_MS.get(index).copied();
+            }
+        }
+        None
+    }
 }
 
 /// The live counters of one app.
@@ -159,6 +178,49 @@ fn latency_bucket(duration: Duration) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantiles_name_the_bucket_that_holds_them() {
+        let counters = |buckets: &[(usize, u64)]| {
+            let mut c = AppCounters {
+                team: "t".into(),
+                app: "a".into(),
+                responses: [0; 5],
+                latency_buckets: [0; LATENCY_BUCKETS],
+                latency_sum_micros: 0,
+                request_bytes: 0,
+                response_bytes: 0,
+                connect_failures: 0,
+                timeouts: 0,
+                broken_responses: 0,
+                in_flight: 0,
+            };
+            for &(index, count) in buckets {
+                c.latency_buckets[index] = count;
+            }
+            c
+        };
+        // (buckets (index, count), q, bound)
+        let cases: &[(&[(usize, u64)], f64, Option<u64>)] = &[
+            (&[], 0.5, None),
+            (&[(0, 10)], 0.5, Some(5)),
+            (&[(0, 10)], 0.99, Some(5)),
+            (&[(0, 50), (3, 50)], 0.5, Some(5)),
+            (&[(0, 50), (3, 50)], 0.51, Some(50)),
+            (&[(0, 98), (5, 2)], 0.99, Some(250)),
+            (&[(0, 99), (5, 1)], 0.99, Some(5)),
+            (&[(11, 3)], 0.5, None),
+            (&[(10, 1)], 1.0, Some(10_000)),
+            (&[(2, 1)], 0.0, Some(25)),
+        ];
+        for (buckets, q, want) in cases {
+            assert_eq!(
+                counters(buckets).latency_quantile_ms(*q),
+                *want,
+                "{buckets:?} {q}"
+            );
+        }
+    }
 
     #[test]
     fn statuses_fall_in_their_class() {

@@ -103,6 +103,13 @@ impl RouterStats {
         counters
     }
 
+    /// The counters of one app, when a request was routed to it lately.
+    pub fn app_counters_of(&self, team: &str, app: &str) -> Option<AppCounters> {
+        self.apps()
+            .get(&(team.to_string(), app.to_string()))
+            .map(|meters| meters.snapshot())
+    }
+
     /// Requests sent to this backend whose response has not ended (or been dropped) yet.
     /// An upgraded connection (WebSocket) counts as one until it closes.
     pub fn in_flight(&self, address: &str, port: u16) -> usize {

@@ -1033,6 +1033,9 @@ async fn apps_count_their_requests_bytes_latencies_and_upstream_failures() {
     let names: Vec<&str> = counters.iter().map(|c| c.app.as_str()).collect();
     assert_eq!(names, ["web"]);
     assert_eq!(counters[0].requests(), 6);
+    let one = router.stats.app_counters_of(&counters[0].team, "web");
+    assert_eq!(one.map(|c| c.requests()), Some(6));
+    assert!(router.stats.app_counters_of("nobody", "web").is_none());
 }
 
 /// The access log lines written so far, parsed.

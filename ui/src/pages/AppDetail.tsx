@@ -218,6 +218,7 @@ function Overview({ app, canWrite, onChange }: { app: AppDto; canWrite: boolean;
       {app.engine_error && <div className="alert alert-error">{app.engine_error}</div>}
       <RolloutCard app={app} />
       <Routes app={app} canWrite={canWrite} onChange={onChange} />
+      {app.traffic && <Traffic app={app} />}
       <section className="card">
         <h2>{t("app.instances")}</h2>
         {app.instances.length === 0 ? (
@@ -303,6 +304,43 @@ function Overview({ app, canWrite, onChange }: { app: AppDto; canWrite: boolean;
         <Spec app={app} />
       </section>
     </div>
+  );
+}
+
+/** What the router counted for the app since the server started. */
+function Traffic({ app }: { app: AppDto }) {
+  const { t } = useI18n();
+  const x = app.traffic!;
+  const errors = x.connect_failures + x.timeouts + x.broken_responses;
+  const ms = (v: number | null | undefined) => (v == null ? "–" : t("duration.ms", { n: v }));
+  return (
+    <section className="card" data-testid="app-traffic">
+      <h2>{t("traffic.title")}</h2>
+      <dl className="facts">
+        <dt>{t("traffic.requests")}</dt>
+        <dd className="num" data-testid="traffic-requests">
+          {x.requests}
+        </dd>
+        <dt>{t("traffic.byClass")}</dt>
+        <dd className="num">
+          2xx {x.responses["2xx"]} · 3xx {x.responses["3xx"]} · 4xx {x.responses["4xx"]} · 5xx {x.responses["5xx"]}
+        </dd>
+        <dt>{t("traffic.latency")}</dt>
+        <dd className="num">
+          p50 ≤ {ms(x.latency_p50_ms)} · p99 ≤ {ms(x.latency_p99_ms)}
+        </dd>
+        <dt>{t("traffic.bytes")}</dt>
+        <dd className="num">
+          ↑ {formatBytes(x.request_bytes)} · ↓ {formatBytes(x.response_bytes)}
+        </dd>
+        <dt>{t("traffic.upstreamErrors")}</dt>
+        <dd className="num">
+          {errors === 0 ? "0" : t("traffic.errorsText", { connect: x.connect_failures, timeouts: x.timeouts, broken: x.broken_responses })}
+        </dd>
+        <dt>{t("traffic.inFlight")}</dt>
+        <dd className="num">{x.in_flight}</dd>
+      </dl>
+    </section>
   );
 }
 
