@@ -4,6 +4,7 @@
 //! here behind one small trait; a value the store does not know is reported, never guessed.
 
 use berth_core::audit::AuditOutcome;
+use berth_core::certificate::CertificateSource;
 use berth_core::pipeline::{BuildStatus, BuildTrigger};
 use berth_core::quota::QuotaRequestStatus;
 
@@ -86,5 +87,13 @@ mod tests {
         round_trips::<AuditOutcome>();
         round_trips::<BuildStatus>();
         round_trips::<BuildTrigger>();
+    }
+}
+
+impl DbEnum for CertificateSource {
+    const ALL: &'static [Self] = &[CertificateSource::Uploaded, CertificateSource::Acme];
+
+    fn as_str(self) -> &'static str {
+        CertificateSource::as_str(self)
     }
 }
