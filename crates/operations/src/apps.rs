@@ -451,6 +451,11 @@ fn routes_event(name: &str, now: i64, routes: &AppRoutes) -> Event {
         let domains: Vec<String> = routes.domains.iter().map(ToString::to_string).collect();
         format!("routes changed: domains {}", domains.join(", "))
     };
+    let message = if routes.https_redirect && !routes.internal {
+        format!("{message}; plain HTTP redirected to HTTPS on hosts with a certificate")
+    } else {
+        message
+    };
     Event::new(name, now, EventKind::RoutesChanged, message)
 }
 

@@ -11,6 +11,7 @@
 pub mod actor;
 pub mod apps;
 pub mod builds;
+pub mod certificates;
 pub mod domains;
 pub mod error;
 pub mod images;
@@ -44,6 +45,8 @@ pub struct Platform {
     pub domains: DomainPolicy,
     /// The router's HTTP port, for apps' links (`None`: the router is off).
     pub http_port: Option<u16>,
+    /// Sealing certificate keys, and the ACME issuer when configured.
+    pub certificates: certificates::CertificateSettings,
 }
 
 impl std::fmt::Debug for Platform {
