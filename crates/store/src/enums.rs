@@ -70,6 +70,14 @@ impl DbEnum for BuildTrigger {
     }
 }
 
+impl DbEnum for CertificateSource {
+    const ALL: &'static [Self] = &[CertificateSource::Uploaded, CertificateSource::Acme];
+
+    fn as_str(self) -> &'static str {
+        CertificateSource::as_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,13 +95,5 @@ mod tests {
         round_trips::<AuditOutcome>();
         round_trips::<BuildStatus>();
         round_trips::<BuildTrigger>();
-    }
-}
-
-impl DbEnum for CertificateSource {
-    const ALL: &'static [Self] = &[CertificateSource::Uploaded, CertificateSource::Acme];
-
-    fn as_str(self) -> &'static str {
-        CertificateSource::as_str(self)
     }
 }
