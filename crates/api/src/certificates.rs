@@ -17,7 +17,7 @@ use crate::extract::{ApiJson, ApiPath as Path};
 /// The largest upload body: a chain and a key at their limit, JSON-escaped, and some slack.
 pub const MAX_UPLOAD_BODY: usize = 4 * berth_operations::certificates::MAX_PEM_BYTES;
 
-/// The body limit of the upload route (axum refuses larger bodies with 413).
+/// The body limit of the upload route (larger bodies are refused as `invalid_json`).
 pub fn upload_limit() -> DefaultBodyLimit {
     DefaultBodyLimit::max(MAX_UPLOAD_BODY)
 }
@@ -87,13 +87,13 @@ pub async fn list(
 /// Upload the certificate of one of the app's hosts (its default host or a custom domain),
 /// replacing the host's certificate: the key must belong to the certificate, the certificate
 /// must name the host and be valid now (400 naming `certificate`, `private_key` or `domain`).
-/// The router serves it within a second.
+/// The router serves it within a second. A body over 256 KiB is refused (400 `invalid_json`).
 #[utoipa::path(put, path = "/api/v1/apps/{name}/certificates/{host}", tag = "apps",
     params(("name" = String, Path, description = "App name"),
         ("host" = String, Path, description = "One of the app's hosts, like shop.example.com")),
     request_body = UploadRequest,
     responses((status = 200, body = CertificateDto), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, description = "The body is larger than 256 KiB")))]
+        (status = 404, body = ErrorBody)))]
 pub async fn put(
     State(state): State<ApiState>,
     principal: Principal,

@@ -297,9 +297,17 @@ async fn certificates_are_uploaded_or_ordered_and_served_over_https() {
     let (other_chain, other_key) = leaf(&ca, &["other.berth.test"], false);
     let (_, stranger_key) = leaf(&ca, &[DOMAIN], false);
     let (expired_chain, expired_key) = leaf(&ca, &[DOMAIN], true);
-    let key_body: String = good_key
-        .lines()
-        .filter(|line| !line.starts_with("-----"))
+    let body_of = |pem: &str| -> String {
+        pem.lines()
+            .filter(|line| !line.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join("")
+    };
+    let key_body = body_of(&good_key);
+    // The first line of every key's base64: none may ever appear in an answer or the audit.
+    let key_lines: Vec<String> = [&good_key, &other_key, &stranger_key, &expired_key]
+        .iter()
+        .map(|pem| pem.lines().nth(1).unwrap().to_string())
         .collect();
 
     // Hostile uploads: 400 naming the field, nothing stored.
@@ -323,8 +331,16 @@ async fn certificates_are_uploaded_or_ordered_and_served_over_https() {
         assert_eq!(answer["error"]["field"], json!(field), "{host}: {answer}");
         assert!(!answer.to_string().contains(&key_body), "{answer}");
     }
-    let (status, _) = upload_as(&server, &alice, DOMAIN, &huge, &good_key).await;
-    assert_eq!(status, 413, "a body beyond the limit");
+    let (status, answer) = upload_as(&server, &alice, DOMAIN, &huge, &good_key).await;
+    assert_eq!(status, 400, "a body beyond the limit: {answer}");
+    assert_eq!(answer["error"]["code"], json!("invalid_json"), "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit"),
+        "{answer}"
+    );
     let (status, answer) = server
         .call_as(
             &alice,
@@ -469,8 +485,18 @@ async fn certificates_are_uploaded_or_ordered_and_served_over_https() {
     assert!(audit.contains("apps.certificates.put"), "{audit}");
     assert!(audit.contains("apps.certificates.acme"), "{audit}");
     for text in [&audit, &listed.to_string()] {
-        assert!(!text.contains(&key_body), "a private key leaked");
-        assert!(!text.contains("PRIVATE KEY"), "a private key leaked");
+        for line in &key_lines {
+            assert!(
+                !text.contains(line.as_str()),
+                "a private key leaked: {text}"
+            );
+        }
+        // A PEM key as JSON would read `PRIVATE KEY-----\n…` (error messages name the
+        // header, never with a body).
+        assert!(
+            !text.contains("PRIVATE KEY-----\\n"),
+            "a PEM key leaked: {text}"
+        );
     }
 
     // Deleted: HTTPS to it is refused and plain HTTP is served again.

@@ -367,9 +367,13 @@ impl Platform {
                 continue;
             }
             let host = stored.host.clone();
+            // A host the app gave up is not renewed: its certificate is no longer served.
             let Some(app) = self.store.get_app(&stored.app).await? else {
                 continue;
             };
+            if !app_hosts(&app, &self.domains.apps_domain).contains(&host) {
+                continue;
+            }
             let result = self
                 .issue_and_store(issuer.as_ref(), &app, &host, RENEWAL_ACTOR)
                 .await;
