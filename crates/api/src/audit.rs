@@ -65,6 +65,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestAudit {
 
 /// Literals that end a `POST` route and name an action rather than a collection.
 const ACTION_LITERALS: &[&str] = &[
+    "acme",
     "approve",
     "cancel",
     "deploy",

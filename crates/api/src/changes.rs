@@ -59,6 +59,7 @@ pub fn to_change(request: &AppChanges) -> ApiResult<AppChange> {
         dependencies: request.dependencies.clone(),
         internal: request.internal,
         domains,
+        https_redirect: request.https_redirect,
     })
 }
 

@@ -141,6 +141,9 @@ pub struct AppChanges {
     /// An internal app has no external route (no default host, no domains): only apps of its
     /// team reach it, by name on the team network.
     pub internal: Option<bool>,
+    /// Answer plain HTTP to the app's hosts that have a certificate with a 308 redirect to
+    /// HTTPS (while the server's HTTPS listener is on).
+    pub https_redirect: Option<bool>,
     /// Container labels to set; a `null` value removes the label.
     #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
     pub labels: Option<BTreeMap<String, Option<String>>>,
@@ -410,6 +413,8 @@ pub struct AppDto {
     pub dependencies: Vec<String>,
     /// No external route: reached only by its team's apps, by name.
     pub internal: bool,
+    /// Plain HTTP to hosts with a certificate is redirected to HTTPS.
+    pub https_redirect: bool,
     /// Where the app answers through the router: its default host first, then its custom
     /// domains; empty for an internal app.
     pub domains: Vec<DomainDto>,
@@ -566,6 +571,7 @@ impl AppDto {
             strategy: StrategyDto::from_strategy(&app.strategy),
             dependencies: app.dependencies.clone(),
             internal: app.routes.internal,
+            https_redirect: app.routes.https_redirect,
             domains: addresses.into_iter().map(DomainDto::from).collect(),
             traffic: traffic.map(TrafficDto::from),
             rollout: RolloutDto::new(&app.rollout, app.replicas, &instances),

@@ -176,6 +176,9 @@ impl From<OpError> for ApiError {
             OpError::Invalid(errors) => errors.into(),
             OpError::QuotaExceeded { team, exceeded } => quota_refusal(&team, &exceeded),
             OpError::Conflict { code, message } => ApiError::conflict(code, message),
+            OpError::Upstream(message) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "upstream_failed", message)
+            }
             OpError::Store(error) => error.into(),
             OpError::Engine(error) => error.into(),
             OpError::Registry(error) => error.into(),

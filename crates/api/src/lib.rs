@@ -9,6 +9,7 @@ pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod build_events;
+pub mod certificates;
 pub mod changes;
 pub mod console;
 pub mod domains;
@@ -118,6 +119,7 @@ pub struct ApiState {
         pipelines::get_build, pipelines::cancel_build, pipelines::build_logs,
         build_events::build_events, webhooks::receive,
         domains::list, domains::put, domains::delete,
+        certificates::list, certificates::put, certificates::request_acme, certificates::delete,
         system::list_workers, system::get_access_log, system::put_access_log, healthz, readyz,
     ),
     modifiers(&BearerAuth, &CommonResponses),
@@ -221,6 +223,17 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/apps/{name}/events", get(apps::list_events))
         .route("/apps/{name}/events/stream", get(apps::stream_events))
         .route("/apps/{name}/logs", get(apps::logs))
+        .route("/apps/{name}/certificates", get(certificates::list))
+        .route(
+            "/apps/{name}/certificates/{host}",
+            axum::routing::put(certificates::put)
+                .delete(certificates::delete)
+                .layer(certificates::upload_limit()),
+        )
+        .route(
+            "/apps/{name}/certificates/{host}/acme",
+            post(certificates::request_acme),
+        )
         .route("/images", get(images::list_repositories))
         .route(
             "/images/{*reference}",

@@ -78,9 +78,18 @@ pub struct ServerOptions {
     /// Where apps' HTTP traffic is served (the router), or `off` [default: 0.0.0.0:80, with a warning when it cannot be bound]
     #[arg(long, env = "BERTH_HTTP_LISTEN")]
     pub http_listen: Option<String>,
-    /// Where apps' HTTPS traffic is served (the router, certificates chosen by SNI), or `off`. Off by default: certificates cannot be stored yet, so the listener would refuse every handshake [default: off]
+    /// Where apps' HTTPS traffic is served (the router, certificates chosen by SNI from those uploaded or ordered with `berth certs`), or `off` [default: off]
     #[arg(long, env = "BERTH_HTTPS_LISTEN")]
     pub https_listen: Option<String>,
+    /// ACME directory certificates are ordered from (`berth certs request`; renewed by Berth), e.g. https://acme-v02.api.letsencrypt.org/directory [default: none: ACME off]
+    #[arg(long, env = "BERTH_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    /// Contact address of the ACME account (the CA writes about expiring certificates) [default: none]
+    #[arg(long, env = "BERTH_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+    /// PEM file of the root certificate(s) to trust for the ACME directory's own HTTPS instead of the system's (a private CA such as pebble) [default: the system's roots]
+    #[arg(long, env = "BERTH_ACME_CA_FILE")]
+    pub acme_ca_file: Option<PathBuf>,
     /// Every app answers at <app>.<team>.<apps-domain> on the router [default: localhost]
     #[arg(long, env = "BERTH_APPS_DOMAIN")]
     pub apps_domain: Option<String>,
@@ -136,6 +145,8 @@ pub struct ServerConfig {
     pub http_listen: Option<SocketAddr>,
     /// Where the router's HTTPS listener listens; `None`: no HTTPS.
     pub https_listen: Option<SocketAddr>,
+    /// Where certificates are ordered; `None`: ACME is off.
+    pub acme: Option<AcmeConfig>,
     pub apps_domain: String,
     /// Base domains custom domains must be under; empty: any.
     pub allowed_domains: Vec<String>,
@@ -176,6 +187,9 @@ impl ServerOptions {
             usage_interval: self.usage_interval.or(file.usage_interval),
             http_listen: self.http_listen.or(file.http_listen),
             https_listen: self.https_listen.or(file.https_listen),
+            acme_directory: self.acme_directory.or(file.acme_directory),
+            acme_email: self.acme_email.or(file.acme_email),
+            acme_ca_file: self.acme_ca_file.or(file.acme_ca_file),
             apps_domain: self.apps_domain.or(file.apps_domain),
             allowed_domains: self.allowed_domains.or(file.allowed_domains),
             access_log: self.access_log.or(file.access_log),
@@ -233,6 +247,70 @@ fn allowed_domains(values: Vec<String>) -> Result<Vec<String>, String> {
             }
         })
         .collect()
+}
+
+/// Where and as whom certificates are ordered over ACME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeConfig {
+    /// An `https://` URL.
+    pub directory_url: String,
+    pub email: Option<String>,
+    /// The PEM roots trusted for the directory's HTTPS (read from `--acme-ca-file`).
+    pub ca_pem: Option<String>,
+}
+
+/// The ACME settings: none without a directory; an email or CA file without one is a mistake.
+fn acme(
+    directory: Option<String>,
+    email: Option<String>,
+    ca_file: Option<PathBuf>,
+) -> Result<Option<AcmeConfig>, String> {
+    let directory = directory
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty());
+    let Some(directory_url) = directory else {
+        if email.is_some() || ca_file.is_some() {
+            return Err(
+                "acme-email, acme-ca-file: need --acme-directory (the ACME server's URL)".into(),
+            );
+        }
+        return Ok(None);
+    };
+    let host = directory_url.strip_prefix("https://").unwrap_or_default();
+    if host.is_empty() || host.starts_with('/') || directory_url.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "acme-directory: {directory_url:?} is not an https:// URL like \
+             https://acme-v02.api.letsencrypt.org/directory"
+        ));
+    }
+    let email = email.map(|e| e.trim().to_string());
+    if let Some(email) = &email {
+        let valid = email.split_once('@').is_some_and(|(user, domain)| {
+            !user.is_empty() && domain.contains('.') && !domain.contains('@')
+        }) && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !valid {
+            return Err(format!("acme-email: {email:?} is not an email address"));
+        }
+    }
+    let ca_pem = match ca_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("acme-ca-file: cannot read {}: {e}", path.display()))?;
+            if !text.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(format!(
+                    "acme-ca-file: {} holds no PEM certificate",
+                    path.display()
+                ));
+            }
+            Some(text)
+        }
+    };
+    Ok(Some(AcmeConfig {
+        directory_url,
+        email,
+        ca_pem,
+    }))
 }
 
 /// The router's HTTPS address: `off` (the default, or empty) for none.
@@ -340,6 +418,7 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         usage_interval: duration("usage-interval", o.usage_interval, "5s")?,
         http_listen: http_listen(o.http_listen.as_deref())?,
         https_listen: https_listen(o.https_listen.as_deref())?,
+        acme: acme(o.acme_directory, o.acme_email, o.acme_ca_file)?,
         apps_domain: apps_domain(o.apps_domain.as_deref())?,
         allowed_domains: allowed_domains(o.allowed_domains.unwrap_or_default())?,
         access_log: o.access_log,
@@ -413,6 +492,64 @@ mod tests {
             );
             assert_eq!(config.apps_domain, want_domain, "{domain:?}");
         }
+    }
+
+    #[test]
+    fn acme_settings_need_an_https_directory_and_a_real_email() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let missing = dir.path().join("missing.pem");
+        let url = "https://acme.example.com/dir";
+        // (directory, email, ca file, ok?)
+        let cases: Vec<(Option<&str>, Option<&str>, Option<&PathBuf>, bool)> = vec![
+            (None, None, None, true),
+            (Some(""), None, None, true),
+            (None, Some("ops@example.com"), None, false),
+            (None, None, Some(&ca), false),
+            (Some(url), None, None, true),
+            (Some(url), Some("ops@example.com"), Some(&ca), true),
+            (Some("http://acme.example.com/dir"), None, None, false),
+            (Some("https://"), None, None, false),
+            (Some("https:///dir"), None, None, false),
+            (Some("https://acme example.com/dir"), None, None, false),
+            (Some("acme.example.com"), None, None, false),
+            (Some(url), Some("ops"), None, false),
+            (Some(url), Some("@example.com"), None, false),
+            (Some(url), Some("ops@localhost"), None, false),
+            (Some(url), Some("ops@a@b.com"), None, false),
+            (Some(url), Some("ops@exa mple.com"), None, false),
+            (Some(url), Some("ops@example.com\r\nX: y"), None, false),
+            (Some(url), None, Some(&not_pem), false),
+            (Some(url), None, Some(&missing), false),
+        ];
+        for (directory, email, ca_file, ok) in cases {
+            let flags = ServerOptions {
+                acme_directory: directory.map(String::from),
+                acme_email: email.map(String::from),
+                acme_ca_file: ca_file.cloned(),
+                ..ServerOptions::default()
+            };
+            let result = resolve(flags, None);
+            assert_eq!(result.is_ok(), ok, "{directory:?} {email:?} {ca_file:?}");
+            if let Err(error) = result {
+                assert!(error.starts_with("acme-"), "{error}");
+            }
+        }
+        let flags = ServerOptions {
+            acme_directory: Some(url.into()),
+            acme_ca_file: Some(ca),
+            ..ServerOptions::default()
+        };
+        let acme = resolve(flags, None).unwrap().acme.unwrap();
+        assert_eq!(acme.directory_url, url);
+        assert!(acme.ca_pem.unwrap().contains("BEGIN CERTIFICATE"));
     }
 
     #[test]

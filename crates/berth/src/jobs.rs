@@ -1,6 +1,7 @@
 //! The server's periodic background jobs, each a [`Job`] run by the one worker shape
 //! (`berth_controller::workers`): registry upload expiry and scheduled garbage collection,
-//! the hourly cleanup of sessions and webhook deliveries, and the pruning of old build images.
+//! the hourly cleanup of sessions and webhook deliveries, the pruning of old build images, and
+//! the renewal of ACME certificates.
 
 use std::sync::Arc;
 
@@ -137,5 +138,47 @@ impl Job for BuildImagePrune {
             "{} build images removed, {} kept in use",
             report.removed, report.in_use
         ))
+    }
+}
+
+/// Renews the ACME certificates that are due (less than a third of their lifetime left),
+/// recording an event on each app; a failed renewal keeps the old certificate and is retried
+/// on the next run.
+pub struct CertificateRenewal {
+    pub platform: berth_operations::Platform,
+}
+
+#[async_trait]
+impl Job for CertificateRenewal {
+    fn name(&self) -> &'static str {
+        "certificate-renewal"
+    }
+
+    fn description(&self) -> &'static str {
+        "renews ACME certificates before they expire"
+    }
+
+    async fn run(&self) -> Result<String, String> {
+        let report = self
+            .platform
+            .renew_certificates()
+            .await
+            .map_err(|e| e.to_string())?;
+        let summary = format!(
+            "{} ACME certificates checked, {} renewed, {} failed",
+            report.checked,
+            report.renewed.len(),
+            report.failed.len()
+        );
+        if report.failed.is_empty() {
+            Ok(summary)
+        } else {
+            let failed: Vec<String> = report
+                .failed
+                .iter()
+                .map(|(host, why)| format!("{host}: {why}"))
+                .collect();
+            Err(format!("{summary}: {}", failed.join("; ")))
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The `berth` binary: `berth server` runs the control plane; every other command is a client
 //! of its REST API.
 
+mod acme;
 mod client;
 mod commands;
 mod config;

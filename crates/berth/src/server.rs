@@ -18,9 +18,10 @@ use berth_core::routes::DomainPolicy;
 use berth_engine::{DockerEngine, ImageBuilder, RegistryAuth, Runtime};
 use berth_operations::Platform;
 use berth_operations::builds::{BuildEnv, BuildWorker, BuildWorkerConfig};
-use berth_operations::routes::{RouterDrain, keep_routes};
+use berth_operations::certificates::{CertificateIssuer, CertificateSettings};
+use berth_operations::routes::{RouterDrain, RouterTls, keep_routes};
 use berth_registry::{Registry, RegistryConfig};
-use berth_router::{RouterConfig, RouterStats, RoutingTable};
+use berth_router::{AcmeChallenges, CertificateSet, RouterConfig, RouterStats, RoutingTable};
 use berth_store::{Store, StoreUrl};
 use tracing_subscriber::EnvFilter;
 
@@ -201,8 +202,28 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         controller_config,
         Arc::clone(&clock),
     );
-    // The router (and its drain) is in place before the first reconcile stops anything.
-    let router = start_router(&config, &store, &controller, &workers).await;
+    // The router (and its drain) is in place before the first reconcile stops anything. Its
+    // plain listener answers ACME's HTTP-01 challenges, which the issuer publishes.
+    let challenges = AcmeChallenges::new();
+    let router = start_router(
+        &config,
+        &store,
+        &controller,
+        &workers,
+        &secrets,
+        &challenges,
+    )
+    .await;
+    let issuer = config.acme.as_ref().map(|acme| {
+        tracing::info!(directory = %acme.directory_url, "certificates can be ordered over ACME");
+        Arc::new(crate::acme::AcmeIssuer::new(
+            acme,
+            challenges.clone(),
+            Arc::clone(&store),
+            Arc::clone(&secrets),
+            Arc::clone(&clock),
+        )) as Arc<dyn CertificateIssuer>
+    });
     controller.start();
 
     // Builds that were running when the server stopped never finish: say so. Queued ones
@@ -226,7 +247,25 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         domains: DomainPolicy::new(&config.apps_domain, &config.allowed_domains),
         http_port: router.as_ref().map(|r| r.port),
         router: router.map(|r| r.stats),
+        certificates: CertificateSettings {
+            secrets: Arc::clone(&secrets),
+            issuer,
+        },
     };
+    if config.acme.is_some() {
+        // At start, then hourly: certificates due while the server was down renew at once.
+        workers.spawn_periodic(
+            jobs::CertificateRenewal {
+                platform: platform.clone(),
+            },
+            Schedule {
+                first_run_after: Duration::from_secs(10),
+                // CAs limit failed validations (Let's Encrypt: 5 per host and hour).
+                retry_after: Duration::from_secs(15 * 60),
+                ..Schedule::every(HOUR)
+            },
+        );
+    }
     let build_env = BuildEnv {
         platform: platform.clone(),
         builder: Arc::clone(&builder),
@@ -328,6 +367,8 @@ async fn start_router(
     store: &Arc<dyn Store>,
     controller: &Controller,
     workers: &Workers,
+    secrets: &Arc<berth_auth::SecretBox>,
+    challenges: &AcmeChallenges,
 ) -> Option<RunningRouter> {
     let Some(address) = config.http_listen else {
         tracing::info!(
@@ -353,6 +394,30 @@ async fn start_router(
         stats: stats.clone(),
     }));
     let (table, routes) = tokio::sync::watch::channel(Arc::new(RoutingTable::default()));
+    let mut router_config = RouterConfig {
+        request_timeout: config.router_timeout,
+        acme_challenges: challenges.clone(),
+        ..RouterConfig::default()
+    };
+    let mut tls = None;
+    if let Some(https) = config.https_listen {
+        router_config.https_port = https.port();
+        let certificates = CertificateSet::new();
+        if start_https_router(
+            https,
+            Arc::clone(&certificates),
+            routes.clone(),
+            router_config.clone(),
+            stats.clone(),
+        )
+        .await
+        {
+            tls = Some(RouterTls {
+                certificates,
+                secrets: Arc::clone(secrets),
+            });
+        }
+    }
     tokio::spawn(keep_routes(
         Arc::clone(store),
         controller.endpoints(),
@@ -361,17 +426,11 @@ async fn start_router(
         ROUTES_REFRESH,
         Some(workers.register(
             "router-table",
-            "keeps the router's table of host names and ready instances current",
+            "keeps the router's table of host names and ready instances, and its HTTPS \
+             certificates, current",
         )),
+        tls,
     ));
-    let mut router_config = RouterConfig {
-        request_timeout: config.router_timeout,
-        ..RouterConfig::default()
-    };
-    if let Some(https) = config.https_listen {
-        router_config.https_port = https.port();
-        start_https_router(https, routes.clone(), router_config.clone(), stats.clone()).await;
-    }
     tokio::spawn(berth_router::serve(
         listener,
         routes,
@@ -424,21 +483,22 @@ fn access_logged_stats(config: &ServerConfig) -> RouterStats {
     stats
 }
 
-/// Starts the router's HTTPS listener on `--https-listen` with the certificate set. The set is
-/// empty until certificates can be stored (issue 14): every handshake is refused meanwhile. A
-/// listener that cannot start is reported and left off; plain HTTP serves all the same.
+/// Starts the router's HTTPS listener on `--https-listen` with the certificate set (filled
+/// from the store by the router-table loop; a host without a certificate is refused at the
+/// handshake). A listener that cannot start is reported and left off (`false`); plain HTTP
+/// serves all the same.
 async fn start_https_router(
     address: std::net::SocketAddr,
+    certificates: Arc<CertificateSet>,
     routes: tokio::sync::watch::Receiver<Arc<RoutingTable>>,
     router_config: RouterConfig,
     stats: RouterStats,
-) {
-    let certificates = berth_router::CertificateSet::new();
+) -> bool {
     let tls = match berth_router::server_config(certificates) {
         Ok(tls) => tls,
         Err(error) => {
             tracing::warn!(%error, "router: HTTPS is off: the TLS settings cannot be built");
-            return;
+            return false;
         }
     };
     let listener = match tokio::net::TcpListener::bind(address).await {
@@ -450,7 +510,7 @@ async fn start_https_router(
                 "cannot serve apps' HTTPS traffic on {address} ({error}): HTTPS is off; give \
                  --https-listen a free address (e.g. 127.0.0.1:8443), or off"
             );
-            return;
+            return false;
         }
     };
     tokio::spawn(berth_router::serve_tls(
@@ -463,8 +523,9 @@ async fn start_https_router(
     ));
     tracing::info!(
         %address,
-        "router serving apps' HTTPS traffic (no certificates stored yet: handshakes are refused)"
+        "router serving apps' HTTPS traffic for the hosts with a certificate (berth certs)"
     );
+    true
 }
 
 /// How long a stopping server waits for the reconciles in progress to finish.

@@ -182,6 +182,10 @@ pub enum EventKind {
     StartFailed,
     EngineError,
     RoutesChanged,
+    /// An ACME certificate of one of the app's hosts was renewed.
+    CertificateRenewed,
+    /// Renewing an ACME certificate failed; the old one is still served.
+    CertificateRenewalFailed,
 }
 
 impl EventKind {
@@ -208,6 +212,8 @@ impl EventKind {
             EventKind::StartFailed => "start_failed",
             EventKind::EngineError => "engine_error",
             EventKind::RoutesChanged => "routes_changed",
+            EventKind::CertificateRenewed => "certificate_renewed",
+            EventKind::CertificateRenewalFailed => "certificate_renewal_failed",
         }
     }
 
@@ -226,12 +232,13 @@ impl EventKind {
                 | EventKind::CrashLoopBackOff
                 | EventKind::StartFailed
                 | EventKind::EngineError
+                | EventKind::CertificateRenewalFailed
         )
     }
 }
 
 /// Every event kind, in declaration order.
-pub const ALL_EVENT_KINDS: [EventKind; 21] = [
+pub const ALL_EVENT_KINDS: [EventKind; 23] = [
     EventKind::AppCreated,
     EventKind::AppDeleted,
     EventKind::RevisionCreated,
@@ -253,6 +260,8 @@ pub const ALL_EVENT_KINDS: [EventKind; 21] = [
     EventKind::StartFailed,
     EventKind::EngineError,
     EventKind::RoutesChanged,
+    EventKind::CertificateRenewed,
+    EventKind::CertificateRenewalFailed,
 ];
 
 /// One entry of an app's timeline: what Berth did or saw, and why.

@@ -33,6 +33,8 @@ pub struct AppChange {
     pub internal: Option<bool>,
     /// The app's custom domains, replacing the ones it has.
     pub domains: Option<Vec<Domain>>,
+    /// Whether plain HTTP to hosts with a certificate is redirected to HTTPS.
+    pub https_redirect: Option<bool>,
 }
 
 /// What a change sets of the rollout strategy.
@@ -111,6 +113,9 @@ impl AppChange {
         }
         if let Some(domains) = &self.domains {
             spec.routes.domains = domains.clone();
+        }
+        if let Some(redirect) = self.https_redirect {
+            spec.routes.https_redirect = redirect;
         }
     }
 

@@ -23,6 +23,9 @@ pub struct AppRoutes {
     pub internal: bool,
     /// Custom domains, in the order the user gave them; each (host, path) once.
     pub domains: Vec<Domain>,
+    /// Plain-HTTP requests to a host that has a certificate are redirected (308) to HTTPS
+    /// (only while the router's HTTPS listener is on).
+    pub https_redirect: bool,
 }
 
 /// A host name and the path prefix under it that reach one app.

@@ -458,6 +458,11 @@ fn routes_event(name: &str, now: i64, routes: &AppRoutes) -> Event {
     } else {
         ("domains", format!("routes changed: domains {domains}"))
     };
+    let message = if routes.https_redirect && !routes.internal {
+        format!("{message}; plain HTTP redirected to HTTPS on hosts with a certificate")
+    } else {
+        message
+    };
     Event::new(name, now, EventKind::RoutesChanged, message)
         .param("cause", cause)
         .param("domains", domains)

@@ -34,6 +34,9 @@ pub enum OpError {
     /// The state changed under the request (`code` is stable, e.g. `already_exists`).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// A service Berth depends on (an ACME certificate authority) failed the request.
+    #[error("{0}")]
+    Upstream(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -81,6 +84,7 @@ impl OpError {
             OpError::Field { .. }
             | OpError::Invalid(_)
             | OpError::Conflict { .. }
+            | OpError::Upstream(_)
             | OpError::Store(_)
             | OpError::Engine(_)
             | OpError::Registry(_) => AuditOutcome::Failed,

@@ -11,6 +11,7 @@
 pub mod actor;
 pub mod apps;
 pub mod builds;
+pub mod certificates;
 pub mod domains;
 pub mod error;
 pub mod images;
@@ -46,6 +47,8 @@ pub struct Platform {
     pub http_port: Option<u16>,
     /// The router's counters and access log switch (`None`: the router is off).
     pub router: Option<berth_router::RouterStats>,
+    /// Sealing certificate keys, and the ACME issuer when configured.
+    pub certificates: certificates::CertificateSettings,
 }
 
 impl std::fmt::Debug for Platform {

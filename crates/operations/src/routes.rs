@@ -3,18 +3,25 @@
 //! these and never reads the store itself; a stop waits for the router's requests in flight
 //! ([`RouterDrain`]) after the controller took the instance out of the table.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use berth_auth::SecretBox;
 use berth_controller::workers::WorkerReport;
 use berth_controller::{Drain, EndpointMap, Endpoints};
-use berth_core::{App, RolloutPhase};
-use berth_router::{AccessLog, Backend, RouteDomain, RoutedApp, RouterStats, RoutingTable};
+use berth_core::certificate::StoredCertificate;
+use berth_core::{App, Millis, RolloutPhase};
+use berth_router::{
+    AccessLog, Backend, CertificateSet, RouteDomain, RoutedApp, RouterStats, RoutingTable,
+    ValidatedCertificate, validate_certificate,
+};
 use berth_store::{Store, StoreResult};
 use tokio::sync::watch;
 
 use crate::actor::Actor;
+use crate::certificates::{app_hosts, system_time};
 use crate::error::{OpError, OpResult};
 
 /// The host name every external app gets: `<app>.<team>.<apps-domain>` (with the default
@@ -120,12 +127,47 @@ pub fn routed_app(app: &App, endpoints: &EndpointMap, apps_domain: &str) -> Rout
             })
             .unwrap_or_default(),
         unavailable: unavailable(app),
-        // No per-app HTTPS setting yet: certificates are not stored (issue 14).
         https_redirect: false,
     }
 }
 
-/// The routes of every app.
+/// The routes of `app` as the router gets them: with `served` (the hosts the HTTPS listener
+/// has a certificate for; `None` when it is off) and the app's `https_redirect` on, the
+/// domains on those hosts redirect plain HTTP to HTTPS and the others do not, so a host
+/// without a certificate is never sent to a handshake that fails.
+pub fn routed_entries(
+    app: &App,
+    endpoints: &EndpointMap,
+    apps_domain: &str,
+    served: Option<&BTreeSet<String>>,
+) -> Vec<RoutedApp> {
+    let routed = routed_app(app, endpoints, apps_domain);
+    let Some(served) = served.filter(|_| app.routes.https_redirect) else {
+        return vec![routed];
+    };
+    let (secure, plain): (Vec<RouteDomain>, Vec<RouteDomain>) = routed
+        .domains
+        .iter()
+        .cloned()
+        .partition(|domain| served.contains(&domain.host));
+    if secure.is_empty() {
+        return vec![routed];
+    }
+    let mut entries = vec![RoutedApp {
+        domains: secure,
+        https_redirect: true,
+        ..routed.clone()
+    }];
+    if !plain.is_empty() {
+        entries.push(RoutedApp {
+            domains: plain,
+            ..routed
+        });
+    }
+    entries
+}
+
+/// The routes of every app (no HTTPS redirects).
 pub async fn routed_apps(
     store: &dyn Store,
     endpoints: &EndpointMap,
@@ -138,6 +180,104 @@ pub async fn routed_apps(
         .collect())
 }
 
+/// The router's HTTPS side as [`keep_routes`] keeps it: the certificate set the listener
+/// presents, and the box that opens the stored keys (in memory only).
+#[derive(Clone)]
+pub struct RouterTls {
+    pub certificates: Arc<CertificateSet>,
+    pub secrets: Arc<SecretBox>,
+}
+
+/// The stored certificates made ready to serve, remembered by host and version so that a
+/// certificate is unsealed and parsed once per change, not once per refresh.
+#[derive(Default)]
+struct LoadedCertificates {
+    by_host: BTreeMap<String, (Millis, Option<ValidatedCertificate>)>,
+    /// What the set holds: (host, version) of each certificate.
+    serving: Vec<(String, Millis)>,
+}
+
+impl LoadedCertificates {
+    /// Brings the set to the stored certificates of hosts their apps still hold; returns
+    /// those hosts.
+    fn refresh(
+        &mut self,
+        tls: &RouterTls,
+        stored: Vec<StoredCertificate>,
+        apps: &[App],
+        apps_domain: &str,
+    ) -> BTreeSet<String> {
+        let holders: BTreeMap<&str, BTreeSet<String>> = apps
+            .iter()
+            .map(|app| (app.name.as_str(), app_hosts(app, apps_domain)))
+            .collect();
+        let mut next = BTreeMap::new();
+        for certificate in stored {
+            let held = holders
+                .get(certificate.app.as_str())
+                .is_some_and(|hosts| hosts.contains(&certificate.host));
+            if !held {
+                continue;
+            }
+            let loaded = match self.by_host.remove(&certificate.host) {
+                Some((version, loaded)) if version == certificate.updated_at => loaded,
+                _ => load(tls, &certificate),
+            };
+            next.insert(certificate.host.clone(), (certificate.updated_at, loaded));
+        }
+        self.by_host = next;
+        let serving: Vec<(String, Millis)> = self
+            .by_host
+            .iter()
+            .filter(|(_, (_, loaded))| loaded.is_some())
+            .map(|(host, (version, _))| (host.clone(), *version))
+            .collect();
+        if serving != self.serving {
+            tls.certificates.replace_all(
+                self.by_host
+                    .values()
+                    .filter_map(|(_, loaded)| loaded.clone()),
+            );
+            tracing::info!(
+                certificates = serving.len(),
+                "router: the HTTPS certificate set changed"
+            );
+            self.serving = serving;
+        }
+        self.serving.iter().map(|(host, _)| host.clone()).collect()
+    }
+}
+
+/// A stored certificate ready to serve: its key unsealed, its chain parsed; `None` (and a
+/// warning) when it cannot be (a key sealed under another server key, a damaged row).
+fn load(tls: &RouterTls, stored: &StoredCertificate) -> Option<ValidatedCertificate> {
+    let host = &stored.host;
+    let key = match tls
+        .secrets
+        .open(&stored.sealed_key, &StoredCertificate::secret_context(host))
+    {
+        Ok(key) => key,
+        Err(error) => {
+            tracing::warn!(%host, %error, "router: the certificate's key cannot be unsealed; not serving it");
+            return None;
+        }
+    };
+    // Validity in time was checked when it was stored; an expired certificate is served until
+    // it is renewed or replaced rather than refused at the handshake.
+    match validate_certificate(
+        &stored.chain_pem,
+        &key,
+        host,
+        system_time(stored.not_before),
+    ) {
+        Ok(validated) => Some(validated),
+        Err(error) => {
+            tracing::warn!(%host, %error, "router: a stored certificate is not usable; not serving it");
+            None
+        }
+    }
+}
+
 /// Keeps the router's table current: rebuilt at once when the endpoint table changes (an
 /// instance ready, not ready, stopping; an app deleted) and every `refresh` (apps created or
 /// changed since). On a store failure the router keeps serving its last table.
@@ -148,14 +288,32 @@ pub async fn keep_routes(
     table: watch::Sender<Arc<RoutingTable>>,
     refresh: Duration,
     report: Option<WorkerReport>,
+    tls: Option<RouterTls>,
 ) {
     let mut changes = endpoints.subscribe();
+    let mut loaded = LoadedCertificates::default();
     loop {
         let current = changes.borrow_and_update().clone();
         if let Some(report) = &report {
             report.busy();
         }
-        match routed_apps(store.as_ref(), &current, &apps_domain).await {
+        let routed = async {
+            let (listed, _) = crate::apps::list_apps(store.as_ref(), None, None, None).await?;
+            let apps: Vec<App> = listed.into_iter().map(|listed| listed.app).collect();
+            let served = match &tls {
+                Some(tls) => {
+                    let stored = store.list_certificates(None).await?;
+                    Some(loaded.refresh(tls, stored, &apps, &apps_domain))
+                }
+                None => None,
+            };
+            StoreResult::Ok(
+                apps.iter()
+                    .flat_map(|app| routed_entries(app, &current, &apps_domain, served.as_ref()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        match routed.await {
             Ok(apps) => {
                 let routes = apps.len();
                 let backends: usize = apps.iter().map(|a| a.backends.len()).sum();
@@ -361,7 +519,64 @@ mod tests {
             assert_eq!(defaults, [true, false, false]);
         }
         let lonely = routed_app(&app("api", 1, RolloutPhase::Progressing), &endpoints, "x");
+        assert!(!lonely.https_redirect);
         assert!(lonely.backends.is_empty());
         assert!(lonely.unavailable.contains("rolling out"));
+    }
+
+    #[test]
+    fn https_redirects_only_hosts_with_a_served_certificate() {
+        let mut web = app("web", 1, RolloutPhase::Complete);
+        web.routes.domains =
+            berth_core::routes::parse_domains(&["shop.com", "shop.com/api", "x.com"])
+                .expect("valid domains");
+        let endpoints = EndpointMap::default();
+        let hosts =
+            |list: &[&str]| -> BTreeSet<String> { list.iter().map(|h| h.to_string()).collect() };
+        // (app's redirect setting, served hosts (None: HTTPS off), (redirect?, hosts) per entry)
+        type Case<'a> = (bool, Option<BTreeSet<String>>, Vec<(bool, Vec<&'a str>)>);
+        let all = vec!["web.shop.localhost", "shop.com", "shop.com", "x.com"];
+        let cases: Vec<Case> = vec![
+            (
+                false,
+                Some(hosts(&["shop.com"])),
+                vec![(false, all.clone())],
+            ),
+            (true, None, vec![(false, all.clone())]),
+            (true, Some(hosts(&[])), vec![(false, all.clone())]),
+            (
+                true,
+                Some(hosts(&["other.com"])),
+                vec![(false, all.clone())],
+            ),
+            (
+                true,
+                Some(hosts(&["shop.com"])),
+                vec![
+                    (true, vec!["shop.com", "shop.com"]),
+                    (false, vec!["web.shop.localhost", "x.com"]),
+                ],
+            ),
+            (
+                true,
+                Some(hosts(&["web.shop.localhost", "shop.com", "x.com"])),
+                vec![(true, all.clone())],
+            ),
+        ];
+        for (redirect, served, want) in cases {
+            web.routes.https_redirect = redirect;
+            let entries = routed_entries(&web, &endpoints, "localhost", served.as_ref());
+            let got: Vec<(bool, Vec<&str>)> = entries
+                .iter()
+                .map(|e| {
+                    (
+                        e.https_redirect,
+                        e.domains.iter().map(|d| d.host.as_str()).collect(),
+                    )
+                })
+                .collect();
+            assert_eq!(got, want, "{redirect} {served:?}");
+            assert!(entries.iter().all(|e| e.app == "web"));
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! here behind one small trait; a value the store does not know is reported, never guessed.
 
 use berth_core::audit::AuditOutcome;
+use berth_core::certificate::CertificateSource;
 use berth_core::pipeline::{BuildStatus, BuildTrigger};
 use berth_core::quota::QuotaRequestStatus;
 
@@ -66,6 +67,14 @@ impl DbEnum for BuildTrigger {
 
     fn as_str(self) -> &'static str {
         BuildTrigger::as_str(self)
+    }
+}
+
+impl DbEnum for CertificateSource {
+    const ALL: &'static [Self] = &[CertificateSource::Uploaded, CertificateSource::Acme];
+
+    fn as_str(self) -> &'static str {
+        CertificateSource::as_str(self)
     }
 }
 

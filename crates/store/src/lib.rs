@@ -1,7 +1,7 @@
 //! The Store seams: where Berth keeps desired state (apps, revisions, rollouts, events, …).
 //!
 //! Only this crate knows SQL. The store is split by area — [`AppStore`], [`AccountStore`],
-//! [`RegistryStore`], [`PipelineStore`] — and [`Store`] is all four (what the server passes
+//! [`RegistryStore`], [`PipelineStore`], [`CertificateStore`] — and [`Store`] is all five (what the server passes
 //! around as `Arc<dyn Store>`). Callers bring the area traits into scope with
 //! `use berth_store::prelude::*;`. [`sqlite::SqliteStore`] is the embedded default, chosen by
 //! URL with [`open`]; a PostgreSQL store plugs in behind the same traits. Every implementation
@@ -21,6 +21,7 @@ mod url;
 use async_trait::async_trait;
 use berth_core::accounts::{ApiToken, Membership, User};
 use berth_core::audit::{AuditEntry, AuditOutcome};
+use berth_core::certificate::StoredCertificate;
 use berth_core::deploy_template::DeploymentTemplate;
 use berth_core::pipeline::{Build, Pipeline};
 use berth_core::quota::{QuotaRequest, QuotaRequestStatus, Usage};
@@ -34,7 +35,9 @@ pub use url::{StoreUrl, open};
 
 /// The area traits, for `use berth_store::prelude::*;` where a store's methods are called.
 pub mod prelude {
-    pub use crate::{AccountStore, AppStore, PipelineStore, RegistryStore, Store};
+    pub use crate::{
+        AccountStore, AppStore, CertificateStore, PipelineStore, RegistryStore, Store,
+    };
 }
 
 /// Errors from the store layer.
@@ -569,12 +572,37 @@ pub trait PipelineStore: Send + Sync + 'static {
     async fn prune_webhook_deliveries(&self, cutoff: Millis) -> StoreResult<u64>;
 }
 
+/// The certificates area: the TLS certificate of each app host (the private key arrives
+/// sealed; the store never sees the plaintext).
+#[async_trait]
+pub trait CertificateStore: Send + Sync + 'static {
+    /// Creates or replaces the certificate of `certificate.host` (whichever app held it: the
+    /// caller checks that the host is its app's). `NotFound` when the app does not exist. A
+    /// certificate is deleted with its app.
+    async fn put_certificate(&self, certificate: &StoredCertificate) -> StoreResult<()>;
+
+    /// The certificate of `host`, or `None`.
+    async fn get_certificate(&self, host: &str) -> StoreResult<Option<StoredCertificate>>;
+
+    /// The certificates of `app` (every app's when `None`), ordered by host.
+    async fn list_certificates(&self, app: Option<&str>) -> StoreResult<Vec<StoredCertificate>>;
+
+    /// Deletes the certificate of `host`; returns whether it existed.
+    async fn delete_certificate(&self, host: &str) -> StoreResult<bool>;
+}
+
 /// Berth's desired state: every area. `Arc<dyn Store>` is what the server passes around;
 /// code that needs one area takes that area's trait (e.g. `Arc<dyn AppStore>`), which an
-/// `Arc<dyn Store>` coerces to. Implemented for every type that implements all four areas.
-pub trait Store: AppStore + AccountStore + RegistryStore + PipelineStore {}
+/// `Arc<dyn Store>` coerces to. Implemented for every type that implements all five areas.
+pub trait Store:
+    AppStore + AccountStore + RegistryStore + PipelineStore + CertificateStore
+{
+}
 
-impl<T: AppStore + AccountStore + RegistryStore + PipelineStore + ?Sized> Store for T {}
+impl<T: AppStore + AccountStore + RegistryStore + PipelineStore + CertificateStore + ?Sized> Store
+    for T
+{
+}
 
 /// What one app reserves as the store keeps it: [`berth_core::quota::app_usage`] with each
 /// resource clamped to `i64::MAX`, the largest a `BIGINT` column holds (quota limits never

@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_core::accounts::{ApiToken, Membership, TeamRole, User};
 use berth_core::audit::AuditEntry;
+use berth_core::certificate::StoredCertificate;
 use berth_core::deploy_template::DeploymentTemplate;
 use berth_core::pipeline::{Build, BuildStatus, Pipeline};
 use berth_core::quota::{Quota, QuotaRequest, QuotaRequestStatus, Usage};
@@ -37,9 +38,10 @@ use sqlx::{Row, SqlSafeStr, Sqlite};
 
 use crate::enums::DbEnum;
 use crate::{
-    AccountStore, AppList, AppPage, AppStore, AuditQuery, BuildQuery, DeliveryBuild, DomainOwner,
-    EventQuery, ListedApp, PipelineStore, QuotaDecision, QuotaRequestQuery, RegistryStore,
-    RevisionImage, StoreError, StoreResult, check_revision_app, reserved_usage,
+    AccountStore, AppList, AppPage, AppStore, AuditQuery, BuildQuery, CertificateStore,
+    DeliveryBuild, DomainOwner, EventQuery, ListedApp, PipelineStore, QuotaDecision,
+    QuotaRequestQuery, RegistryStore, RevisionImage, StoreError, StoreResult, check_revision_app,
+    reserved_usage,
 };
 
 /// Schema migrations, in order. Files follow sqlx's `<VERSION>_<DESCRIPTION>.sql` naming and are
@@ -102,6 +104,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "app routes",
         include_str!("../migrations/sqlite/0011_app_routes.sql"),
+    ),
+    (
+        12,
+        "certificates",
+        include_str!("../migrations/sqlite/0012_certificates.sql"),
     ),
 ];
 
@@ -868,6 +875,33 @@ fn external_registry_from_row(row: &SqliteRow) -> StoreResult<ExternalRegistry> 
     })
 }
 
+macro_rules! certificate_columns {
+    () => {
+        "host, team, app, source, chain_pem, sealed_key, names_json, not_before, not_after, \
+         created_by, created_at, updated_at"
+    };
+}
+
+fn certificate_from_row(row: &SqliteRow) -> StoreResult<StoredCertificate> {
+    let host: String = get(row, "host")?;
+    let names: String = get(row, "names_json")?;
+    Ok(StoredCertificate {
+        team: get(row, "team")?,
+        app: get(row, "app")?,
+        source: get_enum(row, "source", || format!("certificate of {host}"))?,
+        chain_pem: get(row, "chain_pem")?,
+        sealed_key: get(row, "sealed_key")?,
+        names: serde_json::from_str(&names)
+            .map_err(json_err(format!("names of the certificate of {host}")))?,
+        not_before: get(row, "not_before")?,
+        not_after: get(row, "not_after")?,
+        created_by: get(row, "created_by")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+        host,
+    })
+}
+
 macro_rules! pipeline_columns {
     () => {
         "team, name, repository_url, branch_pattern, dockerfile, context, build_args_json, \
@@ -1285,6 +1319,7 @@ impl AppStore for SqliteStore {
                 "DELETE FROM events WHERE app = $1",
                 "DELETE FROM revisions WHERE app = $1",
                 "DELETE FROM app_domains WHERE app = $1",
+                "DELETE FROM certificates WHERE app = $1",
             ],
             "DELETE FROM apps WHERE name = $1",
             name,
@@ -2359,6 +2394,72 @@ impl RegistryStore for SqliteStore {
     async fn delete_external_registry(&self, name: &str) -> StoreResult<bool> {
         let sql = "DELETE FROM external_registries WHERE name = $1";
         self.delete_with_children(&[], sql, name).await
+    }
+}
+
+#[async_trait]
+impl CertificateStore for SqliteStore {
+    async fn put_certificate(&self, certificate: &StoredCertificate) -> StoreResult<()> {
+        let names = serde_json::to_string(&certificate.names).map_err(json_err(format!(
+            "names of the certificate of {}",
+            certificate.host
+        )))?;
+        let mut tx = self.begin_write().await?;
+        let app = certificate.app.as_str();
+        if !row_exists(&mut tx, "SELECT 1 FROM apps WHERE name = $1", app).await? {
+            return Err(StoreError::NotFound(format!("app {app}")));
+        }
+        sqlx::query(concat!(
+            "INSERT INTO certificates (",
+            certificate_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (host) DO UPDATE SET team = $2, app = $3, source = $4, chain_pem = $5, \
+             sealed_key = $6, names_json = $7, not_before = $8, not_after = $9, \
+             created_by = $10, created_at = $11, updated_at = $12"
+        ))
+        .bind(certificate.host.as_str())
+        .bind(certificate.team.as_str())
+        .bind(app)
+        .bind(certificate.source.as_str())
+        .bind(certificate.chain_pem.as_str())
+        .bind(certificate.sealed_key.as_str())
+        .bind(names)
+        .bind(certificate.not_before)
+        .bind(certificate.not_after)
+        .bind(certificate.created_by.as_str())
+        .bind(certificate.created_at)
+        .bind(certificate.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_certificate(&self, host: &str) -> StoreResult<Option<StoredCertificate>> {
+        let sql = concat!(
+            "SELECT ",
+            certificate_columns!(),
+            " FROM certificates WHERE host = $1"
+        );
+        self.read_optional(sql, host, certificate_from_row).await
+    }
+
+    async fn list_certificates(&self, app: Option<&str>) -> StoreResult<Vec<StoredCertificate>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            certificate_columns!(),
+            " FROM certificates WHERE $1 IS NULL OR app = $1 ORDER BY host"
+        ))
+        .bind(app)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(certificate_from_row).collect()
+    }
+
+    async fn delete_certificate(&self, host: &str) -> StoreResult<bool> {
+        let sql = "DELETE FROM certificates WHERE host = $1";
+        self.delete_with_children(&[], sql, host).await
     }
 }
 

@@ -198,6 +198,12 @@ pub struct SpecArgs {
     /// Reachable from outside again, at its default host and domains
     #[arg(long)]
     external: bool,
+    /// Redirect plain HTTP to HTTPS (308) on the app's hosts that have a certificate
+    #[arg(long, conflicts_with = "no_https_redirect")]
+    https_redirect: bool,
+    /// Serve plain HTTP again on every host (no redirect to HTTPS)
+    #[arg(long)]
+    no_https_redirect: bool,
     /// Why (recorded on the revision)
     #[arg(long)]
     reason: Option<String>,
@@ -264,6 +270,11 @@ impl SpecArgs {
             } else {
                 self.external.then_some(false)
             },
+            https_redirect: if self.https_redirect {
+                Some(true)
+            } else {
+                self.no_https_redirect.then_some(false)
+            },
             ..AppChanges::default()
         })
     }
@@ -291,6 +302,7 @@ pub async fn run(client: &Client, command: AppCommand) -> Result<ExitCode, Strin
             } else if app.replicas != before.replicas
                 || app.strategy.max_surge != before.strategy.max_surge
                 || app.internal != before.internal
+                || app.https_redirect != before.https_redirect
                 || domain_names(&app) != domain_names(&before)
             {
                 println!("app {name}: settings updated (no new revision)");

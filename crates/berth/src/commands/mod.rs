@@ -4,6 +4,7 @@
 mod accounts;
 mod apps;
 mod audit;
+mod certs;
 mod domains;
 mod images;
 mod pipelines;
@@ -79,6 +80,9 @@ enum Command {
     /// The built-in registry: search, inspect, delete, storage use, garbage collection
     #[command(subcommand)]
     Images(images::ImagesCommand),
+    /// HTTPS certificates of apps' hosts: list, upload, order over ACME, delete
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// Domain reservations (admins): keep a domain for one team's apps
     #[command(subcommand)]
     Domains(domains::DomainsCommand),
@@ -117,6 +121,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Images(command) => images::run(&global.client()?, command).await,
         Command::Registries(command) => registries::run(&global.client()?, command).await,
         Command::Domains(command) => domains::run(&global.client()?, command).await,
+        Command::Certs(command) => certs::run(&global.client()?, command).await,
         Command::Account(command) => accounts::run(&global, command).await,
         Command::Team(command) => teams::run(&global.client()?, command).await,
         Command::Templates(command) => templates::run(&global.client()?, command).await,

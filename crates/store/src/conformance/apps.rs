@@ -77,6 +77,7 @@ pub async fn create_get_list_round_trip<S: AppStore + ?Sized>(store: &S) {
                 } else {
                     Vec::new()
                 },
+                https_redirect: i.is_multiple_of(2),
             },
             current_revision: 7 + i,
             stable_revision: if i.is_multiple_of(2) {

@@ -2,7 +2,7 @@
 //! `conformance`; test support, never in the server build).
 //!
 //! A backend runs the suite of each area it implements — [`apps::run`], [`accounts::run`],
-//! [`registry::run`], [`pipelines::run`] — or [`run_all`] for a whole [`Store`], on a
+//! [`registry::run`], [`pipelines::run`], [`certificates::run`] — or [`run_all`] for a whole [`Store`], on a
 //! multi-threaded tokio runtime (`#[tokio::test(flavor = "multi_thread")]`). From another
 //! crate: `berth-store = { workspace = true, features = ["conformance"] }` in its
 //! `[dev-dependencies]`, then e.g. `berth_store::conformance::apps::run(Arc::new(store)).await`.
@@ -19,6 +19,7 @@ use std::sync::{Arc, OnceLock};
 
 use berth_core::accounts::{ApiToken, Membership, TeamRole, User};
 use berth_core::audit::{AuditEntry, AuditOutcome};
+use berth_core::certificate::StoredCertificate;
 use berth_core::deploy_template::{DeploymentTemplate, ParamKind, TemplateParam};
 use berth_core::pipeline::{Build, BuildStatus, BuildTrigger, Pipeline, StepStatus};
 use berth_core::quota::{Quota, QuotaRequest, QuotaRequestStatus};
@@ -30,13 +31,14 @@ use berth_core::{
 };
 
 use crate::{
-    AccountStore, AppList, AppPage, AppStore, AuditQuery, BuildQuery, DeliveryBuild, EventQuery,
-    ListedApp, PipelineStore, QuotaDecision, QuotaRequestQuery, RegistryStore, RevisionImage,
-    Store, StoreError,
+    AccountStore, AppList, AppPage, AppStore, AuditQuery, BuildQuery, CertificateStore,
+    DeliveryBuild, EventQuery, ListedApp, PipelineStore, QuotaDecision, QuotaRequestQuery,
+    RegistryStore, RevisionImage, Store, StoreError,
 };
 
 pub mod accounts;
 pub mod apps;
+pub mod certificates;
 pub mod pipelines;
 pub mod registry;
 
@@ -45,6 +47,7 @@ pub async fn run_all<S: Store + ?Sized>(store: Arc<S>) {
     apps::run(store.clone()).await;
     accounts::run(store.clone()).await;
     registry::run(store.clone()).await;
+    certificates::run(store.clone()).await;
     pipelines::run(store).await;
 }
 

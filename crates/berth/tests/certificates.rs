@@ -1,0 +1,554 @@
+//! End-to-end: HTTPS certificates on the real binary. A certificate made here for the app's
+//! custom domain is uploaded with `berth certs upload` and served by the router's HTTPS
+//! listener (SNI) to a client trusting only the test CA; a certificate for another domain, a
+//! key that does not match, an expired certificate and garbage are refused with a 400 naming
+//! the field and store nothing; a viewer and an outsider cannot upload; `--https-redirect`
+//! makes plain HTTP answer 308 on hosts with a certificate only; `berth certs request` orders a
+//! certificate from Debian's pebble (HTTP-01 through the router) which is then served; the
+//! private key never appears in an API answer or the audit log; a deleted certificate is no
+//! longer served.
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, date_time_ymd};
+use reqwest::Method;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use serde_json::{Value, json};
+use support::{Server, wait_until};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+const DOMAIN: &str = "shop.berth.test";
+const ACME_DOMAIN: &str = "api.berth.test";
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Child processes killed when the test ends, however it ends.
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A loopback port free for TCP and UDP at the time of asking.
+fn free_port() -> u16 {
+    loop {
+        let tcp = StdTcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A test CA: its PEM and what signs with it.
+fn test_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let pem = params.self_signed(&key).unwrap().pem();
+    (pem, Issuer::new(params, key))
+}
+
+/// A leaf for `names` signed by `ca`: (chain PEM, key PEM). `expired`: valid only in 2020.
+fn leaf(ca: &Issuer<'static, KeyPair>, names: &[&str], expired: bool) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    if expired {
+        params.not_before = date_time_ymd(2020, 1, 1);
+        params.not_after = date_time_ymd(2020, 4, 1);
+    }
+    let cert = params.signed_by(&key, ca).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// GETs `path` over HTTPS from `addr` with SNI `server_name`, trusting only `root_pem`:
+/// status and body, or why the handshake or request failed.
+async fn https_get(
+    addr: SocketAddr,
+    server_name: &str,
+    root_pem: &str,
+    path: &str,
+) -> Result<(u16, String), String> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = ClientConfig::builder_with_provider(berth_router::tls::ring_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let stream = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(server_name.to_string()).unwrap(), tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = http::Request::builder()
+        .uri(path)
+        .header("host", server_name)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// `GET path` on the router's plain listener with `Host: host`, redirects not followed:
+/// status and `Location`.
+async fn plain_get(port: u16, host: &str, path: &str) -> (u16, Option<String>) {
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .header(reqwest::header::HOST, host)
+        .send()
+        .await
+        .expect("plain request through the router");
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (response.status().as_u16(), location)
+}
+
+async fn upload_as(
+    server: &Server,
+    token: &str,
+    host: &str,
+    certificate: &str,
+    key: &str,
+) -> (u16, Value) {
+    server
+        .call_as(
+            token,
+            Method::PUT,
+            &format!("/api/v1/apps/shop/certificates/{host}"),
+            Some(json!({"certificate": certificate, "private_key": key})),
+        )
+        .await
+}
+
+/// pebble's HTTPS certificate (signed by a CA made here): returns the CA's PEM.
+fn pebble_https_certificate(dir: &Path) -> String {
+    let (ca_pem, ca) = test_ca("berth test: pebble HTTPS CA");
+    let (cert, key) = leaf(&ca, &["localhost"], false);
+    std::fs::write(dir.join("pebble-cert.pem"), cert).unwrap();
+    std::fs::write(dir.join("pebble-key.pem"), key).unwrap();
+    ca_pem
+}
+
+/// Starts pebble-challtestsrv (DNS answering 127.0.0.1 for every name) and pebble, which
+/// fetches HTTP-01 challenges from `http_port`. Returns (ACME port, management port).
+async fn start_pebble(dir: &Path, http_port: u16, processes: &mut Processes) -> (u16, u16) {
+    let (acme, management, dns, challtest) = (free_port(), free_port(), free_port(), free_port());
+    processes.0.push(
+        Command::new("pebble-challtestsrv")
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .args(["-dns01", &format!("127.0.0.1:{dns}")])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-management", &format!("127.0.0.1:{challtest}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble-challtestsrv starts"),
+    );
+    let config = format!(
+        r#"{{"pebble": {{
+  "listenAddress": "127.0.0.1:{acme}",
+  "managementListenAddress": "127.0.0.1:{management}",
+  "certificate": "{cert}",
+  "privateKey": "{key}",
+  "httpPort": {http_port},
+  "tlsPort": {tls},
+  "ocspResponderURL": "",
+  "externalAccountBindingRequired": false
+}}}}"#,
+        cert = dir.join("pebble-cert.pem").display(),
+        key = dir.join("pebble-key.pem").display(),
+        tls = free_port(),
+    );
+    std::fs::write(dir.join("pebble.json"), config).unwrap();
+    processes.0.push(
+        Command::new("pebble")
+            .arg("-config")
+            .arg(dir.join("pebble.json"))
+            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_VA_ALWAYS_VALID", "0")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble starts"),
+    );
+    for port in [challtest, acme, management] {
+        wait_until(&format!("pebble listens on {port}"), PATIENCE, || async {
+            TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        })
+        .await;
+    }
+    (acme, management)
+}
+
+fn cli_ok(server: &Server, args: &[&str]) -> String {
+    let out = server.cli(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "berth {args:?}: {stdout}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificates_are_uploaded_or_ordered_and_served_over_https() {
+    assert!(
+        Command::new("pebble").arg("-help").output().is_ok(),
+        "Debian's pebble is needed (apt-get install pebble)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pebble_ca = pebble_https_certificate(dir.path());
+    std::fs::write(dir.path().join("pebble-ca.pem"), &pebble_ca).unwrap();
+    let (http_port, https_port) = (free_port(), free_port());
+    let mut processes = Processes(Vec::new());
+    let (acme_port, management_port) = start_pebble(dir.path(), http_port, &mut processes).await;
+
+    let directory = format!("https://localhost:{acme_port}/dir");
+    let ca_file = dir.path().join("pebble-ca.pem");
+    let server = Server::start_with(
+        "certs",
+        &[
+            "--http-listen",
+            &format!("127.0.0.1:{http_port}"),
+            "--https-listen",
+            &format!("127.0.0.1:{https_port}"),
+            "--acme-directory",
+            &directory,
+            "--acme-email",
+            "ops@berth.test",
+            "--acme-ca-file",
+            ca_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let https: SocketAddr = ([127, 0, 0, 1], https_port).into();
+    let alice = server.register("alice", Some("web")).await;
+    let bob = server.register("bob", Some("ops")).await;
+    let carol = server.register("carol", None).await;
+    let (status, answer) = server
+        .call(
+            Method::PUT,
+            "/api/v1/teams/web/members/carol",
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
+    assert!((200..300).contains(&status), "{answer}");
+
+    let (status, answer) = server
+        .call_as(
+            &alice,
+            Method::POST,
+            "/api/v1/apps",
+            Some(
+                json!({"name": "shop", "team": "web", "image": berth_testkit::TESTAPP_IMAGE,
+                "replicas": 1, "health_path": "/healthz", "cpu_millis": 100,
+                "memory_bytes": 64 << 20, "domains": [DOMAIN]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    server.wait_rollout("shop", Duration::from_secs(120)).await;
+
+    let (ca_pem, ca) = test_ca("berth test: uploads CA");
+    let (good_chain, good_key) = leaf(&ca, &[DOMAIN, "www.shop.berth.test"], false);
+    let (other_chain, other_key) = leaf(&ca, &["other.berth.test"], false);
+    let (_, stranger_key) = leaf(&ca, &[DOMAIN], false);
+    let (expired_chain, expired_key) = leaf(&ca, &[DOMAIN], true);
+    let body_of = |pem: &str| -> String {
+        pem.lines()
+            .filter(|line| !line.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join("")
+    };
+    let key_body = body_of(&good_key);
+    // The first line of every key's base64: none may ever appear in an answer or the audit.
+    let key_lines: Vec<String> = [&good_key, &other_key, &stranger_key, &expired_key]
+        .iter()
+        .map(|pem| pem.lines().nth(1).unwrap().to_string())
+        .collect();
+
+    // Hostile uploads: 400 naming the field, nothing stored.
+    let huge = "A".repeat(300 * 1024);
+    let cases: Vec<(&str, &str, &str, &str)> = vec![
+        (DOMAIN, &other_chain, &other_key, "domain"),
+        (DOMAIN, &good_chain, &stranger_key, "private_key"),
+        (DOMAIN, &expired_chain, &expired_key, "certificate"),
+        (DOMAIN, "garbage", &good_key, "certificate"),
+        (DOMAIN, &good_chain, "garbage", "private_key"),
+        (DOMAIN, "", "", "certificate"),
+        (DOMAIN, &good_key, &good_key, "certificate"),
+        (DOMAIN, &good_chain, &good_chain, "private_key"),
+        ("other.berth.test", &other_chain, &other_key, "domain"),
+        ("*.berth.test", &good_chain, &good_key, "domain"),
+        ("shop.berth.test:443", &good_chain, &good_key, "domain"),
+    ];
+    for (host, chain, key, field) in cases {
+        let (status, answer) = upload_as(&server, &alice, host, chain, key).await;
+        assert_eq!(status, 400, "{host} {field}: {answer}");
+        assert_eq!(answer["error"]["field"], json!(field), "{host}: {answer}");
+        assert!(!answer.to_string().contains(&key_body), "{answer}");
+    }
+    let (status, answer) = upload_as(&server, &alice, DOMAIN, &huge, &good_key).await;
+    assert_eq!(status, 400, "a body beyond the limit: {answer}");
+    assert_eq!(answer["error"]["code"], json!("invalid_json"), "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit"),
+        "{answer}"
+    );
+    let (status, answer) = server
+        .call_as(
+            &alice,
+            Method::PUT,
+            &format!("/api/v1/apps/shop/certificates/{DOMAIN}"),
+            Some(json!({"certificate": good_chain, "private_key": good_key, "extra": 1})),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    // Who may not: a viewer of the team (403), another team (404, as if no such app).
+    let (status, answer) = upload_as(&server, &carol, DOMAIN, &good_chain, &good_key).await;
+    assert_eq!(status, 403, "viewer: {answer}");
+    let (status, answer) = upload_as(&server, &bob, DOMAIN, &good_chain, &good_key).await;
+    assert_eq!(status, 404, "outsider: {answer}");
+    let (status, _) = server
+        .call_as(&bob, Method::GET, "/api/v1/apps/shop/certificates", None)
+        .await;
+    assert_eq!(status, 404);
+    let listed = server.get("/api/v1/apps/shop/certificates").await;
+    assert_eq!(listed, json!([]), "nothing stored by refused uploads");
+    let refused = https_get(https, DOMAIN, &ca_pem, "/whoami").await;
+    assert!(refused.is_err(), "no certificate yet: {refused:?}");
+
+    // Upload with the CLI (the key from a file), then HTTPS with SNI reaches the app.
+    std::fs::write(dir.path().join("shop.pem"), &good_chain).unwrap();
+    std::fs::write(dir.path().join("shop-key.pem"), &good_key).unwrap();
+    let out = cli_ok(
+        &server,
+        &[
+            "certs",
+            "upload",
+            "shop",
+            DOMAIN,
+            "--cert",
+            dir.path().join("shop.pem").to_str().unwrap(),
+            "--key",
+            dir.path().join("shop-key.pem").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.contains("uploaded certificate for shop.berth.test, www.shop.berth.test"),
+        "{out}"
+    );
+    assert!(!out.contains(&key_body));
+    let listed = server.get("/api/v1/apps/shop/certificates").await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    let certificate = &listed[0];
+    assert_eq!(certificate["host"], json!(DOMAIN));
+    assert_eq!(certificate["source"], json!("uploaded"));
+    assert_eq!(certificate["names"], json!([DOMAIN, "www.shop.berth.test"]));
+    assert!(
+        certificate["days_left"].as_i64().unwrap() > 300,
+        "{certificate}"
+    );
+    let out = cli_ok(&server, &["certs", "list", "shop"]);
+    assert!(out.contains(DOMAIN) && out.contains("uploaded"), "{out}");
+    wait_until("HTTPS to the domain reaches the app", PATIENCE, || async {
+        matches!(https_get(https, DOMAIN, &ca_pem, "/whoami").await,
+            Ok((200, body)) if body.contains(r#""app":"shop""#))
+    })
+    .await;
+    // The default host has no certificate: refused at the handshake, never another's shown.
+    let default_host = https_get(https, "shop.web.localhost", &ca_pem, "/").await;
+    assert!(default_host.is_err(), "{default_host:?}");
+
+    // --https-redirect: plain HTTP to the host with a certificate answers 308; the default
+    // host, without one, keeps serving plain HTTP.
+    let (status, _) = plain_get(http_port, DOMAIN, "/whoami?x=1").await;
+    assert_eq!(status, 200, "no redirect before it is asked for");
+    cli_ok(&server, &["deploy", "shop", "--https-redirect"]);
+    assert_eq!(server.app("shop").await["https_redirect"], json!(true));
+    wait_until("plain HTTP is redirected", PATIENCE, || async {
+        plain_get(http_port, DOMAIN, "/whoami?x=1").await.0 == 308
+    })
+    .await;
+    let (_, location) = plain_get(http_port, DOMAIN, "/whoami?x=1").await;
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("https://{DOMAIN}:{https_port}/whoami?x=1").as_str())
+    );
+    assert_eq!(plain_get(http_port, "shop.web.localhost", "/").await.0, 200);
+
+    // ACME: a second domain gets a certificate from pebble, proven through the router.
+    let (status, answer) = server
+        .call_as(
+            &alice,
+            Method::POST,
+            &format!("/api/v1/apps/shop/certificates/{ACME_DOMAIN}/acme"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "not a host of the app yet: {answer}");
+    assert_eq!(answer["error"]["field"], json!("domain"));
+    cli_ok(
+        &server,
+        &[
+            "deploy",
+            "shop",
+            "--domain",
+            DOMAIN,
+            "--domain",
+            ACME_DOMAIN,
+        ],
+    );
+    let (status, answer) = server
+        .call_as(
+            &carol,
+            Method::POST,
+            &format!("/api/v1/apps/shop/certificates/{ACME_DOMAIN}/acme"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "a viewer orders nothing: {answer}");
+    let out = cli_ok(&server, &["certs", "request", "shop", ACME_DOMAIN]);
+    assert!(out.contains("acme certificate for api.berth.test"), "{out}");
+    let management: SocketAddr = ([127, 0, 0, 1], management_port).into();
+    let (status, pebble_root) = https_get(management, "localhost", &pebble_ca, "/roots/0")
+        .await
+        .expect("pebble's issuing root");
+    assert_eq!(status, 200);
+    wait_until(
+        "HTTPS to the ACME domain reaches the app",
+        PATIENCE,
+        || async {
+            matches!(https_get(https, ACME_DOMAIN, &pebble_root, "/whoami").await,
+            Ok((200, body)) if body.contains(r#""app":"shop""#))
+        },
+    )
+    .await;
+    let listed = server.get("/api/v1/apps/shop/certificates").await;
+    let sources: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["host"].as_str().unwrap(), c["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(sources, [(ACME_DOMAIN, "acme"), (DOMAIN, "uploaded")]);
+    assert_eq!(plain_get(http_port, ACME_DOMAIN, "/").await.0, 308);
+
+    // The key never leaves the server: not in answers, not in the audit log.
+    let audit = server.get("/api/v1/audit?limit=500").await.to_string();
+    assert!(audit.contains("apps.certificates.put"), "{audit}");
+    assert!(audit.contains("apps.certificates.acme"), "{audit}");
+    for text in [&audit, &listed.to_string()] {
+        for line in &key_lines {
+            assert!(
+                !text.contains(line.as_str()),
+                "a private key leaked: {text}"
+            );
+        }
+        // A PEM key as JSON would read `PRIVATE KEY-----\n…` (error messages name the
+        // header, never with a body).
+        assert!(
+            !text.contains("PRIVATE KEY-----\\n"),
+            "a PEM key leaked: {text}"
+        );
+    }
+
+    // Deleted: HTTPS to it is refused and plain HTTP is served again.
+    let (status, _) = server
+        .call_as(
+            &bob,
+            Method::DELETE,
+            &format!("/api/v1/apps/shop/certificates/{DOMAIN}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "another team's delete");
+    cli_ok(&server, &["certs", "delete", "shop", DOMAIN]);
+    wait_until(
+        "the deleted certificate is no longer served",
+        PATIENCE,
+        || async { https_get(https, DOMAIN, &ca_pem, "/").await.is_err() },
+    )
+    .await;
+    assert_eq!(plain_get(http_port, DOMAIN, "/whoami").await.0, 200);
+    let (status, _) = server
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/apps/shop/certificates/{DOMAIN}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "deleted twice");
+    drop(processes);
+}
+
+/// A server without ACME settings refuses to order, saying how to configure it.
+#[tokio::test(flavor = "multi_thread")]
+async fn ordering_without_acme_settings_is_refused_clearly() {
+    let server = Server::start("certs-noacme").await;
+    server
+        .create_app("web", 0, json!({"domains": ["web.berth.test"]}))
+        .await;
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/apps/web/certificates/web.berth.test/acme",
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], json!("acme_not_configured"));
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--acme-directory"),
+        "{answer}"
+    );
+}
