@@ -6,7 +6,8 @@
 // makes is removed afterwards (harness.mjs). Screenshots of the main pages go to ui/test-output/.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { docker, login as signIn, nav, newPage as openPage, shot, startBerth, stopBerth } from "./harness.mjs";
@@ -153,6 +154,39 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await routes.getByRole("checkbox", { name: /Internal/ }).uncheck();
     await routes.getByRole("button", { name: "Save routes" }).click();
     await defaultLink.waitFor();
+  });
+
+  await t.test("a certificate is uploaded for the app's host and a wrong one is refused", async () => {
+    // Self-signed certificates made by openssl, as a user would bring them.
+    const dir = mkdtempSync(join(tmpdir(), "berth-ui-certs-"));
+    const make = (name, host) => {
+      execFileSync("openssl", [
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30",
+        "-subj", `/CN=${host}`, "-addext", `subjectAltName=DNS:${host}`,
+        "-keyout", join(dir, `${name}.key`), "-out", join(dir, `${name}.crt`),
+      ], { stdio: "ignore" });
+      return { cert: readFileSync(join(dir, `${name}.crt`), "utf8"), key: readFileSync(join(dir, `${name}.key`), "utf8") };
+    };
+    const good = make("good", "shop.web.localhost");
+    const wrong = make("wrong", "elsewhere.example.com");
+    rmSync(dir, { recursive: true, force: true });
+    const card = page.getByTestId("app-certificates");
+    await card.getByRole("button", { name: "Add a certificate" }).click();
+    await card.getByLabel("Certificate chain (PEM)").fill(wrong.cert);
+    await card.getByLabel("Private key (PEM)").fill(wrong.key);
+    await card.getByRole("button", { name: "Upload", exact: true }).click();
+    const error = card.locator('.field-error[data-field="domain"], .field-error[data-field="certificate"]').first();
+    await error.waitFor();
+    assert.match(await error.textContent(), /shop\.web\.localhost|cover/);
+    await card.getByLabel("Certificate chain (PEM)").fill(good.cert);
+    await card.getByLabel("Private key (PEM)").fill(good.key);
+    await card.getByRole("button", { name: "Upload", exact: true }).click();
+    const row = card.locator('[data-testid="certificates-table"] tr[data-host="shop.web.localhost"]');
+    await row.waitFor();
+    assert.match(await row.textContent(), /uploaded/);
+    assert.match(await row.textContent(), /(29|30) days left/);
+    assert.ok(!(await page.content()).includes("PRIVATE KEY"), "the key is not shown again");
+    await shot(page, "04c-app-certificates");
   });
 
   await t.test("the app is scaled", async () => {

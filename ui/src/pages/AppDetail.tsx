@@ -218,6 +218,7 @@ function Overview({ app, canWrite, onChange }: { app: AppDto; canWrite: boolean;
       {app.engine_error && <div className="alert alert-error">{app.engine_error}</div>}
       <RolloutCard app={app} />
       <Routes app={app} canWrite={canWrite} onChange={onChange} />
+      {!app.internal && <Certificates app={app} canWrite={canWrite} />}
       {app.traffic && <Traffic app={app} />}
       <section className="card">
         <h2>{t("app.instances")}</h2>
@@ -307,6 +308,163 @@ function Overview({ app, canWrite, onChange }: { app: AppDto; canWrite: boolean;
   );
 }
 
+/**
+ * The app's TLS certificates, one per host: uploaded (PEM, checked by the server against the
+ * host and the key) or ordered over ACME and renewed by Berth. Keys are never shown again.
+ */
+function Certificates({ app, canWrite }: { app: AppDto; canWrite: boolean }) {
+  const { t } = useI18n();
+  const toast = useToast();
+  const confirm = useConfirm();
+  const action = useAction();
+  const list = useAsync(
+    () => call(api.GET("/api/v1/apps/{name}/certificates", { params: { path: { name: app.name } } })),
+    [app.name],
+  );
+  const hosts = [...new Set(app.domains.map((d) => d.host))];
+  const [host, setHost] = useState(hosts[0] ?? "");
+  const [certificate, setCertificate] = useState("");
+  const [key, setKey] = useState("");
+  const [open, setOpen] = useState(false);
+  const upload = (e: FormEvent) => {
+    e.preventDefault();
+    void action.run(async () => {
+      await call(
+        api.PUT("/api/v1/apps/{name}/certificates/{host}", {
+          params: { path: { name: app.name, host } },
+          body: { certificate, private_key: key },
+        }),
+      );
+      setCertificate("");
+      setKey("");
+      setOpen(false);
+      toast(t("certs.uploaded", { host }));
+      await list.reload();
+    });
+  };
+  const order = (target: string) =>
+    void action.run(async () => {
+      await call(api.POST("/api/v1/apps/{name}/certificates/{host}/acme", { params: { path: { name: app.name, host: target } } }));
+      toast(t("certs.ordered", { host: target }));
+      await list.reload();
+    });
+  const remove = async (target: string) => {
+    const ok = await confirm({ title: t("certs.deleteConfirm", { host: target }), confirm: t("common.delete"), danger: true });
+    if (!ok) return;
+    await action.run(async () => {
+      await call(api.DELETE("/api/v1/apps/{name}/certificates/{host}", { params: { path: { name: app.name, host: target } } }));
+      await list.reload();
+    });
+  };
+  const readFile = (set: (text: string) => void) => (e: React.ChangeEvent<HTMLInputElement>) => {
+    const file = e.target.files?.[0];
+    if (file) void file.text().then(set);
+  };
+  return (
+    <section className="card" data-testid="app-certificates">
+      <div className="card-head">
+        <h2>{t("certs.title")}</h2>
+        {canWrite && !open && (
+          <button type="button" className="btn btn-small" onClick={() => setOpen(true)} data-testid="upload-certificate">
+            {t("certs.upload")}
+          </button>
+        )}
+      </div>
+      {!open && <FormError error={action.error} fields={[]} />}
+      <Loaded state={list}>
+        {(certs) =>
+          certs.length === 0 ? (
+            <Empty>{t("certs.none")}</Empty>
+          ) : (
+            <div className="table-wrap">
+              <table className="table" data-testid="certificates-table">
+                <thead>
+                  <tr>
+                    <th>{t("certs.host")}</th>
+                    <th>{t("certs.source")}</th>
+                    <th>{t("certs.expires")}</th>
+                    <th className="hide-narrow">{t("certs.names")}</th>
+                    {canWrite && (
+                      <th>
+                        <span className="sr-only">{t("common.delete")}</span>
+                      </th>
+                    )}
+                  </tr>
+                </thead>
+                <tbody>
+                  {certs.map((c) => (
+                    <tr key={c.host} data-host={c.host}>
+                      <td className="mono">{c.host}</td>
+                      <td>{c.source === "acme" ? t("certs.acme") : t("certs.uploadedSource")}</td>
+                      <td>
+                        <Badge tone={c.days_left < 0 ? "bad" : c.days_left < 14 ? "warn" : "ok"}>
+                          {c.days_left < 0 ? t("certs.expired") : t("certs.daysLeft", { n: c.days_left })}
+                        </Badge>{" "}
+                        <Time value={c.not_after} />
+                      </td>
+                      <td className="hide-narrow mono small">{c.names.join(", ")}</td>
+                      {canWrite && (
+                        <td>
+                          <button type="button" className="btn btn-small btn-danger" onClick={() => void remove(c.host)}>
+                            {t("common.delete")}
+                          </button>
+                        </td>
+                      )}
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )
+        }
+      </Loaded>
+      {open && (
+        <form className="form" onSubmit={upload} data-testid="certificate-form">
+          <FormError error={action.error} fields={["certificate", "private_key", "domain"]} />
+          <Field label={t("certs.host")} name="domain" error={action.error}>
+            {(p) => (
+              <select {...p} value={host} onChange={(e) => setHost(e.target.value)}>
+                {hosts.map((h) => (
+                  <option key={h} value={h}>
+                    {h}
+                  </option>
+                ))}
+              </select>
+            )}
+          </Field>
+          <Field label={t("certs.chain")} name="certificate" error={action.error} hint={t("certs.chainHint")}>
+            {(p) => (
+              <>
+                <textarea {...p} rows={4} value={certificate} onChange={(e) => setCertificate(e.target.value)} className="mono" spellCheck={false} />
+                <input type="file" accept=".pem,.crt,.cer" onChange={readFile(setCertificate)} aria-label={t("certs.chainFile")} />
+              </>
+            )}
+          </Field>
+          <Field label={t("certs.key")} name="private_key" error={action.error} hint={t("certs.keyHint")}>
+            {(p) => (
+              <>
+                <textarea {...p} rows={4} value={key} onChange={(e) => setKey(e.target.value)} className="mono" spellCheck={false} autoComplete="off" />
+                <input type="file" accept=".pem,.key" onChange={readFile(setKey)} aria-label={t("certs.keyFile")} />
+              </>
+            )}
+          </Field>
+          <div className="form-actions">
+            <button type="submit" className="btn btn-primary" disabled={action.busy}>
+              {t("certs.uploadSubmit")}
+            </button>
+            <button type="button" className="btn" disabled={action.busy || !host} onClick={() => order(host)} data-testid="order-certificate">
+              {t("certs.order")}
+            </button>
+            <button type="button" className="btn" onClick={() => setOpen(false)}>
+              {t("common.cancel")}
+            </button>
+          </div>
+        </form>
+      )}
+    </section>
+  );
+}
+
 /** What the router counted for the app since the server started. */
 function Traffic({ app }: { app: AppDto }) {
   const { t } = useI18n();
@@ -363,9 +521,11 @@ function Routes({ app, canWrite, onChange }: { app: AppDto; canWrite: boolean; o
   const [editing, setEditing] = useState(false);
   const [domains, setDomains] = useState(domainsText(app));
   const [internal, setInternal] = useState(app.internal);
+  const [redirect, setRedirect] = useState(app.https_redirect);
   const edit = () => {
     setDomains(domainsText(app));
     setInternal(app.internal);
+    setRedirect(app.https_redirect);
     setEditing(true);
   };
   const save = (e: FormEvent) => {
@@ -375,7 +535,7 @@ function Routes({ app, canWrite, onChange }: { app: AppDto; canWrite: boolean; o
         .split("\n")
         .map((x) => x.trim())
         .filter(Boolean);
-      const body: AppChanges = { internal, domains: internal ? [] : list };
+      const body: AppChanges = { internal, domains: internal ? [] : list, https_redirect: redirect };
       const d = await call(api.POST("/api/v1/apps/{name}/deploy", { params: { path: { name: app.name } }, body }));
       onChange(d);
       setEditing(false);
@@ -400,6 +560,10 @@ function Routes({ app, canWrite, onChange }: { app: AppDto; canWrite: boolean; o
           <label className="check">
             <input type="checkbox" checked={internal} onChange={(e) => setInternal(e.target.checked)} name="internal" />{" "}
             {t("routes.internalLabel")}
+          </label>
+          <label className="check">
+            <input type="checkbox" checked={redirect} disabled={internal} onChange={(e) => setRedirect(e.target.checked)} name="https_redirect" />{" "}
+            {t("routes.httpsRedirect")}
           </label>
           <Field label={t("routes.domains")} name="domains" error={action.error} hint={t("routes.domainsHint")}>
             {(p) => (
