@@ -21,7 +21,8 @@ for pid in $servers; do
   kill -KILL "$pid" 2>/dev/null || true
 done
 
-# (grep -E, not awk: Debian's mawk has no {n} intervals.)
+# (grep -E, not awk: Debian's mawk has no {n} intervals.) Networks: the namespace's own,
+# its teams' (`<ns>-team-<team>`) and the Docker peer's (`<ns>-peer`, `<ns>-<suffix>`).
 containers="$(docker ps -a --format '{{.ID}} ns={{.Label "berth.namespace"}} bench={{.Label "berth.bench"}}' |
   grep -E ' (ns|bench)=bench[0-9a-f]{6}( |$)' | cut -d' ' -f1 || true)"
 if [[ -n "$containers" ]]; then
@@ -30,7 +31,7 @@ if [[ -n "$containers" ]]; then
   docker rm -f $containers >/dev/null
 fi
 networks="$(docker network ls --format '{{.ID}} {{.Name}}' |
-  grep -E ' bench[0-9a-f]{6}(-peer)?$' | cut -d' ' -f1 || true)"
+  grep -E ' bench[0-9a-f]{6}(-[a-z0-9._-]+)?$' | cut -d' ' -f1 || true)"
 if [[ -n "$networks" ]]; then
   echo "removing $(wc -w <<<"$networks") networks"
   # shellcheck disable=SC2086

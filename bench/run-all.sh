@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs Berth's benchmarks 1-4 and 6 once (each with its own repetitions) and prints the
-# machine description and the summary tables (Markdown). Takes about 12-14 minutes.
+# Runs Berth's benchmarks 1-4, 6 and 9 once (each with its own repetitions) and prints the
+# machine description and the summary tables (Markdown). Takes about 15-17 minutes.
 # (bench/05-registry.py is separate: see bench/05-registry.md.)
 #
 #   bench/run-all.sh                 # build release berth, run all, print summary
@@ -67,6 +67,12 @@ run 03 bench/03-kill-replace.py --reps "$reps"
 run 03b bench/03-kill-replace.py --reps 3 --startup-delay-ms 500
 run 04 bench/04-server-memory.py --reps "$mem_reps"
 run 06 bench/06-pipeline.py --reps "$reps"
+if command -v wrk >/dev/null; then
+  run 09 bench/09-router-rollout.py --reps 3
+else
+  echo
+  echo "==> skipping bench/09-router-rollout.py: no wrk (apt-get install -y wrk)"
+fi
 
 echo
 echo "## Summary ($(date -u '+%Y-%m-%d %H:%M UTC'), $((SECONDS - start)) s, load average now $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -10,7 +10,8 @@ Every benchmark script:
 * cleans up in `Run.close()` -- called from `finally`, on SIGINT/SIGTERM/SIGHUP too:
   stops the server first (so it cannot replace what is removed), then removes every
   container labelled `berth.namespace=<ns>` or `berth.bench=<ns>`, the networks of the
-  namespace, and the temp dir;
+  namespace (`<ns>`, its teams' `<ns>-team-<team>` and the peer's `<ns>-<suffix>`), and the
+  temp dir;
 * measures with `time.monotonic()` and reports median and min/max over repetitions.
 
 Nothing here asserts a duration: a benchmark fails only when something does not work at all
@@ -450,12 +451,14 @@ def _namespace_leftovers(namespace: str) -> tuple[list[str], list[str]]:
         containers += docker("ps", "-aq", "--filter", f"label={label}", check=False).split()
     nets = docker("network", "ls", "-q", "--filter", f"label=berth.bench={namespace}",
                   check=False).split()
-    # Berth's own network is named after the namespace (Docker 20.10 allows duplicates).
+    # Berth's own networks are named after the namespace: `<namespace>` and one per team,
+    # `<namespace>-team-<team>` (Docker 20.10 allows duplicate names, so by ID). The namespace
+    # is `bench` + 6 random hex digits: a name starting with `<namespace>-` is this run's.
     for line in docker("network", "ls", "--format", "{{.ID}} {{.Name}}", check=False).splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1] == namespace:
+        if len(parts) == 2 and (parts[1] == namespace or parts[1].startswith(namespace + "-")):
             nets.append(parts[0])
-    return containers, nets
+    return containers, sorted(set(nets))
 
 
 def cleanup_namespace(namespace: str) -> None:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Prints one Markdown table from the JSON files the benchmark scripts wrote (--json).
 
-Usage: summary.py DIR   (reads DIR/01.json, DIR/02.json, DIR/03.json, DIR/03b.json, DIR/04.json
-when present)
+Usage: summary.py DIR   (reads DIR/01.json, DIR/02.json, DIR/03.json, DIR/03b.json, DIR/04.json,
+DIR/09.json when present)
 """
 
 from __future__ import annotations
@@ -71,8 +71,27 @@ def main() -> int:
             add(title, f"apps NOT ready 60 s after creation (Berth problem)", not_ready,
                 unit="", digits=0)
 
+    if (b := load("09")) is not None:
+        title = "9. router under change"
+        rounds = b["rollouts"]
+
+        def stat(values: list[float]) -> dict:
+            ordered = sorted(values)
+            return {"n": len(values), "median": ordered[len(ordered) // 2],
+                    "min": ordered[0], "max": ordered[-1]}
+
+        replicas = b.get("replicas", 10)
+        add(title, f"rolling upgrade of {replicas} under wrk -t2 -c64",
+            stat([r["rollout_s"] for r in rounds]))
+        add(title, "  failed requests (not 2xx + socket errors; goal 0)",
+            stat([float(r["failed"]) for r in rounds]), unit="", digits=0)
+        m = b["memory"]
+        add(title, "VmRSS idle, no apps", stat([m["rss_before_mib"]]), unit="MiB", digits=1)
+        add(title, f"VmRSS, {m['apps']} apps (replicas 0) + {m['domains']} domains",
+            stat([m["rss_after_mib"]]), unit="MiB", digits=1)
+
     panics = []
-    for name in ("01", "02", "03", "03b", "04"):
+    for name in ("01", "02", "03", "03b", "04", "09"):
         if (b := load(name)) is not None:
             panics += [(name, p) for p in b.get("server_panics", [])]
 
