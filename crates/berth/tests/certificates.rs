@@ -13,21 +13,13 @@ mod support;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, date_time_ymd};
 use reqwest::Method;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
 use serde_json::{Value, json};
 use support::{Server, wait_until};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 const DOMAIN: &str = "shop.berth.test";
 const ACME_DOMAIN: &str = "api.berth.test";
@@ -87,36 +79,8 @@ async fn https_get(
     root_pem: &str,
     path: &str,
 ) -> Result<(u16, String), String> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = ClientConfig::builder_with_provider(berth_router::tls::ring_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let stream = TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(server_name.to_string()).unwrap(), tcp)
-        .await
-        .map_err(|e| format!("TLS handshake: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let request = http::Request::builder()
-        .uri(path)
-        .header("host", server_name)
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    let answer = berth_testkit::https_get(addr, server_name, root_pem, path).await?;
+    Ok((answer.status, answer.body))
 }
 
 /// `GET path` on the router's plain listener with `Host: host`, redirects not followed:

@@ -17,17 +17,14 @@ use berth_router::{
 };
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_rustls::TlsConnector;
 
 const DOMAIN: &str = "web.team.berth.test";
 /// Generous: only there so a broken setup fails the test instead of hanging it.
@@ -129,37 +126,9 @@ async fn https_get(
     root_pem: &str,
     path: &str,
 ) -> Result<(StatusCode, String, CertificateDer<'static>), String> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = ClientConfig::builder_with_provider(berth_router::tls::ring_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let stream = TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(server_name.to_string()).unwrap(), tcp)
-        .await
-        .map_err(|e| format!("TLS handshake: {e}"))?;
-    let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let request = Request::builder()
-        .uri(path)
-        .header("host", server_name)
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned(), leaf))
+    let answer = berth_testkit::https_get(addr, server_name, root_pem, path).await?;
+    let status = StatusCode::from_u16(answer.status).map_err(|e| e.to_string())?;
+    Ok((status, answer.body, answer.leaf))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
