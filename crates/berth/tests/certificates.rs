@@ -10,43 +10,18 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use berth_testkit::Pebble;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, date_time_ymd};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Server, wait_until};
-use tokio::net::TcpStream;
+use support::{Server, free_port, wait_until};
 
 const DOMAIN: &str = "shop.berth.test";
 const ACME_DOMAIN: &str = "api.berth.test";
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Child processes killed when the test ends, however it ends.
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// A loopback port free for TCP and UDP at the time of asking.
-fn free_port() -> u16 {
-    loop {
-        let tcp = StdTcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// A test CA: its PEM and what signs with it.
 fn test_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
@@ -121,70 +96,6 @@ async fn upload_as(
         .await
 }
 
-/// pebble's HTTPS certificate (signed by a CA made here): returns the CA's PEM.
-fn pebble_https_certificate(dir: &Path) -> String {
-    let (ca_pem, ca) = test_ca("berth test: pebble HTTPS CA");
-    let (cert, key) = leaf(&ca, &["localhost"], false);
-    std::fs::write(dir.join("pebble-cert.pem"), cert).unwrap();
-    std::fs::write(dir.join("pebble-key.pem"), key).unwrap();
-    ca_pem
-}
-
-/// Starts pebble-challtestsrv (DNS answering 127.0.0.1 for every name) and pebble, which
-/// fetches HTTP-01 challenges from `http_port`. Returns (ACME port, management port).
-async fn start_pebble(dir: &Path, http_port: u16, processes: &mut Processes) -> (u16, u16) {
-    let (acme, management, dns, challtest) = (free_port(), free_port(), free_port(), free_port());
-    processes.0.push(
-        Command::new("pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .args(["-dns01", &format!("127.0.0.1:{dns}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &format!("127.0.0.1:{challtest}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble-challtestsrv starts"),
-    );
-    let config = format!(
-        r#"{{"pebble": {{
-  "listenAddress": "127.0.0.1:{acme}",
-  "managementListenAddress": "127.0.0.1:{management}",
-  "certificate": "{cert}",
-  "privateKey": "{key}",
-  "httpPort": {http_port},
-  "tlsPort": {tls},
-  "ocspResponderURL": "",
-  "externalAccountBindingRequired": false
-}}}}"#,
-        cert = dir.join("pebble-cert.pem").display(),
-        key = dir.join("pebble-key.pem").display(),
-        tls = free_port(),
-    );
-    std::fs::write(dir.join("pebble.json"), config).unwrap();
-    processes.0.push(
-        Command::new("pebble")
-            .arg("-config")
-            .arg(dir.join("pebble.json"))
-            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_VA_ALWAYS_VALID", "0")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .env("PEBBLE_AUTHZREUSE", "0")
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble starts"),
-    );
-    for port in [challtest, acme, management] {
-        wait_until(&format!("pebble listens on {port}"), PATIENCE, || async {
-            TcpStream::connect(("127.0.0.1", port)).await.is_ok()
-        })
-        .await;
-    }
-    (acme, management)
-}
-
 fn cli_ok(server: &Server, args: &[&str]) -> String {
     let out = server.cli(args);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -200,18 +111,15 @@ fn cli_ok(server: &Server, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn certificates_are_uploaded_or_ordered_and_served_over_https() {
     assert!(
-        Command::new("pebble").arg("-help").output().is_ok(),
+        Pebble::installed(),
         "Debian's pebble is needed (apt-get install pebble)"
     );
     let dir = tempfile::tempdir().unwrap();
-    let pebble_ca = pebble_https_certificate(dir.path());
-    std::fs::write(dir.path().join("pebble-ca.pem"), &pebble_ca).unwrap();
     let (http_port, https_port) = (free_port(), free_port());
-    let mut processes = Processes(Vec::new());
-    let (acme_port, management_port) = start_pebble(dir.path(), http_port, &mut processes).await;
-
-    let directory = format!("https://localhost:{acme_port}/dir");
+    let pebble = Pebble::start(http_port);
     let ca_file = dir.path().join("pebble-ca.pem");
+    std::fs::write(&ca_file, &pebble.https_ca_pem).unwrap();
+    let directory = pebble.directory_url.clone();
     let server = Server::start_with(
         "certs",
         &[
@@ -420,11 +328,7 @@ async fn certificates_are_uploaded_or_ordered_and_served_over_https() {
     assert_eq!(status, 403, "a viewer orders nothing: {answer}");
     let out = cli_ok(&server, &["certs", "request", "shop", ACME_DOMAIN]);
     assert!(out.contains("acme certificate for api.berth.test"), "{out}");
-    let management: SocketAddr = ([127, 0, 0, 1], management_port).into();
-    let (status, pebble_root) = https_get(management, "localhost", &pebble_ca, "/roots/0")
-        .await
-        .expect("pebble's issuing root");
-    assert_eq!(status, 200);
+    let pebble_root = pebble.issuing_root().await;
     wait_until(
         "HTTPS to the ACME domain reaches the app",
         PATIENCE,
@@ -489,7 +393,7 @@ async fn certificates_are_uploaded_or_ordered_and_served_over_https() {
         )
         .await;
     assert_eq!(status, 404, "deleted twice");
-    drop(processes);
+    drop(pebble);
 }
 
 /// A server without ACME settings refuses to order, saying how to configure it.

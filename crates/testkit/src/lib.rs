@@ -10,6 +10,8 @@ mod docker;
 mod http;
 mod image;
 mod namespace;
+#[cfg(feature = "pebble")]
+mod pebble;
 #[cfg(feature = "registry")]
 mod registry;
 #[cfg(feature = "tls")]
@@ -19,6 +21,8 @@ pub use docker::{docker_available, require_docker};
 pub use http::http_get;
 pub use image::{SHELL_IMAGE, TESTAPP_IMAGE, shell_image, testapp_image, workspace_root};
 pub use namespace::{NAMESPACE_LABEL, NamespaceGuard, cleanup_namespace, unique_namespace};
+#[cfg(feature = "pebble")]
+pub use pebble::Pebble;
 #[cfg(feature = "registry")]
 pub use registry::TestRegistry;
 #[cfg(feature = "tls")]

@@ -31,7 +31,8 @@ pub struct Server {
     http: reqwest::Client,
 }
 
-fn free_port() -> u16 {
+/// A loopback TCP port free at the time of asking.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind a free port")
         .local_addr()
