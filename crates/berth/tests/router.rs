@@ -1,8 +1,8 @@
 //! End-to-end: apps' traffic through the built-in router of the real binary — an app answers
 //! at `<app>.<team>.<apps-domain>`, only ready instances get requests, unknown hosts and apps
 //! without a ready instance get a clear page, a load running through the router sees no
-//! failed request while Berth rolls out, rolls back and scales the app down, and no GET fails
-//! when an instance is `docker kill`ed.
+//! failed request while Berth rolls out, rolls back (by hand, and by itself after a failing
+//! revision) and scales the app down, and no GET fails when an instance is `docker kill`ed.
 
 mod support;
 
@@ -184,6 +184,24 @@ async fn apps_answer_through_the_router_and_no_request_fails_while_berth_changes
             .await;
         server.wait_rollout("web", Duration::from_secs(90)).await;
     })
+    .await;
+    no_request_fails(
+        &server,
+        "an automatic rollback of a failing revision",
+        || async {
+            // FAIL_HEALTH: the new revision's instances never pass their readiness check, so
+            // they never join the pool; the rollout fails and rolls back by itself.
+            server
+                .post(
+                    "/api/v1/apps/web/deploy",
+                    json!({"env": {"FAIL_HEALTH": "1"},
+                        "strategy": {"progress_deadline_ms": 6000}}),
+                )
+                .await;
+            let app = server.wait_rollout("web", Duration::from_secs(90)).await;
+            assert_eq!(app["rollout"]["phase"], "rolled_back", "{app:#}");
+        },
+    )
     .await;
     no_request_fails(&server, "a rollback", || async {
         server.post("/api/v1/apps/web/rollback", json!({})).await;
