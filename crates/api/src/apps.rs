@@ -51,6 +51,7 @@ async fn app_view(state: &ApiState, app: &App, template: &Template) -> AppDto {
         engine_error,
         addresses,
         traffic.as_ref(),
+        state.platform.tcp.listen,
     )
 }
 
@@ -100,6 +101,7 @@ pub async fn list_apps(
                 engine_error.clone(),
                 state.platform.addresses(&app),
                 state.platform.traffic(&app).as_ref(),
+                state.platform.tcp.listen,
             )
         })
         .collect();

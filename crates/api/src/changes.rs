@@ -4,13 +4,14 @@
 
 use berth_core::Probe;
 use berth_core::change::AppChange;
-use berth_core::routes::parse_domains;
+use berth_core::routes::{parse_domains, parse_tcp_ports};
 
 use crate::dto::{AppChanges, StrategyDto};
 use crate::error::{ApiError, ApiResult};
 
 /// The change the request asks for; what it omits stays as it is. Fails on a domain that is
-/// not one (400 naming `domains`).
+/// not one (400 naming `domains`) and on a TCP port spec that is not one (400 naming
+/// `tcp_ports`).
 pub fn to_change(request: &AppChanges) -> ApiResult<AppChange> {
     // Later settings win, as in the request's documented order: no probes, then the path
     // shortcut, then each probe in full.
@@ -38,6 +39,12 @@ pub fn to_change(request: &AppChanges) -> ApiResult<AppChange> {
         .map(parse_domains)
         .transpose()
         .map_err(|e| ApiError::field("domains", e.to_string()))?;
+    let tcp_ports = request
+        .tcp_ports
+        .as_deref()
+        .map(parse_tcp_ports)
+        .transpose()
+        .map_err(|e| ApiError::field("tcp_ports", e))?;
     Ok(AppChange {
         image: request.image.clone(),
         command: request.command.clone(),
@@ -60,6 +67,7 @@ pub fn to_change(request: &AppChanges) -> ApiResult<AppChange> {
         internal: request.internal,
         domains,
         https_redirect: request.https_redirect,
+        tcp_ports,
     })
 }
 
@@ -172,6 +180,38 @@ mod tests {
             .expect_err(bad);
             assert_eq!(error.status, axum::http::StatusCode::BAD_REQUEST);
             assert_eq!(error.field.as_deref(), Some("domains"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tcp_ports_are_parsed_or_refused_naming_the_field() {
+        let change = to_change(&AppChanges {
+            tcp_ports: Some(vec!["5432".into(), "16379:6379".into()]),
+            ..AppChanges::default()
+        })
+        .unwrap();
+        let ports: Vec<String> = change
+            .tcp_ports
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(ports, ["5432", "16379:6379"]);
+        for bad in [
+            &["0"][..],
+            &["65536"],
+            &["a:b"],
+            &["1:2:3"],
+            &["5432", "5432"],
+            &["1:5432", "1:6379"],
+        ] {
+            let error = to_change(&AppChanges {
+                tcp_ports: Some(bad.iter().map(|s| s.to_string()).collect()),
+                ..AppChanges::default()
+            })
+            .expect_err(&format!("{bad:?}"));
+            assert_eq!(error.status, axum::http::StatusCode::BAD_REQUEST);
+            assert_eq!(error.field.as_deref(), Some("tcp_ports"), "{bad:?}");
         }
     }
 }

@@ -144,6 +144,10 @@ pub struct AppChanges {
     /// Answer plain HTTP to the app's hosts that have a certificate with a 308 redirect to
     /// HTTPS (while the server's HTTPS listener is on).
     pub https_redirect: Option<bool>,
+    /// The app's published TCP ports, replacing the ones it has (`[]` removes them all):
+    /// `5432` publishes container port 5432 on a host port Berth chooses, `15432:5432` on host
+    /// port 15432. TCP traffic bypasses the HTTP router. Creates no revision.
+    pub tcp_ports: Option<Vec<String>>,
     /// Container labels to set; a `null` value removes the label.
     #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
     pub labels: Option<BTreeMap<String, Option<String>>>,
@@ -418,6 +422,9 @@ pub struct AppDto {
     /// Where the app answers through the router: its default host first, then its custom
     /// domains; empty for an internal app.
     pub domains: Vec<DomainDto>,
+    /// Container ports published on host ports of the Berth server (plain TCP, bypassing the
+    /// router).
+    pub tcp_ports: Vec<TcpPortDto>,
     /// What the router counted for the app since the server started; `null` when the router
     /// is off or has not routed a request to it yet.
     pub traffic: Option<TrafficDto>,
@@ -519,6 +526,16 @@ impl From<&AppCounters> for TrafficDto {
     }
 }
 
+/// A container port published on a host port.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TcpPortDto {
+    pub container_port: u16,
+    pub host_port: u16,
+    /// `listen-address:host-port` of the Berth server (`0.0.0.0`: every address of the
+    /// machine).
+    pub address: String,
+}
+
 /// One address of an app.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DomainDto {
@@ -558,6 +575,7 @@ impl AppDto {
         engine_error: Option<String>,
         addresses: Vec<AppAddress>,
         traffic: Option<&AppCounters>,
+        tcp_listen: std::net::IpAddr,
     ) -> Self {
         AppDto {
             name: app.name.clone(),
@@ -573,6 +591,16 @@ impl AppDto {
             internal: app.routes.internal,
             https_redirect: app.routes.https_redirect,
             domains: addresses.into_iter().map(DomainDto::from).collect(),
+            tcp_ports: app
+                .routes
+                .tcp_ports
+                .iter()
+                .map(|p| TcpPortDto {
+                    container_port: p.container_port,
+                    host_port: p.host_port,
+                    address: std::net::SocketAddr::new(tcp_listen, p.host_port).to_string(),
+                })
+                .collect(),
             traffic: traffic.map(TrafficDto::from),
             rollout: RolloutDto::new(&app.rollout, app.replicas, &instances),
             usage: AppUsageDto::total(&instances),

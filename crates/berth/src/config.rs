@@ -111,6 +111,12 @@ pub struct ServerOptions {
     /// Reverse proxies whose X-Forwarded-For names the client: IPs or CIDR blocks, comma-separated (e.g. 10.0.0.0/8,::1) [default: none]
     #[arg(long, env = "BERTH_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
+    /// The address apps' published TCP ports (`--tcp-port`) listen on [default: 0.0.0.0]
+    #[arg(long, env = "BERTH_TCP_LISTEN_ADDRESS")]
+    pub tcp_listen_address: Option<String>,
+    /// The host ports Berth chooses from for a `--tcp-port` without one, as first-last [default: 30000-32767]
+    #[arg(long, env = "BERTH_TCP_PORT_RANGE")]
+    pub tcp_port_range: Option<String>,
     /// Log filter (tracing syntax), e.g. info or berth_controller=debug [default: info]
     #[arg(long, env = "BERTH_LOG")]
     pub log: Option<String>,
@@ -158,6 +164,10 @@ pub struct ServerConfig {
     pub router_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: berth_api::proxies::TrustedProxies,
+    /// Where published TCP ports listen.
+    pub tcp_listen_address: std::net::IpAddr,
+    /// Host ports Berth chooses from.
+    pub tcp_port_range: std::ops::RangeInclusive<u16>,
     pub log: String,
 }
 
@@ -197,6 +207,8 @@ impl ServerOptions {
             drain_timeout: self.drain_timeout.or(file.drain_timeout),
             router_timeout: self.router_timeout.or(file.router_timeout),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
+            tcp_listen_address: self.tcp_listen_address.or(file.tcp_listen_address),
+            tcp_port_range: self.tcp_port_range.or(file.tcp_port_range),
             log: self.log.or(file.log),
         }
     }
@@ -229,6 +241,20 @@ fn http_listen(value: Option<&str>) -> Result<Option<SocketAddr>, String> {
             format!("http-listen: {text:?} is not an address like 0.0.0.0:80 (or off)")
         }),
     }
+}
+
+/// The host ports Berth chooses from: `first-last`, 1024 or above, first <= last.
+fn tcp_port_range(value: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let bad = || format!("tcp-port-range: {value:?} is not a range of ports like 30000-32767");
+    let (first, last) = value.trim().split_once('-').ok_or_else(bad)?;
+    let first: u16 = first.trim().parse().map_err(|_| bad())?;
+    let last: u16 = last.trim().parse().map_err(|_| bad())?;
+    if first < 1024 || first > last {
+        return Err(format!(
+            "tcp-port-range: {value:?} must start at 1024 or above and not end before it starts"
+        ));
+    }
+    Ok(first..=last)
 }
 
 /// Base domains for custom domains: host names of at least two labels.
@@ -429,6 +455,14 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
             o.trusted_proxies.as_deref().unwrap_or_default(),
         )
         .map_err(|e| format!("trusted-proxies: {e}"))?,
+        tcp_listen_address: o
+            .tcp_listen_address
+            .as_deref()
+            .unwrap_or("0.0.0.0")
+            .trim()
+            .parse()
+            .map_err(|_| "tcp-listen-address: not an IP address like 0.0.0.0 or 127.0.0.1")?,
+        tcp_port_range: tcp_port_range(o.tcp_port_range.as_deref().unwrap_or("30000-32767"))?,
         log: o.log.unwrap_or_else(|| "info".into()),
     })
 }
@@ -436,6 +470,24 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_port_ranges_parse_or_are_refused() {
+        // (input, want)
+        let cases = [
+            ("30000-32767", Some(30000..=32767)),
+            (" 2000 - 2000 ", Some(2000..=2000)),
+            ("80-90", None),
+            ("0-10", None),
+            ("5000-4000", None),
+            ("5000", None),
+            ("a-b", None),
+            ("1000-70000", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(tcp_port_range(input).ok(), want, "{input}");
+        }
+    }
 
     #[test]
     fn flags_beat_file_beats_defaults() {

@@ -9,6 +9,7 @@ mod credentials;
 mod jobs;
 mod output;
 mod server;
+mod tcp;
 mod terminal;
 mod units;
 

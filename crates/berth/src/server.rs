@@ -251,7 +251,17 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             secrets: Arc::clone(&secrets),
             issuer,
         },
+        tcp: berth_operations::tcp_ports::TcpSettings::new(
+            config.tcp_listen_address,
+            config.tcp_port_range.clone(),
+        ),
     };
+    tokio::spawn(crate::tcp::keep_tcp_listeners(
+        Arc::clone(&store),
+        controller.endpoints(),
+        config.tcp_listen_address,
+        ROUTES_REFRESH,
+    ));
     if config.acme.is_some() {
         // At start, then hourly: certificates due while the server was down renew at once.
         workers.spawn_periodic(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::routes::Domain;
+use crate::routes::{Domain, TcpPort, keep_assigned};
 use crate::spec::{AppSpec, Probe, RolloutStrategy};
 
 /// What a create or deploy changes. `None` leaves a field as it is.
@@ -35,6 +35,9 @@ pub struct AppChange {
     pub domains: Option<Vec<Domain>>,
     /// Whether plain HTTP to hosts with a certificate is redirected to HTTPS.
     pub https_redirect: Option<bool>,
+    /// The app's published TCP ports, replacing the ones it has; a host port of 0 is Berth's
+    /// to choose (the one the app has for that container port, if any).
+    pub tcp_ports: Option<Vec<TcpPort>>,
 }
 
 /// What a change sets of the rollout strategy.
@@ -116,6 +119,9 @@ impl AppChange {
         }
         if let Some(redirect) = self.https_redirect {
             spec.routes.https_redirect = redirect;
+        }
+        if let Some(ports) = &self.tcp_ports {
+            spec.routes.tcp_ports = keep_assigned(ports, &spec.routes.tcp_ports);
         }
     }
 

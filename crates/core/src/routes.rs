@@ -1,5 +1,5 @@
-//! How an app is reached: its custom domains (a host name with an optional path prefix), or no
-//! external route at all when it is internal. Parsing, normalising and the rules that decide
+//! How an app is reached: its custom domains (a host name with an optional path prefix), its
+//! TCP ports published on host ports, or no external route at all when it is internal. Parsing, normalising and the rules that decide
 //! which domains an app of a team may claim are pure functions here; uniqueness across apps is
 //! the store's.
 
@@ -26,6 +26,103 @@ pub struct AppRoutes {
     /// Plain-HTTP requests to a host that has a certificate are redirected (308) to HTTPS
     /// (only while the router's HTTPS listener is on).
     pub https_redirect: bool,
+    /// Container ports reachable from outside on a host port, bypassing the HTTP router; each
+    /// container port and each host port once.
+    pub tcp_ports: Vec<TcpPort>,
+}
+
+/// The most TCP ports one app may publish.
+pub const MAX_TCP_PORTS: usize = 16;
+
+/// A container port published on a host port of the Berth server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TcpPort {
+    pub container_port: u16,
+    /// `0` only in a change, before Berth assigned one; a stored app's ports all have one.
+    pub host_port: u16,
+}
+
+impl TcpPort {
+    /// Parses `5432` (the host port is Berth's to assign: `host_port` 0) or `15432:5432`
+    /// (host port 15432 for container port 5432).
+    pub fn parse(spec: &str) -> Result<TcpPort, String> {
+        let port = |text: &str| -> Result<u16, String> {
+            match text.trim().parse::<u16>() {
+                Ok(0) => Err(format!("{spec:?}: port 0 is not a port")),
+                Ok(port) => Ok(port),
+                Err(_) => Err(format!(
+                    "{spec:?} is not a port (1-65535) or host-port:container-port, like 5432 or \
+                     15432:5432"
+                )),
+            }
+        };
+        match spec.split_once(':') {
+            None => Ok(TcpPort {
+                container_port: port(spec)?,
+                host_port: 0,
+            }),
+            Some((host, container)) => Ok(TcpPort {
+                container_port: port(container)?,
+                host_port: port(host)?,
+            }),
+        }
+    }
+}
+
+impl fmt::Display for TcpPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host_port == 0 {
+            write!(f, "{}", self.container_port)
+        } else {
+            write!(f, "{}:{}", self.host_port, self.container_port)
+        }
+    }
+}
+
+/// Parses a list of TCP port specs: each valid, no container port and no host port twice, at
+/// most [`MAX_TCP_PORTS`].
+pub fn parse_tcp_ports<S: AsRef<str>>(specs: &[S]) -> Result<Vec<TcpPort>, String> {
+    if specs.len() > MAX_TCP_PORTS {
+        return Err(format!(
+            "{} ports are too many: an app may publish at most {MAX_TCP_PORTS}",
+            specs.len()
+        ));
+    }
+    let mut ports: Vec<TcpPort> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let port = TcpPort::parse(spec.as_ref())?;
+        if ports
+            .iter()
+            .any(|p| p.container_port == port.container_port)
+        {
+            return Err(format!(
+                "container port {} is listed twice",
+                port.container_port
+            ));
+        }
+        if port.host_port != 0 && ports.iter().any(|p| p.host_port == port.host_port) {
+            return Err(format!("host port {} is listed twice", port.host_port));
+        }
+        ports.push(port);
+    }
+    Ok(ports)
+}
+
+/// The ports a change asks for, keeping the host port an app already has for a container port
+/// when the change lets Berth choose (`5432` again does not move a published port).
+pub fn keep_assigned(requested: &[TcpPort], current: &[TcpPort]) -> Vec<TcpPort> {
+    requested
+        .iter()
+        .map(|port| match port.host_port {
+            0 => current
+                .iter()
+                .find(|c| c.container_port == port.container_port)
+                .filter(|c| !requested.iter().any(|r| r.host_port == c.host_port))
+                .copied()
+                .unwrap_or(*port),
+            _ => *port,
+        })
+        .collect()
 }
 
 /// A host name and the path prefix under it that reach one app.
@@ -472,6 +569,74 @@ mod tests {
         ];
         for (host, want) in cases {
             assert_eq!(open.default_host_owner(host), want, "{host}");
+        }
+    }
+
+    #[test]
+    fn tcp_ports_parse_or_are_refused_with_a_reason() {
+        // (input, the ports or the reason contains)
+        let cases: [(&[&str], Result<&[(u16, u16)], &str>); 14] = [
+            (&["5432"], Ok(&[(5432, 0)])),
+            (&["15432:5432"], Ok(&[(5432, 15432)])),
+            (&[" 80 ", "1:2"], Ok(&[(80, 0), (2, 1)])),
+            (&[], Ok(&[])),
+            (&["0"], Err("port 0")),
+            (&["0:5432"], Err("port 0")),
+            (&["15432:0"], Err("port 0")),
+            (&["65536"], Err("is not a port")),
+            (&["-1"], Err("is not a port")),
+            (&["a:b"], Err("is not a port")),
+            (&["1:2:3"], Err("is not a port")),
+            (&[""], Err("is not a port")),
+            (
+                &["5432", "1000:5432"],
+                Err("container port 5432 is listed twice"),
+            ),
+            (&["1000:1", "1000:2"], Err("host port 1000 is listed twice")),
+        ];
+        for (input, want) in cases {
+            let got = parse_tcp_ports(input);
+            match want {
+                Ok(ports) => {
+                    let got: Vec<(u16, u16)> = got
+                        .unwrap_or_else(|e| panic!("{input:?}: {e}"))
+                        .iter()
+                        .map(|p| (p.container_port, p.host_port))
+                        .collect();
+                    assert_eq!(got, ports, "{input:?}");
+                }
+                Err(reason) => {
+                    let error = got.expect_err(&format!("{input:?}"));
+                    assert!(error.contains(reason), "{input:?}: {error}");
+                }
+            }
+        }
+        let many: Vec<String> = (1..=MAX_TCP_PORTS as u16 + 1)
+            .map(|p| p.to_string())
+            .collect();
+        assert!(parse_tcp_ports(&many).unwrap_err().contains("at most"));
+    }
+
+    #[test]
+    fn a_port_berth_chose_stays_where_it_is() {
+        let port = |container_port, host_port| TcpPort {
+            container_port,
+            host_port,
+        };
+        let current = [port(5432, 30000), port(6379, 30001)];
+        // (requested, want)
+        let cases = [
+            (vec![port(5432, 0)], vec![port(5432, 30000)]),
+            (vec![port(5432, 15432)], vec![port(5432, 15432)]),
+            (vec![port(9000, 0)], vec![port(9000, 0)]),
+            // 30000 is asked for another container port: 5432 gets a new one.
+            (
+                vec![port(5432, 0), port(6379, 30000)],
+                vec![port(5432, 0), port(6379, 30000)],
+            ),
+        ];
+        for (requested, want) in cases {
+            assert_eq!(keep_assigned(&requested, &current), want, "{requested:?}");
         }
     }
 

@@ -115,9 +115,11 @@ impl Platform {
         new.spec.apply(&mut spec);
         validate_spec(&name, &spec)?;
         require_pull(actor, &self.registry_hosts, &spec.template.image)?;
-        self.check_routes(actor, &name, &team, &spec.routes, true)
-            .await?;
         let _quota_lock = self.team_locks.lock(&team).await;
+        // After the team's lock, as in every write (one lock order).
+        let _tcp_claim = self
+            .check_routes(actor, &name, &team, &mut spec.routes, None)
+            .await?;
         let budget = Budget::of(self.store.as_ref(), &team, None).await?;
         budget.require_limits(&spec.template.resources)?;
         budget.admit(
@@ -372,10 +374,23 @@ impl Platform {
             let previous_revision = app.current_revision;
             let now = self.now();
             let routes_before = app.routes.clone();
-            let modification = change(&mut app, &template, now)?;
+            let mut modification = change(&mut app, &template, now)?;
+            let mut _tcp_claim = None;
             if app.routes != routes_before {
-                self.check_routes(actor, name, &app.team, &app.routes, false)
+                let team = app.team.clone();
+                _tcp_claim = self
+                    .check_routes(actor, name, &team, &mut app.routes, Some(&routes_before))
                     .await?;
+                // The event names the host ports Berth just chose.
+                if let Modification::Settings(events) | Modification::NewRevision(_, events) =
+                    &mut modification
+                {
+                    for event in events.iter_mut() {
+                        if event.kind == EventKind::RoutesChanged {
+                            *event = routes_event(name, now, &app.routes);
+                        }
+                    }
+                }
             }
             match &modification {
                 Modification::Unchanged => {}
@@ -463,9 +478,16 @@ fn routes_event(name: &str, now: i64, routes: &AppRoutes) -> Event {
     } else {
         message
     };
+    let ports: Vec<String> = routes.tcp_ports.iter().map(ToString::to_string).collect();
+    let message = if ports.is_empty() || routes.internal {
+        message
+    } else {
+        format!("{message}; TCP ports {}", ports.join(", "))
+    };
     Event::new(name, now, EventKind::RoutesChanged, message)
         .param("cause", cause)
         .param("domains", domains)
+        .param("tcp_ports", ports.join(","))
 }
 
 fn scaled_event(name: &str, now: i64, from: u32, to: u32) -> Event {

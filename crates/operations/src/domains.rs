@@ -11,6 +11,7 @@ use berth_core::routes::{
 };
 use berth_core::validate::validate_name;
 use berth_store::{DomainOwner, StoreError};
+use tokio::sync::OwnedMutexGuard;
 
 use crate::Platform;
 use crate::actor::Actor;
@@ -23,15 +24,18 @@ impl Platform {
     /// Checks that the app `app` of `team` may have `routes`: an internal app has no domain;
     /// every domain passes the platform's rules, is not reserved for another team, is not
     /// another app's default host and is not another app's domain. For a new external app,
-    /// its own default host must not be another app's domain either.
+    /// its own default host must not be another app's domain either. Its TCP ports are
+    /// checked and given host ports ([`Platform::settle_tcp_ports`]; `before`: the app's
+    /// ports now, `None` for a new app); hold the returned guard until the write.
     pub async fn check_routes(
         &self,
         actor: &Actor,
         app: &str,
         team: &str,
-        routes: &AppRoutes,
-        new_app: bool,
-    ) -> OpResult<()> {
+        routes: &mut AppRoutes,
+        before: Option<&AppRoutes>,
+    ) -> OpResult<Option<OwnedMutexGuard<()>>> {
+        let new_app = before.is_none();
         if routes.internal && !routes.domains.is_empty() {
             return Err(OpError::field(
                 "domains",
@@ -98,7 +102,8 @@ impl Platform {
                 return Err(owner_conflict(actor, &owner));
             }
         }
-        Ok(())
+        let before = before.map_or(&[][..], |r| &r.tcp_ports[..]);
+        self.settle_tcp_ports(actor, app, routes, before).await
     }
 
     /// Every domain reservation (admins only).

@@ -17,6 +17,7 @@ pub mod error;
 pub mod images;
 pub mod quota;
 pub mod routes;
+pub mod tcp_ports;
 
 use std::sync::Arc;
 
@@ -49,6 +50,8 @@ pub struct Platform {
     pub router: Option<berth_router::RouterStats>,
     /// Sealing certificate keys, and the ACME issuer when configured.
     pub certificates: certificates::CertificateSettings,
+    /// Where published TCP ports listen and which host ports Berth chooses from.
+    pub tcp: tcp_ports::TcpSettings,
 }
 
 impl std::fmt::Debug for Platform {

@@ -204,6 +204,14 @@ pub struct SpecArgs {
     /// Serve plain HTTP again on every host (no redirect to HTTPS)
     #[arg(long)]
     no_https_redirect: bool,
+    /// Publish a container port on a host port of the Berth server, as plain TCP bypassing the
+    /// HTTP router: 5432 (Berth chooses the host port) or 15432:5432 (repeatable; replaces the
+    /// app's TCP ports)
+    #[arg(long = "tcp-port", value_name = "[HOST:]PORT")]
+    tcp_ports: Vec<String>,
+    /// Remove every published TCP port
+    #[arg(long, conflicts_with = "tcp_ports")]
+    no_tcp_ports: bool,
     /// Why (recorded on the revision)
     #[arg(long)]
     reason: Option<String>,
@@ -275,6 +283,11 @@ impl SpecArgs {
             } else {
                 self.no_https_redirect.then_some(false)
             },
+            tcp_ports: if self.no_tcp_ports {
+                Some(Vec::new())
+            } else {
+                (!self.tcp_ports.is_empty()).then_some(self.tcp_ports)
+            },
             ..AppChanges::default()
         })
     }
@@ -304,6 +317,7 @@ pub async fn run(client: &Client, command: AppCommand) -> Result<ExitCode, Strin
                 || app.internal != before.internal
                 || app.https_redirect != before.https_redirect
                 || domain_names(&app) != domain_names(&before)
+                || tcp_addresses(&app) != tcp_addresses(&before)
             {
                 println!("app {name}: settings updated (no new revision)");
                 print_addresses(&app);
@@ -496,6 +510,14 @@ fn domain_names(app: &AppDto) -> Vec<&str> {
     app.domains.iter().map(|d| d.domain.as_str()).collect()
 }
 
+/// `container-port -> listen-address:host-port`, one per published TCP port.
+fn tcp_addresses(app: &AppDto) -> Vec<String> {
+    app.tcp_ports
+        .iter()
+        .map(|p| format!("{} -> {}", p.container_port, p.address))
+        .collect()
+}
+
 /// Where the app answers, one line each (or that it is internal).
 fn print_addresses(app: &AppDto) {
     if app.internal {
@@ -509,6 +531,9 @@ fn print_addresses(app: &AppDto) {
             Some(url) => println!("  answers at {url}"),
             None => println!("  answers at {} (the router is off)", domain.domain),
         }
+    }
+    for port in tcp_addresses(app) {
+        println!("  TCP port {port}");
     }
 }
 
@@ -533,6 +558,9 @@ fn print_app(app: &AppDto) {
         let kind = if domain.default { "default" } else { "domain" };
         let url = domain.url.as_deref().unwrap_or("(router off)");
         println!("{:<12}{url}", format!("{kind}:"));
+    }
+    for port in tcp_addresses(app) {
+        println!("tcp:        {port} (plain TCP, bypasses the router)");
     }
     if let Some(error) = &app.engine_error {
         println!("engine:     {error}");

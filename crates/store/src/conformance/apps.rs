@@ -1,7 +1,7 @@
 //! The apps-area suite ([`AppStore`]): apps, revisions, ordinals, events, team usage, paging.
 
 use berth_core::quota::{Usage, app_usage};
-use berth_core::routes::{AppRoutes, Domain, DomainReservation};
+use berth_core::routes::{AppRoutes, Domain, DomainReservation, TcpPort};
 
 use super::*;
 
@@ -78,6 +78,14 @@ pub async fn create_get_list_round_trip<S: AppStore + ?Sized>(store: &S) {
                     Vec::new()
                 },
                 https_redirect: i.is_multiple_of(2),
+                tcp_ports: if i.is_multiple_of(2) {
+                    vec![TcpPort {
+                        container_port: 5432,
+                        host_port: 30000 + i as u16,
+                    }]
+                } else {
+                    Vec::new()
+                },
             },
             current_revision: 7 + i,
             stable_revision: if i.is_multiple_of(2) {
