@@ -558,6 +558,7 @@ export const en = {
   "routes.routerOff": "The router is off on this server",
   "routes.save": "Save routes",
   "routes.saved": "Routes saved: traffic follows in a second",
+  "routes.tcpPort": "TCP {address} → port {port} (outside the HTTP router)",
   "routes.title": "Routes",
   "shell.closeMenu": "Close menu",
   "teamName.edit": "Rename",

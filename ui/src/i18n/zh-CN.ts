@@ -559,6 +559,7 @@ export const zhCN: Dict = {
   "routes.routerOff": "此服务器的路由器已关闭",
   "routes.save": "保存路由",
   "routes.saved": "路由已保存：流量将在一秒内切换",
+  "routes.tcpPort": "TCP {address} → 端口 {port}（不经 HTTP 路由器）",
   "routes.title": "路由",
   "shell.closeMenu": "关闭菜单",
   "teamName.edit": "重命名",

@@ -553,10 +553,19 @@ function Routes({ app, canWrite, onChange }: { app: AppDto; canWrite: boolean; o
         )}
       </div>
       {!editing && <AppLinks app={app} />}
+      {!editing && app.tcp_ports.length > 0 && (
+        <ul className="links" data-testid="app-tcp-ports">
+          {app.tcp_ports.map((p) => (
+            <li key={p.host_port} className="mono">
+              {t("routes.tcpPort", { address: p.address, port: p.container_port })}
+            </li>
+          ))}
+        </ul>
+      )}
       {!editing && app.internal && <p className="muted small">{t("routes.internalHint", { name: app.name })}</p>}
       {editing && (
         <form className="form" onSubmit={save} data-testid="routes-form">
-          <FormError error={action.error} fields={["domains", "internal"]} />
+          <FormError error={action.error} fields={["domains", "internal", "tcp_ports"]} />
           <label className="check">
             <input type="checkbox" checked={internal} onChange={(e) => setInternal(e.target.checked)} name="internal" />{" "}
             {t("routes.internalLabel")}
