@@ -386,18 +386,7 @@ async fn start_router(
         );
         return None;
     };
-    let listener = match tokio::net::TcpListener::bind(address).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::warn!(
-                %address,
-                %error,
-                "cannot serve apps' traffic on {address} ({error}): the router is off; give \
-                 --http-listen a free address (e.g. 127.0.0.1:8080), or off"
-            );
-            return None;
-        }
-    };
+    let listener = bind_or_warn(address, "--http-listen", "the router is off", 8080).await?;
     let bound = listener.local_addr().unwrap_or(address);
     let stats = access_logged_stats(config);
     controller.set_drain(Arc::new(RouterDrain {
@@ -459,6 +448,29 @@ async fn start_router(
     })
 }
 
+/// Binds one of the router's listeners; an address that cannot be bound is reported (saying
+/// what stays off and how to choose another address for `flag`) and `None` is returned: the
+/// API serves all the same.
+async fn bind_or_warn(
+    address: std::net::SocketAddr,
+    flag: &str,
+    consequence: &str,
+    example_port: u16,
+) -> Option<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            tracing::warn!(
+                %address,
+                %error,
+                "cannot serve apps' traffic on {address} ({error}): {consequence}; give {flag} \
+                 a free address (e.g. 127.0.0.1:{example_port}), or off"
+            );
+            None
+        }
+    }
+}
+
 /// Access log lines waiting for the file; beyond this, lines are dropped (and counted), never
 /// waited for.
 const ACCESS_LOG_BACKLOG: usize = 8192;
@@ -511,17 +523,8 @@ async fn start_https_router(
             return false;
         }
     };
-    let listener = match tokio::net::TcpListener::bind(address).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::warn!(
-                %address,
-                %error,
-                "cannot serve apps' HTTPS traffic on {address} ({error}): HTTPS is off; give \
-                 --https-listen a free address (e.g. 127.0.0.1:8443), or off"
-            );
-            return false;
-        }
+    let Some(listener) = bind_or_warn(address, "--https-listen", "HTTPS is off", 8443).await else {
+        return false;
     };
     tokio::spawn(berth_router::serve_tls(
         listener,

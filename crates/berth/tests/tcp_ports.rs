@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Server, wait_until};
+use support::{Server, assert_refused, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -163,14 +163,7 @@ async fn tcp_ports_forward_to_ready_instances_and_belong_to_one_app() {
             ),
         )
         .await;
-    assert_eq!(status, 409, "{answer}");
-    assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("another process"),
-        "{answer}"
-    );
+    assert_refused(status, &answer, 409, "another process");
     drop(held);
 
     // Hostile specs: 400 naming the field, and the app keeps its port.
@@ -215,14 +208,7 @@ async fn tcp_ports_forward_to_ready_instances_and_belong_to_one_app() {
             ),
         )
         .await;
-    assert_eq!(status, 409, "{answer}");
-    assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("an app of another team"),
-        "{answer}"
-    );
+    assert_refused(status, &answer, 409, "an app of another team");
     let (status, answer) = deploy(&server, "db", json!({"internal": true})).await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"]["field"], json!("tcp_ports"), "{answer}");

@@ -319,6 +319,15 @@ impl Drop for Server {
     }
 }
 
+/// Asserts that an API call was refused with `want` and a message containing `says`; returns
+/// the message.
+pub fn assert_refused(status: u16, answer: &Value, want: u16, says: &str) -> String {
+    assert_eq!(status, want, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(says), "{says:?} not in: {answer}");
+    message.to_string()
+}
+
 /// The hex HMAC-SHA256 of `body` under `secret`, computed by `openssl` as a forge would.
 pub fn hmac_hex(secret: &str, body: &[u8]) -> String {
     let mut child = Command::new("openssl")
