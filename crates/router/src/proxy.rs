@@ -373,7 +373,9 @@ impl Proxy {
         let mut tried = [0; 2];
         let mut attempts = 0;
         loop {
-            let Some((index, backend)) = route.pick(&tried[..attempts]) else {
+            let Some((index, backend)) = route.pick(&tried[..attempts], |index| {
+                bound.backends[index].outstanding()
+            }) else {
                 return own(bad_gateway(route));
             };
             tried[attempts] = index;

@@ -218,6 +218,11 @@ fn bind_route(
 }
 
 impl BackendState {
+    /// Requests to this backend now in flight (from any route).
+    pub(crate) fn outstanding(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// Counts one request to this backend until the returned guard is dropped.
     pub(crate) fn start(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);

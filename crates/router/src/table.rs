@@ -54,7 +54,8 @@ pub struct RoutedApp {
     pub https_redirect: bool,
 }
 
-/// What a domain routes to: one app and its ready instances, balanced round robin.
+/// What a domain routes to: one app and its ready instances, balanced by least outstanding
+/// requests (round robin among equals).
 #[derive(Debug)]
 pub struct Route {
     pub app: String,
@@ -70,10 +71,15 @@ pub struct Route {
 }
 
 impl Route {
-    /// The next backend in round-robin order, leaving out the indices in `skip` (the backends a
-    /// retry already tried). Returns the backend's index (to add to `skip`) with it; `None` when
-    /// every backend is skipped or there is none.
-    pub fn pick(&self, skip: &[usize]) -> Option<(usize, &Backend)> {
+    /// The backend with the fewest requests outstanding (`outstanding(index)`), leaving out the
+    /// indices in `skip` (the backends a retry already tried); ties go round robin, so equally
+    /// loaded backends take turns. Returns the backend's index (to add to `skip`) with it;
+    /// `None` when every backend is skipped or there is none.
+    pub fn pick(
+        &self,
+        skip: &[usize],
+        outstanding: impl Fn(usize) -> usize,
+    ) -> Option<(usize, &Backend)> {
         let n = self.backends.len();
         if n == 0 {
             return None;
@@ -81,7 +87,8 @@ impl Route {
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         (0..n)
             .map(|offset| (start + offset) % n)
-            .find(|index| !skip.contains(index))
+            .filter(|index| !skip.contains(index))
+            .min_by_key(|&index| outstanding(index))
             .map(|index| (index, &self.backends[index]))
     }
 }
@@ -474,7 +481,7 @@ mod tests {
     }
 
     #[test]
-    fn pick_goes_round_robin_and_skips_what_a_retry_tried() {
+    fn pick_goes_round_robin_among_equals_and_skips_what_a_retry_tried() {
         let table = RoutingTable::build(vec![app(
             "t",
             "web",
@@ -482,8 +489,9 @@ mod tests {
             vec![backend("a", 1), backend("b", 2), backend("c", 3)],
         )]);
         let route = table.route("web.example.com", "/").expect("routed");
+        let idle = |_| 0;
         let picked: Vec<_> = (0..6)
-            .map(|_| route.pick(&[]).map(|(_, b)| b.instance.as_str()))
+            .map(|_| route.pick(&[], idle).map(|(_, b)| b.instance.as_str()))
             .collect();
         assert_eq!(
             picked,
@@ -498,21 +506,56 @@ mod tests {
         );
         // Skipping: whatever the counter says, the skipped indices never come back.
         for _ in 0..6 {
-            let (i, b) = route.pick(&[1]).expect("one left");
+            let (i, b) = route.pick(&[1], idle).expect("one left");
             assert_ne!(i, 1);
             assert_ne!(b.instance, "b");
         }
         for _ in 0..3 {
-            assert_eq!(route.pick(&[0, 2]).map(|(i, _)| i), Some(1));
+            assert_eq!(route.pick(&[0, 2], idle).map(|(i, _)| i), Some(1));
         }
-        assert_eq!(route.pick(&[0, 1, 2]).map(|(i, _)| i), None);
+        assert_eq!(route.pick(&[0, 1, 2], idle).map(|(i, _)| i), None);
+    }
+
+    #[test]
+    fn pick_prefers_the_backend_with_the_fewest_outstanding_requests() {
+        let table = RoutingTable::build(vec![app(
+            "t",
+            "web",
+            &["web.example.com"],
+            vec![backend("a", 1), backend("b", 2), backend("c", 3)],
+        )]);
+        let route = table.route("web.example.com", "/").expect("routed");
+        // (outstanding per backend, skipped, what every pick must be: one index, or any of
+        // several that tie)
+        let cases: &[(&[usize], &[usize], &[usize])] = &[
+            (&[5, 0, 5], &[], &[1]),
+            (&[0, 9, 9], &[], &[0]),
+            (&[3, 3, 1], &[], &[2]),
+            (&[3, 3, 1], &[2], &[0, 1]),
+            (&[0, 1, 0], &[], &[0, 2]),
+            (&[7, 7, 7], &[], &[0, 1, 2]),
+            (&[0, 0, 0], &[0, 1], &[2]),
+        ];
+        for &(load, skip, want) in cases {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..6 {
+                let (index, _) = route.pick(skip, |i| load[i]).expect("a backend");
+                assert!(
+                    want.contains(&index),
+                    "{load:?} skip {skip:?}: picked {index}"
+                );
+                seen.insert(index);
+            }
+            // Ties take turns: every tied backend gets picked.
+            assert_eq!(seen.len(), want.len(), "{load:?} skip {skip:?}: {seen:?}");
+        }
     }
 
     #[test]
     fn pick_on_a_route_without_backends_is_none() {
         let table = RoutingTable::build(vec![app("t", "web", &["web.example.com"], vec![])]);
         let route = table.route("web.example.com", "/").expect("routed");
-        assert!(route.pick(&[]).is_none());
+        assert!(route.pick(&[], |_| 0).is_none());
         assert_eq!(route.unavailable, "app web is scaled to 0");
     }
 

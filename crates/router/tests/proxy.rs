@@ -328,7 +328,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 #[tokio::test]
-async fn routes_by_host_and_round_robin_across_instances() {
+async fn routes_by_host_and_takes_turns_across_idle_instances() {
     let (web1, web2, api) = (
         TestBackend::start("web-1").await,
         TestBackend::start("web-2").await,
@@ -464,6 +464,50 @@ async fn the_backend_sees_forwarded_headers_and_no_hop_by_hop_headers() {
     for gone in ["x-hop", "keep-alive", "proxy-authenticate"] {
         assert!(!headers.contains_key(gone), "{gone} in {headers:?}");
     }
+}
+
+#[tokio::test]
+async fn requests_go_to_the_instance_with_fewer_requests_outstanding() {
+    let (web1, web2) = (
+        TestBackend::start("web-1").await,
+        TestBackend::start("web-2").await,
+    );
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[&web1, &web2])],
+        RouterConfig::default(),
+    )
+    .await;
+    // A long response keeps one instance busy...
+    let response = router
+        .send(Method::GET, "web.example.com", "/stream", full(""))
+        .await;
+    let mut stream = response.into_body();
+    let busy = next_chunk(&mut stream).await;
+    let (busy, idle, holder) = if busy.starts_with("web-1") {
+        ("web-1", "web-2", &web1)
+    } else {
+        ("web-2", "web-1", &web2)
+    };
+    // ...so every request meanwhile goes to the other one (round robin would alternate).
+    for _ in 0..4 {
+        assert_eq!(
+            router.get("web.example.com", "/").await,
+            (StatusCode::OK, idle.to_string()),
+            "while {busy} streams"
+        );
+    }
+    holder.release.notify_one();
+    assert!(next_chunk(&mut stream).await.starts_with(busy));
+    drop(stream);
+    let (ip, port) = (holder.addr.ip().to_string(), holder.addr.port());
+    eventually("the stream ends", || router.stats.in_flight(&ip, port) == 0).await;
+    // Both idle again: they take turns.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        seen.push(router.get("web.example.com", "/").await.1);
+    }
+    seen.sort();
+    assert_eq!(seen, ["web-1", "web-2"]);
 }
 
 #[tokio::test]
