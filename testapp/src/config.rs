@@ -19,7 +19,8 @@ pub struct Config {
     pub exit_immediately: Option<i32>,
     /// `BURN_CPU_MILLICORES`: burn this much CPU for the whole run.
     pub burn_millicores: u32,
-    /// `BERTH_APP`, `BERTH_INSTANCE`, `BERTH_REVISION`, `VERSION`; hostname is filled in by main.
+    /// `BERTH_APP`, `BERTH_INSTANCE`, `BERTH_REVISION`, `VERSION`, `FAIL_REQUESTS`; hostname is
+    /// filled in by main.
     pub info: Info,
 }
 
@@ -71,6 +72,7 @@ impl Config {
                 revision: text("BERTH_REVISION"),
                 hostname: String::new(),
                 version: text("VERSION"),
+                fail_requests: flag(&get, "FAIL_REQUESTS")?,
             },
         })
     }

@@ -19,6 +19,9 @@ pub struct Info {
     pub revision: String,
     pub hostname: String,
     pub version: String,
+    /// `FAIL_REQUESTS=1`: `/` answers 500 (with the same body) while `/healthz` passes — a
+    /// revision that is healthy but broken, as a canary's verdict must catch.
+    pub fail_requests: bool,
 }
 
 /// A side effect the connection handler carries out around sending the response.
@@ -76,7 +79,7 @@ pub fn route(
     match (method, path) {
         // `…/whoami` answers as `/` does, so a test can tell which app a path prefix reached.
         ("GET", _) if path == "/" || path.ends_with("/whoami") => Outcome::respond(Response::json(
-            200,
+            if info.fail_requests { 500 } else { 200 },
             json::string_object(&[
                 ("app", &info.app),
                 ("instance", &info.instance),
@@ -182,12 +185,28 @@ mod tests {
             revision: "7".into(),
             hostname: "box".into(),
             version: "v\"2".into(),
+            fail_requests: false,
         }
     }
 
     fn run(method: &str, target: &str, healthy: bool) -> Outcome {
         let (path, query) = split_target(target);
         route(method, &path, &query, healthy, &info())
+    }
+
+    #[test]
+    fn a_failing_revision_answers_500_while_its_health_check_passes() {
+        let broken = Info {
+            fail_requests: true,
+            ..info()
+        };
+        let status = |target: &str| {
+            let (path, query) = split_target(target);
+            route("GET", &path, &query, true, &broken).response.status
+        };
+        assert_eq!(status("/"), 500);
+        assert_eq!(status("/api/whoami"), 500);
+        assert_eq!(status("/healthz"), 200);
     }
 
     #[test]

@@ -282,6 +282,32 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await page.getByTestId("revision-diff").getByRole("heading", { name: "Changes from #1 to #3" }).waitFor();
   });
 
+  await t.test("a canary setting is saved from the deploy form and turned off again", async () => {
+    const strategy = async () => {
+      const res = await fetch(`${state.base}/api/v1/apps/shop`, { headers: { Authorization: `Bearer ${state.token}` } });
+      return (await res.json()).strategy;
+    };
+    await page.goto(`${state.base}/apps/shop/deploy`);
+    await page.getByLabel("Canary share (%)").fill("20");
+    await page.getByLabel("Canary duration (s)").fill("2");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    // Refused by the server, naming the field; nothing changes.
+    await page.getByText("2 s is not between 5 s and 24 h").first().waitFor();
+    assert.equal((await strategy()).canary, null);
+    await page.getByLabel("Canary share (%)").fill("20");
+    await page.getByLabel("Canary duration (s)").fill("45");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.waitForURL("**/apps/shop");
+    assert.deepEqual((await strategy()).canary, { weight_percent: 20, duration_seconds: 45 });
+    await page.goto(`${state.base}/apps/shop/deploy`);
+    assert.equal(await page.getByLabel("Canary share (%)").inputValue(), "20");
+    await page.getByLabel("Canary share (%)").fill("");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.waitForURL("**/apps/shop");
+    assert.equal((await strategy()).canary, null);
+    await page.goto(`${state.base}/apps/shop/revisions`);
+  });
+
   await t.test("logs are followed live", async () => {
     await page.getByRole("link", { name: "Logs" }).click();
     await page.locator('[data-testid="logs-state"][data-state="open"]').waitFor();

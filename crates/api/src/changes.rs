@@ -87,9 +87,7 @@ mod tests {
             replicas: Some(4),
             strategy: Some(crate::dto::StrategyDto {
                 max_surge: Some(2),
-                max_unavailable: None,
-                min_ready_ms: None,
-                progress_deadline_ms: None,
+                ..Default::default()
             }),
             ..AppChanges::default()
         };

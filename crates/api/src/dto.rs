@@ -65,7 +65,7 @@ impl ProbeDto {
 }
 
 /// Rollout strategy. Omitted fields keep their current (or default) values.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StrategyDto {
     /// Instances allowed above `replicas` during a rollout; default 1.
@@ -76,6 +76,76 @@ pub struct StrategyDto {
     pub min_ready_ms: Option<u64>,
     /// A rollout without progress for this long fails and rolls back; default 60000.
     pub progress_deadline_ms: Option<u64>,
+    /// Try each new revision as a canary first: one extra instance takes part of the traffic
+    /// for a while, and the rollout goes on only when its error rate is no worse than the old
+    /// revision's (else it rolls back). `null` turns canaries off; omitted keeps the setting.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<CanaryDto>, nullable)]
+    pub canary: Option<Option<CanaryDto>>,
+}
+
+/// A field that is present (even `null`) is `Some`: `Some(None)` clears a setting, a missing
+/// field (`None`, through `default`) keeps it.
+fn present<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// How a new revision is tried as a canary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryDto {
+    /// Share of the app's requests the canary takes, 1–99 (%); ignored with `header`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_percent: Option<u8>,
+    /// Only requests carrying this header (and value) reach the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<CanaryHeaderDto>,
+    /// How long the canary takes traffic before its verdict, 5 s to 24 h.
+    pub duration_seconds: u64,
+}
+
+/// A request header that sends requests to the canary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryHeaderDto {
+    /// Header name (compared without case).
+    pub name: String,
+    pub value: String,
+}
+
+impl CanaryDto {
+    fn to_canary(&self) -> berth_core::canary::Canary {
+        berth_core::canary::Canary {
+            weight_percent: self.weight_percent.unwrap_or(0),
+            header: self
+                .header
+                .as_ref()
+                .map(|header| berth_core::canary::CanaryHeader {
+                    name: header.name.to_ascii_lowercase(),
+                    value: header.value.clone(),
+                }),
+            duration_ms: self.duration_seconds.saturating_mul(1000),
+        }
+    }
+
+    fn from_canary(canary: &berth_core::canary::Canary) -> CanaryDto {
+        CanaryDto {
+            weight_percent: canary.header.is_none().then_some(canary.weight_percent),
+            header: canary.header.as_ref().map(|header| CanaryHeaderDto {
+                name: header.name.clone(),
+                value: header.value.clone(),
+            }),
+            duration_seconds: canary.duration_ms / 1000,
+        }
+    }
 }
 
 impl StrategyDto {
@@ -86,6 +156,10 @@ impl StrategyDto {
             max_unavailable: self.max_unavailable,
             min_ready_ms: self.min_ready_ms,
             progress_deadline_ms: self.progress_deadline_ms,
+            canary: self
+                .canary
+                .as_ref()
+                .map(|canary| canary.as_ref().map(CanaryDto::to_canary)),
         }
     }
 
@@ -95,6 +169,7 @@ impl StrategyDto {
             max_unavailable: Some(s.max_unavailable),
             min_ready_ms: Some(s.min_ready_ms),
             progress_deadline_ms: Some(s.progress_deadline_ms),
+            canary: Some(s.canary.as_ref().map(CanaryDto::from_canary)),
         }
     }
 }
@@ -227,6 +302,18 @@ pub struct RolloutDto {
     pub ready: u32,
     /// Instances of other revisions still running.
     pub old: u32,
+    /// The canary of this rollout, once it took traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStateDto>,
+}
+
+/// How far a rollout's canary got.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CanaryStateDto {
+    /// When it started taking traffic.
+    pub started_at: String,
+    /// Its verdict passed and the rollout went on (`false` while it is judged).
+    pub passed: bool,
 }
 
 impl RolloutDto {
@@ -260,6 +347,10 @@ impl RolloutDto {
                 .iter()
                 .filter(|i| i.revision != rollout.revision)
                 .count() as u32,
+            canary: rollout.canary.map(|canary| CanaryStateDto {
+                started_at: timestamp(canary.started_at),
+                passed: canary.passed,
+            }),
         }
     }
 }

@@ -389,9 +389,11 @@ async fn start_router(
     let listener = bind_or_warn(address, "--http-listen", "the router is off", 8080).await?;
     let bound = listener.local_addr().unwrap_or(address);
     let stats = access_logged_stats(config);
-    controller.set_drain(Arc::new(RouterDrain {
+    let router_view = Arc::new(RouterDrain {
         stats: stats.clone(),
-    }));
+    });
+    controller.set_drain(router_view.clone());
+    controller.set_traffic_source(router_view);
     let (table, routes) = tokio::sync::watch::channel(Arc::new(RoutingTable::default()));
     let mut router_config = RouterConfig {
         request_timeout: config.router_timeout,

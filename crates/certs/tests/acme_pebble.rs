@@ -101,9 +101,11 @@ async fn pebble_issues_through_the_router_and_the_router_serves_it() {
             instance: "web-1".into(),
             address: backend.ip().to_string(),
             port: backend.port(),
+            revision: 1,
         }],
         unavailable: "app web has no instance".into(),
         https_redirect: true,
+        canary: None,
     }])));
     let certificates = CertificateSet::new();
     let stats = RouterStats::new();

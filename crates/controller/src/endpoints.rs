@@ -23,6 +23,8 @@ pub struct Endpoint {
     pub address: String,
     /// The port the app listens on.
     pub port: u16,
+    /// The app revision the instance runs.
+    pub revision: u32,
 }
 
 /// The ready endpoints of every app that has any, by app name (ordered by instance).
@@ -135,6 +137,7 @@ mod tests {
             instance: format!("web-{id}"),
             address: format!("10.0.0.{}", id.len()),
             port: 8080,
+            revision: 1,
         }
     }
 

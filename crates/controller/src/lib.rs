@@ -11,6 +11,7 @@
 //! * the **usage sampler** ([`usage`]) samples every running instance's CPU and memory use
 //!   each `usage_interval` and keeps the last minute, read through a [`UsageBook`].
 
+pub mod canary;
 pub mod endpoints;
 pub mod prober;
 pub mod queue;
@@ -30,6 +31,7 @@ use berth_engine::{Runtime, labels};
 use berth_store::AppStore;
 use futures::StreamExt;
 
+pub use canary::TrafficSource;
 pub use endpoints::{Drain, Endpoint, EndpointMap, Endpoints};
 pub use prober::{HostHttpProbe, Prober};
 pub use queue::WorkQueue;
@@ -101,6 +103,10 @@ pub struct Shared {
     /// What a stop waits for once its instance left the endpoint table (the router's
     /// in-flight requests), when a router is running.
     pub(crate) drain: std::sync::OnceLock<Arc<dyn Drain>>,
+    /// The router's per-instance counts a canary is judged on, when a router is running.
+    pub(crate) traffic: std::sync::OnceLock<Arc<dyn TrafficSource>>,
+    /// Where each canary being judged started counting.
+    pub(crate) canary_counts: canary::CanaryCounts,
     /// Containers Berth has asked to stop, with when it asked.
     pub(crate) terminating: Mutex<HashMap<String, Millis>>,
     /// The latest failure to start an instance, per app.
@@ -242,6 +248,8 @@ impl Controller {
                 probe,
                 endpoints: Endpoints::default(),
                 drain: std::sync::OnceLock::new(),
+                traffic: std::sync::OnceLock::new(),
+                canary_counts: canary::CanaryCounts::default(),
                 terminating: Mutex::new(HashMap::new()),
                 start_failures: Mutex::new(HashMap::new()),
                 backing_off: Mutex::new(HashMap::new()),
@@ -267,6 +275,12 @@ impl Controller {
     /// its instance left the endpoint table; set once, by the server that runs a router.
     pub fn set_drain(&self, drain: Arc<dyn Drain>) {
         let _ = self.shared.drain.set(drain);
+    }
+
+    /// Judges canaries on `traffic` (the router's counts); without it a canary passes on its
+    /// health checks alone. Set once, by the server that runs a router.
+    pub fn set_traffic_source(&self, traffic: Arc<dyn TrafficSource>) {
+        let _ = self.shared.traffic.set(traffic);
     }
 
     /// Starts the workers, the engine-event watcher, the periodic resync and the usage

@@ -28,6 +28,8 @@ pub struct ProbeTarget {
     pub app: String,
     pub address: String,
     pub port: u16,
+    /// The app revision the instance runs.
+    pub revision: u32,
     pub started_at: Millis,
     pub readiness: Option<Probe>,
     pub liveness: Option<Probe>,
@@ -223,6 +225,7 @@ async fn report(
                     instance: target.instance.clone(),
                     address: target.address.clone(),
                     port: target.port,
+                    revision: target.revision,
                 },
             );
         }

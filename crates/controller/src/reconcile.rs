@@ -136,12 +136,20 @@ async fn reconcile_inner(
     report_exits(shared, &app, &instances).await;
 
     let start_failure = lock(&shared.start_failures).get(name).cloned();
+    let canary_traffic = shared.traffic.get().and_then(|source| {
+        let endpoints = shared.endpoints.current();
+        let endpoints = endpoints.get(name).map_or(&[][..], Vec::as_slice);
+        shared
+            .canary_counts
+            .traffic(source.as_ref(), &app, endpoints, now)
+    });
     let plan = planner::plan(&PlanInput {
         app: &app,
         instances: &instances,
         start_failure: start_failure.as_ref(),
         backoff: shared.config.backoff,
         now,
+        canary_traffic: canary_traffic.as_ref(),
     });
     report_backoffs(shared, &app, &plan.backing_off).await;
 
@@ -204,6 +212,7 @@ fn ready_endpoints(
                 instance: i.name.clone(),
                 address: container.ip_address.clone()?,
                 port: templates.get(&i.revision)?.port,
+                revision: i.revision,
             })
         })
         .collect()
@@ -309,7 +318,8 @@ fn sync_probes(
         .iter()
         .filter(|c| c.state == ContainerState::Running && !terminating.contains_key(&c.id))
         .filter_map(|c| {
-            let template = templates.get(&revision_of(c)?)?;
+            let revision = revision_of(c)?;
+            let template = templates.get(&revision)?;
             if template.readiness.is_none() && template.liveness.is_none() {
                 return None;
             }
@@ -319,6 +329,7 @@ fn sync_probes(
                 app: app.name.clone(),
                 address: c.ip_address.clone()?,
                 port: template.port,
+                revision,
                 started_at: c.started_at_ms.unwrap_or(c.created_at_ms),
                 readiness: template.readiness.clone(),
                 liveness: template.liveness.clone(),

@@ -68,6 +68,8 @@ pub struct Rollout {
     /// How many instances of `revision` were available at `progress_at`.
     pub available: u32,
     pub finished_at: Option<Millis>,
+    /// The canary of this rollout, once it started taking traffic.
+    pub canary: Option<crate::canary::CanaryProgress>,
 }
 
 impl Rollout {
@@ -82,6 +84,7 @@ impl Rollout {
             progress_at: now,
             available: 0,
             finished_at: None,
+            canary: None,
         }
     }
 }
@@ -186,6 +189,10 @@ pub enum EventKind {
     CertificateRenewed,
     /// Renewing an ACME certificate failed; the old one is still served.
     CertificateRenewalFailed,
+    /// A canary instance of the new revision started taking part of the traffic.
+    CanaryStarted,
+    /// The canary's error rate was no worse than the old revision's: the rollout goes on.
+    CanaryPassed,
 }
 
 impl EventKind {
@@ -214,6 +221,8 @@ impl EventKind {
             EventKind::RoutesChanged => "routes_changed",
             EventKind::CertificateRenewed => "certificate_renewed",
             EventKind::CertificateRenewalFailed => "certificate_renewal_failed",
+            EventKind::CanaryStarted => "canary_started",
+            EventKind::CanaryPassed => "canary_passed",
         }
     }
 
@@ -238,7 +247,7 @@ impl EventKind {
 }
 
 /// Every event kind, in declaration order.
-pub const ALL_EVENT_KINDS: [EventKind; 23] = [
+pub const ALL_EVENT_KINDS: [EventKind; 25] = [
     EventKind::AppCreated,
     EventKind::AppDeleted,
     EventKind::RevisionCreated,
@@ -262,6 +271,8 @@ pub const ALL_EVENT_KINDS: [EventKind; 23] = [
     EventKind::RoutesChanged,
     EventKind::CertificateRenewed,
     EventKind::CertificateRenewalFailed,
+    EventKind::CanaryStarted,
+    EventKind::CanaryPassed,
 ];
 
 /// One entry of an app's timeline: what Berth did or saw, and why.

@@ -41,12 +41,14 @@ pub struct AppChange {
 }
 
 /// What a change sets of the rollout strategy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StrategyChange {
     pub max_surge: Option<u32>,
     pub max_unavailable: Option<u32>,
     pub min_ready_ms: Option<u64>,
     pub progress_deadline_ms: Option<u64>,
+    /// `Some(None)` turns canary rollouts off.
+    pub canary: Option<Option<crate::canary::Canary>>,
 }
 
 impl StrategyChange {
@@ -63,6 +65,9 @@ impl StrategyChange {
         }
         if let Some(v) = self.progress_deadline_ms {
             strategy.progress_deadline_ms = v;
+        }
+        if let Some(canary) = &self.canary {
+            strategy.canary = canary.clone();
         }
     }
 }

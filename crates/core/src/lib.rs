@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod app;
 pub mod audit;
 pub mod backoff;
+pub mod canary;
 pub mod certificate;
 pub mod change;
 pub mod clock;

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::Millis;
 use crate::app::{App, Event, EventKind, RolloutPhase};
 use crate::backoff::Backoff;
+use crate::canary::{Canary, CanaryProgress, CanaryTraffic, Verdict};
 use crate::health::{Liveness, Readiness};
 
 /// Where an instance container is in its life, as Berth sees it.
@@ -108,6 +109,9 @@ pub struct PlanInput<'a> {
     pub start_failure: Option<&'a StartFailure>,
     pub backoff: Backoff,
     pub now: Millis,
+    /// What the router counted for the canary of the rollout in progress (`None`: the router
+    /// is off, or there is no canary): the verdict is judged on it.
+    pub canary_traffic: Option<&'a CanaryTraffic>,
 }
 
 /// Why an instance is started.
@@ -175,6 +179,10 @@ pub enum RolloutUpdate {
     Complete,
     /// The target cannot be reached.
     Failed { reason: String },
+    /// The canary instance became available: it takes its share of traffic from now on.
+    CanaryStarted,
+    /// The canary's verdict was good: the rest of the rollout goes on.
+    CanaryPassed { message: String },
 }
 
 /// The planner's answer.
@@ -239,6 +247,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         start_failure,
         backoff,
         now,
+        ..
     } = *input;
     let now_ms = now;
     let target = app.current_revision;
@@ -269,6 +278,13 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         .collect();
     let unhealthy: Vec<&ObservedInstance> =
         live.iter().copied().filter(|i| i.is_unhealthy()).collect();
+    // A canary first runs one instance of the target beside every old one.
+    let canary = pending_canary(app, &healthy_old);
+    let target_count = if canary.is_some() {
+        replicas.min(1)
+    } else {
+        replicas
+    };
 
     // Starts of the target revision are held back while its last start failure backs off.
     let start_blocked_until = start_failure
@@ -331,7 +347,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
 
     // Scale up, within the surge budget.
     let total = healthy_new.len() + healthy_old.len() + reserved;
-    let wanted = replicas.saturating_sub(healthy_new.len() + reserved);
+    let wanted = target_count.saturating_sub(healthy_new.len() + reserved);
     let budget = (replicas + surge).saturating_sub(total);
     let fresh = if start_blocked_until.is_some() {
         0
@@ -366,11 +382,16 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     for instance in &healthy_old {
         if instance.is_available(min_ready, now_ms) {
             old_available.push(instance);
-        } else if matches!(instance.readiness, Readiness::NotReady { .. }) {
+        } else if matches!(instance.readiness, Readiness::NotReady { .. }) && canary.is_none() {
             plan.stop(instance, StopCause::Superseded);
         }
     }
-    let removable = (new_available + old_available.len()).saturating_sub(min_available);
+    // While the canary is judged, every old instance stays.
+    let removable = if canary.is_some() {
+        0
+    } else {
+        (new_available + old_available.len()).saturating_sub(min_available)
+    };
     removal_order(&mut old_available, min_ready, now_ms);
     old_available.sort_by_key(|i| i.revision);
     for instance in old_available.iter().take(removable) {
@@ -402,8 +423,78 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         }
     }
 
-    plan.rollout = rollout_update(input, new_available, &live, &mut plan);
+    plan.rollout = match canary.map(|canary| canary_update(input, canary, new_available, &mut plan))
+    {
+        Some(CanaryStep::Decided(update)) => update,
+        Some(CanaryStep::AsRollout) | None => {
+            rollout_update(input, new_available, &live, &mut plan)
+        }
+    };
     plan
+}
+
+/// What the canary decides about the rollout.
+enum CanaryStep {
+    /// This, and nothing else (while the canary is judged, no progress deadline runs).
+    Decided(Option<RolloutUpdate>),
+    /// The canary instance is not available: the rollout's usual rules decide.
+    AsRollout,
+}
+
+/// The canary the rollout in progress still owes: the app has canary settings and moves from
+/// its stable revision, which still runs, to a new one, and no verdict passed yet. A first
+/// rollout, a rollback and an app without running instances have none.
+fn pending_canary<'a>(app: &'a App, healthy_old: &[&ObservedInstance]) -> Option<&'a Canary> {
+    let canary = app.strategy.canary.as_ref()?;
+    let rollout = &app.rollout;
+    let pending = rollout.phase == RolloutPhase::Progressing
+        && !rollout.canary.is_some_and(|progress| progress.passed)
+        && app
+            .stable_revision
+            .is_some_and(|stable| stable != app.current_revision)
+        && !healthy_old.is_empty();
+    pending.then_some(canary)
+}
+
+/// The canary's part of the rollout: started once its instance is available, judged when its
+/// window has passed. Until its instance is available (or when it stops being available), the
+/// progress deadline and start failures decide as in any rollout ([`rollout_update`]).
+fn canary_update(
+    input: &PlanInput<'_>,
+    canary: &Canary,
+    new_available: usize,
+    plan: &mut Plan,
+) -> CanaryStep {
+    let PlanInput {
+        app,
+        now,
+        canary_traffic,
+        ..
+    } = *input;
+    if new_available == 0 {
+        return CanaryStep::AsRollout;
+    }
+    let Some(CanaryProgress { started_at, .. }) = app.rollout.canary else {
+        return CanaryStep::Decided(Some(RolloutUpdate::CanaryStarted));
+    };
+    let counted_from = canary_traffic.map_or(started_at, |traffic| traffic.since.max(started_at));
+    let verdict_at = counted_from.saturating_add(canary.duration_ms as i64);
+    if verdict_at > now {
+        plan.wake_at(verdict_at, now);
+        return CanaryStep::Decided(None);
+    }
+    let stable = app.stable_revision.unwrap_or_default();
+    let target = app.current_revision;
+    CanaryStep::Decided(Some(match canary_traffic {
+        Some(traffic) => match crate::canary::judge(traffic, target, stable) {
+            Verdict::Pass(message) => RolloutUpdate::CanaryPassed { message },
+            Verdict::Fail(reason) => RolloutUpdate::Failed { reason },
+        },
+        None => RolloutUpdate::CanaryPassed {
+            message: "canary passed on its health checks (the router is off: no traffic to                       compare)"
+                .to_string(),
+        },
+    }))
 }
 
 fn exited_at(instance: &ObservedInstance) -> Millis {
@@ -482,6 +573,47 @@ pub fn advance_rollout(app: &mut App, update: &RolloutUpdate, now: Millis) -> Ve
             rollout.available = *available;
             rollout.progress_at = now;
             Vec::new()
+        }
+        RolloutUpdate::CanaryStarted => {
+            rollout.available = rollout.available.max(1);
+            rollout.progress_at = now;
+            rollout.canary = Some(CanaryProgress {
+                started_at: now,
+                passed: false,
+            });
+            let Some(canary) = &app.strategy.canary else {
+                return Vec::new();
+            };
+            let from = app
+                .stable_revision
+                .map_or_else(|| "?".to_string(), |r| r.to_string());
+            let share = canary.share();
+            let seconds = canary.duration_ms.div_ceil(1000);
+            vec![
+                Event::new(
+                    &name,
+                    now,
+                    EventKind::CanaryStarted,
+                    format!(
+                        "canary of revision {target} takes {share} for {seconds} s; the rest \
+                         stays on revision {from}"
+                    ),
+                )
+                .revision(target)
+                .param("share", share)
+                .param("seconds", seconds),
+            ]
+        }
+        RolloutUpdate::CanaryPassed { message } => {
+            rollout.progress_at = now;
+            if let Some(progress) = &mut rollout.canary {
+                progress.passed = true;
+            }
+            vec![
+                Event::new(&name, now, EventKind::CanaryPassed, message.clone())
+                    .revision(target)
+                    .param("verdict", message),
+            ]
         }
         RolloutUpdate::Complete => {
             rollout.finished_at = Some(now);

@@ -76,6 +76,9 @@ pub struct RolloutStrategy {
     pub min_ready_ms: u64,
     /// A rollout that makes no progress for this long fails and is rolled back.
     pub progress_deadline_ms: u64,
+    /// Try a new revision on one extra instance with part of the traffic first; `None`: plain
+    /// rolling upgrades.
+    pub canary: Option<crate::canary::Canary>,
 }
 
 impl Default for RolloutStrategy {
@@ -85,6 +88,7 @@ impl Default for RolloutStrategy {
             max_unavailable: 0,
             min_ready_ms: 0,
             progress_deadline_ms: 60_000,
+            canary: None,
         }
     }
 }

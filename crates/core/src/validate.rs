@@ -282,6 +282,16 @@ pub fn validate_spec(app_name: &str, spec: &AppSpec) -> Result<(), ValidationErr
             "must be between 1000 and 86400000",
         );
     }
+    if let Some(canary) = &strategy.canary {
+        if let Err((field, problem)) = canary.validate() {
+            errors.push(field, problem);
+        } else if strategy.max_surge == 0 {
+            errors.push(
+                "strategy.canary",
+                "a canary runs on one extra instance: it needs max_surge of at least 1",
+            );
+        }
+    }
     for (i, dep) in spec.dependencies.iter().enumerate() {
         if let Some(problem) = name_problem(dep) {
             errors.push(format!("dependencies[{i}]"), problem);
@@ -430,6 +440,28 @@ mod tests {
             (
                 spec_with(|s| s.strategy.progress_deadline_ms = 10),
                 Some("strategy.progress_deadline_ms"),
+            ),
+            (
+                spec_with(|s| {
+                    s.strategy.canary = Some(crate::canary::Canary {
+                        weight_percent: 0,
+                        header: None,
+                        duration_ms: 60_000,
+                    })
+                }),
+                Some("strategy.canary.weight_percent"),
+            ),
+            (
+                spec_with(|s| {
+                    s.strategy.max_surge = 0;
+                    s.strategy.max_unavailable = 1;
+                    s.strategy.canary = Some(crate::canary::Canary {
+                        weight_percent: 10,
+                        header: None,
+                        duration_ms: 60_000,
+                    })
+                }),
+                Some("strategy.canary"),
             ),
             (
                 spec_with(|s| s.dependencies = vec!["web".into()]),

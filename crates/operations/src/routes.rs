@@ -10,12 +10,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_auth::SecretBox;
 use berth_controller::workers::WorkerReport;
-use berth_controller::{Drain, EndpointMap, Endpoints};
+use berth_controller::{Drain, EndpointMap, Endpoints, TrafficSource};
+use berth_core::canary::TrafficCount;
 use berth_core::certificate::StoredCertificate;
 use berth_core::{App, Millis, RolloutPhase};
 use berth_router::{
-    AccessLog, Backend, CertificateSet, RouteDomain, RoutedApp, RouterStats, RoutingTable,
-    ValidatedCertificate, validate_certificate,
+    AccessLog, Backend, CanarySplit, CertificateSet, RouteDomain, RoutedApp, RouterStats,
+    RoutingTable, ValidatedCertificate, validate_certificate,
 };
 use berth_store::{Store, StoreResult};
 use tokio::sync::watch;
@@ -122,13 +123,35 @@ pub fn routed_app(app: &App, endpoints: &EndpointMap, apps_domain: &str) -> Rout
                         instance: e.instance.clone(),
                         address: e.address.clone(),
                         port: e.port,
+                        revision: e.revision,
                     })
                     .collect()
             })
             .unwrap_or_default(),
         unavailable: unavailable(app),
         https_redirect: false,
+        canary: canary_split(app),
     }
+}
+
+/// The canary's share of `app`'s traffic while a rollout judges one: from the moment the
+/// rollout starts (its instance takes traffic once ready) until the verdict passes or the
+/// rollout fails.
+pub fn canary_split(app: &App) -> Option<CanarySplit> {
+    let canary = app.strategy.canary.as_ref()?;
+    let judged = app.rollout.phase == RolloutPhase::Progressing
+        && !app.rollout.canary.is_some_and(|progress| progress.passed)
+        && app
+            .stable_revision
+            .is_some_and(|stable| stable != app.current_revision);
+    judged.then(|| CanarySplit {
+        revision: app.current_revision,
+        weight_percent: canary.weight_percent,
+        header: canary
+            .header
+            .as_ref()
+            .map(|header| (header.name.clone(), header.value.clone())),
+    })
 }
 
 /// The routes of `app` as the router gets them: with `served` (the hosts the HTTPS listener
@@ -387,10 +410,19 @@ impl crate::Platform {
     }
 }
 
-/// A stop's wait for the router: until no request to the instance is in flight.
+/// The router as the controller sees it: a stop waits until no request to the instance is in
+/// flight, and a canary is judged on its per-instance counts.
 #[derive(Debug, Clone)]
 pub struct RouterDrain {
     pub stats: RouterStats,
+}
+
+impl TrafficSource for RouterDrain {
+    fn outcomes(&self, address: &str, port: u16) -> Option<TrafficCount> {
+        self.stats
+            .outcomes(address, port)
+            .map(|(requests, errors)| TrafficCount { requests, errors })
+    }
 }
 
 #[async_trait]
@@ -453,6 +485,7 @@ mod tests {
                 instance: "web-1".into(),
                 address: "10.1.0.5".into(),
                 port: 8080,
+                revision: 1,
             }],
         )]
         .into();

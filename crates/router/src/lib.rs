@@ -19,7 +19,8 @@ pub use meters::{AppCounters, LATENCY_BUCKETS, LATENCY_BUCKETS_MS};
 pub use proxy::{Scheme, serve};
 pub use stats::RouterStats;
 pub use table::{
-    Backend, HostConflict, InvalidHost, Route, RouteDomain, RoutedApp, RoutingTable, normalize_host,
+    Backend, CanarySplit, HostConflict, InvalidHost, Lane, Route, RouteDomain, RoutedApp,
+    RoutingTable, normalize_host,
 };
 pub use tls::{
     CertificateError, CertificateField, CertificateSet, ValidatedCertificate, serve_tls,

@@ -348,6 +348,12 @@ impl Proxy {
         let upgrade = websocket_upgrade(req.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
+        let lane = route.lane(|split| {
+            split.takes(
+                |name| parts.headers.get(name).map(|value| value.as_bytes()),
+                percent_roll(),
+            )
+        });
         let Some(path) = parts.uri.path_and_query().cloned().or_else(|| {
             // An authority-form request (CONNECT) has no path; it is not ours to serve.
             (parts.method != Method::CONNECT).then(|| PathAndQuery::from_static("/"))
@@ -373,7 +379,7 @@ impl Proxy {
         let mut tried = [0; 2];
         let mut attempts = 0;
         loop {
-            let Some((index, backend)) = route.pick(&tried[..attempts], |index| {
+            let Some((index, backend)) = route.pick(&tried[..attempts], lane, |index| {
                 bound.backends[index].outstanding()
             }) else {
                 return own(bad_gateway(route));
@@ -409,6 +415,7 @@ impl Proxy {
             match tokio::time::timeout_at(deadline, self.exchange(state, address, out)).await {
                 Err(_elapsed) => {
                     debug!(app = %route.app, instance = %backend.instance, "router: request timed out");
+                    state.count_outcome(true);
                     bound.app.upstream_failed(UpstreamFailure::Timeout);
                     exchange.note_error(|| {
                         format!(
@@ -426,10 +433,12 @@ impl Proxy {
                     ));
                 }
                 Ok(Ok((response, sender))) => {
+                    state.count_outcome(response.status().is_server_error());
                     return respond(response, in_flight, sender, self.pool, client_upgrade);
                 }
                 Ok(Err(upstream)) => {
                     drop(in_flight);
+                    state.count_outcome(true);
                     let err: &(dyn StdError + 'static) = match &upstream {
                         Upstream::Connect(err) => err,
                         Upstream::Send(err) => err,
@@ -657,6 +666,25 @@ enum Answer {
     Proxied(Response<Incoming>, Lease),
     /// A response of the router's own (a page, or a `101` whose connection became a tunnel).
     Own(Response<ProxyBody>),
+}
+
+/// A number in 0..100 for a canary's share of requests: a per-thread xorshift generator seeded
+/// once from the standard library's random hasher keys (no lock, no system call per request).
+fn percent_roll() -> u8 {
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(
+            std::collections::hash_map::RandomState::new().build_hasher().finish() | 1,
+        );
+    }
+    STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        (x % 100) as u8
+    })
 }
 
 fn own(response: Response<ProxyBody>) -> Answer {

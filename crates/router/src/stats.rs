@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{Notify, mpsc};
@@ -46,6 +46,10 @@ pub(crate) struct BackendState {
     /// Woken when `in_flight` drops to zero.
     idle: Notify,
     pub(crate) pool: Pool,
+    /// Requests sent to this backend that got an answer or failed.
+    answered: AtomicU64,
+    /// Of those, the ones answered 5xx or not at all (connection failure, timeout).
+    failed: AtomicU64,
 }
 
 /// A route's backends bound to their shared state, in the route's order.
@@ -115,6 +119,17 @@ impl RouterStats {
     pub fn in_flight(&self, address: &str, port: u16) -> usize {
         self.backend(address, port)
             .map_or(0, |backend| backend.in_flight.load(Ordering::Acquire))
+    }
+
+    /// (requests, failures) sent to this backend since it entered a table, when it is in one
+    /// (failures: answered 5xx or not at all). A canary's verdict compares them by revision.
+    pub fn outcomes(&self, address: &str, port: u16) -> Option<(u64, u64)> {
+        self.backend(address, port).map(|backend| {
+            (
+                backend.answered.load(Ordering::Relaxed),
+                backend.failed.load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// Resolves once no request to this backend is in flight (at once if none is). Pair it with a
@@ -209,6 +224,8 @@ fn bind_route(
                 in_flight: AtomicUsize::new(0),
                 idle: Notify::new(),
                 pool: Pool::default(),
+                answered: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
             });
             registry.insert(key, Arc::clone(&state));
             state
@@ -221,6 +238,15 @@ impl BackendState {
     /// Requests to this backend now in flight (from any route).
     pub(crate) fn outstanding(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts one request's outcome: answered, and whether that was a failure (a 5xx, or no
+    /// answer at all).
+    pub(crate) fn count_outcome(&self, failed: bool) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts one request to this backend until the returned guard is dropped.
@@ -264,9 +290,11 @@ mod tests {
             team: "shop".into(),
             domains: vec![crate::RouteDomain::host("web.example")],
             https_redirect: false,
+            canary: None,
             backends: ports
                 .iter()
                 .map(|&port| Backend {
+                    revision: 1,
                     instance: format!("web-{port}"),
                     address: "10.0.0.1".into(),
                     port,

@@ -18,6 +18,8 @@ pub struct Backend {
     /// An IP address (v4 or v6, without brackets).
     pub address: String,
     pub port: u16,
+    /// The app revision the instance runs (a canary's share goes by revision).
+    pub revision: u32,
 }
 
 /// A host name and the path prefix under it (`/` for the whole host) that reach an app.
@@ -52,6 +54,50 @@ pub struct RoutedApp {
     pub unavailable: String,
     /// Plain-HTTP requests are answered with a redirect to HTTPS.
     pub https_redirect: bool,
+    /// While a canary is judged: the part of the traffic its revision takes.
+    pub canary: Option<CanarySplit>,
+}
+
+/// The part of an app's traffic a canary revision takes while it is judged; the rest goes to
+/// the other revisions' instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanarySplit {
+    pub revision: u32,
+    /// Share of requests in percent (1–99), when no header is set.
+    pub weight_percent: u8,
+    /// Only requests carrying this header (lowercase name) with this value go to the canary.
+    pub header: Option<(String, String)>,
+}
+
+impl CanarySplit {
+    /// Whether a request goes to the canary: by its header when one is set, else by `roll`
+    /// (uniform in 0..100) against the share. `header_value` looks a request header up.
+    pub fn takes<'h>(&self, header_value: impl FnOnce(&str) -> Option<&'h [u8]>, roll: u8) -> bool {
+        match &self.header {
+            Some((name, value)) => header_value(name) == Some(value.as_bytes()),
+            None => roll < self.weight_percent,
+        }
+    }
+}
+
+/// Which instances a request may go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Any,
+    /// The instances of this revision (a canary's share).
+    Revision(u32),
+    /// The instances of every other revision (the rest of the traffic).
+    OtherThan(u32),
+}
+
+impl Lane {
+    fn admits(self, backend: &Backend) -> bool {
+        match self {
+            Lane::Any => true,
+            Lane::Revision(revision) => backend.revision == revision,
+            Lane::OtherThan(revision) => backend.revision != revision,
+        }
+    }
 }
 
 /// What a domain routes to: one app and its ready instances, balanced by least outstanding
@@ -64,6 +110,7 @@ pub struct Route {
     pub unavailable: String,
     /// Plain-HTTP requests are answered with a redirect to HTTPS.
     pub https_redirect: bool,
+    pub canary: Option<CanarySplit>,
     next: AtomicUsize,
     /// The data path's per-backend state for this route, bound on first use
     /// ([`crate::RouterStats`]), so requests need no lookup by address.
@@ -71,13 +118,15 @@ pub struct Route {
 }
 
 impl Route {
-    /// The backend with the fewest requests outstanding (`outstanding(index)`), leaving out the
-    /// indices in `skip` (the backends a retry already tried); ties go round robin, so equally
-    /// loaded backends take turns. Returns the backend's index (to add to `skip`) with it;
-    /// `None` when every backend is skipped or there is none.
+    /// The backend with the fewest requests outstanding (`outstanding(index)`) among those of
+    /// `lane` (any backend when the lane has none left), leaving out the indices in `skip` (the
+    /// backends a retry already tried); ties go round robin, so equally loaded backends take
+    /// turns. Returns the backend's index (to add to `skip`) with it; `None` when every backend
+    /// is skipped or there is none.
     pub fn pick(
         &self,
         skip: &[usize],
+        lane: Lane,
         outstanding: impl Fn(usize) -> usize,
     ) -> Option<(usize, &Backend)> {
         let n = self.backends.len();
@@ -85,11 +134,28 @@ impl Route {
             return None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        (0..n)
-            .map(|offset| (start + offset) % n)
-            .filter(|index| !skip.contains(index))
-            .min_by_key(|&index| outstanding(index))
+        let least_busy = |lane: Lane| {
+            (0..n)
+                .map(|offset| (start + offset) % n)
+                .filter(|index| !skip.contains(index) && lane.admits(&self.backends[*index]))
+                .min_by_key(|&index| outstanding(index))
+        };
+        least_busy(lane)
+            .or_else(|| least_busy(Lane::Any))
             .map(|index| (index, &self.backends[index]))
+    }
+
+    /// The lane of a request: the canary's or the rest while a canary is judged and both have
+    /// instances, else any instance. `takes_canary` decides for one request.
+    pub fn lane(&self, takes_canary: impl FnOnce(&CanarySplit) -> bool) -> Lane {
+        let Some(split) = &self.canary else {
+            return Lane::Any;
+        };
+        if takes_canary(split) {
+            Lane::Revision(split.revision)
+        } else {
+            Lane::OtherThan(split.revision)
+        }
     }
 }
 
@@ -163,6 +229,7 @@ impl RoutingTable {
                 backends: app.backends,
                 unavailable: app.unavailable,
                 https_redirect: app.https_redirect,
+                canary: app.canary,
                 next: AtomicUsize::new(0),
                 bound: OnceLock::new(),
             });
@@ -243,6 +310,7 @@ mod tests {
             instance: instance.to_string(),
             address: "10.0.0.1".to_string(),
             port,
+            revision: 1,
         }
     }
 
@@ -254,6 +322,7 @@ mod tests {
             backends,
             unavailable: format!("app {name} is scaled to 0"),
             https_redirect: false,
+            canary: None,
         }
     }
 
@@ -491,7 +560,11 @@ mod tests {
         let route = table.route("web.example.com", "/").expect("routed");
         let idle = |_| 0;
         let picked: Vec<_> = (0..6)
-            .map(|_| route.pick(&[], idle).map(|(_, b)| b.instance.as_str()))
+            .map(|_| {
+                route
+                    .pick(&[], Lane::Any, idle)
+                    .map(|(_, b)| b.instance.as_str())
+            })
             .collect();
         assert_eq!(
             picked,
@@ -506,14 +579,20 @@ mod tests {
         );
         // Skipping: whatever the counter says, the skipped indices never come back.
         for _ in 0..6 {
-            let (i, b) = route.pick(&[1], idle).expect("one left");
+            let (i, b) = route.pick(&[1], Lane::Any, idle).expect("one left");
             assert_ne!(i, 1);
             assert_ne!(b.instance, "b");
         }
         for _ in 0..3 {
-            assert_eq!(route.pick(&[0, 2], idle).map(|(i, _)| i), Some(1));
+            assert_eq!(
+                route.pick(&[0, 2], Lane::Any, idle).map(|(i, _)| i),
+                Some(1)
+            );
         }
-        assert_eq!(route.pick(&[0, 1, 2], idle).map(|(i, _)| i), None);
+        assert_eq!(
+            route.pick(&[0, 1, 2], Lane::Any, idle).map(|(i, _)| i),
+            None
+        );
     }
 
     #[test]
@@ -539,7 +618,7 @@ mod tests {
         for &(load, skip, want) in cases {
             let mut seen = std::collections::BTreeSet::new();
             for _ in 0..6 {
-                let (index, _) = route.pick(skip, |i| load[i]).expect("a backend");
+                let (index, _) = route.pick(skip, Lane::Any, |i| load[i]).expect("a backend");
                 assert!(
                     want.contains(&index),
                     "{load:?} skip {skip:?}: picked {index}"
@@ -552,10 +631,76 @@ mod tests {
     }
 
     #[test]
+    fn a_canary_lane_picks_its_revision_and_falls_back_when_it_has_none_left() {
+        let revision = |instance: &str, port, revision| Backend {
+            revision,
+            ..backend(instance, port)
+        };
+        let mut routed = app(
+            "t",
+            "web",
+            &["web.example.com"],
+            vec![
+                revision("old-1", 1, 1),
+                revision("old-2", 2, 1),
+                revision("new", 3, 2),
+            ],
+        );
+        routed.canary = Some(CanarySplit {
+            revision: 2,
+            weight_percent: 25,
+            header: None,
+        });
+        let table = RoutingTable::build(vec![routed]);
+        let route = table.route("web.example.com", "/").expect("routed");
+        let instance = |skip: &[usize], lane| {
+            route
+                .pick(skip, lane, |_| 0)
+                .map(|(_, b)| b.instance.clone())
+        };
+        // (skip, lane, the instances a pick may return)
+        let cases: &[(&[usize], Lane, &[&str])] = &[
+            (&[], Lane::Revision(2), &["new"]),
+            (&[], Lane::OtherThan(2), &["old-1", "old-2"]),
+            (&[], Lane::Any, &["old-1", "old-2", "new"]),
+            (&[2], Lane::Revision(2), &["old-1", "old-2"]), // retried: any other
+            (&[0, 1], Lane::OtherThan(2), &["new"]),
+            (&[], Lane::Revision(9), &["old-1", "old-2", "new"]), // no such instance
+        ];
+        for &(skip, lane, allowed) in cases {
+            for _ in 0..4 {
+                let picked = instance(skip, lane).expect("a backend");
+                assert!(
+                    allowed.contains(&picked.as_str()),
+                    "{skip:?} {lane:?}: {picked}"
+                );
+            }
+        }
+        // The share: by roll against the weight, or by header when one is set.
+        let by_roll = |roll| route.lane(|split| split.takes(|_| None, roll));
+        assert_eq!(by_roll(0), Lane::Revision(2));
+        assert_eq!(by_roll(24), Lane::Revision(2));
+        assert_eq!(by_roll(25), Lane::OtherThan(2));
+        assert_eq!(by_roll(99), Lane::OtherThan(2));
+        let split = CanarySplit {
+            revision: 2,
+            weight_percent: 0,
+            header: Some(("x-canary".into(), "yes".into())),
+        };
+        assert!(split.takes(|name| (name == "x-canary").then_some(&b"yes"[..]), 99));
+        assert!(!split.takes(|name| (name == "x-canary").then_some(&b"no"[..]), 0));
+        assert!(!split.takes(|_| None, 0));
+        // No canary: any instance.
+        let plain = RoutingTable::build(vec![app("t", "a", &["a.example.com"], vec![])]);
+        let route = plain.route("a.example.com", "/").expect("routed");
+        assert_eq!(route.lane(|_| panic!("never asked")), Lane::Any);
+    }
+
+    #[test]
     fn pick_on_a_route_without_backends_is_none() {
         let table = RoutingTable::build(vec![app("t", "web", &["web.example.com"], vec![])]);
         let route = table.route("web.example.com", "/").expect("routed");
-        assert!(route.pick(&[], |_| 0).is_none());
+        assert!(route.pick(&[], Lane::Any, |_| 0).is_none());
         assert_eq!(route.unavailable, "app web is scaled to 0");
     }
 

@@ -88,6 +88,7 @@ impl TestBackend {
             instance: self.name.to_string(),
             address: self.addr.ip().to_string(),
             port: self.addr.port(),
+            revision: 1,
         }
     }
 }
@@ -193,6 +194,7 @@ fn app(name: &str, hosts: &[&str], backends: &[&TestBackend]) -> RoutedApp {
         backends: backends.iter().map(|b| b.backend()).collect(),
         unavailable: format!("app {name} is rolling out: no instance is ready yet"),
         https_redirect: false,
+        canary: None,
     }
 }
 

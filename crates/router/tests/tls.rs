@@ -98,9 +98,11 @@ async fn start_router(handshake_timeout: Duration) -> Router {
             instance: format!("{name}-1"),
             address: backend.ip().to_string(),
             port: backend.port(),
+            revision: 1,
         }],
         unavailable: "no instance".into(),
         https_redirect: redirect,
+        canary: None,
     };
     let (table, routes) = watch::channel(Arc::new(RoutingTable::build(vec![
         app("web", true),

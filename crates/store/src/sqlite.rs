@@ -110,6 +110,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "certificates",
         include_str!("../migrations/sqlite/0012_certificates.sql"),
     ),
+    (
+        13,
+        "rollout canary",
+        include_str!("../migrations/sqlite/0013_rollout_canary.sql"),
+    ),
 ];
 
 /// Waiting this long for a lock held by another process before giving up.
@@ -402,21 +407,23 @@ macro_rules! app_columns {
     };
 }
 
-/// Every column of an app's row: [`app_columns!`] (bound by [`bind_app`]) and `routes_json`
-/// (migration 11, bound by [`bind_routes`]).
+/// Every column of an app's row: [`app_columns!`] (bound by [`bind_app`]), `routes_json`
+/// (migration 11, bound by [`bind_routes`]) and `rollout_canary_json` (migration 13, `$25`,
+/// bound by [`bind_canary`]).
 macro_rules! app_row_columns {
     () => {
-        concat!(app_columns!(), ", routes_json")
+        concat!(app_columns!(), ", routes_json, rollout_canary_json")
     };
 }
 
 /// Also writes what the app reserves (`$22..$24`, see [`bind_reserved`]).
 const INSERT_APP: &str = concat!(
     "INSERT INTO apps (",
-    app_row_columns!(),
-    ", reserved_cpu_millis, reserved_memory_bytes, reserved_instances) \
+    app_columns!(),
+    ", routes_json, reserved_cpu_millis, reserved_memory_bytes, reserved_instances, \
+     rollout_canary_json) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20, $21, $22, $23, $24)"
+     $19, $20, $21, $22, $23, $24, $25)"
 );
 
 /// Writes every mutable column and what the app reserves (`$22..$24`); `name` and
@@ -429,7 +436,8 @@ const UPDATE_APP: &str = concat!(
      rollout_started_at = $13, rollout_progress_at = $14, rollout_available = $15, \
      rollout_finished_at = $16, next_ordinal = MAX(next_ordinal, $17), updated_at = $19, \
      version = version + 1, routes_json = $21, \
-     reserved_cpu_millis = $22, reserved_memory_bytes = $23, reserved_instances = $24 \
+     reserved_cpu_millis = $22, reserved_memory_bytes = $23, reserved_instances = $24, \
+     rollout_canary_json = $25 \
      WHERE name = $1 AND version = $20 RETURNING ",
     app_row_columns!()
 );
@@ -473,6 +481,17 @@ fn bind_routes<'q>(query: SqliteQuery<'q>, app: &App) -> StoreResult<SqliteQuery
     let routes = serde_json::to_string(&app.routes)
         .map_err(json_err(format!("routes of app {}", app.name)))?;
     Ok(query.bind(routes))
+}
+
+/// Binds `$25`: the rollout's canary progress (NULL without one).
+fn bind_canary<'q>(query: SqliteQuery<'q>, app: &App) -> StoreResult<SqliteQuery<'q>> {
+    let canary = app
+        .rollout
+        .canary
+        .map(|progress| serde_json::to_string(&progress))
+        .transpose()
+        .map_err(json_err(format!("rollout canary of app {}", app.name)))?;
+    Ok(query.bind(canary))
 }
 
 /// Binds `$22..$24`: what an app at `replicas` with `resources` reserves (see the 0010
@@ -524,6 +543,11 @@ fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
     let strategy: String = get(row, "strategy_json")?;
     let dependencies: String = get(row, "dependencies_json")?;
     let routes: String = get(row, "routes_json")?;
+    let canary: Option<String> = get(row, "rollout_canary_json")?;
+    let canary = canary
+        .map(|json| serde_json::from_str(&json))
+        .transpose()
+        .map_err(json_err(format!("rollout canary of app {name}")))?;
     let next_ordinal: i64 = get(row, "next_ordinal")?;
     Ok(App {
         team: get(row, "team")?,
@@ -545,6 +569,7 @@ fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
             progress_at: get(row, "rollout_progress_at")?,
             available: get_uint(row, "rollout_available")?,
             finished_at: get(row, "rollout_finished_at")?,
+            canary,
         },
         next_ordinal: u64::try_from(next_ordinal).map_err(|_| {
             StoreError::Database(format!(
@@ -657,7 +682,7 @@ async fn update_app_in(
         None => revision_resources(conn, &app.name, app.current_revision).await?,
     };
     let query = bind_routes(bind_app(sqlx::query(UPDATE_APP), app)?, app)?;
-    let row = bind_reserved(query, app.replicas, &resources)?
+    let row = bind_canary(bind_reserved(query, app.replicas, &resources)?, app)?
         .fetch_optional(&mut *conn)
         .await
         .map_err(|e| {
@@ -1207,10 +1232,13 @@ impl AppStore for SqliteStore {
             Resources::default()
         };
         let mut tx = self.begin_write().await?;
-        bind_reserved(
-            bind_routes(bind_app(sqlx::query(INSERT_APP), app)?, app)?,
-            app.replicas,
-            &resources,
+        bind_canary(
+            bind_reserved(
+                bind_routes(bind_app(sqlx::query(INSERT_APP), app)?, app)?,
+                app.replicas,
+                &resources,
+            )?,
+            app,
         )?
         .execute(&mut *tx)
         .await

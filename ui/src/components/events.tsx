@@ -55,6 +55,7 @@ export function rolloutMessage(t: T, app: AppDto): string {
   const vars: Vars = { revision: r.revision, n: r.desired, ready: r.ready, failed: r.failed_revision ?? "?" };
   switch (r.phase) {
     case "progressing":
+      if (r.canary && !r.canary.passed) return t("rollout.msg.canary", vars);
       return t("rollout.msg.progressing", vars);
     case "complete":
       // Counted now: the app may have been scaled since the rollout ended.

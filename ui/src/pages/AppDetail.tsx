@@ -905,6 +905,8 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       deadline: String(Math.round((app.strategy.progress_deadline_ms ?? 60000) / 1000)),
       max_surge: String(app.strategy.max_surge ?? 1),
       max_unavailable: String(app.strategy.max_unavailable ?? 0),
+      canary_percent: app.strategy.canary?.weight_percent ? String(app.strategy.canary.weight_percent) : "",
+      canary_seconds: String(app.strategy.canary?.duration_seconds ?? 300),
       reason: "",
     }),
     // The form starts from the app as it was when the tab opened.
@@ -942,6 +944,11 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       if (form.deadline !== initial.deadline) strategy.progress_deadline_ms = Number(form.deadline) * 1000;
       if (form.max_surge !== initial.max_surge) strategy.max_surge = Number(form.max_surge);
       if (form.max_unavailable !== initial.max_unavailable) strategy.max_unavailable = Number(form.max_unavailable);
+      if (form.canary_percent !== initial.canary_percent || form.canary_seconds !== initial.canary_seconds) {
+        strategy.canary = form.canary_percent
+          ? { weight_percent: Number(form.canary_percent), duration_seconds: Number(form.canary_seconds) }
+          : null;
+      }
       if (Object.keys(strategy).length) body.strategy = strategy;
       if (form.reason) body.reason = form.reason;
       if (Object.keys(body).length === 0 || (Object.keys(body).length === 1 && body.reason)) {
@@ -988,6 +995,19 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
         </Field>
         <Field label={t("field.maxUnavailable")} name="strategy.max_unavailable" error={action.error}>
           {(p) => <input {...p} type="number" min={0} value={form.max_unavailable} onChange={set("max_unavailable")} />}
+        </Field>
+      </div>
+      <div className="grid-3">
+        <Field
+          label={t("field.canaryPercent")}
+          name="strategy.canary.weight_percent"
+          error={action.error}
+          hint={t("deploy.canaryHint")}
+        >
+          {(p) => <input {...p} type="number" min={1} max={99} value={form.canary_percent} onChange={set("canary_percent")} />}
+        </Field>
+        <Field label={t("field.canarySeconds")} name="strategy.canary.duration" error={action.error}>
+          {(p) => <input {...p} type="number" min={1} value={form.canary_seconds} onChange={set("canary_seconds")} />}
         </Field>
       </div>
       <Field label={t("field.reason")} name="reason" error={action.error}>

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use berth_api::dto::{
-    AppChanges, AppDto, EventDto, RevisionDto, RollbackRequest, RolloutDto, ScaleRequest,
-    StrategyDto,
+    AppChanges, AppDto, CanaryDto, CanaryHeaderDto, EventDto, RevisionDto, RollbackRequest,
+    RolloutDto, ScaleRequest, StrategyDto,
 };
 use clap::{Args, Subcommand};
 use futures::StreamExt;
@@ -182,6 +182,21 @@ pub struct SpecArgs {
     /// Rollout: fail and roll back when no progress for this long, e.g. 60s
     #[arg(long)]
     progress_deadline: Option<String>,
+    /// Rollout: try each new revision as a canary first: one extra instance takes this share
+    /// of requests (e.g. 10%) for --canary-duration, and the rollout goes on only when its
+    /// error rate is no worse than the old revision's (else it rolls back)
+    #[arg(long, value_name = "PERCENT", conflicts_with_all = ["no_canary", "canary_header"])]
+    canary: Option<String>,
+    /// Rollout: a canary that takes only the requests carrying this header, e.g.
+    /// 'x-canary: 1' (instead of a share)
+    #[arg(long, value_name = "NAME: VALUE", conflicts_with = "no_canary")]
+    canary_header: Option<String>,
+    /// Rollout: how long the canary takes traffic before its verdict, 5s to 24h [default: 5m]
+    #[arg(long, value_name = "DURATION", conflicts_with = "no_canary")]
+    canary_duration: Option<String>,
+    /// Rollout: no canary (new revisions roll out at once)
+    #[arg(long)]
+    no_canary: bool,
     /// Grace period between SIGTERM and SIGKILL, e.g. 10s
     #[arg(long)]
     stop_grace: Option<String>,
@@ -217,6 +232,54 @@ pub struct SpecArgs {
     reason: Option<String>,
 }
 
+/// How long a canary takes traffic when `--canary-duration` is not given.
+const DEFAULT_CANARY_SECONDS: u64 = 300;
+
+/// The canary setting the flags ask for: `None` keeps the app's, `Some(None)` turns it off.
+fn canary_change(
+    share: Option<&str>,
+    header: Option<&str>,
+    duration: &Option<String>,
+    off: bool,
+) -> Result<Option<Option<CanaryDto>>, String> {
+    if off {
+        return Ok(Some(None));
+    }
+    if share.is_none() && header.is_none() {
+        if duration.is_some() {
+            return Err("--canary-duration: give --canary PERCENT or --canary-header too".into());
+        }
+        return Ok(None);
+    }
+    let weight_percent = share
+        .map(|text| {
+            let number = text.trim().trim_end_matches('%').trim();
+            number
+                .parse::<u8>()
+                .map_err(|_| format!("--canary {text:?}: expected a share of requests such as 10%"))
+        })
+        .transpose()?;
+    let header = header
+        .map(|text| match text.split_once(':') {
+            Some((name, value)) if !name.trim().is_empty() && !value.trim().is_empty() => {
+                Ok(CanaryHeaderDto {
+                    name: name.trim().to_string(),
+                    value: value.trim().to_string(),
+                })
+            }
+            _ => Err(format!(
+                "--canary-header {text:?}: expected NAME: VALUE such as 'x-canary: 1'"
+            )),
+        })
+        .transpose()?;
+    let duration_ms = millis("canary-duration", duration)?.unwrap_or(DEFAULT_CANARY_SECONDS * 1000);
+    Ok(Some(Some(CanaryDto {
+        weight_percent,
+        header,
+        duration_seconds: duration_ms.div_ceil(1000),
+    })))
+}
+
 fn key_values(flag: &str, items: &[String]) -> Result<BTreeMap<String, Option<String>>, String> {
     items
         .iter()
@@ -239,11 +302,14 @@ impl SpecArgs {
             max_unavailable: self.max_unavailable,
             min_ready_ms: millis("min-ready", &self.min_ready)?,
             progress_deadline_ms: millis("progress-deadline", &self.progress_deadline)?,
+            canary: canary_change(
+                self.canary.as_deref(),
+                self.canary_header.as_deref(),
+                &self.canary_duration,
+                self.no_canary,
+            )?,
         };
-        let has_strategy = strategy.max_surge.is_some()
-            || strategy.max_unavailable.is_some()
-            || strategy.min_ready_ms.is_some()
-            || strategy.progress_deadline_ms.is_some();
+        let has_strategy = strategy != StrategyDto::default();
         Ok(AppChanges {
             image: self.image,
             replicas: self.replicas,
@@ -313,7 +379,7 @@ pub async fn run(client: &Client, command: AppCommand) -> Result<ExitCode, Strin
                     app.current_revision, app.rollout.message
                 );
             } else if app.replicas != before.replicas
-                || app.strategy.max_surge != before.strategy.max_surge
+                || app.strategy != before.strategy
                 || app.internal != before.internal
                 || app.https_redirect != before.https_redirect
                 || domain_names(&app) != domain_names(&before)
@@ -548,6 +614,16 @@ fn print_app(app: &AppDto) {
     );
     println!("instances:  {}/{} ready", app.ready_instances, app.replicas);
     println!("rollout:    {}", describe_rollout(&app.rollout));
+    if let Some(Some(canary)) = &app.strategy.canary {
+        let share = match &canary.header {
+            Some(header) => format!("requests with {}: {}", header.name, header.value),
+            None => format!("{} % of requests", canary.weight_percent.unwrap_or(0)),
+        };
+        println!(
+            "canary:     each new revision first takes {share} for {} s",
+            canary.duration_seconds
+        );
+    }
     if app.internal {
         println!(
             "routes:     internal (reached by its team's apps as {})",
@@ -608,8 +684,14 @@ fn print_app(app: &AppDto) {
 }
 
 fn describe_rollout(r: &RolloutDto) -> String {
+    let canary = match &r.canary {
+        Some(canary) if !canary.passed && !r.done => {
+            format!(" (canary taking traffic since {})", canary.started_at)
+        }
+        _ => String::new(),
+    };
     format!(
-        "revision {} {}: {}/{} updated, {} ready, {} old — {}",
+        "revision {} {}{canary}: {}/{} updated, {} ready, {} old — {}",
         r.revision, r.phase, r.updated, r.desired, r.ready, r.old, r.message
     )
 }

@@ -112,6 +112,7 @@ fn run(app: &App, instances: &[ObservedInstance]) -> Plan {
         start_failure: None,
         backoff: Backoff::default(),
         now: NOW,
+        canary_traffic: None,
     })
 }
 
@@ -499,6 +500,7 @@ fn rollout_outcomes() {
             start_failure: start_failure.as_ref(),
             backoff: Backoff::default(),
             now: NOW,
+            canary_traffic: None,
         });
         assert_eq!(p.rollout, want, "{name}");
     }
@@ -520,6 +522,7 @@ fn failed_start_blocks_new_starts_until_backoff() {
         start_failure: Some(&failure),
         backoff: Backoff::default(),
         now: NOW,
+        canary_traffic: None,
     });
     assert!(p.actions.is_empty());
     assert_eq!(p.requeue_after_ms, Some(1_900));
@@ -693,4 +696,252 @@ fn starts_take_fresh_ordinals() {
         assert_eq!(start_ordinals(&p), ordinals, "{case}: {:?}", p.actions);
         assert_eq!(p.next_ordinal, next, "{case}");
     }
+}
+
+fn canary_app(started: Option<(Millis, bool)>) -> App {
+    let mut app = app(3, 2, RolloutPhase::Progressing);
+    app.strategy.canary = Some(crate::canary::Canary {
+        weight_percent: 20,
+        header: None,
+        duration_ms: 60_000,
+    });
+    app.rollout.canary = started.map(|(started_at, passed)| CanaryProgress { started_at, passed });
+    app
+}
+
+fn traffic(since: Millis, stable: (u64, u64), canary: (u64, u64)) -> CanaryTraffic {
+    let count = |(requests, errors)| crate::canary::TrafficCount { requests, errors };
+    CanaryTraffic {
+        since,
+        stable: count(stable),
+        canary: count(canary),
+    }
+}
+
+fn run_canary(app: &App, instances: &[ObservedInstance], traffic: Option<&CanaryTraffic>) -> Plan {
+    plan(&PlanInput {
+        app,
+        instances,
+        start_failure: None,
+        backoff: Backoff::default(),
+        now: NOW,
+        canary_traffic: traffic,
+    })
+}
+
+#[test]
+fn a_canary_runs_one_instance_beside_every_old_one_until_its_verdict() {
+    let old = || {
+        vec![
+            inst(1, 1, "ready"),
+            inst(2, 1, "ready"),
+            inst(3, 1, "ready"),
+        ]
+    };
+    let with = |mut instances: Vec<ObservedInstance>, extra: ObservedInstance| {
+        instances.push(extra);
+        instances
+    };
+    let good = traffic(0, (1000, 0), (200, 0));
+    let bad = traffic(0, (1000, 0), (200, 50));
+    // (what, app, instances, traffic, actions, rollout update)
+    type Case = (
+        &'static str,
+        App,
+        Vec<ObservedInstance>,
+        Option<CanaryTraffic>,
+        Vec<&'static str>,
+        Option<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "the canary instance starts; no old one stops",
+            canary_app(None),
+            old(),
+            None,
+            vec!["+r2"],
+            None,
+        ),
+        (
+            "while it starts, nothing else happens",
+            canary_app(None),
+            with(old(), inst(4, 2, "starting")),
+            None,
+            vec![],
+            None,
+        ),
+        (
+            "once it is available, the canary starts",
+            canary_app(None),
+            with(old(), inst(4, 2, "ready")),
+            None,
+            vec![],
+            Some("canary_started"),
+        ),
+        (
+            "an old instance that is not ready stays while the canary is judged",
+            canary_app(Some((NOW - 1_000, false))),
+            vec![
+                inst(1, 1, "notready"),
+                inst(2, 1, "ready"),
+                inst(3, 1, "ready"),
+                inst(4, 2, "ready"),
+            ],
+            Some(good),
+            vec![],
+            None,
+        ),
+        (
+            "within the window nothing moves, whatever the traffic",
+            canary_app(Some((NOW - 59_999, false))),
+            with(old(), inst(4, 2, "ready")),
+            Some(bad),
+            vec![],
+            None,
+        ),
+        (
+            "counting that started late (a restart) extends the window",
+            canary_app(Some((NOW - 120_000, false))),
+            with(old(), inst(4, 2, "ready")),
+            Some(traffic(NOW - 30_000, (10, 0), (10, 0))),
+            vec![],
+            None,
+        ),
+        (
+            "after the window, a good canary passes",
+            canary_app(Some((NOW - 60_000, false))),
+            with(old(), inst(4, 2, "ready")),
+            Some(good),
+            vec![],
+            Some("canary_passed"),
+        ),
+        (
+            "after the window, a worse canary fails the rollout",
+            canary_app(Some((NOW - 60_000, false))),
+            with(old(), inst(4, 2, "ready")),
+            Some(bad),
+            vec![],
+            Some("failed"),
+        ),
+        (
+            "without a router the canary passes on its health checks",
+            canary_app(Some((NOW - 60_000, false))),
+            with(old(), inst(4, 2, "ready")),
+            None,
+            vec![],
+            Some("canary_passed"),
+        ),
+        (
+            "once passed, the rollout goes on as a rolling upgrade",
+            canary_app(Some((NOW - 60_000, true))),
+            with(old(), inst(4, 2, "ready")),
+            None,
+            vec!["-web-3"],
+            Some("progress"),
+        ),
+        (
+            "a first rollout has no canary",
+            {
+                let mut app = canary_app(None);
+                app.stable_revision = None;
+                app
+            },
+            vec![],
+            None,
+            vec!["+r2", "+r2", "+r2"],
+            None,
+        ),
+        (
+            "a rollback has no canary",
+            {
+                let mut app = canary_app(None);
+                app.rollout.phase = RolloutPhase::RollingBack;
+                app
+            },
+            with(old(), inst(4, 2, "ready")),
+            None,
+            vec!["-web-3"],
+            Some("progress"),
+        ),
+    ];
+    for (what, app, instances, traffic, actions, update) in cases {
+        let p = run_canary(&app, &instances, traffic.as_ref());
+        assert_eq!(summary(&p), actions, "{what}");
+        let got = p.rollout.as_ref().map(|u| match u {
+            RolloutUpdate::Progress { .. } => "progress",
+            RolloutUpdate::Complete => "complete",
+            RolloutUpdate::Failed { .. } => "failed",
+            RolloutUpdate::CanaryStarted => "canary_started",
+            RolloutUpdate::CanaryPassed { .. } => "canary_passed",
+        });
+        assert_eq!(got, update, "{what}: {:?}", p.rollout);
+    }
+}
+
+#[test]
+fn the_canary_window_wakes_the_planner_and_no_progress_deadline_runs_meanwhile() {
+    let mut app = canary_app(Some((NOW - 10_000, false)));
+    app.strategy.progress_deadline_ms = 1_000;
+    app.rollout.progress_at = NOW - 10_000;
+    let instances = vec![
+        inst(1, 1, "ready"),
+        inst(2, 1, "ready"),
+        inst(4, 2, "ready"),
+    ];
+    let p = run_canary(&app, &instances, None);
+    assert_eq!(p.rollout, None);
+    assert_eq!(p.requeue_after_ms, Some(50_000));
+    // A canary instance that stops being ready: the deadline decides again.
+    let instances = vec![
+        inst(1, 1, "ready"),
+        inst(2, 1, "ready"),
+        inst(4, 2, "notready"),
+    ];
+    let p = run_canary(&app, &instances, None);
+    assert!(
+        matches!(p.rollout, Some(RolloutUpdate::Failed { .. })),
+        "{:?}",
+        p.rollout
+    );
+}
+
+#[test]
+fn canary_transitions_record_their_progress_and_say_why() {
+    let mut app = canary_app(None);
+    let events = advance_rollout(&mut app, &RolloutUpdate::CanaryStarted, NOW);
+    assert_eq!(
+        app.rollout.canary,
+        Some(CanaryProgress {
+            started_at: NOW,
+            passed: false
+        })
+    );
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, EventKind::CanaryStarted);
+    assert_eq!(
+        events[0].message,
+        "canary of revision 2 takes 20 % of requests for 60 s; the rest stays on revision 1"
+    );
+    let events = advance_rollout(
+        &mut app,
+        &RolloutUpdate::CanaryPassed {
+            message: "canary passed: fine".into(),
+        },
+        NOW + 60_000,
+    );
+    assert!(app.rollout.canary.is_some_and(|c| c.passed));
+    assert_eq!(events[0].kind, EventKind::CanaryPassed);
+    assert_eq!(app.rollout.phase, RolloutPhase::Progressing);
+    // A failed verdict rolls back like any failed rollout.
+    let mut app = canary_app(Some((NOW, false)));
+    let events = advance_rollout(
+        &mut app,
+        &RolloutUpdate::Failed {
+            reason: "canary failed: worse".into(),
+        },
+        NOW,
+    );
+    assert_eq!(app.rollout.phase, RolloutPhase::RollingBack);
+    assert_eq!(app.current_revision, 1);
+    assert_eq!(events[1].kind, EventKind::RollbackStarted);
 }

@@ -61,6 +61,14 @@ pub async fn create_get_list_round_trip<S: AppStore + ?Sized>(store: &S) {
                 max_unavailable: 1,
                 min_ready_ms: 2_500,
                 progress_deadline_ms: 120_000 + u64::from(i),
+                canary: (i == 0).then(|| berth_core::canary::Canary {
+                    weight_percent: 15,
+                    header: Some(berth_core::canary::CanaryHeader {
+                        name: "x-canary".into(),
+                        value: "yes".into(),
+                    }),
+                    duration_ms: 90_000,
+                }),
             },
             dependencies: if i.is_multiple_of(2) {
                 vec!["db".into(), format!("cache-{i}")]
@@ -110,6 +118,10 @@ pub async fn create_get_list_round_trip<S: AppStore + ?Sized>(store: &S) {
                 progress_at: T0 + 20 + i64::from(i),
                 available: 2 + i,
                 finished_at: settled.then_some(T0 + 30),
+                canary: (i == 0).then_some(berth_core::canary::CanaryProgress {
+                    started_at: T0 + 15,
+                    passed: false,
+                }),
             },
             next_ordinal: (1 << 40) + u64::from(i),
             created_at: T0 - 5,
@@ -222,6 +234,10 @@ pub async fn update_app_checks_version<S: AppStore + ?Sized>(store: &S) {
     changed.rollout.phase = RolloutPhase::Complete;
     changed.rollout.available = 5;
     changed.rollout.finished_at = Some(T0 + 100);
+    changed.rollout.canary = Some(berth_core::canary::CanaryProgress {
+        started_at: T0 + 50,
+        passed: true,
+    });
     changed.updated_at = T0 + 100;
     let stored = store.update_app(&changed).await.expect("update_app");
     assert_eq!(
