@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod config;
 mod credentials;
+mod handover;
 mod jobs;
 mod output;
 mod server;
@@ -21,7 +22,10 @@ use crate::commands::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !cli.is_server() {
+    if cli.is_server() {
+        // Before any thread runs: takes sockets a predecessor (or systemd) handed over.
+        handover::capture();
+    } else {
         restore_default_sigpipe();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

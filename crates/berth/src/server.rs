@@ -84,6 +84,10 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         .init();
 
     config.data_dir = prepare_data_dir(&config.data_dir)?;
+    // Sockets and ready instances a predecessor handed over (`kill -USR2`), if any; every
+    // socket this server listens on is kept for its own successor.
+    let mut inherited = crate::handover::inherited();
+    let mut handoff = crate::handover::Handoff::default();
     // Seals stored credentials (external registries' passwords); made on first start.
     let secrets = Arc::new(
         berth_auth::SecretBox::load_or_create(&config.data_dir.join("secret-key"))
@@ -166,7 +170,6 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         .with_limits(Arc::new(TeamRegistryLimits::new(Arc::clone(&store)))),
     );
     let workers = Workers::new(Arc::clone(&clock));
-    start_jobs(&workers, &config, &store, &registry, &builder, &clock);
 
     let controller_config = ControllerConfig {
         namespace: config.namespace.clone(),
@@ -205,6 +208,15 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     // The router (and its drain) is in place before the first reconcile stops anything. Its
     // plain listener answers ACME's HTTP-01 challenges, which the issuer publishes.
     let challenges = AcmeChallenges::new();
+    if let Some(seed) = inherited.seed() {
+        let instances: usize = seed.values().map(Vec::len).sum();
+        tracing::info!(
+            instances,
+            "serving the ready instances the previous server handed over"
+        );
+        controller.seed_ready_endpoints(seed);
+    }
+    let (router_stop, router_stopping) = tokio::sync::watch::channel(false);
     let router = start_router(
         &config,
         &store,
@@ -212,6 +224,11 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         &workers,
         &secrets,
         &challenges,
+        RouterSockets {
+            inherited: &mut inherited,
+            handoff: &mut handoff,
+            stopping: router_stopping,
+        },
     )
     .await;
     let issuer = config.acme.as_ref().map(|acme| {
@@ -224,18 +241,6 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             Arc::clone(&clock),
         )) as Arc<dyn CertificateIssuer>
     });
-    controller.start();
-
-    // Builds that were running when the server stopped never finish: say so. Queued ones
-    // run once the worker is up.
-    match store
-        .interrupt_started_builds(clock(), "the Berth server stopped during the build")
-        .await
-    {
-        Ok(0) => {}
-        Ok(count) => tracing::info!(count, "marked builds interrupted by the last stop"),
-        Err(error) => tracing::warn!(%error, "cannot mark interrupted builds"),
-    }
     let registry_hosts: Arc<[String]> = registry_hosts(config.listen).into();
     let platform = Platform {
         store: Arc::clone(&store),
@@ -246,7 +251,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         team_locks: Default::default(),
         domains: DomainPolicy::new(&config.apps_domain, &config.allowed_domains),
         http_port: router.as_ref().map(|r| r.port),
-        router: router.map(|r| r.stats),
+        router: router.as_ref().map(|r| r.stats.clone()),
         certificates: CertificateSettings {
             secrets: Arc::clone(&secrets),
             issuer,
@@ -256,26 +261,6 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             config.tcp_port_range.clone(),
         ),
     };
-    tokio::spawn(crate::tcp::keep_tcp_listeners(
-        Arc::clone(&store),
-        controller.endpoints(),
-        config.tcp_listen_address,
-        ROUTES_REFRESH,
-    ));
-    if config.acme.is_some() {
-        // At start, then hourly: certificates due while the server was down renew at once.
-        workers.spawn_periodic(
-            jobs::CertificateRenewal {
-                platform: platform.clone(),
-            },
-            Schedule {
-                first_run_after: Duration::from_secs(10),
-                // CAs limit failed validations (Let's Encrypt: 5 per host and hour).
-                retry_after: Duration::from_secs(15 * 60),
-                ..Schedule::every(HOUR)
-            },
-        );
-    }
     let build_env = BuildEnv {
         platform: platform.clone(),
         builder: Arc::clone(&builder),
@@ -324,40 +309,212 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         builds,
         workers: workers.clone(),
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listener = crate::handover::bind(&mut inherited, &mut handoff, "api", config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    write_pid_file(&config.data_dir);
     tracing::info!(
         listen = %config.listen,
         data_dir = %config.data_dir.display(),
         namespace = %config.namespace,
+        pid = std::process::id(),
         "berth server is up"
     );
     // Streamed responses (registry blobs, logs) must not wait on the client's delayed ACK.
     let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
         let _ = stream.set_nodelay(true);
     });
-    state.builds.resume_queued().await;
+    let background = Background {
+        config: config.clone(),
+        store: Arc::clone(&state.store),
+        registry: Arc::clone(&state.registry),
+        builder: Arc::clone(&state.builder),
+        clock: Arc::clone(&state.clock),
+        workers: workers.clone(),
+        platform: state.platform.clone(),
+        builds: state.builds.clone(),
+    };
+    if inherited.is_successor() {
+        // The predecessor's controllers and jobs run until it exits: ours start then.
+        inherited.announce_serving(&config.data_dir);
+        tokio::spawn(async move {
+            inherited.predecessor_gone().await;
+            tracing::info!("the previous server has exited: starting the controllers");
+            background.start().await;
+        });
+    } else {
+        background.start().await;
+    }
     let builds = state.builds.clone();
     let reconciler = state.controller.clone();
+    let data_dir = config.data_dir.clone();
+    let (stopped, stop) = tokio::sync::oneshot::channel();
+    let (stopping_api, mut api_stopping) = tokio::sync::watch::channel(false);
     let app =
         berth_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Running builds end `interrupted` now, so streams following them end too.
-            builds.shut_down(BUILD_SHUTDOWN_PATIENCE).await;
-            workers.stop(JOB_SHUTDOWN_PATIENCE).await;
-            // No reconcile is cut off halfway: a container create in flight lands before
-            // the process exits, so nothing is left half made.
-            reconciler.shut_down(RECONCILE_SHUTDOWN_PATIENCE).await;
-        })
-        .await
-        .map_err(|e| format!("server: {e}"))?;
-    tracing::info!(
-        "berth server stopped; app instances keep running and are adopted on the next start"
-    );
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let why = stop_signal(&reconciler, &handoff, &data_dir).await;
+        stopping_api.send_replace(true);
+        // The router stops accepting; its connections finish their requests.
+        router_stop.send_replace(true);
+        // Running builds end `interrupted` now, so streams following them end too.
+        builds.shut_down(BUILD_SHUTDOWN_PATIENCE).await;
+        workers.stop(JOB_SHUTDOWN_PATIENCE).await;
+        // No reconcile is cut off halfway: a container create in flight lands before
+        // the process exits, so nothing is left half made.
+        reconciler.shut_down(RECONCILE_SHUTDOWN_PATIENCE).await;
+        let _ = stopped.send(why);
+    });
+    tokio::select! {
+        served = serve.into_future() => served.map_err(|e| format!("server: {e}"))?,
+        () = async {
+            let _ = api_stopping.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(API_SHUTDOWN_PATIENCE).await;
+        } => tracing::warn!("API connections still open at shutdown (streams): closing them"),
+    }
+    let router_tasks = router.map(|r| r.tasks).unwrap_or_default();
+    for task in router_tasks {
+        let _ = task.await;
+    }
+    match stop.await {
+        Ok(Stop::HandedOver(successor, _paused)) => {
+            tracing::info!(
+                successor = successor.pid,
+                "berth server handed over to its successor and stopped"
+            );
+        }
+        _ => tracing::info!(
+            "berth server stopped; app instances keep running and are adopted on the next start"
+        ),
+    }
     Ok(())
+}
+
+/// How long a stopping server waits for API connections (log and event streams) to close.
+const API_SHUTDOWN_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Writes the server's process id to `<data dir>/server.pid` (where `kill -USR2` finds it).
+fn write_pid_file(data_dir: &Path) {
+    let path = data_dir.join("server.pid");
+    if let Err(error) = std::fs::write(&path, format!("{}\n", std::process::id())) {
+        tracing::warn!(path = %path.display(), %error, "cannot write the pid file");
+    }
+}
+
+/// What the server starts once it is the only one running: the controllers, the periodic
+/// jobs, the TCP forwarders, the renewal of certificates, queued builds. A successor starts
+/// them only after its predecessor has exited.
+struct Background {
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    builder: Arc<dyn ImageBuilder>,
+    clock: berth_core::clock::Clock,
+    workers: Workers,
+    platform: Platform,
+    builds: BuildWorker,
+}
+
+impl Background {
+    async fn start(self) {
+        let Background {
+            config,
+            store,
+            registry,
+            builder,
+            clock,
+            workers,
+            platform,
+            builds,
+        } = self;
+        start_jobs(&workers, &config, &store, &registry, &builder, &clock);
+        platform.controller.start();
+        // Builds that were running when the server stopped never finish: say so. Queued
+        // ones run once the worker is up.
+        match store
+            .interrupt_started_builds(clock(), "the Berth server stopped during the build")
+            .await
+        {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "marked builds interrupted by the last stop"),
+            Err(error) => tracing::warn!(%error, "cannot mark interrupted builds"),
+        }
+        tokio::spawn(crate::tcp::keep_tcp_listeners(
+            Arc::clone(&store),
+            platform.controller.endpoints(),
+            config.tcp_listen_address,
+            ROUTES_REFRESH,
+        ));
+        if config.acme.is_some() {
+            // At start, then hourly: certificates due while the server was down renew at once.
+            workers.spawn_periodic(
+                jobs::CertificateRenewal {
+                    platform: platform.clone(),
+                },
+                Schedule {
+                    first_run_after: Duration::from_secs(10),
+                    // CAs limit failed validations (Let's Encrypt: 5 per host and hour).
+                    retry_after: Duration::from_secs(15 * 60),
+                    ..Schedule::every(HOUR)
+                },
+            );
+        }
+        builds.resume_queued().await;
+    }
+}
+
+/// Why the server stops.
+enum Stop {
+    /// SIGTERM or Ctrl-C.
+    Terminate,
+    /// SIGUSR2: a successor serves; it must live on (its standard input is held until exit),
+    /// and the controllers stay paused.
+    HandedOver(crate::handover::Successor, berth_controller::Paused),
+}
+
+/// Waits for SIGTERM or Ctrl-C (stop), or SIGUSR2 (hand over to a new server process: the
+/// controllers pause, the successor starts with the sockets and the ready instances, and this
+/// server stops once it serves; if it does not, the handover is called off and this server
+/// carries on).
+async fn stop_signal(
+    controller: &berth_controller::Controller,
+    handoff: &crate::handover::Handoff,
+    data_dir: &Path,
+) -> Stop {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut hand_over)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::user_defined2()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return Stop::Terminate;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Stop::Terminate,
+            _ = terminate.recv() => return Stop::Terminate,
+            _ = hand_over.recv() => {
+                tracing::info!("SIGUSR2: handing over to a new server process");
+                let paused = controller.pause().await;
+                let endpoints = controller.endpoints().current();
+                match handoff.start_successor(data_dir, &endpoints).await {
+                    Ok(successor) => {
+                        tracing::info!(
+                            successor = successor.pid,
+                            "the new server serves; this one stops accepting and exits once \
+                             its requests are done"
+                        );
+                        // Paused until it has stopped: no change after the snapshot.
+                        return Stop::HandedOver(successor, paused);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "handover called off; this server carries on");
+                        drop(paused);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// How often the router's table is rebuilt besides every change of the endpoint table (apps
@@ -370,8 +527,54 @@ const ROUTES_REFRESH: Duration = Duration::from_secs(1);
 struct RunningRouter {
     port: u16,
     stats: RouterStats,
+    /// The listeners' accept loops: they end once `stopping` turned and their connections
+    /// finished.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Where the router's listeners come from and when they stop.
+struct RouterSockets<'s> {
+    inherited: &'s mut crate::handover::Inherited,
+    handoff: &'s mut crate::handover::Handoff,
+    /// Turns `true` when the server stops.
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl RouterSockets<'_> {
+    /// The router's listener `name` on `address`: handed over, or bound (reported and `None`
+    /// when it cannot be: saying what stays off and how to choose another address for `flag`).
+    async fn listen(
+        &mut self,
+        name: &'static str,
+        address: std::net::SocketAddr,
+        flag: &str,
+        consequence: &str,
+        example_port: u16,
+    ) -> Option<tokio::net::TcpListener> {
+        match crate::handover::bind(self.inherited, self.handoff, name, address).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::warn!(
+                    %address,
+                    %error,
+                    "cannot serve apps' traffic on {address} ({error}): {consequence}; give {flag} \
+                     a free address (e.g. 127.0.0.1:{example_port}), or off"
+                );
+                None
+            }
+        }
+    }
+
+    /// Resolves when the server stops.
+    fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn start_router(
     config: &ServerConfig,
     store: &Arc<dyn Store>,
@@ -379,6 +582,7 @@ async fn start_router(
     workers: &Workers,
     secrets: &Arc<berth_auth::SecretBox>,
     challenges: &AcmeChallenges,
+    mut sockets: RouterSockets<'_>,
 ) -> Option<RunningRouter> {
     let Some(address) = config.http_listen else {
         tracing::info!(
@@ -386,7 +590,9 @@ async fn start_router(
         );
         return None;
     };
-    let listener = bind_or_warn(address, "--http-listen", "the router is off", 8080).await?;
+    let listener = sockets
+        .listen("http", address, "--http-listen", "the router is off", 8080)
+        .await?;
     let bound = listener.local_addr().unwrap_or(address);
     let stats = access_logged_stats(config);
     let router_view = Arc::new(RouterDrain {
@@ -401,18 +607,14 @@ async fn start_router(
         ..RouterConfig::default()
     };
     let mut tls = None;
+    let mut https_listener = None;
     if let Some(https) = config.https_listen {
         router_config.https_port = https.port();
         let certificates = CertificateSet::new();
-        if start_https_router(
-            https,
-            Arc::clone(&certificates),
-            routes.clone(),
-            router_config.clone(),
-            stats.clone(),
-        )
-        .await
+        if let Some(opened) =
+            open_https_listener(https, Arc::clone(&certificates), &mut sockets).await
         {
+            https_listener = Some((https, opened));
             tls = Some(RouterTls {
                 certificates,
                 secrets: Arc::clone(secrets),
@@ -432,13 +634,32 @@ async fn start_router(
         )),
         tls,
     ));
-    tokio::spawn(berth_router::serve(
+    // Connections wait in the listener's queue until the first table is built (a handed-over
+    // server answers from its first request as its predecessor did, not 404).
+    let mut first_table = routes.clone();
+    let _ = tokio::time::timeout(Duration::from_secs(10), first_table.changed()).await;
+    let mut tasks = Vec::new();
+    if let Some((https, (listener, tls))) = https_listener {
+        tasks.push(tokio::spawn(berth_router::serve_tls(
+            listener,
+            tls,
+            routes.clone(),
+            router_config.clone(),
+            stats.clone(),
+            sockets.stopped(),
+        )));
+        tracing::info!(
+            address = %https,
+            "router serving apps' HTTPS traffic for the hosts with a certificate (berth certs)"
+        );
+    }
+    tasks.push(tokio::spawn(berth_router::serve(
         listener,
         routes,
         router_config,
         stats.clone(),
-        std::future::pending::<()>(),
-    ));
+        sockets.stopped(),
+    )));
     tracing::info!(
         %address,
         "router serving apps' traffic: every app answers at <app>.<team>.{}",
@@ -447,30 +668,8 @@ async fn start_router(
     Some(RunningRouter {
         port: bound.port(),
         stats,
+        tasks,
     })
-}
-
-/// Binds one of the router's listeners; an address that cannot be bound is reported (saying
-/// what stays off and how to choose another address for `flag`) and `None` is returned: the
-/// API serves all the same.
-async fn bind_or_warn(
-    address: std::net::SocketAddr,
-    flag: &str,
-    consequence: &str,
-    example_port: u16,
-) -> Option<tokio::net::TcpListener> {
-    match tokio::net::TcpListener::bind(address).await {
-        Ok(listener) => Some(listener),
-        Err(error) => {
-            tracing::warn!(
-                %address,
-                %error,
-                "cannot serve apps' traffic on {address} ({error}): {consequence}; give {flag} \
-                 a free address (e.g. 127.0.0.1:{example_port}), or off"
-            );
-            None
-        }
-    }
 }
 
 /// Access log lines waiting for the file; beyond this, lines are dropped (and counted), never
@@ -507,40 +706,26 @@ fn access_logged_stats(config: &ServerConfig) -> RouterStats {
     stats
 }
 
-/// Starts the router's HTTPS listener on `--https-listen` with the certificate set (filled
+/// Opens the router's HTTPS listener on `--https-listen` with the certificate set (filled
 /// from the store by the router-table loop; a host without a certificate is refused at the
-/// handshake). A listener that cannot start is reported and left off (`false`); plain HTTP
+/// handshake). A listener that cannot open is reported and left off (`None`); plain HTTP
 /// serves all the same.
-async fn start_https_router(
+async fn open_https_listener(
     address: std::net::SocketAddr,
     certificates: Arc<CertificateSet>,
-    routes: tokio::sync::watch::Receiver<Arc<RoutingTable>>,
-    router_config: RouterConfig,
-    stats: RouterStats,
-) -> bool {
+    sockets: &mut RouterSockets<'_>,
+) -> Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)> {
     let tls = match berth_router::server_config(certificates) {
         Ok(tls) => tls,
         Err(error) => {
             tracing::warn!(%error, "router: HTTPS is off: the TLS settings cannot be built");
-            return false;
+            return None;
         }
     };
-    let Some(listener) = bind_or_warn(address, "--https-listen", "HTTPS is off", 8443).await else {
-        return false;
-    };
-    tokio::spawn(berth_router::serve_tls(
-        listener,
-        tls,
-        routes,
-        router_config,
-        stats,
-        std::future::pending::<()>(),
-    ));
-    tracing::info!(
-        %address,
-        "router serving apps' HTTPS traffic for the hosts with a certificate (berth certs)"
-    );
-    true
+    let listener = sockets
+        .listen("https", address, "--https-listen", "HTTPS is off", 8443)
+        .await?;
+    Some((listener, tls))
 }
 
 /// How long a stopping server waits for the reconciles in progress to finish.
@@ -625,25 +810,4 @@ async fn connect_docker(host: Option<&str>) -> DockerEngine {
             }
         }
     }
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }

@@ -72,7 +72,8 @@ impl Endpoints {
         });
     }
 
-    /// The app's endpoints are exactly `endpoints` (what a reconcile observed).
+    /// The app's endpoints are exactly `endpoints` (what a reconcile observed, or what a
+    /// predecessor server handed over).
     pub(crate) fn set_app(&self, app: &str, mut endpoints: Vec<Endpoint>) {
         endpoints.sort();
         self.change(app, |current| {

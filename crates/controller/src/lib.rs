@@ -121,6 +121,8 @@ pub struct Shared {
     pub(crate) engine_error: Mutex<Option<String>>,
     /// Set when the server stops: workers finish the reconcile in hand and take no other.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Held (read) by every reconcile; [`Controller::pause`] takes it (write) so that none runs.
+    reconciling: Arc<tokio::sync::RwLock<()>>,
     /// The reconcile workers, awaited at shutdown.
     workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -257,6 +259,7 @@ impl Controller {
                 failures: Mutex::new(HashMap::new()),
                 engine_error: Mutex::new(None),
                 stopping: tokio::sync::watch::Sender::new(false),
+                reconciling: Arc::default(),
                 workers: Mutex::new(Vec::new()),
             }),
         }
@@ -294,6 +297,29 @@ impl Controller {
         tokio::spawn(watch_engine(Arc::clone(&self.shared)));
         tokio::spawn(resync(Arc::clone(&self.shared)));
         tokio::spawn(usage::run(Arc::clone(&self.shared)));
+    }
+
+    /// Holds every reconcile back until the returned guard is dropped, once the ones in hand
+    /// have finished: while it is held the controller changes nothing (apps' wakes wait in the
+    /// queue). A server handing over to its successor pauses before it takes the snapshot of
+    /// ready instances the successor starts from.
+    pub async fn pause(&self) -> Paused {
+        Paused {
+            _guard: Arc::clone(&self.shared.reconciling).write_owned().await,
+        }
+    }
+
+    /// Sets the instances that may take traffic to those a predecessor server saw ready, and
+    /// their health to ready (until this server's own probes say otherwise), so a successor
+    /// routes to them from its first request instead of waiting for its probes.
+    pub fn seed_ready_endpoints(&self, endpoints: EndpointMap) {
+        let now = (self.shared.clock)();
+        for (app, list) in endpoints {
+            for endpoint in &list {
+                self.shared.prober.seed_ready(&endpoint.container_id, now);
+            }
+            self.shared.endpoints.set_app(&app, list);
+        }
     }
 
     /// Stops reconciling: each worker finishes the reconcile in hand (so no container is left
@@ -353,6 +379,12 @@ impl Controller {
     }
 }
 
+/// Reconciles held back while it lives ([`Controller::pause`]).
+#[derive(Debug)]
+pub struct Paused {
+    _guard: tokio::sync::OwnedRwLockWriteGuard<()>,
+}
+
 async fn worker(shared: Arc<Shared>) {
     let mut stopping = shared.stopping.subscribe();
     loop {
@@ -363,12 +395,19 @@ async fn worker(shared: Arc<Shared>) {
         if *stopping.borrow() {
             return;
         }
+        let permit = tokio::select! {
+            permit = Arc::clone(&shared.reconciling).read_owned() => permit,
+            _ = stopping.wait_for(|stop| *stop) => return,
+        };
         // Run each reconcile as its own task so a panic in it cannot take the worker (and the
         // app's queue slot) down with it: the app is retried after a pause instead.
         let task = tokio::spawn({
             let shared = Arc::clone(&shared);
             let app = app.clone();
-            async move { reconcile::reconcile(&shared, &app).await }
+            async move {
+                let _permit = permit;
+                reconcile::reconcile(&shared, &app).await
+            }
         });
         let requeue = match task.await {
             Ok(requeue) => requeue,

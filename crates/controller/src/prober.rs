@@ -105,6 +105,15 @@ impl Prober {
         }
     }
 
+    /// Takes a container for ready (a predecessor server saw it so) until its probes say
+    /// otherwise.
+    pub(crate) fn seed_ready(&self, container_id: &str, now: Millis) {
+        lock(&self.health).insert(
+            container_id.to_string(),
+            berth_core::health::InstanceHealth::handed_over_ready(now),
+        );
+    }
+
     /// Forgets everything about a container (it is gone).
     pub(crate) fn forget(&self, container_id: &str) {
         if let Some(r) = lock(&self.running).remove(container_id) {

@@ -226,6 +226,13 @@ impl World {
 }
 
 fn start_controller(store: &Arc<dyn AppStore>, fake: &FakeRuntime) -> Controller {
+    let controller = new_controller(store, fake);
+    controller.start();
+    controller
+}
+
+/// A controller on the fake, not started yet.
+fn new_controller(store: &Arc<dyn AppStore>, fake: &FakeRuntime) -> Controller {
     let config = ControllerConfig {
         namespace: NAMESPACE.to_owned(),
         backoff: BACKOFF,
@@ -234,15 +241,13 @@ fn start_controller(store: &Arc<dyn AppStore>, fake: &FakeRuntime) -> Controller
         ..ControllerConfig::default()
     };
     // The fake is both the runtime and what the probes reach.
-    let controller = Controller::with_probe(
+    Controller::with_probe(
         Arc::clone(store),
         Arc::new(fake.clone()),
         Arc::new(fake.clone()),
         config,
         fake.clock(),
-    );
-    controller.start();
-    controller
+    )
 }
 
 fn revision(app: &str, number: u32, template: Template, now: i64) -> Revision {
@@ -647,6 +652,60 @@ async fn endpoints_follow_readiness_and_every_stop_leaves_them_first() {
     w.controller.wake("web");
     w.until("the deleted app to leave the table", async || {
         (!endpoints.current().contains_key("web")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_controller_changes_nothing_until_it_resumes() {
+    let w = World::new().await;
+    w.create("web", 2, template(V1)).await;
+    w.settled("web", RolloutPhase::Complete).await;
+
+    let paused = w.controller.pause().await;
+    w.scale("web", 4).await;
+    w.pass(Duration::from_secs(30)).await;
+    assert_eq!(w.running("web").len(), 2, "nothing starts while paused");
+
+    drop(paused);
+    w.until("the scale-up after resuming", async || {
+        (w.running("web").len() == 4).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_successor_routes_to_the_handed_over_instances_from_its_first_reconcile() {
+    let mut w = World::new().await;
+    w.create("web", 2, template(V1)).await;
+    w.settled("web", RolloutPhase::Complete).await;
+    let handed_over = w.controller.endpoints().current();
+    assert_eq!(handed_over.get("web").map(Vec::len), Some(2));
+
+    // A new controller (a new server process) seeded with the old one's table keeps both
+    // instances in its table while its own probes start: none is taken out as "unknown".
+    w.controller.shut_down(Duration::from_secs(10)).await;
+    w.controller = new_controller(&w.store, &w.fake);
+    w.controller.seed_ready_endpoints((*handed_over).clone());
+    assert_eq!(w.controller.endpoints().current(), handed_over);
+    w.controller.start();
+    w.controller.wake("web");
+    for _ in 0..20 {
+        w.step().await;
+        assert_eq!(
+            endpoint_addresses(&w.controller.endpoints(), "web").len(),
+            2,
+            "the seeded instances stay in the table"
+        );
+    }
+    // The seed is no promise: an instance that dies leaves the table as usual.
+    assert!(w.fake.kill("t-web-1"));
+    w.until("the dead instance out of the table", async || {
+        let endpoints = w.controller.endpoints().current();
+        endpoints
+            .get("web")
+            .is_some_and(|list| list.iter().all(|e| e.instance != "web-1"))
+            .then_some(())
     })
     .await;
 }

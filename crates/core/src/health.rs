@@ -84,6 +84,12 @@ impl InstanceHealth {
         }
     }
 
+    /// Health of an instance that the server this one took over from saw ready: ready from
+    /// `since` until its own probes say otherwise.
+    pub fn handed_over_ready(since: Millis) -> Self {
+        InstanceHealth::ready_without_probe(since)
+    }
+
     /// Records one readiness probe outcome (`Err` carries the failure reason).
     pub fn record_readiness(
         &mut self,

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
@@ -88,7 +88,10 @@ pub(crate) async fn serve_listener(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown => {
+                proxy.closing.store(true, Ordering::Relaxed);
+                break;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -149,6 +152,10 @@ pub(crate) async fn serve_listener(
     }
 }
 
+/// How long a connection open when the router stops may go on before it is shut down: long
+/// enough for a busy HTTP/1.1 client to get a response that says `Connection: close`.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Serves one client connection until it closes, or until `stopping` turns `true` (then its
 /// requests in progress finish and it closes). Any byte stream will do — a TCP stream, or a TLS
 /// stream on top of one (`scheme` says which, for `X-Forwarded-Proto`).
@@ -181,8 +188,17 @@ pub(crate) async fn serve_connection<I>(
     let ended = tokio::select! {
         ended = conn.as_mut() => ended,
         _ = stopping.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+            // HTTP/1.1 clients in the middle of their work get `Connection: close` on their
+            // next response and close the connection themselves; closing it under them could
+            // meet a request already on its way. What is left after the linger (idle
+            // connections, HTTP/2) is shut down gracefully.
+            match tokio::time::timeout(CLOSE_LINGER, conn.as_mut()).await {
+                Ok(ended) => ended,
+                Err(_lingered) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
         }
     };
     if let Err(err) = ended {
@@ -216,6 +232,8 @@ fn forwarded_for_value(peer: IpAddr) -> HeaderValue {
 
 pub(crate) struct Proxy {
     table: watch::Receiver<Arc<RoutingTable>>,
+    /// The router stops: HTTP/1.1 responses say `Connection: close`.
+    closing: AtomicBool,
     /// The address of the last table bound to `stats` (a new one is bound on its first request).
     bound_table: AtomicUsize,
     pool: PoolConfig,
@@ -237,6 +255,7 @@ impl Proxy {
     ) -> Proxy {
         Proxy {
             table,
+            closing: AtomicBool::new(false),
             bound_table: AtomicUsize::new(0),
             pool: PoolConfig {
                 connect_timeout: config.connect_timeout,
@@ -291,11 +310,21 @@ impl Proxy {
             app: None,
             log,
         };
-        match self.route_request(req, client, &mut exchange).await {
+        let http1 = req.version() < Version::HTTP_2;
+        let mut response = match self.route_request(req, client, &mut exchange).await {
             Answer::Proxied(response, lease) => metered(response, Some(lease), exchange),
             Answer::Own(response) if exchange.app.is_none() && exchange.log.is_none() => response,
             Answer::Own(response) => metered(response, None, exchange),
+        };
+        if http1
+            && response.status() != StatusCode::SWITCHING_PROTOCOLS
+            && self.closing.load(Ordering::Relaxed)
+        {
+            response
+                .headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
         }
+        response
     }
 
     async fn route_request(

@@ -852,6 +852,46 @@ async fn shutdown_stops_accepting_and_lets_requests_in_flight_finish() {
     );
 }
 
+#[tokio::test]
+async fn at_shutdown_a_busy_keep_alive_client_is_told_to_close_and_loses_no_request() {
+    let web = TestBackend::start("web-1").await;
+    let router = TestRouter::start(
+        vec![app("web", &["web.example.com"], &[&web])],
+        RouterConfig::default(),
+    )
+    .await;
+    // One HTTP/1.1 connection, used request after request.
+    let stream = TcpStream::connect(router.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let get = || {
+        Request::builder()
+            .uri("/")
+            .header("host", "web.example.com")
+            .body(full(""))
+            .unwrap()
+    };
+    let response = sender.send_request(get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("connection").is_none());
+    text(response).await;
+    let TestRouter { addr, shutdown, .. } = router;
+    drop(shutdown);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "still accepting");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The connection still serves its next request, and says it closes after it.
+    let response = sender.send_request(get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["connection"], "close");
+    assert_eq!(text(response).await, "web-1");
+    eventually("the connection closed", || sender.is_closed()).await;
+}
+
 /// An HTTP/2 connection to the router with prior knowledge (h2c), as `curl --http2-prior-knowledge`
 /// opens one.
 async fn h2_client(router: &TestRouter) -> hyper::client::conn::http2::SendRequest<TestBody> {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod git_repo;
+pub mod load;
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -140,7 +141,9 @@ impl Server {
             .unwrap_or_default()
     }
 
-    /// Stops the server process (SIGTERM) and waits for it; containers stay.
+    /// Stops the server process (SIGTERM) and waits for it; containers stay. A server that
+    /// handed over (`kill -USR2`) has exited already: its successor, named by the pid file, is
+    /// stopped instead.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
@@ -149,6 +152,25 @@ impl Server {
                 .status();
             let _ = child.wait();
         }
+        if let Some(pid) = self.pid().filter(|pid| process_alive(*pid)) {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while process_alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// The process id of the server serving now (its pid file).
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data_dir.join("server.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     pub async fn restart(&mut self) {
@@ -317,6 +339,15 @@ impl Drop for Server {
             eprintln!("---- berth server log ----\n{}", self.log());
         }
     }
+}
+
+/// Whether process `pid` runs (and is not a zombie waiting to be reaped).
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
 }
 
 /// Asserts that an API call was refused with `want` and a message containing `says`; returns
