@@ -24,6 +24,8 @@ pub struct AcmeIssuer {
     store: Arc<dyn Store>,
     secrets: Arc<SecretBox>,
     clock: Clock,
+    /// `--acme-renew-before`; `None`: a third of the lifetime.
+    renew_before: Option<std::time::Duration>,
     /// The account, once made or restored; one order at a time uses it to make it.
     client: Mutex<Option<Arc<AcmeClient>>>,
 }
@@ -49,6 +51,7 @@ impl AcmeIssuer {
             store,
             secrets,
             clock,
+            renew_before: config.renew_before,
             client: Mutex::new(None),
         }
     }
@@ -125,6 +128,6 @@ impl CertificateIssuer for AcmeIssuer {
         not_after: SystemTime,
         now: SystemTime,
     ) -> bool {
-        berth_certs::needs_renewal(not_before, not_after, now)
+        berth_certs::needs_renewal(not_before, not_after, now, self.renew_before)
     }
 }

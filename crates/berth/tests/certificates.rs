@@ -420,3 +420,97 @@ async fn ordering_without_acme_settings_is_refused_clearly() {
         "{answer}"
     );
 }
+
+/// Renewal end to end: pebble issues one-hour certificates and the server renews those with
+/// less than two hours left every two seconds, so the real renewal job replaces a freshly
+/// ordered certificate at once: the router then presents another certificate for the host over
+/// a real handshake, and the app's timeline says `certificate_renewed`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_renewal_job_replaces_a_due_certificate_and_the_router_serves_the_new_one() {
+    assert!(
+        Pebble::installed(),
+        "Debian's pebble is needed (apt-get install pebble)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (http_port, https_port) = (free_port(), free_port());
+    let pebble = Pebble::start_with_validity(http_port, Some(Duration::from_secs(3600)));
+    let ca_file = dir.path().join("pebble-ca.pem");
+    std::fs::write(&ca_file, &pebble.https_ca_pem).unwrap();
+    let server = Server::start_with(
+        "certs-renewal",
+        &[
+            "--http-listen",
+            &format!("127.0.0.1:{http_port}"),
+            "--https-listen",
+            &format!("127.0.0.1:{https_port}"),
+            "--acme-directory",
+            &pebble.directory_url,
+            "--acme-ca-file",
+            ca_file.to_str().unwrap(),
+            "--acme-renew-before",
+            "2h",
+            "--acme-renew-interval",
+            "2s",
+        ],
+    )
+    .await;
+    let https: SocketAddr = ([127, 0, 0, 1], https_port).into();
+    // No instance is needed: the router answers the challenge and presents the certificate.
+    server
+        .create_app("shop", 0, json!({"domains": [ACME_DOMAIN]}))
+        .await;
+    let out = cli_ok(&server, &["certs", "request", "shop", ACME_DOMAIN]);
+    assert!(out.contains("acme certificate for api.berth.test"), "{out}");
+    let listed = server.get("/api/v1/apps/shop/certificates").await;
+    assert_eq!(
+        listed[0]["days_left"],
+        json!(0),
+        "a short-lived certificate: {listed}"
+    );
+
+    let root = pebble.issuing_root().await;
+    let presented = || async {
+        berth_testkit::https_get(https, ACME_DOMAIN, &root, "/")
+            .await
+            .map(|answer| answer.leaf)
+    };
+    let started = std::time::Instant::now();
+    let first = loop {
+        if let Ok(leaf) = presented().await {
+            break leaf;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the ordered certificate is not served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    wait_until("a renewed certificate is served", PATIENCE, || async {
+        presented().await.is_ok_and(|leaf| leaf != first)
+    })
+    .await;
+
+    let events = server.events("shop").await;
+    let renewed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == json!("certificate_renewed"))
+        .collect();
+    assert!(!renewed.is_empty(), "{events:#?}");
+    assert!(
+        renewed[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("certificate of {ACME_DOMAIN} renewed")),
+        "{renewed:?}"
+    );
+    let listed = server.get("/api/v1/apps/shop/certificates").await;
+    assert_eq!(listed[0]["source"], json!("acme"), "{listed}");
+    assert_eq!(
+        listed[0]["created_by"],
+        json!("certificate-renewal"),
+        "{listed}"
+    );
+    let workers = server.get("/api/v1/system/workers").await.to_string();
+    assert!(workers.contains("certificate-renewal"), "{workers}");
+    drop(pebble);
+}
