@@ -45,6 +45,7 @@ impl AcmeIssuer {
             .map(|email| format!("mailto:{email}"))
             .collect();
         settings.server_root_pem = config.ca_pem.clone();
+        settings.dns_hook = config.dns_hook.clone();
         AcmeIssuer {
             settings,
             challenges,
@@ -120,6 +121,10 @@ impl CertificateIssuer for AcmeIssuer {
             chain_pem: issued.chain_pem,
             key_pem: issued.key_pem,
         })
+    }
+
+    fn solves_dns01(&self) -> bool {
+        self.settings.dns_hook.is_some()
     }
 
     fn needs_renewal(

@@ -93,6 +93,9 @@ pub struct ServerOptions {
     /// Renew an ACME certificate once less than this is left, e.g. 30d [default: a third of its lifetime]
     #[arg(long, env = "BERTH_ACME_RENEW_BEFORE")]
     pub acme_renew_before: Option<String>,
+    /// Executable that publishes ACME DNS-01 TXT records (run as `HOOK present|cleanup RECORD VALUE`), needed for wildcard certificates [default: none]
+    #[arg(long, env = "BERTH_ACME_DNS_HOOK")]
+    pub acme_dns_hook: Option<PathBuf>,
     /// How often ACME certificates are checked for renewal, e.g. 1h [default: 1h]
     #[arg(long, env = "BERTH_ACME_RENEW_INTERVAL")]
     pub acme_renew_interval: Option<String>,
@@ -207,6 +210,7 @@ impl ServerOptions {
             acme_email: self.acme_email.or(file.acme_email),
             acme_ca_file: self.acme_ca_file.or(file.acme_ca_file),
             acme_renew_before: self.acme_renew_before.or(file.acme_renew_before),
+            acme_dns_hook: self.acme_dns_hook.or(file.acme_dns_hook),
             acme_renew_interval: self.acme_renew_interval.or(file.acme_renew_interval),
             apps_domain: self.apps_domain.or(file.apps_domain),
             allowed_domains: self.allowed_domains.or(file.allowed_domains),
@@ -295,7 +299,12 @@ pub struct AcmeConfig {
     pub renew_before: Option<Duration>,
     /// How often certificates are checked for renewal.
     pub renew_interval: Duration,
+    /// Publishes DNS-01 answers (`--acme-dns-hook`); `None`: no wildcard certificates.
+    pub dns_hook: Option<berth_certs::DnsHook>,
 }
+
+/// How long one run of the DNS hook may take (DNS providers' APIs can be slow to publish).
+const DNS_HOOK_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The ACME settings: none without a directory; any other ACME setting without one is a
 /// mistake.
@@ -311,6 +320,7 @@ fn acme(o: &ServerOptions) -> Result<Option<AcmeConfig>, String> {
             ("acme-ca-file", o.acme_ca_file.is_some()),
             ("acme-renew-before", o.acme_renew_before.is_some()),
             ("acme-renew-interval", o.acme_renew_interval.is_some()),
+            ("acme-dns-hook", o.acme_dns_hook.is_some()),
         ];
         let given: Vec<&str> = given.iter().filter(|(_, g)| *g).map(|(k, _)| *k).collect();
         if !given.is_empty() {
@@ -361,12 +371,19 @@ fn acme(o: &ServerOptions) -> Result<Option<AcmeConfig>, String> {
     if renew_interval < Duration::from_secs(1) {
         return Err("acme-renew-interval: must be at least 1s".into());
     }
+    let dns_hook = o
+        .acme_dns_hook
+        .as_ref()
+        .map(|path| berth_certs::DnsHook::new(path, DNS_HOOK_TIMEOUT))
+        .transpose()
+        .map_err(|e| format!("acme-dns-hook: {e}"))?;
     Ok(Some(AcmeConfig {
         directory_url,
         email,
         ca_pem,
         renew_before,
         renew_interval,
+        dns_hook,
     }))
 }
 
@@ -639,6 +656,48 @@ mod tests {
             "a third of the lifetime by default"
         );
         assert_eq!(acme.renew_interval, Duration::from_secs(3600));
+        assert_eq!(acme.dns_hook, None);
+
+        // The DNS hook: an executable file, checked at start.
+        use std::os::unix::fs::PermissionsExt;
+        let hook = dir.path().join("hook");
+        std::fs::write(&hook, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let plain = dir.path().join("plain-hook");
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        // (directory, hook, the error's start)
+        let cases: [(Option<&str>, &PathBuf, Option<&str>); 5] = [
+            (Some(url), &hook, None),
+            (None, &hook, Some("acme-dns-hook: need --acme-directory")),
+            (Some(url), &plain, Some("acme-dns-hook: ")),
+            (Some(url), &missing, Some("acme-dns-hook: cannot use")),
+            (
+                Some(url),
+                &dir.path().to_path_buf(),
+                Some("acme-dns-hook: "),
+            ),
+        ];
+        for (directory, path, want) in cases {
+            let flags = ServerOptions {
+                acme_directory: directory.map(String::from),
+                acme_dns_hook: Some(path.clone()),
+                ..ServerOptions::default()
+            };
+            match (resolve(flags, None), want) {
+                (Ok(config), None) => assert_eq!(
+                    config.acme.unwrap().dns_hook.unwrap().path(),
+                    path.as_path()
+                ),
+                (Err(error), Some(start)) => {
+                    assert!(error.starts_with(start), "{error}");
+                    assert!(
+                        error.contains("executable") || !path.is_file() || directory.is_none(),
+                        "{error}"
+                    );
+                }
+                (got, want) => panic!("{path:?}: {got:?}, want {want:?}"),
+            }
+        }
 
         // (directory, renew before, renew interval, the error's start or the settings)
         let cases: &[(
