@@ -652,6 +652,14 @@ esac
         .await;
     assert_eq!(status, 404, "nothing half-created");
 
+    let shop = server.app("shop").await;
+    assert_eq!(shop["domains"][1]["domain"], json!("*.shop.test"), "{shop}");
+    assert_eq!(
+        shop["domains"][1]["url"],
+        json!(null),
+        "a wildcard is no link: {shop}"
+    );
+
     // Routing: any one-label name under the wildcard, the exact name to its own app.
     wait_until("the wildcard routes", PATIENCE, || async {
         let (status, body) = plain_body(http_port, "a.shop.test").await;
