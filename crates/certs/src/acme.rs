@@ -217,32 +217,37 @@ impl AcmeClient {
         {
             return Err(AcmeError::NoDnsHook(wildcard.clone()));
         }
-        let total = self.settings.poll.total_timeout;
-        tokio::time::timeout(total, self.issue_checked(&domains))
-            .await
-            .map_err(|_| AcmeError::TimedOut(total))?
+        self.issue_checked(&domains).await
     }
 
+    /// The order within `poll.total_timeout`; the DNS hook's records are cleaned up even when
+    /// the time runs out.
     async fn issue_checked(&self, domains: &[String]) -> Result<IssuedCertificate, AcmeError> {
+        let total = self.settings.poll.total_timeout;
+        let deadline = tokio::time::Instant::now() + total;
+        let timed_out = |_| AcmeError::TimedOut(total);
         let identifiers: Vec<Identifier> =
             domains.iter().map(|d| Identifier::Dns(d.clone())).collect();
-        let mut order = self.account.new_order(&NewOrder::new(&identifiers)).await?;
+        let mut order = tokio::time::timeout_at(
+            deadline,
+            self.account.new_order(&NewOrder::new(&identifiers)),
+        )
+        .await
+        .map_err(timed_out)??;
         let mut published = Published {
             challenges: &self.challenges,
             tokens: Vec::new(),
         };
         // (domain, record, value) of each TXT record the hook published.
         let mut records: Vec<(String, String, String)> = Vec::new();
-        let answered = self
-            .answer_challenges(&mut order, &mut published, &mut records)
-            .await;
-        let status = match answered {
-            Ok(()) => {
-                let retries = self.retries();
-                order.poll_ready(&retries).await.map_err(AcmeError::from)
-            }
-            Err(error) => Err(error),
-        };
+        let validated = tokio::time::timeout_at(deadline, async {
+            self.answer_challenges(&mut order, &mut published, &mut records)
+                .await?;
+            Ok::<_, AcmeError>(order.poll_ready(&self.retries()).await?)
+        })
+        .await
+        .map_err(timed_out)
+        .and_then(|status| status);
         drop(published);
         if let Some(hook) = &self.settings.dns_hook {
             for (domain, record, value) in &records {
@@ -251,11 +256,13 @@ impl AcmeClient {
                 }
             }
         }
-        let status = status?;
+        let status = validated?;
         if status != OrderStatus::Ready {
             return Err(AcmeError::OrderFailed(status));
         }
-        self.finish(order, domains).await
+        tokio::time::timeout_at(deadline, self.finish(order, domains))
+            .await
+            .map_err(timed_out)?
     }
 
     fn retries(&self) -> RetryPolicy {
