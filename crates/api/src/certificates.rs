@@ -114,12 +114,14 @@ pub async fn put(
 }
 
 /// Order a certificate for one of the app's hosts from the server's ACME directory (HTTP-01
-/// through the router: the host must reach this server's router on port 80). Waits until it
-/// is issued; Berth renews it. 409 `acme_not_configured` when the server has no ACME settings,
-/// 502 `upstream_failed` when the order fails.
+/// through the router: the host must reach this server's router on port 80; a wildcard host
+/// such as `*.shop.example.com` over DNS-01 through the server's DNS hook). Waits until it is
+/// issued; Berth renews it. 409 `acme_not_configured` when the server has no ACME settings,
+/// 409 `acme_dns_not_configured` for a wildcard on a server without `--acme-dns-hook`, 502
+/// `upstream_failed` when the order fails (a failing DNS hook: its exit status and stderr).
 #[utoipa::path(post, path = "/api/v1/apps/{name}/certificates/{host}/acme", tag = "apps",
     params(("name" = String, Path, description = "App name"),
-        ("host" = String, Path, description = "One of the app's hosts")),
+        ("host" = String, Path, description = "One of the app's hosts (or wildcard domains)")),
     responses((status = 200, body = CertificateDto), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 502, body = ErrorBody)))]

@@ -210,7 +210,9 @@ pub struct AppChanges {
     pub stop_grace_ms: Option<u64>,
     pub dependencies: Option<Vec<String>>,
     /// The app's custom domains, replacing the ones it has (`[]` removes them all): host
-    /// names with an optional path prefix, like `shop.example.com` or `shop.example.com/api`.
+    /// names with an optional path prefix, like `shop.example.com` or `shop.example.com/api`,
+    /// or wildcards such as `*.shop.example.com` (every one-label name under it that no app
+    /// claims exactly).
     /// Changing them moves traffic and creates no revision.
     pub domains: Option<Vec<String>>,
     /// An internal app has no external route (no default host, no domains): only apps of its
@@ -637,7 +639,8 @@ pub struct DomainDto {
     pub path: String,
     /// Whether this is the default host (`<app>.<team>.<apps-domain>`).
     pub default: bool,
-    /// A link through the router's HTTP listener; `null` when the router is off.
+    /// A link through the router's HTTP listener; `null` when the router is off and for a
+    /// wildcard domain.
     pub url: Option<String>,
 }
 

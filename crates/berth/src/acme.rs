@@ -24,6 +24,8 @@ pub struct AcmeIssuer {
     store: Arc<dyn Store>,
     secrets: Arc<SecretBox>,
     clock: Clock,
+    /// `--acme-renew-before`; `None`: a third of the lifetime.
+    renew_before: Option<std::time::Duration>,
     /// The account, once made or restored; one order at a time uses it to make it.
     client: Mutex<Option<Arc<AcmeClient>>>,
 }
@@ -43,12 +45,14 @@ impl AcmeIssuer {
             .map(|email| format!("mailto:{email}"))
             .collect();
         settings.server_root_pem = config.ca_pem.clone();
+        settings.dns_hook = config.dns_hook.clone();
         AcmeIssuer {
             settings,
             challenges,
             store,
             secrets,
             clock,
+            renew_before: config.renew_before,
             client: Mutex::new(None),
         }
     }
@@ -119,12 +123,16 @@ impl CertificateIssuer for AcmeIssuer {
         })
     }
 
+    fn solves_dns01(&self) -> bool {
+        self.settings.dns_hook.is_some()
+    }
+
     fn needs_renewal(
         &self,
         not_before: SystemTime,
         not_after: SystemTime,
         now: SystemTime,
     ) -> bool {
-        berth_certs::needs_renewal(not_before, not_after, now)
+        berth_certs::needs_renewal(not_before, not_after, now, self.renew_before)
     }
 }

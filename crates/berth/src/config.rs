@@ -90,6 +90,15 @@ pub struct ServerOptions {
     /// PEM file of the root certificate(s) to trust for the ACME directory's own HTTPS instead of the system's (a private CA such as pebble) [default: the system's roots]
     #[arg(long, env = "BERTH_ACME_CA_FILE")]
     pub acme_ca_file: Option<PathBuf>,
+    /// Renew an ACME certificate once less than this is left, e.g. 30d [default: a third of its lifetime]
+    #[arg(long, env = "BERTH_ACME_RENEW_BEFORE")]
+    pub acme_renew_before: Option<String>,
+    /// Executable that publishes ACME DNS-01 TXT records (run as `HOOK present|cleanup RECORD VALUE`), needed for wildcard certificates [default: none]
+    #[arg(long, env = "BERTH_ACME_DNS_HOOK")]
+    pub acme_dns_hook: Option<PathBuf>,
+    /// How often ACME certificates are checked for renewal, e.g. 1h [default: 1h]
+    #[arg(long, env = "BERTH_ACME_RENEW_INTERVAL")]
+    pub acme_renew_interval: Option<String>,
     /// Every app answers at <app>.<team>.<apps-domain> on the router [default: localhost]
     #[arg(long, env = "BERTH_APPS_DOMAIN")]
     pub apps_domain: Option<String>,
@@ -200,6 +209,9 @@ impl ServerOptions {
             acme_directory: self.acme_directory.or(file.acme_directory),
             acme_email: self.acme_email.or(file.acme_email),
             acme_ca_file: self.acme_ca_file.or(file.acme_ca_file),
+            acme_renew_before: self.acme_renew_before.or(file.acme_renew_before),
+            acme_dns_hook: self.acme_dns_hook.or(file.acme_dns_hook),
+            acme_renew_interval: self.acme_renew_interval.or(file.acme_renew_interval),
             apps_domain: self.apps_domain.or(file.apps_domain),
             allowed_domains: self.allowed_domains.or(file.allowed_domains),
             access_log: self.access_log.or(file.access_log),
@@ -283,25 +295,43 @@ pub struct AcmeConfig {
     pub email: Option<String>,
     /// The PEM roots trusted for the directory's HTTPS (read from `--acme-ca-file`).
     pub ca_pem: Option<String>,
+    /// Renew once less than this is left; `None`: a third of the lifetime.
+    pub renew_before: Option<Duration>,
+    /// How often certificates are checked for renewal.
+    pub renew_interval: Duration,
+    /// Publishes DNS-01 answers (`--acme-dns-hook`); `None`: no wildcard certificates.
+    pub dns_hook: Option<berth_certs::DnsHook>,
 }
 
-/// The ACME settings: none without a directory; an email or CA file without one is a mistake.
-fn acme(
-    directory: Option<String>,
-    email: Option<String>,
-    ca_file: Option<PathBuf>,
-) -> Result<Option<AcmeConfig>, String> {
-    let directory = directory
+/// How long one run of the DNS hook may take (DNS providers' APIs can be slow to publish).
+const DNS_HOOK_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The ACME settings: none without a directory; any other ACME setting without one is a
+/// mistake.
+fn acme(o: &ServerOptions) -> Result<Option<AcmeConfig>, String> {
+    let directory = o
+        .acme_directory
+        .as_ref()
         .map(|d| d.trim().to_string())
         .filter(|d| !d.is_empty());
     let Some(directory_url) = directory else {
-        if email.is_some() || ca_file.is_some() {
-            return Err(
-                "acme-email, acme-ca-file: need --acme-directory (the ACME server's URL)".into(),
-            );
+        let given = [
+            ("acme-email", o.acme_email.is_some()),
+            ("acme-ca-file", o.acme_ca_file.is_some()),
+            ("acme-renew-before", o.acme_renew_before.is_some()),
+            ("acme-renew-interval", o.acme_renew_interval.is_some()),
+            ("acme-dns-hook", o.acme_dns_hook.is_some()),
+        ];
+        let given: Vec<&str> = given.iter().filter(|(_, g)| *g).map(|(k, _)| *k).collect();
+        if !given.is_empty() {
+            return Err(format!(
+                "{}: need --acme-directory (the ACME server's URL)",
+                given.join(", ")
+            ));
         }
         return Ok(None);
     };
+    let (email, ca_file) = (o.acme_email.clone(), o.acme_ca_file.clone());
     let host = directory_url.strip_prefix("https://").unwrap_or_default();
     if host.is_empty() || host.starts_with('/') || directory_url.chars().any(char::is_whitespace) {
         return Err(format!(
@@ -332,10 +362,28 @@ fn acme(
             Some(text)
         }
     };
+    let renew_before = o
+        .acme_renew_before
+        .clone()
+        .map(|text| duration("acme-renew-before", Some(text), ""))
+        .transpose()?;
+    let renew_interval = duration("acme-renew-interval", o.acme_renew_interval.clone(), "1h")?;
+    if renew_interval < Duration::from_secs(1) {
+        return Err("acme-renew-interval: must be at least 1s".into());
+    }
+    let dns_hook = o
+        .acme_dns_hook
+        .as_ref()
+        .map(|path| berth_certs::DnsHook::new(path, DNS_HOOK_TIMEOUT))
+        .transpose()
+        .map_err(|e| format!("acme-dns-hook: {e}"))?;
     Ok(Some(AcmeConfig {
         directory_url,
         email,
         ca_pem,
+        renew_before,
+        renew_interval,
+        dns_hook,
     }))
 }
 
@@ -385,6 +433,7 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         None => ServerOptions::default(),
     };
     let o = options.or(file);
+    let acme = acme(&o)?;
     let namespace = o.namespace.unwrap_or_else(|| "berth".into());
     if let Some(problem) = berth_core::validate::name_problem(&namespace) {
         return Err(format!("namespace: {problem}"));
@@ -444,7 +493,7 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         usage_interval: duration("usage-interval", o.usage_interval, "5s")?,
         http_listen: http_listen(o.http_listen.as_deref())?,
         https_listen: https_listen(o.https_listen.as_deref())?,
-        acme: acme(o.acme_directory, o.acme_email, o.acme_ca_file)?,
+        acme,
         apps_domain: apps_domain(o.apps_domain.as_deref())?,
         allowed_domains: allowed_domains(o.allowed_domains.unwrap_or_default())?,
         access_log: o.access_log,
@@ -602,6 +651,112 @@ mod tests {
         let acme = resolve(flags, None).unwrap().acme.unwrap();
         assert_eq!(acme.directory_url, url);
         assert!(acme.ca_pem.unwrap().contains("BEGIN CERTIFICATE"));
+        assert_eq!(
+            acme.renew_before, None,
+            "a third of the lifetime by default"
+        );
+        assert_eq!(acme.renew_interval, Duration::from_secs(3600));
+        assert_eq!(acme.dns_hook, None);
+
+        // The DNS hook: an executable file, checked at start.
+        use std::os::unix::fs::PermissionsExt;
+        let hook = dir.path().join("hook");
+        std::fs::write(&hook, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let plain = dir.path().join("plain-hook");
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        // (directory, hook, the error's start)
+        let cases: [(Option<&str>, &PathBuf, Option<&str>); 5] = [
+            (Some(url), &hook, None),
+            (None, &hook, Some("acme-dns-hook: need --acme-directory")),
+            (Some(url), &plain, Some("acme-dns-hook: ")),
+            (Some(url), &missing, Some("acme-dns-hook: cannot use")),
+            (
+                Some(url),
+                &dir.path().to_path_buf(),
+                Some("acme-dns-hook: "),
+            ),
+        ];
+        for (directory, path, want) in cases {
+            let flags = ServerOptions {
+                acme_directory: directory.map(String::from),
+                acme_dns_hook: Some(path.clone()),
+                ..ServerOptions::default()
+            };
+            match (resolve(flags, None), want) {
+                (Ok(config), None) => assert_eq!(
+                    config.acme.unwrap().dns_hook.unwrap().path(),
+                    path.as_path()
+                ),
+                (Err(error), Some(start)) => {
+                    assert!(error.starts_with(start), "{error}");
+                    assert!(
+                        error.contains("executable") || !path.is_file() || directory.is_none(),
+                        "{error}"
+                    );
+                }
+                (got, want) => panic!("{path:?}: {got:?}, want {want:?}"),
+            }
+        }
+
+        // (directory, renew before, renew interval, the error's start or the settings)
+        let cases: &[(
+            Option<&str>,
+            Option<&str>,
+            Option<&str>,
+            Result<(u64, u64), &str>,
+        )] = &[
+            (Some(url), Some("30d"), None, Ok((30 * 86_400, 3600))),
+            (Some(url), Some("2h"), Some("2s"), Ok((7200, 2))),
+            (Some(url), Some("0s"), None, Ok((0, 3600))),
+            (
+                None,
+                Some("30d"),
+                None,
+                Err("acme-renew-before: need --acme-directory"),
+            ),
+            (
+                None,
+                None,
+                Some("1h"),
+                Err("acme-renew-interval: need --acme-directory"),
+            ),
+            (
+                Some(url),
+                Some("soon"),
+                None,
+                Err("acme-renew-before: 'soon'"),
+            ),
+            (
+                Some(url),
+                None,
+                Some("0s"),
+                Err("acme-renew-interval: must be"),
+            ),
+            (
+                Some(url),
+                None,
+                Some("often"),
+                Err("acme-renew-interval: 'often'"),
+            ),
+        ];
+        for (directory, before, interval, want) in cases {
+            let flags = ServerOptions {
+                acme_directory: directory.map(String::from),
+                acme_renew_before: before.map(String::from),
+                acme_renew_interval: interval.map(String::from),
+                ..ServerOptions::default()
+            };
+            match (resolve(flags, None), want) {
+                (Ok(config), Ok((before, interval))) => {
+                    let acme = config.acme.unwrap();
+                    assert_eq!(acme.renew_before, Some(Duration::from_secs(*before)));
+                    assert_eq!(acme.renew_interval, Duration::from_secs(*interval));
+                }
+                (Err(error), Err(start)) => assert!(error.starts_with(start), "{error}"),
+                (got, want) => panic!("{before:?} {interval:?}: {got:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]

@@ -141,9 +141,9 @@ impl Job for BuildImagePrune {
     }
 }
 
-/// Renews the ACME certificates that are due (less than a third of their lifetime left),
-/// recording an event on each app; a failed renewal keeps the old certificate and is retried
-/// on the next run.
+/// Renews the ACME certificates that are due (less than `--acme-renew-before` left, else less
+/// than a third of their lifetime), recording an event on each app; a failed renewal keeps the
+/// old certificate and is retried on the next run.
 pub struct CertificateRenewal {
     pub platform: berth_operations::Platform,
 }

@@ -445,17 +445,19 @@ impl Background {
             config.tcp_listen_address,
             ROUTES_REFRESH,
         ));
-        if config.acme.is_some() {
-            // At start, then hourly: certificates due while the server was down renew at once.
+        if let Some(acme) = &config.acme {
+            // At start, then every --acme-renew-interval (1 h): certificates due while the
+            // server was down renew at once.
+            let every = acme.renew_interval;
             workers.spawn_periodic(
                 jobs::CertificateRenewal {
                     platform: platform.clone(),
                 },
                 Schedule {
-                    first_run_after: Duration::from_secs(10),
+                    first_run_after: every.min(Duration::from_secs(10)),
                     // CAs limit failed validations (Let's Encrypt: 5 per host and hour).
-                    retry_after: Duration::from_secs(15 * 60),
-                    ..Schedule::every(HOUR)
+                    retry_after: every.min(Duration::from_secs(15 * 60)),
+                    ..Schedule::every(every)
                 },
             );
         }

@@ -420,3 +420,348 @@ async fn ordering_without_acme_settings_is_refused_clearly() {
         "{answer}"
     );
 }
+
+/// Renewal end to end: pebble issues one-hour certificates and the server renews those with
+/// less than two hours left every two seconds, so the real renewal job replaces a freshly
+/// ordered certificate at once: the router then presents another certificate for the host over
+/// a real handshake, and the app's timeline says `certificate_renewed`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_renewal_job_replaces_a_due_certificate_and_the_router_serves_the_new_one() {
+    assert!(
+        Pebble::installed(),
+        "Debian's pebble is needed (apt-get install pebble)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (http_port, https_port) = (free_port(), free_port());
+    let pebble = Pebble::start_with_validity(http_port, Some(Duration::from_secs(3600)));
+    let ca_file = dir.path().join("pebble-ca.pem");
+    std::fs::write(&ca_file, &pebble.https_ca_pem).unwrap();
+    let server = Server::start_with(
+        "certs-renewal",
+        &[
+            "--http-listen",
+            &format!("127.0.0.1:{http_port}"),
+            "--https-listen",
+            &format!("127.0.0.1:{https_port}"),
+            "--acme-directory",
+            &pebble.directory_url,
+            "--acme-ca-file",
+            ca_file.to_str().unwrap(),
+            "--acme-renew-before",
+            "2h",
+            "--acme-renew-interval",
+            "2s",
+        ],
+    )
+    .await;
+    let https: SocketAddr = ([127, 0, 0, 1], https_port).into();
+    // No instance is needed: the router answers the challenge and presents the certificate.
+    server
+        .create_app("shop", 0, json!({"domains": [ACME_DOMAIN]}))
+        .await;
+    let out = cli_ok(&server, &["certs", "request", "shop", ACME_DOMAIN]);
+    assert!(out.contains("acme certificate for api.berth.test"), "{out}");
+    let listed = server.get("/api/v1/apps/shop/certificates").await;
+    assert_eq!(
+        listed[0]["days_left"],
+        json!(0),
+        "a short-lived certificate: {listed}"
+    );
+
+    let root = pebble.issuing_root().await;
+    let presented = || async {
+        berth_testkit::https_get(https, ACME_DOMAIN, &root, "/")
+            .await
+            .map(|answer| answer.leaf)
+    };
+    let started = std::time::Instant::now();
+    let first = loop {
+        if let Ok(leaf) = presented().await {
+            break leaf;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the ordered certificate is not served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    wait_until("a renewed certificate is served", PATIENCE, || async {
+        presented().await.is_ok_and(|leaf| leaf != first)
+    })
+    .await;
+
+    let events = server.events("shop").await;
+    let renewed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == json!("certificate_renewed"))
+        .collect();
+    assert!(!renewed.is_empty(), "{events:#?}");
+    assert!(
+        renewed[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("certificate of {ACME_DOMAIN} renewed")),
+        "{renewed:?}"
+    );
+    let listed = server.get("/api/v1/apps/shop/certificates").await;
+    assert_eq!(listed[0]["source"], json!("acme"), "{listed}");
+    assert_eq!(
+        listed[0]["created_by"],
+        json!("certificate-renewal"),
+        "{listed}"
+    );
+    let workers = server.get("/api/v1/system/workers").await.to_string();
+    assert!(workers.contains("certificate-renewal"), "{workers}");
+
+    // This server has no DNS hook: a wildcard cannot be ordered, and it says what is missing.
+    server
+        .create_app("wild", 0, json!({"domains": ["*.wild.berth.test"]}))
+        .await;
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/apps/wild/certificates/*.wild.berth.test/acme",
+            None,
+        )
+        .await;
+    support::assert_refused(status, &answer, 409, "--acme-dns-hook");
+    assert_eq!(answer["error"]["code"], json!("acme_dns_not_configured"));
+    drop(pebble);
+}
+
+/// `GET /` on the router's plain listener with `Host: host`: status and body.
+async fn plain_body(port: u16, host: &str) -> (u16, String) {
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{port}/"))
+        .header(reqwest::header::HOST, host)
+        .send()
+        .await
+        .expect("plain request through the router");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// Wildcard domains end to end: an app claims `*.shop.test` and answers every name under it
+/// that no app claims exactly; another team can neither claim a name under it nor the wildcard
+/// itself; `berth certs request` orders the wildcard certificate from pebble over DNS-01, the
+/// test's hook publishing the TXT record in pebble-challtestsrv's DNS (through its management
+/// API, with curl), and the router presents it for `a.shop.test` and `b.shop.test`; a failing
+/// hook fails the order with its exit status and what it said; an uploaded wildcard
+/// certificate is accepted for a wildcard domain.
+#[tokio::test(flavor = "multi_thread")]
+async fn wildcard_domains_route_and_get_certificates_over_dns01_through_the_hook() {
+    assert!(
+        Pebble::installed(),
+        "Debian's pebble is needed (apt-get install pebble)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (http_port, https_port) = (free_port(), free_port());
+    let pebble = Pebble::start(http_port);
+    let ca_file = dir.path().join("pebble-ca.pem");
+    std::fs::write(&ca_file, &pebble.https_ca_pem).unwrap();
+    // The hook as an operator would write it for their DNS provider's API.
+    let calls = dir.path().join("hook-calls");
+    let hook = dir.path().join("dns-hook");
+    std::fs::write(
+        &hook,
+        format!(
+            r#"#!/bin/sh
+set -e
+echo "$1 $2" >> {calls}
+case "$BERTH_ACME_DOMAIN" in
+  broken.*) echo "zone $BERTH_ACME_DOMAIN is not managed by this account" >&2; exit 3 ;;
+esac
+case "$1" in
+  present) curl -sSf -X POST -d "{{\"host\":\"$2.\",\"value\":\"$3\"}}" http://{dns}/set-txt ;;
+  cleanup) curl -sSf -X POST -d "{{\"host\":\"$2.\"}}" http://{dns}/clear-txt ;;
+esac
+"#,
+            calls = calls.display(),
+            dns = pebble.challtestsrv,
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let server = Server::start_with(
+        "certs-wildcard",
+        &[
+            "--http-listen",
+            &format!("127.0.0.1:{http_port}"),
+            "--https-listen",
+            &format!("127.0.0.1:{https_port}"),
+            "--acme-directory",
+            &pebble.directory_url,
+            "--acme-ca-file",
+            ca_file.to_str().unwrap(),
+            "--acme-dns-hook",
+            hook.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let https: SocketAddr = ([127, 0, 0, 1], https_port).into();
+    let alice = server.register("alice", Some("web")).await;
+    let bob = server.register("bob", Some("ops")).await;
+    let server = &server;
+    let create = |token: &str, team: &str, name: &str, domains: &[&str]| {
+        let body = json!({"name": name, "team": team, "image": berth_testkit::TESTAPP_IMAGE,
+            "replicas": 0, "health_path": "/healthz", "cpu_millis": 100,
+            "memory_bytes": 64 << 20, "domains": domains});
+        let token = token.to_string();
+        async move {
+            server
+                .call_as(&token, Method::POST, "/api/v1/apps", Some(body))
+                .await
+        }
+    };
+
+    // Claims: the wildcard is one app's; names under it are its team's.
+    let (status, answer) = create(&alice, "web", "shop", &["*.Shop.test"]).await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = create(&alice, "web", "exact", &["c.shop.test"]).await;
+    assert_eq!(
+        status, 201,
+        "an exact name under the team's own wildcard: {answer}"
+    );
+    let (status, answer) = create(&bob, "ops", "spoof", &["a.shop.test"]).await;
+    let message = support::assert_refused(status, &answer, 409, "under the wildcard *.shop.test");
+    assert_eq!(answer["error"]["code"], json!("domain_taken"), "{answer}");
+    assert!(message.contains("an app of another team"), "{message}");
+    let (status, answer) = create(&bob, "ops", "spoof", &["*.shop.test"]).await;
+    support::assert_refused(status, &answer, 409, "belongs to an app of another team");
+    let (status, answer) = create(&bob, "ops", "spoof", &["*.test"]).await;
+    assert_eq!(status, 400, "a wildcard of a top-level domain: {answer}");
+    assert_eq!(answer["error"]["field"], json!("domains"), "{answer}");
+    let (status, answer) = create(&bob, "ops", "spoof", &["*.localhost"]).await;
+    assert_eq!(status, 400, "the apps domain's wildcard: {answer}");
+    let (status, answer) = create(&bob, "ops", "spoof", &["*.web.localhost"]).await;
+    support::assert_refused(status, &answer, 409, "team web's part");
+    // A wildcard over a name another team holds would show it this team's certificate.
+    let (status, answer) = create(&bob, "ops", "mine", &["x.mine.test"]).await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = create(&alice, "web", "grab", &["*.mine.test"]).await;
+    support::assert_refused(status, &answer, 409, "would stand for x.mine.test");
+    let (status, _) = server
+        .call_as(&bob, Method::GET, "/api/v1/apps/spoof", None)
+        .await;
+    assert_eq!(status, 404, "nothing half-created");
+
+    let shop = server.app("shop").await;
+    assert_eq!(shop["domains"][1]["domain"], json!("*.shop.test"), "{shop}");
+    assert_eq!(
+        shop["domains"][1]["url"],
+        json!(null),
+        "a wildcard is no link: {shop}"
+    );
+
+    // Routing: any one-label name under the wildcard, the exact name to its own app.
+    wait_until("the wildcard routes", PATIENCE, || async {
+        let (status, body) = plain_body(http_port, "a.shop.test").await;
+        status == 503 && body.contains("app shop ")
+    })
+    .await;
+    let (status, body) = plain_body(http_port, "B.Shop.Test").await;
+    assert!(
+        status == 503 && body.contains("app shop "),
+        "{status} {body}"
+    );
+    let (status, body) = plain_body(http_port, "c.shop.test").await;
+    assert!(
+        status == 503 && body.contains("app exact "),
+        "{status} {body}"
+    );
+    let (status, body) = plain_body(http_port, "x.y.shop.test").await;
+    assert!(
+        !body.contains("app shop "),
+        "one label only: {status} {body}"
+    );
+    assert_eq!(plain_body(http_port, "shop.test").await.0, 404);
+
+    // DNS-01 through the hook: one wildcard certificate for every name under it.
+    let out = cli_ok(server, &["certs", "request", "shop", "*.shop.test"]);
+    assert!(out.contains("acme certificate for *.shop.test"), "{out}");
+    let hook_calls = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        hook_calls,
+        "present _acme-challenge.shop.test\ncleanup _acme-challenge.shop.test\n"
+    );
+    let root = pebble.issuing_root().await;
+    let mut leaves = Vec::new();
+    for host in ["a.shop.test", "b.shop.test"] {
+        let started = std::time::Instant::now();
+        let answer = loop {
+            if let Ok(answer) = berth_testkit::https_get(https, host, &root, "/").await {
+                break Some(answer);
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "{host}: no wildcard certificate served"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let answer = answer.unwrap();
+        assert!(
+            answer.status == 503 && answer.body.contains("app shop "),
+            "{answer:?}"
+        );
+        leaves.push(answer.leaf);
+    }
+    assert_eq!(leaves[0], leaves[1], "one certificate for both names");
+    let listed = server.get("/api/v1/apps/shop/certificates").await;
+    assert_eq!(listed[0]["host"], json!("*.shop.test"), "{listed}");
+    assert_eq!(listed[0]["names"], json!(["*.shop.test"]), "{listed}");
+
+    // A hook that fails: the order fails naming its exit status and what it said.
+    let (status, answer) = create(&alice, "web", "broken", &["*.broken.test"]).await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = server
+        .call_as(
+            &alice,
+            Method::POST,
+            "/api/v1/apps/broken/certificates/*.broken.test/acme",
+            None,
+        )
+        .await;
+    let message = support::assert_refused(status, &answer, 502, "--acme-dns-hook");
+    assert!(
+        message.contains("exited with status 3: zone broken.test is not managed by this account"),
+        "{message}"
+    );
+    let listed = server.get("/api/v1/apps/broken/certificates").await;
+    assert_eq!(listed, json!([]), "nothing stored");
+
+    // An uploaded wildcard certificate for a wildcard domain.
+    let (_, ca) = test_ca("berth test: wildcard uploads CA");
+    let (chain, key) = leaf(&ca, &["*.broken.test"], false);
+    let (status, answer) = server
+        .call_as(
+            &alice,
+            Method::PUT,
+            "/api/v1/apps/broken/certificates/*.broken.test",
+            Some(json!({"certificate": chain, "private_key": key})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["names"], json!(["*.broken.test"]), "{answer}");
+    let (exact_chain, exact_key) = leaf(&ca, &["a.broken.test"], false);
+    let (status, answer) = server
+        .call_as(
+            &alice,
+            Method::PUT,
+            "/api/v1/apps/broken/certificates/*.broken.test",
+            Some(json!({"certificate": exact_chain, "private_key": exact_key})),
+        )
+        .await;
+    assert_eq!(
+        status, 400,
+        "a certificate of one name for a wildcard: {answer}"
+    );
+    assert_eq!(answer["error"]["field"], json!("domain"), "{answer}");
+    drop(pebble);
+}

@@ -1,7 +1,8 @@
 //! Certificate issuance over ACME (RFC 8555): an account on a directory, an order for a set of
 //! domains proven over HTTP-01 (the key authorizations published in the router's
-//! [`AcmeChallenges`] while the order is validated), a CSR for a fresh key, and the issued chain
-//! checked with [`validate_certificate`] before it is returned.
+//! [`AcmeChallenges`] while the order is validated) or, for wildcards and where the CA offers
+//! nothing else, over DNS-01 through the operator's [`DnsHook`]; a CSR for a fresh key, and the
+//! issued chain checked with [`validate_certificate`] before it is returned.
 
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +16,7 @@ use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 use tracing::{debug, info};
 
 use crate::acme_https::AcmeHttps;
+use crate::dns_hook::{DnsHook, record_name};
 
 /// The most domains one order may name (Let's Encrypt's limit).
 pub const MAX_DOMAINS_PER_ORDER: usize = 100;
@@ -32,6 +34,8 @@ pub struct AcmeSettings {
     /// How long one HTTP request to the ACME server may take.
     pub request_timeout: Duration,
     pub poll: PollPolicy,
+    /// Publishes DNS-01 answers; `None`: wildcards cannot be ordered.
+    pub dns_hook: Option<DnsHook>,
 }
 
 /// How an order's progress is polled: from `initial_delay`, doubling, for at most `timeout` per
@@ -62,6 +66,7 @@ impl AcmeSettings {
             server_root_pem: None,
             request_timeout: Duration::from_secs(30),
             poll: PollPolicy::default(),
+            dns_hook: None,
         }
     }
 }
@@ -80,6 +85,15 @@ pub enum AcmeError {
     Acme(#[from] instant_acme::Error),
     #[error("the ACME server offers no http-01 challenge for {0}")]
     NoHttpChallenge(String),
+    #[error(
+        "{0} can only be proven over DNS-01, and no DNS hook is set (berth server \
+         --acme-dns-hook PATH)"
+    )]
+    NoDnsHook(String),
+    #[error("the ACME server offers neither an http-01 nor a dns-01 challenge for {0}")]
+    NoChallenge(String),
+    #[error("{0}")]
+    DnsHook(String),
     #[error("the ACME server's challenge for {domain} is not valid: {reason}")]
     BadChallenge { domain: String, reason: String },
     #[error("authorization for {domain} is {status:?}")]
@@ -192,34 +206,102 @@ impl AcmeClient {
         })
     }
 
-    /// Orders a certificate for `domains` (host names; no wildcards, which HTTP-01 cannot
-    /// prove), with a fresh ECDSA P-256 key. Every domain must reach this server's router on
-    /// port 80 while the order is validated. At most `poll.total_timeout`.
+    /// Orders a certificate for `domains` (host names, or `*.` wildcards when a DNS hook is
+    /// set), with a fresh ECDSA P-256 key. Every name is proven over HTTP-01 (it must reach
+    /// this server's router on port 80 while the order is validated) unless the CA offers only
+    /// DNS-01 for it, as for wildcards. At most `poll.total_timeout`.
     pub async fn issue(&self, domains: &[String]) -> Result<IssuedCertificate, AcmeError> {
         let domains = checked_domains(domains)?;
-        let total = self.settings.poll.total_timeout;
-        tokio::time::timeout(total, self.issue_checked(&domains))
-            .await
-            .map_err(|_| AcmeError::TimedOut(total))?
+        if self.settings.dns_hook.is_none()
+            && let Some(wildcard) = domains.iter().find(|d| d.starts_with("*."))
+        {
+            return Err(AcmeError::NoDnsHook(wildcard.clone()));
+        }
+        self.issue_checked(&domains).await
     }
 
+    /// The order within `poll.total_timeout`; the DNS hook's records are cleaned up even when
+    /// the time runs out.
     async fn issue_checked(&self, domains: &[String]) -> Result<IssuedCertificate, AcmeError> {
-        let identifiers: Vec<Identifier> = domains.iter().cloned().map(Identifier::Dns).collect();
-        let mut order = self.account.new_order(&NewOrder::new(&identifiers)).await?;
+        let total = self.settings.poll.total_timeout;
+        let deadline = tokio::time::Instant::now() + total;
+        let timed_out = |_| AcmeError::TimedOut(total);
+        let identifiers: Vec<Identifier> =
+            domains.iter().map(|d| Identifier::Dns(d.clone())).collect();
+        let mut order = tokio::time::timeout_at(
+            deadline,
+            self.account.new_order(&NewOrder::new(&identifiers)),
+        )
+        .await
+        .map_err(timed_out)??;
         let mut published = Published {
             challenges: &self.challenges,
             tokens: Vec::new(),
         };
-        {
-            let mut authorizations = order.authorizations();
-            while let Some(authorization) = authorizations.next().await {
-                let mut authorization = authorization?;
-                let domain = authorization.identifier().to_string();
-                match authorization.status {
-                    AuthorizationStatus::Pending => {}
-                    AuthorizationStatus::Valid => continue,
-                    status => return Err(AcmeError::Unauthorized { domain, status }),
+        // (domain, record, value) of each TXT record the hook published.
+        let mut records: Vec<(String, String, String)> = Vec::new();
+        let validated = tokio::time::timeout_at(deadline, async {
+            self.answer_challenges(&mut order, &mut published, &mut records)
+                .await?;
+            Ok::<_, AcmeError>(order.poll_ready(&self.retries()).await?)
+        })
+        .await
+        .map_err(timed_out)
+        .and_then(|status| status);
+        drop(published);
+        if let Some(hook) = &self.settings.dns_hook {
+            for (domain, record, value) in &records {
+                if let Err(error) = hook.cleanup(domain, record, value).await {
+                    tracing::warn!(%domain, %error, "acme: a DNS-01 record was not cleaned up");
                 }
+            }
+        }
+        let status = validated?;
+        if status != OrderStatus::Ready {
+            return Err(AcmeError::OrderFailed(status));
+        }
+        tokio::time::timeout_at(deadline, self.finish(order, domains))
+            .await
+            .map_err(timed_out)?
+    }
+
+    fn retries(&self) -> RetryPolicy {
+        RetryPolicy::new()
+            .initial_delay(self.settings.poll.initial_delay)
+            .backoff(2.0)
+            .timeout(self.settings.poll.timeout)
+    }
+
+    /// Publishes an answer to each pending authorization (HTTP-01 when offered for a name that
+    /// is not a wildcard, else DNS-01 through the hook) and tells the CA it is ready.
+    async fn answer_challenges(
+        &self,
+        order: &mut instant_acme::Order,
+        published: &mut Published<'_>,
+        records: &mut Vec<(String, String, String)>,
+    ) -> Result<(), AcmeError> {
+        let mut authorizations = order.authorizations();
+        while let Some(authorization) = authorizations.next().await {
+            let mut authorization = authorization?;
+            let domain = authorization.identifier().to_string();
+            match authorization.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue,
+                status => return Err(AcmeError::Unauthorized { domain, status }),
+            }
+            let offers =
+                |kind: ChallengeType| authorization.challenges.iter().any(|c| c.r#type == kind);
+            let use_http = !domain.starts_with("*.") && offers(ChallengeType::Http01);
+            if !use_http && !offers(ChallengeType::Dns01) {
+                return Err(
+                    if domain.starts_with("*.") || offers(ChallengeType::TlsAlpn01) {
+                        AcmeError::NoChallenge(domain)
+                    } else {
+                        AcmeError::NoHttpChallenge(domain)
+                    },
+                );
+            }
+            if use_http {
                 let mut challenge = authorization
                     .challenge(ChallengeType::Http01)
                     .ok_or_else(|| AcmeError::NoHttpChallenge(domain.clone()))?;
@@ -234,17 +316,36 @@ impl AcmeClient {
                 published.tokens.push(token);
                 debug!(%domain, "acme: http-01 challenge published");
                 challenge.set_ready().await?;
+            } else {
+                let hook = self
+                    .settings
+                    .dns_hook
+                    .as_ref()
+                    .ok_or_else(|| AcmeError::NoDnsHook(domain.clone()))?;
+                let mut challenge = authorization
+                    .challenge(ChallengeType::Dns01)
+                    .ok_or_else(|| AcmeError::NoChallenge(domain.clone()))?;
+                let value = challenge.key_authorization().dns_value();
+                let base = domain.trim_start_matches("*.").to_string();
+                let record = record_name(&domain);
+                hook.present(&base, &record, &value)
+                    .await
+                    .map_err(AcmeError::DnsHook)?;
+                records.push((base, record, value));
+                debug!(%domain, "acme: dns-01 record published");
+                challenge.set_ready().await?;
             }
         }
-        let retries = RetryPolicy::new()
-            .initial_delay(self.settings.poll.initial_delay)
-            .backoff(2.0)
-            .timeout(self.settings.poll.timeout);
-        let status = order.poll_ready(&retries).await?;
-        drop(published);
-        if status != OrderStatus::Ready {
-            return Err(AcmeError::OrderFailed(status));
-        }
+        Ok(())
+    }
+
+    /// Finalizes a ready order with a CSR for a fresh key and checks the chain issued.
+    async fn finish(
+        &self,
+        mut order: instant_acme::Order,
+        domains: &[String],
+    ) -> Result<IssuedCertificate, AcmeError> {
+        let retries = self.retries();
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(domains.to_vec())?;
         params.distinguished_name = DistinguishedName::new();
@@ -287,12 +388,6 @@ fn checked_domains(domains: &[String]) -> Result<Vec<String>, AcmeError> {
             domain: domain.clone(),
             reason: "not a host name",
         })?;
-        if normal.starts_with("*.") {
-            return Err(AcmeError::InvalidDomain {
-                domain: domain.clone(),
-                reason: "wildcards need a DNS-01 challenge, which Berth does not answer",
-            });
-        }
         let top_level = normal.rsplit('.').next().unwrap_or_default();
         if top_level.bytes().all(|b| b.is_ascii_digit()) {
             return Err(AcmeError::InvalidDomain {
@@ -300,7 +395,7 @@ fn checked_domains(domains: &[String]) -> Result<Vec<String>, AcmeError> {
                 reason: "an IP address is not a domain",
             });
         }
-        if !normal.contains('.') {
+        if !normal.trim_start_matches("*.").contains('.') {
             return Err(AcmeError::InvalidDomain {
                 domain: domain.clone(),
                 reason: "a public certificate needs a name with a dot",
@@ -333,7 +428,13 @@ mod tests {
                 Some(strings(&["shop.example.com", "www.example.com"])),
             ),
             (strings(&[]), None),
-            (strings(&["*.example.com"]), None),
+            (
+                strings(&["*.Example.com", "example.com"]),
+                Some(strings(&["*.example.com", "example.com"])),
+            ),
+            (strings(&["*.com"]), None),
+            (strings(&["*.10.0.0.1"]), None),
+            (strings(&["a.*.example.com"]), None),
             (strings(&["localhost"]), None),
             (strings(&["shop.example.com:80"]), None),
             (strings(&["shop.example.com", "bad host"]), None),

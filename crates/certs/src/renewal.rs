@@ -1,11 +1,18 @@
-//! When a certificate is renewed: a pure function of its validity and `now`.
+//! When a certificate is renewed: a pure function of its validity, the renewal setting and
+//! `now`.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Whether a certificate valid from `not_before` to `not_after` should be renewed at `now`:
-/// when less than a third of its lifetime is left (30 days of Let's Encrypt's 90), when it has
-/// expired, and when its validity makes no sense (ends before it starts).
-pub fn needs_renewal(not_before: SystemTime, not_after: SystemTime, now: SystemTime) -> bool {
+/// when less than `renew_before` is left, or without that setting, less than a third of its
+/// lifetime (30 days of Let's Encrypt's 90); always when it has expired or when its validity
+/// makes no sense (ends before it starts).
+pub fn needs_renewal(
+    not_before: SystemTime,
+    not_after: SystemTime,
+    now: SystemTime,
+    renew_before: Option<Duration>,
+) -> bool {
     let lifetime = match not_after.duration_since(not_before) {
         Ok(lifetime) if !lifetime.is_zero() => lifetime,
         _ => return true,
@@ -13,7 +20,7 @@ pub fn needs_renewal(not_before: SystemTime, not_after: SystemTime, now: SystemT
     let Ok(left) = not_after.duration_since(now) else {
         return true;
     };
-    left < lifetime / 3
+    left < renew_before.unwrap_or(lifetime / 3)
 }
 
 #[cfg(test)]
@@ -64,9 +71,35 @@ mod tests {
         ];
         for (not_before, not_after, now, want) in cases {
             assert_eq!(
-                needs_renewal(*not_before, *not_after, *now),
+                needs_renewal(*not_before, *not_after, *now, None),
                 *want,
                 "{not_before:?}..{not_after:?} at {now:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_set_margin_replaces_the_third_of_the_lifetime() {
+        let hours = |n: u64| Duration::from_secs(n * 3600);
+        // (not_before, not_after, now, renew_before, renew)
+        let cases: &[(SystemTime, SystemTime, SystemTime, Duration, bool)] = &[
+            // 90 days, renewed 7 days before the end instead of 30.
+            (day(100), day(190), day(160), hours(7 * 24), false),
+            (day(100), day(190), day(183), hours(7 * 24), false),
+            (day(100), day(190), day(183) + hours(1), hours(7 * 24), true),
+            // A margin longer than the lifetime: due as soon as issued (tests use this).
+            (day(1), day(1) + hours(1), day(1), hours(2), true),
+            // Expired or nonsense: renewed whatever the margin.
+            (day(100), day(190), day(191), Duration::ZERO, true),
+            (day(190), day(100), day(150), hours(1), true),
+            // A zero margin renews only what has expired.
+            (day(100), day(190), day(189), Duration::ZERO, false),
+        ];
+        for (not_before, not_after, now, margin, want) in cases {
+            assert_eq!(
+                needs_renewal(*not_before, *not_after, *now, Some(*margin)),
+                *want,
+                "{not_before:?}..{not_after:?} at {now:?}, {margin:?} before"
             );
         }
     }

@@ -173,9 +173,14 @@ async fn pebble_issues_through_the_router_and_the_router_serves_it() {
     // Renewal: once less than a third of its lifetime is left, a second order replaces it.
     let (not_before, not_after) = (issued.certificate.not_before, issued.certificate.not_after);
     let lifetime = not_after.duration_since(not_before).unwrap();
-    assert!(!needs_renewal(not_before, not_after, SystemTime::now()));
+    assert!(!needs_renewal(
+        not_before,
+        not_after,
+        SystemTime::now(),
+        None
+    ));
     let late = not_before + lifetime * 2 / 3 + Duration::from_secs(1);
-    assert!(needs_renewal(not_before, not_after, late));
+    assert!(needs_renewal(not_before, not_after, late, None));
     let renewed = client
         .issue(&[DOMAIN.to_string()])
         .await

@@ -157,10 +157,16 @@ impl Domain {
                 "has a port: the router listens on its own ports, name the host only",
             ));
         }
-        if host.starts_with("*.") {
+        // A wildcard `*.shop.example.com` stands for every one-label name under its base.
+        let (wildcard, host) = match host.strip_prefix("*.") {
+            Some(base) => (true, base),
+            None => (false, host),
+        };
+        if host.contains('*') {
             return Err(DomainError::new(
                 spec,
-                "is a wildcard, which is not supported",
+                "has a '*' elsewhere than as its whole first label (a wildcard is written \
+                 *.shop.example.com)",
             ));
         }
         if !is_host_name(host) {
@@ -173,16 +179,27 @@ impl Domain {
         if !host.contains('.') {
             return Err(DomainError::new(
                 spec,
-                "needs at least two labels, like shop.example.com",
+                if wildcard {
+                    "is a wildcard of a top-level domain: a wildcard needs two labels under it, \
+                     like *.shop.example.com"
+                } else {
+                    "needs at least two labels, like shop.example.com"
+                },
             ));
         }
         if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
             return Err(DomainError::new(spec, "is an IP address, not a host name"));
         }
+        let host = host.to_ascii_lowercase();
         Ok(Domain {
-            host: host.to_ascii_lowercase(),
+            host: if wildcard { format!("*.{host}") } else { host },
             path: normalize_path(path).map_err(|why| DomainError::new(spec, why))?,
         })
+    }
+
+    /// Whether this is a wildcard domain (`*.shop.example.com`).
+    pub fn is_wildcard(&self) -> bool {
+        self.host.starts_with("*.")
     }
 
     /// Whether a request path falls under this domain's prefix.
@@ -313,12 +330,22 @@ pub fn normalize_base(domain: &str) -> String {
     domain.trim_matches('.').to_ascii_lowercase()
 }
 
-/// Whether `host` is `base` or a name under it.
+/// Whether `host` is `base` or a name under it (a wildcard `*.base` is under `base`).
 pub fn is_under(host: &str, base: &str) -> bool {
     host == base
         || (host.len() > base.len()
             && host.ends_with(base)
             && host.as_bytes()[host.len() - base.len() - 1] == b'.')
+}
+
+/// The wildcard that covers `host` (`a.shop.example.com` → `*.shop.example.com`): `None` for a
+/// wildcard or a name of fewer than three labels (no wildcard of a top-level domain exists).
+pub fn covering_wildcard(host: &str) -> Option<String> {
+    if host.starts_with("*.") {
+        return None;
+    }
+    let (_, base) = host.split_once('.')?;
+    base.contains('.').then(|| format!("*.{base}"))
 }
 
 /// The platform's rules on which hosts a team's app may claim.
@@ -371,9 +398,11 @@ impl DomainPolicy {
     /// (`shop.<apps-domain>`) is anyone's to claim first; a longer one must be in the team's own
     /// part (`….<team>.<apps-domain>`). Outside it, the host must be under an allowed base
     /// domain when the platform names any.
+    /// A wildcard (`*.base`) is checked like the names it stands for: no wildcard of the apps
+    /// domain itself, and under it only in the team's own part.
     pub fn check(&self, host: &str, team: &str) -> Result<(), HostRefusal> {
         let apps = &self.apps_domain;
-        if host == apps {
+        if host == apps || host.strip_prefix("*.") == Some(apps.as_str()) {
             return Err(HostRefusal::AppsDomain);
         }
         if is_under(host, apps) {
@@ -398,7 +427,7 @@ impl DomainPolicy {
     /// The app whose default host `host` is (`<app>.<team>.<apps-domain>` → (app, team)).
     pub fn default_host_owner<'h>(&self, host: &'h str) -> Option<(&'h str, &'h str)> {
         let apps = &self.apps_domain;
-        if !is_under(host, apps) || host == apps {
+        if !is_under(host, apps) || host == apps || host.starts_with("*.") {
             return None;
         }
         let rest = &host[..host.len() - apps.len() - 1];
@@ -417,17 +446,30 @@ pub struct DomainReservation {
 }
 
 /// The reservation that keeps `host` from `team`, if any: one of another team that covers it.
+/// A wildcard (`*.base`) is kept from the team by the reservation that decides `base`'s names,
+/// and by any reservation of another team for one of the names it stands for.
 pub fn reserved_for_other<'r>(
     host: &str,
     team: &str,
     reservations: &'r [DomainReservation],
 ) -> Option<&'r DomainReservation> {
-    reservations
+    let covered = reservations
         .iter()
         .filter(|r| is_under(host, &r.domain))
         // The most specific reservation decides.
         .max_by_key(|r| r.domain.len())
-        .filter(|r| r.team != team)
+        .filter(|r| r.team != team);
+    let Some(base) = host.strip_prefix("*.") else {
+        return covered;
+    };
+    covered.or_else(|| {
+        reservations.iter().find(|r| {
+            r.team != team
+                && r.domain
+                    .split_once('.')
+                    .is_some_and(|(_, parent)| parent == base)
+        })
+    })
 }
 
 #[cfg(test)]
@@ -450,6 +492,9 @@ mod tests {
                 "/api/v1.2_x~y",
             ),
             (" a-b.c.d ", "a-b.c.d", "/"),
+            ("*.Shop.Example.com", "*.shop.example.com", "/"),
+            ("*.shop.example.com./api", "*.shop.example.com", "/api"),
+            ("*.example.com", "*.example.com", "/"),
         ];
         for (input, host, path) in cases {
             let domain = Domain::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -466,7 +511,17 @@ mod tests {
             ("/api", "no host"),
             ("localhost", "two labels"),
             ("shop.example.com:8080", "port"),
-            ("*.example.com", "wildcard"),
+            ("*.com", "wildcard of a top-level domain"),
+            ("*.localhost", "wildcard of a top-level domain"),
+            ("*", "'*' elsewhere"),
+            ("*.", "'*' elsewhere"),
+            ("**.example.com", "'*' elsewhere"),
+            ("*.*.example.com", "'*' elsewhere"),
+            ("a.*.example.com", "'*' elsewhere"),
+            ("shop*.example.com", "'*' elsewhere"),
+            ("*shop.example.com", "'*' elsewhere"),
+            ("*.10.0.0.1", "IP address"),
+            ("*.example.com:443", "port"),
             ("-shop.example.com", "valid host"),
             ("shop-.example.com", "valid host"),
             ("shop..example.com", "valid host"),
@@ -552,6 +607,20 @@ mod tests {
             (&closed, "x.corp.net", "a", true),
             (&closed, "shop.localhost", "a", true),
             (&closed, "other.org", "a", false),
+            // Wildcards: like the names they stand for; never the apps domain's own.
+            (&open, "*.apps.example.com", "a", false),
+            (&open, "*.a.apps.example.com", "a", true),
+            (&open, "*.web.a.apps.example.com", "a", true),
+            (&open, "*.b.apps.example.com", "a", false),
+            (&open, "*.web.b.apps.example.com", "a", false),
+            (&open, "*.example.org", "a", true),
+            (&closed, "*.shop.com", "a", true),
+            (&closed, "*.www.shop.com", "a", true),
+            (&closed, "*.corp.net", "a", true),
+            (&closed, "*.evilshop.com", "a", false),
+            (&closed, "*.localhost", "a", false),
+            (&closed, "*.x.localhost", "x", true),
+            (&closed, "*.x.localhost", "a", false),
         ];
         for (policy, host, team, want) in cases {
             assert_eq!(policy.check(host, team).is_ok(), want, "{host} for {team}");
@@ -560,15 +629,39 @@ mod tests {
             open.check("web.b.apps.example.com", "a"),
             Err(HostRefusal::OtherTeamsNamespace { team: "b".into() })
         );
+        assert_eq!(
+            open.check("*.apps.example.com", "a"),
+            Err(HostRefusal::AppsDomain)
+        );
+        assert_eq!(
+            open.check("*.b.apps.example.com", "a"),
+            Err(HostRefusal::OtherTeamsNamespace { team: "b".into() })
+        );
         // (host, the app and team whose default host it is)
         let cases = [
             ("web.a.apps.example.com", Some(("web", "a"))),
             ("shop.apps.example.com", None),
             ("x.web.a.apps.example.com", None),
             ("web.a.example.org", None),
+            ("*.a.apps.example.com", None),
         ];
         for (host, want) in cases {
             assert_eq!(open.default_host_owner(host), want, "{host}");
+        }
+    }
+
+    #[test]
+    fn a_name_of_three_labels_or_more_has_a_covering_wildcard() {
+        // (host, the wildcard that covers it)
+        let cases = [
+            ("a.shop.example.com", Some("*.shop.example.com")),
+            ("shop.example.com", Some("*.example.com")),
+            ("example.com", None),
+            ("localhost", None),
+            ("*.shop.example.com", None),
+        ];
+        for (host, want) in cases {
+            assert_eq!(covering_wildcard(host).as_deref(), want, "{host}");
         }
     }
 
@@ -659,6 +752,14 @@ mod tests {
             ("api.eng.shop.com", "eng", None),
             ("api.eng.shop.com", "sales", Some("eng.shop.com")),
             ("notshop.com", "eng", None),
+            // A wildcard: the reservation of its base decides, and it may not stand for a
+            // name reserved for another team.
+            ("*.shop.com", "eng", Some("shop.com")),
+            ("*.shop.com", "sales", Some("eng.shop.com")),
+            ("*.eng.shop.com", "eng", None),
+            ("*.eng.shop.com", "sales", Some("eng.shop.com")),
+            ("*.x.eng.shop.com", "eng", None),
+            ("*.other.com", "eng", None),
         ];
         for (host, team, want) in cases {
             let got = reserved_for_other(host, team, &reservations).map(|r| r.domain.as_str());

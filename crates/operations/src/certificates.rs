@@ -28,6 +28,8 @@ pub use berth_router::tls::MAX_PEM_BYTES;
 
 /// The code of the refusal of an ACME request on a server without ACME settings.
 pub const ACME_NOT_CONFIGURED: &str = "acme_not_configured";
+/// The code of the refusal of a wildcard ACME request on a server without a DNS hook.
+pub const ACME_DNS_NOT_CONFIGURED: &str = "acme_dns_not_configured";
 /// Who the renewal worker stores renewed certificates as.
 pub const RENEWAL_ACTOR: &str = "certificate-renewal";
 
@@ -47,9 +49,12 @@ impl std::fmt::Debug for IssuedPem {
 /// Orders certificates from a certificate authority (the server's ACME directory).
 #[async_trait]
 pub trait CertificateIssuer: Send + Sync + 'static {
-    /// A certificate for `hosts` (host names, proven over HTTP-01 through the router), or why
-    /// not, in a sentence.
+    /// A certificate for `hosts` (host names, proven over HTTP-01 through the router, or
+    /// wildcards, over DNS-01), or why not, in a sentence.
     async fn issue(&self, hosts: &[String]) -> Result<IssuedPem, String>;
+
+    /// Whether it can prove names over DNS-01 (wildcards need it).
+    fn solves_dns01(&self) -> bool;
 
     /// Whether a certificate valid from `not_before` to `not_after` is renewed at `now`.
     fn needs_renewal(&self, not_before: SystemTime, not_after: SystemTime, now: SystemTime)
@@ -155,14 +160,15 @@ impl Platform {
         action: TeamAction,
     ) -> OpResult<(App, String)> {
         let app = self.app(actor, name, action).await?.app;
-        let host = normalize_domain(host)
-            .filter(|host| !host.starts_with("*."))
-            .ok_or_else(|| {
-                OpError::field(
-                    "domain",
-                    format!("{host:?} is not a host name such as shop.example.com"),
-                )
-            })?;
+        let host = normalize_domain(host).ok_or_else(|| {
+            OpError::field(
+                "domain",
+                format!(
+                    "{host:?} is not a host name such as shop.example.com (or a wildcard \
+                     domain of the app such as *.shop.example.com)"
+                ),
+            )
+        })?;
         actor.audit.set_object(format!("certificates/{host}"));
         let hosts = app_hosts(&app, &self.domains.apps_domain);
         if !hosts.contains(&host) {
@@ -229,9 +235,10 @@ impl Platform {
     }
 
     /// Orders a certificate for `host`, one of the app's hosts, from the server's ACME
-    /// directory (HTTP-01 through the router), stores it and returns it. Refused (409
-    /// `acme_not_configured`) on a server without ACME settings or without the router's plain
-    /// listener, which the challenge needs.
+    /// directory (HTTP-01 through the router; DNS-01 through the DNS hook for a wildcard),
+    /// stores it and returns it. Refused (409 `acme_not_configured`) on a server without ACME
+    /// settings or without the router's plain listener, which HTTP-01 needs, and (409
+    /// `acme_dns_not_configured`) for a wildcard on a server without a DNS hook.
     pub async fn request_certificate(
         &self,
         actor: &Actor,
@@ -241,7 +248,18 @@ impl Platform {
         let (app, host) = self
             .certificate_target(actor, name, host, TeamAction::Deploy)
             .await?;
-        let issuer = self.acme_issuer()?;
+        let wildcard = host.starts_with("*.");
+        let issuer = self.acme_issuer(!wildcard)?;
+        if wildcard && !issuer.solves_dns01() {
+            return Err(OpError::conflict(
+                ACME_DNS_NOT_CONFIGURED,
+                format!(
+                    "domain: {host} is a wildcard, which ACME proves over DNS-01 only, and this \
+                     server has no DNS hook (berth server --acme-dns-hook PATH): upload a \
+                     wildcard certificate instead"
+                ),
+            ));
+        }
         let stored = self
             .issue_and_store(issuer.as_ref(), &app, &host, actor.username())
             .await?;
@@ -253,7 +271,8 @@ impl Platform {
         Ok(CertificateInfo::of(&stored, self.now()))
     }
 
-    fn acme_issuer(&self) -> OpResult<Arc<dyn CertificateIssuer>> {
+    /// The ACME issuer; `http01`: the order needs the router's plain listener.
+    fn acme_issuer(&self, http01: bool) -> OpResult<Arc<dyn CertificateIssuer>> {
         let Some(issuer) = self.certificates.issuer.clone() else {
             return Err(OpError::conflict(
                 ACME_NOT_CONFIGURED,
@@ -261,7 +280,7 @@ impl Platform {
                  --acme-email ADDRESS): upload a certificate instead",
             ));
         };
-        if self.http_port.is_none() {
+        if http01 && self.http_port.is_none() {
             return Err(OpError::conflict(
                 ACME_NOT_CONFIGURED,
                 "the router's HTTP listener is off (--http-listen): ACME's HTTP-01 challenge \

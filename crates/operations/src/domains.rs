@@ -1,13 +1,15 @@
 //! Which domains an app may claim, and the admin's domain reservations.
 //!
 //! A domain is checked before the write that claims it: the platform's rules (the apps domain,
-//! allowed base domains), reservations, other apps' default hosts and other apps' domains. The
+//! allowed base domains), reservations, other apps' default hosts and other apps' domains. A
+//! wildcard (`*.shop.example.com`) is one app's like any domain, and its names are its team's:
+//! another team may neither claim a name under it nor claim it over a name it holds. The
 //! store's key on (host, path) is the last word when two writes race; both refusals are 409s.
 //! Another team's app is named only to callers who may read that team.
 
 use berth_core::routes::{
-    AppRoutes, Domain, DomainReservation, HostRefusal, default_host, is_host_name, normalize_base,
-    reserved_for_other,
+    AppRoutes, Domain, DomainReservation, HostRefusal, covering_wildcard, default_host,
+    is_host_name, normalize_base, reserved_for_other,
 };
 use berth_core::validate::validate_name;
 use berth_store::{DomainOwner, StoreError};
@@ -87,6 +89,13 @@ impl Platform {
         let own_default =
             (new_app && !routes.internal).then(|| default_host(app, team, &policy.apps_domain));
         hosts.extend(own_default.clone());
+        // The wildcards that would stand for the exact names asked for: another team's one
+        // keeps them from this team.
+        let covering: Vec<(String, String)> = hosts
+            .iter()
+            .filter_map(|host| covering_wildcard(host).map(|w| (w, host.clone())))
+            .collect();
+        hosts.extend(covering.iter().map(|(wildcard, _)| wildcard.clone()));
         hosts.sort();
         hosts.dedup();
         for owner in self.store.domain_owners(&hosts).await? {
@@ -101,9 +110,57 @@ impl Platform {
             if routes.domains.contains(&claimed) || own_default_taken {
                 return Err(owner_conflict(actor, &owner));
             }
+            if owner.team != team
+                && let Some((wildcard, host)) = covering.iter().find(|(w, _)| *w == owner.host)
+            {
+                return Err(OpError::conflict(
+                    DOMAIN_TAKEN,
+                    format!(
+                        "domains: {host} is under the wildcard {wildcard}, which belongs to {}",
+                        whose(actor, &owner.app, &owner.team)
+                    ),
+                ));
+            }
         }
+        self.check_wildcards(actor, team, routes).await?;
         let before = before.map_or(&[][..], |r| &r.tcp_ports[..]);
         self.settle_tcp_ports(actor, app, routes, before).await
+    }
+
+    /// A wildcard may not stand for a name an app of another team holds: that name would then
+    /// be presented this team's certificate at the handshake. (Names claimed later under a
+    /// wildcard are refused by [`Platform::check_routes`].) Wildcards are rare: the apps are
+    /// read only when the routes have one.
+    async fn check_wildcards(&self, actor: &Actor, team: &str, routes: &AppRoutes) -> OpResult<()> {
+        let wildcards: Vec<&str> = routes
+            .domains
+            .iter()
+            .filter(|d| d.is_wildcard())
+            .map(|d| d.host.as_str())
+            .collect();
+        if wildcards.is_empty() {
+            return Ok(());
+        }
+        for other in self.store.list_apps().await? {
+            if other.team == team {
+                continue;
+            }
+            for domain in &other.routes.domains {
+                if let Some(wildcard) = covering_wildcard(&domain.host)
+                    && wildcards.contains(&wildcard.as_str())
+                {
+                    return Err(OpError::conflict(
+                        DOMAIN_TAKEN,
+                        format!(
+                            "domains: {wildcard} would stand for {}, which belongs to {}",
+                            domain.host,
+                            whose(actor, &other.name, &other.team)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every domain reservation (admins only).
@@ -156,16 +213,20 @@ impl Platform {
     }
 }
 
-/// The refusal of a domain that app `owner` of `team` holds.
-fn taken(actor: &Actor, domain: &str, owner: &str, team: &str) -> OpError {
-    let whose = if actor.can_read(team) {
+/// App `owner` of `team` as the actor may see it: named only to readers of its team.
+fn whose(actor: &Actor, owner: &str, team: &str) -> String {
+    if actor.can_read(team) {
         format!("app {owner} of team {team}")
     } else {
         "an app of another team".to_string()
-    };
+    }
+}
+
+/// The refusal of a domain that app `owner` of `team` holds.
+fn taken(actor: &Actor, domain: &str, owner: &str, team: &str) -> OpError {
     OpError::conflict(
         DOMAIN_TAKEN,
-        format!("domains: {domain} belongs to {whose}"),
+        format!("domains: {domain} belongs to {}", whose(actor, owner, team)),
     )
 }
 

@@ -53,7 +53,8 @@ pub struct AppAddress {
     pub path: String,
     /// Whether this is the default host (`<app>.<team>.<apps-domain>`).
     pub default: bool,
-    /// `http://host[:port]/path` on the router's HTTP listener; `None` when the router is off.
+    /// `http://host[:port]/path` on the router's HTTP listener; `None` when the router is off
+    /// and for a wildcard (no single name to link to).
     pub url: Option<String>,
 }
 
@@ -64,7 +65,8 @@ pub fn app_addresses(app: &App, apps_domain: &str, http_port: Option<u16>) -> Ve
         .into_iter()
         .enumerate()
         .map(|(index, domain)| {
-            let url = http_port.map(|port| {
+            let wildcard = domain.host.starts_with("*.");
+            let url = http_port.filter(|_| !wildcard).map(|port| {
                 let port = if port == 80 {
                     String::new()
                 } else {
@@ -551,6 +553,16 @@ mod tests {
             let defaults: Vec<bool> = addresses.iter().map(|a| a.default).collect();
             assert_eq!(defaults, [true, false, false]);
         }
+        // A wildcard routes, but is no link: no single name stands for it.
+        custom.routes.domains =
+            berth_core::routes::parse_domains(&["*.shop.com"]).expect("a wildcard domain");
+        let addresses = app_addresses(&custom, "localhost", Some(80));
+        let urls: Vec<Option<&str>> = addresses.iter().map(|a| a.url.as_deref()).collect();
+        assert_eq!(urls, [Some("http://web.shop.localhost/"), None]);
+        assert_eq!(
+            routed_app(&custom, &endpoints, "localhost").domains[1],
+            RouteDomain::host("*.shop.com")
+        );
         let lonely = routed_app(&app("api", 1, RolloutPhase::Progressing), &endpoints, "x");
         assert!(!lonely.https_redirect);
         assert!(lonely.backends.is_empty());

@@ -180,12 +180,16 @@ pub struct InvalidHost {
 }
 
 /// Host name → path prefixes → route, built once from the routed apps and read by every
-/// request.
+/// request. A wildcard domain `*.shop.example.com` answers every one-label name under
+/// `shop.example.com` that no app claims exactly (an exact host, whatever its paths, beats a
+/// wildcard, as in nginx's `server_name`).
 #[derive(Debug, Default)]
 pub struct RoutingTable {
     routes: Vec<Route>,
     /// Per host, its (path prefix, route index), longest prefix first.
     hosts: HashMap<String, Vec<(String, usize)>>,
+    /// The same for wildcard domains, keyed by the name under the `*.`.
+    wildcards: HashMap<String, Vec<(String, usize)>>,
     conflicts: Vec<HostConflict>,
     invalid: Vec<InvalidHost>,
 }
@@ -201,20 +205,30 @@ impl RoutingTable {
             let index = table.routes.len();
             let key = (app.team.clone(), app.app.clone());
             for domain in &app.domains {
-                let Some(host) = normalize_host(&domain.host) else {
+                let (map, host) = match domain.host.strip_prefix("*.") {
+                    Some(base) => (&mut table.wildcards, normalize_host(base)),
+                    None => (&mut table.hosts, normalize_host(&domain.host)),
+                };
+                // A wildcard's base has two labels at least (`*.com` routes nothing).
+                let host = host.filter(|h| map_key_ok(domain, h));
+                let Some(host) = host else {
                     table.invalid.push(InvalidHost {
                         host: domain.host.clone(),
                         app: key.clone(),
                     });
                     continue;
                 };
-                let prefixes = table.hosts.entry(host.clone().into_owned()).or_default();
+                let shown = match domain.host.starts_with("*.") {
+                    true => format!("*.{host}"),
+                    false => host.to_string(),
+                };
+                let prefixes = map.entry(host.into_owned()).or_default();
                 match prefixes.iter().find(|(path, _)| *path == domain.path) {
                     Some(&(_, owner)) if owner == index => {}
                     Some(&(_, owner)) => {
                         let owner = &table.routes[owner];
                         table.conflicts.push(HostConflict {
-                            host: host.into_owned(),
+                            host: shown,
                             path: domain.path.clone(),
                             owner: (owner.team.clone(), owner.app.clone()),
                             other: key.clone(),
@@ -234,20 +248,27 @@ impl RoutingTable {
                 bound: OnceLock::new(),
             });
         }
-        for prefixes in table.hosts.values_mut() {
+        for prefixes in table.hosts.values_mut().chain(table.wildcards.values_mut()) {
             prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         }
         table
     }
 
     /// The route for a `Host` header value (or a URI authority) and a request path: the
-    /// host's longest path prefix that covers the path. The host is matched without case, a
+    /// host's longest path prefix that covers the path; for a host no app claims exactly, the
+    /// same among the wildcard domain one label up. The host is matched without case, a
     /// `:port` and a trailing dot ignored; `None` for an unknown host, a path no prefix
     /// covers, and anything that is not a host name (IPv6 literals, userinfo, spaces…).
     pub fn route(&self, host_header: &str, path: &str) -> Option<&Route> {
         let host = normalize_host(host_header)?;
-        self.hosts
-            .get(host.as_ref())?
+        let prefixes = match self.hosts.get(host.as_ref()) {
+            Some(prefixes) => prefixes,
+            None => {
+                let (_, parent) = host.split_once('.')?;
+                self.wildcards.get(parent)?
+            }
+        };
+        prefixes
             .iter()
             .find(|(prefix, _)| path_has_prefix(path, prefix))
             .map(|&(_, i)| &self.routes[i])
@@ -267,6 +288,12 @@ impl RoutingTable {
     pub fn invalid_hosts(&self) -> &[InvalidHost] {
         &self.invalid
     }
+}
+
+/// Whether a normalised host may key the table: any host name, and for a wildcard a base of
+/// two labels at least.
+fn map_key_ok(domain: &RouteDomain, host: &str) -> bool {
+    !domain.host.starts_with("*.") || host.contains('.')
 }
 
 /// Normalises a `Host` header value or URI authority to the host name the table is keyed by:
@@ -500,6 +527,66 @@ mod tests {
             table.route("web.example.com", "/").map(|r| r.app.as_str()),
             Some("web")
         );
+    }
+
+    #[test]
+    fn a_wildcard_answers_one_label_names_no_app_claims_exactly() {
+        let mut api = app("t", "api", &[], vec![]);
+        api.domains = vec![RouteDomain {
+            host: "a.shop.example.com".into(),
+            path: "/api".into(),
+        }];
+        let table = RoutingTable::build(vec![
+            app("t", "shop", &["*.Shop.example.com."], vec![]),
+            app("t", "exact", &["b.shop.example.com"], vec![]),
+            api,
+            app("u", "deep", &["*.x.shop.example.com"], vec![]),
+            app("u", "tld", &["*.com", "*.", "*.bad host"], vec![]),
+        ]);
+        // (host, path, app)
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("c.shop.example.com", "/", Some("shop")),
+            ("C.Shop.Example.com.:443", "/x", Some("shop")),
+            // An exact host beats the wildcard, whatever its path prefixes.
+            ("b.shop.example.com", "/", Some("exact")),
+            ("a.shop.example.com", "/api/x", Some("api")),
+            ("a.shop.example.com", "/", None),
+            // One label only: deeper names and the base itself are not covered.
+            ("shop.example.com", "/", None),
+            ("a.b.shop.example.com", "/", None),
+            ("y.x.shop.example.com", "/", Some("deep")),
+            ("x.shop.example.com", "/", Some("shop")),
+            // A literal `*` in a Host header is not a host name.
+            ("*.shop.example.com", "/", None),
+            ("example.com", "/", None),
+            ("a.com", "/", None),
+        ];
+        for (host, path, want) in cases {
+            assert_eq!(
+                table.route(host, path).map(|r| r.app.as_str()),
+                *want,
+                "route({host:?}, {path:?})"
+            );
+        }
+        let invalid: Vec<_> = table
+            .invalid_hosts()
+            .iter()
+            .map(|h| h.host.as_str())
+            .collect();
+        assert_eq!(invalid, ["*.com", "*.", "*.bad host"]);
+        // Two apps claiming one wildcard: the first by (team, app) keeps it.
+        let table = RoutingTable::build(vec![
+            app("b", "two", &["*.shop.example.com"], vec![]),
+            app("a", "one", &["*.shop.example.com"], vec![]),
+        ]);
+        assert_eq!(
+            table
+                .route("x.shop.example.com", "/")
+                .map(|r| r.app.as_str()),
+            Some("one")
+        );
+        assert_eq!(table.conflicts()[0].host, "*.shop.example.com");
+        assert_eq!(table.conflicts()[0].other, ("b".into(), "two".into()));
     }
 
     #[test]

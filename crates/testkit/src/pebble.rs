@@ -22,6 +22,9 @@ pub struct Pebble {
     /// The CA of pebble's own HTTPS certificate (made here: the Debian package ships none), to
     /// trust for the directory and the management interface.
     pub https_ca_pem: String,
+    /// `pebble-challtestsrv`'s management interface (plain HTTP: `/set-txt`, `/clear-txt`
+    /// publish the TXT records pebble's DNS-01 checks look up).
+    pub challtestsrv: SocketAddr,
     processes: Vec<Child>,
     _dir: tempfile::TempDir,
 }
@@ -37,8 +40,14 @@ impl Pebble {
     }
 
     /// Starts pebble, which validates HTTP-01 challenges on `http_port` of 127.0.0.1, and waits
-    /// until it listens.
+    /// until it listens. Its certificates are valid for pebble's default (five years).
     pub fn start(http_port: u16) -> Pebble {
+        Pebble::start_with_validity(http_port, None)
+    }
+
+    /// [`Pebble::start`], issuing certificates valid for `validity` (whole seconds; pebble's
+    /// `certificateValidityPeriod`) when given: short-lived certificates for renewal tests.
+    pub fn start_with_validity(http_port: u16, validity: Option<Duration>) -> Pebble {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let https_ca_pem = https_certificate(dir.path());
         let (acme, management, dns, challtest, tls) = (
@@ -52,6 +61,7 @@ impl Pebble {
             directory_url: format!("https://localhost:{acme}/dir"),
             management: ([127, 0, 0, 1], management).into(),
             https_ca_pem,
+            challtestsrv: ([127, 0, 0, 1], challtest).into(),
             processes: Vec::new(),
             _dir: dir,
         };
@@ -76,8 +86,13 @@ impl Pebble {
   "httpPort": {http_port},
   "tlsPort": {tls},
   "ocspResponderURL": "",
-  "externalAccountBindingRequired": false
+  "externalAccountBindingRequired": false{validity}
 }}}}"#,
+            validity = validity.map_or(String::new(), |v| format!(
+                r#",
+  "certificateValidityPeriod": {}"#,
+                v.as_secs().max(1)
+            )),
             cert = dir.join("cert.pem").display(),
             key = dir.join("key.pem").display(),
         );

@@ -157,7 +157,10 @@ export function AppLinks({ app, compact = false }: { app: AppDto; compact?: bool
               {d.domain}
             </a>
           ) : (
-            <span className="mono" title={t("routes.routerOff")}>
+            <span
+              className="mono"
+              title={d.domain.startsWith("*.") ? t("routes.wildcard") : t("routes.routerOff")}
+            >
               {d.domain}
             </span>
           )}

@@ -562,6 +562,7 @@ export const en = {
   "routes.internalLabel": "Internal: no external route, reached only by its team's apps by name",
   "routes.more": "+{n} more",
   "routes.routerOff": "The router is off on this server",
+  "routes.wildcard": "A wildcard: every name one label under it reaches this app",
   "routes.save": "Save routes",
   "routes.saved": "Routes saved: traffic follows in a second",
   "routes.tcpPort": "TCP {address} → port {port} (outside the HTTP router)",

@@ -563,6 +563,7 @@ export const zhCN: Dict = {
   "routes.internalLabel": "内部：没有外部路由，只有本团队的应用按名称访问",
   "routes.more": "另 {n} 个",
   "routes.routerOff": "此服务器的路由器已关闭",
+  "routes.wildcard": "通配符域名：其下一级的任意名称都会访问此应用",
   "routes.save": "保存路由",
   "routes.saved": "路由已保存：流量将在一秒内切换",
   "routes.tcpPort": "TCP {address} → 端口 {port}（不经 HTTP 路由器）",

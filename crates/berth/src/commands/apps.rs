@@ -200,8 +200,9 @@ pub struct SpecArgs {
     /// Grace period between SIGTERM and SIGKILL, e.g. 10s
     #[arg(long)]
     stop_grace: Option<String>,
-    /// A custom domain, with an optional path prefix: shop.example.com or
-    /// shop.example.com/api (repeatable; replaces the app's domains)
+    /// A custom domain, with an optional path prefix: shop.example.com,
+    /// shop.example.com/api or a wildcard '*.shop.example.com' (repeatable; replaces the app's
+    /// domains)
     #[arg(long = "domain", value_name = "DOMAIN")]
     domains: Vec<String>,
     /// Remove every custom domain (the default host stays)

@@ -25,7 +25,7 @@ pub enum CertsCommand {
     /// Upload the certificate of one of the app's hosts (replaces the host's certificate)
     Upload {
         app: String,
-        /// The app's default host or one of its domains
+        /// The app's default host or one of its domains (a wildcard domain such as '*.shop.example.com' takes a wildcard certificate)
         host: String,
         /// PEM file with the certificate chain, leaf first
         #[arg(long = "cert", value_name = "FILE")]
@@ -34,8 +34,8 @@ pub enum CertsCommand {
         #[arg(long = "key", value_name = "FILE")]
         key: PathBuf,
     },
-    /// Order a certificate for one of the app's hosts over ACME (the server's --acme-directory);
-    /// Berth renews it
+    /// Order a certificate for one of the app's hosts over ACME (the server's --acme-directory;
+    /// a wildcard domain over DNS-01, which needs the server's --acme-dns-hook); Berth renews it
     Request { app: String, host: String },
     /// Delete the certificate of one of the app's hosts
     Delete { app: String, host: String },
