@@ -83,6 +83,18 @@ fn count(seen: &BTreeMap<(String, u16), usize>, revision: &str, status: u16) -> 
         .unwrap_or(0)
 }
 
+/// Waits until the rollout's canary takes traffic; returns the app.
+async fn canary_taking_traffic(server: &Server) -> Value {
+    server
+        .wait_app(
+            "web",
+            "the canary taking traffic",
+            Duration::from_secs(60),
+            |app| app["rollout"]["canary"]["passed"] == false,
+        )
+        .await
+}
+
 async fn kinds(server: &Server) -> Vec<String> {
     server
         .events("web")
@@ -216,14 +228,7 @@ async fn a_canary_that_answers_errors_is_rolled_back_and_a_good_one_rolls_out() 
         "ROUND=3",
     ]);
     assert!(out.status.success(), "{out:?}");
-    let app = server
-        .wait_app(
-            "web",
-            "the canary taking traffic",
-            Duration::from_secs(60),
-            |app| app["rollout"]["canary"]["passed"] == false,
-        )
-        .await;
+    let app = canary_taking_traffic(&server).await;
     let show = server.cli(&["apps", "show", "web"]);
     let show = String::from_utf8_lossy(&show.stdout);
     assert!(show.contains("canary taking traffic since"), "{show}");
@@ -275,14 +280,7 @@ async fn a_header_canary_takes_only_the_requests_that_carry_the_header() {
     server
         .post("/api/v1/apps/web/deploy", json!({"env": {"ROUND": "2"}}))
         .await;
-    server
-        .wait_app(
-            "web",
-            "the canary taking traffic",
-            Duration::from_secs(60),
-            |app| app["rollout"]["canary"]["passed"] == false,
-        )
-        .await;
+    canary_taking_traffic(&server).await;
     let with_header = Traffic::start(&server, 2, Some(("x-canary", "yes")));
     let without = Traffic::start(&server, 2, None);
     tokio::time::sleep(Duration::from_secs(2)).await;
