@@ -395,6 +395,7 @@ async fn start_router(
     let (table, routes) = tokio::sync::watch::channel(Arc::new(RoutingTable::default()));
     let mut router_config = RouterConfig {
         request_timeout: config.router_timeout,
+        hold_timeout: config.router_hold_timeout,
         acme_challenges: challenges.clone(),
         ..RouterConfig::default()
     };

@@ -108,8 +108,20 @@ pub fn unavailable(app: &App) -> String {
     }
 }
 
-/// The routes of `app` given its ready endpoints.
-pub fn routed_app(app: &App, endpoints: &EndpointMap, apps_domain: &str) -> RoutedApp {
+/// Whether the router holds the app's requests while it has no ready instance (rather than
+/// answering its 503 page at once): it wants instances, so one is being brought up, and it is
+/// not waiting out a crash-loop back-off.
+pub fn holds_requests(app: &App, backing_off: bool) -> bool {
+    app.replicas > 0 && !backing_off
+}
+
+/// The routes of `app` given its ready endpoints and whether it is in a crash-loop back-off.
+pub fn routed_app(
+    app: &App,
+    endpoints: &EndpointMap,
+    apps_domain: &str,
+    backing_off: bool,
+) -> RoutedApp {
     RoutedApp {
         app: app.name.clone(),
         team: app.team.clone(),
@@ -128,6 +140,7 @@ pub fn routed_app(app: &App, endpoints: &EndpointMap, apps_domain: &str) -> Rout
             .unwrap_or_default(),
         unavailable: unavailable(app),
         https_redirect: false,
+        hold: holds_requests(app, backing_off),
     }
 }
 
@@ -140,8 +153,9 @@ pub fn routed_entries(
     endpoints: &EndpointMap,
     apps_domain: &str,
     served: Option<&BTreeSet<String>>,
+    backing_off: bool,
 ) -> Vec<RoutedApp> {
-    let routed = routed_app(app, endpoints, apps_domain);
+    let routed = routed_app(app, endpoints, apps_domain, backing_off);
     let Some(served) = served.filter(|_| app.routes.https_redirect) else {
         return vec![routed];
     };
@@ -176,7 +190,7 @@ pub async fn routed_apps(
     let (apps, _) = crate::apps::list_apps(store, None, None, None).await?;
     Ok(apps
         .iter()
-        .map(|listed| routed_app(&listed.app, endpoints, apps_domain))
+        .map(|listed| routed_app(&listed.app, endpoints, apps_domain, false))
         .collect())
 }
 
@@ -309,7 +323,10 @@ pub async fn keep_routes(
             };
             StoreResult::Ok(
                 apps.iter()
-                    .flat_map(|app| routed_entries(app, &current, &apps_domain, served.as_ref()))
+                    .flat_map(|app| {
+                        let backing_off = endpoints.backing_off(&app.name);
+                        routed_entries(app, &current, &apps_domain, served.as_ref(), backing_off)
+                    })
                     .collect::<Vec<_>>(),
             )
         };
@@ -463,7 +480,7 @@ mod tests {
             (".apps.example.com.", "web.shop.apps.example.com"),
         ];
         for (domain, host) in cases {
-            let routed = routed_app(&web, &endpoints, domain);
+            let routed = routed_app(&web, &endpoints, domain, false);
             assert_eq!(routed.domains, [RouteDomain::host(host)], "{domain}");
             assert_eq!(routed.backends.len(), 1);
             assert_eq!(routed.backends[0].address, "10.1.0.5");
@@ -472,7 +489,7 @@ mod tests {
         let mut custom = web.clone();
         custom.routes.domains =
             berth_core::routes::parse_domains(&["shop.com", "x.com/api"]).expect("valid domains");
-        let routed = routed_app(&custom, &endpoints, "localhost");
+        let routed = routed_app(&custom, &endpoints, "localhost", false);
         let want = [
             RouteDomain::host("web.shop.localhost"),
             RouteDomain::host("shop.com"),
@@ -484,7 +501,7 @@ mod tests {
         assert_eq!(routed.domains, want);
         custom.routes.internal = true;
         assert!(
-            routed_app(&custom, &endpoints, "localhost")
+            routed_app(&custom, &endpoints, "localhost", false)
                 .domains
                 .is_empty()
         );
@@ -518,10 +535,37 @@ mod tests {
             let defaults: Vec<bool> = addresses.iter().map(|a| a.default).collect();
             assert_eq!(defaults, [true, false, false]);
         }
-        let lonely = routed_app(&app("api", 1, RolloutPhase::Progressing), &endpoints, "x");
+        let lonely = routed_app(
+            &app("api", 1, RolloutPhase::Progressing),
+            &endpoints,
+            "x",
+            false,
+        );
         assert!(!lonely.https_redirect);
         assert!(lonely.backends.is_empty());
         assert!(lonely.unavailable.contains("rolling out"));
+    }
+
+    #[test]
+    fn requests_wait_only_for_apps_bringing_up_an_instance() {
+        // (desired instances, backing off after crashes, requests held)
+        let cases = [
+            (1, false, true),
+            (3, false, true),
+            (1, true, false),
+            (0, false, false),
+            (0, true, false),
+        ];
+        for (replicas, backing_off, held) in cases {
+            let web = app("web", replicas, RolloutPhase::Progressing);
+            assert_eq!(
+                holds_requests(&web, backing_off),
+                held,
+                "{replicas} {backing_off}"
+            );
+            let routed = routed_app(&web, &EndpointMap::new(), "localhost", backing_off);
+            assert_eq!(routed.hold, held);
+        }
     }
 
     #[test]
@@ -565,7 +609,7 @@ mod tests {
         ];
         for (redirect, served, want) in cases {
             web.routes.https_redirect = redirect;
-            let entries = routed_entries(&web, &endpoints, "localhost", served.as_ref());
+            let entries = routed_entries(&web, &endpoints, "localhost", served.as_ref(), false);
             let got: Vec<(bool, Vec<&str>)> = entries
                 .iter()
                 .map(|e| {

@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod acme_challenge;
+mod hold;
 pub mod meters;
 mod pool;
 pub mod proxy;
@@ -51,6 +52,11 @@ pub struct RouterConfig {
     pub https_port: u16,
     /// ACME HTTP-01 challenges the plain-HTTP listener answers, shared with the issuer.
     pub acme_challenges: AcmeChallenges,
+    /// How long a request for an app that is bringing up its first ready instance
+    /// ([`RoutedApp::hold`]) waits for it before it gets the app's 503 page.
+    pub hold_timeout: Duration,
+    /// Requests held at once per app; more are answered 503 at once.
+    pub max_held_per_app: usize,
 }
 
 impl Default for RouterConfig {
@@ -66,6 +72,8 @@ impl Default for RouterConfig {
             tls_handshake_timeout: Duration::from_secs(10),
             https_port: 443,
             acme_challenges: AcmeChallenges::new(),
+            hold_timeout: Duration::from_secs(30),
+            max_held_per_app: 1000,
         }
     }
 }

@@ -2,8 +2,11 @@
 //! bytes both ways, upstream failures and requests in progress. Plain atomics, updated without a
 //! lock; a snapshot ([`AppCounters`]) is taken on demand.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use crate::hold::HoldGate;
 
 /// Upper bounds, in milliseconds, of the latency histogram's buckets; one more bucket counts the
 /// requests slower than the last bound (+Inf).
@@ -82,6 +85,8 @@ pub(crate) struct AppMeters {
     timeouts: AtomicU64,
     broken_responses: AtomicU64,
     in_flight: AtomicUsize,
+    /// The app's requests held while it has no ready instance.
+    pub(crate) holds: Arc<HoldGate>,
 }
 
 /// An upstream failure as the counters tell them apart.
@@ -106,6 +111,7 @@ impl AppMeters {
             timeouts: AtomicU64::new(0),
             broken_responses: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            holds: Arc::default(),
         }
     }
 

@@ -259,6 +259,7 @@ mod tests {
             team: "shop".into(),
             domains: vec![crate::RouteDomain::host("web.example")],
             https_redirect: false,
+            hold: false,
             backends: ports
                 .iter()
                 .map(|&port| Backend {

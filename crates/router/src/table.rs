@@ -52,6 +52,10 @@ pub struct RoutedApp {
     pub unavailable: String,
     /// Plain-HTTP requests are answered with a redirect to HTTPS.
     pub https_redirect: bool,
+    /// When `backends` is empty, requests wait (up to the router's hold timeout) for an
+    /// instance to become ready instead of getting the 503 page at once: the app is bringing
+    /// one up.
+    pub hold: bool,
 }
 
 /// What a domain routes to: one app and its ready instances, balanced round robin.
@@ -63,6 +67,8 @@ pub struct Route {
     pub unavailable: String,
     /// Plain-HTTP requests are answered with a redirect to HTTPS.
     pub https_redirect: bool,
+    /// Requests wait for a ready instance when there is none (see [`RoutedApp::hold`]).
+    pub hold: bool,
     next: AtomicUsize,
     /// The data path's per-backend state for this route, bound on first use
     /// ([`crate::RouterStats`]), so requests need no lookup by address.
@@ -156,6 +162,7 @@ impl RoutingTable {
                 backends: app.backends,
                 unavailable: app.unavailable,
                 https_redirect: app.https_redirect,
+                hold: app.hold,
                 next: AtomicUsize::new(0),
                 bound: OnceLock::new(),
             });
@@ -247,6 +254,7 @@ mod tests {
             backends,
             unavailable: format!("app {name} is scaled to 0"),
             https_redirect: false,
+            hold: false,
         }
     }
 

@@ -101,6 +101,7 @@ async fn start_router(handshake_timeout: Duration) -> Router {
         }],
         unavailable: "no instance".into(),
         https_redirect: redirect,
+        hold: false,
     };
     let (table, routes) = watch::channel(Arc::new(RoutingTable::build(vec![
         app("web", true),
