@@ -465,6 +465,11 @@ pub struct TrafficDto {
     pub broken_responses: u64,
     /// Requests in progress now.
     pub in_flight: u64,
+    /// Of those, requests held now: waiting (at most the router's hold timeout) for the app's
+    /// first ready instance while it brings one up.
+    pub held: u64,
+    /// Requests held since the server started, however they ended.
+    pub held_total: u64,
 }
 
 /// Responses by status class.
@@ -522,6 +527,8 @@ impl From<&AppCounters> for TrafficDto {
             timeouts: c.timeouts,
             broken_responses: c.broken_responses,
             in_flight: c.in_flight,
+            held: c.held,
+            held_total: c.held_total,
         }
     }
 }

@@ -328,6 +328,9 @@ async fn requests_wait_while_an_app_brings_up_its_only_instance() {
     assert_eq!(status, 200, "the request was held, not failed: {body}");
     let answer: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["app"], "slow", "{answer}");
+    let app = server.app("slow").await;
+    assert_eq!(app["traffic"]["held_total"], 1, "{:#}", app["traffic"]);
+    assert_eq!(app["traffic"]["held"], 0, "{:#}", app["traffic"]);
 
     // A single-instance app replaced in place (no surge): for a moment no instance is ready,
     // and a load through the router sees no failed request.
@@ -353,6 +356,12 @@ async fn requests_wait_while_an_app_brings_up_its_only_instance() {
         },
     )
     .await;
+    let app = server.app("web").await;
+    assert!(
+        app["traffic"]["held_total"].as_u64() > Some(0),
+        "requests met the moment without a ready instance and were held: {:#}",
+        app["traffic"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

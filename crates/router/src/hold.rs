@@ -3,13 +3,15 @@
 //! instance (or to stop holding it) within the hold timeout.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// The requests an app holds now, bounded: one per app, shared by every table (it lives with
 /// the app's counters).
 #[derive(Debug, Default)]
 pub(crate) struct HoldGate {
     held: AtomicUsize,
+    /// Requests ever admitted.
+    total: AtomicU64,
 }
 
 /// What [`HoldGate::enter`] decided for one request.
@@ -50,17 +52,24 @@ impl HoldGate {
                 (held < max).then_some(held + 1)
             });
         match taken {
-            Ok(_) => Admission::Held(HeldGuard {
-                gate: Arc::clone(self),
-            }),
+            Ok(_) => {
+                self.total.fetch_add(1, Ordering::Relaxed);
+                Admission::Held(HeldGuard {
+                    gate: Arc::clone(self),
+                })
+            }
             Err(_) => Admission::Full,
         }
     }
 
     /// How many requests are held now.
-    #[cfg(test)]
     pub(crate) fn held(&self) -> usize {
         self.held.load(Ordering::Acquire)
+    }
+
+    /// How many requests were ever held.
+    pub(crate) fn held_total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
     }
 }
 
@@ -121,9 +130,11 @@ mod tests {
                 last_held,
                 "max {max}, {entering} entered, {freed} freed"
             );
+            let admitted = entering + usize::from(last_held);
             drop(last);
             drop(guards);
             assert_eq!(gate.held(), 0, "every place comes back");
+            assert_eq!(gate.held_total(), admitted as u64, "max {max}");
         }
     }
 

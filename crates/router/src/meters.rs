@@ -43,6 +43,10 @@ pub struct AppCounters {
     /// Requests in progress now: arrived and not yet answered to their last byte (a WebSocket
     /// counts until its `101` is sent).
     pub in_flight: u64,
+    /// Of those, requests held now: waiting for the app's first ready instance.
+    pub held: u64,
+    /// Requests ever held (each counted once, however it ended).
+    pub held_total: u64,
 }
 
 impl AppCounters {
@@ -163,6 +167,8 @@ impl AppMeters {
             timeouts: load(&self.timeouts),
             broken_responses: load(&self.broken_responses),
             in_flight: self.in_flight.load(Ordering::Relaxed) as u64,
+            held: self.holds.held() as u64,
+            held_total: self.holds.held_total(),
         }
     }
 }
@@ -200,6 +206,8 @@ mod tests {
                 timeouts: 0,
                 broken_responses: 0,
                 in_flight: 0,
+                held: 0,
+                held_total: 0,
             };
             for &(index, count) in buckets {
                 c.latency_buckets[index] = count;

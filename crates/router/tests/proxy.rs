@@ -437,7 +437,7 @@ async fn requests_for_an_app_bringing_up_an_instance_wait_for_it() {
             .stats
             .app_counters()
             .iter()
-            .any(|c| c.app == "web" && c.in_flight == 5)
+            .any(|c| c.app == "web" && c.in_flight == 5 && c.held == 5)
     })
     .await;
     assert!(held.iter().all(|task| !task.is_finished()));
@@ -446,6 +446,9 @@ async fn requests_for_an_app_bringing_up_an_instance_wait_for_it() {
         assert_eq!(task.await.unwrap(), (StatusCode::OK, "web-1".to_string()));
     }
     assert_eq!(web.requests.load(Ordering::SeqCst), 5);
+    let counters = settled(&router.stats).await;
+    let web = counters_of(&counters, "web").unwrap();
+    assert_eq!((web.held, web.held_total, web.responses[1]), (0, 5, 5));
 }
 
 #[tokio::test]
@@ -479,7 +482,7 @@ async fn a_held_request_gets_503_after_the_hold_timeout_or_when_the_app_stops_ho
         tokio::spawn(async move { router.get("web.example.com", "/").await })
     };
     eventually("the request is held", || {
-        router.stats.app_counters().iter().any(|c| c.in_flight == 1)
+        router.stats.app_counters().iter().any(|c| c.held == 1)
     })
     .await;
     let mut refused = app("web", &["web.example.com"], &[]);
@@ -508,7 +511,7 @@ async fn an_app_holds_a_bounded_number_of_requests() {
         })
         .collect();
     eventually("two requests are held", || {
-        router.stats.app_counters().iter().any(|c| c.in_flight == 2)
+        router.stats.app_counters().iter().any(|c| c.held == 2)
     })
     .await;
     let (status, body) = router.get("web.example.com", "/").await;
