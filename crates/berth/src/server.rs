@@ -19,7 +19,8 @@ use berth_engine::{DockerEngine, ImageBuilder, RegistryAuth, Runtime};
 use berth_operations::Platform;
 use berth_operations::builds::{BuildEnv, BuildWorker, BuildWorkerConfig};
 use berth_operations::certificates::{CertificateIssuer, CertificateSettings};
-use berth_operations::routes::{RouterDrain, RouterTls, keep_routes};
+use berth_operations::idle::Wakes;
+use berth_operations::routes::{RouteSources, RouterDrain, RouterTls, keep_routes};
 use berth_registry::{Registry, RegistryConfig};
 use berth_router::{AcmeChallenges, CertificateSet, RouterConfig, RouterStats, RoutingTable};
 use berth_store::{Store, StoreUrl};
@@ -212,8 +213,10 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         &workers,
         &secrets,
         &challenges,
+        &clock,
     )
     .await;
+    let wakes = router.as_ref().map(|r| Arc::clone(&r.wakes));
     let issuer = config.acme.as_ref().map(|acme| {
         tracing::info!(directory = %acme.directory_url, "certificates can be ordered over ACME");
         Arc::new(crate::acme::AcmeIssuer::new(
@@ -256,6 +259,13 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             config.tcp_port_range.clone(),
         ),
     };
+    if let Some(wakes) = wakes {
+        // Scale to zero when idle needs the router: it sees the traffic and wakes the app.
+        let waker = platform.clone();
+        tokio::spawn(async move { waker.keep_waking(wakes).await });
+        let idler = platform.clone();
+        tokio::spawn(async move { idler.keep_idling(IDLE_CHECK_PERIOD).await });
+    }
     tokio::spawn(crate::tcp::keep_tcp_listeners(
         Arc::clone(&store),
         controller.endpoints(),
@@ -364,12 +374,17 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
 /// created or changed since).
 const ROUTES_REFRESH: Duration = Duration::from_secs(1);
 
+/// How often apps with an idle timeout are checked for idling (timeouts are 10 s or more).
+const IDLE_CHECK_PERIOD: Duration = Duration::from_secs(2);
+
 /// Starts the router for apps' traffic on `--http-listen`, unless it is off. A router that
 /// cannot bind its address is reported and left off; the API serves all the same.
 /// The router once it serves: its HTTP port and its counters.
 struct RunningRouter {
     port: u16,
     stats: RouterStats,
+    /// The apps its requests ask to wake (scaled to 0 when idle).
+    wakes: Arc<Wakes>,
 }
 
 async fn start_router(
@@ -379,6 +394,7 @@ async fn start_router(
     workers: &Workers,
     secrets: &Arc<berth_auth::SecretBox>,
     challenges: &AcmeChallenges,
+    clock: &berth_core::clock::Clock,
 ) -> Option<RunningRouter> {
     let Some(address) = config.http_listen else {
         tracing::info!(
@@ -393,10 +409,12 @@ async fn start_router(
         stats: stats.clone(),
     }));
     let (table, routes) = tokio::sync::watch::channel(Arc::new(RoutingTable::default()));
+    let wakes = Arc::new(Wakes::default());
     let mut router_config = RouterConfig {
         request_timeout: config.router_timeout,
         hold_timeout: config.router_hold_timeout,
         acme_challenges: challenges.clone(),
+        wake: Some(Arc::clone(&wakes) as Arc<dyn berth_router::Wake>),
         ..RouterConfig::default()
     };
     let mut tls = None;
@@ -419,9 +437,13 @@ async fn start_router(
         }
     }
     tokio::spawn(keep_routes(
-        Arc::clone(store),
-        controller.endpoints(),
-        config.apps_domain.clone(),
+        RouteSources {
+            store: Arc::clone(store),
+            endpoints: controller.endpoints(),
+            apps_domain: config.apps_domain.clone(),
+            wakes: Arc::clone(&wakes),
+            clock: Arc::clone(clock),
+        },
         table,
         ROUTES_REFRESH,
         Some(workers.register(
@@ -446,6 +468,7 @@ async fn start_router(
     Some(RunningRouter {
         port: bound.port(),
         stats,
+        wakes,
     })
 }
 

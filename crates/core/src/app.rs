@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
+use crate::idle::Idled;
 use crate::routes::AppRoutes;
 use crate::spec::{AppSpec, RolloutStrategy, Template};
 
@@ -105,6 +106,10 @@ pub struct App {
     pub rollout: Rollout,
     /// Next instance ordinal to hand out (instance names are `<app>-<ordinal>`).
     pub next_ordinal: u64,
+    /// Scale to 0 after this many seconds without a request through the router (opt-in).
+    pub idle_timeout_secs: Option<u32>,
+    /// Set while Berth keeps the app at 0 instances because it idled; the next request wakes it.
+    pub idled: Option<Idled>,
     pub created_at: Millis,
     pub updated_at: Millis,
     /// Optimistic-concurrency version; the store refuses an update made from a stale copy.
@@ -127,6 +132,8 @@ impl App {
             latest_revision: 1,
             rollout: Rollout::start(1, "first rollout", now),
             next_ordinal: 1,
+            idle_timeout_secs: spec.idle_timeout_secs,
+            idled: None,
             created_at: now,
             updated_at: now,
             version: 1,
@@ -141,6 +148,7 @@ impl App {
             strategy: self.strategy.clone(),
             dependencies: self.dependencies.clone(),
             routes: self.routes.clone(),
+            idle_timeout_secs: self.idle_timeout_secs,
         }
     }
 }
@@ -186,6 +194,12 @@ pub enum EventKind {
     CertificateRenewed,
     /// Renewing an ACME certificate failed; the old one is still served.
     CertificateRenewalFailed,
+    /// No request for the app's idle timeout: scaled to 0 until the next request.
+    IdledOut,
+    /// A request arrived for an app scaled to 0 when idle: scaled back.
+    Woken,
+    /// Waking an idle app was refused (quota): its requests get a 503 saying why.
+    WakeRefused,
 }
 
 impl EventKind {
@@ -214,6 +228,9 @@ impl EventKind {
             EventKind::RoutesChanged => "routes_changed",
             EventKind::CertificateRenewed => "certificate_renewed",
             EventKind::CertificateRenewalFailed => "certificate_renewal_failed",
+            EventKind::IdledOut => "idled_out",
+            EventKind::Woken => "woken",
+            EventKind::WakeRefused => "wake_refused",
         }
     }
 
@@ -233,12 +250,13 @@ impl EventKind {
                 | EventKind::StartFailed
                 | EventKind::EngineError
                 | EventKind::CertificateRenewalFailed
+                | EventKind::WakeRefused
         )
     }
 }
 
 /// Every event kind, in declaration order.
-pub const ALL_EVENT_KINDS: [EventKind; 23] = [
+pub const ALL_EVENT_KINDS: [EventKind; 26] = [
     EventKind::AppCreated,
     EventKind::AppDeleted,
     EventKind::RevisionCreated,
@@ -262,6 +280,9 @@ pub const ALL_EVENT_KINDS: [EventKind; 23] = [
     EventKind::RoutesChanged,
     EventKind::CertificateRenewed,
     EventKind::CertificateRenewalFailed,
+    EventKind::IdledOut,
+    EventKind::Woken,
+    EventKind::WakeRefused,
 ];
 
 /// One entry of an app's timeline: what Berth did or saw, and why.

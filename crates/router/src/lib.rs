@@ -27,6 +27,12 @@ pub use tls::{
     server_config, validate_certificate,
 };
 
+/// Where the router signals that a request arrived for an app scaled to 0 when idle
+/// ([`RoutedApp::wake`]): called for every such request, so it must be cheap and coalesce.
+pub trait Wake: Send + Sync + std::fmt::Debug {
+    fn wake(&self, team: &str, app: &str);
+}
+
 /// The router's settings.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
@@ -57,6 +63,8 @@ pub struct RouterConfig {
     pub hold_timeout: Duration,
     /// Requests held at once per app; more are answered 503 at once.
     pub max_held_per_app: usize,
+    /// Told of requests for apps to wake (`None`: nothing wakes apps).
+    pub wake: Option<std::sync::Arc<dyn Wake>>,
 }
 
 impl Default for RouterConfig {
@@ -74,6 +82,7 @@ impl Default for RouterConfig {
             acme_challenges: AcmeChallenges::new(),
             hold_timeout: Duration::from_secs(30),
             max_held_per_app: 1000,
+            wake: None,
         }
     }
 }

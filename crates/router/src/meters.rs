@@ -3,8 +3,8 @@
 //! lock; a snapshot ([`AppCounters`]) is taken on demand.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::hold::HoldGate;
 
@@ -47,6 +47,8 @@ pub struct AppCounters {
     pub held: u64,
     /// Requests ever held (each counted once, however it ended).
     pub held_total: u64,
+    /// When the last request arrived (unix milliseconds); `None` before the first.
+    pub last_request_at: Option<i64>,
 }
 
 impl AppCounters {
@@ -89,6 +91,8 @@ pub(crate) struct AppMeters {
     timeouts: AtomicU64,
     broken_responses: AtomicU64,
     in_flight: AtomicUsize,
+    /// When the last request arrived, in unix milliseconds (0: none yet).
+    last_request_ms: AtomicI64,
     /// The app's requests held while it has no ready instance.
     pub(crate) holds: Arc<HoldGate>,
 }
@@ -115,12 +119,19 @@ impl AppMeters {
             timeouts: AtomicU64::new(0),
             broken_responses: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            last_request_ms: AtomicI64::new(0),
             holds: Arc::default(),
         }
     }
 
     pub(crate) fn started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| {
+                i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+            });
+        self.last_request_ms.fetch_max(now, Ordering::Relaxed);
     }
 
     /// A request answered with `status` after `duration` (its in-progress count ends).
@@ -169,6 +180,8 @@ impl AppMeters {
             in_flight: self.in_flight.load(Ordering::Relaxed) as u64,
             held: self.holds.held() as u64,
             held_total: self.holds.held_total(),
+            last_request_at: Some(self.last_request_ms.load(Ordering::Relaxed))
+                .filter(|at| *at > 0),
         }
     }
 }
@@ -208,6 +221,7 @@ mod tests {
                 in_flight: 0,
                 held: 0,
                 held_total: 0,
+                last_request_at: None,
             };
             for &(index, count) in buckets {
                 c.latency_buckets[index] = count;

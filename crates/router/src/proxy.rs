@@ -340,6 +340,11 @@ impl Proxy {
         // A held request goes on with the table that gave its app a ready instance.
         let ready_table;
         let route = if route.backends.is_empty() {
+            if route.wake
+                && let Some(wake) = &self.config.wake
+            {
+                wake.wake(&route.team, &route.app);
+            }
             if !route.hold {
                 return own(unavailable(route));
             }

@@ -260,6 +260,7 @@ mod tests {
             domains: vec![crate::RouteDomain::host("web.example")],
             https_redirect: false,
             hold: false,
+            wake: false,
             backends: ports
                 .iter()
                 .map(|&port| Backend {

@@ -56,6 +56,9 @@ pub struct RoutedApp {
     /// instance to become ready instead of getting the 503 page at once: the app is bringing
     /// one up.
     pub hold: bool,
+    /// The app was scaled to 0 when idle: a request for it signals a wake
+    /// ([`crate::Wake`]) before it is held.
+    pub wake: bool,
 }
 
 /// What a domain routes to: one app and its ready instances, balanced round robin.
@@ -69,6 +72,8 @@ pub struct Route {
     pub https_redirect: bool,
     /// Requests wait for a ready instance when there is none (see [`RoutedApp::hold`]).
     pub hold: bool,
+    /// Requests without a ready instance signal a wake (see [`RoutedApp::wake`]).
+    pub wake: bool,
     next: AtomicUsize,
     /// The data path's per-backend state for this route, bound on first use
     /// ([`crate::RouterStats`]), so requests need no lookup by address.
@@ -163,6 +168,7 @@ impl RoutingTable {
                 unavailable: app.unavailable,
                 https_redirect: app.https_redirect,
                 hold: app.hold,
+                wake: app.wake,
                 next: AtomicUsize::new(0),
                 bound: OnceLock::new(),
             });
@@ -255,6 +261,7 @@ mod tests {
             unavailable: format!("app {name} is scaled to 0"),
             https_redirect: false,
             hold: false,
+            wake: false,
         }
     }
 

@@ -194,6 +194,7 @@ fn app(name: &str, hosts: &[&str], backends: &[&TestBackend]) -> RoutedApp {
         unavailable: format!("app {name} is rolling out: no instance is ready yet"),
         https_redirect: false,
         hold: false,
+        wake: false,
     }
 }
 
@@ -449,6 +450,55 @@ async fn requests_for_an_app_bringing_up_an_instance_wait_for_it() {
     let counters = settled(&router.stats).await;
     let web = counters_of(&counters, "web").unwrap();
     assert_eq!((web.held, web.held_total, web.responses[1]), (0, 5, 5));
+}
+
+/// Records the apps the router asks to wake.
+#[derive(Debug, Default)]
+struct Wakes(std::sync::Mutex<Vec<(String, String)>>);
+
+impl berth_router::Wake for Wakes {
+    fn wake(&self, team: &str, app: &str) {
+        self.0.lock().unwrap().push((team.into(), app.into()));
+    }
+}
+
+#[tokio::test]
+async fn requests_for_an_app_scaled_to_0_when_idle_wake_it_and_wait() {
+    let wakes = Arc::new(Wakes::default());
+    let config = RouterConfig {
+        wake: Some(Arc::clone(&wakes) as Arc<dyn berth_router::Wake>),
+        ..RouterConfig::default()
+    };
+    let idle = |backends: &[&TestBackend]| RoutedApp {
+        wake: true,
+        ..holding(app("web", &["web.example.com"], backends))
+    };
+    let web = TestBackend::start("web-1").await;
+    let router = Arc::new(TestRouter::start(vec![idle(&[])], config).await);
+    let held: Vec<_> = (0..3)
+        .map(|_| {
+            let router = Arc::clone(&router);
+            tokio::spawn(async move { router.get("web.example.com", "/").await })
+        })
+        .collect();
+    eventually("the requests are held", || {
+        router.stats.app_counters().iter().any(|c| c.held == 3)
+    })
+    .await;
+    let asked = wakes.0.lock().unwrap().clone();
+    assert_eq!(asked.len(), 3, "every request asks (the waker coalesces)");
+    assert!(
+        asked
+            .iter()
+            .all(|a| *a == ("team".to_string(), "web".to_string()))
+    );
+    router.swap(vec![idle(&[&web])]);
+    for task in held {
+        assert_eq!(task.await.unwrap().0, StatusCode::OK);
+    }
+    // With a ready instance nothing asks for a wake.
+    assert_eq!(router.get("web.example.com", "/").await.0, StatusCode::OK);
+    assert_eq!(wakes.0.lock().unwrap().len(), 3);
 }
 
 #[tokio::test]

@@ -102,6 +102,7 @@ async fn start_router(handshake_timeout: Duration) -> Router {
         unavailable: "no instance".into(),
         https_redirect: redirect,
         hold: false,
+        wake: false,
     };
     let (table, routes) = watch::channel(Arc::new(RoutingTable::build(vec![
         app("web", true),

@@ -110,6 +110,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "certificates",
         include_str!("../migrations/sqlite/0012_certificates.sql"),
     ),
+    (
+        13,
+        "app idle",
+        include_str!("../migrations/sqlite/0013_app_idle.sql"),
+    ),
 ];
 
 /// Waiting this long for a lock held by another process before giving up.
@@ -402,11 +407,12 @@ macro_rules! app_columns {
     };
 }
 
-/// Every column of an app's row: [`app_columns!`] (bound by [`bind_app`]) and `routes_json`
-/// (migration 11, bound by [`bind_routes`]).
+/// Every column of an app's row: [`app_columns!`] (bound by [`bind_app`]), `routes_json`
+/// (migration 11, bound by [`bind_routes`]) and `idle_json` (migration 13, bound by
+/// [`bind_idle`] as `$25`).
 macro_rules! app_row_columns {
     () => {
-        concat!(app_columns!(), ", routes_json")
+        concat!(app_columns!(), ", routes_json, idle_json")
     };
 }
 
@@ -416,7 +422,7 @@ const INSERT_APP: &str = concat!(
     app_row_columns!(),
     ", reserved_cpu_millis, reserved_memory_bytes, reserved_instances) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20, $21, $22, $23, $24)"
+     $19, $20, $21, $25, $22, $23, $24)"
 );
 
 /// Writes every mutable column and what the app reserves (`$22..$24`); `name` and
@@ -428,7 +434,7 @@ const UPDATE_APP: &str = concat!(
      rollout_phase = $10, rollout_failed_revision = $11, rollout_message = $12, \
      rollout_started_at = $13, rollout_progress_at = $14, rollout_available = $15, \
      rollout_finished_at = $16, next_ordinal = MAX(next_ordinal, $17), updated_at = $19, \
-     version = version + 1, routes_json = $21, \
+     version = version + 1, routes_json = $21, idle_json = $25, \
      reserved_cpu_millis = $22, reserved_memory_bytes = $23, reserved_instances = $24 \
      WHERE name = $1 AND version = $20 RETURNING ",
     app_row_columns!()
@@ -473,6 +479,25 @@ fn bind_routes<'q>(query: SqliteQuery<'q>, app: &App) -> StoreResult<SqliteQuery
     let routes = serde_json::to_string(&app.routes)
         .map_err(json_err(format!("routes of app {}", app.name)))?;
     Ok(query.bind(routes))
+}
+
+/// The app's idle setting and state as `idle_json` holds them.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct IdleColumn {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_secs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    idled: Option<berth_core::idle::Idled>,
+}
+
+/// Binds `$25`: the app's idle timeout and idle state.
+fn bind_idle<'q>(query: SqliteQuery<'q>, app: &App) -> StoreResult<SqliteQuery<'q>> {
+    let idle = serde_json::to_string(&IdleColumn {
+        timeout_secs: app.idle_timeout_secs,
+        idled: app.idled,
+    })
+    .map_err(json_err(format!("idle state of app {}", app.name)))?;
+    Ok(query.bind(idle))
 }
 
 /// Binds `$22..$24`: what an app at `replicas` with `resources` reserves (see the 0010
@@ -524,6 +549,9 @@ fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
     let strategy: String = get(row, "strategy_json")?;
     let dependencies: String = get(row, "dependencies_json")?;
     let routes: String = get(row, "routes_json")?;
+    let idle: String = get(row, "idle_json")?;
+    let idle: IdleColumn =
+        serde_json::from_str(&idle).map_err(json_err(format!("idle state of app {name}")))?;
     let next_ordinal: i64 = get(row, "next_ordinal")?;
     Ok(App {
         team: get(row, "team")?,
@@ -551,6 +579,8 @@ fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
                 "app {name} has a negative next_ordinal {next_ordinal}"
             ))
         })?,
+        idle_timeout_secs: idle.timeout_secs,
+        idled: idle.idled,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
         version: get(row, "version")?,
@@ -657,7 +687,7 @@ async fn update_app_in(
         None => revision_resources(conn, &app.name, app.current_revision).await?,
     };
     let query = bind_routes(bind_app(sqlx::query(UPDATE_APP), app)?, app)?;
-    let row = bind_reserved(query, app.replicas, &resources)?
+    let row = bind_idle(bind_reserved(query, app.replicas, &resources)?, app)?
         .fetch_optional(&mut *conn)
         .await
         .map_err(|e| {
@@ -1207,10 +1237,13 @@ impl AppStore for SqliteStore {
             Resources::default()
         };
         let mut tx = self.begin_write().await?;
-        bind_reserved(
-            bind_routes(bind_app(sqlx::query(INSERT_APP), app)?, app)?,
-            app.replicas,
-            &resources,
+        bind_idle(
+            bind_reserved(
+                bind_routes(bind_app(sqlx::query(INSERT_APP), app)?, app)?,
+                app.replicas,
+                &resources,
+            )?,
+            app,
         )?
         .execute(&mut *tx)
         .await

@@ -129,7 +129,8 @@ async fn reopen_keeps_data_in_wal_mode_and_migrates_once() {
             (9, true),
             (10, true),
             (11, true),
-            (12, true)
+            (12, true),
+            (13, true)
         ],
         "each migration is applied exactly once"
     );
