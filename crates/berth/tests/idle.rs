@@ -147,3 +147,44 @@ async fn an_idle_app_scales_to_zero_and_the_next_request_wakes_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("idle_timeout_seconds"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_app_counts_nothing_against_the_quota_and_a_refused_wake_says_why() {
+    let server = Server::start("idle-quota").await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (status, team) = server
+        .call(
+            Method::PATCH,
+            "/api/v1/teams/default",
+            Some(json!({"quota": {"instances": 2}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{team}");
+    assert_eq!(team["quota"]["instances"], 2, "{team}");
+
+    server
+        .create_app("web", 2, json!({"idle_timeout_seconds": 10}))
+        .await;
+    server.wait_rollout("web", Duration::from_secs(90)).await;
+    wait_idle(&server).await;
+    // While idle its instances do not count: another app takes the team's two.
+    let other = server.create_app("other", 2, json!({})).await;
+    assert_eq!(other["replicas"], 2, "{other}");
+
+    // The next request cannot wake it: a 503 naming the reason, not a hang.
+    let (status, body) = get(&client, &server).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("app web is scaled to 0 when idle and starting it was refused")
+            && body.contains("quota"),
+        "{body}"
+    );
+    let app = server.app("web").await;
+    assert_eq!(app["replicas"], 0, "{app:#}");
+    let events = server.events("web").await;
+    assert!(
+        events.iter().any(|e| e["kind"] == "wake_refused"
+            && e["message"].as_str().is_some_and(|m| m.contains("quota"))),
+        "{events:#?}"
+    );
+}
