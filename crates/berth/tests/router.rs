@@ -3,7 +3,8 @@
 //! without a ready instance get a clear page, a load running through the router sees no
 //! failed request while Berth rolls out, rolls back (by hand, and by itself after a failing
 //! revision) and scales the app down, and no GET fails when an instance is `docker kill`ed;
-//! requests for an app bringing up its only instance wait for it (at most the hold timeout).
+//! requests for an app bringing up its only instance wait for it (at most the hold timeout),
+//! while a crash-looping app answers 503 at once.
 
 mod support;
 
@@ -388,5 +389,38 @@ async fn a_held_request_gets_503_naming_the_app_state_after_the_hold_timeout() {
         assert_eq!(status, 404, "{body}");
         assert!(std::time::Instant::now() < deadline, "never routed");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_looping_app_answers_503_at_once_instead_of_holding() {
+    // A hold timeout far beyond the test's patience: a request that was held to its end
+    // would fail the test by its duration, not by a flaky clock.
+    let server = Server::start_with("router-crash-loop", &["--router-hold-timeout", "10m"]).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    // It crashes 200 ms after each start, long before it would listen.
+    server
+        .create_app(
+            "crashy",
+            1,
+            json!({"env": {"STARTUP_DELAY_MS": "60000", "CRASH_AFTER_MS": "200"}}),
+        )
+        .await;
+    wait_until("a crash-loop back-off", Duration::from_secs(60), || async {
+        server
+            .events("crashy")
+            .await
+            .iter()
+            .any(|e| e["kind"] == "crash_loop_back_off")
+    })
+    .await;
+    for _ in 0..3 {
+        let (status, body) = through_router(&client, &server, "crashy.default.localhost").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(!body.contains("no instance became ready"), "{body}");
     }
 }
