@@ -68,6 +68,10 @@ pub fn to_change(request: &AppChanges) -> ApiResult<AppChange> {
         domains,
         https_redirect: request.https_redirect,
         tcp_ports,
+        // 0 removes the idle timeout.
+        idle_timeout_secs: request
+            .idle_timeout_seconds
+            .map(|secs| (secs != 0).then_some(secs)),
     })
 }
 
@@ -85,6 +89,7 @@ mod tests {
             memory_bytes: Some(64),
             health_path: Some("/up".into()),
             replicas: Some(4),
+            idle_timeout_seconds: Some(0),
             strategy: Some(crate::dto::StrategyDto {
                 max_surge: Some(2),
                 ..Default::default()
@@ -98,6 +103,7 @@ mod tests {
             readiness: Some(Some(Probe::http("/up"))),
             liveness: Some(Some(Probe::http("/up"))),
             replicas: Some(4),
+            idle_timeout_secs: Some(None),
             strategy: StrategyChange {
                 max_surge: Some(2),
                 ..StrategyChange::default()

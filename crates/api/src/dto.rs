@@ -225,6 +225,10 @@ pub struct AppChanges {
     /// `5432` publishes container port 5432 on a host port Berth chooses, `15432:5432` on host
     /// port 15432. TCP traffic bypasses the HTTP router. Creates no revision.
     pub tcp_ports: Option<Vec<String>>,
+    /// Scale to 0 instances after this many seconds without a request through the router
+    /// (10 to 2592000); the next request starts the app again and waits for it. `0` removes
+    /// the idle timeout. Creates no revision.
+    pub idle_timeout_seconds: Option<u32>,
     /// Container labels to set; a `null` value removes the label.
     #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
     pub labels: Option<BTreeMap<String, Option<String>>>,
@@ -518,6 +522,11 @@ pub struct AppDto {
     /// Container ports published on host ports of the Berth server (plain TCP, bypassing the
     /// router).
     pub tcp_ports: Vec<TcpPortDto>,
+    /// Scale to 0 after this many seconds without a request; `null`: never.
+    pub idle_timeout_seconds: Option<u32>,
+    /// Set while the app is scaled to 0 because it was idle (`replicas` is then 0); the next
+    /// request through the router starts it again.
+    pub idle: Option<IdleDto>,
     /// What the router counted for the app since the server started; `null` when the router
     /// is off or has not routed a request to it yet.
     pub traffic: Option<TrafficDto>,
@@ -529,6 +538,14 @@ pub struct AppDto {
     pub engine_error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// An app scaled to 0 when idle.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IdleDto {
+    /// The instance count the next request brings back.
+    pub replicas: u32,
+    pub since: String,
 }
 
 /// An app's traffic through the router since the server started.
@@ -558,6 +575,11 @@ pub struct TrafficDto {
     pub broken_responses: u64,
     /// Requests in progress now.
     pub in_flight: u64,
+    /// Of those, requests held now: waiting (at most the router's hold timeout) for the app's
+    /// first ready instance while it brings one up.
+    pub held: u64,
+    /// Requests held since the server started, however they ended.
+    pub held_total: u64,
 }
 
 /// Responses by status class.
@@ -615,6 +637,8 @@ impl From<&AppCounters> for TrafficDto {
             timeouts: c.timeouts,
             broken_responses: c.broken_responses,
             in_flight: c.in_flight,
+            held: c.held,
+            held_total: c.held_total,
         }
     }
 }
@@ -695,6 +719,11 @@ impl AppDto {
                     address: std::net::SocketAddr::new(tcp_listen, p.host_port).to_string(),
                 })
                 .collect(),
+            idle_timeout_seconds: app.idle_timeout_secs,
+            idle: app.idled.map(|idled| IdleDto {
+                replicas: idled.replicas,
+                since: timestamp(idled.since),
+            }),
             traffic: traffic.map(TrafficDto::from),
             rollout: RolloutDto::new(&app.rollout, app.replicas, &instances),
             usage: AppUsageDto::total(&instances),

@@ -117,6 +117,9 @@ pub struct ServerOptions {
     /// The router's limit on how long an instance may take to answer a request [default: 60s]
     #[arg(long, env = "BERTH_ROUTER_TIMEOUT")]
     pub router_timeout: Option<String>,
+    /// How long the router holds a request for an app that is bringing up its first ready instance before answering 503 [default: 30s]
+    #[arg(long, env = "BERTH_ROUTER_HOLD_TIMEOUT")]
+    pub router_hold_timeout: Option<String>,
     /// Reverse proxies whose X-Forwarded-For names the client: IPs or CIDR blocks, comma-separated (e.g. 10.0.0.0/8,::1) [default: none]
     #[arg(long, env = "BERTH_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
@@ -171,6 +174,7 @@ pub struct ServerConfig {
     pub access_log_sample: Option<u32>,
     pub drain_timeout: Duration,
     pub router_timeout: Duration,
+    pub router_hold_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: berth_api::proxies::TrustedProxies,
     /// Where published TCP ports listen.
@@ -218,6 +222,7 @@ impl ServerOptions {
             access_log_sample: self.access_log_sample.or(file.access_log_sample),
             drain_timeout: self.drain_timeout.or(file.drain_timeout),
             router_timeout: self.router_timeout.or(file.router_timeout),
+            router_hold_timeout: self.router_hold_timeout.or(file.router_hold_timeout),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
             tcp_listen_address: self.tcp_listen_address.or(file.tcp_listen_address),
             tcp_port_range: self.tcp_port_range.or(file.tcp_port_range),
@@ -500,6 +505,7 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         access_log_sample: o.access_log_sample.filter(|n| *n > 0),
         drain_timeout: duration("drain-timeout", o.drain_timeout, "30s")?,
         router_timeout: duration("router-timeout", o.router_timeout, "60s")?,
+        router_hold_timeout: duration("router-hold-timeout", o.router_hold_timeout, "30s")?,
         trusted_proxies: berth_api::proxies::TrustedProxies::parse(
             o.trusted_proxies.as_deref().unwrap_or_default(),
         )

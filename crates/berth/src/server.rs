@@ -19,7 +19,8 @@ use berth_engine::{DockerEngine, ImageBuilder, RegistryAuth, Runtime};
 use berth_operations::Platform;
 use berth_operations::builds::{BuildEnv, BuildWorker, BuildWorkerConfig};
 use berth_operations::certificates::{CertificateIssuer, CertificateSettings};
-use berth_operations::routes::{RouterDrain, RouterTls, keep_routes};
+use berth_operations::idle::Wakes;
+use berth_operations::routes::{RouteSources, RouterDrain, RouterTls, keep_routes};
 use berth_registry::{Registry, RegistryConfig};
 use berth_router::{AcmeChallenges, CertificateSet, RouterConfig, RouterStats, RoutingTable};
 use berth_store::{Store, StoreUrl};
@@ -224,6 +225,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         &workers,
         &secrets,
         &challenges,
+        &clock,
         RouterSockets {
             inherited: &mut inherited,
             handoff: &mut handoff,
@@ -231,6 +233,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         },
     )
     .await;
+    let wakes = router.as_ref().map(|r| Arc::clone(&r.wakes));
     let issuer = config.acme.as_ref().map(|acme| {
         tracing::info!(directory = %acme.directory_url, "certificates can be ordered over ACME");
         Arc::new(crate::acme::AcmeIssuer::new(
@@ -333,6 +336,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         workers: workers.clone(),
         platform: state.platform.clone(),
         builds: state.builds.clone(),
+        wakes,
     };
     if inherited.is_successor() {
         // The predecessor's controllers and jobs run until it exits: ours start then.
@@ -413,6 +417,8 @@ struct Background {
     workers: Workers,
     platform: Platform,
     builds: BuildWorker,
+    /// The apps the router asks to wake, when it runs.
+    wakes: Option<Arc<Wakes>>,
 }
 
 impl Background {
@@ -426,6 +432,7 @@ impl Background {
             workers,
             platform,
             builds,
+            wakes,
         } = self;
         start_jobs(&workers, &config, &store, &registry, &builder, &clock);
         platform.controller.start();
@@ -438,6 +445,13 @@ impl Background {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "marked builds interrupted by the last stop"),
             Err(error) => tracing::warn!(%error, "cannot mark interrupted builds"),
+        }
+        if let Some(wakes) = wakes {
+            // Scale to zero when idle needs the router: it sees the traffic and wakes the app.
+            let waker = platform.clone();
+            tokio::spawn(async move { waker.keep_waking(wakes).await });
+            let idler = platform.clone();
+            tokio::spawn(async move { idler.keep_idling(IDLE_CHECK_PERIOD).await });
         }
         tokio::spawn(crate::tcp::keep_tcp_listeners(
             Arc::clone(&store),
@@ -523,6 +537,9 @@ async fn stop_signal(
 /// created or changed since).
 const ROUTES_REFRESH: Duration = Duration::from_secs(1);
 
+/// How often apps with an idle timeout are checked for idling (timeouts are 10 s or more).
+const IDLE_CHECK_PERIOD: Duration = Duration::from_secs(2);
+
 /// Starts the router for apps' traffic on `--http-listen`, unless it is off. A router that
 /// cannot bind its address is reported and left off; the API serves all the same.
 /// The router once it serves: its HTTP port and its counters.
@@ -532,6 +549,8 @@ struct RunningRouter {
     /// The listeners' accept loops: they end once `stopping` turned and their connections
     /// finished.
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The apps its requests ask to wake (scaled to 0 when idle).
+    wakes: Arc<Wakes>,
 }
 
 /// Where the router's listeners come from and when they stop.
@@ -584,6 +603,7 @@ async fn start_router(
     workers: &Workers,
     secrets: &Arc<berth_auth::SecretBox>,
     challenges: &AcmeChallenges,
+    clock: &berth_core::clock::Clock,
     mut sockets: RouterSockets<'_>,
 ) -> Option<RunningRouter> {
     let Some(address) = config.http_listen else {
@@ -603,9 +623,12 @@ async fn start_router(
     controller.set_drain(router_view.clone());
     controller.set_traffic_source(router_view);
     let (table, routes) = tokio::sync::watch::channel(Arc::new(RoutingTable::default()));
+    let wakes = Arc::new(Wakes::default());
     let mut router_config = RouterConfig {
         request_timeout: config.router_timeout,
+        hold_timeout: config.router_hold_timeout,
         acme_challenges: challenges.clone(),
+        wake: Some(Arc::clone(&wakes) as Arc<dyn berth_router::Wake>),
         ..RouterConfig::default()
     };
     let mut tls = None;
@@ -624,9 +647,13 @@ async fn start_router(
         }
     }
     tokio::spawn(keep_routes(
-        Arc::clone(store),
-        controller.endpoints(),
-        config.apps_domain.clone(),
+        RouteSources {
+            store: Arc::clone(store),
+            endpoints: controller.endpoints(),
+            apps_domain: config.apps_domain.clone(),
+            wakes: Arc::clone(&wakes),
+            clock: Arc::clone(clock),
+        },
         table,
         ROUTES_REFRESH,
         Some(workers.register(
@@ -671,6 +698,7 @@ async fn start_router(
         port: bound.port(),
         stats,
         tasks,
+        wakes,
     })
 }
 

@@ -78,6 +78,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("not a duration such as 30m, 1h or 7d ({e})"))
 }
 
+/// An idle timeout flag: a duration in whole seconds (`15m`, `90s`), or `off` (sent as 0,
+/// which removes it). The server checks the bounds.
+pub fn parse_idle_timeout(text: &str) -> Result<u32, String> {
+    if text.trim() == "off" {
+        return Ok(0);
+    }
+    let duration = parse_duration(text).map_err(|e| format!("{e}, or `off`"))?;
+    if duration.as_secs() == 0 || duration.subsec_nanos() != 0 {
+        return Err("must be whole seconds, at least 1s (or `off`)".to_string());
+    }
+    u32::try_from(duration.as_secs()).map_err(|_| "is too long".to_string())
+}
+
 /// A quota limit given on the command line: a number, or `unlimited` to remove the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -170,6 +183,23 @@ pub fn percent(used: u64, limit: Option<u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_timeouts_are_whole_seconds_or_off() {
+        let cases: &[(&str, Result<u32, ()>)] = &[
+            ("15m", Ok(900)),
+            ("10s", Ok(10)),
+            ("1h 30m", Ok(5400)),
+            ("off", Ok(0)),
+            ("500ms", Err(())),
+            ("1500ms", Err(())),
+            ("0s", Err(())),
+            ("soon", Err(())),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_idle_timeout(text).map_err(|_| ()), *want, "{text}");
+        }
+    }
 
     #[test]
     fn cpu_amounts() {

@@ -2,7 +2,9 @@
 //! at `<app>.<team>.<apps-domain>`, only ready instances get requests, unknown hosts and apps
 //! without a ready instance get a clear page, a load running through the router sees no
 //! failed request while Berth rolls out, rolls back (by hand, and by itself after a failing
-//! revision) and scales the app down, and no GET fails when an instance is `docker kill`ed.
+//! revision) and scales the app down, and no GET fails when an instance is `docker kill`ed;
+//! requests for an app bringing up its only instance wait for it (at most the hold timeout),
+//! while a crash-looping app answers 503 at once.
 
 mod support;
 
@@ -218,4 +220,125 @@ async fn no_get_fails_when_an_instance_is_killed() {
         events.iter().any(|e| e["kind"] == "instance_crashed"),
         "the death was noticed: {events:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_wait_while_an_app_brings_up_its_only_instance() {
+    let server = Server::start("router-hold").await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    // A starting app: its route exists before its instance is ready, and the first request
+    // waits for the instance instead of getting a 503.
+    server
+        .create_app("slow", 1, json!({"env": {"STARTUP_DELAY_MS": "3000"}}))
+        .await;
+    let host = "slow.default.localhost";
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let (status, body) = loop {
+        let app = server.app("slow").await;
+        assert!(ready_instances(&app).is_empty(), "not ready yet: {app:#}");
+        let (status, body) = through_router(&client, &server, host).await;
+        // 404 until the router's table has the new app (within a second).
+        if status != 404 || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, 200, "the request was held, not failed: {body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["app"], "slow", "{answer}");
+    let app = server.app("slow").await;
+    assert_eq!(app["traffic"]["held_total"], 1, "{:#}", app["traffic"]);
+    assert_eq!(app["traffic"]["held"], 0, "{:#}", app["traffic"]);
+
+    // A single-instance app replaced in place (no surge): for a moment no instance is ready,
+    // and a load through the router sees no failed request.
+    server
+        .create_app(
+            "web",
+            1,
+            json!({"strategy": {"max_surge": 0, "max_unavailable": 1}}),
+        )
+        .await;
+    server.wait_rollout("web", Duration::from_secs(90)).await;
+    no_request_fails(
+        &server,
+        "a recreate rollout of a single instance",
+        || async {
+            server
+                .post(
+                    "/api/v1/apps/web/deploy",
+                    json!({"env": {"STARTUP_DELAY_MS": "1500"}}),
+                )
+                .await;
+            server.wait_rollout("web", Duration::from_secs(90)).await;
+        },
+    )
+    .await;
+    let app = server.app("web").await;
+    assert!(
+        app["traffic"]["held_total"].as_u64() > Some(0),
+        "requests met the moment without a ready instance and were held: {:#}",
+        app["traffic"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_held_request_gets_503_naming_the_app_state_after_the_hold_timeout() {
+    let server = Server::start_with("router-hold-timeout", &["--router-hold-timeout", "2s"]).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    server
+        .create_app("stuck", 1, json!({"env": {"STARTUP_DELAY_MS": "120000"}}))
+        .await;
+    let host = "stuck.default.localhost";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = through_router(&client, &server, host).await;
+        if status == 503 {
+            assert!(
+                body.contains(
+                    "app stuck is rolling out revision 1: no instance is ready yet \
+                     (no instance became ready within 2 s)"
+                ),
+                "{body}"
+            );
+            break;
+        }
+        assert_eq!(status, 404, "{body}");
+        assert!(std::time::Instant::now() < deadline, "never routed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_looping_app_answers_503_at_once_instead_of_holding() {
+    // A hold timeout far beyond the test's patience: a request that was held to its end
+    // would fail the test by its duration, not by a flaky clock.
+    let server = Server::start_with("router-crash-loop", &["--router-hold-timeout", "10m"]).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    // It crashes 200 ms after each start, long before it would listen.
+    server
+        .create_app(
+            "crashy",
+            1,
+            json!({"env": {"STARTUP_DELAY_MS": "60000", "CRASH_AFTER_MS": "200"}}),
+        )
+        .await;
+    wait_until("a crash-loop back-off", Duration::from_secs(60), || async {
+        server
+            .events("crashy")
+            .await
+            .iter()
+            .any(|e| e["kind"] == "crash_loop_back_off")
+    })
+    .await;
+    for _ in 0..3 {
+        let (status, body) = through_router(&client, &server, "crashy.default.localhost").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(!body.contains("no instance became ready"), "{body}");
+    }
 }

@@ -106,6 +106,8 @@ async fn pebble_issues_through_the_router_and_the_router_serves_it() {
         unavailable: "app web has no instance".into(),
         https_redirect: true,
         canary: None,
+        hold: false,
+        wake: false,
     }])));
     let certificates = CertificateSet::new();
     let stats = RouterStats::new();

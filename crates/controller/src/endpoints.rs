@@ -6,8 +6,8 @@
 //! Before the controller stops an instance it takes it out of the table, then waits for the
 //! [`Drain`] (the router's in-flight requests to it) before the engine sends SIGTERM.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,12 +34,15 @@ pub type EndpointMap = BTreeMap<String, Vec<Endpoint>>;
 #[derive(Debug, Clone)]
 pub struct Endpoints {
     table: Arc<watch::Sender<Arc<EndpointMap>>>,
+    /// Apps whose crashed instances wait out a crash-loop back-off before their restart.
+    backing_off: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Default for Endpoints {
     fn default() -> Self {
         Endpoints {
             table: Arc::new(watch::channel(Arc::default()).0),
+            backing_off: Arc::default(),
         }
     }
 }
@@ -53,6 +56,29 @@ impl Endpoints {
     /// The table now.
     pub fn current(&self) -> Arc<EndpointMap> {
         Arc::clone(&self.table.borrow())
+    }
+
+    /// Whether the app's crashed instances wait out a crash-loop back-off now (as of its last
+    /// reconcile): the router then answers its 503 page at once rather than holding requests.
+    pub fn backing_off(&self, app: &str) -> bool {
+        self.crash_loops().contains(app)
+    }
+
+    /// The app's crash-loop back-off began or ended.
+    pub(crate) fn set_backing_off(&self, app: &str, backing_off: bool) {
+        let mut apps = self.crash_loops();
+        if backing_off {
+            apps.insert(app.to_string());
+        } else {
+            apps.remove(app);
+        }
+    }
+
+    fn crash_loops(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        // A set of names: a panic elsewhere cannot leave it inconsistent.
+        self.backing_off
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn change(&self, app: &str, change: impl FnOnce(&mut Vec<Endpoint>) -> bool) {
@@ -113,6 +139,7 @@ impl Endpoints {
 
     /// The app is gone.
     pub(crate) fn remove_app(&self, app: &str) {
+        self.set_backing_off(app, false);
         self.change(app, |current| {
             let had = !current.is_empty();
             current.clear();
@@ -139,6 +166,28 @@ mod tests {
             address: format!("10.0.0.{}", id.len()),
             port: 8080,
             revision: 1,
+        }
+    }
+
+    #[test]
+    fn crash_loop_back_offs_are_kept_per_app_until_the_app_goes() {
+        let endpoints = Endpoints::default();
+        // (app, backing off or not (None: the app is deleted), web's state, api's state after)
+        let steps = [
+            ("web", Some(true), true, false),
+            ("api", Some(true), true, true),
+            ("web", Some(false), false, true),
+            ("web", Some(true), true, true),
+            ("web", None, false, true),
+            ("api", None, false, false),
+        ];
+        for (app, step, web, api) in steps {
+            match step {
+                Some(backing_off) => endpoints.set_backing_off(app, backing_off),
+                None => endpoints.remove_app(app),
+            }
+            assert_eq!(endpoints.backing_off("web"), web, "{app} {step:?}");
+            assert_eq!(endpoints.backing_off("api"), api, "{app} {step:?}");
         }
     }
 

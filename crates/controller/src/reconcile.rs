@@ -404,6 +404,9 @@ async fn report_backoffs(shared: &Shared, app: &App, backoffs: &[BackOff]) {
         }
     }
     lock(&shared.backing_off).insert(app.name.clone(), backoffs.to_vec());
+    shared
+        .endpoints
+        .set_backing_off(&app.name, !backoffs.is_empty());
     shared.record_events(events).await;
 }
 

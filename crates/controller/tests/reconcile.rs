@@ -99,6 +99,7 @@ impl World {
             },
             dependencies: Vec::new(),
             routes: Default::default(),
+            idle_timeout_secs: None,
         };
         let app = App::created(name, "default", &spec, now);
         self.store

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
+use crate::idle::Idled;
 use crate::routes::AppRoutes;
 use crate::spec::{AppSpec, RolloutStrategy, Template};
 
@@ -108,6 +109,10 @@ pub struct App {
     pub rollout: Rollout,
     /// Next instance ordinal to hand out (instance names are `<app>-<ordinal>`).
     pub next_ordinal: u64,
+    /// Scale to 0 after this many seconds without a request through the router (opt-in).
+    pub idle_timeout_secs: Option<u32>,
+    /// Set while Berth keeps the app at 0 instances because it idled; the next request wakes it.
+    pub idled: Option<Idled>,
     pub created_at: Millis,
     pub updated_at: Millis,
     /// Optimistic-concurrency version; the store refuses an update made from a stale copy.
@@ -130,6 +135,8 @@ impl App {
             latest_revision: 1,
             rollout: Rollout::start(1, "first rollout", now),
             next_ordinal: 1,
+            idle_timeout_secs: spec.idle_timeout_secs,
+            idled: None,
             created_at: now,
             updated_at: now,
             version: 1,
@@ -144,6 +151,7 @@ impl App {
             strategy: self.strategy.clone(),
             dependencies: self.dependencies.clone(),
             routes: self.routes.clone(),
+            idle_timeout_secs: self.idle_timeout_secs,
         }
     }
 }
@@ -193,6 +201,12 @@ pub enum EventKind {
     CanaryStarted,
     /// The canary's error rate was no worse than the old revision's: the rollout goes on.
     CanaryPassed,
+    /// No request for the app's idle timeout: scaled to 0 until the next request.
+    IdledOut,
+    /// A request arrived for an app scaled to 0 when idle: scaled back.
+    Woken,
+    /// Waking an idle app was refused (quota): its requests get a 503 saying why.
+    WakeRefused,
 }
 
 impl EventKind {
@@ -223,6 +237,9 @@ impl EventKind {
             EventKind::CertificateRenewalFailed => "certificate_renewal_failed",
             EventKind::CanaryStarted => "canary_started",
             EventKind::CanaryPassed => "canary_passed",
+            EventKind::IdledOut => "idled_out",
+            EventKind::Woken => "woken",
+            EventKind::WakeRefused => "wake_refused",
         }
     }
 
@@ -242,12 +259,13 @@ impl EventKind {
                 | EventKind::StartFailed
                 | EventKind::EngineError
                 | EventKind::CertificateRenewalFailed
+                | EventKind::WakeRefused
         )
     }
 }
 
 /// Every event kind, in declaration order.
-pub const ALL_EVENT_KINDS: [EventKind; 25] = [
+pub const ALL_EVENT_KINDS: [EventKind; 28] = [
     EventKind::AppCreated,
     EventKind::AppDeleted,
     EventKind::RevisionCreated,
@@ -273,6 +291,9 @@ pub const ALL_EVENT_KINDS: [EventKind; 25] = [
     EventKind::CertificateRenewalFailed,
     EventKind::CanaryStarted,
     EventKind::CanaryPassed,
+    EventKind::IdledOut,
+    EventKind::Woken,
+    EventKind::WakeRefused,
 ];
 
 /// One entry of an app's timeline: what Berth did or saw, and why.

@@ -38,6 +38,8 @@ pub struct AppChange {
     /// The app's published TCP ports, replacing the ones it has; a host port of 0 is Berth's
     /// to choose (the one the app has for that container port, if any).
     pub tcp_ports: Option<Vec<TcpPort>>,
+    /// A new idle timeout in seconds; `Some(None)` removes it.
+    pub idle_timeout_secs: Option<Option<u32>>,
 }
 
 /// What a change sets of the rollout strategy.
@@ -127,6 +129,9 @@ impl AppChange {
         }
         if let Some(ports) = &self.tcp_ports {
             spec.routes.tcp_ports = keep_assigned(ports, &spec.routes.tcp_ports);
+        }
+        if let Some(timeout) = self.idle_timeout_secs {
+            spec.idle_timeout_secs = timeout;
         }
     }
 

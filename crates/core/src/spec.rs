@@ -152,6 +152,9 @@ pub struct AppSpec {
     /// Custom domains, or internal (no external route). Not revisioned: changing them moves
     /// traffic, it starts no instance.
     pub routes: AppRoutes,
+    /// Scale to 0 after this many seconds without a request (see [`crate::idle`]); not
+    /// revisioned.
+    pub idle_timeout_secs: Option<u32>,
 }
 
 impl Default for AppSpec {
@@ -162,6 +165,7 @@ impl Default for AppSpec {
             strategy: RolloutStrategy::default(),
             dependencies: Vec::new(),
             routes: AppRoutes::default(),
+            idle_timeout_secs: None,
         }
     }
 }

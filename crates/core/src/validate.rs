@@ -292,6 +292,12 @@ pub fn validate_spec(app_name: &str, spec: &AppSpec) -> Result<(), ValidationErr
             );
         }
     }
+    if let Some(problem) = spec
+        .idle_timeout_secs
+        .and_then(crate::idle::timeout_problem)
+    {
+        errors.push("idle_timeout_seconds", problem);
+    }
     for (i, dep) in spec.dependencies.iter().enumerate() {
         if let Some(problem) = name_problem(dep) {
             errors.push(format!("dependencies[{i}]"), problem);
@@ -380,6 +386,11 @@ mod tests {
             ),
             (spec_with(|s| s.template.port = 0), Some("template.port")),
             (spec_with(|s| s.replicas = 501), Some("replicas")),
+            (
+                spec_with(|s| s.idle_timeout_secs = Some(5)),
+                Some("idle_timeout_seconds"),
+            ),
+            (spec_with(|s| s.idle_timeout_secs = Some(900)), None),
             (
                 spec_with(|s| {
                     s.template

@@ -70,7 +70,7 @@ pub struct NewApp {
 }
 
 /// What a modification did.
-enum Modification {
+pub(crate) enum Modification {
     Unchanged,
     Settings(Vec<Event>),
     NewRevision(Box<Revision>, Vec<Event>),
@@ -87,6 +87,21 @@ impl Platform {
             .await?
             .ok_or_else(|| OpError::not_found(&what))?;
         actor.require(&app.team, action, &what)?;
+        self.with_template(app).await
+    }
+
+    /// The app and its current template, for Berth's own changes (no actor).
+    async fn current_app(&self, name: &str) -> OpResult<CurrentApp> {
+        let app = self
+            .store
+            .get_app(name)
+            .await?
+            .ok_or_else(|| OpError::not_found(format!("app {name}")))?;
+        self.with_template(app).await
+    }
+
+    async fn with_template(&self, app: App) -> OpResult<CurrentApp> {
+        let name = &app.name;
         let revision = self
             .store
             .get_revision(name, app.current_revision)
@@ -188,7 +203,7 @@ impl Platform {
         change: &AppChange,
         reason: Option<&str>,
     ) -> OpResult<CurrentApp> {
-        self.modify(actor, name, |app, template, now| {
+        self.modify(Some(actor), name, |app, template, now| {
             let mut spec = app.spec(template);
             change.apply(&mut spec);
             validate_spec(name, &spec)?;
@@ -202,7 +217,20 @@ impl Platform {
             let settings_changed = spec.replicas != app.replicas
                 || spec.strategy != app.strategy
                 || spec.dependencies != app.dependencies
-                || spec.routes != app.routes;
+                || spec.routes != app.routes
+                || spec.idle_timeout_secs != app.idle_timeout_secs;
+            if let Some(idled) = app.idled {
+                if spec.replicas != app.replicas {
+                    // An explicit count ends the idle state.
+                    app.idled = None;
+                } else if spec.idle_timeout_secs.is_none() {
+                    // No idle timeout any more: back to the remembered count.
+                    app.idled = None;
+                    spec.replicas = idled.replicas;
+                    events.push(scaled_event(name, now, app.replicas, spec.replicas));
+                }
+            }
+            app.idle_timeout_secs = spec.idle_timeout_secs;
             app.replicas = spec.replicas;
             app.strategy = spec.strategy.clone();
             app.dependencies = spec.dependencies.clone();
@@ -266,10 +294,12 @@ impl Platform {
                 format!("must be at most {MAX_REPLICAS}"),
             ));
         }
-        self.modify(actor, name, |app, _, now| {
-            if app.replicas == replicas {
+        self.modify(Some(actor), name, |app, _, now| {
+            if app.replicas == replicas && app.idled.is_none() {
                 return Ok(Modification::Unchanged);
             }
+            // An explicit scale ends the idle state: the user's count holds from now on.
+            app.idled = None;
             let event = scaled_event(name, now, app.replicas, replicas);
             actor
                 .audit
@@ -296,7 +326,7 @@ impl Platform {
             .map(|r| r.number)
             .collect();
         let changed = self
-            .modify(actor, name, |app, _, now| {
+            .modify(Some(actor), name, |app, _, now| {
                 let target = match revision {
                     Some(number) => number,
                     None => previous_revision(app, &kept).ok_or_else(|| {
@@ -361,13 +391,23 @@ impl Platform {
 
     /// Runs `change` on a fresh copy of the app until the optimistic update succeeds.
     /// Checks the actor's right to change the app, and that the change fits the team's quota.
-    async fn modify<F>(&self, actor: &Actor, name: &str, mut change: F) -> OpResult<CurrentApp>
+    /// Changes an app as `actor` may (`None`: Berth itself, as when an idle app is scaled to 0
+    /// or woken; such changes touch neither routes nor revisions), admitted against the
+    /// team's quota, stored, recorded and handed to the controller.
+    pub(crate) async fn modify<F>(
+        &self,
+        actor: Option<&Actor>,
+        name: &str,
+        mut change: F,
+    ) -> OpResult<CurrentApp>
     where
         F: FnMut(&mut App, &Template, i64) -> OpResult<Modification>,
     {
         for _ in 0..UPDATE_ATTEMPTS {
-            let CurrentApp { mut app, template } =
-                self.app(actor, name, TeamAction::Deploy).await?;
+            let CurrentApp { mut app, template } = match actor {
+                Some(actor) => self.app(actor, name, TeamAction::Deploy).await?,
+                None => self.current_app(name).await?,
+            };
             let _quota_lock = self.team_locks.lock(&app.team).await;
             let budget = Budget::of(self.store.as_ref(), &app.team, Some(name)).await?;
             let before = steady(&app, &template.resources);
@@ -377,6 +417,7 @@ impl Platform {
             let mut modification = change(&mut app, &template, now)?;
             let mut _tcp_claim = None;
             if app.routes != routes_before {
+                let actor = actor.ok_or_else(|| system_change_refused(name))?;
                 let team = app.team.clone();
                 _tcp_claim = self
                     .check_routes(actor, name, &team, &mut app.routes, Some(&routes_before))
@@ -395,6 +436,7 @@ impl Platform {
             match &modification {
                 Modification::Unchanged => {}
                 Modification::NewRevision(revision, _) => {
+                    let actor = actor.ok_or_else(|| system_change_refused(name))?;
                     require_pull(actor, &self.registry_hosts, &revision.template.image)?;
                     let resources = &revision.template.resources;
                     budget.require_limits(resources)?;
@@ -454,6 +496,14 @@ impl Platform {
             format!("app {name} is changing too fast; try again"),
         ))
     }
+}
+
+/// Berth's own changes (no actor) never move routes or start revisions.
+fn system_change_refused(name: &str) -> OpError {
+    OpError::conflict(
+        "conflict",
+        format!("app {name}: Berth does not change routes or revisions by itself"),
+    )
 }
 
 /// The event of a change of an app's routes, saying what they are now.
@@ -532,6 +582,8 @@ mod tests {
             latest_revision: 4,
             rollout: Rollout::start(4, "", 0),
             next_ordinal: 1,
+            idle_timeout_secs: None,
+            idled: None,
             created_at: 0,
             updated_at: 0,
             version: 1,

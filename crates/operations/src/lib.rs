@@ -14,6 +14,7 @@ pub mod builds;
 pub mod certificates;
 pub mod domains;
 pub mod error;
+pub mod idle;
 pub mod images;
 pub mod quota;
 pub mod routes;

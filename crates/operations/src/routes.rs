@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use crate::actor::Actor;
 use crate::certificates::{app_hosts, system_time};
 use crate::error::{OpError, OpResult};
+use crate::idle::Wakes;
 
 /// The host name every external app gets: `<app>.<team>.<apps-domain>` (with the default
 /// `localhost`, `web.shop.localhost` resolves to this machine without DNS).
@@ -89,9 +90,18 @@ pub fn app_addresses(app: &App, apps_domain: &str, http_port: Option<u16>) -> Ve
         .collect()
 }
 
-/// Why an app with no ready instance cannot answer, in a sentence for its 503 page.
-pub fn unavailable(app: &App) -> String {
+/// Why an app with no ready instance cannot answer, in a sentence for its 503 page;
+/// `wake_refused` says why waking it (scaled to 0 when idle) was refused lately.
+pub fn unavailable(app: &App, wake_refused: Option<&str>) -> String {
     let name = &app.name;
+    if app.idled.is_some() {
+        return match wake_refused {
+            Some(why) => {
+                format!("app {name} is scaled to 0 when idle and starting it was refused: {why}")
+            }
+            None => format!("app {name} was scaled to 0 when idle and is starting"),
+        };
+    }
     if app.replicas == 0 {
         return format!("app {name} is scaled to 0 instances");
     }
@@ -111,8 +121,33 @@ pub fn unavailable(app: &App) -> String {
     }
 }
 
-/// The routes of `app` given its ready endpoints.
-pub fn routed_app(app: &App, endpoints: &EndpointMap, apps_domain: &str) -> RoutedApp {
+/// What the control plane knows of an app beyond its row, for its route.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Standing<'a> {
+    /// Its crashed instances wait out a crash-loop back-off.
+    pub backing_off: bool,
+    /// Why waking it (scaled to 0 when idle) was refused lately.
+    pub wake_refused: Option<&'a str>,
+}
+
+/// Whether the router holds the app's requests while it has no ready instance (rather than
+/// answering its 503 page at once): it wants instances, so one is being brought up, and it is
+/// not waiting out a crash-loop back-off — or it was scaled to 0 when idle and the request
+/// wakes it (unless waking it was just refused).
+pub fn holds_requests(app: &App, standing: Standing<'_>) -> bool {
+    if app.idled.is_some() {
+        return standing.wake_refused.is_none();
+    }
+    app.replicas > 0 && !standing.backing_off
+}
+
+/// The routes of `app` given its ready endpoints and its standing.
+pub fn routed_app(
+    app: &App,
+    endpoints: &EndpointMap,
+    apps_domain: &str,
+    standing: Standing<'_>,
+) -> RoutedApp {
     RoutedApp {
         app: app.name.clone(),
         team: app.team.clone(),
@@ -130,9 +165,11 @@ pub fn routed_app(app: &App, endpoints: &EndpointMap, apps_domain: &str) -> Rout
                     .collect()
             })
             .unwrap_or_default(),
-        unavailable: unavailable(app),
+        unavailable: unavailable(app, standing.wake_refused),
         https_redirect: false,
         canary: canary_split(app),
+        hold: holds_requests(app, standing),
+        wake: app.idled.is_some(),
     }
 }
 
@@ -165,8 +202,9 @@ pub fn routed_entries(
     endpoints: &EndpointMap,
     apps_domain: &str,
     served: Option<&BTreeSet<String>>,
+    standing: Standing<'_>,
 ) -> Vec<RoutedApp> {
-    let routed = routed_app(app, endpoints, apps_domain);
+    let routed = routed_app(app, endpoints, apps_domain, standing);
     let Some(served) = served.filter(|_| app.routes.https_redirect) else {
         return vec![routed];
     };
@@ -201,7 +239,7 @@ pub async fn routed_apps(
     let (apps, _) = crate::apps::list_apps(store, None, None, None).await?;
     Ok(apps
         .iter()
-        .map(|listed| routed_app(&listed.app, endpoints, apps_domain))
+        .map(|listed| routed_app(&listed.app, endpoints, apps_domain, Standing::default()))
         .collect())
 }
 
@@ -303,18 +341,34 @@ fn load(tls: &RouterTls, stored: &StoredCertificate) -> Option<ValidatedCertific
     }
 }
 
+/// What the router's table is made from: the apps in the store, the controller's endpoint
+/// table (and its crash-loop back-offs), and the wakes refused lately.
+#[derive(Clone)]
+pub struct RouteSources {
+    pub store: Arc<dyn Store>,
+    pub endpoints: Endpoints,
+    pub apps_domain: String,
+    pub wakes: Arc<Wakes>,
+    pub clock: berth_core::clock::Clock,
+}
+
 /// Keeps the router's table current: rebuilt at once when the endpoint table changes (an
 /// instance ready, not ready, stopping; an app deleted) and every `refresh` (apps created or
 /// changed since). On a store failure the router keeps serving its last table.
 pub async fn keep_routes(
-    store: Arc<dyn Store>,
-    endpoints: Endpoints,
-    apps_domain: String,
+    sources: RouteSources,
     table: watch::Sender<Arc<RoutingTable>>,
     refresh: Duration,
     report: Option<WorkerReport>,
     tls: Option<RouterTls>,
 ) {
+    let RouteSources {
+        store,
+        endpoints,
+        apps_domain,
+        wakes,
+        clock,
+    } = sources;
     let mut changes = endpoints.subscribe();
     let mut loaded = LoadedCertificates::default();
     loop {
@@ -323,6 +377,7 @@ pub async fn keep_routes(
             report.busy();
         }
         let routed = async {
+            let now = clock();
             let (listed, _) = crate::apps::list_apps(store.as_ref(), None, None, None).await?;
             let apps: Vec<App> = listed.into_iter().map(|listed| listed.app).collect();
             let served = match &tls {
@@ -334,7 +389,14 @@ pub async fn keep_routes(
             };
             StoreResult::Ok(
                 apps.iter()
-                    .flat_map(|app| routed_entries(app, &current, &apps_domain, served.as_ref()))
+                    .flat_map(|app| {
+                        let refusal = wakes.refusal(&app.name, now);
+                        let standing = Standing {
+                            backing_off: endpoints.backing_off(&app.name),
+                            wake_refused: refusal.as_deref(),
+                        };
+                        routed_entries(app, &current, &apps_domain, served.as_ref(), standing)
+                    })
                     .collect::<Vec<_>>(),
             )
         };
@@ -471,7 +533,7 @@ mod tests {
             (0, RolloutPhase::Progressing, "scaled to 0"),
         ];
         for (replicas, phase, want) in cases {
-            let sentence = unavailable(&app("web", replicas, phase));
+            let sentence = unavailable(&app("web", replicas, phase), None);
             assert!(sentence.starts_with("app web "), "{sentence}");
             assert!(sentence.contains(want), "{replicas} {phase:?}: {sentence}");
         }
@@ -498,7 +560,7 @@ mod tests {
             (".apps.example.com.", "web.shop.apps.example.com"),
         ];
         for (domain, host) in cases {
-            let routed = routed_app(&web, &endpoints, domain);
+            let routed = routed_app(&web, &endpoints, domain, Standing::default());
             assert_eq!(routed.domains, [RouteDomain::host(host)], "{domain}");
             assert_eq!(routed.backends.len(), 1);
             assert_eq!(routed.backends[0].address, "10.1.0.5");
@@ -507,7 +569,7 @@ mod tests {
         let mut custom = web.clone();
         custom.routes.domains =
             berth_core::routes::parse_domains(&["shop.com", "x.com/api"]).expect("valid domains");
-        let routed = routed_app(&custom, &endpoints, "localhost");
+        let routed = routed_app(&custom, &endpoints, "localhost", Standing::default());
         let want = [
             RouteDomain::host("web.shop.localhost"),
             RouteDomain::host("shop.com"),
@@ -519,7 +581,7 @@ mod tests {
         assert_eq!(routed.domains, want);
         custom.routes.internal = true;
         assert!(
-            routed_app(&custom, &endpoints, "localhost")
+            routed_app(&custom, &endpoints, "localhost", Standing::default())
                 .domains
                 .is_empty()
         );
@@ -560,13 +622,78 @@ mod tests {
         let urls: Vec<Option<&str>> = addresses.iter().map(|a| a.url.as_deref()).collect();
         assert_eq!(urls, [Some("http://web.shop.localhost/"), None]);
         assert_eq!(
-            routed_app(&custom, &endpoints, "localhost").domains[1],
+            routed_app(&custom, &endpoints, "localhost", Standing::default()).domains[1],
             RouteDomain::host("*.shop.com")
         );
-        let lonely = routed_app(&app("api", 1, RolloutPhase::Progressing), &endpoints, "x");
+        let lonely = routed_app(
+            &app("api", 1, RolloutPhase::Progressing),
+            &endpoints,
+            "x",
+            Standing::default(),
+        );
         assert!(!lonely.https_redirect);
         assert!(lonely.backends.is_empty());
         assert!(lonely.unavailable.contains("rolling out"));
+    }
+
+    #[test]
+    fn requests_wait_only_for_apps_bringing_up_an_instance() {
+        let idled = Some(berth_core::idle::Idled {
+            replicas: 2,
+            since: 0,
+        });
+        // (desired instances, idled, backing off, wake refused, held, wakes, 503 says)
+        let cases = [
+            (1, None, false, None, true, false, "rolling out"),
+            (3, None, false, None, true, false, "rolling out"),
+            (1, None, true, None, false, false, "rolling out"),
+            (0, None, false, None, false, false, "scaled to 0 instances"),
+            (0, None, true, None, false, false, "scaled to 0 instances"),
+            (
+                0,
+                idled,
+                false,
+                None,
+                true,
+                true,
+                "scaled to 0 when idle and is starting",
+            ),
+            (
+                0,
+                idled,
+                true,
+                None,
+                true,
+                true,
+                "scaled to 0 when idle and is starting",
+            ),
+            (
+                0,
+                idled,
+                false,
+                Some("quota full"),
+                false,
+                true,
+                "starting it was refused: quota full",
+            ),
+        ];
+        for (replicas, idle, backing_off, refused, held, wakes, says) in cases {
+            let mut web = app("web", replicas, RolloutPhase::Progressing);
+            web.idled = idle;
+            let standing = Standing {
+                backing_off,
+                wake_refused: refused,
+            };
+            let what = format!("{replicas} {idle:?} {backing_off} {refused:?}");
+            assert_eq!(holds_requests(&web, standing), held, "{what}");
+            let routed = routed_app(&web, &EndpointMap::new(), "localhost", standing);
+            assert_eq!((routed.hold, routed.wake), (held, wakes), "{what}");
+            assert!(
+                routed.unavailable.contains(says),
+                "{what}: {}",
+                routed.unavailable
+            );
+        }
     }
 
     #[test]
@@ -610,7 +737,13 @@ mod tests {
         ];
         for (redirect, served, want) in cases {
             web.routes.https_redirect = redirect;
-            let entries = routed_entries(&web, &endpoints, "localhost", served.as_ref());
+            let entries = routed_entries(
+                &web,
+                &endpoints,
+                "localhost",
+                served.as_ref(),
+                Standing::default(),
+            );
             let got: Vec<(bool, Vec<&str>)> = entries
                 .iter()
                 .map(|e| {

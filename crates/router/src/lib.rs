@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod acme_challenge;
+mod hold;
 pub mod meters;
 mod pool;
 pub mod proxy;
@@ -26,6 +27,12 @@ pub use tls::{
     CertificateError, CertificateField, CertificateSet, ValidatedCertificate, serve_tls,
     server_config, validate_certificate,
 };
+
+/// Where the router signals that a request arrived for an app scaled to 0 when idle
+/// ([`RoutedApp::wake`]): called for every such request, so it must be cheap and coalesce.
+pub trait Wake: Send + Sync + std::fmt::Debug {
+    fn wake(&self, team: &str, app: &str);
+}
 
 /// The router's settings.
 #[derive(Debug, Clone)]
@@ -52,6 +59,13 @@ pub struct RouterConfig {
     pub https_port: u16,
     /// ACME HTTP-01 challenges the plain-HTTP listener answers, shared with the issuer.
     pub acme_challenges: AcmeChallenges,
+    /// How long a request for an app that is bringing up its first ready instance
+    /// ([`RoutedApp::hold`]) waits for it before it gets the app's 503 page.
+    pub hold_timeout: Duration,
+    /// Requests held at once per app; more are answered 503 at once.
+    pub max_held_per_app: usize,
+    /// Told of requests for apps to wake (`None`: nothing wakes apps).
+    pub wake: Option<std::sync::Arc<dyn Wake>>,
 }
 
 impl Default for RouterConfig {
@@ -67,6 +81,9 @@ impl Default for RouterConfig {
             tls_handshake_timeout: Duration::from_secs(10),
             https_port: 443,
             acme_challenges: AcmeChallenges::new(),
+            hold_timeout: Duration::from_secs(30),
+            max_held_per_app: 1000,
+            wake: None,
         }
     }
 }

@@ -2,8 +2,11 @@
 //! bytes both ways, upstream failures and requests in progress. Plain atomics, updated without a
 //! lock; a snapshot ([`AppCounters`]) is taken on demand.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::hold::HoldGate;
 
 /// Upper bounds, in milliseconds, of the latency histogram's buckets; one more bucket counts the
 /// requests slower than the last bound (+Inf).
@@ -40,6 +43,12 @@ pub struct AppCounters {
     /// Requests in progress now: arrived and not yet answered to their last byte (a WebSocket
     /// counts until its `101` is sent).
     pub in_flight: u64,
+    /// Of those, requests held now: waiting for the app's first ready instance.
+    pub held: u64,
+    /// Requests ever held (each counted once, however it ended).
+    pub held_total: u64,
+    /// When the last request arrived (unix milliseconds); `None` before the first.
+    pub last_request_at: Option<i64>,
 }
 
 impl AppCounters {
@@ -82,6 +91,10 @@ pub(crate) struct AppMeters {
     timeouts: AtomicU64,
     broken_responses: AtomicU64,
     in_flight: AtomicUsize,
+    /// When the last request arrived, in unix milliseconds (0: none yet).
+    last_request_ms: AtomicI64,
+    /// The app's requests held while it has no ready instance.
+    pub(crate) holds: Arc<HoldGate>,
 }
 
 /// An upstream failure as the counters tell them apart.
@@ -106,11 +119,19 @@ impl AppMeters {
             timeouts: AtomicU64::new(0),
             broken_responses: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            last_request_ms: AtomicI64::new(0),
+            holds: Arc::default(),
         }
     }
 
     pub(crate) fn started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| {
+                i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+            });
+        self.last_request_ms.fetch_max(now, Ordering::Relaxed);
     }
 
     /// A request answered with `status` after `duration` (its in-progress count ends).
@@ -157,6 +178,10 @@ impl AppMeters {
             timeouts: load(&self.timeouts),
             broken_responses: load(&self.broken_responses),
             in_flight: self.in_flight.load(Ordering::Relaxed) as u64,
+            held: self.holds.held() as u64,
+            held_total: self.holds.held_total(),
+            last_request_at: Some(self.last_request_ms.load(Ordering::Relaxed))
+                .filter(|at| *at > 0),
         }
     }
 }
@@ -194,6 +219,9 @@ mod tests {
                 timeouts: 0,
                 broken_responses: 0,
                 in_flight: 0,
+                held: 0,
+                held_total: 0,
+                last_request_at: None,
             };
             for &(index, count) in buckets {
                 c.latency_buckets[index] = count;

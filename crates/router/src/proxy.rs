@@ -31,6 +31,7 @@ use tracing::{debug, warn};
 use crate::RouterConfig;
 use crate::access_log::Entry;
 use crate::acme_challenge::{ACME_CHALLENGE_PREFIX, AcmeChallenges};
+use crate::hold::{Admission, HoldStep, hold_step};
 use crate::meters::{AppMeters, UpstreamFailure};
 use crate::pool::{ConnectError, PoolConfig, Sender};
 use crate::stats::{BackendState, InFlight, RouterStats};
@@ -354,10 +355,7 @@ impl Proxy {
             ));
         };
         let Some(route) = table.route(&name, req.uri().path()) else {
-            return own(page(
-                StatusCode::NOT_FOUND,
-                &format!("no app answers to {name} at this path"),
-            ));
+            return own(not_found(&name));
         };
         if client.scheme == Scheme::Http && route.https_redirect {
             return own(https_redirect(&name, req.uri(), self.config.https_port));
@@ -368,9 +366,31 @@ impl Proxy {
         if let Some((entry, _)) = &mut exchange.log {
             entry.app = Some((route.team.clone(), route.app.clone()));
         }
-        if route.backends.is_empty() {
-            return own(unavailable(route));
-        }
+        // A held request goes on with the table that gave its app a ready instance.
+        let ready_table;
+        let route = if route.backends.is_empty() {
+            if route.wake
+                && let Some(wake) = &self.config.wake
+            {
+                wake.wake(&route.team, &route.app);
+            }
+            if !route.hold {
+                return own(unavailable(route));
+            }
+            match self.hold(&name, req.uri().path(), route, &bound.app).await {
+                Ok(table) => {
+                    ready_table = table;
+                    match ready_table.route(&name, req.uri().path()) {
+                        Some(route) => route,
+                        None => return own(not_found(&name)),
+                    }
+                }
+                Err(response) => return own(response),
+            }
+        } else {
+            route
+        };
+        let bound = self.stats.bound(route);
         if req.body().size_hint().lower() > self.config.max_body_bytes {
             return own(too_large(self.config.max_body_bytes));
         }
@@ -485,6 +505,61 @@ impl Proxy {
                     if !retry_left {
                         return own(bad_gateway(route));
                     }
+                }
+            }
+        }
+    }
+
+    /// Holds a request for `route`'s app, which has no ready instance but is bringing one up:
+    /// waits for a table in which the host and path route to a ready instance (returned), at
+    /// most the hold timeout. The app's 503 page at once when it already holds as many requests
+    /// as allowed, or when a new table says it no longer holds; after the timeout, the 503 page
+    /// saying how long the request waited.
+    async fn hold(
+        &self,
+        host: &str,
+        path: &str,
+        route: &Route,
+        app: &AppMeters,
+    ) -> Result<Arc<RoutingTable>, Response<ProxyBody>> {
+        let _held = match app.holds.enter(self.config.max_held_per_app) {
+            Admission::Held(guard) => guard,
+            Admission::Full => {
+                return Err(unavailable_because(
+                    route,
+                    &format!(
+                        "{} requests are already waiting for it",
+                        self.config.max_held_per_app
+                    ),
+                ));
+            }
+        };
+        let deadline = tokio::time::Instant::now() + self.config.hold_timeout;
+        let mut changes = self.table.clone();
+        loop {
+            changes.borrow_and_update();
+            let table = self.current_table();
+            let current = table.route(host, path);
+            match hold_step(current.map(|r| (!r.backends.is_empty(), r.hold))) {
+                HoldStep::Release => return Ok(table),
+                HoldStep::Wait => {}
+                HoldStep::Refuse => {
+                    return Err(unavailable(current.expect("the step saw a route")));
+                }
+                HoldStep::Gone => return Err(not_found(host)),
+            }
+            drop(table);
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                // The table's sender is gone (shutting down) or the wait is over.
+                Ok(Err(_)) | Err(_) => {
+                    return Err(unavailable_because(
+                        route,
+                        &format!(
+                            "no instance became ready within {} s",
+                            self.config.hold_timeout.as_secs_f64()
+                        ),
+                    ));
                 }
             }
         }
@@ -969,11 +1044,27 @@ fn https_redirect(host: &str, uri: &Uri, https_port: u16) -> Response<ProxyBody>
 }
 
 fn unavailable(route: &Route) -> Response<ProxyBody> {
-    let mut response = page(StatusCode::SERVICE_UNAVAILABLE, &route.unavailable);
+    service_unavailable(&route.unavailable)
+}
+
+/// The 503 page of a held request that could not wait: the app's state, then why.
+fn unavailable_because(route: &Route, why: &str) -> Response<ProxyBody> {
+    service_unavailable(&format!("{} ({why})", route.unavailable))
+}
+
+fn service_unavailable(message: &str) -> Response<ProxyBody> {
+    let mut response = page(StatusCode::SERVICE_UNAVAILABLE, message);
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
+}
+
+fn not_found(host: &str) -> Response<ProxyBody> {
+    page(
+        StatusCode::NOT_FOUND,
+        &format!("no app answers to {host} at this path"),
+    )
 }
 
 fn bad_gateway(route: &Route) -> Response<ProxyBody> {

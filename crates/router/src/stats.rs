@@ -291,6 +291,8 @@ mod tests {
             domains: vec![crate::RouteDomain::host("web.example")],
             https_redirect: false,
             canary: None,
+            hold: false,
+            wake: false,
             backends: ports
                 .iter()
                 .map(|&port| Backend {

@@ -56,6 +56,13 @@ pub struct RoutedApp {
     pub https_redirect: bool,
     /// While a canary is judged: the part of the traffic its revision takes.
     pub canary: Option<CanarySplit>,
+    /// When `backends` is empty, requests wait (up to the router's hold timeout) for an
+    /// instance to become ready instead of getting the 503 page at once: the app is bringing
+    /// one up.
+    pub hold: bool,
+    /// The app was scaled to 0 when idle: a request for it signals a wake
+    /// ([`crate::Wake`]) before it is held.
+    pub wake: bool,
 }
 
 /// The part of an app's traffic a canary revision takes while it is judged; the rest goes to
@@ -111,6 +118,10 @@ pub struct Route {
     /// Plain-HTTP requests are answered with a redirect to HTTPS.
     pub https_redirect: bool,
     pub canary: Option<CanarySplit>,
+    /// Requests wait for a ready instance when there is none (see [`RoutedApp::hold`]).
+    pub hold: bool,
+    /// Requests without a ready instance signal a wake (see [`RoutedApp::wake`]).
+    pub wake: bool,
     next: AtomicUsize,
     /// The data path's per-backend state for this route, bound on first use
     /// ([`crate::RouterStats`]), so requests need no lookup by address.
@@ -244,6 +255,8 @@ impl RoutingTable {
                 unavailable: app.unavailable,
                 https_redirect: app.https_redirect,
                 canary: app.canary,
+                hold: app.hold,
+                wake: app.wake,
                 next: AtomicUsize::new(0),
                 bound: OnceLock::new(),
             });
@@ -350,6 +363,8 @@ mod tests {
             unavailable: format!("app {name} is scaled to 0"),
             https_redirect: false,
             canary: None,
+            hold: false,
+            wake: false,
         }
     }
 

@@ -195,6 +195,8 @@ fn app(name: &str, hosts: &[&str], backends: &[&TestBackend]) -> RoutedApp {
         unavailable: format!("app {name} is rolling out: no instance is ready yet"),
         https_redirect: false,
         canary: None,
+        hold: false,
+        wake: false,
     }
 }
 
@@ -410,6 +412,170 @@ async fn an_app_without_ready_instance_gets_503_with_its_state() {
         body.contains("app web is rolling out: no instance is ready yet"),
         "{body}"
     );
+}
+
+fn holding(app: RoutedApp) -> RoutedApp {
+    RoutedApp { hold: true, ..app }
+}
+
+#[tokio::test]
+async fn requests_for_an_app_bringing_up_an_instance_wait_for_it() {
+    let web = TestBackend::start("web-1").await;
+    let router = Arc::new(
+        TestRouter::start(
+            vec![holding(app("web", &["web.example.com"], &[]))],
+            RouterConfig::default(),
+        )
+        .await,
+    );
+    let held: Vec<_> = (0..5)
+        .map(|_| {
+            let router = Arc::clone(&router);
+            tokio::spawn(async move { router.get("web.example.com", "/").await })
+        })
+        .collect();
+    // Every request is in progress (held), none answered yet.
+    eventually("the requests are held", || {
+        router
+            .stats
+            .app_counters()
+            .iter()
+            .any(|c| c.app == "web" && c.in_flight == 5 && c.held == 5)
+    })
+    .await;
+    assert!(held.iter().all(|task| !task.is_finished()));
+    router.swap(vec![holding(app("web", &["web.example.com"], &[&web]))]);
+    for task in held {
+        assert_eq!(task.await.unwrap(), (StatusCode::OK, "web-1".to_string()));
+    }
+    assert_eq!(web.requests.load(Ordering::SeqCst), 5);
+    let counters = settled(&router.stats).await;
+    let web = counters_of(&counters, "web").unwrap();
+    assert_eq!((web.held, web.held_total, web.responses[1]), (0, 5, 5));
+}
+
+/// Records the apps the router asks to wake.
+#[derive(Debug, Default)]
+struct Wakes(std::sync::Mutex<Vec<(String, String)>>);
+
+impl berth_router::Wake for Wakes {
+    fn wake(&self, team: &str, app: &str) {
+        self.0.lock().unwrap().push((team.into(), app.into()));
+    }
+}
+
+#[tokio::test]
+async fn requests_for_an_app_scaled_to_0_when_idle_wake_it_and_wait() {
+    let wakes = Arc::new(Wakes::default());
+    let config = RouterConfig {
+        wake: Some(Arc::clone(&wakes) as Arc<dyn berth_router::Wake>),
+        ..RouterConfig::default()
+    };
+    let idle = |backends: &[&TestBackend]| RoutedApp {
+        wake: true,
+        ..holding(app("web", &["web.example.com"], backends))
+    };
+    let web = TestBackend::start("web-1").await;
+    let router = Arc::new(TestRouter::start(vec![idle(&[])], config).await);
+    let held: Vec<_> = (0..3)
+        .map(|_| {
+            let router = Arc::clone(&router);
+            tokio::spawn(async move { router.get("web.example.com", "/").await })
+        })
+        .collect();
+    eventually("the requests are held", || {
+        router.stats.app_counters().iter().any(|c| c.held == 3)
+    })
+    .await;
+    let asked = wakes.0.lock().unwrap().clone();
+    assert_eq!(asked.len(), 3, "every request asks (the waker coalesces)");
+    assert!(
+        asked
+            .iter()
+            .all(|a| *a == ("team".to_string(), "web".to_string()))
+    );
+    router.swap(vec![idle(&[&web])]);
+    for task in held {
+        assert_eq!(task.await.unwrap().0, StatusCode::OK);
+    }
+    // With a ready instance nothing asks for a wake.
+    assert_eq!(router.get("web.example.com", "/").await.0, StatusCode::OK);
+    assert_eq!(wakes.0.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_held_request_gets_503_after_the_hold_timeout_or_when_the_app_stops_holding() {
+    let config = RouterConfig {
+        hold_timeout: Duration::from_millis(200),
+        ..RouterConfig::default()
+    };
+    let router = Arc::new(
+        TestRouter::start(vec![holding(app("web", &["web.example.com"], &[]))], config).await,
+    );
+    let (status, body) = router.get("web.example.com", "/").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body.contains(
+            "app web is rolling out: no instance is ready yet \
+             (no instance became ready within 0.2 s)"
+        ),
+        "{body}"
+    );
+
+    let config = RouterConfig {
+        hold_timeout: PATIENCE * 2,
+        ..RouterConfig::default()
+    };
+    let router = Arc::new(
+        TestRouter::start(vec![holding(app("web", &["web.example.com"], &[]))], config).await,
+    );
+    let waiting = {
+        let router = Arc::clone(&router);
+        tokio::spawn(async move { router.get("web.example.com", "/").await })
+    };
+    eventually("the request is held", || {
+        router.stats.app_counters().iter().any(|c| c.held == 1)
+    })
+    .await;
+    let mut refused = app("web", &["web.example.com"], &[]);
+    refused.unavailable = "app web is crash-looping".to_string();
+    router.swap(vec![refused]);
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("app web is crash-looping"), "{body}");
+}
+
+#[tokio::test]
+async fn an_app_holds_a_bounded_number_of_requests() {
+    let config = RouterConfig {
+        hold_timeout: PATIENCE * 2,
+        max_held_per_app: 2,
+        ..RouterConfig::default()
+    };
+    let web = TestBackend::start("web-1").await;
+    let router = Arc::new(
+        TestRouter::start(vec![holding(app("web", &["web.example.com"], &[]))], config).await,
+    );
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let router = Arc::clone(&router);
+            tokio::spawn(async move { router.get("web.example.com", "/").await })
+        })
+        .collect();
+    eventually("two requests are held", || {
+        router.stats.app_counters().iter().any(|c| c.held == 2)
+    })
+    .await;
+    let (status, body) = router.get("web.example.com", "/").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body.contains("(2 requests are already waiting for it)"),
+        "{body}"
+    );
+    router.swap(vec![holding(app("web", &["web.example.com"], &[&web]))]);
+    for task in held {
+        assert_eq!(task.await.unwrap().0, StatusCode::OK);
+    }
 }
 
 #[tokio::test]

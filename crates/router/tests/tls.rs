@@ -103,6 +103,8 @@ async fn start_router(handshake_timeout: Duration) -> Router {
         unavailable: "no instance".into(),
         https_redirect: redirect,
         canary: None,
+        hold: false,
+        wake: false,
     };
     let (table, routes) = watch::channel(Arc::new(RoutingTable::build(vec![
         app("web", true),

@@ -115,6 +115,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "rollout canary",
         include_str!("../migrations/sqlite/0013_rollout_canary.sql"),
     ),
+    (
+        14,
+        "app idle",
+        include_str!("../migrations/sqlite/0014_app_idle.sql"),
+    ),
 ];
 
 /// Waiting this long for a lock held by another process before giving up.
@@ -408,11 +413,14 @@ macro_rules! app_columns {
 }
 
 /// Every column of an app's row: [`app_columns!`] (bound by [`bind_app`]), `routes_json`
-/// (migration 11, bound by [`bind_routes`]) and `rollout_canary_json` (migration 13, `$25`,
-/// bound by [`bind_canary`]).
+/// (migration 11, bound by [`bind_routes`]), `rollout_canary_json` (migration 13, `$25`,
+/// bound by [`bind_canary`]) and `idle_json` (migration 14, `$26`, bound by [`bind_idle`]).
 macro_rules! app_row_columns {
     () => {
-        concat!(app_columns!(), ", routes_json, rollout_canary_json")
+        concat!(
+            app_columns!(),
+            ", routes_json, rollout_canary_json, idle_json"
+        )
     };
 }
 
@@ -421,9 +429,9 @@ const INSERT_APP: &str = concat!(
     "INSERT INTO apps (",
     app_columns!(),
     ", routes_json, reserved_cpu_millis, reserved_memory_bytes, reserved_instances, \
-     rollout_canary_json) \
+     rollout_canary_json, idle_json) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20, $21, $22, $23, $24, $25)"
+     $19, $20, $21, $22, $23, $24, $25, $26)"
 );
 
 /// Writes every mutable column and what the app reserves (`$22..$24`); `name` and
@@ -437,7 +445,7 @@ const UPDATE_APP: &str = concat!(
      rollout_finished_at = $16, next_ordinal = MAX(next_ordinal, $17), updated_at = $19, \
      version = version + 1, routes_json = $21, \
      reserved_cpu_millis = $22, reserved_memory_bytes = $23, reserved_instances = $24, \
-     rollout_canary_json = $25 \
+     rollout_canary_json = $25, idle_json = $26 \
      WHERE name = $1 AND version = $20 RETURNING ",
     app_row_columns!()
 );
@@ -494,6 +502,25 @@ fn bind_canary<'q>(query: SqliteQuery<'q>, app: &App) -> StoreResult<SqliteQuery
     Ok(query.bind(canary))
 }
 
+/// The app's idle setting and state as `idle_json` holds them.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct IdleColumn {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_secs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    idled: Option<berth_core::idle::Idled>,
+}
+
+/// Binds `$26`: the app's idle timeout and idle state.
+fn bind_idle<'q>(query: SqliteQuery<'q>, app: &App) -> StoreResult<SqliteQuery<'q>> {
+    let idle = serde_json::to_string(&IdleColumn {
+        timeout_secs: app.idle_timeout_secs,
+        idled: app.idled,
+    })
+    .map_err(json_err(format!("idle state of app {}", app.name)))?;
+    Ok(query.bind(idle))
+}
+
 /// Binds `$22..$24`: what an app at `replicas` with `resources` reserves (see the 0010
 /// migration).
 fn bind_reserved<'q>(
@@ -548,6 +575,9 @@ fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
         .map(|json| serde_json::from_str(&json))
         .transpose()
         .map_err(json_err(format!("rollout canary of app {name}")))?;
+    let idle: String = get(row, "idle_json")?;
+    let idle: IdleColumn =
+        serde_json::from_str(&idle).map_err(json_err(format!("idle state of app {name}")))?;
     let next_ordinal: i64 = get(row, "next_ordinal")?;
     Ok(App {
         team: get(row, "team")?,
@@ -576,6 +606,8 @@ fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
                 "app {name} has a negative next_ordinal {next_ordinal}"
             ))
         })?,
+        idle_timeout_secs: idle.timeout_secs,
+        idled: idle.idled,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
         version: get(row, "version")?,
@@ -682,14 +714,17 @@ async fn update_app_in(
         None => revision_resources(conn, &app.name, app.current_revision).await?,
     };
     let query = bind_routes(bind_app(sqlx::query(UPDATE_APP), app)?, app)?;
-    let row = bind_canary(bind_reserved(query, app.replicas, &resources)?, app)?
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| {
-            app_write_err(e, app, || {
-                format!("app {} was changed concurrently", app.name)
-            })
-        })?;
+    let row = bind_idle(
+        bind_canary(bind_reserved(query, app.replicas, &resources)?, app)?,
+        app,
+    )?
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| {
+        app_write_err(e, app, || {
+            format!("app {} was changed concurrently", app.name)
+        })
+    })?;
     if let Some(row) = row {
         return app_from_row(&row);
     }
@@ -1232,11 +1267,14 @@ impl AppStore for SqliteStore {
             Resources::default()
         };
         let mut tx = self.begin_write().await?;
-        bind_canary(
-            bind_reserved(
-                bind_routes(bind_app(sqlx::query(INSERT_APP), app)?, app)?,
-                app.replicas,
-                &resources,
+        bind_idle(
+            bind_canary(
+                bind_reserved(
+                    bind_routes(bind_app(sqlx::query(INSERT_APP), app)?, app)?,
+                    app.replicas,
+                    &resources,
+                )?,
+                app,
             )?,
             app,
         )?

@@ -69,6 +69,16 @@ export function AppDetailPage() {
           <>
             {t("field.team")}: <Link to={`/teams/${a.team}`}>{a.team}</Link> · {t("apps.revision")} #{a.current_revision}{" "}
             <RolloutBadge rollout={a.rollout} /> · {t("apps.instances")} {a.ready_instances}/{a.replicas}
+            {a.idle && (
+              <>
+                {" "}
+                <span data-testid="app-idle">
+                  <Badge tone="muted" title={t("app.idleTitle", { n: a.idle.replicas })}>
+                    {t("app.idle")}
+                  </Badge>
+                </span>
+              </>
+            )}
           </>
         }
         actions={canWrite && <AppActions app={a} onChange={(d) => app.setData(d)} />}

@@ -228,6 +228,10 @@ pub struct SpecArgs {
     /// Remove every published TCP port
     #[arg(long, conflicts_with = "tcp_ports")]
     no_tcp_ports: bool,
+    /// Scale to 0 instances after this long without a request through the router (e.g. 15m;
+    /// at least 10s); the next request starts the app again and waits for it. `off` removes it
+    #[arg(long, value_name = "DURATION|off")]
+    idle_timeout: Option<String>,
     /// Why (recorded on the revision)
     #[arg(long)]
     reason: Option<String>,
@@ -355,6 +359,11 @@ impl SpecArgs {
             } else {
                 (!self.tcp_ports.is_empty()).then_some(self.tcp_ports)
             },
+            idle_timeout_seconds: self
+                .idle_timeout
+                .as_deref()
+                .map(|v| units::flag("idle-timeout", v, units::parse_idle_timeout))
+                .transpose()?,
             ..AppChanges::default()
         })
     }
@@ -517,7 +526,11 @@ async fn apps(client: &Client, command: AppsCommand) -> Result<ExitCode, String>
                         a.team.clone(),
                         format!("{}/{}", a.ready_instances, a.replicas),
                         a.current_revision.to_string(),
-                        a.rollout.phase.clone(),
+                        if a.idle.is_some() {
+                            "idle (scaled to 0)".to_string()
+                        } else {
+                            a.rollout.phase.clone()
+                        },
                         a.template.image.clone(),
                     ]
                 },
@@ -614,6 +627,19 @@ fn print_app(app: &AppDto) {
         app.stable_revision.map_or("none".into(), |r| r.to_string())
     );
     println!("instances:  {}/{} ready", app.ready_instances, app.replicas);
+    if let Some(idle) = &app.idle {
+        println!(
+            "state:      idle: scaled to 0 when idle since {}; the next request starts {} \
+             instances",
+            idle.since, idle.replicas
+        );
+    }
+    if let Some(secs) = app.idle_timeout_seconds {
+        println!(
+            "idle:       scaled to 0 after {} without a request",
+            berth_core::idle::describe_timeout(secs)
+        );
+    }
     println!("rollout:    {}", describe_rollout(&app.rollout));
     if let Some(Some(canary)) = &app.strategy.canary {
         let share = match &canary.header {

@@ -21,6 +21,8 @@ fn app(replicas: u32, target: u32, phase: RolloutPhase) -> App {
         latest_revision: target,
         rollout,
         next_ordinal: 100,
+        idle_timeout_secs: None,
+        idled: None,
         created_at: 0,
         updated_at: 0,
         version: 1,

@@ -124,6 +124,11 @@ pub async fn create_get_list_round_trip<S: AppStore + ?Sized>(store: &S) {
                 }),
             },
             next_ordinal: (1 << 40) + u64::from(i),
+            idle_timeout_secs: (i != 1).then_some(600 + i),
+            idled: i.is_multiple_of(2).then_some(berth_core::idle::Idled {
+                replicas: 2 + i,
+                since: T0 + 50,
+            }),
             created_at: T0 - 5,
             updated_at: T0 + 40,
             version: 3 + i64::from(i),
@@ -230,6 +235,11 @@ pub async fn update_app_checks_version<S: AppStore + ?Sized>(store: &S) {
     changed.team = "other-team".into();
     changed.strategy.max_surge = 3;
     changed.dependencies = vec!["redis".into()];
+    changed.idle_timeout_secs = Some(900);
+    changed.idled = Some(berth_core::idle::Idled {
+        replicas: 5,
+        since: T0 + 90,
+    });
     changed.stable_revision = Some(1);
     changed.rollout.phase = RolloutPhase::Complete;
     changed.rollout.available = 5;

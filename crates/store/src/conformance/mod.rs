@@ -139,6 +139,8 @@ pub fn new_app(name: &str) -> App {
         latest_revision: 1,
         rollout: Rollout::start(1, "created", T0),
         next_ordinal: 0,
+        idle_timeout_secs: None,
+        idled: None,
         created_at: T0,
         updated_at: T0,
         version: 1,
