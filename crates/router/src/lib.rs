@@ -19,7 +19,7 @@ pub use meters::{AppCounters, LATENCY_BUCKETS, LATENCY_BUCKETS_MS};
 pub use proxy::{Scheme, serve};
 pub use stats::RouterStats;
 pub use table::{
-    Backend, CanarySplit, HostConflict, InvalidHost, Lane, Route, RouteDomain, RoutedApp,
+    Backend, CanarySplit, CatchAll, HostConflict, InvalidHost, Lane, Route, RouteDomain, RoutedApp,
     RoutingTable, normalize_host,
 };
 pub use tls::{
