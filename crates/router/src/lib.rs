@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod acme_challenge;
 pub mod meters;
+pub mod on_demand;
 mod pool;
 pub mod proxy;
 pub mod stats;
@@ -16,6 +17,7 @@ use std::time::Duration;
 pub use access_log::{AccessLog, write_access_log};
 pub use acme_challenge::{ACME_CHALLENGE_PREFIX, AcmeChallenges, InvalidChallenge};
 pub use meters::{AppCounters, LATENCY_BUCKETS, LATENCY_BUCKETS_MS};
+pub use on_demand::{OnDemand, OnDemandIssuer, OnDemandSettings};
 pub use proxy::{Scheme, serve};
 pub use stats::RouterStats;
 pub use table::{
@@ -52,6 +54,8 @@ pub struct RouterConfig {
     pub https_port: u16,
     /// ACME HTTP-01 challenges the plain-HTTP listener answers, shared with the issuer.
     pub acme_challenges: AcmeChallenges,
+    /// Certificates obtained at the handshake for the catch-all app's hosts, when on.
+    pub on_demand: Option<std::sync::Arc<OnDemand>>,
 }
 
 impl Default for RouterConfig {
@@ -67,6 +71,7 @@ impl Default for RouterConfig {
             tls_handshake_timeout: Duration::from_secs(10),
             https_port: 443,
             acme_challenges: AcmeChallenges::new(),
+            on_demand: None,
         }
     }
 }

@@ -188,6 +188,9 @@ pub struct CatchAll {
     /// Names that never reach the catch-all, nor any name under them: the apps domain and the
     /// reserved domains (normalised when the table is built; invalid ones are dropped).
     pub excluded: Vec<String>,
+    /// The path on the app that approves a host before a certificate is ordered for it
+    /// (`GET <path>?domain=<host>`, 2xx approves), when it has one.
+    pub ask_path: Option<String>,
 }
 
 /// Host name → path prefixes → route, built once from the routed apps and read by every
@@ -208,6 +211,7 @@ pub struct RoutingTable {
     catch_all: Option<usize>,
     /// Normalised names that never reach the catch-all, nor names under them.
     excluded: Vec<String>,
+    catch_all_ask_path: Option<String>,
 }
 
 impl RoutingTable {
@@ -231,6 +235,7 @@ impl RoutingTable {
                 .iter()
                 .filter_map(|domain| normalize_host(domain).map(Cow::into_owned))
                 .collect();
+            table.catch_all_ask_path = catch_all.ask_path;
         }
         table
     }
@@ -329,6 +334,11 @@ impl RoutingTable {
             return None;
         }
         self.catch_all_index(&host).map(|i| &self.routes[i])
+    }
+
+    /// The catch-all app's approval path, when it has one.
+    pub fn catch_all_ask_path(&self) -> Option<&str> {
+        self.catch_all_ask_path.as_deref()
     }
 
     fn catch_all_index(&self, host: &str) -> Option<usize> {
@@ -890,8 +900,10 @@ mod tests {
                 "Reserved.Example.NET.".into(),
                 "bad host".into(),
             ],
+            ask_path: Some("/ask".into()),
         };
         let table = RoutingTable::build_with_catch_all(apps.clone(), Some(catch_all.clone()));
+        assert_eq!(table.catch_all_ask_path(), Some("/ask"));
         let cases: &[(&str, Option<&str>, bool)] = &[
             // (host, the app the route goes to, whether it is the catch-all's)
             ("shop.example.com", Some("shop"), false),
@@ -957,6 +969,7 @@ mod tests {
                 team: "t".into(),
                 app: "sites".into(),
                 excluded: vec![],
+                ask_path: None,
             }),
         );
         assert_eq!(table.route("api.example.com", "/v1/x").unwrap().app, "api");
