@@ -15,6 +15,7 @@ pub mod certificates;
 pub mod domains;
 pub mod error;
 pub mod images;
+pub mod on_demand;
 pub mod quota;
 pub mod routes;
 pub mod tcp_ports;
