@@ -419,6 +419,20 @@ async fn ordering_without_acme_settings_is_refused_clearly() {
             .contains("--acme-directory"),
         "{answer}"
     );
+    // Nor can an app receive on-demand domains: their certificates are ordered over ACME.
+    let (status, answer) = server
+        .call(
+            Method::PUT,
+            "/api/v1/system/on-demand-domains",
+            Some(json!({"app": "web", "ask_path": "/tls-ask"})),
+        )
+        .await;
+    support::assert_refused(status, &answer, 409, "--acme-directory");
+    assert_eq!(answer["error"]["code"], json!("acme_not_configured"));
+    assert_eq!(
+        server.get("/api/v1/system/on-demand-domains").await["app"],
+        json!(null)
+    );
 }
 
 /// Renewal end to end: pebble issues one-hour certificates and the server renews those with
@@ -767,11 +781,13 @@ esac
 }
 
 /// On-demand certificates end to end: an admin makes app `sites` the catch-all (a team member
-/// may not; a second app is refused while it is; bad input is refused naming the field); the
-/// app's `/tls-ask` approves `good.customer.test` only. The first HTTPS request to
-/// `good.customer.test` gets a certificate ordered from pebble during the handshake and the
-/// app's answer; `bad.customer.test` is refused at the handshake, and the second attempt is
-/// refused from the denial cache without asking the app again; both show as events on the app.
+/// may not; a second app is refused while it is; an internal app, an unknown app and bad paths
+/// are refused naming the field); the app's `/tls-ask` approves `good.customer.test` only. The
+/// first HTTPS request to `good.customer.test` gets a certificate ordered from pebble during
+/// the handshake and the app's answer (plain HTTP reaches the app too); `bad.customer.test` is
+/// refused at the handshake, and the second attempt is refused from the denial cache without
+/// asking the app again; both show as events on the app and in the log; the change is audited;
+/// deleting the app clears the setting.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_catch_all_app_gets_certificates_at_the_handshake_for_approved_hosts() {
     assert!(
@@ -817,6 +833,9 @@ async fn the_catch_all_app_gets_certificates_at_the_handshake_for_approved_hosts
     server
         .create_app("other", 0, json!({"domains": ["other.berth.test"]}))
         .await;
+    server
+        .create_app("hidden", 0, json!({"internal": true}))
+        .await;
     server.wait_rollout("sites", Duration::from_secs(120)).await;
 
     // Only admins choose the catch-all; bad input names its field and changes nothing.
@@ -835,6 +854,7 @@ async fn the_catch_all_app_gets_certificates_at_the_handshake_for_approved_hosts
         (put(json!("sites"), json!("tls-ask")), 400, Some("ask_path")),
         (put(json!("sites"), json!("/a b")), 400, Some("ask_path")),
         (put(json!(null), json!("/tls-ask")), 400, Some("app")),
+        (put(json!("hidden"), json!("/tls-ask")), 400, Some("app")),
         (put(json!("nope"), json!("/tls-ask")), 404, None),
     ] {
         let (status, answer) = server.call(Method::PUT, path, Some(body.clone())).await;
@@ -878,6 +898,11 @@ async fn the_catch_all_app_gets_certificates_at_the_handshake_for_approved_hosts
     assert_eq!(listed[0]["source"], json!("acme"), "{listed}");
     assert_eq!(listed[0]["created_by"], json!("on-demand"), "{listed}");
 
+    // Plain HTTP for the host reaches the app too.
+    let (status, body) = plain_body(http_port, "good.customer.test").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"app\":\"sites\""), "{body}");
+
     // A host the app does not approve is refused, then refused from the denial cache.
     for _ in 0..2 {
         let refused = https_get(https, "bad.customer.test", &root, "/").await;
@@ -920,5 +945,14 @@ async fn the_catch_all_app_gets_certificates_at_the_handshake_for_approved_hosts
         log.contains("no on-demand certificate") && log.contains("bad.customer.test"),
         "a log line names the host and the reason"
     );
+    let audit = server.get("/api/v1/audit?limit=500").await.to_string();
+    assert!(audit.contains("system.on-demand-domains.put"), "{audit}");
+
+    // Deleting the catch-all app clears the setting: a new app of that name does not inherit it.
+    let (status, answer) = server
+        .call(Method::DELETE, "/api/v1/apps/sites", None)
+        .await;
+    assert!((200..300).contains(&status), "{answer}");
+    assert_eq!(server.get(path).await["app"], json!(null));
     drop(pebble);
 }

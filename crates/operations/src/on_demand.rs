@@ -134,13 +134,31 @@ impl Platform {
         actor.require_admin()?;
         actor.audit.set_object("system/on-demand-domains");
         let previous = stored_on_demand(self.store.as_ref()).await?;
-        self.store
-            .put_setting(ON_DEMAND_SETTING, "{\"app\":\"\"}", self.now())
-            .await?;
+        self.put_no_on_demand_app().await?;
         actor.audit.set_detail(match previous {
             Some(previous) => format!("app {} no longer receives on-demand domains", previous.app),
             None => "no app received on-demand domains".to_string(),
         });
+        Ok(())
+    }
+
+    /// Clears the setting when it names `app` (a deleted app).
+    pub(crate) async fn forget_on_demand_app(&self, app: &str) -> OpResult<()> {
+        if stored_on_demand(self.store.as_ref())
+            .await?
+            .is_some_and(|setting| setting.app == app)
+        {
+            self.put_no_on_demand_app().await?;
+            tracing::info!(%app, "the deleted app no longer receives on-demand domains");
+        }
+        Ok(())
+    }
+
+    async fn put_no_on_demand_app(&self) -> OpResult<()> {
+        let none = serde_json::json!({ "app": "" }).to_string();
+        self.store
+            .put_setting(ON_DEMAND_SETTING, &none, self.now())
+            .await?;
         Ok(())
     }
 
