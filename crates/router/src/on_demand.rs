@@ -235,6 +235,26 @@ impl std::fmt::Debug for OnDemand {
     }
 }
 
+/// A host's turn to be asked about and ordered: ended as a failure when it is dropped before it
+/// ended (the handshake timed out or the server stopped), so the host is not left in flight.
+struct Turn<'a> {
+    on_demand: &'a OnDemand,
+    host: &'a str,
+    ended: bool,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.on_demand.gate().finish(
+                self.host,
+                Err("the order was abandoned (timed out)".into()),
+                Instant::now(),
+            );
+        }
+    }
+}
+
 /// How often a handshake waiting for another one's order looks for the certificate.
 const IN_FLIGHT_POLL: Duration = Duration::from_millis(200);
 
@@ -276,9 +296,7 @@ impl OnDemand {
         )
         .await
         .unwrap_or_else(|_| {
-            // The order goes on in the issuer's hands only as long as this future: dropped.
-            self.gate()
-                .finish(host, Err("timed out".into()), Instant::now());
+            // The turn's guard, dropped with the future, has ended the turn.
             Err(format!(
                 "no certificate within {}",
                 humantime::format_duration(self.settings.issue_timeout)
@@ -310,9 +328,14 @@ impl OnDemand {
                 }
             }
         }
+        let mut turn = Turn {
+            on_demand: self,
+            host,
+            ended: false,
+        };
         let outcome = self.ask_then_issue(host, route, ask_path).await;
-        let now = Instant::now();
-        self.gate().finish(host, outcome.clone(), now);
+        turn.ended = true;
+        self.gate().finish(host, outcome.clone(), Instant::now());
         outcome
     }
 
@@ -473,6 +496,55 @@ mod tests {
             Admission::Proceed
         );
         assert!(gate.take_order(start + Duration::from_secs(3600)));
+    }
+
+    /// An issuer that never answers.
+    struct Stuck;
+
+    impl OnDemandIssuer for Stuck {
+        fn issue<'a>(
+            &'a self,
+            _host: &'a str,
+            _team: &'a str,
+            _app: &'a str,
+        ) -> BoxFuture<'a, Result<ValidatedCertificate, String>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn refused(&self, _host: &str, _team: &str, _app: &str, _reason: &str) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_order_that_times_out_ends_its_turn_and_is_remembered() {
+        let table = crate::RoutingTable::build(vec![crate::RoutedApp {
+            app: "sites".into(),
+            team: "t".into(),
+            domains: vec![],
+            backends: vec![],
+            unavailable: String::new(),
+            https_redirect: false,
+            canary: None,
+        }]);
+        let route = &table.routes()[0];
+        let settings = OnDemandSettings {
+            issue_timeout: Duration::from_secs(5),
+            ..settings(&["*.customer.test"], 10)
+        };
+        let on_demand = OnDemand::new(settings, Arc::new(Stuck), CertificateSet::new());
+        let (first, waiter) =
+            tokio::join!(on_demand.obtain("slow.customer.test", route, None), async {
+                // Arrives while the first one holds the turn, and waits for it.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                on_demand.obtain("slow.customer.test", route, None).await
+            });
+        assert!(first.unwrap_err().contains("no certificate within 5s"));
+        assert!(waiter.is_err());
+        let mut gate = on_demand.gate();
+        assert!(gate.in_flight.is_empty(), "the turn ended");
+        assert!(matches!(
+            gate.admit("slow.customer.test", Instant::now()),
+            Admission::Refused(reason) if reason.contains("abandoned")
+        ));
     }
 
     #[test]
