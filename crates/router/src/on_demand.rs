@@ -13,7 +13,7 @@ use http::{Request, StatusCode, header};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::table::{Lane, Route, normalize_host};
 use crate::tls::{CertificateSet, ValidatedCertificate};
@@ -21,6 +21,9 @@ use crate::tls::{CertificateSet, ValidatedCertificate};
 /// The most denials remembered at once, so a flood of random names cannot grow the cache
 /// without bound (past it, a denial is not remembered and the host is asked again).
 pub const MAX_REMEMBERED_DENIALS: usize = 10_000;
+/// The most refusals reported (event and warning) per minute; the others are counted and
+/// logged at debug level.
+pub const MAX_REPORTS_PER_MINUTE: usize = 30;
 
 /// How the router decides on hosts it has no certificate for.
 #[derive(Debug, Clone)]
@@ -112,6 +115,10 @@ pub struct OnDemandGate {
     denied: HashMap<String, (Instant, String)>,
     in_flight: HashSet<String>,
     orders: VecDeque<Instant>,
+    /// When the refusals reported in the last minute were reported.
+    reports: VecDeque<Instant>,
+    /// Refusals not reported since the last one that was.
+    unreported: u64,
 }
 
 impl OnDemandGate {
@@ -130,7 +137,28 @@ impl OnDemandGate {
             denied: HashMap::new(),
             in_flight: HashSet::new(),
             orders: VecDeque::new(),
+            reports: VecDeque::new(),
+            unreported: 0,
         }
+    }
+
+    /// Whether a refusal at `now` is reported (an event on the app, a warning in the log): at
+    /// most [`MAX_REPORTS_PER_MINUTE`], so a flood of names cannot turn into a flood of writes.
+    /// `Some(n)`: report it, with the `n` refusals left unreported since the last report.
+    pub fn report(&mut self, now: Instant) -> Option<u64> {
+        while let Some(&at) = self.reports.front() {
+            if now.saturating_duration_since(at) >= Duration::from_secs(60) {
+                self.reports.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.reports.len() >= MAX_REPORTS_PER_MINUTE {
+            self.unreported += 1;
+            return None;
+        }
+        self.reports.push_back(now);
+        Some(std::mem::take(&mut self.unreported))
     }
 
     /// Whether `host` (normalised) may go on to be asked and ordered at `now`. A host outside
@@ -303,8 +331,21 @@ impl OnDemand {
             ))
         });
         if let Err(reason) = &outcome {
-            warn!(%host, app = %route.app, %reason, "router: no on-demand certificate");
-            self.issuer.refused(host, &route.team, &route.app, reason);
+            let report = self.gate().report(Instant::now());
+            match report {
+                Some(0) => {
+                    warn!(%host, app = %route.app, %reason, "router: no on-demand certificate");
+                    self.issuer.refused(host, &route.team, &route.app, reason);
+                }
+                Some(unreported) => {
+                    let reason = format!("{reason} ({unreported} more refusals not reported)");
+                    warn!(%host, app = %route.app, %reason, "router: no on-demand certificate");
+                    self.issuer.refused(host, &route.team, &route.app, &reason);
+                }
+                None => {
+                    debug!(%host, app = %route.app, %reason, "router: no on-demand certificate")
+                }
+            }
         }
         outcome
     }
@@ -545,6 +586,20 @@ mod tests {
             gate.admit("slow.customer.test", Instant::now()),
             Admission::Refused(reason) if reason.contains("abandoned")
         ));
+    }
+
+    #[test]
+    fn refusals_are_reported_at_most_so_often() {
+        let start = Instant::now();
+        let mut gate = OnDemandGate::new(&settings(&[], 10));
+        for _ in 0..MAX_REPORTS_PER_MINUTE {
+            assert_eq!(gate.report(start), Some(0));
+        }
+        assert_eq!(gate.report(start), None);
+        assert_eq!(gate.report(start + Duration::from_secs(59)), None);
+        // A minute later, the next report says how many were left out.
+        assert_eq!(gate.report(start + Duration::from_secs(60)), Some(2));
+        assert_eq!(gate.report(start + Duration::from_secs(61)), Some(0));
     }
 
     #[test]
