@@ -24,6 +24,9 @@ pub const MAX_REMEMBERED_DENIALS: usize = 10_000;
 /// The most refusals reported (event and warning) per minute; the others are counted and
 /// logged at debug level.
 pub const MAX_REPORTS_PER_MINUTE: usize = 30;
+/// The most hosts asked about or ordered at once: past it, a new host is refused (not
+/// remembered), so a flood of names cannot flood the app's `ask` endpoint either.
+pub const MAX_TURNS_AT_ONCE: usize = 16;
 
 /// How the router decides on hosts it has no certificate for.
 #[derive(Debug, Clone)]
@@ -178,6 +181,11 @@ impl OnDemandGate {
             let reason = "not in the allow-list of on-demand domains".to_string();
             self.deny(host, reason.clone(), now);
             return Admission::Refused(reason);
+        }
+        if self.in_flight.len() >= MAX_TURNS_AT_ONCE {
+            return Admission::Refused(format!(
+                "{MAX_TURNS_AT_ONCE} other hosts are being decided on; try again"
+            ));
         }
         if !self.order_available(now) {
             return Admission::Refused(format!(
@@ -600,6 +608,20 @@ mod tests {
         // A minute later, the next report says how many were left out.
         assert_eq!(gate.report(start + Duration::from_secs(60)), Some(2));
         assert_eq!(gate.report(start + Duration::from_secs(61)), Some(0));
+    }
+
+    #[test]
+    fn only_so_many_hosts_are_decided_on_at_once() {
+        let start = Instant::now();
+        let mut gate = OnDemandGate::new(&settings(&[], 100));
+        for n in 0..MAX_TURNS_AT_ONCE {
+            assert_eq!(gate.admit(&format!("h{n}.test"), start), Admission::Proceed);
+        }
+        let refused = gate.admit("one-more.test", start);
+        assert!(matches!(refused, Admission::Refused(ref r) if r.contains("try again")));
+        // Not remembered: once a turn ends, the host gets its own.
+        gate.finish("h0.test", Ok(()), start);
+        assert_eq!(gate.admit("one-more.test", start), Admission::Proceed);
     }
 
     #[test]
