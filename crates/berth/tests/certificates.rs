@@ -787,7 +787,7 @@ esac
 /// the handshake and the app's answer (plain HTTP reaches the app too); `bad.customer.test` is
 /// refused at the handshake, and the second attempt is refused from the denial cache without
 /// asking the app again; both show as events on the app and in the log; the change is audited;
-/// deleting the app clears the setting.
+/// the on-demand certificate is renewed like any other; deleting the app clears the setting.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_catch_all_app_gets_certificates_at_the_handshake_for_approved_hosts() {
     assert!(
@@ -796,7 +796,8 @@ async fn the_catch_all_app_gets_certificates_at_the_handshake_for_approved_hosts
     );
     let dir = tempfile::tempdir().unwrap();
     let (http_port, https_port) = (free_port(), free_port());
-    let pebble = Pebble::start(http_port);
+    // One-hour certificates renewed with two hours left: renewal of on-demand ones shows.
+    let pebble = Pebble::start_with_validity(http_port, Some(Duration::from_secs(3600)));
     let ca_file = dir.path().join("pebble-ca.pem");
     std::fs::write(&ca_file, &pebble.https_ca_pem).unwrap();
     let server = Server::start_with(
@@ -812,6 +813,10 @@ async fn the_catch_all_app_gets_certificates_at_the_handshake_for_approved_hosts
             ca_file.to_str().unwrap(),
             "--on-demand-denial-ttl",
             "1h",
+            "--acme-renew-before",
+            "2h",
+            "--acme-renew-interval",
+            "2s",
         ],
     )
     .await;
@@ -896,7 +901,11 @@ async fn the_catch_all_app_gets_certificates_at_the_handshake_for_approved_hosts
     let listed = server.get("/api/v1/apps/sites/certificates").await;
     assert_eq!(listed[0]["host"], json!("good.customer.test"), "{listed}");
     assert_eq!(listed[0]["source"], json!("acme"), "{listed}");
-    assert_eq!(listed[0]["created_by"], json!("on-demand"), "{listed}");
+    let by = listed[0]["created_by"].clone();
+    assert!(
+        by == json!("on-demand") || by == json!("certificate-renewal"),
+        "{listed}"
+    );
 
     // Plain HTTP for the host reaches the app too.
     let (status, body) = plain_body(http_port, "good.customer.test").await;
@@ -947,6 +956,22 @@ async fn the_catch_all_app_gets_certificates_at_the_handshake_for_approved_hosts
     );
     let audit = server.get("/api/v1/audit?limit=500").await.to_string();
     assert!(audit.contains("system.on-demand-domains.put"), "{audit}");
+
+    // Renewal covers on-demand certificates like any other.
+    wait_until("the on-demand certificate is renewed", PATIENCE, || async {
+        server.events("sites").await.iter().any(|e| {
+            e["kind"] == json!("certificate_renewed")
+                && e["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("good.customer.test")
+        })
+    })
+    .await;
+    let (status, _) = https_get(https, "good.customer.test", &root, "/")
+        .await
+        .expect("the renewed certificate is served");
+    assert_eq!(status, 200);
 
     // Deleting the catch-all app clears the setting: a new app of that name does not inherit it.
     let (status, answer) = server
