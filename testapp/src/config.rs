@@ -73,6 +73,11 @@ impl Config {
                 hostname: String::new(),
                 version: text("VERSION"),
                 fail_requests: flag(&get, "FAIL_REQUESTS")?,
+                approved_domains: text("APPROVED_DOMAINS")
+                    .split(',')
+                    .map(|domain| domain.trim().to_ascii_lowercase())
+                    .filter(|domain| !domain.is_empty())
+                    .collect(),
             },
         })
     }

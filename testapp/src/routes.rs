@@ -22,6 +22,9 @@ pub struct Info {
     /// `FAIL_REQUESTS=1`: `/` answers 500 (with the same body) while `/healthz` passes — a
     /// revision that is healthy but broken, as a canary's verdict must catch.
     pub fail_requests: bool,
+    /// `APPROVED_DOMAINS=a.test,b.test`: `GET /tls-ask?domain=<host>` answers 200 for these
+    /// hosts and 403 for others (an on-demand TLS approval endpoint).
+    pub approved_domains: Vec<String>,
 }
 
 /// A side effect the connection handler carries out around sending the response.
@@ -94,6 +97,14 @@ pub fn route(
             Response::text(500, "failing")
         }),
         ("GET", "/env") => Outcome::respond(Response::json(200, env_json())),
+        ("GET", "/tls-ask") => {
+            Outcome::respond(match param(query, "domain").map(str::to_ascii_lowercase) {
+                Some(domain) if info.approved_domains.contains(&domain) => {
+                    Response::text(200, "approved")
+                }
+                _ => Response::text(403, "not approved"),
+            })
+        }
         ("GET" | "POST", "/admin/fail-health") => Outcome::with(
             Response::text(200, "health: failing"),
             Effect::SetHealthy(false),
@@ -186,6 +197,7 @@ mod tests {
             hostname: "box".into(),
             version: "v\"2".into(),
             fail_requests: false,
+            approved_domains: Vec::new(),
         }
     }
 
@@ -205,6 +217,18 @@ mod tests {
             route("GET", &path, &query, true, &broken).response.status
         };
         assert_eq!(status("/"), 500);
+        let asking = Info {
+            approved_domains: vec!["good.customer.test".into()],
+            ..info()
+        };
+        let ask = |target: &str| {
+            let (path, query) = split_target(target);
+            route("GET", &path, &query, true, &asking).response.status
+        };
+        assert_eq!(ask("/tls-ask?domain=good.customer.test"), 200);
+        assert_eq!(ask("/tls-ask?domain=Good.Customer.Test"), 200);
+        assert_eq!(ask("/tls-ask?domain=bad.customer.test"), 403);
+        assert_eq!(ask("/tls-ask"), 403);
         assert_eq!(status("/api/whoami"), 500);
         assert_eq!(status("/healthz"), 200);
     }

@@ -120,7 +120,9 @@ pub struct ApiState {
         build_events::build_events, webhooks::receive,
         domains::list, domains::put, domains::delete,
         certificates::list, certificates::put, certificates::request_acme, certificates::delete,
-        system::list_workers, system::get_access_log, system::put_access_log, healthz, readyz,
+        system::list_workers, system::get_access_log, system::put_access_log,
+        system::get_on_demand_domains, system::put_on_demand_domains,
+        system::delete_on_demand_domains, healthz, readyz,
     ),
     modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = [])),
@@ -206,6 +208,12 @@ pub fn router(state: ApiState) -> axum::Router {
         .route(
             "/system/access-log",
             get(system::get_access_log).put(system::put_access_log),
+        )
+        .route(
+            "/system/on-demand-domains",
+            get(system::get_on_demand_domains)
+                .put(system::put_on_demand_domains)
+                .delete(system::delete_on_demand_domains),
         )
         .route("/domain-reservations", get(domains::list))
         .route(

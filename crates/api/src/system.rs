@@ -1,8 +1,10 @@
-//! The server's own state for admins: its background workers and the router's access log.
+//! The server's own state for admins: its background workers, the router's access log and the
+//! app that receives on-demand domains.
 
 use axum::Json;
 use axum::extract::State;
 use berth_controller::workers::WorkerStatus;
+use berth_operations::on_demand::OnDemandDomains;
 use berth_operations::routes::AccessLogSetting;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -121,4 +123,82 @@ pub async fn put_access_log(
             .set_access_log(&principal, request.sample_one_in)?
             .into(),
     ))
+}
+
+/// The app that receives the hosts no other app routes (customers' own domains), with HTTPS
+/// certificates ordered at the first handshake for the hosts it approves.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OnDemandDomainsDto {
+    /// The catch-all app; `null`: none (unknown hosts route nowhere).
+    pub app: Option<String>,
+    /// Path on the app asked before a certificate is ordered: `GET <ask_path>?domain=<host>`,
+    /// a 2xx answer approves. `null`: only the server's allow-list
+    /// (`--on-demand-allow`) approves.
+    #[serde(default)]
+    pub ask_path: Option<String>,
+}
+
+impl From<Option<OnDemandDomains>> for OnDemandDomainsDto {
+    fn from(setting: Option<OnDemandDomains>) -> Self {
+        match setting {
+            Some(setting) => OnDemandDomainsDto {
+                app: Some(setting.app),
+                ask_path: setting.ask_path,
+            },
+            None => OnDemandDomainsDto {
+                app: None,
+                ask_path: None,
+            },
+        }
+    }
+}
+
+/// Which app receives on-demand domains (platform admins).
+#[utoipa::path(get, path = "/api/v1/system/on-demand-domains", tag = "system",
+    responses((status = 200, body = OnDemandDomainsDto), (status = 403, body = ErrorBody)))]
+pub async fn get_on_demand_domains(
+    State(state): State<ApiState>,
+    principal: Principal,
+) -> ApiResult<Json<OnDemandDomainsDto>> {
+    Ok(Json(
+        state.platform.on_demand_domains(&principal).await?.into(),
+    ))
+}
+
+/// Make an app the receiver of on-demand domains (platform admins). 404: no such app; 400: an
+/// internal app or a bad `ask_path`; 409 `catch_all_taken`: another app is it (clear it
+/// first); 409 `acme_not_configured`: the server has no ACME settings.
+#[utoipa::path(put, path = "/api/v1/system/on-demand-domains", tag = "system",
+    request_body = OnDemandDomainsDto,
+    responses((status = 200, body = OnDemandDomainsDto), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn put_on_demand_domains(
+    State(state): State<ApiState>,
+    principal: Principal,
+    ApiJson(request): ApiJson<OnDemandDomainsDto>,
+) -> ApiResult<Json<OnDemandDomainsDto>> {
+    let Some(app) = request.app.as_deref() else {
+        return Err(berth_operations::error::OpError::field(
+            "app",
+            "missing: the name of the app that receives on-demand domains",
+        )
+        .into());
+    };
+    let setting = state
+        .platform
+        .set_on_demand_domains(&principal, app, request.ask_path.as_deref())
+        .await?;
+    Ok(Json(Some(setting).into()))
+}
+
+/// No app receives on-demand domains any more (platform admins).
+#[utoipa::path(delete, path = "/api/v1/system/on-demand-domains", tag = "system",
+    responses((status = 204), (status = 403, body = ErrorBody)))]
+pub async fn delete_on_demand_domains(
+    State(state): State<ApiState>,
+    principal: Principal,
+) -> ApiResult<axum::http::StatusCode> {
+    state.platform.clear_on_demand_domains(&principal).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -99,6 +99,15 @@ pub struct ServerOptions {
     /// How often ACME certificates are checked for renewal, e.g. 1h [default: 1h]
     #[arg(long, env = "BERTH_ACME_RENEW_INTERVAL")]
     pub acme_renew_interval: Option<String>,
+    /// Host patterns certificates may be ordered for at the handshake for the app that receives on-demand domains (`berth system on-demand-domains set`), comma-separated: shop.example.com or *.example.com (any name under it); with none, that app's ask path alone decides [default: none]
+    #[arg(long, env = "BERTH_ON_DEMAND_ALLOW", value_delimiter = ',')]
+    pub on_demand_allow: Option<Vec<String>>,
+    /// How long a host refused an on-demand certificate stays refused before it is asked about again, e.g. 1h [default: 1h]
+    #[arg(long, env = "BERTH_ON_DEMAND_DENIAL_TTL")]
+    pub on_demand_denial_ttl: Option<String>,
+    /// The most on-demand certificate orders per hour, whatever the hosts (a flood of new names cannot exhaust the CA's limits) [default: 10]
+    #[arg(long, env = "BERTH_ON_DEMAND_MAX_ORDERS")]
+    pub on_demand_max_orders: Option<u32>,
     /// Every app answers at <app>.<team>.<apps-domain> on the router [default: localhost]
     #[arg(long, env = "BERTH_APPS_DOMAIN")]
     pub apps_domain: Option<String>,
@@ -165,6 +174,8 @@ pub struct ServerConfig {
     pub https_listen: Option<SocketAddr>,
     /// Where certificates are ordered; `None`: ACME is off.
     pub acme: Option<AcmeConfig>,
+    /// The approval rule of on-demand certificates (with ACME and HTTPS on).
+    pub on_demand: berth_router::OnDemandSettings,
     pub apps_domain: String,
     /// Base domains custom domains must be under; empty: any.
     pub allowed_domains: Vec<String>,
@@ -216,6 +227,9 @@ impl ServerOptions {
             acme_renew_before: self.acme_renew_before.or(file.acme_renew_before),
             acme_dns_hook: self.acme_dns_hook.or(file.acme_dns_hook),
             acme_renew_interval: self.acme_renew_interval.or(file.acme_renew_interval),
+            on_demand_allow: self.on_demand_allow.or(file.on_demand_allow),
+            on_demand_denial_ttl: self.on_demand_denial_ttl.or(file.on_demand_denial_ttl),
+            on_demand_max_orders: self.on_demand_max_orders.or(file.on_demand_max_orders),
             apps_domain: self.apps_domain.or(file.apps_domain),
             allowed_domains: self.allowed_domains.or(file.allowed_domains),
             access_log: self.access_log.or(file.access_log),
@@ -275,6 +289,39 @@ fn tcp_port_range(value: &str) -> Result<std::ops::RangeInclusive<u16>, String> 
 }
 
 /// Base domains for custom domains: host names of at least two labels.
+/// The on-demand settings: valid allow-list patterns, a denial time, at least one order an
+/// hour.
+fn on_demand(
+    allow: Vec<String>,
+    denial_ttl: Option<String>,
+    max_orders: Option<u32>,
+) -> Result<berth_router::OnDemandSettings, String> {
+    let allow = allow
+        .iter()
+        .map(|pattern| pattern.trim())
+        .filter(|pattern| !pattern.is_empty())
+        .map(|pattern| {
+            berth_router::on_demand::normalize_pattern(pattern).ok_or_else(|| {
+                format!(
+                    "on-demand-allow: {pattern:?} is not a host name like shop.example.com or a \
+                     pattern like *.example.com"
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_orders = max_orders.unwrap_or(10);
+    if max_orders == 0 {
+        return Err("on-demand-max-orders: must be at least 1".into());
+    }
+    Ok(berth_router::OnDemandSettings {
+        allow,
+        denial_ttl: duration("on-demand-denial-ttl", denial_ttl, "1h")?,
+        max_orders,
+        order_window: Duration::from_secs(3600),
+        ..berth_router::OnDemandSettings::default()
+    })
+}
+
 fn allowed_domains(values: Vec<String>) -> Result<Vec<String>, String> {
     values
         .iter()
@@ -499,6 +546,11 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         http_listen: http_listen(o.http_listen.as_deref())?,
         https_listen: https_listen(o.https_listen.as_deref())?,
         acme,
+        on_demand: on_demand(
+            o.on_demand_allow.unwrap_or_default(),
+            o.on_demand_denial_ttl,
+            o.on_demand_max_orders,
+        )?,
         apps_domain: apps_domain(o.apps_domain.as_deref())?,
         allowed_domains: allowed_domains(o.allowed_domains.unwrap_or_default())?,
         access_log: o.access_log,
@@ -599,6 +651,27 @@ mod tests {
             );
             assert_eq!(config.apps_domain, want_domain, "{domain:?}");
         }
+    }
+
+    #[test]
+    fn on_demand_settings_refuse_bad_patterns_and_no_orders() {
+        let ok = on_demand(
+            vec!["*.Customer.test".into(), " shop.example.com ".into()],
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(ok.allow, ["*.customer.test", "shop.example.com"]);
+        assert_eq!(ok.max_orders, 10);
+        assert_eq!(ok.denial_ttl, Duration::from_secs(3600));
+        for bad in ["*.com", "a b.test", "*", "shop.test:443"] {
+            let error = on_demand(vec![bad.into()], None, None).unwrap_err();
+            assert!(error.starts_with("on-demand-allow:"), "{error}");
+        }
+        let error = on_demand(vec![], None, Some(0)).unwrap_err();
+        assert!(error.starts_with("on-demand-max-orders:"), "{error}");
+        let error = on_demand(vec![], Some("soon".into()), None).unwrap_err();
+        assert!(error.starts_with("on-demand-denial-ttl:"), "{error}");
     }
 
     #[test]

@@ -218,6 +218,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         controller.seed_ready_endpoints(seed);
     }
     let (router_stop, router_stopping) = tokio::sync::watch::channel(false);
+    let on_demand = berth_operations::on_demand::PlatformOnDemand::new();
     let router = start_router(
         &config,
         &store,
@@ -226,6 +227,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         &secrets,
         &challenges,
         &clock,
+        &on_demand,
         RouterSockets {
             inherited: &mut inherited,
             handoff: &mut handoff,
@@ -264,6 +266,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             config.tcp_port_range.clone(),
         ),
     };
+    on_demand.attach(platform.clone());
     let build_env = BuildEnv {
         platform: platform.clone(),
         builder: Arc::clone(&builder),
@@ -604,6 +607,7 @@ async fn start_router(
     secrets: &Arc<berth_auth::SecretBox>,
     challenges: &AcmeChallenges,
     clock: &berth_core::clock::Clock,
+    on_demand: &Arc<berth_operations::on_demand::PlatformOnDemand>,
     mut sockets: RouterSockets<'_>,
 ) -> Option<RunningRouter> {
     let Some(address) = config.http_listen else {
@@ -640,6 +644,15 @@ async fn start_router(
             open_https_listener(https, Arc::clone(&certificates), &mut sockets).await
         {
             https_listener = Some((https, opened));
+            // Certificates at the handshake for the catch-all app's hosts need ACME (HTTP-01
+            // on the plain listener, which is on here).
+            if config.acme.is_some() {
+                router_config.on_demand = Some(berth_router::OnDemand::new(
+                    config.on_demand.clone(),
+                    on_demand.clone(),
+                    Arc::clone(&certificates),
+                ));
+            }
             tls = Some(RouterTls {
                 certificates,
                 secrets: Arc::clone(secrets),

@@ -419,6 +419,20 @@ async fn ordering_without_acme_settings_is_refused_clearly() {
             .contains("--acme-directory"),
         "{answer}"
     );
+    // Nor can an app receive on-demand domains: their certificates are ordered over ACME.
+    let (status, answer) = server
+        .call(
+            Method::PUT,
+            "/api/v1/system/on-demand-domains",
+            Some(json!({"app": "web", "ask_path": "/tls-ask"})),
+        )
+        .await;
+    support::assert_refused(status, &answer, 409, "--acme-directory");
+    assert_eq!(answer["error"]["code"], json!("acme_not_configured"));
+    assert_eq!(
+        server.get("/api/v1/system/on-demand-domains").await["app"],
+        json!(null)
+    );
 }
 
 /// Renewal end to end: pebble issues one-hour certificates and the server renews those with
@@ -763,5 +777,207 @@ esac
         "a certificate of one name for a wildcard: {answer}"
     );
     assert_eq!(answer["error"]["field"], json!("domain"), "{answer}");
+    drop(pebble);
+}
+
+/// On-demand certificates end to end: an admin makes app `sites` the catch-all (a team member
+/// may not; a second app is refused while it is; an internal app, an unknown app and bad paths
+/// are refused naming the field); the app's `/tls-ask` approves `good.customer.test` only. The
+/// first HTTPS request to `good.customer.test` gets a certificate ordered from pebble during
+/// the handshake and the app's answer (plain HTTP reaches the app too); `bad.customer.test` is
+/// refused at the handshake, and the second attempt is refused from the denial cache without
+/// asking the app again; both show as events on the app and in the log; the change is audited;
+/// the on-demand certificate is renewed like any other; deleting the app clears the setting.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_catch_all_app_gets_certificates_at_the_handshake_for_approved_hosts() {
+    assert!(
+        Pebble::installed(),
+        "Debian's pebble is needed (apt-get install pebble)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (http_port, https_port) = (free_port(), free_port());
+    // One-hour certificates renewed with two hours left: renewal of on-demand ones shows.
+    let pebble = Pebble::start_with_validity(http_port, Some(Duration::from_secs(3600)));
+    let ca_file = dir.path().join("pebble-ca.pem");
+    std::fs::write(&ca_file, &pebble.https_ca_pem).unwrap();
+    let server = Server::start_with(
+        "certs-on-demand",
+        &[
+            "--http-listen",
+            &format!("127.0.0.1:{http_port}"),
+            "--https-listen",
+            &format!("127.0.0.1:{https_port}"),
+            "--acme-directory",
+            &pebble.directory_url,
+            "--acme-ca-file",
+            ca_file.to_str().unwrap(),
+            "--on-demand-denial-ttl",
+            "1h",
+            "--acme-renew-before",
+            "2h",
+            "--acme-renew-interval",
+            "2s",
+        ],
+    )
+    .await;
+    let https: SocketAddr = ([127, 0, 0, 1], https_port).into();
+    let alice = server.register("alice", Some("web")).await;
+    let (status, answer) = server
+        .call_as(
+            &alice,
+            Method::POST,
+            "/api/v1/apps",
+            Some(
+                json!({"name": "sites", "team": "web", "image": berth_testkit::TESTAPP_IMAGE,
+                "replicas": 1, "health_path": "/healthz", "cpu_millis": 100,
+                "memory_bytes": 64 << 20, "env": {"APPROVED_DOMAINS": "good.customer.test"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    server
+        .create_app("other", 0, json!({"domains": ["other.berth.test"]}))
+        .await;
+    server
+        .create_app("hidden", 0, json!({"internal": true}))
+        .await;
+    server.wait_rollout("sites", Duration::from_secs(120)).await;
+
+    // Only admins choose the catch-all; bad input names its field and changes nothing.
+    let put = |app: Value, ask: Value| json!({"app": app, "ask_path": ask});
+    let path = "/api/v1/system/on-demand-domains";
+    let (status, answer) = server
+        .call_as(
+            &alice,
+            Method::PUT,
+            path,
+            Some(put(json!("sites"), json!("/tls-ask"))),
+        )
+        .await;
+    assert_eq!(status, 403, "a team member: {answer}");
+    for (body, want, field) in [
+        (put(json!("sites"), json!("tls-ask")), 400, Some("ask_path")),
+        (put(json!("sites"), json!("/a b")), 400, Some("ask_path")),
+        (put(json!(null), json!("/tls-ask")), 400, Some("app")),
+        (put(json!("hidden"), json!("/tls-ask")), 400, Some("app")),
+        (put(json!("nope"), json!("/tls-ask")), 404, None),
+    ] {
+        let (status, answer) = server.call(Method::PUT, path, Some(body.clone())).await;
+        assert_eq!(status, want, "{body}: {answer}");
+        if let Some(field) = field {
+            assert_eq!(answer["error"]["field"], json!(field), "{answer}");
+        }
+    }
+    assert_eq!(server.get(path).await["app"], json!(null));
+    let out = cli_ok(
+        &server,
+        &["domains", "on-demand-set", "sites", "--ask", "/tls-ask"],
+    );
+    assert!(out.contains("app sites receives"), "{out}");
+    let (status, answer) = server
+        .call(Method::PUT, path, Some(put(json!("other"), json!(null))))
+        .await;
+    support::assert_refused(status, &answer, 409, "sites");
+    assert_eq!(answer["error"]["code"], json!("catch_all_taken"));
+    assert_eq!(server.get(path).await["ask_path"], json!("/tls-ask"));
+
+    // The first request to an approved host gets its certificate at the handshake.
+    let root = pebble.issuing_root().await;
+    // The router picks the setting up within a second.
+    let started = std::time::Instant::now();
+    let (status, body) = loop {
+        match https_get(https, "good.customer.test", &root, "/").await {
+            Ok(answer) => break answer,
+            Err(why) => assert!(
+                started.elapsed() < PATIENCE,
+                "no certificate at the handshake: {why}\n{}",
+                server.log()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"app\":\"sites\""), "{body}");
+    let listed = server.get("/api/v1/apps/sites/certificates").await;
+    assert_eq!(listed[0]["host"], json!("good.customer.test"), "{listed}");
+    assert_eq!(listed[0]["source"], json!("acme"), "{listed}");
+    let by = listed[0]["created_by"].clone();
+    assert!(
+        by == json!("on-demand") || by == json!("certificate-renewal"),
+        "{listed}"
+    );
+
+    // Plain HTTP for the host reaches the app too.
+    let (status, body) = plain_body(http_port, "good.customer.test").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"app\":\"sites\""), "{body}");
+
+    // A host the app does not approve is refused, then refused from the denial cache.
+    for _ in 0..2 {
+        let refused = https_get(https, "bad.customer.test", &root, "/").await;
+        assert!(refused.is_err(), "{refused:?}");
+    }
+    // Names under the apps domain never reach the catch-all.
+    assert!(
+        https_get(https, "x.web.localhost", &root, "/")
+            .await
+            .is_err()
+    );
+    let events = server.events("sites").await;
+    let kinds = |kind: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["kind"] == json!(kind))
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let issued = kinds("certificate_issued");
+    assert_eq!(issued.len(), 1, "{events:#?}");
+    assert!(issued[0].contains("good.customer.test"), "{issued:?}");
+    let refused = kinds("certificate_refused");
+    assert_eq!(refused.len(), 2, "{events:#?}");
+    assert!(
+        refused.iter().all(|m| m.contains("bad.customer.test")),
+        "{refused:?}"
+    );
+    assert!(
+        refused[0].contains("403") || refused[1].contains("403"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.iter().filter(|m| m.contains("remembered")).count(),
+        1,
+        "the second refusal did not ask the app again: {refused:?}"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("no on-demand certificate") && log.contains("bad.customer.test"),
+        "a log line names the host and the reason"
+    );
+    let audit = server.get("/api/v1/audit?limit=500").await.to_string();
+    assert!(audit.contains("system.on-demand-domains.put"), "{audit}");
+
+    // Renewal covers on-demand certificates like any other.
+    wait_until("the on-demand certificate is renewed", PATIENCE, || async {
+        server.events("sites").await.iter().any(|e| {
+            e["kind"] == json!("certificate_renewed")
+                && e["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("good.customer.test")
+        })
+    })
+    .await;
+    let (status, _) = https_get(https, "good.customer.test", &root, "/")
+        .await
+        .expect("the renewed certificate is served");
+    assert_eq!(status, 200);
+
+    // Deleting the catch-all app clears the setting: a new app of that name does not inherit it.
+    let (status, answer) = server
+        .call(Method::DELETE, "/api/v1/apps/sites", None)
+        .await;
+    assert!((200..300).contains(&status), "{answer}");
+    assert_eq!(server.get(path).await["app"], json!(null));
     drop(pebble);
 }

@@ -197,6 +197,11 @@ pub enum EventKind {
     CertificateRenewed,
     /// Renewing an ACME certificate failed; the old one is still served.
     CertificateRenewalFailed,
+    /// A certificate was issued on demand for a host of the catch-all app.
+    CertificateIssued,
+    /// A host of the catch-all app was refused a certificate on demand (not approved, the
+    /// limit on orders, a failed order).
+    CertificateRefused,
     /// A canary instance of the new revision started taking part of the traffic.
     CanaryStarted,
     /// The canary's error rate was no worse than the old revision's: the rollout goes on.
@@ -235,6 +240,8 @@ impl EventKind {
             EventKind::RoutesChanged => "routes_changed",
             EventKind::CertificateRenewed => "certificate_renewed",
             EventKind::CertificateRenewalFailed => "certificate_renewal_failed",
+            EventKind::CertificateIssued => "certificate_issued",
+            EventKind::CertificateRefused => "certificate_refused",
             EventKind::CanaryStarted => "canary_started",
             EventKind::CanaryPassed => "canary_passed",
             EventKind::IdledOut => "idled_out",
@@ -260,12 +267,13 @@ impl EventKind {
                 | EventKind::EngineError
                 | EventKind::CertificateRenewalFailed
                 | EventKind::WakeRefused
+                | EventKind::CertificateRefused
         )
     }
 }
 
 /// Every event kind, in declaration order.
-pub const ALL_EVENT_KINDS: [EventKind; 28] = [
+pub const ALL_EVENT_KINDS: [EventKind; 30] = [
     EventKind::AppCreated,
     EventKind::AppDeleted,
     EventKind::RevisionCreated,
@@ -289,6 +297,8 @@ pub const ALL_EVENT_KINDS: [EventKind; 28] = [
     EventKind::RoutesChanged,
     EventKind::CertificateRenewed,
     EventKind::CertificateRenewalFailed,
+    EventKind::CertificateIssued,
+    EventKind::CertificateRefused,
     EventKind::CanaryStarted,
     EventKind::CanaryPassed,
     EventKind::IdledOut,

@@ -56,6 +56,8 @@ pub const ACTIONS: &[&str] = &[
     "registry.retention-rules.put",
     "settings.put",
     "system.access-log.put",
+    "system.on-demand-domains.delete",
+    "system.on-demand-domains.put",
     "teams.create",
     "teams.delete",
     "teams.members.delete",

@@ -381,6 +381,8 @@ impl Platform {
             return Err(OpError::not_found(format!("app {name}")));
         }
         tracing::info!(app = %name, "app deleted");
+        // A later app of the same name must not inherit the catch-all role.
+        self.forget_on_demand_app(name).await?;
         if let Err(error) = self.controller.remove_instances(name).await {
             // The reconciler removes them once the engine answers again.
             tracing::warn!(%error, app = %name, "containers of a deleted app could not be removed yet");

@@ -16,7 +16,7 @@ use berth_core::accounts::TeamAction;
 use berth_core::certificate::{CertificateSource, StoredCertificate};
 use berth_core::{App, Event, EventKind, Millis};
 use berth_router::tls::normalize_domain;
-use berth_router::validate_certificate;
+use berth_router::{ValidatedCertificate, validate_certificate};
 
 use crate::Platform;
 use crate::actor::Actor;
@@ -260,7 +260,7 @@ impl Platform {
                 ),
             ));
         }
-        let stored = self
+        let (stored, _) = self
             .issue_and_store(issuer.as_ref(), &app, &host, actor.username())
             .await?;
         actor.audit.set_detail(format!(
@@ -272,7 +272,7 @@ impl Platform {
     }
 
     /// The ACME issuer; `http01`: the order needs the router's plain listener.
-    fn acme_issuer(&self, http01: bool) -> OpResult<Arc<dyn CertificateIssuer>> {
+    pub(crate) fn acme_issuer(&self, http01: bool) -> OpResult<Arc<dyn CertificateIssuer>> {
         let Some(issuer) = self.certificates.issuer.clone() else {
             return Err(OpError::conflict(
                 ACME_NOT_CONFIGURED,
@@ -290,14 +290,15 @@ impl Platform {
         Ok(issuer)
     }
 
-    /// Orders, checks and stores a certificate of `host` for `app`.
-    async fn issue_and_store(
+    /// Orders, checks and stores a certificate of `host` for `app`; returns it as stored and
+    /// as the router serves it.
+    pub(crate) async fn issue_and_store(
         &self,
         issuer: &dyn CertificateIssuer,
         app: &App,
         host: &str,
         by: &str,
-    ) -> OpResult<StoredCertificate> {
+    ) -> OpResult<(StoredCertificate, ValidatedCertificate)> {
         let issued = issuer
             .issue(&[host.to_string()])
             .await
@@ -318,7 +319,7 @@ impl Platform {
                 .secrets
                 .seal(&issued.key_pem, &StoredCertificate::secret_context(host)),
             chain_pem: issued.chain_pem,
-            names: validated.names,
+            names: validated.names.clone(),
             not_before: millis(validated.not_before),
             not_after: millis(validated.not_after),
             created_by: by.to_string(),
@@ -326,7 +327,7 @@ impl Platform {
             updated_at: now,
         };
         self.store.put_certificate(&stored).await?;
-        Ok(stored)
+        Ok((stored, validated))
     }
 
     /// The app's certificates, without their keys (readers of its team).
@@ -386,11 +387,15 @@ impl Platform {
                 continue;
             }
             let host = stored.host.clone();
-            // A host the app gave up is not renewed: its certificate is no longer served.
+            // A host the app gave up is not renewed: its certificate is no longer served. The
+            // catch-all app's certificates are its on-demand hosts: renewed while it is.
             let Some(app) = self.store.get_app(&stored.app).await? else {
                 continue;
             };
-            if !app_hosts(&app, &self.domains.apps_domain).contains(&host) {
+            let on_demand = crate::on_demand::stored_on_demand(self.store.as_ref())
+                .await?
+                .is_some_and(|setting| setting.app == app.name);
+            if !on_demand && !app_hosts(&app, &self.domains.apps_domain).contains(&host) {
                 continue;
             }
             let result = self
@@ -398,7 +403,7 @@ impl Platform {
                 .await;
             let at = self.now();
             let event = match result {
-                Ok(renewed) => {
+                Ok((renewed, _)) => {
                     report.renewed.push(host.clone());
                     Event::new(
                         &app.name,

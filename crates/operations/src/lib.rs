@@ -16,6 +16,7 @@ pub mod domains;
 pub mod error;
 pub mod idle;
 pub mod images;
+pub mod on_demand;
 pub mod quota;
 pub mod routes;
 pub mod tcp_ports;

@@ -15,7 +15,7 @@ use berth_core::canary::TrafficCount;
 use berth_core::certificate::StoredCertificate;
 use berth_core::{App, Millis, RolloutPhase};
 use berth_router::{
-    AccessLog, Backend, CanarySplit, CertificateSet, RouteDomain, RoutedApp, RouterStats,
+    AccessLog, Backend, CanarySplit, CatchAll, CertificateSet, RouteDomain, RoutedApp, RouterStats,
     RoutingTable, ValidatedCertificate, validate_certificate,
 };
 use berth_store::{Store, StoreResult};
@@ -269,6 +269,7 @@ impl LoadedCertificates {
         stored: Vec<StoredCertificate>,
         apps: &[App],
         apps_domain: &str,
+        catch_all: Option<&str>,
     ) -> BTreeSet<String> {
         let holders: BTreeMap<&str, BTreeSet<String>> = apps
             .iter()
@@ -279,7 +280,12 @@ impl LoadedCertificates {
             let held = holders
                 .get(certificate.app.as_str())
                 .is_some_and(|hosts| hosts.contains(&certificate.host));
-            if !held {
+            // The catch-all app's on-demand certificates: hosts no app holds.
+            let on_demand = catch_all == Some(certificate.app.as_str())
+                && !holders
+                    .values()
+                    .any(|hosts| hosts.contains(&certificate.host));
+            if !held && !on_demand {
                 continue;
             }
             let loaded = match self.by_host.remove(&certificate.host) {
@@ -352,6 +358,38 @@ pub struct RouteSources {
     pub clock: berth_core::clock::Clock,
 }
 
+/// The catch-all app as the router table takes it: the app of the on-demand domains setting
+/// when it exists and is not internal, never reaching the apps domain or a reserved domain.
+async fn catch_all(
+    store: &dyn Store,
+    apps: &[App],
+    apps_domain: &str,
+) -> StoreResult<Option<CatchAll>> {
+    let Some(setting) = crate::on_demand::stored_on_demand(store).await? else {
+        return Ok(None);
+    };
+    let Some(app) = apps
+        .iter()
+        .find(|app| app.name == setting.app && !app.routes.internal)
+    else {
+        return Ok(None);
+    };
+    let mut excluded = vec![apps_domain.to_string()];
+    excluded.extend(
+        store
+            .list_domain_reservations()
+            .await?
+            .into_iter()
+            .map(|reservation| reservation.domain),
+    );
+    Ok(Some(CatchAll {
+        team: app.team.clone(),
+        app: app.name.clone(),
+        excluded,
+        ask_path: setting.ask_path,
+    }))
+}
+
 /// Keeps the router's table current: rebuilt at once when the endpoint table changes (an
 /// instance ready, not ready, stopping; an app deleted) and every `refresh` (apps created or
 /// changed since). On a store failure the router keeps serving its last table.
@@ -380,14 +418,16 @@ pub async fn keep_routes(
             let now = clock();
             let (listed, _) = crate::apps::list_apps(store.as_ref(), None, None, None).await?;
             let apps: Vec<App> = listed.into_iter().map(|listed| listed.app).collect();
+            let catch_all = catch_all(store.as_ref(), &apps, &apps_domain).await?;
             let served = match &tls {
                 Some(tls) => {
                     let stored = store.list_certificates(None).await?;
-                    Some(loaded.refresh(tls, stored, &apps, &apps_domain))
+                    let catch_all_app = catch_all.as_ref().map(|c| c.app.as_str());
+                    Some(loaded.refresh(tls, stored, &apps, &apps_domain, catch_all_app))
                 }
                 None => None,
             };
-            StoreResult::Ok(
+            StoreResult::Ok((
                 apps.iter()
                     .flat_map(|app| {
                         let refusal = wakes.refusal(&app.name, now);
@@ -398,13 +438,15 @@ pub async fn keep_routes(
                         routed_entries(app, &current, &apps_domain, served.as_ref(), standing)
                     })
                     .collect::<Vec<_>>(),
-            )
+                catch_all,
+            ))
         };
         match routed.await {
-            Ok(apps) => {
+            Ok((apps, catch_all)) => {
                 let routes = apps.len();
                 let backends: usize = apps.iter().map(|a| a.backends.len()).sum();
-                table.send_replace(Arc::new(RoutingTable::build(apps)));
+                let built = RoutingTable::build_with_catch_all(apps, catch_all);
+                table.send_replace(Arc::new(built));
                 if let Some(report) = &report {
                     report.succeeded(format!("{routes} apps routed to {backends} instances"));
                 }

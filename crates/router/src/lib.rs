@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod acme_challenge;
 mod hold;
 pub mod meters;
+pub mod on_demand;
 mod pool;
 pub mod proxy;
 pub mod stats;
@@ -17,10 +18,11 @@ use std::time::Duration;
 pub use access_log::{AccessLog, write_access_log};
 pub use acme_challenge::{ACME_CHALLENGE_PREFIX, AcmeChallenges, InvalidChallenge};
 pub use meters::{AppCounters, LATENCY_BUCKETS, LATENCY_BUCKETS_MS};
+pub use on_demand::{OnDemand, OnDemandIssuer, OnDemandSettings};
 pub use proxy::{Scheme, serve};
 pub use stats::RouterStats;
 pub use table::{
-    Backend, CanarySplit, HostConflict, InvalidHost, Lane, Route, RouteDomain, RoutedApp,
+    Backend, CanarySplit, CatchAll, HostConflict, InvalidHost, Lane, Route, RouteDomain, RoutedApp,
     RoutingTable, normalize_host,
 };
 pub use tls::{
@@ -66,6 +68,8 @@ pub struct RouterConfig {
     pub max_held_per_app: usize,
     /// Told of requests for apps to wake (`None`: nothing wakes apps).
     pub wake: Option<std::sync::Arc<dyn Wake>>,
+    /// Certificates obtained at the handshake for the catch-all app's hosts, when on.
+    pub on_demand: Option<std::sync::Arc<OnDemand>>,
 }
 
 impl Default for RouterConfig {
@@ -84,6 +88,7 @@ impl Default for RouterConfig {
             hold_timeout: Duration::from_secs(30),
             max_held_per_app: 1000,
             wake: None,
+            on_demand: None,
         }
     }
 }

@@ -22,10 +22,13 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use rustls::ServerConfig;
+use rustls::server::Acceptor;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
 use crate::RouterConfig;
@@ -73,10 +76,11 @@ pub async fn serve(
 }
 
 /// The accept loop of [`serve`] and [`serve_tls`](crate::tls::serve_tls): with `tls`, each
-/// connection first completes a TLS handshake (within `config.tls_handshake_timeout`).
+/// connection first completes a TLS handshake (within `config.tls_handshake_timeout`, plus the
+/// time an on-demand certificate takes).
 pub(crate) async fn serve_listener(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<ServerConfig>>,
     table: watch::Receiver<Arc<RoutingTable>>,
     config: RouterConfig,
     stats: RouterStats,
@@ -118,24 +122,17 @@ pub(crate) async fn serve_listener(
                     stopping,
                 ));
             }
-            Some(acceptor) => {
+            Some(tls) => {
                 tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(
-                        proxy.config.tls_handshake_timeout,
-                        acceptor.accept(stream),
-                    );
                     let stream = tokio::select! {
-                        done = handshake => done,
+                        done = handshake(&proxy, stream, tls) => done,
                         _ = stopping.changed() => return,
                     };
                     match stream {
-                        Ok(Ok(stream)) => {
+                        Ok(stream) => {
                             serve_connection(proxy, stream, peer, Scheme::Https, stopping).await;
                         }
-                        Ok(Err(err)) => {
-                            debug!(error = %err, %peer, "router: TLS handshake failed");
-                        }
-                        Err(_elapsed) => debug!(%peer, "router: TLS handshake timed out"),
+                        Err(why) => debug!(error = %why, %peer, "router: TLS handshake failed"),
                     }
                 });
             }
@@ -151,6 +148,45 @@ pub(crate) async fn serve_listener(
     {
         warn!("router: connections still open after the shutdown grace period");
     }
+}
+
+/// The server side of a TLS handshake: reads the ClientHello, and when its server name has no
+/// certificate but routes to the catch-all app, holds the handshake while the on-demand step
+/// gets one (refused when it does not). Each part of the handshake is bounded by
+/// `config.tls_handshake_timeout`, the on-demand step by its own timeout.
+async fn handshake(
+    proxy: &Proxy,
+    stream: tokio::net::TcpStream,
+    tls: Arc<ServerConfig>,
+) -> Result<TlsStream<tokio::net::TcpStream>, String> {
+    let patience = proxy.config.tls_handshake_timeout;
+    let start = tokio::time::timeout(
+        patience,
+        LazyConfigAcceptor::new(Acceptor::default(), stream),
+    )
+    .await
+    .map_err(|_| "timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    if let Some(on_demand) = &proxy.config.on_demand
+        && let Some(host) = start
+            .client_hello()
+            .server_name()
+            .and_then(|name| normalize_host(name).map(std::borrow::Cow::into_owned))
+        && on_demand.certificates().find(&host).is_none()
+    {
+        let table = proxy.table.borrow().clone();
+        if let Some(route) = table.catch_all(&host) {
+            // Refused: the handshake goes on without a certificate for the name, so the
+            // client gets the same alert as for any unknown name.
+            let _ = on_demand
+                .obtain(&host, route, table.catch_all_ask_path())
+                .await;
+        }
+    }
+    tokio::time::timeout(patience, start.into_stream(tls))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// How long a connection open when the router stops may go on before it is shut down: long

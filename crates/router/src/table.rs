@@ -190,10 +190,25 @@ pub struct InvalidHost {
     pub app: (String, String),
 }
 
+/// The app that receives the hosts no other app routes (customers' own domains, with
+/// certificates issued on demand), and the domains that never reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatchAll {
+    pub team: String,
+    pub app: String,
+    /// Names that never reach the catch-all, nor any name under them: the apps domain and the
+    /// reserved domains (normalised when the table is built; invalid ones are dropped).
+    pub excluded: Vec<String>,
+    /// The path on the app that approves a host before a certificate is ordered for it
+    /// (`GET <path>?domain=<host>`, 2xx approves), when it has one.
+    pub ask_path: Option<String>,
+}
+
 /// Host name → path prefixes → route, built once from the routed apps and read by every
 /// request. A wildcard domain `*.shop.example.com` answers every one-label name under
 /// `shop.example.com` that no app claims exactly (an exact host, whatever its paths, beats a
-/// wildcard, as in nginx's `server_name`).
+/// wildcard, as in nginx's `server_name`). With a catch-all app, every other name that could be
+/// a customer's domain goes to it (see [`RoutingTable::catch_all`]).
 #[derive(Debug, Default)]
 pub struct RoutingTable {
     routes: Vec<Route>,
@@ -203,12 +218,40 @@ pub struct RoutingTable {
     wildcards: HashMap<String, Vec<(String, usize)>>,
     conflicts: Vec<HostConflict>,
     invalid: Vec<InvalidHost>,
+    /// The catch-all app's route, when it is among the routed apps.
+    catch_all: Option<usize>,
+    /// Normalised names that never reach the catch-all, nor names under them.
+    excluded: Vec<String>,
+    catch_all_ask_path: Option<String>,
 }
 
 impl RoutingTable {
     /// Builds the table. Apps are considered in (team, app) order so that the winner of a
     /// conflict does not depend on the order of the input.
     pub fn build(apps: Vec<RoutedApp>) -> RoutingTable {
+        RoutingTable::build_with_catch_all(apps, None)
+    }
+
+    /// Builds the table with `catch_all` receiving the hosts no app routes; it is ignored when
+    /// its app is not among `apps` (an internal or deleted app routes nothing).
+    pub fn build_with_catch_all(apps: Vec<RoutedApp>, catch_all: Option<CatchAll>) -> RoutingTable {
+        let mut table = RoutingTable::build_routes(apps);
+        if let Some(catch_all) = catch_all {
+            table.catch_all = table
+                .routes
+                .iter()
+                .position(|route| route.team == catch_all.team && route.app == catch_all.app);
+            table.excluded = catch_all
+                .excluded
+                .iter()
+                .filter_map(|domain| normalize_host(domain).map(Cow::into_owned))
+                .collect();
+            table.catch_all_ask_path = catch_all.ask_path;
+        }
+        table
+    }
+
+    fn build_routes(apps: Vec<RoutedApp>) -> RoutingTable {
         let mut apps = apps;
         apps.sort_by(|a, b| (&a.team, &a.app).cmp(&(&b.team, &b.app)));
         let mut table = RoutingTable::default();
@@ -272,19 +315,58 @@ impl RoutingTable {
     /// same among the wildcard domain one label up. The host is matched without case, a
     /// `:port` and a trailing dot ignored; `None` for an unknown host, a path no prefix
     /// covers, and anything that is not a host name (IPv6 literals, userinfo, spaces…).
+    ///
+    /// A host that no app claims, exactly or by wildcard, goes to the catch-all app when
+    /// [`RoutingTable::catch_all`] admits it.
     pub fn route(&self, host_header: &str, path: &str) -> Option<&Route> {
         let host = normalize_host(host_header)?;
-        let prefixes = match self.hosts.get(host.as_ref()) {
-            Some(prefixes) => prefixes,
-            None => {
-                let (_, parent) = host.split_once('.')?;
-                self.wildcards.get(parent)?
-            }
-        };
-        prefixes
-            .iter()
-            .find(|(prefix, _)| path_has_prefix(path, prefix))
-            .map(|&(_, i)| &self.routes[i])
+        match self.claimed(&host) {
+            Some(prefixes) => prefixes
+                .iter()
+                .find(|(prefix, _)| path_has_prefix(path, prefix))
+                .map(|&(_, i)| &self.routes[i]),
+            None => self.catch_all_index(&host).map(|i| &self.routes[i]),
+        }
+    }
+
+    /// The path prefixes of a normalised host some app claims, exactly or by wildcard.
+    fn claimed(&self, host: &str) -> Option<&Vec<(String, usize)>> {
+        self.hosts.get(host).or_else(|| {
+            let (_, parent) = host.split_once('.')?;
+            self.wildcards.get(parent)
+        })
+    }
+
+    /// The catch-all app's route for a host (a `Host` header value or a TLS server name) that
+    /// no app claims: only a DNS name of two labels at least whose last label is not numeric
+    /// (never an IP literal), and neither an excluded domain nor a name under one. `None` for
+    /// every other host and when there is no catch-all app.
+    pub fn catch_all(&self, host: &str) -> Option<&Route> {
+        let host = normalize_host(host)?;
+        if self.claimed(&host).is_some() {
+            return None;
+        }
+        self.catch_all_index(&host).map(|i| &self.routes[i])
+    }
+
+    /// The catch-all app's approval path, when it has one.
+    pub fn catch_all_ask_path(&self) -> Option<&str> {
+        self.catch_all_ask_path.as_deref()
+    }
+
+    fn catch_all_index(&self, host: &str) -> Option<usize> {
+        let index = self.catch_all?;
+        let (_, last) = host.rsplit_once('.')?;
+        if last.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let excluded = self.excluded.iter().any(|domain| {
+            host == domain
+                || host
+                    .strip_suffix(domain.as_str())
+                    .is_some_and(|rest| rest.ends_with('.'))
+        });
+        (!excluded).then_some(index)
     }
 
     /// Every route, in (team, app) order.
@@ -811,5 +893,102 @@ mod tests {
         let table = RoutingTable::build(vec![]);
         assert!(table.route("anything.example.com", "/").is_none());
         assert!(RoutingTable::default().route("localhost", "/").is_none());
+    }
+
+    #[test]
+    fn hosts_no_app_claims_go_to_the_catch_all_app_unless_excluded() {
+        let apps = vec![
+            app(
+                "t",
+                "shop",
+                &["shop.example.com", "*.tenants.example.com"],
+                vec![],
+            ),
+            app("t", "sites", &["sites.t.apps.test"], vec![]),
+            app("u", "other", &["other.example.org"], vec![]),
+        ];
+        let catch_all = CatchAll {
+            team: "t".into(),
+            app: "sites".into(),
+            excluded: vec![
+                "apps.test".into(),
+                "Reserved.Example.NET.".into(),
+                "bad host".into(),
+            ],
+            ask_path: Some("/ask".into()),
+        };
+        let table = RoutingTable::build_with_catch_all(apps.clone(), Some(catch_all.clone()));
+        assert_eq!(table.catch_all_ask_path(), Some("/ask"));
+        let cases: &[(&str, Option<&str>, bool)] = &[
+            // (host, the app the route goes to, whether it is the catch-all's)
+            ("shop.example.com", Some("shop"), false),
+            ("a.tenants.example.com", Some("shop"), false),
+            ("other.example.org:443", Some("other"), false),
+            ("sites.t.apps.test", Some("sites"), false),
+            ("good.customer.test", Some("sites"), true),
+            ("Good.Customer.Test.:8443", Some("sites"), true),
+            ("www.shop.example.com", Some("sites"), true),
+            ("a.b.tenants.example.com", Some("sites"), true),
+            ("example.com", Some("sites"), true),
+            // Never the apps domain, a reserved domain or names under them.
+            ("apps.test", None, false),
+            ("x.t.apps.test", None, false),
+            ("reserved.example.net", None, false),
+            ("a.reserved.example.net", None, false),
+            ("notreserved.example.net", Some("sites"), true),
+            // Never IP literals, single labels or malformed names.
+            ("127.0.0.1", None, false),
+            ("10.0.0.1:443", None, false),
+            ("[::1]", None, false),
+            ("localhost", None, false),
+            ("bad_name.example.com", None, false),
+            ("", None, false),
+        ];
+        for (host, want, caught) in cases {
+            let got = table
+                .route(host, "/any/path")
+                .map(|route| route.app.as_str());
+            assert_eq!(got, *want, "route({host:?})");
+            assert_eq!(
+                table.catch_all(host).is_some(),
+                *caught,
+                "catch_all({host:?})"
+            );
+        }
+        // A catch-all that is not routed (internal, deleted) catches nothing.
+        let missing = CatchAll {
+            app: "gone".into(),
+            ..catch_all
+        };
+        let table = RoutingTable::build_with_catch_all(apps.clone(), Some(missing));
+        assert!(table.route("good.customer.test", "/").is_none());
+        assert!(table.catch_all("good.customer.test").is_none());
+        // No catch-all: unknown hosts route nowhere.
+        assert!(
+            RoutingTable::build(apps)
+                .route("good.customer.test", "/")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_claimed_host_whose_paths_do_not_match_never_falls_to_the_catch_all() {
+        let mut api = app("t", "api", &[], vec![]);
+        api.domains = vec![RouteDomain {
+            host: "api.example.com".into(),
+            path: "/v1".into(),
+        }];
+        let table = RoutingTable::build_with_catch_all(
+            vec![api, app("t", "sites", &[], vec![])],
+            Some(CatchAll {
+                team: "t".into(),
+                app: "sites".into(),
+                excluded: vec![],
+                ask_path: None,
+            }),
+        );
+        assert_eq!(table.route("api.example.com", "/v1/x").unwrap().app, "api");
+        assert!(table.route("api.example.com", "/other").is_none());
+        assert!(table.catch_all("api.example.com").is_none());
     }
 }

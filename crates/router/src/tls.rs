@@ -507,15 +507,7 @@ pub async fn serve_tls(
     stats: RouterStats,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_listener(
-        listener,
-        Some(tokio_rustls::TlsAcceptor::from(tls)),
-        table,
-        config,
-        stats,
-        shutdown,
-    )
-    .await;
+    serve_listener(listener, Some(tls), table, config, stats, shutdown).await;
 }
 
 #[cfg(test)]

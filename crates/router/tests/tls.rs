@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_router::{
-    AcmeChallenges, Backend, CertificateSet, RoutedApp, RouterConfig, RouterStats, RoutingTable,
-    serve, serve_tls, server_config, validate_certificate,
+    AcmeChallenges, Backend, CatchAll, CertificateSet, OnDemand, OnDemandIssuer, OnDemandSettings,
+    RoutedApp, RouterConfig, RouterStats, RoutingTable, ValidatedCertificate, serve, serve_tls,
+    server_config, validate_certificate,
 };
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
@@ -20,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
+use std::sync::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -63,27 +66,43 @@ struct Router {
 
 /// The router with both listeners for `web.example.com` (redirecting) and `api.example.com`
 /// (not), serving one certificate for `*.example.com` from a test CA.
-async fn start_router(handshake_timeout: Duration) -> Router {
+/// A test CA: its certificate (to trust) and the issuer it makes.
+fn test_ca() -> (
+    rustls::pki_types::CertificateDer<'static>,
+    Issuer<'static, KeyPair>,
+) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.distinguished_name.push(DnType::CommonName, "test CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_der = ca.self_signed(&ca_key).unwrap().der().clone();
-    let issuer = Issuer::new(ca, ca_key);
+    (ca_der, Issuer::new(ca, ca_key))
+}
+
+/// A certificate for `domain` signed by `issuer`, validated.
+fn signed_certificate(domain: &str, issuer: &Issuer<'_, KeyPair>) -> ValidatedCertificate {
     let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["*.example.com".to_string()])
+    let leaf = CertificateParams::new(vec![domain.to_string()])
         .unwrap()
-        .signed_by(&key, &issuer)
+        .signed_by(&key, issuer)
         .unwrap();
-    let certificate = validate_certificate(
-        &leaf.pem(),
-        &key.serialize_pem(),
-        "*.example.com",
-        SystemTime::now(),
-    )
-    .unwrap();
+    validate_certificate(&leaf.pem(), &key.serialize_pem(), domain, SystemTime::now()).unwrap()
+}
+
+async fn start_router(handshake_timeout: Duration) -> Router {
+    start_router_with(handshake_timeout, None).await
+}
+
+/// The router of [`start_router`]; with `on_demand`, `sites` is the catch-all app (its
+/// instance at the given address, asked at `/ask`) and the HTTPS listener obtains certificates
+/// for its hosts from the issuer made from the test CA.
+async fn start_router_with(
+    handshake_timeout: Duration,
+    on_demand: Option<(SocketAddr, OnDemandSettings, Arc<TestIssuer>)>,
+) -> Router {
+    let (ca_der, issuer) = test_ca();
     let certificates = CertificateSet::new();
-    certificates.insert(certificate);
+    certificates.insert(signed_certificate("*.example.com", &issuer));
     let mut roots = RootCertStore::empty();
     roots.add(ca_der).unwrap();
 
@@ -106,10 +125,30 @@ async fn start_router(handshake_timeout: Duration) -> Router {
         hold: false,
         wake: false,
     };
-    let (table, routes) = watch::channel(Arc::new(RoutingTable::build(vec![
-        app("web", true),
-        app("api", false),
-    ])));
+    let mut apps = vec![app("web", true), app("api", false)];
+    let mut catch_all = None;
+    let mut on_demand_step = None;
+    if let Some((ask_backend, settings, test_issuer)) = on_demand {
+        let mut sites = app("sites", false);
+        sites.backends[0].address = ask_backend.ip().to_string();
+        sites.backends[0].port = ask_backend.port();
+        apps.push(sites);
+        catch_all = Some(CatchAll {
+            team: "team".into(),
+            app: "sites".into(),
+            excluded: vec!["apps.test".into()],
+            ask_path: Some("/ask".into()),
+        });
+        *test_issuer.ca.lock().unwrap() = Some(issuer);
+        on_demand_step = Some(OnDemand::new(
+            settings,
+            test_issuer,
+            Arc::clone(&certificates),
+        ));
+    }
+    let (table, routes) = watch::channel(Arc::new(RoutingTable::build_with_catch_all(
+        apps, catch_all,
+    )));
     // The sender must outlive the test: keep it in a task that never ends.
     tokio::spawn(async move {
         table.closed().await;
@@ -126,6 +165,7 @@ async fn start_router(handshake_timeout: Duration) -> Router {
         https_port: 8443,
         tls_handshake_timeout: handshake_timeout,
         acme_challenges: router.challenges.clone(),
+        on_demand: on_demand_step,
         ..RouterConfig::default()
     };
     let stats = RouterStats::new();
@@ -334,4 +374,124 @@ async fn plain_http_redirects_apps_that_ask_and_answers_acme_challenges_for_any_
         .http_get("web.example.com", "/.well-known/acme-challenge/tok-en_1")
         .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+/// An issuer signing with the test CA, counting what it issues and what it is told was refused.
+#[derive(Default)]
+struct TestIssuer {
+    ca: Mutex<Option<Issuer<'static, KeyPair>>>,
+    issued: Mutex<Vec<String>>,
+    refused: Mutex<Vec<(String, String)>>,
+}
+
+impl OnDemandIssuer for TestIssuer {
+    fn issue<'a>(
+        &'a self,
+        host: &'a str,
+        _team: &'a str,
+        app: &'a str,
+    ) -> BoxFuture<'a, Result<ValidatedCertificate, String>> {
+        Box::pin(async move {
+            assert_eq!(app, "sites");
+            self.issued.lock().unwrap().push(host.to_string());
+            let ca = self.ca.lock().unwrap();
+            Ok(signed_certificate(host, ca.as_ref().expect("a CA")))
+        })
+    }
+
+    fn refused(&self, host: &str, _team: &str, _app: &str, reason: &str) {
+        self.refused
+            .lock()
+            .unwrap()
+            .push((host.to_string(), reason.to_string()));
+    }
+}
+
+/// The catch-all app's instance: `/ask?domain=good…` answers 200, any other domain 403 (every question is noted); other paths answer `sites: <host>`.
+async fn start_ask_backend(asked: Arc<Mutex<Vec<String>>>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let asked = Arc::clone(&asked);
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let asked = Arc::clone(&asked);
+                    async move {
+                        let mut response = Response::new(Full::new(Bytes::new()));
+                        if request.uri().path() == "/ask" {
+                            let query = request.uri().query().unwrap_or("").to_string();
+                            if !query.starts_with("domain=good") {
+                                *response.status_mut() = StatusCode::FORBIDDEN;
+                            }
+                            asked.lock().unwrap().push(query);
+                        } else {
+                            let host = request.headers()["host"].to_str().unwrap().to_string();
+                            *response.body_mut() = Full::new(Bytes::from(format!("sites: {host}")));
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn the_catch_all_app_gets_certificates_at_the_handshake_for_hosts_it_approves() {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let ask_backend = start_ask_backend(Arc::clone(&asked)).await;
+    let issuer = Arc::new(TestIssuer::default());
+    let settings = OnDemandSettings {
+        max_orders: 2,
+        ..OnDemandSettings::default()
+    };
+    let router =
+        start_router_with(PATIENCE, Some((ask_backend, settings, Arc::clone(&issuer)))).await;
+
+    // The first handshake for an approved host gets its certificate, issued on the spot.
+    let response = router.https_get("good.customer.test", "/").await;
+    assert_eq!(response.body(), "sites: good.customer.test");
+    let response = router.https_get("good.customer.test", "/again").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(*issuer.issued.lock().unwrap(), ["good.customer.test"]);
+
+    // A host the app denies is refused at the handshake, and not asked about again for a while.
+    for _ in 0..2 {
+        let name = ServerName::try_from("bad.customer.test").unwrap();
+        let error = router.tls(name).await.expect_err("refused");
+        assert!(error.to_string().contains("alert"), "{error}");
+    }
+    assert_eq!(
+        *asked.lock().unwrap(),
+        ["domain=good.customer.test", "domain=bad.customer.test"]
+    );
+    let refused = issuer.refused.lock().unwrap().clone();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused.iter().all(|(host, _)| host == "bad.customer.test"));
+    assert!(refused[0].1.contains("403"), "{refused:?}");
+
+    // Names under the apps domain never reach the catch-all: refused without asking.
+    let name = ServerName::try_from("x.team.apps.test").unwrap();
+    router.tls(name).await.expect_err("refused");
+    assert_eq!(asked.lock().unwrap().len(), 2);
+
+    // Other apps' certificates are untouched, and the limit on orders holds (2 per hour here):
+    // past it, an approved host is refused without an order.
+    assert_eq!(
+        router.https_get("web.example.com", "/").await.status(),
+        StatusCode::OK
+    );
+    let response = router.https_get("good2.customer.test", "/").await;
+    assert_eq!(response.body(), "sites: good2.customer.test");
+    let name = ServerName::try_from("good3.customer.test").unwrap();
+    router.tls(name).await.expect_err("over the limit");
+    assert_eq!(issuer.issued.lock().unwrap().len(), 2);
+    let last = issuer.refused.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(last.0, "good3.customer.test");
+    assert!(last.1.contains("limit"), "{last:?}");
 }

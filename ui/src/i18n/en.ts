@@ -202,6 +202,8 @@ export const en = {
   "event.kind.routes_changed": "Routes changed",
   "event.kind.canary_started": "Canary started",
   "event.kind.canary_passed": "Canary passed",
+  "event.kind.certificate_issued": "Certificate issued on demand",
+  "event.kind.certificate_refused": "Certificate refused",
   "event.kind.scaled": "Scaled",
   "event.kind.start_failed": "Start failed",
   "event.kind.wake_refused": "Wake refused",

@@ -203,6 +203,8 @@ export const zhCN: Dict = {
   "event.kind.routes_changed": "路由已变更",
   "event.kind.canary_started": "金丝雀已开始",
   "event.kind.canary_passed": "金丝雀已通过",
+  "event.kind.certificate_issued": "已按需签发证书",
+  "event.kind.certificate_refused": "证书请求被拒绝",
   "event.kind.scaled": "已扩缩容",
   "event.kind.start_failed": "启动失败",
   "event.kind.wake_refused": "唤醒被拒绝",

@@ -1,9 +1,12 @@
-//! Domain reservation commands (admins): keep a domain and every name under it for one team.
-//! An app's own domains are set with `berth apps create/deploy … --domain`.
+//! Domain commands for admins: reservations (keep a domain and every name under it for one
+//! team) and the app that receives on-demand domains (customers' own domains, certificates
+//! ordered at the first handshake). An app's own domains are set with
+//! `berth apps create/deploy … --domain`.
 
 use std::process::ExitCode;
 
 use berth_api::domains::{ReservationDto, ReserveRequest};
+use berth_api::system::OnDemandDomainsDto;
 use clap::Subcommand;
 
 use super::segment;
@@ -25,6 +28,17 @@ pub enum DomainsCommand {
     },
     /// Remove a domain's reservation (admins)
     Unreserve { domain: String },
+    /// Show which app receives the hosts no other app routes (admins)
+    OnDemand,
+    /// Make an app receive the hosts no other app routes, with HTTPS certificates ordered at the first handshake for the hosts it approves (admins; needs ACME and --https-listen)
+    OnDemandSet {
+        app: String,
+        /// Path the app approves hosts on: `GET <PATH>?domain=<host>`, 2xx approves (else only the server's --on-demand-allow decides)
+        #[arg(long, value_name = "PATH")]
+        ask: Option<String>,
+    },
+    /// No app receives unknown hosts any more (admins)
+    OnDemandClear,
 }
 
 pub async fn run(client: &Client, command: DomainsCommand) -> Result<ExitCode, String> {
@@ -62,6 +76,33 @@ pub async fn run(client: &Client, command: DomainsCommand) -> Result<ExitCode, S
                 .delete(&format!("/domain-reservations/{}", segment(&domain)))
                 .await?;
             println!("{domain} is no longer reserved");
+        }
+        DomainsCommand::OnDemand => {
+            let setting: OnDemandDomainsDto = client.get("/system/on-demand-domains").await?;
+            match (setting.app, setting.ask_path) {
+                (Some(app), Some(ask)) => println!("app {app} (asked at {ask})"),
+                (Some(app), None) => println!("app {app} (the allow-list decides)"),
+                (None, _) => println!("none: hosts no app routes are not answered"),
+            }
+        }
+        DomainsCommand::OnDemandSet { app, ask } => {
+            let setting: OnDemandDomainsDto = client
+                .put(
+                    "/system/on-demand-domains",
+                    &OnDemandDomainsDto {
+                        app: Some(app),
+                        ask_path: ask,
+                    },
+                )
+                .await?;
+            println!(
+                "app {} receives the hosts no other app routes",
+                setting.app.unwrap_or_default()
+            );
+        }
+        DomainsCommand::OnDemandClear => {
+            client.delete("/system/on-demand-domains").await?;
+            println!("no app receives on-demand domains");
         }
     }
     Ok(ExitCode::SUCCESS)
