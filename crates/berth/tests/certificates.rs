@@ -108,35 +108,70 @@ fn cli_ok(server: &Server, args: &[&str]) -> String {
     stdout
 }
 
+/// Pebble (certificates valid for `validity`, or its default) and the ports of a Berth server
+/// that orders from it: the plain listener pebble validates HTTP-01 on, and the HTTPS one.
+struct Acme {
+    dir: tempfile::TempDir,
+    pebble: Pebble,
+    ca_file: std::path::PathBuf,
+    http_port: u16,
+    https_port: u16,
+}
+
+impl Acme {
+    fn start(validity: Option<Duration>) -> Acme {
+        assert!(
+            Pebble::installed(),
+            "Debian's pebble is needed (apt-get install pebble)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (http_port, https_port) = (free_port(), free_port());
+        let pebble = Pebble::start_with_validity(http_port, validity);
+        let ca_file = dir.path().join("pebble-ca.pem");
+        std::fs::write(&ca_file, &pebble.https_ca_pem).unwrap();
+        Acme {
+            dir,
+            pebble,
+            ca_file,
+            http_port,
+            https_port,
+        }
+    }
+
+    /// A server with the router on both ports, ordering from pebble, with `extra` settings.
+    async fn server(&self, test: &str, extra: &[&str]) -> Server {
+        let (http, https) = (
+            format!("127.0.0.1:{}", self.http_port),
+            format!("127.0.0.1:{}", self.https_port),
+        );
+        let mut args = vec![
+            "--http-listen",
+            &http,
+            "--https-listen",
+            &https,
+            "--acme-directory",
+            &self.pebble.directory_url,
+            "--acme-ca-file",
+            self.ca_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Server::start_with(test, &args).await
+    }
+
+    fn https(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.https_port).into()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn certificates_are_uploaded_or_ordered_and_served_over_https() {
-    assert!(
-        Pebble::installed(),
-        "Debian's pebble is needed (apt-get install pebble)"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let (http_port, https_port) = (free_port(), free_port());
-    let pebble = Pebble::start(http_port);
-    let ca_file = dir.path().join("pebble-ca.pem");
-    std::fs::write(&ca_file, &pebble.https_ca_pem).unwrap();
-    let directory = pebble.directory_url.clone();
-    let server = Server::start_with(
-        "certs",
-        &[
-            "--http-listen",
-            &format!("127.0.0.1:{http_port}"),
-            "--https-listen",
-            &format!("127.0.0.1:{https_port}"),
-            "--acme-directory",
-            &directory,
-            "--acme-email",
-            "ops@berth.test",
-            "--acme-ca-file",
-            ca_file.to_str().unwrap(),
-        ],
-    )
-    .await;
-    let https: SocketAddr = ([127, 0, 0, 1], https_port).into();
+    let acme = Acme::start(None);
+    let (dir, pebble, http_port, https_port) =
+        (&acme.dir, &acme.pebble, acme.http_port, acme.https_port);
+    let server = acme
+        .server("certs", &["--acme-email", "ops@berth.test"])
+        .await;
+    let https = acme.https();
     let alice = server.register("alice", Some("web")).await;
     let bob = server.register("bob", Some("ops")).await;
     let carol = server.register("carol", None).await;
@@ -393,7 +428,6 @@ async fn certificates_are_uploaded_or_ordered_and_served_over_https() {
         )
         .await;
     assert_eq!(status, 404, "deleted twice");
-    drop(pebble);
 }
 
 /// A server without ACME settings refuses to order, saying how to configure it.
@@ -441,33 +475,14 @@ async fn ordering_without_acme_settings_is_refused_clearly() {
 /// a real handshake, and the app's timeline says `certificate_renewed`.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_renewal_job_replaces_a_due_certificate_and_the_router_serves_the_new_one() {
-    assert!(
-        Pebble::installed(),
-        "Debian's pebble is needed (apt-get install pebble)"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let (http_port, https_port) = (free_port(), free_port());
-    let pebble = Pebble::start_with_validity(http_port, Some(Duration::from_secs(3600)));
-    let ca_file = dir.path().join("pebble-ca.pem");
-    std::fs::write(&ca_file, &pebble.https_ca_pem).unwrap();
-    let server = Server::start_with(
-        "certs-renewal",
-        &[
-            "--http-listen",
-            &format!("127.0.0.1:{http_port}"),
-            "--https-listen",
-            &format!("127.0.0.1:{https_port}"),
-            "--acme-directory",
-            &pebble.directory_url,
-            "--acme-ca-file",
-            ca_file.to_str().unwrap(),
-            "--acme-renew-before",
-            "2h",
-            "--acme-renew-interval",
-            "2s",
-        ],
-    )
-    .await;
+    let acme = Acme::start(Some(Duration::from_secs(3600)));
+    let (pebble, https_port) = (&acme.pebble, acme.https_port);
+    let server = acme
+        .server(
+            "certs-renewal",
+            &["--acme-renew-before", "2h", "--acme-renew-interval", "2s"],
+        )
+        .await;
     let https: SocketAddr = ([127, 0, 0, 1], https_port).into();
     // No instance is needed: the router answers the challenge and presents the certificate.
     server
@@ -540,7 +555,6 @@ async fn the_renewal_job_replaces_a_due_certificate_and_the_router_serves_the_ne
         .await;
     support::assert_refused(status, &answer, 409, "--acme-dns-hook");
     assert_eq!(answer["error"]["code"], json!("acme_dns_not_configured"));
-    drop(pebble);
 }
 
 /// `GET /` on the router's plain listener with `Host: host`: status and body.
@@ -568,15 +582,9 @@ async fn plain_body(port: u16, host: &str) -> (u16, String) {
 /// certificate is accepted for a wildcard domain.
 #[tokio::test(flavor = "multi_thread")]
 async fn wildcard_domains_route_and_get_certificates_over_dns01_through_the_hook() {
-    assert!(
-        Pebble::installed(),
-        "Debian's pebble is needed (apt-get install pebble)"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let (http_port, https_port) = (free_port(), free_port());
-    let pebble = Pebble::start(http_port);
-    let ca_file = dir.path().join("pebble-ca.pem");
-    std::fs::write(&ca_file, &pebble.https_ca_pem).unwrap();
+    let acme = Acme::start(None);
+    let (dir, pebble, http_port, https_port) =
+        (&acme.dir, &acme.pebble, acme.http_port, acme.https_port);
     // The hook as an operator would write it for their DNS provider's API.
     let calls = dir.path().join("hook-calls");
     let hook = dir.path().join("dns-hook");
@@ -603,22 +611,12 @@ esac
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let server = Server::start_with(
-        "certs-wildcard",
-        &[
-            "--http-listen",
-            &format!("127.0.0.1:{http_port}"),
-            "--https-listen",
-            &format!("127.0.0.1:{https_port}"),
-            "--acme-directory",
-            &pebble.directory_url,
-            "--acme-ca-file",
-            ca_file.to_str().unwrap(),
-            "--acme-dns-hook",
-            hook.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let server = acme
+        .server(
+            "certs-wildcard",
+            &["--acme-dns-hook", hook.to_str().unwrap()],
+        )
+        .await;
     let https: SocketAddr = ([127, 0, 0, 1], https_port).into();
     let alice = server.register("alice", Some("web")).await;
     let bob = server.register("bob", Some("ops")).await;
@@ -777,7 +775,6 @@ esac
         "a certificate of one name for a wildcard: {answer}"
     );
     assert_eq!(answer["error"]["field"], json!("domain"), "{answer}");
-    drop(pebble);
 }
 
 /// On-demand certificates end to end: an admin makes app `sites` the catch-all (a team member
@@ -790,36 +787,21 @@ esac
 /// the on-demand certificate is renewed like any other; deleting the app clears the setting.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_catch_all_app_gets_certificates_at_the_handshake_for_approved_hosts() {
-    assert!(
-        Pebble::installed(),
-        "Debian's pebble is needed (apt-get install pebble)"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let (http_port, https_port) = (free_port(), free_port());
-    // One-hour certificates renewed with two hours left: renewal of on-demand ones shows.
-    let pebble = Pebble::start_with_validity(http_port, Some(Duration::from_secs(3600)));
-    let ca_file = dir.path().join("pebble-ca.pem");
-    std::fs::write(&ca_file, &pebble.https_ca_pem).unwrap();
-    let server = Server::start_with(
-        "certs-on-demand",
-        &[
-            "--http-listen",
-            &format!("127.0.0.1:{http_port}"),
-            "--https-listen",
-            &format!("127.0.0.1:{https_port}"),
-            "--acme-directory",
-            &pebble.directory_url,
-            "--acme-ca-file",
-            ca_file.to_str().unwrap(),
-            "--on-demand-denial-ttl",
-            "1h",
-            "--acme-renew-before",
-            "2h",
-            "--acme-renew-interval",
-            "2s",
-        ],
-    )
-    .await;
+    let acme = Acme::start(Some(Duration::from_secs(3600)));
+    let (pebble, http_port, https_port) = (&acme.pebble, acme.http_port, acme.https_port);
+    let server = acme
+        .server(
+            "certs-on-demand",
+            &[
+                "--on-demand-denial-ttl",
+                "1h",
+                "--acme-renew-before",
+                "2h",
+                "--acme-renew-interval",
+                "2s",
+            ],
+        )
+        .await;
     let https: SocketAddr = ([127, 0, 0, 1], https_port).into();
     let alice = server.register("alice", Some("web")).await;
     let (status, answer) = server
@@ -979,5 +961,4 @@ async fn the_catch_all_app_gets_certificates_at_the_handshake_for_approved_hosts
         .await;
     assert!((200..300).contains(&status), "{answer}");
     assert_eq!(server.get(path).await["app"], json!(null));
-    drop(pebble);
 }

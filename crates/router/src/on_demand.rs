@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
-use crate::table::{Lane, Route, normalize_host};
+use crate::table::{Lane, Route};
 use crate::tls::{CertificateSet, ValidatedCertificate};
 
 /// The most denials remembered at once, so a flood of random names cannot grow the cache
@@ -59,24 +59,11 @@ impl Default for OnDemandSettings {
     }
 }
 
-/// Whether a host pattern of the allow-list is valid, normalised (`None` when it is not).
+/// Whether a host pattern of the allow-list is valid, normalised (`None` when it is not): a
+/// host name, or `*.` and a base of at least two labels — the same rule as a certificate's
+/// domain ([`crate::tls::normalize_domain`]).
 pub fn normalize_pattern(pattern: &str) -> Option<String> {
-    let (wildcard, host) = match pattern.strip_prefix("*.") {
-        Some(rest) => (true, rest),
-        None => (false, pattern),
-    };
-    if host.contains(':') {
-        return None;
-    }
-    let host = normalize_host(host)?;
-    if wildcard && !host.contains('.') {
-        return None;
-    }
-    Some(if wildcard {
-        format!("*.{host}")
-    } else {
-        host.into_owned()
-    })
+    crate::tls::normalize_domain(pattern)
 }
 
 /// Whether a normalised `pattern` allows a normalised `host`: the same name, or any name under a
