@@ -58,10 +58,9 @@ async fn https_get(
     Ok((answer.status, answer.body))
 }
 
-/// `GET path` on the router's plain listener with `Host: host`, redirects not followed:
-/// status and `Location`.
-async fn plain_get(port: u16, host: &str, path: &str) -> (u16, Option<String>) {
-    let response = reqwest::Client::builder()
+/// `GET path` on the router's plain listener with `Host: host`, redirects not followed.
+async fn plain_request(port: u16, host: &str, path: &str) -> reqwest::Response {
+    reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -70,7 +69,12 @@ async fn plain_get(port: u16, host: &str, path: &str) -> (u16, Option<String>) {
         .header(reqwest::header::HOST, host)
         .send()
         .await
-        .expect("plain request through the router");
+        .expect("plain request through the router")
+}
+
+/// [`plain_request`]: status and `Location`.
+async fn plain_get(port: u16, host: &str, path: &str) -> (u16, Option<String>) {
+    let response = plain_request(port, host, path).await;
     let location = response
         .headers()
         .get("location")
@@ -559,16 +563,7 @@ async fn the_renewal_job_replaces_a_due_certificate_and_the_router_serves_the_ne
 
 /// `GET /` on the router's plain listener with `Host: host`: status and body.
 async fn plain_body(port: u16, host: &str) -> (u16, String) {
-    let response = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(format!("http://127.0.0.1:{port}/"))
-        .header(reqwest::header::HOST, host)
-        .send()
-        .await
-        .expect("plain request through the router");
+    let response = plain_request(port, host, "/").await;
     let status = response.status().as_u16();
     (status, response.text().await.unwrap_or_default())
 }
