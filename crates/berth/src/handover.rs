@@ -77,6 +77,15 @@ pub struct Inherited {
 }
 
 impl Inherited {
+    /// A plain start: nothing handed over.
+    fn nothing() -> Inherited {
+        Inherited {
+            sockets: ListenFd::empty(),
+            names: Vec::new(),
+            seed: None,
+        }
+    }
+
     /// Whether this process takes over from a running server.
     pub fn is_successor(&self) -> bool {
         self.seed.is_some()
@@ -146,19 +155,8 @@ impl Inherited {
 pub fn inherited() -> Inherited {
     let mut start = START.lock().unwrap_or_else(|p| p.into_inner());
     match start.as_mut() {
-        Some(start) => std::mem::replace(
-            &mut start.inherited,
-            Inherited {
-                sockets: ListenFd::empty(),
-                names: Vec::new(),
-                seed: None,
-            },
-        ),
-        None => Inherited {
-            sockets: ListenFd::empty(),
-            names: Vec::new(),
-            seed: None,
-        },
+        Some(start) => std::mem::replace(&mut start.inherited, Inherited::nothing()),
+        None => Inherited::nothing(),
     }
 }
 

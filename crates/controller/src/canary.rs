@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use berth_core::canary::{CanaryTraffic, TrafficCount};
-use berth_core::{App, Millis, RolloutPhase};
+use berth_core::{App, Millis};
 
 use crate::endpoints::Endpoint;
 
@@ -48,12 +48,8 @@ impl CanaryCounts {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let started_at = app
-            .rollout
-            .canary
-            .filter(|progress| !progress.passed)
-            .filter(|_| {
-                app.rollout.phase == RolloutPhase::Progressing && app.strategy.canary.is_some()
-            })
+            .canary_being_judged()
+            .and(app.rollout.canary)
             .map(|progress| progress.started_at);
         let Some(started_at) = started_at else {
             baselines.remove(&app.name);

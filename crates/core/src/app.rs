@@ -143,6 +143,20 @@ impl App {
         }
     }
 
+    /// The canary settings of the rollout in progress while its canary is owed or judged: the
+    /// app has canary settings, rolls forward from its stable revision to a new one, and no
+    /// verdict passed yet. A first rollout and a rollback have none.
+    pub fn canary_being_judged(&self) -> Option<&crate::canary::Canary> {
+        let canary = self.strategy.canary.as_ref()?;
+        let rollout = &self.rollout;
+        let judged = rollout.phase == RolloutPhase::Progressing
+            && !rollout.canary.is_some_and(|progress| progress.passed)
+            && self
+                .stable_revision
+                .is_some_and(|stable| stable != self.current_revision);
+        judged.then_some(canary)
+    }
+
     /// The spec of this app given the template of its current revision.
     pub fn spec(&self, template: &Template) -> AppSpec {
         AppSpec {

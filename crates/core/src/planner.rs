@@ -445,15 +445,8 @@ enum CanaryStep {
 /// its stable revision, which still runs, to a new one, and no verdict passed yet. A first
 /// rollout, a rollback and an app without running instances have none.
 fn pending_canary<'a>(app: &'a App, healthy_old: &[&ObservedInstance]) -> Option<&'a Canary> {
-    let canary = app.strategy.canary.as_ref()?;
-    let rollout = &app.rollout;
-    let pending = rollout.phase == RolloutPhase::Progressing
-        && !rollout.canary.is_some_and(|progress| progress.passed)
-        && app
-            .stable_revision
-            .is_some_and(|stable| stable != app.current_revision)
-        && !healthy_old.is_empty();
-    pending.then_some(canary)
+    app.canary_being_judged()
+        .filter(|_| !healthy_old.is_empty())
 }
 
 /// The canary's part of the rollout: started once its instance is available, judged when its

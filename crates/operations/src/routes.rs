@@ -177,13 +177,8 @@ pub fn routed_app(
 /// rollout starts (its instance takes traffic once ready) until the verdict passes or the
 /// rollout fails.
 pub fn canary_split(app: &App) -> Option<CanarySplit> {
-    let canary = app.strategy.canary.as_ref()?;
-    let judged = app.rollout.phase == RolloutPhase::Progressing
-        && !app.rollout.canary.is_some_and(|progress| progress.passed)
-        && app
-            .stable_revision
-            .is_some_and(|stable| stable != app.current_revision);
-    judged.then(|| CanarySplit {
+    let canary = app.canary_being_judged()?;
+    Some(CanarySplit {
         revision: app.current_revision,
         weight_percent: canary.weight_percent,
         header: canary
