@@ -527,6 +527,8 @@ pub struct AppDto {
     /// Set while the app is scaled to 0 because it was idle (`replicas` is then 0); the next
     /// request through the router starts it again.
     pub idle: Option<IdleDto>,
+    /// CPU autoscaling (`null`: off); while on, Berth sets `replicas`.
+    pub autoscale: Option<crate::autoscale::AutoscaleDto>,
     /// What the router counted for the app since the server started; `null` when the router
     /// is off or has not routed a request to it yet.
     pub traffic: Option<TrafficDto>,
@@ -724,6 +726,7 @@ impl AppDto {
                 replicas: idled.replicas,
                 since: timestamp(idled.since),
             }),
+            autoscale: app.autoscale.as_ref().map(Into::into),
             traffic: traffic.map(TrafficDto::from),
             rollout: RolloutDto::new(&app.rollout, app.replicas, &instances),
             usage: AppUsageDto::total(&instances),

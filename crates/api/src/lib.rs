@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod apps;
 pub mod audit;
 pub mod auth;
+pub mod autoscale;
 pub mod build_events;
 pub mod certificates;
 pub mod changes;
@@ -99,6 +100,7 @@ pub struct ApiState {
     info(title = "Berth API", description = "Deploy, roll out, roll back, scale and heal apps on Docker."),
     paths(
         apps::list_apps, apps::create_app, apps::get_app, apps::delete_app, apps::deploy, apps::scale,
+        autoscale::get_autoscale, autoscale::put_autoscale, autoscale::delete_autoscale,
         apps::rollback, apps::rollout_status, apps::list_revisions, apps::get_revision, apps::list_events, apps::stream_events,
         apps::logs, accounts::register, accounts::login, accounts::logout, accounts::token_login,
         accounts::me, accounts::update_me, accounts::change_password, accounts::close_account,
@@ -224,6 +226,12 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/apps/{name}", get(apps::get_app).delete(apps::delete_app))
         .route("/apps/{name}/deploy", post(apps::deploy))
         .route("/apps/{name}/scale", post(apps::scale))
+        .route(
+            "/apps/{name}/autoscale",
+            get(autoscale::get_autoscale)
+                .put(autoscale::put_autoscale)
+                .delete(autoscale::delete_autoscale),
+        )
         .route("/apps/{name}/rollback", post(apps::rollback))
         .route("/apps/{name}/rollout", get(apps::rollout_status))
         .route("/apps/{name}/revisions", get(apps::list_revisions))

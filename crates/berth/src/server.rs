@@ -265,6 +265,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             config.tcp_listen_address,
             config.tcp_port_range.clone(),
         ),
+        autoscaler: Default::default(),
     };
     on_demand.attach(platform.clone());
     let build_env = BuildEnv {
@@ -455,6 +456,12 @@ impl Background {
             tokio::spawn(async move { waker.keep_waking(wakes).await });
             let idler = platform.clone();
             tokio::spawn(async move { idler.keep_idling(IDLE_CHECK_PERIOD).await });
+        }
+        if !config.usage_interval.is_zero() {
+            // The autoscaler decides on the sampler's numbers, as often as they change.
+            let autoscaler = platform.clone();
+            let period = config.usage_interval;
+            tokio::spawn(async move { autoscaler.keep_autoscaling(period).await });
         }
         tokio::spawn(crate::tcp::keep_tcp_listeners(
             Arc::clone(&store),

@@ -78,6 +78,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("not a duration such as 30m, 1h or 7d ({e})"))
 }
 
+/// A percentage flag: `60%` or `60`, a whole number.
+pub fn parse_percent(text: &str) -> Result<u32, String> {
+    let number = text.trim().trim_end_matches('%').trim();
+    number
+        .parse::<u32>()
+        .map_err(|_| format!("{text:?} is not a percentage such as 60%"))
+}
+
 /// An idle timeout flag: a duration in whole seconds (`15m`, `90s`), or `off` (sent as 0,
 /// which removes it). The server checks the bounds.
 pub fn parse_idle_timeout(text: &str) -> Result<u32, String> {

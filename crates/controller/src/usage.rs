@@ -22,8 +22,10 @@ use futures::StreamExt;
 
 use crate::Shared;
 
-/// How far back the average reaches (the autoscaler's "last minute").
+/// How far back the reported average reaches ("the last minute").
 pub const WINDOW: Duration = Duration::from_secs(60);
+/// How far back samples are kept: the longest autoscaling window.
+pub const HISTORY: Duration = Duration::from_secs(berth_core::autoscale::MAX_WINDOW_SECS as u64);
 /// Samples taken at once.
 const SAMPLE_CONCURRENCY: usize = 8;
 /// A sample the engine does not answer within this long is skipped for this round.
@@ -49,6 +51,16 @@ pub struct InstanceUsage {
     pub memory_limit_bytes: Option<u64>,
     /// When the latest sample was read, unix ms (the engine's clock).
     pub sampled_at: Millis,
+    /// The samples kept ([`HISTORY`]), for averages over other windows.
+    pub history: History,
+}
+
+impl InstanceUsage {
+    /// CPU averaged over the samples of the last `window` (see
+    /// [`History::cpu_millis_avg_within`]).
+    pub fn cpu_millis_avg_within(&self, window: Duration) -> Option<(u64, u64)> {
+        self.history.cpu_millis_avg_within(window)
+    }
 }
 
 /// CPU use between two samples, in millicores, rounded to the nearest; `None` when `later` is
@@ -117,10 +129,18 @@ impl History {
         (n >= 2).then(|| cpu_millis(&self.samples[n - 2], &self.samples[n - 1]))?
     }
 
-    /// CPU averaged over the window (oldest to newest sample, so weighted by time), in
-    /// millicores, with the time it covers in ms.
+    /// CPU averaged over the last [`WINDOW`], in millicores, with the time it covers in ms.
     pub fn cpu_millis_avg(&self) -> Option<(u64, u64)> {
-        let (oldest, newest) = (self.samples.front()?, self.samples.back()?);
+        self.cpu_millis_avg_within(WINDOW)
+    }
+
+    /// CPU averaged over the samples of the last `window` before the newest one (oldest to
+    /// newest, so weighted by time), in millicores, with the time it covers in ms.
+    pub fn cpu_millis_avg_within(&self, window: Duration) -> Option<(u64, u64)> {
+        let newest = self.samples.back()?;
+        let window_ms = Millis::try_from(window.as_millis()).unwrap_or(Millis::MAX);
+        let since = newest.sampled_at_ms.saturating_sub(window_ms);
+        let oldest = self.samples.iter().find(|s| s.sampled_at_ms >= since)?;
         let avg = cpu_millis(oldest, newest)?;
         Some((
             avg,
@@ -221,6 +241,7 @@ impl UsageTracker {
                         memory_bytes: latest.memory_bytes,
                         memory_limit_bytes: latest.memory_limit_bytes,
                         sampled_at: latest.sampled_at_ms,
+                        history: tracked.history.clone(),
                     },
                 ))
             })
@@ -265,7 +286,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     if period.is_zero() {
         return;
     }
-    let mut tracker = UsageTracker::new(WINDOW);
+    let mut tracker = UsageTracker::new(HISTORY);
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failed_rounds = 0u32;
@@ -527,6 +548,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn averages_over_a_shorter_window_use_its_samples_only() {
+        // 100 m for a minute, then 1000 m for 15 s: samples every 5 s.
+        let mut history = History::default();
+        let mut cpu = 0;
+        for i in 0..=15 {
+            let at = i * 5 * SEC;
+            history.push(sample(at, cpu), HISTORY);
+            cpu += if i < 12 { 500 * MS } else { 5_000 * MS };
+        }
+        // (window, average, span)
+        let cases = [
+            (Duration::from_secs(15), Some((1000, 15_000))),
+            (Duration::from_secs(60), Some((325, 60_000))),
+            (HISTORY, Some((280, 75_000))),
+            (Duration::from_secs(4), None),
+        ];
+        for (window, want) in cases {
+            assert_eq!(history.cpu_millis_avg_within(window), want, "{window:?}");
+        }
+        assert_eq!(history.cpu_millis_avg(), Some((325, 60_000)));
+    }
+
     fn target(id: &str, app: &str, instance: &str) -> Target {
         Target {
             container_id: id.into(),
@@ -544,9 +588,13 @@ mod tests {
         tracker.record(&api, sample(0, 0));
         tracker.record(&web, sample(5 * SEC, 500 * MS));
         let usage = tracker.usage();
+        let web_usage = usage.get("c1").expect("web sampled");
         assert_eq!(
-            usage.get("c1"),
-            Some(&InstanceUsage {
+            InstanceUsage {
+                history: History::default(),
+                ..web_usage.clone()
+            },
+            InstanceUsage {
                 app: "web".into(),
                 instance: "web-0".into(),
                 cpu_millis: Some(100),
@@ -555,8 +603,10 @@ mod tests {
                 memory_bytes: 1000 + 5_000,
                 memory_limit_bytes: Some(1 << 30),
                 sampled_at: 5 * SEC,
-            })
+                history: History::default(),
+            }
         );
+        assert_eq!(web_usage.history.len(), 2);
         assert_eq!(
             usage
                 .get("c2")

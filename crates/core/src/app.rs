@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
+use crate::autoscale::Autoscale;
 use crate::idle::Idled;
 use crate::routes::AppRoutes;
 use crate::spec::{AppSpec, RolloutStrategy, Template};
@@ -113,6 +114,8 @@ pub struct App {
     pub idle_timeout_secs: Option<u32>,
     /// Set while Berth keeps the app at 0 instances because it idled; the next request wakes it.
     pub idled: Option<Idled>,
+    /// CPU autoscaling between a minimum and a maximum (opt-in): Berth sets `replicas`.
+    pub autoscale: Option<Autoscale>,
     pub created_at: Millis,
     pub updated_at: Millis,
     /// Optimistic-concurrency version; the store refuses an update made from a stale copy.
@@ -137,6 +140,7 @@ impl App {
             next_ordinal: 1,
             idle_timeout_secs: spec.idle_timeout_secs,
             idled: None,
+            autoscale: None,
             created_at: now,
             updated_at: now,
             version: 1,
@@ -226,6 +230,15 @@ pub enum EventKind {
     Woken,
     /// Waking an idle app was refused (quota): its requests get a 503 saying why.
     WakeRefused,
+    /// Autoscaling was turned on, changed or turned off.
+    AutoscaleChanged,
+    /// The autoscaler changed the instance count; the params hold every input of the decision.
+    Autoscaled,
+    /// The autoscaler's formula wanted another count but a guard held it (tolerance,
+    /// stabilisation, the growth cap, the range or the quota); the params say which.
+    AutoscaleHeld,
+    /// The team's quota refused (some of) the instances the autoscaler wanted to add.
+    AutoscaleRefused,
 }
 
 impl EventKind {
@@ -261,6 +274,10 @@ impl EventKind {
             EventKind::IdledOut => "idled_out",
             EventKind::Woken => "woken",
             EventKind::WakeRefused => "wake_refused",
+            EventKind::AutoscaleChanged => "autoscale_changed",
+            EventKind::Autoscaled => "autoscaled",
+            EventKind::AutoscaleHeld => "autoscale_held",
+            EventKind::AutoscaleRefused => "autoscale_refused",
         }
     }
 
@@ -282,12 +299,13 @@ impl EventKind {
                 | EventKind::CertificateRenewalFailed
                 | EventKind::WakeRefused
                 | EventKind::CertificateRefused
+                | EventKind::AutoscaleRefused
         )
     }
 }
 
 /// Every event kind, in declaration order.
-pub const ALL_EVENT_KINDS: [EventKind; 30] = [
+pub const ALL_EVENT_KINDS: [EventKind; 34] = [
     EventKind::AppCreated,
     EventKind::AppDeleted,
     EventKind::RevisionCreated,
@@ -318,6 +336,10 @@ pub const ALL_EVENT_KINDS: [EventKind; 30] = [
     EventKind::IdledOut,
     EventKind::Woken,
     EventKind::WakeRefused,
+    EventKind::AutoscaleChanged,
+    EventKind::Autoscaled,
+    EventKind::AutoscaleHeld,
+    EventKind::AutoscaleRefused,
 ];
 
 /// One entry of an app's timeline: what Berth did or saw, and why.

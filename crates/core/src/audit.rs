@@ -17,6 +17,8 @@ pub const GIT_PUSH: &str = "git.push";
 /// verb such as `scale`), plus the registry's and git's. The CLI's help lists them; a test of
 /// the API checks that every audited route's name is here.
 pub const ACTIONS: &[&str] = &[
+    "apps.autoscale.delete",
+    "apps.autoscale.put",
     "apps.certificates.acme",
     "apps.certificates.delete",
     "apps.certificates.put",

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod app;
 pub mod audit;
+pub mod autoscale;
 pub mod backoff;
 pub mod canary;
 pub mod certificate;

@@ -14,6 +14,7 @@ use berth_store::{AppPage, ListedApp, Store, StoreError, StoreResult};
 
 use crate::Platform;
 use crate::actor::Actor;
+use crate::autoscale::{refuse_manual_count, require_cpu_limit};
 use crate::domains::{is_domain_conflict, lost_race};
 use crate::error::{OpError, OpResult};
 use crate::images::require_pull;
@@ -207,6 +208,14 @@ impl Platform {
             let mut spec = app.spec(template);
             change.apply(&mut spec);
             validate_spec(name, &spec)?;
+            if spec.replicas != app.replicas {
+                refuse_manual_count(app)?;
+            }
+            require_cpu_limit(
+                name,
+                app.autoscale.as_ref(),
+                spec.template.resources.cpu_millis,
+            )?;
             let mut events = Vec::new();
             if spec.replicas != app.replicas {
                 events.push(scaled_event(name, now, app.replicas, spec.replicas));
@@ -298,6 +307,7 @@ impl Platform {
             if app.replicas == replicas && app.idled.is_none() {
                 return Ok(Modification::Unchanged);
             }
+            refuse_manual_count(app)?;
             // An explicit scale ends the idle state: the user's count holds from now on.
             app.idled = None;
             let event = scaled_event(name, now, app.replicas, replicas);
@@ -542,7 +552,7 @@ fn routes_event(name: &str, now: i64, routes: &AppRoutes) -> Event {
         .param("tcp_ports", ports.join(","))
 }
 
-fn scaled_event(name: &str, now: i64, from: u32, to: u32) -> Event {
+pub(crate) fn scaled_event(name: &str, now: i64, from: u32, to: u32) -> Event {
     Event::new(
         name,
         now,
@@ -586,6 +596,7 @@ mod tests {
             next_ordinal: 1,
             idle_timeout_secs: None,
             idled: None,
+            autoscale: None,
             created_at: 0,
             updated_at: 0,
             version: 1,

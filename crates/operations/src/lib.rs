@@ -1,7 +1,7 @@
 //! Berth's application layer: every operation on the platform, done once, for every door.
 //!
 //! The doors — the HTTP API, the git endpoint, webhooks, the build worker, deployment
-//! templates and (next) the autoscaler — turn what they receive into domain values and call
+//! templates and the autoscaler — turn what they receive into domain values and call
 //! a function here with an explicit [`Actor`]. Each operation does the whole job: authorise,
 //! validate, admit against the team's quota, write the revision and the app, record the
 //! events, note the audit record, and wake the controller. Nothing here knows HTTP or JSON
@@ -10,6 +10,7 @@
 
 pub mod actor;
 pub mod apps;
+pub mod autoscale;
 pub mod builds;
 pub mod certificates;
 pub mod domains;
@@ -54,6 +55,8 @@ pub struct Platform {
     pub certificates: certificates::CertificateSettings,
     /// Where published TCP ports listen and which host ports Berth chooses from.
     pub tcp: tcp_ports::TcpSettings,
+    /// The autoscaler's memory: stabilisation windows and the latest evaluations.
+    pub autoscaler: Arc<autoscale::AutoscaleBook>,
 }
 
 impl std::fmt::Debug for Platform {

@@ -120,6 +120,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "app idle",
         include_str!("../migrations/sqlite/0014_app_idle.sql"),
     ),
+    (
+        15,
+        "app autoscale",
+        include_str!("../migrations/sqlite/0015_app_autoscale.sql"),
+    ),
 ];
 
 /// Waiting this long for a lock held by another process before giving up.
@@ -414,12 +419,13 @@ macro_rules! app_columns {
 
 /// Every column of an app's row: [`app_columns!`] (bound by [`bind_app`]), `routes_json`
 /// (migration 11, bound by [`bind_routes`]), `rollout_canary_json` (migration 13, `$25`,
-/// bound by [`bind_canary`]) and `idle_json` (migration 14, `$26`, bound by [`bind_idle`]).
+/// bound by [`bind_canary`]), `idle_json` (migration 14, `$26`, bound by [`bind_idle`]) and
+/// `autoscale_json` (migration 15, `$27`, bound by [`bind_autoscale`]).
 macro_rules! app_row_columns {
     () => {
         concat!(
             app_columns!(),
-            ", routes_json, rollout_canary_json, idle_json"
+            ", routes_json, rollout_canary_json, idle_json, autoscale_json"
         )
     };
 }
@@ -429,9 +435,9 @@ const INSERT_APP: &str = concat!(
     "INSERT INTO apps (",
     app_columns!(),
     ", routes_json, reserved_cpu_millis, reserved_memory_bytes, reserved_instances, \
-     rollout_canary_json, idle_json) \
+     rollout_canary_json, idle_json, autoscale_json) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20, $21, $22, $23, $24, $25, $26)"
+     $19, $20, $21, $22, $23, $24, $25, $26, $27)"
 );
 
 /// Writes every mutable column and what the app reserves (`$22..$24`); `name` and
@@ -445,7 +451,7 @@ const UPDATE_APP: &str = concat!(
      rollout_finished_at = $16, next_ordinal = MAX(next_ordinal, $17), updated_at = $19, \
      version = version + 1, routes_json = $21, \
      reserved_cpu_millis = $22, reserved_memory_bytes = $23, reserved_instances = $24, \
-     rollout_canary_json = $25, idle_json = $26 \
+     rollout_canary_json = $25, idle_json = $26, autoscale_json = $27 \
      WHERE name = $1 AND version = $20 RETURNING ",
     app_row_columns!()
 );
@@ -521,6 +527,16 @@ fn bind_idle<'q>(query: SqliteQuery<'q>, app: &App) -> StoreResult<SqliteQuery<'
     Ok(query.bind(idle))
 }
 
+/// Binds `$27`: the app's autoscaling setting (NULL without one).
+fn bind_autoscale<'q>(query: SqliteQuery<'q>, app: &App) -> StoreResult<SqliteQuery<'q>> {
+    let autoscale = app
+        .autoscale
+        .map(|settings| serde_json::to_string(&settings))
+        .transpose()
+        .map_err(json_err(format!("autoscaling of app {}", app.name)))?;
+    Ok(query.bind(autoscale))
+}
+
 /// Binds `$22..$24`: what an app at `replicas` with `resources` reserves (see the 0010
 /// migration).
 fn bind_reserved<'q>(
@@ -578,6 +594,11 @@ fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
     let idle: String = get(row, "idle_json")?;
     let idle: IdleColumn =
         serde_json::from_str(&idle).map_err(json_err(format!("idle state of app {name}")))?;
+    let autoscale: Option<String> = get(row, "autoscale_json")?;
+    let autoscale = autoscale
+        .map(|json| serde_json::from_str(&json))
+        .transpose()
+        .map_err(json_err(format!("autoscaling of app {name}")))?;
     let next_ordinal: i64 = get(row, "next_ordinal")?;
     Ok(App {
         team: get(row, "team")?,
@@ -608,6 +629,7 @@ fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
         })?,
         idle_timeout_secs: idle.timeout_secs,
         idled: idle.idled,
+        autoscale,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
         version: get(row, "version")?,
@@ -714,8 +736,11 @@ async fn update_app_in(
         None => revision_resources(conn, &app.name, app.current_revision).await?,
     };
     let query = bind_routes(bind_app(sqlx::query(UPDATE_APP), app)?, app)?;
-    let row = bind_idle(
-        bind_canary(bind_reserved(query, app.replicas, &resources)?, app)?,
+    let row = bind_autoscale(
+        bind_idle(
+            bind_canary(bind_reserved(query, app.replicas, &resources)?, app)?,
+            app,
+        )?,
         app,
     )?
     .fetch_optional(&mut *conn)
@@ -1267,12 +1292,15 @@ impl AppStore for SqliteStore {
             Resources::default()
         };
         let mut tx = self.begin_write().await?;
-        bind_idle(
-            bind_canary(
-                bind_reserved(
-                    bind_routes(bind_app(sqlx::query(INSERT_APP), app)?, app)?,
-                    app.replicas,
-                    &resources,
+        bind_autoscale(
+            bind_idle(
+                bind_canary(
+                    bind_reserved(
+                        bind_routes(bind_app(sqlx::query(INSERT_APP), app)?, app)?,
+                        app.replicas,
+                        &resources,
+                    )?,
+                    app,
                 )?,
                 app,
             )?,

@@ -258,10 +258,12 @@ fn canary_change(
     }
     let weight_percent = share
         .map(|text| {
-            let number = text.trim().trim_end_matches('%').trim();
-            number
-                .parse::<u8>()
-                .map_err(|_| format!("--canary {text:?}: expected a share of requests such as 10%"))
+            units::parse_percent(text)
+                .ok()
+                .and_then(|n| u8::try_from(n).ok())
+                .ok_or_else(|| {
+                    format!("--canary {text:?}: expected a share of requests such as 10%")
+                })
         })
         .transpose()?;
     let header = header

@@ -4,6 +4,7 @@
 mod accounts;
 mod apps;
 mod audit;
+mod autoscale;
 mod certs;
 mod domains;
 mod images;
@@ -98,6 +99,8 @@ enum Command {
     Templates(templates::TemplatesCommand),
     /// The audit log: who changed what, when, and how it ended
     Audit(audit::AuditArgs),
+    /// CPU autoscaling of an app: range and target, off, or explain its decisions
+    Autoscale(autoscale::AutoscaleArgs),
     #[command(flatten)]
     Pipeline(pipelines::PipelineCommand),
 }
@@ -126,6 +129,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Team(command) => teams::run(&global.client()?, command).await,
         Command::Templates(command) => templates::run(&global.client()?, command).await,
         Command::Audit(args) => audit::run(&global.client()?, args).await,
+        Command::Autoscale(args) => autoscale::run(&global.client()?, args).await,
         Command::Pipeline(command) => {
             let target = global.target()?;
             let client = Client::new(&target.server, target.token)?;

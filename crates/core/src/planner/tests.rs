@@ -23,6 +23,7 @@ fn app(replicas: u32, target: u32, phase: RolloutPhase) -> App {
         next_ordinal: 100,
         idle_timeout_secs: None,
         idled: None,
+        autoscale: None,
         created_at: 0,
         updated_at: 0,
         version: 1,

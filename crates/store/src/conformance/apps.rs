@@ -129,6 +129,10 @@ pub async fn create_get_list_round_trip<S: AppStore + ?Sized>(store: &S) {
                 replicas: 2 + i,
                 since: T0 + 50,
             }),
+            autoscale: (i != 2).then_some(berth_core::autoscale::Autoscale {
+                cpu_percent: 60 + i,
+                ..berth_core::autoscale::Autoscale::new(1 + i, 10 + i)
+            }),
             created_at: T0 - 5,
             updated_at: T0 + 40,
             version: 3 + i64::from(i),
@@ -236,6 +240,7 @@ pub async fn update_app_checks_version<S: AppStore + ?Sized>(store: &S) {
     changed.strategy.max_surge = 3;
     changed.dependencies = vec!["redis".into()];
     changed.idle_timeout_secs = Some(900);
+    changed.autoscale = Some(berth_core::autoscale::Autoscale::new(2, 7));
     changed.idled = Some(berth_core::idle::Idled {
         replicas: 5,
         since: T0 + 90,

@@ -141,6 +141,7 @@ pub fn new_app(name: &str) -> App {
         next_ordinal: 0,
         idle_timeout_secs: None,
         idled: None,
+        autoscale: None,
         created_at: T0,
         updated_at: T0,
         version: 1,

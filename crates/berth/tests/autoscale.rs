@@ -1,0 +1,325 @@
+//! End-to-end: CPU autoscaling on the real engine. The test app burns CPU on request; Berth
+//! samples it, applies desired = ceil(sum of CPU utilisation / target), adds instances under
+//! load and removes them when it ends, explains each decision, refuses a manual scale, holds
+//! at the team's quota with an event naming it, and refuses bad settings naming the field.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::{Server, assert_refused, ready_instances};
+
+/// Sampling (and autoscaling) every second keeps the test short; the rules are the same.
+const FAST: &[&str] = &["--usage-interval", "1s"];
+const ROLLOUT: Duration = Duration::from_secs(90);
+/// Samples over the window, a decision, a start and a readiness check, on a busy machine.
+const REACTION: Duration = Duration::from_secs(120);
+const CPU_LIMIT: u64 = 200;
+
+fn autoscaled_events(events: &[Value], kind: &str) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn load_adds_instances_its_end_removes_them_and_each_decision_is_explained() {
+    let server = Server::start_with("autoscale", FAST).await;
+    server
+        .create_app("cpu", 1, json!({"cpu_millis": CPU_LIMIT}))
+        .await;
+    server.wait_rollout("cpu", ROLLOUT).await;
+
+    // Target 50 % of the 200 m limit, averaged over 10 s; scale down after 5 s.
+    let (status, view) = server
+        .call(
+            Method::PUT,
+            "/api/v1/apps/cpu/autoscale",
+            Some(json!({
+                "min_instances": 1, "max_instances": 3, "cpu_percent": 50,
+                "window_seconds": 10, "scale_down_stabilization_seconds": 5
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["autoscale"]["cpu_percent"], 50, "{view}");
+    assert_eq!(view["cpu_limit_millis"], CPU_LIMIT, "{view}");
+    let app = server.app("cpu").await;
+    assert_eq!(app["autoscale"]["max_instances"], 3, "{app:#}");
+
+    // A manual scale is refused while Berth owns the count; the CLI says what to do.
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/apps/cpu/scale",
+            Some(json!({"replicas": 3})),
+        )
+        .await;
+    let message = assert_refused(status, &answer, 409, "autoscaled between 1 and 3");
+    assert_eq!(answer["error"]["code"], "autoscaled", "{answer}");
+    assert!(message.contains("berth autoscale cpu --off"), "{message}");
+    let output = server.cli(&["scale", "cpu", "3"]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("is autoscaled"),
+        "{output:?}"
+    );
+    assert_eq!(server.app("cpu").await["replicas"], 1);
+
+    // Burn the whole limit in the one instance: 100 % / 50 % = 2 instances.
+    let instance = ready_instances(&server.app("cpu").await)[0].clone();
+    let address = instance["address"].as_str().expect("address").to_owned();
+    let burn = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!(
+            "http://{address}/admin/burn?millicores=400&seconds=25"
+        ))
+        .send()
+        .await
+        .expect("burn");
+    assert!(burn.status().is_success(), "{burn:?}");
+    let scaled_up = server
+        .wait_app("cpu", "2 ready instances under load", REACTION, |app| {
+            app["replicas"] == 2 && ready_instances(app).len() == 2
+        })
+        .await;
+    assert_eq!(scaled_up["autoscale"]["min_instances"], 1);
+
+    let events = server.events("cpu").await;
+    let up = autoscaled_events(&events, "autoscaled");
+    let first = up.first().unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(first["params"]["from"], "1", "{first:#}");
+    assert_eq!(first["params"]["to"], "2", "{first:#}");
+    assert_eq!(first["params"]["raw"], "2", "{first:#}");
+    assert_eq!(first["params"]["target_percent"], "50.0 %", "{first:#}");
+    let message = first["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("ready instances sampled over 10s") && message.contains("÷ target 50.0 %"),
+        "{message}"
+    );
+
+    // The load ends: back to the minimum once the window forgets it.
+    server
+        .wait_app("cpu", "back to 1 instance", REACTION, |app| {
+            app["replicas"] == 1
+        })
+        .await;
+    let events = server.events("cpu").await;
+    assert!(
+        autoscaled_events(&events, "autoscaled")
+            .iter()
+            .any(|e| e["params"]["from"] == "2" && e["params"]["to"] == "1"),
+        "{events:#?}"
+    );
+
+    // `explain` shows the numbers of the latest evaluation and the decisions.
+    let output = server.cli(&["autoscale", "explain", "cpu"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    for part in [
+        "autoscaled between 1 and 3 instances",
+        "target 50 % of the CPU limit (200m)",
+        "latest evaluation",
+        "decisions (newest first):",
+        "autoscaled from 2 to 1 instances",
+        "autoscaled from 1 to 2 instances",
+    ] {
+        assert!(text.contains(part), "{part:?} in:\n{text}");
+    }
+
+    // Off: the count stays, and a manual scale works again.
+    let output = server.cli(&["autoscale", "cpu", "--off"]);
+    assert!(output.status.success(), "{output:?}");
+    let app = server.app("cpu").await;
+    assert_eq!(app["autoscale"], Value::Null, "{app:#}");
+    assert_eq!(app["replicas"], 1);
+    server
+        .post("/api/v1/apps/cpu/scale", json!({"replicas": 2}))
+        .await;
+    let events = server.events("cpu").await;
+    assert_eq!(
+        autoscaled_events(&events, "autoscale_changed").len(),
+        2,
+        "on and off: {events:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_quota_holds_the_scale_up_and_says_so() {
+    let server = Server::start_with("autoscale-quota", FAST).await;
+    let (status, team) = server
+        .call(
+            Method::PATCH,
+            "/api/v1/teams/default",
+            Some(json!({"quota": {"instances": 2}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{team}");
+    // Every instance burns its whole limit: the formula always wants twice as many.
+    server
+        .create_app(
+            "hot",
+            1,
+            json!({"cpu_millis": CPU_LIMIT, "env": {"BURN_CPU_MILLICORES": "400"}}),
+        )
+        .await;
+    server.wait_rollout("hot", ROLLOUT).await;
+    let output = server.cli(&[
+        "autoscale",
+        "hot",
+        "--min",
+        "1",
+        "--max",
+        "5",
+        "--cpu",
+        "50%",
+        "--window",
+        "10s",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("autoscaled between 1 and 5 instances"),
+        "{output:?}"
+    );
+
+    let deadline = Instant::now() + REACTION;
+    let refusal = loop {
+        let app = server.app("hot").await;
+        let replicas = app["replicas"].as_u64().unwrap_or(0);
+        assert!(replicas <= 2, "beyond the quota: {app:#}");
+        let events = server.events("hot").await;
+        if let Some(refused) = autoscaled_events(&events, "autoscale_refused").pop() {
+            break refused;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no refusal: {events:#?}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(refusal["warning"], true, "{refusal:#}");
+    let message = refusal["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("quota") && message.contains("instances"),
+        "{message}"
+    );
+    assert!(refusal["params"]["quota"].as_str().is_some(), "{refusal:#}");
+    // Held at the quota: the count never overshoots while the load goes on.
+    for _ in 0..10 {
+        let app = server.app("hot").await;
+        assert_eq!(app["replicas"], 2, "{app:#}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let view = server.get("/api/v1/apps/hot/autoscale").await;
+    let latest = &view["evaluations"][0];
+    assert!(latest["desired"].as_u64().unwrap_or(0) > 2, "{view:#}");
+    assert!(
+        latest["sum_percent"].as_f64().unwrap_or(0.0) > 100.0,
+        "{view:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_settings_are_refused_naming_the_field() {
+    let server = Server::start("autoscale-input").await;
+    server
+        .create_app("limited", 1, json!({"cpu_millis": CPU_LIMIT}))
+        .await;
+    server.create_app("unlimited", 1, json!({})).await;
+    let put = |app: &str, body: Value| {
+        let path = format!("/api/v1/apps/{app}/autoscale");
+        let server = &server;
+        async move { server.call(Method::PUT, &path, Some(body)).await }
+    };
+    // (app, body, field)
+    let cases = [
+        (
+            "limited",
+            json!({"min_instances": 5, "max_instances": 2}),
+            "min_instances",
+        ),
+        (
+            "limited",
+            json!({"min_instances": 0, "max_instances": 2}),
+            "min_instances",
+        ),
+        (
+            "limited",
+            json!({"min_instances": 1, "max_instances": 2, "cpu_percent": 0}),
+            "cpu_percent",
+        ),
+        (
+            "limited",
+            json!({"min_instances": 1, "max_instances": 2, "cpu_percent": 150}),
+            "cpu_percent",
+        ),
+        (
+            "limited",
+            json!({"min_instances": 1, "max_instances": 2, "window_seconds": 1}),
+            "window_seconds",
+        ),
+        (
+            "limited",
+            json!({"min_instances": 1, "max_instances": 501}),
+            "max_instances",
+        ),
+        (
+            "unlimited",
+            json!({"min_instances": 1, "max_instances": 2}),
+            "cpu_millis",
+        ),
+    ];
+    for (app, body, field) in cases {
+        let (status, answer) = put(app, body.clone()).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
+    }
+    let (status, answer) = put("limited", json!({"min_instances": 1})).await;
+    assert_eq!(status, 400, "{answer}");
+    // Nothing was stored by the refusals.
+    let app = server.app("limited").await;
+    assert_eq!(app["autoscale"], Value::Null, "{app:#}");
+
+    // Autoscaled, the app keeps its CPU limit: a deploy removing it is refused.
+    let (status, _) = put("limited", json!({"min_instances": 2, "max_instances": 4})).await;
+    assert_eq!(status, 200);
+    let app = server.app("limited").await;
+    assert_eq!(
+        app["replicas"], 2,
+        "turning on moves the count into the range: {app:#}"
+    );
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/apps/limited/deploy",
+            Some(json!({"cpu_millis": 0})),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["field"], "cpu_millis", "{answer}");
+    // The CLI refuses a first setting without a range before asking the server.
+    let output = server.cli(&["autoscale", "unlimited", "--cpu", "60%"]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("give both --min and --max"),
+        "{output:?}"
+    );
+    // Another team's member cannot see or change it.
+    let token = server.register("mallory", Some("elsewhere")).await;
+    let (status, _) = server
+        .call_as(
+            &token,
+            Method::PUT,
+            "/api/v1/apps/limited/autoscale",
+            Some(json!({"min_instances": 1, "max_instances": 9})),
+        )
+        .await;
+    assert_eq!(status, 404);
+}
