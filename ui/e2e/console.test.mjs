@@ -308,6 +308,34 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await page.goto(`${state.base}/apps/shop/revisions`);
   });
 
+  await t.test("autoscaling is turned on from the app page, a bad range is refused, and it is turned off", async () => {
+    await page.goto(`${state.base}/apps/shop`);
+    const card = page.getByTestId("app-autoscale");
+    await card.getByTestId("edit-autoscale").click();
+    await card.getByLabel("Min instances").fill("4");
+    await card.getByLabel("Max instances").fill("2");
+    await card.getByRole("button", { name: "Save", exact: true }).click();
+    // Refused by the server next to the field; nothing is stored.
+    await card.getByText("must not be above max_instances (4 > 2)").waitFor();
+    await card.getByLabel("Min instances").fill("1");
+    await card.getByLabel("Max instances").fill("3");
+    await card.getByLabel("Target CPU (% of limit)").fill("60");
+    await card.getByRole("button", { name: "Save", exact: true }).click();
+    await card.getByTestId("autoscale-setting").getByText("1–3 instances", { exact: false }).waitFor();
+    assert.match(await card.getByTestId("autoscale-setting").textContent(), /60 % of the CPU limit \(0\.1 CPU\)/);
+    // Berth owns the count now: the manual scale is off, and an evaluation shows its numbers.
+    assert.ok(await page.locator("#scale-replicas").isDisabled());
+    await card.getByTestId("autoscale-latest").waitFor({ timeout: 30_000 });
+    assert.match(await card.getByTestId("autoscale-latest").textContent(), /target 60\.0 %|no samples yet/);
+    await shot(page, "06-autoscale");
+    await card.getByTestId("edit-autoscale").click();
+    await card.getByTestId("autoscale-off-button").click();
+    await card.getByTestId("autoscale-off").waitFor();
+    await page.waitForFunction(() => !document.querySelector("#scale-replicas")?.disabled);
+    // Where the next step starts (the overview links every instance's logs too).
+    await page.goto(`${state.base}/apps/shop/revisions`);
+  });
+
   await t.test("logs are followed live", async () => {
     await page.getByRole("link", { name: "Logs" }).click();
     await page.locator('[data-testid="logs-state"][data-state="open"]').waitFor();

@@ -297,13 +297,15 @@ impl Platform {
             };
             actor.audit.set_detail(message.clone());
             let mut event = Event::new(name, now, EventKind::AutoscaleChanged, message);
-            if let Some(new) = &settings {
-                event = event
+            event = match &settings {
+                Some(new) => event
+                    .param("cause", "on")
                     .param("min", new.min)
                     .param("max", new.max)
                     .param("cpu_percent", new.cpu_percent)
-                    .param("window", describe_timeout(new.window_secs));
-            }
+                    .param("window", describe_timeout(new.window_secs)),
+                None => event.param("cause", "off").param("replicas", app.replicas),
+            };
             events.insert(0, event);
             app.autoscale = settings;
             Ok(Modification::Settings(events))

@@ -41,6 +41,9 @@ function eventKey(e: EventDto, vars: Vars): string {
 /** The event's sentence in the console's language (the English message when a value is missing). */
 export function eventMessage(t: T, e: EventDto): string {
   const vars = eventVars(e);
+  // The autoscaler's verdict, in words.
+  const verdict = `autoscale.verdict.${vars.verdict}`;
+  if (vars.verdict !== undefined && hasKey(verdict)) vars.why = t(verdict);
   // A manual rollback's message is the reason the user gave.
   if (e.kind === "rollback_started" && vars.failed === undefined && vars.reason === undefined) vars.reason = e.message;
   const key = eventKey(e, vars);

@@ -16,6 +16,7 @@ import {
 } from "../api/client";
 import { streamEvents, streamLogs } from "../api/stream";
 import { AppLinks, CpuUse, HealthBadge, InstanceBadge, MemoryUse, RolloutBadge } from "../components/apps";
+import { Autoscaling } from "../components/autoscale";
 import { eventKindLabel, eventMessage, rolloutMessage } from "../components/events";
 import {
   Badge,
@@ -93,7 +94,9 @@ export function AppDetailPage() {
           { to: `${base}/logs`, label: t("app.tab.logs"), active: tab === "logs" },
         ]}
       />
-      {tab === "overview" && <Overview app={a} canWrite={canWrite} onChange={(d) => app.setData(d)} />}
+      {tab === "overview" && (
+        <Overview app={a} canWrite={canWrite} onChange={(d) => app.setData(d)} onRefresh={() => void app.reload()} />
+      )}
       {tab === "revisions" && <Revisions app={app} canWrite={canWrite} />}
       {tab === "deploy" && <Deploy app={a} onDeployed={(d) => app.setData(d)} />}
       {tab === "events" && <Events app={a.name} />}
@@ -153,10 +156,16 @@ function AppActions({ app, onChange }: { app: AppDto; onChange: (a: AppDto) => v
           min={0}
           className="input-narrow"
           value={replicas}
+          disabled={app.autoscale != null}
           onChange={(e) => setReplicas(e.target.value)}
           aria-invalid={action.error?.field === "replicas" || undefined}
         />
-        <button type="submit" className="btn" disabled={action.busy || replicas === String(app.replicas)}>
+        <button
+          type="submit"
+          className="btn"
+          disabled={action.busy || replicas === String(app.replicas) || app.autoscale != null}
+          title={app.autoscale != null ? t("app.autoscaled") : undefined}
+        >
           {t("app.scale")}
         </button>
       </form>
@@ -221,7 +230,17 @@ function RolloutCard({ app }: { app: AppDto }) {
   );
 }
 
-function Overview({ app, canWrite, onChange }: { app: AppDto; canWrite: boolean; onChange: (a: AppDto) => void }) {
+function Overview({
+  app,
+  canWrite,
+  onChange,
+  onRefresh,
+}: {
+  app: AppDto;
+  canWrite: boolean;
+  onChange: (a: AppDto) => void;
+  onRefresh: () => void;
+}) {
   const { t } = useI18n();
   return (
     <div className="stack">
@@ -230,6 +249,7 @@ function Overview({ app, canWrite, onChange }: { app: AppDto; canWrite: boolean;
       <Routes app={app} canWrite={canWrite} onChange={onChange} />
       {!app.internal && <Certificates app={app} canWrite={canWrite} />}
       {app.traffic && <Traffic app={app} />}
+      <Autoscaling app={app} canWrite={canWrite} onChange={onRefresh} />
       <section className="card">
         <h2>{t("app.instances")}</h2>
         {app.instances.length === 0 ? (
