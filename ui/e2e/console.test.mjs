@@ -33,6 +33,18 @@ after(async () => {
 });
 
 const newPage = (viewport) => openPage(state, viewport);
+
+/** An API call as the admin, outside the browser. */
+async function call(method, path, body) {
+  const res = await fetch(`${state.base}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${state.token}`, "Content-Type": "application/json" },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  assert.ok(res.ok, `${method} ${path}: ${res.status} ${text}`);
+  return JSON.parse(text);
+}
 const login = (page, username, password) => signIn(state, page, username, password);
 
 async function waitForRollout(page, revision, wanted, ms) {
@@ -324,7 +336,7 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await card.getByTestId("autoscale-setting").getByText("1–3 instances", { exact: false }).waitFor();
     assert.match(await card.getByTestId("autoscale-setting").textContent(), /60 % of the CPU limit \(0\.1 CPU\)/);
     // Berth owns the count now: the manual scale is off, and an evaluation shows its numbers.
-    assert.ok(await page.locator("#scale-replicas").isDisabled());
+    await page.waitForFunction(() => document.querySelector("#scale-replicas")?.disabled === true);
     await card.getByTestId("autoscale-latest").waitFor({ timeout: 30_000 });
     assert.match(await card.getByTestId("autoscale-latest").textContent(), /target 60\.0 %|no samples yet/);
     await shot(page, "06-autoscale");
@@ -333,6 +345,27 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await card.getByTestId("autoscale-off").waitFor();
     await page.waitForFunction(() => !document.querySelector("#scale-replicas")?.disabled);
     // Where the next step starts (the overview links every instance's logs too).
+    await page.goto(`${state.base}/apps/shop/revisions`);
+  });
+
+  await t.test("the topology shows the app, its team's quota and where its instances run, live", async () => {
+    await page.goto(`${state.base}/topology`);
+    const box = page.locator('[data-testid="topology-app"][data-app="shop"]');
+    await box.waitFor({ timeout: 30_000 });
+    assert.equal(await box.getAttribute("data-health"), "healthy");
+    assert.match(await box.getByTestId("topology-count").textContent(), /^3\/3 ready$/);
+    assert.equal(await box.getByTestId("topology-exposure").textContent(), "external");
+    await page.locator('[data-testid="topology-live"][data-connected="true"]').waitFor();
+    // Requests through the router reached it before: the outside world's edge carries them.
+    await page.locator('[data-testid="edge-traffic"][data-to="shop"]').waitFor();
+    assert.equal(await page.locator('[data-testid="topology-node"] [data-instance^="shop-"]').count(), 3);
+    await page.locator('[data-testid="topology-teams"] tr[data-team="web"]').waitFor();
+    await shot(page, "07-topology");
+    // Live: a scale shows without reloading (the app stays at 2 from here on).
+    await call("POST", "/api/v1/apps/shop/scale", { replicas: 2 });
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="topology-node"] [data-instance^="shop-"]').length === 2, null, {
+      timeout: 60_000,
+    });
     await page.goto(`${state.base}/apps/shop/revisions`);
   });
 
@@ -464,7 +497,7 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await shot(page, "18-apps-zh");
     await page.goto(`${state.base}/apps/shop`);
     await page.getByRole("link", { name: "概览" }).waitFor();
-    await page.getByTestId("rollout-message").getByText("版本 #1 正在 3 个实例上运行", { exact: true }).waitFor();
+    await page.getByTestId("rollout-message").getByText("版本 #1 正在 2 个实例上运行", { exact: true }).waitFor();
     await shot(page, "19-app-zh");
     // Events are said in Chinese from their kind and values.
     await page.getByRole("link", { name: "事件" }).click();

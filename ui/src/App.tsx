@@ -19,6 +19,7 @@ import { QuotaRequestsPage } from "./pages/QuotaRequests";
 import { ExternalImagePage, RegistriesPage, RegistryDetailPage, RegistryEditPage } from "./pages/Registries";
 import { TeamPage, TeamsPage } from "./pages/Teams";
 import { TemplateEditPage, TemplatesPage } from "./pages/Templates";
+import { TopologyPage } from "./pages/Topology";
 import { useSession } from "./session";
 
 export function App() {
@@ -47,6 +48,7 @@ export function App() {
         <Route path="/apps" element={<AppsPage />} />
         <Route path="/apps/new" element={<CreateAppPage />} />
         <Route path="/apps/:name/*" element={<AppDetailPage />} />
+        <Route path="/topology" element={<TopologyPage />} />
         <Route path="/pipelines" element={<PipelinesPage />} />
         <Route path="/pipelines/new" element={<PipelineEditPage />} />
         <Route path="/pipelines/:team/:name" element={<PipelineDetailPage />} />
@@ -126,6 +128,7 @@ function Shell({ children }: { children: ReactNode }) {
 
   const links: { to: string; label: string; show: boolean }[] = [
     { to: "/apps", label: t("nav.apps"), show: true },
+    { to: "/topology", label: t("nav.topology"), show: true },
     { to: "/pipelines", label: t("nav.pipelines"), show: true },
     { to: "/images", label: t("nav.images"), show: true },
     { to: "/registry", label: t("nav.registry"), show: true },

@@ -19,8 +19,7 @@ use crate::auth::Principal;
 use crate::build_events::StreamAccess;
 use crate::changes;
 use crate::dto::{
-    AppChanges, AppDto, EventDto, InstanceDto, RevisionDto, RollbackRequest, RolloutDto,
-    ScaleRequest,
+    AppChanges, AppDto, EventDto, RevisionDto, RollbackRequest, RolloutDto, ScaleRequest,
 };
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
@@ -41,17 +40,18 @@ async fn app_view(state: &ApiState, app: &App, template: &Template) -> AppDto {
     let addresses = state.platform.addresses(app);
     let traffic = state.platform.traffic(app);
     let (instances, engine_error) = match state.controller.instances(app).await {
-        Ok(instances) => (instances.iter().map(InstanceDto::from).collect(), None),
+        Ok(instances) => (instances, None),
         Err(error) => (Vec::new(), Some(error.to_string())),
     };
     AppDto::new(
         app,
         template,
-        instances,
+        &instances,
         engine_error,
         addresses,
         traffic.as_ref(),
         state.platform.tcp.listen,
+        state.platform.now(),
     )
 }
 
@@ -90,6 +90,7 @@ pub async fn list_apps(
         Ok(instances) => (instances, None),
         Err(error) => (Default::default(), Some(error.to_string())),
     };
+    let now = state.platform.now();
     let views: Vec<AppDto> = listed
         .into_iter()
         .map(|ListedApp { app, template }| {
@@ -97,11 +98,12 @@ pub async fn list_apps(
             AppDto::new(
                 &app,
                 &template.unwrap_or_default(),
-                app_instances.iter().map(InstanceDto::from).collect(),
+                &app_instances,
                 engine_error.clone(),
                 state.platform.addresses(&app),
                 state.platform.traffic(&app).as_ref(),
                 state.platform.tcp.listen,
+                now,
             )
         })
         .collect();

@@ -332,10 +332,7 @@ impl RolloutDto {
             revision: rollout.revision,
             phase: rollout.phase.as_str().to_string(),
             done: !rollout.phase.in_progress(),
-            failed: matches!(
-                rollout.phase,
-                berth_core::RolloutPhase::RolledBack | berth_core::RolloutPhase::Failed
-            ),
+            failed: rollout.phase.is_failure(),
             failed_revision: rollout.failed_revision,
             message: rollout.message.clone(),
             started_at: timestamp(rollout.started_at),
@@ -503,6 +500,10 @@ impl From<&InstanceStatus> for InstanceDto {
 pub struct AppDto {
     pub name: String,
     pub team: String,
+    /// `healthy`, `starting` (a rollout brings instances up), `scaling` (a scale up does),
+    /// `degraded` (some failed, some ready), `down` (failed, none ready), `stopped` (0 wanted)
+    /// or `unknown` (the engine does not answer).
+    pub health: String,
     pub replicas: u32,
     /// Instances that are running and ready.
     pub ready_instances: u32,
@@ -687,17 +688,56 @@ impl From<AppAddress> for DomainDto {
     }
 }
 
+/// The app's health (one rule, `berth_core::topology::app_health`, for every view).
+pub fn app_health(
+    app: &App,
+    instances: &[InstanceStatus],
+    engine_error: bool,
+    now: berth_core::Millis,
+) -> berth_core::topology::Health {
+    use berth_core::topology::{HealthFacts, InstanceFacts, app_health, instance_failing};
+    let any_failing = instances.iter().any(|i| {
+        let facts = InstanceFacts {
+            exited: matches!(i.phase, InstancePhase::Exited { .. }),
+            liveness_failing: matches!(i.liveness, Liveness::Failing { .. }),
+            backing_off: i.backoff.is_some(),
+            not_ready: matches!(i.readiness, Readiness::NotReady { .. }),
+            started_at: i.started_at.unwrap_or(i.created_at),
+        };
+        instance_failing(&facts, app.strategy.progress_deadline_ms, now)
+    });
+    let ready = instances
+        .iter()
+        .filter(|i| i.readiness.is_ready() && i.phase == InstancePhase::Running)
+        .count();
+    app_health(&HealthFacts {
+        engine_error,
+        replicas: app.replicas,
+        ready: u32::try_from(ready).unwrap_or(u32::MAX),
+        rollout_done: !app.rollout.phase.in_progress(),
+        rollout_failed: app.rollout.phase.is_failure(),
+        any_failing,
+    })
+}
+
 impl AppDto {
+    #[allow(clippy::too_many_arguments)] // one view of everything known about an app
     pub fn new(
         app: &App,
         template: &Template,
-        instances: Vec<InstanceDto>,
+        statuses: &[InstanceStatus],
         engine_error: Option<String>,
         addresses: Vec<AppAddress>,
         traffic: Option<&AppCounters>,
         tcp_listen: std::net::IpAddr,
+        now: berth_core::Millis,
     ) -> Self {
+        let health = app_health(app, statuses, engine_error.is_some(), now)
+            .as_str()
+            .to_string();
+        let instances: Vec<InstanceDto> = statuses.iter().map(InstanceDto::from).collect();
         AppDto {
+            health,
             name: app.name.clone(),
             team: app.team.clone(),
             replicas: app.replicas,

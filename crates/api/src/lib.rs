@@ -32,6 +32,7 @@ pub mod system;
 pub mod team_dto;
 pub mod teams;
 pub mod templates;
+pub mod topology;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -101,6 +102,7 @@ pub struct ApiState {
     paths(
         apps::list_apps, apps::create_app, apps::get_app, apps::delete_app, apps::deploy, apps::scale,
         autoscale::get_autoscale, autoscale::put_autoscale, autoscale::delete_autoscale,
+        topology::get_topology, topology::stream_topology,
         apps::rollback, apps::rollout_status, apps::list_revisions, apps::get_revision, apps::list_events, apps::stream_events,
         apps::logs, accounts::register, accounts::login, accounts::logout, accounts::token_login,
         accounts::me, accounts::update_me, accounts::change_password, accounts::close_account,
@@ -226,6 +228,8 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/apps/{name}", get(apps::get_app).delete(apps::delete_app))
         .route("/apps/{name}/deploy", post(apps::deploy))
         .route("/apps/{name}/scale", post(apps::scale))
+        .route("/topology", get(topology::get_topology))
+        .route("/topology/stream", get(topology::stream_topology))
         .route(
             "/apps/{name}/autoscale",
             get(autoscale::get_autoscale)

@@ -32,6 +32,11 @@ impl RolloutPhase {
         matches!(self, RolloutPhase::Progressing | RolloutPhase::RollingBack)
     }
 
+    /// Whether the rollout ended badly (rolled back, or the rollback failed too).
+    pub fn is_failure(self) -> bool {
+        matches!(self, RolloutPhase::RolledBack | RolloutPhase::Failed)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RolloutPhase::Progressing => "progressing",

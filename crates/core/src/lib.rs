@@ -27,6 +27,7 @@ pub mod secret;
 pub mod session;
 pub mod spec;
 pub mod team;
+pub mod topology;
 pub mod validate;
 
 pub use app::{App, Event, EventKind, Revision, Rollout, RolloutPhase};

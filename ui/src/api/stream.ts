@@ -2,7 +2,7 @@
 // followed app logs (chunked text), all read with fetch so the session cookie goes along and
 // every event name is seen (the server names each SSE message after its kind, which
 // EventSource would only deliver to listeners registered per name).
-import { ApiError, errorOf, type BuildDto, type EventDto } from "./client";
+import { ApiError, errorOf, type BuildDto, type EventDto, type TopologyDto } from "./client";
 
 export interface StreamHandle {
   close(): void;
@@ -57,23 +57,20 @@ async function readSse(response: Response, onMessage: (m: SseMessage) => void, s
 }
 
 /**
- * Follows `/apps/{name}/events/stream`, resuming after the last event seen when the stream
- * ends or fails (with a growing pause), until closed.
+ * Follows a Server-Sent Events stream at `url()` (asked again on each reconnect), reconnecting
+ * with a growing pause when it ends or fails, until closed or refused (401, 403, 404).
  */
-export function streamEvents(
-  app: string,
-  after: number | null,
-  onEvent: (e: EventDto) => void,
+function followSse(
+  url: () => string,
+  onMessage: (m: SseMessage) => void,
   onState: (connected: boolean, error?: string) => void,
 ): StreamHandle {
   const controller = new AbortController();
-  let last = after;
   let pause = 500;
   const run = async () => {
     while (!controller.signal.aborted) {
       try {
-        const q = last !== null ? `?after=${last}` : "";
-        const response = await fetch(`/api/v1/apps/${encodeURIComponent(app)}/events/stream${q}`, {
+        const response = await fetch(url(), {
           credentials: "same-origin",
           headers: { Accept: "text/event-stream" },
           signal: controller.signal,
@@ -85,19 +82,7 @@ export function streamEvents(
         } else {
           onState(true);
           pause = 500;
-          await readSse(
-            response,
-            (m) => {
-              try {
-                const event = JSON.parse(m.data) as EventDto;
-                last = m.id !== null ? Number(m.id) : event.id;
-                onEvent(event);
-              } catch {
-                /* a malformed message: skip */
-              }
-            },
-            controller.signal,
-          );
+          await readSse(response, onMessage, controller.signal);
           onState(false);
         }
       } catch (e) {
@@ -110,6 +95,51 @@ export function streamEvents(
   };
   void run();
   return { close: () => controller.abort() };
+}
+
+/**
+ * Follows `/apps/{name}/events/stream`, resuming after the last event seen when the stream
+ * ends or fails (with a growing pause), until closed.
+ */
+export function streamEvents(
+  app: string,
+  after: number | null,
+  onEvent: (e: EventDto) => void,
+  onState: (connected: boolean, error?: string) => void,
+): StreamHandle {
+  let last = after;
+  return followSse(
+    () => `/api/v1/apps/${encodeURIComponent(app)}/events/stream${last !== null ? `?after=${last}` : ""}`,
+    (m) => {
+      try {
+        const event = JSON.parse(m.data) as EventDto;
+        last = m.id !== null ? Number(m.id) : event.id;
+        onEvent(event);
+      } catch {
+        /* a malformed message: skip */
+      }
+    },
+    onState,
+  );
+}
+
+/** Follows `/topology/stream` (one team's, or every readable team's): each message is the whole picture. */
+export function streamTopology(
+  team: string | null,
+  onTopology: (t: TopologyDto) => void,
+  onState: (connected: boolean, error?: string) => void,
+): StreamHandle {
+  return followSse(
+    () => `/api/v1/topology/stream${team ? `?team=${encodeURIComponent(team)}` : ""}`,
+    (m) => {
+      try {
+        onTopology(JSON.parse(m.data) as TopologyDto);
+      } catch {
+        /* a malformed message: skip */
+      }
+    },
+    onState,
+  );
 }
 
 /** Follows `/apps/{name}/logs?follow=true`, one callback per line, until closed or ended. */

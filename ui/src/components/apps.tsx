@@ -8,31 +8,13 @@ import { Badge, formatBytes, formatCpu, type Tone } from "./ui";
 export type Health = "healthy" | "starting" | "scaling" | "degraded" | "down" | "stopped" | "unknown";
 
 /**
- * Whether something went wrong with an instance rather than it being on its way up: it exited,
- * fails its liveness check, backs off after crashes, or is still not ready after the rollout's
- * progress deadline (a new instance may fail its first readiness checks while it starts).
- */
-function failing(i: InstanceDto, deadlineMs: number): boolean {
-  if (i.phase === "exited" || i.liveness === "failing" || i.backoff_until) return true;
-  if (i.readiness !== "not_ready") return false;
-  const started = Date.parse(i.started_at ?? i.created_at);
-  return !(Date.now() - started < deadlineMs);
-}
-
-/**
- * The app's health. Fewer ready instances than wanted is an expected transition while a
- * rollout starts them ("starting") or after a scale-up ("scaling"), as long as none of them
- * failed; red ("down") and amber ("degraded") are for failures.
+ * The app's health, as the server judges it (one rule for every view): fewer ready instances
+ * than wanted is an expected transition while a rollout starts them ("starting") or after a
+ * scale-up ("scaling"), as long as none of them failed; red ("down") and amber ("degraded")
+ * are for failures.
  */
 export function appHealth(app: AppDto): Health {
-  if (app.engine_error) return "unknown";
-  if (app.replicas === 0) return "stopped";
-  if (app.ready_instances >= app.replicas) return "healthy";
-  const deadline = app.strategy.progress_deadline_ms ?? 60_000;
-  const failed = app.rollout.failed || app.instances.some((i) => failing(i, deadline));
-  if (!failed) return app.rollout.done ? "scaling" : "starting";
-  if (app.ready_instances === 0) return "down";
-  return "degraded";
+  return app.health as Health;
 }
 
 const healthTone: Record<Health, Tone> = {

@@ -1,0 +1,410 @@
+//! The live topology: datacenters → nodes → instances, the apps as a graph (health, counts,
+//! limits and use, internal or external, rollout state, autoscaling) with edges from declared
+//! dependencies and from the router's traffic, and each team's quota and usage — once
+//! (`GET /api/v1/topology`) or live (`GET /api/v1/topology/stream`). A caller sees only the
+//! teams they may read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use berth_controller::InstanceStatus;
+use berth_core::App;
+use berth_core::topology::{self, AppLinks, EdgeKind, Placed};
+use berth_store::ListedApp;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::ApiState;
+use crate::auth::Principal;
+use crate::autoscale::AutoscaleDto;
+use crate::build_events::StreamAccess;
+use crate::dto::{TrafficDto, app_health, timestamp};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::ApiQuery;
+use crate::team_dto::TeamDto;
+
+/// How often the live topology is assembled again (sent only when it changed).
+const STREAM_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Which part of the topology.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct TopologyParams {
+    /// Only this team's apps (one the caller may read).
+    pub team: Option<String>,
+}
+
+/// One instance where it runs.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PlacedInstanceDto {
+    pub app: String,
+    pub instance: String,
+    pub ready: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TopologyNodeDto {
+    pub name: String,
+    pub instances: Vec<PlacedInstanceDto>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DatacenterDto {
+    /// The nodes' `datacenter` label (`default` without one).
+    pub name: String,
+    pub nodes: Vec<TopologyNodeDto>,
+}
+
+/// One instance of an app in the graph.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TopologyInstanceDto {
+    pub name: String,
+    pub node: String,
+    pub revision: u32,
+    pub ready: bool,
+    /// CPU now, millicores (`null` until sampled).
+    pub cpu_millis: Option<u64>,
+    /// Memory in use, bytes (`null` until sampled).
+    pub memory_bytes: Option<u64>,
+}
+
+/// The rollout's state as the graph shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TopologyRolloutDto {
+    /// `progressing`, `complete`, `rolling_back`, `rolled_back` or `failed`.
+    pub phase: String,
+    pub revision: u32,
+    /// A canary of the new revision is being judged.
+    pub canary: bool,
+}
+
+/// One app in the graph.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TopologyAppDto {
+    pub name: String,
+    pub team: String,
+    /// As `AppDto::health`.
+    pub health: String,
+    pub replicas: u32,
+    pub ready_instances: u32,
+    /// Its column in a left-to-right drawing: apps nobody depends on are 0, dependencies to
+    /// the right of their dependents.
+    pub layer: usize,
+    /// Whether it has a public route (else it is internal: its team's apps reach it by name).
+    pub external: bool,
+    /// Its hosts (default and custom), for an external app.
+    pub hosts: Vec<String>,
+    pub dependencies: Vec<String>,
+    /// CPU limit per instance, millicores (`null`: none).
+    pub cpu_limit_millis: Option<u64>,
+    /// Memory limit per instance, bytes (`null`: none).
+    pub memory_limit_bytes: Option<u64>,
+    /// CPU now over its sampled instances, millicores.
+    pub cpu_millis: u64,
+    /// Memory in use over its sampled instances, bytes.
+    pub memory_bytes: u64,
+    pub rollout: TopologyRolloutDto,
+    /// Scaled to 0 while idle.
+    pub idle: bool,
+    pub autoscale: Option<AutoscaleDto>,
+    pub instances: Vec<TopologyInstanceDto>,
+}
+
+/// An edge of the apps graph.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EdgeDto {
+    /// The calling app; `null`: the outside world, through the router.
+    pub from: Option<String>,
+    pub to: String,
+    /// `declared` (a dependency) or `traffic` (requests the router routed).
+    pub kind: String,
+    /// A dependency on an app that is not shown (missing, or of a team the caller cannot read).
+    pub dangling: bool,
+    /// For `traffic`: requests since the server started.
+    pub requests: Option<u64>,
+    /// For `traffic`: the share of 5xx answers and unanswered requests, percent.
+    pub error_percent: Option<f64>,
+    /// For `traffic`: the latency bucket bound holding the 99th percentile, ms.
+    pub latency_p99_ms: Option<u64>,
+}
+
+/// The whole picture.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TopologyDto {
+    pub generated_at: String,
+    /// Set when the engine did not answer (instances unknown).
+    pub engine_error: Option<String>,
+    pub datacenters: Vec<DatacenterDto>,
+    pub apps: Vec<TopologyAppDto>,
+    pub edges: Vec<EdgeDto>,
+    /// The teams shown, with their quota and usage.
+    pub teams: Vec<TeamDto>,
+}
+
+/// The teams `principal` may read now, narrowed to `only`.
+async fn visible_teams(
+    state: &ApiState,
+    principal: &Principal,
+    only: Option<&str>,
+) -> ApiResult<Vec<berth_core::team::Team>> {
+    let mut teams = state.store.list_teams().await?;
+    teams.retain(|team| principal.can_read(&team.name));
+    if let Some(only) = only {
+        teams.retain(|team| team.name == only);
+        if teams.is_empty() {
+            return Err(ApiError::not_found(format!("team {only}")));
+        }
+    }
+    Ok(teams)
+}
+
+fn instance_dto(status: &InstanceStatus) -> TopologyInstanceDto {
+    TopologyInstanceDto {
+        name: status.name.clone(),
+        node: status.node.clone(),
+        revision: status.revision,
+        ready: status.readiness.is_ready()
+            && status.phase == berth_core::planner::InstancePhase::Running,
+        cpu_millis: status.usage.as_ref().and_then(|u| u.cpu_millis),
+        memory_bytes: status.usage.as_ref().map(|u| u.memory_bytes),
+    }
+}
+
+/// Assembles the topology of `teams`.
+async fn assemble(
+    state: &ApiState,
+    principal: &Principal,
+    teams: &[berth_core::team::Team],
+) -> ApiResult<TopologyDto> {
+    let names: Vec<String> = teams.iter().map(|t| t.name.clone()).collect();
+    let (listed, _) =
+        berth_operations::apps::list_apps(state.store.as_ref(), Some(names), None, None).await?;
+    let apps: Vec<App> = listed.iter().map(|l| l.app.clone()).collect();
+    let (mut statuses, engine_error) = match state.controller.instances_of_all(&apps).await {
+        Ok(statuses) => (statuses, None),
+        Err(error) => (HashMap::new(), Some(error.to_string())),
+    };
+    let now = state.platform.now();
+    let links: Vec<AppLinks> = listed
+        .iter()
+        .map(|l| AppLinks {
+            name: l.app.name.clone(),
+            dependencies: l.app.dependencies.clone(),
+            external: !l.app.routes.internal,
+            requests: state.platform.traffic(&l.app).map_or(0, |t| t.requests()),
+        })
+        .collect();
+    let layers = topology::layers(&links);
+    let mut placed = Vec::new();
+    let mut views = Vec::with_capacity(listed.len());
+    let mut traffic = HashMap::new();
+    for ListedApp { app, template } in &listed {
+        let app_statuses = statuses.remove(&app.name).unwrap_or_default();
+        let instances: Vec<TopologyInstanceDto> = app_statuses.iter().map(instance_dto).collect();
+        placed.extend(instances.iter().map(|i| Placed {
+            node: i.node.clone(),
+            app: app.name.clone(),
+            instance: i.name.clone(),
+        }));
+        if let Some(counters) = state.platform.traffic(app) {
+            traffic.insert(app.name.clone(), TrafficDto::from(&counters));
+        }
+        let resources = template
+            .as_ref()
+            .map(|t| t.resources.clone())
+            .unwrap_or_default();
+        views.push(TopologyAppDto {
+            name: app.name.clone(),
+            team: app.team.clone(),
+            health: app_health(app, &app_statuses, engine_error.is_some(), now)
+                .as_str()
+                .to_string(),
+            replicas: app.replicas,
+            ready_instances: instances.iter().filter(|i| i.ready).count() as u32,
+            layer: layers.get(&app.name).copied().unwrap_or(0),
+            external: !app.routes.internal,
+            hosts: if app.routes.internal {
+                Vec::new()
+            } else {
+                state
+                    .platform
+                    .addresses(app)
+                    .into_iter()
+                    .map(|a| format!("{}{}", a.host, a.path.trim_end_matches('/')))
+                    .collect()
+            },
+            dependencies: app.dependencies.clone(),
+            cpu_limit_millis: resources.cpu_millis,
+            memory_limit_bytes: resources.memory_bytes,
+            cpu_millis: instances.iter().filter_map(|i| i.cpu_millis).sum(),
+            memory_bytes: instances.iter().filter_map(|i| i.memory_bytes).sum(),
+            rollout: TopologyRolloutDto {
+                phase: app.rollout.phase.as_str().to_string(),
+                revision: app.rollout.revision,
+                canary: app.canary_being_judged().is_some(),
+            },
+            idle: app.idled.is_some(),
+            autoscale: app.autoscale.as_ref().map(AutoscaleDto::from),
+            instances,
+        });
+    }
+    // Node labels come with the node model; until then every node is in the default
+    // datacenter.
+    let tree = topology::place(&BTreeMap::new(), &placed);
+    let ready: HashMap<(&str, &str), bool> = views
+        .iter()
+        .flat_map(|a| {
+            a.instances
+                .iter()
+                .map(move |i| ((a.name.as_str(), i.name.as_str()), i.ready))
+        })
+        .collect();
+    let datacenters = tree
+        .into_iter()
+        .map(|(name, nodes)| DatacenterDto {
+            name,
+            nodes: nodes
+                .into_iter()
+                .map(|(node, list)| TopologyNodeDto {
+                    name: node,
+                    instances: list
+                        .into_iter()
+                        .map(|p| PlacedInstanceDto {
+                            ready: ready
+                                .get(&(p.app.as_str(), p.instance.as_str()))
+                                .copied()
+                                .unwrap_or(false),
+                            app: p.app,
+                            instance: p.instance,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    let edges = topology::edges(&links)
+        .into_iter()
+        .map(|edge| {
+            let counted = (edge.kind == EdgeKind::Traffic)
+                .then(|| traffic.get(&edge.to))
+                .flatten();
+            EdgeDto {
+                kind: match edge.kind {
+                    EdgeKind::Declared => "declared",
+                    EdgeKind::Traffic => "traffic",
+                }
+                .to_string(),
+                requests: counted.map(|t| t.requests),
+                error_percent: counted.map(|t| {
+                    let failed = t.responses.server_error
+                        + t.connect_failures
+                        + t.timeouts
+                        + t.broken_responses;
+                    if t.requests == 0 {
+                        0.0
+                    } else {
+                        failed as f64 * 100.0 / t.requests as f64
+                    }
+                }),
+                latency_p99_ms: counted.and_then(|t| t.latency_p99_ms),
+                from: edge.from,
+                to: edge.to,
+                dangling: edge.dangling,
+            }
+        })
+        .collect();
+    let mut team_views = Vec::with_capacity(teams.len());
+    for team in teams {
+        let usage = crate::quotas::team_usage(state, &team.name).await?;
+        team_views.push(TeamDto::new(team, principal.role(&team.name), usage));
+    }
+    Ok(TopologyDto {
+        generated_at: timestamp(now),
+        engine_error,
+        datacenters,
+        apps: views,
+        edges,
+        teams: team_views,
+    })
+}
+
+/// The topology now: datacenters → nodes → instances, the apps graph and the teams' quotas.
+#[utoipa::path(get, path = "/api/v1/topology", tag = "apps", params(TopologyParams),
+    responses((status = 200, body = TopologyDto), (status = 404, body = ErrorBody)))]
+pub async fn get_topology(
+    State(state): State<ApiState>,
+    principal: Principal,
+    ApiQuery(params): ApiQuery<TopologyParams>,
+) -> ApiResult<Json<TopologyDto>> {
+    let teams = visible_teams(&state, &principal, params.team.as_deref()).await?;
+    Ok(Json(assemble(&state, &principal, &teams).await?))
+}
+
+/// The topology, live: Server-Sent Events, a `topology` message (a `TopologyDto`) at once and
+/// whenever it changes (checked every 2 s). The caller's access is checked again each time;
+/// the stream ends when they may no longer read any team shown.
+#[utoipa::path(get, path = "/api/v1/topology/stream", tag = "apps", params(TopologyParams),
+    responses((status = 200, content_type = "text/event-stream", body = TopologyDto), (status = 404, body = ErrorBody)))]
+pub async fn stream_topology(
+    State(state): State<ApiState>,
+    principal: Principal,
+    ApiQuery(params): ApiQuery<TopologyParams>,
+) -> ApiResult<Response> {
+    let teams = visible_teams(&state, &principal, params.team.as_deref()).await?;
+    let access = StreamAccess::of(&state, &principal);
+    let stream = futures::stream::unfold(
+        (state, principal, teams, access, None::<String>, true),
+        |(state, principal, mut teams, mut access, mut last, first)| async move {
+            let mut wait = !first;
+            loop {
+                if wait {
+                    tokio::time::sleep(STREAM_INTERVAL).await;
+                }
+                wait = true;
+                let mut kept = Vec::with_capacity(teams.len());
+                for team in teams {
+                    if access.may_read(&team.name).await {
+                        kept.push(team);
+                    }
+                }
+                teams = kept;
+                if teams.is_empty() {
+                    return None;
+                }
+                let Ok(topology) = assemble(&state, &principal, &teams).await else {
+                    // The store failed: end the stream; the client reconnects.
+                    return None;
+                };
+                // `generated_at` changes every time: compare what it describes.
+                let body = serde_json::to_string(&TopologyDto {
+                    generated_at: String::new(),
+                    ..topology.clone()
+                })
+                .unwrap_or_default();
+                if last.as_deref() != Some(body.as_str()) {
+                    last = Some(body);
+                    let event = axum::response::sse::Event::default()
+                        .event("topology")
+                        .json_data(&topology)
+                        .unwrap_or_default();
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(event),
+                        (state, principal, teams, access, last, false),
+                    ));
+                }
+            }
+        },
+    );
+    let sse =
+        axum::response::Sse::new(stream).keep_alive(axum::response::sse::KeepAlive::default());
+    Ok((
+        [(header::HeaderName::from_static("x-accel-buffering"), "no")],
+        sse,
+    )
+        .into_response())
+}

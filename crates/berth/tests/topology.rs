@@ -1,0 +1,209 @@
+//! End-to-end: the topology on the real engine — apps with their health, counts, limits,
+//! internal or external, declared dependencies and the router's traffic as edges, the teams'
+//! quotas and usage, where every instance runs; a viewer sees only their teams; the live
+//! stream sends the picture again when it changes.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::Server;
+
+const ROLLOUT: Duration = Duration::from_secs(90);
+
+fn app<'a>(topology: &'a Value, name: &str) -> &'a Value {
+    topology["apps"]
+        .as_array()
+        .and_then(|apps| apps.iter().find(|a| a["name"] == name))
+        .unwrap_or_else(|| panic!("{name} in {topology:#}"))
+}
+
+fn edge(topology: &Value, from: Option<&str>, to: &str) -> Option<Value> {
+    topology["edges"].as_array().and_then(|edges| {
+        edges
+            .iter()
+            .find(|e| e["from"] == json!(from) && e["to"] == to)
+            .cloned()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_topology_shows_apps_edges_teams_and_placement_to_those_who_may_see_them() {
+    let server = Server::start("topology").await;
+    server
+        .create_app("db", 1, json!({"internal": true, "memory_bytes": 64 << 20}))
+        .await;
+    server
+        .create_app(
+            "api",
+            2,
+            json!({"internal": true, "dependencies": ["db"], "cpu_millis": 250}),
+        )
+        .await;
+    server
+        .create_app("web", 1, json!({"dependencies": ["api"]}))
+        .await;
+    let alice = server.register("alice", Some("shop")).await;
+    let (status, answer) = server
+        .call_as(
+            &alice,
+            Method::POST,
+            "/api/v1/apps",
+            Some(
+                json!({"name": "cart", "image": berth_testkit::TESTAPP_IMAGE, "replicas": 1,
+                        "health_path": "/healthz", "dependencies": ["db"],
+                        "cpu_millis": 100, "memory_bytes": 64 << 20}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    for name in ["db", "api", "web", "cart"] {
+        server.wait_rollout(name, ROLLOUT).await;
+    }
+    // One request to the external app through the router.
+    let answer = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{}/", server.router_port))
+        .header("Host", "web.default.localhost")
+        .send()
+        .await
+        .expect("through the router");
+    assert_eq!(answer.status(), 200);
+
+    let all = server.get("/api/v1/topology").await;
+    assert_eq!(all["engine_error"], Value::Null, "{all:#}");
+    let web = app(&all, "web");
+    assert_eq!(web["health"], "healthy", "{web:#}");
+    assert_eq!(web["external"], true);
+    assert_eq!(web["hosts"], json!(["web.default.localhost"]), "{web:#}");
+    assert_eq!(web["layer"], 0);
+    let api = app(&all, "api");
+    assert_eq!(
+        (api["replicas"].as_u64(), api["ready_instances"].as_u64()),
+        (Some(2), Some(2)),
+        "{api:#}"
+    );
+    assert_eq!(api["external"], false);
+    assert_eq!(api["cpu_limit_millis"], 250);
+    assert_eq!(api["layer"], 1);
+    assert_eq!(api["instances"].as_array().map(Vec::len), Some(2));
+    let db = app(&all, "db");
+    assert_eq!(db["layer"], 2);
+    assert_eq!(db["memory_limit_bytes"], 64 << 20);
+    assert_eq!(app(&all, "cart")["team"], "shop");
+    // Edges: declared dependencies, and the outside world's requests to the external app.
+    let declared = edge(&all, Some("web"), "api").expect("web → api");
+    assert_eq!(
+        (&declared["kind"], &declared["dangling"]),
+        (&json!("declared"), &json!(false))
+    );
+    assert!(edge(&all, Some("api"), "db").is_some(), "{all:#}");
+    assert!(edge(&all, Some("cart"), "db").is_some(), "{all:#}");
+    let traffic = edge(&all, None, "web").expect("outside → web");
+    assert_eq!(traffic["kind"], "traffic");
+    assert!(traffic["requests"].as_u64() >= Some(1), "{traffic:#}");
+    assert_eq!(traffic["error_percent"], 0.0, "{traffic:#}");
+    // Placement: every instance on a node of a datacenter, ready.
+    let placed: Vec<&Value> = all["datacenters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|dc| dc["nodes"].as_array().into_iter().flatten())
+        .flat_map(|node| node["instances"].as_array().into_iter().flatten())
+        .collect();
+    assert_eq!(placed.len(), 5, "{all:#}");
+    assert!(placed.iter().all(|i| i["ready"] == true), "{all:#}");
+    let teams: Vec<&str> = all["teams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        teams.contains(&"default") && teams.contains(&"shop"),
+        "{teams:?}"
+    );
+
+    // Alice sees her team only; her dependency on another team's app is dangling.
+    let (status, mine) = server
+        .call_as(&alice, Method::GET, "/api/v1/topology", None)
+        .await;
+    assert_eq!(status, 200, "{mine}");
+    let names: Vec<&str> = mine["apps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(names, ["cart"], "{mine:#}");
+    assert_eq!(
+        edge(&mine, Some("cart"), "db").expect("cart → db")["dangling"],
+        true
+    );
+    assert_eq!(mine["teams"].as_array().map(Vec::len), Some(1));
+    let placed = mine["datacenters"].to_string();
+    assert!(
+        !placed.contains("web-") && !placed.contains("api-"),
+        "{placed}"
+    );
+    let (status, _) = server
+        .call_as(&alice, Method::GET, "/api/v1/topology?team=default", None)
+        .await;
+    assert_eq!(status, 404, "another team is not found, as everywhere");
+    let (status, answer) = server
+        .call_as(&alice, Method::GET, "/api/v1/topology?teams=shop", None)
+        .await;
+    assert_eq!(status, 400, "{answer}");
+
+    // The live stream: the picture at once, and again after a change.
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!(
+            "{}/api/v1/topology/stream?team=default",
+            server.url
+        ))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    let mut next_topology = async || -> Value {
+        loop {
+            if let Some(end) = text.find("\n\n") {
+                let message: String = text.drain(..end + 2).collect();
+                if let Some(data) = message.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    assert!(message.contains("event: topology"), "{message}");
+                    return serde_json::from_str(data).expect("topology JSON");
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(60), body.next())
+                .await
+                .expect("a message within 60 s")
+                .expect("the stream goes on")
+                .expect("bytes");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    let first = next_topology().await;
+    assert_eq!(app(&first, "api")["replicas"], 2);
+    assert!(first["apps"].as_array().is_some_and(|a| a.len() == 3));
+    server
+        .post("/api/v1/apps/api/scale", json!({"replicas": 3}))
+        .await;
+    loop {
+        let next = next_topology().await;
+        if app(&next, "api")["replicas"] == 3 {
+            break;
+        }
+    }
+}
