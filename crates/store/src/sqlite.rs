@@ -36,6 +36,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr, Sqlite};
 
+mod nodes;
+
 use crate::enums::DbEnum;
 use crate::{
     AccountStore, AppList, AppPage, AppStore, AuditQuery, BuildQuery, CertificateStore,
@@ -119,6 +121,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "app idle",
         include_str!("../migrations/sqlite/0014_app_idle.sql"),
+    ),
+    (
+        16,
+        "nodes",
+        include_str!("../migrations/sqlite/0016_nodes.sql"),
     ),
 ];
 
