@@ -16,6 +16,7 @@ pub mod domains;
 pub mod error;
 pub mod idle;
 pub mod images;
+pub mod nodes;
 pub mod on_demand;
 pub mod quota;
 pub mod routes;
@@ -54,6 +55,8 @@ pub struct Platform {
     pub certificates: certificates::CertificateSettings,
     /// Where published TCP ports listen and which host ports Berth chooses from.
     pub tcp: tcp_ports::TcpSettings,
+    /// The nodes, as the node monitor sees them.
+    pub nodes: std::sync::Arc<berth_controller::nodes::NodeMonitor>,
 }
 
 impl std::fmt::Debug for Platform {
