@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use berth_core::node::{
-    DATACENTER_LABEL, NEEDS_ANOTHER_NODE, NodeLabels, PlatformEvent, Space, ZONE_LABEL,
+    self, DATACENTER_LABEL, NEEDS_ANOTHER_NODE, NodeLabels, PlatformEvent, Space, ZONE_LABEL,
 };
 use berth_operations::nodes::{NodeOverview, NodesOverview};
 use berth_store::EventQuery;
@@ -84,6 +84,8 @@ pub struct NodeUsageDto {
     pub sampled_at: String,
     /// Busy share of all cores since the sample before (percent); `null` on the first sample.
     pub cpu_percent: Option<f64>,
+    /// The CPU has been above its threshold for the threshold's time.
+    pub cpu_low: bool,
     /// Memory; `null` when it cannot be read.
     pub memory: Option<SpaceDto>,
     /// The engine's data root and Berth's data directory.
@@ -177,6 +179,7 @@ fn node_dto(state: &ApiState, node: NodeOverview) -> NodeDto {
         usage: view.sample.map(|sample| NodeUsageDto {
             sampled_at: timestamp(sample.at),
             cpu_percent: sample.cpu_percent.map(|c| (c * 10.0).round() / 10.0),
+            cpu_low: node::cpu_busy_too_long(view.watch.cpu_busy_since, sample.at, &thresholds),
             memory: sample
                 .memory
                 .map(|m| space(m, thresholds.memory_free_min_percent)),

@@ -271,7 +271,7 @@ pub fn assess(
         .filter(|&cpu| cpu > thresholds.cpu_busy_percent);
     let cpu_busy_since = busy.map(|_| previous.cpu_busy_since.unwrap_or(sample.at));
     if let (Some(cpu), Some(since)) = (busy, cpu_busy_since)
-        && sample.at - since >= thresholds.cpu_busy_for_ms
+        && cpu_busy_too_long(cpu_busy_since, sample.at, thresholds)
     {
         reasons.push(format!(
             "CPU {:.0} % busy for {} s (threshold {} % for {} s)",
@@ -312,6 +312,12 @@ pub fn assess(
         cpu_busy_since,
         reported: true,
     }
+}
+
+/// Whether a CPU busy since `since` (see [`NodeWatch::cpu_busy_since`]) has been busy for the
+/// threshold's time at `at`: the CPU part of being low.
+pub fn cpu_busy_too_long(since: Option<Millis>, at: Millis, thresholds: &Thresholds) -> bool {
+    since.is_some_and(|since| at - since >= thresholds.cpu_busy_for_ms)
 }
 
 /// A threshold as people write it: `90`, `12.5`.
