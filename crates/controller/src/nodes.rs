@@ -78,6 +78,8 @@ struct State {
     last_cpu: Option<CpuTimes>,
     nodes: BTreeMap<String, Tracked>,
     needs_another_node: bool,
+    /// Whether the cluster's state was resumed from its last recorded event.
+    resumed: bool,
 }
 
 /// Samples nodes and keeps their judgement (see the module docs).
@@ -147,9 +149,27 @@ impl NodeMonitor {
     /// when the node could not be read.
     pub async fn run_once(&self) -> Result<String, String> {
         let sampled = self.sample().await;
+        // A node (and the cluster) seen for the first time since start resumes from its last
+        // recorded event, so a restart neither repeats nor misses a transition.
+        let resume_cluster = !self.lock().resumed;
+        let cluster = if resume_cluster {
+            Some(self.last_event(CLUSTER_SUBJECT).await?)
+        } else {
+            None
+        };
+        let new_node = match &sampled {
+            Ok((info, _)) if !self.lock().nodes.contains_key(&info.name) => {
+                Some(self.last_event(&node::node_subject(&info.name)).await?)
+            }
+            _ => None,
+        };
         let now = (self.clock)();
         let events = {
             let mut state = self.lock();
+            if let Some(last) = cluster {
+                state.needs_another_node = last == Some(PlatformEventKind::ClusterNeedsNode);
+                state.resumed = true;
+            }
             if let Ok((info, sample)) = &sampled {
                 let tracked = state
                     .nodes
@@ -157,7 +177,7 @@ impl NodeMonitor {
                     .or_insert_with(|| Tracked {
                         info: info.clone(),
                         sample: None,
-                        watch: NodeWatch::default(),
+                        watch: NodeWatch::resumed(new_node.flatten()),
                     });
                 tracked.info = info.clone();
                 tracked.sample = Some(sample.clone());
@@ -197,6 +217,19 @@ impl NodeMonitor {
                 .map(|m| format!("{:.0} % used", m.used_percent()))
                 .unwrap_or_else(|| "unknown".into()),
         ))
+    }
+
+    /// The kind of the last event recorded for `subject`.
+    async fn last_event(&self, subject: &str) -> Result<Option<PlatformEventKind>, String> {
+        let query = berth_store::EventQuery {
+            after_id: None,
+            limit: 1,
+        };
+        self.store
+            .list_platform_events(subject, query)
+            .await
+            .map(|events| events.last().map(|e| e.kind))
+            .map_err(|e| format!("reading the last events: {e}"))
     }
 
     /// Judges every node at `now` and returns the events of what changed.

@@ -114,4 +114,48 @@ async fn a_low_node_is_marked_recorded_and_turns_unknown_when_silent() {
     now.store(T0 + 20_000, Ordering::SeqCst);
     monitor.run_once().await.unwrap();
     assert_eq!(monitor.view().nodes[0].watch.status, NodeStatus::Low);
+    let recorded = kinds(
+        store
+            .list_platform_events(&node_subject(NODE), query)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(recorded.last(), Some(&PlatformEventKind::NodeLow));
+
+    // A restarted server (a new monitor on the same store) resumes: still low, nothing new.
+    let restarted = NodeMonitor::new(
+        store.clone(),
+        runtime.clone(),
+        Arc::new(move || T0 + 30_000) as berth_core::clock::Clock,
+        monitor.settings().clone(),
+    );
+    restarted.run_once().await.unwrap();
+    assert_eq!(restarted.view().nodes[0].watch.status, NodeStatus::Low);
+    assert_eq!(
+        kinds(
+            store
+                .list_platform_events(&node_subject(NODE), query)
+                .await
+                .unwrap()
+        ),
+        recorded,
+        "no second node_low after a restart"
+    );
+    assert_eq!(
+        kinds(
+            store
+                .list_platform_events(CLUSTER_SUBJECT, query)
+                .await
+                .unwrap()
+        )
+        .last(),
+        Some(&PlatformEventKind::ClusterNeedsNode),
+        "and no second cluster_needs_node"
+    );
+    let cluster_events = store
+        .list_platform_events(CLUSTER_SUBJECT, query)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(cluster_events, 3, "needs, has room, needs again");
 }

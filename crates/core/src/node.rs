@@ -242,6 +242,24 @@ pub struct NodeWatch {
     pub reported: bool,
 }
 
+impl NodeWatch {
+    /// The judgement a restarted monitor resumes from, given the node's last recorded event:
+    /// a node last recorded low stays low without a second `node_low`, and one that recovered
+    /// while Berth was away is recorded as recovered.
+    pub fn resumed(last: Option<PlatformEventKind>) -> NodeWatch {
+        let status = match last {
+            Some(PlatformEventKind::NodeLow) => NodeStatus::Low,
+            Some(PlatformEventKind::NodeRecovered) => NodeStatus::Ok,
+            _ => NodeStatus::Unknown,
+        };
+        NodeWatch {
+            status,
+            reported: last.is_some(),
+            ..NodeWatch::default()
+        }
+    }
+}
+
 /// Judges a node from its latest sample (`None`: it never reported) at `now`, given how it
 /// was judged before.
 pub fn assess(
@@ -756,6 +774,30 @@ mod tests {
                 previous.status,
                 next.status
             );
+        }
+    }
+
+    #[test]
+    fn a_resumed_watch_records_only_what_changed_since_the_last_event() {
+        use PlatformEventKind::*;
+        let th = Thresholds::default();
+        let fine = sample(T, None, 50, Some(50));
+        let full = sample(T, None, 50, Some(1));
+        // (last recorded event, sample, want the event recorded now)
+        let cases = [
+            (None, &fine, None),
+            (None, &full, Some(NodeLow)),
+            (Some(NodeLow), &full, None),
+            (Some(NodeLow), &fine, Some(NodeRecovered)),
+            (Some(NodeRecovered), &fine, None),
+            (Some(NodeRecovered), &full, Some(NodeLow)),
+            (Some(NodeUnknown), &fine, Some(NodeRecovered)),
+            (Some(NodeUnknown), &full, Some(NodeLow)),
+        ];
+        for (last, latest, want) in cases {
+            let previous = NodeWatch::resumed(last);
+            let next = assess(&previous, Some(latest), &th, T);
+            assert_eq!(transition(&previous, &next), want, "{last:?}");
         }
     }
 
