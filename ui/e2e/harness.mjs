@@ -66,8 +66,9 @@ async function waitHealthy(url, ms) {
  * Starts a server (and the browser) for one test file. Returns the state the helpers below
  * take: `base` (the server's URL), `port`, `token` (the first admin's secret), `namespace`,
  * `dataDir`, `serverLog`, `browser`, and `localImages` (tags to remove afterwards).
+ * `extraArgs` go to `berth server` after the harness's own.
  */
-export async function startBerth(prefix) {
+export async function startBerth(prefix, extraArgs = []) {
   mkdirSync(shots, { recursive: true });
   const namespace = `bt-${prefix}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
   const state = { namespace, localImages: [], dataDir: mkdtempSync(join(tmpdir(), `berth-${prefix}-e2e-`)) };
@@ -91,6 +92,7 @@ export async function startBerth(prefix) {
       "5s",
       "--http-listen",
       `127.0.0.1:${state.routerPort}`,
+      ...extraArgs,
     ],
     { stdio: ["ignore", out, out] },
   );

@@ -14,6 +14,7 @@ import { BuildDetailPage } from "./pages/Build";
 import { CreateAppPage } from "./pages/CreateApp";
 import { ImageDetailPage, ImagesPage, RegistryPage } from "./pages/Images";
 import { LoginPage, RegisterPage } from "./pages/Login";
+import { ClusterBanner, NodesPage } from "./pages/Nodes";
 import { PipelineDetailPage, PipelineEditPage, PipelinesPage } from "./pages/Pipelines";
 import { QuotaRequestsPage } from "./pages/QuotaRequests";
 import { ExternalImagePage, RegistriesPage, RegistryDetailPage, RegistryEditPage } from "./pages/Registries";
@@ -68,6 +69,7 @@ export function App() {
         <Route path="/templates" element={<TemplatesPage />} />
         <Route path="/templates/new" element={<TemplateEditPage />} />
         <Route path="/templates/:team/:name" element={<TemplateEditPage />} />
+        <Route path="/nodes" element={<NodesPage />} />
         <Route path="/audit" element={<AuditPage />} />
         <Route path="/admin/users" element={<AdminUsersPage />} />
         <Route path="/account" element={<AccountPage />} />
@@ -136,6 +138,7 @@ function Shell({ children }: { children: ReactNode }) {
     { to: "/teams", label: t("nav.teams"), show: true },
     { to: "/quota-requests", label: t("nav.quotaRequests"), show: true },
     { to: "/templates", label: t("nav.templates"), show: true },
+    { to: "/nodes", label: t("nav.nodes"), show: true },
     { to: "/audit", label: t("nav.audit"), show: true },
     { to: "/admin/users", label: t("nav.users"), show: isAdmin },
     { to: "/account", label: t("account.title"), show: true },
@@ -194,6 +197,7 @@ function Shell({ children }: { children: ReactNode }) {
       </nav>
       <div className="scrim" onClick={() => setOpen(false)} />
       <main id="main" className="content">
+        <ClusterBanner />
         {children}
       </main>
     </div>

@@ -20,6 +20,7 @@ pub mod extract;
 pub mod git_http;
 pub mod image_dto;
 pub mod images;
+pub mod nodes;
 mod openapi;
 pub mod pipeline_dto;
 pub mod pipelines;
@@ -42,7 +43,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use berth_controller::{Clock, Controller};
 use berth_engine::{ImageBuilder, Runtime};
 use berth_store::Store;
@@ -126,11 +127,12 @@ pub struct ApiState {
         certificates::list, certificates::put, certificates::request_acme, certificates::delete,
         system::list_workers, system::get_access_log, system::put_access_log,
         system::get_on_demand_domains, system::put_on_demand_domains,
-        system::delete_on_demand_domains, healthz, readyz,
+        system::delete_on_demand_domains, nodes::list, nodes::get, nodes::put_labels,
+        nodes::events, nodes::cluster_events, healthz, readyz,
     ),
     modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = [])),
-    tags((name = "accounts", description = "Users, sessions, API tokens, settings and the audit log"), (name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "images", description = "The built-in registry: search, inspect, delete, storage, garbage collection; and external registries browsed the same way"), (name = "pipelines", description = "Code pipelines: from a commit to a tested image in the registry, rolled out to an app"), (name = "system", description = "Health of the server itself"), (name = "teams", description = "Teams, their members and quotas, and quota requests"), (name = "templates", description = "Deployment templates: built-in and team app shapes with typed parameters, and apps made from them"))
+    tags((name = "accounts", description = "Users, sessions, API tokens, settings and the audit log"), (name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "images", description = "The built-in registry: search, inspect, delete, storage, garbage collection; and external registries browsed the same way"), (name = "nodes", description = "Nodes: the machines apps run on, their labels, capacity, use and status, and their events"), (name = "pipelines", description = "Code pipelines: from a commit to a tested image in the registry, rolled out to an app"), (name = "system", description = "Health of the server itself"), (name = "teams", description = "Teams, their members and quotas, and quota requests"), (name = "templates", description = "Deployment templates: built-in and team app shapes with typed parameters, and apps made from them"))
 )]
 pub struct ApiDoc;
 
@@ -209,6 +211,11 @@ async fn unknown_route() -> ApiError {
 pub fn router(state: ApiState) -> axum::Router {
     let api = axum::Router::new()
         .route("/system/workers", get(system::list_workers))
+        .route("/nodes", get(nodes::list))
+        .route("/nodes/{name}", get(nodes::get))
+        .route("/nodes/{name}/labels", put(nodes::put_labels))
+        .route("/nodes/{name}/events", get(nodes::events))
+        .route("/cluster/events", get(nodes::cluster_events))
         .route(
             "/system/access-log",
             get(system::get_access_log).put(system::put_access_log),

@@ -13,6 +13,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use berth_controller::InstanceStatus;
 use berth_core::App;
+use berth_core::node::{DATACENTER_LABEL, ZONE_LABEL};
 use berth_core::topology::{self, AppLinks, EdgeKind, Placed};
 use berth_store::ListedApp;
 use serde::{Deserialize, Serialize};
@@ -50,6 +51,10 @@ pub struct PlacedInstanceDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TopologyNodeDto {
     pub name: String,
+    /// Its `zone` label.
+    pub zone: Option<String>,
+    /// `ok`, `low` (a resource runs low) or `unknown` (not reporting, or not monitored).
+    pub status: String,
     pub instances: Vec<PlacedInstanceDto>,
 }
 
@@ -201,6 +206,7 @@ async fn assemble(
         .collect();
     let layers = topology::layers(&links);
     let mut placed = Vec::new();
+    let mut datacenters = BTreeMap::new();
     let mut views = Vec::with_capacity(listed.len());
     let mut traffic = HashMap::new();
     for ListedApp { app, template } in &listed {
@@ -253,9 +259,24 @@ async fn assemble(
             instances,
         });
     }
-    // Node labels come with the node model; until then every node is in the default
-    // datacenter.
-    let tree = topology::place(&BTreeMap::new(), &placed);
+    // Every node the monitor knows (with or without instances), in its `datacenter`.
+    let mut labels = state.store.node_labels().await?;
+    let monitored = state.platform.nodes.view().nodes;
+    let mut node_facts: BTreeMap<String, (Option<String>, String)> = BTreeMap::new();
+    for view in &monitored {
+        let mut node_labels = labels.remove(&view.info.name).unwrap_or_default();
+        node_facts.insert(
+            view.info.name.clone(),
+            (
+                node_labels.remove(ZONE_LABEL),
+                view.watch.status.as_str().to_string(),
+            ),
+        );
+        if let Some(datacenter) = node_labels.remove(DATACENTER_LABEL) {
+            datacenters.insert(view.info.name.clone(), datacenter);
+        }
+    }
+    let tree = topology::place(&datacenters, &placed);
     let ready: HashMap<(&str, &str), bool> = views
         .iter()
         .flat_map(|a| {
@@ -271,6 +292,10 @@ async fn assemble(
             nodes: nodes
                 .into_iter()
                 .map(|(node, list)| TopologyNodeDto {
+                    zone: node_facts.get(&node).and_then(|(zone, _)| zone.clone()),
+                    status: node_facts
+                        .get(&node)
+                        .map_or_else(|| "unknown".to_string(), |(_, status)| status.clone()),
                     name: node,
                     instances: list
                         .into_iter()

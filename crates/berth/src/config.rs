@@ -75,6 +75,21 @@ pub struct ServerOptions {
     /// How often every instance's CPU and memory use is sampled (0 turns it off) [default: 5s]
     #[arg(long, env = "BERTH_USAGE_INTERVAL")]
     pub usage_interval: Option<String>,
+    /// How often each node's CPU, memory and disks are sampled; a node without a sample for three intervals is shown as unknown [default: 5s]
+    #[arg(long, env = "BERTH_NODE_SAMPLE_INTERVAL")]
+    pub node_sample_interval: Option<String>,
+    /// A node whose CPU is busier than this share of all cores for --node-cpu-busy-for is low (red), e.g. 90% [default: 90%]
+    #[arg(long, env = "BERTH_NODE_CPU_BUSY_MAX")]
+    pub node_cpu_busy_max: Option<String>,
+    /// How long the CPU must stay above --node-cpu-busy-max before the node is low [default: 1m]
+    #[arg(long, env = "BERTH_NODE_CPU_BUSY_FOR")]
+    pub node_cpu_busy_for: Option<String>,
+    /// A node with less free memory than this share is low (red), e.g. 10% [default: 10%]
+    #[arg(long, env = "BERTH_NODE_MEMORY_FREE_MIN")]
+    pub node_memory_free_min: Option<String>,
+    /// A node with less free space than this share on the engine's data root or Berth's data directory is low (red), e.g. 10% [default: 10%]
+    #[arg(long, env = "BERTH_NODE_DISK_FREE_MIN")]
+    pub node_disk_free_min: Option<String>,
     /// Where apps' HTTP traffic is served (the router), or `off` [default: 0.0.0.0:80, with a warning when it cannot be bound]
     #[arg(long, env = "BERTH_HTTP_LISTEN")]
     pub http_listen: Option<String>,
@@ -168,6 +183,10 @@ pub struct ServerConfig {
     pub build_test_cpu_millis: Option<u64>,
     pub build_test_memory_bytes: Option<u64>,
     pub usage_interval: Duration,
+    /// How often nodes are sampled.
+    pub node_sample_interval: Duration,
+    /// When a node counts as low.
+    pub node_thresholds: berth_core::node::Thresholds,
     /// Where the router listens; `None`: no router.
     pub http_listen: Option<SocketAddr>,
     /// Where the router's HTTPS listener listens; `None`: no HTTPS.
@@ -219,6 +238,11 @@ impl ServerOptions {
             build_test_cpu: self.build_test_cpu.or(file.build_test_cpu),
             build_test_memory: self.build_test_memory.or(file.build_test_memory),
             usage_interval: self.usage_interval.or(file.usage_interval),
+            node_sample_interval: self.node_sample_interval.or(file.node_sample_interval),
+            node_cpu_busy_max: self.node_cpu_busy_max.or(file.node_cpu_busy_max),
+            node_cpu_busy_for: self.node_cpu_busy_for.or(file.node_cpu_busy_for),
+            node_memory_free_min: self.node_memory_free_min.or(file.node_memory_free_min),
+            node_disk_free_min: self.node_disk_free_min.or(file.node_disk_free_min),
             http_listen: self.http_listen.or(file.http_listen),
             https_listen: self.https_listen.or(file.https_listen),
             acme_directory: self.acme_directory.or(file.acme_directory),
@@ -243,6 +267,46 @@ impl ServerOptions {
             log: self.log.or(file.log),
         }
     }
+}
+
+/// A share such as `90%` or `12.5` (percent), between 0 and 100.
+fn percent(key: &str, value: Option<String>, default: &str) -> Result<f64, String> {
+    let text = value.unwrap_or_else(|| default.to_string());
+    let number = text.trim().trim_end_matches('%').trim();
+    match number.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "{key}: '{text}' is not a share between 0% and 100% such as 10%"
+        )),
+    }
+}
+
+/// The node thresholds and sampling interval; a node is unknown after three silent intervals.
+fn node_settings(o: &ServerOptions) -> Result<(Duration, berth_core::node::Thresholds), String> {
+    let interval = duration("node-sample-interval", o.node_sample_interval.clone(), "5s")?;
+    if interval.is_zero() {
+        return Err("node-sample-interval: must be more than 0".into());
+    }
+    let busy_for = duration("node-cpu-busy-for", o.node_cpu_busy_for.clone(), "1m")?;
+    let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    Ok((
+        interval,
+        berth_core::node::Thresholds {
+            cpu_busy_percent: percent("node-cpu-busy-max", o.node_cpu_busy_max.clone(), "90%")?,
+            cpu_busy_for_ms: millis(busy_for),
+            memory_free_min_percent: percent(
+                "node-memory-free-min",
+                o.node_memory_free_min.clone(),
+                "10%",
+            )?,
+            disk_free_min_percent: percent(
+                "node-disk-free-min",
+                o.node_disk_free_min.clone(),
+                "10%",
+            )?,
+            silent_after_ms: millis(interval).saturating_mul(3),
+        },
+    ))
 }
 
 fn duration(key: &str, value: Option<String>, default: &str) -> Result<Duration, String> {
@@ -486,6 +550,7 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
     };
     let o = options.or(file);
     let acme = acme(&o)?;
+    let (node_sample_interval, node_thresholds) = node_settings(&o)?;
     let namespace = o.namespace.unwrap_or_else(|| "berth".into());
     if let Some(problem) = berth_core::validate::name_problem(&namespace) {
         return Err(format!("namespace: {problem}"));
@@ -543,6 +608,8 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
             parse_size,
         )?,
         usage_interval: duration("usage-interval", o.usage_interval, "5s")?,
+        node_sample_interval,
+        node_thresholds,
         http_listen: http_listen(o.http_listen.as_deref())?,
         https_listen: https_listen(o.https_listen.as_deref())?,
         acme,
@@ -593,6 +660,54 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(tcp_port_range(input).ok(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn node_thresholds_read_as_shares() {
+        let config = resolve(ServerOptions::default(), None).unwrap();
+        assert_eq!(
+            config.node_thresholds,
+            berth_core::node::Thresholds::default()
+        );
+        assert_eq!(config.node_sample_interval, Duration::from_secs(5));
+        let flags = ServerOptions {
+            node_sample_interval: Some("1s".into()),
+            node_disk_free_min: Some("99.5%".into()),
+            node_memory_free_min: Some(" 20 ".into()),
+            node_cpu_busy_for: Some("30s".into()),
+            ..ServerOptions::default()
+        };
+        let config = resolve(flags, None).unwrap();
+        assert_eq!(config.node_thresholds.disk_free_min_percent, 99.5);
+        assert_eq!(config.node_thresholds.memory_free_min_percent, 20.0);
+        assert_eq!(config.node_thresholds.cpu_busy_for_ms, 30_000);
+        assert_eq!(config.node_thresholds.silent_after_ms, 3_000);
+        for (flags, key) in [
+            (
+                ServerOptions {
+                    node_disk_free_min: Some("150%".into()),
+                    ..ServerOptions::default()
+                },
+                "node-disk-free-min:",
+            ),
+            (
+                ServerOptions {
+                    node_cpu_busy_max: Some("lots".into()),
+                    ..ServerOptions::default()
+                },
+                "node-cpu-busy-max:",
+            ),
+            (
+                ServerOptions {
+                    node_sample_interval: Some("0s".into()),
+                    ..ServerOptions::default()
+                },
+                "node-sample-interval:",
+            ),
+        ] {
+            let error = resolve(flags, None).unwrap_err();
+            assert!(error.starts_with(key), "{error}");
         }
     }
 

@@ -11,6 +11,7 @@ use berth_api::auth::Authenticator;
 use berth_api::registry_auth::{
     AccountsAuthorizer, BuilderGrants, SYSTEM_USER, TeamRegistryLimits, new_system_secret,
 };
+use berth_controller::nodes::{NodeMonitor, NodeSampler, NodeSettings};
 use berth_controller::workers::{Schedule, Workers};
 use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
@@ -247,6 +248,17 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         )) as Arc<dyn CertificateIssuer>
     });
     let registry_hosts: Arc<[String]> = registry_hosts(config.listen).into();
+    let nodes = NodeMonitor::new(
+        store.clone(),
+        Arc::clone(&runtime),
+        Arc::clone(&clock),
+        NodeSettings {
+            interval: config.node_sample_interval,
+            thresholds: config.node_thresholds,
+            data_dir: config.data_dir.clone(),
+            event_history: config.event_history,
+        },
+    );
     let platform = Platform {
         store: Arc::clone(&store),
         controller: controller.clone(),
@@ -266,6 +278,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             config.tcp_port_range.clone(),
         ),
         autoscaler: Default::default(),
+        nodes,
     };
     on_demand.attach(platform.clone());
     let build_env = BuildEnv {
@@ -439,6 +452,9 @@ impl Background {
             wakes,
         } = self;
         start_jobs(&workers, &config, &store, &registry, &builder, &clock);
+        let nodes = NodeSampler(Arc::clone(&platform.nodes));
+        let schedule = nodes.schedule();
+        workers.spawn_periodic(nodes, schedule);
         platform.controller.start();
         // Builds that were running when the server stopped never finish: say so. Queued
         // ones run once the worker is up.

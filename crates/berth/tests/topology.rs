@@ -75,7 +75,25 @@ async fn the_topology_shows_apps_edges_teams_and_placement_to_those_who_may_see_
         .expect("through the router");
     assert_eq!(answer.status(), 200);
 
+    // The node's datacenter and zone labels place its instances.
+    let nodes = server.get("/api/v1/nodes").await;
+    let node = nodes["nodes"][0]["name"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{nodes:#}"))
+        .to_string();
+    let (status, answer) = server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/nodes/{node}/labels"),
+            Some(json!({"labels": {"datacenter": "eu-1", "zone": "a"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+
     let all = server.get("/api/v1/topology").await;
+    assert_eq!(all["datacenters"][0]["name"], "eu-1", "{all:#}");
+    assert_eq!(all["datacenters"][0]["nodes"][0]["name"], node.as_str());
+    assert_eq!(all["datacenters"][0]["nodes"][0]["zone"], "a");
     assert_eq!(all["engine_error"], Value::Null, "{all:#}");
     let web = app(&all, "web");
     assert_eq!(web["health"], "healthy", "{web:#}");

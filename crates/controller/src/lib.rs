@@ -9,10 +9,13 @@
 //! * the **prober** ([`prober`]) probes instances over HTTP and wakes the reconciler when an
 //!   instance's health changes;
 //! * the **usage sampler** ([`usage`]) samples every running instance's CPU and memory use
-//!   each `usage_interval` and keeps the last minute, read through a [`UsageBook`].
+//!   each `usage_interval` and keeps the last minute, read through a [`UsageBook`];
+//! * the **node monitor** ([`nodes`]) samples each node's CPU, memory and disks, judges it
+//!   against the thresholds and records when a node runs low or recovers.
 
 pub mod canary;
 pub mod endpoints;
+pub mod nodes;
 pub mod prober;
 pub mod queue;
 pub mod reconcile;

@@ -41,6 +41,7 @@ pub const ACTIONS: &[&str] = &[
     "me.tokens.create",
     "me.tokens.delete",
     "me.update",
+    "nodes.labels.put",
     "pipelines.builds.create",
     "pipelines.delete",
     "pipelines.put",

@@ -363,6 +363,7 @@ impl Runtime for DockerEngine {
             node_name,
             cpus: info.ncpu.unwrap_or(0).try_into().unwrap_or(0),
             memory_bytes: info.mem_total.unwrap_or(0).try_into().unwrap_or(0),
+            data_root: info.docker_root_dir.filter(|dir| !dir.is_empty()),
         })
     }
 

@@ -357,6 +357,7 @@ impl Runtime for FakeRuntime {
             node_name: NODE.to_owned(),
             cpus: 2,
             memory_bytes: NODE_MEMORY,
+            data_root: None,
         })
     }
 

@@ -101,7 +101,8 @@ pub enum EngineError {
 
 pub type EngineResult<T> = Result<T, EngineError>;
 
-/// What the engine is: shown by `/readyz` and used in events.
+/// What the engine is: shown by `/readyz` and used in events; the node it runs on (name,
+/// capacity, where it keeps its data) for the node monitor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineInfo {
     pub name: String,
@@ -109,6 +110,9 @@ pub struct EngineInfo {
     pub node_name: String,
     pub cpus: u32,
     pub memory_bytes: u64,
+    /// Where the engine keeps images, containers and volumes (Docker's `DockerRootDir`), as
+    /// the engine names it; `None` when it does not say.
+    pub data_root: Option<String>,
 }
 
 /// Credentials for a private registry (pulls, pushes, base images of builds).

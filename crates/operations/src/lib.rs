@@ -17,6 +17,7 @@ pub mod domains;
 pub mod error;
 pub mod idle;
 pub mod images;
+pub mod nodes;
 pub mod on_demand;
 pub mod quota;
 pub mod routes;
@@ -57,6 +58,8 @@ pub struct Platform {
     pub tcp: tcp_ports::TcpSettings,
     /// The autoscaler's memory: stabilisation windows and the latest evaluations.
     pub autoscaler: Arc<autoscale::AutoscaleBook>,
+    /// The nodes, as the node monitor sees them.
+    pub nodes: std::sync::Arc<berth_controller::nodes::NodeMonitor>,
 }
 
 impl std::fmt::Debug for Platform {

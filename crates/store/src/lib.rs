@@ -1,7 +1,7 @@
 //! The Store seams: where Berth keeps desired state (apps, revisions, rollouts, events, …).
 //!
 //! Only this crate knows SQL. The store is split by area — [`AppStore`], [`AccountStore`],
-//! [`RegistryStore`], [`PipelineStore`], [`CertificateStore`] — and [`Store`] is all five (what the server passes
+//! [`RegistryStore`], [`PipelineStore`], [`CertificateStore`], [`NodeStore`] — and [`Store`] is all six (what the server passes
 //! around as `Arc<dyn Store>`). Callers bring the area traits into scope with
 //! `use berth_store::prelude::*;`. [`sqlite::SqliteStore`] is the embedded default, chosen by
 //! URL with [`open`]; a PostgreSQL store plugs in behind the same traits. Every implementation
@@ -23,6 +23,7 @@ use berth_core::accounts::{ApiToken, Membership, User};
 use berth_core::audit::{AuditEntry, AuditOutcome};
 use berth_core::certificate::StoredCertificate;
 use berth_core::deploy_template::DeploymentTemplate;
+use berth_core::node::{NodeLabels, PlatformEvent};
 use berth_core::pipeline::{Build, Pipeline};
 use berth_core::quota::{QuotaRequest, QuotaRequestStatus, Usage};
 use berth_core::routes::DomainReservation;
@@ -36,7 +37,7 @@ pub use url::{StoreUrl, open};
 /// The area traits, for `use berth_store::prelude::*;` where a store's methods are called.
 pub mod prelude {
     pub use crate::{
-        AccountStore, AppStore, CertificateStore, PipelineStore, RegistryStore, Store,
+        AccountStore, AppStore, CertificateStore, NodeStore, PipelineStore, RegistryStore, Store,
     };
 }
 
@@ -591,16 +592,49 @@ pub trait CertificateStore: Send + Sync + 'static {
     async fn delete_certificate(&self, host: &str) -> StoreResult<bool>;
 }
 
+/// The nodes area: what admins set on nodes (labels) and the platform's own events — a node's
+/// or the cluster's, never an app's (apps' events are [`AppStore::list_events`]'s).
+#[async_trait]
+pub trait NodeStore: Send + Sync + 'static {
+    /// The labels of every node that has any, by node name.
+    async fn node_labels(&self) -> StoreResult<std::collections::BTreeMap<String, NodeLabels>>;
+
+    /// Replaces the labels of `node` (none: it has no labels any more).
+    async fn set_node_labels(
+        &self,
+        node: &str,
+        labels: &NodeLabels,
+        now: Millis,
+    ) -> StoreResult<()>;
+
+    /// Appends platform events (their `id` is ignored and assigned by the store, increasing).
+    /// Keeps at most the newest `keep_per_subject` events of each subject.
+    async fn append_platform_events(
+        &self,
+        events: &[PlatformEvent],
+        keep_per_subject: u32,
+    ) -> StoreResult<()>;
+
+    /// The events of `subject` (`node/<name>`, `cluster`) in ascending id order (see
+    /// [`EventQuery`]).
+    async fn list_platform_events(
+        &self,
+        subject: &str,
+        query: EventQuery,
+    ) -> StoreResult<Vec<PlatformEvent>>;
+}
+
 /// Berth's desired state: every area. `Arc<dyn Store>` is what the server passes around;
 /// code that needs one area takes that area's trait (e.g. `Arc<dyn AppStore>`), which an
-/// `Arc<dyn Store>` coerces to. Implemented for every type that implements all five areas.
+/// `Arc<dyn Store>` coerces to. Implemented for every type that implements all six areas.
 pub trait Store:
-    AppStore + AccountStore + RegistryStore + PipelineStore + CertificateStore
+    AppStore + AccountStore + RegistryStore + PipelineStore + CertificateStore + NodeStore
 {
 }
 
-impl<T: AppStore + AccountStore + RegistryStore + PipelineStore + CertificateStore + ?Sized> Store
-    for T
+impl<
+    T: AppStore + AccountStore + RegistryStore + PipelineStore + CertificateStore + NodeStore + ?Sized,
+> Store for T
 {
 }
 

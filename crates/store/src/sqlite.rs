@@ -36,6 +36,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr, Sqlite};
 
+mod nodes;
+
 use crate::enums::DbEnum;
 use crate::{
     AccountStore, AppList, AppPage, AppStore, AuditQuery, BuildQuery, CertificateStore,
@@ -124,6 +126,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "app autoscale",
         include_str!("../migrations/sqlite/0015_app_autoscale.sql"),
+    ),
+    (
+        16,
+        "nodes",
+        include_str!("../migrations/sqlite/0016_nodes.sql"),
     ),
 ];
 

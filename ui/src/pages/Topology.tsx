@@ -8,7 +8,7 @@ import { Link, useSearchParams } from "react-router";
 import type { TopologyAppDto, TopologyDto } from "../api/client";
 import { streamTopology } from "../api/stream";
 import { Badge, Empty, formatBytes, formatCpu, Loading, PageHeader, type Tone } from "../components/ui";
-import { useI18n } from "../i18n";
+import { useI18n, type Key } from "../i18n";
 
 const BOX_W = 230;
 const BOX_H = 104;
@@ -216,9 +216,14 @@ export function TopologyPage() {
               <div key={dc.name} className="topology-dc" data-testid="topology-datacenter" data-datacenter={dc.name}>
                 <h3>{t("topology.datacenter", { name: dc.name })}</h3>
                 {dc.nodes.map((node) => (
-                  <div key={node.name} className="topology-node" data-testid="topology-node" data-node={node.name}>
+                  <div key={node.name} className={`topology-node node-${node.status}`} data-testid="topology-node" data-node={node.name}>
                     <div className="topology-node-head">
-                      <strong>{node.name}</strong> <span className="muted small">{t("topology.instancesOn", { n: node.instances.length })}</span>
+                      <strong>{node.name}</strong>{" "}
+                      <Badge tone={node.status === "ok" ? "ok" : node.status === "low" ? "bad" : "muted"}>
+                        <span data-testid="topology-node-status">{t(`topology.node.${node.status}` as Key)}</span>
+                      </Badge>{" "}
+                      {node.zone && <span className="muted small">{t("topology.zone", { zone: node.zone })} · </span>}
+                      <span className="muted small">{t("topology.instancesOn", { n: node.instances.length })}</span>
                     </div>
                     <div className="topology-chips">
                       {node.instances.map((i) => (
@@ -258,7 +263,7 @@ function AppBox({ app }: { app: TopologyAppDto }) {
         <Link to={`/apps/${app.name}`} className="mono">
           {app.name}
         </Link>
-        <Badge tone={healthTone[app.health] ?? "muted"}>{t(`health.${app.health}` as never)}</Badge>
+        <Badge tone={healthTone[app.health] ?? "muted"}>{t(`health.${app.health}` as Key)}</Badge>
       </div>
       <div className="small">
         <span data-testid="topology-count">{t("topology.count", { ready: app.ready_instances, n: app.replicas })}</span> ·{" "}

@@ -8,6 +8,7 @@ mod autoscale;
 mod certs;
 mod domains;
 mod images;
+mod nodes;
 mod pipelines;
 mod registries;
 mod teams;
@@ -87,6 +88,13 @@ enum Command {
     /// Domain reservations (admins): keep a domain for one team's apps
     #[command(subcommand)]
     Domains(domains::DomainsCommand),
+    /// Nodes: status (low ones flagged), CPU, memory and disks, labels; whether the cluster needs another node
+    Nodes {
+        #[command(subcommand)]
+        command: Option<nodes::NodesCommand>,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: crate::output::Format,
+    },
     /// External registries a team browses through Berth: list, add, remove
     #[command(subcommand)]
     Registries(registries::RegistriesCommand),
@@ -124,6 +132,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Images(command) => images::run(&global.client()?, command).await,
         Command::Registries(command) => registries::run(&global.client()?, command).await,
         Command::Domains(command) => domains::run(&global.client()?, command).await,
+        Command::Nodes { command, output } => nodes::run(&global.client()?, command, output).await,
         Command::Certs(command) => certs::run(&global.client()?, command).await,
         Command::Account(command) => accounts::run(&global, command).await,
         Command::Team(command) => teams::run(&global.client()?, command).await,

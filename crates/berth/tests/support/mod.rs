@@ -48,16 +48,31 @@ impl Server {
     }
 
     pub async fn start_with(test: &str, extra_args: &[&str]) -> Server {
-        Server::launch(test, extra_args, false).await
+        Server::launch(test, extra_args, false, &|_| {}).await
+    }
+
+    /// Starts a server whose data directory (not made yet) `prepare` sets up first — e.g.
+    /// mounts a small file system there.
+    pub async fn start_prepared(
+        test: &str,
+        extra_args: &[&str],
+        prepare: &dyn Fn(&Path),
+    ) -> Server {
+        Server::launch(test, extra_args, false, prepare).await
     }
 
     /// Starts a server as the README does: run from a working directory with no `--data-dir`,
     /// so its data lives in the relative default `./berth-data`.
     pub async fn start_with_default_data_dir(test: &str) -> Server {
-        Server::launch(test, &[], true).await
+        Server::launch(test, &[], true, &|_| {}).await
     }
 
-    async fn launch(test: &str, extra_args: &[&str], default_data_dir: bool) -> Server {
+    async fn launch(
+        test: &str,
+        extra_args: &[&str],
+        default_data_dir: bool,
+        prepare: &dyn Fn(&Path),
+    ) -> Server {
         berth_testkit::require_docker();
         berth_testkit::testapp_image();
         let dir = tempfile::tempdir().expect("temp dir");
@@ -79,6 +94,7 @@ impl Server {
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
         };
         server.url = format!("http://127.0.0.1:{}", server.port);
+        prepare(&server.data_dir);
         server.spawn().await;
         server.token = std::fs::read_to_string(server.data_dir.join("admin-token"))
             .expect("admin token")

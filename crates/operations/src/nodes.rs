@@ -1,0 +1,122 @@
+//! Nodes: what every logged-in user may see of the machines (names, labels, capacity, use,
+//! status — no app or team data), the labels admins set, and the platform events admins read.
+
+use berth_controller::nodes::{NodeView, NodesView};
+use berth_core::node::{self, CLUSTER_SUBJECT, NodeLabels, PlatformEvent, node_subject};
+use berth_store::EventQuery;
+
+use crate::{Actor, OpError, OpResult, Platform};
+
+/// One node with its labels.
+#[derive(Debug, Clone)]
+pub struct NodeOverview {
+    pub view: NodeView,
+    pub labels: NodeLabels,
+}
+
+/// Every node, and whether the cluster needs another one.
+#[derive(Debug, Clone)]
+pub struct NodesOverview {
+    pub nodes: Vec<NodeOverview>,
+    pub needs_another_node: bool,
+}
+
+impl Platform {
+    /// Every node (any logged-in user: nodes carry no team's data).
+    pub async fn list_nodes(&self, _actor: &Actor) -> OpResult<NodesOverview> {
+        let NodesView {
+            nodes,
+            needs_another_node,
+        } = self.nodes.view();
+        let mut labels = self.store.node_labels().await?;
+        Ok(NodesOverview {
+            nodes: nodes
+                .into_iter()
+                .map(|view| NodeOverview {
+                    labels: labels.remove(&view.info.name).unwrap_or_default(),
+                    view,
+                })
+                .collect(),
+            needs_another_node,
+        })
+    }
+
+    /// One node (any logged-in user); not found when the monitor does not know it.
+    pub async fn node(&self, actor: &Actor, name: &str) -> OpResult<NodeOverview> {
+        self.list_nodes(actor)
+            .await?
+            .nodes
+            .into_iter()
+            .find(|n| n.view.info.name == name)
+            .ok_or_else(|| OpError::not_found(format!("node {name}")))
+    }
+
+    /// Replaces a node's labels (platform admins): each key and value is checked first, a bad
+    /// one names its field (`labels.<key>`).
+    pub async fn set_node_labels(
+        &self,
+        actor: &Actor,
+        name: &str,
+        labels: NodeLabels,
+    ) -> OpResult<NodeOverview> {
+        actor.require_admin()?;
+        if let Err(errors) = node::validate_labels(&labels) {
+            let first = errors.first().cloned();
+            let field = first.map(|f| f.field).unwrap_or_else(|| "labels".into());
+            return Err(OpError::field(
+                field,
+                errors
+                    .0
+                    .iter()
+                    .map(|e| e.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
+        // Only nodes the monitor knows: a typo must not store labels for a node that is not.
+        self.node(actor, name).await?;
+        self.store
+            .set_node_labels(name, &labels, self.now())
+            .await?;
+        actor.audit.set_detail(
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        self.node(actor, name).await
+    }
+
+    /// A node's events (platform admins), oldest first.
+    pub async fn node_events(
+        &self,
+        actor: &Actor,
+        name: &str,
+        query: EventQuery,
+    ) -> OpResult<Vec<PlatformEvent>> {
+        actor.require_admin()?;
+        let events = self
+            .store
+            .list_platform_events(&node_subject(name), query)
+            .await?;
+        if events.is_empty() && query.after_id.is_none() {
+            // An unknown node is not found; a known one may have no events yet.
+            self.node(actor, name).await?;
+        }
+        Ok(events)
+    }
+
+    /// The cluster's events (platform admins): when every node ran low, and when not any more.
+    pub async fn cluster_events(
+        &self,
+        actor: &Actor,
+        query: EventQuery,
+    ) -> OpResult<Vec<PlatformEvent>> {
+        actor.require_admin()?;
+        Ok(self
+            .store
+            .list_platform_events(CLUSTER_SUBJECT, query)
+            .await?)
+    }
+}

@@ -1,0 +1,56 @@
+// The Nodes page in a real browser against the real binary: a server whose memory threshold no
+// machine meets (99 % free) shows its node red with the reason, the banner that the cluster
+// needs another node, and lets an admin set labels (a bad one is refused with the server's
+// message). Screenshots go to ui/test-output/.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { login as signIn, newPage as openPage, shot, startBerth, stopBerth } from "./harness.mjs";
+
+let state;
+
+before(async () => {
+  state = await startBerth("ui-nodes", ["--node-sample-interval", "500ms", "--node-memory-free-min", "99%"]);
+});
+
+after(async () => {
+  await stopBerth(state);
+});
+
+test("the Nodes page shows a low node in red and edits its labels", { timeout: 180_000 }, async (t) => {
+  const page = await openPage(state);
+  await signIn(state, page, "admin", state.token);
+
+  await t.test("the node is red with its reason, and the banner says the cluster needs a node", async () => {
+    await page.getByRole("link", { name: "Nodes", exact: true }).click();
+    await page.waitForURL("**/nodes");
+    const card = page.locator("section.node-card");
+    await card.first().waitFor();
+    await page.waitForFunction(() => document.querySelector("section.node-card")?.getAttribute("data-status") === "low", null, {
+      timeout: 30_000,
+    });
+    const reasons = await card.first().getByTestId("node-reasons").textContent();
+    assert.match(reasons, /memory \d+ % free \(threshold 99 %\)/);
+    assert.equal(await card.first().getByTestId("node-memory").getAttribute("data-low"), "true");
+    assert.equal(await card.first().locator('[data-testid="node-memory"] .bar').getAttribute("class"), "bar bar-bad");
+    await page.getByTestId("cluster-banner").waitFor({ timeout: 15_000 });
+    assert.match(await page.getByTestId("cluster-banner").textContent(), /the cluster needs another node/);
+    // The crossing event is listed for admins.
+    await card.first().locator('[data-testid="node-events"] li[data-kind="node_low"]').waitFor();
+    await shot(page, "nodes-01-low");
+  });
+
+  await t.test("an admin sets labels; a bad one is refused with the server's message", async () => {
+    const card = page.locator("section.node-card").first();
+    const input = card.getByTestId("node-labels-input");
+    await input.fill("datacenter=dc1 zone=a");
+    await card.getByRole("button", { name: "Save labels" }).click();
+    await card.getByText("datacenter=dc1").waitFor();
+    await card.getByText("datacenter dc1").waitFor();
+    await card.getByText("zone a").waitFor();
+    await input.fill("Zone=a");
+    await card.getByRole("button", { name: "Save labels" }).click();
+    const error = await card.getByTestId("node-labels-error").textContent();
+    assert.match(error, /labels\.Zone/);
+    await shot(page, "nodes-02-labels");
+  });
+});

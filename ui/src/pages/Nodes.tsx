@@ -1,0 +1,245 @@
+// The nodes: each machine with its status (red when a resource runs low, grey when it stopped
+// reporting) and why, CPU, memory and disk bars, capacity and labels (admins edit them), its
+// latest events for admins; refreshed every few seconds. `ClusterBanner` is the shell's
+// banner saying the cluster needs another node when every node is low.
+import { useState } from "react";
+import { api, call, type Schemas } from "../api/client";
+import { Badge, Empty, formatBytes, Loaded, PageHeader, Time, useAction, useAsync, type Tone } from "../components/ui";
+import { useI18n } from "../i18n";
+import { useSession } from "../session";
+
+type NodeDto = Schemas["NodeDto"];
+type SpaceDto = Schemas["SpaceDto"];
+
+const POLL_MS = 3000;
+
+const STATUS_TONE: Record<string, Tone> = { ok: "ok", low: "bad", unknown: "muted" };
+
+/** The banner when every node is low (polled wherever the console is). */
+export function ClusterBanner() {
+  const { t } = useI18n();
+  const nodes = useAsync(() => call(api.GET("/api/v1/nodes")), [], 10000);
+  if (!nodes.data?.needs_another_node) return null;
+  return (
+    <div className="alert alert-error cluster-banner" role="status" data-testid="cluster-banner">
+      {t("nodes.needsAnother")}
+    </div>
+  );
+}
+
+export function NodesPage() {
+  const { t } = useI18n();
+  const nodes = useAsync(() => call(api.GET("/api/v1/nodes")), [], POLL_MS);
+  return (
+    <>
+      <PageHeader title={t("nodes.title")} sub={t("nodes.sub")} />
+      <Loaded state={nodes}>
+        {(list) => {
+          if (list.nodes.length === 0) return <Empty>{t("nodes.empty")}</Empty>;
+          const th = list.thresholds;
+          return (
+            <>
+              <p className="muted" data-testid="node-thresholds">
+                {t("nodes.thresholds", {
+                  cpu: th.cpu_busy_percent,
+                  secs: th.cpu_busy_for_secs,
+                  memory: th.memory_free_min_percent,
+                  disk: th.disk_free_min_percent,
+                })}
+              </p>
+              <div className="stack">
+                {list.nodes.map((n) => (
+                  <NodeCard key={n.name} node={n} onSaved={() => void nodes.reload()} />
+                ))}
+              </div>
+            </>
+          );
+        }}
+      </Loaded>
+    </>
+  );
+}
+
+function NodeCard({ node, onSaved }: { node: NodeDto; onSaved(): void }) {
+  const { t } = useI18n();
+  const { isAdmin } = useSession();
+  const usage = node.usage;
+  const cpu = usage?.cpu_percent;
+  return (
+    <section className={"card node-card node-" + node.status} data-node={node.name} data-status={node.status}>
+      <div className="card-head">
+        <h2>{node.name}</h2>
+        <Badge tone={STATUS_TONE[node.status] ?? "muted"}>{t(`nodes.status.${node.status}` as "nodes.status.ok")}</Badge>
+        {node.datacenter && <Badge tone="info">{t("nodes.datacenter", { dc: node.datacenter })}</Badge>}
+        {node.zone && <Badge tone="info">{t("nodes.zone", { zone: node.zone })}</Badge>}
+        <span className="muted">{node.engine}</span>
+      </div>
+      {node.reasons.length > 0 && (
+        <ul className={node.status === "low" ? "node-reasons bad" : "node-reasons"} data-testid="node-reasons">
+          {node.reasons.map((r) => (
+            <li key={r}>{r}</li>
+          ))}
+        </ul>
+      )}
+      <div className="grid-3">
+        <Meter
+          label={t("nodes.cpu")}
+          value={cpu ?? null}
+          text={cpu === null || cpu === undefined ? "–" : `${cpu.toFixed(0)} %`}
+          low={usage?.cpu_low ?? false}
+          testid="node-cpu"
+        />
+        <SpaceMeter label={t("nodes.memory")} space={usage?.memory ?? null} testid="node-memory" />
+        {(usage?.disks ?? []).map((d) => (
+          <SpaceMeter
+            key={d.role + d.path}
+            label={t(`nodes.disk.${d.role}` as "nodes.disk.berth_data_dir", { path: d.path })}
+            space={d.space ?? null}
+            unknown={t("nodes.diskUnknown")}
+            testid={"node-disk-" + d.role}
+          />
+        ))}
+      </div>
+      <dl className="facts">
+        <dt>{t("nodes.capacity")}</dt>
+        <dd>{t("nodes.capacityText", { cpus: node.capacity.cpus, memory: formatBytes(node.capacity.memory_bytes) })}</dd>
+        <dt>{t("nodes.sampled")}</dt>
+        <dd>
+          <Time value={usage?.sampled_at} />
+        </dd>
+        <dt>{t("nodes.labels")}</dt>
+        <dd data-testid="node-labels">
+          {Object.keys(node.labels).length === 0 ? (
+            <span className="muted">{t("nodes.noLabels")}</span>
+          ) : (
+            Object.entries(node.labels).map(([k, v]) => (
+              <Badge key={k} tone="muted">
+                {k}={v}
+              </Badge>
+            ))
+          )}
+        </dd>
+      </dl>
+      {isAdmin && <LabelEditor node={node} onSaved={onSaved} />}
+      {isAdmin && <NodeEvents name={node.name} />}
+    </section>
+  );
+}
+
+function Meter({ label, value, text, low, testid }: { label: string; value: number | null; text: string; low: boolean; testid: string }) {
+  const pct = value === null ? 0 : Math.max(0, Math.min(100, value));
+  return (
+    <div className="usage" data-testid={testid} data-low={low ? "true" : "false"}>
+      <div className="usage-label">
+        <span>{label}</span>
+        <span className={low ? "bad-text" : undefined}>{text}</span>
+      </div>
+      <div
+        className={"bar " + (value === null ? "bar-muted" : low ? "bar-bad" : "bar-ok")}
+        role="meter"
+        aria-label={label}
+        aria-valuemin={0}
+        aria-valuemax={100}
+        aria-valuenow={pct}
+      >
+        <div style={{ width: pct + "%" }} />
+      </div>
+    </div>
+  );
+}
+
+function SpaceMeter({ label, space, unknown, testid }: { label: string; space: SpaceDto | null; unknown?: string; testid: string }) {
+  const { t } = useI18n();
+  if (!space) return <Meter label={label} value={null} text={unknown ?? "–"} low={false} testid={testid} />;
+  const used = 100 - space.free_percent;
+  return (
+    <Meter
+      label={label}
+      value={used}
+      text={t("nodes.used", {
+        used: formatBytes(space.total_bytes - space.free_bytes),
+        total: formatBytes(space.total_bytes),
+        free: space.free_percent,
+      })}
+      low={space.low}
+      testid={testid}
+    />
+  );
+}
+
+/** `key=value` pairs separated by spaces, as `berth nodes label` takes them. */
+function LabelEditor({ node, onSaved }: { node: NodeDto; onSaved(): void }) {
+  const { t } = useI18n();
+  const initial = Object.entries(node.labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(" ");
+  const [text, setText] = useState<string | null>(null);
+  const action = useAction();
+  const value = text ?? initial;
+  const save = async () => {
+    const labels: Record<string, string> = {};
+    for (const pair of value.split(/\s+/).filter(Boolean)) {
+      const at = pair.indexOf("=");
+      if (at < 0) labels[pair] = "";
+      else labels[pair.slice(0, at)] = pair.slice(at + 1);
+    }
+    const saved = await action.run(() =>
+      call(api.PUT("/api/v1/nodes/{name}/labels", { params: { path: { name: node.name } }, body: { labels } })),
+    );
+    if (saved) {
+      setText(null);
+      onSaved();
+    }
+  };
+  return (
+    <form
+      className="toolbar"
+      onSubmit={(e) => {
+        e.preventDefault();
+        void save();
+      }}
+    >
+      <input
+        aria-label={t("nodes.editLabels")}
+        placeholder="datacenter=dc1 zone=a"
+        value={value}
+        onChange={(e) => setText(e.target.value)}
+        data-testid="node-labels-input"
+      />
+      <button type="submit" className="btn" disabled={action.busy}>
+        {t("nodes.saveLabels")}
+      </button>
+      {action.error && (
+        <span className="bad-text" role="alert" data-testid="node-labels-error">
+          {action.error.message}
+        </span>
+      )}
+    </form>
+  );
+}
+
+function NodeEvents({ name }: { name: string }) {
+  const { t } = useI18n();
+  const events = useAsync(
+    () => call(api.GET("/api/v1/nodes/{name}/events", { params: { path: { name }, query: { limit: 5 } } })),
+    [name],
+    POLL_MS,
+  );
+  const list = events.data ?? [];
+  return (
+    <div className="node-events">
+      <h3>{t("nodes.events")}</h3>
+      {list.length === 0 ? (
+        <p className="muted">{t("nodes.noEvents")}</p>
+      ) : (
+        <ul data-testid="node-events">
+          {[...list].reverse().map((e) => (
+            <li key={e.id} data-kind={e.kind} className={e.warning ? "bad-text" : undefined}>
+              <Time value={e.at} /> {e.message}
+            </li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
