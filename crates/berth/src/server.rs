@@ -314,6 +314,9 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         git_dir: config.data_dir.join("git"),
         builds,
         workers: workers.clone(),
+        // Node gauges go here at merge: `.with_source(Arc::new(node_metrics))` (see
+        // berth_api::metrics::MetricsSource).
+        metrics: berth_api::metrics::ApiMetrics::default(),
     };
     let listener = crate::handover::bind(&mut inherited, &mut handoff, "api", config.listen)
         .await
