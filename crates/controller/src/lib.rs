@@ -374,8 +374,10 @@ impl Controller {
 
     /// Stops and removes every container of `app` (used when the app is deleted).
     pub async fn remove_instances(&self, app: &str) -> Result<usize, berth_engine::EngineError> {
+        let removed = reconcile::remove_all(&self.shared, app).await;
+        // After the containers (and with them their probe loops) are gone.
         self.shared.metrics.forget_app(app);
-        reconcile::remove_all(&self.shared, app).await
+        removed
     }
 
     /// The controller's metric handles (reconciles, probe failures).

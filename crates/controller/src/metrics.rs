@@ -81,6 +81,16 @@ impl ControllerMetrics {
         }
     }
 
+    /// Failed probes of `app` counted so far (`probe`: `readiness` or `liveness`).
+    pub fn probe_failures(&self, app: &str, probe: &'static str) -> u64 {
+        self.probe_failures
+            .get(&ProbeLabels {
+                app: app.to_string(),
+                probe,
+            })
+            .map_or(0, |counter| counter.get())
+    }
+
     /// Registers the handles (names as in `docs/METRICS.md`).
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
