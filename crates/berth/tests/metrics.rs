@@ -98,6 +98,26 @@ async fn metrics_are_scraped_with_a_metrics_token_and_parse_as_prometheus_text()
     assert!(scopes.contains(&("prom", "metrics")), "{tokens}");
     assert!(scopes.contains(&("first-start secret", "full")), "{tokens}");
 
+    // The CLI makes one the same way and lists the scope.
+    let made = server.cli(&["tokens", "create", "prom-cli", "--scope", "metrics"]);
+    assert!(made.status.success(), "{made:?}");
+    let cli_token = String::from_utf8(made.stdout).unwrap().trim().to_string();
+    assert_eq!(scrape(&server, &cli_token).await.0, 200);
+    let listed = server.cli(&["tokens", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.contains("prom-cli") && line.trim_end().ends_with("metrics")),
+        "{listed}"
+    );
+    let refused = server.cli(&["tokens", "create", "x", "--scope", "root"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("scope"),
+        "{refused:?}"
+    );
+
     let member = server.register("mia", Some("mias")).await;
     let (status, answer) = server
         .call_as(
@@ -140,6 +160,29 @@ async fn metrics_are_scraped_with_a_metrics_token_and_parse_as_prometheus_text()
         assert_eq!(response.status(), 200);
         response.bytes().await.unwrap();
     }
+    // A build that fails at once (its repository does not exist) is timed too.
+    let missing = tempfile::tempdir().unwrap();
+    let (status, answer) = server
+        .call(
+            Method::PUT,
+            "/api/v1/pipelines/default/gone",
+            Some(json!({
+                "repository_url": missing.path().join("nothing-here").display().to_string(),
+                "target_repository": "default/gone",
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, queued) = server
+        .call(Method::POST, "/api/v1/pipelines/default/gone/builds", None)
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let build = format!("/api/v1/builds/{}", queued["id"]);
+    wait_until("the build to fail", Duration::from_secs(60), || async {
+        server.get(&build).await["status"] == "failed"
+    })
+    .await;
+
     // The usage sampler needs two rounds (5 s apart) for a CPU figure.
     wait_until(
         "the instance has a CPU sample",
@@ -204,7 +247,9 @@ async fn metrics_are_scraped_with_a_metrics_token_and_parse_as_prometheus_text()
         samples.contains_key("berth_registry_storage_bytes"),
         "{text}"
     );
-    assert!(samples.contains_key("berth_builds_queued"), "{text}");
+    assert_eq!(value("berth_builds_queued"), 0.0);
+    assert_eq!(value("berth_builds_running"), 0.0);
+    assert!(value(r#"berth_build_duration_seconds_count{status="failed"}"#) >= 1.0);
 
     // Every family is documented.
     let doc = std::fs::read_to_string(

@@ -41,31 +41,54 @@ impl Default for BuildMetrics {
     }
 }
 
-/// A build the worker holds, from [`BuildMetrics::held`] until dropped.
+/// Where a held build is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Queued,
+    Running,
+    Ended,
+}
+
+/// A build the worker holds, from [`BuildMetrics::held`] until it ends or is dropped.
 #[derive(Debug)]
 pub(crate) struct Held {
     metrics: BuildMetrics,
-    running: bool,
+    stage: Stage,
 }
 
 impl Held {
     /// The build got its slot and runs.
     pub(crate) fn started(&mut self) {
-        if !self.running {
-            self.running = true;
+        if self.stage == Stage::Queued {
+            self.stage = Stage::Running;
             self.metrics.queued.dec();
             self.metrics.running.inc();
         }
+    }
+
+    /// The build ran `seconds` and ended with `status`: counted before its end is stored,
+    /// so whoever reads the end reads the count.
+    pub(crate) fn ended(&mut self, status: &'static str, seconds: f64) {
+        self.leave();
+        self.metrics
+            .duration
+            .get_or_create(&StatusLabels { status })
+            .observe(seconds);
+    }
+
+    fn leave(&mut self) {
+        match self.stage {
+            Stage::Queued => self.metrics.queued.dec(),
+            Stage::Running => self.metrics.running.dec(),
+            Stage::Ended => return,
+        };
+        self.stage = Stage::Ended;
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if self.running {
-            self.metrics.running.dec();
-        } else {
-            self.metrics.queued.dec();
-        }
+        self.leave();
     }
 }
 
@@ -75,15 +98,8 @@ impl BuildMetrics {
         self.queued.inc();
         Held {
             metrics: self.clone(),
-            running: false,
+            stage: Stage::Queued,
         }
-    }
-
-    /// A build that ran `seconds` ended with `status`.
-    pub(crate) fn ended(&self, status: &'static str, seconds: f64) {
-        self.duration
-            .get_or_create(&StatusLabels { status })
-            .observe(seconds);
     }
 
     /// Registers the handles (names as in `docs/METRICS.md`).
@@ -119,10 +135,11 @@ mod tests {
         first.started();
         first.started();
         assert_eq!((metrics.queued.get(), metrics.running.get()), (1, 1));
+        first.ended("succeeded", 12.0);
+        assert_eq!((metrics.queued.get(), metrics.running.get()), (1, 0));
         drop(first);
         drop(second);
         assert_eq!((metrics.queued.get(), metrics.running.get()), (0, 0));
-        metrics.ended("succeeded", 12.0);
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let mut text = String::new();

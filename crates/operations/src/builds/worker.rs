@@ -285,11 +285,10 @@ impl BuildWorker {
                 let mut ended = BuildState::queued(build.created_at);
                 let _ = ended.end(Ending::Failed, reason, env.platform.now());
                 apply_state(&mut build, &ended);
+                held.ended(build.status.as_str(), started.elapsed().as_secs_f64());
                 if let Err(e) = store.update_build(&build).await {
                     tracing::warn!(error = %e, "cannot record a failed build");
                 }
-                self.metrics
-                    .ended(build.status.as_str(), started.elapsed().as_secs_f64());
                 return Some(outcome(&build));
             }
         };
@@ -333,11 +332,10 @@ impl BuildWorker {
         }
         build.image_digest = report.image.and_then(|i| i.digest);
         build.rollout_outcome = report.deployment;
+        held.ended(build.status.as_str(), started.elapsed().as_secs_f64());
         if let Err(e) = store.update_build(&build).await {
             tracing::warn!(error = %e, build = build.id, "cannot record the build's end");
         }
-        self.metrics
-            .ended(build.status.as_str(), started.elapsed().as_secs_f64());
         self.prune(pipeline).await;
         Some(outcome(&build))
     }
