@@ -1,6 +1,6 @@
 //! Wire types of accounts: users, tokens, sessions, settings (see docs/ACCOUNTS-API.md).
 
-use berth_core::accounts::{ApiToken, Membership, User};
+use berth_core::accounts::{ApiToken, Membership, TokenScope, User};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -108,6 +108,31 @@ pub struct NewTokenRequest {
     /// Days until it expires; default: never.
     #[serde(default)]
     pub expires_in_days: Option<u32>,
+    /// What the token may do: `full` (the default: everything the caller may) or `metrics`
+    /// (only `GET /metrics`; admins only). Read as a string so that an unknown scope is a 400
+    /// naming `scope`.
+    #[serde(default)]
+    #[schema(value_type = Option<TokenScopeDto>)]
+    pub scope: Option<String>,
+}
+
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScopeDto {
+    /// Everything its user may do.
+    Full,
+    /// Only `GET /metrics`.
+    Metrics,
+}
+
+impl From<TokenScope> for TokenScopeDto {
+    fn from(scope: TokenScope) -> Self {
+        match scope {
+            TokenScope::Full => TokenScopeDto::Full,
+            TokenScope::Metrics => TokenScopeDto::Metrics,
+        }
+    }
 }
 
 /// An API token as listed (the secret is never shown again).
@@ -121,6 +146,7 @@ pub struct TokenDto {
     pub expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub revoked: bool,
+    pub scope: TokenScopeDto,
 }
 
 impl From<&ApiToken> for TokenDto {
@@ -133,6 +159,7 @@ impl From<&ApiToken> for TokenDto {
             expires_at: token.expires_at,
             last_used_at: token.last_used_at,
             revoked: token.revoked,
+            scope: token.scope.into(),
         }
     }
 }

@@ -8,8 +8,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_core::Millis;
 use berth_core::accounts::{
-    ApiToken, Membership, TeamRole, User, normalize_email, validate_new_token, validate_password,
-    validate_registration, validate_user,
+    ApiToken, Membership, TeamRole, TokenScope, User, may_create_scope, normalize_email,
+    validate_new_token, validate_password, validate_registration, validate_user,
 };
 use berth_core::session::Session;
 use berth_core::team::Team;
@@ -66,6 +66,7 @@ pub async fn bootstrap_first_admin(
         last_used_at: None,
         created_at: now,
         revoked: false,
+        scope: TokenScope::Full,
     };
     store
         .create_api_token(&token, &berth_auth::token_hash(secret))
@@ -287,6 +288,7 @@ async fn issue_token(
     user: &User,
     name: &str,
     days: Option<u32>,
+    scope: TokenScope,
 ) -> ApiResult<NewTokenDto> {
     let now = (state.clock)();
     let expires_at = expiry(now, days)?;
@@ -301,6 +303,7 @@ async fn issue_token(
         last_used_at: None,
         created_at: now,
         revoked: false,
+        scope,
     };
     let token = state.store.create_api_token(&token, &new.hash).await?;
     Ok(NewTokenDto {
@@ -326,6 +329,7 @@ pub async fn token_login(
         &principal.user,
         &request.name,
         request.expires_in_days,
+        TokenScope::Full,
     )
     .await?;
     Ok((StatusCode::CREATED, Json(token)).into_response())
@@ -588,24 +592,50 @@ pub async fn list_tokens(
     Ok(Json(tokens.iter().map(TokenDto::from).collect()))
 }
 
-/// Make an API token; its secret is shown this once.
+/// The scope a token request asks for: `full` unless it names another; 400 naming `scope`
+/// for an unknown one, 403 for a metrics token asked by a non-admin.
+fn requested_scope(user: &User, scope: Option<&str>) -> ApiResult<TokenScope> {
+    let scope = match scope {
+        None => TokenScope::Full,
+        Some(name) => TokenScope::parse(name).ok_or_else(|| {
+            let names: Vec<&str> = TokenScope::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::field("scope", format!("must be one of: {}", names.join(", ")))
+        })?,
+    };
+    if !may_create_scope(user, scope) {
+        return Err(ApiError::forbidden(format!(
+            "only admins may make a token of scope '{}'",
+            scope.as_str()
+        )));
+    }
+    Ok(scope)
+}
+
+/// Make an API token; its secret is shown this once. `scope: metrics` makes a token that
+/// may only read `GET /metrics` (admins only).
 #[utoipa::path(post, path = "/api/v1/me/tokens", tag = "accounts", request_body = NewTokenRequest,
-    responses((status = 201, body = NewTokenDto), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = NewTokenDto), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
 pub async fn create_token(
     State(state): State<ApiState>,
     principal: Principal,
     ApiJson(request): ApiJson<NewTokenRequest>,
 ) -> ApiResult<Response> {
+    let scope = requested_scope(&principal.user, request.scope.as_deref())?;
     let token = issue_token(
         &state,
         &principal.user,
         &request.name,
         request.expires_in_days,
+        scope,
     )
     .await?;
     principal
         .audit
         .set_object(format!("tokens/{}", token.info.id));
+    principal
+        .audit
+        .set_detail(format!("scope {}", scope.as_str()));
     Ok((StatusCode::CREATED, Json(token)).into_response())
 }
 

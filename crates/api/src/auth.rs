@@ -18,7 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use berth_auth::{HashParams, LimiterConfig, LoginLimiter};
 use berth_core::Millis;
-use berth_core::accounts::User;
+use berth_core::accounts::{TokenScope, User};
 use berth_operations::Actor;
 use berth_store::{Store, StoreResult};
 
@@ -201,13 +201,29 @@ impl Authenticator {
         Ok(Principal { actor, method })
     }
 
-    /// The principal of a live API token held by an enabled user.
+    /// The principal of a live full-scope API token held by an enabled user. A token of
+    /// another scope (metrics) is no credential here: every door but `/metrics` and the REST
+    /// API's middleware (which answers it 403) asks this.
     pub async fn by_token(
         &self,
         token: &str,
         now: Millis,
         audit: AuditSlot,
     ) -> StoreResult<Option<Principal>> {
+        Ok(self
+            .by_token_scoped(token, now, audit)
+            .await?
+            .and_then(|(principal, scope)| (scope == TokenScope::Full).then_some(principal)))
+    }
+
+    /// The principal of a live API token of any scope held by an enabled user, with the
+    /// token's scope: the caller decides what that scope admits.
+    pub async fn by_token_scoped(
+        &self,
+        token: &str,
+        now: Millis,
+        audit: AuditSlot,
+    ) -> StoreResult<Option<(Principal, TokenScope)>> {
         if token.is_empty() || token.len() > MAX_SECRET_LEN {
             return Ok(None);
         }
@@ -230,9 +246,10 @@ impl Authenticator {
         {
             self.store.touch_api_token(record.id, now).await?;
         }
-        self.principal(user, AuthMethod::Token { id: record.id }, audit)
-            .await
-            .map(Some)
+        let principal = self
+            .principal(user, AuthMethod::Token { id: record.id }, audit)
+            .await?;
+        Ok(Some((principal, record.scope)))
     }
 
     /// The principal of a live session held by an enabled user.
@@ -406,12 +423,29 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, value)| value.trim())
 }
 
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+/// The bearer token of `headers`, if any.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
+}
+
+/// 401 for a bearer token that admits nobody.
+pub(crate) fn invalid_bearer() -> ApiError {
+    ApiError::unauthorized(
+        "the bearer token is not valid (revoked, expired, or its user is disabled)",
+    )
+}
+
+/// 403 for a metrics-scope token anywhere but `/metrics`.
+pub(crate) fn metrics_only() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "token_scope",
+        "this token's scope is 'metrics': it may only read GET /metrics",
+    )
 }
 
 fn is_safe(method: &Method) -> bool {
@@ -429,13 +463,15 @@ pub async fn authenticate(
     let audit = crate::audit::RequestAudit::of(&request);
     let headers = request.headers();
     let resolved = if let Some(token) = bearer_token(headers) {
-        state.auth.by_token(token, now, audit).await.map(|p| {
-            p.ok_or_else(|| {
-                ApiError::unauthorized(
-                    "the bearer token is not valid (revoked, expired, or its user is disabled)",
-                )
+        state
+            .auth
+            .by_token_scoped(token, now, audit)
+            .await
+            .map(|found| match found {
+                Some((principal, TokenScope::Full)) => Ok(principal),
+                Some((_, TokenScope::Metrics)) => Err(metrics_only()),
+                None => Err(invalid_bearer()),
             })
-        })
     } else if let Some(secret) = session_cookie(headers) {
         state
             .auth

@@ -20,6 +20,7 @@ pub mod extract;
 pub mod git_http;
 pub mod image_dto;
 pub mod images;
+pub mod metrics;
 pub mod nodes;
 mod openapi;
 pub mod pipeline_dto;
@@ -95,6 +96,8 @@ pub struct ApiState {
     pub first_start_secret: Option<std::path::PathBuf>,
     /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxies`).
     pub trusted_proxies: Arc<proxies::TrustedProxies>,
+    /// The API's and the registry's request metrics and the extra sources of `/metrics`.
+    pub metrics: metrics::ApiMetrics,
 }
 
 #[derive(OpenApi)]
@@ -128,7 +131,7 @@ pub struct ApiState {
         system::list_workers, system::get_access_log, system::put_access_log,
         system::get_on_demand_domains, system::put_on_demand_domains,
         system::delete_on_demand_domains, nodes::list, nodes::get, nodes::put_labels,
-        nodes::events, nodes::cluster_events, healthz, readyz,
+        nodes::events, nodes::cluster_events, healthz, readyz, metrics::metrics,
     ),
     modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = [])),
@@ -372,13 +375,24 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/auth/token", post(accounts::token_login))
         .route("/pipelines/{team}/{name}/webhook", webhooks::route())
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::record))
-        .fallback(unknown_route);
-    let registry = berth_registry::router(Arc::clone(&state.registry)).layer(
-        middleware::from_fn_with_state(state.clone(), audit::record_registry),
-    );
+        .fallback(unknown_route)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::observe_api,
+        ));
+    let registry = berth_registry::router(Arc::clone(&state.registry))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit::record_registry,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::observe_registry,
+        ));
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/openapi.json", get(openapi_json))
         .nest("/api/v1", api)
         .merge(git_http::router())

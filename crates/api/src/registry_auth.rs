@@ -372,6 +372,7 @@ mod tests {
                     last_used_at: None,
                     created_at: NOW,
                     revoked: false,
+                    scope: berth_core::accounts::TokenScope::Full,
                 };
                 store.create_api_token(&record, &new.hash).await.unwrap();
                 new.plaintext

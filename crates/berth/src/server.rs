@@ -307,6 +307,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         },
     );
 
+    let node_gauges = berth_api::metrics::NodeGauges(Arc::clone(&platform.nodes));
     let state = ApiState {
         platform,
         store,
@@ -328,6 +329,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         git_dir: config.data_dir.join("git"),
         builds,
         workers: workers.clone(),
+        metrics: berth_api::metrics::ApiMetrics::default().with_source(Arc::new(node_gauges)),
     };
     let listener = crate::handover::bind(&mut inherited, &mut handoff, "api", config.listen)
         .await

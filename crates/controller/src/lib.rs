@@ -15,6 +15,7 @@
 
 pub mod canary;
 pub mod endpoints;
+pub mod metrics;
 pub mod nodes;
 pub mod prober;
 pub mod queue;
@@ -98,6 +99,8 @@ pub struct Shared {
     pub prober: Prober,
     /// The latest CPU and memory use of every running instance.
     pub usage: UsageBook,
+    /// Reconcile durations and errors, probe failures (read by `/metrics`).
+    pub metrics: metrics::ControllerMetrics,
     pub clock: Clock,
     /// How the prober reaches instances (plain HTTP from the host, or a fake's answers).
     pub(crate) probe: Arc<dyn HttpProbe>,
@@ -249,6 +252,7 @@ impl Controller {
                 queue: WorkQueue::new(),
                 prober: Prober::default(),
                 usage: UsageBook::default(),
+                metrics: metrics::ControllerMetrics::default(),
                 clock,
                 probe,
                 endpoints: Endpoints::default(),
@@ -373,7 +377,20 @@ impl Controller {
 
     /// Stops and removes every container of `app` (used when the app is deleted).
     pub async fn remove_instances(&self, app: &str) -> Result<usize, berth_engine::EngineError> {
-        reconcile::remove_all(&self.shared, app).await
+        let removed = reconcile::remove_all(&self.shared, app).await;
+        // After the containers (and with them their probe loops) are gone.
+        self.shared.metrics.forget_app(app);
+        removed
+    }
+
+    /// The controller's metric handles (reconciles, probe failures).
+    pub fn metrics(&self) -> &metrics::ControllerMetrics {
+        &self.shared.metrics
+    }
+
+    /// Apps waiting in the work queue to be reconciled.
+    pub fn queue_depth(&self) -> usize {
+        self.shared.queue.len()
     }
 
     /// The last engine error, while the engine is failing.
@@ -415,6 +432,7 @@ async fn worker(shared: Arc<Shared>) {
         let requeue = match task.await {
             Ok(requeue) => requeue,
             Err(error) => {
+                shared.metrics.reconciled("panic", 0.0);
                 tracing::error!(app = %app, %error, "reconcile panicked; retrying in 5 s");
                 Some(Duration::from_secs(5))
             }

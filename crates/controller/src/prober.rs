@@ -157,6 +157,13 @@ async fn probe_loop(shared: Arc<Shared>, target: ProbeTarget, kind: ProbeKind) {
                 Duration::from_millis(probe.timeout_ms),
             )
             .await;
+        if outcome.is_err() {
+            let probe = match kind {
+                ProbeKind::Readiness => "readiness",
+                ProbeKind::Liveness => "liveness",
+            };
+            shared.metrics.probe_failed(&target.app, probe);
+        }
         let now = (shared.clock)();
         let change = {
             let mut health = lock(&shared.prober.health);

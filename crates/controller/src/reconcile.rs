@@ -76,7 +76,17 @@ pub(crate) async fn reconcile(shared: &Arc<Shared>, app: &str) -> Option<Duratio
     // `instrument`, not `span.enter()`: a guard held across `.await` corrupts the span stack of
     // whichever task runs next on this thread.
     let span = tracing::info_span!("reconcile", app);
-    match reconcile_inner(shared, app).instrument(span).await {
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(shared, app).instrument(span).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(ReconcileError::Engine(_)) => "engine",
+        Err(ReconcileError::Store(_)) => "store",
+    };
+    shared
+        .metrics
+        .reconciled(outcome, started.elapsed().as_secs_f64());
+    match result {
         Ok(requeue) => {
             lock(&shared.failures).remove(app);
             if lock(&shared.engine_error).take().is_some() {

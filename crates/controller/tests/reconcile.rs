@@ -617,6 +617,10 @@ async fn endpoints_follow_readiness_and_every_stop_leaves_them_first() {
     })
     .await;
     assert_eq!(endpoint_addresses(&endpoints, "web").len(), 1);
+    // Each failed probe is counted for `/metrics`.
+    let metrics = w.controller.metrics();
+    assert!(metrics.probe_failures("web", "readiness") >= 1);
+    assert_eq!(metrics.probe_failures("other", "readiness"), 0);
     assert!(w.fake.set_http(&first.id, HttpAnswer::Status(200)));
     w.until("the instance to come back", async || {
         (endpoint_addresses(&endpoints, "web").len() == 2).then_some(())
@@ -655,6 +659,22 @@ async fn endpoints_follow_readiness_and_every_stop_leaves_them_first() {
         (!endpoints.current().contains_key("web")).then_some(())
     })
     .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_apps_probe_failures_are_forgotten() {
+    let w = World::new().await;
+    w.create("web", 1, template(V1)).await;
+    w.settled("web", RolloutPhase::Complete).await;
+    let instance = w.running("web")[0].clone();
+    assert!(w.fake.set_http(&instance.id, HttpAnswer::Status(503)));
+    let metrics = w.controller.metrics().clone();
+    w.until("a failed probe to be counted", async || {
+        (metrics.probe_failures("web", "readiness") > 0).then_some(())
+    })
+    .await;
+    w.controller.remove_instances("web").await.expect("remove");
+    assert_eq!(metrics.probe_failures("web", "readiness"), 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -160,6 +160,41 @@ pub struct ApiToken {
     pub last_used_at: Option<Millis>,
     pub created_at: Millis,
     pub revoked: bool,
+    /// What the token may do: everything its user may, or only read `/metrics`.
+    pub scope: TokenScope,
+}
+
+/// What an API token may be used for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    /// Everything its user may do (every token made before scopes existed).
+    #[default]
+    Full,
+    /// Only `GET /metrics`: what a Prometheus server holds, so a leaked scrape credential
+    /// reads numbers and changes nothing. Only admins make them (the metrics show every
+    /// team's apps).
+    Metrics,
+}
+
+impl TokenScope {
+    /// Every scope, in the order listings and error messages give them.
+    pub const ALL: [TokenScope; 2] = [TokenScope::Full, TokenScope::Metrics];
+
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Full => "full",
+            TokenScope::Metrics => "metrics",
+        }
+    }
+
+    /// The scope called `name`, or `None`.
+    pub fn parse(name: &str) -> Option<TokenScope> {
+        TokenScope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == name)
+    }
 }
 
 impl ApiToken {
@@ -334,6 +369,8 @@ pub fn validate_password(user: &User, password: &str) -> Result<(), ValidationEr
 }
 
 /// Validates a new API token: its name and, when given, an expiry after `now`.
+/// Checks a new token's name and expiry. Who may make which scope is the caller's rule
+/// ([`may_create_scope`]).
 pub fn validate_new_token(
     name: &str,
     expires_at: Option<Millis>,
@@ -347,9 +384,33 @@ pub fn validate_new_token(
     errors.into_result()
 }
 
+/// Whether `user` may make a token of `scope`: anyone a full one, only admins a metrics one
+/// (a metrics token reads the apps of every team).
+pub fn may_create_scope(user: &User, scope: TokenScope) -> bool {
+    match scope {
+        TokenScope::Full => true,
+        TokenScope::Metrics => user.is_admin,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_scopes_round_trip_and_only_admins_make_metrics_tokens() {
+        for scope in TokenScope::ALL {
+            assert_eq!(TokenScope::parse(scope.as_str()), Some(scope));
+        }
+        assert_eq!(TokenScope::parse("Metrics"), None);
+        assert_eq!(TokenScope::parse(""), None);
+        assert_eq!(TokenScope::default(), TokenScope::Full);
+        let mut member = user("ada", "ada@example.com");
+        assert!(may_create_scope(&member, TokenScope::Full));
+        assert!(!may_create_scope(&member, TokenScope::Metrics));
+        member.is_admin = true;
+        assert!(may_create_scope(&member, TokenScope::Metrics));
+    }
 
     fn user(username: &str, email: &str) -> User {
         User {
@@ -441,6 +502,7 @@ mod tests {
             last_used_at: None,
             created_at: 0,
             revoked: false,
+            scope: TokenScope::Full,
         };
         let cases = [
             (false, Some(100), 99, true),

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_core::accounts::{ApiToken, Membership, TeamRole, User};
+use berth_core::accounts::{ApiToken, Membership, TeamRole, TokenScope, User};
 use berth_core::audit::AuditEntry;
 use berth_core::certificate::StoredCertificate;
 use berth_core::deploy_template::DeploymentTemplate;
@@ -131,6 +131,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "nodes",
         include_str!("../migrations/sqlite/0016_nodes.sql"),
+    ),
+    (
+        17,
+        "token scope",
+        include_str!("../migrations/sqlite/0017_token_scope.sql"),
     ),
 ];
 
@@ -816,7 +821,7 @@ fn membership_from_row(row: &SqliteRow) -> StoreResult<Membership> {
 }
 
 const TOKEN_COLUMNS: &str =
-    "id, user_id, name, prefix, expires_at, last_used_at, created_at, revoked";
+    "id, user_id, name, prefix, expires_at, last_used_at, created_at, revoked, scope";
 
 fn token_from_row(row: &SqliteRow) -> StoreResult<ApiToken> {
     Ok(ApiToken {
@@ -828,6 +833,12 @@ fn token_from_row(row: &SqliteRow) -> StoreResult<ApiToken> {
         last_used_at: get(row, "last_used_at")?,
         created_at: get(row, "created_at")?,
         revoked: get(row, "revoked")?,
+        scope: {
+            let scope: String = get(row, "scope")?;
+            TokenScope::parse(&scope).ok_or_else(|| {
+                StoreError::Database(format!("api token with unknown scope {scope:?}"))
+            })?
+        },
     })
 }
 
@@ -1858,7 +1869,8 @@ impl AccountStore for SqliteStore {
         }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO api_tokens (user_id, name, token_hash, prefix, expires_at, \
-             last_used_at, created_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             last_used_at, created_at, revoked, scope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+             $9) \
              RETURNING {TOKEN_COLUMNS}"
         )))
         .bind(token.user_id)
@@ -1869,6 +1881,7 @@ impl AccountStore for SqliteStore {
         .bind(token.last_used_at)
         .bind(token.created_at)
         .bind(token.revoked)
+        .bind(token.scope.as_str())
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| conflict_or_db(e, || "an API token with this hash exists".to_string()))?;

@@ -115,20 +115,23 @@ async fn reopen_keeps_data_in_wal_mode_and_migrates_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    // The versions of the files (numbers may have gaps: branches reserve theirs).
-    let mut versions: Vec<i64> =
+    // The versions of the files (`<VERSION>_<DESCRIPTION>.sql`), not 1..=count: branches
+    // reserve numbers, so a gap may exist until they merge.
+    let mut migrations: Vec<i64> =
         std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
             .unwrap()
             .filter_map(|entry| {
-                let name = entry.ok()?.file_name().into_string().ok()?;
-                let stem = name.strip_suffix(".sql")?;
-                stem.split('_').next()?.parse().ok()
+                let path = entry.ok()?.path();
+                if path.extension()? != "sql" {
+                    return None;
+                }
+                path.file_name()?.to_str()?.split('_').next()?.parse().ok()
             })
             .collect();
-    versions.sort_unstable();
+    migrations.sort_unstable();
     assert_eq!(
         applied,
-        versions.into_iter().map(|v| (v, true)).collect::<Vec<_>>(),
+        migrations.iter().map(|v| (*v, true)).collect::<Vec<_>>(),
         "each migration is applied exactly once"
     );
     conn.close().await.unwrap();

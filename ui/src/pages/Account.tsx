@@ -121,16 +121,18 @@ function Password() {
 
 function Tokens() {
   const { t } = useI18n();
+  const { isAdmin } = useSession();
   const tokens = useAsync(() => call(api.GET("/api/v1/me/tokens")), []);
   const [name, setName] = useState("");
   const [days, setDays] = useState("90");
+  const [scope, setScope] = useState<"full" | "metrics">("full");
   const [secret, setSecret] = useState<string | null>(null);
   const action = useAction();
   const confirm = useConfirm();
   const create = (e: FormEvent) => {
     e.preventDefault();
     void action.run(async () => {
-      const r = await call(api.POST("/api/v1/me/tokens", { body: { name, expires_in_days: days ? Number(days) : null } }));
+      const r = await call(api.POST("/api/v1/me/tokens", { body: { name, expires_in_days: days ? Number(days) : null, scope } }));
       setSecret(r.token);
       setName("");
       await tokens.reload();
@@ -169,11 +171,21 @@ function Tokens() {
         <Field label={t("tokens.expiresInDays")} name="expires_in_days" error={action.error}>
           {(p) => <input {...p} type="number" min={1} className="input-narrow" value={days} onChange={(e) => setDays(e.target.value)} />}
         </Field>
+        {isAdmin && (
+          <Field label={t("tokens.scope")} name="scope" error={action.error}>
+            {(p) => (
+              <select {...p} value={scope} onChange={(e) => setScope(e.target.value === "metrics" ? "metrics" : "full")}>
+                <option value="full">{t("tokens.scopeFull")}</option>
+                <option value="metrics">{t("tokens.scopeMetrics")}</option>
+              </select>
+            )}
+          </Field>
+        )}
         <button type="submit" className="btn btn-primary" disabled={action.busy}>
           {t("tokens.create")}
         </button>
       </form>
-      {action.error && !["name", "expires_in_days"].includes(action.error.field ?? "") && <ErrorBox error={action.error} />}
+      {action.error && !["name", "expires_in_days", "scope"].includes(action.error.field ?? "") && <ErrorBox error={action.error} />}
       <Loaded state={tokens}>
         {(list) =>
           list.length === 0 ? (
@@ -188,6 +200,7 @@ function Tokens() {
                     <th>{t("apps.created")}</th>
                     <th className="hide-narrow">{t("tokens.expires")}</th>
                     <th className="hide-narrow">{t("tokens.lastUsed")}</th>
+                    <th>{t("tokens.scope")}</th>
                     <th />
                   </tr>
                 </thead>
@@ -201,6 +214,7 @@ function Tokens() {
                       </td>
                       <td className="hide-narrow">{x.expires_at ? <Time value={x.expires_at} /> : t("tokens.never")}</td>
                       <td className="hide-narrow">{x.last_used_at ? <Time value={x.last_used_at} /> : t("tokens.never")}</td>
+                      <td>{x.scope === "metrics" ? t("tokens.scopeMetrics") : t("tokens.scopeFull")}</td>
                       <td>
                         {x.revoked ? (
                           <Badge tone="muted">{t("tokens.revoked")}</Badge>

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use berth_api::account_dto::{
     MeDto, NewTokenDto, NewTokenRequest, PasswordChange, RegisterRequest, SettingsDto, TeamRoleDto,
-    TokenDto, TokenLoginRequest, UserChanges, UserDto,
+    TokenDto, TokenLoginRequest, TokenScopeDto, UserChanges, UserDto,
 };
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -95,6 +95,10 @@ pub enum TokensCommand {
         /// The token stops working after this many days [default: never]
         #[arg(long)]
         expires_in_days: Option<u32>,
+        /// What the token may do: `full` (everything you may) [default] or `metrics` (only
+        /// `GET /metrics`, for a Prometheus server; admins only)
+        #[arg(long)]
+        scope: Option<String>,
     },
     /// Revoke a token by its id (see `tokens list`)
     Revoke { id: i64 },
@@ -403,6 +407,7 @@ async fn tokens(client: &Client, command: TokensCommand) -> Result<(), String> {
                     "CREATED",
                     "EXPIRES",
                     "LAST USED",
+                    "SCOPE",
                 ],
                 |t| {
                     vec![
@@ -413,6 +418,11 @@ async fn tokens(client: &Client, command: TokensCommand) -> Result<(), String> {
                         time(t.created_at),
                         time_or_dash(t.expires_at),
                         time_or_dash(t.last_used_at),
+                        match t.scope {
+                            TokenScopeDto::Full => "full",
+                            TokenScopeDto::Metrics => "metrics",
+                        }
+                        .to_string(),
                     ]
                 },
             );
@@ -420,10 +430,12 @@ async fn tokens(client: &Client, command: TokensCommand) -> Result<(), String> {
         TokensCommand::Create {
             name,
             expires_in_days,
+            scope,
         } => {
             let body = NewTokenRequest {
                 name,
                 expires_in_days,
+                scope,
             };
             let new: NewTokenDto = client.post("/me/tokens", &body).await?;
             println!("{}", new.token);

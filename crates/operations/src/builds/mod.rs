@@ -2,6 +2,7 @@
 //! registry credentials each running build holds.
 
 pub mod grants;
+pub mod metrics;
 pub mod slots;
 pub mod worker;
 

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::Platform;
 use crate::actor::{Actor, AuditSlot};
 use crate::builds::grants::{BUILDER_USER, BuilderGrants};
+use crate::builds::metrics::{BuildMetrics, Held};
 use crate::builds::slots::BuildSlots;
 use crate::error::OpError;
 
@@ -114,6 +115,7 @@ pub struct BuildWorker {
     /// At most `concurrency` builds at once, handed out fairly between teams.
     slots: BuildSlots,
     cancels: Arc<Mutex<HashMap<i64, Cancel>>>,
+    metrics: BuildMetrics,
 }
 
 impl std::fmt::Debug for BuildWorker {
@@ -131,7 +133,13 @@ impl BuildWorker {
             slots: BuildSlots::new(config.concurrency),
             config: Arc::new(config),
             cancels: Arc::default(),
+            metrics: BuildMetrics::default(),
         }
+    }
+
+    /// The worker's metric handles (build durations, queued and running builds).
+    pub fn metrics(&self) -> &BuildMetrics {
+        &self.metrics
     }
 
     /// Stores a new build of `branch` (at `commit`, else its head) of `pipeline` and queues it.
@@ -167,9 +175,11 @@ impl BuildWorker {
         let cancel = Cancel::new();
         lock(&self.cancels).insert(build.id, cancel.clone());
         let worker = self.clone();
+        let mut held = self.metrics.held();
         tokio::spawn(async move {
             let id = build.id;
-            let ended = worker.run(&pipeline, build, &cancel).await;
+            let ended = worker.run(&pipeline, build, &cancel, &mut held).await;
+            drop(held);
             let still_running = {
                 let mut cancels = lock(&worker.cancels);
                 cancels.remove(&id);
@@ -230,7 +240,13 @@ impl BuildWorker {
     }
 
     /// Runs the build to its end; says how it ended (`None`: it never started).
-    async fn run(&self, pipeline: &Pipeline, build: Build, cancel: &Cancel) -> Option<String> {
+    async fn run(
+        &self,
+        pipeline: &Pipeline,
+        build: Build,
+        cancel: &Cancel,
+        held: &mut Held,
+    ) -> Option<String> {
         let env = &self.env;
         let store = &env.platform.store;
         // A build cancelled while waiting for a slot ends at once without one.
@@ -242,6 +258,8 @@ impl BuildWorker {
             // Never started: it stays queued and runs after the next start.
             return None;
         }
+        held.started();
+        let started = std::time::Instant::now();
         let log_path = env.build_logs_dir.join(format!("{}.log", build.id));
         let file = std::fs::create_dir_all(&env.build_logs_dir)
             .and_then(|()| {
@@ -267,6 +285,7 @@ impl BuildWorker {
                 let mut ended = BuildState::queued(build.created_at);
                 let _ = ended.end(Ending::Failed, reason, env.platform.now());
                 apply_state(&mut build, &ended);
+                held.ended(build.status.as_str(), started.elapsed().as_secs_f64());
                 if let Err(e) = store.update_build(&build).await {
                     tracing::warn!(error = %e, "cannot record a failed build");
                 }
@@ -313,6 +332,7 @@ impl BuildWorker {
         }
         build.image_digest = report.image.and_then(|i| i.digest);
         build.rollout_outcome = report.deployment;
+        held.ended(build.status.as_str(), started.elapsed().as_secs_f64());
         if let Err(e) = store.update_build(&build).await {
             tracing::warn!(error = %e, build = build.id, "cannot record the build's end");
         }

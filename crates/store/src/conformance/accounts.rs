@@ -297,8 +297,10 @@ pub async fn api_tokens_round_trip<S: AccountStore + ?Sized>(store: &S) {
         "a token of an unknown user",
     );
 
+    // Also the scope's round trip: a metrics-only token stays one.
     let never_expires = ApiToken {
         expires_at: None,
+        scope: berth_core::accounts::TokenScope::Metrics,
         ..new_api_token(ada.id, "ci")
     };
     let ci = store

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use berth_core::accounts::{ApiToken, Membership, TeamRole, User};
+use berth_core::accounts::{ApiToken, Membership, TeamRole, TokenScope, User};
 use berth_core::audit::{AuditEntry, AuditOutcome};
 use berth_core::certificate::StoredCertificate;
 use berth_core::deploy_template::{DeploymentTemplate, ParamKind, TemplateParam};
@@ -204,6 +204,7 @@ pub fn new_api_token(user_id: i64, name: &str) -> ApiToken {
         last_used_at: None,
         created_at: T0,
         revoked: false,
+        scope: TokenScope::Full,
     }
 }
 
