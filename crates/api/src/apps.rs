@@ -55,6 +55,39 @@ async fn app_view(state: &ApiState, app: &App, template: &Template) -> AppDto {
     )
 }
 
+/// A page of apps with their instances.
+pub(crate) struct Listing {
+    pub listed: Vec<ListedApp>,
+    /// Where the next page starts.
+    pub next: Option<String>,
+    pub instances: std::collections::HashMap<String, Vec<berth_controller::InstanceStatus>>,
+    /// Set when the engine did not answer (no instances then).
+    pub engine_error: Option<String>,
+}
+
+/// The apps of `teams` (every team's when `None`), page by page from `after`, with their
+/// instances from one engine listing.
+pub(crate) async fn list_with_instances(
+    state: &ApiState,
+    teams: Option<Vec<String>>,
+    after: Option<String>,
+    limit: Option<u32>,
+) -> ApiResult<Listing> {
+    let (listed, next) =
+        berth_operations::apps::list_apps(state.store.as_ref(), teams, after, limit).await?;
+    let apps: Vec<App> = listed.iter().map(|l| l.app.clone()).collect();
+    let (instances, engine_error) = match state.controller.instances_of_all(&apps).await {
+        Ok(instances) => (instances, None),
+        Err(error) => (Default::default(), Some(error.to_string())),
+    };
+    Ok(Listing {
+        listed,
+        next,
+        instances,
+        engine_error,
+    })
+}
+
 /// Which apps to list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -78,18 +111,18 @@ pub async fn list_apps(
     if params.limit.is_some_and(|limit| limit == 0 || limit > 1000) {
         return Err(ApiError::field("limit", "must be between 1 and 1000"));
     }
-    let (listed, next) = berth_operations::apps::list_apps(
-        state.store.as_ref(),
+    let Listing {
+        listed,
+        next,
+        mut instances,
+        engine_error,
+    } = list_with_instances(
+        &state,
         principal.readable_teams(),
         params.after.clone(),
         params.limit,
     )
     .await?;
-    let apps: Vec<App> = listed.iter().map(|l| l.app.clone()).collect();
-    let (mut instances, engine_error) = match state.controller.instances_of_all(&apps).await {
-        Ok(instances) => (instances, None),
-        Err(error) => (Default::default(), Some(error.to_string())),
-    };
     let now = state.platform.now();
     let views: Vec<AppDto> = listed
         .into_iter()
@@ -473,13 +506,7 @@ pub async fn stream_events(
         },
     )
     .flatten();
-    let sse =
-        axum::response::Sse::new(stream).keep_alive(axum::response::sse::KeepAlive::default());
-    Ok((
-        [(header::HeaderName::from_static("x-accel-buffering"), "no")],
-        sse,
-    )
-        .into_response())
+    Ok(crate::build_events::sse_response(stream))
 }
 
 /// How to read logs.

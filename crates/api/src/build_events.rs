@@ -365,11 +365,20 @@ pub async fn build_events(
         tokio_stream::wrappers::ReceiverStream::new(receiver),
         Ok::<_, Infallible>,
     );
-    Ok((
+    Ok(sse_response(stream))
+}
+
+/// A Server-Sent Events response of `stream`, with keep-alive comments, that no proxy buffers
+/// (`X-Accel-Buffering: no`).
+pub(crate) fn sse_response<S>(stream: S) -> Response
+where
+    S: futures::Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    (
         [(header::HeaderName::from_static("x-accel-buffering"), "no")],
         Sse::new(stream).keep_alive(KeepAlive::default()),
     )
-        .into_response())
+        .into_response()
 }
 
 /// A `build` or `end` event.

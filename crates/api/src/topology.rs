@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use berth_controller::InstanceStatus;
-use berth_core::App;
 use berth_core::node::{DATACENTER_LABEL, ZONE_LABEL};
 use berth_core::topology::{self, AppLinks, EdgeKind, Placed};
 use berth_store::ListedApp;
@@ -20,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::ApiState;
+use crate::apps::{Listing, list_with_instances};
 use crate::auth::Principal;
 use crate::autoscale::AutoscaleDto;
 use crate::build_events::StreamAccess;
@@ -187,13 +186,12 @@ async fn assemble(
     teams: &[berth_core::team::Team],
 ) -> ApiResult<TopologyDto> {
     let names: Vec<String> = teams.iter().map(|t| t.name.clone()).collect();
-    let (listed, _) =
-        berth_operations::apps::list_apps(state.store.as_ref(), Some(names), None, None).await?;
-    let apps: Vec<App> = listed.iter().map(|l| l.app.clone()).collect();
-    let (mut statuses, engine_error) = match state.controller.instances_of_all(&apps).await {
-        Ok(statuses) => (statuses, None),
-        Err(error) => (HashMap::new(), Some(error.to_string())),
-    };
+    let Listing {
+        listed,
+        instances: mut statuses,
+        engine_error,
+        ..
+    } = list_with_instances(state, Some(names), None, None).await?;
     let now = state.platform.now();
     let links: Vec<AppLinks> = listed
         .iter()
@@ -425,11 +423,5 @@ pub async fn stream_topology(
             }
         },
     );
-    let sse =
-        axum::response::Sse::new(stream).keep_alive(axum::response::sse::KeepAlive::default());
-    Ok((
-        [(header::HeaderName::from_static("x-accel-buffering"), "no")],
-        sse,
-    )
-        .into_response())
+    Ok(crate::build_events::sse_response(stream))
 }

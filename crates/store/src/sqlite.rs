@@ -587,6 +587,36 @@ async fn revision_resources(
     }
 }
 
+/// An event's parameters as the `params` column holds them; `owner` names whose event it is
+/// for the error.
+pub(crate) fn params_json(
+    params: &std::collections::BTreeMap<String, String>,
+    owner: impl FnOnce() -> String,
+) -> StoreResult<String> {
+    serde_json::to_string(params)
+        .map_err(json_err(format!("parameters of an event of {}", owner())))
+}
+
+/// Keeps only the newest `keep` events of each of `keys` with `delete`, a statement that binds
+/// the key as `$1` and `keep` as `$2` and removes everything at or below the (keep+1)-th newest
+/// id (nothing when there are fewer).
+pub(crate) async fn keep_newest(
+    conn: &mut SqliteConnection,
+    delete: &'static str,
+    keys: std::collections::BTreeSet<&str>,
+    keep: u32,
+) -> StoreResult<()> {
+    for key in keys {
+        sqlx::query(delete)
+            .bind(key)
+            .bind(i64::from(keep))
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 fn app_from_row(row: &SqliteRow) -> StoreResult<App> {
     let name: String = get(row, "name")?;
     let phase: String = get(row, "rollout_phase")?;
@@ -1456,29 +1486,20 @@ impl AppStore for SqliteStore {
             .bind(event.instance.as_deref())
             .bind(event.revision.map(i64::from))
             .bind(event.message.as_str())
-            .bind(
-                serde_json::to_string(&event.params).map_err(json_err(format!(
-                    "parameters of an event of app {}",
-                    event.app
-                )))?,
-            )
+            .bind(params_json(&event.params, || format!("app {}", event.app))?)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
             apps.insert(event.app.as_str());
         }
-        for app in apps {
-            // Everything at or below the (keep+1)-th newest id goes; nothing when there are fewer.
-            sqlx::query(
-                "DELETE FROM events WHERE app = $1 AND id <= \
-                 (SELECT id FROM events WHERE app = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
-            )
-            .bind(app)
-            .bind(i64::from(keep_per_app))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
+        keep_newest(
+            &mut tx,
+            "DELETE FROM events WHERE app = $1 AND id <= \
+             (SELECT id FROM events WHERE app = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+            apps,
+            keep_per_app,
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 

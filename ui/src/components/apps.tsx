@@ -17,7 +17,7 @@ export function appHealth(app: AppDto): Health {
   return app.health as Health;
 }
 
-const healthTone: Record<Health, Tone> = {
+export const healthTone: Record<Health, Tone> = {
   healthy: "ok",
   starting: "info",
   scaling: "info",

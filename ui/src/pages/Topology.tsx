@@ -7,7 +7,8 @@ import { useEffect, useMemo, useState } from "react";
 import { Link, useSearchParams } from "react-router";
 import type { TopologyAppDto, TopologyDto } from "../api/client";
 import { streamTopology } from "../api/stream";
-import { Badge, Empty, formatBytes, formatCpu, Loading, PageHeader, type Tone } from "../components/ui";
+import { healthTone, type Health } from "../components/apps";
+import { Badge, Empty, formatBytes, formatCpu, Loading, PageHeader } from "../components/ui";
 import { useI18n, type Key } from "../i18n";
 
 const BOX_W = 230;
@@ -16,15 +17,6 @@ const COL_GAP = 180;
 const ROW_GAP = 26;
 const OUTSIDE = "\u0000outside";
 
-const healthTone: Record<string, Tone> = {
-  healthy: "ok",
-  starting: "info",
-  scaling: "info",
-  degraded: "warn",
-  down: "bad",
-  stopped: "muted",
-  unknown: "muted",
-};
 
 interface Box {
   key: string;
@@ -263,7 +255,7 @@ function AppBox({ app }: { app: TopologyAppDto }) {
         <Link to={`/apps/${app.name}`} className="mono">
           {app.name}
         </Link>
-        <Badge tone={healthTone[app.health] ?? "muted"}>{t(`health.${app.health}` as Key)}</Badge>
+        <Badge tone={healthTone[app.health as Health] ?? "muted"}>{t(`health.${app.health}` as Key)}</Badge>
       </div>
       <div className="small">
         <span data-testid="topology-count">{t("topology.count", { ready: app.ready_instances, n: app.replicas })}</span> ·{" "}

@@ -8,7 +8,7 @@ use berth_core::Millis;
 use berth_core::node::{NodeLabels, PlatformEvent, PlatformEventKind};
 use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, db_err, get, json_err};
+use super::{SqliteStore, db_err, get, json_err, keep_newest, params_json};
 use crate::{EventQuery, NodeStore, StoreError, StoreResult};
 
 #[async_trait]
@@ -77,30 +77,21 @@ impl NodeStore for SqliteStore {
             .bind(event.at)
             .bind(event.kind.as_str())
             .bind(event.message.as_str())
-            .bind(
-                serde_json::to_string(&event.params).map_err(json_err(format!(
-                    "parameters of an event of {}",
-                    event.subject
-                )))?,
-            )
+            .bind(params_json(&event.params, || event.subject.to_string())?)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
             subjects.insert(event.subject.as_str());
         }
-        for subject in subjects {
-            // Everything at or below the (keep+1)-th newest id goes; nothing when there are fewer.
-            sqlx::query(
-                "DELETE FROM platform_events WHERE subject = $1 AND id <= \
-                 (SELECT id FROM platform_events WHERE subject = $1 \
-                  ORDER BY id DESC LIMIT 1 OFFSET $2)",
-            )
-            .bind(subject)
-            .bind(i64::from(keep_per_subject))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
+        keep_newest(
+            &mut tx,
+            "DELETE FROM platform_events WHERE subject = $1 AND id <= \
+             (SELECT id FROM platform_events WHERE subject = $1 \
+              ORDER BY id DESC LIMIT 1 OFFSET $2)",
+            subjects,
+            keep_per_subject,
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
