@@ -131,7 +131,12 @@ pub struct EdgeDto {
     pub dangling: bool,
     /// For `traffic`: requests since the server started.
     pub requests: Option<u64>,
-    /// For `traffic`: the share of 5xx answers and unanswered requests, percent.
+    /// For `traffic`: requests per second over the last minute (`null` until the router's
+    /// counters were read twice, 5 s apart).
+    pub requests_per_second: Option<f64>,
+    /// For `traffic`: the share of 5xx answers (the router's 502/504 for requests no instance
+    /// answered included), percent, over the last minute — since the server started until a
+    /// rate exists.
     pub error_percent: Option<f64>,
     /// For `traffic`: the latency bucket bound holding the 99th percentile, ms.
     pub latency_p99_ms: Option<u64>,
@@ -216,7 +221,10 @@ async fn assemble(
             instance: i.name.clone(),
         }));
         if let Some(counters) = state.platform.traffic(app) {
-            traffic.insert(app.name.clone(), TrafficDto::from(&counters));
+            traffic.insert(
+                app.name.clone(),
+                (app.team.clone(), TrafficDto::from(&counters)),
+            );
         }
         let resources = template
             .as_ref()
@@ -316,25 +324,27 @@ async fn assemble(
             let counted = (edge.kind == EdgeKind::Traffic)
                 .then(|| traffic.get(&edge.to))
                 .flatten();
+            let rate =
+                counted.and_then(|(team, _)| state.platform.traffic_rates.rate(team, &edge.to));
             EdgeDto {
                 kind: match edge.kind {
                     EdgeKind::Declared => "declared",
                     EdgeKind::Traffic => "traffic",
                 }
                 .to_string(),
-                requests: counted.map(|t| t.requests),
-                error_percent: counted.map(|t| {
-                    let failed = t.responses.server_error
-                        + t.connect_failures
-                        + t.timeouts
-                        + t.broken_responses;
-                    if t.requests == 0 {
-                        0.0
-                    } else {
-                        failed as f64 * 100.0 / t.requests as f64
-                    }
-                }),
-                latency_p99_ms: counted.and_then(|t| t.latency_p99_ms),
+                requests: counted.map(|(_, t)| t.requests),
+                requests_per_second: rate.map(|r| r.requests_per_second),
+                error_percent: match rate {
+                    Some(rate) => rate.error_percent.or(Some(0.0)),
+                    None => counted.map(|(_, t)| {
+                        if t.requests == 0 {
+                            0.0
+                        } else {
+                            t.responses.server_error as f64 * 100.0 / t.requests as f64
+                        }
+                    }),
+                },
+                latency_p99_ms: counted.and_then(|(_, t)| t.latency_p99_ms),
                 from: edge.from,
                 to: edge.to,
                 dangling: edge.dangling,

@@ -278,6 +278,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             config.tcp_port_range.clone(),
         ),
         autoscaler: Default::default(),
+        traffic_rates: Default::default(),
         nodes,
     };
     on_demand.attach(platform.clone());
@@ -468,6 +469,9 @@ impl Background {
             Ok(count) => tracing::info!(count, "marked builds interrupted by the last stop"),
             Err(error) => tracing::warn!(%error, "cannot mark interrupted builds"),
         }
+        // Request rates for the topology's edges (returns at once without the router).
+        let rates = platform.clone();
+        tokio::spawn(async move { rates.keep_traffic_rates(TRAFFIC_RATE_PERIOD).await });
         if let Some(wakes) = wakes {
             // Scale to zero when idle needs the router: it sees the traffic and wakes the app.
             let waker = platform.clone();
@@ -565,6 +569,8 @@ async fn stop_signal(
 /// created or changed since).
 const ROUTES_REFRESH: Duration = Duration::from_secs(1);
 
+/// How often the router's counters are read for request rates.
+const TRAFFIC_RATE_PERIOD: Duration = Duration::from_secs(5);
 /// How often apps with an idle timeout are checked for idling (timeouts are 10 s or more).
 const IDLE_CHECK_PERIOD: Duration = Duration::from_secs(2);
 

@@ -126,6 +126,21 @@ async fn the_topology_shows_apps_edges_teams_and_placement_to_those_who_may_see_
     assert_eq!(traffic["kind"], "traffic");
     assert!(traffic["requests"].as_u64() >= Some(1), "{traffic:#}");
     assert_eq!(traffic["error_percent"], 0.0, "{traffic:#}");
+    // A rate once the router's counters were read twice (every 5 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = server.get("/api/v1/topology").await;
+        let edge = edge(&now, None, "web").expect("outside → web");
+        if let Some(rate) = edge["requests_per_second"].as_f64() {
+            assert!(
+                (0.0..1.0).contains(&rate),
+                "one request over seconds: {edge:#}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no rate: {edge:#}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     // Placement: every instance on a node of a datacenter, ready.
     let placed: Vec<&Value> = all["datacenters"]
         .as_array()

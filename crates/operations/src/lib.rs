@@ -22,6 +22,7 @@ pub mod on_demand;
 pub mod quota;
 pub mod routes;
 pub mod tcp_ports;
+pub mod traffic;
 
 use std::sync::Arc;
 
@@ -58,6 +59,8 @@ pub struct Platform {
     pub tcp: tcp_ports::TcpSettings,
     /// The autoscaler's memory: stabilisation windows and the latest evaluations.
     pub autoscaler: Arc<autoscale::AutoscaleBook>,
+    /// Request rates per app over the last minute, from the router's counters.
+    pub traffic_rates: Arc<traffic::TrafficRates>,
     /// The nodes, as the node monitor sees them.
     pub nodes: std::sync::Arc<berth_controller::nodes::NodeMonitor>,
 }

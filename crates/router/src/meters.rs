@@ -17,7 +17,7 @@ pub const LATENCY_BUCKETS: usize = LATENCY_BUCKETS_MS.len() + 1;
 
 /// One app's counters at one moment, since the router started routing to the app (counters of an
 /// app that leaves the routing table are dropped).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppCounters {
     pub team: String,
     pub app: String,

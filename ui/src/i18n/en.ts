@@ -777,4 +777,5 @@ export const en = {
   "topology.node.ok": "ok",
   "topology.node.low": "low",
   "topology.node.unknown": "unknown",
+  "topology.edgeRate": "{rps} req/s · {errors} % 5xx · p99 ≤ {p99} ms",
 } as const;

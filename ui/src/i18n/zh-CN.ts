@@ -778,4 +778,5 @@ export const zhCN: Dict = {
   "topology.node.ok": "正常",
   "topology.node.low": "资源不足",
   "topology.node.unknown": "未知",
+  "topology.edgeRate": "{rps} 请求/秒 · 5xx {errors} % · p99 ≤ {p99} ms",
 };

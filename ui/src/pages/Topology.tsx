@@ -135,11 +135,17 @@ export function TopologyPage() {
                           <path d={`M ${x1} ${y1} C ${mid} ${y1}, ${mid} ${y2}, ${x2} ${y2}`} markerEnd="url(#arrow)" />
                           {e.kind === "traffic" && (
                             <text x={mid} y={(y1 + y2) / 2 - 6} textAnchor="middle" data-testid="edge-traffic" data-to={e.to}>
-                              {t("topology.edgeText", {
-                                n: e.requests ?? 0,
-                                errors: (e.error_percent ?? 0).toFixed(1),
-                                p99: e.latency_p99_ms ?? "–",
-                              })}
+                              {e.requests_per_second != null
+                                ? t("topology.edgeRate", {
+                                    rps: e.requests_per_second.toFixed(1),
+                                    errors: (e.error_percent ?? 0).toFixed(1),
+                                    p99: e.latency_p99_ms ?? "–",
+                                  })
+                                : t("topology.edgeText", {
+                                    n: e.requests ?? 0,
+                                    errors: (e.error_percent ?? 0).toFixed(1),
+                                    p99: e.latency_p99_ms ?? "–",
+                                  })}
                             </text>
                           )}
                         </g>
