@@ -34,19 +34,21 @@ async fn load_adds_instances_its_end_removes_them_and_each_decision_is_explained
         .await;
     server.wait_rollout("cpu", ROLLOUT).await;
 
-    // Target 50 % of the 200 m limit, averaged over 10 s; scale down after 5 s.
+    // Target 60 % of the 200 m limit, averaged over 10 s; scale down after 5 s. A cgroup lets
+    // an instance run a little over its limit within a window (104 % was seen): anything from
+    // 67 % to 120 % of the limit gives ceil(use / 60 %) = 2.
     let (status, view) = server
         .call(
             Method::PUT,
             "/api/v1/apps/cpu/autoscale",
             Some(json!({
-                "min_instances": 1, "max_instances": 3, "cpu_percent": 50,
+                "min_instances": 1, "max_instances": 3, "cpu_percent": 60,
                 "window_seconds": 10, "scale_down_stabilization_seconds": 5
             })),
         )
         .await;
     assert_eq!(status, 200, "{view}");
-    assert_eq!(view["autoscale"]["cpu_percent"], 50, "{view}");
+    assert_eq!(view["autoscale"]["cpu_percent"], 60, "{view}");
     assert_eq!(view["cpu_limit_millis"], CPU_LIMIT, "{view}");
     let app = server.app("cpu").await;
     assert_eq!(app["autoscale"]["max_instances"], 3, "{app:#}");
@@ -70,7 +72,7 @@ async fn load_adds_instances_its_end_removes_them_and_each_decision_is_explained
     );
     assert_eq!(server.app("cpu").await["replicas"], 1);
 
-    // Burn the whole limit in the one instance: 100 % / 50 % = 2 instances.
+    // Burn the whole limit in the one instance: 100 % / 60 % → 2 instances.
     let instance = ready_instances(&server.app("cpu").await)[0].clone();
     let address = instance["address"].as_str().expect("address").to_owned();
     let burn = reqwest::Client::builder()
@@ -97,10 +99,10 @@ async fn load_adds_instances_its_end_removes_them_and_each_decision_is_explained
     assert_eq!(first["params"]["from"], "1", "{first:#}");
     assert_eq!(first["params"]["to"], "2", "{first:#}");
     assert_eq!(first["params"]["raw"], "2", "{first:#}");
-    assert_eq!(first["params"]["target_percent"], "50.0 %", "{first:#}");
+    assert_eq!(first["params"]["target_percent"], "60.0 %", "{first:#}");
     let message = first["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains("ready instances sampled over 10s") && message.contains("÷ target 50.0 %"),
+        message.contains("ready instances sampled over 10s") && message.contains("÷ target 60.0 %"),
         "{message}"
     );
 
@@ -124,7 +126,7 @@ async fn load_adds_instances_its_end_removes_them_and_each_decision_is_explained
     assert!(output.status.success(), "{output:?}");
     for part in [
         "autoscaled between 1 and 3 instances",
-        "target 50 % of the CPU limit (200m)",
+        "target 60 % of the CPU limit (200m)",
         "latest evaluation",
         "decisions (newest first):",
         "autoscaled from 2 to 1 instances",

@@ -125,7 +125,8 @@ fn percent(load: u64) -> String {
 
 /// The sentence of a decision: what the formula saw and said.
 fn formula(decision: &Decision, window_secs: u32) -> String {
-    let ratio = decision.sum * 10 / decision.target.max(1);
+    // Two decimals, rounded up like the formula, so "2.08 → 3" reads right.
+    let ratio = (decision.sum * 100).div_ceil(decision.target.max(1));
     let mut parts = vec![format!(
         "{} ready instances sampled over {}",
         decision.sampled,
@@ -141,12 +142,12 @@ fn formula(decision: &Decision, window_secs: u32) -> String {
         .raw
         .map_or_else(|| "-".to_string(), |raw| raw.to_string());
     format!(
-        "{}; CPU use {} of the limit in all ÷ target {} = {}.{} → {raw}",
+        "{}; CPU use {} of the limit in all ÷ target {} = {}.{:02} → {raw}",
         parts.join(", "),
         percent(decision.sum),
         percent(decision.target),
-        ratio / 10,
-        ratio % 10
+        ratio / 100,
+        ratio % 100
     )
 }
 
@@ -645,7 +646,7 @@ mod tests {
         assert_eq!(
             formula(&decision, 60),
             "2 ready instances sampled over 1m, 1 without samples; CPU use 180.0 % of the \
-             limit in all ÷ target 60.0 % = 3.0 → 3"
+             limit in all ÷ target 60.0 % = 3.00 → 3"
         );
     }
 }
