@@ -32,13 +32,23 @@ pub struct Server {
     http: reqwest::Client,
 }
 
-/// A loopback TCP port free at the time of asking.
+/// A loopback TCP port free at the time of asking, and never handed out before in this test
+/// process: the kernel may give a port just released again, and the tests of one binary start
+/// servers in parallel (two servers once got the same port, one's router on the other's API).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind a free port")
+            .local_addr()
+            .unwrap()
+            .port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 impl Server {
