@@ -5,7 +5,7 @@
 //! woken. Every decision that changes the count, or would but is held back, is recorded as an
 //! event with all its inputs; the latest evaluation of each app is kept for `explain`.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -527,21 +527,6 @@ impl Platform {
         .await?;
         Ok(applied)
     }
-}
-
-/// The settings as the API and the CLI show them, by name.
-pub fn settings_map(settings: &Autoscale) -> BTreeMap<&'static str, u32> {
-    BTreeMap::from([
-        ("min_instances", settings.min),
-        ("max_instances", settings.max),
-        ("cpu_percent", settings.cpu_percent),
-        ("window_seconds", settings.window_secs),
-        ("tolerance_percent", settings.tolerance_percent),
-        (
-            "scale_down_stabilization_seconds",
-            settings.scale_down_stabilization_secs,
-        ),
-    ])
 }
 
 #[cfg(test)]
