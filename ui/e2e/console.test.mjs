@@ -340,6 +340,22 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await card.getByTestId("autoscale-latest").waitFor({ timeout: 30_000 });
     assert.match(await card.getByTestId("autoscale-latest").textContent(), /target 60\.0 %|no samples yet/);
     await shot(page, "06-autoscale");
+    // On requests in flight instead: the form asks for a target per instance and the panic window.
+    await card.getByTestId("edit-autoscale").click();
+    await card.getByLabel("Scale on").selectOption("concurrency");
+    assert.equal(await card.getByLabel("Target CPU (% of limit)").count(), 0);
+    await card.getByLabel("Target per instance").fill("0");
+    await card.getByRole("button", { name: "Save", exact: true }).click();
+    await card.getByText("must be between 1 and 100000 (requests in flight per instance)").waitFor();
+    await card.getByLabel("Target per instance").fill("5");
+    await card.getByLabel("Panic window (s)").fill("4");
+    await card.getByRole("button", { name: "Save", exact: true }).click();
+    await card.getByTestId("autoscale-target").getByText("5 requests in flight per instance", { exact: false }).waitFor();
+    assert.match(await card.getByTestId("autoscale-target").textContent(), /a burst over 4 s that asks for 200 %/);
+    assert.deepEqual(
+      { metric: (await call("GET", "/api/v1/apps/shop/autoscale")).autoscale.metric },
+      { metric: "concurrency" },
+    );
     await card.getByTestId("edit-autoscale").click();
     await card.getByTestId("autoscale-off-button").click();
     await card.getByTestId("autoscale-off").waitFor();
