@@ -37,6 +37,18 @@ test("the Nodes page shows a low node in red and edits its labels", { timeout: 1
     // The crossing event is listed for admins.
     await card.first().locator('[data-testid="node-events"] li[data-kind="node_low"]').waitFor();
     await shot(page, "nodes-01-low");
+    // In Chinese: the reason and the event are said from their codes and values.
+    await page.getByTestId("lang-switch").selectOption("zh-CN");
+    await card.first().getByTestId("node-reasons").getByText(/^内存剩余 \d+ %（阈值 99 %）$/).waitFor();
+    await card
+      .first()
+      .locator('[data-testid="node-events"] li[data-kind="node_low"]')
+      .filter({ hasText: /节点 \S+ 资源不足：内存剩余 \d+ %（阈值 99 %）/ })
+      .first()
+      .waitFor();
+    await shot(page, "nodes-01b-low-zh");
+    await page.getByTestId("lang-switch").selectOption("en");
+    await card.first().getByTestId("node-reasons").getByText(/^memory \d+ % free/).waitFor();
   });
 
   await t.test("an admin sets labels; a bad one is refused with the server's message", async () => {

@@ -49,6 +49,29 @@ pub struct ThresholdsDto {
     pub sample_interval_ms: u64,
 }
 
+/// Why a node is low or unknown, as a code and the values of its sentence.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeReasonDto {
+    /// `no_sample_yet`, `silent` (`seconds`), `cpu_busy` (`percent`, `seconds`, `max_percent`,
+    /// `for_seconds`), `memory_low` (`free_percent`, `min_percent`) or `disk_low` (`path`,
+    /// `free_percent`, `min_percent`).
+    pub code: String,
+    pub values: BTreeMap<String, String>,
+}
+
+impl From<&berth_core::node::NodeReason> for NodeReasonDto {
+    fn from(reason: &berth_core::node::NodeReason) -> Self {
+        let (code, values) = reason.parts();
+        NodeReasonDto {
+            code: code.to_string(),
+            values: values
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value))
+                .collect(),
+        }
+    }
+}
+
 /// One node.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NodeDto {
@@ -56,8 +79,10 @@ pub struct NodeDto {
     pub name: String,
     /// `ok`, `low` (a resource is past its threshold: red) or `unknown` (not reporting).
     pub status: String,
-    /// Why it is low or unknown, one sentence each.
+    /// Why it is low or unknown, one sentence each (English).
     pub reasons: Vec<String>,
+    /// The same reasons as codes and values, for clients in other languages.
+    pub reason_details: Vec<NodeReasonDto>,
     /// Every label, `datacenter` and `zone` among them.
     pub labels: BTreeMap<String, String>,
     /// The `datacenter` label.
@@ -133,7 +158,8 @@ pub struct PlatformEventDto {
     pub warning: bool,
     /// The English sentence.
     pub message: String,
-    /// The values of the message (`node`, `reasons`).
+    /// The values of the message (`node`, `reasons`, and `reason_details`: the reasons as a JSON
+    /// list of objects, each a `code` and its values as in `NodeDto::reason_details`).
     pub params: BTreeMap<String, String>,
 }
 
@@ -167,7 +193,8 @@ fn node_dto(state: &ApiState, node: NodeOverview) -> NodeDto {
     NodeDto {
         name: view.info.name,
         status: view.watch.status.as_str().into(),
-        reasons: view.watch.reasons,
+        reasons: view.watch.reasons.iter().map(ToString::to_string).collect(),
+        reason_details: view.watch.reasons.iter().map(NodeReasonDto::from).collect(),
         datacenter: label(DATACENTER_LABEL),
         zone: label(ZONE_LABEL),
         labels,

@@ -46,9 +46,10 @@ async fn a_low_node_is_marked_recorded_and_turns_unknown_when_silent() {
     let node = &view.nodes[0];
     assert_eq!(node.info.name, NODE);
     assert_eq!(node.watch.status, NodeStatus::Low);
+    let reason = node.watch.reasons[0].to_string();
     assert!(
-        node.watch.reasons[0].starts_with(&format!("disk {}", dir.path().display()))
-            && node.watch.reasons[0].ends_with("% free (threshold 100 %)"),
+        reason.starts_with(&format!("disk {}", dir.path().display()))
+            && reason.ends_with("% free (threshold 100 %)"),
         "{:?}",
         node.watch.reasons
     );

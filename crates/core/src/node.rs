@@ -230,12 +230,141 @@ impl NodeStatus {
     }
 }
 
+/// Why a node is low or unknown: one code and the values of its sentence (numbers as they are
+/// written in it), so clients can say it in their own language; [`std::fmt::Display`] gives
+/// the English sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeReason {
+    /// It never reported.
+    NoSampleYet,
+    /// Its last sample is this many seconds old.
+    Silent { seconds: i64 },
+    /// CPU above `max_percent` for `seconds` (the threshold's time: `for_seconds`).
+    CpuBusy {
+        percent: String,
+        seconds: i64,
+        max_percent: String,
+        for_seconds: i64,
+    },
+    /// Less free memory than `min_percent`.
+    MemoryLow {
+        free_percent: String,
+        min_percent: String,
+    },
+    /// Less free space than `min_percent` on the disk holding `path`.
+    DiskLow {
+        path: String,
+        free_percent: String,
+        min_percent: String,
+    },
+}
+
+impl NodeReason {
+    /// The reason's code and its values by name.
+    pub fn parts(&self) -> (&'static str, Vec<(&'static str, String)>) {
+        match self {
+            NodeReason::NoSampleYet => ("no_sample_yet", Vec::new()),
+            NodeReason::Silent { seconds } => ("silent", vec![("seconds", seconds.to_string())]),
+            NodeReason::CpuBusy {
+                percent,
+                seconds,
+                max_percent,
+                for_seconds,
+            } => (
+                "cpu_busy",
+                vec![
+                    ("percent", percent.clone()),
+                    ("seconds", seconds.to_string()),
+                    ("max_percent", max_percent.clone()),
+                    ("for_seconds", for_seconds.to_string()),
+                ],
+            ),
+            NodeReason::MemoryLow {
+                free_percent,
+                min_percent,
+            } => (
+                "memory_low",
+                vec![
+                    ("free_percent", free_percent.clone()),
+                    ("min_percent", min_percent.clone()),
+                ],
+            ),
+            NodeReason::DiskLow {
+                path,
+                free_percent,
+                min_percent,
+            } => (
+                "disk_low",
+                vec![
+                    ("path", path.clone()),
+                    ("free_percent", free_percent.clone()),
+                    ("min_percent", min_percent.clone()),
+                ],
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for NodeReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeReason::NoSampleYet => f.write_str("no sample yet"),
+            NodeReason::Silent { seconds } => {
+                write!(f, "no sample for {seconds} s (expected every few seconds)")
+            }
+            NodeReason::CpuBusy {
+                percent,
+                seconds,
+                max_percent,
+                for_seconds,
+            } => write!(
+                f,
+                "CPU {percent} % busy for {seconds} s (threshold {max_percent} % for \
+                 {for_seconds} s)"
+            ),
+            NodeReason::MemoryLow {
+                free_percent,
+                min_percent,
+            } => write!(
+                f,
+                "memory {free_percent} % free (threshold {min_percent} %)"
+            ),
+            NodeReason::DiskLow {
+                path,
+                free_percent,
+                min_percent,
+            } => write!(
+                f,
+                "disk {path} {free_percent} % free (threshold {min_percent} %)"
+            ),
+        }
+    }
+}
+
+/// Reasons as a JSON list of objects, each its `code` and its values (an event parameter:
+/// clients say them in their own language).
+pub fn reason_details(reasons: &[NodeReason]) -> String {
+    let list: Vec<serde_json::Value> = reasons
+        .iter()
+        .map(|reason| {
+            let (code, values) = reason.parts();
+            let mut object = serde_json::Map::new();
+            object.insert("code".into(), code.into());
+            for (name, value) in values {
+                object.insert(name.into(), value.into());
+            }
+            serde_json::Value::Object(object)
+        })
+        .collect();
+    serde_json::Value::Array(list).to_string()
+}
+
 /// A node's judgement, carried from one assessment to the next.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodeWatch {
     pub status: NodeStatus,
-    /// Why the node is low or unknown, one sentence each.
-    pub reasons: Vec<String>,
+    /// Why the node is low or unknown.
+    pub reasons: Vec<NodeReason>,
     /// Since when the CPU has been above its threshold (the sample time), if it is.
     pub cpu_busy_since: Option<Millis>,
     /// Whether the node ever reported (coming back after silence is then a recovery).
@@ -270,11 +399,10 @@ pub fn assess(
 ) -> NodeWatch {
     let Some(sample) = latest.filter(|s| now - s.at <= thresholds.silent_after_ms) else {
         let reason = match latest {
-            Some(sample) => format!(
-                "no sample for {} s (expected every few seconds)",
-                (now - sample.at) / 1_000
-            ),
-            None => "no sample yet".to_string(),
+            Some(sample) => NodeReason::Silent {
+                seconds: (now - sample.at) / 1_000,
+            },
+            None => NodeReason::NoSampleYet,
         };
         return NodeWatch {
             status: NodeStatus::Unknown,
@@ -291,33 +419,30 @@ pub fn assess(
     if let (Some(cpu), Some(since)) = (busy, cpu_busy_since)
         && cpu_busy_too_long(cpu_busy_since, sample.at, thresholds)
     {
-        reasons.push(format!(
-            "CPU {:.0} % busy for {} s (threshold {} % for {} s)",
-            cpu,
-            (sample.at - since) / 1_000,
-            percent(thresholds.cpu_busy_percent),
-            thresholds.cpu_busy_for_ms / 1_000
-        ));
+        reasons.push(NodeReason::CpuBusy {
+            percent: format!("{cpu:.0}"),
+            seconds: (sample.at - since) / 1_000,
+            max_percent: percent(thresholds.cpu_busy_percent),
+            for_seconds: thresholds.cpu_busy_for_ms / 1_000,
+        });
     }
     if let Some(memory) = sample.memory
         && memory.free_percent() < thresholds.memory_free_min_percent
     {
-        reasons.push(format!(
-            "memory {} % free (threshold {} %)",
-            floor_percent(memory.free_percent()),
-            percent(thresholds.memory_free_min_percent)
-        ));
+        reasons.push(NodeReason::MemoryLow {
+            free_percent: floor_percent(memory.free_percent()).to_string(),
+            min_percent: percent(thresholds.memory_free_min_percent),
+        });
     }
     for disk in &sample.disks {
         if let Some(space) = disk.space
             && space.free_percent() < thresholds.disk_free_min_percent
         {
-            reasons.push(format!(
-                "disk {} {} % free (threshold {} %)",
-                disk.path,
-                floor_percent(space.free_percent()),
-                percent(thresholds.disk_free_min_percent)
-            ));
+            reasons.push(NodeReason::DiskLow {
+                path: disk.path.clone(),
+                free_percent: floor_percent(space.free_percent()).to_string(),
+                min_percent: percent(thresholds.disk_free_min_percent),
+            });
         }
     }
     NodeWatch {
@@ -490,7 +615,12 @@ impl PlatformEvent {
 
     /// The event recording `kind` for `node`, judged `watch`.
     pub fn for_node(node: &str, at: Millis, kind: PlatformEventKind, watch: &NodeWatch) -> Self {
-        let reasons = watch.reasons.join("; ");
+        let reasons = watch
+            .reasons
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
         let message = match kind {
             PlatformEventKind::NodeLow => format!("node {node} is low: {reasons}"),
             PlatformEventKind::NodeRecovered => {
@@ -504,6 +634,7 @@ impl PlatformEvent {
         PlatformEvent::new(node_subject(node), at, kind, message)
             .param("node", node)
             .param("reasons", reasons)
+            .param("reason_details", reason_details(&watch.reasons))
     }
 }
 
@@ -715,7 +846,8 @@ mod tests {
         for (name, previous, latest, now, status, reasons, since) in cases {
             let got = assess(&previous, latest.as_ref(), &th, now);
             assert_eq!(got.status, status, "{name}");
-            assert_eq!(got.reasons, reasons, "{name}");
+            let sentences: Vec<String> = got.reasons.iter().map(ToString::to_string).collect();
+            assert_eq!(sentences, reasons, "{name}");
             assert_eq!(got.cpu_busy_since, since, "{name}");
         }
     }
@@ -880,5 +1012,46 @@ mod tests {
             );
         }
         assert_eq!(PlatformEventKind::parse("nope"), None);
+    }
+
+    #[test]
+    fn reasons_carry_their_code_and_values_for_other_languages() {
+        let reasons = vec![
+            NodeReason::DiskLow {
+                path: "/var/lib/docker".into(),
+                free_percent: "3".into(),
+                min_percent: "10".into(),
+            },
+            NodeReason::Silent { seconds: 20 },
+        ];
+        assert_eq!(
+            reasons[0].to_string(),
+            "disk /var/lib/docker 3 % free (threshold 10 %)"
+        );
+        let details: serde_json::Value =
+            serde_json::from_str(&reason_details(&reasons)).expect("JSON");
+        assert_eq!(
+            details,
+            serde_json::json!([
+                {"code": "disk_low", "path": "/var/lib/docker", "free_percent": "3", "min_percent": "10"},
+                {"code": "silent", "seconds": "20"},
+            ])
+        );
+        let event = PlatformEvent::for_node(
+            "n1",
+            T,
+            PlatformEventKind::NodeLow,
+            &NodeWatch {
+                status: NodeStatus::Low,
+                reasons,
+                ..NodeWatch::default()
+            },
+        );
+        assert_eq!(
+            event.message,
+            "node n1 is low: disk /var/lib/docker 3 % free (threshold 10 %); no sample for 20 s \
+             (expected every few seconds)"
+        );
+        assert!(event.params["reason_details"].contains("\"disk_low\""));
     }
 }

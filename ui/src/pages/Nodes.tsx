@@ -5,15 +5,44 @@
 import { useState } from "react";
 import { api, call, type Schemas } from "../api/client";
 import { Badge, Empty, formatBytes, Loaded, PageHeader, Time, useAction, useAsync, type Tone } from "../components/ui";
-import { useI18n } from "../i18n";
+import { hasKey, useI18n, type Key, type T } from "../i18n";
 import { useSession } from "../session";
 
 type NodeDto = Schemas["NodeDto"];
+type NodeReason = Schemas["NodeReasonDto"];
+type PlatformEvent = Schemas["PlatformEventDto"];
 type SpaceDto = Schemas["SpaceDto"];
 
 const POLL_MS = 3000;
 
 const STATUS_TONE: Record<string, Tone> = { ok: "ok", low: "bad", unknown: "muted" };
+
+/** A reason a node is low or unknown, in the console's language (English from the server when
+ * this console does not know its code). */
+function reasonText(t: T, reason: NodeReason, english: string): string {
+  const key = `nodes.reason.${reason.code}`;
+  return hasKey(key) ? t(key as Key, reason.values) : english;
+}
+
+/** A node event's sentence in the console's language, from its kind and values. */
+function nodeEventText(t: T, e: PlatformEvent): string {
+  const key = `nodes.event.${e.kind}`;
+  if (!hasKey(key)) return e.message;
+  const params = e.params ?? {};
+  let reasons = params.reasons ?? "";
+  try {
+    const details = JSON.parse(params.reason_details ?? "[]") as { code: string; [value: string]: string }[];
+    if (details.length > 0) {
+      reasons = details
+        .map(({ code, ...values }) => reasonText(t, { code, values }, ""))
+        .filter(Boolean)
+        .join(t("nodes.reasonSeparator"));
+    }
+  } catch {
+    // Recorded before the details were: the English reasons.
+  }
+  return t(key as Key, { node: params.node ?? "", reasons });
+}
 
 /** The banner when every node is low (polled wherever the console is). */
 export function ClusterBanner() {
@@ -76,8 +105,8 @@ function NodeCard({ node, onSaved }: { node: NodeDto; onSaved(): void }) {
       </div>
       {node.reasons.length > 0 && (
         <ul className={node.status === "low" ? "node-reasons bad" : "node-reasons"} data-testid="node-reasons">
-          {node.reasons.map((r) => (
-            <li key={r}>{r}</li>
+          {node.reasons.map((r, i) => (
+            <li key={r}>{node.reason_details[i] ? reasonText(t, node.reason_details[i], r) : r}</li>
           ))}
         </ul>
       )}
@@ -235,7 +264,7 @@ function NodeEvents({ name }: { name: string }) {
         <ul data-testid="node-events">
           {[...list].reverse().map((e) => (
             <li key={e.id} data-kind={e.kind} className={e.warning ? "bad-text" : undefined}>
-              <Time value={e.at} /> {e.message}
+              <Time value={e.at} /> {nodeEventText(t, e)}
             </li>
           ))}
         </ul>
