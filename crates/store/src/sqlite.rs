@@ -36,6 +36,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr, Sqlite};
 
+pub mod metrics;
 mod nodes;
 
 use crate::enums::DbEnum;
@@ -309,8 +310,13 @@ fn migrator() -> Migrator {
 
 /// The migrations up to `last` (a database as an older Berth left it, for tests).
 fn migrations_up_to(last: i64) -> Migrator {
+    migrator_of(MIGRATIONS, last)
+}
+
+/// A migrator of the `migrations` of one database up to `last`.
+fn migrator_of(migrations: &[(i64, &'static str, &'static str)], last: i64) -> Migrator {
     Migrator::with_migrations(
-        MIGRATIONS
+        migrations
             .iter()
             .filter(|&&(version, _, _)| version <= last)
             .map(|&(version, description, sql)| {
