@@ -24,7 +24,7 @@ use crate::team_dto::QuotaDto;
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RangeParams {
-    /// Start, unix milliseconds (default: an hour before `to`).
+    /// Start, unix milliseconds, or a span before `to` such as `-1h`, `-30d` (default: `-1h`).
     pub from: Option<String>,
     /// End (exclusive), unix milliseconds (default: now).
     pub to: Option<String>,
@@ -48,6 +48,21 @@ impl RangeParams {
                 })
                 .transpose()
         };
+        // `-1h`: a span before `to` (a unit at the end); anything else is unix milliseconds.
+        let relative = self
+            .from
+            .as_deref()
+            .map(str::trim)
+            .filter(|text| text.ends_with(|c: char| c.is_ascii_alphabetic()))
+            .and_then(|text| text.strip_prefix('-'));
+        let (from, since) = match relative {
+            Some(span) => {
+                let span = parse_span(span)
+                    .map_err(|e| ApiError::field("from", format!("not a span before to: {e}")))?;
+                (None, Some(span))
+            }
+            None => (millis("from", &self.from)?, None),
+        };
         let step = self
             .step
             .as_deref()
@@ -56,7 +71,8 @@ impl RangeParams {
             })
             .transpose()?;
         Ok(RangeRequest {
-            from: millis("from", &self.from)?,
+            from,
+            since,
             to: millis("to", &self.to)?,
             step,
         })

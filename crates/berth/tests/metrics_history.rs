@@ -156,6 +156,19 @@ async fn the_metrics_history_answers_range_queries_for_apps_nodes_and_teams() {
     );
     assert!(points.iter().any(|p| p["samples"].as_u64().unwrap() > 1));
 
+    // A span before now instead of a time: the server's clock decides.
+    let recent = server.get("/api/v1/apps/web/metrics?from=-10m").await;
+    let (from, to) = (
+        recent["from"].as_i64().unwrap(),
+        recent["to"].as_i64().unwrap(),
+    );
+    assert_eq!(
+        from,
+        (to - 600_000) - (to - 600_000).rem_euclid(5_000),
+        "{recent}"
+    );
+    assert!(series(&recent, "memory_bytes", Some(&instances[0])).is_some());
+
     // The node the instances run on.
     let nodes = server.get("/api/v1/nodes").await;
     let node = nodes["nodes"][0]["name"].as_str().unwrap().to_string();
@@ -186,6 +199,7 @@ async fn the_metrics_history_answers_range_queries_for_apps_nodes_and_teams() {
         ("from=yesterday".to_string(), "from", "unix milliseconds"),
         ("to=-".to_string(), "to", "unix milliseconds"),
         ("step=7x".to_string(), "step", "unknown step"),
+        ("from=-7x".to_string(), "from", "not a span"),
         ("step=7s".to_string(), "step", "multiple of 5s"),
         (
             format!("from={}", now - 40 * 86_400_000),

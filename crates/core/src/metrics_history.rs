@@ -392,9 +392,11 @@ pub fn roll_up(points: &[Point], step: Millis) -> Vec<Point> {
 }
 
 /// A range query as asked: times in unix ms, the step optional.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RangeRequest {
     pub from: Option<Millis>,
+    /// Instead of `from`: this long before `to` (so a client's clock does not matter).
+    pub since: Option<Millis>,
     pub to: Option<Millis>,
     pub step: Option<Millis>,
 }
@@ -423,7 +425,9 @@ pub fn plan_range(
     now: Millis,
 ) -> Result<RangePlan, FieldError> {
     let to = request.to.unwrap_or(now);
-    let from = request.from.unwrap_or(to - DEFAULT_RANGE_MS);
+    let from = request
+        .from
+        .unwrap_or(to - request.since.unwrap_or(DEFAULT_RANGE_MS));
     if from >= to {
         return Err(field_error("from", "must be before to"));
     }
@@ -634,8 +638,13 @@ mod tests {
         let now = 100 * DAY;
         let req = |from: Option<Millis>, to: Option<Millis>, step: Option<Millis>| RangeRequest {
             from,
+            since: None,
             to,
             step,
+        };
+        let since = |span: Millis| RangeRequest {
+            since: Some(span),
+            ..Default::default()
         };
         // (request, Ok((from, to, step, tier step)) or Err(field, message part))
         let cases: Vec<(
@@ -643,6 +652,11 @@ mod tests {
             Result<(Millis, Millis, Millis, Millis), (&str, &str)>,
         )> = vec![
             (req(None, None, None), Ok((now - HOUR, now, 5_000, 5_000))),
+            (since(HOUR), Ok((now - HOUR, now, 5_000, 5_000))),
+            (
+                since(30 * DAY),
+                Ok((now - 30 * DAY, now, 10 * MIN, 10 * MIN)),
+            ),
             (
                 req(Some(now - 2 * HOUR), None, None),
                 Ok((now - 2 * HOUR, now, MIN, MIN)),
