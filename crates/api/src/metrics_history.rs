@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::State;
 use berth_core::Millis;
 use berth_core::metrics_history::{RangeRequest, parse_span};
-use berth_operations::metrics_history::MetricsRange;
+use berth_operations::metrics_history::{MetricsRange, MetricsSubject};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -170,6 +170,21 @@ impl From<MetricsRange> for MetricsDto {
     }
 }
 
+/// The answer to a range query of `subject`.
+async fn answer(
+    state: &ApiState,
+    principal: &Principal,
+    subject: MetricsSubject,
+    params: &RangeParams,
+) -> ApiResult<MetricsDto> {
+    let request = params.request()?;
+    Ok(state
+        .platform
+        .metrics(principal, &subject, request)
+        .await?
+        .into())
+}
+
 /// An app's history: the app's own series (CPU, memory, ready instances, restarts, requests
 /// per second, 5xx share, p95 latency) and each instance's CPU and memory.
 #[utoipa::path(get, path = "/api/v1/apps/{name}/metrics", tag = "apps",
@@ -182,12 +197,9 @@ pub async fn app_metrics(
     Path(name): Path<String>,
     ApiQuery(params): ApiQuery<RangeParams>,
 ) -> ApiResult<Json<MetricsDto>> {
-    let request = params.request()?;
-    let range = state
-        .platform
-        .app_metrics(&principal, &name, request)
-        .await?;
-    Ok(Json(range.into()))
+    Ok(Json(
+        answer(&state, &principal, MetricsSubject::App(name), &params).await?,
+    ))
 }
 
 /// A node's history: CPU (percent of all cores), memory in use, the fullest watched disk's
@@ -202,12 +214,9 @@ pub async fn node_metrics(
     Path(name): Path<String>,
     ApiQuery(params): ApiQuery<RangeParams>,
 ) -> ApiResult<Json<MetricsDto>> {
-    let request = params.request()?;
-    let range = state
-        .platform
-        .node_metrics(&principal, &name, request)
-        .await?;
-    Ok(Json(range.into()))
+    Ok(Json(
+        answer(&state, &principal, MetricsSubject::Node(name), &params).await?,
+    ))
 }
 
 /// A team's totals over time (CPU, memory, ready instances of all its apps) and its quota.
@@ -221,14 +230,16 @@ pub async fn team_metrics(
     Path(team): Path<String>,
     ApiQuery(params): ApiQuery<RangeParams>,
 ) -> ApiResult<Json<TeamMetricsDto>> {
-    let request = params.request()?;
-    let range = state
-        .platform
-        .team_metrics(&principal, &team, request)
-        .await?;
+    let metrics = answer(
+        &state,
+        &principal,
+        MetricsSubject::Team(team.clone()),
+        &params,
+    )
+    .await?;
     let stored = crate::teams::load_team(&state, &team).await?;
     Ok(Json(TeamMetricsDto {
-        metrics: range.into(),
+        metrics,
         quota: QuotaDto::from(&stored.quota),
     }))
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use berth_controller::InstanceStatus;
 use berth_controller::nodes::NodeView;
+use berth_core::accounts::TeamAction;
 use berth_core::metrics_history::{
     CounterReading, Metric, RangePlan, RangeRequest, Sample, Scope, SeriesFilter, SeriesKey,
     SeriesPoints, Tiers, plan_range, roll_up, traffic_between,
@@ -285,65 +286,51 @@ pub struct MetricsRange {
     pub series: Vec<SeriesPoints>,
 }
 
+/// Whose history a query reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsSubject {
+    /// An app's own series and its instances' (readers of its team).
+    App(String),
+    /// A node's (any logged-in user, like the node itself).
+    Node(String),
+    /// A team's totals (its readers).
+    Team(String),
+}
+
 impl Platform {
-    /// The history of the app `name` (its own series and its instances'), for readers of its
-    /// team.
-    pub async fn app_metrics(
+    /// The history of `subject` over the range asked, for those who may read the subject.
+    pub async fn metrics(
         &self,
         actor: &Actor,
-        name: &str,
+        subject: &MetricsSubject,
         request: RangeRequest,
     ) -> OpResult<MetricsRange> {
-        let app = self
-            .app(actor, name, berth_core::accounts::TeamAction::Read)
-            .await?
-            .app;
-        let filter = |scope| SeriesFilter {
-            scope,
-            team: Some(app.team.clone()),
-            app: Some(app.name.clone()),
-            name: None,
+        let filter =
+            |scope, team: Option<&str>, app: Option<&str>, name: Option<&str>| SeriesFilter {
+                scope,
+                team: team.map(Into::into),
+                app: app.map(Into::into),
+                name: name.map(Into::into),
+            };
+        let filters = match subject {
+            MetricsSubject::App(name) => {
+                let app = self.app(actor, name, TeamAction::Read).await?.app;
+                let (team, name) = (Some(app.team.as_str()), Some(app.name.as_str()));
+                vec![
+                    filter(Scope::App, team, name, None),
+                    filter(Scope::Instance, team, name, None),
+                ]
+            }
+            MetricsSubject::Node(name) => {
+                self.node(actor, name).await?;
+                vec![filter(Scope::Node, None, None, Some(name))]
+            }
+            MetricsSubject::Team(team) => {
+                actor.require(team, TeamAction::Read, &format!("team {team}"))?;
+                vec![filter(Scope::Team, Some(team), None, None)]
+            }
         };
-        self.metrics_range(request, &[filter(Scope::App), filter(Scope::Instance)])
-            .await
-    }
-
-    /// The history of a node (any logged-in user, like the node itself).
-    pub async fn node_metrics(
-        &self,
-        actor: &Actor,
-        name: &str,
-        request: RangeRequest,
-    ) -> OpResult<MetricsRange> {
-        self.node(actor, name).await?;
-        let filter = SeriesFilter {
-            scope: Scope::Node,
-            team: None,
-            app: None,
-            name: Some(name.to_string()),
-        };
-        self.metrics_range(request, &[filter]).await
-    }
-
-    /// A team's totals over time (its members and platform admins).
-    pub async fn team_metrics(
-        &self,
-        actor: &Actor,
-        team: &str,
-        request: RangeRequest,
-    ) -> OpResult<MetricsRange> {
-        actor.require(
-            team,
-            berth_core::accounts::TeamAction::Read,
-            &format!("team {team}"),
-        )?;
-        let filter = SeriesFilter {
-            scope: Scope::Team,
-            team: Some(team.to_string()),
-            app: None,
-            name: None,
-        };
-        self.metrics_range(request, &[filter]).await
+        self.metrics_range(request, &filters).await
     }
 
     async fn metrics_range(

@@ -8,7 +8,8 @@
 //! of an area must pass that area's conformance suite (module `conformance`, cargo feature
 //! `conformance`); `memory::MemoryStore` (feature `memory`) implements the apps area for tests.
 //! Timestamps and ids come in from the caller (deterministic writes); the store never reads a
-//! clock.
+//! clock. The metrics history is [`MetricsStore`], kept apart from [`Store`] in a database of
+//! its own ([`SqliteMetricsStore`]), so its writes never wait on the control plane's.
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

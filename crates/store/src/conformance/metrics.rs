@@ -3,7 +3,7 @@
 //! its retention.
 
 use berth_core::metrics_history::{
-    Aggregate, Metric, Point, Sample, Scope, SeriesFilter, SeriesKey, Tiers, roll_up,
+    Aggregate, Metric, Point, Sample, Scope, SeriesFilter, SeriesKey, Tier, Tiers, roll_up,
 };
 
 use super::*;
@@ -15,6 +15,35 @@ pub async fn run<S: MetricsStore + ?Sized>(store: Arc<S>) {
     every_tier_holds_exact_aggregates(s).await;
     queries_filter_by_subject_and_range(s).await;
     pruning_keeps_each_tier_within_its_retention(s).await;
+    one_round_may_hold_several_samples_of_a_series(s).await;
+}
+
+/// Two samples of one series in one round (one bucket) both count.
+pub async fn one_round_may_hold_several_samples_of_a_series<S: MetricsStore + ?Sized>(store: &S) {
+    let tiers = Tiers::parse("5s:1h,1m:1d").unwrap();
+    let team = unique_name("metrics-twice");
+    let key = SeriesKey::node(&team, Metric::CpuPercent);
+    let round = [sample(&key, T0, 10.0), sample(&key, T0 + 1, 30.0)];
+    store.record(&tiers, &round).await.expect("record");
+    let f = SeriesFilter {
+        scope: Scope::Node,
+        team: None,
+        app: None,
+        name: Some(team.clone()),
+    };
+    for tier in tiers.all() {
+        let got = store
+            .points(&f, *tier, T0 - 60_000, T0 + 60_000)
+            .await
+            .unwrap();
+        let want = Aggregate {
+            count: 2,
+            sum: 40.0,
+            min: 10.0,
+            max: 30.0,
+        };
+        assert_eq!(got[0].points[0].aggregate, want, "step {}", tier.step_ms);
+    }
 }
 
 fn sample(key: &SeriesKey, at: Millis, value: f64) -> Sample {
@@ -23,6 +52,19 @@ fn sample(key: &SeriesKey, at: Millis, value: f64) -> Sample {
         at,
         value,
     }
+}
+
+/// How many points the (first) series `filter` matches has in `tier`, at any time.
+async fn points_of<S: MetricsStore + ?Sized>(
+    store: &S,
+    filter: &SeriesFilter,
+    tier: Tier,
+) -> usize {
+    let series = store
+        .points(filter, tier, Millis::MIN / 2, Millis::MAX / 2)
+        .await
+        .expect("points");
+    series.first().map_or(0, |s| s.points.len())
 }
 
 fn filter(scope: Scope, team: &str, app: Option<&str>) -> SeriesFilter {
@@ -170,9 +212,6 @@ pub async fn pruning_keeps_each_tier_within_its_retention<S: MetricsStore + ?Siz
             .expect("record");
     }
     let now = start + 20 * 60_000;
-    let count = |series: Vec<berth_core::metrics_history::SeriesPoints>| {
-        series.first().map_or(0, |s| s.points.len())
-    };
     let f = filter(Scope::Team, &team, None);
     // The 10 min tier goes out of the settings: its points go too.
     let tiers = Tiers::parse("5s:1m,1m:10m").unwrap();
@@ -181,54 +220,21 @@ pub async fn pruning_keeps_each_tier_within_its_retention<S: MetricsStore + ?Siz
     // now - 10 min): 10 of 20 stay. 10 min tier: both buckets go with the tier.
     // Other checks' older points may go too (the store is shared).
     assert!(dropped >= 19 + 10 + 2, "dropped {dropped}");
-    let all = i64::MIN / 2..i64::MAX / 2;
-    assert_eq!(
-        count(
-            store
-                .points(&f, tiers.all()[0], all.start, all.end)
-                .await
-                .unwrap()
-        ),
-        1
-    );
-    assert_eq!(
-        count(
-            store
-                .points(&f, tiers.all()[1], all.start, all.end)
-                .await
-                .unwrap()
-        ),
-        10
-    );
-    assert_eq!(
-        count(
-            store
-                .points(&f, old_tiers.all()[2], all.start, all.end)
-                .await
-                .unwrap()
-        ),
-        0
-    );
+    assert_eq!(points_of(store, &f, tiers.all()[0]).await, 1);
+    assert_eq!(points_of(store, &f, tiers.all()[1]).await, 10);
+    assert_eq!(points_of(store, &f, old_tiers.all()[2]).await, 0);
     // An hour later nothing is left; the series comes back with its next sample.
     store
         .prune(&tiers, now + 3_600_000)
         .await
         .expect("prune all");
-    assert_eq!(
-        count(
-            store
-                .points(&f, tiers.all()[1], all.start, all.end)
-                .await
-                .unwrap()
-        ),
-        0
-    );
+    assert_eq!(points_of(store, &f, tiers.all()[1]).await, 0);
     store
         .record(&tiers, &[sample(&key, now + 3_600_000, 2.0)])
         .await
         .expect("record again");
     let back = store
-        .points(&f, tiers.all()[1], all.start, all.end)
+        .points(&f, tiers.all()[1], Millis::MIN / 2, Millis::MAX / 2)
         .await
         .unwrap();
     assert_eq!(

@@ -4,7 +4,7 @@
 //!
 //! `series` names each series once; `points` (a `WITHOUT ROWID` table keyed by series, step
 //! and bucket) holds one aggregate per bucket of each tier. A round is one `BEGIN IMMEDIATE`
-//! transaction of upserts (count + 1, sum + value, min, max) into every tier, so the coarse
+//! transaction of multi-row upserts (count + 1, sum + value, min, max) into every tier, so the coarse
 //! tiers are always the exact roll-up of the samples and no roll-up job can fall behind.
 //! Pruning deletes by series through the primary key, never scanning the table.
 
@@ -16,15 +16,16 @@ use async_trait::async_trait;
 use berth_core::Millis;
 use berth_core::metrics_history::{
     Aggregate, Metric, Point, Sample, Scope, SeriesFilter, SeriesKey, SeriesPoints, Tier, Tiers,
+    align,
 };
 use sqlx::SqliteConnection;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow};
 
-use super::{ACQUIRE_TIMEOUT, BUSY_TIMEOUT, READERS, db_err, get, migrator_of};
+use super::{db_err, file_options, get, migrator_of, open_file_pools, open_memory_pool};
 use crate::{MetricsStore, StoreError, StoreResult};
+
+/// Points per upsert statement (4 parameters each, far below SQLite's limit).
+const ROWS_PER_STATEMENT: usize = 250;
 
 /// The metrics database's schema, in order.
 const METRICS_MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -46,43 +47,19 @@ pub struct SqliteMetricsStore {
 impl SqliteMetricsStore {
     /// Opens (creating it when missing) the metrics database at `path`, in WAL mode.
     pub async fn open(path: &Path) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(BUSY_TIMEOUT)
-            .synchronous(SqliteSynchronous::Normal);
-        let context = |e: sqlx::Error| {
-            StoreError::Database(format!("opening metrics database {}: {e}", path.display()))
-        };
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.clone())
-            .await
-            .map_err(context)?;
-        migrate(&write).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.pragma("query_only", "ON"))
-            .await
-            .map_err(context)?;
+        let (read, write) = open_file_pools(
+            path,
+            file_options(path),
+            &metrics_migrator(),
+            "metrics database",
+        )
+        .await?;
         Ok(Self::with_pools(read, write))
     }
 
     /// A private, empty in-memory metrics database (for `--store sqlite::memory:` and tests).
     pub async fn open_in_memory() -> StoreResult<Self> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(SqliteConnectOptions::new().filename(":memory:"))
-            .await
-            .map_err(|e| StoreError::Database(format!("opening in-memory SQLite: {e}")))?;
-        migrate(&pool).await?;
+        let pool = open_memory_pool(SqliteConnectOptions::new(), &metrics_migrator()).await?;
         Ok(Self::with_pools(pool.clone(), pool))
     }
 
@@ -129,11 +106,8 @@ impl SqliteMetricsStore {
     }
 }
 
-async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
+fn metrics_migrator() -> sqlx::migrate::Migrator {
     migrator_of(METRICS_MIGRATIONS, i64::MAX)
-        .run(pool)
-        .await
-        .map_err(|e| StoreError::Database(format!("migrating the metrics schema: {e}")))
 }
 
 fn series_key(row: &SqliteRow) -> StoreResult<SeriesKey> {
@@ -284,24 +258,46 @@ impl SqliteMetricsStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_err)?;
+        // (series, step, bucket, value) of every tier of every sample, written in batches of
+        // multi-row upserts: one statement per batch instead of one per point.
+        let mut rows = Vec::with_capacity(samples.len() * tiers.all().len());
         for sample in samples.iter().filter(|s| s.value.is_finite()) {
             let id = self.series_id(&mut tx, &sample.key).await?;
             for tier in tiers.all() {
-                sqlx::query(
-                    "INSERT INTO points (series, step_ms, bucket, count, sum, min, max)
-                     VALUES ($1, $2, $3, 1, $4, $4, $4)
-                     ON CONFLICT (series, step_ms, bucket) DO UPDATE SET
-                         count = count + 1, sum = sum + excluded.sum,
-                         min = min(min, excluded.min), max = max(max, excluded.max)",
-                )
-                .bind(id)
-                .bind(tier.step_ms)
-                .bind(berth_core::metrics_history::align(sample.at, tier.step_ms))
-                .bind(sample.value)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+                rows.push((
+                    id,
+                    tier.step_ms,
+                    align(sample.at, tier.step_ms),
+                    sample.value,
+                ));
             }
+        }
+        for batch in rows.chunks(ROWS_PER_STATEMENT) {
+            let values: Vec<String> = (0..batch.len())
+                .map(|i| {
+                    let n = i * 4;
+                    format!(
+                        "(?{}, ?{}, ?{}, 1, ?{v}, ?{v}, ?{v})",
+                        n + 1,
+                        n + 2,
+                        n + 3,
+                        v = n + 4
+                    )
+                })
+                .collect();
+            // Only numbered placeholders are formatted in: safe to build.
+            let sql = format!(
+                "INSERT INTO points (series, step_ms, bucket, count, sum, min, max) VALUES {}
+                 ON CONFLICT (series, step_ms, bucket) DO UPDATE SET
+                     count = count + 1, sum = sum + excluded.sum,
+                     min = min(min, excluded.min), max = max(max, excluded.max)",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &(id, step, bucket, value) in batch {
+                query = query.bind(id).bind(step).bind(bucket).bind(value);
+            }
+            query.execute(&mut *tx).await.map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)
     }
