@@ -169,6 +169,25 @@ async fn the_metrics_history_answers_range_queries_for_apps_nodes_and_teams() {
     );
     assert!(series(&recent, "memory_bytes", Some(&instances[0])).is_some());
 
+    // The CLI: one line per series, the app's and each instance's.
+    let out = server.cli(&["metrics", "web", "--since", "10m", "--step", "30s"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in ["requests_per_second", "latency_p95_ms", "ready_instances"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(line)),
+            "{line} in:\n{text}"
+        );
+    }
+    for instance in &instances {
+        assert!(text.contains(&format!("memory_bytes {instance}")), "{text}");
+    }
+    assert!(text.contains("points of 30 s"), "{text}");
+
     // The node the instances run on.
     let nodes = server.get("/api/v1/nodes").await;
     let node = nodes["nodes"][0]["name"].as_str().unwrap().to_string();
