@@ -10,7 +10,10 @@ addresses. Each proxy is loaded with `wrk` (`GET /`, the test app's small JSON a
 after the other, in the same run:
 
 * **throughput**: `wrk -t2 -c64 -d<seconds>s --latency`: requests per second, p50 and p99;
-* **one connection**: `wrk -t1 -c1 -d<seconds/2>s --latency`: p50 and p99 of a lone client.
+* **one connection**: `wrk -t1 -c1 -d<seconds/2>s --latency`: p50 and p99 of a lone client;
+* **CPU per request**: the proxy's CPU time (user + system, all its processes, from
+  `/proc/PID/stat`) over the throughput run, divided by the requests answered: what each proxy
+  costs per request, which a machine shared with other work disturbs far less than req/s.
 
 Ratios are to nginx (the goal of issue 14: ≥ 0.9× nginx's req/s, p99 ≤ 1.2× nginx's). Every
 proxy gets the same `Host: web.default.localhost`. wrk counts non-2xx answers and socket
@@ -137,6 +140,19 @@ def wrk(port: int, threads: int, connections: int, seconds: int) -> dict:
     return parse_wrk(out)
 
 
+def proxy_cpu_seconds(pid: int) -> float:
+    """CPU time of a proxy: the process and its direct children (nginx's workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = [int(k) for k in children.read_text().split()] if children.exists() else []
+    total = 0.0
+    for p in [pid, *kids]:
+        try:
+            total += bb.cpu_seconds(p)
+        except FileNotFoundError:
+            pass
+    return total
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=20, help="throughput run length")
@@ -169,17 +185,22 @@ def main() -> int:
                                    stderr=open(prefix / "haproxy.out", "wb"))
         try:
             targets = {"berth": router_port, "nginx": nginx_port, "haproxy": haproxy_port}
+            pids = {"berth": run.server.pid, "nginx": nginx.pid, "haproxy": haproxy.pid}
             for name, port in targets.items():
                 wait_port(port, name, prefix / f"{name}.out")
                 wrk(port, 2, 64, 2)  # warm-up: connections and pools
             for rep in range(args.reps):
                 for name, port in targets.items():
+                    cpu_before = proxy_cpu_seconds(pids[name])
                     many = wrk(port, 2, 64, args.seconds)
+                    cpu = proxy_cpu_seconds(pids[name]) - cpu_before
+                    many["cpu_us_per_request"] = cpu * 1e6 / max(many["rps"] * args.seconds, 1)
                     one = wrk(port, 1, 1, max(args.seconds // 2, 1))
                     results.setdefault(name, {"many": [], "one": []})
                     results[name]["many"].append(many)
                     results[name]["one"].append(one)
                     bb.log(f"rep {rep + 1} {name}: {many['rps']:.0f} req/s, "
+                           f"{many['cpu_us_per_request']:.1f} µs CPU per request, "
                            f"p50 {many['p50_ms']:.2f} ms, p99 {many['p99_ms']:.2f} ms; "
                            f"1 connection p50 {one['p50_ms']:.3f} ms, p99 {one['p99_ms']:.3f} ms"
                            f"; failures {many['non_2xx'] + many['socket_errors']}"
@@ -208,6 +229,8 @@ def main() -> int:
             f"{median(name, 'many', 'p50_ms'):.2f}",
             f"{median(name, 'many', 'p99_ms'):.2f}",
             f"{median(name, 'many', 'p99_ms') / median('nginx', 'many', 'p99_ms'):.2f}x",
+            f"{median(name, 'many', 'cpu_us_per_request'):.1f}",
+            f"{median(name, 'many', 'cpu_us_per_request') / median('nginx', 'many', 'cpu_us_per_request'):.2f}x",
             f"{median(name, 'one', 'p50_ms'):.3f}",
             f"{median(name, 'one', 'p99_ms'):.3f}",
             str(failures),
@@ -216,7 +239,8 @@ def main() -> int:
         f"Router vs nginx and HAProxy: 2 instances, wrk -t2 -c64 -d{args.seconds}s and "
         f"-t1 -c1 (medians of {args.reps})",
         rows,
-        ("proxy", "req/s", "vs nginx", "p50 ms", "p99 ms", "p99 vs nginx", "1 conn p50 ms",
+        ("proxy", "req/s", "vs nginx", "p50 ms", "p99 ms", "p99 vs nginx", "CPU µs/req",
+         "CPU vs nginx", "1 conn p50 ms",
          "1 conn p99 ms", "failed"),
     )
     bb.write_json(args.json, {"benchmark": "router", "seconds": args.seconds,

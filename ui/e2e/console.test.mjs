@@ -317,6 +317,48 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await page.getByRole("button", { name: "Deploy", exact: true }).click();
     await page.waitForURL("**/apps/shop");
     assert.equal((await strategy()).canary, null);
+    // A header canary: only requests carrying it go to the new revision.
+    await page.goto(`${state.base}/apps/shop/deploy`);
+    await page.getByLabel("Canary header").fill("X-Canary");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.getByText("Write the canary header as Name: value").first().waitFor();
+    await page.getByLabel("Canary header").fill("X-Canary: yes");
+    await page.getByLabel("Canary duration (s)").fill("45");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.waitForURL("**/apps/shop");
+    const canary = (await strategy()).canary;
+    assert.equal(canary.header.name.toLowerCase(), "x-canary");
+    assert.equal(canary.header.value, "yes");
+    await page.goto(`${state.base}/apps/shop/deploy`);
+    assert.match(await page.getByLabel("Canary header").inputValue(), /^x-canary: yes$/i);
+    await page.getByLabel("Canary header").fill("");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.waitForURL("**/apps/shop");
+    assert.equal((await strategy()).canary, null);
+    await page.goto(`${state.base}/apps/shop/revisions`);
+  });
+
+  await t.test("the idle timeout is set from the deploy form without a new revision", async () => {
+    const shop = () => call("GET", "/api/v1/apps/shop");
+    const before = await shop();
+    await page.goto(`${state.base}/apps/shop/deploy`);
+    await page.getByLabel("Idle timeout (s)").fill("5");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    // Refused by the server next to the field; nothing changes.
+    await page.getByTestId("deploy-form").getByText("must be between 10 and 2592000 seconds", { exact: false }).first().waitFor();
+    assert.equal((await shop()).idle_timeout_seconds ?? null, null);
+    await page.getByLabel("Idle timeout (s)").fill("900");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.getByText("Settings saved (no new revision)").waitFor();
+    const after = await shop();
+    assert.equal(after.idle_timeout_seconds, 900);
+    assert.equal(after.latest_revision, before.latest_revision);
+    await page.goto(`${state.base}/apps/shop/deploy`);
+    assert.equal(await page.getByLabel("Idle timeout (s)").inputValue(), "900");
+    await page.getByLabel("Idle timeout (s)").fill("");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.getByText("Settings saved (no new revision)").waitFor();
+    assert.equal((await shop()).idle_timeout_seconds ?? null, null);
     await page.goto(`${state.base}/apps/shop/revisions`);
   });
 
@@ -340,6 +382,22 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await card.getByTestId("autoscale-latest").waitFor({ timeout: 30_000 });
     assert.match(await card.getByTestId("autoscale-latest").textContent(), /target 60\.0 %|no samples yet/);
     await shot(page, "06-autoscale");
+    // On requests in flight instead: the form asks for a target per instance and the panic window.
+    await card.getByTestId("edit-autoscale").click();
+    await card.getByLabel("Scale on").selectOption("concurrency");
+    assert.equal(await card.getByLabel("Target CPU (% of limit)").count(), 0);
+    await card.getByLabel("Target per instance").fill("0");
+    await card.getByRole("button", { name: "Save", exact: true }).click();
+    await card.getByText("must be between 1 and 100000 (requests in flight per instance)").waitFor();
+    await card.getByLabel("Target per instance").fill("5");
+    await card.getByLabel("Panic window (s)").fill("4");
+    await card.getByRole("button", { name: "Save", exact: true }).click();
+    await card.getByTestId("autoscale-target").getByText("5 requests in flight per instance", { exact: false }).waitFor();
+    assert.match(await card.getByTestId("autoscale-target").textContent(), /a burst over 4 s that asks for 200 %/);
+    assert.deepEqual(
+      { metric: (await call("GET", "/api/v1/apps/shop/autoscale")).autoscale.metric },
+      { metric: "concurrency" },
+    );
     await card.getByTestId("edit-autoscale").click();
     await card.getByTestId("autoscale-off-button").click();
     await card.getByTestId("autoscale-off").waitFor();

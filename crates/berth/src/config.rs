@@ -150,6 +150,9 @@ pub struct ServerOptions {
     /// How long the router holds a request for an app that is bringing up its first ready instance before answering 503 [default: 30s]
     #[arg(long, env = "BERTH_ROUTER_HOLD_TIMEOUT")]
     pub router_hold_timeout: Option<String>,
+    /// Threads that serve the router's connections, each with its own event loop and backend connections [default: the number of CPU cores]
+    #[arg(long, env = "BERTH_ROUTER_THREADS")]
+    pub router_threads: Option<usize>,
     /// Reverse proxies whose X-Forwarded-For names the client: IPs or CIDR blocks, comma-separated (e.g. 10.0.0.0/8,::1) [default: none]
     #[arg(long, env = "BERTH_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
@@ -215,6 +218,7 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     pub router_timeout: Duration,
     pub router_hold_timeout: Duration,
+    pub router_threads: usize,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: berth_api::proxies::TrustedProxies,
     /// Where published TCP ports listen.
@@ -273,6 +277,7 @@ impl ServerOptions {
             drain_timeout: self.drain_timeout.or(file.drain_timeout),
             router_timeout: self.router_timeout.or(file.router_timeout),
             router_hold_timeout: self.router_hold_timeout.or(file.router_hold_timeout),
+            router_threads: self.router_threads.or(file.router_threads),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
             tcp_listen_address: self.tcp_listen_address.or(file.tcp_listen_address),
             tcp_port_range: self.tcp_port_range.or(file.tcp_port_range),
@@ -577,6 +582,11 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
     if build_concurrency == 0 {
         return Err("build-concurrency: must be at least 1".into());
     }
+    let router_threads = match o.router_threads {
+        Some(0) => return Err("router-threads: must be at least 1".into()),
+        Some(threads) => threads,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
     let build_retention = o.build_retention.unwrap_or(50);
     if build_retention == 0 {
         return Err("build-retention: must be at least 1 (the newest build is always kept)".into());
@@ -644,6 +654,7 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         drain_timeout: duration("drain-timeout", o.drain_timeout, "30s")?,
         router_timeout: duration("router-timeout", o.router_timeout, "60s")?,
         router_hold_timeout: duration("router-hold-timeout", o.router_hold_timeout, "30s")?,
+        router_threads,
         trusted_proxies: berth_api::proxies::TrustedProxies::parse(
             o.trusted_proxies.as_deref().unwrap_or_default(),
         )
@@ -1021,6 +1032,7 @@ mod tests {
             ("resync_interval = \"soon\"", "resync-interval:"),
             ("revision_history = 1", "revision-history:"),
             ("build_concurrency = 0", "build-concurrency:"),
+            ("router_threads = 0", "router-threads:"),
             ("build_timeout = \"forever\"", "build-timeout:"),
             ("build_retention = 0", "build-retention:"),
             ("build_test_memory = \"lots\"", "build-test-memory:"),

@@ -597,8 +597,9 @@ async fn stop_signal(
 /// created or changed since).
 const ROUTES_REFRESH: Duration = Duration::from_secs(1);
 
-/// How often the router's counters are read for request rates.
-const TRAFFIC_RATE_PERIOD: Duration = Duration::from_secs(5);
+/// How often the router's counters are read for request rates and request-metric autoscaling
+/// (a panic window is a few seconds).
+const TRAFFIC_RATE_PERIOD: Duration = Duration::from_secs(1);
 /// How often apps with an idle timeout are checked for idling (timeouts are 10 s or more).
 const IDLE_CHECK_PERIOD: Duration = Duration::from_secs(2);
 
@@ -645,14 +646,6 @@ impl RouterSockets<'_> {
                 );
                 None
             }
-        }
-    }
-
-    /// Resolves when the server stops.
-    fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut stopping = self.stopping.clone();
-        async move {
-            let _ = stopping.wait_for(|stop| *stop).await;
         }
     }
 }
@@ -739,28 +732,40 @@ async fn start_router(
     // server answers from its first request as its predecessor did, not 404).
     let mut first_table = routes.clone();
     let _ = tokio::time::timeout(Duration::from_secs(10), first_table.changed()).await;
-    let mut tasks = Vec::new();
-    if let Some((https, (listener, tls))) = https_listener {
-        tasks.push(tokio::spawn(berth_router::serve_tls(
-            listener,
-            tls,
-            routes.clone(),
-            router_config.clone(),
-            stats.clone(),
-            sockets.stopped(),
-        )));
+    let https_address = https_listener.as_ref().map(|(address, _)| *address);
+    let mut listeners = vec![berth_router::Listener {
+        socket: listener,
+        tls: None,
+    }];
+    if let Some((_, (socket, tls))) = https_listener {
+        listeners.push(berth_router::Listener {
+            socket,
+            tls: Some(tls),
+        });
+    }
+    // The router's threads serve the connections both listeners accept.
+    let served = berth_router::serve_on_threads(
+        config.router_threads,
+        listeners,
+        routes,
+        router_config,
+        stats.clone(),
+        sockets.stopping.clone(),
+    );
+    let served = match served {
+        Ok(served) => served,
+        Err(error) => {
+            tracing::error!(%error, "router off: its threads cannot be started");
+            return None;
+        }
+    };
+    if let Some(https) = https_address {
         tracing::info!(
             address = %https,
             "router serving apps' HTTPS traffic for the hosts with a certificate (berth certs)"
         );
     }
-    tasks.push(tokio::spawn(berth_router::serve(
-        listener,
-        routes,
-        router_config,
-        stats.clone(),
-        sockets.stopped(),
-    )));
+    let tasks = vec![tokio::spawn(served)];
     tracing::info!(
         %address,
         "router serving apps' traffic: every app answers at <app>.<team>.{}",

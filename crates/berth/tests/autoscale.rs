@@ -2,6 +2,8 @@
 //! samples it, applies desired = ceil(sum of CPU utilisation / target), adds instances under
 //! load and removes them when it ends, explains each decision, refuses a manual scale, holds
 //! at the team's quota with an event naming it, and refuses bad settings naming the field.
+//! On requests in flight (counted by the router), a burst of slow requests through the router
+//! starts a panic that adds instances at once, and its end brings the count back down.
 
 mod support;
 
@@ -277,6 +279,39 @@ async fn bad_settings_are_refused_naming_the_field() {
             json!({"min_instances": 1, "max_instances": 2}),
             "cpu_millis",
         ),
+        (
+            "unlimited",
+            json!({"min_instances": 1, "max_instances": 2, "metric": "memory"}),
+            "metric",
+        ),
+        (
+            "unlimited",
+            json!({"min_instances": 1, "max_instances": 2, "metric": "rps"}),
+            "target",
+        ),
+        (
+            "unlimited",
+            json!({"min_instances": 1, "max_instances": 2, "metric": "rps", "target": 5,
+                   "cpu_percent": 50}),
+            "cpu_percent",
+        ),
+        (
+            "unlimited",
+            json!({"min_instances": 1, "max_instances": 2, "metric": "concurrency",
+                   "target": 5, "panic_window_seconds": 1}),
+            "panic_window_seconds",
+        ),
+        (
+            "unlimited",
+            json!({"min_instances": 1, "max_instances": 2, "metric": "concurrency",
+                   "target": 5, "panic_threshold_percent": 100}),
+            "panic_threshold_percent",
+        ),
+        (
+            "limited",
+            json!({"min_instances": 1, "max_instances": 2, "target": 5}),
+            "target",
+        ),
     ];
     for (app, body, field) in cases {
         let (status, answer) = put(app, body.clone()).await;
@@ -324,4 +359,122 @@ async fn bad_settings_are_refused_naming_the_field() {
         )
         .await;
     assert_eq!(status, 404);
+}
+
+/// Slow requests through the router, `clients` at a time, until `stop` turns true.
+fn slow_load(
+    port: u16,
+    host: &str,
+    clients: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<u32>> {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    (0..clients)
+        .map(|_| {
+            let (client, stop, host) = (client.clone(), stop.clone(), host.to_string());
+            tokio::spawn(async move {
+                let mut answered = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let sent = client
+                        .get(format!("http://127.0.0.1:{port}/slow?ms=400"))
+                        .header("host", &host)
+                        .send()
+                        .await;
+                    if sent.is_ok_and(|r| r.status().is_success()) {
+                        answered += 1;
+                    }
+                }
+                answered
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_requests_in_flight_panics_up_and_its_end_scales_down() {
+    let server = Server::start_with("autoscale-requests", FAST).await;
+    // No CPU limit: the request metrics need none.
+    server.create_app("api", 1, json!({})).await;
+    server.wait_rollout("api", ROLLOUT).await;
+    let output = server.cli(&[
+        "autoscale",
+        "api",
+        "--min",
+        "1",
+        "--max",
+        "4",
+        "--concurrency",
+        "2",
+        "--window",
+        "10s",
+        "--scale-down-delay",
+        "0s",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("target 2 requests in flight per instance")
+            && text.contains("panic when the last 6s asks for 200 %"),
+        "{text}"
+    );
+
+    // 6 clients keep 6 requests of 400 ms in flight: 6 / 2 = 3 instances, asked for by the
+    // panic window at once (3 ≥ 200 % of 1).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients = slow_load(server.router_port, "api.default.localhost", 6, stop.clone());
+    server
+        .wait_app(
+            "api",
+            "3 or more instances under the burst",
+            REACTION,
+            |app| app["replicas"].as_u64().unwrap_or(0) >= 3,
+        )
+        .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered = 0;
+    for client in clients {
+        answered += client.await.expect("client");
+    }
+    assert!(answered > 0, "requests went through the router");
+
+    let events = server.events("api").await;
+    let up = autoscaled_events(&events, "autoscaled");
+    let first = up.first().unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(first["params"]["metric"], "concurrency", "{first:#}");
+    assert_eq!(first["params"]["from"], "1", "{first:#}");
+    assert_eq!(first["params"]["panic"], "true", "{first:#}");
+    assert_eq!(first["params"]["target"], "2.00 in flight", "{first:#}");
+    let message = first["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("requests in flight") && message.contains("(panic: a burst)"),
+        "{message}"
+    );
+
+    // The burst is over: once the panic (one window) and the window have passed, back to 1.
+    server
+        .wait_app("api", "back to 1 instance", REACTION, |app| {
+            app["replicas"] == 1
+        })
+        .await;
+    let (status, view) = server
+        .call(Method::GET, "/api/v1/apps/api/autoscale", None)
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["autoscale"]["metric"], "concurrency", "{view}");
+    let latest = &view["evaluations"][0];
+    assert_eq!(latest["metric"], "concurrency", "{latest}");
+    assert_eq!(latest["sum_percent"], Value::Null, "{latest}");
+    assert_eq!(latest["panic"], false, "{latest}");
+    let output = server.cli(&["autoscale", "explain", "api"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    for part in [
+        "metric",
+        "concurrency",
+        "in flight",
+        "decisions (newest first):",
+        "autoscaled from 1 to",
+    ] {
+        assert!(text.contains(part), "{part:?} in:\n{text}");
+    }
 }

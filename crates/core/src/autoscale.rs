@@ -21,6 +21,15 @@
 //!
 //! The quota is the caller's last word: every scale up is admitted against the team's quota
 //! as any other change of the app.
+//!
+//! **Beyond CPU** ([`Metric`]): an app may scale on the requests the router counts instead —
+//! requests in flight per instance (average concurrency over the window, Knative's default
+//! metric) or requests per second per instance. Loads are then thousandths of a request, and
+//! the same steps apply, plus Knative's **panic mode** (step 0): the load of the short panic
+//! window (default 6 s) is put through the formula too, and when it asks for at least the
+//! panic threshold (default 200 %) of the ready instances, the app panics for one window:
+//! the count follows the larger of the two recommendations at once (no tolerance band, no
+//! growth cap) and never goes down until the panic is over.
 
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +54,56 @@ pub const MAX_SCALE_DOWN_STABILIZATION_SECS: u32 = 3600;
 pub const MIN_STEP_UP: u32 = 4;
 /// A load of a whole CPU limit, in basis points.
 pub const FULL_CPU_LOAD: u64 = 10_000;
+/// A request metric's load of one request (in flight, or per second), in thousandths.
+pub const ONE_REQUEST_LOAD: u64 = 1000;
+/// The panic window when none is set (Knative's: 10 % of its 60 s stable window).
+pub const DEFAULT_PANIC_WINDOW_SECS: u32 = 6;
+/// The shortest panic window: the router's counters are read every second.
+pub const MIN_PANIC_WINDOW_SECS: u32 = 2;
+/// The panic threshold when none is set (Knative's): the burst asks for twice the instances.
+pub const DEFAULT_PANIC_THRESHOLD_PERCENT: u32 = 200;
+/// The lowest panic threshold: panic only when the burst asks for more than there is.
+pub const MIN_PANIC_THRESHOLD_PERCENT: u32 = 110;
+/// The highest panic threshold.
+pub const MAX_PANIC_THRESHOLD_PERCENT: u32 = 1000;
+/// The highest target of a request metric, per instance.
+pub const MAX_REQUEST_TARGET: u32 = 100_000;
+
+/// What an app scales on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// CPU use as a share of the instance's CPU limit (the founding brief's rule).
+    #[default]
+    Cpu,
+    /// Requests in flight per instance: the average concurrency the router saw over the
+    /// window (the time its requests took, per second).
+    Concurrency,
+    /// Requests per second per instance, as the router counted them.
+    Rps,
+}
+
+impl Metric {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Cpu => "cpu",
+            Metric::Concurrency => "concurrency",
+            Metric::Rps => "rps",
+        }
+    }
+
+    /// Parses the API and CLI name.
+    pub fn parse(name: &str) -> Option<Metric> {
+        [Metric::Cpu, Metric::Concurrency, Metric::Rps]
+            .into_iter()
+            .find(|metric| metric.as_str() == name)
+    }
+
+    /// Whether the router's request counters are the metric's source.
+    pub fn counts_requests(self) -> bool {
+        self != Metric::Cpu
+    }
+}
 
 /// An app's autoscaling setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +121,28 @@ pub struct Autoscale {
     pub tolerance_percent: u32,
     /// A scale down goes no lower than the highest recommendation of this many seconds.
     pub scale_down_stabilization_secs: u32,
+    /// What it scales on (settings stored before request metrics existed are CPU).
+    #[serde(default)]
+    pub metric: Metric,
+    /// For a request metric: the requests in flight, or per second, each instance should
+    /// take (0 with CPU).
+    #[serde(default)]
+    pub target_requests: u32,
+    /// For a request metric: the short window whose burst can start a panic, seconds.
+    #[serde(default = "default_panic_window")]
+    pub panic_window_secs: u32,
+    /// For a request metric: the burst's recommendation, in percent of the ready instances,
+    /// that starts a panic.
+    #[serde(default = "default_panic_threshold")]
+    pub panic_threshold_percent: u32,
+}
+
+fn default_panic_window() -> u32 {
+    DEFAULT_PANIC_WINDOW_SECS
+}
+
+fn default_panic_threshold() -> u32 {
+    DEFAULT_PANIC_THRESHOLD_PERCENT
 }
 
 impl Autoscale {
@@ -74,6 +155,19 @@ impl Autoscale {
             window_secs: DEFAULT_WINDOW_SECS,
             tolerance_percent: DEFAULT_TOLERANCE_PERCENT,
             scale_down_stabilization_secs: DEFAULT_SCALE_DOWN_STABILIZATION_SECS,
+            metric: Metric::Cpu,
+            target_requests: 0,
+            panic_window_secs: DEFAULT_PANIC_WINDOW_SECS,
+            panic_threshold_percent: DEFAULT_PANIC_THRESHOLD_PERCENT,
+        }
+    }
+
+    /// A setting on a request metric with every default but the range and the target.
+    pub fn on_requests(min: u32, max: u32, metric: Metric, target_requests: u32) -> Autoscale {
+        Autoscale {
+            metric,
+            target_requests,
+            ..Autoscale::new(min, max)
         }
     }
 
@@ -110,6 +204,48 @@ impl Autoscale {
                 format!("must be between {MIN_WINDOW_SECS} and {MAX_WINDOW_SECS}"),
             );
         }
+        if self.metric.counts_requests() {
+            if !(1..=MAX_REQUEST_TARGET).contains(&self.target_requests) {
+                errors.push(
+                    "target",
+                    format!(
+                        "must be between 1 and {MAX_REQUEST_TARGET} (requests {} per instance)",
+                        if self.metric == Metric::Rps {
+                            "per second"
+                        } else {
+                            "in flight"
+                        }
+                    ),
+                );
+            }
+            if !(MIN_PANIC_WINDOW_SECS..=self.window_secs.max(MIN_PANIC_WINDOW_SECS))
+                .contains(&self.panic_window_secs)
+            {
+                errors.push(
+                    "panic_window_seconds",
+                    format!(
+                        "must be between {MIN_PANIC_WINDOW_SECS} and the window ({} s)",
+                        self.window_secs
+                    ),
+                );
+            }
+            if !(MIN_PANIC_THRESHOLD_PERCENT..=MAX_PANIC_THRESHOLD_PERCENT)
+                .contains(&self.panic_threshold_percent)
+            {
+                errors.push(
+                    "panic_threshold_percent",
+                    format!(
+                        "must be between {MIN_PANIC_THRESHOLD_PERCENT} and \
+                         {MAX_PANIC_THRESHOLD_PERCENT}"
+                    ),
+                );
+            }
+        } else if self.target_requests != 0 {
+            errors.push(
+                "target",
+                "applies to the request metrics (concurrency, rps); CPU takes cpu_percent",
+            );
+        }
         if self.tolerance_percent > MAX_TOLERANCE_PERCENT {
             errors.push(
                 "tolerance_percent",
@@ -125,9 +261,13 @@ impl Autoscale {
         errors.into_result()
     }
 
-    /// The target load per instance, in basis points of the CPU limit.
+    /// The target load per instance: basis points of the CPU limit, or thousandths of a
+    /// request for a request metric.
     pub fn target_load(&self) -> u64 {
-        u64::from(self.cpu_percent) * 100
+        match self.metric {
+            Metric::Cpu => u64::from(self.cpu_percent) * 100,
+            Metric::Concurrency | Metric::Rps => u64::from(self.target_requests) * ONE_REQUEST_LOAD,
+        }
     }
 }
 
@@ -160,6 +300,10 @@ pub struct Inputs<'a> {
     pub target: u64,
     /// The load a ready instance without samples counts as when scaling down.
     pub full: u64,
+    /// A request metric's load summed over the panic window (`None`: no panic mode).
+    pub burst: Option<u64>,
+    /// The panic in progress: until when it lasts (from the previous evaluation).
+    pub panicking_until: Option<Millis>,
 }
 
 /// Why the count is what it is.
@@ -180,6 +324,9 @@ pub enum Verdict {
     StepCapped,
     /// The formula wants more than the maximum (or fewer than the minimum), which holds.
     AtBound,
+    /// A burst: the panic window's load asks for more instances at once, and the count does
+    /// not go down until the panic is over.
+    Panic,
 }
 
 impl Verdict {
@@ -191,6 +338,7 @@ impl Verdict {
             Verdict::Stabilized => "stabilized",
             Verdict::StepCapped => "step_capped",
             Verdict::AtBound => "at_bound",
+            Verdict::Panic => "panic",
         }
     }
 }
@@ -218,6 +366,13 @@ pub struct Decision {
     /// The count to scale to (before the quota).
     pub desired: u32,
     pub verdict: Verdict,
+    /// The panic window's load, summed (request metrics only).
+    pub burst: Option<u64>,
+    /// ceil(burst / target): the formula on the panic window's load.
+    pub burst_raw: Option<u32>,
+    /// Until when the app panics (set while in a panic; the caller keeps it for the next
+    /// evaluation).
+    pub panicking_until: Option<Millis>,
 }
 
 impl Decision {
@@ -233,8 +388,10 @@ impl Decision {
         let at_floor = self.verdict == Verdict::AtBound
             && self.desired == self.current
             && self.raw.is_some_and(|raw| raw < self.current);
-        !matches!(self.verdict, Verdict::Scale | Verdict::NoSamples)
-            && !at_floor
+        !matches!(
+            self.verdict,
+            Verdict::Scale | Verdict::NoSamples | Verdict::Panic
+        ) && !at_floor
             && self.raw.is_some_and(|raw| raw != self.current)
     }
 }
@@ -282,6 +439,9 @@ fn recommend(settings: &Autoscale, inputs: &Inputs<'_>) -> Decision {
         recommended: clamp(inputs.current),
         desired: clamp(inputs.current),
         verdict: Verdict::NoSamples,
+        burst: inputs.burst,
+        burst_raw: None,
+        panicking_until: None,
     };
     if sampled == 0 {
         return decision;
@@ -338,6 +498,33 @@ pub fn decide(
     let mut decision = recommend(settings, inputs);
     let current = inputs.current;
     let recommended = decision.recommended;
+    if let Some(burst) = inputs.burst {
+        let burst_raw = ceil_count(burst, inputs.target);
+        decision.burst_raw = Some(burst_raw);
+        let ready = u64::from(decision.sampled + decision.missing);
+        // Knative: panic when the burst asks for the threshold's share of the ready instances.
+        let starts = ready > 0
+            && u64::from(burst_raw) * 100 >= ready * u64::from(settings.panic_threshold_percent);
+        let window_ms = i64::from(settings.window_secs) * 1000;
+        let until = match (starts, inputs.panicking_until) {
+            (true, _) => Some(now.saturating_add(window_ms)),
+            (false, Some(until)) if until > now => Some(until),
+            _ => None,
+        };
+        if until.is_some() {
+            decision.panicking_until = until;
+            // The larger recommendation at once, never below the count there is.
+            let wanted = burst_raw.max(decision.raw.unwrap_or(0)).max(current);
+            decision.desired = wanted.clamp(settings.min, settings.max);
+            decision.recommended = decision.recommended.max(decision.desired);
+            decision.verdict = if wanted > settings.max {
+                Verdict::AtBound
+            } else {
+                Verdict::Panic
+            };
+            return decision;
+        }
+    }
     if recommended < current {
         let window_ms = i64::from(settings.scale_down_stabilization_secs) * 1000;
         let highest = past
@@ -597,6 +784,8 @@ mod tests {
                 instances: &instances,
                 target: settings.target_load(),
                 full: FULL_CPU_LOAD,
+                burst: None,
+                panicking_until: None,
             };
             let decision = decide(&settings, &inputs, &[], 0);
             assert_eq!(decision.raw, case.raw, "{}: raw", case.name);
@@ -618,6 +807,8 @@ mod tests {
             instances: &instances,
             target: settings.target_load(),
             full: FULL_CPU_LOAD,
+            burst: None,
+            panicking_until: None,
         };
         let now = 1_000_000;
         // (past recommendations, desired, verdict)
@@ -666,6 +857,8 @@ mod tests {
                 instances: &instances,
                 target: settings.target_load(),
                 full: FULL_CPU_LOAD,
+                burst: None,
+                panicking_until: None,
             };
             let decision = decide(&settings, &inputs, &[], 0);
             assert_eq!(decision.raw, Some(wanted), "{current} → {wanted}");
@@ -692,6 +885,9 @@ mod tests {
             recommended: desired,
             desired,
             verdict,
+            burst: None,
+            burst_raw: None,
+            panicking_until: None,
         };
         // (decision, changes, held)
         let cases = [
@@ -717,5 +913,163 @@ mod tests {
             assert_eq!(decision.changes(), changes, "{decision:?}");
             assert_eq!(decision.held(), held, "{decision:?}");
         }
+    }
+
+    /// Knative's panic mode on a request metric: target 10 in flight per instance, window
+    /// 60 s, panic window 6 s, threshold 200 %, range 1–20.
+    #[test]
+    fn a_burst_panics_and_holds_the_count_up_for_a_window() {
+        struct Case {
+            name: &'static str,
+            current: u32,
+            /// Ready instances' window loads (thousandths of a request in flight).
+            instances: Vec<u64>,
+            burst: u64,
+            panicking_until: Option<Millis>,
+            desired: u32,
+            verdict: Verdict,
+            panicking: bool,
+        }
+        let now: Millis = 1_000_000;
+        let cases = [
+            Case {
+                name: "a burst of 45 in flight on 2 instances asks for 5 ≥ 2 × 2: panic, 5 at once",
+                current: 2,
+                instances: vec![5_000, 5_000],
+                burst: 45_000,
+                panicking_until: None,
+                desired: 5,
+                verdict: Verdict::Panic,
+                panicking: true,
+            },
+            Case {
+                name: "a burst that asks for less than twice the instances: no panic",
+                current: 2,
+                instances: vec![10_000, 10_000],
+                burst: 29_000,
+                panicking_until: None,
+                desired: 2,
+                verdict: Verdict::WithinTolerance,
+                panicking: false,
+            },
+            Case {
+                name: "a panic skips the growth cap: 1 → 12",
+                current: 1,
+                instances: vec![2_000],
+                burst: 120_000,
+                panicking_until: None,
+                desired: 12,
+                verdict: Verdict::Panic,
+                panicking: true,
+            },
+            Case {
+                name: "during a panic the count does not go down though the load fell",
+                current: 6,
+                instances: vec![1_000; 6],
+                burst: 2_000,
+                panicking_until: Some(now + 30_000),
+                desired: 6,
+                verdict: Verdict::Panic,
+                panicking: true,
+            },
+            Case {
+                name: "a panic that is over leaves the window's formula in charge",
+                current: 6,
+                instances: vec![1_000; 6],
+                burst: 2_000,
+                panicking_until: Some(now - 1),
+                desired: 1,
+                verdict: Verdict::Scale,
+                panicking: false,
+            },
+            Case {
+                name: "a panic stops at the maximum",
+                current: 10,
+                instances: vec![30_000; 10],
+                burst: 900_000,
+                panicking_until: None,
+                desired: 20,
+                verdict: Verdict::AtBound,
+                panicking: true,
+            },
+        ];
+        let settings = Autoscale::on_requests(1, 20, Metric::Concurrency, 10);
+        for case in cases {
+            let instances: Vec<InstanceLoad> = case
+                .instances
+                .iter()
+                .map(|&load| InstanceLoad {
+                    ready: true,
+                    load: Some(load),
+                })
+                .collect();
+            let inputs = Inputs {
+                current: case.current,
+                instances: &instances,
+                target: settings.target_load(),
+                full: settings.target_load(),
+                burst: Some(case.burst),
+                panicking_until: case.panicking_until,
+            };
+            let decision = decide(&settings, &inputs, &[], now);
+            assert_eq!(decision.desired, case.desired, "{}", case.name);
+            assert_eq!(decision.verdict, case.verdict, "{}", case.name);
+            assert_eq!(
+                decision.panicking_until.is_some(),
+                case.panicking,
+                "{}",
+                case.name
+            );
+            if decision.panicking_until.is_some() && case.panicking_until.is_none() {
+                assert_eq!(
+                    decision.panicking_until,
+                    Some(now + 60_000),
+                    "{}",
+                    case.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn request_metric_settings_name_the_field() {
+        let ok = Autoscale::on_requests(1, 10, Metric::Rps, 50);
+        assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(ok.target_load(), 50_000);
+        let cases: [(fn(&mut Autoscale), &str); 6] = [
+            (|a| a.target_requests = 0, "target"),
+            (|a| a.target_requests = MAX_REQUEST_TARGET + 1, "target"),
+            (|a| a.panic_window_secs = 1, "panic_window_seconds"),
+            (|a| a.panic_window_secs = 61, "panic_window_seconds"),
+            (
+                |a| a.panic_threshold_percent = 100,
+                "panic_threshold_percent",
+            ),
+            (
+                |a| {
+                    a.metric = Metric::Cpu;
+                },
+                "target",
+            ),
+        ];
+        for (spoil, field) in cases {
+            let mut settings = ok;
+            spoil(&mut settings);
+            let errors = settings.validate().expect_err(field);
+            assert_eq!(errors.first().map(|e| e.field.as_str()), Some(field));
+        }
+        for name in ["cpu", "concurrency", "rps"] {
+            assert_eq!(Metric::parse(name).map(Metric::as_str), Some(name));
+        }
+        assert_eq!(Metric::parse("memory"), None);
+    }
+
+    #[test]
+    fn settings_stored_before_request_metrics_read_as_cpu() {
+        let stored = r#"{"min":1,"max":5,"cpu_percent":60,"window_secs":60,"tolerance_percent":10,"scale_down_stabilization_secs":300}"#;
+        let settings: Autoscale = serde_json::from_str(stored).unwrap();
+        assert_eq!(settings.metric, Metric::Cpu);
+        assert_eq!(settings.panic_window_secs, DEFAULT_PANIC_WINDOW_SECS);
+        assert_eq!(settings.validate(), Ok(()));
     }
 }

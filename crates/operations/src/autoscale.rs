@@ -1,6 +1,8 @@
-//! CPU autoscaling: turning it on, changing and off ([`Platform::set_autoscale`]), and the
-//! loop ([`Platform::keep_autoscaling`]) that every usage interval evaluates each autoscaled
-//! app with the pure [`decide`] and changes its count through [`Platform::modify`] — the path
+//! Autoscaling on CPU or on requests: turning it on, changing and off
+//! ([`Platform::set_autoscale`]), and the loop ([`Platform::keep_autoscaling`]) that every
+//! usage interval evaluates each autoscaled app with the pure [`decide`] — its loads from the
+//! usage sampler (CPU) or the router's counters (requests in flight, requests per second) —
+//! and changes its count through [`Platform::modify`] — the path
 //! of every other change, so the team's quota admits each scale up and the controller is
 //! woken. Every decision that changes the count, or would but is held back, is recorded as an
 //! event with all its inputs; the latest evaluation of each app is kept for `explain`.
@@ -12,7 +14,7 @@ use std::time::Duration;
 use berth_controller::endpoints::EndpointMap;
 use berth_controller::usage::InstanceUsage;
 use berth_core::autoscale::{
-    Autoscale, Decision, FULL_CPU_LOAD, Inputs, InstanceLoad, Verdict, cpu_load, decide,
+    Autoscale, Decision, FULL_CPU_LOAD, Inputs, InstanceLoad, Metric, Verdict, cpu_load, decide,
 };
 use berth_core::idle::describe_timeout;
 use berth_core::quota::app_usage;
@@ -32,6 +34,8 @@ const KEPT_EVALUATIONS: usize = 20;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Evaluation {
     pub at: Millis,
+    /// What the loads measure.
+    pub metric: Metric,
     pub decision: Decision,
     /// The instance count the app was given (the decision's, or less when the quota refused
     /// some); `None` when the count did not change.
@@ -49,6 +53,8 @@ struct Memory {
     evaluations: VecDeque<Evaluation>,
     /// The last "held" or "refused" event recorded, so a lasting hold is said once.
     last_hold: Option<(EventKind, Verdict, u32)>,
+    /// Until when a panic lasts (request metrics).
+    panicking_until: Option<Millis>,
 }
 
 /// The autoscaler's memory of every autoscaled app (in memory: after a restart the
@@ -118,19 +124,61 @@ pub fn observe(
     loads
 }
 
+/// What the autoscaler sees of an app on a request metric: the app's load over the window
+/// shared evenly by its ready instances (the router sees every request, so none lacks a
+/// sample), and the instances not ready yet. No reading of the router yet: no samples.
+pub fn observe_requests(ready: usize, replicas: u32, total: Option<u64>) -> Vec<InstanceLoad> {
+    let ready_count = u64::try_from(ready).unwrap_or(u64::MAX).max(1);
+    let mut loads: Vec<InstanceLoad> = (0..ready)
+        .map(|index| InstanceLoad {
+            ready: true,
+            load: total.map(|total| {
+                // The remainder goes to the first instances, so the sum stays exact.
+                let index = u64::try_from(index).unwrap_or(u64::MAX);
+                total / ready_count + u64::from(index < total % ready_count)
+            }),
+        })
+        .collect();
+    let not_ready = usize::try_from(replicas)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(ready);
+    loads.extend((0..not_ready).map(|_| InstanceLoad {
+        ready: false,
+        load: None,
+    }));
+    loads
+}
+
 /// A load in basis points as a percentage with one decimal.
 fn percent(load: u64) -> String {
     format!("{}.{} %", load / 100, load % 100 / 10)
 }
 
+/// A load of a metric as people read it: a percentage of the CPU limit, or requests with
+/// up to two decimals.
+fn amount(metric: Metric, load: u64) -> String {
+    match metric {
+        Metric::Cpu => percent(load),
+        Metric::Concurrency | Metric::Rps => {
+            let hundredths = load.div_ceil(10);
+            let unit = if metric == Metric::Rps {
+                " req/s"
+            } else {
+                " in flight"
+            };
+            format!("{}.{:02}{unit}", hundredths / 100, hundredths % 100)
+        }
+    }
+}
+
 /// The sentence of a decision: what the formula saw and said.
-fn formula(decision: &Decision, window_secs: u32) -> String {
+fn formula(decision: &Decision, settings: &Autoscale) -> String {
     // Two decimals, rounded up like the formula, so "2.08 → 3" reads right.
     let ratio = (decision.sum * 100).div_ceil(decision.target.max(1));
     let mut parts = vec![format!(
         "{} ready instances sampled over {}",
         decision.sampled,
-        describe_timeout(window_secs)
+        describe_timeout(settings.window_secs)
     )];
     if decision.missing > 0 {
         parts.push(format!("{} without samples", decision.missing));
@@ -141,14 +189,36 @@ fn formula(decision: &Decision, window_secs: u32) -> String {
     let raw = decision
         .raw
         .map_or_else(|| "-".to_string(), |raw| raw.to_string());
-    format!(
-        "{}; CPU use {} of the limit in all ÷ target {} = {}.{:02} → {raw}",
+    let metric = settings.metric;
+    let what = match metric {
+        Metric::Cpu => "CPU use",
+        Metric::Concurrency => "requests in flight",
+        Metric::Rps => "requests per second",
+    };
+    let of_limit = if metric == Metric::Cpu {
+        " of the limit"
+    } else {
+        ""
+    };
+    let mut sentence = format!(
+        "{}; {what} {}{of_limit} in all ÷ target {} = {}.{:02} → {raw}",
         parts.join(", "),
-        percent(decision.sum),
-        percent(decision.target),
+        amount(metric, decision.sum),
+        amount(metric, decision.target),
         ratio / 100,
         ratio % 100
-    )
+    );
+    if let (Some(burst), Some(burst_raw)) = (decision.burst, decision.burst_raw) {
+        sentence.push_str(&format!(
+            "; the last {}: {} → {burst_raw}",
+            describe_timeout(settings.panic_window_secs),
+            amount(metric, burst)
+        ));
+        if decision.panicking_until.is_some() {
+            sentence.push_str(" (panic: a burst)");
+        }
+    }
+    sentence
 }
 
 /// Why a guard held the formula's count, in words.
@@ -172,6 +242,12 @@ fn hold_reason(settings: &Autoscale, decision: &Decision) -> String {
             format!("the maximum is {}", settings.max)
         }
         Verdict::AtBound => format!("the minimum is {}", settings.min),
+        Verdict::Panic => format!(
+            "a panic (a burst asked for {} % of the ready instances or more) holds the count \
+             up for {}",
+            settings.panic_threshold_percent,
+            describe_timeout(settings.window_secs)
+        ),
         Verdict::Scale | Verdict::NoSamples => String::new(),
     }
 }
@@ -185,15 +261,38 @@ fn decision_event(
     settings: &Autoscale,
     decision: &Decision,
 ) -> Event {
-    Event::new(name, now, kind, message)
+    let metric = settings.metric;
+    let mut event = Event::new(name, now, kind, message)
         .param("from", decision.current)
         .param("to", decision.desired)
         .param("verdict", decision.verdict.as_str())
+        .param("metric", metric.as_str())
         .param("sampled", decision.sampled)
         .param("missing", decision.missing)
-        .param("not_ready", decision.not_ready)
-        .param("sum_percent", percent(decision.sum))
-        .param("target_percent", percent(decision.target))
+        .param("not_ready", decision.not_ready);
+    event = match metric {
+        Metric::Cpu => event
+            .param("sum_percent", percent(decision.sum))
+            .param("target_percent", percent(decision.target)),
+        Metric::Concurrency | Metric::Rps => event
+            .param("sum", amount(metric, decision.sum))
+            .param("target", amount(metric, decision.target))
+            .param(
+                "burst",
+                decision
+                    .burst
+                    .map_or_else(String::new, |burst| amount(metric, burst)),
+            )
+            .param(
+                "burst_raw",
+                decision
+                    .burst_raw
+                    .map_or_else(String::new, |raw| raw.to_string()),
+            )
+            .param("panic", decision.panicking_until.is_some())
+            .param("panic_window", describe_timeout(settings.panic_window_secs)),
+    };
+    event
         .param(
             "raw",
             decision.raw.map_or_else(String::new, |raw| raw.to_string()),
@@ -211,12 +310,25 @@ fn decision_event(
 
 /// The message of the setting as people read it.
 fn describe(settings: &Autoscale) -> String {
+    let target = match settings.metric {
+        Metric::Cpu => format!("{} % of the CPU limit", settings.cpu_percent),
+        Metric::Concurrency => format!("{} requests in flight each", settings.target_requests),
+        Metric::Rps => format!("{} requests per second each", settings.target_requests),
+    };
+    let panic = if settings.metric.counts_requests() {
+        format!(
+            ", panic on a {} burst of {} %",
+            describe_timeout(settings.panic_window_secs),
+            settings.panic_threshold_percent
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{}–{} instances at {} % of the CPU limit (average over {}, tolerance {} %, \
-         scale down after {})",
+        "{}–{} instances at {target} (average over {}, tolerance {} %, scale down after \
+         {}{panic})",
         settings.min,
         settings.max,
-        settings.cpu_percent,
         describe_timeout(settings.window_secs),
         settings.tolerance_percent,
         describe_timeout(settings.scale_down_stabilization_secs)
@@ -245,7 +357,7 @@ pub(crate) fn require_cpu_limit(
     autoscale: Option<&Autoscale>,
     cpu_millis: Option<u64>,
 ) -> OpResult<()> {
-    if autoscale.is_some() && cpu_millis.is_none() {
+    if autoscale.is_some_and(|a| a.metric == Metric::Cpu) && cpu_millis.is_none() {
         return Err(OpError::field(
             "cpu_millis",
             format!(
@@ -303,7 +415,9 @@ impl Platform {
                     .param("cause", "on")
                     .param("min", new.min)
                     .param("max", new.max)
+                    .param("metric", new.metric.as_str())
                     .param("cpu_percent", new.cpu_percent)
+                    .param("target", new.target_requests)
                     .param("window", describe_timeout(new.window_secs)),
                 None => event.param("cause", "off").param("replicas", app.replicas),
             };
@@ -333,8 +447,7 @@ impl Platform {
                 let (app, Some(template)) = (listed.app, listed.template) else {
                     continue;
                 };
-                let (Some(settings), Some(limit)) = (app.autoscale, template.resources.cpu_millis)
-                else {
+                let Some(settings) = app.autoscale else {
                     continue;
                 };
                 autoscaled.insert(app.name.clone());
@@ -342,16 +455,43 @@ impl Platform {
                 if app.idled.is_some() || app.canary_being_judged().is_some() {
                     continue;
                 }
-                let window = Duration::from_secs(u64::from(settings.window_secs));
-                let loads = observe(&app.name, limit, window, &usage, &endpoints);
-                self.autoscale_once(&app, &settings, &loads).await;
+                let window_ms = Millis::from(settings.window_secs) * 1000;
+                let (loads, burst) = match settings.metric {
+                    Metric::Cpu => {
+                        let Some(limit) = template.resources.cpu_millis else {
+                            continue;
+                        };
+                        let window = Duration::from_secs(u64::from(settings.window_secs));
+                        (observe(&app.name, limit, window, &usage, &endpoints), None)
+                    }
+                    Metric::Concurrency | Metric::Rps => {
+                        let of = |load: crate::traffic::RequestLoad| match settings.metric {
+                            Metric::Rps => load.rps_milli,
+                            _ => load.concurrency_milli,
+                        };
+                        let rates = &self.traffic_rates;
+                        let total = rates.load(&app.team, &app.name, window_ms).map(of);
+                        let panic_ms = Millis::from(settings.panic_window_secs) * 1000;
+                        let burst = rates.load(&app.team, &app.name, panic_ms).map(of);
+                        let ready = endpoints.get(&app.name).map_or(0, Vec::len);
+                        (observe_requests(ready, app.replicas, total), burst)
+                    }
+                };
+                self.autoscale_once(&app, &settings, &loads, burst).await;
             }
             self.autoscaler.retain(&autoscaled);
         }
     }
 
-    /// Evaluates `app` once with `loads` and applies the decision.
-    pub async fn autoscale_once(&self, app: &App, settings: &Autoscale, loads: &[InstanceLoad]) {
+    /// Evaluates `app` once with `loads` (and, on a request metric, the panic window's
+    /// `burst`) and applies the decision.
+    pub async fn autoscale_once(
+        &self,
+        app: &App,
+        settings: &Autoscale,
+        loads: &[InstanceLoad],
+        burst: Option<u64>,
+    ) {
         let now = self.now();
         let name = app.name.as_str();
         let decision = {
@@ -374,15 +514,23 @@ impl Platform {
                 current: app.replicas,
                 instances: loads,
                 target: settings.target_load(),
-                full: FULL_CPU_LOAD,
+                full: match settings.metric {
+                    Metric::Cpu => FULL_CPU_LOAD,
+                    // Never used: the router sees every request, so no instance lacks a load.
+                    Metric::Concurrency | Metric::Rps => settings.target_load(),
+                },
+                burst,
+                panicking_until: memory.panicking_until,
             };
             let past: Vec<(Millis, u32)> = memory.past.iter().copied().collect();
             let decision = decide(settings, &inputs, &past, now);
             memory.past.push_back((now, decision.recommended));
+            memory.panicking_until = decision.panicking_until;
             decision
         };
         let mut evaluation = Evaluation {
             at: now,
+            metric: settings.metric,
             decision,
             applied: None,
             quota: None,
@@ -433,7 +581,7 @@ impl Platform {
                 format!(
                     "autoscaling held at {} instances: {}, but {}",
                     decision.current,
-                    formula(&decision, settings.window_secs),
+                    formula(&decision, settings),
                     hold_reason(settings, &decision)
                 ),
                 settings,
@@ -516,7 +664,7 @@ impl Platform {
                 format!(
                     "autoscaled from {} to {count} instances: {}{held}",
                     decision.current,
-                    formula(decision, settings.window_secs)
+                    formula(decision, settings)
                 ),
                 settings,
                 decision,
@@ -627,11 +775,57 @@ mod tests {
             recommended: 3,
             desired: 3,
             verdict: Verdict::Scale,
+            burst: None,
+            burst_raw: None,
+            panicking_until: None,
         };
         assert_eq!(
-            formula(&decision, 60),
+            formula(&decision, &Autoscale::new(1, 5)),
             "2 ready instances sampled over 1m, 1 without samples; CPU use 180.0 % of the \
              limit in all ÷ target 60.0 % = 3.00 → 3"
         );
+        let on_requests = Decision {
+            missing: 0,
+            sum: 45_500,
+            target: 10_000,
+            raw: Some(5),
+            desired: 5,
+            recommended: 5,
+            burst: Some(60_004),
+            burst_raw: Some(7),
+            panicking_until: Some(1),
+            ..decision
+        };
+        let settings = Autoscale::on_requests(1, 9, Metric::Concurrency, 10);
+        assert_eq!(
+            formula(&on_requests, &settings),
+            "2 ready instances sampled over 1m; requests in flight 45.50 in flight in all ÷ \
+             target 10.00 in flight = 4.55 → 5; the last 6s: 60.01 in flight → 7 (panic: a \
+             burst)"
+        );
+        assert_eq!(amount(Metric::Rps, 1), "0.01 req/s");
+    }
+
+    #[test]
+    fn request_loads_are_shared_by_the_ready_instances() {
+        // (ready, replicas, total, loads of the ready ones, not ready)
+        let cases: [(usize, u32, Option<u64>, Vec<Option<u64>>, usize); 4] = [
+            (
+                3,
+                3,
+                Some(10_000),
+                vec![Some(3_334), Some(3_333), Some(3_333)],
+                0,
+            ),
+            (2, 4, Some(0), vec![Some(0), Some(0)], 2),
+            (1, 1, None, vec![None], 0),
+            (0, 2, Some(5_000), vec![], 2),
+        ];
+        for (ready, replicas, total, want, not_ready) in cases {
+            let loads = observe_requests(ready, replicas, total);
+            let got: Vec<Option<u64>> = loads.iter().filter(|l| l.ready).map(|l| l.load).collect();
+            assert_eq!(got, want, "{ready} of {replicas}, {total:?}");
+            assert_eq!(loads.iter().filter(|l| !l.ready).count(), not_ready);
+        }
     }
 }

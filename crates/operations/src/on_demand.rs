@@ -199,9 +199,12 @@ impl Platform {
 /// The router's on-demand issuer: the platform's ACME issuer, storage and events. The router
 /// starts before the platform is assembled, so the platform is attached once it is; until then
 /// every host is refused.
+///
+/// The router serves on threads of its own; an order runs on the runtime the platform was
+/// attached on, where the platform's database pool and HTTP clients live.
 #[derive(Default)]
 pub struct PlatformOnDemand {
-    platform: OnceLock<Platform>,
+    platform: OnceLock<(Platform, tokio::runtime::Handle)>,
 }
 
 impl PlatformOnDemand {
@@ -209,9 +212,12 @@ impl PlatformOnDemand {
         Arc::new(PlatformOnDemand::default())
     }
 
-    /// Lets the issuer use `platform` (the first one attached stays).
+    /// Lets the issuer use `platform` (the first one attached stays), on the calling task's
+    /// runtime.
     pub fn attach(&self, platform: Platform) {
-        let _ = self.platform.set(platform);
+        let _ = self
+            .platform
+            .set((platform, tokio::runtime::Handle::current()));
     }
 }
 
@@ -223,18 +229,20 @@ impl OnDemandIssuer for PlatformOnDemand {
         app: &'a str,
     ) -> BoxFuture<'a, Result<ValidatedCertificate, String>> {
         Box::pin(async move {
-            let Some(platform) = self.platform.get() else {
+            let Some((platform, runtime)) = self.platform.get() else {
                 return Err("the server is still starting".to_string());
             };
-            platform
-                .issue_on_demand(host, app)
+            let (platform, host, app) = (platform.clone(), host.to_string(), app.to_string());
+            runtime
+                .spawn(async move { platform.issue_on_demand(&host, &app).await })
                 .await
+                .map_err(|error| format!("the order was interrupted: {error}"))?
                 .map_err(|error| error.to_string())
         })
     }
 
     fn refused(&self, host: &str, _team: &str, app: &str, reason: &str) {
-        let Some(platform) = self.platform.get() else {
+        let Some((platform, runtime)) = self.platform.get() else {
             return;
         };
         let event = Event::new(
@@ -246,7 +254,7 @@ impl OnDemandIssuer for PlatformOnDemand {
         .param("host", host)
         .param("reason", reason);
         let controller = platform.controller.clone();
-        tokio::spawn(async move { controller.record(vec![event]).await });
+        runtime.spawn(async move { controller.record(vec![event]).await });
     }
 }
 

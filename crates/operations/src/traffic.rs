@@ -1,7 +1,9 @@
 //! Request rates per app: the router's counters only ever grow, so a rate needs two readings
-//! apart in time. [`TrafficRates`] keeps a reading of every app's counters each period for the
-//! last minute, and says how many requests per second (and which share failed) an app had over
-//! that span — the topology's edges show it.
+//! apart in time. [`TrafficRates`] keeps a reading of every app's counters each period (every
+//! second) for the longest autoscaling window, and says how many requests per second (and
+//! which share failed) an app had over the last minute — the topology's edges show it — and
+//! what load it had over any window: requests per second and average requests in flight, the
+//! autoscaler's request metrics.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -14,6 +16,8 @@ use crate::Platform;
 
 /// How far back a rate reaches.
 pub const RATE_WINDOW_MS: Millis = 60_000;
+/// How far back readings are kept: the longest autoscaling window.
+const HISTORY_MS: Millis = berth_core::autoscale::MAX_WINDOW_SECS as Millis * 1000;
 
 /// One reading of an app's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +27,8 @@ struct Reading {
     /// 5xx answers (the router's own 502/504 pages for requests no instance answered
     /// included).
     failed: u64,
+    /// The summed durations of the answered requests, µs.
+    busy_micros: u64,
 }
 
 /// An app's traffic over the last minute (or since its first reading, when younger).
@@ -71,10 +77,11 @@ impl TrafficRates {
                 at: now,
                 requests: c.requests(),
                 failed: failed(c),
+                busy_micros: c.latency_sum_micros,
             });
             while readings
                 .front()
-                .is_some_and(|r| now.saturating_sub(r.at) > RATE_WINDOW_MS)
+                .is_some_and(|r| now.saturating_sub(r.at) > HISTORY_MS)
             {
                 readings.pop_front();
             }
@@ -83,15 +90,23 @@ impl TrafficRates {
         apps.retain(|key, _| seen.contains_key(key));
     }
 
-    /// The app's rate between its oldest and newest reading; `None` with fewer than two.
-    pub fn rate(&self, team: &str, app: &str) -> Option<Rate> {
+    /// The app's oldest reading within `window_ms` of its newest, and the newest; `None`
+    /// without two readings apart in time.
+    fn span(&self, team: &str, app: &str, window_ms: Millis) -> Option<(Reading, Reading)> {
         let apps = self.lock();
         let readings = apps.get(&(team.to_string(), app.to_string()))?;
-        let (oldest, newest) = (readings.front()?, readings.back()?);
+        let newest = *readings.back()?;
+        let oldest = *readings
+            .iter()
+            .find(|r| newest.at.saturating_sub(r.at) <= window_ms)?;
+        (newest.at > oldest.at).then_some((oldest, newest))
+    }
+
+    /// The app's rate over the last minute of readings (less while it is younger); `None`
+    /// with fewer than two.
+    pub fn rate(&self, team: &str, app: &str) -> Option<Rate> {
+        let (oldest, newest) = self.span(team, app, RATE_WINDOW_MS)?;
         let span_ms = newest.at - oldest.at;
-        if span_ms <= 0 {
-            return None;
-        }
         let requests = newest.requests - oldest.requests;
         let failed = newest.failed.saturating_sub(oldest.failed);
         Some(Rate {
@@ -100,6 +115,35 @@ impl TrafficRates {
             span_ms,
         })
     }
+
+    /// The app's request load over the last `window_ms` of readings (less while it is
+    /// younger): `None` with fewer than two readings.
+    pub fn load(&self, team: &str, app: &str, window_ms: Millis) -> Option<RequestLoad> {
+        let (oldest, newest) = self.span(team, app, window_ms)?;
+        let span_ms = u64::try_from(newest.at - oldest.at).ok()?;
+        let requests = newest.requests.saturating_sub(oldest.requests);
+        let busy_micros = newest.busy_micros.saturating_sub(oldest.busy_micros);
+        Some(RequestLoad {
+            // thousandths of a request per second = requests × 10⁶ / span in ms
+            rps_milli: requests.saturating_mul(1_000_000) / span_ms,
+            // thousandths of a request in flight = busy µs / span µs × 1000 = busy µs / span ms
+            concurrency_milli: busy_micros / span_ms,
+            span_ms,
+        })
+    }
+}
+
+/// An app's request load over a window, in thousandths of a request (the autoscaler's
+/// units, [`berth_core::autoscale::ONE_REQUEST_LOAD`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLoad {
+    /// Requests per second.
+    pub rps_milli: u64,
+    /// Requests in flight on average: the time the window's answered requests took, per
+    /// unit of time (Little's law).
+    pub concurrency_milli: u64,
+    /// The time the readings cover, ms.
+    pub span_ms: u64,
 }
 
 impl Platform {
@@ -119,6 +163,41 @@ impl Platform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loads_are_requests_per_second_and_time_in_flight_per_second() {
+        let rates = TrafficRates::default();
+        let mut web = counters("web", 0, 0);
+        rates.record(0, std::slice::from_ref(&web));
+        assert_eq!(rates.load("shop", "web", 60_000), None, "one reading");
+        // 30 requests of 200 ms each in 2 s: 15/s, 3 in flight on average.
+        web.responses[1] = 30;
+        web.latency_sum_micros = 30 * 200_000;
+        rates.record(2_000, std::slice::from_ref(&web));
+        assert_eq!(
+            rates.load("shop", "web", 60_000),
+            Some(RequestLoad {
+                rps_milli: 15_000,
+                concurrency_milli: 3_000,
+                span_ms: 2_000
+            })
+        );
+        // A burst in the next second: 20 more requests of 500 ms.
+        web.responses[1] = 50;
+        web.latency_sum_micros += 20 * 500_000;
+        rates.record(3_000, std::slice::from_ref(&web));
+        // The 1 s window sees the burst only; the long one averages it out.
+        let burst = rates.load("shop", "web", 1_000).unwrap();
+        assert_eq!((burst.rps_milli, burst.concurrency_milli), (20_000, 10_000));
+        let long = rates.load("shop", "web", 60_000).unwrap();
+        assert_eq!((long.rps_milli, long.concurrency_milli), (16_666, 5_333));
+        // Readings older than the longest window are dropped.
+        rates.record(HISTORY_MS + 2_500, std::slice::from_ref(&web));
+        assert_eq!(
+            rates.load("shop", "web", HISTORY_MS).unwrap().span_ms,
+            HISTORY_MS as u64 - 500
+        );
+    }
 
     fn counters(app: &str, ok: u64, server_errors: u64) -> AppCounters {
         let mut c = AppCounters {

@@ -2,6 +2,7 @@
 //! instances) and the data path that proxies requests to them. It reads only the table it is
 //! given; the controller builds and swaps it.
 
+mod accept;
 pub mod access_log;
 pub mod acme_challenge;
 mod hold;
@@ -11,6 +12,7 @@ mod pool;
 pub mod proxy;
 pub mod stats;
 pub mod table;
+pub mod threads;
 pub mod tls;
 
 use std::time::Duration;
@@ -19,7 +21,7 @@ pub use access_log::{AccessLog, write_access_log};
 pub use acme_challenge::{ACME_CHALLENGE_PREFIX, AcmeChallenges, InvalidChallenge};
 pub use meters::{AppCounters, LATENCY_BUCKETS, LATENCY_BUCKETS_MS};
 pub use on_demand::{OnDemand, OnDemandIssuer, OnDemandSettings};
-pub use proxy::{Scheme, serve};
+pub use proxy::{Listener, Scheme, serve, serve_on_threads};
 pub use stats::RouterStats;
 pub use table::{
     Backend, CanarySplit, CatchAll, HostConflict, InvalidHost, Lane, Route, RouteDomain, RoutedApp,

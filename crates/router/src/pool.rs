@@ -4,6 +4,10 @@
 //! One pool per backend address, owned by the backend's [`crate::stats::BackendState`]: a
 //! checkout is a short lock on that backend's list only (no key to hash, no task spawned per
 //! request), which is what made the generic hyper-util pool the router's largest cost.
+//!
+//! Each pool keeps one list per router thread ([`crate::threads`]): a connection's task runs on
+//! the thread that opened it, so a request handed a connection of its own thread never wakes
+//! another thread on its way to the backend and back.
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
@@ -53,17 +57,26 @@ struct Idle {
     since: Instant,
 }
 
-/// The idle connections to one backend, most recently used last.
-#[derive(Default)]
+/// Lists per pool: router threads beyond this share lists (correct, a little slower).
+const SHARDS: usize = 16;
+
+/// The idle connections to one backend, one list per router thread, most recently used last.
 pub(crate) struct Pool {
-    idle: Mutex<Vec<Idle>>,
+    shards: [Mutex<Vec<Idle>>; SHARDS],
+}
+
+impl Default for Pool {
+    fn default() -> Pool {
+        Pool {
+            shards: std::array::from_fn(|_| Mutex::default()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool")
-            .field("idle", &self.lock().len())
-            .finish()
+        let idle: usize = self.shards.iter().map(|shard| lock(shard).len()).sum();
+        f.debug_struct("Pool").field("idle", &idle).finish()
     }
 }
 
@@ -103,7 +116,9 @@ impl Pool {
         Ok((connect(address, config.connect_timeout).await?, false))
     }
 
-    /// Gives a connection whose response has been read to its end back for the next request.
+    /// Gives a connection whose response has been read to its end back for the next request
+    /// (to the calling thread's list: the thread that checked it out; `max_idle` applies per
+    /// thread).
     pub(crate) fn checkin(&self, sender: Sender, config: PoolConfig) {
         if sender.is_closed() || config.max_idle == 0 {
             return;
@@ -119,12 +134,17 @@ impl Pool {
         });
     }
 
+    /// The calling thread's list.
     fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
-        // A list of connections: a panic elsewhere cannot leave it inconsistent.
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.shards[crate::threads::current_index() % SHARDS])
     }
+}
+
+fn lock(shard: &Mutex<Vec<Idle>>) -> MutexGuard<'_, Vec<Idle>> {
+    // A list of connections: a panic elsewhere cannot leave it inconsistent.
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A new HTTP/1.1 connection, served by its own task (with upgrades, for WebSockets).

@@ -32,6 +32,7 @@ use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
 use crate::RouterConfig;
+use crate::accept;
 use crate::access_log::Entry;
 use crate::acme_challenge::{ACME_CHALLENGE_PREFIX, AcmeChallenges};
 use crate::hold::{Admission, HoldStep, hold_step};
@@ -75,9 +76,9 @@ pub async fn serve(
     serve_listener(listener, None, table, config, stats, shutdown).await;
 }
 
-/// The accept loop of [`serve`] and [`serve_tls`](crate::tls::serve_tls): with `tls`, each
-/// connection first completes a TLS handshake (within `config.tls_handshake_timeout`, plus the
-/// time an on-demand certificate takes).
+/// The accept loop of [`serve`] and [`serve_tls`](crate::tls::serve_tls), and one worker on
+/// the caller's runtime: with `tls`, each connection first completes a TLS handshake (within
+/// `config.tls_handshake_timeout`, plus the time an on-demand certificate takes).
 pub(crate) async fn serve_listener(
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
@@ -87,74 +88,76 @@ pub(crate) async fn serve_listener(
     shutdown: impl Future<Output = ()>,
 ) {
     let proxy = Arc::new(Proxy::new(table, config, stats));
-    // Every connection task holds a receiver: `true` asks it to finish gracefully, and the
-    // sender sees `closed()` once the last one is gone.
+    let (handle, queue) = accept::worker();
     let (stop, stopping) = watch::channel(false);
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => {
-                proxy.closing.store(true, Ordering::Relaxed);
-                break;
-            }
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors and the like: do not spin.
-                    warn!(error = %err, "router: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        if let Err(err) = stream.set_nodelay(true) {
-            debug!(error = %err, "router: set_nodelay failed");
-        }
-        let proxy = Arc::clone(&proxy);
-        let mut stopping = stopping.clone();
-        match tls.clone() {
-            None => {
-                tokio::spawn(serve_connection(
-                    proxy,
-                    stream,
-                    peer,
-                    Scheme::Http,
-                    stopping,
-                ));
-            }
-            Some(tls) => {
-                tokio::spawn(async move {
-                    let stream = tokio::select! {
-                        done = handshake(&proxy, stream, tls) => done,
-                        _ = stopping.changed() => return,
-                    };
-                    match stream {
-                        Ok(stream) => {
-                            serve_connection(proxy, stream, peer, Scheme::Https, stopping).await;
-                        }
-                        Err(why) => debug!(error = %why, %peer, "router: TLS handshake failed"),
-                    }
-                });
+    let accepting = async move {
+        accept::accept(listener, tls, Arc::new([handle]), shutdown).await;
+        stop.send_replace(true);
+    };
+    tokio::join!(accepting, accept::work(queue, proxy, stopping));
+}
+
+/// A listening socket the router serves, with TLS settings for HTTPS.
+#[derive(Debug)]
+pub struct Listener {
+    pub socket: TcpListener,
+    pub tls: Option<Arc<ServerConfig>>,
+}
+
+/// Serves app traffic on `listeners` with `threads` router threads of their own
+/// ([`crate::threads`]), each with its own event loop and backend connections; each listener's
+/// accept loop runs where the returned future is polled and hands every connection to the
+/// thread with the fewest open connections. When `shutdown` turns `true` the listeners are
+/// closed and open connections finish their requests (at most `config.shutdown_grace`); the
+/// future resolves when every thread is done.
+pub fn serve_on_threads(
+    threads: usize,
+    listeners: Vec<Listener>,
+    table: watch::Receiver<Arc<RoutingTable>>,
+    config: RouterConfig,
+    stats: RouterStats,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    let (handles, queues): (Vec<_>, Vec<_>) = (0..threads.max(1)).map(|_| accept::worker()).unzip();
+    let queues: Vec<_> = queues
+        .into_iter()
+        .map(|q| std::sync::Mutex::new(Some(q)))
+        .collect();
+    let worker_shutdown = shutdown.clone();
+    let threads_done = crate::threads::spawn("berth-router", threads.max(1), move |index| {
+        let queue = queues[index].lock().ok().and_then(|mut queue| queue.take());
+        let proxy = Arc::new(Proxy::new(table.clone(), config.clone(), stats.clone()));
+        let shutdown = worker_shutdown.clone();
+        async move {
+            if let Some(queue) = queue {
+                accept::work(queue, proxy, shutdown).await;
             }
         }
-    }
-    drop(listener);
-    drop(stopping);
-    // No receiver left means no connection left: nothing to wait for.
-    let _ = stop.send(true);
-    if tokio::time::timeout(proxy.config.shutdown_grace, stop.closed())
-        .await
-        .is_err()
-    {
-        warn!("router: connections still open after the shutdown grace period");
-    }
+    })?;
+    let workers: Arc<[accept::WorkerHandle]> = handles.into();
+    Ok(async move {
+        let accepting = listeners.into_iter().map(|listener| {
+            let mut shutdown = shutdown.clone();
+            accept::accept(
+                listener.socket,
+                listener.tls,
+                Arc::clone(&workers),
+                async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                },
+            )
+        });
+        futures::future::join_all(accepting).await;
+        drop(workers);
+        threads_done.await;
+    })
 }
 
 /// The server side of a TLS handshake: reads the ClientHello, and when its server name has no
 /// certificate but routes to the catch-all app, holds the handshake while the on-demand step
 /// gets one (refused when it does not). Each part of the handshake is bounded by
 /// `config.tls_handshake_timeout`, the on-demand step by its own timeout.
-async fn handshake(
+pub(crate) async fn handshake(
     proxy: &Proxy,
     stream: tokio::net::TcpStream,
     tls: Arc<ServerConfig>,
@@ -270,11 +273,11 @@ fn forwarded_for_value(peer: IpAddr) -> HeaderValue {
 pub(crate) struct Proxy {
     table: watch::Receiver<Arc<RoutingTable>>,
     /// The router stops: HTTP/1.1 responses say `Connection: close`.
-    closing: AtomicBool,
+    pub(crate) closing: AtomicBool,
     /// The address of the last table bound to `stats` (a new one is bound on its first request).
     bound_table: AtomicUsize,
     pool: PoolConfig,
-    config: RouterConfig,
+    pub(crate) config: RouterConfig,
     stats: RouterStats,
 }
 

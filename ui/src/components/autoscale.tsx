@@ -1,29 +1,41 @@
-// An app's CPU autoscaling: the setting (range, target share of the CPU limit, window), the
-// latest evaluation with the numbers of the formula desired = ceil(sum of CPU use / target),
-// the recorded decisions, and the form that turns it on, changes it or turns it off.
+// An app's autoscaling: the setting (range, metric — CPU share of the limit, requests in flight
+// or requests per second per instance — and window), the latest evaluation with the numbers of
+// the formula desired = ceil(sum / target) (and a request metric's burst and panic), the
+// recorded decisions, and the form that turns it on, changes it or turns it off.
 import { useState, type FormEvent } from "react";
 import { api, call, type AppDto, type AutoscaleRequest, type AutoscaleView } from "../api/client";
 import { eventMessage } from "./events";
 import { Empty, Field, formatCpu, FormError, Time, useAction, useAsync, useToast } from "./ui";
 import { useI18n, type Key } from "../i18n";
 
-const FIELDS = [
-  "min_instances",
-  "max_instances",
-  "cpu_percent",
-  "window_seconds",
-  "tolerance_percent",
-  "scale_down_stabilization_seconds",
-] as const;
-type FieldName = (typeof FIELDS)[number];
-type Form = Record<FieldName, string>;
+const METRICS = ["cpu", "concurrency", "rps"] as const;
+type Metric = (typeof METRICS)[number];
+const COMMON = ["min_instances", "max_instances", "window_seconds", "tolerance_percent", "scale_down_stabilization_seconds"] as const;
+const CPU_FIELDS = ["cpu_percent"] as const;
+const REQUEST_FIELDS = ["target", "panic_window_seconds", "panic_threshold_percent"] as const;
+type FieldName = (typeof COMMON)[number] | (typeof CPU_FIELDS)[number] | (typeof REQUEST_FIELDS)[number];
+type Form = Record<FieldName, string> & { metric: Metric };
+
+/** The number fields the metric takes, in the order they are shown. */
+function fieldsOf(metric: Metric): FieldName[] {
+  const [min, max, ...rest] = COMMON;
+  return [min, max, ...(metric === "cpu" ? CPU_FIELDS : REQUEST_FIELDS), ...rest];
+}
+
+function metricOf(name: string | undefined): Metric {
+  return METRICS.find((m) => m === name) ?? "cpu";
+}
 
 function formOf(view: AutoscaleView | undefined): Form {
   const a = view?.autoscale;
   return {
+    metric: metricOf(a?.metric),
     min_instances: String(a?.min_instances ?? 1),
     max_instances: String(a?.max_instances ?? Math.max(3, view?.replicas ?? 1)),
     cpu_percent: String(a?.cpu_percent ?? 100),
+    target: String(a?.target || 10),
+    panic_window_seconds: String(a?.panic_window_seconds ?? 6),
+    panic_threshold_percent: String(a?.panic_threshold_percent ?? 200),
     window_seconds: String(a?.window_seconds ?? 60),
     tolerance_percent: String(a?.tolerance_percent ?? 10),
     scale_down_stabilization_seconds: String(a?.scale_down_stabilization_seconds ?? 300),
@@ -52,7 +64,8 @@ export function Autoscaling({ app, canWrite, onChange }: { app: AppDto; canWrite
   const save = (e: FormEvent) => {
     e.preventDefault();
     void action.run(async () => {
-      const body = Object.fromEntries(FIELDS.map((f) => [f, Number(form[f])])) as AutoscaleRequest;
+      const numbers = Object.fromEntries(fieldsOf(form.metric).map((f) => [f, Number(form[f])]));
+      const body = { ...numbers, metric: form.metric } as AutoscaleRequest;
       done(await call(api.PUT("/api/v1/apps/{name}/autoscale", { ...path, body })), t("autoscale.saved"));
     });
   };
@@ -62,6 +75,8 @@ export function Autoscaling({ app, canWrite, onChange }: { app: AppDto; canWrite
     });
   const latest = v?.evaluations[0];
   const setting = v?.autoscale;
+  const metric = metricOf(setting?.metric);
+  const unit = (value: number) => t(`autoscale.unit.${metricOf(latest?.metric)}` as Key, { value: value.toFixed(metric === "cpu" ? 1 : 2) });
   return (
     <section className="card" data-testid="app-autoscale">
       <div className="card-head">
@@ -74,7 +89,7 @@ export function Autoscaling({ app, canWrite, onChange }: { app: AppDto; canWrite
       </div>
       {!editing && !setting && (
         <p className="muted small" data-testid="autoscale-off">
-          {app.template.cpu_millis ? t("autoscale.off") : t("autoscale.needsLimit")}
+          {app.template.cpu_millis ? t("autoscale.off") : t("autoscale.offNoLimit")}
         </p>
       )}
       {!editing && setting && (
@@ -84,12 +99,19 @@ export function Autoscaling({ app, canWrite, onChange }: { app: AppDto; canWrite
             {t("autoscale.rangeText", { min: setting.min_instances, max: setting.max_instances, n: v.replicas })}
           </dd>
           <dt>{t("autoscale.target")}</dt>
-          <dd className="num">
-            {t("autoscale.targetText", {
-              percent: setting.cpu_percent,
-              limit: v.cpu_limit_millis != null ? formatCpu(v.cpu_limit_millis) : "–",
-              window: setting.window_seconds,
-            })}
+          <dd className="num" data-testid="autoscale-target">
+            {metric === "cpu"
+              ? t("autoscale.targetText", {
+                  percent: setting.cpu_percent,
+                  limit: v.cpu_limit_millis != null ? formatCpu(v.cpu_limit_millis) : "–",
+                  window: setting.window_seconds,
+                })
+              : t(`autoscale.targetText.${metric}` as Key, {
+                  target: setting.target,
+                  window: setting.window_seconds,
+                  panicWindow: setting.panic_window_seconds,
+                  threshold: setting.panic_threshold_percent,
+                })}
           </dd>
           {latest && (
             <>
@@ -98,11 +120,20 @@ export function Autoscaling({ app, canWrite, onChange }: { app: AppDto; canWrite
                 {latest.raw == null
                   ? t("autoscale.noSamples")
                   : t("autoscale.formula", {
-                      sum: latest.sum_percent.toFixed(1),
-                      target: latest.target_percent.toFixed(1),
+                      sum: unit(latest.sum),
+                      target: unit(latest.target),
                       raw: latest.raw,
                       desired: latest.desired,
                     })}{" "}
+                {latest.burst != null && latest.burst_raw != null && (
+                  <span data-testid="autoscale-burst">
+                    {t(latest.panic ? "autoscale.burst.panic" : "autoscale.burst", {
+                      window: setting.panic_window_seconds,
+                      burst: unit(latest.burst),
+                      raw: latest.burst_raw,
+                    })}{" "}
+                  </span>
+                )}
                 {latest.raw != null && <span className="muted">({t(`autoscale.verdict.${latest.verdict}` as Key)})</span>}
                 {latest.quota && <div className="alert alert-warn small">{latest.quota}</div>}
               </dd>
@@ -112,9 +143,20 @@ export function Autoscaling({ app, canWrite, onChange }: { app: AppDto; canWrite
       )}
       {editing && (
         <form className="form" onSubmit={save} data-testid="autoscale-form">
-          <FormError error={action.error} fields={[...FIELDS, "cpu_millis"]} />
+          <FormError error={action.error} fields={[...fieldsOf(form.metric), "metric", "cpu_millis"]} />
+          <Field label={t("autoscale.field.metric")} name="metric" error={action.error}>
+            {(p) => (
+              <select {...p} value={form.metric} onChange={(e) => setForm({ ...form, metric: metricOf(e.target.value) })}>
+                {METRICS.map((m) => (
+                  <option key={m} value={m}>
+                    {t(`autoscale.metric.${m}` as Key)}
+                  </option>
+                ))}
+              </select>
+            )}
+          </Field>
           <div className="grid-3">
-            {FIELDS.map((f) => (
+            {fieldsOf(form.metric).map((f) => (
               <Field key={f} label={t(`autoscale.field.${f}` as Key)} name={f} error={action.error}>
                 {(p) => (
                   <input
@@ -128,7 +170,7 @@ export function Autoscaling({ app, canWrite, onChange }: { app: AppDto; canWrite
               </Field>
             ))}
           </div>
-          <p className="muted small">{t("autoscale.hint")}</p>
+          <p className="muted small">{t(form.metric === "cpu" ? "autoscale.hint" : "autoscale.hint.requests")}</p>
           <div className="form-actions">
             <button type="submit" className="btn btn-primary" disabled={action.busy}>
               {t("autoscale.save")}

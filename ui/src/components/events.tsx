@@ -34,8 +34,11 @@ function eventVars(e: EventDto): Vars {
 function eventKey(e: EventDto, vars: Vars): string {
   const cause = vars.cause;
   if (e.kind === "rollback_started") return vars.failed !== undefined ? "event.msg.rollback_started.auto" : "event.msg.rollback_started";
-  if (cause !== undefined && hasKey(`event.msg.${e.kind}.${cause}`)) return `event.msg.${e.kind}.${cause}`;
-  return `event.msg.${e.kind}`;
+  const base = cause !== undefined && hasKey(`event.msg.${e.kind}.${cause}`) ? `event.msg.${e.kind}.${cause}` : `event.msg.${e.kind}`;
+  // The autoscaler's request metrics have sentences of their own.
+  const metric = vars.metric;
+  if (metric !== undefined && metric !== "cpu" && hasKey(`${base}.${metric}`)) return `${base}.${metric}`;
+  return base;
 }
 
 /** The event's sentence in the console's language (the English message when a value is missing). */

@@ -945,6 +945,8 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       max_unavailable: String(app.strategy.max_unavailable ?? 0),
       canary_percent: app.strategy.canary?.weight_percent ? String(app.strategy.canary.weight_percent) : "",
       canary_seconds: String(app.strategy.canary?.duration_seconds ?? 300),
+      canary_header: app.strategy.canary?.header ? `${app.strategy.canary.header.name}: ${app.strategy.canary.header.value}` : "",
+      idle_timeout: app.idle_timeout_seconds ? String(app.idle_timeout_seconds) : "",
       reason: "",
     }),
     // The form starts from the app as it was when the tab opened.
@@ -982,11 +984,24 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       if (form.deadline !== initial.deadline) strategy.progress_deadline_ms = Number(form.deadline) * 1000;
       if (form.max_surge !== initial.max_surge) strategy.max_surge = Number(form.max_surge);
       if (form.max_unavailable !== initial.max_unavailable) strategy.max_unavailable = Number(form.max_unavailable);
-      if (form.canary_percent !== initial.canary_percent || form.canary_seconds !== initial.canary_seconds) {
-        strategy.canary = form.canary_percent
-          ? { weight_percent: Number(form.canary_percent), duration_seconds: Number(form.canary_seconds) }
-          : null;
+      if (
+        form.canary_percent !== initial.canary_percent ||
+        form.canary_seconds !== initial.canary_seconds ||
+        form.canary_header !== initial.canary_header
+      ) {
+        const header = form.canary_header.trim();
+        const colon = header.indexOf(":");
+        if (header && colon <= 0) {
+          throw new ApiError(400, "invalid_field", t("deploy.badCanaryHeader"), "strategy.canary.header");
+        }
+        const duration_seconds = Number(form.canary_seconds);
+        strategy.canary = header
+          ? { header: { name: header.slice(0, colon).trim(), value: header.slice(colon + 1).trim() }, duration_seconds }
+          : form.canary_percent
+            ? { weight_percent: Number(form.canary_percent), duration_seconds }
+            : null;
       }
+      if (form.idle_timeout !== initial.idle_timeout) body.idle_timeout_seconds = form.idle_timeout ? Number(form.idle_timeout) : 0;
       if (Object.keys(strategy).length) body.strategy = strategy;
       if (form.reason) body.reason = form.reason;
       if (Object.keys(body).length === 0 || (Object.keys(body).length === 1 && body.reason)) {
@@ -994,11 +1009,12 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       }
       const d = await call(api.POST("/api/v1/apps/{name}/deploy", { params: { path: { name: app.name } }, body }));
       onDeployed(d);
-      toast(t("deploy.started", { n: d.latest_revision }));
+      // Settings such as the idle timeout create no revision.
+      toast(d.latest_revision !== app.latest_revision ? t("deploy.started", { n: d.latest_revision }) : t("deploy.settingsSaved"));
       navigate(`/apps/${app.name}`);
     });
   };
-  const fields = ["image", "env", "port", "cpu_millis", "memory_bytes", "health_path", "readiness", "liveness", "strategy", "reason"];
+  const fields = ["image", "env", "port", "cpu_millis", "memory_bytes", "health_path", "readiness", "liveness", "strategy", "idle_timeout_seconds", "reason"];
   return (
     <form className="card form form-wide" onSubmit={submit} data-testid="deploy-form">
       <h2>{t("deploy.title")}</h2>
@@ -1047,7 +1063,13 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
         <Field label={t("field.canarySeconds")} name="strategy.canary.duration" error={action.error}>
           {(p) => <input {...p} type="number" min={1} value={form.canary_seconds} onChange={set("canary_seconds")} />}
         </Field>
+        <Field label={t("field.canaryHeader")} name="strategy.canary.header" error={action.error} hint={t("deploy.canaryHeaderHint")}>
+          {(p) => <input {...p} value={form.canary_header} onChange={set("canary_header")} className="mono" placeholder="X-Canary: 1" />}
+        </Field>
       </div>
+      <Field label={t("field.idleTimeout")} name="idle_timeout_seconds" error={action.error} hint={t("deploy.idleHint")}>
+        {(p) => <input {...p} type="number" min={0} value={form.idle_timeout} onChange={set("idle_timeout")} />}
+      </Field>
       <Field label={t("field.reason")} name="reason" error={action.error}>
         {(p) => <input {...p} value={form.reason} onChange={set("reason")} />}
       </Field>

@@ -1,5 +1,6 @@
-//! `berth autoscale`: set an app's CPU autoscaling range and target, turn it off, show it,
-//! and explain its latest decisions with their numbers.
+//! `berth autoscale`: set an app's autoscaling range and target (CPU, requests in flight or
+//! requests per second), turn it off, show it, and explain its latest decisions with their
+//! numbers.
 
 use std::process::ExitCode;
 
@@ -11,13 +12,16 @@ use crate::client::Client;
 use crate::output::{self, Format};
 use crate::units;
 
-/// CPU autoscaling of an app: `berth autoscale web --min 2 --max 10 --cpu 60%`, `--off`, or
-/// `berth autoscale explain web`.
+/// Autoscaling of an app: `berth autoscale web --min 2 --max 10 --cpu 60%` (or
+/// `--concurrency 10`, `--rps 50`), `--off`, or `berth autoscale explain web`.
 ///
 /// Every 5 s Berth samples each instance's CPU, averages the window (1 minute by default) and
 /// sets desired instances = ceil(sum of CPU utilisation / target), within the range and the
 /// team's quota. Utilisation is measured against the app's CPU limit, so the app needs one.
-/// While autoscaling is on, `berth scale` is refused: change the range instead.
+/// With `--concurrency` or `--rps` the load is what the router counted instead (requests in
+/// flight, or per second, per instance), and a burst over the short panic window adds
+/// instances at once. While autoscaling is on, `berth scale` is refused: change the range
+/// instead.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct AutoscaleArgs {
@@ -48,9 +52,21 @@ struct SetArgs {
     /// Most instances
     #[arg(long)]
     max: Option<u32>,
-    /// Target CPU use per instance, percent of its CPU limit [default: 100%, the limit]
-    #[arg(long, value_parser = units::parse_percent)]
+    /// Scale on CPU: target use per instance, percent of its CPU limit [default: 100%, the limit]
+    #[arg(long, value_parser = units::parse_percent, conflicts_with_all = ["concurrency", "rps"])]
     cpu: Option<u32>,
+    /// Scale on requests in flight: the target per instance (as the router counts them)
+    #[arg(long, conflicts_with = "rps")]
+    concurrency: Option<u32>,
+    /// Scale on requests per second: the target per instance (as the router counts them)
+    #[arg(long)]
+    rps: Option<u32>,
+    /// With --concurrency or --rps: the short window whose burst adds instances at once, e.g. 6s [default: 6s]
+    #[arg(long)]
+    panic_window: Option<String>,
+    /// With --concurrency or --rps: a burst that asks for this share of the ready instances starts a panic [default: 200%]
+    #[arg(long, value_parser = units::parse_percent)]
+    panic_threshold: Option<u32>,
     /// How far back CPU use is averaged, e.g. 15s [default: 1m]
     #[arg(long)]
     window: Option<String>,
@@ -61,7 +77,7 @@ struct SetArgs {
     #[arg(long)]
     scale_down_delay: Option<String>,
     /// Turn autoscaling off (the count stays where it is)
-    #[arg(long, conflicts_with_all = ["min", "max", "cpu", "window", "tolerance", "scale_down_delay"])]
+    #[arg(long, conflicts_with_all = ["min", "max", "cpu", "concurrency", "rps", "window", "tolerance", "scale_down_delay", "panic_window", "panic_threshold"])]
     off: bool,
 }
 
@@ -94,6 +110,10 @@ pub async fn run(client: &Client, args: AutoscaleArgs) -> Result<ExitCode, Strin
     let changing = set.min.is_some()
         || set.max.is_some()
         || set.cpu.is_some()
+        || set.concurrency.is_some()
+        || set.rps.is_some()
+        || set.panic_window.is_some()
+        || set.panic_threshold.is_some()
         || set.window.is_some()
         || set.tolerance.is_some()
         || set.scale_down_delay.is_some();
@@ -111,10 +131,34 @@ pub async fn run(client: &Client, args: AutoscaleArgs) -> Result<ExitCode, Strin
             "app {name} is not autoscaled yet: give both --min and --max"
         ));
     };
+    // The metric named by a flag, or the app's current one.
+    let (metric, target) = match (set.cpu, set.concurrency, set.rps) {
+        (Some(_), _, _) => ("cpu".to_string(), None),
+        (_, Some(target), _) => ("concurrency".to_string(), Some(target)),
+        (_, _, Some(target)) => ("rps".to_string(), Some(target)),
+        _ => match existing {
+            Some(a) => (a.metric.clone(), (a.metric != "cpu").then_some(a.target)),
+            None => ("cpu".to_string(), None),
+        },
+    };
+    let on_requests = metric != "cpu";
+    let same_metric = existing.filter(|a| a.metric == metric);
     let request = AutoscaleRequest {
         min_instances,
         max_instances,
-        cpu_percent: set.cpu.or(existing.map(|a| a.cpu_percent)),
+        cpu_percent: if on_requests {
+            None
+        } else {
+            set.cpu.or(same_metric.map(|a| a.cpu_percent))
+        },
+        target,
+        panic_window_seconds: seconds("--panic-window", &set.panic_window)?.or(same_metric
+            .filter(|_| on_requests)
+            .map(|a| a.panic_window_seconds)),
+        panic_threshold_percent: set.panic_threshold.or(same_metric
+            .filter(|_| on_requests)
+            .map(|a| a.panic_threshold_percent)),
+        metric: Some(metric),
         window_seconds: seconds("--window", &set.window)?.or(existing.map(|a| a.window_seconds)),
         tolerance_percent: set.tolerance.or(existing.map(|a| a.tolerance_percent)),
         scale_down_stabilization_seconds: seconds("--scale-down-delay", &set.scale_down_delay)?
@@ -140,16 +184,38 @@ fn print_setting(view: &AutoscaleView) {
         "app {}: autoscaled between {} and {} instances (now {})",
         view.app, settings.min_instances, settings.max_instances, view.replicas
     );
+    let target = match settings.metric.as_str() {
+        "concurrency" => format!("{} requests in flight", settings.target),
+        "rps" => format!("{} requests per second", settings.target),
+        _ => format!("{} % of the CPU limit ({limit})", settings.cpu_percent),
+    };
     println!(
-        "  target {} % of the CPU limit ({limit}) per instance, averaged over {}",
-        settings.cpu_percent,
+        "  target {target} per instance, averaged over {}",
         describe_timeout(settings.window_seconds)
     );
+    if settings.metric != "cpu" {
+        println!(
+            "  panic when the last {} asks for {} % of the ready instances: add them at once, \
+             remove none for {}",
+            describe_timeout(settings.panic_window_seconds),
+            settings.panic_threshold_percent,
+            describe_timeout(settings.window_seconds)
+        );
+    }
     println!(
         "  tolerance {} %, scale down after {} of lower recommendations",
         settings.tolerance_percent,
         describe_timeout(settings.scale_down_stabilization_seconds)
     );
+}
+
+/// A load in its metric's unit.
+fn amount(metric: &str, value: f64, of_cpu_limit: &str) -> String {
+    match metric {
+        "concurrency" => format!("{value:.2} in flight"),
+        "rps" => format!("{value:.2} req/s"),
+        _ => format!("{value:.1} %{of_cpu_limit}"),
+    }
 }
 
 fn explain(view: &AutoscaleView) {
@@ -168,8 +234,20 @@ fn explain(view: &AutoscaleView) {
                         latest.sampled, latest.missing, latest.not_ready
                     )
                 ),
-                ("sum", format!("{:.1} % of the limit", latest.sum_percent)),
-                ("target", format!("{:.1} %", latest.target_percent)),
+                ("metric", latest.metric.clone()),
+                ("sum", amount(&latest.metric, latest.sum, " of the limit")),
+                ("target", amount(&latest.metric, latest.target, "")),
+                (
+                    "burst",
+                    match (latest.burst, latest.burst_raw) {
+                        (Some(burst), Some(raw)) => format!(
+                            "{} → {raw}{}",
+                            amount(&latest.metric, burst, ""),
+                            if latest.panic { " (panic)" } else { "" }
+                        ),
+                        _ => "-".to_string(),
+                    }
+                ),
                 (
                     "formula",
                     latest.raw.map_or_else(
