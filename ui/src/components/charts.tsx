@@ -19,7 +19,7 @@ export interface Line {
 
 const COLORS = ["var(--primary)", "var(--ok)", "var(--warn)", "var(--bad)", "var(--info)", "var(--muted)"];
 const HEIGHT = 150;
-const PAD = { left: 58, right: 10, top: 8, bottom: 22 };
+const PAD = { left: 64, right: 10, top: 8, bottom: 22 };
 /** How often the charts fetch the range again. */
 const POLL_MS = 5000;
 
@@ -43,6 +43,13 @@ export function niceCeiling(v: number): number {
   const power = Math.pow(10, Math.floor(Math.log10(v)));
   for (const m of [1, 2, 2.5, 5, 10]) if (m * power >= v - 1e-9) return m * power;
   return 10 * power;
+}
+
+/** As `niceCeiling` in binary units (KiB, MiB, GiB…), for byte axes: 23.5 GiB → 25 GiB. */
+export function niceBytesCeiling(v: number): number {
+  if (!(v > 0)) return 1;
+  const unit = Math.pow(1024, Math.max(0, Math.floor(Math.log(v) / Math.log(1024))));
+  return unit * niceCeiling(v / unit);
 }
 
 /** The SVG path of `points`, a new segment after every gap longer than 1.5 steps. */
@@ -84,6 +91,8 @@ export function LineChart({
   step,
   format,
   limit,
+  minTop = 1,
+  ceiling = niceCeiling,
   testid,
 }: {
   title: string;
@@ -94,6 +103,10 @@ export function LineChart({
   format: (v: number) => string;
   /** A dashed line: a quota or a capacity. */
   limit?: { value: number; label: string } | null;
+  /** The y axis reaches at least this high (so noise near 0 does not fill the chart). */
+  minTop?: number;
+  /** The round top of the y axis for the highest value. */
+  ceiling?: (v: number) => number;
   testid: string;
 }) {
   const { lang, t } = useI18n();
@@ -102,7 +115,7 @@ export function LineChart({
   const innerW = width - PAD.left - PAD.right;
   const innerH = HEIGHT - PAD.top - PAD.bottom;
   const values = lines.flatMap((l) => l.points.map((p) => p.value));
-  const top = niceCeiling(Math.max(0, limit?.value ?? 0, ...values));
+  const top = ceiling(Math.max(minTop, limit?.value ?? 0, ...values));
   const span = Math.max(1, to - from);
   const x = (at: number) => PAD.left + ((at - from) / span) * innerW;
   const y = (v: number) => PAD.top + innerH - (Math.max(0, v) / top) * innerH;
@@ -219,11 +232,15 @@ interface ChartSpec {
   format: (v: number) => string;
   /** Also draw each instance's line (app charts). */
   instances?: boolean;
+  /** See `LineChart`'s `minTop` and `ceiling`. */
+  minTop?: number;
+  ceiling?: (v: number) => number;
   limit?: (answer: Answer) => { value: number; label: string } | null;
 }
 
 const percent = (v: number) => `${v.toFixed(v < 10 ? 1 : 0)} %`;
-const cpu = (v: number) => formatCpu(v);
+/** Millicores below a core (`250m`, as the CLI writes them), cores above. */
+const cpu = (v: number) => (v < 1000 ? `${Math.round(v)}m` : formatCpu(v));
 const bytes = (v: number) => formatBytes(v);
 const perSecond = (v: number) => `${v < 10 ? v.toFixed(1) : v.toFixed(0)}/s`;
 const millis = (v: number) => `${v < 10 ? v.toFixed(1) : v.toFixed(0)} ms`;
@@ -233,8 +250,8 @@ function specs(subject: MetricsSubject, quotaLabel: string, capacityLabel: strin
   switch (subject.kind) {
     case "app":
       return [
-        { metric: "cpu_millis", title: "charts.cpu", format: cpu, instances: true },
-        { metric: "memory_bytes", title: "charts.memory", format: bytes, instances: true },
+        { metric: "cpu_millis", title: "charts.cpu", format: cpu, instances: true, minTop: 100 },
+        { metric: "memory_bytes", title: "charts.memory", format: bytes, instances: true, minTop: 16 << 20, ceiling: niceBytesCeiling },
         { metric: "requests_per_second", title: "charts.requests", format: perSecond },
         { metric: "error_percent", title: "charts.errors", format: percent },
         { metric: "latency_p95_ms", title: "charts.p95", format: millis },
@@ -247,6 +264,7 @@ function specs(subject: MetricsSubject, quotaLabel: string, capacityLabel: strin
           metric: "memory_bytes",
           title: "charts.memory",
           format: bytes,
+          ceiling: niceBytesCeiling,
           limit: () => (subject.memoryBytes ? { value: subject.memoryBytes, label: capacityLabel } : null),
         },
         { metric: "disk_used_percent", title: "charts.disk", format: percent, limit: () => ({ value: 100, label: "100 %" }) },
@@ -257,8 +275,8 @@ function specs(subject: MetricsSubject, quotaLabel: string, capacityLabel: strin
         return v === null || v === undefined ? null : { value: v, label: quotaLabel };
       };
       return [
-        { metric: "cpu_millis", title: "charts.cpu", format: cpu, limit: quota((q) => q.cpu_millis) },
-        { metric: "memory_bytes", title: "charts.memory", format: bytes, limit: quota((q) => q.memory_bytes) },
+        { metric: "cpu_millis", title: "charts.cpu", format: cpu, limit: quota((q) => q.cpu_millis), minTop: 100 },
+        { metric: "memory_bytes", title: "charts.memory", format: bytes, limit: quota((q) => q.memory_bytes), minTop: 16 << 20, ceiling: niceBytesCeiling },
         { metric: "ready_instances", title: "charts.instances", format: count, limit: quota((q) => q.instances) },
       ];
     }
@@ -308,6 +326,8 @@ export function MetricsCharts({ subject }: { subject: MetricsSubject }) {
                 step={data.step_ms}
                 format={spec.format}
                 limit={spec.limit?.(data) ?? null}
+                minTop={spec.minTop}
+                ceiling={spec.ceiling}
               />
             );
           })}
