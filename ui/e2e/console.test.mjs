@@ -240,6 +240,25 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await page.getByTestId("app-name").waitFor();
   });
 
+  await t.test("the app's Metrics tab charts its history, its instances as lines of their own", async () => {
+    await page.getByRole("link", { name: "Metrics", exact: true }).click();
+    await page.waitForURL("**/apps/shop/metrics");
+    const memory = page.getByTestId("chart-app-shop-memory_bytes");
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="chart-app-shop-memory_bytes"]')?.getAttribute("data-points")) > 0, null, {
+      timeout: 30_000,
+    });
+    // The total and one line per instance.
+    assert.ok((await memory.locator("path.chart-line").count()) >= 2, "total and instances");
+    assert.match(await memory.locator(".chart-legend").textContent(), /total.*shop-\d+/);
+    // The visit through the router earlier is a request rate.
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="chart-app-shop-requests_per_second"]')?.getAttribute("data-points")) > 0, null, {
+      timeout: 30_000,
+    });
+    await shot(page, "04c-app-metrics");
+    await page.goto(`${state.base}/apps/shop`);
+    await page.getByTestId("app-name").waitFor();
+  });
+
   await t.test("new settings are deployed as revision 2", async () => {
     await page.getByRole("link", { name: "Deploy" }).click();
     await page.waitForURL("**/apps/shop/deploy");

@@ -1,7 +1,8 @@
 // The Nodes page in a real browser against the real binary: a server whose memory threshold no
 // machine meets (99 % free) shows its node red with the reason, the banner that the cluster
 // needs another node, and lets an admin set labels (a bad one is refused with the server's
-// message). Screenshots go to ui/test-output/.
+// message), and unfolds the node's history: charts drawn from the metrics history that grow as
+// the recorder adds points. Screenshots go to ui/test-output/.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { login as signIn, newPage as openPage, shot, startBerth, stopBerth } from "./harness.mjs";
@@ -9,7 +10,14 @@ import { login as signIn, newPage as openPage, shot, startBerth, stopBerth } fro
 let state;
 
 before(async () => {
-  state = await startBerth("ui-nodes", ["--node-sample-interval", "500ms", "--node-memory-free-min", "99%"]);
+  state = await startBerth("ui-nodes", [
+    "--node-sample-interval",
+    "500ms",
+    "--node-memory-free-min",
+    "99%",
+    "--metrics-interval",
+    "1s",
+  ]);
 });
 
 after(async () => {
@@ -64,5 +72,33 @@ test("the Nodes page shows a low node in red and edits its labels", { timeout: 1
     const error = await card.getByTestId("node-labels-error").textContent();
     assert.match(error, /labels\.Zone/);
     await shot(page, "nodes-02-labels");
+  });
+
+  await t.test("the node's history charts its CPU, memory and disk and updates live", async () => {
+    const card = page.locator("section.node-card").first();
+    await card.getByTestId("node-history").locator("summary").click();
+    const name = await card.getAttribute("data-node");
+    const cpu = card.getByTestId(`chart-node-${name}-cpu_percent`);
+    await cpu.waitFor();
+    const points = async () => Number(await cpu.getAttribute("data-points"));
+    await page.waitForFunction((id) => Number(document.querySelector(`[data-testid="${id}"]`)?.getAttribute("data-points")) > 0, `chart-node-${name}-cpu_percent`, {
+      timeout: 30_000,
+    });
+    const first = await points();
+    assert.ok((await cpu.locator("path.chart-line").getAttribute("d")).startsWith("M"), "a line is drawn");
+    for (const metric of ["memory_bytes", "disk_used_percent"]) {
+      assert.ok(Number(await card.getByTestId(`chart-node-${name}-${metric}`).getAttribute("data-points")) > 0, metric);
+    }
+    // A new 5 s point arrives with a later poll, without reloading the page.
+    await page.waitForFunction(
+      ([id, before]) => Number(document.querySelector(`[data-testid="${id}"]`)?.getAttribute("data-points")) > before,
+      [`chart-node-${name}-cpu_percent`, first],
+      { timeout: 30_000 },
+    );
+    // Hovering reads the values out.
+    const box = await cpu.locator("svg").boundingBox();
+    await page.mouse.move(box.x + box.width - 15, box.y + box.height / 2);
+    assert.match(await card.getByTestId(`chart-readout-node-${name}-cpu_percent`).textContent(), /%/);
+    await shot(page, "nodes-03-history");
   });
 });

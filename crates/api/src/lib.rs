@@ -21,6 +21,7 @@ pub mod git_http;
 pub mod image_dto;
 pub mod images;
 pub mod metrics;
+pub mod metrics_history;
 pub mod nodes;
 mod openapi;
 pub mod pipeline_dto;
@@ -132,6 +133,7 @@ pub struct ApiState {
         system::get_on_demand_domains, system::put_on_demand_domains,
         system::delete_on_demand_domains, nodes::list, nodes::get, nodes::put_labels,
         nodes::events, nodes::cluster_events, healthz, readyz, metrics::metrics,
+        metrics_history::app_metrics, metrics_history::node_metrics, metrics_history::team_metrics,
     ),
     modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = [])),
@@ -216,6 +218,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/system/workers", get(system::list_workers))
         .route("/nodes", get(nodes::list))
         .route("/nodes/{name}", get(nodes::get))
+        .route("/nodes/{name}/metrics", get(metrics_history::node_metrics))
         .route("/nodes/{name}/labels", put(nodes::put_labels))
         .route("/nodes/{name}/events", get(nodes::events))
         .route("/cluster/events", get(nodes::cluster_events))
@@ -251,6 +254,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/apps/{name}/revisions", get(apps::list_revisions))
         .route("/apps/{name}/revisions/{number}", get(apps::get_revision))
         .route("/apps/{name}/events", get(apps::list_events))
+        .route("/apps/{name}/metrics", get(metrics_history::app_metrics))
         .route("/apps/{name}/events/stream", get(apps::stream_events))
         .route("/apps/{name}/logs", get(apps::logs))
         .route("/apps/{name}/certificates", get(certificates::list))
@@ -330,6 +334,7 @@ pub fn router(state: ApiState) -> axum::Router {
                 .delete(teams::delete_team),
         )
         .route("/teams/{team}/members", get(teams::list_members))
+        .route("/teams/{team}/metrics", get(metrics_history::team_metrics))
         .route(
             "/teams/{team}/members/{username}",
             axum::routing::put(teams::put_member).delete(teams::delete_member),

@@ -78,6 +78,12 @@ pub struct ServerOptions {
     /// How often each node's CPU, memory and disks are sampled; a node without a sample for three intervals is shown as unknown [default: 5s]
     #[arg(long, env = "BERTH_NODE_SAMPLE_INTERVAL")]
     pub node_sample_interval: Option<String>,
+    /// How often the metrics history records a round of samples (instances, apps, teams, nodes, router traffic; 0 turns it off) [default: 5s]
+    #[arg(long, env = "BERTH_METRICS_INTERVAL")]
+    pub metrics_interval: Option<String>,
+    /// The metrics history's resolutions, finest first, as STEP:RETENTION pairs; each step a multiple of the one before [default: 5s:1h,1m:1d,10m:30d]
+    #[arg(long, env = "BERTH_METRICS_TIERS")]
+    pub metrics_tiers: Option<String>,
     /// A node whose CPU is busier than this share of all cores for --node-cpu-busy-for is low (red), e.g. 90% [default: 90%]
     #[arg(long, env = "BERTH_NODE_CPU_BUSY_MAX")]
     pub node_cpu_busy_max: Option<String>,
@@ -190,6 +196,10 @@ pub struct ServerConfig {
     pub node_sample_interval: Duration,
     /// When a node counts as low.
     pub node_thresholds: berth_core::node::Thresholds,
+    /// How often the metrics history records (zero: never).
+    pub metrics_interval: Duration,
+    /// The metrics history's resolutions.
+    pub metrics_tiers: berth_core::metrics_history::Tiers,
     /// Where the router listens; `None`: no router.
     pub http_listen: Option<SocketAddr>,
     /// Where the router's HTTPS listener listens; `None`: no HTTPS.
@@ -243,6 +253,8 @@ impl ServerOptions {
             build_test_memory: self.build_test_memory.or(file.build_test_memory),
             usage_interval: self.usage_interval.or(file.usage_interval),
             node_sample_interval: self.node_sample_interval.or(file.node_sample_interval),
+            metrics_interval: self.metrics_interval.or(file.metrics_interval),
+            metrics_tiers: self.metrics_tiers.or(file.metrics_tiers),
             node_cpu_busy_max: self.node_cpu_busy_max.or(file.node_cpu_busy_max),
             node_cpu_busy_for: self.node_cpu_busy_for.or(file.node_cpu_busy_for),
             node_memory_free_min: self.node_memory_free_min.or(file.node_memory_free_min),
@@ -620,6 +632,13 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         usage_interval: duration("usage-interval", o.usage_interval, "5s")?,
         node_sample_interval,
         node_thresholds,
+        metrics_interval: duration("metrics-interval", o.metrics_interval, "5s")?,
+        metrics_tiers: berth_core::metrics_history::Tiers::parse(
+            o.metrics_tiers
+                .as_deref()
+                .unwrap_or(berth_core::metrics_history::DEFAULT_TIERS),
+        )
+        .map_err(|e| format!("metrics-tiers: {e}"))?,
         http_listen: http_listen(o.http_listen.as_deref())?,
         https_listen: https_listen(o.https_listen.as_deref())?,
         acme,
@@ -715,6 +734,13 @@ mod tests {
                     ..ServerOptions::default()
                 },
                 "node-sample-interval:",
+            ),
+            (
+                ServerOptions {
+                    metrics_tiers: Some("5s:1h,7s:1d".into()),
+                    ..ServerOptions::default()
+                },
+                "metrics-tiers: tier 7s: the step must be a larger multiple of 5s",
             ),
         ] {
             let error = resolve(flags, None).unwrap_err();

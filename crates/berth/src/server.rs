@@ -21,6 +21,7 @@ use berth_operations::Platform;
 use berth_operations::builds::{BuildEnv, BuildWorker, BuildWorkerConfig};
 use berth_operations::certificates::{CertificateIssuer, CertificateSettings};
 use berth_operations::idle::Wakes;
+use berth_operations::metrics_history::MetricsRecorder;
 use berth_operations::routes::{RouteSources, RouterDrain, RouterTls, keep_routes};
 use berth_registry::{Registry, RegistryConfig};
 use berth_router::{AcmeChallenges, CertificateSet, RouterConfig, RouterStats, RoutingTable};
@@ -109,6 +110,23 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         .open()
         .await
         .map_err(|e| format!("cannot open the store ({store_url}): {e}"))?;
+    // The metrics history has a database of its own, so its writes never queue behind (or
+    // hold up) the control plane's single writer; an in-memory store keeps it in memory too.
+    let metrics_store: Arc<dyn berth_store::MetricsStore> = match &store_url {
+        StoreUrl::SqliteMemory => Arc::new(
+            berth_store::SqliteMetricsStore::open_in_memory()
+                .await
+                .map_err(|e| format!("cannot open the metrics history: {e}"))?,
+        ),
+        StoreUrl::SqliteFile(_) => {
+            let path = config.data_dir.join("metrics.db");
+            Arc::new(
+                berth_store::SqliteMetricsStore::open(&path)
+                    .await
+                    .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
+            )
+        }
+    };
     // Docker both runs the instances and builds the images.
     let docker = Arc::new(connect_docker(config.docker_host.as_deref()).await);
     let runtime: Arc<dyn Runtime> = docker.clone();
@@ -279,6 +297,10 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         ),
         autoscaler: Default::default(),
         traffic_rates: Default::default(),
+        metrics: berth_operations::metrics_history::MetricsHistory {
+            store: metrics_store,
+            tiers: config.metrics_tiers.clone(),
+        },
         nodes,
     };
     on_demand.attach(platform.clone());
@@ -468,6 +490,12 @@ impl Background {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "marked builds interrupted by the last stop"),
             Err(error) => tracing::warn!(%error, "cannot mark interrupted builds"),
+        }
+        if !config.metrics_interval.is_zero() {
+            workers.spawn_periodic(
+                MetricsRecorder::new(platform.clone()),
+                MetricsRecorder::schedule(config.metrics_interval),
+            );
         }
         // Request rates for the topology's edges (returns at once without the router).
         let rates = platform.clone();

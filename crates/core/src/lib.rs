@@ -18,6 +18,7 @@ pub mod external_registry;
 pub mod health;
 pub mod idle;
 pub mod image_ref;
+pub mod metrics_history;
 pub mod node;
 pub mod pipeline;
 pub mod planner;

@@ -17,6 +17,7 @@ pub mod domains;
 pub mod error;
 pub mod idle;
 pub mod images;
+pub mod metrics_history;
 pub mod nodes;
 pub mod on_demand;
 pub mod quota;
@@ -61,6 +62,8 @@ pub struct Platform {
     pub autoscaler: Arc<autoscale::AutoscaleBook>,
     /// Request rates per app over the last minute, from the router's counters.
     pub traffic_rates: Arc<traffic::TrafficRates>,
+    /// The metrics history: its store and tiers.
+    pub metrics: metrics_history::MetricsHistory,
     /// The nodes, as the node monitor sees them.
     pub nodes: std::sync::Arc<berth_controller::nodes::NodeMonitor>,
 }

@@ -8,7 +8,8 @@
 //! of an area must pass that area's conformance suite (module `conformance`, cargo feature
 //! `conformance`); `memory::MemoryStore` (feature `memory`) implements the apps area for tests.
 //! Timestamps and ids come in from the caller (deterministic writes); the store never reads a
-//! clock.
+//! clock. The metrics history is [`MetricsStore`], kept apart from [`Store`] in a database of
+//! its own ([`SqliteMetricsStore`]), so its writes never wait on the control plane's.
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -23,6 +24,7 @@ use berth_core::accounts::{ApiToken, Membership, User};
 use berth_core::audit::{AuditEntry, AuditOutcome};
 use berth_core::certificate::StoredCertificate;
 use berth_core::deploy_template::DeploymentTemplate;
+use berth_core::metrics_history::{Sample, SeriesFilter, SeriesPoints, Tier, Tiers};
 use berth_core::node::{NodeLabels, PlatformEvent};
 use berth_core::pipeline::{Build, Pipeline};
 use berth_core::quota::{QuotaRequest, QuotaRequestStatus, Usage};
@@ -32,6 +34,7 @@ use berth_core::team::Team;
 use berth_core::{App, Event, ExternalRegistry, Millis, RetentionRule, Revision, Template};
 
 pub use sqlite::SqliteStore;
+pub use sqlite::metrics::SqliteMetricsStore;
 pub use url::{StoreUrl, open};
 
 /// The area traits, for `use berth_store::prelude::*;` where a store's methods are called.
@@ -662,4 +665,28 @@ pub(crate) fn check_revision_app(app: &App, revision: &Revision) -> StoreResult<
             revision.number, revision.app, app.name
         )))
     }
+}
+
+/// The metrics history: series of samples kept per tier (`berth_core::metrics_history`). Not
+/// part of [`Store`]: it lives in its own database so that metric writes never wait on, or
+/// hold up, the control plane's writer.
+#[async_trait]
+pub trait MetricsStore: Send + Sync + 'static {
+    /// Adds one round of samples to every tier (each sample to the bucket of each tier that
+    /// holds its time), all or nothing.
+    async fn record(&self, tiers: &Tiers, samples: &[Sample]) -> StoreResult<()>;
+
+    /// The points of `tier` with buckets in `[from, to)` of every series `filter` matches,
+    /// series in key order, points oldest first; series without such points are left out.
+    async fn points(
+        &self,
+        filter: &SeriesFilter,
+        tier: Tier,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<SeriesPoints>>;
+
+    /// Drops the points each tier no longer keeps at `now`, the points of steps that are no
+    /// tier's any more, and series left without points. Returns the points dropped.
+    async fn prune(&self, tiers: &Tiers, now: Millis) -> StoreResult<u64>;
 }

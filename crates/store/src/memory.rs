@@ -5,7 +5,8 @@
 //! optimistic concurrency on `version`, revision pruning (`keep`), per-app event trimming,
 //! ordinals, per-team usage and paging. Everything lives behind one mutex; no call awaits
 //! while holding it. The other areas are not implemented: a [`MemoryStore`] is an
-//! `Arc<dyn AppStore>`, not an `Arc<dyn Store>`.
+//! `Arc<dyn AppStore>`, not an `Arc<dyn Store>`. [`MemoryMetricsStore`] is the metrics
+//! history in memory.
 //!
 //! [`SqliteStore`]: crate::SqliteStore
 
@@ -13,13 +14,17 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use berth_core::Millis;
+use berth_core::metrics_history::{
+    Aggregate, Point, Sample, SeriesFilter, SeriesKey, SeriesPoints, Tier, Tiers, align,
+};
 use berth_core::quota::Usage;
 use berth_core::routes::DomainReservation;
 use berth_core::{App, Event, Resources, Revision};
 
 use crate::{
-    AppList, AppPage, AppStore, DomainOwner, EventQuery, ListedApp, RevisionImage, StoreError,
-    StoreResult, check_revision_app, reserved_usage,
+    AppList, AppPage, AppStore, DomainOwner, EventQuery, ListedApp, MetricsStore, RevisionImage,
+    StoreError, StoreResult, check_revision_app, reserved_usage,
 };
 
 /// The apps area in memory. Each value is a separate store; cloning is not offered (share it
@@ -364,5 +369,77 @@ impl AppStore for MemoryStore {
 
     async fn delete_domain_reservation(&self, domain: &str) -> StoreResult<bool> {
         Ok(self.state().reservations.remove(domain).is_some())
+    }
+}
+
+/// The metrics history in memory, with [`crate::SqliteMetricsStore`]'s semantics (it passes
+/// `conformance::metrics`).
+#[derive(Debug, Default)]
+pub struct MemoryMetricsStore {
+    /// Per series, the aggregate of each `(step, bucket)`.
+    series: Mutex<BTreeMap<SeriesKey, BTreeMap<(Millis, Millis), Aggregate>>>,
+}
+
+impl MemoryMetricsStore {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<SeriesKey, BTreeMap<(Millis, Millis), Aggregate>>> {
+        self.series.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl MetricsStore for MemoryMetricsStore {
+    async fn record(&self, tiers: &Tiers, samples: &[Sample]) -> StoreResult<()> {
+        let mut series = self.lock();
+        for sample in samples.iter().filter(|s| s.value.is_finite()) {
+            let buckets = series.entry(sample.key.clone()).or_default();
+            for tier in tiers.all() {
+                let bucket = (tier.step_ms, align(sample.at, tier.step_ms));
+                let add = Aggregate::of(sample.value);
+                buckets
+                    .entry(bucket)
+                    .and_modify(|a| a.merge(&add))
+                    .or_insert(add);
+            }
+        }
+        Ok(())
+    }
+
+    async fn points(
+        &self,
+        filter: &SeriesFilter,
+        tier: Tier,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<SeriesPoints>> {
+        let series = self.lock();
+        Ok(series
+            .iter()
+            .filter(|(key, _)| filter.matches(key))
+            .map(|(key, buckets)| SeriesPoints {
+                key: key.clone(),
+                points: buckets
+                    .range((tier.step_ms, from)..(tier.step_ms, to))
+                    .map(|(&(_, at), &aggregate)| Point { at, aggregate })
+                    .collect(),
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect())
+    }
+
+    async fn prune(&self, tiers: &Tiers, now: Millis) -> StoreResult<u64> {
+        let mut series = self.lock();
+        let mut dropped = 0;
+        for buckets in series.values_mut() {
+            let before = buckets.len();
+            buckets.retain(|&(step, at), _| {
+                tiers
+                    .all()
+                    .iter()
+                    .any(|t| t.step_ms == step && at >= t.oldest_kept(now))
+            });
+            dropped += (before - buckets.len()) as u64;
+        }
+        series.retain(|_, buckets| !buckets.is_empty());
+        Ok(dropped)
     }
 }

@@ -36,6 +36,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr, Sqlite};
 
+pub mod metrics;
 mod nodes;
 
 use crate::enums::DbEnum;
@@ -161,30 +162,13 @@ impl SqliteStore {
     /// Opens (creating it when missing) the database file at `path` and brings its schema up
     /// to date.
     pub async fn open(path: &Path) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true)
-            .synchronous(SqliteSynchronous::Normal);
-        let context = |e: sqlx::Error| {
-            StoreError::Database(format!("opening SQLite database {}: {e}", path.display()))
-        };
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.clone())
-            .await
-            .map_err(context)?;
-        // Migrate before any reader connects: the writer has switched the file to WAL by now.
-        migrate(&write).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.pragma("query_only", "ON"))
-            .await
-            .map_err(context)?;
+        let (read, write) = open_file_pools(
+            path,
+            file_options(path).foreign_keys(true),
+            &migrator(),
+            "SQLite database",
+        )
+        .await?;
         tracing::info!(path = %path.display(), "opened SQLite store");
         Ok(SqliteStore { read, write })
     }
@@ -194,19 +178,8 @@ impl SqliteStore {
     /// An in-memory database belongs to the connection that created it, so reads and writes
     /// share one connection that is never recycled.
     pub async fn open_in_memory() -> StoreResult<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(":memory:")
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::Database(format!("opening in-memory SQLite: {e}")))?;
-        migrate(&pool).await?;
+        let pool =
+            open_memory_pool(SqliteConnectOptions::new().foreign_keys(true), &migrator()).await?;
         Ok(SqliteStore {
             read: pool.clone(),
             write: pool,
@@ -309,8 +282,13 @@ fn migrator() -> Migrator {
 
 /// The migrations up to `last` (a database as an older Berth left it, for tests).
 fn migrations_up_to(last: i64) -> Migrator {
+    migrator_of(MIGRATIONS, last)
+}
+
+/// A migrator of the `migrations` of one database up to `last`.
+fn migrator_of(migrations: &[(i64, &'static str, &'static str)], last: i64) -> Migrator {
     Migrator::with_migrations(
-        MIGRATIONS
+        migrations
             .iter()
             .filter(|&&(version, _, _)| version <= last)
             .map(|&(version, description, sql)| {
@@ -326,11 +304,67 @@ fn migrations_up_to(last: i64) -> Migrator {
     )
 }
 
-async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
-    migrator()
+async fn run_migrations(pool: &SqlitePool, migrator: &Migrator) -> StoreResult<()> {
+    migrator
         .run(pool)
         .await
         .map_err(|e| StoreError::Database(format!("migrating the SQLite schema: {e}")))
+}
+
+/// How a database file is opened: created when missing, WAL, a busy timeout, `NORMAL` sync.
+fn file_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(BUSY_TIMEOUT)
+        .synchronous(SqliteSynchronous::Normal)
+}
+
+/// The pools of a database file (`what` names it in errors): read-only readers and exactly
+/// one writer, which migrates the schema before any reader connects (by then it has switched
+/// the file to WAL).
+async fn open_file_pools(
+    path: &Path,
+    options: SqliteConnectOptions,
+    migrator: &Migrator,
+    what: &str,
+) -> StoreResult<(SqlitePool, SqlitePool)> {
+    let context =
+        |e: sqlx::Error| StoreError::Database(format!("opening {what} {}: {e}", path.display()));
+    let write = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options.clone())
+        .await
+        .map_err(context)?;
+    run_migrations(&write, migrator).await?;
+    let read = SqlitePoolOptions::new()
+        .max_connections(READERS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options.pragma("query_only", "ON"))
+        .await
+        .map_err(context)?;
+    Ok((read, write))
+}
+
+/// One connection, never recycled, to a private in-memory database, migrated (an in-memory
+/// database belongs to the connection that created it).
+async fn open_memory_pool(
+    options: SqliteConnectOptions,
+    migrator: &Migrator,
+) -> StoreResult<SqlitePool> {
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options.filename(":memory:"))
+        .await
+        .map_err(|e| StoreError::Database(format!("opening in-memory SQLite: {e}")))?;
+    run_migrations(&pool, migrator).await?;
+    Ok(pool)
 }
 
 /// Maps a sqlx error: unique-constraint violations are conflicts, the rest database failures.

@@ -32,3 +32,8 @@ async fn both_backends_are_app_stores() {
         conformance::apps::team_usage_follows_every_write(&*store).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_metrics_store_passes_the_metrics_suite() {
+    conformance::metrics::run(Arc::new(berth_store::memory::MemoryMetricsStore::default())).await;
+}

@@ -299,3 +299,24 @@ async fn conformance_per_area() {
     conformance::registry::run(store.clone()).await;
     conformance::pipelines::run(store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_store_passes_the_metrics_suite_in_a_file_and_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = berth_store::SqliteMetricsStore::open(&dir.path().join("metrics.db"))
+        .await
+        .unwrap();
+    conformance::metrics::run(Arc::new(file.clone())).await;
+    // Reopened, the series are still there (and the id cache starts empty).
+    file.close().await;
+    let again = berth_store::SqliteMetricsStore::open(&dir.path().join("metrics.db"))
+        .await
+        .unwrap();
+    conformance::metrics::run(Arc::new(again)).await;
+    conformance::metrics::run(Arc::new(
+        berth_store::SqliteMetricsStore::open_in_memory()
+            .await
+            .unwrap(),
+    ))
+    .await;
+}

@@ -17,6 +17,7 @@ import {
 import { streamEvents, streamLogs } from "../api/stream";
 import { AppLinks, CpuUse, HealthBadge, InstanceBadge, MemoryUse, RolloutBadge } from "../components/apps";
 import { Autoscaling } from "../components/autoscale";
+import { MetricsCharts } from "../components/charts";
 import { eventKindLabel, eventMessage, rolloutMessage } from "../components/events";
 import {
   Badge,
@@ -40,7 +41,7 @@ import {
 import { useI18n } from "../i18n";
 import { useSession } from "../session";
 
-type Tab = "overview" | "revisions" | "deploy" | "events" | "logs";
+type Tab = "overview" | "revisions" | "deploy" | "metrics" | "events" | "logs";
 
 export function AppDetailPage() {
   const { name = "" } = useParams();
@@ -48,7 +49,7 @@ export function AppDetailPage() {
   const location = useLocation();
   const base = `/apps/${name}`;
   const rest = location.pathname.slice(base.length).replace(/^\//, "");
-  const tab: Tab = (["revisions", "deploy", "events", "logs"] as const).find((x) => rest.startsWith(x)) ?? "overview";
+  const tab: Tab = (["revisions", "deploy", "metrics", "events", "logs"] as const).find((x) => rest.startsWith(x)) ?? "overview";
   const app = useAsync(() => call(api.GET("/api/v1/apps/{name}", { params: { path: { name } } })), [name], 2000);
   const { roleIn } = useSession();
   const role = app.data ? roleIn(app.data.team) : null;
@@ -90,6 +91,7 @@ export function AppDetailPage() {
           { to: base, label: t("app.tab.overview"), active: tab === "overview" },
           { to: `${base}/revisions`, label: t("app.tab.revisions"), active: tab === "revisions" },
           ...(canWrite ? [{ to: `${base}/deploy`, label: t("app.tab.deploy"), active: tab === "deploy" }] : []),
+          { to: `${base}/metrics`, label: t("app.tab.metrics"), active: tab === "metrics" },
           { to: `${base}/events`, label: t("app.tab.events"), active: tab === "events" },
           { to: `${base}/logs`, label: t("app.tab.logs"), active: tab === "logs" },
         ]}
@@ -99,6 +101,12 @@ export function AppDetailPage() {
       )}
       {tab === "revisions" && <Revisions app={app} canWrite={canWrite} />}
       {tab === "deploy" && <Deploy app={a} onDeployed={(d) => app.setData(d)} />}
+      {tab === "metrics" && (
+        <section className="card" data-testid="app-metrics">
+          <h2>{t("charts.title")}</h2>
+          <MetricsCharts subject={{ kind: "app", name: a.name }} />
+        </section>
+      )}
       {tab === "events" && <Events app={a.name} />}
       {tab === "logs" && <Logs app={a} />}
     </>

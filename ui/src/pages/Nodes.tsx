@@ -1,9 +1,11 @@
 // The nodes: each machine with its status (red when a resource runs low, grey when it stopped
 // reporting) and why, CPU, memory and disk bars, capacity and labels (admins edit them), its
-// latest events for admins; refreshed every few seconds. `ClusterBanner` is the shell's
-// banner saying the cluster needs another node when every node is low.
+// latest events for admins, its history as charts (folded); refreshed every few seconds.
+// `ClusterBanner` is the shell's banner saying the cluster needs another node when every node
+// is low.
 import { useState } from "react";
 import { api, call, type Schemas } from "../api/client";
+import { MetricsCharts } from "../components/charts";
 import { Badge, Empty, formatBytes, Loaded, PageHeader, Time, useAction, useAsync, type Tone } from "../components/ui";
 import { hasKey, useI18n, type Key, type T } from "../i18n";
 import { useSession } from "../session";
@@ -149,9 +151,22 @@ function NodeCard({ node, onSaved }: { node: NodeDto; onSaved(): void }) {
           )}
         </dd>
       </dl>
+      <NodeHistory node={node} />
       {isAdmin && <LabelEditor node={node} onSaved={onSaved} />}
       {isAdmin && <NodeEvents name={node.name} />}
     </section>
+  );
+}
+
+/** The node's history, folded; fetched only while unfolded. */
+function NodeHistory({ node }: { node: NodeDto }) {
+  const { t } = useI18n();
+  const [open, setOpen] = useState(false);
+  return (
+    <details className="node-history" data-testid="node-history" onToggle={(e) => setOpen(e.currentTarget.open)}>
+      <summary>{t("charts.title")}</summary>
+      {open && <MetricsCharts subject={{ kind: "node", name: node.name, memoryBytes: node.capacity.memory_bytes }} />}
+    </details>
   );
 }
 

@@ -1,9 +1,10 @@
-// Teams: their quotas with usage bars, members and roles, quota requests filed from the team
+// Teams: their quotas with usage bars and usage over time against them (charts), members and roles, quota requests filed from the team
 // page, renaming a team inline (owners and admins), and (for admins) creating teams and setting
 // quotas.
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import { api, call, type QuotaDto, type TeamDto } from "../api/client";
+import { MetricsCharts } from "../components/charts";
 import {
   Empty,
   ErrorBox,
@@ -182,6 +183,10 @@ export function TeamPage() {
             <section className="card">
               <h2>{t("teams.quota")}</h2>
               <QuotaBars team={x} />
+            </section>
+            <section className="card" data-testid="team-metrics">
+              <h2>{t("charts.title")}</h2>
+              <MetricsCharts subject={{ kind: "team", name: x.name }} />
             </section>
             {isAdmin && <QuotaEditor team={x} onSaved={(d) => data.setData(d)} />}
             <Members team={x.name} canManage={canManage} />

@@ -8,6 +8,7 @@ mod autoscale;
 mod certs;
 mod domains;
 mod images;
+mod metrics;
 mod nodes;
 mod pipelines;
 mod registries;
@@ -88,6 +89,8 @@ enum Command {
     /// Domain reservations (admins): keep a domain for one team's apps
     #[command(subcommand)]
     Domains(domains::DomainsCommand),
+    /// The metrics history of an app (and its instances), a node (--node) or a team (--team): one line per series over --since
+    Metrics(metrics::MetricsArgs),
     /// Nodes: status (low ones flagged), CPU, memory and disks, labels; whether the cluster needs another node
     Nodes {
         #[command(subcommand)]
@@ -132,6 +135,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Images(command) => images::run(&global.client()?, command).await,
         Command::Registries(command) => registries::run(&global.client()?, command).await,
         Command::Domains(command) => domains::run(&global.client()?, command).await,
+        Command::Metrics(args) => metrics::run(&global.client()?, args).await,
         Command::Nodes { command, output } => nodes::run(&global.client()?, command, output).await,
         Command::Certs(command) => certs::run(&global.client()?, command).await,
         Command::Account(command) => accounts::run(&global, command).await,

@@ -2,7 +2,7 @@
 //! `conformance`; test support, never in the server build).
 //!
 //! A backend runs the suite of each area it implements — [`apps::run`], [`accounts::run`],
-//! [`registry::run`], [`pipelines::run`], [`certificates::run`], [`nodes::run`] — or [`run_all`] for a whole [`Store`], on a
+//! [`registry::run`], [`pipelines::run`], [`certificates::run`], [`nodes::run`], [`metrics::run`] (the metrics history, its own store) — or [`run_all`] for a whole [`Store`], on a
 //! multi-threaded tokio runtime (`#[tokio::test(flavor = "multi_thread")]`). From another
 //! crate: `berth-store = { workspace = true, features = ["conformance"] }` in its
 //! `[dev-dependencies]`, then e.g. `berth_store::conformance::apps::run(Arc::new(store)).await`.
@@ -39,6 +39,7 @@ use crate::{
 pub mod accounts;
 pub mod apps;
 pub mod certificates;
+pub mod metrics;
 pub mod nodes;
 pub mod pipelines;
 pub mod registry;
