@@ -140,6 +140,9 @@ pub struct EdgeDto {
     pub error_percent: Option<f64>,
     /// For `traffic`: the latency bucket bound holding the 99th percentile, ms.
     pub latency_p99_ms: Option<u64>,
+    /// 95th percentile of the requests' durations over the last minute, ms (`null` without
+    /// requests in it).
+    pub latency_p95_ms: Option<f64>,
 }
 
 /// The whole picture.
@@ -345,6 +348,7 @@ async fn assemble(
                     }),
                 },
                 latency_p99_ms: counted.and_then(|(_, t)| t.latency_p99_ms),
+                latency_p95_ms: rate.and_then(|r| r.latency_p95_ms),
                 from: edge.from,
                 to: edge.to,
                 dangling: edge.dangling,

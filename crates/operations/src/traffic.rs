@@ -10,7 +10,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use berth_core::Millis;
-use berth_router::AppCounters;
+use berth_core::metrics_history::quantile_ms;
+use berth_router::{AppCounters, LATENCY_BUCKETS, LATENCY_BUCKETS_MS};
 
 use crate::Platform;
 
@@ -29,6 +30,9 @@ struct Reading {
     failed: u64,
     /// The summed durations of the answered requests, µs.
     busy_micros: u64,
+    /// The latency histogram, kept for the readings of the last minute only (the rate's
+    /// window: a p95 over it), dropped from older ones to keep the history small.
+    latency: Option<[u64; LATENCY_BUCKETS]>,
 }
 
 /// An app's traffic over the last minute (or since its first reading, when younger).
@@ -39,6 +43,9 @@ pub struct Rate {
     pub error_percent: Option<f64>,
     /// The span the rate covers, ms.
     pub span_ms: Millis,
+    /// The 95th percentile of the requests' durations over the span, ms (interpolated within
+    /// the router's histogram buckets; `None` without requests).
+    pub latency_p95_ms: Option<f64>,
 }
 
 /// Readings of every app's counters, by `team/app`.
@@ -78,7 +85,19 @@ impl TrafficRates {
                 requests: c.requests(),
                 failed: failed(c),
                 busy_micros: c.latency_sum_micros,
+                latency: Some(c.latency_buckets),
             });
+            // Only the rate's window needs histograms: the readings that left it drop theirs
+            // (back to the first that already has).
+            for aged in readings
+                .iter_mut()
+                .rev()
+                .skip_while(|r| now.saturating_sub(r.at) <= RATE_WINDOW_MS)
+            {
+                if aged.latency.take().is_none() {
+                    break;
+                }
+            }
             while readings
                 .front()
                 .is_some_and(|r| now.saturating_sub(r.at) > HISTORY_MS)
@@ -109,10 +128,22 @@ impl TrafficRates {
         let span_ms = newest.at - oldest.at;
         let requests = newest.requests - oldest.requests;
         let failed = newest.failed.saturating_sub(oldest.failed);
+        let latency_p95_ms = match (oldest.latency, newest.latency) {
+            (Some(before), Some(after)) => {
+                let delta: Vec<u64> = after
+                    .iter()
+                    .zip(before.iter())
+                    .map(|(a, b)| a.saturating_sub(*b))
+                    .collect();
+                quantile_ms(&delta, &LATENCY_BUCKETS_MS, 0.95)
+            }
+            _ => None,
+        };
         Some(Rate {
             requests_per_second: requests as f64 * 1000.0 / span_ms as f64,
             error_percent: (requests > 0).then(|| failed as f64 * 100.0 / requests as f64),
             span_ms,
+            latency_p95_ms,
         })
     }
 
@@ -163,6 +194,30 @@ impl Platform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_p95_covers_the_last_minute_of_requests() {
+        let rates = TrafficRates::default();
+        let mut web = counters("web", 0, 0);
+        // Before the window: slow requests (bucket 7: 500 ms to 1 s).
+        web.latency_buckets[7] = 100;
+        web.responses[1] = 100;
+        rates.record(0, std::slice::from_ref(&web));
+        // Within the last minute: 100 fast ones (bucket 0: up to 5 ms).
+        web.latency_buckets[0] = 100;
+        web.responses[1] = 200;
+        rates.record(30_000, std::slice::from_ref(&web));
+        rates.record(70_000, std::slice::from_ref(&web));
+        let rate = rates.rate("shop", "web").expect("rate");
+        assert_eq!(rate.span_ms, 40_000);
+        assert_eq!(rate.latency_p95_ms, None, "no request within the minute");
+        web.latency_buckets[0] = 200;
+        web.responses[1] = 300;
+        rates.record(80_000, std::slice::from_ref(&web));
+        // 100 requests in [0, 5] ms: the 95th is at 4.75 ms; the slow ones are out of the window.
+        let p95 = rates.rate("shop", "web").and_then(|r| r.latency_p95_ms);
+        assert_eq!(p95, Some(4.75));
+    }
 
     #[test]
     fn loads_are_requests_per_second_and_time_in_flight_per_second() {

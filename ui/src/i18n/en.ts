@@ -812,7 +812,7 @@ export const en = {
   "topology.node.ok": "ok",
   "topology.node.low": "low",
   "topology.node.unknown": "unknown",
-  "topology.edgeRate": "{rps} req/s · {errors} % 5xx · p99 ≤ {p99} ms",
+  "topology.edgeRate": "{rps} req/s · {errors} % 5xx · p95 {p95} ms",
   "app.tab.metrics": "Metrics",
   "charts.capacity": "capacity",
   "charts.cpu": "CPU",

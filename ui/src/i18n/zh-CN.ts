@@ -813,7 +813,7 @@ export const zhCN: Dict = {
   "topology.node.ok": "正常",
   "topology.node.low": "资源不足",
   "topology.node.unknown": "未知",
-  "topology.edgeRate": "{rps} 请求/秒 · 5xx {errors} % · p99 ≤ {p99} ms",
+  "topology.edgeRate": "{rps} 请求/秒 · 5xx {errors} % · p95 {p95} ms",
   "app.tab.metrics": "指标",
   "charts.capacity": "容量",
   "charts.cpu": "CPU",

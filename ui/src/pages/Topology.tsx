@@ -139,7 +139,7 @@ export function TopologyPage() {
                                 ? t("topology.edgeRate", {
                                     rps: e.requests_per_second.toFixed(1),
                                     errors: (e.error_percent ?? 0).toFixed(1),
-                                    p99: e.latency_p99_ms ?? "–",
+                                    p95: e.latency_p95_ms != null ? e.latency_p95_ms.toFixed(1) : "–",
                                   })
                                 : t("topology.edgeText", {
                                     n: e.requests ?? 0,
