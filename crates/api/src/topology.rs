@@ -71,6 +71,8 @@ pub struct TopologyInstanceDto {
     pub node: String,
     pub revision: u32,
     pub ready: bool,
+    /// Being stopped: out of the router's table, finishing the requests it was sent.
+    pub draining: bool,
     /// CPU now, millicores (`null` until sampled).
     pub cpu_millis: Option<u64>,
     /// Memory in use, bytes (`null` until sampled).
@@ -96,6 +98,8 @@ pub struct TopologyAppDto {
     pub health: String,
     pub replicas: u32,
     pub ready_instances: u32,
+    /// Instances being stopped (scaled down or replaced) that finish their requests first.
+    pub draining_instances: u32,
     /// Its column in a left-to-right drawing: apps nobody depends on are 0, dependencies to
     /// the right of their dependents.
     pub layer: usize,
@@ -182,6 +186,7 @@ fn instance_dto(status: &InstanceStatus) -> TopologyInstanceDto {
         revision: status.revision,
         ready: status.readiness.is_ready()
             && status.phase == berth_core::planner::InstancePhase::Running,
+        draining: status.phase == berth_core::planner::InstancePhase::Terminating,
         cpu_millis: status.usage.as_ref().and_then(|u| u.cpu_millis),
         memory_bytes: status.usage.as_ref().map(|u| u.memory_bytes),
     }
@@ -241,6 +246,7 @@ async fn assemble(
                 .to_string(),
             replicas: app.replicas,
             ready_instances: instances.iter().filter(|i| i.ready).count() as u32,
+            draining_instances: instances.iter().filter(|i| i.draining).count() as u32,
             layer: layers.get(&app.name).copied().unwrap_or(0),
             external: !app.routes.internal,
             hosts: if app.routes.internal {

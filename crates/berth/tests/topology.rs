@@ -1,7 +1,8 @@
 //! End-to-end: the topology on the real engine — apps with their health, counts, limits,
 //! internal or external, declared dependencies and the router's traffic as edges, the teams'
 //! quotas and usage, where every instance runs; a viewer sees only their teams; the live
-//! stream sends the picture again when it changes.
+//! stream sends the picture again when it changes; an instance scaled away shows as draining
+//! while it finishes its requests.
 
 mod support;
 
@@ -262,4 +263,64 @@ async fn the_topology_shows_apps_edges_teams_and_placement_to_those_who_may_see_
             break;
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_scaled_away_shows_as_draining_while_it_finishes_its_requests() {
+    let server = Server::start("topology-drain").await;
+    server.create_app("slow", 2, json!({})).await;
+    server.wait_rollout("slow", ROLLOUT).await;
+    // Two slow requests through the router: least-outstanding balancing puts one on each
+    // instance, so the one scaled away has a request to finish.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let requests: Vec<_> = (0..2)
+        .map(|_| {
+            let client = client.clone();
+            let url = format!("http://127.0.0.1:{}/slow?ms=8000", server.router_port);
+            tokio::spawn(async move {
+                client
+                    .get(url)
+                    .header("host", "slow.default.localhost")
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server
+        .post("/api/v1/apps/slow/scale", json!({"replicas": 1}))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    loop {
+        let topology = server.get("/api/v1/topology").await;
+        let slow = app(&topology, "slow");
+        if slow["draining_instances"] == 1 {
+            let draining: Vec<&Value> = slow["instances"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|i| i["draining"] == true)
+                .collect();
+            assert_eq!(draining.len(), 1, "{slow:#}");
+            assert_eq!(draining[0]["ready"], false, "{slow:#}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no draining instance while its request runs: {slow:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The drained instance finished its request before it was stopped.
+    for request in requests {
+        assert_eq!(request.await.expect("task").expect("answered"), 200);
+    }
+    server
+        .wait_app("slow", "1 instance, none draining", ROLLOUT, |app| {
+            app["instances"].as_array().map(Vec::len) == Some(1)
+        })
+        .await;
+    let topology = server.get("/api/v1/topology").await;
+    assert_eq!(app(&topology, "slow")["draining_instances"], 0);
 }

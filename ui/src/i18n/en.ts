@@ -807,6 +807,7 @@ export const en = {
   "topology.limits": "limits {limits} each",
   "topology.rollingOut": "rolling out #{revision}",
   "topology.canary": "canary",
+  "topology.draining": "{n} draining",
   "topology.autoscaled": "autoscaled {min}–{max}",
   "topology.zone": "zone {zone}",
   "topology.node.ok": "ok",

@@ -808,6 +808,7 @@ export const zhCN: Dict = {
   "topology.limits": "每实例限额 {limits}",
   "topology.rollingOut": "正在发布 #{revision}",
   "topology.canary": "金丝雀",
+  "topology.draining": "{n} 个实例正在排空",
   "topology.autoscaled": "自动伸缩 {min}–{max}",
   "topology.zone": "可用区 {zone}",
   "topology.node.ok": "正常",

@@ -275,6 +275,11 @@ function AppBox({ app }: { app: TopologyAppDto }) {
       <div className="small topology-flags">
         {app.rollout.phase === "progressing" && <Badge tone="info">{t("topology.rollingOut", { revision: app.rollout.revision })}</Badge>}
         {app.rollout.canary && <Badge tone="info">{t("topology.canary")}</Badge>}
+        {app.draining_instances > 0 && (
+          <span data-testid="topology-draining">
+            <Badge tone="warn">{t("topology.draining", { n: app.draining_instances })}</Badge>
+          </span>
+        )}
         {app.idle && <Badge tone="muted">{t("app.idle")}</Badge>}
         {app.autoscale && (
           <Badge tone="muted">{t("topology.autoscaled", { min: app.autoscale.min_instances, max: app.autoscale.max_instances })}</Badge>
