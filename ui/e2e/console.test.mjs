@@ -524,6 +524,41 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await shot(page, "15-audit");
   });
 
+  await t.test("an admin reserves a domain for a team, a bad one is refused, and on-demand domains need ACME", async () => {
+    await nav(page, "Domains").click();
+    await page.waitForURL("**/admin/domains");
+    const card = page.getByTestId("domain-reservations");
+    await card.getByText("No domain is reserved.").waitFor();
+    const form = page.getByTestId("reserve-form");
+    await form.getByLabel("Domain").fill("not_a_domain");
+    await form.getByLabel("Team").fill("web");
+    await form.getByRole("button", { name: "Reserve" }).click();
+    await form.getByText("is not a host name with at least two labels").waitFor();
+    await form.getByLabel("Domain").fill("Shop.Example.test");
+    await form.getByRole("button", { name: "Reserve" }).click();
+    const row = card.locator('tr[data-domain="shop.example.test"]');
+    await row.getByText("web", { exact: true }).waitFor();
+    assert.deepEqual(
+      (await call("GET", "/api/v1/domain-reservations")).map((r) => [r.domain, r.team]),
+      [["shop.example.test", "web"]],
+    );
+    await row.getByRole("button", { name: "Remove" }).click();
+    await page.getByRole("dialog").getByRole("button", { name: "Remove" }).click();
+    await card.getByText("No domain is reserved.").waitFor();
+    // On-demand domains: a bad ask path names its field; without ACME the server says so.
+    const onDemand = page.getByTestId("on-demand-domains");
+    await onDemand.getByTestId("on-demand-current").getByText("No app receives on-demand domains.").waitFor();
+    await onDemand.getByLabel("App").fill("shop");
+    await onDemand.getByLabel("Ask path").fill("tls-ask");
+    await onDemand.getByRole("button", { name: "Make it the receiver" }).click();
+    await onDemand.locator('.field-error[data-field="ask_path"]').getByText("is not a path such as /ask").waitFor();
+    await onDemand.getByLabel("Ask path").fill("/tls-ask");
+    await onDemand.getByRole("button", { name: "Make it the receiver" }).click();
+    await onDemand.getByText(/ACME/).first().waitFor();
+    assert.equal((await call("GET", "/api/v1/system/on-demand-domains")).app ?? null, null);
+    await shot(page, "15b-domains");
+  });
+
   await t.test("a member makes an app from a template, deletes it, and manages API tokens", async () => {
     const other = await newPage();
     await login(other, "alice", "correct horse battery");

@@ -6,6 +6,7 @@ import { Loading } from "./components/ui";
 import { LangSwitch, ThemeSwitch } from "./components/switches";
 import { useI18n } from "./i18n";
 import { AccountPage } from "./pages/Account";
+import { AdminDomainsPage } from "./pages/AdminDomains";
 import { AdminUsersPage } from "./pages/AdminUsers";
 import { AppDetailPage } from "./pages/AppDetail";
 import { AppsPage } from "./pages/Apps";
@@ -72,6 +73,7 @@ export function App() {
         <Route path="/nodes" element={<NodesPage />} />
         <Route path="/audit" element={<AuditPage />} />
         <Route path="/admin/users" element={<AdminUsersPage />} />
+        <Route path="/admin/domains" element={<AdminDomainsPage />} />
         <Route path="/account" element={<AccountPage />} />
         <Route path="*" element={<NotFound />} />
       </Routes>
@@ -141,6 +143,7 @@ function Shell({ children }: { children: ReactNode }) {
     { to: "/nodes", label: t("nav.nodes"), show: true },
     { to: "/audit", label: t("nav.audit"), show: true },
     { to: "/admin/users", label: t("nav.users"), show: isAdmin },
+    { to: "/admin/domains", label: t("nav.domains"), show: isAdmin },
     { to: "/account", label: t("account.title"), show: true },
   ];
   return (

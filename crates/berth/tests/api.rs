@@ -590,6 +590,7 @@ async fn apps_list_in_pages_and_only_admins_see_the_workers() {
             "build-image-prune",
             "builds",
             "cleanup",
+            "metrics-recorder",
             "node-sampler",
             "registry-gc",
             "registry-upload-expiry",
@@ -601,13 +602,21 @@ async fn apps_list_in_pages_and_only_admins_see_the_workers() {
     let periodic = [
         "build-image-prune",
         "cleanup",
+        "metrics-recorder",
         "registry-gc",
         "registry-upload-expiry",
     ];
     for worker in workers.as_array().unwrap() {
         let name = worker["name"].as_str().unwrap();
         assert_eq!(worker["failures"], 0, "{worker}");
-        if ["usage-sampler", "router-table", "node-sampler"].contains(&name) {
+        if [
+            "usage-sampler",
+            "router-table",
+            "node-sampler",
+            "metrics-recorder",
+        ]
+        .contains(&name)
+        {
             // Rounds every few seconds: idle between rounds, busy during one.
             let state = worker["state"].as_str().unwrap();
             assert!(["idle", "busy"].contains(&state), "{worker}");
