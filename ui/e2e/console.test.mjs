@@ -255,6 +255,20 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
       timeout: 30_000,
     });
     await shot(page, "04c-app-metrics");
+    // Live: a new round (every 5 s) adds points without a reload.
+    const before = Number(await memory.getAttribute("data-points"));
+    await page.waitForFunction(
+      (n) => Number(document.querySelector('[data-testid="chart-app-shop-memory_bytes"]')?.getAttribute("data-points")) > n,
+      before,
+      { timeout: 30_000 },
+    );
+    // The team's page charts the team's totals against its quota.
+    await page.goto(`${state.base}/teams/web`);
+    await page.getByTestId("team-metrics").waitFor();
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="chart-team-web-memory_bytes"]')?.getAttribute("data-points")) > 0, null, {
+      timeout: 30_000,
+    });
+    assert.equal(await page.getByTestId("chart-team-web-ready_instances").count(), 1);
     await page.goto(`${state.base}/apps/shop`);
     await page.getByTestId("app-name").waitFor();
   });
