@@ -478,3 +478,25 @@ async fn a_burst_of_requests_in_flight_panics_up_and_its_end_scales_down() {
         assert!(text.contains(part), "{part:?} in:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_metrics_are_refused_without_the_router() {
+    let server = Server::start_with("autoscale-no-router", &["--http-listen", "off"]).await;
+    server.create_app("api", 1, json!({})).await;
+    let (status, answer) = server
+        .call(
+            Method::PUT,
+            "/api/v1/apps/api/autoscale",
+            Some(json!({"min_instances": 1, "max_instances": 2, "metric": "rps", "target": 5})),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["field"], "metric", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--http-listen off")),
+        "{answer}"
+    );
+    assert_eq!(server.app("api").await["autoscale"], Value::Null);
+}

@@ -382,6 +382,16 @@ impl Platform {
     ) -> OpResult<CurrentApp> {
         if let Some(settings) = &settings {
             settings.validate()?;
+            if settings.metric.counts_requests() && self.router.is_none() {
+                return Err(OpError::field(
+                    "metric",
+                    format!(
+                        "{} is counted by the router, which is off on this server \
+                         (--http-listen off): scale on cpu instead",
+                        settings.metric.as_str()
+                    ),
+                ));
+            }
         }
         self.modify(Some(actor), name, |app, template, now| {
             if app.autoscale == settings {

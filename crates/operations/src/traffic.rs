@@ -21,7 +21,7 @@ pub const RATE_WINDOW_MS: Millis = 60_000;
 const HISTORY_MS: Millis = berth_core::autoscale::MAX_WINDOW_SECS as Millis * 1000;
 
 /// One reading of an app's counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Reading {
     at: Millis,
     requests: u64,
@@ -32,7 +32,8 @@ struct Reading {
     busy_micros: u64,
     /// The latency histogram, kept for the readings of the last minute only (the rate's
     /// window: a p95 over it), dropped from older ones to keep the history small.
-    latency: Option<[u64; LATENCY_BUCKETS]>,
+    /// Boxed: a reading without one is a pointer wide.
+    latency: Option<Box<[u64; LATENCY_BUCKETS]>>,
 }
 
 /// An app's traffic over the last minute (or since its first reading, when younger).
@@ -85,7 +86,7 @@ impl TrafficRates {
                 requests: c.requests(),
                 failed: failed(c),
                 busy_micros: c.latency_sum_micros,
-                latency: Some(c.latency_buckets),
+                latency: Some(Box::new(c.latency_buckets)),
             });
             // Only the rate's window needs histograms: the readings that left it drop theirs
             // (back to the first that already has).
@@ -114,10 +115,11 @@ impl TrafficRates {
     fn span(&self, team: &str, app: &str, window_ms: Millis) -> Option<(Reading, Reading)> {
         let apps = self.lock();
         let readings = apps.get(&(team.to_string(), app.to_string()))?;
-        let newest = *readings.back()?;
-        let oldest = *readings
+        let newest = readings.back()?.clone();
+        let oldest = readings
             .iter()
-            .find(|r| newest.at.saturating_sub(r.at) <= window_ms)?;
+            .find(|r| newest.at.saturating_sub(r.at) <= window_ms)?
+            .clone();
         (newest.at > oldest.at).then_some((oldest, newest))
     }
 
@@ -128,7 +130,7 @@ impl TrafficRates {
         let span_ms = newest.at - oldest.at;
         let requests = newest.requests - oldest.requests;
         let failed = newest.failed.saturating_sub(oldest.failed);
-        let latency_p95_ms = match (oldest.latency, newest.latency) {
+        let latency_p95_ms = match (&oldest.latency, &newest.latency) {
             (Some(before), Some(after)) => {
                 let delta: Vec<u64> = after
                     .iter()
