@@ -19,6 +19,9 @@ pub struct Config {
     pub exit_immediately: Option<i32>,
     /// `BURN_CPU_MILLICORES`: burn this much CPU for the whole run.
     pub burn_millicores: u32,
+    /// `CALL_ADDRESS` (`host:port`): call `GET /` there on a new connection every
+    /// `CALL_EVERY_MS` (default 1000), as an app calling another one does.
+    pub call: Option<(String, Duration)>,
     /// `BERTH_APP`, `BERTH_INSTANCE`, `BERTH_REVISION`, `VERSION`, `FAIL_REQUESTS`; hostname is
     /// filled in by main.
     pub info: Info,
@@ -66,6 +69,13 @@ impl Config {
             crash_after: number(&get, "CRASH_AFTER_MS")?.map(Duration::from_millis),
             exit_immediately: number(&get, "EXIT_IMMEDIATELY")?,
             burn_millicores: number(&get, "BURN_CPU_MILLICORES")?.unwrap_or(0),
+            call: match non_empty(&get, "CALL_ADDRESS") {
+                None => None,
+                Some(address) => Some((
+                    address,
+                    Duration::from_millis(number(&get, "CALL_EVERY_MS")?.unwrap_or(1000)),
+                )),
+            },
             info: Info {
                 app: text("BERTH_APP"),
                 instance: text("BERTH_INSTANCE"),
@@ -106,6 +116,7 @@ mod tests {
         assert_eq!(c.crash_after, None);
         assert_eq!(c.exit_immediately, None);
         assert_eq!(c.burn_millicores, 0);
+        assert_eq!(c.call, None);
         assert_eq!(c.info, Info::default());
     }
 
@@ -118,6 +129,8 @@ mod tests {
             ("CRASH_AFTER_MS", " 200 "),
             ("EXIT_IMMEDIATELY", "42"),
             ("BURN_CPU_MILLICORES", "250"),
+            ("CALL_ADDRESS", "back:8080"),
+            ("CALL_EVERY_MS", "250"),
             ("BERTH_APP", "web"),
             ("BERTH_INSTANCE", "web-3"),
             ("BERTH_REVISION", "12"),
@@ -130,6 +143,10 @@ mod tests {
         assert_eq!(c.crash_after, Some(Duration::from_millis(200)));
         assert_eq!(c.exit_immediately, Some(42));
         assert_eq!(c.burn_millicores, 250);
+        assert_eq!(
+            c.call,
+            Some(("back:8080".to_string(), Duration::from_millis(250)))
+        );
         assert_eq!(c.info.app, "web");
         assert_eq!(c.info.instance, "web-3");
         assert_eq!(c.info.revision, "12");

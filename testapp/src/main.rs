@@ -26,6 +26,35 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Delay between answering `/admin/crash` and exiting, so the response gets out.
 const CRASH_DELAY: Duration = Duration::from_millis(50);
 
+/// Calls `GET /` at `address` on a new connection every `every`; says when calls start or
+/// stop failing.
+fn keep_calling(address: &str, every: Duration) {
+    use std::io::{Read, Write};
+    let mut failing = None::<bool>;
+    loop {
+        let outcome = TcpStream::connect(address).and_then(|mut stream| {
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(
+                stream,
+                "GET / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer)?;
+            Ok(answer.starts_with(b"HTTP/1.1 2") || answer.starts_with(b"HTTP/1.0 2"))
+        });
+        let now_failing = !matches!(outcome, Ok(true));
+        if failing != Some(now_failing) {
+            match &outcome {
+                Ok(true) => println!("calls to {address} succeed"),
+                Ok(false) => println!("calls to {address} get an error answer"),
+                Err(e) => println!("calls to {address} fail: {e}"),
+            }
+            failing = Some(now_failing);
+        }
+        thread::sleep(every);
+    }
+}
+
 /// State shared by all connection threads.
 struct Shared {
     healthy: AtomicBool,
@@ -56,6 +85,10 @@ fn main() {
     if config.burn_millicores > 0 {
         println!("burning {} millicores", config.burn_millicores);
         burn::spawn(config.burn_millicores, None);
+    }
+    if let Some((address, every)) = config.call.clone() {
+        println!("calling {address} every {} ms", every.as_millis());
+        thread::spawn(move || keep_calling(&address, every));
     }
     if !config.startup_delay.is_zero() {
         println!("starting in {} ms", config.startup_delay.as_millis());

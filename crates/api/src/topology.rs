@@ -1,6 +1,7 @@
 //! The live topology: datacenters → nodes → instances, the apps as a graph (health, counts,
 //! limits and use, internal or external, rollout state, autoscaling) with edges from declared
-//! dependencies and from the router's traffic, and each team's quota and usage — once
+//! dependencies, from connections seen between instances and from the router's traffic, and
+//! each team's quota and usage — once
 //! (`GET /api/v1/topology`) or live (`GET /api/v1/topology/stream`). A caller sees only the
 //! teams they may read.
 
@@ -11,6 +12,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
 use berth_controller::InstanceStatus;
+use berth_core::flows::ObservedEdge;
 use berth_core::node::{DATACENTER_LABEL, ZONE_LABEL};
 use berth_core::topology::{self, AppLinks, EdgeKind, Placed};
 use berth_store::ListedApp;
@@ -129,7 +131,9 @@ pub struct EdgeDto {
     /// The calling app; `null`: the outside world, through the router.
     pub from: Option<String>,
     pub to: String,
-    /// `declared` (a dependency) or `traffic` (requests the router routed).
+    /// `declared` (a dependency), `observed` (connections seen from the calling app's
+    /// instances to the other's, e.g. over the team network) or `traffic` (requests the
+    /// router routed).
     pub kind: String,
     /// A dependency on an app that is not shown (missing, or of a team the caller cannot read).
     pub dangling: bool,
@@ -147,6 +151,13 @@ pub struct EdgeDto {
     /// 95th percentile of the requests' durations over the last minute, ms (`null` without
     /// requests in it).
     pub latency_p95_ms: Option<f64>,
+    /// For `observed`: new connections per minute over the last minute (connections open
+    /// when Berth started are not counted as new).
+    pub connections_per_minute: Option<f64>,
+    /// For `observed`: connections open at the last reading.
+    pub open_connections: Option<u32>,
+    /// For `observed`: the ports called, e.g. `tcp/8080`.
+    pub ports: Option<Vec<String>>,
 }
 
 /// The whole picture.
@@ -158,6 +169,10 @@ pub struct TopologyDto {
     pub datacenters: Vec<DatacenterDto>,
     pub apps: Vec<TopologyAppDto>,
     pub edges: Vec<EdgeDto>,
+    /// Why no `observed` edges can be drawn (connections between apps are not observed:
+    /// turned off, or the host's connection tracking table cannot be read); `null` when they
+    /// are.
+    pub observed_edges_unavailable: Option<String>,
     /// The teams shown, with their quota and usage.
     pub teams: Vec<TeamDto>,
 }
@@ -206,6 +221,15 @@ async fn assemble(
         ..
     } = list_with_instances(state, Some(names), None, None).await?;
     let now = state.platform.now();
+    let observed: HashMap<(String, String), ObservedEdge> = state
+        .platform
+        .connections
+        .as_ref()
+        .map(|c| c.edges())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| ((e.from.clone(), e.to.clone()), e))
+        .collect();
     let links: Vec<AppLinks> = listed
         .iter()
         .map(|l| AppLinks {
@@ -213,6 +237,11 @@ async fn assemble(
             dependencies: l.app.dependencies.clone(),
             external: !l.app.routes.internal,
             requests: state.platform.traffic(&l.app).map_or(0, |t| t.requests()),
+            observed_calls: observed
+                .keys()
+                .filter(|(from, _)| *from == l.app.name)
+                .map(|(_, to)| to.clone())
+                .collect(),
         })
         .collect();
     let layers = topology::layers(&links);
@@ -335,12 +364,22 @@ async fn assemble(
                 .flatten();
             let rate =
                 counted.and_then(|(team, _)| state.platform.traffic_rates.rate(team, &edge.to));
+            let seen = (edge.kind == EdgeKind::Observed)
+                .then(|| {
+                    let from = edge.from.clone().unwrap_or_default();
+                    observed.get(&(from, edge.to.clone()))
+                })
+                .flatten();
             EdgeDto {
                 kind: match edge.kind {
                     EdgeKind::Declared => "declared",
+                    EdgeKind::Observed => "observed",
                     EdgeKind::Traffic => "traffic",
                 }
                 .to_string(),
+                connections_per_minute: seen.map(|e| e.connections_per_minute),
+                open_connections: seen.map(|e| e.open_connections),
+                ports: seen.map(|e| e.ports.clone()),
                 requests: counted.map(|(_, t)| t.requests),
                 requests_per_second: rate.map(|r| r.requests_per_second),
                 error_percent: match rate {
@@ -372,6 +411,12 @@ async fn assemble(
         datacenters,
         apps: views,
         edges,
+        observed_edges_unavailable: match &state.platform.connections {
+            None => {
+                Some("connections between apps are not observed (--connections-interval 0)".into())
+            }
+            Some(observer) => observer.unavailable(),
+        },
         teams: team_views,
     })
 }

@@ -81,6 +81,9 @@ pub struct ServerOptions {
     /// How often the metrics history records a round of samples (instances, apps, teams, nodes, router traffic; 0 turns it off) [default: 5s]
     #[arg(long, env = "BERTH_METRICS_INTERVAL")]
     pub metrics_interval: Option<String>,
+    /// How often the host's connection tracking table is read to find the connections between apps' instances (the topology's observed edges; 0 turns it off) [default: 5s]
+    #[arg(long, env = "BERTH_CONNECTIONS_INTERVAL")]
+    pub connections_interval: Option<String>,
     /// The metrics history's resolutions, finest first, as STEP:RETENTION pairs; each step a multiple of the one before [default: 5s:1h,1m:1d,10m:30d]
     #[arg(long, env = "BERTH_METRICS_TIERS")]
     pub metrics_tiers: Option<String>,
@@ -198,6 +201,8 @@ pub struct ServerConfig {
     pub node_thresholds: berth_core::node::Thresholds,
     /// How often the metrics history records (zero: never).
     pub metrics_interval: Duration,
+    /// How often connections between apps are observed (zero: never).
+    pub connections_interval: Duration,
     /// The metrics history's resolutions.
     pub metrics_tiers: berth_core::metrics_history::Tiers,
     /// Where the router listens; `None`: no router.
@@ -255,6 +260,7 @@ impl ServerOptions {
             node_sample_interval: self.node_sample_interval.or(file.node_sample_interval),
             metrics_interval: self.metrics_interval.or(file.metrics_interval),
             metrics_tiers: self.metrics_tiers.or(file.metrics_tiers),
+            connections_interval: self.connections_interval.or(file.connections_interval),
             node_cpu_busy_max: self.node_cpu_busy_max.or(file.node_cpu_busy_max),
             node_cpu_busy_for: self.node_cpu_busy_for.or(file.node_cpu_busy_for),
             node_memory_free_min: self.node_memory_free_min.or(file.node_memory_free_min),
@@ -633,6 +639,7 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
         node_sample_interval,
         node_thresholds,
         metrics_interval: duration("metrics-interval", o.metrics_interval, "5s")?,
+        connections_interval: duration("connections-interval", o.connections_interval, "5s")?,
         metrics_tiers: berth_core::metrics_history::Tiers::parse(
             o.metrics_tiers
                 .as_deref()

@@ -11,6 +11,7 @@ use berth_api::auth::Authenticator;
 use berth_api::registry_auth::{
     AccountsAuthorizer, BuilderGrants, SYSTEM_USER, TeamRegistryLimits, new_system_secret,
 };
+use berth_controller::flows::{CONNTRACK_TABLE, ConnectionObserver, ConnectionObserverJob};
 use berth_controller::nodes::{NodeMonitor, NodeSampler, NodeSettings};
 use berth_controller::workers::{Schedule, Workers};
 use berth_controller::{Controller, ControllerConfig, system_clock};
@@ -302,6 +303,14 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             tiers: config.metrics_tiers.clone(),
         },
         nodes,
+        connections: (!config.connections_interval.is_zero()).then(|| {
+            Arc::new(ConnectionObserver::new(
+                CONNTRACK_TABLE.into(),
+                controller.endpoints(),
+                Arc::clone(&clock),
+                config.connections_interval,
+            ))
+        }),
     };
     on_demand.attach(platform.clone());
     let build_env = BuildEnv {
@@ -480,6 +489,11 @@ impl Background {
         let nodes = NodeSampler(Arc::clone(&platform.nodes));
         let schedule = nodes.schedule();
         workers.spawn_periodic(nodes, schedule);
+        if let Some(observer) = &platform.connections {
+            let observer = ConnectionObserverJob(Arc::clone(observer));
+            let schedule = observer.schedule();
+            workers.spawn_periodic(observer, schedule);
+        }
         platform.controller.start();
         // Builds that were running when the server stopped never finish: say so. Queued
         // ones run once the worker is up.

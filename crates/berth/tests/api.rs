@@ -590,6 +590,7 @@ async fn apps_list_in_pages_and_only_admins_see_the_workers() {
             "build-image-prune",
             "builds",
             "cleanup",
+            "connection-observer",
             "metrics-recorder",
             "node-sampler",
             "registry-gc",
@@ -614,6 +615,7 @@ async fn apps_list_in_pages_and_only_admins_see_the_workers() {
             "router-table",
             "node-sampler",
             "metrics-recorder",
+            "connection-observer",
         ]
         .contains(&name)
         {

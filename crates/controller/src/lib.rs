@@ -15,6 +15,7 @@
 
 pub mod canary;
 pub mod endpoints;
+pub mod flows;
 pub mod metrics;
 pub mod nodes;
 pub mod prober;

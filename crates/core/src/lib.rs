@@ -15,6 +15,7 @@ pub mod change;
 pub mod clock;
 pub mod deploy_template;
 pub mod external_registry;
+pub mod flows;
 pub mod health;
 pub mod idle;
 pub mod image_ref;

@@ -1,6 +1,7 @@
 //! The live topology's pure parts: an app's health from its instances (one rule for the app
 //! pages and the topology), where instances run (datacenter → node → instances), and the edges
-//! between apps (declared dependencies, and the outside world's traffic to external apps).
+//! between apps (declared dependencies, connections observed between instances, and the
+//! outside world's traffic to external apps).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -151,7 +152,8 @@ pub struct Edge {
     /// The app that calls, or `None` for the outside world (requests through the router).
     pub from: Option<String>,
     pub to: String,
-    /// `declared` (a dependency) or `traffic` (requests the router saw).
+    /// `declared` (a dependency), `observed` (connections seen between the apps' instances)
+    /// or `traffic` (requests the router saw).
     pub kind: EdgeKind,
     /// A declared dependency on an app that is not among those shown (missing, or of a team
     /// the viewer cannot read).
@@ -162,6 +164,7 @@ pub struct Edge {
 #[serde(rename_all = "snake_case")]
 pub enum EdgeKind {
     Declared,
+    Observed,
     Traffic,
 }
 
@@ -174,10 +177,14 @@ pub struct AppLinks {
     pub external: bool,
     /// Requests the router routed to it.
     pub requests: u64,
+    /// Apps its instances were seen connecting to (see [`crate::flows`]).
+    pub observed_calls: Vec<String>,
 }
 
 /// The edges between the apps shown: each declared dependency (dangling when its target is
-/// not shown), and the outside world to every external app the router sent requests to.
+/// not shown), each observed call to another app shown (one not shown is left out: its name
+/// is not the viewer's to see), and the outside world to every external app the router sent
+/// requests to.
 pub fn edges(apps: &[AppLinks]) -> Vec<Edge> {
     let shown: BTreeSet<&str> = apps.iter().map(|a| a.name.as_str()).collect();
     let mut edges = BTreeSet::new();
@@ -189,6 +196,16 @@ pub fn edges(apps: &[AppLinks]) -> Vec<Edge> {
                 kind: EdgeKind::Declared,
                 dangling: !shown.contains(dependency.as_str()),
             });
+        }
+        for target in &app.observed_calls {
+            if *target != app.name && shown.contains(target.as_str()) {
+                edges.insert(Edge {
+                    from: Some(app.name.clone()),
+                    to: target.clone(),
+                    kind: EdgeKind::Observed,
+                    dangling: false,
+                });
+            }
         }
         if app.external && app.requests > 0 {
             edges.insert(Edge {
@@ -407,14 +424,20 @@ mod tests {
             dependencies: deps.iter().map(|d| d.to_string()).collect(),
             external,
             requests,
+            observed_calls: Vec::new(),
         }
     }
 
     #[test]
-    fn edges_come_from_dependencies_and_outside_traffic() {
+    fn edges_come_from_dependencies_observed_calls_and_outside_traffic() {
         let apps = [
             links("web", &["api", "cache"], true, 10),
-            links("api", &["db", "secret-app"], false, 0),
+            AppLinks {
+                // Seen calling db (declared by nobody), api (declared the other way), itself
+                // and an app not shown.
+                observed_calls: vec!["db".into(), "web".into(), "api".into(), "hidden".into()],
+                ..links("api", &["db", "secret-app"], false, 0)
+            },
             links("db", &[], false, 5),
             links("cache", &[], true, 0),
         ];
@@ -428,7 +451,9 @@ mod tests {
             vec![
                 (None, "web", EdgeKind::Traffic, false),
                 (Some("api"), "db", EdgeKind::Declared, false),
+                (Some("api"), "db", EdgeKind::Observed, false),
                 (Some("api"), "secret-app", EdgeKind::Declared, true),
+                (Some("api"), "web", EdgeKind::Observed, false),
                 (Some("web"), "api", EdgeKind::Declared, false),
                 (Some("web"), "cache", EdgeKind::Declared, false),
             ]

@@ -66,6 +66,8 @@ pub struct Platform {
     pub metrics: metrics_history::MetricsHistory,
     /// The nodes, as the node monitor sees them.
     pub nodes: std::sync::Arc<berth_controller::nodes::NodeMonitor>,
+    /// Connections seen between apps' instances (`None`: not observed, by setting).
+    pub connections: Option<Arc<berth_controller::flows::ConnectionObserver>>,
 }
 
 impl std::fmt::Debug for Platform {

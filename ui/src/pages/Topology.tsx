@@ -1,7 +1,7 @@
 // The live topology: every app as a graph (columns from the server's layers: apps nobody
 // depends on on the left, their dependencies to the right; the outside world in front of the
 // external apps), with health, counts, limits and use, rollout and autoscaling state and the
-// edges' traffic; each team's quota and usage; and where every instance runs (datacenter →
+// edges (declared dependencies, connections observed between instances, the router's traffic); each team's quota and usage; and where every instance runs (datacenter →
 // node → instances). It follows the server's live stream; a team filter narrows it.
 import { useEffect, useMemo, useState } from "react";
 import { Link, useSearchParams } from "react-router";
@@ -108,6 +108,11 @@ export function TopologyPage() {
       ) : (
         <div className="stack">
           {topology.engine_error && <div className="alert alert-error">{topology.engine_error}</div>}
+          {topology.observed_edges_unavailable && (
+            <div className="alert alert-info" data-testid="observed-unavailable">
+              {t("topology.observedUnavailable", { reason: topology.observed_edges_unavailable })}
+            </div>
+          )}
           <section className="card">
             <h2>{t("topology.apps")}</h2>
             {topology.apps.length === 0 ? (
@@ -133,6 +138,15 @@ export function TopologyPage() {
                       return (
                         <g key={`${e.from}->${e.to}:${e.kind}`} className={`edge edge-${e.kind}${e.dangling ? " edge-dangling" : ""}`}>
                           <path d={`M ${x1} ${y1} C ${mid} ${y1}, ${mid} ${y2}, ${x2} ${y2}`} markerEnd="url(#arrow)" />
+                          {e.kind === "observed" && (
+                            <text x={mid} y={(y1 + y2) / 2 + 14} textAnchor="middle" data-testid="edge-observed" data-from={e.from} data-to={e.to}>
+                              {t("topology.edgeObserved", {
+                                n: (e.connections_per_minute ?? 0).toFixed(1),
+                                open: e.open_connections ?? 0,
+                                ports: (e.ports ?? []).join(", "),
+                              })}
+                            </text>
+                          )}
                           {e.kind === "traffic" && (
                             <text x={mid} y={(y1 + y2) / 2 - 6} textAnchor="middle" data-testid="edge-traffic" data-to={e.to}>
                               {e.requests_per_second != null
@@ -171,6 +185,11 @@ export function TopologyPage() {
                     </div>
                   ))}
                 </div>
+                <p className="muted small topology-legend" data-testid="topology-legend">
+                  <span className="legend-declared">{t("topology.legendDeclared")}</span>
+                  <span className="legend-observed">{t("topology.legendObserved")}</span>
+                  <span className="legend-traffic">{t("topology.legendTraffic")}</span>
+                </p>
               </div>
             )}
           </section>
