@@ -1,6 +1,6 @@
 // The Nodes page in a real browser against the real binary: a server whose memory threshold no
 // machine meets (99 % free) shows its node red with the reason, the banner that the cluster
-// needs another node, and lets an admin set labels (a bad one is refused with the server's
+// needs another node (and the cluster's event, for admins), and lets an admin set labels (a bad one is refused with the server's
 // message), and unfolds the node's history: charts drawn from the metrics history that grow as
 // the recorder adds points. Screenshots go to ui/test-output/.
 import { after, before, test } from "node:test";
@@ -42,8 +42,11 @@ test("the Nodes page shows a low node in red and edits its labels", { timeout: 1
     assert.equal(await card.first().locator('[data-testid="node-memory"] .bar').getAttribute("class"), "bar bar-bad");
     await page.getByTestId("cluster-banner").waitFor({ timeout: 15_000 });
     assert.match(await page.getByTestId("cluster-banner").textContent(), /the cluster needs another node/);
-    // The crossing event is listed for admins.
+    // The crossing event is listed for admins, and the cluster's own event beside the nodes.
     await card.first().locator('[data-testid="node-events"] li[data-kind="node_low"]').waitFor();
+    const clusterEvent = page.locator('[data-testid="cluster-events"] li[data-kind="cluster_needs_node"]');
+    await clusterEvent.first().waitFor({ timeout: 15_000 });
+    assert.match(await clusterEvent.first().textContent(), /Every node is low: the cluster needs another node/);
     await shot(page, "nodes-01-low");
     // In Chinese: the reason and the event are said from their codes and values.
     await page.getByTestId("lang-switch").selectOption("zh-CN");
@@ -54,6 +57,7 @@ test("the Nodes page shows a low node in red and edits its labels", { timeout: 1
       .filter({ hasText: /节点 \S+ 资源不足：内存剩余 \d+ %（阈值 99 %）/ })
       .first()
       .waitFor();
+    await clusterEvent.filter({ hasText: "所有节点资源不足：集群需要再加一个节点" }).first().waitFor();
     await shot(page, "nodes-01b-low-zh");
     await page.getByTestId("lang-switch").selectOption("en");
     await card.first().getByTestId("node-reasons").getByText(/^memory \d+ % free/).waitFor();

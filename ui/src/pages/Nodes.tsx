@@ -60,6 +60,7 @@ export function ClusterBanner() {
 
 export function NodesPage() {
   const { t } = useI18n();
+  const { isAdmin } = useSession();
   const nodes = useAsync(() => call(api.GET("/api/v1/nodes")), [], POLL_MS);
   return (
     <>
@@ -82,6 +83,7 @@ export function NodesPage() {
                 {list.nodes.map((n) => (
                   <NodeCard key={n.name} node={n} onSaved={() => void nodes.reload()} />
                 ))}
+                {isAdmin && <ClusterEvents />}
               </div>
             </>
           );
@@ -269,21 +271,41 @@ function NodeEvents({ name }: { name: string }) {
     [name],
     POLL_MS,
   );
-  const list = events.data ?? [];
   return (
     <div className="node-events">
       <h3>{t("nodes.events")}</h3>
-      {list.length === 0 ? (
-        <p className="muted">{t("nodes.noEvents")}</p>
-      ) : (
-        <ul data-testid="node-events">
-          {[...list].reverse().map((e) => (
-            <li key={e.id} data-kind={e.kind} className={e.warning ? "bad-text" : undefined}>
-              <Time value={e.at} /> {nodeEventText(t, e)}
-            </li>
-          ))}
-        </ul>
-      )}
+      <EventList list={events.data ?? []} testid="node-events" />
     </div>
+  );
+}
+
+/** The cluster's own events (every node low, and room again), for admins. */
+function ClusterEvents() {
+  const { t } = useI18n();
+  const events = useAsync(() => call(api.GET("/api/v1/cluster/events", { params: { query: { limit: 10 } } })), [], POLL_MS);
+  return (
+    <section className="card cluster-events">
+      <h2>{t("nodes.clusterEvents")}</h2>
+      <p className="muted small">{t("nodes.clusterEventsSub")}</p>
+      <EventList list={events.data ?? []} testid="cluster-events" />
+    </section>
+  );
+}
+
+/** Platform events, oldest first; warnings in red. */
+function EventList({ list, testid }: { list: PlatformEvent[]; testid: string }) {
+  const { t } = useI18n();
+  return list.length === 0 ? (
+    <p className="muted" data-testid={testid + "-empty"}>
+      {t("nodes.noEvents")}
+    </p>
+  ) : (
+    <ul data-testid={testid}>
+      {[...list].reverse().map((e) => (
+        <li key={e.id} data-kind={e.kind} className={e.warning ? "bad-text" : undefined}>
+          <Time value={e.at} /> {nodeEventText(t, e)}
+        </li>
+      ))}
+    </ul>
   );
 }
