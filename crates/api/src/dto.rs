@@ -1048,6 +1048,26 @@ mod tests {
     }
 
     #[test]
+    fn a_null_probe_removes_it_and_an_omitted_one_keeps_it() {
+        let changes: AppChanges = serde_json::from_str(
+            r#"{"readiness": null, "liveness": {"kind": "tcp", "port": 6379}}"#,
+        )
+        .unwrap();
+        assert_eq!(changes.readiness, Some(None));
+        assert_eq!(
+            changes.liveness,
+            Some(Some(ProbeDto {
+                kind: Some(ProbeKindDto::Tcp),
+                port: Some(6379),
+                ..ProbeDto::default()
+            }))
+        );
+        let changes: AppChanges = serde_json::from_str(r#"{"image": "web:2"}"#).unwrap();
+        assert_eq!((changes.readiness, changes.liveness), (None, None));
+        assert!(serde_json::from_str::<AppChanges>(r#"{"liveness": {"kind": "udp"}}"#).is_err());
+    }
+
+    #[test]
     fn probe_settings_given_win_over_the_base() {
         let base = ProbeDto::from_probe(&Probe::http("/up"));
         let changed = ProbeDto {

@@ -13,7 +13,7 @@ use berth_api::dto::{
 use clap::{Args, Subcommand};
 use futures::StreamExt;
 
-use super::probes::{self, LiveArgs, ReadyArgs};
+use super::probes::{self, LiveArgs, ReadyArgs, Role};
 use crate::client::Client;
 use crate::output::{self, Format};
 use crate::units::{self, millis};
@@ -675,11 +675,11 @@ fn print_app(app: &AppDto) {
     let port = app.template.port;
     println!(
         "readiness:  {}",
-        probes::describe(app.template.readiness.as_ref(), port)
+        probes::describe(app.template.readiness.as_ref(), port, Role::Readiness)
     );
     println!(
         "liveness:   {}",
-        probes::describe(app.template.liveness.as_ref(), port)
+        probes::describe(app.template.liveness.as_ref(), port, Role::Liveness)
     );
     println!("rollout:    {}", describe_rollout(&app.rollout));
     if let Some(Some(canary)) = &app.strategy.canary {

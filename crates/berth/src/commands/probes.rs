@@ -141,8 +141,16 @@ impl ProbeFlags {
     }
 }
 
+/// Which of an app's probes a line is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Readiness,
+    Liveness,
+}
+
 /// One line about a probe for `apps show`: `http /healthz :8080 every 1000ms …`, or `none`.
-pub fn describe(probe: Option<&ProbeDto>, app_port: u16) -> String {
+/// A liveness line has no success threshold: one passed probe is enough.
+pub fn describe(probe: Option<&ProbeDto>, app_port: u16, role: Role) -> String {
     let Some(p) = probe else {
         return "none".to_string();
     };
@@ -152,13 +160,16 @@ pub fn describe(probe: Option<&ProbeDto>, app_port: u16) -> String {
     };
     let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v}ms"));
     let count = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+    let successes = match role {
+        Role::Readiness => format!(" successes {}", count(p.success_threshold)),
+        Role::Liveness => String::new(),
+    };
     format!(
-        "{what} :{} every {} timeout {} failures {} successes {} delay {}",
+        "{what} :{} every {} timeout {} failures {}{successes} delay {}",
         p.port.unwrap_or(app_port),
         ms(p.period_ms),
         ms(p.timeout_ms),
         count(p.failure_threshold),
-        count(p.success_threshold),
         ms(p.initial_delay_ms),
     )
 }
@@ -273,7 +284,7 @@ mod tests {
 
     #[test]
     fn probes_are_described() {
-        assert_eq!(describe(None, 8080), "none");
+        assert_eq!(describe(None, 8080, Role::Readiness), "none");
         let probe = ProbeDto {
             kind: Some(ProbeKindDto::Tcp),
             period_ms: Some(2_000),
@@ -284,8 +295,12 @@ mod tests {
             ..ProbeDto::default()
         };
         assert_eq!(
-            describe(Some(&probe), 6379),
+            describe(Some(&probe), 6379, Role::Readiness),
             "tcp :6379 every 2000ms timeout 500ms failures 3 successes 1 delay 0ms"
+        );
+        assert_eq!(
+            describe(Some(&probe), 6379, Role::Liveness),
+            "tcp :6379 every 2000ms timeout 500ms failures 3 delay 0ms"
         );
     }
 }
