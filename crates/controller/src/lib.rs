@@ -6,8 +6,8 @@
 //!   twice at once;
 //! * the **engine watcher** turns engine events into wake-ups, and a periodic **resync**
 //!   catches whatever events miss;
-//! * the **prober** ([`prober`]) probes instances over HTTP and wakes the reconciler when an
-//!   instance's health changes;
+//! * the **prober** ([`prober`]) probes instances over HTTP or TCP and wakes the reconciler
+//!   when an instance's health changes;
 //! * the **usage sampler** ([`usage`]) samples every running instance's CPU and memory use
 //!   each `usage_interval` and keeps the last minute, read through a [`UsageBook`];
 //! * the **node monitor** ([`nodes`]) samples each node's CPU, memory and disks, judges it
@@ -102,7 +102,8 @@ pub struct Shared {
     /// Reconcile durations and errors, probe failures (read by `/metrics`).
     pub metrics: metrics::ControllerMetrics,
     pub clock: Clock,
-    /// How the prober reaches instances (plain HTTP from the host, or a fake's answers).
+    /// How the prober reaches instances (HTTP requests and TCP connects from the host, or a
+    /// fake's answers).
     pub(crate) probe: Arc<dyn InstanceProbe>,
     /// The instances that may receive traffic now (a router subscribes).
     pub endpoints: Endpoints,
