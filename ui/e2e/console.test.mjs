@@ -673,6 +673,69 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await page.getByRole("link", { name: "Overview" }).waitFor();
   });
 
+  await t.test("readiness and liveness probes are set in the create and deploy forms, a bad one refused next to its field", async () => {
+    const probed = () => call("GET", "/api/v1/apps/probed");
+    await page.goto(`${state.base}/apps/new`);
+    await page.getByLabel("Name", { exact: true }).fill("probed");
+    await page.getByLabel("Image", { exact: true }).fill("berth-testapp:latest");
+    const ready = page.getByTestId("probe-readiness");
+    const live = page.getByTestId("probe-liveness");
+    assert.equal(await ready.getByLabel("Path").inputValue(), "/healthz");
+    await ready.getByLabel("Kind").selectOption("tcp");
+    assert.ok(await ready.getByLabel("Path").isDisabled(), "a TCP probe has no path");
+    await ready.getByLabel("Period (ms)").fill("500");
+    await ready.getByLabel("Timeout (ms)").fill("300");
+    await live.getByLabel("Kind").selectOption("none");
+    await page.getByRole("button", { name: "Create app" }).click();
+    await page.waitForURL("**/apps/probed");
+    let app = await probed();
+    assert.deepEqual(
+      [app.template.readiness.kind, app.template.readiness.period_ms, app.template.readiness.timeout_ms, app.template.liveness],
+      ["tcp", 500, 300, null],
+    );
+    await page.getByTestId("app-readiness").getByText("TCP :8080 · every 500 ms · timeout 300 ms", { exact: false }).waitFor();
+    assert.equal(await page.getByTestId("app-liveness").textContent(), "none");
+    await waitForRollout(page, 1, ["complete"], 60_000);
+
+    // A timeout longer than the period is refused next to that field; nothing is deployed.
+    await page.goto(`${state.base}/apps/probed/deploy`);
+    assert.equal(await ready.getByLabel("Kind").inputValue(), "tcp", "the form starts from the app's probe");
+    await ready.getByLabel("Kind").selectOption("http");
+    await ready.getByLabel("Timeout (ms)").fill("3000");
+    await live.getByLabel("Kind").selectOption("http");
+    await live.getByLabel("Failures before replacing").fill("5");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    const error = ready.locator('.field-error[data-field="readiness.timeout_ms"]');
+    await error.waitFor();
+    assert.match(await error.textContent(), /^Timeout \(ms\): must not exceed period_ms \(500\)/);
+    assert.equal((await probed()).latest_revision, 1);
+    await ready.getByLabel("Timeout (ms)").fill("400");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.waitForURL("**/apps/probed");
+    app = await probed();
+    assert.equal(app.latest_revision, 2);
+    assert.deepEqual(
+      [app.template.readiness.kind, app.template.readiness.path, app.template.readiness.timeout_ms],
+      ["http", "/healthz", 400],
+    );
+    assert.deepEqual([app.template.liveness.kind, app.template.liveness.failure_threshold], ["http", 5]);
+    await page.getByTestId("app-liveness").getByText("HTTP /healthz :8080 · every 1000 ms · timeout 1000 ms · 5 failures", { exact: false }).waitFor();
+    await waitForRollout(page, 2, ["complete"], 60_000);
+
+    // Said in Chinese.
+    await page.getByTestId("lang-switch").selectOption("zh-CN");
+    await page.getByTestId("app-readiness").getByText("每 500 毫秒 · 超时 400 毫秒", { exact: false }).waitFor();
+    await page.goto(`${state.base}/apps/probed/deploy`);
+    await ready.getByText("就绪探针", { exact: true }).waitFor();
+    assert.equal(await live.getByLabel("失败几次后替换").inputValue(), "5");
+    await shot(page, "20b-deploy-probes-zh");
+    await page.getByTestId("lang-switch").selectOption("en");
+    const gone = await fetch(`${state.base}/api/v1/apps/probed`, { method: "DELETE", headers: { Authorization: `Bearer ${state.token}` } });
+    assert.equal(gone.status, 204);
+    await page.goto(`${state.base}/apps/shop`);
+    await page.getByRole("link", { name: "Overview" }).waitFor();
+  });
+
   await t.test("the console works on a narrow screen", async () => {
     const phone = await newPage({ width: 390, height: 844 });
     await login(phone, "admin", state.token);

@@ -6,7 +6,7 @@ use berth_core::Probe;
 use berth_core::change::AppChange;
 use berth_core::routes::{parse_domains, parse_tcp_ports};
 
-use crate::dto::{AppChanges, StrategyDto};
+use crate::dto::{AppChanges, ProbeDto, StrategyDto};
 use crate::error::{ApiError, ApiResult};
 
 /// The change the request asks for; what it omits stays as it is. Fails on a domain that is
@@ -25,11 +25,12 @@ pub fn to_change(request: &AppChanges) -> ApiResult<AppChange> {
         readiness = Some(Some(Probe::http(path.clone())));
         liveness = Some(Some(Probe::http(path.clone())));
     }
-    if let Some(probe) = &request.readiness {
-        readiness = Some(Some(probe.clone().into_probe()));
+    let probe = |p: &Option<ProbeDto>| p.clone().map(ProbeDto::into_probe);
+    if let Some(setting) = &request.readiness {
+        readiness = Some(probe(setting));
     }
-    if let Some(probe) = &request.liveness {
-        liveness = Some(Some(probe.clone().into_probe()));
+    if let Some(setting) = &request.liveness {
+        liveness = Some(probe(setting));
     }
     // A limit of 0 removes the limit.
     let limit = |value: Option<u64>| value.map(|v| (v != 0).then_some(v));
@@ -132,10 +133,12 @@ mod tests {
             (
                 None,
                 Some("/a"),
-                Some(probe("/r")),
+                Some(Some(probe("/r"))),
                 Some(Some("/r")),
                 Some(Some("/a")),
             ),
+            // `readiness: null` removes only the readiness probe.
+            (None, Some("/a"), Some(None), Some(None), Some(Some("/a"))),
             (Some(false), None, None, None, None),
         ];
         for (off, path, readiness, want_ready, want_live) in cases {

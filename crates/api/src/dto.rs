@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use berth_controller::{InstanceStatus, InstanceUsage};
 use berth_core::health::{Liveness, Readiness};
 use berth_core::planner::InstancePhase;
-use berth_core::{App, Event, Millis, Probe, Revision, Rollout, RolloutStrategy, Template};
+use berth_core::{
+    App, Event, Millis, Probe, ProbeKind, Revision, Rollout, RolloutStrategy, Template,
+};
 use berth_operations::routes::AppAddress;
 use berth_router::{AppCounters, LATENCY_BUCKETS_MS};
 use serde::{Deserialize, Serialize};
@@ -17,34 +19,73 @@ pub fn timestamp(ms: Millis) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
-/// An HTTP probe. Omitted fields take their defaults.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+/// How a probe checks an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKindDto {
+    /// `GET path` on the port: a 2xx or 3xx status within the timeout passes.
+    Http,
+    /// A TCP connection to the port, accepted within the timeout, passes (no request is sent).
+    Tcp,
+}
+
+impl From<ProbeKind> for ProbeKindDto {
+    fn from(kind: ProbeKind) -> Self {
+        match kind {
+            ProbeKind::Http => ProbeKindDto::Http,
+            ProbeKind::Tcp => ProbeKindDto::Tcp,
+        }
+    }
+}
+
+impl From<ProbeKindDto> for ProbeKind {
+    fn from(kind: ProbeKindDto) -> Self {
+        match kind {
+            ProbeKindDto::Http => ProbeKind::Http,
+            ProbeKindDto::Tcp => ProbeKind::Tcp,
+        }
+    }
+}
+
+/// A readiness or liveness probe: an HTTP request or a TCP connect. Omitted fields take their
+/// defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeDto {
-    /// Request path; default `/healthz`.
+    /// `http` (default) or `tcp`.
+    pub kind: Option<ProbeKindDto>,
+    /// Request path of an HTTP probe, starting with `/`; default `/healthz`. A TCP probe
+    /// ignores it.
     pub path: Option<String>,
-    /// Port; default the app's port.
+    /// Port (1 to 65535); default the app's port.
     pub port: Option<u16>,
-    /// Default 1000.
+    /// Time between two probes, 100 to 3600000; default 1000.
     pub period_ms: Option<u64>,
-    /// Default 1000.
+    /// A probe that takes longer fails; at least 50 and at most `period_ms`; default 1000, or
+    /// `period_ms` when that is shorter.
     pub timeout_ms: Option<u64>,
-    /// Default 3.
+    /// Consecutive failures that take the instance out of service (readiness) or get it
+    /// replaced (liveness), 1 to 100; default 3.
     pub failure_threshold: Option<u32>,
-    /// Default 1.
+    /// Consecutive successes that make the instance ready again, 1 to 100; default 1. A
+    /// liveness probe ignores it: one success counts as alive again.
     pub success_threshold: Option<u32>,
-    /// Default 0.
+    /// Probing starts (readiness) or failures count (liveness) this long after the instance
+    /// started, at most 3600000; default 0.
     pub initial_delay_ms: Option<u64>,
 }
 
 impl ProbeDto {
     pub fn into_probe(self) -> Probe {
         let d = Probe::default();
+        let period_ms = self.period_ms.unwrap_or(d.period_ms);
         Probe {
+            kind: self.kind.map_or(d.kind, ProbeKind::from),
             path: self.path.unwrap_or(d.path),
             port: self.port.or(d.port),
-            period_ms: self.period_ms.unwrap_or(d.period_ms),
-            timeout_ms: self.timeout_ms.unwrap_or(d.timeout_ms),
+            period_ms,
+            // A probe must end before the next one starts.
+            timeout_ms: self.timeout_ms.unwrap_or(d.timeout_ms.min(period_ms)),
             failure_threshold: self.failure_threshold.unwrap_or(d.failure_threshold),
             success_threshold: self.success_threshold.unwrap_or(d.success_threshold),
             initial_delay_ms: self.initial_delay_ms.unwrap_or(d.initial_delay_ms),
@@ -53,6 +94,7 @@ impl ProbeDto {
 
     pub fn from_probe(p: &Probe) -> Self {
         ProbeDto {
+            kind: Some(p.kind.into()),
             path: Some(p.path.clone()),
             port: p.port,
             period_ms: Some(p.period_ms),
@@ -60,6 +102,25 @@ impl ProbeDto {
             failure_threshold: Some(p.failure_threshold),
             success_threshold: Some(p.success_threshold),
             initial_delay_ms: Some(p.initial_delay_ms),
+        }
+    }
+
+    /// The fields this probe sets, the others taken from `base` (a client changing a few
+    /// settings of an app's current probe). A new period shorter than the base's timeout
+    /// drops that timeout, so the default for the new period applies.
+    pub fn or(self, base: ProbeDto) -> ProbeDto {
+        let base_timeout = base
+            .timeout_ms
+            .filter(|timeout| self.period_ms.is_none_or(|period| *timeout <= period));
+        ProbeDto {
+            kind: self.kind.or(base.kind),
+            path: self.path.or(base.path),
+            port: self.port.or(base.port),
+            period_ms: self.period_ms.or(base.period_ms),
+            timeout_ms: self.timeout_ms.or(base_timeout),
+            failure_threshold: self.failure_threshold.or(base.failure_threshold),
+            success_threshold: self.success_threshold.or(base.success_threshold),
+            initial_delay_ms: self.initial_delay_ms.or(base.initial_delay_ms),
         }
     }
 }
@@ -202,8 +263,25 @@ pub struct AppChanges {
     pub replicas: Option<u32>,
     /// Shortcut: readiness and liveness probes on this path with default settings.
     pub health_path: Option<String>,
-    pub readiness: Option<ProbeDto>,
-    pub liveness: Option<ProbeDto>,
+    /// The readiness probe (an instance out of it gets no traffic and does not count as
+    /// ready), replacing the app's; `null` removes it. Applied after `no_health_check` and
+    /// `health_path`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<ProbeDto>, nullable)]
+    pub readiness: Option<Option<ProbeDto>>,
+    /// The liveness probe (an instance failing it is replaced), replacing the app's; `null`
+    /// removes it. Applied after `no_health_check` and `health_path`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<ProbeDto>, nullable)]
+    pub liveness: Option<Option<ProbeDto>>,
     /// Remove both probes.
     pub no_health_check: Option<bool>,
     pub strategy: Option<StrategyDto>,
@@ -939,12 +1017,8 @@ mod tests {
     fn probe_defaults_fill_in() {
         let probe = ProbeDto {
             path: Some("/up".into()),
-            port: None,
             period_ms: Some(500),
-            timeout_ms: None,
-            failure_threshold: None,
-            success_threshold: None,
-            initial_delay_ms: None,
+            ..ProbeDto::default()
         }
         .into_probe();
         assert_eq!(
@@ -952,8 +1026,73 @@ mod tests {
             Probe {
                 path: "/up".into(),
                 period_ms: 500,
+                // Not the default 1000: a timeout never exceeds the period.
+                timeout_ms: 500,
                 ..Probe::default()
             }
+        );
+        let tcp = ProbeDto {
+            kind: Some(ProbeKindDto::Tcp),
+            port: Some(5432),
+            ..ProbeDto::default()
+        }
+        .into_probe();
+        assert_eq!(
+            tcp,
+            Probe {
+                port: Some(5432),
+                ..Probe::tcp()
+            }
+        );
+        assert_eq!(ProbeDto::from_probe(&tcp).into_probe(), tcp);
+    }
+
+    #[test]
+    fn a_null_probe_removes_it_and_an_omitted_one_keeps_it() {
+        let changes: AppChanges = serde_json::from_str(
+            r#"{"readiness": null, "liveness": {"kind": "tcp", "port": 6379}}"#,
+        )
+        .unwrap();
+        assert_eq!(changes.readiness, Some(None));
+        assert_eq!(
+            changes.liveness,
+            Some(Some(ProbeDto {
+                kind: Some(ProbeKindDto::Tcp),
+                port: Some(6379),
+                ..ProbeDto::default()
+            }))
+        );
+        let changes: AppChanges = serde_json::from_str(r#"{"image": "web:2"}"#).unwrap();
+        assert_eq!((changes.readiness, changes.liveness), (None, None));
+        assert!(serde_json::from_str::<AppChanges>(r#"{"liveness": {"kind": "udp"}}"#).is_err());
+    }
+
+    #[test]
+    fn probe_settings_given_win_over_the_base() {
+        let base = ProbeDto::from_probe(&Probe::http("/up"));
+        let changed = ProbeDto {
+            timeout_ms: Some(200),
+            ..ProbeDto::default()
+        }
+        .or(base)
+        .into_probe();
+        assert_eq!(
+            changed,
+            Probe {
+                timeout_ms: 200,
+                ..Probe::http("/up")
+            }
+        );
+        let faster = ProbeDto {
+            period_ms: Some(300),
+            ..ProbeDto::default()
+        }
+        .or(ProbeDto::from_probe(&Probe::http("/up")))
+        .into_probe();
+        assert_eq!(
+            (faster.period_ms, faster.timeout_ms),
+            (300, 300),
+            "the base's 1000 ms timeout would outlast the new period"
         );
     }
 }

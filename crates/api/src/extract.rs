@@ -40,9 +40,24 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 }
 
 fn field_in_serde_message(message: &str) -> Option<String> {
+    field_named_in_serde_message(message).or_else(|| field_path_of_json_error(message))
+}
+
+fn field_named_in_serde_message(message: &str) -> Option<String> {
     let start = message.find("field `")? + "field `".len();
     let end = message[start..].find('`')?;
     Some(message[start..start + end].to_string())
+}
+
+/// axum puts the path of a bad value before serde's message:
+/// `Failed to deserialize the JSON body into the target type: readiness.kind: unknown
+/// variant ...`.
+fn field_path_of_json_error(message: &str) -> Option<String> {
+    let rest =
+        message.strip_prefix("Failed to deserialize the JSON body into the target type: ")?;
+    let (path, _) = rest.split_once(": ")?;
+    (!path.is_empty() && path != "." && path.len() <= 128 && !path.contains(char::is_whitespace))
+        .then(|| path.to_string())
 }
 
 /// `axum::extract::Query` with the API's error format.
@@ -180,6 +195,18 @@ mod tests {
             ),
             ("missing field `image` at line 1 column 2", Some("image")),
             ("expected value at line 1 column 1", None),
+            (
+                "Failed to deserialize the JSON body into the target type: readiness.kind: unknown variant `udp`, expected `http` or `tcp` at line 1 column 29",
+                Some("readiness.kind"),
+            ),
+            (
+                "Failed to deserialize the JSON body into the target type: liveness.port: invalid value: integer `70000`, expected u16 at line 1 column 30",
+                Some("liveness.port"),
+            ),
+            (
+                "Failed to deserialize the JSON body into the target type: invalid type: string \"x\", expected a map at line 1 column 3",
+                None,
+            ),
         ];
         for (message, want) in cases {
             assert_eq!(

@@ -6,8 +6,8 @@
 //!   twice at once;
 //! * the **engine watcher** turns engine events into wake-ups, and a periodic **resync**
 //!   catches whatever events miss;
-//! * the **prober** ([`prober`]) probes instances over HTTP and wakes the reconciler when an
-//!   instance's health changes;
+//! * the **prober** ([`prober`]) probes instances over HTTP or TCP and wakes the reconciler
+//!   when an instance's health changes;
 //! * the **usage sampler** ([`usage`]) samples every running instance's CPU and memory use
 //!   each `usage_interval` and keeps the last minute, read through a [`UsageBook`];
 //! * the **node monitor** ([`nodes`]) samples each node's CPU, memory and disks, judges it
@@ -31,14 +31,14 @@ use std::time::Duration;
 use berth_core::backoff::Backoff;
 use berth_core::planner::{BackOff, StartFailure};
 use berth_core::{Event, Millis};
-use berth_engine::probe::HttpProbe;
+use berth_engine::probe::InstanceProbe;
 use berth_engine::{Runtime, labels};
 use berth_store::AppStore;
 use futures::StreamExt;
 
 pub use canary::TrafficSource;
 pub use endpoints::{Drain, Endpoint, EndpointMap, Endpoints};
-pub use prober::{HostHttpProbe, Prober};
+pub use prober::{HostProbe, Prober};
 pub use queue::WorkQueue;
 pub use reconcile::InstanceStatus;
 pub use usage::{InstanceUsage, UsageBook};
@@ -103,8 +103,9 @@ pub struct Shared {
     /// Reconcile durations and errors, probe failures (read by `/metrics`).
     pub metrics: metrics::ControllerMetrics,
     pub clock: Clock,
-    /// How the prober reaches instances (plain HTTP from the host, or a fake's answers).
-    pub(crate) probe: Arc<dyn HttpProbe>,
+    /// How the prober reaches instances (HTTP requests and TCP connects from the host, or a
+    /// fake's answers).
+    pub(crate) probe: Arc<dyn InstanceProbe>,
     /// The instances that may receive traffic now (a router subscribes).
     pub endpoints: Endpoints,
     /// What a stop waits for once its instance left the endpoint table (the router's
@@ -228,20 +229,14 @@ impl Controller {
         config: ControllerConfig,
         clock: Clock,
     ) -> Self {
-        Self::with_probe(
-            store,
-            runtime,
-            Arc::new(HostHttpProbe::new()),
-            config,
-            clock,
-        )
+        Self::with_probe(store, runtime, Arc::new(HostProbe::new()), config, clock)
     }
 
     /// The loops with health probes sent through `probe` (a fake runtime answers them itself).
     pub fn with_probe(
         store: Arc<dyn AppStore>,
         runtime: Arc<dyn Runtime>,
-        probe: Arc<dyn HttpProbe>,
+        probe: Arc<dyn InstanceProbe>,
         config: ControllerConfig,
         clock: Clock,
     ) -> Self {

@@ -1,11 +1,12 @@
-//! The health prober: Berth itself probes every running instance over HTTP.
+//! The health prober: Berth itself probes every running instance, over HTTP or by a TCP
+//! connect.
 //!
 //! Probes go to the instance's address as the runtime lists it, through
-//! [`berth_engine::probe::HttpProbe`]: on Docker plain HTTP from the host to the container's
-//! address on the Berth network ([`HostHttpProbe`]), so images need no curl; a fake runtime
-//! answers them itself. One task per (instance, probe kind) feeds outcomes into the instance's
-//! [`InstanceHealth`] state machine; a state change records an event and wakes the app's
-//! reconcile.
+//! [`berth_engine::probe::InstanceProbe`]: on Docker plain HTTP requests and TCP connects from
+//! the host to the container's address on the Berth network ([`HostProbe`]), so images need no
+//! curl; a fake runtime answers them itself. One task per (instance, readiness or liveness)
+//! feeds outcomes into the instance's [`InstanceHealth`] state machine; a state change records
+//! an event and wakes the app's reconcile.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,8 +14,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::health::{HealthChange, InstanceHealth};
-use berth_core::{Event, EventKind, Millis, Probe};
-use berth_engine::probe::HttpProbe;
+use berth_core::{Event, EventKind, Millis, Probe, ProbeKind};
+use berth_engine::probe::InstanceProbe;
 use tokio::task::JoinHandle;
 
 use crate::Shared;
@@ -35,8 +36,9 @@ pub struct ProbeTarget {
     pub liveness: Option<Probe>,
 }
 
+/// Which of an instance's two probes a task runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ProbeKind {
+enum Role {
     Readiness,
     Liveness,
 }
@@ -91,14 +93,14 @@ impl Prober {
                 tasks.push(tokio::spawn(probe_loop(
                     Arc::clone(shared),
                     target.clone(),
-                    ProbeKind::Readiness,
+                    Role::Readiness,
                 )));
             }
             if target.liveness.is_some() {
                 tasks.push(tokio::spawn(probe_loop(
                     Arc::clone(shared),
                     target.clone(),
-                    ProbeKind::Liveness,
+                    Role::Liveness,
                 )));
             }
             running.insert(target.container_id.clone(), Running { target, tasks });
@@ -129,16 +131,16 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn probe_loop(shared: Arc<Shared>, target: ProbeTarget, kind: ProbeKind) {
-    let probe = match kind {
-        ProbeKind::Readiness => target.readiness.clone(),
-        ProbeKind::Liveness => target.liveness.clone(),
+async fn probe_loop(shared: Arc<Shared>, target: ProbeTarget, role: Role) {
+    let probe = match role {
+        Role::Readiness => target.readiness.clone(),
+        Role::Liveness => target.liveness.clone(),
     };
     let Some(probe) = probe else { return };
     let port = probe.port.unwrap_or(target.port);
     // Readiness waits out the initial delay; liveness starts probing at once and the state
     // machine decides when failures count.
-    if kind == ProbeKind::Readiness && probe.initial_delay_ms > 0 {
+    if role == Role::Readiness && probe.initial_delay_ms > 0 {
         let elapsed = ((shared.clock)() - target.started_at).max(0) as u64;
         if elapsed < probe.initial_delay_ms {
             tokio::time::sleep(Duration::from_millis(probe.initial_delay_ms - elapsed)).await;
@@ -148,19 +150,20 @@ async fn probe_loop(shared: Arc<Shared>, target: ProbeTarget, kind: ProbeKind) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let outcome = shared
-            .probe
-            .get(
-                &target.address,
-                port,
-                &probe.path,
-                Duration::from_millis(probe.timeout_ms),
-            )
-            .await;
+        let timeout = Duration::from_millis(probe.timeout_ms);
+        let outcome = match probe.kind {
+            ProbeKind::Http => {
+                shared
+                    .probe
+                    .http(&target.address, port, &probe.path, timeout)
+                    .await
+            }
+            ProbeKind::Tcp => shared.probe.tcp(&target.address, port, timeout).await,
+        };
         if outcome.is_err() {
-            let probe = match kind {
-                ProbeKind::Readiness => "readiness",
-                ProbeKind::Liveness => "liveness",
+            let probe = match role {
+                Role::Readiness => "readiness",
+                Role::Liveness => "liveness",
             };
             shared.metrics.probe_failed(&target.app, probe);
         }
@@ -168,15 +171,13 @@ async fn probe_loop(shared: Arc<Shared>, target: ProbeTarget, kind: ProbeKind) {
         let change = {
             let mut health = lock(&shared.prober.health);
             let state = health.entry(target.container_id.clone()).or_default();
-            match kind {
-                ProbeKind::Readiness => state.record_readiness(&probe, outcome, now),
-                ProbeKind::Liveness => {
-                    state.record_liveness(&probe, target.started_at, outcome, now)
-                }
+            match role {
+                Role::Readiness => state.record_readiness(&probe, outcome, now),
+                Role::Liveness => state.record_liveness(&probe, target.started_at, outcome, now),
             }
         };
         if let Some(change) = change {
-            report(&shared, &target, kind, change, now).await;
+            report(&shared, &target, role, change, now).await;
         }
     }
 }
@@ -184,12 +185,12 @@ async fn probe_loop(shared: Arc<Shared>, target: ProbeTarget, kind: ProbeKind) {
 async fn report(
     shared: &Arc<Shared>,
     target: &ProbeTarget,
-    kind: ProbeKind,
+    role: Role,
     change: HealthChange,
     now: Millis,
 ) {
     // `params` carry what the message says, for clients that say it in another language.
-    let (event_kind, message, params) = match (&change, kind) {
+    let (event_kind, message, params) = match (&change, role) {
         (HealthChange::BecameReady, _) => (
             EventKind::InstanceReady,
             format!("instance {} is ready", target.instance),
@@ -231,7 +232,7 @@ async fn report(
     // The endpoint table follows at once; the reconcile woken below confirms it.
     match &change {
         HealthChange::BecameReady
-            if kind == ProbeKind::Readiness
+            if role == Role::Readiness
                 && !lock(&shared.terminating).contains_key(&target.container_id) =>
         {
             shared.endpoints.add(
@@ -254,33 +255,33 @@ async fn report(
     shared.queue.add(&target.app);
 }
 
-/// Probes over plain HTTP from this host to the instance's address (on Docker, the container's
-/// address on its bridge network).
+/// Probes from this host to the instance's address (on Docker, the container's address on its
+/// bridge network): plain HTTP requests and TCP connects.
 #[derive(Debug, Clone)]
-pub struct HostHttpProbe {
+pub struct HostProbe {
     client: reqwest::Client,
 }
 
-impl HostHttpProbe {
+impl HostProbe {
     pub fn new() -> Self {
         let client = reqwest::Client::builder()
             .no_proxy()
             .pool_max_idle_per_host(0)
             .build()
             .expect("building an HTTP client without TLS cannot fail");
-        HostHttpProbe { client }
+        HostProbe { client }
     }
 }
 
-impl Default for HostHttpProbe {
+impl Default for HostProbe {
     fn default() -> Self {
         Self::new()
     }
 }
 
 #[async_trait]
-impl HttpProbe for HostHttpProbe {
-    async fn get(
+impl InstanceProbe for HostProbe {
+    async fn http(
         &self,
         address: &str,
         port: u16,
@@ -293,6 +294,25 @@ impl HttpProbe for HostHttpProbe {
             timeout,
         )
         .await
+    }
+
+    async fn tcp(&self, address: &str, port: u16, timeout: Duration) -> Result<(), String> {
+        tcp_probe(address, port, timeout).await
+    }
+}
+
+/// One TCP probe: a connection accepted within the timeout passes; it is dropped at once.
+pub async fn tcp_probe(address: &str, port: u16, timeout: Duration) -> Result<(), String> {
+    let ip: std::net::IpAddr = address
+        .parse()
+        .map_err(|_| format!("not an IP address: {address}"))?;
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((ip, port))).await {
+        Ok(Ok(_stream)) => Ok(()),
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err("connection refused".to_string())
+        }
+        Ok(Err(error)) => Err(format!("connect failed: {error}")),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
     }
 }
 
@@ -316,5 +336,24 @@ pub async fn http_probe(
         }
         Err(error) if error.is_connect() => Err("connection refused".to_string()),
         Err(error) => Err(format!("request failed: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tcp_probes_pass_while_something_listens() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let timeout = Duration::from_secs(2);
+        assert_eq!(tcp_probe("127.0.0.1", port, timeout).await, Ok(()));
+        drop(listener);
+        assert_eq!(
+            tcp_probe("127.0.0.1", port, timeout).await,
+            Err("connection refused".to_string())
+        );
+        assert!(tcp_probe("not-an-ip", port, timeout).await.is_err());
     }
 }

@@ -391,6 +391,53 @@ async fn a_revision_that_never_gets_ready_is_rolled_back() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn tcp_probes_pass_on_a_connection_and_a_refused_one_gets_the_instance_replaced() {
+    let w = World::new().await;
+    // Its HTTP answers fail: only TCP probes let it become ready and stay.
+    w.fake.set_image_http(V1, HttpAnswer::Status(503));
+    let tcp = Template {
+        readiness: Some(Probe {
+            failure_threshold: 1,
+            ..Probe::tcp()
+        }),
+        liveness: Some(Probe {
+            failure_threshold: 2,
+            ..Probe::tcp()
+        }),
+        ..template(V1)
+    };
+    w.create("web", 1, tcp).await;
+    w.settled("web", RolloutPhase::Complete).await;
+    let first = w.running("web")[0].clone();
+
+    assert!(w.fake.set_http(&first.id, HttpAnswer::Refused));
+    w.until("a replacement to be ready", async || {
+        let running = w.running("web");
+        let app = w.app("web").await;
+        let statuses = w.controller.instances(&app).await.expect("instances");
+        (running.len() == 1
+            && running[0].id != first.id
+            && statuses
+                .iter()
+                .any(|s| matches!(s.readiness, Readiness::Ready { .. })))
+        .then_some(())
+    })
+    .await;
+    let unhealthy: Vec<String> = w
+        .events("web")
+        .await
+        .into_iter()
+        .filter(|e| e.kind == EventKind::InstanceUnhealthy)
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(unhealthy.len(), 1, "{unhealthy:?}");
+    assert!(
+        unhealthy[0].contains("failed liveness 2 times (connection refused)"),
+        "{unhealthy:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_killed_instance_is_replaced_in_a_new_slot() {
     let w = World::new().await;
     w.create("web", 2, template(V1)).await;

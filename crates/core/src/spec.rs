@@ -10,11 +10,25 @@ use serde::{Deserialize, Serialize};
 
 use crate::routes::AppRoutes;
 
-/// An HTTP probe Berth runs from the host against an instance's address.
+/// How a probe checks an instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// `GET path`: a 2xx or 3xx status within the timeout passes.
+    #[default]
+    Http,
+    /// A TCP connection to the port, opened within the timeout, passes (for services that do
+    /// not speak HTTP).
+    Tcp,
+}
+
+/// A probe Berth runs from the host against an instance's address: over HTTP, or a plain TCP
+/// connect. Revisions stored before probes had a kind read as HTTP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Probe {
-    /// Request path, e.g. `/healthz`.
+    pub kind: ProbeKind,
+    /// Request path of an HTTP probe, e.g. `/healthz`; a TCP probe ignores it.
     pub path: String,
     /// Port to probe; defaults to the template's port.
     pub port: Option<u16>,
@@ -33,6 +47,7 @@ pub struct Probe {
 impl Default for Probe {
     fn default() -> Self {
         Probe {
+            kind: ProbeKind::Http,
             path: "/healthz".into(),
             port: None,
             period_ms: 1_000,
@@ -49,6 +64,14 @@ impl Probe {
     pub fn http(path: impl Into<String>) -> Self {
         Probe {
             path: path.into(),
+            ..Probe::default()
+        }
+    }
+
+    /// A TCP probe on the template's port with the defaults for everything else.
+    pub fn tcp() -> Self {
+        Probe {
+            kind: ProbeKind::Tcp,
             ..Probe::default()
         }
     }
@@ -167,5 +190,53 @@ impl Default for AppSpec {
             routes: AppRoutes::default(),
             idle_timeout_secs: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_stored_before_probe_kinds_still_load() {
+        // A revision's template as the store kept it before probes had a kind.
+        let old = r#"{"image":"web:1","command":[],"args":[],"env":{},"port":8080,
+            "resources":{"cpu_millis":null,"memory_bytes":null},
+            "readiness":{"path":"/ready","port":9091,"period_ms":2000,"timeout_ms":500,
+                "failure_threshold":5,"success_threshold":2,"initial_delay_ms":3000},
+            "liveness":{"path":"/healthz"},
+            "stop_grace_ms":10000,"labels":{}}"#;
+        let template: Template = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            template.readiness,
+            Some(Probe {
+                kind: ProbeKind::Http,
+                path: "/ready".into(),
+                port: Some(9091),
+                period_ms: 2_000,
+                timeout_ms: 500,
+                failure_threshold: 5,
+                success_threshold: 2,
+                initial_delay_ms: 3_000,
+            })
+        );
+        assert_eq!(template.liveness, Some(Probe::http("/healthz")));
+    }
+
+    #[test]
+    fn probe_kinds_round_trip() {
+        for probe in [Probe::http("/up"), Probe::tcp()] {
+            let json = serde_json::to_value(&probe).unwrap();
+            assert_eq!(
+                json["kind"],
+                if probe.kind == ProbeKind::Tcp {
+                    "tcp"
+                } else {
+                    "http"
+                }
+            );
+            assert_eq!(serde_json::from_value::<Probe>(json).unwrap(), probe);
+        }
+        assert!(serde_json::from_str::<Probe>(r#"{"kind":"udp"}"#).is_err());
     }
 }

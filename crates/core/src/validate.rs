@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{AppSpec, Probe, Template};
+use crate::spec::{AppSpec, Probe, ProbeKind, Template};
 
 /// One bad field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,47 +116,73 @@ pub fn image_problem(image: &str) -> Option<String> {
     None
 }
 
+/// Shortest time between two probes.
+pub const MIN_PROBE_PERIOD_MS: u64 = 100;
+/// Longest time between two probes (an hour).
+pub const MAX_PROBE_PERIOD_MS: u64 = 3_600_000;
+/// Shortest probe timeout.
+pub const MIN_PROBE_TIMEOUT_MS: u64 = 50;
+/// Most consecutive successes or failures a probe may wait for.
+pub const MAX_PROBE_THRESHOLD: u32 = 100;
+
 fn validate_probe(errors: &mut ValidationErrors, field: &str, probe: &Probe) {
-    if !probe.path.starts_with('/') {
-        errors.push(format!("{field}.path"), "must start with '/'");
-    } else if probe
-        .path
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
-    {
-        errors.push(format!("{field}.path"), "must not contain whitespace");
+    // A TCP probe sends no request: its path is kept (switching back to HTTP finds it) but
+    // not judged.
+    if probe.kind == ProbeKind::Http {
+        if !probe.path.starts_with('/') {
+            errors.push(format!("{field}.path"), "must start with '/'");
+        } else if probe
+            .path
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            errors.push(format!("{field}.path"), "must not contain whitespace");
+        } else if probe.path.len() > 1024 {
+            errors.push(format!("{field}.path"), "must be at most 1024 characters");
+        }
     }
     if probe.port == Some(0) {
         errors.push(format!("{field}.port"), "must be between 1 and 65535");
     }
-    if !(100..=3_600_000).contains(&probe.period_ms) {
+    let period_ok = (MIN_PROBE_PERIOD_MS..=MAX_PROBE_PERIOD_MS).contains(&probe.period_ms);
+    if !period_ok {
         errors.push(
             format!("{field}.period_ms"),
-            "must be between 100 and 3600000",
+            format!("must be between {MIN_PROBE_PERIOD_MS} and {MAX_PROBE_PERIOD_MS}"),
         );
     }
-    if !(50..=600_000).contains(&probe.timeout_ms) {
+    if probe.timeout_ms < MIN_PROBE_TIMEOUT_MS {
         errors.push(
             format!("{field}.timeout_ms"),
-            "must be between 50 and 600000",
+            format!("must be at least {MIN_PROBE_TIMEOUT_MS}"),
+        );
+    } else if period_ok && probe.timeout_ms > probe.period_ms {
+        // Probes of one kind never overlap: a timeout longer than the period would silently
+        // stretch the period.
+        errors.push(
+            format!("{field}.timeout_ms"),
+            format!(
+                "must not exceed period_ms ({}): a probe ends before the next one starts",
+                probe.period_ms
+            ),
         );
     }
-    if !(1..=100).contains(&probe.failure_threshold) {
+    if !(1..=MAX_PROBE_THRESHOLD).contains(&probe.failure_threshold) {
         errors.push(
             format!("{field}.failure_threshold"),
-            "must be between 1 and 100",
+            format!("must be between 1 and {MAX_PROBE_THRESHOLD}"),
         );
     }
-    if !(1..=100).contains(&probe.success_threshold) {
+    if !(1..=MAX_PROBE_THRESHOLD).contains(&probe.success_threshold) {
         errors.push(
             format!("{field}.success_threshold"),
-            "must be between 1 and 100",
+            format!("must be between 1 and {MAX_PROBE_THRESHOLD}"),
         );
     }
-    if probe.initial_delay_ms > 3_600_000 {
+    if probe.initial_delay_ms > MAX_PROBE_PERIOD_MS {
         errors.push(
             format!("{field}.initial_delay_ms"),
-            "must be at most 3600000",
+            format!("must be at most {MAX_PROBE_PERIOD_MS}"),
         );
     }
 }
@@ -509,6 +535,88 @@ mod tests {
                 .err()
                 .map(|e| e.first().unwrap().field.clone());
             assert_eq!(got.as_deref(), want, "spec {spec:?}");
+        }
+    }
+
+    #[test]
+    fn probe_settings_are_checked() {
+        let probe = |edit: fn(&mut Probe)| {
+            let mut probe = Probe::default();
+            edit(&mut probe);
+            probe
+        };
+        // (probe, the first bad field under `template.readiness`)
+        let cases: Vec<(Probe, Option<&str>)> = vec![
+            (Probe::default(), None),
+            (Probe::tcp(), None),
+            (probe(|p| p.path = "healthz".into()), Some("path")),
+            (probe(|p| p.path = "/a b".into()), Some("path")),
+            (
+                probe(|p| p.path = format!("/{}", "a".repeat(1024))),
+                Some("path"),
+            ),
+            // A TCP probe sends no request: its path does not matter.
+            (
+                probe(|p| {
+                    p.kind = ProbeKind::Tcp;
+                    p.path = "not-a-path".into()
+                }),
+                None,
+            ),
+            (probe(|p| p.port = Some(0)), Some("port")),
+            (probe(|p| p.port = Some(65535)), None),
+            (probe(|p| p.period_ms = 99), Some("period_ms")),
+            (probe(|p| p.period_ms = 3_600_001), Some("period_ms")),
+            (
+                probe(|p| {
+                    p.period_ms = 100;
+                    p.timeout_ms = 100
+                }),
+                None,
+            ),
+            (probe(|p| p.timeout_ms = 49), Some("timeout_ms")),
+            (probe(|p| p.timeout_ms = 1_001), Some("timeout_ms")),
+            (
+                probe(|p| {
+                    p.period_ms = 10_000;
+                    p.timeout_ms = 5_000
+                }),
+                None,
+            ),
+            (
+                probe(|p| p.failure_threshold = 0),
+                Some("failure_threshold"),
+            ),
+            (
+                probe(|p| p.failure_threshold = 101),
+                Some("failure_threshold"),
+            ),
+            (
+                probe(|p| p.success_threshold = 0),
+                Some("success_threshold"),
+            ),
+            (probe(|p| p.success_threshold = 100), None),
+            (probe(|p| p.initial_delay_ms = 3_600_000), None),
+            (
+                probe(|p| p.initial_delay_ms = 3_600_001),
+                Some("initial_delay_ms"),
+            ),
+        ];
+        for (probe, want) in cases {
+            for kind in ["readiness", "liveness"] {
+                let spec = spec_with(|s| {
+                    if kind == "readiness" {
+                        s.template.readiness = Some(probe.clone());
+                    } else {
+                        s.template.liveness = Some(probe.clone());
+                    }
+                });
+                let got = validate_spec("web", &spec)
+                    .err()
+                    .map(|e| e.first().unwrap().field.clone());
+                let want = want.map(|field| format!("template.{kind}.{field}"));
+                assert_eq!(got, want, "{probe:?}");
+            }
         }
     }
 }

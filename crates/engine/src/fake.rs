@@ -14,9 +14,9 @@
 //! Tests steer it: make an image unknown or fail to start ([`FakeRuntime::fail_starts`]),
 //! make an instance exit or be killed ([`FakeRuntime::exit`], [`FakeRuntime::kill`]) or vanish
 //! ([`FakeRuntime::remove`]), make the runtime unreachable, and break event streams. Health
-//! probes reach its instances through [`HttpProbe`], which the fake implements: every running
+//! probes reach its instances through [`InstanceProbe`], which the fake implements: every running
 //! instance answers `200` on its port unless a test sets another [`HttpAnswer`] for it or for
-//! its image.
+//! its image; a TCP probe passes wherever an HTTP answer (any status) would come.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,7 +28,7 @@ use futures::stream::{self, BoxStream};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use crate::probe::HttpProbe;
+use crate::probe::InstanceProbe;
 use crate::{
     ContainerState, EngineError, EngineEvent, EngineInfo, EngineResult, InstanceSpec, LogLine,
     LogOptions, LogStream, ObservedContainer, RegistryAuth, ResourceSample, Runtime, labels,
@@ -578,41 +578,57 @@ impl Runtime for FakeRuntime {
     }
 }
 
+impl FakeRuntime {
+    /// How whatever listens at `address:port` answers (`Refused` when nothing does).
+    fn answer_at(&self, address: &str, port: u16) -> HttpAnswer {
+        let state = self.lock();
+        state
+            .containers
+            .values()
+            .find(|c| {
+                c.observed.state == ContainerState::Running
+                    && c.observed.ip_address.as_deref() == Some(address)
+                    && c.port == port
+            })
+            .map(|c| {
+                c.http
+                    .or_else(|| state.image_http.get(&c.spec.image).copied())
+                    .unwrap_or(HttpAnswer::Status(200))
+            })
+            .unwrap_or(HttpAnswer::Refused)
+    }
+}
+
+async fn no_answer(timeout: Duration) -> Result<(), String> {
+    tokio::time::sleep(timeout).await;
+    Err(format!("no answer within {} ms", timeout.as_millis()))
+}
+
 /// Probes reach the fake's running instances by their listed address and port.
 #[async_trait]
-impl HttpProbe for FakeRuntime {
-    async fn get(
+impl InstanceProbe for FakeRuntime {
+    async fn http(
         &self,
         address: &str,
         port: u16,
         _path: &str,
         timeout: Duration,
     ) -> Result<(), String> {
-        let answer = {
-            let state = self.lock();
-            state
-                .containers
-                .values()
-                .find(|c| {
-                    c.observed.state == ContainerState::Running
-                        && c.observed.ip_address.as_deref() == Some(address)
-                        && c.port == port
-                })
-                .map(|c| {
-                    c.http
-                        .or_else(|| state.image_http.get(&c.spec.image).copied())
-                        .unwrap_or(HttpAnswer::Status(200))
-                })
-                .unwrap_or(HttpAnswer::Refused)
-        };
-        match answer {
+        match self.answer_at(address, port) {
             HttpAnswer::Status(code) if (200..400).contains(&code) => Ok(()),
             HttpAnswer::Status(code) => Err(format!("HTTP {code}")),
             HttpAnswer::Refused => Err("connection refused".to_owned()),
-            HttpAnswer::Hang => {
-                tokio::time::sleep(timeout).await;
-                Err(format!("no answer within {} ms", timeout.as_millis()))
-            }
+            HttpAnswer::Hang => no_answer(timeout).await,
+        }
+    }
+
+    /// Any HTTP status means something accepted the connection; `Hang` stands for a port
+    /// whose connects are dropped.
+    async fn tcp(&self, address: &str, port: u16, timeout: Duration) -> Result<(), String> {
+        match self.answer_at(address, port) {
+            HttpAnswer::Status(_) => Ok(()),
+            HttpAnswer::Refused => Err("connection refused".to_owned()),
+            HttpAnswer::Hang => no_answer(timeout).await,
         }
     }
 }

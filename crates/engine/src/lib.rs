@@ -10,8 +10,8 @@
 //! Kubernetes) runtime implements [`Runtime`] only. Every implementation passes the matching
 //! half of the conformance suite (`conformance`, behind the feature of that name); the
 //! in-memory `fake::FakeRuntime` (feature `fake`) passes the runtime half and stands in for
-//! Docker in the controller's tests. [`probe::HttpProbe`] is how the host reaches an
-//! instance's HTTP port on the runtime's network (the seam of the prober's health checks).
+//! Docker in the controller's tests. [`probe::InstanceProbe`] is how the host reaches an
+//! instance's port on the runtime's network (the seam of the prober's HTTP and TCP checks).
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

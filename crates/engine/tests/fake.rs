@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use berth_engine::conformance::{self, ConformanceFixture};
 use berth_engine::fake::{FakeRuntime, HttpAnswer};
-use berth_engine::probe::HttpProbe;
+use berth_engine::probe::InstanceProbe;
 use berth_engine::{ContainerState, EngineError, Runtime};
 use futures::StreamExt;
 
@@ -131,7 +131,7 @@ async fn probes_answer_as_told() {
     let probe = |port| {
         let fake = fake.clone();
         let address = address.clone();
-        async move { fake.get(&address, port, "/healthz", timeout).await }
+        async move { fake.http(&address, port, "/healthz", timeout).await }
     };
     assert_eq!(probe(8080).await, Ok(()), "a running instance answers 200");
     assert_eq!(
@@ -139,15 +139,30 @@ async fn probes_answer_as_told() {
         Err("connection refused".into()),
         "wrong port"
     );
+    let tcp = || fake.tcp(&address, 8080, timeout);
+    assert_eq!(
+        tcp().await,
+        Ok(()),
+        "a running instance accepts connections"
+    );
+    assert_eq!(
+        fake.tcp(&address, 9999, timeout).await,
+        Err("connection refused".into()),
+        "nothing listens on another port"
+    );
+    let hang = || Err("no answer within 1000 ms".to_owned());
+    let refused = || Err("connection refused".to_owned());
+    // (how the image answers, the HTTP probe's outcome, the TCP probe's outcome)
     let cases = [
-        (HttpAnswer::Status(503), Err("HTTP 503".to_owned())),
-        (HttpAnswer::Status(302), Ok(())),
-        (HttpAnswer::Refused, Err("connection refused".to_owned())),
-        (HttpAnswer::Hang, Err("no answer within 1000 ms".to_owned())),
+        (HttpAnswer::Status(503), Err("HTTP 503".to_owned()), Ok(())),
+        (HttpAnswer::Status(302), Ok(()), Ok(())),
+        (HttpAnswer::Refused, refused(), refused()),
+        (HttpAnswer::Hang, hang(), hang()),
     ];
-    for (answer, expected) in cases {
+    for (answer, http, tcp_outcome) in cases {
         fake.set_image_http(IMAGE, answer);
-        assert_eq!(probe(8080).await, expected, "image answers {answer:?}");
+        assert_eq!(probe(8080).await, http, "image answers {answer:?}");
+        assert_eq!(tcp().await, tcp_outcome, "TCP, image answers {answer:?}");
     }
     assert!(fake.set_http(&id, HttpAnswer::Status(200)));
     assert_eq!(probe(8080).await, Ok(()), "the container's answer wins");

@@ -19,6 +19,7 @@ import { AppLinks, CpuUse, HealthBadge, InstanceBadge, MemoryUse, RolloutBadge }
 import { Autoscaling } from "../components/autoscale";
 import { MetricsCharts } from "../components/charts";
 import { eventKindLabel, eventMessage, rolloutMessage } from "../components/events";
+import { ProbeFields, ProbeSummary, probeBody, probeForm, sameProbe } from "../components/probes";
 import {
   Badge,
   Empty,
@@ -681,9 +682,13 @@ function Spec({ app }: { app: AppDto }) {
         )}
       </dd>
       <dt>{t("field.readiness")}</dt>
-      <dd className="mono">{tp.readiness ? `${tp.readiness.path} / ${tp.readiness.period_ms} ms` : t("app.noProbe")}</dd>
+      <dd className="mono" data-testid="app-readiness">
+        <ProbeSummary probe={tp.readiness} port={tp.port} />
+      </dd>
       <dt>{t("field.liveness")}</dt>
-      <dd className="mono">{tp.liveness ? `${tp.liveness.path} / ${tp.liveness.period_ms} ms` : t("app.noProbe")}</dd>
+      <dd className="mono" data-testid="app-liveness">
+        <ProbeSummary probe={tp.liveness} port={tp.port} />
+      </dd>
       <dt>{t("field.strategy")}</dt>
       <dd>
         {t("app.strategyText", {
@@ -939,7 +944,8 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       port: String(tp.port),
       cpu: tp.cpu_millis ? String(tp.cpu_millis) : "",
       memory: tp.memory_bytes ? String(Math.round(tp.memory_bytes / 1048576)) : "",
-      health_path: tp.readiness?.path ?? "",
+      readiness: probeForm(tp.readiness ?? null),
+      liveness: probeForm(tp.liveness ?? null),
       deadline: String(Math.round((app.strategy.progress_deadline_ms ?? 60000) / 1000)),
       max_surge: String(app.strategy.max_surge ?? 1),
       max_unavailable: String(app.strategy.max_unavailable ?? 0),
@@ -976,10 +982,8 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       if (form.port !== initial.port) body.port = Number(form.port);
       if (form.cpu !== initial.cpu) body.cpu_millis = form.cpu ? Number(form.cpu) : 0;
       if (form.memory !== initial.memory) body.memory_bytes = form.memory ? Number(form.memory) * 1048576 : 0;
-      if (form.health_path !== initial.health_path) {
-        if (form.health_path) body.health_path = form.health_path;
-        else body.no_health_check = true;
-      }
+      if (!sameProbe(form.readiness, initial.readiness)) body.readiness = probeBody(form.readiness);
+      if (!sameProbe(form.liveness, initial.liveness)) body.liveness = probeBody(form.liveness);
       const strategy: NonNullable<AppChanges["strategy"]> = {};
       if (form.deadline !== initial.deadline) strategy.progress_deadline_ms = Number(form.deadline) * 1000;
       if (form.max_surge !== initial.max_surge) strategy.max_surge = Number(form.max_surge);
@@ -1014,7 +1018,7 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       navigate(`/apps/${app.name}`);
     });
   };
-  const fields = ["image", "env", "port", "cpu_millis", "memory_bytes", "health_path", "readiness", "liveness", "strategy", "idle_timeout_seconds", "reason"];
+  const fields = ["image", "env", "port", "cpu_millis", "memory_bytes", "readiness", "liveness", "strategy", "idle_timeout_seconds", "reason"];
   return (
     <form className="card form form-wide" onSubmit={submit} data-testid="deploy-form">
       <h2>{t("deploy.title")}</h2>
@@ -1037,9 +1041,8 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
           {(p) => <input {...p} type="number" min={0} value={form.memory} onChange={set("memory")} />}
         </Field>
       </div>
-      <Field label={t("field.healthPath")} name="health_path" error={action.error} hint={t("deploy.healthHint")}>
-        {(p) => <input {...p} value={form.health_path} onChange={set("health_path")} className="mono" />}
-      </Field>
+      <ProbeFields role="readiness" value={form.readiness} onChange={(readiness) => setForm({ ...form, readiness })} error={action.error} />
+      <ProbeFields role="liveness" value={form.liveness} onChange={(liveness) => setForm({ ...form, liveness })} error={action.error} />
       <div className="grid-3">
         <Field label={t("field.progressDeadline")} name="strategy.progress_deadline_ms" error={action.error}>
           {(p) => <input {...p} type="number" min={1} value={form.deadline} onChange={set("deadline")} />}

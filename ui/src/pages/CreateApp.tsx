@@ -3,6 +3,7 @@
 import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router";
 import { api, ApiError, call, type AppChanges, type DeploymentTemplateDto, type ParamDto } from "../api/client";
+import { ProbeFields, probeBody, probeForm } from "../components/probes";
 import { Field, FormError, Loaded, PageHeader, Tabs, useAction, useAsync, useToast } from "../components/ui";
 import { useI18n } from "../i18n";
 import { useSession } from "../session";
@@ -51,13 +52,14 @@ function CreateForm() {
     image: "",
     replicas: "1",
     port: "8080",
-    health_path: "/healthz",
     env: "",
     cpu: "",
     memory: "",
     domains: "",
     internal: false,
   });
+  const [readiness, setReadiness] = useState(() => probeForm(undefined));
+  const [liveness, setLiveness] = useState(() => probeForm(undefined));
   useEffect(() => {
     if (!form.team && teams.length) setForm((f) => ({ ...f, team: teams[0] }));
   }, [teams, form.team]);
@@ -76,8 +78,8 @@ function CreateForm() {
         replicas: Number(form.replicas),
         port: Number(form.port),
       };
-      if (form.health_path) body.health_path = form.health_path;
-      else body.no_health_check = true;
+      body.readiness = probeBody(readiness);
+      body.liveness = probeBody(liveness);
       if (Object.keys(env).length) body.env = env;
       if (form.cpu) body.cpu_millis = Number(form.cpu);
       if (form.memory) body.memory_bytes = Number(form.memory) * 1048576;
@@ -92,7 +94,7 @@ function CreateForm() {
       navigate(`/apps/${app.name}`);
     });
   };
-  const fields = ["name", "team", "image", "replicas", "port", "health_path", "readiness", "liveness", "env", "cpu_millis", "memory_bytes", "domains", "internal"];
+  const fields = ["name", "team", "image", "replicas", "port", "readiness", "liveness", "env", "cpu_millis", "memory_bytes", "domains", "internal"];
   return (
     <form className="card form form-wide" onSubmit={submit} data-testid="create-form">
       <FormError error={action.error} fields={fields} />
@@ -122,10 +124,9 @@ function CreateForm() {
         <Field label={t("field.port")} name="port" error={action.error}>
           {(p) => <input {...p} type="number" min={1} max={65535} value={form.port} onChange={set("port")} />}
         </Field>
-        <Field label={t("field.healthPath")} name="health_path" error={action.error}>
-          {(p) => <input {...p} value={form.health_path} onChange={set("health_path")} className="mono" />}
-        </Field>
       </div>
+      <ProbeFields role="readiness" value={readiness} onChange={setReadiness} error={action.error} />
+      <ProbeFields role="liveness" value={liveness} onChange={setLiveness} error={action.error} />
       <div className="grid-2">
         <Field label={t("field.cpuMillis")} name="cpu_millis" error={action.error} hint={t("create.cpuHint")}>
           {(p) => <input {...p} type="number" min={0} value={form.cpu} onChange={set("cpu")} />}

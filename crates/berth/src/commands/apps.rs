@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use berth_api::dto::{
-    AppChanges, AppDto, CanaryDto, CanaryHeaderDto, EventDto, RevisionDto, RollbackRequest,
-    RolloutDto, ScaleRequest, StrategyDto,
+    AppChanges, AppDto, CanaryDto, CanaryHeaderDto, EventDto, ProbeDto, RevisionDto,
+    RollbackRequest, RolloutDto, ScaleRequest, StrategyDto, TemplateDto,
 };
 use clap::{Args, Subcommand};
 use futures::StreamExt;
 
+use super::probes::{self, LiveArgs, ReadyArgs, Role};
 use crate::client::Client;
 use crate::output::{self, Format};
 use crate::units::{self, millis};
@@ -143,12 +144,17 @@ pub struct SpecArgs {
     /// Port the app listens on in the container (default 8080)
     #[arg(long)]
     port: Option<u16>,
-    /// HTTP path probed for readiness and liveness, e.g. /healthz
+    /// HTTP path probed for readiness and liveness, e.g. /healthz (the --ready-… and --live-…
+    /// flags change either probe from there)
     #[arg(long)]
     health_path: Option<String>,
     /// Remove the health checks
     #[arg(long)]
     no_health_check: bool,
+    #[command(flatten)]
+    readiness: ReadyArgs,
+    #[command(flatten)]
+    liveness: LiveArgs,
     /// Environment variable KEY=VALUE (repeatable)
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -298,7 +304,29 @@ fn key_values(flag: &str, items: &[String]) -> Result<BTreeMap<String, Option<St
 }
 
 impl SpecArgs {
-    fn into_changes(self, unset_env: &[String]) -> Result<AppChanges, String> {
+    /// The request these flags make; `current` is the template of the app a deploy changes
+    /// (probe flags change its probes' settings, the rest of each probe stays).
+    fn into_changes(
+        self,
+        unset_env: &[String],
+        current: Option<&TemplateDto>,
+    ) -> Result<AppChanges, String> {
+        // The base the probe flags change: what --health-path or --no-health-check set in this
+        // same request, else the app's current probe.
+        let base = |probe: Option<&Option<ProbeDto>>| -> Option<ProbeDto> {
+            if let Some(path) = &self.health_path {
+                Some(ProbeDto {
+                    path: Some(path.clone()),
+                    ..ProbeDto::default()
+                })
+            } else if self.no_health_check {
+                None
+            } else {
+                probe.cloned().flatten()
+            }
+        };
+        let readiness = self.readiness.change(base(current.map(|t| &t.readiness)))?;
+        let liveness = self.liveness.change(base(current.map(|t| &t.liveness)))?;
         let mut env = key_values("env", &self.env)?;
         for key in unset_env {
             env.insert(key.clone(), None);
@@ -323,6 +351,8 @@ impl SpecArgs {
             port: self.port,
             health_path: self.health_path,
             no_health_check: self.no_health_check.then_some(true),
+            readiness,
+            liveness,
             env: (!env.is_empty()).then_some(env),
             labels: (!labels.is_empty()).then_some(labels),
             cpu_millis: self
@@ -380,8 +410,8 @@ pub async fn run(client: &Client, command: AppCommand) -> Result<ExitCode, Strin
             unset_env,
             wait,
         } => {
-            let changes = spec.into_changes(&unset_env)?;
             let before: AppDto = client.get(&format!("/apps/{name}")).await?;
+            let changes = spec.into_changes(&unset_env, Some(&before.template))?;
             let app: AppDto = client
                 .post(&format!("/apps/{name}/deploy"), &changes)
                 .await?;
@@ -503,7 +533,7 @@ async fn apps(client: &Client, command: AppsCommand) -> Result<ExitCode, String>
             team,
             wait,
         } => {
-            let mut changes = spec.into_changes(&[])?;
+            let mut changes = spec.into_changes(&[], None)?;
             changes.name = Some(name.clone());
             changes.team = team;
             let app: AppDto = client.post("/apps", &changes).await?;
@@ -642,6 +672,15 @@ fn print_app(app: &AppDto) {
             berth_core::idle::describe_timeout(secs)
         );
     }
+    let port = app.template.port;
+    println!(
+        "readiness:  {}",
+        probes::describe(app.template.readiness.as_ref(), port, Role::Readiness)
+    );
+    println!(
+        "liveness:   {}",
+        probes::describe(app.template.liveness.as_ref(), port, Role::Liveness)
+    );
     println!("rollout:    {}", describe_rollout(&app.rollout));
     if let Some(Some(canary)) = &app.strategy.canary {
         let share = match &canary.header {

@@ -11,6 +11,7 @@ mod images;
 mod metrics;
 mod nodes;
 mod pipelines;
+mod probes;
 mod registries;
 mod teams;
 mod templates;

@@ -26,8 +26,8 @@ use berth_core::quota::{Quota, QuotaRequest, QuotaRequestStatus};
 use berth_core::session::Session;
 use berth_core::team::Team;
 use berth_core::{
-    App, Event, ExternalRegistry, Millis, Probe, Resources, Revision, Rollout, RolloutPhase,
-    RolloutStrategy, Template,
+    App, Event, ExternalRegistry, Millis, Probe, ProbeKind, Resources, Revision, Rollout,
+    RolloutPhase, RolloutStrategy, Template,
 };
 
 use crate::{
@@ -99,6 +99,7 @@ pub fn full_template(image: &str) -> Template {
             memory_bytes: Some(256 << 20),
         },
         readiness: Some(Probe {
+            kind: ProbeKind::Tcp,
             path: "/ready".into(),
             port: Some(9091),
             period_ms: 2_000,
