@@ -11,10 +11,19 @@ told to burn 1000 m for 3 minutes (`POST /admin/burn`; its cgroup caps it at the
 100 % of it); desired = ceil(100 % / 50 %) = 2. Measured from the burn request: the
 `autoscaled` event's time (the decision) and the moment the API reports 2 ready instances.
 
-**Collector cost.** Two servers one after the other, each with one app of 100 instances (no
-health check): the server's and dockerd's CPU time over `--cpu-window` seconds with
-`--usage-interval 5s` and with `--usage-interval 0` (sampling off); the difference is what
-sampling 100 instances every 5 s costs.
+**Collector cost.** Servers one after the other, each with one app of 100 instances (no
+health check), and the server's and dockerd's CPU time over `--cpu-window` seconds, with every
+periodic collector off (`--usage-interval 0 --metrics-interval 0 --connections-interval 0`)
+and then with one more turned on at a time, at its 5 s default:
+
+* **usage sampler** (`--usage-interval 5s`): every instance's CPU and memory from the engine;
+* **metrics recorder** (`--metrics-interval 5s`, on top of the usage sampler it records): one
+  engine listing, the samples of every instance, app, team and node written to the metrics
+  store in each tier;
+* **connection observer** (`--connections-interval 5s`): the host's conntrack table read and
+  matched to the instances.
+
+Each one's cost is the difference to the run before it (`--costs` picks which to measure).
 
 Nothing asserts a duration; a state not reached within 180 s fails the run.
 """
@@ -37,6 +46,15 @@ def dockerd_pid() -> int | None:
     try:
         return int(Path("/var/run/docker.pid").read_text().strip())
     except (OSError, ValueError):
+        return None
+
+
+def conntrack_entries() -> int | None:
+    """The size of the host's connection tracking table (what the observer reads)."""
+    try:
+        with open("/proc/net/nf_conntrack", encoding="ascii", errors="replace") as table:
+            return sum(1 for _ in table)
+    except OSError:
         return None
 
 
@@ -76,9 +94,19 @@ def load_step(run: bb.Run, window: int, rep: int) -> dict:
     return {"decided_s": decided, "ready_s": ready}
 
 
-def collector_cost(usage_interval: str, instances: int, cpu_window: float) -> dict:
-    with bb.Run(f"collector-{usage_interval}", ["--usage-interval", usage_interval,
-                                                "--http-listen", "off"]) as run:
+OFF = {"--usage-interval": "0", "--metrics-interval": "0", "--connections-interval": "0"}
+# (name, what it adds, settings on top of OFF, the run its cost is measured against)
+COLLECTORS = [
+    ("usage", "usage sampler", {"--usage-interval": "5s"}, "off"),
+    ("recorder", "metrics recorder", {"--usage-interval": "5s", "--metrics-interval": "5s"},
+     "usage"),
+    ("observer", "connection observer", {"--connections-interval": "5s"}, "off"),
+]
+
+
+def collector_cost(name: str, settings: dict, instances: int, cpu_window: float) -> dict:
+    flags = [part for item in {**OFF, **settings}.items() for part in item]
+    with bb.Run(f"collector-{name}", flags + ["--http-listen", "off"]) as run:
         run.api("POST", "/apps", {"name": "many", "image": bb.IMAGE, "replicas": instances})
         run.wait_app("many", lambda a: a["ready_instances"] >= instances, f"{instances} ready",
                      poll=0.5)
@@ -90,10 +118,11 @@ def collector_cost(usage_interval: str, instances: int, cpu_window: float) -> di
         c1, d1 = bb.cpu_seconds(pid), bb.cpu_seconds(dpid) if dpid else 0.0
         span = time.monotonic() - w0
         run.delete_app("many")
-    result = {"usage_interval": usage_interval, "server_core_percent": 100 * (c1 - c0) / span,
-              "dockerd_core_percent": 100 * (d1 - d0) / span}
-    bb.log(f"usage interval {usage_interval}: server {result['server_core_percent']:.2f} % "
-           f"of a core, dockerd {result['dockerd_core_percent']:.2f} %")
+    result = {"run": name, "flags": flags, "server_core_percent": 100 * (c1 - c0) / span,
+              "dockerd_core_percent": 100 * (d1 - d0) / span,
+              "conntrack_entries": conntrack_entries()}
+    bb.log(f"{name}: server {result['server_core_percent']:.2f} % of a core, dockerd "
+           f"{result['dockerd_core_percent']:.2f} %")
     return result
 
 
@@ -104,33 +133,46 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=100, help="instances for the collector cost")
     parser.add_argument("--cpu-window", type=float, default=60, help="seconds of CPU measured")
     parser.add_argument("--skip-cost", action="store_true", help="only the load step")
+    parser.add_argument("--skip-step", action="store_true", help="only the collectors' cost")
+    parser.add_argument("--costs", default="usage,recorder,observer",
+                        help="collectors to measure, comma-separated")
     parser.add_argument("--json", help="write results here")
     args = parser.parse_args()
     steps = {}
-    with bb.Run("autoscale") as run:
-        for window in (int(w) for w in args.windows.split(",")):
-            runs = [load_step(run, window, rep) for rep in range(args.reps)]
-            steps[window] = {"decided_s": bb.summary([r["decided_s"] for r in runs]),
-                             "ready_s": bb.summary([r["ready_s"] for r in runs])}
-        context = bb.load_context()
-    bb.print_table(
-        "CPU autoscaling: load step (1 instance at 100 % of its limit, target 50 %) → 2 ready",
-        [(f"{w} s", bb.fmt_s(s["decided_s"]), bb.fmt_s(s["ready_s"])) for w, s in steps.items()],
-        ("average window", "decision (median, min-max)", "2 ready (median, min-max)"))
+    context = bb.load_context()
+    if not args.skip_step:
+        with bb.Run("autoscale") as run:
+            for window in (int(w) for w in args.windows.split(",")):
+                runs = [load_step(run, window, rep) for rep in range(args.reps)]
+                steps[window] = {"decided_s": bb.summary([r["decided_s"] for r in runs]),
+                                 "ready_s": bb.summary([r["ready_s"] for r in runs])}
+            context = bb.load_context()
+        bb.print_table(
+            "CPU autoscaling: load step (1 instance at 100 % of its limit, target 50 %) → 2 ready",
+            [(f"{w} s", bb.fmt_s(s["decided_s"]), bb.fmt_s(s["ready_s"]))
+             for w, s in steps.items()],
+            ("average window", "decision (median, min-max)", "2 ready (median, min-max)"))
     cost = None
     if not args.skip_cost:
-        on = collector_cost("5s", args.instances, args.cpu_window)
-        off = collector_cost("0", args.instances, args.cpu_window)
-        cost = {"on": on, "off": off,
-                "server_core_percent": on["server_core_percent"] - off["server_core_percent"],
-                "dockerd_core_percent": on["dockerd_core_percent"] - off["dockerd_core_percent"]}
+        wanted = [c for c in COLLECTORS if c[0] in args.costs.split(",")]
+        runs = {"off": collector_cost("off", {}, args.instances, args.cpu_window)}
+        for name, _, settings, _ in wanted:
+            if name == "recorder" and "usage" not in runs:
+                runs["usage"] = collector_cost("usage", COLLECTORS[0][2], args.instances,
+                                               args.cpu_window)
+            runs[name] = collector_cost(name, settings, args.instances, args.cpu_window)
+        cost = {"runs": runs}
+        rows = []
+        for name, label, _, base in wanted:
+            server = runs[name]["server_core_percent"] - runs[base]["server_core_percent"]
+            dockerd = runs[name]["dockerd_core_percent"] - runs[base]["dockerd_core_percent"]
+            cost[name] = {"server_core_percent": server, "dockerd_core_percent": dockerd}
+            rows.append((label, f"{server:.2f} %", f"{dockerd:.2f} %", f"{server + dockerd:.2f} %"))
         bb.print_table(
-            f"Usage collector: {args.instances} instances sampled every 5 s vs sampling off",
-            [("berth server", f"{on['server_core_percent']:.2f} %", f"{off['server_core_percent']:.2f} %",
-              f"{cost['server_core_percent']:.2f} %"),
-             ("dockerd", f"{on['dockerd_core_percent']:.2f} %", f"{off['dockerd_core_percent']:.2f} %",
-              f"{cost['dockerd_core_percent']:.2f} %")],
-            ("process", "sampling every 5 s", "sampling off", "cost (% of one core)"))
+            f"Periodic collectors at 5 s with {args.instances} instances: cost over the run "
+            f"without them ({runs['off']['server_core_percent']:.2f} % server, "
+            f"{runs['off']['dockerd_core_percent']:.2f} % dockerd)",
+            rows, ("collector", "berth server", "dockerd", "total (% of one core)"))
     bb.write_json(args.json, {"benchmark": "autoscale", "context": context,
                               "load_step": {str(w): s for w, s in steps.items()},
                               "collector": cost, "args": vars(args)})
