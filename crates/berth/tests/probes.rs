@@ -229,38 +229,20 @@ async fn bad_probe_settings_are_refused_naming_the_field() {
     assert_eq!(status, 404, "a refused create left an app behind");
 
     // The CLI says the same, and creates nothing either.
-    let error = refused(&server.cli(&[
-        "apps",
-        "create",
-        "bad",
-        "--image",
-        IMAGE,
-        "--live-period",
-        "1s",
-        "--live-timeout",
-        "2s",
-    ]));
-    assert!(error.contains("template.liveness.timeout_ms"), "{error}");
-    let error = refused(&server.cli(&[
-        "apps",
-        "create",
-        "bad",
-        "--image",
-        IMAGE,
-        "--ready-port",
-        "0",
-    ]));
-    assert!(error.contains("template.readiness.port"), "{error}");
-    let error = refused(&server.cli(&[
-        "apps",
-        "create",
-        "bad",
-        "--image",
-        IMAGE,
-        "--ready-period",
-        "often",
-    ]));
-    assert!(error.contains("--ready-period \"often\""), "{error}");
+    let cli_cases: [(&[&str], &str); 3] = [
+        (
+            &["--live-period", "1s", "--live-timeout", "2s"],
+            "template.liveness.timeout_ms",
+        ),
+        (&["--ready-port", "0"], "template.readiness.port"),
+        (&["--ready-period", "often"], "--ready-period \"often\""),
+    ];
+    for (flags, said) in cli_cases {
+        let mut args = vec!["apps", "create", "bad", "--image", IMAGE];
+        args.extend_from_slice(flags);
+        let error = refused(&server.cli(&args));
+        assert!(error.contains(said), "{flags:?}: {error}");
+    }
     let (status, _) = server
         .call(reqwest::Method::GET, "/api/v1/apps/bad", None)
         .await;
