@@ -6,7 +6,7 @@ use berth_controller::{InstanceStatus, InstanceUsage};
 use berth_core::health::{Liveness, Readiness};
 use berth_core::planner::InstancePhase;
 use berth_core::{
-    App, Event, Millis, Probe, ProbeKind, Revision, Rollout, RolloutStrategy, Template,
+    App, Event, Millis, Probe, ProbeKind, Revision, Rollout, RolloutKind, RolloutStrategy, Template,
 };
 use berth_operations::routes::AppAddress;
 use berth_router::{AppCounters, LATENCY_BUCKETS_MS};
@@ -43,6 +43,36 @@ impl From<ProbeKindDto> for ProbeKind {
         match kind {
             ProbeKindDto::Http => ProbeKind::Http,
             ProbeKindDto::Tcp => ProbeKind::Tcp,
+        }
+    }
+}
+
+/// How a new revision replaces the old one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutKindDto {
+    /// New instances start beside the old ones within `max_surge`/`max_unavailable`: no
+    /// downtime.
+    Rolling,
+    /// Every old instance stops first; the new revision starts once none is left. For apps
+    /// whose data cannot have two writers; the app is unavailable in between.
+    Recreate,
+}
+
+impl From<RolloutKind> for RolloutKindDto {
+    fn from(kind: RolloutKind) -> Self {
+        match kind {
+            RolloutKind::Rolling => RolloutKindDto::Rolling,
+            RolloutKind::Recreate => RolloutKindDto::Recreate,
+        }
+    }
+}
+
+impl From<RolloutKindDto> for RolloutKind {
+    fn from(kind: RolloutKindDto) -> Self {
+        match kind {
+            RolloutKindDto::Rolling => RolloutKind::Rolling,
+            RolloutKindDto::Recreate => RolloutKind::Recreate,
         }
     }
 }
@@ -129,6 +159,8 @@ impl ProbeDto {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StrategyDto {
+    /// `rolling` (default) or `recreate`.
+    pub kind: Option<RolloutKindDto>,
     /// Instances allowed above `replicas` during a rollout; default 1.
     pub max_surge: Option<u32>,
     /// Available instances allowed below `replicas` during a rollout; default 0.
@@ -213,6 +245,7 @@ impl StrategyDto {
     /// The strategy change this asks for (fields left out stay as they are).
     pub fn to_change(&self) -> berth_core::change::StrategyChange {
         berth_core::change::StrategyChange {
+            kind: self.kind.map(RolloutKind::from),
             max_surge: self.max_surge,
             max_unavailable: self.max_unavailable,
             min_ready_ms: self.min_ready_ms,
@@ -226,6 +259,7 @@ impl StrategyDto {
 
     pub fn from_strategy(s: &RolloutStrategy) -> Self {
         StrategyDto {
+            kind: Some(s.kind.into()),
             max_surge: Some(s.max_surge),
             max_unavailable: Some(s.max_unavailable),
             min_ready_ms: Some(s.min_ready_ms),

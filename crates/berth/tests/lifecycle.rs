@@ -199,3 +199,75 @@ async fn missing_image_fails_the_rollout_and_keeps_the_previous_revision() {
         assert_eq!(hit(instance)["revision"], "1");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreate_rollout_never_runs_two_revisions_at_once() {
+    let server = Server::start("recreate").await;
+    let created = server.cli(&[
+        "apps",
+        "create",
+        "db",
+        "--image",
+        berth_testkit::TESTAPP_IMAGE,
+        "--replicas",
+        "2",
+        "--strategy",
+        "recreate",
+    ]);
+    assert!(created.status.success(), "{created:?}");
+    server.wait_rollout("db", ROLLOUT).await;
+    let shown = server.cli(&["apps", "show", "db"]);
+    let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert!(shown.contains("strategy:   recreate"), "{shown}");
+    assert_eq!(server.app("db").await["strategy"]["kind"], "recreate");
+
+    // Revision 2: watch every instance of both revisions the whole way through.
+    server
+        .post("/api/v1/apps/db/deploy", json!({"env": {"COLOR": "blue"}}))
+        .await;
+    let mut saw_old_stopping = false;
+    let app = loop {
+        let app = server.app("db").await;
+        let instances = app["instances"].as_array().cloned().unwrap_or_default();
+        let present = |revision: u64| {
+            instances
+                .iter()
+                .any(|i| i["revision"] == revision && i["phase"] != "exited")
+        };
+        assert!(
+            !(present(1) && present(2)),
+            "revisions 1 and 2 run at once: {app:#}"
+        );
+        saw_old_stopping |= present(1) && app["current_revision"] == 2;
+        if app["rollout"]["done"] == json!(true) {
+            break app;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(saw_old_stopping, "the old revision was never seen stopping");
+    assert_eq!(app["rollout"]["phase"], "complete", "{app:#}");
+    let ready = ready_instances(&app);
+    assert_eq!(ready.len(), 2, "{app:#}");
+    for instance in &ready {
+        assert_eq!(hit(instance)["revision"], "2");
+    }
+    // The rollout's event says what it costs.
+    let events = server.get("/api/v1/apps/db/events").await;
+    assert!(
+        events
+            .to_string()
+            .contains("the app is unavailable until revision 2 is ready"),
+        "{events:#}"
+    );
+    // A canary cannot go with it: 400 naming the field, and nothing changes.
+    let (status, answer) = server
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/apps/db/deploy",
+            Some(json!({"env": {"COLOR": "red"}, "strategy": {"canary": {"weight_percent": 10, "duration_seconds": 60}}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["field"], "strategy.canary", "{answer}");
+    assert_eq!(server.app("db").await["current_revision"], 2);
+}

@@ -45,6 +45,7 @@ pub struct AppChange {
 /// What a change sets of the rollout strategy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StrategyChange {
+    pub kind: Option<crate::spec::RolloutKind>,
     pub max_surge: Option<u32>,
     pub max_unavailable: Option<u32>,
     pub min_ready_ms: Option<u64>,
@@ -56,6 +57,9 @@ pub struct StrategyChange {
 impl StrategyChange {
     /// Sets the fields this change names.
     pub fn apply(&self, strategy: &mut RolloutStrategy) {
+        if let Some(kind) = self.kind {
+            strategy.kind = kind;
+        }
         if let Some(v) = self.max_surge {
             strategy.max_surge = v;
         }

@@ -36,7 +36,7 @@ pub mod validate;
 pub use app::{App, Event, EventKind, Revision, Rollout, RolloutPhase};
 pub use external_registry::ExternalRegistry;
 pub use retention::RetentionRule;
-pub use spec::{AppSpec, Probe, ProbeKind, Resources, RolloutStrategy, Template};
+pub use spec::{AppSpec, Probe, ProbeKind, Resources, RolloutKind, RolloutStrategy, Template};
 pub use validate::{FieldError, ValidationErrors};
 
 /// Unix time in milliseconds. Passed in, never read from a clock, inside the core.

@@ -12,7 +12,10 @@
 //!   crash-loop backoff has passed, then it is replaced by an instance carrying the next
 //!   restart count (the count survives a Berth restart because it is a container label);
 //! * new instances start while fewer than `R` run the current revision and at most `R + S`
-//!   instances exist; old instances stop while more than `R - U` would stay available.
+//!   instances exist; old instances stop while more than `R - U` would stay available;
+//! * a *recreate* rollout stops every instance of other revisions at once and starts the
+//!   target only when none of them runs or is still stopping (no two revisions ever run side
+//!   by side: the app is down in between).
 //!
 //! Instance slots: every start carries its ordinal (the container is `<namespace>-<app>-<ordinal>`),
 //! handed out from `app.next_ordinal` — or past the highest ordinal observed, if that is higher
@@ -240,6 +243,9 @@ fn removal_order(instances: &mut [&ObservedInstance], min_ready_ms: u64, now: Mi
 }
 
 /// Plans one reconcile step.
+/// How soon a recreate rollout looks again whether the old revision is gone.
+const RECREATE_RECHECK_MS: i64 = 500;
+
 pub fn plan(input: &PlanInput<'_>) -> Plan {
     let PlanInput {
         app,
@@ -278,19 +284,38 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         .collect();
     let unhealthy: Vec<&ObservedInstance> =
         live.iter().copied().filter(|i| i.is_unhealthy()).collect();
+    // Recreate: while any instance of another revision runs or is still stopping, every one
+    // is stopped and nothing of the target starts.
+    let recreating = app.strategy.kind == crate::spec::RolloutKind::Recreate
+        && instances.iter().any(|i| {
+            i.revision != target
+                && matches!(
+                    i.phase,
+                    InstancePhase::Starting | InstancePhase::Running | InstancePhase::Terminating
+                )
+        });
+    if recreating {
+        for instance in live.iter().filter(|i| i.revision != target) {
+            plan.stop(instance, StopCause::Superseded);
+        }
+        // Stops end with an engine event; look again soon in case one is missed.
+        plan.wake_at(now_ms.saturating_add(RECREATE_RECHECK_MS), now_ms);
+    }
     // A canary first runs one instance of the target beside every old one.
-    let canary = pending_canary(app, &healthy_old);
+    let canary = pending_canary(app, &healthy_old).filter(|_| !recreating);
     let target_count = if canary.is_some() {
         replicas.min(1)
     } else {
         replicas
     };
 
-    // Starts of the target revision are held back while its last start failure backs off.
+    // Starts of the target revision are held back while its last start failure backs off,
+    // and while a recreate waits for the old revision to be gone.
     let start_blocked_until = start_failure
         .filter(|f| f.revision == target)
         .map(|f| f.at.saturating_add(backoff.delay_ms(f.attempts) as i64))
-        .filter(|until| *until > now_ms);
+        .filter(|until| *until > now_ms)
+        .or(recreating.then(|| now_ms.saturating_add(RECREATE_RECHECK_MS)));
     if let Some(until) = start_blocked_until {
         plan.wake_at(until, now_ms);
     }
@@ -379,7 +404,8 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         .filter(|i| i.is_available(min_ready, now_ms))
         .count();
     let mut old_available: Vec<&ObservedInstance> = Vec::new();
-    for instance in &healthy_old {
+    // (A recreate stopped them all above.)
+    for instance in healthy_old.iter().filter(|_| !recreating) {
         if instance.is_available(min_ready, now_ms) {
             old_available.push(instance);
         } else if matches!(instance.readiness, Readiness::NotReady { .. }) && canary.is_none() {
@@ -401,7 +427,10 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     // Instances failing liveness go once the app is whole without them, or when their
     // replacement has had a whole progress deadline to become ready.
     let available_total = new_available + old_available.len().saturating_sub(removable);
-    for instance in &unhealthy {
+    for instance in unhealthy
+        .iter()
+        .filter(|i| !(recreating && i.revision != target))
+    {
         let since = match instance.liveness {
             Liveness::Failing { since } => since,
             Liveness::Healthy => now_ms,

@@ -87,10 +87,34 @@ pub struct Resources {
     pub memory_bytes: Option<u64>,
 }
 
+/// How instances of a new revision replace the old ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutKind {
+    /// New instances start beside the old ones within the surge and unavailability budget;
+    /// no downtime.
+    #[default]
+    Rolling,
+    /// Every old instance stops first, and the new revision starts only once none is left
+    /// (for apps whose data cannot have two writers): the app is down in between.
+    Recreate,
+}
+
+impl RolloutKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutKind::Rolling => "rolling",
+            RolloutKind::Recreate => "recreate",
+        }
+    }
+}
+
 /// How a new revision replaces the old one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RolloutStrategy {
+    /// Rolling (the default) or recreate.
+    pub kind: RolloutKind,
     /// Instances allowed above `replicas` during a rollout.
     pub max_surge: u32,
     /// Instances allowed below `replicas` (counting only available ones) during a rollout.
@@ -107,6 +131,7 @@ pub struct RolloutStrategy {
 impl Default for RolloutStrategy {
     fn default() -> Self {
         RolloutStrategy {
+            kind: RolloutKind::Rolling,
             max_surge: 1,
             max_unavailable: 0,
             min_ready_ms: 0,

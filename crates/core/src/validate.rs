@@ -281,7 +281,14 @@ pub fn validate_spec(app_name: &str, spec: &AppSpec) -> Result<(), ValidationErr
         errors.push("replicas", format!("must be at most {MAX_REPLICAS}"));
     }
     let strategy = &spec.strategy;
-    if strategy.max_surge == 0 && strategy.max_unavailable == 0 {
+    let recreate = strategy.kind == crate::spec::RolloutKind::Recreate;
+    if recreate && strategy.canary.is_some() {
+        errors.push(
+            "strategy.canary",
+            "a canary runs beside the old revision, which a recreate rollout stops first: use one or the other",
+        );
+    }
+    if !recreate && strategy.max_surge == 0 && strategy.max_unavailable == 0 {
         errors.push(
             "strategy.max_surge",
             "max_surge and max_unavailable must not both be 0",
@@ -477,6 +484,26 @@ mod tests {
             (
                 spec_with(|s| s.strategy.progress_deadline_ms = 10),
                 Some("strategy.progress_deadline_ms"),
+            ),
+            (
+                // Recreate needs no budget: everything old stops first.
+                spec_with(|s| {
+                    s.strategy.kind = crate::spec::RolloutKind::Recreate;
+                    s.strategy.max_surge = 0;
+                    s.strategy.max_unavailable = 0
+                }),
+                None,
+            ),
+            (
+                spec_with(|s| {
+                    s.strategy.kind = crate::spec::RolloutKind::Recreate;
+                    s.strategy.canary = Some(crate::canary::Canary {
+                        weight_percent: 10,
+                        header: None,
+                        duration_ms: 60_000,
+                    })
+                }),
+                Some("strategy.canary"),
             ),
             (
                 spec_with(|s| {

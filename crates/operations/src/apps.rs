@@ -273,7 +273,13 @@ impl Platform {
                     name,
                     now,
                     EventKind::RolloutStarted,
-                    format!("rolling out revision {number}"),
+                    if spec.strategy.kind == berth_core::RolloutKind::Recreate {
+                        format!(
+                            "rolling out revision {number} by recreating: every running instance stops first, so the app is unavailable until revision {number} is ready"
+                        )
+                    } else {
+                        format!("rolling out revision {number}")
+                    },
                 )
                 .revision(number),
             );

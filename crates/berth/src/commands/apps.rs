@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use berth_api::dto::{
     AppChanges, AppDto, CanaryDto, CanaryHeaderDto, EventDto, ProbeDto, RevisionDto,
-    RollbackRequest, RolloutDto, ScaleRequest, StrategyDto, TemplateDto,
+    RollbackRequest, RolloutDto, RolloutKindDto, ScaleRequest, StrategyDto, TemplateDto,
 };
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
 
 use super::probes::{self, LiveArgs, ReadyArgs, Role};
@@ -133,6 +133,13 @@ pub enum RolloutCommand {
 }
 
 /// Spec options shared by `apps create` and `deploy`.
+/// How a new revision replaces the old one (`--strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StrategyKind {
+    Rolling,
+    Recreate,
+}
+
 #[derive(Debug, Args, Default)]
 pub struct SpecArgs {
     /// Image reference
@@ -176,6 +183,9 @@ pub struct SpecArgs {
     /// Another app this one depends on (repeatable)
     #[arg(long = "depends-on", value_name = "APP")]
     dependencies: Vec<String>,
+    /// Rollout: `rolling` (new instances beside the old ones, no downtime) or `recreate` (every old instance stops first: downtime, but never two revisions at once, e.g. for a volume with one writer)
+    #[arg(long, value_enum, value_name = "KIND")]
+    strategy: Option<StrategyKind>,
     /// Rollout: instances above replicas
     #[arg(long)]
     max_surge: Option<u32>,
@@ -333,6 +343,10 @@ impl SpecArgs {
         }
         let labels = key_values("label", &self.labels)?;
         let strategy = StrategyDto {
+            kind: self.strategy.map(|kind| match kind {
+                StrategyKind::Rolling => RolloutKindDto::Rolling,
+                StrategyKind::Recreate => RolloutKindDto::Recreate,
+            }),
             max_surge: self.max_surge,
             max_unavailable: self.max_unavailable,
             min_ready_ms: millis("min-ready", &self.min_ready)?,
@@ -682,6 +696,11 @@ fn print_app(app: &AppDto) {
         probes::describe(app.template.liveness.as_ref(), port, Role::Liveness)
     );
     println!("rollout:    {}", describe_rollout(&app.rollout));
+    if app.strategy.kind == Some(RolloutKindDto::Recreate) {
+        println!(
+            "strategy:   recreate (every instance stops before a new revision starts: downtime)"
+        );
+    }
     if let Some(Some(canary)) = &app.strategy.canary {
         let share = match &canary.header {
             Some(header) => format!("requests with {}: {}", header.name, header.value),

@@ -948,3 +948,55 @@ fn canary_transitions_record_their_progress_and_say_why() {
     assert_eq!(app.current_revision, 1);
     assert_eq!(events[1].kind, EventKind::RollbackStarted);
 }
+
+#[test]
+fn a_recreate_rollout_stops_every_old_instance_before_the_new_revision_starts() {
+    let mut recreate = app(3, 2, RolloutPhase::Progressing);
+    recreate.strategy.kind = crate::spec::RolloutKind::Recreate;
+    // (instances, expected actions)
+    let cases: Vec<(Vec<ObservedInstance>, Vec<&str>)> = vec![
+        // Every old one stops at once, whatever the budget; nothing new starts.
+        (
+            vec![
+                inst(1, 1, "ready"),
+                inst(2, 1, "ready"),
+                inst(3, 1, "unhealthy"),
+            ],
+            vec!["-web-1", "-web-2", "-web-3"],
+        ),
+        // One still stopping: wait.
+        (vec![inst(1, 1, "terminating")], vec![]),
+        // One still starting of the old revision: it stops too.
+        (vec![inst(1, 1, "starting")], vec!["-web-1"]),
+        // An exited old one is only cleaned up: the new revision starts beside it.
+        (
+            vec![inst(1, 1, "killed")],
+            vec!["+r2", "+r2", "+r2", "-web-1"],
+        ),
+        // None left: the new revision starts, all three at once.
+        (vec![], vec!["+r2", "+r2", "+r2"]),
+        // Once the new revision runs, it is a plain app again (a scale up is not held).
+        (
+            vec![inst(4, 2, "ready"), inst(5, 2, "starting")],
+            vec!["+r2"],
+        ),
+    ];
+    for (instances, want) in cases {
+        let plan = run(&recreate, &instances);
+        assert_eq!(summary(&plan), want, "{instances:?}");
+    }
+    // While it waits, the planner looks again soon.
+    let plan = run(&recreate, &[inst(1, 1, "terminating")]);
+    assert_eq!(plan.requeue_after_ms, Some(RECREATE_RECHECK_MS as u64));
+    // The same instances under the default rolling strategy: the old ones keep serving.
+    let rolling = app(3, 2, RolloutPhase::Progressing);
+    let plan = run(
+        &rolling,
+        &[
+            inst(1, 1, "ready"),
+            inst(2, 1, "ready"),
+            inst(3, 1, "ready"),
+        ],
+    );
+    assert_eq!(summary(&plan), ["+r2"]);
+}

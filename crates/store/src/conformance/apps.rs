@@ -57,6 +57,11 @@ pub async fn create_get_list_round_trip<S: AppStore + ?Sized>(store: &S) {
             team: format!("team-{i}"),
             replicas: 3 + i,
             strategy: RolloutStrategy {
+                kind: if i == 1 {
+                    berth_core::RolloutKind::Recreate
+                } else {
+                    berth_core::RolloutKind::Rolling
+                },
                 max_surge: 2 + i,
                 max_unavailable: 1,
                 min_ready_ms: 2_500,
