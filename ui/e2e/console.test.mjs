@@ -397,6 +397,29 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await page.goto(`${state.base}/apps/shop/revisions`);
   });
 
+  await t.test("the recreate strategy is chosen in the deploy form, shown on the app page, and undone", async () => {
+    const shop = () => call("GET", "/api/v1/apps/shop");
+    const before = await shop();
+    await page.goto(`${state.base}/apps/shop/deploy`);
+    await page.getByLabel("Rollout strategy").selectOption("recreate");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.getByText("Settings saved (no new revision)").waitFor();
+    assert.equal((await shop()).strategy.kind, "recreate");
+    await page.goto(`${state.base}/apps/shop`);
+    const strategy = page.getByTestId("app-strategy");
+    await page.locator('[data-testid="app-strategy"][data-kind="recreate"]').waitFor();
+    assert.match(await strategy.textContent(), /every instance stops before a new revision starts/);
+    await page.goto(`${state.base}/apps/shop/deploy`);
+    assert.equal(await page.getByLabel("Rollout strategy").inputValue(), "recreate");
+    await page.getByLabel("Rollout strategy").selectOption("rolling");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.getByText("Settings saved (no new revision)").waitFor();
+    const after = await shop();
+    assert.equal(after.strategy.kind, "rolling");
+    assert.equal(after.latest_revision, before.latest_revision);
+    await page.goto(`${state.base}/apps/shop/revisions`);
+  });
+
   await t.test("autoscaling is turned on from the app page, a bad range is refused, and it is turned off", async () => {
     await page.goto(`${state.base}/apps/shop`);
     const card = page.getByTestId("app-autoscale");

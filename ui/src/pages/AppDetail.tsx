@@ -690,12 +690,14 @@ function Spec({ app }: { app: AppDto }) {
         <ProbeSummary probe={tp.liveness} port={tp.port} />
       </dd>
       <dt>{t("field.strategy")}</dt>
-      <dd>
-        {t("app.strategyText", {
-          surge: s.max_surge ?? 1,
-          unavailable: s.max_unavailable ?? 0,
-          deadline: Math.round((s.progress_deadline_ms ?? 60000) / 1000),
-        })}
+      <dd data-testid="app-strategy" data-kind={s.kind ?? "rolling"}>
+        {s.kind === "recreate"
+          ? t("app.strategyRecreate", { deadline: Math.round((s.progress_deadline_ms ?? 60000) / 1000) })
+          : t("app.strategyText", {
+              surge: s.max_surge ?? 1,
+              unavailable: s.max_unavailable ?? 0,
+              deadline: Math.round((s.progress_deadline_ms ?? 60000) / 1000),
+            })}
       </dd>
       <dt>{t("field.dependencies")}</dt>
       <dd>{app.dependencies.length ? app.dependencies.join(", ") : "–"}</dd>
@@ -947,6 +949,7 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       readiness: probeForm(tp.readiness ?? null),
       liveness: probeForm(tp.liveness ?? null),
       deadline: String(Math.round((app.strategy.progress_deadline_ms ?? 60000) / 1000)),
+      kind: app.strategy.kind ?? "rolling",
       max_surge: String(app.strategy.max_surge ?? 1),
       max_unavailable: String(app.strategy.max_unavailable ?? 0),
       canary_percent: app.strategy.canary?.weight_percent ? String(app.strategy.canary.weight_percent) : "",
@@ -961,7 +964,7 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
   );
   const [form, setForm] = useState(initial);
   const action = useAction();
-  const set = (k: keyof typeof form) => (e: React.ChangeEvent<HTMLInputElement | HTMLTextAreaElement>) =>
+  const set = (k: keyof typeof form) => (e: React.ChangeEvent<HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement>) =>
     setForm({ ...form, [k]: e.target.value });
 
   const submit = (e: FormEvent) => {
@@ -986,6 +989,7 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       if (!sameProbe(form.liveness, initial.liveness)) body.liveness = probeBody(form.liveness);
       const strategy: NonNullable<AppChanges["strategy"]> = {};
       if (form.deadline !== initial.deadline) strategy.progress_deadline_ms = Number(form.deadline) * 1000;
+      if (form.kind !== initial.kind) strategy.kind = form.kind === "recreate" ? "recreate" : "rolling";
       if (form.max_surge !== initial.max_surge) strategy.max_surge = Number(form.max_surge);
       if (form.max_unavailable !== initial.max_unavailable) strategy.max_unavailable = Number(form.max_unavailable);
       if (
@@ -1043,6 +1047,14 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       </div>
       <ProbeFields role="readiness" value={form.readiness} onChange={(readiness) => setForm({ ...form, readiness })} error={action.error} />
       <ProbeFields role="liveness" value={form.liveness} onChange={(liveness) => setForm({ ...form, liveness })} error={action.error} />
+      <Field label={t("field.rolloutKind")} name="strategy.kind" error={action.error} hint={t("deploy.rolloutKindHint")}>
+        {(p) => (
+          <select {...p} value={form.kind} onChange={set("kind")}>
+            <option value="rolling">{t("deploy.rolling")}</option>
+            <option value="recreate">{t("deploy.recreate")}</option>
+          </select>
+        )}
+      </Field>
       <div className="grid-3">
         <Field label={t("field.progressDeadline")} name="strategy.progress_deadline_ms" error={action.error}>
           {(p) => <input {...p} type="number" min={1} value={form.deadline} onChange={set("deadline")} />}
