@@ -44,13 +44,7 @@ def start(name: str, binary: str, stack: list) -> tuple[bb.Run, int, list[tuple[
     run = bb.Run(name, ["--http-listen", f"127.0.0.1:{port}"])
     run.__enter__()
     stack.append(run)
-    run.api("POST", "/apps", {"name": "web", "image": bb.IMAGE, "replicas": 2,
-                              "health_path": "/healthz"})
-    app = run.wait_app("web", lambda a: a["ready_instances"] >= 2 and a["rollout"]["done"],
-                       "2 ready")
-    backends = [(i["address"].rsplit(":", 1)[0], int(i["address"].rsplit(":", 1)[1]))
-                for i in app["instances"]]
-    return run, port, backends
+    return run, port, run.ready_backends("web", 2)
 
 
 def main() -> int:

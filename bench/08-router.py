@@ -165,13 +165,7 @@ def main() -> int:
     with bb.Run("router", ["--http-listen", f"127.0.0.1:{router_port}"]) as run, \
             tempfile.TemporaryDirectory(prefix="berth-bench-proxies-") as tmp:
         prefix = Path(tmp)
-        run.api("POST", "/apps", {"name": "web", "image": bb.IMAGE, "replicas": 2,
-                                  "health_path": "/healthz"})
-        app = run.wait_app("web", lambda a: a["ready_instances"] >= 2 and a["rollout"]["done"],
-                           "2 ready")
-        # `address` is `ip:port` on the app's network.
-        backends = [(i["address"].rsplit(":", 1)[0], int(i["address"].rsplit(":", 1)[1]))
-                    for i in app["instances"]]
+        backends = run.ready_backends("web", 2)
         (prefix / "nginx.conf").write_text(nginx_config(bb.free_port(), backends, prefix))
         nginx_port = int(re.search(r"listen 127.0.0.1:(\d+)",
                                    (prefix / "nginx.conf").read_text()).group(1))
