@@ -21,7 +21,7 @@ log=$(mktemp)
 fuzz_log=$(mktemp)
 trap 'rm -f "$log" "$fuzz_log"' EXIT
 set +e
-cargo test --locked --workspace --all-targets -- --test-threads="${BERTH_TEST_THREADS:-4}" 2>&1 | tee "$log"
+cargo test --locked --workspace --all-targets --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-4}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # The console in a real browser, against the debug binary `cargo test` just built.
 echo "==> web console end-to-end tests (chromium)"

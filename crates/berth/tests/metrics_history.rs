@@ -136,25 +136,39 @@ async fn the_metrics_history_answers_range_queries_for_apps_nodes_and_teams() {
             .all(|s| s["app"] == "web")
     );
 
-    // A coarser step rolls the 5 s points up: one point per minute at most.
-    let minute = server
-        .get(&format!(
-            "/api/v1/apps/web/metrics?from={}&to={to}&step=1m",
-            to - 120_000
-        ))
-        .await;
-    assert_eq!(minute["step_ms"], 60_000);
-    let points = series(&minute, "memory_bytes", Some(&instances[0])).unwrap()["points"]
-        .as_array()
-        .unwrap()
-        .clone();
-    assert!((1..=3).contains(&points.len()), "{points:?}");
-    assert!(
-        points
-            .iter()
-            .all(|p| p["at"].as_i64().unwrap() % 60_000 == 0)
-    );
-    assert!(points.iter().any(|p| p["samples"].as_u64().unwrap() > 1));
+    // A coarser step rolls the 5 s points up: one point per minute at most. Recording may
+    // have begun just before a minute's end, so wait until some minute holds two samples.
+    let deadline = tokio::time::Instant::now() + RECORDED;
+    loop {
+        let to = server.get("/api/v1/apps/web/metrics?from=-1m").await["to"]
+            .as_i64()
+            .unwrap();
+        let minute = server
+            .get(&format!(
+                "/api/v1/apps/web/metrics?from={}&to={to}&step=1m",
+                to - 120_000
+            ))
+            .await;
+        assert_eq!(minute["step_ms"], 60_000);
+        let points = series(&minute, "memory_bytes", Some(&instances[0])).unwrap()["points"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!((1..=3).contains(&points.len()), "{points:?}");
+        assert!(
+            points
+                .iter()
+                .all(|p| p["at"].as_i64().unwrap() % 60_000 == 0)
+        );
+        if points.iter().any(|p| p["samples"].as_u64().unwrap() > 1) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no minute rolled up two samples: {points:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // A span before now instead of a time: the server's clock decides.
     let recent = server.get("/api/v1/apps/web/metrics?from=-10m").await;
