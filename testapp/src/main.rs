@@ -207,6 +207,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
             shared.healthy.load(Ordering::SeqCst),
             &shared.info,
         );
+        let mut outcome = outcome;
         match &outcome.effect {
             Effect::SetHealthy(h) => shared.healthy.store(*h, Ordering::SeqCst),
             Effect::Sleep(d) => thread::sleep(*d),
@@ -214,6 +215,18 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 millicores,
                 duration,
             } => burn::spawn(*millicores, Some(*duration)),
+            Effect::ReadFile(path) => {
+                outcome.response = match std::fs::read_to_string(path) {
+                    Ok(text) => Response::text(200, text),
+                    Err(e) => Response::text(404, format!("{path}: {e}")),
+                }
+            }
+            Effect::WriteFile { path, text } => {
+                outcome.response = match std::fs::write(path, text) {
+                    Ok(()) => Response::text(200, "written"),
+                    Err(e) => Response::text(500, format!("{path}: {e}")),
+                }
+            }
             Effect::None | Effect::Crash => {}
         }
         let crash = outcome.effect == Effect::Crash;

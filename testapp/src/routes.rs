@@ -42,6 +42,13 @@ pub enum Effect {
     },
     /// Exit with code 3 shortly after the response is sent.
     Crash,
+    /// Answer with the file's text (404 when it cannot be read) instead of the response.
+    ReadFile(String),
+    /// Write the text to the file (creating it) and answer 200, or 500 saying why not.
+    WriteFile {
+        path: String,
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,10 +121,28 @@ pub fn route(
         }
         ("POST", "/admin/crash") => Outcome::with(Response::text(200, "crashing"), Effect::Crash),
         ("POST", "/admin/burn") => burn(query),
+        // Files inside the container (a volume's, a mounted secret's): `?path=` absolute.
+        ("GET", "/files") | ("PUT" | "POST", "/files") => files(method, query),
         // POST too: a request a proxy must not retry, for tests of draining.
         ("GET" | "POST", "/slow") => slow(query),
         _ => Outcome::respond(Response::text(404, "not found")),
     }
+}
+
+/// `GET /files?path=/abs` reads a file, `PUT /files?path=/abs&text=…` writes one.
+fn files(method: &str, query: &[(String, String)]) -> Outcome {
+    let Some(path) = param(query, "path").filter(|p| p.starts_with('/')) else {
+        return Outcome::respond(Response::text(400, "path must be an absolute path"));
+    };
+    let effect = if method == "GET" {
+        Effect::ReadFile(path.to_string())
+    } else {
+        Effect::WriteFile {
+            path: path.to_string(),
+            text: param(query, "text").unwrap_or_default().to_string(),
+        }
+    };
+    Outcome::with(Response::text(200, ""), effect)
 }
 
 fn burn(query: &[(String, String)]) -> Outcome {
@@ -264,6 +289,27 @@ mod tests {
                 Effect::None,
             ),
             case("GET", "/?x=1", false, 200, None, Effect::None),
+            case(
+                "GET",
+                "/files?path=/data/a",
+                true,
+                200,
+                None,
+                Effect::ReadFile("/data/a".into()),
+            ),
+            case(
+                "PUT",
+                "/files?path=/data/a&text=hi%20there",
+                true,
+                200,
+                None,
+                Effect::WriteFile {
+                    path: "/data/a".into(),
+                    text: "hi there".into(),
+                },
+            ),
+            case("GET", "/files?path=data/a", true, 400, None, Effect::None),
+            case("GET", "/files", true, 400, None, Effect::None),
             case("GET", "/api/whoami", true, 200, None, Effect::None),
             case("GET", "/whoami", true, 200, None, Effect::None),
             case("POST", "/api/whoami", true, 404, None, Effect::None),

@@ -200,15 +200,31 @@ pub async fn get_app(
     Ok(Json(app_view(&state, &app, &template).await))
 }
 
-/// Delete an app: its containers are stopped and removed, nothing else is touched.
-#[utoipa::path(delete, path = "/api/v1/apps/{name}", tag = "apps", params(("name" = String, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+/// How an app is deleted.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAppParams {
+    /// Also delete the volumes the app mounts, with their data (refused, 409
+    /// `volume_in_use`, while another app mounts one of them). Default: they stay.
+    #[serde(default)]
+    pub delete_volumes: bool,
+}
+
+/// Delete an app: its containers are stopped and removed. Its volumes stay unless
+/// `delete_volumes=true`.
+#[utoipa::path(delete, path = "/api/v1/apps/{name}", tag = "apps", params(("name" = String, Path), DeleteAppParams),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete_app(
     State(state): State<ApiState>,
     principal: Principal,
     Path(name): Path<String>,
+    ApiQuery(params): ApiQuery<DeleteAppParams>,
 ) -> ApiResult<StatusCode> {
-    state.platform.delete_app(&principal, &name).await?;
+    state
+        .platform
+        .delete_app(&principal, &name, params.delete_volumes)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

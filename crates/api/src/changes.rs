@@ -73,6 +73,10 @@ pub fn to_change(request: &AppChanges) -> ApiResult<AppChange> {
         idle_timeout_secs: request
             .idle_timeout_seconds
             .map(|secs| (secs != 0).then_some(secs)),
+        volumes: request
+            .volumes
+            .as_ref()
+            .map(|mounts| mounts.iter().map(|m| m.to_mount()).collect()),
     })
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use berth_controller::{InstanceStatus, InstanceUsage};
 use berth_core::health::{Liveness, Readiness};
 use berth_core::planner::InstancePhase;
+use berth_core::volume::{VolumeMount, VolumeScope};
 use berth_core::{
     App, Event, Millis, Probe, ProbeKind, Revision, Rollout, RolloutKind, RolloutStrategy, Template,
 };
@@ -344,8 +345,77 @@ pub struct AppChanges {
     /// Container labels to set; a `null` value removes the label.
     #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
     pub labels: Option<BTreeMap<String, Option<String>>>,
+    /// Volumes of the app's team to mount, replacing the app's mounts (`[]` removes them
+    /// all; the volumes and their data stay). A volume is made when first mounted.
+    pub volumes: Option<Vec<VolumeMountDto>>,
     /// Why (recorded on the revision).
     pub reason: Option<String>,
+}
+
+/// Whether an app's instances share a volume's store or each have their own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeScopeDto {
+    #[default]
+    Shared,
+    PerInstance,
+}
+
+impl From<VolumeScope> for VolumeScopeDto {
+    fn from(scope: VolumeScope) -> Self {
+        match scope {
+            VolumeScope::Shared => VolumeScopeDto::Shared,
+            VolumeScope::PerInstance => VolumeScopeDto::PerInstance,
+        }
+    }
+}
+
+impl From<VolumeScopeDto> for VolumeScope {
+    fn from(scope: VolumeScopeDto) -> Self {
+        match scope {
+            VolumeScopeDto::Shared => VolumeScope::Shared,
+            VolumeScopeDto::PerInstance => VolumeScope::PerInstance,
+        }
+    }
+}
+
+/// A volume of the app's team mounted in every instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeMountDto {
+    /// The volume's name within the team (lowercase letters, digits and '-').
+    pub name: String,
+    /// Where it appears in the container: an absolute path.
+    pub path: String,
+    /// `shared` (default: one store all instances see) or `per_instance` (a store per
+    /// instance slot). A volume keeps the scope it was made with.
+    #[serde(default)]
+    pub scope: VolumeScopeDto,
+    /// Mounted read-only.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl From<&VolumeMount> for VolumeMountDto {
+    fn from(m: &VolumeMount) -> Self {
+        VolumeMountDto {
+            name: m.name.clone(),
+            path: m.path.clone(),
+            scope: m.scope.into(),
+            read_only: m.read_only,
+        }
+    }
+}
+
+impl VolumeMountDto {
+    pub fn to_mount(&self) -> VolumeMount {
+        VolumeMount {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            scope: self.scope.into(),
+            read_only: self.read_only,
+        }
+    }
 }
 
 /// Scale request.
@@ -378,6 +448,7 @@ pub struct TemplateDto {
     pub liveness: Option<ProbeDto>,
     pub stop_grace_ms: u64,
     pub labels: BTreeMap<String, String>,
+    pub volumes: Vec<VolumeMountDto>,
 }
 
 impl From<&Template> for TemplateDto {
@@ -394,6 +465,7 @@ impl From<&Template> for TemplateDto {
             liveness: t.liveness.as_ref().map(ProbeDto::from_probe),
             stop_grace_ms: t.stop_grace_ms,
             labels: t.labels.clone(),
+            volumes: t.volumes.iter().map(VolumeMountDto::from).collect(),
         }
     }
 }

@@ -36,6 +36,7 @@ pub mod team_dto;
 pub mod teams;
 pub mod templates;
 pub mod topology;
+pub mod volumes;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -134,10 +135,12 @@ pub struct ApiState {
         system::delete_on_demand_domains, nodes::list, nodes::get, nodes::put_labels,
         nodes::events, nodes::cluster_events, healthz, readyz, metrics::metrics,
         metrics_history::app_metrics, metrics_history::node_metrics, metrics_history::team_metrics,
+        volumes::list_all, volumes::list_team, volumes::get, volumes::delete, volumes::backup,
+        volumes::restore,
     ),
     modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = [])),
-    tags((name = "accounts", description = "Users, sessions, API tokens, settings and the audit log"), (name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "images", description = "The built-in registry: search, inspect, delete, storage, garbage collection; and external registries browsed the same way"), (name = "nodes", description = "Nodes: the machines apps run on, their labels, capacity, use and status, and their events"), (name = "pipelines", description = "Code pipelines: from a commit to a tested image in the registry, rolled out to an app"), (name = "system", description = "Health of the server itself"), (name = "teams", description = "Teams, their members and quotas, and quota requests"), (name = "templates", description = "Deployment templates: built-in and team app shapes with typed parameters, and apps made from them"))
+    tags((name = "accounts", description = "Users, sessions, API tokens, settings and the audit log"), (name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "images", description = "The built-in registry: search, inspect, delete, storage, garbage collection; and external registries browsed the same way"), (name = "nodes", description = "Nodes: the machines apps run on, their labels, capacity, use and status, and their events"), (name = "pipelines", description = "Code pipelines: from a commit to a tested image in the registry, rolled out to an app"), (name = "system", description = "Health of the server itself"), (name = "teams", description = "Teams, their members and quotas, and quota requests"), (name = "templates", description = "Deployment templates: built-in and team app shapes with typed parameters, and apps made from them"), (name = "volumes", description = "Persistent volumes of teams: listed, shown, deleted, backed up and restored as tar streams"))
 )]
 pub struct ApiDoc;
 
@@ -231,6 +234,16 @@ pub fn router(state: ApiState) -> axum::Router {
             get(system::get_on_demand_domains)
                 .put(system::put_on_demand_domains)
                 .delete(system::delete_on_demand_domains),
+        )
+        .route("/volumes", get(volumes::list_all))
+        .route("/teams/{team}/volumes", get(volumes::list_team))
+        .route(
+            "/teams/{team}/volumes/{name}",
+            get(volumes::get).delete(volumes::delete),
+        )
+        .route(
+            "/teams/{team}/volumes/{name}/archive",
+            get(volumes::backup).put(volumes::restore),
         )
         .route("/domain-reservations", get(domains::list))
         .route(

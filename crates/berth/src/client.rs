@@ -123,6 +123,20 @@ impl Client {
             .map(|_| ())
     }
 
+    /// A PUT of a streamed body (a volume's restore), its answer ignored.
+    pub async fn put_stream(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: reqwest::Body,
+    ) -> Result<(), String> {
+        let request = self
+            .request(Method::PUT, path)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        self.send(request).await.map(|_| ())
+    }
+
     /// A streaming GET (logs).
     pub async fn stream(&self, path: &str) -> Result<reqwest::Response, String> {
         self.send(self.request(Method::GET, path)).await

@@ -494,6 +494,13 @@ impl Background {
             let schedule = observer.schedule();
             workers.spawn_periodic(observer, schedule);
         }
+        workers.spawn_periodic(
+            berth_operations::volumes::VolumeKeeper::new(platform.clone()),
+            Schedule {
+                first_run_after: Duration::from_secs(5),
+                ..Schedule::every(VOLUME_KEEPER_PERIOD)
+            },
+        );
         platform.controller.start();
         // Builds that were running when the server stopped never finish: say so. Queued
         // ones run once the worker is up.
@@ -911,6 +918,9 @@ fn start_jobs(
         Schedule::every(HOUR),
     );
 }
+
+/// How often every volume is measured and deleted volumes' data removed.
+const VOLUME_KEEPER_PERIOD: Duration = Duration::from_secs(60);
 
 /// Connects to Docker, waiting (and saying so) while its socket does not exist yet, so a
 /// server started before the engine comes up on its own once the engine is there.

@@ -596,7 +596,8 @@ async fn apps_list_in_pages_and_only_admins_see_the_workers() {
             "registry-gc",
             "registry-upload-expiry",
             "router-table",
-            "usage-sampler"
+            "usage-sampler",
+            "volume-keeper"
         ],
         "{workers}"
     );
@@ -606,6 +607,7 @@ async fn apps_list_in_pages_and_only_admins_see_the_workers() {
         "metrics-recorder",
         "registry-gc",
         "registry-upload-expiry",
+        "volume-keeper",
     ];
     for worker in workers.as_array().unwrap() {
         let name = worker["name"].as_str().unwrap();
@@ -616,6 +618,7 @@ async fn apps_list_in_pages_and_only_admins_see_the_workers() {
             "node-sampler",
             "metrics-recorder",
             "connection-observer",
+            "volume-keeper",
         ]
         .contains(&name)
         {

@@ -1,6 +1,6 @@
 //! One reconcile of one app: observe, plan (pure, in `berth_core`), execute, record.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use berth_core::planner::{
     self, Action, BackOff, InstancePhase, ObservedInstance, PlanInput, RolloutUpdate, StartCause,
     StartFailure, StopCause,
 };
+use berth_core::volume::{VolumeScope, engine_volume_name, free_slot};
 use berth_core::{App, Event, EventKind, Millis, Template};
 use berth_engine::{ContainerState, EngineError, InstanceSpec, ObservedContainer, labels};
 use berth_store::StoreError;
@@ -199,7 +200,7 @@ async fn reconcile_inner(
                 app.current_revision, app.name
             ))
         })?;
-    execute(shared, &app, &target, plan.actions).await?;
+    execute(shared, &app, &target, &containers, plan.actions).await?;
     // Only timers of the plan requeue; the periodic resync wakes every app anyway.
     Ok(plan.requeue_after_ms.map(Duration::from_millis))
 }
@@ -425,6 +426,7 @@ async fn execute(
     shared: &Arc<Shared>,
     app: &App,
     target: &Template,
+    containers: &[ObservedContainer],
     actions: Vec<Action>,
 ) -> Result<(), ReconcileError> {
     let starts: Vec<(u64, u32, u32, StartCause)> = actions
@@ -477,18 +479,53 @@ async fn execute(
         record_start_failure(shared, app, error.to_string(), true, now).await;
         return Ok(());
     }
-    let launches = starts
+    let mut slots = held_volume_slots(containers);
+    let specs: Vec<(InstanceSpec, StartCause)> = starts
         .into_iter()
         .map(|(ordinal, revision, restarts, cause)| {
-            let spec = instance_spec(shared, app, target, revision, ordinal, restarts);
-            async move {
-                (
-                    spec.labels[labels::INSTANCE].clone(),
-                    cause,
-                    shared.runtime.start_instance(&spec).await,
-                )
+            let slot = target
+                .volumes
+                .iter()
+                .any(|m| m.scope == VolumeScope::PerInstance)
+                .then(|| {
+                    let slot = free_slot(&slots);
+                    slots.insert(slot);
+                    slot
+                });
+            let start = InstanceStart {
+                revision,
+                ordinal,
+                restarts,
+                volume_slot: slot,
+            };
+            (instance_spec(shared, app, target, &start), cause)
+        })
+        .collect();
+    // The volumes exist, labelled, before any container mounts them (Docker would make a
+    // missing one without labels).
+    let mut made = BTreeSet::new();
+    for (spec, _) in &specs {
+        let slot = spec
+            .labels
+            .get(labels::VOLUME_SLOT)
+            .and_then(|s| s.parse().ok());
+        for (mount, volume_labels) in instance_volumes(&shared.config.namespace, app, target, slot)
+        {
+            if made.insert(mount.volume.clone()) {
+                shared
+                    .runtime
+                    .ensure_volume(&mount.volume, &volume_labels)
+                    .await?;
             }
-        });
+        }
+    }
+    let launches = specs.into_iter().map(|(spec, cause)| async move {
+        (
+            spec.labels[labels::INSTANCE].clone(),
+            cause,
+            shared.runtime.start_instance(&spec).await,
+        )
+    });
     let results = join_all(launches).await;
     let now = (shared.clock)();
     let mut events = Vec::new();
@@ -613,14 +650,67 @@ pub fn team_network(namespace: &str, team: &str) -> String {
     format!("{namespace}-team-{team}")
 }
 
+/// The per-instance volume slots held by the app's containers that can still write: a
+/// container that exited frees its slot for its replacement.
+fn held_volume_slots(containers: &[ObservedContainer]) -> BTreeSet<u32> {
+    containers
+        .iter()
+        .filter(|c| !matches!(c.state, ContainerState::Exited | ContainerState::Dead))
+        .filter_map(|c| c.labels.get(labels::VOLUME_SLOT)?.parse().ok())
+        .collect()
+}
+
+/// The engine volumes an instance holding `slot` mounts (per-instance ones at that slot),
+/// each with the labels it is made with: namespace, team, name, and slot.
+fn instance_volumes(
+    namespace: &str,
+    app: &App,
+    template: &Template,
+    slot: Option<u32>,
+) -> Vec<(berth_engine::VolumeMount, BTreeMap<String, String>)> {
+    template
+        .volumes
+        .iter()
+        .map(|mount| {
+            let slot = slot.filter(|_| mount.scope == VolumeScope::PerInstance);
+            let mut volume_labels = BTreeMap::from([
+                (labels::NAMESPACE.to_string(), namespace.to_string()),
+                (labels::TEAM.to_string(), app.team.clone()),
+                (labels::VOLUME.to_string(), mount.name.clone()),
+            ]);
+            if let Some(slot) = slot {
+                volume_labels.insert(labels::VOLUME_SLOT.to_string(), slot.to_string());
+            }
+            let engine_mount = berth_engine::VolumeMount {
+                volume: engine_volume_name(namespace, &app.team, &mount.name, slot),
+                target: mount.path.clone(),
+                read_only: mount.read_only,
+            };
+            (engine_mount, volume_labels)
+        })
+        .collect()
+}
+
+/// What one start is: the revision, the instance's ordinal, its crash count and its volume slot.
+struct InstanceStart {
+    revision: u32,
+    ordinal: u64,
+    restarts: u32,
+    volume_slot: Option<u32>,
+}
+
 fn instance_spec(
     shared: &Shared,
     app: &App,
     template: &Template,
-    revision: u32,
-    ordinal: u64,
-    restarts: u32,
+    start: &InstanceStart,
 ) -> InstanceSpec {
+    let InstanceStart {
+        revision,
+        ordinal,
+        restarts,
+        volume_slot,
+    } = *start;
     let namespace = &shared.config.namespace;
     let instance = format!("{}-{ordinal}", app.name);
     let mut container_labels: BTreeMap<String, String> = template.labels.clone();
@@ -632,6 +722,9 @@ fn instance_spec(
         (labels::ORDINAL.to_string(), ordinal.to_string()),
         (labels::RESTARTS.to_string(), restarts.to_string()),
     ]);
+    if let Some(slot) = volume_slot {
+        container_labels.insert(labels::VOLUME_SLOT.to_string(), slot.to_string());
+    }
     let mut env = template.env.clone();
     env.entry("PORT".to_string())
         .or_insert_with(|| template.port.to_string());
@@ -651,6 +744,10 @@ fn instance_spec(
         memory_bytes: template.resources.memory_bytes,
         stop_grace: Duration::from_millis(template.stop_grace_ms),
         registry_auth: shared.pull_auth(&template.image).cloned(),
+        mounts: instance_volumes(namespace, app, template, volume_slot)
+            .into_iter()
+            .map(|(mount, _)| mount)
+            .collect(),
     }
 }
 

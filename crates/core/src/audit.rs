@@ -67,6 +67,8 @@ pub const ACTIONS: &[&str] = &[
     "teams.members.put",
     "teams.quota-requests.create",
     "teams.update",
+    "teams.volumes.archive.put",
+    "teams.volumes.delete",
     "templates.apps.create",
     "templates.delete",
     "templates.put",

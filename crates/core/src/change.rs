@@ -40,6 +40,8 @@ pub struct AppChange {
     pub tcp_ports: Option<Vec<TcpPort>>,
     /// A new idle timeout in seconds; `Some(None)` removes it.
     pub idle_timeout_secs: Option<Option<u32>>,
+    /// The app's volume mounts, replacing the ones it has.
+    pub volumes: Option<Vec<crate::volume::VolumeMount>>,
 }
 
 /// What a change sets of the rollout strategy.
@@ -115,6 +117,15 @@ impl AppChange {
         if let Some(grace) = self.stop_grace_ms {
             t.stop_grace_ms = grace;
         }
+        if let Some(volumes) = &self.volumes {
+            t.volumes = volumes
+                .iter()
+                .map(|m| crate::volume::VolumeMount {
+                    path: crate::volume::clean_path(&m.path),
+                    ..m.clone()
+                })
+                .collect();
+        }
         if let Some(replicas) = self.replicas {
             spec.replicas = replicas;
         }
@@ -163,6 +174,7 @@ impl AppChange {
             ),
             (self.stop_grace_ms.is_some(), "stop grace"),
             (self.labels.is_some(), "labels"),
+            (self.volumes.is_some(), "volumes"),
         ] {
             if set {
                 parts.push(what.to_string());

@@ -32,6 +32,7 @@ pub mod spec;
 pub mod team;
 pub mod topology;
 pub mod validate;
+pub mod volume;
 
 pub use app::{App, Event, EventKind, Revision, Rollout, RolloutPhase};
 pub use external_registry::ExternalRegistry;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::routes::AppRoutes;
+use crate::volume::VolumeMount;
 
 /// How a probe checks an instance.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +163,9 @@ pub struct Template {
     pub stop_grace_ms: u64,
     /// Labels put on every instance container (beside Berth's own).
     pub labels: BTreeMap<String, String>,
+    /// Volumes of the app's team mounted in every instance (see [`crate::volume`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeMount>,
 }
 
 impl Default for Template {
@@ -177,6 +181,7 @@ impl Default for Template {
             liveness: None,
             stop_grace_ms: 10_000,
             labels: BTreeMap::new(),
+            volumes: Vec::new(),
         }
     }
 }

@@ -258,6 +258,7 @@ pub fn validate_template(errors: &mut ValidationErrors, prefix: &str, t: &Templa
     if t.stop_grace_ms > 600_000 {
         errors.push(format!("{prefix}.stop_grace_ms"), "must be at most 600000");
     }
+    crate::volume::validate_mounts(errors, &format!("{prefix}.volumes"), &t.volumes);
     for key in t.labels.keys() {
         if key.is_empty() || key.len() > 128 || key.chars().any(|c| c.is_whitespace() || c == '=') {
             errors.push(

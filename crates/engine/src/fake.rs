@@ -31,8 +31,12 @@ use tokio::time::Instant;
 use crate::probe::InstanceProbe;
 use crate::{
     ContainerState, EngineError, EngineEvent, EngineInfo, EngineResult, InstanceSpec, LogLine,
-    LogOptions, LogStream, ObservedContainer, RegistryAuth, ResourceSample, Runtime, labels,
+    LogOptions, LogStream, ObservedContainer, ObservedVolume, RegistryAuth, ResourceSample,
+    Runtime, labels,
 };
+
+/// What an empty volume exports: a tar archive with no entries.
+const EMPTY_ARCHIVE: [u8; 1024] = [0; 1024];
 
 /// The fake's idea of "unix time" when it is made; it advances with tokio's clock.
 pub const EPOCH_MS: i64 = 1_700_000_000_000;
@@ -80,6 +84,8 @@ struct State {
     removed: Vec<ObservedContainer>,
     created: u64,
     unreachable: Option<String>,
+    /// Named volumes: their labels and the last archive imported into them.
+    volumes: BTreeMap<String, (BTreeMap<String, String>, Vec<u8>)>,
 }
 
 impl State {
@@ -575,6 +581,93 @@ impl Runtime for FakeRuntime {
             memory_bytes: MEMORY_IN_USE,
             memory_limit_bytes: Some(c.spec.memory_bytes.unwrap_or(NODE_MEMORY)),
         })
+    }
+
+    async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> EngineResult<()> {
+        let mut state = self.lock();
+        state.check_reachable()?;
+        state
+            .volumes
+            .entry(name.to_owned())
+            .or_insert_with(|| (labels.clone(), EMPTY_ARCHIVE.to_vec()));
+        Ok(())
+    }
+
+    async fn list_volumes(
+        &self,
+        label_filter: &BTreeMap<String, String>,
+        measure: bool,
+    ) -> EngineResult<Vec<ObservedVolume>> {
+        let state = self.lock();
+        state.check_reachable()?;
+        Ok(state
+            .volumes
+            .iter()
+            .filter(|(_, (labels, _))| matches(labels, label_filter))
+            .map(|(name, (labels, archive))| ObservedVolume {
+                name: name.clone(),
+                labels: labels.clone(),
+                size_bytes: measure.then_some(archive.len() as u64),
+            })
+            .collect())
+    }
+
+    async fn remove_volume(&self, name: &str) -> EngineResult<()> {
+        let mut state = self.lock();
+        state.check_reachable()?;
+        if let Some(user) = state
+            .containers
+            .values()
+            .find(|c| c.spec.mounts.iter().any(|m| m.volume == name))
+        {
+            return Err(EngineError::Conflict(format!(
+                "volume {name} is in use by container {}",
+                user.observed.id
+            )));
+        }
+        state.volumes.remove(name);
+        Ok(())
+    }
+
+    fn export_volume(&self, name: &str) -> BoxStream<'static, EngineResult<bytes::Bytes>> {
+        let state = self.lock();
+        let answer = match state.check_reachable() {
+            Err(e) => Err(e),
+            Ok(()) => state
+                .volumes
+                .get(name)
+                .map(|(_, archive)| bytes::Bytes::from(archive.clone()))
+                .ok_or_else(|| EngineError::NotFound(format!("volume {name}"))),
+        };
+        stream::once(async move { answer }).boxed()
+    }
+
+    async fn import_volume(
+        &self,
+        name: &str,
+        archive: BoxStream<'static, std::io::Result<bytes::Bytes>>,
+    ) -> EngineResult<()> {
+        if !self.lock().volumes.contains_key(name) {
+            return Err(EngineError::NotFound(format!("volume {name}")));
+        }
+        let chunks: Vec<std::io::Result<bytes::Bytes>> = archive.collect().await;
+        let mut all = Vec::new();
+        for chunk in chunks {
+            all.extend_from_slice(&chunk.map_err(|e| EngineError::Other(e.to_string()))?);
+        }
+        let mut state = self.lock();
+        state.check_reachable()?;
+        match state.volumes.get_mut(name) {
+            Some((_, archive)) => {
+                *archive = all;
+                Ok(())
+            }
+            None => Err(EngineError::NotFound(format!("volume {name}"))),
+        }
     }
 }
 

@@ -51,13 +51,27 @@ pub mod labels {
     pub const BUILD: &str = "berth.build";
     /// The pipeline (`team/name`) whose build runs a throwaway container.
     pub const PIPELINE: &str = "berth.pipeline";
+    /// The per-instance volume slot an instance holds (see `berth_core::volume`).
+    pub const VOLUME_SLOT: &str = "berth.volume-slot";
+    /// On a volume: the team that owns it.
+    pub const TEAM: &str = "berth.team";
+    /// On a volume: its name within the team.
+    pub const VOLUME: &str = "berth.volume";
 
     /// Every label Berth decides things by. A container Berth makes carries each of them,
     /// empty when Berth gives it no value: a container's labels override its image's, so an
     /// image (whose labels anyone who writes a Dockerfile chooses) can never make a container
     /// pass for an instance, a build's or another installation's.
-    pub const RESERVED: [&str; 8] = [
-        NAMESPACE, APP, REVISION, INSTANCE, ORDINAL, RESTARTS, BUILD, PIPELINE,
+    pub const RESERVED: [&str; 9] = [
+        NAMESPACE,
+        APP,
+        REVISION,
+        INSTANCE,
+        ORDINAL,
+        RESTARTS,
+        BUILD,
+        PIPELINE,
+        VOLUME_SLOT,
     ];
 
     /// `set` with every [`RESERVED`] label it lacks added, empty.
@@ -159,6 +173,28 @@ pub struct InstanceSpec {
     pub stop_grace: Duration,
     /// Credentials to pull the image with, when it is not present locally.
     pub registry_auth: Option<RegistryAuth>,
+    /// Named volumes mounted into the container (each made beforehand with
+    /// [`Runtime::ensure_volume`]).
+    pub mounts: Vec<VolumeMount>,
+}
+
+/// A named volume mounted into an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    /// The engine's name of the volume.
+    pub volume: String,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// A named volume as the engine lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedVolume {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Bytes it holds, when the listing measured it.
+    pub size_bytes: Option<u64>,
 }
 
 /// The lifecycle state of a container as the engine reports it.
@@ -364,6 +400,39 @@ pub trait Runtime: Send + Sync + 'static {
     /// reading). A container that does not exist is [`EngineError::NotFound`]; one that exists
     /// but is not running is [`EngineError::Conflict`].
     async fn resource_sample(&self, id: &str) -> EngineResult<ResourceSample>;
+
+    /// Creates the named volume with these labels if it does not exist yet (idempotent; an
+    /// existing volume keeps its labels and data).
+    async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> EngineResult<()>;
+
+    /// Lists the volumes whose labels contain all of `label_filter`; `measure` also reads
+    /// how many bytes each holds (slower: the engine walks them).
+    async fn list_volumes(
+        &self,
+        label_filter: &BTreeMap<String, String>,
+        measure: bool,
+    ) -> EngineResult<Vec<ObservedVolume>>;
+
+    /// Removes a volume and its data. A volume that does not exist is not an error; one a
+    /// container still mounts is [`EngineError::Conflict`].
+    async fn remove_volume(&self, name: &str) -> EngineResult<()>;
+
+    /// The volume's files as an uncompressed tar stream, entries relative to its root (`./…`).
+    /// A missing volume is [`EngineError::NotFound`].
+    fn export_volume(&self, name: &str) -> BoxStream<'static, EngineResult<Bytes>>;
+
+    /// Extracts an uncompressed tar archive (entries relative to the root) into the volume,
+    /// over what it holds; the engine refuses entries that would land outside it. A missing
+    /// volume is [`EngineError::NotFound`].
+    async fn import_volume(
+        &self,
+        name: &str,
+        archive: BoxStream<'static, std::io::Result<Bytes>>,
+    ) -> EngineResult<()>;
 }
 
 /// Builds images and runs, tags, pushes and removes them: everything the code pipeline needs.

@@ -142,6 +142,14 @@ impl Platform {
             Default::default(),
             app_usage(spec.replicas, &spec.template.resources),
         )?;
+        self.admit_mounts(
+            actor,
+            &team,
+            &name,
+            "template.volumes",
+            &spec.template.volumes,
+        )
+        .await?;
         let now = self.now();
         let app = App::created(&name, &team, &spec, now);
         let revision = Revision {
@@ -390,19 +398,40 @@ impl Platform {
         })
     }
 
-    /// Deletes an app: its containers are stopped and removed, nothing else is touched.
-    pub async fn delete_app(&self, actor: &Actor, name: &str) -> OpResult<()> {
-        self.app(actor, name, TeamAction::Deploy).await?;
+    /// Deletes an app: its containers are stopped and removed. Its volumes stay unless
+    /// `delete_volumes` (refused while another app shares one of them).
+    pub async fn delete_app(
+        &self,
+        actor: &Actor,
+        name: &str,
+        delete_volumes: bool,
+    ) -> OpResult<()> {
+        let CurrentApp { app, template } = self.app(actor, name, TeamAction::Deploy).await?;
+        let team_lock = self.team_locks.lock(&app.team).await;
+        if delete_volumes {
+            self.refuse_shared_volume_deletion(&app.team, name, &template.volumes)
+                .await?;
+        }
         if !self.store.delete_app(name).await? {
             return Err(OpError::not_found(format!("app {name}")));
         }
+        drop(team_lock);
         tracing::info!(app = %name, "app deleted");
+        if delete_volumes && !template.volumes.is_empty() {
+            let names: Vec<&str> = template.volumes.iter().map(|m| m.name.as_str()).collect();
+            actor
+                .audit
+                .set_detail(format!("with its volumes {}", names.join(", ")));
+        }
         // A later app of the same name must not inherit the catch-all role.
         self.forget_on_demand_app(name).await?;
         if let Err(error) = self.controller.remove_instances(name).await {
             // The reconciler removes them once the engine answers again.
             tracing::warn!(%error, app = %name, "containers of a deleted app could not be removed yet");
             self.controller.wake(name);
+        }
+        if delete_volumes {
+            self.delete_app_volumes(&app.team, &template.volumes).await;
         }
         Ok(())
     }
@@ -456,6 +485,14 @@ impl Platform {
                 Modification::NewRevision(revision, _) => {
                     let actor = actor.ok_or_else(|| system_change_refused(name))?;
                     require_pull(actor, &self.registry_hosts, &revision.template.image)?;
+                    self.admit_mounts(
+                        actor,
+                        &app.team,
+                        name,
+                        "template.volumes",
+                        &revision.template.volumes,
+                    )
+                    .await?;
                     let resources = &revision.template.resources;
                     budget.require_limits(resources)?;
                     let peak = larger(&template.resources, resources);
@@ -465,14 +502,19 @@ impl Platform {
                     )?;
                 }
                 Modification::Settings(_) if app.current_revision != previous_revision => {
-                    // A rollback: the target revision's limits count from now on.
+                    // A rollback: the target revision's limits count from now on, and its
+                    // volumes come back (made again, empty, if deleted meanwhile).
                     let target = self
                         .store
                         .get_revision(name, app.current_revision)
                         .await?
-                        .map(|r| r.template.resources)
+                        .map(|r| r.template)
                         .unwrap_or_default();
-                    budget.admit(before, steady(&app, &target))?;
+                    budget.admit(before, steady(&app, &target.resources))?;
+                    if let Some(actor) = actor {
+                        self.admit_mounts(actor, &app.team, name, "revision", &target.volumes)
+                            .await?;
+                    }
                 }
                 Modification::Settings(_) => {
                     budget.admit(before, steady(&app, &template.resources))?;

@@ -24,6 +24,7 @@ pub mod quota;
 pub mod routes;
 pub mod tcp_ports;
 pub mod traffic;
+pub mod volumes;
 
 use std::sync::Arc;
 

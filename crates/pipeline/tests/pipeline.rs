@@ -479,6 +479,7 @@ async fn cancel_stops_a_build_midway() {
         memory_bytes: None,
         stop_grace: Duration::ZERO,
         registry_auth: None,
+        mounts: Vec::new(),
     };
     world.engine.ensure_network(&stray.network).await.unwrap();
     world.engine.start_instance(&stray).await.unwrap();

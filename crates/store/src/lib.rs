@@ -1,7 +1,7 @@
 //! The Store seams: where Berth keeps desired state (apps, revisions, rollouts, events, …).
 //!
 //! Only this crate knows SQL. The store is split by area — [`AppStore`], [`AccountStore`],
-//! [`RegistryStore`], [`PipelineStore`], [`CertificateStore`], [`NodeStore`] — and [`Store`] is all six (what the server passes
+//! [`RegistryStore`], [`PipelineStore`], [`CertificateStore`], [`NodeStore`], [`VolumeStore`] — and [`Store`] is all seven (what the server passes
 //! around as `Arc<dyn Store>`). Callers bring the area traits into scope with
 //! `use berth_store::prelude::*;`. [`sqlite::SqliteStore`] is the embedded default, chosen by
 //! URL with [`open`]; a PostgreSQL store plugs in behind the same traits. Every implementation
@@ -41,6 +41,7 @@ pub use url::{StoreUrl, open};
 pub mod prelude {
     pub use crate::{
         AccountStore, AppStore, CertificateStore, NodeStore, PipelineStore, RegistryStore, Store,
+        VolumeStore,
     };
 }
 
@@ -627,16 +628,60 @@ pub trait NodeStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<PlatformEvent>>;
 }
 
+/// A volume's measured size, as [`VolumeStore::record_volume_sizes`] takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSize {
+    pub team: String,
+    pub name: String,
+    pub bytes: u64,
+}
+
+/// A team's volumes (see [`berth_core::volume`]): the records of what the engine stores.
+#[async_trait]
+pub trait VolumeStore: Send + Sync + 'static {
+    /// Records a new volume (its size unmeasured); `false` when the team already has one of
+    /// that name (which is left as it is).
+    async fn create_volume(&self, volume: &berth_core::volume::Volume) -> StoreResult<bool>;
+
+    async fn get_volume(
+        &self,
+        team: &str,
+        name: &str,
+    ) -> StoreResult<Option<berth_core::volume::Volume>>;
+
+    /// The volumes of `team` (every team's when `None`), by team and name.
+    async fn list_volumes(
+        &self,
+        team: Option<&str>,
+    ) -> StoreResult<Vec<berth_core::volume::Volume>>;
+
+    /// Forgets a volume; `false` when there was none.
+    async fn delete_volume(&self, team: &str, name: &str) -> StoreResult<bool>;
+
+    /// Sets the sizes of recorded volumes measured at `now` (unknown volumes are skipped).
+    async fn record_volume_sizes(&self, sizes: &[VolumeSize], now: Millis) -> StoreResult<()>;
+
+    /// What a team's volumes hold, as last measured.
+    async fn team_volume_bytes(&self, team: &str) -> StoreResult<u64>;
+}
+
 /// Berth's desired state: every area. `Arc<dyn Store>` is what the server passes around;
 /// code that needs one area takes that area's trait (e.g. `Arc<dyn AppStore>`), which an
-/// `Arc<dyn Store>` coerces to. Implemented for every type that implements all six areas.
+/// `Arc<dyn Store>` coerces to. Implemented for every type that implements all seven areas.
 pub trait Store:
-    AppStore + AccountStore + RegistryStore + PipelineStore + CertificateStore + NodeStore
+    AppStore + AccountStore + RegistryStore + PipelineStore + CertificateStore + NodeStore + VolumeStore
 {
 }
 
 impl<
-    T: AppStore + AccountStore + RegistryStore + PipelineStore + CertificateStore + NodeStore + ?Sized,
+    T: AppStore
+        + AccountStore
+        + RegistryStore
+        + PipelineStore
+        + CertificateStore
+        + NodeStore
+        + VolumeStore
+        + ?Sized,
 > Store for T
 {
 }

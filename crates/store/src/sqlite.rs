@@ -38,6 +38,7 @@ use sqlx::{Row, SqlSafeStr, Sqlite};
 
 pub mod metrics;
 mod nodes;
+mod volumes;
 
 use crate::enums::DbEnum;
 use crate::{
@@ -137,6 +138,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         17,
         "token scope",
         include_str!("../migrations/sqlite/0017_token_scope.sql"),
+    ),
+    (
+        18,
+        "volumes",
+        include_str!("../migrations/sqlite/0018_volumes.sql"),
     ),
 ];
 

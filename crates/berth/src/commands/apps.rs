@@ -9,7 +9,9 @@ use std::time::Duration;
 use berth_api::dto::{
     AppChanges, AppDto, CanaryDto, CanaryHeaderDto, EventDto, ProbeDto, RevisionDto,
     RollbackRequest, RolloutDto, RolloutKindDto, ScaleRequest, StrategyDto, TemplateDto,
+    VolumeMountDto,
 };
+use berth_core::volume::VolumeMount;
 use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
 
@@ -112,8 +114,14 @@ pub enum AppsCommand {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
     },
-    /// Delete an app and its instances
-    Delete { name: String },
+    /// Delete an app and its instances (its volumes stay unless --delete-volumes)
+    Delete {
+        name: String,
+        /// Also delete the volumes it mounts, with their data (refused while another app
+        /// mounts one)
+        #[arg(long)]
+        delete_volumes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +191,14 @@ pub struct SpecArgs {
     /// Another app this one depends on (repeatable)
     #[arg(long = "depends-on", value_name = "APP")]
     dependencies: Vec<String>,
+    /// A volume of the app's team to mount, NAME:PATH[:OPTIONS] with OPTIONS from ro,
+    /// per-instance (a store per instance instead of one shared by all), e.g.
+    /// data:/var/lib/app (repeatable; replaces the app's mounts; made when first mounted)
+    #[arg(long = "volume", value_name = "NAME:PATH[:OPTIONS]")]
+    volumes: Vec<String>,
+    /// Unmount every volume (the volumes and their data stay)
+    #[arg(long, conflicts_with = "volumes")]
+    no_volumes: bool,
     /// Rollout: `rolling` (new instances beside the old ones, no downtime) or `recreate` (every old instance stops first: downtime, but never two revisions at once, e.g. for a volume with one writer)
     #[arg(long, value_enum, value_name = "KIND")]
     strategy: Option<StrategyKind>,
@@ -410,6 +426,22 @@ impl SpecArgs {
                 .as_deref()
                 .map(|v| units::flag("idle-timeout", v, units::parse_idle_timeout))
                 .transpose()?,
+            volumes: if self.no_volumes {
+                Some(Vec::new())
+            } else if self.volumes.is_empty() {
+                None
+            } else {
+                Some(
+                    self.volumes
+                        .iter()
+                        .map(|text| {
+                            VolumeMount::parse(text)
+                                .map(|m| VolumeMountDto::from(&m))
+                                .map_err(|e| format!("--volume: {e}"))
+                        })
+                        .collect::<Result<_, _>>()?,
+                )
+            },
             ..AppChanges::default()
         })
     }
@@ -586,9 +618,34 @@ async fn apps(client: &Client, command: AppsCommand) -> Result<ExitCode, String>
             let app: AppDto = client.get(&format!("/apps/{name}")).await?;
             output::one(output, &app, print_app);
         }
-        AppsCommand::Delete { name } => {
-            client.delete(&format!("/apps/{name}")).await?;
+        AppsCommand::Delete {
+            name,
+            delete_volumes,
+        } => {
+            let app: AppDto = client.get(&format!("/apps/{name}")).await?;
+            let query = if delete_volumes {
+                "?delete_volumes=true"
+            } else {
+                ""
+            };
+            client.delete(&format!("/apps/{name}{query}")).await?;
             println!("app {name} deleted");
+            let volumes: Vec<String> = app
+                .template
+                .volumes
+                .iter()
+                .map(|m| format!("{}/{}", app.team, m.name))
+                .collect();
+            if !volumes.is_empty() {
+                if delete_volumes {
+                    println!("volumes deleted with their data: {}", volumes.join(", "));
+                } else {
+                    println!(
+                        "volumes kept: {} (berth volumes delete TEAM/NAME removes one)",
+                        volumes.join(", ")
+                    );
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -695,6 +752,9 @@ fn print_app(app: &AppDto) {
         "liveness:   {}",
         probes::describe(app.template.liveness.as_ref(), port, Role::Liveness)
     );
+    for mount in &app.template.volumes {
+        println!("volume:     {}", mount.to_mount());
+    }
     println!("rollout:    {}", describe_rollout(&app.rollout));
     if app.strategy.kind == Some(RolloutKindDto::Recreate) {
         println!(

@@ -15,6 +15,7 @@ mod probes;
 mod registries;
 mod teams;
 mod templates;
+mod volumes;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,6 +103,9 @@ enum Command {
     /// External registries a team browses through Berth: list, add, remove
     #[command(subcommand)]
     Registries(registries::RegistriesCommand),
+    /// Persistent volumes of teams: list, show, delete, backup and restore as tar
+    #[command(subcommand)]
+    Volumes(volumes::VolumesCommand),
     #[command(flatten)]
     Account(accounts::AccountCommand),
     #[command(flatten)]
@@ -135,6 +139,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::App(command) => apps::run(&global.client()?, command).await,
         Command::Images(command) => images::run(&global.client()?, command).await,
         Command::Registries(command) => registries::run(&global.client()?, command).await,
+        Command::Volumes(command) => volumes::run(&global.client()?, command).await,
         Command::Domains(command) => domains::run(&global.client()?, command).await,
         Command::Metrics(args) => metrics::run(&global.client()?, args).await,
         Command::Nodes { command, output } => nodes::run(&global.client()?, command, output).await,

@@ -358,6 +358,19 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Runs the CLI against this server with `stdin` as its standard input.
+    pub fn cli_with_stdin(&self, args: &[&str], stdin: &Path) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .env("BERTH_SERVER", &self.url)
+            .env("BERTH_TOKEN", &self.token)
+            .stdin(std::fs::File::open(stdin).expect("open the CLI's stdin"))
+            .output()
+            .expect("run berth")
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();

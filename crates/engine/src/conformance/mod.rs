@@ -78,6 +78,7 @@ pub fn instance_spec(fixture: &ConformanceFixture, check: &str) -> InstanceSpec 
         memory_bytes: None,
         stop_grace: GRACE,
         registry_auth: None,
+        mounts: Vec::new(),
     }
 }
 

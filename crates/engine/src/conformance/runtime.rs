@@ -21,6 +21,7 @@ pub async fn run_all(engine: &dyn Runtime, fixture: &ConformanceFixture) {
     check_crashed_container(engine, fixture).await;
     check_name_conflict(engine, fixture).await;
     check_stop_unknown(engine).await;
+    check_volumes(engine, fixture).await;
 }
 
 /// `info` answers and describes the engine.
@@ -472,4 +473,132 @@ pub async fn check_stop_unknown(engine: &dyn Runtime) {
         .stop_instance("berth-conformance-never-existed", GRACE)
         .await
         .expect("stop_instance of an unknown container must be Ok");
+}
+
+/// A tar archive of `files` (path, contents), entries relative to the root.
+fn archive_of(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut archive = tar::Builder::new(Vec::new());
+    for (path, contents) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        archive
+            .append_data(&mut header, path, contents.as_bytes())
+            .expect("append to an in-memory archive");
+    }
+    archive.into_inner().expect("finish an in-memory archive")
+}
+
+/// The files (path without `./`, contents) of a tar archive.
+fn files_of(archive: &[u8]) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    for entry in tar::Archive::new(archive).entries().expect("a tar archive") {
+        let mut entry = entry.expect("a tar entry");
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = entry.path().expect("an entry path").display().to_string();
+        let mut contents = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut contents).expect("an entry's contents");
+        files.push((path.trim_start_matches("./").to_owned(), contents));
+    }
+    files.sort();
+    files
+}
+
+/// Volumes: made idempotently with their labels, listed (and measured) by label, filled from
+/// and read back as a tar stream, mounted into an instance, refused removal while a container
+/// mounts them, removed after, and removing a missing one is fine.
+pub async fn check_volumes(engine: &dyn Runtime, fixture: &ConformanceFixture) {
+    let name = format!("{}_conformance_data", fixture.namespace);
+    let labels = namespace_filter(fixture);
+    engine
+        .ensure_volume(&name, &labels)
+        .await
+        .expect("ensure_volume failed");
+    engine
+        .ensure_volume(&name, &labels)
+        .await
+        .expect("a second ensure_volume failed");
+    let listed = engine
+        .list_volumes(&labels, false)
+        .await
+        .expect("list_volumes failed");
+    assert_eq!(
+        listed.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+        [name.as_str()],
+        "the namespace's volumes"
+    );
+    assert_eq!(listed[0].labels, labels, "a volume's labels");
+
+    let archive = archive_of(&[("notes.txt", "kept"), ("sub/deep.txt", "deeper")]);
+    let body = futures::stream::iter([Ok(bytes::Bytes::from(archive))]).boxed();
+    engine
+        .import_volume(&name, body)
+        .await
+        .expect("import_volume failed");
+    let mut exported = Vec::new();
+    let mut chunks = engine.export_volume(&name);
+    while let Some(chunk) = chunks.next().await {
+        exported.extend_from_slice(&chunk.expect("export_volume failed"));
+    }
+    assert_eq!(
+        files_of(&exported),
+        [
+            ("notes.txt".to_owned(), "kept".to_owned()),
+            ("sub/deep.txt".to_owned(), "deeper".to_owned())
+        ],
+        "the volume's files read back"
+    );
+    let measured = engine
+        .list_volumes(&labels, true)
+        .await
+        .expect("list_volumes measuring failed");
+    assert!(
+        measured[0].size_bytes.is_some_and(|size| size > 0),
+        "a measured volume has a size: {measured:?}"
+    );
+    let missing = engine
+        .export_volume(&format!("{}_conformance_missing", fixture.namespace))
+        .next()
+        .await;
+    assert!(
+        matches!(missing, Some(Err(EngineError::NotFound(_)))),
+        "exporting a missing volume: {missing:?}"
+    );
+
+    let mut spec = instance_spec(fixture, "volume");
+    spec.mounts = vec![crate::VolumeMount {
+        volume: name.clone(),
+        target: "/data".to_owned(),
+        read_only: false,
+    }];
+    let id = start(engine, &spec).await;
+    wait_running(engine, fixture, &id).await;
+    let refused = engine.remove_volume(&name).await;
+    assert!(
+        matches!(refused, Err(EngineError::Conflict(_))),
+        "removing a mounted volume: {refused:?}"
+    );
+    engine
+        .stop_instance(&id, GRACE)
+        .await
+        .expect("stop_instance failed");
+    engine
+        .remove_volume(&name)
+        .await
+        .expect("remove_volume failed");
+    assert!(
+        engine
+            .list_volumes(&labels, false)
+            .await
+            .expect("list_volumes failed")
+            .is_empty(),
+        "the volume is gone"
+    );
+    engine
+        .remove_volume(&name)
+        .await
+        .expect("removing a missing volume failed");
 }

@@ -114,6 +114,14 @@ pub fn full_template(image: &str) -> Template {
             ("team".to_string(), "payments".to_string()),
             ("tier".to_string(), "backend".to_string()),
         ]),
+        volumes: vec![
+            berth_core::volume::VolumeMount::shared("uploads", "/srv/uploads"),
+            berth_core::volume::VolumeMount {
+                scope: berth_core::volume::VolumeScope::PerInstance,
+                read_only: true,
+                ..berth_core::volume::VolumeMount::shared("cache", "/var/cache/app")
+            },
+        ],
     }
 }
 

@@ -43,6 +43,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::{Mutex, OnceCell};
 use tokio_util::sync::CancellationToken;
 
+mod volumes;
+
 use crate::context::{
     DEFAULT_DOCKERFILE, LABELLED_DOCKERFILE, labelled_dockerfile, pack_directory,
 };
@@ -612,6 +614,38 @@ impl Runtime for DockerEngine {
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         sample_from_stats(&stats, now_ms)
             .ok_or_else(|| EngineError::Conflict(format!("container {id} is not running")))
+    }
+
+    async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> EngineResult<()> {
+        self.create_volume(name, labels).await
+    }
+
+    async fn list_volumes(
+        &self,
+        label_filter: &BTreeMap<String, String>,
+        measure: bool,
+    ) -> EngineResult<Vec<crate::ObservedVolume>> {
+        self.volumes(label_filter, measure).await
+    }
+
+    async fn remove_volume(&self, name: &str) -> EngineResult<()> {
+        self.delete_volume(name).await
+    }
+
+    fn export_volume(&self, name: &str) -> BoxStream<'static, EngineResult<bytes::Bytes>> {
+        self.volume_archive(name)
+    }
+
+    async fn import_volume(
+        &self,
+        name: &str,
+        archive: BoxStream<'static, std::io::Result<bytes::Bytes>>,
+    ) -> EngineResult<()> {
+        self.fill_volume(name, archive).await
     }
 }
 
@@ -1216,11 +1250,14 @@ fn container_body(spec: &InstanceSpec) -> ContainerCreateBody {
                 .collect(),
         ),
         stop_timeout: Some(i64::try_from(ceil_secs(spec.stop_grace)).unwrap_or(i64::MAX)),
-        host_config: Some(host_config(
-            spec.cpu_millis,
-            spec.memory_bytes,
-            Some(spec.network.clone()),
-        )),
+        host_config: Some(HostConfig {
+            mounts: volumes::docker_mounts(&spec.mounts),
+            ..host_config(
+                spec.cpu_millis,
+                spec.memory_bytes,
+                Some(spec.network.clone()),
+            )
+        }),
         networking_config: Some(NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
                 spec.network.clone(),
@@ -1924,6 +1961,7 @@ mod tests {
             memory_bytes: Some(64 << 20),
             stop_grace: Duration::from_millis(2500),
             registry_auth: None,
+            mounts: Vec::new(),
         };
         let body = container_body(&spec);
         assert_eq!(body.entrypoint, None);
