@@ -222,24 +222,11 @@ pub async fn check_build_failures(engine: &dyn ImageBuilder, fixture: &Conforman
 
 /// A ready tar archive builds like a directory.
 pub async fn check_build_from_tar(engine: &dyn ImageBuilder, fixture: &ConformanceFixture) {
-    let mut archive = tar::Builder::new(Vec::new());
-    let files = [
-        (
-            "Dockerfile",
-            format!("FROM {}\nCOPY hello.txt /hello.txt\n", fixture.image),
-        ),
-        ("hello.txt", "hello".to_owned()),
-    ];
-    for (name, content) in &files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(content.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        archive
-            .append_data(&mut header, name, content.as_bytes())
-            .expect("append to tar");
-    }
-    let bytes = Bytes::from(archive.into_inner().expect("finish tar"));
+    let dockerfile = format!("FROM {}\nCOPY hello.txt /hello.txt\n", fixture.image);
+    let bytes = Bytes::from(super::archive_of(&[
+        ("Dockerfile", dockerfile.as_str()),
+        ("hello.txt", "hello"),
+    ]));
     // In two chunks, as a stream would bring it.
     let (a, b) = (bytes.slice(..100), bytes.slice(100..));
     let stream = futures::stream::iter([Ok(a), Ok(b)]).boxed();

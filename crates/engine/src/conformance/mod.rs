@@ -82,6 +82,21 @@ pub fn instance_spec(fixture: &ConformanceFixture, check: &str) -> InstanceSpec 
     }
 }
 
+/// A tar archive of `files` (path, contents), entries relative to the root.
+pub fn archive_of(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut archive = tar::Builder::new(Vec::new());
+    for (path, contents) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        archive
+            .append_data(&mut header, path, contents.as_bytes())
+            .expect("append to an in-memory archive");
+    }
+    archive.into_inner().expect("finish an in-memory archive")
+}
+
 /// The label filter matching the fixture's namespace.
 pub fn namespace_filter(fixture: &ConformanceFixture) -> BTreeMap<String, String> {
     BTreeMap::from([(labels::NAMESPACE.to_owned(), fixture.namespace.clone())])

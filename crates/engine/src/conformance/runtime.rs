@@ -475,21 +475,6 @@ pub async fn check_stop_unknown(engine: &dyn Runtime) {
         .expect("stop_instance of an unknown container must be Ok");
 }
 
-/// A tar archive of `files` (path, contents), entries relative to the root.
-fn archive_of(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut archive = tar::Builder::new(Vec::new());
-    for (path, contents) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(contents.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        archive
-            .append_data(&mut header, path, contents.as_bytes())
-            .expect("append to an in-memory archive");
-    }
-    archive.into_inner().expect("finish an in-memory archive")
-}
-
 /// The files (path without `./`, contents) of a tar archive.
 fn files_of(archive: &[u8]) -> Vec<(String, String)> {
     let mut files = Vec::new();
@@ -532,7 +517,7 @@ pub async fn check_volumes(engine: &dyn Runtime, fixture: &ConformanceFixture) {
     );
     assert_eq!(listed[0].labels, labels, "a volume's labels");
 
-    let archive = archive_of(&[("notes.txt", "kept"), ("sub/deep.txt", "deeper")]);
+    let archive = super::archive_of(&[("notes.txt", "kept"), ("sub/deep.txt", "deeper")]);
     let body = futures::stream::iter([Ok(bytes::Bytes::from(archive))]).boxed();
     engine
         .import_volume(&name, body)
