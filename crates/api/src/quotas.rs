@@ -27,5 +27,6 @@ pub async fn storage_usage(state: &ApiState, team: &str) -> ApiResult<u64> {
 pub async fn team_usage(state: &ApiState, team: &str) -> ApiResult<Usage> {
     let mut usage = state.store.team_usage(team, None).await?;
     usage.registry_bytes = storage_usage(state, team).await?;
+    usage.volume_bytes = state.store.team_volume_bytes(team).await?;
     Ok(usage)
 }

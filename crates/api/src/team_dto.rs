@@ -34,6 +34,10 @@ pub struct QuotaDto {
     /// Bytes of the team's registry repositories (`team/...`).
     #[serde(default)]
     pub registry_bytes: Option<u64>,
+    /// Bytes the team's volumes hold, as measured each minute. Over it, no new volume is made
+    /// and no restore accepted.
+    #[serde(default)]
+    pub volume_bytes: Option<u64>,
 }
 
 impl From<&Quota> for QuotaDto {
@@ -43,6 +47,7 @@ impl From<&Quota> for QuotaDto {
             memory_bytes: quota.memory_bytes,
             instances: quota.instances,
             registry_bytes: quota.registry_bytes,
+            volume_bytes: quota.volume_bytes,
         }
     }
 }
@@ -56,6 +61,7 @@ impl QuotaDto {
             memory_bytes: self.memory_bytes,
             instances: self.instances,
             registry_bytes: self.registry_bytes,
+            volume_bytes: self.volume_bytes,
         };
         for resource in QuotaResource::ALL {
             if quota.limit(resource).is_some_and(|limit| limit > MAX_LIMIT) {
@@ -80,6 +86,9 @@ pub struct UsageDto {
     pub instances: u64,
     /// Bytes of the team's registry repositories.
     pub registry_bytes: u64,
+    /// Bytes the team's volumes hold, as last measured.
+    #[serde(default)]
+    pub volume_bytes: u64,
 }
 
 impl From<Usage> for UsageDto {
@@ -89,6 +98,7 @@ impl From<Usage> for UsageDto {
             memory_bytes: usage.memory_bytes,
             instances: usage.instances,
             registry_bytes: usage.registry_bytes,
+            volume_bytes: usage.volume_bytes,
         }
     }
 }
@@ -224,6 +234,8 @@ pub struct NewQuotaRequest {
     pub instances: Option<u64>,
     #[serde(default)]
     pub registry_bytes: Option<u64>,
+    #[serde(default)]
+    pub volume_bytes: Option<u64>,
     /// Why the team needs more (1 to 1000 characters).
     #[serde(default)]
     pub reason: String,
@@ -237,6 +249,7 @@ impl NewQuotaRequest {
             memory_bytes: self.memory_bytes,
             instances: self.instances,
             registry_bytes: self.registry_bytes,
+            volume_bytes: self.volume_bytes,
         }
     }
 }
@@ -410,7 +423,7 @@ mod tests {
         });
         assert_eq!(
             serde_json::to_value(dto).unwrap(),
-            json!({"cpu_millis": null, "memory_bytes": null, "instances": 5, "registry_bytes": null})
+            json!({"cpu_millis": null, "memory_bytes": null, "instances": 5, "registry_bytes": null, "volume_bytes": null})
         );
         let parsed: QuotaDto = serde_json::from_value(json!({"instances": 5})).unwrap();
         assert_eq!(parsed, dto);

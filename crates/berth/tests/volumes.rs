@@ -300,6 +300,70 @@ async fn data_in_a_volume_outlives_rollouts_kills_and_restarts() {
     assert_eq!(read.0, (200, "from the archive".to_string()));
     assert_eq!(read.1.0, 404, "a restore replaces what was there");
 
+    // The team's volume storage quota: a restore beyond it is refused before anything
+    // changes, and no new volume is made once the team is at it.
+    let limit = |bytes: Value| json!({"quota": {"volume_bytes": bytes}});
+    let (status, team) = server
+        .call(
+            Method::PATCH,
+            "/api/v1/teams/default",
+            Some(limit(json!(1000))),
+        )
+        .await;
+    assert_eq!(status, 200, "{team}");
+    assert_eq!(team["quota"]["volume_bytes"], 1000, "{team}");
+    let big = tempfile::tempdir().unwrap();
+    let big_archive = tar_of(big.path(), &[("big.txt", &"x".repeat(20_000))]);
+    assert!(server.cli(&["scale", "notes", "0"]).status.success());
+    wait_until("notes has no instance", ROLLOUT, || async {
+        server.app("notes").await["instances"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    })
+    .await;
+    let out = server.cli_with_stdin(&["volumes", "restore", "default/data"], &big_archive);
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success() && said.contains("volume storage"),
+        "{said}"
+    );
+    let (status, team) = server
+        .call(
+            Method::PATCH,
+            "/api/v1/teams/default",
+            Some(limit(json!(0))),
+        )
+        .await;
+    assert_eq!(status, 200, "{team}");
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/apps",
+            Some(
+                json!({"name": "fresh", "image": berth_testkit::TESTAPP_IMAGE,
+                "volumes": [{"name": "fresh-data", "path": "/d"}]}),
+            ),
+        )
+        .await;
+    assert_refused(status, &answer, 403, "volume storage");
+    let (status, _) = server
+        .call(
+            Method::GET,
+            "/api/v1/teams/default/volumes/fresh-data",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "no volume made");
+    let (status, team) = server
+        .call(
+            Method::PATCH,
+            "/api/v1/teams/default",
+            Some(limit(Value::Null)),
+        )
+        .await;
+    assert_eq!(status, 200, "{team}");
+    assert!(server.cli(&["scale", "notes", "1"]).status.success());
+
     // Another team sees nothing of these volumes.
     let stranger = server.register("stranger", Some("elsewhere")).await;
     let (status, _) = server

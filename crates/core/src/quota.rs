@@ -1,4 +1,4 @@
-//! Team quotas: limits on CPU, memory, instances and registry storage, what an app reserves
+//! Team quotas: limits on CPU, memory, instances, registry and volume storage, what an app reserves
 //! against them, the pure check that refuses growth beyond them, and quota requests.
 
 use std::fmt;
@@ -10,12 +10,13 @@ use crate::spec::Resources;
 use crate::validate::ValidationErrors;
 
 /// The quota of a newly registered team: 4 cores, 8 GiB memory, 20 instances, 10 GiB of
-/// registry storage.
+/// registry storage, 20 GiB of volume storage.
 pub const DEFAULT_TEAM_QUOTA: Quota = Quota {
     cpu_millis: Some(4_000),
     memory_bytes: Some(8 * GIB),
     instances: Some(20),
     registry_bytes: Some(10 * GIB),
+    volume_bytes: Some(20 * GIB),
 };
 
 /// Longest reason of a quota request, in characters.
@@ -30,6 +31,9 @@ pub struct Quota {
     pub memory_bytes: Option<u64>,
     pub instances: Option<u64>,
     pub registry_bytes: Option<u64>,
+    /// What the team's volumes may hold, as measured (see [`crate::volume`]).
+    #[serde(default)]
+    pub volume_bytes: Option<u64>,
 }
 
 /// What a team uses (or what a change would add).
@@ -39,6 +43,8 @@ pub struct Usage {
     pub memory_bytes: u64,
     pub instances: u64,
     pub registry_bytes: u64,
+    #[serde(default)]
+    pub volume_bytes: u64,
 }
 
 /// One limited resource.
@@ -49,6 +55,7 @@ pub enum QuotaResource {
     Memory,
     Instances,
     RegistryStorage,
+    VolumeStorage,
 }
 
 /// Why a change does not fit: what was asked, what is in use, what the limit is.
@@ -100,6 +107,7 @@ impl Quota {
             memory_bytes: None,
             instances: None,
             registry_bytes: None,
+            volume_bytes: None,
         }
     }
 
@@ -110,6 +118,7 @@ impl Quota {
             QuotaResource::Memory => self.memory_bytes,
             QuotaResource::Instances => self.instances,
             QuotaResource::RegistryStorage => self.registry_bytes,
+            QuotaResource::VolumeStorage => self.volume_bytes,
         }
     }
 }
@@ -122,6 +131,7 @@ impl Usage {
             QuotaResource::Memory => self.memory_bytes,
             QuotaResource::Instances => self.instances,
             QuotaResource::RegistryStorage => self.registry_bytes,
+            QuotaResource::VolumeStorage => self.volume_bytes,
         }
     }
 
@@ -133,6 +143,7 @@ impl Usage {
             memory_bytes: self.memory_bytes.saturating_add(other.memory_bytes),
             instances: self.instances.saturating_add(other.instances),
             registry_bytes: self.registry_bytes.saturating_add(other.registry_bytes),
+            volume_bytes: self.volume_bytes.saturating_add(other.volume_bytes),
         }
     }
 
@@ -143,6 +154,7 @@ impl Usage {
             memory_bytes: self.memory_bytes.saturating_sub(other.memory_bytes),
             instances: self.instances.saturating_sub(other.instances),
             registry_bytes: self.registry_bytes.saturating_sub(other.registry_bytes),
+            volume_bytes: self.volume_bytes.saturating_sub(other.volume_bytes),
         }
     }
 }
@@ -164,31 +176,35 @@ impl std::iter::Sum for Usage {
 
 impl QuotaResource {
     /// Every resource, in the order checks and messages list them.
-    pub const ALL: [QuotaResource; 4] = [
+    pub const ALL: [QuotaResource; 5] = [
         QuotaResource::Cpu,
         QuotaResource::Memory,
         QuotaResource::Instances,
         QuotaResource::RegistryStorage,
+        QuotaResource::VolumeStorage,
     ];
 
-    /// The stable code (as serialized): `cpu`, `memory`, `instances`, `registry_storage`.
+    /// The stable code (as serialized): `cpu`, `memory`, `instances`, `registry_storage`,
+    /// `volume_storage`.
     pub fn as_str(self) -> &'static str {
         match self {
             QuotaResource::Cpu => "cpu",
             QuotaResource::Memory => "memory",
             QuotaResource::Instances => "instances",
             QuotaResource::RegistryStorage => "registry_storage",
+            QuotaResource::VolumeStorage => "volume_storage",
         }
     }
 
     /// The API field holding this resource's limit or usage: `cpu_millis`, `memory_bytes`,
-    /// `instances`, `registry_bytes`.
+    /// `instances`, `registry_bytes`, `volume_bytes`.
     pub fn field(self) -> &'static str {
         match self {
             QuotaResource::Cpu => "cpu_millis",
             QuotaResource::Memory => "memory_bytes",
             QuotaResource::Instances => "instances",
             QuotaResource::RegistryStorage => "registry_bytes",
+            QuotaResource::VolumeStorage => "volume_bytes",
         }
     }
 
@@ -196,6 +212,7 @@ impl QuotaResource {
     fn label(self) -> &'static str {
         match self {
             QuotaResource::RegistryStorage => "registry storage",
+            QuotaResource::VolumeStorage => "volume storage",
             other => other.as_str(),
         }
     }
@@ -204,7 +221,9 @@ impl QuotaResource {
     pub fn format_amount(self, amount: u64) -> String {
         match self {
             QuotaResource::Cpu => format_cores(amount),
-            QuotaResource::Memory | QuotaResource::RegistryStorage => format_bytes(amount),
+            QuotaResource::Memory
+            | QuotaResource::RegistryStorage
+            | QuotaResource::VolumeStorage => format_bytes(amount),
             QuotaResource::Instances => amount.to_string(),
         }
     }
@@ -255,6 +274,16 @@ impl fmt::Display for QuotaExceeded {
     /// `instances: asked for 3, 8 in use, limit 10`, in human units for CPU and bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = self.resource;
+        if self.asked == 0 {
+            // Nothing measurable asked (a new volume): the team is already at its limit.
+            return write!(
+                f,
+                "{}: {} in use, limit {}",
+                r.label(),
+                r.format_amount(self.in_use),
+                r.format_amount(self.limit),
+            );
+        }
         write!(
             f,
             "{}: asked for {}, {} in use, limit {}",
@@ -275,6 +304,7 @@ pub fn app_usage(replicas: u32, resources: &Resources) -> Usage {
         memory_bytes: replicas.saturating_mul(resources.memory_bytes.unwrap_or(0)),
         instances: replicas,
         registry_bytes: 0,
+        volume_bytes: 0,
     }
 }
 
@@ -329,7 +359,7 @@ pub fn required_limits_problem(
 /// Validates a quota request against the team's `current` quota: at least one limit asked
 /// for, each larger than the current one (an unlimited resource cannot be raised), and a
 /// reason of 1 to [`MAX_QUOTA_REASON_LEN`] characters. Fields are the request's:
-/// `cpu_millis`, `memory_bytes`, `instances`, `registry_bytes`, `reason`.
+/// `cpu_millis`, `memory_bytes`, `instances`, `registry_bytes`, `volume_bytes`, `reason`.
 pub fn quota_request_problems(
     current: &Quota,
     requested: &Quota,
@@ -342,7 +372,7 @@ pub fn quota_request_problems(
     {
         errors.push(
             QuotaResource::Cpu.field(),
-            "ask for at least one of cpu_millis, memory_bytes, instances, registry_bytes",
+            "ask for at least one of cpu_millis, memory_bytes, instances, registry_bytes, volume_bytes",
         );
     }
     for resource in QuotaResource::ALL {
@@ -408,6 +438,7 @@ mod tests {
             memory_bytes,
             instances,
             registry_bytes,
+            volume_bytes: 0,
         }
     }
 
@@ -417,6 +448,7 @@ mod tests {
             memory_bytes: mem,
             instances: inst,
             registry_bytes: reg,
+            volume_bytes: None,
         }
     }
 
@@ -456,8 +488,14 @@ mod tests {
 
     #[test]
     fn per_resource_accessors() {
-        let q = quota(Some(1), None, Some(3), Some(4));
-        let u = usage(10, 20, 30, 40);
+        let q = Quota {
+            volume_bytes: Some(5),
+            ..quota(Some(1), None, Some(3), Some(4))
+        };
+        let u = Usage {
+            volume_bytes: 50,
+            ..usage(10, 20, 30, 40)
+        };
         // (resource, limit, usage, field, code)
         let cases = [
             (QuotaResource::Cpu, Some(1), 10, "cpu_millis", "cpu"),
@@ -475,6 +513,13 @@ mod tests {
                 40,
                 "registry_bytes",
                 "registry_storage",
+            ),
+            (
+                QuotaResource::VolumeStorage,
+                Some(5),
+                50,
+                "volume_bytes",
+                "volume_storage",
             ),
         ];
         for (resource, limit, used, field, code) in cases {
@@ -495,12 +540,15 @@ mod tests {
     fn default_team_quota() {
         assert_eq!(
             DEFAULT_TEAM_QUOTA,
-            quota(
-                Some(4000),
-                Some(8 * 1024 * MIB),
-                Some(20),
-                Some(10 * 1024 * MIB)
-            )
+            Quota {
+                volume_bytes: Some(20 * 1024 * MIB),
+                ..quota(
+                    Some(4000),
+                    Some(8 * 1024 * MIB),
+                    Some(20),
+                    Some(10 * 1024 * MIB)
+                )
+            }
         );
     }
 
@@ -688,6 +736,21 @@ mod tests {
                 10 * 1024 * MIB - 100 * MIB,
                 10 * 1024 * MIB,
                 "registry storage: asked for 120 MiB, 9.9 GiB in use, limit 10 GiB",
+            ),
+            (
+                QuotaResource::VolumeStorage,
+                300 * MIB,
+                1024 * MIB,
+                1200 * MIB,
+                "volume storage: asked for 300 MiB, 1 GiB in use, limit 1.17 GiB",
+            ),
+            // A new volume asks for nothing measurable: the team is at its limit already.
+            (
+                QuotaResource::VolumeStorage,
+                0,
+                2048 * MIB,
+                1024 * MIB,
+                "volume storage: 2 GiB in use, limit 1 GiB",
             ),
         ];
         for (resource, asked, in_use, limit, want) in cases {

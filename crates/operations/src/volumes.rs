@@ -10,6 +10,7 @@ use std::path::{Component, Path};
 
 use async_trait::async_trait;
 use berth_core::accounts::TeamAction;
+use berth_core::quota::{QuotaExceeded, QuotaResource};
 use berth_core::volume::{Volume, VolumeMount, VolumeScope, engine_volume_name, mount_conflicts};
 use berth_engine::{EngineError, labels};
 use berth_store::{StoreError, VolumeSize};
@@ -85,11 +86,14 @@ impl Platform {
         if conflicts.first().is_some() {
             return Err(conflicts.into());
         }
+        let new = mounts
+            .iter()
+            .filter(|m| !recorded.iter().any(|v| v.name == m.name));
+        if new.clone().next().is_some() {
+            self.admit_volume_bytes(team, 0).await?;
+        }
         let now = self.now();
-        for mount in mounts {
-            if recorded.iter().any(|v| v.name == mount.name) {
-                continue;
-            }
+        for mount in new {
             let volume = Volume {
                 team: team.to_string(),
                 name: mount.name.clone(),
@@ -104,6 +108,53 @@ impl Platform {
             }
         }
         Ok(())
+    }
+
+    /// Refuses `asked` more bytes of volume storage for `team` beyond its quota; with
+    /// `asked` 0 (a new volume, empty), refuses while the team is at or over its limit.
+    /// `except` bytes (what a restore replaces) do not count as in use.
+    async fn admit_volume_bytes(&self, team: &str, asked: u64) -> OpResult<()> {
+        self.admit_volume_bytes_replacing(team, asked, 0).await
+    }
+
+    async fn admit_volume_bytes_replacing(
+        &self,
+        team: &str,
+        asked: u64,
+        replaced: u64,
+    ) -> OpResult<()> {
+        let Some(limit) = self
+            .store
+            .get_team(team)
+            .await?
+            .and_then(|t| t.quota.volume_bytes)
+        else {
+            return Ok(());
+        };
+        let in_use = self
+            .store
+            .team_volume_bytes(team)
+            .await?
+            .saturating_sub(replaced);
+        let fits = if asked == 0 {
+            in_use < limit
+        } else {
+            in_use
+                .checked_add(asked)
+                .is_some_and(|total| total <= limit)
+        };
+        if fits {
+            return Ok(());
+        }
+        Err(OpError::QuotaExceeded {
+            team: team.to_string(),
+            exceeded: vec![QuotaExceeded {
+                resource: QuotaResource::VolumeStorage,
+                asked,
+                in_use,
+                limit,
+            }],
+        })
     }
 
     /// The volumes of `team` (every team the actor may read when `None`).
@@ -317,6 +368,15 @@ impl Platform {
         let archive = tokio::task::spawn_blocking(move || check_archive(archive))
             .await
             .map_err(|e| OpError::Upstream(format!("checking the archive failed: {e}")))??;
+        let volume = self.recorded_volume(team, name).await?;
+        let replaced = match volume.scope {
+            // The whole store is replaced; a slot's own size is not recorded apart.
+            VolumeScope::Shared => volume.size_bytes.unwrap_or(0),
+            VolumeScope::PerInstance => 0,
+        };
+        let size = archive.metadata().map_or(0, |m| m.len());
+        self.admit_volume_bytes_replacing(team, size, replaced)
+            .await?;
         let mounts = self.team_mounts(team, None).await?;
         let users = users_of(name, &mounts);
         let running = self.running_instances_of(&users).await?;

@@ -697,6 +697,7 @@ pub(crate) fn reserved_usage(replicas: u32, resources: &berth_core::Resources) -
         memory_bytes: clamp(usage.memory_bytes),
         instances: clamp(usage.instances),
         registry_bytes: 0,
+        volume_bytes: 0,
     }
 }
 

@@ -269,6 +269,7 @@ impl SqliteStore {
                 memory_bytes: get_uint(row, "reserved_memory_bytes")?,
                 instances: get_uint(row, "reserved_instances")?,
                 registry_bytes: 0,
+                volume_bytes: 0,
             }))
         })
     }
@@ -912,8 +913,8 @@ fn token_from_row(row: &SqliteRow) -> StoreResult<ApiToken> {
     })
 }
 
-/// Binds the four limits of `quota` (NULL: unlimited) in the order cpu, memory, instances,
-/// registry; `what` names the owner for the error about a limit beyond `BIGINT`.
+/// Binds the five limits of `quota` (NULL: unlimited) in the order cpu, memory, instances,
+/// registry, volumes; `what` names the owner for the error about a limit beyond `BIGINT`.
 fn bind_quota<'q>(
     query: SqliteQuery<'q>,
     quota: &Quota,
@@ -928,10 +929,11 @@ fn bind_quota<'q>(
         .bind(limit(quota.cpu_millis, "CPU")?)
         .bind(limit(quota.memory_bytes, "memory")?)
         .bind(limit(quota.instances, "instances")?)
-        .bind(limit(quota.registry_bytes, "registry storage")?))
+        .bind(limit(quota.registry_bytes, "registry storage")?)
+        .bind(limit(quota.volume_bytes, "volume storage")?))
 }
 
-/// Reads the four limit columns named `<prefix>cpu_millis`, `<prefix>memory_bytes`, ….
+/// Reads the five limit columns named `<prefix>cpu_millis`, `<prefix>memory_bytes`, ….
 fn quota_from_row(row: &SqliteRow, prefix: &str) -> StoreResult<Quota> {
     let limit = |field: &str| get_opt_uint(row, &format!("{prefix}{field}"));
     Ok(Quota {
@@ -939,6 +941,7 @@ fn quota_from_row(row: &SqliteRow, prefix: &str) -> StoreResult<Quota> {
         memory_bytes: limit("memory_bytes")?,
         instances: limit("instances")?,
         registry_bytes: limit("registry_bytes")?,
+        volume_bytes: limit("volume_bytes")?,
     })
 }
 
@@ -962,7 +965,7 @@ fn session_from_row(row: &SqliteRow) -> StoreResult<Session> {
 macro_rules! team_columns {
     () => {
         "name, display_name, quota_cpu_millis, quota_memory_bytes, quota_instances, \
-         quota_registry_bytes, created_at, updated_at"
+         quota_registry_bytes, quota_volume_bytes, created_at, updated_at"
     };
 }
 
@@ -979,8 +982,8 @@ fn team_from_row(row: &SqliteRow) -> StoreResult<Team> {
 macro_rules! quota_request_columns {
     () => {
         "id, team, requested_by, requested_cpu_millis, requested_memory_bytes, \
-         requested_instances, requested_registry_bytes, reason, status, created_at, decided_by, \
-         decided_at, comment"
+         requested_instances, requested_registry_bytes, requested_volume_bytes, reason, status, \
+         created_at, decided_by, decided_at, comment"
     };
 }
 
@@ -1597,6 +1600,7 @@ impl AppStore for SqliteStore {
             memory_bytes: sum("memory")?,
             instances: sum("instances")?,
             registry_bytes: 0,
+            volume_bytes: 0,
         })
     }
 
@@ -2099,7 +2103,7 @@ impl AccountStore for SqliteStore {
         let query = sqlx::query(concat!(
             "INSERT INTO teams (",
             team_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
         .bind(team.name.as_str())
         .bind(team.display_name.as_str());
@@ -2140,7 +2144,8 @@ impl AccountStore for SqliteStore {
     async fn update_team(&self, team: &Team) -> StoreResult<()> {
         let query = sqlx::query(
             "UPDATE teams SET display_name = $2, quota_cpu_millis = $3, quota_memory_bytes = $4, \
-             quota_instances = $5, quota_registry_bytes = $6, updated_at = $7 WHERE name = $1",
+             quota_instances = $5, quota_registry_bytes = $6, quota_volume_bytes = $7, \
+             updated_at = $8 WHERE name = $1",
         )
         .bind(team.name.as_str())
         .bind(team.display_name.as_str());
@@ -2193,9 +2198,9 @@ impl AccountStore for SqliteStore {
         }
         let query = sqlx::query(concat!(
             "INSERT INTO quota_requests (team, requested_by, requested_cpu_millis, \
-             requested_memory_bytes, requested_instances, requested_registry_bytes, reason, \
-             status, created_at, decided_by, decided_at, comment) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ",
+             requested_memory_bytes, requested_instances, requested_registry_bytes, \
+             requested_volume_bytes, reason, status, created_at, decided_by, decided_at, comment) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ",
             quota_request_columns!()
         ))
         .bind(team)
@@ -2285,7 +2290,8 @@ impl AccountStore for SqliteStore {
                 "UPDATE teams SET quota_cpu_millis = COALESCE($2, quota_cpu_millis), \
                  quota_memory_bytes = COALESCE($3, quota_memory_bytes), \
                  quota_instances = COALESCE($4, quota_instances), \
-                 quota_registry_bytes = COALESCE($5, quota_registry_bytes), updated_at = $6 \
+                 quota_registry_bytes = COALESCE($5, quota_registry_bytes), \
+                 quota_volume_bytes = COALESCE($6, quota_volume_bytes), updated_at = $7 \
                  WHERE name = $1",
             )
             .bind(decided.team.as_str());
@@ -3103,6 +3109,7 @@ mod tests {
             memory_bytes: memory,
             instances,
             registry_bytes: 0,
+            volume_bytes: 0,
         };
         let big = i64::MAX as u64;
         let want = [

@@ -145,15 +145,19 @@ pub struct QuotaArgs {
     /// Registry storage: bytes or with a unit (10Gi); `unlimited` removes the limit
     #[arg(long, value_parser = Limit::size)]
     registry: Option<Limit>,
+    /// Volume storage: bytes or with a unit (20Gi); `unlimited` removes the limit
+    #[arg(long, value_parser = Limit::size)]
+    volumes: Option<Limit>,
 }
 
 impl QuotaArgs {
-    fn given(&self) -> [(&'static str, Option<Limit>); 4] {
+    fn given(&self) -> [(&'static str, Option<Limit>); 5] {
         [
             ("cpu", self.cpu),
             ("memory", self.memory),
             ("instances", self.instances),
             ("registry", self.registry),
+            ("volumes", self.volumes),
         ]
     }
 
@@ -169,6 +173,7 @@ impl QuotaArgs {
             memory_bytes: pick(self.memory, base.memory_bytes),
             instances: pick(self.instances, base.instances),
             registry_bytes: pick(self.registry, base.registry_bytes),
+            volume_bytes: pick(self.volumes, base.volume_bytes),
         }
     }
 
@@ -176,7 +181,8 @@ impl QuotaArgs {
     fn requested(&self) -> Result<QuotaDto, String> {
         if self.is_empty() {
             return Err(
-                "give at least one of --cpu, --memory, --instances, --registry".to_string(),
+                "give at least one of --cpu, --memory, --instances, --registry, --volumes"
+                    .to_string(),
             );
         }
         if let Some((flag, _)) = self
@@ -206,8 +212,8 @@ impl Resource {
     }
 }
 
-/// The four resources, in a fixed order.
-fn resources(quota: &QuotaDto, usage: &UsageDto) -> [Resource; 4] {
+/// The five resources, in a fixed order.
+fn resources(quota: &QuotaDto, usage: &UsageDto) -> [Resource; 5] {
     let count: fn(u64) -> String = |n| n.to_string();
     [
         Resource {
@@ -232,6 +238,12 @@ fn resources(quota: &QuotaDto, usage: &UsageDto) -> [Resource; 4] {
             name: "registry",
             limit: quota.registry_bytes,
             used: usage.registry_bytes,
+            format: format_size,
+        },
+        Resource {
+            name: "volumes",
+            limit: quota.volume_bytes,
+            used: usage.volume_bytes,
             format: format_size,
         },
     ]
@@ -424,6 +436,7 @@ async fn quota(client: &Client, command: QuotaCommand) -> Result<(), String> {
                 memory_bytes: requested.memory_bytes,
                 instances: requested.instances,
                 registry_bytes: requested.registry_bytes,
+                volume_bytes: requested.volume_bytes,
                 reason,
             };
             let path = format!("{}/quota-requests", team_path(&team));
@@ -519,6 +532,7 @@ mod tests {
             memory,
             instances: None,
             registry: None,
+            volumes: None,
         }
     }
 
@@ -529,6 +543,7 @@ mod tests {
             memory_bytes: Some(1 << 30),
             instances: Some(10),
             registry_bytes: None,
+            volume_bytes: Some(20 << 30),
         };
         let cases = [
             (args(None, None), current),
@@ -577,6 +592,7 @@ mod tests {
             instances: Some(20),
             memory_bytes: None,
             registry_bytes: Some(10 << 30),
+            volume_bytes: None,
         };
         assert_eq!(
             describe_change(&current, &requested),

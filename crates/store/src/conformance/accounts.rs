@@ -637,6 +637,7 @@ pub async fn teams_round_trip<S: AccountStore + ?Sized>(store: &S) {
             memory_bytes: Some(1 << 30),
             instances: Some(0),
             registry_bytes: None,
+            volume_bytes: None,
         },
         created_at: T0 + 99,
         updated_at: T0 + 100,
@@ -803,6 +804,7 @@ pub async fn quota_requests_round_trip_and_filters<S: AccountStore + ?Sized>(sto
             memory_bytes: Some(16 << 30),
             instances: None,
             registry_bytes: Some(1 << 40),
+            volume_bytes: None,
         },
         ..new_quota_request(&team.name, &bob, T0 + 1)
     };
@@ -911,6 +913,7 @@ pub async fn decide_quota_request_sets_limits_once<S: AccountStore + ?Sized>(sto
         quota: Quota {
             cpu_millis: Some(8_000),
             instances: Some(12),
+            volume_bytes: Some(50 << 30),
             ..team.quota
         },
         updated_at: T0 + 500,
@@ -947,6 +950,7 @@ pub async fn decide_quota_request_sets_limits_once<S: AccountStore + ?Sized>(sto
                 memory_bytes: Some(64 << 30),
                 instances: Some(100),
                 registry_bytes: Some(1 << 40),
+                volume_bytes: None,
             },
             ..new_quota_request(&team.name, "ada", T0 + 700)
         })

@@ -793,6 +793,7 @@ fn usage(cpu_millis: u64, memory_bytes: u64, instances: u64) -> Usage {
         memory_bytes,
         instances,
         registry_bytes: 0,
+        volume_bytes: 0,
     }
 }
 

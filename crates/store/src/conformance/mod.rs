@@ -2,7 +2,7 @@
 //! `conformance`; test support, never in the server build).
 //!
 //! A backend runs the suite of each area it implements — [`apps::run`], [`accounts::run`],
-//! [`registry::run`], [`pipelines::run`], [`certificates::run`], [`nodes::run`], [`metrics::run`] (the metrics history, its own store) — or [`run_all`] for a whole [`Store`], on a
+//! [`registry::run`], [`pipelines::run`], [`certificates::run`], [`nodes::run`], [`volumes::run`], [`metrics::run`] (the metrics history, its own store) — or [`run_all`] for a whole [`Store`], on a
 //! multi-threaded tokio runtime (`#[tokio::test(flavor = "multi_thread")]`). From another
 //! crate: `berth-store = { workspace = true, features = ["conformance"] }` in its
 //! `[dev-dependencies]`, then e.g. `berth_store::conformance::apps::run(Arc::new(store)).await`.
@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod pipelines;
 pub mod registry;
+pub mod volumes;
 
 /// Runs every area's suite against `store`.
 pub async fn run_all<S: Store + ?Sized>(store: Arc<S>) {
@@ -51,6 +52,7 @@ pub async fn run_all<S: Store + ?Sized>(store: Arc<S>) {
     registry::run(store.clone()).await;
     certificates::run(store.clone()).await;
     nodes::run(store.clone()).await;
+    volumes::run(store.clone()).await;
     pipelines::run(store).await;
 }
 
@@ -228,6 +230,7 @@ pub fn new_team(check: &str) -> Team {
             memory_bytes: Some(4 << 30),
             instances: None,
             registry_bytes: Some(i64::MAX as u64),
+            volume_bytes: Some(5 << 30),
         },
         created_at: T0,
         updated_at: T0 + 1,
@@ -257,6 +260,7 @@ pub fn new_quota_request(team: &str, requested_by: &str, created_at: Millis) -> 
             memory_bytes: None,
             instances: Some(12),
             registry_bytes: None,
+            volume_bytes: Some(50 << 30),
         },
         reason: "launch week — «peak» traffic".into(),
         status: QuotaRequestStatus::Pending,
