@@ -77,6 +77,10 @@ pub fn to_change(request: &AppChanges) -> ApiResult<AppChange> {
             .volumes
             .as_ref()
             .map(|mounts| mounts.iter().map(|m| m.to_mount()).collect()),
+        secrets: request
+            .secrets
+            .as_ref()
+            .map(|refs| refs.iter().map(|r| r.to_ref()).collect()),
     })
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use berth_controller::{InstanceStatus, InstanceUsage};
 use berth_core::health::{Liveness, Readiness};
 use berth_core::planner::InstancePhase;
+use berth_core::team_secret::SecretRef;
 use berth_core::volume::{VolumeMount, VolumeScope};
 use berth_core::{
     App, Event, Millis, Probe, ProbeKind, Revision, Rollout, RolloutKind, RolloutStrategy, Template,
@@ -348,8 +349,52 @@ pub struct AppChanges {
     /// Volumes of the app's team to mount, replacing the app's mounts (`[]` removes them
     /// all; the volumes and their data stay). A volume is made when first mounted.
     pub volumes: Option<Vec<VolumeMountDto>>,
+    /// Secrets of the app's team to give every instance, replacing the app's (`[]` removes
+    /// them all): each as an environment variable (`env`) or a read-only file (`path`). The
+    /// revision records each secret's current version, never its value.
+    pub secrets: Option<Vec<SecretRefDto>>,
     /// Why (recorded on the revision).
     pub reason: Option<String>,
+}
+
+/// A secret of the app's team given to every instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRefDto {
+    /// The secret's name within the team.
+    pub name: String,
+    /// The environment variable holding the value (give this or `path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// The absolute path of a read-only file holding the value (give this or `env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The version the revision uses (in answers; ignored in requests).
+    #[serde(default)]
+    pub version: u32,
+}
+
+impl From<&SecretRef> for SecretRefDto {
+    fn from(r: &SecretRef) -> Self {
+        SecretRefDto {
+            name: r.name.clone(),
+            env: r.env.clone(),
+            path: r.path.clone(),
+            version: r.version,
+        }
+    }
+}
+
+impl SecretRefDto {
+    /// The reference asked for: its version is Berth's to set.
+    pub fn to_ref(&self) -> SecretRef {
+        SecretRef {
+            name: self.name.clone(),
+            env: self.env.clone(),
+            path: self.path.clone(),
+            version: 0,
+        }
+    }
 }
 
 /// Whether an app's instances share a volume's store or each have their own.
@@ -449,6 +494,8 @@ pub struct TemplateDto {
     pub stop_grace_ms: u64,
     pub labels: BTreeMap<String, String>,
     pub volumes: Vec<VolumeMountDto>,
+    /// The secrets instances get, with the versions this revision uses (never values).
+    pub secrets: Vec<SecretRefDto>,
 }
 
 impl From<&Template> for TemplateDto {
@@ -466,6 +513,7 @@ impl From<&Template> for TemplateDto {
             stop_grace_ms: t.stop_grace_ms,
             labels: t.labels.clone(),
             volumes: t.volumes.iter().map(VolumeMountDto::from).collect(),
+            secrets: t.secrets.iter().map(SecretRefDto::from).collect(),
         }
     }
 }

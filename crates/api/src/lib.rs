@@ -31,6 +31,7 @@ pub mod quota_requests;
 pub mod quotas;
 pub mod registries;
 pub mod registry_auth;
+pub mod secrets;
 pub mod system;
 pub mod team_dto;
 pub mod teams;
@@ -136,11 +137,11 @@ pub struct ApiState {
         nodes::events, nodes::cluster_events, healthz, readyz, metrics::metrics,
         metrics_history::app_metrics, metrics_history::node_metrics, metrics_history::team_metrics,
         volumes::list_all, volumes::list_team, volumes::get, volumes::delete, volumes::backup,
-        volumes::restore,
+        volumes::restore, secrets::list_all, secrets::list_team, secrets::put, secrets::delete,
     ),
     modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = [])),
-    tags((name = "accounts", description = "Users, sessions, API tokens, settings and the audit log"), (name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "images", description = "The built-in registry: search, inspect, delete, storage, garbage collection; and external registries browsed the same way"), (name = "nodes", description = "Nodes: the machines apps run on, their labels, capacity, use and status, and their events"), (name = "pipelines", description = "Code pipelines: from a commit to a tested image in the registry, rolled out to an app"), (name = "system", description = "Health of the server itself"), (name = "teams", description = "Teams, their members and quotas, and quota requests"), (name = "templates", description = "Deployment templates: built-in and team app shapes with typed parameters, and apps made from them"), (name = "volumes", description = "Persistent volumes of teams: listed, shown, deleted, backed up and restored as tar streams"))
+    tags((name = "accounts", description = "Users, sessions, API tokens, settings and the audit log"), (name = "apps", description = "Apps, revisions, rollouts and their timeline"), (name = "images", description = "The built-in registry: search, inspect, delete, storage, garbage collection; and external registries browsed the same way"), (name = "nodes", description = "Nodes: the machines apps run on, their labels, capacity, use and status, and their events"), (name = "pipelines", description = "Code pipelines: from a commit to a tested image in the registry, rolled out to an app"), (name = "system", description = "Health of the server itself"), (name = "teams", description = "Teams, their members and quotas, and quota requests"), (name = "templates", description = "Deployment templates: built-in and team app shapes with typed parameters, and apps made from them"), (name = "volumes", description = "Persistent volumes of teams: listed, shown, deleted, backed up and restored as tar streams"), (name = "secrets", description = "Team secrets: set (sealed, never returned), listed by name and version, deleted"))
 )]
 pub struct ApiDoc;
 
@@ -234,6 +235,14 @@ pub fn router(state: ApiState) -> axum::Router {
             get(system::get_on_demand_domains)
                 .put(system::put_on_demand_domains)
                 .delete(system::delete_on_demand_domains),
+        )
+        .route("/secrets", get(secrets::list_all))
+        .route("/teams/{team}/secrets", get(secrets::list_team))
+        .route(
+            "/teams/{team}/secrets/{name}",
+            axum::routing::put(secrets::put)
+                .delete(secrets::delete)
+                .layer(secrets::value_limit()),
         )
         .route("/volumes", get(volumes::list_all))
         .route("/teams/{team}/volumes", get(volumes::list_team))

@@ -176,7 +176,8 @@ pub async fn backup(
 /// (409 `volume_in_use`) while an instance of an app mounting it runs.
 #[utoipa::path(put, path = "/api/v1/teams/{team}/volumes/{name}/archive", tag = "volumes",
     params(("team" = String, Path), ("name" = String, Path), SlotParams),
-    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "An uncompressed tar archive (any Content-Type is accepted; `application/x-tar` is usual)."),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody)))]

@@ -137,6 +137,24 @@ impl Client {
         self.send(request).await.map(|_| ())
     }
 
+    /// A PUT of raw bytes, its JSON answer decoded.
+    pub async fn put_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<T, String> {
+        let request = self
+            .request(Method::PUT, path)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        let response = self.send(request).await?;
+        response
+            .json()
+            .await
+            .map_err(|e| format!("unexpected answer from the server: {e}"))
+    }
+
     /// A streaming GET (logs).
     pub async fn stream(&self, path: &str) -> Result<reqwest::Response, String> {
         self.send(self.request(Method::GET, path)).await

@@ -278,6 +278,10 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             event_history: config.event_history,
         },
     );
+    controller.set_secrets(Arc::new(berth_operations::secrets::PlatformSecrets {
+        store: Arc::clone(&store),
+        key: Arc::clone(&secrets),
+    }));
     let platform = Platform {
         store: Arc::clone(&store),
         controller: controller.clone(),

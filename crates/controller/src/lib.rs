@@ -111,6 +111,8 @@ pub struct Shared {
     /// What a stop waits for once its instance left the endpoint table (the router's
     /// in-flight requests), when a router is running.
     pub(crate) drain: std::sync::OnceLock<Arc<dyn Drain>>,
+    /// Where the values of apps' secrets come from at an instance's start.
+    pub(crate) secrets: std::sync::OnceLock<Arc<dyn SecretSource>>,
     /// The router's per-instance counts a canary is judged on, when a router is running.
     pub(crate) traffic: std::sync::OnceLock<Arc<dyn TrafficSource>>,
     /// Where each canary being judged started counting.
@@ -215,6 +217,14 @@ fn is_named_instance(namespace: &str, container: &berth_engine::ObservedContaine
     }
 }
 
+/// Where the values of an app's secrets come from at instance start (the application layer
+/// opens them from the store with the server's key).
+#[async_trait::async_trait]
+pub trait SecretSource: Send + Sync + 'static {
+    /// The value of version `version` of `team`'s secret `name`, or why it cannot be had.
+    async fn secret_value(&self, team: &str, name: &str, version: u32) -> Result<Vec<u8>, String>;
+}
+
 /// The control plane's loops, started once per server.
 #[derive(Clone)]
 pub struct Controller {
@@ -253,6 +263,7 @@ impl Controller {
                 probe,
                 endpoints: Endpoints::default(),
                 drain: std::sync::OnceLock::new(),
+                secrets: std::sync::OnceLock::new(),
                 traffic: std::sync::OnceLock::new(),
                 canary_counts: canary::CanaryCounts::default(),
                 terminating: Mutex::new(HashMap::new()),
@@ -275,6 +286,12 @@ impl Controller {
     /// The instances that may receive traffic, live (see [`endpoints`]).
     pub fn endpoints(&self) -> Endpoints {
         self.shared.endpoints.clone()
+    }
+
+    /// Opens apps' secrets with `source` when their instances start; set once, by the server.
+    /// Without it an app that uses secrets cannot start (its start fails saying why).
+    pub fn set_secrets(&self, source: Arc<dyn SecretSource>) {
+        let _ = self.shared.secrets.set(source);
     }
 
     /// Makes every stop wait for `drain` (at most [`ControllerConfig::drain_patience`]) after

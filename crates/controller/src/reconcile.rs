@@ -12,7 +12,9 @@ use berth_core::planner::{
 };
 use berth_core::volume::{VolumeScope, engine_volume_name, free_slot};
 use berth_core::{App, Event, EventKind, Millis, Template};
-use berth_engine::{ContainerState, EngineError, InstanceSpec, ObservedContainer, labels};
+use berth_engine::{
+    ContainerState, EngineError, InstanceFile, InstanceSpec, ObservedContainer, Sensitive, labels,
+};
 use berth_store::StoreError;
 use futures::future::join_all;
 use tracing::Instrument;
@@ -479,6 +481,13 @@ async fn execute(
         record_start_failure(shared, app, error.to_string(), true, now).await;
         return Ok(());
     }
+    let (secret_env, files) = match open_secrets(shared, app, target).await {
+        Ok(opened) => opened,
+        Err(reason) => {
+            record_start_failure(shared, app, reason, true, now).await;
+            return Ok(());
+        }
+    };
     let mut slots = held_volume_slots(containers);
     let specs: Vec<(InstanceSpec, StartCause)> = starts
         .into_iter()
@@ -498,7 +507,10 @@ async fn execute(
                 restarts,
                 volume_slot: slot,
             };
-            (instance_spec(shared, app, target, &start), cause)
+            let mut spec = instance_spec(shared, app, target, &start);
+            spec.secret_env = secret_env.clone();
+            spec.files = files.clone();
+            (spec, cause)
         })
         .collect();
     // The volumes exist, labelled, before any container mounts them (Docker would make a
@@ -650,6 +662,51 @@ pub fn team_network(namespace: &str, team: &str) -> String {
     format!("{namespace}-team-{team}")
 }
 
+/// The values of the secrets `template` uses, opened through the server's secret source:
+/// the variables they set and the files they become. `Err` says why the app cannot start.
+async fn open_secrets(
+    shared: &Shared,
+    app: &App,
+    template: &Template,
+) -> Result<(BTreeMap<String, Sensitive>, Vec<InstanceFile>), String> {
+    let mut env = BTreeMap::new();
+    let mut files = Vec::new();
+    if template.secrets.is_empty() {
+        return Ok((env, files));
+    }
+    let Some(source) = shared.secrets.get() else {
+        return Err("this server cannot open secrets".to_string());
+    };
+    for secret in &template.secrets {
+        let value = source
+            .secret_value(&app.team, &secret.name, secret.version)
+            .await
+            .map_err(|why| {
+                format!(
+                    "secret {} version {} cannot be opened: {why}",
+                    secret.name, secret.version
+                )
+            })?;
+        match (&secret.env, &secret.path) {
+            (Some(var), _) => {
+                if value.contains(&0) || std::str::from_utf8(&value).is_err() {
+                    return Err(format!(
+                        "secret {} is not text, so it cannot be the variable {var}: give it as a file",
+                        secret.name
+                    ));
+                }
+                env.insert(var.clone(), Sensitive(value));
+            }
+            (None, Some(path)) => files.push(InstanceFile {
+                path: path.clone(),
+                contents: Sensitive(value),
+            }),
+            (None, None) => {}
+        }
+    }
+    Ok((env, files))
+}
+
 /// The per-instance volume slots held by the app's containers that can still write: a
 /// container that exited frees its slot for its replacement.
 fn held_volume_slots(containers: &[ObservedContainer]) -> BTreeSet<u32> {
@@ -748,6 +805,8 @@ fn instance_spec(
             .into_iter()
             .map(|(mount, _)| mount)
             .collect(),
+        secret_env: BTreeMap::new(),
+        files: Vec::new(),
     }
 }
 

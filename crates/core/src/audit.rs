@@ -66,6 +66,8 @@ pub const ACTIONS: &[&str] = &[
     "teams.members.delete",
     "teams.members.put",
     "teams.quota-requests.create",
+    "teams.secrets.delete",
+    "teams.secrets.put",
     "teams.update",
     "teams.volumes.archive.put",
     "teams.volumes.delete",

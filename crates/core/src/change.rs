@@ -42,6 +42,9 @@ pub struct AppChange {
     pub idle_timeout_secs: Option<Option<u32>>,
     /// The app's volume mounts, replacing the ones it has.
     pub volumes: Option<Vec<crate::volume::VolumeMount>>,
+    /// The secrets the app uses, replacing the ones it has (their versions are set when the
+    /// revision is made).
+    pub secrets: Option<Vec<crate::team_secret::SecretRef>>,
 }
 
 /// What a change sets of the rollout strategy.
@@ -126,6 +129,27 @@ impl AppChange {
                 })
                 .collect();
         }
+        if let Some(secrets) = &self.secrets {
+            t.secrets = secrets
+                .iter()
+                .map(|s| crate::team_secret::SecretRef {
+                    path: s.path.as_deref().map(crate::volume::clean_path),
+                    // A version given stays; otherwise a reference kept as it was keeps
+                    // its version, and Berth pins the rest.
+                    version: if s.version != 0 {
+                        s.version
+                    } else {
+                        t.secrets
+                            .iter()
+                            .find(|old| {
+                                old.name == s.name && old.env == s.env && old.path == s.path
+                            })
+                            .map_or(0, |old| old.version)
+                    },
+                    ..s.clone()
+                })
+                .collect();
+        }
         if let Some(replicas) = self.replicas {
             spec.replicas = replicas;
         }
@@ -175,6 +199,7 @@ impl AppChange {
             (self.stop_grace_ms.is_some(), "stop grace"),
             (self.labels.is_some(), "labels"),
             (self.volumes.is_some(), "volumes"),
+            (self.secrets.is_some(), "secrets"),
         ] {
             if set {
                 parts.push(what.to_string());

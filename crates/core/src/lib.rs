@@ -30,6 +30,7 @@ pub mod secret;
 pub mod session;
 pub mod spec;
 pub mod team;
+pub mod team_secret;
 pub mod topology;
 pub mod validate;
 pub mod volume;

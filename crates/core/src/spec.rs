@@ -166,6 +166,10 @@ pub struct Template {
     /// Volumes of the app's team mounted in every instance (see [`crate::volume`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeMount>,
+    /// Secrets of the app's team given to every instance, with the versions this revision
+    /// uses (see [`crate::team_secret`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<crate::team_secret::SecretRef>,
 }
 
 impl Default for Template {
@@ -182,6 +186,7 @@ impl Default for Template {
             stop_grace_ms: 10_000,
             labels: BTreeMap::new(),
             volumes: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 }

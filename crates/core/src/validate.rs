@@ -187,7 +187,7 @@ fn validate_probe(errors: &mut ValidationErrors, field: &str, probe: &Probe) {
     }
 }
 
-fn validate_env_key(key: &str) -> Option<&'static str> {
+pub fn validate_env_key(key: &str) -> Option<&'static str> {
     let mut chars = key.chars();
     match chars.next() {
         None => return Some("environment variable names must not be empty"),
@@ -259,6 +259,7 @@ pub fn validate_template(errors: &mut ValidationErrors, prefix: &str, t: &Templa
         errors.push(format!("{prefix}.stop_grace_ms"), "must be at most 600000");
     }
     crate::volume::validate_mounts(errors, &format!("{prefix}.volumes"), &t.volumes);
+    crate::team_secret::validate_refs(errors, &format!("{prefix}.secrets"), &t.secrets, &t.env);
     for key in t.labels.keys() {
         if key.is_empty() || key.len() > 128 || key.chars().any(|c| c.is_whitespace() || c == '=') {
             errors.push(

@@ -176,6 +176,28 @@ pub struct InstanceSpec {
     /// Named volumes mounted into the container (each made beforehand with
     /// [`Runtime::ensure_volume`]).
     pub mounts: Vec<VolumeMount>,
+    /// Environment variables whose values are secrets (beside `env`; never printed).
+    pub secret_env: BTreeMap<String, Sensitive>,
+    /// Files written into the container before it starts (secrets; read-only for all).
+    pub files: Vec<InstanceFile>,
+}
+
+/// Bytes that never show in logs or panics: a secret's value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sensitive(pub Vec<u8>);
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} secret bytes>", self.0.len())
+    }
+}
+
+/// A file put into an instance's container before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceFile {
+    /// Absolute path inside the container.
+    pub path: String,
+    pub contents: Sensitive,
 }
 
 /// A named volume mounted into an instance.

@@ -130,6 +130,8 @@ impl Platform {
         let mut spec = AppSpec::default();
         new.spec.apply(&mut spec);
         validate_spec(&name, &spec)?;
+        self.pin_secrets(&team, "template.secrets", &mut spec.template.secrets)
+            .await?;
         require_pull(actor, &self.registry_hosts, &spec.template.image)?;
         let _quota_lock = self.team_locks.lock(&team).await;
         // After the team's lock, as in every write (one lock order).
@@ -212,6 +214,19 @@ impl Platform {
         change: &AppChange,
         reason: Option<&str>,
     ) -> OpResult<CurrentApp> {
+        let mut pinned;
+        let change = match &change.secrets {
+            Some(refs) => {
+                let team = self.app(actor, name, TeamAction::Deploy).await?.app.team;
+                pinned = change.clone();
+                let mut refs = refs.clone();
+                self.pin_secrets(&team, "template.secrets", &mut refs)
+                    .await?;
+                pinned.secrets = Some(refs);
+                &pinned
+            }
+            None => change,
+        };
         self.modify(Some(actor), name, |app, template, now| {
             let mut spec = app.spec(template);
             change.apply(&mut spec);

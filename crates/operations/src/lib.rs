@@ -22,6 +22,7 @@ pub mod nodes;
 pub mod on_demand;
 pub mod quota;
 pub mod routes;
+pub mod secrets;
 pub mod tcp_ports;
 pub mod traffic;
 pub mod volumes;

@@ -480,6 +480,8 @@ async fn cancel_stops_a_build_midway() {
         stop_grace: Duration::ZERO,
         registry_auth: None,
         mounts: Vec::new(),
+        secret_env: BTreeMap::new(),
+        files: Vec::new(),
     };
     world.engine.ensure_network(&stray.network).await.unwrap();
     world.engine.start_instance(&stray).await.unwrap();

@@ -1,7 +1,7 @@
 //! The Store seams: where Berth keeps desired state (apps, revisions, rollouts, events, …).
 //!
 //! Only this crate knows SQL. The store is split by area — [`AppStore`], [`AccountStore`],
-//! [`RegistryStore`], [`PipelineStore`], [`CertificateStore`], [`NodeStore`], [`VolumeStore`] — and [`Store`] is all seven (what the server passes
+//! [`RegistryStore`], [`PipelineStore`], [`CertificateStore`], [`NodeStore`], [`VolumeStore`], [`SecretStore`] — and [`Store`] is all eight (what the server passes
 //! around as `Arc<dyn Store>`). Callers bring the area traits into scope with
 //! `use berth_store::prelude::*;`. [`sqlite::SqliteStore`] is the embedded default, chosen by
 //! URL with [`open`]; a PostgreSQL store plugs in behind the same traits. Every implementation
@@ -40,8 +40,8 @@ pub use url::{StoreUrl, open};
 /// The area traits, for `use berth_store::prelude::*;` where a store's methods are called.
 pub mod prelude {
     pub use crate::{
-        AccountStore, AppStore, CertificateStore, NodeStore, PipelineStore, RegistryStore, Store,
-        VolumeStore,
+        AccountStore, AppStore, CertificateStore, NodeStore, PipelineStore, RegistryStore,
+        SecretStore, Store, VolumeStore,
     };
 }
 
@@ -665,11 +665,56 @@ pub trait VolumeStore: Send + Sync + 'static {
     async fn team_volume_bytes(&self, team: &str) -> StoreResult<u64>;
 }
 
+/// Team secrets (see [`berth_core::team_secret`]): their names and versions, and each
+/// version's value sealed by the caller (the store never sees a value in the clear).
+#[async_trait]
+pub trait SecretStore: Send + Sync + 'static {
+    async fn get_secret(
+        &self,
+        team: &str,
+        name: &str,
+    ) -> StoreResult<Option<berth_core::team_secret::TeamSecret>>;
+
+    /// The secrets of `team` (every team's when `None`), by team and name.
+    async fn list_secrets(
+        &self,
+        team: Option<&str>,
+    ) -> StoreResult<Vec<berth_core::team_secret::TeamSecret>>;
+
+    /// Stores `secret.version` with its sealed value: version 1 creates the secret, any
+    /// other must follow the stored version by one ([`StoreError::Conflict`] otherwise, and
+    /// when version 1 exists already). Versions older than the newest `keep` are dropped.
+    async fn add_secret_version(
+        &self,
+        secret: &berth_core::team_secret::TeamSecret,
+        sealed: &str,
+        keep: u32,
+    ) -> StoreResult<()>;
+
+    /// The sealed value of one version, if kept.
+    async fn sealed_secret(
+        &self,
+        team: &str,
+        name: &str,
+        version: u32,
+    ) -> StoreResult<Option<String>>;
+
+    /// Forgets a secret and every version of it; `false` when there was none.
+    async fn delete_secret(&self, team: &str, name: &str) -> StoreResult<bool>;
+}
+
 /// Berth's desired state: every area. `Arc<dyn Store>` is what the server passes around;
 /// code that needs one area takes that area's trait (e.g. `Arc<dyn AppStore>`), which an
-/// `Arc<dyn Store>` coerces to. Implemented for every type that implements all seven areas.
+/// `Arc<dyn Store>` coerces to. Implemented for every type that implements all eight areas.
 pub trait Store:
-    AppStore + AccountStore + RegistryStore + PipelineStore + CertificateStore + NodeStore + VolumeStore
+    AppStore
+    + AccountStore
+    + RegistryStore
+    + PipelineStore
+    + CertificateStore
+    + NodeStore
+    + VolumeStore
+    + SecretStore
 {
 }
 
@@ -681,6 +726,7 @@ impl<
         + CertificateStore
         + NodeStore
         + VolumeStore
+        + SecretStore
         + ?Sized,
 > Store for T
 {

@@ -38,6 +38,7 @@ use sqlx::{Row, SqlSafeStr, Sqlite};
 
 pub mod metrics;
 mod nodes;
+mod secrets;
 mod volumes;
 
 use crate::enums::DbEnum;
@@ -143,6 +144,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         18,
         "volumes",
         include_str!("../migrations/sqlite/0018_volumes.sql"),
+    ),
+    (
+        19,
+        "secrets",
+        include_str!("../migrations/sqlite/0019_secrets.sql"),
     ),
 ];
 

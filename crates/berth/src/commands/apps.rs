@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use berth_api::dto::{
     AppChanges, AppDto, CanaryDto, CanaryHeaderDto, EventDto, ProbeDto, RevisionDto,
-    RollbackRequest, RolloutDto, RolloutKindDto, ScaleRequest, StrategyDto, TemplateDto,
-    VolumeMountDto,
+    RollbackRequest, RolloutDto, RolloutKindDto, ScaleRequest, SecretRefDto, StrategyDto,
+    TemplateDto, VolumeMountDto,
 };
+use berth_core::team_secret::SecretRef;
 use berth_core::volume::VolumeMount;
 use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
@@ -199,6 +200,17 @@ pub struct SpecArgs {
     /// Unmount every volume (the volumes and their data stay)
     #[arg(long, conflicts_with = "volumes")]
     no_volumes: bool,
+    /// A secret of the app's team as an environment variable, VAR=SECRET, e.g.
+    /// DB_PASSWORD=db-password (repeatable; with --secret-file, replaces the app's secrets)
+    #[arg(long = "secret", value_name = "VAR=SECRET")]
+    secret_env: Vec<String>,
+    /// A secret of the app's team as a read-only file, /PATH=SECRET, e.g.
+    /// /run/secrets/tls=tls-cert (repeatable; with --secret, replaces the app's secrets)
+    #[arg(long = "secret-file", value_name = "/PATH=SECRET")]
+    secret_files: Vec<String>,
+    /// Stop giving the app any secret
+    #[arg(long, conflicts_with_all = ["secret_env", "secret_files"])]
+    no_secrets: bool,
     /// Rollout: `rolling` (new instances beside the old ones, no downtime) or `recreate` (every old instance stops first: downtime, but never two revisions at once, e.g. for a volume with one writer)
     #[arg(long, value_enum, value_name = "KIND")]
     strategy: Option<StrategyKind>,
@@ -439,6 +451,25 @@ impl SpecArgs {
                                 .map(|m| VolumeMountDto::from(&m))
                                 .map_err(|e| format!("--volume: {e}"))
                         })
+                        .collect::<Result<_, _>>()?,
+                )
+            },
+            secrets: if self.no_secrets {
+                Some(Vec::new())
+            } else if self.secret_env.is_empty() && self.secret_files.is_empty() {
+                None
+            } else {
+                let env = self
+                    .secret_env
+                    .iter()
+                    .map(|t| SecretRef::parse_env(t).map_err(|e| format!("--secret: {e}")));
+                let files = self
+                    .secret_files
+                    .iter()
+                    .map(|t| SecretRef::parse_file(t).map_err(|e| format!("--secret-file: {e}")));
+                Some(
+                    env.chain(files)
+                        .map(|r| r.map(|r| SecretRefDto::from(&r)))
                         .collect::<Result<_, _>>()?,
                 )
             },
@@ -752,6 +783,14 @@ fn print_app(app: &AppDto) {
         "liveness:   {}",
         probes::describe(app.template.liveness.as_ref(), port, Role::Liveness)
     );
+    for secret in &app.template.secrets {
+        println!(
+            "secret:     {} ← {} (version {})",
+            secret.to_ref().target(),
+            secret.name,
+            secret.version
+        );
+    }
     for mount in &app.template.volumes {
         println!("volume:     {}", mount.to_mount());
     }

@@ -13,6 +13,7 @@ mod nodes;
 mod pipelines;
 mod probes;
 mod registries;
+mod secrets;
 mod teams;
 mod templates;
 mod volumes;
@@ -106,6 +107,9 @@ enum Command {
     /// Persistent volumes of teams: list, show, delete, backup and restore as tar
     #[command(subcommand)]
     Volumes(volumes::VolumesCommand),
+    /// Team secrets: create or change (from stdin or a file), list names and versions, delete
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     #[command(flatten)]
     Account(accounts::AccountCommand),
     #[command(flatten)]
@@ -140,6 +144,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Images(command) => images::run(&global.client()?, command).await,
         Command::Registries(command) => registries::run(&global.client()?, command).await,
         Command::Volumes(command) => volumes::run(&global.client()?, command).await,
+        Command::Secrets(command) => secrets::run(&global.client()?, command).await,
         Command::Domains(command) => domains::run(&global.client()?, command).await,
         Command::Metrics(args) => metrics::run(&global.client()?, args).await,
         Command::Nodes { command, output } => nodes::run(&global.client()?, command, output).await,

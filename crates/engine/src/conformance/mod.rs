@@ -79,6 +79,8 @@ pub fn instance_spec(fixture: &ConformanceFixture, check: &str) -> InstanceSpec 
         stop_grace: GRACE,
         registry_auth: None,
         mounts: Vec::new(),
+        secret_env: BTreeMap::new(),
+        files: Vec::new(),
     }
 }
 

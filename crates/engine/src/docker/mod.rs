@@ -433,7 +433,14 @@ impl Runtime for DockerEngine {
         for warning in &created.warnings {
             tracing::warn!(container = %spec.name, %warning, "docker warning on create");
         }
-        if let Err(e) = docker.start_container(&created.id, None).await {
+        let started = match self.put_files(&created.id, &spec.files).await {
+            Ok(()) => docker
+                .start_container(&created.id, None)
+                .await
+                .map_err(map_err),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = started {
             let remove = RemoveContainerOptionsBuilder::new()
                 .force(true)
                 .v(true)
@@ -441,7 +448,7 @@ impl Runtime for DockerEngine {
             if let Err(re) = docker.remove_container(&created.id, Some(remove)).await {
                 tracing::warn!(container = %spec.name, error = %re, "could not remove container after a failed start");
             }
-            return Err(map_err(e));
+            return Err(e);
         }
         tracing::debug!(container = %spec.name, id = %created.id, "container started");
         Ok(created.id)
@@ -1243,7 +1250,17 @@ fn container_body(spec: &InstanceSpec) -> ContainerCreateBody {
         image: Some(spec.image.clone()),
         entrypoint: non_empty(&spec.command),
         cmd: non_empty(&spec.args),
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        env: Some(
+            spec.env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .chain(
+                    spec.secret_env
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(&v.0))),
+                )
+                .collect(),
+        ),
         labels: Some(
             labels::with_reserved_blank(&spec.labels)
                 .into_iter()
@@ -1962,6 +1979,8 @@ mod tests {
             stop_grace: Duration::from_millis(2500),
             registry_auth: None,
             mounts: Vec::new(),
+            secret_env: BTreeMap::new(),
+            files: Vec::new(),
         };
         let body = container_body(&spec);
         assert_eq!(body.entrypoint, None);

@@ -271,6 +271,43 @@ pub(crate) fn directory_size(root: &std::path::Path) -> Option<u64> {
     Some(total)
 }
 
+impl DockerEngine {
+    /// Writes `files` into a created container (read-only for everyone, parents made as
+    /// needed), through the engine's archive endpoint.
+    pub(super) async fn put_files(
+        &self,
+        id: &str,
+        files: &[crate::InstanceFile],
+    ) -> EngineResult<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let mut archive = tar::Builder::new(Vec::new());
+        for file in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(file.contents.0.len() as u64);
+            header.set_mode(0o444);
+            header.set_cksum();
+            archive
+                .append_data(
+                    &mut header,
+                    file.path.trim_start_matches('/'),
+                    &file.contents.0[..],
+                )
+                .map_err(|e| EngineError::Other(format!("packing {} failed: {e}", file.path)))?;
+        }
+        let archive = archive
+            .into_inner()
+            .map_err(|e| EngineError::Other(format!("packing files failed: {e}")))?;
+        let docker = self.ready().await?;
+        let options = UploadToContainerOptionsBuilder::new().path("/").build();
+        docker
+            .upload_to_container(id, Some(options), body_full(Bytes::from(archive)))
+            .await
+            .map_err(map_err)
+    }
+}
+
 /// Imports [`HELPER_IMAGE`] from an empty tar archive.
 async fn import_helper_image(docker: &Docker) -> EngineResult<()> {
     let (repo, tag) = HELPER_IMAGE

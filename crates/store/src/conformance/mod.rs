@@ -2,7 +2,7 @@
 //! `conformance`; test support, never in the server build).
 //!
 //! A backend runs the suite of each area it implements — [`apps::run`], [`accounts::run`],
-//! [`registry::run`], [`pipelines::run`], [`certificates::run`], [`nodes::run`], [`volumes::run`], [`metrics::run`] (the metrics history, its own store) — or [`run_all`] for a whole [`Store`], on a
+//! [`registry::run`], [`pipelines::run`], [`certificates::run`], [`nodes::run`], [`volumes::run`], [`secrets::run`], [`metrics::run`] (the metrics history, its own store) — or [`run_all`] for a whole [`Store`], on a
 //! multi-threaded tokio runtime (`#[tokio::test(flavor = "multi_thread")]`). From another
 //! crate: `berth-store = { workspace = true, features = ["conformance"] }` in its
 //! `[dev-dependencies]`, then e.g. `berth_store::conformance::apps::run(Arc::new(store)).await`.
@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod pipelines;
 pub mod registry;
+pub mod secrets;
 pub mod volumes;
 
 /// Runs every area's suite against `store`.
@@ -53,6 +54,7 @@ pub async fn run_all<S: Store + ?Sized>(store: Arc<S>) {
     certificates::run(store.clone()).await;
     nodes::run(store.clone()).await;
     volumes::run(store.clone()).await;
+    secrets::run(store.clone()).await;
     pipelines::run(store).await;
 }
 
@@ -122,6 +124,17 @@ pub fn full_template(image: &str) -> Template {
                 scope: berth_core::volume::VolumeScope::PerInstance,
                 read_only: true,
                 ..berth_core::volume::VolumeMount::shared("cache", "/var/cache/app")
+            },
+        ],
+        secrets: vec![
+            berth_core::team_secret::SecretRef {
+                version: 3,
+                ..berth_core::team_secret::SecretRef::parse_env("DB_PASSWORD=db-password").unwrap()
+            },
+            berth_core::team_secret::SecretRef {
+                version: 1,
+                ..berth_core::team_secret::SecretRef::parse_file("/run/secrets/tls=tls-cert")
+                    .unwrap()
             },
         ],
     }
