@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_core::accounts::TeamAction;
-use berth_core::{App, Template};
+use berth_core::{App, Revision, Template};
 use berth_engine::LogOptions;
 use berth_operations::{CurrentApp, NewApp};
 use berth_store::{EventQuery, ListedApp};
@@ -33,7 +33,18 @@ async fn load(
     action: TeamAction,
 ) -> ApiResult<(App, Template)> {
     let CurrentApp { app, template } = state.platform.app(principal, name, action).await?;
+    let template = as_seen_by(principal, &app.team, template);
     Ok((app, template))
+}
+
+/// A template as `principal` may see it: sensitive variables redacted unless they can
+/// deploy to `team`.
+fn as_seen_by(principal: &Principal, team: &str, template: Template) -> Template {
+    if principal.can(team, TeamAction::Deploy) {
+        template
+    } else {
+        template.redacted()
+    }
 }
 
 async fn app_view(state: &ApiState, app: &App, template: &Template) -> AppDto {
@@ -130,7 +141,7 @@ pub async fn list_apps(
             let app_instances = instances.remove(&app.name).unwrap_or_default();
             AppDto::new(
                 &app,
-                &template.unwrap_or_default(),
+                &as_seen_by(&principal, &app.team, template.unwrap_or_default()),
                 &app_instances,
                 engine_error.clone(),
                 state.platform.addresses(&app),
@@ -324,7 +335,13 @@ pub async fn list_revisions(
     Ok(Json(
         revisions
             .iter()
-            .map(|r| RevisionDto::new(r, app.current_revision))
+            .map(|r| {
+                let shown = Revision {
+                    template: as_seen_by(&principal, &app.team, r.template.clone()),
+                    ..r.clone()
+                };
+                RevisionDto::new(&shown, app.current_revision)
+            })
             .collect(),
     ))
 }
@@ -344,7 +361,11 @@ pub async fn get_revision(
         .get_revision(&name, number)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("revision {number} of app {name}")))?;
-    Ok(Json(RevisionDto::new(&revision, app.current_revision)))
+    let shown = Revision {
+        template: as_seen_by(&principal, &app.team, revision.template),
+        ..revision
+    };
+    Ok(Json(RevisionDto::new(&shown, app.current_revision)))
 }
 
 /// Which events to list.

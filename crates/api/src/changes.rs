@@ -81,6 +81,10 @@ pub fn to_change(request: &AppChanges) -> ApiResult<AppChange> {
             .secrets
             .as_ref()
             .map(|refs| refs.iter().map(|r| r.to_ref()).collect()),
+        sensitive_env: request
+            .sensitive_env
+            .as_ref()
+            .map(|keys| keys.iter().cloned().collect()),
     })
 }
 

@@ -353,6 +353,9 @@ pub struct AppChanges {
     /// them all): each as an environment variable (`env`) or a read-only file (`path`). The
     /// revision records each secret's current version, never its value.
     pub secrets: Option<Vec<SecretRefDto>>,
+    /// Environment variables whose values viewers (who cannot deploy) see as `<redacted>`,
+    /// replacing the set (`[]`: none). Each must be one of the app's variables.
+    pub sensitive_env: Option<Vec<String>>,
     /// Why (recorded on the revision).
     pub reason: Option<String>,
 }
@@ -496,6 +499,8 @@ pub struct TemplateDto {
     pub volumes: Vec<VolumeMountDto>,
     /// The secrets instances get, with the versions this revision uses (never values).
     pub secrets: Vec<SecretRefDto>,
+    /// Variables whose values viewers see as `<redacted>`.
+    pub sensitive_env: Vec<String>,
 }
 
 impl From<&Template> for TemplateDto {
@@ -514,6 +519,7 @@ impl From<&Template> for TemplateDto {
             labels: t.labels.clone(),
             volumes: t.volumes.iter().map(VolumeMountDto::from).collect(),
             secrets: t.secrets.iter().map(SecretRefDto::from).collect(),
+            sensitive_env: t.sensitive_env.iter().cloned().collect(),
         }
     }
 }

@@ -232,6 +232,60 @@ async fn a_secret_reaches_the_instance_and_nothing_else() {
         .await;
     assert!(status == 403 || status == 404, "{status}");
 
+    // A plain variable marked sensitive: members see it, a viewer of the team sees it
+    // redacted in the app and its revisions.
+    let out = server.cli(&[
+        "deploy",
+        "vault",
+        "--env",
+        "API_KEY=plain-c0ffee-91",
+        "--sensitive-env",
+        "API_KEY",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let viewer = server.register("watcher", None).await;
+    let (status, answer) = server
+        .call(
+            Method::PUT,
+            "/api/v1/teams/default/members/watcher",
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
+    assert!((200..300).contains(&status), "{answer}");
+    let app = server.app("vault").await;
+    assert_eq!(app["template"]["env"]["API_KEY"], "plain-c0ffee-91");
+    assert_eq!(app["template"]["sensitive_env"], json!(["API_KEY"]));
+    for path in [
+        "/api/v1/apps/vault",
+        "/api/v1/apps",
+        "/api/v1/apps/vault/revisions",
+        &format!("/api/v1/apps/vault/revisions/{}", app["current_revision"]),
+    ] {
+        let (status, seen) = server.call_as(&viewer, Method::GET, path, None).await;
+        assert_eq!(status, 200, "{path}: {seen}");
+        let seen = seen.to_string();
+        assert!(!seen.contains("plain-c0ffee-91"), "{path}: {seen}");
+        assert!(seen.contains("<redacted>"), "{path}: {seen}");
+    }
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/apps/vault/deploy",
+            Some(json!({"sensitive_env": ["NOT_THERE"]})),
+        )
+        .await;
+    assert_refused(
+        status,
+        &answer,
+        400,
+        "NOT_THERE is not an environment variable",
+    );
+    assert_eq!(answer["error"]["field"], "template.sensitive_env");
+
     // Once no app uses it, it can go.
     let out = server.cli(&["deploy", "vault", "--no-secrets"]);
     assert!(

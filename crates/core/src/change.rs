@@ -45,6 +45,8 @@ pub struct AppChange {
     /// The secrets the app uses, replacing the ones it has (their versions are set when the
     /// revision is made).
     pub secrets: Option<Vec<crate::team_secret::SecretRef>>,
+    /// The environment variables whose values viewers see redacted, replacing the set.
+    pub sensitive_env: Option<std::collections::BTreeSet<String>>,
 }
 
 /// What a change sets of the rollout strategy.
@@ -98,6 +100,14 @@ impl AppChange {
         }
         if let Some(env) = &self.env {
             merge(&mut t.env, env);
+        }
+        match &self.sensitive_env {
+            Some(keys) => t.sensitive_env = keys.clone(),
+            None => {
+                // A variable removed is no longer sensitive.
+                let env = &t.env;
+                t.sensitive_env.retain(|key| env.contains_key(key));
+            }
         }
         if let Some(labels) = &self.labels {
             merge(&mut t.labels, labels);
@@ -200,6 +210,7 @@ impl AppChange {
             (self.labels.is_some(), "labels"),
             (self.volumes.is_some(), "volumes"),
             (self.secrets.is_some(), "secrets"),
+            (self.sensitive_env.is_some(), "sensitive variables"),
         ] {
             if set {
                 parts.push(what.to_string());
@@ -235,6 +246,7 @@ mod tests {
         spec.template.resources.cpu_millis = Some(500);
         spec.template.resources.memory_bytes = Some(64);
         spec.template.liveness = Some(Probe::http("/live"));
+        spec.template.sensitive_env = ["KEEP".to_string(), "DROP".to_string()].into();
         let change = AppChange {
             env: Some(BTreeMap::from([
                 ("DROP".to_string(), None),
@@ -255,6 +267,15 @@ mod tests {
             spec.template.env,
             BTreeMap::from([("KEEP".into(), "1".into()), ("NEW".into(), "x".into())])
         );
+        assert_eq!(
+            spec.template.sensitive_env,
+            ["KEEP".to_string()].into(),
+            "a removed variable is no longer sensitive"
+        );
+        let shown = spec.template.redacted();
+        assert_eq!(shown.env["KEEP"], crate::spec::REDACTED);
+        assert_eq!(shown.env["NEW"], "x");
+        assert_eq!(spec.template.env["KEEP"], "1", "redacting changes a copy");
         assert_eq!(spec.template.resources.cpu_millis, None);
         assert_eq!(spec.template.resources.memory_bytes, Some(64));
         assert_eq!(spec.template.readiness, Some(Probe::http("/up")));

@@ -170,7 +170,13 @@ pub struct Template {
     /// uses (see [`crate::team_secret`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<crate::team_secret::SecretRef>,
+    /// Keys of `env` whose values readers who cannot deploy (viewers) see as [`REDACTED`].
+    #[serde(skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub sensitive_env: std::collections::BTreeSet<String>,
 }
+
+/// What readers who cannot deploy see instead of a sensitive variable's value.
+pub const REDACTED: &str = "<redacted>";
 
 impl Default for Template {
     fn default() -> Self {
@@ -187,11 +193,24 @@ impl Default for Template {
             labels: BTreeMap::new(),
             volumes: Vec::new(),
             secrets: Vec::new(),
+            sensitive_env: Default::default(),
         }
     }
 }
 
 impl Template {
+    /// The template as readers who cannot deploy see it: sensitive variables' values
+    /// replaced by [`REDACTED`].
+    pub fn redacted(&self) -> Template {
+        let mut shown = self.clone();
+        for key in &self.sensitive_env {
+            if let Some(value) = shown.env.get_mut(key) {
+                *value = REDACTED.to_string();
+            }
+        }
+        shown
+    }
+
     /// The port a probe talks to.
     pub fn probe_port(&self, probe: &Probe) -> u16 {
         probe.port.unwrap_or(self.port)

@@ -260,6 +260,14 @@ pub fn validate_template(errors: &mut ValidationErrors, prefix: &str, t: &Templa
     }
     crate::volume::validate_mounts(errors, &format!("{prefix}.volumes"), &t.volumes);
     crate::team_secret::validate_refs(errors, &format!("{prefix}.secrets"), &t.secrets, &t.env);
+    for key in &t.sensitive_env {
+        if !t.env.contains_key(key) {
+            errors.push(
+                format!("{prefix}.sensitive_env"),
+                format!("{key} is not an environment variable of the app"),
+            );
+        }
+    }
     for key in t.labels.keys() {
         if key.is_empty() || key.len() > 128 || key.chars().any(|c| c.is_whitespace() || c == '=') {
             errors.push(

@@ -211,6 +211,13 @@ pub struct SpecArgs {
     /// Stop giving the app any secret
     #[arg(long, conflicts_with_all = ["secret_env", "secret_files"])]
     no_secrets: bool,
+    /// An environment variable whose value viewers see as <redacted> (repeatable; replaces
+    /// the set; --no-sensitive-env clears it)
+    #[arg(long = "sensitive-env", value_name = "KEY")]
+    sensitive_env: Vec<String>,
+    /// No variable is redacted for viewers any more
+    #[arg(long, conflicts_with = "sensitive_env")]
+    no_sensitive_env: bool,
     /// Rollout: `rolling` (new instances beside the old ones, no downtime) or `recreate` (every old instance stops first: downtime, but never two revisions at once, e.g. for a volume with one writer)
     #[arg(long, value_enum, value_name = "KIND")]
     strategy: Option<StrategyKind>,
@@ -472,6 +479,11 @@ impl SpecArgs {
                         .map(|r| r.map(|r| SecretRefDto::from(&r)))
                         .collect::<Result<_, _>>()?,
                 )
+            },
+            sensitive_env: if self.no_sensitive_env {
+                Some(Vec::new())
+            } else {
+                (!self.sensitive_env.is_empty()).then_some(self.sensitive_env)
             },
             ..AppChanges::default()
         })
