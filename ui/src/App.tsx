@@ -22,6 +22,7 @@ import { ExternalImagePage, RegistriesPage, RegistryDetailPage, RegistryEditPage
 import { TeamPage, TeamsPage } from "./pages/Teams";
 import { TemplateEditPage, TemplatesPage } from "./pages/Templates";
 import { TopologyPage } from "./pages/Topology";
+import { VolumeDetailPage, VolumesPage } from "./pages/Volumes";
 import { useSession } from "./session";
 
 export function App() {
@@ -64,6 +65,8 @@ export function App() {
         <Route path="/registries/:name" element={<RegistryDetailPage />} />
         <Route path="/registries/:name/edit" element={<RegistryEditPage />} />
         <Route path="/registries/:name/images/*" element={<ExternalImagePage />} />
+        <Route path="/volumes" element={<VolumesPage />} />
+        <Route path="/volumes/:team/:name" element={<VolumeDetailPage />} />
         <Route path="/teams" element={<TeamsPage />} />
         <Route path="/teams/:team" element={<TeamPage />} />
         <Route path="/quota-requests" element={<QuotaRequestsPage />} />
@@ -137,6 +140,7 @@ function Shell({ children }: { children: ReactNode }) {
     { to: "/images", label: t("nav.images"), show: true },
     { to: "/registry", label: t("nav.registry"), show: true },
     { to: "/registries", label: t("registries.title"), show: true },
+    { to: "/volumes", label: t("nav.volumes"), show: true },
     { to: "/teams", label: t("nav.teams"), show: true },
     { to: "/quota-requests", label: t("nav.quotaRequests"), show: true },
     { to: "/templates", label: t("nav.templates"), show: true },

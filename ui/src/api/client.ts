@@ -42,6 +42,8 @@ export type PipelineDto = Schemas["PipelineDto"];
 export type PipelineRequest = Schemas["PipelineRequest"];
 export type BuildDto = Schemas["BuildDto"];
 export type BuildStepDto = Schemas["BuildStepDto"];
+export type VolumeDto = Schemas["VolumeDto"];
+export type VolumeMountDto = Schemas["VolumeMountDto"];
 
 /** An error answered by the server (or the network), with the field it is about. */
 export class ApiError extends Error {
@@ -79,6 +81,23 @@ const csrf: Middleware = {
 
 export const api = createClient<paths>({ baseUrl: "", credentials: "same-origin" });
 api.use(csrf);
+
+/**
+ * A file as the raw body of a request, for `api.PUT(path, { params, ...rawBody(file, type) })`:
+ * the schema types binary bodies as byte arrays, which openapi-fetch would send as JSON.
+ */
+export function rawBody(file: Blob, contentType: string) {
+  return { body: [] as number[], bodySerializer: () => file, headers: { "Content-Type": contentType } };
+}
+
+/**
+ * Where a volume's backup downloads from (a tar, `slot` for a per-instance volume): a plain
+ * GET, which the session cookie authenticates, so a link saves it without holding it in memory.
+ */
+export function volumeArchiveUrl(team: string, name: string, slot?: number | null): string {
+  const path = `/api/v1/teams/${encodeURIComponent(team)}/volumes/${encodeURIComponent(name)}/archive`;
+  return slot == null ? path : `${path}?slot=${slot}`;
+}
 
 /** The error of a failed response, from the `{error:{code,message,field,details}}` body. */
 export async function errorOf(response: Response, body?: unknown): Promise<ApiError> {

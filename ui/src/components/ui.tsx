@@ -1,6 +1,6 @@
 // Small building blocks every page uses: async data with loading and error states, polling,
-// form fields that show the server's message next to the field it names, confirmation
-// dialogs, badges, bars, times and sizes.
+// form fields that show the server's message next to the field it names, list filters kept
+// in the URL (the team filter among them), confirmation dialogs, badges, bars, times and sizes.
 import {
   createContext,
   useCallback,
@@ -11,8 +11,8 @@ import {
   useState,
   type ReactNode,
 } from "react";
-import { ApiError } from "../api/client";
-import { Link } from "react-router";
+import { api, ApiError, call } from "../api/client";
+import { Link, useSearchParams } from "react-router";
 import { hasKey, useI18n } from "../i18n";
 
 // ---------- data ----------
@@ -160,7 +160,7 @@ export function fieldError(error: ApiError | undefined, name: string): string | 
  * and its message without the leading `path: ` (the server names the field in its messages;
  * the form says it with the field's label instead).
  */
-function fieldProblem(error: ApiError | undefined, name: string): { field: string; message: string } | undefined {
+export function fieldProblem(error: ApiError | undefined, name: string): { field: string; message: string } | undefined {
   if (!error) return undefined;
   const detail = error.details.find((d) => matches(d.field, name));
   if (detail) return { field: normalise(detail.field), message: withoutField(detail.message, detail.field) };
@@ -228,6 +228,39 @@ export function Field({
         </div>
       ) : null}
     </div>
+  );
+}
+
+// ---------- filters ----------
+
+/**
+ * The page's filters, kept in its URL: the query and `set(key, value)`, which changes one (an
+ * empty value removes it) without adding a history entry.
+ */
+export function useUrlFilters(): [URLSearchParams, (key: string, value: string) => void] {
+  const [params, setParams] = useSearchParams();
+  const set = (key: string, value: string) => {
+    const next = new URLSearchParams(params);
+    if (value) next.set(key, value);
+    else next.delete(key);
+    setParams(next, { replace: true });
+  };
+  return [params, set];
+}
+
+/** The team filter of a list: "all teams" or one of the teams the caller sees (the chosen one even if not listed). */
+export function TeamFilter({ value, onChange }: { value: string; onChange: (team: string) => void }) {
+  const { t } = useI18n();
+  const teams = useAsync(() => call(api.GET("/api/v1/teams")), []);
+  return (
+    <select aria-label={t("field.team")} value={value} onChange={(e) => onChange(e.target.value)} data-testid="team-filter">
+      <option value="">{t("apps.allTeams")}</option>
+      {[...new Set([...(teams.data ?? []).map((x) => x.name), ...(value ? [value] : [])])].map((name) => (
+        <option key={name} value={name}>
+          {name}
+        </option>
+      ))}
+    </select>
   );
 }
 

@@ -20,6 +20,7 @@ import { Autoscaling } from "../components/autoscale";
 import { MetricsCharts } from "../components/charts";
 import { eventKindLabel, eventMessage, rolloutMessage } from "../components/events";
 import { ProbeFields, ProbeSummary, probeBody, probeForm, sameProbe } from "../components/probes";
+import { DeleteVolumesChoice, MountList, mountForms, mountsBody, sameMounts, VolumeMountsEditor } from "../components/volumes";
 import {
   Badge,
   Empty,
@@ -140,17 +141,33 @@ function AppActions({ app, onChange }: { app: AppDto; onChange: (a: AppDto) => v
     });
   };
   const remove = async () => {
+    const volumes = app.template.volumes.map((m) => m.name);
+    let deleteVolumes = false;
     const ok = await confirm({
       title: t("app.deleteTitle", { name: app.name }),
-      body: t("app.deleteBody"),
+      body: (
+        <>
+          <p>{t("app.deleteBody")}</p>
+          {volumes.length > 0 && <DeleteVolumesChoice team={app.team} names={volumes} onChange={(yes) => (deleteVolumes = yes)} />}
+        </>
+      ),
       confirm: t("common.delete"),
       danger: true,
       typeToConfirm: app.name,
     });
     if (!ok) return;
     await action.run(async () => {
-      await call(api.DELETE("/api/v1/apps/{name}", { params: { path: { name: app.name } } }));
-      toast(t("app.deleted", { name: app.name }));
+      await call(
+        api.DELETE("/api/v1/apps/{name}", {
+          params: { path: { name: app.name }, query: deleteVolumes ? { delete_volumes: true } : undefined },
+        }),
+      );
+      const list = volumes.map((v) => `${app.team}/${v}`).join(", ");
+      toast(
+        volumes.length === 0
+          ? t("app.deleted", { name: app.name })
+          : t(deleteVolumes ? "app.deletedWithVolumes" : "app.deletedVolumesKept", { name: app.name, volumes: list }),
+      );
       navigate("/apps");
     });
   };
@@ -689,6 +706,10 @@ function Spec({ app }: { app: AppDto }) {
       <dd className="mono" data-testid="app-liveness">
         <ProbeSummary probe={tp.liveness} port={tp.port} />
       </dd>
+      <dt>{t("field.volumes")}</dt>
+      <dd data-testid="app-volumes">
+        <MountList team={app.team} mounts={tp.volumes} />
+      </dd>
       <dt>{t("field.strategy")}</dt>
       <dd data-testid="app-strategy" data-kind={s.kind ?? "rolling"}>
         {s.kind === "recreate"
@@ -730,7 +751,9 @@ function flatten(tp: TemplateDto): Map<string, string> {
     if (v === null || v === undefined) {
       out.set(prefix, "–");
     } else if (Array.isArray(v)) {
-      out.set(prefix, v.length ? v.map(String).join(" ") : "–");
+      // A list of objects (the mounts) row by row, `volumes[0].path`; of plain values, one line.
+      if (v.some((x) => x !== null && typeof x === "object")) v.forEach((x, i) => walk(`${prefix}[${i}]`, x));
+      else out.set(prefix, v.length ? v.map(String).join(" ") : "–");
     } else if (typeof v === "object") {
       const entries = Object.entries(v as Record<string, unknown>);
       if (entries.length === 0) out.set(prefix, "–");
@@ -948,6 +971,7 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       memory: tp.memory_bytes ? String(Math.round(tp.memory_bytes / 1048576)) : "",
       readiness: probeForm(tp.readiness ?? null),
       liveness: probeForm(tp.liveness ?? null),
+      volumes: mountForms(tp.volumes),
       deadline: String(Math.round((app.strategy.progress_deadline_ms ?? 60000) / 1000)),
       kind: app.strategy.kind ?? "rolling",
       max_surge: String(app.strategy.max_surge ?? 1),
@@ -987,6 +1011,9 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       if (form.memory !== initial.memory) body.memory_bytes = form.memory ? Number(form.memory) * 1048576 : 0;
       if (!sameProbe(form.readiness, initial.readiness)) body.readiness = probeBody(form.readiness);
       if (!sameProbe(form.liveness, initial.liveness)) body.liveness = probeBody(form.liveness);
+      // Mounts are sent only when changed: they replace the app's, so a deploy of something
+      // else leaves them alone.
+      if (!sameMounts(form.volumes, initial.volumes)) body.volumes = mountsBody(form.volumes);
       const strategy: NonNullable<AppChanges["strategy"]> = {};
       if (form.deadline !== initial.deadline) strategy.progress_deadline_ms = Number(form.deadline) * 1000;
       if (form.kind !== initial.kind) strategy.kind = form.kind === "recreate" ? "recreate" : "rolling";
@@ -1022,7 +1049,7 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       navigate(`/apps/${app.name}`);
     });
   };
-  const fields = ["image", "env", "port", "cpu_millis", "memory_bytes", "readiness", "liveness", "strategy", "idle_timeout_seconds", "reason"];
+  const fields = ["image", "env", "port", "cpu_millis", "memory_bytes", "readiness", "liveness", "volumes", "strategy", "idle_timeout_seconds", "reason"];
   return (
     <form className="card form form-wide" onSubmit={submit} data-testid="deploy-form">
       <h2>{t("deploy.title")}</h2>
@@ -1047,6 +1074,7 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       </div>
       <ProbeFields role="readiness" value={form.readiness} onChange={(readiness) => setForm({ ...form, readiness })} error={action.error} />
       <ProbeFields role="liveness" value={form.liveness} onChange={(liveness) => setForm({ ...form, liveness })} error={action.error} />
+      <VolumeMountsEditor value={form.volumes} onChange={(volumes) => setForm({ ...form, volumes })} error={action.error} />
       <Field label={t("field.rolloutKind")} name="strategy.kind" error={action.error} hint={t("deploy.rolloutKindHint")}>
         {(p) => (
           <select {...p} value={form.kind} onChange={set("kind")}>

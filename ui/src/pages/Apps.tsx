@@ -1,26 +1,19 @@
 // The apps list: health, instances, CPU and memory in use, revision and rollout, team;
 // filtered by team and name (both in the URL); refreshed every few seconds.
-import { Link, useSearchParams } from "react-router";
+import { Link } from "react-router";
 import { api, call } from "../api/client";
 import { AppLinks, appLimit, CpuUse, HealthBadge, MemoryUse, RolloutBadge } from "../components/apps";
-import { Empty, formatBytes, formatCpu, Loaded, PageHeader, Time, useAsync } from "../components/ui";
+import { Empty, formatBytes, formatCpu, Loaded, PageHeader, TeamFilter, Time, useAsync, useUrlFilters } from "../components/ui";
 import { useI18n } from "../i18n";
 import { useSession } from "../session";
 
 export function AppsPage() {
   const { t } = useI18n();
   const { writableTeams, isAdmin } = useSession();
-  const [params, setParams] = useSearchParams();
+  const [params, update] = useUrlFilters();
   const team = params.get("team") ?? "";
   const q = params.get("q") ?? "";
   const apps = useAsync(() => call(api.GET("/api/v1/apps")), [], 3000);
-  const teams = useAsync(() => call(api.GET("/api/v1/teams")), []);
-  const update = (k: string, v: string) => {
-    const next = new URLSearchParams(params);
-    if (v) next.set(k, v);
-    else next.delete(k);
-    setParams(next, { replace: true });
-  };
   return (
     <>
       <PageHeader
@@ -41,14 +34,7 @@ export function AppsPage() {
           value={q}
           onChange={(e) => update("q", e.target.value)}
         />
-        <select aria-label={t("field.team")} value={team} onChange={(e) => update("team", e.target.value)}>
-          <option value="">{t("apps.allTeams")}</option>
-          {(teams.data ?? []).map((x) => (
-            <option key={x.name} value={x.name}>
-              {x.name}
-            </option>
-          ))}
-        </select>
+        <TeamFilter value={team} onChange={(v) => update("team", v)} />
       </div>
       <Loaded state={apps}>
         {(list) => {

@@ -5,6 +5,7 @@ import { Link, useNavigate, useSearchParams } from "react-router";
 import { api, ApiError, call, type AppChanges, type DeploymentTemplateDto, type ParamDto } from "../api/client";
 import { ProbeFields, probeBody, probeForm } from "../components/probes";
 import { Field, FormError, Loaded, PageHeader, Tabs, useAction, useAsync, useToast } from "../components/ui";
+import { mountsBody, VolumeMountsEditor, type MountForm } from "../components/volumes";
 import { useI18n } from "../i18n";
 import { useSession } from "../session";
 import { parseEnv } from "./AppDetail";
@@ -60,6 +61,7 @@ function CreateForm() {
   });
   const [readiness, setReadiness] = useState(() => probeForm(undefined));
   const [liveness, setLiveness] = useState(() => probeForm(undefined));
+  const [volumes, setVolumes] = useState<MountForm[]>([]);
   useEffect(() => {
     if (!form.team && teams.length) setForm((f) => ({ ...f, team: teams[0] }));
   }, [teams, form.team]);
@@ -81,6 +83,7 @@ function CreateForm() {
       body.readiness = probeBody(readiness);
       body.liveness = probeBody(liveness);
       if (Object.keys(env).length) body.env = env;
+      if (volumes.length) body.volumes = mountsBody(volumes);
       if (form.cpu) body.cpu_millis = Number(form.cpu);
       if (form.memory) body.memory_bytes = Number(form.memory) * 1048576;
       const domains = form.domains
@@ -94,7 +97,7 @@ function CreateForm() {
       navigate(`/apps/${app.name}`);
     });
   };
-  const fields = ["name", "team", "image", "replicas", "port", "readiness", "liveness", "env", "cpu_millis", "memory_bytes", "domains", "internal"];
+  const fields = ["name", "team", "image", "replicas", "port", "readiness", "liveness", "env", "cpu_millis", "memory_bytes", "domains", "internal", "volumes"];
   return (
     <form className="card form form-wide" onSubmit={submit} data-testid="create-form">
       <FormError error={action.error} fields={fields} />
@@ -135,6 +138,7 @@ function CreateForm() {
           {(p) => <input {...p} type="number" min={0} value={form.memory} onChange={set("memory")} />}
         </Field>
       </div>
+      <VolumeMountsEditor value={volumes} onChange={setVolumes} error={action.error} />
       <Field label={t("field.env")} name="env" error={action.error} hint={t("deploy.envHint")}>
         {(p) => <textarea {...p} rows={4} value={form.env} onChange={set("env")} className="mono" spellCheck={false} />}
       </Field>

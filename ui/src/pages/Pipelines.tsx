@@ -25,12 +25,14 @@ import {
   Loaded,
   Loading,
   PageHeader,
+  TeamFilter,
   Time,
   useAction,
   useAsync,
   useConfirm,
   useEnumLabel,
   useToast,
+  useUrlFilters,
 } from "../components/ui";
 import { useI18n } from "../i18n";
 import { useSession } from "../session";
@@ -46,11 +48,10 @@ export function useCanBuild() {
 
 export function PipelinesPage() {
   const { t } = useI18n();
-  const [params, setParams] = useSearchParams();
+  const [params, update] = useUrlFilters();
   const team = params.get("team") ?? "";
   const q = params.get("q") ?? "";
   const deployTeams = useDeployTeams();
-  const teams = useAsync(() => call(api.GET("/api/v1/teams")), []);
   const list = useAsync(
     async () => {
       const pipelines = await call(api.GET("/api/v1/pipelines", { params: { query: team ? { team } : {} } }));
@@ -59,12 +60,6 @@ export function PipelinesPage() {
     [team],
     3000,
   );
-  const update = (k: string, v: string) => {
-    const next = new URLSearchParams(params);
-    if (v) next.set(k, v);
-    else next.delete(k);
-    setParams(next, { replace: true });
-  };
   const canCreate = deployTeams.length > 0;
   const createLink = (
     <Link to={team ? `/pipelines/new?team=${encodeURIComponent(team)}` : "/pipelines/new"} className="btn btn-primary">
@@ -82,14 +77,7 @@ export function PipelinesPage() {
           value={q}
           onChange={(e) => update("q", e.target.value)}
         />
-        <select aria-label={t("field.team")} value={team} onChange={(e) => update("team", e.target.value)} data-testid="team-filter">
-          <option value="">{t("apps.allTeams")}</option>
-          {[...new Set([...(teams.data ?? []).map((x) => x.name), ...(team ? [team] : [])])].map((name) => (
-            <option key={name} value={name}>
-              {name}
-            </option>
-          ))}
-        </select>
+        <TeamFilter value={team} onChange={(v) => update("team", v)} />
       </div>
       <Loaded state={list}>
         {(rows) => {

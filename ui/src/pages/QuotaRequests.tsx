@@ -46,6 +46,7 @@ function QuotaCell({ q, current }: { q: QuotaDto; current: QuotaDto }) {
     [t("quota.memory"), current.memory_bytes, q.memory_bytes, formatBytes],
     [t("quota.instances"), current.instances, q.instances, String],
     [t("quota.registry"), current.registry_bytes, q.registry_bytes, formatBytes],
+    [t("quota.volumes"), current.volume_bytes, q.volume_bytes, formatBytes],
   ];
   const fmt = (v: number | null | undefined, f: (n: number) => string) => (v == null ? "∞" : f(v));
   return (

@@ -35,6 +35,7 @@ export function QuotaBars({ team }: { team: TeamDto }) {
       <UsageBar label={t("quota.memory")} used={team.usage.memory_bytes} limit={team.quota.memory_bytes} format={formatBytes} />
       <UsageBar label={t("quota.instances")} used={team.usage.instances} limit={team.quota.instances} format={num} />
       <UsageBar label={t("quota.registry")} used={team.usage.registry_bytes} limit={team.quota.registry_bytes} format={formatBytes} />
+      <UsageBar label={t("quota.volumes")} used={team.usage.volume_bytes ?? 0} limit={team.quota.volume_bytes} format={formatBytes} />
     </div>
   );
 }
@@ -143,7 +144,8 @@ export function TeamPage() {
                   </>
                 )}
                 <Link to="/teams">← {t("teams.title")}</Link> · <Link to={`/apps?team=${x.name}`}>{t("nav.apps")}</Link> ·{" "}
-                <Link to={`/images?q=${x.name}/`}>{t("nav.images")}</Link>
+                <Link to={`/images?q=${x.name}/`}>{t("nav.images")}</Link> ·{" "}
+                <Link to={`/volumes?team=${x.name}`}>{t("nav.volumes")}</Link>
                 {canManage && (
                   <>
                     {" "}
@@ -349,12 +351,13 @@ function Members({ team, canManage }: { team: string; canManage: boolean }) {
   );
 }
 
-/** Quota form values in display units (CPU millicores, MiB, instances, MiB). */
+/** Quota form values in display units (CPU millicores, MiB, instances, MiB, MiB). */
 interface QuotaForm {
   cpu: string;
   memory: string;
   instances: string;
   registry: string;
+  volumes: string;
 }
 
 const MIB = 1048576;
@@ -365,19 +368,26 @@ function toForm(q: QuotaDto): QuotaForm {
     memory: q.memory_bytes != null ? String(Math.round(q.memory_bytes / MIB)) : "",
     instances: q.instances != null ? String(q.instances) : "",
     registry: q.registry_bytes != null ? String(Math.round(q.registry_bytes / MIB)) : "",
+    volumes: q.volume_bytes != null ? String(Math.round(q.volume_bytes / MIB)) : "",
   };
 }
 
 function fromForm(f: QuotaForm): QuotaDto {
   const n = (s: string, scale = 1) => (s.trim() === "" ? null : Number(s) * scale);
-  return { cpu_millis: n(f.cpu), memory_bytes: n(f.memory, MIB), instances: n(f.instances), registry_bytes: n(f.registry, MIB) };
+  return {
+    cpu_millis: n(f.cpu),
+    memory_bytes: n(f.memory, MIB),
+    instances: n(f.instances),
+    registry_bytes: n(f.registry, MIB),
+    volume_bytes: n(f.volumes, MIB),
+  };
 }
 
 function QuotaFields({ form, setForm, error, prefix }: { form: QuotaForm; setForm: (f: QuotaForm) => void; error: ReturnType<typeof useAction>["error"]; prefix: string }) {
   const { t } = useI18n();
   const set = (k: keyof QuotaForm) => (e: React.ChangeEvent<HTMLInputElement>) => setForm({ ...form, [k]: e.target.value });
   return (
-    <div className="grid-4">
+    <div className="grid-3">
       <Field label={t("field.cpuMillis")} name={`${prefix}cpu_millis`} error={error}>
         {(p) => <input {...p} type="number" min={0} value={form.cpu} onChange={set("cpu")} placeholder={t("quota.unlimited")} />}
       </Field>
@@ -389,6 +399,9 @@ function QuotaFields({ form, setForm, error, prefix }: { form: QuotaForm; setFor
       </Field>
       <Field label={t("field.registryMib")} name={`${prefix}registry_bytes`} error={error}>
         {(p) => <input {...p} type="number" min={0} value={form.registry} onChange={set("registry")} placeholder={t("quota.unlimited")} />}
+      </Field>
+      <Field label={t("field.volumesMib")} name={`${prefix}volume_bytes`} error={error}>
+        {(p) => <input {...p} type="number" min={0} value={form.volumes} onChange={set("volumes")} placeholder={t("quota.unlimited")} />}
       </Field>
     </div>
   );
@@ -434,7 +447,7 @@ function RequestQuota({ team, onFiled }: { team: TeamDto; onFiled: () => void })
       const wanted = fromForm(form);
       const current = team.quota;
       const q: QuotaDto = {};
-      for (const k of ["cpu_millis", "memory_bytes", "instances", "registry_bytes"] as const) {
+      for (const k of ["cpu_millis", "memory_bytes", "instances", "registry_bytes", "volume_bytes"] as const) {
         if (wanted[k] != null && wanted[k] !== current[k]) q[k] = wanted[k];
       }
       await call(api.POST("/api/v1/teams/{team}/quota-requests", { params: { path: { team: team.name } }, body: { ...q, reason } }));
@@ -447,7 +460,7 @@ function RequestQuota({ team, onFiled }: { team: TeamDto; onFiled: () => void })
     <form className="card form" onSubmit={submit} data-testid="quota-request-form">
       <h2>{t("quotaRequests.file")}</h2>
       <p className="muted">{t("quotaRequests.fileHelp")}</p>
-      <FormError error={action.error} fields={["cpu_millis", "memory_bytes", "instances", "registry_bytes", "reason"]} />
+      <FormError error={action.error} fields={["cpu_millis", "memory_bytes", "instances", "registry_bytes", "volume_bytes", "reason"]} />
       <QuotaFields form={form} setForm={setForm} error={action.error} prefix="" />
       <Field label={t("field.reason")} name="reason" error={action.error}>
         {(p) => <textarea {...p} rows={2} required value={reason} onChange={(e) => setReason(e.target.value)} />}

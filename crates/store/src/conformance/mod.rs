@@ -137,6 +137,7 @@ pub fn full_template(image: &str) -> Template {
                     .unwrap()
             },
         ],
+        sensitive_env: ["DATABASE_URL".to_string()].into(),
     }
 }
 
