@@ -12,6 +12,7 @@ pub mod autoscale;
 pub mod build_events;
 pub mod certificates;
 pub mod changes;
+pub mod compose;
 pub mod console;
 pub mod domains;
 pub mod dto;
@@ -137,7 +138,7 @@ pub struct ApiState {
         nodes::events, nodes::cluster_events, healthz, readyz, metrics::metrics,
         metrics_history::app_metrics, metrics_history::node_metrics, metrics_history::team_metrics,
         volumes::list_all, volumes::list_team, volumes::get, volumes::delete, volumes::backup,
-        volumes::restore, secrets::list_all, secrets::list_team, secrets::put, secrets::delete,
+        volumes::restore, compose::import, secrets::list_all, secrets::list_team, secrets::put, secrets::delete,
     ),
     modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = [])),
@@ -235,6 +236,10 @@ pub fn router(state: ApiState) -> axum::Router {
             get(system::get_on_demand_domains)
                 .put(system::put_on_demand_domains)
                 .delete(system::delete_on_demand_domains),
+        )
+        .route(
+            "/teams/{team}/compose",
+            post(compose::import).layer(compose::body_limit()),
         )
         .route("/secrets", get(secrets::list_all))
         .route("/teams/{team}/secrets", get(secrets::list_team))

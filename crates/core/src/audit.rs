@@ -61,6 +61,7 @@ pub const ACTIONS: &[&str] = &[
     "system.access-log.put",
     "system.on-demand-domains.delete",
     "system.on-demand-domains.put",
+    "teams.compose.create",
     "teams.create",
     "teams.delete",
     "teams.members.delete",

@@ -13,6 +13,7 @@ pub mod canary;
 pub mod certificate;
 pub mod change;
 pub mod clock;
+pub mod compose;
 pub mod deploy_template;
 pub mod external_registry;
 pub mod flows;

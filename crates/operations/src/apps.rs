@@ -92,7 +92,7 @@ impl Platform {
     }
 
     /// The app and its current template, for Berth's own changes (no actor).
-    async fn current_app(&self, name: &str) -> OpResult<CurrentApp> {
+    pub(crate) async fn current_app(&self, name: &str) -> OpResult<CurrentApp> {
         let app = self
             .store
             .get_app(name)

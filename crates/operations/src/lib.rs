@@ -13,6 +13,7 @@ pub mod apps;
 pub mod autoscale;
 pub mod builds;
 pub mod certificates;
+pub mod compose;
 pub mod domains;
 pub mod error;
 pub mod idle;

@@ -6,6 +6,7 @@ mod apps;
 mod audit;
 mod autoscale;
 mod certs;
+mod compose;
 mod domains;
 mod images;
 mod metrics;
@@ -110,6 +111,9 @@ enum Command {
     /// Team secrets: create or change (from stdin or a file), list names and versions, delete
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// Compose files: import a docker-compose.yml as a team's apps (plan first with --dry-run)
+    #[command(subcommand)]
+    Compose(compose::ComposeCommand),
     #[command(flatten)]
     Account(accounts::AccountCommand),
     #[command(flatten)]
@@ -145,6 +149,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Registries(command) => registries::run(&global.client()?, command).await,
         Command::Volumes(command) => volumes::run(&global.client()?, command).await,
         Command::Secrets(command) => secrets::run(&global.client()?, command).await,
+        Command::Compose(command) => compose::run(&global.client()?, command).await,
         Command::Domains(command) => domains::run(&global.client()?, command).await,
         Command::Metrics(args) => metrics::run(&global.client()?, args).await,
         Command::Nodes { command, output } => nodes::run(&global.client()?, command, output).await,
