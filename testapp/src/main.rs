@@ -61,7 +61,48 @@ struct Shared {
     info: Info,
 }
 
+/// `berth-testapp run …`: small programs for tests of `berth exec` (the image has no shell):
+/// `echo WORDS…`, `exit CODE`, `cat` (stdin to stdout until it closes), `tty` (whether
+/// stdout is a terminal).
+fn run_tool(args: &[String]) -> ! {
+    use std::io::{IsTerminal, Read, Write};
+    let mut out = std::io::stdout();
+    match args.first().map(String::as_str) {
+        Some("echo") => {
+            let _ = writeln!(out, "{}", args[1..].join(" "));
+        }
+        Some("exit") => exit(args.get(1).and_then(|c| c.parse().ok()).unwrap_or(1)),
+        Some("cat") => {
+            let mut buffer = [0u8; 4096];
+            let mut stdin = std::io::stdin();
+            while let Ok(n) = stdin.read(&mut buffer) {
+                if n == 0
+                    || out
+                        .write_all(&buffer[..n])
+                        .and_then(|()| out.flush())
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        }
+        Some("tty") => {
+            let _ = writeln!(out, "{}", if out.is_terminal() { "tty" } else { "no tty" });
+        }
+        other => {
+            eprintln!("berth-testapp run: unknown tool {other:?} (echo, exit, cat, tty)");
+            exit(2);
+        }
+    }
+    let _ = out.flush();
+    exit(0)
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("run") {
+        run_tool(&args[1..]);
+    }
     let mut config = match Config::from_lookup(|name| std::env::var(name).ok()) {
         Ok(c) => c,
         Err(e) => {

@@ -10,7 +10,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { docker, login as signIn, nav, newPage as openPage, shot, startBerth, stopBerth } from "./harness.mjs";
+import { addEnv, docker, login as signIn, nav, newPage as openPage, shot, startBerth, stopBerth } from "./harness.mjs";
 
 let state;
 
@@ -278,7 +278,7 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
   await t.test("new settings are deployed as revision 2", async () => {
     await page.getByRole("link", { name: "Deploy" }).click();
     await page.waitForURL("**/apps/shop/deploy");
-    await page.getByLabel("Environment").fill("COLOR=blue");
+    await addEnv(page, "COLOR", "blue");
     await shot(page, "05-deploy-form");
     await page.getByRole("button", { name: "Deploy", exact: true }).click();
     await page.waitForURL("**/apps/shop");
@@ -289,7 +289,8 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await page.getByRole("link", { name: "Events" }).click();
     await page.locator('[data-testid="events-live"][data-live="true"]').waitFor();
     await page.getByRole("link", { name: "Deploy" }).click();
-    await page.getByLabel("Environment").fill("COLOR=blue\nFAIL_HEALTH=1");
+    // The form starts from the app: COLOR=blue is its first row.
+    await addEnv(page, "FAIL_HEALTH", "1");
     await page.getByLabel("Progress deadline (s)").fill("8");
     await page.getByRole("button", { name: "Deploy", exact: true }).click();
     await page.waitForURL("**/apps/shop");

@@ -177,3 +177,17 @@ export async function login(state, page, username, password) {
 
 /** A link of the sidebar. */
 export const nav = (page, name) => page.getByRole("navigation", { name: "Sections" }).getByRole("link", { name, exact: true });
+
+/**
+ * Adds a variable to the environment editor of a create or deploy form (a row of name, value
+ * and "sensitive"), and returns its row.
+ */
+export async function addEnv(page, key, value, { sensitive = false } = {}) {
+  const editor = page.getByTestId("env-editor");
+  await editor.getByRole("button", { name: "Add variable" }).click();
+  const row = editor.getByTestId("env-row").last();
+  await row.getByLabel("Variable", { exact: true }).fill(key);
+  if (sensitive) await row.getByLabel("sensitive", { exact: true }).check();
+  await row.getByLabel("Value", { exact: true }).fill(value);
+  return row;
+}

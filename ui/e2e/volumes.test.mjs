@@ -13,7 +13,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { login, nav, newPage, shot, startBerth, stopBerth } from "./harness.mjs";
+import { addEnv, login, nav, newPage, shot, startBerth, stopBerth } from "./harness.mjs";
 
 let state;
 /** Where the test's archives live. */
@@ -119,7 +119,7 @@ test("volumes are mounted, listed, backed up, restored and deleted from the cons
 
     // A deploy of something else sends no mounts, and they stay.
     await page.getByRole("link", { name: "Deploy", exact: true }).click();
-    await page.getByLabel("Environment").fill("COLOR=green");
+    await addEnv(page, "COLOR", "green");
     const [request] = await Promise.all([
       page.waitForRequest((r) => r.url().endsWith("/api/v1/apps/notes/deploy") && r.method() === "POST"),
       page.getByRole("button", { name: "Deploy", exact: true }).click(),

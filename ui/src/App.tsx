@@ -19,6 +19,7 @@ import { ClusterBanner, NodesPage } from "./pages/Nodes";
 import { PipelineDetailPage, PipelineEditPage, PipelinesPage } from "./pages/Pipelines";
 import { QuotaRequestsPage } from "./pages/QuotaRequests";
 import { ExternalImagePage, RegistriesPage, RegistryDetailPage, RegistryEditPage } from "./pages/Registries";
+import { SecretsPage } from "./pages/Secrets";
 import { TeamPage, TeamsPage } from "./pages/Teams";
 import { TemplateEditPage, TemplatesPage } from "./pages/Templates";
 import { TopologyPage } from "./pages/Topology";
@@ -67,6 +68,7 @@ export function App() {
         <Route path="/registries/:name/images/*" element={<ExternalImagePage />} />
         <Route path="/volumes" element={<VolumesPage />} />
         <Route path="/volumes/:team/:name" element={<VolumeDetailPage />} />
+        <Route path="/secrets" element={<SecretsPage />} />
         <Route path="/teams" element={<TeamsPage />} />
         <Route path="/teams/:team" element={<TeamPage />} />
         <Route path="/quota-requests" element={<QuotaRequestsPage />} />
@@ -141,6 +143,7 @@ function Shell({ children }: { children: ReactNode }) {
     { to: "/registry", label: t("nav.registry"), show: true },
     { to: "/registries", label: t("registries.title"), show: true },
     { to: "/volumes", label: t("nav.volumes"), show: true },
+    { to: "/secrets", label: t("nav.secrets"), show: true },
     { to: "/teams", label: t("nav.teams"), show: true },
     { to: "/quota-requests", label: t("nav.quotaRequests"), show: true },
     { to: "/templates", label: t("nav.templates"), show: true },

@@ -40,10 +40,21 @@ async fn load(
 /// A template as `principal` may see it: sensitive variables redacted unless they can
 /// deploy to `team`.
 fn as_seen_by(principal: &Principal, team: &str, template: Template) -> Template {
+    revision_as_seen_by(principal, team, template, &Default::default())
+}
+
+/// A revision's template as `principal` may see it: also redacting what the app marks
+/// sensitive now (`current`), which an older revision may not have.
+fn revision_as_seen_by(
+    principal: &Principal,
+    team: &str,
+    template: Template,
+    current: &std::collections::BTreeSet<String>,
+) -> Template {
     if principal.can(team, TeamAction::Deploy) {
         template
     } else {
-        template.redacted()
+        template.redacted_also(current)
     }
 }
 
@@ -330,14 +341,19 @@ pub async fn list_revisions(
     principal: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Vec<RevisionDto>>> {
-    let (app, _) = load(&state, &principal, &name, TeamAction::Read).await?;
+    let (app, current) = load(&state, &principal, &name, TeamAction::Read).await?;
     let revisions = state.store.list_revisions(&name).await?;
     Ok(Json(
         revisions
             .iter()
             .map(|r| {
                 let shown = Revision {
-                    template: as_seen_by(&principal, &app.team, r.template.clone()),
+                    template: revision_as_seen_by(
+                        &principal,
+                        &app.team,
+                        r.template.clone(),
+                        &current.sensitive_env,
+                    ),
                     ..r.clone()
                 };
                 RevisionDto::new(&shown, app.current_revision)
@@ -355,14 +371,19 @@ pub async fn get_revision(
     principal: Principal,
     Path((name, number)): Path<(String, u32)>,
 ) -> ApiResult<Json<RevisionDto>> {
-    let (app, _) = load(&state, &principal, &name, TeamAction::Read).await?;
+    let (app, current) = load(&state, &principal, &name, TeamAction::Read).await?;
     let revision = state
         .store
         .get_revision(&name, number)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("revision {number} of app {name}")))?;
     let shown = Revision {
-        template: as_seen_by(&principal, &app.team, revision.template),
+        template: revision_as_seen_by(
+            &principal,
+            &app.team,
+            revision.template,
+            &current.sensitive_env,
+        ),
         ..revision
     };
     Ok(Json(RevisionDto::new(&shown, app.current_revision)))

@@ -502,6 +502,7 @@ mod tests {
                 berth_core::audit::REGISTRY_PUSH,
                 berth_core::audit::REGISTRY_DELETE,
                 berth_core::audit::GIT_PUSH,
+                berth_core::audit::APPS_EXEC,
             ];
             assert!(
                 produced.contains(*action) || other.contains(action),

@@ -17,6 +17,7 @@ pub mod console;
 pub mod domains;
 pub mod dto;
 pub mod error;
+pub mod exec;
 pub mod extract;
 pub mod git_http;
 pub mod image_dto;
@@ -138,7 +139,7 @@ pub struct ApiState {
         nodes::events, nodes::cluster_events, healthz, readyz, metrics::metrics,
         metrics_history::app_metrics, metrics_history::node_metrics, metrics_history::team_metrics,
         volumes::list_all, volumes::list_team, volumes::get, volumes::delete, volumes::backup,
-        volumes::restore, compose::import, secrets::list_all, secrets::list_team, secrets::put, secrets::delete,
+        volumes::restore, compose::import, exec::exec, secrets::list_all, secrets::list_team, secrets::put, secrets::delete,
     ),
     modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = [])),
@@ -277,6 +278,7 @@ pub fn router(state: ApiState) -> axum::Router {
                 .delete(autoscale::delete_autoscale),
         )
         .route("/apps/{name}/rollback", post(apps::rollback))
+        .route("/apps/{name}/exec", get(exec::exec))
         .route("/apps/{name}/rollout", get(apps::rollout_status))
         .route("/apps/{name}/revisions", get(apps::list_revisions))
         .route("/apps/{name}/revisions/{number}", get(apps::get_revision))

@@ -155,6 +155,33 @@ impl Client {
             .map_err(|e| format!("unexpected answer from the server: {e}"))
     }
 
+    /// The WebSocket request for `path` (`ws://` for an `http://` server), with the token.
+    pub fn websocket(
+        &self,
+        path: &str,
+    ) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, String> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = match self.base.strip_prefix("http://") {
+            Some(rest) => format!("ws://{rest}/api/v1{path}"),
+            None => {
+                return Err(format!(
+                    "berth exec talks to http:// servers only for now, not {}",
+                    self.base
+                ));
+            }
+        };
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| format!("bad server address {}: {e}", self.base))?;
+        if let Some(token) = &self.token {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| "the token is not a valid header value".to_string())?;
+            request.headers_mut().insert("authorization", value);
+        }
+        Ok(request)
+    }
+
     /// A streaming GET (logs).
     pub async fn stream(&self, path: &str) -> Result<reqwest::Response, String> {
         self.send(self.request(Method::GET, path)).await

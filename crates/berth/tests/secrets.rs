@@ -234,14 +234,14 @@ async fn a_secret_reaches_the_instance_and_nothing_else() {
 
     // A plain variable marked sensitive: members see it, a viewer of the team sees it
     // redacted in the app and its revisions.
-    let out = server.cli(&[
-        "deploy",
-        "vault",
-        "--env",
-        "API_KEY=plain-c0ffee-91",
-        "--sensitive-env",
-        "API_KEY",
-    ]);
+    // Marked after it was set: the revision from before is redacted for viewers too.
+    let out = server.cli(&["deploy", "vault", "--env", "API_KEY=plain-c0ffee-91"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = server.cli(&["deploy", "vault", "--sensitive-env", "API_KEY"]);
     assert!(
         out.status.success(),
         "{}",
@@ -264,6 +264,10 @@ async fn a_secret_reaches_the_instance_and_nothing_else() {
         "/api/v1/apps",
         "/api/v1/apps/vault/revisions",
         &format!("/api/v1/apps/vault/revisions/{}", app["current_revision"]),
+        &format!(
+            "/api/v1/apps/vault/revisions/{}",
+            app["current_revision"].as_u64().unwrap() - 1
+        ),
     ] {
         let (status, seen) = server.call_as(&viewer, Method::GET, path, None).await;
         assert_eq!(status, 200, "{path}: {seen}");

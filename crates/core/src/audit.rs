@@ -11,6 +11,9 @@ pub const REGISTRY_PUSH: &str = "registry.push";
 pub const REGISTRY_DELETE: &str = "registry.delete";
 /// A `git push` to a pipeline's hosted repository.
 pub const GIT_PUSH: &str = "git.push";
+/// A command run inside an instance (`berth exec`, the console's terminal), recorded when it
+/// ends: who, which instance, which command, how long — never what was typed.
+pub const APPS_EXEC: &str = "apps.exec";
 
 /// Every action the server records, sorted: the API's are named after the route (its literal
 /// segments, then `create`/`put`/`update`/`delete` for the method unless the route ends in a
@@ -25,6 +28,7 @@ pub const ACTIONS: &[&str] = &[
     "apps.create",
     "apps.delete",
     "apps.deploy",
+    APPS_EXEC,
     "apps.rollback",
     "apps.scale",
     "auth.login",

@@ -202,8 +202,14 @@ impl Template {
     /// The template as readers who cannot deploy see it: sensitive variables' values
     /// replaced by [`REDACTED`].
     pub fn redacted(&self) -> Template {
+        self.redacted_also(&Default::default())
+    }
+
+    /// [`Self::redacted`], also redacting the variables in `also` (those the app marks
+    /// sensitive now, for an older revision that did not).
+    pub fn redacted_also(&self, also: &std::collections::BTreeSet<String>) -> Template {
         let mut shown = self.clone();
-        for key in &self.sensitive_env {
+        for key in self.sensitive_env.iter().chain(also) {
             if let Some(value) = shown.env.get_mut(key) {
                 *value = REDACTED.to_string();
             }

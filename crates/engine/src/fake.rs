@@ -669,6 +669,23 @@ impl Runtime for FakeRuntime {
             None => Err(EngineError::NotFound(format!("volume {name}"))),
         }
     }
+
+    async fn exec(&self, id: &str, _spec: &crate::ExecSpec) -> EngineResult<crate::ExecSession> {
+        let state = self.lock();
+        state.check_reachable()?;
+        state.resolve(id).ok_or_else(|| not_found(id))?;
+        Err(EngineError::Other(
+            "the fake runtime runs no processes to exec into".to_owned(),
+        ))
+    }
+
+    async fn resize_exec(&self, exec_id: &str, _cols: u16, _rows: u16) -> EngineResult<()> {
+        Err(not_found(exec_id))
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> EngineResult<Option<i64>> {
+        Err(not_found(exec_id))
+    }
 }
 
 impl FakeRuntime {

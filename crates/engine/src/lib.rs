@@ -200,6 +200,37 @@ pub struct InstanceFile {
     pub contents: Sensitive,
 }
 
+/// A command to run inside a running container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// Give it a terminal (stdout and stderr merged, a size, Ctrl-C as a byte).
+    pub tty: bool,
+    /// The terminal's columns and rows.
+    pub size: Option<(u16, u16)>,
+    /// Extra environment, `KEY=VALUE`.
+    pub env: Vec<String>,
+}
+
+/// A command running inside a container: its output and its input, until it exits.
+pub struct ExecSession {
+    /// The engine's id of the exec (to resize it and read its exit code).
+    pub id: String,
+    /// Its output (stdout and stderr, or the terminal's).
+    pub output: BoxStream<'static, EngineResult<Bytes>>,
+    /// Its standard input.
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSession")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A named volume mounted into an instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeMount {
@@ -455,6 +486,16 @@ pub trait Runtime: Send + Sync + 'static {
         name: &str,
         archive: BoxStream<'static, std::io::Result<Bytes>>,
     ) -> EngineResult<()>;
+
+    /// Starts `spec` inside the running container `id`, attached. A container that does not
+    /// exist is [`EngineError::NotFound`]; one that is not running, [`EngineError::Conflict`].
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> EngineResult<ExecSession>;
+
+    /// Sets the terminal size of a running exec.
+    async fn resize_exec(&self, exec_id: &str, cols: u16, rows: u16) -> EngineResult<()>;
+
+    /// An exec's exit code; `None` while it runs.
+    async fn exec_exit_code(&self, exec_id: &str) -> EngineResult<Option<i64>>;
 }
 
 /// Builds images and runs, tags, pushes and removes them: everything the code pipeline needs.

@@ -44,6 +44,8 @@ export type BuildDto = Schemas["BuildDto"];
 export type BuildStepDto = Schemas["BuildStepDto"];
 export type VolumeDto = Schemas["VolumeDto"];
 export type VolumeMountDto = Schemas["VolumeMountDto"];
+export type SecretDto = Schemas["SecretDto"];
+export type SecretRefDto = Schemas["SecretRefDto"];
 
 /** An error answered by the server (or the network), with the field it is about. */
 export class ApiError extends Error {

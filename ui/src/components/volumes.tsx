@@ -1,12 +1,13 @@
 // An app's volumes in the console: the mounts editor the create and deploy forms share (rows of
-// name, path, scope and read-only, each field showing the server's `volumes[i].…` message), the
-// mounts as the app page lists them (each volume a link to its page), and the choice, when an
-// app is deleted, of deleting its volumes with it.
+// name, path, scope and read-only in the shared `RowsEditor`, each field showing the server's
+// `volumes[i].…` message), the mounts as the app page lists them (each volume a link to its
+// page), and the choice, when an app is deleted, of deleting its volumes with it.
 import { useState } from "react";
 import { Link } from "react-router";
 import type { ApiError, VolumeMountDto } from "../api/client";
 import { useI18n } from "../i18n";
-import { Badge, Field, fieldProblem, useEnumLabel } from "./ui";
+import { RowsEditor } from "./rows";
+import { Badge, Field, useEnumLabel } from "./ui";
 
 /** One mount as the form edits it. */
 export type MountForm = { name: string; path: string; scope: "shared" | "per_instance"; read_only: boolean };
@@ -42,26 +43,35 @@ export function VolumeMountsEditor({
   error?: ApiError;
 }) {
   const { t } = useI18n();
-  const update = (i: number, change: Partial<MountForm>) => onChange(value.map((row, j) => (j === i ? { ...row, ...change } : row)));
-  // A problem with the list as a whole (too many mounts), which no row's field shows.
-  const whole = fieldProblem(error, "volumes");
   return (
-    <fieldset className="probe" data-testid="volumes-editor">
-      <legend>{t("field.volumes")}</legend>
-      <p className="muted">{t("volumes.editorHelp")}</p>
-      {value.map((row, i) => (
-        <div className="volume-row" key={i} data-testid="volume-row">
+    <RowsEditor<MountForm>
+      legend={t("field.volumes")}
+      help={t("volumes.editorHelp")}
+      testId="volumes-editor"
+      rowTestId="volume-row"
+      rowClass="volume-row"
+      value={value}
+      onChange={onChange}
+      blank={() => ({ name: "", path: "", scope: "shared", read_only: false })}
+      addLabel={t("volumes.addMount")}
+      removeLabel={(n) => t("volumes.removeMount", { n })}
+      removeShort={t("common.remove")}
+      whole={["volumes"]}
+      error={error}
+    >
+      {(row, i, update) => (
+        <>
           <Field label={t("volumes.volume")} name={`volumes[${i}].name`} error={error}>
-            {(p) => <input {...p} required className="mono" value={row.name} onChange={(e) => update(i, { name: e.target.value })} />}
+            {(p) => <input {...p} required className="mono" value={row.name} onChange={(e) => update({ name: e.target.value })} />}
           </Field>
           <Field label={t("volumes.path")} name={`volumes[${i}].path`} error={error}>
             {(p) => (
-              <input {...p} required className="mono" placeholder="/data" value={row.path} onChange={(e) => update(i, { path: e.target.value })} />
+              <input {...p} required className="mono" placeholder="/data" value={row.path} onChange={(e) => update({ path: e.target.value })} />
             )}
           </Field>
           <Field label={t("volumes.scope")} name={`volumes[${i}].scope`} error={error}>
             {(p) => (
-              <select {...p} value={row.scope} onChange={(e) => update(i, { scope: e.target.value as MountForm["scope"] })}>
+              <select {...p} value={row.scope} onChange={(e) => update({ scope: e.target.value as MountForm["scope"] })}>
                 <option value="shared">{t("volumes.scope.shared")}</option>
                 <option value="per_instance">{t("volumes.scope.per_instance")}</option>
               </select>
@@ -72,35 +82,13 @@ export function VolumeMountsEditor({
               type="checkbox"
               name={`volumes[${i}].read_only`}
               checked={row.read_only}
-              onChange={(e) => update(i, { read_only: e.target.checked })}
+              onChange={(e) => update({ read_only: e.target.checked })}
             />{" "}
             {t("volumes.readOnly")}
           </label>
-          <button
-            type="button"
-            className="btn btn-danger-outline"
-            aria-label={t("volumes.removeMount", { n: i + 1 })}
-            onClick={() => onChange(value.filter((_, j) => j !== i))}
-          >
-            {t("volumes.removeMountShort")}
-          </button>
-        </div>
-      ))}
-      {whole?.field === "volumes" && (
-        <div className="field-error" data-field="volumes">
-          {t("field.volumes")}: {whole.message}
-        </div>
+        </>
       )}
-      <div>
-        <button
-          type="button"
-          className="btn btn-small"
-          onClick={() => onChange([...value, { name: "", path: "", scope: "shared", read_only: false }])}
-        >
-          {t("volumes.addMount")}
-        </button>
-      </div>
-    </fieldset>
+    </RowsEditor>
   );
 }
 

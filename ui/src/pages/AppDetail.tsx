@@ -18,8 +18,10 @@ import { streamEvents, streamLogs } from "../api/stream";
 import { AppLinks, CpuUse, HealthBadge, InstanceBadge, MemoryUse, RolloutBadge } from "../components/apps";
 import { Autoscaling } from "../components/autoscale";
 import { MetricsCharts } from "../components/charts";
+import { EnvEditor, EnvList, envForms, envOf, sameNames, SensitiveValue } from "../components/env";
 import { eventKindLabel, eventMessage, rolloutMessage } from "../components/events";
 import { ProbeFields, ProbeSummary, probeBody, probeForm, sameProbe } from "../components/probes";
+import { SecretRefList, secretRefForms, secretRefsBody, sameSecretRefs, SecretRefsEditor } from "../components/secrets";
 import { DeleteVolumesChoice, MountList, mountForms, mountsBody, sameMounts, VolumeMountsEditor } from "../components/volumes";
 import {
   Badge,
@@ -358,7 +360,7 @@ function Overview({
       </section>
       <section className="card">
         <h2>{t("app.spec")}</h2>
-        <Spec app={app} />
+        <Spec app={app} canWrite={canWrite} />
       </section>
     </div>
   );
@@ -658,7 +660,7 @@ function Routes({ app, canWrite, onChange }: { app: AppDto; canWrite: boolean; o
   );
 }
 
-function Spec({ app }: { app: AppDto }) {
+function Spec({ app, canWrite }: { app: AppDto; canWrite: boolean }) {
   const { t } = useI18n();
   const tp = app.template;
   const s = app.strategy;
@@ -685,18 +687,12 @@ function Spec({ app }: { app: AppDto }) {
       <dt>{t("field.memory")}</dt>
       <dd>{tp.memory_bytes ? formatBytes(tp.memory_bytes) : t("quota.unlimited")}</dd>
       <dt>{t("field.env")}</dt>
-      <dd>
-        {Object.keys(tp.env).length === 0 ? (
-          "–"
-        ) : (
-          <ul className="kv">
-            {Object.entries(tp.env).map(([k, v]) => (
-              <li key={k} className="mono">
-                {k}={v}
-              </li>
-            ))}
-          </ul>
-        )}
+      <dd data-testid="app-env">
+        <EnvList env={tp.env} sensitive={tp.sensitive_env} canReveal={canWrite} />
+      </dd>
+      <dt>{t("field.secrets")}</dt>
+      <dd data-testid="app-secrets">
+        <SecretRefList team={app.team} secrets={tp.secrets} />
       </dd>
       <dt>{t("field.readiness")}</dt>
       <dd className="mono" data-testid="app-readiness">
@@ -885,16 +881,38 @@ function Revisions({ app, canWrite }: { app: Async<AppDto>; canWrite: boolean })
           </div>
         )}
       </Loaded>
-      {revisions.data && <Diff list={revisions.data} a={selA} b={selB} />}
+      {revisions.data && <Diff list={revisions.data} a={selA} b={selB} sensitive={a.template.sensitive_env} canReveal={canWrite} />}
     </div>
   );
 }
 
-function Diff({ list, a, b }: { list: RevisionDto[]; a: number; b: number }) {
+/**
+ * The fields that differ between revisions `a` and `b`. A variable that is sensitive in either
+ * revision or in the app now is shown as the app page shows it (masked, revealed only for those
+ * who can deploy): an older revision, from before it was marked, must not give its value away.
+ */
+function Diff({
+  list,
+  a,
+  b,
+  sensitive: current,
+  canReveal,
+}: {
+  list: RevisionDto[];
+  a: number;
+  b: number;
+  sensitive: string[];
+  canReveal: boolean;
+}) {
   const { t } = useI18n();
   const [all, setAll] = useState(false);
   const ra = list.find((r) => r.number === a);
   const rb = list.find((r) => r.number === b);
+  const sensitive = new Set([...current, ...(ra?.template.sensitive_env ?? []), ...(rb?.template.sensitive_env ?? [])]);
+  const cell = (field: string, value: string) => {
+    const key = field.startsWith("env.") ? field.slice("env.".length) : null;
+    return key !== null && sensitive.has(key) && value !== "–" ? <SensitiveValue name={key} value={value} canReveal={canReveal} /> : value;
+  };
   const rows = useMemo(() => {
     if (!ra || !rb) return [];
     const fa = flatten(ra.template);
@@ -914,7 +932,7 @@ function Diff({ list, a, b }: { list: RevisionDto[]; a: number; b: number }) {
       {changed.length === 0 && <p className="muted">{t("revisions.same")}</p>}
       {shown.length > 0 && (
         <div className="table-wrap">
-          <table className="table diff">
+          <table className="table diff" key={`${a}-${b}`}>
             <thead>
               <tr>
                 <th>{t("revisions.fieldCol")}</th>
@@ -926,8 +944,8 @@ function Diff({ list, a, b }: { list: RevisionDto[]; a: number; b: number }) {
               {shown.map((r) => (
                 <tr key={r.k} className={r.va !== r.vb ? "changed" : undefined}>
                   <td className="mono">{r.k}</td>
-                  <td className="mono del">{r.va}</td>
-                  <td className="mono ins">{r.vb}</td>
+                  <td className="mono del">{cell(r.k, r.va)}</td>
+                  <td className="mono ins">{cell(r.k, r.vb)}</td>
                 </tr>
               ))}
             </tbody>
@@ -938,25 +956,6 @@ function Diff({ list, a, b }: { list: RevisionDto[]; a: number; b: number }) {
   );
 }
 
-function envText(env: Record<string, string>): string {
-  return Object.entries(env)
-    .map(([k, v]) => `${k}=${v}`)
-    .join("\n");
-}
-
-/** Parses `KEY=VALUE` lines; returns the map or the first bad line. */
-export function parseEnv(text: string): Record<string, string> | { bad: string } {
-  const out: Record<string, string> = {};
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (!line || line.startsWith("#")) continue;
-    const i = line.indexOf("=");
-    if (i <= 0) return { bad: line };
-    out[line.slice(0, i).trim()] = line.slice(i + 1);
-  }
-  return out;
-}
-
 function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => void }) {
   const { t } = useI18n();
   const navigate = useNavigate();
@@ -965,13 +964,14 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
   const initial = useMemo(
     () => ({
       image: tp.image,
-      env: envText(tp.env),
+      env: envForms(tp),
       port: String(tp.port),
       cpu: tp.cpu_millis ? String(tp.cpu_millis) : "",
       memory: tp.memory_bytes ? String(Math.round(tp.memory_bytes / 1048576)) : "",
       readiness: probeForm(tp.readiness ?? null),
       liveness: probeForm(tp.liveness ?? null),
       volumes: mountForms(tp.volumes),
+      secrets: secretRefForms(tp.secrets),
       deadline: String(Math.round((app.strategy.progress_deadline_ms ?? 60000) / 1000)),
       kind: app.strategy.kind ?? "rolling",
       max_surge: String(app.strategy.max_surge ?? 1),
@@ -995,17 +995,15 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
     e.preventDefault();
     const body: AppChanges = {};
     if (form.image !== initial.image) body.image = form.image;
-    const env = parseEnv(form.env);
     void action.run(async () => {
-      if ("bad" in env) {
-        throw new ApiError(400, "invalid_field", t("deploy.badEnvLine", { line: String(env.bad) }), "env");
-      }
-      if (form.env !== initial.env) {
-        const changes: Record<string, string | null> = {};
-        for (const [k, v] of Object.entries(env)) if (tp.env[k] !== v) changes[k] = v;
-        for (const k of Object.keys(tp.env)) if (!(k in env)) changes[k] = null;
-        if (Object.keys(changes).length) body.env = changes;
-      }
+      // Only the variables that changed (null removes one), and the sensitive ones' names
+      // only when they changed: they replace the app's.
+      const { env, sensitive } = envOf(form.env, t);
+      const changes: Record<string, string | null> = {};
+      for (const [k, v] of Object.entries(env)) if (tp.env[k] !== v) changes[k] = v;
+      for (const k of Object.keys(tp.env)) if (!(k in env)) changes[k] = null;
+      if (Object.keys(changes).length) body.env = changes;
+      if (!sameNames(sensitive, tp.sensitive_env)) body.sensitive_env = sensitive;
       if (form.port !== initial.port) body.port = Number(form.port);
       if (form.cpu !== initial.cpu) body.cpu_millis = form.cpu ? Number(form.cpu) : 0;
       if (form.memory !== initial.memory) body.memory_bytes = form.memory ? Number(form.memory) * 1048576 : 0;
@@ -1014,6 +1012,7 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       // Mounts are sent only when changed: they replace the app's, so a deploy of something
       // else leaves them alone.
       if (!sameMounts(form.volumes, initial.volumes)) body.volumes = mountsBody(form.volumes);
+      if (!sameSecretRefs(form.secrets, initial.secrets)) body.secrets = secretRefsBody(form.secrets);
       const strategy: NonNullable<AppChanges["strategy"]> = {};
       if (form.deadline !== initial.deadline) strategy.progress_deadline_ms = Number(form.deadline) * 1000;
       if (form.kind !== initial.kind) strategy.kind = form.kind === "recreate" ? "recreate" : "rolling";
@@ -1049,7 +1048,7 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       navigate(`/apps/${app.name}`);
     });
   };
-  const fields = ["image", "env", "port", "cpu_millis", "memory_bytes", "readiness", "liveness", "volumes", "strategy", "idle_timeout_seconds", "reason"];
+  const fields = ["image", "env", "port", "cpu_millis", "memory_bytes", "readiness", "liveness", "volumes", "secrets", "sensitive_env", "strategy", "idle_timeout_seconds", "reason"];
   return (
     <form className="card form form-wide" onSubmit={submit} data-testid="deploy-form">
       <h2>{t("deploy.title")}</h2>
@@ -1058,9 +1057,8 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       <Field label={t("field.image")} name="image" error={action.error}>
         {(p) => <input {...p} required value={form.image} onChange={set("image")} className="mono" />}
       </Field>
-      <Field label={t("field.env")} name="env" error={action.error} hint={t("deploy.envHint")}>
-        {(p) => <textarea {...p} rows={5} value={form.env} onChange={set("env")} className="mono" spellCheck={false} />}
-      </Field>
+      <EnvEditor value={form.env} onChange={(env) => setForm({ ...form, env })} error={action.error} />
+      <SecretRefsEditor team={app.team} value={form.secrets} onChange={(secrets) => setForm({ ...form, secrets })} error={action.error} />
       <div className="grid-3">
         <Field label={t("field.port")} name="port" error={action.error}>
           {(p) => <input {...p} type="number" min={1} max={65535} value={form.port} onChange={set("port")} />}

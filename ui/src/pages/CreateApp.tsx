@@ -2,13 +2,14 @@
 // (`/apps/new?template=team/name`).
 import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router";
-import { api, ApiError, call, type AppChanges, type DeploymentTemplateDto, type ParamDto } from "../api/client";
+import { api, call, type AppChanges, type DeploymentTemplateDto, type ParamDto } from "../api/client";
+import { EnvEditor, envOf, type EnvForm } from "../components/env";
 import { ProbeFields, probeBody, probeForm } from "../components/probes";
+import { SecretRefsEditor, secretRefsBody, type SecretRefForm } from "../components/secrets";
 import { Field, FormError, Loaded, PageHeader, Tabs, useAction, useAsync, useToast } from "../components/ui";
 import { mountsBody, VolumeMountsEditor, type MountForm } from "../components/volumes";
 import { useI18n } from "../i18n";
 import { useSession } from "../session";
-import { parseEnv } from "./AppDetail";
 
 /** The teams the caller may create apps in (all teams for admins). */
 export function useDeployTeams(): string[] {
@@ -53,7 +54,6 @@ function CreateForm() {
     image: "",
     replicas: "1",
     port: "8080",
-    env: "",
     cpu: "",
     memory: "",
     domains: "",
@@ -62,6 +62,8 @@ function CreateForm() {
   const [readiness, setReadiness] = useState(() => probeForm(undefined));
   const [liveness, setLiveness] = useState(() => probeForm(undefined));
   const [volumes, setVolumes] = useState<MountForm[]>([]);
+  const [secrets, setSecrets] = useState<SecretRefForm[]>([]);
+  const [envRows, setEnvRows] = useState<EnvForm[]>([]);
   useEffect(() => {
     if (!form.team && teams.length) setForm((f) => ({ ...f, team: teams[0] }));
   }, [teams, form.team]);
@@ -71,8 +73,7 @@ function CreateForm() {
   const submit = (e: FormEvent) => {
     e.preventDefault();
     void action.run(async () => {
-      const env = parseEnv(form.env);
-      if ("bad" in env) throw new ApiError(400, "invalid_field", t("deploy.badEnvLine", { line: String(env.bad) }), "env");
+      const { env, sensitive } = envOf(envRows, t);
       const body: AppChanges = {
         name: form.name,
         team: form.team || null,
@@ -83,7 +84,9 @@ function CreateForm() {
       body.readiness = probeBody(readiness);
       body.liveness = probeBody(liveness);
       if (Object.keys(env).length) body.env = env;
+      if (sensitive.length) body.sensitive_env = sensitive;
       if (volumes.length) body.volumes = mountsBody(volumes);
+      if (secrets.length) body.secrets = secretRefsBody(secrets);
       if (form.cpu) body.cpu_millis = Number(form.cpu);
       if (form.memory) body.memory_bytes = Number(form.memory) * 1048576;
       const domains = form.domains
@@ -97,7 +100,7 @@ function CreateForm() {
       navigate(`/apps/${app.name}`);
     });
   };
-  const fields = ["name", "team", "image", "replicas", "port", "readiness", "liveness", "env", "cpu_millis", "memory_bytes", "domains", "internal", "volumes"];
+  const fields = ["name", "team", "image", "replicas", "port", "readiness", "liveness", "env", "cpu_millis", "memory_bytes", "domains", "internal", "volumes", "secrets", "sensitive_env"];
   return (
     <form className="card form form-wide" onSubmit={submit} data-testid="create-form">
       <FormError error={action.error} fields={fields} />
@@ -139,9 +142,8 @@ function CreateForm() {
         </Field>
       </div>
       <VolumeMountsEditor value={volumes} onChange={setVolumes} error={action.error} />
-      <Field label={t("field.env")} name="env" error={action.error} hint={t("deploy.envHint")}>
-        {(p) => <textarea {...p} rows={4} value={form.env} onChange={set("env")} className="mono" spellCheck={false} />}
-      </Field>
+      <EnvEditor value={envRows} onChange={setEnvRows} error={action.error} />
+      <SecretRefsEditor team={form.team} value={secrets} onChange={setSecrets} error={action.error} />
       <Field label={t("routes.domains")} name="domains" error={action.error} hint={t("routes.domainsHint")}>
         {(p) => (
           <textarea

@@ -8,6 +8,7 @@ mod autoscale;
 mod certs;
 mod compose;
 mod domains;
+mod exec;
 mod images;
 mod metrics;
 mod nodes;
@@ -114,6 +115,9 @@ enum Command {
     /// Compose files: import a docker-compose.yml as a team's apps (plan first with --dry-run)
     #[command(subcommand)]
     Compose(compose::ComposeCommand),
+    /// Run a command inside a running instance: berth exec APP [--instance NAME] -- COMMAND…
+    /// (a terminal when stdin is one; exits with the command's code)
+    Exec(exec::ExecArgs),
     #[command(flatten)]
     Account(accounts::AccountCommand),
     #[command(flatten)]
@@ -150,6 +154,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Volumes(command) => volumes::run(&global.client()?, command).await,
         Command::Secrets(command) => secrets::run(&global.client()?, command).await,
         Command::Compose(command) => compose::run(&global.client()?, command).await,
+        Command::Exec(args) => exec::run(&global.client()?, args).await,
         Command::Domains(command) => domains::run(&global.client()?, command).await,
         Command::Metrics(args) => metrics::run(&global.client()?, args).await,
         Command::Nodes { command, output } => nodes::run(&global.client()?, command, output).await,

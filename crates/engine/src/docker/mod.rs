@@ -43,6 +43,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::{Mutex, OnceCell};
 use tokio_util::sync::CancellationToken;
 
+mod exec;
 mod volumes;
 
 use crate::context::{
@@ -653,6 +654,18 @@ impl Runtime for DockerEngine {
         archive: BoxStream<'static, std::io::Result<bytes::Bytes>>,
     ) -> EngineResult<()> {
         self.fill_volume(name, archive).await
+    }
+
+    async fn exec(&self, id: &str, spec: &crate::ExecSpec) -> EngineResult<crate::ExecSession> {
+        self.start_exec(id, spec).await
+    }
+
+    async fn resize_exec(&self, exec_id: &str, cols: u16, rows: u16) -> EngineResult<()> {
+        DockerEngine::resize_exec(self, exec_id, cols, rows).await
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> EngineResult<Option<i64>> {
+        self.exec_exit(exec_id).await
     }
 }
 
