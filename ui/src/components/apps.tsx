@@ -1,6 +1,7 @@
 // Shared pieces of the app pages: the health summary of an app, its rollout badge, CPU and
 // memory in use (sampled by the server every few seconds) against the limits, and where the app
 // answers (its domains as links, or that it is internal).
+import { Link } from "react-router";
 import type { AppDto, InstanceDto, RolloutDto } from "../api/client";
 import { useI18n } from "../i18n";
 import { Badge, formatBytes, formatCpu, type Tone } from "./ui";
@@ -156,5 +157,20 @@ export function AppLinks({ app, compact = false }: { app: AppDto; compact?: bool
       ))}
       {compact && app.domains.length > 1 && <li className="muted small">{t("routes.more", { n: app.domains.length - 1 })}</li>}
     </ul>
+  );
+}
+
+/** Apps by name, as links to their pages ("–" for none): the apps that use a volume or a secret. */
+export function AppNameLinks({ apps, testId }: { apps: string[]; testId?: string }) {
+  if (apps.length === 0) return <span className="muted">–</span>;
+  return (
+    <span data-testid={testId}>
+      {apps.map((a, i) => (
+        <span key={a}>
+          {i > 0 && ", "}
+          <Link to={`/apps/${a}`}>{a}</Link>
+        </span>
+      ))}
+    </span>
   );
 }

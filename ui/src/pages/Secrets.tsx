@@ -4,7 +4,6 @@
 // and forgotten by the form once the server took it, and delete one (refused by the server
 // while an app uses it).
 import { useEffect, useRef, useState, type FormEvent } from "react";
-import { Link } from "react-router";
 import { api, call, rawBody, type SecretDto } from "../api/client";
 import {
   Empty,
@@ -20,24 +19,11 @@ import {
   useToast,
   useUrlFilters,
 } from "../components/ui";
+import { AppNameLinks } from "../components/apps";
 import { useI18n } from "../i18n";
 import { useSession } from "../session";
 import { useDeployTeams } from "./CreateApp";
 
-/** The apps that use a secret, as links. */
-function UsedBy({ apps }: { apps: string[] }) {
-  if (apps.length === 0) return <span className="muted">–</span>;
-  return (
-    <span data-testid="secret-used-by">
-      {apps.map((a, i) => (
-        <span key={a}>
-          {i > 0 && ", "}
-          <Link to={`/apps/${a}`}>{a}</Link>
-        </span>
-      ))}
-    </span>
-  );
-}
 
 export function SecretsPage() {
   const { t } = useI18n();
@@ -182,7 +168,7 @@ export function SecretsPage() {
                         <Time value={s.updated_at} /> · {s.updated_by}
                       </td>
                       <td>
-                        <UsedBy apps={s.used_by} />
+                        <AppNameLinks testId="secret-used-by" apps={s.used_by} />
                       </td>
                       <td className="hide-narrow">
                         <Time value={s.created_at} /> · {s.created_by}

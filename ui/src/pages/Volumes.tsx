@@ -24,23 +24,10 @@ import {
   useToast,
   useUrlFilters,
 } from "../components/ui";
+import { AppNameLinks } from "../components/apps";
 import { useI18n } from "../i18n";
 import { useSession } from "../session";
 
-/** The apps that mount a volume, as links. */
-function UsedBy({ apps }: { apps: string[] }) {
-  if (apps.length === 0) return <span className="muted">–</span>;
-  return (
-    <span data-testid="volume-used-by">
-      {apps.map((a, i) => (
-        <span key={a}>
-          {i > 0 && ", "}
-          <Link to={`/apps/${a}`}>{a}</Link>
-        </span>
-      ))}
-    </span>
-  );
-}
 
 /** A volume's size as last measured, or "not measured yet". */
 function Size({ volume }: { volume: VolumeDto }) {
@@ -115,7 +102,7 @@ export function VolumesPage() {
                         <Time value={v.measured_at} />
                       </td>
                       <td>
-                        <UsedBy apps={v.used_by} />
+                        <AppNameLinks testId="volume-used-by" apps={v.used_by} />
                       </td>
                       <td className="hide-narrow num">{v.scope === "per_instance" ? v.slots.join(", ") || "–" : "–"}</td>
                       <td className="hide-narrow">
@@ -180,7 +167,7 @@ export function VolumeDetailPage() {
             </dd>
             <dt>{t("volumes.usedBy")}</dt>
             <dd>
-              <UsedBy apps={v.used_by} />
+              <AppNameLinks testId="volume-used-by" apps={v.used_by} />
             </dd>
             {v.scope === "per_instance" && (
               <>
