@@ -13,6 +13,7 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
@@ -92,7 +93,7 @@ pub async fn exec(
     ApiQuery(params): ApiQuery<ExecParams>,
     ClientAddr(source): ClientAddr,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     same_origin(&headers)?;
     let current = state
@@ -126,6 +127,13 @@ pub async fn exec(
             chosen.name
         )));
     }
+    let upgrade = upgrade.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "websocket_required",
+            format!("this endpoint speaks WebSocket (Connection: Upgrade): {e}"),
+        )
+    })?;
     let session = Session {
         state: state.clone(),
         actor: principal.username().to_string(),

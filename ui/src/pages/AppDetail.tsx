@@ -1,8 +1,8 @@
 // One app: overview (rollout progress, instances with their CPU and memory use, spec),
 // revisions with a diff between any two and rollback, deploying new settings, the live events
-// timeline, and live logs. Each tab is its own URL; the app refreshes every two seconds while
-// the page is open.
-import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
+// timeline, live logs, and a terminal in a running instance (members and owners). Each tab is
+// its own URL; the app refreshes every two seconds while the page is open.
+import { lazy, Suspense, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { Link, useLocation, useNavigate, useParams, useSearchParams } from "react-router";
 import {
   api,
@@ -45,7 +45,10 @@ import {
 import { useI18n } from "../i18n";
 import { useSession } from "../session";
 
-type Tab = "overview" | "revisions" | "deploy" | "metrics" | "events" | "logs";
+// xterm.js is only loaded when the Terminal tab opens.
+const AppTerminal = lazy(() => import("../components/terminal").then((m) => ({ default: m.AppTerminal })));
+
+type Tab = "overview" | "revisions" | "deploy" | "metrics" | "events" | "logs" | "terminal";
 
 export function AppDetailPage() {
   const { name = "" } = useParams();
@@ -53,7 +56,7 @@ export function AppDetailPage() {
   const location = useLocation();
   const base = `/apps/${name}`;
   const rest = location.pathname.slice(base.length).replace(/^\//, "");
-  const tab: Tab = (["revisions", "deploy", "metrics", "events", "logs"] as const).find((x) => rest.startsWith(x)) ?? "overview";
+  const tab: Tab = (["revisions", "deploy", "metrics", "events", "logs", "terminal"] as const).find((x) => rest.startsWith(x)) ?? "overview";
   const app = useAsync(() => call(api.GET("/api/v1/apps/{name}", { params: { path: { name } } })), [name], 2000);
   const { roleIn } = useSession();
   const role = app.data ? roleIn(app.data.team) : null;
@@ -98,6 +101,7 @@ export function AppDetailPage() {
           { to: `${base}/metrics`, label: t("app.tab.metrics"), active: tab === "metrics" },
           { to: `${base}/events`, label: t("app.tab.events"), active: tab === "events" },
           { to: `${base}/logs`, label: t("app.tab.logs"), active: tab === "logs" },
+          ...(canWrite ? [{ to: `${base}/terminal`, label: t("app.tab.terminal"), active: tab === "terminal" }] : []),
         ]}
       />
       {tab === "overview" && (
@@ -113,6 +117,11 @@ export function AppDetailPage() {
       )}
       {tab === "events" && <Events app={a.name} />}
       {tab === "logs" && <Logs app={a} />}
+      {tab === "terminal" && (
+        <Suspense fallback={<Loading />}>
+          <AppTerminal app={a} canExec={canWrite} />
+        </Suspense>
+      )}
     </>
   );
 }
