@@ -12,6 +12,7 @@ import { AppDetailPage } from "./pages/AppDetail";
 import { AppsPage } from "./pages/Apps";
 import { AuditPage } from "./pages/Audit";
 import { BuildDetailPage } from "./pages/Build";
+import { ComposeImportPage } from "./pages/ComposeImport";
 import { CreateAppPage } from "./pages/CreateApp";
 import { ImageDetailPage, ImagesPage, RegistryPage } from "./pages/Images";
 import { LoginPage, RegisterPage } from "./pages/Login";
@@ -51,6 +52,7 @@ export function App() {
         <Route path="/register" element={<Navigate to="/apps" replace />} />
         <Route path="/apps" element={<AppsPage />} />
         <Route path="/apps/new" element={<CreateAppPage />} />
+        <Route path="/apps/import" element={<ComposeImportPage />} />
         <Route path="/apps/:name/*" element={<AppDetailPage />} />
         <Route path="/topology" element={<TopologyPage />} />
         <Route path="/pipelines" element={<PipelinesPage />} />

@@ -20,9 +20,14 @@ export function AppsPage() {
         title={t("apps.title")}
         actions={
           (writableTeams.length > 0 || isAdmin) && (
-            <Link to="/apps/new" className="btn btn-primary">
-              {t("apps.create")}
-            </Link>
+            <>
+              <Link to="/apps/import" className="btn">
+                {t("apps.import")}
+              </Link>
+              <Link to="/apps/new" className="btn btn-primary">
+                {t("apps.create")}
+              </Link>
+            </>
           )
         }
       />
