@@ -219,7 +219,12 @@ test("volumes are mounted, listed, backed up, restored and deleted from the cons
     const last = slots[slots.length - 1];
     await slot.selectOption(last);
     await page.waitForURL(`**/volumes/default/cache?slot=${last}`);
-    assert.equal(await link.getAttribute("href"), `/api/v1/teams/default/volumes/cache/archive?slot=${last}`);
+    // The URL changes before the page renders the new slot's link: wait for the render.
+    const href = `/api/v1/teams/default/volumes/cache/archive?slot=${last}`;
+    await page.waitForFunction((want) => document.querySelector('[data-testid="volume-download"]')?.getAttribute("href") === want, href, {
+      timeout: 5_000,
+    });
+    assert.equal(await link.getAttribute("href"), href);
     const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
     assert.equal(download.suggestedFilename(), `default-cache-${last}.tar`);
     const saved = join(dir, "cache.tar");
