@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Removes what a benchmark left behind if it was killed with SIGKILL (the scripts clean up
 # after themselves on normal exit, errors, Ctrl-C and SIGTERM): containers and networks of
-# every benchmark namespace (`bench` + 6 hex digits), `berth server` processes started
+# every benchmark namespace (`bench` + 6 hex digits), their volumes, `berth server` processes started
 # from a benchmark temp dir, and those temp dirs (results dirs are kept). Touches nothing
 # else. Run it only when no benchmark is running.
 set -euo pipefail
@@ -36,6 +36,14 @@ if [[ -n "$networks" ]]; then
   echo "removing $(wc -w <<<"$networks") networks"
   # shellcheck disable=SC2086
   docker network rm $networks >/dev/null
+fi
+# Volumes: the apps' and each namespace's claim (`<namespace>-installation`).
+volumes="$(docker volume ls --format '{{.Name}} ns={{.Label "berth.namespace"}}' |
+  grep -E ' ns=bench[0-9a-f]{6}$' | cut -d' ' -f1 || true)"
+if [[ -n "$volumes" ]]; then
+  echo "removing $(wc -w <<<"$volumes") volumes"
+  # shellcheck disable=SC2086
+  docker volume rm -f $volumes >/dev/null
 fi
 rm -rf "$tmp"/berth-bench-run-* "$tmp"/berth-bench-bin.* 2>/dev/null || true
 echo "clean"

@@ -480,6 +480,7 @@ def cleanup_namespace(namespace: str) -> None:
     for attempt in range(5):
         containers, nets = _namespace_leftovers(namespace)
         if not containers and not nets:
+            _remove_namespace_volumes(namespace)
             return
         errors = []
         if containers:
@@ -499,6 +500,14 @@ def cleanup_namespace(namespace: str) -> None:
     if containers or nets:
         log(f"WARNING: could not remove {len(containers)} containers and {len(nets)} networks "
             f"of namespace {namespace} (bench/cleanup.sh removes them later): {errors}")
+
+
+def _remove_namespace_volumes(namespace: str) -> None:
+    """The namespace's volumes: apps' and the installation's claim (`<namespace>-installation`)."""
+    volumes = docker("volume", "ls", "-q", "--filter", f"label=berth.namespace={namespace}",
+                     check=False).split()
+    if volumes:
+        docker("volume", "rm", "-f", *volumes, check=False)
 
 
 def event_ms(event: dict) -> float:

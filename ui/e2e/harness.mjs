@@ -139,6 +139,9 @@ export async function stopBerth(state) {
   const images = [...new Set(quietDocker(["images", "-q", "--filter", `label=berth.namespace=${ns}`]).split(/\s+/).filter(Boolean))];
   if (images.length) quietDocker(["rmi", "-f", ...images]);
   for (const image of state.localImages) quietDocker(["rmi", image]);
+  // Volumes: the apps' and the namespace's claim (`<ns>-installation`).
+  const volumes = quietDocker(["volume", "ls", "-q", "--filter", `label=berth.namespace=${ns}`]).split(/\s+/).filter(Boolean);
+  if (volumes.length) quietDocker(["volume", "rm", "-f", ...volumes]);
   if (process.env.BERTH_UI_KEEP_DATA !== "1") rmSync(state.dataDir, { recursive: true, force: true });
 }
 

@@ -231,6 +231,9 @@ pub struct ServerConfig {
     /// Host ports Berth chooses from.
     pub tcp_port_range: std::ops::RangeInclusive<u16>,
     pub log: String,
+    /// Replace another installation's claim on the namespace (`--take-over-namespace`, a
+    /// flag for one start only: never read from the config file).
+    pub take_over_namespace: bool,
 }
 
 impl ServerOptions {
@@ -675,6 +678,7 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
             .map_err(|_| "tcp-listen-address: not an IP address like 0.0.0.0 or 127.0.0.1")?,
         tcp_port_range: tcp_port_range(o.tcp_port_range.as_deref().unwrap_or("30000-32767"))?,
         log: o.log.unwrap_or_else(|| "info".into()),
+        take_over_namespace: false,
     })
 }
 

@@ -11,11 +11,13 @@ use berth_api::auth::Authenticator;
 use berth_api::registry_auth::{
     AccountsAuthorizer, BuilderGrants, SYSTEM_USER, TeamRegistryLimits, new_system_secret,
 };
+use berth_controller::claim::{ClaimError, Claimed, claim_namespace};
 use berth_controller::flows::{CONNTRACK_TABLE, ConnectionObserver, ConnectionObserverJob};
 use berth_controller::nodes::{NodeMonitor, NodeSampler, NodeSettings};
 use berth_controller::workers::{Schedule, Workers};
 use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
+use berth_core::installation::{self, Installation};
 use berth_core::routes::DomainPolicy;
 use berth_engine::{DockerEngine, ImageBuilder, RegistryAuth, Runtime};
 use berth_operations::Platform;
@@ -145,6 +147,34 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         .ensure_team(berth_core::DEFAULT_TEAM, clock())
         .await
         .map_err(|e| e.to_string())?;
+    // No control loop acts on the namespace before it is this installation's. An engine that
+    // does not answer yet is asked again before the controllers start.
+    let installation = installation(
+        &*store,
+        &config.data_dir,
+        matches!(store_url, StoreUrl::SqliteMemory),
+        clock(),
+    )
+    .await?;
+    let claim = NamespaceClaim {
+        runtime: Arc::clone(&runtime),
+        namespace: config.namespace.clone(),
+        installation,
+        take_over: config.take_over_namespace,
+    };
+    let pending_claim = match claim.attempt().await {
+        Ok(()) => None,
+        Err(ClaimError::Held(holder)) => {
+            return Err(installation::refusal_message(
+                &config.namespace,
+                holder.as_ref(),
+            ));
+        }
+        Err(ClaimError::Engine(error)) => {
+            tracing::warn!(%error, namespace = %config.namespace, "cannot claim the engine namespace yet: the controllers start once the engine answers");
+            Some(claim)
+        }
+    };
     let auth = Arc::new(Authenticator::new(
         Arc::clone(&store),
         berth_auth::HashParams::RECOMMENDED,
@@ -393,13 +423,29 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         builds: state.builds.clone(),
         wakes,
     };
+    let (refuse, mut refused) = tokio::sync::mpsc::channel::<String>(1);
     if inherited.is_successor() {
         // The predecessor's controllers and jobs run until it exits: ours start then.
         inherited.announce_serving(&config.data_dir);
         tokio::spawn(async move {
             inherited.predecessor_gone().await;
             tracing::info!("the previous server has exited: starting the controllers");
+            if let Some(claim) = pending_claim
+                && let Err(refusal) = claim.settle().await
+            {
+                let _ = refuse.send(refusal).await;
+                return;
+            }
             background.start().await;
+        });
+    } else if let Some(claim) = pending_claim {
+        tokio::spawn(async move {
+            match claim.settle().await {
+                Ok(()) => background.start().await,
+                Err(refusal) => {
+                    let _ = refuse.send(refusal).await;
+                }
+            }
         });
     } else {
         background.start().await;
@@ -412,7 +458,10 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     let app =
         berth_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let why = stop_signal(&reconciler, &handoff, &data_dir).await;
+        let why = tokio::select! {
+            why = stop_signal(&reconciler, &handoff, &data_dir) => why,
+            Some(refusal) = refused.recv() => Stop::Refused(refusal),
+        };
         stopping_api.send_replace(true);
         // The router stops accepting; its connections finish their requests.
         router_stop.send_replace(true);
@@ -436,6 +485,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         let _ = task.await;
     }
     match stop.await {
+        Ok(Stop::Refused(refusal)) => return Err(refusal),
         Ok(Stop::HandedOver(successor, _paused)) => {
             tracing::info!(
                 successor = successor.pid,
@@ -571,7 +621,105 @@ enum Stop {
     /// SIGUSR2: a successor serves; it must live on (its standard input is held until exit),
     /// and the controllers stay paused.
     HandedOver(crate::handover::Successor, berth_controller::Paused),
+    /// Another installation holds the engine namespace (found once the engine answered): the
+    /// controllers never started.
+    Refused(String),
 }
+
+/// This installation's identity (made on its first start, kept in its store: every server on
+/// one store is one installation) as its claim on the namespace describes it. A store in
+/// memory forgets it on every stop: its identity is kept in the data directory instead, so
+/// restarting it is not taken for another installation.
+async fn installation(
+    store: &dyn Store,
+    data_dir: &Path,
+    store_in_memory: bool,
+    now: berth_core::Millis,
+) -> Result<Installation, String> {
+    let fresh = format!("{:032x}", rand::random::<u128>());
+    let proposed = if store_in_memory {
+        let path = data_dir.join("installation-id");
+        match std::fs::read_to_string(&path) {
+            Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+            _ => {
+                std::fs::write(&path, format!("{fresh}\n"))
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                fresh
+            }
+        }
+    } else {
+        fresh
+    };
+    let id = store
+        .init_setting(installation::INSTALLATION_SETTING, &proposed, now)
+        .await
+        .map_err(|e| format!("cannot read the installation's identity: {e}"))?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_default();
+    Ok(Installation {
+        id,
+        data_dir: data_dir.display().to_string(),
+        host,
+        claimed_at: now,
+    })
+}
+
+/// The claim on the engine namespace this server makes before its controllers start.
+struct NamespaceClaim {
+    runtime: Arc<dyn Runtime>,
+    namespace: String,
+    installation: Installation,
+    take_over: bool,
+}
+
+impl NamespaceClaim {
+    /// One attempt; says what happened.
+    async fn attempt(&self) -> Result<(), ClaimError> {
+        let claimed = claim_namespace(
+            &*self.runtime,
+            &self.namespace,
+            &self.installation,
+            self.take_over,
+        )
+        .await?;
+        match claimed {
+            Claimed::Ours => tracing::info!(
+                namespace = %self.namespace,
+                installation = %self.installation.id,
+                "the engine namespace is this installation's"
+            ),
+            Claimed::TookOver(previous) => tracing::warn!(
+                namespace = %self.namespace,
+                previous = previous.map(|p| format!("{} ({} on {})", p.id, p.data_dir, p.host)).unwrap_or_else(|| "unknown".into()),
+                "took the engine namespace over from another installation (--take-over-namespace)"
+            ),
+        }
+        Ok(())
+    }
+
+    /// Attempts until the engine answers; the refusal when another installation holds the
+    /// namespace.
+    async fn settle(self) -> Result<(), String> {
+        loop {
+            match self.attempt().await {
+                Ok(()) => return Ok(()),
+                Err(ClaimError::Held(holder)) => {
+                    let refusal = installation::refusal_message(&self.namespace, holder.as_ref());
+                    tracing::error!("{refusal}");
+                    return Err(refusal);
+                }
+                Err(ClaimError::Engine(error)) => {
+                    tracing::debug!(%error, "the engine does not answer yet");
+                    tokio::time::sleep(CLAIM_RETRY).await;
+                }
+            }
+        }
+    }
+}
+
+/// How often the namespace claim is tried again while the engine does not answer.
+const CLAIM_RETRY: Duration = Duration::from_secs(2);
 
 /// Waits for SIGTERM or Ctrl-C (stop), or SIGUSR2 (hand over to a new server process: the
 /// controllers pause, the successor starts with the sockets and the ready instances, and this

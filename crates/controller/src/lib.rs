@@ -12,8 +12,12 @@
 //!   each `usage_interval` and keeps the last minute, read through a [`UsageBook`];
 //! * the **node monitor** ([`nodes`]) samples each node's CPU, memory and disks, judges it
 //!   against the thresholds and records when a node runs low or recovers.
+//!
+//! Before any of them acts, the server claims the engine namespace ([`claim`]): a namespace
+//! another installation holds is refused.
 
 pub mod canary;
+pub mod claim;
 pub mod endpoints;
 pub mod flows;
 pub mod metrics;

@@ -20,6 +20,7 @@ pub mod flows;
 pub mod health;
 pub mod idle;
 pub mod image_ref;
+pub mod installation;
 pub mod metrics_history;
 pub mod node;
 pub mod pipeline;

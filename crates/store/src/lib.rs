@@ -454,6 +454,10 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Creates or replaces the setting.
     async fn put_setting(&self, key: &str, value: &str, now: Millis) -> StoreResult<()>;
 
+    /// Sets the setting to `value` when it has none yet; answers the value it holds afterwards
+    /// (of two callers racing, both get the first one's value).
+    async fn init_setting(&self, key: &str, value: &str, now: Millis) -> StoreResult<String>;
+
     // Team members with their users.
 
     /// The team's memberships with the members' users, ordered by username.

@@ -2461,6 +2461,25 @@ impl AccountStore for SqliteStore {
         Ok(())
     }
 
+    async fn init_setting(&self, key: &str, value: &str, now: Millis) -> StoreResult<String> {
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        // Read on the writer: a reader may not see the insert yet.
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.write)
+            .await
+            .map_err(db_err)
+    }
+
     async fn list_team_users(&self, team: &str) -> StoreResult<Vec<(User, Membership)>> {
         // USER_COLUMNS and the membership columns share no name, so they need no qualifier.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

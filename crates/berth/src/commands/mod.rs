@@ -82,6 +82,11 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         options: ServerOptions,
+        /// Manage the engine namespace even though another Berth installation claimed it
+        /// (only when that installation is gone for good: two would remove each other's
+        /// containers). A flag for one start, never a config-file key
+        #[arg(long)]
+        take_over_namespace: bool,
     },
     #[command(flatten)]
     App(apps::AppCommand),
@@ -143,8 +148,13 @@ impl Cli {
 pub async fn run(cli: Cli) -> Result<ExitCode, String> {
     let Cli { command, global } = cli;
     match command {
-        Command::Server { config, options } => {
-            let config = config::resolve(options, config.as_deref())?;
+        Command::Server {
+            config,
+            options,
+            take_over_namespace,
+        } => {
+            let mut config = config::resolve(options, config.as_deref())?;
+            config.take_over_namespace = take_over_namespace;
             crate::server::run(config).await?;
             Ok(ExitCode::SUCCESS)
         }

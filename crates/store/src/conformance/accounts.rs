@@ -23,6 +23,7 @@ pub async fn run<S: AccountStore + AppStore + ?Sized>(store: Arc<S>) {
     deployment_templates_round_trip(s).await;
     audit_round_trip_and_filters(s).await;
     settings_round_trip(s).await;
+    init_setting_keeps_the_first_value(s).await;
     list_team_users_by_username(s).await;
 }
 
@@ -1310,6 +1311,27 @@ pub async fn settings_round_trip<S: AccountStore + ?Sized>(store: &S) {
     assert_eq!(
         store.get_setting(&format!("{key}-other")).await.unwrap(),
         None
+    );
+}
+
+pub async fn init_setting_keeps_the_first_value<S: AccountStore + ?Sized>(store: &S) {
+    let key = unique_name("init-setting");
+    assert_eq!(
+        store.init_setting(&key, "first", T0).await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.init_setting(&key, "second", T0 + 1).await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.get_setting(&key).await.unwrap().as_deref(),
+        Some("first")
+    );
+    store.put_setting(&key, "third", T0 + 2).await.unwrap();
+    assert_eq!(
+        store.init_setting(&key, "fourth", T0 + 3).await.unwrap(),
+        "third"
     );
 }
 
