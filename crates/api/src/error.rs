@@ -179,6 +179,10 @@ impl From<OpError> for ApiError {
             OpError::Upstream(message) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "upstream_failed", message)
             }
+            OpError::Storage(message) => {
+                tracing::error!(%message, "data directory failure");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_failed", message)
+            }
             OpError::Store(error) => error.into(),
             OpError::Engine(error) => error.into(),
             OpError::Registry(error) => error.into(),

@@ -103,6 +103,8 @@ pub struct ApiState {
     pub trusted_proxies: Arc<proxies::TrustedProxies>,
     /// The API's and the registry's request metrics and the extra sources of `/metrics`.
     pub metrics: metrics::ApiMetrics,
+    /// The server's data directory (absolute): what a backup copies besides the databases.
+    pub data_dir: std::path::PathBuf,
 }
 
 #[derive(OpenApi)]
@@ -133,7 +135,7 @@ pub struct ApiState {
         build_events::build_events, webhooks::receive,
         domains::list, domains::put, domains::delete,
         certificates::list, certificates::put, certificates::request_acme, certificates::delete,
-        system::list_workers, system::get_access_log, system::put_access_log,
+        system::list_workers, system::create_backup, system::get_access_log, system::put_access_log,
         system::get_on_demand_domains, system::put_on_demand_domains,
         system::delete_on_demand_domains, nodes::list, nodes::get, nodes::put_labels,
         nodes::events, nodes::cluster_events, healthz, readyz, metrics::metrics,
@@ -222,6 +224,7 @@ async fn unknown_route() -> ApiError {
 pub fn router(state: ApiState) -> axum::Router {
     let api = axum::Router::new()
         .route("/system/workers", get(system::list_workers))
+        .route("/system/backups", post(system::create_backup))
         .route("/nodes", get(nodes::list))
         .route("/nodes/{name}", get(nodes::get))
         .route("/nodes/{name}/metrics", get(metrics_history::node_metrics))

@@ -1,9 +1,15 @@
-//! The server's own state for admins: its background workers, the router's access log and the
-//! app that receives on-demand domains.
+//! The server's own state for admins: its background workers, backups of the whole
+//! installation, the router's access log and the app that receives on-demand domains.
+
+use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use berth_controller::workers::WorkerStatus;
+use berth_operations::backup::BackupSources;
 use berth_operations::on_demand::OnDemandDomains;
 use berth_operations::routes::AccessLogSetting;
 use serde::{Deserialize, Serialize};
@@ -74,6 +80,52 @@ pub async fn list_workers(
             .map(WorkerDto::from)
             .collect(),
     ))
+}
+
+/// A backup of the whole installation, written while Berth runs (platform admins only): an
+/// uncompressed tar stream with the database (a consistent snapshot), the metrics history, the
+/// registry's metadata and blobs, the hosted git repositories, build logs and the server's
+/// keys. It holds every secret: keep it as safe as the server. `berth restore` brings it back
+/// into an empty data directory. Its last entry is `BACKUP-END`: an archive without it was cut
+/// short (a failure while streaming ends the response early).
+#[utoipa::path(post, path = "/api/v1/system/backups", tag = "system",
+    responses((status = 200, content_type = "application/x-tar", body = Vec<u8>),
+        (status = 403, body = ErrorBody)))]
+pub async fn create_backup(
+    State(state): State<ApiState>,
+    principal: Principal,
+) -> ApiResult<Response> {
+    principal.require_admin()?;
+    principal.audit.set_object("backup");
+    let sources = BackupSources {
+        store: Arc::clone(&state.store),
+        metrics: Arc::clone(&state.platform.metrics.store),
+        registry: Arc::clone(&state.registry),
+        data_dir: state.data_dir.clone(),
+        namespace: state.platform.namespace().to_string(),
+    };
+    let now = (state.clock)();
+    let (manifest, archive) = sources.start(now).await?;
+    principal
+        .audit
+        .set_detail(format!("installation {}", manifest.installation));
+    let file = format!(
+        "berth-backup-{}.tar",
+        humantime::format_rfc3339_seconds(berth_core::clock::to_system_time(now))
+            .to_string()
+            .replace(':', "-")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        Body::from_stream(archive),
+    )
+        .into_response())
 }
 
 /// The router's access log.

@@ -186,6 +186,11 @@ impl Client {
     pub async fn stream(&self, path: &str) -> Result<reqwest::Response, String> {
         self.send(self.request(Method::GET, path)).await
     }
+
+    /// A POST without a body whose answer is read as a stream (a backup).
+    pub async fn post_for_stream(&self, path: &str) -> Result<reqwest::Response, String> {
+        self.send(self.request(Method::POST, path)).await
+    }
 }
 
 /// Turns an error response into one line: the server's code and message.

@@ -3,44 +3,11 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Server, ready_instances};
-
-/// Runs docker with a private client config; panics with its output when it fails.
-fn docker(config: &std::path::Path, args: &[&str]) -> String {
-    let output = Command::new("docker")
-        .env("DOCKER_CONFIG", config)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run docker");
-    assert!(
-        output.status.success(),
-        "docker {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
-
-/// Removes the images a test tagged, even when it fails.
-struct LocalImages(Vec<String>);
-
-impl Drop for LocalImages {
-    fn drop(&mut self) {
-        for image in &self.0 {
-            let _ = Command::new("docker")
-                .args(["rmi", "-f", image])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
+use support::{LocalImages, Server, docker_as as docker, ready_instances};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_inspect_deploy_delete_and_collect() {

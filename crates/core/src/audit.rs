@@ -63,6 +63,7 @@ pub const ACTIONS: &[&str] = &[
     "registry.retention-rules.put",
     "settings.put",
     "system.access-log.put",
+    "system.backups.create",
     "system.on-demand-domains.delete",
     "system.on-demand-domains.put",
     "teams.compose.create",

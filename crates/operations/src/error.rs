@@ -37,6 +37,9 @@ pub enum OpError {
     /// A service Berth depends on (an ACME certificate authority) failed the request.
     #[error("{0}")]
     Upstream(String),
+    /// The server's own files (its data directory) failed.
+    #[error("{0}")]
+    Storage(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -85,6 +88,7 @@ impl OpError {
             | OpError::Invalid(_)
             | OpError::Conflict { .. }
             | OpError::Upstream(_)
+            | OpError::Storage(_)
             | OpError::Store(_)
             | OpError::Engine(_)
             | OpError::Registry(_) => AuditOutcome::Failed,

@@ -11,6 +11,7 @@
 pub mod actor;
 pub mod apps;
 pub mod autoscale;
+pub mod backup;
 pub mod builds;
 pub mod certificates;
 pub mod compose;

@@ -36,7 +36,8 @@ pub struct VolumeView {
 }
 
 impl Platform {
-    fn namespace(&self) -> &str {
+    /// The engine namespace this installation manages.
+    pub fn namespace(&self) -> &str {
         &self.controller.shared().config.namespace
     }
 

@@ -232,7 +232,7 @@ pub struct Registry {
     pub(crate) config: RegistryConfig,
     clock: Arc<dyn Clock>,
     pub(crate) uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>>,
-    pub(crate) gc_lock: tokio::sync::RwLock<()>,
+    pub(crate) gc_lock: Arc<tokio::sync::RwLock<()>>,
     pub(crate) touches: Mutex<HashMap<Digest, Touch>>,
     pub(crate) touch_seq: AtomicU64,
 }
@@ -262,7 +262,7 @@ impl Registry {
             config,
             clock: Arc::new(berth_core::clock::system_clock()),
             uploads: Mutex::new(HashMap::new()),
-            gc_lock: tokio::sync::RwLock::new(()),
+            gc_lock: Arc::new(tokio::sync::RwLock::new(())),
             touches: Mutex::new(HashMap::new()),
             touch_seq: AtomicU64::new(0),
         }
@@ -276,6 +276,12 @@ impl Registry {
     ) -> io::Result<Self> {
         let storage = Arc::new(FsStorage::open(root)?);
         Ok(Self::new(storage.clone(), storage, authorizer, config))
+    }
+
+    /// Keeps garbage collection from removing any blob while the guard lives (a backup
+    /// copying the storage): pushes go on, a collection waits.
+    pub async fn hold_blobs(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        Arc::clone(&self.gc_lock).read_owned().await
     }
 
     /// Replaces the clock (the server's, or a test's).

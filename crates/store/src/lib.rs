@@ -707,9 +707,18 @@ pub trait SecretStore: Send + Sync + 'static {
     async fn delete_secret(&self, team: &str, name: &str) -> StoreResult<bool>;
 }
 
+/// A consistent copy of the whole database, for backups.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync {
+    /// Writes a consistent copy of the whole database to `path`, a file that must not exist
+    /// yet (SQLite: `VACUUM INTO`, one read transaction: writes go on meanwhile).
+    async fn snapshot_into(&self, path: &std::path::Path) -> StoreResult<()>;
+}
+
 /// Berth's desired state: every area. `Arc<dyn Store>` is what the server passes around;
 /// code that needs one area takes that area's trait (e.g. `Arc<dyn AppStore>`), which an
-/// `Arc<dyn Store>` coerces to. Implemented for every type that implements all eight areas.
+/// `Arc<dyn Store>` coerces to. Implemented for every type that implements all eight areas and
+/// [`SnapshotStore`].
 pub trait Store:
     AppStore
     + AccountStore
@@ -719,6 +728,7 @@ pub trait Store:
     + NodeStore
     + VolumeStore
     + SecretStore
+    + SnapshotStore
 {
 }
 
@@ -731,6 +741,7 @@ impl<
         + NodeStore
         + VolumeStore
         + SecretStore
+        + SnapshotStore
         + ?Sized,
 > Store for T
 {
@@ -771,6 +782,12 @@ pub trait MetricsStore: Send + Sync + 'static {
     /// Adds one round of samples to every tier (each sample to the bucket of each tier that
     /// holds its time), all or nothing.
     async fn record(&self, tiers: &Tiers, samples: &[Sample]) -> StoreResult<()>;
+
+    /// Writes a consistent copy of the history to `path` (a file that must not exist yet) for a
+    /// backup; `false` when this store keeps nothing on disk to copy.
+    async fn snapshot_into(&self, _path: &std::path::Path) -> StoreResult<bool> {
+        Ok(false)
+    }
 
     /// The points of `tier` with buckets in `[from, to)` of every series `filter` matches,
     /// series in key order, points oldest first; series without such points are left out.

@@ -1370,6 +1370,49 @@ where
     Ok(deleted > 0)
 }
 
+/// `VACUUM INTO path` on `pool`: a consistent copy of the database, compacted.
+pub(crate) async fn vacuum_into(pool: &SqlitePool, path: &Path) -> StoreResult<()> {
+    let path = path.to_str().ok_or_else(|| {
+        StoreError::Database(format!("snapshot path {} is not UTF-8", path.display()))
+    })?;
+    let mut connection = pool.acquire().await.map_err(db_err)?;
+    // A reader is `query_only`, which refuses writing even another file: lifted for this
+    // statement, then put back as it was (a store in memory reads on its writer).
+    let query_only: i64 = sqlx::query_scalar("PRAGMA query_only")
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(db_err)?;
+    sqlx::query("PRAGMA query_only = OFF")
+        .execute(&mut *connection)
+        .await
+        .map_err(db_err)?;
+    let copied = sqlx::query("VACUUM INTO $1")
+        .bind(path)
+        .execute(&mut *connection)
+        .await;
+    let restored = sqlx::query(if query_only == 0 {
+        "PRAGMA query_only = OFF"
+    } else {
+        "PRAGMA query_only = ON"
+    })
+    .execute(&mut *connection)
+    .await;
+    if restored.is_err() {
+        // Never hand a reader that can write back to the pool.
+        drop(connection.detach());
+    }
+    copied.map_err(db_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl crate::SnapshotStore for SqliteStore {
+    async fn snapshot_into(&self, path: &Path) -> StoreResult<()> {
+        // On a reader: one read transaction, so the writer carries on meanwhile.
+        vacuum_into(&self.read, path).await
+    }
+}
+
 #[async_trait]
 impl AppStore for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -3030,6 +3073,33 @@ mod tests {
         assert_eq!(pragma(&store.read, "query_only").await, "1");
         let write = sqlx::query("DELETE FROM apps").execute(&store.read).await;
         assert!(write.is_err(), "readers cannot write");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_a_database_with_the_state_and_leaves_the_writer_free() {
+        use crate::{AccountStore, SnapshotStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("berth.db"))
+            .await
+            .unwrap();
+        store.put_setting("kept", "yes", 1).await.unwrap();
+        let copy = dir.path().join("copy.db");
+        store.snapshot_into(&copy).await.unwrap();
+        // Existing files are never overwritten.
+        assert!(store.snapshot_into(&copy).await.is_err());
+        store.put_setting("later", "no", 2).await.unwrap();
+        let snapshot = SqliteStore::open(&copy).await.unwrap();
+        assert_eq!(
+            snapshot.get_setting("kept").await.unwrap().as_deref(),
+            Some("yes")
+        );
+        assert_eq!(snapshot.get_setting("later").await.unwrap(), None);
+        snapshot.close().await;
+        // The readers are read-only again.
+        for _ in 0..4 {
+            assert_eq!(pragma(&store.read, "query_only").await, "1");
+        }
         store.close().await;
     }
 

@@ -5,6 +5,7 @@ mod accounts;
 mod apps;
 mod audit;
 mod autoscale;
+mod backup;
 mod certs;
 mod compose;
 mod domains;
@@ -132,6 +133,12 @@ enum Command {
     Templates(templates::TemplatesCommand),
     /// The audit log: who changed what, when, and how it ended
     Audit(audit::AuditArgs),
+    /// Back up the whole installation from the running server (admins): database, registry,
+    /// hosted git, build logs and keys, as one tar file
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new or empty data directory (no server running on it); then
+    /// start `berth server` on it
+    Restore(backup::RestoreArgs),
     /// CPU autoscaling of an app: range and target, off, or explain its decisions
     Autoscale(autoscale::AutoscaleArgs),
     #[command(flatten)]
@@ -165,6 +172,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Secrets(command) => secrets::run(&global.client()?, command).await,
         Command::Compose(command) => compose::run(&global.client()?, command).await,
         Command::Exec(args) => exec::run(&global.client()?, args).await,
+        Command::Backup(args) => backup::backup(&global.client()?, args).await,
+        Command::Restore(args) => backup::restore(args),
         Command::Domains(command) => domains::run(&global.client()?, command).await,
         Command::Metrics(args) => metrics::run(&global.client()?, args).await,
         Command::Nodes { command, output } => nodes::run(&global.client()?, command, output).await,

@@ -482,3 +482,36 @@ pub fn docker(args: &[&str]) {
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
+
+/// Runs docker with a private client config (its own `docker login`s); panics with its output
+/// when it fails; answers its stdout.
+pub fn docker_as(config: &Path, args: &[&str]) -> String {
+    let output = Command::new("docker")
+        .env("DOCKER_CONFIG", config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+/// Removes the images a test tagged, even when it fails.
+pub struct LocalImages(pub Vec<String>);
+
+impl Drop for LocalImages {
+    fn drop(&mut self) {
+        for image in &self.0 {
+            let _ = Command::new("docker")
+                .args(["rmi", "-f", image])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}

@@ -139,6 +139,11 @@ fn point(row: &SqliteRow) -> StoreResult<Point> {
 
 #[async_trait]
 impl MetricsStore for SqliteMetricsStore {
+    async fn snapshot_into(&self, path: &Path) -> StoreResult<bool> {
+        super::vacuum_into(&self.read, path).await?;
+        Ok(true)
+    }
+
     async fn record(&self, tiers: &Tiers, samples: &[Sample]) -> StoreResult<()> {
         if samples.is_empty() {
             return Ok(());
