@@ -23,6 +23,8 @@ trap 'rm -f "$log" "$fuzz_log"' EXIT
 set +e
 cargo test --locked --workspace --all-targets --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-4}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The Swarm tests bring up a 3-node rig (scripts/swarm-rig.sh up, idempotent): take it down.
+./scripts/swarm-rig.sh down >/dev/null 2>&1 || echo "warning: scripts/swarm-rig.sh down failed" >&2
 # The console in a real browser, against the debug binary `cargo test` just built.
 echo "==> web console end-to-end tests (chromium)"
 (cd ui && BERTH_BIN="$PWD/../target/debug/berth" npm run --silent test:e2e) 2>&1 | tee -a "$log"

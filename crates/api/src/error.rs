@@ -210,11 +210,16 @@ pub fn quota_refusal(team: &str, exceeded: &[QuotaExceeded]) -> ApiError {
 
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> Self {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "engine_unavailable",
-            error.to_string(),
-        )
+        match error {
+            EngineError::Unsupported(message) => {
+                ApiError::new(StatusCode::CONFLICT, "engine_unsupported", message)
+            }
+            error => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "engine_unavailable",
+                error.to_string(),
+            ),
+        }
     }
 }
 

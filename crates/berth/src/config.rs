@@ -27,6 +27,9 @@ pub struct ServerOptions {
     /// Docker Engine to use (unix:///path or tcp://host:port) [default: DOCKER_HOST, else /var/run/docker.sock]
     #[arg(long, env = "BERTH_DOCKER_HOST")]
     pub docker_host: Option<String>,
+    /// Where app instances run: docker (the engine --docker-host names) or swarm (the Docker Swarm whose manager --docker-host names) [default: docker]
+    #[arg(long, env = "BERTH_ENGINE")]
+    pub engine: Option<String>,
     /// Engine namespace: prefix of container names, label value and network name [default: berth]
     #[arg(long, env = "BERTH_NAMESPACE")]
     pub namespace: Option<String>,
@@ -170,6 +173,25 @@ pub struct ServerOptions {
     pub log: Option<String>,
 }
 
+/// Where app instances run (`--engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// One Docker Engine.
+    Docker,
+    /// A Docker Swarm, through one of its managers.
+    Swarm,
+}
+
+impl EngineKind {
+    fn parse(value: Option<&str>) -> Result<EngineKind, String> {
+        match value.map(str::trim) {
+            None | Some("docker") => Ok(EngineKind::Docker),
+            Some("swarm") => Ok(EngineKind::Swarm),
+            Some(other) => Err(format!("engine: {other:?} is not docker or swarm")),
+        }
+    }
+}
+
 /// Settings after merging flags, environment, config file and defaults.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -178,6 +200,8 @@ pub struct ServerConfig {
     /// The store backend; `None`: SQLite in `<data-dir>/berth.db`.
     pub store: Option<berth_store::StoreUrl>,
     pub docker_host: Option<String>,
+    /// Where app instances run.
+    pub engine: EngineKind,
     pub namespace: String,
     pub resync_interval: Duration,
     pub revision_history: u32,
@@ -244,6 +268,7 @@ impl ServerOptions {
             data_dir: self.data_dir.or(file.data_dir),
             store: self.store.or(file.store),
             docker_host: self.docker_host.or(file.docker_host),
+            engine: self.engine.or(file.engine),
             namespace: self.namespace.or(file.namespace),
             resync_interval: self.resync_interval.or(file.resync_interval),
             revision_history: self.revision_history.or(file.revision_history),
@@ -613,6 +638,7 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
             .transpose()
             .map_err(|e| e.to_string())?,
         docker_host: o.docker_host,
+        engine: EngineKind::parse(o.engine.as_deref())?,
         namespace,
         resync_interval: duration("resync-interval", o.resync_interval, "30s")?,
         revision_history,
@@ -1040,6 +1066,7 @@ mod tests {
         let path = dir.path().join("berth.toml");
         let cases = [
             ("namespace = \"Bad_NS\"", "namespace:"),
+            ("engine = \"kubernetes\"", "engine:"),
             ("resync_interval = \"soon\"", "resync-interval:"),
             ("revision_history = 1", "revision-history:"),
             ("build_concurrency = 0", "build-concurrency:"),

@@ -19,7 +19,7 @@ use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
 use berth_core::installation::{self, Installation};
 use berth_core::routes::DomainPolicy;
-use berth_engine::{DockerEngine, ImageBuilder, RegistryAuth, Runtime};
+use berth_engine::{DockerEngine, ImageBuilder, RegistryAuth, Runtime, SwarmEngine};
 use berth_operations::Platform;
 use berth_operations::builds::{BuildEnv, BuildWorker, BuildWorkerConfig};
 use berth_operations::certificates::{CertificateIssuer, CertificateSettings};
@@ -31,7 +31,7 @@ use berth_router::{AcmeChallenges, CertificateSet, RouterConfig, RouterStats, Ro
 use berth_store::{Store, StoreUrl};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::ServerConfig;
+use crate::config::{EngineKind, ServerConfig};
 use crate::jobs;
 
 /// Reads the admin token, or makes one on first start (printed once, stored with mode 0600).
@@ -132,7 +132,11 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     };
     // Docker both runs the instances and builds the images.
     let docker = Arc::new(connect_docker(config.docker_host.as_deref()).await);
-    let runtime: Arc<dyn Runtime> = docker.clone();
+    let runtime: Arc<dyn Runtime> = match config.engine {
+        EngineKind::Docker => docker.clone(),
+        // Instances through the Swarm; images are still built on the manager's engine.
+        EngineKind::Swarm => Arc::new(SwarmEngine::new((*docker).clone())),
+    };
     let builder: Arc<dyn ImageBuilder> = docker;
     match runtime.info().await {
         Ok(info) => {
@@ -1022,7 +1026,10 @@ fn registry_hosts(listen: std::net::SocketAddr) -> Vec<String> {
     let port = listen.port();
     let mut hosts = vec![format!("127.0.0.1:{port}"), format!("localhost:{port}")];
     if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
-        hosts.push(listen.to_string());
+        // The address Berth listens on comes first: builds push there (a server bound to
+        // one address does not answer on 127.0.0.1), and other machines (Swarm nodes) pull
+        // from there.
+        hosts.insert(0, listen.to_string());
     }
     hosts
 }

@@ -29,6 +29,9 @@ pub struct ProbeTarget {
     pub app: String,
     pub address: String,
     pub port: u16,
+    /// Ports reached at `address` under another number (see
+    /// `berth_engine::ObservedContainer::published_ports`).
+    pub published_ports: std::collections::BTreeMap<u16, u16>,
     /// The app revision the instance runs.
     pub revision: u32,
     pub started_at: Millis,
@@ -137,7 +140,12 @@ async fn probe_loop(shared: Arc<Shared>, target: ProbeTarget, role: Role) {
         Role::Liveness => target.liveness.clone(),
     };
     let Some(probe) = probe else { return };
-    let port = probe.port.unwrap_or(target.port);
+    let served = probe.port.unwrap_or(target.port);
+    let port = target
+        .published_ports
+        .get(&served)
+        .copied()
+        .unwrap_or(served);
     // Readiness waits out the initial delay; liveness starts probing at once and the state
     // machine decides when failures count.
     if role == Role::Readiness && probe.initial_delay_ms > 0 {

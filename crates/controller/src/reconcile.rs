@@ -224,7 +224,7 @@ fn ready_endpoints(
                 container_id: i.container_id.clone(),
                 instance: i.name.clone(),
                 address: container.ip_address.clone()?,
-                port: templates.get(&i.revision)?.port,
+                port: container.reachable_port(templates.get(&i.revision)?.port),
                 revision: i.revision,
             })
         })
@@ -342,6 +342,7 @@ fn sync_probes(
                 app: app.name.clone(),
                 address: c.ip_address.clone()?,
                 port: template.port,
+                published_ports: c.published_ports.clone(),
                 revision,
                 started_at: c.started_at_ms.unwrap_or(c.created_at_ms),
                 readiness: template.readiness.clone(),
@@ -551,10 +552,19 @@ async fn execute(
                     StartCause::ReplaceCrashed {
                         instance: old,
                         exit_code,
-                    } => format!(
-                        "replacing {old}, which exited with code {}",
-                        exit_code.map_or_else(|| "unknown".to_string(), |c| c.to_string())
-                    ),
+                    } => {
+                        // What the engine said about its end (e.g. its node went down).
+                        let reason = containers
+                            .iter()
+                            .find(|c| label(c, labels::INSTANCE) == Some(old.as_str()))
+                            .and_then(|c| c.error.as_deref())
+                            .map(|error| format!(" ({error})"))
+                            .unwrap_or_default();
+                        format!(
+                            "replacing {old}, which exited with code {}{reason}",
+                            exit_code.map_or_else(|| "unknown".to_string(), |c| c.to_string())
+                        )
+                    }
                 };
                 let (kind, params) = match cause {
                     StartCause::ReplaceCrashed {
@@ -807,7 +817,24 @@ fn instance_spec(
             .collect(),
         secret_env: BTreeMap::new(),
         files: Vec::new(),
+        ports: served_ports(template),
     }
+}
+
+/// The ports an instance of `template` serves on: the app's and its probes', once each.
+fn served_ports(template: &Template) -> Vec<u16> {
+    let mut ports = vec![template.port];
+    for probe in [&template.readiness, &template.liveness]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(port) = probe.port {
+            ports.push(port);
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }
 
 fn stop_in_background(
@@ -941,7 +968,9 @@ async fn statuses_of(
                 .iter()
                 .find(|b| b.instance == instance.name)
                 .cloned(),
-            port: templates.get(&instance.revision).map(|t| t.port),
+            port: templates
+                .get(&instance.revision)
+                .map(|t| container.reachable_port(t.port)),
             name: instance.name,
             container_id: instance.container_id,
             revision: instance.revision,

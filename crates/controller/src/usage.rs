@@ -345,8 +345,12 @@ async fn sample_round(shared: &Shared, tracker: &mut UsageTracker) -> Result<Str
                 });
                 match sample {
                     Ok(sample) => Some((target, Ok(sample))),
-                    // Stopped or removed since the listing: forgotten below.
-                    Err(EngineError::NotFound(_) | EngineError::Conflict(_)) => None,
+                    // Stopped or removed since the listing, or an engine without samples.
+                    Err(
+                        EngineError::NotFound(_)
+                        | EngineError::Conflict(_)
+                        | EngineError::Unsupported(_),
+                    ) => None,
                     Err(error) => Some((target, Err(error.to_string()))),
                 }
             }
@@ -648,6 +652,7 @@ mod tests {
             exit_code: None,
             error: None,
             node: "n".into(),
+            published_ports: Default::default(),
         }
     }
 

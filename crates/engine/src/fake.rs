@@ -435,6 +435,7 @@ impl Runtime for FakeRuntime {
                 exit_code: None,
                 error: None,
                 node: NODE.to_owned(),
+                published_ports: BTreeMap::new(),
             },
             spec: spec.clone(),
             port,

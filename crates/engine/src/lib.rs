@@ -31,6 +31,7 @@ use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 
 pub use docker::DockerEngine;
+pub use docker::swarm::SwarmEngine;
 
 /// Labels every Berth-managed container carries; observed state is rebuilt from them.
 pub mod labels {
@@ -108,6 +109,9 @@ pub enum EngineError {
     /// A registry refused or failed a push (bad credentials, no permission, quota, network).
     #[error("push of {reference} failed: {reason}")]
     PushFailed { reference: String, reason: String },
+    /// This engine cannot do that (yet): the message says what.
+    #[error("{0}")]
+    Unsupported(String),
     /// Any other engine failure, with the engine's message.
     #[error("engine error: {0}")]
     Other(String),
@@ -180,6 +184,9 @@ pub struct InstanceSpec {
     pub secret_env: BTreeMap<String, Sensitive>,
     /// Files written into the container before it starts (secrets; read-only for all).
     pub files: Vec<InstanceFile>,
+    /// The ports the instance serves on (the app's and its probes'): an engine that reaches
+    /// instances through their node publishes these.
+    pub ports: Vec<u16>,
 }
 
 /// Bytes that never show in logs or panics: a secret's value.
@@ -283,6 +290,18 @@ pub struct ObservedContainer {
     pub error: Option<String>,
     /// The node the container runs on.
     pub node: String,
+    /// Ports the instance is reached on at `ip_address` that differ from the ones it serves
+    /// on (container port → reachable port): an engine whose instances are reached through
+    /// their node's address publishes each port on a port of the node. Empty when the
+    /// instance is reached at its own address.
+    pub published_ports: BTreeMap<u16, u16>,
+}
+
+impl ObservedContainer {
+    /// The port at [`ObservedContainer::ip_address`] that reaches the instance's `port`.
+    pub fn reachable_port(&self, port: u16) -> u16 {
+        self.published_ports.get(&port).copied().unwrap_or(port)
+    }
 }
 
 /// A change on the engine worth waking the reconciler for.

@@ -25,6 +25,9 @@ pub struct Server {
     pub router_port: u16,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// The address the API (and registry) listens on: 127.0.0.1 unless a test needs another
+    /// machine to reach it (Swarm nodes pulling from the registry).
+    listen_host: String,
     /// Started as the README says: in a working directory, with the default relative
     /// `--data-dir` (`./berth-data`).
     default_data_dir: bool,
@@ -61,6 +64,12 @@ impl Server {
         Server::launch(test, extra_args, false, &|_| {}).await
     }
 
+    /// Starts a server whose API and registry listen on `host` (an address of this machine
+    /// other machines reach) instead of 127.0.0.1.
+    pub async fn start_on(test: &str, host: &str, extra_args: &[&str]) -> Server {
+        Server::launch_on(test, host, extra_args).await
+    }
+
     /// Starts a server whose data directory (not made yet) `prepare` sets up first — e.g.
     /// mounts a small file system there.
     pub async fn start_prepared(
@@ -83,6 +92,20 @@ impl Server {
         default_data_dir: bool,
         prepare: &dyn Fn(&Path),
     ) -> Server {
+        Server::launch_full(test, "127.0.0.1", extra_args, default_data_dir, prepare).await
+    }
+
+    async fn launch_on(test: &str, host: &str, extra_args: &[&str]) -> Server {
+        Server::launch_full(test, host, extra_args, false, &|_| {}).await
+    }
+
+    async fn launch_full(
+        test: &str,
+        listen_host: &str,
+        extra_args: &[&str],
+        default_data_dir: bool,
+        prepare: &dyn Fn(&Path),
+    ) -> Server {
         berth_testkit::require_docker();
         berth_testkit::testapp_image();
         let dir = tempfile::tempdir().expect("temp dir");
@@ -99,11 +122,12 @@ impl Server {
             router_port: free_port(),
             child: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            listen_host: listen_host.to_string(),
             default_data_dir,
             _dir: dir,
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
         };
-        server.url = format!("http://127.0.0.1:{}", server.port);
+        server.url = format!("http://{listen_host}:{}", server.port);
         prepare(&server.data_dir);
         server.spawn().await;
         server.token = std::fs::read_to_string(server.data_dir.join("admin-token"))
@@ -130,7 +154,7 @@ impl Server {
             command.args(["--http-listen", &format!("127.0.0.1:{}", self.router_port)]);
         }
         let child = command
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--listen", &format!("{}:{}", self.listen_host, self.port)])
             .args(["--namespace", self.namespace.namespace()])
             .args([
                 "--resync-interval",

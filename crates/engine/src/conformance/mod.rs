@@ -81,6 +81,7 @@ pub fn instance_spec(fixture: &ConformanceFixture, check: &str) -> InstanceSpec 
         mounts: Vec::new(),
         secret_env: BTreeMap::new(),
         files: Vec::new(),
+        ports: Vec::new(),
     }
 }
 

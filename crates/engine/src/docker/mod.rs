@@ -44,6 +44,7 @@ use tokio::sync::{Mutex, OnceCell};
 use tokio_util::sync::CancellationToken;
 
 mod exec;
+pub mod swarm;
 mod volumes;
 
 use crate::context::{
@@ -1371,6 +1372,7 @@ fn observe(
         exit_code,
         error,
         node: node.to_owned(),
+        published_ports: BTreeMap::new(),
     }
 }
 
@@ -1994,6 +1996,7 @@ mod tests {
             mounts: Vec::new(),
             secret_env: BTreeMap::new(),
             files: Vec::new(),
+            ports: Vec::new(),
         };
         let body = container_body(&spec);
         assert_eq!(body.entrypoint, None);

@@ -1,0 +1,172 @@
+//! End-to-end on a 3-node Docker Swarm (`scripts/swarm-rig.sh`: extra dockerds in network
+//! namespaces, nodes 1 and 2 in datacenter dc1, node 3 in dc2): Berth with `--engine swarm`
+//! runs an app's instances as Swarm services, pulled by every node from Berth's registry,
+//! spread over the nodes and the datacenters, each reached at its node's address; when a node
+//! dies its instances come back on the others.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Server, hit, ready_instances};
+
+const ROLLOUT: Duration = Duration::from_secs(180);
+/// The host's address on the rig's network (nodes reach Berth's registry there).
+const RIG_HOST: &str = "10.77.0.1";
+
+/// Runs `scripts/swarm-rig.sh ARGS`; panics with its output when it fails.
+fn rig(args: &[&str]) -> String {
+    let script = berth_testkit::workspace_root().join("scripts/swarm-rig.sh");
+    let output = Command::new(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scripts/swarm-rig.sh");
+    assert!(
+        output.status.success(),
+        "swarm-rig.sh {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The rig's settings (`swarm-rig.sh env`), bringing it up first when it is not.
+fn rig_up() -> BTreeMap<String, String> {
+    rig(&["up"]);
+    rig(&["env"])
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        .collect()
+}
+
+/// Removes the namespace's services and networks from the Swarm, even when the test fails.
+struct SwarmCleanup {
+    manager: String,
+    namespace: String,
+}
+
+impl Drop for SwarmCleanup {
+    fn drop(&mut self) {
+        let docker = |args: &[&str]| {
+            Command::new("docker")
+                .args(["-H", &self.manager])
+                .args(args)
+                .stderr(Stdio::null())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let filter = format!("label=berth.namespace={}", self.namespace);
+        let services = docker(&["service", "ls", "-q", "--filter", &filter]);
+        let services: Vec<&str> = services.split_whitespace().collect();
+        if !services.is_empty() {
+            let mut args = vec!["service", "rm"];
+            args.extend(services);
+            docker(&args);
+        }
+        let prefix = format!("{}-team-", self.namespace);
+        for _ in 0..10 {
+            let names = docker(&["network", "ls", "--format", "{{.Name}}"]);
+            let left: Vec<&str> = names
+                .split_whitespace()
+                .filter(|n| n.starts_with(&prefix))
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            for name in left {
+                docker(&["network", "rm", name]);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+/// How many of the app's ready instances run on each node.
+fn per_node(app: &Value) -> BTreeMap<String, usize> {
+    let mut nodes = BTreeMap::new();
+    for instance in ready_instances(app) {
+        *nodes
+            .entry(instance["node"].as_str().unwrap_or_default().to_string())
+            .or_insert(0) += 1;
+    }
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_dies() {
+    let settings = rig_up();
+    let manager = settings
+        .get("BERTH_RIG_MANAGER")
+        .expect("BERTH_RIG_MANAGER in swarm-rig.sh env")
+        .clone();
+    let server = Server::start_on(
+        "swarm",
+        RIG_HOST,
+        &["--engine", "swarm", "--docker-host", &manager],
+    )
+    .await;
+    let namespace = server.namespace.namespace().to_string();
+    let _cleanup = SwarmCleanup {
+        manager: manager.clone(),
+        namespace: namespace.clone(),
+    };
+
+    // The image reaches the nodes only through Berth's registry.
+    let image = format!("{RIG_HOST}:{}/default/{namespace}:v1", server.port);
+    let copied = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false", "--dest-creds"])
+        .arg(format!("admin:{}", server.token))
+        .arg(format!("docker-daemon:{}", berth_testkit::testapp_image()))
+        .arg(format!("docker://{image}"))
+        .output()
+        .expect("run skopeo");
+    assert!(copied.status.success(), "{copied:?}");
+
+    server.create_app("web", 6, json!({"image": image})).await;
+    let app = server
+        .wait_app("web", "6 ready instances", ROLLOUT, |a| {
+            ready_instances(a).len() == 6
+        })
+        .await;
+    let spread = per_node(&app);
+    assert_eq!(spread.len(), 3, "every node runs some: {spread:?}\n{app:#}");
+    // Half in dc2 (node 3 alone), half in dc1 (nodes 1 and 2).
+    assert_eq!(spread.get("rig-node-3"), Some(&3), "{spread:?}");
+    for instance in ready_instances(&app) {
+        let address = instance["address"].as_str().unwrap();
+        assert!(
+            address.starts_with("10.77.0.1"),
+            "a node's address: {address}"
+        );
+        assert_eq!(hit(&instance)["app"], "web");
+    }
+
+    // Node 3 dies: its instances come back on the others.
+    rig(&["kill-node", "3"]);
+    let died = Instant::now();
+    let app = server
+        .wait_app("web", "6 ready instances off node 3", ROLLOUT, |a| {
+            let spread = per_node(a);
+            ready_instances(a).len() == 6 && !spread.contains_key("rig-node-3")
+        })
+        .await;
+    println!(
+        "node 3 died: 6 instances ready again on {:?} after {:.1} s",
+        per_node(&app),
+        died.elapsed().as_secs_f64()
+    );
+    let events = server.events("web").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.to_string().contains("node rig-node-3 is down")),
+        "an event says why: {events:#?}"
+    );
+    rig(&["start-node", "3"]);
+}

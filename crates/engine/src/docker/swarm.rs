@@ -1,0 +1,827 @@
+//! The Docker Swarm implementation of [`Runtime`]: Berth keeps deciding every instance (its
+//! revision, its readiness, when it starts and stops), and Swarm decides where it runs.
+//!
+//! Each Berth instance is a Swarm service of one replica named like the container would be
+//! (`<namespace>-<app>-<ordinal>`), restart policy `none` (Berth replaces instances itself),
+//! reservations and limits from the app's resources, spread over the nodes' `datacenter`
+//! label, attached to the team's network (an attachable overlay) under the app's name. Its
+//! ports are published in `host` mode on ports Swarm picks, so the host reaches an instance at
+//! its node's address ([`ObservedContainer::published_ports`]): the prober and the router
+//! work unchanged on every node. Images are pulled by each node with the credential the
+//! service carries. Observed state comes from services and their tasks on a manager; events
+//! are the changes a one-second poll sees (Swarm has no task events). Not yet on this engine:
+//! volumes and secret files (refused at start), exec and per-instance resource samples.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::models::{
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
+    EndpointSpec, EndpointSpecModeEnum, Limit, NetworkAttachmentConfig, NetworkCreateRequest,
+    NodeSpecAvailabilityEnum, NodeState, ResourceObject, Service, ServiceSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+};
+use bollard::query_parameters::{
+    ListNetworksOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
+    LogsOptionsBuilder,
+};
+use futures::stream::{self, BoxStream, StreamExt};
+
+use super::{
+    DockerEngine, MANAGED_NETWORK_LABEL, docker_credentials, label_filters, log_lines, map_err,
+    parse_rfc3339_ms, status_of,
+};
+use crate::{
+    ContainerState, EngineError, EngineEvent, EngineInfo, EngineResult, ExecSession, ExecSpec,
+    InstanceSpec, LogLine, LogOptions, ObservedContainer, ObservedVolume, ResourceSample, Runtime,
+    labels,
+};
+
+/// The node label instances are spread over.
+pub const DATACENTER_LABEL: &str = "datacenter";
+/// How often services and tasks are listed for [`Runtime::events`].
+const EVENT_POLL: Duration = Duration::from_secs(1);
+/// How long a stop waits beyond the grace period for the task to be gone.
+const STOP_MARGIN: Duration = Duration::from_secs(15);
+
+/// [`Runtime`] on a Docker Swarm, through a manager's API.
+#[derive(Debug, Clone)]
+pub struct SwarmEngine {
+    manager: DockerEngine,
+    /// Starts one at a time: each one's datacenter is chosen knowing the ones before.
+    starting: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+impl SwarmEngine {
+    /// Runs instances through the Swarm that `manager` (a manager node's engine) belongs to.
+    pub fn new(manager: DockerEngine) -> Self {
+        SwarmEngine {
+            manager,
+            starting: Default::default(),
+        }
+    }
+
+    /// Every node, by node id.
+    async fn nodes(&self) -> EngineResult<HashMap<String, SwarmNode>> {
+        let docker = self.manager.ready().await?;
+        let nodes = docker.list_nodes(None).await.map_err(map_err)?;
+        Ok(nodes
+            .into_iter()
+            .filter_map(|node| {
+                let id = node.id?;
+                let spec = node.spec.unwrap_or_default();
+                let status = node.status.unwrap_or_default();
+                Some((
+                    id.clone(),
+                    SwarmNode {
+                        name: node.description.and_then(|d| d.hostname).unwrap_or(id),
+                        address: status.addr.filter(|a| !a.is_empty()),
+                        up: status.state == Some(NodeState::READY),
+                        schedulable: matches!(
+                            spec.availability,
+                            None | Some(NodeSpecAvailabilityEnum::ACTIVE)
+                        ),
+                        datacenter: spec
+                            .labels
+                            .unwrap_or_default()
+                            .remove(DATACENTER_LABEL)
+                            .filter(|dc| !dc.is_empty()),
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// The services (with their current task) whose labels contain all of `label_filter`.
+    async fn services(
+        &self,
+        label_filter: &BTreeMap<String, String>,
+    ) -> EngineResult<Vec<(Service, Option<Task>)>> {
+        let docker = self.manager.ready().await?;
+        let mut options = ListServicesOptionsBuilder::new();
+        let filters = HashMap::from([("label", label_filters(label_filter))]);
+        if !label_filter.is_empty() {
+            options = options.filters(&filters);
+        }
+        let services = docker
+            .list_services(Some(options.build()))
+            .await
+            .map_err(map_err)?;
+        if services.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tasks = docker.list_tasks(None).await.map_err(map_err)?;
+        let mut by_service: HashMap<&str, Vec<&Task>> = HashMap::new();
+        for task in &tasks {
+            if let Some(service) = task.service_id.as_deref() {
+                by_service.entry(service).or_default().push(task);
+            }
+        }
+        Ok(services
+            .into_iter()
+            .map(|service| {
+                let tasks = service
+                    .id
+                    .as_deref()
+                    .and_then(|id| by_service.get(id))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let task = current_task(tasks);
+                (service, task)
+            })
+            .collect())
+    }
+
+    /// The datacenter a new instance of the app `spec` belongs to goes to: the one with the
+    /// fewest of the app's instances among those with a node that can take it; `None` when
+    /// the nodes name fewer than two datacenters (Swarm places freely).
+    async fn datacenter_for(&self, spec: &InstanceSpec) -> EngineResult<Option<String>> {
+        let nodes = self.nodes().await?;
+        let mut load: BTreeMap<String, usize> = nodes
+            .values()
+            .filter(|n| n.up && n.schedulable)
+            .filter_map(|n| n.datacenter.clone())
+            .map(|dc| (dc, 0))
+            .collect();
+        if load.len() < 2 {
+            return Ok(None);
+        }
+        let app: BTreeMap<String, String> = [labels::NAMESPACE, labels::APP]
+            .into_iter()
+            .filter_map(|key| Some((key.to_string(), spec.labels.get(key)?.clone())))
+            .collect();
+        for (service, task) in self.services(&app).await? {
+            // The datacenter Berth chose (a task may not exist yet), else where it runs.
+            let placed = datacenter_constraint(&service).or_else(|| {
+                task.filter(|t| t.desired_state == Some(TaskState::RUNNING))
+                    .and_then(|t| t.node_id)
+                    .and_then(|id| nodes.get(&id))
+                    .and_then(|n| n.datacenter.clone())
+            });
+            if let Some(count) = placed.and_then(|dc| load.get_mut(&dc)) {
+                *count += 1;
+            }
+        }
+        Ok(least_loaded(&load))
+    }
+
+    /// Whether a service's tasks have all stopped, or run on a node that is down (it never
+    /// reports back), or the service is unknown.
+    async fn stopped(&self, service: &str) -> EngineResult<bool> {
+        let docker = self.manager.ready().await?;
+        let filters = HashMap::from([("service", vec![service])]);
+        let options = ListTasksOptionsBuilder::new().filters(&filters).build();
+        let tasks = match docker.list_tasks(Some(options)).await {
+            Ok(tasks) => tasks,
+            Err(e) if status_of(&e) == Some(404) => return Ok(true),
+            Err(e) => return Err(map_err(e)),
+        };
+        let nodes = self.nodes().await?;
+        Ok(tasks.iter().all(|task| {
+            let on_a_live_node = task
+                .node_id
+                .as_ref()
+                .and_then(|id| nodes.get(id))
+                .is_some_and(|n| n.up);
+            !on_a_live_node
+                || !matches!(
+                    task.status.as_ref().and_then(|s| s.state),
+                    Some(
+                        TaskState::RUNNING
+                            | TaskState::STARTING
+                            | TaskState::PREPARING
+                            | TaskState::READY
+                    )
+                )
+        }))
+    }
+}
+
+/// A Swarm node as instances need it.
+#[derive(Debug, Clone, Default)]
+pub struct SwarmNode {
+    /// Its host name (what Berth shows as an instance's node).
+    pub name: String,
+    /// The address other machines reach it at.
+    pub address: Option<String>,
+    /// Whether the manager hears from it.
+    pub up: bool,
+    /// Whether it takes new tasks (availability `active`).
+    pub schedulable: bool,
+    /// Its `datacenter` label.
+    pub datacenter: Option<String>,
+}
+
+/// The datacenter a service is kept to by its placement constraint.
+fn datacenter_constraint(service: &Service) -> Option<String> {
+    let prefix = format!("node.labels.{DATACENTER_LABEL}==");
+    service
+        .spec
+        .as_ref()?
+        .task_template
+        .as_ref()?
+        .placement
+        .as_ref()?
+        .constraints
+        .as_ref()?
+        .iter()
+        .find_map(|c| c.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// The datacenter with the fewest instances (the first by name on a tie).
+fn least_loaded(load: &BTreeMap<String, usize>) -> Option<String> {
+    load.iter()
+        .min_by_key(|(dc, count)| (**count, (*dc).clone()))
+        .map(|(dc, _)| dc.clone())
+}
+
+/// The service Berth creates for one instance, kept to `datacenter` when one is given.
+pub fn service_spec(spec: &InstanceSpec, datacenter: Option<&str>) -> ServiceSpec {
+    let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let labels: HashMap<String, String> = labels::with_reserved_blank(&spec.labels)
+        .into_iter()
+        .collect();
+    let nano_cpus = spec
+        .cpu_millis
+        .map(|m| i64::try_from(m.saturating_mul(1_000_000)).unwrap_or(i64::MAX));
+    let memory_bytes = spec
+        .memory_bytes
+        .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+    ServiceSpec {
+        name: Some(spec.name.clone()),
+        labels: Some(labels.clone()),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
+            ..Default::default()
+        }),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(spec.image.clone()),
+                labels: Some(labels),
+                command: non_empty(&spec.command),
+                args: non_empty(&spec.args),
+                env: Some(
+                    spec.env
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .chain(
+                            spec.secret_env
+                                .iter()
+                                .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(&v.0))),
+                        )
+                        .collect(),
+                ),
+                stop_grace_period: Some(
+                    i64::try_from(spec.stop_grace.as_nanos()).unwrap_or(i64::MAX),
+                ),
+                ..Default::default()
+            }),
+            // Placement by the app's limits: a node must have room for them.
+            resources: Some(TaskSpecResources {
+                limits: Some(Limit {
+                    nano_cpus,
+                    memory_bytes,
+                    ..Default::default()
+                }),
+                reservations: Some(ResourceObject {
+                    nano_cpus,
+                    memory_bytes,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            // Berth decides replacements (crash-loop backoff, health): Swarm restarts nothing.
+            restart_policy: Some(TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
+                ..Default::default()
+            }),
+            placement: Some(TaskSpecPlacement {
+                constraints: datacenter
+                    .map(|dc| vec![format!("node.labels.{DATACENTER_LABEL}=={dc}")]),
+                preferences: Some(vec![TaskSpecPlacementPreferences {
+                    spread: Some(TaskSpecPlacementSpread {
+                        spread_descriptor: Some(format!("node.labels.{DATACENTER_LABEL}")),
+                    }),
+                }]),
+                ..Default::default()
+            }),
+            networks: Some(vec![NetworkAttachmentConfig {
+                target: Some(spec.network.clone()),
+                aliases: non_empty(&spec.network_aliases),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        // DNS round robin over the tasks, no virtual IP: names resolve to instances (the
+        // app's alias to all of its instances), and no IPVS is needed on the nodes.
+        endpoint_spec: Some(EndpointSpec {
+            mode: Some(EndpointSpecModeEnum::DNSRR),
+            ports: Some(
+                spec.ports
+                    .iter()
+                    .map(|port| EndpointPortConfig {
+                        protocol: Some(EndpointPortConfigProtocolEnum::TCP),
+                        target_port: Some(i64::from(*port)),
+                        publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The task that stands for a service now: the one Swarm wants running, else the newest.
+fn current_task(tasks: &[&Task]) -> Option<Task> {
+    let created = |task: &&&Task| {
+        task.created_at
+            .as_deref()
+            .and_then(parse_rfc3339_ms)
+            .unwrap_or(0)
+    };
+    tasks
+        .iter()
+        .filter(|t| t.desired_state == Some(TaskState::RUNNING))
+        .max_by_key(created)
+        .or_else(|| tasks.iter().max_by_key(created))
+        .map(|task| (*task).clone())
+}
+
+/// A task state as a container state.
+fn task_state(state: Option<TaskState>) -> ContainerState {
+    match state {
+        Some(TaskState::RUNNING) => ContainerState::Running,
+        Some(
+            TaskState::COMPLETE
+            | TaskState::SHUTDOWN
+            | TaskState::FAILED
+            | TaskState::REJECTED
+            | TaskState::ORPHANED
+            | TaskState::REMOVE,
+        ) => ContainerState::Exited,
+        _ => ContainerState::Created,
+    }
+}
+
+/// An instance as its service and current task show it.
+pub fn observe_service(
+    service: &Service,
+    task: Option<&Task>,
+    nodes: &HashMap<String, SwarmNode>,
+) -> ObservedContainer {
+    let spec = service.spec.clone().unwrap_or_default();
+    let labels = spec
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(key, value)| !(value.is_empty() && labels::RESERVED.contains(&key.as_str())))
+        .collect();
+    let image = spec
+        .task_template
+        .and_then(|t| t.container_spec)
+        .and_then(|c| c.image)
+        .unwrap_or_default();
+    let status = task.and_then(|t| t.status.clone()).unwrap_or_default();
+    let node = task
+        .and_then(|t| t.node_id.as_ref())
+        .and_then(|id| nodes.get(id).cloned())
+        .unwrap_or_default();
+    let mut state = task_state(status.state);
+    let mut error = status.err.filter(|e| !e.is_empty());
+    // A task on a node the manager no longer hears from runs nowhere Berth can reach.
+    if state != ContainerState::Exited && task.is_some_and(|t| t.node_id.is_some()) && !node.up {
+        state = ContainerState::Exited;
+        error = Some(format!("node {} is down", node.name));
+    }
+    let at = status.timestamp.as_deref().and_then(parse_rfc3339_ms);
+    let SwarmNode {
+        name: node,
+        address,
+        ..
+    } = node;
+    let published_ports: BTreeMap<u16, u16> = status
+        .port_status
+        .and_then(|p| p.ports)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|port| {
+            Some((
+                u16::try_from(port.target_port?).ok()?,
+                u16::try_from(port.published_port?).ok()?,
+            ))
+        })
+        .collect();
+    let container = status.container_status.unwrap_or_default();
+    ObservedContainer {
+        id: service.id.clone().unwrap_or_default(),
+        name: spec.name.unwrap_or_default(),
+        image,
+        labels,
+        state,
+        ip_address: (state == ContainerState::Running)
+            .then_some(address)
+            .flatten(),
+        created_at_ms: service
+            .created_at
+            .as_deref()
+            .and_then(parse_rfc3339_ms)
+            .unwrap_or(0),
+        started_at_ms: (state == ContainerState::Running).then_some(at).flatten(),
+        finished_at_ms: (state == ContainerState::Exited).then_some(at).flatten(),
+        exit_code: (state == ContainerState::Exited)
+            .then_some(container.exit_code)
+            .flatten(),
+        error,
+        node,
+        published_ports,
+    }
+}
+
+fn unsupported(what: &str) -> EngineError {
+    EngineError::Unsupported(format!("{what} is not available on the Swarm engine yet"))
+}
+
+#[async_trait]
+impl Runtime for SwarmEngine {
+    async fn info(&self) -> EngineResult<EngineInfo> {
+        let docker = self.manager.ready().await?;
+        let info = docker.info().await.map_err(map_err)?;
+        let swarm = info.swarm.clone().unwrap_or_default();
+        if swarm.control_available != Some(true) {
+            return Err(EngineError::Other(
+                "the engine is not a Swarm manager: point --docker-host at a manager node (docker swarm init)"
+                    .into(),
+            ));
+        }
+        let mut described = self.manager.info().await?;
+        described.name = format!("swarm ({} nodes)", swarm.nodes.unwrap_or(0));
+        Ok(described)
+    }
+
+    /// An attachable overlay network, so the team's apps reach each other on every node.
+    async fn ensure_network(&self, name: &str) -> EngineResult<()> {
+        let docker = self.manager.ready().await?;
+        let filters = HashMap::from([("name", vec![name])]);
+        let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
+        let networks = docker.list_networks(Some(options)).await.map_err(map_err)?;
+        if networks.iter().any(|n| n.name.as_deref() == Some(name)) {
+            return Ok(());
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("overlay".into()),
+            attachable: Some(true),
+            labels: Some(HashMap::from([(
+                MANAGED_NETWORK_LABEL.to_owned(),
+                "true".to_owned(),
+            )])),
+            ..Default::default()
+        };
+        match docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(409) => Ok(()),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    /// Each node pulls the image when its task starts, with the service's credential.
+    async fn ensure_image(
+        &self,
+        _image: &str,
+        _auth: Option<&crate::RegistryAuth>,
+    ) -> EngineResult<()> {
+        Ok(())
+    }
+
+    async fn start_instance(&self, spec: &InstanceSpec) -> EngineResult<String> {
+        if !spec.mounts.is_empty() {
+            return Err(unsupported("mounting volumes"));
+        }
+        if !spec.files.is_empty() {
+            return Err(unsupported("mounting secret files"));
+        }
+        let _one_at_a_time = self.starting.lock().await;
+        let datacenter = self.datacenter_for(spec).await?;
+        let docker = self.manager.ready().await?;
+        let created = docker
+            .create_service(
+                service_spec(spec, datacenter.as_deref()),
+                spec.registry_auth.as_ref().map(docker_credentials),
+            )
+            .await
+            .map_err(map_err)?;
+        let id = created.id.ok_or_else(|| {
+            EngineError::Other(format!("Swarm created {} without an id", spec.name))
+        })?;
+        tracing::debug!(service = %spec.name, %id, "swarm service created");
+        Ok(id)
+    }
+
+    /// Removes the service (Swarm stops its task: SIGTERM, then SIGKILL after the grace
+    /// period set at creation) and waits until the task has stopped.
+    async fn stop_instance(&self, id: &str, grace: Duration) -> EngineResult<()> {
+        let docker = self.manager.ready().await?;
+        match docker.delete_service(id).await {
+            Ok(()) => {}
+            Err(e) if status_of(&e) == Some(404) => return Ok(()),
+            Err(e) => return Err(map_err(e)),
+        }
+        let deadline = tokio::time::Instant::now() + grace + STOP_MARGIN;
+        while !self.stopped(id).await? {
+            if tokio::time::Instant::now() > deadline {
+                tracing::warn!(service = %id, "the removed service's task has not stopped yet");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
+    async fn list_containers(
+        &self,
+        label_filter: &BTreeMap<String, String>,
+    ) -> EngineResult<Vec<ObservedContainer>> {
+        let services = self.services(label_filter).await?;
+        if services.is_empty() {
+            return Ok(Vec::new());
+        }
+        let nodes = self.nodes().await?;
+        Ok(services
+            .iter()
+            .map(|(service, task)| observe_service(service, task.as_ref(), &nodes))
+            .collect())
+    }
+
+    /// The changes a poll of the services sees, once a second: `create`, `start`, `die`
+    /// (the task ended) and `destroy` (the service is gone).
+    fn events(
+        &self,
+        label_filter: &BTreeMap<String, String>,
+    ) -> BoxStream<'static, EngineResult<EngineEvent>> {
+        type Seen = HashMap<String, (ContainerState, BTreeMap<String, String>)>;
+        let engine = self.clone();
+        let filter = label_filter.clone();
+        let first = async move {
+            let seen: EngineResult<Seen> = engine.list_containers(&filter).await.map(|all| {
+                all.into_iter()
+                    .map(|c| (c.id, (c.state, c.labels)))
+                    .collect()
+            });
+            (engine, filter, seen)
+        };
+        stream::once(first)
+            .flat_map(|(engine, filter, seen)| match seen {
+                Err(e) => stream::once(async move { Err(e) }).boxed(),
+                Ok(seen) => stream::unfold(
+                    (engine, filter, seen, false),
+                    |(engine, filter, mut seen, failed)| async move {
+                        if failed {
+                            return None;
+                        }
+                        tokio::time::sleep(EVENT_POLL).await;
+                        let now = match engine.list_containers(&filter).await {
+                            Ok(now) => now,
+                            Err(e) => return Some((vec![Err(e)], (engine, filter, seen, true))),
+                        };
+                        let mut events = Vec::new();
+                        let mut current: Seen = HashMap::new();
+                        for c in now {
+                            let action = match seen.get(&c.id) {
+                                None => Some("create"),
+                                Some((before, _)) if *before == c.state => None,
+                                Some(_) => Some(match c.state {
+                                    ContainerState::Running => "start",
+                                    _ => "die",
+                                }),
+                            };
+                            if let Some(action) = action {
+                                events.push(Ok(EngineEvent {
+                                    container_id: c.id.clone(),
+                                    action: action.into(),
+                                    labels: c.labels.clone(),
+                                }));
+                            }
+                            current.insert(c.id, (c.state, c.labels));
+                        }
+                        for (id, (_, labels)) in seen.drain() {
+                            if !current.contains_key(&id) {
+                                events.push(Ok(EngineEvent {
+                                    container_id: id,
+                                    action: "destroy".into(),
+                                    labels,
+                                }));
+                            }
+                        }
+                        Some((events, (engine, filter, current, false)))
+                    },
+                )
+                .flat_map(stream::iter)
+                .boxed(),
+            })
+            .boxed()
+    }
+
+    fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, EngineResult<LogLine>> {
+        let tail = options
+            .tail
+            .map_or_else(|| "all".to_owned(), |n| n.to_string());
+        let query = LogsOptionsBuilder::new()
+            .follow(options.follow)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .tail(&tail)
+            .build();
+        let engine = self.manager.clone();
+        let id = id.to_owned();
+        stream::once(async move { engine.ready().await.map(|_| ()).map(|()| engine) })
+            .map(move |ready| match ready {
+                Ok(engine) => engine
+                    .streaming
+                    .service_logs(&id, Some(query.clone()))
+                    .flat_map(|item| {
+                        let lines: Vec<EngineResult<LogLine>> = match item {
+                            Ok(output) => log_lines(output).into_iter().map(Ok).collect(),
+                            Err(e) => vec![Err(map_err(e))],
+                        };
+                        stream::iter(lines)
+                    })
+                    .boxed(),
+                Err(e) => stream::once(async move { Err(e) }).boxed(),
+            })
+            .flatten()
+            .boxed()
+    }
+
+    async fn resource_sample(&self, _id: &str) -> EngineResult<ResourceSample> {
+        Err(unsupported("sampling an instance's CPU and memory"))
+    }
+
+    /// On the manager's own engine (the namespace's claim); apps' volumes are refused at
+    /// start.
+    async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> EngineResult<()> {
+        self.manager.ensure_volume(name, labels).await
+    }
+
+    async fn list_volumes(
+        &self,
+        label_filter: &BTreeMap<String, String>,
+        measure: bool,
+    ) -> EngineResult<Vec<ObservedVolume>> {
+        self.manager.list_volumes(label_filter, measure).await
+    }
+
+    async fn remove_volume(&self, name: &str) -> EngineResult<()> {
+        self.manager.remove_volume(name).await
+    }
+
+    fn export_volume(&self, _name: &str) -> BoxStream<'static, EngineResult<bytes::Bytes>> {
+        stream::once(async { Err(unsupported("backing up a volume")) }).boxed()
+    }
+
+    async fn import_volume(
+        &self,
+        _name: &str,
+        _archive: BoxStream<'static, std::io::Result<bytes::Bytes>>,
+    ) -> EngineResult<()> {
+        Err(unsupported("restoring a volume"))
+    }
+
+    async fn exec(&self, _id: &str, _spec: &ExecSpec) -> EngineResult<ExecSession> {
+        Err(unsupported("exec"))
+    }
+
+    async fn resize_exec(&self, _exec_id: &str, _cols: u16, _rows: u16) -> EngineResult<()> {
+        Err(unsupported("exec"))
+    }
+
+    async fn exec_exit_code(&self, _exec_id: &str) -> EngineResult<Option<i64>> {
+        Err(unsupported("exec"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_carries_the_instance() {
+        let spec = InstanceSpec {
+            name: "berth-web-3".into(),
+            image: "10.77.0.1:7700/default/web:v1".into(),
+            command: vec![],
+            args: vec!["--port".into(), "8080".into()],
+            env: BTreeMap::from([("A".into(), "1".into())]),
+            labels: BTreeMap::from([("berth.app".into(), "web".into())]),
+            network: "berth-team-default".into(),
+            network_aliases: vec!["web".into()],
+            cpu_millis: Some(250),
+            memory_bytes: Some(64 << 20),
+            stop_grace: Duration::from_millis(2500),
+            registry_auth: None,
+            mounts: Vec::new(),
+            secret_env: BTreeMap::new(),
+            files: Vec::new(),
+            ports: vec![8080, 9090],
+        };
+        let service = service_spec(&spec, Some("dc2"));
+        assert_eq!(service.name.as_deref(), Some("berth-web-3"));
+        let labels = service.labels.unwrap();
+        assert_eq!(labels["berth.app"], "web");
+        assert_eq!(labels["berth.namespace"], "", "reserved labels are blanked");
+        let task = service.task_template.unwrap();
+        let container = task.container_spec.unwrap();
+        assert_eq!(container.env.unwrap(), vec!["A=1".to_string()]);
+        assert_eq!(container.command, None, "the image's entrypoint stays");
+        assert_eq!(container.stop_grace_period, Some(2_500_000_000));
+        assert_eq!(
+            task.placement.unwrap().constraints,
+            Some(vec!["node.labels.datacenter==dc2".to_string()])
+        );
+        let resources = task.resources.unwrap();
+        assert_eq!(resources.limits.unwrap().nano_cpus, Some(250_000_000));
+        assert_eq!(resources.reservations.unwrap().memory_bytes, Some(64 << 20));
+        assert_eq!(
+            task.restart_policy.unwrap().condition,
+            Some(TaskSpecRestartPolicyConditionEnum::NONE)
+        );
+        let ports = service.endpoint_spec.unwrap().ports.unwrap();
+        assert_eq!(ports.len(), 2);
+        assert!(ports.iter().all(|p| p.publish_mode
+            == Some(EndpointPortConfigPublishModeEnum::HOST)
+            && p.published_port.is_none()));
+        assert_eq!(
+            task.networks.unwrap()[0].aliases,
+            Some(vec!["web".to_string()])
+        );
+    }
+
+    #[test]
+    fn the_least_loaded_datacenter() {
+        let load = |pairs: &[(&str, usize)]| -> BTreeMap<String, usize> {
+            pairs.iter().map(|(dc, n)| (dc.to_string(), *n)).collect()
+        };
+        let cases = [
+            (load(&[("dc1", 2), ("dc2", 1)]), Some("dc2")),
+            (load(&[("dc1", 1), ("dc2", 1)]), Some("dc1")),
+            (load(&[("dc1", 0), ("dc2", 3), ("dc3", 0)]), Some("dc1")),
+            (load(&[]), None),
+        ];
+        for (load, want) in cases {
+            assert_eq!(least_loaded(&load).as_deref(), want, "{load:?}");
+        }
+    }
+
+    #[test]
+    fn a_task_on_a_node_that_is_down_is_an_exited_instance() {
+        let nodes = HashMap::from([(
+            "n3".to_string(),
+            SwarmNode {
+                name: "rig-node-3".into(),
+                address: Some("10.77.0.13".into()),
+                up: false,
+                schedulable: true,
+                datacenter: Some("dc2".into()),
+            },
+        )]);
+        let task = Task {
+            node_id: Some("n3".into()),
+            desired_state: Some(TaskState::RUNNING),
+            status: Some(bollard::models::TaskStatus {
+                state: Some(TaskState::RUNNING),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let observed = observe_service(&Service::default(), Some(&task), &nodes);
+        assert_eq!(observed.state, ContainerState::Exited);
+        assert_eq!(observed.ip_address, None);
+        assert_eq!(observed.error.as_deref(), Some("node rig-node-3 is down"));
+        assert_eq!(observed.node, "rig-node-3");
+    }
+
+    #[test]
+    fn task_states() {
+        let cases = [
+            (Some(TaskState::NEW), ContainerState::Created),
+            (Some(TaskState::PREPARING), ContainerState::Created),
+            (Some(TaskState::RUNNING), ContainerState::Running),
+            (Some(TaskState::FAILED), ContainerState::Exited),
+            (Some(TaskState::SHUTDOWN), ContainerState::Exited),
+            (Some(TaskState::ORPHANED), ContainerState::Exited),
+            (None, ContainerState::Created),
+        ];
+        for (state, want) in cases {
+            assert_eq!(task_state(state), want, "{state:?}");
+        }
+    }
+}
