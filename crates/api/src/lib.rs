@@ -137,7 +137,7 @@ pub struct ApiState {
         certificates::list, certificates::put, certificates::request_acme, certificates::delete,
         system::list_workers, system::create_backup, system::get_access_log, system::put_access_log,
         system::get_on_demand_domains, system::put_on_demand_domains,
-        system::delete_on_demand_domains, nodes::list, nodes::get, nodes::put_labels,
+        system::delete_on_demand_domains, nodes::list, nodes::get, nodes::put_labels, nodes::put_availability,
         nodes::events, nodes::cluster_events, healthz, readyz, metrics::metrics,
         metrics_history::app_metrics, metrics_history::node_metrics, metrics_history::team_metrics,
         volumes::list_all, volumes::list_team, volumes::get, volumes::delete, volumes::backup,
@@ -229,6 +229,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/nodes/{name}", get(nodes::get))
         .route("/nodes/{name}/metrics", get(metrics_history::node_metrics))
         .route("/nodes/{name}/labels", put(nodes::put_labels))
+        .route("/nodes/{name}/availability", put(nodes::put_availability))
         .route("/nodes/{name}/events", get(nodes::events))
         .route("/cluster/events", get(nodes::cluster_events))
         .route(

@@ -91,6 +91,18 @@ pub struct NodeDto {
     pub zone: Option<String>,
     /// The engine and its version.
     pub engine: String,
+    /// `manager`, `worker` (Swarm nodes) or `standalone` (a single engine).
+    pub role: String,
+    /// The engine's view of it: `ready`, `down`, `disconnected` or `unknown`.
+    pub state: String,
+    /// `active`, `pause` (keeps its instances, takes no new ones) or `drain` (its instances
+    /// move to other nodes).
+    pub availability: String,
+    /// The address other machines reach it at, when the engine says.
+    pub address: Option<String>,
+    /// Whether Berth reads its CPU, memory and disks (the machine it runs on); the other
+    /// nodes show capacity and state only.
+    pub measured: bool,
     pub capacity: NodeCapacityDto,
     /// The latest sample; `null` before the first.
     pub usage: Option<NodeUsageDto>,
@@ -199,6 +211,11 @@ fn node_dto(state: &ApiState, node: NodeOverview) -> NodeDto {
         zone: label(ZONE_LABEL),
         labels,
         engine: view.info.engine,
+        role: view.info.role,
+        state: view.info.state,
+        availability: view.info.availability,
+        address: view.info.address,
+        measured: view.info.measured,
         capacity: NodeCapacityDto {
             cpus: view.info.cpus,
             memory_bytes: view.info.memory_bytes,
@@ -299,6 +316,35 @@ pub async fn put_labels(
     let node = state
         .platform
         .set_node_labels(&principal, &name, labels)
+        .await?;
+    Ok(Json(node_dto(&state, node)))
+}
+
+/// Whether a node takes instances.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAvailabilityDto {
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+}
+
+/// Set whether a node takes instances (platform admins): `drain` moves its instances to other
+/// nodes, `pause` keeps them and takes no new ones, `active` takes instances again. A single
+/// Docker Engine is one node: 409 `engine_unsupported`.
+#[utoipa::path(put, path = "/api/v1/nodes/{name}/availability", tag = "nodes",
+    params(("name" = String, Path)), request_body = NodeAvailabilityDto,
+    responses((status = 200, body = NodeDto), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn put_availability(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<NodeAvailabilityDto>,
+) -> ApiResult<Json<NodeDto>> {
+    let node = state
+        .platform
+        .set_node_availability(&principal, &name, &request.availability)
         .await?;
     Ok(Json(node_dto(&state, node)))
 }

@@ -416,14 +416,23 @@ async fn without_a_docker_engine_the_state_is_kept_and_the_error_is_clear() {
         "{app:#}"
     );
     assert_eq!(app["current_revision"], 1);
-    support::wait_until("an engine_error event", Duration::from_secs(20), || async {
-        server
-            .events("web")
-            .await
-            .iter()
-            .any(|e| e["kind"] == "engine_error")
-    })
+    // No controller acts before the namespace is claimed, which needs the engine: the server
+    // says so, and keeps asking.
+    support::wait_until(
+        "the server says it waits to claim the namespace",
+        Duration::from_secs(20),
+        || async {
+            server
+                .log()
+                .contains("cannot claim the engine namespace yet")
+        },
+    )
     .await;
+    let app = server.app("web").await;
+    assert!(
+        app["engine_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "the app still shows why: {app:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,9 @@
 //! End-to-end on a 3-node Docker Swarm (`scripts/swarm-rig.sh`: extra dockerds in network
 //! namespaces, nodes 1 and 2 in datacenter dc1, node 3 in dc2): Berth with `--engine swarm`
 //! runs an app's instances as Swarm services, pulled by every node from Berth's registry,
-//! spread over the nodes and the datacenters, each reached at its node's address; when a node
-//! dies its instances come back on the others.
+//! spread over the nodes and the datacenters, each reached at its node's address; `berth nodes`
+//! lists the Swarm's nodes, draining one moves its instances away, and when a node dies its
+//! instances come back on the others.
 
 mod support;
 
@@ -146,6 +147,53 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
         );
         assert_eq!(hit(&instance)["app"], "web");
     }
+
+    // Every node, with the engine's state and its datacenter, and instances placed in them.
+    let nodes = server.get("/api/v1/nodes").await;
+    let listed: BTreeMap<String, (String, String)> = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap().to_string(),
+                (
+                    n["state"].as_str().unwrap().to_string(),
+                    n["datacenter"].as_str().unwrap_or_default().to_string(),
+                ),
+            )
+        })
+        .collect();
+    let ready = |dc: &str| ("ready".to_string(), dc.to_string());
+    assert_eq!(
+        listed,
+        BTreeMap::from([
+            ("rig-node-1".to_string(), ready("dc1")),
+            ("rig-node-2".to_string(), ready("dc1")),
+            ("rig-node-3".to_string(), ready("dc2")),
+        ]),
+        "{nodes:#}"
+    );
+    let topology = server.get("/api/v1/topology").await.to_string();
+    assert!(
+        topology.contains("dc2") && topology.contains("rig-node-3"),
+        "{topology}"
+    );
+
+    // Draining node 2 moves its instances to the other nodes.
+    let out = server.cli(&["nodes", "drain", "rig-node-2"]);
+    assert!(out.status.success(), "{out:?}");
+    let app = server
+        .wait_app("web", "6 ready instances off node 2", ROLLOUT, |a| {
+            ready_instances(a).len() == 6 && !per_node(a).contains_key("rig-node-2")
+        })
+        .await;
+    assert_eq!(per_node(&app).get("rig-node-3"), Some(&3), "{app:#}");
+    let out = server.cli(&["nodes"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ready, drain"), "{text}");
+    let out = server.cli(&["nodes", "activate", "rig-node-2"]);
+    assert!(out.status.success(), "{out:?}");
 
     // Node 3 dies: its instances come back on the others.
     rig(&["kill-node", "3"]);

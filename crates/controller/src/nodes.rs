@@ -3,9 +3,10 @@
 //! the view the API shows, and records a platform event when a node crosses a threshold,
 //! recovers or falls silent, and when every node is low.
 //!
-//! One node today: the engine Berth talks to, measured from the host Berth runs on (`/proc`
-//! and `statvfs`), which is the same machine for a local engine. A multi-node engine adds its
-//! nodes to the same map; each is judged alone. A node whose reading fails keeps its last
+//! The nodes are the engine's (`Runtime::nodes`): one for a single engine, every node of a
+//! Swarm. The one Berth runs on is measured from the host (`/proc` and `statvfs`); the others
+//! are known by what the engine says (capacity, state, availability, labels) and sampled
+//! without readings while the engine says they are ready. Each node is judged alone. A node whose reading fails keeps its last
 //! sample, so it turns `unknown` once that sample is older than the silence threshold — never
 //! "ok" on stale numbers.
 
@@ -47,6 +48,27 @@ pub struct NodeInfo {
     pub memory_bytes: u64,
     /// The engine's data root, as the engine names it.
     pub data_root: Option<String>,
+    /// The address other machines reach it at, when the engine says.
+    pub address: Option<String>,
+    /// `manager`, `worker` or `standalone`.
+    pub role: String,
+    /// The engine's view: `ready`, `down`, `disconnected` or `unknown`.
+    pub state: String,
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+    /// The engine's labels of the node (a Swarm node's `datacenter`).
+    pub engine_labels: BTreeMap<String, String>,
+    /// Whether Berth reads its CPU, memory and disks (the machine Berth runs on).
+    pub measured: bool,
+}
+
+impl NodeInfo {
+    /// The node's labels: the engine's, with the ones Berth's admins set (`stored`) over them.
+    pub fn labels_with(&self, stored: node::NodeLabels) -> node::NodeLabels {
+        let mut labels = self.engine_labels.clone();
+        labels.extend(stored);
+        labels
+    }
 }
 
 /// One node as the monitor sees it now.
@@ -146,7 +168,7 @@ impl NodeMonitor {
     }
 
     /// One round: sample, judge every node, record the transitions. Fails (after judging)
-    /// when the node could not be read.
+    /// when the nodes could not be read.
     pub async fn run_once(&self) -> Result<String, String> {
         let sampled = self.sample().await;
         // A node (and the cluster) seen for the first time since start resumes from its last
@@ -157,12 +179,15 @@ impl NodeMonitor {
         } else {
             None
         };
-        let new_node = match &sampled {
-            Ok((info, _)) if !self.lock().nodes.contains_key(&info.name) => {
-                Some(self.last_event(&node::node_subject(&info.name)).await?)
+        let mut resumed_nodes = BTreeMap::new();
+        if let Ok(nodes) = &sampled {
+            for (info, _) in nodes {
+                if !self.lock().nodes.contains_key(&info.name) {
+                    let last = self.last_event(&node::node_subject(&info.name)).await?;
+                    resumed_nodes.insert(info.name.clone(), last);
+                }
             }
-            _ => None,
-        };
+        }
         let now = (self.clock)();
         let events = {
             let mut state = self.lock();
@@ -170,17 +195,24 @@ impl NodeMonitor {
                 state.needs_another_node = last == Some(PlatformEventKind::ClusterNeedsNode);
                 state.resumed = true;
             }
-            if let Ok((info, sample)) = &sampled {
-                let tracked = state
-                    .nodes
-                    .entry(info.name.clone())
-                    .or_insert_with(|| Tracked {
-                        info: info.clone(),
-                        sample: None,
-                        watch: NodeWatch::resumed(new_node.flatten()),
-                    });
-                tracked.info = info.clone();
-                tracked.sample = Some(sample.clone());
+            if let Ok(nodes) = &sampled {
+                for (info, sample) in nodes {
+                    let tracked = state
+                        .nodes
+                        .entry(info.name.clone())
+                        .or_insert_with(|| Tracked {
+                            info: info.clone(),
+                            sample: None,
+                            watch: NodeWatch::resumed(
+                                resumed_nodes.get(&info.name).copied().flatten(),
+                            ),
+                        });
+                    tracked.info = info.clone();
+                    // A node the engine cannot reach keeps its last sample: it falls silent.
+                    if let Some(sample) = sample {
+                        tracked.sample = Some(sample.clone());
+                    }
+                }
             }
             self.judge(&mut state, now)
         };
@@ -198,25 +230,37 @@ impl NodeMonitor {
         {
             tracing::warn!(%error, "cannot record node events");
         }
-        let (info, sample) = sampled?;
-        let status = self
-            .lock()
-            .nodes
-            .get(&info.name)
-            .map(|t| t.watch.status.as_str())
-            .unwrap_or("unknown");
-        Ok(format!(
-            "node {} {status}: CPU {}, memory {}",
-            info.name,
-            sample
-                .cpu_percent
-                .map(|c| format!("{c:.0} %"))
-                .unwrap_or_else(|| "unknown".into()),
-            sample
-                .memory
-                .map(|m| format!("{:.0} % used", m.used_percent()))
-                .unwrap_or_else(|| "unknown".into()),
-        ))
+        let nodes = sampled?;
+        let state = self.lock();
+        let summaries: Vec<String> = nodes
+            .iter()
+            .map(|(info, sample)| {
+                let status = state
+                    .nodes
+                    .get(&info.name)
+                    .map(|t| t.watch.status.as_str())
+                    .unwrap_or("unknown");
+                let reading = sample
+                    .as_ref()
+                    .filter(|_| info.measured)
+                    .map(|sample| {
+                        format!(
+                            ": CPU {}, memory {}",
+                            sample
+                                .cpu_percent
+                                .map(|c| format!("{c:.0} %"))
+                                .unwrap_or_else(|| "unknown".into()),
+                            sample
+                                .memory
+                                .map(|m| format!("{:.0} % used", m.used_percent()))
+                                .unwrap_or_else(|| "unknown".into()),
+                        )
+                    })
+                    .unwrap_or_default();
+                format!("node {} {status}{reading}", info.name)
+            })
+            .collect();
+        Ok(summaries.join("; "))
     }
 
     /// The kind of the last event recorded for `subject`.
@@ -269,13 +313,49 @@ impl NodeMonitor {
         events
     }
 
-    /// Reads the engine's node and the host's CPU, memory and disks.
-    async fn sample(&self) -> Result<(NodeInfo, NodeSample), String> {
-        let info = self
+    /// Reads the engine's nodes, and the CPU, memory and disks of the one Berth runs on. A
+    /// node Berth does not run on is sampled without readings while the engine says it is
+    /// ready, and not at all otherwise.
+    async fn sample(&self) -> Result<Vec<(NodeInfo, Option<NodeSample>)>, String> {
+        let nodes = self
             .runtime
-            .info()
+            .nodes()
             .await
             .map_err(|e| format!("the engine did not answer: {e}"))?;
+        let mut sampled = Vec::with_capacity(nodes.len());
+        for engine_node in nodes {
+            let info = NodeInfo {
+                name: engine_node.name,
+                engine: engine_node.engine,
+                cpus: engine_node.cpus,
+                memory_bytes: engine_node.memory_bytes,
+                data_root: engine_node.data_root,
+                address: engine_node.address,
+                role: engine_node.role,
+                state: engine_node.state,
+                availability: engine_node.availability.as_str().to_string(),
+                engine_labels: engine_node.labels,
+                measured: engine_node.local,
+            };
+            let sample = if info.measured {
+                Some(self.read_host(&info).await?)
+            } else {
+                (info.state == "ready").then(|| NodeSample {
+                    at: (self.clock)(),
+                    cpus: info.cpus,
+                    cpu_percent: None,
+                    memory: None,
+                    disks: Vec::new(),
+                })
+            };
+            sampled.push((info, sample));
+        }
+        Ok(sampled)
+    }
+
+    /// The CPU, memory and disks (the engine's data root, Berth's data directory) of the
+    /// machine Berth runs on.
+    async fn read_host(&self, info: &NodeInfo) -> Result<NodeSample, String> {
         let data_root = info.data_root.clone();
         let data_dir = self.settings.data_dir.clone();
         let host = tokio::task::spawn_blocking(move || read_host(data_root.as_deref(), &data_dir))
@@ -289,21 +369,13 @@ impl NodeMonitor {
                 .zip(host.cpu)
                 .and_then(|(a, b)| b.busy_percent_since(&a))
         };
-        let node = NodeInfo {
-            name: info.node_name,
-            engine: format!("{} {}", info.name, info.version),
-            cpus: info.cpus,
-            memory_bytes: info.memory_bytes,
-            data_root: info.data_root,
-        };
-        let sample = NodeSample {
+        Ok(NodeSample {
             at,
-            cpus: node.cpus,
+            cpus: info.cpus,
             cpu_percent,
             memory: host.memory,
             disks: host.disks,
-        };
-        Ok((node, sample))
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -45,6 +45,7 @@ pub const ACTIONS: &[&str] = &[
     "me.tokens.create",
     "me.tokens.delete",
     "me.update",
+    "nodes.availability.put",
     "nodes.labels.put",
     "pipelines.builds.create",
     "pipelines.delete",

@@ -133,6 +133,62 @@ pub struct EngineInfo {
     pub data_root: Option<String>,
 }
 
+/// A machine the engine runs instances on: a Swarm node, or the one machine of a single
+/// engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineNode {
+    /// Its host name (what instances name as their node).
+    pub name: String,
+    /// The engine on it and its version (`docker 20.10.24`).
+    pub engine: String,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    /// Where its engine keeps its data, when known.
+    pub data_root: Option<String>,
+    /// The address other machines reach it at, when the engine says.
+    pub address: Option<String>,
+    /// `manager`, `worker`, or `standalone` (a single engine).
+    pub role: String,
+    /// `ready`, `down`, `disconnected` or `unknown`, as the engine sees it.
+    pub state: String,
+    /// Whether it takes instances.
+    pub availability: NodeAvailability,
+    /// The engine's labels of the node (a Swarm node's `datacenter`).
+    pub labels: BTreeMap<String, String>,
+    /// Whether it is the machine Berth runs on (its CPU, memory and disks are read there).
+    pub local: bool,
+}
+
+/// Whether a node takes instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeAvailability {
+    /// Takes new instances.
+    Active,
+    /// Keeps its instances, takes no new ones.
+    Pause,
+    /// Its instances move to other nodes; takes none.
+    Drain,
+}
+
+impl NodeAvailability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeAvailability::Active => "active",
+            NodeAvailability::Pause => "pause",
+            NodeAvailability::Drain => "drain",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<NodeAvailability> {
+        match value {
+            "active" => Some(NodeAvailability::Active),
+            "pause" => Some(NodeAvailability::Pause),
+            "drain" => Some(NodeAvailability::Drain),
+            _ => None,
+        }
+    }
+}
+
 /// Credentials for a private registry (pulls, pushes, base images of builds).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RegistryAuth {
@@ -435,6 +491,37 @@ pub struct ResourceSample {
 pub trait Runtime: Send + Sync + 'static {
     /// Checks that the runtime answers and describes it.
     async fn info(&self) -> EngineResult<EngineInfo>;
+
+    /// The machines instances run on. A single engine is one node, the local machine.
+    async fn nodes(&self) -> EngineResult<Vec<EngineNode>> {
+        let info = self.info().await?;
+        Ok(vec![EngineNode {
+            name: info.node_name,
+            engine: format!("{} {}", info.name, info.version),
+            cpus: info.cpus,
+            memory_bytes: info.memory_bytes,
+            data_root: info.data_root,
+            address: None,
+            role: "standalone".into(),
+            state: "ready".into(),
+            availability: NodeAvailability::Active,
+            labels: BTreeMap::new(),
+            local: true,
+        }])
+    }
+
+    /// Sets whether a node takes instances (`drain`: its instances move away). A
+    /// [`EngineError::NotFound`] for an unknown node.
+    async fn set_node_availability(
+        &self,
+        _node: &str,
+        _availability: NodeAvailability,
+    ) -> EngineResult<()> {
+        Err(EngineError::Unsupported(
+            "a single Docker Engine is one node: draining needs a multi-node engine (--engine swarm)"
+                .into(),
+        ))
+    }
 
     /// Creates the named bridge network if it does not exist yet (idempotent).
     async fn ensure_network(&self, name: &str) -> EngineResult<()>;

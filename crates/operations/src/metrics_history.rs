@@ -438,6 +438,12 @@ mod tests {
                 cpus: 2,
                 memory_bytes: 1_000,
                 data_root: None,
+                address: None,
+                role: "standalone".into(),
+                state: "ready".into(),
+                availability: "active".into(),
+                engine_labels: Default::default(),
+                measured: true,
             },
             sample: Some(NodeSample {
                 at: NOW - 2_000,

@@ -3,6 +3,7 @@
 
 use berth_controller::nodes::{NodeView, NodesView};
 use berth_core::node::{self, CLUSTER_SUBJECT, NodeLabels, PlatformEvent, node_subject};
+use berth_engine::NodeAvailability;
 use berth_store::EventQuery;
 
 use crate::{Actor, OpError, OpResult, Platform};
@@ -33,7 +34,9 @@ impl Platform {
             nodes: nodes
                 .into_iter()
                 .map(|view| NodeOverview {
-                    labels: labels.remove(&view.info.name).unwrap_or_default(),
+                    labels: view
+                        .info
+                        .labels_with(labels.remove(&view.info.name).unwrap_or_default()),
                     view,
                 })
                 .collect(),
@@ -52,7 +55,8 @@ impl Platform {
     }
 
     /// Replaces a node's labels (platform admins): each key and value is checked first, a bad
-    /// one names its field (`labels.<key>`).
+    /// one names its field (`labels.<key>`). Labels the engine gives the node (a Swarm node's
+    /// `datacenter`) show beneath them; one set to the engine's value is not stored.
     pub async fn set_node_labels(
         &self,
         actor: &Actor,
@@ -74,7 +78,12 @@ impl Platform {
             ));
         }
         // Only nodes the monitor knows: a typo must not store labels for a node that is not.
-        self.node(actor, name).await?;
+        let known = self.node(actor, name).await?;
+        // The engine's labels show anyway: only what differs from them is Berth's to keep (an
+        // editor that sends every label back does not copy the engine's into Berth's).
+        let engine = &known.view.info.engine_labels;
+        let mut labels = labels;
+        labels.retain(|key, value| engine.get(key) != Some(value));
         self.store
             .set_node_labels(name, &labels, self.now())
             .await?;
@@ -85,6 +94,37 @@ impl Platform {
                 .collect::<Vec<_>>()
                 .join(" "),
         );
+        self.node(actor, name).await
+    }
+
+    /// Sets whether a node takes instances (platform admins): `active`, `pause` or `drain`
+    /// (the engine moves its instances away; Berth replaces them as they stop). The view is
+    /// read again at once, so the answer shows the new availability.
+    pub async fn set_node_availability(
+        &self,
+        actor: &Actor,
+        name: &str,
+        availability: &str,
+    ) -> OpResult<NodeOverview> {
+        actor.require_admin()?;
+        let parsed = NodeAvailability::parse(availability).ok_or_else(|| {
+            OpError::field(
+                "availability",
+                format!("{availability:?} is not active, pause or drain"),
+            )
+        })?;
+        self.node(actor, name).await?;
+        actor
+            .audit
+            .set_detail(format!("availability={}", parsed.as_str()));
+        self.controller
+            .shared()
+            .runtime
+            .set_node_availability(name, parsed)
+            .await?;
+        if let Err(error) = self.nodes.run_once().await {
+            tracing::warn!(%error, "could not read the nodes again");
+        }
         self.node(actor, name).await
     }
 

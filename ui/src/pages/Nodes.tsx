@@ -1,12 +1,28 @@
 // The nodes: each machine with its status (red when a resource runs low, grey when it stopped
-// reporting) and why, CPU, memory and disk bars, capacity and labels (admins edit them), its
-// latest events for admins, its history as charts (folded); refreshed every few seconds.
+// reporting) and why, the engine's view of it (ready, down…, and whether it is drained or
+// paused; admins drain, pause and activate it), its role and address, CPU, memory and disk bars
+// (only for the machine Berth runs on: the others say "not measured"), capacity and labels
+// (admins edit them), its latest events for admins, its history as charts (folded); refreshed
+// every few seconds.
 // `ClusterBanner` is the shell's banner saying the cluster needs another node when every node
 // is low.
 import { useState } from "react";
 import { api, call, type Schemas } from "../api/client";
 import { MetricsCharts } from "../components/charts";
-import { Badge, Empty, formatBytes, Loaded, PageHeader, Time, useAction, useAsync, type Tone } from "../components/ui";
+import {
+  Badge,
+  Empty,
+  formatBytes,
+  Loaded,
+  PageHeader,
+  Time,
+  useAction,
+  useAsync,
+  useConfirm,
+  useEnumLabel,
+  useToast,
+  type Tone,
+} from "../components/ui";
 import { hasKey, useI18n, type Key, type T } from "../i18n";
 import { useSession } from "../session";
 
@@ -18,6 +34,17 @@ type SpaceDto = Schemas["SpaceDto"];
 const POLL_MS = 3000;
 
 const STATUS_TONE: Record<string, Tone> = { ok: "ok", low: "bad", unknown: "muted" };
+
+/** The engine's view of a node: red when down or disconnected, amber when it takes no new
+ * instances (drained or paused). */
+function stateTone(node: NodeDto): Tone {
+  if (node.state === "down" || node.state === "disconnected") return "bad";
+  if (node.state !== "ready") return "muted";
+  return node.availability === "active" ? "ok" : "warn";
+}
+
+const AVAILABILITIES = ["drain", "pause", "active"] as const;
+type Availability = (typeof AVAILABILITIES)[number];
 
 /** A reason a node is low or unknown, in the console's language (English from the server when
  * this console does not know its code). */
@@ -95,14 +122,23 @@ export function NodesPage() {
 
 function NodeCard({ node, onSaved }: { node: NodeDto; onSaved(): void }) {
   const { t } = useI18n();
+  const label = useEnumLabel();
   const { isAdmin } = useSession();
   const usage = node.usage;
   const cpu = usage?.cpu_percent;
+  const notMeasured = t("nodes.notMeasured");
+  const notMeasuredTitle = t("nodes.notMeasuredTitle");
   return (
     <section className={"card node-card node-" + node.status} data-node={node.name} data-status={node.status}>
       <div className="card-head">
         <h2>{node.name}</h2>
         <Badge tone={STATUS_TONE[node.status] ?? "muted"}>{t(`nodes.status.${node.status}` as "nodes.status.ok")}</Badge>
+        <span data-testid="node-state" data-state={node.state} data-availability={node.availability}>
+          <Badge tone={stateTone(node)} title={t("nodes.stateTitle")}>
+            {label("nodes.state", node.state)}
+            {node.availability !== "active" && " · " + label("nodes.availability", node.availability)}
+          </Badge>
+        </span>
         {node.datacenter && <Badge tone="info">{t("nodes.datacenter", { dc: node.datacenter })}</Badge>}
         {node.zone && <Badge tone="info">{t("nodes.zone", { zone: node.zone })}</Badge>}
         <span className="muted">{node.engine}</span>
@@ -118,11 +154,18 @@ function NodeCard({ node, onSaved }: { node: NodeDto; onSaved(): void }) {
         <Meter
           label={t("nodes.cpu")}
           value={cpu ?? null}
-          text={cpu === null || cpu === undefined ? "–" : `${cpu.toFixed(0)} %`}
+          text={!node.measured ? notMeasured : cpu === null || cpu === undefined ? "–" : `${cpu.toFixed(0)} %`}
+          title={node.measured ? undefined : notMeasuredTitle}
           low={usage?.cpu_low ?? false}
           testid="node-cpu"
         />
-        <SpaceMeter label={t("nodes.memory")} space={usage?.memory ?? null} testid="node-memory" />
+        <SpaceMeter
+          label={t("nodes.memory")}
+          space={usage?.memory ?? null}
+          unknown={node.measured ? undefined : notMeasured}
+          title={node.measured ? undefined : notMeasuredTitle}
+          testid="node-memory"
+        />
         {(usage?.disks ?? []).map((d) => (
           <SpaceMeter
             key={d.role + d.path}
@@ -134,6 +177,17 @@ function NodeCard({ node, onSaved }: { node: NodeDto; onSaved(): void }) {
         ))}
       </div>
       <dl className="facts">
+        <dt>{t("nodes.node")}</dt>
+        <dd data-testid="node-engine-state" className={stateTone(node) === "bad" ? "bad-text" : undefined}>
+          {label("nodes.state", node.state)}
+          {node.availability !== "active" && " · " + label("nodes.availability", node.availability)}
+        </dd>
+        <dt>{t("nodes.role")}</dt>
+        <dd data-testid="node-role" data-role={node.role}>
+          {label("nodes.role", node.role)}
+        </dd>
+        <dt>{t("nodes.address")}</dt>
+        <dd data-testid="node-address">{node.address ? <span className="mono">{node.address}</span> : <span className="muted">{t("nodes.noAddress")}</span>}</dd>
         <dt>{t("nodes.capacity")}</dt>
         <dd>{t("nodes.capacityText", { cpus: node.capacity.cpus, memory: formatBytes(node.capacity.memory_bytes) })}</dd>
         <dt>{t("nodes.sampled")}</dt>
@@ -153,7 +207,8 @@ function NodeCard({ node, onSaved }: { node: NodeDto; onSaved(): void }) {
           )}
         </dd>
       </dl>
-      <NodeHistory node={node} />
+      {node.measured && <NodeHistory node={node} />}
+      {isAdmin && <AvailabilityActions node={node} onSaved={onSaved} />}
       {isAdmin && <LabelEditor node={node} onSaved={onSaved} />}
       {isAdmin && <NodeEvents name={node.name} />}
     </section>
@@ -172,13 +227,29 @@ function NodeHistory({ node }: { node: NodeDto }) {
   );
 }
 
-function Meter({ label, value, text, low, testid }: { label: string; value: number | null; text: string; low: boolean; testid: string }) {
+function Meter({
+  label,
+  value,
+  text,
+  title,
+  low,
+  testid,
+}: {
+  label: string;
+  value: number | null;
+  text: string;
+  title?: string;
+  low: boolean;
+  testid: string;
+}) {
   const pct = value === null ? 0 : Math.max(0, Math.min(100, value));
   return (
     <div className="usage" data-testid={testid} data-low={low ? "true" : "false"}>
       <div className="usage-label">
         <span>{label}</span>
-        <span className={low ? "bad-text" : undefined}>{text}</span>
+        <span className={low ? "bad-text" : title ? "muted" : undefined} title={title}>
+          {text}
+        </span>
       </div>
       <div
         className={"bar " + (value === null ? "bar-muted" : low ? "bar-bad" : "bar-ok")}
@@ -194,9 +265,21 @@ function Meter({ label, value, text, low, testid }: { label: string; value: numb
   );
 }
 
-function SpaceMeter({ label, space, unknown, testid }: { label: string; space: SpaceDto | null; unknown?: string; testid: string }) {
+function SpaceMeter({
+  label,
+  space,
+  unknown,
+  title,
+  testid,
+}: {
+  label: string;
+  space: SpaceDto | null;
+  unknown?: string;
+  title?: string;
+  testid: string;
+}) {
   const { t } = useI18n();
-  if (!space) return <Meter label={label} value={null} text={unknown ?? "–"} low={false} testid={testid} />;
+  if (!space) return <Meter label={label} value={null} text={unknown ?? "–"} title={title} low={false} testid={testid} />;
   const used = 100 - space.free_percent;
   return (
     <Meter
@@ -210,6 +293,60 @@ function SpaceMeter({ label, space, unknown, testid }: { label: string; space: S
       low={space.low}
       testid={testid}
     />
+  );
+}
+
+/** Drain (after a confirmation: its instances move to other nodes), pause or activate a node;
+ * the server's refusal (a single Docker Engine is one node) is shown beside the buttons. */
+function AvailabilityActions({ node, onSaved }: { node: NodeDto; onSaved(): void }) {
+  const { t } = useI18n();
+  const label = useEnumLabel();
+  const confirm = useConfirm();
+  const toast = useToast();
+  const action = useAction();
+  const set = async (availability: Availability) => {
+    if (availability === "drain") {
+      const ok = await confirm({
+        title: t("nodes.drainTitle", { node: node.name }),
+        body: t("nodes.drainBody"),
+        confirm: t("nodes.drain"),
+        danger: true,
+      });
+      if (!ok) return;
+    }
+    const saved = await action.run(() =>
+      call(api.PUT("/api/v1/nodes/{name}/availability", { params: { path: { name: node.name } }, body: { availability } })),
+    );
+    if (saved) {
+      toast(t("nodes.availabilitySet", { node: node.name, availability: label("nodes.availability", saved.availability) }));
+      onSaved();
+    }
+  };
+  const buttons: Record<Availability, { text: string; className: string }> = {
+    drain: { text: t("nodes.drain"), className: "btn btn-danger-outline" },
+    pause: { text: t("nodes.pause"), className: "btn" },
+    active: { text: t("nodes.activate"), className: "btn" },
+  };
+  return (
+    <div className="toolbar node-availability" data-testid="node-availability">
+      {AVAILABILITIES.map((a) => (
+        <button
+          key={a}
+          type="button"
+          className={buttons[a].className}
+          disabled={action.busy || node.availability === a}
+          title={t(`nodes.${a}Help` as "nodes.drainHelp")}
+          onClick={() => void set(a)}
+        >
+          {buttons[a].text}
+        </button>
+      ))}
+      {action.error && (
+        <span className="bad-text" role="alert" data-testid="node-availability-error">
+          {action.error.message}
+        </span>
+      )}
+    </div>
   );
 }
 

@@ -1,9 +1,12 @@
-//! `berth nodes`: the machines apps run on — status (low nodes flagged), use, capacity and
-//! labels; the line that says the cluster needs another node; labels set by admins.
+//! `berth nodes`: the machines apps run on — status (low nodes flagged), the engine's state and
+//! availability, use, capacity and labels; the line that says the cluster needs another node;
+//! labels, and draining, pausing and activating (Swarm), by admins.
 
 use std::process::ExitCode;
 
-use berth_api::nodes::{NodeDto, NodeLabelsDto, NodeListDto, PlatformEventDto, SpaceDto};
+use berth_api::nodes::{
+    NodeAvailabilityDto, NodeDto, NodeLabelsDto, NodeListDto, PlatformEventDto, SpaceDto,
+};
 use berth_core::node::LabelChange;
 use clap::Subcommand;
 
@@ -20,6 +23,12 @@ pub enum NodesCommand {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
     },
+    /// Move a node's instances to other nodes; it takes no new ones (admins; Swarm)
+    Drain { name: String },
+    /// Keep a node's instances but give it no new ones (admins; Swarm)
+    Pause { name: String },
+    /// Let a drained or paused node take instances again (admins; Swarm)
+    Activate { name: String },
     /// Set (key=value) or remove (key-) labels of a node, e.g. datacenter=dc1 zone=a (admins)
     Label {
         name: String,
@@ -42,7 +51,7 @@ pub async fn run(
                 println!(
                     "{}",
                     output::table(
-                        &["NAME", "STATUS", "CPU", "MEMORY", "DISKS", "LABELS"],
+                        &["NAME", "STATUS", "NODE", "CPU", "MEMORY", "DISKS", "LABELS"],
                         &rows
                     )
                 );
@@ -65,6 +74,9 @@ pub async fn run(
                 .unwrap_or_default();
             output::one(output, &node, |node| show(node, &events));
         }
+        Some(NodesCommand::Drain { name }) => set_availability(client, &name, "drain").await?,
+        Some(NodesCommand::Pause { name }) => set_availability(client, &name, "pause").await?,
+        Some(NodesCommand::Activate { name }) => set_availability(client, &name, "active").await?,
         Some(NodesCommand::Label { name, changes }) => {
             let changes = changes
                 .iter()
@@ -83,6 +95,33 @@ pub async fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn set_availability(client: &Client, name: &str, availability: &str) -> Result<(), String> {
+    let node: NodeDto = client
+        .put(
+            &format!("/nodes/{}/availability", segment(name)),
+            &NodeAvailabilityDto {
+                availability: availability.into(),
+            },
+        )
+        .await?;
+    let what = match node.availability.as_str() {
+        "drain" => "drained: its instances move to other nodes",
+        "pause" => "paused: it keeps its instances and takes no new ones",
+        _ => "active: it takes instances",
+    };
+    println!("node {} {what}", node.name);
+    Ok(())
+}
+
+/// The engine's view of a node: its state, and its availability unless active.
+fn engine_state(node: &NodeDto) -> String {
+    if node.availability == "active" {
+        node.state.clone()
+    } else {
+        format!("{}, {}", node.state, node.availability)
+    }
 }
 
 fn status(node: &NodeDto) -> String {
@@ -149,6 +188,7 @@ fn row(node: &NodeDto) -> Vec<String> {
     vec![
         node.name.clone(),
         status(node),
+        engine_state(node),
         cpu(node),
         memory(node),
         disks(node),
@@ -160,6 +200,11 @@ fn show(node: &NodeDto, events: &[PlatformEventDto]) {
     let mut fields = vec![
         ("Name", node.name.clone()),
         ("Status", status(node)),
+        ("Node", format!("{} ({})", engine_state(node), node.role)),
+        (
+            "Address",
+            node.address.clone().unwrap_or_else(|| "-".into()),
+        ),
         ("Engine", node.engine.clone()),
         (
             "Datacenter",

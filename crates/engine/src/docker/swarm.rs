@@ -19,14 +19,14 @@ use async_trait::async_trait;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
     EndpointSpec, EndpointSpecModeEnum, Limit, NetworkAttachmentConfig, NetworkCreateRequest,
-    NodeSpecAvailabilityEnum, NodeState, ResourceObject, Service, ServiceSpec, ServiceSpecMode,
-    ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
-    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    NodeSpec, NodeSpecAvailabilityEnum, NodeState, ResourceObject, Service, ServiceSpec,
+    ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{
     ListNetworksOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
-    LogsOptionsBuilder,
+    LogsOptionsBuilder, UpdateNodeOptionsBuilder,
 };
 use futures::stream::{self, BoxStream, StreamExt};
 
@@ -35,9 +35,9 @@ use super::{
     parse_rfc3339_ms, status_of,
 };
 use crate::{
-    ContainerState, EngineError, EngineEvent, EngineInfo, EngineResult, ExecSession, ExecSpec,
-    InstanceSpec, LogLine, LogOptions, ObservedContainer, ObservedVolume, ResourceSample, Runtime,
-    labels,
+    ContainerState, EngineError, EngineEvent, EngineInfo, EngineNode, EngineResult, ExecSession,
+    ExecSpec, InstanceSpec, LogLine, LogOptions, NodeAvailability, ObservedContainer,
+    ObservedVolume, ResourceSample, Runtime, labels,
 };
 
 /// The node label instances are spread over.
@@ -461,6 +461,89 @@ impl Runtime for SwarmEngine {
         let mut described = self.manager.info().await?;
         described.name = format!("swarm ({} nodes)", swarm.nodes.unwrap_or(0));
         Ok(described)
+    }
+
+    async fn nodes(&self) -> EngineResult<Vec<EngineNode>> {
+        let docker = self.manager.ready().await?;
+        let local = self.manager.info().await?;
+        let nodes = docker.list_nodes(None).await.map_err(map_err)?;
+        let mut listed: Vec<EngineNode> = nodes
+            .into_iter()
+            .map(|node| {
+                let spec = node.spec.unwrap_or_default();
+                let status = node.status.unwrap_or_default();
+                let description = node.description.unwrap_or_default();
+                let resources = description.resources.unwrap_or_default();
+                let name = description.hostname.unwrap_or_default();
+                let is_local = name == local.node_name;
+                EngineNode {
+                    engine: format!(
+                        "docker {}",
+                        description
+                            .engine
+                            .and_then(|e| e.engine_version)
+                            .unwrap_or_default()
+                    ),
+                    cpus: u32::try_from(resources.nano_cpus.unwrap_or(0) / 1_000_000_000)
+                        .unwrap_or(0),
+                    memory_bytes: u64::try_from(resources.memory_bytes.unwrap_or(0)).unwrap_or(0),
+                    data_root: is_local.then(|| local.data_root.clone()).flatten(),
+                    address: status.addr.filter(|a| !a.is_empty()),
+                    role: spec
+                        .role
+                        .map(|r| r.to_string())
+                        .filter(|r| !r.is_empty())
+                        .unwrap_or_else(|| "worker".into()),
+                    state: status
+                        .state
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "unknown".into()),
+                    availability: match spec.availability {
+                        Some(NodeSpecAvailabilityEnum::PAUSE) => NodeAvailability::Pause,
+                        Some(NodeSpecAvailabilityEnum::DRAIN) => NodeAvailability::Drain,
+                        _ => NodeAvailability::Active,
+                    },
+                    labels: spec.labels.unwrap_or_default().into_iter().collect(),
+                    local: is_local,
+                    name,
+                }
+            })
+            .collect();
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(listed)
+    }
+
+    async fn set_node_availability(
+        &self,
+        node: &str,
+        availability: NodeAvailability,
+    ) -> EngineResult<()> {
+        let docker = self.manager.ready().await?;
+        let nodes = docker.list_nodes(None).await.map_err(map_err)?;
+        let found = nodes
+            .into_iter()
+            .find(|n| {
+                n.description.as_ref().and_then(|d| d.hostname.as_deref()) == Some(node)
+                    || n.id.as_deref() == Some(node)
+            })
+            .ok_or_else(|| EngineError::NotFound(format!("node {node}")))?;
+        let id = found.id.unwrap_or_default();
+        let version = found.version.and_then(|v| v.index).unwrap_or(0);
+        let spec = NodeSpec {
+            availability: Some(match availability {
+                NodeAvailability::Active => NodeSpecAvailabilityEnum::ACTIVE,
+                NodeAvailability::Pause => NodeSpecAvailabilityEnum::PAUSE,
+                NodeAvailability::Drain => NodeSpecAvailabilityEnum::DRAIN,
+            }),
+            ..found.spec.unwrap_or_default()
+        };
+        let options = UpdateNodeOptionsBuilder::new()
+            .version(i64::try_from(version).unwrap_or(i64::MAX))
+            .build();
+        docker
+            .update_node(&id, spec, options)
+            .await
+            .map_err(map_err)
     }
 
     /// An attachable overlay network, so the team's apps reach each other on every node.
