@@ -272,8 +272,11 @@ def threads(pid: int) -> int:
 class Run:
     """One benchmark run: a berth server with its own namespace, data dir and port."""
 
-    def __init__(self, name: str, server_args: list[str] | None = None):
+    def __init__(self, name: str, server_args: list[str] | None = None,
+                 listen_host: str = "127.0.0.1"):
         install_signal_handlers()
+        # Where the API and registry listen (another machine's nodes pull from there).
+        self.listen_host = listen_host
         self.name = name
         self.namespace = f"bench{secrets.token_hex(3)}"
         self.tmp = Path(tempfile.mkdtemp(prefix=f"berth-bench-run-{name}-"))
@@ -304,12 +307,12 @@ class Run:
         ensure_image()
         self.binary = berth_binary(self.tmp)
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"http://{self.listen_host}:{self.port}"
         log(f"{self.name}: berth server on {self.base}, namespace {self.namespace}, "
             f"data {self.data_dir}")
         with open(self.server_log, "wb") as out:
             self.server = subprocess.Popen(
-                [str(self.binary), "server", "--listen", f"127.0.0.1:{self.port}",
+                [str(self.binary), "server", "--listen", f"{self.listen_host}:{self.port}",
                  "--data-dir", str(self.data_dir), "--namespace", self.namespace,
                  *self.server_args],
                 stdout=out,

@@ -213,9 +213,9 @@ fn node_dto(state: &ApiState, node: NodeOverview) -> NodeDto {
         engine: view.info.engine,
         role: view.info.role,
         state: view.info.state,
-        availability: view.info.availability,
+        availability: view.info.availability.as_str().to_string(),
         address: view.info.address,
-        measured: view.info.measured,
+        measured: view.info.local,
         capacity: NodeCapacityDto {
             cpus: view.info.cpus,
             memory_bytes: view.info.memory_bytes,

@@ -308,9 +308,10 @@ async fn assemble(
     let monitored = state.platform.nodes.view().nodes;
     let mut node_facts: BTreeMap<String, (Option<String>, String)> = BTreeMap::new();
     for view in &monitored {
-        let mut node_labels = view
-            .info
-            .labels_with(labels.remove(&view.info.name).unwrap_or_default());
+        let mut node_labels = berth_controller::nodes::labels_with(
+            &view.info,
+            labels.remove(&view.info.name).unwrap_or_default(),
+        );
         node_facts.insert(
             view.info.name.clone(),
             (

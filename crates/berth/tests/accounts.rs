@@ -4,12 +4,11 @@
 
 mod support;
 
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Server, ready_instances};
+use support::{LocalImages, Server, docker_as as docker_ok, docker_with, ready_instances};
 
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
@@ -197,43 +196,6 @@ fn names(list: &Value, key: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Runs docker with a private client config (so logins of different users do not clash).
-fn docker_with(config: &std::path::Path, args: &[&str]) -> Output {
-    Command::new("docker")
-        .env("DOCKER_CONFIG", config)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run docker")
-}
-
-/// [`docker_with`], panicking with docker's output when it fails.
-fn docker_ok(config: &std::path::Path, args: &[&str]) -> String {
-    let output = docker_with(config, args);
-    assert!(
-        output.status.success(),
-        "docker {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
-
-/// Removes the images a test tagged, even when it fails.
-struct LocalImages(Vec<String>);
-
-impl Drop for LocalImages {
-    fn drop(&mut self) {
-        for image in &self.0 {
-            let _ = Command::new("docker")
-                .args(["rmi", "-f", image])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
 }
 
 /// Logs `user` in to the server's registry with its own docker config and pushes the test

@@ -38,37 +38,15 @@ pub struct NodeSettings {
     pub event_history: u32,
 }
 
-/// What the engine says about a node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeInfo {
-    pub name: String,
-    /// The engine and its version (`docker 20.10.24`).
-    pub engine: String,
-    pub cpus: u32,
-    pub memory_bytes: u64,
-    /// The engine's data root, as the engine names it.
-    pub data_root: Option<String>,
-    /// The address other machines reach it at, when the engine says.
-    pub address: Option<String>,
-    /// `manager`, `worker` or `standalone`.
-    pub role: String,
-    /// The engine's view: `ready`, `down`, `disconnected` or `unknown`.
-    pub state: String,
-    /// `active`, `pause` or `drain`.
-    pub availability: String,
-    /// The engine's labels of the node (a Swarm node's `datacenter`).
-    pub engine_labels: BTreeMap<String, String>,
-    /// Whether Berth reads its CPU, memory and disks (the machine Berth runs on).
-    pub measured: bool,
-}
+/// What the engine says about a node (its labels under the ones Berth's admins set: see
+/// [`labels_with`]).
+pub use berth_engine::EngineNode as NodeInfo;
 
-impl NodeInfo {
-    /// The node's labels: the engine's, with the ones Berth's admins set (`stored`) over them.
-    pub fn labels_with(&self, stored: node::NodeLabels) -> node::NodeLabels {
-        let mut labels = self.engine_labels.clone();
-        labels.extend(stored);
-        labels
-    }
+/// A node's labels: the engine's, with the ones Berth's admins set (`stored`) over them.
+pub fn labels_with(info: &NodeInfo, stored: node::NodeLabels) -> node::NodeLabels {
+    let mut labels = info.labels.clone();
+    labels.extend(stored);
+    labels
 }
 
 /// One node as the monitor sees it now.
@@ -242,7 +220,7 @@ impl NodeMonitor {
                     .unwrap_or("unknown");
                 let reading = sample
                     .as_ref()
-                    .filter(|_| info.measured)
+                    .filter(|_| info.local)
                     .map(|sample| {
                         format!(
                             ": CPU {}, memory {}",
@@ -323,21 +301,8 @@ impl NodeMonitor {
             .await
             .map_err(|e| format!("the engine did not answer: {e}"))?;
         let mut sampled = Vec::with_capacity(nodes.len());
-        for engine_node in nodes {
-            let info = NodeInfo {
-                name: engine_node.name,
-                engine: engine_node.engine,
-                cpus: engine_node.cpus,
-                memory_bytes: engine_node.memory_bytes,
-                data_root: engine_node.data_root,
-                address: engine_node.address,
-                role: engine_node.role,
-                state: engine_node.state,
-                availability: engine_node.availability.as_str().to_string(),
-                engine_labels: engine_node.labels,
-                measured: engine_node.local,
-            };
-            let sample = if info.measured {
+        for info in nodes {
+            let sample = if info.local {
                 Some(self.read_host(&info).await?)
             } else {
                 (info.state == "ready").then(|| NodeSample {

@@ -441,9 +441,9 @@ mod tests {
                 address: None,
                 role: "standalone".into(),
                 state: "ready".into(),
-                availability: "active".into(),
-                engine_labels: Default::default(),
-                measured: true,
+                availability: berth_engine::NodeAvailability::Active,
+                labels: Default::default(),
+                local: true,
             },
             sample: Some(NodeSample {
                 at: NOW - 2_000,

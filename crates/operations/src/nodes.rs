@@ -1,7 +1,7 @@
 //! Nodes: what every logged-in user may see of the machines (names, labels, capacity, use,
 //! status — no app or team data), the labels admins set, and the platform events admins read.
 
-use berth_controller::nodes::{NodeView, NodesView};
+use berth_controller::nodes::{NodeView, NodesView, labels_with};
 use berth_core::node::{self, CLUSTER_SUBJECT, NodeLabels, PlatformEvent, node_subject};
 use berth_engine::NodeAvailability;
 use berth_store::EventQuery;
@@ -34,9 +34,10 @@ impl Platform {
             nodes: nodes
                 .into_iter()
                 .map(|view| NodeOverview {
-                    labels: view
-                        .info
-                        .labels_with(labels.remove(&view.info.name).unwrap_or_default()),
+                    labels: labels_with(
+                        &view.info,
+                        labels.remove(&view.info.name).unwrap_or_default(),
+                    ),
                     view,
                 })
                 .collect(),
@@ -81,7 +82,7 @@ impl Platform {
         let known = self.node(actor, name).await?;
         // The engine's labels show anyway: only what differs from them is Berth's to keep (an
         // editor that sends every label back does not copy the engine's into Berth's).
-        let engine = &known.view.info.engine_labels;
+        let engine = &known.view.info.labels;
         let mut labels = labels;
         labels.retain(|key, value| engine.get(key) != Some(value));
         self.store

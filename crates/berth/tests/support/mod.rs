@@ -507,15 +507,19 @@ pub fn exists(path: &Path) -> bool {
     path.exists()
 }
 
-/// Runs docker with a private client config (its own `docker login`s); panics with its output
-/// when it fails; answers its stdout.
-pub fn docker_as(config: &Path, args: &[&str]) -> String {
-    let output = Command::new("docker")
+/// Runs docker with a private client config (so logins of different users do not clash).
+pub fn docker_with(config: &Path, args: &[&str]) -> Output {
+    Command::new("docker")
         .env("DOCKER_CONFIG", config)
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .expect("run docker");
+        .expect("run docker")
+}
+
+/// [`docker_with`], panicking with docker's output when it fails; answers its stdout.
+pub fn docker_as(config: &Path, args: &[&str]) -> String {
+    let output = docker_with(config, args);
     assert!(
         output.status.success(),
         "docker {args:?}: {}{}",
