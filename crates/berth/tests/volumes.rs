@@ -46,9 +46,11 @@ async fn only_instance(server: &Server, app: &str) -> Value {
 }
 
 fn engine_volumes(namespace: &str) -> Vec<String> {
+    // Apps' volumes carry their team; the namespace's claim (`<ns>-installation`) does not.
     let out = Command::new("docker")
         .args(["volume", "ls", "-q", "--filter"])
         .arg(format!("label=berth.namespace={namespace}"))
+        .args(["--filter", "label=berth.team"])
         .output()
         .expect("docker volume ls");
     let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
