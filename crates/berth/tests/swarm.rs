@@ -195,6 +195,36 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
     let out = server.cli(&["nodes", "activate", "rig-node-2"]);
     assert!(out.status.success(), "{out:?}");
 
+    // A rolling upgrade on the Swarm: health-gated, never below 6 ready instances.
+    server
+        .post("/api/v1/apps/web/deploy", json!({"env": {"COLOR": "blue"}}))
+        .await;
+    let mut lowest = usize::MAX;
+    let app = loop {
+        let app = server.app("web").await;
+        lowest = lowest.min(ready_instances(&app).len());
+        if app["rollout"]["done"] == json!(true) {
+            break app;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(app["rollout"]["phase"], "complete", "{app:#}");
+    assert!(
+        lowest >= 6,
+        "only {lowest} ready instances during the rollout"
+    );
+    let ready = ready_instances(&app);
+    assert_eq!(ready.len(), 6, "{app:#}");
+    for instance in &ready {
+        assert_eq!(hit(instance)["revision"], "2");
+    }
+    // Logs come from the nodes through the manager.
+    let (status, logs) = server
+        .call(reqwest::Method::GET, "/api/v1/apps/web/logs?tail=50", None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(logs.to_string().contains("listening on"), "{logs}");
+
     // Node 3 dies: its instances come back on the others.
     rig(&["kill-node", "3"]);
     let died = Instant::now();

@@ -354,6 +354,57 @@ impl DockerEngine {
     }
 }
 
+impl DockerEngine {
+    /// The output of a container, or with `of_service` of every task of a Swarm service (the
+    /// manager gathers it from the nodes), as lines with their timestamps.
+    pub(super) fn output(
+        &self,
+        id: &str,
+        options: LogOptions,
+        of_service: bool,
+    ) -> BoxStream<'static, EngineResult<LogLine>> {
+        let tail = options
+            .tail
+            .map_or_else(|| "all".to_owned(), |n| n.to_string());
+        let query = LogsOptionsBuilder::new()
+            .follow(options.follow)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .tail(&tail)
+            .build();
+        let engine = self.clone();
+        let id = id.to_owned();
+        stream::once(async move {
+            let ready = engine.ready().await.map(|_| ());
+            ready.map(|()| engine)
+        })
+        .map(move |ready| match ready {
+            Ok(engine) => {
+                let raw = if of_service {
+                    engine
+                        .streaming
+                        .service_logs(&id, Some(query.clone()))
+                        .boxed()
+                } else {
+                    engine.streaming.logs(&id, Some(query.clone())).boxed()
+                };
+                raw.flat_map(|item| {
+                    let lines: Vec<EngineResult<LogLine>> = match item {
+                        Ok(output) => log_lines(output).into_iter().map(Ok).collect(),
+                        Err(e) => vec![Err(map_err(e))],
+                    };
+                    stream::iter(lines)
+                })
+                .boxed()
+            }
+            Err(e) => stream::once(async move { Err(e) }).boxed(),
+        })
+        .flatten()
+        .boxed()
+    }
+}
+
 #[async_trait]
 impl Runtime for DockerEngine {
     async fn info(&self) -> EngineResult<EngineInfo> {
@@ -565,38 +616,7 @@ impl Runtime for DockerEngine {
     }
 
     fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, EngineResult<LogLine>> {
-        let tail = options
-            .tail
-            .map_or_else(|| "all".to_owned(), |n| n.to_string());
-        let query = LogsOptionsBuilder::new()
-            .follow(options.follow)
-            .stdout(true)
-            .stderr(true)
-            .timestamps(true)
-            .tail(&tail)
-            .build();
-        let engine = self.clone();
-        let id = id.to_owned();
-        stream::once(async move {
-            let ready = engine.ready().await.map(|_| ());
-            ready.map(|()| engine)
-        })
-        .map(move |ready| match ready {
-            Ok(engine) => engine
-                .streaming
-                .logs(&id, Some(query.clone()))
-                .flat_map(|item| {
-                    let lines: Vec<EngineResult<LogLine>> = match item {
-                        Ok(output) => log_lines(output).into_iter().map(Ok).collect(),
-                        Err(e) => vec![Err(map_err(e))],
-                    };
-                    stream::iter(lines)
-                })
-                .boxed(),
-            Err(e) => stream::once(async move { Err(e) }).boxed(),
-        })
-        .flatten()
-        .boxed()
+        self.output(id, options, false)
     }
 
     /// Docker's stats endpoint with `stream=false` and `one-shot=true` (API 1.41+): one
@@ -1978,9 +1998,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn builds_the_create_request() {
-        let spec = InstanceSpec {
+    /// An instance of app `web` as the unit tests of both engines build it.
+    pub(crate) fn example_spec() -> InstanceSpec {
+        InstanceSpec {
             name: "web-0".into(),
             image: "app:1".into(),
             command: vec![],
@@ -1997,7 +2017,12 @@ mod tests {
             secret_env: BTreeMap::new(),
             files: Vec::new(),
             ports: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn builds_the_create_request() {
+        let spec = example_spec();
         let body = container_body(&spec);
         assert_eq!(body.entrypoint, None);
         assert_eq!(body.cmd, Some(vec!["--port".into(), "8080".into()]));

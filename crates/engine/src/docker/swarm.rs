@@ -26,12 +26,12 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     ListNetworksOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
-    LogsOptionsBuilder, UpdateNodeOptionsBuilder,
+    UpdateNodeOptionsBuilder,
 };
 use futures::stream::{self, BoxStream, StreamExt};
 
 use super::{
-    DockerEngine, MANAGED_NETWORK_LABEL, docker_credentials, label_filters, log_lines, map_err,
+    DockerEngine, MANAGED_NETWORK_LABEL, docker_credentials, label_filters, map_err,
     parse_rfc3339_ms, status_of,
 };
 use crate::{
@@ -709,36 +709,9 @@ impl Runtime for SwarmEngine {
             .boxed()
     }
 
+    /// The service's output, which the manager gathers from the nodes.
     fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, EngineResult<LogLine>> {
-        let tail = options
-            .tail
-            .map_or_else(|| "all".to_owned(), |n| n.to_string());
-        let query = LogsOptionsBuilder::new()
-            .follow(options.follow)
-            .stdout(true)
-            .stderr(true)
-            .timestamps(true)
-            .tail(&tail)
-            .build();
-        let engine = self.manager.clone();
-        let id = id.to_owned();
-        stream::once(async move { engine.ready().await.map(|_| ()).map(|()| engine) })
-            .map(move |ready| match ready {
-                Ok(engine) => engine
-                    .streaming
-                    .service_logs(&id, Some(query.clone()))
-                    .flat_map(|item| {
-                        let lines: Vec<EngineResult<LogLine>> = match item {
-                            Ok(output) => log_lines(output).into_iter().map(Ok).collect(),
-                            Err(e) => vec![Err(map_err(e))],
-                        };
-                        stream::iter(lines)
-                    })
-                    .boxed(),
-                Err(e) => stream::once(async move { Err(e) }).boxed(),
-            })
-            .flatten()
-            .boxed()
+        self.manager.output(id, options, true)
     }
 
     async fn resource_sample(&self, _id: &str) -> EngineResult<ResourceSample> {
@@ -800,21 +773,8 @@ mod tests {
     fn the_service_carries_the_instance() {
         let spec = InstanceSpec {
             name: "berth-web-3".into(),
-            image: "10.77.0.1:7700/default/web:v1".into(),
-            command: vec![],
-            args: vec!["--port".into(), "8080".into()],
-            env: BTreeMap::from([("A".into(), "1".into())]),
-            labels: BTreeMap::from([("berth.app".into(), "web".into())]),
-            network: "berth-team-default".into(),
-            network_aliases: vec!["web".into()],
-            cpu_millis: Some(250),
-            memory_bytes: Some(64 << 20),
-            stop_grace: Duration::from_millis(2500),
-            registry_auth: None,
-            mounts: Vec::new(),
-            secret_env: BTreeMap::new(),
-            files: Vec::new(),
             ports: vec![8080, 9090],
+            ..super::super::tests::example_spec()
         };
         let service = service_spec(&spec, Some("dc2"));
         assert_eq!(service.name.as_deref(), Some("berth-web-3"));
