@@ -95,15 +95,7 @@ async fn rolling_upgrade_never_drops_below_replicas_and_failed_revision_rolls_ba
     server
         .post("/api/v1/apps/web/deploy", json!({"env": {"COLOR": "blue"}}))
         .await;
-    let mut lowest = usize::MAX;
-    let app = loop {
-        let app = server.app("web").await;
-        lowest = lowest.min(ready_instances(&app).len());
-        if app["rollout"]["done"] == json!(true) {
-            break app;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (app, lowest) = server.watch_rollout("web", Duration::from_millis(50)).await;
     assert_eq!(app["rollout"]["phase"], "complete", "{app:#}");
     assert!(
         lowest >= 3,

@@ -304,6 +304,39 @@ async fn labels_are_set_by_admins_through_the_cli_and_the_api() {
     let (status, _) = server.call_as("", Method::GET, "/api/v1/nodes", None).await;
     assert_eq!(status, 401);
 
+    // Availability: admins only, a known value, and a single engine cannot drain its one node.
+    let availability = format!("/api/v1/nodes/{name}/availability");
+    let (status, answer) = server
+        .call_as(
+            &member,
+            Method::PUT,
+            &availability,
+            Some(json!({"availability": "drain"})),
+        )
+        .await;
+    assert_eq!(status, 403, "{answer}");
+    let (status, answer) = server
+        .call(
+            Method::PUT,
+            &availability,
+            Some(json!({"availability": "away"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["field"], "availability", "{answer}");
+    let (status, answer) = server
+        .call(
+            Method::PUT,
+            &availability,
+            Some(json!({"availability": "drain"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], "engine_unsupported", "{answer}");
+    let node = server.get(&format!("/api/v1/nodes/{name}")).await;
+    assert_eq!(node["availability"], "active", "{node}");
+    assert_eq!(node["role"], "standalone", "{node}");
+
     // Audited.
     let audit = server.get("/api/v1/audit?action=nodes.labels.put").await;
     let entries = audit.as_array().unwrap();

@@ -199,15 +199,9 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
     server
         .post("/api/v1/apps/web/deploy", json!({"env": {"COLOR": "blue"}}))
         .await;
-    let mut lowest = usize::MAX;
-    let app = loop {
-        let app = server.app("web").await;
-        lowest = lowest.min(ready_instances(&app).len());
-        if app["rollout"]["done"] == json!(true) {
-            break app;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (app, lowest) = server
+        .watch_rollout("web", Duration::from_millis(100))
+        .await;
     assert_eq!(app["rollout"]["phase"], "complete", "{app:#}");
     assert!(
         lowest >= 6,

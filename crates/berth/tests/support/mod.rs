@@ -362,6 +362,20 @@ impl Server {
         }
     }
 
+    /// Waits for the app's rollout to end, polling every `every`; answers the app then and the
+    /// fewest ready instances seen meanwhile.
+    pub async fn watch_rollout(&self, name: &str, every: Duration) -> (Value, usize) {
+        let mut lowest = usize::MAX;
+        loop {
+            let app = self.app(name).await;
+            lowest = lowest.min(ready_instances(&app).len());
+            if app["rollout"]["done"] == json!(true) {
+                return (app, lowest);
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
     pub async fn events(&self, name: &str) -> Vec<Value> {
         self.get(&format!("/api/v1/apps/{name}/events?limit=1000"))
             .await

@@ -1277,6 +1277,19 @@ fn error_message(e: BollardError) -> String {
     }
 }
 
+/// An instance's environment as `KEY=VALUE` entries: its variables, then its secrets.
+fn env_list(spec: &InstanceSpec) -> Vec<String> {
+    spec.env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain(
+            spec.secret_env
+                .iter()
+                .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(&v.0))),
+        )
+        .collect()
+}
+
 /// The create request for an instance.
 fn container_body(spec: &InstanceSpec) -> ContainerCreateBody {
     let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
@@ -1284,17 +1297,7 @@ fn container_body(spec: &InstanceSpec) -> ContainerCreateBody {
         image: Some(spec.image.clone()),
         entrypoint: non_empty(&spec.command),
         cmd: non_empty(&spec.args),
-        env: Some(
-            spec.env
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .chain(
-                    spec.secret_env
-                        .iter()
-                        .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(&v.0))),
-                )
-                .collect(),
-        ),
+        env: Some(env_list(spec)),
         labels: Some(
             labels::with_reserved_blank(&spec.labels)
                 .into_iter()

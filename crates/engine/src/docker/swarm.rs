@@ -31,7 +31,7 @@ use bollard::query_parameters::{
 use futures::stream::{self, BoxStream, StreamExt};
 
 use super::{
-    DockerEngine, MANAGED_NETWORK_LABEL, docker_credentials, label_filters, map_err,
+    DockerEngine, MANAGED_NETWORK_LABEL, docker_credentials, env_list, label_filters, map_err,
     parse_rfc3339_ms, status_of,
 };
 use crate::{
@@ -263,17 +263,7 @@ pub fn service_spec(spec: &InstanceSpec, datacenter: Option<&str>) -> ServiceSpe
                 labels: Some(labels),
                 command: non_empty(&spec.command),
                 args: non_empty(&spec.args),
-                env: Some(
-                    spec.env
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .chain(
-                            spec.secret_env
-                                .iter()
-                                .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(&v.0))),
-                        )
-                        .collect(),
-                ),
+                env: Some(env_list(spec)),
                 stop_grace_period: Some(
                     i64::try_from(spec.stop_grace.as_nanos()).unwrap_or(i64::MAX),
                 ),
