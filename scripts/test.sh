@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 # An engine this script starts reaches registries on this machine only (tests send no traffic
 # elsewhere; a missing image must not become a question to a public registry).
 BERTH_DOCKERD_LOOPBACK_ONLY=1 ./scripts/ensure-docker.sh
+# The PostgreSQL store's tests create their databases on this server.
+echo "==> PostgreSQL"
+BERTH_TEST_POSTGRES=$(./scripts/ensure-postgres.sh)
+export BERTH_TEST_POSTGRES
 echo "==> building the test app image"
 ./scripts/build-testapp-image.sh
 ./scripts/build-ui.sh
@@ -23,6 +27,18 @@ trap 'rm -f "$log" "$fuzz_log"' EXIT
 set +e
 cargo test --locked --workspace --all-targets --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-4}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The end-to-end tests that lean on the store most, again with every server on PostgreSQL
+# (the store's own suite ran on it above).
+echo "==> end-to-end tests on PostgreSQL"
+BERTH_TEST_STORE=postgres cargo test --locked -p berth --no-fail-fast \
+  --test lifecycle --test accounts --test pipelines --test team_boundary --test usage --test webhooks \
+  --test api --test secrets --test isolation --test registry --test external_registries --test domains \
+  --test canary --test healing \
+  -- --test-threads="${BERTH_TEST_THREADS:-4}" 2>&1 | tee -a "$log"
+pg_status=${PIPESTATUS[0]}
+if ((status == 0)); then
+  status=$pg_status
+fi
 # The Swarm tests bring up a 3-node rig (scripts/swarm-rig.sh up, idempotent): take it down.
 ./scripts/swarm-rig.sh down >/dev/null 2>&1 || echo "warning: scripts/swarm-rig.sh down failed" >&2
 # The console in a real browser, against the debug binary `cargo test` just built.

@@ -21,7 +21,7 @@ pub struct ServerOptions {
     /// Directory for Berth's state: database, admin token [default: ./berth-data]
     #[arg(long, env = "BERTH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Where Berth keeps its state: sqlite://PATH or sqlite::memory: (postgres:// comes next) [default: sqlite://<data-dir>/berth.db]
+    /// Where Berth keeps its state: sqlite://PATH, sqlite::memory: or postgres://USER:PASSWORD@HOST:PORT/DATABASE [default: sqlite://<data-dir>/berth.db]
     #[arg(long, env = "BERTH_STORE")]
     pub store: Option<String>,
     /// Docker Engine to use (unix:///path or tcp://host:port) [default: DOCKER_HOST, else /var/run/docker.sock]
@@ -1076,7 +1076,7 @@ mod tests {
             ("build_test_memory = \"lots\"", "build-test-memory:"),
             ("build_test_cpu = \"fast\"", "build-test-cpu:"),
             ("trusted_proxies = [\"10.0.0.0/99\"]", "trusted-proxies:"),
-            ("store = \"postgres://db/berth\"", "not supported yet"),
+            ("store = \"postgres://db\"", "name the database"),
             ("http_listen = \"port 80\"", "http-listen:"),
             ("https_listen = \"port 443\"", "https-listen:"),
             ("https_listen = \"0.0.0.0\"", "https-listen:"),

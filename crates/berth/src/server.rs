@@ -115,13 +115,14 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         .map_err(|e| format!("cannot open the store ({store_url}): {e}"))?;
     // The metrics history has a database of its own, so its writes never queue behind (or
     // hold up) the control plane's single writer; an in-memory store keeps it in memory too.
+    // Beside PostgreSQL it is this server's own file: each server records what it sees.
     let metrics_store: Arc<dyn berth_store::MetricsStore> = match &store_url {
         StoreUrl::SqliteMemory => Arc::new(
             berth_store::SqliteMetricsStore::open_in_memory()
                 .await
                 .map_err(|e| format!("cannot open the metrics history: {e}"))?,
         ),
-        StoreUrl::SqliteFile(_) => {
+        StoreUrl::SqliteFile(_) | StoreUrl::Postgres(_) => {
             let path = config.data_dir.join("metrics.db");
             Arc::new(
                 berth_store::SqliteMetricsStore::open(&path)

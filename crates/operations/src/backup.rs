@@ -93,6 +93,12 @@ impl BackupSources {
         &self,
         now: Millis,
     ) -> OpResult<(BackupManifest, BoxStream<'static, io::Result<Bytes>>)> {
+        if let Some(refusal) = self.store.snapshot_refusal() {
+            return Err(OpError::Conflict {
+                code: "backup_unsupported",
+                message: refusal.to_string(),
+            });
+        }
         let hold = self.registry.hold_blobs().await;
         let work = tempfile::Builder::new()
             .prefix(".backup-")

@@ -16,6 +16,8 @@ pub mod conformance;
 mod enums;
 #[cfg(feature = "memory")]
 pub mod memory;
+mod migrations;
+pub mod postgres;
 pub mod sqlite;
 mod url;
 
@@ -33,6 +35,7 @@ use berth_core::session::Session;
 use berth_core::team::Team;
 use berth_core::{App, Event, ExternalRegistry, Millis, RetentionRule, Revision, Template};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use sqlite::metrics::SqliteMetricsStore;
 pub use url::{StoreUrl, open};
@@ -713,6 +716,12 @@ pub trait SnapshotStore: Send + Sync {
     /// Writes a consistent copy of the whole database to `path`, a file that must not exist
     /// yet (SQLite: `VACUUM INTO`, one read transaction: writes go on meanwhile).
     async fn snapshot_into(&self, path: &std::path::Path) -> StoreResult<()>;
+
+    /// Why Berth cannot copy this database itself and how to back it up instead (`None`: a
+    /// [`snapshot_into`](Self::snapshot_into) copies it).
+    fn snapshot_refusal(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Berth's desired state: every area. `Arc<dyn Store>` is what the server passes around;

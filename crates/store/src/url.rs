@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::{SqliteStore, Store, StoreError, StoreResult};
+use crate::{PostgresStore, SqliteStore, Store, StoreError, StoreResult};
 
 /// The setting a bad URL is reported against.
 const SETTING: &str = "store URL (--store)";
@@ -17,6 +17,10 @@ pub enum StoreUrl {
     /// `sqlite::memory:` (or `sqlite://:memory:`): a private in-memory SQLite database that
     /// lives as long as the store (for tests and demos).
     SqliteMemory,
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (or `postgresql://…`, with sqlx's query
+    /// parameters such as `?host=/run/postgresql` or `?sslmode=disable`): a PostgreSQL
+    /// database several Berth servers can share. Kept as given; shown without its password.
+    Postgres(String),
 }
 
 impl StoreUrl {
@@ -26,7 +30,7 @@ impl StoreUrl {
             |why: String| StoreError::Database(format!("invalid {SETTING} {url:?}: {why}"));
         let Some((scheme, rest)) = url.split_once(':') else {
             return Err(invalid(
-                "expected sqlite://PATH or sqlite::memory:".to_string(),
+                "expected sqlite://PATH, sqlite::memory: or postgres://…".to_string(),
             ));
         };
         match scheme.to_ascii_lowercase().as_str() {
@@ -53,11 +57,21 @@ impl StoreUrl {
                 }
                 Ok(StoreUrl::SqliteFile(PathBuf::from(path)))
             }
-            "postgres" | "postgresql" => Err(invalid(
-                "PostgreSQL is not supported yet; use sqlite://PATH".to_string(),
-            )),
+            "postgres" | "postgresql" => {
+                let options = url
+                    .parse::<sqlx::postgres::PgConnectOptions>()
+                    .map_err(|e| invalid(e.to_string()))?;
+                if options.get_database().is_none_or(str::is_empty) {
+                    return Err(invalid(
+                        "name the database: postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+                            .to_string(),
+                    ));
+                }
+                Ok(StoreUrl::Postgres(url.to_string()))
+            }
             other => Err(invalid(format!(
-                "unknown store scheme {other:?}; expected sqlite://PATH or sqlite::memory:"
+                "unknown store scheme {other:?}; expected sqlite://PATH, sqlite::memory: or \
+                 postgres://USER:PASSWORD@HOST:PORT/DATABASE"
             ))),
         }
     }
@@ -67,6 +81,7 @@ impl StoreUrl {
         Ok(match self {
             StoreUrl::SqliteFile(path) => Arc::new(SqliteStore::open(path).await?),
             StoreUrl::SqliteMemory => Arc::new(SqliteStore::open_in_memory().await?),
+            StoreUrl::Postgres(url) => Arc::new(PostgresStore::connect(url).await?),
         })
     }
 }
@@ -76,12 +91,29 @@ impl std::fmt::Display for StoreUrl {
         match self {
             StoreUrl::SqliteFile(path) => write!(f, "sqlite://{}", path.display()),
             StoreUrl::SqliteMemory => f.write_str("sqlite::memory:"),
+            StoreUrl::Postgres(url) => f.write_str(&without_password(url)),
         }
     }
 }
 
-/// Opens the store backend `url` names: `sqlite://PATH` or `sqlite::memory:`. Anything else
-/// is refused with an error naming the setting (`postgres://…` is not supported yet).
+/// `url` with the password of its user information replaced by `***`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Opens the store backend `url` names: `sqlite://PATH`, `sqlite::memory:` or
+/// `postgres://…`. Anything else is refused with an error naming the setting.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     StoreUrl::parse(url)?.open().await
 }
@@ -93,7 +125,7 @@ mod tests {
     #[test]
     fn parses_store_urls() {
         // (url, Ok(parsed) or Err(text the message contains))
-        let cases: [(&str, Result<StoreUrl, &str>); 14] = [
+        let cases: [(&str, Result<StoreUrl, &str>); 16] = [
             (
                 "sqlite:///var/lib/berth/berth.db",
                 Ok(StoreUrl::SqliteFile("/var/lib/berth/berth.db".into())),
@@ -110,12 +142,16 @@ mod tests {
             ("sqlite:///x.db?mode=ro", Err("query parameters")),
             (
                 "postgres://berth@db/berth",
-                Err("PostgreSQL is not supported yet"),
+                Ok(StoreUrl::Postgres("postgres://berth@db/berth".into())),
             ),
             (
-                "postgresql://db/berth",
-                Err("PostgreSQL is not supported yet"),
+                "postgresql://u:p@db:6432/berth?sslmode=disable",
+                Ok(StoreUrl::Postgres(
+                    "postgresql://u:p@db:6432/berth?sslmode=disable".into(),
+                )),
             ),
+            ("postgres://db", Err("name the database")),
+            ("postgres://db:notaport/berth", Err("invalid")),
             ("mysql://db/berth", Err("unknown store scheme \"mysql\"")),
             ("/var/lib/berth/berth.db", Err("expected sqlite://PATH")),
             ("", Err("expected sqlite://PATH")),
@@ -137,11 +173,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn opens_an_in_memory_store_and_refuses_postgres() {
+    async fn opens_an_in_memory_store() {
         let store = open("sqlite::memory:").await.expect("in-memory store");
         store.ping().await.expect("ping");
-        let error = open("postgres://db/berth").await.err().expect("refused");
-        assert!(error.to_string().contains("not supported yet"), "{error}");
+    }
+
+    #[test]
+    fn a_postgres_url_is_shown_without_its_password() {
+        let cases = [
+            (
+                "postgres://berth:s3cr:et@db:5432/berth?sslmode=disable",
+                "postgres://berth:***@db:5432/berth?sslmode=disable",
+            ),
+            ("postgres://berth@db/berth", "postgres://berth@db/berth"),
+            ("postgresql://db/berth", "postgresql://db/berth"),
+            (
+                "postgres://u:p@db/berth?host=/run/x@y",
+                "postgres://u:***@db/berth?host=/run/x@y",
+            ),
+        ];
+        for (url, shown) in cases {
+            let parsed = StoreUrl::parse(url).unwrap();
+            assert_eq!(parsed.to_string(), shown, "{url}");
+        }
     }
 
     #[tokio::test]

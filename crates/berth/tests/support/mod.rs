@@ -35,6 +35,25 @@ pub struct Server {
     http: reqwest::Client,
 }
 
+/// The variable that runs the end-to-end tests on another store: `postgres` gives every
+/// server the tests start a fresh PostgreSQL database (on the server `BERTH_TEST_POSTGRES`
+/// names) unless the test chose a `--store` itself. `scripts/test.sh` runs a set of the tests
+/// again this way.
+pub const STORE_VARIABLE: &str = "BERTH_TEST_STORE";
+
+/// The `--store` URL for a server of `test` under [`STORE_VARIABLE`]; `None`: the default.
+async fn store_under_test(test: &str, extra_args: &[String]) -> Option<String> {
+    let store = std::env::var(STORE_VARIABLE).ok()?;
+    if extra_args.iter().any(|a| a == "--store") {
+        return None;
+    }
+    match store.as_str() {
+        "postgres" => berth_store::conformance::postgres_database(test).await,
+        "sqlite" | "" => None,
+        other => panic!("{STORE_VARIABLE}={other}: expected postgres or sqlite"),
+    }
+}
+
 /// A loopback TCP port free at the time of asking, and never handed out before in this test
 /// process: the kernel may give a port just released again, and the tests of one binary start
 /// servers in parallel (two servers once got the same port, one's router on the other's API).
@@ -108,6 +127,10 @@ impl Server {
     ) -> Server {
         berth_testkit::require_docker();
         berth_testkit::testapp_image();
+        let mut extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        if let Some(url) = store_under_test(test, &extra_args).await {
+            extra_args.extend(["--store".to_string(), url]);
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = Server {
             url: String::new(),
@@ -121,7 +144,7 @@ impl Server {
             port: free_port(),
             router_port: free_port(),
             child: None,
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_args,
             listen_host: listen_host.to_string(),
             default_data_dir,
             _dir: dir,

@@ -58,6 +58,58 @@ pub async fn run_all<S: Store + ?Sized>(store: Arc<S>) {
     pipelines::run(store).await;
 }
 
+/// The variable naming the PostgreSQL server tests create their databases on.
+pub const POSTGRES_VARIABLE: &str = "BERTH_TEST_POSTGRES";
+
+/// A fresh, empty PostgreSQL database for one test (`label` goes into its name), as a URL for
+/// `--store`, on the server [`POSTGRES_VARIABLE`] names — a URL such as
+/// `postgres://berth:berth@127.0.0.1:5432/postgres`, which `scripts/ensure-postgres.sh`
+/// prints and `scripts/test.sh` sets. Without the variable the test is skipped (`None`, and it
+/// says so) — except in CI (`CI` set), where its absence fails the test, so the PostgreSQL
+/// checks never silently stop running.
+pub async fn postgres_database(label: &str) -> Option<String> {
+    use sqlx::Connection;
+    let Ok(server) = std::env::var(POSTGRES_VARIABLE) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{POSTGRES_VARIABLE} is not set: CI runs every PostgreSQL test \
+             (scripts/ensure-postgres.sh prints the URL)"
+        );
+        eprintln!("skipped: set {POSTGRES_VARIABLE} to run the PostgreSQL checks");
+        return None;
+    };
+    let (base, query) = match server.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (server.as_str(), String::new()),
+    };
+    let prefix = base
+        .rsplit_once('/')
+        .filter(|(prefix, _)| prefix.contains("://") && !prefix.ends_with('/'))
+        .map(|(prefix, _)| prefix)
+        .unwrap_or_else(|| panic!("{POSTGRES_VARIABLE}={server} must end in /DATABASE"));
+    let label: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(20)
+        .collect();
+    let name = unique_name(&label).replace('-', "_");
+    let mut admin = sqlx::PgConnection::connect(&server)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {POSTGRES_VARIABLE}={server}: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
+    admin.close().await.ok();
+    Some(format!("{prefix}/{name}{query}"))
+}
+
 /// A fixed point in time the fixtures are built around (the store never reads a clock).
 const T0: Millis = 1_700_000_000_000;
 

@@ -21,7 +21,9 @@ use berth_core::metrics_history::{
 use sqlx::SqliteConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow};
 
-use super::{db_err, file_options, get, migrator_of, open_file_pools, open_memory_pool};
+use super::sql::get;
+use super::{db_err, file_options, open_file_pools, open_memory_pool};
+use crate::migrations::migrator_of;
 use crate::{MetricsStore, StoreError, StoreResult};
 
 /// Points per upsert statement (4 parameters each, far below SQLite's limit).

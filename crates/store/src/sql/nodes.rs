@@ -1,18 +1,18 @@
-//! [`NodeStore`] on SQLite: node labels (`nodes`) and platform events (`platform_events`),
+//! [`NodeStore`] in SQL: node labels (`nodes`) and platform events (`platform_events`),
 //! migration 0016.
 
 use std::collections::BTreeMap;
 
+use super::DbRow;
 use async_trait::async_trait;
 use berth_core::Millis;
 use berth_core::node::{NodeLabels, PlatformEvent, PlatformEventKind};
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, db_err, get, json_err, keep_newest, params_json};
+use super::{SqlStore, db_err, get, json_err, keep_newest, params_json};
 use crate::{EventQuery, NodeStore, StoreError, StoreResult};
 
 #[async_trait]
-impl NodeStore for SqliteStore {
+impl NodeStore for SqlStore {
     async fn node_labels(&self) -> StoreResult<BTreeMap<String, NodeLabels>> {
         let rows = sqlx::query("SELECT name, labels_json FROM nodes ORDER BY name")
             .fetch_all(&self.read)
@@ -131,7 +131,7 @@ impl NodeStore for SqliteStore {
     }
 }
 
-fn platform_event_from_row(row: &SqliteRow) -> StoreResult<PlatformEvent> {
+fn platform_event_from_row(row: &DbRow) -> StoreResult<PlatformEvent> {
     let id: i64 = get(row, "id")?;
     let kind: String = get(row, "kind")?;
     let kind = PlatformEventKind::parse(&kind).ok_or_else(|| {

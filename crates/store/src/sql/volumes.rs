@@ -1,14 +1,14 @@
-//! [`VolumeStore`] on SQLite: a team's volumes (`volumes`), migration 0018.
+//! [`VolumeStore`] in SQL: a team's volumes (`volumes`), migration 0018.
 
+use super::DbRow;
 use async_trait::async_trait;
 use berth_core::Millis;
 use berth_core::volume::{Volume, VolumeScope};
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, db_err, get};
+use super::{SqlStore, db_err, get};
 use crate::{StoreError, StoreResult, VolumeSize, VolumeStore};
 
-fn volume_from_row(row: &SqliteRow) -> StoreResult<Volume> {
+fn volume_from_row(row: &DbRow) -> StoreResult<Volume> {
     let scope: String = get(row, "scope")?;
     let scope = match scope.as_str() {
         "shared" => VolumeScope::Shared,
@@ -32,7 +32,7 @@ fn volume_from_row(row: &SqliteRow) -> StoreResult<Volume> {
 }
 
 #[async_trait]
-impl VolumeStore for SqliteStore {
+impl VolumeStore for SqlStore {
     async fn create_volume(&self, volume: &Volume) -> StoreResult<bool> {
         let done = sqlx::query(
             "INSERT INTO volumes (team, name, scope, created_at, created_by) \
@@ -114,12 +114,13 @@ impl VolumeStore for SqliteStore {
     }
 
     async fn team_volume_bytes(&self, team: &str) -> StoreResult<u64> {
-        let total: i64 =
-            sqlx::query_scalar("SELECT COALESCE(SUM(size_bytes), 0) FROM volumes WHERE team = $1")
-                .bind(team)
-                .fetch_one(&self.read)
-                .await
-                .map_err(db_err)?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM volumes WHERE team = $1",
+        )
+        .bind(team)
+        .fetch_one(&self.read)
+        .await
+        .map_err(db_err)?;
         Ok(u64::try_from(total).unwrap_or(0))
     }
 }

@@ -1,14 +1,14 @@
-//! [`SecretStore`] on SQLite: team secrets (`secrets`) and their sealed versions
+//! [`SecretStore`] in SQL: team secrets (`secrets`) and their sealed versions
 //! (`secret_versions`), migration 0019.
 
+use super::DbRow;
 use async_trait::async_trait;
 use berth_core::team_secret::TeamSecret;
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, db_err, get};
+use super::{SqlStore, db_err, get};
 use crate::{SecretStore, StoreError, StoreResult};
 
-fn secret_from_row(row: &SqliteRow) -> StoreResult<TeamSecret> {
+fn secret_from_row(row: &DbRow) -> StoreResult<TeamSecret> {
     let version: i64 = get(row, "version")?;
     Ok(TeamSecret {
         team: get(row, "team")?,
@@ -23,7 +23,7 @@ fn secret_from_row(row: &SqliteRow) -> StoreResult<TeamSecret> {
 }
 
 #[async_trait]
-impl SecretStore for SqliteStore {
+impl SecretStore for SqlStore {
     async fn get_secret(&self, team: &str, name: &str) -> StoreResult<Option<TeamSecret>> {
         sqlx::query(
             "SELECT team, name, version, created_at, created_by, updated_at, updated_by \

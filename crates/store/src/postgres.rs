@@ -1,0 +1,151 @@
+//! The PostgreSQL [`Store`](crate::Store), for several Berth servers sharing one database
+//! (`--store postgres://USER@HOST/DB`).
+//!
+//! The queries are the ones SQLite runs (module `sql`); this module holds what only
+//! PostgreSQL does: a pool of connections that both reads and writes, its migrations, and how
+//! a write transaction excludes the others. SQLite has one writer, so a multi-statement write
+//! (admission against a team's quota, a build numbered and inserted, a webhook delivery
+//! deduplicated) never interleaves with another. Here every such transaction first takes one
+//! transaction-scoped advisory lock, so they run one at a time across every server on the
+//! database, and the lock goes with the commit or the rollback — also when a server dies.
+//! Single-statement writes need no lock: PostgreSQL makes each atomic.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+
+// Compiled once per backend on purpose (see `sql`'s docs).
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/mod.rs"]
+mod sql;
+
+use crate::migrations::migrator_of;
+use crate::{StoreError, StoreResult};
+use sql::db_err;
+
+/// The database the shared queries ([`sql`]) run on here.
+type Db = sqlx::Postgres;
+type DbRow = sqlx::postgres::PgRow;
+type DbConnection = sqlx::postgres::PgConnection;
+type DbPool = sqlx::PgPool;
+/// The store type the shared queries are implemented on.
+type SqlStore = PostgresStore;
+
+/// Schema migrations, in order (see [`crate::migrations`]).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/postgres/0001_init.sql"),
+)];
+
+/// Connections one server keeps to the database.
+const CONNECTIONS: u32 = 10;
+/// Waiting this long for a connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The key of the advisory lock every write transaction holds ("berth" in ASCII).
+const WRITE_LOCK: i64 = 0x0062_6572_7468;
+
+/// What `berth backup` answers on this store.
+const SNAPSHOT_REFUSAL: &str = "the store is PostgreSQL, which Berth does not copy itself: back \
+     it up with pg_dump (or your provider's backups), and the data directory (registry, git, \
+     keys) with your file backups; berth backup copies the embedded SQLite store";
+
+/// [`Store`](crate::Store) on a PostgreSQL database (see the module docs).
+///
+/// Cloning is cheap and shares the connections.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    /// Serves reads: the same pool as `write` (the shared queries name both).
+    read: DbPool,
+    /// Serves every write.
+    write: DbPool,
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names (`postgres://USER:PASSWORD@HOST:PORT/DB`, or a
+    /// Unix socket directory as `?host=/run/postgresql`) and brings its schema up to date.
+    /// Several servers may start at once: sqlx migrates under an advisory lock.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?
+            .application_name("berth");
+        let unreachable = |e: sqlx::Error| {
+            StoreError::Database(format!(
+                "connecting to PostgreSQL at {}: {e}",
+                describe(&options)
+            ))
+        };
+        // One connection first, so a server that refuses or a bad password is reported at
+        // once rather than after the pool's acquire timeout.
+        options
+            .connect()
+            .await
+            .map_err(unreachable)?
+            .close()
+            .await
+            .ok();
+        let pool = PgPoolOptions::new()
+            .max_connections(CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .map_err(unreachable)?;
+        sql::run_migrations(&pool, &migrator()).await?;
+        tracing::info!(database = %describe(&options), "opened PostgreSQL store");
+        Ok(PostgresStore {
+            read: pool.clone(),
+            write: pool,
+        })
+    }
+
+    /// Starts a write transaction holding the write lock (see the module docs).
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Db>> {
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(WRITE_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        Ok(tx)
+    }
+}
+
+/// `user@host:port/database`, never the password.
+fn describe(options: &PgConnectOptions) -> String {
+    format!(
+        "{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    )
+}
+
+fn migrator() -> Migrator {
+    migrator_of(MIGRATIONS, i64::MAX)
+}
+
+#[async_trait]
+impl crate::SnapshotStore for PostgresStore {
+    async fn snapshot_into(&self, _path: &std::path::Path) -> StoreResult<()> {
+        Err(StoreError::Database(SNAPSHOT_REFUSAL.to_string()))
+    }
+
+    fn snapshot_refusal(&self) -> Option<&'static str> {
+        Some(SNAPSHOT_REFUSAL)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded_migrations_match_the_directory() {
+        crate::migrations::assert_matches_directory(&migrator(), "migrations/postgres").await;
+    }
+}

@@ -1,0 +1,150 @@
+//! The PostgreSQL store against the conformance suite, plus what several servers on one
+//! database need: migrations started at once, writes from two stores that lose nothing, and
+//! corrupt rows reported. Each test runs on a database of its own
+//! (`conformance::postgres_database`); without `BERTH_TEST_POSTGRES` outside CI they skip.
+
+use std::sync::Arc;
+
+use berth_core::{Event, EventKind};
+use berth_store::conformance::{self, new_app, revision};
+use berth_store::prelude::*;
+use berth_store::{EventQuery, PostgresStore, SnapshotStore, StoreError};
+use sqlx::Connection;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance() {
+    let Some(url) = conformance::postgres_database("conformance").await else {
+        return;
+    };
+    let store = PostgresStore::connect(&url).await.unwrap();
+    conformance::run_all(Arc::new(store.clone())).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn servers_starting_at_once_migrate_once_and_share_every_write() {
+    let Some(url) = conformance::postgres_database("two servers").await else {
+        return;
+    };
+    // Two servers start on a fresh database at the same moment: one migrates, the other waits.
+    let (one, two) = tokio::join!(PostgresStore::connect(&url), PostgresStore::connect(&url));
+    let one: Arc<dyn Store> = Arc::new(one.unwrap());
+    let two: Arc<dyn Store> = Arc::new(two.unwrap());
+    let mut raw = sqlx::PgConnection::connect(&url).await.unwrap();
+    let applied: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut raw)
+            .await
+            .unwrap();
+    assert_eq!(
+        applied,
+        vec![(1, true)],
+        "each migration is applied exactly once"
+    );
+
+    one.create_app(&new_app("shared"), &revision("shared", 1))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40u32 {
+        let store = if i.is_multiple_of(2) {
+            one.clone()
+        } else {
+            two.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            // An optimistic update of the shared app, retried on a concurrent write.
+            loop {
+                let mut shared = store.get_app("shared").await.unwrap().expect("shared");
+                shared.replicas += 1;
+                match store.update_app(&shared).await {
+                    Ok(_) => break,
+                    Err(StoreError::Conflict(_)) => continue,
+                    Err(error) => panic!("update: {error}"),
+                }
+            }
+            let name = format!("app-{i}");
+            store
+                .create_app(&new_app(&name), &revision(&name, 1))
+                .await
+                .expect("create");
+            let events = [Event::new(&name, 1, EventKind::AppCreated, "created")];
+            store.append_events(&events, 5).await.expect("append");
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let shared = one.get_app("shared").await.unwrap().expect("shared");
+    assert_eq!(
+        shared.replicas,
+        new_app("shared").replicas + 40,
+        "no update is lost"
+    );
+    assert_eq!(two.list_apps().await.unwrap().len(), 41);
+    raw.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_phase_or_kind_in_the_database_is_an_error() {
+    let Some(url) = conformance::postgres_database("corrupt rows").await else {
+        return;
+    };
+    let store = PostgresStore::connect(&url).await.unwrap();
+    store
+        .create_app(&new_app("web"), &revision("web", 1))
+        .await
+        .unwrap();
+    store
+        .append_events(&[Event::new("web", 1, EventKind::Scaled, "x")], 10)
+        .await
+        .unwrap();
+    let mut raw = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE apps SET rollout_phase = 'paused' WHERE name = 'web'")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE events SET kind = 'teleported' WHERE app = 'web'")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    raw.close().await.unwrap();
+    match store.get_app("web").await {
+        Err(StoreError::Database(message)) => assert!(message.contains("paused"), "{message}"),
+        other => panic!("expected a database error, got {other:?}"),
+    }
+    let events = store
+        .list_events(
+            "web",
+            EventQuery {
+                after_id: None,
+                limit: 10,
+            },
+        )
+        .await;
+    match events {
+        Err(StoreError::Database(message)) => assert!(message.contains("teleported"), "{message}"),
+        other => panic!("expected a database error, got {other:?}"),
+    }
+    // Berth does not copy a PostgreSQL database itself, and says how to back it up.
+    let refusal = store.snapshot_refusal().expect("a refusal");
+    assert!(refusal.contains("pg_dump"), "{refusal}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_answer_is_a_clear_error() {
+    // A port nothing listens on (the discard port, refused on loopback).
+    let result = PostgresStore::connect("postgres://berth:secret@127.0.0.1:9/berth").await;
+    match result {
+        Err(StoreError::Database(message)) => {
+            assert!(message.contains("127.0.0.1:9/berth"), "{message}");
+            assert!(
+                !message.contains("secret"),
+                "the password is never shown: {message}"
+            );
+        }
+        Err(other) => panic!("expected a database error, got {other:?}"),
+        Ok(_) => panic!("connected to nothing"),
+    }
+}
