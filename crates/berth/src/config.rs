@@ -21,6 +21,9 @@ pub struct ServerOptions {
     /// Directory for Berth's state: database, admin token [default: ./berth-data]
     #[arg(long, env = "BERTH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Directory every server of one installation reaches (a shared file system), for several servers on one PostgreSQL store: the registry, hosted git, build logs and the key that seals secrets [default: the data directory]
+    #[arg(long, env = "BERTH_SHARED_DIR")]
+    pub shared_dir: Option<PathBuf>,
     /// Where Berth keeps its state: sqlite://PATH, sqlite::memory: or postgres://USER:PASSWORD@HOST:PORT/DATABASE [default: sqlite://<data-dir>/berth.db]
     #[arg(long, env = "BERTH_STORE")]
     pub store: Option<String>,
@@ -197,6 +200,9 @@ impl EngineKind {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// Where the registry, hosted git, build logs and the sealing key live; `None`: the data
+    /// directory.
+    pub shared_dir: Option<PathBuf>,
     /// The store backend; `None`: SQLite in `<data-dir>/berth.db`.
     pub store: Option<berth_store::StoreUrl>,
     pub docker_host: Option<String>,
@@ -266,6 +272,7 @@ impl ServerOptions {
         ServerOptions {
             listen: self.listen.or(file.listen),
             data_dir: self.data_dir.or(file.data_dir),
+            shared_dir: self.shared_dir.or(file.shared_dir),
             store: self.store.or(file.store),
             docker_host: self.docker_host.or(file.docker_host),
             engine: self.engine.or(file.engine),
@@ -631,6 +638,7 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
     Ok(ServerConfig {
         listen,
         data_dir: o.data_dir.unwrap_or_else(|| PathBuf::from("berth-data")),
+        shared_dir: o.shared_dir,
         store: o
             .store
             .as_deref()

@@ -13,14 +13,17 @@ use berth_api::registry_auth::{
 };
 use berth_controller::claim::{ClaimError, Claimed, claim_namespace};
 use berth_controller::flows::{CONNTRACK_TABLE, ConnectionObserver, ConnectionObserverJob};
+use berth_controller::leadership::Leadership;
 use berth_controller::nodes::{NodeMonitor, NodeSampler, NodeSettings};
 use berth_controller::workers::{Schedule, Workers};
 use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
 use berth_core::installation::{self, Installation};
+use berth_core::leadership::{LeaseTiming, Signal};
 use berth_core::routes::DomainPolicy;
 use berth_engine::{DockerEngine, ImageBuilder, RegistryAuth, Runtime, SwarmEngine};
 use berth_operations::Platform;
+use berth_operations::builds::worker::BuildSignal;
 use berth_operations::builds::{BuildEnv, BuildWorker, BuildWorkerConfig};
 use berth_operations::certificates::{CertificateIssuer, CertificateSettings};
 use berth_operations::idle::Wakes;
@@ -28,7 +31,7 @@ use berth_operations::metrics_history::MetricsRecorder;
 use berth_operations::routes::{RouteSources, RouterDrain, RouterTls, keep_routes};
 use berth_registry::{Registry, RegistryConfig};
 use berth_router::{AcmeChallenges, CertificateSet, RouterConfig, RouterStats, RoutingTable};
-use berth_store::{Store, StoreUrl};
+use berth_store::{PostgresStore, Store, StoreUrl};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{EngineKind, ServerConfig};
@@ -90,13 +93,19 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         .init();
 
     config.data_dir = prepare_data_dir(&config.data_dir)?;
+    // What every server of the installation shares: the registry, hosted git, build logs and
+    // the sealing key (the data directory itself unless --shared-dir names another).
+    let shared_dir = match &config.shared_dir {
+        Some(dir) => prepare_data_dir(dir)?,
+        None => config.data_dir.clone(),
+    };
     // Sockets and ready instances a predecessor handed over (`kill -USR2`), if any; every
     // socket this server listens on is kept for its own successor.
     let mut inherited = crate::handover::inherited();
     let mut handoff = crate::handover::Handoff::default();
     // Seals stored credentials (external registries' passwords); made on first start.
     let secrets = Arc::new(
-        berth_auth::SecretBox::load_or_create(&config.data_dir.join("secret-key"))
+        berth_auth::SecretBox::load_or_create(&shared_dir.join("secret-key"))
             .map_err(|e| e.to_string())?,
     );
     let store_url = match config.store.take() {
@@ -109,10 +118,16 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         ),
         Some(url) => url,
     };
-    let store: Arc<dyn Store> = store_url
-        .open()
-        .await
-        .map_err(|e| format!("cannot open the store ({store_url}): {e}"))?;
+    let cannot_open =
+        |e: berth_store::StoreError| format!("cannot open the store ({store_url}): {e}");
+    // On PostgreSQL the servers also signal each other through the database.
+    let (store, postgres): (Arc<dyn Store>, Option<PostgresStore>) = match &store_url {
+        StoreUrl::Postgres(url) => {
+            let postgres = PostgresStore::connect(url).await.map_err(cannot_open)?;
+            (Arc::new(postgres.clone()), Some(postgres))
+        }
+        _ => (store_url.open().await.map_err(cannot_open)?, None),
+    };
     // The metrics history has a database of its own, so its writes never queue behind (or
     // hold up) the control plane's single writer; an in-memory store keeps it in memory too.
     // Beside PostgreSQL it is this server's own file: each server records what it sees.
@@ -139,6 +154,28 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         EngineKind::Swarm => Arc::new(SwarmEngine::new((*docker).clone())),
     };
     let builder: Arc<dyn ImageBuilder> = docker;
+    // Several servers share a PostgreSQL store: the one holding the controllers' lease runs
+    // them, and its runtime starts and stops instances only within its term (the fence).
+    let leadership = match &postgres {
+        Some(_) => {
+            let fence = berth_engine::Fence::new();
+            let leadership = Leadership::new(
+                Arc::clone(&store) as Arc<dyn berth_store::LeaseStore>,
+                berth_controller::leadership::holder_id(),
+                LeaseTiming::default(),
+                Arc::clone(&fence),
+                system_clock(),
+            );
+            tracing::info!(holder = %leadership.holder(), "the store is shared: servers elect who runs the controllers");
+            Some((leadership, fence))
+        }
+        None => None,
+    };
+    let runtime: Arc<dyn Runtime> = match &leadership {
+        Some((_, fence)) => Arc::new(berth_engine::FencedRuntime::new(runtime, Arc::clone(fence))),
+        None => runtime,
+    };
+    let leadership = leadership.map(|(leadership, _)| leadership);
     match runtime.info().await {
         Ok(info) => {
             tracing::info!(version = %info.version, node = %info.node_name, "connected to {}", info.name)
@@ -207,7 +244,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     let builder_grants = BuilderGrants::default();
     let registry = Arc::new(
         Registry::open(
-            config.data_dir.join("registry"),
+            shared_dir.join("registry"),
             Arc::new(
                 AccountsAuthorizer::new(
                     Arc::clone(&auth),
@@ -356,8 +393,8 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         platform: platform.clone(),
         builder: Arc::clone(&builder),
         secrets: Arc::clone(&secrets),
-        git_dir: config.data_dir.join("git"),
-        build_logs_dir: config.data_dir.join("builds"),
+        git_dir: shared_dir.join("git"),
+        build_logs_dir: shared_dir.join("builds"),
     };
     let builds = BuildWorker::new(
         build_env,
@@ -378,6 +415,9 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         },
     );
 
+    if let (Some(leadership), Some(postgres)) = (&leadership, &postgres) {
+        relay_to_the_leader(leadership, postgres, &platform.controller, &builds);
+    }
     let node_gauges = berth_api::metrics::NodeGauges(Arc::clone(&platform.nodes));
     let state = ApiState {
         platform,
@@ -394,10 +434,10 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         registry,
         secrets,
         remote_registries: Default::default(),
-        build_logs_dir: config.data_dir.join("builds"),
+        build_logs_dir: shared_dir.join("builds"),
         trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         first_start_secret: Some(config.data_dir.join("admin-token")),
-        git_dir: config.data_dir.join("git"),
+        git_dir: shared_dir.join("git"),
         builds,
         workers: workers.clone(),
         metrics: berth_api::metrics::ApiMetrics::default().with_source(Arc::new(node_gauges)),
@@ -430,7 +470,39 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         wakes,
     };
     let (refuse, mut refused) = tokio::sync::mpsc::channel::<String>(1);
-    if inherited.is_successor() {
+    if let Some(leadership) = leadership.clone() {
+        // A follower serves the API at once and starts the controllers when it leads; losing
+        // the lead stops the server (a supervisor restarts it as a follower).
+        let signals = postgres.clone().map(|postgres| Followers {
+            postgres,
+            controller: background.platform.controller.clone(),
+            builds: background.builds.clone(),
+        });
+        if inherited.is_successor() {
+            inherited.announce_serving(&config.data_dir);
+        }
+        tokio::spawn(async move {
+            let term = leadership.lead().await;
+            if let Some(signals) = signals {
+                signals.listen().await;
+            }
+            if let Some(claim) = pending_claim
+                && let Err(refusal) = claim.settle().await
+            {
+                let _ = refuse.send(refusal).await;
+                return;
+            }
+            background.start().await;
+            if let Ok(reason) = term.lost.await {
+                let _ = refuse
+                    .send(format!(
+                        "{reason}: this server stopped so that only the new leader acts; \
+                         start it again to follow"
+                    ))
+                    .await;
+            }
+        });
+    } else if inherited.is_successor() {
         // The predecessor's controllers and jobs run until it exits: ours start then.
         inherited.announce_serving(&config.data_dir);
         tokio::spawn(async move {
@@ -477,6 +549,10 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         // No reconcile is cut off halfway: a container create in flight lands before
         // the process exits, so nothing is left half made.
         reconciler.shut_down(RECONCILE_SHUTDOWN_PATIENCE).await;
+        // Nothing acts any more: a follower may lead at once.
+        if let Some(leadership) = &leadership {
+            leadership.step_down().await;
+        }
         let _ = stopped.send(why);
     });
     tokio::select! {
@@ -503,6 +579,84 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         ),
     }
     Ok(())
+}
+
+/// Hands what this server's API asks of the controllers and the build worker to the leader
+/// while this server follows (a database notification; see `berth_core::leadership::Signal`).
+fn relay_to_the_leader(
+    leadership: &Leadership,
+    postgres: &PostgresStore,
+    controller: &berth_controller::Controller,
+    builds: &BuildWorker,
+) {
+    let (signals, mut outbox) = tokio::sync::mpsc::unbounded_channel::<Signal>();
+    let publisher = postgres.clone();
+    tokio::spawn(async move {
+        while let Some(signal) = outbox.recv().await {
+            if let Err(error) = publisher.publish(&signal.to_payload()).await {
+                tracing::warn!(%error, ?signal, "cannot tell the leader: it finds the change at its next resync");
+            }
+        }
+    });
+    let (following, wakes) = (leadership.clone(), signals.clone());
+    controller.set_wake_relay(Arc::new(move |app: &str| {
+        if !following.leads() {
+            let _ = wakes.send(Signal::Wake(app.to_string()));
+        }
+    }));
+    builds.follow(Arc::new(move |signal| {
+        let _ = signals.send(match signal {
+            BuildSignal::Queued => Signal::BuildsQueued,
+            BuildSignal::Cancel(id) => Signal::CancelBuild(id),
+        });
+    }));
+}
+
+/// What the leader does on its followers' signals.
+struct Followers {
+    postgres: PostgresStore,
+    controller: berth_controller::Controller,
+    builds: BuildWorker,
+}
+
+impl Followers {
+    /// Listens (from now on: before the controllers and the build worker start, so nothing
+    /// queued meanwhile is missed) and acts on every signal until the process ends.
+    async fn listen(self) {
+        use futures::StreamExt;
+        let Followers {
+            postgres,
+            controller,
+            builds,
+        } = self;
+        builds.lead();
+        let mut heard = match postgres.subscribe().await {
+            Ok(heard) => heard,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen to the followers: their changes wait for the resync");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while let Some(payload) = heard.next().await {
+                let signal = match payload {
+                    Ok(payload) => Signal::parse(&payload),
+                    Err(error) => {
+                        tracing::warn!(%error, "listening to the followers");
+                        continue;
+                    }
+                };
+                match signal {
+                    Some(Signal::Wake(app)) => controller.wake_here(&app),
+                    Some(Signal::BuildsQueued) => builds.resume_queued().await,
+                    Some(Signal::CancelBuild(id)) => {
+                        builds.cancel(id);
+                    }
+                    None => {}
+                }
+            }
+        });
+    }
 }
 
 /// How long a stopping server waits for API connections (log and event streams) to close.

@@ -20,6 +20,7 @@ pub mod canary;
 pub mod claim;
 pub mod endpoints;
 pub mod flows;
+pub mod leadership;
 pub mod metrics;
 pub mod nodes;
 pub mod prober;
@@ -119,6 +120,9 @@ pub struct Shared {
     pub(crate) secrets: std::sync::OnceLock<Arc<dyn SecretSource>>,
     /// The router's per-instance counts a canary is judged on, when a router is running.
     pub(crate) traffic: std::sync::OnceLock<Arc<dyn TrafficSource>>,
+    /// Where every wake is also handed when several servers share the store (a follower
+    /// tells the leader).
+    pub(crate) wake_relay: std::sync::OnceLock<WakeRelay>,
     /// Where each canary being judged started counting.
     pub(crate) canary_counts: canary::CanaryCounts,
     /// Containers Berth has asked to stop, with when it asked.
@@ -140,6 +144,9 @@ pub struct Shared {
     /// The reconcile workers, awaited at shutdown.
     workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
+
+/// Where a server hands the wakes of its API when another server may run the controllers.
+pub type WakeRelay = Arc<dyn Fn(&str) + Send + Sync>;
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
@@ -269,6 +276,7 @@ impl Controller {
                 drain: std::sync::OnceLock::new(),
                 secrets: std::sync::OnceLock::new(),
                 traffic: std::sync::OnceLock::new(),
+                wake_relay: std::sync::OnceLock::new(),
                 canary_counts: canary::CanaryCounts::default(),
                 terminating: Mutex::new(HashMap::new()),
                 start_failures: Mutex::new(HashMap::new()),
@@ -371,9 +379,24 @@ impl Controller {
         self.shared.record_events(events).await;
     }
 
-    /// Asks for a reconcile of `app` soon.
+    /// Asks for a reconcile of `app` soon: here, and through the wake relay, when one is set,
+    /// on the server that runs the controllers.
     pub fn wake(&self, app: &str) {
         self.shared.queue.add(app);
+        if let Some(relay) = self.shared.wake_relay.get() {
+            relay(app);
+        }
+    }
+
+    /// Asks for a reconcile of `app` soon on this server only (a wake another server relayed).
+    pub fn wake_here(&self, app: &str) {
+        self.shared.queue.add(app);
+    }
+
+    /// Hands every [`wake`](Self::wake) to `relay` as well; set once, by a server that shares
+    /// its store with others.
+    pub fn set_wake_relay(&self, relay: WakeRelay) {
+        let _ = self.shared.wake_relay.set(relay);
     }
 
     /// The instances of `app` as observed now, with their health.

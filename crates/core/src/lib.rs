@@ -21,6 +21,7 @@ pub mod health;
 pub mod idle;
 pub mod image_ref;
 pub mod installation;
+pub mod leadership;
 pub mod metrics_history;
 pub mod node;
 pub mod pipeline;

@@ -19,6 +19,7 @@ pub mod context;
 pub mod docker;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod fenced;
 pub mod probe;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use docker::DockerEngine;
 pub use docker::swarm::SwarmEngine;
+pub use fenced::{Fence, FencedRuntime};
 
 /// Labels every Berth-managed container carries; observed state is rebuilt from them.
 pub mod labels {

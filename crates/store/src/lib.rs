@@ -43,8 +43,8 @@ pub use url::{StoreUrl, open};
 /// The area traits, for `use berth_store::prelude::*;` where a store's methods are called.
 pub mod prelude {
     pub use crate::{
-        AccountStore, AppStore, CertificateStore, NodeStore, PipelineStore, RegistryStore,
-        SecretStore, Store, VolumeStore,
+        AccountStore, AppStore, CertificateStore, LeaseStore, NodeStore, PipelineStore,
+        RegistryStore, SecretStore, Store, VolumeStore,
     };
 }
 
@@ -710,6 +710,31 @@ pub trait SecretStore: Send + Sync + 'static {
     async fn delete_secret(&self, team: &str, name: &str) -> StoreResult<bool>;
 }
 
+/// Leases ([`berth_core::leadership`]): which of several servers on one database leads. The
+/// caller's clock gives `now`; the servers' clocks must agree to well within the lease's
+/// safety margin.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes or renews lease `name` for `holder` until `now + ttl_ms`, in one atomic step: it
+    /// succeeds when the lease is new, has expired at `now`, or is `holder`'s and still
+    /// running (a renewal keeps the epoch; any other take starts a new term, epoch + 1).
+    /// Answers the lease as it stands afterwards: held by someone else when they hold it.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Millis,
+        ttl_ms: i64,
+    ) -> StoreResult<berth_core::leadership::Lease>;
+
+    /// Gives lease `name` up (it expires at once) when `holder` holds it in term `epoch`, so a
+    /// follower takes it without waiting; `false` when it did not.
+    async fn release_lease(&self, name: &str, holder: &str, epoch: i64) -> StoreResult<bool>;
+
+    /// The lease as it stands; `None` before anyone took it.
+    async fn get_lease(&self, name: &str) -> StoreResult<Option<berth_core::leadership::Lease>>;
+}
+
 /// A consistent copy of the whole database, for backups.
 #[async_trait]
 pub trait SnapshotStore: Send + Sync {
@@ -737,6 +762,7 @@ pub trait Store:
     + NodeStore
     + VolumeStore
     + SecretStore
+    + LeaseStore
     + SnapshotStore
 {
 }
@@ -750,6 +776,7 @@ impl<
         + NodeStore
         + VolumeStore
         + SecretStore
+        + LeaseStore
         + SnapshotStore
         + ?Sized,
 > Store for T

@@ -36,11 +36,18 @@ type DbPool = sqlx::PgPool;
 type SqlStore = PostgresStore;
 
 /// Schema migrations, in order (see [`crate::migrations`]).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "leases",
+        include_str!("../migrations/postgres/0002_leases.sql"),
+    ),
+];
 
 /// Connections one server keeps to the database.
 const CONNECTIONS: u32 = 10;
@@ -111,6 +118,43 @@ impl PostgresStore {
             .await
             .map_err(db_err)?;
         Ok(tx)
+    }
+}
+
+/// The notification channel of [`PostgresStore::publish`] and [`PostgresStore::subscribe`].
+const SIGNAL_CHANNEL: &str = "berth_signals";
+
+impl PostgresStore {
+    /// Sends `payload` to every server listening on this database (`NOTIFY`), once the
+    /// current transaction — none here — commits.
+    pub async fn publish(&self, payload: &str) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(SIGNAL_CHANNEL)
+            .bind(payload)
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// The payloads published from now on, on a connection of their own (re-established by
+    /// sqlx when it drops; what is published meanwhile is lost).
+    pub async fn subscribe(
+        &self,
+    ) -> StoreResult<futures::stream::BoxStream<'static, StoreResult<String>>> {
+        use futures::StreamExt;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.write)
+            .await
+            .map_err(db_err)?;
+        listener.listen(SIGNAL_CHANNEL).await.map_err(db_err)?;
+        Ok(listener
+            .into_stream()
+            .map(|notification| {
+                notification
+                    .map(|n| n.payload().to_string())
+                    .map_err(db_err)
+            })
+            .boxed())
     }
 }
 

@@ -138,6 +138,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "secrets",
         include_str!("../migrations/sqlite/0019_secrets.sql"),
     ),
+    (
+        20,
+        "leases",
+        include_str!("../migrations/sqlite/0020_leases.sql"),
+    ),
 ];
 
 /// Waiting this long for a lock held by another process before giving up.

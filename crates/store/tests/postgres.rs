@@ -38,7 +38,7 @@ async fn servers_starting_at_once_migrate_once_and_share_every_write() {
             .unwrap();
     assert_eq!(
         applied,
-        vec![(1, true)],
+        vec![(1, true), (2, true)],
         "each migration is applied exactly once"
     );
 
@@ -146,5 +146,31 @@ async fn a_server_that_does_not_answer_is_a_clear_error() {
         }
         Err(other) => panic!("expected a database error, got {other:?}"),
         Ok(_) => panic!("connected to nothing"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_server_publishes_every_listening_server_receives() {
+    use futures::StreamExt;
+    let Some(url) = conformance::postgres_database("signals").await else {
+        return;
+    };
+    let one = PostgresStore::connect(&url).await.unwrap();
+    let two = PostgresStore::connect(&url).await.unwrap();
+    let mut heard_by_one = one.subscribe().await.unwrap();
+    let mut heard_by_two = two.subscribe().await.unwrap();
+    two.publish("wake web").await.unwrap();
+    one.publish("builds").await.unwrap();
+    for heard in [&mut heard_by_one, &mut heard_by_two] {
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let payload = tokio::time::timeout(std::time::Duration::from_secs(5), heard.next())
+                .await
+                .expect("a notification in time")
+                .expect("the stream goes on")
+                .expect("no error");
+            got.push(payload);
+        }
+        assert_eq!(got, ["wake web", "builds"]);
     }
 }

@@ -111,11 +111,33 @@ impl Server {
         default_data_dir: bool,
         prepare: &dyn Fn(&Path),
     ) -> Server {
-        Server::launch_full(test, "127.0.0.1", extra_args, default_data_dir, prepare).await
+        Server::launch_full(
+            test,
+            "127.0.0.1",
+            extra_args,
+            default_data_dir,
+            prepare,
+            None,
+        )
+        .await
     }
 
     async fn launch_on(test: &str, host: &str, extra_args: &[&str]) -> Server {
-        Server::launch_full(test, host, extra_args, false, &|_| {}).await
+        Server::launch_full(test, host, extra_args, false, &|_| {}, None).await
+    }
+
+    /// Starts a second server of `first`'s installation: the same engine namespace, a data
+    /// directory of its own (the store and anything shared come in `extra_args`).
+    pub async fn start_beside(test: &str, first: &Server, extra_args: &[&str]) -> Server {
+        Server::launch_full(
+            test,
+            "127.0.0.1",
+            extra_args,
+            false,
+            &|_| {},
+            Some(first.namespace.namespace()),
+        )
+        .await
     }
 
     async fn launch_full(
@@ -124,6 +146,7 @@ impl Server {
         extra_args: &[&str],
         default_data_dir: bool,
         prepare: &dyn Fn(&Path),
+        namespace: Option<&str>,
     ) -> Server {
         berth_testkit::require_docker();
         berth_testkit::testapp_image();
@@ -140,7 +163,10 @@ impl Server {
             } else {
                 "data"
             }),
-            namespace: NamespaceGuard::new(test),
+            namespace: match namespace {
+                Some(shared) => NamespaceGuard(shared.to_string()),
+                None => NamespaceGuard::new(test),
+            },
             port: free_port(),
             router_port: free_port(),
             child: None,
@@ -153,10 +179,13 @@ impl Server {
         server.url = format!("http://{listen_host}:{}", server.port);
         prepare(&server.data_dir);
         server.spawn().await;
+        // A second server of an installation makes no first-start secret.
         server.token = std::fs::read_to_string(server.data_dir.join("admin-token"))
-            .expect("admin token")
-            .trim()
-            .to_string();
+            .map(|token| token.trim().to_string())
+            .unwrap_or_else(|_| {
+                assert!(namespace.is_some(), "admin token missing\n{}", server.log());
+                String::new()
+            });
         server
     }
 
@@ -235,6 +264,19 @@ impl Server {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+    }
+
+    /// Kills the server process outright (SIGKILL: no shutdown, nothing handed over).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the server process has exited (and its exit status), without waiting.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
     }
 
     /// The process id of the server serving now (its pid file).

@@ -1733,7 +1733,7 @@ fn map_err(e: BollardError) -> EngineError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]

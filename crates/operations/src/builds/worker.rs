@@ -116,7 +116,21 @@ pub struct BuildWorker {
     slots: BuildSlots,
     cancels: Arc<Mutex<HashMap<i64, Cancel>>>,
     metrics: BuildMetrics,
+    /// Set while another server runs the builds (see [`BuildWorker::follow`]).
+    following: Arc<Mutex<Option<BuildRelay>>>,
 }
+
+/// What a follower's build worker hands to the server that runs the builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildSignal {
+    /// A build was queued.
+    Queued,
+    /// Cancel this build.
+    Cancel(i64),
+}
+
+/// Where a following build worker hands its [`BuildSignal`]s.
+pub type BuildRelay = Arc<dyn Fn(BuildSignal) + Send + Sync>;
 
 impl std::fmt::Debug for BuildWorker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -134,7 +148,23 @@ impl BuildWorker {
             config: Arc::new(config),
             cancels: Arc::default(),
             metrics: BuildMetrics::default(),
+            following: Arc::default(),
         }
+    }
+
+    /// Runs no build here until [`lead`](Self::lead): queued builds and cancels go to
+    /// `relay` instead (a server sharing its store, while another server leads).
+    pub fn follow(&self, relay: BuildRelay) {
+        *lock(&self.following) = Some(relay);
+    }
+
+    /// Runs builds here from now on (this server leads).
+    pub fn lead(&self) {
+        *lock(&self.following) = None;
+    }
+
+    fn follower_relay(&self) -> Option<BuildRelay> {
+        lock(&self.following).clone()
     }
 
     /// The worker's metric handles (build durations, queued and running builds).
@@ -169,11 +199,23 @@ impl BuildWorker {
     /// credentials go along only when its repository is at the origin they were given for, so
     /// a build never sends them anywhere else.
     pub fn enqueue(&self, mut pipeline: Pipeline, build: Build) {
+        if let Some(relay) = self.follower_relay() {
+            // Another server runs the builds: it picks the build up from the store.
+            relay(BuildSignal::Queued);
+            return;
+        }
         if pipeline.sealed_credentials.is_some() && !pipeline.credentials_fit_repository() {
             pipeline.sealed_credentials = None;
         }
         let cancel = Cancel::new();
-        lock(&self.cancels).insert(build.id, cancel.clone());
+        {
+            let mut cancels = lock(&self.cancels);
+            if cancels.contains_key(&build.id) {
+                // Queued here already: a relayed signal repeats what this server knows.
+                return;
+            }
+            cancels.insert(build.id, cancel.clone());
+        }
         let worker = self.clone();
         let mut held = self.metrics.held();
         tokio::spawn(async move {
@@ -228,8 +270,13 @@ impl BuildWorker {
         }
     }
 
-    /// Stops the build if this server is running or queueing it; returns whether it was.
+    /// Stops the build if this server is running or queueing it; returns whether it was. A
+    /// follower hands the cancel to the server that runs the builds, and answers `true`.
     pub fn cancel(&self, id: i64) -> bool {
+        if let Some(relay) = self.follower_relay() {
+            relay(BuildSignal::Cancel(id));
+            return true;
+        }
         match lock(&self.cancels).get(&id) {
             Some(cancel) => {
                 cancel.cancel(CancelReason::User);

@@ -2,7 +2,7 @@
 //! `conformance`; test support, never in the server build).
 //!
 //! A backend runs the suite of each area it implements — [`apps::run`], [`accounts::run`],
-//! [`registry::run`], [`pipelines::run`], [`certificates::run`], [`nodes::run`], [`volumes::run`], [`secrets::run`], [`metrics::run`] (the metrics history, its own store) — or [`run_all`] for a whole [`Store`], on a
+//! [`registry::run`], [`pipelines::run`], [`certificates::run`], [`nodes::run`], [`volumes::run`], [`secrets::run`], [`leases::run`], [`metrics::run`] (the metrics history, its own store) — or [`run_all`] for a whole [`Store`], on a
 //! multi-threaded tokio runtime (`#[tokio::test(flavor = "multi_thread")]`). From another
 //! crate: `berth-store = { workspace = true, features = ["conformance"] }` in its
 //! `[dev-dependencies]`, then e.g. `berth_store::conformance::apps::run(Arc::new(store)).await`.
@@ -39,6 +39,7 @@ use crate::{
 pub mod accounts;
 pub mod apps;
 pub mod certificates;
+pub mod leases;
 pub mod metrics;
 pub mod nodes;
 pub mod pipelines;
@@ -47,7 +48,7 @@ pub mod secrets;
 pub mod volumes;
 
 /// Runs every area's suite against `store`.
-pub async fn run_all<S: Store + ?Sized>(store: Arc<S>) {
+pub async fn run_all<S: Store + ?Sized + 'static>(store: Arc<S>) {
     apps::run(store.clone()).await;
     accounts::run(store.clone()).await;
     registry::run(store.clone()).await;
@@ -55,6 +56,7 @@ pub async fn run_all<S: Store + ?Sized>(store: Arc<S>) {
     nodes::run(store.clone()).await;
     volumes::run(store.clone()).await;
     secrets::run(store.clone()).await;
+    leases::run(store.clone()).await;
     pipelines::run(store).await;
 }
 

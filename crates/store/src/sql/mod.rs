@@ -29,6 +29,7 @@ use berth_core::{
 };
 use sqlx::Row;
 
+mod leases;
 mod nodes;
 mod secrets;
 mod volumes;

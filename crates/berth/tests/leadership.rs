@@ -1,0 +1,152 @@
+//! End-to-end: two Berth servers of one installation on one PostgreSQL database and one shared
+//! directory. Both serve the API; the one that holds the controllers' lease runs the
+//! controllers. A change made through the follower is carried out by the leader; when the
+//! leader is killed (`kill -9`) in the middle of a rollout, the follower takes over within
+//! 10 s and finishes the rollout once; a leader stopped with SIGTERM hands over at once.
+//! Skipped without `BERTH_TEST_POSTGRES` outside CI.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+use support::{Server, containers_of, ready_instances, wait_until};
+
+const ROLLOUT: Duration = Duration::from_secs(90);
+
+/// How many times the server's log says it took the lead.
+fn terms_led(server: &Server) -> usize {
+    server.log().matches("this server leads").count()
+}
+
+/// The labels of a container.
+fn labels(id: &str) -> serde_json::Value {
+    let output = std::process::Command::new("docker")
+        .args(["inspect", "--format", "{{json .Config.Labels}}", id])
+        .output()
+        .expect("docker inspect");
+    serde_json::from_slice(&output.stdout).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_follower_takes_over_a_killed_leader_and_finishes_its_rollout_once() {
+    let Some(url) = berth_store::conformance::postgres_database("leadership").await else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let shared_dir = shared.path().display().to_string();
+    let args = ["--store", &url, "--shared-dir", &shared_dir];
+    let mut a = Server::start_with("leadership", &args).await;
+    wait_until("a leads", Duration::from_secs(10), || async {
+        terms_led(&a) == 1
+    })
+    .await;
+    let mut b = Server::start_beside("leadership", &a, &args).await;
+    // Any server's token works on every server of the installation.
+    b.token = a.token.clone();
+    wait_until("b follows", Duration::from_secs(10), || async {
+        b.log().contains("another server leads")
+    })
+    .await;
+    assert_eq!(terms_led(&b), 0);
+    let namespace = a.namespace.namespace().to_string();
+
+    // Made through the follower, carried out by the leader.
+    b.create_app("web", 2, json!({})).await;
+    b.wait_rollout("web", ROLLOUT).await;
+    // Instances' health is probed by the leader: its API shows them ready.
+    let app = a.app("web").await;
+    assert_eq!(ready_instances(&app).len(), 2, "{app:#}\n{}", a.log());
+    for id in containers_of(&namespace, "web") {
+        assert_eq!(
+            labels(&id)["berth.leader-epoch"],
+            "1",
+            "started in a's term"
+        );
+    }
+    assert!(
+        !b.log().contains("started instance"),
+        "the follower starts nothing:\n{}",
+        b.log()
+    );
+
+    // A rollout through the follower, and the leader killed while it runs.
+    let (status, answer) = b
+        .call(
+            Method::POST,
+            "/api/v1/apps/web/deploy",
+            Some(json!({"env": {"COLOR": "green"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    wait_until("the rollout begins", ROLLOUT, || async {
+        a.log().contains("rolling out revision 2")
+    })
+    .await;
+    a.kill();
+    let killed = Instant::now();
+    wait_until("b leads", Duration::from_secs(15), || async {
+        terms_led(&b) == 1
+    })
+    .await;
+    let takeover = killed.elapsed();
+    assert!(
+        takeover < Duration::from_secs(10),
+        "b led {takeover:?} after a was killed"
+    );
+    // The follower's API takes writes meanwhile.
+    assert!(!b.register("ha-ada", Some("ha-team")).await.is_empty());
+    let app = b.wait_rollout("web", ROLLOUT).await;
+    assert_eq!(app["current_revision"], 2, "{app:#}");
+    wait_until("two ready instances of revision 2", ROLLOUT, || async {
+        let app = b.app("web").await;
+        let ready = ready_instances(&app);
+        ready.len() == 2 && ready.iter().all(|i| i["revision"] == 2)
+    })
+    .await;
+    // Done once: exactly two containers, both of revision 2, and one completion in the
+    // timeline.
+    let containers = containers_of(&namespace, "web");
+    assert_eq!(containers.len(), 2, "{containers:?}");
+    for id in &containers {
+        assert_eq!(labels(id)["berth.revision"], "2");
+    }
+    let events = b.events("web").await;
+    let completed = events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "rollout_complete"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("revision 2"))
+        })
+        .count();
+    assert_eq!(completed, 1, "{events:#?}");
+
+    // a comes back as a follower; b steps down on SIGTERM and a leads at once.
+    a.restart().await;
+    wait_until("a follows", Duration::from_secs(10), || async {
+        a.log().matches("another server leads").count() >= 1 && terms_led(&a) == 1
+    })
+    .await;
+    b.stop();
+    let stepped_down = Instant::now();
+    wait_until("a leads again", Duration::from_secs(5), || async {
+        terms_led(&a) == 2
+    })
+    .await;
+    let handover = stepped_down.elapsed();
+    assert!(
+        handover < Duration::from_secs(2),
+        "a led {handover:?} after b stopped"
+    );
+    assert!(
+        b.log().contains("gave up the lead"),
+        "b gave the lease up:\n{}",
+        b.log()
+    );
+    // The instances stay, adopted by a.
+    assert_eq!(containers_of(&namespace, "web"), containers);
+    eprintln!("takeover after kill -9: {takeover:?}; hand-over after SIGTERM: {handover:?}");
+}

@@ -1,0 +1,175 @@
+//! The leases suite ([`LeaseStore`]): one holder at a time, renewals keep the term, an expired
+//! or released lease passes to the next taker with a new epoch, and a racing crowd elects one.
+
+use berth_core::leadership::Lease;
+
+use super::*;
+use crate::LeaseStore;
+
+/// Runs every lease check against `store`.
+pub async fn run<S: LeaseStore + ?Sized + 'static>(store: Arc<S>) {
+    one_holder_until_expiry_then_a_new_term(&*store).await;
+    a_release_hands_over_at_once(&*store).await;
+    a_crowd_elects_exactly_one(store).await;
+}
+
+const TTL: i64 = 6_000;
+
+/// A lease is held by its taker; others get the lease as it stands; renewals keep the epoch
+/// and the term's start; once expired it passes on with epoch + 1; the old holder coming back
+/// late starts a term of its own.
+pub async fn one_holder_until_expiry_then_a_new_term<S: LeaseStore + ?Sized>(store: &S) {
+    let name = unique_name("lease");
+    assert_eq!(store.get_lease(&name).await.expect("get"), None);
+    let first = store
+        .acquire_lease(&name, "a", T0, TTL)
+        .await
+        .expect("take");
+    assert_eq!(
+        first,
+        Lease {
+            name: name.clone(),
+            holder: "a".into(),
+            epoch: 1,
+            acquired_at: T0,
+            renewed_at: T0,
+            expires_at: T0 + TTL,
+        }
+    );
+    // Another server is told who holds it, and nothing changes.
+    let refused = store
+        .acquire_lease(&name, "b", T0 + 1_000, TTL)
+        .await
+        .expect("try");
+    assert_eq!(refused, first, "b does not get a running lease");
+    // A renewal keeps the term.
+    let renewed = store
+        .acquire_lease(&name, "a", T0 + 2_000, TTL)
+        .await
+        .expect("renew");
+    assert_eq!(
+        (
+            renewed.epoch,
+            renewed.acquired_at,
+            renewed.renewed_at,
+            renewed.expires_at
+        ),
+        (1, T0, T0 + 2_000, T0 + 2_000 + TTL)
+    );
+    assert_eq!(
+        store.get_lease(&name).await.expect("get"),
+        Some(renewed.clone())
+    );
+    // Still running one millisecond before it lapses; free at the expiry.
+    let early = store
+        .acquire_lease(&name, "b", renewed.expires_at - 1, TTL)
+        .await
+        .expect("try");
+    assert_eq!(early.holder, "a");
+    let taken = store
+        .acquire_lease(&name, "b", renewed.expires_at, TTL)
+        .await
+        .expect("take over");
+    assert_eq!(
+        (taken.holder.as_str(), taken.epoch, taken.acquired_at),
+        ("b", 2, renewed.expires_at)
+    );
+    // The old holder, back late, cannot renew: b holds it.
+    let late = store
+        .acquire_lease(&name, "a", renewed.expires_at + 10, TTL)
+        .await
+        .expect("try");
+    assert_eq!(late.holder, "b");
+    assert!(!late.held_by("a", renewed.expires_at + 10));
+    // A holder that let its own lease lapse takes it back in a new term.
+    let lapsed_at = taken.expires_at;
+    let again = store
+        .acquire_lease(&name, "b", lapsed_at + 1, TTL)
+        .await
+        .expect("take back");
+    assert_eq!((again.holder.as_str(), again.epoch), ("b", 3));
+}
+
+/// A released lease is free at once; a release by another holder or for another term is
+/// refused and changes nothing.
+pub async fn a_release_hands_over_at_once<S: LeaseStore + ?Sized>(store: &S) {
+    let name = unique_name("lease-release");
+    let held = store
+        .acquire_lease(&name, "a", T0, TTL)
+        .await
+        .expect("take");
+    assert!(
+        !store
+            .release_lease(&name, "b", held.epoch)
+            .await
+            .expect("release")
+    );
+    assert!(
+        !store
+            .release_lease(&name, "a", held.epoch + 1)
+            .await
+            .expect("release")
+    );
+    assert_eq!(
+        store
+            .acquire_lease(&name, "b", T0 + 1, TTL)
+            .await
+            .unwrap()
+            .holder,
+        "a",
+        "refused releases left it running"
+    );
+    assert!(
+        store
+            .release_lease(&name, "a", held.epoch)
+            .await
+            .expect("release")
+    );
+    let next = store
+        .acquire_lease(&name, "b", T0 + 2, TTL)
+        .await
+        .expect("take");
+    assert_eq!((next.holder.as_str(), next.epoch), ("b", 2));
+    assert!(
+        !store
+            .release_lease(&name, "missing-lease-holder", 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .release_lease(&unique_name("no-such-lease"), "a", 1)
+            .await
+            .unwrap()
+    );
+}
+
+/// Twenty servers asking at the same moment: exactly one holds the lease, and every one of
+/// them is told the same holder and epoch.
+pub async fn a_crowd_elects_exactly_one<S: LeaseStore + ?Sized + 'static>(store: Arc<S>) {
+    let name = unique_name("lease-crowd");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = Arc::clone(&store);
+        let name = name.clone();
+        tasks.push(tokio::spawn(async move {
+            let holder = format!("server-{i}");
+            let lease = store
+                .acquire_lease(&name, &holder, T0, TTL)
+                .await
+                .expect("acquire");
+            (holder, lease)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for task in tasks {
+        let (holder, lease) = task.await.expect("task");
+        if lease.holder == holder {
+            winners.push(holder);
+        }
+        seen.insert((lease.holder, lease.epoch));
+    }
+    assert_eq!(winners.len(), 1, "exactly one holder: {winners:?}");
+    assert_eq!(seen.len(), 1, "everyone sees the same term: {seen:?}");
+}

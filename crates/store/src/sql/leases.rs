@@ -1,0 +1,92 @@
+//! [`LeaseStore`] in SQL: leases (`leases`), SQLite migration 0020, PostgreSQL 0002.
+
+use async_trait::async_trait;
+use berth_core::Millis;
+use berth_core::leadership::Lease;
+
+use super::{DbRow, SqlStore, db_err, get};
+use crate::{LeaseStore, StoreResult};
+
+const LEASE_COLUMNS: &str = "name, holder, epoch, acquired_at, renewed_at, expires_at";
+
+fn lease_from_row(row: &DbRow) -> StoreResult<Lease> {
+    Ok(Lease {
+        name: get(row, "name")?,
+        holder: get(row, "holder")?,
+        epoch: get(row, "epoch")?,
+        acquired_at: get(row, "acquired_at")?,
+        renewed_at: get(row, "renewed_at")?,
+        expires_at: get(row, "expires_at")?,
+    })
+}
+
+#[async_trait]
+impl LeaseStore for SqlStore {
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Millis,
+        ttl_ms: i64,
+    ) -> StoreResult<Lease> {
+        // One statement decides: the row is written only when it is free, expired or the
+        // holder's own running term (`WHERE` of the upsert); the `SET` expressions see the row
+        // as it was, so a renewal keeps the epoch and the start of the term.
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO leases (name, holder, epoch, acquired_at, renewed_at, expires_at) \
+             VALUES ($1, $2, 1, $3, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET \
+             epoch = CASE WHEN leases.holder = excluded.holder \
+                 AND leases.expires_at > excluded.renewed_at \
+                 THEN leases.epoch ELSE leases.epoch + 1 END, \
+             acquired_at = CASE WHEN leases.holder = excluded.holder \
+                 AND leases.expires_at > excluded.renewed_at \
+                 THEN leases.acquired_at ELSE excluded.acquired_at END, \
+             holder = excluded.holder, renewed_at = excluded.renewed_at, \
+             expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= excluded.renewed_at",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now)
+        .bind(now.saturating_add(ttl_ms))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {LEASE_COLUMNS} FROM leases WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        lease_from_row(&row)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str, epoch: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2 AND epoch = $3",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(epoch)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn get_lease(&self, name: &str) -> StoreResult<Option<Lease>> {
+        // On the writer: a follower deciding whether to take over must see the latest renewal.
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {LEASE_COLUMNS} FROM leases WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(&self.write)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(lease_from_row).transpose()
+    }
+}
