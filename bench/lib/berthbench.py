@@ -269,6 +269,24 @@ def threads(pid: int) -> int:
 # ----------------------------------------------------------------------------- a run
 
 
+def api_call(base: str, token: str, method: str, path: str, body: dict | None = None,
+             timeout: float = 120):
+    """One call of the REST API at `base` (`/api/v1` + `path`) with `token`; its JSON."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        base + "/api/v1" + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+    except urllib.error.HTTPError as e:
+        raise BenchError(f"{method} {path}: HTTP {e.code}: {e.read().decode(errors='replace')}")
+    return json.loads(raw) if raw else None
+
+
 class Run:
     """One benchmark run: a berth server with its own namespace, data dir and port."""
 
@@ -391,20 +409,7 @@ class Run:
     # -- REST
 
     def api(self, method: str, path: str, body: dict | None = None, timeout: float = 120):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(
-            self.base + "/api/v1" + path,
-            data=data,
-            method=method,
-            headers={"Authorization": f"Bearer {self.token}",
-                     "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                raw = r.read()
-        except urllib.error.HTTPError as e:
-            raise BenchError(f"{method} {path}: HTTP {e.code}: {e.read().decode(errors='replace')}")
-        return json.loads(raw) if raw else None
+        return api_call(self.base, self.token, method, path, body, timeout)
 
     def app(self, name: str) -> dict:
         return self.api("GET", f"/apps/{name}")

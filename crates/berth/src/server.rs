@@ -360,7 +360,12 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         clock: Arc::clone(&clock),
         registry_hosts: Arc::clone(&registry_hosts),
         revision_history: config.revision_history,
-        team_locks: Default::default(),
+        team_locks: match &postgres {
+            Some(postgres) => {
+                berth_operations::quota::TeamLocks::shared(Arc::new(postgres.clone()))
+            }
+            None => Default::default(),
+        },
         domains: DomainPolicy::new(&config.apps_domain, &config.allowed_domains),
         http_port: router.as_ref().map(|r| r.port),
         router: router.as_ref().map(|r| r.stats.clone()),

@@ -81,16 +81,7 @@ impl Leadership {
         let mut told: Option<(String, i64)> = None;
         loop {
             let started = Instant::now();
-            match shared
-                .store
-                .acquire_lease(
-                    CONTROLLER_LEASE,
-                    &shared.holder,
-                    (shared.clock)(),
-                    shared.timing.ttl_ms(),
-                )
-                .await
-            {
+            match shared.ask().await {
                 Ok(lease) if lease.holder == shared.holder => {
                     if let Some(left) = shared.timing.time_left(started.elapsed()) {
                         shared.fence.grant(lease.epoch, left);
@@ -158,16 +149,7 @@ async fn keep(shared: Arc<Shared>, epoch: i64, first: Instant, lost: oneshot::Se
             return;
         }
         let started = Instant::now();
-        let renewed = shared
-            .store
-            .acquire_lease(
-                CONTROLLER_LEASE,
-                &shared.holder,
-                (shared.clock)(),
-                shared.timing.ttl_ms(),
-            )
-            .await;
-        match renewed {
+        match shared.ask().await {
             Ok(lease) if lease.holder == shared.holder && lease.epoch == epoch => {
                 last_start = started;
                 if let Some(left) = shared.timing.time_left(started.elapsed()) {
@@ -196,6 +178,20 @@ async fn keep(shared: Arc<Shared>, epoch: i64, first: Instant, lost: oneshot::Se
     *lock(&shared.term) = None;
     tracing::error!(%reason, "this server lost the lead: it stops acting");
     let _ = lost.send(reason);
+}
+
+impl Shared {
+    /// Takes or renews the lease for this server now.
+    async fn ask(&self) -> berth_store::StoreResult<berth_core::leadership::Lease> {
+        self.store
+            .acquire_lease(
+                CONTROLLER_LEASE,
+                &self.holder,
+                (self.clock)(),
+                self.timing.ttl_ms(),
+            )
+            .await
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

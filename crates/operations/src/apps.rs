@@ -133,7 +133,7 @@ impl Platform {
         self.pin_secrets(&team, "template.secrets", &mut spec.template.secrets)
             .await?;
         require_pull(actor, &self.registry_hosts, &spec.template.image)?;
-        let _quota_lock = self.team_locks.lock(&team).await;
+        let _quota_lock = self.team_locks.lock(&team).await?;
         // After the team's lock, as in every write (one lock order).
         let _tcp_claim = self
             .check_routes(actor, &name, &team, &mut spec.routes, None)
@@ -422,7 +422,7 @@ impl Platform {
         delete_volumes: bool,
     ) -> OpResult<()> {
         let CurrentApp { app, template } = self.app(actor, name, TeamAction::Deploy).await?;
-        let team_lock = self.team_locks.lock(&app.team).await;
+        let team_lock = self.team_locks.lock(&app.team).await?;
         if delete_volumes {
             self.refuse_shared_volume_deletion(&app.team, name, &template.volumes)
                 .await?;
@@ -470,7 +470,7 @@ impl Platform {
                 Some(actor) => self.app(actor, name, TeamAction::Deploy).await?,
                 None => self.current_app(name).await?,
             };
-            let _quota_lock = self.team_locks.lock(&app.team).await;
+            let _quota_lock = self.team_locks.lock(&app.team).await?;
             let budget = Budget::of(self.store.as_ref(), &app.team, Some(name)).await?;
             let before = steady(&app, &template.resources);
             let previous_revision = app.current_revision;

@@ -6,26 +6,62 @@ use std::sync::{Arc, Mutex};
 
 use berth_core::quota::{self, Quota, Usage};
 use berth_core::{App, Resources};
-use berth_store::Store;
+use berth_store::{SharedLock, SharedLocks, Store};
 
 use crate::error::{OpError, OpResult};
 
 /// One lock per team, held from a quota check until its change is stored, so concurrent
-/// requests cannot each see the same free room and together overshoot the limit. (Within one
-/// server; several servers on one database will need the check inside the store transaction.)
-#[derive(Debug, Clone, Default)]
-pub struct TeamLocks(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+/// requests cannot each see the same free room and together overshoot the limit: this
+/// server's own lock, and with a store several servers share, the database's lock of the team
+/// as well.
+#[derive(Clone, Default)]
+pub struct TeamLocks {
+    local: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    shared: Option<Arc<dyn SharedLocks>>,
+}
+
+impl std::fmt::Debug for TeamLocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TeamLocks")
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A team's held lock (see [`TeamLocks`]).
+#[derive(Debug)]
+pub struct TeamLock {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    _shared: Option<SharedLock>,
+}
 
 impl TeamLocks {
+    /// Team locks that also take `shared`'s lock of the team (a store several servers share).
+    pub fn shared(shared: Arc<dyn SharedLocks>) -> TeamLocks {
+        TeamLocks {
+            shared: Some(shared),
+            ..TeamLocks::default()
+        }
+    }
+
     /// Waits for the team's lock.
-    pub async fn lock(&self, team: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    pub async fn lock(&self, team: &str) -> OpResult<TeamLock> {
         let lock = {
-            let mut locks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let mut locks = self.local.lock().unwrap_or_else(|e| e.into_inner());
             // Unused locks are dropped so the map does not grow with deleted teams.
             locks.retain(|_, lock| Arc::strong_count(lock) > 1);
             Arc::clone(locks.entry(team.to_string()).or_default())
         };
-        lock.lock_owned().await
+        // This server's lock first: its own requests queue here, not on database connections.
+        let local = lock.lock_owned().await;
+        let shared = match &self.shared {
+            Some(shared) => Some(shared.lock(&format!("team/{team}")).await?),
+            None => None,
+        };
+        Ok(TeamLock {
+            _local: local,
+            _shared: shared,
+        })
     }
 }
 

@@ -226,7 +226,7 @@ impl Platform {
     pub async fn delete_volume(&self, actor: &Actor, team: &str, name: &str) -> OpResult<()> {
         actor.require(team, TeamAction::Deploy, &format!("team {team}"))?;
         actor.audit.set_object(format!("volumes/{team}/{name}"));
-        let _lock = self.team_locks.lock(team).await;
+        let _lock = self.team_locks.lock(team).await?;
         self.recorded_volume(team, name).await?;
         let mounts = self.team_mounts(team, None).await?;
         let users = users_of(name, &mounts);
@@ -364,7 +364,7 @@ impl Platform {
     ) -> OpResult<()> {
         actor.require(team, TeamAction::Deploy, &format!("team {team}"))?;
         actor.audit.set_object(format!("volumes/{team}/{name}"));
-        let _lock = self.team_locks.lock(team).await;
+        let _lock = self.team_locks.lock(team).await?;
         let store = self.store_of(team, name, slot).await?;
         let archive = tokio::task::spawn_blocking(move || check_archive(archive))
             .await

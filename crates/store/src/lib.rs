@@ -735,6 +735,31 @@ pub trait LeaseStore: Send + Sync {
     async fn get_lease(&self, name: &str) -> StoreResult<Option<berth_core::leadership::Lease>>;
 }
 
+/// Locks that hold across every server on one database: quota admission takes one per team,
+/// so two servers cannot each see the same free room. A store only one server uses needs none
+/// (the server's own lock suffices).
+#[async_trait]
+pub trait SharedLocks: Send + Sync {
+    /// Waits for the lock named `key` and holds it until the returned guard is dropped.
+    async fn lock(&self, key: &str) -> StoreResult<SharedLock>;
+}
+
+/// A held [`SharedLocks`] lock: released when dropped.
+pub struct SharedLock(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl SharedLock {
+    /// Wraps whatever releases the lock when it is dropped.
+    pub fn new(guard: impl Send + Sync + 'static) -> SharedLock {
+        SharedLock(Box::new(guard))
+    }
+}
+
+impl std::fmt::Debug for SharedLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedLock")
+    }
+}
+
 /// A consistent copy of the whole database, for backups.
 #[async_trait]
 pub trait SnapshotStore: Send + Sync {

@@ -158,6 +158,68 @@ impl PostgresStore {
     }
 }
 
+/// The first key of every [`crate::SharedLocks`] advisory lock ("be"), apart from
+/// [`WRITE_LOCK`]'s single-key space.
+const SHARED_LOCK_SPACE: i32 = 0x6265;
+
+#[async_trait]
+impl crate::SharedLocks for PostgresStore {
+    async fn lock(&self, key: &str) -> StoreResult<crate::SharedLock> {
+        let mut connection = self.write.acquire().await.map_err(db_err)?;
+        let id = lock_id(key);
+        sqlx::query("SELECT pg_advisory_lock($1, $2)")
+            .bind(SHARED_LOCK_SPACE)
+            .bind(id)
+            .execute(&mut *connection)
+            .await
+            .map_err(db_err)?;
+        Ok(crate::SharedLock::new(HeldLock {
+            connection: Some(connection),
+            id,
+        }))
+    }
+}
+
+/// A session-level advisory lock and the connection that holds it.
+struct HeldLock {
+    connection: Option<sqlx::pool::PoolConnection<Db>>,
+    id: i32,
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let Some(mut connection) = self.connection.take() else {
+            return;
+        };
+        let id = self.id;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Closing the connection releases its locks.
+            drop(connection.detach());
+            return;
+        };
+        runtime.spawn(async move {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+                .bind(SHARED_LOCK_SPACE)
+                .bind(id)
+                .execute(&mut *connection)
+                .await;
+            if unlocked.is_err() {
+                // Never hand a connection that may still hold the lock back to the pool.
+                drop(connection.detach());
+            }
+        });
+    }
+}
+
+/// A lock name's key: 32 bits of its FNV-1a hash, the same on every server (names that share
+/// a key only wait for each other).
+fn lock_id(key: &str) -> i32 {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash ^ (hash >> 32)) as u32 as i32
+}
+
 /// `user@host:port/database`, never the password.
 fn describe(options: &PgConnectOptions) -> String {
     format!(
@@ -187,6 +249,17 @@ impl crate::SnapshotStore for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lock_ids_are_stable_and_spread() {
+        // Fixed values: every server must compute the same key for a name.
+        assert_eq!(lock_id("team/payments"), lock_id("team/payments"));
+        assert_ne!(lock_id("team/payments"), lock_id("team/payment"));
+        assert_ne!(lock_id(""), lock_id("a"));
+        let ids: std::collections::BTreeSet<i32> =
+            (0..1000).map(|i| lock_id(&format!("team/t{i}"))).collect();
+        assert_eq!(ids.len(), 1000);
+    }
 
     #[tokio::test]
     async fn embedded_migrations_match_the_directory() {

@@ -42,46 +42,7 @@ async fn servers_starting_at_once_migrate_once_and_share_every_write() {
         "each migration is applied exactly once"
     );
 
-    one.create_app(&new_app("shared"), &revision("shared", 1))
-        .await
-        .unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..40u32 {
-        let store = if i.is_multiple_of(2) {
-            one.clone()
-        } else {
-            two.clone()
-        };
-        tasks.push(tokio::spawn(async move {
-            // An optimistic update of the shared app, retried on a concurrent write.
-            loop {
-                let mut shared = store.get_app("shared").await.unwrap().expect("shared");
-                shared.replicas += 1;
-                match store.update_app(&shared).await {
-                    Ok(_) => break,
-                    Err(StoreError::Conflict(_)) => continue,
-                    Err(error) => panic!("update: {error}"),
-                }
-            }
-            let name = format!("app-{i}");
-            store
-                .create_app(&new_app(&name), &revision(&name, 1))
-                .await
-                .expect("create");
-            let events = [Event::new(&name, 1, EventKind::AppCreated, "created")];
-            store.append_events(&events, 5).await.expect("append");
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let shared = one.get_app("shared").await.unwrap().expect("shared");
-    assert_eq!(
-        shared.replicas,
-        new_app("shared").replicas + 40,
-        "no update is lost"
-    );
-    assert_eq!(two.list_apps().await.unwrap().len(), 41);
+    conformance::apps::two_stores_on_one_database_lose_no_write(one, two).await;
     raw.close().await.unwrap();
 }
 
@@ -173,4 +134,37 @@ async fn what_one_server_publishes_every_listening_server_receives() {
         }
         assert_eq!(got, ["wake web", "builds"]);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_lock_holds_across_servers_until_dropped() {
+    use berth_store::SharedLocks;
+    let Some(url) = conformance::postgres_database("shared locks").await else {
+        return;
+    };
+    let one = PostgresStore::connect(&url).await.unwrap();
+    let two = PostgresStore::connect(&url).await.unwrap();
+    let held = one.lock("team/payments").await.unwrap();
+    // Another name is free; the same name waits on the other server.
+    let other = two.lock("team/shipping").await.unwrap();
+    drop(other);
+    let waiting = tokio::spawn(async move {
+        let lock = two.lock("team/payments").await.unwrap();
+        (two, lock)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the second server must wait");
+    drop(held);
+    let (two, second) = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("granted once released")
+        .unwrap();
+    drop(second);
+    // Released again: the first server takes it at once.
+    let again = tokio::time::timeout(std::time::Duration::from_secs(5), one.lock("team/payments"))
+        .await
+        .expect("free again")
+        .unwrap();
+    drop(again);
+    drop(two);
 }

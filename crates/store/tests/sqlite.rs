@@ -143,47 +143,7 @@ async fn two_handles_on_one_file_never_see_busy() {
     let path = dir.path().join("berth.db");
     let one: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
     let two: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
-    one.create_app(&new_app("shared"), &revision("shared", 1))
-        .await
-        .unwrap();
-
-    let mut tasks = Vec::new();
-    for i in 0..40u32 {
-        let store = if i.is_multiple_of(2) {
-            one.clone()
-        } else {
-            two.clone()
-        };
-        tasks.push(tokio::spawn(async move {
-            // An optimistic update of the shared app, retried on a concurrent write.
-            loop {
-                let mut shared = store.get_app("shared").await.unwrap().expect("shared");
-                shared.replicas += 1;
-                match store.update_app(&shared).await {
-                    Ok(_) => break,
-                    Err(StoreError::Conflict(_)) => continue,
-                    Err(error) => panic!("update: {error}"),
-                }
-            }
-            let name = format!("app-{i}");
-            store
-                .create_app(&new_app(&name), &revision(&name, 1))
-                .await
-                .expect("create");
-            let events = [Event::new(&name, 1, EventKind::AppCreated, "created")];
-            store.append_events(&events, 5).await.expect("append");
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let shared = one.get_app("shared").await.unwrap().expect("shared");
-    assert_eq!(
-        shared.replicas,
-        new_app("shared").replicas + 40,
-        "no update is lost"
-    );
-    assert_eq!(two.list_apps().await.unwrap().len(), 41);
+    conformance::apps::two_stores_on_one_database_lose_no_write(one, two).await;
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The apps-area suite ([`AppStore`]): apps, revisions, ordinals, events, team usage, paging.
 
+use berth_core::EventKind;
 use berth_core::quota::{Usage, app_usage};
 use berth_core::routes::{AppRoutes, Domain, DomainReservation, TcpPort};
 
@@ -1314,4 +1315,60 @@ pub async fn domain_reservations_round_trip<S: AppStore + ?Sized>(store: &S) {
         .delete_domain_reservation(&reservation("b", "x").domain)
         .await
         .unwrap();
+}
+
+/// Two stores on one database — two servers, or two handles on one SQLite file — each
+/// updating one app optimistically (retrying on a conflict) and creating apps at once: no
+/// update is lost, every app is there, and no write fails for being concurrent (no busy
+/// errors, no serialisation failures).
+pub async fn two_stores_on_one_database_lose_no_write(one: Arc<dyn Store>, two: Arc<dyn Store>) {
+    let shared = unique_name("shared");
+    let prefix = unique_name("crowd");
+    one.create_app(&new_app(&shared), &revision(&shared, 1))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40u32 {
+        let store = if i.is_multiple_of(2) {
+            one.clone()
+        } else {
+            two.clone()
+        };
+        let (shared, name) = (shared.clone(), format!("{prefix}-{i}"));
+        tasks.push(tokio::spawn(async move {
+            // An optimistic update of the shared app, retried on a concurrent write.
+            loop {
+                let mut app = store.get_app(&shared).await.unwrap().expect("shared");
+                app.replicas += 1;
+                match store.update_app(&app).await {
+                    Ok(_) => break,
+                    Err(StoreError::Conflict(_)) => continue,
+                    Err(error) => panic!("update: {error}"),
+                }
+            }
+            store
+                .create_app(&new_app(&name), &revision(&name, 1))
+                .await
+                .expect("create");
+            let events = [Event::new(&name, 1, EventKind::AppCreated, "created")];
+            store.append_events(&events, 5).await.expect("append");
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let app = one.get_app(&shared).await.unwrap().expect("shared");
+    assert_eq!(
+        app.replicas,
+        new_app(&shared).replicas + 40,
+        "no update is lost"
+    );
+    let created = two
+        .list_apps()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|app| app.name.starts_with(&format!("{prefix}-")))
+        .count();
+    assert_eq!(created, 40);
 }
