@@ -55,9 +55,11 @@ async fn the_follower_takes_over_a_killed_leader_and_finishes_its_rollout_once()
     // Made through the follower, carried out by the leader.
     b.create_app("web", 2, json!({})).await;
     b.wait_rollout("web", ROLLOUT).await;
-    // Instances' health is probed by the leader: its API shows them ready.
-    let app = a.app("web").await;
-    assert_eq!(ready_instances(&app).len(), 2, "{app:#}\n{}", a.log());
+    // The leader probes the instances; the follower shows what it found.
+    for server in [&a, &b] {
+        let app = server.app("web").await;
+        assert_eq!(ready_instances(&app).len(), 2, "{app:#}\n{}", a.log());
+    }
     for id in containers_of(&namespace, "web") {
         assert_eq!(
             labels(&id)["berth.leader-epoch"],

@@ -172,6 +172,20 @@ impl Shared {
         }
     }
 
+    /// Forgets the recorded health of containers that are going (in the background: a stop
+    /// never waits on it).
+    pub(crate) fn forget_recorded_health(&self, container_ids: Vec<String>) {
+        if container_ids.is_empty() {
+            return;
+        }
+        let store = Arc::clone(&self.store);
+        tokio::spawn(async move {
+            if let Err(error) = store.forget_instance_health(&container_ids).await {
+                tracing::debug!(%error, "cannot forget the recorded health of stopped instances");
+            }
+        });
+    }
+
     /// The credentials to pull `image` with: those of its registry host, if Berth has them.
     pub fn pull_auth(&self, image: &str) -> Option<&berth_engine::RegistryAuth> {
         let host = image.split_once('/').map(|(host, _)| host)?;

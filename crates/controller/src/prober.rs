@@ -185,8 +185,24 @@ async fn probe_loop(shared: Arc<Shared>, target: ProbeTarget, role: Role) {
             }
         };
         if let Some(change) = change {
+            record_health(&shared, &target, now).await;
             report(&shared, &target, role, change, now).await;
         }
+    }
+}
+
+/// Records the instance's health in the store at a change, so that every server shows it.
+async fn record_health(shared: &Arc<Shared>, target: &ProbeTarget, now: Millis) {
+    let Some(health) = shared.prober.health(&target.container_id) else {
+        return;
+    };
+    let recorded = berth_core::health::RecordedHealth::from(&health);
+    if let Err(error) = shared
+        .store
+        .put_instance_health(&target.app, &target.container_id, &recorded, now)
+        .await
+    {
+        tracing::warn!(%error, instance = %target.instance, "cannot record the instance's health");
     }
 }
 

@@ -853,6 +853,7 @@ fn stop_in_background(
         return;
     }
     shared.prober.forget(container_id);
+    shared.forget_recorded_health(vec![container_id.to_string()]);
     // Out of the endpoint table before anything else: no new request goes to it.
     let endpoint = shared.endpoints.remove(&app.name, container_id);
     let (why, code) = match cause {
@@ -900,6 +901,7 @@ fn stop_in_background(
 pub(crate) async fn remove_all(shared: &Arc<Shared>, app: &str) -> Result<usize, EngineError> {
     shared.endpoints.remove_app(app);
     let containers = shared.list_instances(Some(app)).await?;
+    shared.forget_recorded_health(containers.iter().map(|c| c.id.clone()).collect());
     let stops = containers.iter().map(|c| {
         shared.prober.forget(&c.id);
         shared.runtime.stop_instance(&c.id, Duration::from_secs(10))
@@ -955,7 +957,8 @@ async fn statuses_of(
     let templates = load_templates(shared, app, &containers)
         .await
         .unwrap_or_default();
-    let instances = observe(shared, &containers, &templates);
+    let mut instances = observe(shared, &containers, &templates);
+    show_recorded_health(shared, app, &containers, &mut instances).await;
     let backoffs = lock(&shared.backing_off)
         .get(&app.name)
         .cloned()
@@ -988,6 +991,40 @@ async fn statuses_of(
         .collect();
     statuses.sort_by_key(|s| label_ordinal(&s.name));
     statuses
+}
+
+/// The health recorded by the server that runs the controllers, for the running instances this
+/// server's prober has no word on — every instance, on a server that follows — so every
+/// server shows what the prober found.
+async fn show_recorded_health(
+    shared: &Arc<Shared>,
+    app: &App,
+    containers: &[ObservedContainer],
+    instances: &mut [ObservedInstance],
+) {
+    let unprobed = |c: &ObservedContainer| {
+        c.state == berth_engine::ContainerState::Running && shared.prober.health(&c.id).is_none()
+    };
+    if !containers.iter().any(unprobed) {
+        return;
+    }
+    let recorded = match shared.store.instance_health(&app.name).await {
+        Ok(recorded) => recorded,
+        Err(error) => {
+            tracing::debug!(%error, app = %app.name, "cannot read the recorded health");
+            return;
+        }
+    };
+    for (container, instance) in containers.iter().zip(instances.iter_mut()) {
+        if !unprobed(container) {
+            continue;
+        }
+        if let Some(health) = recorded.get(&container.id) {
+            instance.readiness = health.readiness;
+            instance.liveness = health.liveness;
+            instance.last_failure = health.last_failure.clone();
+        }
+    }
 }
 
 fn label_ordinal(instance: &str) -> u64 {

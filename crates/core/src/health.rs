@@ -174,6 +174,41 @@ impl InstanceHealth {
     }
 }
 
+/// An instance's health as the prober of the server running the controllers last saw it,
+/// recorded in the store at every change so that every server of an installation shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedHealth {
+    pub readiness: Readiness,
+    pub liveness: Liveness,
+    pub ever_ready: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+}
+
+impl From<&InstanceHealth> for RecordedHealth {
+    fn from(health: &InstanceHealth) -> Self {
+        RecordedHealth {
+            readiness: health.readiness,
+            liveness: health.liveness,
+            ever_ready: health.ever_ready,
+            last_failure: health.last_failure.clone(),
+        }
+    }
+}
+
+impl RecordedHealth {
+    /// The health to show (the probe counters start afresh).
+    pub fn into_health(self) -> InstanceHealth {
+        InstanceHealth {
+            readiness: self.readiness,
+            liveness: self.liveness,
+            ever_ready: self.ever_ready,
+            last_failure: self.last_failure,
+            ..InstanceHealth::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

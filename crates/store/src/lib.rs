@@ -221,6 +221,25 @@ pub trait AppStore: Send + Sync + 'static {
     /// template, in a constant number of queries whatever the page size.
     async fn list_apps_page(&self, page: &AppPage) -> StoreResult<AppList>;
 
+    /// Records the health the controllers' prober found for container `container_id` of `app`
+    /// at `at` (replacing what was recorded), so that every server shows it.
+    async fn put_instance_health(
+        &self,
+        app: &str,
+        container_id: &str,
+        health: &berth_core::health::RecordedHealth,
+        at: Millis,
+    ) -> StoreResult<()>;
+
+    /// The recorded health of `app`'s containers, by container id.
+    async fn instance_health(
+        &self,
+        app: &str,
+    ) -> StoreResult<std::collections::BTreeMap<String, berth_core::health::RecordedHealth>>;
+
+    /// Forgets the recorded health of these containers (gone).
+    async fn forget_instance_health(&self, container_ids: &[String]) -> StoreResult<()>;
+
     /// The image of every kept revision of every app, ordered by app and revision, in one
     /// query (what the registry must not delete: images apps run or may roll back to).
     async fn revision_images(&self) -> StoreResult<Vec<RevisionImage>>;

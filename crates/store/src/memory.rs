@@ -42,6 +42,8 @@ struct State {
     /// The last event id handed out (ids start at 1 and are never reused).
     last_event_id: i64,
     reservations: BTreeMap<String, DomainReservation>,
+    /// Recorded health by container id, with its app.
+    health: BTreeMap<String, (String, berth_core::health::RecordedHealth)>,
 }
 
 #[derive(Debug)]
@@ -274,7 +276,42 @@ impl AppStore for MemoryStore {
     async fn delete_app(&self, name: &str) -> StoreResult<bool> {
         let mut state = self.state();
         state.events.remove(name);
+        state.health.retain(|_, (app, _)| app != name);
         Ok(state.apps.remove(name).is_some())
+    }
+
+    async fn put_instance_health(
+        &self,
+        app: &str,
+        container_id: &str,
+        health: &berth_core::health::RecordedHealth,
+        _at: Millis,
+    ) -> StoreResult<()> {
+        self.state()
+            .health
+            .insert(container_id.to_string(), (app.to_string(), health.clone()));
+        Ok(())
+    }
+
+    async fn instance_health(
+        &self,
+        app: &str,
+    ) -> StoreResult<BTreeMap<String, berth_core::health::RecordedHealth>> {
+        Ok(self
+            .state()
+            .health
+            .iter()
+            .filter(|(_, (owner, _))| owner == app)
+            .map(|(id, (_, health))| (id.clone(), health.clone()))
+            .collect())
+    }
+
+    async fn forget_instance_health(&self, container_ids: &[String]) -> StoreResult<()> {
+        let mut state = self.state();
+        for id in container_ids {
+            state.health.remove(id);
+        }
+        Ok(())
     }
 
     async fn append_events(&self, events: &[Event], keep_per_app: u32) -> StoreResult<()> {

@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "leases",
         include_str!("../migrations/postgres/0002_leases.sql"),
     ),
+    (
+        3,
+        "instance health",
+        include_str!("../migrations/postgres/0003_instance_health.sql"),
+    ),
 ];
 
 /// Connections one server keeps to the database.

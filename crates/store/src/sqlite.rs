@@ -143,6 +143,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "leases",
         include_str!("../migrations/sqlite/0020_leases.sql"),
     ),
+    (
+        21,
+        "instance health",
+        include_str!("../migrations/sqlite/0021_instance_health.sql"),
+    ),
 ];
 
 /// Waiting this long for a lock held by another process before giving up.

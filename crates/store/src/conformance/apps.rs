@@ -31,6 +31,70 @@ pub async fn run<S: AppStore + ?Sized>(store: Arc<S>) {
     list_apps_page_returns_current_templates(s).await;
     domains_belong_to_one_app(s).await;
     domain_reservations_round_trip(s).await;
+    instance_health_is_recorded_per_app_and_forgotten(s).await;
+}
+
+/// The recorded health of instances: kept per app and container, replaced by a later record,
+/// forgotten by container, and gone with its app.
+pub async fn instance_health_is_recorded_per_app_and_forgotten<S: AppStore + ?Sized>(store: &S) {
+    use berth_core::health::{Liveness, Readiness, RecordedHealth};
+    let (web, api) = (unique_name("health-web"), unique_name("health-api"));
+    for name in [&web, &api] {
+        store
+            .create_app(&new_app(name), &revision(name, 1))
+            .await
+            .expect("create");
+    }
+    let ready = RecordedHealth {
+        readiness: Readiness::Ready { since: T0 },
+        liveness: Liveness::Healthy,
+        ever_ready: true,
+        last_failure: None,
+    };
+    let failing = RecordedHealth {
+        readiness: Readiness::NotReady { since: T0 + 5 },
+        liveness: Liveness::Failing { since: T0 + 6 },
+        ever_ready: true,
+        last_failure: Some("GET /healthz: 503 «Service Unavailable»".into()),
+    };
+    let (c1, c2, c3) = (unique_name("c1"), unique_name("c2"), unique_name("c3"));
+    store
+        .put_instance_health(&web, &c1, &ready, T0)
+        .await
+        .unwrap();
+    store
+        .put_instance_health(&web, &c2, &ready, T0)
+        .await
+        .unwrap();
+    store
+        .put_instance_health(&api, &c3, &ready, T0)
+        .await
+        .unwrap();
+    store
+        .put_instance_health(&web, &c2, &failing, T0 + 6)
+        .await
+        .unwrap();
+    let recorded = store.instance_health(&web).await.unwrap();
+    assert_eq!(
+        recorded,
+        BTreeMap::from([(c1.clone(), ready.clone()), (c2.clone(), failing.clone())])
+    );
+    store
+        .forget_instance_health(&[c1.clone(), unique_name("never-recorded")])
+        .await
+        .unwrap();
+    store.forget_instance_health(&[]).await.unwrap();
+    assert_eq!(
+        store.instance_health(&web).await.unwrap(),
+        BTreeMap::from([(c2, failing)])
+    );
+    assert!(store.delete_app(&web).await.unwrap());
+    assert!(store.instance_health(&web).await.unwrap().is_empty());
+    assert_eq!(
+        store.instance_health(&api).await.unwrap(),
+        BTreeMap::from([(c3, ready)]),
+        "another app's records stay"
+    );
 }
 
 /// The store answers.

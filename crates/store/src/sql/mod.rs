@@ -1300,6 +1300,7 @@ impl AppStore for SqlStore {
                 "DELETE FROM revisions WHERE app = $1",
                 "DELETE FROM app_domains WHERE app = $1",
                 "DELETE FROM certificates WHERE app = $1",
+                "DELETE FROM instance_health WHERE app = $1",
             ],
             "DELETE FROM apps WHERE name = $1",
             name,
@@ -1471,6 +1472,69 @@ impl AppStore for SqlStore {
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_instance_health(
+        &self,
+        app: &str,
+        container_id: &str,
+        health: &berth_core::health::RecordedHealth,
+        at: Millis,
+    ) -> StoreResult<()> {
+        let json = serde_json::to_string(health).map_err(json_err(format!(
+            "health of container {container_id} of app {app}"
+        )))?;
+        sqlx::query(
+            "INSERT INTO instance_health (container_id, app, health_json, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (container_id) DO UPDATE SET \
+             app = excluded.app, health_json = excluded.health_json, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(container_id)
+        .bind(app)
+        .bind(json)
+        .bind(at)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn instance_health(
+        &self,
+        app: &str,
+    ) -> StoreResult<std::collections::BTreeMap<String, berth_core::health::RecordedHealth>> {
+        let rows =
+            sqlx::query("SELECT container_id, health_json FROM instance_health WHERE app = $1")
+                .bind(app)
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let id: String = get(row, "container_id")?;
+                let json: String = get(row, "health_json")?;
+                let health = serde_json::from_str(&json)
+                    .map_err(json_err(format!("health of container {id} of app {app}")))?;
+                Ok((id, health))
+            })
+            .collect()
+    }
+
+    async fn forget_instance_health(&self, container_ids: &[String]) -> StoreResult<()> {
+        if container_ids.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "DELETE FROM instance_health WHERE container_id IN ({})",
+            placeholders(1, container_ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in container_ids {
+            query = query.bind(id.as_str());
+        }
+        query.execute(&self.write).await.map_err(db_err)?;
+        Ok(())
     }
 
     async fn list_apps_page(&self, page: &AppPage) -> StoreResult<AppList> {

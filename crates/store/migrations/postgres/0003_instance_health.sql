@@ -1,0 +1,8 @@
+-- The health the controllers' prober found for each instance, so every server shows it.
+CREATE TABLE instance_health (
+    container_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+    app          TEXT COLLATE "C" NOT NULL,
+    health_json  TEXT   NOT NULL,
+    updated_at   BIGINT NOT NULL
+);
+CREATE INDEX instance_health_app ON instance_health (app);
