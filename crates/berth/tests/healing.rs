@@ -157,3 +157,46 @@ async fn crash_loops_back_off_and_show_it() {
         .count();
     assert!(crashes >= 2, "{crashes} crashes recorded");
 }
+
+/// A start cut off between create and start (the server died, or lost the lead) leaves a
+/// container that was made but never started: the next server counts it as exited, replaces
+/// it and removes it, instead of waiting for it to start forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_made_but_never_started_by_a_previous_server_is_replaced() {
+    let mut server = Server::start("cutoff").await;
+    server.create_app("web", 3, json!({})).await;
+    server.wait_rollout("web", WAIT).await;
+    let namespace = server.namespace.namespace().to_string();
+    server.stop();
+    // What a server killed while replacing web-2 leaves: web-2 gone, and its replacement
+    // web-9 made but not started.
+    docker(&["rm", "-f", &format!("{namespace}-web-2")]);
+    let leftover = format!("{namespace}-web-9");
+    docker(&[
+        "create",
+        "--name",
+        &leftover,
+        "--label",
+        &format!("berth.namespace={namespace}"),
+        "--label",
+        "berth.app=web",
+        "--label",
+        "berth.revision=1",
+        "--label",
+        "berth.instance=web-9",
+        "--label",
+        "berth.ordinal=9",
+        &berth_testkit::testapp_image(),
+    ]);
+    server.restart().await;
+    server
+        .wait_app("web", "the leftover gone, 3 ready", WAIT, |a| {
+            let instances = a["instances"].as_array().cloned().unwrap_or_default();
+            ready_instances(a).len() == 3 && instances.iter().all(|i| i["name"] != "web-9")
+        })
+        .await;
+    support::wait_until("the leftover container removed", WAIT, || async {
+        containers_of(&namespace, "web").len() == 3
+    })
+    .await;
+}

@@ -123,6 +123,8 @@ pub struct Shared {
     /// Where every wake is also handed when several servers share the store (a follower
     /// tells the leader).
     pub(crate) wake_relay: std::sync::OnceLock<WakeRelay>,
+    /// When [`Controller::start`] ran (unix ms).
+    pub(crate) started_at: std::sync::OnceLock<Millis>,
     /// Where each canary being judged started counting.
     pub(crate) canary_counts: canary::CanaryCounts,
     /// Containers Berth has asked to stop, with when it asked.
@@ -291,6 +293,7 @@ impl Controller {
                 secrets: std::sync::OnceLock::new(),
                 traffic: std::sync::OnceLock::new(),
                 wake_relay: std::sync::OnceLock::new(),
+                started_at: std::sync::OnceLock::new(),
                 canary_counts: canary::CanaryCounts::default(),
                 terminating: Mutex::new(HashMap::new()),
                 start_failures: Mutex::new(HashMap::new()),
@@ -335,6 +338,7 @@ impl Controller {
     /// Starts the workers, the engine-event watcher, the periodic resync and the usage
     /// sampler.
     pub fn start(&self) {
+        let _ = self.shared.started_at.set((self.shared.clock)());
         let mut workers = lock(&self.shared.workers);
         for _ in 0..self.shared.config.workers.max(1) {
             workers.push(tokio::spawn(worker(Arc::clone(&self.shared))));

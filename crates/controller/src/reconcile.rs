@@ -272,6 +272,20 @@ fn observe(
             } else {
                 match c.state {
                     ContainerState::Running => InstancePhase::Running,
+                    // Made but never started before these controllers started: a start cut
+                    // off by a server that died (or lost the lead) between the two. Nobody
+                    // will start it: it counts as exited, so it is replaced and removed.
+                    ContainerState::Created
+                        if shared
+                            .started_at
+                            .get()
+                            .is_some_and(|started| c.created_at_ms < *started) =>
+                    {
+                        InstancePhase::Exited {
+                            finished_at: c.created_at_ms,
+                            exit_code: None,
+                        }
+                    }
                     ContainerState::Created
                     | ContainerState::Restarting
                     | ContainerState::Paused => InstancePhase::Starting,
