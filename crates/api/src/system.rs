@@ -87,10 +87,11 @@ pub async fn list_workers(
 /// registry's metadata and blobs, the hosted git repositories, build logs and the server's
 /// keys. It holds every secret: keep it as safe as the server. `berth restore` brings it back
 /// into an empty data directory. Its last entry is `BACKUP-END`: an archive without it was cut
-/// short (a failure while streaming ends the response early).
+/// short (a failure while streaming ends the response early). On a PostgreSQL store it is
+/// refused (409 `backup_unsupported`): back the database up with `pg_dump`.
 #[utoipa::path(post, path = "/api/v1/system/backups", tag = "system",
     responses((status = 200, content_type = "application/x-tar", body = Vec<u8>),
-        (status = 403, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_backup(
     State(state): State<ApiState>,
     principal: Principal,
