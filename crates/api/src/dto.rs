@@ -1081,6 +1081,10 @@ pub struct ReadyDto {
     pub ready: bool,
     pub store: String,
     pub engine: String,
+    /// This server's part: `single` (the only server of its store), or, when servers share a
+    /// PostgreSQL store, `leader` (it runs the controllers and routes apps' traffic) or
+    /// `follower` (it serves the API and takes over when the leader goes).
+    pub role: String,
 }
 
 #[cfg(test)]

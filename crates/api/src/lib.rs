@@ -105,6 +105,9 @@ pub struct ApiState {
     pub metrics: metrics::ApiMetrics,
     /// The server's data directory (absolute): what a backup copies besides the databases.
     pub data_dir: std::path::PathBuf,
+    /// This server's part in the election of the controllers' lease, when servers share the
+    /// store.
+    pub leadership: Option<berth_controller::leadership::Leadership>,
 }
 
 #[derive(OpenApi)]
@@ -138,7 +141,7 @@ pub struct ApiState {
         system::list_workers, system::create_backup, system::get_access_log, system::put_access_log,
         system::get_on_demand_domains, system::put_on_demand_domains,
         system::delete_on_demand_domains, nodes::list, nodes::get, nodes::put_labels, nodes::put_availability,
-        nodes::events, nodes::cluster_events, healthz, readyz, metrics::metrics,
+        nodes::events, nodes::cluster_events, healthz, readyz, leaderz, metrics::metrics,
         metrics_history::app_metrics, metrics_history::node_metrics, metrics_history::team_metrics,
         volumes::list_all, volumes::list_team, volumes::get, volumes::delete, volumes::backup,
         volumes::restore, compose::import, exec::exec, secrets::list_all, secrets::list_team, secrets::put, secrets::delete,
@@ -168,6 +171,20 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Whether this server runs the controllers (and so routes apps' traffic): 200 `leader` on the
+/// leader or the only server of its store, 503 `follower` elsewhere — a load balancer's health
+/// check for apps' traffic.
+#[utoipa::path(get, path = "/leaderz", tag = "system", security(()),
+    responses((status = 200, body = String), (status = 503, body = String)))]
+pub async fn leaderz(State(state): State<ApiState>) -> Response {
+    match &state.leadership {
+        Some(leadership) if !leadership.leads() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "follower").into_response()
+        }
+        _ => (StatusCode::OK, "leader").into_response(),
+    }
+}
+
 /// Readiness: the store and the engine both answer.
 #[utoipa::path(get, path = "/readyz", tag = "system", security(()),
     responses((status = 200, body = ReadyDto), (status = 503, body = ReadyDto)))]
@@ -181,6 +198,11 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
         Err(error) => error.to_string(),
     };
     let ready = store == "ok" && engine.starts_with("ok");
+    let role = match &state.leadership {
+        None => "single",
+        Some(leadership) if leadership.leads() => "leader",
+        Some(_) => "follower",
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -192,6 +214,7 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
             ready,
             store,
             engine,
+            role: role.to_string(),
         }),
     )
         .into_response()
@@ -430,6 +453,7 @@ pub fn router(state: ApiState) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/leaderz", get(leaderz))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/openapi.json", get(openapi_json))
         .nest("/api/v1", api)

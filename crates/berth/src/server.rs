@@ -447,6 +447,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         workers: workers.clone(),
         metrics: berth_api::metrics::ApiMetrics::default().with_source(Arc::new(node_gauges)),
         data_dir: config.data_dir.clone(),
+        leadership: leadership.clone(),
     };
     let listener = crate::handover::bind(&mut inherited, &mut handoff, "api", config.listen)
         .await

@@ -409,6 +409,12 @@ async fn without_a_docker_engine_the_state_is_kept_and_the_error_is_clear() {
     assert_eq!(status, 503);
     assert_eq!(ready["ready"], false);
     assert_eq!(ready["store"], "ok");
+    if std::env::var(support::STORE_VARIABLE).is_err() {
+        assert_eq!(
+            ready["role"], "single",
+            "the only server of its SQLite store"
+        );
+    }
     server.create_app("web", 1, json!({})).await;
     let app = server.app("web").await;
     assert!(

@@ -50,6 +50,17 @@ async fn the_follower_takes_over_a_killed_leader_and_finishes_its_rollout_once()
     })
     .await;
     assert_eq!(terms_led(&b), 0);
+    // Each says its part (a load balancer sends apps' traffic to the leader).
+    for (server, role, leaderz) in [(&a, "leader", 200), (&b, "follower", 503)] {
+        let (status, ready) = server.call(Method::GET, "/readyz", None).await;
+        assert_eq!(
+            (status, ready["role"].as_str()),
+            (200, Some(role)),
+            "{ready}"
+        );
+        let (status, said) = server.call(Method::GET, "/leaderz", None).await;
+        assert_eq!((status, said.as_str()), (leaderz, Some(role)));
+    }
     let namespace = a.namespace.namespace().to_string();
 
     // Made through the follower, carried out by the leader.
@@ -93,6 +104,9 @@ async fn the_follower_takes_over_a_killed_leader_and_finishes_its_rollout_once()
     })
     .await;
     let takeover = killed.elapsed();
+    let (_, ready) = b.call(Method::GET, "/readyz", None).await;
+    assert_eq!(ready["role"], "leader");
+    assert_eq!(b.call(Method::GET, "/leaderz", None).await.0, 200);
     assert!(
         takeover < Duration::from_secs(10),
         "b led {takeover:?} after a was killed"

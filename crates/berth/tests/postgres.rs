@@ -50,6 +50,9 @@ async fn a_server_on_postgres_keeps_its_state_there_and_finds_it_after_a_restart
     assert_eq!(team.as_deref(), Some("pg-team"));
     raw.close().await.unwrap();
     assert!(!server.data_dir.join("berth.db").exists());
+    // The only server on its database leads.
+    let (_, ready) = server.call(Method::GET, "/readyz", None).await;
+    assert_eq!(ready["role"], "leader", "{ready}");
 
     // A restart adopts the two instances of revision 2 rather than replacing them.
     let before = containers_of(&namespace, "web");
