@@ -54,9 +54,15 @@ pub async fn bootstrap_first_admin(
         created_at: now,
         updated_at: now,
     };
-    let user = store
+    let user = match store
         .create_user(&user, &auth.hash_password(secret).await)
-        .await?;
+        .await
+    {
+        Ok(user) => user,
+        // Another server of the installation made the first admin at the same moment.
+        Err(StoreError::Conflict(_)) => return Ok(false),
+        Err(error) => return Err(error),
+    };
     let token = ApiToken {
         id: 0,
         user_id: user.id,
@@ -830,4 +836,34 @@ pub async fn put_settings(
         )
         .await?;
     Ok(Json(settings))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use berth_store::prelude::*;
+
+    use super::*;
+
+    /// Two servers starting at the same moment on one empty store: one makes the first admin,
+    /// the other is told so instead of failing.
+    #[tokio::test]
+    async fn two_first_starts_at_once_make_one_admin() {
+        let store = Arc::new(berth_store::SqliteStore::open_in_memory().await.unwrap());
+        let auth = Authenticator::new(store.clone(), berth_auth::HashParams::INSECURE_FAST);
+        let (one, two) = tokio::join!(
+            bootstrap_first_admin(&*store, &auth, "berth_first-secret-one", 1),
+            bootstrap_first_admin(&*store, &auth, "berth_first-secret-two", 1),
+        );
+        let made = [one.unwrap(), two.unwrap()];
+        assert_eq!(made.iter().filter(|made| **made).count(), 1, "{made:?}");
+        assert_eq!(store.list_users().await.unwrap().len(), 1);
+        // Later starts make none.
+        assert!(
+            !bootstrap_first_admin(&*store, &auth, "berth_later", 2)
+                .await
+                .unwrap()
+        );
+    }
 }

@@ -228,14 +228,23 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .is_empty();
-    if !has_users
-        && bootstrap_first_admin(&*store, &auth, &admin_token(&config.data_dir)?, clock())
+    if !has_users {
+        let secret = admin_token(&config.data_dir)?;
+        if bootstrap_first_admin(&*store, &auth, &secret, clock())
             .await
             .map_err(|e| format!("cannot create the first admin: {e}"))?
-    {
-        tracing::info!(
-            "created the first admin, user `admin` (password and token: the first-start secret)"
-        );
+        {
+            tracing::info!(
+                "created the first admin, user `admin` (password and token: the first-start secret)"
+            );
+        } else {
+            // Another server of the installation made the first admin at the same moment.
+            let _ = std::fs::remove_file(config.data_dir.join("admin-token"));
+            tracing::warn!(
+                "another server created the first admin at the same moment: the secret printed \
+                 above is void; use the one that server printed"
+            );
+        }
     }
 
     // The engine pulls from the built-in registry with a credential made for this run only.

@@ -97,6 +97,32 @@ async fn the_follower_takes_over_a_killed_leader_and_finishes_its_rollout_once()
         a.log().contains("rolling out revision 2")
     })
     .await;
+    // API load on the follower through the kill: every team whose creation got a 2xx must be
+    // there afterwards.
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (url, token, writing) = (b.url.clone(), b.token.clone(), writing.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder().no_proxy().build().unwrap();
+            let mut created = Vec::new();
+            let mut i = 0;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let name = format!("load-{i}");
+                let answer = http
+                    .post(format!("{url}/api/v1/teams"))
+                    .bearer_auth(&token)
+                    .json(&json!({"name": name}))
+                    .send()
+                    .await;
+                if answer.is_ok_and(|a| a.status().is_success()) {
+                    created.push(name);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            created
+        })
+    };
     a.kill();
     let killed = Instant::now();
     wait_until("b leads", Duration::from_secs(15), || async {
@@ -113,6 +139,26 @@ async fn the_follower_takes_over_a_killed_leader_and_finishes_its_rollout_once()
     );
     // The follower's API takes writes meanwhile.
     assert!(!b.register("ha-ada", Some("ha-team")).await.is_empty());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let created = writer.await.unwrap();
+    assert!(
+        created.len() > 20,
+        "the follower took writes: {}",
+        created.len()
+    );
+    let teams = b.get("/api/v1/teams").await;
+    let kept: std::collections::BTreeSet<&str> = teams
+        .as_array()
+        .expect("teams")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    let lost: Vec<&String> = created
+        .iter()
+        .filter(|n| !kept.contains(n.as_str()))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
     let app = b.wait_rollout("web", ROLLOUT).await;
     assert_eq!(app["current_revision"], 2, "{app:#}");
     wait_until("two ready instances of revision 2", ROLLOUT, || async {
