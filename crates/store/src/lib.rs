@@ -1,10 +1,12 @@
 //! The Store seams: where Berth keeps desired state (apps, revisions, rollouts, events, …).
 //!
 //! Only this crate knows SQL. The store is split by area — [`AppStore`], [`AccountStore`],
-//! [`RegistryStore`], [`PipelineStore`], [`CertificateStore`], [`NodeStore`], [`VolumeStore`], [`SecretStore`] — and [`Store`] is all eight (what the server passes
-//! around as `Arc<dyn Store>`). Callers bring the area traits into scope with
-//! `use berth_store::prelude::*;`. [`sqlite::SqliteStore`] is the embedded default, chosen by
-//! URL with [`open`]; a PostgreSQL store plugs in behind the same traits. Every implementation
+//! [`RegistryStore`], [`PipelineStore`], [`CertificateStore`], [`NodeStore`], [`VolumeStore`],
+//! [`SecretStore`], [`LeaseStore`] — and [`Store`] is all nine (what the server passes around
+//! as `Arc<dyn Store>`); [`SharedLocks`] are the locks of a store several servers share. Callers bring the area traits into scope with
+//! `use berth_store::prelude::*;`. [`sqlite::SqliteStore`] is the embedded default and
+//! [`postgres::PostgresStore`] the store several servers share, both chosen by URL with
+//! [`open`] and both built from one set of queries (module `sql`, compiled once per backend). Every implementation
 //! of an area must pass that area's conformance suite (module `conformance`, cargo feature
 //! `conformance`); `memory::MemoryStore` (feature `memory`) implements the apps area for tests.
 //! Timestamps and ids come in from the caller (deterministic writes); the store never reads a
@@ -795,7 +797,7 @@ pub trait SnapshotStore: Send + Sync {
 
 /// Berth's desired state: every area. `Arc<dyn Store>` is what the server passes around;
 /// code that needs one area takes that area's trait (e.g. `Arc<dyn AppStore>`), which an
-/// `Arc<dyn Store>` coerces to. Implemented for every type that implements all eight areas and
+/// `Arc<dyn Store>` coerces to. Implemented for every type that implements all nine areas and
 /// [`SnapshotStore`].
 pub trait Store:
     AppStore

@@ -168,3 +168,32 @@ async fn a_shared_lock_holds_across_servers_until_dropped() {
     drop(again);
     drop(two);
 }
+
+#[tokio::test]
+async fn tls_to_the_database_is_used_when_asked_and_verified_when_asked() {
+    let Some(url) = conformance::postgres_database("tls").await else {
+        return;
+    };
+    // Debian's cluster serves TLS with its self-signed "snakeoil" certificate.
+    let encrypted = PostgresStore::connect(&format!("{url}?sslmode=require"))
+        .await
+        .expect("sslmode=require connects over TLS");
+    encrypted.close().await;
+    let mut raw = sqlx::PgConnection::connect(&format!("{url}?sslmode=require"))
+        .await
+        .unwrap();
+    let on: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert!(on, "the connection is encrypted");
+    raw.close().await.unwrap();
+    // Verifying the server's certificate against the system's roots refuses a self-signed one.
+    match PostgresStore::connect(&format!("{url}?sslmode=verify-full")).await {
+        Err(StoreError::Database(message)) => {
+            assert!(message.contains("connecting to PostgreSQL"), "{message}")
+        }
+        Err(other) => panic!("expected a database error, got {other:?}"),
+        Ok(_) => panic!("a self-signed certificate passed verification"),
+    }
+}
