@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
-use berth_core::{Event, EventKind};
-use berth_store::conformance::{self, new_app, revision};
+use berth_store::conformance;
 use berth_store::prelude::*;
-use berth_store::{EventQuery, PostgresStore, SnapshotStore, StoreError};
+use berth_store::{PostgresStore, SnapshotStore, StoreError};
 use sqlx::Connection;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -52,41 +51,14 @@ async fn unknown_phase_or_kind_in_the_database_is_an_error() {
         return;
     };
     let store = PostgresStore::connect(&url).await.unwrap();
-    store
-        .create_app(&new_app("web"), &revision("web", 1))
-        .await
-        .unwrap();
-    store
-        .append_events(&[Event::new("web", 1, EventKind::Scaled, "x")], 10)
-        .await
-        .unwrap();
-    let mut raw = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query("UPDATE apps SET rollout_phase = 'paused' WHERE name = 'web'")
-        .execute(&mut raw)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE events SET kind = 'teleported' WHERE app = 'web'")
-        .execute(&mut raw)
-        .await
-        .unwrap();
-    raw.close().await.unwrap();
-    match store.get_app("web").await {
-        Err(StoreError::Database(message)) => assert!(message.contains("paused"), "{message}"),
-        other => panic!("expected a database error, got {other:?}"),
-    }
-    let events = store
-        .list_events(
-            "web",
-            EventQuery {
-                after_id: None,
-                limit: 10,
-            },
-        )
-        .await;
-    match events {
-        Err(StoreError::Database(message)) => assert!(message.contains("teleported"), "{message}"),
-        other => panic!("expected a database error, got {other:?}"),
-    }
+    conformance::apps::unknown_phase_or_kind_is_an_error(&store, async |statements| {
+        let mut raw = sqlx::PgConnection::connect(&url).await.unwrap();
+        for sql in statements {
+            sqlx::query(*sql).execute(&mut raw).await.unwrap();
+        }
+        raw.close().await.unwrap();
+    })
+    .await;
     // Berth does not copy a PostgreSQL database itself, and says how to back it up.
     let refusal = store.snapshot_refusal().expect("a refusal");
     assert!(refusal.contains("pg_dump"), "{refusal}");

@@ -151,47 +151,14 @@ async fn unknown_phase_or_kind_in_the_database_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
     let store = SqliteStore::open(&path).await.unwrap();
-    store
-        .create_app(&new_app("web"), &revision("web", 1))
-        .await
-        .unwrap();
-    store
-        .append_events(&[Event::new("web", 1, EventKind::Scaled, "x")], 10)
-        .await
-        .unwrap();
-
-    let mut conn = raw(&path).await;
-    sqlx::query("UPDATE apps SET rollout_phase = 'paused' WHERE name = 'web'")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE events SET kind = 'teleported' WHERE app = 'web'")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.unwrap();
-
-    match store.get_app("web").await {
-        Err(StoreError::Database(message)) => assert!(message.contains("paused"), "{message}"),
-        other => panic!("expected a database error, got {other:?}"),
-    }
-    assert!(matches!(
-        store.list_apps().await,
-        Err(StoreError::Database(_))
-    ));
-    match store
-        .list_events(
-            "web",
-            EventQuery {
-                after_id: None,
-                limit: 10,
-            },
-        )
-        .await
-    {
-        Err(StoreError::Database(message)) => assert!(message.contains("teleported"), "{message}"),
-        other => panic!("expected a database error, got {other:?}"),
-    }
+    conformance::apps::unknown_phase_or_kind_is_an_error(&store, async |statements| {
+        let mut conn = raw(&path).await;
+        for sql in statements {
+            sqlx::query(*sql).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+    })
+    .await;
     store.close().await;
 }
 

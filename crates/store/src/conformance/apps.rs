@@ -1436,3 +1436,44 @@ pub async fn two_stores_on_one_database_lose_no_write(one: Arc<dyn Store>, two: 
         .count();
     assert_eq!(created, 40);
 }
+
+/// Rows a newer (or broken) Berth wrote: an unknown rollout phase and an unknown event kind
+/// come back as database errors naming the value, never as a default. `corrupt` runs SQL on
+/// the database behind the store's back (as an operator's client would).
+pub async fn unknown_phase_or_kind_is_an_error<S: AppStore + ?Sized>(
+    store: &S,
+    corrupt: impl AsyncFnOnce(&[&'static str]),
+) {
+    let (app, revision_one) = (new_app("web"), revision("web", 1));
+    store.create_app(&app, &revision_one).await.unwrap();
+    store
+        .append_events(&[Event::new("web", 1, EventKind::Scaled, "x")], 10)
+        .await
+        .unwrap();
+    corrupt(&[
+        "UPDATE apps SET rollout_phase = 'paused' WHERE name = 'web'",
+        "UPDATE events SET kind = 'teleported' WHERE app = 'web'",
+    ])
+    .await;
+    match store.get_app("web").await {
+        Err(StoreError::Database(message)) => assert!(message.contains("paused"), "{message}"),
+        other => panic!("expected a database error, got {other:?}"),
+    }
+    assert!(matches!(
+        store.list_apps().await,
+        Err(StoreError::Database(_))
+    ));
+    let events = store
+        .list_events(
+            "web",
+            EventQuery {
+                after_id: None,
+                limit: 10,
+            },
+        )
+        .await;
+    match events {
+        Err(StoreError::Database(message)) => assert!(message.contains("teleported"), "{message}"),
+        other => panic!("expected a database error, got {other:?}"),
+    }
+}
