@@ -485,22 +485,20 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         wakes,
     };
     let (refuse, mut refused) = tokio::sync::mpsc::channel::<String>(1);
-    if let Some(leadership) = leadership.clone() {
+    if let (Some(leadership), Some(postgres)) = (leadership.clone(), postgres.clone()) {
         // A follower serves the API at once and starts the controllers when it leads; losing
         // the lead stops the server (a supervisor restarts it as a follower).
-        let signals = postgres.clone().map(|postgres| Followers {
+        let followers = Followers {
             postgres,
             controller: background.platform.controller.clone(),
             builds: background.builds.clone(),
-        });
+        };
         if inherited.is_successor() {
             inherited.announce_serving(&config.data_dir);
         }
         tokio::spawn(async move {
             let term = leadership.lead().await;
-            if let Some(signals) = signals {
-                signals.listen().await;
-            }
+            followers.listen().await;
             if let Some(claim) = pending_claim
                 && let Err(refusal) = claim.settle().await
             {

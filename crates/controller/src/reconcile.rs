@@ -1007,15 +1007,18 @@ async fn statuses_of(
     statuses
 }
 
-/// The health recorded by the server that runs the controllers, for the running instances this
-/// server's prober has no word on — every instance, on a server that follows — so every
-/// server shows what the prober found.
+/// On a server whose controllers do not run (a follower), the health recorded by the server
+/// that runs them, so every server shows what the prober found. Where the controllers run,
+/// their own prober is the word (and the store is not asked on every status read).
 async fn show_recorded_health(
     shared: &Arc<Shared>,
     app: &App,
     containers: &[ObservedContainer],
     instances: &mut [ObservedInstance],
 ) {
+    if shared.started_at.get().is_some() {
+        return;
+    }
     let unprobed = |c: &ObservedContainer| {
         c.state == berth_engine::ContainerState::Running && shared.prober.health(&c.id).is_none()
     };

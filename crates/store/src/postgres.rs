@@ -56,6 +56,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 
 /// Connections one server keeps to the database.
 const CONNECTIONS: u32 = 10;
+/// Connections holding shared locks at most (one per locked team); more lockers wait.
+const LOCK_CONNECTIONS: u32 = 4;
 /// Waiting this long for a connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The key of the advisory lock every write transaction holds ("berth" in ASCII).
@@ -75,6 +77,10 @@ pub struct PostgresStore {
     read: DbPool,
     /// Serves every write.
     write: DbPool,
+    /// Holds the session-level locks of [`crate::SharedLocks`], apart from `write`: an
+    /// operation holding a lock runs its queries on `write`, so locks held by many operations
+    /// at once can never take every connection those queries need.
+    locks: DbPool,
 }
 
 impl PostgresStore {
@@ -107,10 +113,15 @@ impl PostgresStore {
             .await
             .map_err(unreachable)?;
         sql::run_migrations(&pool, &migrator()).await?;
+        let locks = PgPoolOptions::new()
+            .max_connections(LOCK_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.clone());
         tracing::info!(database = %describe(&options), "opened PostgreSQL store");
         Ok(PostgresStore {
             read: pool.clone(),
             write: pool,
+            locks,
         })
     }
 
@@ -170,7 +181,7 @@ const SHARED_LOCK_SPACE: i32 = 0x6265;
 #[async_trait]
 impl crate::SharedLocks for PostgresStore {
     async fn lock(&self, key: &str) -> StoreResult<crate::SharedLock> {
-        let mut connection = self.write.acquire().await.map_err(db_err)?;
+        let mut connection = self.locks.acquire().await.map_err(db_err)?;
         let id = lock_id(key);
         sqlx::query("SELECT pg_advisory_lock($1, $2)")
             .bind(SHARED_LOCK_SPACE)

@@ -169,3 +169,30 @@ async fn tls_to_the_database_is_used_when_asked_and_verified_when_asked() {
         Ok(_) => panic!("a self-signed certificate passed verification"),
     }
 }
+
+/// Many operations each holding a lock of its own and querying meanwhile (what quota admission
+/// does for many teams at once) never starve each other of connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operations_holding_locks_still_get_connections_for_their_queries() {
+    use berth_store::SharedLocks;
+    let Some(url) = conformance::postgres_database("locks and queries").await else {
+        return;
+    };
+    let store = Arc::new(PostgresStore::connect(&url).await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let held = store.lock(&format!("team/t{i}")).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            store.list_apps().await.unwrap();
+            drop(held);
+        }));
+    }
+    tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        futures::future::join_all(tasks),
+    )
+    .await
+    .expect("every operation finished: no connection starvation");
+}

@@ -147,6 +147,24 @@ fn is_overflow(e: &dyn sqlx::error::DatabaseError) -> bool {
     e.message().contains("integer overflow") || e.code().as_deref() == Some("22003")
 }
 
+/// The rows as a map from column `key` to column `json` parsed; `what` names a key's value for
+/// the error about bad JSON.
+pub(super) fn keyed_json<T: serde::de::DeserializeOwned>(
+    rows: &[DbRow],
+    key: &str,
+    json: &str,
+    what: impl Fn(&str) -> String,
+) -> StoreResult<std::collections::BTreeMap<String, T>> {
+    rows.iter()
+        .map(|row| {
+            let name: String = get(row, key)?;
+            let text: String = get(row, json)?;
+            let value = serde_json::from_str(&text).map_err(json_err(what(&name)))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
 /// `$first, $first+1, …`: `count` placeholders for an `IN (…)` list.
 fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
@@ -1510,15 +1528,9 @@ impl AppStore for SqlStore {
                 .fetch_all(&self.read)
                 .await
                 .map_err(db_err)?;
-        rows.iter()
-            .map(|row| {
-                let id: String = get(row, "container_id")?;
-                let json: String = get(row, "health_json")?;
-                let health = serde_json::from_str(&json)
-                    .map_err(json_err(format!("health of container {id} of app {app}")))?;
-                Ok((id, health))
-            })
-            .collect()
+        keyed_json(&rows, "container_id", "health_json", |id| {
+            format!("health of container {id} of app {app}")
+        })
     }
 
     async fn forget_instance_health(&self, container_ids: &[String]) -> StoreResult<()> {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use berth_core::Millis;
 use berth_core::node::{NodeLabels, PlatformEvent, PlatformEventKind};
 
-use super::{SqlStore, db_err, get, json_err, keep_newest, params_json};
+use super::{SqlStore, db_err, get, json_err, keep_newest, keyed_json, params_json};
 use crate::{EventQuery, NodeStore, StoreError, StoreResult};
 
 #[async_trait]
@@ -18,15 +18,9 @@ impl NodeStore for SqlStore {
             .fetch_all(&self.read)
             .await
             .map_err(db_err)?;
-        rows.iter()
-            .map(|row| {
-                let name: String = get(row, "name")?;
-                let json: String = get(row, "labels_json")?;
-                let labels = serde_json::from_str(&json)
-                    .map_err(json_err(format!("labels of node {name}")))?;
-                Ok((name, labels))
-            })
-            .collect()
+        keyed_json(&rows, "name", "labels_json", |name| {
+            format!("labels of node {name}")
+        })
     }
 
     async fn set_node_labels(
