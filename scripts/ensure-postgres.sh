@@ -7,12 +7,15 @@
 # Tests create a database of their own under it. Exits non-zero, saying what is missing, when
 # it cannot.
 set -euo pipefail
+# Only the URL goes to stdout (callers capture it): everything the tools print, such as
+# pg_ctlcluster's "Removed stale pid file.", goes to stderr.
+exec 3>&1 1>&2
 
 url="postgres://berth:berth@127.0.0.1:${BERTH_POSTGRES_PORT:-5432}/postgres"
 
 if [[ $(id -u) -ne 0 ]]; then
   if pg_isready -q -h 127.0.0.1 -p "${BERTH_POSTGRES_PORT:-5432}" 2>/dev/null; then
-    echo "$url"
+    echo "$url" >&3
     exit 0
   fi
   echo "error: no PostgreSQL answers on 127.0.0.1, and starting one needs root." >&2
@@ -32,11 +35,11 @@ fi
 version=$(ls /usr/lib/postgresql | sort -V | tail -1)
 if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" { found = 1 } END { exit !found }'; then
   echo "==> creating the PostgreSQL $version cluster" >&2
-  pg_createcluster "$version" main >/dev/null
+  pg_createcluster "$version" main >/dev/null 3>&-
 fi
 if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" && $4 == "online" { found = 1 } END { exit !found }'; then
   echo "==> starting PostgreSQL $version" >&2
-  pg_ctlcluster "$version" main start
+  pg_ctlcluster "$version" main start 3>&-   # the server must not hold the URL pipe open
 fi
 for _ in $(seq 1 50); do
   pg_isready -q -h 127.0.0.1 -p "${BERTH_POSTGRES_PORT:-5432}" && break
@@ -56,4 +59,4 @@ BEGIN
 END
 $$;
 SQL
-echo "$url"
+echo "$url" >&3

@@ -12,6 +12,10 @@ BERTH_DOCKERD_LOOPBACK_ONLY=1 ./scripts/ensure-docker.sh
 # The PostgreSQL store's tests create their databases on this server.
 echo "==> PostgreSQL"
 BERTH_TEST_POSTGRES=$(./scripts/ensure-postgres.sh)
+if [[ $BERTH_TEST_POSTGRES != postgres://* ]]; then
+  echo "error: scripts/ensure-postgres.sh printed '$BERTH_TEST_POSTGRES', not a postgres:// URL" >&2
+  exit 1
+fi
 export BERTH_TEST_POSTGRES
 echo "==> building the test app image"
 ./scripts/build-testapp-image.sh
