@@ -19,6 +19,16 @@ Ratios are to nginx (the goal of issue 14: ≥ 0.9× nginx's req/s, p99 ≤ 1.2�
 proxy gets the same `Host: web.default.localhost`. wrk counts non-2xx answers and socket
 errors; any is reported. Needs `nginx`, `haproxy` and `wrk` (Debian: `apt-get install -y nginx
 haproxy wrk`).
+
+The instances write a log line per request by default, as most apps do; the engine copying
+those lines (dockerd and the containerd shims) then takes about as much CPU as the proxy, on
+the same cores, and how much it takes per line depends on how the requests arrive.
+`--quiet-instances` starts them with `QUIET=1` (no line per request) so that only the proxies
+differ.
+
+`--bare` adds a fourth contestant: `crates/router/examples/bare_proxy.rs` (built here), the least
+a hyper proxy on the router's threads model does (no routing, headers, metering or retries).
+Berth's cost beyond it is the router's own logic; its cost beyond nginx is hyper and tokio.
 """
 
 from __future__ import annotations
@@ -158,14 +168,22 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=20, help="throughput run length")
     parser.add_argument("--reps", type=int, default=1, help="rounds over the three proxies")
     parser.add_argument("--json", help="write results here")
+    parser.add_argument("--quiet-instances", action="store_true",
+                        help="instances write no log line per request (QUIET=1)")
+    parser.add_argument("--bare", action="store_true",
+                        help="also measure the bare hyper proxy (examples/bare_proxy.rs)")
     args = parser.parse_args()
     require("nginx", "haproxy", "wrk")
+    if args.bare:
+        subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "berth-router",
+                        "--example", "bare_proxy"], check=True, cwd=bb.ROOT)
     router_port = bb.free_port()
     results: dict[str, dict[str, list[dict]]] = {}
     with bb.Run("router", ["--http-listen", f"127.0.0.1:{router_port}"]) as run, \
             tempfile.TemporaryDirectory(prefix="berth-bench-proxies-") as tmp:
         prefix = Path(tmp)
-        backends = run.ready_backends("web", 2)
+        backends = run.ready_backends("web", 2,
+                                      {"QUIET": "1"} if args.quiet_instances else None)
         (prefix / "nginx.conf").write_text(nginx_config(bb.free_port(), backends, prefix))
         nginx_port = int(re.search(r"listen 127.0.0.1:(\d+)",
                                    (prefix / "nginx.conf").read_text()).group(1))
@@ -177,9 +195,18 @@ def main() -> int:
         haproxy = subprocess.Popen(["haproxy", "-db", "-f", str(prefix / "haproxy.cfg")],
                                    stdout=subprocess.DEVNULL,
                                    stderr=open(prefix / "haproxy.out", "wb"))
+        bare = None
         try:
             targets = {"berth": router_port, "nginx": nginx_port, "haproxy": haproxy_port}
             pids = {"berth": run.server.pid, "nginx": nginx.pid, "haproxy": haproxy.pid}
+            if args.bare:
+                bare_port = bb.free_port()
+                bare = subprocess.Popen(
+                    [str(bb.ROOT / "target/release/examples/bare_proxy"),
+                     f"127.0.0.1:{bare_port}", *(f"{ip}:{p}" for ip, p in backends)],
+                    stdout=subprocess.DEVNULL, stderr=open(prefix / "bare.out", "wb"))
+                targets["bare"] = bare_port
+                pids["bare"] = bare.pid
             for name, port in targets.items():
                 wait_port(port, name, prefix / f"{name}.out")
                 wrk(port, 2, 64, 2)  # warm-up: connections and pools
@@ -200,7 +227,9 @@ def main() -> int:
                            f"; failures {many['non_2xx'] + many['socket_errors']}"
                            f"+{one['non_2xx'] + one['socket_errors']}")
         finally:
-            for proc in (nginx, haproxy):
+            for proc in (nginx, haproxy, bare):
+                if proc is None:
+                    continue
                 proc.terminate()
                 try:
                     proc.wait(timeout=10)
@@ -213,7 +242,7 @@ def main() -> int:
         return values[len(values) // 2]
 
     rows = []
-    for name in ("berth", "nginx", "haproxy"):
+    for name in results:
         failures = sum(r["non_2xx"] + r["socket_errors"]
                        for mode in ("many", "one") for r in results[name][mode])
         rows.append((
@@ -230,7 +259,8 @@ def main() -> int:
             str(failures),
         ))
     bb.print_table(
-        f"Router vs nginx and HAProxy: 2 instances, wrk -t2 -c64 -d{args.seconds}s and "
+        f"Router vs nginx and HAProxy: 2 instances"
+        f"{' (quiet)' if args.quiet_instances else ''}, wrk -t2 -c64 -d{args.seconds}s and "
         f"-t1 -c1 (medians of {args.reps})",
         rows,
         ("proxy", "req/s", "vs nginx", "p50 ms", "p99 ms", "p99 vs nginx", "CPU µs/req",

@@ -429,12 +429,13 @@ class Run:
                                  f"{json.dumps(app)[:2000]}\n{self.tail_log()}")
             time.sleep(POLL if poll is None else poll)
 
-    def ready_backends(self, name: str, replicas: int) -> list[tuple[str, int]]:
-        """Creates NAME: `replicas` instances of the test app with a health check; once they are
-        ready, their (ip, port) addresses on the app's network — what a proxy beside the router
-        is pointed at."""
+    def ready_backends(self, name: str, replicas: int,
+                       env: dict[str, str] | None = None) -> list[tuple[str, int]]:
+        """Creates NAME: `replicas` instances of the test app (with `env`) with a health check;
+        once they are ready, their (ip, port) addresses on the app's network — what a proxy
+        beside the router is pointed at."""
         self.api("POST", "/apps", {"name": name, "image": IMAGE, "replicas": replicas,
-                                   "health_path": "/healthz"})
+                                   "health_path": "/healthz", "env": env or {}})
         app = self.wait_app(name, lambda a: a["ready_instances"] >= replicas
                             and a["rollout"]["done"], f"{replicas} ready")
         # `address` is `ip:port` on the app's network.

@@ -19,6 +19,9 @@ pub struct Config {
     pub exit_immediately: Option<i32>,
     /// `BURN_CPU_MILLICORES`: burn this much CPU for the whole run.
     pub burn_millicores: u32,
+    /// `QUIET=1`: no log line per request (benchmarks of what is in front of the app, which
+    /// must not measure the engine's log copying).
+    pub quiet: bool,
     /// `CALL_ADDRESS` (`host:port`): call `GET /` there on a new connection every
     /// `CALL_EVERY_MS` (default 1000), as an app calling another one does.
     pub call: Option<(String, Duration)>,
@@ -69,6 +72,7 @@ impl Config {
             crash_after: number(&get, "CRASH_AFTER_MS")?.map(Duration::from_millis),
             exit_immediately: number(&get, "EXIT_IMMEDIATELY")?,
             burn_millicores: number(&get, "BURN_CPU_MILLICORES")?.unwrap_or(0),
+            quiet: flag(&get, "QUIET")?,
             call: match non_empty(&get, "CALL_ADDRESS") {
                 None => None,
                 Some(address) => Some((
@@ -116,6 +120,7 @@ mod tests {
         assert_eq!(c.crash_after, None);
         assert_eq!(c.exit_immediately, None);
         assert_eq!(c.burn_millicores, 0);
+        assert!(!c.quiet);
         assert_eq!(c.call, None);
         assert_eq!(c.info, Info::default());
     }
@@ -129,6 +134,7 @@ mod tests {
             ("CRASH_AFTER_MS", " 200 "),
             ("EXIT_IMMEDIATELY", "42"),
             ("BURN_CPU_MILLICORES", "250"),
+            ("QUIET", "1"),
             ("CALL_ADDRESS", "back:8080"),
             ("CALL_EVERY_MS", "250"),
             ("BERTH_APP", "web"),
@@ -143,6 +149,7 @@ mod tests {
         assert_eq!(c.crash_after, Some(Duration::from_millis(200)));
         assert_eq!(c.exit_immediately, Some(42));
         assert_eq!(c.burn_millicores, 250);
+        assert!(c.quiet);
         assert_eq!(
             c.call,
             Some(("back:8080".to_string(), Duration::from_millis(250)))

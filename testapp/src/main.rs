@@ -59,6 +59,8 @@ fn keep_calling(address: &str, every: Duration) {
 struct Shared {
     healthy: AtomicBool,
     info: Info,
+    /// No log line per request.
+    quiet: bool,
 }
 
 /// `berth-testapp run …`: small programs for tests of `berth exec` (the image has no shell):
@@ -152,6 +154,7 @@ fn main() {
     let shared = Arc::new(Shared {
         healthy: AtomicBool::new(!config.fail_health),
         info: config.info,
+        quiet: config.quiet,
     });
     for conn in listener.incoming() {
         match conn {
@@ -273,10 +276,12 @@ fn serve(stream: TcpStream, shared: &Shared) {
         let crash = outcome.effect == Effect::Crash;
         let keep_alive = request.keep_alive() && !crash;
         let written = http::write_response(&mut writer, &outcome.response, keep_alive);
-        println!(
-            "{} {} {}",
-            request.method, request.target, outcome.response.status
-        );
+        if !shared.quiet {
+            println!(
+                "{} {} {}",
+                request.method, request.target, outcome.response.status
+            );
+        }
         if crash {
             thread::sleep(CRASH_DELAY);
             println!("crashing on request");

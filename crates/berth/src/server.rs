@@ -15,6 +15,7 @@ use berth_controller::claim::{ClaimError, Claimed, claim_namespace};
 use berth_controller::flows::{CONNTRACK_TABLE, ConnectionObserver, ConnectionObserverJob};
 use berth_controller::leadership::Leadership;
 use berth_controller::nodes::{NodeMonitor, NodeSampler, NodeSettings};
+use berth_controller::sharing;
 use berth_controller::workers::{Schedule, Workers};
 use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
@@ -336,6 +337,19 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         },
     )
     .await;
+    // Every server's router routes when several share the database: the leader publishes its
+    // endpoint table, and its stops wait until a table without the instance is out.
+    let shared_endpoints = leadership.as_ref().map(|_| sharing::written_channel());
+    let local_drain = router.as_ref().map(|r| Arc::clone(&r.drain));
+    match (&shared_endpoints, local_drain) {
+        (Some((_, written)), local) => controller.set_drain(Arc::new(sharing::SharedDrain {
+            local,
+            written: written.clone(),
+            grace: sharing::FOLLOWER_GRACE,
+        })),
+        (None, Some(local)) => controller.set_drain(local),
+        (None, None) => {}
+    }
     let wakes = router.as_ref().map(|r| Arc::clone(&r.wakes));
     let issuer = config.acme.as_ref().map(|acme| {
         tracing::info!(directory = %acme.directory_url, "certificates can be ordered over ACME");
@@ -488,16 +502,39 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     if let (Some(leadership), Some(postgres)) = (leadership.clone(), postgres.clone()) {
         // A follower serves the API at once and starts the controllers when it leads; losing
         // the lead stops the server (a supervisor restarts it as a follower).
+        let endpoints = background.platform.controller.endpoints();
+        let lease_store = Arc::clone(&background.store) as Arc<dyn berth_store::LeaseStore>;
+        mirror_while_following(&leadership, &postgres, &endpoints, &lease_store);
         let followers = Followers {
-            postgres,
+            postgres: postgres.clone(),
             controller: background.platform.controller.clone(),
             builds: background.builds.clone(),
         };
         if inherited.is_successor() {
             inherited.announce_serving(&config.data_dir);
         }
+        let (written, _) = shared_endpoints.expect("sharing starts with the leadership");
+        let clock = Arc::clone(&background.clock);
         tokio::spawn(async move {
             let term = leadership.lead().await;
+            let nudge: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+                let postgres = postgres.clone();
+                tokio::spawn(async move {
+                    let payload = Signal::EndpointsPublished.to_payload();
+                    if let Err(error) = postgres.publish(&payload).await {
+                        tracing::warn!(%error, "cannot tell the followers of the new endpoint table: they read it within {:?}", sharing::MIRROR_POLL);
+                    }
+                });
+            });
+            tokio::spawn(sharing::publish_endpoints(
+                endpoints,
+                lease_store,
+                leadership.holder().to_string(),
+                term.epoch,
+                clock,
+                nudge,
+                written,
+            ));
             followers.listen().await;
             if let Some(claim) = pending_claim
                 && let Err(refusal) = claim.settle().await
@@ -625,6 +662,46 @@ fn relay_to_the_leader(
     }));
 }
 
+/// While this server follows, its router routes by the leader's published endpoint table
+/// (`berth_controller::sharing`): read at once, on each of the leader's notifications, and
+/// every few seconds.
+fn mirror_while_following(
+    leadership: &Leadership,
+    postgres: &PostgresStore,
+    endpoints: &berth_controller::endpoints::Endpoints,
+    store: &Arc<dyn berth_store::LeaseStore>,
+) {
+    use futures::StreamExt;
+    let nudged = Arc::new(tokio::sync::Notify::new());
+    let following = leadership.clone();
+    tokio::spawn(sharing::mirror_endpoints(
+        endpoints.clone(),
+        Arc::clone(store),
+        Arc::clone(&nudged),
+        move || following.leads(),
+    ));
+    let (postgres, following) = (postgres.clone(), leadership.clone());
+    tokio::spawn(async move {
+        let mut heard = match postgres.subscribe().await {
+            Ok(heard) => heard,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen to the leader: the endpoint table is read every {:?}", sharing::MIRROR_POLL);
+                return;
+            }
+        };
+        while let Some(payload) = heard.next().await {
+            if following.leads() {
+                return;
+            }
+            if let Ok(payload) = payload
+                && Signal::parse(&payload) == Some(Signal::EndpointsPublished)
+            {
+                nudged.notify_one();
+            }
+        }
+    });
+}
+
 /// What the leader does on its followers' signals.
 struct Followers {
     postgres: PostgresStore,
@@ -665,7 +742,8 @@ impl Followers {
                     Some(Signal::CancelBuild(id)) => {
                         builds.cancel(id);
                     }
-                    None => {}
+                    // Its own.
+                    Some(Signal::EndpointsPublished) | None => {}
                 }
             }
         });
@@ -960,6 +1038,8 @@ struct RunningRouter {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The apps its requests ask to wake (scaled to 0 when idle).
     wakes: Arc<Wakes>,
+    /// What a stop waits for: the requests this router has in flight to the instance.
+    drain: Arc<dyn berth_controller::endpoints::Drain>,
 }
 
 /// Where the router's listeners come from and when they stop.
@@ -1022,8 +1102,7 @@ async fn start_router(
     let router_view = Arc::new(RouterDrain {
         stats: stats.clone(),
     });
-    controller.set_drain(router_view.clone());
-    controller.set_traffic_source(router_view);
+    controller.set_traffic_source(router_view.clone());
     let (table, routes) = tokio::sync::watch::channel(Arc::new(RoutingTable::default()));
     let wakes = Arc::new(Wakes::default());
     let mut router_config = RouterConfig {
@@ -1122,6 +1201,7 @@ async fn start_router(
         stats,
         tasks,
         wakes,
+        drain: router_view,
     })
 }
 

@@ -509,12 +509,14 @@ async fn the_renewal_job_replaces_a_due_certificate_and_the_router_serves_the_ne
     };
     let started = std::time::Instant::now();
     let first = loop {
-        if let Ok(leaf) = presented().await {
-            break leaf;
-        }
+        let refused = match presented().await {
+            Ok(leaf) => break leaf,
+            Err(refused) => refused,
+        };
         assert!(
             started.elapsed() < PATIENCE,
-            "the ordered certificate is not served"
+            "the ordered certificate is not served; last try: {refused}; certificates: {}",
+            server.get("/api/v1/apps/shop/certificates").await
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

@@ -2,8 +2,10 @@
 //! directory. Both serve the API; the one that holds the controllers' lease runs the
 //! controllers. A change made through the follower is carried out by the leader; when the
 //! leader is killed (`kill -9`) in the middle of a rollout, the follower takes over within
-//! 10 s and finishes the rollout once; a leader stopped with SIGTERM hands over at once.
-//! Skipped without `BERTH_TEST_POSTGRES` outside CI.
+//! 10 s and finishes the rollout once; a leader stopped with SIGTERM hands over at once. Every
+//! server's router routes apps' traffic: a load through the follower's router sees no failed
+//! request while the leader rolls out and scales down. Skipped without `BERTH_TEST_POSTGRES`
+//! outside CI.
 
 mod support;
 
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
+use support::load::{Load, Mix};
 use support::{Server, containers_of, ready_instances, wait_until};
 
 const ROLLOUT: Duration = Duration::from_secs(90);
@@ -50,7 +53,8 @@ async fn the_follower_takes_over_a_killed_leader_and_finishes_its_rollout_once()
     })
     .await;
     assert_eq!(terms_led(&b), 0);
-    // Each says its part (a load balancer sends apps' traffic to the leader).
+    // Each says its part (a load balancer in front of the API may send writes to the leader;
+    // apps' traffic may go to any server's router).
     for (server, role, leaderz) in [(&a, "leader", 200), (&b, "follower", 503)] {
         let (status, ready) = server.call(Method::GET, "/readyz", None).await;
         assert_eq!(
@@ -167,8 +171,12 @@ async fn the_follower_takes_over_a_killed_leader_and_finishes_its_rollout_once()
         ready.len() == 2 && ready.iter().all(|i| i["revision"] == 2)
     })
     .await;
-    // Done once: exactly two containers, both of revision 2, and one completion in the
-    // timeline.
+    // Done once: exactly two containers, both of revision 2 (the last old one goes after its
+    // drain: the followers' grace), and one completion in the timeline.
+    wait_until("the old instances are gone", ROLLOUT, || async {
+        containers_of(&namespace, "web").len() <= 2
+    })
+    .await;
     let containers = containers_of(&namespace, "web");
     assert_eq!(containers.len(), 2, "{containers:?}");
     for id in &containers {
@@ -211,4 +219,90 @@ async fn the_follower_takes_over_a_killed_leader_and_finishes_its_rollout_once()
     // The instances stay, adopted by a.
     assert_eq!(containers_of(&namespace, "web"), containers);
     eprintln!("takeover after kill -9: {takeover:?}; hand-over after SIGTERM: {handover:?}");
+}
+
+/// The app's answer to `GET /` through `server`'s router: status and JSON body.
+async fn through_router(server: &Server) -> (u16, serde_json::Value) {
+    let answer = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{}/", server.router_port))
+        .header(reqwest::header::HOST, "web.default.localhost")
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    match answer {
+        Ok(answer) => (
+            answer.status().as_u16(),
+            answer.json().await.unwrap_or_default(),
+        ),
+        Err(_) => (0, serde_json::Value::Null),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_followers_router_routes_and_fails_no_request_while_the_leader_changes_the_app() {
+    let Some(url) = berth_store::conformance::postgres_database("sharing").await else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let shared_dir = shared.path().display().to_string();
+    let args = ["--store", &url, "--shared-dir", &shared_dir];
+    let a = Server::start_with("sharing", &args).await;
+    wait_until("a leads", Duration::from_secs(10), || async {
+        terms_led(&a) == 1
+    })
+    .await;
+    let mut b = Server::start_beside("sharing", &a, &args).await;
+    b.token = a.token.clone();
+    wait_until("b follows", Duration::from_secs(10), || async {
+        b.log().contains("another server leads")
+    })
+    .await;
+
+    a.create_app("web", 2, json!({})).await;
+    a.wait_rollout("web", ROLLOUT).await;
+    // The follower runs no controller, yet its router sends the app's traffic to the
+    // instances the leader found ready.
+    wait_until(
+        "the follower's router serves the app",
+        Duration::from_secs(10),
+        || async { through_router(&b).await.0 == 200 },
+    )
+    .await;
+    let (_, answer) = through_router(&b).await;
+    assert_eq!(answer["app"], "web", "{answer}");
+    assert_eq!(terms_led(&b), 0);
+
+    // A rolling upgrade and a scale-down by the leader, with a load through the follower's
+    // router: each old instance leaves the follower's pool before it is stopped.
+    let load = Load::start(&b, "web.default.localhost", 4, Mix::GetAndPost);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.post("/api/v1/apps/web/deploy", json!({"env": {"ROUND": "two"}}))
+        .await;
+    a.wait_rollout("web", ROLLOUT).await;
+    a.post("/api/v1/apps/web/scale", json!({"replicas": 1}))
+        .await;
+    wait_until("one instance left", ROLLOUT, || async {
+        containers_of(a.namespace.namespace(), "web").len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (done, failures) = load.finish().await;
+    assert!(done > 20, "only {done} requests ran");
+    assert!(
+        failures.is_empty(),
+        "{} of {done} requests through the follower failed: {:?}\nleader:\n{}\nfollower:\n{}",
+        failures.len(),
+        &failures[..failures.len().min(10)],
+        a.log(),
+        b.log()
+    );
+    let (status, answer) = through_router(&b).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["revision"], "2",
+        "the new revision answers: {answer}"
+    );
 }

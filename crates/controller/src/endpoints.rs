@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 /// One instance that may receive an app's traffic.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Endpoint {
     pub container_id: String,
     /// `<app>-<ordinal>`.
@@ -62,6 +62,30 @@ impl Endpoints {
     /// reconcile): the router then answers its 503 page at once rather than holding requests.
     pub fn backing_off(&self, app: &str) -> bool {
         self.crash_loops().contains(app)
+    }
+
+    /// The apps waiting out a crash-loop back-off now.
+    pub fn backing_off_apps(&self) -> BTreeSet<String> {
+        self.crash_loops().clone()
+    }
+
+    /// The whole table and back-offs become `apps` and `backing_off` (what the leader
+    /// published, on a server that follows: `crate::sharing`); subscribers hear of it only when
+    /// the table changed.
+    pub fn mirror(&self, apps: EndpointMap, backing_off: BTreeSet<String>) {
+        *self.crash_loops() = backing_off;
+        let mut apps = apps;
+        for endpoints in apps.values_mut() {
+            endpoints.sort();
+        }
+        apps.retain(|_, endpoints| !endpoints.is_empty());
+        self.table.send_if_modified(|table| {
+            if **table == apps {
+                return false;
+            }
+            *table = Arc::new(apps);
+            true
+        });
     }
 
     /// The app's crash-loop back-off began or ended.
@@ -233,6 +257,36 @@ mod tests {
             (
                 Box::new(|e| e.set_app("web", vec![endpoint("c")])),
                 vec!["c"],
+                true,
+            ),
+            // A follower mirroring the leader's table: sorted, empty lists dropped, told only
+            // of a change.
+            (
+                Box::new(|e| {
+                    e.mirror(
+                        EndpointMap::from([
+                            ("web".into(), vec![endpoint("e"), endpoint("d")]),
+                            ("api".into(), vec![]),
+                        ]),
+                        BTreeSet::from(["api".to_string()]),
+                    )
+                }),
+                vec!["d", "e"],
+                true,
+            ),
+            (
+                Box::new(|e| {
+                    e.mirror(
+                        EndpointMap::from([("web".into(), vec![endpoint("d"), endpoint("e")])]),
+                        BTreeSet::new(),
+                    )
+                }),
+                vec!["d", "e"],
+                false,
+            ),
+            (
+                Box::new(|e| e.mirror(EndpointMap::new(), BTreeSet::new())),
+                vec![],
                 true,
             ),
         ];

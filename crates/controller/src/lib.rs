@@ -26,6 +26,7 @@ pub mod nodes;
 pub mod prober;
 pub mod queue;
 pub mod reconcile;
+pub mod sharing;
 pub mod usage;
 pub mod workers;
 

@@ -42,6 +42,17 @@ impl Lease {
     }
 }
 
+/// What the leader last published under a key for the other servers (see
+/// `LeaseStore::publish_as_leader`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The lease term it was written in.
+    pub epoch: i64,
+    pub body: String,
+    /// When (unix ms, the leader's clock).
+    pub published_at: Millis,
+}
+
 /// The timing of leadership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseTiming {
@@ -106,7 +117,9 @@ impl LeaseTiming {
     }
 }
 
-/// What a follower tells the leader (over the database's notifications): work for the
+/// What the servers tell each other over the database's notifications: a follower tells the
+/// leader of work for the controllers or the build worker that its API made; the leader tells
+/// the followers that it published the endpoint table.
 /// controllers or the build worker that the follower's API made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signal {
@@ -116,15 +129,18 @@ pub enum Signal {
     BuildsQueued,
     /// Cancel this build.
     CancelBuild(i64),
+    /// (From the leader, to the followers.) The endpoint table was published anew.
+    EndpointsPublished,
 }
 
 impl Signal {
-    /// The notification's text: `wake APP`, `builds`, `cancel ID`.
+    /// The notification's text: `wake APP`, `builds`, `cancel ID`, `endpoints`.
     pub fn to_payload(&self) -> String {
         match self {
             Signal::Wake(app) => format!("wake {app}"),
             Signal::BuildsQueued => "builds".into(),
             Signal::CancelBuild(id) => format!("cancel {id}"),
+            Signal::EndpointsPublished => "endpoints".into(),
         }
     }
 
@@ -137,6 +153,7 @@ impl Signal {
             }
             Some(("cancel", id)) => id.parse().ok().map(Signal::CancelBuild),
             None if payload == "builds" => Some(Signal::BuildsQueued),
+            None if payload == "endpoints" => Some(Signal::EndpointsPublished),
             _ => None,
         }
     }
@@ -153,6 +170,7 @@ mod tests {
             Signal::Wake("a-b-c".into()),
             Signal::BuildsQueued,
             Signal::CancelBuild(42),
+            Signal::EndpointsPublished,
         ] {
             assert_eq!(Signal::parse(&signal.to_payload()), Some(signal.clone()));
         }
@@ -165,6 +183,7 @@ mod tests {
             "cancel x",
             "cancel 1.5",
             "builds 3",
+            "endpoints web",
             "restart web",
             "WAKE web",
         ] {

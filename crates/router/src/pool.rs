@@ -99,7 +99,13 @@ impl Pool {
                     .take_while(|c| now.duration_since(c.since) > config.idle_timeout)
                     .count();
                 idle.drain(..expired);
-                idle.pop()
+                // The most recent one that is ready now. The one given back last is often not
+                // yet: its connection task has not seen the end of the response go by, and
+                // waiting for it would cost this request a trip through the scheduler.
+                match idle.iter().rposition(|c| c.sender.is_ready()) {
+                    Some(ready) => Some(idle.remove(ready)),
+                    None => idle.pop(),
+                }
             };
             let Some(Idle { mut sender, .. }) = reusable else {
                 break;

@@ -659,6 +659,14 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// Removes hop-by-hop headers: the fixed list, every `Proxy-*` header and the headers the
 /// `Connection` header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one pass over the few names present says so, where
+    // removing each of the list would hash every name of the list.
+    let carries_any = headers
+        .keys()
+        .any(|name| HOP_BY_HOP.contains(name) || name.as_str().starts_with("proxy-"));
+    if !carries_any {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -1233,6 +1241,11 @@ mod tests {
                 ],
                 &["authorization"],
             ),
+            // Each kind alone is found by the quick look over the names.
+            (&[("keep-alive", "timeout=5"), ("a", "1")], &["a"]),
+            (&[("a", "1"), ("proxy-x", "1")], &["a"]),
+            (&[("Expect", "100-continue")], &[]),
+            (&[], &[]),
             // Garbage in Connection names nothing and removes nothing else.
             (&[("connection", "\"bad header\", ,"), ("a", "1")], &["a"]),
         ];

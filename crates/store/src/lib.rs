@@ -754,6 +754,23 @@ pub trait LeaseStore: Send + Sync {
 
     /// The lease as it stands; `None` before anyone took it.
     async fn get_lease(&self, name: &str) -> StoreResult<Option<berth_core::leadership::Lease>>;
+
+    /// Writes `body` under `key` for the other servers, in one statement that checks that
+    /// `holder` holds lease `lease` in term `epoch`: a deposed leader's late write changes
+    /// nothing. `false` when it does not hold that term (nothing written).
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_as_leader(
+        &self,
+        lease: &str,
+        holder: &str,
+        epoch: i64,
+        key: &str,
+        body: &str,
+        now: Millis,
+    ) -> StoreResult<bool>;
+
+    /// What was last published under `key`; `None` before anything was.
+    async fn published(&self, key: &str) -> StoreResult<Option<berth_core::leadership::Published>>;
 }
 
 /// Locks that hold across every server on one database: quota admission takes one per team,

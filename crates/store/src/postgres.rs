@@ -52,6 +52,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "instance health",
         include_str!("../migrations/postgres/0003_instance_health.sql"),
     ),
+    (
+        4,
+        "published state",
+        include_str!("../migrations/postgres/0004_published.sql"),
+    ),
 ];
 
 /// Connections one server keeps to the database.

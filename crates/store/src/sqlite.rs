@@ -148,6 +148,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "instance health",
         include_str!("../migrations/sqlite/0021_instance_health.sql"),
     ),
+    (
+        22,
+        "published state",
+        include_str!("../migrations/sqlite/0022_published.sql"),
+    ),
 ];
 
 /// Waiting this long for a lock held by another process before giving up.

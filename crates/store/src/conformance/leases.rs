@@ -1,7 +1,7 @@
 //! The leases suite ([`LeaseStore`]): one holder at a time, renewals keep the term, an expired
 //! or released lease passes to the next taker with a new epoch, and a racing crowd elects one.
 
-use berth_core::leadership::Lease;
+use berth_core::leadership::{Lease, Published};
 
 use super::*;
 use crate::LeaseStore;
@@ -10,6 +10,7 @@ use crate::LeaseStore;
 pub async fn run<S: LeaseStore + ?Sized + 'static>(store: Arc<S>) {
     one_holder_until_expiry_then_a_new_term(&*store).await;
     a_release_hands_over_at_once(&*store).await;
+    only_the_current_term_publishes(&*store).await;
     a_crowd_elects_exactly_one(store).await;
 }
 
@@ -172,4 +173,79 @@ pub async fn a_crowd_elects_exactly_one<S: LeaseStore + ?Sized + 'static>(store:
     }
     assert_eq!(winners.len(), 1, "exactly one holder: {winners:?}");
     assert_eq!(seen.len(), 1, "everyone sees the same term: {seen:?}");
+}
+
+/// What the holder of the current term publishes is kept (the latest per key); a server that
+/// does not hold the lease, or holds an older term of it, writes nothing.
+pub async fn only_the_current_term_publishes<S: LeaseStore + ?Sized>(store: &S) {
+    let lease = unique_name("lease");
+    let key = unique_name("endpoints");
+    assert_eq!(store.published(&key).await.expect("read"), None);
+    // Nobody holds the lease yet.
+    let written = store
+        .publish_as_leader(&lease, "a", 1, &key, "{}", T0)
+        .await
+        .expect("publish");
+    assert!(!written, "published without a lease");
+    assert_eq!(store.published(&key).await.expect("read"), None);
+
+    let first = store
+        .acquire_lease(&lease, "a", T0, TTL)
+        .await
+        .expect("take");
+    // (holder, epoch, body, written)
+    let steps = [
+        ("a", first.epoch, "one", true),
+        ("a", first.epoch, "two", true),
+        ("b", first.epoch, "not b's", false),
+        ("a", first.epoch + 1, "not yet a's term", false),
+    ];
+    for (at, (holder, epoch, body, expected)) in (T0 + 1..).zip(steps) {
+        let written = store
+            .publish_as_leader(&lease, holder, epoch, &key, body, at)
+            .await
+            .expect("publish");
+        assert_eq!(
+            written, expected,
+            "{holder} in term {epoch} publishing {body:?}"
+        );
+    }
+    assert_eq!(
+        store.published(&key).await.expect("read"),
+        Some(Published {
+            epoch: first.epoch,
+            body: "two".into(),
+            published_at: T0 + 2,
+        })
+    );
+
+    // The lease expires and b takes it: a, deposed, writes nothing any more; b does.
+    let later = T0 + TTL + 1;
+    let second = store
+        .acquire_lease(&lease, "b", later, TTL)
+        .await
+        .expect("take");
+    assert_eq!(second.holder, "b");
+    let late = store
+        .publish_as_leader(&lease, "a", first.epoch, &key, "late", later)
+        .await
+        .expect("publish");
+    assert!(!late, "a deposed leader published");
+    assert!(
+        store
+            .publish_as_leader(&lease, "b", second.epoch, &key, "b's", later + 1)
+            .await
+            .expect("publish")
+    );
+    let now = store
+        .published(&key)
+        .await
+        .expect("read")
+        .expect("published");
+    assert_eq!((now.epoch, now.body.as_str()), (second.epoch, "b's"));
+    // Keys are apart.
+    assert_eq!(
+        store.published(&unique_name("other")).await.expect("read"),
+        None
+    );
 }

@@ -1,8 +1,9 @@
-//! [`LeaseStore`] in SQL: leases (`leases`), SQLite migration 0020, PostgreSQL 0002.
+//! [`LeaseStore`] in SQL: leases (`leases`, SQLite migration 0020, PostgreSQL 0002) and what
+//! their holder publishes (`published`, SQLite 0022, PostgreSQL 0004).
 
 use async_trait::async_trait;
 use berth_core::Millis;
-use berth_core::leadership::Lease;
+use berth_core::leadership::{Lease, Published};
 
 use super::{DbRow, SqlStore, db_err, get};
 use crate::{LeaseStore, StoreResult};
@@ -88,5 +89,51 @@ impl LeaseStore for SqlStore {
         .await
         .map_err(db_err)?;
         row.as_ref().map(lease_from_row).transpose()
+    }
+
+    async fn publish_as_leader(
+        &self,
+        lease: &str,
+        holder: &str,
+        epoch: i64,
+        key: &str,
+        body: &str,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        // The term check and the write are one statement: no window in which the lease could
+        // pass to another server between them.
+        let done = sqlx::query(
+            "INSERT INTO published (key, epoch, body, published_at) \
+             SELECT $4, $3, $5, $6 WHERE EXISTS \
+             (SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND epoch = $3) \
+             ON CONFLICT (key) DO UPDATE SET epoch = excluded.epoch, body = excluded.body, \
+             published_at = excluded.published_at",
+        )
+        .bind(lease)
+        .bind(holder)
+        .bind(epoch)
+        .bind(key)
+        .bind(body)
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn published(&self, key: &str) -> StoreResult<Option<Published>> {
+        let row = sqlx::query("SELECT epoch, body, published_at FROM published WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.map(|row| {
+            Ok(Published {
+                epoch: get(&row, "epoch")?,
+                body: get(&row, "body")?,
+                published_at: get(&row, "published_at")?,
+            })
+        })
+        .transpose()
     }
 }
