@@ -29,15 +29,6 @@ struct ThreadPool {
 
 impl ThreadPool {
     async fn forward(&self, mut request: Request<Incoming>) -> Response<Incoming> {
-        if let Some(ns) = std::env::var("BARE_BURN")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            let start = std::time::Instant::now();
-            while start.elapsed() < std::time::Duration::from_nanos(ns) {
-                std::hint::spin_loop();
-            }
-        }
         let index = self.next.get() % self.backends.len();
         self.next.set(index + 1);
         // A connection whose last response body is still on its way is not ready yet: it
@@ -103,38 +94,16 @@ fn serve_thread(
                 let service = service_fn(move |request| {
                     let pool = Rc::clone(&pool);
                     async move {
-                        let mut response = if std::env::var_os("BARE_TIMEOUT").is_some() {
-                            tokio::time::timeout(
-                                std::time::Duration::from_secs(60),
-                                pool.forward(request),
-                            )
-                            .await
-                            .unwrap()
-                        } else {
-                            pool.forward(request).await
-                        };
+                        let mut response = pool.forward(request).await;
                         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                             *response.status_mut() = StatusCode::BAD_GATEWAY;
                         }
                         Ok::<_, Infallible>(response)
                     }
                 });
-                if std::env::var_os("BARE_AUTO").is_some() {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
-                } else if std::env::var_os("BARE_HRT").is_some() {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(std::time::Duration::from_secs(30))
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                } else {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                }
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
