@@ -303,6 +303,13 @@ impl Registry {
         let expiry = self.config.upload_expiry;
         let is_expired = |t: SystemTime| t.checked_add(expiry).is_some_and(|end| end <= now);
         let mut report = ExpireReport::default();
+        // Another server of the installation may be writing to a session this one last saw
+        // long ago: a session is idle only when its file is too.
+        let files = self.blobs.list_uploads().await?;
+        let written: HashMap<&str, SystemTime> = files
+            .iter()
+            .map(|upload| (upload.id.as_str(), upload.modified))
+            .collect();
         let sessions: Vec<(String, _)> = self
             .uploads
             .lock()
@@ -316,7 +323,10 @@ impl Registry {
             let Ok(mut s) = session.try_lock() else {
                 continue;
             };
-            if s.closed || !is_expired(s.last_activity) {
+            let last = written
+                .get(id.as_str())
+                .map_or(s.last_activity, |&file| file.max(s.last_activity));
+            if s.closed || !is_expired(last) {
                 continue;
             }
             s.closed = true;
@@ -333,12 +343,14 @@ impl Registry {
             .keys()
             .cloned()
             .collect();
-        for upload in self.blobs.list_uploads().await? {
-            // Files without a session (crash, restart) are judged by their last write.
+        for upload in &files {
+            // Files without a session here (another server's, or left by a crash or restart)
+            // are judged by their last write.
             let remove = expired.contains(&upload.id)
                 || (!live.contains(&upload.id) && is_expired(upload.modified));
             if remove {
                 self.blobs.delete_upload(&upload.id).await?;
+                self.meta.delete(&keys::upload(&upload.id)).await?;
                 report.uploads_expired += 1;
                 report.bytes_freed += upload.size;
             }

@@ -94,6 +94,16 @@ pub(crate) struct UploadSession {
     pub(crate) closed: bool,
 }
 
+/// An upload session as storage keeps it, written when it starts and after every chunk: the
+/// bytes it holds so far (the file may hold more, of a chunk that failed). Any server reaching
+/// the storage takes the session up from it — the session may have begun on another server
+/// of the installation, or before a restart — by hashing those bytes again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct UploadRecord {
+    repo: String,
+    size: u64,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Touch {
     pub(crate) at: SystemTime,
@@ -203,6 +213,10 @@ pub(crate) mod keys {
     }
     pub(crate) fn referrer(repo: &RepoName, subject: &Digest, d: &Digest) -> String {
         format!("{}{}", referrers_dir(repo, subject), d.hex())
+    }
+    /// An upload session's record (see `UploadRecord`).
+    pub(crate) fn upload(id: &str) -> String {
+        format!("uploads/{id}")
     }
 }
 
@@ -584,11 +598,25 @@ impl Registry {
         };
         self.lock_uploads()
             .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
-        if let Err(e) = self.blobs.create_upload(&id).await {
+        let created = async {
+            self.blobs.create_upload(&id).await?;
+            self.record_upload(repo, &id, 0).await
+        }
+        .await;
+        if let Err(e) = created {
             self.lock_uploads().remove(&id);
-            return Err(e.into());
+            let _ = self.blobs.delete_upload(&id).await;
+            return Err(e);
         }
         Ok(id)
+    }
+
+    async fn record_upload(&self, repo: &RepoName, id: &str, size: u64) -> Result<()> {
+        let record = UploadRecord {
+            repo: repo.to_string(),
+            size,
+        };
+        self.write_json(&keys::upload(id), &record).await
     }
 
     fn lock_uploads(
@@ -603,17 +631,70 @@ impl Registry {
         id: &str,
     ) -> Result<tokio::sync::OwnedMutexGuard<UploadSession>> {
         let unknown = || RegistryError::BlobUploadUnknown(id.to_owned());
-        let session = self.lock_uploads().get(id).cloned().ok_or_else(unknown)?;
-        let guard = session.lock_owned().await;
+        // Storage's record is the word: another server may have written chunks since this
+        // one last saw the session, or finished it.
+        let record: Option<UploadRecord> = match self.read_json(&keys::upload(id)).await {
+            Err(RegistryError::Corrupt { .. }) => None,
+            read => read?,
+        };
+        let Some(record) = record.filter(|r| r.repo == repo.as_str()) else {
+            self.lock_uploads().remove(id);
+            return Err(unknown());
+        };
+        let session = {
+            let mut uploads = self.lock_uploads();
+            let session = uploads.entry(id.to_owned()).or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(UploadSession {
+                    repo: repo.clone(),
+                    hasher: Sha256::new(),
+                    size: 0,
+                    last_activity: self.now(),
+                    closed: false,
+                }))
+            });
+            Arc::clone(session)
+        };
+        let mut guard = session.lock_owned().await;
         if guard.closed || guard.repo != *repo {
             return Err(unknown());
+        }
+        if guard.size != record.size {
+            self.take_up(id, &mut guard, record.size)
+                .await
+                .map_err(|_| unknown())?;
         }
         Ok(guard)
     }
 
-    fn close_session(&self, id: &str, session: &mut UploadSession) {
+    /// Brings `session` to the `size` bytes storage holds (written through another server, or
+    /// before a restart): hashes them again.
+    async fn take_up(&self, id: &str, session: &mut UploadSession, size: u64) -> Result<()> {
+        let mut reader = self.blobs.read_upload(id).await?.take(size);
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 256 * 1024];
+        let mut read = 0u64;
+        loop {
+            let n = reader.read(&mut buffer).await?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            read += n as u64;
+        }
+        if read != size {
+            return Err(RegistryError::BlobUploadInvalid(format!(
+                "upload {id} holds {read} bytes, its record {size}"
+            )));
+        }
+        session.hasher = hasher;
+        session.size = size;
+        Ok(())
+    }
+
+    async fn close_session(&self, id: &str, session: &mut UploadSession) {
         session.closed = true;
         self.lock_uploads().remove(id);
+        let _ = self.meta.delete(&keys::upload(id)).await;
     }
 
     /// Bytes received so far by an upload.
@@ -704,6 +785,7 @@ impl Registry {
                 r.len()
             )));
         }
+        self.record_upload(repo, id, session.size + written).await?;
         session.size += written;
         session.hasher = hasher;
         session.last_activity = self.now();
@@ -726,7 +808,7 @@ impl Registry {
             .await?;
         let computed = Digest::from_sha256(&session.hasher.clone().finalize());
         if computed != *digest {
-            self.close_session(id, &mut session);
+            self.close_session(id, &mut session).await;
             self.blobs.delete_upload(id).await?;
             return Err(RegistryError::DigestInvalid {
                 message: format!(
@@ -747,7 +829,7 @@ impl Registry {
             Ok::<_, RegistryError>(())
         }
         .await;
-        self.close_session(id, &mut session);
+        self.close_session(id, &mut session).await;
         if committed.is_err() {
             let _ = self.blobs.delete_upload(id).await;
         }
@@ -757,7 +839,7 @@ impl Registry {
     /// Cancels an upload (`DELETE`).
     pub(crate) async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
         let mut session = self.session(repo, id).await?;
-        self.close_session(id, &mut session);
+        self.close_session(id, &mut session).await;
         Ok(self.blobs.delete_upload(id).await?)
     }
 

@@ -681,3 +681,132 @@ async fn config_size(reg: &TestRegistry, image: &support::TestImage) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// Two servers of one installation serve the same registry directory (`--shared-dir`) behind
+/// a load balancer that is not sticky: a push's requests land on either. An upload begun on
+/// one goes on and ends on the other, back and forth; a server that last saw the session
+/// before the other wrote to it takes it up from storage; once finished on one, the session is
+/// gone on both; and one server's expiry job leaves alone a session the other is writing to.
+#[tokio::test]
+async fn an_upload_goes_on_across_servers_sharing_the_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("registry");
+    let auth = Arc::new(StaticAuthorizer::new(USER, PASSWORD));
+    let open = || Registry::open(&root, auth.clone(), RegistryConfig::default()).unwrap();
+    // a's clock is two hours behind: the sessions it touches look long idle to it.
+    let behind = ManualClock::new(SystemTime::now() - 2 * HOUR);
+    let a = support::serve(
+        Arc::new(open().with_clock(behind)),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    let b = support::serve(Arc::new(open()), tempfile::tempdir().unwrap()).await;
+    let data = random_bytes(30_000);
+
+    let r = a
+        .req(Method::POST, "/v2/team/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    // (server, chunk): b has never seen the session; a saw it at 0 bytes, before b wrote.
+    let steps: [(&TestRegistry, std::ops::Range<usize>); 3] =
+        [(&b, 0..10_000), (&a, 10_000..20_000), (&b, 20_000..25_000)];
+    for (server, chunk) in steps {
+        let r = server
+            .req(Method::PATCH, &location)
+            .header(
+                "content-range",
+                format!("{}-{}", chunk.start, chunk.end - 1),
+            )
+            .body(data[chunk.clone()].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "chunk {chunk:?}");
+        assert_eq!(
+            r.headers()["range"].to_str().unwrap(),
+            format!("0-{}", chunk.end - 1)
+        );
+    }
+    // Each says where the upload stands, whoever wrote last.
+    for server in [&a, &b] {
+        let r = server.req(Method::GET, &location).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        assert_eq!(r.headers()["range"].to_str().unwrap(), "0-24999");
+    }
+    // a's expiry job: to a, the session has been idle for two hours, but b wrote to it just
+    // now.
+    let report = a
+        .registry
+        .expire_uploads(SystemTime::now() + Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(report.uploads_expired, 0);
+
+    let digest = Digest::of(&data);
+    let r = a
+        .req(Method::PUT, &format!("{location}?digest={digest}"))
+        .header("content-range", "25000-29999")
+        .body(data[25_000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for server in [&a, &b] {
+        let r = server
+            .req(Method::GET, &format!("/v2/team/app/blobs/{digest}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.bytes().await.unwrap(), data);
+        // Finished: the session is gone everywhere.
+        let r = server
+            .req(Method::PATCH, &location)
+            .body(b"more".to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    assert_eq!(support::file_count(&root.join("uploads")), 0);
+
+    // A wrong digest at the end, on the other server: refused, and the upload discarded.
+    let r = b
+        .req(Method::POST, "/v2/team/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = a
+        .req(Method::PATCH, &location)
+        .body(data[..100].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = b
+        .req(Method::PUT, &format!("{location}?digest={digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(support::error_codes(r).await, ["DIGEST_INVALID"]);
+    assert_eq!(support::file_count(&root.join("uploads")), 0);
+    // Another repository cannot take the session up.
+    let r = b
+        .req(Method::POST, "/v2/team/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let elsewhere = location.replace("/team/app/", "/team/other/");
+    let r = a
+        .req(Method::PATCH, &elsewhere)
+        .body(data[..100].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}

@@ -304,6 +304,11 @@ impl BlobStore for FsStorage {
         .await
     }
 
+    async fn read_upload(&self, id: &str) -> io::Result<BlobReader> {
+        let file = tokio::fs::File::open(self.upload_path(id)?).await?;
+        Ok(Box::pin(file))
+    }
+
     async fn delete_upload(&self, id: &str) -> io::Result<()> {
         match tokio::fs::remove_file(self.upload_path(id)?).await {
             Err(e) if e.kind() != ErrorKind::NotFound => Err(e),

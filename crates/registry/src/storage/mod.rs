@@ -80,6 +80,8 @@ pub trait BlobStore: Send + Sync + 'static {
         digest: &Digest,
         now: SystemTime,
     ) -> io::Result<()>;
+    /// Reads an upload from its start (to take up a session another server began).
+    async fn read_upload(&self, id: &str) -> io::Result<BlobReader>;
     /// Discards an upload (no error when absent).
     async fn delete_upload(&self, id: &str) -> io::Result<()>;
     /// Every upload on storage, including those whose session was lost in a restart.
