@@ -1082,9 +1082,14 @@ pub struct ReadyDto {
     pub store: String,
     pub engine: String,
     /// This server's part: `single` (the only server of its store), or, when servers share a
-    /// PostgreSQL store, `leader` (it runs the controllers and routes apps' traffic) or
-    /// `follower` (it serves the API and takes over when the leader goes).
+    /// PostgreSQL store, `leader` (it runs the controllers) or `follower` (it serves the API
+    /// and apps' traffic, and takes over when the leader goes).
     pub role: String,
+    /// When servers share a store: how far this server's clock was ahead of the database's
+    /// (ms; negative: behind) at its last comparison. Beyond half the lease margin (750 ms) it
+    /// does not lead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_skew_ms: Option<i64>,
 }
 
 #[cfg(test)]

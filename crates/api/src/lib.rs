@@ -171,9 +171,8 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Whether this server runs the controllers (and so routes apps' traffic): 200 `leader` on the
-/// leader or the only server of its store, 503 `follower` elsewhere — a load balancer's health
-/// check for apps' traffic.
+/// Whether this server runs the controllers: 200 `leader` on the leader or the only server of
+/// its store, 503 `follower` elsewhere (every server serves the API and apps' traffic).
 #[utoipa::path(get, path = "/leaderz", tag = "system", security(()),
     responses((status = 200, body = String), (status = 503, body = String)))]
 pub async fn leaderz(State(state): State<ApiState>) -> Response {
@@ -215,6 +214,10 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
             store,
             engine,
             role: role.to_string(),
+            clock_skew_ms: state
+                .leadership
+                .as_ref()
+                .and_then(|leadership| leadership.clock_skew_ms()),
         }),
     )
         .into_response()

@@ -12,9 +12,10 @@
 //! controllers have stopped, so a follower takes over within one poll.
 
 use berth_core::clock::Clock;
-use berth_core::leadership::{CONTROLLER_LEASE, LeaseTiming};
+use berth_core::leadership::{CONTROLLER_LEASE, ClockCheck, LeaseTiming};
 use berth_engine::Fence;
 use berth_store::LeaseStore;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -34,6 +35,10 @@ struct Shared {
     clock: Clock,
     /// The term this server holds, if any.
     term: Mutex<Option<i64>>,
+    /// The last comparison of this server's clock with the database's: when, and the verdict.
+    clock_check: Mutex<Option<(Instant, Result<(), String>)>>,
+    /// The skew it measured (ms this clock is ahead); `i64::MIN` before the first.
+    skew_ms: AtomicI64,
 }
 
 /// A term this server won.
@@ -60,6 +65,8 @@ impl Leadership {
                 fence,
                 clock,
                 term: Mutex::new(None),
+                clock_check: Mutex::new(None),
+                skew_ms: AtomicI64::new(i64::MIN),
             }),
         }
     }
@@ -67,6 +74,12 @@ impl Leadership {
     /// This server's id in the lease.
     pub fn holder(&self) -> &str {
         &self.shared.holder
+    }
+
+    /// How far this server's clock was ahead of the database's (ms; negative: behind) at the
+    /// last comparison; `None` before the first.
+    pub fn clock_skew_ms(&self) -> Option<i64> {
+        Some(self.shared.skew_ms.load(Ordering::Relaxed)).filter(|&skew| skew != i64::MIN)
     }
 
     /// Whether this server holds a term now.
@@ -79,7 +92,24 @@ impl Leadership {
     pub async fn lead(&self) -> Term {
         let shared = &self.shared;
         let mut told: Option<(String, i64)> = None;
+        let mut told_clock: Option<String> = None;
         loop {
+            // A server whose clock disagrees with the database's could take a lease its
+            // holder still acts under: it does not ask for the lease until the clocks agree.
+            match shared.clock_verdict().await {
+                Err(why) => {
+                    if told_clock.as_ref() != Some(&why) {
+                        tracing::error!("{why}: this server will not lead until it does");
+                        told_clock = Some(why);
+                    }
+                    tokio::time::sleep(shared.timing.poll_every).await;
+                    continue;
+                }
+                Ok(()) if told_clock.take().is_some() => {
+                    tracing::info!("this server's clock agrees with the database's again");
+                }
+                Ok(()) => {}
+            }
             let started = Instant::now();
             match shared.ask().await {
                 Ok(lease) if lease.holder == shared.holder => {
@@ -151,6 +181,9 @@ async fn keep(shared: Arc<Shared>, epoch: i64, first: Instant, lost: oneshot::Se
         let started = Instant::now();
         match shared.ask().await {
             Ok(lease) if lease.holder == shared.holder && lease.epoch == epoch => {
+                if let Err(why) = shared.clock_verdict().await {
+                    break format!("{why}: this server stops leading");
+                }
                 last_start = started;
                 if let Some(left) = shared.timing.time_left(started.elapsed()) {
                     shared.fence.grant(epoch, left);
@@ -181,6 +214,46 @@ async fn keep(shared: Arc<Shared>, epoch: i64, first: Instant, lost: oneshot::Se
 }
 
 impl Shared {
+    /// Compares this server's clock with the database's (at most every
+    /// `clock_check_every`, else the last verdict): `Err` saying by how much when they
+    /// disagree beyond the skew allowed. A reading that fails is no verdict.
+    async fn clock_verdict(&self) -> Result<(), String> {
+        if let Some((at, verdict)) = &*lock(&self.clock_check)
+            && at.elapsed() < self.timing.clock_check_every
+        {
+            return verdict.clone();
+        }
+        let before = (self.clock)();
+        let database = match self.store.database_time().await {
+            Ok(database) => database,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the database's clock");
+                return Ok(());
+            }
+        };
+        let check = ClockCheck {
+            before,
+            database,
+            after: (self.clock)(),
+        };
+        let skew = check.skew_ms();
+        self.skew_ms.store(skew, Ordering::Relaxed);
+        let max = self.timing.max_clock_skew();
+        let verdict = if check.agrees(max) {
+            Ok(())
+        } else {
+            Err(format!(
+                "this server's clock is {} ms {} the database's (at most {} ms allowed; set \
+                 the time with NTP)",
+                skew.unsigned_abs(),
+                if skew > 0 { "ahead of" } else { "behind" },
+                max.as_millis()
+            ))
+        };
+        *lock(&self.clock_check) = Some((Instant::now(), verdict.clone()));
+        verdict
+    }
+
     /// Takes or renews the lease for this server now.
     async fn ask(&self) -> berth_store::StoreResult<berth_core::leadership::Lease> {
         self.store
@@ -233,6 +306,7 @@ mod tests {
             renew_every: Duration::from_millis(150),
             poll_every: Duration::from_millis(50),
             margin: Duration::from_millis(300),
+            clock_check_every: Duration::from_millis(100),
         }
     }
 
@@ -296,6 +370,53 @@ mod tests {
             .expect("a reason");
         assert!(reason.contains("passed to b"), "{reason}");
         assert!(fence_a.check().is_err());
+    }
+
+    /// The system's clock with an offset that can change (ms).
+    fn offset_clock(offset: &Arc<AtomicI64>) -> berth_core::clock::Clock {
+        let offset = Arc::clone(offset);
+        let system = berth_core::clock::system_clock();
+        Arc::new(move || system() + offset.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_whose_clock_disagrees_with_the_databases_does_not_lead_or_stops() {
+        let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        let offset = Arc::new(AtomicI64::new(5_000));
+        let fence = Fence::new();
+        let ahead = Leadership::new(
+            store.clone(),
+            "ahead".into(),
+            fast(),
+            Arc::clone(&fence),
+            offset_clock(&offset),
+        );
+        // 5 s ahead (at most 150 ms allowed here): it never asks for the free lease.
+        let waiting = tokio::spawn({
+            let ahead = ahead.clone();
+            async move { ahead.lead().await }
+        });
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(!waiting.is_finished(), "a server 5 s ahead must not lead");
+        assert_eq!(store.get_lease(CONTROLLER_LEASE).await.unwrap(), None);
+        let skew = ahead.clock_skew_ms().expect("measured");
+        assert!((4_900..=5_100).contains(&skew), "{skew}");
+        // Set right, it leads.
+        offset.store(0, Ordering::Relaxed);
+        let term = tokio::time::timeout(Duration::from_secs(2), waiting)
+            .await
+            .expect("leads once its clock agrees")
+            .unwrap();
+        assert!(fence.check().is_ok());
+        // Its clock falls 2 s behind while it leads: it stops at its next renewal.
+        offset.store(-2_000, Ordering::Relaxed);
+        let reason = tokio::time::timeout(Duration::from_secs(2), term.lost)
+            .await
+            .expect("it notices")
+            .expect("a reason");
+        assert!(reason.contains("ms behind the database's"), "{reason}");
+        assert!(fence.check().is_err());
+        assert!(!ahead.leads());
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub struct LeaseTiming {
     pub poll_every: Duration,
     /// How long before the expiry the holder stops acting.
     pub margin: Duration,
+    /// How often a server compares its clock with the database's (see [`ClockCheck`]).
+    pub clock_check_every: Duration,
 }
 
 impl Default for LeaseTiming {
@@ -76,6 +78,7 @@ impl Default for LeaseTiming {
             renew_every: Duration::from_secs(1),
             poll_every: Duration::from_millis(250),
             margin: Duration::from_millis(1500),
+            clock_check_every: Duration::from_secs(10),
         }
     }
 }
@@ -96,10 +99,21 @@ impl LeaseTiming {
                 self.renew_every, self.ttl, self.margin
             ));
         }
-        if self.poll_every.is_zero() || self.renew_every.is_zero() {
-            return Err("the renewal and poll periods must not be zero".into());
+        if self.poll_every.is_zero()
+            || self.renew_every.is_zero()
+            || self.clock_check_every.is_zero()
+        {
+            return Err("the renewal, poll and clock check periods must not be zero".into());
         }
         Ok(())
+    }
+
+    /// The largest difference between a server's clock and the database's with which it may
+    /// lead: half the margin. Leases are stamped with their holder's clock and judged expired
+    /// by the others' clocks; a follower whose clock runs ahead by more than the margin would
+    /// take a lease its holder still acts under.
+    pub fn max_clock_skew(&self) -> Duration {
+        self.margin / 2
     }
 
     /// The time to live in milliseconds, as the store takes it.
@@ -114,6 +128,30 @@ impl LeaseTiming {
             .saturating_sub(self.margin)
             .checked_sub(since_renewal_start)
             .filter(|left| !left.is_zero())
+    }
+}
+
+/// A reading of the database's clock between two readings of this server's (unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockCheck {
+    pub before: Millis,
+    pub database: Millis,
+    pub after: Millis,
+}
+
+impl ClockCheck {
+    /// How far this server's clock is ahead of the database's (negative: behind), taking the
+    /// database's reading as made halfway through the round trip.
+    pub fn skew_ms(&self) -> i64 {
+        self.before / 2 + self.after / 2 + (self.before % 2 + self.after % 2) / 2 - self.database
+    }
+
+    /// Whether the clocks agree within `max`, even at the worst moment of the round trip
+    /// (a slow round trip cannot prove agreement).
+    pub fn agrees(&self, max: Duration) -> bool {
+        let half_trip = (self.after - self.before).max(0) / 2;
+        let max = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
+        self.skew_ms().abs() + half_trip <= max
     }
 }
 
@@ -192,6 +230,34 @@ mod tests {
     }
 
     #[test]
+    fn clocks_agree_within_the_skew_allowed_even_at_the_worst_moment_of_the_round_trip() {
+        let max = LeaseTiming::default().max_clock_skew();
+        assert_eq!(max, Duration::from_millis(750));
+        // (before, database, after, skew, agrees)
+        let cases = [
+            (1_000, 1_005, 1_010, 0, true),
+            (1_000, 300, 1_010, 705, true),
+            (1_000, 1_705, 1_010, -700, true),
+            (1_000, 245, 1_010, 760, false),
+            (1_000, 1_800, 1_010, -795, false),
+            // A slow round trip cannot prove agreement.
+            (1_000, 1_500, 2_000, 0, true),
+            (1_000, 2_000, 3_000, 0, false),
+            (1_001, 1_001, 1_002, 0, true),
+            (i64::MAX - 1, i64::MAX - 1, i64::MAX - 1, 0, true),
+        ];
+        for (before, database, after, skew, agrees) in cases {
+            let check = ClockCheck {
+                before,
+                database,
+                after,
+            };
+            assert_eq!(check.skew_ms(), skew, "{check:?}");
+            assert_eq!(check.agrees(max), agrees, "{check:?}");
+        }
+    }
+
+    #[test]
     fn the_default_timing_is_valid_and_bad_ones_are_refused() {
         let ms = Duration::from_millis;
         let timing = |ttl, renew, poll, margin| LeaseTiming {
@@ -199,6 +265,7 @@ mod tests {
             renew_every: ms(renew),
             poll_every: ms(poll),
             margin: ms(margin),
+            clock_check_every: ms(10_000),
         };
         // (timing, Ok or a word of the error)
         let cases = [

@@ -769,6 +769,9 @@ pub trait LeaseStore: Send + Sync {
         now: Millis,
     ) -> StoreResult<bool>;
 
+    /// The database's clock now (unix ms): servers compare theirs with it before they lead.
+    async fn database_time(&self) -> StoreResult<Millis>;
+
     /// What was last published under `key`; `None` before anything was.
     async fn published(&self, key: &str) -> StoreResult<Option<berth_core::leadership::Published>>;
 }

@@ -34,6 +34,8 @@ type DbConnection = sqlx::postgres::PgConnection;
 type DbPool = sqlx::PgPool;
 /// The store type the shared queries are implemented on.
 type SqlStore = PostgresStore;
+/// The database's clock in unix milliseconds (`LeaseStore::database_time`).
+const DATABASE_NOW_MS: &str = "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
 
 /// Schema migrations, in order (see [`crate::migrations`]).
 const MIGRATIONS: &[(i64, &str, &str)] = &[

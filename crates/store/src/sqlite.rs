@@ -36,6 +36,9 @@ type DbConnection = sqlx::sqlite::SqliteConnection;
 type DbPool = sqlx::SqlitePool;
 /// The store type the shared queries are implemented on.
 type SqlStore = SqliteStore;
+/// The database's clock in unix milliseconds (`LeaseStore::database_time`).
+const DATABASE_NOW_MS: &str =
+    "SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)";
 
 /// Schema migrations, in order. Files follow sqlx's `<VERSION>_<DESCRIPTION>.sql` naming and are
 /// checksummed the way `sqlx::migrate!` does (bookkeeping in `_sqlx_migrations`), so the

@@ -11,6 +11,7 @@ pub async fn run<S: LeaseStore + ?Sized + 'static>(store: Arc<S>) {
     one_holder_until_expiry_then_a_new_term(&*store).await;
     a_release_hands_over_at_once(&*store).await;
     only_the_current_term_publishes(&*store).await;
+    the_database_tells_its_time(&*store).await;
     a_crowd_elects_exactly_one(store).await;
 }
 
@@ -247,5 +248,17 @@ pub async fn only_the_current_term_publishes<S: LeaseStore + ?Sized>(store: &S) 
     assert_eq!(
         store.published(&unique_name("other")).await.expect("read"),
         None
+    );
+}
+
+/// The database's clock reads like this machine's (the tests run beside the database).
+pub async fn the_database_tells_its_time<S: LeaseStore + ?Sized>(store: &S) {
+    let now = || berth_core::clock::system_clock()();
+    let before = now();
+    let database = store.database_time().await.expect("the database's time");
+    let after = now();
+    assert!(
+        (before - 1_000..=after + 1_000).contains(&database),
+        "{before} ≤ {database} ≤ {after}, within a second"
     );
 }

@@ -121,6 +121,13 @@ impl LeaseStore for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn database_time(&self) -> StoreResult<Millis> {
+        sqlx::query_scalar(super::DATABASE_NOW_MS)
+            .fetch_one(&self.write)
+            .await
+            .map_err(db_err)
+    }
+
     async fn published(&self, key: &str) -> StoreResult<Option<Published>> {
         let row = sqlx::query("SELECT epoch, body, published_at FROM published WHERE key = $1")
             .bind(key)

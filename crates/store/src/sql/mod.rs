@@ -34,7 +34,7 @@ mod nodes;
 mod secrets;
 mod volumes;
 
-use super::{Db, DbConnection, DbPool, DbRow, SqlStore};
+use super::{DATABASE_NOW_MS, Db, DbConnection, DbPool, DbRow, SqlStore};
 use crate::enums::DbEnum;
 use crate::{
     AccountStore, AppList, AppPage, AppStore, AuditQuery, BuildQuery, CertificateStore,
