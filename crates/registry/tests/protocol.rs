@@ -35,16 +35,6 @@ async fn raw_request(reg: &TestRegistry, request_line: &str) -> (u16, String) {
     (status, body)
 }
 
-async fn start_upload(reg: &TestRegistry, repo: &str) -> String {
-    let r = reg
-        .req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    header(&r, "location").unwrap()
-}
-
 #[tokio::test]
 async fn base_endpoint_and_authentication() {
     let reg = support::start().await;
@@ -451,7 +441,7 @@ async fn post_then_put_upload() {
 #[tokio::test]
 async fn chunked_upload_with_content_range() {
     let reg = support::start().await;
-    let location = start_upload(&reg, "team/app").await;
+    let location = reg.start_upload("team/app").await;
     let data = random_bytes(25);
     let patch = |range: &str, body: &[u8]| {
         reg.req(Method::PATCH, &location)
@@ -517,7 +507,7 @@ async fn chunked_upload_with_content_range() {
 async fn streamed_patch_without_content_range() {
     // What docker does: one PATCH with a chunked body, then an empty PUT.
     let reg = support::start().await;
-    let location = start_upload(&reg, "team/app").await;
+    let location = reg.start_upload("team/app").await;
     let parts: Vec<Bytes> = (0..8)
         .map(|_| Bytes::from(random_bytes(64 * 1024)))
         .collect();
@@ -554,7 +544,7 @@ async fn wrong_digest_is_rejected_and_leaves_no_blob() {
     let claimed = Digest::of(b"something else");
 
     // Chunked, then a PUT with the wrong digest.
-    let location = start_upload(&reg, "team/app").await;
+    let location = reg.start_upload("team/app").await;
     let r = reg
         .req(Method::PATCH, &location)
         .body(data.clone())
@@ -602,7 +592,7 @@ async fn wrong_digest_is_rejected_and_leaves_no_blob() {
 #[tokio::test]
 async fn digest_parameter_errors() {
     let reg = support::start().await;
-    let location = start_upload(&reg, "team/app").await;
+    let location = reg.start_upload("team/app").await;
     let cases = [
         (location.clone(), "DIGEST_INVALID"),
         (format!("{location}?digest=sha256:abc"), "DIGEST_INVALID"),
@@ -642,7 +632,7 @@ async fn upload_sessions_are_scoped_and_cancellable() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_codes(r).await, ["BLOB_UPLOAD_UNKNOWN"]);
 
-    let location = start_upload(&reg, "team/app").await;
+    let location = reg.start_upload("team/app").await;
     let other = location.replace("team/app", "team/other");
     let r = reg.req(Method::GET, &other).send().await.unwrap();
     assert_eq!(error_codes(r).await, ["BLOB_UPLOAD_UNKNOWN"]);

@@ -498,18 +498,8 @@ async fn crash_mid_upload_leaves_no_blob_and_the_orphan_expires() {
         let registry =
             Arc::new(Registry::open(&root, auth.clone(), RegistryConfig::default()).unwrap());
         let reg = support::serve(registry, tempfile::tempdir().unwrap()).await;
-        let r = reg
-            .req(Method::POST, "/v2/team/app/blobs/uploads/")
-            .send()
-            .await
-            .unwrap();
-        let location = r.headers()["location"].to_str().unwrap().to_owned();
-        let r = reg
-            .req(Method::PATCH, &location)
-            .body(data[..8000].to_vec())
-            .send()
-            .await
-            .unwrap();
+        let location = reg.start_upload("team/app").await;
+        let r = reg.patch_upload(&location, &data[..8000]).await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);
         // The "crash": the server and its sessions vanish mid-upload.
     }
@@ -703,13 +693,7 @@ async fn an_upload_goes_on_across_servers_sharing_the_storage() {
     let b = support::serve(Arc::new(open()), tempfile::tempdir().unwrap()).await;
     let data = random_bytes(30_000);
 
-    let r = a
-        .req(Method::POST, "/v2/team/app/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let location = a.start_upload("team/app").await;
     // (server, chunk): b has never seen the session; a saw it at 0 bytes, before b wrote.
     let steps: [(&TestRegistry, std::ops::Range<usize>); 3] =
         [(&b, 0..10_000), (&a, 10_000..20_000), (&b, 20_000..25_000)];
@@ -762,29 +746,14 @@ async fn an_upload_goes_on_across_servers_sharing_the_storage() {
             .unwrap();
         assert_eq!(r.bytes().await.unwrap(), data);
         // Finished: the session is gone everywhere.
-        let r = server
-            .req(Method::PATCH, &location)
-            .body(b"more".to_vec())
-            .send()
-            .await
-            .unwrap();
+        let r = server.patch_upload(&location, b"more").await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
     assert_eq!(support::file_count(&root.join("uploads")), 0);
 
     // A wrong digest at the end, on the other server: refused, and the upload discarded.
-    let r = b
-        .req(Method::POST, "/v2/team/app/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
-    let location = r.headers()["location"].to_str().unwrap().to_owned();
-    let r = a
-        .req(Method::PATCH, &location)
-        .body(data[..100].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let location = b.start_upload("team/app").await;
+    let r = a.patch_upload(&location, &data[..100]).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let r = b
         .req(Method::PUT, &format!("{location}?digest={digest}"))
@@ -795,18 +764,8 @@ async fn an_upload_goes_on_across_servers_sharing_the_storage() {
     assert_eq!(support::error_codes(r).await, ["DIGEST_INVALID"]);
     assert_eq!(support::file_count(&root.join("uploads")), 0);
     // Another repository cannot take the session up.
-    let r = b
-        .req(Method::POST, "/v2/team/app/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
-    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let location = b.start_upload("team/app").await;
     let elsewhere = location.replace("/team/app/", "/team/other/");
-    let r = a
-        .req(Method::PATCH, &elsewhere)
-        .body(data[..100].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = a.patch_upload(&elsewhere, &data[..100]).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

@@ -77,6 +77,19 @@ impl Load {
         }
     }
 
+    /// Stops the load and checks that at least `at_least` requests ran and none failed
+    /// (naming `what` and showing `logs` otherwise).
+    pub async fn finish_without_failures(self, what: &str, at_least: usize, logs: &str) {
+        let (done, failures) = self.finish().await;
+        assert!(done >= at_least, "{what}: only {done} requests ran");
+        assert!(
+            failures.is_empty(),
+            "{what}: {} of {done} requests failed: {:?}\n{logs}",
+            failures.len(),
+            &failures[..failures.len().min(10)],
+        );
+    }
+
     /// Stops the load; returns the requests made and the failures.
     pub async fn finish(self) -> (usize, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);

@@ -116,6 +116,26 @@ impl TestRegistry {
     }
 
     /// Blob directory on disk.
+    /// Starts an upload in `repo` (`POST …/blobs/uploads/`); returns its location.
+    pub async fn start_upload(&self, repo: &str) -> String {
+        let r = self
+            .req(reqwest::Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+        r.headers()["location"].to_str().unwrap().to_owned()
+    }
+
+    /// Sends a chunk of an upload (`PATCH`), without a range.
+    pub async fn patch_upload(&self, location: &str, chunk: &[u8]) -> Response {
+        self.req(reqwest::Method::PATCH, location)
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub fn blob_dir(&self) -> std::path::PathBuf {
         self.dir.path().join("registry/blobs")
     }
