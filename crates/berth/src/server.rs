@@ -807,14 +807,25 @@ impl Background {
             },
         );
         platform.controller.start();
-        // Builds that were running when the server stopped never finish: say so. Queued
-        // ones run once the worker is up.
+        // Builds that were running when the server stopped (or when the leader that ran them
+        // was lost) never finish: say so, and remove what they left running on the engine (a
+        // test run). Queued ones run once the worker is up.
         match store
             .interrupt_started_builds(clock(), "the Berth server stopped during the build")
             .await
         {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "marked builds interrupted by the last stop"),
+            Ok(ended) if ended.is_empty() => {}
+            Ok(ended) => {
+                tracing::info!(
+                    count = ended.len(),
+                    "marked builds interrupted by the last stop"
+                );
+                tokio::spawn(remove_build_leftovers(
+                    Arc::clone(&builder),
+                    config.namespace.clone(),
+                    ended,
+                ));
+            }
             Err(error) => tracing::warn!(%error, "cannot mark interrupted builds"),
         }
         if !config.metrics_interval.is_zero() {
@@ -862,6 +873,35 @@ impl Background {
             );
         }
         builds.resume_queued().await;
+    }
+}
+
+/// Removes the containers the interrupted builds `ids` left on the engine (labelled
+/// by the build worker's `build_label`).
+async fn remove_build_leftovers(builder: Arc<dyn ImageBuilder>, namespace: String, ids: Vec<i64>) {
+    for id in ids {
+        let filter = std::collections::BTreeMap::from([(
+            berth_engine::labels::BUILD.to_string(),
+            berth_operations::builds::build_label(&namespace, id),
+        )]);
+        let left = match builder.list_runs(&filter).await {
+            Ok(left) => left,
+            Err(error) => {
+                tracing::warn!(%error, build = id, "cannot list what the build left running");
+                continue;
+            }
+        };
+        for container in left {
+            match builder.remove_run(&container.id).await {
+                Ok(()) => tracing::info!(
+                    build = id,
+                    container = %container.name,
+                    "removed what an interrupted build left running"
+                ),
+                Err(error) => tracing::warn!(%error, build = id, container = %container.name,
+                    "cannot remove what an interrupted build left running"),
+            }
+        }
     }
 }
 

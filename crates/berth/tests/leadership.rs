@@ -4,8 +4,9 @@
 //! leader is killed (`kill -9`) in the middle of a rollout, the follower takes over within
 //! 10 s and finishes the rollout once; a leader stopped with SIGTERM hands over at once. Every
 //! server's router routes apps' traffic: a load through the follower's router sees no failed
-//! request while the leader rolls out and scales down. Skipped without `BERTH_TEST_POSTGRES`
-//! outside CI.
+//! request while the leader rolls out and scales down. Builds queued through the follower run
+//! once: a build the killed leader was running ends interrupted, the queued one runs on the
+//! next leader. Skipped without `BERTH_TEST_POSTGRES` outside CI.
 
 mod support;
 
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
+use support::git_repo::{build_log, build_now, put_pipeline, wait_build, wait_testing};
 use support::load::{Load, Mix};
 use support::{Server, containers_of, ready_instances, wait_until};
 
@@ -302,4 +304,75 @@ async fn the_followers_router_routes_and_fails_no_request_while_the_leader_chang
         answer["revision"], "2",
         "the new revision answers: {answer}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_queued_through_a_follower_run_once_across_a_killed_leader() {
+    tokio::task::spawn_blocking(berth_testkit::shell_image)
+        .await
+        .unwrap();
+    let Some((mut a, b, _shared)) = leader_and_follower("builds").await else {
+        return;
+    };
+    let namespace = a.namespace.namespace().to_owned();
+    let repo = tempfile::tempdir().unwrap();
+    support::git_repo::init(repo.path());
+    support::git_repo::commit(repo.path(), &namespace, "ok");
+    let slow = json!(["/bin/sh", "-c", "echo sleeping; sleep 600"]);
+    put_pipeline(&b, "slow", repo.path(), slow).await;
+    put_pipeline(&b, "quick", repo.path(), json!(["/bin/sh", "/app/test.sh"])).await;
+
+    // Queued through the follower, run by the leader one at a time.
+    let running = build_now(&b, "slow").await;
+    wait_testing(&b, running).await;
+    let queued = build_now(&b, "quick").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        b.get(&format!("/api/v1/builds/{queued}")).await["status"],
+        "queued"
+    );
+    a.kill();
+
+    // The test run the dead leader started is still there, until the next leader ends the
+    // build and removes it; then it runs the queued one once.
+    let label = format!("label=berth.build={namespace}-build-{running}");
+    let test_runs = || {
+        let output = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &label])
+            .output()
+            .expect("docker ps");
+        String::from_utf8_lossy(&output.stdout).lines().count()
+    };
+    let build = wait_build(&b, running).await;
+    assert_eq!(build["status"], "interrupted", "{build:#}");
+    wait_until(
+        "the dead leader's test run is removed",
+        Duration::from_secs(30),
+        || async { test_runs() == 0 },
+    )
+    .await;
+    assert!(
+        b.log()
+            .contains("removed what an interrupted build left running"),
+        "{}",
+        b.log()
+    );
+    let build = wait_build(&b, queued).await;
+    assert_eq!(build["status"], "succeeded", "{build:#}\n{}", b.log());
+    let log = build_log(&b, queued).await;
+    assert_eq!(log.matches("all tests passed").count(), 1, "{log}");
+
+    // The old leader comes back as a follower: nothing runs again.
+    a.restart().await;
+    wait_until("a follows", Duration::from_secs(10), || async {
+        a.log().contains("another server leads")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let builds = b.get("/api/v1/builds?team=default&pipeline=quick").await;
+    let builds = builds.as_array().expect("builds");
+    assert_eq!(builds.len(), 1, "{builds:#?}");
+    assert_eq!(builds[0]["status"], "succeeded");
+    let log = build_log(&b, queued).await;
+    assert_eq!(log.matches("all tests passed").count(), 1, "{log}");
 }

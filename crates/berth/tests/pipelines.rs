@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::Server;
-use support::git_repo::{build_log, commit, git, tag_count, wait_build};
+use support::git_repo::{
+    build_log, build_now, commit, git, put_pipeline, tag_count, wait_build, wait_testing,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn build_test_push_and_roll_out_and_a_red_test_changes_nothing() {
@@ -146,47 +148,6 @@ async fn build_test_push_and_roll_out_and_a_red_test_changes_nothing() {
 }
 
 /// Puts pipeline `default/<name>` building `repo` with `test_command`.
-async fn put_pipeline(server: &Server, name: &str, repo: &std::path::Path, test_command: Value) {
-    let namespace = server.namespace.namespace();
-    let (status, body) = server
-        .call(
-            reqwest::Method::PUT,
-            &format!("/api/v1/pipelines/default/{name}"),
-            Some(json!({
-                "repository_url": repo.display().to_string(),
-                "test_command": test_command,
-                "target_repository": format!("default/{namespace}-{name}"),
-            })),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-}
-
-async fn build_now(server: &Server, pipeline: &str) -> i64 {
-    let (status, queued) = server
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/v1/pipelines/default/{pipeline}/builds"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202, "{queued}");
-    queued["id"].as_i64().unwrap()
-}
-
-/// Waits until the build runs its tests (its test command printed `sleeping`).
-async fn wait_testing(server: &Server, id: i64) {
-    support::wait_until(
-        "the build to run its tests",
-        Duration::from_secs(120),
-        || async {
-            let build = server.get(&format!("/api/v1/builds/{id}")).await;
-            build["status"] == "testing"
-        },
-    )
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_timeout_and_a_restart_mid_build_end_builds_and_the_queue_goes_on() {
     tokio::task::spawn_blocking(berth_testkit::shell_image)

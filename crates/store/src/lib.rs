@@ -561,9 +561,9 @@ pub trait PipelineStore: Send + Sync + 'static {
 
     /// Ends every build that started and has not ended as interrupted at `now` with `reason`
     /// (its running step interrupted, steps not run skipped; see [`Build::interrupt`]), for a
-    /// server that starts after a crash or restart. Queued builds are left to run. Returns how
-    /// many builds it ended.
-    async fn interrupt_started_builds(&self, now: Millis, reason: &str) -> StoreResult<u64>;
+    /// server that starts after a crash or restart. Queued builds are left to run. Returns the
+    /// ids of the builds it ended.
+    async fn interrupt_started_builds(&self, now: Millis, reason: &str) -> StoreResult<Vec<i64>>;
 
     /// Every queued build, oldest first (a starting server queues them again).
     async fn queued_builds(&self) -> StoreResult<Vec<Build>>;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::Server;
 
@@ -112,4 +112,53 @@ pub async fn tag_count(server: &Server, repository: &str) -> u64 {
         .iter()
         .find(|r| r["name"] == repository)
         .map_or(0, |r| r["tag_count"].as_u64().unwrap())
+}
+
+/// Creates pipeline `name` of team `default` on `repo` with `test_command`, pushing to
+/// `default/<namespace>-<name>`.
+pub async fn put_pipeline(
+    server: &Server,
+    name: &str,
+    repo: &std::path::Path,
+    test_command: Value,
+) {
+    let namespace = server.namespace.namespace();
+    let (status, body) = server
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/pipelines/default/{name}"),
+            Some(json!({
+                "repository_url": repo.display().to_string(),
+                "test_command": test_command,
+                "target_repository": format!("default/{namespace}-{name}"),
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Queues a build of `pipeline` now; returns its id.
+pub async fn build_now(server: &Server, pipeline: &str) -> i64 {
+    let (status, queued) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/pipelines/default/{pipeline}/builds"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    queued["id"].as_i64().unwrap()
+}
+
+/// Waits until the build runs its tests (its test command printed `sleeping`).
+pub async fn wait_testing(server: &Server, id: i64) {
+    super::wait_until(
+        "the build to run its tests",
+        Duration::from_secs(120),
+        || async {
+            let build = server.get(&format!("/api/v1/builds/{id}")).await;
+            build["status"] == "testing"
+        },
+    )
+    .await;
 }

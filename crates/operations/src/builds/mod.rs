@@ -6,4 +6,4 @@ pub mod metrics;
 pub mod slots;
 pub mod worker;
 
-pub use worker::{BuildEnv, BuildWorker, BuildWorkerConfig, StoredCredentials};
+pub use worker::{BuildEnv, BuildWorker, BuildWorkerConfig, StoredCredentials, build_label};

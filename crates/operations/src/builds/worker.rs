@@ -437,7 +437,7 @@ impl BuildWorker {
         };
         let host = &self.config.registry_host;
         Ok(BuildPlan {
-            build_id: format!("{}-build-{}", self.config.namespace, build.id),
+            build_id: build_label(&self.config.namespace, build.id),
             queued_at_ms: build.created_at,
             remote: GitRemote {
                 url: if hosted {
@@ -501,6 +501,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Copies the runner's state onto the stored build.
+/// The `berth.build` label of what build `id` makes in `namespace` (its test containers).
+pub fn build_label(namespace: &str, id: i64) -> String {
+    format!("{namespace}-build-{id}")
+}
+
 fn apply_state(build: &mut Build, state: &BuildState) {
     build.status = state.status;
     build.steps = state

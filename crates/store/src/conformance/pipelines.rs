@@ -454,8 +454,14 @@ pub async fn interrupt_started_builds_leaves_queued_and_ended_ones<
 
     let now = T0 + 1_000;
     let reason = "Berth restarted during the build";
-    let count = store.interrupt_started_builds(now, reason).await.unwrap();
-    assert!(count >= 1, "the building build: {count}");
+    let interrupted = store.interrupt_started_builds(now, reason).await.unwrap();
+    assert!(
+        interrupted.contains(&building.id),
+        "the building build: {interrupted:?}"
+    );
+    for other in [&queued, &succeeded, &failed, &cancelled] {
+        assert!(!interrupted.contains(&other.id), "{interrupted:?}");
+    }
 
     let mut want_building = building.clone();
     assert!(want_building.interrupt(reason, now));
@@ -497,10 +503,11 @@ pub async fn interrupt_started_builds_leaves_queued_and_ended_ones<
     assert_eq!(queued_ids, sorted, "oldest first");
 
     // Once is enough: an interrupted build stays so.
-    store
+    let again = store
         .interrupt_started_builds(now + 1, "again")
         .await
         .unwrap();
+    assert!(!again.contains(&building.id), "{again:?}");
     assert_conflict(
         store
             .update_build(&ended(building, BuildStatus::Succeeded, now + 2))

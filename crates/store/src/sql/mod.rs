@@ -2685,7 +2685,7 @@ impl PipelineStore for SqlStore {
         rows.iter().map(build_from_row).collect()
     }
 
-    async fn interrupt_started_builds(&self, now: Millis, reason: &str) -> StoreResult<u64> {
+    async fn interrupt_started_builds(&self, now: Millis, reason: &str) -> StoreResult<Vec<i64>> {
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {} FROM builds WHERE status IN ({}) AND status <> '{}' ORDER BY id",
@@ -2696,12 +2696,12 @@ impl PipelineStore for SqlStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
-        let mut ended = 0;
+        let mut ended = Vec::new();
         for row in &rows {
             let mut build = build_from_row(row)?;
             if build.interrupt(reason, now) {
                 write_build(&mut tx, &build).await?;
-                ended += 1;
+                ended.push(build.id);
             }
         }
         tx.commit().await.map_err(db_err)?;
