@@ -37,14 +37,16 @@ router = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(router)
 
 
-def start(name: str, binary: str, stack: list) -> tuple[bb.Run, int, list[tuple[str, int]]]:
-    """A server of `binary` with the benchmark's app, its router port and instance addresses."""
+def start(name: str, binary: str, stack: list,
+          env: dict[str, str] | None) -> tuple[bb.Run, int, list[tuple[str, int]]]:
+    """A server of `binary` with the benchmark's app (its instances started with `env`), its
+    router port and instance addresses."""
     os.environ["BERTH_BIN"] = binary  # read by `Run.start`
     port = bb.free_port()
     run = bb.Run(name, ["--http-listen", f"127.0.0.1:{port}"])
     run.__enter__()
     stack.append(run)
-    return run, port, run.ready_backends("web", 2)
+    return run, port, run.ready_backends("web", 2, env)
 
 
 def main() -> int:
@@ -54,13 +56,17 @@ def main() -> int:
     parser.add_argument("--cycles", type=int, default=10, help="rounds over A, nginx, B")
     parser.add_argument("--seconds", type=int, default=5, help="length of each wrk window")
     parser.add_argument("--json", help="write results here")
+    parser.add_argument("--quiet-instances", action="store_true",
+                        help="instances write no log line per request (QUIET=1), as in "
+                             "08-router.py")
     args = parser.parse_args()
     router.require("nginx", "wrk")
     runs: list[bb.Run] = []
     results: dict[str, list[dict]] = {"A": [], "B": [], "nginx": []}
     try:
-        run_a, port_a, backends = start("router-a", args.bin_a, runs)
-        run_b, port_b, _ = start("router-b", args.bin_b, runs)
+        env = {"QUIET": "1"} if args.quiet_instances else None
+        run_a, port_a, backends = start("router-a", args.bin_a, runs, env)
+        run_b, port_b, _ = start("router-b", args.bin_b, runs, env)
         with tempfile.TemporaryDirectory(prefix="berth-bench-ab-") as tmp:
             prefix = Path(tmp)
             nginx_port = bb.free_port()
