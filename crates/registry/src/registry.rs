@@ -631,39 +631,56 @@ impl Registry {
         id: &str,
     ) -> Result<tokio::sync::OwnedMutexGuard<UploadSession>> {
         let unknown = || RegistryError::BlobUploadUnknown(id.to_owned());
-        // Storage's record is the word: another server may have written chunks since this
-        // one last saw the session, or finished it.
-        let record: Option<UploadRecord> = match self.read_json(&keys::upload(id)).await {
-            Err(RegistryError::Corrupt { .. }) => None,
-            read => read?,
-        };
-        let Some(record) = record.filter(|r| r.repo == repo.as_str()) else {
-            self.lock_uploads().remove(id);
+        if !crate::storage::is_upload_id(id) {
             return Err(unknown());
-        };
-        let session = {
-            let mut uploads = self.lock_uploads();
-            let session = uploads.entry(id.to_owned()).or_insert_with(|| {
-                Arc::new(tokio::sync::Mutex::new(UploadSession {
-                    repo: repo.clone(),
-                    hasher: Sha256::new(),
-                    size: 0,
-                    last_activity: self.now(),
-                    closed: false,
-                }))
-            });
-            Arc::clone(session)
+        }
+        let known = self.lock_uploads().get(id).cloned();
+        let session = match known {
+            Some(session) => session,
+            // Not seen here: taken up only when storage holds it, for this repository.
+            None => match self.upload_record(id).await? {
+                Some(record) if record.repo == repo.as_str() => {
+                    let mut uploads = self.lock_uploads();
+                    let session = uploads.entry(id.to_owned()).or_insert_with(|| {
+                        Arc::new(tokio::sync::Mutex::new(UploadSession {
+                            repo: repo.clone(),
+                            hasher: Sha256::new(),
+                            size: 0,
+                            last_activity: self.now(),
+                            closed: false,
+                        }))
+                    });
+                    Arc::clone(session)
+                }
+                _ => return Err(unknown()),
+            },
         };
         let mut guard = session.lock_owned().await;
+        // A request naming another repository changes nothing of the session.
         if guard.closed || guard.repo != *repo {
             return Err(unknown());
         }
+        // Storage's record is the word (read under the session's lock, after this server's
+        // last chunk): another server may have written chunks since, or finished it.
+        let Some(record) = self.upload_record(id).await? else {
+            guard.closed = true;
+            self.lock_uploads().remove(id);
+            return Err(unknown());
+        };
         if guard.size != record.size {
             self.take_up(id, &mut guard, record.size)
                 .await
                 .map_err(|_| unknown())?;
         }
         Ok(guard)
+    }
+
+    /// The record of upload `id` on storage; `None` when there is none (or it cannot be read).
+    async fn upload_record(&self, id: &str) -> Result<Option<UploadRecord>> {
+        match self.read_json(&keys::upload(id)).await {
+            Err(RegistryError::Corrupt { .. }) => Ok(None),
+            read => read,
+        }
     }
 
     /// Brings `session` to the `size` bytes storage holds (written through another server, or

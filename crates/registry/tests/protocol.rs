@@ -1004,6 +1004,18 @@ async fn bad_names_are_rejected() {
         assert_eq!(status, 400, "{line}: {body}");
         assert!(body.contains("NAME_INVALID"), "{line}: {body}");
     }
+    // Upload ids that are not ids name no file and no record: unknown, whatever they hold.
+    for line in [
+        "PATCH /v2/team/app/blobs/uploads/.. HTTP/1.1",
+        "GET /v2/team/app/blobs/uploads/..%2F..%2Fetc HTTP/1.1",
+        "PUT /v2/team/app/blobs/uploads/%2e%2e?digest=sha256:\
+         0000000000000000000000000000000000000000000000000000000000000000 HTTP/1.1",
+        "DELETE /v2/team/app/blobs/uploads/uploads HTTP/1.1",
+    ] {
+        let (status, body) = raw_request(&reg, line).await;
+        assert_eq!(status, 404, "{line}: {body}");
+        assert!(body.contains("BLOB_UPLOAD_UNKNOWN"), "{line}: {body}");
+    }
     // Nothing was created outside the repositories tree.
     let meta = reg.dir.path().join("registry/meta");
     assert!(!meta.join("etc").exists());

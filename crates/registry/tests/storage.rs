@@ -766,6 +766,15 @@ async fn an_upload_goes_on_across_servers_sharing_the_storage() {
     // Another repository cannot take the session up.
     let location = b.start_upload("team/app").await;
     let elsewhere = location.replace("/team/app/", "/team/other/");
-    let r = a.patch_upload(&elsewhere, &data[..100]).await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    for server in [&a, &b] {
+        let r = server.patch_upload(&elsewhere, &data[..100]).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    // ... and disturbs nothing: the session goes on where it was.
+    for server in [&b, &a] {
+        let r = server.patch_upload(&location, &data[..100]).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    let r = a.req(Method::GET, &location).send().await.unwrap();
+    assert_eq!(r.headers()["range"].to_str().unwrap(), "0-199");
 }

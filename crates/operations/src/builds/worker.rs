@@ -500,12 +500,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Copies the runner's state onto the stored build.
 /// The `berth.build` label of what build `id` makes in `namespace` (its test containers).
 pub fn build_label(namespace: &str, id: i64) -> String {
     format!("{namespace}-build-{id}")
 }
 
+/// Copies the runner's state onto the stored build.
 fn apply_state(build: &mut Build, state: &BuildState) {
     build.status = state.status;
     build.steps = state

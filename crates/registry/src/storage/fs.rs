@@ -73,10 +73,7 @@ impl FsStorage {
 
     /// Where an upload is staged.
     pub fn upload_path(&self, id: &str) -> io::Result<PathBuf> {
-        let valid = !id.is_empty()
-            && id.len() <= 64
-            && id.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-');
-        if !valid {
+        if !super::is_upload_id(id) {
             return Err(io::Error::new(ErrorKind::InvalidInput, "invalid upload id"));
         }
         Ok(self.root.join("uploads").join(id))

@@ -88,6 +88,12 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn list_uploads(&self) -> io::Result<Vec<UploadEntry>>;
 }
 
+/// Whether `id` has the form of an upload id (hex digits and dashes, at most 64): the only
+/// ids that name an upload's file or record.
+pub(crate) fn is_upload_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-')
+}
+
 /// Small documents under `/`-separated keys.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
