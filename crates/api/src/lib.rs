@@ -33,6 +33,7 @@ pub mod quota_requests;
 pub mod quotas;
 pub mod registries;
 pub mod registry_auth;
+pub mod registry_metadata;
 pub mod secrets;
 pub mod system;
 pub mod team_dto;

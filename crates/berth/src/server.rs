@@ -11,6 +11,7 @@ use berth_api::auth::Authenticator;
 use berth_api::registry_auth::{
     AccountsAuthorizer, BuilderGrants, SYSTEM_USER, TeamRegistryLimits, new_system_secret,
 };
+use berth_api::registry_metadata::{StoreMetadata, move_file_metadata_into};
 use berth_controller::claim::{ClaimError, Claimed, claim_namespace};
 use berth_controller::flows::{CONNTRACK_TABLE, ConnectionObserver, ConnectionObserverJob};
 use berth_controller::leadership::Leadership;
@@ -30,7 +31,7 @@ use berth_operations::certificates::{CertificateIssuer, CertificateSettings};
 use berth_operations::idle::Wakes;
 use berth_operations::metrics_history::MetricsRecorder;
 use berth_operations::routes::{RouteSources, RouterDrain, RouterTls, keep_routes};
-use berth_registry::{Registry, RegistryConfig};
+use berth_registry::{FsStorage, Registry, RegistryConfig};
 use berth_router::{AcmeChallenges, CertificateSet, RouterConfig, RouterStats, RoutingTable};
 use berth_store::{PostgresStore, Store, StoreUrl};
 use tracing_subscriber::EnvFilter;
@@ -252,9 +253,31 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     let system_secret = new_system_secret();
     // Each running build gets its own registry credential, scoped to its pipeline's team.
     let builder_grants = BuilderGrants::default();
+    // Blobs are files on the shared directory; tags, manifest records and links are rows in
+    // the database (an earlier version's metadata files are moved there once).
+    let registry_root = shared_dir.join("registry");
+    let registry_blobs = Arc::new(
+        FsStorage::open(&registry_root)
+            .map_err(|e| format!("cannot open the registry storage: {e}"))?,
+    );
+    let moved = move_file_metadata_into(&registry_root, store.as_ref())
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot move the registry's metadata from {} into the database: {e}",
+                registry_root.join("meta").display()
+            )
+        })?;
+    if moved > 0 {
+        tracing::info!(
+            entries = moved,
+            "moved the registry's metadata from files into the database"
+        );
+    }
     let registry = Arc::new(
-        Registry::open(
-            shared_dir.join("registry"),
+        Registry::new(
+            registry_blobs,
+            Arc::new(StoreMetadata::new(Arc::clone(&store))),
             Arc::new(
                 AccountsAuthorizer::new(
                     Arc::clone(&auth),
@@ -268,7 +291,6 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
                 ..RegistryConfig::default()
             },
         )
-        .map_err(|e| format!("cannot open the registry storage: {e}"))?
         .with_clock(Arc::new(Arc::clone(&clock)))
         .with_limits(Arc::new(TeamRegistryLimits::new(Arc::clone(&store)))),
     );

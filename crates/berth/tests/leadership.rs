@@ -6,7 +6,9 @@
 //! server's router routes apps' traffic: a load through the follower's router sees no failed
 //! request while the leader rolls out and scales down. Builds queued through the follower run
 //! once: a build the killed leader was running ends interrupted, the queued one runs on the
-//! next leader. Skipped without `BERTH_TEST_POSTGRES` outside CI.
+//! next leader. An image pushed through one server is seen through the other at once (the
+//! registry's metadata is in the database; only blobs are files on the shared directory).
+//! Skipped without `BERTH_TEST_POSTGRES` outside CI.
 
 mod support;
 
@@ -375,4 +377,94 @@ async fn builds_queued_through_a_follower_run_once_across_a_killed_leader() {
     assert_eq!(builds[0]["status"], "succeeded");
     let log = build_log(&b, queued).await;
     assert_eq!(log.matches("all tests passed").count(), 1, "{log}");
+}
+
+/// skopeo with `server`'s admin credential (after `args`) on `image`.
+fn skopeo(server: &Server, args: &[&str], image: &str) -> std::process::Output {
+    std::process::Command::new("skopeo")
+        .args(args)
+        .arg(format!("admin:{}", server.token))
+        .arg(image)
+        .output()
+        .expect("run skopeo")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_pushed_through_one_server_is_seen_at_once_through_the_other() {
+    let Some((a, b, shared)) = leader_and_follower("registry").await else {
+        return;
+    };
+    let repository = format!("default/{}", a.namespace.namespace());
+    let pushed = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false", "--dest-creds"])
+        .arg(format!("admin:{}", a.token))
+        .arg(format!("docker-daemon:{}", berth_testkit::testapp_image()))
+        .arg(format!("docker://127.0.0.1:{}/{repository}:v1", a.port))
+        .output()
+        .expect("run skopeo");
+    assert!(pushed.status.success(), "{pushed:?}");
+
+    // The follower's registry answers for the tag at once: the metadata is in the database.
+    let tags = skopeo(
+        &b,
+        &["list-tags", "--tls-verify=false", "--creds"],
+        &format!("docker://127.0.0.1:{}/{repository}", b.port),
+    );
+    assert!(tags.status.success(), "{tags:?}");
+    let tags: serde_json::Value = serde_json::from_slice(&tags.stdout).unwrap();
+    assert_eq!(tags["Tags"], json!(["v1"]), "{tags}");
+    let inspected = skopeo(
+        &b,
+        &["inspect", "--tls-verify=false", "--creds"],
+        &format!("docker://127.0.0.1:{}/{repository}:v1", b.port),
+    );
+    assert!(inspected.status.success(), "{inspected:?}");
+    let listed = b.get("/api/v1/images").await;
+    assert!(
+        listed.to_string().contains(&repository),
+        "the follower's API lists {repository}: {listed}"
+    );
+    // Nothing of it is a file on the shared directory but the blobs.
+    let registry = shared.path().join("registry");
+    let meta_files = walk(&registry.join("meta"));
+    assert!(meta_files.is_empty(), "metadata files: {meta_files:?}");
+    assert!(
+        !walk(&registry.join("blobs")).is_empty(),
+        "the blobs are shared files"
+    );
+
+    // A tag deleted through the follower is gone through the leader.
+    let (status, answer) = b
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/images/{repository}:v1"),
+            None,
+        )
+        .await;
+    assert!(status < 300, "{status} {answer}");
+    let tags = skopeo(
+        &a,
+        &["list-tags", "--tls-verify=false", "--creds"],
+        &format!("docker://127.0.0.1:{}/{repository}", a.port),
+    );
+    let said =
+        String::from_utf8_lossy(&tags.stdout).to_string() + &String::from_utf8_lossy(&tags.stderr);
+    assert!(!said.contains("\"v1\""), "{said}");
+}
+
+/// Every file below `dir` (none when it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
 }

@@ -1,16 +1,18 @@
 //! Backup and restore of a whole installation: one uncompressed tar stream with the database
-//! (a consistent snapshot), the metrics history, the registry (metadata, then blobs), the
-//! hosted git repositories, build logs and the keys, written while Berth runs; and its restore
-//! into an empty data directory, checked entry by entry before anything lands.
+//! (a consistent snapshot, the registry's metadata with it), the metrics history, the
+//! registry's blobs, the hosted git repositories, build logs and the keys, written while Berth
+//! runs; and its restore into an empty data directory, checked entry by entry before anything
+//! lands. (An archive of an earlier version carries the registry's metadata as files under
+//! `data/registry/meta/`: the server moves them into the database when it starts.)
 //!
 //! Archive layout (in this order):
 //!
 //! ```text
 //! BACKUP.json                 BackupManifest: format, version, installation, namespace, time
-//! data/berth.db               the store, `VACUUM INTO` (one read transaction)
+//! data/berth.db               the store, `VACUUM INTO` (one read transaction), with the
+//!                             registry's tags, manifest records and links …
 //! data/metrics.db             the metrics history, the same way (when kept on disk)
 //! data/secret-key …           the server's key, the first-start secret, the installation id
-//! data/registry/meta/…        tags, manifests and links …
 //! data/registry/blobs/…       … then the blobs they name (none is collected meanwhile)
 //! data/git/…                  refs and everything else first, `objects/` last
 //! data/builds/…               build logs
@@ -48,7 +50,7 @@ const DATA: &str = "data";
 /// Files of the data directory a backup carries as they are (keys and identity).
 const KEY_FILES: [&str; 3] = ["secret-key", "admin-token", "installation-id"];
 /// Directories of the data directory a backup carries, in this order (see the module doc).
-const TREES: [&str; 4] = ["registry/meta", "registry/blobs", "git", "builds"];
+const TREES: [&str; 3] = ["registry/blobs", "git", "builds"];
 
 /// What a backup is.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

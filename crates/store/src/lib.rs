@@ -516,6 +516,21 @@ pub trait RegistryStore: Send + Sync + 'static {
 
     /// Deletes an external registry; returns whether it existed.
     async fn delete_external_registry(&self, name: &str) -> StoreResult<bool>;
+
+    // The built-in registry's metadata (tags, manifest records, blob links, upload records):
+    // opaque values under `/`-separated keys, one copy for every server of the installation.
+
+    /// The value at `key`, or `None`.
+    async fn get_registry_metadata(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Creates or replaces the value at `key` (atomically: readers see the old or the new).
+    async fn put_registry_metadata(&self, key: &str, value: &[u8]) -> StoreResult<()>;
+
+    /// Deletes `key`; returns whether it existed.
+    async fn delete_registry_metadata(&self, key: &str) -> StoreResult<bool>;
+
+    /// Every key that starts with `prefix`, in byte order (empty: every key).
+    async fn registry_metadata_keys(&self, prefix: &str) -> StoreResult<Vec<String>>;
 }
 
 /// The pipelines area: pipelines, their builds and the webhook deliveries that start them.
@@ -864,6 +879,25 @@ pub(crate) fn reserved_usage(replicas: u32, resources: &berth_core::Resources) -
     }
 }
 
+/// The least string greater than every string that starts with `prefix`, when there is one
+/// (`None` for an empty prefix or one made only of `char::MAX`): with it, the keys starting
+/// with `prefix` are the range `prefix <= key < bound` in byte order, which is code point
+/// order for UTF-8.
+pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last as u32 + 1 {
+            0xD800 => Some('\u{E000}'),
+            code => char::from_u32(code),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 /// Refuses a revision filed under another app than the one it is written with.
 pub(crate) fn check_revision_app(app: &App, revision: &Revision) -> StoreResult<()> {
     if revision.app == app.name {
@@ -904,4 +938,38 @@ pub trait MetricsStore: Send + Sync + 'static {
     /// Drops the points each tier no longer keeps at `now`, the points of steps that are no
     /// tier's any more, and series left without points. Returns the points dropped.
     async fn prune(&self, tiers: &Tiers, now: Millis) -> StoreResult<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_upper_bound;
+
+    #[test]
+    fn a_prefix_bounds_exactly_the_keys_that_start_with_it() {
+        let table: &[(&str, Option<&str>)] = &[
+            ("", None),
+            ("repositories/", Some("repositories0")),
+            ("a/b/_tags/", Some("a/b/_tags0")),
+            ("z", Some("{")),
+            ("é", Some("ê")),
+            ("a\u{D7FF}", Some("a\u{E000}")),
+            ("a\u{10FFFF}", Some("b")),
+            ("\u{10FFFF}\u{10FFFF}", None),
+        ];
+        for &(prefix, bound) in table {
+            assert_eq!(
+                prefix_upper_bound(prefix).as_deref(),
+                bound,
+                "prefix {prefix:?}"
+            );
+            if let Some(bound) = bound {
+                // Every key with the prefix sorts below the bound, byte-wise.
+                for suffix in ["", "x", "\u{10FFFF}\u{10FFFF}", "/deep/key"] {
+                    let key = format!("{prefix}{suffix}");
+                    assert!(key.as_bytes() < bound.as_bytes(), "{key:?} < {bound:?}");
+                    assert!(key.as_bytes() >= prefix.as_bytes());
+                }
+            }
+        }
+    }
 }

@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "published state",
         include_str!("../migrations/postgres/0004_published.sql"),
     ),
+    (
+        5,
+        "registry metadata",
+        include_str!("../migrations/postgres/0005_registry_metadata.sql"),
+    ),
 ];
 
 /// Connections one server keeps to the database.

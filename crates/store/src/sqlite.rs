@@ -156,6 +156,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "published state",
         include_str!("../migrations/sqlite/0022_published.sql"),
     ),
+    (
+        23,
+        "registry metadata",
+        include_str!("../migrations/sqlite/0023_registry_metadata.sql"),
+    ),
 ];
 
 /// Waiting this long for a lock held by another process before giving up.

@@ -8,6 +8,100 @@ pub async fn run<S: AccountStore + RegistryStore + ?Sized>(store: Arc<S>) {
     retention_rules_round_trip(s).await;
     external_registries_round_trip(s).await;
     delete_team_removes_its_external_registries(s).await;
+    registry_metadata_is_a_map_of_keys_in_byte_order(s).await;
+}
+
+/// Registry metadata: put creates then replaces, get reads back exact bytes, delete reports
+/// existence, and the keys under a prefix are exactly those starting with it, in byte order —
+/// underscores and percent signs in keys are plain characters, not patterns.
+pub async fn registry_metadata_is_a_map_of_keys_in_byte_order<S: RegistryStore + ?Sized>(
+    store: &S,
+) {
+    let root = format!("repositories/{}", unique_name("meta"));
+    let tag = format!("{root}/app/_tags/v1");
+    assert_eq!(store.get_registry_metadata(&tag).await.unwrap(), None);
+    store
+        .put_registry_metadata(&tag, b"{\"digest\":1}")
+        .await
+        .unwrap();
+    store
+        .put_registry_metadata(&tag, &[0, 255, 7])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_registry_metadata(&tag).await.unwrap(),
+        Some(vec![0, 255, 7]),
+        "the second put replaced the value, bytes exact"
+    );
+    let others = [
+        format!("{root}/app/_tags/v10"),
+        format!("{root}/app/_tags/V2"),
+        format!("{root}/app/_layers/sha256/ab"),
+        format!("{root}/app-b/_tags/x"),
+        format!("{root}/app0/_tags/x"),
+        format!("{root}/apx/_tags/x"),
+        format!("{root}/a%p/_tags/x"),
+    ];
+    for key in &others {
+        store.put_registry_metadata(key, b"").await.unwrap();
+    }
+    assert_eq!(
+        store
+            .registry_metadata_keys(&format!("{root}/app/"))
+            .await
+            .unwrap(),
+        vec![
+            format!("{root}/app/_layers/sha256/ab"),
+            format!("{root}/app/_tags/V2"),
+            tag.clone(),
+            format!("{root}/app/_tags/v10"),
+        ],
+        "only the keys below app/, in byte order"
+    );
+    assert_eq!(
+        store
+            .registry_metadata_keys(&format!("{root}/app/_tags/v1"))
+            .await
+            .unwrap(),
+        vec![tag.clone(), format!("{root}/app/_tags/v10")]
+    );
+    assert_eq!(
+        store
+            .registry_metadata_keys(&format!("{root}/a_p/"))
+            .await
+            .unwrap(),
+        Vec::<String>::new(),
+        "an underscore matches only itself"
+    );
+    assert_eq!(
+        store
+            .registry_metadata_keys(&format!("{root}/"))
+            .await
+            .unwrap()
+            .len(),
+        8
+    );
+    assert!(
+        store
+            .registry_metadata_keys("")
+            .await
+            .unwrap()
+            .contains(&tag),
+        "the empty prefix lists every key"
+    );
+    assert!(store.delete_registry_metadata(&tag).await.unwrap());
+    assert!(!store.delete_registry_metadata(&tag).await.unwrap());
+    assert_eq!(store.get_registry_metadata(&tag).await.unwrap(), None);
+    for key in &others {
+        assert!(store.delete_registry_metadata(key).await.unwrap());
+    }
+    assert!(
+        store
+            .registry_metadata_keys(&format!("{root}/"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Retention rules: put creates then replaces, list is ordered, delete reports existence.

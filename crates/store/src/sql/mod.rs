@@ -2468,6 +2468,65 @@ impl RegistryStore for SqlStore {
         let sql = "DELETE FROM external_registries WHERE name = $1";
         self.delete_with_children(&[], sql, name).await
     }
+
+    async fn get_registry_metadata(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT value FROM registry_metadata WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(|row| get(row, "value")).transpose()
+    }
+
+    async fn put_registry_metadata(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO registry_metadata (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = $2",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn delete_registry_metadata(&self, key: &str) -> StoreResult<bool> {
+        let sql = "DELETE FROM registry_metadata WHERE key = $1";
+        self.delete_with_children(&[], sql, key).await
+    }
+
+    async fn registry_metadata_keys(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        // Keys compare by their bytes (SQLite's BINARY, PostgreSQL's "C"), so the keys with a
+        // prefix are a range of the primary key.
+        let rows = match crate::prefix_upper_bound(prefix) {
+            Some(upper) => {
+                sqlx::query(
+                    "SELECT key FROM registry_metadata WHERE key >= $1 AND key < $2 \
+                     ORDER BY key",
+                )
+                .bind(prefix)
+                .bind(upper)
+                .fetch_all(&self.read)
+                .await
+            }
+            None => {
+                sqlx::query("SELECT key FROM registry_metadata WHERE key >= $1 ORDER BY key")
+                    .bind(prefix)
+                    .fetch_all(&self.read)
+                    .await
+            }
+        }
+        .map_err(db_err)?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key: String = get(row, "key")?;
+            if key.starts_with(prefix) {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
+    }
 }
 
 #[async_trait]
