@@ -139,6 +139,17 @@ async fn a_compose_file_imports_into_running_apps_with_their_dependencies() {
     assert_eq!(web["template"]["memory_bytes"], 64 << 20);
     assert_eq!(web["template"]["readiness"]["path"], "/healthz");
     assert_eq!(web["template"]["readiness"]["period_ms"], 1000);
+    let out = server.cli(&["apps", "show", "shop-web"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "depends on: shop-worker, shop-cache",
+        "limits:     CPU 250m per instance, memory 64Mi per instance",
+    ] {
+        assert!(
+            shown.contains(line),
+            "{line:?} missing from apps show:\n{shown}"
+        );
+    }
     let cache = server.app("shop-cache").await;
     assert_eq!(
         cache["template"]["volumes"],

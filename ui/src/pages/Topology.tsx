@@ -12,7 +12,7 @@ import { Badge, Empty, formatBytes, formatCpu, Loading, PageHeader } from "../co
 import { useI18n, type Key } from "../i18n";
 
 const BOX_W = 230;
-const BOX_H = 104;
+const BOX_H = 124;
 const COL_GAP = 180;
 const ROW_GAP = 26;
 const OUTSIDE = "\u0000outside";
@@ -282,15 +282,15 @@ function AppBox({ app }: { app: TopologyAppDto }) {
         </Link>
         <Badge tone={healthTone[app.health as Health] ?? "muted"}>{t(`health.${app.health}` as Key)}</Badge>
       </div>
-      <div className="small">
+      <div className="small topology-line">
         <span data-testid="topology-count">{t("topology.count", { ready: app.ready_instances, n: app.replicas })}</span> ·{" "}
         <span className="muted">{app.team}</span> ·{" "}
         <span data-testid="topology-exposure">{app.external ? t("topology.external") : t("topology.internal")}</span>
       </div>
-      <div className="small muted">
+      <div className="small muted topology-line">
         {t("topology.use", { cpu: formatCpu(app.cpu_millis), memory: formatBytes(app.memory_bytes) })}
-        {limits && ` · ${t("topology.limits", { limits })}`}
       </div>
+      {limits && <div className="small muted topology-line">{t("topology.limits", { limits })}</div>}
       <div className="small topology-flags">
         {app.rollout.phase === "progressing" && <Badge tone="info">{t("topology.rollingOut", { revision: app.rollout.revision })}</Badge>}
         {app.rollout.canary && <Badge tone="info">{t("topology.canary")}</Badge>}

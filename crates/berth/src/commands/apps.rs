@@ -763,6 +763,18 @@ fn print_addresses(app: &AppDto) {
     }
 }
 
+/// An instance's CPU and memory limits as `apps show` says them (`None` without either).
+fn describe_limits(cpu_millis: Option<u64>, memory_bytes: Option<u64>) -> Option<String> {
+    let parts: Vec<String> = [
+        cpu_millis.map(|m| format!("CPU {} per instance", units::format_cpu(m))),
+        memory_bytes.map(|b| format!("memory {} per instance", units::format_size(b))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 fn print_app(app: &AppDto) {
     println!("name:       {}", app.name);
     println!("team:       {}", app.team);
@@ -785,6 +797,12 @@ fn print_app(app: &AppDto) {
             "idle:       scaled to 0 after {} without a request",
             berth_core::idle::describe_timeout(secs)
         );
+    }
+    if let Some(limits) = describe_limits(app.template.cpu_millis, app.template.memory_bytes) {
+        println!("limits:     {limits}");
+    }
+    if !app.dependencies.is_empty() {
+        println!("depends on: {}", app.dependencies.join(", "));
     }
     let port = app.template.port;
     println!(
@@ -945,5 +963,26 @@ mod tests {
         );
         assert!(key_values("env", &["=1".into()]).is_err());
         assert!(key_values("env", &["NOEQ".into()]).is_err());
+    }
+
+    #[test]
+    fn limits_are_said_only_when_set() {
+        let table = [
+            (None, None, None),
+            (Some(500), None, Some("CPU 500m per instance")),
+            (None, Some(128 << 20), Some("memory 128Mi per instance")),
+            (
+                Some(1500),
+                Some(1 << 30),
+                Some("CPU 1.5 per instance, memory 1Gi per instance"),
+            ),
+        ];
+        for (cpu, memory, said) in table {
+            assert_eq!(
+                describe_limits(cpu, memory).as_deref(),
+                said,
+                "{cpu:?} {memory:?}"
+            );
+        }
     }
 }
