@@ -119,7 +119,10 @@ fn main() {
         .map(|a| a.parse().expect("a backend address"))
         .collect();
     assert!(!backends.is_empty(), "usage: bare_proxy LISTEN BACKEND...");
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = std::env::var("ROUTER_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let senders: Vec<_> = (0..threads)
         .map(|_| {
             let (sender, receiver) = mpsc::unbounded_channel();
