@@ -2,7 +2,8 @@
 //! namespaces, nodes 1 and 2 in datacenter dc1, node 3 in dc2): Berth with `--engine swarm`
 //! runs an app's instances as Swarm services, pulled by every node from Berth's registry,
 //! spread over the nodes and the datacenters, each reached at its node's address; `berth nodes`
-//! lists the Swarm's nodes, draining one moves its instances away, and when a node dies its
+//! lists the Swarm's nodes, draining one moves its instances away, a rolling upgrade adds a
+//! secret file (a Swarm secret per instance, gone with its instance), and when a node dies its
 //! instances come back on the others.
 
 mod support;
@@ -45,7 +46,8 @@ fn rig_up() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Removes the namespace's services and networks from the Swarm, even when the test fails.
+/// Removes the namespace's services, secrets and networks from the Swarm, even when the test
+/// fails.
 struct SwarmCleanup {
     manager: String,
     namespace: String,
@@ -68,6 +70,13 @@ impl Drop for SwarmCleanup {
         if !services.is_empty() {
             let mut args = vec!["service", "rm"];
             args.extend(services);
+            docker(&args);
+        }
+        let secrets = docker(&["secret", "ls", "-q", "--filter", &filter]);
+        let secrets: Vec<&str> = secrets.split_whitespace().collect();
+        if !secrets.is_empty() {
+            let mut args = vec!["secret", "rm"];
+            args.extend(secrets);
             docker(&args);
         }
         let prefix = format!("{}-team-", self.namespace);
@@ -195,9 +204,20 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
     let out = server.cli(&["nodes", "activate", "rig-node-2"]);
     assert!(out.status.success(), "{out:?}");
 
-    // A rolling upgrade on the Swarm: health-gated, never below 6 ready instances.
+    // A rolling upgrade on the Swarm: health-gated, never below 6 ready instances; the new
+    // revision has a secret file, which Swarm hands to each instance's node.
+    let value = format!("swarm-secret-{namespace}");
+    let file = std::env::temp_dir().join(format!("{namespace}-secret"));
+    std::fs::write(&file, &value).unwrap();
+    let out = server.cli_with_stdin(&["secrets", "create", "default/tls-cert"], &file);
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "{out:?}");
     server
-        .post("/api/v1/apps/web/deploy", json!({"env": {"COLOR": "blue"}}))
+        .post(
+            "/api/v1/apps/web/deploy",
+            json!({"env": {"COLOR": "blue"},
+                   "secrets": [{"name": "tls-cert", "path": "/run/secrets/tls"}]}),
+        )
         .await;
     let (app, lowest) = server
         .watch_rollout("web", Duration::from_millis(100))
@@ -211,7 +231,22 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
     assert_eq!(ready.len(), 6, "{app:#}");
     for instance in &ready {
         assert_eq!(hit(instance)["revision"], "2");
+        let address = instance["address"].as_str().unwrap();
+        let (status, body) = berth_testkit::http_get(
+            &format!("http://{address}/files?path=/run/secrets/tls"),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        assert_eq!((status, body.as_str()), (200, value.as_str()), "{instance}");
     }
+    // One Swarm secret per running instance: the old instances' went with them.
+    let file_secrets = Command::new("docker")
+        .args(["-H", &manager, "secret", "ls", "-q", "--filter"])
+        .arg(format!("label=berth.namespace={namespace}"))
+        .output()
+        .unwrap();
+    let file_secrets = String::from_utf8_lossy(&file_secrets.stdout).to_string();
+    assert_eq!(file_secrets.split_whitespace().count(), 6, "{file_secrets}");
     // Logs come from the nodes through the manager.
     let (status, logs) = server
         .call(reqwest::Method::GET, "/api/v1/apps/web/logs?tail=50", None)

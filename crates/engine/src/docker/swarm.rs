@@ -9,8 +9,11 @@
 //! its node's address ([`ObservedContainer::published_ports`]): the prober and the router
 //! work unchanged on every node. Images are pulled by each node with the credential the
 //! service carries. Observed state comes from services and their tasks on a manager; events
-//! are the changes a one-second poll sees (Swarm has no task events). Not yet on this engine:
-//! volumes and secret files (refused at start), exec and per-instance resource samples.
+//! are the changes a one-second poll sees (Swarm has no task events). Secret files are Swarm
+//! secrets, one per file of one instance (`<instance>-f<i>`, labelled with the instance),
+//! made before its service and removed after it: Swarm hands them only to the node that runs
+//! the task, in memory. Not yet on this engine: volumes (refused at start), exec and
+//! per-instance resource samples.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -19,14 +22,15 @@ use async_trait::async_trait;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
     EndpointSpec, EndpointSpecModeEnum, Limit, NetworkAttachmentConfig, NetworkCreateRequest,
-    NodeSpec, NodeSpecAvailabilityEnum, NodeState, ResourceObject, Service, ServiceSpec,
-    ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    NodeSpec, NodeSpecAvailabilityEnum, NodeState, ResourceObject, SecretSpec, Service,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecContainerSpecFile, TaskSpecContainerSpecSecrets, TaskSpecPlacement,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{
-    ListNetworksOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
-    UpdateNodeOptionsBuilder,
+    InspectServiceOptions, ListNetworksOptionsBuilder, ListSecretsOptionsBuilder,
+    ListServicesOptionsBuilder, ListTasksOptionsBuilder, UpdateNodeOptionsBuilder,
 };
 use futures::stream::{self, BoxStream, StreamExt};
 
@@ -46,6 +50,10 @@ pub const DATACENTER_LABEL: &str = "datacenter";
 const EVENT_POLL: Duration = Duration::from_secs(1);
 /// How long a stop waits beyond the grace period for the task to be gone.
 const STOP_MARGIN: Duration = Duration::from_secs(15);
+/// The label naming the instance a Swarm secret holds a file of.
+const FILE_OF_LABEL: &str = "berth.file-of";
+/// The longest name Swarm takes for a secret.
+const SECRET_NAME_MAX: usize = 64;
 
 /// [`Runtime`] on a Docker Swarm, through a manager's API.
 #[derive(Debug, Clone)]
@@ -133,6 +141,74 @@ impl SwarmEngine {
                 (service, task)
             })
             .collect())
+    }
+
+    /// Makes a Swarm secret for each of the instance's files (after removing any left by an
+    /// earlier start of an instance of that name). A failure removes the ones made.
+    async fn create_file_secrets(&self, spec: &InstanceSpec) -> EngineResult<Vec<FileSecret>> {
+        use base64::Engine as _;
+        if spec.files.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.remove_file_secrets(&spec.name).await;
+        let docker = self.manager.ready().await?;
+        let mut labels: HashMap<String, String> = labels::with_reserved_blank(&spec.labels)
+            .into_iter()
+            .collect();
+        labels.insert(FILE_OF_LABEL.into(), spec.name.clone());
+        let mut made = Vec::with_capacity(spec.files.len());
+        for (index, file) in spec.files.iter().enumerate() {
+            let name = file_secret_name(&spec.name, index);
+            let created = docker
+                .create_secret(SecretSpec {
+                    name: Some(name.clone()),
+                    labels: Some(labels.clone()),
+                    data: Some(base64::engine::general_purpose::STANDARD.encode(&file.contents.0)),
+                    ..Default::default()
+                })
+                .await;
+            match created {
+                Ok(created) => made.push(FileSecret {
+                    id: created.id,
+                    name,
+                    path: file.path.clone(),
+                }),
+                Err(e) => {
+                    self.remove_file_secrets(&spec.name).await;
+                    return Err(map_err(e));
+                }
+            }
+        }
+        Ok(made)
+    }
+
+    /// Removes the Swarm secrets made for `instance`'s files. Best effort: one left behind
+    /// (Swarm refuses while a service still uses it) is logged and removed by the instance's
+    /// next start or stop.
+    async fn remove_file_secrets(&self, instance: &str) {
+        let Ok(docker) = self.manager.ready().await else {
+            return;
+        };
+        let label = format!("{FILE_OF_LABEL}={instance}");
+        let filters = HashMap::from([("label", vec![label.as_str()])]);
+        let options = ListSecretsOptionsBuilder::new().filters(&filters).build();
+        let secrets = match docker.list_secrets(Some(options)).await {
+            Ok(secrets) => secrets,
+            Err(e) => {
+                tracing::warn!(%instance, error = %e, "cannot list the instance's Swarm secrets");
+                return;
+            }
+        };
+        for secret in secrets {
+            let Some(id) = secret.id else { continue };
+            match docker.delete_secret(&id).await {
+                Ok(()) => {}
+                Err(e) if status_of(&e) == Some(404) => {}
+                Err(e) => {
+                    tracing::warn!(%instance, secret = %id, error = %e, "cannot remove a Swarm secret of the instance")
+                }
+            }
+        }
     }
 
     /// The datacenter a new instance of the app `spec` belongs to goes to: the one with the
@@ -239,7 +315,13 @@ fn least_loaded(load: &BTreeMap<String, usize>) -> Option<String> {
 }
 
 /// The service Berth creates for one instance, kept to `datacenter` when one is given.
-pub fn service_spec(spec: &InstanceSpec, datacenter: Option<&str>) -> ServiceSpec {
+/// The Swarm service of one instance, placed in `datacenter` (when the nodes name several),
+/// with the Swarm secrets `files` (made for the instance's files, in the same order).
+pub fn service_spec(
+    spec: &InstanceSpec,
+    datacenter: Option<&str>,
+    files: &[FileSecret],
+) -> ServiceSpec {
     let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
     let labels: HashMap<String, String> = labels::with_reserved_blank(&spec.labels)
         .into_iter()
@@ -267,6 +349,22 @@ pub fn service_spec(spec: &InstanceSpec, datacenter: Option<&str>) -> ServiceSpe
                 stop_grace_period: Some(
                     i64::try_from(spec.stop_grace.as_nanos()).unwrap_or(i64::MAX),
                 ),
+                secrets: (!files.is_empty()).then(|| {
+                    files
+                        .iter()
+                        .map(|file| TaskSpecContainerSpecSecrets {
+                            // Read-only for everyone, as on a single engine.
+                            file: Some(TaskSpecContainerSpecFile {
+                                name: Some(file.path.clone()),
+                                uid: Some("0".into()),
+                                gid: Some("0".into()),
+                                mode: Some(0o444),
+                            }),
+                            secret_id: Some(file.id.clone()),
+                            secret_name: Some(file.name.clone()),
+                        })
+                        .collect()
+                }),
                 ..Default::default()
             }),
             // Placement by the app's limits: a node must have room for them.
@@ -432,6 +530,29 @@ pub fn observe_service(
     }
 }
 
+/// A Swarm secret made for one file of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSecret {
+    pub id: String,
+    pub name: String,
+    /// Where the file appears in the instance's container.
+    pub path: String,
+}
+
+/// The name of the Swarm secret holding file `index` of `instance`: `<instance>-f<index>`, or
+/// for a name too long for Swarm, the instance's first characters and a hash of the whole.
+fn file_secret_name(instance: &str, index: usize) -> String {
+    let name = format!("{instance}-f{index}");
+    if name.len() <= SECRET_NAME_MAX {
+        return name;
+    }
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    instance.hash(&mut hasher);
+    let head: String = instance.chars().take(40).collect();
+    format!("{head}-{:016x}-f{index}", hasher.finish())
+}
+
 fn unsupported(what: &str) -> EngineError {
     EngineError::Unsupported(format!("{what} is not available on the Swarm engine yet"))
 }
@@ -575,19 +696,23 @@ impl Runtime for SwarmEngine {
         if !spec.mounts.is_empty() {
             return Err(unsupported("mounting volumes"));
         }
-        if !spec.files.is_empty() {
-            return Err(unsupported("mounting secret files"));
-        }
         let _one_at_a_time = self.starting.lock().await;
         let datacenter = self.datacenter_for(spec).await?;
         let docker = self.manager.ready().await?;
-        let created = docker
+        let files = self.create_file_secrets(spec).await?;
+        let created = match docker
             .create_service(
-                service_spec(spec, datacenter.as_deref()),
+                service_spec(spec, datacenter.as_deref(), &files),
                 spec.registry_auth.as_ref().map(docker_credentials),
             )
             .await
-            .map_err(map_err)?;
+        {
+            Ok(created) => created,
+            Err(e) => {
+                self.remove_file_secrets(&spec.name).await;
+                return Err(map_err(e));
+            }
+        };
         let id = created.id.ok_or_else(|| {
             EngineError::Other(format!("Swarm created {} without an id", spec.name))
         })?;
@@ -599,6 +724,14 @@ impl Runtime for SwarmEngine {
     /// period set at creation) and waits until the task has stopped.
     async fn stop_instance(&self, id: &str, grace: Duration) -> EngineResult<()> {
         let docker = self.manager.ready().await?;
+        let name = match docker
+            .inspect_service(id, None::<InspectServiceOptions>)
+            .await
+        {
+            Ok(service) => service.spec.and_then(|spec| spec.name),
+            Err(e) if status_of(&e) == Some(404) => return Ok(()),
+            Err(e) => return Err(map_err(e)),
+        };
         match docker.delete_service(id).await {
             Ok(()) => {}
             Err(e) if status_of(&e) == Some(404) => return Ok(()),
@@ -611,6 +744,9 @@ impl Runtime for SwarmEngine {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if let Some(name) = name {
+            self.remove_file_secrets(&name).await;
         }
         Ok(())
     }
@@ -766,7 +902,7 @@ mod tests {
             ports: vec![8080, 9090],
             ..super::super::tests::example_spec()
         };
-        let service = service_spec(&spec, Some("dc2"));
+        let service = service_spec(&spec, Some("dc2"), &[]);
         assert_eq!(service.name.as_deref(), Some("berth-web-3"));
         let labels = service.labels.unwrap();
         assert_eq!(labels["berth.app"], "web");
@@ -776,6 +912,7 @@ mod tests {
         assert_eq!(container.env.unwrap(), vec!["A=1".to_string()]);
         assert_eq!(container.command, None, "the image's entrypoint stays");
         assert_eq!(container.stop_grace_period, Some(2_500_000_000));
+        assert_eq!(container.secrets, None, "no file, no secret");
         assert_eq!(
             task.placement.unwrap().constraints,
             Some(vec!["node.labels.datacenter==dc2".to_string()])
@@ -795,6 +932,54 @@ mod tests {
         assert_eq!(
             task.networks.unwrap()[0].aliases,
             Some(vec!["web".to_string()])
+        );
+    }
+
+    #[test]
+    fn secret_files_are_mounted_read_only_at_their_paths() {
+        let spec = super::super::tests::example_spec();
+        let files = [FileSecret {
+            id: "s1".into(),
+            name: "berth-web-3-f0".into(),
+            path: "/run/secrets/tls".into(),
+        }];
+        let service = service_spec(&spec, None, &files);
+        let secrets = service
+            .task_template
+            .unwrap()
+            .container_spec
+            .unwrap()
+            .secrets
+            .unwrap();
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(secrets[0].secret_id.as_deref(), Some("s1"));
+        assert_eq!(secrets[0].secret_name.as_deref(), Some("berth-web-3-f0"));
+        let file = secrets[0].file.clone().unwrap();
+        assert_eq!(file.name.as_deref(), Some("/run/secrets/tls"));
+        assert_eq!(file.mode, Some(0o444));
+        assert_eq!(file.uid.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn secret_names_fit_swarm() {
+        let long = "a".repeat(70);
+        let table = [
+            ("berth-web-3", 0, Some("berth-web-3-f0")),
+            ("berth-web-3", 12, Some("berth-web-3-f12")),
+            (long.as_str(), 1, None),
+        ];
+        for (instance, index, want) in table {
+            let name = file_secret_name(instance, index);
+            assert!(name.len() <= SECRET_NAME_MAX, "{name}");
+            assert!(name.ends_with(&format!("-f{index}")), "{name}");
+            if let Some(want) = want {
+                assert_eq!(name, want);
+            }
+        }
+        assert_ne!(
+            file_secret_name(&format!("{long}x"), 0),
+            file_secret_name(&format!("{long}y"), 0),
+            "long names that differ late still differ"
         );
     }
 
