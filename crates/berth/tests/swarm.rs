@@ -65,19 +65,15 @@ impl Drop for SwarmCleanup {
                 .unwrap_or_default()
         };
         let filter = format!("label=berth.namespace={}", self.namespace);
-        let services = docker(&["service", "ls", "-q", "--filter", &filter]);
-        let services: Vec<&str> = services.split_whitespace().collect();
-        if !services.is_empty() {
-            let mut args = vec!["service", "rm"];
-            args.extend(services);
-            docker(&args);
-        }
-        let secrets = docker(&["secret", "ls", "-q", "--filter", &filter]);
-        let secrets: Vec<&str> = secrets.split_whitespace().collect();
-        if !secrets.is_empty() {
-            let mut args = vec!["secret", "rm"];
-            args.extend(secrets);
-            docker(&args);
+        // Services first: a secret is removed only once no service uses it.
+        for kind in ["service", "secret"] {
+            let listed = docker(&[kind, "ls", "-q", "--filter", &filter]);
+            let ids: Vec<&str> = listed.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = vec![kind, "rm"];
+                args.extend(ids);
+                docker(&args);
+            }
         }
         let prefix = format!("{}-team-", self.namespace);
         for _ in 0..10 {
