@@ -659,31 +659,54 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// Removes hop-by-hop headers: the fixed list, every `Proxy-*` header and the headers the
 /// `Connection` header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none of them: one pass over the few names present says so, where
-    // removing each of the list would hash every name of the list.
-    let carries_any = headers
-        .keys()
-        .any(|name| HOP_BY_HOP.contains(name) || name.as_str().starts_with("proxy-"));
-    if !carries_any {
+    // One pass over the few names present says which of the list are there (most messages
+    // carry none, or only `Connection: keep-alive`): only those are removed, where removing
+    // each of the list would hash every name of it.
+    // Bit i: `HOP_BY_HOP[i]` is present.
+    let mut present: u8 = 0;
+    let mut proxy_headers = false;
+    for name in headers.keys() {
+        if let Some(index) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present |= 1 << index;
+        } else if name.as_str().starts_with("proxy-") {
+            proxy_headers = true;
+        }
+    }
+    if present == 0 && !proxy_headers {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    // The names `Connection` lists beyond the fixed list's (`keep-alive`, `close` and
+    // `upgrade` name nothing else to remove).
+    let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| {
+            !token.is_empty()
+                && !token.eq_ignore_ascii_case(b"keep-alive")
+                && !token.eq_ignore_ascii_case(b"close")
+                && !token.eq_ignore_ascii_case(b"upgrade")
+        })
+        .filter_map(|token| HeaderName::from_bytes(token).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in &listed {
         headers.remove(name);
     }
-    let proxy: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxy {
-        headers.remove(name);
+    for (index, hop) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << index) != 0 {
+            headers.remove(hop);
+        }
+    }
+    if proxy_headers {
+        let proxy: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in proxy {
+            headers.remove(name);
+        }
     }
 }
 
@@ -698,6 +721,8 @@ fn forward_headers(
     upgrade: Option<HeaderValue>,
 ) {
     strip_hop_by_hop(headers);
+    // Room for the four headers set below at once, rather than growing the map twice.
+    headers.reserve(4);
     if let Some(protocol) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
@@ -1248,6 +1273,24 @@ mod tests {
             (&[], &[]),
             // Garbage in Connection names nothing and removes nothing else.
             (&[("connection", "\"bad header\", ,"), ("a", "1")], &["a"]),
+            // What most backends send: the header alone goes.
+            (
+                &[("content-length", "2"), ("connection", "keep-alive")],
+                &["content-length"],
+            ),
+            (&[("connection", "Close"), ("a", "1")], &["a"]),
+            // Upgrade is in the list anyway; a listed name in any case is removed.
+            (
+                &[
+                    ("connection", "Upgrade, X-Trace"),
+                    ("upgrade", "websocket"),
+                    ("x-trace", "1"),
+                    ("b", "2"),
+                ],
+                &["b"],
+            ),
+            // A name listed but not present removes nothing else.
+            (&[("connection", "x-absent"), ("a", "1")], &["a"]),
         ];
         for (input, want) in cases {
             let mut map = headers(input);
