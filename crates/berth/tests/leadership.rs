@@ -8,6 +8,8 @@
 //! once: a build the killed leader was running ends interrupted, the queued one runs on the
 //! next leader. An image pushed through one server is seen through the other at once (the
 //! registry's metadata is in the database; only blobs are files on the shared directory).
+//! Requests through the follower's router are answered across the leader's death and the
+//! follower's takeover, though instances are probed only every 10 s.
 //! Skipped without `BERTH_TEST_POSTGRES` outside CI.
 
 mod support;
@@ -467,4 +469,58 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_leader_routes_to_the_running_instances_from_its_first_moment() {
+    let Some((mut a, b, _shared)) = leader_and_follower("takeover-routes").await else {
+        return;
+    };
+    // Readiness probed only every 10 s: a new leader that waited for its own probes would
+    // route to nothing for seconds.
+    a.create_app(
+        "web",
+        2,
+        json!({"readiness": {"path": "/healthz", "period_ms": 10000}}),
+    )
+    .await;
+    a.wait_rollout("web", ROLLOUT).await;
+    wait_until(
+        "the follower's router serves the app",
+        Duration::from_secs(10),
+        || async { through_router(&b).await.0 == 200 },
+    )
+    .await;
+
+    a.kill();
+    let killed = Instant::now();
+    let mut answers = Vec::new();
+    let mut led_at = None;
+    // Through the follower's router, from the kill until 3 s after it leads.
+    while led_at.is_none_or(|at: Instant| at.elapsed() < Duration::from_secs(3)) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "b never led:\n{}",
+            b.log()
+        );
+        if led_at.is_none() && terms_led(&b) == 1 {
+            led_at = Some(Instant::now());
+        }
+        let (status, answer) = through_router(&b).await;
+        answers.push((killed.elapsed(), status, answer["app"].clone()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failed: Vec<_> = answers
+        .iter()
+        .filter(|(_, status, _)| *status != 200)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests through the new leader's router failed: {failed:?}\n{}",
+        failed.len(),
+        answers.len(),
+        b.log()
+    );
+    let app = b.app("web").await;
+    assert_eq!(ready_instances(&app).len(), 2, "{app:#}");
 }
