@@ -265,22 +265,28 @@ async fn through_router(server: &Server) -> (u16, serde_json::Value) {
     }
 }
 
+/// The leader `a` makes the app `web` of 2 instances (with `template`), and the follower
+/// `b`'s router serves it.
+async fn web_through_the_follower(a: &Server, b: &Server, template: serde_json::Value) {
+    a.create_app("web", 2, template).await;
+    a.wait_rollout("web", ROLLOUT).await;
+    wait_until(
+        "the follower's router serves the app",
+        Duration::from_secs(10),
+        || async { through_router(b).await.0 == 200 },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_followers_router_routes_and_fails_no_request_while_the_leader_changes_the_app() {
     let Some((a, b, _shared)) = leader_and_follower("sharing").await else {
         return;
     };
 
-    a.create_app("web", 2, json!({})).await;
-    a.wait_rollout("web", ROLLOUT).await;
     // The follower runs no controller, yet its router sends the app's traffic to the
     // instances the leader found ready.
-    wait_until(
-        "the follower's router serves the app",
-        Duration::from_secs(10),
-        || async { through_router(&b).await.0 == 200 },
-    )
-    .await;
+    web_through_the_follower(&a, &b, json!({})).await;
     let (_, answer) = through_router(&b).await;
     assert_eq!(answer["app"], "web", "{answer}");
     assert_eq!(terms_led(&b), 0);
@@ -478,17 +484,10 @@ async fn the_next_leader_routes_to_the_running_instances_from_its_first_moment()
     };
     // Readiness probed only every 10 s: a new leader that waited for its own probes would
     // route to nothing for seconds.
-    a.create_app(
-        "web",
-        2,
+    web_through_the_follower(
+        &a,
+        &b,
         json!({"readiness": {"path": "/healthz", "period_ms": 10000}}),
-    )
-    .await;
-    a.wait_rollout("web", ROLLOUT).await;
-    wait_until(
-        "the follower's router serves the app",
-        Duration::from_secs(10),
-        || async { through_router(&b).await.0 == 200 },
     )
     .await;
 
