@@ -54,9 +54,14 @@ async fn a_server_on_postgres_keeps_its_state_there_and_finds_it_after_a_restart
     let (_, ready) = server.call(Method::GET, "/readyz", None).await;
     assert_eq!(ready["role"], "leader", "{ready}");
 
-    // A restart adopts the two instances of revision 2 rather than replacing them.
+    // A restart adopts the two instances of revision 2 rather than replacing them. (The
+    // rollout is complete once the last old instance is out of rotation; on a shared store
+    // its stop waits a second more for the other servers' routers, so wait for it to go.)
+    support::wait_until("the old instances are gone", ROLLOUT, || async {
+        containers_of(&namespace, "web").len() == 2
+    })
+    .await;
     let before = containers_of(&namespace, "web");
-    assert_eq!(before.len(), 2, "{before:?}");
     server.restart().await;
     let app = server.app("web").await;
     assert_eq!(app["current_revision"], 2, "{app:#}");
