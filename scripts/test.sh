@@ -31,7 +31,7 @@ trap 'rm -f "$log" "$fuzz_log"' EXIT
 set +e
 cargo test --locked --workspace --all-targets --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-4}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
-# The end-to-end tests that use the store, again with every server on PostgreSQL (the store's
+# The end-to-end tests that lean on the store, again with every server on PostgreSQL (the store's
 # own suite and the several-servers tests ran on it above). Left out, for CI's time: backup (a
 # PostgreSQL store is backed up with pg_dump), and the files whose paths the store does not
 # change (certificates, handover, swarm, router, idle, git push, TCP ports, metrics, CLI pipes);
