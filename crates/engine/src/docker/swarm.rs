@@ -724,11 +724,20 @@ impl Runtime for SwarmEngine {
     /// period set at creation) and waits until the task has stopped.
     async fn stop_instance(&self, id: &str, grace: Duration) -> EngineResult<()> {
         let docker = self.manager.ready().await?;
-        let name = match docker
+        // The instance whose secret files go with it (none for most: no lookup then).
+        let with_files = match docker
             .inspect_service(id, None::<InspectServiceOptions>)
             .await
         {
-            Ok(service) => service.spec.and_then(|spec| spec.name),
+            Ok(service) => service.spec.and_then(|spec| {
+                let has_files = spec
+                    .task_template
+                    .as_ref()
+                    .and_then(|task| task.container_spec.as_ref())
+                    .and_then(|container| container.secrets.as_ref())
+                    .is_some_and(|secrets| !secrets.is_empty());
+                spec.name.filter(|_| has_files)
+            }),
             Err(e) if status_of(&e) == Some(404) => return Ok(()),
             Err(e) => return Err(map_err(e)),
         };
@@ -745,7 +754,7 @@ impl Runtime for SwarmEngine {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        if let Some(name) = name {
+        if let Some(name) = with_files {
             self.remove_file_secrets(&name).await;
         }
         Ok(())
