@@ -49,17 +49,31 @@ export function quietDocker(args) {
   }
 }
 
-async function waitHealthy(url, ms) {
+/** The last lines of the server's log, for an error that needs them. */
+function logTail(state, lines = 40) {
+  try {
+    return readFileSync(state.serverLog, "utf8").split("\n").slice(-lines).join("\n");
+  } catch (e) {
+    return `(no server log: ${e.message})`;
+  }
+}
+
+/** Waits for the server's health check; fails at once when the server exits first. */
+async function waitHealthy(state, ms) {
+  const url = `${state.base}/healthz`;
   const end = Date.now() + ms;
   while (Date.now() < end) {
+    if (state.server.exitCode !== null || state.server.signalCode !== null) {
+      throw new Error(`the server exited (${state.server.exitCode ?? state.server.signalCode}) before ${url} answered; its log:\n${logTail(state)}`);
+    }
     try {
-      if ((await fetch(url)).ok) return;
+      if ((await fetch(url, { signal: AbortSignal.timeout(5_000) })).ok) return;
     } catch {
       /* not up yet */
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new Error(`${url} did not answer within ${ms} ms`);
+  throw new Error(`${url} did not answer within ${ms} ms; the server's log:\n${logTail(state)}`);
 }
 
 /**
@@ -75,7 +89,8 @@ export async function startBerth(prefix, extraArgs = []) {
   state.port = await freePort();
   state.base = `http://127.0.0.1:${state.port}`;
   // The router on a free loopback port of its own (its default, port 80, is one per machine).
-  state.routerPort = await freePort();
+  do state.routerPort = await freePort();
+  while (state.routerPort === state.port);
   state.serverLog = join(state.dataDir, "server.log");
   const out = openSync(state.serverLog, "a");
   state.server = spawn(
@@ -97,7 +112,7 @@ export async function startBerth(prefix, extraArgs = []) {
     { stdio: ["ignore", out, out] },
   );
   try {
-    await waitHealthy(`${state.base}/healthz`, 30_000);
+    await waitHealthy(state, 30_000);
     state.token = readFileSync(join(state.dataDir, "data/admin-token"), "utf8").trim();
     state.browser = await chromium.launch({
       executablePath: CHROMIUM,

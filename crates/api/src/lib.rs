@@ -185,6 +185,9 @@ pub async fn leaderz(State(state): State<ApiState>) -> Response {
     }
 }
 
+/// How long readiness waits for the engine's answer.
+const READY_ENGINE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Readiness: the store and the engine both answer.
 #[utoipa::path(get, path = "/readyz", tag = "system", security(()),
     responses((status = 200, body = ReadyDto), (status = 503, body = ReadyDto)))]
@@ -193,9 +196,14 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
         Ok(()) => "ok".to_string(),
         Err(error) => error.to_string(),
     };
-    let engine = match state.runtime.info().await {
-        Ok(info) => format!("ok ({} {} on {})", info.name, info.version, info.node_name),
-        Err(error) => error.to_string(),
+    // A probe answers in its own time even when the engine hangs.
+    let engine = match tokio::time::timeout(READY_ENGINE_PATIENCE, state.runtime.info()).await {
+        Ok(Ok(info)) => format!("ok ({} {} on {})", info.name, info.version, info.node_name),
+        Ok(Err(error)) => error.to_string(),
+        Err(_elapsed) => format!(
+            "the engine did not answer within {} s",
+            READY_ENGINE_PATIENCE.as_secs()
+        ),
     };
     let ready = store == "ok" && engine.starts_with("ok");
     let role = match &state.leadership {

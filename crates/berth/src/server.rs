@@ -178,13 +178,20 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         None => runtime,
     };
     let leadership = leadership.map(|(leadership, _)| leadership);
-    match runtime.info().await {
-        Ok(info) => {
+    // A slow engine does not hold the API back: what it has not answered within the patience
+    // is asked again before the controllers start.
+    let engine_deadline = tokio::time::Instant::now() + ENGINE_START_PATIENCE;
+    match tokio::time::timeout_at(engine_deadline, runtime.info()).await {
+        Ok(Ok(info)) => {
             tracing::info!(version = %info.version, node = %info.node_name, "connected to {}", info.name)
         }
-        Err(error) => {
+        Ok(Err(error)) => {
             tracing::warn!(%error, "the Docker Engine does not answer yet; Berth keeps retrying (run scripts/ensure-docker.sh to start one)")
         }
+        Err(_) => tracing::warn!(
+            patience = ?ENGINE_START_PATIENCE,
+            "the Docker Engine is slow to answer; the API starts now and the controllers once it answers"
+        ),
     }
     let clock = system_clock();
     store
@@ -206,16 +213,20 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         installation,
         take_over: config.take_over_namespace,
     };
-    let pending_claim = match claim.attempt().await {
-        Ok(()) => None,
-        Err(ClaimError::Held(holder)) => {
+    let pending_claim = match tokio::time::timeout_at(engine_deadline, claim.attempt()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(ClaimError::Held(holder))) => {
             return Err(installation::refusal_message(
                 &config.namespace,
                 holder.as_ref(),
             ));
         }
-        Err(ClaimError::Engine(error)) => {
+        Ok(Err(ClaimError::Engine(error))) => {
             tracing::warn!(%error, namespace = %config.namespace, "cannot claim the engine namespace yet: the controllers start once the engine answers");
+            Some(claim)
+        }
+        Err(_elapsed) => {
+            tracing::warn!(namespace = %config.namespace, patience = ?ENGINE_START_PATIENCE, "the engine did not answer the namespace claim in time: the controllers start once it does");
             Some(claim)
         }
     };
@@ -1033,6 +1044,9 @@ impl NamespaceClaim {
 
 /// How often the namespace claim is tried again while the engine does not answer.
 const CLAIM_RETRY: Duration = Duration::from_secs(2);
+
+/// How long the start waits for the engine before the API serves without it.
+const ENGINE_START_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Waits for SIGTERM or Ctrl-C (stop), or SIGUSR2 (hand over to a new server process: the
 /// controllers pause, the successor starts with the sockets and the ready instances, and this

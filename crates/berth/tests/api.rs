@@ -442,6 +442,46 @@ async fn without_a_docker_engine_the_state_is_kept_and_the_error_is_clear() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_that_never_answers_holds_neither_the_start_nor_readiness_back() {
+    // An "engine" that takes every connection and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            connections.push(connection);
+        }
+    });
+    let started = std::time::Instant::now();
+    let server = Server::start_with(
+        "silentengine",
+        &["--docker-host", &format!("tcp://{address}")],
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the API served after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        server.log().contains("the Docker Engine is slow to answer"),
+        "the start says why the controllers wait: {}",
+        server.log()
+    );
+    let asked = std::time::Instant::now();
+    let (status, ready) = server.call(Method::GET, "/readyz", None).await;
+    assert_eq!(status, 503, "{ready:#}");
+    assert_eq!(ready["store"], "ok");
+    assert_eq!(ready["engine"], "the engine did not answer within 3 s");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "readiness took {:?}",
+        asked.elapsed()
+    );
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followed_logs_include_instances_started_later() {
     let server = Server::start("logsfollow").await;
     server.create_app("web", 1, json!({})).await;
