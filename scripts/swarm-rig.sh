@@ -474,7 +474,7 @@ summary() {
       done
   done
   echo "Manager: DOCKER_HOST=$(node_sock 1)"
-  echo "In a shell: eval \"\$($0 env)\"   (BERTH_RIG_MANAGER, BERTH_RIG_HOST_ADDRESS, BERTH_RIG_NODE_<i>)"
+  echo "In a shell: eval \"\$($0 env)\"   (BERTH_RIG_MANAGER, BERTH_RIG_HOST_ADDRESS, BERTH_RIG_NODE_<i>, BERTH_RIG_NODE_ENGINES)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -563,6 +563,10 @@ cmd_env() {
   echo "BERTH_RIG_MANAGER=$(node_sock 1)"
   echo "BERTH_RIG_HOST_ADDRESS=$HOST_ADDR"
   for i in "${NODES[@]}"; do echo "BERTH_RIG_NODE_$i=$(node_sock "$i")"; done
+  # The workers' engines, for berth server --node-engines (the manager's is --docker-host).
+  local engines=()
+  for i in "${NODES[@]:1}"; do engines+=("$(node_name "$i")=$(node_sock "$i")"); done
+  echo "BERTH_RIG_NODE_ENGINES=$(IFS=,; echo "${engines[*]}")"
 }
 
 cmd_load() {

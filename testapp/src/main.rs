@@ -65,7 +65,7 @@ struct Shared {
 
 /// `berth-testapp run …`: small programs for tests of `berth exec` (the image has no shell):
 /// `echo WORDS…`, `exit CODE`, `cat` (stdin to stdout until it closes), `tty` (whether
-/// stdout is a terminal).
+/// stdout is a terminal), `hostname` (the container's: which one the command ran in).
 fn run_tool(args: &[String]) -> ! {
     use std::io::{IsTerminal, Read, Write};
     let mut out = std::io::stdout();
@@ -88,11 +88,14 @@ fn run_tool(args: &[String]) -> ! {
                 }
             }
         }
+        Some("hostname") => {
+            let _ = writeln!(out, "{}", hostname());
+        }
         Some("tty") => {
             let _ = writeln!(out, "{}", if out.is_terminal() { "tty" } else { "no tty" });
         }
         other => {
-            eprintln!("berth-testapp run: unknown tool {other:?} (echo, exit, cat, tty)");
+            eprintln!("berth-testapp run: unknown tool {other:?} (echo, exit, cat, tty, hostname)");
             exit(2);
         }
     }

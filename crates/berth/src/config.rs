@@ -33,6 +33,9 @@ pub struct ServerOptions {
     /// Where app instances run: docker (the engine --docker-host names) or swarm (the Docker Swarm whose manager --docker-host names) [default: docker]
     #[arg(long, env = "BERTH_ENGINE")]
     pub engine: Option<String>,
+    /// With --engine swarm: the Docker Engines of other nodes than the manager, for exec and CPU/memory samples of the instances on them, as NODE=URL,NODE=URL (unix:///path or tcp://host:port; NODE as `berth nodes` names it) [default: none: only the manager's own instances]
+    #[arg(long, env = "BERTH_NODE_ENGINES")]
+    pub node_engines: Option<String>,
     /// Engine namespace: prefix of container names, label value and network name [default: berth]
     #[arg(long, env = "BERTH_NAMESPACE")]
     pub namespace: Option<String>,
@@ -195,6 +198,35 @@ impl EngineKind {
     }
 }
 
+/// `--node-engines`: `NODE=URL` pairs, separated by commas, only for a Swarm.
+fn node_engines(value: Option<&str>, engine: EngineKind) -> Result<Vec<(String, String)>, String> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    if engine != EngineKind::Swarm {
+        return Err("node-engines: only with --engine swarm (one engine has one node)".into());
+    }
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((node, url)) = entry.split_once('=').map(|(n, u)| (n.trim(), u.trim())) else {
+            return Err(format!("node-engines: {entry:?} is not NODE=URL"));
+        };
+        if node.is_empty() || node.chars().any(char::is_whitespace) {
+            return Err(format!("node-engines: {entry:?} names no node"));
+        }
+        if !(url.starts_with("unix:///") || url.starts_with("tcp://")) {
+            return Err(format!(
+                "node-engines: the engine of {node} ({url:?}) is not unix:///path or tcp://host:port"
+            ));
+        }
+        if pairs.iter().any(|(seen, _)| seen == node) {
+            return Err(format!("node-engines: node {node} is given twice"));
+        }
+        pairs.push((node.to_string(), url.to_string()));
+    }
+    Ok(pairs)
+}
+
 /// Settings after merging flags, environment, config file and defaults.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -208,6 +240,8 @@ pub struct ServerConfig {
     pub docker_host: Option<String>,
     /// Where app instances run.
     pub engine: EngineKind,
+    /// Swarm nodes' own engines: (node name, engine URL).
+    pub node_engines: Vec<(String, String)>,
     pub namespace: String,
     pub resync_interval: Duration,
     pub revision_history: u32,
@@ -276,6 +310,7 @@ impl ServerOptions {
             store: self.store.or(file.store),
             docker_host: self.docker_host.or(file.docker_host),
             engine: self.engine.or(file.engine),
+            node_engines: self.node_engines.or(file.node_engines),
             namespace: self.namespace.or(file.namespace),
             resync_interval: self.resync_interval.or(file.resync_interval),
             revision_history: self.revision_history.or(file.revision_history),
@@ -647,6 +682,10 @@ pub fn resolve(options: ServerOptions, config_file: Option<&Path>) -> Result<Ser
             .map_err(|e| e.to_string())?,
         docker_host: o.docker_host,
         engine: EngineKind::parse(o.engine.as_deref())?,
+        node_engines: node_engines(
+            o.node_engines.as_deref(),
+            EngineKind::parse(o.engine.as_deref())?,
+        )?,
         namespace,
         resync_interval: duration("resync-interval", o.resync_interval, "30s")?,
         revision_history,
@@ -735,6 +774,70 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(tcp_port_range(input).ok(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn node_engines_are_node_url_pairs_for_a_swarm_only() {
+        use EngineKind::{Docker, Swarm};
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(n, u)| (n.to_string(), u.to_string()))
+                .collect()
+        };
+        // (value, engine, want: the pairs, or the start of the error)
+        let cases: [(
+            Option<&str>,
+            EngineKind,
+            Result<Vec<(String, String)>, &str>,
+        ); 9] = [
+            (None, Docker, Ok(vec![])),
+            (Some("  "), Swarm, Ok(vec![])),
+            (
+                Some("rig-node-2=unix:///run/n2/docker.sock, rig-node-3 = tcp://10.0.0.3:2375,"),
+                Swarm,
+                Ok(pairs(&[
+                    ("rig-node-2", "unix:///run/n2/docker.sock"),
+                    ("rig-node-3", "tcp://10.0.0.3:2375"),
+                ])),
+            ),
+            (
+                Some("n2=unix:///s"),
+                Docker,
+                Err("node-engines: only with --engine swarm"),
+            ),
+            (
+                Some("n2"),
+                Swarm,
+                Err("node-engines: \"n2\" is not NODE=URL"),
+            ),
+            (
+                Some("=unix:///s"),
+                Swarm,
+                Err("node-engines: \"=unix:///s\" names no node"),
+            ),
+            (
+                Some("my node=unix:///s"),
+                Swarm,
+                Err("node-engines: \"my node=unix:///s\" names no node"),
+            ),
+            (
+                Some("n2=http://10.0.0.2"),
+                Swarm,
+                Err("node-engines: the engine of n2"),
+            ),
+            (
+                Some("n2=unix:///a,n2=unix:///b"),
+                Swarm,
+                Err("node-engines: node n2 is given twice"),
+            ),
+        ];
+        for (value, engine, want) in cases {
+            match (node_engines(value, engine), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{value:?}"),
+                (Err(error), Err(start)) => assert!(error.starts_with(start), "{value:?}: {error}"),
+                (got, want) => panic!("{value:?}: got {got:?}, want {want:?}"),
+            }
         }
     }
 

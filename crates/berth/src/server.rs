@@ -153,7 +153,9 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     let runtime: Arc<dyn Runtime> = match config.engine {
         EngineKind::Docker => docker.clone(),
         // Instances through the Swarm; images are still built on the manager's engine.
-        EngineKind::Swarm => Arc::new(SwarmEngine::new((*docker).clone())),
+        EngineKind::Swarm => {
+            Arc::new(SwarmEngine::new((*docker).clone()).with_node_engines(node_engines(&config)?))
+        }
     };
     let builder: Arc<dyn ImageBuilder> = docker;
     // Several servers share a PostgreSQL store: the one holding the controllers' lease runs
@@ -1408,6 +1410,21 @@ const VOLUME_KEEPER_PERIOD: Duration = Duration::from_secs(60);
 
 /// Connects to Docker, waiting (and saying so) while its socket does not exist yet, so a
 /// server started before the engine comes up on its own once the engine is there.
+/// The Swarm nodes' own engines `--node-engines` gives, by node name.
+fn node_engines(
+    config: &ServerConfig,
+) -> Result<std::collections::HashMap<String, DockerEngine>, String> {
+    config
+        .node_engines
+        .iter()
+        .map(|(node, url)| {
+            DockerEngine::connect_with(Some(url))
+                .map(|engine| (node.clone(), engine))
+                .map_err(|e| format!("node-engines: the engine of {node}: {e}"))
+        })
+        .collect()
+}
+
 async fn connect_docker(host: Option<&str>) -> DockerEngine {
     let mut attempt = 0u32;
     loop {

@@ -3,8 +3,9 @@
 //! runs an app's instances as Swarm services, pulled by every node from Berth's registry,
 //! spread over the nodes and the datacenters, each reached at its node's address; `berth nodes`
 //! lists the Swarm's nodes, draining one moves its instances away, a rolling upgrade adds a
-//! secret file (a Swarm secret per instance, gone with its instance), and when a node dies its
-//! instances come back on the others.
+//! secret file (a Swarm secret per instance, gone with its instance), exec and CPU/memory
+//! samples reach the instances on every node, and when a node dies its instances come back on
+//! the others.
 
 mod support;
 
@@ -111,10 +112,23 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
         .get("BERTH_RIG_MANAGER")
         .expect("BERTH_RIG_MANAGER in swarm-rig.sh env")
         .clone();
+    let node_engines = settings
+        .get("BERTH_RIG_NODE_ENGINES")
+        .expect("BERTH_RIG_NODE_ENGINES in swarm-rig.sh env")
+        .clone();
     let server = Server::start_on(
         "swarm",
         RIG_HOST,
-        &["--engine", "swarm", "--docker-host", &manager],
+        &[
+            "--engine",
+            "swarm",
+            "--docker-host",
+            &manager,
+            "--node-engines",
+            &node_engines,
+            "--usage-interval",
+            "2s",
+        ],
     )
     .await;
     let namespace = server.namespace.namespace().to_string();
@@ -249,6 +263,73 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
         .await;
     assert_eq!(status, 200);
     assert!(logs.to_string().contains("listening on"), "{logs}");
+
+    // Exec and CPU/memory samples reach every node's instances (the workers' through their
+    // own engines): the command runs in the instance named, wherever it is.
+    for instance in &ready {
+        let name = instance["name"].as_str().unwrap();
+        let out = server.cli(&[
+            "exec",
+            "web",
+            "--instance",
+            name,
+            "-T",
+            "--",
+            "/berth-testapp",
+            "run",
+            "hostname",
+        ]);
+        assert!(
+            out.status.success(),
+            "exec in {name} on {}: {out:?}",
+            instance["node"]
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            hit(instance)["hostname"].as_str().unwrap(),
+            "the command ran in {name} on {}",
+            instance["node"]
+        );
+    }
+    let on_node_3 = ready
+        .iter()
+        .find(|i| i["node"] == "rig-node-3")
+        .expect("an instance in dc2");
+    let out = server.cli(&[
+        "exec",
+        "web",
+        "--instance",
+        on_node_3["name"].as_str().unwrap(),
+        "-T",
+        "--",
+        "/berth-testapp",
+        "run",
+        "exit",
+        "3",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the exit code comes back from node 3: {out:?}"
+    );
+    let app = server
+        .wait_app(
+            "web",
+            "a CPU/memory sample of every instance",
+            ROLLOUT,
+            |a| {
+                let ready = ready_instances(a);
+                ready.len() == 6
+                    && ready
+                        .iter()
+                        .all(|i| i["usage"]["memory_bytes"].as_u64().is_some_and(|m| m > 0))
+            },
+        )
+        .await;
+    assert!(
+        app["usage"]["memory_bytes"].as_u64().is_some_and(|m| m > 0),
+        "{app:#}"
+    );
 
     // Node 3 dies: its instances come back on the others.
     rig(&["kill-node", "3"]);

@@ -12,8 +12,9 @@
 //! are the changes a one-second poll sees (Swarm has no task events). Secret files are Swarm
 //! secrets, one per file of one instance (`<instance>-f<i>`, labelled with the instance),
 //! made before its service and removed after it: Swarm hands them only to the node that runs
-//! the task, in memory. Not yet on this engine: volumes (refused at start), exec and
-//! per-instance resource samples.
+//! the task, in memory. Exec and CPU/memory samples go to the engine of the node the task
+//! runs on: the manager's own, or one given for the node ([`SwarmEngine::with_node_engines`]).
+//! Not yet on this engine: volumes (refused at start).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -61,6 +62,11 @@ pub struct SwarmEngine {
     manager: DockerEngine,
     /// Starts one at a time: each one's datacenter is chosen knowing the ones before.
     starting: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The engines of other nodes than the manager's, by node (host) name: what only the
+    /// engine running a container does (exec, CPU and memory samples) goes there.
+    node_engines: std::sync::Arc<HashMap<String, DockerEngine>>,
+    /// The manager's own node name, once asked.
+    manager_node: std::sync::Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl SwarmEngine {
@@ -69,7 +75,71 @@ impl SwarmEngine {
         SwarmEngine {
             manager,
             starting: Default::default(),
+            node_engines: Default::default(),
+            manager_node: Default::default(),
         }
+    }
+
+    /// Reaches the containers on other nodes through their own engines, by node name.
+    pub fn with_node_engines(mut self, engines: HashMap<String, DockerEngine>) -> Self {
+        self.node_engines = std::sync::Arc::new(engines);
+        self
+    }
+
+    /// The engine of the node named `node`: its own when given, the manager's for the
+    /// manager's node.
+    async fn engine_of_node(&self, node: &str) -> EngineResult<DockerEngine> {
+        if let Some(engine) = self.node_engines.get(node) {
+            return Ok(engine.clone());
+        }
+        let manager_node = self
+            .manager_node
+            .get_or_try_init(|| async { self.manager.info().await.map(|info| info.node_name) })
+            .await?;
+        if manager_node == node {
+            return Ok(self.manager.clone());
+        }
+        Err(EngineError::Unsupported(format!(
+            "the instance runs on node {node}, whose engine Berth does not reach: start the \
+             server with --node-engines {node}=URL (the node's Docker Engine)"
+        )))
+    }
+
+    /// Where an instance's container runs: its node's name and engine, and its id there.
+    async fn locate(&self, service: &str) -> EngineResult<(String, DockerEngine, String)> {
+        let docker = self.manager.ready().await?;
+        let filters = HashMap::from([("service", vec![service.to_string()])]);
+        let tasks = docker
+            .list_tasks(Some(
+                ListTasksOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await
+            .map_err(map_err)?;
+        let tasks: Vec<&Task> = tasks.iter().collect();
+        let task = current_task(&tasks)
+            .ok_or_else(|| EngineError::NotFound(format!("instance {service} has no task")))?;
+        let status = task.status.unwrap_or_default();
+        let container = status
+            .container_status
+            .and_then(|c| c.container_id)
+            .filter(|_| status.state == Some(TaskState::RUNNING));
+        let (Some(container), Some(node_id)) = (container, task.node_id) else {
+            return Err(EngineError::Conflict(format!(
+                "instance {service} is not running"
+            )));
+        };
+        let node = self
+            .nodes()
+            .await?
+            .remove(&node_id)
+            .filter(|node| node.up)
+            .ok_or_else(|| {
+                EngineError::Conflict(format!(
+                    "instance {service} is on node {node_id}, which is down"
+                ))
+            })?;
+        let engine = self.engine_of_node(&node.name).await?;
+        Ok((node.name, engine, container))
     }
 
     /// Every node, by node id.
@@ -553,6 +623,19 @@ fn file_secret_name(instance: &str, index: usize) -> String {
     format!("{head}-{:016x}-f{index}", hasher.finish())
 }
 
+/// An exec's id with the node whose engine runs it: `<exec id>@<node>`.
+fn node_exec_id(exec: &str, node: &str) -> String {
+    format!("{exec}@{node}")
+}
+
+/// The engine's exec id and the node of a [`node_exec_id`] (the engine's ids are hex: the
+/// first `@` ends it).
+fn split_node_exec_id(id: &str) -> EngineResult<(&str, &str)> {
+    id.split_once('@')
+        .filter(|(exec, node)| !exec.is_empty() && !node.is_empty())
+        .ok_or_else(|| EngineError::NotFound(format!("exec {id} is not one of this Swarm's")))
+}
+
 fn unsupported(what: &str) -> EngineError {
     EngineError::Unsupported(format!("{what} is not available on the Swarm engine yet"))
 }
@@ -849,8 +932,10 @@ impl Runtime for SwarmEngine {
         self.manager.output(id, options, true)
     }
 
-    async fn resource_sample(&self, _id: &str) -> EngineResult<ResourceSample> {
-        Err(unsupported("sampling an instance's CPU and memory"))
+    /// From the engine of the node the instance runs on.
+    async fn resource_sample(&self, id: &str) -> EngineResult<ResourceSample> {
+        let (_, engine, container) = self.locate(id).await?;
+        engine.resource_sample(&container).await
     }
 
     /// On the manager's own engine (the namespace's claim); apps' volumes are refused at
@@ -887,16 +972,26 @@ impl Runtime for SwarmEngine {
         Err(unsupported("restoring a volume"))
     }
 
-    async fn exec(&self, _id: &str, _spec: &ExecSpec) -> EngineResult<ExecSession> {
-        Err(unsupported("exec"))
+    /// On the engine of the node the instance runs on; the session's id names the node
+    /// (`<exec id>@<node>`) for its resizes and exit code.
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> EngineResult<ExecSession> {
+        let (node, engine, container) = self.locate(id).await?;
+        let mut session = engine.exec(&container, spec).await?;
+        session.id = node_exec_id(&session.id, &node);
+        Ok(session)
     }
 
-    async fn resize_exec(&self, _exec_id: &str, _cols: u16, _rows: u16) -> EngineResult<()> {
-        Err(unsupported("exec"))
+    async fn resize_exec(&self, exec_id: &str, cols: u16, rows: u16) -> EngineResult<()> {
+        let (exec, node) = split_node_exec_id(exec_id)?;
+        self.engine_of_node(node)
+            .await?
+            .resize_exec(exec, cols, rows)
+            .await
     }
 
-    async fn exec_exit_code(&self, _exec_id: &str) -> EngineResult<Option<i64>> {
-        Err(unsupported("exec"))
+    async fn exec_exit_code(&self, exec_id: &str) -> EngineResult<Option<i64>> {
+        let (exec, node) = split_node_exec_id(exec_id)?;
+        self.engine_of_node(node).await?.exec_exit_code(exec).await
     }
 }
 
@@ -967,6 +1062,24 @@ mod tests {
         assert_eq!(file.name.as_deref(), Some("/run/secrets/tls"));
         assert_eq!(file.mode, Some(0o444));
         assert_eq!(file.uid.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn an_exec_id_names_its_node() {
+        let id = node_exec_id("4f2a9c", "rig-node-2");
+        assert_eq!(id, "4f2a9c@rig-node-2");
+        assert_eq!(split_node_exec_id(&id).unwrap(), ("4f2a9c", "rig-node-2"));
+        // A node name with an `@` keeps it: the engine's id ends at the first one.
+        assert_eq!(
+            split_node_exec_id("4f2a9c@node@dc1").unwrap(),
+            ("4f2a9c", "node@dc1")
+        );
+        for foreign in ["4f2a9c", "@rig-node-2", "4f2a9c@", ""] {
+            assert!(
+                matches!(split_node_exec_id(foreign), Err(EngineError::NotFound(_))),
+                "{foreign:?}"
+            );
+        }
     }
 
     #[test]
