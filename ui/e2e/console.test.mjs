@@ -760,6 +760,45 @@ test("the console drives Berth end to end", { timeout: 600_000 }, async (t) => {
     await page.getByRole("link", { name: "Overview" }).waitFor();
   });
 
+  await t.test("node constraints are set in the deploy form, one no node meets is refused next to its field, and shown on the app page", async () => {
+    const placed = () => call("GET", "/api/v1/apps/placed");
+    await call("POST", "/api/v1/apps", { name: "placed", team: "web", image: "berth-testapp:latest", replicas: 1, health_path: "/healthz", cpu_millis: 50, memory_bytes: 32 * 1048576 });
+    // The node, once the monitor has seen it, labelled disk=ssd.
+    let node;
+    for (let i = 0; i < 100 && !node; i++) {
+      node = (await call("GET", "/api/v1/nodes")).nodes[0]?.name;
+      if (!node) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(node, "the node monitor lists the node");
+    await call("PUT", `/api/v1/nodes/${node}/labels`, { labels: { disk: "ssd" } });
+    await page.goto(`${state.base}/apps/placed`);
+    assert.equal(await page.getByTestId("app-node-constraints").textContent(), "any node");
+    await waitForRollout(page, 1, ["complete"], 60_000);
+    await page.goto(`${state.base}/apps/placed/deploy`);
+    const constraints = page.getByLabel("Node constraints");
+    await constraints.fill("disk==nvme");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.locator('.field-error[data-field="node_constraints"]').getByText("no node meets disk==nvme", { exact: false }).waitFor();
+    assert.equal((await placed()).latest_revision, 1, "nothing changed");
+    await constraints.fill("disk==ssd");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.waitForURL("**/apps/placed");
+    assert.deepEqual((await placed()).template.node_constraints, ["disk==ssd"]);
+    await page.getByTestId("app-node-constraints").getByText("disk==ssd", { exact: true }).waitFor();
+    await waitForRollout(page, 2, ["complete"], 60_000);
+    // Any node again.
+    await page.goto(`${state.base}/apps/placed/deploy`);
+    assert.equal(await constraints.inputValue(), "disk==ssd");
+    await constraints.fill("");
+    await page.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.waitForURL("**/apps/placed");
+    await page.getByTestId("app-node-constraints").getByText("any node", { exact: true }).waitFor();
+    assert.deepEqual((await placed()).template.node_constraints, []);
+    await call("PUT", `/api/v1/nodes/${node}/labels`, { labels: {} });
+    const gone = await fetch(`${state.base}/api/v1/apps/placed`, { method: "DELETE", headers: { Authorization: `Bearer ${state.token}` } });
+    assert.equal(gone.status, 204);
+  });
+
   await t.test("the console works on a narrow screen", async () => {
     const phone = await newPage({ width: 390, height: 844 });
     await login(phone, "admin", state.token);

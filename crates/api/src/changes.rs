@@ -4,6 +4,7 @@
 
 use berth_core::Probe;
 use berth_core::change::AppChange;
+use berth_core::placement::NodeConstraint;
 use berth_core::routes::{parse_domains, parse_tcp_ports};
 
 use crate::dto::{AppChanges, ProbeDto, StrategyDto};
@@ -40,6 +41,20 @@ pub fn to_change(request: &AppChanges) -> ApiResult<AppChange> {
         .map(parse_domains)
         .transpose()
         .map_err(|e| ApiError::field("domains", e.to_string()))?;
+    let node_constraints = request
+        .node_constraints
+        .as_ref()
+        .map(|texts| {
+            texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    NodeConstraint::parse(text)
+                        .map_err(|e| ApiError::field(format!("node_constraints[{i}]"), e))
+                })
+                .collect::<ApiResult<Vec<_>>>()
+        })
+        .transpose()?;
     let tcp_ports = request
         .tcp_ports
         .as_deref()
@@ -85,6 +100,7 @@ pub fn to_change(request: &AppChanges) -> ApiResult<AppChange> {
             .sensitive_env
             .as_ref()
             .map(|keys| keys.iter().cloned().collect()),
+        node_constraints,
     })
 }
 

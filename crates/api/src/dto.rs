@@ -356,6 +356,10 @@ pub struct AppChanges {
     /// Environment variables whose values viewers (who cannot deploy) see as `<redacted>`,
     /// replacing the set (`[]`: none). Each must be one of the app's variables.
     pub sensitive_env: Option<Vec<String>>,
+    /// Conditions on the labels of the nodes instances run on, replacing the app's (`[]`: any
+    /// node): `LABEL==VALUE` or `LABEL!=VALUE` (a node without the label meets `!=`), e.g.
+    /// `disk==ssd`. Every one must hold; a change that no node meets is refused.
+    pub node_constraints: Option<Vec<String>>,
     /// Why (recorded on the revision).
     pub reason: Option<String>,
 }
@@ -501,6 +505,8 @@ pub struct TemplateDto {
     pub secrets: Vec<SecretRefDto>,
     /// Variables whose values viewers see as `<redacted>`.
     pub sensitive_env: Vec<String>,
+    /// Conditions on the labels of the nodes instances run on (`disk==ssd`, `zone!=b`).
+    pub node_constraints: Vec<String>,
 }
 
 impl From<&Template> for TemplateDto {
@@ -520,6 +526,7 @@ impl From<&Template> for TemplateDto {
             volumes: t.volumes.iter().map(VolumeMountDto::from).collect(),
             secrets: t.secrets.iter().map(SecretRefDto::from).collect(),
             sensitive_env: t.sensitive_env.iter().cloned().collect(),
+            node_constraints: t.node_constraints.iter().map(ToString::to_string).collect(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Nodes end to end on the real binary and engine: a small tmpfs as the data directory filled
 //! past the disk threshold turns the node low — with the reason, the crossing event and the
 //! cluster's "needs another node" — and emptying it recovers the node; labels through the CLI
-//! and the API, refused when bad (400 naming the label) or not an admin's (403).
+//! and the API, refused when bad (400 naming the label) or not an admin's (403); an app's node
+//! constraints refused when no node meets them, and met once the node is labelled.
 
 mod support;
 
@@ -347,4 +348,100 @@ async fn labels_are_set_by_admins_through_the_cli_and_the_api() {
         "{audit}"
     );
     assert!(entries.iter().any(|e| e["outcome"] == "denied"), "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_goes_only_where_its_node_constraints_hold() {
+    let server = Server::start_with("nodes-placement", &["--node-sample-interval", "300ms"]).await;
+    let sampled = wait_node(&server, "the node is sampled", |n| n["name"].is_string()).await;
+    let name = sampled["name"].as_str().unwrap().to_string();
+    let create = |constraints: Value| {
+        json!({"name": "web", "image": berth_testkit::TESTAPP_IMAGE, "replicas": 1,
+               "health_path": "/healthz", "node_constraints": constraints})
+    };
+
+    // Bad input names the constraint; a constraint no node meets names the nodes' labels.
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/apps",
+            Some(create(json!(["disk==ssd", "disk=ssd"]))),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["field"], "node_constraints[1]", "{answer}");
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/apps",
+            Some(create(json!(["disk==ssd"]))),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["field"], "node_constraints", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no node meets disk==ssd")
+            && message.contains(&format!("{name} (no labels)")),
+        "{message}"
+    );
+    let (status, _) = server.call(Method::GET, "/api/v1/apps/web", None).await;
+    assert_eq!(status, 404, "nothing was created");
+
+    // Labelled, the node takes the app; the CLI shows where it may run.
+    let out = server.cli(&["nodes", "label", &name, "disk=ssd", "zone=a"]);
+    assert!(out.status.success(), "{out:?}");
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/apps",
+            Some(create(json!(["disk==ssd", "zone!=b"]))),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let app = server.wait_rollout("web", TIMEOUT).await;
+    assert_eq!(app["rollout"]["phase"], "complete", "{app:#}");
+    assert_eq!(
+        app["template"]["node_constraints"],
+        json!(["disk==ssd", "zone!=b"])
+    );
+    let out = server.cli(&["apps", "show", "web"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("placement:  nodes with disk==ssd and zone!=b"),
+        "{text}"
+    );
+
+    // A deploy no node meets is refused and changes nothing; one nobody else may make
+    // learns nothing of the nodes.
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/apps/web/deploy",
+            Some(json!({"node_constraints": ["zone==b"], "env": {"COLOR": "red"}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["field"], "node_constraints", "{answer}");
+    let app = server.app("web").await;
+    assert_eq!(app["current_revision"], 1, "{app:#}");
+    let outsider = server
+        .register("placement-outsider", Some("placement-team"))
+        .await;
+    let (status, answer) = server
+        .call_as(
+            &outsider,
+            Method::POST,
+            "/api/v1/apps/web/deploy",
+            Some(json!({"node_constraints": ["zone==b"]})),
+        )
+        .await;
+    assert!(status == 403 || status == 404, "{status} {answer}");
+
+    // Any node again: a new revision without constraints.
+    let out = server.cli(&["deploy", "web", "--no-node-constraints"]);
+    assert!(out.status.success(), "{out:?}");
+    let app = server.wait_rollout("web", TIMEOUT).await;
+    assert_eq!(app["current_revision"], 2, "{app:#}");
+    assert_eq!(app["template"]["node_constraints"], json!([]), "{app:#}");
 }

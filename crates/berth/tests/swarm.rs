@@ -4,8 +4,8 @@
 //! spread over the nodes and the datacenters, each reached at its node's address; `berth nodes`
 //! lists the Swarm's nodes, draining one moves its instances away, a rolling upgrade adds a
 //! secret file (a Swarm secret per instance, gone with its instance), exec and CPU/memory
-//! samples reach the instances on every node, and when a node dies its instances come back on
-//! the others.
+//! samples reach the instances on every node, node labels set through Berth constrain where an
+//! app runs, and when a node dies its instances come back on the others.
 
 mod support;
 
@@ -65,6 +65,8 @@ impl Drop for SwarmCleanup {
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_default()
         };
+        // A label the test set on a node goes even when the test failed before removing it.
+        docker(&["node", "update", "--label-rm", "disk", "rig-node-2"]);
         let filter = format!("label=berth.namespace={}", self.namespace);
         // Services first: a secret is removed only once no service uses it.
         for kind in ["service", "secret"] {
@@ -330,6 +332,72 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
         app["usage"]["memory_bytes"].as_u64().is_some_and(|m| m > 0),
         "{app:#}"
     );
+
+    // Labels set through Berth are the Swarm's: an app constrained to disk==ssd runs only on
+    // the node labelled so, and a constraint no node meets is refused with the nodes' labels.
+    let out = server.cli(&["nodes", "label", "rig-node-2", "disk=ssd"]);
+    assert!(out.status.success(), "{out:?}");
+    let swarm_labels = Command::new("docker")
+        .args([
+            "-H",
+            &manager,
+            "node",
+            "inspect",
+            "rig-node-2",
+            "--format",
+            "{{json .Spec.Labels}}",
+        ])
+        .output()
+        .unwrap();
+    let swarm_labels: Value = serde_json::from_slice(&swarm_labels.stdout).unwrap();
+    assert_eq!(swarm_labels, json!({"datacenter": "dc1", "disk": "ssd"}));
+    let (status, refused) = server
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/apps/web/deploy",
+            Some(json!({"node_constraints": ["disk==nvme"]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["field"], "node_constraints", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rig-node-2 (datacenter=dc1, disk=ssd)"),
+        "{refused}"
+    );
+    let out = server.cli(&["deploy", "web", "--node-constraint", "disk==ssd"]);
+    assert!(out.status.success(), "{out:?}");
+    let app = server
+        .wait_app("web", "6 ready instances on node 2 alone", ROLLOUT, |a| {
+            a["rollout"]["phase"] == "complete"
+                && ready_instances(a).len() == 6
+                && per_node(a).keys().eq(["rig-node-2"])
+        })
+        .await;
+    assert_eq!(
+        app["template"]["node_constraints"],
+        json!(["disk==ssd"]),
+        "{app:#}"
+    );
+    // Any node again: the next revision spreads over the datacenters once more.
+    let out = server.cli(&["deploy", "web", "--no-node-constraints"]);
+    assert!(out.status.success(), "{out:?}");
+    server
+        .wait_app(
+            "web",
+            "6 ready instances over both datacenters",
+            ROLLOUT,
+            |a| {
+                a["rollout"]["phase"] == "complete"
+                    && ready_instances(a).len() == 6
+                    && per_node(a).get("rig-node-3") == Some(&3)
+            },
+        )
+        .await;
+    let out = server.cli(&["nodes", "label", "rig-node-2", "disk-"]);
+    assert!(out.status.success(), "{out:?}");
 
     // Node 3 dies: its instances come back on the others.
     rig(&["kill-node", "3"]);

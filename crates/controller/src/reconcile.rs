@@ -832,6 +832,15 @@ fn instance_spec(
         secret_env: BTreeMap::new(),
         files: Vec::new(),
         ports: served_ports(template),
+        node_constraints: template
+            .node_constraints
+            .iter()
+            .map(|c| berth_engine::NodeLabelConstraint {
+                label: c.label.clone(),
+                equal: c.equal,
+                value: c.value.clone(),
+            })
+            .collect(),
     }
 }
 

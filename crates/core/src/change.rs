@@ -47,6 +47,8 @@ pub struct AppChange {
     pub secrets: Option<Vec<crate::team_secret::SecretRef>>,
     /// The environment variables whose values viewers see redacted, replacing the set.
     pub sensitive_env: Option<std::collections::BTreeSet<String>>,
+    /// The node constraints, replacing the app's.
+    pub node_constraints: Option<Vec<crate::placement::NodeConstraint>>,
 }
 
 /// What a change sets of the rollout strategy.
@@ -160,6 +162,9 @@ impl AppChange {
                 })
                 .collect();
         }
+        if let Some(constraints) = &self.node_constraints {
+            t.node_constraints = constraints.clone();
+        }
         if let Some(replicas) = self.replicas {
             spec.replicas = replicas;
         }
@@ -211,6 +216,7 @@ impl AppChange {
             (self.volumes.is_some(), "volumes"),
             (self.secrets.is_some(), "secrets"),
             (self.sensitive_env.is_some(), "sensitive variables"),
+            (self.node_constraints.is_some(), "node constraints"),
         ] {
             if set {
                 parts.push(what.to_string());

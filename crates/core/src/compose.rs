@@ -1,9 +1,9 @@
 //! Compose import: a `docker-compose.yml` read into one app per service — image, command,
 //! environment (and env files the caller read), the first port, named volumes, `depends_on`,
-//! a healthcheck that calls an HTTP URL, `deploy.replicas` and resource limits, secrets — with
-//! every key that does not map named in a note, never dropped in silence. Bad input (an
-//! unsupported version, a build-only service, a malformed value) is an error naming the field
-//! (`services.web.ports[0]`); no error, no plan.
+//! a healthcheck that calls an HTTP URL, `deploy.replicas`, resource limits and placement
+//! constraints on node labels, secrets — with every key that does not map named in a note,
+//! never dropped in silence. Bad input (an unsupported version, a build-only service, a
+//! malformed value) is an error naming the field (`services.web.ports[0]`); no error, no plan.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -645,7 +645,44 @@ impl Reader {
                         );
                     }
                 }
+                "placement" => self.placement(&at, value, change),
                 _ => self.note(&at, "not mapped"),
+            }
+        }
+    }
+
+    /// `deploy.placement.constraints` on node labels (`node.labels.disk == ssd`) become node
+    /// constraints; others (`node.role`, `node.hostname`…) and preferences are named as not
+    /// mapped.
+    fn placement(&mut self, field: &str, value: &Value, change: &mut AppChange) {
+        let Some(map) = value.as_mapping() else {
+            self.errors.push(field, "must be a mapping");
+            return;
+        };
+        for (key, value) in map {
+            let at = format!("{field}.{}", key_str(key));
+            if key_str(key) != "constraints" {
+                self.note(&at, "not mapped");
+                continue;
+            }
+            let Some(items) = value.as_sequence() else {
+                self.errors.push(at, "must be a list");
+                continue;
+            };
+            let mut constraints = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let at = format!("{at}[{i}]");
+                let text = scalar(item).unwrap_or_default();
+                match text.trim().strip_prefix("node.labels.") {
+                    Some(on_label) => match crate::placement::NodeConstraint::parse(on_label) {
+                        Ok(constraint) => constraints.push(constraint),
+                        Err(problem) => self.errors.push(at, problem),
+                    },
+                    None => self.note(&at, "not mapped: Berth places by node labels only"),
+                }
+            }
+            if !constraints.is_empty() {
+                change.node_constraints = Some(constraints);
             }
         }
     }
@@ -851,6 +888,8 @@ services:
       replicas: 3
       resources:
         limits: {cpus: "0.5", memory: 256M}
+      placement:
+        constraints: ["node.labels.disk == ssd", "node.role == worker"]
     volumes: ["uploads:/srv/uploads", "./static:/srv/static:ro"]
     secrets: [db-password]
     restart: always
@@ -913,6 +952,12 @@ x-shared: {a: 1}
             (5, 90_000)
         );
         assert_eq!(web.replicas, Some(3));
+        assert_eq!(
+            web.node_constraints,
+            Some(vec![
+                crate::placement::NodeConstraint::parse("disk==ssd").unwrap()
+            ])
+        );
         assert_eq!(web.cpu_millis, Some(Some(500)));
         assert_eq!(web.memory_bytes, Some(Some(256 << 20)));
         assert_eq!(
@@ -937,6 +982,7 @@ x-shared: {a: 1}
             "services.web.restart:",
             "services.web.networks:",
             "services.web.ports[0]: the host port",
+            "services.web.deploy.placement.constraints[1]: not mapped",
             "services.worker.depends_on: conditions",
             "services.worker.environment[1]: no value",
             "networks: not mapped",

@@ -25,6 +25,7 @@ pub mod leadership;
 pub mod metrics_history;
 pub mod node;
 pub mod pipeline;
+pub mod placement;
 pub mod planner;
 pub mod quota;
 pub mod retention;

@@ -44,7 +44,7 @@ pub fn validate_labels(labels: &NodeLabels) -> Result<(), ValidationErrors> {
     errors.into_result()
 }
 
-fn label_key_problem(key: &str) -> Option<String> {
+pub(crate) fn label_key_problem(key: &str) -> Option<String> {
     let edge = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     if key.is_empty() {
         return Some("a label key cannot be empty".into());
@@ -63,7 +63,7 @@ fn label_key_problem(key: &str) -> Option<String> {
     })
 }
 
-fn label_value_problem(value: &str) -> Option<String> {
+pub(crate) fn label_value_problem(value: &str) -> Option<String> {
     if value.len() > MAX_LABEL_LEN {
         return Some(format!(
             "a label value has at most {MAX_LABEL_LEN} characters"

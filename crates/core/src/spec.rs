@@ -173,6 +173,10 @@ pub struct Template {
     /// Keys of `env` whose values readers who cannot deploy (viewers) see as [`REDACTED`].
     #[serde(skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub sensitive_env: std::collections::BTreeSet<String>,
+    /// The node labels an instance's node must have (see [`crate::placement`]); empty: any
+    /// node.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub node_constraints: Vec<crate::placement::NodeConstraint>,
 }
 
 /// What readers who cannot deploy see instead of a sensitive variable's value.
@@ -194,6 +198,7 @@ impl Default for Template {
             volumes: Vec::new(),
             secrets: Vec::new(),
             sensitive_env: Default::default(),
+            node_constraints: Vec::new(),
         }
     }
 }

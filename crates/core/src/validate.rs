@@ -259,6 +259,11 @@ pub fn validate_template(errors: &mut ValidationErrors, prefix: &str, t: &Templa
         errors.push(format!("{prefix}.stop_grace_ms"), "must be at most 600000");
     }
     crate::volume::validate_mounts(errors, &format!("{prefix}.volumes"), &t.volumes);
+    crate::placement::validate_constraints(
+        errors,
+        &format!("{prefix}.node_constraints"),
+        &t.node_constraints,
+    );
     crate::team_secret::validate_refs(errors, &format!("{prefix}.secrets"), &t.secrets, &t.env);
     for key in &t.sensitive_env {
         if !t.env.contains_key(key) {

@@ -109,6 +109,14 @@ impl Runtime for FencedRuntime {
         self.inner.set_node_availability(node, availability).await
     }
 
+    async fn set_node_labels(
+        &self,
+        node: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> EngineResult<bool> {
+        self.inner.set_node_labels(node, labels).await
+    }
+
     async fn ensure_network(&self, name: &str) -> EngineResult<()> {
         self.inner.ensure_network(name).await
     }

@@ -245,6 +245,25 @@ pub struct InstanceSpec {
     /// The ports the instance serves on (the app's and its probes'): an engine that reaches
     /// instances through their node publishes these.
     pub ports: Vec<u16>,
+    /// Conditions on the labels of the node it runs on (kept by an engine of several nodes;
+    /// one engine's single node was checked when the app was deployed).
+    pub node_constraints: Vec<NodeLabelConstraint>,
+}
+
+/// A condition on the labels of the node an instance runs on: `label==value` (`equal`) or
+/// `label!=value` (which a node without the label meets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLabelConstraint {
+    pub label: String,
+    pub equal: bool,
+    pub value: String,
+}
+
+impl NodeLabelConstraint {
+    /// Whether a node with `labels` meets it.
+    pub fn met_by(&self, labels: &BTreeMap<String, String>) -> bool {
+        (labels.get(&self.label) == Some(&self.value)) == self.equal
+    }
 }
 
 /// Bytes that never show in logs or panics: a secret's value.
@@ -523,6 +542,16 @@ pub trait Runtime: Send + Sync + 'static {
             "a single Docker Engine is one node: draining needs a multi-node engine (--engine swarm)"
                 .into(),
         ))
+    }
+
+    /// Replaces a node's labels in the engine, for an engine that places instances by them
+    /// (`true`); `false`: this engine keeps no labels of Berth's (Berth keeps them itself).
+    async fn set_node_labels(
+        &self,
+        _node: &str,
+        _labels: &BTreeMap<String, String>,
+    ) -> EngineResult<bool> {
+        Ok(false)
     }
 
     /// Creates the named bridge network if it does not exist yet (idempotent).

@@ -130,6 +130,8 @@ impl Platform {
         let mut spec = AppSpec::default();
         new.spec.apply(&mut spec);
         validate_spec(&name, &spec)?;
+        self.require_placeable(actor, &spec.template.node_constraints)
+            .await?;
         self.pin_secrets(&team, "template.secrets", &mut spec.template.secrets)
             .await?;
         require_pull(actor, &self.registry_hosts, &spec.template.image)?;
@@ -214,6 +216,11 @@ impl Platform {
         change: &AppChange,
         reason: Option<&str>,
     ) -> OpResult<CurrentApp> {
+        if let Some(constraints) = &change.node_constraints {
+            // Who may not deploy the app learns nothing of its placement.
+            self.app(actor, name, TeamAction::Deploy).await?;
+            self.require_placeable(actor, constraints).await?;
+        }
         let mut pinned;
         let change = match &change.secrets {
             Some(refs) => {

@@ -3,6 +3,7 @@
 
 use berth_controller::nodes::{NodeView, NodesView, labels_with};
 use berth_core::node::{self, CLUSTER_SUBJECT, NodeLabels, PlatformEvent, node_subject};
+use berth_core::placement::{NodeConstraint, meets_all};
 use berth_engine::NodeAvailability;
 use berth_store::EventQuery;
 
@@ -45,6 +46,47 @@ impl Platform {
         })
     }
 
+    /// Refuses node constraints that no node meets (400 naming `node_constraints`, with the
+    /// nodes' labels). Nothing is refused before the node monitor has seen the nodes.
+    pub(crate) async fn require_placeable(
+        &self,
+        actor: &Actor,
+        constraints: &[NodeConstraint],
+    ) -> OpResult<()> {
+        if constraints.is_empty() {
+            return Ok(());
+        }
+        let nodes = self.list_nodes(actor).await?.nodes;
+        if nodes.is_empty() || nodes.iter().any(|n| meets_all(constraints, &n.labels)) {
+            return Ok(());
+        }
+        let wanted: Vec<String> = constraints.iter().map(ToString::to_string).collect();
+        let seen: Vec<String> = nodes
+            .iter()
+            .map(|n| {
+                let labels: Vec<String> =
+                    n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!(
+                    "{} ({})",
+                    n.view.info.name,
+                    if labels.is_empty() {
+                        "no labels".to_string()
+                    } else {
+                        labels.join(", ")
+                    }
+                )
+            })
+            .collect();
+        Err(OpError::field(
+            "node_constraints",
+            format!(
+                "no node meets {}: the nodes are {} (an admin labels one with berth nodes label)",
+                wanted.join(" and "),
+                seen.join("; ")
+            ),
+        ))
+    }
+
     /// One node (any logged-in user); not found when the monitor does not know it.
     pub async fn node(&self, actor: &Actor, name: &str) -> OpResult<NodeOverview> {
         self.list_nodes(actor)
@@ -56,8 +98,9 @@ impl Platform {
     }
 
     /// Replaces a node's labels (platform admins): each key and value is checked first, a bad
-    /// one names its field (`labels.<key>`). Labels the engine gives the node (a Swarm node's
-    /// `datacenter`) show beneath them; one set to the engine's value is not stored.
+    /// one names its field (`labels.<key>`). On a Swarm they become the node's Swarm labels
+    /// (what placement constraints read); on one engine Berth keeps them, beside the labels
+    /// the engine gives the node (one set to the engine's value is not stored).
     pub async fn set_node_labels(
         &self,
         actor: &Actor,
@@ -80,14 +123,6 @@ impl Platform {
         }
         // Only nodes the monitor knows: a typo must not store labels for a node that is not.
         let known = self.node(actor, name).await?;
-        // The engine's labels show anyway: only what differs from them is Berth's to keep (an
-        // editor that sends every label back does not copy the engine's into Berth's).
-        let engine = &known.view.info.labels;
-        let mut labels = labels;
-        labels.retain(|key, value| engine.get(key) != Some(value));
-        self.store
-            .set_node_labels(name, &labels, self.now())
-            .await?;
         actor.audit.set_detail(
             labels
                 .iter()
@@ -95,6 +130,29 @@ impl Platform {
                 .collect::<Vec<_>>()
                 .join(" "),
         );
+        // An engine that places instances by node labels (a Swarm) keeps them all, so its
+        // placement constraints see what Berth shows; otherwise Berth keeps them.
+        let kept_by_engine = self
+            .controller
+            .shared()
+            .runtime
+            .set_node_labels(name, &labels)
+            .await?;
+        let mut labels = labels;
+        if kept_by_engine {
+            labels.clear();
+        } else {
+            // The engine's labels show anyway: only what differs from them is Berth's to keep
+            // (an editor that sends every label back does not copy the engine's into Berth's).
+            let engine = &known.view.info.labels;
+            labels.retain(|key, value| engine.get(key) != Some(value));
+        }
+        self.store
+            .set_node_labels(name, &labels, self.now())
+            .await?;
+        if kept_by_engine && let Err(error) = self.nodes.run_once().await {
+            tracing::warn!(%error, "could not read the nodes again");
+        }
         self.node(actor, name).await
     }
 

@@ -483,6 +483,7 @@ async fn cancel_stops_a_build_midway() {
         secret_env: BTreeMap::new(),
         files: Vec::new(),
         ports: Vec::new(),
+        node_constraints: Vec::new(),
     };
     world.engine.ensure_network(&stray.network).await.unwrap();
     world.engine.start_instance(&stray).await.unwrap();

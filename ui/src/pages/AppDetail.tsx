@@ -727,6 +727,10 @@ function Spec({ app, canWrite }: { app: AppDto; canWrite: boolean }) {
       </dd>
       <dt>{t("field.dependencies")}</dt>
       <dd>{app.dependencies.length ? app.dependencies.join(", ") : "–"}</dd>
+      <dt>{t("field.nodeConstraints")}</dt>
+      <dd data-testid="app-node-constraints" className={tp.node_constraints.length ? "mono" : undefined}>
+        {tp.node_constraints.length ? tp.node_constraints.join(" · ") : t("app.anyNode")}
+      </dd>
       {Object.keys(tp.labels).length > 0 && (
         <>
           <dt>{t("field.labels")}</dt>
@@ -989,6 +993,7 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       canary_seconds: String(app.strategy.canary?.duration_seconds ?? 300),
       canary_header: app.strategy.canary?.header ? `${app.strategy.canary.header.name}: ${app.strategy.canary.header.value}` : "",
       idle_timeout: app.idle_timeout_seconds ? String(app.idle_timeout_seconds) : "",
+      node_constraints: tp.node_constraints.join(" "),
       reason: "",
     }),
     // The form starts from the app as it was when the tab opened.
@@ -1045,6 +1050,10 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
             : null;
       }
       if (form.idle_timeout !== initial.idle_timeout) body.idle_timeout_seconds = form.idle_timeout ? Number(form.idle_timeout) : 0;
+      // They replace the app's: sent only when changed.
+      if (form.node_constraints.trim() !== initial.node_constraints) {
+        body.node_constraints = form.node_constraints.split(/[\s,]+/).filter(Boolean);
+      }
       if (Object.keys(strategy).length) body.strategy = strategy;
       if (form.reason) body.reason = form.reason;
       if (Object.keys(body).length === 0 || (Object.keys(body).length === 1 && body.reason)) {
@@ -1057,7 +1066,7 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       navigate(`/apps/${app.name}`);
     });
   };
-  const fields = ["image", "env", "port", "cpu_millis", "memory_bytes", "readiness", "liveness", "volumes", "secrets", "sensitive_env", "strategy", "idle_timeout_seconds", "reason"];
+  const fields = ["image", "env", "port", "cpu_millis", "memory_bytes", "readiness", "liveness", "volumes", "secrets", "sensitive_env", "strategy", "idle_timeout_seconds", "node_constraints", "reason"];
   return (
     <form className="card form form-wide" onSubmit={submit} data-testid="deploy-form">
       <h2>{t("deploy.title")}</h2>
@@ -1119,6 +1128,9 @@ function Deploy({ app, onDeployed }: { app: AppDto; onDeployed: (a: AppDto) => v
       </div>
       <Field label={t("field.idleTimeout")} name="idle_timeout_seconds" error={action.error} hint={t("deploy.idleHint")}>
         {(p) => <input {...p} type="number" min={0} value={form.idle_timeout} onChange={set("idle_timeout")} />}
+      </Field>
+      <Field label={t("field.nodeConstraints")} name="node_constraints" error={action.error} hint={t("deploy.nodeConstraintsHint")}>
+        {(p) => <input {...p} value={form.node_constraints} onChange={set("node_constraints")} className="mono" placeholder="disk==ssd zone!=b" />}
       </Field>
       <Field label={t("field.reason")} name="reason" error={action.error}>
         {(p) => <input {...p} value={form.reason} onChange={set("reason")} />}

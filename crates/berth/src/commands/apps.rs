@@ -218,6 +218,13 @@ pub struct SpecArgs {
     /// No variable is redacted for viewers any more
     #[arg(long, conflicts_with = "sensitive_env")]
     no_sensitive_env: bool,
+    /// A condition on the labels of the nodes instances run on, LABEL==VALUE or LABEL!=VALUE,
+    /// e.g. disk==ssd (repeatable; replaces the app's; every one must hold)
+    #[arg(long = "node-constraint", value_name = "LABEL==VALUE")]
+    node_constraints: Vec<String>,
+    /// Let instances run on any node again
+    #[arg(long, conflicts_with = "node_constraints")]
+    no_node_constraints: bool,
     /// Rollout: `rolling` (new instances beside the old ones, no downtime) or `recreate` (every old instance stops first: downtime, but never two revisions at once, e.g. for a volume with one writer)
     #[arg(long, value_enum, value_name = "KIND")]
     strategy: Option<StrategyKind>,
@@ -484,6 +491,11 @@ impl SpecArgs {
                 Some(Vec::new())
             } else {
                 (!self.sensitive_env.is_empty()).then_some(self.sensitive_env)
+            },
+            node_constraints: if self.no_node_constraints {
+                Some(Vec::new())
+            } else {
+                (!self.node_constraints.is_empty()).then_some(self.node_constraints)
             },
             ..AppChanges::default()
         })
@@ -803,6 +815,12 @@ fn print_app(app: &AppDto) {
     }
     if !app.dependencies.is_empty() {
         println!("depends on: {}", app.dependencies.join(", "));
+    }
+    if !app.template.node_constraints.is_empty() {
+        println!(
+            "placement:  nodes with {}",
+            app.template.node_constraints.join(" and ")
+        );
     }
     let port = app.template.port;
     println!(

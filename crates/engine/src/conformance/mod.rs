@@ -82,6 +82,7 @@ pub fn instance_spec(fixture: &ConformanceFixture, check: &str) -> InstanceSpec 
         secret_env: BTreeMap::new(),
         files: Vec::new(),
         ports: Vec::new(),
+        node_constraints: Vec::new(),
     }
 }
 

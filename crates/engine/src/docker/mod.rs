@@ -2020,6 +2020,7 @@ pub(crate) mod tests {
             secret_env: BTreeMap::new(),
             files: Vec::new(),
             ports: Vec::new(),
+            node_constraints: Vec::new(),
         }
     }
 

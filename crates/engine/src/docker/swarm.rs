@@ -105,6 +105,34 @@ impl SwarmEngine {
         )))
     }
 
+    /// Changes a node's spec (found by host name or id) at the version read.
+    async fn update_node(
+        &self,
+        node: &str,
+        change: impl FnOnce(&mut NodeSpec),
+    ) -> EngineResult<()> {
+        let docker = self.manager.ready().await?;
+        let nodes = docker.list_nodes(None).await.map_err(map_err)?;
+        let found = nodes
+            .into_iter()
+            .find(|n| {
+                n.description.as_ref().and_then(|d| d.hostname.as_deref()) == Some(node)
+                    || n.id.as_deref() == Some(node)
+            })
+            .ok_or_else(|| EngineError::NotFound(format!("node {node}")))?;
+        let id = found.id.unwrap_or_default();
+        let version = found.version.and_then(|v| v.index).unwrap_or(0);
+        let mut spec = found.spec.unwrap_or_default();
+        change(&mut spec);
+        let options = UpdateNodeOptionsBuilder::new()
+            .version(i64::try_from(version).unwrap_or(i64::MAX))
+            .build();
+        docker
+            .update_node(&id, spec, options)
+            .await
+            .map_err(map_err)
+    }
+
     /// Where an instance's container runs: its node's name and engine, and its id there.
     async fn locate(&self, service: &str) -> EngineResult<(String, DockerEngine, String)> {
         let docker = self.manager.ready().await?;
@@ -164,9 +192,11 @@ impl SwarmEngine {
                         ),
                         datacenter: spec
                             .labels
-                            .unwrap_or_default()
-                            .remove(DATACENTER_LABEL)
-                            .filter(|dc| !dc.is_empty()),
+                            .as_ref()
+                            .and_then(|labels| labels.get(DATACENTER_LABEL))
+                            .filter(|dc| !dc.is_empty())
+                            .cloned(),
+                        labels: spec.labels.unwrap_or_default().into_iter().collect(),
                     },
                 ))
             })
@@ -282,13 +312,15 @@ impl SwarmEngine {
     }
 
     /// The datacenter a new instance of the app `spec` belongs to goes to: the one with the
-    /// fewest of the app's instances among those with a node that can take it; `None` when
-    /// the nodes name fewer than two datacenters (Swarm places freely).
+    /// fewest of the app's instances among those with a node that can take it (up, active,
+    /// meeting the app's node constraints); `None` when those nodes name fewer than two
+    /// datacenters (Swarm places freely).
     async fn datacenter_for(&self, spec: &InstanceSpec) -> EngineResult<Option<String>> {
         let nodes = self.nodes().await?;
         let mut load: BTreeMap<String, usize> = nodes
             .values()
             .filter(|n| n.up && n.schedulable)
+            .filter(|n| spec.node_constraints.iter().all(|c| c.met_by(&n.labels)))
             .filter_map(|n| n.datacenter.clone())
             .map(|dc| (dc, 0))
             .collect();
@@ -359,6 +391,26 @@ pub struct SwarmNode {
     pub schedulable: bool,
     /// Its `datacenter` label.
     pub datacenter: Option<String>,
+    /// All its labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Swarm's placement constraints for an instance: the datacenter Berth chose for it, and the
+/// app's node constraints (their labels and values are checked when the app is deployed:
+/// nothing else can enter the expression).
+fn placement_constraints(
+    datacenter: Option<&str>,
+    constraints: &[crate::NodeLabelConstraint],
+) -> Option<Vec<String>> {
+    let all: Vec<String> = datacenter
+        .map(|dc| format!("node.labels.{DATACENTER_LABEL}=={dc}"))
+        .into_iter()
+        .chain(constraints.iter().map(|c| {
+            let op = if c.equal { "==" } else { "!=" };
+            format!("node.labels.{}{op}{}", c.label, c.value)
+        }))
+        .collect();
+    (!all.is_empty()).then_some(all)
 }
 
 /// The datacenter a service is kept to by its placement constraint.
@@ -457,8 +509,7 @@ pub fn service_spec(
                 ..Default::default()
             }),
             placement: Some(TaskSpecPlacement {
-                constraints: datacenter
-                    .map(|dc| vec![format!("node.labels.{DATACENTER_LABEL}=={dc}")]),
+                constraints: placement_constraints(datacenter, &spec.node_constraints),
                 preferences: Some(vec![TaskSpecPlacementPreferences {
                     spread: Some(TaskSpecPlacementSpread {
                         spread_descriptor: Some(format!("node.labels.{DATACENTER_LABEL}")),
@@ -712,32 +763,26 @@ impl Runtime for SwarmEngine {
         node: &str,
         availability: NodeAvailability,
     ) -> EngineResult<()> {
-        let docker = self.manager.ready().await?;
-        let nodes = docker.list_nodes(None).await.map_err(map_err)?;
-        let found = nodes
-            .into_iter()
-            .find(|n| {
-                n.description.as_ref().and_then(|d| d.hostname.as_deref()) == Some(node)
-                    || n.id.as_deref() == Some(node)
-            })
-            .ok_or_else(|| EngineError::NotFound(format!("node {node}")))?;
-        let id = found.id.unwrap_or_default();
-        let version = found.version.and_then(|v| v.index).unwrap_or(0);
-        let spec = NodeSpec {
-            availability: Some(match availability {
+        self.update_node(node, |spec| {
+            spec.availability = Some(match availability {
                 NodeAvailability::Active => NodeSpecAvailabilityEnum::ACTIVE,
                 NodeAvailability::Pause => NodeSpecAvailabilityEnum::PAUSE,
                 NodeAvailability::Drain => NodeSpecAvailabilityEnum::DRAIN,
-            }),
-            ..found.spec.unwrap_or_default()
-        };
-        let options = UpdateNodeOptionsBuilder::new()
-            .version(i64::try_from(version).unwrap_or(i64::MAX))
-            .build();
-        docker
-            .update_node(&id, spec, options)
-            .await
-            .map_err(map_err)
+            });
+        })
+        .await
+    }
+
+    /// The node's Swarm labels become `labels` (placement constraints read them).
+    async fn set_node_labels(
+        &self,
+        node: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> EngineResult<bool> {
+        let labels: HashMap<String, String> = labels.clone().into_iter().collect();
+        self.update_node(node, |spec| spec.labels = Some(labels))
+            .await?;
+        Ok(true)
     }
 
     /// An attachable overlay network, so the team's apps reach each other on every node.
@@ -1004,6 +1049,18 @@ mod tests {
         let spec = InstanceSpec {
             name: "berth-web-3".into(),
             ports: vec![8080, 9090],
+            node_constraints: vec![
+                crate::NodeLabelConstraint {
+                    label: "disk".into(),
+                    equal: true,
+                    value: "ssd".into(),
+                },
+                crate::NodeLabelConstraint {
+                    label: "zone".into(),
+                    equal: false,
+                    value: "b".into(),
+                },
+            ],
             ..super::super::tests::example_spec()
         };
         let service = service_spec(&spec, Some("dc2"), &[]);
@@ -1019,7 +1076,22 @@ mod tests {
         assert_eq!(container.secrets, None, "no file, no secret");
         assert_eq!(
             task.placement.unwrap().constraints,
-            Some(vec!["node.labels.datacenter==dc2".to_string()])
+            Some(vec![
+                "node.labels.datacenter==dc2".to_string(),
+                "node.labels.disk==ssd".to_string(),
+                "node.labels.zone!=b".to_string(),
+            ])
+        );
+        let unplaced = service_spec(&super::super::tests::example_spec(), None, &[]);
+        assert_eq!(
+            unplaced
+                .task_template
+                .unwrap()
+                .placement
+                .unwrap()
+                .constraints,
+            None,
+            "no datacenter, no constraint: any node"
         );
         let resources = task.resources.unwrap();
         assert_eq!(resources.limits.unwrap().nano_cpus, Some(250_000_000));
@@ -1131,6 +1203,7 @@ mod tests {
                 up: false,
                 schedulable: true,
                 datacenter: Some("dc2".into()),
+                labels: BTreeMap::from([("datacenter".into(), "dc2".into())]),
             },
         )]);
         let task = Task {

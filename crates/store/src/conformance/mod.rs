@@ -192,6 +192,10 @@ pub fn full_template(image: &str) -> Template {
             },
         ],
         sensitive_env: ["DATABASE_URL".to_string()].into(),
+        node_constraints: vec![
+            berth_core::placement::NodeConstraint::parse("disk==ssd").unwrap(),
+            berth_core::placement::NodeConstraint::parse("datacenter!=dc2").unwrap(),
+        ],
     }
 }
 
