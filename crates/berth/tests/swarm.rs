@@ -2,8 +2,9 @@
 //! namespaces, nodes 1 and 2 in datacenter dc1, node 3 in dc2): Berth with `--engine swarm`
 //! runs an app's instances as Swarm services, pulled by every node from Berth's registry,
 //! spread over the nodes and the datacenters, each reached at its node's address; `berth nodes`
-//! lists the Swarm's nodes, draining one moves its instances away, a rolling upgrade adds a
-//! secret file (a Swarm secret per instance, gone with its instance), exec and CPU/memory
+//! lists the Swarm's nodes, draining one moves its instances away (each replacement ready
+//! before its instance stops), a rolling upgrade adds a secret file (a Swarm secret per
+//! instance, gone with its instance), exec and CPU/memory
 //! samples reach the instances on every node, node labels set through Berth constrain where an
 //! app runs, and when a node dies its instances come back on the others.
 
@@ -67,6 +68,15 @@ impl Drop for SwarmCleanup {
         };
         // A label the test set on a node goes even when the test failed before removing it.
         docker(&["node", "update", "--label-rm", "disk", "rig-node-2"]);
+        docker(&[
+            "node",
+            "update",
+            "--label-rm",
+            "berth.drain",
+            "--availability",
+            "active",
+            "rig-node-2",
+        ]);
         let filter = format!("label=berth.namespace={}", self.namespace);
         // Services first: a secret is removed only once no service uses it.
         for kind in ["service", "secret"] {
@@ -201,20 +211,57 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
         "{topology}"
     );
 
-    // Draining node 2 moves its instances to the other nodes.
+    // Draining node 2 moves its instances to the other nodes, health-gated: each one's
+    // replacement is ready before it stops, so 6 stay ready throughout.
+    assert!(per_node(&app).contains_key("rig-node-2"), "{app:#}");
     let out = server.cli(&["nodes", "drain", "rig-node-2"]);
     assert!(out.status.success(), "{out:?}");
-    let app = server
-        .wait_app("web", "6 ready instances off node 2", ROLLOUT, |a| {
-            ready_instances(a).len() == 6 && !per_node(a).contains_key("rig-node-2")
-        })
-        .await;
-    assert_eq!(per_node(&app).get("rig-node-3"), Some(&3), "{app:#}");
     let out = server.cli(&["nodes"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ready, drain"), "{text}");
+    let drained_by = Instant::now() + ROLLOUT;
+    let mut lowest = usize::MAX;
+    let app = loop {
+        let app = server.app("web").await;
+        let ready = ready_instances(&app).len();
+        lowest = lowest.min(ready);
+        if ready == 6 && !per_node(&app).contains_key("rig-node-2") {
+            break app;
+        }
+        assert!(Instant::now() < drained_by, "node 2 not drained: {app:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        lowest, 6,
+        "ready instances fell to {lowest} during the drain"
+    );
+    assert_eq!(per_node(&app).get("rig-node-3"), Some(&3), "{app:#}");
+    let events = server.events("web").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["params"]["cause"] == "node_drained"),
+        "the events say why: {events:#?}"
+    );
     let out = server.cli(&["nodes", "activate", "rig-node-2"]);
     assert!(out.status.success(), "{out:?}");
+    let swarm_labels = Command::new("docker")
+        .args([
+            "-H",
+            &manager,
+            "node",
+            "inspect",
+            "rig-node-2",
+            "--format",
+            "{{.Spec.Availability}} {{json .Spec.Labels}}",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&swarm_labels.stdout).trim(),
+        r#"active {"datacenter":"dc1"}"#,
+        "active again, Berth's mark gone"
+    );
 
     // A rolling upgrade on the Swarm: health-gated, never below 6 ready instances; the new
     // revision has a secret file, which Swarm hands to each instance's node.

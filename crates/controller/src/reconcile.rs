@@ -328,6 +328,7 @@ fn observe(
                 readiness: health.readiness,
                 liveness: health.liveness,
                 last_failure: health.last_failure,
+                evicted: c.node_draining,
             }
         })
         .collect()
@@ -563,6 +564,9 @@ async fn execute(
                 let why = match &cause {
                     StartCause::ScaleUp => "to reach the desired instance count".to_string(),
                     StartCause::Rollout => format!("rolling out revision {}", app.current_revision),
+                    StartCause::NodeDrain => {
+                        "to replace an instance on a node being drained".to_string()
+                    }
                     StartCause::ReplaceCrashed {
                         instance: old,
                         exit_code,
@@ -602,6 +606,10 @@ async fn execute(
                     StartCause::Rollout => (
                         EventKind::InstanceStarted,
                         vec![("cause", "rollout".to_string())],
+                    ),
+                    StartCause::NodeDrain => (
+                        EventKind::InstanceStarted,
+                        vec![("cause", "node_drain".to_string())],
                     ),
                 };
                 let event = Event::new(
@@ -884,6 +892,10 @@ fn stop_in_background(
         StopCause::Superseded => ("replaced by the new revision", "superseded"),
         StopCause::Unhealthy => ("failing liveness, replacement is ready", "unhealthy"),
         StopCause::Exited => ("exited; container removed", "exited"),
+        StopCause::NodeDrained => (
+            "its node is being drained, its replacement is ready",
+            "node_drained",
+        ),
     };
     let event = Event::new(
         &app.name,

@@ -652,6 +652,7 @@ mod tests {
             exit_code: None,
             error: None,
             node: "n".into(),
+            node_draining: false,
             published_ports: Default::default(),
         }
     }

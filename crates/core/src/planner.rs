@@ -66,6 +66,9 @@ pub struct ObservedInstance {
     pub liveness: Liveness,
     /// Reason of the last failed probe, if any.
     pub last_failure: Option<String>,
+    /// Its node is being drained: it is replaced like an instance of an old revision (a new
+    /// one ready first, within the surge and unavailability budget), then stopped.
+    pub evicted: bool,
 }
 
 impl ObservedInstance {
@@ -130,6 +133,8 @@ pub enum StartCause {
         instance: String,
         exit_code: Option<i64>,
     },
+    /// Replaces instances on a node being drained.
+    NodeDrain,
 }
 
 /// Why an instance is stopped.
@@ -144,6 +149,8 @@ pub enum StopCause {
     Unhealthy,
     /// It exited; its container is cleaned up (and replaced when still needed).
     Exited,
+    /// Its node is being drained and its replacement is ready.
+    NodeDrained,
 }
 
 /// One step for the executor.
@@ -272,15 +279,16 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     };
 
     let live: Vec<&ObservedInstance> = instances.iter().filter(|i| i.is_live()).collect();
+    // An instance on a node being drained is replaced as if it ran an old revision.
     let healthy_new: Vec<&ObservedInstance> = live
         .iter()
         .copied()
-        .filter(|i| i.revision == target && !i.is_unhealthy())
+        .filter(|i| i.revision == target && !i.evicted && !i.is_unhealthy())
         .collect();
     let healthy_old: Vec<&ObservedInstance> = live
         .iter()
         .copied()
-        .filter(|i| i.revision != target && !i.is_unhealthy())
+        .filter(|i| (i.revision != target || i.evicted) && !i.is_unhealthy())
         .collect();
     let unhealthy: Vec<&ObservedInstance> =
         live.iter().copied().filter(|i| i.is_unhealthy()).collect();
@@ -379,8 +387,15 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     } else {
         wanted.min(budget)
     };
-    let cause = if healthy_old.is_empty() && !app.rollout.phase.in_progress() {
+    let cause = if app.rollout.phase.in_progress() {
+        StartCause::Rollout
+    } else if healthy_old.is_empty() {
         StartCause::ScaleUp
+    } else if healthy_old
+        .iter()
+        .all(|i| i.evicted && i.revision == target)
+    {
+        StartCause::NodeDrain
     } else {
         StartCause::Rollout
     };
@@ -409,7 +424,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         if instance.is_available(min_ready, now_ms) {
             old_available.push(instance);
         } else if matches!(instance.readiness, Readiness::NotReady { .. }) && canary.is_none() {
-            plan.stop(instance, StopCause::Superseded);
+            plan.stop(instance, retire_cause(instance));
         }
     }
     // While the canary is judged, every old instance stays.
@@ -421,7 +436,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     removal_order(&mut old_available, min_ready, now_ms);
     old_available.sort_by_key(|i| i.revision);
     for instance in old_available.iter().take(removable) {
-        plan.stop(instance, StopCause::Superseded);
+        plan.stop(instance, retire_cause(instance));
     }
 
     // Instances failing liveness go once the app is whole without them, or when their
@@ -460,6 +475,15 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         }
     };
     plan
+}
+
+/// Why an instance replaced like an old revision's is stopped.
+fn retire_cause(instance: &ObservedInstance) -> StopCause {
+    if instance.evicted {
+        StopCause::NodeDrained
+    } else {
+        StopCause::Superseded
+    }
 }
 
 /// What the canary decides about the rollout.

@@ -435,6 +435,7 @@ impl Runtime for FakeRuntime {
                 exit_code: None,
                 error: None,
                 node: NODE.to_owned(),
+                node_draining: false,
                 published_ports: BTreeMap::new(),
             },
             spec: spec.clone(),

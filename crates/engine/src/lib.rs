@@ -367,6 +367,8 @@ pub struct ObservedContainer {
     pub error: Option<String>,
     /// The node the container runs on.
     pub node: String,
+    /// Its node is being drained: Berth moves the instance away (a replacement first).
+    pub node_draining: bool,
     /// Ports the instance is reached on at `ip_address` that differ from the ones it serves
     /// on (container port → reachable port): an engine whose instances are reached through
     /// their node's address publishes each port on a port of the node. Empty when the

@@ -157,8 +157,9 @@ impl Platform {
     }
 
     /// Sets whether a node takes instances (platform admins): `active`, `pause` or `drain`
-    /// (the engine moves its instances away; Berth replaces them as they stop). The view is
-    /// read again at once, so the answer shows the new availability.
+    /// (nothing new lands there, and Berth moves its instances away: each one's replacement
+    /// elsewhere is ready before it stops). The view is read again at once, so the answer
+    /// shows the new availability.
     pub async fn set_node_availability(
         &self,
         actor: &Actor,
@@ -183,6 +184,11 @@ impl Platform {
             .await?;
         if let Err(error) = self.nodes.run_once().await {
             tracing::warn!(%error, "could not read the nodes again");
+        }
+        // Every app looks again: a drain moves the node's instances (health-gated), an
+        // activation lets new ones land there.
+        for app in self.store.list_apps().await? {
+            self.controller.wake(&app.name);
         }
         self.node(actor, name).await
     }

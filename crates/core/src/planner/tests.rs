@@ -46,6 +46,7 @@ fn inst(ordinal: u64, revision: u32, state: &str) -> ObservedInstance {
         },
         liveness: Liveness::Healthy,
         last_failure: None,
+        evicted: false,
     };
     match state {
         "ready" => {}
@@ -999,4 +1000,77 @@ fn a_recreate_rollout_stops_every_old_instance_before_the_new_revision_starts() 
         ],
     );
     assert_eq!(summary(&plan), ["+r2"]);
+}
+
+#[test]
+fn a_drained_nodes_instances_are_replaced_before_they_stop() {
+    use RolloutPhase::*;
+    let evicted = |ordinal: u64, state: &str| ObservedInstance {
+        evicted: true,
+        ..inst(ordinal, 1, state)
+    };
+    // (case, instances — 3 replicas, surge 1, unavailable 0 —, the plan)
+    let cases: Vec<(&str, Vec<ObservedInstance>, Vec<&str>)> = vec![
+        (
+            "a replacement starts first; nothing stops",
+            vec![
+                inst(1, 1, "ready"),
+                evicted(2, "ready"),
+                evicted(3, "ready"),
+            ],
+            vec!["+r1"],
+        ),
+        (
+            "while it starts, nothing more happens",
+            vec![
+                inst(1, 1, "ready"),
+                evicted(2, "ready"),
+                evicted(3, "ready"),
+                inst(4, 1, "starting"),
+            ],
+            vec![],
+        ),
+        (
+            "once it is ready, one evicted instance stops (the next replacement follows)",
+            vec![
+                inst(1, 1, "ready"),
+                evicted(2, "ready"),
+                evicted(3, "ready"),
+                inst(4, 1, "ready"),
+            ],
+            vec!["-web-3"],
+        ),
+        (
+            "an evicted instance that does not serve stops at once",
+            vec![
+                inst(1, 1, "ready"),
+                inst(4, 1, "ready"),
+                evicted(3, "notready"),
+            ],
+            vec!["+r1", "-web-3"],
+        ),
+        (
+            "none evicted: nothing to do",
+            vec![
+                inst(1, 1, "ready"),
+                inst(4, 1, "ready"),
+                inst(5, 1, "ready"),
+            ],
+            vec![],
+        ),
+    ];
+    for (name, instances, want) in cases {
+        let plan = run(&app(3, 1, Complete), &instances);
+        assert_eq!(summary(&plan), want, "{name}");
+        for action in &plan.actions {
+            match action {
+                Action::Start { cause, .. } => {
+                    assert_eq!(*cause, StartCause::NodeDrain, "{name}")
+                }
+                Action::Stop { cause, .. } => {
+                    assert_eq!(*cause, StopCause::NodeDrained, "{name}")
+                }
+            }
+        }
+    }
 }

@@ -1395,6 +1395,7 @@ fn observe(
         exit_code,
         error,
         node: node.to_owned(),
+        node_draining: false,
         published_ports: BTreeMap::new(),
     }
 }

@@ -51,6 +51,9 @@ pub const DATACENTER_LABEL: &str = "datacenter";
 const EVENT_POLL: Duration = Duration::from_secs(1);
 /// How long a stop waits beyond the grace period for the task to be gone.
 const STOP_MARGIN: Duration = Duration::from_secs(15);
+/// The Swarm node label saying Berth drains the node: Swarm only pauses it (no new task),
+/// and Berth moves its instances away one replacement at a time.
+const DRAIN_LABEL: &str = "berth.drain";
 /// The label naming the instance a Swarm secret holds a file of.
 const FILE_OF_LABEL: &str = "berth.file-of";
 /// The longest name Swarm takes for a secret.
@@ -196,6 +199,10 @@ impl SwarmEngine {
                             .and_then(|labels| labels.get(DATACENTER_LABEL))
                             .filter(|dc| !dc.is_empty())
                             .cloned(),
+                        draining: spec
+                            .labels
+                            .as_ref()
+                            .is_some_and(|labels| labels.contains_key(DRAIN_LABEL)),
                         labels: spec.labels.unwrap_or_default().into_iter().collect(),
                     },
                 ))
@@ -393,6 +400,8 @@ pub struct SwarmNode {
     pub datacenter: Option<String>,
     /// All its labels.
     pub labels: BTreeMap<String, String>,
+    /// Berth drains it.
+    pub draining: bool,
 }
 
 /// Swarm's placement constraints for an instance: the datacenter Berth chose for it, and the
@@ -411,6 +420,36 @@ fn placement_constraints(
         }))
         .collect();
     (!all.is_empty()).then_some(all)
+}
+
+/// A node's availability as Berth says it: `drain` while Berth drains it (Swarm pauses it).
+fn availability_of(spec: &NodeSpec) -> NodeAvailability {
+    let marked = spec
+        .labels
+        .as_ref()
+        .is_some_and(|labels| labels.contains_key(DRAIN_LABEL));
+    match spec.availability {
+        _ if marked => NodeAvailability::Drain,
+        Some(NodeSpecAvailabilityEnum::PAUSE) => NodeAvailability::Pause,
+        Some(NodeSpecAvailabilityEnum::DRAIN) => NodeAvailability::Drain,
+        _ => NodeAvailability::Active,
+    }
+}
+
+/// Sets a node's availability: a drain is Swarm's `pause` (nothing new lands there, nothing
+/// is stopped) with Berth's mark, so Berth replaces the node's instances health-gated
+/// before it stops them; `active` and `pause` remove the mark.
+fn set_availability(spec: &mut NodeSpec, availability: NodeAvailability) {
+    let labels = spec.labels.get_or_insert_with(HashMap::new);
+    if availability == NodeAvailability::Drain {
+        labels.insert(DRAIN_LABEL.to_string(), "true".to_string());
+    } else {
+        labels.remove(DRAIN_LABEL);
+    }
+    spec.availability = Some(match availability {
+        NodeAvailability::Active => NodeSpecAvailabilityEnum::ACTIVE,
+        NodeAvailability::Pause | NodeAvailability::Drain => NodeSpecAvailabilityEnum::PAUSE,
+    });
 }
 
 /// The datacenter a service is kept to by its placement constraint.
@@ -611,6 +650,7 @@ pub fn observe_service(
     let SwarmNode {
         name: node,
         address,
+        draining: node_draining,
         ..
     } = node;
     let published_ports: BTreeMap<u16, u16> = status
@@ -647,6 +687,7 @@ pub fn observe_service(
             .flatten(),
         error,
         node,
+        node_draining,
         published_ports,
     }
 }
@@ -743,12 +784,13 @@ impl Runtime for SwarmEngine {
                         .state
                         .map(|s| s.to_string())
                         .unwrap_or_else(|| "unknown".into()),
-                    availability: match spec.availability {
-                        Some(NodeSpecAvailabilityEnum::PAUSE) => NodeAvailability::Pause,
-                        Some(NodeSpecAvailabilityEnum::DRAIN) => NodeAvailability::Drain,
-                        _ => NodeAvailability::Active,
-                    },
-                    labels: spec.labels.unwrap_or_default().into_iter().collect(),
+                    availability: availability_of(&spec),
+                    labels: spec
+                        .labels
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|(key, _)| key != DRAIN_LABEL)
+                        .collect(),
                     local: is_local,
                     name,
                 }
@@ -763,14 +805,8 @@ impl Runtime for SwarmEngine {
         node: &str,
         availability: NodeAvailability,
     ) -> EngineResult<()> {
-        self.update_node(node, |spec| {
-            spec.availability = Some(match availability {
-                NodeAvailability::Active => NodeSpecAvailabilityEnum::ACTIVE,
-                NodeAvailability::Pause => NodeSpecAvailabilityEnum::PAUSE,
-                NodeAvailability::Drain => NodeSpecAvailabilityEnum::DRAIN,
-            });
-        })
-        .await
+        self.update_node(node, |spec| set_availability(spec, availability))
+            .await
     }
 
     /// The node's Swarm labels become `labels` (placement constraints read them).
@@ -779,9 +815,15 @@ impl Runtime for SwarmEngine {
         node: &str,
         labels: &BTreeMap<String, String>,
     ) -> EngineResult<bool> {
-        let labels: HashMap<String, String> = labels.clone().into_iter().collect();
-        self.update_node(node, |spec| spec.labels = Some(labels))
-            .await?;
+        let mut labels: HashMap<String, String> = labels.clone().into_iter().collect();
+        self.update_node(node, |spec| {
+            // Berth's own mark stays: it is not one of the labels admins see.
+            if let Some(mark) = spec.labels.as_ref().and_then(|l| l.get(DRAIN_LABEL)) {
+                labels.insert(DRAIN_LABEL.to_string(), mark.clone());
+            }
+            spec.labels = Some(labels);
+        })
+        .await?;
         Ok(true)
     }
 
@@ -1137,6 +1179,72 @@ mod tests {
     }
 
     #[test]
+    fn a_drain_pauses_the_node_with_berths_mark_and_the_others_remove_it() {
+        let labelled = |pairs: &[(&str, &str)]| -> Option<HashMap<String, String>> {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        // (availability set, Swarm's availability after, Berth's mark after)
+        let cases = [
+            (
+                NodeAvailability::Drain,
+                NodeSpecAvailabilityEnum::PAUSE,
+                true,
+            ),
+            (
+                NodeAvailability::Pause,
+                NodeSpecAvailabilityEnum::PAUSE,
+                false,
+            ),
+            (
+                NodeAvailability::Active,
+                NodeSpecAvailabilityEnum::ACTIVE,
+                false,
+            ),
+        ];
+        for (availability, swarm, marked) in cases {
+            for before in [
+                labelled(&[("datacenter", "dc1")]),
+                labelled(&[("datacenter", "dc1"), (DRAIN_LABEL, "true")]),
+                None,
+            ] {
+                let mut spec = NodeSpec {
+                    labels: before.clone(),
+                    ..Default::default()
+                };
+                set_availability(&mut spec, availability);
+                assert_eq!(
+                    spec.availability,
+                    Some(swarm),
+                    "{availability:?} from {before:?}"
+                );
+                let labels = spec.labels.clone().unwrap();
+                assert_eq!(
+                    labels.contains_key(DRAIN_LABEL),
+                    marked,
+                    "{availability:?} from {before:?}"
+                );
+                assert_eq!(
+                    labels.get("datacenter"),
+                    before.as_ref().and_then(|b| b.get("datacenter")),
+                    "the admins' labels stay"
+                );
+                assert_eq!(availability_of(&spec), availability, "read back as set");
+            }
+        }
+        // Drained by hand with the docker CLI: a drain too.
+        let by_hand = NodeSpec {
+            availability: Some(NodeSpecAvailabilityEnum::DRAIN),
+            ..Default::default()
+        };
+        assert_eq!(availability_of(&by_hand), NodeAvailability::Drain);
+    }
+
+    #[test]
     fn an_exec_id_names_its_node() {
         let id = node_exec_id("4f2a9c", "rig-node-2");
         assert_eq!(id, "4f2a9c@rig-node-2");
@@ -1204,6 +1312,7 @@ mod tests {
                 schedulable: true,
                 datacenter: Some("dc2".into()),
                 labels: BTreeMap::from([("datacenter".into(), "dc2".into())]),
+                draining: false,
             },
         )]);
         let task = Task {
