@@ -1,8 +1,9 @@
 //! The built-in registry's metadata in Berth's database ([`StoreMetadata`]): tags, manifest
 //! records, blob links and upload records are rows every server of an installation reads and
-//! writes, each write atomic; blobs stay files on the (shared) registry directory. And
-//! [`move_file_metadata_into`], which moves the metadata an earlier version kept as files
-//! under the registry directory into the database, once.
+//! writes, each write atomic; blobs stay files on the (shared) registry directory.
+//! [`StoreGcFence`]: garbage collection's fence on the database's shared locks, for servers
+//! that share it. And [`move_file_metadata_into`], which moves the metadata an earlier version
+//! kept as files under the registry directory into the database, once.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -27,6 +28,34 @@ impl std::fmt::Debug for StoreMetadata {
 impl StoreMetadata {
     pub fn new(store: Arc<dyn Store>) -> Self {
         StoreMetadata { store }
+    }
+}
+
+/// [`berth_registry::GcFence`] on the store's [`berth_store::SharedLocks`]: one lock name,
+/// held shared by every server's pushes and exclusively by a sweep.
+pub struct StoreGcFence {
+    locks: Arc<dyn berth_store::SharedLocks>,
+}
+
+impl StoreGcFence {
+    /// The lock's name among the store's shared locks.
+    const LOCK: &'static str = "registry/garbage-collection";
+
+    pub fn new(locks: Arc<dyn berth_store::SharedLocks>) -> Self {
+        StoreGcFence { locks }
+    }
+}
+
+#[async_trait]
+impl berth_registry::GcFence for StoreGcFence {
+    async fn shared(&self) -> io::Result<berth_registry::FenceHold> {
+        let held = self.locks.lock_shared(Self::LOCK).await.map_err(io_error)?;
+        Ok(berth_registry::FenceHold::new(held))
+    }
+
+    async fn exclusive(&self) -> io::Result<berth_registry::FenceHold> {
+        let held = self.locks.lock(Self::LOCK).await.map_err(io_error)?;
+        Ok(berth_registry::FenceHold::new(held))
     }
 }
 

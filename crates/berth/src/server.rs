@@ -11,7 +11,7 @@ use berth_api::auth::Authenticator;
 use berth_api::registry_auth::{
     AccountsAuthorizer, BuilderGrants, SYSTEM_USER, TeamRegistryLimits, new_system_secret,
 };
-use berth_api::registry_metadata::{StoreMetadata, move_file_metadata_into};
+use berth_api::registry_metadata::{StoreGcFence, StoreMetadata, move_file_metadata_into};
 use berth_controller::claim::{ClaimError, Claimed, claim_namespace};
 use berth_controller::flows::{CONNTRACK_TABLE, ConnectionObserver, ConnectionObserverJob};
 use berth_controller::leadership::Leadership;
@@ -287,26 +287,28 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             "moved the registry's metadata from files into the database"
         );
     }
-    let registry = Arc::new(
-        Registry::new(
-            registry_blobs,
-            Arc::new(StoreMetadata::new(Arc::clone(&store))),
-            Arc::new(
-                AccountsAuthorizer::new(
-                    Arc::clone(&auth),
-                    Arc::clone(&clock),
-                    system_secret.clone(),
-                )
+    let registry = Registry::new(
+        registry_blobs,
+        Arc::new(StoreMetadata::new(Arc::clone(&store))),
+        Arc::new(
+            AccountsAuthorizer::new(Arc::clone(&auth), Arc::clone(&clock), system_secret.clone())
                 .with_builder(builder_grants.clone()),
-            ),
-            RegistryConfig {
-                gc_grace_period: config.registry_gc_grace,
-                ..RegistryConfig::default()
-            },
-        )
-        .with_clock(Arc::new(Arc::clone(&clock)))
-        .with_limits(Arc::new(TeamRegistryLimits::new(Arc::clone(&store)))),
-    );
+        ),
+        RegistryConfig {
+            gc_grace_period: config.registry_gc_grace,
+            ..RegistryConfig::default()
+        },
+    )
+    .with_clock(Arc::new(Arc::clone(&clock)))
+    .with_limits(Arc::new(TeamRegistryLimits::new(Arc::clone(&store))));
+    // Servers sharing the database push to one registry: a sweep on one waits for the others'
+    // pushes, and sees what they touched.
+    let registry = Arc::new(match &postgres {
+        Some(postgres) => {
+            registry.with_gc_fence(Arc::new(StoreGcFence::new(Arc::new(postgres.clone()))))
+        }
+        None => registry,
+    });
     let workers = Workers::new(Arc::clone(&clock));
 
     let controller_config = ControllerConfig {

@@ -114,6 +114,27 @@ fn tagged(tags: &BTreeMap<String, TagRecord>) -> impl Iterator<Item = Digest> + 
 }
 
 impl Registry {
+    /// The blobs any server touched since `since` (from the metadata they share); older
+    /// touch records are removed (the grace period has passed for them).
+    async fn shared_touches_since(&self, since: SystemTime) -> Result<HashSet<Digest>> {
+        let mut recent = HashSet::new();
+        for digest in self.list_digests(keys::touches_dir()).await? {
+            let key = keys::touch(&digest);
+            let at = self
+                .meta
+                .get(&key)
+                .await?
+                .and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok())
+                .map_or(UNIX_EPOCH, from_ms);
+            if at >= since {
+                recent.insert(digest);
+            } else {
+                self.meta.delete(&key).await?;
+            }
+        }
+        Ok(recent)
+    }
+
     /// Mark-and-sweep garbage collection: deletes every blob that no manifest of any
     /// repository references and that is not recent. With
     /// [`GcOptions::delete_untagged_manifests`], untagged manifests older than the grace
@@ -157,9 +178,13 @@ impl Registry {
         }
         let blobs = self.blobs.list_blobs().await?;
 
-        // Sweep, with pushes held off.
+        // Sweep, with pushes held off (the other servers' too, when they share the registry).
         let _gc = self.gc_lock.write().await;
-        let recent: HashSet<Digest> = {
+        let _fence = match &self.fence {
+            Some(fence) => Some(fence.exclusive().await?),
+            None => None,
+        };
+        let mut recent: HashSet<Digest> = {
             let mut touches = self.touches.lock().unwrap_or_else(|p| p.into_inner());
             let recent = touches
                 .iter()
@@ -169,6 +194,9 @@ impl Registry {
             touches.retain(|_, t| t.seq > start_seq || t.at >= grace_start);
             recent
         };
+        if self.fence.is_some() {
+            recent.extend(self.shared_touches_since(grace_start).await?);
+        }
         let mut report = GcReport::default();
         // Tags as they are now (only manifest pushes add tags, and they are held off).
         let mut tagged_now: HashMap<RepoName, HashSet<String>> = HashMap::new();

@@ -25,6 +25,7 @@
 
 mod auth;
 mod error;
+mod fence;
 mod gc;
 mod http;
 mod introspect;
@@ -39,6 +40,7 @@ mod storage;
 
 pub use auth::{Access, Action, AllowAll, AuthDecision, Authorizer, Credentials, StaticAuthorizer};
 pub use error::{ErrorCode, RegistryError, Result};
+pub use fence::{FenceHold, GcFence};
 pub use gc::{ExpireReport, GcOptions, GcReport, RetentionPolicy, RetentionReport};
 pub use http::router;
 pub use introspect::{

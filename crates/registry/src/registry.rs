@@ -214,6 +214,14 @@ pub(crate) mod keys {
     pub(crate) fn referrer(repo: &RepoName, subject: &Digest, d: &Digest) -> String {
         format!("{}{}", referrers_dir(repo, subject), d.hex())
     }
+    /// When a blob was last touched on any server (unix ms), kept while servers share the
+    /// registry.
+    pub(crate) fn touches_dir() -> &'static str {
+        "touches/sha256/"
+    }
+    pub(crate) fn touch(d: &Digest) -> String {
+        format!("{}{}", touches_dir(), d.hex())
+    }
     /// An upload session's record (see `UploadRecord`).
     pub(crate) fn upload(id: &str) -> String {
         format!("uploads/{id}")
@@ -247,6 +255,10 @@ pub struct Registry {
     clock: Arc<dyn Clock>,
     pub(crate) uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>>,
     pub(crate) gc_lock: Arc<tokio::sync::RwLock<()>>,
+    /// The same across servers, when several write this registry; their touches are then
+    /// also kept in the metadata (`touches/sha256/<hex>`), where every server's sweep reads
+    /// them.
+    pub(crate) fence: Option<Arc<dyn crate::GcFence>>,
     pub(crate) touches: Mutex<HashMap<Digest, Touch>>,
     pub(crate) touch_seq: AtomicU64,
 }
@@ -277,6 +289,7 @@ impl Registry {
             clock: Arc::new(berth_core::clock::system_clock()),
             uploads: Mutex::new(HashMap::new()),
             gc_lock: Arc::new(tokio::sync::RwLock::new(())),
+            fence: None,
             touches: Mutex::new(HashMap::new()),
             touch_seq: AtomicU64::new(0),
         }
@@ -296,6 +309,29 @@ impl Registry {
     /// copying the storage): pushes go on, a collection waits.
     pub async fn hold_blobs(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
         Arc::clone(&self.gc_lock).read_owned().await
+    }
+
+    /// Shares garbage collection's lock and the record of recent touches with the other
+    /// servers writing this registry.
+    pub fn with_gc_fence(mut self, fence: Arc<dyn crate::GcFence>) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// The hold that keeps sweeps (this server's and the others') away while a blob is checked
+    /// and made referenced.
+    pub(crate) async fn hold_off_sweeps(
+        &self,
+    ) -> Result<(
+        tokio::sync::RwLockReadGuard<'_, ()>,
+        Option<crate::FenceHold>,
+    )> {
+        let local = self.gc_lock.read().await;
+        let fence = match &self.fence {
+            Some(fence) => Some(fence.shared().await?),
+            None => None,
+        };
+        Ok((local, fence))
     }
 
     /// Replaces the clock (the server's, or a test's).
@@ -398,12 +434,22 @@ impl Registry {
             .collect())
     }
 
-    pub(crate) fn touch(&self, digest: &Digest, at: SystemTime) {
+    /// Records that `digest` was just checked or made referenced (a sweep spares it); with a
+    /// fence, in the metadata too, for the other servers' sweeps.
+    pub(crate) async fn touch(&self, digest: &Digest, at: SystemTime) -> Result<()> {
         let seq = self.touch_seq.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut touches = self.touches.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = touches.entry(digest.clone()).or_insert(Touch { at, seq });
-        entry.at = entry.at.max(at);
-        entry.seq = seq;
+        {
+            let mut touches = self.touches.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = touches.entry(digest.clone()).or_insert(Touch { at, seq });
+            entry.at = entry.at.max(at);
+            entry.seq = seq;
+        }
+        if self.fence.is_some() {
+            self.meta
+                .put(&keys::touch(digest), to_ms(at).to_string().as_bytes())
+                .await?;
+        }
+        Ok(())
     }
 
     // ---- repositories ------------------------------------------------------------------
@@ -503,7 +549,7 @@ impl Registry {
             return Err(unknown());
         }
         let entry = self.blobs.stat_blob(digest).await?.ok_or_else(unknown)?;
-        self.touch(digest, self.now());
+        self.touch(digest, self.now()).await?;
         Ok(entry)
     }
 
@@ -512,7 +558,7 @@ impl Registry {
     /// that a sweep either sees the touch and spares the blob, or ran before and the client
     /// is told to upload it.
     pub(crate) async fn check_blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobEntry> {
-        let _gc = self.gc_lock.read().await;
+        let _gc = self.hold_off_sweeps().await?;
         self.stat_blob(repo, digest).await
     }
 
@@ -570,7 +616,7 @@ impl Registry {
         from: &RepoName,
     ) -> Result<Option<u64>> {
         let quota = self.quota_guard(repo).await;
-        let _gc = self.gc_lock.read().await;
+        let _gc = self.hold_off_sweeps().await?;
         if !self.blob_linked(from, digest).await? {
             return Ok(None);
         }
@@ -580,7 +626,7 @@ impl Registry {
         self.ensure_fits(&quota, repo, digest, entry.size).await?;
         let now = self.now();
         self.link_blob(repo, digest, now).await?;
-        self.touch(digest, now);
+        self.touch(digest, now).await?;
         Ok(Some(entry.size))
     }
 
@@ -837,12 +883,12 @@ impl Registry {
         let size = session.size;
         let committed = async {
             let quota = self.quota_guard(repo).await;
-            let _gc = self.gc_lock.read().await;
+            let _gc = self.hold_off_sweeps().await?;
             self.ensure_fits(&quota, repo, digest, size).await?;
             let now = self.now();
             self.blobs.commit_upload(id, size, digest, now).await?;
             self.link_blob(repo, digest, now).await?;
-            self.touch(digest, now);
+            self.touch(digest, now).await?;
             Ok::<_, RegistryError>(())
         }
         .await;
@@ -903,7 +949,7 @@ impl Registry {
         let parsed = manifest::parse_manifest(&body, content_type)?;
 
         let quota = self.quota_guard(repo).await;
-        let _gc = self.gc_lock.read().await;
+        let _gc = self.hold_off_sweeps().await?;
         let now = self.now();
         let mut children = Vec::new();
         for d in parsed.config.iter().chain(&parsed.layers) {
@@ -964,10 +1010,10 @@ impl Registry {
             )
             .await?;
         }
-        self.touch(&digest, now);
+        self.touch(&digest, now).await?;
         for r in record.references() {
             if let Ok(d) = Digest::parse(r) {
-                self.touch(&d, now);
+                self.touch(&d, now).await?;
             }
         }
         Ok(PushedManifest {

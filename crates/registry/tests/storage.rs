@@ -778,3 +778,95 @@ async fn an_upload_goes_on_across_servers_sharing_the_storage() {
     let r = a.req(Method::GET, &location).send().await.unwrap();
     assert_eq!(r.headers()["range"].to_str().unwrap(), "0-199");
 }
+
+/// A [`berth_registry::GcFence`] for registries in one test: a read-write lock they share.
+struct SharedFence(Arc<tokio::sync::RwLock<()>>);
+
+#[async_trait::async_trait]
+impl berth_registry::GcFence for SharedFence {
+    async fn shared(&self) -> std::io::Result<berth_registry::FenceHold> {
+        Ok(berth_registry::FenceHold::new(
+            Arc::clone(&self.0).read_owned().await,
+        ))
+    }
+    async fn exclusive(&self) -> std::io::Result<berth_registry::FenceHold> {
+        Ok(berth_registry::FenceHold::new(
+            Arc::clone(&self.0).write_owned().await,
+        ))
+    }
+}
+
+#[tokio::test]
+async fn two_servers_on_one_registry_keep_each_others_touched_blobs_and_wait_for_each_other() {
+    let clock = ManualClock::new(SystemTime::now());
+    let fence = Arc::new(SharedFence(Arc::new(tokio::sync::RwLock::new(()))));
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Registry::open(
+            dir.path().join("registry"),
+            Arc::new(StaticAuthorizer::new(USER, PASSWORD)),
+            RegistryConfig::default(),
+        )
+        .unwrap()
+        .with_clock(clock.clone())
+        .with_gc_fence(fence.clone())
+    };
+    // The other server sweeps: a registry on the same storage that serves nothing here.
+    let other = open();
+    let served = support::serve(Arc::new(open()), dir).await;
+
+    let image = served.push_image("team/app", "v1", 2, 4096).await;
+    served
+        .registry
+        .delete_manifest("team/app", image.digest.as_str())
+        .await
+        .unwrap();
+    clock.advance(HOUR);
+    // A client about to reuse a layer checks it on the serving server (docker's HEAD).
+    let reused = &image.layers[0];
+    let head = served
+        .req(Method::HEAD, &format!("/v2/team/app/blobs/{reused}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+
+    // The other server's sweep spares it (it never saw the check in its own memory) and
+    // takes the rest: the other layer, the config and the manifest.
+    let report = other
+        .garbage_collect(clock.now(), GcOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.blobs_deleted, 3, "{report:?}");
+    let head = served
+        .req(Method::HEAD, &format!("/v2/team/app/blobs/{reused}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.status(),
+        StatusCode::OK,
+        "the checked layer is still there"
+    );
+
+    // A sweep waits while the serving server checks and writes (it holds the fence shared).
+    let held = berth_registry::GcFence::shared(&*fence).await.unwrap();
+    let other = Arc::new(other);
+    let sweep = {
+        let (other, now) = (Arc::clone(&other), clock.now() + 2 * HOUR);
+        tokio::spawn(async move { other.garbage_collect(now, GcOptions::default()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!sweep.is_finished(), "the sweep waits for the hold");
+    drop(held);
+    // Once the grace period has passed, the layer goes, with its touch record.
+    let report = sweep.await.unwrap().unwrap();
+    assert_eq!(report.blobs_deleted, 1, "{report:?}");
+    assert_eq!(support::file_count(&served.blob_dir()), 0);
+    let touches = served.dir.path().join("registry/meta/touches/sha256");
+    assert_eq!(
+        std::fs::read_dir(&touches).map_or(0, |entries| entries.count()),
+        0,
+        "touch records past the grace period are removed"
+    );
+}

@@ -798,6 +798,9 @@ pub trait LeaseStore: Send + Sync {
 pub trait SharedLocks: Send + Sync {
     /// Waits for the lock named `key` and holds it until the returned guard is dropped.
     async fn lock(&self, key: &str) -> StoreResult<SharedLock>;
+    /// Waits for a shared hold of the lock named `key` (any number of shared holds at once;
+    /// none while [`SharedLocks::lock`] holds it), until the returned guard is dropped.
+    async fn lock_shared(&self, key: &str) -> StoreResult<SharedLock>;
 }
 
 /// A held [`SharedLocks`] lock: released when dropped.

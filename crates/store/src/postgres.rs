@@ -193,9 +193,25 @@ const SHARED_LOCK_SPACE: i32 = 0x6265;
 #[async_trait]
 impl crate::SharedLocks for PostgresStore {
     async fn lock(&self, key: &str) -> StoreResult<crate::SharedLock> {
+        self.advisory_lock(key, false).await
+    }
+
+    async fn lock_shared(&self, key: &str) -> StoreResult<crate::SharedLock> {
+        self.advisory_lock(key, true).await
+    }
+}
+
+impl PostgresStore {
+    /// A session-level advisory lock on a connection of its own (`shared`: with others).
+    async fn advisory_lock(&self, key: &str, shared: bool) -> StoreResult<crate::SharedLock> {
         let mut connection = self.locks.acquire().await.map_err(db_err)?;
         let id = lock_id(key);
-        sqlx::query("SELECT pg_advisory_lock($1, $2)")
+        let take = if shared {
+            "SELECT pg_advisory_lock_shared($1, $2)"
+        } else {
+            "SELECT pg_advisory_lock($1, $2)"
+        };
+        sqlx::query(take)
             .bind(SHARED_LOCK_SPACE)
             .bind(id)
             .execute(&mut *connection)
@@ -204,6 +220,7 @@ impl crate::SharedLocks for PostgresStore {
         Ok(crate::SharedLock::new(HeldLock {
             connection: Some(connection),
             id,
+            shared,
         }))
     }
 }
@@ -212,6 +229,7 @@ impl crate::SharedLocks for PostgresStore {
 struct HeldLock {
     connection: Option<sqlx::pool::PoolConnection<Db>>,
     id: i32,
+    shared: bool,
 }
 
 impl Drop for HeldLock {
@@ -219,14 +237,19 @@ impl Drop for HeldLock {
         let Some(mut connection) = self.connection.take() else {
             return;
         };
-        let id = self.id;
+        let (id, shared) = (self.id, self.shared);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             // Closing the connection releases its locks.
             drop(connection.detach());
             return;
         };
         runtime.spawn(async move {
-            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+            let release = if shared {
+                "SELECT pg_advisory_unlock_shared($1, $2)"
+            } else {
+                "SELECT pg_advisory_unlock($1, $2)"
+            };
+            let unlocked = sqlx::query(release)
                 .bind(SHARED_LOCK_SPACE)
                 .bind(id)
                 .execute(&mut *connection)

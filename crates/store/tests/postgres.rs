@@ -141,6 +141,58 @@ async fn a_shared_lock_holds_across_servers_until_dropped() {
     drop(two);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_holds_go_together_and_keep_the_exclusive_one_waiting() {
+    use berth_store::SharedLocks;
+    let Some(url) = conformance::postgres_database("shared holds").await else {
+        return;
+    };
+    let one = PostgresStore::connect(&url).await.unwrap();
+    let two = PostgresStore::connect(&url).await.unwrap();
+    let name = "registry/garbage-collection";
+    // Two servers hold it shared at once.
+    let first = one.lock_shared(name).await.unwrap();
+    let second = tokio::time::timeout(std::time::Duration::from_secs(5), two.lock_shared(name))
+        .await
+        .expect("shared holds do not wait for each other")
+        .unwrap();
+    // The exclusive hold waits for both.
+    let exclusive = tokio::spawn(async move {
+        let held = one.lock(name).await.unwrap();
+        (one, held)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        !exclusive.is_finished(),
+        "waits while two shared holds remain"
+    );
+    drop(first);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        !exclusive.is_finished(),
+        "waits while one shared hold remains"
+    );
+    drop(second);
+    let (one, held) = tokio::time::timeout(std::time::Duration::from_secs(5), exclusive)
+        .await
+        .expect("granted once both are released")
+        .unwrap();
+    // While it is held, a shared hold waits.
+    let shared = tokio::spawn(async move { two.lock_shared(name).await.unwrap() });
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        !shared.is_finished(),
+        "a shared hold waits for the exclusive one"
+    );
+    drop(held);
+    let again = tokio::time::timeout(std::time::Duration::from_secs(5), shared)
+        .await
+        .expect("granted once the exclusive hold is released")
+        .unwrap();
+    drop(again);
+    drop(one);
+}
+
 #[tokio::test]
 async fn tls_to_the_database_is_used_when_asked_and_verified_when_asked() {
     let Some(url) = conformance::postgres_database("tls").await else {
