@@ -56,11 +56,16 @@ pub(crate) fn label_key_problem(key: &str) -> Option<String> {
     }
     let inner_ok = key.chars().all(|c| edge(c) || matches!(c, '.' | '_' | '-'));
     let edges_ok = key.starts_with(edge) && key.ends_with(edge);
-    (!inner_ok || !edges_ok).then(|| {
-        "a label key is lowercase letters, digits, '.', '_' and '-', starting and ending with a \
-         letter or digit"
-            .into()
-    })
+    if !inner_ok || !edges_ok {
+        return Some(
+            "a label key is lowercase letters, digits, '.', '_' and '-', starting and ending \
+             with a letter or digit"
+                .into(),
+        );
+    }
+    // Berth marks nodes with labels of its own (a drain on a Swarm): nobody else sets them.
+    key.starts_with("berth.")
+        .then(|| "label keys starting with 'berth.' are Berth's own".into())
 }
 
 pub(crate) fn label_value_problem(value: &str) -> Option<String> {
@@ -971,6 +976,8 @@ mod tests {
             (labels(&[("zone", "a=b")]), Some("labels.zone")),
             (labels(&[(&long, "a")]), Some(long_field.as_str())),
             (labels(&[("zone", &long)]), Some("labels.zone")),
+            (labels(&[("berth.drain", "true")]), Some("labels.berth.drain")),
+            (labels(&[("berthold", "x")]), None),
         ];
         for (input, want) in cases {
             let got = validate_labels(&input)

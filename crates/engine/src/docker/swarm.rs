@@ -54,6 +54,8 @@ const STOP_MARGIN: Duration = Duration::from_secs(15);
 /// The Swarm node label saying Berth drains the node: Swarm only pauses it (no new task),
 /// and Berth moves its instances away one replacement at a time.
 const DRAIN_LABEL: &str = "berth.drain";
+/// Node labels with this prefix are Berth's marks, not shown among a node's labels.
+const BERTH_LABEL_PREFIX: &str = "berth.";
 /// The label naming the instance a Swarm secret holds a file of.
 const FILE_OF_LABEL: &str = "berth.file-of";
 /// The longest name Swarm takes for a secret.
@@ -789,7 +791,7 @@ impl Runtime for SwarmEngine {
                         .labels
                         .unwrap_or_default()
                         .into_iter()
-                        .filter(|(key, _)| key != DRAIN_LABEL)
+                        .filter(|(key, _)| !key.starts_with(BERTH_LABEL_PREFIX))
                         .collect(),
                     local: is_local,
                     name,
@@ -817,9 +819,11 @@ impl Runtime for SwarmEngine {
     ) -> EngineResult<bool> {
         let mut labels: HashMap<String, String> = labels.clone().into_iter().collect();
         self.update_node(node, |spec| {
-            // Berth's own mark stays: it is not one of the labels admins see.
-            if let Some(mark) = spec.labels.as_ref().and_then(|l| l.get(DRAIN_LABEL)) {
-                labels.insert(DRAIN_LABEL.to_string(), mark.clone());
+            // Berth's own marks stay: they are not among the labels admins see.
+            for (key, value) in spec.labels.iter().flatten() {
+                if key.starts_with(BERTH_LABEL_PREFIX) {
+                    labels.insert(key.clone(), value.clone());
+                }
             }
             spec.labels = Some(labels);
         })
