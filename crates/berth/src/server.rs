@@ -20,10 +20,11 @@ use berth_controller::sharing;
 use berth_controller::workers::{Schedule, Workers};
 use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
+use berth_core::image_ref::{REGISTRY_HOSTS_SETTING, RegistryHosts};
 use berth_core::installation::{self, Installation};
 use berth_core::leadership::{LeaseTiming, Signal};
 use berth_core::routes::DomainPolicy;
-use berth_engine::{DockerEngine, ImageBuilder, RegistryAuth, Runtime, SwarmEngine};
+use berth_engine::{DockerEngine, ImageBuilder, Runtime, SwarmEngine};
 use berth_operations::Platform;
 use berth_operations::builds::worker::BuildSignal;
 use berth_operations::builds::{BuildEnv, BuildWorker, BuildWorkerConfig};
@@ -262,8 +263,25 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         }
     }
 
-    // The engine pulls from the built-in registry with a credential made for this run only.
-    let system_secret = new_system_secret();
+    // The engines pull from the built-in registry with the system credential, at any of the
+    // hosts it is reached under (every server's, when servers share the store).
+    let system_secret = system_pull_secret(&*store, &secrets, postgres.is_some(), clock()).await?;
+    let own_registry_hosts = registry_hosts(config.listen);
+    let known_registry_hosts = RegistryHosts::new(own_registry_hosts.clone());
+    if let Some(postgres) = &postgres {
+        share_registry_hosts(
+            postgres,
+            &own_registry_hosts,
+            &known_registry_hosts,
+            clock(),
+        )
+        .await
+        .map_err(|e| format!("cannot record this server's registry address: {e}"))?;
+        tokio::spawn(keep_registry_hosts(
+            postgres.clone(),
+            known_registry_hosts.clone(),
+        ));
+    }
     // Each running build gets its own registry credential, scoped to its pipeline's team.
     let builder_grants = BuilderGrants::default();
     // Blobs are files on the shared directory; tags, manifest records and links are rows in
@@ -321,14 +339,8 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             cap_ms: config.crash_backoff_max.as_millis() as u64,
             ..Backoff::default()
         },
-        pull_credentials: registry_hosts(config.listen)
-            .into_iter()
-            .map(|server| RegistryAuth {
-                username: SYSTEM_USER.into(),
-                password: system_secret.clone(),
-                server,
-            })
-            .collect(),
+        pull_credential: Some((SYSTEM_USER.into(), system_secret.clone())),
+        registry_hosts: known_registry_hosts.clone(),
         usage_interval: config.usage_interval,
         usage_report: (!config.usage_interval.is_zero()).then(|| {
             workers.register(
@@ -398,7 +410,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
             Arc::clone(&clock),
         )) as Arc<dyn CertificateIssuer>
     });
-    let registry_hosts: Arc<[String]> = registry_hosts(config.listen).into();
+    let registry_hosts: Arc<[String]> = own_registry_hosts.into();
     let nodes = NodeMonitor::new(
         store.clone(),
         Arc::clone(&runtime),
@@ -418,7 +430,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
         store: Arc::clone(&store),
         controller: controller.clone(),
         clock: Arc::clone(&clock),
-        registry_hosts: Arc::clone(&registry_hosts),
+        registry_hosts: known_registry_hosts,
         revision_history: config.revision_history,
         team_locks: match &postgres {
             Some(postgres) => {
@@ -1042,6 +1054,87 @@ impl NamespaceClaim {
                     tokio::time::sleep(CLAIM_RETRY).await;
                 }
             }
+        }
+    }
+}
+
+/// The store setting holding the installation's pull secret (sealed), on a shared store.
+const SYSTEM_PULL_SETTING: &str = "registry-system-pull-secret";
+/// How often a server reads the other servers' registry hosts again.
+const REGISTRY_HOSTS_REFRESH: Duration = Duration::from_secs(10);
+
+/// The password engines pull from the built-in registry with ([`SYSTEM_USER`]): on a store
+/// only this server uses, one made for this run; on a shared store, one for the whole
+/// installation (made by the first server, kept sealed in the store), so that an image named
+/// at any server's address is pulled by whichever server leads.
+async fn system_pull_secret(
+    store: &dyn Store,
+    secrets: &berth_auth::SecretBox,
+    shared: bool,
+    now: berth_core::Millis,
+) -> Result<String, String> {
+    let fresh = new_system_secret();
+    if !shared {
+        return Ok(fresh);
+    }
+    let sealed = store
+        .init_setting(
+            SYSTEM_PULL_SETTING,
+            &secrets.seal(&fresh, SYSTEM_PULL_SETTING),
+            now,
+        )
+        .await
+        .map_err(|e| format!("cannot read the registry's pull secret: {e}"))?;
+    secrets.open(&sealed, SYSTEM_PULL_SETTING).map_err(|e| {
+        format!(
+            "cannot open the registry's pull secret (is --shared-dir the same on every server?): {e}"
+        )
+    })
+}
+
+/// Adds this server's registry hosts to the installation's list in the store (under the
+/// store's lock, so servers starting together lose none) and learns the others'.
+async fn share_registry_hosts(
+    store: &PostgresStore,
+    own: &[String],
+    known: &RegistryHosts,
+    now: berth_core::Millis,
+) -> Result<(), berth_store::StoreError> {
+    use berth_store::{AccountStore, SharedLocks};
+    let _held = store.lock(REGISTRY_HOSTS_SETTING).await?;
+    let listed = store.get_setting(REGISTRY_HOSTS_SETTING).await?;
+    let mut all: Vec<String> = listed
+        .as_deref()
+        .and_then(|listed| serde_json::from_str(listed).ok())
+        .unwrap_or_default();
+    let before = all.len();
+    for host in own {
+        if !all.contains(host) {
+            all.push(host.clone());
+        }
+    }
+    let listed = serde_json::to_string(&all).unwrap_or_default();
+    if all.len() > before {
+        store
+            .put_setting(REGISTRY_HOSTS_SETTING, &listed, now)
+            .await?;
+    }
+    known.learn(&listed);
+    Ok(())
+}
+
+/// Reads the other servers' registry hosts again every [`REGISTRY_HOSTS_REFRESH`] (a server
+/// started later is known within that time; a permission check reads them at once).
+async fn keep_registry_hosts(store: PostgresStore, known: RegistryHosts) {
+    use berth_store::AccountStore;
+    loop {
+        tokio::time::sleep(REGISTRY_HOSTS_REFRESH).await;
+        match store.get_setting(REGISTRY_HOSTS_SETTING).await {
+            Ok(Some(listed)) => {
+                known.learn(&listed);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::debug!(%error, "cannot read the servers' registry hosts"),
         }
     }
 }

@@ -7,7 +7,9 @@
 //! request while the leader rolls out and scales down. Builds queued through the follower run
 //! once: a build the killed leader was running ends interrupted, the queued one runs on the
 //! next leader. An image pushed through one server is seen through the other at once (the
-//! registry's metadata is in the database; only blobs are files on the shared directory).
+//! registry's metadata is in the database; only blobs are files on the shared directory), and
+//! an image named at the follower's address is the installation's: pulled by the leader's
+//! engine with the one pull secret, refused to another team.
 //! Requests through the follower's router are answered across the leader's death and the
 //! follower's takeover, though instances are probed only every 10 s.
 //! Skipped without `BERTH_TEST_POSTGRES` outside CI.
@@ -395,6 +397,58 @@ fn skopeo(server: &Server, args: &[&str], image: &str) -> std::process::Output {
         .arg(image)
         .output()
         .expect("run skopeo")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_named_at_the_follower_is_pulled_by_the_leaders_engine() {
+    let Some((a, b, _shared)) = leader_and_follower("pull").await else {
+        return;
+    };
+    // Pushed through the follower and named by its address: only the registry has it.
+    let image = format!(
+        "127.0.0.1:{}/default/{}-pulled:v1",
+        b.port,
+        a.namespace.namespace()
+    );
+    let pushed = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false", "--dest-creds"])
+        .arg(format!("admin:{}", b.token))
+        .arg(format!("docker-daemon:{}", berth_testkit::testapp_image()))
+        .arg(format!("docker://{image}"))
+        .output()
+        .expect("run skopeo");
+    assert!(pushed.status.success(), "{pushed:?}");
+    // The leader knows the follower's address as its own registry's: another team may not
+    // deploy the image (as through its own address) …
+    let outsider = a.register("pull-outsider", Some("outsiders")).await;
+    let (status, answer) = a
+        .call_as(
+            &outsider,
+            Method::POST,
+            "/api/v1/apps",
+            Some(
+                json!({"name": "stolen", "team": "outsiders", "image": image,
+                        "cpu_millis": 100, "memory_bytes": 67108864}),
+            ),
+        )
+        .await;
+    // (as for an image at its own address: the repository is not one it may see)
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(answer["error"]["field"], "image", "{answer}");
+    // … and its engine pulls it from the follower with the installation's pull secret.
+    a.create_app("pulled", 1, json!({ "image": image })).await;
+    let app = a
+        .wait_app(
+            "pulled",
+            "a ready instance",
+            Duration::from_secs(90),
+            |app| ready_instances(app).len() == 1,
+        )
+        .await;
+    assert_eq!(app["rollout"]["phase"], "complete", "{app:#}");
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "--force", &image])
+        .output();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,8 +67,11 @@ pub struct ControllerConfig {
     pub backoff: Backoff,
     /// Reconciles running at once (for different apps).
     pub workers: usize,
-    /// Credentials the engine pulls with, per registry host (Berth's own registry among them).
-    pub pull_credentials: Vec<berth_engine::RegistryAuth>,
+    /// The credential the engine pulls from the built-in registry with (user, password), at
+    /// any of its hosts; none: the engine pulls anonymously.
+    pub pull_credential: Option<(String, String)>,
+    /// The built-in registry's hosts (see [`berth_core::image_ref::RegistryHosts`]).
+    pub registry_hosts: berth_core::image_ref::RegistryHosts,
     /// How often every running instance's CPU and memory use is sampled; zero turns the
     /// sampler off.
     pub usage_interval: Duration,
@@ -88,7 +91,8 @@ impl Default for ControllerConfig {
             event_history: 1_000,
             backoff: Backoff::default(),
             workers: 4,
-            pull_credentials: Vec::new(),
+            pull_credential: None,
+            registry_hosts: Default::default(),
             usage_interval: Duration::from_secs(5),
             usage_report: None,
             drain_patience: Duration::from_secs(30),
@@ -189,13 +193,22 @@ impl Shared {
         });
     }
 
-    /// The credentials to pull `image` with: those of its registry host, if Berth has them.
-    pub fn pull_auth(&self, image: &str) -> Option<&berth_engine::RegistryAuth> {
-        let host = image.split_once('/').map(|(host, _)| host)?;
-        self.config
-            .pull_credentials
+    /// The credential to pull `image` with: the system credential when the image is in the
+    /// built-in registry (at any of its hosts), else none (never handed to another registry).
+    pub fn pull_auth(&self, image: &str) -> Option<berth_engine::RegistryAuth> {
+        let (username, password) = self.config.pull_credential.as_ref()?;
+        let host = image.trim().split_once('/').map(|(host, _)| host)?;
+        let ours = self
+            .config
+            .registry_hosts
+            .get()
             .iter()
-            .find(|auth| auth.server == host)
+            .any(|h| h.eq_ignore_ascii_case(host));
+        ours.then(|| berth_engine::RegistryAuth {
+            username: username.clone(),
+            password: password.clone(),
+            server: host.to_string(),
+        })
     }
 
     /// This installation's app instances (of one app, if given), as the engine lists them.

@@ -487,7 +487,7 @@ async fn execute(
     let now = (shared.clock)();
     if let Err(error) = shared
         .runtime
-        .ensure_image(&target.image, shared.pull_auth(&target.image))
+        .ensure_image(&target.image, shared.pull_auth(&target.image).as_ref())
         .await
     {
         let permanent = matches!(error, EngineError::ImageNotFound { .. });
@@ -832,7 +832,7 @@ fn instance_spec(
         cpu_millis: template.resources.cpu_millis,
         memory_bytes: template.resources.memory_bytes,
         stop_grace: Duration::from_millis(template.stop_grace_ms),
-        registry_auth: shared.pull_auth(&template.image).cloned(),
+        registry_auth: shared.pull_auth(&template.image),
         mounts: instance_volumes(namespace, app, template, volume_slot)
             .into_iter()
             .map(|(mount, _)| mount)

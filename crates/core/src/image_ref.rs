@@ -20,6 +20,49 @@ pub fn built_in_repository<'a>(image: &'a str, registry_hosts: &[String]) -> Opt
     Some(path.split(['@', ':']).next().unwrap_or(path))
 }
 
+/// The host names the built-in registry is reached under (`host:port`): this server's own,
+/// and on a store several servers share, every server's of the installation (learnt as they
+/// start). One value shared by whoever tells a built-in image from an external one; cheap to
+/// clone.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryHosts(std::sync::Arc<std::sync::RwLock<std::sync::Arc<[String]>>>);
+
+impl RegistryHosts {
+    pub fn new(hosts: Vec<String>) -> Self {
+        RegistryHosts(std::sync::Arc::new(std::sync::RwLock::new(hosts.into())))
+    }
+
+    /// The hosts now.
+    pub fn get(&self) -> std::sync::Arc<[String]> {
+        std::sync::Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Adds the hosts of `listed` (the [`REGISTRY_HOSTS_SETTING`]'s JSON array) not known
+    /// yet; never removes one (a check made with the list never sees fewer hosts than a later
+    /// pull). Returns whether any was new.
+    pub fn learn(&self, listed: &str) -> bool {
+        let Ok(hosts) = serde_json::from_str::<Vec<String>>(listed) else {
+            return false;
+        };
+        let mut known = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut all = known.to_vec();
+        for host in hosts {
+            if !all.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
+                all.push(host);
+            }
+        }
+        let grew = all.len() > known.len();
+        if grew {
+            *known = all.into();
+        }
+        grew
+    }
+}
+
+/// The store setting listing the registry hosts of every server of an installation on a
+/// shared store (a JSON array of `host:port`).
+pub const REGISTRY_HOSTS_SETTING: &str = "registry-hosts";
+
 /// The team owning a repository of the built-in registry: its first path segment
 /// (`web/api` belongs to `web`).
 pub fn team_of_repository(repository: &str) -> &str {
@@ -29,6 +72,38 @@ pub fn team_of_repository(repository: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_hosts_are_learnt_and_never_forgotten() {
+        let hosts = RegistryHosts::new(vec!["127.0.0.1:7700".into(), "localhost:7700".into()]);
+        // (listed, grew, the hosts after)
+        let cases: [(&str, bool, &[&str]); 4] = [
+            (
+                r#"["127.0.0.1:7700", "10.0.0.2:7700"]"#,
+                true,
+                &["127.0.0.1:7700", "localhost:7700", "10.0.0.2:7700"],
+            ),
+            (
+                r#"["10.0.0.2:7700"]"#,
+                false,
+                &["127.0.0.1:7700", "localhost:7700", "10.0.0.2:7700"],
+            ),
+            (
+                r#"["LOCALHOST:7700"]"#,
+                false,
+                &["127.0.0.1:7700", "localhost:7700", "10.0.0.2:7700"],
+            ),
+            (
+                "not json",
+                false,
+                &["127.0.0.1:7700", "localhost:7700", "10.0.0.2:7700"],
+            ),
+        ];
+        for (listed, grew, after) in cases {
+            assert_eq!(hosts.learn(listed), grew, "{listed}");
+            assert_eq!(&*hosts.get(), after, "{listed}");
+        }
+    }
 
     #[test]
     fn image_ids_are_told_from_names() {

@@ -976,7 +976,10 @@ mod tests {
             (labels(&[("zone", "a=b")]), Some("labels.zone")),
             (labels(&[(&long, "a")]), Some(long_field.as_str())),
             (labels(&[("zone", &long)]), Some("labels.zone")),
-            (labels(&[("berth.drain", "true")]), Some("labels.berth.drain")),
+            (
+                labels(&[("berth.drain", "true")]),
+                Some("labels.berth.drain"),
+            ),
             (labels(&[("berthold", "x")]), None),
         ];
         for (input, want) in cases {

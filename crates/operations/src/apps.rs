@@ -134,7 +134,11 @@ impl Platform {
             .await?;
         self.pin_secrets(&team, "template.secrets", &mut spec.template.secrets)
             .await?;
-        require_pull(actor, &self.registry_hosts, &spec.template.image)?;
+        require_pull(
+            actor,
+            &self.current_registry_hosts().await?,
+            &spec.template.image,
+        )?;
         let _quota_lock = self.team_locks.lock(&team).await?;
         // After the team's lock, as in every write (one lock order).
         let _tcp_claim = self
@@ -506,7 +510,11 @@ impl Platform {
                 Modification::Unchanged => {}
                 Modification::NewRevision(revision, _) => {
                     let actor = actor.ok_or_else(|| system_change_refused(name))?;
-                    require_pull(actor, &self.registry_hosts, &revision.template.image)?;
+                    require_pull(
+                        actor,
+                        &self.current_registry_hosts().await?,
+                        &revision.template.image,
+                    )?;
                     self.admit_mounts(
                         actor,
                         &app.team,

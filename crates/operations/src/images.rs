@@ -20,6 +20,22 @@ use crate::error::{OpError, OpResult};
 /// An image must be named, never given by its ID: the engine's image cache is shared by every
 /// team, and Docker reads `sha256:…` and a bare hex string as an ID (or an ID prefix) of any
 /// image there — another team's build or pull included.
+impl crate::Platform {
+    /// The built-in registry's hosts, with any another server of the installation recorded
+    /// in the store since this server last looked: a permission check sees every host a
+    /// later pull may use the system credential at.
+    pub(crate) async fn current_registry_hosts(&self) -> OpResult<std::sync::Arc<[String]>> {
+        if let Some(listed) = self
+            .store
+            .get_setting(berth_core::image_ref::REGISTRY_HOSTS_SETTING)
+            .await?
+        {
+            self.registry_hosts.learn(&listed);
+        }
+        Ok(self.registry_hosts.get())
+    }
+}
+
 pub fn require_pull(actor: &Actor, registry_hosts: &[String], image: &str) -> OpResult<()> {
     if names_an_image_id(image) {
         return Err(OpError::field(

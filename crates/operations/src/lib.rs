@@ -47,7 +47,7 @@ pub struct Platform {
     pub controller: Controller,
     pub clock: Clock,
     /// The host names (`host:port`) under which images of the built-in registry are pulled.
-    pub registry_hosts: Arc<[String]>,
+    pub registry_hosts: berth_core::image_ref::RegistryHosts,
     /// Revisions kept per app.
     pub revision_history: u32,
     /// Serialises quota checks with the writes they admit, per team.

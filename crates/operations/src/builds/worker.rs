@@ -479,7 +479,7 @@ impl BuildWorker {
             deploy_app: pipeline.deploy_app.clone(),
             image_scope: Some(ImageScope {
                 team: pipeline.team.clone(),
-                registry_hosts: self.env.platform.registry_hosts.to_vec(),
+                registry_hosts: self.env.platform.registry_hosts.get().to_vec(),
             }),
         })
     }
