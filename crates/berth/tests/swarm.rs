@@ -106,6 +106,16 @@ impl Drop for SwarmCleanup {
     }
 }
 
+/// A Swarm node's spec as `docker node inspect --format FORMAT` prints it, through the manager.
+fn node_spec(manager: &str, node: &str, format: &str) -> String {
+    let out = Command::new("docker")
+        .args(["-H", manager, "node", "inspect", node, "--format", format])
+        .output()
+        .expect("run docker node inspect");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// How many of the app's ready instances run on each node.
 fn per_node(app: &Value) -> BTreeMap<String, usize> {
     let mut nodes = BTreeMap::new();
@@ -245,20 +255,12 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
     );
     let out = server.cli(&["nodes", "activate", "rig-node-2"]);
     assert!(out.status.success(), "{out:?}");
-    let swarm_labels = Command::new("docker")
-        .args([
-            "-H",
-            &manager,
-            "node",
-            "inspect",
-            "rig-node-2",
-            "--format",
-            "{{.Spec.Availability}} {{json .Spec.Labels}}",
-        ])
-        .output()
-        .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&swarm_labels.stdout).trim(),
+        node_spec(
+            &manager,
+            "rig-node-2",
+            "{{.Spec.Availability}} {{json .Spec.Labels}}"
+        ),
         r#"active {"datacenter":"dc1"}"#,
         "active again, Berth's mark gone"
     );
@@ -384,19 +386,8 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
     // the node labelled so, and a constraint no node meets is refused with the nodes' labels.
     let out = server.cli(&["nodes", "label", "rig-node-2", "disk=ssd"]);
     assert!(out.status.success(), "{out:?}");
-    let swarm_labels = Command::new("docker")
-        .args([
-            "-H",
-            &manager,
-            "node",
-            "inspect",
-            "rig-node-2",
-            "--format",
-            "{{json .Spec.Labels}}",
-        ])
-        .output()
-        .unwrap();
-    let swarm_labels: Value = serde_json::from_slice(&swarm_labels.stdout).unwrap();
+    let swarm_labels: Value =
+        serde_json::from_str(&node_spec(&manager, "rig-node-2", "{{json .Spec.Labels}}")).unwrap();
     assert_eq!(swarm_labels, json!({"datacenter": "dc1", "disk": "ssd"}));
     let (status, refused) = server
         .call(
