@@ -20,7 +20,7 @@ use berth_controller::sharing;
 use berth_controller::workers::{Schedule, Workers};
 use berth_controller::{Controller, ControllerConfig, system_clock};
 use berth_core::backoff::Backoff;
-use berth_core::image_ref::{REGISTRY_HOSTS_SETTING, RegistryHosts};
+use berth_core::image_ref::{REGISTRY_HOSTS_SETTING, RecordedHost, RegistryHosts};
 use berth_core::installation::{self, Installation};
 use berth_core::leadership::{LeaseTiming, Signal};
 use berth_core::routes::DomainPolicy;
@@ -267,7 +267,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     // hosts it is reached under (every server's, when servers share the store).
     let system_secret = system_pull_secret(&*store, &secrets, postgres.is_some(), clock()).await?;
     let own_registry_hosts = registry_hosts(config.listen);
-    let known_registry_hosts = RegistryHosts::new(own_registry_hosts.clone());
+    let known_registry_hosts = RegistryHosts::new(own_registry_hosts.clone(), &machine_name());
     if let Some(postgres) = &postgres {
         share_registry_hosts(
             postgres,
@@ -994,9 +994,7 @@ async fn installation(
         .init_setting(installation::INSTALLATION_SETTING, &proposed, now)
         .await
         .map_err(|e| format!("cannot read the installation's identity: {e}"))?;
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .unwrap_or_default();
+    let host = machine_name();
     Ok(Installation {
         id,
         data_dir: data_dir.display().to_string(),
@@ -1103,14 +1101,14 @@ async fn share_registry_hosts(
     use berth_store::{AccountStore, SharedLocks};
     let _held = store.lock(REGISTRY_HOSTS_SETTING).await?;
     let listed = store.get_setting(REGISTRY_HOSTS_SETTING).await?;
-    let mut all: Vec<String> = listed
+    let mut all: Vec<RecordedHost> = listed
         .as_deref()
         .and_then(|listed| serde_json::from_str(listed).ok())
         .unwrap_or_default();
     let before = all.len();
-    for host in own {
-        if !all.contains(host) {
-            all.push(host.clone());
+    for host in known.recorded(own) {
+        if !all.contains(&host) {
+            all.push(host);
         }
     }
     let listed = serde_json::to_string(&all).unwrap_or_default();
@@ -1137,6 +1135,13 @@ async fn keep_registry_hosts(store: PostgresStore, known: RegistryHosts) {
             Err(error) => tracing::debug!(%error, "cannot read the servers' registry hosts"),
         }
     }
+}
+
+/// The name of the machine this server runs on (its kernel host name).
+fn machine_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// How often the namespace claim is tried again while the engine does not answer.
@@ -1503,8 +1508,6 @@ fn start_jobs(
 /// How often every volume is measured and deleted volumes' data removed.
 const VOLUME_KEEPER_PERIOD: Duration = Duration::from_secs(60);
 
-/// Connects to Docker, waiting (and saying so) while its socket does not exist yet, so a
-/// server started before the engine comes up on its own once the engine is there.
 /// The Swarm nodes' own engines `--node-engines` gives, by node name.
 fn node_engines(
     config: &ServerConfig,
@@ -1520,6 +1523,8 @@ fn node_engines(
         .collect()
 }
 
+/// Connects to Docker, waiting (and saying so) while its socket does not exist yet, so a
+/// server started before the engine comes up on its own once the engine is there.
 async fn connect_docker(host: Option<&str>) -> DockerEngine {
     let mut attempt = 0u32;
     loop {

@@ -25,28 +25,52 @@ pub fn built_in_repository<'a>(image: &'a str, registry_hosts: &[String]) -> Opt
 /// start). One value shared by whoever tells a built-in image from an external one; cheap to
 /// clone.
 #[derive(Debug, Clone, Default)]
-pub struct RegistryHosts(std::sync::Arc<std::sync::RwLock<std::sync::Arc<[String]>>>);
+pub struct RegistryHosts {
+    /// The machine (host name) this server runs on.
+    machine: std::sync::Arc<str>,
+    hosts: std::sync::Arc<std::sync::RwLock<std::sync::Arc<[String]>>>,
+}
 
 impl RegistryHosts {
-    pub fn new(hosts: Vec<String>) -> Self {
-        RegistryHosts(std::sync::Arc::new(std::sync::RwLock::new(hosts.into())))
+    /// This server's own `hosts`, on `machine`.
+    pub fn new(hosts: Vec<String>, machine: &str) -> Self {
+        RegistryHosts {
+            machine: machine.into(),
+            hosts: std::sync::Arc::new(std::sync::RwLock::new(hosts.into())),
+        }
     }
 
     /// The hosts now.
     pub fn get(&self) -> std::sync::Arc<[String]> {
-        std::sync::Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+        std::sync::Arc::clone(&self.hosts.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Adds the hosts of `listed` (the [`REGISTRY_HOSTS_SETTING`]'s JSON array) not known
-    /// yet; never removes one (a check made with the list never sees fewer hosts than a later
-    /// pull). Returns whether any was new.
+    /// `hosts` as recorded from this server's machine.
+    pub fn recorded(&self, hosts: &[String]) -> Vec<RecordedHost> {
+        hosts
+            .iter()
+            .map(|host| RecordedHost {
+                host: host.clone(),
+                machine: self.machine.to_string(),
+            })
+            .collect()
+    }
+
+    /// Adds the hosts of `listed` (the [`REGISTRY_HOSTS_SETTING`]'s [`RecordedHost`]s) not
+    /// known yet, as seen from this server's machine: a loopback host recorded on another
+    /// machine names something else here and is left out (the pull credential never goes
+    /// there). Never removes one (a check made with the list never sees fewer hosts than a
+    /// later pull). Returns whether any was new.
     pub fn learn(&self, listed: &str) -> bool {
-        let Ok(hosts) = serde_json::from_str::<Vec<String>>(listed) else {
+        let Ok(recorded) = serde_json::from_str::<Vec<RecordedHost>>(listed) else {
             return false;
         };
-        let mut known = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut known = self.hosts.write().unwrap_or_else(|p| p.into_inner());
         let mut all = known.to_vec();
-        for host in hosts {
+        for RecordedHost { host, machine } in recorded {
+            if is_loopback_host(&host) && *machine != *self.machine {
+                continue;
+            }
             if !all.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
                 all.push(host);
             }
@@ -60,8 +84,28 @@ impl RegistryHosts {
 }
 
 /// The store setting listing the registry hosts of every server of an installation on a
-/// shared store (a JSON array of `host:port`).
+/// shared store (a JSON array of [`RecordedHost`]).
 pub const REGISTRY_HOSTS_SETTING: &str = "registry-hosts";
+
+/// One server's registry host (`host:port`) and the machine (host name) it was recorded on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordedHost {
+    pub host: String,
+    pub machine: String,
+}
+
+/// Whether `host` (`name:port`) names this machine itself: `localhost`, `127.x.x.x`, `[::1]`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = host
+        .rsplit_once(':')
+        .map_or(host, |(name, _)| name)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
 
 /// The team owning a repository of the built-in registry: its first path segment
 /// (`web/api` belongs to `web`).
@@ -75,33 +119,66 @@ mod tests {
 
     #[test]
     fn registry_hosts_are_learnt_and_never_forgotten() {
-        let hosts = RegistryHosts::new(vec!["127.0.0.1:7700".into(), "localhost:7700".into()]);
-        // (listed, grew, the hosts after)
-        let cases: [(&str, bool, &[&str]); 4] = [
+        let hosts = RegistryHosts::new(vec!["127.0.0.1:7700".into(), "localhost:7700".into()], "a");
+        let listed = |entries: &[(&str, &str)]| {
+            let recorded: Vec<RecordedHost> = entries
+                .iter()
+                .map(|(host, machine)| RecordedHost {
+                    host: host.to_string(),
+                    machine: machine.to_string(),
+                })
+                .collect();
+            serde_json::to_string(&recorded).unwrap()
+        };
+        let learnt = [
+            "127.0.0.1:7700",
+            "localhost:7700",
+            "10.0.0.2:7700",
+            "127.0.0.1:7701",
+        ];
+        // (listed, grew, the hosts after) — as seen from machine "a"
+        let cases: [(String, bool, &[&str]); 6] = [
             (
-                r#"["127.0.0.1:7700", "10.0.0.2:7700"]"#,
+                listed(&[("127.0.0.1:7700", "a"), ("10.0.0.2:7700", "b")]),
                 true,
-                &["127.0.0.1:7700", "localhost:7700", "10.0.0.2:7700"],
+                &learnt[..3],
             ),
+            (listed(&[("10.0.0.2:7700", "b")]), false, &learnt[..3]),
+            (listed(&[("LOCALHOST:7700", "a")]), false, &learnt[..3]),
+            // Another machine's loopback names something else here: never learnt.
             (
-                r#"["10.0.0.2:7700"]"#,
+                listed(&[
+                    ("127.0.0.1:7799", "b"),
+                    ("localhost:7799", "b"),
+                    ("[::1]:7799", "b"),
+                ]),
                 false,
-                &["127.0.0.1:7700", "localhost:7700", "10.0.0.2:7700"],
+                &learnt[..3],
             ),
-            (
-                r#"["LOCALHOST:7700"]"#,
-                false,
-                &["127.0.0.1:7700", "localhost:7700", "10.0.0.2:7700"],
-            ),
-            (
-                "not json",
-                false,
-                &["127.0.0.1:7700", "localhost:7700", "10.0.0.2:7700"],
-            ),
+            // A second server on this machine is reached at its loopback port.
+            (listed(&[("127.0.0.1:7701", "a")]), true, &learnt),
+            ("not json".to_string(), false, &learnt),
         ];
         for (listed, grew, after) in cases {
-            assert_eq!(hosts.learn(listed), grew, "{listed}");
+            assert_eq!(hosts.learn(&listed), grew, "{listed}");
             assert_eq!(&*hosts.get(), after, "{listed}");
+        }
+    }
+
+    #[test]
+    fn loopback_hosts_are_told_from_others() {
+        let cases = [
+            ("127.0.0.1:7700", true),
+            ("127.9.9.9:7700", true),
+            ("localhost:7700", true),
+            ("LocalHost", true),
+            ("[::1]:7700", true),
+            ("10.0.0.2:7700", false),
+            ("registry.example.com:443", false),
+            ("[2001:db8::1]:7700", false),
+        ];
+        for (host, loopback) in cases {
+            assert_eq!(is_loopback_host(host), loopback, "{host}");
         }
     }
 

@@ -328,7 +328,7 @@ impl SwarmEngine {
         let nodes = self.nodes().await?;
         let mut load: BTreeMap<String, usize> = nodes
             .values()
-            .filter(|n| n.up && n.schedulable)
+            .filter(|n| n.up && n.schedulable && !n.draining)
             .filter(|n| spec.node_constraints.iter().all(|c| c.met_by(&n.labels)))
             .filter_map(|n| n.datacenter.clone())
             .map(|dc| (dc, 0))
@@ -406,22 +406,21 @@ pub struct SwarmNode {
     pub draining: bool,
 }
 
-/// Swarm's placement constraints for an instance: the datacenter Berth chose for it, and the
+/// Swarm's placement constraints for an instance: never a node Berth drains (even one made
+/// `active` again by hand with the mark still on), the datacenter Berth chose for it, and the
 /// app's node constraints (their labels and values are checked when the app is deployed:
 /// nothing else can enter the expression).
 fn placement_constraints(
     datacenter: Option<&str>,
     constraints: &[crate::NodeLabelConstraint],
-) -> Option<Vec<String>> {
-    let all: Vec<String> = datacenter
-        .map(|dc| format!("node.labels.{DATACENTER_LABEL}=={dc}"))
-        .into_iter()
+) -> Vec<String> {
+    std::iter::once(format!("node.labels.{DRAIN_LABEL}!=true"))
+        .chain(datacenter.map(|dc| format!("node.labels.{DATACENTER_LABEL}=={dc}")))
         .chain(constraints.iter().map(|c| {
             let op = if c.equal { "==" } else { "!=" };
             format!("node.labels.{}{op}{}", c.label, c.value)
         }))
-        .collect();
-    (!all.is_empty()).then_some(all)
+        .collect()
 }
 
 /// A node's availability as Berth says it: `drain` while Berth drains it (Swarm pauses it).
@@ -550,7 +549,7 @@ pub fn service_spec(
                 ..Default::default()
             }),
             placement: Some(TaskSpecPlacement {
-                constraints: placement_constraints(datacenter, &spec.node_constraints),
+                constraints: Some(placement_constraints(datacenter, &spec.node_constraints)),
                 preferences: Some(vec![TaskSpecPlacementPreferences {
                     spread: Some(TaskSpecPlacementSpread {
                         spread_descriptor: Some(format!("node.labels.{DATACENTER_LABEL}")),
@@ -1123,6 +1122,7 @@ mod tests {
         assert_eq!(
             task.placement.unwrap().constraints,
             Some(vec![
+                "node.labels.berth.drain!=true".to_string(),
                 "node.labels.datacenter==dc2".to_string(),
                 "node.labels.disk==ssd".to_string(),
                 "node.labels.zone!=b".to_string(),
@@ -1136,8 +1136,8 @@ mod tests {
                 .placement
                 .unwrap()
                 .constraints,
-            None,
-            "no datacenter, no constraint: any node"
+            Some(vec!["node.labels.berth.drain!=true".to_string()]),
+            "no datacenter, no constraint: any node but one being drained"
         );
         let resources = task.resources.unwrap();
         assert_eq!(resources.limits.unwrap().nano_cpus, Some(250_000_000));
