@@ -6,7 +6,9 @@
 //! before its instance stops), a rolling upgrade adds a secret file (a Swarm secret per
 //! instance, gone with its instance), exec and CPU/memory
 //! samples reach the instances on every node, node labels set through Berth constrain where an
-//! app runs, and when a node dies its instances come back on the others.
+//! app runs, a volume lives on one node its app may run on (its instances share it there and
+//! stay with it; it is backed up from there and removed with its pin), and when a node dies
+//! its instances come back on the others.
 
 mod support;
 
@@ -15,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Server, hit, ready_instances};
+use support::{Server, hit, ready_instances, wait_until};
 
 const ROLLOUT: Duration = Duration::from_secs(180);
 /// The host's address on the rig's network (nodes reach Berth's registry there).
@@ -53,6 +55,8 @@ fn rig_up() -> BTreeMap<String, String> {
 struct SwarmCleanup {
     manager: String,
     namespace: String,
+    /// The engines of every node (the manager's first), where the test's volumes may be.
+    engines: Vec<String>,
 }
 
 impl Drop for SwarmCleanup {
@@ -86,6 +90,49 @@ impl Drop for SwarmCleanup {
                 let mut args = vec![kind, "rm"];
                 args.extend(ids);
                 docker(&args);
+            }
+        }
+        // Volumes once their instances are gone, and Berth's pins of them on the nodes.
+        let volume_filter = format!("label=berth.namespace={}", self.namespace);
+        for engine in &self.engines {
+            for _ in 0..10 {
+                let listed = Command::new("docker")
+                    .args([
+                        "-H",
+                        engine,
+                        "volume",
+                        "ls",
+                        "-q",
+                        "--filter",
+                        &volume_filter,
+                    ])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                let names: Vec<&str> = listed
+                    .split_whitespace()
+                    .filter(|name| !name.ends_with("-installation"))
+                    .collect();
+                if names.is_empty() {
+                    break;
+                }
+                let _ = Command::new("docker")
+                    .args(["-H", engine, "volume", "rm"])
+                    .args(&names)
+                    .stderr(Stdio::null())
+                    .output();
+                for name in names {
+                    for node in ["rig-node-1", "rig-node-2", "rig-node-3"] {
+                        docker(&[
+                            "node",
+                            "update",
+                            "--label-rm",
+                            &format!("berth.volume.{name}"),
+                            node,
+                        ]);
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
             }
         }
         let prefix = format!("{}-team-", self.namespace);
@@ -154,9 +201,17 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
     )
     .await;
     let namespace = server.namespace.namespace().to_string();
+    // Each node's engine by node name (the manager's node: the manager).
+    let mut engines: BTreeMap<String, String> = node_engines
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(node, engine)| (node.to_string(), engine.to_string()))
+        .collect();
+    engines.insert("rig-node-1".into(), manager.clone());
     let _cleanup = SwarmCleanup {
         manager: manager.clone(),
         namespace: namespace.clone(),
+        engines: engines.values().cloned().collect(),
     };
 
     // The image reaches the nodes only through Berth's registry.
@@ -434,6 +489,117 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
             },
         )
         .await;
+    // A volume lives on one node, chosen among those its app may run on (node 2 is the only
+    // disk==ssd one) and reached through that node's engine; its instances share it there
+    // and stay with it across a rollout; it is backed up from there and removed with its pin.
+    let store = format!("{namespace}_default_notes");
+    let pin = format!("berth.volume.{store}");
+    server
+        .create_app(
+            "notes",
+            2,
+            json!({"image": image, "volumes": [{"name": "notes", "path": "/data"}],
+                   "node_constraints": ["disk==ssd"]}),
+        )
+        .await;
+    let app = server
+        .wait_app("notes", "2 ready instances", ROLLOUT, |a| {
+            ready_instances(a).len() == 2
+        })
+        .await;
+    assert!(per_node(&app).keys().eq(["rig-node-2"]), "{app:#}");
+    let pinned: Value =
+        serde_json::from_str(&node_spec(&manager, "rig-node-2", "{{json .Spec.Labels}}")).unwrap();
+    assert_eq!(pinned[&pin], "true", "{pinned}");
+    let nodes = server.get("/api/v1/nodes").await;
+    let node_2 = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "rig-node-2")
+        .expect("node 2 is listed");
+    assert_eq!(
+        node_2["labels"],
+        json!({"datacenter": "dc1", "disk": "ssd"}),
+        "Berth's pin is not among the labels users see"
+    );
+    let volumes_on = |node: &str| {
+        let out = Command::new("docker")
+            .args(["-H", &engines[node], "volume", "ls", "-q"])
+            .output()
+            .expect("docker volume ls");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(volumes_on("rig-node-2").contains(&store));
+    assert!(!volumes_on("rig-node-1").contains(&store));
+    let files = |instance: &Value, method: reqwest::Method, query: String| {
+        let url = format!(
+            "http://{}/files?{query}",
+            instance["address"].as_str().unwrap()
+        );
+        async move {
+            let answer = reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap()
+                .request(method, url)
+                .send()
+                .await
+                .expect("the test app answers");
+            (
+                answer.status().as_u16(),
+                answer.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    let ready = ready_instances(&app);
+    let written = files(
+        &ready[0],
+        reqwest::Method::PUT,
+        "path=/data/note&text=kept".into(),
+    )
+    .await;
+    assert_eq!(written.0, 200, "{written:?}");
+    let read = files(&ready[1], reqwest::Method::GET, "path=/data/note".into()).await;
+    assert_eq!(
+        read,
+        (200, "kept".to_string()),
+        "the other instance sees it"
+    );
+    let out = server.cli(&["deploy", "notes", "--env", "ROUND=2"]);
+    assert!(out.status.success(), "{out:?}");
+    let app = server
+        .wait_app("notes", "revision 2 with its volume", ROLLOUT, |a| {
+            a["rollout"]["phase"] == "complete"
+                && ready_instances(a).len() == 2
+                && ready_instances(a).iter().all(|i| i["revision"] == 2)
+        })
+        .await;
+    assert!(per_node(&app).keys().eq(["rig-node-2"]), "{app:#}");
+    for instance in ready_instances(&app) {
+        let read = files(&instance, reqwest::Method::GET, "path=/data/note".into()).await;
+        assert_eq!(read, (200, "kept".to_string()), "{instance}");
+    }
+    let out = server.cli(&["volumes", "backup", "default/notes"]);
+    assert!(out.status.success(), "{out:?}");
+    let backup = std::env::temp_dir().join(format!("{namespace}-notes.tar"));
+    std::fs::write(&backup, &out.stdout).unwrap();
+    let note = Command::new("tar")
+        .arg("-xOf")
+        .arg(&backup)
+        .arg("./note")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&backup);
+    assert_eq!(String::from_utf8_lossy(&note.stdout), "kept");
+    let out = server.cli(&["apps", "delete", "notes", "--delete-volumes"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_until("the volume and its pin are gone", ROLLOUT, || async {
+        !volumes_on("rig-node-2").contains(&store)
+            && !node_spec(&manager, "rig-node-2", "{{json .Spec.Labels}}").contains(&pin)
+    })
+    .await;
+
     let out = server.cli(&["nodes", "label", "rig-node-2", "disk-"]);
     assert!(out.status.success(), "{out:?}");
 

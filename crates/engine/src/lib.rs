@@ -259,6 +259,14 @@ pub struct NodeLabelConstraint {
     pub value: String,
 }
 
+impl std::fmt::Display for NodeLabelConstraint {
+    /// As written: `label==value` or `label!=value`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = if self.equal { "==" } else { "!=" };
+        write!(f, "{}{op}{}", self.label, self.value)
+    }
+}
+
 impl NodeLabelConstraint {
     /// Whether a node with `labels` meets it.
     pub fn met_by(&self, labels: &BTreeMap<String, String>) -> bool {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
 use crate::proxy::{Proxy, Scheme, handshake, serve_connection};
@@ -141,9 +141,7 @@ pub(crate) async fn work(
     proxy: Arc<Proxy>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // Every connection task holds a receiver: `true` asks it to finish gracefully, and the
-    // sender sees `closed()` once the last one is gone.
-    let (stop, stopping) = watch::channel(false);
+    let mut stops = ConnectionStops::new();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -162,7 +160,7 @@ pub(crate) async fn work(
             }
         };
         let proxy = Arc::clone(&proxy);
-        let mut stopping = stopping.clone();
+        let mut stopping = stops.listen();
         match tls {
             None => {
                 tokio::spawn(async move {
@@ -174,7 +172,7 @@ pub(crate) async fn work(
                 tokio::spawn(async move {
                     let stream = tokio::select! {
                         done = handshake(&proxy, stream, tls) => done,
-                        _ = stopping.changed() => return,
+                        () = stopping.requested() => return,
                     };
                     match stream {
                         Ok(stream) => {
@@ -191,14 +189,73 @@ pub(crate) async fn work(
     // Connections handed over and not yet taken are closed unanswered, as a closed listening
     // socket's backlog would be.
     drop(queue);
-    drop(stopping);
-    // No receiver left means no connection left: nothing to wait for.
-    let _ = stop.send(true);
-    if tokio::time::timeout(proxy.config.shutdown_grace, stop.closed())
+    if tokio::time::timeout(proxy.config.shutdown_grace, stops.stop_all())
         .await
         .is_err()
     {
         warn!("router: connections still open after the shutdown grace period");
+    }
+}
+
+/// Asks a worker's connections to finish, and sees them go.
+///
+/// Each connection has a signal of its own: a connection's task looks at it every time it
+/// wakes up, twice or more per request, and a lone `oneshot` is one atomic load there, where a
+/// `watch` shared by all the worker's connections takes the channel's lock on every look.
+struct ConnectionStops {
+    signals: Vec<oneshot::Sender<()>>,
+    /// How many signals there may be before those of closed connections are dropped.
+    tidy_at: usize,
+    /// Held by every connection: the sender sees `closed()` once the last one is gone.
+    open: watch::Sender<()>,
+}
+
+/// A connection's end of [`ConnectionStops`].
+pub(crate) struct StopRequest {
+    signal: oneshot::Receiver<()>,
+    _open: watch::Receiver<()>,
+}
+
+impl StopRequest {
+    /// Resolves once the worker asks its connections to finish (or is gone).
+    pub(crate) async fn requested(&mut self) {
+        // A sent signal and a dropped sender both mean stop.
+        let _ = (&mut self.signal).await;
+    }
+}
+
+impl ConnectionStops {
+    const FIRST_TIDY: usize = 64;
+
+    fn new() -> ConnectionStops {
+        ConnectionStops {
+            signals: Vec::new(),
+            tidy_at: Self::FIRST_TIDY,
+            open: watch::Sender::new(()),
+        }
+    }
+
+    /// A new connection's end.
+    fn listen(&mut self) -> StopRequest {
+        if self.signals.len() >= self.tidy_at {
+            self.signals.retain(|signal| !signal.is_closed());
+            // Doubling keeps the tidying at a constant cost per connection.
+            self.tidy_at = (self.signals.len() * 2).max(Self::FIRST_TIDY);
+        }
+        let (signal, requested) = oneshot::channel();
+        self.signals.push(signal);
+        StopRequest {
+            signal: requested,
+            _open: self.open.subscribe(),
+        }
+    }
+
+    /// Asks every connection to finish and waits until none is left.
+    async fn stop_all(&mut self) {
+        for signal in self.signals.drain(..) {
+            let _ = signal.send(());
+        }
+        self.open.closed().await;
     }
 }
 
@@ -224,6 +281,32 @@ mod tests {
         for &(open, turn, chosen) in cases {
             assert_eq!(least_busy(open, turn), chosen, "{open:?} turn {turn}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_connection_hears_the_stop_and_the_worker_waits_for_the_last_one() {
+        let mut stops = ConnectionStops::new();
+        // Connections that ended on their own are forgotten as more come.
+        for _ in 0..200 {
+            drop(stops.listen());
+        }
+        assert!(stops.signals.len() <= 2 * ConnectionStops::FIRST_TIDY);
+        let finished = Arc::new(AtomicUsize::new(0));
+        for delay_ms in [10, 500, 2_000] {
+            let mut request = stops.listen();
+            let finished = Arc::clone(&finished);
+            tokio::spawn(async move {
+                request.requested().await;
+                // Its last request takes a while yet.
+                tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                finished.fetch_add(1, Ordering::Relaxed);
+                drop(request);
+            });
+        }
+        let started = tokio::time::Instant::now();
+        stops.stop_all().await;
+        assert_eq!(finished.load(Ordering::Relaxed), 3);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(2_000));
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 mod accept;
 pub mod access_log;
 pub mod acme_challenge;
+mod conn_timer;
 mod hold;
 pub mod meters;
 pub mod on_demand;

@@ -83,16 +83,17 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// A connection ready for a request, and whether it was reused (a reused connection may have
     /// been closed by the backend in the meantime: a request it refuses unsent may be tried again
-    /// on a new one). Idle connections older than the idle timeout are closed on the way.
+    /// on a new one). Idle connections older than the idle timeout at `now` are closed on the
+    /// way.
     pub(crate) async fn checkout(
         &self,
         address: SocketAddr,
         config: PoolConfig,
+        now: Instant,
     ) -> Result<(Sender, bool), ConnectError> {
         loop {
             let reusable = {
                 let mut idle = self.lock();
-                let now = Instant::now();
                 // Oldest first: once one is fresh enough, so are the ones after it.
                 let expired = idle
                     .iter()

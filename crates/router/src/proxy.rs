@@ -32,9 +32,10 @@ use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
 use crate::RouterConfig;
-use crate::accept;
+use crate::accept::{self, StopRequest};
 use crate::access_log::Entry;
 use crate::acme_challenge::{ACME_CHALLENGE_PREFIX, AcmeChallenges};
+use crate::conn_timer::{ConnTimer, TimerSlot};
 use crate::hold::{Admission, HoldStep, hold_step};
 use crate::meters::{AppMeters, UpstreamFailure};
 use crate::pool::{ConnectError, PoolConfig, Sender};
@@ -196,7 +197,7 @@ pub(crate) async fn handshake(
 /// enough for a busy HTTP/1.1 client to get a response that says `Connection: close`.
 const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Serves one client connection until it closes, or until `stopping` turns `true` (then its
+/// Serves one client connection until it closes, or until a stop is requested (then its
 /// requests in progress finish and it closes). Any byte stream will do — a TCP stream, or a TLS
 /// stream on top of one (`scheme` says which, for `X-Forwarded-Proto`).
 pub(crate) async fn serve_connection<I>(
@@ -204,7 +205,7 @@ pub(crate) async fn serve_connection<I>(
     io: I,
     peer: SocketAddr,
     scheme: Scheme,
-    mut stopping: watch::Receiver<bool>,
+    mut stopping: StopRequest,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -220,14 +221,15 @@ pub(crate) async fn serve_connection<I>(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        .timer(ConnTimer::default())
         .header_read_timeout(header_read_timeout);
     builder.http2().timer(TokioTimer::new());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let ended = tokio::select! {
+        biased;
         ended = conn.as_mut() => ended,
-        _ = stopping.changed() => {
+        () = stopping.requested() => {
             // HTTP/1.1 clients in the middle of their work get `Connection: close` on their
             // next response and close the connection themselves; closing it under them could
             // meet a request already on its way. What is left after the linger (idle
@@ -253,6 +255,8 @@ pub(crate) struct ClientConn {
     /// The peer's IP as `X-Forwarded-For` names it (an IPv4-mapped address as IPv4).
     forwarded_for: HeaderValue,
     scheme: Scheme,
+    /// The request timeout's timer, reused by the connection's requests.
+    request_timer: Arc<TimerSlot>,
 }
 
 impl ClientConn {
@@ -261,6 +265,7 @@ impl ClientConn {
             peer,
             forwarded_for: forwarded_for_value(peer.ip()),
             scheme,
+            request_timer: Arc::default(),
         }
     }
 }
@@ -463,7 +468,11 @@ impl Proxy {
             && body.is_end_stream()
             && route.backends.len() > 1;
         let mut body = Some(body);
-        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        // One clock reading per request: the timeout and the pool go by the request's start.
+        let started = tokio::time::Instant::from_std(exchange.started);
+        let mut timeout = client
+            .request_timer
+            .lease(started + self.config.request_timeout);
         let mut tried = [0; 2];
         let mut attempts = 0;
         loop {
@@ -500,8 +509,11 @@ impl Proxy {
             };
             exchange.note_instance(&backend.instance);
             let in_flight = state.start();
-            match tokio::time::timeout_at(deadline, self.exchange(state, address, out)).await {
-                Err(_elapsed) => {
+            match timeout
+                .bound(self.exchange(state, address, out, started))
+                .await
+            {
+                None => {
                     debug!(app = %route.app, instance = %backend.instance, "router: request timed out");
                     state.count_outcome(true);
                     bound.app.upstream_failed(UpstreamFailure::Timeout);
@@ -520,11 +532,11 @@ impl Proxy {
                         ),
                     ));
                 }
-                Ok(Ok((response, sender))) => {
+                Some(Ok((response, sender))) => {
                     state.count_outcome(response.status().is_server_error());
                     return respond(response, in_flight, sender, self.pool, client_upgrade);
                 }
-                Ok(Err(upstream)) => {
+                Some(Err(upstream)) => {
                     drop(in_flight);
                     state.count_outcome(true);
                     let err: &(dyn StdError + 'static) = match &upstream {
@@ -611,11 +623,12 @@ impl Proxy {
         backend: &BackendState,
         address: SocketAddr,
         mut request: Request<ProxyBody>,
+        now: tokio::time::Instant,
     ) -> Result<(Response<Incoming>, Sender), Upstream> {
         loop {
             let (mut sender, reused) = backend
                 .pool
-                .checkout(address, self.pool)
+                .checkout(address, self.pool, now)
                 .await
                 .map_err(Upstream::Connect)?;
             match sender.try_send_request(request).await {

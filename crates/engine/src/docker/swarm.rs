@@ -14,7 +14,14 @@
 //! made before its service and removed after it: Swarm hands them only to the node that runs
 //! the task, in memory. Exec and CPU/memory samples go to the engine of the node the task
 //! runs on: the manager's own, or one given for the node ([`SwarmEngine::with_node_engines`]).
-//! Not yet on this engine: volumes (refused at start).
+//!
+//! Volumes are the nodes' own (Docker's `local` driver): each lives on one node, chosen when
+//! it is first needed among the nodes whose engine Berth reaches, and pinned there by a node
+//! label (`berth.volume.<volume>`) that the instances mounting it are constrained to, so its
+//! data and its instances stay together across rollouts, restarts and Berth servers. Its
+//! listing, removal, backup and restore go to that node's engine. Like Swarm itself, Berth
+//! does not move a volume: an instance mounting one is not moved off a drained node, and
+//! waits for its node when the node is down.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -33,7 +40,7 @@ use bollard::query_parameters::{
     InspectServiceOptions, ListNetworksOptionsBuilder, ListSecretsOptionsBuilder,
     ListServicesOptionsBuilder, ListTasksOptionsBuilder, UpdateNodeOptionsBuilder,
 };
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use super::{
     DockerEngine, MANAGED_NETWORK_LABEL, docker_credentials, env_list, label_filters, map_err,
@@ -56,6 +63,8 @@ const STOP_MARGIN: Duration = Duration::from_secs(15);
 const DRAIN_LABEL: &str = "berth.drain";
 /// Node labels with this prefix are Berth's marks, not shown among a node's labels.
 const BERTH_LABEL_PREFIX: &str = "berth.";
+/// The node label pinning a volume to the node that holds it is this prefix and its name.
+const VOLUME_LABEL_PREFIX: &str = "berth.volume.";
 /// The label naming the instance a Swarm secret holds a file of.
 const FILE_OF_LABEL: &str = "berth.file-of";
 /// The longest name Swarm takes for a secret.
@@ -72,6 +81,11 @@ pub struct SwarmEngine {
     node_engines: std::sync::Arc<HashMap<String, DockerEngine>>,
     /// The manager's own node name, once asked.
     manager_node: std::sync::Arc<tokio::sync::OnceCell<String>>,
+    /// Volumes get their node one at a time, each knowing where the ones before went.
+    placing_volumes: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The labels of volumes asked for and not yet on a node: each is made on its node once
+    /// the first instance mounting it says which nodes it may run on.
+    unplaced_volumes: std::sync::Arc<std::sync::Mutex<HashMap<String, BTreeMap<String, String>>>>,
 }
 
 impl SwarmEngine {
@@ -82,6 +96,8 @@ impl SwarmEngine {
             starting: Default::default(),
             node_engines: Default::default(),
             manager_node: Default::default(),
+            placing_volumes: Default::default(),
+            unplaced_volumes: Default::default(),
         }
     }
 
@@ -173,6 +189,112 @@ impl SwarmEngine {
             })?;
         let engine = self.engine_of_node(&node.name).await?;
         Ok((node.name, engine, container))
+    }
+
+    /// The node holding the volume `volume` (the one its label pins) and that node's engine.
+    /// With `place` (the node constraints of the instance about to mount it), a volume without
+    /// a node gets one now, is made there with the labels it was asked with, and is pinned
+    /// there: a node that is up, takes new tasks, is not drained, meets the constraints and
+    /// whose engine Berth reaches, holding the fewest volumes (then the first by name).
+    async fn volume_home(
+        &self,
+        volume: &str,
+        place: Option<&[crate::NodeLabelConstraint]>,
+    ) -> EngineResult<Option<(String, DockerEngine)>> {
+        let key = volume_node_label(volume);
+        let _one_at_a_time = self.placing_volumes.lock().await;
+        let nodes = self.nodes().await?;
+        if let Some(node) = nodes.values().find(|n| n.labels.contains_key(&key)) {
+            let engine = self.engine_of_node(&node.name).await?;
+            return Ok(Some((node.name.clone(), engine)));
+        }
+        let Some(constraints) = place else {
+            return Ok(None);
+        };
+        let Some(labels) = self.unplaced().get(volume).cloned() else {
+            return Err(EngineError::Conflict(format!(
+                "volume {volume} is on no node and was not asked for: it is made before an \
+                 instance mounts it"
+            )));
+        };
+        let mut candidates = Vec::new();
+        for node in nodes.values().filter(|n| {
+            n.up && n.schedulable && !n.draining && constraints.iter().all(|c| c.met_by(&n.labels))
+        }) {
+            if let Ok(engine) = self.engine_of_node(&node.name).await {
+                candidates.push((volumes_held(&node.labels), node.name.clone(), engine));
+            }
+        }
+        candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let Some((_, name, engine)) = candidates.into_iter().next() else {
+            return Err(EngineError::Conflict(format!(
+                "no node can hold volume {volume}: it needs a node that is up, takes new \
+                 instances, meets the app's node constraints and whose engine Berth reaches \
+                 (--node-engines NODE=URL)"
+            )));
+        };
+        engine.ensure_volume(volume, &labels).await?;
+        self.update_node(&name, |spec| {
+            spec.labels
+                .get_or_insert_with(HashMap::new)
+                .insert(key, "true".to_string());
+        })
+        .await?;
+        self.unplaced().remove(volume);
+        tracing::info!(%volume, node = %name, "volume placed on a Swarm node");
+        Ok(Some((name, engine)))
+    }
+
+    fn unplaced(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<String, String>>> {
+        // A map of labels: a panic elsewhere cannot leave it inconsistent.
+        self.unplaced_volumes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The node every volume `spec` mounts is on (placing the ones without a node), checked
+    /// against the app's node constraints; `None` when it mounts none.
+    async fn volumes_node(&self, spec: &InstanceSpec) -> EngineResult<Option<String>> {
+        let mut homes: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for mount in &spec.mounts {
+            let Some((node, _)) = self
+                .volume_home(&mount.volume, Some(spec.node_constraints.as_slice()))
+                .await?
+            else {
+                continue;
+            };
+            homes.entry(node).or_default().push(&mount.volume);
+        }
+        if homes.len() > 1 {
+            let listed: Vec<String> = homes
+                .iter()
+                .map(|(node, volumes)| format!("{} on {node}", volumes.join(", ")))
+                .collect();
+            return Err(EngineError::Conflict(format!(
+                "instance {} mounts volumes held by different nodes ({}): an instance runs \
+                 on one node",
+                spec.name,
+                listed.join("; ")
+            )));
+        }
+        let Some(node) = homes.into_keys().next() else {
+            return Ok(None);
+        };
+        let labels = self
+            .nodes()
+            .await?
+            .into_values()
+            .find(|n| n.name == node)
+            .map(|n| n.labels)
+            .unwrap_or_default();
+        if let Some(unmet) = spec.node_constraints.iter().find(|c| !c.met_by(&labels)) {
+            return Err(EngineError::Conflict(format!(
+                "instance {} mounts a volume held by node {node}, which does not meet the \
+                 app's node constraint {unmet}",
+                spec.name
+            )));
+        }
+        Ok(Some(node))
     }
 
     /// Every node, by node id.
@@ -413,14 +535,30 @@ pub struct SwarmNode {
 fn placement_constraints(
     datacenter: Option<&str>,
     constraints: &[crate::NodeLabelConstraint],
+    mounts: &[crate::VolumeMount],
 ) -> Vec<String> {
     std::iter::once(format!("node.labels.{DRAIN_LABEL}!=true"))
         .chain(datacenter.map(|dc| format!("node.labels.{DATACENTER_LABEL}=={dc}")))
-        .chain(constraints.iter().map(|c| {
-            let op = if c.equal { "==" } else { "!=" };
-            format!("node.labels.{}{op}{}", c.label, c.value)
-        }))
+        .chain(constraints.iter().map(|c| format!("node.labels.{c}")))
+        .chain(
+            mounts
+                .iter()
+                .map(|m| format!("node.labels.{}==true", volume_node_label(&m.volume))),
+        )
         .collect()
+}
+
+/// The node label pinning `volume` to its node.
+fn volume_node_label(volume: &str) -> String {
+    format!("{VOLUME_LABEL_PREFIX}{volume}")
+}
+
+/// How many volumes a node with `labels` holds.
+fn volumes_held(labels: &BTreeMap<String, String>) -> usize {
+    labels
+        .keys()
+        .filter(|key| key.starts_with(VOLUME_LABEL_PREFIX))
+        .count()
 }
 
 /// A node's availability as Berth says it: `drain` while Berth drains it (Swarm pauses it).
@@ -511,6 +649,7 @@ pub fn service_spec(
                 stop_grace_period: Some(
                     i64::try_from(spec.stop_grace.as_nanos()).unwrap_or(i64::MAX),
                 ),
+                mounts: super::volumes::docker_mounts(&spec.mounts),
                 secrets: (!files.is_empty()).then(|| {
                     files
                         .iter()
@@ -549,7 +688,11 @@ pub fn service_spec(
                 ..Default::default()
             }),
             placement: Some(TaskSpecPlacement {
-                constraints: Some(placement_constraints(datacenter, &spec.node_constraints)),
+                constraints: Some(placement_constraints(
+                    datacenter,
+                    &spec.node_constraints,
+                    &spec.mounts,
+                )),
                 preferences: Some(vec![TaskSpecPlacementPreferences {
                     spread: Some(TaskSpecPlacementSpread {
                         spread_descriptor: Some(format!("node.labels.{DATACENTER_LABEL}")),
@@ -623,6 +766,13 @@ pub fn observe_service(
     nodes: &HashMap<String, SwarmNode>,
 ) -> ObservedContainer {
     let spec = service.spec.clone().unwrap_or_default();
+    // An instance mounting a volume stays with it: it is not moved off a drained node.
+    let mounts_volume = spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.mounts.as_ref())
+        .is_some_and(|mounts| !mounts.is_empty());
     let labels = spec
         .labels
         .clone()
@@ -688,7 +838,7 @@ pub fn observe_service(
             .flatten(),
         error,
         node,
-        node_draining,
+        node_draining: node_draining && !mounts_volume,
         published_ports,
     }
 }
@@ -727,10 +877,6 @@ fn split_node_exec_id(id: &str) -> EngineResult<(&str, &str)> {
     id.split_once('@')
         .filter(|(exec, node)| !exec.is_empty() && !node.is_empty())
         .ok_or_else(|| EngineError::NotFound(format!("exec {id} is not one of this Swarm's")))
-}
-
-fn unsupported(what: &str) -> EngineError {
-    EngineError::Unsupported(format!("{what} is not available on the Swarm engine yet"))
 }
 
 #[async_trait]
@@ -866,11 +1012,12 @@ impl Runtime for SwarmEngine {
     }
 
     async fn start_instance(&self, spec: &InstanceSpec) -> EngineResult<String> {
-        if !spec.mounts.is_empty() {
-            return Err(unsupported("mounting volumes"));
-        }
         let _one_at_a_time = self.starting.lock().await;
-        let datacenter = self.datacenter_for(spec).await?;
+        // An instance mounting volumes goes to their node, wherever its datacenter.
+        let datacenter = match self.volumes_node(spec).await? {
+            Some(_) => None,
+            None => self.datacenter_for(spec).await?,
+        };
         let docker = self.manager.ready().await?;
         let files = self.create_file_secrets(spec).await?;
         let created = match docker
@@ -1028,38 +1175,91 @@ impl Runtime for SwarmEngine {
         engine.resource_sample(&container).await
     }
 
-    /// On the manager's own engine (the namespace's claim); apps' volumes are refused at
-    /// start.
+    /// A team's volume on the node that holds it; one on no node yet is made there once the
+    /// first instance mounting it is placed (it goes where that instance may run). Anything
+    /// else (the namespace's claim) on the manager's own engine.
     async fn ensure_volume(
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> EngineResult<()> {
-        self.manager.ensure_volume(name, labels).await
+        if !labels.contains_key(labels::TEAM) {
+            return self.manager.ensure_volume(name, labels).await;
+        }
+        match self.volume_home(name, None).await? {
+            Some((_, engine)) => engine.ensure_volume(name, labels).await,
+            None => {
+                self.unplaced().insert(name.to_string(), labels.clone());
+                Ok(())
+            }
+        }
     }
 
+    /// The volumes of the manager's engine and of every node engine Berth reaches (a node
+    /// engine that does not answer is left out, with a warning).
     async fn list_volumes(
         &self,
         label_filter: &BTreeMap<String, String>,
         measure: bool,
     ) -> EngineResult<Vec<ObservedVolume>> {
-        self.manager.list_volumes(label_filter, measure).await
+        let mut found: BTreeMap<String, ObservedVolume> = BTreeMap::new();
+        for volume in self.manager.list_volumes(label_filter, measure).await? {
+            found.insert(volume.name.clone(), volume);
+        }
+        for (node, engine) in self.node_engines.iter() {
+            match engine.list_volumes(label_filter, measure).await {
+                Ok(volumes) => {
+                    for volume in volumes {
+                        found.entry(volume.name.clone()).or_insert(volume);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%node, %error, "the node's volumes cannot be listed")
+                }
+            }
+        }
+        Ok(found.into_values().collect())
     }
 
+    /// On the node that holds it, whose pin goes with it.
     async fn remove_volume(&self, name: &str) -> EngineResult<()> {
-        self.manager.remove_volume(name).await
+        let Some((node, engine)) = self.volume_home(name, None).await? else {
+            self.unplaced().remove(name);
+            return self.manager.remove_volume(name).await;
+        };
+        engine.remove_volume(name).await?;
+        let key = volume_node_label(name);
+        self.update_node(&node, |spec| {
+            if let Some(labels) = spec.labels.as_mut() {
+                labels.remove(&key);
+            }
+        })
+        .await
     }
 
-    fn export_volume(&self, _name: &str) -> BoxStream<'static, EngineResult<bytes::Bytes>> {
-        stream::once(async { Err(unsupported("backing up a volume")) }).boxed()
+    /// From the node that holds it.
+    fn export_volume(&self, name: &str) -> BoxStream<'static, EngineResult<bytes::Bytes>> {
+        let engine = self.clone();
+        let name = name.to_string();
+        stream::once(async move {
+            let home = engine.volume_home(&name, None).await?;
+            let source = home.map_or_else(|| engine.manager.clone(), |(_, engine)| engine);
+            Ok::<_, EngineError>(source.export_volume(&name))
+        })
+        .try_flatten()
+        .boxed()
     }
 
+    /// Into the node that holds it (placed now on any node when it has none).
     async fn import_volume(
         &self,
-        _name: &str,
-        _archive: BoxStream<'static, std::io::Result<bytes::Bytes>>,
+        name: &str,
+        archive: BoxStream<'static, std::io::Result<bytes::Bytes>>,
     ) -> EngineResult<()> {
-        Err(unsupported("restoring a volume"))
+        match self.volume_home(name, Some(&[][..])).await? {
+            Some((_, engine)) => engine.import_volume(name, archive).await,
+            None => self.manager.import_volume(name, archive).await,
+        }
     }
 
     /// On the engine of the node the instance runs on; the session's id names the node
@@ -1303,6 +1503,93 @@ mod tests {
         for (load, want) in cases {
             assert_eq!(least_loaded(&load).as_deref(), want, "{load:?}");
         }
+    }
+
+    #[test]
+    fn an_instance_mounting_volumes_is_pinned_to_their_node_and_not_moved_by_a_drain() {
+        let spec = InstanceSpec {
+            mounts: vec![
+                crate::VolumeMount {
+                    volume: "ns_default_data".into(),
+                    target: "/data".into(),
+                    read_only: false,
+                },
+                crate::VolumeMount {
+                    volume: "ns_default_web-1".into(),
+                    target: "/cache".into(),
+                    read_only: true,
+                },
+            ],
+            ..super::super::tests::example_spec()
+        };
+        let service = service_spec(&spec, None, &[]);
+        let task = service.task_template.clone().unwrap();
+        assert_eq!(
+            task.placement.unwrap().constraints,
+            Some(vec![
+                "node.labels.berth.drain!=true".to_string(),
+                "node.labels.berth.volume.ns_default_data==true".to_string(),
+                "node.labels.berth.volume.ns_default_web-1==true".to_string(),
+            ])
+        );
+        let mounts = task.container_spec.unwrap().mounts.unwrap();
+        let mounted: Vec<_> = mounts
+            .iter()
+            .map(|m| (m.source.as_deref(), m.target.as_deref(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounted,
+            vec![
+                (Some("ns_default_data"), Some("/data"), Some(false)),
+                (Some("ns_default_web-1"), Some("/cache"), Some(true)),
+            ]
+        );
+        assert_eq!(
+            volumes_held(&BTreeMap::from([
+                ("berth.volume.a".to_string(), "true".to_string()),
+                ("berth.volume.b".to_string(), "true".to_string()),
+                ("berth.drain".to_string(), "true".to_string()),
+                ("datacenter".to_string(), "dc1".to_string()),
+            ])),
+            2
+        );
+
+        // On a node Berth drains, the plain instance is to be moved, the mounting one not.
+        let nodes = HashMap::from([(
+            "n2".to_string(),
+            SwarmNode {
+                name: "rig-node-2".into(),
+                address: Some("10.77.0.12".into()),
+                up: true,
+                schedulable: false,
+                datacenter: Some("dc1".into()),
+                labels: BTreeMap::new(),
+                draining: true,
+            },
+        )]);
+        let task = Task {
+            node_id: Some("n2".into()),
+            desired_state: Some(TaskState::RUNNING),
+            status: Some(bollard::models::TaskStatus {
+                state: Some(TaskState::RUNNING),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let plain = Service {
+            spec: Some(service_spec(
+                &super::super::tests::example_spec(),
+                None,
+                &[],
+            )),
+            ..Default::default()
+        };
+        let mounting = Service {
+            spec: Some(service),
+            ..Default::default()
+        };
+        assert!(observe_service(&plain, Some(&task), &nodes).node_draining);
+        assert!(!observe_service(&mounting, Some(&task), &nodes).node_draining);
     }
 
     #[test]
