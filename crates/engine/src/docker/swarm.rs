@@ -9,11 +9,12 @@
 //! its node's address ([`ObservedContainer::published_ports`]): the prober and the router
 //! work unchanged on every node. Images are pulled by each node with the credential the
 //! service carries. Observed state comes from services and their tasks on a manager; events
-//! are the changes a one-second poll sees (Swarm has no task events). Secret files are Swarm
-//! secrets, one per file of one instance (`<instance>-f<i>`, labelled with the instance),
-//! made before its service and removed after it: Swarm hands them only to the node that runs
-//! the task, in memory. Exec and CPU/memory samples go to the engine of the node the task
-//! runs on: the manager's own, or one given for the node ([`SwarmEngine::with_node_engines`]).
+//! are the changes a poll every half second sees (Swarm has no task events; the nodes are
+//! listed at most once a second). Secret files are Swarm secrets, one per file of one
+//! instance (`<instance>-f<i>`, labelled with the instance), made before its service and
+//! removed after it: Swarm hands them only to the node that runs the task, in memory. Exec
+//! and CPU/memory samples go to the engine of the node the task runs on: the manager's own,
+//! or one given for the node ([`SwarmEngine::with_node_engines`]).
 //!
 //! Volumes are the nodes' own (Docker's `local` driver): each lives on one node, chosen when
 //! it is first needed among the nodes whose engine Berth reaches, and pinned there by a node
@@ -55,7 +56,10 @@ use crate::{
 /// The node label instances are spread over.
 pub const DATACENTER_LABEL: &str = "datacenter";
 /// How often services and tasks are listed for [`Runtime::events`].
-const EVENT_POLL: Duration = Duration::from_secs(1);
+const EVENT_POLL: Duration = Duration::from_millis(500);
+/// How long a listing of the nodes serves before the manager is asked again (Berth's own
+/// changes to a node ask at once).
+const NODES_FRESH_FOR: Duration = Duration::from_secs(1);
 /// How long a stop waits beyond the grace period for the task to be gone.
 const STOP_MARGIN: Duration = Duration::from_secs(15);
 /// The Swarm node label saying Berth drains the node: Swarm only pauses it (no new task),
@@ -74,8 +78,14 @@ const SECRET_NAME_MAX: usize = 64;
 #[derive(Debug, Clone)]
 pub struct SwarmEngine {
     manager: DockerEngine,
-    /// Starts one at a time: each one's datacenter is chosen knowing the ones before.
+    /// Datacenters are chosen one at a time, each knowing the ones before.
     starting: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Instances whose datacenter is chosen and whose service is being created (so not yet
+    /// listed by the manager): service name → the app's labels and the datacenter.
+    placing: std::sync::Arc<std::sync::Mutex<HashMap<String, (AppKey, String)>>>,
+    /// The last listing of the nodes and when it was made: the event poll, every sample and
+    /// every placement read the nodes, which change rarely.
+    nodes_seen: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, NodesById)>>>,
     /// The engines of other nodes than the manager's, by node (host) name: what only the
     /// engine running a container does (exec, CPU and memory samples) goes there.
     node_engines: std::sync::Arc<HashMap<String, DockerEngine>>,
@@ -98,6 +108,8 @@ impl SwarmEngine {
             manager_node: Default::default(),
             placing_volumes: Default::default(),
             unplaced_volumes: Default::default(),
+            placing: Default::default(),
+            nodes_seen: Default::default(),
         }
     }
 
@@ -148,10 +160,12 @@ impl SwarmEngine {
         let options = UpdateNodeOptionsBuilder::new()
             .version(i64::try_from(version).unwrap_or(i64::MAX))
             .build();
-        docker
+        let updated = docker
             .update_node(&id, spec, options)
             .await
-            .map_err(map_err)
+            .map_err(map_err);
+        *self.seen_nodes() = None;
+        updated
     }
 
     /// Where an instance's container runs: its node's name and engine, and its id there.
@@ -297,8 +311,63 @@ impl SwarmEngine {
         Ok(Some(node))
     }
 
-    /// Every node, by node id.
-    async fn nodes(&self) -> EngineResult<HashMap<String, SwarmNode>> {
+    /// Creates the instance's service (with its secret files first), constrained to
+    /// `datacenter` when given.
+    async fn create_service(
+        &self,
+        spec: &InstanceSpec,
+        datacenter: Option<&str>,
+    ) -> EngineResult<String> {
+        let docker = self.manager.ready().await?;
+        let files = self.create_file_secrets(spec).await?;
+        let created = match docker
+            .create_service(
+                service_spec(spec, datacenter, &files),
+                spec.registry_auth.as_ref().map(docker_credentials),
+            )
+            .await
+        {
+            Ok(created) => created,
+            Err(e) => {
+                self.remove_file_secrets(&spec.name).await;
+                return Err(map_err(e));
+            }
+        };
+        let id = created.id.ok_or_else(|| {
+            EngineError::Other(format!("Swarm created {} without an id", spec.name))
+        })?;
+        tracing::debug!(service = %spec.name, %id, "swarm service created");
+        Ok(id)
+    }
+
+    fn placing_now(&self) -> std::sync::MutexGuard<'_, HashMap<String, (AppKey, String)>> {
+        // A map of names: a panic elsewhere cannot leave it inconsistent.
+        self.placing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every node, by node id: the manager's listing at most [`NODES_FRESH_FOR`] old.
+    async fn nodes(&self) -> EngineResult<NodesById> {
+        if let Some((at, nodes)) = self.seen_nodes().as_ref()
+            && at.elapsed() < NODES_FRESH_FOR
+        {
+            return Ok(nodes.clone());
+        }
+        let nodes = self.list_nodes().await?;
+        *self.seen_nodes() = Some((std::time::Instant::now(), nodes.clone()));
+        Ok(nodes)
+    }
+
+    fn seen_nodes(&self) -> std::sync::MutexGuard<'_, Option<(std::time::Instant, NodesById)>> {
+        // A cached listing: a panic elsewhere cannot leave it inconsistent.
+        self.nodes_seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every node, by node id, as the manager lists them now.
+    async fn list_nodes(&self) -> EngineResult<NodesById> {
         let docker = self.manager.ready().await?;
         let nodes = docker.list_nodes(None).await.map_err(map_err)?;
         Ok(nodes
@@ -458,11 +527,28 @@ impl SwarmEngine {
         if load.len() < 2 {
             return Ok(None);
         }
-        let app: BTreeMap<String, String> = [labels::NAMESPACE, labels::APP]
-            .into_iter()
-            .filter_map(|key| Some((key.to_string(), spec.labels.get(key)?.clone())))
+        let app = app_key(spec);
+        // Those being created count where they were sent. Read before the listing: one that
+        // is no longer being created by then is in the listing.
+        let placing: Vec<(String, String)> = self
+            .placing_now()
+            .iter()
+            .filter(|(_, (of_app, _))| *of_app == app)
+            .map(|(name, (_, datacenter))| (name.clone(), datacenter.clone()))
             .collect();
-        for (service, task) in self.services(&app).await? {
+        let services = self.services(&app).await?;
+        let listed: std::collections::HashSet<&str> = services
+            .iter()
+            .filter_map(|(service, _)| service.spec.as_ref()?.name.as_deref())
+            .collect();
+        for (name, datacenter) in &placing {
+            if !listed.contains(name.as_str())
+                && let Some(count) = load.get_mut(datacenter)
+            {
+                *count += 1;
+            }
+        }
+        for (service, task) in services {
             // The datacenter Berth chose (a task may not exist yet), else where it runs.
             let placed = datacenter_constraint(&service).or_else(|| {
                 task.filter(|t| t.desired_state == Some(TaskState::RUNNING))
@@ -545,6 +631,19 @@ fn placement_constraints(
                 .iter()
                 .map(|m| format!("node.labels.{}==true", volume_node_label(&m.volume))),
         )
+        .collect()
+}
+
+/// Nodes by node id.
+type NodesById = HashMap<String, SwarmNode>;
+
+/// The labels naming an instance's app (its namespace and name).
+type AppKey = BTreeMap<String, String>;
+
+fn app_key(spec: &InstanceSpec) -> AppKey {
+    [labels::NAMESPACE, labels::APP]
+        .into_iter()
+        .filter_map(|key| Some((key.to_string(), spec.labels.get(key)?.clone())))
         .collect()
 }
 
@@ -1011,33 +1110,25 @@ impl Runtime for SwarmEngine {
         Ok(())
     }
 
+    /// Where it goes is decided one instance at a time; the services are then created side by
+    /// side.
     async fn start_instance(&self, spec: &InstanceSpec) -> EngineResult<String> {
-        let _one_at_a_time = self.starting.lock().await;
-        // An instance mounting volumes goes to their node, wherever its datacenter.
-        let datacenter = match self.volumes_node(spec).await? {
-            Some(_) => None,
-            None => self.datacenter_for(spec).await?,
-        };
-        let docker = self.manager.ready().await?;
-        let files = self.create_file_secrets(spec).await?;
-        let created = match docker
-            .create_service(
-                service_spec(spec, datacenter.as_deref(), &files),
-                spec.registry_auth.as_ref().map(docker_credentials),
-            )
-            .await
-        {
-            Ok(created) => created,
-            Err(e) => {
-                self.remove_file_secrets(&spec.name).await;
-                return Err(map_err(e));
+        let datacenter = {
+            let _one_at_a_time = self.starting.lock().await;
+            // An instance mounting volumes goes to their node, wherever its datacenter.
+            let datacenter = match self.volumes_node(spec).await? {
+                Some(_) => None,
+                None => self.datacenter_for(spec).await?,
+            };
+            if let Some(datacenter) = &datacenter {
+                self.placing_now()
+                    .insert(spec.name.clone(), (app_key(spec), datacenter.clone()));
             }
+            datacenter
         };
-        let id = created.id.ok_or_else(|| {
-            EngineError::Other(format!("Swarm created {} without an id", spec.name))
-        })?;
-        tracing::debug!(service = %spec.name, %id, "swarm service created");
-        Ok(id)
+        let created = self.create_service(spec, datacenter.as_deref()).await;
+        self.placing_now().remove(&spec.name);
+        created
     }
 
     /// Removes the service (Swarm stops its task: SIGTERM, then SIGKILL after the grace
@@ -1095,7 +1186,7 @@ impl Runtime for SwarmEngine {
             .collect())
     }
 
-    /// The changes a poll of the services sees, once a second: `create`, `start`, `die`
+    /// The changes a poll of the services sees, every half second: `create`, `start`, `die`
     /// (the task ended) and `destroy` (the service is gone).
     fn events(
         &self,
@@ -1555,27 +1646,15 @@ mod tests {
         );
 
         // On a node Berth drains, the plain instance is to be moved, the mounting one not.
-        let nodes = HashMap::from([(
-            "n2".to_string(),
-            SwarmNode {
-                name: "rig-node-2".into(),
-                address: Some("10.77.0.12".into()),
-                up: true,
-                schedulable: false,
-                datacenter: Some("dc1".into()),
-                labels: BTreeMap::new(),
-                draining: true,
-            },
-        )]);
-        let task = Task {
-            node_id: Some("n2".into()),
-            desired_state: Some(TaskState::RUNNING),
-            status: Some(bollard::models::TaskStatus {
-                state: Some(TaskState::RUNNING),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let (nodes, task) = running_task_on(SwarmNode {
+            name: "rig-node-2".into(),
+            address: Some("10.77.0.12".into()),
+            up: true,
+            schedulable: false,
+            datacenter: Some("dc1".into()),
+            labels: BTreeMap::new(),
+            draining: true,
+        });
         let plain = Service {
             spec: Some(service_spec(
                 &super::super::tests::example_spec(),
@@ -1592,22 +1671,10 @@ mod tests {
         assert!(!observe_service(&mounting, Some(&task), &nodes).node_draining);
     }
 
-    #[test]
-    fn a_task_on_a_node_that_is_down_is_an_exited_instance() {
-        let nodes = HashMap::from([(
-            "n3".to_string(),
-            SwarmNode {
-                name: "rig-node-3".into(),
-                address: Some("10.77.0.13".into()),
-                up: false,
-                schedulable: true,
-                datacenter: Some("dc2".into()),
-                labels: BTreeMap::from([("datacenter".into(), "dc2".into())]),
-                draining: false,
-            },
-        )]);
+    /// `node` as the only node (id `n1`) and a task running there.
+    fn running_task_on(node: SwarmNode) -> (NodesById, Task) {
         let task = Task {
-            node_id: Some("n3".into()),
+            node_id: Some("n1".into()),
             desired_state: Some(TaskState::RUNNING),
             status: Some(bollard::models::TaskStatus {
                 state: Some(TaskState::RUNNING),
@@ -1615,6 +1682,20 @@ mod tests {
             }),
             ..Default::default()
         };
+        (HashMap::from([("n1".to_string(), node)]), task)
+    }
+
+    #[test]
+    fn a_task_on_a_node_that_is_down_is_an_exited_instance() {
+        let (nodes, task) = running_task_on(SwarmNode {
+            name: "rig-node-3".into(),
+            address: Some("10.77.0.13".into()),
+            up: false,
+            schedulable: true,
+            datacenter: Some("dc2".into()),
+            labels: BTreeMap::from([("datacenter".into(), "dc2".into())]),
+            draining: false,
+        });
         let observed = observe_service(&Service::default(), Some(&task), &nodes);
         assert_eq!(observed.state, ContainerState::Exited);
         assert_eq!(observed.ip_address, None);
