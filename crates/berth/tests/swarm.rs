@@ -83,15 +83,18 @@ impl Drop for SwarmCleanup {
         ]);
         let filter = format!("label=berth.namespace={}", self.namespace);
         // Services first: a secret is removed only once no service uses it.
-        for kind in ["service", "secret"] {
-            let listed = docker(&[kind, "ls", "-q", "--filter", &filter]);
-            let ids: Vec<&str> = listed.split_whitespace().collect();
-            if !ids.is_empty() {
-                let mut args = vec![kind, "rm"];
-                args.extend(ids);
-                docker(&args);
+        let remove_services = || {
+            for kind in ["service", "secret"] {
+                let listed = docker(&[kind, "ls", "-q", "--filter", &filter]);
+                let ids: Vec<&str> = listed.split_whitespace().collect();
+                if !ids.is_empty() {
+                    let mut args = vec![kind, "rm"];
+                    args.extend(ids);
+                    docker(&args);
+                }
             }
-        }
+        };
+        remove_services();
         // Volumes once their instances are gone, and Berth's pins of them on the nodes.
         let volume_filter = format!("label=berth.namespace={}", self.namespace);
         for engine in &self.engines {
@@ -135,6 +138,8 @@ impl Drop for SwarmCleanup {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
+        // The server, still running, may have started some again meanwhile.
+        remove_services();
         let prefix = format!("{}-team-", self.namespace);
         for _ in 0..10 {
             let names = docker(&["network", "ls", "--format", "{{.Name}}"]);

@@ -7,13 +7,12 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Server, assert_refused, docker, ready_instances, wait_until};
+use support::{Server, assert_refused, docker, ready_instances, tar_of, wait_until};
 
 const ROLLOUT: Duration = Duration::from_secs(90);
 
@@ -59,26 +58,6 @@ fn engine_volumes(namespace: &str) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// A tar archive of `files` made by the system's tar, as a user would.
-fn tar_of(dir: &Path, files: &[(&str, &str)]) -> std::path::PathBuf {
-    let source = dir.join("source");
-    std::fs::create_dir_all(&source).unwrap();
-    for (name, text) in files {
-        std::fs::write(source.join(name), text).unwrap();
-    }
-    let archive = dir.join("archive.tar");
-    let status = Command::new("tar")
-        .arg("-C")
-        .arg(&source)
-        .arg("-cf")
-        .arg(&archive)
-        .arg(".")
-        .status()
-        .expect("tar");
-    assert!(status.success());
-    archive
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

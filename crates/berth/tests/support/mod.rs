@@ -622,3 +622,23 @@ impl Drop for LocalImages {
         }
     }
 }
+
+/// A tar archive (in `dir`) of `files` (name, text), made by the system's tar as a user would.
+pub fn tar_of(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
+    let source = dir.join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    for (name, text) in files {
+        std::fs::write(source.join(name), text).unwrap();
+    }
+    let archive = dir.join("archive.tar");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&source)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    archive
+}

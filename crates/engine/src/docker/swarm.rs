@@ -1312,7 +1312,8 @@ impl Runtime for SwarmEngine {
         Ok(found.into_values().collect())
     }
 
-    /// On the node that holds it, whose pin goes with it.
+    /// On the node that holds it, whose pin goes with it. (A node keeps a removed service's
+    /// container a while; until it is gone the engine refuses, and so does Berth, with 409.)
     async fn remove_volume(&self, name: &str) -> EngineResult<()> {
         let Some((node, engine)) = self.volume_home(name, None).await? else {
             self.unplaced().remove(name);
