@@ -410,14 +410,7 @@ async fn an_image_named_at_the_follower_is_pulled_by_the_leaders_engine() {
         b.port,
         a.namespace.namespace()
     );
-    let pushed = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false", "--dest-creds"])
-        .arg(format!("admin:{}", b.token))
-        .arg(format!("docker-daemon:{}", berth_testkit::testapp_image()))
-        .arg(format!("docker://{image}"))
-        .output()
-        .expect("run skopeo");
-    assert!(pushed.status.success(), "{pushed:?}");
+    b.push_testapp(&image);
     // The leader knows the follower's address as its own registry's: another team may not
     // deploy the image (as through its own address) …
     let outsider = a.register("pull-outsider", Some("outsiders")).await;

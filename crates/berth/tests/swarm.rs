@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Server, hit, ready_instances, wait_until};
+use support::{Server, hit, ready_instances, tar_entry, wait_until};
 
 const ROLLOUT: Duration = Duration::from_secs(180);
 /// The host's address on the rig's network (nodes reach Berth's registry there).
@@ -221,14 +221,7 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
 
     // The image reaches the nodes only through Berth's registry.
     let image = format!("{RIG_HOST}:{}/default/{namespace}:v1", server.port);
-    let copied = Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false", "--dest-creds"])
-        .arg(format!("admin:{}", server.token))
-        .arg(format!("docker-daemon:{}", berth_testkit::testapp_image()))
-        .arg(format!("docker://{image}"))
-        .output()
-        .expect("run skopeo");
-    assert!(copied.status.success(), "{copied:?}");
+    server.push_testapp(&image);
 
     server.create_app("web", 6, json!({"image": image})).await;
     let app = server
@@ -587,16 +580,7 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
     }
     let out = server.cli(&["volumes", "backup", "default/notes"]);
     assert!(out.status.success(), "{out:?}");
-    let backup = std::env::temp_dir().join(format!("{namespace}-notes.tar"));
-    std::fs::write(&backup, &out.stdout).unwrap();
-    let note = Command::new("tar")
-        .arg("-xOf")
-        .arg(&backup)
-        .arg("./note")
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&backup);
-    assert_eq!(String::from_utf8_lossy(&note.stdout), "kept");
+    assert_eq!(tar_entry(&out.stdout, "./note"), "kept");
     let out = server.cli(&["apps", "delete", "notes", "--delete-volumes"]);
     assert!(out.status.success(), "{out:?}");
     wait_until("the volume and its pin are gone", ROLLOUT, || async {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Server, assert_refused, docker, ready_instances, tar_of, wait_until};
+use support::{Server, assert_refused, docker, ready_instances, tar_entry, tar_of, wait_until};
 
 const ROLLOUT: Duration = Duration::from_secs(90);
 
@@ -216,15 +216,7 @@ async fn data_in_a_volume_outlives_rollouts_kills_and_restarts() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let backup = dir.path().join("backup.tar");
-    std::fs::write(&backup, &out.stdout).unwrap();
-    let listing = Command::new("tar")
-        .arg("-xOf")
-        .arg(&backup)
-        .arg("./note")
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&listing.stdout), "kept");
+    assert_eq!(tar_entry(&out.stdout, "./note"), "kept");
 
     // Restore once nothing runs: a hostile archive is refused and changes nothing, a good
     // one replaces the files.
@@ -246,15 +238,8 @@ async fn data_in_a_volume_outlives_rollouts_kills_and_restarts() {
         "{said}"
     );
     let out = server.cli(&["volumes", "backup", "default/data"]);
-    std::fs::write(&backup, &out.stdout).unwrap();
-    let still = Command::new("tar")
-        .arg("-xOf")
-        .arg(&backup)
-        .arg("./note")
-        .output()
-        .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&still.stdout),
+        tar_entry(&out.stdout, "./note"),
         "kept",
         "the refused restore changed nothing"
     );

@@ -13,15 +13,8 @@ use berth_store::{Store, StoreResult};
 use crate::actor::Actor;
 use crate::error::{OpError, OpResult};
 
-/// Refuses an app image from the built-in registry whose team the actor cannot read: the
-/// engine pulls with Berth's own credential, so without this check anyone could run another
-/// team's private image. Images from elsewhere are the engine's business.
-///
-/// An image must be named, never given by its ID: the engine's image cache is shared by every
-/// team, and Docker reads `sha256:…` and a bare hex string as an ID (or an ID prefix) of any
-/// image there — another team's build or pull included.
 impl crate::Platform {
-    /// The built-in registry's hosts, with any another server of the installation recorded
+    /// The built-in registry's hosts, with any other server of the installation recorded
     /// in the store since this server last looked: a permission check sees every host a
     /// later pull may use the system credential at.
     pub(crate) async fn current_registry_hosts(&self) -> OpResult<std::sync::Arc<[String]>> {
@@ -36,6 +29,13 @@ impl crate::Platform {
     }
 }
 
+/// Refuses an app image from the built-in registry whose team the actor cannot read: the
+/// engine pulls with Berth's own credential, so without this check anyone could run another
+/// team's private image. Images from elsewhere are the engine's business.
+///
+/// An image must be named, never given by its ID: the engine's image cache is shared by every
+/// team, and Docker reads `sha256:…` and a bare hex string as an ID (or an ID prefix) of any
+/// image there — another team's build or pull included.
 pub fn require_pull(actor: &Actor, registry_hosts: &[String], image: &str) -> OpResult<()> {
     if names_an_image_id(image) {
         return Err(OpError::field(

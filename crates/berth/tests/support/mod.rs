@@ -387,6 +387,22 @@ impl Server {
         self.post("/api/v1/apps", body).await
     }
 
+    /// Copies the test app image from the local engine into this server's registry as
+    /// `image` (skopeo, with the admin credential), as a user pushes an image.
+    pub fn push_testapp(&self, image: &str) {
+        let copied = Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false", "--dest-creds"])
+            .arg(format!("admin:{}", self.token))
+            .arg(format!("docker-daemon:{}", berth_testkit::testapp_image()))
+            .arg(format!("docker://{image}"))
+            .output()
+            .expect("run skopeo");
+        assert!(
+            copied.status.success(),
+            "skopeo copy to {image}: {copied:?}"
+        );
+    }
+
     /// Waits until the app's rollout is done; returns the app.
     pub async fn wait_rollout(&self, name: &str, timeout: Duration) -> Value {
         let start = Instant::now();
@@ -641,4 +657,21 @@ pub fn tar_of(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
         .expect("tar");
     assert!(status.success());
     archive
+}
+
+/// The text of the file `name` (e.g. `./note`) in the tar archive `archive`, as the system's
+/// tar reads it.
+pub fn tar_entry(archive: &[u8], name: &str) -> String {
+    let mut tar = Command::new("tar")
+        .args(["-xOf", "-", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tar");
+    let mut stdin = tar.stdin.take().expect("tar's stdin");
+    let archive = archive.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&archive));
+    let out = tar.wait_with_output().expect("tar");
+    let _ = writer.join();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

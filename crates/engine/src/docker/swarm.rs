@@ -205,7 +205,8 @@ impl SwarmEngine {
         Ok((node.name, engine, container))
     }
 
-    /// The node holding the volume `volume` (the one its label pins) and that node's engine.
+    /// The node holding the volume `volume` (the one its label pins, as listed before any pin
+    /// made now) and that node's engine.
     /// With `place` (the node constraints of the instance about to mount it), a volume without
     /// a node gets one now, is made there with the labels it was asked with, and is pinned
     /// there: a node that is up, takes new tasks, is not drained, meets the constraints and
@@ -214,13 +215,13 @@ impl SwarmEngine {
         &self,
         volume: &str,
         place: Option<&[crate::NodeLabelConstraint]>,
-    ) -> EngineResult<Option<(String, DockerEngine)>> {
+    ) -> EngineResult<Option<(SwarmNode, DockerEngine)>> {
         let key = volume_node_label(volume);
         let _one_at_a_time = self.placing_volumes.lock().await;
         let nodes = self.nodes().await?;
         if let Some(node) = nodes.values().find(|n| n.labels.contains_key(&key)) {
             let engine = self.engine_of_node(&node.name).await?;
-            return Ok(Some((node.name.clone(), engine)));
+            return Ok(Some((node.clone(), engine)));
         }
         let Some(constraints) = place else {
             return Ok(None);
@@ -232,15 +233,15 @@ impl SwarmEngine {
             )));
         };
         let mut candidates = Vec::new();
-        for node in nodes.values().filter(|n| {
+        for node in nodes.into_values().filter(|n| {
             n.up && n.schedulable && !n.draining && constraints.iter().all(|c| c.met_by(&n.labels))
         }) {
             if let Ok(engine) = self.engine_of_node(&node.name).await {
-                candidates.push((volumes_held(&node.labels), node.name.clone(), engine));
+                candidates.push((volumes_held(&node.labels), node, engine));
             }
         }
-        candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        let Some((_, name, engine)) = candidates.into_iter().next() else {
+        candidates.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+        let Some((_, node, engine)) = candidates.into_iter().next() else {
             return Err(EngineError::Conflict(format!(
                 "no node can hold volume {volume}: it needs a node that is up, takes new \
                  instances, meets the app's node constraints and whose engine Berth reaches \
@@ -248,15 +249,15 @@ impl SwarmEngine {
             )));
         };
         engine.ensure_volume(volume, &labels).await?;
-        self.update_node(&name, |spec| {
+        self.update_node(&node.name, |spec| {
             spec.labels
                 .get_or_insert_with(HashMap::new)
                 .insert(key, "true".to_string());
         })
         .await?;
         self.unplaced().remove(volume);
-        tracing::info!(%volume, node = %name, "volume placed on a Swarm node");
-        Ok(Some((name, engine)))
+        tracing::info!(%volume, node = %node.name, "volume placed on a Swarm node");
+        Ok(Some((node, engine)))
     }
 
     fn unplaced(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<String, String>>> {
@@ -269,7 +270,7 @@ impl SwarmEngine {
     /// The node every volume `spec` mounts is on (placing the ones without a node), checked
     /// against the app's node constraints; `None` when it mounts none.
     async fn volumes_node(&self, spec: &InstanceSpec) -> EngineResult<Option<String>> {
-        let mut homes: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        let mut homes: BTreeMap<String, (SwarmNode, Vec<&str>)> = BTreeMap::new();
         for mount in &spec.mounts {
             let Some((node, _)) = self
                 .volume_home(&mount.volume, Some(spec.node_constraints.as_slice()))
@@ -277,12 +278,16 @@ impl SwarmEngine {
             else {
                 continue;
             };
-            homes.entry(node).or_default().push(&mount.volume);
+            homes
+                .entry(node.name.clone())
+                .or_insert_with(|| (node, Vec::new()))
+                .1
+                .push(&mount.volume);
         }
         if homes.len() > 1 {
             let listed: Vec<String> = homes
                 .iter()
-                .map(|(node, volumes)| format!("{} on {node}", volumes.join(", ")))
+                .map(|(name, (_, volumes))| format!("{} on {name}", volumes.join(", ")))
                 .collect();
             return Err(EngineError::Conflict(format!(
                 "instance {} mounts volumes held by different nodes ({}): an instance runs \
@@ -291,24 +296,21 @@ impl SwarmEngine {
                 listed.join("; ")
             )));
         }
-        let Some(node) = homes.into_keys().next() else {
+        let Some((node, _)) = homes.into_values().next() else {
             return Ok(None);
         };
-        let labels = self
-            .nodes()
-            .await?
-            .into_values()
-            .find(|n| n.name == node)
-            .map(|n| n.labels)
-            .unwrap_or_default();
-        if let Some(unmet) = spec.node_constraints.iter().find(|c| !c.met_by(&labels)) {
+        if let Some(unmet) = spec
+            .node_constraints
+            .iter()
+            .find(|c| !c.met_by(&node.labels))
+        {
             return Err(EngineError::Conflict(format!(
-                "instance {} mounts a volume held by node {node}, which does not meet the \
-                 app's node constraint {unmet}",
-                spec.name
+                "instance {} mounts a volume held by node {}, which does not meet the app's \
+                 node constraint {unmet}",
+                spec.name, node.name
             )));
         }
-        Ok(Some(node))
+        Ok(Some(node.name))
     }
 
     /// Creates the instance's service (with its secret files first), constrained to
@@ -634,6 +636,18 @@ fn placement_constraints(
         .collect()
 }
 
+/// Ends an instance's entry in [`SwarmEngine::placing`] when dropped.
+struct PlacingGuard<'a> {
+    engine: &'a SwarmEngine,
+    name: &'a str,
+}
+
+impl Drop for PlacingGuard<'_> {
+    fn drop(&mut self) {
+        self.engine.placing_now().remove(self.name);
+    }
+}
+
 /// Nodes by node id.
 type NodesById = HashMap<String, SwarmNode>;
 
@@ -645,6 +659,11 @@ fn app_key(spec: &InstanceSpec) -> AppKey {
         .into_iter()
         .filter_map(|key| Some((key.to_string(), spec.labels.get(key)?.clone())))
         .collect()
+}
+
+/// The container part of a service's spec.
+fn container_spec(spec: &ServiceSpec) -> Option<&TaskSpecContainerSpec> {
+    spec.task_template.as_ref()?.container_spec.as_ref()
 }
 
 /// The node label pinning `volume` to its node.
@@ -866,10 +885,7 @@ pub fn observe_service(
 ) -> ObservedContainer {
     let spec = service.spec.clone().unwrap_or_default();
     // An instance mounting a volume stays with it: it is not moved off a drained node.
-    let mounts_volume = spec
-        .task_template
-        .as_ref()
-        .and_then(|t| t.container_spec.as_ref())
+    let mounts_volume = container_spec(&spec)
         .and_then(|c| c.mounts.as_ref())
         .is_some_and(|mounts| !mounts.is_empty());
     let labels = spec
@@ -1126,9 +1142,12 @@ impl Runtime for SwarmEngine {
             }
             datacenter
         };
-        let created = self.create_service(spec, datacenter.as_deref()).await;
-        self.placing_now().remove(&spec.name);
-        created
+        // Counted where it was sent until created, failed, or given up on.
+        let _placed = PlacingGuard {
+            engine: self,
+            name: &spec.name,
+        };
+        self.create_service(spec, datacenter.as_deref()).await
     }
 
     /// Removes the service (Swarm stops its task: SIGTERM, then SIGKILL after the grace
@@ -1141,10 +1160,7 @@ impl Runtime for SwarmEngine {
             .await
         {
             Ok(service) => service.spec.and_then(|spec| {
-                let has_files = spec
-                    .task_template
-                    .as_ref()
-                    .and_then(|task| task.container_spec.as_ref())
+                let has_files = container_spec(&spec)
                     .and_then(|container| container.secrets.as_ref())
                     .is_some_and(|secrets| !secrets.is_empty());
                 spec.name.filter(|_| has_files)
@@ -1321,7 +1337,7 @@ impl Runtime for SwarmEngine {
         };
         engine.remove_volume(name).await?;
         let key = volume_node_label(name);
-        self.update_node(&node, |spec| {
+        self.update_node(&node.name, |spec| {
             if let Some(labels) = spec.labels.as_mut() {
                 labels.remove(&key);
             }
