@@ -100,8 +100,9 @@ pub struct NodeDto {
     pub availability: String,
     /// The address other machines reach it at, when the engine says.
     pub address: Option<String>,
-    /// Whether Berth reads its CPU, memory and disks (the machine it runs on); the other
-    /// nodes show capacity and state only.
+    /// Whether Berth reads its CPU, memory and disks: the machine it runs on, and a Swarm
+    /// node whose engine it reaches (`--node-engines`), through the node agent there; the
+    /// other nodes show capacity and state only.
     pub measured: bool,
     pub capacity: NodeCapacityDto,
     /// The latest sample; `null` before the first.
@@ -215,7 +216,11 @@ fn node_dto(state: &ApiState, node: NodeOverview) -> NodeDto {
         state: view.info.state,
         availability: view.info.availability.as_str().to_string(),
         address: view.info.address,
-        measured: view.info.local,
+        measured: view.info.local
+            || view
+                .sample
+                .as_ref()
+                .is_some_and(|s| s.memory.is_some() || s.cpu_percent.is_some()),
         capacity: NodeCapacityDto {
             cpus: view.info.cpus,
             memory_bytes: view.info.memory_bytes,

@@ -24,6 +24,7 @@ use berth_core::image_ref::{REGISTRY_HOSTS_SETTING, RecordedHost, RegistryHosts}
 use berth_core::installation::{self, Installation};
 use berth_core::leadership::{LeaseTiming, Signal};
 use berth_core::routes::DomainPolicy;
+use berth_engine::node_agent::NodeAgent;
 use berth_engine::{DockerEngine, ImageBuilder, Runtime, SwarmEngine};
 use berth_operations::Platform;
 use berth_operations::builds::worker::BuildSignal;
@@ -154,9 +155,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), String> {
     let runtime: Arc<dyn Runtime> = match config.engine {
         EngineKind::Docker => docker.clone(),
         // Instances through the Swarm; images are still built on the manager's engine.
-        EngineKind::Swarm => {
-            Arc::new(SwarmEngine::new((*docker).clone()).with_node_engines(node_engines(&config)?))
-        }
+        EngineKind::Swarm => Arc::new(swarm_engine(&config, (*docker).clone())?),
     };
     let builder: Arc<dyn ImageBuilder> = docker;
     // Several servers share a PostgreSQL store: the one holding the controllers' lease runs
@@ -1507,6 +1506,35 @@ fn start_jobs(
 
 /// How often every volume is measured and deleted volumes' data removed.
 const VOLUME_KEEPER_PERIOD: Duration = Duration::from_secs(60);
+
+/// The Swarm through `manager`: the nodes' own engines `--node-engines` gives, and on those
+/// nodes the node agent, made of this executable, to read their hosts.
+fn swarm_engine(config: &ServerConfig, manager: DockerEngine) -> Result<SwarmEngine, String> {
+    let node_engines = node_engines(config)?;
+    let reads_nodes = !node_engines.is_empty();
+    let swarm = SwarmEngine::new(manager).with_node_engines(node_engines);
+    if !reads_nodes {
+        return Ok(swarm);
+    }
+    let (keep_running, read) = crate::commands::node_agent::agent_arguments();
+    let work_dir = std::path::absolute(config.data_dir.join("node-agent"))
+        .map_err(|e| format!("data-dir: {e}"))?;
+    Ok(
+        match NodeAgent::of_this_executable(work_dir, keep_running, read) {
+            Ok(agent) => {
+                tracing::info!(
+                    image = agent.image(),
+                    "the nodes' hosts are read by the node agent"
+                );
+                swarm.with_node_agent(agent)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot make the node agent's image: other nodes show no CPU, memory or disk readings");
+                swarm
+            }
+        },
+    )
+}
 
 /// The Swarm nodes' own engines `--node-engines` gives, by node name.
 fn node_engines(

@@ -445,3 +445,119 @@ async fn an_app_goes_only_where_its_node_constraints_hold() {
     assert_eq!(app["current_revision"], 2, "{app:#}");
     assert_eq!(app["template"]["node_constraints"], json!([]), "{app:#}");
 }
+
+/// Kills and reaps a child process when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The node agent of the real binary on the real engine: its image (the executable, its
+/// interpreter and shared objects, from the running binary's own maps) is imported, its
+/// container runs with no network, a read-only root, no capabilities and the host's /proc
+/// and the engine's data root read-only, and a reading (an exec) reports this host's memory,
+/// CPU ticks and the data root's disk. The next reading reuses the same container; one
+/// removed meanwhile is made again.
+#[tokio::test]
+async fn the_node_agent_reads_the_host_from_its_container() {
+    use berth_engine::DockerEngine;
+    use berth_engine::node_agent::{CONTAINER_NAME, NodeAgent};
+
+    // The agent is made of the binary as it runs: a `node-agent wait` of it shows its maps.
+    let berth = env!("CARGO_BIN_EXE_berth");
+    let running = Reaped(
+        Command::new(berth)
+            .args(["node-agent", "wait"])
+            .spawn()
+            .expect("start berth node-agent wait"),
+    );
+    let maps_path = format!("/proc/{}/maps", running.0.id());
+    let mut maps = String::new();
+    for _ in 0..100 {
+        maps = std::fs::read_to_string(&maps_path).unwrap_or_default();
+        if maps.contains("libc") || maps.lines().count() > 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let agent = NodeAgent::of_executable(
+        Path::new(berth),
+        &maps,
+        work.path().to_path_buf(),
+        vec!["node-agent".into(), "wait".into()],
+        vec!["node-agent".into(), "read".into()],
+    )
+    .unwrap();
+    drop(running);
+    let _ = Command::new("docker")
+        .args(["rm", "-f", CONTAINER_NAME])
+        .output();
+    let _ = Command::new("docker")
+        .args(["rmi", "-f", agent.image()])
+        .output();
+
+    let engine = DockerEngine::connect_with(None).unwrap();
+    let output = engine.read_host_with_agent(&agent).await.unwrap();
+    let reading = berth_controller::host::parse_report(&output).unwrap();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let mem_total_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert_eq!(
+        reading.memory.unwrap().total_bytes,
+        mem_total_kib * 1024,
+        "the host's memory, not the container's"
+    );
+    assert!(
+        reading
+            .cpu
+            .is_some_and(|c| c.total > 0 && c.busy <= c.total)
+    );
+    let data_root = docker_output(&["info", "--format", "{{.DockerRootDir}}"]);
+    assert_eq!(reading.disks.len(), 1);
+    assert_eq!(reading.disks[0].path, data_root);
+    assert!(reading.disks[0].space.is_some_and(|s| s.total_bytes > 0));
+
+    // The container as made: confined.
+    let inspect: Value =
+        serde_json::from_str(&docker_output(&["inspect", CONTAINER_NAME])).unwrap();
+    let host_config = &inspect[0]["HostConfig"];
+    assert_eq!(host_config["NetworkMode"], "none");
+    assert_eq!(host_config["ReadonlyRootfs"], true);
+    assert_eq!(host_config["CapDrop"], json!(["ALL"]));
+    let mounts = inspect[0]["Mounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), 2, "{mounts:?}");
+    assert!(mounts.iter().all(|m| m["RW"] == false), "{mounts:?}");
+    let id = inspect[0]["Id"].as_str().unwrap().to_owned();
+
+    // The next reading reuses it; removed, it is made again.
+    engine.read_host_with_agent(&agent).await.unwrap();
+    assert_eq!(
+        docker_output(&["inspect", "--format", "{{.Id}}", CONTAINER_NAME]),
+        id
+    );
+    support::docker(&["rm", "-f", CONTAINER_NAME]);
+    let again = engine.read_host_with_agent(&agent).await.unwrap();
+    assert!(berth_controller::host::parse_report(&again).is_ok());
+    assert_ne!(
+        docker_output(&["inspect", "--format", "{{.Id}}", CONTAINER_NAME]),
+        id
+    );
+
+    support::docker(&["rm", "-f", CONTAINER_NAME]);
+    support::docker(&["rmi", "-f", agent.image()]);
+}
+
+/// What a docker command prints, trimmed (it must succeed).
+fn docker_output(args: &[&str]) -> String {
+    let output = Command::new("docker").args(args).output().expect("docker");
+    assert!(output.status.success(), "docker {args:?}: {output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}

@@ -274,6 +274,48 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
         "{topology}"
     );
 
+    // The other nodes are measured by the node agent Berth keeps on their engines: CPU (a
+    // share needs two readings), memory (the rig's nodes share this machine's kernel, so its
+    // total) and the node's own data root.
+    let host_memory = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap()
+        * 1024;
+    let measured = |nodes: &Value| {
+        ["rig-node-2", "rig-node-3"].iter().all(|name| {
+            nodes["nodes"].as_array().unwrap().iter().any(|n| {
+                n["name"] == *name && n["measured"] == true && n["usage"]["cpu_percent"].is_number()
+            })
+        })
+    };
+    wait_until(
+        "nodes 2 and 3 measured by their agents",
+        ROLLOUT,
+        || async { measured(&server.get("/api/v1/nodes").await) },
+    )
+    .await;
+    let nodes = server.get("/api/v1/nodes").await;
+    for (index, name) in ["rig-node-2", "rig-node-3"].iter().enumerate() {
+        let node = nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == *name)
+            .unwrap();
+        let usage = &node["usage"];
+        assert_eq!(usage["memory"]["total_bytes"], host_memory, "{node:#}");
+        let data_root = format!("/var/lib/berth-rig/node-{}", index + 2);
+        assert_eq!(usage["disks"][0]["path"], data_root.as_str(), "{node:#}");
+        assert!(
+            usage["disks"][0]["space"]["total_bytes"].as_u64() > Some(0),
+            "{node:#}"
+        );
+        assert_eq!(node["status"], "ok", "{node:#}");
+    }
+
     // Draining node 2 moves its instances to the other nodes, health-gated: each one's
     // replacement is ready before it stops, so 6 stay ready throughout.
     assert!(per_node(&app).contains_key("rig-node-2"), "{app:#}");

@@ -20,6 +20,7 @@ pub mod canary;
 pub mod claim;
 pub mod endpoints;
 pub mod flows;
+pub mod host;
 pub mod leadership;
 pub mod metrics;
 pub mod nodes;

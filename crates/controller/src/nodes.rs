@@ -4,11 +4,13 @@
 //! recovers or falls silent, and when every node is low.
 //!
 //! The nodes are the engine's (`Runtime::nodes`): one for a single engine, every node of a
-//! Swarm. The one Berth runs on is measured from the host (`/proc` and `statvfs`); the others
-//! are known by what the engine says (capacity, state, availability, labels) and sampled
-//! without readings while the engine says they are ready. Each node is judged alone. A node whose reading fails keeps its last
-//! sample, so it turns `unknown` once that sample is older than the silence threshold — never
-//! "ok" on stale numbers.
+//! Swarm. The one Berth runs on is measured from the host (`/proc` and `statvfs`, see
+//! [`crate::host`]); another is read by the node agent the engine keeps there
+//! (`Runtime::read_node`), and without one it is known by what the engine says (capacity,
+//! state, availability, labels) and sampled without readings while the engine says it is
+//! ready. Each node is judged alone, all are read at once. A node whose reading fails keeps
+//! its last sample, so it turns `unknown` once that sample is older than the silence
+//! threshold — never "ok" on stale numbers.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,12 +20,13 @@ use std::time::Duration;
 use berth_core::Millis;
 use berth_core::clock::Clock;
 use berth_core::node::{
-    self, CLUSTER_SUBJECT, DiskRole, DiskSample, NEEDS_ANOTHER_NODE, NodeSample, NodeWatch,
-    PlatformEvent, PlatformEventKind, Space, Thresholds,
+    self, CLUSTER_SUBJECT, DiskRole, NEEDS_ANOTHER_NODE, NodeSample, NodeWatch, PlatformEvent,
+    PlatformEventKind, Thresholds,
 };
 use berth_engine::Runtime;
 use berth_store::NodeStore;
 
+use crate::host::{self, CpuTimes, HostReading, WatchedDisk};
 use crate::workers::{Job, Schedule};
 
 /// Settings of the node monitor.
@@ -74,8 +77,10 @@ struct Tracked {
 
 #[derive(Default)]
 struct State {
-    /// The host's previous CPU counters (a rate needs two readings).
-    last_cpu: Option<CpuTimes>,
+    /// Each node's previous CPU counters (a rate needs two readings).
+    last_cpu: BTreeMap<String, CpuTimes>,
+    /// Why each node's agent last failed to read it (said once, until it reads again).
+    agent_failures: BTreeMap<String, String>,
     nodes: BTreeMap<String, Tracked>,
     needs_another_node: bool,
     /// Whether the cluster's state was resumed from its last recorded event.
@@ -220,7 +225,7 @@ impl NodeMonitor {
                     .unwrap_or("unknown");
                 let reading = sample
                     .as_ref()
-                    .filter(|_| info.local)
+                    .filter(|s| s.cpu_percent.is_some() || s.memory.is_some())
                     .map(|sample| {
                         format!(
                             ": CPU {}, memory {}",
@@ -291,56 +296,113 @@ impl NodeMonitor {
         events
     }
 
-    /// Reads the engine's nodes, and the CPU, memory and disks of the one Berth runs on. A
-    /// node Berth does not run on is sampled without readings while the engine says it is
-    /// ready, and not at all otherwise.
+    /// Reads the engine's nodes and, at once, each node's host: the one Berth runs on
+    /// directly, the others through their agents. A node Berth has no agent on is sampled
+    /// without readings while the engine says it is ready, and not at all otherwise.
     async fn sample(&self) -> Result<Vec<(NodeInfo, Option<NodeSample>)>, String> {
         let nodes = self
             .runtime
             .nodes()
             .await
             .map_err(|e| format!("the engine did not answer: {e}"))?;
-        let mut sampled = Vec::with_capacity(nodes.len());
-        for info in nodes {
-            let sample = if info.local {
-                Some(self.read_host(&info).await?)
+        let readings = nodes.iter().map(|info| async move {
+            if info.local {
+                self.read_local(info).await.map(Some)
+            } else if info.state == "ready" {
+                Ok(self.read_remote(info).await)
             } else {
-                (info.state == "ready").then(|| NodeSample {
-                    at: (self.clock)(),
-                    cpus: info.cpus,
-                    cpu_percent: None,
-                    memory: None,
-                    disks: Vec::new(),
-                })
-            };
-            sampled.push((info, sample));
-        }
-        Ok(sampled)
+                Ok(None)
+            }
+        });
+        let samples = futures::future::join_all(readings).await;
+        nodes
+            .into_iter()
+            .zip(samples)
+            .map(|(info, sample)| sample.map(|s| (info, s)))
+            .collect()
     }
 
     /// The CPU, memory and disks (the engine's data root, Berth's data directory) of the
     /// machine Berth runs on.
-    async fn read_host(&self, info: &NodeInfo) -> Result<NodeSample, String> {
+    async fn read_local(&self, info: &NodeInfo) -> Result<NodeSample, String> {
         let data_root = info.data_root.clone();
-        let data_dir = self.settings.data_dir.clone();
-        let host = tokio::task::spawn_blocking(move || read_host(data_root.as_deref(), &data_dir))
+        let data_dir = std::path::absolute(&self.settings.data_dir)
+            .unwrap_or_else(|_| self.settings.data_dir.clone());
+        let reading = tokio::task::spawn_blocking(move || {
+            let data_dir_named = data_dir.display().to_string();
+            let mut disks = Vec::with_capacity(2);
+            if let Some(root) = &data_root {
+                disks.push(WatchedDisk {
+                    role: DiskRole::EngineDataRoot,
+                    named: root,
+                    seen_at: Path::new(root),
+                });
+            }
+            disks.push(WatchedDisk {
+                role: DiskRole::BerthDataDir,
+                named: &data_dir_named,
+                seen_at: &data_dir,
+            });
+            host::read_host(Path::new("/proc"), &disks)
+        })
+        .await
+        .map_err(|e| format!("reading the host failed: {e}"))?;
+        Ok(self.sample_of(info, reading))
+    }
+
+    /// A node Berth does not run on, read by its agent when it has one. A reading that
+    /// fails is no sample (the node keeps its last one), and is said once.
+    async fn read_remote(&self, info: &NodeInfo) -> Option<NodeSample> {
+        let report = self
+            .runtime
+            .read_node(&info.name)
             .await
-            .map_err(|e| format!("reading the host failed: {e}"))?;
-        let at = (self.clock)();
+            .map_err(|e| e.to_string())
+            .and_then(|output| output.map(|o| host::parse_report(&o)).transpose());
+        match report {
+            Ok(Some(reading)) => {
+                if self.lock().agent_failures.remove(&info.name).is_some() {
+                    tracing::info!(node = %info.name, "the node agent reads the node again");
+                }
+                Some(self.sample_of(info, reading))
+            }
+            Ok(None) => Some(NodeSample {
+                at: (self.clock)(),
+                cpus: info.cpus,
+                cpu_percent: None,
+                memory: None,
+                disks: Vec::new(),
+            }),
+            Err(error) => {
+                let mut state = self.lock();
+                if state.agent_failures.get(&info.name) != Some(&error) {
+                    tracing::warn!(node = %info.name, %error, "the node agent cannot read the node");
+                    state.agent_failures.insert(info.name.clone(), error);
+                }
+                None
+            }
+        }
+    }
+
+    /// A node's sample from a reading of its host (its CPU share against its previous one).
+    fn sample_of(&self, info: &NodeInfo, reading: HostReading) -> NodeSample {
         let cpu_percent = {
             let mut state = self.lock();
-            let previous = std::mem::replace(&mut state.last_cpu, host.cpu);
+            let previous = match reading.cpu {
+                Some(cpu) => state.last_cpu.insert(info.name.clone(), cpu),
+                None => state.last_cpu.remove(&info.name),
+            };
             previous
-                .zip(host.cpu)
-                .and_then(|(a, b)| b.busy_percent_since(&a))
+                .zip(reading.cpu)
+                .and_then(|(earlier, now)| now.busy_percent_since(&earlier))
         };
-        Ok(NodeSample {
-            at,
+        NodeSample {
+            at: (self.clock)(),
             cpus: info.cpus,
             cpu_percent,
-            memory: host.memory,
-            disks: host.disks,
-        })
+            memory: reading.memory,
+            disks: reading.disks,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -375,148 +437,5 @@ impl Job for NodeSampler {
 
     async fn run(&self) -> Result<String, String> {
         self.0.run_once().await
-    }
-}
-
-/// Cumulative CPU time of the host, in clock ticks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct CpuTimes {
-    busy: u64,
-    total: u64,
-}
-
-impl CpuTimes {
-    /// The busy share between `earlier` and this reading; `None` without time between them
-    /// or when the counters went backwards.
-    fn busy_percent_since(&self, earlier: &CpuTimes) -> Option<f64> {
-        let total = self.total.checked_sub(earlier.total)?;
-        let busy = self.busy.checked_sub(earlier.busy)?;
-        (total > 0).then(|| (busy as f64 * 100.0 / total as f64).min(100.0))
-    }
-}
-
-/// `/proc/stat`'s `cpu` line: every field is time; idle and iowait are not busy.
-fn parse_proc_stat(text: &str) -> Option<CpuTimes> {
-    let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    // user nice system idle iowait irq softirq steal [guest guest_nice — already in user/nice]
-    let total: u64 = fields.iter().take(8).sum();
-    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
-    Some(CpuTimes {
-        busy: total.checked_sub(idle)?,
-        total,
-    })
-}
-
-/// `/proc/meminfo`'s total and available memory.
-fn parse_meminfo(text: &str) -> Option<Space> {
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-            .map(|kib| kib * 1024)
-    };
-    Some(Space {
-        total_bytes: field("MemTotal")?,
-        free_bytes: field("MemAvailable")?,
-    })
-}
-
-/// The space of the file system holding `path`, for unprivileged use; `None` when `path` is
-/// not visible from here.
-fn disk_space(path: &Path) -> Option<Space> {
-    let stat = rustix::fs::statvfs(path).ok()?;
-    let block = stat.f_frsize.max(1);
-    Some(Space {
-        total_bytes: stat.f_blocks.saturating_mul(block),
-        free_bytes: stat.f_bavail.saturating_mul(block),
-    })
-}
-
-struct HostReading {
-    cpu: Option<CpuTimes>,
-    memory: Option<Space>,
-    disks: Vec<DiskSample>,
-}
-
-fn read_host(data_root: Option<&str>, data_dir: &Path) -> HostReading {
-    let cpu = std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|t| parse_proc_stat(&t));
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| parse_meminfo(&t));
-    let mut disks = Vec::new();
-    if let Some(root) = data_root {
-        disks.push(DiskSample {
-            role: DiskRole::EngineDataRoot,
-            path: root.to_string(),
-            space: disk_space(Path::new(root)),
-        });
-    }
-    let data_dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-    disks.push(DiskSample {
-        role: DiskRole::BerthDataDir,
-        path: data_dir.display().to_string(),
-        space: disk_space(&data_dir),
-    });
-    HostReading { cpu, memory, disks }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proc_stat_reads_busy_and_total() {
-        let text = "cpu  100 5 50 800 40 3 2 0 7 0\ncpu0 50 2 25 400 20 1 1 0 0 0\nintr 1\n";
-        assert_eq!(
-            parse_proc_stat(text),
-            Some(CpuTimes {
-                busy: 160,
-                total: 1000
-            })
-        );
-        assert_eq!(parse_proc_stat("cpu0 1 2 3 4\n"), None);
-        assert_eq!(parse_proc_stat("cpu  a b\n"), None);
-        // (earlier, later, want)
-        let t = |busy, total| CpuTimes { busy, total };
-        let cases = [
-            (t(100, 1000), t(150, 1100), Some(50.0)),
-            (t(100, 1000), t(100, 1000), None),
-            (t(100, 1000), t(50, 900), None),
-            (t(0, 0), t(400, 400), Some(100.0)),
-        ];
-        for (earlier, later, want) in cases {
-            assert_eq!(
-                later.busy_percent_since(&earlier),
-                want,
-                "{earlier:?} → {later:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn meminfo_reads_total_and_available() {
-        let text = "MemTotal:       16000 kB\nMemFree:  100 kB\nMemAvailable:    4000 kB\n";
-        assert_eq!(
-            parse_meminfo(text),
-            Some(Space {
-                total_bytes: 16000 * 1024,
-                free_bytes: 4000 * 1024
-            })
-        );
-        assert_eq!(parse_meminfo("MemTotal: 1 kB\n"), None);
-    }
-
-    #[test]
-    fn an_invisible_disk_is_unknown() {
-        assert_eq!(disk_space(Path::new("/no/such/berth/dir")), None);
-        assert!(disk_space(Path::new("/")).is_some_and(|s| s.total_bytes > 0));
     }
 }

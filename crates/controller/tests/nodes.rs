@@ -9,6 +9,7 @@ use std::time::Duration;
 use berth_controller::nodes::{NodeMonitor, NodeSettings};
 use berth_core::node::{CLUSTER_SUBJECT, NodeStatus, PlatformEventKind, Thresholds, node_subject};
 use berth_engine::fake::{FakeRuntime, NODE};
+use berth_engine::{EngineNode, NodeAvailability};
 use berth_store::{EventQuery, NodeStore, SqliteStore};
 
 const T0: i64 = 1_700_000_000_000;
@@ -159,4 +160,132 @@ async fn a_low_node_is_marked_recorded_and_turns_unknown_when_silent() {
         .unwrap()
         .len();
     assert_eq!(cluster_events, 3, "needs, has room, needs again");
+}
+
+/// What a node agent prints: CPU ticks, memory and the data root's space.
+fn agent_report(busy: u64, total: u64, memory_free: u64) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "cpu": {"busy": busy, "total": total},
+        "memory": {"total_bytes": 1000, "free_bytes": memory_free},
+        "disks": [{
+            "role": "engine_data_root",
+            "path": "/var/lib/docker",
+            "space": {"total_bytes": 100, "free_bytes": 60},
+        }],
+    }))
+    .unwrap()
+}
+
+fn remote_node(name: &str) -> EngineNode {
+    EngineNode {
+        name: name.into(),
+        engine: "docker 20.10.24".into(),
+        cpus: 4,
+        memory_bytes: 1000,
+        data_root: None,
+        address: Some("10.0.0.2".into()),
+        role: "worker".into(),
+        state: "ready".into(),
+        availability: NodeAvailability::Active,
+        labels: Default::default(),
+        local: false,
+    }
+}
+
+#[tokio::test]
+async fn other_nodes_are_read_by_their_agents_and_fall_silent_when_it_fails() {
+    let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+    let runtime = Arc::new(FakeRuntime::new());
+    let now = Arc::new(AtomicI64::new(T0));
+    let clock = {
+        let now = Arc::clone(&now);
+        Arc::new(move || now.load(Ordering::SeqCst)) as berth_core::clock::Clock
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let monitor = NodeMonitor::new(
+        store.clone(),
+        runtime.clone(),
+        clock,
+        NodeSettings {
+            interval: Duration::from_secs(5),
+            thresholds: Thresholds {
+                disk_free_min_percent: 0.0,
+                memory_free_min_percent: 10.0,
+                ..Thresholds::default()
+            },
+            data_dir: dir.path().to_path_buf(),
+            event_history: 100,
+        },
+    );
+    runtime.set_remote_node(remote_node("agent"), Some(Ok(agent_report(100, 1000, 500))));
+    runtime.set_remote_node(remote_node("no-agent"), None);
+    runtime.set_remote_node(
+        remote_node("garbled"),
+        Some(Ok(
+            br#"{"cpu": null, "memory": {"total_bytes": 1, "free_bytes": 2}, "disks": []}"#
+                .to_vec(),
+        )),
+    );
+    let mut down = remote_node("down");
+    down.state = "down".into();
+    runtime.set_remote_node(down, Some(Ok(agent_report(0, 0, 0))));
+    monitor.run_once().await.unwrap();
+
+    let view = |name: &str| {
+        monitor
+            .view()
+            .nodes
+            .into_iter()
+            .find(|n| n.info.name == name)
+            .unwrap()
+    };
+    // The first reading has memory and disk; a CPU share needs a second one.
+    let sample = view("agent").sample.unwrap();
+    assert_eq!(sample.cpu_percent, None);
+    assert_eq!(sample.memory.unwrap().free_bytes, 500);
+    assert_eq!(sample.disks[0].path, "/var/lib/docker");
+    assert_eq!(sample.disks[0].space.unwrap().free_bytes, 60);
+    assert_eq!(view("agent").watch.status, NodeStatus::Ok);
+    // Without an agent: a sample without readings; a report that cannot be true is no
+    // sample; a node that is down is not read.
+    let bare = view("no-agent").sample.unwrap();
+    assert_eq!((bare.memory, bare.cpu_percent), (None, None));
+    assert!(view("garbled").sample.is_none());
+    assert!(view("down").sample.is_none());
+
+    // 150 busy ticks of 500 since: 30 %. Memory falls to 5 % free: the node is low.
+    runtime.set_remote_node(remote_node("agent"), Some(Ok(agent_report(250, 1500, 50))));
+    now.store(T0 + 5_000, Ordering::SeqCst);
+    monitor.run_once().await.unwrap();
+    let sample = view("agent").sample.unwrap();
+    assert_eq!(sample.cpu_percent, Some(30.0));
+    assert_eq!(view("agent").watch.status, NodeStatus::Low);
+
+    // The agent fails: the node keeps its last sample and turns unknown once it is too old,
+    // never "ok" on stale numbers.
+    runtime.set_remote_node(
+        remote_node("agent"),
+        Some(Err("the agent's container is gone".into())),
+    );
+    now.store(T0 + 30_000, Ordering::SeqCst);
+    monitor.run_once().await.unwrap();
+    assert_eq!(view("agent").sample.unwrap().at, T0 + 5_000);
+    assert_eq!(view("agent").watch.status, NodeStatus::Unknown);
+    let recorded: Vec<_> = store
+        .list_platform_events(
+            &node_subject("agent"),
+            EventQuery {
+                after_id: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        recorded,
+        [PlatformEventKind::NodeLow, PlatformEventKind::NodeUnknown]
+    );
 }

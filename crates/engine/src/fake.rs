@@ -30,9 +30,9 @@ use tokio::time::Instant;
 
 use crate::probe::InstanceProbe;
 use crate::{
-    ContainerState, EngineError, EngineEvent, EngineInfo, EngineResult, InstanceSpec, LogLine,
-    LogOptions, LogStream, ObservedContainer, ObservedVolume, RegistryAuth, ResourceSample,
-    Runtime, labels,
+    ContainerState, EngineError, EngineEvent, EngineInfo, EngineNode, EngineResult, InstanceSpec,
+    LogLine, LogOptions, LogStream, ObservedContainer, ObservedVolume, RegistryAuth,
+    ResourceSample, Runtime, labels,
 };
 
 /// What an empty volume exports: a tar archive with no entries.
@@ -86,6 +86,9 @@ struct State {
     unreachable: Option<String>,
     /// Named volumes: their labels and the last archive imported into them.
     volumes: BTreeMap<String, (BTreeMap<String, String>, Vec<u8>)>,
+    /// Nodes besides the machine Berth runs on, and what their agent answers (`None`: no
+    /// agent; an error: the reading fails with it).
+    remote_nodes: BTreeMap<String, (EngineNode, Option<Result<Vec<u8>, String>>)>,
 }
 
 impl State {
@@ -254,6 +257,14 @@ impl FakeRuntime {
         }
     }
 
+    /// Adds (or replaces) a node Berth does not run on, with what its agent answers to a
+    /// reading (see [`Runtime::read_node`]).
+    pub fn set_remote_node(&self, node: EngineNode, agent: Option<Result<Vec<u8>, String>>) {
+        self.lock()
+            .remote_nodes
+            .insert(node.name.clone(), (node, agent));
+    }
+
     /// Ends every event stream, as a broken connection to the engine would.
     pub fn disconnect_events(&self) {
         let _ = self.events.send(Signal::Disconnect);
@@ -365,6 +376,22 @@ impl Runtime for FakeRuntime {
             memory_bytes: NODE_MEMORY,
             data_root: None,
         })
+    }
+
+    async fn nodes(&self) -> EngineResult<Vec<EngineNode>> {
+        let mut nodes = vec![EngineNode::standalone(self.info().await?)];
+        nodes.extend(self.lock().remote_nodes.values().map(|(n, _)| n.clone()));
+        Ok(nodes)
+    }
+
+    async fn read_node(&self, node: &str) -> EngineResult<Option<Vec<u8>>> {
+        let state = self.lock();
+        state.check_reachable()?;
+        match state.remote_nodes.get(node).map(|(_, agent)| agent) {
+            Some(Some(Ok(output))) => Ok(Some(output.clone())),
+            Some(Some(Err(reason))) => Err(EngineError::Other(reason.clone())),
+            Some(None) | None => Ok(None),
+        }
     }
 
     async fn ensure_network(&self, name: &str) -> EngineResult<()> {

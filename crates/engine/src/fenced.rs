@@ -101,6 +101,11 @@ impl Runtime for FencedRuntime {
         self.inner.nodes().await
     }
 
+    /// A reading changes nothing of the apps: no term needed.
+    async fn read_node(&self, node: &str) -> EngineResult<Option<Vec<u8>>> {
+        self.inner.read_node(node).await
+    }
+
     async fn set_node_availability(
         &self,
         node: &str,

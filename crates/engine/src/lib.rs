@@ -20,6 +20,7 @@ pub mod docker;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod fenced;
+pub mod node_agent;
 pub mod probe;
 
 use std::collections::BTreeMap;
@@ -159,6 +160,25 @@ pub struct EngineNode {
     pub labels: BTreeMap<String, String>,
     /// Whether it is the machine Berth runs on (its CPU, memory and disks are read there).
     pub local: bool,
+}
+
+impl EngineNode {
+    /// The one node of a single engine: the machine Berth runs on.
+    pub fn standalone(info: EngineInfo) -> EngineNode {
+        EngineNode {
+            name: info.node_name,
+            engine: format!("{} {}", info.name, info.version),
+            cpus: info.cpus,
+            memory_bytes: info.memory_bytes,
+            data_root: info.data_root,
+            address: None,
+            role: "standalone".into(),
+            state: "ready".into(),
+            availability: NodeAvailability::Active,
+            labels: BTreeMap::new(),
+            local: true,
+        }
+    }
 }
 
 /// Whether a node takes instances.
@@ -525,20 +545,7 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// The machines instances run on. A single engine is one node, the local machine.
     async fn nodes(&self) -> EngineResult<Vec<EngineNode>> {
-        let info = self.info().await?;
-        Ok(vec![EngineNode {
-            name: info.node_name,
-            engine: format!("{} {}", info.name, info.version),
-            cpus: info.cpus,
-            memory_bytes: info.memory_bytes,
-            data_root: info.data_root,
-            address: None,
-            role: "standalone".into(),
-            state: "ready".into(),
-            availability: NodeAvailability::Active,
-            labels: BTreeMap::new(),
-            local: true,
-        }])
+        Ok(vec![EngineNode::standalone(self.info().await?)])
     }
 
     /// Sets whether a node takes instances (`drain`: its instances move away). A
@@ -562,6 +569,14 @@ pub trait Runtime: Send + Sync + 'static {
         _labels: &BTreeMap<String, String>,
     ) -> EngineResult<bool> {
         Ok(false)
+    }
+
+    /// A reading of the host of `node`, a node Berth does not run on, by the node agent
+    /// there: the JSON it prints (see `berth_engine::node_agent`). `None` when this engine
+    /// has no agent on that node (a single engine's one node is the machine Berth runs on;
+    /// a Swarm node whose engine Berth does not reach has none).
+    async fn read_node(&self, _node: &str) -> EngineResult<Option<Vec<u8>>> {
+        Ok(None)
     }
 
     /// Creates the named bridge network if it does not exist yet (idempotent).

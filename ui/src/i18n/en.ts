@@ -449,7 +449,7 @@ export const en = {
   "nodes.noLabels": "none",
   "nodes.node": "Node",
   "nodes.notMeasured": "not measured",
-  "nodes.notMeasuredTitle": "Berth measures CPU, memory and disks only on the machine it runs on; this node shows its capacity and state.",
+  "nodes.notMeasuredTitle": "Berth measures CPU, memory and disks on the machine it runs on and, through its node agent, on Swarm nodes whose engine it reaches (--node-engines); this node shows its capacity and state.",
   "nodes.pause": "Pause",
   "nodes.pauseHelp": "Keeps its instances, takes no new ones",
   "nodes.reason.no_sample_yet": "no sample yet",

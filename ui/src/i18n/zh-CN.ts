@@ -450,7 +450,7 @@ export const zhCN: Dict = {
   "nodes.noLabels": "无",
   "nodes.node": "节点",
   "nodes.notMeasured": "未测量",
-  "nodes.notMeasuredTitle": "Berth 只测量其所在机器的 CPU、内存和磁盘；此节点仅显示容量和状态。",
+  "nodes.notMeasuredTitle": "Berth 测量其所在机器的 CPU、内存和磁盘，并通过节点代理测量其能直连引擎（--node-engines）的 Swarm 节点；此节点仅显示容量和状态。",
   "nodes.pause": "暂停",
   "nodes.pauseHelp": "保留现有实例，不再接收新实例",
   "nodes.reason.no_sample_yet": "尚无采样",

@@ -1,7 +1,7 @@
 // The nodes: each machine with its status (red when a resource runs low, grey when it stopped
 // reporting) and why, the engine's view of it (ready, down…, and whether it is drained or
 // paused; admins drain, pause and activate it), its role and address, CPU, memory and disk bars
-// (only for the machine Berth runs on: the others say "not measured"), capacity and labels
+// (for the machine Berth runs on and the Swarm nodes its node agent reads: the others say "not measured"), capacity and labels
 // (admins edit them), its latest events for admins, its history as charts (folded); refreshed
 // every few seconds.
 // `ClusterBanner` is the shell's banner saying the cluster needs another node when every node

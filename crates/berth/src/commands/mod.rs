@@ -12,6 +12,7 @@ mod domains;
 mod exec;
 mod images;
 mod metrics;
+pub mod node_agent;
 mod nodes;
 mod pipelines;
 mod probes;
@@ -143,6 +144,9 @@ enum Command {
     Autoscale(autoscale::AutoscaleArgs),
     #[command(flatten)]
     Pipeline(pipelines::PipelineCommand),
+    /// What runs in the node agent's container on other nodes of a Swarm
+    #[command(subcommand, hide = true)]
+    NodeAgent(node_agent::NodeAgentCommand),
 }
 
 impl Cli {
@@ -183,6 +187,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Templates(command) => templates::run(&global.client()?, command).await,
         Command::Audit(args) => audit::run(&global.client()?, args).await,
         Command::Autoscale(args) => autoscale::run(&global.client()?, args).await,
+        Command::NodeAgent(command) => node_agent::run(command).await,
         Command::Pipeline(command) => {
             let target = global.target()?;
             let client = Client::new(&target.server, target.token)?;

@@ -44,6 +44,7 @@ use tokio::sync::{Mutex, OnceCell};
 use tokio_util::sync::CancellationToken;
 
 mod exec;
+mod node_agent;
 pub mod swarm;
 mod volumes;
 

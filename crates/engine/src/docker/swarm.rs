@@ -47,6 +47,7 @@ use super::{
     DockerEngine, MANAGED_NETWORK_LABEL, docker_credentials, env_list, label_filters, map_err,
     parse_rfc3339_ms, status_of,
 };
+use crate::node_agent::NodeAgent;
 use crate::{
     ContainerState, EngineError, EngineEvent, EngineInfo, EngineNode, EngineResult, ExecSession,
     ExecSpec, InstanceSpec, LogLine, LogOptions, NodeAvailability, ObservedContainer,
@@ -96,6 +97,8 @@ pub struct SwarmEngine {
     /// The labels of volumes asked for and not yet on a node: each is made on its node once
     /// the first instance mounting it says which nodes it may run on.
     unplaced_volumes: std::sync::Arc<std::sync::Mutex<HashMap<String, BTreeMap<String, String>>>>,
+    /// The agent kept on each node with an engine of its own, to read its host.
+    node_agent: Option<std::sync::Arc<NodeAgent>>,
 }
 
 impl SwarmEngine {
@@ -110,7 +113,15 @@ impl SwarmEngine {
             unplaced_volumes: Default::default(),
             placing: Default::default(),
             nodes_seen: Default::default(),
+            node_agent: None,
         }
+    }
+
+    /// Reads the hosts of the nodes given an engine ([`SwarmEngine::with_node_engines`]) with
+    /// `agent`, kept running on each of them.
+    pub fn with_node_agent(mut self, agent: NodeAgent) -> Self {
+        self.node_agent = Some(std::sync::Arc::new(agent));
+        self
     }
 
     /// Reaches the containers on other nodes through their own engines, by node name.
@@ -1060,6 +1071,13 @@ impl Runtime for SwarmEngine {
             .collect();
         listed.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(listed)
+    }
+
+    async fn read_node(&self, node: &str) -> EngineResult<Option<Vec<u8>>> {
+        let (Some(agent), Some(engine)) = (&self.node_agent, self.node_engines.get(node)) else {
+            return Ok(None);
+        };
+        engine.read_host_with_agent(agent).await.map(Some)
     }
 
     async fn set_node_availability(
