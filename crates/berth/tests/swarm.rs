@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Server, hit, ready_instances, tar_entry, wait_until};
+use support::{Server, hit, ready_instances, tar_entry, tar_of, wait_until};
 
 const ROLLOUT: Duration = Duration::from_secs(180);
 /// The host's address on the rig's network (nodes reach Berth's registry there).
@@ -623,6 +623,34 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
     let out = server.cli(&["volumes", "backup", "default/notes"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(tar_entry(&out.stdout, "./note"), "kept");
+    // A restore right after scaling to 0: the node lets go of the stopped instances'
+    // containers first, and the restored files are what the instances see again.
+    let out = server.cli(&["scale", "notes", "0"]);
+    assert!(out.status.success(), "{out:?}");
+    server
+        .wait_app("notes", "no instance", ROLLOUT, |a| {
+            a["instances"].as_array().is_some_and(Vec::is_empty)
+        })
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = tar_of(dir.path(), &[("note", "restored")]);
+    let out = server.cli_with_stdin(&["volumes", "restore", "default/notes"], &archive);
+    assert!(out.status.success(), "{out:?}");
+    let out = server.cli(&["scale", "notes", "1"]);
+    assert!(out.status.success(), "{out:?}");
+    let app = server
+        .wait_app("notes", "1 ready instance", ROLLOUT, |a| {
+            ready_instances(a).len() == 1
+        })
+        .await;
+    assert!(per_node(&app).keys().eq(["rig-node-2"]), "{app:#}");
+    let read = files(
+        &ready_instances(&app)[0],
+        reqwest::Method::GET,
+        "path=/data/note".into(),
+    )
+    .await;
+    assert_eq!(read, (200, "restored".to_string()));
     let out = server.cli(&["apps", "delete", "notes", "--delete-volumes"]);
     assert!(out.status.success(), "{out:?}");
     wait_until("the volume and its pin are gone", ROLLOUT, || async {

@@ -185,6 +185,14 @@ impl Runtime for FencedRuntime {
         self.inner.remove_volume(name).await
     }
 
+    async fn empty_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> EngineResult<()> {
+        self.inner.empty_volume(name, labels).await
+    }
+
     fn export_volume(&self, name: &str) -> BoxStream<'static, EngineResult<Bytes>> {
         self.inner.export_volume(name)
     }

@@ -636,6 +636,18 @@ pub trait Runtime: Send + Sync + 'static {
     /// container still mounts is [`EngineError::Conflict`].
     async fn remove_volume(&self, name: &str) -> EngineResult<()>;
 
+    /// Empties a volume where it is (a restore's fresh store): it is removed and made again
+    /// with `labels`, on the same node for an engine of several. A volume a container still
+    /// mounts is [`EngineError::Conflict`], and stays as it was.
+    async fn empty_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> EngineResult<()> {
+        self.remove_volume(name).await?;
+        self.ensure_volume(name, labels).await
+    }
+
     /// The volume's files as an uncompressed tar stream, entries relative to its root (`./…`).
     /// A missing volume is [`EngineError::NotFound`].
     fn export_volume(&self, name: &str) -> BoxStream<'static, EngineResult<Bytes>>;

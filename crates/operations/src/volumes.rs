@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek};
 use std::path::{Component, Path};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::accounts::TeamAction;
@@ -24,6 +25,9 @@ use crate::error::{OpError, OpResult};
 
 /// Largest archive a restore accepts.
 pub const MAX_RESTORE_BYTES: u64 = 64 * 1024 * 1024 * 1024;
+
+/// How long a restore waits for an instance that has just stopped to let go of the volume.
+const STOPPING_INSTANCE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// A volume with the apps that mount it and the engine stores it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -391,17 +395,6 @@ impl Platform {
             ));
         }
         let runtime = &self.controller.shared().runtime;
-        // A fresh, empty store: a restore leaves nothing of what was there before.
-        let stopped = runtime.remove_volume(&store).await;
-        if let Err(EngineError::Conflict(reason)) = stopped {
-            return Err(OpError::conflict(
-                "volume_in_use",
-                format!(
-                    "volume {team}/{name} is still mounted by a stopping instance ({reason}); try again in a moment"
-                ),
-            ));
-        }
-        stopped?;
         let mut store_labels = BTreeMap::from([
             (labels::NAMESPACE.to_string(), self.namespace().to_string()),
             (labels::TEAM.to_string(), team.to_string()),
@@ -410,7 +403,27 @@ impl Platform {
         if let Some(slot) = slot {
             store_labels.insert(labels::VOLUME_SLOT.to_string(), slot.to_string());
         }
-        runtime.ensure_volume(&store, &store_labels).await?;
+        // A fresh, empty store where the volume is: a restore leaves nothing of what was
+        // there before. An instance stopped a moment ago may still be leaving (a Swarm node
+        // removes its container shortly after its task ends): it is waited for, a little.
+        let patience = tokio::time::Instant::now() + STOPPING_INSTANCE_PATIENCE;
+        let emptied = loop {
+            match runtime.empty_volume(&store, &store_labels).await {
+                Err(EngineError::Conflict(_)) if tokio::time::Instant::now() < patience => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                other => break other,
+            }
+        };
+        if let Err(EngineError::Conflict(reason)) = emptied {
+            return Err(OpError::conflict(
+                "volume_in_use",
+                format!(
+                    "volume {team}/{name} is still mounted by a stopping instance ({reason}); try again in a moment"
+                ),
+            ));
+        }
+        emptied?;
         runtime.import_volume(&store, file_stream(archive)).await?;
         actor.audit.set_detail(format!(
             "restored{}",

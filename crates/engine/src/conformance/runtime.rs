@@ -493,8 +493,9 @@ fn files_of(archive: &[u8]) -> Vec<(String, String)> {
 }
 
 /// Volumes: made idempotently with their labels, listed (and measured) by label, filled from
-/// and read back as a tar stream, mounted into an instance, refused removal while a container
-/// mounts them, removed after, and removing a missing one is fine.
+/// and read back as a tar stream, mounted into an instance, refused removal and emptying while a
+/// container mounts them, emptied (labels kept) and removed after, and removing a missing one
+/// is fine.
 pub async fn check_volumes(engine: &dyn Runtime, fixture: &ConformanceFixture) {
     let name = format!("{}_conformance_data", fixture.namespace);
     let labels = namespace_filter(fixture);
@@ -566,10 +567,34 @@ pub async fn check_volumes(engine: &dyn Runtime, fixture: &ConformanceFixture) {
         matches!(refused, Err(EngineError::Conflict(_))),
         "removing a mounted volume: {refused:?}"
     );
+    let refused = engine.empty_volume(&name, &labels).await;
+    assert!(
+        matches!(refused, Err(EngineError::Conflict(_))),
+        "emptying a mounted volume: {refused:?}"
+    );
     engine
         .stop_instance(&id, GRACE)
         .await
         .expect("stop_instance failed");
+    engine
+        .empty_volume(&name, &labels)
+        .await
+        .expect("empty_volume failed");
+    let mut exported = Vec::new();
+    let mut chunks = engine.export_volume(&name);
+    while let Some(chunk) = chunks.next().await {
+        exported.extend_from_slice(&chunk.expect("export_volume failed"));
+    }
+    assert!(
+        files_of(&exported).is_empty(),
+        "an emptied volume holds nothing"
+    );
+    let listed = engine
+        .list_volumes(&labels, false)
+        .await
+        .expect("list_volumes failed");
+    assert_eq!(listed.len(), 1, "the emptied volume is listed");
+    assert_eq!(listed[0].labels, labels, "an emptied volume's labels");
     engine
         .remove_volume(&name)
         .await

@@ -321,6 +321,20 @@ fn force_remove() -> bollard::query_parameters::RemoveContainerOptions {
 }
 
 impl DockerEngine {
+    /// How many containers, running or not, carry `label` (`key=value`).
+    pub(crate) async fn containers_labelled(&self, label: &str) -> EngineResult<usize> {
+        let docker = self.ready().await?;
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&HashMap::from([("label", vec![label])]))
+            .build();
+        let listed = docker
+            .list_containers(Some(options))
+            .await
+            .map_err(map_err)?;
+        Ok(listed.len())
+    }
+
     /// Follows a started throwaway container's output until it exits; returns its exit code.
     async fn follow_to_exit(&self, id: &str, output: OutputSink<'_>) -> EngineResult<i64> {
         let mut logs = self.logs(

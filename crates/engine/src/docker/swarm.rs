@@ -578,6 +578,53 @@ impl SwarmEngine {
 
     /// Whether a service's tasks have all stopped, or run on a node that is down (it never
     /// reports back), or the service is unknown.
+    /// The names of the nodes the service's tasks were sent to.
+    async fn task_nodes(&self, service_id: &str) -> EngineResult<Vec<String>> {
+        let docker = self.manager.ready().await?;
+        let filters = HashMap::from([("service", vec![service_id])]);
+        let options = ListTasksOptionsBuilder::new().filters(&filters).build();
+        let tasks = docker.list_tasks(Some(options)).await.map_err(map_err)?;
+        let nodes = self.nodes().await?;
+        let mut names: Vec<String> = tasks
+            .iter()
+            .filter_map(|task| nodes.get(task.node_id.as_ref()?))
+            .filter(|node| node.up)
+            .map(|node| node.name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Waits (until `deadline`) for the node's engine to have removed every container of the
+    /// removed service; a node whose engine Berth does not reach is not waited for.
+    async fn wait_containers_gone(
+        &self,
+        node: &str,
+        service_id: &str,
+        deadline: tokio::time::Instant,
+    ) {
+        let Ok(engine) = self.engine_of_node(node).await else {
+            return;
+        };
+        let label = format!("com.docker.swarm.service.id={service_id}");
+        loop {
+            match engine.containers_labelled(&label).await {
+                Ok(0) => return,
+                Ok(_) if tokio::time::Instant::now() < deadline => {}
+                Ok(left) => {
+                    tracing::warn!(service = %service_id, node, left, "the node has not removed the stopped instance's containers yet");
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(service = %service_id, node, %error, "cannot list the node's containers");
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     async fn stopped(&self, service: &str) -> EngineResult<bool> {
         let docker = self.manager.ready().await?;
         let filters = HashMap::from([("service", vec![service])]);
@@ -1172,19 +1219,29 @@ impl Runtime for SwarmEngine {
     /// period set at creation) and waits until the task has stopped.
     async fn stop_instance(&self, id: &str, grace: Duration) -> EngineResult<()> {
         let docker = self.manager.ready().await?;
-        // The instance whose secret files go with it (none for most: no lookup then).
-        let with_files = match docker
+        let service = match docker
             .inspect_service(id, None::<InspectServiceOptions>)
             .await
         {
-            Ok(service) => service.spec.and_then(|spec| {
-                let has_files = container_spec(&spec)
-                    .and_then(|container| container.secrets.as_ref())
-                    .is_some_and(|secrets| !secrets.is_empty());
-                spec.name.filter(|_| has_files)
-            }),
+            Ok(service) => service,
             Err(e) if status_of(&e) == Some(404) => return Ok(()),
             Err(e) => return Err(map_err(e)),
+        };
+        let spec = service.spec.unwrap_or_default();
+        // The instance whose secret files go with it (none for most: no lookup then).
+        let with_files = spec.name.clone().filter(|_| {
+            container_spec(&spec)
+                .and_then(|container| container.secrets.as_ref())
+                .is_some_and(|secrets| !secrets.is_empty())
+        });
+        // An instance mounting volumes is stopped once its containers are gone from its
+        // node, not only its task: until then the node's engine counts the volume in use.
+        let mounts_volumes = container_spec(&spec)
+            .and_then(|container| container.mounts.as_ref())
+            .is_some_and(|mounts| !mounts.is_empty());
+        let task_nodes = match (&service.id, mounts_volumes) {
+            (Some(service_id), true) => self.task_nodes(service_id).await?,
+            _ => Vec::new(),
         };
         match docker.delete_service(id).await {
             Ok(()) => {}
@@ -1198,6 +1255,11 @@ impl Runtime for SwarmEngine {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if let Some(service_id) = &service.id {
+            for node in &task_nodes {
+                self.wait_containers_gone(node, service_id, deadline).await;
+            }
         }
         if let Some(name) = with_files {
             self.remove_file_secrets(&name).await;
@@ -1361,6 +1423,25 @@ impl Runtime for SwarmEngine {
             }
         })
         .await
+    }
+
+    /// On the node that holds it, which keeps its pin (removing and placing anew could move
+    /// the data to a node the apps mounting it may not run on).
+    async fn empty_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> EngineResult<()> {
+        match self.volume_home(name, None).await? {
+            Some((_, engine)) => {
+                engine.remove_volume(name).await?;
+                engine.ensure_volume(name, labels).await
+            }
+            None => {
+                self.remove_volume(name).await?;
+                self.ensure_volume(name, labels).await
+            }
+        }
     }
 
     /// From the node that holds it.

@@ -197,15 +197,14 @@ impl DockerEngine {
             let chunks = docker
                 .download_from_container(&id, Some(options))
                 .map(|chunk| chunk.map_err(map_err));
-            // The helper goes once the stream is done or dropped.
+            // The helper goes before the stream ends (so the volume is free once it has), or
+            // in the background when the stream is dropped midway.
             let guard = HelperGuard {
                 docker: Some(docker),
                 id,
             };
-            Ok::<_, EngineError>(chunks.map(move |chunk| {
-                let _keep = &guard;
-                chunk
-            }))
+            let removed = stream::once(guard.remove()).filter_map(|()| async { None });
+            Ok::<_, EngineError>(chunks.chain(removed))
         };
         stream::once(opened)
             .flat_map(|opened| match opened {
@@ -222,14 +221,14 @@ impl DockerEngine {
     ) -> EngineResult<()> {
         let id = self.helper_container(volume).await?;
         let docker = self.ready().await?.clone();
-        let _guard = HelperGuard {
+        let guard = HelperGuard {
             docker: Some(docker.clone()),
             id: id.clone(),
         };
         let options = UploadToContainerOptionsBuilder::new()
             .path(HELPER_MOUNT)
             .build();
-        docker
+        let filled = docker
             .upload_to_container(&id, Some(options), body_try_stream(archive))
             .await
             .map_err(|e| match e {
@@ -237,7 +236,10 @@ impl DockerEngine {
                     EngineError::Other(format!("the engine refused the archive: {message}"))
                 }
                 e => map_err(e),
-            })
+            });
+        // Gone before the fill returns: the volume is then free for whatever comes next.
+        guard.remove().await;
+        filled
     }
 }
 
@@ -328,10 +330,26 @@ async fn import_helper_image(docker: &Docker) -> EngineResult<()> {
     Ok(())
 }
 
-/// Removes a helper container when dropped.
+/// Removes a helper container: [`HelperGuard::remove`] now, or in the background when dropped.
 struct HelperGuard {
     docker: Option<Docker>,
     id: String,
+}
+
+impl HelperGuard {
+    /// Removes the helper now (a failure is logged).
+    async fn remove(mut self) {
+        let Some(docker) = self.docker.take() else {
+            return;
+        };
+        if let Err(e) = docker
+            .remove_container(&self.id, Some(force_remove()))
+            .await
+            && status_of(&e) != Some(404)
+        {
+            tracing::warn!(container = %self.id, error = %e, "could not remove a volume helper container");
+        }
+    }
 }
 
 impl Drop for HelperGuard {
