@@ -30,10 +30,32 @@ impl DockerEngine {
         self.read_with_node_agent(agent, &container).await
     }
 
+    /// The agent's container when it runs here with `agent`'s image.
+    pub(crate) async fn running_node_agent(
+        &self,
+        agent: &NodeAgent,
+    ) -> EngineResult<Option<String>> {
+        let docker = self.ready().await?;
+        match docker.inspect_container(CONTAINER_NAME, None).await {
+            Ok(found) => {
+                let image = found
+                    .config
+                    .and_then(|c| c.labels)
+                    .and_then(|labels| labels.get(AGENT_LABEL).cloned());
+                let running = found.state.and_then(|s| s.running) == Some(true);
+                Ok(found
+                    .id
+                    .filter(|_| running && image.as_deref() == Some(agent.image())))
+            }
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
     /// Makes sure the agent runs on this engine, and answers its container's id: the image
     /// is imported when missing, and the container is started when stopped and made anew
     /// when missing or of another image.
-    async fn ensure_node_agent(&self, agent: &NodeAgent) -> EngineResult<String> {
+    pub(crate) async fn ensure_node_agent(&self, agent: &NodeAgent) -> EngineResult<String> {
         let docker = self.ready().await?;
         match docker.inspect_container(CONTAINER_NAME, None).await {
             Ok(found) => {
@@ -171,7 +193,7 @@ impl DockerEngine {
     /// One reading: the agent's read command run in its container, its standard output (at
     /// most [`MAX_OUTPUT_BYTES`]). A command that fails is an error with what it printed on
     /// standard error.
-    async fn read_with_node_agent(
+    pub(crate) async fn read_with_node_agent(
         &self,
         agent: &NodeAgent,
         container: &str,

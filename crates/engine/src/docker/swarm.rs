@@ -61,6 +61,8 @@ const EVENT_POLL: Duration = Duration::from_millis(500);
 /// How long a listing of the nodes serves before the manager is asked again (Berth's own
 /// changes to a node ask at once).
 const NODES_FRESH_FOR: Duration = Duration::from_secs(1);
+/// How long a reading by a node agent may take (an exec of a process that reads three files).
+const AGENT_READ_PATIENCE: Duration = Duration::from_secs(10);
 /// How long a stop waits beyond the grace period for the task to be gone.
 const STOP_MARGIN: Duration = Duration::from_secs(15);
 /// The Swarm node label saying Berth drains the node: Swarm only pauses it (no new task),
@@ -86,7 +88,10 @@ pub struct SwarmEngine {
     placing: std::sync::Arc<std::sync::Mutex<HashMap<String, (AppKey, String)>>>,
     /// The last listing of the nodes and when it was made: the event poll, every sample and
     /// every placement read the nodes, which change rarely.
-    nodes_seen: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, NodesById)>>>,
+    nodes_seen: Recent<NodesById>,
+    /// The last listing of running tasks, by service id: every instance's usage sample
+    /// looks its task up, each round.
+    tasks_seen: Recent<HashMap<String, Task>>,
     /// The engines of other nodes than the manager's, by node (host) name: what only the
     /// engine running a container does (exec, CPU and memory samples) goes there.
     node_engines: std::sync::Arc<HashMap<String, DockerEngine>>,
@@ -99,6 +104,8 @@ pub struct SwarmEngine {
     unplaced_volumes: std::sync::Arc<std::sync::Mutex<HashMap<String, BTreeMap<String, String>>>>,
     /// The agent kept on each node with an engine of its own, to read its host.
     node_agent: Option<std::sync::Arc<NodeAgent>>,
+    /// Nodes whose agent is being set up, and why the last setup on a node failed.
+    agent_setups: std::sync::Arc<std::sync::Mutex<AgentSetups>>,
 }
 
 impl SwarmEngine {
@@ -113,7 +120,9 @@ impl SwarmEngine {
             unplaced_volumes: Default::default(),
             placing: Default::default(),
             nodes_seen: Default::default(),
+            tasks_seen: Default::default(),
             node_agent: None,
+            agent_setups: Default::default(),
         }
     }
 
@@ -175,7 +184,7 @@ impl SwarmEngine {
             .update_node(&id, spec, options)
             .await
             .map_err(map_err);
-        *self.seen_nodes() = None;
+        self.nodes_seen.clear();
         updated
     }
 
@@ -192,6 +201,25 @@ impl SwarmEngine {
         let tasks: Vec<&Task> = tasks.iter().collect();
         let task = current_task(&tasks)
             .ok_or_else(|| EngineError::NotFound(format!("instance {service} has no task")))?;
+        self.place_of(service, task).await
+    }
+
+    /// Where an instance's container runs, from a recent listing of the running tasks (one
+    /// call for all the instances sampled in a round); an instance that listing does not
+    /// show, or whose container has changed since, is looked up alone.
+    async fn locate_recent(&self, service: &str) -> EngineResult<(String, DockerEngine, String)> {
+        match self.running_tasks().await?.remove(service) {
+            Some(task) => self.place_of(service, task).await,
+            None => self.locate(service).await,
+        }
+    }
+
+    /// The node (name and engine) and container id of `task`, the current one of `service`.
+    async fn place_of(
+        &self,
+        service: &str,
+        task: Task,
+    ) -> EngineResult<(String, DockerEngine, String)> {
         let status = task.status.unwrap_or_default();
         let container = status
             .container_status
@@ -353,6 +381,13 @@ impl SwarmEngine {
         Ok(id)
     }
 
+    fn setups(&self) -> std::sync::MutexGuard<'_, AgentSetups> {
+        // Two sets of names: a panic elsewhere cannot leave them inconsistent.
+        self.agent_setups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn placing_now(&self) -> std::sync::MutexGuard<'_, HashMap<String, (AppKey, String)>> {
         // A map of names: a panic elsewhere cannot leave it inconsistent.
         self.placing
@@ -362,21 +397,31 @@ impl SwarmEngine {
 
     /// Every node, by node id: the manager's listing at most [`NODES_FRESH_FOR`] old.
     async fn nodes(&self) -> EngineResult<NodesById> {
-        if let Some((at, nodes)) = self.seen_nodes().as_ref()
-            && at.elapsed() < NODES_FRESH_FOR
-        {
-            return Ok(nodes.clone());
+        if let Some(nodes) = self.nodes_seen.get(NODES_FRESH_FOR) {
+            return Ok(nodes);
         }
         let nodes = self.list_nodes().await?;
-        *self.seen_nodes() = Some((std::time::Instant::now(), nodes.clone()));
+        self.nodes_seen.set(nodes.clone());
         Ok(nodes)
     }
 
-    fn seen_nodes(&self) -> std::sync::MutexGuard<'_, Option<(std::time::Instant, NodesById)>> {
-        // A cached listing: a panic elsewhere cannot leave it inconsistent.
-        self.nodes_seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The current task of every service that has one meant to run, by service id, listed
+    /// at most once per [`NODES_FRESH_FOR`].
+    async fn running_tasks(&self) -> EngineResult<HashMap<String, Task>> {
+        if let Some(tasks) = self.tasks_seen.get(NODES_FRESH_FOR) {
+            return Ok(tasks);
+        }
+        let docker = self.manager.ready().await?;
+        let filters = HashMap::from([("desired-state", vec!["running"])]);
+        let tasks = docker
+            .list_tasks(Some(
+                ListTasksOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await
+            .map_err(map_err)?;
+        let tasks = current_tasks_by_service(&tasks);
+        self.tasks_seen.set(tasks.clone());
+        Ok(tasks)
     }
 
     /// Every node, by node id, as the manager lists them now.
@@ -904,6 +949,70 @@ pub fn service_spec(
 }
 
 /// The task that stands for a service now: the one Swarm wants running, else the newest.
+/// The current task ([`current_task`]) of each service among `tasks`, by service id.
+fn current_tasks_by_service(tasks: &[Task]) -> HashMap<String, Task> {
+    let mut by_service: HashMap<&str, Vec<&Task>> = HashMap::new();
+    for task in tasks {
+        if let Some(service) = task.service_id.as_deref() {
+            by_service.entry(service).or_default().push(task);
+        }
+    }
+    by_service
+        .into_iter()
+        .filter_map(|(service, tasks)| Some((service.to_owned(), current_task(&tasks)?)))
+        .collect()
+}
+
+/// The node agents being set up, and why the last setup on a node failed.
+#[derive(Debug, Default)]
+struct AgentSetups {
+    in_flight: std::collections::HashSet<String>,
+    failures: HashMap<String, String>,
+}
+
+/// A value listed recently, and when: what several callers ask for within moments is listed
+/// once.
+#[derive(Debug)]
+struct Recent<T>(std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, T)>>>);
+
+impl<T> Default for Recent<T> {
+    fn default() -> Self {
+        Recent(Default::default())
+    }
+}
+
+impl<T> Clone for Recent<T> {
+    fn clone(&self) -> Self {
+        Recent(std::sync::Arc::clone(&self.0))
+    }
+}
+
+impl<T: Clone> Recent<T> {
+    /// The value, when listed less than `fresh_for` ago.
+    fn get(&self, fresh_for: Duration) -> Option<T> {
+        self.lock()
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < fresh_for)
+            .map(|(_, value)| value.clone())
+    }
+
+    fn set(&self, value: T) {
+        *self.lock() = Some((std::time::Instant::now(), value));
+    }
+
+    /// Forgets the value (it changed).
+    fn clear(&self) {
+        *self.lock() = None;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(std::time::Instant, T)>> {
+        // A cached listing: a panic elsewhere cannot leave it inconsistent.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 fn current_task(tasks: &[&Task]) -> Option<Task> {
     let created = |task: &&&Task| {
         task.created_at
@@ -1120,11 +1229,57 @@ impl Runtime for SwarmEngine {
         Ok(listed)
     }
 
+    /// A reading by the agent when it runs. Otherwise its setup (importing its image can
+    /// take a while) starts in the background, and the node is read without readings until
+    /// it is done — or fails with the reason the last setup failed.
     async fn read_node(&self, node: &str) -> EngineResult<Option<Vec<u8>>> {
         let (Some(agent), Some(engine)) = (&self.node_agent, self.node_engines.get(node)) else {
             return Ok(None);
         };
-        engine.read_host_with_agent(agent).await.map(Some)
+        if self.setups().in_flight.contains(node) {
+            return Ok(None);
+        }
+        if let Some(container) = engine.running_node_agent(agent).await? {
+            let read = engine.read_with_node_agent(agent, &container);
+            return match tokio::time::timeout(AGENT_READ_PATIENCE, read).await {
+                Ok(output) => output.map(Some),
+                Err(_) => Err(EngineError::Other(format!(
+                    "the node agent did not answer within {} s",
+                    AGENT_READ_PATIENCE.as_secs()
+                ))),
+            };
+        }
+        let last_failure = {
+            let mut setups = self.setups();
+            setups.in_flight.insert(node.to_owned());
+            setups.failures.get(node).cloned()
+        };
+        let (engine, agent, setups, node) = (
+            engine.clone(),
+            std::sync::Arc::clone(agent),
+            std::sync::Arc::clone(&self.agent_setups),
+            node.to_owned(),
+        );
+        tokio::spawn(async move {
+            let outcome = engine.ensure_node_agent(&agent).await;
+            let mut setups = setups.lock().unwrap_or_else(|e| e.into_inner());
+            setups.in_flight.remove(&node);
+            match outcome {
+                Ok(_) => {
+                    tracing::info!(%node, "the node agent runs");
+                    setups.failures.remove(&node);
+                }
+                Err(error) => {
+                    setups
+                        .failures
+                        .insert(node, format!("the node agent cannot be set up: {error}"));
+                }
+            }
+        });
+        match last_failure {
+            Some(reason) => Err(EngineError::Other(reason)),
+            None => Ok(None),
+        }
     }
 
     async fn set_node_availability(
@@ -1358,8 +1513,15 @@ impl Runtime for SwarmEngine {
 
     /// From the engine of the node the instance runs on.
     async fn resource_sample(&self, id: &str) -> EngineResult<ResourceSample> {
-        let (_, engine, container) = self.locate(id).await?;
-        engine.resource_sample(&container).await
+        let (_, engine, container) = self.locate_recent(id).await?;
+        match engine.resource_sample(&container).await {
+            // The container of a task listed a moment ago may have been replaced since.
+            Err(EngineError::NotFound(_) | EngineError::Conflict(_)) => {
+                let (_, engine, container) = self.locate(id).await?;
+                engine.resource_sample(&container).await
+            }
+            sampled => sampled,
+        }
     }
 
     /// A team's volume on the node that holds it; one on no node yet is made there once the
@@ -1799,6 +1961,61 @@ mod tests {
             ..Default::default()
         };
         (HashMap::from([("n1".to_string(), node)]), task)
+    }
+
+    #[test]
+    fn one_listing_gives_each_services_current_task() {
+        // (service, task id, desired state, created at)
+        let listed = [
+            (
+                Some("s1"),
+                "old",
+                TaskState::SHUTDOWN,
+                "2026-12-08T10:00:00Z",
+            ),
+            (
+                Some("s1"),
+                "new",
+                TaskState::RUNNING,
+                "2026-12-08T10:00:05Z",
+            ),
+            (
+                Some("s2"),
+                "only",
+                TaskState::RUNNING,
+                "2026-12-08T09:00:00Z",
+            ),
+            (Some("s3"), "b", TaskState::RUNNING, "2026-12-08T10:00:01Z"),
+            (Some("s3"), "a", TaskState::RUNNING, "2026-12-08T10:00:00Z"),
+            (None, "orphan", TaskState::RUNNING, "2026-12-08T10:00:00Z"),
+        ]
+        .map(|(service, id, desired, created)| Task {
+            id: Some(id.into()),
+            service_id: service.map(str::to_owned),
+            desired_state: Some(desired),
+            created_at: Some(created.into()),
+            ..Default::default()
+        });
+        let current = current_tasks_by_service(&listed);
+        let ids: BTreeMap<&str, &str> = current
+            .iter()
+            .map(|(service, task)| (service.as_str(), task.id.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            ids,
+            BTreeMap::from([("s1", "new"), ("s2", "only"), ("s3", "b")])
+        );
+    }
+
+    #[test]
+    fn a_recent_value_serves_until_it_is_too_old_or_cleared() {
+        let recent = Recent::default();
+        assert_eq!(recent.get(Duration::from_secs(60)), None);
+        recent.set(7);
+        assert_eq!(recent.clone().get(Duration::from_secs(60)), Some(7));
+        assert_eq!(recent.get(Duration::ZERO), None, "too old");
+        recent.clear();
+        assert_eq!(recent.get(Duration::from_secs(60)), None);
     }
 
     #[test]
