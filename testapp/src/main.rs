@@ -65,7 +65,9 @@ struct Shared {
 
 /// `berth-testapp run …`: small programs for tests of `berth exec` (the image has no shell):
 /// `echo WORDS…`, `exit CODE`, `cat` (stdin to stdout until it closes), `tty` (whether
-/// stdout is a terminal), `hostname` (the container's: which one the command ran in).
+/// stdout is a terminal), `hostname` (the container's: which one the command ran in), `get
+/// HOST:PORT PATH` (an HTTP/1.0 GET, the host resolved by the container's resolver: prints the
+/// response's body, exits 1 when it is not a 200 or the host is not reached within 5 s).
 fn run_tool(args: &[String]) -> ! {
     use std::io::{IsTerminal, Read, Write};
     let mut out = std::io::stdout();
@@ -94,13 +96,63 @@ fn run_tool(args: &[String]) -> ! {
         Some("tty") => {
             let _ = writeln!(out, "{}", if out.is_terminal() { "tty" } else { "no tty" });
         }
+        Some("get") => match http_get(args.get(1), args.get(2)) {
+            Ok(body) => {
+                let _ = out.write_all(&body);
+            }
+            Err(why) => {
+                eprintln!("berth-testapp run get: {why}");
+                exit(1);
+            }
+        },
         other => {
-            eprintln!("berth-testapp run: unknown tool {other:?} (echo, exit, cat, tty, hostname)");
+            eprintln!(
+                "berth-testapp run: unknown tool {other:?} (echo, exit, cat, tty, hostname, get)"
+            );
             exit(2);
         }
     }
     let _ = out.flush();
     exit(0)
+}
+
+/// `run get`: one HTTP/1.0 GET of `path` from `address` (`host:port`); the body of a 200.
+fn http_get(address: Option<&String>, path: Option<&String>) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    let (Some(address), Some(path)) = (address, path) else {
+        return Err("usage: get HOST:PORT PATH".into());
+    };
+    let patience = Duration::from_secs(5);
+    let resolved = address
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {address}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{address} resolves to nothing"))?;
+    let mut stream = TcpStream::connect_timeout(&resolved, patience)
+        .map_err(|e| format!("cannot reach {address} ({resolved}): {e}"))?;
+    let _ = stream.set_read_timeout(Some(patience));
+    let host = address
+        .rsplit_once(':')
+        .map_or(address.as_str(), |(h, _)| h);
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")
+        .map_err(|e| format!("cannot send to {address}: {e}"))?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .map_err(|e| format!("no answer from {address}: {e}"))?;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("{address} answered no HTTP response"))?;
+    let status_line = String::from_utf8_lossy(&answer[..split]);
+    if status_line.split_whitespace().nth(1) != Some("200") {
+        return Err(format!(
+            "{address} answered {}",
+            status_line.lines().next().unwrap_or_default()
+        ));
+    }
+    Ok(answer[split + 4..].to_vec())
 }
 
 fn main() {

@@ -12,7 +12,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -458,6 +458,110 @@ async fn instances_spread_over_nodes_and_datacenters_and_come_back_when_a_node_d
         Some(3),
         "the exit code comes back from node 3: {out:?}"
     );
+
+    // The router reaches the instances on every node: twelve requests in turn through it
+    // answer from instances on all three.
+    let node_of: BTreeMap<String, String> = ready
+        .iter()
+        .map(|i| {
+            (
+                hit(i)["hostname"].as_str().unwrap().to_string(),
+                i["node"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut routed_to = BTreeSet::new();
+    for _ in 0..12 {
+        let answer = client
+            .get(format!("http://127.0.0.1:{}/", server.router_port))
+            .header("Host", "web.default.localhost")
+            .send()
+            .await
+            .expect("the router answers");
+        assert_eq!(answer.status(), 200);
+        let body: Value = answer.json().await.unwrap();
+        let hostname = body["hostname"].as_str().unwrap();
+        routed_to.insert(node_of.get(hostname).cloned().unwrap_or_default());
+    }
+    assert_eq!(
+        routed_to,
+        BTreeSet::from(["rig-node-1", "rig-node-2", "rig-node-3"].map(String::from)),
+        "{node_of:?}"
+    );
+
+    // An app reaches its team's internal app by name from another node, over the team's
+    // overlay network.
+    server
+        .create_app(
+            "back",
+            1,
+            json!({"image": image, "internal": true,
+                   "strategy": {"progress_deadline_ms": 8000}}),
+        )
+        .await;
+    let back = server
+        .wait_app("back", "1 ready instance", ROLLOUT, |a| {
+            ready_instances(a).len() == 1
+        })
+        .await;
+    let back_node = ready_instances(&back)[0]["node"].clone();
+    let caller = ready
+        .iter()
+        .find(|i| i["node"] != back_node)
+        .expect("an instance of web on another node than back's");
+    let out = server.cli(&[
+        "exec",
+        "web",
+        "--instance",
+        caller["name"].as_str().unwrap(),
+        "-T",
+        "--",
+        "/berth-testapp",
+        "run",
+        "get",
+        "back:8080",
+        "/whoami",
+    ]);
+    assert!(
+        out.status.success(),
+        "web on {} → back on {back_node}: {out:?}",
+        caller["node"]
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("back's JSON");
+    assert_eq!(answer["app"], "back", "{answer}");
+
+    // A revision that fails its health check on the Swarm rolls back by itself, and the
+    // instance of revision 1 keeps serving throughout.
+    server
+        .post(
+            "/api/v1/apps/back/deploy",
+            json!({"env": {"FAIL_HEALTH": "1"}}),
+        )
+        .await;
+    let mut lowest = usize::MAX;
+    let back = loop {
+        let app = server.app("back").await;
+        let serving = ready_instances(&app)
+            .iter()
+            .filter(|i| i["revision"] == 1)
+            .count();
+        lowest = lowest.min(serving);
+        if app["rollout"]["done"] == json!(true) {
+            break app;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(back["rollout"]["phase"], "rolled_back", "{back:#}");
+    assert_eq!(back["current_revision"], 1, "{back:#}");
+    assert!(
+        lowest >= 1,
+        "revision 1 stopped serving during the failed rollout"
+    );
+    let message = back["rollout"]["message"].as_str().unwrap();
+    assert!(message.contains("HTTP 500"), "{message}");
+    let out = server.cli(&["apps", "delete", "back"]);
+    assert!(out.status.success(), "{out:?}");
     let app = server
         .wait_app(
             "web",
