@@ -572,9 +572,10 @@ pub trait Runtime: Send + Sync + 'static {
     }
 
     /// A reading of the host of `node`, a node Berth does not run on, by the node agent
-    /// there: the JSON it prints (see `berth_engine::node_agent`). `None` when this engine
-    /// has no agent on that node (a single engine's one node is the machine Berth runs on;
-    /// a Swarm node whose engine Berth does not reach has none).
+    /// there: the JSON it prints (see `berth_engine::node_agent`). `None` when there is no
+    /// reading to give: this engine keeps no agent on that node (a single engine's one node
+    /// is the machine Berth runs on; a Swarm node whose engine Berth does not reach has
+    /// none), or the agent is still being set up.
     async fn read_node(&self, _node: &str) -> EngineResult<Option<Vec<u8>>> {
         Ok(None)
     }

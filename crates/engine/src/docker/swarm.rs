@@ -206,7 +206,7 @@ impl SwarmEngine {
 
     /// Where an instance's container runs, from a recent listing of the running tasks (one
     /// call for all the instances sampled in a round); an instance that listing does not
-    /// show, or whose container has changed since, is looked up alone.
+    /// show is looked up alone.
     async fn locate_recent(&self, service: &str) -> EngineResult<(String, DockerEngine, String)> {
         match self.running_tasks().await?.remove(service) {
             Some(task) => self.place_of(service, task).await,
@@ -621,8 +621,6 @@ impl SwarmEngine {
         Ok(least_loaded(&load))
     }
 
-    /// Whether a service's tasks have all stopped, or run on a node that is down (it never
-    /// reports back), or the service is unknown.
     /// The names of the nodes the service's tasks were sent to.
     async fn task_nodes(&self, service_id: &str) -> EngineResult<Vec<String>> {
         let docker = self.manager.ready().await?;
@@ -670,6 +668,8 @@ impl SwarmEngine {
         }
     }
 
+    /// Whether a service's tasks have all stopped, or run on a node that is down (it never
+    /// reports back), or the service is unknown.
     async fn stopped(&self, service: &str) -> EngineResult<bool> {
         let docker = self.manager.ready().await?;
         let filters = HashMap::from([("service", vec![service])]);
@@ -948,7 +948,6 @@ pub fn service_spec(
     }
 }
 
-/// The task that stands for a service now: the one Swarm wants running, else the newest.
 /// The current task ([`current_task`]) of each service among `tasks`, by service id.
 fn current_tasks_by_service(tasks: &[Task]) -> HashMap<String, Task> {
     let mut by_service: HashMap<&str, Vec<&Task>> = HashMap::new();
@@ -1013,6 +1012,7 @@ impl<T: Clone> Recent<T> {
     }
 }
 
+/// The task that stands for a service now: the one Swarm wants running, else the newest.
 fn current_task(tasks: &[&Task]) -> Option<Task> {
     let created = |task: &&&Task| {
         task.created_at
