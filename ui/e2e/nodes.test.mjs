@@ -216,7 +216,7 @@ test("the engine's view of a node, and draining it", { timeout: 180_000 }, async
     for (const meter of ["node-cpu", "node-memory"]) {
       const text = worker.getByTestId(meter).getByText("not measured", { exact: true });
       await text.waitFor();
-      assert.match(await text.getAttribute("title"), /only on the machine it runs on/);
+      assert.match(await text.getAttribute("title"), /on Swarm nodes whose engine it reaches \(--node-engines\)/);
     }
     assert.equal(await worker.getByTestId("node-history").count(), 0, "no history for a node Berth does not measure");
     assert.ok(await worker.getByRole("button", { name: "Drain" }).isDisabled(), "a drained node is not drained again");
