@@ -14,8 +14,17 @@ use berth_store::{EventQuery, NodeStore, SqliteStore};
 
 const T0: i64 = 1_700_000_000_000;
 
-#[tokio::test]
-async fn a_low_node_is_marked_recorded_and_turns_unknown_when_silent() {
+/// A node monitor on the fake runtime and an in-memory store, with a clock the test moves
+/// (`now`) and a temporary data directory.
+struct Monitored {
+    store: Arc<SqliteStore>,
+    runtime: Arc<FakeRuntime>,
+    now: Arc<AtomicI64>,
+    dir: tempfile::TempDir,
+    monitor: Arc<NodeMonitor>,
+}
+
+async fn monitored(thresholds: Thresholds) -> Monitored {
     let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
     let runtime = Arc::new(FakeRuntime::new());
     let now = Arc::new(AtomicI64::new(T0));
@@ -30,15 +39,34 @@ async fn a_low_node_is_marked_recorded_and_turns_unknown_when_silent() {
         clock,
         NodeSettings {
             interval: Duration::from_secs(5),
-            // Any real file system has less than 100 % free: the data dir's disk is low.
-            thresholds: Thresholds {
-                disk_free_min_percent: 100.0,
-                ..Thresholds::default()
-            },
+            thresholds,
             data_dir: dir.path().to_path_buf(),
             event_history: 100,
         },
     );
+    Monitored {
+        store,
+        runtime,
+        now,
+        dir,
+        monitor,
+    }
+}
+
+#[tokio::test]
+async fn a_low_node_is_marked_recorded_and_turns_unknown_when_silent() {
+    // Any real file system has less than 100 % free: the data dir's disk is low.
+    let Monitored {
+        store,
+        runtime,
+        now,
+        dir,
+        monitor,
+    } = monitored(Thresholds {
+        disk_free_min_percent: 100.0,
+        ..Thresholds::default()
+    })
+    .await;
     assert!(monitor.view().nodes.is_empty(), "no node before a sample");
 
     monitor.run_once().await.unwrap();
@@ -194,29 +222,18 @@ fn remote_node(name: &str) -> EngineNode {
 
 #[tokio::test]
 async fn other_nodes_are_read_by_their_agents_and_fall_silent_when_it_fails() {
-    let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
-    let runtime = Arc::new(FakeRuntime::new());
-    let now = Arc::new(AtomicI64::new(T0));
-    let clock = {
-        let now = Arc::clone(&now);
-        Arc::new(move || now.load(Ordering::SeqCst)) as berth_core::clock::Clock
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let monitor = NodeMonitor::new(
-        store.clone(),
-        runtime.clone(),
-        clock,
-        NodeSettings {
-            interval: Duration::from_secs(5),
-            thresholds: Thresholds {
-                disk_free_min_percent: 0.0,
-                memory_free_min_percent: 10.0,
-                ..Thresholds::default()
-            },
-            data_dir: dir.path().to_path_buf(),
-            event_history: 100,
-        },
-    );
+    let Monitored {
+        store,
+        runtime,
+        now,
+        monitor,
+        ..
+    } = monitored(Thresholds {
+        disk_free_min_percent: 0.0,
+        memory_free_min_percent: 10.0,
+        ..Thresholds::default()
+    })
+    .await;
     runtime.set_remote_node(remote_node("agent"), Some(Ok(agent_report(100, 1000, 500))));
     runtime.set_remote_node(remote_node("no-agent"), None);
     runtime.set_remote_node(

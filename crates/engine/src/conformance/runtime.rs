@@ -492,6 +492,16 @@ fn files_of(archive: &[u8]) -> Vec<(String, String)> {
     files
 }
 
+/// The volume's files as the engine exports them (a tar archive).
+async fn volume_archive(engine: &dyn Runtime, name: &str) -> Vec<u8> {
+    let mut archive = Vec::new();
+    let mut chunks = engine.export_volume(name);
+    while let Some(chunk) = chunks.next().await {
+        archive.extend_from_slice(&chunk.expect("export_volume failed"));
+    }
+    archive
+}
+
 /// Volumes: made idempotently with their labels, listed (and measured) by label, filled from
 /// and read back as a tar stream, mounted into an instance, refused removal and emptying while a
 /// container mounts them, emptied (labels kept) and removed after, and removing a missing one
@@ -524,11 +534,7 @@ pub async fn check_volumes(engine: &dyn Runtime, fixture: &ConformanceFixture) {
         .import_volume(&name, body)
         .await
         .expect("import_volume failed");
-    let mut exported = Vec::new();
-    let mut chunks = engine.export_volume(&name);
-    while let Some(chunk) = chunks.next().await {
-        exported.extend_from_slice(&chunk.expect("export_volume failed"));
-    }
+    let exported = volume_archive(engine, &name).await;
     assert_eq!(
         files_of(&exported),
         [
@@ -580,11 +586,7 @@ pub async fn check_volumes(engine: &dyn Runtime, fixture: &ConformanceFixture) {
         .empty_volume(&name, &labels)
         .await
         .expect("empty_volume failed");
-    let mut exported = Vec::new();
-    let mut chunks = engine.export_volume(&name);
-    while let Some(chunk) = chunks.next().await {
-        exported.extend_from_slice(&chunk.expect("export_volume failed"));
-    }
+    let exported = volume_archive(engine, &name).await;
     assert!(
         files_of(&exported).is_empty(),
         "an emptied volume holds nothing"

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use bollard::body_try_stream;
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountBindOptions, MountType, RestartPolicy,
     RestartPolicyNameEnum,
@@ -17,7 +16,7 @@ use super::{DockerEngine, force_remove, map_err, status_of};
 use crate::node_agent::{
     AGENT_LABEL, CONTAINER_NAME, DATA_ROOT_MOUNT, MAX_OUTPUT_BYTES, NodeAgent, PROC_MOUNT,
 };
-use crate::{EngineError, EngineResult};
+use crate::{EngineError, EngineResult, ExecSpec};
 
 /// The agent's memory limit: one idle process and a short reading.
 const MEMORY_LIMIT: i64 = 64 * 1024 * 1024;
@@ -190,67 +189,38 @@ impl DockerEngine {
         Ok(())
     }
 
-    /// One reading: the agent's read command run in its container, its standard output (at
-    /// most [`MAX_OUTPUT_BYTES`]). A command that fails is an error with what it printed on
-    /// standard error.
+    /// One reading: the agent's read command run in its container, what it printed (at most
+    /// [`MAX_OUTPUT_BYTES`]). A command that fails is an error with what it printed.
     pub(crate) async fn read_with_node_agent(
         &self,
         agent: &NodeAgent,
         container: &str,
     ) -> EngineResult<Vec<u8>> {
-        let docker = self.ready().await?;
-        let created = docker
-            .create_exec(
-                container,
-                CreateExecOptions {
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(agent.read_command()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(map_err)?;
-        let started = docker
-            .start_exec(
-                &created.id,
-                Some(StartExecOptions {
-                    detach: false,
-                    tty: false,
-                    output_capacity: None,
-                }),
-            )
-            .await
-            .map_err(map_err)?;
-        let StartExecResults::Attached { mut output, .. } = started else {
-            return Err(EngineError::Other("the engine detached the exec".into()));
+        let spec = ExecSpec {
+            command: agent.read_command(),
+            tty: false,
+            size: None,
+            env: Vec::new(),
         };
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        while let Some(chunk) = output.next().await {
-            let (sink, message) = match chunk.map_err(map_err)? {
-                bollard::container::LogOutput::StdOut { message } => (&mut stdout, message),
-                bollard::container::LogOutput::StdErr { message } => (&mut stderr, message),
-                _ => continue,
-            };
-            if sink.len() + message.len() > MAX_OUTPUT_BYTES {
+        let mut session = self.start_exec(container, &spec).await?;
+        drop(session.input);
+        let mut printed = Vec::new();
+        while let Some(chunk) = session.output.next().await {
+            let chunk = chunk?;
+            if printed.len() + chunk.len() > MAX_OUTPUT_BYTES {
                 return Err(EngineError::Other(format!(
                     "the node agent printed more than {MAX_OUTPUT_BYTES} bytes"
                 )));
             }
-            sink.extend_from_slice(&message);
+            printed.extend_from_slice(&chunk);
         }
-        let exit = docker
-            .inspect_exec(&created.id)
-            .await
-            .map_err(map_err)?
-            .exit_code;
-        if exit != Some(0) {
-            return Err(EngineError::Other(format!(
+        match self.exec_exit(&session.id).await? {
+            Some(0) => Ok(printed),
+            exit => Err(EngineError::Other(format!(
                 "the node agent's reading failed (exit code {}): {}",
                 exit.map_or_else(|| "unknown".into(), |c| c.to_string()),
-                String::from_utf8_lossy(&stderr).trim()
-            )));
+                String::from_utf8_lossy(&printed).trim()
+            ))),
         }
-        Ok(stdout)
     }
 }
